@@ -1,0 +1,142 @@
+// Module entry: registers the handle classes and module functions.
+#include "addon.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <cerrno>
+
+namespace patronus {
+
+// setErrorClasses(BpfError, VerifierError, NotSupportedError): called once
+// by src/bpf/native.ts so native code constructs the JS error types.
+static Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
+  auto* data = info.Env().GetInstanceData<AddonData>();
+  auto ref = [&](size_t i, Napi::FunctionReference& r) {
+    if (info.Length() > i && info[i].IsFunction()) r = Napi::Persistent(info[i].As<Napi::Function>());
+  };
+  ref(0, data->bpfError);
+  ref(1, data->verifierError);
+  ref(2, data->notSupportedError);
+  return info.Env().Undefined();
+}
+
+// openPinned(path) -> NativeMap | NativeProgram
+static Napi::Value OpenPinned(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "pin path");
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) ThrowErrno(env, errno, "bpf_obj_get", path);
+  std::string kind = FdKind(fd);
+  if (kind == "map") return MapHandle::NewFromFd(env, fd, "");
+  if (kind == "prog") return ProgramHandle::NewFromFd(env, fd, "");
+  close(fd);
+  ThrowInvalid(env, "bpf_obj_get", path, "pinned object is a " + (kind.empty() ? "unknown object" : kind) +
+                                           ", not a map or program");
+}
+
+// unpin(path): removes a bpffs pin (the object lives on while referenced).
+static Napi::Value Unpin(const Napi::CallbackInfo& info) {
+  std::string path = ArgString(info, 0, "pin path");
+  if (unlink(path.c_str())) ThrowErrno(info.Env(), errno, "unlink", path);
+  return info.Env().Undefined();
+}
+
+static Napi::Value ProbeMapType(const Napi::CallbackInfo& info) {
+  uint32_t t = ArgU32(info, 0, "map type");
+  int r = libbpf_probe_bpf_map_type((bpf_map_type)t, nullptr);
+  if (r < 0) ThrowErrno(info.Env(), r, "libbpf_probe_bpf_map_type", "map type " + std::to_string(t));
+  return Napi::Boolean::New(info.Env(), r == 1);
+}
+
+static Napi::Value ProbeProgType(const Napi::CallbackInfo& info) {
+  uint32_t t = ArgU32(info, 0, "program type");
+  int r = libbpf_probe_bpf_prog_type((bpf_prog_type)t, nullptr);
+  if (r < 0) ThrowErrno(info.Env(), r, "libbpf_probe_bpf_prog_type", "program type " + std::to_string(t));
+  return Napi::Boolean::New(info.Env(), r == 1);
+}
+
+static Napi::Value PossibleCpus(const Napi::CallbackInfo& info) {
+  int n = libbpf_num_possible_cpus();
+  if (n < 0) ThrowErrno(info.Env(), n, "libbpf_num_possible_cpus", "");
+  return Napi::Number::New(info.Env(), n);
+}
+
+// inNetns(path, fn): runs fn synchronously with this thread switched into the
+// network namespace at path (e.g. /var/run/netns/lab), then switches back.
+// Interface indexes and netlink (XDP/tc attach) then refer to that namespace.
+// Only the calling thread moves, so async work stays where it was.
+static Napi::Value InNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "netns path");
+  if (info.Length() < 2 || !info[1].IsFunction()) throw Napi::TypeError::New(env, "callback required");
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) ThrowErrno(env, errno, "open", "/proc/thread-self/ns/net");
+  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int e = errno;
+    close(self);
+    ThrowErrno(env, e, "open", "netns " + path);
+  }
+  if (setns(target, CLONE_NEWNET)) {
+    int e = errno;
+    close(self);
+    close(target);
+    ThrowErrno(env, e, "setns", "netns " + path);
+  }
+  close(target);
+  Napi::Value result;
+  std::optional<Napi::Error> error;
+  try {
+    result = info[1].As<Napi::Function>().Call({});
+  } catch (const Napi::Error& e) {
+    error = e;
+  }
+  if (setns(self, CLONE_NEWNET)) {
+    // Cannot return to the original namespace: continuing would act on the
+    // wrong interfaces, so stop the process loudly.
+    fprintf(stderr, "patronus: setns back to the original network namespace failed: %s\n", strerror(errno));
+    abort();
+  }
+  close(self);
+  if (error) throw *error;
+  return result;
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+  InstallLibbpfPrint();
+
+  Napi::Function obj = ObjectHandle::Init(env);
+  Napi::Function map = MapHandle::Init(env);
+  Napi::Function prog = ProgramHandle::Init(env);
+  data->mapCtor = Napi::Persistent(map);
+  data->programCtor = Napi::Persistent(prog);
+
+  exports.Set("NativeObject", obj);
+  exports.Set("NativeMap", map);
+  exports.Set("NativeProgram", prog);
+  exports.Set("setErrorClasses", Napi::Function::New(env, SetErrorClasses));
+  exports.Set("openPinned", Napi::Function::New(env, OpenPinned));
+  exports.Set("unpin", Napi::Function::New(env, Unpin));
+  exports.Set("detachXdp", Napi::Function::New(env, DetachXdp));
+  exports.Set("queryXdp", Napi::Function::New(env, QueryXdp));
+  exports.Set("detachTc", Napi::Function::New(env, DetachTc));
+  exports.Set("queryTc", Napi::Function::New(env, QueryTc));
+  exports.Set("destroyTcHook", Napi::Function::New(env, DestroyTcHook));
+  exports.Set("probeMapType", Napi::Function::New(env, ProbeMapType));
+  exports.Set("probeProgType", Napi::Function::New(env, ProbeProgType));
+  exports.Set("inNetns", Napi::Function::New(env, InNetns));
+  exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus));
+  return exports;
+}
+
+}  // namespace patronus
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return patronus::Init(env, exports); }
+
+NODE_API_MODULE(patronus_bpf, InitAddon)

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine of the project's kind, as root:
+# system packages, npm dependencies, vmlinux.h, BPF objects, native addon,
+# TypeScript. Safe to run again; each step skips what is already done.
+#   PATRONUS_SKIP_APT=1  skip apt (packages known present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# Build and test needs; daemons the gateway services drive (tests skip with a
+# reason where one is missing, but CI installs them all).
+APT_PACKAGES=(
+  clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++
+  nftables iproute2 ethtool iputils-ping iperf3 conntrack tcpdump procps util-linux kmod
+  unbound dnsutils frr keepalived strongswan strongswan-swanctl charon-systemd libcharon-extra-plugins
+  openvpn wireguard-tools wireguard-go kea-dhcp4-server isc-dhcp-client
+  geoip-database libmaxmind-db-writer-perl
+)
+
+if [[ "${PATRONUS_SKIP_APT:-0}" != 1 ]]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts some daemons on install; Patronus supervises its own
+    # instances, so stop the packaged ones where an init system started them.
+    for svc in unbound frr keepalived openvpn strongswan-starter kea-dhcp4-server ipsec; do
+      (command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1 && systemctl disable --now "$svc" >/dev/null 2>&1) || true
+    done
+  else
+    log "system packages present"
+  fi
+fi
+
+# bpffs: needed for pinned maps; mounted by systemd normally, not in every VM.
+if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
+  log "mount bpffs at /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+log "BPF objects (vmlinux.h from /sys/kernel/btf/vmlinux)"
+make -s -C bpf
+
+log "native addon (cmake-js, Node-API 9, system libbpf)"
+if [[ ! -f native/build/Release/patronus_bpf.node ]] || [[ -n "$(find native/src native/CMakeLists.txt -newer native/build/Release/patronus_bpf.node -print -quit)" ]]; then
+  npx --no-install cmake-js compile --directory native --out native/build -- -DNAPI_VERSION=9 >/dev/null
+fi
+
+log "bench tools"
+make -s -C bench/trafficgen 2>/dev/null || true
+
+log "TypeScript"
+npx --no-install tsc -p tsconfig.json
+echo "setup done"

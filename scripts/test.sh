@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: set-up (idempotent), then node's test runner over
+# every compiled *.test.js. Unit tests need nothing; BPF and integration tests
+# need root (they create and remove their own network namespaces).
+#   scripts/test.sh [unit|bpf|integration|FILTER...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export NODE_OPTIONS="--enable-source-maps"
+if (($#)); then
+  mapfile -t files < <(for f in "$@"; do find dist/test -name '*.test.js' -path "*$f*"; done | sort -u)
+else
+  mapfile -t files < <(find dist/test -name '*.test.js' | sort)
+fi
+((${#files[@]})) || { echo "no test files matched: $*" >&2; exit 1; }
+# clean namespaces a crashed earlier run may have left (names pt-*)
+node -e "import('./dist/test/lib/netns.js').then(m => m.sweepStaleNamespaces())"
+exec node --test --test-reporter=spec --test-concurrency=2 --test-timeout=600000 "${files[@]}"

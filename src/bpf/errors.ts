@@ -1,0 +1,52 @@
+/**
+ * The one error type of the BPF boundary. Native code constructs these
+ * (the classes are handed to the addon once, in native.ts), so every failed
+ * syscall arrives with errno, its code name, the operation and the object.
+ */
+export interface BpfErrorProps {
+  errno: number;
+  code: string;
+  operation: string;
+  object: string;
+  log?: string;
+}
+
+export class BpfError extends Error {
+  readonly errno: number;
+  readonly code: string;
+  readonly operation: string;
+  readonly object: string;
+
+  constructor(message: string, props: BpfErrorProps) {
+    super(message);
+    this.name = 'BpfError';
+    this.errno = props.errno;
+    this.code = props.code;
+    this.operation = props.operation;
+    this.object = props.object;
+  }
+}
+
+/** The kernel verifier rejected a program; `log` holds its output. */
+export class VerifierError extends BpfError {
+  readonly log: string;
+
+  constructor(message: string, props: BpfErrorProps) {
+    super(message, props);
+    this.name = 'VerifierError';
+    this.log = props.log ?? '';
+  }
+
+  /** The last lines of the log, where the verifier says why it refused. */
+  tail(lines = 10): string {
+    return this.log.trimEnd().split('\n').slice(-lines).join('\n');
+  }
+}
+
+/** The running kernel lacks a feature (from probes or EOPNOTSUPP). */
+export class NotSupportedError extends BpfError {
+  constructor(message: string, props: BpfErrorProps) {
+    super(message, props);
+    this.name = 'NotSupportedError';
+  }
+}

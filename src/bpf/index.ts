@@ -1,0 +1,19 @@
+export { BpfError, VerifierError, NotSupportedError } from './errors.js';
+export { BpfObject, bpfObjectPath } from './object.js';
+export { BpfMap, PerCpuMap, openPinnedMap, sumPerCpu, BPF_ANY, BPF_EXIST, BPF_NOEXIST } from './map.js';
+export {
+  BpfProgram,
+  queryXdp,
+  detachXdp,
+  detachTc,
+  queryTc,
+  destroyTcHook,
+  unpin,
+  inNetns,
+  XDP,
+  TC_ACT,
+  BPF_F_TEST_XDP_LIVE_FRAMES,
+} from './program.js';
+export type { XdpMode, XdpModeRequest, TcDirection } from './program.js';
+export * as codecs from './codecs.js';
+export * as probes from './probes.js';

@@ -1,0 +1,238 @@
+/**
+ * Typed map handles. A BpfMap owns one file descriptor; close() is
+ * idempotent and `using` works (Symbol.dispose). Per-CPU maps return one
+ * value per possible CPU; `sum` folds them.
+ */
+import { native } from './addon.js';
+import type { NativeMap, NativeMapInfo } from './native.js';
+import type { Codec } from './codecs.js';
+import { BpfError } from './errors.js';
+
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+export const BPF_EXIST = 2;
+
+export class BpfMap<K, V> implements Disposable {
+  readonly name: string;
+
+  constructor(
+    protected readonly handle: NativeMap,
+    readonly keyCodec: Codec<K>,
+    readonly valueCodec: Codec<V>,
+  ) {
+    this.name = handle.info.name;
+    const info = handle.info;
+    if (keyCodec.size !== info.keySize) {
+      throw new RangeError(`map ${this.name}: key codec is ${keyCodec.size} bytes, map key is ${info.keySize}`);
+    }
+    if (valueCodec.size > info.valueSize) {
+      throw new RangeError(`map ${this.name}: value codec is ${valueCodec.size} bytes, map value is ${info.valueSize}`);
+    }
+  }
+
+  /** Opens a map pinned on bpffs. */
+  static openPinned<K, V>(path: string, key: Codec<K>, value: Codec<V>): BpfMap<K, V> {
+    return new BpfMap(openPinnedMap(path), key, value);
+  }
+
+  get info(): NativeMapInfo {
+    return this.handle.info;
+  }
+
+  get fd(): number {
+    return this.handle.fd;
+  }
+
+  get closed(): boolean {
+    return this.handle.closed;
+  }
+
+  /** The addon handle, for passing to another object (reuseMapFd). */
+  get nativeHandle(): NativeMap {
+    return this.handle;
+  }
+
+  protected encodeValue(v: V): Buffer {
+    const buf = Buffer.alloc(this.handle.info.valueBytes);
+    this.valueCodec.encode(v, buf, 0);
+    return buf;
+  }
+
+  get(key: K): V | undefined {
+    const raw = this.handle.lookup(this.keyCodec.encode(key));
+    return raw ? this.valueCodec.decode(raw) : undefined;
+  }
+
+  set(key: K, value: V, flags = BPF_ANY): void {
+    this.handle.update(this.keyCodec.encode(key), this.encodeValue(value), flags);
+  }
+
+  /** Raw update for callers that already hold encoded bytes (e.g. tests of size checks). */
+  setRaw(key: Buffer, value: Buffer, flags = BPF_ANY): void {
+    this.handle.update(key, value, flags);
+  }
+
+  delete(key: K): boolean {
+    return this.handle.delete(this.keyCodec.encode(key));
+  }
+
+  *keys(): Generator<K> {
+    let cur: Buffer | null = null;
+    for (;;) {
+      const next: Buffer | null = this.handle.nextKey(cur);
+      if (!next) return;
+      yield this.keyCodec.decode(next);
+      cur = next;
+    }
+  }
+
+  /** All entries; batch lookup where the map type has it, else iteration. */
+  async entries(): Promise<[K, V][]> {
+    try {
+      const b = await this.handle.lookupBatch();
+      const out: [K, V][] = [];
+      const ks = this.handle.info.keySize;
+      const vs = this.handle.info.valueBytes;
+      for (let i = 0; i < b.count; i++) {
+        out.push([this.keyCodec.decode(b.keys, i * ks), this.valueCodec.decode(b.values, i * vs)]);
+      }
+      return out;
+    } catch (e) {
+      if (!isBatchUnsupported(e)) throw e;
+      const out: [K, V][] = [];
+      for (const k of this.keys()) {
+        const v = this.get(k);
+        if (v !== undefined) out.push([k, v]);
+      }
+      return out;
+    }
+  }
+
+  /** Writes many entries: one batch syscall where supported, else one by one. */
+  async setMany(entries: readonly (readonly [K, V])[], flags = BPF_ANY): Promise<number> {
+    if (entries.length === 0) return 0;
+    const ks = this.handle.info.keySize;
+    const vs = this.handle.info.valueBytes;
+    const keys = Buffer.alloc(ks * entries.length);
+    const values = Buffer.alloc(vs * entries.length);
+    entries.forEach(([k, v], i) => {
+      this.keyCodec.encode(k, keys, i * ks);
+      this.valueCodec.encode(v, values, i * vs);
+    });
+    try {
+      return await this.handle.updateBatch(keys, values, flags);
+    } catch (e) {
+      if (!isBatchUnsupported(e)) throw e;
+      for (let i = 0; i < entries.length; i++) {
+        this.handle.update(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs), flags);
+      }
+      return entries.length;
+    }
+  }
+
+  /** Deletes many keys; missing keys are an error in batch mode (ENOENT). */
+  async deleteMany(keys: readonly K[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    const ks = this.handle.info.keySize;
+    const buf = Buffer.alloc(ks * keys.length);
+    keys.forEach((k, i) => this.keyCodec.encode(k, buf, i * ks));
+    try {
+      return await this.handle.deleteBatch(buf);
+    } catch (e) {
+      if (!isBatchUnsupported(e)) throw e;
+      let n = 0;
+      for (let i = 0; i < keys.length; i++) if (this.handle.delete(buf.subarray(i * ks, (i + 1) * ks))) n++;
+      return n;
+    }
+  }
+
+  /** Removes every entry (hash and trie maps; arrays cannot delete). */
+  async clear(): Promise<number> {
+    const all = [...this.keys()];
+    return this.deleteMany(all);
+  }
+
+  pin(path: string): void {
+    this.handle.pin(path);
+  }
+
+  close(): void {
+    this.handle.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** A per-CPU map: values are arrays with one element per possible CPU. */
+export class PerCpuMap<K, V> extends BpfMap<K, V[]> {
+  private readonly stride: number;
+  private readonly cpus: number;
+
+  constructor(handle: NativeMap, keyCodec: Codec<K>, readonly elementCodec: Codec<V>) {
+    const info = handle.info;
+    if (!info.perCpu) throw new RangeError(`map ${info.name} is ${info.type}, not a per-CPU map`);
+    const stride = Math.ceil(info.valueSize / 8) * 8;
+    const cpus = info.possibleCpus;
+    const arrayCodec: Codec<V[]> = {
+      size: info.valueSize,
+      align: 8,
+      encode(values, into = Buffer.alloc(stride * cpus), o = 0) {
+        if (values.length !== cpus) throw new RangeError(`map ${info.name}: need ${cpus} per-CPU values, got ${values.length}`);
+        values.forEach((v, i) => elementCodec.encode(v, into, o + i * stride));
+        return into;
+      },
+      decode(b, o = 0) {
+        const out: V[] = [];
+        for (let i = 0; i < cpus; i++) out.push(elementCodec.decode(b, o + i * stride));
+        return out;
+      },
+    };
+    super(handle, keyCodec, arrayCodec);
+    this.stride = stride;
+    this.cpus = cpus;
+  }
+
+  static openPinnedPerCpu<K, V>(path: string, key: Codec<K>, value: Codec<V>): PerCpuMap<K, V> {
+    return new PerCpuMap(openPinnedMap(path), key, value);
+  }
+
+  get possibleCpus(): number {
+    return this.cpus;
+  }
+
+  get valueStride(): number {
+    return this.stride;
+  }
+
+  /** The same value on every CPU (e.g. zeroing counters). */
+  setAll(key: K, value: V): void {
+    this.set(key, Array.from({ length: this.cpus }, () => value));
+  }
+}
+
+export function openPinnedMap(path: string): NativeMap {
+  const h = native.openPinned(path);
+  if (!(h instanceof native.NativeMap)) {
+    h.close();
+    throw new BpfError(`bpf_obj_get ${path}: pinned object is a program, not a map`, {
+      errno: 22,
+      code: 'EINVAL',
+      operation: 'bpf_obj_get',
+      object: path,
+    });
+  }
+  return h;
+}
+
+function isBatchUnsupported(e: unknown): boolean {
+  return e instanceof BpfError && ['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'ENOTSUPP', 'E524'].includes(e.code);
+}
+
+/** Sums numeric fields of per-CPU values: [{packets, bytes}, ...] -> {packets, bytes}. */
+export function sumPerCpu<T extends Record<string, bigint>>(values: readonly T[]): T {
+  const out: Record<string, bigint> = {};
+  for (const v of values) for (const [k, n] of Object.entries(v)) out[k] = (out[k] ?? 0n) + n;
+  return out as T;
+}

@@ -1,0 +1,125 @@
+/**
+ * Program handles and attachments. Attachment uses netlink (XDP) and tc
+ * filters (clsact), which persist without a holder: that is what lets the
+ * data plane keep running while the control plane restarts.
+ */
+import { native } from './addon.js';
+import type { NativeProgram, NativeProgramInfo, NativeTestRunOptions, NativeTestRunResult, NativeXdpQuery, XdpMode } from './native.js';
+import { BpfError } from './errors.js';
+
+export type { XdpMode };
+export type XdpModeRequest = XdpMode | 'auto';
+export type TcDirection = 'ingress' | 'egress';
+
+/** XDP return codes. */
+export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
+/** tc return codes used here. */
+export const TC_ACT = { OK: 0, SHOT: 2 } as const;
+/** bpf_prog_test_run flag: send frames for real (traffic generation). */
+export const BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1;
+
+export class BpfProgram implements Disposable {
+  constructor(readonly handle: NativeProgram) {}
+
+  static openPinned(path: string): BpfProgram {
+    const h = native.openPinned(path);
+    if (!(h instanceof native.NativeProgram)) {
+      h.close();
+      throw new BpfError(`bpf_obj_get ${path}: pinned object is a map, not a program`, {
+        errno: 22,
+        code: 'EINVAL',
+        operation: 'bpf_obj_get',
+        object: path,
+      });
+    }
+    return new BpfProgram(h);
+  }
+
+  get info(): NativeProgramInfo {
+    return this.handle.info;
+  }
+
+  get name(): string {
+    return this.handle.info.name;
+  }
+
+  get closed(): boolean {
+    return this.handle.closed;
+  }
+
+  /**
+   * Attaches as the XDP program of an interface. mode 'auto' tries native
+   * first and falls back to generic; the mode in use is returned.
+   * replace: swap out whatever is attached (otherwise EBUSY when occupied);
+   * expected: swap atomically only if that program is the one attached.
+   */
+  attachXdp(ifindex: number, opts: { mode?: XdpModeRequest; replace?: boolean; expected?: BpfProgram } = {}): XdpMode {
+    const mode = opts.mode ?? 'auto';
+    const base = {
+      ...(opts.replace !== undefined ? { replace: opts.replace } : {}),
+      ...(opts.expected ? { expected: opts.expected.handle } : {}),
+    };
+    if (mode !== 'auto') return this.handle.attachXdp(ifindex, { mode, ...base });
+    try {
+      return this.handle.attachXdp(ifindex, { mode: 'native', ...base });
+    } catch (e) {
+      if (!(e instanceof BpfError) || !['EOPNOTSUPP', 'EINVAL', 'ENOTSUP'].includes(e.code)) throw e;
+      return this.handle.attachXdp(ifindex, { mode: 'generic', ...base });
+    }
+  }
+
+  attachTc(ifindex: number, direction: TcDirection, opts: { priority?: number; handle?: number; replace?: boolean } = {}) {
+    return this.handle.attachTc(ifindex, direction, opts);
+  }
+
+  async testRun(opts: NativeTestRunOptions): Promise<NativeTestRunResult> {
+    return this.handle.testRun(opts);
+  }
+
+  pin(path: string): void {
+    this.handle.pin(path);
+  }
+
+  close(): void {
+    this.handle.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export function queryXdp(ifindex: number): NativeXdpQuery {
+  return native.queryXdp(ifindex);
+}
+
+/** Detaches the XDP program in the given mode; with `expected`, only if it is still that one. */
+export function detachXdp(ifindex: number, mode: XdpMode, expected?: BpfProgram): void {
+  native.detachXdp(ifindex, mode, expected?.handle);
+}
+
+export function detachTc(ifindex: number, direction: TcDirection, priority = 1, handle = 1): void {
+  native.detachTc(ifindex, direction, priority, handle);
+}
+
+export function queryTc(ifindex: number, direction: TcDirection, priority = 1, handle = 1): number | null {
+  return native.queryTc(ifindex, direction, priority, handle);
+}
+
+export function destroyTcHook(ifindex: number): void {
+  native.destroyTcHook(ifindex);
+}
+
+export function unpin(path: string): void {
+  native.unpin(path);
+}
+
+/**
+ * Runs fn with this thread inside a named network namespace
+ * (/var/run/netns/NAME), so ifindexes and XDP/tc attachment refer to it.
+ * fn must be synchronous.
+ */
+export function inNetns<T>(name: string, fn: () => T): T {
+  const p = name.includes('/') ? name : `/var/run/netns/${name}`;
+  return native.inNetns(p, fn);
+}

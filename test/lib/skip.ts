@@ -1,0 +1,25 @@
+/**
+ * Probes that decide whether a test can run here. A test that cannot run
+ * prints why, through node:test's skip reason.
+ */
+import { execaSync } from 'execa';
+import { existsSync } from 'node:fs';
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+export function hasCommand(cmd: string): boolean {
+  return execaSync('sh', ['-c', 'command -v "$1"', 'sh', cmd], { reject: false }).exitCode === 0;
+}
+
+/** undefined when everything is there; otherwise the reason to skip. */
+export function missing(...needs: ({ cmd: string } | { file: string } | 'root' | 'netns')[]): string | undefined {
+  for (const n of needs) {
+    if (n === 'root' && !isRoot()) return 'needs root';
+    if (n === 'netns' && (!isRoot() || !hasCommand('ip'))) return 'needs root and iproute2 for network namespaces';
+    if (typeof n === 'object' && 'cmd' in n && !hasCommand(n.cmd)) return `needs ${n.cmd} (not installed)`;
+    if (typeof n === 'object' && 'file' in n && !existsSync(n.file)) return `needs ${n.file}`;
+  }
+  return undefined;
+}

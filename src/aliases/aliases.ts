@@ -1,0 +1,176 @@
+/**
+ * Aliases: named sets of networks, ports or countries (pfSense/OPNsense
+ * style). Entries are literals or names of other aliases of the same type
+ * (a network alias may also include country aliases); files add one entry a
+ * line (`#` comments), like pfSense URL tables. Resolution is pure given a
+ * file reader; unknown names, cycles and bad entries become path-qualified
+ * issues, all reported together.
+ */
+import { z } from 'zod';
+import { parsePrefix, formatPrefix, type Prefix } from '../bpf/codecs.js';
+import type { Issue, IssuePath } from '../config/issues.js';
+
+export const ALIAS_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+export const aliasSchema = z
+  .object({
+    name: z.string().regex(ALIAS_NAME, 'must start with a letter or _ and hold only letters, digits and _ (max 63)'),
+    type: z.enum(['network', 'port', 'country']),
+    entries: z.array(z.string().min(1)).default([]).describe('literals (prefix, address, port, port range, ISO country code) or names of other aliases'),
+    files: z.array(z.string().min(1)).default([]).describe('files with one entry a line; # starts a comment'),
+    description: z.string().max(200).optional(),
+  })
+  .strict();
+
+export const aliasesSchema = z.array(aliasSchema).default([]);
+
+export type AliasConfig = z.infer<typeof aliasSchema>;
+
+export interface PortRange {
+  from: number;
+  to: number;
+}
+
+export interface ResolvedAlias {
+  name: string;
+  type: AliasConfig['type'];
+  prefixes: Prefix[];
+  ports: PortRange[];
+  /** ISO 3166 alpha-2 codes, upper case (country aliases, and network aliases that include them) */
+  countries: string[];
+}
+
+export type AliasTable = Map<string, ResolvedAlias>;
+
+export type FileReader = (path: string) => string;
+
+export function parsePortRange(text: string): PortRange {
+  const m = /^(\d{1,5})(?:[-:](\d{1,5}))?$/.exec(text.trim());
+  if (!m) throw new RangeError(`"${text}" is not a port or port range (e.g. 443 or 8000-8100)`);
+  const from = Number(m[1]);
+  const to = m[2] === undefined ? from : Number(m[2]);
+  if (from > 65535 || to > 65535) throw new RangeError(`"${text}": ports are 0-65535`);
+  if (to < from) throw new RangeError(`"${text}": range end is below its start`);
+  return { from, to };
+}
+
+export function parseCountry(text: string): string {
+  const c = text.trim().toUpperCase();
+  if (!/^[A-Z]{2}$/.test(c)) throw new RangeError(`"${text}" is not an ISO 3166 two-letter country code`);
+  return c;
+}
+
+/**
+ * Resolves every alias. Returns the table and the issues; an alias with
+ * issues is still present (possibly partial) so later checks can go on.
+ */
+export function resolveAliases(aliases: readonly AliasConfig[], readFile: FileReader, base: IssuePath = ['aliases']): { table: AliasTable; issues: Issue[] } {
+  const issues: Issue[] = [];
+  const byName = new Map<string, { cfg: AliasConfig; index: number }>();
+  aliases.forEach((cfg, index) => {
+    if (byName.has(cfg.name)) issues.push({ path: [...base, index, 'name'], message: `alias "${cfg.name}" is defined twice` });
+    else byName.set(cfg.name, { cfg, index });
+  });
+
+  const table: AliasTable = new Map();
+  const visiting: string[] = [];
+
+  const resolve = (name: string): ResolvedAlias | undefined => {
+    const done = table.get(name);
+    if (done) return done;
+    const entry = byName.get(name);
+    if (!entry) return undefined;
+    const { cfg, index } = entry;
+    const out: ResolvedAlias = { name, type: cfg.type, prefixes: [], ports: [], countries: [] };
+    visiting.push(name);
+
+    const lines: { text: string; path: IssuePath }[] = cfg.entries.map((text, j) => ({ text, path: [...base, index, 'entries', j] }));
+    cfg.files.forEach((file, j) => {
+      let content: string;
+      try {
+        content = readFile(file);
+      } catch (e) {
+        issues.push({ path: [...base, index, 'files', j], message: `cannot read "${file}": ${(e as Error).message}` });
+        return;
+      }
+      content.split('\n').forEach((raw, lineNo) => {
+        const text = raw.replace(/#.*/, '').trim();
+        if (text) lines.push({ text, path: [...base, index, 'files', j, `line ${lineNo + 1}`] });
+      });
+    });
+
+    for (const { text, path } of lines) {
+      if (ALIAS_NAME.test(text) && !(cfg.type === 'country' && /^[A-Za-z]{2}$/.test(text) && !byName.has(text))) {
+        // a reference to another alias
+        if (visiting.includes(text)) {
+          issues.push({ path, message: `alias cycle: ${[...visiting.slice(visiting.indexOf(text)), text].join(' -> ')}` });
+          continue;
+        }
+        if (!byName.has(text)) {
+          issues.push({ path, message: `unknown alias "${text}"` });
+          continue;
+        }
+        const inner = resolve(text)!;
+        const compatible = inner.type === cfg.type || (cfg.type === 'network' && inner.type === 'country');
+        if (!compatible) {
+          issues.push({ path, message: `alias "${text}" is a ${inner.type} alias; a ${cfg.type} alias cannot include it` });
+          continue;
+        }
+        out.prefixes.push(...inner.prefixes);
+        out.ports.push(...inner.ports);
+        out.countries.push(...inner.countries);
+        continue;
+      }
+      try {
+        if (cfg.type === 'network') out.prefixes.push(parsePrefix(text));
+        else if (cfg.type === 'port') out.ports.push(parsePortRange(text));
+        else out.countries.push(parseCountry(text));
+      } catch (e) {
+        issues.push({ path, message: (e as Error).message });
+      }
+    }
+    visiting.pop();
+    out.prefixes = dedupePrefixes(out.prefixes);
+    out.countries = [...new Set(out.countries)].sort();
+    table.set(name, out);
+    return out;
+  };
+
+  for (const name of byName.keys()) resolve(name);
+  return { table, issues };
+}
+
+function dedupePrefixes(list: Prefix[]): Prefix[] {
+  const seen = new Map<string, Prefix>();
+  for (const p of list) seen.set(formatPrefix(p), p);
+  return [...seen.values()];
+}
+
+/** What a rule field names: literal prefixes/ports/countries or an alias. */
+export type NetworkRef = { prefixes: Prefix[]; countries: string[] };
+
+/**
+ * Resolves a rule's network field: a prefix/address literal, or an alias
+ * name (network or country). Throws RangeError with a readable message.
+ */
+export function resolveNetworkRef(ref: string, table: AliasTable): NetworkRef {
+  const alias = table.get(ref);
+  if (alias) {
+    if (alias.type === 'port') throw new RangeError(`alias "${ref}" is a port alias, not a network`);
+    return { prefixes: alias.prefixes, countries: alias.countries };
+  }
+  if (ALIAS_NAME.test(ref) && !/^[0-9a-fA-F:]+$/.test(ref)) throw new RangeError(`unknown alias "${ref}"`);
+  return { prefixes: [parsePrefix(ref)], countries: [] };
+}
+
+/** Resolves a rule's port field: "443", "8000-8100" or a port alias name. */
+export function resolvePortRef(ref: string | number, table: AliasTable): PortRange[] {
+  if (typeof ref === 'number') return [parsePortRange(String(ref))];
+  const alias = table.get(ref);
+  if (alias) {
+    if (alias.type !== 'port') throw new RangeError(`alias "${ref}" is a ${alias.type} alias, not a port alias`);
+    return alias.ports;
+  }
+  if (ALIAS_NAME.test(ref)) throw new RangeError(`unknown alias "${ref}"`);
+  return [parsePortRange(ref)];
+}

@@ -1,0 +1,58 @@
+/**
+ * The shape every part of Patronus that changes the system has (fast path,
+ * nftables, routing, each daemon). The engine (src/apply/engine.ts) drives
+ * them in one transaction:
+ *
+ *   validate every subsystem  ->  apply each in order  ->  commit
+ *                                   | any step fails
+ *                                   v
+ *        re-apply the last committed revision to every subsystem already
+ *        touched (reverse order), then report which step failed.
+ *
+ * So apply() must converge the system to `desired` from whatever state it is
+ * in (idempotent), which is also what makes start-up reconciliation and
+ * rollback the same operation.
+ */
+import type { Host } from '../system/host.js';
+import type { Issue } from '../config/issues.js';
+import type { Config } from '../config/document.js';
+import type { AliasTable } from '../aliases/aliases.js';
+
+export interface CompileContext {
+  /** the validated document */
+  config: Config;
+  /** every alias resolved */
+  aliases: AliasTable;
+  /** reads files named by the config (alias tables, GeoIP databases) */
+  readFile(path: string): string;
+}
+
+export interface Change {
+  action: 'add' | 'remove' | 'change' | 'reload' | 'restart' | 'start' | 'stop';
+  /** what it acts on, e.g. "map src_v4 entry 10.0.0.0/8", "table inet patronus", "unbound" */
+  object: string;
+  detail?: string;
+}
+
+export interface Subsystem<Desired = unknown> {
+  /** short name: "fastpath", "nftables", "unbound", ... (also the metrics label) */
+  readonly name: string;
+  /**
+   * Pure: the validated config -> this subsystem's desired state. Config
+   * problems found here are returned as issues with document paths.
+   */
+  compile(ctx: CompileContext): { desired: Desired; issues: Issue[] };
+  /**
+   * Checks that need the machine but change nothing: kernel feature probes,
+   * the daemon's own config checker on rendered files in a scratch dir.
+   */
+  validate?(desired: Desired, host: Host): Promise<Issue[]>;
+  /** What apply() would change, read against the running system. */
+  plan(desired: Desired, host: Host): Promise<Change[]>;
+  /** Converge the running system to `desired`. Idempotent. Throws on failure. */
+  apply(desired: Desired, host: Host): Promise<void>;
+  /** Stop and remove everything this subsystem made (used by teardown and tests). */
+  teardown?(host: Host): Promise<void>;
+  /** Operator-facing status (daemon up/down, attached programs, ...). */
+  status?(host: Host): Promise<unknown>;
+}

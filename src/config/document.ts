@@ -1,0 +1,64 @@
+/**
+ * The one declarative document. Each section's schema lives with its domain
+ * (src/<domain>/schema.ts); this file only assembles them and runs the
+ * checks that cross sections (alias references, interface names).
+ */
+import { z } from 'zod';
+import { interfacesSchema } from '../interfaces/schema.js';
+import { aliasesSchema, resolveAliases, type AliasTable, type FileReader } from '../aliases/aliases.js';
+import { fastpathSchema } from '../fastpath/schema.js';
+import { firewallSchema } from '../nft/schema.js';
+import { gatewaysSchema } from '../multiwan/schema.js';
+import { wireguardSchema } from '../services/wireguard/schema.js';
+import { openvpnSchema } from '../services/openvpn/schema.js';
+import { ipsecSchema } from '../services/ipsec/schema.js';
+import { unboundSchema } from '../services/unbound/schema.js';
+import { keaSchema } from '../services/kea/schema.js';
+import { frrSchema } from '../services/frr/schema.js';
+import { keepalivedSchema } from '../services/keepalived/schema.js';
+import { qosSchema } from '../services/qos/schema.js';
+import { idsSchema } from '../services/ids/schema.js';
+import { apiSchema } from '../api/schema.js';
+import { fromZod, type Issue } from './issues.js';
+
+export const documentSchema = z
+  .object({
+    version: z.literal(1).default(1).describe('document format version'),
+    interfaces: interfacesSchema.describe('interfaces Patronus manages'),
+    aliases: aliasesSchema.describe('named sets of networks, ports and countries'),
+    fastpath: fastpathSchema.describe('stateless XDP/tc filtering'),
+    firewall: firewallSchema.describe('stateful filtering and NAT (nftables)'),
+    gateways: gatewaysSchema.describe('multi-WAN gateways, groups and policy routing'),
+    wireguard: wireguardSchema.describe('WireGuard interfaces and peers'),
+    openvpn: openvpnSchema.describe('OpenVPN servers and clients'),
+    ipsec: ipsecSchema.describe('IPsec (strongSwan) connections'),
+    dns: unboundSchema.describe('DNS resolver (Unbound)'),
+    dhcp: keaSchema.describe('DHCPv4 server (Kea)'),
+    routing: frrSchema.describe('dynamic routing (FRR)'),
+    ha: keepalivedSchema.describe('high availability (keepalived VRRP)'),
+    qos: qosSchema.describe('traffic shaping (tc)'),
+    ids: idsSchema.describe('intrusion detection (Suricata)'),
+    api: apiSchema.describe('REST API and metrics endpoint'),
+  })
+  .strict();
+
+export type Config = z.infer<typeof documentSchema>;
+export type ConfigInput = z.input<typeof documentSchema>;
+
+export interface Validated {
+  config: Config;
+  aliases: AliasTable;
+}
+
+/**
+ * Validates a parsed document: schema, then alias resolution. Returns every
+ * issue found; `validated` is set only when there are none.
+ */
+export function validateDocument(input: unknown, readFile: FileReader): { validated?: Validated; issues: Issue[] } {
+  const parsed = documentSchema.safeParse(input ?? {});
+  if (!parsed.success) return { issues: fromZod(parsed.error) };
+  const config = parsed.data;
+  const { table, issues } = resolveAliases(config.aliases, readFile);
+  if (issues.length) return { issues };
+  return { validated: { config, aliases: table }, issues: [] };
+}

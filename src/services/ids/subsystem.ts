@@ -1,0 +1,3 @@
+import { emptySubsystem } from '../../apply/empty.js';
+
+export const idsSubsystem = emptySubsystem('ids');

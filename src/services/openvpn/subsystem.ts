@@ -1,0 +1,3 @@
+import { emptySubsystem } from '../../apply/empty.js';
+
+export const openvpnSubsystem = emptySubsystem('openvpn');

@@ -18,7 +18,18 @@ import type { Issue } from '../config/issues.js';
 import type { Config } from '../config/document.js';
 import type { AliasTable } from '../aliases/aliases.js';
 
+/** A port an enabled service listens on; the firewall opens exactly these. */
+export interface ServiceOpening {
+  service: string;
+  proto: 'tcp' | 'udp' | 'esp' | 'vrrp' | 'ospf' | 'icmp';
+  port?: number;
+  /** interfaces it must be reachable on; empty = every managed interface */
+  interfaces: string[];
+}
+
 export interface CompileContext {
+  /** every opening all subsystems declared (see Subsystem.openings), for the nftables compiler */
+  openings: ServiceOpening[];
   /** the validated document */
   config: Config;
   /** every alias resolved */
@@ -51,6 +62,8 @@ export interface Subsystem<Desired = unknown> {
   plan(desired: Desired, host: Host): Promise<Change[]>;
   /** Converge the running system to `desired`. Idempotent. Throws on failure. */
   apply(desired: Desired, host: Host): Promise<void>;
+  /** Pure: the ports this subsystem's enabled services need open. */
+  openings?(config: Config): ServiceOpening[];
   /** Stop and remove everything this subsystem made (used by teardown and tests). */
   teardown?(host: Host): Promise<void>;
   /** Operator-facing status (daemon up/down, attached programs, ...). */

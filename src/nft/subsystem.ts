@@ -89,6 +89,12 @@ export const nftSubsystem: Subsystem<NftDesired> & {
     return { table: `${NFT_FAMILY} ${NFT_TABLE}`, present: true, rules: counters.reduce((n, c) => n + c.rules.length, 0), counters };
   },
 
+  /** Per configuration object: rule = "<kind>:<name>" (e.g. "rule:allow-web"), action = the kind. */
+  async metrics(host) {
+    const counters = await readCounters(host);
+    return { rules: counters.map((c) => ({ rule: c.key, action: c.kind, packets: c.packets, bytes: c.bytes })) };
+  },
+
   readCounters,
 };
 
@@ -179,7 +185,11 @@ function normalize(text: string): string {
 export function diffTables(current: string | undefined, wanted: string | undefined): Change[] {
   const object = `table ${NFT_FAMILY} ${NFT_TABLE}`;
   if (current === undefined && wanted === undefined) return [];
-  if (current === undefined) return [{ action: 'add', object, detail: wanted }];
+  if (current === undefined) {
+    const b = blocks(wanted!);
+    const rules = [...b].filter(([k]) => k.startsWith('chain ')).reduce((n, [, l]) => n + l.filter((x) => !x.startsWith('type ')).length, 0);
+    return [{ action: 'add', object, detail: `${[...b.keys()].filter((k) => k.startsWith('set ')).length} sets, ${[...b.keys()].filter((k) => k.startsWith('chain ')).length} chains, ${rules} rules` }];
+  }
   if (wanted === undefined) return [{ action: 'remove', object }];
   const a = blocks(current);
   const b = blocks(wanted);

@@ -43,6 +43,9 @@ describe('REST API end to end', { skip }, () => {
     return { status: res.status, json, text, headers: res.headers };
   };
 
+  // the ruleset without counter values (traffic may move them)
+  const nftRuleset = async () => (await L.fw.exec('nft', ['list', 'ruleset'])).stdout.replace(/packets \d+ bytes \d+/g, '');
+
   before(async () => {
     L = await controlLab();
     store = Store.open(join(L.stateDir, 'patronus.db'));
@@ -73,7 +76,16 @@ describe('REST API end to end', { skip }, () => {
   });
 
   it('applies a YAML config over HTTP and the kernel in the namespace follows', async () => {
-    const yaml = 'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.10.0.1/24, 10.20.0.1/24, "2001:db8:20::1/64"]\n';
+    const yaml = [
+      'interfaces:',
+      '  - name: wan0',
+      '    zone: wan',
+      '    addresses: [10.10.0.1/24, 10.20.0.1/24, "2001:db8:20::1/64"]',
+      'firewall:',
+      '  rules:',
+      '    - { name: allow-ping, direction: input, from: wan, protocol: icmp, action: accept }',
+      '',
+    ].join('\n');
     const plan = await call('POST', '/api/v1/config/plan', { config: yaml });
     assert.equal(plan.status, 200, plan.text);
     assert.match(plan.json.text, /\+ address 10\.20\.0\.1\/24 on wan0/);
@@ -89,11 +101,22 @@ describe('REST API end to end', { skip }, () => {
   });
 
   it('counts real traffic on /metrics', async () => {
-    const before = metricValue((await call('GET', '/metrics')).text, 'patronus_interface_receive_packets_total', { interface: 'wan0' });
+    const first = (await call('GET', '/metrics')).text;
+    const before = metricValue(first, 'patronus_interface_receive_packets_total', { interface: 'wan0' });
+    const rule = (text: string, name: string) => metricValue(text, 'patronus_rule_packets_total', { subsystem: 'nftables', rule: name });
+    const [pingBefore, estBefore] = [rule(first, 'rule:allow-ping'), rule(first, 'builtin:input-established')];
+    // the firewall (real nftables in the namespace) drops input from wan except what allow-ping accepts
     await L.peer.exec('ping', ['-c', '5', '-i', '0.05', '-W', '1', '192.0.2.2']);
     const text = (await call('GET', '/metrics')).text;
     const after = metricValue(text, 'patronus_interface_receive_packets_total', { interface: 'wan0' });
     assert.ok(after - before >= 5, `received packets went ${before} -> ${after}`);
+    // stateful: the first echo request opens the connection through allow-ping, the other four are established
+    const [pingAfter, estAfter] = [rule(text, 'rule:allow-ping'), rule(text, 'builtin:input-established')];
+    assert.equal(pingAfter - pingBefore, 1, `allow-ping counted ${pingBefore} -> ${pingAfter}`);
+    assert.equal(estAfter - estBefore, 4, `established counted ${estBefore} -> ${estAfter}`);
+    assert.ok(metricValue(text, 'patronus_rule_bytes_total', { subsystem: 'nftables', rule: 'rule:allow-ping' }) >= 84);
+    const rules = await call('GET', '/api/v1/rules');
+    assert.equal(rules.json.rules.find((r: { rule: string }) => r.rule === 'rule:allow-ping').packets, pingAfter);
     assert.match(text, /^# TYPE patronus_apply_duration_seconds histogram$/m);
     assert.match(text, /^patronus_applies_total\{result="committed"\} \d+$/m);
     assert.match(text, /^patronus_process_cpu_seconds_total /m);
@@ -169,6 +192,7 @@ describe('REST API end to end', { skip }, () => {
         const revisions = store.count();
         const committed = store.current()!.id;
         const kernel = await addresses(L.fw, 'wan0');
+        const ruleset = await nftRuleset();
         const r = await call(c.method ?? 'POST', c.path ?? '/api/v1/config/apply', c.body, c.headers);
         assert.equal(r.status, c.status, r.text);
         assert.equal(typeof r.json, 'object', `JSON error body: ${r.text}`);
@@ -177,7 +201,8 @@ describe('REST API end to end', { skip }, () => {
         if (c.issue) assert.ok(r.json.issues.some((i: { path: string }) => c.issue!.test(i.path)), JSON.stringify(r.json.issues));
         assert.equal(store.count(), revisions, 'no revision recorded');
         assert.equal(store.current()!.id, committed);
-        assert.deepEqual(await addresses(L.fw, 'wan0'), kernel, 'kernel unchanged');
+        assert.deepEqual(await addresses(L.fw, 'wan0'), kernel, 'addresses unchanged');
+        assert.equal(await nftRuleset(), ruleset, 'nftables unchanged');
       });
     }
 

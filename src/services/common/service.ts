@@ -1,0 +1,160 @@
+/**
+ * The shape every gateway daemon module has (DESIGN.md, "Slow path and
+ * services"), and the adapter that turns one into a Subsystem:
+ *
+ *   desired (pure)  config section -> instance model, or null when disabled
+ *   render (pure)   model + paths -> files
+ *   check           the daemon's own checker on the rendered files, in a
+ *                   scratch directory, before anything running is touched
+ *   start/reload/stop, status, openings
+ *
+ * apply() writes files only after they passed check, starts the daemon when
+ * it is not running, reloads (or restarts) it when its files changed, and
+ * stops it and removes its files when the section is disabled. A daemon that
+ * fails to start throws a DaemonError with its log, which makes the engine
+ * roll the whole apply back.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Host } from '../../system/host.js';
+import type { Change, CompileContext, ServiceOpening, Subsystem } from '../../apply/subsystem.js';
+import type { Config } from '../../config/document.js';
+import type { Issue } from '../../config/issues.js';
+
+export interface RenderedFile {
+  /** relative to the instance directory */
+  path: string;
+  content: string;
+  mode?: number;
+}
+
+/** Where one service instance keeps everything (all under the Host's state dir). */
+export interface InstancePaths {
+  /** <stateDir>/services/<name> */
+  dir: string;
+  /** absolute path of a rendered file */
+  file(rel: string): string;
+  pidFile: string;
+  logFile: string;
+  /** runtime directory for sockets (short path: unix sockets are limited to 108 bytes) */
+  runDir: string;
+}
+
+export interface ServiceModule<M> {
+  /** subsystem name and directory name */
+  readonly name: string;
+  desired(ctx: CompileContext): { desired: M | null; issues: Issue[] };
+  render(model: M, paths: InstancePaths): RenderedFile[];
+  /** runs the daemon's checker against files rendered into `paths` (a scratch instance) */
+  check(model: M, paths: InstancePaths, host: Host): Promise<Issue[]>;
+  start(model: M, paths: InstancePaths, host: Host): Promise<void>;
+  /** apply changed files to the running daemon (reload or restart) */
+  reload(model: M, paths: InstancePaths, host: Host, changed: string[]): Promise<void>;
+  stop(paths: InstancePaths, host: Host): Promise<void>;
+  running(paths: InstancePaths, host: Host): Promise<boolean>;
+  status?(paths: InstancePaths, host: Host): Promise<unknown>;
+  openings?(config: Config): ServiceOpening[];
+}
+
+export function instancePaths(stateDir: string, name: string): InstancePaths {
+  const dir = path.join(stateDir, 'services', name);
+  return {
+    dir,
+    file: (rel) => path.join(dir, rel),
+    pidFile: path.join(dir, 'run', `${name}.pid`),
+    logFile: path.join(dir, `${name}.log`),
+    runDir: path.join(dir, 'run'),
+  };
+}
+
+export function writeRendered(paths: InstancePaths, files: readonly RenderedFile[]): void {
+  mkdirSync(paths.runDir, { recursive: true });
+  for (const f of files) {
+    const target = paths.file(f.path);
+    mkdirSync(path.dirname(target), { recursive: true });
+    writeFileSync(target, f.content, { mode: f.mode ?? 0o644 });
+  }
+}
+
+/** Which rendered files differ from what is on disk. */
+export function changedFiles(paths: InstancePaths, files: readonly RenderedFile[]): string[] {
+  return files
+    .filter((f) => {
+      try {
+        return readFileSync(paths.file(f.path), 'utf8') !== f.content;
+      } catch {
+        return true;
+      }
+    })
+    .map((f) => f.path);
+}
+
+interface Desired<M> {
+  model: M | null;
+}
+
+export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>> {
+  const pathsFor = (host: Host) => instancePaths(host.stateDir, mod.name);
+  return {
+    name: mod.name,
+    compile(ctx) {
+      const { desired, issues } = mod.desired(ctx);
+      return { desired: { model: desired }, issues };
+    },
+    async validate(d, host) {
+      if (!d.model) return [];
+      const scratch = mkdtempSync(path.join(os.tmpdir(), `patronus-check-${mod.name}-`));
+      try {
+        const paths = instancePaths(scratch, mod.name);
+        writeRendered(paths, mod.render(d.model, paths));
+        return await mod.check(d.model, paths, host);
+      } finally {
+        rmSync(scratch, { recursive: true, force: true });
+      }
+    },
+    async plan(d, host) {
+      const paths = pathsFor(host);
+      const running = await mod.running(paths, host);
+      const changes: Change[] = [];
+      if (!d.model) {
+        if (running) changes.push({ action: 'stop', object: mod.name });
+        return changes;
+      }
+      const changed = changedFiles(paths, mod.render(d.model, paths));
+      for (const f of changed) changes.push({ action: existsSync(paths.file(f)) ? 'change' : 'add', object: `${mod.name} file ${f}` });
+      if (!running) changes.push({ action: 'start', object: mod.name });
+      else if (changed.length) changes.push({ action: 'reload', object: mod.name });
+      return changes;
+    },
+    async apply(d, host) {
+      const paths = pathsFor(host);
+      if (!d.model) {
+        if (await mod.running(paths, host)) await mod.stop(paths, host);
+        if (existsSync(paths.dir)) rmSync(paths.dir, { recursive: true, force: true });
+        return;
+      }
+      const files = mod.render(d.model, paths);
+      const changed = changedFiles(paths, files);
+      writeRendered(paths, files);
+      if (!(await mod.running(paths, host))) await mod.start(d.model, paths, host);
+      else if (changed.length) await mod.reload(d.model, paths, host, changed);
+    },
+    async teardown(host) {
+      const paths = pathsFor(host);
+      await mod.stop(paths, host);
+      if (existsSync(paths.dir)) rmSync(paths.dir, { recursive: true, force: true });
+    },
+    async status(host) {
+      const paths = pathsFor(host);
+      const running = await mod.running(paths, host);
+      return { running, ...(running && mod.status ? { detail: await mod.status(paths, host) } : {}) };
+    },
+    ...(mod.openings ? { openings: (config: Config) => mod.openings!(config) } : {}),
+  };
+}
+
+/** Lists files under the instance dir (for status/debugging). */
+export function instanceFiles(paths: InstancePaths): string[] {
+  return existsSync(paths.dir) ? readdirSync(paths.dir, { recursive: true }).map(String) : [];
+}

@@ -1,9 +1,10 @@
 /**
- * Every subsystem, in apply order: the data plane first (so filtering is in
+ * Every subsystem, in apply order: interface addressing, then the data plane (so filtering is in
  * place before services listen), then routing, then services. Rollback runs
  * the same list backwards.
  */
 import type { Subsystem } from './subsystem.js';
+import { interfacesSubsystem } from '../interfaces/subsystem.js';
 import { fastpathSubsystem } from '../fastpath/subsystem.js';
 import { nftSubsystem } from '../nft/subsystem.js';
 import { multiwanSubsystem } from '../multiwan/subsystem.js';
@@ -18,6 +19,7 @@ import { qosSubsystem } from '../services/qos/subsystem.js';
 import { idsSubsystem } from '../services/ids/subsystem.js';
 
 export const subsystems: readonly Subsystem<any>[] = [
+  interfacesSubsystem,
   fastpathSubsystem,
   nftSubsystem,
   multiwanSubsystem,

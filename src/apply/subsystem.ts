@@ -68,4 +68,26 @@ export interface Subsystem<Desired = unknown> {
   teardown?(host: Host): Promise<void>;
   /** Operator-facing status (daemon up/down, attached programs, ...). */
   status?(host: Host): Promise<unknown>;
+  /**
+   * Live counters, read at call time (each Prometheus scrape, `patronus
+   * rules`); never cached. The metrics module turns them into
+   * patronus_rule_*, patronus_verdict_*, patronus_map_*, patronus_service_up...
+   */
+  metrics?(host: Host): Promise<SubsystemMetrics>;
+}
+
+export interface PacketCounts {
+  packets: number | bigint;
+  bytes: number | bigint;
+}
+
+export interface SubsystemMetrics {
+  /** per rule; `rule` is the rule's id as the config names it */
+  rules?: ({ rule: string; action?: string } & PacketCounts)[];
+  /** per verdict (drop, pass, bypass, rate_limited, malformed, ...) */
+  verdicts?: ({ verdict: string } & PacketCounts)[];
+  /** occupancy of each map (or set) against its capacity */
+  maps?: { map: string; entries: number; capacity: number }[];
+  services?: { service: string; up: boolean }[];
+  interfaces?: { interface: string; rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; up: boolean }[];
 }

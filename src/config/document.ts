@@ -56,7 +56,14 @@ export interface Validated {
  */
 export function validateDocument(input: unknown, readFile: FileReader): { validated?: Validated; issues: Issue[] } {
   const parsed = documentSchema.safeParse(input ?? {});
-  if (!parsed.success) return { issues: fromZod(parsed.error) };
+  if (!parsed.success) {
+    // report alias problems together with schema problems elsewhere
+    const issues = fromZod(parsed.error);
+    const raw = input && typeof input === 'object' ? (input as { aliases?: unknown }).aliases : undefined;
+    const aliases = aliasesSchema.safeParse(raw);
+    if (aliases.success) issues.push(...resolveAliases(aliases.data, readFile).issues);
+    return { issues };
+  }
   const config = parsed.data;
   const { table, issues } = resolveAliases(config.aliases, readFile);
   if (issues.length) return { issues };

@@ -1,3 +1,4 @@
-import { emptySubsystem } from '../../apply/empty.js';
+import { serviceSubsystem } from '../common/service.js';
+import { wireguardModule } from './wireguard.js';
 
-export const wireguardSubsystem = emptySubsystem('wireguard');
+export const wireguardSubsystem = serviceSubsystem(wireguardModule);

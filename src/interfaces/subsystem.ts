@@ -1,0 +1,226 @@
+/**
+ * Managed interfaces: the addresses and MTU the config gives them. Patronus
+ * owns only what it set: a state file records the addresses it added and
+ * each interface's MTU before it changed it, so removing a setting (or
+ * rolling back) undoes exactly Patronus' own changes and leaves addresses
+ * set by others alone. Also reports per-interface counters for /metrics.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Change, Subsystem, SubsystemMetrics } from '../apply/subsystem.js';
+import type { Host } from '../system/host.js';
+import type { Issue } from '../config/issues.js';
+
+export interface InterfaceDesired {
+  name: string;
+  index: number;
+  addresses?: string[];
+  mtu?: number;
+}
+
+export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
+  name: 'interfaces',
+
+  compile(ctx) {
+    const desired = ctx.config.interfaces.map((i, index) => ({
+      name: i.name,
+      index,
+      ...(i.addresses ? { addresses: [...new Set(i.addresses.map(canonicalAddress))] } : {}),
+      ...(i.mtu !== undefined ? { mtu: i.mtu } : {}),
+    }));
+    return { desired, issues: [] };
+  },
+
+  async validate(desired, host) {
+    const issues: Issue[] = [];
+    const links = await readLinks(host);
+    for (const d of desired) {
+      if ((d.addresses || d.mtu !== undefined) && !links.has(d.name)) {
+        issues.push({ path: ['interfaces', d.index, 'name'], message: `interface "${d.name}" does not exist (${host.where})` });
+      }
+    }
+    return issues;
+  },
+
+  async plan(desired, host) {
+    return (await diff(desired, host)).changes;
+  },
+
+  async apply(desired, host) {
+    const { steps, next } = await diff(desired, host);
+    for (const step of steps) {
+      // Ownership is written before an add and after a removal, so a crash
+      // between the two never leaves an address Patronus added unrecorded.
+      if (step.recordFirst) {
+        step.record(next);
+        writeState(host, next);
+      }
+      try {
+        await host.run('ip', step.args);
+      } catch (e) {
+        throw new Error(`interfaces: ${step.change.action} ${step.change.object}: ${(e as Error).message}`);
+      }
+      if (!step.recordFirst) {
+        step.record(next);
+        writeState(host, next);
+      }
+    }
+    writeState(host, next);
+  },
+
+  async teardown(host) {
+    await this.apply([], host);
+  },
+
+  async status(host) {
+    const links = await readLinks(host);
+    return [...links.values()].map((l) => ({ name: l.ifname, up: l.operstate === 'UP' || l.flags?.includes('UP'), mtu: l.mtu, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`) }));
+  },
+
+  async metrics(host): Promise<SubsystemMetrics> {
+    const r = await host.run('ip', ['-s', '-j', 'link', 'show']);
+    const links = JSON.parse(r.stdout) as (Link & { stats64?: { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } } })[];
+    return {
+      interfaces: links
+        .filter((l) => l.ifname !== 'lo' && l.stats64)
+        .map((l) => ({
+          interface: l.ifname,
+          rxPackets: l.stats64!.rx.packets,
+          rxBytes: l.stats64!.rx.bytes,
+          txPackets: l.stats64!.tx.packets,
+          txBytes: l.stats64!.tx.bytes,
+          up: l.operstate === 'UP' || (l.flags?.includes('UP') ?? false),
+        })),
+    };
+  },
+};
+
+// --- internals
+
+interface Link {
+  ifname: string;
+  mtu: number;
+  operstate?: string;
+  flags?: string[];
+  addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
+}
+
+/** What Patronus changed itself, per interface. */
+interface OwnedState {
+  [dev: string]: { addresses: string[]; originalMtu?: number };
+}
+
+interface Step {
+  change: Change;
+  args: string[];
+  /** record ownership before acting (adds) or after (removals) */
+  recordFirst: boolean;
+  record(state: OwnedState): void;
+}
+
+async function readLinks(host: Host): Promise<Map<string, Link>> {
+  const r = await host.run('ip', ['-j', 'addr', 'show']);
+  return new Map((JSON.parse(r.stdout) as Link[]).map((l) => [l.ifname, l]));
+}
+
+async function diff(desired: InterfaceDesired[], host: Host): Promise<{ changes: Change[]; steps: Step[]; next: OwnedState }> {
+  const links = await readLinks(host);
+  const owned = readState(host);
+  const next: OwnedState = structuredClone(owned);
+  const steps: Step[] = [];
+  const own = (dev: string) => (next[dev] ??= { addresses: [] });
+  const byName = new Map(desired.map((d) => [d.name, d]));
+
+  for (const d of desired) {
+    const link = links.get(d.name);
+    if (!link) {
+      if (d.addresses?.length || d.mtu !== undefined) throw new Error(`interfaces: interface "${d.name}" does not exist (${host.where})`);
+      continue;
+    }
+    const present = new Set((link.addr_info ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+    for (const addr of d.addresses ?? []) {
+      if (present.has(addr)) {
+        continue;
+      }
+      steps.push({
+        change: { action: 'add', object: `address ${addr} on ${d.name}` },
+        args: ['addr', 'add', addr, 'dev', d.name, ...(addr.includes(':') ? ['nodad'] : [])],
+        recordFirst: true,
+        record: (s) => {
+          const mine = (s[d.name] ??= { addresses: [] });
+          if (!mine.addresses.includes(addr)) mine.addresses.push(addr);
+        },
+      });
+    }
+    if (d.mtu !== undefined && link.mtu !== d.mtu) {
+      const original = owned[d.name]?.originalMtu ?? link.mtu;
+      steps.push({
+        change: { action: 'change', object: `mtu of ${d.name}`, detail: `${link.mtu} -> ${d.mtu}` },
+        args: ['link', 'set', 'dev', d.name, 'mtu', String(d.mtu)],
+        recordFirst: true,
+        record: (s) => void ((s[d.name] ??= { addresses: [] }).originalMtu = original),
+      });
+    }
+  }
+
+  // undo what Patronus added earlier and the config no longer asks for
+  for (const [dev, mine] of Object.entries(owned)) {
+    const link = links.get(dev);
+    const d = byName.get(dev);
+    const keep = new Set(d?.addresses ?? []);
+    const present = new Set((link?.addr_info ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+    for (const addr of new Set(mine.addresses)) {
+      if (keep.has(addr)) continue;
+      if (!link || !present.has(addr)) {
+        own(dev).addresses = own(dev).addresses.filter((a) => a !== addr);
+        continue;
+      }
+      steps.push({
+        change: { action: 'remove', object: `address ${addr} on ${dev}` },
+        args: ['addr', 'del', addr, 'dev', dev],
+        recordFirst: false,
+        record: (s) => void (s[dev] && (s[dev].addresses = s[dev].addresses.filter((a) => a !== addr))),
+      });
+    }
+    if (mine.originalMtu !== undefined && d?.mtu === undefined && link) {
+      const original = mine.originalMtu;
+      if (link.mtu !== original) {
+        steps.push({
+          change: { action: 'change', object: `mtu of ${dev}`, detail: `${link.mtu} -> ${original} (restored)` },
+          args: ['link', 'set', 'dev', dev, 'mtu', String(original)],
+          recordFirst: false,
+          record: (s) => void (s[dev] && delete s[dev].originalMtu),
+        });
+      } else delete own(dev).originalMtu;
+    }
+  }
+  // addresses present already but asked for are not Patronus' to remove later; keep ownership as is
+  for (const dev of Object.keys(next)) if (!next[dev]!.addresses.length && next[dev]!.originalMtu === undefined) delete next[dev];
+  return { changes: steps.map((s) => s.change), steps, next };
+}
+
+function canonicalAddress(text: string): string {
+  const [addr, len] = text.split('/');
+  return `${addr!.toLowerCase()}/${len}`;
+}
+
+function statePath(host: Host): string {
+  return join(host.stateDir, 'interfaces.json');
+}
+
+function readState(host: Host): OwnedState {
+  try {
+    return JSON.parse(readFileSync(statePath(host), 'utf8')) as OwnedState;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new Error(`interfaces: cannot read ${statePath(host)}: ${(e as Error).message}`);
+  }
+}
+
+/** write + rename: a crash never leaves a half-written state file */
+function writeState(host: Host, state: OwnedState): void {
+  mkdirSync(host.stateDir, { recursive: true });
+  const tmp = `${statePath(host)}.tmp`;
+  writeFileSync(tmp, JSON.stringify(state));
+  renameSync(tmp, statePath(host));
+}

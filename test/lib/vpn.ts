@@ -1,0 +1,43 @@
+/**
+ * Helpers the VPN tests share: a document section in, a Subsystem's
+ * desired state out (through the real document validation), and a ping.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { validateDocument } from '../../src/config/document.js';
+import { formatIssue, type Issue } from '../../src/config/issues.js';
+import type { CompileContext, Subsystem } from '../../src/apply/subsystem.js';
+import type { Netns } from './netns.js';
+
+export function contextFor(doc: unknown): CompileContext {
+  const { validated, issues } = validateDocument(doc, (p) => readFileSync(p, 'utf8'));
+  assert.deepEqual(issues.map(formatIssue), [], 'the test document is valid');
+  return { config: validated!.config, aliases: validated!.aliases, openings: [], readFile: (p) => readFileSync(p, 'utf8') };
+}
+
+/** Validates the document and compiles it for one subsystem; throws on any issue. */
+export function compileFor<D>(sub: Subsystem<D>, doc: unknown): D {
+  const { desired, issues } = sub.compile(contextFor(doc));
+  assert.deepEqual(issues.map(formatIssue), [], `${sub.name} compiles without issues`);
+  return desired;
+}
+
+/** Every issue the document (schema, then the subsystem's compile) has. */
+export function issuesOf(sub: Subsystem<unknown>, doc: unknown): string[] {
+  const { validated, issues } = validateDocument(doc, (p) => readFileSync(p, 'utf8'));
+  if (issues.length) return issues.map(formatIssue);
+  return sub.compile({ config: validated!.config, aliases: validated!.aliases, openings: [], readFile: (p) => readFileSync(p, 'utf8') }).issues.map((i: Issue) => formatIssue(i));
+}
+
+/** Pings from inside ns; resolves true when at least one reply came back. */
+export async function ping(ns: Netns, to: string, count = 2): Promise<boolean> {
+  const r = await ns.nsenter('ping', ['-c', String(count), '-i', '0.2', '-W', '1', '-q', to], { reject: false });
+  return r.exitCode === 0;
+}
+
+/** Retries a ping for up to `ms` (tunnels need a handshake first). */
+export async function pingWithin(ns: Netns, to: string, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) if (await ping(ns, to, 1)) return true;
+  return false;
+}

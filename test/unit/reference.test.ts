@@ -1,0 +1,14 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { configurationReference } from '../../src/config/reference.js';
+
+describe('configuration reference', () => {
+  it('is generated from the schemas and lists every section', () => {
+    const md = configurationReference();
+    for (const section of ['interfaces', 'aliases', 'fastpath', 'firewall', 'gateways', 'dns', 'dhcp', 'routing', 'ha', 'qos', 'ids', 'api']) {
+      assert.match(md, new RegExp(`^## ${section}$`, 'm'), section);
+    }
+    assert.match(md, /`interfaces\[\]\.name` \| string \(pattern/);
+    assert.match(md, /`aliases\[\]\.type` \| `"network"` \\\| `"port"` \\\| `"country"`/);
+  });
+});

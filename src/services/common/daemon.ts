@@ -120,7 +120,7 @@ export async function startDaemon(host: Host, spec: DaemonSpec): Promise<number>
     await waitFor(
       async () => {
         // a foreground daemon that exited is a failure (reported below: waitFor
-        // treats a throw as "not ready yet"); a forking one exits on purpose
+        // treats a throwing check as "not ready yet"); a forking one exits on purpose
         if (exitInfo && !spec.forks) return true;
         if (!daemonPid(spec.pidFile, spec.command)) return false;
         return spec.ready ? spec.ready() : true;

@@ -1,3 +1,253 @@
-import { emptySubsystem } from '../apply/empty.js';
+/**
+ * nftables subsystem: compile (pure, src/nft/compile.ts), validate with
+ * `nft -c -f -`, plan as a readable diff of `table inet patronus` (what the
+ * kernel has now vs. what the rendered script would give), apply with one
+ * `nft -f -` (atomic: the whole script is one transaction, a failure leaves
+ * the running rule set as it was), teardown deletes only Patronus' table.
+ *
+ * Counters for metrics/REST: `readCounters(host)` (below) reads
+ * `nft -j list table inet patronus` and sums every rule's counter by its
+ * comment key, so one configuration object that compiles to several
+ * nftables rules (IPv4 + IPv6, DNAT + filter + hairpin) reads as one entry,
+ * with the per-rule breakdown kept.
+ */
+import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Subsystem, Change, CompileContext } from '../apply/subsystem.js';
+import type { Host } from '../system/host.js';
+import type { Issue } from '../config/issues.js';
+import { compileFirewall, counterKey, NFT_FAMILY, NFT_TABLE, type NftDesired, type CounterKind } from './compile.js';
 
-export const nftSubsystem = emptySubsystem('nftables');
+export { compileFirewall, type NftDesired } from './compile.js';
+
+/** nft refused a script or command; `message` carries nft's own error lines (file:line:column, caret). */
+export class NftError extends Error {
+  constructor(
+    readonly operation: string,
+    readonly stderr: string,
+    readonly where: string,
+  ) {
+    super(`nft ${operation} failed (${where}):\n${stderr.trim()}`);
+    this.name = 'NftError';
+  }
+}
+
+/** One nftables rule's counter. */
+export interface NftRuleCounter {
+  chain: string;
+  handle: number;
+  comment: string;
+  packets: number;
+  bytes: number;
+}
+
+/** A configuration object's counters: the sum over its rules. */
+export interface NftCounter {
+  /** "<kind>:<name>", e.g. "rule:allow-web", "pf:web", "policy:forward:wan", "builtin:forward-invalid" */
+  key: string;
+  kind: CounterKind;
+  name: string;
+  packets: number;
+  bytes: number;
+  rules: NftRuleCounter[];
+}
+
+export const nftSubsystem: Subsystem<NftDesired> & {
+  readCounters(host: Host): Promise<NftCounter[]>;
+} = {
+  name: 'nftables',
+
+  compile(ctx: CompileContext) {
+    return compileFirewall(ctx);
+  },
+
+  async validate(desired, host) {
+    const r = await host.run('nft', ['-c', '-f', '-'], { input: desired.script, reject: false });
+    if (r.exitCode === 0) return [];
+    return [{ path: ['firewall'], message: `nft rejected the generated rule set (${host.where}):\n${(r.stderr || r.stdout).trim()}` }] satisfies Issue[];
+  },
+
+  async plan(desired, host) {
+    const current = await listTable(host);
+    const wanted = desired.enabled ? await canonical(desired.script, host) : undefined;
+    return diffTables(current, wanted);
+  },
+
+  async apply(desired, host) {
+    await runScript(host, desired.script, 'apply');
+  },
+
+  async teardown(host) {
+    await runScript(host, `add table ${NFT_FAMILY} ${NFT_TABLE}\ndelete table ${NFT_FAMILY} ${NFT_TABLE}\n`, 'teardown');
+  },
+
+  async status(host) {
+    const text = await listTable(host);
+    if (text === undefined) return { table: `${NFT_FAMILY} ${NFT_TABLE}`, present: false };
+    const counters = await readCounters(host);
+    return { table: `${NFT_FAMILY} ${NFT_TABLE}`, present: true, rules: counters.reduce((n, c) => n + c.rules.length, 0), counters };
+  },
+
+  /** Per configuration object: rule = "<kind>:<name>" (e.g. "rule:allow-web"), action = the kind. */
+  async metrics(host) {
+    const counters = await readCounters(host);
+    return { rules: counters.map((c) => ({ rule: c.key, action: c.kind, packets: c.packets, bytes: c.bytes })) };
+  },
+
+  readCounters,
+};
+
+/** Runs a script with `nft -f -` (one transaction). Throws NftError with nft's message. */
+export async function runScript(host: Host, script: string, operation: string): Promise<void> {
+  const r = await host.run('nft', ['-f', '-'], { input: script, reject: false });
+  if (r.exitCode !== 0) throw new NftError(operation, r.stderr || r.stdout, host.where);
+}
+
+/**
+ * Every Patronus counter in `table inet patronus`, summed per configuration
+ * object (comment key). Empty when the table does not exist.
+ */
+export async function readCounters(host: Host): Promise<NftCounter[]> {
+  const r = await host.run('nft', ['-j', 'list', 'table', NFT_FAMILY, NFT_TABLE], { reject: false });
+  if (r.exitCode !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return [];
+    throw new NftError(`-j list table ${NFT_FAMILY} ${NFT_TABLE}`, r.stderr, host.where);
+  }
+  return countersFromJson(r.stdout);
+}
+
+/** Pure: `nft -j list table` output -> counters by key. */
+export function countersFromJson(json: string): NftCounter[] {
+  const doc = JSON.parse(json) as { nftables: Record<string, any>[] };
+  const byKey = new Map<string, NftCounter>();
+  for (const item of doc.nftables) {
+    const rule = item.rule as { chain: string; handle: number; comment?: string; expr: Record<string, any>[] } | undefined;
+    if (!rule?.comment) continue;
+    const key = counterKey(rule.comment);
+    if (!key) continue;
+    const c = rule.expr.find((e) => e.counter)?.counter as { packets: number; bytes: number } | undefined;
+    if (!c) continue;
+    let entry = byKey.get(key);
+    if (!entry) {
+      const [kind, ...rest] = key.split(':');
+      entry = { key, kind: kind as CounterKind, name: rest.join(':'), packets: 0, bytes: 0, rules: [] };
+      byKey.set(key, entry);
+    }
+    entry.packets += c.packets;
+    entry.bytes += c.bytes;
+    entry.rules.push({ chain: rule.chain, handle: rule.handle, comment: rule.comment, packets: c.packets, bytes: c.bytes });
+  }
+  return [...byKey.values()];
+}
+
+/** `nft list table inet patronus` with counter values stripped; undefined when absent. */
+export async function listTable(host: Host): Promise<string | undefined> {
+  const r = await host.run('nft', ['list', 'table', NFT_FAMILY, NFT_TABLE], { reject: false });
+  if (r.exitCode !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return undefined;
+    throw new NftError(`list table ${NFT_FAMILY} ${NFT_TABLE}`, r.stderr, host.where);
+  }
+  return normalize(r.stdout);
+}
+
+/**
+ * What the kernel would list after applying `script`, without applying it:
+ * the script is loaded into a throwaway network namespace (unshare -n) and
+ * listed there, so both sides of the plan diff are in nft's own canonical
+ * form.
+ */
+async function canonical(script: string, host: Host): Promise<string> {
+  const dir = join(host.stateDir, 'nft');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `plan-${process.pid}-${randomBytes(4).toString('hex')}.nft`);
+  writeFileSync(file, script);
+  try {
+    // nft -i runs each line as its own transaction: load, then list the committed table
+    const r = await host.run('unshare', ['-n', '--', 'nft', '-i'], { input: `include "${file}"\nlist table ${NFT_FAMILY} ${NFT_TABLE}\n`, reject: false });
+    if (r.exitCode !== 0 || /Error:/.test(r.stderr)) throw new NftError('plan (load into a scratch namespace)', r.stderr || r.stdout, host.where);
+    return normalize(r.stdout);
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+function normalize(text: string): string {
+  return text
+    .replace(/counter packets \d+ bytes \d+/g, 'counter')
+    .trim();
+}
+
+/**
+ * Pure: a readable diff of two `nft list table` texts, one Change per set or
+ * chain that differs, its detail the added (+) and removed (-) lines.
+ */
+export function diffTables(current: string | undefined, wanted: string | undefined): Change[] {
+  const object = `table ${NFT_FAMILY} ${NFT_TABLE}`;
+  if (current === undefined && wanted === undefined) return [];
+  if (current === undefined) {
+    const b = blocks(wanted!);
+    const rules = [...b].filter(([k]) => k.startsWith('chain ')).reduce((n, [, l]) => n + l.filter((x) => !x.startsWith('type ')).length, 0);
+    return [{ action: 'add', object, detail: `${[...b.keys()].filter((k) => k.startsWith('set ')).length} sets, ${[...b.keys()].filter((k) => k.startsWith('chain ')).length} chains, ${rules} rules` }];
+  }
+  if (wanted === undefined) return [{ action: 'remove', object }];
+  const a = blocks(current);
+  const b = blocks(wanted);
+  const out: Change[] = [];
+  for (const [name, lines] of b) {
+    const old = a.get(name);
+    if (!old) out.push({ action: 'add', object: `${object} ${name}`, detail: lines.map((l) => `+ ${l}`).join('\n') });
+    else {
+      const d = lineDiff(old, lines);
+      if (d.length) out.push({ action: 'change', object: `${object} ${name}`, detail: d.join('\n') });
+    }
+  }
+  for (const name of a.keys()) if (!b.has(name)) out.push({ action: 'remove', object: `${object} ${name}` });
+  return out;
+}
+
+/** "set x" / "chain y" -> its inner lines (nft's element wrapping joined back). */
+function blocks(text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let cur: string[] | undefined;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    const head = /^(set|map|chain) (\S+) \{$/.exec(line);
+    if (head) {
+      cur = [];
+      out.set(`${head[1]} ${head[2]}`, cur);
+      continue;
+    }
+    if (!cur || !line) continue;
+    if (line === '}') {
+      cur = undefined;
+      continue;
+    }
+    const last = cur[cur.length - 1];
+    // nft wraps long element lists: continuation lines follow a line ending in ","
+    if (last !== undefined && last.endsWith(',')) cur[cur.length - 1] = `${last} ${line}`;
+    else cur.push(line);
+  }
+  return out;
+}
+
+/** Minimal line diff (LCS); returns "+ line" / "- line" entries in order. */
+export function lineDiff(a: readonly string[], b: readonly string[]): string[] {
+  const n = a.length;
+  const m = b.length;
+  const L: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) L[i]![j] = a[i] === b[j] ? L[i + 1]![j + 1]! + 1 : Math.max(L[i + 1]![j]!, L[i]![j + 1]!);
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n && j < m) {
+    if (a[i] === b[j]) {
+      i++;
+      j++;
+    } else if (L[i + 1]![j]! >= L[i]![j + 1]!) out.push(`- ${a[i++]}`);
+    else out.push(`+ ${b[j++]}`);
+  }
+  while (i < n) out.push(`- ${a[i++]}`);
+  while (j < m) out.push(`+ ${b[j++]}`);
+  return out;
+}

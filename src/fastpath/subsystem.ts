@@ -1,3 +1,213 @@
-import { emptySubsystem } from '../apply/empty.js';
+/**
+ * The fast path as a Subsystem: compile (pure, src/fastpath/compile.ts),
+ * validate (kernel probes, interfaces exist), plan (map entries added,
+ * removed, changed against the active generation), apply (adopt or load,
+ * write the shadow generation, switch, attach), teardown, status.
+ */
+import { probes } from '../bpf/index.js';
+import type { Change, CompileContext, Subsystem } from '../apply/subsystem.js';
+import type { Issue } from '../config/issues.js';
+import type { Host } from '../system/host.js';
+import { compileFastpath, type FastpathDesired } from './compile.js';
+import { FastpathDataPlane } from './dataplane.js';
+import { GeoIpDatabase } from './geoip.js';
+import { LPM_FIELDS, bitList, type LpmField } from './layout.js';
+import type { FastpathConfig } from './schema.js';
 
-export const fastpathSubsystem = emptySubsystem('fastpath');
+/** Where a host's fast path is pinned. */
+export function fastpathPinDir(host: Host): string {
+  return `${host.bpfRoot}/fastpath`;
+}
+
+/**
+ * The host's data plane. With create: false (what other domains want, e.g.
+ * the IDS adding blocklist entries) it only adopts a running one and throws
+ * when none is pinned. Close it when done; the data plane keeps running.
+ */
+export async function openFastpath(host: Host, opts: { create?: boolean; config?: FastpathConfig } = {}): Promise<FastpathDataPlane> {
+  const pinDir = fastpathPinDir(host);
+  if (opts.create === false && !FastpathDataPlane.isPinned(pinDir)) throw new Error(`fastpath: no data plane is running (${host.where}, ${pinDir}); apply a configuration with fastpath interfaces first`);
+  return FastpathDataPlane.open({ pinDir, inNetns: (fn) => host.inNetns(fn), ...(opts.config ? { capacity: opts.config.capacity } : {}) });
+}
+
+/** Compiles with the GeoIP database the section names (read here: it is a file the config names). */
+export function compileFastpathSection(fastpath: FastpathConfig, ctx: Pick<CompileContext, 'aliases'>): { desired: FastpathDesired; issues: Issue[] } {
+  let geoip: GeoIpDatabase | undefined;
+  if (fastpath.geoip.database) {
+    try {
+      geoip = GeoIpDatabase.open(fastpath.geoip.database);
+    } catch (e) {
+      return {
+        desired: emptyDesired(fastpath),
+        issues: [{ path: ['fastpath', 'geoip', 'database'], message: `cannot read GeoIP database "${fastpath.geoip.database}": ${(e as Error).message}` }],
+      };
+    }
+  }
+  return compileFastpath({ fastpath, aliases: ctx.aliases, ...(geoip ? { geoip } : {}) });
+}
+
+export const fastpathSubsystem: Subsystem<FastpathDesired> = {
+  name: 'fastpath',
+
+  compile(ctx) {
+    return compileFastpathSection(ctx.config.fastpath, ctx);
+  },
+
+  async validate(desired, host) {
+    const issues: Issue[] = [];
+    if (desired.interfaces.length === 0) return issues;
+    const needs: [boolean, string][] = [
+      [probes.hasProgType('xdp'), 'XDP programs'],
+      [probes.hasProgType('sched_cls'), 'tc (sched_cls) programs'],
+      [probes.hasMapType('lpm_trie'), 'LPM trie maps'],
+      [probes.hasMapType('lru_hash'), 'LRU hash maps'],
+      [probes.hasMapType('array_of_maps'), 'array-of-maps (used as the update barrier)'],
+      [probes.bpffsMounted(), 'a mounted bpffs (/sys/fs/bpf) for pinning'],
+    ];
+    for (const [ok, what] of needs) if (!ok) issues.push({ path: ['fastpath'], message: `this kernel/host lacks ${what}, which the fast path needs` });
+    for (const [i, iface] of desired.interfaces.entries()) {
+      try {
+        await host.ifindex(iface.name);
+      } catch {
+        issues.push({ path: ['fastpath', 'interfaces', i, 'name'], message: `interface ${iface.name} does not exist (${host.where})` });
+      }
+    }
+    return issues;
+  },
+
+  async plan(desired, host) {
+    const changes: Change[] = [];
+    const pinDir = fastpathPinDir(host);
+    if (!FastpathDataPlane.isPinned(pinDir)) {
+      if (desired.interfaces.length === 0) return changes;
+      changes.push({ action: 'add', object: `data plane ${pinDir}`, detail: 'load and pin xdp_filter and tc_filter' });
+      for (const f of LPM_FIELDS) if (desired.fields[f].length > 1) changes.push({ action: 'add', object: `map ${f}`, detail: `${desired.fields[f].length} entries` });
+      for (const r of desired.rules) changes.push({ action: 'add', object: `rule ${r.name}`, detail: `#${r.index} ${r.action}` });
+      for (const i of desired.interfaces) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}${i.egress ? `; tc egress, default ${i.egressPolicy.defaultPolicy}` : ''}` });
+      return changes;
+    }
+    using dp = await openFastpath(host);
+    return planAgainst(dp, desired, host);
+  },
+
+  async apply(desired, host) {
+    const pinDir = fastpathPinDir(host);
+    if (desired.interfaces.length === 0 && desired.rules.length === 0) {
+      if (FastpathDataPlane.isPinned(pinDir)) (await openFastpath(host)).destroy();
+      return;
+    }
+    const dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn) });
+    try {
+      const previous = dp.configuredIfindexes();
+      const ifindexOf = (n: string) => host.ifindex(n);
+      await dp.apply(desired, ifindexOf);
+      await dp.attach(desired.interfaces, ifindexOf, previous);
+    } finally {
+      dp.close();
+    }
+  },
+
+  async teardown(host) {
+    if (!FastpathDataPlane.isPinned(fastpathPinDir(host))) return;
+    (await openFastpath(host)).destroy();
+  },
+
+  async status(host) {
+    if (!FastpathDataPlane.isPinned(fastpathPinDir(host))) return { running: false };
+    using dp = await openFastpath(host);
+    return {
+      running: true,
+      pinDir: dp.pinDir,
+      xdpProgramId: dp.xdp.info.id,
+      tcProgramId: dp.tc.info.id,
+      generation: dp.generation,
+      interfaces: dp.interfaces(),
+      rules: dp.ruleCounters(),
+      verdicts: dp.verdictCounters(),
+      occupancy: dp.occupancy(),
+      blocked: dp.listBlocked(),
+    };
+  },
+};
+
+/** The diff between what runs (active generation) and desired, readable. */
+export async function planAgainst(dp: FastpathDataPlane, desired: FastpathDesired, host: Host): Promise<Change[]> {
+  const changes: Change[] = [];
+  const running = new Map(dp.ruleCounters().map((r) => [r.name, r]));
+  const want = new Set(desired.rules.map((r) => r.name));
+  for (const r of desired.rules) {
+    const cur = running.get(r.name);
+    if (!cur) changes.push({ action: 'add', object: `rule ${r.name}`, detail: `#${r.index} ${r.action}` });
+    else if (cur.index !== r.index || cur.action !== r.action) changes.push({ action: 'change', object: `rule ${r.name}`, detail: `#${cur.index} ${cur.action} -> #${r.index} ${r.action}` });
+  }
+  for (const name of running.keys()) if (!want.has(name)) changes.push({ action: 'remove', object: `rule ${name}` });
+
+  for (const f of LPM_FIELDS) {
+    const cur = dp.activeEntries(f);
+    const seen = new Set<string>();
+    const added: string[] = [];
+    const changed: string[] = [];
+    for (const e of desired.fields[f]) {
+      const k = keyOf(f, dp.generation, e.data, e.length);
+      seen.add(k);
+      const v = cur.get(k);
+      if (!v) added.push(describeEntry(f, e.data, e.length, e.bits));
+      else if (!v.equals(e.bits)) changed.push(describeEntry(f, e.data, e.length, e.bits));
+    }
+    const removed = [...cur.keys()].filter((k) => !seen.has(k)).map((k) => describeKey(f, Buffer.from(k, 'latin1')));
+    pushSummarised(changes, 'add', f, added);
+    pushSummarised(changes, 'change', f, changed);
+    pushSummarised(changes, 'remove', f, removed);
+  }
+
+  const attached = new Map(dp.interfaces().map((i) => [i.ifindex, i]));
+  for (const i of desired.interfaces) {
+    let idx: number;
+    try {
+      idx = await host.ifindex(i.name);
+    } catch {
+      changes.push({ action: 'add', object: `xdp ${i.name}`, detail: 'interface does not exist yet' });
+      continue;
+    }
+    const cur = attached.get(idx);
+    attached.delete(idx);
+    if (!cur || !cur.ingress.attached) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}` });
+    else if (cur.ingress.defaultPolicy !== i.ingress.defaultPolicy) changes.push({ action: 'change', object: `default policy ${i.name} ingress`, detail: `${cur.ingress.defaultPolicy} -> ${i.ingress.defaultPolicy}` });
+    if (i.egress && !cur?.egress.attached) changes.push({ action: 'add', object: `tc egress ${i.name}`, detail: `default ${i.egressPolicy.defaultPolicy}` });
+    if (!i.egress && cur?.egress.attached) changes.push({ action: 'remove', object: `tc egress ${i.name}` });
+  }
+  for (const cur of attached.values()) if (cur.ingress.attached) changes.push({ action: 'remove', object: `xdp ifindex ${cur.ifindex}` });
+  return changes;
+}
+
+function keyOf(f: LpmField, gen: number, data: Buffer, length: number): string {
+  const size = f.endsWith('v4') ? 12 : f.endsWith('v6') ? 24 : 8;
+  const k = Buffer.alloc(size);
+  k.writeUInt32LE(8 + length, 0);
+  k[4] = gen;
+  data.copy(k, 5, 0, f.endsWith('v4') ? 4 : f.endsWith('v6') ? 16 : 3);
+  return k.toString('latin1');
+}
+
+function describeKey(f: LpmField, k: Buffer): string {
+  return describeEntry(f, k.subarray(5), k.readUInt32LE(0) - 8);
+}
+
+/** "10.0.0.0/8 -> rules 0,3", "tcp 8000/11 -> rules 4" */
+function describeEntry(f: LpmField, data: Buffer, length: number, bits?: Buffer): string {
+  let what: string;
+  if (f.endsWith('v4')) what = `${[...data.subarray(0, 4)].join('.')}/${length}`;
+  else if (f.endsWith('v6')) what = `${data.subarray(0, 16).toString('hex').replace(/(.{4})(?!$)/g, '$1:')}/${length}`;
+  else what = length === 0 ? 'any protocol' : length === 8 ? `protocol ${data[0]} any port` : `protocol ${data[0]} port ${data.readUInt16BE(1)}/${length - 8}`;
+  return bits ? `${what} -> rules ${bitList(bits).join(',') || 'none'}` : what;
+}
+
+function pushSummarised(changes: Change[], action: 'add' | 'remove' | 'change', f: LpmField, list: string[]): void {
+  if (list.length === 0) return;
+  if (list.length <= 20) for (const d of list) changes.push({ action, object: `map ${f} entry`, detail: d });
+  else changes.push({ action, object: `map ${f}`, detail: `${list.length} entries (first: ${list.slice(0, 5).join('; ')})` });
+}
+
+function emptyDesired(fastpath: FastpathConfig): FastpathDesired {
+  return compileFastpath({ fastpath: { ...fastpath, rules: [], interfaces: [] }, aliases: new Map() }).desired;
+}

@@ -119,14 +119,16 @@ export async function startDaemon(host: Host, spec: DaemonSpec): Promise<number>
   try {
     await waitFor(
       async () => {
-        // a foreground daemon that exited is a failure; a forking one exits on purpose
-        if (exitInfo && !spec.forks) throw new DaemonError(spec.name, `${spec.command} ${exitInfo} during start-up`, tailLog(spec.logFile));
+        // a foreground daemon that exited is a failure (reported below: waitFor
+        // treats a throwing check as "not ready yet"); a forking one exits on purpose
+        if (exitInfo && !spec.forks) return true;
         if (!daemonPid(spec.pidFile, spec.command)) return false;
         return spec.ready ? spec.ready() : true;
       },
       timeout,
       `${spec.name} to become ready`,
     );
+    if (exitInfo && !spec.forks) throw new DaemonError(spec.name, `${spec.command} ${exitInfo} during start-up`, tailLog(spec.logFile));
   } catch (e) {
     if (e instanceof DaemonError) throw e;
     if (exitInfo && !spec.forks) throw new DaemonError(spec.name, `${spec.command} ${exitInfo} during start-up`, tailLog(spec.logFile));

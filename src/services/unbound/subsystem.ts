@@ -1,3 +1,5 @@
-import { emptySubsystem } from '../../apply/empty.js';
+import { serviceSubsystem } from '../common/service.js';
+import { unboundService } from './unbound.js';
 
-export const unboundSubsystem = emptySubsystem('dns');
+/** The `dns:` section as a Subsystem (see unbound.ts). */
+export const unboundSubsystem = serviceSubsystem(unboundService);

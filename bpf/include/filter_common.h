@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Contract between the fast-path filter (xdp_filter.bpf.c, tc_filter.bpf.c,
+ * include/filter_prog.h) and userspace (src/fastpath/layout.ts mirrors every
+ * struct and constant here). Change both together.
+ *
+ * Classification is the linear bit-vector search of bpf-iptables/Polycube:
+ * every match field has its own map whose value is the bit vector of the
+ * rules that field value allows; the program ANDs the vectors and the
+ * lowest set bit is the winning rule (rule order = priority).
+ *
+ * Hitless updates: every classification map holds two generations of the
+ * rule set, told apart by a generation byte in the key (or the index).
+ * Userspace writes the inactive generation, flips `active`, and waits one
+ * RCU grace period (an update of the `rcu_barrier` map-in-map makes the
+ * syscall wait for running programs) before it touches the old generation.
+ */
+#ifndef PATRONUS_FILTER_COMMON_H
+#define PATRONUS_FILTER_COMMON_H
+
+/* Rule capacity: FILTER_WORDS * 64 rules. Change with -DFILTER_WORDS=N. */
+#ifndef FILTER_WORDS
+#define FILTER_WORDS 16
+#endif
+#define FILTER_MAX_RULES (FILTER_WORDS * 64)
+/* Counter slots outlive rule positions (a rule keeps its counters when rules
+ * before it change); both generations may hold distinct rules at once. */
+#define FILTER_COUNTER_SLOTS (2 * FILTER_MAX_RULES)
+#define FILTER_NAME_LEN 64
+/* Index into tcp_flags for packets whose flags are unknown (non-TCP and
+ * non-first fragments): only rules without a TCP-flags match are set there. */
+#define FILTER_FLAGS_UNKNOWN 256
+#define FILTER_FLAGS_PER_GEN 257
+/* Bound on non-terminal "count" rules one packet can pass through. */
+#define FILTER_MAX_COUNT_HITS 32
+
+/* Default map sizes (userspace resizes them before load). */
+#define FILTER_DEFAULT_PREFIXES 262144
+#define FILTER_DEFAULT_PORT_PREFIXES 65536
+#define FILTER_DEFAULT_RATE_STATE 65536
+#define FILTER_DEFAULT_BLOCKLIST 65536
+
+struct rule_bits {
+	__u64 w[FILTER_WORDS];
+};
+
+/* LPM keys: prefixlen counts the generation byte (8 bits) too. */
+struct lpm_v4_key {
+	__u32 prefixlen;
+	__u8 gen;
+	__u8 addr[4];
+	__u8 pad[3];
+};
+
+struct lpm_v6_key {
+	__u32 prefixlen;
+	__u8 gen;
+	__u8 addr[16];
+	__u8 pad[3];
+};
+
+/* gen(8) proto(8) port(16, network order): a port range is a few prefixes;
+ * prefixlen 16 (gen+proto) is "this protocol, any port". For ICMP the
+ * "port" is type << 8 | code (destination field). */
+struct lpm_port_key {
+	__u32 prefixlen;
+	__u8 gen;
+	__u8 proto;
+	__u8 port[2];
+};
+
+enum filter_dir {
+	FILTER_DIR_INGRESS = 0,
+	FILTER_DIR_EGRESS = 1,
+};
+
+struct iface_key {
+	__u32 ifindex;
+	__u8 gen;
+	__u8 dir;
+	__u16 pad;
+};
+
+enum filter_action {
+	FILTER_ACT_PASS = 0,
+	FILTER_ACT_DROP = 1,
+	FILTER_ACT_RATE_LIMIT = 2,
+	FILTER_ACT_COUNT = 3, /* count and go on to the next matching rule */
+};
+
+struct iface_value {
+	struct rule_bits bits;   /* rules that apply on this interface/direction */
+	__u32 default_action;    /* FILTER_ACT_PASS or FILTER_ACT_DROP */
+	__u32 pad;
+};
+
+/* Token buckets in nano-units: tokens * 1e9, refilled by elapsed_ns * rate. */
+struct rule_action {
+	__u32 action;
+	__u32 counter_slot;
+	__u64 pps;          /* 0: no packet limit */
+	__u64 pkt_burst;    /* bucket depth, packets */
+	__u64 bps;          /* bytes per second; 0: no byte limit */
+	__u64 byte_burst;   /* bucket depth, bytes */
+};
+
+struct rule_stat {
+	__u64 packets;
+	__u64 bytes;
+	__u64 limited; /* rate-limit rules: packets over the limit (dropped) */
+};
+
+enum filter_verdict {
+	VERDICT_RULE_PASS = 0,
+	VERDICT_RULE_DROP = 1,
+	VERDICT_RATE_PASS = 2,
+	VERDICT_RATE_DROP = 3,
+	VERDICT_DEFAULT_PASS = 4,
+	VERDICT_DEFAULT_DROP = 5,
+	VERDICT_BLOCKED = 6,
+	VERDICT_MALFORMED = 7,
+	VERDICT_NON_IP = 8,
+	VERDICT_UNMANAGED = 9, /* interface without a configuration: passed */
+	VERDICT_FRAGMENT = 10, /* non-first fragments seen (also counted by their verdict) */
+	VERDICT_MAX = 11,
+};
+
+struct verdict_stat {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct rate_key {
+	__u32 counter_slot;
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+struct rate_state {
+	__u64 pkt_tokens;
+	__u64 byte_tokens;
+	__u64 last_ns;
+};
+
+/* Blocklist value: absolute expiry in bpf_ktime_get_ns() (CLOCK_MONOTONIC)
+ * nanoseconds; ~0 never expires. */
+struct block_value {
+	__u64 expires_ns;
+};
+
+#endif

@@ -1,0 +1,506 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The fast-path filter, written once and compiled per attach point (after
+ * xdp-tools' xdpfilt_prog.h): the including file defines exactly one of
+ *   FILTER_HOOK_XDP  -> SEC("xdp") xdp_filter, ingress
+ *   FILTER_HOOK_TC   -> SEC("tc")  tc_filter, clsact egress
+ * Both objects declare the same maps; userspace loads the XDP object first
+ * (creating and pinning the maps) and hands its maps to the tc object, so
+ * one rule set and one set of counters serve both directions.
+ *
+ * Per packet:
+ *   parse (parsing.h) -> malformed / non-IP verdicts
+ *   interface entry for (ifindex, direction) -> unmanaged verdict
+ *   dynamic blocklist (source on ingress, destination on egress)
+ *   AND of the field bit vectors -> first terminal rule, count rules before it
+ *   action: pass, drop, rate-limit (per-source token bucket)
+ *   no rule -> the interface's default policy
+ */
+#ifndef PATRONUS_FILTER_PROG_H
+#define PATRONUS_FILTER_PROG_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "parsing.h"
+#include "filter_common.h"
+
+#if defined(FILTER_HOOK_XDP) == defined(FILTER_HOOK_TC)
+#error "define exactly one of FILTER_HOOK_XDP and FILTER_HOOK_TC"
+#endif
+
+#define NSEC 1000000000ULL
+
+/* ---- maps (identical in both objects; pinned by userspace) ---- */
+
+struct active_map {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32); /* the generation packets are classified against */
+};
+struct active_map active SEC(".maps");
+
+/* Never read by the program: an update of a map-in-map from the bpf()
+ * syscall returns only after an RCU grace period, i.e. after every program
+ * run that could still see the previous generation has finished. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct active_map);
+} rcu_barrier SEC(".maps");
+
+#define LPM_MAP(NAME, KEY, N)                          \
+	struct {                                       \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);   \
+		__uint(max_entries, N);                \
+		__uint(map_flags, BPF_F_NO_PREALLOC);  \
+		__type(key, KEY);                      \
+		__type(value, struct rule_bits);       \
+	} NAME SEC(".maps")
+
+LPM_MAP(src_v4, struct lpm_v4_key, FILTER_DEFAULT_PREFIXES);
+LPM_MAP(dst_v4, struct lpm_v4_key, FILTER_DEFAULT_PREFIXES);
+LPM_MAP(src_v6, struct lpm_v6_key, FILTER_DEFAULT_PREFIXES);
+LPM_MAP(dst_v6, struct lpm_v6_key, FILTER_DEFAULT_PREFIXES);
+LPM_MAP(sport, struct lpm_port_key, FILTER_DEFAULT_PORT_PREFIXES);
+LPM_MAP(dport, struct lpm_port_key, FILTER_DEFAULT_PORT_PREFIXES);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * FILTER_FLAGS_PER_GEN); /* gen * 257 + flags */
+	__type(key, __u32);
+	__type(value, struct rule_bits);
+} tcp_flags SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct iface_key);
+	__type(value, struct iface_value);
+} ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * FILTER_MAX_RULES); /* gen * MAX_RULES + rule */
+	__type(key, __u32);
+	__type(value, struct rule_action);
+} actions SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2); /* per gen: rules whose action is count */
+	__type(key, __u32);
+	__type(value, struct rule_bits);
+} count_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FILTER_COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, struct rule_stat);
+} rule_stats SEC(".maps");
+
+/* Names of the rules owning counter slots; written by userspace only, so a
+ * restarted control plane can read counters back by rule name. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILTER_COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, char[FILTER_NAME_LEN]);
+} rule_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * VERDICT_MAX); /* dir * VERDICT_MAX + verdict */
+	__type(key, __u32);
+	__type(value, struct verdict_stat);
+} verdict_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FILTER_DEFAULT_RATE_STATE);
+	__type(key, struct rate_key);
+	__type(value, struct rate_state);
+} rate_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FILTER_DEFAULT_BLOCKLIST);
+	__type(key, __u32); /* IPv4 address, network order */
+	__type(value, struct block_value);
+} block_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FILTER_DEFAULT_BLOCKLIST);
+	__type(key, struct in6_addr);
+	__type(value, struct block_value);
+} block_v6 SEC(".maps");
+
+/* ---- helpers ---- */
+
+enum filter_result {
+	FILTER_PASS = 0,
+	FILTER_DROP = 1,
+};
+
+static __always_inline void count_verdict(__u32 dir, __u32 verdict, __u64 bytes)
+{
+	__u32 idx = dir * VERDICT_MAX + verdict;
+	struct verdict_stat *s = bpf_map_lookup_elem(&verdict_stats, &idx);
+
+	if (s) {
+		s->packets++;
+		s->bytes += bytes;
+	}
+}
+
+static __always_inline struct rule_stat *count_rule(__u32 slot, __u64 bytes)
+{
+	struct rule_stat *s = bpf_map_lookup_elem(&rule_stats, &slot);
+
+	if (s) {
+		s->packets++;
+		s->bytes += bytes;
+	}
+	return s;
+}
+
+/* Index of the lowest set bit; x != 0. BPF has no count-trailing-zeros;
+ * a de Bruijn multiply keeps this branch-free, which matters: branches
+ * here would multiply the verifier's states per bit-vector word. */
+static const volatile __u8 debruijn64[64] = {
+	0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50, 42, 38, 29, 17, 4,
+	62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
+	63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
+	46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6,
+};
+
+static __always_inline __u32 lowest_bit(__u64 x)
+{
+	__u64 i = ((x & -x) * 0x03f79d71b4cb0a89ULL) >> 58;
+
+	return debruijn64[i & 63];
+}
+
+/* Returns 1 when the packet exceeds the bucket(s) of this rule and source. */
+static __always_inline int rate_exceeded(struct rule_action *a, struct packet_info *pi, __u64 len)
+{
+	struct rate_key key = { .counter_slot = a->counter_slot, .family = pi->family };
+	struct rate_state *st;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 elapsed, t, pkt_cap, byte_cap, byte_cost, pkt, byt;
+	int over = 0;
+
+	__builtin_memcpy(key.addr, pi->saddr, 16);
+	pkt_cap = a->pkt_burst * NSEC;
+	byte_cap = a->byte_burst * NSEC;
+	byte_cost = len * NSEC;
+	st = bpf_map_lookup_elem(&rate_state, &key);
+	if (!st) {
+		struct rate_state fresh = {};
+
+		fresh.pkt_tokens = pkt_cap;
+		fresh.byte_tokens = byte_cap;
+		fresh.last_ns = now;
+		bpf_map_update_elem(&rate_state, &key, &fresh, BPF_NOEXIST);
+		st = bpf_map_lookup_elem(&rate_state, &key);
+		if (!st)
+			return 1; /* no state to account against: fail closed */
+	}
+	/* No lock: the kernel refuses bpf_spin_lock in LRU maps. One source's
+	 * packets normally arrive on one CPU (RSS hashes the flow); when two
+	 * CPUs race on one bucket a few packets more may pass. */
+	elapsed = now > st->last_ns ? now - st->last_ns : 0;
+	st->last_ns = now;
+	/* Cap elapsed so elapsed * rate cannot overflow: one second refills
+	 * any bucket whose depth is at most its rate; deeper buckets refill
+	 * over several packets. */
+	if (elapsed > NSEC)
+		elapsed = NSEC;
+	pkt = st->pkt_tokens;
+	byt = st->byte_tokens;
+	if (a->pps) {
+		t = pkt + elapsed * a->pps;
+		pkt = t > pkt_cap ? pkt_cap : t;
+		if (pkt < NSEC)
+			over = 1;
+	}
+	if (a->bps) {
+		t = byt + elapsed * a->bps;
+		byt = t > byte_cap ? byte_cap : t;
+		if (byt < byte_cost)
+			over = 1;
+	}
+	if (!over) {
+		if (a->pps)
+			pkt -= NSEC;
+		if (a->bps)
+			byt -= byte_cost;
+	}
+	st->pkt_tokens = pkt;
+	st->byte_tokens = byt;
+	return over;
+}
+
+/* Dynamic blocklist: 1 when addr is listed and not expired; expired
+ * entries are removed on sight. */
+static __always_inline int blocked(struct packet_info *pi, __u8 *addr)
+{
+	struct block_value *b;
+	__u64 now;
+
+	if (pi->family == 4) {
+		__u32 k;
+
+		__builtin_memcpy(&k, addr, 4);
+		b = bpf_map_lookup_elem(&block_v4, &k);
+		if (!b)
+			return 0;
+		now = bpf_ktime_get_ns();
+		if (b->expires_ns > now)
+			return 1;
+		bpf_map_delete_elem(&block_v4, &k);
+		return 0;
+	}
+	{
+		struct in6_addr k;
+
+		__builtin_memcpy(&k, addr, 16);
+		b = bpf_map_lookup_elem(&block_v6, &k);
+		if (!b)
+			return 0;
+		now = bpf_ktime_get_ns();
+		if (b->expires_ns > now)
+			return 1;
+		bpf_map_delete_elem(&block_v6, &k);
+		return 0;
+	}
+}
+
+static __always_inline struct rule_bits *lookup_v4(void *map, __u32 gen, __u8 *addr)
+{
+	struct lpm_v4_key k = { .prefixlen = 8 + 32, .gen = gen };
+
+	__builtin_memcpy(k.addr, addr, 4);
+	return bpf_map_lookup_elem(map, &k);
+}
+
+static __always_inline struct rule_bits *lookup_v6(void *map, __u32 gen, __u8 *addr)
+{
+	struct lpm_v6_key k = { .prefixlen = 8 + 128, .gen = gen };
+
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(map, &k);
+}
+
+static __always_inline struct rule_bits *lookup_port(void *map, __u32 gen, struct packet_info *pi, __u16 port)
+{
+	struct lpm_port_key k = { .prefixlen = 32, .gen = gen, .proto = pi->l4proto };
+
+	/* A non-first fragment has no ports: only rules that do not match on
+	 * ports can match it (proto-only prefix). */
+	if (pi->fragment == 2)
+		k.prefixlen = 16;
+	k.port[0] = port >> 8;
+	k.port[1] = port & 0xff;
+	return bpf_map_lookup_elem(map, &k);
+}
+
+struct count_ctx {
+	struct rule_bits m; /* matching count rules not yet counted */
+	__u32 gen;
+	__u32 rule;         /* the winning terminal rule (FILTER_MAX_RULES: none) */
+	__u64 len;
+};
+
+/* bpf_loop callback: counts the next matching count rule ahead of the
+ * winner; one rule per call keeps the verifier's work linear. */
+static long count_one(__u64 index, void *data)
+{
+	struct count_ctx *c = data;
+	struct rule_action *act;
+	__u32 i, r = FILTER_MAX_RULES, idx;
+
+#pragma unroll
+	for (i = 0; i < FILTER_WORDS; i++) {
+		__u64 w = c->m.w[i];
+
+		if (w) {
+			r = i * 64 + lowest_bit(w);
+			c->m.w[i] = w & (w - 1);
+			break;
+		}
+	}
+	if (r >= c->rule)
+		return 1; /* none left before the winner: stop */
+	idx = c->gen * FILTER_MAX_RULES + r;
+	act = bpf_map_lookup_elem(&actions, &idx);
+	if (act)
+		count_rule(act->counter_slot, c->len);
+	return 0;
+}
+
+/* ---- the filter ---- */
+
+static __always_inline enum filter_result filter_packet(void *data, void *data_end, __u64 len,
+							__u32 ifindex, __u32 dir)
+{
+	struct packet_info pi = {};
+	struct count_ctx cc;
+	struct rule_bits *src, *dst, *sp, *dp, *fl, *cnt;
+	struct iface_value *ifv;
+	struct iface_key ik = {};
+	struct rule_action *act;
+	enum parse_result res;
+	__u32 zero = 0, gen, fidx, rule = FILTER_MAX_RULES, idx, i;
+	__u32 *genp;
+
+	res = parse_packet(data, data_end, &pi);
+	if (res == PARSE_MALFORMED) {
+		count_verdict(dir, VERDICT_MALFORMED, len);
+#ifdef FILTER_HOOK_XDP
+		return FILTER_DROP;
+#else
+		return FILTER_PASS; /* the local stack built it: let it judge */
+#endif
+	}
+	if (res == PARSE_NON_IP) {
+		count_verdict(dir, VERDICT_NON_IP, len);
+		return FILTER_PASS;
+	}
+
+	genp = bpf_map_lookup_elem(&active, &zero);
+	gen = genp ? (*genp & 1) : 0;
+
+	ik.ifindex = ifindex;
+	ik.gen = gen;
+	ik.dir = dir;
+	ifv = bpf_map_lookup_elem(&ifaces, &ik);
+	if (!ifv) {
+		count_verdict(dir, VERDICT_UNMANAGED, len);
+		return FILTER_PASS;
+	}
+
+	if (pi.fragment == 2)
+		count_verdict(dir, VERDICT_FRAGMENT, len);
+
+	if (blocked(&pi, dir == FILTER_DIR_INGRESS ? pi.saddr : pi.daddr)) {
+		count_verdict(dir, VERDICT_BLOCKED, len);
+		return FILTER_DROP;
+	}
+
+	if (pi.family == 4) {
+		src = lookup_v4(&src_v4, gen, pi.saddr);
+		dst = lookup_v4(&dst_v4, gen, pi.daddr);
+	} else {
+		src = lookup_v6(&src_v6, gen, pi.saddr);
+		dst = lookup_v6(&dst_v6, gen, pi.daddr);
+	}
+	sp = lookup_port(&sport, gen, &pi, pi.sport);
+	dp = lookup_port(&dport, gen, &pi, pi.dport);
+	fidx = gen * FILTER_FLAGS_PER_GEN +
+	       (pi.l4proto == IPPROTO_TCP && pi.fragment != 2 ? pi.tcp_flags : FILTER_FLAGS_UNKNOWN);
+	fl = bpf_map_lookup_elem(&tcp_flags, &fidx);
+	cnt = bpf_map_lookup_elem(&count_rules, &gen);
+	if (!src || !dst || !sp || !dp || !fl || !cnt)
+		goto deflt;
+
+	/* AND of every field; the first rule that is not a count rule wins. */
+	for (i = 0; i < FILTER_WORDS; i++) {
+		__u64 w = src->w[i] & dst->w[i] & sp->w[i] & dp->w[i] & fl->w[i] & ifv->bits.w[i];
+
+		cc.m.w[i] = w & cnt->w[i]; /* keep the count rules for the pass below */
+		w &= ~cnt->w[i];
+		if (w && rule == FILTER_MAX_RULES)
+			rule = i * 64 + lowest_bit(w);
+	}
+
+	/* Count rules ahead of the winner see the packet and let it go on. */
+	cc.gen = gen;
+	cc.rule = rule;
+	cc.len = len;
+	bpf_loop(FILTER_MAX_COUNT_HITS, count_one, &cc, 0);
+
+	if (rule >= FILTER_MAX_RULES)
+		goto deflt;
+	idx = gen * FILTER_MAX_RULES + rule;
+	act = bpf_map_lookup_elem(&actions, &idx);
+	if (!act)
+		goto deflt;
+
+	switch (act->action) {
+	case FILTER_ACT_DROP:
+		count_rule(act->counter_slot, len);
+		count_verdict(dir, VERDICT_RULE_DROP, len);
+		return FILTER_DROP;
+	case FILTER_ACT_RATE_LIMIT: {
+		struct rule_stat *s = count_rule(act->counter_slot, len);
+
+		if (rate_exceeded(act, &pi, len)) {
+			if (s)
+				s->limited++;
+			count_verdict(dir, VERDICT_RATE_DROP, len);
+			return FILTER_DROP;
+		}
+		count_verdict(dir, VERDICT_RATE_PASS, len);
+		return FILTER_PASS;
+	}
+	default:
+		count_rule(act->counter_slot, len);
+		count_verdict(dir, VERDICT_RULE_PASS, len);
+		return FILTER_PASS;
+	}
+
+deflt:
+	if (ifv->default_action == FILTER_ACT_DROP) {
+		count_verdict(dir, VERDICT_DEFAULT_DROP, len);
+		return FILTER_DROP;
+	}
+	count_verdict(dir, VERDICT_DEFAULT_PASS, len);
+	return FILTER_PASS;
+}
+
+#ifdef FILTER_HOOK_XDP
+SEC("xdp")
+int xdp_filter(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	return filter_packet(data, data_end, data_end - data, ctx->ingress_ifindex,
+			     FILTER_DIR_INGRESS) == FILTER_DROP ? XDP_DROP : XDP_PASS;
+}
+#endif
+
+#ifdef FILTER_HOOK_TC
+/* Headers of locally built packets may sit in paged data: pull them into
+ * the linear area the parser reads. A subprogram of its own, so the
+ * compiler cannot fold the context reads after it into pointer arithmetic
+ * the verifier refuses. */
+static __noinline int pull_headers(struct __sk_buff *skb)
+{
+	__u32 want = skb->len < 256 ? skb->len : 256;
+
+	if (skb->data_end - skb->data < want)
+		return bpf_skb_pull_data(skb, want);
+	return 0;
+}
+
+SEC("tc")
+int tc_filter(struct __sk_buff *skb)
+{
+	void *data, *data_end;
+
+	pull_headers(skb);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	return filter_packet(data, data_end, skb->len, skb->ifindex, FILTER_DIR_EGRESS) == FILTER_DROP
+		       ? TC_ACT_SHOT
+		       : TC_ACT_OK;
+}
+#endif
+
+#endif /* PATRONUS_FILTER_PROG_H */

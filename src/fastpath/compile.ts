@@ -1,0 +1,382 @@
+/**
+ * The fast-path compiler: validated `fastpath:` section -> the contents of
+ * every classification map, for one generation. Pure: aliases come resolved,
+ * countries through a CountryResolver; nothing here touches the system.
+ *
+ * Each match field becomes a set of prefixes (addresses; protocol+port
+ * blocks; TCP flag values), and every prefix gets the bit vector of rules
+ * that field value allows: its own rules, plus those of every shorter prefix
+ * containing it (a longest-prefix lookup returns one entry, so that entry
+ * must carry its ancestors' rules), plus rules that do not constrain the
+ * field (the zero-length prefix). The program ANDs one vector per field.
+ *
+ * Capacity limits are checked here, so an oversize rule set fails
+ * validation with a path, never halfway through an apply.
+ */
+import { resolveNetworkRef, resolvePortRef, type AliasTable, type PortRange } from '../aliases/aliases.js';
+import { prefixBytes, type Prefix } from '../bpf/codecs.js';
+import type { Issue, IssuePath } from '../config/issues.js';
+import type { CountryResolver, GeoPrefix } from './geoip.js';
+import { ACTION, BITS_BYTES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LPM_FIELDS, emptyBits, setBit, type LpmField } from './layout.js';
+import { TCP_FLAG_NAMES, type FastpathConfig, type FastpathRuleConfig } from './schema.js';
+
+/** One LPM map's entries: data bytes (without the generation byte), prefix length, rule bits. */
+export interface LpmEntry {
+  data: Buffer;
+  length: number;
+  bits: Buffer;
+}
+
+export interface CompiledRule {
+  name: string;
+  index: number;
+  action: keyof typeof ACTION;
+  pps: bigint;
+  pktBurst: bigint;
+  bps: bigint;
+  byteBurst: bigint;
+}
+
+export interface CompiledInterface {
+  name: string;
+  mode: 'auto' | 'native' | 'generic';
+  egress: boolean;
+  ingress: { defaultPolicy: 'pass' | 'drop'; bits: Buffer };
+  egressPolicy: { defaultPolicy: 'pass' | 'drop'; bits: Buffer };
+}
+
+export interface FastpathCapacity {
+  rules: number;
+  prefixes: number;
+  portPrefixes: number;
+  rateLimitSources: number;
+  blocklist: number;
+}
+
+/** Everything the data plane writes for one rule-set generation. */
+export interface FastpathDesired {
+  interfaces: CompiledInterface[];
+  rules: CompiledRule[];
+  fields: Record<LpmField, LpmEntry[]>;
+  /** FILTER_FLAGS_PER_GEN vectors: index = TCP flags byte, 256 = unknown (non-TCP, later fragments) */
+  tcpFlags: Buffer[];
+  countRules: Buffer;
+  capacity: FastpathCapacity;
+}
+
+export interface CompileInput {
+  fastpath: FastpathConfig;
+  aliases: AliasTable;
+  /** needed only when a rule names countries */
+  geoip?: CountryResolver;
+  /** path of this section in the document, for issues */
+  base?: IssuePath;
+}
+
+const PROTO_NUM: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132, gre: 47, esp: 50, ah: 51 };
+
+export function compileFastpath(input: CompileInput): { desired: FastpathDesired; issues: Issue[] } {
+  const { fastpath: fp, aliases, geoip } = input;
+  const base = input.base ?? ['fastpath'];
+  const issues: Issue[] = [];
+  const capacity: FastpathCapacity = { ...fp.capacity };
+  const ifaceNames = new Set(fp.interfaces.map((i) => i.name));
+  const egressIfaces = new Set(fp.interfaces.filter((i) => i.egress.enabled).map((i) => i.name));
+
+  if (fp.rules.length > capacity.rules) {
+    issues.push({ path: [...base, 'rules'], message: `${fp.rules.length} rules exceed the capacity of ${capacity.rules} (fastpath.capacity.rules, at most ${FILTER_MAX_RULES})` });
+  }
+
+  const items: Record<LpmField, { data: Buffer; length: number; rule: number }[]> = {
+    src_v4: [],
+    dst_v4: [],
+    src_v6: [],
+    dst_v6: [],
+    sport: [],
+    dport: [],
+  };
+  const wildcard: Record<LpmField, Buffer> = Object.fromEntries(LPM_FIELDS.map((f) => [f, emptyBits()])) as Record<LpmField, Buffer>;
+  const flagsBits = Array.from({ length: FILTER_FLAGS_PER_GEN }, () => emptyBits());
+  const countRules = emptyBits();
+  const rules: CompiledRule[] = [];
+  const ifaceRules = new Map<string, { in: number[]; out: number[] }>([...ifaceNames].map((n) => [n, { in: [], out: [] }]));
+
+  fp.rules.slice(0, FILTER_MAX_RULES).forEach((rule, index) => {
+    const path = [...base, 'rules', index];
+    rules.push(compileAction(rule, index));
+    if (rule.action === 'count') setBit(countRules, index);
+
+    // interfaces and direction
+    const dir = rule.direction === 'out' ? 'out' : 'in';
+    rule.interfaces.forEach((n, j) => {
+      if (!ifaceNames.has(n)) issues.push({ path: [...path, 'interfaces', j], message: `"${n}" is not a fastpath interface (fastpath.interfaces)` });
+      else if (dir === 'out' && !egressIfaces.has(n)) issues.push({ path: [...path, 'interfaces', j], message: `interface "${n}" does not have egress.enabled; an "out" rule cannot apply there` });
+    });
+    for (const n of rule.interfaces.length ? rule.interfaces : [...ifaceNames]) ifaceRules.get(n)?.[dir].push(index);
+
+    // addresses
+    for (const side of ['source', 'destination'] as const) {
+      const refs = rule[side] === undefined ? [] : Array.isArray(rule[side]) ? (rule[side] as string[]) : [rule[side] as string];
+      const countries = (side === 'source' ? rule.countries : rule.destinationCountries) ?? [];
+      const v4f: LpmField = side === 'source' ? 'src_v4' : 'dst_v4';
+      const v6f: LpmField = side === 'source' ? 'src_v6' : 'dst_v6';
+      if (refs.length === 0 && countries.length === 0) {
+        setBit(wildcard[v4f], index);
+        setBit(wildcard[v6f], index);
+        continue;
+      }
+      const prefixes: Prefix[] = [];
+      const ccs: { cc: string; path: IssuePath }[] = [];
+      refs.forEach((ref, j) => {
+        const p = Array.isArray(rule[side]) ? [...path, side, j] : [...path, side];
+        try {
+          const r = resolveNetworkRef(ref, aliases);
+          prefixes.push(...r.prefixes);
+          ccs.push(...r.countries.map((cc) => ({ cc, path: p })));
+        } catch (e) {
+          issues.push({ path: p, message: (e as Error).message });
+        }
+      });
+      countries.forEach((c, j) => {
+        const p = [...path, side === 'source' ? 'countries' : 'destinationCountries', j];
+        const alias = aliases.get(c);
+        if (alias) {
+          if (alias.type !== 'country') issues.push({ path: p, message: `alias "${c}" is a ${alias.type} alias, not a country alias` });
+          else ccs.push(...alias.countries.map((cc) => ({ cc, path: p })));
+        } else if (/^[A-Za-z]{2}$/.test(c)) ccs.push({ cc: c.toUpperCase(), path: p });
+        else issues.push({ path: p, message: `"${c}" is neither an ISO country code nor a country alias` });
+      });
+      for (const p of prefixes) {
+        items[p.family === 4 ? v4f : v6f].push({ data: prefixBytes(p), length: p.length, rule: index });
+      }
+      for (const { cc, path: p } of ccs) {
+        if (!geoip) {
+          issues.push({ path: p, message: `country ${cc} needs a GeoIP database (fastpath.geoip.database)` });
+          continue;
+        }
+        if (!geoip.has(cc)) {
+          issues.push({ path: p, message: `country ${cc} is not in the GeoIP database` });
+          continue;
+        }
+        const cp = geoip.prefixes(cc);
+        const push = (f: LpmField, list: GeoPrefix[]) => {
+          for (const g of list) items[f].push({ data: g.data, length: g.length, rule: index });
+        };
+        push(v4f, cp.v4);
+        push(v6f, cp.v6);
+      }
+    }
+
+    // protocol and ports (ICMP type/code ride in the destination "port")
+    const protos = rule.protocol === undefined ? [] : (Array.isArray(rule.protocol) ? rule.protocol : [rule.protocol]).map((p) => (typeof p === 'number' ? p : PROTO_NUM[p]!));
+    const portField = (field: 'sourcePorts' | 'destinationPorts'): PortRange[] | undefined => {
+      const v = rule[field];
+      if (v === undefined) return undefined;
+      const refs = Array.isArray(v) ? v : [v];
+      const out: PortRange[] = [];
+      refs.forEach((ref, j) => {
+        try {
+          out.push(...resolvePortRef(ref, aliases));
+        } catch (e) {
+          issues.push({ path: Array.isArray(v) ? [...path, field, j] : [...path, field], message: (e as Error).message });
+        }
+      });
+      return out;
+    };
+    const sports = portField('sourcePorts');
+    let dports = portField('destinationPorts');
+    if (rule.icmpType !== undefined) {
+      const t = rule.icmpType << 8;
+      dports = rule.icmpCode !== undefined ? [{ from: t | rule.icmpCode, to: t | rule.icmpCode }] : [{ from: t, to: t | 0xff }];
+    }
+    for (const [field, ranges] of [
+      ['sport', sports],
+      ['dport', dports],
+    ] as const) {
+      if (protos.length === 0) {
+        setBit(wildcard[field], index);
+        continue;
+      }
+      for (const proto of new Set(protos)) {
+        if (!ranges) {
+          items[field].push({ data: Buffer.from([proto, 0, 0]), length: 8, rule: index });
+          continue;
+        }
+        for (const r of ranges) {
+          for (const b of rangeToPrefixes(r.from, r.to)) {
+            items[field].push({ data: Buffer.from([proto, b.start >> 8, b.start & 0xff]), length: 8 + b.length, rule: index });
+          }
+        }
+      }
+    }
+
+    // TCP flags
+    if (rule.tcpFlags === undefined) {
+      for (const v of flagsBits) setBit(v, index);
+    } else {
+      const { value, mask } = parseTcpFlags(rule.tcpFlags);
+      for (let f = 0; f < 256; f++) if ((f & mask) === value) setBit(flagsBits[f]!, index);
+    }
+  });
+
+  const fields = Object.fromEntries(LPM_FIELDS.map((f) => [f, buildLpm(items[f], wildcard[f], fieldBytes(f))])) as Record<LpmField, LpmEntry[]>;
+  for (const f of LPM_FIELDS) {
+    const limit = f === 'sport' || f === 'dport' ? capacity.portPrefixes : capacity.prefixes;
+    if (fields[f].length > limit) {
+      issues.push({
+        path: [...base, 'capacity', f === 'sport' || f === 'dport' ? 'portPrefixes' : 'prefixes'],
+        message: `${describeField(f)} needs ${fields[f].length} map entries, more than the capacity of ${limit}${topContributor(items[f], base)}`,
+      });
+    }
+  }
+
+  const bitsOf = (list: number[]) => {
+    const b = emptyBits();
+    for (const r of list) setBit(b, r);
+    return b;
+  };
+  const interfaces: CompiledInterface[] = fp.interfaces.map((i) => ({
+    name: i.name,
+    mode: i.mode,
+    egress: i.egress.enabled,
+    ingress: { defaultPolicy: i.defaultPolicy, bits: bitsOf(ifaceRules.get(i.name)!.in) },
+    egressPolicy: { defaultPolicy: i.egress.defaultPolicy, bits: bitsOf(ifaceRules.get(i.name)!.out) },
+  }));
+
+  // rules that can never apply anywhere are almost certainly a mistake
+  fp.rules.forEach((r, index) => {
+    const applies = (i: CompiledInterface) => {
+      const bits = r.direction === 'out' ? (i.egress ? i.egressPolicy.bits : undefined) : i.ingress.bits;
+      return bits !== undefined && (bits[index >> 3]! & (1 << (index & 7))) !== 0;
+    };
+    if (fp.interfaces.length && !interfaces.some(applies)) {
+      if (!issues.some((x) => x.path.length > base.length + 2 && x.path[base.length + 1] === index)) {
+        issues.push({ path: [...base, 'rules', index, 'direction'], message: `rule "${r.name}" applies on no interface (direction ${r.direction})` });
+      }
+    }
+  });
+
+  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, capacity }, issues };
+}
+
+/** "syn,!ack" -> value/mask over the TCP flags byte. */
+export function parseTcpFlags(text: string): { value: number; mask: number } {
+  let value = 0;
+  let mask = 0;
+  for (const part of text.split(',')) {
+    const neg = part.startsWith('!');
+    const bit = 1 << TCP_FLAG_NAMES.indexOf(part.replace('!', '') as (typeof TCP_FLAG_NAMES)[number]);
+    mask |= bit;
+    if (!neg) value |= bit;
+  }
+  return { value, mask };
+}
+
+/** Splits a port range into aligned prefix blocks (at most ~30). */
+export function rangeToPrefixes(from: number, to: number): { start: number; length: number }[] {
+  const out: { start: number; length: number }[] = [];
+  let cur = from;
+  while (cur <= to) {
+    let size = cur === 0 ? 65536 : cur & -cur;
+    while (cur + size - 1 > to) size >>= 1;
+    out.push({ start: cur, length: 16 - Math.log2(size) });
+    cur += size;
+  }
+  return out;
+}
+
+function compileAction(rule: FastpathRuleConfig, index: number): CompiledRule {
+  const rl = rule.rateLimit;
+  const pps = BigInt(rl?.packetsPerSecond ?? 0);
+  const bps = BigInt(rl?.bytesPerSecond ?? 0);
+  return {
+    name: rule.name,
+    index,
+    action: rule.action,
+    pps,
+    pktBurst: rl?.packetBurst !== undefined ? BigInt(rl.packetBurst) : pps,
+    bps,
+    byteBurst: rl?.byteBurst !== undefined ? BigInt(rl.byteBurst) : bps,
+  };
+}
+
+function fieldBytes(f: LpmField): number {
+  return f.endsWith('v4') ? 4 : f.endsWith('v6') ? 16 : 3;
+}
+
+function describeField(f: LpmField): string {
+  return {
+    src_v4: 'source IPv4',
+    dst_v4: 'destination IPv4',
+    src_v6: 'source IPv6',
+    dst_v6: 'destination IPv6',
+    sport: 'source port',
+    dport: 'destination port',
+  }[f];
+}
+
+function topContributor(list: { rule: number }[], base: IssuePath): string {
+  const n = new Map<number, number>();
+  for (const i of list) n.set(i.rule, (n.get(i.rule) ?? 0) + 1);
+  const top = [...n.entries()].sort((a, b) => b[1] - a[1])[0];
+  return top ? ` (most from ${[...base, 'rules'].join('.')}[${top[0]}]: ${top[1]})` : '';
+}
+
+/** Compares the first `bits` bits of two equal-length buffers. */
+function samePrefix(a: Buffer, b: Buffer, bits: number): boolean {
+  const full = bits >> 3;
+  for (let i = 0; i < full; i++) if (a[i] !== b[i]) return false;
+  const rest = bits & 7;
+  if (!rest) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (a[full]! & mask) === (b[full]! & mask);
+}
+
+/**
+ * Turns (prefix, rule) pairs into LPM entries whose vectors include every
+ * containing prefix's rules. Sorted by address then length, a stack of open
+ * ancestors gives each prefix its nearest containing one. Identical results
+ * share one Buffer (a country's thousands of prefixes hold one vector).
+ */
+function buildLpm(list: { data: Buffer; length: number; rule: number }[], wildcard: Buffer, bytes: number): LpmEntry[] {
+  const byKey = new Map<string, { data: Buffer; length: number; rules: number[] }>();
+  for (const it of list) {
+    const data = Buffer.alloc(bytes);
+    it.data.copy(data, 0, 0, bytes);
+    const k = data.toString('latin1') + String.fromCharCode(it.length);
+    let e = byKey.get(k);
+    if (!e) byKey.set(k, (e = { data, length: it.length, rules: [] }));
+    e.rules.push(it.rule);
+  }
+  const root = { data: Buffer.alloc(bytes), length: 0, bits: wildcard };
+  const rootKey = root.data.toString('latin1') + String.fromCharCode(0);
+  const rootOwn = byKey.get(rootKey);
+  if (rootOwn) {
+    root.bits = Buffer.from(wildcard);
+    for (const r of rootOwn.rules) setBit(root.bits, r);
+    byKey.delete(rootKey);
+  }
+  const sorted = [...byKey.values()].sort((a, b) => Buffer.compare(a.data, b.data) || a.length - b.length);
+  const out: LpmEntry[] = [root];
+  const stack: LpmEntry[] = [root];
+  const memo = new Map<Buffer, Map<string, Buffer>>();
+  for (const e of sorted) {
+    while (stack.length > 1 && !(stack[stack.length - 1]!.length <= e.length && samePrefix(stack[stack.length - 1]!.data, e.data, stack[stack.length - 1]!.length))) stack.pop();
+    const parent = stack[stack.length - 1]!;
+    const ownKey = e.rules.length === 1 ? String(e.rules[0]) : [...new Set(e.rules)].sort((a, b) => a - b).join(',');
+    let m = memo.get(parent.bits);
+    if (!m) memo.set(parent.bits, (m = new Map()));
+    let bits = m.get(ownKey);
+    if (!bits) {
+      bits = Buffer.from(parent.bits);
+      for (const r of e.rules) setBit(bits, r);
+      m.set(ownKey, bits);
+    }
+    const entry = { data: e.data, length: e.length, bits };
+    out.push(entry);
+    stack.push(entry);
+  }
+  return out;
+}
+
+export { BITS_BYTES, FILTER_FLAGS_UNKNOWN };

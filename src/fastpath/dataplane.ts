@@ -1,0 +1,611 @@
+/**
+ * The running fast path: the XDP and tc filter programs and their maps,
+ * pinned under `<bpfRoot>/fastpath/`. A control plane that starts while a
+ * data plane is pinned adopts it (same program ids, no reload, counters and
+ * rate-limit state kept); otherwise it loads and pins a fresh one.
+ *
+ * Rule-set updates are hitless: FastpathDataPlane.apply writes the inactive
+ * generation of every classification map, flips `active`, then waits an RCU
+ * grace period, so a packet is classified entirely against the old or
+ * entirely against the new rule set.
+ *
+ * Public API for other domains (see docs/fastpath.md):
+ *   block/unblock/listBlocked  - dynamic source blocklist (IDS)
+ *   ruleCounters/verdictCounters/occupancy/interfaces - metrics and REST
+ */
+import { mkdirSync, existsSync, rmSync, readdirSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
+import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
+import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
+import {
+  ACTION,
+  BITS_BYTES,
+  DIR,
+  FILTER_COUNTER_SLOTS,
+  FILTER_FLAGS_PER_GEN,
+  FILTER_MAX_RULES,
+  FILTER_NAME_LEN,
+  IFACE_VALUE_SIZE,
+  KEY,
+  LPM_FIELDS,
+  MAP_NAMES,
+  RULE_ACTION_SIZE,
+  RULE_STAT_SIZE,
+  VERDICTS,
+  VERDICT_MAX,
+  VERDICT_STAT_SIZE,
+  decodeAction,
+  encodeAction,
+  fieldDataBytes,
+  fieldKeySize,
+  ifaceKey,
+  lpmKey,
+  type LpmField,
+  type MapName,
+  type Verdict,
+} from './layout.js';
+
+/** tc filter identity of the egress program (clsact egress, this priority/handle). */
+export const TC_PRIORITY = 0xfa;
+export const TC_HANDLE = 0xfa;
+const UNUSED_SLOT = 0xffffffff;
+const NEVER = 0xffffffffffffffffn;
+
+type RawMap = BpfMap<Buffer, Buffer>;
+type RawPerCpu = PerCpuMap<Buffer, Buffer>;
+
+export interface DataPlaneOptions {
+  /** bpffs directory for this data plane's pins (e.g. `${host.bpfRoot}/fastpath`) */
+  pinDir: string;
+  /** map sizes for a fresh load; an adopted data plane keeps its own */
+  capacity?: Partial<FastpathCapacity>;
+  /** runs attach/query code inside the target network namespace */
+  inNetns?: <T>(fn: () => T) => T;
+}
+
+export interface RuleCounter {
+  name: string;
+  /** position in the active rule set */
+  index: number;
+  action: keyof typeof ACTION;
+  packets: bigint;
+  bytes: bigint;
+  /** rate-limit rules: packets over the limit, dropped */
+  limited: bigint;
+}
+
+export type VerdictCounters = Record<Verdict, { packets: bigint; bytes: bigint }>;
+
+export interface MapOccupancy {
+  map: MapName;
+  /** entries of the active generation (two-generation maps) or in use */
+  entries: number;
+  /** usable per generation for two-generation maps */
+  capacity: number;
+}
+
+export interface AttachedInterface {
+  ifindex: number;
+  name?: string;
+  ingress: { defaultPolicy: 'pass' | 'drop'; xdpMode: XdpMode | 'none' | 'multi'; attached: boolean };
+  egress: { enabled: boolean; defaultPolicy: 'pass' | 'drop'; attached: boolean };
+}
+
+export interface BlockedAddress {
+  address: string;
+  /** undefined: never expires */
+  expiresInSeconds?: number;
+}
+
+export interface ApplyStats {
+  generation: number;
+  written: Record<string, number>;
+  removed: Record<string, number>;
+  durationMs: number;
+}
+
+export class FastpathDataPlane implements Disposable {
+  private readonly maps: Record<MapName, RawMap>;
+  private cachedCounts = new Map<string, number>();
+
+  private constructor(
+    readonly pinDir: string,
+    readonly xdp: BpfProgram,
+    readonly tc: BpfProgram,
+    maps: Record<MapName, RawMap>,
+    /** true when this instance took over an already running data plane */
+    readonly adopted: boolean,
+    private readonly inNs: <T>(fn: () => T) => T,
+  ) {
+    this.maps = maps;
+  }
+
+  /** Adopts the data plane pinned at pinDir, or loads and pins a new one. */
+  static async open(opts: DataPlaneOptions): Promise<FastpathDataPlane> {
+    const inNs = opts.inNetns ?? (<T>(fn: () => T) => fn());
+    if (existsSync(`${opts.pinDir}/xdp_filter`)) return FastpathDataPlane.adopt(opts.pinDir, inNs);
+    return FastpathDataPlane.load(opts, inNs);
+  }
+
+  /** True when a data plane is pinned at pinDir. */
+  static isPinned(pinDir: string): boolean {
+    return existsSync(`${pinDir}/xdp_filter`);
+  }
+
+  private static adopt(pinDir: string, inNs: <T>(fn: () => T) => T): FastpathDataPlane {
+    const maps = {} as Record<MapName, RawMap>;
+    const opened: { close(): void }[] = [];
+    try {
+      for (const name of MAP_NAMES) {
+        const path = `${pinDir}/${name}`;
+        if (!existsSync(path)) throw new Error(`fastpath: pinned data plane at ${pinDir} lacks map ${name} (remove it with teardown, then apply again)`);
+        const m = openRaw(path);
+        opened.push(m);
+        maps[name] = m;
+      }
+      checkLayout(maps, pinDir);
+      const xdp = BpfProgram.openPinned(`${pinDir}/xdp_filter`);
+      opened.push(xdp);
+      const tc = BpfProgram.openPinned(`${pinDir}/tc_filter`);
+      return new FastpathDataPlane(pinDir, xdp, tc, maps, true, inNs);
+    } catch (e) {
+      for (const o of opened) o.close();
+      throw e;
+    }
+  }
+
+  private static async load(opts: DataPlaneOptions, inNs: <T>(fn: () => T) => T): Promise<FastpathDataPlane> {
+    const cap = opts.capacity ?? {};
+    mkdirSync(opts.pinDir, { recursive: true });
+    using xobj = BpfObject.open('xdp_filter');
+    for (const name of MAP_NAMES) xobj.setMapPinPath(name, `${opts.pinDir}/${name}`);
+    if (cap.prefixes) for (const f of ['src_v4', 'dst_v4', 'src_v6', 'dst_v6']) xobj.setMapMaxEntries(f, 2 * cap.prefixes);
+    if (cap.portPrefixes) for (const f of ['sport', 'dport']) xobj.setMapMaxEntries(f, 2 * cap.portPrefixes);
+    if (cap.rateLimitSources) xobj.setMapMaxEntries('rate_state', cap.rateLimitSources);
+    if (cap.blocklist) for (const f of ['block_v4', 'block_v6']) xobj.setMapMaxEntries(f, cap.blocklist);
+    await xobj.load();
+    const maps = {} as Record<MapName, RawMap>;
+    for (const name of MAP_NAMES) {
+      const info = xobj.maps().find((m) => m.name === name)!;
+      maps[name] = xobj.map(name, codecs.bytes(info.keySize), codecs.bytes(info.valueSize));
+    }
+    using tobj = BpfObject.open('tc_filter');
+    for (const name of MAP_NAMES) tobj.reuseMap(name, maps[name]);
+    await tobj.load();
+    const xdp = xobj.program('xdp_filter');
+    const tc = tobj.program('tc_filter');
+    checkLayout(maps, opts.pinDir);
+    // programs last: their pins mark the data plane complete for adopt()
+    tc.pin(`${opts.pinDir}/tc_filter`);
+    xdp.pin(`${opts.pinDir}/xdp_filter`);
+    const dp = new FastpathDataPlane(opts.pinDir, xdp, tc, maps, false, inNs);
+    return dp;
+  }
+
+  /** The generation packets are classified against now (0 or 1). */
+  get generation(): number {
+    return this.maps.active.get(u32(0))!.readUInt32LE(0) & 1;
+  }
+
+  /** Map sizes of this data plane (per generation where maps hold two). */
+  get capacity(): FastpathCapacity {
+    const me = (n: MapName) => this.maps[n].info.maxEntries;
+    return { rules: FILTER_MAX_RULES, prefixes: me('src_v4') / 2, portPrefixes: me('sport') / 2, rateLimitSources: me('rate_state'), blocklist: me('block_v4') };
+  }
+
+  /**
+   * Waits until no program run can still be using a generation it read
+   * before now: an update of a map-in-map from userspace returns only after
+   * an RCU grace period (kernel: maybe_wait_bpf_programs).
+   */
+  rcuBarrier(): void {
+    this.maps.rcu_barrier.setRaw(u32(0), u32(this.maps.active.fd));
+  }
+
+  /**
+   * Writes `desired` into the inactive generation and switches to it.
+   * ifindexOf resolves interface names in the data plane's namespace.
+   */
+  async apply(desired: FastpathDesired, ifindexOf: (name: string) => number | Promise<number>): Promise<ApplyStats> {
+    const t0 = performance.now();
+    const cap = this.capacity;
+    if (desired.rules.length > FILTER_MAX_RULES) throw new Error(`fastpath: ${desired.rules.length} rules exceed the data plane's ${FILTER_MAX_RULES}`);
+    for (const f of LPM_FIELDS) {
+      const limit = f === 'sport' || f === 'dport' ? cap.portPrefixes : cap.prefixes;
+      if (desired.fields[f].length > limit) throw new Error(`fastpath: map ${f} needs ${desired.fields[f].length} entries; the loaded data plane holds ${limit} per generation (a capacity change needs a reload: teardown, then apply)`);
+    }
+    const ifindexes = new Map<string, number>();
+    for (const i of desired.interfaces) ifindexes.set(i.name, await ifindexOf(i.name));
+
+    // nothing may still read the generation we are about to overwrite
+    this.rcuBarrier();
+    const active = this.generation;
+    const shadow = active ^ 1;
+    const written: Record<string, number> = {};
+    const removed: Record<string, number> = {};
+
+    // counter slots: a rule keeps its slot (and counters) across updates
+    const activeSlots = this.activeRuleSlots(active);
+    const used = new Set(activeSlots.values());
+    const slots: number[] = [];
+    let next = 0;
+    for (const r of desired.rules) {
+      let s = activeSlots.get(r.name);
+      if (s === undefined) {
+        while (used.has(next)) next++;
+        s = next;
+        used.add(s);
+        this.resetSlot(s, r.name);
+      }
+      slots.push(s);
+    }
+
+    // classification maps, shadow generation
+    for (const f of LPM_FIELDS) {
+      const r = await this.writeLpm(f, shadow, desired.fields[f]);
+      written[f] = r.written;
+      removed[f] = r.removed;
+    }
+    const flagKeys = desired.tcpFlags.map((_, i) => u32(shadow * FILTER_FLAGS_PER_GEN + i));
+    await this.maps.tcp_flags.setMany(flagKeys.map((k, i) => [k, desired.tcpFlags[i]!] as const));
+    written.tcp_flags = flagKeys.length;
+
+    const ifEntries: [Buffer, Buffer][] = [];
+    for (const i of desired.interfaces) {
+      const idx = ifindexes.get(i.name)!;
+      ifEntries.push([ifaceKey(idx, shadow, DIR.ingress), ifaceValue(i.ingress.bits, i.ingress.defaultPolicy)]);
+      if (i.egress) ifEntries.push([ifaceKey(idx, shadow, DIR.egress), ifaceValue(i.egressPolicy.bits, i.egressPolicy.defaultPolicy)]);
+    }
+    const want = new Set(ifEntries.map(([k]) => k.toString('hex')));
+    const stale = [...this.maps.ifaces.keys()].filter((k) => k[4] === shadow && !want.has(k.toString('hex')));
+    for (const k of stale) this.maps.ifaces.delete(k);
+    for (const [k, v] of ifEntries) this.maps.ifaces.set(k, v);
+    written.ifaces = ifEntries.length;
+    removed.ifaces = stale.length;
+
+    const actionEntries: [Buffer, Buffer][] = [];
+    for (let i = 0; i < FILTER_MAX_RULES; i++) {
+      const r = desired.rules[i];
+      const v = r
+        ? encodeAction({ action: ACTION[r.action], slot: slots[i]!, pps: r.pps, pktBurst: r.pktBurst, bps: r.bps, byteBurst: r.byteBurst })
+        : encodeAction({ action: ACTION.pass, slot: UNUSED_SLOT, pps: 0n, pktBurst: 0n, bps: 0n, byteBurst: 0n });
+      actionEntries.push([u32(shadow * FILTER_MAX_RULES + i), v]);
+    }
+    await this.maps.actions.setMany(actionEntries);
+    written.actions = desired.rules.length;
+    this.maps.count_rules.set(u32(shadow), desired.countRules);
+
+    // the switch: one 4-byte array write
+    this.maps.active.set(u32(0), u32(shadow));
+    this.rcuBarrier();
+
+    // slots the new rule set does not use are free now: clear their names
+    const keep = new Set(slots);
+    for (const s of activeSlots.values()) if (!keep.has(s)) this.maps.rule_names.set(u32(s), Buffer.alloc(FILTER_NAME_LEN));
+
+    for (const f of LPM_FIELDS) this.cachedCounts.set(f, desired.fields[f].length);
+    return { generation: shadow, written, removed, durationMs: performance.now() - t0 };
+  }
+
+  /** Rule name -> counter slot for the rules of a generation. */
+  private activeRuleSlots(gen: number): Map<string, number> {
+    const out = new Map<string, number>();
+    for (let i = 0; i < FILTER_MAX_RULES; i++) {
+      const a = decodeAction(this.maps.actions.get(u32(gen * FILTER_MAX_RULES + i))!);
+      if (a.slot >= FILTER_COUNTER_SLOTS) continue;
+      const name = this.slotName(a.slot);
+      if (name) out.set(name, a.slot);
+    }
+    return out;
+  }
+
+  private slotName(slot: number): string {
+    const raw = this.maps.rule_names.get(u32(slot))!;
+    const end = raw.indexOf(0);
+    return raw.subarray(0, end < 0 ? raw.length : end).toString('utf8');
+  }
+
+  private resetSlot(slot: number, name: string): void {
+    (this.perCpu('rule_stats')).setAll(u32(slot), Buffer.alloc(RULE_STAT_SIZE));
+    const n = Buffer.alloc(FILTER_NAME_LEN);
+    n.write(name.slice(0, FILTER_NAME_LEN - 1), 'utf8');
+    this.maps.rule_names.set(u32(slot), n);
+  }
+
+  private perCpu(name: 'rule_stats' | 'verdict_stats'): RawPerCpu {
+    const m = this.maps[name];
+    return new PerCpuMap(m.nativeHandle, m.keyCodec, codecs.bytes(name === 'rule_stats' ? RULE_STAT_SIZE : VERDICT_STAT_SIZE));
+  }
+
+  private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
+    const map = this.maps[f];
+    const want = new Map<string, LpmEntry>();
+    for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e);
+    const stale: Buffer[] = [];
+    for (const k of map.keys()) if (k[4] === gen && !want.has(k.toString('latin1'))) stale.push(k);
+    for (const k of stale) map.delete(k);
+    const batch: [Buffer, Buffer][] = [];
+    for (const [k, e] of want) batch.push([Buffer.from(k, 'latin1'), e.bits]);
+    await map.setMany(batch);
+    return { written: batch.length, removed: stale.length };
+  }
+
+  /**
+   * Attaches the filter where `interfaces` say (XDP on each, tc egress where
+   * enabled) and detaches it from interfaces no longer listed. An interface
+   * that already runs this data plane's program is left alone (no reattach).
+   */
+  async attach(interfaces: CompiledInterface[], ifindexOf: (name: string) => number | Promise<number>, previous: number[] = []): Promise<Map<string, XdpMode>> {
+    const modes = new Map<string, XdpMode>();
+    const keep = new Set<number>();
+    for (const i of interfaces) {
+      const idx = await ifindexOf(i.name);
+      keep.add(idx);
+      const q = this.inNs(() => queryXdp(idx));
+      if (q.progId === this.xdp.info.id) {
+        modes.set(i.name, q.mode as XdpMode);
+      } else {
+        if (q.progId !== 0) throw new Error(`fastpath: interface ${i.name} already runs XDP program id ${q.progId}, not Patronus' (detach it first)`);
+        modes.set(i.name, this.inNs(() => this.xdp.attachXdp(idx, { mode: i.mode })));
+      }
+      const tcId = this.inNs(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE));
+      if (i.egress && tcId !== this.tc.info.id) this.inNs(() => this.tc.attachTc(idx, 'egress', { priority: TC_PRIORITY, handle: TC_HANDLE, replace: true }));
+      if (!i.egress && tcId !== null) this.inNs(() => detachTc(idx, 'egress', TC_PRIORITY, TC_HANDLE));
+    }
+    for (const idx of new Set([...previous, ...this.configuredIfindexes()])) if (!keep.has(idx)) this.detachFrom(idx);
+    return modes;
+  }
+
+  /** ifindexes present in the ifaces map (either generation). */
+  configuredIfindexes(): number[] {
+    return [...new Set([...this.maps.ifaces.keys()].map((k) => k.readUInt32LE(0)))];
+  }
+
+  private detachFrom(idx: number): void {
+    this.inNs(() => {
+      let q;
+      try {
+        q = queryXdp(idx);
+      } catch {
+        return; // interface gone
+      }
+      if (q.progId === this.xdp.info.id) detachXdp(idx, q.mode === 'generic' ? 'generic' : 'native', this.xdp);
+      if (queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE) !== null) detachTc(idx, 'egress', TC_PRIORITY, TC_HANDLE);
+    });
+  }
+
+  // ---------- observation API (metrics, REST) ----------
+
+  /** Per-rule counters of the active rule set, summed over CPUs, in rule order. */
+  ruleCounters(): RuleCounter[] {
+    const gen = this.generation;
+    const stats = this.perCpu('rule_stats');
+    const out: RuleCounter[] = [];
+    for (let i = 0; i < FILTER_MAX_RULES; i++) {
+      const a = decodeAction(this.maps.actions.get(u32(gen * FILTER_MAX_RULES + i))!);
+      if (a.slot >= FILTER_COUNTER_SLOTS) continue;
+      const name = this.slotName(a.slot);
+      if (!name) continue;
+      let packets = 0n;
+      let bytes = 0n;
+      let limited = 0n;
+      for (const v of stats.get(u32(a.slot))!) {
+        packets += v.readBigUInt64LE(0);
+        bytes += v.readBigUInt64LE(8);
+        limited += v.readBigUInt64LE(16);
+      }
+      const action = (Object.keys(ACTION) as (keyof typeof ACTION)[]).find((k) => ACTION[k] === a.action) ?? 'pass';
+      out.push({ name, index: i, action, packets, bytes, limited });
+    }
+    return out;
+  }
+
+  /** Per-verdict counters by direction, summed over CPUs. */
+  verdictCounters(): { ingress: VerdictCounters; egress: VerdictCounters } {
+    const stats = this.perCpu('verdict_stats');
+    const read = (dir: number) => {
+      const out = {} as VerdictCounters;
+      VERDICTS.forEach((v, i) => {
+        let packets = 0n;
+        let bytes = 0n;
+        for (const c of stats.get(u32(dir * VERDICT_MAX + i))!) {
+          packets += c.readBigUInt64LE(0);
+          bytes += c.readBigUInt64LE(8);
+        }
+        out[v] = { packets, bytes };
+      });
+      return out;
+    };
+    return { ingress: read(DIR.ingress), egress: read(DIR.egress) };
+  }
+
+  /** Entries in use against capacity for every sized map. */
+  occupancy(): MapOccupancy[] {
+    const gen = this.generation;
+    const out: MapOccupancy[] = [];
+    for (const f of LPM_FIELDS) {
+      let n = this.cachedCounts.get(f);
+      if (n === undefined) {
+        n = 0;
+        for (const k of this.maps[f].keys()) if (k[4] === gen) n++;
+        this.cachedCounts.set(f, n);
+      }
+      out.push({ map: f, entries: n, capacity: this.maps[f].info.maxEntries / 2 });
+    }
+    out.push({ map: 'actions', entries: this.ruleCounters().length, capacity: FILTER_MAX_RULES });
+    for (const m of ['rate_state', 'block_v4', 'block_v6'] as const) {
+      let n = 0;
+      for (const _ of this.maps[m].keys()) n++;
+      out.push({ map: m, entries: n, capacity: this.maps[m].info.maxEntries });
+    }
+    return out;
+  }
+
+  /** Interfaces of the active configuration and what is attached there. */
+  interfaces(): AttachedInterface[] {
+    const gen = this.generation;
+    const byIdx = new Map<number, AttachedInterface>();
+    for (const k of this.maps.ifaces.keys()) {
+      if (k[4] !== gen) continue;
+      const idx = k.readUInt32LE(0);
+      const v = this.maps.ifaces.get(k)!;
+      const policy = v.readUInt32LE(BITS_BYTES) === ACTION.drop ? 'drop' : 'pass';
+      let e = byIdx.get(idx);
+      if (!e) {
+        // an interface that is gone reports nothing attached
+        const q = this.inNs(() => tryOr(() => queryXdp(idx), { progId: 0, mode: 'none' as const, nativeProgId: 0, genericProgId: 0, offloadProgId: 0 }));
+        const tcId = this.inNs(() => tryOr(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE), null));
+        e = {
+          ifindex: idx,
+          ingress: { defaultPolicy: 'pass', xdpMode: q.progId === this.xdp.info.id ? q.mode : 'none', attached: q.progId === this.xdp.info.id },
+          egress: { enabled: false, defaultPolicy: 'pass', attached: tcId === this.tc.info.id },
+        };
+        byIdx.set(idx, e);
+      }
+      if (k[5] === DIR.ingress) e.ingress.defaultPolicy = policy;
+      else e.egress = { ...e.egress, enabled: true, defaultPolicy: policy };
+    }
+    return [...byIdx.values()];
+  }
+
+  /** Keys and bit vectors of the active generation of one LPM map (for plan). */
+  activeEntries(f: LpmField): Map<string, Buffer> {
+    const gen = this.generation;
+    const out = new Map<string, Buffer>();
+    for (const k of this.maps[f].keys()) if (k[4] === gen) out.set(k.toString('latin1'), this.maps[f].get(k)!);
+    return out;
+  }
+
+  activeRuleNames(): string[] {
+    return this.ruleCounters().map((r) => r.name);
+  }
+
+  // ---------- dynamic blocklist (IDS) ----------
+
+  /**
+   * Drops everything from `address` (and, at egress, to it) until the TTL
+   * runs out; ttlSeconds 0 or Infinity never expires. Checked before the
+   * rules on every managed interface. Re-blocking extends/replaces the TTL.
+   */
+  block(address: string, ttlSeconds: number): void {
+    if (!(ttlSeconds >= 0)) throw new RangeError(`block ${address}: ttlSeconds must be >= 0 (0 = never expires)`);
+    const { map, key } = this.blockKey(address);
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(ttlSeconds === 0 || ttlSeconds === Infinity ? NEVER : monotonicNs() + BigInt(Math.round(ttlSeconds * 1e9)));
+    map.set(key, v);
+  }
+
+  /** Removes an address from the blocklist; false when it was not listed. */
+  unblock(address: string): boolean {
+    const { map, key } = this.blockKey(address);
+    return map.delete(key);
+  }
+
+  /** Addresses blocked now (expired entries are removed on the way). */
+  listBlocked(): BlockedAddress[] {
+    const now = monotonicNs();
+    const out: BlockedAddress[] = [];
+    for (const [map, v6] of [
+      [this.maps.block_v4, false],
+      [this.maps.block_v6, true],
+    ] as const) {
+      for (const k of [...map.keys()]) {
+        const v = map.get(k);
+        if (!v) continue;
+        const exp = v.readBigUInt64LE(0);
+        if (exp <= now) {
+          map.delete(k);
+          continue;
+        }
+        const address = v6 ? codecs.ipv6.decode(k) : codecs.ipv4.decode(k);
+        out.push(exp === NEVER ? { address } : { address, expiresInSeconds: Number(exp - now) / 1e9 });
+      }
+    }
+    return out;
+  }
+
+  private blockKey(address: string): { map: RawMap; key: Buffer } {
+    if (isIPv4(address)) return { map: this.maps.block_v4, key: codecs.ipv4.encode(address) };
+    if (isIPv6(address)) return { map: this.maps.block_v6, key: codecs.ipv6.encode(address) };
+    throw new RangeError(`"${address}" is not an IPv4 or IPv6 address`);
+  }
+
+  // ---------- lifecycle ----------
+
+  /** Closes handles; the pinned data plane keeps running. */
+  close(): void {
+    for (const m of Object.values(this.maps)) m.close();
+    this.xdp.close();
+    this.tc.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Detaches from every interface it is configured on and removes the pins. */
+  destroy(extraIfindexes: number[] = []): void {
+    for (const idx of new Set([...this.configuredIfindexes(), ...extraIfindexes])) this.detachFrom(idx);
+    this.close();
+    removePins(this.pinDir);
+  }
+}
+
+/** Removes every pin under pinDir (maps and programs) and the directory. */
+export function removePins(pinDir: string): void {
+  if (!existsSync(pinDir)) return;
+  for (const f of readdirSync(pinDir)) unpin(`${pinDir}/${f}`);
+  rmSync(pinDir, { recursive: true, force: true });
+}
+
+function openRaw(path: string): RawMap {
+  const h = openPinnedMap(path);
+  return new BpfMap(h, codecs.bytes(h.info.keySize), codecs.bytes(h.info.valueSize));
+}
+
+function checkLayout(maps: Record<MapName, RawMap>, where: string): void {
+  const expect: Partial<Record<MapName, [number, number]>> = {
+    src_v4: [KEY.v4, BITS_BYTES],
+    src_v6: [KEY.v6, BITS_BYTES],
+    sport: [KEY.port, BITS_BYTES],
+    ifaces: [KEY.iface, IFACE_VALUE_SIZE],
+    actions: [4, RULE_ACTION_SIZE],
+    rule_stats: [4, RULE_STAT_SIZE],
+  };
+  for (const [name, [k, v]] of Object.entries(expect) as [MapName, [number, number]][]) {
+    const info = maps[name].info;
+    if (info.keySize !== k || info.valueSize !== v) {
+      throw new Error(`fastpath: map ${name} at ${where} has key/value ${info.keySize}/${info.valueSize} bytes, this build expects ${k}/${v} (the BPF object and src/fastpath/layout.ts disagree, or the pinned data plane is from another version)`);
+    }
+  }
+  if (maps.actions.info.maxEntries !== 2 * FILTER_MAX_RULES) throw new Error(`fastpath: map actions at ${where} holds ${maps.actions.info.maxEntries} entries; this build expects ${2 * FILTER_MAX_RULES}`);
+  void fieldDataBytes;
+  void fieldKeySize;
+}
+
+function ifaceValue(bits: Buffer, policy: 'pass' | 'drop'): Buffer {
+  const v = Buffer.alloc(IFACE_VALUE_SIZE);
+  bits.copy(v, 0);
+  v.writeUInt32LE(policy === 'drop' ? ACTION.drop : ACTION.pass, BITS_BYTES);
+  return v;
+}
+
+function tryOr<T>(fn: () => T, fallback: T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof BpfError && (e.code === 'ENODEV' || e.code === 'ENOENT')) return fallback;
+    throw e;
+  }
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0, 0);
+  return b;
+}
+
+/** CLOCK_MONOTONIC in ns: the clock bpf_ktime_get_ns() reads (libuv's hrtime uses it). */
+export function monotonicNs(): bigint {
+  return process.hrtime.bigint();
+}

@@ -1,0 +1,146 @@
+/**
+ * The userspace mirror of bpf/include/filter_common.h: constants, struct
+ * layouts and key encoders. Change both together; the data plane checks
+ * map key/value sizes against these when it loads or adopts.
+ */
+
+/** FILTER_WORDS: 64-bit words per rule bit vector (compile-time in the BPF object). */
+export const FILTER_WORDS = 16;
+export const FILTER_MAX_RULES = FILTER_WORDS * 64;
+export const FILTER_COUNTER_SLOTS = 2 * FILTER_MAX_RULES;
+export const FILTER_NAME_LEN = 64;
+export const FILTER_FLAGS_UNKNOWN = 256;
+export const FILTER_FLAGS_PER_GEN = 257;
+export const BITS_BYTES = FILTER_WORDS * 8;
+
+export const ACTION = { pass: 0, drop: 1, 'rate-limit': 2, count: 3 } as const;
+export type RuleActionName = keyof typeof ACTION;
+
+export const DIR = { ingress: 0, egress: 1 } as const;
+export type Direction = keyof typeof DIR;
+
+/** Per-verdict counters, in enum filter_verdict order. */
+export const VERDICTS = [
+  'rule_pass',
+  'rule_drop',
+  'rate_pass',
+  'rate_drop',
+  'default_pass',
+  'default_drop',
+  'blocked',
+  'malformed',
+  'non_ip',
+  'unmanaged',
+  'fragment',
+] as const;
+export type Verdict = (typeof VERDICTS)[number];
+export const VERDICT_MAX = VERDICTS.length;
+
+/** Key sizes (bytes) of the classification maps. */
+export const KEY = {
+  v4: 12, // u32 prefixlen, gen, addr[4], pad[3]
+  v6: 24, // u32 prefixlen, gen, addr[16], pad[3]
+  port: 8, // u32 prefixlen, gen, proto, port[2]
+  iface: 8, // u32 ifindex, gen, dir, u16 pad
+} as const;
+
+export const RULE_ACTION_SIZE = 40; // u32 action, u32 slot, u64 pps, pkt_burst, bps, byte_burst
+export const IFACE_VALUE_SIZE = BITS_BYTES + 8;
+export const RULE_STAT_SIZE = 24;
+export const VERDICT_STAT_SIZE = 16;
+export const RATE_KEY_SIZE = 24;
+
+/** Maps and their roles; the LPM maps hold both generations (gen byte at key offset 4). */
+export const LPM_FIELDS = ['src_v4', 'dst_v4', 'src_v6', 'dst_v6', 'sport', 'dport'] as const;
+export type LpmField = (typeof LPM_FIELDS)[number];
+export const MAP_NAMES = [
+  'active',
+  'rcu_barrier',
+  ...LPM_FIELDS,
+  'tcp_flags',
+  'ifaces',
+  'actions',
+  'count_rules',
+  'rule_stats',
+  'rule_names',
+  'verdict_stats',
+  'rate_state',
+  'block_v4',
+  'block_v6',
+] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+
+/** Address bytes carried in an LPM key of this field (without the gen byte). */
+export function fieldDataBytes(f: LpmField): number {
+  return f.endsWith('v4') ? 4 : f.endsWith('v6') ? 16 : 3;
+}
+
+export function fieldKeySize(f: LpmField): number {
+  return f.endsWith('v4') ? KEY.v4 : f.endsWith('v6') ? KEY.v6 : KEY.port;
+}
+
+/** Encodes an LPM key: prefixlen (host order) = 8 + len, gen byte, data. */
+export function lpmKey(f: LpmField, gen: number, data: Buffer, len: number): Buffer {
+  const k = Buffer.alloc(fieldKeySize(f));
+  k.writeUInt32LE(8 + len, 0);
+  k[4] = gen;
+  data.copy(k, 5, 0, fieldDataBytes(f));
+  return k;
+}
+
+export function ifaceKey(ifindex: number, gen: number, dir: number): Buffer {
+  const k = Buffer.alloc(KEY.iface);
+  k.writeUInt32LE(ifindex, 0);
+  k[4] = gen;
+  k[5] = dir;
+  return k;
+}
+
+export interface RuleActionValue {
+  action: number;
+  slot: number;
+  pps: bigint;
+  pktBurst: bigint;
+  bps: bigint;
+  byteBurst: bigint;
+}
+
+export function encodeAction(a: RuleActionValue): Buffer {
+  const b = Buffer.alloc(RULE_ACTION_SIZE);
+  b.writeUInt32LE(a.action, 0);
+  b.writeUInt32LE(a.slot, 4);
+  b.writeBigUInt64LE(a.pps, 8);
+  b.writeBigUInt64LE(a.pktBurst, 16);
+  b.writeBigUInt64LE(a.bps, 24);
+  b.writeBigUInt64LE(a.byteBurst, 32);
+  return b;
+}
+
+export function decodeAction(b: Buffer): RuleActionValue {
+  return {
+    action: b.readUInt32LE(0),
+    slot: b.readUInt32LE(4),
+    pps: b.readBigUInt64LE(8),
+    pktBurst: b.readBigUInt64LE(16),
+    bps: b.readBigUInt64LE(24),
+    byteBurst: b.readBigUInt64LE(32),
+  };
+}
+
+/** A rule bit vector: FILTER_WORDS little-endian u64, rule r at byte r>>3 bit r&7. */
+export function emptyBits(): Buffer {
+  return Buffer.alloc(BITS_BYTES);
+}
+
+export function setBit(bits: Buffer, rule: number): void {
+  bits[rule >> 3]! |= 1 << (rule & 7);
+}
+
+export function bitList(bits: Buffer): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i]!;
+    if (b) for (let j = 0; j < 8; j++) if (b & (1 << j)) out.push(i * 8 + j);
+  }
+  return out;
+}

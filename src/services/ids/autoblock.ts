@@ -11,6 +11,8 @@ import type { EveAlert } from './eve.js';
 export interface BlockList {
   block(address: string, ttlSeconds: number): void | Promise<void>;
   unblock(address: string): unknown;
+  /** releases handles (the data plane itself keeps running) */
+  close?(): void;
 }
 
 export interface AutoBlockPolicy {

@@ -12,6 +12,8 @@ import type { Host } from '../../system/host.js';
 import { AlertStore, FileTail, parseEveLine, type EveAlert } from './eve.js';
 import { AutoBlocker, parsePrefixes, type AutoBlockPolicy, type BlockList } from './autoblock.js';
 import type { IdsModel } from './suricata.js';
+import { FastpathDataPlane } from '../../fastpath/dataplane.js';
+import { fastpathPinDir } from '../../fastpath/subsystem.js';
 
 export type BlockListProvider = (host: Host) => Promise<BlockList | undefined>;
 
@@ -20,7 +22,9 @@ export interface IdsEngineOptions {
   /** where the tail position is kept (survives control-plane restarts) */
   positionFile?: string;
   model: Pick<IdsModel, 'autoBlock' | 'recentAlerts'>;
+  /** a fixed block list, or a provider asked when one is needed (again at most every 5 s while it has none) */
   blockList?: BlockList;
+  blockListProvider?: () => Promise<BlockList | undefined>;
   pollMs?: number;
 }
 
@@ -33,10 +37,13 @@ export class IdsEngine {
   private chain: Promise<void> = Promise.resolve();
   tailErrors = 0;
   lastTailError?: string;
+  private blockList: BlockList | undefined;
+  private lastAcquire = 0;
 
   constructor(readonly opts: IdsEngineOptions) {
     this.store = new AlertStore(opts.model.recentAlerts);
     this.autoBlock = opts.model.autoBlock.enabled;
+    this.blockList = opts.blockList;
     this.blocker = new AutoBlocker(policyOf(opts.model), opts.blockList);
     this.tail = new FileTail(opts.eveFile, (lines) => this.onLines(lines), {
       pollMs: opts.pollMs ?? 100,
@@ -54,6 +61,10 @@ export class IdsEngine {
 
   stop(): void {
     this.tail.stop();
+    // a block list we acquired (the fast path's maps) is ours to close; the data plane keeps running
+    if (!this.opts.blockList) this.blockList?.close?.();
+    this.blockList = undefined;
+    this.blocker.setBlockList(undefined);
   }
 
   /** Reads what is new right away (tests and the API use it; the timer does the same). */
@@ -62,11 +73,23 @@ export class IdsEngine {
     await this.chain;
   }
 
-  update(model: Pick<IdsModel, 'autoBlock' | 'recentAlerts'>, blockList?: BlockList): void {
+  update(model: Pick<IdsModel, 'autoBlock' | 'recentAlerts'>): void {
     this.autoBlock = model.autoBlock.enabled;
     this.blocker.setPolicy(policyOf(model));
     this.store.setCapacity(model.recentAlerts);
-    if (blockList) this.blocker.setBlockList(blockList);
+  }
+
+  private async ensureBlockList(): Promise<void> {
+    if (this.blockList || !this.opts.blockListProvider) return;
+    if (Date.now() - this.lastAcquire < 5000) return;
+    this.lastAcquire = Date.now();
+    try {
+      this.blockList = await this.opts.blockListProvider();
+    } catch (e) {
+      this.blocker.errors++;
+      this.blocker.lastError = `cannot open the fast-path block list: ${(e as Error).message}`;
+    }
+    this.blocker.setBlockList(this.blockList);
   }
 
   /** Waits until every alert read so far has been handled (blocks written). */
@@ -88,6 +111,7 @@ export class IdsEngine {
     for (const a of alerts) this.store.add(a);
     if (!this.autoBlock || !alerts.length) return;
     this.chain = this.chain.then(async () => {
+      await this.ensureBlockList();
       for (const a of alerts) await this.blocker.onAlert(a);
     });
   }
@@ -140,13 +164,12 @@ export async function syncEngine(host: Host, model: IdsModel | null, files: { ev
     engines.delete(k);
     return undefined;
   }
-  const blockList = model.autoBlock.enabled ? await provider(host) : undefined;
   if (existing && existing.opts.eveFile === files.eveFile) {
-    existing.update(model, blockList);
+    existing.update(model);
     return existing;
   }
   existing?.stop();
-  const e = new IdsEngine({ eveFile: files.eveFile, positionFile: files.positionFile, model, ...(blockList ? { blockList } : {}) });
+  const e = new IdsEngine({ eveFile: files.eveFile, positionFile: files.positionFile, model, blockListProvider: () => provider(host) });
   e.start();
   engines.set(k, e);
   return e;
@@ -162,10 +185,11 @@ function key(host: Host): string {
 }
 
 /**
- * The fast path's block list, when its data plane is pinned for this Host.
- * (Filled in once the fast path lands; until then auto-block reports that no
- * block list is loaded.)
+ * The fast path's block list: its data plane pinned for this Host, adopted
+ * (never loaded from here). undefined while no fast path runs.
  */
-async function fastpathBlockList(_host: Host): Promise<BlockList | undefined> {
-  return undefined;
+async function fastpathBlockList(host: Host): Promise<BlockList | undefined> {
+  const pinDir = fastpathPinDir(host);
+  if (!FastpathDataPlane.isPinned(pinDir)) return undefined;
+  return FastpathDataPlane.open({ pinDir, inNetns: (fn) => host.inNetns(fn) });
 }

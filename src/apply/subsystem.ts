@@ -85,7 +85,7 @@ export interface SubsystemMetrics {
   /** per rule; `rule` is the rule's id as the config names it */
   rules?: ({ rule: string; action?: string } & PacketCounts)[];
   /** per verdict (drop, pass, bypass, rate_limited, malformed, ...) */
-  verdicts?: ({ verdict: string } & PacketCounts)[];
+  verdicts?: ({ verdict: string; direction?: 'ingress' | 'egress' } & PacketCounts)[];
   /** occupancy of each map (or set) against its capacity */
   maps?: { map: string; entries: number; capacity: number }[];
   services?: { service: string; up: boolean }[];

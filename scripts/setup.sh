@@ -58,7 +58,7 @@ if [[ ! -f native/build/Release/patronus_bpf.node ]] || [[ -n "$(find native/src
 fi
 
 log "bench tools"
-make -s -C bench/trafficgen 2>/dev/null || true
+make -s -C bench/trafficgen
 
 log "TypeScript"
 npx --no-install tsc -p tsconfig.json

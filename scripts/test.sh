@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export NODE_OPTIONS="--enable-source-maps"
+# every Host in a test must name a namespace: nothing may act on the host itself
+export PATRONUS_REQUIRE_NETNS=1
 if (($#)); then
   mapfile -t files < <(for f in "$@"; do find dist/test -name '*.test.js' -path "*$f*"; done | sort -u)
 else

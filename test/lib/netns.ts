@@ -69,9 +69,10 @@ export class Lab {
   readonly namespaces: Netns[] = [];
   readonly id = randomBytes(3).toString('hex');
 
-  /** A fresh namespace named pt-<lab id>-<name>, with lo up. */
+  /** A fresh namespace named pt-<pid>-<lab id>-<name>, with lo up. */
   async ns(name: string): Promise<Netns> {
-    const ns = new Netns(`pt-${this.id}-${name}`);
+    // pt-<creator pid>-<lab id>-<name>: the pid lets a sweep tell abandoned namespaces from live ones
+    const ns = new Netns(`pt-${process.pid}-${this.id}-${name}`);
     await execa('ip', ['netns', 'add', ns.name]);
     this.namespaces.push(ns);
     await ns.ip('link', 'set', 'lo', 'up');
@@ -80,8 +81,8 @@ export class Lab {
 
   /** A veth pair between two namespaces, both ends up, addresses assigned. */
   async veth(a: VethEnd, b: VethEnd): Promise<void> {
-    const tmpA = `v${this.id}${randomBytes(2).toString('hex')}`;
-    const tmpB = `v${this.id}${randomBytes(2).toString('hex')}`;
+    const tmpA = `pv${randomBytes(5).toString('hex')}`;
+    const tmpB = `pv${randomBytes(5).toString('hex')}`;
     await execa('ip', ['link', 'add', tmpA, 'netns', a.ns.name, 'type', 'veth', 'peer', 'name', tmpB, 'netns', b.ns.name]);
     await a.ns.ip('link', 'set', tmpA, 'name', a.dev);
     await b.ns.ip('link', 'set', tmpB, 'name', b.dev);
@@ -109,11 +110,25 @@ export class Lab {
   }
 }
 
-/** Removes namespaces left by crashed runs (names pt-*). Never touches others. */
+/**
+ * Removes namespaces left by crashed runs: names pt-<pid>-* whose creating
+ * process is gone. Live runs (other test processes) and every other
+ * namespace are left alone.
+ */
 export async function sweepStaleNamespaces(): Promise<void> {
   const { stdout } = await execa('ip', ['-j', 'netns', 'list'], { reject: false });
   if (!stdout) return;
   for (const { name } of JSON.parse(stdout) as { name: string }[]) {
-    if (/^pt-[0-9a-f]{6}-/.test(name)) await execa('ip', ['netns', 'del', name], { reject: false });
+    const m = /^pt-(\d+)-[0-9a-f]{6}-/.exec(name);
+    if (!m || existsSync(`/proc/${m[1]}`)) continue;
+    const pids = await execa('ip', ['netns', 'pids', name], { reject: false });
+    for (const pid of pids.stdout.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    await execa('ip', ['netns', 'del', name], { reject: false });
   }
 }

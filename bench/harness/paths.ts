@@ -1,0 +1,252 @@
+/**
+ * The filter paths compared side by side. Each takes the same RuleSet ("drop
+ * traffic from these source prefixes, pass the rest") and installs it on the
+ * receiver's interface its own way:
+ *
+ *   xdp-patronus      Patronus' XDP fast path (src/fastpath), when present
+ *   xdp-lpm           the bench's own minimal XDP program: one LPM trie lookup
+ *   nft-netdev-set    nftables netdev ingress, one interval set lookup
+ *   nft-netdev-rules  nftables netdev ingress, one rule per prefix
+ *   nft-inet-ct       nftables inet input/forward with conntrack and a set
+ *                     (the path a user of plain nftables has today)
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { BpfObject, BpfMap, PerCpuMap, BpfProgram, codecs, inNetns, detachXdp } from '../../src/bpf/index.js';
+import { projectRoot } from '../../src/bpf/addon.js';
+import type { Netns } from '../../test/lib/netns.js';
+import type { RuleSet } from './workload.js';
+
+export interface FilterPath {
+  readonly id: string;
+  readonly label: string;
+  /** installs the rule set (replacing any earlier one); returns seconds taken */
+  install(rules: RuleSet): Promise<number>;
+  /** swaps to another rule set while traffic flows; returns seconds taken */
+  swap(rules: RuleSet): Promise<number>;
+  /** removes everything this path put on the receiver */
+  remove(): Promise<void>;
+  /** before every measured run: reset state that would carry over between runs */
+  beforeRun?(): Promise<void>;
+  /** the filter's own drop count, to cross-check the receiver's arithmetic */
+  drops?(): Promise<number>;
+  /** average in-kernel ns per run of the classifier alone on one frame (bpf_prog_test_run repeat) */
+  classifierNs?(frame: Buffer, repeat: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface PathContext {
+  receiver: Netns;
+  dev: string;
+  ifindex: number;
+}
+
+export const LPM_MAX = 262144;
+
+/** The bench's own LPM-trie drop program (bench/trafficgen/lpm_drop.bpf.c). */
+export class XdpLpmPath implements FilterPath {
+  readonly id = 'xdp-lpm';
+  readonly label = 'XDP, bench LPM trie';
+  private attached = false;
+
+  private constructor(
+    private readonly ctx: PathContext,
+    private readonly obj: BpfObject,
+    private readonly prog: BpfProgram,
+    private readonly v4: BpfMap<codecs.Prefix, number>,
+    private readonly v6: BpfMap<codecs.Prefix, number>,
+    private readonly verdicts: PerCpuMap<number, bigint>,
+  ) {}
+
+  static async create(ctx: PathContext): Promise<XdpLpmPath> {
+    const obj = BpfObject.open(path.join(projectRoot(), 'bench/trafficgen/build/lpm_drop.bpf.o'));
+    obj.setMapMaxEntries('src_v4', LPM_MAX).setMapMaxEntries('src_v6', LPM_MAX);
+    await obj.load();
+    return new XdpLpmPath(
+      ctx,
+      obj,
+      obj.program('xdp_lpm_drop'),
+      obj.map('src_v4', codecs.lpmV4Key, codecs.u32),
+      obj.map('src_v6', codecs.lpmV6Key, codecs.u32),
+      obj.perCpuMap('verdicts', codecs.u32, codecs.u64),
+    );
+  }
+
+  async install(rules: RuleSet): Promise<number> {
+    const t0 = performance.now();
+    await this.v4.clear();
+    await this.v6.clear();
+    await this.load(rules);
+    if (!this.attached) {
+      inNetns(this.ctx.receiver.name, () => this.prog.attachXdp(this.ctx.ifindex, { mode: 'native' }));
+      this.attached = true;
+    }
+    return (performance.now() - t0) / 1000;
+  }
+
+  /** Not hitless (a minimal baseline has no shadow tables): add the new prefixes, then delete the old. */
+  async swap(rules: RuleSet): Promise<number> {
+    const t0 = performance.now();
+    const keep = new Set(rules.prefixes);
+    const map = rules.family === 4 ? this.v4 : this.v6;
+    const old = [...map.keys()].filter((p) => !keep.has(codecs.formatPrefix(p)));
+    await this.load(rules);
+    await map.deleteMany(old);
+    return (performance.now() - t0) / 1000;
+  }
+
+  private async load(rules: RuleSet): Promise<void> {
+    const map = rules.family === 4 ? this.v4 : this.v6;
+    await map.setMany(rules.prefixes.map((p) => [codecs.parsePrefix(p), 1] as const));
+  }
+
+  async drops(): Promise<number> {
+    return Number((this.verdicts.get(1) ?? []).reduce((a, b) => a + b, 0n));
+  }
+
+  async classifierNs(frame: Buffer, repeat: number): Promise<number> {
+    const r = await this.prog.testRun({ data: frame, repeat });
+    return r.duration;
+  }
+
+  async remove(): Promise<void> {
+    if (this.attached) {
+      inNetns(this.ctx.receiver.name, () => detachXdp(this.ctx.ifindex, 'native', this.prog));
+      this.attached = false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.remove();
+    this.verdicts.close();
+    this.v4.close();
+    this.v6.close();
+    this.prog.close();
+    this.obj.close();
+  }
+}
+
+type NftMode = 'netdev-set' | 'netdev-rules' | 'inet-ct';
+
+/** nftables, driven the way an operator would: one `nft -f` script per change (atomic). */
+export class NftPath implements FilterPath {
+  readonly id: string;
+  readonly label: string;
+  private installed = false;
+
+  private constructor(
+    private readonly ctx: PathContext,
+    private readonly mode: NftMode,
+    private readonly dir: string,
+  ) {
+    this.id = `nft-${mode}`;
+    this.label = {
+      'netdev-set': 'nftables netdev ingress, set',
+      'netdev-rules': 'nftables netdev ingress, rule per prefix',
+      'inet-ct': 'nftables inet input+forward, conntrack, set',
+    }[mode];
+  }
+
+  static async create(ctx: PathContext, mode: NftMode): Promise<NftPath> {
+    return new NftPath(ctx, mode, await mkdtemp(path.join(tmpdir(), 'pt-bench-nft-')));
+  }
+
+  private get family(): string {
+    return this.mode === 'inet-ct' ? 'inet' : 'netdev';
+  }
+
+  private chains(): string[] {
+    return this.mode === 'inet-ct' ? ['input', 'forward'] : ['ingress'];
+  }
+
+  private hook(chain: string): string {
+    return chain === 'ingress'
+      ? `type filter hook ingress device "${this.ctx.dev}" priority 0; policy accept;`
+      : `type filter hook ${chain} priority 0; policy accept;`;
+  }
+
+  /** The drop statements of one chain for a rule set. */
+  private statements(rules: RuleSet): string[] {
+    const sel = rules.family === 4 ? 'ip saddr' : 'ip6 saddr';
+    if (this.mode === 'netdev-rules') return rules.prefixes.map((p) => `${sel} ${p} drop`);
+    return [`${sel} @b${rules.family} counter name dropped drop`];
+  }
+
+  private elements(rules: RuleSet): string[] {
+    if (this.mode === 'netdev-rules' || rules.prefixes.length === 0) return [];
+    const out: string[] = [];
+    for (let i = 0; i < rules.prefixes.length; i += 5000) {
+      out.push(`add element ${this.family} pt_bench b${rules.family} { ${rules.prefixes.slice(i, i + 5000).join(', ')} }`);
+    }
+    return out;
+  }
+
+  private script(rules: RuleSet, fresh: boolean): string {
+    const f = this.family;
+    const lines: string[] = [];
+    if (fresh) {
+      lines.push(`table ${f} pt_bench {`);
+      lines.push('  counter dropped { }');
+      lines.push('  set b4 { type ipv4_addr; flags interval; }');
+      lines.push('  set b6 { type ipv6_addr; flags interval; }');
+      for (const c of this.chains()) {
+        lines.push(`  chain ${c} {`, `    ${this.hook(c)}`);
+        if (this.mode === 'inet-ct') lines.push('    ct state established,related accept');
+        lines.push('  }');
+      }
+      lines.push('}');
+    } else {
+      for (const c of this.chains()) lines.push(`flush chain ${f} pt_bench ${c}`);
+      lines.push(`flush set ${f} pt_bench b4`, `flush set ${f} pt_bench b6`);
+      if (this.mode === 'inet-ct') for (const c of this.chains()) lines.push(`add rule ${f} pt_bench ${c} ct state established,related accept`);
+    }
+    lines.push(...this.elements(rules));
+    for (const c of this.chains()) for (const s of this.statements(rules)) lines.push(`add rule ${f} pt_bench ${c} ${s}`);
+    return lines.join('\n') + '\n';
+  }
+
+  private async apply(script: string): Promise<number> {
+    const file = path.join(this.dir, 'ruleset.nft');
+    await writeFile(file, script);
+    const t0 = performance.now();
+    const r = await this.ctx.receiver.exec('nft', ['-f', file], { reject: false });
+    const s = (performance.now() - t0) / 1000;
+    if (r.exitCode !== 0) throw new Error(`nft -f in ${this.ctx.receiver.name} (${this.id}) failed: ${String(r.stderr).split('\n').slice(0, 5).join(' | ')}`);
+    return s;
+  }
+
+  async install(rules: RuleSet): Promise<number> {
+    await this.remove();
+    const s = await this.apply(this.script(rules, true));
+    this.installed = true;
+    return s;
+  }
+
+  async swap(rules: RuleSet): Promise<number> {
+    if (!this.installed) return this.install(rules);
+    return this.apply(this.script(rules, false));
+  }
+
+  async beforeRun(): Promise<void> {
+    // unreplied UDP entries live 30 s: every run starts from an empty table
+    if (this.mode === 'inet-ct') await this.ctx.receiver.exec('conntrack', ['-F'], { reject: false });
+  }
+
+  async drops(): Promise<number> {
+    if (this.mode === 'netdev-rules') return NaN;
+    const { stdout } = await this.ctx.receiver.exec('nft', ['-j', 'list', 'counter', this.family, 'pt_bench', 'dropped']);
+    const j = JSON.parse(stdout) as { nftables: { counter?: { packets: number } }[] };
+    return j.nftables.find((x) => x.counter)?.counter?.packets ?? NaN;
+  }
+
+  async remove(): Promise<void> {
+    await this.ctx.receiver.exec('nft', ['delete', 'table', this.family, 'pt_bench'], { reject: false });
+    this.installed = false;
+  }
+
+  async close(): Promise<void> {
+    await this.remove();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

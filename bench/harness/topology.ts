@@ -1,0 +1,166 @@
+/**
+ * The bench topology: a sender namespace and a receiver namespace joined by
+ * one veth pair, and the counters the harness reads at the receiver.
+ *
+ * Conditions that make the figures honest (see /work/shared/BENCH.md):
+ * - GRO is on at the receiving veth, so frames sent by XDP from the peer
+ *   are received (NAPI) even when no XDP program is attached there;
+ * - the receiver's NAPI is not threaded: it runs in softirq right after each
+ *   generator batch, on the generator's CPU, so nothing queues up in a ring
+ *   that a descheduled thread fails to drain (this VM's vCPUs are shared);
+ *   receiver CPU time is then the softirq time (plus ksoftirqd's, when the
+ *   kernel defers to it), and the generator's own time is its task time;
+ * - the sender has IPv6 off (no ND/MLD chatter in the receiver's counters).
+ */
+import { readFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { Lab, type Netns } from '../../test/lib/netns.js';
+
+export const RX_DEV = 'wan0';
+export const TX_DEV = 'gen0';
+export const DST4 = '10.99.0.2';
+export const DST6 = 'fd00:99::2';
+
+export interface RxCounters {
+  /** frames the receiving veth took off its ring (every path, XDP or not) */
+  rx: number;
+  /** datagrams that reached UDP (a socket or "no port"), IPv4 + IPv6 */
+  delivered: number;
+  /** frames the sending veth handed to the peer, and the ones refused (ring full) */
+  xmit: number;
+  xmitErrors: number;
+  /** softirq + ksoftirqd CPU time on all CPUs, seconds */
+  softirqSeconds: number;
+}
+
+export class Topology {
+  private constructor(
+    readonly lab: Lab,
+    readonly sender: Netns,
+    readonly receiver: Netns,
+    readonly rxIfindex: number,
+    readonly txIfindex: number,
+    readonly rxMac: string,
+    readonly txMac: string,
+  ) {}
+
+  static async create(): Promise<Topology> {
+    const lab = new Lab();
+    try {
+      const sender = await lab.ns('bsend');
+      const receiver = await lab.ns('brecv');
+      await sender.sysctl('net.ipv6.conf.all.disable_ipv6', '1');
+      await sender.sysctl('net.ipv6.conf.default.disable_ipv6', '1');
+      await lab.veth({ ns: sender, dev: TX_DEV }, { ns: receiver, dev: RX_DEV, address: `${DST4}/24` });
+      await receiver.ip('addr', 'add', `${DST6}/64`, 'dev', RX_DEV, 'nodad');
+      await receiver.exec('ethtool', ['-K', RX_DEV, 'gro', 'on']);
+      // a deliberate 0: the receive path must run in softirq (see above)
+      await receiver.exec('sh', ['-c', `echo 0 > /sys/class/net/${RX_DEV}/threaded`]);
+      // ICMP errors for the closed port are rate limited anyway; keep them out of the picture
+      await receiver.sysctl('net.ipv4.icmp_ratelimit', '1000000');
+      await receiver.sysctl('net.ipv4.icmp_msgs_per_sec', '0');
+      return new Topology(
+        lab,
+        sender,
+        receiver,
+        await receiver.ifindex(RX_DEV),
+        await sender.ifindex(TX_DEV),
+        await receiver.mac(RX_DEV),
+        await sender.mac(TX_DEV),
+      );
+    } catch (e) {
+      await lab.teardown();
+      throw e;
+    }
+  }
+
+  async counters(): Promise<RxCounters> {
+    const [rxStats, txStats, snmp, softirq] = await Promise.all([
+      ethtoolStats(this.receiver, RX_DEV),
+      ethtoolStats(this.sender, TX_DEV),
+      this.receiver.exec('cat', ['/proc/net/snmp', '/proc/net/snmp6']),
+      softirqSeconds(),
+    ]);
+    return {
+      rx: need(rxStats, 'rx_queue_0_xdp_packets', RX_DEV),
+      xmit: need(txStats, 'tx_queue_0_xdp_xmit', TX_DEV),
+      xmitErrors: need(txStats, 'tx_queue_0_xdp_xmit_errors', TX_DEV),
+      delivered: udpDelivered(snmp.stdout),
+      softirqSeconds: softirq,
+    };
+  }
+
+  async teardown(): Promise<void> {
+    await this.lab.teardown();
+  }
+}
+
+export function diff(a: RxCounters, b: RxCounters): RxCounters {
+  return {
+    rx: b.rx - a.rx,
+    delivered: b.delivered - a.delivered,
+    xmit: b.xmit - a.xmit,
+    xmitErrors: b.xmitErrors - a.xmitErrors,
+    softirqSeconds: b.softirqSeconds - a.softirqSeconds,
+  };
+}
+
+async function ethtoolStats(ns: Netns, dev: string): Promise<Map<string, number>> {
+  const { stdout } = await ns.exec('ethtool', ['-S', dev]);
+  const out = new Map<string, number>();
+  for (const line of stdout.split('\n')) {
+    const m = /^\s*([\w]+):\s+(\d+)$/.exec(line);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+function need(stats: Map<string, number>, key: string, dev: string): number {
+  const v = stats.get(key);
+  if (v === undefined) throw new Error(`ethtool -S ${dev}: no ${key} counter (veth driver changed?)`);
+  return v;
+}
+
+/** UDP datagrams that reached the transport layer: InDatagrams + NoPorts + InErrors, both families. */
+export function udpDelivered(text: string): number {
+  let total = 0;
+  const lines = text.split('\n');
+  for (let i = 0; i + 1 < lines.length; i++) {
+    if (lines[i]!.startsWith('Udp: ') && lines[i + 1]!.startsWith('Udp: ')) {
+      const names = lines[i]!.split(/\s+/).slice(1);
+      const values = lines[i + 1]!.split(/\s+/).slice(1).map(Number);
+      for (const k of ['InDatagrams', 'NoPorts', 'InErrors']) total += values[names.indexOf(k)] ?? 0;
+      i++;
+    }
+  }
+  for (const line of lines) {
+    const m = /^(Udp6InDatagrams|Udp6NoPorts|Udp6InErrors)\s+(\d+)/.exec(line);
+    if (m) total += Number(m[2]);
+  }
+  return total;
+}
+
+/**
+ * Softirq time from /proc/stat (irq-time accounting) plus the CPU time of the
+ * ksoftirqd threads (softirq work the kernel deferred to them is charged to
+ * those tasks, not to the softirq column). Machine-wide, so other tenants'
+ * network work on this VM lands here too: the harness reports it as measured.
+ */
+export async function softirqSeconds(): Promise<number> {
+  const hz = 100; // USER_HZ, fixed at 100 on Linux/x86
+  const stat = await readFile('/proc/stat', 'utf8');
+  const cpu = stat.split('\n').find((l) => l.startsWith('cpu '))!;
+  const fields = cpu.trim().split(/\s+/).slice(1).map(Number);
+  let ticks = fields[6] ?? 0; // user nice system idle iowait irq softirq
+  const { stdout } = await execa('pgrep', ['-x', '-d', ' ', 'ksoftirqd/[0-9]+'], { reject: false });
+  for (const pid of stdout.split(/\s+/).filter(Boolean)) {
+    try {
+      const s = await readFile(`/proc/${pid}/stat`, 'utf8');
+      const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(rest[11]) + Number(rest[12]); // utime stime
+    } catch {
+      /* thread gone */
+    }
+  }
+  return ticks / hz;
+}

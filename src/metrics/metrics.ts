@@ -5,7 +5,7 @@
  * exposed under one naming scheme:
  *
  *   patronus_rule_packets_total / _bytes_total        {subsystem, rule, action}
- *   patronus_verdict_packets_total / _bytes_total     {subsystem, verdict}
+ *   patronus_verdict_packets_total / _bytes_total     {subsystem, direction, verdict}
  *   patronus_map_entries / patronus_map_capacity_entries {subsystem, map}
  *   patronus_service_up                               {service}
  *   patronus_interface_{receive,transmit}_{packets,bytes}_total, patronus_interface_up {interface}
@@ -72,11 +72,11 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   counter('patronus_rule_bytes_total', 'Bytes of packets that matched a rule', ['subsystem', 'rule', 'action'], (c, s) => {
     for (const { subsystem, m } of each(s)) for (const r of m.rules ?? []) c.inc({ subsystem, rule: r.rule, action: r.action ?? '' }, Number(r.bytes));
   });
-  counter('patronus_verdict_packets_total', 'Packets by final verdict', ['subsystem', 'verdict'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, verdict: v.verdict }, Number(v.packets));
+  counter('patronus_verdict_packets_total', 'Packets by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.packets));
   });
-  counter('patronus_verdict_bytes_total', 'Bytes by final verdict', ['subsystem', 'verdict'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, verdict: v.verdict }, Number(v.bytes));
+  counter('patronus_verdict_bytes_total', 'Bytes by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.bytes));
   });
   gauge('patronus_map_entries', 'Entries in a BPF map or nft set', ['subsystem', 'map'], (g, s) => {
     for (const { subsystem, m } of each(s)) for (const x of m.maps ?? []) g.set({ subsystem, map: x.map }, x.entries);

@@ -1,5 +1,23 @@
 import { z } from 'zod';
 
-// Placeholder until the control-plane work defines it; the key stays the same.
-export const apiSchema = z.object({}).strict().default({});
+/**
+ * The REST API and metrics endpoint. Read when `patronus serve` starts
+ * (changing it takes effect at the next start); command-line flags win.
+ */
+export const apiSchema = z
+  .object({
+    listen: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port (IPv6 in brackets)').default('127.0.0.1:9180').describe('address and port to listen on; loopback by default'),
+    tls: z
+      .object({
+        cert: z.string().min(1).describe('PEM certificate file'),
+        key: z.string().min(1).describe('PEM private key file'),
+      })
+      .strict()
+      .optional()
+      .describe('serve HTTPS with this certificate'),
+    bodyLimit: z.number().int().min(1024).max(64 << 20).default(8 << 20).describe('largest request body accepted, in bytes (larger ones get 413)'),
+    metricsRequireToken: z.boolean().default(true).describe('whether /metrics needs a bearer token like the rest of the API (/healthz never does)'),
+  })
+  .strict()
+  .prefault({});
 export type ApiConfig = z.infer<typeof apiSchema>;

@@ -1,68 +1,104 @@
 /**
- * The foreground server: loads the fast path, serves /healthz and /metrics,
- * shuts down cleanly on SIGINT/SIGTERM (the data plane stays attached).
+ * `patronus serve`: the foreground server. Opens the store, reconciles the
+ * system with the last committed revision (or applies the embedded default
+ * configuration on an empty store), then serves the REST API and /metrics
+ * until SIGINT/SIGTERM, when it closes cleanly (the data plane stays as it
+ * is: kernel state outlives the control plane).
  */
-import Fastify from 'fastify';
-import { Registry, collectDefaultMetrics, Counter } from 'prom-client';
-import { BpfObject, PerCpuMap, BpfProgram, codecs, sumPerCpu, inNetns, probes } from '../bpf/index.js';
-import { ensureLab, LAB_DEV, LAB_NS } from '../lab/lab.js';
-import { execa } from 'execa';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { Engine } from '../apply/engine.js';
+import { Store } from '../store/store.js';
+import { Host } from '../system/host.js';
+import { createMetrics } from '../metrics/metrics.js';
+import { ensureLab, LAB_NS } from '../lab/lab.js';
+import { apiSchema } from './schema.js';
+import { buildServer } from './server.js';
 
-const STATS_CLASSES = ['ipv4', 'ipv6', 'non_ip', 'malformed', 'tcp', 'udp', 'icmp', 'other_l4', 'fragment', 'vlan'];
-const datarec = codecs.struct({ packets: codecs.u64, bytes: codecs.u64 });
+/** The embedded default configuration (a file in the repository). */
+export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
+export const DEFAULT_STATE_DIR = '/var/lib/patronus';
+export const LAB_STATE_DIR = '/var/lib/patronus-lab';
 
-export async function serve(opts: { listen: string; lab: boolean }): Promise<void> {
-  const [host, portText] = splitHostPort(opts.listen);
-  probes.requireFastPathFeatures();
-
-  let stats: PerCpuMap<number, { packets: bigint; bytes: bigint }> | undefined;
-  let prog: BpfProgram | undefined;
-  if (opts.lab) {
-    await ensureLab();
-    const obj = BpfObject.open('xdp_stats');
-    await obj.load();
-    prog = obj.program('xdp_stats');
-    stats = obj.perCpuMap('stats', codecs.u32, datarec);
-    obj.close();
-    const { stdout } = await execa('ip', ['-n', LAB_NS, '-j', 'link', 'show', 'dev', LAB_DEV]);
-    const ifindex = (JSON.parse(stdout) as { ifindex: number }[])[0]!.ifindex;
-    const p = prog;
-    const mode = inNetns(LAB_NS, () => p.attachXdp(ifindex, { mode: 'auto', replace: true }));
-    console.log(`patronus: xdp_stats attached to ${LAB_DEV} in netns ${LAB_NS} (${mode} mode)`);
-  }
-
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'patronus_process_' });
-  const s = stats;
-  if (s) {
-    // read from the per-CPU map at scrape time, never cached
-    const read = (field: 'packets' | 'bytes') =>
-      function (this: Counter<'class'>) {
-        this.reset();
-        STATS_CLASSES.forEach((c, i) => this.inc({ class: c }, Number(sumPerCpu(s.get(i)!)[field])));
-      };
-    new Counter({ name: 'patronus_fastpath_class_packets_total', help: 'Frames seen by the fast path, by parse class', labelNames: ['class'], registers: [registry], collect: read('packets') });
-    new Counter({ name: 'patronus_fastpath_class_bytes_total', help: 'Bytes seen by the fast path, by parse class', labelNames: ['class'], registers: [registry], collect: read('bytes') });
-  }
-
-  const app = Fastify({ logger: false, bodyLimit: 1 << 20 });
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/metrics', async (_req, reply) => {
-    reply.type(registry.contentType);
-    return registry.metrics();
-  });
-  const close = async () => {
-    await app.close();
-    process.exit(0);
-  };
-  process.once('SIGINT', close);
-  process.once('SIGTERM', close);
-  await app.listen({ host, port: Number(portText) });
-  console.log(`patronus: listening on http://${opts.listen} (/healthz, /metrics)`);
+export interface ServeOptions {
+  listen?: string;
+  lab: boolean;
+  stateDir?: string;
+  /** seed for an empty store (default: the embedded default configuration) */
+  config?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  netns?: string;
 }
 
-function splitHostPort(s: string): [string, string] {
+export function defaultStateDir(lab: boolean): string {
+  return process.env.PATRONUS_STATE_DIR ?? (lab ? LAB_STATE_DIR : DEFAULT_STATE_DIR);
+}
+
+export async function serve(opts: ServeOptions): Promise<void> {
+  const stateDir = opts.stateDir ?? defaultStateDir(opts.lab);
+  if (opts.lab) await ensureLab();
+  const netns = opts.netns ?? (opts.lab ? LAB_NS : undefined);
+  const host = new Host({ stateDir, ...(netns ? { netns } : {}) });
+  const store = Store.open(join(stateDir, 'patronus.db'));
+  const engine = new Engine({ host, store });
+  engine.on('error', (e) => console.error(`patronus: ${e.message}`));
+
+  const tokenFile = join(stateDir, 'admin.token');
+  if (!store.listTokens().length) {
+    const token = store.addToken('admin');
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    chmodSync(tokenFile, 0o600);
+    console.log(`patronus: created API token "admin" in ${tokenFile}`);
+  }
+
+  const seedPath = opts.config ?? DEFAULT_CONFIG_PATH;
+  console.log(`patronus: state in ${stateDir}; reconciling ${host.where} with the last committed revision`);
+  const out = await engine.reconcile(existsSync(seedPath) ? { text: readFileSync(seedPath, 'utf8') } : undefined);
+  if (out.error) console.error(`patronus: reconciliation failed (serving anyway, /healthz says degraded): ${out.error}`);
+  else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
+  else if (out.revision) console.log(`patronus: running revision ${out.revision}`);
+
+  // the api section of the committed revision; flags win
+  const api = apiSchema.parse((store.current()?.config as { api?: unknown } | undefined)?.api);
+  const tlsCert = opts.tlsCert ?? api.tls?.cert;
+  const tlsKey = opts.tlsKey ?? api.tls?.key;
+  if (!!tlsCert !== !!tlsKey) throw new Error('TLS needs both a certificate and a key');
+  const app = await buildServer({
+    engine,
+    store,
+    metrics: createMetrics(engine),
+    bodyLimit: api.bodyLimit,
+    metricsRequireToken: api.metricsRequireToken,
+    ownsEngine: true,
+    ...(tlsCert && tlsKey ? { https: { cert: readFileSync(tlsCert), key: readFileSync(tlsKey) } } : {}),
+  });
+
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    console.log(`patronus: ${signal}: closing`);
+    app.close().then(
+      () => process.exit(0),
+      (e: Error) => {
+        console.error(`patronus: close failed: ${e.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+
+  const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
+  await app.listen({ host: hostname, port });
+  console.log(`patronus: listening on ${tlsCert ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
+}
+
+export function splitHostPort(s: string): [string, number] {
   const i = s.lastIndexOf(':');
-  if (i < 0) throw new Error(`--listen: "${s}" is not host:port`);
-  return [s.slice(0, i).replace(/^\[|\]$/g, ''), s.slice(i + 1)];
+  const port = Number(s.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`listen address "${s}" is not host:port`);
+  return [s.slice(0, i).replace(/^\[|\]$/g, ''), port];
 }

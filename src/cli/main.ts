@@ -1,23 +1,229 @@
 #!/usr/bin/env node
 /**
- * patronus: the command-line entry point. `serve` runs the control plane in
- * the foreground (the README's run command).
+ * patronus: the command-line entry point. Every command but `serve` and
+ * `token` talks to the running server over REST (--server, token from
+ * --token / $PATRONUS_TOKEN / the state dir), or with --direct works on the
+ * store and the kernel itself. Human tables by default, --json for scripts.
  */
-import { Command } from 'commander';
-import { serve } from '../api/serve.js';
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { serve, defaultStateDir } from '../api/serve.js';
+import { LAB_NS } from '../lab/lab.js';
+import { formatPlan } from '../apply/plan.js';
+import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
+import { detectFormat } from '../config/load.js';
+import { Store } from '../store/store.js';
+import { DirectClient, RestClient, describeError, findToken, type Client } from './client.js';
+import { table, bytes, count } from './table.js';
 
-const program = new Command('patronus').description('Linux firewall and edge data-plane manager');
+interface Globals {
+  server: string;
+  token?: string;
+  direct: boolean;
+  lab: boolean;
+  stateDir?: string;
+  json: boolean;
+}
+
+const program = new Command('patronus')
+  .description('Linux firewall and edge data-plane manager')
+  .option('--server <url>', 'REST address of the running server', process.env.PATRONUS_SERVER ?? 'http://127.0.0.1:9180')
+  .option('--token <token>', 'API bearer token (default: $PATRONUS_TOKEN or the admin token in the state dir)')
+  .option('--direct', 'work on the store and kernel directly instead of through the server', false)
+  .option('--lab', 'with --direct: act on the lab namespace (state in /var/lib/patronus-lab)', false)
+  .option('--state-dir <dir>', 'state directory (store, tokens); default /var/lib/patronus or $PATRONUS_STATE_DIR')
+  .option('--json', 'print JSON for scripts instead of tables', false);
+
+const globals = (): Globals => program.opts<Globals>();
+const out = (value: unknown, human: () => string) => console.log(globals().json ? JSON.stringify(value, null, 2) : human());
+
+function client(): Client {
+  const g = globals();
+  if (!g.direct) return new RestClient(g.server, findToken(g.token, g.stateDir));
+  const stateDir = g.stateDir ?? defaultStateDir(g.lab);
+  return new DirectClient({ stateDir, ...(g.lab ? { netns: LAB_NS } : {}), ...(g.json ? {} : { onProgress: progress }) });
+}
+
+/** progress of a direct apply, on stderr so --json output stays clean */
+function progress(e: ProgressEvent): void {
+  if (e.phase === 'apply' || e.phase === 'rollback') process.stderr.write(`${e.phase === 'rollback' ? 'rolling back' : 'applying'} ${e.subsystem} (${e.index + 1}/${e.total}) ... `);
+  else if (e.phase === 'step-done') process.stderr.write(`${e.ok ? 'ok' : 'FAILED'} (${e.ms.toFixed(0)} ms)\n`);
+}
+
+function readSource(file: string): ConfigSource {
+  const text = readFileSync(file === '-' ? 0 : file, 'utf8');
+  return { text, format: detectFormat(text, file === '-' ? undefined : file) };
+}
+
+async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
+  const c = client();
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}
+
+function reportText(r: ApplyReport): string {
+  const lines = [`revision ${r.revision}: ${r.state} in ${r.durationMs.toFixed(0)} ms`];
+  lines.push(table(['step', 'result', 'ms'], r.steps.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
+  if (r.rollback) lines.push('rollback:', table(['step', 'result', 'ms'], r.rollback.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
+  if (r.confirmDeadline) lines.push(`awaiting confirmation until ${r.confirmDeadline}: run \`patronus confirm\` or it rolls back by itself`);
+  return lines.join('\n');
+}
+
+program
+  .command('validate')
+  .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
+  .description('check a configuration: schema, aliases, every subsystem; lists every problem')
+  .action(async (file: string) => {
+    await withClient(async (c) => {
+      await c.validate(readSource(file));
+      out({ valid: true }, () => `${file}: valid`);
+    });
+  });
+
+program
+  .command('plan')
+  .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
+  .description('show what applying the configuration would change')
+  .action(async (file: string) => {
+    await withClient(async (c) => {
+      const plan = await c.plan(readSource(file));
+      out(plan, () => formatPlan(plan));
+    });
+  });
+
+program
+  .command('apply')
+  .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
+  .description('apply the configuration as a new revision (all or nothing)')
+  .option('-m, --message <text>', 'why (kept with the revision)', '')
+  .option('--confirm-within <seconds>', 'roll back by itself unless `patronus confirm` runs within this time', parseFloat)
+  .action(async (file: string, o: { message: string; confirmWithin?: number }) => {
+    await withClient(async (c) => {
+      if (!globals().json && !globals().direct) process.stderr.write(`applying ${file} via ${globals().server} ...\n`);
+      const r = await c.apply(readSource(file), { message: o.message, ...(o.confirmWithin !== undefined ? { confirmWithin: o.confirmWithin } : {}) });
+      out(r, () => reportText(r));
+      if (c instanceof DirectClient && r.state === 'confirming') {
+        // direct mode: this process holds the timer, so it stays until confirmed (from another shell) or rolled back
+        process.stderr.write(`waiting: run \`patronus --direct${globals().lab ? ' --lab' : ''} confirm\` in another shell within ${o.confirmWithin} s\n`);
+        const confirmed = await c.engine.waitForConfirmation(r.revision);
+        console.error(confirmed ? `revision ${r.revision} confirmed` : `revision ${r.revision} was not confirmed: rolled back`);
+        if (!confirmed) process.exitCode = 3;
+      }
+    });
+  });
+
+program
+  .command('confirm')
+  .description('confirm the revision applied with --confirm-within')
+  .action(async () => {
+    await withClient(async (c) => {
+      const r = await c.confirm();
+      out(r, () => `revision ${r.id} confirmed`);
+    });
+  });
+
+program
+  .command('rollback')
+  .description('roll back the revision awaiting confirmation, or go back to the previous committed revision')
+  .option('--to <revision>', 'go back to this revision instead', (v) => Number.parseInt(v, 10))
+  .action(async (o: { to?: number }) => {
+    await withClient(async (c) => {
+      const r = await c.rollback(o.to);
+      out(r, () => reportText(r));
+    });
+  });
+
+program
+  .command('status')
+  .description('committed and running revision, pending confirmation, reconciliation')
+  .action(async () => {
+    await withClient(async (c) => {
+      const s = (await c.status()) as ReturnType<DirectClient['engine']['status']>;
+      out(s, () =>
+        table(
+          ['', ''],
+          [
+            ['committed', s.committed ? `revision ${s.committed.id} by ${s.committed.author} at ${s.committed.createdAt}: ${s.committed.message}` : 'none'],
+            ['running', s.running === null ? 'unknown (not reconciled by this process)' : `revision ${s.running}`],
+            ['pending confirmation', s.pendingConfirmation ? `revision ${s.pendingConfirmation.id} until ${s.pendingConfirmation.deadline}` : 'no'],
+            ['reconcile at start', s.reconcile ? (s.reconcile.ok ? `ok (${s.reconcile.at})` : `FAILED: ${s.reconcile.error}`) : '-'],
+            ['subsystems', s.subsystems.join(', ')],
+          ],
+          { header: false },
+        ),
+      );
+    });
+  });
+
+program
+  .command('rules')
+  .description('rules with their live packet and byte counters')
+  .action(async () => {
+    await withClient(async (c) => {
+      const r = await c.rules();
+      out(r, () =>
+        [
+          r.rules.length ? table(['subsystem', 'rule', 'action', 'packets', 'bytes'], r.rules.map((x) => [x.subsystem, x.rule, x.action ?? '', count(x.packets), bytes(x.bytes)]), { right: [3, 4] }) : 'no rules with counters',
+          ...(r.verdicts.length ? ['', table(['subsystem', 'verdict', 'packets', 'bytes'], r.verdicts.map((x) => [x.subsystem, x.verdict, count(x.packets), bytes(x.bytes)]), { right: [2, 3] })] : []),
+        ].join('\n'),
+      );
+    });
+  });
+
+program
+  .command('revisions')
+  .description('revision history, newest first')
+  .option('-n, --limit <n>', 'how many', (v) => Number.parseInt(v, 10), 20)
+  .action(async (o: { limit: number }) => {
+    await withClient(async (c) => {
+      const list = await c.revisions(o.limit);
+      out(list, () => table(['id', 'state', 'created', 'author', 'message'], list.map((r) => [String(r.id), r.state, r.createdAt.replace('T', ' ').slice(0, 19), r.author, r.message])));
+    });
+  });
+
+const token = program.command('token').description('API tokens (works on the store directly; stored hashed)');
+token
+  .command('add')
+  .argument('<name>')
+  .description('create a token and print it (the only time it is shown)')
+  .action((name: string) => {
+    using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+    console.log(s.addToken(name));
+  });
+token
+  .command('list')
+  .action(() => {
+    using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+    const list = s.listTokens();
+    out(list, () => table(['name', 'created'], list.map((t) => [t.name, t.createdAt])));
+  });
+token
+  .command('remove')
+  .argument('<name>')
+  .action((name: string) => {
+    using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+    if (!s.removeToken(name)) throw new Error(`no token named "${name}"`);
+  });
 
 program
   .command('serve')
-  .description('run the control plane in the foreground')
-  .option('--listen <host:port>', 'REST/metrics listen address', '127.0.0.1:9180')
-  .option('--lab', 'create the lab namespaces and manage the fast path there', false)
-  .action(async (opts: { listen: string; lab: boolean }) => {
-    await serve(opts);
+  .description('run the control plane in the foreground (REST API, /metrics)')
+  .option('--listen <host:port>', 'REST/metrics listen address (default: api.listen of the configuration, 127.0.0.1:9180)')
+  .option('--lab', 'create the lab namespaces and manage patronus-lab with the embedded default configuration', false)
+  .option('--config <file>', 'configuration to apply when the store is empty (default: the embedded default)')
+  .option('--tls-cert <file>', 'serve HTTPS with this certificate')
+  .option('--tls-key <file>', 'private key for --tls-cert')
+  .addOption(new Option('--netns <name>', 'manage this network namespace instead of the host').hideHelp())
+  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; netns?: string }) => {
+    const g = globals();
+    await serve({ ...o, lab: o.lab || g.lab, ...(g.stateDir ? { stateDir: g.stateDir } : {}) });
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  console.error(`patronus: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
+  console.error(`patronus: ${describeError(e)}`);
+  process.exit(e && typeof e === 'object' && 'statusCode' in e && (e as { statusCode: number }).statusCode === 400 ? 2 : 1);
 });

@@ -1,3 +1,274 @@
-import { emptySubsystem } from '../apply/empty.js';
+/**
+ * Multi-WAN subsystem: converges per-gateway routing tables, the ip rules
+ * and `table inet patronus_mwan` (src/multiwan/compile.ts), then runs the
+ * health monitor (src/multiwan/monitor.ts) whose transitions rewrite the
+ * group chains atomically. Teardown stops the monitor and removes exactly
+ * what apply made (tables, rules and preferences recorded in the state dir).
+ *
+ * For the control plane: `multiwanSubsystem.status(host)` gives each
+ * gateway's health and each group's active members; `metrics(host)` gives
+ * per-gateway up/down (services: "gateway:<name>") and new-connection
+ * counters per gateway and policy (rules: "gateway:<name>", "policy:<name>").
+ */
+import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Subsystem, Change, CompileContext } from '../apply/subsystem.js';
+import type { Host } from '../system/host.js';
+import type { Issue } from '../config/issues.js';
+import { GATEWAY_MARK_MASK, hex } from '../nft/marks.js';
+import { runScript, listTable, canonicalTable, diffTables, countersFromJson } from '../nft/subsystem.js';
+import {
+  compileGateways,
+  renderMwanScript,
+  renderGroupUpdate,
+  wantedRules,
+  activeMembers,
+  MWAN_FAMILY,
+  MWAN_TABLE,
+  type MwanDesired,
+  type GatewayUp,
+} from './compile.js';
+import { HealthMonitor, type GatewayState, type HealthEvent } from './monitor.js';
 
-export const multiwanSubsystem = emptySubsystem('gateways');
+export { compileGateways, type MwanDesired } from './compile.js';
+
+interface Running {
+  desired: MwanDesired;
+  monitor: HealthMonitor;
+}
+
+/** One monitor per host (namespace): apply replaces it, teardown stops it. */
+const running = new Map<string, Running>();
+const key = (host: Host) => host.netns ?? '';
+
+/** What apply made, so teardown and the next apply remove exactly that. */
+interface Applied {
+  tables: number[];
+  prefs: number[];
+}
+
+export interface MultiwanStatus {
+  gateways: ReturnType<HealthMonitor['health']>;
+  groups: { group: string; active: { gateway: string; tier: number; weight: number }[] }[];
+  events: HealthEvent[];
+}
+
+export const multiwanSubsystem: Subsystem<MwanDesired> & {
+  /** the running monitor for a host (tests, REST) */
+  monitor(host: Host): HealthMonitor | undefined;
+} = {
+  name: 'gateways',
+
+  compile(ctx: CompileContext) {
+    return compileGateways(ctx);
+  },
+
+  async validate(desired, host) {
+    if (!desired.enabled) return [];
+    const r = await host.run('nft', ['-c', '-f', '-'], { input: renderMwanScript(desired, new Map()), reject: false });
+    const issues: Issue[] = r.exitCode === 0 ? [] : [{ path: ['gateways'], message: `nft rejected the multi-WAN table (${host.where}):\n${r.stderr.trim()}` }];
+    for (const [i, g] of desired.gateways.entries()) {
+      const l = await host.run('ip', ['-j', 'link', 'show', 'dev', g.interface], { reject: false });
+      if (l.exitCode !== 0) issues.push({ path: ['gateways', 'gateways', i, 'interface'], message: `interface ${g.interface} does not exist (${host.where})` });
+    }
+    return issues;
+  },
+
+  async plan(desired, host) {
+    const changes: Change[] = [];
+    const current = await listTable(host, MWAN_FAMILY, MWAN_TABLE);
+    const up = running.get(key(host))?.monitor.up() ?? new Map<string, boolean>();
+    const wanted = desired.enabled ? await canonicalTable(renderMwanScript(desired, up), host, MWAN_FAMILY, MWAN_TABLE) : undefined;
+    changes.push(...diffTables(current, wanted, `table ${MWAN_FAMILY} ${MWAN_TABLE}`));
+    const have = await ourRules(host, desired, readApplied(host));
+    const want = wantedRules(desired, await addresses(host, desired));
+    for (const w of want) if (!have.some((h) => h.sig === sig(w.pref, w.args))) changes.push({ action: 'add', object: `ip rule ${w.pref}`, detail: w.args.join(' ') });
+    for (const h of have) if (!want.some((w) => sig(w.pref, w.args) === h.sig)) changes.push({ action: 'remove', object: `ip rule ${h.pref}`, detail: h.sig });
+    for (const g of desired.enabled ? desired.gateways : []) {
+      const r = await host.run('ip', ['-j', 'route', 'show', 'table', String(g.table), 'default'], { reject: false });
+      const routes = r.exitCode === 0 && r.stdout.trim() ? (JSON.parse(r.stdout) as { gateway?: string; dev?: string }[]) : [];
+      if (!routes.some((x) => x.gateway === g.nextHop && x.dev === g.interface)) changes.push({ action: 'change', object: `route table ${g.table}`, detail: `default via ${g.nextHop} dev ${g.interface} (gateway ${g.name})` });
+    }
+    const run = running.get(key(host));
+    if (desired.enabled && !run) changes.push({ action: 'start', object: 'gateway monitor', detail: desired.gateways.map((g) => `${g.name}: ${g.monitor.method} ${g.monitor.target} every ${g.monitor.intervalMs} ms, detection <= ${g.detectionMs} ms`).join('; ') });
+    if (!desired.enabled && run) changes.push({ action: 'stop', object: 'gateway monitor' });
+    return changes;
+  },
+
+  async apply(desired, host) {
+    const k = key(host);
+    const previous = running.get(k);
+    // keep what is known about gateways whose monitoring did not change
+    const initial = new Map<string, GatewayState>();
+    if (previous) {
+      for (const h of previous.monitor.health()) {
+        const before = previous.desired.gateways.find((g) => g.name === h.gateway);
+        const now = desired.gateways.find((g) => g.name === h.gateway);
+        if (before && now && JSON.stringify(before) === JSON.stringify(now)) initial.set(h.gateway, h.state);
+      }
+      await previous.monitor.stop();
+      running.delete(k);
+    }
+    const applied = readApplied(host);
+    if (!desired.enabled) {
+      await removeAll(host, desired, applied);
+      return;
+    }
+    // routes first, so a mark never points at an empty table
+    for (const g of desired.gateways) {
+      const r = await host.run('ip', ['route', 'replace', 'default', 'via', g.nextHop, 'dev', g.interface, 'table', String(g.table)], { reject: false });
+      if (r.exitCode !== 0) throw new Error(`gateway ${g.name}: cannot route via ${g.nextHop} dev ${g.interface} in table ${g.table} (${host.where}): ${r.stderr.trim()}`);
+    }
+    const up: GatewayUp = new Map(desired.gateways.map((g) => [g.name, initial.get(g.name) !== 'down']));
+    await runScript(host, renderMwanScript(desired, up), 'apply multi-WAN table');
+    await convergeRules(host, desired, applied);
+    // tables no longer used
+    for (const t of applied.tables) if (!desired.gateways.some((g) => g.table === t)) await host.run('ip', ['route', 'flush', 'table', String(t)], { reject: false });
+    writeApplied(host, { tables: desired.gateways.map((g) => g.table), prefs: wantedRules(desired, await addresses(host, desired)).map((r) => r.pref) });
+
+    const monitor = new HealthMonitor(
+      host,
+      desired.gateways,
+      async (now) => {
+        await runScript(host, renderGroupUpdate(desired, now), 'update gateway groups');
+      },
+      initial,
+      (line) => {
+        if (process.env.PATRONUS_MULTIWAN_LOG === '1') console.log(`# ${new Date().toISOString()} ${line}`);
+      },
+    );
+    running.set(k, { desired, monitor });
+    monitor.start();
+  },
+
+  async teardown(host) {
+    const k = key(host);
+    const run = running.get(k);
+    if (run) {
+      await run.monitor.stop();
+      running.delete(k);
+    }
+    await removeAll(host, run?.desired, readApplied(host));
+  },
+
+  async status(host): Promise<MultiwanStatus | { running: false }> {
+    const run = running.get(key(host));
+    if (!run) return { running: false };
+    const up = run.monitor.up();
+    return {
+      gateways: run.monitor.health(),
+      groups: run.desired.groups.map((g) => ({ group: g.name, active: activeMembers(g, up) })),
+      events: [...run.monitor.events],
+    };
+  },
+
+  async metrics(host) {
+    const run = running.get(key(host));
+    const r = await host.run('nft', ['-j', 'list', 'table', MWAN_FAMILY, MWAN_TABLE], { reject: false });
+    const counters = r.exitCode === 0 ? countersFromJson(r.stdout) : [];
+    return {
+      rules: counters.map((c) => ({ rule: c.key, action: c.kind, packets: c.packets, bytes: c.bytes })),
+      services: run ? run.monitor.health().map((h) => ({ service: `gateway:${h.gateway}`, up: h.state === 'up' })) : [],
+    };
+  },
+
+  monitor(host) {
+    return running.get(key(host))?.monitor;
+  },
+};
+
+// --- effects ---------------------------------------------------------------
+
+function appliedFile(host: Host): string {
+  return join(host.stateDir, 'multiwan', 'applied.json');
+}
+
+function readApplied(host: Host): Applied {
+  try {
+    return JSON.parse(readFileSync(appliedFile(host), 'utf8')) as Applied;
+  } catch {
+    return { tables: [], prefs: [] };
+  }
+}
+
+function writeApplied(host: Host, a: Applied): void {
+  mkdirSync(join(host.stateDir, 'multiwan'), { recursive: true });
+  writeFileSync(appliedFile(host), JSON.stringify(a));
+}
+
+/** IPv4 addresses of each gateway interface (for the `from ADDR` rules). */
+async function addresses(host: Host, d: MwanDesired): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const g of d.enabled ? d.gateways : []) {
+    const r = await host.run('ip', ['-j', '-4', 'addr', 'show', 'dev', g.interface], { reject: false });
+    const list = r.exitCode === 0 && r.stdout.trim() ? (JSON.parse(r.stdout) as { addr_info?: { local: string }[] }[]) : [];
+    out.set(g.interface, list.flatMap((l) => (l.addr_info ?? []).map((a) => a.local)));
+  }
+  return out;
+}
+
+interface RuleJson {
+  priority: number;
+  src?: string;
+  srclen?: number;
+  table?: string;
+  fwmark?: string;
+  fwmask?: string;
+  /** iproute2's JSON spells it so */
+  suppress_prefixlen?: number;
+}
+
+function sig(pref: number, args: readonly string[]): string {
+  const a = new Map<string, string>();
+  for (let i = 0; i < args.length; i += 2) a.set(args[i]!, args[i + 1]!);
+  const mark = a.get('fwmark');
+  const [fwmark, fwmask] = mark ? mark.split('/') : [];
+  return [pref, a.get('lookup') ?? '', fwmark ? Number(fwmark) : '', fwmask ? Number(fwmask) : '', a.get('from') ?? 'all', a.get('suppress_prefixlength') ?? ''].join('|');
+}
+
+function sigOf(r: RuleJson): string {
+  const src = r.src === undefined || r.src === 'all' ? 'all' : r.srclen !== undefined && r.srclen !== 32 ? `${r.src}/${r.srclen}` : r.src;
+  return [r.priority, r.table ?? '', r.fwmark ? Number(r.fwmark) : '', r.fwmask ? Number(r.fwmask) : '', src, r.suppress_prefixlen ?? ''].join('|');
+}
+
+/** The rules in Patronus' preference range (and any recorded by the last apply). */
+async function ourRules(host: Host, d: MwanDesired | undefined, applied: Applied): Promise<{ pref: number; sig: string }[]> {
+  const r = await host.run('ip', ['-j', '-4', 'rule', 'show'], { reject: false });
+  if (r.exitCode !== 0) throw new Error(`ip rule show failed (${host.where}): ${r.stderr.trim()}`);
+  const lo = d?.rulePriority ?? Number.POSITIVE_INFINITY;
+  const mine = (p: number) => (p >= lo && p <= lo + 1300) || applied.prefs.includes(p);
+  return (JSON.parse(r.stdout || '[]') as RuleJson[]).filter((x) => mine(x.priority)).map((x) => ({ pref: x.priority, sig: sigOf(x) }));
+}
+
+async function convergeRules(host: Host, d: MwanDesired, applied: Applied): Promise<void> {
+  const want = wantedRules(d, await addresses(host, d));
+  const have = await ourRules(host, d, applied);
+  // add first, then remove: traffic is never without its rule
+  for (const w of want) {
+    if (have.some((h) => h.sig === sig(w.pref, w.args))) continue;
+    await host.run('ip', ['-4', 'rule', 'add', 'pref', String(w.pref), ...w.args]);
+  }
+  for (const h of have) {
+    if (want.some((w) => sig(w.pref, w.args) === h.sig)) continue;
+    await deleteRuleBySig(host, h);
+  }
+}
+
+async function deleteRuleBySig(host: Host, h: { pref: number; sig: string }): Promise<void> {
+  const [, table, fwmark, fwmask, src, suppress] = h.sig.split('|');
+  const args = ['-4', 'rule', 'del', 'pref', String(h.pref)];
+  if (fwmark) args.push('fwmark', `${hex(Number(fwmark))}/${hex(Number(fwmask || GATEWAY_MARK_MASK))}`);
+  if (src && src !== 'all') args.push('from', src);
+  if (table) args.push('lookup', table);
+  if (suppress) args.push('suppress_prefixlength', suppress);
+  const r = await host.run('ip', args, { reject: false });
+  if (r.exitCode !== 0 && !/No such file/.test(r.stderr)) throw new Error(`cannot remove ip rule ${h.pref} (${host.where}): ${r.stderr.trim()}`);
+}
+
+async function removeAll(host: Host, d: MwanDesired | undefined, applied: Applied): Promise<void> {
+  await runScript(host, `add table ${MWAN_FAMILY} ${MWAN_TABLE}\ndelete table ${MWAN_FAMILY} ${MWAN_TABLE}\n`, 'remove multi-WAN table');
+  for (const h of await ourRules(host, d, applied)) await deleteRuleBySig(host, h);
+  const tables = new Set([...applied.tables, ...(d?.gateways.map((g) => g.table) ?? [])]);
+  for (const t of tables) await host.run('ip', ['route', 'flush', 'table', String(t)], { reject: false });
+  rmSync(appliedFile(host), { force: true });
+}

@@ -70,7 +70,7 @@ export const nftSubsystem: Subsystem<NftDesired> & {
 
   async plan(desired, host) {
     const current = await listTable(host);
-    const wanted = desired.enabled ? await canonical(desired.script, host) : undefined;
+    const wanted = desired.enabled ? await canonicalTable(desired.script, host) : undefined;
     return diffTables(current, wanted);
   },
 
@@ -141,12 +141,12 @@ export function countersFromJson(json: string): NftCounter[] {
   return [...byKey.values()];
 }
 
-/** `nft list table inet patronus` with counter values stripped; undefined when absent. */
-export async function listTable(host: Host): Promise<string | undefined> {
-  const r = await host.run('nft', ['list', 'table', NFT_FAMILY, NFT_TABLE], { reject: false });
+/** `nft list table FAMILY TABLE` with counter values stripped; undefined when absent. */
+export async function listTable(host: Host, family: string = NFT_FAMILY, table: string = NFT_TABLE): Promise<string | undefined> {
+  const r = await host.run('nft', ['list', 'table', family, table], { reject: false });
   if (r.exitCode !== 0) {
     if (/No such file or directory/.test(r.stderr)) return undefined;
-    throw new NftError(`list table ${NFT_FAMILY} ${NFT_TABLE}`, r.stderr, host.where);
+    throw new NftError(`list table ${family} ${table}`, r.stderr, host.where);
   }
   return normalize(r.stdout);
 }
@@ -157,14 +157,14 @@ export async function listTable(host: Host): Promise<string | undefined> {
  * listed there, so both sides of the plan diff are in nft's own canonical
  * form.
  */
-async function canonical(script: string, host: Host): Promise<string> {
+export async function canonicalTable(script: string, host: Host, family: string = NFT_FAMILY, table: string = NFT_TABLE): Promise<string> {
   const dir = join(host.stateDir, 'nft');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `plan-${process.pid}-${randomBytes(4).toString('hex')}.nft`);
   writeFileSync(file, script);
   try {
     // nft -i runs each line as its own transaction: load, then list the committed table
-    const r = await host.run('unshare', ['-n', '--', 'nft', '-i'], { input: `include "${file}"\nlist table ${NFT_FAMILY} ${NFT_TABLE}\n`, reject: false });
+    const r = await host.run('unshare', ['-n', '--', 'nft', '-i'], { input: `include "${file}"\nlist table ${family} ${table}\n`, reject: false });
     if (r.exitCode !== 0 || /Error:/.test(r.stderr)) throw new NftError('plan (load into a scratch namespace)', r.stderr || r.stdout, host.where);
     return normalize(r.stdout);
   } finally {
@@ -182,8 +182,7 @@ function normalize(text: string): string {
  * Pure: a readable diff of two `nft list table` texts, one Change per set or
  * chain that differs, its detail the added (+) and removed (-) lines.
  */
-export function diffTables(current: string | undefined, wanted: string | undefined): Change[] {
-  const object = `table ${NFT_FAMILY} ${NFT_TABLE}`;
+export function diffTables(current: string | undefined, wanted: string | undefined, object = `table ${NFT_FAMILY} ${NFT_TABLE}`): Change[] {
   if (current === undefined && wanted === undefined) return [];
   if (current === undefined) {
     const b = blocks(wanted!);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
-import { compileFor, pingWithin, ping } from '../lib/vpn.js';
+import { compileFor, holdUdpPort, pingWithin, ping } from '../lib/vpn.js';
 import { Host } from '../../src/system/host.js';
 import { wireguardSubsystem } from '../../src/services/wireguard/subsystem.js';
 import { probeImplementation, type WireguardStatus } from '../../src/services/wireguard/wireguard.js';
@@ -155,10 +155,8 @@ describe('wireguard between two namespaces', { skip }, () => {
   });
 
   it('a wireguard that cannot start makes apply throw with its error', async () => {
-    // occupy the UDP port the interface wants
-    const blocker = a.spawn('python3', ['-c', 'import socket,time; s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); s.bind(("::",51999)); print("bound",flush=True); time.sleep(60)']);
+    const release = await holdUdpPort(a, 51999);
     try {
-      await new Promise<void>((resolve) => blocker.stdout!.once('data', () => resolve()));
       const dir = mkdtempSync(path.join(os.tmpdir(), 'pt-wgf-'));
       const h = new Host({ netns: a.name, stateDir: dir });
       const d = compileFor(wireguardSubsystem, { wireguard: { interfaces: [{ name: `wg${lab.id}f`, listenPort: 51999, addresses: ['10.79.0.1/24'] }] } });
@@ -170,7 +168,7 @@ describe('wireguard between two namespaces', { skip }, () => {
       }
       assert.equal((await a.nsenter('ip', ['link', 'show', `wg${lab.id}f`], { reject: false })).exitCode, 1, 'teardown removed the failed interface');
     } finally {
-      blocker.kill('SIGKILL');
+      release();
     }
   });
 

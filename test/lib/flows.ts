@@ -59,8 +59,8 @@ export class Session {
   private waiters: ((l: string) => void)[] = [];
   private readonly queue: string[] = [];
 
-  constructor(ns: Netns, addr: string, port: number) {
-    this.child = execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'session', addr, String(port), '30000'], { reject: false, buffer: false, stdin: 'pipe' });
+  constructor(ns: Netns, addr: string, port: number, local?: string) {
+    this.child = execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'session', addr, String(port), '30000', ...(local ? [local] : [])], { reject: false, buffer: false, stdin: 'pipe' });
     this.child.stdout!.on('data', (d: Buffer) => {
       this.buf += d.toString();
       let i: number;

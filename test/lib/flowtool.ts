@@ -8,7 +8,7 @@
  *     every UDP datagram gets the same greeting as its reply.
  *   node flowtool.js client tcp|udp ADDR PORT TIMEOUT_MS [LOCAL_ADDR]
  *     prints the server's greeting and exits 0; exits 3 on timeout, 4 on error.
- *   node flowtool.js session ADDR PORT TIMEOUT_MS
+ *   node flowtool.js session ADDR PORT TIMEOUT_MS [LOCAL_ADDR]
  *     keeps one TCP connection: prints the greeting, then sends each stdin line and
  *     prints each reply line (what a long-lived connection across a reload needs).
  */
@@ -74,8 +74,8 @@ if (mode === 'server') {
     else send();
   }
 } else if (mode === 'session') {
-  const [addr, port, timeout] = args as [string, string, string];
-  const sock = connect({ host: addr, port: Number(port), timeout: Number(timeout) });
+  const [addr, port, timeout, local] = args as [string, string, string, string | undefined];
+  const sock = connect({ host: addr, port: Number(port), timeout: Number(timeout), ...(local ? { localAddress: local } : {}) });
   sock.on('error', (e) => {
     console.log(`error ${e.message}`);
     process.exit(4);

@@ -41,3 +41,24 @@ export async function pingWithin(ns: Netns, to: string, ms = 5000): Promise<bool
   while (Date.now() < deadline) if (await ping(ns, to, 1)) return true;
   return false;
 }
+
+/**
+ * Holds a UDP port inside ns (IPv4 and IPv6) until the returned function is
+ * called: the way tests make a daemon fail to start.
+ */
+export async function holdUdpPort(ns: Netns, port: number): Promise<() => void> {
+  const script = `import socket,time
+s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)
+s.bind(("::",${Number(port)}))
+print("bound",flush=True)
+time.sleep(120)`;
+  const child = ns.spawn('python3', ['-c', script]);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`port holder exited with ${code}`)));
+  });
+  return () => {
+    child.kill('SIGKILL');
+  };
+}

@@ -130,7 +130,8 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
     async apply(d, host) {
       const paths = pathsFor(host);
       if (!d.model) {
-        if (await mod.running(paths, host)) await mod.stop(paths, host);
+        // stop unconditionally: a partly running instance (one daemon of several died) is "not running" yet must go
+        await mod.stop(paths, host);
         if (existsSync(paths.dir)) rmSync(paths.dir, { recursive: true, force: true });
         return;
       }

@@ -1,3 +1,5 @@
-import { emptySubsystem } from '../../apply/empty.js';
+/** The routing: section as a Subsystem (FRR, see module.ts). */
+import { serviceSubsystem } from '../common/service.js';
+import { frrModule } from './module.js';
 
-export const frrSubsystem = emptySubsystem('routing');
+export const frrSubsystem = serviceSubsystem(frrModule);

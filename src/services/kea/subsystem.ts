@@ -1,3 +1,5 @@
-import { emptySubsystem } from '../../apply/empty.js';
+import { serviceSubsystem } from '../common/service.js';
+import { keaService } from './kea.js';
 
-export const keaSubsystem = emptySubsystem('dhcp');
+/** The `dhcp:` section as a Subsystem (see kea.ts). */
+export const keaSubsystem = serviceSubsystem(keaService);

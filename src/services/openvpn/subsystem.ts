@@ -1,3 +1,4 @@
-import { emptySubsystem } from '../../apply/empty.js';
+import { serviceSubsystem } from '../common/service.js';
+import { openvpnModule } from './openvpn.js';
 
-export const openvpnSubsystem = emptySubsystem('openvpn');
+export const openvpnSubsystem = serviceSubsystem(openvpnModule);

@@ -1,0 +1,42 @@
+/**
+ * Every error leaves the API as the same JSON shape:
+ *   { statusCode, error, message, issues?: [{ path, message }], report? }
+ * so a script can tell bad input (400/413), missing auth (401), a conflict
+ * (409: apply running, confirmation pending) and a failed apply (500 with the
+ * step that failed and what the rollback did) apart.
+ */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { ApplyError, ConflictError } from '../apply/engine.js';
+import { ConfigError, formatPath } from '../config/issues.js';
+
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string;
+  issues?: { path: string; message: string }[];
+  report?: unknown;
+}
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 500: 'Internal Server Error' };
+
+export function errorBody(statusCode: number, message: string, extra: Partial<ErrorBody> = {}): ErrorBody {
+  return { statusCode, error: REASONS[statusCode] ?? 'Error', message, ...extra };
+}
+
+export function errorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const issues = err.validation.map((v) => ({ path: `${err.validationContext ?? 'body'}${v.instancePath.replace(/\//g, '.')}`, message: v.message ?? 'invalid' }));
+    return reply.code(400).send(errorBody(400, `invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues }));
+  }
+  if (err instanceof ConfigError) {
+    const issues = err.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
+    return reply.code(400).send(errorBody(400, `invalid configuration: ${err.message}`, { issues }));
+  }
+  if (err instanceof ConflictError) return reply.code(409).send(errorBody(409, err.message));
+  if (err instanceof ApplyError) return reply.code(500).send(errorBody(500, err.message, { report: err.report }));
+  const status = (err as FastifyError).statusCode;
+  if (status && status >= 400 && status < 500) return reply.code(status).send(errorBody(status, err.message));
+  req.log.error({ err }, 'request failed');
+  return reply.code(500).send(errorBody(500, err.message));
+}

@@ -1,0 +1,201 @@
+/**
+ * The REST API (fastify + zod schemas, OpenAPI at /openapi.json) over the
+ * same engine the CLI uses. buildServer() only builds: the caller listens
+ * (src/api/serve.ts in production, tests on 127.0.0.1:0) and closes, which
+ * runs the onClose hooks (confirmation timer, lock file, store).
+ *
+ * Every route but /healthz needs `Authorization: Bearer <token>`; tokens are
+ * stored hashed (src/store). Request bodies are capped (413 beyond).
+ */
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import fastifySwagger from '@fastify/swagger';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ConfigSource, Engine } from '../apply/engine.js';
+import { formatPlan } from '../apply/plan.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { Store } from '../store/store.js';
+import { errorBody, errorHandler } from './errors.js';
+
+export interface ServerOptions {
+  engine: Engine;
+  store: Store;
+  metrics: Metrics;
+  bodyLimit?: number;
+  https?: { cert: string | Buffer; key: string | Buffer };
+  metricsRequireToken?: boolean;
+  /** close the store and engine when the server closes (production) */
+  ownsEngine?: boolean;
+  logger?: FastifyServerOptions['logger'];
+}
+
+export const API_PREFIX = '/api/v1';
+
+const configInput = z
+  .union([z.string().describe('the document as YAML or JSON text'), z.record(z.string(), z.unknown()).describe('the document as a JSON object')])
+  .describe('a Patronus configuration document');
+const sourceBody = z
+  .object({
+    config: configInput,
+    format: z.enum(['yaml', 'json']).optional().describe('format of `config` when it is text (default: detected)'),
+  })
+  .strict();
+const applyBody = sourceBody
+  .extend({
+    message: z.string().max(500).default('').describe('why this change (kept with the revision)'),
+    confirmWithin: z.coerce.number().positive().max(86400).optional().describe('seconds: roll back by itself unless confirmed within this time'),
+  })
+  .strict();
+const rollbackBody = z
+  .object({ to: z.number().int().positive().optional().describe('revision to go back to (default: the previous committed one)') })
+  .strict()
+  .default({});
+const revisionParams = z.object({ id: z.coerce.number().int().positive() });
+const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  before: z.coerce.number().int().positive().optional(),
+});
+
+export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const { engine, store, metrics } = opts;
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimit ?? 8 << 20,
+    ...(opts.https ? { https: opts.https } : {}),
+    // JSON errors for everything, including 404s and bodies fastify cannot parse
+    return503OnClosing: true,
+  } as FastifyServerOptions).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url.split('?')[0]}`)));
+
+  // raw YAML bodies: curl --data-binary @patronus.yaml -H 'content-type: application/yaml'
+  app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (req, body, done) => {
+    const q = req.query as Record<string, string | undefined>;
+    done(null, { config: body, format: 'yaml', ...(q.message !== undefined ? { message: q.message } : {}), ...(q.confirmWithin !== undefined ? { confirmWithin: q.confirmWithin } : {}) });
+  });
+
+  const open = new Set(['/healthz', ...(opts.metricsRequireToken === false ? ['/metrics'] : [])]);
+  app.addHook('onRequest', async (req, reply) => {
+    const path = req.url.split('?')[0]!;
+    if (open.has(path)) return;
+    const header = req.headers.authorization;
+    const m = header && /^Bearer\s+(\S+)$/i.exec(header);
+    if (!m) {
+      reply.header('www-authenticate', 'Bearer realm="patronus"');
+      return reply.code(401).send(errorBody(401, header ? 'Authorization header must be "Bearer <token>"' : 'missing bearer token (Authorization: Bearer <token>)'));
+    }
+    const name = store.verifyToken(m[1]!);
+    if (!name) {
+      reply.header('www-authenticate', 'Bearer realm="patronus", error="invalid_token"');
+      return reply.code(401).send(errorBody(401, 'invalid token'));
+    }
+    (req as { tokenName?: string }).tokenName = name;
+  });
+
+  app.addHook('onClose', async () => {
+    if (opts.ownsEngine) {
+      engine.close();
+      store.close();
+    }
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'Patronus', description: 'Linux firewall and edge data-plane manager: configuration, revisions, counters', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  const author = (req: unknown) => (req as { tokenName?: string }).tokenName ?? 'api';
+  const source = (b: z.infer<typeof sourceBody>): ConfigSource => (typeof b.config === 'string' ? { text: b.config, ...(b.format ? { format: b.format } : {}) } : { document: b.config });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => {
+    const s = engine.status();
+    return { status: s.reconcile && !s.reconcile.ok ? 'degraded' : 'ok', committed: s.committed?.id ?? null, reconcile: s.reconcile };
+  });
+
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation' } }, async () => engine.status());
+
+  app.get(`${API_PREFIX}/config`, { schema: { summary: 'The last committed configuration' } }, async (_req, reply) => {
+    const current = store.current();
+    const pending = engine.pendingConfirmation();
+    if (!current && !pending) return reply.code(404).send(errorBody(404, 'no configuration has been committed yet'));
+    return { revision: current?.id ?? null, config: current?.config ?? null, pending: pending ? { revision: pending.id, deadline: pending.confirmDeadline, config: pending.config } : null };
+  });
+
+  app.post(`${API_PREFIX}/config/validate`, { schema: { summary: 'Validate a document (schema, aliases, every subsystem); 400 lists every issue', body: sourceBody } }, async (req) => {
+    await engine.compile(source(req.body));
+    return { valid: true };
+  });
+
+  app.post(`${API_PREFIX}/config/plan`, { schema: { summary: 'What applying a document would change, per subsystem', body: sourceBody } }, async (req) => {
+    const plan = await engine.plan(source(req.body));
+    return { ...plan, text: formatPlan(plan) };
+  });
+
+  app.post(`${API_PREFIX}/config/apply`, { schema: { summary: 'Apply a document as a new revision (all or nothing)', body: applyBody } }, async (req) => {
+    const b = req.body;
+    return engine.apply(source(b), { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
+  });
+
+  app.post(`${API_PREFIX}/config/confirm`, { schema: { summary: 'Confirm the revision awaiting confirmation' } }, async () => engine.confirm());
+
+  app.post(`${API_PREFIX}/config/rollback`, { schema: { summary: 'Roll back the pending revision, or go back to an earlier one', body: rollbackBody.optional() } }, async (req) =>
+    engine.rollback({ ...(req.body?.to !== undefined ? { to: req.body.to } : {}), author: author(req) }),
+  );
+
+  app.get(`${API_PREFIX}/revisions`, { schema: { summary: 'Revisions, newest first (without their documents)', querystring: listQuery } }, async (req) =>
+    store.list(req.query).map(({ config: _c, result, ...r }) => ({ ...r, failedStep: (result as { failedStep?: string } | undefined)?.failedStep ?? null })),
+  );
+
+  app.get(`${API_PREFIX}/revisions/:id`, { schema: { summary: 'One revision with its document and apply result', params: revisionParams } }, async (req, reply) => {
+    const r = store.get(req.params.id);
+    return r ?? reply.code(404).send(errorBody(404, `revision ${req.params.id} does not exist`));
+  });
+
+  app.get(`${API_PREFIX}/rules`, { schema: { summary: 'Rules with their live counters' } }, async () => {
+    const s = await metrics.snapshot();
+    const rules = [];
+    for (const x of s.bySubsystem) for (const r of x.metrics?.rules ?? []) rules.push({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes) });
+    const verdicts = [];
+    for (const x of s.bySubsystem) for (const v of x.metrics?.verdicts ?? []) verdicts.push({ subsystem: x.subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict, packets: Number(v.packets), bytes: Number(v.bytes) });
+    return { rules, verdicts, errors: s.bySubsystem.filter((x) => x.error).map((x) => ({ subsystem: x.subsystem, error: x.error })) };
+  });
+
+  app.get(`${API_PREFIX}/interfaces`, { schema: { summary: 'Managed interfaces: configured zone, live state and counters' } }, async () => {
+    const current = store.current()?.config as { interfaces?: { name: string; zone?: string }[] } | undefined;
+    const zones = new Map((current?.interfaces ?? []).map((i) => [i.name, i.zone ?? 'lan']));
+    const s = await metrics.snapshot();
+    const live = s.bySubsystem.flatMap((x) => x.metrics?.interfaces ?? []);
+    return live.map((l) => ({ ...l, managed: zones.has(l.interface), zone: zones.get(l.interface) ?? null }));
+  });
+
+  app.get(`${API_PREFIX}/services`, { schema: { summary: 'Status of every subsystem that reports one' } }, async () => {
+    const out = await Promise.all(
+      engine.subsystems
+        .filter((s) => s.status)
+        .map(async (s) => {
+          try {
+            return { subsystem: s.name, status: await s.status!(engine.host) };
+          } catch (e) {
+            return { subsystem: s.name, error: (e as Error).message };
+          }
+        }),
+    );
+    return out;
+  });
+
+  return app;
+}

@@ -1,0 +1,159 @@
+/**
+ * The Prometheus registry. Counters that live in the kernel (per-CPU BPF
+ * maps, nft counters, interface statistics) are read at scrape time through
+ * each subsystem's metrics() hook — never cached between scrapes — and
+ * exposed under one naming scheme:
+ *
+ *   patronus_rule_packets_total / _bytes_total        {subsystem, rule, action}
+ *   patronus_verdict_packets_total / _bytes_total     {subsystem, direction, verdict}
+ *   patronus_map_entries / patronus_map_capacity_entries {subsystem, map}
+ *   patronus_service_up                               {service}
+ *   patronus_interface_{receive,transmit}_{packets,bytes}_total, patronus_interface_up {interface}
+ *   patronus_apply_duration_seconds (histogram), patronus_applies_total {result}
+ *   patronus_revision_committed, patronus_revision_pending_confirmation, patronus_reconcile_ok
+ *   patronus_scrape_subsystem_ok {subsystem}, patronus_process_* (prom-client defaults)
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Engine } from '../apply/engine.js';
+import type { SubsystemMetrics } from '../apply/subsystem.js';
+
+export interface Metrics {
+  registry: Registry;
+  /** reads every subsystem's live counters once (shared by all collectors of one scrape) */
+  snapshot(): Promise<Snapshot>;
+}
+
+export interface Snapshot {
+  bySubsystem: { subsystem: string; metrics?: SubsystemMetrics; error?: string }[];
+}
+
+export function createMetrics(engine: Engine, opts: { processMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'patronus_' });
+
+  // one read of the kernel per scrape: every collector of the scrape awaits the same promise
+  let inflight: Promise<Snapshot> | undefined;
+  const snapshot = (): Promise<Snapshot> => {
+    inflight ??= readSnapshot(engine).finally(() => setImmediate(() => (inflight = undefined)));
+    return inflight;
+  };
+
+  const counter = <L extends string>(name: string, help: string, labelNames: L[], fill: (c: Counter<L>, s: Snapshot) => void) =>
+    new Counter<L>({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        fill(this, s);
+      },
+    });
+  const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>, s: Snapshot) => void) =>
+    new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        fill(this, s);
+      },
+    });
+  const each = function* (s: Snapshot) {
+    for (const x of s.bySubsystem) if (x.metrics) yield { subsystem: x.subsystem, m: x.metrics };
+  };
+
+  counter('patronus_rule_packets_total', 'Packets that matched a rule', ['subsystem', 'rule', 'action'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const r of m.rules ?? []) c.inc({ subsystem, rule: r.rule, action: r.action ?? '' }, Number(r.packets));
+  });
+  counter('patronus_rule_bytes_total', 'Bytes of packets that matched a rule', ['subsystem', 'rule', 'action'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const r of m.rules ?? []) c.inc({ subsystem, rule: r.rule, action: r.action ?? '' }, Number(r.bytes));
+  });
+  counter('patronus_verdict_packets_total', 'Packets by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.packets));
+  });
+  counter('patronus_verdict_bytes_total', 'Bytes by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.bytes));
+  });
+  gauge('patronus_map_entries', 'Entries in a BPF map or nft set', ['subsystem', 'map'], (g, s) => {
+    for (const { subsystem, m } of each(s)) for (const x of m.maps ?? []) g.set({ subsystem, map: x.map }, x.entries);
+  });
+  gauge('patronus_map_capacity_entries', 'Capacity of a BPF map or nft set', ['subsystem', 'map'], (g, s) => {
+    for (const { subsystem, m } of each(s)) for (const x of m.maps ?? []) g.set({ subsystem, map: x.map }, x.capacity);
+  });
+  gauge('patronus_service_up', 'Whether a managed service is running (1) or not (0)', ['service'], (g, s) => {
+    for (const { m } of each(s)) for (const x of m.services ?? []) g.set({ service: x.service }, x.up ? 1 : 0);
+  });
+  const ifc = (name: string, help: string, pick: (x: NonNullable<SubsystemMetrics['interfaces']>[number]) => number) =>
+    counter(name, help, ['interface'], (c, s) => {
+      for (const { m } of each(s)) for (const x of m.interfaces ?? []) c.inc({ interface: x.interface }, pick(x));
+    });
+  ifc('patronus_interface_receive_packets_total', 'Packets received by an interface', (x) => x.rxPackets);
+  ifc('patronus_interface_receive_bytes_total', 'Bytes received by an interface', (x) => x.rxBytes);
+  ifc('patronus_interface_transmit_packets_total', 'Packets sent by an interface', (x) => x.txPackets);
+  ifc('patronus_interface_transmit_bytes_total', 'Bytes sent by an interface', (x) => x.txBytes);
+  gauge('patronus_interface_up', 'Whether an interface is up', ['interface'], (g, s) => {
+    for (const { m } of each(s)) for (const x of m.interfaces ?? []) g.set({ interface: x.interface }, x.up ? 1 : 0);
+  });
+  gauge('patronus_scrape_subsystem_ok', 'Whether reading a subsystem\'s counters succeeded in this scrape', ['subsystem'], (g, s) => {
+    for (const x of s.bySubsystem) g.set({ subsystem: x.subsystem }, x.error ? 0 : 1);
+  });
+
+  const duration = new Histogram({
+    name: 'patronus_apply_duration_seconds',
+    help: 'Time to apply a revision (including rollback when it failed)',
+    labelNames: ['result'],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  });
+  const applies = new Counter({ name: 'patronus_applies_total', help: 'Applies by result (committed, confirming, failed, rolled_back)', labelNames: ['result'], registers: [registry] });
+  engine.on('applied', (r) => {
+    duration.observe({ result: r.state }, r.durationMs / 1000);
+    applies.inc({ result: r.state });
+  });
+  new Gauge({
+    name: 'patronus_revision_committed',
+    help: 'Id of the last committed revision (0: none)',
+    registers: [registry],
+    collect() {
+      this.set(engine.store.current()?.id ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'patronus_revision_pending_confirmation',
+    help: '1 while a revision awaits confirmation',
+    registers: [registry],
+    collect() {
+      this.set(engine.pendingConfirmation() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'patronus_reconcile_ok',
+    help: 'Whether the start-up reconciliation converged the system to the committed revision',
+    registers: [registry],
+    collect() {
+      const r = engine.status().reconcile;
+      this.set(r ? (r.ok ? 1 : 0) : 1);
+    },
+  });
+
+  return { registry, snapshot };
+}
+
+async function readSnapshot(engine: Engine): Promise<Snapshot> {
+  const bySubsystem = await Promise.all(
+    engine.subsystems
+      .filter((s) => s.metrics)
+      .map(async (s) => {
+        try {
+          return { subsystem: s.name, metrics: await s.metrics!(engine.host) };
+        } catch (e) {
+          return { subsystem: s.name, error: (e as Error).message };
+        }
+      }),
+  );
+  return { bySubsystem };
+}

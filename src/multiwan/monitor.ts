@@ -1,0 +1,249 @@
+/**
+ * Gateway health monitoring: one long-running prober per gateway inside the
+ * host's namespace (ICMP: a continuous `ping -O` bound to the gateway's
+ * interface and mark; TCP: src/multiwan/probe-tcp.js connecting from the
+ * interface's address), a sliding window of results per gateway, and a
+ * callback when a gateway goes down or comes back. Started by the
+ * subsystem's apply, stopped by teardown; the `patronus serve` process
+ * keeps it running (the probers do not keep a one-shot CLI alive).
+ */
+import { fileURLToPath } from 'node:url';
+import type { Host } from '../system/host.js';
+import { lostProbesToFail, type MwanGateway } from './compile.js';
+import type { MonitorConfig } from './schema.js';
+
+export type GatewayState = 'up' | 'down';
+
+export interface HealthEvent {
+  /** Date.now() of the transition */
+  at: number;
+  gateway: string;
+  state: GatewayState;
+  reason: string;
+  lossPercent: number;
+  rttMs: number | null;
+}
+
+export interface GatewayHealth {
+  gateway: string;
+  state: GatewayState;
+  since: number;
+  lossPercent: number;
+  /** average round trip of the answered probes in the window */
+  rttMs: number | null;
+  probes: number;
+  lost: number;
+  detectionMs: number;
+}
+
+/**
+ * The decision for one gateway (pure, unit-tested): down when the lost
+ * share of the last `window` probes reaches lossPercent or their average
+ * round trip reaches latencyMs; up again after `upAfter` consecutive good
+ * probes.
+ */
+export class HealthWindow {
+  private results: { ok: boolean; rtt: number }[] = [];
+  private goodRun = 0;
+  state: GatewayState;
+  probes = 0;
+  lost = 0;
+
+  constructor(
+    private readonly m: Pick<MonitorConfig, 'window' | 'lossPercent' | 'latencyMs' | 'upAfter'>,
+    initial: GatewayState = 'up',
+  ) {
+    this.state = initial;
+  }
+
+  get lossPercent(): number {
+    if (!this.results.length) return 0;
+    return (100 * this.results.filter((r) => !r.ok).length) / this.results.length;
+  }
+
+  get rttMs(): number | null {
+    const ok = this.results.filter((r) => r.ok);
+    return ok.length ? ok.reduce((n, r) => n + r.rtt, 0) / ok.length : null;
+  }
+
+  /** Records one probe; returns the new state when it changed, with the reason. */
+  push(ok: boolean, rtt = 0): { state: GatewayState; reason: string } | undefined {
+    this.probes++;
+    if (!ok) this.lost++;
+    this.results.push({ ok, rtt });
+    if (this.results.length > this.m.window) this.results.shift();
+    const good = ok && rtt < this.m.latencyMs;
+    this.goodRun = good ? this.goodRun + 1 : 0;
+    if (this.state === 'up') {
+      const lostN = this.results.filter((r) => !r.ok).length;
+      if (lostN >= lostProbesToFail(this.m)) return this.set('down', `${lostN} of the last ${this.results.length} probes lost (threshold ${this.m.lossPercent}% of ${this.m.window})`);
+      const rtt = this.rttMs;
+      if (this.results.length >= Math.min(this.m.window, 3) && rtt !== null && rtt >= this.m.latencyMs) return this.set('down', `average round trip ${rtt.toFixed(1)} ms >= ${this.m.latencyMs} ms`);
+      return undefined;
+    }
+    if (this.goodRun >= this.m.upAfter) {
+      // start the window afresh: the losses that took it down are history
+      this.results = this.results.slice(-this.m.upAfter);
+      return this.set('up', `${this.goodRun} consecutive good probes`);
+    }
+    return undefined;
+  }
+
+  private set(state: GatewayState, reason: string) {
+    this.state = state;
+    this.goodRun = 0;
+    return { state, reason };
+  }
+}
+
+type Prober = { stop(): void };
+
+export class HealthMonitor {
+  readonly events: HealthEvent[] = [];
+  private readonly windows = new Map<string, HealthWindow>();
+  private readonly since = new Map<string, number>();
+  private probers: Prober[] = [];
+  private running = false;
+  /** serializes onChange calls so the last health always wins */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly host: Host,
+    readonly gateways: readonly MwanGateway[],
+    private readonly onChange: (up: ReadonlyMap<string, boolean>, event: HealthEvent) => Promise<void>,
+    initial: ReadonlyMap<string, GatewayState> = new Map(),
+    private readonly log: (line: string) => void = () => {},
+  ) {
+    for (const g of gateways) {
+      this.windows.set(g.name, new HealthWindow(g.monitor, initial.get(g.name) ?? 'up'));
+      this.since.set(g.name, Date.now());
+    }
+  }
+
+  up(): Map<string, boolean> {
+    return new Map([...this.windows].map(([n, w]) => [n, w.state === 'up']));
+  }
+
+  health(): GatewayHealth[] {
+    return this.gateways.map((g) => {
+      const w = this.windows.get(g.name)!;
+      return { gateway: g.name, state: w.state, since: this.since.get(g.name)!, lossPercent: w.lossPercent, rttMs: w.rttMs, probes: w.probes, lost: w.lost, detectionMs: g.detectionMs };
+    });
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    for (const g of this.gateways) this.probers.push(g.monitor.method === 'tcp' ? this.tcpProber(g) : this.icmpProber(g));
+  }
+
+  /** Stops every prober; resolves when pending updates are done. */
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const p of this.probers.splice(0)) p.stop();
+    await this.chain.catch(() => {});
+  }
+
+  private result(g: MwanGateway, ok: boolean, rtt: number): void {
+    if (!this.running) return;
+    const w = this.windows.get(g.name)!;
+    const change = w.push(ok, rtt);
+    if (!change) return;
+    const event: HealthEvent = { at: Date.now(), gateway: g.name, state: change.state, reason: change.reason, lossPercent: w.lossPercent, rttMs: w.rttMs };
+    this.since.set(g.name, event.at);
+    this.events.push(event);
+    if (this.events.length > 1000) this.events.shift();
+    this.log(`gateway ${g.name} ${change.state}: ${change.reason}`);
+    const up = this.up();
+    this.chain = this.chain.then(() => this.onChange(up, event)).catch((e: unknown) => this.log(`gateway ${g.name}: updating the group chains failed: ${(e as Error).message}`));
+  }
+
+  private icmpProber(g: MwanGateway): Prober {
+    const seconds = (g.monitor.intervalMs / 1000).toFixed(3);
+    const args = ['-n', '-O', '-i', seconds, '-m', String(g.mark), '-I', g.interface, g.monitor.target];
+    return this.supervise(g, 'ping', args, (line) => {
+      let m = /icmp_seq=(\d+) .*time=([\d.]+) ms/.exec(line);
+      if (m) return this.answered(g, Number(m[1]), Number(m[2]));
+      m = /no answer yet for icmp_seq=(\d+)/.exec(line);
+      if (m) return this.unanswered(g, Number(m[1]));
+      m = /icmp_seq=(\d+) .*(Unreachable|Time to live exceeded|Redirect)/i.exec(line);
+      if (m) return this.unanswered(g, Number(m[1]));
+      if (/sendmsg|connect:|Network is unreachable|No buffer space/i.test(line)) this.result(g, false, 0);
+    });
+  }
+
+  private tcpProber(g: MwanGateway): Prober {
+    const script = fileURLToPath(new URL('./probe-tcp.js', import.meta.url));
+    const args = [script, g.monitor.target, String(g.monitor.port), String(g.monitor.intervalMs), g.interface];
+    return this.supervise(g, process.execPath, args, (line) => {
+      const m = /^(ok|fail) ([\d.]+)/.exec(line);
+      if (m) this.result(g, m[1] === 'ok', Number(m[2]));
+    });
+  }
+
+  // a reply after its "no answer yet" was already counted as a loss is not counted again
+  private readonly settled = new Map<string, Set<number>>();
+  private answered(g: MwanGateway, seq: number, rtt: number): void {
+    const s = this.seqs(g);
+    if (s.has(seq)) return;
+    s.add(seq);
+    this.result(g, true, rtt);
+  }
+  private unanswered(g: MwanGateway, seq: number): void {
+    const s = this.seqs(g);
+    if (s.has(seq)) return;
+    s.add(seq);
+    this.result(g, false, 0);
+  }
+  private seqs(g: MwanGateway): Set<number> {
+    let s = this.settled.get(g.name);
+    if (!s) this.settled.set(g.name, (s = new Set()));
+    if (s.size > 4096) s.clear();
+    return s;
+  }
+
+  /** Runs a prober, feeds its output lines, restarts it if it dies (each death counts as a lost probe). */
+  private supervise(g: MwanGateway, cmd: string, args: string[], onLine: (line: string) => void): Prober {
+    let child: ReturnType<Host['spawn']> | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const launch = () => {
+      if (stopped) return;
+      this.settled.delete(g.name);
+      child = this.host.spawn(cmd, args);
+      let buf = '';
+      const feed = (d: Buffer) => {
+        buf += d.toString();
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          onLine(buf.slice(0, i));
+          buf = buf.slice(i + 1);
+        }
+      };
+      child.stdout?.on('data', feed);
+      child.stderr?.on('data', feed);
+      // a prober must not keep a one-shot CLI process alive
+      child.unref();
+      (child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+      (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
+      void child.then((r) => {
+        if (stopped) return;
+        this.log(`gateway ${g.name}: prober exited (${r.exitCode ?? r.signal}); restarting`);
+        this.result(g, false, 0);
+        timer = setTimeout(launch, g.monitor.intervalMs);
+        timer.unref();
+      });
+    };
+    launch();
+    const kill = () => child?.kill('SIGKILL');
+    process.once('exit', kill);
+    return {
+      stop: () => {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+        kill();
+        process.removeListener('exit', kill);
+      },
+    };
+  }
+}

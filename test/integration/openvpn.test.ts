@@ -1,0 +1,115 @@
+/**
+ * OpenVPN server and client, both run by Patronus in two lab namespaces;
+ * the client uses the .ovpn profile the server exports.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, statSync, existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Lab, type Netns } from '../lib/netns.js';
+import { missing } from '../lib/skip.js';
+import { compileFor, contextFor, holdUdpPort, ping, pingWithin } from '../lib/vpn.js';
+import { Host } from '../../src/system/host.js';
+import { openvpnSubsystem } from '../../src/services/openvpn/subsystem.js';
+import { exportProfile, type OpenvpnStatus } from '../../src/services/openvpn/openvpn.js';
+import { pkiDir } from '../../src/services/pki/pki.js';
+import { DaemonError, waitFor } from '../../src/services/common/daemon.js';
+
+const skip = missing('netns', { cmd: 'openvpn' }, { cmd: 'unshare' }, { cmd: 'ping' });
+
+describe('openvpn between two namespaces', { skip }, () => {
+  const lab = new Lab();
+  let a: Netns, b: Netns;
+  let dirA: string, dirB: string;
+  let hostA: Host, hostB: Host;
+
+  const serverDoc = (clients = [{ name: 'branch', address: '10.88.0.50', routes: ['10.89.0.0/24'] }]) => ({
+    openvpn: {
+      servers: [{ name: 'road', port: 1194, network: '10.88.0.0/24', remoteHost: '192.0.2.1', pushRoutes: ['10.90.0.0/24'], dns: ['10.88.0.1'], keepalive: { interval: 2, timeout: 10 }, clients }],
+    },
+  });
+
+  before(async () => {
+    a = await lab.ns('ova');
+    b = await lab.ns('ovb');
+    await lab.veth({ ns: a, dev: 'veth0', address: '192.0.2.1/24' }, { ns: b, dev: 'veth0', address: '192.0.2.2/24' });
+    dirA = mkdtempSync(path.join(os.tmpdir(), 'pt-ova-'));
+    dirB = mkdtempSync(path.join(os.tmpdir(), 'pt-ovb-'));
+    hostA = new Host({ netns: a.name, stateDir: dirA });
+    hostB = new Host({ netns: b.name, stateDir: dirB });
+  });
+  after(async () => {
+    for (const h of [hostB, hostA]) if (h) await openvpnSubsystem.teardown!(h).catch((e) => console.error(`# teardown ${h.where}: ${e}`));
+    await lab.teardown();
+    for (const d of [dirA, dirB]) if (d) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('a client using the exported profile gets a tunnel that carries traffic', async () => {
+    const dA = compileFor(openvpnSubsystem, serverDoc());
+    assert.deepEqual(await openvpnSubsystem.validate!(dA, hostA), [], 'the server config passes openvpn itself');
+    assert.equal(existsSync(path.join(dirA, 'keys')), false, 'validation made no keys in the real store');
+    await openvpnSubsystem.apply(dA, hostA);
+
+    const pki = pkiDir(dirA, 'openvpn-road');
+    assert.equal(statSync(path.join(pki, 'ca.key')).mode & 0o777, 0o600);
+    assert.equal(statSync(path.join(dirA, 'keys/openvpn/road.tlscrypt')).mode & 0o777, 0o600);
+
+    const profile = exportProfile(dirA, contextFor(serverDoc()).config.openvpn.servers[0]!, 'branch');
+    for (const tag of ['ca', 'cert', 'key', 'tls-crypt']) assert.match(profile, new RegExp(`<${tag}>\\n-----BEGIN [^\\n]+\\n[\\s\\S]+\\n</${tag}>`));
+    const profileFile = path.join(dirB, 'branch.ovpn');
+    writeFileSync(profileFile, profile, { mode: 0o600 });
+
+    // the client side sets up the network behind it that the server routes to (iroute)
+    await b.ip('addr', 'add', '10.89.0.1/24', 'dev', 'lo');
+    const dB = compileFor(openvpnSubsystem, { openvpn: { clients: [{ name: 'hq', profile: profileFile }] } });
+    assert.deepEqual(await openvpnSubsystem.validate!(dB, hostB), [], 'the client config passes openvpn itself');
+    await openvpnSubsystem.apply(dB, hostB);
+
+    assert.ok(await pingWithin(b, '10.88.0.1', 10_000), 'client reaches the server through the tunnel');
+    assert.ok(await ping(a, '10.88.0.50'), 'server reaches the client at its fixed address');
+    assert.ok(await ping(a, '10.89.0.1'), 'server reaches the network behind the client (route + iroute)');
+    const routes = await b.nsenter('ip', ['-j', 'route', 'show', '10.90.0.0/24']);
+    assert.match(routes.stdout, /ovpn-hq/, 'pushed route installed on the client');
+
+    const st = (await openvpnSubsystem.status!(hostA)) as { running: boolean; detail: OpenvpnStatus };
+    assert.equal(st.running, true);
+    const server = st.detail.instances.find((i) => i.id === 'server-road')!;
+    assert.equal(server.state, 'CONNECTED');
+    const client = server.clients!.find((c) => c.commonName === 'branch')!;
+    assert.equal(client.virtualAddress, '10.88.0.50');
+    assert.match(client.realAddress, /192\.0\.2\.2/);
+    assert.ok(client.rxBytes > 0 && client.txBytes > 0);
+    assert.match(client.cipher, /AES-256-GCM/);
+    const stB = (await openvpnSubsystem.status!(hostB)) as { detail: OpenvpnStatus };
+    assert.equal(stB.detail.instances[0]!.state, 'CONNECTED');
+    assert.equal(stB.detail.instances[0]!.localAddress, '10.88.0.50');
+    assert.ok(!JSON.stringify(st).includes('PRIVATE KEY'));
+  });
+
+  it('is idempotent; removing the client from the server revokes it', async () => {
+    assert.deepEqual(await openvpnSubsystem.plan(compileFor(openvpnSubsystem, serverDoc()), hostA), []);
+    const without = compileFor(openvpnSubsystem, serverDoc([{ name: 'other', address: '10.88.0.60', routes: [] }]));
+    const plan = await openvpnSubsystem.plan(without, hostA);
+    assert.ok(plan.some((c) => c.action === 'reload'));
+    await openvpnSubsystem.apply(without, hostA);
+    // the server restarted; the client reconnects but ccd-exclusive turns it away
+    const logFile = path.join(dirA, 'services/openvpn/server-road.log');
+    await waitFor(() => /client-config-dir authentication failed/i.test(readFileSync(logFile, 'utf8')), 10_000, 'the server to turn the removed client away');
+    assert.equal(await ping(b, '10.88.0.1', 1), false, 'a removed client gets no tunnel');
+  });
+
+  it('a server that cannot start makes apply throw with its error', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pt-ovf-'));
+    const h = new Host({ netns: a.name, stateDir: dir });
+    const release = await holdUdpPort(a, 1195);
+    const d = compileFor(openvpnSubsystem, { openvpn: { servers: [{ name: 'clash', port: 1195, network: '10.91.0.0/24' }] } });
+    try {
+      await assert.rejects(openvpnSubsystem.apply(d, h), (e: unknown) => e instanceof DaemonError && /openvpn server clash/.test(e.message) && /Address already in use/.test(e.log));
+    } finally {
+      release();
+      await openvpnSubsystem.teardown!(h);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -102,4 +102,15 @@ export interface SubsystemMetrics {
   routes?: { family: 'ipv4' | 'ipv6'; protocol: string; table: 'rib' | 'fib'; count: number }[];
   /** keepalived: state per VRRP instance, 0 init 1 backup 2 master 3 fault 4 stop (patronus_vrrp_state), transitions (patronus_vrrp_transitions_total) */
   vrrp?: { instance: string; state: number; transitions: { to: string; count: number }[] }[];
+  /** DNS resolver statistics, monotonic across reloads (patronus_dns_*) */
+  dns?: {
+    queriesByType: Record<string, number>;
+    answersByRcode: Record<string, number>;
+    cacheHits: number;
+    cacheMisses: number;
+    /** domains each blocklist loaded (patronus_dns_blocklist_domains) */
+    blocklists: { list: string; domains: number }[];
+  };
+  /** DHCP leases by subnet id and state (patronus_dhcp_leases) */
+  dhcp?: { leases: { subnet: number; state: string; count: number }[] };
 }

@@ -11,6 +11,9 @@
  *   patronus_interface_{receive,transmit}_{packets,bytes}_total, patronus_interface_up {interface}
  *   patronus_bgp_peer_{established,prefixes_received,prefixes_sent} {peer, afi}, patronus_ospf_neighbor_full {router_id, interface}
  *   patronus_routes {family, protocol, table}, patronus_vrrp_state {instance}, patronus_vrrp_transitions_total {instance, to}
+ *   patronus_dns_queries_total {type}, patronus_dns_answers_total {rcode},
+ *   patronus_dns_cache_{hits,misses}_total, patronus_dns_blocklist_domains {list}
+ *   patronus_dhcp_leases {subnet, state}
  *   patronus_apply_duration_seconds (histogram), patronus_applies_total {result}
  *   patronus_revision_committed, patronus_revision_pending_confirmation, patronus_reconcile_ok
  *   patronus_scrape_subsystem_ok {subsystem}, patronus_process_* (prom-client defaults)
@@ -120,6 +123,24 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   });
   counter('patronus_vrrp_transitions_total', 'VRRP state transitions, by instance and target state', ['instance', 'to'], (c, s) => {
     for (const { m } of each(s)) for (const v of m.vrrp ?? []) for (const t of v.transitions) c.inc({ instance: v.instance, to: t.to }, t.count);
+  });
+  counter('patronus_dns_queries_total', 'DNS queries received, by query type', ['type'], (c, s) => {
+    for (const { m } of each(s)) for (const [type, n] of Object.entries(m.dns?.queriesByType ?? {})) c.inc({ type }, n);
+  });
+  counter('patronus_dns_answers_total', 'DNS answers sent, by response code', ['rcode'], (c, s) => {
+    for (const { m } of each(s)) for (const [rcode, n] of Object.entries(m.dns?.answersByRcode ?? {})) c.inc({ rcode }, n);
+  });
+  counter('patronus_dns_cache_hits_total', 'DNS queries answered from the cache', [], (c, s) => {
+    for (const { m } of each(s)) if (m.dns) c.inc(m.dns.cacheHits);
+  });
+  counter('patronus_dns_cache_misses_total', 'DNS queries that needed resolution', [], (c, s) => {
+    for (const { m } of each(s)) if (m.dns) c.inc(m.dns.cacheMisses);
+  });
+  gauge('patronus_dns_blocklist_domains', 'Domains a DNS blocklist loaded', ['list'], (g, s) => {
+    for (const { m } of each(s)) for (const b of m.dns?.blocklists ?? []) g.set({ list: b.list }, b.domains);
+  });
+  gauge('patronus_dhcp_leases', 'DHCP leases by subnet id and state', ['subnet', 'state'], (g, s) => {
+    for (const { m } of each(s)) for (const l of m.dhcp?.leases ?? []) g.set({ subnet: String(l.subnet), state: l.state }, l.count);
   });
   gauge('patronus_scrape_subsystem_ok', 'Whether reading a subsystem\'s counters succeeded in this scrape', ['subsystem'], (g, s) => {
     for (const x of s.bySubsystem) g.set({ subsystem: x.subsystem }, x.error ? 0 : 1);

@@ -91,7 +91,7 @@ enum filter_action {
 struct iface_value {
 	struct rule_bits bits;   /* rules that apply on this interface/direction */
 	__u32 default_action;    /* FILTER_ACT_PASS or FILTER_ACT_DROP */
-	__u32 pad;
+	__u32 words;             /* bit-vector words in use by this generation's rules */
 };
 
 /* Token buckets in nano-units: tokens * 1e9, refilled by elapsed_ns * rate. */

@@ -355,7 +355,8 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	struct iface_key ik = {};
 	struct rule_action *act;
 	enum parse_result res;
-	__u32 zero = 0, gen, fidx, rule = FILTER_MAX_RULES, idx, i;
+	__u32 zero = 0, gen, fidx, rule = FILTER_MAX_RULES, idx, i, nwords;
+	__u64 any_count = 0;
 	__u32 *genp;
 
 	res = parse_packet(data, data_end, &pi);
@@ -408,21 +409,33 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	if (!src || !dst || !sp || !dp || !fl || !cnt)
 		goto deflt;
 
-	/* AND of every field; the first rule that is not a count rule wins. */
+	/* AND of every field; the first rule that is not a count rule wins.
+	 * Only the words the rule set uses are read (a small rule set costs
+	 * one word, not FILTER_WORDS). */
+	nwords = ifv->words;
 	for (i = 0; i < FILTER_WORDS; i++) {
-		__u64 w = src->w[i] & dst->w[i] & sp->w[i] & dp->w[i] & fl->w[i] & ifv->bits.w[i];
+		__u64 w, c;
 
-		cc.m.w[i] = w & cnt->w[i]; /* keep the count rules for the pass below */
+		if (i >= nwords) {
+			cc.m.w[i] = 0;
+			continue;
+		}
+		w = src->w[i] & dst->w[i] & sp->w[i] & dp->w[i] & fl->w[i] & ifv->bits.w[i];
+		c = w & cnt->w[i]; /* keep the count rules for the pass below */
+		cc.m.w[i] = c;
+		any_count |= c;
 		w &= ~cnt->w[i];
 		if (w && rule == FILTER_MAX_RULES)
 			rule = i * 64 + lowest_bit(w);
 	}
 
 	/* Count rules ahead of the winner see the packet and let it go on. */
-	cc.gen = gen;
-	cc.rule = rule;
-	cc.len = len;
-	bpf_loop(FILTER_MAX_COUNT_HITS, count_one, &cc, 0);
+	if (any_count) {
+		cc.gen = gen;
+		cc.rule = rule;
+		cc.len = len;
+		bpf_loop(FILTER_MAX_COUNT_HITS, count_one, &cc, 0);
+	}
 
 	if (rule >= FILTER_MAX_RULES)
 		goto deflt;

@@ -170,7 +170,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const rules = [];
     for (const x of s.bySubsystem) for (const r of x.metrics?.rules ?? []) rules.push({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes) });
     const verdicts = [];
-    for (const x of s.bySubsystem) for (const v of x.metrics?.verdicts ?? []) verdicts.push({ subsystem: x.subsystem, verdict: v.verdict, packets: Number(v.packets), bytes: Number(v.bytes) });
+    for (const x of s.bySubsystem) for (const v of x.metrics?.verdicts ?? []) verdicts.push({ subsystem: x.subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict, packets: Number(v.packets), bytes: Number(v.bytes) });
     return { rules, verdicts, errors: s.bySubsystem.filter((x) => x.error).map((x) => ({ subsystem: x.subsystem, error: x.error })) };
   });
 

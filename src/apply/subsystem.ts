@@ -85,9 +85,24 @@ export interface SubsystemMetrics {
   /** per rule; `rule` is the rule's id as the config names it */
   rules?: ({ rule: string; action?: string } & PacketCounts)[];
   /** per verdict (drop, pass, bypass, rate_limited, malformed, ...) */
-  verdicts?: ({ verdict: string } & PacketCounts)[];
+  verdicts?: ({ verdict: string; direction?: 'ingress' | 'egress' } & PacketCounts)[];
   /** occupancy of each map (or set) against its capacity */
   maps?: { map: string; entries: number; capacity: number }[];
   services?: { service: string; up: boolean }[];
+  /** IDS alerts seen since the control plane started, by signature (patronus_ids_alerts_total) */
+  alerts?: { signatureId: number; signature: string; severity: number; count: number }[];
+  /** sources the IDS added to the fast-path block list (patronus_ids_blocks_total) */
+  blocks?: number;
   interfaces?: { interface: string; rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; up: boolean }[];
+  /** DNS resolver statistics, monotonic across reloads (patronus_dns_*) */
+  dns?: {
+    queriesByType: Record<string, number>;
+    answersByRcode: Record<string, number>;
+    cacheHits: number;
+    cacheMisses: number;
+    /** domains each blocklist loaded (patronus_dns_blocklist_domains) */
+    blocklists: { list: string; domains: number }[];
+  };
+  /** DHCP leases by subnet id and state (patronus_dhcp_leases) */
+  dhcp?: { leases: { subnet: number; state: string; count: number }[] };
 }

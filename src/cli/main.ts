@@ -5,7 +5,7 @@
  * --token / $PATRONUS_TOKEN / the state dir), or with --direct works on the
  * store and the kernel itself. Human tables by default, --json for scripts.
  */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve, defaultStateDir } from '../api/serve.js';
@@ -14,10 +14,12 @@ import { formatPlan } from '../apply/plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
 import { detectFormat } from '../config/load.js';
 import { Store } from '../store/store.js';
-import { DirectClient, RestClient, describeError, findToken, type Client } from './client.js';
+import { DirectClient, RemoteError, RestClient, describeError, findToken, type Client } from './client.js';
+import { ConfigError } from '../config/issues.js';
 import { table, bytes, count } from './table.js';
 
 interface Globals {
+  netns?: string;
   server: string;
   token?: string;
   direct: boolean;
@@ -32,6 +34,7 @@ const program = new Command('patronus')
   .option('--token <token>', 'API bearer token (default: $PATRONUS_TOKEN or the admin token in the state dir)')
   .option('--direct', 'work on the store and kernel directly instead of through the server', false)
   .option('--lab', 'with --direct: act on the lab namespace (state in /var/lib/patronus-lab)', false)
+  .option('--netns <name>', 'with --direct: act inside this network namespace instead of the host')
   .option('--state-dir <dir>', 'state directory (store, tokens); default /var/lib/patronus or $PATRONUS_STATE_DIR')
   .option('--json', 'print JSON for scripts instead of tables', false);
 
@@ -42,7 +45,8 @@ function client(): Client {
   const g = globals();
   if (!g.direct) return new RestClient(g.server, findToken(g.token, g.stateDir));
   const stateDir = g.stateDir ?? defaultStateDir(g.lab);
-  return new DirectClient({ stateDir, ...(g.lab ? { netns: LAB_NS } : {}), ...(g.json ? {} : { onProgress: progress }) });
+  const netns = g.netns ?? (g.lab ? LAB_NS : undefined);
+  return new DirectClient({ stateDir, ...(netns ? { netns } : {}), ...(g.json ? {} : { onProgress: progress }) });
 }
 
 /** progress of a direct apply, on stderr so --json output stays clean */
@@ -217,13 +221,14 @@ program
   .option('--config <file>', 'configuration to apply when the store is empty (default: the embedded default)')
   .option('--tls-cert <file>', 'serve HTTPS with this certificate')
   .option('--tls-key <file>', 'private key for --tls-cert')
-  .addOption(new Option('--netns <name>', 'manage this network namespace instead of the host').hideHelp())
-  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; netns?: string }) => {
+  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string }) => {
     const g = globals();
-    await serve({ ...o, lab: o.lab || g.lab, ...(g.stateDir ? { stateDir: g.stateDir } : {}) });
+    await serve({ ...o, lab: o.lab || g.lab, ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}) });
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`patronus: ${describeError(e)}`);
-  process.exit(e && typeof e === 'object' && 'statusCode' in e && (e as { statusCode: number }).statusCode === 400 ? 2 : 1);
+  // 2: the configuration (or request) was rejected; 1: anything else
+  const rejected = e instanceof ConfigError || (e instanceof RemoteError && e.statusCode === 400);
+  process.exit(rejected ? 2 : 1);
 });

@@ -107,6 +107,8 @@ export interface ApplyStats {
 export class FastpathDataPlane implements Disposable {
   private readonly maps: Record<MapName, RawMap>;
   private cachedCounts = new Map<string, number>();
+  /** "field:gen" -> key (latin1) -> bit vector, as last written by this process */
+  private readonly contents = new Map<string, Map<string, Buffer>>();
 
   private constructor(
     readonly pinDir: string,
@@ -179,6 +181,7 @@ export class FastpathDataPlane implements Disposable {
     tc.pin(`${opts.pinDir}/tc_filter`);
     xdp.pin(`${opts.pinDir}/xdp_filter`);
     const dp = new FastpathDataPlane(opts.pinDir, xdp, tc, maps, false, inNs);
+    for (const f of LPM_FIELDS) for (const g of [0, 1]) dp.contents.set(`${f}:${g}`, new Map()); // fresh maps are empty
     return dp;
   }
 
@@ -253,8 +256,8 @@ export class FastpathDataPlane implements Disposable {
     const ifEntries: [Buffer, Buffer][] = [];
     for (const i of desired.interfaces) {
       const idx = ifindexes.get(i.name)!;
-      ifEntries.push([ifaceKey(idx, shadow, DIR.ingress), ifaceValue(i.ingress.bits, i.ingress.defaultPolicy)]);
-      if (i.egress) ifEntries.push([ifaceKey(idx, shadow, DIR.egress), ifaceValue(i.egressPolicy.bits, i.egressPolicy.defaultPolicy)]);
+      ifEntries.push([ifaceKey(idx, shadow, DIR.ingress), ifaceValue(i.ingress.bits, i.ingress.defaultPolicy, desired.rules.length)]);
+      if (i.egress) ifEntries.push([ifaceKey(idx, shadow, DIR.egress), ifaceValue(i.egressPolicy.bits, i.egressPolicy.defaultPolicy, desired.rules.length)]);
     }
     const want = new Set(ifEntries.map(([k]) => k.toString('hex')));
     const stale = [...this.maps.ifaces.keys()].filter((k) => k[4] === shadow && !want.has(k.toString('hex')));
@@ -317,17 +320,43 @@ export class FastpathDataPlane implements Disposable {
     return new PerCpuMap(m.nativeHandle, m.keyCodec, codecs.bytes(name === 'rule_stats' ? RULE_STAT_SIZE : VERDICT_STAT_SIZE));
   }
 
+  /**
+   * Brings one generation of an LPM map to `entries`, writing only what
+   * differs. What a generation holds is remembered from the apply that wrote
+   * it; after adoption it is read from the map once.
+   */
   private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
     const map = this.maps[f];
-    const want = new Map<string, LpmEntry>();
-    for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e);
+    const have = this.generationContents(f, gen);
+    const want = new Map<string, Buffer>();
+    for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e.bits);
     const stale: Buffer[] = [];
-    for (const k of map.keys()) if (k[4] === gen && !want.has(k.toString('latin1'))) stale.push(k);
+    for (const k of have.keys()) if (!want.has(k)) stale.push(Buffer.from(k, 'latin1'));
     for (const k of stale) map.delete(k);
     const batch: [Buffer, Buffer][] = [];
-    for (const [k, e] of want) batch.push([Buffer.from(k, 'latin1'), e.bits]);
+    for (const [k, bits] of want) {
+      const cur = have.get(k);
+      if (!cur || !cur.equals(bits)) batch.push([Buffer.from(k, 'latin1'), bits]);
+    }
+    // forget first: if a write fails midway, the next apply reads the map again
+    this.contents.delete(`${f}:${gen}`);
     await map.setMany(batch);
+    this.contents.set(`${f}:${gen}`, want);
     return { written: batch.length, removed: stale.length };
+  }
+
+  private generationContents(f: LpmField, gen: number): Map<string, Buffer> {
+    const known = this.contents.get(`${f}:${gen}`);
+    if (known) return known;
+    const map = this.maps[f];
+    const out = new Map<string, Buffer>();
+    for (const k of map.keys()) {
+      if (k[4] !== gen) continue;
+      const v = map.get(k);
+      if (v) out.set(k.toString('latin1'), v);
+    }
+    this.contents.set(`${f}:${gen}`, out);
+    return out;
   }
 
   /**
@@ -470,10 +499,7 @@ export class FastpathDataPlane implements Disposable {
 
   /** Keys and bit vectors of the active generation of one LPM map (for plan). */
   activeEntries(f: LpmField): Map<string, Buffer> {
-    const gen = this.generation;
-    const out = new Map<string, Buffer>();
-    for (const k of this.maps[f].keys()) if (k[4] === gen) out.set(k.toString('latin1'), this.maps[f].get(k)!);
-    return out;
+    return this.generationContents(f, this.generation);
   }
 
   activeRuleNames(): string[] {
@@ -583,10 +609,11 @@ function checkLayout(maps: Record<MapName, RawMap>, where: string): void {
   void fieldKeySize;
 }
 
-function ifaceValue(bits: Buffer, policy: 'pass' | 'drop'): Buffer {
+function ifaceValue(bits: Buffer, policy: 'pass' | 'drop', rules: number): Buffer {
   const v = Buffer.alloc(IFACE_VALUE_SIZE);
   bits.copy(v, 0);
   v.writeUInt32LE(policy === 'drop' ? ACTION.drop : ACTION.pass, BITS_BYTES);
+  v.writeUInt32LE(Math.ceil(rules / 64), BITS_BYTES + 4); // words the program reads
   return v;
 }
 

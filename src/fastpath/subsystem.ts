@@ -112,6 +112,20 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
     (await openFastpath(host)).destroy();
   },
 
+  /** Live per-rule and per-verdict counters and map occupancy, read from the per-CPU maps (for /metrics, REST, CLI). */
+  async metrics(host) {
+    if (!FastpathDataPlane.isPinned(fastpathPinDir(host))) return {};
+    using dp = await openFastpath(host);
+    const verdicts = dp.verdictCounters();
+    return {
+      rules: dp.ruleCounters().map((r) => ({ rule: r.name, action: r.action, packets: r.packets, bytes: r.bytes })),
+      verdicts: (['ingress', 'egress'] as const).flatMap((direction) =>
+        Object.entries(verdicts[direction]).map(([verdict, c]) => ({ verdict, direction, packets: c.packets, bytes: c.bytes })),
+      ),
+      maps: dp.occupancy().map((o) => ({ map: o.map, entries: o.entries, capacity: o.capacity })),
+    };
+  },
+
   async status(host) {
     if (!FastpathDataPlane.isPinned(fastpathPinDir(host))) return { running: false };
     using dp = await openFastpath(host);

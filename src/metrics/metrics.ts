@@ -5,10 +5,13 @@
  * exposed under one naming scheme:
  *
  *   patronus_rule_packets_total / _bytes_total        {subsystem, rule, action}
- *   patronus_verdict_packets_total / _bytes_total     {subsystem, verdict}
+ *   patronus_verdict_packets_total / _bytes_total     {subsystem, direction, verdict}
  *   patronus_map_entries / patronus_map_capacity_entries {subsystem, map}
  *   patronus_service_up                               {service}
  *   patronus_interface_{receive,transmit}_{packets,bytes}_total, patronus_interface_up {interface}
+ *   patronus_dns_queries_total {type}, patronus_dns_answers_total {rcode},
+ *   patronus_dns_cache_{hits,misses}_total, patronus_dns_blocklist_domains {list}
+ *   patronus_dhcp_leases {subnet, state}
  *   patronus_apply_duration_seconds (histogram), patronus_applies_total {result}
  *   patronus_revision_committed, patronus_revision_pending_confirmation, patronus_reconcile_ok
  *   patronus_scrape_subsystem_ok {subsystem}, patronus_process_* (prom-client defaults)
@@ -72,11 +75,11 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   counter('patronus_rule_bytes_total', 'Bytes of packets that matched a rule', ['subsystem', 'rule', 'action'], (c, s) => {
     for (const { subsystem, m } of each(s)) for (const r of m.rules ?? []) c.inc({ subsystem, rule: r.rule, action: r.action ?? '' }, Number(r.bytes));
   });
-  counter('patronus_verdict_packets_total', 'Packets by final verdict', ['subsystem', 'verdict'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, verdict: v.verdict }, Number(v.packets));
+  counter('patronus_verdict_packets_total', 'Packets by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.packets));
   });
-  counter('patronus_verdict_bytes_total', 'Bytes by final verdict', ['subsystem', 'verdict'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, verdict: v.verdict }, Number(v.bytes));
+  counter('patronus_verdict_bytes_total', 'Bytes by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.bytes));
   });
   gauge('patronus_map_entries', 'Entries in a BPF map or nft set', ['subsystem', 'map'], (g, s) => {
     for (const { subsystem, m } of each(s)) for (const x of m.maps ?? []) g.set({ subsystem, map: x.map }, x.entries);
@@ -97,6 +100,24 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   ifc('patronus_interface_transmit_bytes_total', 'Bytes sent by an interface', (x) => x.txBytes);
   gauge('patronus_interface_up', 'Whether an interface is up', ['interface'], (g, s) => {
     for (const { m } of each(s)) for (const x of m.interfaces ?? []) g.set({ interface: x.interface }, x.up ? 1 : 0);
+  });
+  counter('patronus_dns_queries_total', 'DNS queries received, by query type', ['type'], (c, s) => {
+    for (const { m } of each(s)) for (const [type, n] of Object.entries(m.dns?.queriesByType ?? {})) c.inc({ type }, n);
+  });
+  counter('patronus_dns_answers_total', 'DNS answers sent, by response code', ['rcode'], (c, s) => {
+    for (const { m } of each(s)) for (const [rcode, n] of Object.entries(m.dns?.answersByRcode ?? {})) c.inc({ rcode }, n);
+  });
+  counter('patronus_dns_cache_hits_total', 'DNS queries answered from the cache', [], (c, s) => {
+    for (const { m } of each(s)) if (m.dns) c.inc(m.dns.cacheHits);
+  });
+  counter('patronus_dns_cache_misses_total', 'DNS queries that needed resolution', [], (c, s) => {
+    for (const { m } of each(s)) if (m.dns) c.inc(m.dns.cacheMisses);
+  });
+  gauge('patronus_dns_blocklist_domains', 'Domains a DNS blocklist loaded', ['list'], (g, s) => {
+    for (const { m } of each(s)) for (const b of m.dns?.blocklists ?? []) g.set({ list: b.list }, b.domains);
+  });
+  gauge('patronus_dhcp_leases', 'DHCP leases by subnet id and state', ['subnet', 'state'], (g, s) => {
+    for (const { m } of each(s)) for (const l of m.dhcp?.leases ?? []) g.set({ subnet: String(l.subnet), state: l.state }, l.count);
   });
   gauge('patronus_scrape_subsystem_ok', 'Whether reading a subsystem\'s counters succeeded in this scrape', ['subsystem'], (g, s) => {
     for (const x of s.bySubsystem) g.set({ subsystem: x.subsystem }, x.error ? 0 : 1);

@@ -8,6 +8,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { Engine } from '../../src/apply/engine.js';
 import { Store } from '../../src/store/store.js';
@@ -84,6 +86,11 @@ describe('REST API end to end', { skip }, () => {
       'firewall:',
       '  rules:',
       '    - { name: allow-ping, direction: input, from: wan, protocol: icmp, action: accept }',
+      'fastpath:',
+      '  interfaces: [{ name: wan0 }]',
+      '  rules:',
+      '    - { name: count-icmp, protocol: icmp, action: count }',
+      '    - { name: drop-discard, protocol: udp, destinationPorts: 9, action: drop }',
       '',
     ].join('\n');
     const plan = await call('POST', '/api/v1/config/plan', { config: yaml });
@@ -93,6 +100,9 @@ describe('REST API end to end', { skip }, () => {
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.state, 'committed');
     assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.10.0.1/24', '10.20.0.1/24', '192.0.2.2/24', '2001:db8:20::1/64']);
+    const link = JSON.parse((await L.fw.ip('-j', 'link', 'show', 'dev', 'wan0')).stdout)[0];
+    assert.ok(link.xdp, 'an XDP program is attached to wan0');
+    assert.match((await L.fw.exec('nft', ['list', 'table', 'inet', 'patronus'])).stdout, /patronus:rule:allow-ping/);
     const rev = await call('GET', `/api/v1/revisions/${r.json.revision}`);
     assert.equal(rev.json.author, 'tester');
     assert.equal(rev.json.message, 'add second net');
@@ -115,12 +125,22 @@ describe('REST API end to end', { skip }, () => {
     assert.equal(pingAfter - pingBefore, 1, `allow-ping counted ${pingBefore} -> ${pingAfter}`);
     assert.equal(estAfter - estBefore, 4, `established counted ${estBefore} -> ${estAfter}`);
     assert.ok(metricValue(text, 'patronus_rule_bytes_total', { subsystem: 'nftables', rule: 'rule:allow-ping' }) >= 84);
+    // the fast path sees every packet (stateless): count-icmp counted all five requests
+    const fp = (name: string, t: string) => metricValue(t, 'patronus_rule_packets_total', { subsystem: 'fastpath', rule: name });
+    assert.equal(fp('count-icmp', text) - fp('count-icmp', first), 5);
+    assert.ok(metricValue(text, 'patronus_map_capacity_entries', { subsystem: 'fastpath', map: 'actions' }) > 0);
     const rules = await call('GET', '/api/v1/rules');
     assert.equal(rules.json.rules.find((r: { rule: string }) => r.rule === 'rule:allow-ping').packets, pingAfter);
     assert.match(text, /^# TYPE patronus_apply_duration_seconds histogram$/m);
     assert.match(text, /^patronus_applies_total\{result="committed"\} \d+$/m);
     assert.match(text, /^patronus_process_cpu_seconds_total /m);
     assert.equal(metricValue(text, 'patronus_revision_committed', {}), store.current()!.id);
+    // every metric the shipped Grafana dashboard queries exists
+    const dashboard = readFileSync(fileURLToPath(new URL('../../../docs/grafana-dashboard.json', import.meta.url)), 'utf8');
+    for (const name of new Set(dashboard.match(/patronus_[a-z_]+/g))) {
+      const family = name.replace(/_(bucket|sum|count)$/, '');
+      assert.match(text, new RegExp(`^# TYPE ${family} `, 'm'), `dashboard uses ${name}`);
+    }
     const ifs = await call('GET', '/api/v1/interfaces');
     const wan = ifs.json.find((i: { interface: string }) => i.interface === 'wan0');
     assert.equal(wan.zone, 'wan');
@@ -176,6 +196,9 @@ describe('REST API end to end', { skip }, () => {
       { name: 'invalid port', body: { config: { aliases: [{ name: 'p', type: 'port', entries: ['70000'] }] } }, status: 400, expect: /ports are 0-65535/, issue: /^aliases\[0\]\.entries\[0\]$/ },
       { name: 'unknown alias', body: { config: { aliases: [{ name: 'a', type: 'network', entries: ['nope'] }] } }, status: 400, expect: /unknown alias "nope"/ },
       { name: 'alias cycle', body: { config: { aliases: [{ name: 'a', type: 'network', entries: ['b'] }, { name: 'b', type: 'network', entries: ['a'] }] } }, status: 400, expect: /alias cycle: a -> b -> a|alias cycle: b -> a -> b/ },
+      { name: 'rule capacity exceeded', body: { config: { fastpath: { capacity: { rules: 1 }, rules: [{ name: 'a', action: 'drop' }, { name: 'b', action: 'drop' }] } } }, status: 400, expect: /2 rules exceed the capacity of 1/, issue: /^fastpath\.rules$/ },
+      { name: 'fast-path rule with an invalid port', body: { config: { fastpath: { rules: [{ name: 'a', protocol: 'tcp', destinationPorts: 65536, action: 'drop' }] } } }, status: 400, expect: /fastpath\.rules\[0\]\.destinationPorts/ },
+      { name: 'fast-path rule with an unknown alias', body: { config: { fastpath: { rules: [{ name: 'a', source: 'nosuch', action: 'drop' }] } } }, status: 400, expect: /unknown alias "nosuch"/, issue: /^fastpath\.rules\[0\]\.source/ },
       { name: 'interface that does not exist', body: { config: { interfaces: [{ name: 'nosuch0', addresses: ['10.1.1.1/24'] }] } }, status: 400, expect: /interface "nosuch0" does not exist/, issue: /^interfaces\[0\]\.name$/ },
       { name: 'oversized body', body: { config: { interfaces: [{ name: 'wan0', description: 'x'.repeat(BODY_LIMIT) }] } }, status: 413, expect: /too large/i },
       { name: 'missing token', headers: { authorization: '' }, body: { config: {} }, status: 401, expect: /missing bearer token/ },

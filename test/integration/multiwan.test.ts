@@ -43,7 +43,8 @@ const doc = (gatewaysExtra: Record<string, unknown> = {}): ConfigInput =>
     gateways: {
       gateways: [
         { name: 'wan1', interface: 'wan1', nextHop: '172.16.1.1', monitor },
-        { name: 'wan2', interface: 'wan2', nextHop: '172.16.2.1', monitor },
+        // TCP probes to a host beyond the next hop: the whole path is checked
+        { name: 'wan2', interface: 'wan2', nextHop: '172.16.2.1', monitor: { ...monitor, method: 'tcp', target: '198.51.100.1', port: 9000 } },
       ],
       groups: [
         { name: 'failover', members: [{ gateway: 'wan1', tier: 1 }, { gateway: 'wan2', tier: 2 }] },
@@ -100,7 +101,7 @@ describe('multi-WAN failover, load balancing and recovery', { skip: missing('net
     console.log(`# plan before the first apply:\n${plan.map((c) => `#   ${c.action} ${c.object}${c.detail ? `: ${c.detail.split('\n')[0]}` : ''}`).join('\n')}`);
     assert.ok(plan.some((c) => c.action === 'start' && c.object === 'gateway monitor'));
     await multiwanSubsystem.apply(desired, host);
-    for (const g of desired.gateways) console.log(`# gateway ${g.name}: icmp ${g.monitor.target} every ${g.monitor.intervalMs} ms, window ${g.monitor.window}, loss >= ${g.monitor.lossPercent}%, latency >= ${g.monitor.latencyMs} ms: detection <= ${g.detectionMs} ms`);
+    for (const g of desired.gateways) console.log(`# gateway ${g.name}: ${g.monitor.method} ${g.monitor.target}${g.monitor.port ? `:${g.monitor.port}` : ""} every ${g.monitor.intervalMs} ms, window ${g.monitor.window}, loss >= ${g.monitor.lossPercent}%, latency >= ${g.monitor.latencyMs} ms: detection <= ${g.detectionMs} ms`);
   });
 
   after(async () => {
@@ -208,6 +209,28 @@ describe('multi-WAN failover, load balancing and recovery', { skip: missing('net
       for (const e of mon.events) console.log(`#   event +${e.at - cutAt} ms: ${e.gateway} ${e.state} (${e.reason})`);
     } finally {
       session.close();
+    }
+  });
+
+  it('TCP probes through wan2 detect its failure; balanced traffic then stays on wan1', async () => {
+    const mon = multiwanSubsystem.monitor(host)!;
+    const detection = desired.gateways[1]!.detectionMs;
+    const before = mon.health().find((h) => h.gateway === 'wan2')!;
+    assert.ok(before.probes > 10 && before.state === 'up', `wan2 TCP probes answered: ${JSON.stringify(before)}`);
+    const n = mon.events.length;
+    const cutAt = Date.now();
+    await isp2.ip('link', 'set', 'eth0', 'down');
+    try {
+      while (!mon.events.slice(n).some((e) => e.gateway === 'wan2' && e.state === 'down')) {
+        assert.ok(Date.now() - cutAt < detection + 2000, 'wan2 not marked down');
+        await sleep(20);
+      }
+      const ev = mon.events.slice(n).find((e) => e.gateway === 'wan2')!;
+      console.log(`# cut wan2 (tcp probes to 198.51.100.1:9000): down after ${ev.at - cutAt} ms (${ev.reason}); configured detection <= ${detection} ms`);
+      assert.ok(ev.at - cutAt <= detection + 100);
+      for (let i = 0; i < 4; i++) assert.equal(via(await connectOnce(lan, 'tcp', '198.51.100.1', 9000, 1000, '10.0.1.11')), 'isp1');
+    } finally {
+      await isp2.ip('link', 'set', 'eth0', 'up');
     }
   });
 

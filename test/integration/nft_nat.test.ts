@@ -219,6 +219,50 @@ describe('nftables NAT and stateful filtering in namespaces', { skip: missing('n
     assert.ok((await connectOnce(out, 'tcp', '203.0.113.1', 8080)).ok);
   });
 
+  it('nft accepts everything the compiler emits (IPv4/IPv6 alias sets, reject, log, openings, every NAT kind)', async () => {
+    const v = validateDocument(
+      {
+        interfaces: [
+          { name: 'wan0', zone: 'wan' },
+          { name: 'lan0', zone: 'lan' },
+        ],
+        aliases: [
+          { name: 'mixed', type: 'network', entries: ['10.0.0.0/8', '10.1.0.0/16', '192.0.2.1', '2001:db8::/32', '2001:db8:1::/48'] },
+          { name: 'ports', type: 'port', entries: ['22', '80-90', '85-100'] },
+        ],
+        firewall: {
+          zones: [{ name: 'wan', input: 'reject', forward: 'drop', log: 'wan' }],
+          rules: [
+            { name: 'a', from: 'wan', to: 'lan', source: ['mixed'], protocol: 'tcp_udp', ports: ['ports'], sourcePorts: ['1024-65535'], action: 'reject', log: 'a' },
+            { name: 'b', direction: 'input', protocol: 'icmpv6', source: ['2001:db8::/32'], action: 'accept' },
+            { name: 'c', protocol: 'icmp', destination: ['mixed', '203.0.113.0/24'], action: 'drop' },
+            { name: 'd', protocol: 'udp', ports: [53], action: 'reject' },
+          ],
+          portForwards: [{ name: 'p', interface: 'wan0', protocol: 'tcp_udp', port: '1000-1010', target: '10.0.1.10', targetPort: 2000, source: ['192.0.2.0/24'], destination: '203.0.113.1', log: 'pf' }],
+          outboundNat: [{ name: 'm', interface: 'wan0' }, { name: 's', interface: 'wan0', type: 'snat', address: '203.0.113.9', source: ['mixed'] }, { name: 'n', interface: 'wan0', type: 'none', destination: ['2001:db8::/32'] }],
+          oneToOne: [{ name: 'o', interface: 'wan0', external: '203.0.113.20', internal: '10.0.1.20' }],
+        },
+      },
+      () => '',
+    );
+    assert.ok(v.validated, v.issues.map(formatIssue).join('\n'));
+    const { desired, issues } = nftSubsystem.compile({
+      openings: [
+        { service: 'wg', proto: 'udp', port: 51820, interfaces: ['wan0'] },
+        { service: 'ha', proto: 'vrrp', interfaces: [] },
+        { service: 'ipsec', proto: 'esp', interfaces: ['wan0'] },
+        { service: 'ospf', proto: 'ospf', interfaces: ['lan0'] },
+        { service: 'ping', proto: 'icmp', interfaces: [] },
+        { service: 'dns', proto: 'tcp', port: 53, interfaces: ['lan0', 'wan0'] },
+      ],
+      config: v.validated.config,
+      aliases: v.validated.aliases,
+      readFile: () => '',
+    });
+    assert.deepEqual(issues, []);
+    assert.deepEqual(await nftSubsystem.validate!(desired, host), []);
+  });
+
   it('leaves other tables alone and removes only its own on teardown', async () => {
     await gw.nsenter('nft', ['add', 'table', 'ip', 'hosts_own']);
     await gw.nsenter('nft', ['add', 'chain', 'ip', 'hosts_own', 'c']);

@@ -17,10 +17,12 @@ import { loadConfigFile } from '../../src/config/load.js';
 import { formatIssue } from '../../src/config/issues.js';
 import type { Subsystem } from '../../src/apply/subsystem.js';
 import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';
+import { keaSubsystem } from '../../src/services/kea/subsystem.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const cases: { dir: string; sub: Subsystem<any>; needs: string }[] = [
   { dir: 'dns', sub: unboundSubsystem, needs: 'unbound-checkconf' },
+  { dir: 'dhcp', sub: keaSubsystem, needs: 'kea-dhcp4' },
 ];
 
 for (const { dir, sub, needs } of cases) {

@@ -1,3 +1,53 @@
-import { emptySubsystem } from '../../apply/empty.js';
+/**
+ * IDS as a Subsystem: the Suricata service module through serviceSubsystem(),
+ * plus the in-process engine (eve.json ingestion, auto-block) started and
+ * stopped with it.
+ */
+import type { Subsystem } from '../../apply/subsystem.js';
+import type { Host } from '../../system/host.js';
+import { instancePaths, serviceSubsystem } from '../common/service.js';
+import { IDS_FILES, suricataModule, type IdsModel } from './suricata.js';
+import { idsEngine, stopEngine, syncEngine } from './engine.js';
 
-export const idsSubsystem = emptySubsystem('ids');
+export { setBlockListProvider, idsEngine, IdsEngine } from './engine.js';
+export type { BlockList } from './autoblock.js';
+export type { EveAlert } from './eve.js';
+
+type Desired = { model: IdsModel | null };
+
+const base = serviceSubsystem(suricataModule);
+
+function files(host: Host) {
+  const paths = instancePaths(host.stateDir, suricataModule.name);
+  return { eveFile: paths.file(IDS_FILES.eve), positionFile: paths.file(IDS_FILES.position) };
+}
+
+export const idsSubsystem: Subsystem<Desired> = {
+  ...base,
+  async apply(d, host) {
+    await base.apply(d, host);
+    await syncEngine(host, d.model, files(host));
+  },
+  async teardown(host) {
+    stopEngine(host);
+    await base.teardown!(host);
+  },
+  async status(host) {
+    const s = (await base.status!(host)) as Record<string, unknown>;
+    const e = idsEngine(host);
+    return { ...s, ...(e ? { ingest: e.summary() } : {}) };
+  },
+  async metrics(host) {
+    const e = idsEngine(host);
+    const running = (await base.status!(host)) as { running: boolean };
+    return {
+      services: [{ service: 'suricata', up: running.running }],
+      ...(e
+        ? {
+            alerts: e.store.signatures().map((s) => ({ signatureId: s.signatureId, signature: s.signature, severity: s.severity, count: s.count })),
+            blocks: e.blocker.blocks,
+          }
+        : {}),
+    };
+  },
+};

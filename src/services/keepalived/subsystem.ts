@@ -1,3 +1,5 @@
-import { emptySubsystem } from '../../apply/empty.js';
+/** The ha: section as a Subsystem (keepalived, see module.ts). */
+import { serviceSubsystem } from '../common/service.js';
+import { keepalivedModule } from './module.js';
 
-export const keepalivedSubsystem = emptySubsystem('ha');
+export const keepalivedSubsystem = serviceSubsystem(keepalivedModule);

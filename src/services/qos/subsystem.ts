@@ -47,14 +47,41 @@ export const qosSubsystem: Subsystem<QosDesired> = {
         throw new Error(`qos: ${step.change.action} ${step.change.object} failed: ${(e as Error).message}`, { cause: e });
       }
     }
-    saveState(host, { devices: desired.devices.map((d) => ({ device: d.device, ...(d.ingressOf ? { ingressOf: d.ingressOf } : {}) })) });
+    saveState(host, { devices: desired.devices.map((d) => ({ device: d.device, ...(d.ingressOf ? { ingressOf: d.ingressOf } : {}), entries: entryLabels(d) })) });
   },
   async teardown(host) {
     for (const m of loadState(host).devices) for (const s of await removeSteps(m, host)) await s.run();
     rmSync(stateFile(host), { force: true });
   },
   status: (host) => qosStatus(host),
+  /** One counter per classifier entry: rule = "<interface> <direction> rules[N] -> <class>", action = "class". */
+  async metrics(host) {
+    const rules: { rule: string; action: string; packets: number; bytes: number }[] = [];
+    for (const m of loadState(host).devices) {
+      const maps = ClassifierMaps.open(host.bpfRoot, m.device);
+      if (!maps) continue;
+      try {
+        const labels = m.entries ?? [];
+        const h = maps.hitCounts(labels.length);
+        h.entries.forEach((c, i) => rules.push({ rule: labels[i]!, action: 'class', packets: Number(c.packets), bytes: Number(c.bytes) }));
+        rules.push({ rule: `${m.ingressOf ?? m.device} ${m.ingressOf ? 'ingress' : 'egress'} unmatched -> default`, action: 'class', packets: Number(h.unmatched.packets), bytes: Number(h.unmatched.bytes) });
+      } finally {
+        maps.close();
+      }
+    }
+    return { rules };
+  },
 };
+
+/** Metric labels of a device's classifier entries, in map order. */
+function entryLabels(d: DevicePlan): string[] {
+  const iface = d.ingressOf ?? d.device;
+  const dir = d.ingressOf ? 'ingress' : 'egress';
+  return (d.classifier?.rules ?? []).map((r) => {
+    const cls = d.classes.find((c) => c.classid === `1:${r.classid.toString(16)}`);
+    return `${iface} ${dir} rules[${r.ruleIndex}] -> ${cls?.name ?? `1:${r.classid.toString(16)}`}`;
+  });
+}
 
 // ---------------------------------------------------------------------------
 // validate
@@ -119,6 +146,8 @@ interface Step {
 interface Managed {
   device: string;
   ingressOf?: string;
+  /** metric label per classifier entry */
+  entries?: string[];
 }
 
 const tc = (host: Host, args: string[]) => async () => {
@@ -222,7 +251,11 @@ async function deviceSteps(d: DevicePlan, host: Host): Promise<Step[]> {
     if (same) continue;
     steps.push({
       change: { action: have ? 'change' : 'add', object: `qdisc ${dev} ${leaf.handle} under ${leaf.parent}`, detail: [leaf.kind, ...leaf.args].join(' ') },
-      run: tc(host, ['qdisc', 'replace', 'dev', dev, 'parent', leaf.parent, 'handle', leaf.handle, leaf.kind, ...leaf.args]),
+      async run() {
+        // tc cannot replace a qdisc by one of another kind under the same handle: remove it first
+        if (have && (have.kind !== leaf.kind || have.handle !== leaf.handle)) await host.run('tc', ['qdisc', 'del', 'dev', dev, 'parent', leaf.parent]);
+        await host.run('tc', ['qdisc', 'replace', 'dev', dev, 'parent', leaf.parent, 'handle', leaf.handle, leaf.kind, ...leaf.args]);
+      },
     });
   }
 

@@ -1,0 +1,275 @@
+/**
+ * keepalived under Patronus: two routers and a client on one bridged
+ * segment, each in its own namespace. The virtual address answers on the
+ * primary; the primary's link going down moves it to the secondary within
+ * the VRRP master-down interval (measured and printed); the primary takes
+ * it back when it returns (preemption). Then configuration sync: two real
+ * Patronus REST servers (engine + store), the primary pushes an applied
+ * change to the secondary, which applies and confirms it; drift introduced
+ * on the secondary is reported and healed.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { Lab, type Netns } from '../lib/netns.js';
+import { missing } from '../lib/skip.js';
+import { applyDocument } from '../lib/subsystem.js';
+import { Host } from '../../src/system/host.js';
+import { keepalivedSubsystem } from '../../src/services/keepalived/subsystem.js';
+import { watchHaEvents, type HaEvent, type HaStatus } from '../../src/services/keepalived/module.js';
+import { instancePaths } from '../../src/services/common/service.js';
+import { Engine } from '../../src/apply/engine.js';
+import { Store } from '../../src/store/store.js';
+import { buildServer } from '../../src/api/server.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { HaSync, type SyncReport } from '../../src/ha/sync.js';
+import { ConfigError } from '../../src/config/issues.js';
+
+const skip = missing('netns', { cmd: 'keepalived' }, { cmd: 'ping' });
+const ADVERT = 0.1;
+const VIP = '10.20.0.254';
+
+function ha(role: 'primary' | 'secondary', extra: Record<string, unknown> = {}) {
+  return {
+    interfaces: [{ name: 'eth0', zone: 'lan' }],
+    ha: {
+      role,
+      nodeName: role === 'primary' ? 'fw-a' : 'fw-b',
+      instances: [{ name: 'LAN', interface: 'eth0', virtualRouterId: 51, priority: 150, backupPriority: 100, advertInterval: ADVERT, virtualAddresses: [`${VIP}/24`] }],
+      ...extra,
+    },
+  };
+}
+
+async function hasAddress(ns: Netns, addr: string): Promise<boolean> {
+  const { stdout } = await ns.ip('-j', 'addr', 'show', 'dev', 'eth0');
+  return (JSON.parse(stdout) as { addr_info: { local: string }[] }[])[0]!.addr_info.some((a) => a.local === addr);
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 10_000, everyMs = 20): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    if (await check()) return performance.now() - t0;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** The MAC the client resolved `ip` to (after a ping). */
+async function neighborMac(ns: Netns, ip: string): Promise<string | undefined> {
+  const { stdout } = await ns.ip('-j', 'neigh', 'show', ip);
+  return (JSON.parse(stdout) as { lladdr?: string }[])[0]?.lladdr;
+}
+
+describe('keepalived VRRP between two namespaces', { skip }, () => {
+  const lab = new Lab();
+  let sw: Netns, n1: Netns, n2: Netns, cl: Netns;
+  let dir: string;
+  let h1: Host, h2: Host;
+
+  before(async () => {
+    sw = await lab.ns('sw');
+    n1 = await lab.ns('ka1');
+    n2 = await lab.ns('ka2');
+    cl = await lab.ns('cl');
+    await sw.ip('link', 'add', 'br0', 'type', 'bridge');
+    await sw.ip('link', 'set', 'br0', 'up');
+    for (const [ns, addr, port] of [[n1, '10.20.0.1/24', 'p1'], [n2, '10.20.0.2/24', 'p2'], [cl, '10.20.0.100/24', 'p3']] as const) {
+      await lab.veth({ ns, dev: 'eth0', address: addr }, { ns: sw, dev: port });
+      await sw.ip('link', 'set', port, 'master', 'br0');
+    }
+    dir = mkdtempSync(path.join(os.tmpdir(), 'pt-ka-'));
+    h1 = new Host({ netns: n1.name, stateDir: path.join(dir, 'n1') });
+    h2 = new Host({ netns: n2.name, stateDir: path.join(dir, 'n2') });
+  });
+
+  after(async () => {
+    for (const h of [h1, h2]) await keepalivedSubsystem.teardown?.(h).catch((e) => console.error(`# teardown ${h.where}: ${e}`));
+    await lab.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the virtual address answers on the primary', async () => {
+    await applyDocument(keepalivedSubsystem, h2, ha('secondary'));
+    await applyDocument(keepalivedSubsystem, h1, ha('primary'));
+    const ms = await waitUntil('the VIP on the primary', () => hasAddress(n1, VIP));
+    console.log(`# primary became master ${ms.toFixed(0)} ms after apply`);
+    assert.equal(await hasAddress(n2, VIP), false);
+    await cl.exec('ping', ['-c1', '-W1', VIP]);
+    assert.equal(await neighborMac(cl, VIP), await n1.mac('eth0'));
+    await waitUntil('the status to say MASTER/BACKUP', async () => {
+      const [s1, s2] = (await Promise.all([keepalivedSubsystem.status!(h1), keepalivedSubsystem.status!(h2)])) as { detail: HaStatus }[];
+      return s1!.detail.instances[0]!.state === 'MASTER' && s2!.detail.instances[0]!.state === 'BACKUP';
+    });
+  });
+
+  it("the primary's link going down moves the address to the secondary within the master-down interval", async () => {
+    const events: HaEvent[] = [];
+    const watcher = watchHaEvents(instancePaths(h2.stateDir, 'keepalived'), 20);
+    watcher.on('event', (e) => events.push(e));
+    try {
+      // RFC 5798: master down interval = 3 x advert + skew, skew = (256 - priority) / 256 x advert
+      const masterDown = 3 * ADVERT + ((256 - 100) / 256) * ADVERT;
+      const t0 = performance.now();
+      const wall0 = Date.now() / 1000;
+      await n1.ip('link', 'set', 'eth0', 'down');
+      const ms = await waitUntil('the VIP on the secondary', () => hasAddress(n2, VIP), 10_000, 5);
+      await waitUntil('the MASTER event', async () => events.some((e) => e.name === 'LAN' && e.state === 'MASTER'), 5000);
+      const ev = events.find((e) => e.name === 'LAN' && e.state === 'MASTER')!;
+      console.log(
+        `# failover: VIP on the secondary ${ms.toFixed(0)} ms after link down (master-down interval ${(masterDown * 1000).toFixed(0)} ms, advert ${ADVERT * 1000} ms); ` +
+          `notify event at +${((ev.time - wall0) * 1000).toFixed(0)} ms; measured from ${(performance.now() - t0).toFixed(0)} ms total`,
+      );
+      // the address must move within the master-down interval plus what polling and a loaded VM add
+      assert.ok(ms < masterDown * 1000 + 400, `failover took ${ms.toFixed(0)} ms`);
+      await cl.exec('ping', ['-c1', '-W1', VIP]);
+      assert.equal(await neighborMac(cl, VIP), await n2.mac('eth0'), 'the client now reaches the secondary (gratuitous ARP)');
+      const s2 = ((await keepalivedSubsystem.status!(h2)) as { detail: HaStatus }).detail.instances[0]!;
+      assert.equal(s2.state, 'MASTER');
+      assert.equal(s2.stateCode, 2);
+      assert.ok((s2.transitions.MASTER ?? 0) >= 1);
+    } finally {
+      watcher.close();
+    }
+  });
+
+  it('the primary takes the address back when its link returns (preempt)', async () => {
+    await n1.ip('link', 'set', 'eth0', 'up');
+    const ms = await waitUntil('the VIP back on the primary', async () => (await hasAddress(n1, VIP)) && !(await hasAddress(n2, VIP)));
+    console.log(`# preempt: primary master again ${ms.toFixed(0)} ms after link up`);
+  });
+
+  it('bad input is rejected with paths before keepalived is touched', async () => {
+    const pid = ((await keepalivedSubsystem.status!(h1)) as { detail: HaStatus }).detail.pid;
+    const doc = ha('primary', { scripts: [{ name: 'chk', command: ['curl', '-s'] }] }) as any;
+    doc.ha.instances[0].trackScripts = ['nope'];
+    doc.ha.instances[0].backupPriority = 200;
+    doc.ha.instances.push({ ...doc.ha.instances[0], name: 'LAN2' });
+    await assert.rejects(applyDocument(keepalivedSubsystem, h1, doc), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /ha\.instances\[0\]\.trackScripts\[0\]: no script named "nope"/);
+      assert.match(e.message, /ha\.instances\[0\]\.backupPriority: backupPriority \(200\) must be lower than priority \(150\)/);
+      assert.match(e.message, /ha\.instances\[1\]\.virtualRouterId: VRID 51 is already used by instance "LAN" on eth0/);
+      assert.match(e.message, /ha\.scripts\[0\]\.command\[0\]: "curl" must be an absolute path/);
+      return true;
+    });
+    // keepalived's own checker (in the namespace): an interface that does not exist there
+    const bad = ha('primary') as any;
+    bad.ha.instances[0].interface = 'nope0';
+    await assert.rejects(applyDocument(keepalivedSubsystem, h1, bad), /keepalived -t exited \d+.*nope0/);
+    assert.equal(((await keepalivedSubsystem.status!(h1)) as { detail: HaStatus }).detail.pid, pid, 'keepalived untouched');
+    assert.equal(await hasAddress(n1, VIP), true);
+  });
+
+  describe('configuration sync over the REST API', () => {
+    const servers: { store: Store; engine: Engine; app: FastifyInstance; base: string }[] = [];
+    let sync: HaSync;
+    const tokenFile = () => path.join(dir, 'peer.token');
+
+    before(async () => {
+      for (const host of [h1, h2]) {
+        const store = Store.open(path.join(host.stateDir, 'patronus.db'));
+        const engine = new Engine({ host, store, subsystems: [keepalivedSubsystem] });
+        const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
+        await app.listen({ host: '127.0.0.1', port: 0 });
+        servers.push({ store, engine, app, base: `http://127.0.0.1:${(app.server.address() as { port: number }).port}` });
+      }
+      writeFileSync(tokenFile(), `${servers[1]!.store.addToken('ha-primary')}\n`, { mode: 0o600 });
+      await servers[1]!.engine.apply({ document: ha('secondary') }, { author: 'test', message: 'secondary set-up' });
+      sync = new HaSync(servers[0]!.store).attach(servers[0]!.engine);
+    });
+
+    after(async () => {
+      if (sync) sync.detach(servers[0]!.engine);
+      for (const s of servers) {
+        await s.app.close();
+        s.engine.close();
+        s.store.close();
+      }
+    });
+
+    it('a change applied on the primary reaches the secondary, which applies and confirms it', async () => {
+      const [p, s] = servers as [(typeof servers)[0], (typeof servers)[0]];
+      const doc = ha('primary', {
+        sync: { peer: s.base, tokenFile: tokenFile(), sections: ['aliases', 'ha'] },
+        instances: [
+          ...ha('primary').ha.instances,
+          { name: 'LAN6', interface: 'eth0', virtualRouterId: 52, advertInterval: ADVERT, virtualAddresses: ['10.20.0.253/24'] },
+        ],
+      }) as Record<string, any>;
+      doc.aliases = [{ name: 'office', type: 'network', entries: ['198.51.100.0/24'] }];
+      const reports: SyncReport[] = [];
+      sync.on('report', (r) => reports.push(r));
+
+      const t0 = performance.now();
+      const res = await fetch(`${p.base}/api/v1/config/apply`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${p.store.addToken('operator')}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ config: doc, message: 'second VIP' }),
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      const applied = (await res.json()) as { revision: number };
+      await waitUntil('a sync report', async () => reports.length > 0, 30_000);
+      const r = reports[0]!;
+      console.log(`# sync: primary revision ${applied.revision} pushed as peer revision ${r.pushed?.revision} in ${(performance.now() - t0).toFixed(0)} ms (differing before: ${r.differing.join(', ')})`);
+      assert.equal(r.error, undefined);
+      assert.equal(r.inSync, true);
+      assert.deepEqual(r.differing, ['aliases', 'ha']);
+      assert.equal(r.pushed?.state, 'committed');
+      assert.equal(r.peer.syncedFrom, applied.revision);
+      assert.equal(r.peer.hash, r.primary.hash);
+
+      // the secondary's committed revision: the primary's sections, its own local fields
+      const cur = s.store.current()!;
+      assert.equal(cur.id, r.pushed!.revision);
+      assert.match(cur.message, new RegExp(`^ha-sync: primary revision ${applied.revision} sha256:${r.primary.hash}`));
+      const cfg = cur.config as Record<string, any>;
+      assert.equal(cfg.ha.role, 'secondary');
+      assert.equal(cfg.ha.nodeName, 'fw-b');
+      assert.equal(cfg.ha.sync, undefined, 'the sync settings stay on the primary');
+      assert.deepEqual(cfg.aliases, doc.aliases);
+      assert.deepEqual(cfg.interfaces, ha('secondary').interfaces);
+
+      // and its keepalived runs the new instance as backup while the primary holds the new address
+      await waitUntil('10.20.0.253 on the primary', () => hasAddress(n1, '10.20.0.253'));
+      await waitUntil('LAN6 BACKUP on the secondary', async () => {
+        const st = ((await keepalivedSubsystem.status!(h2)) as { detail: HaStatus }).detail;
+        return st.instances.some((i) => i.name === 'LAN6' && i.state === 'BACKUP' && i.priority === 100);
+      });
+      assert.equal(await hasAddress(n2, '10.20.0.253'), false);
+    });
+
+    it('drift on the secondary is reported, then healed by a push', async () => {
+      const [, s] = servers as [(typeof servers)[0], (typeof servers)[0]];
+      const local = structuredClone(s.store.current()!.config) as Record<string, any>;
+      local.aliases[0].entries.push('203.0.113.0/24');
+      await s.engine.apply({ document: local }, { author: 'someone', message: 'local edit on the secondary' });
+
+      const drift = (await sync.check())!;
+      assert.equal(drift.inSync, false);
+      assert.deepEqual(drift.differing, ['aliases']);
+      assert.notEqual(drift.peer.hash, drift.primary.hash);
+      assert.equal(drift.peer.syncedFrom, null, 'the latest peer revision did not come from the primary');
+
+      const healed = (await sync.run())!;
+      assert.equal(healed.error, undefined);
+      assert.equal(healed.inSync, true);
+      assert.deepEqual((s.store.current()!.config as Record<string, any>).aliases[0].entries, ['198.51.100.0/24']);
+      assert.equal((await sync.check())!.inSync, true);
+    });
+
+    it('refuses to push to a peer that is not configured as the secondary', async () => {
+      const [, s] = servers as [(typeof servers)[0], (typeof servers)[0]];
+      const local = structuredClone(s.store.current()!.config) as Record<string, any>;
+      local.ha.role = 'primary';
+      local.aliases = [];
+      await s.engine.apply({ document: local }, { author: 'someone', message: 'mistake' });
+      const r = (await sync.run())!;
+      assert.equal(r.inSync, false);
+      assert.match(r.error ?? '', /does not have ha\.role: secondary/);
+    });
+  });
+});

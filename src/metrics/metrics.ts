@@ -8,6 +8,7 @@
  *   patronus_verdict_packets_total / _bytes_total     {subsystem, direction, verdict}
  *   patronus_map_entries / patronus_map_capacity_entries {subsystem, map}
  *   patronus_service_up                               {service}
+ *   patronus_ids_alerts_total {subsystem, signature_id, signature, severity}, patronus_ids_blocks_total
  *   patronus_interface_{receive,transmit}_{packets,bytes}_total, patronus_interface_up {interface}
  *   patronus_apply_duration_seconds (histogram), patronus_applies_total {result}
  *   patronus_revision_committed, patronus_revision_pending_confirmation, patronus_reconcile_ok
@@ -97,6 +98,12 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   ifc('patronus_interface_transmit_bytes_total', 'Bytes sent by an interface', (x) => x.txBytes);
   gauge('patronus_interface_up', 'Whether an interface is up', ['interface'], (g, s) => {
     for (const { m } of each(s)) for (const x of m.interfaces ?? []) g.set({ interface: x.interface }, x.up ? 1 : 0);
+  });
+  counter('patronus_ids_alerts_total', 'IDS (Suricata) alerts since the control plane started, by signature', ['subsystem', 'signature_id', 'signature', 'severity'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const a of m.alerts ?? []) c.inc({ subsystem, signature_id: String(a.signatureId), signature: a.signature, severity: String(a.severity) }, a.count);
+  });
+  counter('patronus_ids_blocks_total', 'Sources the IDS added to the fast-path block list', ['subsystem'], (c, s) => {
+    for (const { subsystem, m } of each(s)) if (m.blocks !== undefined) c.inc({ subsystem }, m.blocks);
   });
   gauge('patronus_scrape_subsystem_ok', 'Whether reading a subsystem\'s counters succeeded in this scrape', ['subsystem'], (g, s) => {
     for (const x of s.bySubsystem) g.set({ subsystem: x.subsystem }, x.error ? 0 : 1);

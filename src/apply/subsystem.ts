@@ -94,4 +94,15 @@ export interface SubsystemMetrics {
   /** sources the IDS added to the fast-path block list (patronus_ids_blocks_total) */
   blocks?: number;
   interfaces?: { interface: string; rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; up: boolean }[];
+  /** DNS resolver statistics, monotonic across reloads (patronus_dns_*) */
+  dns?: {
+    queriesByType: Record<string, number>;
+    answersByRcode: Record<string, number>;
+    cacheHits: number;
+    cacheMisses: number;
+    /** domains each blocklist loaded (patronus_dns_blocklist_domains) */
+    blocklists: { list: string; domains: number }[];
+  };
+  /** DHCP leases by subnet id and state (patronus_dhcp_leases) */
+  dhcp?: { leases: { subnet: number; state: string; count: number }[] };
 }

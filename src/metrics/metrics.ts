@@ -10,6 +10,9 @@
  *   patronus_service_up                               {service}
  *   patronus_ids_alerts_total {subsystem, signature_id, signature, severity}, patronus_ids_blocks_total
  *   patronus_interface_{receive,transmit}_{packets,bytes}_total, patronus_interface_up {interface}
+ *   patronus_dns_queries_total {type}, patronus_dns_answers_total {rcode},
+ *   patronus_dns_cache_{hits,misses}_total, patronus_dns_blocklist_domains {list}
+ *   patronus_dhcp_leases {subnet, state}
  *   patronus_apply_duration_seconds (histogram), patronus_applies_total {result}
  *   patronus_revision_committed, patronus_revision_pending_confirmation, patronus_reconcile_ok
  *   patronus_scrape_subsystem_ok {subsystem}, patronus_process_* (prom-client defaults)
@@ -104,6 +107,24 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   });
   counter('patronus_ids_blocks_total', 'Sources the IDS added to the fast-path block list', ['subsystem'], (c, s) => {
     for (const { subsystem, m } of each(s)) if (m.blocks !== undefined) c.inc({ subsystem }, m.blocks);
+  });
+  counter('patronus_dns_queries_total', 'DNS queries received, by query type', ['type'], (c, s) => {
+    for (const { m } of each(s)) for (const [type, n] of Object.entries(m.dns?.queriesByType ?? {})) c.inc({ type }, n);
+  });
+  counter('patronus_dns_answers_total', 'DNS answers sent, by response code', ['rcode'], (c, s) => {
+    for (const { m } of each(s)) for (const [rcode, n] of Object.entries(m.dns?.answersByRcode ?? {})) c.inc({ rcode }, n);
+  });
+  counter('patronus_dns_cache_hits_total', 'DNS queries answered from the cache', [], (c, s) => {
+    for (const { m } of each(s)) if (m.dns) c.inc(m.dns.cacheHits);
+  });
+  counter('patronus_dns_cache_misses_total', 'DNS queries that needed resolution', [], (c, s) => {
+    for (const { m } of each(s)) if (m.dns) c.inc(m.dns.cacheMisses);
+  });
+  gauge('patronus_dns_blocklist_domains', 'Domains a DNS blocklist loaded', ['list'], (g, s) => {
+    for (const { m } of each(s)) for (const b of m.dns?.blocklists ?? []) g.set({ list: b.list }, b.domains);
+  });
+  gauge('patronus_dhcp_leases', 'DHCP leases by subnet id and state', ['subnet', 'state'], (g, s) => {
+    for (const { m } of each(s)) for (const l of m.dhcp?.leases ?? []) g.set({ subnet: String(l.subnet), state: l.state }, l.count);
   });
   gauge('patronus_scrape_subsystem_ok', 'Whether reading a subsystem\'s counters succeeded in this scrape', ['subsystem'], (g, s) => {
     for (const x of s.bySubsystem) g.set({ subsystem: x.subsystem }, x.error ? 0 : 1);

@@ -19,6 +19,7 @@ import { DaemonError } from '../../src/services/common/daemon.js';
 import { instancePaths } from '../../src/services/common/service.js';
 import { validateDocument } from '../../src/config/document.js';
 import { formatIssue } from '../../src/config/issues.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
 import { keaSubsystem } from '../../src/services/kea/subsystem.js';
 import { dhcpLeases, type KeaStatus } from '../../src/services/kea/kea.js';
 
@@ -136,6 +137,10 @@ describe('kea (dhcp:) with real daemons', { skip }, () => {
     ]);
     assert.deepEqual(status.detail.leases.map((l) => l.address), leases.map((l) => l.address));
     assert.deepEqual(await keaSubsystem.plan(desired, host), []);
+    const metrics = createMetrics({ subsystems: [keaSubsystem], host, on: () => undefined } as never, { processMetrics: false });
+    const text = await metrics.registry.getSingleMetricAsString('patronus_dhcp_leases');
+    assert.match(text, /^patronus_dhcp_leases\{subnet="1",state="active"\} 1$/m);
+    assert.match(text, /^patronus_dhcp_leases\{subnet="2",state="active"\} 1$/m);
   });
 
   it('reloads a changed configuration through the control socket', async () => {

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 import { compileWith, mustCompile, readFile } from '../lib/services.js';
@@ -20,8 +21,9 @@ import { instancePaths } from '../../src/services/common/service.js';
 import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';
 import type { UnboundStatus } from '../../src/services/unbound/unbound.js';
 import { formatIssue } from '../../src/config/issues.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
 
-const skip = missing('netns', { cmd: 'unbound' }, { cmd: 'unbound-checkconf' }, { cmd: 'unbound-control' }, { cmd: 'dig' });
+const skip = missing('netns', { cmd: 'openssl' }, { cmd: 'unbound' }, { cmd: 'unbound-checkconf' }, { cmd: 'unbound-control' }, { cmd: 'dig' });
 
 describe('unbound (dns:) with real daemons', { skip }, () => {
   const lab = new Lab();
@@ -46,7 +48,8 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
     await lab.veth({ ns: gw, dev: 'wan0', address: '10.54.0.1/24' }, { ns: upstream, dev: 'eth0', address: '10.54.0.2/24' });
     host = new Host({ netns: gw.name, stateDir: path.join(dir, 'state') });
 
-    // the "internet": an independent Unbound answering from local-data
+    await makeCerts(dir);
+    // the "internet": an independent Unbound answering from local-data, over UDP/TCP and DNS over TLS
     writeFileSync(
       path.join(dir, 'upstream.conf'),
       [
@@ -57,6 +60,10 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
         `  pidfile: "${path.join(dir, 'upstream.pid')}"`,
         '  use-syslog: no',
         '  interface: 10.54.0.2',
+        '  interface: 10.54.0.2@853',
+        '  tls-port: 853',
+        `  tls-service-key: "${path.join(dir, 'up.key')}"`,
+        `  tls-service-pem: "${path.join(dir, 'up.pem')}"`,
         '  access-control: 0.0.0.0/0 allow',
         '  module-config: "iterator"',
         '  local-zone: "example.org." static',
@@ -165,6 +172,13 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
     assert.ok((s.byRcode.NXDOMAIN ?? 0) >= 3, `NXDOMAIN answers counted: ${JSON.stringify(s.byRcode)}`);
     assert.ok((s.byType.SRV ?? 0) >= 1 && (s.byType.MX ?? 0) >= 1, `per-type counts: ${JSON.stringify(s.byType)}`);
 
+    // the same numbers on the Prometheus endpoint
+    const metrics = createMetrics({ subsystems: [unboundSubsystem], host, on: () => undefined } as never, { processMetrics: false });
+    assert.match(await metrics.registry.getSingleMetricAsString('patronus_dns_queries_total'), /^patronus_dns_queries_total\{type="SRV"\} [1-9]/m);
+    assert.match(await metrics.registry.getSingleMetricAsString('patronus_dns_answers_total'), /^patronus_dns_answers_total\{rcode="NXDOMAIN"\} [3-9]/m);
+    assert.match(await metrics.registry.getSingleMetricAsString('patronus_dns_blocklist_domains'), /^patronus_dns_blocklist_domains\{list="ads"\} 2$/m);
+    assert.match(await metrics.registry.getSingleMetricAsString('patronus_service_up'), /^patronus_service_up\{service="unbound"\} 1$/m);
+
     // a second apply of the same config changes nothing
     assert.deepEqual(await unboundSubsystem.plan(desired, host), []);
   });
@@ -206,6 +220,19 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
     ]);
     const off = validateDocument({ ...doc({}), dns: { enabled: false } }, readFile);
     assert.deepEqual(unboundSubsystem.openings!(off.validated!.config), []);
+  });
+
+  it('forwards over DNS over TLS, verifying the upstream certificate', async () => {
+    const dot = (tlsName: string) =>
+      mustCompile(unboundSubsystem, doc({ tls: true, tlsCaBundle: path.join(dir, 'ca.pem'), upstreams: [{ address: '10.54.0.2', tlsName }], forwardZones: [] }));
+    await unboundSubsystem.apply(dot('upstream.test'), host);
+    assert.deepEqual(await dig('www.example.org'), { status: 'NOERROR', answers: ['A 192.0.2.80'] });
+    // the same server under a name its certificate does not carry: refused by verification
+    // (a name not in the cache: a reload keeps the cache)
+    await unboundSubsystem.apply(dot('impostor.test'), host);
+    assert.equal((await dig('ok.ads.example.org')).status, 'SERVFAIL');
+
+    await unboundSubsystem.apply(mustCompile(unboundSubsystem, doc({})), host);
   });
 
   it('rejects invalid config with path-qualified issues before touching the daemon', async () => {
@@ -259,3 +286,13 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
     }
   });
 });
+
+/** A CA and a server certificate for upstream.test (DNS over TLS upstream). */
+async function makeCerts(dir: string): Promise<void> {
+  const f = (n: string) => path.join(dir, n);
+  const ossl = (args: string[]) => execa('openssl', args);
+  await ossl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=Patronus test CA']);
+  await ossl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('up.key'), '-out', f('up.csr'), '-subj', '/CN=upstream.test']);
+  writeFileSync(f('ext.cnf'), 'subjectAltName=DNS:upstream.test\nextendedKeyUsage=serverAuth\n');
+  await ossl(['x509', '-req', '-in', f('up.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('up.pem'), '-days', '2', '-extfile', f('ext.cnf')]);
+}

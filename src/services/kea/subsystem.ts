@@ -1,5 +1,22 @@
-import { serviceSubsystem } from '../common/service.js';
-import { keaService } from './kea.js';
+import type { Subsystem } from '../../apply/subsystem.js';
+import { instancePaths, serviceSubsystem } from '../common/service.js';
+import { keaLeases, keaService } from './kea.js';
 
-/** The `dhcp:` section as a Subsystem (see kea.ts). */
-export const keaSubsystem = serviceSubsystem(keaService);
+const base = serviceSubsystem(keaService);
+
+/** The `dhcp:` section as a Subsystem (see kea.ts), with lease counts as metrics. */
+export const keaSubsystem: Subsystem<Parameters<typeof base.apply>[0]> = {
+  ...base,
+  async metrics(host) {
+    const paths = instancePaths(host.stateDir, keaService.name);
+    const up = await keaService.running(paths, host);
+    const counts = new Map<string, { subnet: number; state: string; count: number }>();
+    for (const l of keaLeases(paths)) {
+      const key = `${l.subnetId}/${l.state}`;
+      const c = counts.get(key) ?? { subnet: l.subnetId, state: l.state, count: 0 };
+      c.count++;
+      counts.set(key, c);
+    }
+    return { services: [{ service: 'kea-dhcp4', up }], ...(up ? { dhcp: { leases: [...counts.values()] } } : {}) };
+  },
+};

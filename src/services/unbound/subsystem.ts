@@ -1,5 +1,26 @@
-import { serviceSubsystem } from '../common/service.js';
-import { unboundService } from './unbound.js';
+import type { Subsystem } from '../../apply/subsystem.js';
+import { instancePaths, serviceSubsystem } from '../common/service.js';
+import { blocklistCounts, unboundService, unboundStats } from './unbound.js';
 
-/** The `dns:` section as a Subsystem (see unbound.ts). */
-export const unboundSubsystem = serviceSubsystem(unboundService);
+const base = serviceSubsystem(unboundService);
+
+/** The `dns:` section as a Subsystem (see unbound.ts), with its query statistics as metrics. */
+export const unboundSubsystem: Subsystem<Parameters<typeof base.apply>[0]> = {
+  ...base,
+  async metrics(host) {
+    const paths = instancePaths(host.stateDir, unboundService.name);
+    const up = await unboundService.running(paths, host);
+    if (!up) return { services: [{ service: 'unbound', up }] };
+    const s = (await unboundStats(paths, host)).summary;
+    return {
+      services: [{ service: 'unbound', up }],
+      dns: {
+        queriesByType: s.byType,
+        answersByRcode: s.byRcode,
+        cacheHits: s.cacheHits,
+        cacheMisses: s.cacheMisses,
+        blocklists: blocklistCounts(paths).map((b) => ({ list: b.name, domains: b.domains })),
+      },
+    };
+  },
+};

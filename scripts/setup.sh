@@ -15,6 +15,7 @@ APT_PACKAGES=(
   nftables iproute2 ethtool iputils-ping iperf3 conntrack tcpdump procps util-linux kmod
   unbound dnsutils frr keepalived strongswan strongswan-swanctl charon-systemd libcharon-extra-plugins
   openvpn wireguard-tools wireguard-go kea-dhcp4-server isc-dhcp-client
+  dns-root-data ca-certificates openssl ldnsutils
   geoip-database libmaxmind-db-writer-perl
 )
 

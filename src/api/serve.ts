@@ -15,6 +15,7 @@ import { createMetrics } from '../metrics/metrics.js';
 import { ensureLab, LAB_NS } from '../lab/lab.js';
 import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
+import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -65,10 +66,20 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const tlsCert = opts.tlsCert ?? api.tls?.cert;
   const tlsKey = opts.tlsKey ?? api.tls?.key;
   if (!!tlsCert !== !!tlsKey) throw new Error('TLS needs both a certificate and a key');
+  // HA primary: push every committed change to the secondary (does nothing unless ha.sync is set with role: primary)
+  const haSync = new HaSync(store).attach(engine);
+  haSync.on('report', (r) => {
+    if (r.error || !r.inSync) console.error(`patronus: ha sync with ${r.peer.url}: ${r.error ?? `drift in ${r.differing.join(', ')}`}`);
+    else if (r.pushed) console.log(`patronus: ha sync: pushed revision ${r.primary.revision} to ${r.peer.url} (peer revision ${r.pushed.revision})`);
+  });
+  haSync.on('error', (e) => console.error(`patronus: ha sync: ${e.message}`));
+  const metrics = createMetrics(engine);
+  registerHaSyncMetrics(metrics.registry, haSync);
   const app = await buildServer({
     engine,
     store,
-    metrics: createMetrics(engine),
+    haSync,
+    metrics,
     bodyLimit: api.bodyLimit,
     metricsRequireToken: api.metricsRequireToken,
     ownsEngine: true,

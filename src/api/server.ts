@@ -16,6 +16,7 @@ import { formatPlan } from '../apply/plan.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
+import type { HaSync } from '../ha/sync.js';
 
 export interface ServerOptions {
   engine: Engine;
@@ -27,6 +28,8 @@ export interface ServerOptions {
   /** close the store and engine when the server closes (production) */
   ownsEngine?: boolean;
   logger?: FastifyServerOptions['logger'];
+  /** the HA primary's config sync (src/ha/sync.ts): served at /api/v1/ha/sync */
+  haSync?: HaSync;
 }
 
 export const API_PREFIX = '/api/v1';
@@ -96,6 +99,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   });
 
   app.addHook('onClose', async () => {
+    opts.haSync?.detach(engine);
     if (opts.ownsEngine) {
       engine.close();
       store.close();
@@ -180,6 +184,16 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const s = await metrics.snapshot();
     const live = s.bySubsystem.flatMap((x) => x.metrics?.interfaces ?? []);
     return live.map((l) => ({ ...l, managed: zones.has(l.interface), zone: zones.get(l.interface) ?? null }));
+  });
+
+  app.get(`${API_PREFIX}/ha/sync`, { schema: { summary: 'HA config sync (primary): the last comparison with the peer (hashes, differing sections, last push)' } }, async (_req, reply) => {
+    const r = opts.haSync?.status();
+    return r ?? reply.code(404).send(errorBody(404, opts.haSync ? 'no sync has run yet (ha.sync not configured, or this node is not the primary)' : 'HA sync is not available on this server'));
+  });
+
+  app.post(`${API_PREFIX}/ha/sync`, { schema: { summary: 'HA config sync (primary): compare with the peer now and push when it differs' } }, async (_req, reply) => {
+    const r = await opts.haSync?.run();
+    return r ?? reply.code(409).send(errorBody(409, 'ha.sync is not configured with role: primary in the committed revision'));
   });
 
   app.get(`${API_PREFIX}/services`, { schema: { summary: 'Status of every subsystem that reports one' } }, async () => {

@@ -94,6 +94,14 @@ export interface SubsystemMetrics {
   /** sources the IDS added to the fast-path block list (patronus_ids_blocks_total) */
   blocks?: number;
   interfaces?: { interface: string; rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; up: boolean }[];
+  /** FRR: one per BGP peer and address family (patronus_bgp_peer_established, patronus_bgp_peer_prefixes_{received,sent}) */
+  bgpPeers?: { peer: string; afi: string; established: boolean; prefixesReceived: number; prefixesSent: number }[];
+  /** FRR: one per OSPF neighbor (patronus_ospf_neighbor_full) */
+  ospfNeighbors?: { routerId: string; interface: string; full: boolean }[];
+  /** FRR: routes per family, protocol and table (patronus_routes) */
+  routes?: { family: 'ipv4' | 'ipv6'; protocol: string; table: 'rib' | 'fib'; count: number }[];
+  /** keepalived: state per VRRP instance, 0 init 1 backup 2 master 3 fault 4 stop (patronus_vrrp_state), transitions (patronus_vrrp_transitions_total) */
+  vrrp?: { instance: string; state: number; transitions: { to: string; count: number }[] }[];
   /** DNS resolver statistics, monotonic across reloads (patronus_dns_*) */
   dns?: {
     queriesByType: Record<string, number>;

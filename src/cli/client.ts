@@ -27,7 +27,7 @@ export interface Client {
   confirm(): Promise<Revision>;
   rollback(to?: number): Promise<ApplyReport>;
   status(): Promise<unknown>;
-  rules(): Promise<{ rules: RuleRow[]; verdicts: { subsystem: string; verdict: string; packets: number; bytes: number }[] }>;
+  rules(): Promise<{ rules: RuleRow[]; verdicts: { subsystem: string; direction: string; verdict: string; packets: number; bytes: number }[] }>;
   revisions(limit: number): Promise<Revision[]>;
   close(): Promise<void>;
 }
@@ -130,7 +130,7 @@ export class DirectClient implements Client {
     const s = await createMetrics(this.engine, { processMetrics: false }).snapshot();
     return {
       rules: s.bySubsystem.flatMap((x) => (x.metrics?.rules ?? []).map((r) => ({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes) }))),
-      verdicts: s.bySubsystem.flatMap((x) => (x.metrics?.verdicts ?? []).map((v) => ({ subsystem: x.subsystem, verdict: v.verdict, packets: Number(v.packets), bytes: Number(v.bytes) }))),
+      verdicts: s.bySubsystem.flatMap((x) => (x.metrics?.verdicts ?? []).map((v) => ({ subsystem: x.subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict, packets: Number(v.packets), bytes: Number(v.bytes) }))),
     };
   }
   async revisions(limit: number) {

@@ -172,7 +172,7 @@ program
       out(r, () =>
         [
           r.rules.length ? table(['subsystem', 'rule', 'action', 'packets', 'bytes'], r.rules.map((x) => [x.subsystem, x.rule, x.action ?? '', count(x.packets), bytes(x.bytes)]), { right: [3, 4] }) : 'no rules with counters',
-          ...(r.verdicts.length ? ['', table(['subsystem', 'verdict', 'packets', 'bytes'], r.verdicts.map((x) => [x.subsystem, x.verdict, count(x.packets), bytes(x.bytes)]), { right: [2, 3] })] : []),
+          ...(r.verdicts.length ? ['', table(['subsystem', 'direction', 'verdict', 'packets', 'bytes'], r.verdicts.map((x) => [x.subsystem, x.direction, x.verdict, count(x.packets), bytes(x.bytes)]), { right: [3, 4] })] : []),
         ].join('\n'),
       );
     });

@@ -28,6 +28,7 @@ import https from 'node:https';
 import { keepalivedSchema, HA_LOCAL_FIELDS, type HaSyncConfig } from '../services/keepalived/schema.js';
 import type { Engine, ApplyReport } from '../apply/engine.js';
 import type { Revision } from '../store/store.js';
+import { Gauge, type Registry } from 'prom-client';
 
 type Doc = Record<string, unknown>;
 
@@ -313,4 +314,29 @@ function omit(o: Doc, keys: readonly string[]): Doc {
 
 function pick(o: Doc, keys: readonly string[]): Doc {
   return Object.fromEntries(Object.entries(o ?? {}).filter(([k]) => keys.includes(k)));
+}
+
+/**
+ * patronus_ha_sync_in_sync (1/0), patronus_ha_sync_ok (last run without
+ * error), patronus_ha_sync_primary_revision / _peer_revision, and
+ * patronus_ha_sync_last_run_timestamp_seconds, from the last report.
+ */
+export function registerHaSyncMetrics(registry: Registry, sync: HaSync): void {
+  const gauge = (name: string, help: string, value: (r: SyncReport) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['peer'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const r = sync.status();
+        if (r) this.set({ peer: r.peer.url }, value(r));
+      },
+    });
+  gauge('patronus_ha_sync_in_sync', 'Whether the peer holds the synced sections of the last committed revision (1) or drifted (0)', (r) => (r.inSync ? 1 : 0));
+  gauge('patronus_ha_sync_ok', 'Whether the last sync run reached the peer without error', (r) => (r.error ? 0 : 1));
+  gauge('patronus_ha_sync_primary_revision', 'Revision of this node the last sync compared', (r) => r.primary.revision ?? 0);
+  gauge('patronus_ha_sync_peer_revision', "The peer's committed revision at the last sync", (r) => r.peer.revision ?? 0);
+  gauge('patronus_ha_sync_last_run_timestamp_seconds', 'When the last sync ran (unix seconds)', (r) => Date.parse(r.at) / 1000);
 }

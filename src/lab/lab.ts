@@ -13,7 +13,10 @@ export const LAB_PEER_NS = 'patronus-lab-wan';
 export const LAB_DEV = 'wan0';
 
 export async function ensureLab(): Promise<void> {
-  if (existsSync(`/var/run/netns/${LAB_NS}`) && existsSync(`/var/run/netns/${LAB_PEER_NS}`)) return;
+  if (existsSync(`/var/run/netns/${LAB_NS}`) && existsSync(`/var/run/netns/${LAB_PEER_NS}`)) {
+    await detachDemoProgram();
+    return;
+  }
   await removeLab();
   await execa('ip', ['netns', 'add', LAB_NS]);
   await execa('ip', ['netns', 'add', LAB_PEER_NS]);
@@ -35,4 +38,16 @@ export async function removeLab(): Promise<void> {
   for (const ns of [LAB_NS, LAB_PEER_NS]) {
     if (existsSync(`/var/run/netns/${ns}`)) await execa('ip', ['netns', 'del', ns], { reject: false });
   }
+}
+
+/**
+ * Earlier versions of `serve --lab` attached a demo program (xdp_stats) to
+ * wan0 themselves; the fast path refuses to replace an XDP program it does
+ * not own, so a lab left by such a version is cleared of it here.
+ */
+async function detachDemoProgram(): Promise<void> {
+  const r = await execa('ip', ['-n', LAB_NS, '-j', '-d', 'link', 'show', 'dev', LAB_DEV], { reject: false });
+  if (r.exitCode !== 0) return;
+  const [link] = JSON.parse(r.stdout) as { xdp?: { prog?: { name?: string } } }[];
+  if (link?.xdp?.prog?.name === 'xdp_stats') await execa('ip', ['-n', LAB_NS, 'link', 'set', 'dev', LAB_DEV, 'xdp', 'off']);
 }

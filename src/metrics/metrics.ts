@@ -9,6 +9,8 @@
  *   patronus_map_entries / patronus_map_capacity_entries {subsystem, map}
  *   patronus_service_up                               {service}
  *   patronus_interface_{receive,transmit}_{packets,bytes}_total, patronus_interface_up {interface}
+ *   patronus_bgp_peer_{established,prefixes_received,prefixes_sent} {peer, afi}, patronus_ospf_neighbor_full {router_id, interface}
+ *   patronus_routes {family, protocol, table}, patronus_vrrp_state {instance}, patronus_vrrp_transitions_total {instance, to}
  *   patronus_dns_queries_total {type}, patronus_dns_answers_total {rcode},
  *   patronus_dns_cache_{hits,misses}_total, patronus_dns_blocklist_domains {list}
  *   patronus_dhcp_leases {subnet, state}
@@ -100,6 +102,27 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   ifc('patronus_interface_transmit_bytes_total', 'Bytes sent by an interface', (x) => x.txBytes);
   gauge('patronus_interface_up', 'Whether an interface is up', ['interface'], (g, s) => {
     for (const { m } of each(s)) for (const x of m.interfaces ?? []) g.set({ interface: x.interface }, x.up ? 1 : 0);
+  });
+  gauge('patronus_bgp_peer_established', 'Whether a BGP session is established (1) or not (0)', ['peer', 'afi'], (g, s) => {
+    for (const { m } of each(s)) for (const p of m.bgpPeers ?? []) g.set({ peer: p.peer, afi: p.afi }, p.established ? 1 : 0);
+  });
+  gauge('patronus_bgp_peer_prefixes_received', 'Prefixes accepted from a BGP peer', ['peer', 'afi'], (g, s) => {
+    for (const { m } of each(s)) for (const p of m.bgpPeers ?? []) g.set({ peer: p.peer, afi: p.afi }, p.prefixesReceived);
+  });
+  gauge('patronus_bgp_peer_prefixes_sent', 'Prefixes announced to a BGP peer', ['peer', 'afi'], (g, s) => {
+    for (const { m } of each(s)) for (const p of m.bgpPeers ?? []) g.set({ peer: p.peer, afi: p.afi }, p.prefixesSent);
+  });
+  gauge('patronus_ospf_neighbor_full', 'Whether an OSPF adjacency is Full (1) or not (0)', ['router_id', 'interface'], (g, s) => {
+    for (const { m } of each(s)) for (const n of m.ospfNeighbors ?? []) g.set({ router_id: n.routerId, interface: n.interface }, n.full ? 1 : 0);
+  });
+  gauge('patronus_routes', 'Routes in the routing daemon, by family, protocol and table (rib: known, fib: installed in the kernel)', ['family', 'protocol', 'table'], (g, s) => {
+    for (const { m } of each(s)) for (const r of m.routes ?? []) g.set({ family: r.family, protocol: r.protocol, table: r.table }, r.count);
+  });
+  gauge('patronus_vrrp_state', 'VRRP instance state: 0 init, 1 backup, 2 master, 3 fault, 4 stopped', ['instance'], (g, s) => {
+    for (const { m } of each(s)) for (const v of m.vrrp ?? []) g.set({ instance: v.instance }, v.state);
+  });
+  counter('patronus_vrrp_transitions_total', 'VRRP state transitions, by instance and target state', ['instance', 'to'], (c, s) => {
+    for (const { m } of each(s)) for (const v of m.vrrp ?? []) for (const t of v.transitions) c.inc({ instance: v.instance, to: t.to }, t.count);
   });
   counter('patronus_dns_queries_total', 'DNS queries received, by query type', ['type'], (c, s) => {
     for (const { m } of each(s)) for (const [type, n] of Object.entries(m.dns?.queriesByType ?? {})) c.inc({ type }, n);

@@ -112,6 +112,48 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     assert.ok(passed12 >= 55 && passed12 <= 85, `rate-limited source passed ${passed12}`);
   });
 
+  it('plans map entries added and removed against the running rule set', async () => {
+    await apply(doc([{ name: 'drop-a', source: '192.0.2.11', action: 'drop' }, { name: 'drop-b', source: '198.51.100.0/24', action: 'drop' }]));
+    const { validated } = validateDocument(doc([{ name: 'drop-a', source: '192.0.2.12', action: 'drop' }, { name: 'drop-c', source: '198.51.100.0/24', action: 'drop' }]), () => '');
+    const { desired } = compileFastpathSection(validated!.config.fastpath, validated!);
+    const plan = (await fastpathSubsystem.plan(desired, host)).map((c) => `${c.action} ${c.object}${c.detail ? `: ${c.detail}` : ''}`);
+    assert.deepEqual(plan.sort(), [
+      'add map src_v4 entry: 192.0.2.12/32 -> rules 0',
+      'add rule drop-c: #1 drop',
+      'remove map src_v4 entry: 192.0.2.11/32',
+      'remove rule drop-b',
+    ]);
+  });
+
+  it('filters egress with tc: an out rule drops by destination, other traffic leaves', async () => {
+    await apply({
+      fastpath: {
+        interfaces: [{ name: 'eth0', egress: { enabled: true, defaultPolicy: 'pass' } }],
+        rules: [{ name: 'no-udp-to-13', direction: 'out', destination: '192.0.2.13', protocol: 'udp', action: 'drop' }],
+      },
+    });
+    const rx1 = await UdpReceiver.start(a, '192.0.2.1', 0);
+    const rx13 = await UdpReceiver.start(a, '192.0.2.13', rx1.port);
+    try {
+      using dp = await openFastpath(host, { create: false });
+      assert.equal(dp.interfaces()[0]!.egress.attached, true);
+      const c0 = dp.ruleCounters()[0]!.packets;
+      const [to1, to13] = await Promise.all([sendUdp(b, '192.0.2.1', rx1.port, 200, 500, ['192.0.2.2']), sendUdp(b, '192.0.2.13', rx1.port, 200, 500, ['192.0.2.2'])]);
+      const got1 = await settle(rx1);
+      const got13 = await settle(rx13);
+      assert.equal(got1['192.0.2.2'], to1['192.0.2.2']);
+      assert.equal(got13['192.0.2.2'] ?? 0, 0);
+      assert.equal(dp.ruleCounters()[0]!.packets - c0, BigInt(to13['192.0.2.2']!));
+    } finally {
+      rx1.stop();
+      rx13.stop();
+    }
+    // turning egress off detaches the tc program
+    await apply(doc([]));
+    using dp = await openFastpath(host, { create: false });
+    assert.equal(dp.interfaces()[0]!.egress.attached, false);
+  });
+
   it('replaces the rule set many times under traffic: no allowed packet lost, no denied packet passed', async () => {
     const filler = (n: number, seed: number) => Array.from({ length: n }, (_, i) => ({ name: `filler-${seed}-${i}`, source: `10.${seed}.${i >> 8}.${i & 255}`, protocol: 'tcp', destinationPorts: 1000 + i, action: 'drop' }));
     // X: deny first, allow all, default drop. Y: 300 other rules, allow .1, deny everything, default pass.

@@ -132,6 +132,14 @@ describe('FRR routing in namespaces', { skip }, () => {
     assert.ok(st.detail.routes.ipv4.byProtocol.bgp!.fib >= 1);
     assert.ok(st.detail.routes.ipv4.byProtocol.ospf!.rib >= 1);
     assert.deepEqual(Object.keys(st.detail.daemons).sort(), ['bgpd', 'ospfd', 'staticd', 'zebra']);
+
+    // the same as /metrics sees it
+    const m = await frrSubsystem.metrics!(hostB);
+    // sent: its own 192.168.202.0/24 and a's 192.168.201.0/24 back (eBGP does; a drops it for the AS loop)
+    assert.deepEqual(m.bgpPeers, [{ peer: '10.9.0.1', afi: 'ipv4Unicast', established: true, prefixesReceived: 1, prefixesSent: 2 }]);
+    assert.deepEqual(m.ospfNeighbors, [{ routerId: '10.255.0.1', interface: 'eth1', full: true }]);
+    assert.ok(m.routes!.some((r) => r.family === 'ipv4' && r.protocol === 'bgp' && r.table === 'fib' && r.count === 1));
+    assert.deepEqual(m.services!.map((x) => `${x.service}:${x.up}`), ['frr-zebra:true', 'frr-staticd:true', 'frr-ospfd:true', 'frr-bgpd:true']);
   });
 
   it('a change is applied live (frr-reload), without restarting daemons', async () => {

@@ -23,6 +23,7 @@ import type { UnboundStatus } from '../../src/services/unbound/unbound.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 
+const ldnsSkip = missing({ cmd: 'ldns-keygen' }, { cmd: 'ldns-signzone' });
 const skip = missing('netns', { cmd: 'openssl' }, { cmd: 'unbound' }, { cmd: 'unbound-checkconf' }, { cmd: 'unbound-control' }, { cmd: 'dig' });
 
 describe('unbound (dns:) with real daemons', { skip }, () => {
@@ -30,6 +31,7 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
   let gw: Netns, client: Netns, upstream: Netns;
   let dir: string;
   let host: Host;
+  let signed: { zonefile: string; ds: string; otherDs: string } | undefined;
   const upstreamSpec = () => ({
     name: 'upstream-unbound',
     command: 'unbound',
@@ -49,6 +51,7 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
     host = new Host({ netns: gw.name, stateDir: path.join(dir, 'state') });
 
     await makeCerts(dir);
+    signed = ldnsSkip ? undefined : await signZone(dir);
     // the "internet": an independent Unbound answering from local-data, over UDP/TCP and DNS over TLS
     writeFileSync(
       path.join(dir, 'upstream.conf'),
@@ -71,6 +74,7 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
         '  local-data: "ok.ads.example.org. 300 IN A 192.0.2.81"',
         '  local-zone: "test." static',
         '  local-data: "svc.test. 300 IN A 192.0.2.53"',
+        ...(signed ? ['auth-zone:', '  name: "secure.example."', `  zonefile: "${signed.zonefile}"`, '  for-downstream: yes', '  for-upstream: no'] : []),
         '',
       ].join('\n'),
     );
@@ -235,6 +239,23 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
     await unboundSubsystem.apply(mustCompile(unboundSubsystem, doc({})), host);
   });
 
+  it('validates DNSSEC with a configured trust anchor', { skip: ldnsSkip }, async () => {
+    const secure = (ds: string) =>
+      mustCompile(
+        unboundSubsystem,
+        doc({ dnssec: { enabled: true, trustAnchors: [ds] }, forwardZones: [{ name: 'secure.example', servers: [{ address: '10.54.0.2' }], insecure: false }] }),
+      );
+    await unboundSubsystem.apply(secure(signed!.ds), host);
+    const good = await client.exec('dig', ['+time=2', '+tries=1', '+dnssec', '@10.53.0.1', 'www.secure.example', 'A']);
+    assert.match(good.stdout, /status: NOERROR/);
+    assert.match(good.stdout, /flags: [a-z ]*\bad\b/, `authenticated data flag:\n${good.stdout}`);
+    assert.match(good.stdout, /IN\s+A\s+192\.0\.2\.99/);
+    // an anchor that does not match the zone's key: the answers are bogus
+    await unboundSubsystem.apply(secure(signed!.otherDs), host);
+    assert.equal((await dig('ns.secure.example')).status, 'SERVFAIL');
+    await unboundSubsystem.apply(mustCompile(unboundSubsystem, doc({})), host);
+  });
+
   it('rejects invalid config with path-qualified issues before touching the daemon', async () => {
     const pidBefore = ((await unboundSubsystem.status!(host)) as { detail: UnboundStatus }).detail.pid;
     const confBefore = readFileSync(instancePaths(host.stateDir, 'unbound').file('unbound.conf'), 'utf8');
@@ -269,7 +290,7 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
     await unboundSubsystem.teardown!(host);
     assert.equal(existsSync(instancePaths(host.stateDir, 'unbound').dir), false);
     // passes the checker, but another process holds the port
-    const squatter = gw.spawn('python3', ['-c', 'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",5399))\ns.listen()\nprint("ok",flush=True)\ntime.sleep(60)']);
+    const squatter = gw.spawn(process.execPath, ['-e', 'require("net").createServer().listen(5399, "127.0.0.1", () => console.log("ok")); setTimeout(() => {}, 60000)']);
     try {
       await new Promise<void>((resolve) => squatter.stdout!.once('data', () => resolve()));
       const desired = mustCompile(unboundSubsystem, doc({ listen: { interfaces: [], addresses: ['127.0.0.1'], port: 5399 } }));
@@ -295,4 +316,19 @@ async function makeCerts(dir: string): Promise<void> {
   await ossl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('up.key'), '-out', f('up.csr'), '-subj', '/CN=upstream.test']);
   writeFileSync(f('ext.cnf'), 'subjectAltName=DNS:upstream.test\nextendedKeyUsage=serverAuth\n');
   await ossl(['x509', '-req', '-in', f('up.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('up.pem'), '-days', '2', '-extfile', f('ext.cnf')]);
+}
+
+/** A zone signed with a fresh ECDSA key; its DS, and the DS of an unrelated key. */
+async function signZone(dir: string): Promise<{ zonefile: string; ds: string; otherDs: string }> {
+  const zone = path.join(dir, 'secure.example.zone');
+  writeFileSync(
+    zone,
+    ['$ORIGIN secure.example.', '$TTL 300', '@ IN SOA ns.secure.example. admin.secure.example. 1 3600 600 86400 300', '@ IN NS ns', 'ns IN A 10.54.0.2', 'www IN A 192.0.2.99', ''].join('\n'),
+  );
+  const keygen = async () => (await execa('ldns-keygen', ['-a', 'ECDSAP256SHA256', '-k', 'secure.example'], { cwd: dir })).stdout.trim();
+  const key = await keygen();
+  const other = await keygen();
+  await execa('ldns-signzone', ['-f', `${zone}.signed`, zone, key], { cwd: dir });
+  const ds = (base: string) => readFileSync(path.join(dir, `${base}.ds`), 'utf8').trim();
+  return { zonefile: `${zone}.signed`, ds: ds(key), otherDs: ds(other) };
 }

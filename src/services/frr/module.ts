@@ -193,6 +193,11 @@ function daemonSpec(d: FrrDaemon, paths: InstancePaths, modules: readonly string
   };
 }
 
+/** The daemons the applied configuration runs (undefined when FRR is not configured). */
+export function wantedDaemons(paths: InstancePaths): FrrDaemon[] | undefined {
+  return readDaemons(paths)?.daemons;
+}
+
 function readDaemons(paths: InstancePaths): { daemons: FrrDaemon[] } | undefined {
   try {
     return JSON.parse(readFileSync(paths.file('daemons.json'), 'utf8')) as { daemons: FrrDaemon[] };

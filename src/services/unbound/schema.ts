@@ -118,6 +118,10 @@ export const unboundSchema = z
         enabled: z.boolean().default(true).describe('validate DNSSEC'),
         trustAnchorFile: z.string().min(1).default('/usr/share/dns/root.key').describe('root trust anchor (DS/DNSKEY); the default is Debian dns-root-data, kept current by the package, so nothing is fetched at start'),
         insecureDomains: z.array(domain).default([]).describe('domains not validated (unsigned private zones)'),
+        trustAnchors: z
+          .array(z.string().regex(/^[A-Za-z0-9_.-]+\.?\s+(?:\d+\s+)?(?:IN\s+)?(?:DS|DNSKEY)\s+[0-9A-Za-z+/= ]+$/, 'must be a DS or DNSKEY record such as "corp.example. DS 12345 13 2 ABCD..."'))
+          .default([])
+          .describe('extra trust anchors (DS or DNSKEY records) for signed private zones'),
       })
       .strict()
       .prefault({})

@@ -209,6 +209,7 @@ export function renderUnbound(model: UnboundModel, paths: InstancePaths): Render
   if (validating) {
     // a static anchor file: read at start, never fetched (works offline)
     server.push(`\ttrust-anchor-file: ${q(c.dnssec.trustAnchorFile)}`);
+    for (const a of c.dnssec.trustAnchors) server.push(`\ttrust-anchor: ${q(a.trim().replace(/\s+/g, ' '))}`);
     for (const d of c.dnssec.insecureDomains) server.push(`\tdomain-insecure: ${q(fqdn(d))}`);
     for (const z of c.forwardZones) if (z.insecure) server.push(`\tdomain-insecure: ${q(fqdn(z.name))}`);
   }

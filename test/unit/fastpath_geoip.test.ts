@@ -1,0 +1,69 @@
+/**
+ * GeoIP expansion: a GeoLite2-shaped fixture written with
+ * libmaxmind-db-writer-perl (country.iso_code, registered_country fallback,
+ * IPv4 aliased into the IPv6 tree) and the real-size CC0 database from npm
+ * (country_code layout), cross-checked against mmdb-lib's own lookups.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execaSync } from 'execa';
+import { Reader } from 'mmdb-lib';
+import { GeoIpDatabase } from '../../src/fastpath/geoip.js';
+import { missing } from '../lib/skip.js';
+
+const WRITER = fileURLToPath(new URL('../../../test/fixtures/geoip/write-country-mmdb.pl', import.meta.url));
+const GEO_DB = fileURLToPath(new URL('../../../node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb', import.meta.url));
+const perlWriter = execaSync('perl', ['-MMaxMind::DB::Writer::Tree', '-e', '1'], { reject: false }).exitCode === 0;
+
+const fmt4 = (p: { data: Buffer; length: number }) => `${[...p.data].join('.')}/${p.length}`;
+
+describe('GeoIP country expansion', () => {
+  it('reads a GeoLite2-Country layout, skips the IPv4 aliases, falls back to registered_country', { skip: perlWriter ? undefined : 'needs libmaxmind-db-writer-perl' }, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pt-geo-'));
+    try {
+      const file = join(dir, 'country.mmdb');
+      execaSync('perl', [WRITER, file]);
+      const db = GeoIpDatabase.open(file);
+      assert.equal(db.databaseType, 'GeoLite2-Country');
+      assert.deepEqual(db.countries(), ['DE', 'FR', 'NL']);
+      assert.deepEqual(db.prefixes('de').v4.map(fmt4), ['5.1.0.0/16', '5.2.0.0/17']);
+      assert.deepEqual(db.prefixes('DE').v6.map((p) => `${p.data.subarray(0, 4).toString('hex')}/${p.length}`), ['2a0104f8/32']);
+      assert.deepEqual(db.prefixes('FR').v4.map(fmt4), ['5.3.0.0/24']);
+      assert.deepEqual(db.prefixes('NL').v4.map(fmt4), ['5.4.4.0/22']);
+      // each network once: ::ffff:0:0/96 and 2002::/16 alias the IPv4 tree
+      assert.equal(db.networks, 6);
+      assert.equal(db.has('US'), false);
+      assert.deepEqual(db.prefixes('US'), { v4: [], v6: [] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('expands the real-size country_code database consistently with single-address lookups', { skip: missing({ file: GEO_DB }) }, () => {
+    const db = GeoIpDatabase.open(GEO_DB);
+    assert.ok(db.networks > 500_000, `networks: ${db.networks}`);
+    assert.ok(db.countries().length > 200);
+    const reader = new Reader<Record<string, unknown>>(readFileSync(GEO_DB));
+    for (const cc of ['NZ', 'DE', 'BR', 'JP']) {
+      const p = db.prefixes(cc);
+      assert.ok(p.v4.length > 100 && p.v6.length > 100, `${cc}: ${p.v4.length} v4, ${p.v6.length} v6`);
+      for (let i = 0; i < p.v4.length; i += Math.ceil(p.v4.length / 50)) {
+        const net = p.v4[i]!;
+        const [rec, len] = reader.getWithPrefixLength([...net.data].join('.'));
+        assert.equal((rec as { country_code?: string } | null)?.country_code, cc, fmt4(net));
+        assert.equal(len, net.length, `${fmt4(net)}: the reader's prefix length`);
+      }
+      for (let i = 0; i < p.v6.length; i += Math.ceil(p.v6.length / 50)) {
+        const net = p.v6[i]!;
+        const addr = net.data.toString('hex').replace(/(.{4})(?!$)/g, '$1:');
+        const [rec, len] = reader.getWithPrefixLength(addr);
+        assert.equal((rec as { country_code?: string } | null)?.country_code, cc, addr);
+        assert.equal(len, net.length, `${addr}: the reader's prefix length`);
+      }
+    }
+  });
+});

@@ -16,6 +16,7 @@ import { formatPlan } from '../apply/plan.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
+import { idsEngine } from '../services/ids/engine.js';
 import type { HaSync } from '../ha/sync.js';
 
 export interface ServerOptions {
@@ -57,6 +58,13 @@ const revisionParams = z.object({ id: z.coerce.number().int().positive() });
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(50),
   before: z.coerce.number().int().positive().optional(),
+});
+
+const alertsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100_000).default(100).describe('most alerts to return'),
+  severity: z.coerce.number().int().min(1).max(4).optional().describe('only alerts at least this severe (1 is the most severe)'),
+  signatureId: z.coerce.number().int().positive().optional().describe('only this signature'),
+  source: z.string().max(64).optional().describe('only alerts from this source address'),
 });
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
@@ -184,6 +192,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const s = await metrics.snapshot();
     const live = s.bySubsystem.flatMap((x) => x.metrics?.interfaces ?? []);
     return live.map((l) => ({ ...l, managed: zones.has(l.interface), zone: zones.get(l.interface) ?? null }));
+  });
+
+  app.get(`${API_PREFIX}/ids/alerts`, { schema: { summary: 'Recent IDS alerts, newest first, with counts by signature and severity and the auto-block record', querystring: alertsQuery } }, async (req) => {
+    const e = idsEngine(engine.host);
+    if (!e) return { ingesting: false, alerts: [], summary: null };
+    const q = req.query;
+    const alerts = e.store.recent(q.limit, { ...(q.severity !== undefined ? { minSeverity: q.severity } : {}), ...(q.signatureId !== undefined ? { signatureId: q.signatureId } : {}), ...(q.source !== undefined ? { srcIp: q.source } : {}) });
+    return { ingesting: true, alerts, summary: e.summary() };
   });
 
   app.get(`${API_PREFIX}/ha/sync`, { schema: { summary: 'HA config sync (primary): the last comparison with the peer (hashes, differing sections, last push)' } }, async (_req, reply) => {

@@ -8,6 +8,7 @@
  *   patronus_verdict_packets_total / _bytes_total     {subsystem, direction, verdict}
  *   patronus_map_entries / patronus_map_capacity_entries {subsystem, map}
  *   patronus_service_up                               {service}
+ *   patronus_ids_alerts_total {subsystem, signature_id, signature, severity}, patronus_ids_blocks_total
  *   patronus_interface_{receive,transmit}_{packets,bytes}_total, patronus_interface_up {interface}
  *   patronus_bgp_peer_{established,prefixes_received,prefixes_sent} {peer, afi}, patronus_ospf_neighbor_full {router_id, interface}
  *   patronus_routes {family, protocol, table}, patronus_vrrp_state {instance}, patronus_vrrp_transitions_total {instance, to}
@@ -102,6 +103,12 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   ifc('patronus_interface_transmit_bytes_total', 'Bytes sent by an interface', (x) => x.txBytes);
   gauge('patronus_interface_up', 'Whether an interface is up', ['interface'], (g, s) => {
     for (const { m } of each(s)) for (const x of m.interfaces ?? []) g.set({ interface: x.interface }, x.up ? 1 : 0);
+  });
+  counter('patronus_ids_alerts_total', 'IDS (Suricata) alerts since the control plane started, by signature', ['subsystem', 'signature_id', 'signature', 'severity'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const a of m.alerts ?? []) c.inc({ subsystem, signature_id: String(a.signatureId), signature: a.signature, severity: String(a.severity) }, a.count);
+  });
+  counter('patronus_ids_blocks_total', 'Sources the IDS added to the fast-path block list', ['subsystem'], (c, s) => {
+    for (const { subsystem, m } of each(s)) if (m.blocks !== undefined) c.inc({ subsystem }, m.blocks);
   });
   gauge('patronus_bgp_peer_established', 'Whether a BGP session is established (1) or not (0)', ['peer', 'afi'], (g, s) => {
     for (const { m } of each(s)) for (const p of m.bgpPeers ?? []) g.set({ peer: p.peer, afi: p.afi }, p.established ? 1 : 0);

@@ -43,6 +43,7 @@ export interface MwanGateway {
   monitor: MonitorConfig & { target: string };
   /** worst-case time from a path failing to the gateway counted as down */
   detectionMs: number;
+  flushStatesOnDown: boolean;
 }
 
 export interface MwanMember {
@@ -100,6 +101,7 @@ export function compileGateways(ctx: CompileContext): { desired: MwanDesired; is
       table: cfg.tableBase + id,
       monitor: { ...g.monitor, target: g.monitor.target ?? g.nextHop },
       detectionMs: detectionTime(g.monitor),
+      flushStatesOnDown: g.flushStatesOnDown,
     };
   });
   const byName = new Map(gateways.map((g) => [g.name, g]));
@@ -149,12 +151,14 @@ export function compileGateways(ctx: CompileContext): { desired: MwanDesired; is
 }
 
 /**
- * Worst case from a path failing to the gateway being down: the probes it
- * takes to reach the loss threshold, plus one interval for the probe in
- * flight when the path failed.
+ * Worst case from a path failing to the gateway being down: up to one
+ * interval until the next probe leaves, the probes it takes to reach the
+ * loss threshold (a probe is lost when the next one is sent unanswered), and
+ * one interval of margin for scheduling (probers and the control plane share
+ * the machine).
  */
 export function detectionTime(m: Pick<MonitorConfig, 'intervalMs' | 'window' | 'lossPercent'>): number {
-  return (lostProbesToFail(m) + 1) * m.intervalMs;
+  return (lostProbesToFail(m) + 2) * m.intervalMs;
 }
 
 export function lostProbesToFail(m: Pick<MonitorConfig, 'window' | 'lossPercent'>): number {

@@ -29,6 +29,10 @@ export const gatewaySchema = z
     name: name.describe('gateway name (groups refer to it)'),
     interface: ifName.describe('interface the gateway is reached on'),
     nextHop: ipv4.describe('next-hop address'),
+    flushStatesOnDown: z
+      .boolean()
+      .default(true)
+      .describe('when the gateway goes down, delete the conntrack entries pinned to it, so flows that keep their addresses (UDP, VPN clients) are re-decided onto a gateway that works; connections on other gateways are not touched'),
     monitor: monitorSchema.default({ method: 'icmp', intervalMs: 500, window: 10, lossPercent: 20, latencyMs: 500, upAfter: 3 }).describe('health monitoring'),
     description: z.string().max(200).optional(),
   })

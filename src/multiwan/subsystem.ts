@@ -129,8 +129,14 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
     const monitor = new HealthMonitor(
       host,
       desired.gateways,
-      async (now) => {
+      async (now, event) => {
         await runScript(host, renderGroupUpdate(desired, now), 'update gateway groups');
+        const g = desired.gateways.find((x) => x.name === event.gateway);
+        if (g && event.state === 'down' && g.flushStatesOnDown) {
+          // after the groups changed: the flows' next packets are decided afresh, onto a live gateway
+          const r = await host.run('conntrack', ['-D', '--mark', `${hex(g.mark)}/${hex(GATEWAY_MARK_MASK)}`], { reject: false });
+          if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr)) throw new Error(`gateway ${g.name}: conntrack -D failed (${host.where}): ${r.stderr.trim()}`);
+        }
       },
       initial,
       (line) => {

@@ -22,6 +22,11 @@ import { fastpathSubsystem, openFastpath } from '../../src/fastpath/subsystem.js
 import { IdsEngine, idsEngine } from '../../src/services/ids/engine.js';
 import { idsSubsystem } from '../../src/services/ids/subsystem.js';
 import type { IdsModel } from '../../src/services/ids/suricata.js';
+import { syncEngine, stopEngine } from '../../src/services/ids/engine.js';
+import { Engine } from '../../src/apply/engine.js';
+import { Store } from '../../src/store/store.js';
+import { buildServer } from '../../src/api/server.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
 
 function ctxOf(doc: ConfigInput): CompileContext {
   const v = validateDocument(doc, () => '');
@@ -122,7 +127,6 @@ describe('auto-block into the XDP fast path', { skip: missing('netns', { file: '
     const eve = path.join(eveDir, 'eve.json');
     writeFileSync(eve, '');
     // the engine as idsSubsystem.apply starts it, with the real fast-path block list
-    const { syncEngine } = await import('../../src/services/ids/engine.js');
     const m = { ...model({ enabled: true, ttl: 2, exempt: ['10.88.0.11/32'] }), interfaces: ['g0'], homeNet: ['10.88.0.2/32'], customRules: [], ruleFiles: [], update: false, disabledSignatureIds: [] } as IdsModel;
     const engine = (await syncEngine(host, m, { eveFile: eve, positionFile: path.join(state, 'services', 'ids', 'eve.position') }))!;
     assert.ok(await ping(), 'traffic passes before any alert');
@@ -161,6 +165,62 @@ describe('auto-block into the XDP fast path', { skip: missing('netns', { file: '
       assert.equal(st.ingest.autoBlock.errors, 0);
     } finally {
       dp.close();
+    }
+  });
+});
+
+describe('alerts over the REST API and /metrics', { skip: missing('netns') }, () => {
+  it('serves recent alerts (filtered) and counts them by signature in Prometheus', async () => {
+    const lab = new Lab();
+    const state = mkdtempSync(path.join(os.tmpdir(), 'pt-ids-api-'));
+    const store = Store.open(':memory:');
+    let host: Host | undefined;
+    try {
+      const ns = await lab.ns('api');
+      host = new Host({ netns: ns.name, stateDir: state });
+      const engine = new Engine({ host, store, subsystems: [idsSubsystem] });
+      const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
+      const token = store.addToken('ids-test');
+      const get = async (url: string) => {
+        const r = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
+        assert.equal(r.statusCode, 200, r.body);
+        return r;
+      };
+      assert.deepEqual((await get('/api/v1/ids/alerts')).json(), { ingesting: false, alerts: [], summary: null });
+
+      const eve = path.join(state, 'eve.json');
+      writeFileSync(eve, '');
+      const m = { ...model(), interfaces: ['x'], homeNet: ['10.0.0.0/8'], customRules: [], ruleFiles: [], update: false, disabledSignatureIds: [] } as IdsModel;
+      const e = (await syncEngine(host, m, { eveFile: eve, positionFile: path.join(state, 'pos') }))!;
+      appendFileSync(
+        eve,
+        [
+          eveAlert({ src: '203.0.113.7', dst: '10.0.0.5', sid: 2001219, signature: 'ET SCAN Potential SSH Scan', severity: 2 }),
+          eveAlert({ src: '203.0.113.8', dst: '10.0.0.5', sid: 2001219, signature: 'ET SCAN Potential SSH Scan', severity: 2 }),
+          eveAlert({ src: '198.51.100.4', dst: '10.0.0.9', sid: 2024897, signature: 'ET USER_AGENTS Go HTTP Client User-Agent', severity: 3, dport: 80 }),
+        ].join('\n') + '\n',
+      );
+      await e.poll();
+      const all = (await get('/api/v1/ids/alerts')).json();
+      assert.equal(all.ingesting, true);
+      assert.deepEqual(all.alerts.map((a: { srcIp: string }) => a.srcIp), ['198.51.100.4', '203.0.113.8', '203.0.113.7']);
+      assert.deepEqual(all.summary.bySeverity, { 2: 2, 3: 1 });
+      const severe = (await get('/api/v1/ids/alerts?severity=2&limit=1')).json();
+      assert.deepEqual(severe.alerts.map((a: { srcIp: string }) => a.srcIp), ['203.0.113.8']);
+      const bad = await app.inject({ method: 'GET', url: '/api/v1/ids/alerts?severity=9', headers: { authorization: `Bearer ${token}` } });
+      assert.equal(bad.statusCode, 400);
+
+      const prom = (await get('/metrics')).body;
+      assert.match(prom, /^patronus_ids_alerts_total\{subsystem="ids",signature_id="2001219",signature="ET SCAN Potential SSH Scan",severity="2"\} 2$/m);
+      assert.match(prom, /^patronus_ids_alerts_total\{subsystem="ids",signature_id="2024897",signature="ET USER_AGENTS Go HTTP Client User-Agent",severity="3"\} 1$/m);
+      assert.match(prom, /^patronus_service_up\{service="suricata"\} 0$/m);
+      await app.close();
+      engine.close();
+    } finally {
+      if (host) stopEngine(host);
+      store.close();
+      await lab.teardown();
+      rmSync(state, { recursive: true, force: true });
     }
   });
 });

@@ -59,8 +59,10 @@ export class Session {
   private waiters: ((l: string) => void)[] = [];
   private readonly queue: string[] = [];
 
-  constructor(ns: Netns, addr: string, port: number, local?: string) {
-    this.child = execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'session', addr, String(port), '30000', ...(local ? [local] : [])], { reject: false, buffer: false, stdin: 'pipe' });
+  /** proto udp: one socket with a fixed 5-tuple; the first line is "ready", each datagram sent gets the server's greeting */
+  constructor(ns: Netns, addr: string, port: number, local?: string, proto: 'tcp' | 'udp' = 'tcp') {
+    const args = proto === 'tcp' ? ['session', addr, String(port), '30000', ...(local ? [local] : [])] : ['udpsession', addr, String(port), ...(local ? [local] : [])];
+    this.child = execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, ...args], { reject: false, buffer: false, stdin: 'pipe' });
     this.child.stdout!.on('data', (d: Buffer) => {
       this.buf += d.toString();
       let i: number;

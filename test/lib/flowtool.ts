@@ -86,6 +86,14 @@ if (mode === 'server') {
     process.exit(0);
   });
   createInterface({ input: process.stdin }).on('line', (l) => sock.write(`${l}\n`));
+} else if (mode === 'udpsession') {
+  const [addr, port, local] = args as [string, string, string | undefined];
+  const s = createSocket('udp4');
+  s.on('message', (m) => process.stdout.write(m.toString()));
+  s.bind(0, local, () => {
+    createInterface({ input: process.stdin }).on('line', (l) => s.send(l, Number(port), addr));
+    console.log('ready');
+  });
 } else {
   console.error('usage: flowtool server|client|session ...');
   process.exit(2);

@@ -29,11 +29,11 @@ describe('multi-WAN compiler', () => {
     const { issues, desired } = compile(two);
     assert.deepEqual(issues, []);
     assert.deepEqual(desired!.gateways.map((g) => [g.name, g.id, g.mark, g.table, g.monitor.target, g.detectionMs]), [
-      ['wan1', 1, 0x100, 201, '172.16.1.1', 600],
-      ['wan2', 2, 0x200, 202, '198.51.100.53', 1500],
+      ['wan1', 1, 0x100, 201, '172.16.1.1', 800],
+      ['wan2', 2, 0x200, 202, '198.51.100.53', 2000],
     ]);
-    assert.equal(detectionTime({ intervalMs: 100, window: 10, lossPercent: 30 }), 400);
-    assert.equal(detectionTime({ intervalMs: 1000, window: 5, lossPercent: 1 }), 2000);
+    assert.equal(detectionTime({ intervalMs: 100, window: 10, lossPercent: 30 }), 500);
+    assert.equal(detectionTime({ intervalMs: 1000, window: 5, lossPercent: 1 }), 3000);
   });
 
   it('renders one atomic table: inbound stickiness, policies in order, mark restore', () => {

@@ -29,9 +29,9 @@ export function issuesOf(sub: Subsystem<unknown>, doc: unknown): string[] {
   return sub.compile({ config: validated!.config, aliases: validated!.aliases, openings: [], readFile: (p) => readFileSync(p, 'utf8') }).issues.map((i: Issue) => formatIssue(i));
 }
 
-/** Pings from inside ns; resolves true when at least one reply came back. */
-export async function ping(ns: Netns, to: string, count = 2): Promise<boolean> {
-  const r = await ns.nsenter('ping', ['-c', String(count), '-i', '0.2', '-W', '1', '-q', to], { reject: false });
+/** Pings from inside ns (from a source address, optionally); true when at least one reply came back. */
+export async function ping(ns: Netns, to: string, count = 2, from?: string): Promise<boolean> {
+  const r = await ns.nsenter('ping', ['-c', String(count), '-i', '0.2', '-W', '1', '-q', ...(from ? ['-I', from] : []), to], { reject: false });
   return r.exitCode === 0;
 }
 

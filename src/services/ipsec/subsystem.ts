@@ -1,3 +1,4 @@
-import { emptySubsystem } from '../../apply/empty.js';
+import { serviceSubsystem } from '../common/service.js';
+import { ipsecModule } from './ipsec.js';
 
-export const ipsecSubsystem = emptySubsystem('ipsec');
+export const ipsecSubsystem = serviceSubsystem(ipsecModule);

@@ -13,7 +13,7 @@
  *   block/unblock/listBlocked  - dynamic source blocklist (IDS)
  *   ruleCounters/verdictCounters/occupancy/interfaces - metrics and REST
  */
-import { mkdirSync, existsSync, rmSync, readdirSync } from 'node:fs';
+import { mkdirSync, existsSync, rmSync, readdirSync, renameSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
@@ -183,6 +183,66 @@ export class FastpathDataPlane implements Disposable {
     const dp = new FastpathDataPlane(opts.pinDir, xdp, tc, maps, false, inNs);
     for (const f of LPM_FIELDS) for (const g of [0, 1]) dp.contents.set(`${f}:${g}`, new Map()); // fresh maps are empty
     return dp;
+  }
+
+  /**
+   * Replaces this data plane by a freshly loaded one with other map sizes
+   * (or a newer BPF object) without a gap in filtering: the new one is
+   * loaded under `<pinDir>_next` (bpffs refuses dots in names), given the rule set, the counters (by rule
+   * name) and the blocklist, then swapped in on every interface with an
+   * atomic program replacement (XDP expected-program replace, tc filter
+   * replace), and its pins take over pinDir. Rate-limit buckets start full.
+   * Returns the new data plane; this one is closed.
+   */
+  async replaceWith(capacity: Partial<FastpathCapacity>, desired: FastpathDesired, ifindexOf: (name: string) => number | Promise<number>): Promise<FastpathDataPlane> {
+    const staging = `${this.pinDir}_next`;
+    const retired = `${this.pinDir}_old`;
+    removePins(staging);
+    removePins(retired);
+    const next = await FastpathDataPlane.load({ pinDir: staging, capacity }, this.inNs);
+    try {
+      await next.apply(desired, ifindexOf);
+      next.copyStateFrom(this);
+      for (const idx of this.configuredIfindexes()) {
+        this.inNs(() => {
+          const q = tryOr(() => queryXdp(idx), null);
+          if (q && q.progId === this.xdp.info.id) next.xdp.attachXdp(idx, { mode: q.mode === 'generic' ? 'generic' : 'native', expected: this.xdp });
+          if (tryOr(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE), null) === this.tc.info.id) {
+            next.tc.attachTc(idx, 'egress', { priority: TC_PRIORITY, handle: TC_HANDLE, replace: true });
+          }
+        });
+      }
+    } catch (e) {
+      next.close();
+      removePins(staging);
+      throw e;
+    }
+    next.close();
+    this.close();
+    renameSync(this.pinDir, retired);
+    renameSync(staging, this.pinDir);
+    removePins(retired);
+    return FastpathDataPlane.adopt(this.pinDir, this.inNs);
+  }
+
+  /** Counters (by rule name), verdict counters and the blocklist of another data plane. */
+  private copyStateFrom(old: FastpathDataPlane): void {
+    const oldStats = old.perCpu('rule_stats');
+    const newStats = this.perCpu('rule_stats');
+    const oldSlots = old.activeRuleSlots(old.generation);
+    for (const [name, slot] of this.activeRuleSlots(this.generation)) {
+      const from = oldSlots.get(name);
+      if (from !== undefined) newStats.set(u32(slot), oldStats.get(u32(from))!);
+    }
+    const ov = old.perCpu('verdict_stats');
+    const nv = this.perCpu('verdict_stats');
+    for (let i = 0; i < 2 * VERDICT_MAX; i++) nv.set(u32(i), ov.get(u32(i))!);
+    for (const m of ['block_v4', 'block_v6'] as const) {
+      for (const k of old.maps[m].keys()) {
+        const v = old.maps[m].get(k);
+        if (v) this.maps[m].set(k, v);
+      }
+    }
   }
 
   /** The generation packets are classified against now (0 or 1). */

@@ -8,7 +8,7 @@ import { probes } from '../bpf/index.js';
 import type { Change, CompileContext, Subsystem } from '../apply/subsystem.js';
 import type { Issue } from '../config/issues.js';
 import type { Host } from '../system/host.js';
-import { compileFastpath, type FastpathDesired } from './compile.js';
+import { compileFastpath, type FastpathCapacity, type FastpathDesired } from './compile.js';
 import { FastpathDataPlane } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
 import { LPM_FIELDS, bitList, type LpmField } from './layout.js';
@@ -96,11 +96,13 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
       if (FastpathDataPlane.isPinned(pinDir)) (await openFastpath(host)).destroy();
       return;
     }
-    const dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn) });
+    let dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn) });
     try {
       const previous = dp.configuredIfindexes();
       const ifindexOf = (n: string) => host.ifindex(n);
-      await dp.apply(desired, ifindexOf);
+      const resize = capacityChanges(dp.capacity, desired.capacity);
+      if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
+      else await dp.apply(desired, ifindexOf);
       await dp.attach(desired.interfaces, ifindexOf, previous);
     } finally {
       dp.close();
@@ -147,6 +149,8 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
 /** The diff between what runs (active generation) and desired, readable. */
 export async function planAgainst(dp: FastpathDataPlane, desired: FastpathDesired, host: Host): Promise<Change[]> {
   const changes: Change[] = [];
+  const resize = capacityChanges(dp.capacity, desired.capacity);
+  if (resize.length) changes.push({ action: 'restart', object: 'data plane', detail: `map sizes change (${resize.join(', ')}): a new data plane is loaded and swapped in atomically` });
   const running = new Map(dp.ruleCounters().map((r) => [r.name, r]));
   const want = new Set(desired.rules.map((r) => r.name));
   for (const r of desired.rules) {
@@ -192,6 +196,11 @@ export async function planAgainst(dp: FastpathDataPlane, desired: FastpathDesire
   }
   for (const cur of attached.values()) if (cur.ingress.attached) changes.push({ action: 'remove', object: `xdp ifindex ${cur.ifindex}` });
   return changes;
+}
+
+/** Map sizes that differ between a loaded data plane and a desired one ("prefixes 1024 -> 4096"). */
+export function capacityChanges(have: FastpathCapacity, want: FastpathCapacity): string[] {
+  return (['prefixes', 'portPrefixes', 'rateLimitSources', 'blocklist'] as const).filter((k) => have[k] !== want[k]).map((k) => `${k} ${have[k]} -> ${want[k]}`);
 }
 
 function keyOf(f: LpmField, gen: number, data: Buffer, length: number): string {

@@ -95,8 +95,12 @@ export class HaSync extends EventEmitter<{ report: [SyncReport]; error: [Error] 
   private last: SyncReport | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<SyncReport | undefined> | undefined;
+  private engine: Engine | undefined;
   private onApplied = (r: ApplyReport) => {
-    if (r.state === 'committed') void this.run().catch((e) => this.emit('error', e as Error));
+    const push = () => void this.run().catch((e) => this.emit('error', e as Error));
+    if (r.state === 'committed') push();
+    // a commit-confirm revision is pushed once it is confirmed (never while it may still roll back)
+    else if (r.state === 'confirming') void this.engine?.waitForConfirmation(r.revision).then((ok) => ok && push(), (e) => this.emit('error', e as Error));
   };
 
   constructor(
@@ -108,6 +112,7 @@ export class HaSync extends EventEmitter<{ report: [SyncReport]; error: [Error] 
 
   /** Pushes after every committed apply of `engine`, and checks every ha.sync.intervalSeconds. */
   attach(engine: Engine): this {
+    this.engine = engine;
     engine.on('applied', this.onApplied);
     const tick = () => {
       const cfg = this.config();

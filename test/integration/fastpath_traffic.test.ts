@@ -235,4 +235,42 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
       await (second.child as ResultPromise).catch(() => {});
     }
   });
+
+  it('changes map sizes under traffic by swapping in a new data plane atomically (counters and blocklist kept)', async () => {
+    const rules = [
+      { name: 'deny-11', source: '192.0.2.11', protocol: 'udp', action: 'drop' },
+      { name: 'allow-udp', protocol: 'udp', action: 'pass' },
+    ];
+    await apply({ fastpath: { interfaces: [{ name: 'eth0' }], rules } });
+    let oldId: number;
+    let c0: bigint;
+    {
+      using dp = await openFastpath(host, { create: false });
+      oldId = dp.xdp.info.id;
+      c0 = dp.ruleCounters().find((r) => r.name === 'deny-11')!.packets;
+      dp.block('192.0.2.13', 0);
+    }
+    const before = await rx.counts();
+    const traffic = sendUdp(a, '192.0.2.2', rx.port, 1000, 2000, ['192.0.2.1', '192.0.2.11', '192.0.2.13']);
+    traffic.catch(() => {}); // awaited below; not an unhandled rejection if an assertion fails first
+    await new Promise((r) => setTimeout(r, 500));
+    const bigger = { fastpath: { interfaces: [{ name: 'eth0' }], rules, capacity: { prefixes: 4096, portPrefixes: 512 } } };
+    const { validated } = validateDocument(bigger, () => '');
+    const { desired } = compileFastpathSection(validated!.config.fastpath, validated!);
+    const plan = await fastpathSubsystem.plan(desired, host);
+    assert.ok(plan.some((c) => c.action === 'restart' && c.object === 'data plane' && /prefixes 262144 -> 4096/.test(c.detail ?? '')), JSON.stringify(plan));
+    await fastpathSubsystem.apply(desired, host);
+    const sent = await traffic;
+    const got = await settle(rx);
+    using dp = await openFastpath(host, { create: false });
+    assert.notEqual(dp.xdp.info.id, oldId, 'a new program was swapped in');
+    assert.equal(host.inNetns(() => queryXdp(dp.interfaces()[0]!.ifindex)).progId, dp.xdp.info.id);
+    assert.equal(dp.capacity.prefixes, 4096);
+    assert.equal(delta(got, before, v4('192.0.2.1')), sent['192.0.2.1'], 'allowed packets lost during the swap');
+    assert.equal(delta(got, before, v4('192.0.2.11')), 0);
+    assert.equal(delta(got, before, v4('192.0.2.13')), 0, 'the blocklist was carried over');
+    assert.equal(dp.ruleCounters().find((r) => r.name === 'deny-11')!.packets - c0, BigInt(sent['192.0.2.11']!), 'counters carried over');
+    assert.deepEqual(dp.listBlocked(), [{ address: '192.0.2.13' }]);
+    dp.unblock('192.0.2.13');
+  });
 });

@@ -15,7 +15,7 @@ import { missing } from '../lib/skip.js';
 import { applyDocument, compileFor } from '../lib/subsystem.js';
 import { Host } from '../../src/system/host.js';
 import { ConfigError } from '../../src/config/issues.js';
-import { DaemonError, daemonPid } from '../../src/services/common/daemon.js';
+import { DaemonError, daemonPid, waitFor } from '../../src/services/common/daemon.js';
 import { instancePaths, writeRendered } from '../../src/services/common/service.js';
 import { frrSubsystem } from '../../src/services/frr/subsystem.js';
 import { frrModule, frrBinDir } from '../../src/services/frr/module.js';
@@ -155,6 +155,21 @@ describe('FRR routing in namespaces', { skip }, () => {
     console.log(`# new BGP prefix reached the peer's kernel ${ms} ms after apply returned`);
     assert.deepEqual(['zebra', 'ospfd', 'bgpd'].map((d) => daemonPid(path.join(paths.runDir, `${d}.pid`), d)), pids);
     assert.deepEqual(await frrSubsystem.plan(await compileFor(frrSubsystem, doc), hostA), [], 'converged: nothing left to do');
+  });
+
+  it('a daemon that died is started again by the next apply, and its sessions come back', async () => {
+    const paths = instancePaths(hostA.stateDir, 'frr');
+    const pid = daemonPid(path.join(paths.runDir, 'bgpd.pid'), 'bgpd')!;
+    process.kill(pid, 'SIGKILL');
+    await waitFor(async () => (await kernelRoutes(b)).every((r) => r.dst !== '192.168.201.0/24'), 10_000, 'the peer to drop the route (hold time 3 s)');
+    const doc = routing(1, { announce: ['192.168.201.0/24', '192.168.211.0/24', '192.168.221.0/24'] });
+    assert.deepEqual((await frrSubsystem.plan(await compileFor(frrSubsystem, doc), hostA)).map((c) => `${c.action} ${c.object}`), ['start frr']);
+    await applyDocument(frrSubsystem, hostA, doc);
+    const { ms } = await waitRoute(b, '192.168.201.0/24', 'bgp');
+    assert.notEqual(daemonPid(path.join(paths.runDir, 'bgpd.pid'), 'bgpd'), pid);
+    await waitRoute(b, '192.168.221.0/24', 'bgp');
+    assert.equal((await kernelRoutes(b)).find((r) => r.dst === '192.168.211.0/24'), undefined, 'the new bgpd got the route-map too');
+    console.log(`# bgpd restarted by apply; route back in the peer's kernel ${ms} ms after apply returned`);
   });
 
   it('invalid config is rejected with paths before any daemon is touched', async () => {

@@ -280,6 +280,28 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
       assert.equal((await sync.check())!.inSync, true);
     });
 
+    it('a commit-confirm change is pushed only once it is confirmed', async () => {
+      const [p, s] = servers as [(typeof servers)[0], (typeof servers)[0]];
+      const doc = structuredClone(p.store.current()!.config) as Record<string, any>;
+      doc.aliases = [{ name: 'office', type: 'network', entries: ['192.0.2.0/24'] }];
+      const reports: SyncReport[] = [];
+      const onReport = (r: SyncReport) => reports.push(r);
+      sync.on('report', onReport);
+      try {
+        const applied = await p.engine.apply({ document: doc }, { author: 'test', message: 'try this', confirmWithin: 30 });
+        assert.equal(applied.state, 'confirming');
+        await new Promise((r) => setTimeout(r, 600));
+        assert.equal(reports.length, 0, 'nothing pushed while the change may still roll back');
+        assert.deepEqual((s.store.current()!.config as Record<string, any>).aliases[0].entries, ['198.51.100.0/24']);
+        await p.engine.confirm();
+        await waitUntil('the push after confirmation', async () => reports.some((r) => r.pushed), 10_000);
+        assert.equal(reports.at(-1)!.inSync, true);
+        assert.deepEqual((s.store.current()!.config as Record<string, any>).aliases[0].entries, ['192.0.2.0/24']);
+      } finally {
+        sync.off('report', onReport);
+      }
+    });
+
     it('refuses to push to a peer that is not configured as the secondary', async () => {
       const [, s] = servers as [(typeof servers)[0], (typeof servers)[0]];
       const local = structuredClone(s.store.current()!.config) as Record<string, any>;

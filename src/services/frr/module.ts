@@ -130,15 +130,22 @@ async function converge(model: FrrModel, paths: InstancePaths, host: Host): Prom
     for (const d of started.reverse()) await stopDaemon(daemonSpec(d, paths, []));
     throw e;
   }
-  if (alive.size === 0) await vtyshBoot(paths, host);
-  else await frrReload(paths, host);
+  if (alive.size === 0) {
+    await vtyshBoot(paths, host);
+    return;
+  }
+  // A daemon started next to running ones (it died, or the section now needs it) gets the whole
+  // file first: frr-reload diffs against the merged running config of all daemons, so it would
+  // not resend route-maps and prefix-lists the other daemons already show.
+  for (const d of started) await vtyshBoot(paths, host, d);
+  await frrReload(paths, host);
 }
 
-async function vtyshBoot(paths: InstancePaths, host: Host): Promise<void> {
-  const r = await host.run('vtysh', ['--config_dir', paths.dir, '--vty_socket', paths.runDir, '-b'], { reject: false });
+async function vtyshBoot(paths: InstancePaths, host: Host, only?: FrrDaemon): Promise<void> {
+  const r = await host.run('vtysh', ['--config_dir', paths.dir, '--vty_socket', paths.runDir, ...(only ? ['-d', only] : []), '-b'], { reject: false });
   if (r.exitCode !== 0) {
     const out = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.trim() && !/vtysh\.conf/.test(l)).join('\n');
-    throw new DaemonError('frr', `loading ${paths.file('frr.conf')} with vtysh -b failed (exit ${r.exitCode})`, `${out}\n${tailLog(paths.file('frr.log'), 10)}`.trim());
+    throw new DaemonError('frr', `loading ${paths.file('frr.conf')} with vtysh -b${only ? ` into ${only}` : ''} failed (exit ${r.exitCode})`, `${out}\n${tailLog(paths.file('frr.log'), 10)}`.trim());
   }
 }
 

@@ -173,7 +173,7 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
     const r = await host.run('nft', ['-j', 'list', 'table', MWAN_FAMILY, MWAN_TABLE], { reject: false });
     const counters = r.exitCode === 0 ? countersFromJson(r.stdout) : [];
     return {
-      rules: counters.map((c) => ({ rule: c.key, action: c.kind, packets: c.packets, bytes: c.bytes })),
+      rules: counters.map((c) => ({ rule: c.key, action: c.action, packets: c.packets, bytes: c.bytes })),
       services: run ? run.monitor.health().map((h) => ({ service: `gateway:${h.gateway}`, up: h.state === 'up' })) : [],
     };
   },

@@ -38,6 +38,8 @@ export interface NftRuleCounter {
   chain: string;
   handle: number;
   comment: string;
+  /** what the rule does: accept, drop, reject, dnat, snat, masquerade, jump, log... (its last statement) */
+  action: string;
   packets: number;
   bytes: number;
 }
@@ -48,6 +50,8 @@ export interface NftCounter {
   key: string;
   kind: CounterKind;
   name: string;
+  /** what it does: its translation if it has one (dnat, snat, masquerade), else its first rule's action (accept, drop, reject...) */
+  action: string;
   packets: number;
   bytes: number;
   rules: NftRuleCounter[];
@@ -89,10 +93,29 @@ export const nftSubsystem: Subsystem<NftDesired> & {
     return { table: `${NFT_FAMILY} ${NFT_TABLE}`, present: true, rules: counters.reduce((n, c) => n + c.rules.length, 0), counters };
   },
 
-  /** Per configuration object: rule = "<kind>:<name>" (e.g. "rule:allow-web"), action = the kind. */
+  /**
+   * Per configuration object: rule = "<kind>:<name>" (e.g. "rule:allow-web", "pf:web"), action = what its
+   * first rule does (accept, drop, reject, dnat, masquerade...); verdicts = filter decisions summed
+   * (accept, drop, reject, invalid = conntrack-invalid and mid-stream TCP).
+   */
   async metrics(host) {
     const counters = await readCounters(host);
-    return { rules: counters.map((c) => ({ rule: c.key, action: c.kind, packets: c.packets, bytes: c.bytes })) };
+    // verdicts: what the filter chains decided, summed over every rule (the stateful head included)
+    const verdicts = new Map<string, { packets: number; bytes: number }>();
+    for (const c of counters) {
+      for (const r of c.rules) {
+        if (r.chain !== 'input' && r.chain !== 'forward') continue;
+        const v = c.key.endsWith('-invalid') || c.key.endsWith('-new-not-syn') ? 'invalid' : r.action;
+        const t = verdicts.get(v) ?? { packets: 0, bytes: 0 };
+        t.packets += r.packets;
+        t.bytes += r.bytes;
+        verdicts.set(v, t);
+      }
+    }
+    return {
+      rules: counters.map((c) => ({ rule: c.key, action: c.action, packets: c.packets, bytes: c.bytes })),
+      verdicts: [...verdicts].map(([verdict, t]) => ({ verdict, direction: 'ingress' as const, ...t })),
+    };
   },
 
   readCounters,
@@ -128,17 +151,32 @@ export function countersFromJson(json: string): NftCounter[] {
     if (!key) continue;
     const c = rule.expr.find((e) => e.counter)?.counter as { packets: number; bytes: number } | undefined;
     if (!c) continue;
+    const action = ruleAction(rule.expr);
     let entry = byKey.get(key);
     if (!entry) {
       const [kind, ...rest] = key.split(':');
-      entry = { key, kind: kind as CounterKind, name: rest.join(':'), packets: 0, bytes: 0, rules: [] };
+      entry = { key, kind: kind as CounterKind, name: rest.join(':'), action, packets: 0, bytes: 0, rules: [] };
       byKey.set(key, entry);
     }
+    // a NAT object (port forward, 1:1) is named by its translation, not by its filter rule
+    if (NAT_ACTIONS.includes(action) && !NAT_ACTIONS.includes(entry.action)) entry.action = action;
     entry.packets += c.packets;
     entry.bytes += c.bytes;
-    entry.rules.push({ chain: rule.chain, handle: rule.handle, comment: rule.comment, packets: c.packets, bytes: c.bytes });
+    entry.rules.push({ chain: rule.chain, handle: rule.handle, comment: rule.comment, action, packets: c.packets, bytes: c.bytes });
   }
   return [...byKey.values()];
+}
+
+const NAT_ACTIONS = ['dnat', 'snat', 'masquerade', 'redirect'];
+const ACTIONS = ['accept', 'drop', 'reject', 'dnat', 'snat', 'masquerade', 'redirect', 'jump', 'goto', 'vmap', 'return', 'mangle', 'log'];
+
+/** The last statement of a rule that says what it does (nft JSON). */
+function ruleAction(expr: Record<string, unknown>[]): string {
+  for (let i = expr.length - 1; i >= 0; i--) {
+    const k = Object.keys(expr[i]!)[0];
+    if (k && ACTIONS.includes(k)) return k === 'mangle' ? 'mark' : k;
+  }
+  return 'continue';
 }
 
 /** `nft list table FAMILY TABLE` with counter values stripped; undefined when absent. */

@@ -24,11 +24,15 @@ import { validateDocument, type ConfigInput } from '../../src/config/document.js
 import { nftSubsystem, NftError, listTable } from '../../src/nft/subsystem.js';
 import type { NftDesired } from '../../src/nft/compile.js';
 import { formatIssue } from '../../src/config/issues.js';
+import type { ServiceOpening } from '../../src/apply/subsystem.js';
+
+/** what the services would declare: the gateway's own port 2222 open on the WAN, nothing else */
+const OPENINGS: ServiceOpening[] = [{ service: 'admin', proto: 'tcp', port: 2222, interfaces: ['wan0'] }];
 
 function compile(doc: ConfigInput): NftDesired {
   const v = validateDocument(doc, () => '');
   assert.ok(v.validated, v.issues.map(formatIssue).join('\n'));
-  const { desired, issues } = nftSubsystem.compile({ openings: [], config: v.validated.config, aliases: v.validated.aliases, readFile: () => '' });
+  const { desired, issues } = nftSubsystem.compile({ openings: OPENINGS, config: v.validated.config, aliases: v.validated.aliases, readFile: () => '' });
   assert.deepEqual(issues, []);
   return desired;
 }
@@ -48,7 +52,11 @@ const baseDoc = (extraRules: unknown[] = []): ConfigInput =>
         { name: 'dmz', input: 'drop', forward: 'accept' },
         { name: 'wan', input: 'drop', forward: 'drop', log: 'wan-drop' },
       ],
-      rules: [{ name: 'dmz-7000', from: 'wan', to: 'dmz', protocol: 'tcp', destination: ['10.0.2.10'], ports: [7000], action: 'accept', log: 'dmz-in' }, ...extraRules],
+      rules: [
+        { name: 'dmz-7000', from: 'wan', to: 'dmz', protocol: 'tcp', destination: ['10.0.2.10'], ports: [7000], action: 'accept', log: 'dmz-in' },
+        { name: 'dmz-7001', from: 'wan', protocol: 'tcp', destination: ['10.0.2.10'], ports: [7001], action: 'reject' },
+        ...extraRules,
+      ],
       portForwards: [{ name: 'http', interface: 'wan0', protocol: 'tcp', port: 8080, target: '10.0.1.10', targetPort: 80 }, { name: 'dns', interface: 'wan0', protocol: 'udp', port: 5353, target: '10.0.1.10', targetPort: 53 }],
       outboundNat: [{ name: 'inside-out', interface: 'wan0', source: ['inside'], type: 'masquerade' }],
       oneToOne: [{ name: 'dmzhost', interface: 'wan0', external: '198.51.100.10', internal: '10.0.2.10' }],
@@ -81,6 +89,8 @@ describe('nftables NAT and stateful filtering in namespaces', { skip: missing('n
     servers.push(await startServer(dmz, 'tcp', '0.0.0.0', 7000, 'dmz'));
     servers.push(await startServer(out, 'tcp', '0.0.0.0', 9000, 'out'));
     servers.push(await startServer(out, 'udp', '0.0.0.0', 9001, 'out-udp'));
+    servers.push(await startServer(gw, 'tcp', '0.0.0.0', 2222, 'gw-admin'));
+    servers.push(await startServer(gw, 'tcp', '0.0.0.0', 2223, 'gw-other'));
     const desired = compile(baseDoc());
     assert.deepEqual(await nftSubsystem.validate!(desired, host), []);
     await nftSubsystem.apply(desired, host);
@@ -144,8 +154,26 @@ describe('nftables NAT and stateful filtering in namespaces', { skip: missing('n
     assert.ok((await counter('rule:dmz-7000')) >= 1);
     assert.ok((await counter('1to1:dmzhost')) >= 2);
     // the 1:1 mapping opens nothing by itself: another port stays closed
-    const closed = await connectOnce(out, 'tcp', '198.51.100.10', 7001, 700);
+    const closed = await connectOnce(out, 'tcp', '198.51.100.10', 7002, 700);
     assert.equal(closed.ok, false);
+  });
+
+  it('reject answers at once with a TCP reset (a drop would time out)', async () => {
+    const r = await connectOnce(out, 'tcp', '198.51.100.10', 7001, 2000);
+    console.log(`# reject: ${r.line} after ${r.ms.toFixed(0)} ms`);
+    assert.match(r.line, /ECONNREFUSED/);
+    assert.ok((await counter('rule:dmz-7001')) >= 1);
+  });
+
+  it('openings: the gateway opens exactly the ports services declared, on their interfaces', async () => {
+    const open = await connectOnce(out, 'tcp', '203.0.113.1', 2222);
+    assert.equal(open.server, 'gw-admin', open.line);
+    assert.ok((await counter('opening:admin-tcp-2222')) >= 1);
+    const before = await counter('policy:input:wan');
+    assert.equal((await connectOnce(out, 'tcp', '203.0.113.1', 2223, 700)).ok, false, 'an undeclared port stays closed');
+    assert.ok((await counter('policy:input:wan')) > before);
+    // the LAN zone's input policy is accept: both reachable from inside
+    assert.equal((await connectOnce(srv, 'tcp', '10.0.1.1', 2223)).server, 'gw-other');
   });
 
   it('hairpin: inside clients reach the forward on the WAN address, masqueraded so replies come back', async () => {
@@ -196,6 +224,12 @@ describe('nftables NAT and stateful filtering in namespaces', { skip: missing('n
       const after = (await counter('builtin:forward-new-not-syn')) + (await counter('builtin:forward-invalid'));
       console.log(`# dropped mid-stream packets: new-not-syn=${await counter('builtin:forward-new-not-syn')} invalid=${await counter('builtin:forward-invalid')}`);
       assert.ok(after > before, `drop counters ${before} -> ${after}`);
+      // what the metrics module exports
+      const m = await nftSubsystem.metrics!(host);
+      console.log(`# verdicts: ${m.verdicts!.map((v) => `${v.verdict}=${v.packets}`).join(' ')}`);
+      assert.ok(Number(m.verdicts!.find((v) => v.verdict === 'invalid')?.packets) >= after);
+      assert.deepEqual(m.rules!.find((r) => r.rule === 'pf:http')?.action, 'dnat');
+      assert.deepEqual(m.rules!.find((r) => r.rule === 'snat:inside-out')?.action, 'masquerade');
     } finally {
       s.close();
     }

@@ -21,6 +21,8 @@ import { frrSubsystem } from '../../src/services/frr/subsystem.js';
 import { frrModule, frrBinDir } from '../../src/services/frr/module.js';
 import type { FrrStatus } from '../../src/services/frr/status.js';
 import type { ConfigInput } from '../../src/config/document.js';
+import { Engine, ApplyError } from '../../src/apply/engine.js';
+import { Store } from '../../src/store/store.js';
 
 const skip = missing('netns', { cmd: 'vtysh' }, { file: path.join(frrBinDir(), 'zebra') }, { file: path.join(frrBinDir(), 'bgpd') }, { file: path.join(frrBinDir(), 'ospfd') });
 
@@ -56,6 +58,11 @@ function routing(n: 1 | 2, extra: { announce?: string[] } = {}): ConfigInput {
       routeMaps: [{ name: 'EXPORT', entries: [{ seq: 10, action: 'permit', match: { prefixList: 'NOT-21X' }, set: { metric: 42 } }] }],
     },
   };
+}
+
+function rpkiInstalled(): boolean {
+  const modules = readdirSync('/usr/lib').filter((d) => existsSync(`/usr/lib/${d}/frr/modules`)).flatMap((d) => readdirSync(`/usr/lib/${d}/frr/modules`));
+  return modules.some((m) => m.startsWith('bgpd_rpki'));
 }
 
 interface KernelRoute {
@@ -205,8 +212,7 @@ describe('FRR routing in namespaces', { skip }, () => {
   });
 
   it('a daemon that cannot start makes apply throw with its log, and leaves nothing running', async (t) => {
-    const modules = readdirSync('/usr/lib').filter((d) => existsSync(`/usr/lib/${d}/frr/modules`)).flatMap((d) => readdirSync(`/usr/lib/${d}/frr/modules`));
-    if (modules.some((m) => m.startsWith('bgpd_rpki'))) return t.skip('bgpd_rpki is installed here, so RPKI cannot be used to make bgpd fail');
+    if (rpkiInstalled()) return t.skip('bgpd_rpki is installed here, so RPKI cannot be used to make bgpd fail');
     const ns = await lab.ns('rc');
     const host = new Host({ netns: ns.name, stateDir: path.join(dir, 'c') });
     const doc = routing(1) as { routing: any };
@@ -221,6 +227,32 @@ describe('FRR routing in namespaces', { skip }, () => {
       const { stdout } = await execa('ip', ['netns', 'pids', ns.name]);
       assert.equal(stdout.trim(), '', 'zebra and ospfd were stopped again');
     } finally {
+      await frrSubsystem.teardown?.(host);
+    }
+  });
+
+  it('through the engine: a failed start rolls back to the committed revision, which keeps routing', async (t) => {
+    if (rpkiInstalled()) return t.skip('bgpd_rpki is installed here, so RPKI cannot be used to make bgpd fail');
+    const ns = await lab.ns('rd');
+    const host = new Host({ netns: ns.name, stateDir: path.join(dir, 'd') });
+    const store = Store.open(path.join(dir, 'd', 'patronus.db'));
+    const engine = new Engine({ host, store, subsystems: [frrSubsystem] });
+    try {
+      const good = { routing: { static: [{ prefix: '198.51.100.0/24', blackhole: true }] } };
+      assert.equal((await engine.apply({ document: good }, { author: 't', message: 'static' })).state, 'committed');
+      const bad = { routing: { ...good.routing, bgp: { asn: 65000, rpki: { caches: [{ host: '127.0.0.1' }] } } } };
+      await assert.rejects(engine.apply({ document: bad }, { author: 't', message: 'rpki' }), (e: unknown) => {
+        assert.ok(e instanceof ApplyError);
+        assert.equal(e.report.failedStep, 'frr');
+        assert.match(e.report.error ?? '', /frr bgpd: .*exited with status 1[\s\S]*bgpd_rpki\.so/);
+        assert.equal(e.report.rolledBackTo, 1);
+        return true;
+      });
+      assert.ok((await kernelRoutes(ns)).some((r) => r.dst === '198.51.100.0/24'), 'the committed static route is still there');
+      assert.deepEqual(await engine.plan({ document: good }).then((p) => p.subsystems.flatMap((x) => x.changes)), []);
+    } finally {
+      engine.close();
+      store.close();
       await frrSubsystem.teardown?.(host);
     }
   });

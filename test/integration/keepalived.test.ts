@@ -10,12 +10,15 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { execa } from 'execa';
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Lab, type Netns } from '../lib/netns.js';
-import { missing } from '../lib/skip.js';
+import { hasCommand, missing } from '../lib/skip.js';
 import { applyDocument } from '../lib/subsystem.js';
 import { Host } from '../../src/system/host.js';
 import { keepalivedSubsystem } from '../../src/services/keepalived/subsystem.js';
@@ -167,8 +170,14 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
     const servers: { store: Store; engine: Engine; app: FastifyInstance; base: string }[] = [];
     let sync: HaSync;
     const tokenFile = () => path.join(dir, 'peer.token');
+    const caFile = () => path.join(dir, 'peer-ca.pem');
 
+    let tls: { cert: string; key: string } | undefined;
     before(async () => {
+      if (hasCommand('openssl')) {
+        await execa('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'peer.key'), '-out', caFile()]);
+        tls = { cert: readFileSync(caFile(), 'utf8'), key: readFileSync(path.join(dir, 'peer.key'), 'utf8') };
+      } else console.log('# openssl missing: the secondary serves plain HTTP');
       for (const host of [h1, h2]) {
         const store = Store.open(path.join(host.stateDir, 'patronus.db'));
         const engine = new Engine({ host, store, subsystems: [keepalivedSubsystem] });
@@ -178,9 +187,11 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
           sync = new HaSync(store).attach(engine);
           registerHaSyncMetrics(metrics.registry, sync);
         }
-        const app = await buildServer({ engine, store, metrics, ...(host === h1 ? { haSync: sync } : {}) });
+        // the secondary serves HTTPS with its own certificate: sync verifies it against ha.sync.caFile
+        const https = host === h2 ? tls : undefined;
+        const app = await buildServer({ engine, store, metrics, ...(host === h1 ? { haSync: sync } : {}), ...(https ? { https } : {}) });
         await app.listen({ host: '127.0.0.1', port: 0 });
-        servers.push({ store, engine, app, base: `http://127.0.0.1:${(app.server.address() as { port: number }).port}` });
+        servers.push({ store, engine, app, base: `${https ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}` });
       }
       writeFileSync(tokenFile(), `${servers[1]!.store.addToken('ha-primary')}\n`, { mode: 0o600 });
       await servers[1]!.engine.apply({ document: ha('secondary') }, { author: 'test', message: 'secondary set-up' });
@@ -197,7 +208,7 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
     it('a change applied on the primary reaches the secondary, which applies and confirms it', async () => {
       const [p, s] = servers as [(typeof servers)[0], (typeof servers)[0]];
       const doc = ha('primary', {
-        sync: { peer: s.base, tokenFile: tokenFile(), sections: ['aliases', 'ha'] },
+        sync: { peer: s.base, tokenFile: tokenFile(), ...(tls ? { caFile: caFile() } : {}), sections: ['aliases', 'ha'] },
         instances: [
           ...ha('primary').ha.instances,
           { name: 'LAN6', interface: 'eth0', virtualRouterId: 52, advertInterval: ADVERT, virtualAddresses: ['10.20.0.253/24'] },
@@ -245,11 +256,17 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
       assert.equal(await hasAddress(n2, '10.20.0.253'), false);
 
       // what operators see: the sync report on the primary's API, VRRP state and sync state on /metrics
-      const get = async (base: string, store: Store, p: string) => {
-        const res = await fetch(`${base}${p}`, { headers: { authorization: `Bearer ${store.addToken(`t${Math.random()}`)}` } });
-        assert.equal(res.status, 200, p);
-        return res.text();
-      };
+      const get = (base: string, store: Store, p: string) =>
+        new Promise<string>((resolve, reject) => {
+          const url = new URL(p, base);
+          const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { headers: { authorization: `Bearer ${store.addToken(`t${Math.random()}`)}` }, ...(tls ? { ca: tls.cert } : {}) }, (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`${p}: ${res.statusCode} ${body}`))));
+          });
+          req.on('error', reject);
+          req.end();
+        });
       const api = JSON.parse(await get(servers[0]!.base, servers[0]!.store, '/api/v1/ha/sync')) as SyncReport;
       assert.equal(api.inSync, true);
       assert.equal(api.primary.revision, applied.revision);
@@ -311,6 +328,18 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
       const r = (await sync.run())!;
       assert.equal(r.inSync, false);
       assert.match(r.error ?? '', /does not have ha\.role: secondary/);
+    });
+
+    it('an https peer whose certificate is not trusted is not talked to', async (t) => {
+      if (!tls) return t.skip('needs openssl for a test certificate');
+      const [p, s] = servers as [(typeof servers)[0], (typeof servers)[0]];
+      assert.match(s.base, /^https:/);
+      const doc = structuredClone(p.store.current()!.config) as Record<string, any>;
+      delete doc.ha.sync.caFile;
+      await p.engine.apply({ document: doc }, { author: 'test', message: 'no CA' });
+      const r = (await sync.run())!;
+      assert.equal(r.inSync, false);
+      assert.match(r.error ?? '', /self[- ]signed certificate/);
     });
   });
 });

@@ -58,6 +58,10 @@ interface Run {
 
 export class AccountingError extends Error {}
 
+// SIGINT/SIGTERM: stop at the next run boundary, so namespaces and pins are removed in `finally`
+let interrupted: string | undefined;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => (interrupted = sig));
+
 const ALL_PATHS = ['xdp-patronus', 'xdp-lpm', 'nft-netdev-set', 'nft-netdev-rules', 'nft-inet-ct'];
 
 async function main(): Promise<void> {
@@ -167,15 +171,16 @@ async function main(): Promise<void> {
         const swaps: number[] = [];
         let note = '';
         for (let r = 0; r < plan.cpReps; r++) {
+          if (interrupted) throw new Error(`interrupted by ${interrupted}`);
           await p.install(a);
           await p.beforeRun?.();
-          const c0 = await topo.counters();
+          const c0 = await topo.counters(plan.genCpus);
           const run = gen.start(frames, { duration: Math.max(1.5, plan.duration), cpus: plan.genCpus });
           await sleep(500);
           swaps.push(await p.swap(b));
           const g = await run.done;
           await sleep(100);
-          const d = diff(c0, await topo.counters());
+          const d = diff(c0, await topo.counters(plan.genCpus));
           checkTransport(g, d, `${p.id} swap under traffic`);
           // after the swap A's sources pass: some but not all of the matching half was dropped
           const dropped = d.rx - d.delivered;
@@ -208,12 +213,13 @@ async function main(): Promise<void> {
 
 /** One run: counters before, generator, counters after, and the receiver's books checked. */
 async function measure(topo: Topology, gen: TrafficGen, p: FilterPath, rules: RuleSet, frames: FrameTable, mix: number, plan: Plan, isStatic: boolean): Promise<Run> {
+  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
   await p.beforeRun?.();
   const drops0 = p.drops ? await p.drops() : NaN;
-  const c0 = await topo.counters();
+  const c0 = await topo.counters(plan.genCpus);
   const g = await gen.run(frames, { duration: plan.duration, cpus: plan.genCpus, static: isStatic });
   await sleep(50); // anything ksoftirqd still holds
-  const c1 = await topo.counters();
+  const c1 = await topo.counters(plan.genCpus);
   const drops1 = p.drops ? await p.drops() : NaN;
   const d = diff(c0, c1);
   const what = `${p.id} IPv${rules.family} ${rules.prefixes.length} prefixes mix ${pct(mix)}`;
@@ -310,7 +316,7 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
           ids.map((id) => [label(id), ...counts.map((n) => `${cell(id, n, (r) => r.deliveredPps, 1e6, 3)} / ${cell(id, n, (r) => r.droppedPps, 1e6, 3)}`)]),
         ),
       );
-      parts.push(`\nReceiver CPU time per packet, ns (softirq + ksoftirqd time / packets taken):\n`);
+      parts.push(`\nReceiver CPU time per packet, ns (softirq + ksoftirqd time of the generator's CPU / packets taken):\n`);
       parts.push(markdownTable(['path', ...counts.map((n) => `${n.toLocaleString('en')}`)], ids.map((id) => [label(id), ...counts.map((n) => cell(id, n, (r) => r.cpuNsPerPacket, 1, 0))])));
       const series = (f: (r: Run) => number): Series[] =>
         ids.map((id) => ({ label: label(id), points: counts.map((n) => ({ x: n, y: summarize(rs.filter((r) => r.path === id && r.rules === n).map(f)) })) }));
@@ -387,7 +393,8 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
       '- The receiving veth has GRO on and non-threaded NAPI: its receive path (XDP, stack, nftables) runs in softirq on the generator\'s CPU right after each batch of 64.',
       '- "Taken by the receiver" is the receiving veth\'s rx_queue_0_xdp_packets; "delivered" is UDP InDatagrams + NoPorts (+ IPv6) in the receiver namespace; ' +
         '"dropped" is their difference, which must equal the share of matching frames (and the filter\'s own counter where it has one), or the benchmark stops.',
-      '- Receiver CPU per packet is the machine\'s softirq time plus ksoftirqd time during the run divided by packets taken.',
+      '- Receiver CPU per packet is the softirq time plus ksoftirqd time of the generator\'s CPU during the run (the receive path runs there) divided by packets taken. ' +
+        'Other tenants\' softirq work on that CPU is included: this kernel has no kprobes and no fentry programs to time the veth poll alone.',
       '- Rule sets drop source prefixes (IPv4 /24, IPv6 /48, every other one); non-matching sources sit in the gaps between them.',
     ].join('\n') + '\n',
   );

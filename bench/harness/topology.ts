@@ -8,8 +8,8 @@
  * - the receiver's NAPI is not threaded: it runs in softirq right after each
  *   generator batch, on the generator's CPU, so nothing queues up in a ring
  *   that a descheduled thread fails to drain (this VM's vCPUs are shared);
- *   receiver CPU time is then the softirq time (plus ksoftirqd's, when the
- *   kernel defers to it), and the generator's own time is its task time;
+ *   receiver CPU time is then that CPU's softirq time (plus its ksoftirqd's,
+ *   when the kernel defers to it), and the generator's own time is its task time;
  * - the sender has IPv6 off (no ND/MLD chatter in the receiver's counters).
  */
 import { readFile } from 'node:fs/promises';
@@ -29,7 +29,7 @@ export interface RxCounters {
   /** frames the sending veth handed to the peer, and the ones refused (ring full) */
   xmit: number;
   xmitErrors: number;
-  /** softirq + ksoftirqd CPU time on all CPUs, seconds */
+  /** softirq + ksoftirqd CPU time on the receive path's CPUs, seconds */
   softirqSeconds: number;
 }
 
@@ -74,12 +74,13 @@ export class Topology {
     }
   }
 
-  async counters(): Promise<RxCounters> {
+  /** Receiver-side counters; `cpus`: where the receive path runs (the generator's CPUs). */
+  async counters(cpus: readonly number[] = [0]): Promise<RxCounters> {
     const [rxStats, txStats, snmp, softirq] = await Promise.all([
       ethtoolStats(this.receiver, RX_DEV),
       ethtoolStats(this.sender, TX_DEV),
       this.receiver.exec('cat', ['/proc/net/snmp', '/proc/net/snmp6']),
-      softirqSeconds(),
+      softirqSeconds(cpus),
     ]);
     return {
       rx: need(rxStats, 'rx_queue_0_xdp_packets', RX_DEV),
@@ -141,25 +142,31 @@ export function udpDelivered(text: string): number {
 }
 
 /**
- * Softirq time from /proc/stat (irq-time accounting) plus the CPU time of the
- * ksoftirqd threads (softirq work the kernel deferred to them is charged to
- * those tasks, not to the softirq column). Machine-wide, so other tenants'
- * network work on this VM lands here too: the harness reports it as measured.
+ * Softirq time of the given CPUs from /proc/stat (irq-time accounting) plus
+ * the CPU time of their ksoftirqd threads (softirq work the kernel deferred
+ * to them is charged to those tasks, not to the softirq column). The
+ * receiver's NAPI poll runs on the CPU whose generator batch scheduled it,
+ * so the generator's CPUs are the ones to read. Other tenants' softirq work
+ * on those CPUs lands here too (this kernel has neither kprobes nor fentry
+ * to time the veth poll alone): the harness reports it as measured.
  */
-export async function softirqSeconds(): Promise<number> {
+export async function softirqSeconds(cpus: readonly number[]): Promise<number> {
   const hz = 100; // USER_HZ, fixed at 100 on Linux/x86
   const stat = await readFile('/proc/stat', 'utf8');
-  const cpu = stat.split('\n').find((l) => l.startsWith('cpu '))!;
-  const fields = cpu.trim().split(/\s+/).slice(1).map(Number);
-  let ticks = fields[6] ?? 0; // user nice system idle iowait irq softirq
-  const { stdout } = await execa('pgrep', ['-x', '-d', ' ', 'ksoftirqd/[0-9]+'], { reject: false });
-  for (const pid of stdout.split(/\s+/).filter(Boolean)) {
-    try {
-      const s = await readFile(`/proc/${pid}/stat`, 'utf8');
-      const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(rest[11]) + Number(rest[12]); // utime stime
-    } catch {
-      /* thread gone */
+  let ticks = 0;
+  for (const cpu of cpus) {
+    const line = stat.split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+    if (!line) throw new Error(`/proc/stat has no line for cpu${cpu}`);
+    ticks += Number(line.trim().split(/\s+/)[7] ?? 0); // cpuN user nice system idle iowait irq softirq
+    const { stdout } = await execa('pgrep', ['-x', `ksoftirqd/${cpu}`], { reject: false });
+    for (const pid of stdout.split(/\s+/).filter(Boolean)) {
+      try {
+        const s = await readFile(`/proc/${pid}/stat`, 'utf8');
+        const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
+        ticks += Number(rest[11]) + Number(rest[12]); // utime stime
+      } catch {
+        /* thread gone */
+      }
     }
   }
   return ticks / hz;

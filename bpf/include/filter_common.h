@@ -104,6 +104,14 @@ struct rule_action {
 	__u64 byte_burst;   /* bucket depth, bytes */
 };
 
+/* Written by userspace only: what each generation holds, so a control plane
+ * can report occupancy without walking the tries. */
+struct gen_meta {
+	__u32 rules;
+	__u32 lpm_entries[6]; /* src_v4, dst_v4, src_v6, dst_v6, sport, dport */
+	__u32 pad;
+};
+
 struct rule_stat {
 	__u64 packets;
 	__u64 bytes;

@@ -96,6 +96,13 @@ struct {
 } count_rules SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct gen_meta);
+} gen_meta SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FILTER_COUNTER_SLOTS);
 	__type(key, __u32);

@@ -25,6 +25,7 @@ import {
   FILTER_FLAGS_PER_GEN,
   FILTER_MAX_RULES,
   FILTER_NAME_LEN,
+  GEN_META_SIZE,
   IFACE_VALUE_SIZE,
   KEY,
   LPM_FIELDS,
@@ -106,7 +107,6 @@ export interface ApplyStats {
 
 export class FastpathDataPlane implements Disposable {
   private readonly maps: Record<MapName, RawMap>;
-  private cachedCounts = new Map<string, number>();
   /** "field:gen" -> key (latin1) -> bit vector, as last written by this process */
   private readonly contents = new Map<string, Map<string, Buffer>>();
 
@@ -337,6 +337,10 @@ export class FastpathDataPlane implements Disposable {
     await this.maps.actions.setMany(actionEntries);
     written.actions = desired.rules.length;
     this.maps.count_rules.set(u32(shadow), desired.countRules);
+    const meta = Buffer.alloc(GEN_META_SIZE);
+    meta.writeUInt32LE(desired.rules.length, 0);
+    LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
+    this.maps.gen_meta.set(u32(shadow), meta);
 
     // the switch: one 4-byte array write
     this.maps.active.set(u32(0), u32(shadow));
@@ -346,20 +350,26 @@ export class FastpathDataPlane implements Disposable {
     const keep = new Set(slots);
     for (const s of activeSlots.values()) if (!keep.has(s)) this.maps.rule_names.set(u32(s), Buffer.alloc(FILTER_NAME_LEN));
 
-    for (const f of LPM_FIELDS) this.cachedCounts.set(f, desired.fields[f].length);
     return { generation: shadow, written, removed, durationMs: performance.now() - t0 };
   }
 
   /** Rule name -> counter slot for the rules of a generation. */
   private activeRuleSlots(gen: number): Map<string, number> {
     const out = new Map<string, number>();
-    for (let i = 0; i < FILTER_MAX_RULES; i++) {
+    const n = this.meta(gen).rules;
+    for (let i = 0; i < n; i++) {
       const a = decodeAction(this.maps.actions.get(u32(gen * FILTER_MAX_RULES + i))!);
       if (a.slot >= FILTER_COUNTER_SLOTS) continue;
       const name = this.slotName(a.slot);
       if (name) out.set(name, a.slot);
     }
     return out;
+  }
+
+  /** What a generation holds, as the apply that wrote it recorded. */
+  meta(gen: number): { rules: number; lpmEntries: number[] } {
+    const b = this.maps.gen_meta.get(u32(gen))!;
+    return { rules: b.readUInt32LE(0), lpmEntries: LPM_FIELDS.map((_, i) => b.readUInt32LE(4 + 4 * i)) };
   }
 
   private slotName(slot: number): string {
@@ -470,7 +480,8 @@ export class FastpathDataPlane implements Disposable {
     const gen = this.generation;
     const stats = this.perCpu('rule_stats');
     const out: RuleCounter[] = [];
-    for (let i = 0; i < FILTER_MAX_RULES; i++) {
+    const n = this.meta(gen).rules;
+    for (let i = 0; i < n; i++) {
       const a = decodeAction(this.maps.actions.get(u32(gen * FILTER_MAX_RULES + i))!);
       if (a.slot >= FILTER_COUNTER_SLOTS) continue;
       const name = this.slotName(a.slot);
@@ -512,16 +523,9 @@ export class FastpathDataPlane implements Disposable {
   occupancy(): MapOccupancy[] {
     const gen = this.generation;
     const out: MapOccupancy[] = [];
-    for (const f of LPM_FIELDS) {
-      let n = this.cachedCounts.get(f);
-      if (n === undefined) {
-        n = 0;
-        for (const k of this.maps[f].keys()) if (k[4] === gen) n++;
-        this.cachedCounts.set(f, n);
-      }
-      out.push({ map: f, entries: n, capacity: this.maps[f].info.maxEntries / 2 });
-    }
-    out.push({ map: 'actions', entries: this.ruleCounters().length, capacity: FILTER_MAX_RULES });
+    const meta = this.meta(gen);
+    LPM_FIELDS.forEach((f, i) => out.push({ map: f, entries: meta.lpmEntries[i]!, capacity: this.maps[f].info.maxEntries / 2 }));
+    out.push({ map: 'actions', entries: meta.rules, capacity: FILTER_MAX_RULES });
     for (const m of ['rate_state', 'block_v4', 'block_v6'] as const) {
       let n = 0;
       for (const _ of this.maps[m].keys()) n++;

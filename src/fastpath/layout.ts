@@ -47,6 +47,7 @@ export const KEY = {
 export const RULE_ACTION_SIZE = 40; // u32 action, u32 slot, u64 pps, pkt_burst, bps, byte_burst
 export const IFACE_VALUE_SIZE = BITS_BYTES + 8;
 export const RULE_STAT_SIZE = 24;
+export const GEN_META_SIZE = 32; // u32 rules, u32 lpm_entries[6], pad
 export const VERDICT_STAT_SIZE = 16;
 export const RATE_KEY_SIZE = 24;
 
@@ -61,6 +62,7 @@ export const MAP_NAMES = [
   'ifaces',
   'actions',
   'count_rules',
+  'gen_meta',
   'rule_stats',
   'rule_names',
   'verdict_stats',

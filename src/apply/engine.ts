@@ -471,6 +471,6 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 function openLockDb(path: string): Database.Database {
   const db = new Database(path);
   db.pragma('busy_timeout = 0');
-  db.exec('CREATE TABLE IF NOT EXISTS apply_lock (x INTEGER)');
+  // no schema: BEGIN EXCLUSIVE locks even an empty database file (and creating one would itself need the lock)
   return db;
 }

@@ -55,6 +55,20 @@ function progress(e: ProgressEvent): void {
   else if (e.phase === 'step-done') process.stderr.write(`${e.ok ? 'ok' : 'FAILED'} (${e.ms.toFixed(0)} ms)\n`);
 }
 
+/** Elapsed time on stderr while a REST call runs (a terminal only); returns the stop function. */
+function ticker(what: string): () => void {
+  const t0 = Date.now();
+  if (!process.stderr.isTTY) {
+    process.stderr.write(`${what} ...\n`);
+    return () => {};
+  }
+  const timer = setInterval(() => process.stderr.write(`\r${what} ... ${((Date.now() - t0) / 1000).toFixed(1)} s`), 200);
+  return () => {
+    clearInterval(timer);
+    process.stderr.write(`\r${what} ... ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  };
+}
+
 function readSource(file: string): ConfigSource {
   const text = readFileSync(file === '-' ? 0 : file, 'utf8');
   return { text, format: detectFormat(text, file === '-' ? undefined : file) };
@@ -107,8 +121,14 @@ program
   .option('--confirm-within <seconds>', 'roll back by itself unless `patronus confirm` runs within this time', parseFloat)
   .action(async (file: string, o: { message: string; confirmWithin?: number }) => {
     await withClient(async (c) => {
-      if (!globals().json && !globals().direct) process.stderr.write(`applying ${file} via ${globals().server} ...\n`);
-      const r = await c.apply(readSource(file), { message: o.message, ...(o.confirmWithin !== undefined ? { confirmWithin: o.confirmWithin } : {}) });
+      const src = readSource(file);
+      const stop = !globals().json && !globals().direct ? ticker(`applying ${file} via ${globals().server}`) : () => {};
+      let r: ApplyReport;
+      try {
+        r = await c.apply(src, { message: o.message, ...(o.confirmWithin !== undefined ? { confirmWithin: o.confirmWithin } : {}) });
+      } finally {
+        stop();
+      }
       out(r, () => reportText(r));
       if (c instanceof DirectClient && r.state === 'confirming') {
         // direct mode: this process holds the timer, so it stays until confirmed (from another shell) or rolled back

@@ -126,6 +126,29 @@ describe('engine', { skip }, () => {
     assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.1.0.1/24', '192.0.2.2/24', '2001:db8:1::1/64'].sort());
   });
 
+  it('one apply at a time, also across engines (processes) sharing a store', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    const slow = { name: 'gate', compile: () => ({ desired: null, issues: [] }), plan: async () => [], apply: async () => (entered(), gate) };
+    const a = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem, slow] });
+    const b = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem] });
+    try {
+      const first = a.apply({ document: doc(['10.1.0.1/24', '2001:db8:1::1/64']) }, me);
+      await inside;
+      await assert.rejects(a.apply({ document: doc([]) }, me), /another apply is in progress/);
+      await assert.rejects(b.apply({ document: doc([]) }, me), /another Patronus process is applying a configuration/);
+      release();
+      assert.equal((await first).state, 'committed');
+      assert.equal((await b.apply({ document: doc(['10.1.0.1/24', '2001:db8:1::1/64']) }, me)).state, 'committed');
+    } finally {
+      release();
+      a.close();
+      b.close();
+    }
+  });
+
   it('removing the section removes only what Patronus added', async () => {
     await L.fw.ip('addr', 'add', '10.77.0.1/24', 'dev', 'wan0'); // someone else's address
     await engine.apply({ document: { interfaces: [{ name: 'wan0' }] } }, me);

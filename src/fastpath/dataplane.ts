@@ -125,6 +125,13 @@ export class FastpathDataPlane implements Disposable {
   /** Adopts the data plane pinned at pinDir, or loads and pins a new one. */
   static async open(opts: DataPlaneOptions): Promise<FastpathDataPlane> {
     const inNs = opts.inNetns ?? (<T>(fn: () => T) => fn());
+    // a replaceWith() interrupted between its two renames: the new data plane
+    // is attached already, finish moving it into place
+    if (!existsSync(`${opts.pinDir}/xdp_filter`) && existsSync(`${opts.pinDir}_old`) && existsSync(`${opts.pinDir}_next/xdp_filter`)) {
+      removePins(opts.pinDir);
+      renameSync(`${opts.pinDir}_next`, opts.pinDir);
+      removePins(`${opts.pinDir}_old`);
+    }
     if (existsSync(`${opts.pinDir}/xdp_filter`)) return FastpathDataPlane.adopt(opts.pinDir, inNs);
     return FastpathDataPlane.load(opts, inNs);
   }
@@ -638,6 +645,9 @@ export class FastpathDataPlane implements Disposable {
     for (const idx of new Set([...this.configuredIfindexes(), ...extraIfindexes])) this.detachFrom(idx);
     this.close();
     removePins(this.pinDir);
+    // leftovers of an interrupted replaceWith()
+    removePins(`${this.pinDir}_next`);
+    removePins(`${this.pinDir}_old`);
   }
 }
 

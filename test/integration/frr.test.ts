@@ -65,6 +65,19 @@ function rpkiInstalled(): boolean {
   return modules.some((m) => m.startsWith('bgpd_rpki'));
 }
 
+/** Adds an IPv6 session and an IPv6 prefix to router n's document. */
+function withV6(n: 1 | 2, doc: ConfigInput): ConfigInput {
+  const r = (doc as { routing: any }).routing;
+  const peer = n === 1 ? 2 : 1;
+  r.static.push({ prefix: `2001:db8:${100 + n}::/48`, blackhole: true });
+  r.bgp.networks.push(`2001:db8:${100 + n}::/48`);
+  r.bgp.neighbors.push({ address: `2001:db8:9::${peer}`, remoteAs: 65000 + peer, keepalive: 1, hold: 3, connectRetry: 1 });
+  return doc;
+}
+
+/** Router 1's document after the live change and the IPv6 step. */
+const docA = () => withV6(1, routing(1, { announce: ['192.168.201.0/24', '192.168.211.0/24', '192.168.221.0/24'] }));
+
 interface KernelRoute {
   dst: string;
   gateway?: string;
@@ -99,6 +112,8 @@ describe('FRR routing in namespaces', { skip }, () => {
     a = await lab.ns('ra');
     b = await lab.ns('rb');
     await lab.veth({ ns: a, dev: 'eth1', address: '10.9.0.1/24' }, { ns: b, dev: 'eth1', address: '10.9.0.2/24' });
+    await a.ip('addr', 'add', '2001:db8:9::1/64', 'dev', 'eth1', 'nodad');
+    await b.ip('addr', 'add', '2001:db8:9::2/64', 'dev', 'eth1', 'nodad');
     await a.ip('addr', 'add', '10.255.0.1/32', 'dev', 'lo');
     await b.ip('addr', 'add', '10.255.0.2/32', 'dev', 'lo');
     dir = mkdtempSync(path.join(os.tmpdir(), 'pt-frr-'));
@@ -164,12 +179,38 @@ describe('FRR routing in namespaces', { skip }, () => {
     assert.deepEqual(await frrSubsystem.plan(await compileFor(frrSubsystem, doc), hostA), [], 'converged: nothing left to do');
   });
 
+  it('IPv6: a BGP session over IPv6 carries an IPv6 prefix (its own address family)', async () => {
+    const tApply = Date.now();
+    await Promise.all([applyDocument(frrSubsystem, hostA, docA()), applyDocument(frrSubsystem, hostB, withV6(2, routing(2)))]);
+    // the IPv4 session was not touched by the change: up since before it
+    const v4 = ((await frrSubsystem.status!(hostB)) as { detail: FrrStatus }).detail.bgp!.peers.find((p) => p.address === '10.9.0.1')!;
+    assert.equal(v4.established, true);
+    assert.ok(v4.uptimeMs >= Date.now() - tApply - 1000, `IPv4 session up ${v4.uptimeMs} ms: it was reset by the change`);
+    const t0 = Date.now();
+    for (;;) {
+      const { stdout } = await b.ip('-j', '-6', 'route', 'show', '2001:db8:101::/48');
+      const r = (JSON.parse(stdout) as KernelRoute[])[0];
+      if (r?.protocol === 'bgp') {
+        assert.equal(r.gateway?.startsWith('fe80::') || r.gateway === '2001:db8:9::1', true, `next hop ${r.gateway}`);
+        break;
+      }
+      if (Date.now() - t0 > 20_000) throw new Error(`no IPv6 BGP route in ${b.name}: ${stdout}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    console.log(`# IPv6 prefix over the IPv6 session in ${Date.now() - t0} ms`);
+    const m = await frrSubsystem.metrics!(hostB);
+    assert.ok(m.bgpPeers!.some((p) => p.peer === '2001:db8:9::1' && p.afi === 'ipv6Unicast' && p.established && p.prefixesReceived === 1));
+    // the IPv4 session carries no IPv6 routes and vice versa
+    assert.ok(m.bgpPeers!.every((p) => (p.peer.includes(':') ? p.afi === 'ipv6Unicast' : p.afi === 'ipv4Unicast')));
+  });
+
   it('a daemon that died is started again by the next apply, and its sessions come back', async () => {
     const paths = instancePaths(hostA.stateDir, 'frr');
     const pid = daemonPid(path.join(paths.runDir, 'bgpd.pid'), 'bgpd')!;
+    await waitRoute(b, '192.168.201.0/24', 'bgp');
     process.kill(pid, 'SIGKILL');
     await waitFor(async () => (await kernelRoutes(b)).every((r) => r.dst !== '192.168.201.0/24'), 10_000, 'the peer to drop the route (hold time 3 s)');
-    const doc = routing(1, { announce: ['192.168.201.0/24', '192.168.211.0/24', '192.168.221.0/24'] });
+    const doc = docA();
     assert.deepEqual((await frrSubsystem.plan(await compileFor(frrSubsystem, doc), hostA)).map((c) => `${c.action} ${c.object}`), ['start frr']);
     await applyDocument(frrSubsystem, hostA, doc);
     const { ms } = await waitRoute(b, '192.168.201.0/24', 'bgp');

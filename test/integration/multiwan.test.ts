@@ -254,7 +254,12 @@ describe('multi-WAN failover, load balancing and recovery', { skip: missing('net
   });
 
   it('teardown removes exactly what apply made', async () => {
+    // a rule of the host's own inside Patronus' preference range is not Patronus' to remove
+    await gw.ip('rule', 'add', 'pref', '10005', 'from', '10.9.9.9', 'lookup', 'main');
+    await multiwanSubsystem.apply(desired, host);
+    assert.match((await gw.nsenter('ip', ['-4', 'rule', 'show'])).stdout, /10005:\s+from 10\.9\.9\.9 lookup main/);
     await multiwanSubsystem.teardown!(host);
+    assert.match((await gw.nsenter('ip', ['-4', 'rule', 'show'])).stdout, /10005:\s+from 10\.9\.9\.9 lookup main/);
     assert.equal(multiwanSubsystem.monitor(host), undefined);
     const rules = (await gw.nsenter('ip', ['-4', 'rule', 'show'])).stdout;
     assert.doesNotMatch(rules, /lookup 20[12]|suppress_prefixlength/);

@@ -100,7 +100,7 @@ describe('patronus CLI', { skip }, () => {
       const rules = JSON.parse(r.stdout).rules as { subsystem: string; rule: string; packets: number }[];
       assert.equal(rules.find((x) => x.rule === 'rule:allow-ping')!.packets, 1);
       const human = await rest('rules');
-      assert.match(human.stdout, /nftables\s+rule:allow-ping\s+rule\s+1\s+84 B/);
+      assert.match(human.stdout, /nftables\s+rule:allow-ping\s+\S+\s+1\s+84 B/);
     });
 
     it('a rejected config exits 2 with the server\'s issues; a bad token exits 1', async () => {

@@ -16,31 +16,36 @@ export interface ControlLab {
   peer: Netns;
   host: Host;
   stateDir: string;
+  bpfRoot: string;
   teardown(): Promise<void>;
 }
 
 export async function controlLab(): Promise<ControlLab> {
   const lab = new Lab();
   const stateDir = mkdtempSync(join(tmpdir(), 'pt-control-'));
+  // the fast path pins its maps here; a unique dir under bpffs, removed in teardown
+  const bpfRoot = mkdtempSync('/sys/fs/bpf/pt-control-');
+  const cleanup = async () => {
+    await lab.teardown();
+    rmSync(bpfRoot, { recursive: true, force: true });
+    rmSync(stateDir, { recursive: true, force: true });
+  };
   try {
     const fw = await lab.ns('fw');
     const peer = await lab.ns('peer');
     await lab.veth({ ns: fw, dev: 'wan0', address: '192.0.2.2/24' }, { ns: peer, dev: 'eth0', address: '192.0.2.1/24' });
-    const host = new Host({ netns: fw.name, stateDir });
+    const host = new Host({ netns: fw.name, stateDir, bpfRoot });
     return {
       lab,
       fw,
       peer,
       host,
       stateDir,
-      async teardown() {
-        await lab.teardown();
-        rmSync(stateDir, { recursive: true, force: true });
-      },
+      bpfRoot,
+      teardown: cleanup,
     };
   } catch (e) {
-    await lab.teardown();
-    rmSync(stateDir, { recursive: true, force: true });
+    await cleanup();
     throw e;
   }
 }

@@ -22,6 +22,7 @@ import { hasCommand, missing } from '../lib/skip.js';
 import { applyDocument } from '../lib/subsystem.js';
 import { Host } from '../../src/system/host.js';
 import { keepalivedSubsystem } from '../../src/services/keepalived/subsystem.js';
+import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { watchHaEvents, type HaEvent, type HaStatus } from '../../src/services/keepalived/module.js';
 import { instancePaths } from '../../src/services/common/service.js';
 import { Engine } from '../../src/apply/engine.js';
@@ -180,7 +181,8 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
       } else console.log('# openssl missing: the secondary serves plain HTTP');
       for (const host of [h1, h2]) {
         const store = Store.open(path.join(host.stateDir, 'patronus.db'));
-        const engine = new Engine({ host, store, subsystems: [keepalivedSubsystem] });
+        // with the firewall: its default drops new input, so VRRP works only through keepalived's opening
+        const engine = new Engine({ host, store, subsystems: [nftSubsystem, keepalivedSubsystem] });
         const metrics = createMetrics(engine, { processMetrics: false });
         // the primary runs sync, wired as `patronus serve` does
         if (host === h1) {
@@ -198,7 +200,8 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
     });
 
     after(async () => {
-      for (const s of servers) {
+      for (const [i, s] of servers.entries()) {
+        await nftSubsystem.teardown?.([h1, h2][i]!).catch(() => undefined);
         await s.app.close();
         s.engine.close();
         s.store.close();
@@ -254,6 +257,9 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
         return st.instances.some((i) => i.name === 'LAN6' && i.state === 'BACKUP' && i.priority === 100);
       });
       assert.equal(await hasAddress(n2, '10.20.0.253'), false);
+      // the adverts reached the secondary through the firewall's VRRP opening (else it would be master too)
+      const { stdout: ruleset } = await n2.nsenter('nft', ['list', 'table', 'inet', 'patronus']);
+      assert.match(ruleset, /iifname "eth0" meta l4proto vrrp counter packets [1-9]\d* .*keepalived-vrrp/, ruleset);
 
       // what operators see: the sync report on the primary's API, VRRP state and sync state on /metrics
       const get = (base: string, store: Store, p: string) =>

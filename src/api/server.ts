@@ -169,7 +169,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   );
 
   app.get(`${API_PREFIX}/revisions`, { schema: { summary: 'Revisions, newest first (without their documents)', querystring: listQuery } }, async (req) =>
-    store.list(req.query).map(({ config: _c, result, ...r }) => ({ ...r, failedStep: (result as { failedStep?: string } | undefined)?.failedStep ?? null })),
+    store.list({ ...req.query, withConfig: false }).map(({ config: _c, result, ...r }) => ({ ...r, failedStep: (result as { failedStep?: string } | undefined)?.failedStep ?? null })),
   );
 
   app.get(`${API_PREFIX}/revisions/:id`, { schema: { summary: 'One revision with its document and apply result', params: revisionParams } }, async (req, reply) => {

@@ -134,7 +134,7 @@ export class DirectClient implements Client {
     };
   }
   async revisions(limit: number) {
-    return this.store.list({ limit });
+    return this.store.list({ limit, withConfig: false });
   }
   async close() {
     this.engine.close();

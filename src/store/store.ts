@@ -98,10 +98,11 @@ export class Store {
     return row && fromRow(row);
   }
 
-  /** Newest first. */
-  list(opts: { limit?: number; before?: number } = {}): Revision[] {
+  /** Newest first. withConfig false skips reading the documents (large with many rules); config is then {}. */
+  list(opts: { limit?: number; before?: number; withConfig?: boolean } = {}): Revision[] {
+    const columns = opts.withConfig === false ? `id, created_at, author, message, '{}' AS config, state, result, confirm_deadline, finished_at` : '*';
     const rows = this.db
-      .prepare(`SELECT * FROM revisions WHERE id < ? ORDER BY id DESC LIMIT ?`)
+      .prepare(`SELECT ${columns} FROM revisions WHERE id < ? ORDER BY id DESC LIMIT ?`)
       .all(opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit ?? 50) as Row[];
     return rows.map(fromRow);
   }

@@ -87,6 +87,18 @@ describe('openvpn between two namespaces', { skip }, () => {
     assert.ok(!JSON.stringify(st).includes('PRIVATE KEY'));
   });
 
+  it('the certificate-files client form passes openvpn; a broken file is caught before anything runs', async () => {
+    const pki = pkiDir(dirA, 'openvpn-road');
+    const files = { caFile: path.join(pki, 'ca.crt'), certFile: path.join(pki, 'client-branch.crt'), keyFile: path.join(pki, 'client-branch.key'), tlsCryptFile: path.join(dirA, 'keys/openvpn/road.tlscrypt') };
+    const good = compileFor(openvpnSubsystem, { openvpn: { clients: [{ name: 'files', remote: '192.0.2.1', ...files }] } });
+    assert.deepEqual(await openvpnSubsystem.validate!(good, hostB), []);
+    const bad = compileFor(openvpnSubsystem, { openvpn: { clients: [{ name: 'files', remote: '192.0.2.1', ...files, caFile: files.tlsCryptFile }] } });
+    const issues = await openvpnSubsystem.validate!(bad, hostB);
+    assert.equal(issues.length, 1);
+    assert.deepEqual(issues[0]!.path, ['openvpn', 'clients', 0]);
+    assert.match(issues[0]!.message, /openvpn rejects the rendered configuration: .*(certificate|CA)/i);
+  });
+
   it('is idempotent; removing the client from the server revokes it', async () => {
     assert.deepEqual(await openvpnSubsystem.plan(compileFor(openvpnSubsystem, serverDoc()), hostA), []);
     const without = compileFor(openvpnSubsystem, serverDoc([{ name: 'other', address: '10.88.0.60', routes: [] }]));

@@ -51,7 +51,7 @@ export const ipsecConnectionSchema = z
     localAddresses: z.array(hostField).default([]).describe('local addresses IKE uses (default: any)'),
     remoteAddresses: z.array(z.union([hostField, prefixField])).default([]).describe('peer addresses or ranges (empty: any peer, a road-warrior responder)'),
     auth: z.enum(['psk', 'cert']).describe('psk: pre-shared key; cert: certificate made by Patronus\'s IPsec CA'),
-    pskFile: absolutePath.optional().describe('file holding the pre-shared key (auth: psk); keep it 0600, at least 20 characters'),
+    pskFile: z.string().min(1).optional().describe('file holding the pre-shared key (auth: psk); keep it 0600, at least 20 characters'),
     localId: identityField.optional().describe('our IKE identity (auth: cert: also the certificate\'s CN and subjectAltName; default: our address)'),
     remoteId: identityField.optional().describe("the peer's IKE identity (default: any)"),
     remoteCaFile: absolutePath.optional().describe("CA certificate (PEM) that signed the peer's certificate (auth: cert; default: Patronus's own IPsec CA)"),

@@ -168,6 +168,8 @@ export const openvpnModule: ServiceModule<OpenvpnModel> = {
       if (i.kind === 'server') withSharedKey(() => ensureServerMaterial(scratchState, i));
       pruneCcd(i, paths);
       const at = ['openvpn', i.kind === 'server' ? 'servers' : 'clients', i.index];
+      // the throwaway namespace has none of this host's addresses: bind to any there
+      if (i.kind === 'server' && i.local) writeFileSync(paths.file(`${i.id}.conf`), readFileSync(paths.file(`${i.id}.conf`), 'utf8').replace(/^local .*\n/m, ''));
       const problem = await dryRun(paths.file(`${i.id}.conf`), i.kind);
       if (problem) issues.push({ path: at, message: `openvpn rejects the rendered configuration: ${problem}` });
     }

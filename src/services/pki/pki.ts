@@ -10,7 +10,7 @@
  * alternative names, usage) or when it is past two thirds of its life, so
  * an apply that re-runs is a no-op and a changed SAN takes effect.
  */
-import { generateKeyPairSync, randomBytes, X509Certificate, createPrivateKey, sign } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
@@ -167,7 +167,7 @@ function newKeyReal(): { privatePem: string; publicPem: string } {
 
 function readKeyPair(file: string): { privatePem: string; publicPem: string } {
   const k = createPrivateKey(readFileSync(file, 'utf8'));
-  return { privatePem: k.export({ type: 'pkcs1', format: 'pem' }).toString(), publicPem: k.export({ type: 'spki', format: 'pem' }).toString() };
+  return { privatePem: k.export({ type: 'pkcs1', format: 'pem' }).toString(), publicPem: createPublicKey(k).export({ type: 'spki', format: 'pem' }).toString() };
 }
 
 function certMatches(pem: string, ca: Ca, req: CertRequest): boolean {

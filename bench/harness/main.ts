@@ -19,7 +19,8 @@ import path from 'node:path';
 import { projectRoot } from '../../src/bpf/addon.js';
 import { createPatronusPath } from './fastpath.js';
 import { NftPath, XdpLpmPath, type FilterPath, type PathContext } from './paths.js';
-import { fmt, markdownTable, summarize, svgPlot, type Series, type Summary } from './report.js';
+import { fmt, fmtSI, si, markdownTable, summarize, svgPlot, type Series, type Summary } from './report.js';
+import { readFile } from 'node:fs/promises';
 import { Topology, diff, RX_DEV, DST4, DST6, TX_DEV, type RxCounters } from './topology.js';
 import { TrafficGen, type GenResult } from './trafficgen.js';
 import { frameTable, ruleSet, type Family, type FrameTable, type RuleSet } from './workload.js';
@@ -65,6 +66,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => (interru
 const ALL_PATHS = ['xdp-patronus', 'xdp-lpm', 'nft-netdev-set', 'nft-netdev-rules', 'nft-inet-ct'];
 
 async function main(): Promise<void> {
+  const report = process.argv.indexOf('--report');
+  if (report >= 0) return rewriteReport(process.argv[report + 1]);
   const plan = parseArgs(process.argv.slice(2));
   await mkdir(plan.out, { recursive: true });
   const started = new Date();
@@ -294,7 +297,7 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
 
   parts.push(`## Generator limit\n`);
   parts.push('Packets/s the receiver took while an XDP program dropped everything: above this no path can be told apart.\n');
-  parts.push(markdownTable(['family', 'frames', 'Mpps at receiver', 'Mpps offered'], c.genLimit.map((g) => [`IPv${g.family}`, g.what, fmt(g.pps, 1e6, 3), fmt(g.offered, 1e6, 3)])));
+  parts.push(markdownTable(['family', 'frames', 'packets/s at receiver', 'packets/s offered'], c.genLimit.map((g) => [`IPv${g.family}`, g.what, fmtSI(g.pps), fmtSI(g.offered)])));
   const limit = c.genLimit.find((g) => !g.what.startsWith('one'))?.pps.median ?? NaN;
 
   const files: Record<string, string> = {};
@@ -303,21 +306,20 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
       const rs = c.runs.filter((r) => r.family === family && r.mix === mix);
       if (!rs.length) continue;
       const ids = [...new Set(rs.map((r) => r.path))];
-      const cell = (id: string, n: number, f: (r: Run) => number, scale: number, digits: number) =>
-        fmt(summarize(rs.filter((r) => r.path === id && r.rules === n).map(f)), scale, digits);
+      const cell = (id: string, n: number, f: (r: Run) => number, unit = '') => fmtSI(summarize(rs.filter((r) => r.path === id && r.rules === n).map(f)), unit);
       const counts = plan.counts.filter((n) => rs.some((r) => r.rules === n));
       parts.push(`## IPv${family}, ${pct(mix)} of the traffic matching\n`);
-      parts.push(`Mpps the receiver took (delivered + dropped):\n`);
-      parts.push(markdownTable(['path', ...counts.map((n) => `${n.toLocaleString('en')} prefixes`)], ids.map((id) => [label(id), ...counts.map((n) => cell(id, n, (r) => r.rxPps, 1e6, 3))])));
-      parts.push(`\nMpps delivered to UDP / dropped by the filter:\n`);
+      parts.push(`Packets/s the receiver took (delivered + dropped):\n`);
+      parts.push(markdownTable(['path', ...counts.map((n) => `${n.toLocaleString('en')} prefixes`)], ids.map((id) => [label(id), ...counts.map((n) => cell(id, n, (r) => r.rxPps))])));
+      parts.push(`\nPackets/s delivered to UDP / dropped by the filter (medians):\n`);
       parts.push(
         markdownTable(
           ['path', ...counts.map((n) => `${n.toLocaleString('en')}`)],
-          ids.map((id) => [label(id), ...counts.map((n) => `${cell(id, n, (r) => r.deliveredPps, 1e6, 3)} / ${cell(id, n, (r) => r.droppedPps, 1e6, 3)}`)]),
+          ids.map((id) => [label(id), ...counts.map((n) => `${si(summarize(rs.filter((r) => r.path === id && r.rules === n).map((r) => r.deliveredPps)).median)} / ${si(summarize(rs.filter((r) => r.path === id && r.rules === n).map((r) => r.droppedPps)).median)}`)]),
         ),
       );
-      parts.push(`\nReceiver CPU time per packet, ns (softirq + ksoftirqd time of the generator's CPU / packets taken):\n`);
-      parts.push(markdownTable(['path', ...counts.map((n) => `${n.toLocaleString('en')}`)], ids.map((id) => [label(id), ...counts.map((n) => cell(id, n, (r) => r.cpuNsPerPacket, 1, 0))])));
+      parts.push(`\nReceiver CPU time per packet (softirq + ksoftirqd time of the generator's CPU / packets taken):\n`);
+      parts.push(markdownTable(['path', ...counts.map((n) => `${n.toLocaleString('en')}`)], ids.map((id) => [label(id), ...counts.map((n) => cell(id, n, (r) => r.cpuNsPerPacket / 1e9, 's'))])));
       const series = (f: (r: Run) => number): Series[] =>
         ids.map((id) => ({ label: label(id), points: counts.map((n) => ({ x: n, y: summarize(rs.filter((r) => r.path === id && r.rules === n).map(f)) })) }));
       const tag = `v${family}-match${Math.round(mix * 100)}`;
@@ -351,7 +353,7 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
         ['path', 'family', 'packet', ...counts.map((n) => `${n.toLocaleString('en')}`)],
         keys.map((k) => {
           const [id, fam, kind] = k.split('|');
-          return [label(id!), `IPv${fam}`, kind!, ...counts.map((n) => fmt(c.classifier.find((x) => `${x.path}|${x.family}|${x.kind}` === k && x.rules === n)?.ns ?? summarize([]), 1, 1))];
+          return [label(id!), `IPv${fam}`, kind!, ...counts.map((n) => fmt(c.classifier.find((x) => `${x.path}|${x.family}|${x.kind}` === k && x.rules === n)?.ns ?? summarize([]), 1, 0))];
         }),
       ),
     );
@@ -406,6 +408,14 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
     JSON.stringify({ plan, started: started.toISOString(), host: hostname(), kernel: release(), cpu: cpuModel, ...c, failure: c.failure ? String(c.failure) : undefined }, null, 1),
   );
   return md;
+}
+
+/** --report DIR: writes results.md and the plots again from DIR/results.json (no measurement). */
+async function rewriteReport(dir: string | undefined): Promise<void> {
+  if (!dir) throw new Error('--report needs the results folder');
+  const j = JSON.parse(await readFile(path.join(dir, 'results.json'), 'utf8')) as Collected & { plan: Plan; started: string };
+  const md = await writeResults({ ...j.plan, out: dir }, new Date(j.started), { ...j, failure: j.failure ? new Error(String(j.failure).replace(/^\w*Error: /, '')) : undefined });
+  console.log(md);
 }
 
 function parseArgs(argv: string[]): Plan {

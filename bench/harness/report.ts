@@ -25,6 +25,19 @@ export function fmt(s: Summary, scale = 1, digits = 2): string {
   return s.n === 1 ? f(s.median) : `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
 }
 
+/** "1.69M (1.50M–1.80M)": SI-prefixed, three significant digits (packets/s from 300 to 3M in one column). */
+export function fmtSI(s: Summary, unit = ''): string {
+  if (!s.n) return '–';
+  const f = (x: number) => si(x) + unit;
+  return s.n === 1 ? f(s.median) : `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
+}
+
+export function si(x: number): string {
+  const a = Math.abs(x);
+  const [d, p] = a >= 1e9 ? [1e9, 'G'] : a >= 1e6 ? [1e6, 'M'] : a >= 1e3 ? [1e3, 'k'] : a >= 1 || a === 0 ? [1, ''] : a >= 1e-3 ? [1e-3, 'm'] : a >= 1e-6 ? [1e-6, 'µ'] : [1e-9, 'n'];
+  return `${+(x / d).toPrecision(3)}${p}`;
+}
+
 export function markdownTable(head: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n') + '\n';

@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { summarize, fmt, svgPlot, markdownTable } from '../../bench/harness/report.js';
+import { summarize, fmt, fmtSI, si, svgPlot, markdownTable } from '../../bench/harness/report.js';
 import { frameTable, ruleSet, prefixAt, FRAME_LEN } from '../../bench/harness/workload.js';
 
 const ep = { srcMac: '02:00:00:00:00:01', dstMac: '02:00:00:00:00:02', dst4: '10.99.0.2', dst6: 'fd00:99::2' };
@@ -15,6 +15,16 @@ describe('bench report helpers', () => {
     assert.deepEqual(summarize([4, 1, NaN, 2, 3]), { median: 2.5, min: 1, max: 4, n: 4 });
     assert.equal(fmt(summarize([1e6, 2e6, 3e6]), 1e6, 1), '2.0 (1.0–3.0)');
     assert.equal(fmt(summarize([])), '–');
+  });
+
+  it('formats rates and times with SI prefixes, three significant digits', () => {
+    assert.equal(si(1_694_000), '1.69M');
+    assert.equal(si(271.4), '271');
+    assert.equal(si(0), '0');
+    assert.equal(si(135e-9), '135n');
+    assert.equal(si(3.94e-3), '3.94m');
+    assert.equal(fmtSI(summarize([2.5e-6, 3e-6, 4e-6]), 's'), '3µs (2.5µs–4µs)');
+    assert.equal(fmtSI(summarize([1.2e6, 0.9e6, 1e6])), '1M (900k–1.2M)');
   });
 
   it('writes a Markdown table', () => {

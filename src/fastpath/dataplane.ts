@@ -165,6 +165,9 @@ export class FastpathDataPlane implements Disposable {
 
   private static async load(opts: DataPlaneOptions, inNs: <T>(fn: () => T) => T): Promise<FastpathDataPlane> {
     const cap = opts.capacity ?? {};
+    // pins without xdp_filter are a load that died halfway (programs are pinned
+    // last, and only then attached): nothing runs from them, start clean
+    removePins(opts.pinDir);
     mkdirSync(opts.pinDir, { recursive: true });
     using xobj = BpfObject.open('xdp_filter');
     for (const name of MAP_NAMES) xobj.setMapPinPath(name, `${opts.pinDir}/${name}`);

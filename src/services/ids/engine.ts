@@ -7,6 +7,7 @@
  * timers do not keep a one-shot CLI process alive. The block list comes from
  * a provider, by default the fast path's pinned data plane of the same Host.
  */
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import type { Host } from '../../system/host.js';
 import { AlertStore, FileTail, parseEveLine, type EveAlert } from './eve.js';
@@ -191,5 +192,53 @@ function key(host: Host): string {
 async function fastpathBlockList(host: Host): Promise<BlockList | undefined> {
   const pinDir = fastpathPinDir(host);
   if (!FastpathDataPlane.isPinned(pinDir)) return undefined;
-  return FastpathDataPlane.open({ pinDir, inNetns: (fn) => host.inNetns(fn) });
+  return new PinnedBlockList(pinDir, (fn) => host.inNetns(fn));
+}
+
+/**
+ * The fast path's block list through its pins. The fast path may be
+ * reloaded under us (a capacity change pins new maps): before each write the
+ * pin's inode is compared with the one opened, and a changed pin is opened
+ * again, so blocks never go into a map no program reads.
+ */
+class PinnedBlockList implements BlockList {
+  private dp: FastpathDataPlane | undefined;
+  private ino = -1;
+
+  constructor(
+    private readonly pinDir: string,
+    private readonly inNs: <T>(fn: () => T) => T,
+  ) {}
+
+  private async current(): Promise<FastpathDataPlane> {
+    const ino = pinInode(`${this.pinDir}/block_v4`);
+    if (this.dp && ino === this.ino) return this.dp;
+    this.dp?.close();
+    this.dp = undefined;
+    if (!FastpathDataPlane.isPinned(this.pinDir)) throw new Error(`no fast path is pinned at ${this.pinDir}`);
+    this.dp = await FastpathDataPlane.open({ pinDir: this.pinDir, inNetns: this.inNs });
+    this.ino = ino;
+    return this.dp;
+  }
+
+  async block(address: string, ttlSeconds: number): Promise<void> {
+    (await this.current()).block(address, ttlSeconds);
+  }
+
+  async unblock(address: string): Promise<boolean> {
+    return (await this.current()).unblock(address);
+  }
+
+  close(): void {
+    this.dp?.close();
+    this.dp = undefined;
+  }
+}
+
+function pinInode(p: string): number {
+  try {
+    return statSync(p).ino;
+  } catch {
+    return -1;
+  }
 }

@@ -113,4 +113,10 @@ export interface SubsystemMetrics {
   };
   /** DHCP leases by subnet id and state (patronus_dhcp_leases) */
   dhcp?: { leases: { subnet: number; state: string; count: number }[] };
+  /**
+   * VPN tunnels (patronus_vpn_tunnel_up, patronus_vpn_{receive,transmit}_bytes_total,
+   * patronus_vpn_latest_handshake_seconds): WireGuard peers (tunnel = interface),
+   * OpenVPN clients (tunnel = server or client instance), IPsec CHILD_SAs (tunnel = connection/child)
+   */
+  vpnTunnels?: { service: 'wireguard' | 'openvpn' | 'ipsec'; tunnel: string; peer: string; up: boolean; rxBytes: number; txBytes: number; latestHandshake?: number }[];
 }

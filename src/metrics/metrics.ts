@@ -15,6 +15,7 @@
  *   patronus_dns_queries_total {type}, patronus_dns_answers_total {rcode},
  *   patronus_dns_cache_{hits,misses}_total, patronus_dns_blocklist_domains {list}
  *   patronus_dhcp_leases {subnet, state}
+ *   patronus_vpn_tunnel_up, patronus_vpn_{receive,transmit}_bytes_total, patronus_vpn_latest_handshake_seconds {service, tunnel, peer}
  *   patronus_apply_duration_seconds (histogram), patronus_applies_total {result}
  *   patronus_revision_committed, patronus_revision_pending_confirmation, patronus_reconcile_ok
  *   patronus_scrape_subsystem_ok {subsystem}, patronus_process_* (prom-client defaults)
@@ -145,6 +146,19 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   });
   gauge('patronus_dns_blocklist_domains', 'Domains a DNS blocklist loaded', ['list'], (g, s) => {
     for (const { m } of each(s)) for (const b of m.dns?.blocklists ?? []) g.set({ list: b.list }, b.domains);
+  });
+  const tunnel = (t: NonNullable<SubsystemMetrics['vpnTunnels']>[number]) => ({ service: t.service, tunnel: t.tunnel, peer: t.peer });
+  gauge('patronus_vpn_tunnel_up', 'Whether a VPN tunnel or peer is up (WireGuard: handshake in the last 3 minutes)', ['service', 'tunnel', 'peer'], (g, s) => {
+    for (const { m } of each(s)) for (const t of m.vpnTunnels ?? []) g.set(tunnel(t), t.up ? 1 : 0);
+  });
+  counter('patronus_vpn_receive_bytes_total', 'Bytes received through a VPN tunnel, by service, tunnel and peer', ['service', 'tunnel', 'peer'], (c, s) => {
+    for (const { m } of each(s)) for (const t of m.vpnTunnels ?? []) c.inc(tunnel(t), t.rxBytes);
+  });
+  counter('patronus_vpn_transmit_bytes_total', 'Bytes sent through a VPN tunnel, by service, tunnel and peer', ['service', 'tunnel', 'peer'], (c, s) => {
+    for (const { m } of each(s)) for (const t of m.vpnTunnels ?? []) c.inc(tunnel(t), t.txBytes);
+  });
+  gauge('patronus_vpn_latest_handshake_seconds', 'Unix time of the latest WireGuard handshake with a peer (0: never)', ['service', 'tunnel', 'peer'], (g, s) => {
+    for (const { m } of each(s)) for (const t of m.vpnTunnels ?? []) if (t.latestHandshake !== undefined) g.set(tunnel(t), t.latestHandshake);
   });
   gauge('patronus_dhcp_leases', 'DHCP leases by subnet id and state', ['subnet', 'state'], (g, s) => {
     for (const { m } of each(s)) for (const l of m.dhcp?.leases ?? []) g.set({ subnet: String(l.subnet), state: l.state }, l.count);

@@ -89,6 +89,9 @@ describe('ipsec (strongSwan) between two namespaces', { skip }, () => {
     assert.ok(child.packetsIn >= 3 && child.packetsOut >= 3 && child.bytesIn > 0, 'ESP counters count the pings');
     assert.equal(child.encap, !esp, 'libipsec runs ESP in UDP');
     assert.ok(!JSON.stringify(st).includes('horse'), 'the PSK never shows in status');
+    const m = await ipsecSubsystem.metrics!(hostA);
+    assert.deepEqual(m.services, [{ service: 'ipsec', up: true }]);
+    assert.deepEqual(m.vpnTunnels!.map((t) => [t.tunnel, t.peer, t.up, t.rxBytes > 0]), [['s2s/net', '192.0.2.2', true, true]]);
     assert.equal(statSync(path.join(dirA, 'services/ipsec/swanctl.conf')).mode & 0o777, 0o600);
     assert.deepEqual(await ipsecSubsystem.plan(dA, hostA), [], 'idempotent');
   });

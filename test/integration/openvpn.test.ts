@@ -85,6 +85,10 @@ describe('openvpn between two namespaces', { skip }, () => {
     assert.equal(stB.detail.instances[0]!.state, 'CONNECTED');
     assert.equal(stB.detail.instances[0]!.localAddress, '10.88.0.50');
     assert.ok(!JSON.stringify(st).includes('PRIVATE KEY'));
+    const m = await openvpnSubsystem.metrics!(hostA);
+    assert.deepEqual(m.services, [{ service: 'openvpn', up: true }]);
+    assert.ok(m.vpnTunnels!.some((t) => t.tunnel === 'road' && t.peer === 'branch' && t.up && t.rxBytes > 0));
+    assert.ok((await openvpnSubsystem.metrics!(hostB)).vpnTunnels!.some((t) => t.tunnel === 'hq' && t.up && t.rxBytes > 0));
   });
 
   it('the certificate-files client form passes openvpn; a broken file is caught before anything runs', async () => {

@@ -110,6 +110,11 @@ describe('wireguard between two namespaces', { skip }, () => {
     assert.ok(peer.rxBytes > 0 && peer.txBytes > 0, 'transfer counted both ways');
     assert.equal(peer.endpoint, '192.0.2.2:51821');
     assert.deepEqual(wg.peers.find((p) => p.peer === 'phone')?.presharedKey, true);
+    const metrics = await wireguardSubsystem.metrics!(hostA);
+    assert.deepEqual(metrics.services, [{ service: 'wireguard', up: true }]);
+    const t = metrics.vpnTunnels!.find((x) => x.peer === 'site-b')!;
+    assert.ok(t.up && t.tunnel === ifA && t.rxBytes > 0 && t.txBytes > 0 && t.latestHandshake! > 0);
+    assert.equal(metrics.vpnTunnels!.find((x) => x.peer === 'phone')!.up, false, 'a peer that never shook hands is down');
     const text = JSON.stringify(status);
     assert.ok(!text.includes(interfaceKeys(dirA, ifA).privateKey), 'status never carries the private key');
     assert.equal(JSON.stringify(redactSecrets({ privateKey: 'x', nested: [{ presharedKey: 'y' }] })), '{"privateKey":"[redacted]","nested":[{"presharedKey":"[redacted]"}]}');

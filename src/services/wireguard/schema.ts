@@ -18,7 +18,7 @@ export const wireguardPeerSchema = z
     allowedIps: z.array(prefixField).min(1).describe('prefixes routed to this peer and accepted from it (cryptokey routing)'),
     endpoint: endpointField.optional().describe('host:port to reach the peer at; omit for roaming clients'),
     persistentKeepalive: z.number().int().min(1).max(65535).optional().describe('seconds between keepalives (useful behind NAT)'),
-    description: z.string().max(200).optional(),
+    description: z.string().max(200).optional().describe('free text for operators'),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -38,7 +38,7 @@ export const wireguardClientExportSchema = z
 export const wireguardInterfaceSchema = z
   .object({
     name: linuxInterfaceField.describe('interface name, e.g. wg0'),
-    enabled: z.boolean().default(true),
+    enabled: z.boolean().default(true).describe('bring this interface up'),
     listenPort: portField.optional().describe('UDP port to listen on (default 51820)'),
     addresses: z.array(interfaceAddressField).default([]).describe('addresses on the tunnel interface, e.g. 10.8.0.1/24'),
     mtu: z.number().int().min(1280).max(9000).default(1420).describe('interface MTU'),
@@ -46,8 +46,8 @@ export const wireguardInterfaceSchema = z
     routeAllowedIps: z.boolean().default(true).describe('add routes for the peers\' allowed IPs through this interface (default routes 0.0.0.0/0 and ::/0 are never added: use gateways for that)'),
     implementation: z.enum(['auto', 'kernel', 'userspace']).default('auto').describe('kernel module or wireguard-go; auto uses the kernel when it has WireGuard'),
     clientExport: wireguardClientExportSchema.optional().describe('what exported client configs for generated peers contain'),
-    peers: z.array(wireguardPeerSchema).default([]),
-    description: z.string().max(200).optional(),
+    peers: z.array(wireguardPeerSchema).default([]).describe('peers of this interface'),
+    description: z.string().max(200).optional().describe('free text for operators'),
   })
   .strict()
   .superRefine((i, ctx) => {

@@ -18,6 +18,14 @@ import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
 import { idsEngine } from '../services/ids/engine.js';
 import type { HaSync } from '../ha/sync.js';
+import { redactSecrets } from '../services/common/redact.js';
+import { dhcpLeases } from '../services/kea/kea.js';
+import { ipToInt, keaSchema } from '../services/kea/schema.js';
+import { exportClientConfig, ExportError } from '../services/wireguard/export.js';
+import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
+import { exportProfile } from '../services/openvpn/openvpn.js';
+import { openvpnServerSchema } from '../services/openvpn/schema.js';
+import { ipsecCaCertificate } from '../services/ipsec/ipsec.js';
 
 export interface ServerOptions {
   engine: Engine;
@@ -67,6 +75,22 @@ const alertsQuery = z.object({
   source: z.string().max(64).optional().describe('only alerts from this source address'),
 });
 
+const leasesQuery = z
+  .object({
+    subnet: z
+      .string()
+      .regex(/^(\d+|\d+\.\d+\.\d+\.\d+\/\d{1,2})$/, 'must be a subnet id or an IPv4 network such as 192.168.1.0/24')
+      .refine((s) => !s.includes('/') || Number(s.split('/')[1]) <= 32, 'prefix length must be at most 32')
+      .optional()
+      .describe('only leases in this subnet: its id, or its network (addresses inside it)'),
+    state: z.enum(['active', 'declined', 'expired']).optional().describe('only leases in this state'),
+  })
+  .strict();
+const nameField = z.string().min(1).max(64);
+const wgPeerParams = z.object({ interface: nameField.describe('WireGuard interface name'), peer: nameField.describe('peer name') });
+const wgConfigQuery = z.object({ format: z.enum(['text', 'svg']).default('text').describe('text: wg-quick config; svg: the same as a QR code') }).strict();
+const ovpnParams = z.object({ server: nameField.describe('OpenVPN server name'), client: nameField.describe('client name') });
+
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   const { engine, store, metrics } = opts;
   const app = Fastify({
@@ -105,6 +129,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     }
     (req as { tokenName?: string }).tokenName = name;
   });
+
+  // Every JSON body (status, service state, documents, plans, errors) passes
+  // redactSecrets: private keys and PSKs never leave, whatever a subsystem
+  // reports. Text bodies (the explicit exports below, /metrics) are strings
+  // and skip this hook; the OpenAPI document is schema, not data (its
+  // `presharedKey` properties would be mangled).
+  app.addHook('preSerialization', async (req, _reply, payload) => (req.url.split('?')[0] === '/openapi.json' ? payload : redactSecrets(payload)));
 
   app.addHook('onClose', async () => {
     opts.haSync?.detach(engine);
@@ -225,6 +256,78 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         }),
     );
     return out;
+  });
+
+  /** A section of the committed document (raw JSON, defaults applied by `schema`), or undefined when nothing is committed. */
+  const committed = (key: string): unknown => (store.current()?.config as Record<string, unknown> | undefined)?.[key];
+
+  app.get(`${API_PREFIX}/dhcp/leases`, { schema: { summary: "Kea's current DHCPv4 leases (empty when DHCP is disabled)", querystring: leasesQuery } }, async (req) => {
+    const dhcp = keaSchema.safeParse(committed('dhcp') ?? {});
+    if (!dhcp.success || !dhcp.data.enabled) return { enabled: false, leases: [] };
+    const { subnet, state } = req.query;
+    let inSubnet: (l: { address: string; subnetId: number }) => boolean = () => true;
+    if (subnet?.includes('/')) {
+      const [net, len] = subnet.split('/') as [string, string];
+      const bits = Number(len);
+      const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+      const base = (ipToInt(net) & mask) >>> 0;
+      inSubnet = (l) => ((ipToInt(l.address) & mask) >>> 0) === base;
+    } else if (subnet !== undefined) {
+      inSubnet = (l) => l.subnetId === Number(subnet);
+    }
+    const leases = dhcpLeases(engine.host).filter((l) => inSubnet(l) && (state === undefined || l.state === state));
+    return { enabled: true, leases };
+  });
+
+  app.get(
+    `${API_PREFIX}/vpn/wireguard/:interface/peers/:peer/config`,
+    { schema: { summary: 'Client config of a generated WireGuard peer: wg-quick text (text/plain) or QR code (image/svg+xml); holds the peer private key', params: wgPeerParams, querystring: wgConfigQuery } },
+    async (req, reply) => {
+      const { interface: name, peer } = req.params;
+      const raw = (committed('wireguard') as { interfaces?: { name?: unknown }[] } | undefined)?.interfaces?.find((i) => i.name === name);
+      if (!raw) return reply.code(404).send(errorBody(404, `wireguard interface "${name}" is not in the committed configuration`));
+      const iface = wireguardInterfaceSchema.parse(raw);
+      if (!iface.peers.some((p) => p.name === peer)) return reply.code(404).send(errorBody(404, `wireguard interface ${name} has no peer "${peer}"`));
+      let out;
+      try {
+        out = await exportClientConfig(engine.host.stateDir, iface, peer);
+      } catch (e) {
+        // the peer exists but cannot be exported (key not kept, no clientExport, not applied yet)
+        if (e instanceof ExportError) return reply.code(409).send(errorBody(409, e.message));
+        throw e;
+      }
+      reply.header('cache-control', 'no-store');
+      if (req.query.format === 'svg') return reply.type('image/svg+xml').send(out.svg);
+      return reply.type('text/plain; charset=utf-8').send(out.text);
+    },
+  );
+
+  app.get(
+    `${API_PREFIX}/vpn/openvpn/:server/clients/:client/profile`,
+    { schema: { summary: 'The .ovpn profile of an OpenVPN server client (inline CA, certificate, private key, tls-crypt key)', params: ovpnParams } },
+    async (req, reply) => {
+      const { server: name, client } = req.params;
+      const raw = (committed('openvpn') as { servers?: { name?: unknown }[] } | undefined)?.servers?.find((s) => s.name === name);
+      if (!raw) return reply.code(404).send(errorBody(404, `openvpn server "${name}" is not in the committed configuration`));
+      const server = openvpnServerSchema.parse(raw);
+      if (!server.clients.some((c) => c.name === client)) return reply.code(404).send(errorBody(404, `openvpn server ${name} has no client "${client}"`));
+      let profile: string;
+      try {
+        profile = exportProfile(engine.host.stateDir, server, client);
+      } catch (e) {
+        return reply.code(409).send(errorBody(409, (e as Error).message));
+      }
+      reply.header('cache-control', 'no-store');
+      reply.header('content-disposition', `attachment; filename="${client}-${name}.ovpn"`);
+      return reply.type('application/x-openvpn-profile').send(profile);
+    },
+  );
+
+  app.get(`${API_PREFIX}/vpn/ipsec/ca`, { schema: { summary: "The certificate (PEM) of this host's IPsec CA, for peers to trust (one CA per host)" } }, async (_req, reply) => {
+    const conns = (committed('ipsec') as { connections?: unknown[] } | undefined)?.connections;
+    // the CA is made on first use: do not make one on a host that runs no IPsec
+    if (!conns?.length) return reply.code(404).send(errorBody(404, 'no IPsec connections in the committed configuration'));
+    return reply.type('application/x-pem-file').send(ipsecCaCertificate(engine.host.stateDir));
   });
 
   return app;

@@ -73,7 +73,7 @@ export const gatewaysSchema = z
     groups: z.array(groupSchema).default([]).describe('gateway groups (failover tiers, load-balancing weights)'),
     policies: z.array(policySchema).default([]).describe('which new connections use which group, first match wins'),
     tableBase: z.number().int().min(1).max(0x7fff0000).default(200).describe('routing table of gateway n (1-based, in list order) is tableBase + n'),
-    rulePriority: z.number().int().min(1).max(32000).default(10000).describe('ip rule preferences used: rulePriority .. rulePriority + 2 x gateways'),
+    rulePriority: z.number().int().min(1).max(32000).default(10000).describe('ip rule preferences: rulePriority (main table without its default), + n (mark of gateway n), + 256 + 4n (WAN source addresses); only rules Patronus added itself are ever removed'),
   })
   .strict()
   .default({ gateways: [], groups: [], policies: [], tableBase: 200, rulePriority: 10000 });

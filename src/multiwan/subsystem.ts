@@ -44,7 +44,8 @@ const key = (host: Host) => host.netns ?? '';
 /** What apply made, so teardown and the next apply remove exactly that. */
 interface Applied {
   tables: number[];
-  prefs: number[];
+  /** signatures of the ip rules it added (pref|table|fwmark|mask|from|suppress) */
+  rules: string[];
 }
 
 export interface MultiwanStatus {
@@ -80,10 +81,9 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
     const up = running.get(key(host))?.monitor.up() ?? new Map<string, boolean>();
     const wanted = desired.enabled ? await canonicalTable(renderMwanScript(desired, up), host, MWAN_FAMILY, MWAN_TABLE) : undefined;
     changes.push(...diffTables(current, wanted, `table ${MWAN_FAMILY} ${MWAN_TABLE}`));
-    const have = await ourRules(host, desired, readApplied(host));
-    const want = wantedRules(desired, await addresses(host, desired));
-    for (const w of want) if (!have.some((h) => h.sig === sig(w.pref, w.args))) changes.push({ action: 'add', object: `ip rule ${w.pref}`, detail: w.args.join(' ') });
-    for (const h of have) if (!want.some((w) => sig(w.pref, w.args) === h.sig)) changes.push({ action: 'remove', object: `ip rule ${h.pref}`, detail: h.sig });
+    const rules = await ruleChanges(host, desired, readApplied(host));
+    for (const w of rules.add) changes.push({ action: 'add', object: `ip rule ${w.pref}`, detail: w.args.join(' ') });
+    for (const h of rules.remove) changes.push({ action: 'remove', object: `ip rule ${h.pref}`, detail: h.sig });
     for (const g of desired.enabled ? desired.gateways : []) {
       const r = await host.run('ip', ['-j', 'route', 'show', 'table', String(g.table), 'default'], { reject: false });
       const routes = r.exitCode === 0 && r.stdout.trim() ? (JSON.parse(r.stdout) as { gateway?: string; dev?: string }[]) : [];
@@ -121,10 +121,10 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
     }
     const up: GatewayUp = new Map(desired.gateways.map((g) => [g.name, initial.get(g.name) !== 'down']));
     await runScript(host, renderMwanScript(desired, up), 'apply multi-WAN table');
-    await convergeRules(host, desired, applied);
+    const rules = await convergeRules(host, desired, applied);
     // tables no longer used
     for (const t of applied.tables) if (!desired.gateways.some((g) => g.table === t)) await host.run('ip', ['route', 'flush', 'table', String(t)], { reject: false });
-    writeApplied(host, { tables: desired.gateways.map((g) => g.table), prefs: wantedRules(desired, await addresses(host, desired)).map((r) => r.pref) });
+    writeApplied(host, { tables: desired.gateways.map((g) => g.table), rules });
 
     const monitor = new HealthMonitor(
       host,
@@ -191,9 +191,10 @@ function appliedFile(host: Host): string {
 
 function readApplied(host: Host): Applied {
   try {
-    return JSON.parse(readFileSync(appliedFile(host), 'utf8')) as Applied;
+    const a = JSON.parse(readFileSync(appliedFile(host), 'utf8')) as Partial<Applied>;
+    return { tables: a.tables ?? [], rules: a.rules ?? [] };
   } catch {
-    return { tables: [], prefs: [] };
+    return { tables: [], rules: [] };
   }
 }
 
@@ -237,27 +238,28 @@ function sigOf(r: RuleJson): string {
   return [r.priority, r.table ?? '', r.fwmark ? Number(r.fwmark) : '', r.fwmask ? Number(r.fwmask) : '', src, r.suppress_prefixlen ?? ''].join('|');
 }
 
-/** The rules in Patronus' preference range (and any recorded by the last apply). */
-async function ourRules(host: Host, d: MwanDesired | undefined, applied: Applied): Promise<{ pref: number; sig: string }[]> {
+/** Every IPv4 rule of the host's namespace, by signature (the ones Patronus made are told apart by Applied.rules). */
+async function listRules(host: Host): Promise<{ pref: number; sig: string }[]> {
   const r = await host.run('ip', ['-j', '-4', 'rule', 'show'], { reject: false });
   if (r.exitCode !== 0) throw new Error(`ip rule show failed (${host.where}): ${r.stderr.trim()}`);
-  const lo = d?.rulePriority ?? Number.POSITIVE_INFINITY;
-  const mine = (p: number) => (p >= lo && p <= lo + 1300) || applied.prefs.includes(p);
-  return (JSON.parse(r.stdout || '[]') as RuleJson[]).filter((x) => mine(x.priority)).map((x) => ({ pref: x.priority, sig: sigOf(x) }));
+  return (JSON.parse(r.stdout || '[]') as RuleJson[]).map((x) => ({ pref: x.priority, sig: sigOf(x) }));
 }
 
-async function convergeRules(host: Host, d: MwanDesired, applied: Applied): Promise<void> {
-  const want = wantedRules(d, await addresses(host, d));
-  const have = await ourRules(host, d, applied);
+/** Rules to add and to remove: only rules this subsystem made itself (recorded) are ever removed. */
+async function ruleChanges(host: Host, d: MwanDesired | undefined, applied: Applied) {
+  const want = d?.enabled ? wantedRules(d, await addresses(host, d)).map((w) => ({ ...w, sig: sig(w.pref, w.args) })) : [];
+  const have = await listRules(host);
+  const add = want.filter((w) => !have.some((h) => h.sig === w.sig));
+  const remove = have.filter((h) => applied.rules.includes(h.sig) && !want.some((w) => w.sig === h.sig));
+  return { want, add, remove };
+}
+
+async function convergeRules(host: Host, d: MwanDesired, applied: Applied): Promise<string[]> {
+  const { want, add, remove } = await ruleChanges(host, d, applied);
   // add first, then remove: traffic is never without its rule
-  for (const w of want) {
-    if (have.some((h) => h.sig === sig(w.pref, w.args))) continue;
-    await host.run('ip', ['-4', 'rule', 'add', 'pref', String(w.pref), ...w.args]);
-  }
-  for (const h of have) {
-    if (want.some((w) => sig(w.pref, w.args) === h.sig)) continue;
-    await deleteRuleBySig(host, h);
-  }
+  for (const w of add) await host.run('ip', ['-4', 'rule', 'add', 'pref', String(w.pref), ...w.args]);
+  for (const h of remove) await deleteRuleBySig(host, h);
+  return want.map((w) => w.sig);
 }
 
 async function deleteRuleBySig(host: Host, h: { pref: number; sig: string }): Promise<void> {
@@ -273,7 +275,7 @@ async function deleteRuleBySig(host: Host, h: { pref: number; sig: string }): Pr
 
 async function removeAll(host: Host, d: MwanDesired | undefined, applied: Applied): Promise<void> {
   await runScript(host, `add table ${MWAN_FAMILY} ${MWAN_TABLE}\ndelete table ${MWAN_FAMILY} ${MWAN_TABLE}\n`, 'remove multi-WAN table');
-  for (const h of await ourRules(host, d, applied)) await deleteRuleBySig(host, h);
+  for (const h of (await ruleChanges(host, undefined, applied)).remove) await deleteRuleBySig(host, h);
   const tables = new Set([...applied.tables, ...(d?.gateways.map((g) => g.table) ?? [])]);
   for (const t of tables) await host.run('ip', ['route', 'flush', 'table', String(t)], { reject: false });
   rmSync(appliedFile(host), { force: true });

@@ -8,7 +8,7 @@
  * connection shows which WAN carried it. 10.0.1.10 uses a failover group
  * (wan1 tier 1, wan2 tier 2), 10.0.1.11 a load-balancing group (wan1 weight
  * 3, wan2 weight 1). The gateway runs Patronus' firewall (masquerade on both
- * WANs) and multi-WAN with ICMP monitoring every 100 ms.
+ * WANs) and multi-WAN with ICMP (wan1) and TCP (wan2) monitoring every 200 ms.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,7 +25,7 @@ import { multiwanSubsystem, type MwanDesired } from '../../src/multiwan/subsyste
 import { formatIssue } from '../../src/config/issues.js';
 import type { CompileContext } from '../../src/apply/subsystem.js';
 
-const monitor = { method: 'icmp', intervalMs: 100, window: 10, lossPercent: 30, latencyMs: 200, upAfter: 3 };
+const monitor = { method: 'icmp', intervalMs: 200, window: 10, lossPercent: 30, latencyMs: 200, upAfter: 3 };
 const doc = (gatewaysExtra: Record<string, unknown> = {}): ConfigInput =>
   ({
     interfaces: [
@@ -254,7 +254,12 @@ describe('multi-WAN failover, load balancing and recovery', { skip: missing('net
   });
 
   it('teardown removes exactly what apply made', async () => {
+    // a rule of the host's own inside Patronus' preference range is not Patronus' to remove
+    await gw.ip('rule', 'add', 'pref', '10005', 'from', '10.9.9.9', 'lookup', 'main');
+    await multiwanSubsystem.apply(desired, host);
+    assert.match((await gw.nsenter('ip', ['-4', 'rule', 'show'])).stdout, /10005:\s+from 10\.9\.9\.9 lookup main/);
     await multiwanSubsystem.teardown!(host);
+    assert.match((await gw.nsenter('ip', ['-4', 'rule', 'show'])).stdout, /10005:\s+from 10\.9\.9\.9 lookup main/);
     assert.equal(multiwanSubsystem.monitor(host), undefined);
     const rules = (await gw.nsenter('ip', ['-4', 'rule', 'show'])).stdout;
     assert.doesNotMatch(rules, /lookup 20[12]|suppress_prefixlength/);

@@ -115,7 +115,7 @@ describe('openvpn between two namespaces', { skip }, () => {
     assert.equal(await ping(b, '10.88.0.1', 1), false, 'a removed client gets no tunnel');
   });
 
-  it('a server that cannot start makes apply throw with its error', async () => {
+  it('a server that cannot start makes apply throw with its error', { skip: missing({ cmd: 'python3' }) }, async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pt-ovf-'));
     const h = new Host({ netns: a.name, stateDir: dir });
     const release = await holdUdpPort(a, 1195);

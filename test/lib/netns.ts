@@ -14,7 +14,7 @@ export interface RunOptions {
   env?: Record<string, string>;
 }
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 
 export interface VethEnd {
   ns: Netns;
@@ -106,6 +106,7 @@ export class Lab {
       }
       const r = await execa('ip', ['netns', 'del', ns.name], { reject: false });
       if (r.exitCode !== 0 && existsSync(ns.path)) console.error(`# lab teardown: ip netns del ${ns.name}: ${r.stderr}`);
+      removeDefaultPins(ns.name);
     }
   }
 }
@@ -131,4 +132,15 @@ export async function sweepStaleNamespaces(): Promise<void> {
     }
     await execa('ip', ['netns', 'del', name], { reject: false });
   }
+  // default pin directories of Hosts in namespaces whose creator is gone
+  for (const dir of existsSync('/sys/fs/bpf') ? readdirSync('/sys/fs/bpf') : []) {
+    const m = /^patronus-pt-(\d+)-[0-9a-f]{6}-/.exec(dir);
+    if (m && !existsSync(`/proc/${m[1]}`)) rmSync(`/sys/fs/bpf/${dir}`, { recursive: true, force: true });
+  }
+}
+
+/** A Host in namespace NAME pins under /sys/fs/bpf/patronus-NAME by default (src/system/host.ts). */
+function removeDefaultPins(nsName: string): void {
+  const dir = `/sys/fs/bpf/patronus-${nsName}`;
+  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
 }

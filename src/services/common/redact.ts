@@ -29,8 +29,11 @@ export function redactText(text: string): string {
   return out;
 }
 
+/** `pskFile`, `tlsCryptFile`: where a secret is kept (a path the document may show), not the secret. */
+const PATH_KEY = /File$/;
+
 function walk(v: unknown, key: string | undefined): unknown {
-  if (key !== undefined && SECRET_KEY.test(key) && v !== null && v !== undefined && typeof v !== 'boolean') return REDACTED;
+  if (key !== undefined && SECRET_KEY.test(key) && !PATH_KEY.test(key) && v !== null && v !== undefined && typeof v !== 'boolean') return REDACTED;
   if (typeof v === 'string') return redactText(v);
   if (Array.isArray(v)) return v.map((x) => walk(x, undefined));
   if (v && typeof v === 'object' && !(v instanceof Date)) {

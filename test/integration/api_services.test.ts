@@ -1,9 +1,10 @@
 /**
  * The gateway-service routes over real HTTP: the server on 127.0.0.1:0
- * applies a document with a real Kea on lan0 and a real WireGuard
- * interface; dhclient in a client namespace takes a lease that
- * GET /dhcp/leases then lists; the WireGuard client export comes back as
- * wg-quick text and as a QR code; and no JSON body the API serves carries
+ * applies a document with a real Kea on lan0, a real WireGuard interface
+ * and a real OpenVPN server; dhclient in a client namespace takes a lease
+ * that GET /dhcp/leases then lists; the WireGuard client export comes back
+ * as wg-quick text and as a QR code, the .ovpn profile with the server's CA;
+ * and no JSON body the API serves carries
  * the interface's or the peer's private key or the PSK.
  *
  *   cli (52:54:00:bb:00:07) --lan0-- fw (10.69.0.1) --wan0-- peer
@@ -18,11 +19,12 @@ import { Store } from '../../src/store/store.js';
 import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { readSecret, interfaceKeyFile, peerKeyFile, peerPskFile } from '../../src/services/wireguard/keys.js';
+import { pkiDir } from '../../src/services/pki/pki.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
 import type { Netns } from '../lib/netns.js';
 
-const skip = missing('netns', { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' }, { cmd: 'wg' }, { cmd: 'wireguard-go' });
+const skip = missing('netns', { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' }, { cmd: 'wg' }, { cmd: 'wireguard-go' }, { cmd: 'openvpn' }, { cmd: 'unshare' });
 const MAC = '52:54:00:bb:00:07';
 
 describe('REST API: DHCP leases, VPN exports, secret redaction', { skip }, () => {
@@ -78,6 +80,7 @@ describe('REST API: DHCP leases, VPN exports, secret redaction', { skip }, () =>
         },
       ],
     },
+    openvpn: { servers: [{ name: 'road', port: 1194, network: '10.88.0.0/24', remoteHost: 'vpn.example.net', clients: [{ name: 'alice' }] }] },
   });
 
   before(async () => {
@@ -160,7 +163,7 @@ describe('REST API: DHCP leases, VPN exports, secret redaction', { skip }, () =>
     }
   });
 
-  it('exports a WireGuard client config as text and as a QR SVG; unknown names give 404', async () => {
+  it('exports a WireGuard client config as text and as a QR SVG, an OpenVPN profile; unknown names give 404', async () => {
     const priv = readSecret(L.stateDir, peerKeyFile(wg, 'phone'));
     const psk = readSecret(L.stateDir, peerPskFile(wg, 'phone'));
     assert.ok(priv && psk, 'apply generated the peer key and PSK');
@@ -190,6 +193,17 @@ describe('REST API: DHCP leases, VPN exports, secret redaction', { skip }, () =>
     assert.match(noPeer.json.message, /no peer "tablet"/);
     assert.equal((await call('GET', `/api/v1/vpn/wireguard/${wg}/peers/phone/config?format=png`)).status, 400);
 
+    const p = await call('GET', '/api/v1/vpn/openvpn/road/clients/alice/profile');
+    assert.equal(p.status, 200, p.text);
+    assert.match(p.type, /^application\/x-openvpn-profile/);
+    assert.match(p.text, /^remote vpn\.example\.net 1194 udp$/m);
+    for (const tag of ['ca', 'cert', 'key', 'tls-crypt']) assert.match(p.text, new RegExp(`<${tag}>\\n-----BEGIN [\\s\\S]+?</${tag}>`), tag);
+    // the profile's CA is the one the running server was given
+    const serverCa = readFileSync(join(pkiDir(L.stateDir, 'openvpn-road'), 'ca.crt'), 'utf8').trim();
+    assert.ok(p.text.includes(`<ca>\n${serverCa}\n</ca>`), 'profile CA is the server CA');
+    const noClient = await call('GET', '/api/v1/vpn/openvpn/road/clients/bob/profile');
+    assert.equal(noClient.status, 404);
+    assert.match(noClient.json.message, /no client "bob"/);
     const ovpn = await call('GET', '/api/v1/vpn/openvpn/office/clients/alice/profile');
     assert.equal(ovpn.status, 404);
     assert.match(ovpn.json.message, /openvpn server "office"/);
@@ -229,7 +243,7 @@ describe('REST API: DHCP leases, VPN exports, secret redaction', { skip }, () =>
       leakyStore.close();
     }
 
-    const exports = (p: string) => /\/vpn\/wireguard\/[^/]+\/peers\/[^/]+\/config/.test(p);
+    const exports = (p: string) => /\/vpn\/wireguard\/[^/]+\/peers\/[^/]+\/config|\/vpn\/openvpn\//.test(p);
     for (const { path, text } of bodies.filter((b) => !exports(b.path))) {
       for (const s of secrets) assert.ok(!text.includes(s), `${path} leaks a secret`);
     }

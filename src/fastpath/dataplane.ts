@@ -62,6 +62,22 @@ export interface DataPlaneOptions {
   capacity?: Partial<FastpathCapacity>;
   /** runs attach/query code inside the target network namespace */
   inNetns?: <T>(fn: () => T) => T;
+  /**
+   * When the pinned data plane is from an incompatible build (other map
+   * layout), load a new one in its place instead of failing; attach() then
+   * replaces the old programs on the interfaces atomically. Counters and the
+   * block list of the old data plane are not carried over (their layout
+   * differs). Only apply sets this: observers must never load programs.
+   */
+  upgrade?: boolean;
+}
+
+/** The pinned data plane was built with another layout than this build's. */
+export class IncompatibleDataPlaneError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'IncompatibleDataPlaneError';
+  }
 }
 
 export interface RuleCounter {
@@ -132,8 +148,31 @@ export class FastpathDataPlane implements Disposable {
       renameSync(`${opts.pinDir}_next`, opts.pinDir);
       removePins(`${opts.pinDir}_old`);
     }
-    if (existsSync(`${opts.pinDir}/xdp_filter`)) return FastpathDataPlane.adopt(opts.pinDir, inNs);
-    return FastpathDataPlane.load(opts, inNs);
+    if (existsSync(`${opts.pinDir}/xdp_filter`)) {
+      try {
+        return FastpathDataPlane.adopt(opts.pinDir, inNs);
+      } catch (e) {
+        if (!(e instanceof IncompatibleDataPlaneError) || !opts.upgrade) throw e;
+        // keep the old pins (and so its programs) until the new programs replaced them
+        removePins(`${opts.pinDir}_old`);
+        renameSync(opts.pinDir, `${opts.pinDir}_old`);
+      }
+    }
+    const dp = await FastpathDataPlane.load(opts, inNs);
+    // an upgrade in progress (possibly interrupted earlier): the programs of
+    // the superseded data plane may be attached; attach() replaces them
+    dp.superseded = supersededProgIds(`${opts.pinDir}_old`);
+    return dp;
+  }
+
+  /** Program ids of a superseded data plane that attach() may replace. */
+  private superseded = new Set<number>();
+
+  /** Removes the pins of a superseded data plane once nothing runs it. */
+  retireSuperseded(): void {
+    if (this.superseded.size === 0) return;
+    removePins(`${this.pinDir}_old`);
+    this.superseded.clear();
   }
 
   /** True when a data plane is pinned at pinDir. */
@@ -147,7 +186,7 @@ export class FastpathDataPlane implements Disposable {
     try {
       for (const name of MAP_NAMES) {
         const path = `${pinDir}/${name}`;
-        if (!existsSync(path)) throw new Error(`fastpath: pinned data plane at ${pinDir} lacks map ${name} (remove it with teardown, then apply again)`);
+        if (!existsSync(path)) throw new IncompatibleDataPlaneError(`fastpath: pinned data plane at ${pinDir} lacks map ${name} (it is from another Patronus version; an apply replaces it)`);
         const m = openRaw(path);
         opened.push(m);
         maps[name] = m;
@@ -454,8 +493,10 @@ export class FastpathDataPlane implements Disposable {
       if (q.progId === this.xdp.info.id) {
         modes.set(i.name, q.mode as XdpMode);
       } else {
-        if (q.progId !== 0) throw new Error(`fastpath: interface ${i.name} already runs XDP program id ${q.progId}, not Patronus' (detach it first)`);
-        modes.set(i.name, this.inNs(() => this.xdp.attachXdp(idx, { mode: i.mode })));
+        const upgrade = this.superseded.has(q.progId);
+        if (q.progId !== 0 && !upgrade) throw new Error(`fastpath: interface ${i.name} already runs XDP program id ${q.progId}, not Patronus' (detach it first)`);
+        // an older Patronus data plane is replaced in one netlink operation: no gap
+        modes.set(i.name, this.inNs(() => this.xdp.attachXdp(idx, { mode: upgrade ? (q.mode === 'generic' ? 'generic' : 'native') : i.mode, replace: upgrade })));
       }
       const tcId = this.inNs(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE));
       if (i.egress && tcId !== this.tc.info.id) this.inNs(() => this.tc.attachTc(idx, 'egress', { priority: TC_PRIORITY, handle: TC_HANDLE, replace: true }));
@@ -654,6 +695,20 @@ export class FastpathDataPlane implements Disposable {
   }
 }
 
+function supersededProgIds(oldPinDir: string): Set<number> {
+  const ids = new Set<number>();
+  for (const name of ['xdp_filter', 'tc_filter']) {
+    if (!existsSync(`${oldPinDir}/${name}`)) continue;
+    try {
+      using p = BpfProgram.openPinned(`${oldPinDir}/${name}`);
+      ids.add(p.info.id);
+    } catch {
+      /* not a program we can open: nothing to replace */
+    }
+  }
+  return ids;
+}
+
 /** Removes every pin under pinDir (maps and programs) and the directory. */
 export function removePins(pinDir: string): void {
   if (!existsSync(pinDir)) return;
@@ -678,10 +733,10 @@ function checkLayout(maps: Record<MapName, RawMap>, where: string): void {
   for (const [name, [k, v]] of Object.entries(expect) as [MapName, [number, number]][]) {
     const info = maps[name].info;
     if (info.keySize !== k || info.valueSize !== v) {
-      throw new Error(`fastpath: map ${name} at ${where} has key/value ${info.keySize}/${info.valueSize} bytes, this build expects ${k}/${v} (the BPF object and src/fastpath/layout.ts disagree, or the pinned data plane is from another version)`);
+      throw new IncompatibleDataPlaneError(`fastpath: map ${name} at ${where} has key/value ${info.keySize}/${info.valueSize} bytes, this build expects ${k}/${v} (the BPF object and src/fastpath/layout.ts disagree, or the pinned data plane is from another version)`);
     }
   }
-  if (maps.actions.info.maxEntries !== 2 * FILTER_MAX_RULES) throw new Error(`fastpath: map actions at ${where} holds ${maps.actions.info.maxEntries} entries; this build expects ${2 * FILTER_MAX_RULES}`);
+  if (maps.actions.info.maxEntries !== 2 * FILTER_MAX_RULES) throw new IncompatibleDataPlaneError(`fastpath: map actions at ${where} holds ${maps.actions.info.maxEntries} entries; this build expects ${2 * FILTER_MAX_RULES}`);
   void fieldDataBytes;
   void fieldKeySize;
 }

@@ -9,7 +9,7 @@ import type { Change, CompileContext, Subsystem } from '../apply/subsystem.js';
 import type { Issue } from '../config/issues.js';
 import type { Host } from '../system/host.js';
 import { compileFastpath, type FastpathCapacity, type FastpathDesired } from './compile.js';
-import { FastpathDataPlane } from './dataplane.js';
+import { FastpathDataPlane, IncompatibleDataPlaneError } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
 import { LPM_FIELDS, bitList, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
@@ -86,7 +86,14 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
       for (const i of desired.interfaces) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}${i.egress ? `; tc egress, default ${i.egressPolicy.defaultPolicy}` : ''}` });
       return changes;
     }
-    using dp = await openFastpath(host);
+    let dp: FastpathDataPlane;
+    try {
+      dp = await openFastpath(host);
+    } catch (e) {
+      if (!(e instanceof IncompatibleDataPlaneError)) throw e;
+      return [{ action: 'change', object: `data plane ${pinDir}`, detail: `replace the pinned data plane of another Patronus version (${e.message}); its counters and block list start empty` }];
+    }
+    using _dp = dp;
     return planAgainst(dp, desired, host);
   },
 
@@ -96,7 +103,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
       if (FastpathDataPlane.isPinned(pinDir)) (await openFastpath(host)).destroy();
       return;
     }
-    let dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn) });
+    let dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn), upgrade: true });
     try {
       const previous = dp.configuredIfindexes();
       const ifindexOf = (n: string) => host.ifindex(n);
@@ -104,6 +111,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
       if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
       else await dp.apply(desired, ifindexOf);
       await dp.attach(desired.interfaces, ifindexOf, previous);
+      dp.retireSuperseded();
     } finally {
       dp.close();
     }

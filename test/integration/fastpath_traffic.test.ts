@@ -7,16 +7,16 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
 import { validateDocument } from '../../src/config/document.js';
-import { queryXdp } from '../../src/bpf/index.js';
+import { queryXdp, unpin } from '../../src/bpf/index.js';
 import { compileFastpathSection, fastpathSubsystem, openFastpath } from '../../src/fastpath/subsystem.js';
-import { removePins } from '../../src/fastpath/dataplane.js';
+import { IncompatibleDataPlaneError, removePins } from '../../src/fastpath/dataplane.js';
 import { Host } from '../../src/system/host.js';
 import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
@@ -281,5 +281,38 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     assert.equal(dp.ruleCounters().find((r) => r.name === 'deny-11')!.packets - c0, BigInt(sent['192.0.2.11']!), 'counters carried over');
     assert.deepEqual(dp.listBlocked(), [{ address: '192.0.2.13' }]);
     dp.unblock('192.0.2.13');
+  });
+
+  it('replaces a pinned data plane of another Patronus version under traffic (upgrade)', async () => {
+    const rules = [
+      { name: 'deny-11', source: '192.0.2.11', protocol: 'udp', action: 'drop' },
+      { name: 'allow-udp', protocol: 'udp', action: 'pass' },
+    ];
+    const desired = await apply({ fastpath: { interfaces: [{ name: 'eth0' }], rules } });
+    const pinDir = join(bpfRoot, 'fastpath');
+    let oldId: number;
+    {
+      using dp = await openFastpath(host, { create: false });
+      oldId = dp.xdp.info.id;
+    }
+    // an older build's pins: one map this build needs is not there
+    unpin(join(pinDir, 'gen_meta'));
+    await assert.rejects(openFastpath(host, { create: false }), IncompatibleDataPlaneError, 'observers never load programs');
+    const plan = await fastpathSubsystem.plan(desired, host);
+    assert.ok(plan.some((c) => c.action === 'change' && /another Patronus version/.test(c.detail ?? '')), JSON.stringify(plan));
+
+    const before = await rx.counts();
+    const traffic = sendUdp(a, '192.0.2.2', rx.port, 1000, 2000, ['192.0.2.1', '192.0.2.11']);
+    traffic.catch(() => {});
+    await new Promise((r) => setTimeout(r, 500));
+    await fastpathSubsystem.apply(desired, host);
+    const sent = await traffic;
+    const got = await settle(rx);
+    using dp = await openFastpath(host, { create: false });
+    assert.notEqual(dp.xdp.info.id, oldId, 'the new build\'s program runs');
+    assert.equal(host.inNetns(() => queryXdp(dp.interfaces()[0]!.ifindex)).progId, dp.xdp.info.id);
+    assert.equal(existsSync(`${pinDir}_old`), false, 'the superseded pins are gone');
+    assert.equal(delta(got, before, v4('192.0.2.1')), sent['192.0.2.1'], 'allowed packets lost during the upgrade');
+    assert.equal(delta(got, before, v4('192.0.2.11')), 0, 'denied packets passed during the upgrade');
   });
 });

@@ -50,3 +50,13 @@ export class NotSupportedError extends BpfError {
     this.name = 'NotSupportedError';
   }
 }
+
+/** A pin that holds another kind of object than the caller asked for. */
+export function wrongPinKind(path: string, found: 'map' | 'program', wanted: 'map' | 'program'): BpfError {
+  return new BpfError(`bpf_obj_get ${path}: pinned object is a ${found}, not a ${wanted}`, {
+    errno: 22,
+    code: 'EINVAL',
+    operation: 'bpf_obj_get',
+    object: path,
+  });
+}

@@ -6,7 +6,7 @@
 import { native } from './addon.js';
 import type { NativeMap, NativeMapInfo } from './native.js';
 import type { Codec } from './codecs.js';
-import { BpfError } from './errors.js';
+import { BpfError, wrongPinKind } from './errors.js';
 
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
@@ -216,12 +216,7 @@ export function openPinnedMap(path: string): NativeMap {
   const h = native.openPinned(path);
   if (!(h instanceof native.NativeMap)) {
     h.close();
-    throw new BpfError(`bpf_obj_get ${path}: pinned object is a program, not a map`, {
-      errno: 22,
-      code: 'EINVAL',
-      operation: 'bpf_obj_get',
-      object: path,
-    });
+    throw wrongPinKind(path, 'program', 'map');
   }
   return h;
 }

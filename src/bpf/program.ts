@@ -5,7 +5,7 @@
  */
 import { native } from './addon.js';
 import type { NativeProgram, NativeProgramInfo, NativeTestRunOptions, NativeTestRunResult, NativeXdpQuery, XdpMode } from './native.js';
-import { BpfError } from './errors.js';
+import { BpfError, wrongPinKind } from './errors.js';
 
 export type { XdpMode };
 export type XdpModeRequest = XdpMode | 'auto';
@@ -25,12 +25,7 @@ export class BpfProgram implements Disposable {
     const h = native.openPinned(path);
     if (!(h instanceof native.NativeProgram)) {
       h.close();
-      throw new BpfError(`bpf_obj_get ${path}: pinned object is a map, not a program`, {
-        errno: 22,
-        code: 'EINVAL',
-        operation: 'bpf_obj_get',
-        object: path,
-      });
+      throw wrongPinKind(path, 'map', 'program');
     }
     return new BpfProgram(h);
   }

@@ -140,4 +140,3 @@ export type FastpathConfig = z.infer<typeof fastpathSchema>;
 export type FastpathRuleConfig = z.infer<typeof fastpathRuleSchema>;
 export type FastpathInterfaceConfig = z.infer<typeof fastpathInterfaceSchema>;
 /** Kept for the document assembler's naming convention. */
-export type fastpathConfig = FastpathConfig;

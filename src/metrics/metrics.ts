@@ -45,30 +45,17 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
     return inflight;
   };
 
+  // every series is filled from one snapshot taken at scrape time
+  const collectFrom = <M extends { reset(): void }>(fill: (m: M, s: Snapshot) => void) =>
+    async function (this: M) {
+      const s = await snapshot();
+      this.reset();
+      fill(this, s);
+    };
   const counter = <L extends string>(name: string, help: string, labelNames: L[], fill: (c: Counter<L>, s: Snapshot) => void) =>
-    new Counter<L>({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      async collect() {
-        const s = await snapshot();
-        this.reset();
-        fill(this, s);
-      },
-    });
+    new Counter<L>({ name, help, labelNames, registers: [registry], collect: collectFrom(fill) });
   const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>, s: Snapshot) => void) =>
-    new Gauge<L>({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      async collect() {
-        const s = await snapshot();
-        this.reset();
-        fill(this, s);
-      },
-    });
+    new Gauge<L>({ name, help, labelNames, registers: [registry], collect: collectFrom(fill) });
   const each = function* (s: Snapshot) {
     for (const x of s.bySubsystem) if (x.metrics) yield { subsystem: x.subsystem, m: x.metrics };
   };

@@ -80,7 +80,6 @@ export const gatewaysSchema = z
 
 export type GatewaysConfig = z.infer<typeof gatewaysSchema>;
 /** kept for src/config/document.ts compatibility */
-export type gatewaysConfig = GatewaysConfig;
 export type GatewayConfig = z.infer<typeof gatewaySchema>;
 export type MonitorConfig = z.infer<typeof monitorSchema>;
 export type GroupConfig = z.infer<typeof groupSchema>;

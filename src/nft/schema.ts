@@ -110,8 +110,6 @@ export const firewallSchema = z
   .default({ enabled: true, defaults: { input: 'drop', forward: 'drop' }, zones: [], rules: [], portForwards: [], outboundNat: [], oneToOne: [] });
 
 export type FirewallConfig = z.infer<typeof firewallSchema>;
-/** kept for src/config/document.ts compatibility */
-export type firewallConfig = FirewallConfig;
 export type RuleConfig = z.infer<typeof ruleSchema>;
 export type PortForwardConfig = z.infer<typeof portForwardSchema>;
 export type OutboundNatConfig = z.infer<typeof outboundNatSchema>;

@@ -208,7 +208,6 @@ export const frrSchema = z
   .prefault({});
 
 export type FrrConfig = z.infer<typeof frrSchema>;
-export type frrConfig = FrrConfig;
 export type StaticRoute = z.infer<typeof staticRouteSchema>;
 export type OspfConfig = z.infer<typeof ospfSchema>;
 export type BgpConfig = z.infer<typeof bgpSchema>;

@@ -71,6 +71,5 @@ export const idsSchema = z
     recentAlerts: 1000,
   });
 
-export type idsConfig = z.infer<typeof idsSchema>;
-export type IdsConfig = idsConfig;
+export type IdsConfig = z.infer<typeof idsSchema>;
 export type AutoBlockConfig = z.infer<typeof autoBlockSchema>;

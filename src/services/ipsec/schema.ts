@@ -106,5 +106,5 @@ export const ipsecSchema = z
     });
   });
 
-export type ipsecConfig = z.infer<typeof ipsecSchema>;
+export type IpsecConfig = z.infer<typeof ipsecSchema>;
 export type IpsecConnectionConfig = z.infer<typeof ipsecConnectionSchema>;

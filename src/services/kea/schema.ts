@@ -102,8 +102,7 @@ export const keaSchema = z
     });
   });
 
-export type keaConfig = z.infer<typeof keaSchema>;
-export type DhcpConfig = keaConfig;
+export type DhcpConfig = z.infer<typeof keaSchema>;
 export type DhcpSubnet = z.infer<typeof subnetSchema>;
 
 interface Net {

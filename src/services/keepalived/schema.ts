@@ -92,7 +92,6 @@ export const keepalivedSchema = z
   .prefault({});
 
 export type KeepalivedConfig = z.infer<typeof keepalivedSchema>;
-export type keepalivedConfig = KeepalivedConfig;
 export type VrrpInstance = z.infer<typeof vrrpInstanceSchema>;
 export type TrackScript = z.infer<typeof trackScriptSchema>;
 export type HaSyncConfig = z.infer<typeof haSyncSchema>;

@@ -111,6 +111,6 @@ export const openvpnSchema = z
     s.clients.forEach((v, n) => check('clients', n, v.name, v.device, v.enabled));
   });
 
-export type openvpnConfig = z.infer<typeof openvpnSchema>;
+export type OpenvpnConfig = z.infer<typeof openvpnSchema>;
 export type OpenvpnServerConfig = z.infer<typeof openvpnServerSchema>;
 export type OpenvpnClientConfig = z.infer<typeof openvpnClientSchema>;

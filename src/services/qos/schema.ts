@@ -149,8 +149,7 @@ export const qosSchema = z
   .strict()
   .default({ interfaces: [] });
 
-export type qosConfig = z.infer<typeof qosSchema>;
-export type QosConfig = qosConfig;
+export type QosConfig = z.infer<typeof qosSchema>;
 export type QosDirectionConfig = z.infer<typeof qosDirectionSchema>;
 export type QosClassConfig = z.infer<typeof qosClassSchema>;
 export type QosRuleConfig = z.infer<typeof qosRuleSchema>;

@@ -161,7 +161,6 @@ export const unboundSchema = z
     });
   });
 
-export type unboundConfig = z.infer<typeof unboundSchema>;
-export type DnsConfig = unboundConfig;
+export type DnsConfig = z.infer<typeof unboundSchema>;
 export type DnsRecord = z.infer<typeof recordSchema>;
 export type Upstream = z.infer<typeof upstreamSchema>;

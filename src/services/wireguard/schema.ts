@@ -81,6 +81,6 @@ export const wireguardSchema = z
     });
   });
 
-export type wireguardConfig = z.infer<typeof wireguardSchema>;
+export type WireguardConfig = z.infer<typeof wireguardSchema>;
 export type WireguardInterfaceConfig = z.infer<typeof wireguardInterfaceSchema>;
 export type WireguardPeerConfig = z.infer<typeof wireguardPeerSchema>;

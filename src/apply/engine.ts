@@ -22,12 +22,16 @@ import type { Change, CompileContext, ServiceOpening, Subsystem } from './subsys
 import { validateDocument, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
+import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
 import type { FileReader } from '../aliases/aliases.js';
 import type { Host } from '../system/host.js';
 import type { Revision, RevisionState, Store } from '../store/store.js';
 
-/** A configuration as text (YAML/JSON, parsed here) or as an already-parsed document. */
-export type ConfigSource = { text: string; format?: ConfigFormat } | { document: unknown };
+/**
+ * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
+ * document. An empty document is refused unless `allowEmpty` (src/config/input.ts).
+ */
+export type ConfigSource = ({ text: string; format?: ConfigFormat } | { document: unknown }) & { allowEmpty?: boolean };
 
 export interface ApplyMeta {
   author: string;
@@ -63,6 +67,8 @@ export interface SubsystemPlan {
 }
 
 export interface Plan {
+  /** the document is empty: applying it removes everything Patronus manages */
+  removesEverything?: true;
   subsystems: SubsystemPlan[];
   summary: Record<Change['action'], number>;
 }
@@ -137,6 +143,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       if (parsed.issues.length) return { issues: parsed.issues };
       document = parsed.value;
     } else document = source.document;
+    const empty = emptyDocumentIssues(document, source.allowEmpty);
+    if (empty.length) return { issues: empty };
 
     const { validated, issues } = validateDocument(document, this.readFile);
     if (!validated) return { issues };
@@ -196,7 +204,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     }
     const summary = { add: 0, remove: 0, change: 0, reload: 0, restart: 0, start: 0, stop: 0 };
     for (const p of out) for (const c of p.changes) summary[c.action]++;
-    return { subsystems: out, summary };
+    return { ...(isEmptyDocument(compiled.document) ? { removesEverything: true as const } : {}), subsystems: out, summary };
   }
 
   /**
@@ -242,7 +250,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (opts.to !== undefined && !['committed', 'rolled_back', 'failed', 'interrupted'].includes(target.state)) {
       throw new ConflictError(`revision ${target.id} is ${target.state}`);
     }
-    return this.apply({ document: target.config }, { author: opts.author, message: `rollback to revision ${target.id}` });
+    return this.apply({ document: target.config, allowEmpty: true }, { author: opts.author, message: `rollback to revision ${target.id}` });
   }
 
   /**
@@ -258,7 +266,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       const current = this.store.current();
       try {
         if (current) {
-          const compiled = await this.compile({ document: current.config });
+          const compiled = await this.compile({ document: current.config, allowEmpty: true });
           const steps = await this.converge(compiled);
           const failed = steps.find((s) => !s.ok);
           if (failed) throw new Error(`subsystem "${failed.subsystem}": ${failed.error}`);
@@ -267,7 +275,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
           return { revision: current.id };
         }
         // nothing committed: clear anything a first apply may have left, then seed
-        const empty = await this.compile({ document: {} });
+        const empty = await this.compile({ document: {}, allowEmpty: true });
         await this.converge(empty);
         if (!seed) {
           this.lastReconcile = { at: new Date().toISOString(), ok: true };
@@ -390,7 +398,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const current = this.store.current();
     let compiled: Compiled;
     try {
-      compiled = await this.compile({ document: current?.config ?? {} });
+      compiled = await this.compile({ document: current?.config ?? {}, allowEmpty: true });
     } catch (e) {
       return { rollback: touched.map((s) => ({ subsystem: s.name, ok: false, ms: 0, error: `cannot compile revision ${current?.id}: ${(e as Error).message}` })), to: current?.id };
     }

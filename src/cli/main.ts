@@ -13,6 +13,7 @@ import { LAB_NS } from '../lab/lab.js';
 import { formatPlan } from '../apply/plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
 import { detectFormat } from '../config/load.js';
+import { readRegularFile } from '../config/input.js';
 import { Store } from '../store/store.js';
 import { DirectClient, RemoteError, RestClient, describeError, findToken, type Client } from './client.js';
 import { ConfigError } from '../config/issues.js';
@@ -69,10 +70,18 @@ function ticker(what: string): () => void {
   };
 }
 
-function readSource(file: string): ConfigSource {
-  const text = readFileSync(file === '-' ? 0 : file, 'utf8');
-  return { text, format: detectFormat(text, file === '-' ? undefined : file) };
+/** The document in FILE (- for stdin); a file must be a regular file within the size limit. */
+function readSource(file: string, o: { allowEmpty?: boolean } = {}): ConfigSource {
+  let text: string;
+  try {
+    text = file === '-' ? readFileSync(0, 'utf8') : readRegularFile(file);
+  } catch (e) {
+    throw new ConfigError([{ path: [], message: `cannot read ${file === '-' ? 'stdin' : file}: ${(e as Error).message}` }]);
+  }
+  return { text, format: detectFormat(text, file === '-' ? undefined : file), ...(o.allowEmpty ? { allowEmpty: true } : {}) };
 }
+
+const ALLOW_EMPTY = 'accept an empty document (applying it removes everything Patronus manages)';
 
 async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
   const c = client();
@@ -95,9 +104,10 @@ program
   .command('validate')
   .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
   .description('check a configuration: schema, aliases, every subsystem; lists every problem')
-  .action(async (file: string) => {
+  .option('--allow-empty', ALLOW_EMPTY, false)
+  .action(async (file: string, o: { allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      await c.validate(readSource(file));
+      await c.validate(readSource(file, o));
       out({ valid: true }, () => `${file}: valid`);
     });
   });
@@ -106,9 +116,10 @@ program
   .command('plan')
   .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
   .description('show what applying the configuration would change')
-  .action(async (file: string) => {
+  .option('--allow-empty', ALLOW_EMPTY, false)
+  .action(async (file: string, o: { allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      const plan = await c.plan(readSource(file));
+      const plan = await c.plan(readSource(file, o));
       out(plan, () => formatPlan(plan));
     });
   });
@@ -119,9 +130,10 @@ program
   .description('apply the configuration as a new revision (all or nothing)')
   .option('-m, --message <text>', 'why (kept with the revision)', '')
   .option('--confirm-within <seconds>', 'roll back by itself unless `patronus confirm` runs within this time', parseFloat)
-  .action(async (file: string, o: { message: string; confirmWithin?: number }) => {
+  .option('--allow-empty', ALLOW_EMPTY, false)
+  .action(async (file: string, o: { message: string; confirmWithin?: number; allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      const src = readSource(file);
+      const src = readSource(file, o);
       const stop = !globals().json && !globals().direct ? ticker(`applying ${file} via ${globals().server}`) : () => {};
       let r: ApplyReport;
       try {

@@ -483,7 +483,13 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (!current || this.store.running() !== current.id) return undefined;
     if (canonicalJson(current.config) !== canonicalJson(compiled.document)) return undefined;
     const t0 = performance.now();
-    const plan = await this.planCompiled(compiled);
+    let plan: Plan;
+    try {
+      plan = await this.planCompiled(compiled);
+    } catch {
+      // cannot tell (e.g. no room for the plan's scratch files): apply, which converges whatever the plan would say
+      return undefined;
+    }
     if (Object.values(plan.summary).some((n) => n > 0)) return undefined;
     return { revision: current.id, state: 'committed', durationMs: performance.now() - t0, steps: [], unchanged: true };
   }

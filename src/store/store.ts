@@ -108,7 +108,7 @@ export class StoreError extends Error {
     readonly code: string | undefined,
     cause: Error,
   ) {
-    super(`store ${path}: ${operation} failed: ${code ? `${code}: ` : ''}${cause.message}`);
+    super(`store ${path}: cannot ${operation}: ${code ? `${code}: ` : ''}${cause.message}`);
   }
 }
 
@@ -205,7 +205,7 @@ export class Store {
    * also record which revision the kernel now runs (see running()).
    */
   finish(id: number, state: RevisionState, result?: unknown, confirmDeadline?: Date, running?: number | null): void {
-    this.write(`mark revision ${id} ${state}`, () =>
+    this.write(`set revision ${id} to ${state}`, () =>
       this.db.transaction(() => {
         const changed = this.db
           .prepare(`UPDATE revisions SET state = ?, result = ?, confirm_deadline = ?, finished_at = ? WHERE id = ?`)
@@ -218,7 +218,7 @@ export class Store {
 
   /** Compare-and-set of a revision's state; false when it was not in `from` any more. */
   transition(id: number, from: RevisionState, to: RevisionState): boolean {
-    return this.write(`mark revision ${id} ${to}`, () =>
+    return this.write(`set revision ${id} to ${to}`, () =>
       this.db.transaction(() => {
         const ok = this.db.prepare(`UPDATE revisions SET state = ?, finished_at = ? WHERE id = ? AND state = ?`).run(to, new Date().toISOString(), id, from).changes === 1;
         // a confirmed revision is what runs

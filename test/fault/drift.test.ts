@@ -15,6 +15,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import type { FastifyInstance } from 'fastify';
 import { Engine } from '../../src/apply/engine.js';
 import { Store } from '../../src/store/store.js';
@@ -31,6 +33,7 @@ import { UdpReceiver, sendUdp, settle } from '../lib/udptraffic.js';
 const skip = missing('netns', { cmd: 'nft' }, { cmd: 'unbound' }, { cmd: 'unbound-checkconf' }, { cmd: 'unshare' });
 const PORT = 40999;
 const SOURCES = ['192.0.2.1', '192.0.2.11', '192.0.2.12'];
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 describe('drift: detected, reported by /healthz, repaired', { skip }, () => {
   let L: ControlLab;
@@ -45,7 +48,13 @@ describe('drift: detected, reported by /healthz, repaired', { skip }, () => {
 
   const document = (reconcile: 'auto' | 'report') => ({
     interfaces: [{ name: 'wan0', zone: 'wan', addresses: ['192.0.2.2/24'] }],
-    fastpath: { interfaces: [{ name: 'wan0', defaultPolicy: 'pass' }], rules: [{ name: 'drop-11', source: ['192.0.2.11'], protocol: 'udp', action: 'drop' }] },
+    fastpath: {
+      interfaces: [{ name: 'wan0', defaultPolicy: 'pass' }],
+      rules: [
+        { name: 'drop-11', source: ['192.0.2.11'], protocol: 'udp', action: 'drop' },
+        { name: 'limit-13', source: ['192.0.2.13'], protocol: 'udp', action: 'rate-limit', rateLimit: { packetsPerSecond: 20, packetBurst: 5 } },
+      ],
+    },
     firewall: {
       rules: [
         { name: 'deny-12', direction: 'input', from: 'wan', protocol: 'udp', source: ['192.0.2.12'], action: 'drop' },
@@ -96,12 +105,12 @@ describe('drift: detected, reported by /healthz, repaired', { skip }, () => {
   const recreateVeth = async () => {
     await L.fw.ip('link', 'del', 'wan0');
     await L.lab.veth({ ns: L.fw, dev: 'wan0' }, { ns: L.peer, dev: 'eth0', address: '192.0.2.1/24' });
-    for (const a of ['192.0.2.11/24', '192.0.2.12/24']) await L.peer.ip('addr', 'add', a, 'dev', 'eth0');
+    for (const a of ['192.0.2.11/24', '192.0.2.12/24', '192.0.2.13/24']) await L.peer.ip('addr', 'add', a, 'dev', 'eth0');
   };
 
   before(async () => {
     L = await controlLab();
-    for (const a of ['192.0.2.11/24', '192.0.2.12/24']) await L.peer.ip('addr', 'add', a, 'dev', 'eth0');
+    for (const a of ['192.0.2.11/24', '192.0.2.12/24', '192.0.2.13/24']) await L.peer.ip('addr', 'add', a, 'dev', 'eth0');
     store = Store.open(join(L.stateDir, 'patronus.db'));
     engine = new Engine({ host: L.host, store });
     token = store.addToken('tester');
@@ -149,6 +158,27 @@ describe('drift: detected, reported by /healthz, repaired', { skip }, () => {
       assert.doesNotThrow(() => JSON.stringify(raw), `${s.name}.status() is not JSON-serialisable`);
       assert.deepEqual(JSON.parse(JSON.stringify(raw)), raw, `${s.name}.status() loses values in JSON (Map, Set, Buffer, undefined in arrays...)`);
     }
+    // the rate-limited count per rule: REST, /metrics, CLI
+    await sendUdp(L.peer, '192.0.2.2', PORT, 200, 500, ['192.0.2.13']);
+    const rules = (await api('/api/v1/rules')).json.rules as { rule: string; packets: number; rateLimited?: number }[];
+    const limit = rules.find((x) => x.rule === 'limit-13')!;
+    assert.ok(limit.rateLimited! >= 50 && limit.rateLimited! < limit.packets, JSON.stringify(limit));
+    assert.equal(rules.find((x) => x.rule === 'drop-11')!.rateLimited, undefined);
+    const scrape = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } }).then((x) => x.text());
+    const series = Number(/^patronus_rule_rate_limited_packets_total\{subsystem="fastpath",rule="limit-13"\} (\d+)$/m.exec(scrape)?.[1]);
+    assert.ok(series >= limit.rateLimited!, scrape.split('\n').filter((l) => l.includes('rate_limited')).join('\n'));
+    const cli = (...args: string[]) => execa('node', [CLI, '--server', base, '--token', token, ...args], { reject: false });
+    const cliRules = await cli('rules');
+    assert.match(cliRules.stdout, /limit-13\s+rate-limit\s+\d+\s+\S+( \S+)?\s+\d+/, cliRules.stdout);
+    // patronus status: fast-path interfaces with program ids and modes, map fill, nft table, daemons with pids
+    const st = await cli('status');
+    assert.equal(st.exitCode, 0, st.stderr);
+    assert.match(st.stdout, new RegExp(`wan0\\s+\\d+\\s+id ${fp.xdpProgramId}\\s+native`), st.stdout);
+    assert.match(st.stdout, /src_v4\s+[\d,]+\s+[\d,]+\s+[\d.]+ %/, st.stdout);
+    assert.match(st.stdout, /nftables\s+table inet patronus: \d+ rule/, st.stdout);
+    assert.match(st.stdout, new RegExp(`unbound\\s+running, pid ${unboundPid()}, up \\d+ s`), st.stdout);
+    assert.match(st.stdout, /drift\s+none: the system runs revision 1/, st.stdout);
+
     // only configured services have patronus_service_up
     const m = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } }).then((x) => x.text());
     assert.deepEqual(m.match(/^patronus_service_up\{.*$/gm), ['patronus_service_up{service="unbound"} 1']);

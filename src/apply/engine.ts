@@ -177,6 +177,30 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const empty = emptyDocumentIssues(document, source.allowEmpty);
     if (empty.length) return { issues: empty };
 
+    const { compiled, issues } = this.compileDocument(document);
+    if (!compiled) return { issues };
+    const { desired } = compiled;
+    const probed = await Promise.all(
+      this.subsystems.map(async (s) => {
+        if (!s.validate) return [];
+        try {
+          return await s.validate(desired.get(s.name), this.host);
+        } catch (e) {
+          return [{ path: [s.name], message: `validation failed: ${(e as Error).message}` }];
+        }
+      }),
+    );
+    const probeIssues = probed.flat();
+    if (probeIssues.length) return { issues: probeIssues };
+    return { compiled, issues: [] };
+  }
+
+  /**
+   * Schema, aliases and every subsystem's compile, without the machine
+   * probes of validate(): what a stored revision asks of each subsystem,
+   * even while the machine has drifted away from it (the drift check).
+   */
+  compileDocument(document: unknown): { compiled?: Compiled; issues: Issue[] } {
     const { validated, issues } = validateDocument(document, this.readFile);
     if (!validated) return { issues };
     const ctx: CompileContext = {
@@ -197,18 +221,6 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       }
     }
     if (all.length) return { issues: all };
-    const probed = await Promise.all(
-      this.subsystems.map(async (s) => {
-        if (!s.validate) return [];
-        try {
-          return await s.validate(desired.get(s.name), this.host);
-        } catch (e) {
-          return [{ path: [s.name], message: `validation failed: ${(e as Error).message}` }];
-        }
-      }),
-    );
-    const probeIssues = probed.flat();
-    if (probeIssues.length) return { issues: probeIssues };
     return { compiled: { validated, document, desired }, issues: [] };
   }
 
@@ -401,6 +413,41 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       reconcile: this.lastReconcile ?? null,
       subsystems: this.subsystems.map((s) => s.name),
     };
+  }
+
+  /** What /healthz needs, without reading any document from the store. */
+  health(): { applying: boolean; reconcile: { at: string; ok: boolean; error?: string } | null } {
+    return { applying: this.busy, reconcile: this.lastReconcile ?? null };
+  }
+
+  /**
+   * Drift repair (src/drift/monitor.ts): converges the named subsystems to
+   * `compiled` again, under the apply lock. Undefined (nothing done) when an
+   * apply holds the lock or the store's head is no longer `revision`.
+   */
+  async repair(revision: number, compiled: Compiled, names: readonly string[]): Promise<StepResult[] | undefined> {
+    if (this.busy) return undefined;
+    try {
+      return await this.exclusive(false, async () => {
+        const head = this.store.head();
+        if ((head.confirming ?? head.committed) !== revision || head.applying) return undefined;
+        const steps: StepResult[] = [];
+        for (const s of this.subsystems) {
+          if (!names.includes(s.name)) continue;
+          const t0 = performance.now();
+          try {
+            await s.apply(compiled.desired.get(s.name), this.host);
+            steps.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
+          } catch (e) {
+            steps.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
+          }
+        }
+        return steps;
+      });
+    } catch (e) {
+      if (e instanceof ConflictError) return undefined;
+      throw e;
+    }
   }
 
   /** Stops the confirmation timer and releases the lock file (the store stays open: the caller owns it). */

@@ -18,6 +18,7 @@ import { Store, parseRetention } from '../store/store.js';
 import { DirectClient, RemoteError, RestClient, describeError, findToken, type Client } from './client.js';
 import { ConfigError } from '../config/issues.js';
 import { table, bytes, count } from './table.js';
+import { statusText, type StatusJson } from './status.js';
 
 interface Globals {
   netns?: string;
@@ -176,23 +177,13 @@ program
 
 program
   .command('status')
-  .description('committed and running revision, pending confirmation, reconciliation')
+  .description('revisions, drift, and per subsystem what runs (fast-path interfaces and program ids, map fill, nft table, daemons with pids)')
   .action(async () => {
     await withClient(async (c) => {
-      const s = (await c.status()) as ReturnType<DirectClient['engine']['status']>;
-      out(s, () =>
-        table(
-          ['', ''],
-          [
-            ['committed', s.committed ? `revision ${s.committed.id} by ${s.committed.author} at ${s.committed.createdAt}: ${s.committed.message}` : 'none'],
-            ['running', s.running === null ? 'unknown (not reconciled by this process)' : `revision ${s.running}`],
-            ['pending confirmation', s.pendingConfirmation ? `revision ${s.pendingConfirmation.id} until ${s.pendingConfirmation.deadline}` : 'no'],
-            ['reconcile at start', s.reconcile ? (s.reconcile.ok ? `ok (${s.reconcile.at})` : `FAILED: ${s.reconcile.error}`) : '-'],
-            ['subsystems', s.subsystems.join(', ')],
-          ],
-          { header: false },
-        ),
-      );
+      const [s, services] = await Promise.all([c.status() as Promise<StatusJson>, c.services()]);
+      out({ ...s, services }, () => statusText(s, services));
+      // like /healthz: drift is a failure for scripts
+      if (s.drift?.state === 'drift') process.exitCode = 1;
     });
   });
 
@@ -204,7 +195,9 @@ program
       const r = await c.rules();
       out(r, () =>
         [
-          r.rules.length ? table(['subsystem', 'rule', 'action', 'packets', 'bytes'], r.rules.map((x) => [x.subsystem, x.rule, x.action ?? '', count(x.packets), bytes(x.bytes)]), { right: [3, 4] }) : 'no rules with counters',
+          r.rules.length
+            ? table(['subsystem', 'rule', 'action', 'packets', 'bytes', 'rate-limited'], r.rules.map((x) => [x.subsystem, x.rule, x.action ?? '', count(x.packets), bytes(x.bytes), x.rateLimited === undefined ? '' : count(x.rateLimited)]), { right: [3, 4, 5] })
+            : 'no rules with counters',
           ...(r.verdicts.length ? ['', table(['subsystem', 'direction', 'verdict', 'packets', 'bytes'], r.verdicts.map((x) => [x.subsystem, x.direction, x.verdict, count(x.packets), bytes(x.bytes)]), { right: [3, 4] })] : []),
         ].join('\n'),
       );

@@ -7,7 +7,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Change, Subsystem, SubsystemMetrics } from '../apply/subsystem.js';
+import type { Change, DriftFinding, Subsystem, SubsystemMetrics } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 
@@ -75,6 +75,24 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
   async status(host) {
     const links = await readLinks(host);
     return [...links.values()].map((l) => ({ name: l.ifname, up: l.operstate === 'UP' || l.flags?.includes('UP'), mtu: l.mtu, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`) }));
+  },
+
+  /** Every configured address present, every configured MTU set (one `ip -j addr show`). */
+  async drift(desired, host) {
+    const links = await readLinks(host);
+    const out: DriftFinding[] = [];
+    for (const d of desired) {
+      if (!d.addresses?.length && d.mtu === undefined) continue;
+      const link = links.get(d.name);
+      if (!link) {
+        out.push({ object: `interface ${d.name}`, reason: `does not exist (${host.where})`, repairable: false });
+        continue;
+      }
+      const present = new Set((link.addr_info ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+      for (const addr of d.addresses ?? []) if (!present.has(addr)) out.push({ object: `address ${addr} on ${d.name}`, reason: 'missing' });
+      if (d.mtu !== undefined && link.mtu !== d.mtu) out.push({ object: `mtu of ${d.name}`, reason: `${link.mtu}, the revision says ${d.mtu}` });
+    }
+    return out;
   },
 
   async metrics(host): Promise<SubsystemMetrics> {

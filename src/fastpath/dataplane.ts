@@ -529,7 +529,6 @@ export class FastpathDataPlane implements Disposable {
     return modes;
   }
 
-  /** ifindexes present in the ifaces map (either generation). */
   /**
    * Pins without an owner mark (from a Patronus before the mark existed):
    * adopt them only when one of their configured interfaces runs their
@@ -550,6 +549,7 @@ export class FastpathDataPlane implements Disposable {
     }
   }
 
+  /** ifindexes present in the ifaces map (either generation). */
   configuredIfindexes(): number[] {
     return [...new Set([...this.maps.ifaces.keys()].map((k) => k.readUInt32LE(0)))];
   }

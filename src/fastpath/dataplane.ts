@@ -563,7 +563,10 @@ export class FastpathDataPlane implements Disposable {
         return; // interface gone
       }
       if (q.progId === this.xdp.info.id) detachXdp(idx, q.mode === 'generic' ? 'generic' : 'native', this.xdp);
-      if (queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE) !== null) detachTc(idx, 'egress', TC_PRIORITY, TC_HANDLE);
+      // the XDP query answers "nothing attached" for an ifindex that no longer
+      // exists (an interface deleted, or deleted and recreated under a new
+      // ifindex); the tc query fails with ENODEV there: nothing to detach
+      if (tryOr(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE), null) !== null) detachTc(idx, 'egress', TC_PRIORITY, TC_HANDLE);
     });
   }
 

@@ -5,9 +5,9 @@
  * rolling back) undoes exactly Patronus' own changes and leaves addresses
  * set by others alone. Also reports per-interface counters for /metrics.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Change, Subsystem, SubsystemMetrics } from '../apply/subsystem.js';
+import type { Change, DriftFinding, Subsystem, SubsystemMetrics } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { readSysctl } from '../routing/sysctl.js';
@@ -77,6 +77,24 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
   async status(host) {
     const links = await readLinks(host);
     return [...links.values()].map((l) => ({ name: l.ifname, up: l.operstate === 'UP' || l.flags?.includes('UP'), mtu: l.mtu, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`) }));
+  },
+
+  /** Every configured address present, every configured MTU set (one `ip -j addr show`). */
+  async drift(desired, host) {
+    const links = await readLinks(host);
+    const out: DriftFinding[] = [];
+    for (const d of desired) {
+      if (!d.addresses?.length && d.mtu === undefined) continue;
+      const link = links.get(d.name);
+      if (!link) {
+        out.push({ object: `interface ${d.name}`, reason: `does not exist (${host.where})`, repairable: false });
+        continue;
+      }
+      const present = new Set((link.addr_info ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+      for (const addr of d.addresses ?? []) if (!present.has(addr)) out.push({ object: `address ${addr} on ${d.name}`, reason: 'missing' });
+      if (d.mtu !== undefined && link.mtu !== d.mtu) out.push({ object: `mtu of ${d.name}`, reason: `${link.mtu}, the revision says ${d.mtu}` });
+    }
+    return out;
   },
 
   async metrics(host): Promise<SubsystemMetrics> {
@@ -274,10 +292,27 @@ function readState(host: Host): OwnedState {
   }
 }
 
-/** write + rename: a crash never leaves a half-written state file */
+/**
+ * write + rename: a crash never leaves a half-written state file. Unchanged
+ * state is not written; on a full disk (no room for the copy) the file is
+ * overwritten in place (its own pages are reused) rather than failing a
+ * rollback that only needs to record what it restored.
+ */
 function writeState(host: Host, state: OwnedState): void {
   mkdirSync(host.stateDir, { recursive: true });
+  const text = JSON.stringify(state);
+  try {
+    if (readFileSync(statePath(host), 'utf8') === text) return;
+  } catch {
+    // missing or unreadable: write it
+  }
   const tmp = `${statePath(host)}.tmp`;
-  writeFileSync(tmp, JSON.stringify(state));
-  renameSync(tmp, statePath(host));
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, statePath(host));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+    rmSync(tmp, { force: true });
+    writeFileSync(statePath(host), text);
+  }
 }

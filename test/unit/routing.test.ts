@@ -162,3 +162,35 @@ describe('nftables counters carried across a table replacement', () => {
     assert.match(carryInto(desired.script, snapshotFromJson(json)), /iifname @zone_lan counter packets 2 bytes 20 accept comment "patronus:rule:r1"/);
   });
 });
+
+describe('a gateway group owning the default route', () => {
+  const gateways = {
+    gateways: [
+      { name: 'a', interface: 'wan1', nextHop: '172.16.1.1' },
+      { name: 'b', interface: 'wan2', nextHop: '172.16.2.1' },
+      { name: 'c', interface: 'wan3', nextHop: '172.16.3.1' },
+    ],
+    groups: [{ name: 'g', members: [{ gateway: 'a', weight: 3 }, { gateway: 'b', weight: 1 }, { gateway: 'c', tier: 2 }] }],
+    defaultRoute: 'g',
+  };
+  it('routes via the active members (multipath by weight), the next tier on failure, the first tier when none is up', async () => {
+    const { compileGateways, defaultRouteArgs } = await import('../../src/multiwan/compile.js');
+    const c = config({ interfaces: [{ name: 'wan1' }, { name: 'wan2' }, { name: 'wan3' }], gateways });
+    const { desired, issues } = compileGateways({ config: c, aliases: new Map(), openings: [], readFile: () => '' });
+    assert.deepEqual(issues, []);
+    const head = ['-4', 'route', 'replace', 'default', 'proto', '248'];
+    assert.deepEqual(defaultRouteArgs(desired, new Map()), [...head, 'nexthop', 'via', '172.16.1.1', 'dev', 'wan1', 'weight', '3', 'nexthop', 'via', '172.16.2.1', 'dev', 'wan2', 'weight', '1']);
+    assert.deepEqual(defaultRouteArgs(desired, new Map([['a', false]])), [...head, 'via', '172.16.2.1', 'dev', 'wan2']);
+    assert.deepEqual(defaultRouteArgs(desired, new Map([['a', false], ['b', false]])), [...head, 'via', '172.16.3.1', 'dev', 'wan3']);
+    assert.equal(defaultRouteArgs(desired, new Map([['a', false], ['b', false], ['c', false]]))!.filter((x) => x === 'nexthop').length, 2);
+  });
+  it('refuses an unknown group and a second owner of the default route', async () => {
+    const { compileGateways } = await import('../../src/multiwan/compile.js');
+    const c = config({ interfaces: [{ name: 'wan1' }, { name: 'wan2' }, { name: 'wan3' }], gateways: { ...gateways, defaultRoute: 'nope' }, routing: { routes: [{ prefix: '0.0.0.0/0', via: '172.16.1.1' }] } });
+    const { issues } = compileGateways({ config: c, aliases: new Map(), openings: [], readFile: () => '' });
+    assert.deepEqual(issues.map(formatIssue), [
+      'gateways.defaultRoute: unknown group "nope" (groups: g)',
+      'gateways.defaultRoute: routing.routes[0] is the IPv4 default route already: one owner (or give that route a metric)',
+    ]);
+  });
+});

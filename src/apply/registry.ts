@@ -6,6 +6,7 @@
  */
 import type { Subsystem } from './subsystem.js';
 import { interfacesSubsystem } from '../interfaces/subsystem.js';
+import { linksSubsystem } from '../interfaces/links.js';
 import { sysctlSubsystem } from '../routing/sysctl.js';
 import { routesSubsystem } from '../routing/routes.js';
 import { fastpathSubsystem } from '../fastpath/subsystem.js';
@@ -22,6 +23,8 @@ import { qosSubsystem } from '../services/qos/subsystem.js';
 import { idsSubsystem } from '../services/ids/subsystem.js';
 
 export const subsystems: readonly Subsystem<any>[] = [
+  // bridges, VLANs, bonds first: addresses, routes and zones name them
+  linksSubsystem,
   interfacesSubsystem,
   routesSubsystem,
   fastpathSubsystem,

@@ -176,6 +176,11 @@ class Compiler {
     this.fw.rules.forEach((r, i) => {
       if (r.enabled && r.direction === 'forward') out.push(...this.rule(r, [...BASE, 'rules', i]));
     });
+    // with br_netfilter, frames bridged between a bridge's ports pass here as bridge -> bridge: a
+    // bridge is one segment of its zone, so they pass like a switch would (rules above can still drop)
+    for (const i of this.ctx.config.interfaces) {
+      if (i.kind === 'bridge') out.push(`iifname ${q(i.name)} oifname ${q(i.name)} ${this.count('builtin', `bridge-${i.name}`)}accept ${this.comment('builtin', `bridge-${i.name}`)}`);
+    }
     out.push(...this.zonePolicies('forward'));
     return out;
   }

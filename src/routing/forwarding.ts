@@ -50,7 +50,6 @@ function impliedBy(c: Config): string | undefined {
   if (c.wireguard.interfaces.some((i) => i.enabled)) return 'wireguard';
   if (c.openvpn.servers.some((s) => s.enabled) || c.openvpn.clients.some((s) => s.enabled)) return 'openvpn';
   if (c.ipsec.connections.length) return 'ipsec';
-  if (c.interfaces.some((i) => (i as { kind?: string }).kind === 'bridge')) return 'interfaces (bridge)';
   return undefined;
 }
 

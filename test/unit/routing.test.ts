@@ -194,3 +194,59 @@ describe('a gateway group owning the default route', () => {
     ]);
   });
 });
+
+describe('interfaces Patronus creates (bridge, vlan, bond, pppoe)', () => {
+  it('compiles each kind to its ip link arguments (for kernels that have them), parents first', async () => {
+    const { compileLinks } = await import('../../src/interfaces/links.js');
+    const c = config({
+      interfaces: [
+        { name: 'br0', kind: 'bridge', zone: 'lan', ports: ['eth1.10', 'bond0'], stp: true, addresses: ['10.0.0.1/24'] },
+        { name: 'eth1.10', kind: 'vlan', zone: 'lan', parent: 'eth1', vlanId: 10 },
+        { name: 'bond0', kind: 'bond', zone: 'lan', ports: ['eth2', 'eth3'], bondMode: '802.3ad' },
+        { name: 'ppp0', kind: 'pppoe', zone: 'wan', parent: 'eth0', pppoe: { username: 'me@isp', passwordFile: '/etc/patronus/ppp' } },
+      ],
+      firewall: { portForwards: [{ name: 'w', interface: 'ppp0', port: 80, target: '10.0.0.5' }] },
+    });
+    const { desired, issues } = compileLinks({ config: c });
+    assert.deepEqual(issues, []);
+    assert.deepEqual(desired.links.map((l) => l.name), ['eth1.10', 'bond0', 'br0', 'ppp0']);
+    const by = new Map(desired.links.map((l) => [l.name, l]));
+    assert.deepEqual(by.get('eth1.10')!.create, ['link', 'add', 'link', 'eth1', 'name', 'eth1.10', 'type', 'vlan', 'protocol', '802.1Q', 'id', '10']);
+    assert.deepEqual(by.get('bond0')!.create, ['link', 'add', 'name', 'bond0', 'type', 'bond', 'mode', '802.3ad', 'miimon', '100']);
+    assert.deepEqual(by.get('br0')!.create, ['link', 'add', 'name', 'br0', 'type', 'bridge', 'stp_state', '1']);
+    assert.deepEqual(by.get('br0')!.hairpinPorts, ['eth1.10', 'bond0'], 'a port forward target lives on the bridge');
+    assert.deepEqual(by.get('ppp0')!.create, []);
+  });
+
+  it('renders pppd options with the password quoted, no default route or DNS from pppd', async () => {
+    const { pppdOptions } = await import('../../src/interfaces/links.js');
+    const text = pppdOptions({ name: 'ppp0', parent: 'eth0', pppoe: { username: 'me@isp', passwordFile: 'x', serviceName: 'fast' } }, 'se"cret');
+    for (const line of ['plugin pppoe.so', 'nic-eth0', 'ifname ppp0', 'user "me@isp"', 'password "se\\"cret"', 'rp_pppoe_service "fast"', 'nodefaultroute', 'nodetach', 'persist']) {
+      assert.ok(text.split('\n').includes(line), `${line} in\n${text}`);
+    }
+  });
+
+  it('reports misuse with paths: ports of another zone, twice, with addresses; missing vlan fields; fields of another kind', async () => {
+    const { compileLinks } = await import('../../src/interfaces/links.js');
+    const c = config({
+      interfaces: [
+        { name: 'br0', kind: 'bridge', zone: 'lan', ports: ['dmz0', 'lan1', 'br0'] },
+        { name: 'br1', kind: 'bridge', zone: 'lan', ports: ['lan1', 'lan2'], vlanId: 3 },
+        { name: 'dmz0', zone: 'dmz' },
+        { name: 'lan2', zone: 'lan', addresses: ['10.0.0.1/24'] },
+        { name: 'v1', kind: 'vlan', zone: 'lan' },
+        { name: 'eth9', stp: true },
+      ],
+    });
+    assert.deepEqual(compileLinks({ config: c }).issues.map(formatIssue), [
+      'interfaces[0].ports[0]: "dmz0" is an interface of zone "dmz" (interfaces[2]): a port carries its bridge\'s zone ("lan"); remove it from one of them',
+      'interfaces[0].ports[2]: "br0" cannot be a port of itself',
+      'interfaces[1].vlanId: not used with kind bridge',
+      'interfaces[1].ports[0]: "lan1" is already a port of "br0"',
+      'interfaces[1].ports[1]: "lan2" has addresses (interfaces[3].addresses): a port carries none, put them on "br1"',
+      'interfaces[4].parent: a VLAN needs its parent interface',
+      'interfaces[4].vlanId: a VLAN needs its 802.1Q id (1-4094)',
+      'interfaces[5].stp: needs a kind (bridge, vlan, bond or pppoe): only interfaces Patronus creates have it',
+    ]);
+  });
+});

@@ -21,6 +21,7 @@ import { keaSubsystem } from '../services/kea/subsystem.js';
 import { keepalivedSubsystem } from '../services/keepalived/subsystem.js';
 import { qosSubsystem } from '../services/qos/subsystem.js';
 import { idsSubsystem } from '../services/ids/subsystem.js';
+import { dhclientSubsystem } from '../services/dhclient/dhclient.js';
 
 export const subsystems: readonly Subsystem<any>[] = [
   // bridges, VLANs, bonds first: addresses, routes and zones name them
@@ -31,6 +32,8 @@ export const subsystems: readonly Subsystem<any>[] = [
   nftSubsystem,
   // forwarding goes on only once the firewall is in place
   sysctlSubsystem,
+  // WAN addresses by DHCP before anything that routes through them
+  dhclientSubsystem,
   multiwanSubsystem,
   frrSubsystem,
   wireguardSubsystem,

@@ -20,6 +20,10 @@ export const interfaceSchema = z
       .optional()
       .describe('addresses Patronus keeps on the interface (it removes only addresses it added itself); omit to leave addressing alone'),
     mtu: z.number().int().min(68).max(65535).optional().describe('MTU to set; the original value comes back when the setting is removed'),
+    dhcp: z
+      .boolean()
+      .optional()
+      .describe('get the IPv4 address (and the default route, protocol dhcp) by DHCP: Patronus runs dhclient on it; lease changes update address, route and NAT without a new revision. The host\'s resolv.conf is never touched'),
     // interfaces Patronus creates (src/interfaces/links.ts); omitted kind: an interface that exists already
     kind: z
       .enum(['bridge', 'vlan', 'bond', 'pppoe'])

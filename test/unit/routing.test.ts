@@ -250,3 +250,21 @@ describe('interfaces Patronus creates (bridge, vlan, bond, pppoe)', () => {
     ]);
   });
 });
+
+describe('WAN DHCP client', () => {
+  it('one client per dhcp interface; the first owns the default route unless a gateway group does; conflicts refused', async () => {
+    const { compileDhcpClients, hookScript } = await import('../../src/services/dhclient/dhclient.js');
+    const two = config({ interfaces: [{ name: 'wan0', zone: 'wan', dhcp: true }, { name: 'wan1', zone: 'wan', dhcp: true }] });
+    assert.deepEqual(compileDhcpClients({ config: two }).desired.clients.map((c) => [c.interface, c.defaultRoute]), [['wan0', true], ['wan1', false]]);
+    const bad = config({ interfaces: [{ name: 'wan0', zone: 'wan', dhcp: true, addresses: ['192.0.2.1/24'] }], routing: { routes: [{ prefix: '0.0.0.0/0', via: '192.0.2.254' }] } });
+    assert.deepEqual(compileDhcpClients({ config: bad }).issues.map(formatIssue), [
+      'interfaces[0].dhcp: an interface gets its IPv4 address either by DHCP or from addresses:, not both',
+      'interfaces[0].dhcp: routing.routes[0] is the IPv4 default route already; the DHCP lease would replace it (give that route a metric, or drop it)',
+    ]);
+    const script = hookScript(true);
+    assert.doesNotMatch(script, /resolv\.conf\s*$/m);
+    assert.doesNotMatch(script, /(>|cp|mv|tee)\s*\S*resolv/);
+    assert.match(script, /^default_route=1$/m);
+    assert.match(hookScript(false), /^default_route=0$/m);
+  });
+});

@@ -174,7 +174,16 @@ describe('a router out of the box (forwarding, kernel routes, counters, omitted 
     await engine.apply({ document: doc }, me);
     for (let i = 0; i < 3; i++) assert.ok((await connectOnce(client, 'tcp', '198.51.100.10', 9100, 3000)).ok);
     const read = async () => new Map((await nftSubsystem.readCounters(host)).map((c) => [c.key, `${c.packets}/${c.bytes}`]));
-    const before = await read();
+    // the connections' last segments (FIN/ACK) may still be in flight: read once the counters stand still
+    const settled = async () => {
+      for (let prev = await read(); ; ) {
+        await new Promise((r) => setTimeout(r, 300));
+        const next = await read();
+        if (JSON.stringify([...next]) === JSON.stringify([...prev])) return next;
+        prev = next;
+      }
+    };
+    const before = await settled();
     assert.ok(Number(before.get('rule:lan-out')!.split('/')[0]) >= 3, `lan-out counted: ${before.get('rule:lan-out')}`);
     // a changed document: one more rule, lan-out kept
     await engine.apply({ document: { ...doc, firewall: firewall([{ name: 'extra', from: 'wan', protocol: 'tcp', ports: [22], action: 'drop' }]) } }, me);

@@ -22,6 +22,7 @@ import { keepalivedSubsystem } from '../services/keepalived/subsystem.js';
 import { qosSubsystem } from '../services/qos/subsystem.js';
 import { idsSubsystem } from '../services/ids/subsystem.js';
 import { dhclientSubsystem } from '../services/dhclient/dhclient.js';
+import { radvdSubsystem } from '../services/radvd/subsystem.js';
 
 export const subsystems: readonly Subsystem<any>[] = [
   // bridges, VLANs, bonds first: addresses, routes and zones name them
@@ -41,6 +42,7 @@ export const subsystems: readonly Subsystem<any>[] = [
   ipsecSubsystem,
   unboundSubsystem,
   keaSubsystem,
+  radvdSubsystem,
   keepalivedSubsystem,
   qosSubsystem,
   idsSubsystem,

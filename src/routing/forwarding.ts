@@ -28,9 +28,12 @@ export function forwardingIntent(config: Config): ForwardingIntent {
     set('ipv6', explicit);
   } else {
     set('ipv4', explicit?.ipv4 ?? (implied ? true : undefined));
-    set('ipv6', explicit?.ipv6 ?? (implied && v6Used ? true : undefined));
+    // a router advertisement makes clients route through this gateway: it must forward IPv6
+    const ra = config.ra.enabled && config.ra.interfaces.length > 0;
+    set('ipv6', explicit?.ipv6 ?? ((implied && v6Used) || ra ? true : undefined));
   }
-  if (implied && (typeof explicit !== 'boolean' && (explicit?.ipv4 === undefined || explicit?.ipv6 === undefined))) out.reason = implied;
+  const why = implied ?? (config.ra.enabled && config.ra.interfaces.length ? 'ra' : undefined);
+  if (why && typeof explicit !== 'boolean' && (explicit?.ipv4 === undefined || explicit?.ipv6 === undefined)) out.reason = why;
   return out;
 }
 

@@ -268,3 +268,41 @@ describe('WAN DHCP client', () => {
     assert.match(hookScript(false), /^default_route=0$/m);
   });
 });
+
+describe('IPv6 LAN: router advertisements and v6 port forwards', () => {
+  it('advertises the /64 of the interface by default, with RDNSS/DNSSL and flags; radvd.conf', async () => {
+    const { compileRa, renderRadvdConf } = await import('../../src/services/radvd/radvd.js');
+    const c = config({ interfaces: [{ name: 'lan0', addresses: ['10.0.0.1/24', '2001:db8:1::1/64'] }], ra: { interfaces: [{ interface: 'lan0', dns: ['2001:db8:1::1'], searchDomains: ['lan.example'], managed: true, maxIntervalSeconds: 30 }] } });
+    const { desired, issues } = compileRa({ config: c });
+    assert.deepEqual(issues, []);
+    assert.deepEqual(desired!.interfaces[0]!.prefixes, ['2001:db8:1::/64']);
+    const conf = renderRadvdConf(desired!);
+    for (const l of ['interface lan0 {', '\tAdvManagedFlag on;', '\tMaxRtrAdvInterval 30;', '\tMinRtrAdvInterval 10;', '\tprefix 2001:db8:1::/64 {', '\tRDNSS 2001:db8:1::1 {', '\tDNSSL lan.example {']) assert.ok(conf.split('\n').includes(l), `${JSON.stringify(l)} in\n${conf}`);
+    assert.equal(compileRa({ config: config({}) }).desired, null);
+  });
+
+  it('refuses overlapping prefixes, non-/64 SLAAC prefixes, unmanaged interfaces and interfaces without a prefix', async () => {
+    const { compileRa } = await import('../../src/services/radvd/radvd.js');
+    const c = config({
+      interfaces: [{ name: 'lan0', addresses: ['2001:db8:1::1/64'] }, { name: 'lan1' }],
+      ra: { interfaces: [{ interface: 'lan0' }, { interface: 'lan1', prefixes: ['2001:db8:1::/48', '2001:db8:2::1/64'] }, { interface: 'lan9', prefixes: ['2001:db8:9::/64'] }, { interface: 'lan1' }] },
+    });
+    assert.deepEqual(compileRa({ config: c }).issues.map(formatIssue), [
+      'ra.interfaces[1].prefixes[0]: 2001:db8:1::/48: SLAAC needs a /64 (or autonomous: false)',
+      'ra.interfaces[1].prefixes[0]: 2001:db8:1::/48 overlaps 2001:db8:1::/64 (ra.interfaces[0].interface): one prefix, one link',
+      'ra.interfaces[1].prefixes[1]: "2001:db8:2::1/64" has host bits set; did you mean 2001:db8:2::/64?',
+      'ra.interfaces[2].interface: "lan9" is not a managed interface (add it under interfaces:)',
+      'ra.interfaces[3].interface: "lan1" is already ra.interfaces[1]',
+      'ra.interfaces[3].prefixes: no prefix to advertise: give prefixes, or an IPv6 address to interface "lan1"',
+    ]);
+  });
+
+  it('an IPv6 port forward compiles to DNAT66 with [addr]:port, its filter and hairpin in ip6', () => {
+    const c = config({ interfaces: [{ name: 'wan0', zone: 'wan' }, { name: 'lan0' }], firewall: { portForwards: [{ name: 'w6', interface: 'wan0', port: 8080, target: '2001:db8:1::80', targetPort: 80 }, { name: 'bad', interface: 'wan0', port: 81, target: '2001:db8:1::81', destination: '192.0.2.1' }] } });
+    const { desired, issues } = compileFirewall({ config: c, aliases: new Map(), openings: [], readFile: () => '' });
+    assert.deepEqual(issues.map(formatIssue), ['firewall.portForwards[1].destination: destination 192.0.2.1 and target 2001:db8:1::81 are not of one family']);
+    assert.match(desired.script, /iifname "wan0" meta nfproto ipv6 fib daddr type local meta l4proto tcp th dport 8080 counter dnat ip6 to \[2001:db8:1::80\]:80 comment "patronus:pf:w6#dnat"/);
+    assert.match(desired.script, /iifname "wan0" ip6 daddr 2001:db8:1::80 meta l4proto tcp th dport 80 ct status dnat counter accept/);
+    assert.match(desired.script, /meta mark & 0x40000000 == 0x40000000 ip6 daddr 2001:db8:1::80 .* accept comment "patronus:pf:w6#hairpin-filter"/);
+  });
+});

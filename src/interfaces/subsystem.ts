@@ -17,6 +17,8 @@ export interface InterfaceDesired {
   index: number;
   addresses?: string[];
   mtu?: number;
+  /** made by the links subsystem (kind:), so it may not exist before this apply */
+  created?: boolean;
 }
 
 export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
@@ -28,6 +30,7 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
       index,
       ...(i.addresses ? { addresses: [...new Set(i.addresses.map(canonicalAddress))] } : {}),
       ...(i.mtu !== undefined ? { mtu: i.mtu } : {}),
+      ...(i.kind ? { created: true } : {}),
     }));
     return { desired, issues: [] };
   },
@@ -36,7 +39,7 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
     const issues: Issue[] = [];
     const links = await readLinks(host);
     for (const d of desired) {
-      if ((d.addresses || d.mtu !== undefined) && !links.has(d.name)) {
+      if ((d.addresses || d.mtu !== undefined) && !links.has(d.name) && !d.created) {
         issues.push({ path: ['interfaces', d.index, 'name'], message: `interface "${d.name}" does not exist (${host.where})` });
       }
     }
@@ -44,7 +47,14 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
   },
 
   async plan(desired, host) {
-    return (await diff(desired, host)).changes;
+    // an interface this apply creates (links subsystem) gets all its settings once it exists
+    const links = await readLinks(host);
+    const pending = desired.filter((d) => d.created && !links.has(d.name));
+    const later: Change[] = pending.flatMap((d) => [
+      ...(d.addresses ?? []).map((a) => ({ action: 'add' as const, object: `address ${a} on ${d.name}` })),
+      ...(d.mtu !== undefined ? [{ action: 'change' as const, object: `mtu of ${d.name}`, detail: `-> ${d.mtu}` }] : []),
+    ]);
+    return [...later, ...(await diff(desired.filter((d) => !pending.includes(d)), host)).changes];
   },
 
   async apply(desired, host) {

@@ -17,6 +17,7 @@ APT_PACKAGES=(
   openvpn wireguard-tools wireguard-go kea-dhcp4-server isc-dhcp-client isc-dhcp-common
   dns-root-data ca-certificates openssl ldnsutils
   geoip-database libmaxmind-db-writer-perl
+  xdp-tools
 )
 
 if [[ "${PATRONUS_SKIP_APT:-0}" != 1 ]]; then

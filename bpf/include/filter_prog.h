@@ -11,8 +11,10 @@
  * Per packet:
  *   parse (parsing.h) -> malformed / non-IP verdicts
  *   interface entry for (ifindex, direction) -> unmanaged verdict
- *   dynamic blocklist (source on ingress, destination on egress)
- *   AND of the field bit vectors -> first terminal rule, count rules before it
+ *   dynamic blocklist (source on ingress, destination on egress), only
+ *     while the family's blocklist is not empty
+ *   AND of the field bit vectors -> first terminal rule, count rules before it;
+ *     only the fields some rule constrains are looked up (gen_config)
  *   action: pass, drop, rate-limit (per-source token bucket)
  *   no rule -> the interface's default policy
  */
@@ -74,12 +76,41 @@ struct {
 	__type(value, struct rule_bits);
 } tcp_flags SEC(".maps");
 
+/* ifindex -> slot + 1 (0: none); see filter_common.h */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILTER_IFINDEX_DIRECT);
+	__type(key, __u32);
+	__type(value, __u32);
+} iface_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct iface_key);
+	__uint(max_entries, FILTER_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, __u32);
+} iface_slots_big SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILTER_IFACE_ENTRIES);
+	__type(key, __u32);
 	__type(value, struct iface_value);
-} ifaces SEC(".maps");
+} iface_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct gen_config);
+} gen_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2); /* [0] IPv4, [1] IPv6 */
+	__type(key, __u32);
+	__type(value, __u32);
+} block_active SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -87,13 +118,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct rule_action);
 } actions SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2); /* per gen: rules whose action is count */
-	__type(key, __u32);
-	__type(value, struct rule_bits);
-} count_rules SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -316,6 +340,18 @@ static __always_inline struct rule_bits *lookup_port(void *map, __u32 gen, struc
 	return bpf_map_lookup_elem(map, &k);
 }
 
+/* acc &= v over the words in use. */
+static __always_inline void and_into(struct rule_bits *acc, struct rule_bits *v, __u32 nwords)
+{
+	__u32 i;
+
+	for (i = 0; i < FILTER_WORDS; i++) {
+		if (i >= nwords)
+			break;
+		acc->w[i] &= v->w[i];
+	}
+}
+
 struct count_ctx {
 	struct rule_bits m; /* matching count rules not yet counted */
 	__u32 gen;
@@ -352,19 +388,40 @@ static long count_one(__u64 index, void *data)
 
 /* ---- the filter ---- */
 
+/* The interface's entry for this generation and direction, or NULL when
+ * the interface is not managed (two array loads; a hash only for ifindexes
+ * beyond FILTER_IFINDEX_DIRECT). */
+static __always_inline struct iface_value *iface_entry(__u32 ifindex, __u32 gen, __u32 dir)
+{
+	struct iface_value *v;
+	__u32 *slotp, idx;
+
+	if (ifindex < FILTER_IFINDEX_DIRECT)
+		slotp = bpf_map_lookup_elem(&iface_slots, &ifindex);
+	else
+		slotp = bpf_map_lookup_elem(&iface_slots_big, &ifindex);
+	if (!slotp || !*slotp || *slotp > FILTER_MAX_IFACES)
+		return NULL;
+	idx = (gen * 2 + dir) * FILTER_MAX_IFACES + *slotp - 1;
+	v = bpf_map_lookup_elem(&iface_cfg, &idx);
+	if (!v || v->ifindex != ifindex)
+		return NULL;
+	return v;
+}
+
 static __always_inline enum filter_result filter_packet(void *data, void *data_end, __u64 len,
 							__u32 ifindex, __u32 dir)
 {
 	struct packet_info pi = {};
 	struct count_ctx cc;
-	struct rule_bits *src, *dst, *sp, *dp, *fl, *cnt;
+	struct rule_bits *v, *base;
 	struct iface_value *ifv;
-	struct iface_key ik = {};
+	struct gen_config *gc;
 	struct rule_action *act;
 	enum parse_result res;
-	__u32 zero = 0, gen, fidx, rule = FILTER_MAX_RULES, idx, i, nwords;
+	__u32 zero = 0, gen, fidx, rule = FILTER_MAX_RULES, idx, i, nwords, feat, fam;
 	__u64 any_count = 0;
-	__u32 *genp;
+	__u32 *genp, *bs;
 
 	res = parse_packet(data, data_end, &pi);
 	if (res == PARSE_MALFORMED) {
@@ -383,55 +440,90 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	genp = bpf_map_lookup_elem(&active, &zero);
 	gen = genp ? (*genp & 1) : 0;
 
-	ik.ifindex = ifindex;
-	ik.gen = gen;
-	ik.dir = dir;
-	ifv = bpf_map_lookup_elem(&ifaces, &ik);
+	ifv = iface_entry(ifindex, gen, dir);
 	if (!ifv) {
 		count_verdict(dir, VERDICT_UNMANAGED, len);
 		return FILTER_PASS;
 	}
+	gc = bpf_map_lookup_elem(&gen_config, &gen);
+	if (!gc)
+		goto deflt;
 
 	if (pi.fragment == 2)
 		count_verdict(dir, VERDICT_FRAGMENT, len);
 
-	if (blocked(&pi, dir == FILTER_DIR_INGRESS ? pi.saddr : pi.daddr)) {
+	fam = pi.family == 4 ? 0 : 1;
+	bs = bpf_map_lookup_elem(&block_active, &fam);
+	if (bs && *bs && blocked(&pi, dir == FILTER_DIR_INGRESS ? pi.saddr : pi.daddr)) {
 		count_verdict(dir, VERDICT_BLOCKED, len);
 		return FILTER_DROP;
 	}
 
-	if (pi.family == 4) {
-		src = lookup_v4(&src_v4, gen, pi.saddr);
-		dst = lookup_v4(&dst_v4, gen, pi.daddr);
-	} else {
-		src = lookup_v6(&src_v6, gen, pi.saddr);
-		dst = lookup_v6(&dst_v6, gen, pi.daddr);
-	}
-	sp = lookup_port(&sport, gen, &pi, pi.sport);
-	dp = lookup_port(&dport, gen, &pi, pi.dport);
-	fidx = gen * FILTER_FLAGS_PER_GEN +
-	       (pi.l4proto == IPPROTO_TCP && pi.fragment != 2 ? pi.tcp_flags : FILTER_FLAGS_UNKNOWN);
-	fl = bpf_map_lookup_elem(&tcp_flags, &fidx);
-	cnt = bpf_map_lookup_elem(&count_rules, &gen);
-	if (!src || !dst || !sp || !dp || !fl || !cnt)
-		goto deflt;
-
-	/* AND of every field; the first rule that is not a count rule wins.
-	 * Only the words the rule set uses are read (a small rule set costs
-	 * one word, not FILTER_WORDS). */
-	nwords = ifv->words;
-	for (i = 0; i < FILTER_WORDS; i++) {
-		__u64 w, c;
-
-		if (i >= nwords) {
-			cc.m.w[i] = 0;
-			continue;
+	/* AND of the field vectors, accumulated in cc.m. A field no rule
+	 * constrains is not looked up: its vector is in base. Only the words
+	 * the rule set uses are read (a small rule set costs one word). */
+	feat = gc->features;
+	nwords = gc->words;
+	base = fam ? &gc->base[1] : &gc->base[0];
+	for (i = 0; i < FILTER_WORDS; i++)
+		cc.m.w[i] = i < nwords ? base->w[i] & ifv->bits.w[i] : 0;
+	if (!fam) {
+		if (feat & FEAT_SRC_V4) {
+			v = lookup_v4(&src_v4, gen, pi.saddr);
+			if (!v)
+				goto deflt;
+			and_into(&cc.m, v, nwords);
 		}
-		w = src->w[i] & dst->w[i] & sp->w[i] & dp->w[i] & fl->w[i] & ifv->bits.w[i];
-		c = w & cnt->w[i]; /* keep the count rules for the pass below */
+		if (feat & FEAT_DST_V4) {
+			v = lookup_v4(&dst_v4, gen, pi.daddr);
+			if (!v)
+				goto deflt;
+			and_into(&cc.m, v, nwords);
+		}
+	} else {
+		if (feat & FEAT_SRC_V6) {
+			v = lookup_v6(&src_v6, gen, pi.saddr);
+			if (!v)
+				goto deflt;
+			and_into(&cc.m, v, nwords);
+		}
+		if (feat & FEAT_DST_V6) {
+			v = lookup_v6(&dst_v6, gen, pi.daddr);
+			if (!v)
+				goto deflt;
+			and_into(&cc.m, v, nwords);
+		}
+	}
+	if (feat & FEAT_SPORT) {
+		v = lookup_port(&sport, gen, &pi, pi.sport);
+		if (!v)
+			goto deflt;
+		and_into(&cc.m, v, nwords);
+	}
+	if (feat & FEAT_DPORT) {
+		v = lookup_port(&dport, gen, &pi, pi.dport);
+		if (!v)
+			goto deflt;
+		and_into(&cc.m, v, nwords);
+	}
+	if (feat & FEAT_FLAGS) {
+		fidx = gen * FILTER_FLAGS_PER_GEN +
+		       (pi.l4proto == IPPROTO_TCP && pi.fragment != 2 ? pi.tcp_flags : FILTER_FLAGS_UNKNOWN);
+		v = bpf_map_lookup_elem(&tcp_flags, &fidx);
+		if (!v)
+			goto deflt;
+		and_into(&cc.m, v, nwords);
+	}
+
+	/* The first rule that is not a count rule wins; the count rules ahead
+	 * of it stay in cc.m for the pass below. */
+	for (i = 0; i < FILTER_WORDS; i++) {
+		__u64 w = cc.m.w[i], c;
+
+		c = w & gc->count.w[i];
 		cc.m.w[i] = c;
 		any_count |= c;
-		w &= ~cnt->w[i];
+		w &= ~c;
 		if (w && rule == FILTER_MAX_RULES)
 			rule = i * 64 + lowest_bit(w);
 	}

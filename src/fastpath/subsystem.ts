@@ -11,7 +11,7 @@ import type { Host } from '../system/host.js';
 import { compileFastpath, type FastpathCapacity, type FastpathDesired } from './compile.js';
 import { FastpathDataPlane, IncompatibleDataPlaneError } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
-import { LPM_FIELDS, bitList, type LpmField } from './layout.js';
+import { LPM_FIELDS, bitList, lpmKey, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
 
 /** Where a host's fast path is pinned. */
@@ -145,6 +145,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
       xdpProgramId: dp.xdp.info.id,
       tcProgramId: dp.tc.info.id,
       generation: dp.generation,
+      lookups: dp.lookups(),
       interfaces: dp.interfaces(),
       rules: dp.ruleCounters(),
       verdicts: dp.verdictCounters(),
@@ -212,12 +213,7 @@ export function capacityChanges(have: FastpathCapacity, want: FastpathCapacity):
 }
 
 function keyOf(f: LpmField, gen: number, data: Buffer, length: number): string {
-  const size = f.endsWith('v4') ? 12 : f.endsWith('v6') ? 24 : 8;
-  const k = Buffer.alloc(size);
-  k.writeUInt32LE(8 + length, 0);
-  k[4] = gen;
-  data.copy(k, 5, 0, f.endsWith('v4') ? 4 : f.endsWith('v6') ? 16 : 3);
-  return k.toString('latin1');
+  return lpmKey(f, gen, data, length).toString('latin1');
 }
 
 function describeKey(f: LpmField, k: Buffer): string {

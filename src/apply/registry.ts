@@ -1,10 +1,13 @@
 /**
- * Every subsystem, in apply order: interface addressing, then the data plane (so filtering is in
- * place before services listen), then routing, then services. Rollback runs
+ * Every subsystem, in apply order: interface addressing and static routes,
+ * then the data plane (so filtering is in place before services listen and
+ * before kernel settings turn forwarding on), then routing, then services. Rollback runs
  * the same list backwards.
  */
 import type { Subsystem } from './subsystem.js';
 import { interfacesSubsystem } from '../interfaces/subsystem.js';
+import { sysctlSubsystem } from '../routing/sysctl.js';
+import { routesSubsystem } from '../routing/routes.js';
 import { fastpathSubsystem } from '../fastpath/subsystem.js';
 import { nftSubsystem } from '../nft/subsystem.js';
 import { multiwanSubsystem } from '../multiwan/subsystem.js';
@@ -20,8 +23,11 @@ import { idsSubsystem } from '../services/ids/subsystem.js';
 
 export const subsystems: readonly Subsystem<any>[] = [
   interfacesSubsystem,
+  routesSubsystem,
   fastpathSubsystem,
   nftSubsystem,
+  // forwarding goes on only once the firewall is in place
+  sysctlSubsystem,
   multiwanSubsystem,
   frrSubsystem,
   wireguardSubsystem,

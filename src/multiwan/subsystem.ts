@@ -16,6 +16,7 @@ import type { Subsystem, Change, CompileContext } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { GATEWAY_MARK_MASK, hex } from '../nft/marks.js';
+import { withLiveCounters } from '../nft/carry.js';
 import { runScript, listTable, canonicalTable, diffTables, countersFromJson } from '../nft/subsystem.js';
 import {
   compileGateways,
@@ -120,7 +121,7 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
       if (r.exitCode !== 0) throw new Error(`gateway ${g.name}: cannot route via ${g.nextHop} dev ${g.interface} in table ${g.table} (${host.where}): ${r.stderr.trim()}`);
     }
     const up: GatewayUp = new Map(desired.gateways.map((g) => [g.name, initial.get(g.name) !== 'down']));
-    await runScript(host, renderMwanScript(desired, up), 'apply multi-WAN table');
+    await runScript(host, await withLiveCounters(host, renderMwanScript(desired, up), MWAN_FAMILY, MWAN_TABLE), 'apply multi-WAN table');
     const rules = await convergeRules(host, desired, applied);
     // tables no longer used
     for (const t of applied.tables) if (!desired.gateways.some((g) => g.table === t)) await host.run('ip', ['route', 'flush', 'table', String(t)], { reject: false });
@@ -130,7 +131,7 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
       host,
       desired.gateways,
       async (now, event) => {
-        await runScript(host, renderGroupUpdate(desired, now), 'update gateway groups');
+        await runScript(host, await withLiveCounters(host, renderGroupUpdate(desired, now), MWAN_FAMILY, MWAN_TABLE), 'update gateway groups');
         const g = desired.gateways.find((x) => x.name === event.gateway);
         if (g && event.state === 'down' && g.flushStatesOnDown) {
           // after the groups changed: the flows' next packets are decided afresh, onto a live gateway

@@ -92,7 +92,7 @@ export const oneToOneSchema = z
 
 export const firewallSchema = z
   .object({
-    enabled: z.boolean().default(true).describe('false removes Patronus\' nftables tables'),
+    enabled: z.boolean().default(true).describe('false (or omitting firewall: altogether) removes Patronus\' nftables table'),
     defaults: z
       .object({
         input: verdictSchema.default('drop').describe('default for zones without their own input policy'),
@@ -107,7 +107,8 @@ export const firewallSchema = z
     oneToOne: z.array(oneToOneSchema).default([]).describe('1:1 NAT (bidirectional address mapping)'),
   })
   .strict()
-  .default({ enabled: true, defaults: { input: 'drop', forward: 'drop' }, zones: [], rules: [], portForwards: [], outboundNat: [], oneToOne: [] });
+  // an omitted section means the feature is off: no table at all (write `firewall: {}` for the default-deny firewall)
+  .default({ enabled: false, defaults: { input: 'drop', forward: 'drop' }, zones: [], rules: [], portForwards: [], outboundNat: [], oneToOne: [] });
 
 export type FirewallConfig = z.infer<typeof firewallSchema>;
 export type RuleConfig = z.infer<typeof ruleSchema>;

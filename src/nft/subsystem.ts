@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import type { Subsystem, Change, CompileContext } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
+import { withLiveCounters } from './carry.js';
 import { compileFirewall, counterKey, NFT_FAMILY, NFT_TABLE, type NftDesired, type CounterKind } from './compile.js';
 
 export { compileFirewall, type NftDesired } from './compile.js';
@@ -79,7 +80,8 @@ export const nftSubsystem: Subsystem<NftDesired> & {
   },
 
   async apply(desired, host) {
-    await runScript(host, desired.script, 'apply');
+    // counters keep their values across the table's replacement (src/nft/carry.ts)
+    await runScript(host, desired.enabled ? await withLiveCounters(host, desired.script, NFT_FAMILY, NFT_TABLE) : desired.script, 'apply');
   },
 
   async teardown(host) {

@@ -386,23 +386,114 @@ static long count_one(__u64 index, void *data)
 	return 0;
 }
 
+/*
+ * AND of the field vectors, accumulated in cc->m over the first `words`
+ * words (a compile-time constant at each call, so the loops unroll). A field
+ * no rule constrains is not looked up: its vector is in base. Returns the
+ * first rule that is not a count rule (FILTER_MAX_RULES: none, also when a
+ * lookup finds nothing); the count rules ahead of it stay in cc->m.
+ */
+static __always_inline __u32 classify(struct packet_info *pi, struct gen_config *gc, struct iface_value *ifv,
+				      __u32 gen, __u32 fam, struct count_ctx *cc, const __u32 words, __u64 *any_count)
+{
+	struct rule_bits *v, *base = fam ? &gc->base[1] : &gc->base[0];
+	__u32 feat = gc->features, fidx, i, rule = FILTER_MAX_RULES;
+	__u64 any = 0;
+
+	for (i = 0; i < FILTER_WORDS; i++)
+		cc->m.w[i] = i < words ? base->w[i] & ifv->bits.w[i] : 0;
+	if (!fam) {
+		if (feat & FEAT_SRC_V4) {
+			v = lookup_v4(&src_v4, gen, pi->saddr);
+			if (!v)
+				return FILTER_MAX_RULES;
+			and_into(&cc->m, v, words);
+		}
+		if (feat & FEAT_DST_V4) {
+			v = lookup_v4(&dst_v4, gen, pi->daddr);
+			if (!v)
+				return FILTER_MAX_RULES;
+			and_into(&cc->m, v, words);
+		}
+	} else {
+		if (feat & FEAT_SRC_V6) {
+			v = lookup_v6(&src_v6, gen, pi->saddr);
+			if (!v)
+				return FILTER_MAX_RULES;
+			and_into(&cc->m, v, words);
+		}
+		if (feat & FEAT_DST_V6) {
+			v = lookup_v6(&dst_v6, gen, pi->daddr);
+			if (!v)
+				return FILTER_MAX_RULES;
+			and_into(&cc->m, v, words);
+		}
+	}
+	if (feat & FEAT_SPORT) {
+		v = lookup_port(&sport, gen, pi, pi->sport);
+		if (!v)
+			return FILTER_MAX_RULES;
+		and_into(&cc->m, v, words);
+	}
+	if (feat & FEAT_DPORT) {
+		v = lookup_port(&dport, gen, pi, pi->dport);
+		if (!v)
+			return FILTER_MAX_RULES;
+		and_into(&cc->m, v, words);
+	}
+	if (feat & FEAT_FLAGS) {
+		fidx = gen * FILTER_FLAGS_PER_GEN +
+		       (pi->l4proto == IPPROTO_TCP && pi->fragment != 2 ? pi->tcp_flags : FILTER_FLAGS_UNKNOWN);
+		v = bpf_map_lookup_elem(&tcp_flags, &fidx);
+		if (!v)
+			return FILTER_MAX_RULES;
+		and_into(&cc->m, v, words);
+	}
+
+	for (i = 0; i < words; i++) {
+		__u64 w = cc->m.w[i], c;
+
+		c = w & gc->count.w[i];
+		cc->m.w[i] = c;
+		any |= c;
+		w &= ~c;
+		if (w && rule == FILTER_MAX_RULES)
+			rule = i * 64 + lowest_bit(w);
+	}
+	*any_count = any;
+	return rule;
+}
+
 /* ---- the filter ---- */
 
 /* The interface's entry for this generation and direction, or NULL when
  * the interface is not managed (two array loads; a hash only for ifindexes
  * beyond FILTER_IFINDEX_DIRECT). */
+static __noinline __u32 big_iface_slot(__u32 ifindex)
+{
+	__u32 *p = bpf_map_lookup_elem(&iface_slots_big, &ifindex);
+
+	return p ? *p : 0;
+}
+
 static __always_inline struct iface_value *iface_entry(__u32 ifindex, __u32 gen, __u32 dir)
 {
 	struct iface_value *v;
-	__u32 *slotp, idx;
+	__u32 *p, slot = 0, idx;
 
-	if (ifindex < FILTER_IFINDEX_DIRECT)
-		slotp = bpf_map_lookup_elem(&iface_slots, &ifindex);
-	else
-		slotp = bpf_map_lookup_elem(&iface_slots_big, &ifindex);
-	if (!slotp || !*slotp || *slotp > FILTER_MAX_IFACES)
+	/* Two separate calls on purpose: with one call site and the map
+	 * chosen at run time, the verifier could not inline the array lookup
+	 * (an indirect call instead of two loads). */
+	if (ifindex < FILTER_IFINDEX_DIRECT) {
+		p = bpf_map_lookup_elem(&iface_slots, &ifindex);
+		if (p)
+			slot = *p;
+	} else {
+		slot = big_iface_slot(ifindex);
+	}
+	if (!slot || slot > FILTER_MAX_IFACES)
 		return NULL;
-	idx = (gen * 2 + dir) * FILTER_MAX_IFACES + *slotp - 1;
+	idx = (gen * 2 + dir) * FILTER_MAX_IFACES + slot - 1;
 	v = bpf_map_lookup_elem(&iface_cfg, &idx);
 	if (!v || v->ifindex != ifindex)
 		return NULL;
@@ -414,12 +505,11 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 {
 	struct packet_info pi = {};
 	struct count_ctx cc;
-	struct rule_bits *v, *base;
 	struct iface_value *ifv;
 	struct gen_config *gc;
 	struct rule_action *act;
 	enum parse_result res;
-	__u32 zero = 0, gen, fidx, rule = FILTER_MAX_RULES, idx, i, nwords, feat, fam;
+	__u32 zero = 0, gen, rule, idx, fam;
 	__u64 any_count = 0;
 	__u32 *genp, *bs;
 
@@ -459,74 +549,12 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 		return FILTER_DROP;
 	}
 
-	/* AND of the field vectors, accumulated in cc.m. A field no rule
-	 * constrains is not looked up: its vector is in base. Only the words
-	 * the rule set uses are read (a small rule set costs one word). */
-	feat = gc->features;
-	nwords = gc->words;
-	base = fam ? &gc->base[1] : &gc->base[0];
-	for (i = 0; i < FILTER_WORDS; i++)
-		cc.m.w[i] = i < nwords ? base->w[i] & ifv->bits.w[i] : 0;
-	if (!fam) {
-		if (feat & FEAT_SRC_V4) {
-			v = lookup_v4(&src_v4, gen, pi.saddr);
-			if (!v)
-				goto deflt;
-			and_into(&cc.m, v, nwords);
-		}
-		if (feat & FEAT_DST_V4) {
-			v = lookup_v4(&dst_v4, gen, pi.daddr);
-			if (!v)
-				goto deflt;
-			and_into(&cc.m, v, nwords);
-		}
-	} else {
-		if (feat & FEAT_SRC_V6) {
-			v = lookup_v6(&src_v6, gen, pi.saddr);
-			if (!v)
-				goto deflt;
-			and_into(&cc.m, v, nwords);
-		}
-		if (feat & FEAT_DST_V6) {
-			v = lookup_v6(&dst_v6, gen, pi.daddr);
-			if (!v)
-				goto deflt;
-			and_into(&cc.m, v, nwords);
-		}
-	}
-	if (feat & FEAT_SPORT) {
-		v = lookup_port(&sport, gen, &pi, pi.sport);
-		if (!v)
-			goto deflt;
-		and_into(&cc.m, v, nwords);
-	}
-	if (feat & FEAT_DPORT) {
-		v = lookup_port(&dport, gen, &pi, pi.dport);
-		if (!v)
-			goto deflt;
-		and_into(&cc.m, v, nwords);
-	}
-	if (feat & FEAT_FLAGS) {
-		fidx = gen * FILTER_FLAGS_PER_GEN +
-		       (pi.l4proto == IPPROTO_TCP && pi.fragment != 2 ? pi.tcp_flags : FILTER_FLAGS_UNKNOWN);
-		v = bpf_map_lookup_elem(&tcp_flags, &fidx);
-		if (!v)
-			goto deflt;
-		and_into(&cc.m, v, nwords);
-	}
-
-	/* The first rule that is not a count rule wins; the count rules ahead
-	 * of it stay in cc.m for the pass below. */
-	for (i = 0; i < FILTER_WORDS; i++) {
-		__u64 w = cc.m.w[i], c;
-
-		c = w & gc->count.w[i];
-		cc.m.w[i] = c;
-		any_count |= c;
-		w &= ~c;
-		if (w && rule == FILTER_MAX_RULES)
-			rule = i * 64 + lowest_bit(w);
-	}
+	/* A rule set of up to 64 rules (one word) gets its own copy of the
+	 * classifier with every loop folded to one iteration. */
+	if (gc->words <= 1)
+		rule = classify(&pi, gc, ifv, gen, fam, &cc, 1, &any_count);
+	else
+		rule = classify(&pi, gc, ifv, gen, fam, &cc, FILTER_WORDS, &any_count);
 
 	/* Count rules ahead of the winner see the packet and let it go on. */
 	if (any_count) {

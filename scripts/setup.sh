@@ -17,6 +17,7 @@ APT_PACKAGES=(
   openvpn wireguard-tools wireguard-go kea-dhcp4-server kea-dhcp6-server radvd isc-dhcp-client isc-dhcp-common
   dns-root-data ca-certificates openssl ldnsutils
   geoip-database libmaxmind-db-writer-perl
+  xdp-tools
 )
 
 # Daemon units Debian may enable and start when it installs their package.

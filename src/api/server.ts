@@ -203,7 +203,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
     const h = engine.health();
     const d = await drift.check({ maxAgeMs: 1000 });
-    const reconcileFailed = !!h.reconcile && !h.reconcile.ok;
+    // a store that cannot record revisions (disk full, I/O errors) degrades the node: it keeps filtering on the committed revision
+    const reconcileFailed = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
     const status = d.state === 'drift' ? 'drift' : reconcileFailed ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
     reply.code(status === 'drift' || status === 'degraded' ? 503 : 200);
     return {
@@ -217,6 +218,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       repairs: d.repairs,
       nextRepair: d.nextRepair,
       reconcile: h.reconcile,
+      store: h.store,
     };
   });
 

@@ -23,6 +23,8 @@ export function detectFormat(text: string, fileName?: string): ConfigFormat {
  * `line L, column C` so they read like every other issue.
  */
 export function parseConfigText(text: string, format: ConfigFormat = detectFormat(text)): { value?: unknown; issues: Issue[] } {
+  // no text at all is an empty document in either format (refused as such, src/config/input.ts)
+  if (!text.trim()) return { value: null, issues: [] };
   if (format === 'json') {
     let value: unknown;
     try {

@@ -166,6 +166,7 @@ function documentCases(): Case[] {
   }
   out.push({ name: 'empty document as a JSON object', body: { config: {} }, expect: empty, issue: '(document)' });
   out.push({ name: 'empty document, allowEmpty false', body: { config: '', allowEmpty: false }, expect: empty });
+  out.push({ name: 'empty document with format json', body: { config: ' ', format: 'json' }, expect: empty, issue: '(document)' });
   out.push({ name: 'empty raw body, ?allowEmpty=false', path: DOC_PATHS.map((p) => `${p}?allowEmpty=false`), body: '', contentType: 'application/yaml', expect: empty });
   out.push({ name: 'null config field', body: { config: null }, expect: /config/ });
 

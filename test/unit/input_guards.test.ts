@@ -45,6 +45,13 @@ describe('empty documents', () => {
       assert.deepEqual(emptyDocumentIssues(parsed.value, true), []);
     });
   }
+  it('empty text is an empty document in JSON too', () => {
+    for (const text of ['', ' \n']) {
+      const r = parseConfigText(text, 'json');
+      assert.deepEqual(r.issues, []);
+      assert.equal(isEmptyDocument(r.value), true);
+    }
+  });
   it('a document with any section is not empty', () => {
     for (const d of [{ interfaces: [] }, { firewall: { enabled: false } }, { version: 1, aliases: [] }, 'x', [], 0]) assert.equal(isEmptyDocument(d), false, JSON.stringify(d));
   });

@@ -698,6 +698,7 @@ function canonicalJson(v: unknown): string {
 }
 
 function openLockDb(path: string): Database.Database {
+  closeSync(openSync(path, 'a', 0o600));
   const db = new Database(path);
   db.pragma('busy_timeout = 0');
   // no schema: BEGIN EXCLUSIVE locks even an empty database file (and creating one would itself need the lock)

@@ -30,6 +30,11 @@ async function main(): Promise<number> {
     log(`unknown subsystem in ${spec.subsystems.join(', ')}: cannot act`);
     return 2;
   }
+  // never create a store: one that is gone (state dir removed) has nothing to guard
+  if (!existsSync(spec.storePath)) {
+    log('the store is gone: nothing to guard');
+    return 0;
+  }
   const store = Store.open(spec.storePath, { retention: spec.retention });
   try {
     // watch until the deadline: exit as soon as the revision is confirmed or rolled back by someone else

@@ -173,7 +173,8 @@ program
           ['', ''],
           [
             ['committed', s.committed ? `revision ${s.committed.id} by ${s.committed.author} at ${s.committed.createdAt}: ${s.committed.message}` : 'none'],
-            ['running', s.running === null ? 'unknown (not reconciled by this process)' : `revision ${s.running}`],
+            ['running', s.running === null ? 'none (the empty configuration, or not recorded yet)' : `revision ${s.running}`],
+            ['store', s.store.ok ? `ok (${s.store.freeBytes !== undefined ? bytes(s.store.freeBytes) : '?'} free)` : `DEGRADED: ${s.store.error}`],
             ['pending confirmation', s.pendingConfirmation ? `revision ${s.pendingConfirmation.id} until ${s.pendingConfirmation.deadline}` : 'no'],
             ['reconcile at start', s.reconcile ? (s.reconcile.ok ? `ok (${s.reconcile.at})` : `FAILED: ${s.reconcile.error}`) : '-'],
             ['subsystems', s.subsystems.join(', ')],

@@ -332,6 +332,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         return { ...out, ...(error ? { error } : {}) };
       };
       try {
+        if (pending) {
+          // the deadline first: whatever happens below, the revision still rolls back on time
+          const ms = Math.max(0, Date.parse(pending.confirmDeadline!) - Date.now());
+          this.armConfirmTimer(pending.id, ms, `not confirmed by its deadline ${pending.confirmDeadline}`);
+          this.spawnGuard(pending.id, pending.confirmDeadline!);
+        }
         const target = pending ?? current;
         if (target) {
           const compiled = await this.compile({ document: target.config });
@@ -340,11 +346,6 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
           if (failed) throw new Error(`subsystem "${failed.subsystem}": ${failed.error}`);
           this.running = target.id;
           bestEffort(() => this.store.setRunning(target.id));
-          if (pending) {
-            const ms = Math.max(0, Date.parse(pending.confirmDeadline!) - Date.now());
-            this.armConfirmTimer(pending.id, ms, `not confirmed by its deadline ${pending.confirmDeadline}`);
-            this.spawnGuard(pending.id, pending.confirmDeadline!);
-          }
           return done({ revision: target.id });
         }
         if (!seed) {

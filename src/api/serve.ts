@@ -16,6 +16,7 @@ import { ensureLab, LAB_NS } from '../lab/lab.js';
 import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
+import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -83,7 +84,17 @@ export async function serve(opts: ServeOptions): Promise<void> {
     else if (r.pushed) console.log(`patronus: ha sync: pushed revision ${r.primary.revision} to ${r.peer.url} (peer revision ${r.pushed.revision})`);
   });
   haSync.on('error', (e) => console.error(`patronus: ha sync: ${e.message}`));
-  const metrics = createMetrics(engine);
+  // the drift loop: compares the system with the running revision, repairs per drift.reconcile
+  const drift = new DriftMonitor(engine);
+  let lastDrift = '';
+  drift.on('report', (r: DriftReport) => {
+    for (const x of r.repairs) console.error(`patronus: drift: repaired ${x.subsystem}${x.ok ? '' : ` (failed, attempt ${x.attempt}: ${x.error})`}`);
+    const now = r.items.map((i) => `${i.subsystem} ${i.object}: ${i.reason}`).join('; ');
+    if (now !== lastDrift) console.error(now ? `patronus: drift from revision ${r.revision}: ${now}` : `patronus: no drift from revision ${r.revision}`);
+    lastDrift = now;
+  });
+  drift.on('error', (e) => console.error(`patronus: drift check: ${e.message}`));
+  const metrics = createMetrics(engine, { drift });
   registerHaSyncMetrics(metrics.registry, haSync);
   const app = await buildServer({
     engine,
@@ -93,6 +104,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     bodyLimit: api.bodyLimit,
     metricsRequireToken: api.metricsRequireToken,
     ownsEngine: true,
+    drift,
     ...(tlsCert && tlsKey ? { https: { cert: readFileSync(tlsCert), key: readFileSync(tlsKey) } } : {}),
   });
 
@@ -114,6 +126,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
 
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
   await app.listen({ host: hostname, port });
+  drift.start();
   console.log(`patronus: listening on ${tlsCert ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 

@@ -39,12 +39,16 @@ import type { Change, CompileContext, ServiceOpening, Subsystem } from './subsys
 import { validateDocument, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
+import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
 import type { FileReader } from '../aliases/aliases.js';
 import type { Host } from '../system/host.js';
 import { StoreError, type Revision, type RevisionState, type Store } from '../store/store.js';
 
-/** A configuration as text (YAML/JSON, parsed here) or as an already-parsed document. */
-export type ConfigSource = { text: string; format?: ConfigFormat } | { document: unknown };
+/**
+ * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
+ * document. An empty document is refused unless `allowEmpty` (src/config/input.ts).
+ */
+export type ConfigSource = ({ text: string; format?: ConfigFormat } | { document: unknown }) & { allowEmpty?: boolean };
 
 export interface ApplyMeta {
   author: string;
@@ -82,6 +86,8 @@ export interface SubsystemPlan {
 }
 
 export interface Plan {
+  /** the document is empty: applying it removes everything Patronus manages */
+  removesEverything?: true;
   subsystems: SubsystemPlan[];
   summary: Record<Change['action'], number>;
 }
@@ -168,7 +174,33 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       if (parsed.issues.length) return { issues: parsed.issues };
       document = parsed.value;
     } else document = source.document;
+    const empty = emptyDocumentIssues(document, source.allowEmpty);
+    if (empty.length) return { issues: empty };
 
+    const { compiled, issues } = this.compileDocument(document);
+    if (!compiled) return { issues };
+    const { desired } = compiled;
+    const probed = await Promise.all(
+      this.subsystems.map(async (s) => {
+        if (!s.validate) return [];
+        try {
+          return await s.validate(desired.get(s.name), this.host);
+        } catch (e) {
+          return [{ path: [s.name], message: `validation failed: ${(e as Error).message}` }];
+        }
+      }),
+    );
+    const probeIssues = probed.flat();
+    if (probeIssues.length) return { issues: probeIssues };
+    return { compiled, issues: [] };
+  }
+
+  /**
+   * Schema, aliases and every subsystem's compile, without the machine
+   * probes of validate(): what a stored revision asks of each subsystem,
+   * even while the machine has drifted away from it (the drift check).
+   */
+  compileDocument(document: unknown): { compiled?: Compiled; issues: Issue[] } {
     const { validated, issues } = validateDocument(document, this.readFile);
     if (!validated) return { issues };
     const ctx: CompileContext = {
@@ -189,18 +221,6 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       }
     }
     if (all.length) return { issues: all };
-    const probed = await Promise.all(
-      this.subsystems.map(async (s) => {
-        if (!s.validate) return [];
-        try {
-          return await s.validate(desired.get(s.name), this.host);
-        } catch (e) {
-          return [{ path: [s.name], message: `validation failed: ${(e as Error).message}` }];
-        }
-      }),
-    );
-    const probeIssues = probed.flat();
-    if (probeIssues.length) return { issues: probeIssues };
     return { compiled: { validated, document, desired }, issues: [] };
   }
 
@@ -227,7 +247,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     }
     const summary = { add: 0, remove: 0, change: 0, reload: 0, restart: 0, start: 0, stop: 0 };
     for (const p of out) for (const c of p.changes) summary[c.action]++;
-    return { subsystems: out, summary };
+    return { ...(isEmptyDocument(compiled.document) ? { removesEverything: true as const } : {}), subsystems: out, summary };
   }
 
   /**
@@ -289,7 +309,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (opts.to !== undefined && !['committed', 'rolled_back', 'failed', 'interrupted'].includes(target.state)) {
       throw new ConflictError(`revision ${target.id} is ${target.state}`);
     }
-    return this.apply({ document: target.config }, { author: opts.author, message: `rollback to revision ${target.id}` });
+    return this.apply({ document: target.config, allowEmpty: true }, { author: opts.author, message: `rollback to revision ${target.id}` });
   }
 
   /**
@@ -340,7 +360,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         }
         const target = pending ?? current;
         if (target) {
-          const compiled = await this.compile({ document: target.config });
+          const compiled = await this.compile({ document: target.config, allowEmpty: true });
           const steps = await this.converge(compiled);
           const failed = steps.find((s) => !s.ok);
           if (failed) throw new Error(`subsystem "${failed.subsystem}": ${failed.error}`);
@@ -350,7 +370,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         }
         if (!seed) {
           // nothing committed and nothing to seed: clear anything a first apply may have left
-          await this.converge(await this.compile({ document: {} }));
+          await this.converge(await this.compile({ document: {}, allowEmpty: true }));
           this.running = undefined;
           bestEffort(() => this.store.setRunning(null));
           return done({});
@@ -394,6 +414,41 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       reconcile: this.lastReconcile ?? null,
       subsystems: this.subsystems.map((s) => s.name),
     };
+  }
+
+  /** What /healthz needs, without reading any document from the store. */
+  health(): { applying: boolean; reconcile: { at: string; ok: boolean; error?: string } | null; store: ReturnType<Store['health']> } {
+    return { applying: this.busy, reconcile: this.lastReconcile ?? null, store: this.store.health() };
+  }
+
+  /**
+   * Drift repair (src/drift/monitor.ts): converges the named subsystems to
+   * `compiled` again, under the apply lock. Undefined (nothing done) when an
+   * apply holds the lock or the store's head is no longer `revision`.
+   */
+  async repair(revision: number, compiled: Compiled, names: readonly string[]): Promise<StepResult[] | undefined> {
+    if (this.busy) return undefined;
+    try {
+      return await this.exclusive(false, async () => {
+        const head = this.store.head();
+        if ((head.confirming ?? head.committed) !== revision || head.applying) return undefined;
+        const steps: StepResult[] = [];
+        for (const s of this.subsystems) {
+          if (!names.includes(s.name)) continue;
+          const t0 = performance.now();
+          try {
+            await s.apply(compiled.desired.get(s.name), this.host);
+            steps.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
+          } catch (e) {
+            steps.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
+          }
+        }
+        return steps;
+      });
+    } catch (e) {
+      if (e instanceof ConflictError) return undefined;
+      throw e;
+    }
   }
 
   /** Stops the confirmation timer and releases the lock file (the store stays open: the caller owns it). */
@@ -573,7 +628,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const current = this.store.current();
     let compiled: Compiled;
     try {
-      compiled = await this.compile({ document: current?.config ?? {} });
+      compiled = await this.compile({ document: current?.config ?? {}, allowEmpty: true });
     } catch (e) {
       return { rollback: touched.map((s) => ({ subsystem: s.name, ok: false, ms: 0, error: `cannot compile revision ${current?.id}: ${(e as Error).message}` })), to: current?.id };
     }

@@ -281,6 +281,22 @@ export class Store {
     return row && fromRow(row);
   }
 
+  /**
+   * Ids and states only (no document is read or parsed): the last committed
+   * revision, one awaiting confirmation, and whether an apply is under way.
+   * Cheap enough for every /healthz call.
+   */
+  head(): { committed: number | undefined; confirming: number | undefined; applying: boolean } {
+    const rows = this.db
+      .prepare(`SELECT id, state FROM revisions WHERE state IN ('applying', 'confirming') OR id = (SELECT max(id) FROM revisions WHERE state = 'committed')`)
+      .all() as { id: number; state: RevisionState }[];
+    return {
+      committed: rows.find((r) => r.state === 'committed')?.id,
+      confirming: rows.filter((r) => r.state === 'confirming').at(-1)?.id,
+      applying: rows.some((r) => r.state === 'applying'),
+    };
+  }
+
   /** The committed revision before `id` (what `rollback` goes back to). */
   committedBefore(id: number): Revision | undefined {
     const row = this.db.prepare(`${SELECT_FULL} WHERE r.state = 'committed' AND r.id < ? ORDER BY r.id DESC LIMIT 1`).get(id) as Row | undefined;

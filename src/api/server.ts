@@ -200,7 +200,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => ({ ...engine.status(), drift: await drift.check({ maxAgeMs: 1000 }) }));
+  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => {
+    const d = await drift.check({ maxAgeMs: 1000 });
+    const s = engine.status();
+    // running = verified: the revision the drift check found the system to match (another
+    // process's --direct apply included); null while it differs; this process's last apply otherwise
+    return { ...s, running: d.state === 'ok' && d.revision !== null ? d.revision : d.state === 'drift' ? null : s.running, drift: d };
+  });
 
   app.get(`${API_PREFIX}/config`, { schema: { summary: 'The last committed configuration' } }, async (_req, reply) => {
     const current = store.current();

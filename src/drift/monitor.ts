@@ -42,6 +42,8 @@ export interface RepairRecord {
   error?: string;
   /** repairs in a row without a stable spell in between */
   attempt: number;
+  /** what had drifted ("object: reason") */
+  found: string[];
 }
 
 export interface DriftReport {
@@ -204,9 +206,10 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
         if (due.length) {
           const steps = await this.engine.repair(target.revision, compiled, due).catch((e: Error): StepResult[] => due.map((subsystem) => ({ subsystem, ok: false, ms: 0, error: e.message })));
           if (steps) {
+            const found = items;
             const again = await this.inspect(checkable.filter((s) => due.includes(s.name)), compiled);
             items = [...items.filter((i) => !due.includes(i.subsystem)), ...again];
-            for (const step of steps) repairs.push(this.recordRepair(step, again.filter((i) => i.subsystem === step.subsystem)));
+            for (const step of steps) repairs.push(this.recordRepair(step, found.filter((i) => i.subsystem === step.subsystem), again.filter((i) => i.subsystem === step.subsystem)));
           }
         }
       }
@@ -241,7 +244,7 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     return found.flat();
   }
 
-  private recordRepair(step: StepResult, remaining: DriftItem[]): RepairRecord {
+  private recordRepair(step: StepResult, found: DriftItem[], remaining: DriftItem[]): RepairRecord {
     const now = Date.now();
     const b = this.backoff.get(step.subsystem) ?? { attempts: 0, lastRepair: 0, nextAt: 0 };
     b.attempts++;
@@ -250,6 +253,6 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     b.nextAt = now + Math.min(maxMs, (this.opts.backoffBaseMs ?? 1000) * 2 ** (b.attempts - 1));
     this.backoff.set(step.subsystem, b);
     const error = step.error ?? (remaining.length ? `still drifting: ${remaining.map((i) => `${i.object}: ${i.reason}`).join('; ')}` : undefined);
-    return { subsystem: step.subsystem, at: new Date(now).toISOString(), ok: !error, attempt: b.attempts, ...(error ? { error } : {}) };
+    return { subsystem: step.subsystem, at: new Date(now).toISOString(), ok: !error, attempt: b.attempts, found: found.map((i) => `${i.object}: ${i.reason}`), ...(error ? { error } : {}) };
   }
 }

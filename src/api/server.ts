@@ -16,6 +16,8 @@ import { formatPlan } from '../apply/plan.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
+import { ConfigError } from '../config/issues.js';
+import { duplicateKeyIssue, findDuplicateJsonKey } from '../config/input.js';
 import { idsEngine } from '../services/ids/engine.js';
 import type { HaSync } from '../ha/sync.js';
 import { DriftMonitor } from '../drift/monitor.js';
@@ -57,6 +59,7 @@ const sourceBody = z
   .object({
     config: configInput,
     format: z.enum(['yaml', 'json']).optional().describe('format of `config` when it is text (default: detected)'),
+    allowEmpty: z.boolean().optional().describe('accept an empty document (applying it removes everything Patronus manages); refused otherwise'),
   })
   .strict();
 const applyBody = sourceBody
@@ -115,9 +118,32 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url.split('?')[0]}`)));
 
   // raw YAML bodies: curl --data-binary @patronus.yaml -H 'content-type: application/yaml'
+  // (?allowEmpty=true accepts an empty document, like the allowEmpty body field)
   app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (req, body, done) => {
     const q = req.query as Record<string, string | undefined>;
-    done(null, { config: body, format: 'yaml', ...(q.message !== undefined ? { message: q.message } : {}), ...(q.confirmWithin !== undefined ? { confirmWithin: q.confirmWithin } : {}) });
+    if (q.allowEmpty !== undefined && q.allowEmpty !== 'true' && q.allowEmpty !== 'false') {
+      done(Object.assign(new Error(`invalid request: querystring.allowEmpty: must be true or false, not "${q.allowEmpty}"`), { statusCode: 400 }));
+      return;
+    }
+    done(null, {
+      config: body,
+      format: 'yaml',
+      ...(q.message !== undefined ? { message: q.message } : {}),
+      ...(q.confirmWithin !== undefined ? { confirmWithin: q.confirmWithin } : {}),
+      ...(q.allowEmpty === 'true' ? { allowEmpty: true } : {}),
+    });
+  });
+  // JSON bodies: the default parser (prototype-poisoning checks) after a
+  // duplicate-key check, since JSON.parse would silently keep the last key
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    parseJson(req, text, (err: Error | null, value?: unknown) => {
+      if (err) return done(err);
+      const dup = findDuplicateJsonKey(text);
+      if (dup) return done(new ConfigError([duplicateKeyIssue(dup)]));
+      done(null, value);
+    });
   });
 
   const open = new Set(['/healthz', ...(opts.metricsRequireToken === false ? ['/metrics'] : [])]);
@@ -164,7 +190,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   });
 
   const author = (req: unknown) => (req as { tokenName?: string }).tokenName ?? 'api';
-  const source = (b: z.infer<typeof sourceBody>): ConfigSource => (typeof b.config === 'string' ? { text: b.config, ...(b.format ? { format: b.format } : {}) } : { document: b.config });
+  const source = (b: z.infer<typeof sourceBody>): ConfigSource => ({
+    ...(typeof b.config === 'string' ? { text: b.config, ...(b.format ? { format: b.format } : {}) } : { document: b.config }),
+    ...(b.allowEmpty ? { allowEmpty: true } : {}),
+  });
 
   /**
    * 200 when the system is verified to run the revision it should (or

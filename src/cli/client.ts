@@ -76,7 +76,7 @@ export class RestClient implements Client {
   }
 
   private body(src: ConfigSource) {
-    return 'text' in src ? { config: src.text, ...(src.format ? { format: src.format } : {}) } : { config: src.document };
+    return { ...('text' in src ? { config: src.text, ...(src.format ? { format: src.format } : {}) } : { config: src.document }), ...(src.allowEmpty ? { allowEmpty: true } : {}) };
   }
 
   async validate(src: ConfigSource) {

@@ -13,7 +13,8 @@ import { LAB_NS } from '../lab/lab.js';
 import { formatPlan } from '../apply/plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
 import { detectFormat } from '../config/load.js';
-import { Store } from '../store/store.js';
+import { readRegularFile } from '../config/input.js';
+import { Store, parseRetention } from '../store/store.js';
 import { DirectClient, RemoteError, RestClient, describeError, findToken, type Client } from './client.js';
 import { ConfigError } from '../config/issues.js';
 import { table, bytes, count } from './table.js';
@@ -70,10 +71,18 @@ function ticker(what: string): () => void {
   };
 }
 
-function readSource(file: string): ConfigSource {
-  const text = readFileSync(file === '-' ? 0 : file, 'utf8');
-  return { text, format: detectFormat(text, file === '-' ? undefined : file) };
+/** The document in FILE (- for stdin); a file must be a regular file within the size limit. */
+function readSource(file: string, o: { allowEmpty?: boolean } = {}): ConfigSource {
+  let text: string;
+  try {
+    text = file === '-' ? readFileSync(0, 'utf8') : readRegularFile(file);
+  } catch (e) {
+    throw new ConfigError([{ path: [], message: `cannot read ${file === '-' ? 'stdin' : file}: ${(e as Error).message}` }]);
+  }
+  return { text, format: detectFormat(text, file === '-' ? undefined : file), ...(o.allowEmpty ? { allowEmpty: true } : {}) };
 }
+
+const ALLOW_EMPTY = 'accept an empty document (applying it removes everything Patronus manages)';
 
 async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
   const c = client();
@@ -85,6 +94,7 @@ async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
 }
 
 function reportText(r: ApplyReport): string {
+  if (r.unchanged) return `No changes: the running system matches the committed revision ${r.revision} (nothing recorded, nothing touched)`;
   const lines = [`revision ${r.revision}: ${r.state} in ${r.durationMs.toFixed(0)} ms`];
   lines.push(table(['step', 'result', 'ms'], r.steps.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
   if (r.rollback) lines.push('rollback:', table(['step', 'result', 'ms'], r.rollback.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
@@ -96,9 +106,10 @@ program
   .command('validate')
   .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
   .description('check a configuration: schema, aliases, every subsystem; lists every problem')
-  .action(async (file: string) => {
+  .option('--allow-empty', ALLOW_EMPTY, false)
+  .action(async (file: string, o: { allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      await c.validate(readSource(file));
+      await c.validate(readSource(file, o));
       out({ valid: true }, () => `${file}: valid`);
     });
   });
@@ -107,9 +118,10 @@ program
   .command('plan')
   .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
   .description('show what applying the configuration would change')
-  .action(async (file: string) => {
+  .option('--allow-empty', ALLOW_EMPTY, false)
+  .action(async (file: string, o: { allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      const plan = await c.plan(readSource(file));
+      const plan = await c.plan(readSource(file, o));
       out(plan, () => formatPlan(plan));
     });
   });
@@ -120,9 +132,10 @@ program
   .description('apply the configuration as a new revision (all or nothing)')
   .option('-m, --message <text>', 'why (kept with the revision)', '')
   .option('--confirm-within <seconds>', 'roll back by itself unless `patronus confirm` runs within this time', parseFloat)
-  .action(async (file: string, o: { message: string; confirmWithin?: number }) => {
+  .option('--allow-empty', ALLOW_EMPTY, false)
+  .action(async (file: string, o: { message: string; confirmWithin?: number; allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      const src = readSource(file);
+      const src = readSource(file, o);
       const stop = !globals().json && !globals().direct ? ticker(`applying ${file} via ${globals().server}`) : () => {};
       let r: ApplyReport;
       try {
@@ -234,9 +247,13 @@ program
   .option('--config <file>', 'configuration to apply when the store is empty (default: the embedded default)')
   .option('--tls-cert <file>', 'serve HTTPS with this certificate')
   .option('--tls-key <file>', 'private key for --tls-cert')
-  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string }) => {
+  .option('--keep-revisions <n>', 'revisions to keep (older finished ones are pruned; 0 = no limit; default $PATRONUS_KEEP_REVISIONS or 500)')
+  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned')
+  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string }) => {
     const g = globals();
-    await serve({ ...o, lab: o.lab || g.lab, ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}) });
+    const { keepRevisions, keepDays, ...rest } = o;
+    const retention = keepRevisions !== undefined || keepDays !== undefined ? parseRetention(keepRevisions, keepDays) : undefined;
+    await serve({ ...rest, lab: o.lab || g.lab, ...(retention ? { retention } : {}), ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}) });
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -5,7 +5,7 @@
  * rolling back) undoes exactly Patronus' own changes and leaves addresses
  * set by others alone. Also reports per-interface counters for /metrics.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Change, DriftFinding, Subsystem, SubsystemMetrics } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
@@ -235,10 +235,27 @@ function readState(host: Host): OwnedState {
   }
 }
 
-/** write + rename: a crash never leaves a half-written state file */
+/**
+ * write + rename: a crash never leaves a half-written state file. Unchanged
+ * state is not written; on a full disk (no room for the copy) the file is
+ * overwritten in place (its own pages are reused) rather than failing a
+ * rollback that only needs to record what it restored.
+ */
 function writeState(host: Host, state: OwnedState): void {
   mkdirSync(host.stateDir, { recursive: true });
+  const text = JSON.stringify(state);
+  try {
+    if (readFileSync(statePath(host), 'utf8') === text) return;
+  } catch {
+    // missing or unreadable: write it
+  }
   const tmp = `${statePath(host)}.tmp`;
-  writeFileSync(tmp, JSON.stringify(state));
-  renameSync(tmp, statePath(host));
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, statePath(host));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+    rmSync(tmp, { force: true });
+    writeFileSync(statePath(host), text);
+  }
 }

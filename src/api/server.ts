@@ -205,8 +205,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
     const h = engine.health();
     const d = await drift.check({ maxAgeMs: 1000 });
-    const reconcileFailed = !!h.reconcile && !h.reconcile.ok;
-    const status = d.state === 'drift' ? 'drift' : reconcileFailed ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
+    // degraded: start-up reconciliation failed, or the store cannot record revisions (disk full, I/O errors)
+    const degraded = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
+    const status = d.state === 'drift' ? 'drift' : degraded ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
     reply.code(status === 'drift' || status === 'degraded' ? 503 : 200);
     return {
       status,
@@ -219,6 +220,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       repairs: d.repairs,
       nextRepair: d.nextRepair,
       reconcile: h.reconcile,
+      store: h.store,
     };
   });
 
@@ -232,9 +234,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => {
     const d = await drift.check({ maxAgeMs: 1000 });
     const s = engine.status();
-    // running = verified: the revision the drift check found the system to match (another
-    // process's --direct apply included); null while it differs; this process's last apply otherwise
-    return { ...s, running: d.state === 'ok' && d.revision !== null ? d.revision : d.state === 'drift' ? null : s.running, drift: d };
+    // running: what the last process that converged the kernel recorded (a --direct CLI included),
+    // null while the drift check finds the system differs from it
+    return { ...s, running: d.state === 'drift' ? null : s.running, drift: d };
   });
 
   app.get(`${API_PREFIX}/config`, { schema: { summary: 'The last committed configuration' } }, async (_req, reply) => {

@@ -416,8 +416,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** What /healthz needs, without reading any document from the store. */
-  health(): { applying: boolean; reconcile: { at: string; ok: boolean; error?: string } | null } {
-    return { applying: this.busy, reconcile: this.lastReconcile ?? null };
+  health(): { applying: boolean; reconcile: { at: string; ok: boolean; error?: string } | null; store: ReturnType<Store['health']> } {
+    return { applying: this.busy, reconcile: this.lastReconcile ?? null, store: this.store.health() };
   }
 
   /**

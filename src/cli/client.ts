@@ -138,7 +138,7 @@ export class DirectClient implements Client {
   async status() {
     const d = await new DriftMonitor(this.engine, { mode: 'report' }).check();
     const s = this.engine.status();
-    return { ...s, running: d.state === 'ok' && d.revision !== null ? d.revision : d.state === 'drift' ? null : s.running, drift: d };
+    return { ...s, running: d.state === 'drift' ? null : s.running, drift: d };
   }
   async services() {
     return Promise.all(

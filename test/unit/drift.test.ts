@@ -24,6 +24,7 @@ function fake() {
   const s = {
     broken: false,
     stuck: false,
+    slowMs: 0,
     checks: 0,
     applies: 0,
     compiles: 0,
@@ -38,6 +39,7 @@ function fake() {
     plan: async () => [],
     apply: async () => {
       s.applies++;
+      if (s.slowMs) await new Promise((r) => setTimeout(r, s.slowMs));
       if (!s.stuck) s.broken = false;
     },
     drift: async (): Promise<DriftFinding[]> => {
@@ -145,6 +147,24 @@ describe('drift monitor', () => {
     const checks = f.checks;
     assert.equal((await m.checkAndRepair()).state, 'off');
     assert.equal(f.checks, checks);
+  });
+
+  it('an apply that arrives during a repair waits for it (no 409)', async () => {
+    await engine.apply({ document: doc('auto', 'before-repair') }, { author: 't', message: '' });
+    const m = new DriftMonitor(engine);
+    f.broken = true;
+    f.slowMs = 300;
+    try {
+      const repairing = m.checkAndRepair();
+      await new Promise((r) => setTimeout(r, 100)); // the repair holds the lock now
+      const applies = f.applies;
+      const report = await engine.apply({ document: doc('auto', 'during-repair') }, { author: 't', message: '' });
+      assert.equal(report.state, 'committed');
+      assert.equal(f.applies - applies, 1, 'the apply ran after the repair released the lock');
+      assert.equal((await repairing).repairs[0]?.ok, true);
+    } finally {
+      f.slowMs = 0;
+    }
   });
 
   it('a check that throws is drift (an unverified state is not ok)', async () => {

@@ -445,8 +445,9 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   private async repairLocked(revision: number, compiled: Compiled, names: readonly string[]): Promise<StepResult[] | undefined> {
+    // under the lock nobody else applies (a row left 'applying' by a dead process does not block repairs)
     const head = this.store.head();
-    if ((head.confirming ?? head.committed) !== revision || head.applying) return undefined;
+    if ((head.confirming ?? head.committed) !== revision) return undefined;
     const steps: StepResult[] = [];
     for (const s of this.subsystems) {
       if (!names.includes(s.name)) continue;

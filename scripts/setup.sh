@@ -14,13 +14,14 @@ APT_PACKAGES=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++
   nftables iproute2 ethtool iputils-ping iperf3 conntrack tcpdump procps util-linux kmod
   unbound dnsutils frr frr-pythontools keepalived strongswan strongswan-swanctl charon-systemd libcharon-extra-plugins libstrongswan-standard-plugins
-  openvpn wireguard-tools wireguard-go kea-dhcp4-server isc-dhcp-client isc-dhcp-common
+  openvpn wireguard-tools wireguard-go kea-dhcp4-server kea-dhcp6-server radvd isc-dhcp-client isc-dhcp-common
   dns-root-data ca-certificates openssl ldnsutils
   geoip-database libmaxmind-db-writer-perl
+  xdp-tools
 )
 
 # Daemon units Debian may enable and start when it installs their package.
-DAEMON_UNITS=(unbound frr keepalived openvpn strongswan-starter strongswan ipsec kea-dhcp4-server)
+DAEMON_UNITS=(unbound frr keepalived openvpn strongswan-starter strongswan ipsec kea-dhcp4-server kea-dhcp6-server radvd)
 
 installed_packages() { dpkg-query -W -f='${Package} ${Status}\n' 2>/dev/null | awk '$NF == "installed" { print $1 }' | sort; }
 

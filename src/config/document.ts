@@ -14,6 +14,7 @@ import { openvpnSchema } from '../services/openvpn/schema.js';
 import { ipsecSchema } from '../services/ipsec/schema.js';
 import { unboundSchema } from '../services/unbound/schema.js';
 import { keaSchema } from '../services/kea/schema.js';
+import { raSchema } from '../services/radvd/schema.js';
 import { frrSchema } from '../services/frr/schema.js';
 import { keepalivedSchema } from '../services/keepalived/schema.js';
 import { qosSchema } from '../services/qos/schema.js';
@@ -35,6 +36,7 @@ export const documentSchema = z
     ipsec: ipsecSchema.describe('IPsec (strongSwan) connections'),
     dns: unboundSchema.describe('DNS resolver (Unbound)'),
     dhcp: keaSchema.describe('DHCPv4 server (Kea)'),
+    ra: raSchema.describe('IPv6 router advertisements (radvd): SLAAC prefixes, DNS (RDNSS)'),
     routing: frrSchema.describe('dynamic routing (FRR)'),
     ha: keepalivedSchema.describe('high availability (keepalived VRRP)'),
     qos: qosSchema.describe('traffic shaping (tc)'),

@@ -11,7 +11,7 @@ import type { Host } from '../system/host.js';
 import { compileFastpath, type FastpathCapacity, type FastpathDesired } from './compile.js';
 import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
-import { LPM_FIELDS, bitList, type LpmField } from './layout.js';
+import { LPM_FIELDS, bitList, lpmKey, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
 
 /** Where a host's fast path is pinned. */
@@ -152,6 +152,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
       xdpProgramId: dp.xdp.info.id,
       tcProgramId: dp.tc.info.id,
       generation: dp.generation,
+      lookups: dp.lookups(),
       interfaces: dp.interfaces().map((i) => ({ ...i, name: names.get(i.ifindex) ?? null })),
       rules: dp.ruleCounters().map((r) => ({ ...r, packets: Number(r.packets), bytes: Number(r.bytes), limited: Number(r.limited) })),
       verdicts: { ingress: num(verdicts.ingress), egress: num(verdicts.egress) },
@@ -272,12 +273,7 @@ export function capacityChanges(have: FastpathCapacity, want: FastpathCapacity):
 }
 
 function keyOf(f: LpmField, gen: number, data: Buffer, length: number): string {
-  const size = f.endsWith('v4') ? 12 : f.endsWith('v6') ? 24 : 8;
-  const k = Buffer.alloc(size);
-  k.writeUInt32LE(8 + length, 0);
-  k[4] = gen;
-  data.copy(k, 5, 0, f.endsWith('v4') ? 4 : f.endsWith('v6') ? 16 : 3);
-  return k.toString('latin1');
+  return lpmKey(f, gen, data, length).toString('latin1');
 }
 
 function describeKey(f: LpmField, k: Buffer): string {

@@ -164,18 +164,27 @@ class Compiler {
       const l4 = l4match(pf.protocol);
       const tport = pf.targetPort ?? firstPort(pf.port);
       const tports = typeof pf.port === 'string' ? `${tport}-${tport + portSpan(pf.port)}` : String(tport);
+      const fam = pfFamily(pf.target);
+      const ip = fam === 4 ? 'ip' : 'ip6';
       const src = this.addrList(pf.source, [...path, 'source']);
-      if (src && !src.v4) this.issue([...path, 'source'], 'a port forward is IPv4: source needs at least one IPv4 prefix');
-      const s = src?.v4 ? `ip saddr ${src.v4} ` : '';
+      const srcFam = fam === 4 ? src?.v4 : src?.v6;
+      if (src && !srcFam) this.issue([...path, 'source'], `this port forward is IPv${fam} (its target): source needs at least one IPv${fam} prefix`);
+      if (pf.destination && pfFamily(pf.destination) !== fam) this.issue([...path, 'destination'], `destination ${pf.destination} and target ${pf.target} are not of one family`);
+      const s = srcFam ? `${ip} saddr ${srcFam} ` : '';
       this.add('pf', pf.name, path);
-      out.push(`iifname ${q(pf.interface)} ${s}ip daddr ${pf.target} ${l4} th dport ${tports} ct status dnat ${this.log(pf.log)}counter accept ${this.comment('pf', pf.name, 'filter')}`);
+      out.push(`iifname ${q(pf.interface)} ${s}${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat ${this.log(pf.log)}counter accept ${this.comment('pf', pf.name, 'filter')}`);
       if (pf.hairpin) {
-        out.push(`meta mark & ${hex(HAIRPIN_MARK)} == ${hex(HAIRPIN_MARK)} ip daddr ${pf.target} ${l4} th dport ${tports} ct status dnat counter accept ${this.comment('pf', pf.name, 'hairpin-filter')}`);
+        out.push(`meta mark & ${hex(HAIRPIN_MARK)} == ${hex(HAIRPIN_MARK)} ${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat counter accept ${this.comment('pf', pf.name, 'hairpin-filter')}`);
       }
     });
     this.fw.rules.forEach((r, i) => {
       if (r.enabled && r.direction === 'forward') out.push(...this.rule(r, [...BASE, 'rules', i]));
     });
+    // with br_netfilter, frames bridged between a bridge's ports pass here as bridge -> bridge: a
+    // bridge is one segment of its zone, so they pass like a switch would (rules above can still drop)
+    for (const i of this.ctx.config.interfaces) {
+      if (i.kind === 'bridge') out.push(`iifname ${q(i.name)} oifname ${q(i.name)} ${this.count('builtin', `bridge-${i.name}`)}accept ${this.comment('builtin', `bridge-${i.name}`)}`);
+    }
     out.push(...this.zonePolicies('forward'));
     return out;
   }
@@ -189,15 +198,20 @@ class Compiler {
     this.fw.portForwards.forEach((pf, i) => {
       const path = [...BASE, 'portForwards', i];
       const l4 = l4match(pf.protocol);
-      const to = pf.targetPort === undefined ? pf.target : `${pf.target}:${typeof pf.port === 'string' ? `${pf.targetPort}-${pf.targetPort + portSpan(pf.port)}` : pf.targetPort}`;
-      // without a fixed external address: any address of the gateway itself
-      const dst = pf.destination ? `ip daddr ${pf.destination}` : 'meta nfproto ipv4 fib daddr type local';
+      const fam = pfFamily(pf.target);
+      const ip = fam === 4 ? 'ip' : 'ip6';
+      // an IPv6 address with a port is written [addr]:port
+      const addr = fam === 4 ? pf.target : `[${pf.target}]`;
+      const to = pf.targetPort === undefined ? pf.target : `${addr}:${typeof pf.port === 'string' ? `${pf.targetPort}-${pf.targetPort + portSpan(pf.port)}` : pf.targetPort}`;
+      // without a fixed external address: any address of the gateway itself (of the target's family)
+      const dst = pf.destination ? `${ip} daddr ${pf.destination}` : `meta nfproto ipv${fam} fib daddr type local`;
       const src = this.addrList(pf.source, [...path, 'source']);
-      const s = src?.v4 ? `ip saddr ${src.v4} ` : '';
-      out.push(`iifname ${q(pf.interface)} ${s}${dst} ${l4} th dport ${portText(pf.port)} counter dnat ip to ${to} ${this.comment('pf', pf.name, 'dnat')}`);
+      const srcFam = fam === 4 ? src?.v4 : src?.v6;
+      const s = srcFam ? `${ip} saddr ${srcFam} ` : '';
+      out.push(`iifname ${q(pf.interface)} ${s}${dst} ${l4} th dport ${portText(pf.port)} counter dnat ${ip} to ${to} ${this.comment('pf', pf.name, 'dnat')}`);
       if (pf.hairpin) {
         out.push(
-          `iifname != ${q(pf.interface)} iifname @managed ${s}${pf.destination ? `ip daddr ${pf.destination}` : 'meta nfproto ipv4 fib daddr type local'} ${l4} th dport ${portText(pf.port)} counter meta mark set meta mark | ${hex(HAIRPIN_MARK)} dnat ip to ${to} ${this.comment('pf', pf.name, 'hairpin-dnat')}`,
+          `iifname != ${q(pf.interface)} iifname @managed ${s}${dst} ${l4} th dport ${portText(pf.port)} counter meta mark set meta mark | ${hex(HAIRPIN_MARK)} dnat ${ip} to ${to} ${this.comment('pf', pf.name, 'hairpin-dnat')}`,
         );
       }
     });
@@ -492,6 +506,10 @@ function l4match(p: string): string {
 function verdictText(v: Verdict, protocol: string): string {
   if (v !== 'reject') return v;
   return protocol === 'tcp' ? 'reject with tcp reset' : 'reject';
+}
+
+function pfFamily(address: string): Family {
+  return address.includes(':') ? 6 : 4;
 }
 
 function firstPort(p: number | string): number {

@@ -11,8 +11,9 @@
  * nftables rules (IPv4 + IPv6, DNAT + filter + hairpin) reads as one entry,
  * with the per-rule breakdown kept.
  */
-import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Subsystem, Change, CompileContext, DriftFinding } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
@@ -243,10 +244,9 @@ export async function listTable(host: Host, family: string = NFT_FAMILY, table: 
  * form.
  */
 export async function canonicalTable(script: string, host: Host, family: string = NFT_FAMILY, table: string = NFT_TABLE): Promise<string> {
-  const dir = join(host.stateDir, 'nft');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `plan-${process.pid}-${randomBytes(4).toString('hex')}.nft`);
-  writeFileSync(file, script);
+  // the system's temp dir, not the state dir: the drift check must keep working when the store's disk is full
+  const file = join(tmpdir(), `patronus-plan-${process.pid}-${randomBytes(4).toString('hex')}.nft`);
+  writeFileSync(file, script, { mode: 0o600 });
   try {
     // nft -i runs each line as its own transaction: load, then list the committed table
     const r = await host.run('unshare', ['-n', '--', 'nft', '-i'], { input: `include "${file}"\nlist table ${family} ${table}\n`, reject: false });

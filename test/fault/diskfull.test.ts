@@ -176,8 +176,13 @@ describe('disk full with a running server (apply and start-up)', { skip }, () =>
     console.log(`# started on a full disk: store ${JSON.stringify(st2.store)}`);
     assert.equal(st2.store.ok, false);
     assert.equal(st2.committed.id, st.committed.id);
-    // /healthz answers (its verdict on the store is the drift work's: it reads status().store)
-    assert.ok([200, 503].includes((await fetch(`${serve.base}/healthz`)).status));
+    // /healthz tells the truth: degraded (503) with the store's error, not "ok"
+    const hz = await fetch(`${serve.base}/healthz`);
+    const hzBody = (await hz.json()) as { status: string; store: { ok: boolean; error?: string } };
+    assert.equal(hz.status, 503, JSON.stringify(hzBody));
+    console.log(`# healthz on a full disk: ${JSON.stringify(hzBody)}`);
+    assert.equal(hzBody.status, 'degraded');
+    assert.equal(hzBody.store.ok, false);
     assert.deepEqual(await kernelState(host, L.fw, 'wan0'), committed, 'the kernel still runs the committed revision');
     await assertFiltering('after a start on a full disk');
 

@@ -133,7 +133,7 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
    */
   async check(opts: { maxAgeMs?: number } = {}): Promise<DriftReport> {
     const maxAge = opts.maxAgeMs ?? 1000;
-    if (this.last && Date.now() - this.lastAt < maxAge && this.last.revision === this.target() && this.last.state !== 'applying') return this.last;
+    if (this.last && Date.now() - this.lastAt < maxAge && this.last.state !== 'applying' && this.sameTarget(this.last.revision)) return this.last;
     this.inflight ??= this.run(false).finally(() => (this.inflight = undefined));
     return this.inflight;
   }
@@ -166,6 +166,14 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
 
   // --- internals
 
+  private sameTarget(revision: number | null): boolean {
+    try {
+      return this.target() === revision;
+    } catch {
+      return false; // the store cannot tell: check again (the check reports why)
+    }
+  }
+
   private target(): number | null {
     const head = this.engine.store.head();
     return head.confirming ?? head.committed ?? null;
@@ -181,6 +189,22 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
 
   private async run(repair: boolean): Promise<DriftReport> {
     const t0 = performance.now();
+    let report: DriftReport;
+    try {
+      report = await this.compare(repair);
+    } catch (e) {
+      // the store unreadable (I/O error, locked): unverified, so not ok, and never a 5xx from /healthz
+      const mode = this.opts.mode ?? this.config()?.drift.reconcile ?? 'auto';
+      report = { checkedAt: new Date().toISOString(), ms: 0, revision: this.cache?.revision ?? null, mode, state: 'drift', items: [{ subsystem: 'engine', object: 'drift check', reason: `cannot read the revision to compare with: ${(e as Error).message}`, repairable: false }], repairs: [], checked: [], nextRepair: {} };
+    }
+    report.ms = Math.round((performance.now() - t0) * 10) / 10;
+    this.last = report;
+    this.lastAt = Date.now();
+    this.emit('report', report);
+    return report;
+  }
+
+  private async compare(repair: boolean): Promise<DriftReport> {
     const target = this.committed();
     const mode = this.opts.mode ?? this.config()?.drift.reconcile ?? 'auto';
     const base = { checkedAt: new Date().toISOString(), revision: target.revision, mode, repairs: [] as RepairRecord[], nextRepair: {} as Record<string, string> };
@@ -223,10 +247,6 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
       }
       report = { ...base, ms: 0, state: items.length ? 'drift' : 'ok', items, repairs, checked, nextRepair };
     }
-    report.ms = Math.round((performance.now() - t0) * 10) / 10;
-    this.last = report;
-    this.lastAt = Date.now();
-    this.emit('report', report);
     return report;
   }
 

@@ -167,6 +167,20 @@ describe('drift monitor', () => {
     }
   });
 
+  it('a store that cannot be read makes the check drift, not an exception', async () => {
+    const head = store.head.bind(store);
+    store.head = () => {
+      throw new Error('SQLITE_IOERR: disk I/O error');
+    };
+    try {
+      const r = await new DriftMonitor(engine).check();
+      assert.equal(r.state, 'drift');
+      assert.match(r.items[0]!.reason, /cannot read the revision to compare with: SQLITE_IOERR/);
+    } finally {
+      store.head = head;
+    }
+  });
+
   it('a check that throws is drift (an unverified state is not ok)', async () => {
     await engine.apply({ document: doc('auto', 'w') }, { author: 't', message: '' });
     const drift = f.subsystem.drift;

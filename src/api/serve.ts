@@ -89,7 +89,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const drift = new DriftMonitor(engine);
   let lastDrift = '';
   drift.on('report', (r: DriftReport) => {
-    for (const x of r.repairs) console.error(`patronus: drift: repaired ${x.subsystem}${x.ok ? '' : ` (failed, attempt ${x.attempt}: ${x.error})`}`);
+    for (const x of r.repairs) console.error(`patronus: drift: repaired ${x.subsystem} (${x.found.join('; ')})${x.ok ? '' : `: FAILED, attempt ${x.attempt}: ${x.error}`}`);
     const now = r.items.map((i) => `${i.subsystem} ${i.object}: ${i.reason}`).join('; ');
     if (now !== lastDrift) console.error(now ? `patronus: drift from revision ${r.revision}: ${now}` : `patronus: no drift from revision ${r.revision}`);
     lastDrift = now;

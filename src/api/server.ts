@@ -203,9 +203,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
     const h = engine.health();
     const d = await drift.check({ maxAgeMs: 1000 });
-    // a store that cannot record revisions (disk full, I/O errors) degrades the node: it keeps filtering on the committed revision
-    const reconcileFailed = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
-    const status = d.state === 'drift' ? 'drift' : reconcileFailed ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
+    // degraded: start-up reconciliation failed, or the store cannot record revisions (disk full, I/O errors)
+    const degraded = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
+    const status = d.state === 'drift' ? 'drift' : degraded ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
     reply.code(status === 'drift' || status === 'degraded' ? 503 : 200);
     return {
       status,
@@ -229,7 +229,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => ({ ...engine.status(), drift: await drift.check({ maxAgeMs: 1000 }) }));
+  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => {
+    const d = await drift.check({ maxAgeMs: 1000 });
+    const s = engine.status();
+    // running: what the last process that converged the kernel recorded (a --direct CLI included),
+    // null while the drift check finds the system differs from it
+    return { ...s, running: d.state === 'drift' ? null : s.running, drift: d };
+  });
 
   app.get(`${API_PREFIX}/config`, { schema: { summary: 'The last committed configuration' } }, async (_req, reply) => {
     const current = store.current();

@@ -150,6 +150,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   readonly lockPath: string;
   private readonly confirmGuard: boolean;
   private busy = false;
+  /** the lock is held by a drift repair (see repair()) */
+  private repairing = false;
   private lockDb: Database.Database | undefined;
   private confirmTimer: NodeJS.Timeout | undefined;
   /** revision the kernel was last converged to (undefined: unknown / empty) */
@@ -440,25 +442,35 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (this.busy) return undefined;
     try {
       return await this.exclusive(false, async () => {
-        const head = this.store.head();
-        if ((head.confirming ?? head.committed) !== revision || head.applying) return undefined;
-        const steps: StepResult[] = [];
-        for (const s of this.subsystems) {
-          if (!names.includes(s.name)) continue;
-          const t0 = performance.now();
-          try {
-            await s.apply(compiled.desired.get(s.name), this.host);
-            steps.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
-          } catch (e) {
-            steps.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
-          }
+        this.repairing = true;
+        try {
+          return await this.repairLocked(revision, compiled, names);
+        } finally {
+          this.repairing = false;
         }
-        return steps;
       });
     } catch (e) {
       if (e instanceof ConflictError) return undefined;
       throw e;
     }
+  }
+
+  private async repairLocked(revision: number, compiled: Compiled, names: readonly string[]): Promise<StepResult[] | undefined> {
+    // under the lock nobody else applies (a row left 'applying' by a dead process does not block repairs)
+    const head = this.store.head();
+    if ((head.confirming ?? head.committed) !== revision) return undefined;
+    const steps: StepResult[] = [];
+    for (const s of this.subsystems) {
+      if (!names.includes(s.name)) continue;
+      const t0 = performance.now();
+      try {
+        await s.apply(compiled.desired.get(s.name), this.host);
+        steps.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
+      } catch (e) {
+        steps.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
+      }
+    }
+    return steps;
   }
 
   /** Stops the confirmation timer and releases the lock file (the store stays open: the caller owns it). */
@@ -712,7 +724,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   /** One apply at a time, in this process and across processes. `wait`: queue instead of refusing. */
   private async exclusive<T>(wait: boolean, fn: () => Promise<T>): Promise<T> {
     while (this.busy) {
-      if (!wait) throw new ConflictError('another apply is in progress');
+      // a drift repair is short and converges to the committed revision: an apply waits for it
+      if (!wait && !this.repairing) throw new ConflictError('another apply is in progress');
       await new Promise((r) => setTimeout(r, 50));
     }
     this.busy = true;

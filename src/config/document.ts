@@ -21,6 +21,7 @@ import { keepalivedSchema } from '../services/keepalived/schema.js';
 import { qosSchema } from '../services/qos/schema.js';
 import { idsSchema } from '../services/ids/schema.js';
 import { apiSchema } from '../api/schema.js';
+import { driftSchema } from '../drift/schema.js';
 import { fromZod, type Issue } from './issues.js';
 
 export const documentSchema = z
@@ -43,6 +44,7 @@ export const documentSchema = z
     qos: qosSchema.describe('traffic shaping (tc)'),
     ids: idsSchema.describe('intrusion detection (Suricata)'),
     api: apiSchema.describe('REST API and metrics endpoint'),
+    drift: driftSchema.describe('drift checks against the running revision and self-repair'),
   })
   .strict();
 

@@ -578,7 +578,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	__u64 any_count = 0;
 	__u32 *genp, *bs;
 
-	res = parse_packet(data, data_end, &pi);
+	res = parse_packet(data, data_end, len, &pi);
 	if (res == PARSE_MALFORMED) {
 		count_verdict(dir, VERDICT_MALFORMED, len);
 #ifdef FILTER_HOOK_XDP

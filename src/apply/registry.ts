@@ -6,6 +6,7 @@
  */
 import type { Subsystem } from './subsystem.js';
 import { interfacesSubsystem } from '../interfaces/subsystem.js';
+import { linksSubsystem } from '../interfaces/links.js';
 import { sysctlSubsystem } from '../routing/sysctl.js';
 import { routesSubsystem } from '../routing/routes.js';
 import { fastpathSubsystem } from '../fastpath/subsystem.js';
@@ -20,14 +21,20 @@ import { keaSubsystem } from '../services/kea/subsystem.js';
 import { keepalivedSubsystem } from '../services/keepalived/subsystem.js';
 import { qosSubsystem } from '../services/qos/subsystem.js';
 import { idsSubsystem } from '../services/ids/subsystem.js';
+import { dhclientSubsystem } from '../services/dhclient/dhclient.js';
+import { radvdSubsystem } from '../services/radvd/subsystem.js';
 
 export const subsystems: readonly Subsystem<any>[] = [
+  // bridges, VLANs, bonds first: addresses, routes and zones name them
+  linksSubsystem,
   interfacesSubsystem,
   routesSubsystem,
   fastpathSubsystem,
   nftSubsystem,
   // forwarding goes on only once the firewall is in place
   sysctlSubsystem,
+  // WAN addresses by DHCP before anything that routes through them
+  dhclientSubsystem,
   multiwanSubsystem,
   frrSubsystem,
   wireguardSubsystem,
@@ -35,6 +42,7 @@ export const subsystems: readonly Subsystem<any>[] = [
   ipsecSubsystem,
   unboundSubsystem,
   keaSubsystem,
+  radvdSubsystem,
   keepalivedSubsystem,
   qosSubsystem,
   idsSubsystem,

@@ -13,7 +13,7 @@
  * Capacity limits are checked here, so an oversize rule set fails
  * validation with a path, never halfway through an apply.
  */
-import { resolveNetworkRef, resolvePortRef, type AliasTable, type PortRange } from '../aliases/aliases.js';
+import { append, resolveNetworkRef, resolvePortRef, type AliasTable, type PortRange } from '../aliases/aliases.js';
 import { prefixBytes, type Prefix } from '../bpf/codecs.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import type { CountryResolver, GeoPrefix } from './geoip.js';
@@ -135,8 +135,8 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
         const p = Array.isArray(rule[side]) ? [...path, side, j] : [...path, side];
         try {
           const r = resolveNetworkRef(ref, aliases);
-          prefixes.push(...r.prefixes);
-          ccs.push(...r.countries.map((cc) => ({ cc, path: p })));
+          append(prefixes, r.prefixes);
+          for (const cc of r.countries) ccs.push({ cc, path: p });
         } catch (e) {
           issues.push({ path: p, message: (e as Error).message });
         }
@@ -146,7 +146,7 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
         const alias = aliases.get(c);
         if (alias) {
           if (alias.type !== 'country') issues.push({ path: p, message: `alias "${c}" is a ${alias.type} alias, not a country alias` });
-          else ccs.push(...alias.countries.map((cc) => ({ cc, path: p })));
+          else for (const cc of alias.countries) ccs.push({ cc, path: p });
         } else if (/^[A-Za-z]{2}$/.test(c)) ccs.push({ cc: c.toUpperCase(), path: p });
         else issues.push({ path: p, message: `"${c}" is neither an ISO country code nor a country alias` });
       });
@@ -180,7 +180,7 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
       const out: PortRange[] = [];
       refs.forEach((ref, j) => {
         try {
-          out.push(...resolvePortRef(ref, aliases));
+          append(out, resolvePortRef(ref, aliases));
         } catch (e) {
           issues.push({ path: Array.isArray(v) ? [...path, field, j] : [...path, field], message: (e as Error).message });
         }

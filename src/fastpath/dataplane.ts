@@ -16,6 +16,7 @@
 import { mkdirSync, existsSync, rmSync, readdirSync, renameSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, probes, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
+import { currentNetnsInode, netnsExists } from '../system/host.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
 import {
   ACTION,
@@ -81,6 +82,14 @@ export interface DataPlaneOptions {
    * differs). Only apply sets this: observers must never load programs.
    */
   upgrade?: boolean;
+}
+
+/** The pinned data plane belongs to another network namespace (another Patronus instance). */
+export class ForeignDataPlaneError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ForeignDataPlaneError';
+  }
 }
 
 /** The pinned data plane was built with another layout than this build's. */
@@ -160,8 +169,21 @@ export class FastpathDataPlane implements Disposable {
       removePins(`${opts.pinDir}_old`);
     }
     if (existsSync(`${opts.pinDir}/xdp_filter`)) {
+      const here = inNs(currentNetnsInode);
+      const owner = pinOwner(opts.pinDir);
+      if (owner !== undefined && owner !== here) throw foreignOwner(opts.pinDir, owner, here);
       try {
-        return FastpathDataPlane.adopt(opts.pinDir, inNs);
+        const dp = FastpathDataPlane.adopt(opts.pinDir, inNs);
+        if (owner === undefined) {
+          try {
+            dp.checkInterfacesHere(here);
+            if (opts.upgrade) markOwner(opts.pinDir, here);
+          } catch (e) {
+            dp.close();
+            throw e;
+          }
+        }
+        return dp;
       } catch (e) {
         if (!(e instanceof IncompatibleDataPlaneError) || !opts.upgrade) throw e;
         // keep the old pins (and so its programs) until the new programs replaced them
@@ -219,6 +241,7 @@ export class FastpathDataPlane implements Disposable {
     // last, and only then attached): nothing runs from them, start clean
     removePins(opts.pinDir);
     mkdirSync(opts.pinDir, { recursive: true });
+    markOwner(opts.pinDir, inNs(currentNetnsInode));
     using xobj = BpfObject.open('xdp_filter');
     for (const name of MAP_NAMES) xobj.setMapPinPath(name, `${opts.pinDir}/${name}`);
     if (cap.prefixes) for (const f of ['src_v4', 'dst_v4', 'src_v6', 'dst_v6']) xobj.setMapMaxEntries(f, 2 * cap.prefixes);
@@ -573,6 +596,26 @@ export class FastpathDataPlane implements Disposable {
     return modes;
   }
 
+  /**
+   * Pins without an owner mark (from a Patronus before the mark existed):
+   * adopt them only when one of their configured interfaces runs their
+   * program in this namespace (or none is configured), so a data plane of
+   * another namespace sharing the pin root is never taken over.
+   */
+  private checkInterfacesHere(here: number): void {
+    const configured = this.configuredIfindexes();
+    if (configured.length === 0) return;
+    const ours = configured.some((idx) =>
+      this.inNs(() => tryOr(() => queryXdp(idx).progId, 0) === this.xdp.info.id || tryOr(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE), null) === this.tc.info.id),
+    );
+    if (!ours) {
+      throw new ForeignDataPlaneError(
+        `fastpath: refusing to adopt the data plane pinned at ${this.pinDir}: it runs on interfaces (ifindex ${configured.join(', ')}) that are not in this network namespace (net:[${here}]); ` +
+          'another Patronus instance shares this pin root. Give each namespace its own (--netns, or a default pin root per namespace since this version), or remove the pins if that instance is gone',
+      );
+    }
+  }
+
   /** ifindexes configured in either generation. */
   configuredIfindexes(): number[] {
     return [...new Set([...this.ifaceSlots(0).keys(), ...this.ifaceSlots(1).keys()])];
@@ -607,7 +650,10 @@ export class FastpathDataPlane implements Disposable {
         return; // interface gone
       }
       if (q.progId === this.xdp.info.id) detachXdp(idx, q.mode === 'generic' ? 'generic' : 'native', this.xdp);
-      if (queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE) !== null) detachTc(idx, 'egress', TC_PRIORITY, TC_HANDLE);
+      // the XDP query answers "nothing attached" for an ifindex that no longer
+      // exists (an interface deleted, or deleted and recreated under a new
+      // ifindex); the tc query fails with ENODEV there: nothing to detach
+      if (tryOr(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE), null) !== null) detachTc(idx, 'egress', TC_PRIORITY, TC_HANDLE);
     });
   }
 
@@ -807,6 +853,36 @@ export class FastpathDataPlane implements Disposable {
   }
 }
 
+/**
+ * Ownership mark of a pin directory: an empty bpffs directory
+ * owner_netns_<INODE> naming the network namespace whose interfaces the data
+ * plane serves (bpffs holds no regular files, and refuses dots in names).
+ */
+const OWNER_MARK = /^owner_netns_(\d+)$/;
+
+function pinOwner(pinDir: string): number | undefined {
+  for (const f of readdirSync(pinDir)) {
+    const m = OWNER_MARK.exec(f);
+    if (m) return Number(m[1]);
+  }
+  return undefined;
+}
+
+function markOwner(pinDir: string, inode: number): void {
+  for (const f of readdirSync(pinDir)) if (OWNER_MARK.test(f)) rmSync(`${pinDir}/${f}`, { recursive: true, force: true });
+  mkdirSync(`${pinDir}/owner_netns_${inode}`);
+}
+
+function foreignOwner(pinDir: string, owner: number, here: number): ForeignDataPlaneError {
+  const gone = !netnsExists(owner);
+  return new ForeignDataPlaneError(
+    `fastpath: refusing to adopt the data plane pinned at ${pinDir}: it belongs to network namespace net:[${owner}] and this process is in net:[${here}]. ` +
+      (gone
+        ? `That namespace no longer exists: remove the pins (rm -r ${pinDir}) and apply again.`
+        : 'Two Patronus instances share this pin root: give each its own (--netns NAME, or run each inside its namespace with its own --state-dir).'),
+  );
+}
+
 function supersededProgIds(oldPinDir: string): Set<number> {
   const ids = new Set<number>();
   for (const name of ['xdp_filter', 'tc_filter']) {
@@ -824,7 +900,7 @@ function supersededProgIds(oldPinDir: string): Set<number> {
 /** Removes every pin under pinDir (maps and programs) and the directory. */
 export function removePins(pinDir: string): void {
   if (!existsSync(pinDir)) return;
-  for (const f of readdirSync(pinDir)) unpin(`${pinDir}/${f}`);
+  for (const f of readdirSync(pinDir)) if (!OWNER_MARK.test(f)) unpin(`${pinDir}/${f}`);
   rmSync(pinDir, { recursive: true, force: true });
 }
 

@@ -28,9 +28,12 @@ export function forwardingIntent(config: Config): ForwardingIntent {
     set('ipv6', explicit);
   } else {
     set('ipv4', explicit?.ipv4 ?? (implied ? true : undefined));
-    set('ipv6', explicit?.ipv6 ?? (implied && v6Used ? true : undefined));
+    // a router advertisement makes clients route through this gateway: it must forward IPv6
+    const ra = config.ra.enabled && config.ra.interfaces.length > 0;
+    set('ipv6', explicit?.ipv6 ?? ((implied && v6Used) || ra ? true : undefined));
   }
-  if (implied && (typeof explicit !== 'boolean' && (explicit?.ipv4 === undefined || explicit?.ipv6 === undefined))) out.reason = implied;
+  const why = implied ?? (config.ra.enabled && config.ra.interfaces.length ? 'ra' : undefined);
+  if (why && typeof explicit !== 'boolean' && (explicit?.ipv4 === undefined || explicit?.ipv6 === undefined)) out.reason = why;
   return out;
 }
 
@@ -50,7 +53,6 @@ function impliedBy(c: Config): string | undefined {
   if (c.wireguard.interfaces.some((i) => i.enabled)) return 'wireguard';
   if (c.openvpn.servers.some((s) => s.enabled) || c.openvpn.clients.some((s) => s.enabled)) return 'openvpn';
   if (c.ipsec.connections.length) return 'ipsec';
-  if (c.interfaces.some((i) => (i as { kind?: string }).kind === 'bridge')) return 'interfaces (bridge)';
   return undefined;
 }
 

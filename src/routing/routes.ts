@@ -134,6 +134,11 @@ export const routesSubsystem: Subsystem<RoutesDesired> = {
     await this.apply({ routes: [], connected: [] }, host);
   },
 
+  /** Drift: what apply would change now (Patronus' routes read back; cheap reads only). */
+  async drift(desired, host) {
+    return (await steps(desired, host)).map((s) => ({ object: s.change.object, reason: `${s.change.action}${s.change.detail ? `: ${s.change.detail}` : ''}` }));
+  },
+
   async status(host) {
     return { routes: (await readRoutes(host, true)).map((r) => describe(r)) };
   },

@@ -90,6 +90,11 @@ export const sysctlSubsystem: Subsystem<SysctlDesired> = {
     await this.apply({ settings: [] }, host);
   },
 
+  /** Drift: what apply would change now (sysctl values read back; cheap reads only). */
+  async drift(desired, host) {
+    return (await steps(desired, host)).map((s) => ({ object: s.change.object, reason: `${s.change.action}${s.change.detail ? `: ${s.change.detail}` : ''}` }));
+  },
+
   async status(host) {
     const owned = readOwned(host);
     const out: Record<string, { value?: string; original: string }> = {};

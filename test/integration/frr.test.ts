@@ -220,6 +220,48 @@ describe('FRR routing in namespaces', { skip }, () => {
     console.log(`# bgpd restarted by apply; route back in the peer's kernel ${ms} ms after apply returned`);
   });
 
+  it('a route-policy edit (prefixListIn) changes the installed routes within 5 s, without resetting the session', async () => {
+    // router b filters what it receives from a (which announces 192.168.201.0/24 and 192.168.221.0/24)
+    const docB = (entries: { action: 'permit' | 'deny'; prefix: string; le?: number }[]) => {
+      const doc = withV6(2, routing(2)) as { routing: any };
+      doc.routing.prefixLists.push({ name: 'FROM-A', entries });
+      doc.routing.bgp.neighbors[0].prefixListIn = 'FROM-A';
+      return doc as ConfigInput;
+    };
+    const allowAll = { action: 'permit' as const, prefix: '0.0.0.0/0', le: 32 };
+    const session = async () => ((await frrSubsystem.status!(hostB)) as { detail: FrrStatus }).detail.bgp!.peers.find((p) => p.address === '10.9.0.1')!;
+    const has = async (dst: string) => (await kernelRoutes(b)).some((r) => r.dst === dst && r.protocol === 'bgp');
+    await waitRoute(b, '192.168.221.0/24', 'bgp');
+    await waitRoute(b, '192.168.201.0/24', 'bgp');
+
+    const steps: { what: string; entries: Parameters<typeof docB>[0]; want: Record<string, boolean> }[] = [
+      { what: 'attach a list denying 221', entries: [{ action: 'deny', prefix: '192.168.221.0/24' }, allowAll], want: { '192.168.221.0/24': false, '192.168.201.0/24': true } },
+      { what: 'edit the list to allow more (221 again)', entries: [allowAll], want: { '192.168.221.0/24': true, '192.168.201.0/24': true } },
+      { what: 'edit the list to allow less (201 denied)', entries: [{ action: 'deny', prefix: '192.168.201.0/24' }, allowAll], want: { '192.168.221.0/24': true, '192.168.201.0/24': false } },
+    ];
+    for (const step of steps) {
+      const up = await session();
+      assert.equal(up.established, true);
+      const t0 = Date.now();
+      await applyDocument(frrSubsystem, hostB, docB(step.entries));
+      const applied = Date.now() - t0;
+      for (;;) {
+        const state = Object.fromEntries(await Promise.all(Object.keys(step.want).map(async (d) => [d, await has(d)] as const)));
+        if (Object.entries(step.want).every(([d, w]) => state[d] === w)) break;
+        if (Date.now() - t0 > 5000) assert.fail(`${step.what}: installed routes still ${JSON.stringify(state)} ${Date.now() - t0} ms after the apply started, want ${JSON.stringify(step.want)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const ms = Date.now() - t0;
+      const after = await session();
+      assert.equal(after.established, true, `${step.what}: session down`);
+      assert.ok(after.uptimeMs >= ms, `${step.what}: session up only ${after.uptimeMs} ms, it was reset by the change`);
+      console.log(`# ${step.what}: apply ${applied} ms, routes changed ${ms} ms after it started; session up ${Math.round(after.uptimeMs / 1000)} s`);
+    }
+    // back to the document the later tests expect
+    await applyDocument(frrSubsystem, hostB, withV6(2, routing(2)));
+    await waitRoute(b, '192.168.201.0/24', 'bgp', 5000);
+  });
+
   it('invalid config is rejected with paths before any daemon is touched', async () => {
     const paths = instancePaths(hostA.stateDir, 'frr');
     const before = await a.nsenter('vtysh', ['--vty_socket', paths.runDir, '-c', 'show running-config']);

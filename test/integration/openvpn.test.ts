@@ -14,7 +14,8 @@ import { Host } from '../../src/system/host.js';
 import { openvpnSubsystem } from '../../src/services/openvpn/subsystem.js';
 import { exportProfile, type OpenvpnStatus } from '../../src/services/openvpn/openvpn.js';
 import { pkiDir } from '../../src/services/pki/pki.js';
-import { DaemonError, waitFor } from '../../src/services/common/daemon.js';
+import { DaemonError, daemonPid, waitFor } from '../../src/services/common/daemon.js';
+import { startPing } from '../lib/pingloss.js';
 
 const skip = missing('netns', { cmd: 'openvpn' }, { cmd: 'unshare' }, { cmd: 'ping' });
 
@@ -103,16 +104,63 @@ describe('openvpn between two namespaces', { skip }, () => {
     assert.match(issues[0]!.message, /openvpn rejects the rendered configuration: .*(certificate|CA)/i);
   });
 
-  it('is idempotent; removing the client from the server revokes it', async () => {
-    assert.deepEqual(await openvpnSubsystem.plan(compileFor(openvpnSubsystem, serverDoc()), hostA), []);
-    const without = compileFor(openvpnSubsystem, serverDoc([{ name: 'other', address: '10.88.0.60', routes: [] }]));
-    const plan = await openvpnSubsystem.plan(without, hostA);
-    assert.ok(plan.some((c) => c.action === 'reload'));
-    await openvpnSubsystem.apply(without, hostA);
-    // the server restarted; the client reconnects but ccd-exclusive turns it away
-    const logFile = path.join(dirA, 'services/openvpn/server-road.log');
-    await waitFor(() => /client-config-dir authentication failed/i.test(readFileSync(logFile, 'utf8')), 10_000, 'the server to turn the removed client away');
-    assert.equal(await ping(b, '10.88.0.1', 1), false, 'a removed client gets no tunnel');
+  it('adding and removing clients touches no other client: no restart, the removed one is cut off', async () => {
+    const branch = { name: 'branch', address: '10.88.0.50', routes: ['10.89.0.0/24'] };
+    const laptop = { name: 'laptop', address: '10.88.0.60', routes: ['10.92.0.0/24'] };
+    assert.deepEqual(await openvpnSubsystem.plan(compileFor(openvpnSubsystem, serverDoc()), hostA), [], 'idempotent');
+    const pidFile = path.join(dirA, 'services/openvpn/run/server-road.pid');
+    const pid = daemonPid(pidFile, 'openvpn');
+    assert.ok(pid);
+
+    // add a client while branch pings the server every 10 ms
+    const both = compileFor(openvpnSubsystem, serverDoc([branch, laptop]));
+    assert.deepEqual((await openvpnSubsystem.plan(both, hostA)).map((c) => `${c.action} ${c.object}`), ['add openvpn file ccd-road/laptop', 'change openvpn file server-road.clients', 'reload openvpn']);
+    let stream = await startPing(b, '10.88.0.1');
+    let t0 = Date.now();
+    await openvpnSubsystem.apply(both, hostA);
+    const addMs = Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 300));
+    const whileAdding = await stream.stop();
+    console.log(`# adding a client: apply ${addMs} ms; branch's ping at 10 ms: ${whileAdding.sent} sent, ${whileAdding.lost} lost`);
+    assert.ok(whileAdding.lost <= 1, `branch lost ${whileAdding.lost} pings while a client was added`);
+    assert.equal(daemonPid(pidFile, 'openvpn'), pid, 'the server was not restarted');
+
+    // the new client connects from a third namespace with its exported profile
+    const c = await lab.ns('ovc');
+    await lab.veth({ ns: a, dev: 'veth1', address: '192.0.3.1/24' }, { ns: c, dev: 'veth0', address: '192.0.3.2/24' });
+    await c.ip('addr', 'add', '10.92.0.1/24', 'dev', 'lo');
+    const dirC = mkdtempSync(path.join(os.tmpdir(), 'pt-ovc-'));
+    const hostC = new Host({ netns: c.name, stateDir: dirC });
+    try {
+      const profileFile = path.join(dirC, 'laptop.ovpn');
+      writeFileSync(profileFile, exportProfile(dirA, contextFor(serverDoc([branch, laptop])).config.openvpn.servers[0]!, 'laptop'), { mode: 0o600 });
+      await openvpnSubsystem.apply(compileFor(openvpnSubsystem, { openvpn: { clients: [{ name: 'lt', profile: profileFile, remote: '192.0.3.1' }] } }), hostC);
+      assert.ok(await pingWithin(c, '10.88.0.1', 10_000), 'the added client connects');
+      assert.ok(await ping(a, '10.92.0.1'), 'the server routes to the network behind the added client');
+
+      // remove branch while laptop pings
+      stream = await startPing(c, '10.88.0.1');
+      t0 = Date.now();
+      await openvpnSubsystem.apply(compileFor(openvpnSubsystem, serverDoc([laptop])), hostA);
+      const removeMs = Date.now() - t0;
+      assert.equal(await ping(b, '10.88.0.1', 1), false, 'the removed client is cut off at once');
+      const whileRemoving = await stream.stop();
+      console.log(`# removing a client: apply ${removeMs} ms; laptop's ping at 10 ms: ${whileRemoving.sent} sent, ${whileRemoving.lost} lost`);
+      assert.ok(whileRemoving.lost <= 1, `laptop lost ${whileRemoving.lost} pings while another client was removed`);
+      assert.equal(daemonPid(pidFile, 'openvpn'), pid, 'the server was not restarted');
+      const st = (await openvpnSubsystem.status!(hostA)) as { detail: OpenvpnStatus };
+      assert.deepEqual(st.detail.instances[0]!.clients!.map((x) => x.commonName), ['laptop']);
+      const routes = JSON.parse((await a.ip('-j', 'route', 'show', 'dev', 'ovpn-road', 'proto', 'static')).stdout) as { dst: string }[];
+      assert.deepEqual(routes.map((r) => r.dst), ['10.92.0.0/24'], "the removed client's route is gone");
+      // its reconnection is turned away (ccd-exclusive)
+      const logFile = path.join(dirA, 'services/openvpn/server-road.log');
+      await waitFor(() => /client-config-dir authentication failed for common name 'branch'/.test(readFileSync(logFile, 'utf8')), 15_000, 'the server to turn the removed client away');
+      assert.equal(await ping(b, '10.88.0.1', 1), false, 'a removed client gets no tunnel');
+      assert.ok(await ping(c, '10.88.0.1', 1), 'the remaining client is still connected');
+    } finally {
+      await openvpnSubsystem.teardown!(hostC).catch((e) => console.error(`# teardown ${hostC.where}: ${e}`));
+      rmSync(dirC, { recursive: true, force: true });
+    }
   });
 
   it('a server that cannot start makes apply throw with its error', { skip: missing({ cmd: 'python3' }) }, async () => {

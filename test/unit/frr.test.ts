@@ -6,6 +6,7 @@ import { compileFrr } from '../../src/services/frr/compile.js';
 import { renderFrrConf } from '../../src/services/frr/render.js';
 import { frrOpenings } from '../../src/services/frr/module.js';
 import { bgpPeers, ospfNeighbors, routeCounts } from '../../src/services/frr/status.js';
+import { policyFingerprints, refreshCommand, refreshesFor } from '../../src/services/frr/refresh.js';
 
 function compile(routing: unknown) {
   const { validated, issues } = validateDocument({ routing } as ConfigInput, () => '');
@@ -122,6 +123,51 @@ describe('FRR render', () => {
     ]);
     const { config: c2 } = compile({ bgp: { asn: 1, neighbors: [{ address: '192.0.2.1', remoteAs: 2, interface: 'eth0' }, { address: '192.0.2.9', remoteAs: 3 }] } });
     assert.deepEqual(frrOpenings(c2!), [{ service: 'frr', proto: 'tcp', port: 179, interfaces: [] }]);
+  });
+});
+
+describe('FRR policy refresh', () => {
+  const base = () => ({
+    bgp: {
+      asn: 65000,
+      neighbors: [
+        { address: '192.0.2.1', remoteAs: 1, prefixListIn: 'IN', routeMapOut: 'OUT' },
+        { address: '2001:db8::1', remoteAs: 2, routeMapIn: 'OUT' },
+        { address: '192.0.2.9', remoteAs: 3 },
+      ],
+    },
+    prefixLists: [
+      { name: 'IN', entries: [{ action: 'permit', prefix: '10.0.0.0/8', le: 24 }] },
+      { name: 'EXPORT', entries: [{ action: 'permit', prefix: '192.0.2.0/24' }] },
+    ],
+    routeMaps: [{ name: 'OUT', entries: [{ seq: 10, action: 'permit', match: { prefixList: 'EXPORT' } }] }],
+  });
+  const refreshes = (edit: (r: any) => void) => {
+    const before = compile(base()).model!;
+    const doc = base();
+    edit(doc);
+    const after = compile(doc).model!;
+    return refreshesFor(policyFingerprints(before), policyFingerprints(after), after).map((r) => `${r.address} ${r.direction}`);
+  };
+
+  it('refreshes exactly the neighbors and directions whose policy changed', () => {
+    assert.deepEqual(refreshes(() => {}), []);
+    // a prefix-list's entries: only the neighbor using it, inbound
+    assert.deepEqual(refreshes((r) => r.prefixLists[0].entries.push({ action: 'deny', prefix: '0.0.0.0/0', le: 32 })), ['192.0.2.1 in']);
+    // a prefix-list matched by a route-map: every neighbor using that route-map, in its direction
+    assert.deepEqual(refreshes((r) => (r.prefixLists[1].entries[0].prefix = '198.51.100.0/24')), ['192.0.2.1 out', '2001:db8::1 in']);
+    // attaching a list, next-hop-self
+    assert.deepEqual(refreshes((r) => (r.bgp.neighbors[2].prefixListIn = 'IN')), ['192.0.2.9 in']);
+    assert.deepEqual(refreshes((r) => (r.bgp.neighbors[2].nextHopSelf = true)), ['192.0.2.9 out']);
+    // unrelated changes and new or shut-down neighbors need no refresh
+    assert.deepEqual(refreshes((r) => r.bgp.networks = ['192.0.2.0/24']), []);
+    assert.deepEqual(refreshes((r) => r.bgp.neighbors.push({ address: '192.0.2.10', remoteAs: 4, prefixListIn: 'IN' })), []);
+    assert.deepEqual(refreshes((r) => { r.bgp.neighbors[0].shutdown = true; r.prefixLists[0].entries[0].le = 32; }), []);
+  });
+
+  it('one command per neighbor, in its own address family', () => {
+    assert.equal(refreshCommand({ address: '192.0.2.1', direction: 'in' }), 'clear bgp ipv4 unicast 192.0.2.1 soft in');
+    assert.equal(refreshCommand({ address: '2001:db8::1', direction: 'out' }), 'clear bgp ipv6 unicast 2001:db8::1 soft out');
   });
 });
 

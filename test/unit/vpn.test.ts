@@ -61,7 +61,7 @@ describe('openvpn config', () => {
       }),
     );
     const files = openvpnModule.render(desired as OpenvpnModel, paths);
-    assert.deepEqual(files.map((f) => f.path), ['server-road.conf', 'ccd-road/alice', 'client-up.conf']);
+    assert.deepEqual(files.map((f) => f.path), ['server-road.conf', 'ccd-road/alice', 'server-road.clients', 'client-up.conf']);
     const server = files[0]!.content.split('\n');
     for (const line of [
       'mode server',
@@ -73,7 +73,6 @@ describe('openvpn config', () => {
       'disable-dco',
       'remote-cert-tls client',
       'ccd-exclusive',
-      'route 192.168.9.0 255.255.255.0',
       'push "route 192.168.1.0 255.255.255.0"',
       'push "dhcp-option DNS 10.8.0.1"',
       'push "dhcp-option DNS6 2001:db8::53"',
@@ -85,7 +84,9 @@ describe('openvpn config', () => {
       assert.ok(server.includes(line), `server config has "${line}"`);
     }
     assert.equal(files[1]!.content, '# client alice of road (ccd-exclusive: this file lets it connect)\nifconfig-push 10.8.0.9 255.255.255.0\niroute 192.168.9.0 255.255.255.0\n');
-    const client = files[2]!.content.split('\n');
+    // nothing about single clients in the server's own file: a changed client list needs no restart
+    assert.ok(!files[0]!.content.includes('alice') && !files[0]!.content.includes('192.168.9.0'), 'no per-client data in the server config');
+    const client = files[3]!.content.split('\n');
     assert.equal(client[1], 'config /etc/hostname', 'the profile comes first so Patronus lines override it');
     assert.ok(client.includes('dev tun-up') && client.includes('disable-dco') && !client.some((l) => l.startsWith('remote ')));
     assert.deepEqual(openvpnModule.openings!(contextFor({ openvpn: { servers: [{ name: 'a', network: '10.8.0.0/24' }, { name: 'b', proto: 'tcp', port: 443, network: '10.9.0.0/24' }, { name: 'c', enabled: false, network: '10.10.0.0/24', port: 1 }] } }).config), [

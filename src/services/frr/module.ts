@@ -21,6 +21,7 @@ import { frrForwarding } from '../../routing/forwarding.js';
 import { compileFrr, type FrrDaemon, type FrrModel } from './compile.js';
 import { renderFrrConf } from './render.js';
 import { readFrrStatus, type FrrStatus } from './status.js';
+import { policyFingerprints, readFingerprints, refreshesFor, softRefresh, writeFingerprints } from './refresh.js';
 
 export const FRR_DAEMONS: readonly FrrDaemon[] = ['zebra', 'staticd', 'ospfd', 'bgpd'];
 
@@ -131,8 +132,10 @@ async function converge(model: FrrModel, paths: InstancePaths, host: Host): Prom
     for (const d of started.reverse()) await stopDaemon(daemonSpec(d, paths, []));
     throw e;
   }
+  const fingerprints = policyFingerprints(model);
   if (alive.size === 0) {
     await vtyshBoot(paths, host);
+    writeFingerprints(paths.file(POLICY_FILE), fingerprints);
     return;
   }
   // A daemon started next to running ones (it died, or the section now needs it) gets the whole
@@ -140,7 +143,17 @@ async function converge(model: FrrModel, paths: InstancePaths, host: Host): Prom
   // not resend route-maps and prefix-lists the other daemons already show.
   for (const d of started) await vtyshBoot(paths, host, d);
   await frrReload(paths, host);
+  // a bgpd that ran before this change holds routes filtered by the old policy (a fresh one has
+  // fresh sessions); without a record of what was applied, refresh every neighbor once
+  if (alive.has('bgpd') && model.daemons.includes('bgpd')) {
+    const prev = readFingerprints(paths.file(POLICY_FILE)) ?? Object.fromEntries(Object.entries(fingerprints).map(([a]) => [a, { in: '', out: '' }]));
+    await softRefresh(host, paths.runDir, refreshesFor(prev, fingerprints, model));
+  }
+  writeFingerprints(paths.file(POLICY_FILE), fingerprints);
 }
+
+/** fingerprints of the BGP policy last applied (refresh.ts), beside the rendered files */
+const POLICY_FILE = 'bgp-policy.json';
 
 async function vtyshBoot(paths: InstancePaths, host: Host, only?: FrrDaemon): Promise<void> {
   const r = await host.run('vtysh', ['--config_dir', paths.dir, '--vty_socket', paths.runDir, ...(only ? ['-d', only] : []), '-b'], { reject: false });

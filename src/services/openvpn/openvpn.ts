@@ -10,6 +10,16 @@
  * device can have any name; `ccd-exclusive`, so only the clients listed in
  * the config connect, and removing a client revokes it without a CRL.
  *
+ * Nothing about individual clients is in the server's own config file, so
+ * a changed client list never restarts the server (a restart drops every
+ * connected client): per-client settings live in the client-config-dir
+ * (read when that client connects), the kernel routes to the networks behind
+ * clients are kept on the tun device by Patronus (not `route` lines), and a
+ * removed client that is still connected is cut off through the management
+ * interface (`kill CN`); ccd-exclusive turns its reconnection away. A client
+ * whose ccd file changed is disconnected the same way, so it comes back with
+ * its new address and routes.
+ *
  * check(): OpenVPN has no dry-run mode for a full config (--test-crypto
  * wants static keys), so the checker is OpenVPN itself, started on the
  * rendered files inside a throwaway network namespace (`unshare -n`): a
@@ -25,7 +35,7 @@ import type { Host } from '../../system/host.js';
 import type { CompileContext, ServiceOpening } from '../../apply/subsystem.js';
 import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
-import { ipv4, parsePrefix } from '../../bpf/codecs.js';
+import { formatPrefix, ipv4, parsePrefix } from '../../bpf/codecs.js';
 import { daemonPid, startDaemon, stopDaemon } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
 import { ensureCa, ensureCert, pkiDir, withSharedKey } from '../pki/pki.js';
@@ -148,6 +158,8 @@ export const openvpnModule: ServiceModule<OpenvpnModel> = {
       if (i.kind === 'server') {
         files.push({ path: `${i.id}.conf`, content: renderServer(i, paths) });
         for (const c of i.clients) files.push({ path: `ccd-${i.name}/${c.name}`, content: renderCcd(i, c) });
+        // not read by openvpn: makes a removal (a ccd file less) a change that plan shows and apply acts on
+        files.push({ path: `${i.id}.clients`, content: `# clients allowed on ${i.name} (one ccd file each)\n${i.clients.map((c) => `${c.name}\n`).join('')}` });
       } else {
         files.push({ path: `${i.id}.conf`, content: renderClient(i, paths) });
       }
@@ -342,7 +354,6 @@ function renderServer(s: OpenvpnServerModel, paths: InstancePaths): string {
   const out = [
     `# Patronus OpenVPN server ${s.name}: written by Patronus, changes are overwritten`,
     `# certificate: CN=${serverCommonName(s.name)}${s.remoteHost ? `, subjectAltName ${s.remoteHost}` : ''}`,
-    `# clients: ${s.clients.map((c) => c.name).join(', ') || '(none)'}`,
     'mode server',
     'tls-server',
     `dev ${s.device}`,
@@ -369,7 +380,6 @@ function renderServer(s: OpenvpnServerModel, paths: InstancePaths): string {
     `client-config-dir ${paths.file(`ccd-${s.name}`)}`,
     'ccd-exclusive',
   );
-  for (const c of s.clients) for (const r of c.routes) out.push(`route ${routeArgs(r)}`);
   for (const r of s.pushRoutes) out.push(`push "route ${routeArgs(r)}"`);
   if (s.redirectGateway) out.push('push "redirect-gateway def1"');
   for (const d of s.dns) out.push(`push "dhcp-option DNS${d.includes(':') ? '6' : ''} ${d}"`);
@@ -464,6 +474,7 @@ async function converge(model: OpenvpnModel, paths: InstancePaths, host: Host, c
     if (wanted.has(id)) continue;
     await stopInstance(id, paths);
     rmSync(paths.file(`${id}.conf`), { force: true });
+    rmSync(paths.file(`${id}.clients`), { force: true });
     if (id.startsWith('server-')) rmSync(paths.file(`ccd-${id.slice(7)}`), { recursive: true, force: true });
   }
   for (const i of model.instances) {
@@ -472,9 +483,58 @@ async function converge(model: OpenvpnModel, paths: InstancePaths, host: Host, c
     const up = !!daemonPid(pidFileOf(paths, i.id), 'openvpn');
     // OpenVPN re-reads its config only on a restart (SIGHUP drops every client too);
     // a ccd change needs none: the server reads the file when the client connects
-    if (up && !changed?.includes(`${i.id}.conf`)) continue;
+    if (up && !changed?.includes(`${i.id}.conf`)) {
+      if (i.kind === 'server') {
+        await syncClientRoutes(i, host);
+        await disconnectClients(i, paths, changed ?? []);
+      }
+      continue;
+    }
     if (up) await stopInstance(i.id, paths);
     await startInstance(i, paths, host);
+    if (i.kind === 'server') await syncClientRoutes(i, host);
+  }
+}
+
+/**
+ * Kernel routes to the networks behind clients (their `routes`, which the
+ * server hands to the right client by iroute): on the server's tun device,
+ * `proto static`, exactly the listed ones. The device is this server's own,
+ * so every static route on it is ours.
+ */
+async function syncClientRoutes(s: OpenvpnServerModel, host: Host): Promise<void> {
+  const wanted = new Set(s.clients.flatMap((c) => c.routes.map((r) => formatPrefix(parsePrefix(r)))));
+  const r = await host.run('ip', ['-j', '-4', 'route', 'show', 'dev', s.device, 'proto', 'static'], { reject: false });
+  if (r.exitCode !== 0) throw new Error(`openvpn server ${s.name}: cannot list the routes on ${s.device} (${host.where}): ${r.stderr.trim()}`);
+  const present = new Set((JSON.parse(r.stdout || '[]') as { dst: string }[]).map((x) => (x.dst.includes('/') ? x.dst : `${x.dst}/32`)));
+  for (const dst of present) if (!wanted.has(dst)) await host.run('ip', ['route', 'del', dst, 'dev', s.device, 'proto', 'static']);
+  for (const dst of wanted) if (!present.has(dst)) await host.run('ip', ['route', 'replace', dst, 'dev', s.device, 'proto', 'static']);
+}
+
+/**
+ * Connected clients that are no longer listed, or whose ccd file changed,
+ * are disconnected (management `kill CN`); every other client keeps its
+ * session. A removed client's reconnection is refused (ccd-exclusive), a
+ * changed one reconnects with its new settings.
+ */
+async function disconnectClients(s: OpenvpnServerModel, paths: InstancePaths, changed: readonly string[]): Promise<void> {
+  const socket = socketOf(paths, s.id);
+  const listed = new Set(s.clients.map((c) => c.name));
+  let connected: OpenvpnConnectedClient[];
+  try {
+    connected = parseClientList(await management(socket, 'status 3'), s.name);
+  } catch (e) {
+    throw new Error(`openvpn server ${s.name}: cannot list connected clients to disconnect removed ones: ${(e as Error).message}`);
+  }
+  const names = new Set(connected.map((c) => c.commonName).filter((cn) => !listed.has(cn) || changed.includes(`ccd-${s.name}/${cn}`)));
+  for (const cn of names) {
+    try {
+      await management(socket, `kill ${cn}`);
+    } catch (e) {
+      // it left on its own in the meantime
+      if (/not found/.test((e as Error).message)) continue;
+      throw new Error(`openvpn server ${s.name}: disconnecting client "${cn}" failed: ${(e as Error).message}`);
+    }
   }
 }
 

@@ -14,7 +14,7 @@ APT_PACKAGES=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++
   nftables iproute2 ethtool iputils-ping iperf3 conntrack tcpdump procps util-linux kmod
   unbound dnsutils frr frr-pythontools keepalived strongswan strongswan-swanctl charon-systemd libcharon-extra-plugins libstrongswan-standard-plugins
-  openvpn wireguard-tools wireguard-go kea-dhcp4-server isc-dhcp-client isc-dhcp-common
+  openvpn wireguard-tools wireguard-go kea-dhcp4-server isc-dhcp-client isc-dhcp-common conntrackd
   dns-root-data ca-certificates openssl ldnsutils
   geoip-database libmaxmind-db-writer-perl
 )
@@ -31,7 +31,7 @@ if [[ "${PATRONUS_SKIP_APT:-0}" != 1 ]]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # Debian starts some daemons on install; Patronus supervises its own
     # instances, so stop the packaged ones where an init system started them.
-    for svc in unbound frr keepalived openvpn strongswan-starter kea-dhcp4-server ipsec; do
+    for svc in unbound frr keepalived openvpn strongswan-starter kea-dhcp4-server ipsec conntrackd; do
       (command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1 && systemctl disable --now "$svc" >/dev/null 2>&1) || true
     done
   else

@@ -109,7 +109,7 @@ int qos_classify(struct __sk_buff *skb)
 	struct qos_meta *meta;
 	__u32 n;
 
-	if (parse_packet(data, data_end, &pi) != PARSE_IP)
+	if (parse_packet(data, data_end, skb->len, &pi) != PARSE_IP)
 		goto unmatched;
 	meta = bpf_map_lookup_elem(&qos_meta, &zero);
 	if (!meta)

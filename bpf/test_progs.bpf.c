@@ -2,7 +2,8 @@
 /*
  * Small programs for the addon's own tests: one the verifier must reject,
  * one that echoes/edits the frame so output data can be checked, and a
- * hash map for batch-operation tests.
+ * hash map for batch-operation tests, and a second hash map of the same
+ * shape (test_other) for the tests that a batch never lands in the wrong map.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -13,6 +14,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } test_hash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+} test_other SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);

@@ -35,7 +35,7 @@ int xdp_stats(struct xdp_md *ctx)
 	struct packet_info pi = {};
 	enum parse_result res;
 
-	res = parse_packet(data, data_end, &pi);
+	res = parse_packet(data, data_end, len, &pi);
 	if (pi.vlan_id)
 		count(STATS_VLAN, len);
 	if (res == PARSE_MALFORMED) {
@@ -75,7 +75,7 @@ int tc_stats(struct __sk_buff *skb)
 	struct packet_info pi = {};
 	enum parse_result res;
 
-	res = parse_packet(data, data_end, &pi);
+	res = parse_packet(data, data_end, skb->len, &pi);
 	if (res == PARSE_MALFORMED) {
 		count(STATS_MALFORMED, skb->len);
 		return TC_ACT_OK; /* the stack makes its own judgement at tc */

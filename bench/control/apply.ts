@@ -85,7 +85,7 @@ async function main(): Promise<void> {
         const validate: number[] = [];
         let slowest = '';
         for (let r = 0; r < reps; r++) {
-          await engine.apply({ document: {} }, { author: 'bench', message: 'empty' });
+          await engine.apply({ document: {}, allowEmpty: true }, { author: 'bench', message: 'empty' });
           let t0 = performance.now();
           const report = await engine.apply({ document: documentFor(kind, n) }, { author: 'bench', message: `${kind} ${n}` });
           initial.push(performance.now() - t0);

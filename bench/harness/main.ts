@@ -18,7 +18,7 @@ import { hostname, cpus as osCpus, release } from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../../src/bpf/addon.js';
 import { createPatronusPath } from './fastpath.js';
-import { NftPath, XdpLpmPath, type FilterPath, type PathContext } from './paths.js';
+import { NftPath, XdpFilterPath, XdpLpmPath, type FilterPath, type PathContext } from './paths.js';
 import { fmt, fmtSI, si, markdownTable, summarize, svgPlot, type Series, type Summary } from './report.js';
 import { readFile } from 'node:fs/promises';
 import { Topology, diff, RX_DEV, DST4, DST6, TX_DEV, type RxCounters } from './topology.js';
@@ -63,7 +63,7 @@ export class AccountingError extends Error {}
 let interrupted: string | undefined;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => (interrupted = sig));
 
-const ALL_PATHS = ['xdp-patronus', 'xdp-lpm', 'nft-netdev-set', 'nft-netdev-rules', 'nft-inet-ct'];
+const ALL_PATHS = ['xdp-patronus', 'xdp-lpm', 'xdp-filter', 'nft-netdev-set', 'nft-netdev-rules', 'nft-inet-ct'];
 
 async function main(): Promise<void> {
   const report = process.argv.indexOf('--report');
@@ -92,6 +92,11 @@ async function main(): Promise<void> {
     if (typeof patronus === 'string') skipped.push({ id: 'xdp-patronus', reason: patronus });
     else if (patronus) paths.push(patronus);
     if (want('xdp-lpm')) paths.push(lpm);
+    if (want('xdp-filter')) {
+      const xf = await XdpFilterPath.create(ctx);
+      if (typeof xf === 'string') skipped.push({ id: 'xdp-filter', reason: xf });
+      else paths.push(xf);
+    }
     for (const mode of ['netdev-set', 'netdev-rules', 'inet-ct'] as const) if (want(`nft-${mode}`)) paths.push(await NftPath.create(ctx, mode));
     for (const s of skipped) log(`SKIP ${s.id}: ${s.reason}`);
 
@@ -127,7 +132,7 @@ async function main(): Promise<void> {
       for (const n of plan.counts) {
         const rules = ruleSet(family, n);
         const tables = plan.mixes.map((mix) => frameTable(rules, plan.sources, mix, ep));
-        const here = paths.filter((p) => !(p.id === 'nft-netdev-rules' && n > plan.rulesMax));
+        const here = paths.filter((p) => !(p.id === 'nft-netdev-rules' && n > plan.rulesMax) && !p.unsupported?.(rules));
         for (let r = 0; r < plan.reps; r++) {
           for (const p of here) {
             const secs = await p.install(rules);
@@ -158,7 +163,7 @@ async function main(): Promise<void> {
     if (plan.controlPlane) {
       log('control plane');
       const v4 = (n: number, off = 0) => ruleSet(4, n, off);
-      for (const p of paths) {
+      for (const p of paths.filter((x) => !x.unsupported?.(v4(10_000)))) {
         const load: number[] = [];
         const apply: number[] = [];
         for (let r = 0; r < plan.cpReps; r++) {
@@ -175,7 +180,7 @@ async function main(): Promise<void> {
         log(`  ${p.id}: 100k prefixes ${fmt(summarize(load), 1, 3)} s, 10k rules ${fmt(summarize(apply), 1, 3)} s`);
       }
       // swap A -> B (disjoint 10k sets) while the generator runs; traffic half inside A
-      for (const p of paths) {
+      for (const p of paths.filter((x) => !x.unsupported?.(v4(10_000)))) {
         const a = v4(10_000);
         const b = v4(10_000, 10_000);
         const frames = frameTable(a, plan.sources, 0.5, ep);

@@ -10,7 +10,8 @@
  * lowest set bit is the winning rule (rule order = priority).
  *
  * Hitless updates: every classification map holds two generations of the
- * rule set, told apart by a generation byte in the key (or the index).
+ * rule set, told apart by a generation byte in the key (or the index;
+ * gen_config and iface_cfg too).
  * Userspace writes the inactive generation, flips `active`, and waits one
  * RCU grace period (an update of the `rcu_barrier` map-in-map makes the
  * syscall wait for running programs) before it touches the old generation.
@@ -74,12 +75,14 @@ enum filter_dir {
 	FILTER_DIR_EGRESS = 1,
 };
 
-struct iface_key {
-	__u32 ifindex;
-	__u8 gen;
-	__u8 dir;
-	__u16 pad;
-};
+/* Interfaces: ifindex -> slot through an array (iface_slots, ifindex below
+ * FILTER_IFINDEX_DIRECT) or, for larger ifindexes, a small hash
+ * (iface_slots_big); the value is slot + 1, 0 = no slot. A slot is stable
+ * across generations; iface_cfg holds one entry per (generation, direction,
+ * slot). Arrays on the hot path: a hash lookup costs ~20 ns per packet. */
+#define FILTER_MAX_IFACES 256
+#define FILTER_IFINDEX_DIRECT 65536
+#define FILTER_IFACE_ENTRIES (2 * 2 * FILTER_MAX_IFACES) /* (gen * 2 + dir) * MAX_IFACES + slot */
 
 enum filter_action {
 	FILTER_ACT_PASS = 0,
@@ -91,7 +94,32 @@ enum filter_action {
 struct iface_value {
 	struct rule_bits bits;   /* rules that apply on this interface/direction */
 	__u32 default_action;    /* FILTER_ACT_PASS or FILTER_ACT_DROP */
+	__u32 ifindex;           /* the interface this entry configures; 0: unmanaged */
+};
+
+/*
+ * Pay per feature: a lookup runs only when some rule of the generation
+ * constrains its field (FEAT_* set in gen_config.features). A field no rule
+ * constrains holds only its zero-length entry; its vector is folded into
+ * base[family] instead, which every packet ANDs anyway. Per generation, so a
+ * rule set that starts using a field switches its lookup on in the same
+ * atomic flip that brings the rule.
+ */
+enum filter_feature {
+	FEAT_SRC_V4 = 1 << 0,
+	FEAT_DST_V4 = 1 << 1,
+	FEAT_SRC_V6 = 1 << 2,
+	FEAT_DST_V6 = 1 << 3,
+	FEAT_SPORT = 1 << 4,
+	FEAT_DPORT = 1 << 5,
+	FEAT_FLAGS = 1 << 6,
+};
+
+struct gen_config {
+	__u32 features;          /* FEAT_* */
 	__u32 words;             /* bit-vector words in use by this generation's rules */
+	struct rule_bits base[2]; /* [0] IPv4, [1] IPv6: AND of the vectors of skipped fields */
+	struct rule_bits count;  /* rules whose action is count */
 };
 
 /* Token buckets in nano-units: tokens * 1e9, refilled by elapsed_ns * rate. */
@@ -156,5 +184,10 @@ struct rate_state {
 struct block_value {
 	__u64 expires_ns;
 };
+
+/* block_active[0] (IPv4) and [1] (IPv6): nonzero while that family's
+ * blocklist may hold entries; the program skips the LRU lookup while it is 0.
+ * Userspace sets it after an insert and clears it (then checks the map again)
+ * when the map is empty; a stale 1 only costs a lookup. */
 
 #endif

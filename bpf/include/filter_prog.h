@@ -11,8 +11,10 @@
  * Per packet:
  *   parse (parsing.h) -> malformed / non-IP verdicts
  *   interface entry for (ifindex, direction) -> unmanaged verdict
- *   dynamic blocklist (source on ingress, destination on egress)
- *   AND of the field bit vectors -> first terminal rule, count rules before it
+ *   dynamic blocklist (source on ingress, destination on egress), only
+ *     while the family's blocklist is not empty
+ *   AND of the field bit vectors -> first terminal rule, count rules before it;
+ *     only the fields some rule constrains are looked up (gen_config)
  *   action: pass, drop, rate-limit (per-source token bucket)
  *   no rule -> the interface's default policy
  */
@@ -74,12 +76,41 @@ struct {
 	__type(value, struct rule_bits);
 } tcp_flags SEC(".maps");
 
+/* ifindex -> slot + 1 (0: none); see filter_common.h */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILTER_IFINDEX_DIRECT);
+	__type(key, __u32);
+	__type(value, __u32);
+} iface_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct iface_key);
+	__uint(max_entries, FILTER_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, __u32);
+} iface_slots_big SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FILTER_IFACE_ENTRIES);
+	__type(key, __u32);
 	__type(value, struct iface_value);
-} ifaces SEC(".maps");
+} iface_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct gen_config);
+} gen_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2); /* [0] IPv4, [1] IPv6 */
+	__type(key, __u32);
+	__type(value, __u32);
+} block_active SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -87,13 +118,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct rule_action);
 } actions SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2); /* per gen: rules whose action is count */
-	__type(key, __u32);
-	__type(value, struct rule_bits);
-} count_rules SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -316,6 +340,18 @@ static __always_inline struct rule_bits *lookup_port(void *map, __u32 gen, struc
 	return bpf_map_lookup_elem(map, &k);
 }
 
+/* acc &= v over the words in use. */
+static __always_inline void and_into(struct rule_bits *acc, struct rule_bits *v, __u32 nwords)
+{
+	__u32 i;
+
+	for (i = 0; i < FILTER_WORDS; i++) {
+		if (i >= nwords)
+			break;
+		acc->w[i] &= v->w[i];
+	}
+}
+
 struct count_ctx {
 	struct rule_bits m; /* matching count rules not yet counted */
 	__u32 gen;
@@ -350,23 +386,134 @@ static long count_one(__u64 index, void *data)
 	return 0;
 }
 
+/*
+ * AND of the field vectors, accumulated in cc->m over the first `words`
+ * words (a compile-time constant at each call, so the loops unroll). A field
+ * no rule constrains is not looked up: its vector is in base. Returns the
+ * first rule that is not a count rule (FILTER_MAX_RULES: none, also when a
+ * lookup finds nothing); the count rules ahead of it stay in cc->m.
+ */
+static __always_inline __u32 classify(struct packet_info *pi, struct gen_config *gc, struct iface_value *ifv,
+				      __u32 gen, __u32 fam, struct count_ctx *cc, const __u32 words, __u64 *any_count)
+{
+	struct rule_bits *v, *base = fam ? &gc->base[1] : &gc->base[0];
+	__u32 feat = gc->features, fidx, i, rule = FILTER_MAX_RULES;
+	__u64 any = 0;
+
+	for (i = 0; i < FILTER_WORDS; i++)
+		cc->m.w[i] = i < words ? base->w[i] & ifv->bits.w[i] : 0;
+	if (!fam) {
+		if (feat & FEAT_SRC_V4) {
+			v = lookup_v4(&src_v4, gen, pi->saddr);
+			if (!v)
+				return FILTER_MAX_RULES;
+			and_into(&cc->m, v, words);
+		}
+		if (feat & FEAT_DST_V4) {
+			v = lookup_v4(&dst_v4, gen, pi->daddr);
+			if (!v)
+				return FILTER_MAX_RULES;
+			and_into(&cc->m, v, words);
+		}
+	} else {
+		if (feat & FEAT_SRC_V6) {
+			v = lookup_v6(&src_v6, gen, pi->saddr);
+			if (!v)
+				return FILTER_MAX_RULES;
+			and_into(&cc->m, v, words);
+		}
+		if (feat & FEAT_DST_V6) {
+			v = lookup_v6(&dst_v6, gen, pi->daddr);
+			if (!v)
+				return FILTER_MAX_RULES;
+			and_into(&cc->m, v, words);
+		}
+	}
+	if (feat & FEAT_SPORT) {
+		v = lookup_port(&sport, gen, pi, pi->sport);
+		if (!v)
+			return FILTER_MAX_RULES;
+		and_into(&cc->m, v, words);
+	}
+	if (feat & FEAT_DPORT) {
+		v = lookup_port(&dport, gen, pi, pi->dport);
+		if (!v)
+			return FILTER_MAX_RULES;
+		and_into(&cc->m, v, words);
+	}
+	if (feat & FEAT_FLAGS) {
+		fidx = gen * FILTER_FLAGS_PER_GEN +
+		       (pi->l4proto == IPPROTO_TCP && pi->fragment != 2 ? pi->tcp_flags : FILTER_FLAGS_UNKNOWN);
+		v = bpf_map_lookup_elem(&tcp_flags, &fidx);
+		if (!v)
+			return FILTER_MAX_RULES;
+		and_into(&cc->m, v, words);
+	}
+
+	for (i = 0; i < words; i++) {
+		__u64 w = cc->m.w[i], c;
+
+		c = w & gc->count.w[i];
+		cc->m.w[i] = c;
+		any |= c;
+		w &= ~c;
+		if (w && rule == FILTER_MAX_RULES)
+			rule = i * 64 + lowest_bit(w);
+	}
+	*any_count = any;
+	return rule;
+}
+
 /* ---- the filter ---- */
+
+/* The interface's entry for this generation and direction, or NULL when
+ * the interface is not managed (two array loads; a hash only for ifindexes
+ * beyond FILTER_IFINDEX_DIRECT). */
+static __noinline __u32 big_iface_slot(__u32 ifindex)
+{
+	__u32 *p = bpf_map_lookup_elem(&iface_slots_big, &ifindex);
+
+	return p ? *p : 0;
+}
+
+static __always_inline struct iface_value *iface_entry(__u32 ifindex, __u32 gen, __u32 dir)
+{
+	struct iface_value *v;
+	__u32 *p, slot = 0, idx;
+
+	/* Two separate calls on purpose: with one call site and the map
+	 * chosen at run time, the verifier could not inline the array lookup
+	 * (an indirect call instead of two loads). */
+	if (ifindex < FILTER_IFINDEX_DIRECT) {
+		p = bpf_map_lookup_elem(&iface_slots, &ifindex);
+		if (p)
+			slot = *p;
+	} else {
+		slot = big_iface_slot(ifindex);
+	}
+	if (!slot || slot > FILTER_MAX_IFACES)
+		return NULL;
+	idx = (gen * 2 + dir) * FILTER_MAX_IFACES + slot - 1;
+	v = bpf_map_lookup_elem(&iface_cfg, &idx);
+	if (!v || v->ifindex != ifindex)
+		return NULL;
+	return v;
+}
 
 static __always_inline enum filter_result filter_packet(void *data, void *data_end, __u64 len,
 							__u32 ifindex, __u32 dir)
 {
 	struct packet_info pi = {};
 	struct count_ctx cc;
-	struct rule_bits *src, *dst, *sp, *dp, *fl, *cnt;
 	struct iface_value *ifv;
-	struct iface_key ik = {};
+	struct gen_config *gc;
 	struct rule_action *act;
 	enum parse_result res;
-	__u32 zero = 0, gen, fidx, rule = FILTER_MAX_RULES, idx, i, nwords;
+	__u32 zero = 0, gen, rule, idx, fam;
 	__u64 any_count = 0;
-	__u32 *genp;
+	__u32 *genp, *bs;
 
-	res = parse_packet(data, data_end, &pi);
+	res = parse_packet(data, data_end, len, &pi);
 	if (res == PARSE_MALFORMED) {
 		count_verdict(dir, VERDICT_MALFORMED, len);
 #ifdef FILTER_HOOK_XDP
@@ -383,58 +530,31 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	genp = bpf_map_lookup_elem(&active, &zero);
 	gen = genp ? (*genp & 1) : 0;
 
-	ik.ifindex = ifindex;
-	ik.gen = gen;
-	ik.dir = dir;
-	ifv = bpf_map_lookup_elem(&ifaces, &ik);
+	ifv = iface_entry(ifindex, gen, dir);
 	if (!ifv) {
 		count_verdict(dir, VERDICT_UNMANAGED, len);
 		return FILTER_PASS;
 	}
+	gc = bpf_map_lookup_elem(&gen_config, &gen);
+	if (!gc)
+		goto deflt;
 
 	if (pi.fragment == 2)
 		count_verdict(dir, VERDICT_FRAGMENT, len);
 
-	if (blocked(&pi, dir == FILTER_DIR_INGRESS ? pi.saddr : pi.daddr)) {
+	fam = pi.family == 4 ? 0 : 1;
+	bs = bpf_map_lookup_elem(&block_active, &fam);
+	if (bs && *bs && blocked(&pi, dir == FILTER_DIR_INGRESS ? pi.saddr : pi.daddr)) {
 		count_verdict(dir, VERDICT_BLOCKED, len);
 		return FILTER_DROP;
 	}
 
-	if (pi.family == 4) {
-		src = lookup_v4(&src_v4, gen, pi.saddr);
-		dst = lookup_v4(&dst_v4, gen, pi.daddr);
-	} else {
-		src = lookup_v6(&src_v6, gen, pi.saddr);
-		dst = lookup_v6(&dst_v6, gen, pi.daddr);
-	}
-	sp = lookup_port(&sport, gen, &pi, pi.sport);
-	dp = lookup_port(&dport, gen, &pi, pi.dport);
-	fidx = gen * FILTER_FLAGS_PER_GEN +
-	       (pi.l4proto == IPPROTO_TCP && pi.fragment != 2 ? pi.tcp_flags : FILTER_FLAGS_UNKNOWN);
-	fl = bpf_map_lookup_elem(&tcp_flags, &fidx);
-	cnt = bpf_map_lookup_elem(&count_rules, &gen);
-	if (!src || !dst || !sp || !dp || !fl || !cnt)
-		goto deflt;
-
-	/* AND of every field; the first rule that is not a count rule wins.
-	 * Only the words the rule set uses are read (a small rule set costs
-	 * one word, not FILTER_WORDS). */
-	nwords = ifv->words;
-	for (i = 0; i < FILTER_WORDS; i++) {
-		__u64 w, c;
-
-		if (i >= nwords) {
-			cc.m.w[i] = 0;
-			continue;
-		}
-		w = src->w[i] & dst->w[i] & sp->w[i] & dp->w[i] & fl->w[i] & ifv->bits.w[i];
-		c = w & cnt->w[i]; /* keep the count rules for the pass below */
-		cc.m.w[i] = c;
-		any_count |= c;
-		w &= ~cnt->w[i];
-		if (w && rule == FILTER_MAX_RULES)
-			rule = i * 64 + lowest_bit(w);
-	}
+	/* A rule set of up to 64 rules (one word) gets its own copy of the
+	 * classifier with every loop folded to one iteration. */
+	if (gc->words <= 1)
+		rule = classify(&pi, gc, ifv, gen, fam, &cc, 1, &any_count);
+	else
+		rule = classify(&pi, gc, ifv, gen, fam, &cc, FILTER_WORDS, &any_count);
 
 	/* Count rules ahead of the winner see the packet and let it go on. */
 	if (any_count) {

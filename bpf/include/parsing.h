@@ -6,6 +6,20 @@
  * whether the frame is IP, non-IP or malformed. Every bound is explicit so
  * the verifier sees a finite program: at most two VLAN tags and
  * IPV6_EXT_MAX extension headers.
+ *
+ * Malformed (the caller drops it on ingress and counts it) is every frame
+ * the parser cannot see through or whose headers contradict the frame:
+ *   - truncated Ethernet/VLAN/IP/transport headers;
+ *   - more VLAN tags than VLAN_MAX_DEPTH (a third tag would otherwise hide
+ *     the IP header and pass as non-IP, unfiltered);
+ *   - IPv4: version, IHL < 5, total length < IHL or beyond the frame;
+ *   - IPv6: version, payload length beyond the frame, more than
+ *     IPV6_EXT_MAX extension headers;
+ *   - TCP data offset < 5 or beyond the segment; UDP length < 8 or beyond
+ *     the segment (not checked in a first fragment, whose datagram goes on
+ *     in later fragments); ICMP/ICMPv6 shorter than its 8-byte header.
+ * "The frame" is frame_len bytes: at XDP data_end - data, at tc skb->len
+ * (the linear area may be shorter than the packet there).
  */
 #ifndef PATRONUS_PARSING_H
 #define PATRONUS_PARSING_H
@@ -22,7 +36,8 @@
 #endif
 
 #define VLAN_MAX_DEPTH 2
-#define IPV6_EXT_MAX 6
+#define IPV6_EXT_MAX 6 /* extension headers followed; a 7th is malformed (docs/fastpath.md) */
+#define ICMP_HDR_LEN 8 /* ICMP and ICMPv6: type, code, checksum, 4 bytes of rest-of-header */
 
 #ifndef TC_ACT_OK
 #define TC_ACT_OK 0
@@ -96,14 +111,19 @@ static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
 		h_proto = vlh->h_vlan_encapsulated_proto;
 		nh->pos = vlh + 1;
 	}
+	/* Still a tag after VLAN_MAX_DEPTH: the parser cannot see the payload,
+	 * so the frame must not pass as non-IP. */
+	if (proto_is_vlan(h_proto))
+		return -1;
 	return h_proto;
 }
 
+/* Returns the IPv4 total length, or -1 when malformed. */
 static __always_inline int parse_ipv4(struct hdr_cursor *nh, void *data_end,
 				      struct packet_info *pi)
 {
 	struct iphdr *iph = nh->pos;
-	int hdrsize;
+	int hdrsize, tot_len;
 	__u16 frag;
 
 	if ((void *)(iph + 1) > data_end)
@@ -115,7 +135,8 @@ static __always_inline int parse_ipv4(struct hdr_cursor *nh, void *data_end,
 		return -1;
 	if (nh->pos + hdrsize > data_end)
 		return -1;
-	if (bpf_ntohs(iph->tot_len) < hdrsize)
+	tot_len = bpf_ntohs(iph->tot_len);
+	if (tot_len < hdrsize)
 		return -1;
 
 	pi->family = 4;
@@ -128,9 +149,19 @@ static __always_inline int parse_ipv4(struct hdr_cursor *nh, void *data_end,
 	else if (frag & 0x2000)
 		pi->fragment = 1;
 	nh->pos += hdrsize;
-	return 0;
+	return tot_len;
 }
 
+static __always_inline int ipv6_is_ext(__u8 next)
+{
+	return next == IPPROTO_HOPOPTS_ || next == IPPROTO_DSTOPTS_ || next == IPPROTO_ROUTING_ ||
+	       next == IPPROTO_MH_ || next == IPPROTO_FRAGMENT_;
+}
+
+/* Returns the IPv6 payload length (0: not given, e.g. a jumbogram), or -1
+ * when malformed. Up to IPV6_EXT_MAX extension headers are followed; a
+ * chain longer than that is malformed, so it cannot hide the transport
+ * header. */
 static __always_inline int parse_ipv6(struct hdr_cursor *nh, void *data_end,
 				      struct packet_info *pi)
 {
@@ -177,16 +208,20 @@ static __always_inline int parse_ipv6(struct hdr_cursor *nh, void *data_end,
 		}
 		default:
 			pi->l4proto = next;
-			return 0;
+			return bpf_ntohs(ip6h->payload_len);
 		}
 	}
-	/* Too many extension headers to follow: treat as malformed so a
-	 * chain cannot be used to hide the transport header. */
-	return -1;
+	/* IPV6_EXT_MAX headers followed: what comes next must be the transport. */
+	if (ipv6_is_ext(next))
+		return -1;
+	pi->l4proto = next;
+	return bpf_ntohs(ip6h->payload_len);
 }
 
+/* seg_len: bytes from the transport header to the end of the IP datagram
+ * (or of the frame, where the datagram's length is not given). */
 static __always_inline int parse_l4(struct hdr_cursor *nh, void *data_end,
-				    struct packet_info *pi)
+				    struct packet_info *pi, __s64 seg_len)
 {
 	if (pi->fragment == 2)
 		return 0; /* later fragments carry no transport header */
@@ -197,7 +232,7 @@ static __always_inline int parse_l4(struct hdr_cursor *nh, void *data_end,
 
 		if ((void *)(th + 1) > data_end)
 			return -1;
-		if (th->doff < 5)
+		if (th->doff < 5 || th->doff * 4 > seg_len)
 			return -1;
 		pi->sport = bpf_ntohs(th->source);
 		pi->dport = bpf_ntohs(th->dest);
@@ -206,8 +241,14 @@ static __always_inline int parse_l4(struct hdr_cursor *nh, void *data_end,
 	}
 	case IPPROTO_UDP: {
 		struct udphdr *uh = nh->pos;
+		__u16 ulen;
 
 		if ((void *)(uh + 1) > data_end)
+			return -1;
+		ulen = bpf_ntohs(uh->len);
+		if (ulen < sizeof(*uh))
+			return -1;
+		if (pi->fragment == 0 && ulen > seg_len)
 			return -1;
 		pi->sport = bpf_ntohs(uh->source);
 		pi->dport = bpf_ntohs(uh->dest);
@@ -219,6 +260,8 @@ static __always_inline int parse_l4(struct hdr_cursor *nh, void *data_end,
 
 		if ((void *)(icmp + 2) > data_end)
 			return -1;
+		if (seg_len < ICMP_HDR_LEN)
+			return -1;
 		pi->dport = ((__u16)icmp[0] << 8) | icmp[1];
 		break;
 	}
@@ -228,27 +271,39 @@ static __always_inline int parse_l4(struct hdr_cursor *nh, void *data_end,
 	return 0;
 }
 
-/* Parse a frame between data and data_end into *pi. */
-static __always_inline enum parse_result parse_packet(void *data, void *data_end,
+/* Parse a frame of frame_len bytes, of which data..data_end is readable,
+ * into *pi. */
+static __always_inline enum parse_result parse_packet(void *data, void *data_end, __u64 frame_len,
 						      struct packet_info *pi)
 {
 	struct hdr_cursor nh = { .pos = data };
-	int h_proto;
+	__s64 l3_end, l4_off;
+	int h_proto, len;
 
 	h_proto = parse_ethhdr(&nh, data_end, pi);
 	if (h_proto < 0)
 		return PARSE_MALFORMED;
 	pi->l3_off = nh.pos - data;
 	if (h_proto == bpf_htons(ETH_P_IP)) {
-		if (parse_ipv4(&nh, data_end, pi) < 0)
+		len = parse_ipv4(&nh, data_end, pi);
+		if (len < 0)
 			return PARSE_MALFORMED;
+		l3_end = (__s64)pi->l3_off + len;
 	} else if (h_proto == bpf_htons(ETH_P_IPV6)) {
-		if (parse_ipv6(&nh, data_end, pi) < 0)
+		len = parse_ipv6(&nh, data_end, pi);
+		if (len < 0)
 			return PARSE_MALFORMED;
+		l3_end = len ? (__s64)pi->l3_off + sizeof(struct ipv6hdr) + len : (__s64)frame_len;
 	} else {
 		return PARSE_NON_IP;
 	}
-	if (parse_l4(&nh, data_end, pi) < 0)
+	if (l3_end > (__s64)frame_len)
+		return PARSE_MALFORMED;
+	l4_off = nh.pos - data;
+	/* IPv6 extension headers that claim to reach past the datagram */
+	if (l4_off > l3_end)
+		return PARSE_MALFORMED;
+	if (parse_l4(&nh, data_end, pi, l3_end - l4_off) < 0)
 		return PARSE_MALFORMED;
 	return PARSE_IP;
 }

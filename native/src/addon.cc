@@ -59,6 +59,23 @@ static Napi::Value ProbeProgType(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), r == 1);
 }
 
+// probeBatchApi() -> boolean: whether the kernel has the BPF_MAP_*_BATCH
+// commands, asked once by creating a small hash map and batch-writing two
+// entries (cilium/ebpf's haveBatchAPI). Kernels without the commands answer
+// EINVAL; any other failure is an error, not a "no".
+static Napi::Value ProbeBatchApi(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "patronus_probe", 4, 4, 2, nullptr);
+  if (fd < 0) ThrowErrno(env, errno, "bpf_map_create", "batch API probe map");
+  OwnedFd owned(fd);
+  uint32_t keys[2] = {0, 1}, values[2] = {0, 0};
+  __u32 count = 2;
+  if (bpf_map_update_batch(owned.get(), keys, values, &count, nullptr) == 0) return Napi::Boolean::New(env, true);
+  int e = errno;
+  if (e == EINVAL || e == 524 /* ENOTSUPP */ || e == EOPNOTSUPP) return Napi::Boolean::New(env, false);
+  ThrowErrno(env, e, "bpf_map_update_batch", "batch API probe map");
+}
+
 static Napi::Value PossibleCpus(const Napi::CallbackInfo& info) {
   int n = libbpf_num_possible_cpus();
   if (n < 0) ThrowErrno(info.Env(), n, "libbpf_num_possible_cpus", "");
@@ -132,6 +149,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probeProgType", Napi::Function::New(env, ProbeProgType));
   exports.Set("inNetns", Napi::Function::New(env, InNetns));
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus));
+  exports.Set("probeBatchApi", Napi::Function::New(env, ProbeBatchApi));
   return exports;
 }
 

@@ -30,7 +30,29 @@ struct Failure {
   std::string message;    // optional extra text
   std::string log;        // verifier log, when there is one
   bool verifier = false;
+  std::optional<double> done;  // batch writes: entries really written before the failure
 };
+
+// A file descriptor owned by one piece of async work. Workers never use the
+// fd number of a handle: the handle may be closed (and the number reused by
+// another map) before the worker runs. Each job works on its own dup, which
+// keeps the kernel object alive and the number unambiguous until the job is
+// destroyed (cilium/ebpf keeps its FD alive per syscall for the same reason).
+class OwnedFd {
+ public:
+  explicit OwnedFd(int fd = -1) : fd_(fd) {}
+  OwnedFd(const OwnedFd&) = delete;
+  OwnedFd& operator=(const OwnedFd&) = delete;
+  OwnedFd(OwnedFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  ~OwnedFd();
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// dup(fd) with O_CLOEXEC, or throws naming the operation and object.
+OwnedFd DupForJob(Napi::Env env, int fd, const std::string& op, const std::string& object);
 
 Napi::Error MakeError(Napi::Env env, const Failure& f);
 [[noreturn]] void Throw(Napi::Env env, const Failure& f);

@@ -3,6 +3,9 @@
 // code, operation and object name.
 #include "addon.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -10,7 +13,12 @@
 
 namespace patronus {
 
+// ENOTSUPP (524) is kernel-internal, so libc has no name for it; the BPF
+// syscall returns it for an operation a map type lacks (e.g. batch ops on LPM tries).
+static constexpr int kENOTSUPP = 524;
+
 std::string ErrnoName(int err) {
+  if (err == kENOTSUPP) return "ENOTSUPP";
   const char* n = strerrorname_np(err);
   if (n) return n;
   char b[24];
@@ -22,7 +30,8 @@ Napi::Error MakeError(Napi::Env env, const Failure& f) {
   auto* data = env.GetInstanceData<AddonData>();
   std::string desc = f.object.empty() ? f.operation : f.object + ": " + f.operation;
   std::string msg = desc + " failed";
-  if (f.err) msg += ": " + ErrnoName(f.err) + " (" + strerror(f.err) + ")";
+  if (f.err == kENOTSUPP) msg += ": ENOTSUPP (operation not supported for this object type)";
+  else if (f.err) msg += ": " + ErrnoName(f.err) + " (" + strerror(f.err) + ")";
   if (!f.message.empty()) msg += ": " + f.message;
 
   Napi::Object props = Napi::Object::New(env);
@@ -31,11 +40,12 @@ Napi::Error MakeError(Napi::Env env, const Failure& f) {
   props.Set("operation", Napi::String::New(env, f.operation));
   props.Set("object", Napi::String::New(env, f.object));
   if (!f.log.empty()) props.Set("log", Napi::String::New(env, f.log));
+  if (f.done) props.Set("done", Napi::Number::New(env, *f.done));
 
   Napi::FunctionReference* ctor = nullptr;
   if (data) {
     if (f.verifier && !data->verifierError.IsEmpty()) ctor = &data->verifierError;
-    else if ((f.err == EOPNOTSUPP || f.err == ENOTSUP) && !data->notSupportedError.IsEmpty())
+    else if ((f.err == EOPNOTSUPP || f.err == ENOTSUP || f.err == kENOTSUPP) && !data->notSupportedError.IsEmpty())
       ctor = &data->notSupportedError;
     else if (!data->bpfError.IsEmpty()) ctor = &data->bpfError;
   }
@@ -45,7 +55,18 @@ Napi::Error MakeError(Napi::Env env, const Failure& f) {
   }
   Napi::Error e = Napi::Error::New(env, msg);
   for (const auto& k : {"errno", "code", "operation", "object"}) e.Set(k, props.Get(k));
+  if (f.done) e.Set("done", props.Get("done"));
   return e;
+}
+
+OwnedFd::~OwnedFd() {
+  if (fd_ >= 0) close(fd_);
+}
+
+OwnedFd DupForJob(Napi::Env env, int fd, const std::string& op, const std::string& object) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (d < 0) ThrowErrno(env, errno, op, object, "dup of the handle's fd for async work");
+  return OwnedFd(d);
 }
 
 void Throw(Napi::Env env, const Failure& f) { throw MakeError(env, f); }

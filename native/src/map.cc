@@ -184,9 +184,9 @@ Napi::Value MapHandle::NextKey(const Napi::CallbackInfo& info) {
 
 class LookupBatchWorker : public PromiseWorker {
  public:
-  LookupBatchWorker(Napi::Env env, int fd, std::string name, uint32_t key_size, size_t value_bytes,
+  LookupBatchWorker(Napi::Env env, OwnedFd fd, std::string name, uint32_t key_size, size_t value_bytes,
                     uint32_t chunk, bool and_delete)
-      : PromiseWorker(env), fd_(fd), name_(std::move(name)), key_size_(key_size),
+      : PromiseWorker(env), fd_(std::move(fd)), name_(std::move(name)), key_size_(key_size),
         value_bytes_(value_bytes), chunk_(chunk), delete_(and_delete) {}
   void Execute() override {
     std::vector<uint8_t> in_batch(std::max<uint32_t>(key_size_, 8)), out_batch(in_batch.size());
@@ -196,10 +196,10 @@ class LookupBatchWorker : public PromiseWorker {
     for (;;) {
       __u32 count = chunk_;
       LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = 0, .flags = 0);
-      int err = delete_ ? bpf_map_lookup_and_delete_batch(fd_, first ? nullptr : in_batch.data(),
+      int err = delete_ ? bpf_map_lookup_and_delete_batch(fd_.get(), first ? nullptr : in_batch.data(),
                                                           out_batch.data(), kbuf.data(), vbuf.data(),
                                                           &count, &opts)
-                        : bpf_map_lookup_batch(fd_, first ? nullptr : in_batch.data(), out_batch.data(),
+                        : bpf_map_lookup_batch(fd_.get(), first ? nullptr : in_batch.data(), out_batch.data(),
                                                kbuf.data(), vbuf.data(), &count, &opts);
       int e = err ? errno : 0;
       if (err && e != ENOENT) {
@@ -223,7 +223,7 @@ class LookupBatchWorker : public PromiseWorker {
   }
 
  private:
-  int fd_;
+  OwnedFd fd_;  // this job's own dup: see OwnedFd
   std::string name_;
   uint32_t key_size_;
   size_t value_bytes_;
@@ -236,7 +236,8 @@ class LookupBatchWorker : public PromiseWorker {
 // lookupBatch({ chunk?, delete? }): every entry of the map.
 Napi::Value MapHandle::LookupBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = Fd(env, "bpf_map_lookup_batch");
+  const char* op = "bpf_map_lookup_batch";
+  int fd = Fd(env, op);
   uint32_t chunk = 256;
   bool del = false;
   if (info.Length() > 0 && info[0].IsObject()) {
@@ -245,16 +246,23 @@ Napi::Value MapHandle::LookupBatch(const Napi::CallbackInfo& info) {
     if (o.Has("delete")) del = o.Get("delete").ToBoolean();
   }
   if (chunk == 0) chunk = 1;
-  auto* w = new LookupBatchWorker(env, fd, name_, info_.key_size, ValueBytes(), chunk, del);
+  auto* w = new LookupBatchWorker(env, DupForJob(env, fd, op, "map " + name_), name_, info_.key_size, ValueBytes(),
+                                  chunk, del);
   w->Queue();
   return w->Promise();
 }
 
+// Writes or deletes `count` entries with one batch syscall and reports how
+// many the kernel really processed. On failure the kernel stores the index of
+// the failing entry in `count`; when it refuses the call before looking at any
+// entry (bad flags, missing command) it leaves `count` as we passed it, and
+// since a call that processed every entry cannot fail, count == requested on
+// failure means none was written.
 class WriteBatchWorker : public PromiseWorker {
  public:
-  WriteBatchWorker(Napi::Env env, int fd, std::string name, Napi::Buffer<uint8_t> keys,
+  WriteBatchWorker(Napi::Env env, OwnedFd fd, std::string name, Napi::Buffer<uint8_t> keys,
                    std::optional<Napi::Buffer<uint8_t>> values, uint32_t count, uint64_t flags)
-      : PromiseWorker(env), fd_(fd), name_(std::move(name)), count_(count), flags_(flags) {
+      : PromiseWorker(env), fd_(std::move(fd)), name_(std::move(name)), count_(count), flags_(flags) {
     keys_ref_ = Napi::Persistent(keys);
     kdata_ = keys.Data();
     if (values) {
@@ -265,17 +273,26 @@ class WriteBatchWorker : public PromiseWorker {
   void Execute() override {
     __u32 n = count_;
     LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags_, .flags = 0);
-    int err = vdata_ ? bpf_map_update_batch(fd_, kdata_, vdata_, &n, &opts)
-                     : bpf_map_delete_batch(fd_, kdata_, &n, &opts);
-    done_ = n;
-    if (err)
-      failure_ = Failure{errno, vdata_ ? "bpf_map_update_batch" : "bpf_map_delete_batch", "map " + name_,
-                         std::to_string(n) + " of " + std::to_string(count_) + " entries done", "", false};
+    int err = vdata_ ? bpf_map_update_batch(fd_.get(), kdata_, vdata_, &n, &opts)
+                     : bpf_map_delete_batch(fd_.get(), kdata_, &n, &opts);
+    if (!err) {
+      done_ = n;
+      return;
+    }
+    int e = errno;
+    bool refused = n >= count_;
+    done_ = refused ? 0 : n;
+    const char* verb = vdata_ ? "written" : "deleted";
+    std::string where = refused ? "the kernel refused the batch before any entry"
+                                : "entry " + std::to_string(n) + " failed";
+    failure_ = Failure{e, vdata_ ? "bpf_map_update_batch" : "bpf_map_delete_batch", "map " + name_,
+                       where + "; " + std::to_string(done_) + " of " + std::to_string(count_) + " entries " + verb,
+                       "", false, (double)done_};
   }
   Napi::Value Resolve(Napi::Env env) override { return Napi::Number::New(env, done_); }
 
  private:
-  int fd_;
+  OwnedFd fd_;  // this job's own dup: see OwnedFd
   std::string name_;
   uint32_t count_;
   uint64_t flags_;
@@ -300,7 +317,8 @@ Napi::Value MapHandle::UpdateBatch(const Napi::CallbackInfo& info) {
     ThrowInvalid(env, "bpf_map_update_batch", "map " + name_,
                  "values buffer is " + std::to_string(values.Length()) + " bytes, " + std::to_string(count) +
                      " entries need " + std::to_string(count * ValueBytes()));
-  auto* w = new WriteBatchWorker(env, fd, name_, keys, values, count, flags);
+  auto* w = new WriteBatchWorker(env, DupForJob(env, fd, "bpf_map_update_batch", "map " + name_), name_, keys, values,
+                                 count, flags);
   w->Queue();
   return w->Promise();
 }
@@ -313,7 +331,8 @@ Napi::Value MapHandle::DeleteBatch(const Napi::CallbackInfo& info) {
   if (keys.Length() % info_.key_size)
     ThrowInvalid(env, "bpf_map_delete_batch", "map " + name_,
                  "keys buffer is not a multiple of the key size " + std::to_string(info_.key_size));
-  auto* w = new WriteBatchWorker(env, fd, name_, keys, std::nullopt, keys.Length() / info_.key_size, 0);
+  auto* w = new WriteBatchWorker(env, DupForJob(env, fd, "bpf_map_delete_batch", "map " + name_), name_, keys,
+                                 std::nullopt, keys.Length() / info_.key_size, 0);
   w->Queue();
   return w->Promise();
 }

@@ -241,7 +241,8 @@ Napi::Value ProgramHandle::Pin(const Napi::CallbackInfo& info) {
 
 class TestRunWorker : public PromiseWorker {
  public:
-  TestRunWorker(Napi::Env env, int fd, std::string name) : PromiseWorker(env), fd_(fd), name_(std::move(name)) {}
+  TestRunWorker(Napi::Env env, OwnedFd fd, std::string name)
+      : PromiseWorker(env), fd_(std::move(fd)), name_(std::move(name)) {}
   std::vector<uint8_t> data_in, ctx_in;
   uint32_t data_out_size = 0, ctx_out_size = 0, repeat = 1, flags = 0, batch = 0;
   void Execute() override {
@@ -254,7 +255,7 @@ class TestRunWorker : public PromiseWorker {
                 .ctx_out = ctx_out_size ? ctx_out_.data() : nullptr, .ctx_size_in = (uint32_t)ctx_in.size(),
                 .ctx_size_out = ctx_out_size, .retval = 0, .repeat = (int)repeat, .duration = 0,
                 .flags = flags, .cpu = 0, .batch_size = batch);
-    int err = bpf_prog_test_run_opts(fd_, &opts);
+    int err = bpf_prog_test_run_opts(fd_.get(), &opts);
     if (err) {
       failure_ = Failure{errno, "bpf_prog_test_run_opts", "program " + name_,
                          "data " + std::to_string(data_in.size()) + " bytes", "", false};
@@ -275,7 +276,7 @@ class TestRunWorker : public PromiseWorker {
   }
 
  private:
-  int fd_;
+  OwnedFd fd_;  // this job's own dup: see OwnedFd
   std::string name_;
   std::vector<uint8_t> data_out_, ctx_out_;
   uint32_t retval_ = 0, duration_ = 0;
@@ -287,7 +288,7 @@ Napi::Value ProgramHandle::TestRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = Fd(env, "bpf_prog_test_run_opts");
   Napi::Object o = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
-  auto* w = new TestRunWorker(env, fd, name_);
+  auto* w = new TestRunWorker(env, DupForJob(env, fd, "bpf_prog_test_run_opts", "program " + name_), name_);
   auto bytes = [&](const char* k) -> std::vector<uint8_t> {
     if (!o.Has(k) || !o.Get(k).IsBuffer()) return {};
     auto b = o.Get(k).As<Napi::Buffer<uint8_t>>();

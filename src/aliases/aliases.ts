@@ -7,10 +7,13 @@
  * issues, all reported together.
  */
 import { z } from 'zod';
-import { parsePrefix, formatPrefix, type Prefix } from '../bpf/codecs.js';
+import { parseNetwork, formatPrefix, type Prefix } from '../bpf/codecs.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 
 export const ALIAS_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** How deep aliases may include aliases (a -> b -> c is 3). */
+export const MAX_ALIAS_DEPTH = 32;
 
 export const aliasSchema = z
   .object({
@@ -45,7 +48,7 @@ export type AliasTable = Map<string, ResolvedAlias>;
 export type FileReader = (path: string) => string;
 
 export function parsePortRange(text: string): PortRange {
-  const m = /^(\d{1,5})(?:[-:](\d{1,5}))?$/.exec(text.trim());
+  const m = /^(\d{1,5})(?:[-:](\d{1,5}))?$/.exec(text);
   if (!m) throw new RangeError(`"${text}" is not a port or port range (e.g. 443 or 8000-8100)`);
   const from = Number(m[1]);
   const to = m[2] === undefined ? from : Number(m[2]);
@@ -55,7 +58,7 @@ export function parsePortRange(text: string): PortRange {
 }
 
 export function parseCountry(text: string): string {
-  const c = text.trim().toUpperCase();
+  const c = text.toUpperCase();
   if (!/^[A-Z]{2}$/.test(c)) throw new RangeError(`"${text}" is not an ISO 3166 two-letter country code`);
   return c;
 }
@@ -110,19 +113,23 @@ export function resolveAliases(aliases: readonly AliasConfig[], readFile: FileRe
           issues.push({ path, message: `unknown alias "${text}"` });
           continue;
         }
+        if (!table.has(text) && visiting.length >= MAX_ALIAS_DEPTH) {
+          issues.push({ path, message: `aliases nest more than ${MAX_ALIAS_DEPTH} deep (${visiting[0]} -> ... -> ${name} -> ${text})` });
+          continue;
+        }
         const inner = resolve(text)!;
         const compatible = inner.type === cfg.type || (cfg.type === 'network' && inner.type === 'country');
         if (!compatible) {
           issues.push({ path, message: `alias "${text}" is a ${inner.type} alias; a ${cfg.type} alias cannot include it` });
           continue;
         }
-        out.prefixes.push(...inner.prefixes);
-        out.ports.push(...inner.ports);
-        out.countries.push(...inner.countries);
+        append(out.prefixes, inner.prefixes);
+        append(out.ports, inner.ports);
+        append(out.countries, inner.countries);
         continue;
       }
       try {
-        if (cfg.type === 'network') out.prefixes.push(parsePrefix(text));
+        if (cfg.type === 'network') out.prefixes.push(parseNetwork(text));
         else if (cfg.type === 'port') out.ports.push(parsePortRange(text));
         else out.countries.push(parseCountry(text));
       } catch (e) {
@@ -138,6 +145,12 @@ export function resolveAliases(aliases: readonly AliasConfig[], readFile: FileRe
 
   for (const name of byName.keys()) resolve(name);
   return { table, issues };
+}
+
+/** into.push(...from) without the argument-count limit (a spread of ~120k elements overflows the stack). */
+export function append<T>(into: T[], from: readonly T[]): T[] {
+  for (const x of from) into.push(x);
+  return into;
 }
 
 function dedupePrefixes(list: Prefix[]): Prefix[] {
@@ -160,7 +173,7 @@ export function resolveNetworkRef(ref: string, table: AliasTable): NetworkRef {
     return { prefixes: alias.prefixes, countries: alias.countries };
   }
   if (ALIAS_NAME.test(ref) && !/^[0-9a-fA-F:]+$/.test(ref)) throw new RangeError(`unknown alias "${ref}"`);
-  return { prefixes: [parsePrefix(ref)], countries: [] };
+  return { prefixes: [parseNetwork(ref)], countries: [] };
 }
 
 /** Resolves a rule's port field: "443", "8000-8100" or a port alias name. */

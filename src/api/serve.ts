@@ -9,13 +9,14 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Engine } from '../apply/engine.js';
-import { Store } from '../store/store.js';
+import { Store, type Retention } from '../store/store.js';
 import { Host } from '../system/host.js';
 import { createMetrics } from '../metrics/metrics.js';
 import { ensureLab, LAB_NS } from '../lab/lab.js';
 import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
+import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -31,6 +32,8 @@ export interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   netns?: string;
+  /** which revisions to keep (default: $PATRONUS_KEEP_REVISIONS / $PATRONUS_KEEP_DAYS, else the newest 500) */
+  retention?: Retention;
 }
 
 export function defaultStateDir(lab: boolean): string {
@@ -42,16 +45,21 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (opts.lab) await ensureLab();
   const netns = opts.netns ?? (opts.lab ? LAB_NS : undefined);
   const host = new Host({ stateDir, ...(netns ? { netns } : {}) });
-  const store = Store.open(join(stateDir, 'patronus.db'));
+  const store = Store.open(join(stateDir, 'patronus.db'), opts.retention ? { retention: opts.retention } : {});
   const engine = new Engine({ host, store });
   engine.on('error', (e) => console.error(`patronus: ${e.message}`));
 
   const tokenFile = join(stateDir, 'admin.token');
   if (!store.listTokens().length) {
-    const token = store.addToken('admin');
-    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-    chmodSync(tokenFile, 0o600);
-    console.log(`patronus: created API token "admin" in ${tokenFile}`);
+    // a full disk must not stop the server (it keeps filtering, /healthz degraded): report and go on without a token
+    try {
+      const token = store.addToken('admin');
+      writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+      chmodSync(tokenFile, 0o600);
+      console.log(`patronus: created API token "admin" in ${tokenFile}`);
+    } catch (e) {
+      console.error(`patronus: cannot create the admin API token in ${tokenFile}: ${(e as Error).message}`);
+    }
   }
 
   const seedPath = opts.config ?? DEFAULT_CONFIG_PATH;
@@ -60,6 +68,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (out.error) console.error(`patronus: reconciliation failed (serving anyway, /healthz says degraded): ${out.error}`);
   else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
   else if (out.revision) console.log(`patronus: running revision ${out.revision}`);
+
+  const storeHealth = store.health();
+  if (!storeHealth.ok) console.error(`patronus: store degraded (serving anyway, /healthz says degraded): ${storeHealth.error}`);
 
   // the api section of the committed revision; flags win
   const api = apiSchema.parse((store.current()?.config as { api?: unknown } | undefined)?.api);
@@ -73,7 +84,17 @@ export async function serve(opts: ServeOptions): Promise<void> {
     else if (r.pushed) console.log(`patronus: ha sync: pushed revision ${r.primary.revision} to ${r.peer.url} (peer revision ${r.pushed.revision})`);
   });
   haSync.on('error', (e) => console.error(`patronus: ha sync: ${e.message}`));
-  const metrics = createMetrics(engine);
+  // the drift loop: compares the system with the running revision, repairs per drift.reconcile
+  const drift = new DriftMonitor(engine);
+  let lastDrift = '';
+  drift.on('report', (r: DriftReport) => {
+    for (const x of r.repairs) console.error(`patronus: drift: repaired ${x.subsystem}${x.ok ? '' : ` (failed, attempt ${x.attempt}: ${x.error})`}`);
+    const now = r.items.map((i) => `${i.subsystem} ${i.object}: ${i.reason}`).join('; ');
+    if (now !== lastDrift) console.error(now ? `patronus: drift from revision ${r.revision}: ${now}` : `patronus: no drift from revision ${r.revision}`);
+    lastDrift = now;
+  });
+  drift.on('error', (e) => console.error(`patronus: drift check: ${e.message}`));
+  const metrics = createMetrics(engine, { drift });
   registerHaSyncMetrics(metrics.registry, haSync);
   const app = await buildServer({
     engine,
@@ -83,6 +104,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     bodyLimit: api.bodyLimit,
     metricsRequireToken: api.metricsRequireToken,
     ownsEngine: true,
+    drift,
     ...(tlsCert && tlsKey ? { https: { cert: readFileSync(tlsCert), key: readFileSync(tlsKey) } } : {}),
   });
 
@@ -104,6 +126,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
 
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
   await app.listen({ host: hostname, port });
+  drift.start();
   console.log(`patronus: listening on ${tlsCert ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 

@@ -16,8 +16,12 @@ import { formatPlan } from '../apply/plan.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
+import { ConfigError } from '../config/issues.js';
+import { duplicateKeyIssue, findDuplicateJsonKey } from '../config/input.js';
 import { idsEngine } from '../services/ids/engine.js';
 import type { HaSync } from '../ha/sync.js';
+import { DriftMonitor } from '../drift/monitor.js';
+import { jsonSafe } from './json.js';
 import { redactSecrets } from '../services/common/redact.js';
 import { dhcpLeases } from '../services/kea/kea.js';
 import { ipToInt, keaSchema } from '../services/kea/schema.js';
@@ -39,6 +43,11 @@ export interface ServerOptions {
   logger?: FastifyServerOptions['logger'];
   /** the HA primary's config sync (src/ha/sync.ts): served at /api/v1/ha/sync */
   haSync?: HaSync;
+  /**
+   * The drift monitor behind /healthz, status and patronus_drift (serve
+   * starts its periodic loop). Default: one that checks on demand only.
+   */
+  drift?: DriftMonitor;
 }
 
 export const API_PREFIX = '/api/v1';
@@ -50,6 +59,7 @@ const sourceBody = z
   .object({
     config: configInput,
     format: z.enum(['yaml', 'json']).optional().describe('format of `config` when it is text (default: detected)'),
+    allowEmpty: z.boolean().optional().describe('accept an empty document (applying it removes everything Patronus manages); refused otherwise'),
   })
   .strict();
 const applyBody = sourceBody
@@ -93,6 +103,7 @@ const ovpnParams = z.object({ server: nameField.describe('OpenVPN server name'),
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   const { engine, store, metrics } = opts;
+  const drift = opts.drift ?? new DriftMonitor(engine);
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: opts.bodyLimit ?? 8 << 20,
@@ -107,9 +118,32 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(404, `no route ${req.method} ${req.url.split('?')[0]}`)));
 
   // raw YAML bodies: curl --data-binary @patronus.yaml -H 'content-type: application/yaml'
+  // (?allowEmpty=true accepts an empty document, like the allowEmpty body field)
   app.addContentTypeParser(['application/yaml', 'application/x-yaml', 'text/yaml'], { parseAs: 'string' }, (req, body, done) => {
     const q = req.query as Record<string, string | undefined>;
-    done(null, { config: body, format: 'yaml', ...(q.message !== undefined ? { message: q.message } : {}), ...(q.confirmWithin !== undefined ? { confirmWithin: q.confirmWithin } : {}) });
+    if (q.allowEmpty !== undefined && q.allowEmpty !== 'true' && q.allowEmpty !== 'false') {
+      done(Object.assign(new Error(`invalid request: querystring.allowEmpty: must be true or false, not "${q.allowEmpty}"`), { statusCode: 400 }));
+      return;
+    }
+    done(null, {
+      config: body,
+      format: 'yaml',
+      ...(q.message !== undefined ? { message: q.message } : {}),
+      ...(q.confirmWithin !== undefined ? { confirmWithin: q.confirmWithin } : {}),
+      ...(q.allowEmpty === 'true' ? { allowEmpty: true } : {}),
+    });
+  });
+  // JSON bodies: the default parser (prototype-poisoning checks) after a
+  // duplicate-key check, since JSON.parse would silently keep the last key
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    parseJson(req, text, (err: Error | null, value?: unknown) => {
+      if (err) return done(err);
+      const dup = findDuplicateJsonKey(text);
+      if (dup) return done(new ConfigError([duplicateKeyIssue(dup)]));
+      done(null, value);
+    });
   });
 
   const open = new Set(['/healthz', ...(opts.metricsRequireToken === false ? ['/metrics'] : [])]);
@@ -138,6 +172,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.addHook('preSerialization', async (req, _reply, payload) => (req.url.split('?')[0] === '/openapi.json' ? payload : redactSecrets(payload)));
 
   app.addHook('onClose', async () => {
+    drift.stop();
     opts.haSync?.detach(engine);
     if (opts.ownsEngine) {
       engine.close();
@@ -155,11 +190,38 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   });
 
   const author = (req: unknown) => (req as { tokenName?: string }).tokenName ?? 'api';
-  const source = (b: z.infer<typeof sourceBody>): ConfigSource => (typeof b.config === 'string' ? { text: b.config, ...(b.format ? { format: b.format } : {}) } : { document: b.config });
+  const source = (b: z.infer<typeof sourceBody>): ConfigSource => ({
+    ...(typeof b.config === 'string' ? { text: b.config, ...(b.format ? { format: b.format } : {}) } : { document: b.config }),
+    ...(b.allowEmpty ? { allowEmpty: true } : {}),
+  });
 
-  app.get('/healthz', { schema: { hide: true } }, async () => {
-    const s = engine.status();
-    return { status: s.reconcile && !s.reconcile.ok ? 'degraded' : 'ok', committed: s.committed?.id ?? null, reconcile: s.reconcile };
+  /**
+   * 200 when the system is verified to run the revision it should (or
+   * nothing is committed yet); 503 with every drifted object otherwise, or
+   * when start-up reconciliation failed. Never reads the stored document:
+   * the drift monitor compiles each revision once and reuses a check younger
+   * than 1 s, with one check in flight at most.
+   */
+  app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
+    const h = engine.health();
+    const d = await drift.check({ maxAgeMs: 1000 });
+    // a store that cannot record revisions (disk full, I/O errors) degrades the node: it keeps filtering on the committed revision
+    const reconcileFailed = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
+    const status = d.state === 'drift' ? 'drift' : reconcileFailed ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
+    reply.code(status === 'drift' || status === 'degraded' ? 503 : 200);
+    return {
+      status,
+      revision: d.revision,
+      // the revision the system should run (kept for clients of the earlier shape)
+      committed: d.revision,
+      checkedAt: d.checkedAt,
+      reconcileMode: d.mode,
+      drift: d.items,
+      repairs: d.repairs,
+      nextRepair: d.nextRepair,
+      reconcile: h.reconcile,
+      store: h.store,
+    };
   });
 
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
@@ -169,7 +231,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation' } }, async () => engine.status());
+  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => ({ ...engine.status(), drift: await drift.check({ maxAgeMs: 1000 }) }));
 
   app.get(`${API_PREFIX}/config`, { schema: { summary: 'The last committed configuration' } }, async (_req, reply) => {
     const current = store.current();
@@ -211,7 +273,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.get(`${API_PREFIX}/rules`, { schema: { summary: 'Rules with their live counters' } }, async () => {
     const s = await metrics.snapshot();
     const rules = [];
-    for (const x of s.bySubsystem) for (const r of x.metrics?.rules ?? []) rules.push({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes) });
+    for (const x of s.bySubsystem) for (const r of x.metrics?.rules ?? []) rules.push({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes), ...(r.limited !== undefined ? { rateLimited: Number(r.limited) } : {}) });
     const verdicts = [];
     for (const x of s.bySubsystem) for (const v of x.metrics?.verdicts ?? []) verdicts.push({ subsystem: x.subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict, packets: Number(v.packets), bytes: Number(v.bytes) });
     return { rules, verdicts, errors: s.bySubsystem.filter((x) => x.error).map((x) => ({ subsystem: x.subsystem, error: x.error })) };
@@ -243,13 +305,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return r ?? reply.code(409).send(errorBody(409, 'ha.sync is not configured with role: primary in the committed revision'));
   });
 
-  app.get(`${API_PREFIX}/services`, { schema: { summary: 'Status of every subsystem that reports one' } }, async () => {
+  app.get(`${API_PREFIX}/services`, { schema: { summary: 'Status of every subsystem that reports one (what runs: interfaces, program ids, map fill, tables, daemons with pids and uptime)' } }, async () => {
     const out = await Promise.all(
       engine.subsystems
         .filter((s) => s.status)
         .map(async (s) => {
           try {
-            return { subsystem: s.name, status: await s.status!(engine.host) };
+            // whatever a subsystem reports (bigint counters, Maps, Buffers) leaves as plain JSON
+            return { subsystem: s.name, status: jsonSafe(await s.status!(engine.host)) };
           } catch (e) {
             return { subsystem: s.name, error: (e as Error).message };
           }

@@ -13,8 +13,25 @@
  * One apply at a time: an in-process mutex plus an exclusive SQLite lock on
  * a side file, so two processes (the server and a CLI in --direct mode)
  * never drive the kernel at once; the OS drops that lock if a process dies.
+ *
+ * Fail closed, whoever dies when:
+ * - A store write that fails after the kernel changed (disk full, I/O
+ *   error) rolls the kernel back to the committed revision: the kernel never
+ *   runs a revision the store does not record as running.
+ * - A commit-confirm deadline is kept by a guard process spawned at apply
+ *   time (src/apply/guard.ts, detached: it outlives the server or CLI that
+ *   applied), besides the in-process timer; a start that finds a passed
+ *   deadline rolls back at once, one with a future deadline re-arms it.
+ * - The first revision on an empty store is applied directly over whatever
+ *   runs (subsystems converge from any state): never through the empty
+ *   configuration, which would open the firewall for the time in between.
+ * - The revision the kernel runs is recorded in the store, so every process
+ *   sharing it reports the same "running" revision.
  */
 import { EventEmitter } from 'node:events';
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
 import { subsystems as registry } from './registry.js';
@@ -22,12 +39,16 @@ import type { Change, CompileContext, ServiceOpening, Subsystem } from './subsys
 import { validateDocument, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
+import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
 import type { FileReader } from '../aliases/aliases.js';
 import type { Host } from '../system/host.js';
-import type { Revision, RevisionState, Store } from '../store/store.js';
+import { StoreError, type Revision, type RevisionState, type Store } from '../store/store.js';
 
-/** A configuration as text (YAML/JSON, parsed here) or as an already-parsed document. */
-export type ConfigSource = { text: string; format?: ConfigFormat } | { document: unknown };
+/**
+ * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
+ * document. An empty document is refused unless `allowEmpty` (src/config/input.ts).
+ */
+export type ConfigSource = ({ text: string; format?: ConfigFormat } | { document: unknown }) & { allowEmpty?: boolean };
 
 export interface ApplyMeta {
   author: string;
@@ -55,6 +76,8 @@ export interface ApplyReport {
   rollback?: StepResult[];
   rolledBackTo?: number | null;
   confirmDeadline?: string;
+  /** the document is the committed one and the kernel already runs it: nothing recorded, nothing touched */
+  unchanged?: boolean;
 }
 
 export interface SubsystemPlan {
@@ -63,6 +86,8 @@ export interface SubsystemPlan {
 }
 
 export interface Plan {
+  /** the document is empty: applying it removes everything Patronus manages */
+  removesEverything?: true;
   subsystems: SubsystemPlan[];
   summary: Record<Change['action'], number>;
 }
@@ -80,7 +105,17 @@ export interface EngineOptions {
   readFile?: FileReader;
   /** side file for the cross-process apply lock; default next to the store */
   lockPath?: string;
+  /**
+   * Spawn a guard process for each commit-confirm deadline (see guard.ts).
+   * Default: on when the engine drives the registered subsystems (the guard
+   * process rebuilds the same list by name); an engine with hand-picked
+   * test subsystems has only its in-process timer.
+   */
+  confirmGuard?: boolean;
 }
+
+/** The guard acts this long after the deadline: the in-process timer (when its process lives) goes first. */
+export const GUARD_GRACE_MS = 300;
 
 /** 409: the operation conflicts with what is going on (apply running, confirmation pending). */
 export class ConflictError extends Error {
@@ -112,7 +147,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   readonly store: Store;
   readonly subsystems: readonly Subsystem<any>[];
   private readonly readFile: FileReader;
-  private readonly lockPath: string;
+  readonly lockPath: string;
+  private readonly confirmGuard: boolean;
   private busy = false;
   private lockDb: Database.Database | undefined;
   private confirmTimer: NodeJS.Timeout | undefined;
@@ -127,6 +163,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     this.subsystems = opts.subsystems ?? registry;
     this.readFile = opts.readFile ?? readTextFile;
     this.lockPath = opts.lockPath ?? join(dirname(opts.store.path === ':memory:' ? join(opts.host.stateDir, 'x') : opts.store.path), 'apply.lock');
+    this.confirmGuard = opts.confirmGuard ?? (opts.subsystems === undefined && opts.store.path !== ':memory:');
   }
 
   /** Parse, schema, aliases, every subsystem's compile and validate: all issues at once. */
@@ -137,7 +174,33 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       if (parsed.issues.length) return { issues: parsed.issues };
       document = parsed.value;
     } else document = source.document;
+    const empty = emptyDocumentIssues(document, source.allowEmpty);
+    if (empty.length) return { issues: empty };
 
+    const { compiled, issues } = this.compileDocument(document);
+    if (!compiled) return { issues };
+    const { desired } = compiled;
+    const probed = await Promise.all(
+      this.subsystems.map(async (s) => {
+        if (!s.validate) return [];
+        try {
+          return await s.validate(desired.get(s.name), this.host);
+        } catch (e) {
+          return [{ path: [s.name], message: `validation failed: ${(e as Error).message}` }];
+        }
+      }),
+    );
+    const probeIssues = probed.flat();
+    if (probeIssues.length) return { issues: probeIssues };
+    return { compiled, issues: [] };
+  }
+
+  /**
+   * Schema, aliases and every subsystem's compile, without the machine
+   * probes of validate(): what a stored revision asks of each subsystem,
+   * even while the machine has drifted away from it (the drift check).
+   */
+  compileDocument(document: unknown): { compiled?: Compiled; issues: Issue[] } {
     const { validated, issues } = validateDocument(document, this.readFile);
     if (!validated) return { issues };
     const ctx: CompileContext = {
@@ -158,18 +221,6 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       }
     }
     if (all.length) return { issues: all };
-    const probed = await Promise.all(
-      this.subsystems.map(async (s) => {
-        if (!s.validate) return [];
-        try {
-          return await s.validate(desired.get(s.name), this.host);
-        } catch (e) {
-          return [{ path: [s.name], message: `validation failed: ${(e as Error).message}` }];
-        }
-      }),
-    );
-    const probeIssues = probed.flat();
-    if (probeIssues.length) return { issues: probeIssues };
     return { compiled: { validated, document, desired }, issues: [] };
   }
 
@@ -196,7 +247,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     }
     const summary = { add: 0, remove: 0, change: 0, reload: 0, restart: 0, start: 0, stop: 0 };
     for (const p of out) for (const c of p.changes) summary[c.action]++;
-    return { subsystems: out, summary };
+    return { ...(isEmptyDocument(compiled.document) ? { removesEverything: true as const } : {}), subsystems: out, summary };
   }
 
   /**
@@ -208,10 +259,26 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   async apply(source: ConfigSource, meta: ApplyMeta): Promise<ApplyReport> {
     const compiled = await this.compile(source);
     return this.exclusive(false, async () => {
-      const pending = this.pendingConfirmation();
+      this.closeStaleApplying();
+      let pending = this.pendingConfirmation();
+      // a deadline nobody enforced (every process that could was dead): roll back now instead of refusing forever
+      if (pending && deadlinePassed(pending)) {
+        await this.expireLocked(pending.id, `not confirmed by its deadline ${pending.confirmDeadline} (rolled back late: no process was there to enforce it)`);
+        pending = this.pendingConfirmation();
+      }
       if (pending) throw new ConflictError(`revision ${pending.id} awaits confirmation until ${pending.confirmDeadline}: confirm or roll it back first`);
+      const unchanged = await this.unchangedReport(compiled);
+      if (unchanged) return unchanged;
       return this.applyCompiled(compiled, meta);
     });
+  }
+
+  /**
+   * Rolls back `id` if it still awaits confirmation (the guard process at
+   * the deadline); undefined when it was confirmed or rolled back already.
+   */
+  async expireIfPending(id: number, reason: string): Promise<ApplyReport | undefined> {
+    return this.expireConfirmation(id, reason);
   }
 
   /** Confirms the revision awaiting confirmation. */
@@ -242,44 +309,77 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (opts.to !== undefined && !['committed', 'rolled_back', 'failed', 'interrupted'].includes(target.state)) {
       throw new ConflictError(`revision ${target.id} is ${target.state}`);
     }
-    return this.apply({ document: target.config }, { author: opts.author, message: `rollback to revision ${target.id}` });
+    return this.apply({ document: target.config, allowEmpty: true }, { author: opts.author, message: `rollback to revision ${target.id}` });
   }
 
   /**
-   * Start-up: marks revisions a dead process left unfinished as interrupted,
-   * then converges every subsystem to the last committed revision (or, with
-   * an empty store, to `seed`, recorded as the first revision).
+   * Start-up: marks revisions a dead process left mid-apply as interrupted;
+   * a revision awaiting confirmation whose deadline passed is rolled back at
+   * once, one whose deadline is still ahead is kept (timer and guard
+   * re-armed). Then converges every subsystem to what should run: the
+   * pending revision, else the last committed one, else (empty store) `seed`
+   * applied directly over whatever runs and recorded as the first revision.
+   * Store write failures here (a full disk) do not stop the start: the
+   * kernel is converged anyway and status().store says what failed.
    */
   async reconcile(seed?: ConfigSource): Promise<{ revision?: number; report?: ApplyReport; error?: string }> {
     return this.exclusive(true, async () => {
+      const notes: string[] = [];
+      const bestEffort = (what: () => void) => {
+        try {
+          what();
+        } catch (e) {
+          if (!(e instanceof StoreError)) throw e;
+          notes.push(e.message);
+        }
+      };
+      let pending: Revision | undefined;
       for (const r of this.store.unfinished()) {
-        this.store.finish(r.id, 'interrupted', { ...(r.result as object | undefined), interrupted: `found ${r.state} at start-up: the process stopped before it finished` });
+        if (r.state === 'confirming' && !deadlinePassed(r)) {
+          pending = r;
+          continue;
+        }
+        const reason =
+          r.state === 'confirming'
+            ? `not confirmed by its deadline ${r.confirmDeadline}: rolled back at start-up (no process was there to enforce it)`
+            : `found ${r.state} at start-up: the process stopped before it finished`;
+        bestEffort(() => this.store.finish(r.id, r.state === 'confirming' ? 'rolled_back' : 'interrupted', { ...(r.result as object | undefined), error: reason, interrupted: reason }));
       }
       const current = this.store.current();
+      const done = (out: { revision?: number; report?: ApplyReport; error?: string }) => {
+        const error = [out.error, ...notes].filter(Boolean).join('; ') || undefined;
+        this.lastReconcile = { at: new Date().toISOString(), ok: !error, ...(error ? { error } : {}) };
+        return { ...out, ...(error ? { error } : {}) };
+      };
       try {
-        if (current) {
-          const compiled = await this.compile({ document: current.config });
+        const target = pending ?? current;
+        if (target) {
+          const compiled = await this.compile({ document: target.config, allowEmpty: true });
           const steps = await this.converge(compiled);
           const failed = steps.find((s) => !s.ok);
           if (failed) throw new Error(`subsystem "${failed.subsystem}": ${failed.error}`);
-          this.running = current.id;
-          this.lastReconcile = { at: new Date().toISOString(), ok: true };
-          return { revision: current.id };
+          this.running = target.id;
+          bestEffort(() => this.store.setRunning(target.id));
+          if (pending) {
+            const ms = Math.max(0, Date.parse(pending.confirmDeadline!) - Date.now());
+            this.armConfirmTimer(pending.id, ms, `not confirmed by its deadline ${pending.confirmDeadline}`);
+            this.spawnGuard(pending.id, pending.confirmDeadline!);
+          }
+          return done({ revision: target.id });
         }
-        // nothing committed: clear anything a first apply may have left, then seed
-        const empty = await this.compile({ document: {} });
-        await this.converge(empty);
         if (!seed) {
-          this.lastReconcile = { at: new Date().toISOString(), ok: true };
-          return {};
+          // nothing committed and nothing to seed: clear anything a first apply may have left
+          await this.converge(await this.compile({ document: {}, allowEmpty: true }));
+          this.running = undefined;
+          bestEffort(() => this.store.setRunning(null));
+          return done({});
         }
+        // the first revision goes directly over what runs: no pass through the empty configuration
         const report = await this.applyCompiled(await this.compile(seed), { author: 'patronus', message: 'embedded default configuration' });
-        this.lastReconcile = { at: new Date().toISOString(), ok: true };
-        return { revision: report.revision, report };
+        return done({ revision: report.revision, report });
       } catch (e) {
-        const error = e instanceof ApplyError || e instanceof ConfigError ? e.message : `reconcile failed: ${(e as Error).message}`;
-        this.lastReconcile = { at: new Date().toISOString(), ok: false, error };
-        return { error };
+        const error = e instanceof ApplyError || e instanceof ConfigError || e instanceof StoreError ? e.message : `reconcile failed: ${(e as Error).message}`;
+        return done({ error });
       }
     });
   }
@@ -301,14 +401,53 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   status() {
     const current = this.store.current();
     const pending = this.pendingConfirmation();
+    // what runs is what the last process that converged the kernel recorded (a --direct CLI, the server, a guard)
+    const recorded = this.store.running();
     return {
-      running: this.running ?? null,
+      running: recorded !== undefined ? recorded : (this.running ?? null),
+      /** the store's health: false after a failed write (disk full, I/O error) or with too little space left */
+      store: this.store.health(),
       committed: current ? { id: current.id, author: current.author, message: current.message, createdAt: current.createdAt } : null,
       pendingConfirmation: pending ? { id: pending.id, deadline: pending.confirmDeadline } : null,
       applying: this.busy,
       reconcile: this.lastReconcile ?? null,
       subsystems: this.subsystems.map((s) => s.name),
     };
+  }
+
+  /** What /healthz needs, without reading any document from the store. */
+  health(): { applying: boolean; reconcile: { at: string; ok: boolean; error?: string } | null; store: ReturnType<Store['health']> } {
+    return { applying: this.busy, reconcile: this.lastReconcile ?? null, store: this.store.health() };
+  }
+
+  /**
+   * Drift repair (src/drift/monitor.ts): converges the named subsystems to
+   * `compiled` again, under the apply lock. Undefined (nothing done) when an
+   * apply holds the lock or the store's head is no longer `revision`.
+   */
+  async repair(revision: number, compiled: Compiled, names: readonly string[]): Promise<StepResult[] | undefined> {
+    if (this.busy) return undefined;
+    try {
+      return await this.exclusive(false, async () => {
+        const head = this.store.head();
+        if ((head.confirming ?? head.committed) !== revision || head.applying) return undefined;
+        const steps: StepResult[] = [];
+        for (const s of this.subsystems) {
+          if (!names.includes(s.name)) continue;
+          const t0 = performance.now();
+          try {
+            await s.apply(compiled.desired.get(s.name), this.host);
+            steps.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
+          } catch (e) {
+            steps.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
+          }
+        }
+        return steps;
+      });
+    } catch (e) {
+      if (e instanceof ConflictError) return undefined;
+      throw e;
+    }
   }
 
   /** Stops the confirmation timer and releases the lock file (the store stays open: the caller owns it). */
@@ -328,7 +467,13 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   private async applyCompiled(compiled: Compiled, meta: ApplyMeta): Promise<ApplyReport> {
     const started = performance.now();
-    const revision = this.store.createRevision({ author: meta.author, message: meta.message, config: compiled.document });
+    let revision: Revision;
+    try {
+      revision = this.store.createRevision({ author: meta.author, message: meta.message, config: compiled.document });
+    } catch (e) {
+      if (!(e instanceof StoreError)) throw e;
+      throw new Error(`cannot record the revision, nothing was changed: ${e.message}`);
+    }
     this.emit('progress', { phase: 'validate' });
     const steps = await this.converge(compiled, true);
     const failed = steps.find((s) => !s.ok);
@@ -338,30 +483,122 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       report.failedStep = failed.subsystem;
       report.error = failed.error;
       const touched = this.subsystems.slice(0, steps.length).reverse();
-      const { rollback, to } = await this.restoreCommitted(touched);
-      report.rollback = rollback;
-      report.rolledBackTo = to ?? null;
-      report.state = 'failed';
-      report.durationMs = performance.now() - started;
-      this.store.finish(revision.id, 'failed', report);
-      this.emit('applied', report);
-      throw new ApplyError(report);
+      return this.failAndRestore(report, touched, started);
     }
 
-    if (meta.confirmWithin !== undefined) {
-      const deadline = new Date(Date.now() + meta.confirmWithin * 1000);
+    const deadline = meta.confirmWithin !== undefined ? new Date(Date.now() + meta.confirmWithin * 1000) : undefined;
+    if (deadline) {
       report.state = 'confirming';
       report.confirmDeadline = deadline.toISOString();
-      report.durationMs = performance.now() - started;
-      this.store.finish(revision.id, 'confirming', report, deadline);
-      this.armConfirmTimer(revision.id, meta.confirmWithin * 1000);
-    } else {
-      report.durationMs = performance.now() - started;
-      this.store.finish(revision.id, 'committed', report);
     }
+    report.durationMs = performance.now() - started;
+    try {
+      // the guard first: once the store says "confirming", someone must be there to enforce the deadline
+      if (deadline) this.spawnGuard(revision.id, deadline.toISOString());
+      this.store.finish(revision.id, report.state, report, deadline, revision.id);
+    } catch (e) {
+      if (!(e instanceof StoreError)) throw e;
+      // the store cannot say the kernel runs this revision: take the kernel back to what it says
+      report.state = 'committed';
+      delete report.confirmDeadline;
+      report.failedStep = 'store';
+      report.error = e.message;
+      return this.failAndRestore(report, [...this.subsystems].reverse(), started);
+    }
+    if (deadline) this.armConfirmTimer(revision.id, meta.confirmWithin! * 1000, `not confirmed within ${meta.confirmWithin} s`);
     this.running = revision.id;
+    this.prune();
     this.emit('applied', report);
     return report;
+  }
+
+  /** After a failed step or store write: converges `touched` back to the committed revision, records the failure, throws ApplyError. */
+  private async failAndRestore(report: ApplyReport, touched: readonly Subsystem<any>[], started: number): Promise<never> {
+    const { rollback, to } = await this.restoreCommitted(touched);
+    report.rollback = rollback;
+    report.rolledBackTo = to ?? null;
+    report.state = 'failed';
+    report.durationMs = performance.now() - started;
+    try {
+      this.store.finish(report.revision, 'failed', report);
+    } catch (e) {
+      if (!(e instanceof StoreError)) throw e;
+      report.error = `${report.error}; and recording the failure failed too (${e.message}): revision ${report.revision} stays "applying" in the store until the next apply or start marks it interrupted`;
+    }
+    this.emit('applied', report);
+    throw new ApplyError(report);
+  }
+
+  /**
+   * Identical to the committed document, which the kernel runs, and a plan
+   * with no change: nothing to record, nothing to touch.
+   */
+  private async unchangedReport(compiled: Compiled): Promise<ApplyReport | undefined> {
+    const current = this.store.current();
+    if (!current || this.store.running() !== current.id) return undefined;
+    if (canonicalJson(current.config) !== canonicalJson(compiled.document)) return undefined;
+    const t0 = performance.now();
+    let plan: Plan;
+    try {
+      plan = await this.planCompiled(compiled);
+    } catch {
+      // cannot tell (e.g. no room for the plan's scratch files): apply, which converges whatever the plan would say
+      return undefined;
+    }
+    if (Object.values(plan.summary).some((n) => n > 0)) return undefined;
+    return { revision: current.id, state: 'committed', durationMs: performance.now() - t0, steps: [], unchanged: true };
+  }
+
+  /** Under the apply lock nobody else is applying: a revision still "applying" was left by a process that died or could not record its end. */
+  private closeStaleApplying(): void {
+    for (const r of this.store.unfinished()) {
+      if (r.state !== 'applying') continue;
+      try {
+        this.store.finish(r.id, 'interrupted', { ...(r.result as object | undefined), interrupted: 'found applying by a later apply: the process that applied it stopped or could not record its end' });
+      } catch (e) {
+        if (!(e instanceof StoreError)) throw e;
+        this.emit('error', e);
+      }
+    }
+  }
+
+  private prune(): void {
+    try {
+      this.store.prune();
+    } catch (e) {
+      if (!(e instanceof StoreError)) throw e;
+      this.emit('error', e);
+    }
+  }
+
+  /**
+   * A detached process that rolls `id` back at its deadline unless it was
+   * confirmed or rolled back before: survives a kill -9 of this process.
+   */
+  private spawnGuard(id: number, deadline: string): void {
+    if (!this.confirmGuard) return;
+    const spec: GuardSpec = {
+      storePath: this.store.path,
+      lockPath: this.lockPath,
+      host: this.host.opts,
+      subsystems: this.subsystems.map((s) => s.name),
+      retention: this.store.retention,
+      revision: id,
+      deadline,
+    };
+    let log: number | 'ignore' = 'ignore';
+    try {
+      log = openSync(join(this.host.stateDir, 'confirm-guard.log'), 'a', 0o600);
+    } catch {
+      // no log (a full disk): the guard must run anyway
+    }
+    try {
+      const child = spawn(process.execPath, [GUARD_SCRIPT, JSON.stringify(spec)], { detached: true, stdio: ['ignore', log, log] });
+      child.on('error', (e) => this.emit('error', new Error(`confirm guard for revision ${id}: ${e.message}`)));
+      child.unref();
+    } finally {
+      if (typeof log === 'number') closeSync(log);
+    }
   }
 
   /** Applies every subsystem in order; stops at the first failure (when stopOnError). */
@@ -390,7 +627,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const current = this.store.current();
     let compiled: Compiled;
     try {
-      compiled = await this.compile({ document: current?.config ?? {} });
+      compiled = await this.compile({ document: current?.config ?? {}, allowEmpty: true });
     } catch (e) {
       return { rollback: touched.map((s) => ({ subsystem: s.name, ok: false, ms: 0, error: `cannot compile revision ${current?.id}: ${(e as Error).message}` })), to: current?.id };
     }
@@ -406,14 +643,20 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       }
     }
     this.running = current?.id;
+    try {
+      this.store.setRunning(current?.id ?? null);
+    } catch (e) {
+      if (!(e instanceof StoreError)) throw e;
+      this.emit('error', e);
+    }
     return { rollback, to: current?.id };
   }
 
-  private armConfirmTimer(id: number, ms: number): void {
+  private armConfirmTimer(id: number, ms: number, reason: string): void {
     this.clearConfirmTimer();
     this.confirmTimer = setTimeout(() => {
       this.confirmTimer = undefined;
-      this.expireConfirmation(id, `not confirmed within ${ms / 1000} s`).catch((e) => this.emit('error', e));
+      this.expireConfirmation(id, reason).catch((e) => this.emit('error', e));
     }, ms);
   }
 
@@ -424,18 +667,35 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   /** Rolls an unconfirmed revision back; undefined when it was confirmed first. */
   private async expireConfirmation(id: number, reason: string): Promise<ApplyReport | undefined> {
-    return this.exclusive(true, async () => {
-      // whoever flips the state first wins: a concurrent confirm or this rollback
+    return this.exclusive(true, () => this.expireLocked(id, reason));
+  }
+
+  /** expireConfirmation with the apply lock held. */
+  private async expireLocked(id: number, reason: string): Promise<ApplyReport | undefined> {
+    // whoever flips the state first wins: a concurrent confirm or this rollback
+    let storeError: StoreError | undefined;
+    try {
       if (!this.store.transition(id, 'confirming', 'rolled_back')) return undefined;
-      this.clearConfirmTimer();
-      const started = performance.now();
-      const { rollback, to } = await this.restoreCommitted([...this.subsystems].reverse());
-      const previous = (this.store.get(id)?.result ?? {}) as ApplyReport;
-      const report: ApplyReport = { ...previous, revision: id, state: 'rolled_back', durationMs: performance.now() - started, rollback, rolledBackTo: to ?? null, error: reason };
+    } catch (e) {
+      if (!(e instanceof StoreError)) throw e;
+      // the deadline holds even when the store cannot say so: roll the kernel back; the next start or guard does it again (idempotent)
+      if (this.store.get(id)?.state !== 'confirming') return undefined;
+      storeError = e;
+    }
+    this.clearConfirmTimer();
+    const started = performance.now();
+    const { rollback, to } = await this.restoreCommitted([...this.subsystems].reverse());
+    const previous = (this.store.get(id)?.result ?? {}) as ApplyReport;
+    const report: ApplyReport = { ...previous, revision: id, state: 'rolled_back', durationMs: performance.now() - started, rollback, rolledBackTo: to ?? null, error: reason };
+    if (storeError) report.error = `${reason}; the store could not record it (${storeError.message})`;
+    try {
       this.store.finish(id, 'rolled_back', report);
-      this.emit('applied', report);
-      return report;
-    });
+    } catch (e) {
+      if (!(e instanceof StoreError)) throw e;
+      this.emit('error', e);
+    }
+    this.emit('applied', report);
+    return report;
   }
 
   /** One apply at a time, in this process and across processes. `wait`: queue instead of refusing. */
@@ -466,6 +726,30 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       this.busy = false;
     }
   }
+}
+
+/** What the guard process needs to act on the same host, namespace, state dir and subsystems (see guard.ts). */
+export interface GuardSpec {
+  storePath: string;
+  lockPath: string;
+  host: { netns?: string; stateDir: string; bpfRoot?: string };
+  subsystems: string[];
+  retention: { keep?: number; days?: number };
+  revision: number;
+  deadline: string;
+}
+
+const GUARD_SCRIPT = fileURLToPath(new URL('./guard.js', import.meta.url));
+
+function deadlinePassed(r: Revision): boolean {
+  return !r.confirmDeadline || Date.parse(r.confirmDeadline) <= Date.now();
+}
+
+/** JSON with object keys sorted: two documents that parse the same compare equal. */
+function canonicalJson(v: unknown): string {
+  return JSON.stringify(v ?? {}, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x,
+  );
 }
 
 function openLockDb(path: string): Database.Database {

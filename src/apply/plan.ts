@@ -15,10 +15,11 @@ export function formatPlan(plan: Plan): string {
     for (const c of p.changes) lines.push(`  ${SIGN[c.action]} ${c.action === 'add' || c.action === 'remove' || c.action === 'change' ? '' : `${c.action} `}${c.object}${c.detail ? `  (${c.detail})` : ''}`);
   }
   const s = plan.summary;
-  if (!lines.length) return 'No changes: the running system matches the configuration.';
+  const empty = plan.removesEverything ? 'The document is empty: applying it removes everything Patronus manages (XDP programs, nftables tables, daemons, addresses).\n' : '';
+  if (!lines.length) return `${empty}No changes: the running system matches the configuration.`;
   const parts = [`${s.add} to add`, `${s.change} to change`, `${s.remove} to remove`];
   const restarts = s.reload + s.restart + s.start + s.stop;
   if (restarts) parts.push(`${restarts} service action${restarts === 1 ? '' : 's'}`);
   lines.push('', `Plan: ${parts.join(', ')}.`);
-  return lines.join('\n');
+  return empty + lines.join('\n');
 }

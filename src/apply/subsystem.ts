@@ -74,6 +74,31 @@ export interface Subsystem<Desired = unknown> {
    * patronus_rule_*, patronus_verdict_*, patronus_map_*, patronus_service_up...
    */
   metrics?(host: Host): Promise<SubsystemMetrics>;
+  /**
+   * Cheap reads of the running system against `desired` (the revision the
+   * kernel should run): what differs, one item per object (an interface
+   * without its XDP program, a hand-deleted nft rule, a dead daemon, a
+   * missing address). Empty when the system is as desired. Called often (the
+   * drift loop, every /healthz): no loads, no scratch namespaces per call;
+   * cache what only depends on `desired`. Repair is apply(desired) again
+   * (src/drift/monitor.ts), so items only need to say what is wrong.
+   */
+  drift?(desired: Desired, host: Host): Promise<DriftFinding[]>;
+  /**
+   * Pure: whether `desired` runs anything of this subsystem (a daemon, a
+   * table). Services not configured report no patronus_service_up series.
+   */
+  configured?(desired: Desired): boolean;
+}
+
+/** One object that is not as the running revision says. */
+export interface DriftFinding {
+  /** what, e.g. "xdp eth0", "table inet patronus chain input", "unbound", "address 10.0.0.1/24 on lan0" */
+  object: string;
+  /** what is wrong, for people: "not attached (ifindex 7)", "rule missing: ...", "not running" */
+  reason: string;
+  /** false when apply cannot fix it (e.g. the interface does not exist): reported, never retried */
+  repairable?: boolean;
 }
 
 export interface PacketCounts {
@@ -83,7 +108,7 @@ export interface PacketCounts {
 
 export interface SubsystemMetrics {
   /** per rule; `rule` is the rule's id as the config names it */
-  rules?: ({ rule: string; action?: string } & PacketCounts)[];
+  rules?: ({ rule: string; action?: string; /** rate-limit rules: packets over the limit (dropped) */ limited?: number | bigint } & PacketCounts)[];
   /** per verdict (drop, pass, bypass, rate_limited, malformed, ...) */
   verdicts?: ({ verdict: string; direction?: 'ingress' | 'egress' } & PacketCounts)[];
   /** occupancy of each map (or set) against its capacity */

@@ -1,13 +1,18 @@
 /**
- * Loads the addon built by cmake-js (native/build/Release) and hands it the
- * error classes. Only src/bpf imports this module.
+ * The one door to the compiled addon (native/build/Release by default).
+ * Loading is lazy: importing src/bpf costs nothing, and the addon is loaded
+ * by the first operation that needs it, so `patronus --help`, validate and
+ * plan rendering run on a machine without it. As with better-sqlite3's
+ * `nativeBinding` option, the binding can be injected: a path in
+ * PATRONUS_NATIVE_BINDING or setNativeBinding(path | object) before first use.
+ * Only src/bpf imports this module.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { NativeAddon } from './native.js';
-import { BpfError, NotSupportedError, VerifierError } from './errors.js';
+import { BpfError, NativeAddonUnavailableError, NotSupportedError, VerifierError } from './errors.js';
 
 export type * from './native.js';
 
@@ -22,14 +27,58 @@ export function projectRoot(): string {
   throw new Error(`cannot find the Patronus project root from ${here}`);
 }
 
-function load(): NativeAddon {
-  const file = path.join(projectRoot(), 'native/build/Release/patronus_bpf.node');
-  if (!existsSync(file)) {
-    throw new Error(`native addon missing at ${file}: run "npm run build:native" (scripts/setup.sh does it)`);
-  }
-  const addon = createRequire(import.meta.url)(file) as NativeAddon;
-  addon.setErrorClasses(BpfError, VerifierError, NotSupportedError);
-  return addon;
+let loaded: NativeAddon | undefined;
+let injected: string | NativeAddon | undefined;
+
+/** The file the addon is loaded from: the injected path, PATRONUS_NATIVE_BINDING, or the build output. */
+export function nativeBindingPath(): string {
+  if (typeof injected === 'string') return injected;
+  const fromEnv = process.env.PATRONUS_NATIVE_BINDING;
+  if (fromEnv) return path.resolve(fromEnv);
+  return path.join(projectRoot(), 'native/build/Release/patronus_bpf.node');
 }
 
-export const native: NativeAddon = load();
+/**
+ * Chooses the binding: a path to a compiled addon, or an object implementing
+ * NativeAddon (a test double). Must come before the first BPF operation.
+ */
+export function setNativeBinding(binding: string | NativeAddon): void {
+  if (loaded) throw new Error('the native BPF addon is already loaded: setNativeBinding must be called before the first BPF operation');
+  injected = typeof binding === 'string' ? path.resolve(binding) : binding;
+}
+
+/** The addon, loaded on first use. Throws NativeAddonUnavailableError when it cannot be. */
+export function addon(): NativeAddon {
+  loaded ??= load();
+  return loaded;
+}
+
+/** Whether the addon can be loaded (loads it if so). */
+export function addonAvailable(): boolean {
+  try {
+    addon();
+    return true;
+  } catch (e) {
+    if (e instanceof NativeAddonUnavailableError) return false;
+    throw e;
+  }
+}
+
+function load(): NativeAddon {
+  if (injected !== undefined && typeof injected !== 'string') {
+    injected.setErrorClasses(BpfError, VerifierError, NotSupportedError);
+    return injected;
+  }
+  const file = nativeBindingPath();
+  if (!existsSync(file)) {
+    throw new NativeAddonUnavailableError(file, 'file missing; run "npm run build:native" (scripts/setup.sh does it)');
+  }
+  let binding: NativeAddon;
+  try {
+    binding = createRequire(import.meta.url)(file) as NativeAddon;
+  } catch (e) {
+    throw new NativeAddonUnavailableError(file, (e as Error).message);
+  }
+  binding.setErrorClasses(BpfError, VerifierError, NotSupportedError);
+  return binding;
+}

@@ -149,9 +149,28 @@ export interface Prefix {
   length: number;
 }
 
-/** Parses "10.0.0.0/8", "2001:db8::/32" or a bare address (a host prefix). Host bits are cleared. */
+/**
+ * What is wrong with the text of an address or prefix before it is parsed,
+ * the same everywhere (docs/configuration-input.md): surrounding whitespace or
+ * a line break is refused, not trimmed; an IPv6 zone index (`%eth0`) is
+ * refused, since an address in a rule, alias or prefix matches on every link.
+ */
+export function addressTextProblem(text: string): string | undefined {
+  if (/^\s|\s$/.test(text)) return `${JSON.stringify(text)} has leading or trailing whitespace or a line break: write the address without it`;
+  if (text.includes('%')) return `"${text}" has an IPv6 zone index (%${text.split('%')[1]!.split('/')[0]}): zone indexes are refused in configured addresses and prefixes (on an interface the interface is the zone; in a rule or alias it would be dropped and the address match on every link); remove it`;
+  return undefined;
+}
+
+/**
+ * Parses "10.0.0.0/8", "2001:db8::/32" or a bare address (a host prefix).
+ * Host bits are cleared (for callers that derive a network from an
+ * interface address); configuration fields that name a network use
+ * parseNetwork, which refuses them.
+ */
 export function parsePrefix(text: string): Prefix {
-  const [addr, len, extra] = text.trim().split('/');
+  const bad = addressTextProblem(text);
+  if (bad) throw new RangeError(bad);
+  const [addr, len, extra] = text.split('/');
   if (extra !== undefined || !addr) throw new RangeError(`"${text}" is not a prefix`);
   const family = isIPv4(addr) ? 4 : isIPv6(addr) ? 6 : 0;
   if (!family) throw new RangeError(`"${text}" is not a valid IPv4 or IPv6 prefix`);
@@ -162,6 +181,21 @@ export function parsePrefix(text: string): Prefix {
   const raw = family === 4 ? ipv4.encode(addr) : ipv6Bytes(addr);
   maskBytes(raw, length);
   return { family, length, address: family === 4 ? ipv4.decode(raw) : ipv6.decode(raw) };
+}
+
+/**
+ * A network as written in configuration: like parsePrefix, but host bits
+ * below the prefix length are an error ("10.0.0.1/24" is ambiguous: the
+ * network 10.0.0.0/24 or the host 10.0.0.1/32?), never silently cleared.
+ */
+export function parseNetwork(text: string): Prefix {
+  const p = parsePrefix(text);
+  const [addr, len] = text.split('/');
+  if (len !== undefined) {
+    const raw = p.family === 4 ? ipv4.encode(addr!) : ipv6Bytes(addr!);
+    if (!raw.equals(prefixBytes(p))) throw new RangeError(`"${text}" has host bits set: write the network ${formatPrefix(p)}, or ${addr}/${p.family === 4 ? 32 : 128} for the one address`);
+  }
+  return p;
 }
 
 export function prefixBytes(p: Prefix): Buffer {

@@ -9,6 +9,8 @@ export interface BpfErrorProps {
   operation: string;
   object: string;
   log?: string;
+  /** batch writes and deletes: entries really processed before the failure */
+  done?: number;
 }
 
 export class BpfError extends Error {
@@ -16,6 +18,8 @@ export class BpfError extends Error {
   readonly code: string;
   readonly operation: string;
   readonly object: string;
+  /** Batch writes and deletes: how many entries were really processed before the failure. */
+  readonly done?: number;
 
   constructor(message: string, props: BpfErrorProps) {
     super(message);
@@ -24,6 +28,7 @@ export class BpfError extends Error {
     this.code = props.code;
     this.operation = props.operation;
     this.object = props.object;
+    if (props.done !== undefined) this.done = props.done;
   }
 }
 
@@ -59,4 +64,20 @@ export function wrongPinKind(path: string, found: 'map' | 'program', wanted: 'ma
     operation: 'bpf_obj_get',
     object: path,
   });
+}
+
+/**
+ * The compiled addon (native/build/Release/patronus_bpf.node, or the file
+ * PATRONUS_NATIVE_BINDING / setNativeBinding names) cannot be loaded. Only
+ * operations that touch BPF need it: help, validate without a fast path and
+ * plan rendering run without it.
+ */
+export class NativeAddonUnavailableError extends Error {
+  constructor(
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`the native BPF addon is not available (${file}): ${reason}`);
+    this.name = 'NativeAddonUnavailableError';
+  }
 }

@@ -3,10 +3,11 @@
  * idempotent and `using` works (Symbol.dispose). Per-CPU maps return one
  * value per possible CPU; `sum` folds them.
  */
-import { native } from './addon.js';
+import { addon } from './addon.js';
 import type { NativeMap, NativeMapInfo } from './native.js';
 import type { Codec } from './codecs.js';
 import { BpfError, wrongPinKind } from './errors.js';
+import { hasBatchApi } from './probes.js';
 
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
@@ -86,29 +87,37 @@ export class BpfMap<K, V> implements Disposable {
     }
   }
 
-  /** All entries; batch lookup where the map type has it, else iteration. */
+  /** All entries; batch lookup where the kernel and map type have it, else iteration. */
   async entries(): Promise<[K, V][]> {
-    try {
-      const b = await this.handle.lookupBatch();
-      const out: [K, V][] = [];
-      const ks = this.handle.info.keySize;
-      const vs = this.handle.info.valueBytes;
-      for (let i = 0; i < b.count; i++) {
-        out.push([this.keyCodec.decode(b.keys, i * ks), this.valueCodec.decode(b.values, i * vs)]);
+    if (this.canBatch('lookup')) {
+      try {
+        const b = await this.handle.lookupBatch();
+        const out: [K, V][] = [];
+        const ks = this.handle.info.keySize;
+        const vs = this.handle.info.valueBytes;
+        for (let i = 0; i < b.count; i++) {
+          out.push([this.keyCodec.decode(b.keys, i * ks), this.valueCodec.decode(b.values, i * vs)]);
+        }
+        return out;
+      } catch (e) {
+        if (!this.lacksBatchOp('lookup', e)) throw e;
       }
-      return out;
-    } catch (e) {
-      if (!isBatchUnsupported(e)) throw e;
-      const out: [K, V][] = [];
-      for (const k of this.keys()) {
-        const v = this.get(k);
-        if (v !== undefined) out.push([k, v]);
-      }
-      return out;
     }
+    const out: [K, V][] = [];
+    for (const k of this.keys()) {
+      const v = this.get(k);
+      if (v !== undefined) out.push([k, v]);
+    }
+    return out;
   }
 
-  /** Writes many entries: one batch syscall where supported, else one by one. */
+  /**
+   * Writes many entries: one batch syscall where supported, else one by one.
+   * Resolves to the number written; a failure rejects with a BpfError whose
+   * `done` says how many entries were really written before it.
+   * The kernel's batch command takes no BPF_NOEXIST/BPF_EXIST element flags,
+   * so those go one by one (in order, stopping at the first failure).
+   */
   async setMany(entries: readonly (readonly [K, V])[], flags = BPF_ANY): Promise<number> {
     if (entries.length === 0) return 0;
     const ks = this.handle.info.keySize;
@@ -119,31 +128,66 @@ export class BpfMap<K, V> implements Disposable {
       this.keyCodec.encode(k, keys, i * ks);
       this.valueCodec.encode(v, values, i * vs);
     });
-    try {
-      return await this.handle.updateBatch(keys, values, flags);
-    } catch (e) {
-      if (!isBatchUnsupported(e)) throw e;
-      for (let i = 0; i < entries.length; i++) {
-        this.handle.update(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs), flags);
+    if (flags === BPF_ANY && this.canBatch('update')) {
+      try {
+        return await this.handle.updateBatch(keys, values, flags);
+      } catch (e) {
+        if (!this.lacksBatchOp('update', e)) throw e;
       }
-      return entries.length;
     }
+    for (let i = 0; i < entries.length; i++) {
+      try {
+        this.handle.update(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs), flags);
+      } catch (e) {
+        throw withDone(e, i, i, entries.length, 'written');
+      }
+    }
+    return entries.length;
   }
 
-  /** Deletes many keys; missing keys are an error in batch mode (ENOENT). */
+  /**
+   * Deletes many keys: a missing key fails the batch with ENOENT (one by
+   * one, where batches are unavailable, missing keys are skipped and not
+   * counted). A failure carries `done`, the number really deleted.
+   */
   async deleteMany(keys: readonly K[]): Promise<number> {
     if (keys.length === 0) return 0;
     const ks = this.handle.info.keySize;
     const buf = Buffer.alloc(ks * keys.length);
     keys.forEach((k, i) => this.keyCodec.encode(k, buf, i * ks));
-    try {
-      return await this.handle.deleteBatch(buf);
-    } catch (e) {
-      if (!isBatchUnsupported(e)) throw e;
-      let n = 0;
-      for (let i = 0; i < keys.length; i++) if (this.handle.delete(buf.subarray(i * ks, (i + 1) * ks))) n++;
-      return n;
+    if (this.canBatch('delete')) {
+      try {
+        return await this.handle.deleteBatch(buf);
+      } catch (e) {
+        if (!this.lacksBatchOp('delete', e)) throw e;
+      }
     }
+    let n = 0;
+    for (let i = 0; i < keys.length; i++) {
+      try {
+        if (this.handle.delete(buf.subarray(i * ks, (i + 1) * ks))) n++;
+      } catch (e) {
+        throw withDone(e, i, n, keys.length, 'deleted');
+      }
+    }
+    return n;
+  }
+
+  private readonly unbatchable = new Set<BatchOp>();
+
+  private canBatch(op: BatchOp): boolean {
+    return !this.unbatchable.has(op) && hasBatchApi();
+  }
+
+  /**
+   * ENOTSUPP from a batch call means this map type lacks the operation (LPM
+   * tries have no batch ops): remember it and go one by one. Every other
+   * error (EINVAL included) is the caller's.
+   */
+  private lacksBatchOp(op: BatchOp, e: unknown): boolean {
+    if (!(e instanceof BpfError) || e.code !== 'ENOTSUPP' || (e.done ?? 0) > 0) return false;
+    this.unbatchable.add(op);
+    return true;
   }
 
   /** Removes every entry (hash and trie maps; arrays cannot delete). */
@@ -213,16 +257,26 @@ export class PerCpuMap<K, V> extends BpfMap<K, V[]> {
 }
 
 export function openPinnedMap(path: string): NativeMap {
-  const h = native.openPinned(path);
-  if (!(h instanceof native.NativeMap)) {
+  const h = addon().openPinned(path);
+  if (!(h instanceof addon().NativeMap)) {
     h.close();
     throw wrongPinKind(path, 'program', 'map');
   }
   return h;
 }
 
-function isBatchUnsupported(e: unknown): boolean {
-  return e instanceof BpfError && ['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'ENOTSUPP', 'E524'].includes(e.code);
+type BatchOp = 'lookup' | 'update' | 'delete';
+
+/** The error of entry `index` of n, told with the real count done before it. */
+function withDone(e: unknown, index: number, done: number, n: number, verb: string): unknown {
+  if (!(e instanceof BpfError)) return e;
+  return new BpfError(`${e.message}; entry ${index} failed; ${done} of ${n} entries ${verb}`, {
+    errno: e.errno,
+    code: e.code,
+    operation: e.operation,
+    object: e.object,
+    done,
+  });
 }
 
 /** Sums numeric fields of per-CPU values: [{packets, bytes}, ...] -> {packets, bytes}. */

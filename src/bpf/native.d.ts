@@ -127,5 +127,7 @@ export interface NativeAddon {
   probeMapType(type: number): boolean;
   probeProgType(type: number): boolean;
   possibleCpus(): number;
+  /** Whether the kernel has the BPF_MAP_*_BATCH commands (creates a small probe map). */
+  probeBatchApi(): boolean;
   inNetns<T>(path: string, fn: () => T): T;
 }

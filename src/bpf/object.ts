@@ -4,7 +4,7 @@
  * how a restarted control plane adopts a running data plane).
  */
 import path from 'node:path';
-import { native, projectRoot } from './addon.js';
+import { addon, projectRoot } from './addon.js';
 import type { NativeObject, NativeObjectMapInfo } from './native.js';
 import { BpfMap, PerCpuMap } from './map.js';
 import { BpfProgram } from './program.js';
@@ -19,7 +19,7 @@ export class BpfObject implements Disposable {
   /** Opens a file path, or a bare name ("xdp_stats") resolved to bpf/build/NAME.bpf.o. */
   static open(fileOrName: string): BpfObject {
     const file = fileOrName.includes('/') ? fileOrName : bpfObjectPath(fileOrName);
-    return new BpfObject(new native.NativeObject(file), file);
+    return new BpfObject(new (addon().NativeObject)(file), file);
   }
 
   get loaded(): boolean {

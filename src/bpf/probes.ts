@@ -3,7 +3,7 @@
  * reported by name so validation can refuse a config before any apply.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { native } from './addon.js';
+import { addon } from './addon.js';
 import { NotSupportedError } from './errors.js';
 
 /** enum bpf_map_type values (uapi/linux/bpf.h). */
@@ -28,13 +28,24 @@ const cache = new Map<string, boolean>();
 
 export function hasMapType(name: keyof typeof MapType): boolean {
   const k = `map:${name}`;
-  if (!cache.has(k)) cache.set(k, native.probeMapType(MapType[name]));
+  if (!cache.has(k)) cache.set(k, addon().probeMapType(MapType[name]));
   return cache.get(k)!;
 }
 
 export function hasProgType(name: keyof typeof ProgType): boolean {
   const k = `prog:${name}`;
-  if (!cache.has(k)) cache.set(k, native.probeProgType(ProgType[name]));
+  if (!cache.has(k)) cache.set(k, addon().probeProgType(ProgType[name]));
+  return cache.get(k)!;
+}
+
+/**
+ * Whether the kernel has the batch map commands, probed once per process
+ * (cilium/ebpf's haveBatchAPI). A map type that lacks an operation still
+ * answers ENOTSUPP per call; any other batch error is a real error.
+ */
+export function hasBatchApi(): boolean {
+  const k = 'batch';
+  if (!cache.has(k)) cache.set(k, addon().probeBatchApi());
   return cache.get(k)!;
 }
 
@@ -56,7 +67,7 @@ export function bpffsMounted(dir = '/sys/fs/bpf'): boolean {
 }
 
 export function possibleCpus(): number {
-  return native.possibleCpus();
+  return addon().possibleCpus();
 }
 
 /** Throws NotSupportedError naming every missing feature the fast path needs. */

@@ -3,7 +3,7 @@
  * filters (clsact), which persist without a holder: that is what lets the
  * data plane keep running while the control plane restarts.
  */
-import { native } from './addon.js';
+import { addon } from './addon.js';
 import type { NativeProgram, NativeProgramInfo, NativeTestRunOptions, NativeTestRunResult, NativeXdpQuery, XdpMode } from './native.js';
 import { BpfError, wrongPinKind } from './errors.js';
 
@@ -22,8 +22,8 @@ export class BpfProgram implements Disposable {
   constructor(readonly handle: NativeProgram) {}
 
   static openPinned(path: string): BpfProgram {
-    const h = native.openPinned(path);
-    if (!(h instanceof native.NativeProgram)) {
+    const h = addon().openPinned(path);
+    if (!(h instanceof addon().NativeProgram)) {
       h.close();
       throw wrongPinKind(path, 'map', 'program');
     }
@@ -85,28 +85,28 @@ export class BpfProgram implements Disposable {
 }
 
 export function queryXdp(ifindex: number): NativeXdpQuery {
-  return native.queryXdp(ifindex);
+  return addon().queryXdp(ifindex);
 }
 
 /** Detaches the XDP program in the given mode; with `expected`, only if it is still that one. */
 export function detachXdp(ifindex: number, mode: XdpMode, expected?: BpfProgram): void {
-  native.detachXdp(ifindex, mode, expected?.handle);
+  addon().detachXdp(ifindex, mode, expected?.handle);
 }
 
 export function detachTc(ifindex: number, direction: TcDirection, priority = 1, handle = 1): void {
-  native.detachTc(ifindex, direction, priority, handle);
+  addon().detachTc(ifindex, direction, priority, handle);
 }
 
 export function queryTc(ifindex: number, direction: TcDirection, priority = 1, handle = 1): number | null {
-  return native.queryTc(ifindex, direction, priority, handle);
+  return addon().queryTc(ifindex, direction, priority, handle);
 }
 
 export function destroyTcHook(ifindex: number): void {
-  native.destroyTcHook(ifindex);
+  addon().destroyTcHook(ifindex);
 }
 
 export function unpin(path: string): void {
-  native.unpin(path);
+  addon().unpin(path);
 }
 
 /**
@@ -116,5 +116,5 @@ export function unpin(path: string): void {
  */
 export function inNetns<T>(name: string, fn: () => T): T {
   const p = name.includes('/') ? name : `/var/run/netns/${name}`;
-  return native.inNetns(p, fn);
+  return addon().inNetns(p, fn);
 }

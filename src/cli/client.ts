@@ -11,6 +11,8 @@ import { Host } from '../system/host.js';
 import { createMetrics } from '../metrics/metrics.js';
 import { ConfigError, formatIssue } from '../config/issues.js';
 import { DEFAULT_STATE_DIR, LAB_STATE_DIR } from '../api/serve.js';
+import { DriftMonitor } from '../drift/monitor.js';
+import { jsonSafe } from '../api/json.js';
 
 export interface RuleRow {
   subsystem: string;
@@ -18,7 +20,12 @@ export interface RuleRow {
   action: string | null;
   packets: number;
   bytes: number;
+  /** rate-limit rules: packets over the limit (dropped) */
+  rateLimited?: number;
 }
+
+/** GET /api/v1/services: each subsystem's status (free-form, JSON-safe) or the error reading it. */
+export type ServiceRow = { subsystem: string; status?: unknown; error?: string };
 
 export interface Client {
   validate(src: ConfigSource): Promise<void>;
@@ -27,6 +34,7 @@ export interface Client {
   confirm(): Promise<Revision>;
   rollback(to?: number): Promise<ApplyReport>;
   status(): Promise<unknown>;
+  services(): Promise<ServiceRow[]>;
   rules(): Promise<{ rules: RuleRow[]; verdicts: { subsystem: string; direction: string; verdict: string; packets: number; bytes: number }[] }>;
   revisions(limit: number): Promise<Revision[]>;
   close(): Promise<void>;
@@ -68,7 +76,7 @@ export class RestClient implements Client {
   }
 
   private body(src: ConfigSource) {
-    return 'text' in src ? { config: src.text, ...(src.format ? { format: src.format } : {}) } : { config: src.document };
+    return { ...('text' in src ? { config: src.text, ...(src.format ? { format: src.format } : {}) } : { config: src.document }), ...(src.allowEmpty ? { allowEmpty: true } : {}) };
   }
 
   async validate(src: ConfigSource) {
@@ -88,6 +96,9 @@ export class RestClient implements Client {
   }
   status() {
     return this.call('GET', '/api/v1/status');
+  }
+  services() {
+    return this.call<ServiceRow[]>('GET', '/api/v1/services');
   }
   rules() {
     return this.call<Awaited<ReturnType<Client['rules']>>>('GET', '/api/v1/rules');
@@ -123,13 +134,27 @@ export class DirectClient implements Client {
   rollback(to?: number) {
     return this.engine.rollback({ ...(to !== undefined ? { to } : {}), author: process.env.SUDO_USER ?? process.env.USER ?? 'cli' });
   }
+  /** The engine's status and a drift check (reported only: the CLI never repairs behind the server's back). */
   async status() {
-    return this.engine.status();
+    return { ...this.engine.status(), drift: await new DriftMonitor(this.engine, { mode: 'report' }).check() };
+  }
+  async services() {
+    return Promise.all(
+      this.engine.subsystems
+        .filter((s) => s.status)
+        .map(async (s): Promise<ServiceRow> => {
+          try {
+            return { subsystem: s.name, status: jsonSafe(await s.status!(this.engine.host)) };
+          } catch (e) {
+            return { subsystem: s.name, error: (e as Error).message };
+          }
+        }),
+    );
   }
   async rules() {
     const s = await createMetrics(this.engine, { processMetrics: false }).snapshot();
     return {
-      rules: s.bySubsystem.flatMap((x) => (x.metrics?.rules ?? []).map((r) => ({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes) }))),
+      rules: s.bySubsystem.flatMap((x) => (x.metrics?.rules ?? []).map((r) => ({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes), ...(r.limited !== undefined ? { rateLimited: Number(r.limited) } : {}) }))),
       verdicts: s.bySubsystem.flatMap((x) => (x.metrics?.verdicts ?? []).map((v) => ({ subsystem: x.subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict, packets: Number(v.packets), bytes: Number(v.bytes) }))),
     };
   }

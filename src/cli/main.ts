@@ -13,10 +13,12 @@ import { LAB_NS } from '../lab/lab.js';
 import { formatPlan } from '../apply/plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
 import { detectFormat } from '../config/load.js';
-import { Store } from '../store/store.js';
+import { readRegularFile } from '../config/input.js';
+import { Store, parseRetention } from '../store/store.js';
 import { DirectClient, RemoteError, RestClient, describeError, findToken, type Client } from './client.js';
 import { ConfigError } from '../config/issues.js';
 import { table, bytes, count } from './table.js';
+import { statusText, type StatusJson } from './status.js';
 
 interface Globals {
   netns?: string;
@@ -69,10 +71,18 @@ function ticker(what: string): () => void {
   };
 }
 
-function readSource(file: string): ConfigSource {
-  const text = readFileSync(file === '-' ? 0 : file, 'utf8');
-  return { text, format: detectFormat(text, file === '-' ? undefined : file) };
+/** The document in FILE (- for stdin); a file must be a regular file within the size limit. */
+function readSource(file: string, o: { allowEmpty?: boolean } = {}): ConfigSource {
+  let text: string;
+  try {
+    text = file === '-' ? readFileSync(0, 'utf8') : readRegularFile(file);
+  } catch (e) {
+    throw new ConfigError([{ path: [], message: `cannot read ${file === '-' ? 'stdin' : file}: ${(e as Error).message}` }]);
+  }
+  return { text, format: detectFormat(text, file === '-' ? undefined : file), ...(o.allowEmpty ? { allowEmpty: true } : {}) };
 }
+
+const ALLOW_EMPTY = 'accept an empty document (applying it removes everything Patronus manages)';
 
 async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
   const c = client();
@@ -84,6 +94,7 @@ async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
 }
 
 function reportText(r: ApplyReport): string {
+  if (r.unchanged) return `No changes: the running system matches the committed revision ${r.revision} (nothing recorded, nothing touched)`;
   const lines = [`revision ${r.revision}: ${r.state} in ${r.durationMs.toFixed(0)} ms`];
   lines.push(table(['step', 'result', 'ms'], r.steps.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
   if (r.rollback) lines.push('rollback:', table(['step', 'result', 'ms'], r.rollback.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
@@ -95,9 +106,10 @@ program
   .command('validate')
   .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
   .description('check a configuration: schema, aliases, every subsystem; lists every problem')
-  .action(async (file: string) => {
+  .option('--allow-empty', ALLOW_EMPTY, false)
+  .action(async (file: string, o: { allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      await c.validate(readSource(file));
+      await c.validate(readSource(file, o));
       out({ valid: true }, () => `${file}: valid`);
     });
   });
@@ -106,9 +118,10 @@ program
   .command('plan')
   .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
   .description('show what applying the configuration would change')
-  .action(async (file: string) => {
+  .option('--allow-empty', ALLOW_EMPTY, false)
+  .action(async (file: string, o: { allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      const plan = await c.plan(readSource(file));
+      const plan = await c.plan(readSource(file, o));
       out(plan, () => formatPlan(plan));
     });
   });
@@ -119,9 +132,10 @@ program
   .description('apply the configuration as a new revision (all or nothing)')
   .option('-m, --message <text>', 'why (kept with the revision)', '')
   .option('--confirm-within <seconds>', 'roll back by itself unless `patronus confirm` runs within this time', parseFloat)
-  .action(async (file: string, o: { message: string; confirmWithin?: number }) => {
+  .option('--allow-empty', ALLOW_EMPTY, false)
+  .action(async (file: string, o: { message: string; confirmWithin?: number; allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      const src = readSource(file);
+      const src = readSource(file, o);
       const stop = !globals().json && !globals().direct ? ticker(`applying ${file} via ${globals().server}`) : () => {};
       let r: ApplyReport;
       try {
@@ -163,23 +177,13 @@ program
 
 program
   .command('status')
-  .description('committed and running revision, pending confirmation, reconciliation')
+  .description('revisions, drift, and per subsystem what runs (fast-path interfaces and program ids, map fill, nft table, daemons with pids)')
   .action(async () => {
     await withClient(async (c) => {
-      const s = (await c.status()) as ReturnType<DirectClient['engine']['status']>;
-      out(s, () =>
-        table(
-          ['', ''],
-          [
-            ['committed', s.committed ? `revision ${s.committed.id} by ${s.committed.author} at ${s.committed.createdAt}: ${s.committed.message}` : 'none'],
-            ['running', s.running === null ? 'unknown (not reconciled by this process)' : `revision ${s.running}`],
-            ['pending confirmation', s.pendingConfirmation ? `revision ${s.pendingConfirmation.id} until ${s.pendingConfirmation.deadline}` : 'no'],
-            ['reconcile at start', s.reconcile ? (s.reconcile.ok ? `ok (${s.reconcile.at})` : `FAILED: ${s.reconcile.error}`) : '-'],
-            ['subsystems', s.subsystems.join(', ')],
-          ],
-          { header: false },
-        ),
-      );
+      const [s, services] = await Promise.all([c.status() as Promise<StatusJson>, c.services()]);
+      out({ ...s, services }, () => statusText(s, services));
+      // like /healthz: drift is a failure for scripts
+      if (s.drift?.state === 'drift') process.exitCode = 1;
     });
   });
 
@@ -191,7 +195,9 @@ program
       const r = await c.rules();
       out(r, () =>
         [
-          r.rules.length ? table(['subsystem', 'rule', 'action', 'packets', 'bytes'], r.rules.map((x) => [x.subsystem, x.rule, x.action ?? '', count(x.packets), bytes(x.bytes)]), { right: [3, 4] }) : 'no rules with counters',
+          r.rules.length
+            ? table(['subsystem', 'rule', 'action', 'packets', 'bytes', 'rate-limited'], r.rules.map((x) => [x.subsystem, x.rule, x.action ?? '', count(x.packets), bytes(x.bytes), x.rateLimited === undefined ? '' : count(x.rateLimited)]), { right: [3, 4, 5] })
+            : 'no rules with counters',
           ...(r.verdicts.length ? ['', table(['subsystem', 'direction', 'verdict', 'packets', 'bytes'], r.verdicts.map((x) => [x.subsystem, x.direction, x.verdict, count(x.packets), bytes(x.bytes)]), { right: [3, 4] })] : []),
         ].join('\n'),
       );
@@ -241,9 +247,13 @@ program
   .option('--config <file>', 'configuration to apply when the store is empty (default: the embedded default)')
   .option('--tls-cert <file>', 'serve HTTPS with this certificate')
   .option('--tls-key <file>', 'private key for --tls-cert')
-  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string }) => {
+  .option('--keep-revisions <n>', 'revisions to keep (older finished ones are pruned; 0 = no limit; default $PATRONUS_KEEP_REVISIONS or 500)')
+  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned')
+  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string }) => {
     const g = globals();
-    await serve({ ...o, lab: o.lab || g.lab, ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}) });
+    const { keepRevisions, keepDays, ...rest } = o;
+    const retention = keepRevisions !== undefined || keepDays !== undefined ? parseRetention(keepRevisions, keepDays) : undefined;
+    await serve({ ...rest, lab: o.lab || g.lab, ...(retention ? { retention } : {}), ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}) });
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

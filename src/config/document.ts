@@ -14,11 +14,13 @@ import { openvpnSchema } from '../services/openvpn/schema.js';
 import { ipsecSchema } from '../services/ipsec/schema.js';
 import { unboundSchema } from '../services/unbound/schema.js';
 import { keaSchema } from '../services/kea/schema.js';
+import { raSchema } from '../services/radvd/schema.js';
 import { frrSchema } from '../services/frr/schema.js';
 import { keepalivedSchema } from '../services/keepalived/schema.js';
 import { qosSchema } from '../services/qos/schema.js';
 import { idsSchema } from '../services/ids/schema.js';
 import { apiSchema } from '../api/schema.js';
+import { driftSchema } from '../drift/schema.js';
 import { fromZod, type Issue } from './issues.js';
 
 export const documentSchema = z
@@ -34,11 +36,13 @@ export const documentSchema = z
     ipsec: ipsecSchema.describe('IPsec (strongSwan) connections'),
     dns: unboundSchema.describe('DNS resolver (Unbound)'),
     dhcp: keaSchema.describe('DHCPv4 server (Kea)'),
+    ra: raSchema.describe('IPv6 router advertisements (radvd): SLAAC prefixes, DNS (RDNSS)'),
     routing: frrSchema.describe('dynamic routing (FRR)'),
     ha: keepalivedSchema.describe('high availability (keepalived VRRP)'),
     qos: qosSchema.describe('traffic shaping (tc)'),
     ids: idsSchema.describe('intrusion detection (Suricata)'),
     api: apiSchema.describe('REST API and metrics endpoint'),
+    drift: driftSchema.describe('drift checks against the running revision and self-repair'),
   })
   .strict();
 

@@ -22,10 +22,16 @@ export function formatIssue(i: Issue): string {
   return `${formatPath(i.path)}: ${i.message}`;
 }
 
-/** Thrown by validation; carries every issue found. */
+/** At most this many issues are carried (a 150k-line alias file of garbage must not make a 20 MB error). */
+export const MAX_ISSUES = 1000;
+
+/** Thrown by validation; carries every issue found (up to MAX_ISSUES, then a count of the rest). */
 export class ConfigError extends Error {
-  constructor(readonly issues: Issue[]) {
-    super(issues.length === 1 ? formatIssue(issues[0]!) : `${issues.length} problems:\n${issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`);
+  readonly issues: Issue[];
+  constructor(issues: Issue[]) {
+    const shown = issues.length > MAX_ISSUES ? [...issues.slice(0, MAX_ISSUES), { path: [], message: `... and ${issues.length - MAX_ISSUES} more problems` }] : issues;
+    super(shown.length === 1 ? formatIssue(shown[0]!) : `${issues.length} problems:\n${shown.map((i) => `  ${formatIssue(i)}`).join('\n')}`);
+    this.issues = shown;
     this.name = 'ConfigError';
   }
 }

@@ -3,11 +3,11 @@
  * it. Syntax errors carry line and column; schema and alias problems carry
  * the document path. Every problem is reported at once.
  */
-import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { validateDocument, type Validated } from './document.js';
 import type { Issue } from './issues.js';
 import type { FileReader } from '../aliases/aliases.js';
+import { duplicateKeyIssue, findDuplicateJsonKey, lineColumn, readRegularFile, yamlNestingIssue } from './input.js';
 
 export type ConfigFormat = 'yaml' | 'json';
 
@@ -24,8 +24,9 @@ export function detectFormat(text: string, fileName?: string): ConfigFormat {
  */
 export function parseConfigText(text: string, format: ConfigFormat = detectFormat(text)): { value?: unknown; issues: Issue[] } {
   if (format === 'json') {
+    let value: unknown;
     try {
-      return { value: JSON.parse(text), issues: [] };
+      value = JSON.parse(text);
     } catch (e) {
       const msg = (e as Error).message;
       const pos = /at position (\d+)/.exec(msg);
@@ -33,8 +34,19 @@ export function parseConfigText(text: string, format: ConfigFormat = detectForma
       const path = where ? [`line ${where.line}, column ${where.column}`] : [];
       return { issues: [{ path, message: `invalid JSON: ${msg.replace(/ in JSON at position \d+.*$/, '').replace(/ \(line \d+ column \d+\)$/, '')}` }] };
     }
+    // JSON.parse keeps the last of two equal keys: refuse, like YAML does
+    const dup = findDuplicateJsonKey(text);
+    if (dup) return { issues: [duplicateKeyIssue(dup)] };
+    return { value, issues: [] };
   }
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  const deep = yamlNestingIssue(text);
+  if (deep) return { issues: [deep] };
+  let doc: ReturnType<typeof parseDocument>;
+  try {
+    doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (e) {
+    return { issues: [{ path: [], message: `invalid YAML: ${(e as Error).message}` }] };
+  }
   if (doc.errors.length) {
     return {
       issues: doc.errors.map((err) => {
@@ -43,7 +55,12 @@ export function parseConfigText(text: string, format: ConfigFormat = detectForma
       }),
     };
   }
-  return { value: doc.toJS({ maxAliasCount: 100 }) ?? {}, issues: [] };
+  try {
+    return { value: doc.toJS({ maxAliasCount: 100 }) ?? {}, issues: [] };
+  } catch (e) {
+    // an alias bomb ("excessive alias count") or a document too deep to build
+    return { issues: [{ path: [], message: `invalid YAML: ${(e as Error).message}` }] };
+  }
 }
 
 export interface LoadedConfig {
@@ -63,25 +80,14 @@ export function loadConfigText(text: string, readFile: FileReader = readTextFile
 export function loadConfigFile(path: string, readFile: FileReader = readTextFile): LoadedConfig {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularFile(path);
   } catch (e) {
     return { issues: [{ path: [], message: `cannot read ${path}: ${(e as Error).message}` }] };
   }
   return loadConfigText(text, readFile, detectFormat(text, path));
 }
 
+/** The file reader documents use: regular files only, at most $PATRONUS_MAX_FILE_BYTES (64 MiB). */
 export function readTextFile(path: string): string {
-  return readFileSync(path, 'utf8');
-}
-
-function lineColumn(text: string, offset: number): { line: number; column: number } {
-  let line = 1;
-  let last = -1;
-  for (let i = 0; i < Math.min(offset, text.length); i++) {
-    if (text.charCodeAt(i) === 10) {
-      line++;
-      last = i;
-    }
-  }
-  return { line, column: offset - last };
+  return readRegularFile(path);
 }

@@ -13,11 +13,11 @@
  * Capacity limits are checked here, so an oversize rule set fails
  * validation with a path, never halfway through an apply.
  */
-import { resolveNetworkRef, resolvePortRef, type AliasTable, type PortRange } from '../aliases/aliases.js';
+import { append, resolveNetworkRef, resolvePortRef, type AliasTable, type PortRange } from '../aliases/aliases.js';
 import { prefixBytes, type Prefix } from '../bpf/codecs.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import type { CountryResolver, GeoPrefix } from './geoip.js';
-import { ACTION, BITS_BYTES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LPM_FIELDS, emptyBits, setBit, type LpmField } from './layout.js';
+import { ACTION, BITS_BYTES, FEAT, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LpmField } from './layout.js';
 import { TCP_FLAG_NAMES, type FastpathConfig, type FastpathRuleConfig } from './schema.js';
 
 /** One LPM map's entries: data bytes (without the generation byte), prefix length, rule bits. */
@@ -61,6 +61,8 @@ export interface FastpathDesired {
   /** FILTER_FLAGS_PER_GEN vectors: index = TCP flags byte, 256 = unknown (non-TCP, later fragments) */
   tcpFlags: Buffer[];
   countRules: Buffer;
+  /** which lookups the program makes for this generation, and the vectors of the skipped ones */
+  genConfig: GenConfig;
   capacity: FastpathCapacity;
 }
 
@@ -131,8 +133,8 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
         const p = Array.isArray(rule[side]) ? [...path, side, j] : [...path, side];
         try {
           const r = resolveNetworkRef(ref, aliases);
-          prefixes.push(...r.prefixes);
-          ccs.push(...r.countries.map((cc) => ({ cc, path: p })));
+          append(prefixes, r.prefixes);
+          for (const cc of r.countries) ccs.push({ cc, path: p });
         } catch (e) {
           issues.push({ path: p, message: (e as Error).message });
         }
@@ -142,7 +144,7 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
         const alias = aliases.get(c);
         if (alias) {
           if (alias.type !== 'country') issues.push({ path: p, message: `alias "${c}" is a ${alias.type} alias, not a country alias` });
-          else ccs.push(...alias.countries.map((cc) => ({ cc, path: p })));
+          else for (const cc of alias.countries) ccs.push({ cc, path: p });
         } else if (/^[A-Za-z]{2}$/.test(c)) ccs.push({ cc: c.toUpperCase(), path: p });
         else issues.push({ path: p, message: `"${c}" is neither an ISO country code nor a country alias` });
       });
@@ -176,7 +178,7 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
       const out: PortRange[] = [];
       refs.forEach((ref, j) => {
         try {
-          out.push(...resolvePortRef(ref, aliases));
+          append(out, resolvePortRef(ref, aliases));
         } catch (e) {
           issues.push({ path: Array.isArray(v) ? [...path, field, j] : [...path, field], message: (e as Error).message });
         }
@@ -256,7 +258,34 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
     }
   });
 
-  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, capacity }, issues };
+  const genConfig = genConfigOf(fields, flagsBits, countRules, rules.length);
+  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, capacity }, issues };
+}
+
+/**
+ * Pay per feature: a field whose map holds only its zero-length entry (no
+ * rule constrains it) is not looked up by the program; that entry's vector
+ * is ANDed into the family's base vector instead, which gives the same AND
+ * for every packet. TCP flags likewise when all 257 vectors are equal.
+ */
+export function genConfigOf(fields: Record<LpmField, LpmEntry[]>, tcpFlags: Buffer[], countRules: Buffer, rules: number): GenConfig {
+  const base: [Buffer, Buffer] = [Buffer.alloc(BITS_BYTES, 0xff), Buffer.alloc(BITS_BYTES, 0xff)];
+  const and = (dst: Buffer, v: Buffer) => {
+    for (let i = 0; i < BITS_BYTES; i++) dst[i]! &= v[i]!;
+  };
+  let features = 0;
+  for (const f of LPM_FIELDS) {
+    const only = fields[f].length === 1 && fields[f][0]!.length === 0 ? fields[f][0]!.bits : undefined;
+    if (!only) {
+      features |= FEAT[f];
+      continue;
+    }
+    const fams = f.endsWith('v4') ? [0] : f.endsWith('v6') ? [1] : [0, 1];
+    for (const i of fams) and(base[i]!, only);
+  }
+  if (tcpFlags.some((v) => !v.equals(tcpFlags[0]!))) features |= FEAT.flags;
+  else for (const b of base) and(b, tcpFlags[0]!);
+  return { features, words: Math.ceil(rules / 64), base, count: Buffer.from(countRules) };
 }
 
 /** "syn,!ack" -> value/mask over the TCP flags byte. */

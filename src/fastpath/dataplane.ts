@@ -16,6 +16,7 @@
 import { mkdirSync, existsSync, rmSync, readdirSync, renameSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
+import { currentNetnsInode, netnsExists } from '../system/host.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
 import {
   ACTION,
@@ -23,23 +24,31 @@ import {
   DIR,
   FILTER_COUNTER_SLOTS,
   FILTER_FLAGS_PER_GEN,
+  FILTER_IFACE_ENTRIES,
+  FILTER_IFINDEX_DIRECT,
+  FILTER_MAX_IFACES,
   FILTER_MAX_RULES,
   FILTER_NAME_LEN,
+  GEN_CONFIG_SIZE,
   GEN_META_SIZE,
   IFACE_VALUE_SIZE,
   KEY,
   LPM_FIELDS,
   MAP_NAMES,
+  RATE_KEY_SIZE,
   RULE_ACTION_SIZE,
   RULE_STAT_SIZE,
   VERDICTS,
   VERDICT_MAX,
   VERDICT_STAT_SIZE,
+  FEAT,
   decodeAction,
+  decodeGenConfig,
+  decodeIfaceValue,
   encodeAction,
-  fieldDataBytes,
-  fieldKeySize,
-  ifaceKey,
+  encodeGenConfig,
+  encodeIfaceValue,
+  ifaceIndex,
   lpmKey,
   type LpmField,
   type MapName,
@@ -70,6 +79,14 @@ export interface DataPlaneOptions {
    * differs). Only apply sets this: observers must never load programs.
    */
   upgrade?: boolean;
+}
+
+/** The pinned data plane belongs to another network namespace (another Patronus instance). */
+export class ForeignDataPlaneError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ForeignDataPlaneError';
+  }
 }
 
 /** The pinned data plane was built with another layout than this build's. */
@@ -149,8 +166,21 @@ export class FastpathDataPlane implements Disposable {
       removePins(`${opts.pinDir}_old`);
     }
     if (existsSync(`${opts.pinDir}/xdp_filter`)) {
+      const here = inNs(currentNetnsInode);
+      const owner = pinOwner(opts.pinDir);
+      if (owner !== undefined && owner !== here) throw foreignOwner(opts.pinDir, owner, here);
       try {
-        return FastpathDataPlane.adopt(opts.pinDir, inNs);
+        const dp = FastpathDataPlane.adopt(opts.pinDir, inNs);
+        if (owner === undefined) {
+          try {
+            dp.checkInterfacesHere(here);
+            if (opts.upgrade) markOwner(opts.pinDir, here);
+          } catch (e) {
+            dp.close();
+            throw e;
+          }
+        }
+        return dp;
       } catch (e) {
         if (!(e instanceof IncompatibleDataPlaneError) || !opts.upgrade) throw e;
         // keep the old pins (and so its programs) until the new programs replaced them
@@ -208,6 +238,7 @@ export class FastpathDataPlane implements Disposable {
     // last, and only then attached): nothing runs from them, start clean
     removePins(opts.pinDir);
     mkdirSync(opts.pinDir, { recursive: true });
+    markOwner(opts.pinDir, inNs(currentNetnsInode));
     using xobj = BpfObject.open('xdp_filter');
     for (const name of MAP_NAMES) xobj.setMapPinPath(name, `${opts.pinDir}/${name}`);
     if (cap.prefixes) for (const f of ['src_v4', 'dst_v4', 'src_v6', 'dst_v6']) xobj.setMapMaxEntries(f, 2 * cap.prefixes);
@@ -292,6 +323,7 @@ export class FastpathDataPlane implements Disposable {
         if (v) this.maps[m].set(k, v);
       }
     }
+    this.syncBlockActive();
   }
 
   /** The generation packets are classified against now (0 or 1). */
@@ -337,12 +369,12 @@ export class FastpathDataPlane implements Disposable {
     const removed: Record<string, number> = {};
 
     // counter slots: a rule keeps its slot (and counters) across updates
-    const activeSlots = this.activeRuleSlots(active);
-    const used = new Set(activeSlots.values());
+    const activeRuleSlots = this.activeRuleSlots(active);
+    const used = new Set(activeRuleSlots.values());
     const slots: number[] = [];
     let next = 0;
     for (const r of desired.rules) {
-      let s = activeSlots.get(r.name);
+      let s = activeRuleSlots.get(r.name);
       if (s === undefined) {
         while (used.has(next)) next++;
         s = next;
@@ -362,18 +394,41 @@ export class FastpathDataPlane implements Disposable {
     await this.maps.tcp_flags.setMany(flagKeys.map((k, i) => [k, desired.tcpFlags[i]!] as const));
     written.tcp_flags = flagKeys.length;
 
-    const ifEntries: [Buffer, Buffer][] = [];
+    // interfaces: a slot per interface, stable while it stays configured (the
+    // active generation keeps reading it); every entry of the shadow generation rewritten
+    const activeSlots = this.ifaceSlots(active);
+    const slotOf = new Map<number, number>();
+    const taken = new Set(activeSlots.values());
+    let free = 0;
     for (const i of desired.interfaces) {
       const idx = ifindexes.get(i.name)!;
-      ifEntries.push([ifaceKey(idx, shadow, DIR.ingress), ifaceValue(i.ingress.bits, i.ingress.defaultPolicy, desired.rules.length)]);
-      if (i.egress) ifEntries.push([ifaceKey(idx, shadow, DIR.egress), ifaceValue(i.egressPolicy.bits, i.egressPolicy.defaultPolicy, desired.rules.length)]);
+      if (slotOf.has(idx)) continue;
+      let slot = activeSlots.get(idx);
+      if (slot === undefined) {
+        while (taken.has(free)) free++;
+        if (free >= FILTER_MAX_IFACES) throw new Error(`fastpath: more than ${FILTER_MAX_IFACES} interfaces (with those the active rule set still uses)`);
+        slot = free;
+        taken.add(slot);
+      }
+      slotOf.set(idx, slot);
     }
-    const want = new Set(ifEntries.map(([k]) => k.toString('hex')));
-    const stale = [...this.maps.ifaces.keys()].filter((k) => k[4] === shadow && !want.has(k.toString('hex')));
-    for (const k of stale) this.maps.ifaces.delete(k);
-    for (const [k, v] of ifEntries) this.maps.ifaces.set(k, v);
-    written.ifaces = ifEntries.length;
-    removed.ifaces = stale.length;
+    const cfg = new Map<number, Buffer>();
+    for (const i of desired.interfaces) {
+      const idx = ifindexes.get(i.name)!;
+      const slot = slotOf.get(idx)!;
+      cfg.set(ifaceIndex(shadow, DIR.ingress, slot), encodeIfaceValue(i.ingress.bits, policyAction(i.ingress.defaultPolicy), idx));
+      if (i.egress) cfg.set(ifaceIndex(shadow, DIR.egress, slot), encodeIfaceValue(i.egressPolicy.bits, policyAction(i.egressPolicy.defaultPolicy), idx));
+    }
+    const cfgEntries: [Buffer, Buffer][] = [];
+    for (const dir of [DIR.ingress, DIR.egress]) {
+      for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
+        const at = ifaceIndex(shadow, dir, slot);
+        cfgEntries.push([u32(at), cfg.get(at) ?? Buffer.alloc(IFACE_VALUE_SIZE)]);
+      }
+    }
+    await this.maps.iface_cfg.setMany(cfgEntries);
+    for (const [idx, slot] of slotOf) if (activeSlots.get(idx) !== slot) this.setIfaceSlot(idx, slot);
+    written.ifaces = cfg.size;
 
     const actionEntries: [Buffer, Buffer][] = [];
     for (let i = 0; i < FILTER_MAX_RULES; i++) {
@@ -385,7 +440,7 @@ export class FastpathDataPlane implements Disposable {
     }
     await this.maps.actions.setMany(actionEntries);
     written.actions = desired.rules.length;
-    this.maps.count_rules.set(u32(shadow), desired.countRules);
+    this.maps.gen_config.set(u32(shadow), encodeGenConfig(desired.genConfig));
     const meta = Buffer.alloc(GEN_META_SIZE);
     meta.writeUInt32LE(desired.rules.length, 0);
     LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
@@ -395,9 +450,12 @@ export class FastpathDataPlane implements Disposable {
     this.maps.active.set(u32(0), u32(shadow));
     this.rcuBarrier();
 
+    // interfaces no longer configured: nothing reads their slots now
+    for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
+
     // slots the new rule set does not use are free now: clear their names
     const keep = new Set(slots);
-    for (const s of activeSlots.values()) if (!keep.has(s)) this.maps.rule_names.set(u32(s), Buffer.alloc(FILTER_NAME_LEN));
+    for (const s of activeRuleSlots.values()) if (!keep.has(s)) this.maps.rule_names.set(u32(s), Buffer.alloc(FILTER_NAME_LEN));
 
     return { generation: shadow, written, removed, durationMs: performance.now() - t0 };
   }
@@ -413,6 +471,18 @@ export class FastpathDataPlane implements Disposable {
       if (name) out.set(name, a.slot);
     }
     return out;
+  }
+
+  /** The per-packet lookups a generation makes (pay per feature; see filter_common.h). */
+  lookups(gen = this.generation): (keyof typeof FEAT)[] {
+    const { features } = decodeGenConfig(this.maps.gen_config.get(u32(gen))!);
+    return (Object.keys(FEAT) as (keyof typeof FEAT)[]).filter((k) => features & FEAT[k]);
+  }
+
+  /** Whether the program looks the blocklist of each family up (false while it is empty). */
+  blocklistChecked(): { v4: boolean; v6: boolean } {
+    const get = (i: number) => this.maps.block_active.get(u32(i))!.readUInt32LE(0) !== 0;
+    return { v4: get(0), v6: get(1) };
   }
 
   /** What a generation holds, as the apply that wrote it recorded. */
@@ -506,9 +576,49 @@ export class FastpathDataPlane implements Disposable {
     return modes;
   }
 
-  /** ifindexes present in the ifaces map (either generation). */
+  /**
+   * Pins without an owner mark (from a Patronus before the mark existed):
+   * adopt them only when one of their configured interfaces runs their
+   * program in this namespace (or none is configured), so a data plane of
+   * another namespace sharing the pin root is never taken over.
+   */
+  private checkInterfacesHere(here: number): void {
+    const configured = this.configuredIfindexes();
+    if (configured.length === 0) return;
+    const ours = configured.some((idx) =>
+      this.inNs(() => tryOr(() => queryXdp(idx).progId, 0) === this.xdp.info.id || tryOr(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE), null) === this.tc.info.id),
+    );
+    if (!ours) {
+      throw new ForeignDataPlaneError(
+        `fastpath: refusing to adopt the data plane pinned at ${this.pinDir}: it runs on interfaces (ifindex ${configured.join(', ')}) that are not in this network namespace (net:[${here}]); ` +
+          'another Patronus instance shares this pin root. Give each namespace its own (--netns, or a default pin root per namespace since this version), or remove the pins if that instance is gone',
+      );
+    }
+  }
+
+  /** ifindexes configured in either generation. */
   configuredIfindexes(): number[] {
-    return [...new Set([...this.maps.ifaces.keys()].map((k) => k.readUInt32LE(0)))];
+    return [...new Set([...this.ifaceSlots(0).keys(), ...this.ifaceSlots(1).keys()])];
+  }
+
+  /** ifindex -> slot of the interfaces a generation configures. */
+  private ifaceSlots(gen: number): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const dir of [DIR.ingress, DIR.egress]) {
+      for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
+        const { ifindex } = decodeIfaceValue(this.maps.iface_cfg.get(u32(ifaceIndex(gen, dir, slot)))!);
+        if (ifindex) out.set(ifindex, slot);
+      }
+    }
+    return out;
+  }
+
+  /** Points ifindex at a slot (undefined: at none). */
+  private setIfaceSlot(ifindex: number, slot: number | undefined): void {
+    const v = u32(slot === undefined ? 0 : slot + 1);
+    if (ifindex < FILTER_IFINDEX_DIRECT) this.maps.iface_slots.set(u32(ifindex), v);
+    else if (slot === undefined) this.maps.iface_slots_big.delete(u32(ifindex));
+    else this.maps.iface_slots_big.set(u32(ifindex), v);
   }
 
   private detachFrom(idx: number): void {
@@ -520,7 +630,10 @@ export class FastpathDataPlane implements Disposable {
         return; // interface gone
       }
       if (q.progId === this.xdp.info.id) detachXdp(idx, q.mode === 'generic' ? 'generic' : 'native', this.xdp);
-      if (queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE) !== null) detachTc(idx, 'egress', TC_PRIORITY, TC_HANDLE);
+      // the XDP query answers "nothing attached" for an ifindex that no longer
+      // exists (an interface deleted, or deleted and recreated under a new
+      // ifindex); the tc query fails with ENODEV there: nothing to detach
+      if (tryOr(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE), null) !== null) detachTc(idx, 'egress', TC_PRIORITY, TC_HANDLE);
     });
   }
 
@@ -589,25 +702,27 @@ export class FastpathDataPlane implements Disposable {
   interfaces(): AttachedInterface[] {
     const gen = this.generation;
     const byIdx = new Map<number, AttachedInterface>();
-    for (const k of this.maps.ifaces.keys()) {
-      if (k[4] !== gen) continue;
-      const idx = k.readUInt32LE(0);
-      const v = this.maps.ifaces.get(k)!;
-      const policy = v.readUInt32LE(BITS_BYTES) === ACTION.drop ? 'drop' : 'pass';
-      let e = byIdx.get(idx);
-      if (!e) {
-        // an interface that is gone reports nothing attached
-        const q = this.inNs(() => tryOr(() => queryXdp(idx), { progId: 0, mode: 'none' as const, nativeProgId: 0, genericProgId: 0, offloadProgId: 0 }));
-        const tcId = this.inNs(() => tryOr(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE), null));
-        e = {
-          ifindex: idx,
-          ingress: { defaultPolicy: 'pass', xdpMode: q.progId === this.xdp.info.id ? q.mode : 'none', attached: q.progId === this.xdp.info.id },
-          egress: { enabled: false, defaultPolicy: 'pass', attached: tcId === this.tc.info.id },
-        };
-        byIdx.set(idx, e);
+    for (const dir of [DIR.ingress, DIR.egress]) {
+      for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
+        const v = decodeIfaceValue(this.maps.iface_cfg.get(u32(ifaceIndex(gen, dir, slot)))!);
+        const idx = v.ifindex;
+        if (!idx) continue;
+        const policy = v.defaultAction === ACTION.drop ? 'drop' : 'pass';
+        let e = byIdx.get(idx);
+        if (!e) {
+          // an interface that is gone reports nothing attached
+          const q = this.inNs(() => tryOr(() => queryXdp(idx), { progId: 0, mode: 'none' as const, nativeProgId: 0, genericProgId: 0, offloadProgId: 0 }));
+          const tcId = this.inNs(() => tryOr(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE), null));
+          e = {
+            ifindex: idx,
+            ingress: { defaultPolicy: 'pass', xdpMode: q.progId === this.xdp.info.id ? q.mode : 'none', attached: q.progId === this.xdp.info.id },
+            egress: { enabled: false, defaultPolicy: 'pass', attached: tcId === this.tc.info.id },
+          };
+          byIdx.set(idx, e);
+        }
+        if (dir === DIR.ingress) e.ingress.defaultPolicy = policy;
+        else e.egress = { ...e.egress, enabled: true, defaultPolicy: policy };
       }
-      if (k[5] === DIR.ingress) e.ingress.defaultPolicy = policy;
-      else e.egress = { ...e.egress, enabled: true, defaultPolicy: policy };
     }
     return [...byIdx.values()];
   }
@@ -634,12 +749,34 @@ export class FastpathDataPlane implements Disposable {
     const v = Buffer.alloc(8);
     v.writeBigUInt64LE(ttlSeconds === 0 || ttlSeconds === Infinity ? NEVER : monotonicNs() + BigInt(Math.round(ttlSeconds * 1e9)));
     map.set(key, v);
+    // after the insert: a concurrent clear (syncBlockActive) either sees the entry or is overwritten here
+    this.maps.block_active.set(u32(map === this.maps.block_v4 ? 0 : 1), u32(1));
   }
 
   /** Removes an address from the blocklist; false when it was not listed. */
   unblock(address: string): boolean {
     const { map, key } = this.blockKey(address);
-    return map.delete(key);
+    const had = map.delete(key);
+    this.syncBlockActive();
+    return had;
+  }
+
+  /**
+   * Lets the program skip the blocklist lookup of a family whose list is
+   * empty: flag cleared, then the map read again, so an entry another
+   * process inserted meanwhile (it sets the flag after inserting) is never
+   * left unchecked.
+   */
+  private syncBlockActive(): void {
+    for (const [i, map] of [this.maps.block_v4, this.maps.block_v6].entries()) {
+      const empty = () => map.keys().next().done === true;
+      if (!empty()) {
+        this.maps.block_active.set(u32(i), u32(1));
+        continue;
+      }
+      this.maps.block_active.set(u32(i), u32(0));
+      if (!empty()) this.maps.block_active.set(u32(i), u32(1));
+    }
   }
 
   /** Addresses blocked now (expired entries are removed on the way). */
@@ -662,6 +799,7 @@ export class FastpathDataPlane implements Disposable {
         out.push(exp === NEVER ? { address } : { address, expiresInSeconds: Number(exp - now) / 1e9 });
       }
     }
+    this.syncBlockActive();
     return out;
   }
 
@@ -695,6 +833,36 @@ export class FastpathDataPlane implements Disposable {
   }
 }
 
+/**
+ * Ownership mark of a pin directory: an empty bpffs directory
+ * owner_netns_<INODE> naming the network namespace whose interfaces the data
+ * plane serves (bpffs holds no regular files, and refuses dots in names).
+ */
+const OWNER_MARK = /^owner_netns_(\d+)$/;
+
+function pinOwner(pinDir: string): number | undefined {
+  for (const f of readdirSync(pinDir)) {
+    const m = OWNER_MARK.exec(f);
+    if (m) return Number(m[1]);
+  }
+  return undefined;
+}
+
+function markOwner(pinDir: string, inode: number): void {
+  for (const f of readdirSync(pinDir)) if (OWNER_MARK.test(f)) rmSync(`${pinDir}/${f}`, { recursive: true, force: true });
+  mkdirSync(`${pinDir}/owner_netns_${inode}`);
+}
+
+function foreignOwner(pinDir: string, owner: number, here: number): ForeignDataPlaneError {
+  const gone = !netnsExists(owner);
+  return new ForeignDataPlaneError(
+    `fastpath: refusing to adopt the data plane pinned at ${pinDir}: it belongs to network namespace net:[${owner}] and this process is in net:[${here}]. ` +
+      (gone
+        ? `That namespace no longer exists: remove the pins (rm -r ${pinDir}) and apply again.`
+        : 'Two Patronus instances share this pin root: give each its own (--netns NAME, or run each inside its namespace with its own --state-dir).'),
+  );
+}
+
 function supersededProgIds(oldPinDir: string): Set<number> {
   const ids = new Set<number>();
   for (const name of ['xdp_filter', 'tc_filter']) {
@@ -712,7 +880,7 @@ function supersededProgIds(oldPinDir: string): Set<number> {
 /** Removes every pin under pinDir (maps and programs) and the directory. */
 export function removePins(pinDir: string): void {
   if (!existsSync(pinDir)) return;
-  for (const f of readdirSync(pinDir)) unpin(`${pinDir}/${f}`);
+  for (const f of readdirSync(pinDir)) if (!OWNER_MARK.test(f)) unpin(`${pinDir}/${f}`);
   rmSync(pinDir, { recursive: true, force: true });
 }
 
@@ -721,32 +889,45 @@ function openRaw(path: string): RawMap {
   return new BpfMap(h, codecs.bytes(h.info.keySize), codecs.bytes(h.info.valueSize));
 }
 
+/** Key size, value size and (where fixed by the object) entries of every map, as this build expects them. */
+const LAYOUT: Record<MapName, [key: number, value: number, entries?: number]> = {
+  active: [4, 4, 1],
+  rcu_barrier: [4, 4, 1],
+  src_v4: [KEY.v4, BITS_BYTES],
+  dst_v4: [KEY.v4, BITS_BYTES],
+  src_v6: [KEY.v6, BITS_BYTES],
+  dst_v6: [KEY.v6, BITS_BYTES],
+  sport: [KEY.port, BITS_BYTES],
+  dport: [KEY.port, BITS_BYTES],
+  tcp_flags: [4, BITS_BYTES, 2 * FILTER_FLAGS_PER_GEN],
+  iface_slots: [4, 4, FILTER_IFINDEX_DIRECT],
+  iface_slots_big: [4, 4, FILTER_MAX_IFACES],
+  iface_cfg: [4, IFACE_VALUE_SIZE, FILTER_IFACE_ENTRIES],
+  gen_config: [4, GEN_CONFIG_SIZE, 2],
+  block_active: [4, 4, 2],
+  actions: [4, RULE_ACTION_SIZE, 2 * FILTER_MAX_RULES],
+  gen_meta: [4, GEN_META_SIZE, 2],
+  rule_stats: [4, RULE_STAT_SIZE, FILTER_COUNTER_SLOTS],
+  rule_names: [4, FILTER_NAME_LEN, FILTER_COUNTER_SLOTS],
+  verdict_stats: [4, VERDICT_STAT_SIZE, 2 * VERDICT_MAX],
+  rate_state: [RATE_KEY_SIZE, 24],
+  block_v4: [4, 8],
+  block_v6: [16, 8],
+};
+
 function checkLayout(maps: Record<MapName, RawMap>, where: string): void {
-  const expect: Partial<Record<MapName, [number, number]>> = {
-    src_v4: [KEY.v4, BITS_BYTES],
-    src_v6: [KEY.v6, BITS_BYTES],
-    sport: [KEY.port, BITS_BYTES],
-    ifaces: [KEY.iface, IFACE_VALUE_SIZE],
-    actions: [4, RULE_ACTION_SIZE],
-    rule_stats: [4, RULE_STAT_SIZE],
-  };
-  for (const [name, [k, v]] of Object.entries(expect) as [MapName, [number, number]][]) {
+  for (const name of MAP_NAMES) {
+    const [k, v, n] = LAYOUT[name];
     const info = maps[name].info;
     if (info.keySize !== k || info.valueSize !== v) {
       throw new IncompatibleDataPlaneError(`fastpath: map ${name} at ${where} has key/value ${info.keySize}/${info.valueSize} bytes, this build expects ${k}/${v} (the BPF object and src/fastpath/layout.ts disagree, or the pinned data plane is from another version)`);
     }
+    if (n !== undefined && info.maxEntries !== n) throw new IncompatibleDataPlaneError(`fastpath: map ${name} at ${where} holds ${info.maxEntries} entries; this build expects ${n}`);
   }
-  if (maps.actions.info.maxEntries !== 2 * FILTER_MAX_RULES) throw new IncompatibleDataPlaneError(`fastpath: map actions at ${where} holds ${maps.actions.info.maxEntries} entries; this build expects ${2 * FILTER_MAX_RULES}`);
-  void fieldDataBytes;
-  void fieldKeySize;
 }
 
-function ifaceValue(bits: Buffer, policy: 'pass' | 'drop', rules: number): Buffer {
-  const v = Buffer.alloc(IFACE_VALUE_SIZE);
-  bits.copy(v, 0);
-  v.writeUInt32LE(policy === 'drop' ? ACTION.drop : ACTION.pass, BITS_BYTES);
-  v.writeUInt32LE(Math.ceil(rules / 64), BITS_BYTES + 4); // words the program reads
-  return v;
+function policyAction(policy: 'pass' | 'drop'): number {
+  return policy === 'drop' ? ACTION.drop : ACTION.pass;
 }
 
 function tryOr<T>(fn: () => T, fallback: T): T {

@@ -41,11 +41,27 @@ export const KEY = {
   v4: 12, // u32 prefixlen, gen, addr[4], pad[3]
   v6: 24, // u32 prefixlen, gen, addr[16], pad[3]
   port: 8, // u32 prefixlen, gen, proto, port[2]
-  iface: 8, // u32 ifindex, gen, dir, u16 pad
 } as const;
 
+/** Interfaces: slot arrays instead of a hash on the hot path (see filter_common.h). */
+export const FILTER_MAX_IFACES = 256;
+export const FILTER_IFINDEX_DIRECT = 65536;
+export const FILTER_IFACE_ENTRIES = 2 * 2 * FILTER_MAX_IFACES;
+
+/** gen_config.features: which field lookups a generation needs (enum filter_feature). */
+export const FEAT = {
+  src_v4: 1 << 0,
+  dst_v4: 1 << 1,
+  src_v6: 1 << 2,
+  dst_v6: 1 << 3,
+  sport: 1 << 4,
+  dport: 1 << 5,
+  flags: 1 << 6,
+} as const satisfies Record<LpmField | 'flags', number>;
+
 export const RULE_ACTION_SIZE = 40; // u32 action, u32 slot, u64 pps, pkt_burst, bps, byte_burst
-export const IFACE_VALUE_SIZE = BITS_BYTES + 8;
+export const IFACE_VALUE_SIZE = BITS_BYTES + 8; // bits, u32 default_action, u32 ifindex
+export const GEN_CONFIG_SIZE = 8 + 3 * BITS_BYTES; // u32 features, u32 words, base[2], count
 export const RULE_STAT_SIZE = 24;
 export const GEN_META_SIZE = 32; // u32 rules, u32 lpm_entries[6], pad
 export const VERDICT_STAT_SIZE = 16;
@@ -59,9 +75,12 @@ export const MAP_NAMES = [
   'rcu_barrier',
   ...LPM_FIELDS,
   'tcp_flags',
-  'ifaces',
+  'iface_slots',
+  'iface_slots_big',
+  'iface_cfg',
+  'gen_config',
+  'block_active',
   'actions',
-  'count_rules',
   'gen_meta',
   'rule_stats',
   'rule_names',
@@ -90,12 +109,48 @@ export function lpmKey(f: LpmField, gen: number, data: Buffer, len: number): Buf
   return k;
 }
 
-export function ifaceKey(ifindex: number, gen: number, dir: number): Buffer {
-  const k = Buffer.alloc(KEY.iface);
-  k.writeUInt32LE(ifindex, 0);
-  k[4] = gen;
-  k[5] = dir;
-  return k;
+/** iface_cfg index of (generation, direction, slot). */
+export function ifaceIndex(gen: number, dir: number, slot: number): number {
+  return (gen * 2 + dir) * FILTER_MAX_IFACES + slot;
+}
+
+export function encodeIfaceValue(bits: Buffer, defaultAction: number, ifindex: number): Buffer {
+  const v = Buffer.alloc(IFACE_VALUE_SIZE);
+  bits.copy(v, 0);
+  v.writeUInt32LE(defaultAction, BITS_BYTES);
+  v.writeUInt32LE(ifindex, BITS_BYTES + 4);
+  return v;
+}
+
+export function decodeIfaceValue(b: Buffer): { bits: Buffer; defaultAction: number; ifindex: number } {
+  return { bits: b.subarray(0, BITS_BYTES), defaultAction: b.readUInt32LE(BITS_BYTES), ifindex: b.readUInt32LE(BITS_BYTES + 4) };
+}
+
+export interface GenConfig {
+  features: number;
+  words: number;
+  /** [IPv4, IPv6]: AND of the vectors of the fields the program does not look up */
+  base: [Buffer, Buffer];
+  count: Buffer;
+}
+
+export function encodeGenConfig(c: GenConfig): Buffer {
+  const b = Buffer.alloc(GEN_CONFIG_SIZE);
+  b.writeUInt32LE(c.features, 0);
+  b.writeUInt32LE(c.words, 4);
+  c.base[0].copy(b, 8);
+  c.base[1].copy(b, 8 + BITS_BYTES);
+  c.count.copy(b, 8 + 2 * BITS_BYTES);
+  return b;
+}
+
+export function decodeGenConfig(b: Buffer): GenConfig {
+  return {
+    features: b.readUInt32LE(0),
+    words: b.readUInt32LE(4),
+    base: [Buffer.from(b.subarray(8, 8 + BITS_BYTES)), Buffer.from(b.subarray(8 + BITS_BYTES, 8 + 2 * BITS_BYTES))],
+    count: Buffer.from(b.subarray(8 + 2 * BITS_BYTES, 8 + 3 * BITS_BYTES)),
+  };
 }
 
 export interface RuleActionValue {

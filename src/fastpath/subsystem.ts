@@ -4,14 +4,14 @@
  * removed, changed against the active generation), apply (adopt or load,
  * write the shadow generation, switch, attach), teardown, status.
  */
-import { probes } from '../bpf/index.js';
-import type { Change, CompileContext, Subsystem } from '../apply/subsystem.js';
+import { probes, queryTc, queryXdp } from '../bpf/index.js';
+import type { Change, CompileContext, DriftFinding, Subsystem } from '../apply/subsystem.js';
 import type { Issue } from '../config/issues.js';
 import type { Host } from '../system/host.js';
 import { compileFastpath, type FastpathCapacity, type FastpathDesired } from './compile.js';
-import { FastpathDataPlane, IncompatibleDataPlaneError } from './dataplane.js';
+import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
-import { LPM_FIELDS, bitList, type LpmField } from './layout.js';
+import { LPM_FIELDS, bitList, lpmKey, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
 
 /** Where a host's fast path is pinned. */
@@ -128,7 +128,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
     using dp = await openFastpath(host);
     const verdicts = dp.verdictCounters();
     return {
-      rules: dp.ruleCounters().map((r) => ({ rule: r.name, action: r.action, packets: r.packets, bytes: r.bytes })),
+      rules: dp.ruleCounters().map((r) => ({ rule: r.name, action: r.action, packets: r.packets, bytes: r.bytes, ...(r.action === 'rate-limit' || r.limited > 0n ? { limited: r.limited } : {}) })),
       verdicts: (['ingress', 'egress'] as const).flatMap((direction) =>
         Object.entries(verdicts[direction]).map(([verdict, c]) => ({ verdict, direction, packets: c.packets, bytes: c.bytes })),
       ),
@@ -136,23 +136,84 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
     };
   },
 
+  /**
+   * JSON-safe (counters as numbers: exact below 2^53): what runs, per
+   * interface by name, with program ids, modes, map fill and counters.
+   */
   async status(host) {
     if (!FastpathDataPlane.isPinned(fastpathPinDir(host))) return { running: false };
     using dp = await openFastpath(host);
+    const names = await linkNames(host);
+    const verdicts = dp.verdictCounters();
+    const num = (c: Record<string, { packets: bigint; bytes: bigint }>) => Object.fromEntries(Object.entries(c).map(([k, v]) => [k, { packets: Number(v.packets), bytes: Number(v.bytes) }]));
     return {
       running: true,
       pinDir: dp.pinDir,
       xdpProgramId: dp.xdp.info.id,
       tcProgramId: dp.tc.info.id,
       generation: dp.generation,
-      interfaces: dp.interfaces(),
-      rules: dp.ruleCounters(),
-      verdicts: dp.verdictCounters(),
+      lookups: dp.lookups(),
+      interfaces: dp.interfaces().map((i) => ({ ...i, name: names.get(i.ifindex) ?? null })),
+      rules: dp.ruleCounters().map((r) => ({ ...r, packets: Number(r.packets), bytes: Number(r.bytes), limited: Number(r.limited) })),
+      verdicts: { ingress: num(verdicts.ingress), egress: num(verdicts.egress) },
       occupancy: dp.occupancy(),
       blocked: dp.listBlocked(),
     };
   },
+
+  /**
+   * Per configured interface: the pinned xdp_filter attached (by program id)
+   * on the interface's current ifindex, which the active ifaces map holds
+   * with the configured policy (an interface deleted and recreated has a new
+   * ifindex: apply follows it); tc egress likewise; the active rule set by
+   * name and order. A data plane left pinned while not configured is drift too.
+   */
+  async drift(desired, host) {
+    const pinDir = fastpathPinDir(host);
+    const pinned = FastpathDataPlane.isPinned(pinDir);
+    if (desired.interfaces.length === 0 && desired.rules.length === 0) return pinned ? [{ object: `data plane ${pinDir}`, reason: 'pinned, but the fast path is not configured' }] : [];
+    if (!pinned) return [{ object: `data plane ${pinDir}`, reason: 'not loaded (no pinned xdp_filter)' }];
+    using dp = await openFastpath(host);
+    const out: DriftFinding[] = [];
+    const links = await linkIndexes(host);
+    const configured = new Map(dp.interfaces().map((i) => [i.ifindex, i]));
+    const xdpId = dp.xdp.info.id;
+    for (const i of desired.interfaces) {
+      const idx = links.get(i.name);
+      if (idx === undefined) {
+        out.push({ object: `xdp ${i.name}`, reason: `interface does not exist (${host.where})`, repairable: false });
+        continue;
+      }
+      const q = host.inNetns(() => queryXdp(idx));
+      if (q.progId !== xdpId) out.push({ object: `xdp ${i.name}`, reason: q.progId ? `runs XDP program id ${q.progId}, not the pinned xdp_filter (id ${xdpId})` : `no XDP program attached (ifindex ${idx}; xdp_filter is id ${xdpId})` });
+      const cfg = configured.get(idx);
+      if (!cfg) out.push({ object: `policy ${i.name}`, reason: `ifindex ${idx} is not in the active ifaces map (it holds ${[...configured.keys()].join(', ') || 'none'}): the interface was recreated?` });
+      else if (cfg.ingress.defaultPolicy !== i.ingress.defaultPolicy) out.push({ object: `policy ${i.name}`, reason: `ingress default ${cfg.ingress.defaultPolicy}, the revision says ${i.ingress.defaultPolicy}` });
+      if (i.egress) {
+        const tcId = host.inNetns(() => queryTc(idx, 'egress', TC_PRIORITY, TC_HANDLE));
+        if (tcId !== dp.tc.info.id) out.push({ object: `tc egress ${i.name}`, reason: tcId ? `runs program id ${tcId}, not tc_filter (id ${dp.tc.info.id})` : `tc_filter not attached (ifindex ${idx})` });
+      }
+    }
+    const running = dp.activeRuleNames();
+    const want = desired.rules.map((r) => r.name);
+    if (running.join('\0') !== want.join('\0')) out.push({ object: 'rules', reason: `active rule set is [${running.join(', ')}], the revision says [${want.join(', ')}]` });
+    return out;
+  },
+
+  configured(desired) {
+    return desired.interfaces.length > 0 || desired.rules.length > 0;
+  },
 };
+
+/** name -> ifindex of every link in the host's namespace (one `ip -j link show`). */
+async function linkIndexes(host: Host): Promise<Map<string, number>> {
+  const r = await host.run('ip', ['-j', 'link', 'show']);
+  return new Map((JSON.parse(r.stdout) as { ifindex: number; ifname: string }[]).map((l) => [l.ifname, l.ifindex]));
+}
+
+async function linkNames(host: Host): Promise<Map<number, string>> {
+  return new Map([...(await linkIndexes(host))].map(([n, i]) => [i, n]));
+}
 
 /** The diff between what runs (active generation) and desired, readable. */
 export async function planAgainst(dp: FastpathDataPlane, desired: FastpathDesired, host: Host): Promise<Change[]> {
@@ -212,12 +273,7 @@ export function capacityChanges(have: FastpathCapacity, want: FastpathCapacity):
 }
 
 function keyOf(f: LpmField, gen: number, data: Buffer, length: number): string {
-  const size = f.endsWith('v4') ? 12 : f.endsWith('v6') ? 24 : 8;
-  const k = Buffer.alloc(size);
-  k.writeUInt32LE(8 + length, 0);
-  k[4] = gen;
-  data.copy(k, 5, 0, f.endsWith('v4') ? 4 : f.endsWith('v6') ? 16 : 3);
-  return k.toString('latin1');
+  return lpmKey(f, gen, data, length).toString('latin1');
 }
 
 function describeKey(f: LpmField, k: Buffer): string {

@@ -5,17 +5,20 @@
  * rolling back) undoes exactly Patronus' own changes and leaves addresses
  * set by others alone. Also reports per-interface counters for /metrics.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Change, Subsystem, SubsystemMetrics } from '../apply/subsystem.js';
+import type { Change, DriftFinding, Subsystem, SubsystemMetrics } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
+import { readSysctl } from '../routing/sysctl.js';
 
 export interface InterfaceDesired {
   name: string;
   index: number;
   addresses?: string[];
   mtu?: number;
+  /** made by the links subsystem (kind:), so it may not exist before this apply */
+  created?: boolean;
 }
 
 export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
@@ -27,6 +30,7 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
       index,
       ...(i.addresses ? { addresses: [...new Set(i.addresses.map(canonicalAddress))] } : {}),
       ...(i.mtu !== undefined ? { mtu: i.mtu } : {}),
+      ...(i.kind ? { created: true } : {}),
     }));
     return { desired, issues: [] };
   },
@@ -35,7 +39,7 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
     const issues: Issue[] = [];
     const links = await readLinks(host);
     for (const d of desired) {
-      if ((d.addresses || d.mtu !== undefined) && !links.has(d.name)) {
+      if ((d.addresses || d.mtu !== undefined) && !links.has(d.name) && !d.created) {
         issues.push({ path: ['interfaces', d.index, 'name'], message: `interface "${d.name}" does not exist (${host.where})` });
       }
     }
@@ -43,7 +47,14 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
   },
 
   async plan(desired, host) {
-    return (await diff(desired, host)).changes;
+    // an interface this apply creates (links subsystem) gets all its settings once it exists
+    const links = await readLinks(host);
+    const pending = desired.filter((d) => d.created && !links.has(d.name));
+    const later: Change[] = pending.flatMap((d) => [
+      ...(d.addresses ?? []).map((a) => ({ action: 'add' as const, object: `address ${a} on ${d.name}` })),
+      ...(d.mtu !== undefined ? [{ action: 'change' as const, object: `mtu of ${d.name}`, detail: `-> ${d.mtu}` }] : []),
+    ]);
+    return [...later, ...(await diff(desired.filter((d) => !pending.includes(d)), host)).changes];
   },
 
   async apply(desired, host) {
@@ -56,7 +67,8 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
         writeState(host, next);
       }
       try {
-        await host.run('ip', step.args);
+        if (step.keepInSubnet?.length) await removeKeepingSubnet(host, step);
+        else await host.run('ip', step.args);
       } catch (e) {
         throw new Error(`interfaces: ${step.change.action} ${step.change.object}: ${(e as Error).message}`);
       }
@@ -75,6 +87,24 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
   async status(host) {
     const links = await readLinks(host);
     return [...links.values()].map((l) => ({ name: l.ifname, up: l.operstate === 'UP' || l.flags?.includes('UP'), mtu: l.mtu, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`) }));
+  },
+
+  /** Every configured address present, every configured MTU set (one `ip -j addr show`). */
+  async drift(desired, host) {
+    const links = await readLinks(host);
+    const out: DriftFinding[] = [];
+    for (const d of desired) {
+      if (!d.addresses?.length && d.mtu === undefined) continue;
+      const link = links.get(d.name);
+      if (!link) {
+        out.push({ object: `interface ${d.name}`, reason: `does not exist (${host.where})`, repairable: false });
+        continue;
+      }
+      const present = new Set((link.addr_info ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+      for (const addr of d.addresses ?? []) if (!present.has(addr)) out.push({ object: `address ${addr} on ${d.name}`, reason: 'missing' });
+      if (d.mtu !== undefined && link.mtu !== d.mtu) out.push({ object: `mtu of ${d.name}`, reason: `${link.mtu}, the revision says ${d.mtu}` });
+    }
+    return out;
   },
 
   async metrics(host): Promise<SubsystemMetrics> {
@@ -116,6 +146,13 @@ interface Step {
   /** record ownership before acting (adds) or after (removals) */
   recordFirst: boolean;
   record(state: OwnedState): void;
+  /**
+   * IPv4 removal: addresses of the same subnet on the device that must
+   * survive it. Deleting a primary address makes the kernel delete its
+   * secondaries unless promote_secondaries is set (see removeKeepingSubnet).
+   */
+  keepInSubnet?: string[];
+  dev?: string;
 }
 
 async function readLinks(host: Host): Promise<Map<string, Link>> {
@@ -169,17 +206,26 @@ async function diff(desired: InterfaceDesired[], host: Host): Promise<{ changes:
     const d = byName.get(dev);
     const keep = new Set(d?.addresses ?? []);
     const present = new Set((link?.addr_info ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+    const removing = new Set([...mine.addresses].filter((a) => !keep.has(a) && present.has(a)));
+    // what the device holds once every step ran: the addresses there now or added above, less the removals
+    const remaining = [...new Set([...present, ...keep])].filter((a) => !removing.has(a));
     for (const addr of new Set(mine.addresses)) {
       if (keep.has(addr)) continue;
       if (!link || !present.has(addr)) {
         own(dev).addresses = own(dev).addresses.filter((a) => a !== addr);
         continue;
       }
+      const keepInSubnet = remaining.filter((a) => sameIpv4Subnet(a, addr));
       steps.push({
-        change: { action: 'remove', object: `address ${addr} on ${dev}` },
+        change: {
+          action: 'remove',
+          object: `address ${addr} on ${dev}`,
+          ...(keepInSubnet.length ? { detail: `${keepInSubnet.join(', ')} in the same subnet kept (promoted if ${addr} is primary)` } : {}),
+        },
         args: ['addr', 'del', addr, 'dev', dev],
         recordFirst: false,
         record: (s) => void (s[dev] && (s[dev].addresses = s[dev].addresses.filter((a) => a !== addr))),
+        ...(keepInSubnet.length ? { keepInSubnet, dev } : {}),
       });
     }
     if (mine.originalMtu !== undefined && d?.mtu === undefined && link) {
@@ -197,6 +243,45 @@ async function diff(desired: InterfaceDesired[], host: Host): Promise<{ changes:
   // addresses present already but asked for are not Patronus' to remove later; keep ownership as is
   for (const dev of Object.keys(next)) if (!next[dev]!.addresses.length && next[dev]!.originalMtu === undefined) delete next[dev];
   return { changes: steps.map((s) => s.change), steps, next };
+}
+
+/**
+ * Removes an IPv4 address while the other addresses of its subnet stay: the
+ * kernel deletes every secondary of a subnet with its primary unless
+ * promote_secondaries is set, so a change 10.92.0.1/24 -> 10.92.0.5/24
+ * (add .5, a secondary, then delete .1) would leave no address at all. The
+ * device's promote_secondaries is 1 for the deletion only and then set back;
+ * afterwards every address that had to stay is checked, and put back if the
+ * kernel dropped it anyway.
+ */
+async function removeKeepingSubnet(host: Host, step: Step): Promise<void> {
+  const dev = step.dev!;
+  const key = `net/ipv4/conf/${dev}/promote_secondaries`;
+  const original = await readSysctl(host, key);
+  if (original !== undefined && original !== '1') await host.run('sysctl', ['-q', '-w', `${key}=1`]);
+  try {
+    await host.run('ip', step.args);
+  } finally {
+    if (original !== undefined && original !== '1') await host.run('sysctl', ['-q', '-w', `${key}=${original}`]);
+  }
+  const addressesNow = async () => new Set((((await readLinks(host)).get(dev)?.addr_info) ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+  let now = await addressesNow();
+  for (const a of step.keepInSubnet!) if (!now.has(a)) await host.run('ip', ['addr', 'add', a, 'dev', dev]);
+  now = await addressesNow();
+  const missing = step.keepInSubnet!.filter((a) => !now.has(a));
+  if (missing.length) throw new Error(`removing ${step.args[2]} from ${dev} also removed ${missing.join(', ')}, which could not be added back`);
+}
+
+/** Both IPv4, and the first address's subnet holds the second. */
+function sameIpv4Subnet(a: string, b: string): boolean {
+  if (a.includes(':') || b.includes(':')) return false;
+  const [addrA, lenA] = a.split('/');
+  const [addrB, lenB] = b.split('/');
+  if (lenA !== lenB) return false;
+  const bits = Number(lenA);
+  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+  const num = (x: string) => x.split('.').reduce((n, o) => ((n << 8) | Number(o)) >>> 0, 0);
+  return ((num(addrA!) & mask) >>> 0) === ((num(addrB!) & mask) >>> 0);
 }
 
 function canonicalAddress(text: string): string {
@@ -217,10 +302,27 @@ function readState(host: Host): OwnedState {
   }
 }
 
-/** write + rename: a crash never leaves a half-written state file */
+/**
+ * write + rename: a crash never leaves a half-written state file. Unchanged
+ * state is not written; on a full disk (no room for the copy) the file is
+ * overwritten in place (its own pages are reused) rather than failing a
+ * rollback that only needs to record what it restored.
+ */
 function writeState(host: Host, state: OwnedState): void {
   mkdirSync(host.stateDir, { recursive: true });
+  const text = JSON.stringify(state);
+  try {
+    if (readFileSync(statePath(host), 'utf8') === text) return;
+  } catch {
+    // missing or unreadable: write it
+  }
   const tmp = `${statePath(host)}.tmp`;
-  writeFileSync(tmp, JSON.stringify(state));
-  renameSync(tmp, statePath(host));
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, statePath(host));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+    rmSync(tmp, { force: true });
+    writeFileSync(statePath(host), text);
+  }
 }

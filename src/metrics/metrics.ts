@@ -5,9 +5,11 @@
  * exposed under one naming scheme:
  *
  *   patronus_rule_packets_total / _bytes_total        {subsystem, rule, action}
+ *   patronus_rule_rate_limited_packets_total          {subsystem, rule}  (rate-limit rules: packets over the limit, dropped)
  *   patronus_verdict_packets_total / _bytes_total     {subsystem, direction, verdict}
  *   patronus_map_entries / patronus_map_capacity_entries {subsystem, map}
- *   patronus_service_up                               {service}
+ *   patronus_service_up                               {service}  (configured services only)
+ *   patronus_drift {subsystem} (objects not as the running revision says), patronus_drift_repairs_total {subsystem, result}
  *   patronus_ids_alerts_total {subsystem, signature_id, signature, severity}, patronus_ids_blocks_total
  *   patronus_interface_{receive,transmit}_{packets,bytes}_total, patronus_interface_up {interface}
  *   patronus_bgp_peer_{established,prefixes_received,prefixes_sent} {peer, afi}, patronus_ospf_neighbor_full {router_id, interface}
@@ -23,6 +25,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine } from '../apply/engine.js';
 import type { SubsystemMetrics } from '../apply/subsystem.js';
+import type { DriftMonitor } from '../drift/monitor.js';
 
 export interface Metrics {
   registry: Registry;
@@ -34,14 +37,18 @@ export interface Snapshot {
   bySubsystem: { subsystem: string; metrics?: SubsystemMetrics; error?: string }[];
 }
 
-export function createMetrics(engine: Engine, opts: { processMetrics?: boolean } = {}): Metrics {
+/**
+ * drift: the server's drift monitor; with it, patronus_drift is exported and
+ * patronus_service_up only lists services the running revision configures.
+ */
+export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; drift?: DriftMonitor } = {}): Metrics {
   const registry = new Registry();
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'patronus_' });
 
   // one read of the kernel per scrape: every collector of the scrape awaits the same promise
   let inflight: Promise<Snapshot> | undefined;
   const snapshot = (): Promise<Snapshot> => {
-    inflight ??= readSnapshot(engine).finally(() => setImmediate(() => (inflight = undefined)));
+    inflight ??= readSnapshot(engine, opts.drift).finally(() => setImmediate(() => (inflight = undefined)));
     return inflight;
   };
 
@@ -65,6 +72,9 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   });
   counter('patronus_rule_bytes_total', 'Bytes of packets that matched a rule', ['subsystem', 'rule', 'action'], (c, s) => {
     for (const { subsystem, m } of each(s)) for (const r of m.rules ?? []) c.inc({ subsystem, rule: r.rule, action: r.action ?? '' }, Number(r.bytes));
+  });
+  counter('patronus_rule_rate_limited_packets_total', 'Packets a rate-limit rule dropped for being over its limit', ['subsystem', 'rule'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const r of m.rules ?? []) if (r.limited !== undefined) c.inc({ subsystem, rule: r.rule }, Number(r.limited));
   });
   counter('patronus_verdict_packets_total', 'Packets by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
     for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.packets));
@@ -154,6 +164,26 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
     for (const x of s.bySubsystem) g.set({ subsystem: x.subsystem }, x.error ? 0 : 1);
   });
 
+  const drift = opts.drift;
+  if (drift) {
+    new Gauge({
+      name: 'patronus_drift',
+      help: 'Objects of a subsystem that are not as the running revision says (0: none); any > 0 makes /healthz 503',
+      labelNames: ['subsystem'],
+      registers: [registry],
+      async collect() {
+        const r = await drift.check();
+        this.reset();
+        for (const name of r.checked) this.set({ subsystem: name }, 0);
+        for (const i of r.items) this.inc({ subsystem: i.subsystem });
+      },
+    });
+    const repairs = new Counter({ name: 'patronus_drift_repairs_total', help: 'Drift repairs by subsystem and result (ok, failed)', labelNames: ['subsystem', 'result'], registers: [registry] });
+    drift.on('report', (r) => {
+      for (const x of r.repairs) repairs.inc({ subsystem: x.subsystem, result: x.ok ? 'ok' : 'failed' });
+    });
+  }
+
   const duration = new Histogram({
     name: 'patronus_apply_duration_seconds',
     help: 'Time to apply a revision (including rollback when it failed)',
@@ -195,13 +225,17 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean }
   return { registry, snapshot };
 }
 
-async function readSnapshot(engine: Engine): Promise<Snapshot> {
+async function readSnapshot(engine: Engine, drift: DriftMonitor | undefined): Promise<Snapshot> {
+  // a service the running revision does not configure has no patronus_service_up series (no false 0s)
+  const compiled = drift?.committed().compiled;
   const bySubsystem = await Promise.all(
     engine.subsystems
       .filter((s) => s.metrics)
       .map(async (s) => {
         try {
-          return { subsystem: s.name, metrics: await s.metrics!(engine.host) };
+          const metrics = await s.metrics!(engine.host);
+          if (compiled && s.configured && metrics.services && !s.configured(compiled.desired.get(s.name))) delete metrics.services;
+          return { subsystem: s.name, metrics };
         } catch (e) {
           return { subsystem: s.name, error: (e as Error).message };
         }

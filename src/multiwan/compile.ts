@@ -71,7 +71,12 @@ export interface MwanDesired {
   policies: MwanPolicy[];
   rulePriority: number;
   tableBase: number;
+  /** the group that owns the main table's IPv4 default route (protocol DEFAULT_ROUTE_PROTO) */
+  defaultRoute?: string;
 }
+
+/** rtnetlink protocol of the default route a gateway group owns (static routes use 249, src/routing/routes.ts). */
+export const DEFAULT_ROUTE_PROTO = 248;
 
 /** Which gateways are usable right now (by name). */
 export type GatewayUp = ReadonlyMap<string, boolean>;
@@ -147,7 +152,15 @@ export function compileGateways(ctx: CompileContext): { desired: MwanDesired; is
     return { name: p.name, group: p.group, match };
   });
 
-  return { desired: { enabled: gateways.length > 0, gateways, groups, policies, rulePriority: cfg.rulePriority, tableBase: cfg.tableBase }, issues };
+  if (cfg.defaultRoute !== undefined) {
+    if (!groupNames.has(cfg.defaultRoute)) issues.push({ path: [...base, 'defaultRoute'], message: `unknown group "${cfg.defaultRoute}" (groups: ${[...groupNames].join(', ') || 'none'})` });
+    const clash = ctx.config.routing.routes.findIndex((r) => r.prefix.trim() === '0.0.0.0/0' && (r.metric ?? 0) === 0);
+    if (clash >= 0) issues.push({ path: [...base, 'defaultRoute'], message: `routing.routes[${clash}] is the IPv4 default route already: one owner (or give that route a metric)` });
+  }
+  return {
+    desired: { enabled: gateways.length > 0, gateways, groups, policies, rulePriority: cfg.rulePriority, tableBase: cfg.tableBase, ...(cfg.defaultRoute !== undefined ? { defaultRoute: cfg.defaultRoute } : {}) },
+    issues,
+  };
 }
 
 /**
@@ -216,6 +229,26 @@ export function renderGroupUpdate(d: MwanDesired, up: GatewayUp): string {
   return d.groups
     .map((g) => `flush chain ${MWAN_FAMILY} ${MWAN_TABLE} group_${g.name}\n${groupChainRules(g, d.gateways, up).map((r) => `add rule ${MWAN_FAMILY} ${MWAN_TABLE} group_${g.name} ${r}\n`).join('')}`)
     .join('');
+}
+
+/**
+ * `ip route replace` arguments for the main table's default route owned by
+ * d.defaultRoute: the group's active members (a weighted multipath route
+ * when several share the tier); with none up, every member of its first
+ * tier (a route that may work beats none). Undefined: no group owns it.
+ */
+export function defaultRouteArgs(d: MwanDesired, up: GatewayUp): string[] | undefined {
+  const group = d.enabled && d.defaultRoute !== undefined ? d.groups.find((g) => g.name === d.defaultRoute) : undefined;
+  if (!group) return undefined;
+  let members = activeMembers(group, up);
+  if (!members.length) {
+    const first = Math.min(...group.members.map((m) => m.tier));
+    members = group.members.filter((m) => m.tier === first);
+  }
+  const gws = members.map((m) => ({ m, g: d.gateways.find((g) => g.name === m.gateway)! })).filter((x) => x.g);
+  const head = ['-4', 'route', 'replace', 'default', 'proto', String(DEFAULT_ROUTE_PROTO)];
+  if (gws.length === 1) return [...head, 'via', gws[0]!.g.nextHop, 'dev', gws[0]!.g.interface];
+  return [...head, ...gws.flatMap(({ m, g }) => ['nexthop', 'via', g.nextHop, 'dev', g.interface, 'weight', String(m.weight)])];
 }
 
 /** ip rules wanted, as `ip rule add` arguments (after "add"), keyed by preference. */

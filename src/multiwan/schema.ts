@@ -72,6 +72,9 @@ export const gatewaysSchema = z
     gateways: z.array(gatewaySchema).default([]).describe('WAN gateways'),
     groups: z.array(groupSchema).default([]).describe('gateway groups (failover tiers, load-balancing weights)'),
     policies: z.array(policySchema).default([]).describe('which new connections use which group, first match wins'),
+    defaultRoute: name
+      .optional()
+      .describe("a gateway group that owns the main table's IPv4 default route (protocol 248): via its active members (several: a weighted multipath route), moved on every health change; traffic no policy matches (the gateway's own included) follows it"),
     tableBase: z.number().int().min(1).max(0x7fff0000).default(200).describe('routing table of gateway n (1-based, in list order) is tableBase + n'),
     rulePriority: z.number().int().min(1).max(32000).default(10000).describe('ip rule preferences: rulePriority (main table without its default), + n (mark of gateway n), + 256 + 4n (WAN source addresses); only rules Patronus added itself are ever removed'),
   })

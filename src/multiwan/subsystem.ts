@@ -16,6 +16,7 @@ import type { Subsystem, Change, CompileContext } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { GATEWAY_MARK_MASK, hex } from '../nft/marks.js';
+import { withLiveCounters } from '../nft/carry.js';
 import { runScript, listTable, canonicalTable, diffTables, countersFromJson } from '../nft/subsystem.js';
 import {
   compileGateways,
@@ -23,6 +24,8 @@ import {
   renderGroupUpdate,
   wantedRules,
   activeMembers,
+  defaultRouteArgs,
+  DEFAULT_ROUTE_PROTO,
   MWAN_FAMILY,
   MWAN_TABLE,
   type MwanDesired,
@@ -72,6 +75,10 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
       const l = await host.run('ip', ['-j', 'link', 'show', 'dev', g.interface], { reject: false });
       if (l.exitCode !== 0) issues.push({ path: ['gateways', 'gateways', i, 'interface'], message: `interface ${g.interface} does not exist (${host.where})` });
     }
+    if (desired.defaultRoute !== undefined) {
+      const other = (await mainDefaults(host)).find((r) => r.protocol !== String(DEFAULT_ROUTE_PROTO) && (r.metric ?? 0) === 0);
+      if (other) issues.push({ path: ['gateways', 'defaultRoute'], message: `the main table has a default route that is not this group's (${other.gateway ? `via ${other.gateway}, ` : ''}protocol ${other.protocol ?? 'boot'}) (${host.where}): remove it, or give it a metric, for group "${desired.defaultRoute}" to own the default route` });
+    }
     return issues;
   },
 
@@ -90,6 +97,10 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
       if (!routes.some((x) => x.gateway === g.nextHop && x.dev === g.interface)) changes.push({ action: 'change', object: `route table ${g.table}`, detail: `default via ${g.nextHop} dev ${g.interface} (gateway ${g.name})` });
     }
     const run = running.get(key(host));
+    const dr = defaultRouteArgs(desired, run?.monitor.up() ?? new Map<string, boolean>());
+    const haveDr = (await mainDefaults(host)).find((r) => r.protocol === String(DEFAULT_ROUTE_PROTO));
+    if (dr && !sameDefault(haveDr, dr)) changes.push({ action: haveDr ? 'change' : 'add', object: 'main table default route', detail: `group ${desired.defaultRoute}: ${dr.slice(6).join(' ')}` });
+    if (!dr && haveDr) changes.push({ action: 'remove', object: 'main table default route', detail: `protocol ${DEFAULT_ROUTE_PROTO}` });
     if (desired.enabled && !run) changes.push({ action: 'start', object: 'gateway monitor', detail: desired.gateways.map((g) => `${g.name}: ${g.monitor.method} ${g.monitor.target} every ${g.monitor.intervalMs} ms, detection <= ${g.detectionMs} ms`).join('; ') });
     if (!desired.enabled && run) changes.push({ action: 'stop', object: 'gateway monitor' });
     return changes;
@@ -120,8 +131,9 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
       if (r.exitCode !== 0) throw new Error(`gateway ${g.name}: cannot route via ${g.nextHop} dev ${g.interface} in table ${g.table} (${host.where}): ${r.stderr.trim()}`);
     }
     const up: GatewayUp = new Map(desired.gateways.map((g) => [g.name, initial.get(g.name) !== 'down']));
-    await runScript(host, renderMwanScript(desired, up), 'apply multi-WAN table');
+    await runScript(host, await withLiveCounters(host, renderMwanScript(desired, up), MWAN_FAMILY, MWAN_TABLE), 'apply multi-WAN table');
     const rules = await convergeRules(host, desired, applied);
+    await convergeDefaultRoute(host, desired, up);
     // tables no longer used
     for (const t of applied.tables) if (!desired.gateways.some((g) => g.table === t)) await host.run('ip', ['route', 'flush', 'table', String(t)], { reject: false });
     writeApplied(host, { tables: desired.gateways.map((g) => g.table), rules });
@@ -130,7 +142,8 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
       host,
       desired.gateways,
       async (now, event) => {
-        await runScript(host, renderGroupUpdate(desired, now), 'update gateway groups');
+        await runScript(host, await withLiveCounters(host, renderGroupUpdate(desired, now), MWAN_FAMILY, MWAN_TABLE), 'update gateway groups');
+        await convergeDefaultRoute(host, desired, now);
         const g = desired.gateways.find((x) => x.name === event.gateway);
         if (g && event.state === 'down' && g.flushStatesOnDown) {
           // after the groups changed: the flows' next packets are decided afresh, onto a live gateway
@@ -273,7 +286,45 @@ async function deleteRuleBySig(host: Host, h: { pref: number; sig: string }): Pr
   if (r.exitCode !== 0 && !/No such file/.test(r.stderr)) throw new Error(`cannot remove ip rule ${h.pref} (${host.where}): ${r.stderr.trim()}`);
 }
 
+interface DefaultRouteJson {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  metric?: number;
+  nexthops?: { gateway: string; dev: string; weight?: number }[];
+}
+
+async function mainDefaults(host: Host): Promise<DefaultRouteJson[]> {
+  const r = await host.run('ip', ['-4', '-j', 'route', 'show', 'table', 'main', 'default'], { reject: false });
+  if (r.exitCode !== 0) throw new Error(`ip route show default failed (${host.where}): ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout || '[]') as DefaultRouteJson[];
+}
+
+/** Whether the kernel's route already is what `args` (defaultRouteArgs) would install. */
+function sameDefault(have: DefaultRouteJson | undefined, args: string[]): boolean {
+  if (!have) return false;
+  const hops = have.nexthops?.length ? have.nexthops.map((h) => ['nexthop', 'via', h.gateway, 'dev', h.dev, 'weight', String(h.weight ?? 1)]).flat() : ['via', have.gateway ?? '', 'dev', have.dev ?? ''];
+  return hops.join(' ') === args.slice(6).join(' ');
+}
+
+/** The group-owned default route (protocol 248) as health says now; removed when no group owns it. */
+async function convergeDefaultRoute(host: Host, d: MwanDesired | undefined, up: GatewayUp): Promise<void> {
+  const args = d ? defaultRouteArgs(d, up) : undefined;
+  const have = (await mainDefaults(host)).find((r) => r.protocol === String(DEFAULT_ROUTE_PROTO));
+  if (args) {
+    if (sameDefault(have, args)) return;
+    const r = await host.run('ip', args, { reject: false });
+    if (r.exitCode !== 0) throw new Error(`gateway group ${d!.defaultRoute}: cannot set the default route (${args.slice(6).join(' ')}) (${host.where}): ${r.stderr.trim()}`);
+    return;
+  }
+  if (!have) return;
+  const r = await host.run('ip', ['-4', 'route', 'del', 'default', 'proto', String(DEFAULT_ROUTE_PROTO)], { reject: false });
+  if (r.exitCode !== 0 && !/No such process/.test(r.stderr)) throw new Error(`cannot remove the group-owned default route (${host.where}): ${r.stderr.trim()}`);
+}
+
 async function removeAll(host: Host, d: MwanDesired | undefined, applied: Applied): Promise<void> {
+  await convergeDefaultRoute(host, undefined, new Map());
   await runScript(host, `add table ${MWAN_FAMILY} ${MWAN_TABLE}\ndelete table ${MWAN_FAMILY} ${MWAN_TABLE}\n`, 'remove multi-WAN table');
   for (const h of (await ruleChanges(host, undefined, applied)).remove) await deleteRuleBySig(host, h);
   const tables = new Set([...applied.tables, ...(d?.gateways.map((g) => g.table) ?? [])]);

@@ -27,8 +27,8 @@
  */
 import type { CompileContext, ServiceOpening } from '../apply/subsystem.js';
 import type { Issue, IssuePath } from '../config/issues.js';
-import { resolveNetworkRef, resolvePortRef, type PortRange } from '../aliases/aliases.js';
-import { formatPrefix, type Prefix } from '../bpf/codecs.js';
+import { append, resolveNetworkRef, resolvePortRef, type PortRange } from '../aliases/aliases.js';
+import { formatPrefix, prefixBytes, type Prefix } from '../bpf/codecs.js';
 import { HAIRPIN_MARK, hex } from './marks.js';
 import type { FirewallConfig, RuleConfig, Verdict } from './schema.js';
 
@@ -164,18 +164,27 @@ class Compiler {
       const l4 = l4match(pf.protocol);
       const tport = pf.targetPort ?? firstPort(pf.port);
       const tports = typeof pf.port === 'string' ? `${tport}-${tport + portSpan(pf.port)}` : String(tport);
+      const fam = pfFamily(pf.target);
+      const ip = fam === 4 ? 'ip' : 'ip6';
       const src = this.addrList(pf.source, [...path, 'source']);
-      if (src && !src.v4) this.issue([...path, 'source'], 'a port forward is IPv4: source needs at least one IPv4 prefix');
-      const s = src?.v4 ? `ip saddr ${src.v4} ` : '';
+      const srcFam = fam === 4 ? src?.v4 : src?.v6;
+      if (src && !srcFam) this.issue([...path, 'source'], `this port forward is IPv${fam} (its target): source needs at least one IPv${fam} prefix`);
+      if (pf.destination && pfFamily(pf.destination) !== fam) this.issue([...path, 'destination'], `destination ${pf.destination} and target ${pf.target} are not of one family`);
+      const s = srcFam ? `${ip} saddr ${srcFam} ` : '';
       this.add('pf', pf.name, path);
-      out.push(`iifname ${q(pf.interface)} ${s}ip daddr ${pf.target} ${l4} th dport ${tports} ct status dnat ${this.log(pf.log)}counter accept ${this.comment('pf', pf.name, 'filter')}`);
+      out.push(`iifname ${q(pf.interface)} ${s}${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat ${this.log(pf.log)}counter accept ${this.comment('pf', pf.name, 'filter')}`);
       if (pf.hairpin) {
-        out.push(`meta mark & ${hex(HAIRPIN_MARK)} == ${hex(HAIRPIN_MARK)} ip daddr ${pf.target} ${l4} th dport ${tports} ct status dnat counter accept ${this.comment('pf', pf.name, 'hairpin-filter')}`);
+        out.push(`meta mark & ${hex(HAIRPIN_MARK)} == ${hex(HAIRPIN_MARK)} ${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat counter accept ${this.comment('pf', pf.name, 'hairpin-filter')}`);
       }
     });
     this.fw.rules.forEach((r, i) => {
       if (r.enabled && r.direction === 'forward') out.push(...this.rule(r, [...BASE, 'rules', i]));
     });
+    // with br_netfilter, frames bridged between a bridge's ports pass here as bridge -> bridge: a
+    // bridge is one segment of its zone, so they pass like a switch would (rules above can still drop)
+    for (const i of this.ctx.config.interfaces) {
+      if (i.kind === 'bridge') out.push(`iifname ${q(i.name)} oifname ${q(i.name)} ${this.count('builtin', `bridge-${i.name}`)}accept ${this.comment('builtin', `bridge-${i.name}`)}`);
+    }
     out.push(...this.zonePolicies('forward'));
     return out;
   }
@@ -189,15 +198,20 @@ class Compiler {
     this.fw.portForwards.forEach((pf, i) => {
       const path = [...BASE, 'portForwards', i];
       const l4 = l4match(pf.protocol);
-      const to = pf.targetPort === undefined ? pf.target : `${pf.target}:${typeof pf.port === 'string' ? `${pf.targetPort}-${pf.targetPort + portSpan(pf.port)}` : pf.targetPort}`;
-      // without a fixed external address: any address of the gateway itself
-      const dst = pf.destination ? `ip daddr ${pf.destination}` : 'meta nfproto ipv4 fib daddr type local';
+      const fam = pfFamily(pf.target);
+      const ip = fam === 4 ? 'ip' : 'ip6';
+      // an IPv6 address with a port is written [addr]:port
+      const addr = fam === 4 ? pf.target : `[${pf.target}]`;
+      const to = pf.targetPort === undefined ? pf.target : `${addr}:${typeof pf.port === 'string' ? `${pf.targetPort}-${pf.targetPort + portSpan(pf.port)}` : pf.targetPort}`;
+      // without a fixed external address: any address of the gateway itself (of the target's family)
+      const dst = pf.destination ? `${ip} daddr ${pf.destination}` : `meta nfproto ipv${fam} fib daddr type local`;
       const src = this.addrList(pf.source, [...path, 'source']);
-      const s = src?.v4 ? `ip saddr ${src.v4} ` : '';
-      out.push(`iifname ${q(pf.interface)} ${s}${dst} ${l4} th dport ${portText(pf.port)} counter dnat ip to ${to} ${this.comment('pf', pf.name, 'dnat')}`);
+      const srcFam = fam === 4 ? src?.v4 : src?.v6;
+      const s = srcFam ? `${ip} saddr ${srcFam} ` : '';
+      out.push(`iifname ${q(pf.interface)} ${s}${dst} ${l4} th dport ${portText(pf.port)} counter dnat ${ip} to ${to} ${this.comment('pf', pf.name, 'dnat')}`);
       if (pf.hairpin) {
         out.push(
-          `iifname != ${q(pf.interface)} iifname @managed ${s}${pf.destination ? `ip daddr ${pf.destination}` : 'meta nfproto ipv4 fib daddr type local'} ${l4} th dport ${portText(pf.port)} counter meta mark set meta mark | ${hex(HAIRPIN_MARK)} dnat ip to ${to} ${this.comment('pf', pf.name, 'hairpin-dnat')}`,
+          `iifname != ${q(pf.interface)} iifname @managed ${s}${dst} ${l4} th dport ${portText(pf.port)} counter meta mark set meta mark | ${hex(HAIRPIN_MARK)} dnat ${ip} to ${to} ${this.comment('pf', pf.name, 'hairpin-dnat')}`,
         );
       }
     });
@@ -359,7 +373,7 @@ class Compiler {
     const ranges: PortRange[] = [];
     refs.forEach((ref, j) => {
       try {
-        ranges.push(...resolvePortRef(ref, this.ctx.aliases));
+        append(ranges, resolvePortRef(ref, this.ctx.aliases));
       } catch (e) {
         this.issue([...path, j], (e as Error).message);
       }
@@ -397,8 +411,36 @@ class Compiler {
       }
       if (!this.managed.includes(pf.interface)) this.issue([...path, 'interface'], `interface "${pf.interface}" is not in interfaces:`);
     });
+    this.checkForwardOverlaps();
     this.fw.oneToOne.forEach((n, i) => {
       if (!this.managed.includes(n.interface)) this.issue([...BASE, 'oneToOne', i, 'interface'], `interface "${n.interface}" is not in interfaces:`);
+    });
+  }
+
+  /**
+   * Two forwards on one interface, protocol and port (ranges overlapping,
+   * destination the same or absent): the second could never match, so it is
+   * refused at the second's path.
+   */
+  private checkForwardOverlaps(): void {
+    const protos = (p: string) => (p === 'tcp_udp' ? ['tcp', 'udp'] : [p]);
+    const span = (p: number | string): [number, number] => (typeof p === 'number' ? [p, p] : (p.split('-').map(Number) as [number, number]));
+    const list = this.fw.portForwards;
+    list.forEach((b, j) => {
+      const [b0, b1] = span(b.port);
+      for (let i = 0; i < j; i++) {
+        const a = list[i]!;
+        const [a0, a1] = span(a.port);
+        if (a.interface !== b.interface || a0 > b1 || b0 > a1) continue;
+        if (a.destination !== undefined && b.destination !== undefined && a.destination !== b.destination) continue;
+        // a first forward limited to some sources leaves the others to the second (unless both name the same sources)
+        if (a.source.length && [...a.source].sort().join() !== [...b.source].sort().join()) continue;
+        const proto = protos(a.protocol).find((p) => protos(b.protocol).includes(p));
+        if (!proto) continue;
+        const port = Math.max(a0, b0);
+        this.issue([...BASE, 'portForwards', j, 'port'], `overlaps portForwards[${i}] ("${a.name}"): both forward ${proto} port ${port} arriving on ${b.interface}${a.destination ?? b.destination ? ` for ${a.destination ?? b.destination}` : ''}, so this one could never match`);
+        break;
+      }
     });
   }
 
@@ -466,6 +508,10 @@ function verdictText(v: Verdict, protocol: string): string {
   return protocol === 'tcp' ? 'reject with tcp reset' : 'reject';
 }
 
+function pfFamily(address: string): Family {
+  return address.includes(':') ? 6 : 4;
+}
+
 function firstPort(p: number | string): number {
   return typeof p === 'number' ? p : Number(p.split('-')[0]);
 }
@@ -498,35 +544,30 @@ function addrExpr(fam: Family, src: AddrMatch | undefined, dst: AddrMatch | unde
   return out;
 }
 
-/** Drops prefixes covered by another in the list (nft rejects overlapping interval elements). */
+/**
+ * Drops prefixes covered by another in the list (nft rejects overlapping
+ * interval elements); the result is sorted by address. Sort + one sweep,
+ * O(n log n): two prefixes are either nested or disjoint, so after sorting
+ * by (family, address, length) a prefix is covered by some kept prefix
+ * exactly when it lies inside the last one kept.
+ */
 export function minimalPrefixes(list: readonly Prefix[]): Prefix[] {
-  const sorted = [...list].sort((a, b) => a.length - b.length);
+  const keyed = list.map((p) => ({ p, start: startOf(p) }));
+  keyed.sort((a, b) => a.p.family - b.p.family || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) || a.p.length - b.p.length);
   const out: Prefix[] = [];
-  for (const p of sorted) if (!out.some((o) => o.family === p.family && covers(o, p))) out.push(p);
-  return out.sort((a, b) => cmpAddr(a, b));
+  let last: { family: number; end: bigint } | undefined;
+  for (const { p, start } of keyed) {
+    if (last && last.family === p.family && start <= last.end) continue;
+    const width = BigInt(p.family === 4 ? 32 : 128);
+    last = { family: p.family, end: start + (1n << (width - BigInt(p.length))) - 1n };
+    out.push(p);
+  }
+  return out;
 }
 
-function bits(p: Prefix): bigint {
-  if (p.family === 4) return p.address.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
-  // expand :: form
-  const [h, t] = p.address.includes('::') ? p.address.split('::') : [p.address, undefined];
-  const hs = h ? h.split(':') : [];
-  const ts = t ? t.split(':') : [];
-  const groups = t === undefined ? hs : [...hs, ...Array(8 - hs.length - ts.length).fill('0'), ...ts];
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-}
-
-function covers(outer: Prefix, inner: Prefix): boolean {
-  if (outer.length > inner.length) return false;
-  const width = BigInt(outer.family === 4 ? 32 : 128);
-  const shift = width - BigInt(outer.length);
-  return bits(outer) >> shift === bits(inner) >> shift;
-}
-
-function cmpAddr(a: Prefix, b: Prefix): number {
-  const x = bits(a);
-  const y = bits(b);
-  return x < y ? -1 : x > y ? 1 : a.length - b.length;
+/** The first address of a prefix as an integer. */
+function startOf(p: Prefix): bigint {
+  return BigInt(`0x${prefixBytes(p).toString('hex')}`);
 }
 
 export function mergeRanges(list: readonly PortRange[]): PortRange[] {

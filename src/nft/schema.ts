@@ -14,6 +14,7 @@ const name = z.string().regex(RULE_NAME, 'must be 1-48 letters, digits, "_", "."
 const zoneName = z.string().regex(/^[a-z][a-z0-9_]{0,30}$/, 'must be a zone name (lower case letter, then letters, digits, _)');
 const ifName = z.string().regex(/^[A-Za-z0-9_.:-]{1,15}$/, 'must be a Linux interface name (1-15 characters)');
 const ipv4 = z.ipv4({ message: 'must be an IPv4 address' });
+const ipAddr = z.union([z.ipv4(), z.ipv6()], { message: 'must be an IPv4 or IPv6 address' });
 
 /** A list of networks: prefixes, addresses or network/country alias names. */
 const networks = z.array(z.string().min(1)).default([]).describe('prefixes, addresses or network alias names (any of them matches); empty = any');
@@ -57,9 +58,9 @@ export const portForwardSchema = z
     name: name.describe('unique name; comment and counter key of the DNAT and filter rules'),
     interface: ifName.describe('interface the forward is reached on (usually the WAN)'),
     protocol: z.enum(['tcp', 'udp', 'tcp_udp']).default('tcp'),
-    destination: ipv4.optional().describe('external address the forward answers on; omitted = any address arriving on the interface'),
+    destination: ipAddr.optional().describe('external address the forward answers on (same family as target); omitted = any address of the target\'s family arriving on the interface'),
     port: z.union([z.number().int().min(1).max(65535), z.string().regex(/^\d{1,5}-\d{1,5}$/)]).describe('external port or range'),
-    target: ipv4.describe('internal server address'),
+    target: ipAddr.describe('internal server address, IPv4 or IPv6 (an IPv6 forward is DNAT66 to it)'),
     targetPort: z.number().int().min(1).max(65535).optional().describe('internal port (default: the external port; a range maps onto a range starting here)'),
     source: networks.describe('only these sources may use the forward; empty = any'),
     hairpin: z.boolean().default(true).describe('also forward when reached from inside (NAT reflection): inside clients are masqueraded so replies return through the gateway'),
@@ -92,7 +93,7 @@ export const oneToOneSchema = z
 
 export const firewallSchema = z
   .object({
-    enabled: z.boolean().default(true).describe('false removes Patronus\' nftables tables'),
+    enabled: z.boolean().default(true).describe('false (or omitting firewall: altogether) removes Patronus\' nftables table'),
     defaults: z
       .object({
         input: verdictSchema.default('drop').describe('default for zones without their own input policy'),
@@ -107,7 +108,8 @@ export const firewallSchema = z
     oneToOne: z.array(oneToOneSchema).default([]).describe('1:1 NAT (bidirectional address mapping)'),
   })
   .strict()
-  .default({ enabled: true, defaults: { input: 'drop', forward: 'drop' }, zones: [], rules: [], portForwards: [], outboundNat: [], oneToOne: [] });
+  // an omitted section means the feature is off: no table at all (write `firewall: {}` for the default-deny firewall)
+  .default({ enabled: false, defaults: { input: 'drop', forward: 'drop' }, zones: [], rules: [], portForwards: [], outboundNat: [], oneToOne: [] });
 
 export type FirewallConfig = z.infer<typeof firewallSchema>;
 export type RuleConfig = z.infer<typeof ruleSchema>;

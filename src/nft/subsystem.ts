@@ -11,12 +11,14 @@
  * nftables rules (IPv4 + IPv6, DNAT + filter + hairpin) reads as one entry,
  * with the per-rule breakdown kept.
  */
-import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import type { Subsystem, Change, CompileContext } from '../apply/subsystem.js';
+import { tmpdir } from 'node:os';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Subsystem, Change, CompileContext, DriftFinding } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
+import { withLiveCounters } from './carry.js';
 import { compileFirewall, counterKey, NFT_FAMILY, NFT_TABLE, type NftDesired, type CounterKind } from './compile.js';
 
 export { compileFirewall, type NftDesired } from './compile.js';
@@ -79,7 +81,8 @@ export const nftSubsystem: Subsystem<NftDesired> & {
   },
 
   async apply(desired, host) {
-    await runScript(host, desired.script, 'apply');
+    // counters keep their values across the table's replacement (src/nft/carry.ts)
+    await runScript(host, desired.enabled ? await withLiveCounters(host, desired.script, NFT_FAMILY, NFT_TABLE) : desired.script, 'apply');
   },
 
   async teardown(host) {
@@ -91,6 +94,26 @@ export const nftSubsystem: Subsystem<NftDesired> & {
     if (text === undefined) return { table: `${NFT_FAMILY} ${NFT_TABLE}`, present: false };
     const counters = await readCounters(host);
     return { table: `${NFT_FAMILY} ${NFT_TABLE}`, present: true, rules: counters.reduce((n, c) => n + c.rules.length, 0), counters };
+  },
+
+  /**
+   * The live table against what the revision's script gives (nft's own
+   * canonical listing, counters stripped; computed once per script in a
+   * scratch namespace and cached): one finding per set or chain that
+   * differs, naming the rules missing and unexpected. A table present while
+   * the firewall is disabled is drift too.
+   */
+  async drift(desired, host) {
+    const object = `table ${NFT_FAMILY} ${NFT_TABLE}`;
+    const live = await listTable(host);
+    if (!desired.enabled) return live === undefined ? [] : [{ object, reason: 'present, but the firewall is disabled' }];
+    if (live === undefined) return [{ object, reason: 'missing' }];
+    const wanted = await expectedTable(desired.script, host);
+    return diffTables(live, wanted).map((c): DriftFinding => ({ object: c.object, reason: driftReason(c) }));
+  },
+
+  configured(desired) {
+    return desired.enabled;
   },
 
   /**
@@ -120,6 +143,30 @@ export const nftSubsystem: Subsystem<NftDesired> & {
 
   readCounters,
 };
+
+/** canonicalTable() results by host and script hash (the drift check lists the live table only). */
+const expectedTables = new Map<string, string>();
+
+async function expectedTable(script: string, host: Host): Promise<string> {
+  const key = `${host.where}\0${host.stateDir}\0${createHash('sha256').update(script).digest('hex')}`;
+  let t = expectedTables.get(key);
+  if (t === undefined) {
+    t = await canonicalTable(script, host);
+    if (expectedTables.size >= 16) expectedTables.delete(expectedTables.keys().next().value!);
+    expectedTables.set(key, t);
+  }
+  return t;
+}
+
+/** "missing: <rule>; unexpected: <rule>" from a diffTables change (current = live, wanted = the revision). */
+function driftReason(c: Change): string {
+  if (c.action === 'add') return 'missing';
+  if (c.action === 'remove') return 'not in the revision';
+  return (c.detail ?? '')
+    .split('\n')
+    .map((l) => (l.startsWith('+ ') ? `missing: ${l.slice(2)}` : l.startsWith('- ') ? `unexpected: ${l.slice(2)}` : l))
+    .join('; ');
+}
 
 /** Runs a script with `nft -f -` (one transaction). Throws NftError with nft's message. */
 export async function runScript(host: Host, script: string, operation: string): Promise<void> {
@@ -196,10 +243,9 @@ export async function listTable(host: Host, family: string = NFT_FAMILY, table: 
  * form.
  */
 export async function canonicalTable(script: string, host: Host, family: string = NFT_FAMILY, table: string = NFT_TABLE): Promise<string> {
-  const dir = join(host.stateDir, 'nft');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `plan-${process.pid}-${randomBytes(4).toString('hex')}.nft`);
-  writeFileSync(file, script);
+  // the system's temp dir, not the state dir: the drift check must keep working when the store's disk is full
+  const file = join(tmpdir(), `patronus-plan-${process.pid}-${randomBytes(4).toString('hex')}.nft`);
+  writeFileSync(file, script, { mode: 0o600 });
   try {
     // nft -i runs each line as its own transaction: load, then list the committed table
     const r = await host.run('unshare', ['-n', '--', 'nft', '-i'], { input: `include "${file}"\nlist table ${family} ${table}\n`, reject: false });

@@ -17,7 +17,7 @@
  */
 import Database from 'better-sqlite3';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export type RevisionState = 'applying' | 'confirming' | 'committed' | 'failed' | 'rolled_back' | 'interrupted';
@@ -43,21 +43,105 @@ export interface TokenInfo {
   createdAt: string;
 }
 
+/**
+ * Which finished revisions to keep. A revision is pruned only when it is
+ * outside both limits that are set: not among the newest `keep`, and older
+ * than `days`. The committed, running and pending (applying/confirming)
+ * revisions are never pruned.
+ */
+export interface Retention {
+  keep?: number;
+  days?: number;
+}
+
+export const DEFAULT_RETENTION: Retention = { keep: 500 };
+
+/**
+ * The retention policy from the environment (PATRONUS_KEEP_REVISIONS,
+ * PATRONUS_KEEP_DAYS; "0" or "" = no limit of that kind), else the default.
+ */
+export function retentionFromEnv(env: NodeJS.ProcessEnv = process.env): Retention {
+  const keep = env.PATRONUS_KEEP_REVISIONS;
+  const days = env.PATRONUS_KEEP_DAYS;
+  if (keep === undefined && days === undefined) return DEFAULT_RETENTION;
+  return parseRetention(keep, days, 'PATRONUS_KEEP_REVISIONS', 'PATRONUS_KEEP_DAYS');
+}
+
+/** Parses the two limits (text from flags or the environment); throws naming the bad one. */
+export function parseRetention(keep: string | undefined, days: string | undefined, keepName = '--keep-revisions', daysName = '--keep-days'): Retention {
+  const out: Retention = {};
+  if (keep !== undefined && keep !== '' && keep !== '0') {
+    if (!/^[1-9][0-9]*$/.test(keep)) throw new Error(`${keepName}: "${keep}" is not a positive whole number of revisions`);
+    out.keep = Number(keep);
+  }
+  if (days !== undefined && days !== '' && days !== '0') {
+    const n = Number(days);
+    if (!/^[0-9]+(\.[0-9]+)?$/.test(days) || !(n > 0)) throw new Error(`${daysName}: "${days}" is not a positive number of days`);
+    out.days = n;
+  }
+  return out;
+}
+
+export interface StoreOptions {
+  retention?: Retention;
+}
+
+/** The store's health as /healthz and status report it. */
+export interface StoreHealth {
+  ok: boolean;
+  /** the last write that failed (cleared by the next one that succeeds) */
+  error?: string;
+  errorAt?: string;
+  /** bytes free for the state directory's file system */
+  freeBytes?: number;
+}
+
+/** Below this much free space in the state dir the store reports itself degraded. */
+export const LOW_SPACE_BYTES = 1024 * 1024;
+
+/** A write to the store failed (disk full, I/O error, read-only file system...). */
+export class StoreError extends Error {
+  override name = 'StoreError';
+  constructor(
+    readonly operation: string,
+    readonly path: string,
+    readonly code: string | undefined,
+    cause: Error,
+  ) {
+    super(`store ${path}: cannot ${operation}: ${code ? `${code}: ` : ''}${cause.message}`);
+  }
+}
+
+/** Everything the store writes is only for root: documents can hold secrets (PSKs, BGP passwords). */
+const FILE_MODE = 0o600;
+
 export class Store {
   private readonly db: Database.Database;
+  readonly retention: Retention;
+  private lastWriteError: { error: string; at: string } | undefined;
 
-  private constructor(readonly path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  private constructor(
+    readonly path: string,
+    opts: StoreOptions,
+  ) {
+    this.retention = opts.retention ?? retentionFromEnv();
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      // create the file 0600 whatever the umask; SQLite gives the -wal and -shm files the database's mode
+      closeSync(openSync(path, 'a', FILE_MODE));
+      this.restrictModes();
+    }
     this.db = new Database(path);
+    this.db.pragma('busy_timeout = 5000');
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
     this.migrate();
+    if (path !== ':memory:') this.restrictModes();
   }
 
-  static open(path: string): Store {
-    return new Store(path);
+  static open(path: string, opts: StoreOptions = {}): Store {
+    return new Store(path, opts);
   }
 
   close(): void {
@@ -73,37 +157,103 @@ export class Store {
     return (this.db.pragma('integrity_check', { simple: true }) as string) ?? 'unknown';
   }
 
-  createRevision(r: { author: string; message: string; config: unknown }): Revision {
-    const info = this.db
-      .prepare(`INSERT INTO revisions (created_at, author, message, config, state) VALUES (?, ?, ?, ?, 'applying')`)
-      .run(new Date().toISOString(), r.author, r.message, JSON.stringify(r.config ?? {}));
-    return this.get(Number(info.lastInsertRowid))!;
+  /** The last write failure (until a write succeeds again) and the free space where the file lives. */
+  health(): StoreHealth {
+    const out: StoreHealth = { ok: !this.lastWriteError };
+    if (this.lastWriteError) {
+      out.error = this.lastWriteError.error;
+      out.errorAt = this.lastWriteError.at;
+    }
+    if (this.path !== ':memory:') {
+      try {
+        const fs = statfsSync(dirname(this.path));
+        out.freeBytes = fs.bavail * fs.bsize;
+        if (out.freeBytes < LOW_SPACE_BYTES) {
+          out.ok = false;
+          out.error ??= `only ${out.freeBytes} bytes free in ${dirname(this.path)}: revisions cannot be recorded reliably`;
+        }
+      } catch (e) {
+        out.ok = false;
+        out.error ??= `cannot read free space of ${dirname(this.path)}: ${(e as Error).message}`;
+      }
+    }
+    return out;
   }
 
-  /** Moves a revision to its next state (one statement: atomic). */
-  finish(id: number, state: RevisionState, result?: unknown, confirmDeadline?: Date): void {
-    const changed = this.db
-      .prepare(`UPDATE revisions SET state = ?, result = ?, confirm_deadline = ?, finished_at = ? WHERE id = ?`)
-      .run(state, result === undefined ? null : JSON.stringify(result), confirmDeadline ? confirmDeadline.toISOString() : null, new Date().toISOString(), id).changes;
-    if (!changed) throw new Error(`revision ${id} does not exist`);
+  /**
+   * Records a new revision in state applying. The document goes into its own
+   * table, keyed by its hash: written once (state changes never rewrite it)
+   * and shared by revisions with the same document.
+   */
+  createRevision(r: { author: string; message: string; config: unknown }): Revision {
+    const text = JSON.stringify(r.config ?? {});
+    const hash = createHash('sha256').update(text).digest('hex');
+    const id = this.write('record a new revision', () =>
+      this.db.transaction(() => {
+        this.db.prepare(`INSERT OR IGNORE INTO documents (hash, config) VALUES (?, ?)`).run(hash, text);
+        const info = this.db
+          .prepare(`INSERT INTO revisions (created_at, author, message, doc, state) VALUES (?, ?, ?, ?, 'applying')`)
+          .run(new Date().toISOString(), r.author, r.message, hash);
+        return Number(info.lastInsertRowid);
+      })(),
+    );
+    return this.get(id)!;
+  }
+
+  /**
+   * Moves a revision to its next state (one transaction: atomic). `running`:
+   * also record which revision the kernel now runs (see running()).
+   */
+  finish(id: number, state: RevisionState, result?: unknown, confirmDeadline?: Date, running?: number | null): void {
+    this.write(`set revision ${id} to ${state}`, () =>
+      this.db.transaction(() => {
+        const changed = this.db
+          .prepare(`UPDATE revisions SET state = ?, result = ?, confirm_deadline = ?, finished_at = ? WHERE id = ?`)
+          .run(state, result === undefined ? null : JSON.stringify(result), confirmDeadline ? confirmDeadline.toISOString() : null, new Date().toISOString(), id).changes;
+        if (!changed) throw new Error(`revision ${id} does not exist`);
+        if (running !== undefined) this.setRunningIn(running);
+      })(),
+    );
   }
 
   /** Compare-and-set of a revision's state; false when it was not in `from` any more. */
   transition(id: number, from: RevisionState, to: RevisionState): boolean {
-    return this.db.prepare(`UPDATE revisions SET state = ?, finished_at = ? WHERE id = ? AND state = ?`).run(to, new Date().toISOString(), id, from).changes === 1;
+    return this.write(`set revision ${id} to ${to}`, () =>
+      this.db.transaction(() => {
+        const ok = this.db.prepare(`UPDATE revisions SET state = ?, finished_at = ? WHERE id = ? AND state = ?`).run(to, new Date().toISOString(), id, from).changes === 1;
+        // a confirmed revision is what runs
+        if (ok && to === 'committed') this.setRunningIn(id);
+        return ok;
+      })(),
+    );
+  }
+
+  /**
+   * The revision the kernel was last converged to by any process sharing this
+   * store (null: the empty configuration; undefined: never recorded).
+   */
+  running(): number | null | undefined {
+    const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'running'`).get() as { value: string | null } | undefined;
+    if (!row) return undefined;
+    return row.value === null ? null : Number(row.value);
+  }
+
+  setRunning(id: number | null): void {
+    this.write('record the running revision', () => this.setRunningIn(id));
   }
 
   get(id: number): Revision | undefined {
-    const row = this.db.prepare(`SELECT * FROM revisions WHERE id = ?`).get(id) as Row | undefined;
+    const row = this.db.prepare(`${SELECT_FULL} WHERE r.id = ?`).get(id) as Row | undefined;
     return row && fromRow(row);
   }
 
   /** Newest first. withConfig false skips reading the documents (large with many rules); config is then {}. */
   list(opts: { limit?: number; before?: number; withConfig?: boolean } = {}): Revision[] {
-    const columns = opts.withConfig === false ? `id, created_at, author, message, '{}' AS config, state, result, confirm_deadline, finished_at` : '*';
-    const rows = this.db
-      .prepare(`SELECT ${columns} FROM revisions WHERE id < ? ORDER BY id DESC LIMIT ?`)
-      .all(opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit ?? 50) as Row[];
+    const sql =
+      opts.withConfig === false
+        ? `SELECT r.id, r.created_at, r.author, r.message, '{}' AS config, r.state, r.result, r.confirm_deadline, r.finished_at FROM revisions r`
+        : SELECT_FULL;
+    const rows = this.db.prepare(`${sql} WHERE r.id < ? ORDER BY r.id DESC LIMIT ?`).all(opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit ?? 50) as Row[];
     return rows.map(fromRow);
   }
 
@@ -111,21 +261,68 @@ export class Store {
     return (this.db.prepare(`SELECT count(*) AS n FROM revisions`).get() as { n: number }).n;
   }
 
+  /** Distinct documents stored (revisions with the same document share one). */
+  documentCount(): number {
+    return (this.db.prepare(`SELECT count(*) AS n FROM documents`).get() as { n: number }).n;
+  }
+
   /** The last committed revision (what the system should run). */
   current(): Revision | undefined {
-    const row = this.db.prepare(`SELECT * FROM revisions WHERE state = 'committed' ORDER BY id DESC LIMIT 1`).get() as Row | undefined;
+    const row = this.db.prepare(`${SELECT_FULL} WHERE r.state = 'committed' ORDER BY r.id DESC LIMIT 1`).get() as Row | undefined;
     return row && fromRow(row);
+  }
+
+  /**
+   * Ids and states only (no document is read or parsed): the last committed
+   * revision, one awaiting confirmation, and whether an apply is under way.
+   * Cheap enough for every /healthz call.
+   */
+  head(): { committed: number | undefined; confirming: number | undefined; applying: boolean } {
+    const rows = this.db
+      .prepare(`SELECT id, state FROM revisions WHERE state IN ('applying', 'confirming') OR id = (SELECT max(id) FROM revisions WHERE state = 'committed')`)
+      .all() as { id: number; state: RevisionState }[];
+    return {
+      committed: rows.find((r) => r.state === 'committed')?.id,
+      confirming: rows.filter((r) => r.state === 'confirming').at(-1)?.id,
+      applying: rows.some((r) => r.state === 'applying'),
+    };
   }
 
   /** The committed revision before `id` (what `rollback` goes back to). */
   committedBefore(id: number): Revision | undefined {
-    const row = this.db.prepare(`SELECT * FROM revisions WHERE state = 'committed' AND id < ? ORDER BY id DESC LIMIT 1`).get(id) as Row | undefined;
+    const row = this.db.prepare(`${SELECT_FULL} WHERE r.state = 'committed' AND r.id < ? ORDER BY r.id DESC LIMIT 1`).get(id) as Row | undefined;
     return row && fromRow(row);
   }
 
   /** Revisions left mid-apply or awaiting confirmation by a process that died. */
   unfinished(): Revision[] {
-    return (this.db.prepare(`SELECT * FROM revisions WHERE state IN ('applying', 'confirming') ORDER BY id`).all() as Row[]).map(fromRow);
+    return (this.db.prepare(`${SELECT_FULL} WHERE r.state IN ('applying', 'confirming') ORDER BY r.id`).all() as Row[]).map(fromRow);
+  }
+
+  /**
+   * Applies the retention policy (see Retention); returns how many revisions
+   * went. Documents no revision uses any more go with them.
+   */
+  prune(now = new Date()): number {
+    const { keep, days } = this.retention;
+    if (keep === undefined && days === undefined) return 0;
+    return this.write('prune old revisions', () =>
+      this.db.transaction(() => {
+        const conditions = [`state NOT IN ('applying', 'confirming')`, `id NOT IN (SELECT id FROM revisions WHERE state = 'committed' ORDER BY id DESC LIMIT 1)`, `id IS NOT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'running')`];
+        const args: unknown[] = [];
+        if (keep !== undefined) {
+          conditions.push(`id NOT IN (SELECT id FROM revisions ORDER BY id DESC LIMIT ?)`);
+          args.push(keep);
+        }
+        if (days !== undefined) {
+          conditions.push(`created_at < ?`);
+          args.push(new Date(now.getTime() - days * 86_400_000).toISOString());
+        }
+        const n = this.db.prepare(`DELETE FROM revisions WHERE ${conditions.join(' AND ')}`).run(...args).changes;
+        if (n) this.db.exec(`DELETE FROM documents WHERE hash NOT IN (SELECT doc FROM revisions)`);
+        return n;
+      })(),
+    );
   }
 
   // --- API tokens: only a SHA-256 of each is stored (tokens are 256-bit random, so no slow hash is needed)
@@ -133,7 +330,7 @@ export class Store {
   /** Creates a token and returns it in clear, the only time it is visible. */
   addToken(name: string): string {
     const token = `pat_${randomBytes(32).toString('base64url')}`;
-    this.db.prepare(`INSERT INTO tokens (name, hash, created_at) VALUES (?, ?, ?)`).run(name, hashToken(token), new Date().toISOString());
+    this.write(`add token "${name}"`, () => this.db.prepare(`INSERT INTO tokens (name, hash, created_at) VALUES (?, ?, ?)`).run(name, hashToken(token), new Date().toISOString()));
     return token;
   }
 
@@ -149,37 +346,93 @@ export class Store {
   }
 
   removeToken(name: string): boolean {
-    return this.db.prepare(`DELETE FROM tokens WHERE name = ?`).run(name).changes > 0;
+    return this.write(`remove token "${name}"`, () => this.db.prepare(`DELETE FROM tokens WHERE name = ?`).run(name).changes > 0);
+  }
+
+  /** Runs one write; a failure is remembered for health() and thrown as a StoreError naming the operation. */
+  private write<T>(operation: string, fn: () => T): T {
+    try {
+      const out = fn();
+      this.lastWriteError = undefined;
+      return out;
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      // SQLite's own errors (disk full, I/O) are store failures; anything else is a bug or a missing row
+      if (!code?.startsWith('SQLITE_')) throw e;
+      const err = new StoreError(operation, this.path, code, e as Error);
+      this.lastWriteError = { error: err.message, at: new Date().toISOString() };
+      throw err;
+    }
+  }
+
+  private setRunningIn(id: number | null): void {
+    this.db.prepare(`INSERT INTO meta (key, value) VALUES ('running', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(id === null ? null : String(id));
+  }
+
+  private restrictModes(): void {
+    for (const f of [this.path, `${this.path}-wal`, `${this.path}-shm`, `${this.path}-journal`]) if (existsSync(f)) chmodSync(f, FILE_MODE);
   }
 
   private migrate(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
-    if (version >= 1) return;
-    this.db.transaction(() => {
-      this.db.exec(`
-        CREATE TABLE revisions (
-          id INTEGER PRIMARY KEY AUTOINCREMENT,
-          created_at TEXT NOT NULL,
-          author TEXT NOT NULL,
-          message TEXT NOT NULL,
-          config TEXT NOT NULL,
-          state TEXT NOT NULL CHECK (state IN ('applying', 'confirming', 'committed', 'failed', 'rolled_back', 'interrupted')),
-          result TEXT,
-          confirm_deadline TEXT,
-          finished_at TEXT
-        );
-        CREATE INDEX revisions_state ON revisions (state, id);
-        CREATE TABLE tokens (
-          id INTEGER PRIMARY KEY AUTOINCREMENT,
-          name TEXT NOT NULL UNIQUE,
-          hash BLOB NOT NULL UNIQUE,
-          created_at TEXT NOT NULL
-        );
-        PRAGMA user_version = 1;
-      `);
-    })();
+    if (version >= 2) return;
+    this.write('create or upgrade the schema', () =>
+      this.db.transaction(() => {
+        if (version < 1) {
+          this.db.exec(`
+            CREATE TABLE tokens (
+              id INTEGER PRIMARY KEY AUTOINCREMENT,
+              name TEXT NOT NULL UNIQUE,
+              hash BLOB NOT NULL UNIQUE,
+              created_at TEXT NOT NULL
+            );
+          `);
+        }
+        // v2: documents in their own table (written once; state updates no longer rewrite them), meta (running revision)
+        this.db.exec(`
+          CREATE TABLE documents (
+            hash TEXT PRIMARY KEY,
+            config TEXT NOT NULL
+          );
+          CREATE TABLE revisions_v2 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            author TEXT NOT NULL,
+            message TEXT NOT NULL,
+            doc TEXT NOT NULL REFERENCES documents (hash),
+            state TEXT NOT NULL CHECK (state IN ('applying', 'confirming', 'committed', 'failed', 'rolled_back', 'interrupted')),
+            result TEXT,
+            confirm_deadline TEXT,
+            finished_at TEXT
+          );
+          CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT
+          );
+        `);
+        if (version === 1) {
+          const rows = this.db.prepare(`SELECT * FROM revisions ORDER BY id`).all() as (Omit<Row, 'config'> & { config: string })[];
+          const doc = this.db.prepare(`INSERT OR IGNORE INTO documents (hash, config) VALUES (?, ?)`);
+          const rev = this.db.prepare(`INSERT INTO revisions_v2 (id, created_at, author, message, doc, state, result, confirm_deadline, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+          for (const r of rows) {
+            const hash = createHash('sha256').update(r.config).digest('hex');
+            doc.run(hash, r.config);
+            rev.run(r.id, r.created_at, r.author, r.message, hash, r.state, r.result, r.confirm_deadline, r.finished_at);
+          }
+          this.db.exec(`DROP TABLE revisions`);
+        }
+        this.db.exec(`
+          ALTER TABLE revisions_v2 RENAME TO revisions;
+          CREATE INDEX revisions_state ON revisions (state, id);
+          CREATE INDEX revisions_doc ON revisions (doc);
+          PRAGMA user_version = 2;
+        `);
+      })(),
+    );
   }
 }
+
+const SELECT_FULL = `SELECT r.id, r.created_at, r.author, r.message, d.config, r.state, r.result, r.confirm_deadline, r.finished_at FROM revisions r JOIN documents d ON d.hash = r.doc`;
 
 interface Row {
   id: number;

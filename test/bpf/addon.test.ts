@@ -32,7 +32,7 @@ describe('BPF object', { skip }, () => {
       [['xdp_mark', 'xdp']],
     );
     const names = obj.maps().filter((m) => !m.internal).map((m) => m.name).sort();
-    assert.deepEqual(names, ['test_hash', 'test_lpm', 'test_percpu']);
+    assert.deepEqual(names, ['test_hash', 'test_lpm', 'test_other', 'test_percpu']);
     obj.setMapMaxEntries('test_hash', 4096);
     await obj.load();
     assert.equal(obj.loaded, true);
@@ -273,5 +273,129 @@ describe('BPF programs', { skip }, () => {
     assert.equal(probes.hasProgType('xdp'), true);
     assert.equal(probes.hasMapType('lpm_trie'), true);
     assert.doesNotThrow(() => probes.requireFastPathFeatures());
+  });
+});
+
+/**
+ * The fd lifetime of async work (issue 14): a batch or test run queued on the
+ * thread pool must act on the object it was started on, even when its handle
+ * is closed and the fd number is reused before the worker runs. The thread
+ * pool is kept busy first so the queued job deterministically runs after the
+ * close (without that, the race is still there, only rarer).
+ */
+describe('async work and handle lifetime', { skip }, () => {
+  let obj: BpfObject;
+  before(async () => {
+    obj = BpfObject.open('test_progs');
+    await obj.load();
+  });
+  after(() => obj.close());
+
+  /** Occupies every thread-pool worker for a while with test runs. */
+  function busyThreadPool(): Promise<unknown> {
+    const p = obj.program('xdp_mark');
+    const size = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+    const runs = Array.from({ length: size }, () => p.testRun({ data: frame(), repeat: 500_000 }));
+    return Promise.all(runs).finally(() => p.close());
+  }
+
+  it('a batch write whose handle is closed meanwhile lands in its own map, never in the map that reuses the fd', async () => {
+    using check = obj.map('test_hash', codecs.u32, codecs.u64);
+    using otherCheck = obj.map('test_other', codecs.u32, codecs.u64);
+    await check.clear();
+    await otherCheck.clear();
+    const busy = busyThreadPool();
+    const m = obj.map('test_hash', codecs.u32, codecs.u64);
+    const pending = m.setMany(Array.from({ length: 10 }, (_, i) => [i, 0x4141414141414141n] as const));
+    m.close();
+    using other = obj.map('test_other', codecs.u32, codecs.u64); // takes the lowest free fd: the one just closed
+    assert.equal(await pending, 10);
+    await busy;
+    assert.deepEqual([...other.keys()], [], 'the other map was written');
+    assert.deepEqual([...check.keys()].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.equal(check.get(3), 0x4141414141414141n);
+    await check.clear();
+  });
+
+  it('closing a map while a batch lookup runs: the lookup reads its own map', async () => {
+    using check = obj.map('test_hash', codecs.u32, codecs.u64);
+    await check.clear();
+    await check.setMany([[1, 11n], [2, 22n]]);
+    const busy = busyThreadPool();
+    const m = obj.map('test_hash', codecs.u32, codecs.u64);
+    const pending = m.entries();
+    m.close();
+    using other = obj.map('test_other', codecs.u32, codecs.u64);
+    other.set(99, 9n);
+    const got = await pending;
+    await busy;
+    assert.deepEqual(got.sort((a, b) => a[0] - b[0]), [[1, 11n], [2, 22n]]);
+    other.delete(99);
+    await check.clear();
+  });
+
+  it('closing a program while its test run is queued: the run completes on that program', async () => {
+    const busy = busyThreadPool();
+    const p = obj.program('xdp_mark');
+    const pending = p.testRun({ data: frame() });
+    p.close();
+    assert.equal(p.closed, true);
+    const r = await pending;
+    await busy;
+    assert.equal(r.retval, XDP.TX);
+    assert.equal(r.data[0], 0xee);
+  });
+
+  it('closing an object while it loads is refused with EBUSY', async () => {
+    const o = BpfObject.open('test_progs');
+    const loading = o.load();
+    assert.throws(() => o.close(), (e: unknown) => e instanceof BpfError && e.code === 'EBUSY' && /load is in progress/.test(e.message));
+    await loading;
+    o.close();
+  });
+
+  it('a failed batch reports how many entries it really wrote', async () => {
+    using o = BpfObject.open('test_progs');
+    o.setMapMaxEntries('test_hash', 500);
+    await o.load();
+    using m = o.map('test_hash', codecs.u32, codecs.u64);
+    const entries = Array.from({ length: 1000 }, (_, i) => [i, BigInt(i)] as const);
+    await assert.rejects(m.setMany(entries), (e: unknown) => {
+      assert.ok(e instanceof BpfError, String(e));
+      assert.equal(e.code, 'E2BIG');
+      assert.equal(e.operation, 'bpf_map_update_batch');
+      assert.equal(e.done, 500);
+      assert.match(e.message, /500 of 1000 entries written/);
+      return true;
+    });
+    assert.equal([...m.keys()].length, 500);
+  });
+
+  it('a batch the kernel refuses before writing anything reports 0 written, not all', async () => {
+    using m = obj.map('test_other', codecs.u32, codecs.u64);
+    const keys = Buffer.alloc(4 * 1000);
+    for (let i = 0; i < 1000; i++) keys.writeUInt32LE(i, i * 4);
+    // elem_flags other than BPF_F_LOCK are refused by the kernel up front
+    await assert.rejects(m.nativeHandle.updateBatch(keys, Buffer.alloc(8 * 1000), BPF_NOEXIST), (e: unknown) => {
+      assert.ok(e instanceof BpfError, String(e));
+      assert.equal(e.code, 'EINVAL');
+      assert.equal(e.done, 0);
+      assert.match(e.message, /0 of 1000 entries written/);
+      return true;
+    });
+    assert.deepEqual([...m.keys()], []);
+  });
+
+  it('setMany with BPF_NOEXIST writes one by one and reports the real count at the first conflict', async () => {
+    using m = obj.map('test_other', codecs.u32, codecs.u64);
+    m.set(7, 1n);
+    const entries = [5, 6, 7, 8].map((k) => [k, 2n] as const);
+    await assert.rejects(m.setMany(entries, BPF_NOEXIST), (e: unknown) => e instanceof BpfError && e.code === 'EEXIST' && e.done === 2 && /key 7|entry 2/.test(e.message));
+    assert.deepEqual([...m.keys()].sort((a, b) => a - b), [5, 6, 7]);
+    await m.clear();
+  });
+
+  it('batch support is probed once, and this kernel has it', () => {
+    assert.equal(probes.hasBatchApi(), true);
   });
 });

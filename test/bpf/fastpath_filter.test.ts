@@ -156,6 +156,75 @@ describe('xdp_filter under bpf_prog_test_run', { skip: missing('root', { file: G
     for (const f of fixtures()) await check(f);
   });
 
+  /**
+   * Frames the parser must not see through or whose headers contradict the
+   * frame (issue 11 item 6): each is `malformed`, dropped on ingress and
+   * counted, never `non_ip` or classified. Sources are 203.0.113.5, which
+   * rule pass-host passes, so a frame mistaken for a good one would pass.
+   * Controls beside them show the checks have no false positives.
+   */
+  it('malformed and unparseable frames are dropped and counted as malformed', async () => {
+    const L3 = 14;
+    const pass = '203.0.113.5';
+    const set16 = (f: Buffer, o: number, v: number) => {
+      const b = Buffer.from(f);
+      b.writeUInt16BE(v, o);
+      return b;
+    };
+    const set8 = (f: Buffer, o: number, v: number) => {
+      const b = Buffer.from(f);
+      b.writeUInt8(v, o);
+      return b;
+    };
+    /** tags as TPIDs: the frame builder writes 0x8100 for each, then the TPIDs are set */
+    const tagged = (tpids: number[], spec: FrameSpec) => {
+      let b = frame({ ...spec, vlan: tpids.map((_, i) => 10 + i) });
+      tpids.forEach((t, i) => (b = set16(b, 12 + 4 * i, t)));
+      return b;
+    };
+    const udp19 = { src: pass, proto: 'udp' as const, dport: 19 };
+    const v4 = frame({ src: pass });
+    const tcp = frame({ src: pass, proto: 'tcp', dport: 9999, payload: 0 }); // 20-byte segment
+    const tcpOpts = frame({ src: pass, proto: 'tcp', dport: 9999, payload: 12 });
+    const udp = frame({ src: pass, proto: 'udp', dport: 9999 });
+    const icmpShort = set16(frame({ src: pass, proto: 'icmp', payload: 0 }).subarray(0, L3 + 20 + 4), L3 + 2, 24);
+    const icmp6Short = set16(frame({ src: '2001:db8::1', dst: '2001:db8::2', proto: 'icmpv6', payload: 0 }).subarray(0, L3 + 40 + 4), L3 + 4, 4);
+    const six: FrameSpec['ext'] = ['hop', 'dst', 'routing', 'dst', 'routing', 'dst'];
+    const v6bad = { src: '2001:db8:bad::1', dst: '2001:db8::2' };
+    const v6 = frame(v6bad);
+
+    const fixtures: Fixture[] = [
+      // VLAN: two tags are followed; a third hides the IP header
+      { name: '802.1ad + 802.1Q is classified by the inner header', data: tagged([0x88a8, 0x8100], { src: '198.51.100.20' }), verdict: XDP.DROP, counts: ['rule_drop'], rules: ['drop-bad-net'] },
+      { name: 'three tags (802.1ad + 802.1Q + 802.1Q) carrying UDP/19 are malformed, not non-IP', data: tagged([0x88a8, 0x8100, 0x8100], udp19), verdict: XDP.DROP, counts: ['malformed'] },
+      { name: 'three 802.1Q tags are malformed', data: tagged([0x8100, 0x8100, 0x8100], udp19), verdict: XDP.DROP, counts: ['malformed'] },
+      // IPv4 total length
+      { name: 'Ethernet padding after the IPv4 datagram is fine', data: Buffer.concat([v4, Buffer.alloc(6)]), verdict: XDP.PASS, counts: ['rule_pass'], rules: ['pass-host'] },
+      { name: 'IPv4 total length one byte beyond the frame', data: set16(v4, L3 + 2, v4.length - L3 + 1), verdict: XDP.DROP, counts: ['malformed'] },
+      { name: 'IPv4 total length 65535 in a short frame', data: set16(v4, L3 + 2, 65535), verdict: XDP.DROP, counts: ['malformed'] },
+      // TCP data offset
+      { name: 'TCP options within the segment (data offset 8 in 32 bytes) are fine', data: set8(tcpOpts, L3 + 20 + 12, 8 << 4), verdict: XDP.PASS, counts: ['rule_pass'], rules: ['pass-host'] },
+      { name: 'TCP data offset beyond the segment (6 in 20 bytes)', data: set8(tcp, L3 + 20 + 12, 6 << 4), verdict: XDP.DROP, counts: ['malformed'] },
+      { name: 'TCP data offset 15 in 20 bytes', data: set8(tcp, L3 + 20 + 12, 15 << 4), verdict: XDP.DROP, counts: ['malformed'] },
+      { name: 'TCP data offset < 5', data: set8(tcp, L3 + 20 + 12, 4 << 4), verdict: XDP.DROP, counts: ['malformed'] },
+      // UDP length
+      { name: 'UDP length 7 (< 8)', data: set16(udp, L3 + 20 + 4, 7), verdict: XDP.DROP, counts: ['malformed'] },
+      { name: 'UDP length 0', data: set16(udp, L3 + 20 + 4, 0), verdict: XDP.DROP, counts: ['malformed'] },
+      { name: 'UDP length beyond the datagram', data: set16(udp, L3 + 20 + 4, udp.length - L3 - 20 + 1), verdict: XDP.DROP, counts: ['malformed'] },
+      { name: 'a first fragment may carry a UDP length beyond itself (the datagram goes on)', data: set16(frame({ src: pass, proto: 'udp', dport: 9999, moreFragments: true }), L3 + 20 + 4, 1400), verdict: XDP.PASS, counts: ['rule_pass'], rules: ['pass-host'] },
+      // ICMP header
+      { name: 'ICMP shorter than its 8-byte header', data: icmpShort, verdict: XDP.DROP, counts: ['malformed'] },
+      { name: 'ICMPv6 shorter than its 8-byte header', data: icmp6Short, verdict: XDP.DROP, counts: ['malformed'] },
+      // IPv6
+      { name: 'six IPv6 extension headers are followed (docs: more than 6 is malformed)', data: frame({ ...v6bad, ext: six }), verdict: XDP.DROP, counts: ['rule_drop'], rules: ['v6-drop'] },
+      { name: 'seven IPv6 extension headers are malformed', data: frame({ src: '2001:db8::1', dst: '2001:db8::2', ext: [...six!, 'dst'] }), verdict: XDP.DROP, counts: ['malformed'] },
+      { name: 'IPv6 payload length beyond the frame', data: set16(v6, L3 + 4, v6.length - L3 - 40 + 1), verdict: XDP.DROP, counts: ['malformed'] },
+    ];
+    for (const f of fixtures) await check(f);
+    // on egress the local stack built the frame: counted as malformed, passed
+    await check({ name: 'egress: three tags are malformed and pass', data: tagged([0x88a8, 0x8100, 0x8100], udp19), verdict: TC_ACT.OK, counts: ['malformed'] }, dp.tc, 'egress');
+  });
+
   // repeat runs the frame N times inside one bpf_prog_test_run call (microseconds), so
   // buckets cannot refill between packets however loaded the machine is
   it('rate-limits per source in packets per second (token bucket)', async () => {

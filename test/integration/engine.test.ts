@@ -135,7 +135,7 @@ describe('engine', { skip }, () => {
     const a = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem, slow] });
     const b = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem] });
     try {
-      const first = a.apply({ document: doc(['10.1.0.1/24', '2001:db8:1::1/64']) }, me);
+      const first = a.apply({ document: doc(['10.1.0.1/24', '2001:db8:1::1/64'], { description: 'gated' }) }, me);
       await inside;
       await assert.rejects(a.apply({ document: doc([]) }, me), /another apply is in progress/);
       await assert.rejects(b.apply({ document: doc([]) }, me), /another Patronus process is applying a configuration/);
@@ -146,6 +146,41 @@ describe('engine', { skip }, () => {
       release();
       a.close();
       b.close();
+    }
+  });
+
+  it('an identical document is "No changes": no revision recorded, the kernel untouched', async () => {
+    const committed = store.current()!;
+    const before = store.count();
+    const r = await engine.apply({ document: committed.config }, me);
+    assert.equal(r.unchanged, true);
+    assert.equal(r.revision, committed.id);
+    assert.deepEqual(r.steps, [], 'no subsystem applied');
+    assert.equal(store.count(), before);
+    // the same document with its keys in another order is the same document
+    const reverseKeys = (v: unknown): unknown =>
+      Array.isArray(v) ? v.map(reverseKeys) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reverseKeys(x)])) : v;
+    const reordered = reverseKeys(committed.config);
+    assert.notEqual(JSON.stringify(reordered), JSON.stringify(committed.config));
+    assert.equal((await engine.apply({ document: reordered }, me)).unchanged, true);
+    // drift: the same document now has something to do, so it is a real apply (and repairs the kernel)
+    const [first] = (committed.config as { interfaces: { addresses: string[] }[] }).interfaces[0]!.addresses;
+    await L.fw.ip('addr', 'del', first!, 'dev', 'wan0');
+    const repaired = await engine.apply({ document: committed.config }, me);
+    assert.equal(repaired.unchanged, undefined);
+    assert.equal(repaired.state, 'committed');
+    assert.equal(store.count(), before + 1);
+    assert.ok((await addresses(L.fw, 'wan0')).includes(first!));
+  });
+
+  it('status reads the running revision from the store, whichever process applied', async () => {
+    const other = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem], lockPath: join(L.stateDir, 'apply.lock') });
+    try {
+      const r = await other.apply({ document: doc(['10.1.0.1/24', '2001:db8:1::1/64'], { description: 'from another process' }) }, me);
+      assert.equal(engine.status().running, r.revision);
+      assert.equal(engine.status().store.ok, true);
+    } finally {
+      other.close();
     }
   });
 

@@ -16,6 +16,19 @@ import { ipsecSubsystem } from '../../src/services/ipsec/subsystem.js';
 import { ipsecCaCertificate, kernelHasEsp, type IpsecStatus } from '../../src/services/ipsec/ipsec.js';
 import { pkiDir } from '../../src/services/pki/pki.js';
 import { DaemonError, waitFor } from '../../src/services/common/daemon.js';
+import { execa } from 'execa';
+import { existsSync } from 'node:fs';
+
+const OPENSSL_PLUGIN = '/usr/lib/ipsec/plugins/libstrongswan-openssl.so';
+
+/** The plugin file is there and every library it links against resolves (what charon needs to load it). */
+async function assertOpensslPlugin(): Promise<void> {
+  const fix = 'install Debian libstrongswan-standard-plugins (scripts/setup.sh does)';
+  if (!existsSync(OPENSSL_PLUGIN)) throw new Error(`strongSwan's openssl plugin ${OPENSSL_PLUGIN} is missing: ${fix}`);
+  const ldd = await execa('ldd', [OPENSSL_PLUGIN], { reject: false });
+  const unresolved = String(ldd.stdout).split('\n').filter((l) => /not found/.test(l));
+  if (ldd.exitCode !== 0 || unresolved.length) throw new Error(`strongSwan's openssl plugin ${OPENSSL_PLUGIN} cannot be loaded (${unresolved.join('; ') || String(ldd.stderr).trim()}): ${fix}`);
+}
 
 const skip = missing('netns', { cmd: 'charon-systemd' }, { cmd: 'swanctl' }, { cmd: 'unshare' }, { cmd: 'ping' });
 
@@ -26,6 +39,8 @@ describe('ipsec (strongSwan) between two namespaces', { skip }, () => {
   let hostA: Host, hostB: Host;
 
   before(async () => {
+    // certificate connections need strongSwan's openssl plugin (Debian libstrongswan-standard-plugins): fail here, clearly, not at the third test
+    await assertOpensslPlugin();
     a = await lab.ns('ipa');
     b = await lab.ns('ipb');
     await lab.veth({ ns: a, dev: 'veth0', address: '192.0.2.1/24' }, { ns: b, dev: 'veth0', address: '192.0.2.2/24' });

@@ -39,6 +39,7 @@ const VIP = '10.20.0.254';
 function ha(role: 'primary' | 'secondary', extra: Record<string, unknown> = {}) {
   return {
     interfaces: [{ name: 'eth0', zone: 'lan' }],
+    firewall: {},
     ha: {
       role,
       nodeName: role === 'primary' ? 'fw-a' : 'fw-b',

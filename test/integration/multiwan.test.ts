@@ -54,6 +54,8 @@ const doc = (gatewaysExtra: Record<string, unknown> = {}): ConfigInput =>
         { name: 'fo', group: 'failover', interfaces: ['lan0'], source: ['10.0.1.10'] },
         { name: 'balance', group: 'lb', interfaces: ['lan0'], source: ['10.0.1.11'] },
       ],
+      // the failover group owns the main default route: what no policy matches (the gateway's own traffic) follows it
+      defaultRoute: 'failover',
       ...gatewaysExtra,
     },
   }) as ConfigInput;
@@ -135,6 +137,8 @@ describe('multi-WAN failover, load balancing and recovery', { skip: missing('net
     assert.match(rules, /10002:\s+from all fwmark 0x200\/0xff00 lookup 202/);
     assert.match(rules, /from 172\.16\.1\.2 lookup 201/);
     assert.match((await gw.nsenter('ip', ['route', 'show', 'table', '202'])).stdout, /default via 172\.16\.2\.1 dev wan2/);
+    assert.match((await gw.nsenter('ip', ['route', 'show', 'table', 'main', 'default'])).stdout, /^default via 172\.16\.1\.1 dev wan1 proto 248/, 'the failover group owns the main default route');
+    assert.equal(via(await connectOnce(gw, 'tcp', '198.51.100.1', 9000, 1000)), 'isp1', "the gateway's own traffic follows it");
     const plan = await multiwanSubsystem.plan(desired, host);
     assert.deepEqual(plan, []);
     const st = (await multiwanSubsystem.status!(host)) as { gateways: { gateway: string; state: string }[] };
@@ -200,6 +204,8 @@ describe('multi-WAN failover, load balancing and recovery', { skip: missing('net
       assert.match(udpReply ?? 'nothing', /^isp2-udp peer=172\.16\.2\.2:/);
       session.send('during');
       assert.equal(await session.next(), 'isp2 echo during', 'the established wan2 connection survives the failover');
+      assert.match((await gw.nsenter('ip', ['route', 'show', 'table', 'main', 'default'])).stdout, /^default via 172\.16\.2\.1 dev wan2 proto 248/, 'the group-owned default route moved to wan2');
+      assert.equal(via(await connectOnce(gw, 'tcp', '198.51.100.1', 9000, 1000)), 'isp2');
 
       const st = (await multiwanSubsystem.status!(host)) as { groups: { group: string; active: { gateway: string }[] }[] };
       assert.deepEqual(st.groups.map((g) => [g.group, g.active.map((a) => a.gateway)]), [['failover', ['wan2']], ['lb', ['wan2']]]);
@@ -220,6 +226,7 @@ describe('multi-WAN failover, load balancing and recovery', { skip: missing('net
       console.log(`# lb after recovery over 8 connections: ${JSON.stringify(counts)}`);
       assert.equal(counts.isp1, 6);
       assert.equal(counts.isp2, 2);
+      assert.match((await gw.nsenter('ip', ['route', 'show', 'table', 'main', 'default'])).stdout, /^default via 172\.16\.1\.1 dev wan1 proto 248/, 'and back to wan1');
       session.send('after');
       assert.equal(await session.next(), 'isp2 echo after', 'the established wan2 connection survives the recovery');
       const h = mon.health();
@@ -263,6 +270,7 @@ describe('multi-WAN failover, load balancing and recovery', { skip: missing('net
     assert.equal(multiwanSubsystem.monitor(host), undefined);
     const rules = (await gw.nsenter('ip', ['-4', 'rule', 'show'])).stdout;
     assert.doesNotMatch(rules, /lookup 20[12]|suppress_prefixlength/);
+    assert.equal((await gw.nsenter('ip', ['route', 'show', 'table', 'main', 'default'])).stdout.trim(), '', 'the group-owned default route is gone');
     assert.equal((await gw.nsenter('ip', ['route', 'show', 'table', '201'], { reject: false })).stdout.trim(), '');
     const tables = (await gw.nsenter('nft', ['list', 'tables'])).stdout;
     assert.doesNotMatch(tables, /patronus_mwan/);

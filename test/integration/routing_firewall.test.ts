@@ -25,7 +25,8 @@ function doc(n: 1 | 2) {
   const peer = n === 1 ? 2 : 1;
   return {
     interfaces: [{ name: 'eth1', zone: 'lan' }],
-    // no firewall section: the default drops new connections to the gateway
+    // an empty firewall section: its default drops new connections to the gateway
+    firewall: {},
     routing: {
       routerId: `10.255.1.${n}`,
       static: [{ prefix: `192.168.${230 + n}.0/24`, blackhole: true }],

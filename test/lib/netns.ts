@@ -139,8 +139,14 @@ export async function sweepStaleNamespaces(): Promise<void> {
   }
 }
 
-/** A Host in namespace NAME pins under /sys/fs/bpf/patronus-NAME by default (src/system/host.ts). */
+/**
+ * A Host in namespace NAME pins under /sys/fs/bpf/patronus-NAME, or
+ * patronus-NAME-<state dir hash> with a state dir of its own, by default
+ * (src/system/host.ts defaultBpfRoot).
+ */
 function removeDefaultPins(nsName: string): void {
-  const dir = `/sys/fs/bpf/patronus-${nsName}`;
-  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  if (!existsSync('/sys/fs/bpf')) return;
+  for (const f of readdirSync('/sys/fs/bpf')) {
+    if (f === `patronus-${nsName}` || new RegExp(`^patronus-${nsName}-[0-9a-f]{12}$`).test(f)) rmSync(`/sys/fs/bpf/${f}`, { recursive: true, force: true });
+  }
 }

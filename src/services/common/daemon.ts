@@ -62,6 +62,26 @@ export function daemonPid(pidFile: string, command?: string): number | undefined
   }
 }
 
+/**
+ * Seconds since the process started (from /proc: its start time in clock
+ * ticks since boot against the system uptime); undefined when it is gone.
+ */
+export function processUptime(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the command name (which may hold spaces): state is field 3, starttime field 22
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const startTicks = Number(fields[19]);
+    const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+    return Math.max(0, Math.round((uptime - startTicks / CLOCK_TICKS) * 10) / 10);
+  } catch {
+    return undefined;
+  }
+}
+
+/** USER_HZ: 100 on every Linux architecture Patronus runs on (sysconf(_SC_CLK_TCK)). */
+const CLOCK_TICKS = 100;
+
 export function tailLog(file: string, lines = 20): string {
   try {
     return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');

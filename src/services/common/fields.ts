@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { parsePrefix } from '../../bpf/codecs.js';
+import { addressTextProblem, parsePrefix } from '../../bpf/codecs.js';
 
 /** A network prefix, host bits allowed ("10.0.0.0/24", "2001:db8::/64", "192.0.2.7" = /32). */
 export const prefixField = z.string().refine((s) => {
@@ -19,6 +19,7 @@ export const prefixField = z.string().refine((s) => {
 
 /** An interface address with its prefix length ("10.8.0.1/24"). */
 export const interfaceAddressField = z.string().refine((s) => {
+  if (addressTextProblem(s)) return false;
   const [a, l] = s.split('/');
   return !!a && isIP(a) !== 0 && l !== undefined && /^\d{1,3}$/.test(l) && Number(l) <= (isIP(a) === 4 ? 32 : 128);
 }, 'must be an address with prefix length, e.g. 10.8.0.1/24');

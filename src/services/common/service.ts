@@ -18,7 +18,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync
 import os from 'node:os';
 import path from 'node:path';
 import type { Host } from '../../system/host.js';
-import type { Change, CompileContext, ServiceOpening, Subsystem } from '../../apply/subsystem.js';
+import type { Change, CompileContext, DriftFinding, ServiceOpening, Subsystem } from '../../apply/subsystem.js';
+import { daemonPid, processUptime } from './daemon.js';
 import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
 
@@ -149,7 +150,35 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
     async status(host) {
       const paths = pathsFor(host);
       const running = await mod.running(paths, host);
-      return { running, ...(running && mod.status ? { detail: await mod.status(paths, host) } : {}) };
+      // the instance's main pid (modules with several daemons list theirs in detail)
+      const pid = daemonPid(paths.pidFile);
+      const uptimeSeconds = pid === undefined ? undefined : processUptime(pid);
+      return {
+        running,
+        configured: existsSync(paths.dir),
+        ...(pid !== undefined ? { pid, ...(uptimeSeconds !== undefined ? { uptimeSeconds } : {}) } : {}),
+        ...(running && mod.status ? { detail: await mod.status(paths, host) } : {}),
+      };
+    },
+    /**
+     * Supervision: a configured daemon that is not running (crashed, killed)
+     * is drift, and the drift loop's repair is apply(), which starts it again
+     * (with backoff when it keeps dying). A daemon running while its section
+     * is disabled is drift too.
+     */
+    async drift(d, host) {
+      const paths = pathsFor(host);
+      const running = await mod.running(paths, host);
+      const out: DriftFinding[] = [];
+      if (!d.model) {
+        if (running) out.push({ object: mod.name, reason: 'running, but not configured' });
+        return out;
+      }
+      if (!running) out.push({ object: mod.name, reason: `not running (no live process for ${paths.pidFile}; log: ${paths.logFile})` });
+      return out;
+    },
+    configured(d) {
+      return d.model !== null;
     },
     ...(mod.openings ? { openings: (config: Config) => mod.openings!(config) } : {}),
   };

@@ -19,11 +19,13 @@ export interface FrrModel {
   config: FrrConfig;
   /** prefix-list name -> address family (decides `ip` vs `ipv6 prefix-list`) */
   prefixListFamily: Record<string, 4 | 6>;
+  /** zebra's `ip/ipv6 forwarding`: must agree with the kernel settings src/routing/ applies */
+  forwarding: { ipv4: boolean; ipv6: boolean };
 }
 
 const BASE: IssuePath = ['routing'];
 
-export function compileFrr(section: FrrConfig): { model: FrrModel | null; issues: Issue[] } {
+export function compileFrr(section: FrrConfig, forwarding?: { ipv4: boolean; ipv6: boolean }): { model: FrrModel | null; issues: Issue[] } {
   const issues: Issue[] = [];
   const at = (path: (string | number)[], message: string) => issues.push({ path: [...BASE, ...path], message });
   const config: FrrConfig = structuredClone(section);
@@ -162,7 +164,9 @@ export function compileFrr(section: FrrConfig): { model: FrrModel | null; issues
   if (ospf) daemons.push('ospfd');
   if (bgp) daemons.push('bgpd');
   const modules: FrrModel['modules'] = bgp?.rpki ? { bgpd: ['rpki'] } : {};
-  return { model: { daemons, modules, config, prefixListFamily }, issues };
+  const f = section.forwarding;
+  const fwd = forwarding ?? { ipv4: (typeof f === 'boolean' ? f : f?.ipv4) ?? true, ipv6: (typeof f === 'boolean' ? f : f?.ipv6) ?? true };
+  return { model: { daemons, modules, config, prefixListFamily, forwarding: fwd }, issues };
 }
 
 export function dotted(n: number): string {

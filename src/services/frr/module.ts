@@ -17,6 +17,7 @@ import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
 import { DaemonError, daemonPid, startDaemon, stopDaemon, tailLog, type DaemonSpec } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
+import { frrForwarding } from '../../routing/forwarding.js';
 import { compileFrr, type FrrDaemon, type FrrModel } from './compile.js';
 import { renderFrrConf } from './render.js';
 import { readFrrStatus, type FrrStatus } from './status.js';
@@ -28,7 +29,7 @@ export const frrModule: ServiceModule<FrrModel> = {
   name: 'frr',
 
   desired(ctx) {
-    const { model, issues } = compileFrr(ctx.config.routing);
+    const { model, issues } = compileFrr(ctx.config.routing, frrForwarding(ctx.config));
     return { desired: model, issues };
   },
 

@@ -6,6 +6,7 @@
  */
 import { isIPv4, isIP } from 'node:net';
 import { z } from 'zod';
+import { kernelRoutingFields } from '../../routing/schema.js';
 
 const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 /** FRR object names (prefix-list, route-map): one word, no config syntax. */
@@ -196,9 +197,10 @@ export const frrSchema = z
   .object({
     enabled: z.boolean().default(true).describe('false stops FRR but keeps the configuration'),
     routerId: ipv4.optional().describe('router id shared by OSPF and BGP unless they set their own'),
-    forwarding: z.boolean().default(true).describe('turn IPv4/IPv6 forwarding on (a router forwards; new namespaces start with it off)'),
+    // forwarding, rpFilter, bridgeNetfilter and kernel routes: src/routing/
+    ...kernelRoutingFields,
     logLevel: z.enum(['debugging', 'informational', 'notifications', 'warnings', 'errors']).default('informational').describe('level of FRR log (frr.log in the instance directory)'),
-    static: z.array(staticRouteSchema).default([]).describe('static routes'),
+    static: z.array(staticRouteSchema).default([]).describe('static routes FRR holds (staticd): use them when OSPF/BGP redistribute them; routes alone belong in routing.routes (no daemon)'),
     ospf: ospfSchema.optional().describe('OSPFv2'),
     bgp: bgpSchema.optional().describe('BGP'),
     prefixLists: z.array(prefixListSchema).default([]).describe('prefix-lists for BGP policy'),

@@ -6,6 +6,7 @@
 import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { DOMAIN } from '../unbound/schema.js';
+import { addressTextProblem } from '../../bpf/codecs.js';
 
 const ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
 const domain = z.string().regex(DOMAIN, 'must be a DNS name such as lan.example');
@@ -30,7 +31,11 @@ export const subnetSchema = z
     id: z.number().int().min(1).max(4294967294).optional().describe('stable subnet id (leases refer to it); default: position in the list, from 1'),
     subnet: z
       .string()
-      .regex(/^\d+\.\d+\.\d+\.\d+\/\d{1,2}$/, 'must be an IPv4 network such as 192.168.1.0/24')
+      .superRefine((s, ctx) => {
+        const bad = addressTextProblem(s);
+        if (bad) ctx.addIssue({ code: 'custom', message: bad });
+        else if (!/^\d+\.\d+\.\d+\.\d+\/\d{1,2}$/.test(s)) ctx.addIssue({ code: 'custom', message: 'must be an IPv4 network such as 192.168.1.0/24' });
+      })
       .describe('network served'),
     interface: z.string().min(1).describe('managed interface the clients are on'),
     pools: z

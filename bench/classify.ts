@@ -1,0 +1,216 @@
+/**
+ * In-kernel cost of one packet through each XDP classifier, alone:
+ * bpf_prog_test_run with `repeat` (hot cache, no NIC, no generator), so the
+ * figures do not depend on how loaded the machine is as much as live traffic
+ * does. Every figure is the median (and min–max) of --samples calls, each the
+ * average over --repeat runs of one frame.
+ *
+ *   reference      bench/trafficgen/lpm_drop.bpf.c: one LPM trie lookup, drop
+ *   patronus       src/fastpath through FastpathDataPlane (the real maps)
+ *   xdp-filter     Debian xdp-tools' xdp-filter, loaded on a veth in a fresh
+ *                  namespace, run through its libxdp dispatcher (bpftool prog run)
+ *
+ * Rule sets: 1 prefix (one drop rule on a /16); 100k prefixes (one drop rule
+ * whose source list holds 100k /24s); 1024 rules (1023 non-matching rules on
+ * prefixes, ports and protocols ahead of the drop rule). Frames: 64-byte UDP,
+ * "match" from inside the dropped prefix, "miss" from outside.
+ *
+ *   node dist/bench/classify.js [--samples 7] [--repeat 200000] [--only patronus,reference,xdp-filter] [--out DIR]
+ * Not a test: prints a table and writes classify.md/.json under bench/results/.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, release, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { BpfObject, codecs } from '../src/bpf/index.js';
+import { projectRoot } from '../src/bpf/addon.js';
+import { compileFastpath } from '../src/fastpath/compile.js';
+import { FastpathDataPlane, removePins } from '../src/fastpath/dataplane.js';
+import { fastpathSchema, type FastpathConfig } from '../src/fastpath/schema.js';
+import { Lab } from '../test/lib/netns.js';
+import { frame } from '../test/lib/packets.js';
+import { fmt, markdownTable, summarize, type Summary } from './harness/report.js';
+
+const argv = process.argv.slice(2);
+const get = (k: string) => {
+  const i = argv.indexOf(k);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const SAMPLES = Number(get('--samples') ?? 7);
+const REPEAT = Number(get('--repeat') ?? 200_000);
+const only = get('--only')?.split(',');
+const want = (id: string) => !only || only.includes(id);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const out = get('--out') ?? path.join(root, 'bench/results', `classify-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+const CAP = 262144;
+
+const MATCH = frame({ src: '16.0.1.9', dst: '10.0.0.2', proto: 'udp', sport: 40000, dport: 9, payload: 22 });
+const MISS = frame({ src: '203.0.113.9', dst: '10.0.0.2', proto: 'udp', sport: 40000, dport: 9, payload: 22 });
+/** 100k /24s from 16.0.0.0 up: the match frame's 16.0.1.9 sits in the second one. */
+const SLASH24 = (n: number) => Array.from({ length: n }, (_, i) => `${16 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.0/24`);
+
+export interface Row {
+  path: string;
+  ruleSet: string;
+  kind: 'match' | 'miss';
+  ns: Summary;
+}
+
+async function sample(run: () => Promise<number>): Promise<Summary> {
+  await run(); // warm
+  const xs: number[] = [];
+  for (let i = 0; i < SAMPLES; i++) xs.push(await run());
+  return summarize(xs);
+}
+
+/** 1023 rules no 16.0.0.0/16 UDP-to-9 frame matches, then the drop rule. */
+export function rules1024(): FastpathConfig['rules'] {
+  const rules: FastpathConfig['rules'] = [];
+  for (let i = 0; i < 1023; i++) {
+    const name = `r${i}`;
+    const net = `10.${(i >> 8) & 255}.${i & 255}.0/24`;
+    if (i % 4 === 0) rules.push({ name, source: net, action: 'drop', direction: 'in', interfaces: [] });
+    else if (i % 4 === 1) rules.push({ name, protocol: 'tcp', destinationPorts: 1000 + i, action: 'drop', direction: 'in', interfaces: [] });
+    else if (i % 4 === 2) rules.push({ name, source: net, protocol: 'udp', destinationPorts: 20000 + i, action: 'pass', direction: 'in', interfaces: [] });
+    else rules.push({ name, destination: `192.168.${i & 255}.0/24`, protocol: 'udp', sourcePorts: `${30000 + i}-${30010 + i}`, action: 'drop', direction: 'in', interfaces: [] });
+  }
+  rules.push({ name: 'drop', source: '16.0.0.0/16', action: 'drop', direction: 'in', interfaces: [] });
+  return rules;
+}
+
+const RULE_SETS: { id: string; rules: () => FastpathConfig['rules'] }[] = [
+  { id: '1 prefix', rules: () => [{ name: 'drop', source: '16.0.0.0/16', action: 'drop', direction: 'in', interfaces: [] }] },
+  { id: '100k prefixes', rules: () => [{ name: 'drop', source: SLASH24(100_000), action: 'drop', direction: 'in', interfaces: [] }] },
+  { id: '1024 rules', rules: rules1024 },
+];
+
+async function patronus(rows: Row[]): Promise<void> {
+  const pinDir = mkdtempSync('/sys/fs/bpf/pt-bench-cls-');
+  const capacity = { prefixes: CAP, portPrefixes: 4096, rateLimitSources: 1024, blocklist: 1024 };
+  const dp = await FastpathDataPlane.open({ pinDir, capacity });
+  try {
+    for (const rs of RULE_SETS) {
+      const fastpath = fastpathSchema.parse({ interfaces: [{ name: 'lo', defaultPolicy: 'pass' }], rules: rs.rules(), capacity: { ...capacity, rules: 1024 } });
+      const { desired, issues } = compileFastpath({ fastpath, aliases: new Map() });
+      if (issues.length) throw new Error(`patronus ${rs.id}: ${issues.map((i) => i.message).join('; ')}`);
+      await dp.apply(desired, () => 1); // test_run classifies as received on lo
+      for (const [kind, f, want] of [['match', MATCH, 1], ['miss', MISS, 2]] as const) {
+        const r = await dp.xdp.testRun({ data: f });
+        if (r.retval !== want) throw new Error(`patronus ${rs.id} ${kind}: verdict ${r.retval}, expected ${want}`);
+        rows.push({ path: 'patronus', ruleSet: rs.id, kind, ns: await sample(async () => (await dp.xdp.testRun({ data: f, repeat: REPEAT })).duration) });
+        log(rows.at(-1)!);
+      }
+    }
+  } finally {
+    dp.destroy();
+    removePins(pinDir);
+  }
+}
+
+async function reference(rows: Row[]): Promise<void> {
+  using obj = BpfObject.open(path.join(projectRoot(), 'bench/trafficgen/build/lpm_drop.bpf.o'));
+  obj.setMapMaxEntries('src_v4', CAP).setMapMaxEntries('src_v6', CAP);
+  await obj.load();
+  const prog = obj.program('xdp_lpm_drop');
+  const v4 = obj.map('src_v4', codecs.lpmV4Key, codecs.u32);
+  for (const [id, prefixes] of [['1 prefix', ['16.0.0.0/16']], ['100k prefixes', SLASH24(100_000)]] as const) {
+    await v4.clear();
+    await v4.setMany(prefixes.map((p) => [codecs.parsePrefix(p), 1] as const));
+    for (const [kind, f] of [['match', MATCH], ['miss', MISS]] as const) {
+      rows.push({ path: 'reference', ruleSet: id, kind, ns: await sample(async () => (await prog.testRun({ data: f, repeat: REPEAT })).duration) });
+      log(rows.at(-1)!);
+    }
+  }
+  v4.close();
+  prog.close();
+}
+
+/**
+ * xdp-filter matches exact addresses (hash maps), not prefixes: "1 rule" is
+ * one source address (the match frame's); "1024 rules" is 1023 other
+ * addresses and ports plus that one. Loaded in native mode on a veth in a
+ * fresh namespace (nsenter keeps /sys/fs/bpf, where libxdp pins), run with
+ * bpftool through the attached libxdp dispatcher, as live traffic runs it.
+ */
+async function xdpFilter(rows: Row[]): Promise<void> {
+  const lab = new Lab();
+  const dir = mkdtempSync(path.join(tmpdir(), 'pt-cls-'));
+  try {
+    const ns = await lab.ns('xf');
+    const peer = await lab.ns('xfp');
+    await lab.veth({ ns, dev: 'xf0' }, { ns: peer, dev: 'xf1' });
+    for (const [kind, f] of [['match', MATCH], ['miss', MISS]] as const) writeFileSync(path.join(dir, kind), f);
+    for (const features of ['all', 'ipv4']) {
+      await ns.nsenter('xdp-filter', ['load', '-m', 'native', '-f', features, 'xf0']);
+      try {
+        const idx = await ns.ifindex('xf0');
+        const { stdout } = await execa('ip', ['-n', ns.name, '-j', '-d', 'link', 'show', 'dev', 'xf0']);
+        const xdp = (JSON.parse(stdout) as { xdp?: { prog?: { id: number } } }[])[0]?.xdp?.prog?.id;
+        if (!xdp) throw new Error(`xdp-filter: no program attached to xf0 (ifindex ${idx})`);
+        const run = async (kind: string): Promise<{ ret: number; ns: number }> => {
+          const r = await execa('bpftool', ['prog', 'run', 'id', String(xdp), 'data_in', path.join(dir, kind), 'repeat', String(REPEAT)]);
+          const m = /Return value: (\d+), duration \(average\): (\d+)ns/.exec(r.stdout + r.stderr);
+          if (!m) throw new Error(`bpftool prog run: unexpected output ${r.stdout} ${r.stderr}`);
+          return { ret: Number(m[1]), ns: Number(m[2]) };
+        };
+        for (const [id, n] of [['1 rule', 1], ['1024 rules', 1024]] as const) {
+          await ns.nsenter('xdp-filter', ['ip', '-m', 'src', '16.0.1.9']);
+          for (let i = 0; i < n - 1; i++) {
+            // the extra rules: other sources, and some destination ports
+            if (i % 2 === 0) await ns.nsenter('xdp-filter', ['ip', '-m', 'src', `10.${(i >> 8) & 255}.${i & 255}.1`]);
+            else if (features === 'all') await ns.nsenter('xdp-filter', ['port', '-m', 'dst', '-p', 'tcp', String(1000 + i)]);
+            else await ns.nsenter('xdp-filter', ['ip', '-m', 'src', `10.${(i >> 8) & 255}.${i & 255}.1`]);
+          }
+          for (const kind of ['match', 'miss'] as const) {
+            const want = kind === 'match' ? 1 : 2;
+            const first = await run(kind);
+            if (first.ret !== want) throw new Error(`xdp-filter ${features} ${id} ${kind}: verdict ${first.ret}, expected ${want}`);
+            rows.push({ path: `xdp-filter (features ${features})`, ruleSet: id, kind, ns: await sample(async () => (await run(kind)).ns) });
+            log(rows.at(-1)!);
+          }
+        }
+      } finally {
+        await ns.nsenter('xdp-filter', ['unload', 'xf0'], { reject: false });
+      }
+    }
+  } finally {
+    await lab.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function log(r: Row): void {
+  process.stderr.write(`# ${r.path}, ${r.ruleSet}, ${r.kind}: ${fmt(r.ns, 1, 1)} ns\n`);
+}
+
+async function main(): Promise<void> {
+  mkdirSync(out, { recursive: true });
+  const rows: Row[] = [];
+  const started = new Date();
+  if (want('reference')) await reference(rows);
+  if (want('patronus')) await patronus(rows);
+  if (want('xdp-filter')) await xdpFilter(rows);
+  const load = (await execa('cat', ['/proc/loadavg'])).stdout.split(' ').slice(0, 3).join(' ');
+  const md =
+    `# XDP classifier alone: in-kernel ns per packet\n\n` +
+    `${started.toISOString()}, ${hostname()}, Linux ${release()}, ${cpus().length}× ${cpus()[0]?.model ?? '?'}; ` +
+    `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples: median (min–max) ns/packet.\n\n` +
+    markdownTable(
+      ['path', 'rule set', 'match', 'miss'],
+      [...new Set(rows.map((r) => `${r.path}|${r.ruleSet}`))].map((k) => {
+        const [p, rs] = k.split('|') as [string, string];
+        const cell = (kind: string) => {
+          const r = rows.find((x) => x.path === p && x.ruleSet === rs && x.kind === kind);
+          return r ? fmt(r.ns, 1, 1) : '–';
+        };
+        return [p, rs, cell('match'), cell('miss')];
+      }),
+    );
+  process.stdout.write(md);
+  writeFileSync(path.join(out, 'classify.md'), md);
+  writeFileSync(path.join(out, 'classify.json'), JSON.stringify({ started, repeat: REPEAT, samples: SAMPLES, rows }, null, 2));
+  process.stderr.write(`# wrote ${out}\n`);
+}
+
+await main();

@@ -1,0 +1,155 @@
+/**
+ * An IPv6 LAN behind Patronus, with real traffic:
+ *
+ *   client (SLAAC) --\
+ *                     lan0 (2001:db8:61::1/64) gw --wan0 (2001:db8:63::1)-- isp --eth1-- srv (2001:db8:64::10)
+ *   web (2001:db8:61::80) --/
+ *
+ * radvd advertises the LAN prefix and a DNS server (RDNSS); the client forms
+ * its own address and takes the gateway as its default router. Outbound
+ * IPv6 is masqueraded (NAT66: the ISP has no route to the LAN prefix), and a
+ * v6 port forward [2001:db8:63::1]:8080 -> [2001:db8:61::80]:80 answers the
+ * outside. IPv6 forwarding comes from the document alone.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Lab, type Netns } from '../lib/netns.js';
+import { missing } from '../lib/skip.js';
+import { startServer, connectOnce, type FlowServer } from '../lib/flows.js';
+import { Host } from '../../src/system/host.js';
+import { Engine } from '../../src/apply/engine.js';
+import { Store } from '../../src/store/store.js';
+import { ConfigError, formatIssue } from '../../src/config/issues.js';
+import { formatPlan } from '../../src/apply/plan.js';
+import { linksSubsystem } from '../../src/interfaces/links.js';
+import { interfacesSubsystem } from '../../src/interfaces/subsystem.js';
+import { routesSubsystem } from '../../src/routing/routes.js';
+import { sysctlSubsystem } from '../../src/routing/sysctl.js';
+import { nftSubsystem } from '../../src/nft/subsystem.js';
+import { radvdSubsystem } from '../../src/services/radvd/subsystem.js';
+
+const doc = {
+  interfaces: [
+    { name: 'lan0', zone: 'lan', addresses: ['2001:db8:61::1/64'] },
+    { name: 'wan0', zone: 'wan', addresses: ['2001:db8:63::1/64'] },
+  ],
+  routing: { routes: [{ prefix: '::/0', via: '2001:db8:63::2' }] },
+  firewall: {
+    zones: [
+      { name: 'lan', input: 'accept', forward: 'accept' },
+      { name: 'wan', input: 'drop', forward: 'drop' },
+    ],
+    outboundNat: [{ name: 'lan6-out', interface: 'wan0', source: ['2001:db8:61::/64'] }],
+    portForwards: [{ name: 'web6', interface: 'wan0', protocol: 'tcp', port: 8080, target: '2001:db8:61::80', targetPort: 80 }],
+  },
+  ra: { interfaces: [{ interface: 'lan0', dns: ['2001:db8:61::1'], searchDomains: ['lan.example'], maxIntervalSeconds: 4 }] },
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, NAT66 outbound, v6 port forward', { skip: missing('netns', { cmd: 'nft' }, { cmd: 'radvd' }, { cmd: 'tcpdump' }) }, () => {
+  const lab = new Lab();
+  let client: Netns, web: Netns, gw: Netns, isp: Netns, srv: Netns;
+  let host: Host;
+  let dir: string;
+  let store: Store;
+  let engine: Engine;
+  const servers: FlowServer[] = [];
+  const me = { author: 'test', message: 'ipv6 lan' };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'pt-v6lan-'));
+    [client, web, gw, isp, srv] = [await lab.ns('cli'), await lab.ns('web'), await lab.ns('gw'), await lab.ns('isp'), await lab.ns('srv')];
+    // a switch on the LAN side: a bridge in its own namespace joins client, web and the gateway
+    const sw = await lab.ns('sw');
+    await sw.ip('link', 'add', 'br0', 'type', 'bridge');
+    await sw.ip('link', 'set', 'br0', 'up');
+    await lab.veth({ ns: client, dev: 'eth0' }, { ns: sw, dev: 's1' });
+    await lab.veth({ ns: web, dev: 'eth0', address: '2001:db8:61::80/64' }, { ns: sw, dev: 's2' });
+    await lab.veth({ ns: gw, dev: 'lan0' }, { ns: sw, dev: 's3' });
+    for (const p of ['s1', 's2', 's3']) await sw.ip('link', 'set', p, 'master', 'br0');
+    await web.ip('-6', 'route', 'add', 'default', 'via', '2001:db8:61::1');
+    await lab.veth({ ns: gw, dev: 'wan0' }, { ns: isp, dev: 'eth0', address: '2001:db8:63::2/64' });
+    await lab.veth({ ns: isp, dev: 'eth1', address: '2001:db8:64::1/64' }, { ns: srv, dev: 'eth0', address: '2001:db8:64::10/64' });
+    await srv.ip('-6', 'route', 'add', 'default', 'via', '2001:db8:64::1');
+    await isp.sysctl('net.ipv6.conf.all.forwarding', '1');
+    host = new Host({ netns: gw.name, stateDir: join(dir, 'gw') });
+    store = Store.open(join(dir, 'gw.db'));
+    engine = new Engine({ host, store, subsystems: [linksSubsystem, interfacesSubsystem, routesSubsystem, nftSubsystem, sysctlSubsystem, radvdSubsystem] });
+    servers.push(await startServer(srv, 'tcp', '::', 9106, 'srv6'));
+    servers.push(await startServer(web, 'tcp', '::', 80, 'web6'));
+  });
+
+  after(async () => {
+    for (const s of servers) s.stop();
+    await radvdSubsystem.teardown!(host).catch(() => undefined);
+    engine?.close();
+    store?.close();
+    await lab.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('plans radvd and IPv6 forwarding (implied), applies; the client gets a SLAAC address, a default router and RDNSS', async () => {
+    const plan = formatPlan(await engine.plan({ document: doc }));
+    console.log(`# ${plan.replace(/\n/g, '\n# ')}`);
+    assert.match(plan, /▶ start radvd/);
+    assert.match(plan, /sysctl net\.ipv6\.conf\.all\.forwarding.*0 -> 1/);
+    // listen for one router advertisement on the client before radvd starts
+    const capture = client.exec('tcpdump', ['-i', 'eth0', '-n', '-vv', '-c', '1', 'icmp6 and ip6[40] == 134'], { reject: false, timeout: 30_000 });
+    await sleep(500);
+    await engine.apply({ document: doc }, me);
+    const ra = await capture;
+    const text = `${ra.stdout}\n${ra.stderr}`;
+    console.log(`# RA seen by the client:\n# ${ra.stdout.trim().split('\n').join('\n# ')}`);
+    assert.match(text, /prefix info option.*\n?.*2001:db8:61::\/64/);
+    assert.match(text, /rdnss option[\s\S]*?addr: 2001:db8:61::1/);
+    assert.match(text, /dnssl option[\s\S]*?lan\.example/);
+    const t0 = Date.now();
+    let addr: string | undefined;
+    for (; !addr && Date.now() - t0 < 20_000; await sleep(200)) {
+      const j = JSON.parse((await client.ip('-6', '-j', 'addr', 'show', 'dev', 'eth0', 'scope', 'global')).stdout) as { addr_info?: { local?: string; tentative?: boolean }[] }[];
+      addr = j[0]?.addr_info?.find((a) => a.local?.startsWith('2001:db8:61:') && !a.tentative)?.local;
+    }
+    assert.ok(addr, 'a SLAAC address in 2001:db8:61::/64');
+    console.log(`# client SLAAC address ${addr} after ${Date.now() - t0} ms`);
+    const routes = (await client.ip('-6', 'route', 'show', 'default')).stdout;
+    assert.match(routes, /default via fe80::\S+ dev eth0 proto ra/);
+  });
+
+  it('the client reaches a v6 server beyond the ISP (NAT66 to the WAN address)', async () => {
+    const r = await connectOnce(client, 'tcp', '2001:db8:64::10', 9106, 3000);
+    assert.ok(r.ok, r.line);
+    assert.equal(r.peer, '2001:db8:63::1');
+  });
+
+  it('a v6 port forward answers the outside', async () => {
+    const r = await connectOnce(isp, 'tcp', '2001:db8:63::1', 8080, 3000);
+    assert.ok(r.ok, r.line);
+    assert.equal(r.server, 'web6');
+    assert.equal(r.peer, '2001:db8:63::2');
+    assert.ok((await nftSubsystem.readCounters(host)).find((c) => c.key === 'pf:web6')!.packets > 0);
+  });
+
+  it('overlapping RA prefixes are a path-qualified error; nothing changes', async () => {
+    const revisions = store.list().length;
+    const bad = { ...doc, ra: { interfaces: [{ interface: 'lan0', prefixes: ['2001:db8:61::/64'] }, { interface: 'wan0', prefixes: ['2001:db8:61::/64'] }] } };
+    await assert.rejects(engine.apply({ document: bad }, me), (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      const text = e.issues.map(formatIssue).join('\n');
+      console.log(`# ${text}`);
+      assert.match(text, /^ra\.interfaces\[1\]\.prefixes\[0\]: 2001:db8:61::\/64 overlaps 2001:db8:61::\/64 \(ra\.interfaces\[0\]\.prefixes\[0\]\)/m);
+      return true;
+    });
+    assert.equal(store.list().length, revisions);
+  });
+
+  it('removing ra: stops radvd', async () => {
+    const { ra: _ra, ...rest } = doc;
+    await engine.apply({ document: rest }, me);
+    const st = (await radvdSubsystem.status!(host)) as { running: boolean };
+    assert.equal(st.running, false);
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * The drift monitor's own logic with fake subsystems (no kernel): the
+ * compiled revision is cached by id (no document read per check), one check
+ * in flight, results reused for maxAgeMs, repairs only from the loop and only
+ * with reconcile auto, backoff between repairs of a subsystem that keeps
+ * drifting; and jsonSafe, which keeps /api/v1/services from answering 500.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Engine } from '../../src/apply/engine.js';
+import type { DriftFinding, Subsystem } from '../../src/apply/subsystem.js';
+import { Store } from '../../src/store/store.js';
+import { Host } from '../../src/system/host.js';
+import { DriftMonitor } from '../../src/drift/monitor.js';
+import { jsonSafe } from '../../src/api/json.js';
+
+/** A subsystem whose drift is whatever `broken` says, and whose apply fixes it (or not, with `stuck`). */
+function fake() {
+  const s = {
+    broken: false,
+    stuck: false,
+    checks: 0,
+    applies: 0,
+    compiles: 0,
+    subsystem: undefined as unknown as Subsystem<string>,
+  };
+  s.subsystem = {
+    name: 'fake',
+    compile: (ctx) => {
+      s.compiles++;
+      return { desired: ctx.config.interfaces[0]?.description ?? '', issues: [] };
+    },
+    plan: async () => [],
+    apply: async () => {
+      s.applies++;
+      if (!s.stuck) s.broken = false;
+    },
+    drift: async (): Promise<DriftFinding[]> => {
+      s.checks++;
+      await new Promise((r) => setTimeout(r, 20));
+      return s.broken ? [{ object: 'thing', reason: 'broken by hand' }] : [];
+    },
+  };
+  return s;
+}
+
+describe('drift monitor', () => {
+  let dir: string;
+  let store: Store;
+  let engine: Engine;
+  let f: ReturnType<typeof fake>;
+  const doc = (reconcile: 'auto' | 'report' | 'off', description = 'x') => ({ interfaces: [{ name: 'eth9', zone: 'lan', description }], firewall: { enabled: false }, drift: { reconcile, maxBackoffSeconds: 1 } });
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pt-drift-'));
+    store = Store.open(join(dir, 'patronus.db'));
+    f = fake();
+    engine = new Engine({ host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [f.subsystem] });
+  });
+  after(() => {
+    engine.close();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reports nothing before a revision is committed, then checks against it', async () => {
+    const m = new DriftMonitor(engine);
+    assert.equal((await m.check()).state, 'ok');
+    assert.equal(f.checks, 0, 'nothing committed: nothing to compare with');
+    await engine.apply({ document: doc('auto') }, { author: 't', message: '' });
+    f.broken = true;
+    const r = await m.check({ maxAgeMs: 0 });
+    assert.equal(r.state, 'drift');
+    assert.equal(r.revision, 1);
+    assert.deepEqual(r.items, [{ subsystem: 'fake', object: 'thing', reason: 'broken by hand' }]);
+    assert.equal(f.applies, 1, 'check() never repairs (only the apply itself ran)');
+  });
+
+  it('compiles each revision once, never reads the document per check, shares one check in flight, reuses a fresh result', async () => {
+    const m = new DriftMonitor(engine);
+    const get = store.get.bind(store);
+    const current = store.current.bind(store);
+    let reads = 0;
+    store.get = (id) => (reads++, get(id));
+    store.current = () => (reads++, current());
+    try {
+      const compiles = f.compiles;
+      const checks = f.checks;
+      await Promise.all(Array.from({ length: 20 }, () => m.check({ maxAgeMs: 0 })));
+      assert.equal(f.checks - checks, 1, 'twenty concurrent callers, one check');
+      for (let i = 0; i < 50; i++) await m.check({ maxAgeMs: 60_000 });
+      assert.equal(f.checks - checks, 1, 'results younger than maxAgeMs are reused');
+      for (let i = 0; i < 5; i++) await m.check({ maxAgeMs: 0 });
+      assert.equal(f.checks - checks, 6);
+      assert.equal(f.compiles - compiles, 1, 'one compile for the revision');
+      assert.equal(reads, 1, 'one document read for the revision');
+    } finally {
+      store.get = get;
+      store.current = current;
+    }
+  });
+
+  it('repairs in the loop (reconcile auto) with growing waits while the subsystem keeps drifting', async () => {
+    const m = new DriftMonitor(engine, { backoffBaseMs: 200 });
+    f.broken = true;
+    f.stuck = true;
+    const before = f.applies;
+    const r1 = await m.checkAndRepair();
+    assert.equal(f.applies - before, 1);
+    assert.equal(r1.repairs[0]!.ok, false);
+    assert.match(r1.repairs[0]!.error!, /still drifting: thing: broken by hand/);
+    assert.ok(r1.nextRepair.fake, 'the next repair waits');
+    await m.checkAndRepair();
+    assert.equal(f.applies - before, 1, 'within the 200 ms backoff: no repair');
+    await new Promise((r) => setTimeout(r, 250));
+    const r3 = await m.checkAndRepair();
+    assert.equal(f.applies - before, 2);
+    assert.equal(r3.repairs[0]!.attempt, 2);
+    await new Promise((r) => setTimeout(r, 250));
+    await m.checkAndRepair();
+    assert.equal(f.applies - before, 2, 'the second wait is 400 ms');
+    f.stuck = false;
+    await new Promise((r) => setTimeout(r, 250));
+    const r5 = await m.checkAndRepair();
+    assert.equal(r5.state, 'ok');
+    assert.equal(r5.repairs[0]!.ok, true);
+  });
+
+  it('reconcile report: never repairs; off: never checks', async () => {
+    await engine.apply({ document: doc('report', 'y') }, { author: 't', message: '' });
+    const m = new DriftMonitor(engine);
+    f.broken = true;
+    const applies = f.applies;
+    const r = await m.checkAndRepair();
+    assert.equal(r.state, 'drift');
+    assert.equal(r.mode, 'report');
+    assert.equal(f.applies, applies);
+    await engine.apply({ document: doc('off', 'z') }, { author: 't', message: '' });
+    f.broken = true;
+    const checks = f.checks;
+    assert.equal((await m.checkAndRepair()).state, 'off');
+    assert.equal(f.checks, checks);
+  });
+
+  it('a check that throws is drift (an unverified state is not ok)', async () => {
+    await engine.apply({ document: doc('auto', 'w') }, { author: 't', message: '' });
+    const drift = f.subsystem.drift;
+    f.subsystem.drift = async () => {
+      throw new Error('cannot read the thing');
+    };
+    try {
+      const r = await new DriftMonitor(engine).check();
+      assert.equal(r.state, 'drift');
+      assert.match(r.items[0]!.reason, /drift check failed: cannot read the thing/);
+    } finally {
+      f.subsystem.drift = drift;
+    }
+  });
+});
+
+describe('jsonSafe', () => {
+  it('turns what JSON.stringify refuses or mangles into plain JSON', () => {
+    const v = jsonSafe({ a: 5n, big: 2n ** 64n, m: new Map([['x', 1n]]), s: new Set([1]), b: Buffer.from([1, 255]), d: new Date(0), f: () => 1, nested: [{ c: 3n }, undefined] });
+    assert.deepEqual(v, { a: 5, big: '18446744073709551616', m: { x: 1 }, s: [1], b: '01ff', d: '1970-01-01T00:00:00.000Z', nested: [{ c: 3 }, null] });
+    assert.doesNotThrow(() => JSON.stringify(v));
+    const loop: Record<string, unknown> = {};
+    loop.self = loop;
+    assert.deepEqual(jsonSafe(loop), { self: '[circular]' });
+  });
+});

@@ -14,7 +14,7 @@ APT_PACKAGES=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++
   nftables iproute2 ethtool iputils-ping iperf3 conntrack tcpdump procps util-linux kmod
   unbound dnsutils frr frr-pythontools keepalived strongswan strongswan-swanctl charon-systemd libcharon-extra-plugins libstrongswan-standard-plugins
-  openvpn wireguard-tools wireguard-go kea-dhcp4-server kea-dhcp6-server radvd isc-dhcp-client isc-dhcp-common
+  openvpn wireguard-tools wireguard-go kea-dhcp4-server kea-dhcp6-server radvd isc-dhcp-client isc-dhcp-common conntrackd
   dns-root-data ca-certificates openssl ldnsutils
   geoip-database libmaxmind-db-writer-perl
   xdp-tools

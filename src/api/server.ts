@@ -17,7 +17,7 @@ import { registerDriftMetrics, type Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
 import { ConfigError } from '../config/issues.js';
-import { duplicateKeyIssue, findDuplicateJsonKey } from '../config/input.js';
+import { parseConfigText } from '../config/load.js';
 import { idsEngine } from '../services/ids/engine.js';
 import type { HaSync } from '../ha/sync.js';
 import { DriftMonitor } from '../drift/monitor.js';
@@ -134,17 +134,15 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       ...(q.allowEmpty === 'true' ? { allowEmpty: true } : {}),
     });
   });
-  // JSON bodies: the default parser (prototype-poisoning checks) after a
-  // duplicate-key check, since JSON.parse would silently keep the last key
-  const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+  // JSON bodies: syntax errors with line and column, and duplicate keys
+  // refused (JSON.parse would keep the last one silently: a trailing
+  // "firewall": {"enabled": false} would win), as are __proto__/constructor keys
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = body as string;
-    parseJson(req, text, (err: Error | null, value?: unknown) => {
-      if (err) return done(err);
-      const dup = findDuplicateJsonKey(text);
-      if (dup) return done(new ConfigError([duplicateKeyIssue(dup)]));
-      done(null, value);
-    });
+    if (!text.trim()) return done(new ConfigError([{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }]));
+    const parsed = parseConfigText(text, 'json');
+    if (parsed.issues.length) return done(new ConfigError(parsed.issues.map((i) => ({ ...i, message: i.message.replace(/^invalid JSON/, 'invalid JSON request body') }))));
+    done(null, parsed.value);
   });
 
   const open = new Set(['/healthz', ...(opts.metricsRequireToken === false ? ['/metrics'] : [])]);

@@ -38,6 +38,7 @@ import {
   KEY,
   LPM_FIELDS,
   MAP_NAMES,
+  PORT_CLASSES,
   RATE_KEY_SIZE,
   RULE_ACTION_SIZE,
   RULE_STAT_SIZE,
@@ -452,6 +453,17 @@ export class FastpathDataPlane implements Disposable {
       }
       await writeU32s(this.maps.v4_dir16, gf * 65536, d.dir16);
       written[`${f}_dir`] = d.dir16.length + d.chunks.length * 256;
+    }
+
+    // TCP/UDP port arrays of the shadow generation: classes before the port tables
+    for (const [fi, f] of (['sport', 'dport'] as const).entries()) {
+      const p = desired.ports[f];
+      if (!p) continue;
+      const gf = shadow * 2 + fi;
+      await this.maps.port_bits.setMany(p.classes.map((b, i) => [u32(gf * PORT_CLASSES + i), b] as const));
+      await writeU32s(this.maps.port_class, (gf * 2) << 16, p.tcp);
+      await writeU32s(this.maps.port_class, (gf * 2 + 1) << 16, p.udp);
+      written[`${f}_arr`] = 2 * 65536;
     }
 
     const flagKeys = desired.tcpFlags.map((_, i) => u32(shadow * FILTER_FLAGS_PER_GEN + i));
@@ -966,6 +978,8 @@ const LAYOUT: Record<MapName, [key: number, value: number, entries?: number]> = 
   v4_dir16: [4, 4, 4 * 65536],
   v4_dir8: [4, 4, 4 * DIR4_CHUNKS * 256],
   v4_class: [4, BITS_BYTES, 4 * DIR4_CLASSES],
+  port_class: [4, 4, 8 * 65536],
+  port_bits: [4, BITS_BYTES, 4 * PORT_CLASSES],
   tcp_flags: [4, BITS_BYTES, 2 * FILTER_FLAGS_PER_GEN],
   iface_slots: [4, 4, FILTER_IFINDEX_DIRECT],
   iface_slots_big: [4, 4, FILTER_MAX_IFACES],

@@ -24,6 +24,7 @@ import { qosSubsystem } from '../services/qos/subsystem.js';
 import { idsSubsystem } from '../services/ids/subsystem.js';
 import { dhclientSubsystem } from '../services/dhclient/dhclient.js';
 import { radvdSubsystem } from '../services/radvd/subsystem.js';
+import { kea6Subsystem } from '../services/kea6/subsystem.js';
 
 export const subsystems: readonly Subsystem<any>[] = [
   // bridges, VLANs, bonds first: addresses, routes and zones name them
@@ -43,6 +44,7 @@ export const subsystems: readonly Subsystem<any>[] = [
   ipsecSubsystem,
   unboundSubsystem,
   keaSubsystem,
+  kea6Subsystem,
   radvdSubsystem,
   // before keepalived: its notify script commits conntrackd's state when this node becomes master
   conntrackdSubsystem,

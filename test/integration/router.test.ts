@@ -110,7 +110,7 @@ describe('a router out of the box (forwarding, kernel routes, counters, omitted 
   });
 
   it('routing: {forwarding: true} alone turns forwarding on; removing it restores the original value', async () => {
-    await engine.apply({ document: {} }, me);
+    await engine.apply({ document: {}, allowEmpty: true }, me);
     assert.equal(await sysctl('net.ipv4.ip_forward'), '0', 'restored when nothing asks for it');
     assert.equal(await sysctl('net.ipv6.conf.all.forwarding'), '0');
     const doc = { routing: { forwarding: true } };
@@ -128,7 +128,7 @@ describe('a router out of the box (forwarding, kernel routes, counters, omitted 
     assert.equal(await sysctl('net.ipv4.conf.all.rp_filter'), '2');
     assert.equal(await sysctl('net.ipv4.conf.wan0.rp_filter'), '2');
     assert.notEqual(await sysctl('net.bridge.bridge-nf-call-iptables'), before.bnf);
-    await engine.apply({ document: {} }, me);
+    await engine.apply({ document: {}, allowEmpty: true }, me);
     assert.equal(await sysctl('net.ipv4.conf.all.rp_filter'), before.rp);
     assert.equal(await sysctl('net.bridge.bridge-nf-call-iptables'), before.bnf);
   });
@@ -188,7 +188,15 @@ describe('a router out of the box (forwarding, kernel routes, counters, omitted 
     // a changed document: one more rule, lan-out kept
     await engine.apply({ document: { ...doc, firewall: firewall([{ name: 'extra', from: 'wan', protocol: 'tcp', ports: [22], action: 'drop' }]) } }, me);
     const afterChange = await read();
-    for (const [k, v] of before) if (Number(v.split('/')[0]) > 0) assert.equal(afterChange.get(k), v, `${k} kept its count across the re-apply`);
+    // rule counters of this test's own traffic: exact; built-in ones also count background traffic (ND, late segments): never lower
+    const kept = (from: Map<string, string>, to: Map<string, string>, when: string) => {
+      for (const [k, v] of from) {
+        if (Number(v.split('/')[0]) === 0) continue;
+        if (k.startsWith('rule:')) assert.equal(to.get(k), v, `${k} kept its count ${when}`);
+        else assert.ok(Number(to.get(k)?.split('/')[0]) >= Number(v.split('/')[0]), `${k} not reset ${when}: ${v} -> ${to.get(k)}`);
+      }
+    };
+    kept(before, afterChange, 'across the re-apply');
     assert.equal(afterChange.get('rule:extra'), '0/0');
     // a restart: a new engine reconciles the committed revision (replacing the table once more)
     engine.close();
@@ -196,7 +204,7 @@ describe('a router out of the box (forwarding, kernel routes, counters, omitted 
     const rec = await engine.reconcile();
     assert.equal(rec.error, undefined);
     const afterRestart = await read();
-    assert.deepEqual(afterRestart, afterChange, 'identical after a restart');
+    kept(afterChange, afterRestart, 'across a restart');
     // and they keep counting from there
     assert.ok((await connectOnce(client, 'tcp', '198.51.100.10', 9100, 3000)).ok);
     assert.ok(Number((await read()).get('rule:lan-out')!.split('/')[0]) > Number(afterRestart.get('rule:lan-out')!.split('/')[0]));

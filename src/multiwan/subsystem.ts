@@ -40,6 +40,9 @@ interface Running {
   monitor: HealthMonitor;
 }
 
+/** what flushStatesOnDown deletes: flows that keep their addresses and would stay pinned to a dead gateway */
+const FLUSHED_PROTOCOLS = ['udp', 'icmp'] as const;
+
 /** One monitor per host (namespace): apply replaces it, teardown stops it. */
 const running = new Map<string, Running>();
 const key = (host: Host) => host.netns ?? '';
@@ -138,9 +141,14 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
         await convergeDefaultRoute(host, desired, now);
         const g = desired.gateways.find((x) => x.name === event.gateway);
         if (g && event.state === 'down' && g.flushStatesOnDown) {
-          // after the groups changed: the flows' next packets are decided afresh, onto a live gateway
-          const r = await host.run('conntrack', ['-D', '--mark', `${hex(g.mark)}/${hex(GATEWAY_MARK_MASK)}`], { reject: false });
-          if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr)) throw new Error(`gateway ${g.name}: conntrack -D failed (${host.where}): ${r.stderr.trim()}`);
+          // after the groups changed: the flows' next packets are decided afresh, onto a live gateway.
+          // Never TCP: a flushed TCP connection's next packet is new-not-SYN (the firewall drops it) and
+          // would leave from another address anyway, so flushing only kills connections that still work
+          // when the monitor was wrong (docs/firewall.md, flushStatesOnDown)
+          for (const proto of FLUSHED_PROTOCOLS) {
+            const r = await host.run('conntrack', ['-D', '-p', proto, '--mark', `${hex(g.mark)}/${hex(GATEWAY_MARK_MASK)}`], { reject: false });
+            if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr)) throw new Error(`gateway ${g.name}: conntrack -D -p ${proto} failed (${host.where}): ${r.stderr.trim()}`);
+          }
         }
       },
       initial,

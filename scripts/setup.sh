@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
-# Build and test needs; daemons the gateway services drive (tests skip with a
+# Build and test needs (prometheus: for promtool, which checks /metrics); daemons the gateway services drive (tests skip with a
 # reason where one is missing, but CI installs them all).
 APT_PACKAGES=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++
@@ -18,10 +18,11 @@ APT_PACKAGES=(
   dns-root-data ca-certificates openssl ldnsutils
   geoip-database libmaxmind-db-writer-perl
   xdp-tools
+  prometheus
 )
 
 # Daemon units Debian may enable and start when it installs their package.
-DAEMON_UNITS=(unbound frr keepalived openvpn strongswan-starter strongswan ipsec kea-dhcp4-server kea-dhcp6-server radvd)
+DAEMON_UNITS=(prometheus unbound frr keepalived openvpn strongswan-starter strongswan ipsec kea-dhcp4-server kea-dhcp6-server radvd)
 
 installed_packages() { dpkg-query -W -f='${Package} ${Status}\n' 2>/dev/null | awk '$NF == "installed" { print $1 }' | sort; }
 
@@ -87,4 +88,7 @@ make -s -C bench/trafficgen
 
 log "TypeScript"
 npx --no-install tsc -p tsconfig.json
+
+log "patronus command on PATH"
+bash scripts/install-cli.sh
 echo "setup done"

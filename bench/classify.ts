@@ -15,7 +15,10 @@
  * prefixes, ports and protocols ahead of the drop rule). Frames: 64-byte UDP,
  * "match" from inside the dropped prefix, "miss" from outside.
  *
- *   node dist/bench/classify.js [--samples 7] [--repeat 200000] [--only patronus,reference,xdp-filter] [--out DIR]
+ * --budget adds a per-feature cost table: Patronus with one feature switched
+ * on at a time (what each lookup costs on top of the fixed work).
+ *
+ *   node dist/bench/classify.js [--samples 7] [--repeat 200000] [--only patronus,reference,xdp-filter] [--budget] [--out DIR]
  * Not a test: prints a table and writes classify.md/.json under bench/results/.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -108,6 +111,53 @@ async function patronus(rows: Row[]): Promise<void> {
   }
 }
 
+interface BudgetRow {
+  what: string;
+  ns: Summary;
+}
+
+/** Patronus with one feature at a time, on the 64-byte UDP (or TCP) match frame. */
+async function budget(out: BudgetRow[]): Promise<void> {
+  const pinDir = mkdtempSync('/sys/fs/bpf/pt-bench-bud-');
+  const capacity = { prefixes: CAP, portPrefixes: 4096, rateLimitSources: 1024, blocklist: 1024 };
+  const dp = await FastpathDataPlane.open({ pinDir, capacity });
+  const tcp = frame({ src: '16.0.1.9', dst: '10.0.0.2', proto: 'tcp', sport: 40000, dport: 22, payload: 10 });
+  const v6 = frame({ src: '2a00:0:1::9', dst: '2001:db8::2', proto: 'udp', sport: 40000, dport: 9, payload: 2 });
+  const slash32s = Array.from({ length: 1000 }, (_, i) => `16.0.1.${(i % 250) + 1}`).slice(0, 250);
+  const cases: { what: string; rules: unknown[]; data?: Buffer; block?: string }[] = [
+    { what: 'no rule: parse, generation, interface slot, verdict counter, default', rules: [] },
+    { what: 'one rule, no match field: + action, rule counter', rules: [{ name: 'd', action: 'drop' }] },
+    { what: 'IPv4 source, 1 prefix (DIR-16-8)', rules: [{ name: 'd', source: '16.0.0.0/16', action: 'drop' }] },
+    { what: 'IPv4 source, 100k /24s (DIR-16-8, chunk)', rules: [{ name: 'd', source: SLASH24(100_000), action: 'drop' }] },
+    { what: 'IPv4 source, 250 /32s in the packet\'s /24 (trie below /24)', rules: [{ name: 'd', source: slash32s, action: 'drop' }] },
+    { what: 'IPv4 source + destination (two DIR lookups)', rules: [{ name: 'd', source: '16.0.0.0/16', destination: '10.0.0.0/8', action: 'drop' }] },
+    { what: 'IPv6 source, 1 prefix (trie)', rules: [{ name: 'd', source: '2a00::/16', action: 'drop' }], data: v6 },
+    { what: 'IPv6 source, 100k /48s (trie)', rules: [{ name: 'd', source: Array.from({ length: 100_000 }, (_, i) => `2a00:${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}::/48`), action: 'drop' }], data: v6 },
+    { what: 'protocol + destination port (source and destination port tries)', rules: [{ name: 'd', protocol: 'tcp', destinationPorts: 22, action: 'drop' }], data: tcp },
+    { what: 'TCP flags (array)', rules: [{ name: 'd', protocol: 'tcp', destinationPorts: 22, tcpFlags: 'syn', action: 'drop' }], data: tcp },
+    { what: 'blocklist holding one other address (+ LRU hash lookup)', rules: [{ name: 'd', action: 'drop' }], block: '192.0.2.1' },
+    { what: 'a count rule ahead of the drop (bpf_loop)', rules: [{ name: 'c', action: 'count' }, { name: 'd', action: 'drop' }] },
+  ];
+  try {
+    for (const c of cases) {
+      const fastpath = fastpathSchema.parse({ interfaces: [{ name: 'lo', defaultPolicy: 'pass' }], rules: c.rules, capacity: { ...capacity, rules: 1024 } });
+      const { desired, issues } = compileFastpath({ fastpath, aliases: new Map() });
+      if (issues.length) throw new Error(`budget ${c.what}: ${issues.map((i) => i.message).join('; ')}`);
+      await dp.apply(desired, () => 1);
+      if (c.block) dp.block(c.block, 0);
+      const data = c.data ?? MATCH;
+      const r = await dp.xdp.testRun({ data });
+      if (r.retval !== (c.rules.length ? 1 : 2)) throw new Error(`budget ${c.what}: verdict ${r.retval}`);
+      out.push({ what: `${c.what} [${dp.lookups().join(', ') || 'no lookups'}]`, ns: await sample(async () => (await dp.xdp.testRun({ data, repeat: REPEAT })).duration) });
+      process.stderr.write(`# budget ${c.what}: ${fmt(out.at(-1)!.ns, 1, 1)} ns\n`);
+      if (c.block) dp.unblock(c.block);
+    }
+  } finally {
+    dp.destroy();
+    removePins(pinDir);
+  }
+}
+
 async function reference(rows: Row[]): Promise<void> {
   using obj = BpfObject.open(path.join(projectRoot(), 'bench/trafficgen/build/lpm_drop.bpf.o'));
   obj.setMapMaxEntries('src_v4', CAP).setMapMaxEntries('src_v6', CAP);
@@ -191,8 +241,10 @@ async function main(): Promise<void> {
   if (want('reference')) await reference(rows);
   if (want('patronus')) await patronus(rows);
   if (want('xdp-filter')) await xdpFilter(rows);
+  const bud: BudgetRow[] = [];
+  if (argv.includes('--budget')) await budget(bud);
   const load = (await execa('cat', ['/proc/loadavg'])).stdout.split(' ').slice(0, 3).join(' ');
-  const md =
+  let md =
     `# XDP classifier alone: in-kernel ns per packet\n\n` +
     `${started.toISOString()}, ${hostname()}, Linux ${release()}, ${cpus().length}× ${cpus()[0]?.model ?? '?'}; ` +
     `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples: median (min–max) ns/packet.\n\n` +
@@ -207,9 +259,14 @@ async function main(): Promise<void> {
         return [p, rs, cell('match'), cell('miss')];
       }),
     );
+  const budgetMd = bud.length
+    ? `\n## Per-packet cost budget (Patronus, one feature at a time)\n\n` +
+      markdownTable(['rule set [lookups the generation makes]', 'ns/packet', 'over the fixed work'], bud.map((b) => [b.what, fmt(b.ns, 1, 1), `${(b.ns.median - bud[0]!.ns.median).toFixed(0)}`]))
+    : '';
+  md += budgetMd;
   process.stdout.write(md);
   writeFileSync(path.join(out, 'classify.md'), md);
-  writeFileSync(path.join(out, 'classify.json'), JSON.stringify({ started, repeat: REPEAT, samples: SAMPLES, rows }, null, 2));
+  writeFileSync(path.join(out, 'classify.json'), JSON.stringify({ started, repeat: REPEAT, samples: SAMPLES, rows, budget: bud }, null, 2));
   process.stderr.write(`# wrote ${out}\n`);
 }
 

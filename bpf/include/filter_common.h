@@ -113,7 +113,24 @@ enum filter_feature {
 	FEAT_SPORT = 1 << 4,
 	FEAT_DPORT = 1 << 5,
 	FEAT_FLAGS = 1 << 6,
+	FEAT_SRC_V4_DIR = 1 << 7, /* source IPv4 through v4_dir16/v4_dir8 (below), not the trie */
+	FEAT_DST_V4_DIR = 1 << 8,
 };
+
+/*
+ * IPv4 without a trie walk (DIR-16-8, after DPDK's rte_lpm DIR-24-8): per
+ * (generation, field) a 65536-entry table indexed by the top 16 address bits
+ * holds either a class (the id of the LPM result's bit vector, in v4_class)
+ * or FILTER_DIR_CHUNK | chunk, a 256-entry table indexed by the third byte
+ * holding a class. FILTER_DIR_TRIE where prefixes longer than /24 live (or
+ * chunks ran out): the trie, which always holds every prefix, answers.
+ * Two or three array loads per address instead of a walk of ~20 trie nodes.
+ * field: 0 source, 1 destination.
+ */
+#define FILTER_DIR_CHUNK 0x80000000u
+#define FILTER_DIR_TRIE 0xffffffffu
+#define FILTER_DIR4_CHUNKS 1024  /* per (generation, field) */
+#define FILTER_DIR4_CLASSES 2048 /* per (generation, field) */
 
 struct gen_config {
 	__u32 features;          /* FEAT_* */

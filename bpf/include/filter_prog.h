@@ -69,6 +69,28 @@ LPM_MAP(dst_v6, struct lpm_v6_key, FILTER_DEFAULT_PREFIXES);
 LPM_MAP(sport, struct lpm_port_key, FILTER_DEFAULT_PORT_PREFIXES);
 LPM_MAP(dport, struct lpm_port_key, FILTER_DEFAULT_PORT_PREFIXES);
 
+/* DIR-16-8 for IPv4 (filter_common.h); index (gen * 2 + field) * size + i */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} v4_dir16 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * FILTER_DIR4_CHUNKS * 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} v4_dir8 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * FILTER_DIR4_CLASSES);
+	__type(key, __u32);
+	__type(value, struct rule_bits);
+} v4_class SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * FILTER_FLAGS_PER_GEN); /* gen * 257 + flags */
@@ -149,8 +171,13 @@ struct {
 	__type(value, struct verdict_stat);
 } verdict_stats SEC(".maps");
 
+/* Per-CPU LRU lists (BPF_F_NO_COMMON_LRU): a flood of new sources on
+ * several CPUs does not serialise on one LRU lock. The table is shared; each
+ * CPU recycles only its own max_entries / CPUs entries, so userspace sizes it
+ * as rateLimitSources * possible CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, FILTER_DEFAULT_RATE_STATE);
 	__type(key, struct rate_key);
 	__type(value, struct rate_state);
@@ -311,12 +338,44 @@ static __always_inline int blocked(struct packet_info *pi, __u8 *addr)
 	}
 }
 
+/* After a trie lookup: keeps the compiler from sinking it and an array
+ * lookup with the same continuation into one call on a map chosen at run
+ * time, which the verifier cannot inline (an indirect call per packet). */
+#define NO_MERGE() asm volatile("" ::: "memory")
+
 static __always_inline struct rule_bits *lookup_v4(void *map, __u32 gen, __u8 *addr)
 {
 	struct lpm_v4_key k = { .prefixlen = 8 + 32, .gen = gen };
+	struct rule_bits *v;
 
 	__builtin_memcpy(k.addr, addr, 4);
-	return bpf_map_lookup_elem(map, &k);
+	v = bpf_map_lookup_elem(map, &k);
+	NO_MERGE();
+	return v;
+}
+
+/* The IPv4 LPM result through DIR-16-8; the trie only where the table
+ * says so. gf = gen * 2 + field. */
+static __always_inline struct rule_bits *lookup_v4_dir(void *trie, __u32 gen, __u32 gf, __u8 *addr)
+{
+	__u32 idx = (gf << 16) | ((__u32)addr[0] << 8) | addr[1];
+	__u32 *e = bpf_map_lookup_elem(&v4_dir16, &idx);
+	__u32 c;
+
+	if (!e)
+		return NULL;
+	c = *e;
+	if ((c & FILTER_DIR_CHUNK) && c != FILTER_DIR_TRIE) {
+		idx = ((gf * FILTER_DIR4_CHUNKS + (c & (FILTER_DIR4_CHUNKS - 1))) << 8) | addr[2];
+		e = bpf_map_lookup_elem(&v4_dir8, &idx);
+		if (!e)
+			return NULL;
+		c = *e;
+	}
+	if (c == FILTER_DIR_TRIE)
+		return lookup_v4(trie, gen, addr);
+	idx = gf * FILTER_DIR4_CLASSES + c;
+	return bpf_map_lookup_elem(&v4_class, &idx);
 }
 
 static __always_inline struct rule_bits *lookup_v6(void *map, __u32 gen, __u8 *addr)
@@ -404,13 +463,19 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 		cc->m.w[i] = i < words ? base->w[i] & ifv->bits.w[i] : 0;
 	if (!fam) {
 		if (feat & FEAT_SRC_V4) {
-			v = lookup_v4(&src_v4, gen, pi->saddr);
+			if (feat & FEAT_SRC_V4_DIR)
+				v = lookup_v4_dir(&src_v4, gen, gen * 2, pi->saddr);
+			else
+				v = lookup_v4(&src_v4, gen, pi->saddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
 		}
 		if (feat & FEAT_DST_V4) {
-			v = lookup_v4(&dst_v4, gen, pi->daddr);
+			if (feat & FEAT_DST_V4_DIR)
+				v = lookup_v4_dir(&dst_v4, gen, gen * 2 + 1, pi->daddr);
+			else
+				v = lookup_v4(&dst_v4, gen, pi->daddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);

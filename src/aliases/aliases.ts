@@ -87,7 +87,8 @@ export function resolveAliases(aliases: readonly AliasConfig[], readFile: FileRe
     const out: ResolvedAlias = { name, type: cfg.type, prefixes: [], ports: [], countries: [] };
     visiting.push(name);
 
-    const lines: { text: string; path: IssuePath }[] = cfg.entries.map((text, j) => ({ text, path: [...base, index, 'entries', j] }));
+    // paths are built only for issues: a 1M-entry alias must not allocate 1M of them
+    const lines: { text: string; at: (string | number)[] }[] = cfg.entries.map((text, j) => ({ text, at: ['entries', j] }));
     cfg.files.forEach((file, j) => {
       let content: string;
       try {
@@ -98,29 +99,30 @@ export function resolveAliases(aliases: readonly AliasConfig[], readFile: FileRe
       }
       content.split('\n').forEach((raw, lineNo) => {
         const text = raw.replace(/#.*/, '').trim();
-        if (text) lines.push({ text, path: [...base, index, 'files', j, `line ${lineNo + 1}`] });
+        if (text) lines.push({ text, at: ['files', j, `line ${lineNo + 1}`] });
       });
     });
 
-    for (const { text, path } of lines) {
+    for (const { text, at } of lines) {
+      const path = (): IssuePath => [...base, index, ...at];
       if (ALIAS_NAME.test(text) && !(cfg.type === 'country' && /^[A-Za-z]{2}$/.test(text) && !byName.has(text))) {
         // a reference to another alias
         if (visiting.includes(text)) {
-          issues.push({ path, message: `alias cycle: ${[...visiting.slice(visiting.indexOf(text)), text].join(' -> ')}` });
+          issues.push({ path: path(), message: `alias cycle: ${[...visiting.slice(visiting.indexOf(text)), text].join(' -> ')}` });
           continue;
         }
         if (!byName.has(text)) {
-          issues.push({ path, message: `unknown alias "${text}"` });
+          issues.push({ path: path(), message: `unknown alias "${text}"` });
           continue;
         }
         if (!table.has(text) && visiting.length >= MAX_ALIAS_DEPTH) {
-          issues.push({ path, message: `aliases nest more than ${MAX_ALIAS_DEPTH} deep (${visiting[0]} -> ... -> ${name} -> ${text})` });
+          issues.push({ path: path(), message: `aliases nest more than ${MAX_ALIAS_DEPTH} deep (${visiting[0]} -> ... -> ${name} -> ${text})` });
           continue;
         }
         const inner = resolve(text)!;
         const compatible = inner.type === cfg.type || (cfg.type === 'network' && inner.type === 'country');
         if (!compatible) {
-          issues.push({ path, message: `alias "${text}" is a ${inner.type} alias; a ${cfg.type} alias cannot include it` });
+          issues.push({ path: path(), message: `alias "${text}" is a ${inner.type} alias; a ${cfg.type} alias cannot include it` });
           continue;
         }
         append(out.prefixes, inner.prefixes);
@@ -133,7 +135,7 @@ export function resolveAliases(aliases: readonly AliasConfig[], readFile: FileRe
         else if (cfg.type === 'port') out.ports.push(parsePortRange(text));
         else out.countries.push(parseCountry(text));
       } catch (e) {
-        issues.push({ path, message: (e as Error).message });
+        issues.push({ path: path(), message: (e as Error).message });
       }
     }
     visiting.pop();
@@ -154,9 +156,24 @@ export function append<T>(into: T[], from: readonly T[]): T[] {
 }
 
 function dedupePrefixes(list: Prefix[]): Prefix[] {
-  const seen = new Map<string, Prefix>();
-  for (const p of list) seen.set(formatPrefix(p), p);
-  return [...seen.values()];
+  // numeric keys for IPv4 (a Map of 1M string keys costs seconds)
+  const v4 = new Set<number>();
+  const v6 = new Set<string>();
+  const out: Prefix[] = [];
+  for (const p of list) {
+    if (p.family === 4) {
+      const o = p.address.split('.');
+      const key = ((Number(o[0]) * 256 + Number(o[1])) * 256 + Number(o[2])) * 256 * 64 + Number(o[3]) * 64 + p.length;
+      if (v4.has(key)) continue;
+      v4.add(key);
+    } else {
+      const key = formatPrefix(p);
+      if (v6.has(key)) continue;
+      v6.add(key);
+    }
+    out.push(p);
+  }
+  return out;
 }
 
 /** What a rule field names: literal prefixes/ports/countries or an alias. */

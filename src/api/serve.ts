@@ -9,6 +9,7 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Engine } from '../apply/engine.js';
+import { readRegularFile } from '../config/input.js';
 import { Store, type Retention } from '../store/store.js';
 import { Host } from '../system/host.js';
 import { createMetrics } from '../metrics/metrics.js';
@@ -64,7 +65,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
 
   const seedPath = opts.config ?? DEFAULT_CONFIG_PATH;
   console.log(`patronus: state in ${stateDir}; reconciling ${host.where} with the last committed revision`);
-  const out = await engine.reconcile(existsSync(seedPath) ? { text: readFileSync(seedPath, 'utf8') } : undefined);
+  const out = await engine.reconcile(existsSync(seedPath) ? { text: readRegularFile(seedPath) } : undefined);
   if (out.error) console.error(`patronus: reconciliation failed (serving anyway, /healthz says degraded): ${out.error}`);
   else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
   else if (out.revision) console.log(`patronus: running revision ${out.revision}`);
@@ -88,7 +89,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const drift = new DriftMonitor(engine);
   let lastDrift = '';
   drift.on('report', (r: DriftReport) => {
-    for (const x of r.repairs) console.error(`patronus: drift: repaired ${x.subsystem}${x.ok ? '' : ` (failed, attempt ${x.attempt}: ${x.error})`}`);
+    for (const x of r.repairs) console.error(`patronus: drift: repaired ${x.subsystem} (${x.found.join('; ')})${x.ok ? '' : `: FAILED, attempt ${x.attempt}: ${x.error}`}`);
     const now = r.items.map((i) => `${i.subsystem} ${i.object}: ${i.reason}`).join('; ');
     if (now !== lastDrift) console.error(now ? `patronus: drift from revision ${r.revision}: ${now}` : `patronus: no drift from revision ${r.revision}`);
     lastDrift = now;

@@ -17,7 +17,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
 import { ConfigError } from '../config/issues.js';
-import { duplicateKeyIssue, findDuplicateJsonKey } from '../config/input.js';
+import { parseConfigText } from '../config/load.js';
 import { idsEngine } from '../services/ids/engine.js';
 import type { HaSync } from '../ha/sync.js';
 import { DriftMonitor } from '../drift/monitor.js';
@@ -133,17 +133,15 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       ...(q.allowEmpty === 'true' ? { allowEmpty: true } : {}),
     });
   });
-  // JSON bodies: the default parser (prototype-poisoning checks) after a
-  // duplicate-key check, since JSON.parse would silently keep the last key
-  const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+  // JSON bodies: syntax errors with line and column, and duplicate keys
+  // refused (JSON.parse would keep the last one silently: a trailing
+  // "firewall": {"enabled": false} would win), as are __proto__/constructor keys
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = body as string;
-    parseJson(req, text, (err: Error | null, value?: unknown) => {
-      if (err) return done(err);
-      const dup = findDuplicateJsonKey(text);
-      if (dup) return done(new ConfigError([duplicateKeyIssue(dup)]));
-      done(null, value);
-    });
+    if (!text.trim()) return done(new ConfigError([{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }]));
+    const parsed = parseConfigText(text, 'json');
+    if (parsed.issues.length) return done(new ConfigError(parsed.issues.map((i) => ({ ...i, message: i.message.replace(/^invalid JSON/, 'invalid JSON request body') }))));
+    done(null, parsed.value);
   });
 
   const open = new Set(['/healthz', ...(opts.metricsRequireToken === false ? ['/metrics'] : [])]);
@@ -205,9 +203,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
     const h = engine.health();
     const d = await drift.check({ maxAgeMs: 1000 });
-    // a store that cannot record revisions (disk full, I/O errors) degrades the node: it keeps filtering on the committed revision
-    const reconcileFailed = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
-    const status = d.state === 'drift' ? 'drift' : reconcileFailed ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
+    // degraded: start-up reconciliation failed, or the store cannot record revisions (disk full, I/O errors)
+    const degraded = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
+    const status = d.state === 'drift' ? 'drift' : degraded ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
     reply.code(status === 'drift' || status === 'degraded' ? 503 : 200);
     return {
       status,
@@ -231,7 +229,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => ({ ...engine.status(), drift: await drift.check({ maxAgeMs: 1000 }) }));
+  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => {
+    const d = await drift.check({ maxAgeMs: 1000 });
+    const s = engine.status();
+    // running: what the last process that converged the kernel recorded (a --direct CLI included),
+    // null while the drift check finds the system differs from it
+    return { ...s, running: d.state === 'drift' ? null : s.running, drift: d };
+  });
 
   app.get(`${API_PREFIX}/config`, { schema: { summary: 'The last committed configuration' } }, async (_req, reply) => {
     const current = store.current();

@@ -115,7 +115,7 @@ export interface EngineOptions {
 }
 
 /** The guard acts this long after the deadline: the in-process timer (when its process lives) goes first. */
-export const GUARD_GRACE_MS = 300;
+export const GUARD_GRACE_MS = 200;
 
 /** 409: the operation conflicts with what is going on (apply running, confirmation pending). */
 export class ConflictError extends Error {
@@ -150,6 +150,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   readonly lockPath: string;
   private readonly confirmGuard: boolean;
   private busy = false;
+  /** the lock is held by a drift repair (see repair()) */
+  private repairing = false;
   private lockDb: Database.Database | undefined;
   private confirmTimer: NodeJS.Timeout | undefined;
   /** revision the kernel was last converged to (undefined: unknown / empty) */
@@ -277,8 +279,18 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * Rolls back `id` if it still awaits confirmation (the guard process at
    * the deadline); undefined when it was confirmed or rolled back already.
    */
-  async expireIfPending(id: number, reason: string): Promise<ApplyReport | undefined> {
-    return this.expireConfirmation(id, reason);
+  async expireIfPending(id: number, reason: string, prepared?: PreparedRestore): Promise<ApplyReport | undefined> {
+    return this.expireConfirmation(id, reason, prepared);
+  }
+
+  /**
+   * Compiles the committed revision ahead of a rollback (the guard does it
+   * while it waits, so the rollback at the deadline only converges). Used
+   * only while the committed revision is still the same one.
+   */
+  async prepareRestore(): Promise<PreparedRestore> {
+    const current = this.store.current();
+    return { revision: current?.id, compiled: await this.compile({ document: current?.config ?? {}, allowEmpty: true }) };
   }
 
   /** Confirms the revision awaiting confirmation. */
@@ -352,6 +364,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         return { ...out, ...(error ? { error } : {}) };
       };
       try {
+        if (pending) {
+          // the deadline first: whatever happens below, the revision still rolls back on time
+          const ms = Math.max(0, Date.parse(pending.confirmDeadline!) - Date.now());
+          this.armConfirmTimer(pending.id, ms, `not confirmed by its deadline ${pending.confirmDeadline}`);
+          this.spawnGuard(pending.id, pending.confirmDeadline!);
+        }
         const target = pending ?? current;
         if (target) {
           const compiled = await this.compile({ document: target.config, allowEmpty: true });
@@ -360,11 +378,6 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
           if (failed) throw new Error(`subsystem "${failed.subsystem}": ${failed.error}`);
           this.running = target.id;
           bestEffort(() => this.store.setRunning(target.id));
-          if (pending) {
-            const ms = Math.max(0, Date.parse(pending.confirmDeadline!) - Date.now());
-            this.armConfirmTimer(pending.id, ms, `not confirmed by its deadline ${pending.confirmDeadline}`);
-            this.spawnGuard(pending.id, pending.confirmDeadline!);
-          }
           return done({ revision: target.id });
         }
         if (!seed) {
@@ -429,25 +442,35 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (this.busy) return undefined;
     try {
       return await this.exclusive(false, async () => {
-        const head = this.store.head();
-        if ((head.confirming ?? head.committed) !== revision || head.applying) return undefined;
-        const steps: StepResult[] = [];
-        for (const s of this.subsystems) {
-          if (!names.includes(s.name)) continue;
-          const t0 = performance.now();
-          try {
-            await s.apply(compiled.desired.get(s.name), this.host);
-            steps.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
-          } catch (e) {
-            steps.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
-          }
+        this.repairing = true;
+        try {
+          return await this.repairLocked(revision, compiled, names);
+        } finally {
+          this.repairing = false;
         }
-        return steps;
       });
     } catch (e) {
       if (e instanceof ConflictError) return undefined;
       throw e;
     }
+  }
+
+  private async repairLocked(revision: number, compiled: Compiled, names: readonly string[]): Promise<StepResult[] | undefined> {
+    // under the lock nobody else applies (a row left 'applying' by a dead process does not block repairs)
+    const head = this.store.head();
+    if ((head.confirming ?? head.committed) !== revision) return undefined;
+    const steps: StepResult[] = [];
+    for (const s of this.subsystems) {
+      if (!names.includes(s.name)) continue;
+      const t0 = performance.now();
+      try {
+        await s.apply(compiled.desired.get(s.name), this.host);
+        steps.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
+      } catch (e) {
+        steps.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
+      }
+    }
+    return steps;
   }
 
   /** Stops the confirmation timer and releases the lock file (the store stays open: the caller owns it). */
@@ -623,11 +646,11 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** Converges `touched` (already in reverse order) to the last committed revision, or to the empty config. */
-  private async restoreCommitted(touched: readonly Subsystem<any>[]): Promise<{ rollback: StepResult[]; to: number | undefined }> {
+  private async restoreCommitted(touched: readonly Subsystem<any>[], prepared?: PreparedRestore): Promise<{ rollback: StepResult[]; to: number | undefined }> {
     const current = this.store.current();
     let compiled: Compiled;
     try {
-      compiled = await this.compile({ document: current?.config ?? {}, allowEmpty: true });
+      compiled = prepared && prepared.revision === current?.id ? prepared.compiled : await this.compile({ document: current?.config ?? {}, allowEmpty: true });
     } catch (e) {
       return { rollback: touched.map((s) => ({ subsystem: s.name, ok: false, ms: 0, error: `cannot compile revision ${current?.id}: ${(e as Error).message}` })), to: current?.id };
     }
@@ -666,12 +689,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** Rolls an unconfirmed revision back; undefined when it was confirmed first. */
-  private async expireConfirmation(id: number, reason: string): Promise<ApplyReport | undefined> {
-    return this.exclusive(true, () => this.expireLocked(id, reason));
+  private async expireConfirmation(id: number, reason: string, prepared?: PreparedRestore): Promise<ApplyReport | undefined> {
+    return this.exclusive(true, () => this.expireLocked(id, reason, prepared));
   }
 
   /** expireConfirmation with the apply lock held. */
-  private async expireLocked(id: number, reason: string): Promise<ApplyReport | undefined> {
+  private async expireLocked(id: number, reason: string, prepared?: PreparedRestore): Promise<ApplyReport | undefined> {
     // whoever flips the state first wins: a concurrent confirm or this rollback
     let storeError: StoreError | undefined;
     try {
@@ -684,7 +707,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     }
     this.clearConfirmTimer();
     const started = performance.now();
-    const { rollback, to } = await this.restoreCommitted([...this.subsystems].reverse());
+    const { rollback, to } = await this.restoreCommitted([...this.subsystems].reverse(), prepared);
     const previous = (this.store.get(id)?.result ?? {}) as ApplyReport;
     const report: ApplyReport = { ...previous, revision: id, state: 'rolled_back', durationMs: performance.now() - started, rollback, rolledBackTo: to ?? null, error: reason };
     if (storeError) report.error = `${reason}; the store could not record it (${storeError.message})`;
@@ -701,7 +724,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   /** One apply at a time, in this process and across processes. `wait`: queue instead of refusing. */
   private async exclusive<T>(wait: boolean, fn: () => Promise<T>): Promise<T> {
     while (this.busy) {
-      if (!wait) throw new ConflictError('another apply is in progress');
+      // a drift repair is short and converges to the committed revision: an apply waits for it
+      if (!wait && !this.repairing) throw new ConflictError('another apply is in progress');
       await new Promise((r) => setTimeout(r, 50));
     }
     this.busy = true;
@@ -726,6 +750,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       this.busy = false;
     }
   }
+}
+
+/** The committed revision compiled ahead of a rollback (see Engine.prepareRestore). */
+export interface PreparedRestore {
+  revision: number | undefined;
+  compiled: Compiled;
 }
 
 /** What the guard process needs to act on the same host, namespace, state dir and subsystems (see guard.ts). */
@@ -753,6 +783,7 @@ function canonicalJson(v: unknown): string {
 }
 
 function openLockDb(path: string): Database.Database {
+  closeSync(openSync(path, 'a', 0o600));
   const db = new Database(path);
   db.pragma('busy_timeout = 0');
   // no schema: BEGIN EXCLUSIVE locks even an empty database file (and creating one would itself need the lock)

@@ -11,7 +11,7 @@
  *   node guard.js '<GuardSpec as JSON>'
  */
 import { existsSync } from 'node:fs';
-import { Engine, GUARD_GRACE_MS, type GuardSpec } from './engine.js';
+import { Engine, GUARD_GRACE_MS, type GuardSpec, type PreparedRestore } from './engine.js';
 import { subsystems as registry } from './registry.js';
 import { Store } from '../store/store.js';
 import { Host } from '../system/host.js';
@@ -30,7 +30,16 @@ async function main(): Promise<number> {
     log(`unknown subsystem in ${spec.subsystems.join(', ')}: cannot act`);
     return 2;
   }
+  // never create a store: one that is gone (state dir removed) has nothing to guard
+  if (!existsSync(spec.storePath)) {
+    log('the store is gone: nothing to guard');
+    return 0;
+  }
   const store = Store.open(spec.storePath, { retention: spec.retention });
+  const engine = new Engine({ host: new Host(spec.host), store, subsystems: chosen as NonNullable<(typeof chosen)[number]>[], lockPath: spec.lockPath, confirmGuard: false });
+  engine.on('error', (e) => log(`error: ${e.message}`));
+  let prepared: PreparedRestore | undefined;
+  let preparedTried = false;
   try {
     // watch until the deadline: exit as soon as the revision is confirmed or rolled back by someone else
     for (;;) {
@@ -45,23 +54,28 @@ async function main(): Promise<number> {
       }
       const left = deadline + GUARD_GRACE_MS - Date.now();
       if (left <= 0) break;
+      // while waiting: compile what the rollback goes back to, so the deadline costs only the converge
+      if (!preparedTried) {
+        preparedTried = true;
+        try {
+          prepared = await engine.prepareRestore();
+        } catch (e) {
+          log(`cannot compile the committed revision ahead (the rollback will try again): ${(e as Error).message}`);
+        }
+        continue;
+      }
       await new Promise((r) => setTimeout(r, Math.min(left, 1000)));
     }
-    const engine = new Engine({ host: new Host(spec.host), store, subsystems: chosen as NonNullable<(typeof chosen)[number]>[], lockPath: spec.lockPath, confirmGuard: false });
-    engine.on('error', (e) => log(`error: ${e.message}`));
-    try {
-      const report = await engine.expireIfPending(spec.revision, `not confirmed by its deadline ${spec.deadline} (rolled back by the confirm guard: the process that applied it was gone)`);
-      if (!report) {
-        log('confirmed or rolled back in time: nothing to do');
-        return 0;
-      }
-      const failed = report.rollback?.filter((s) => !s.ok) ?? [];
-      log(failed.length ? `ROLLBACK INCOMPLETE: ${failed.map((s) => `${s.subsystem}: ${s.error}`).join('; ')}` : `rolled back to ${report.rolledBackTo ? `revision ${report.rolledBackTo}` : 'the empty configuration'}`);
-      return failed.length ? 1 : 0;
-    } finally {
-      engine.close();
+    const report = await engine.expireIfPending(spec.revision, `not confirmed by its deadline ${spec.deadline} (rolled back by the confirm guard: the process that applied it was gone)`, prepared);
+    if (!report) {
+      log('confirmed or rolled back in time: nothing to do');
+      return 0;
     }
+    const failed = report.rollback?.filter((s) => !s.ok) ?? [];
+    log(failed.length ? `ROLLBACK INCOMPLETE: ${failed.map((s) => `${s.subsystem}: ${s.error}`).join('; ')}` : `rolled back to ${report.rolledBackTo ? `revision ${report.rolledBackTo}` : 'the empty configuration'}`);
+    return failed.length ? 1 : 0;
   } finally {
+    engine.close();
     store.close();
   }
 }

@@ -18,11 +18,13 @@ import { openvpnSubsystem } from '../services/openvpn/subsystem.js';
 import { ipsecSubsystem } from '../services/ipsec/subsystem.js';
 import { unboundSubsystem } from '../services/unbound/subsystem.js';
 import { keaSubsystem } from '../services/kea/subsystem.js';
+import { conntrackdSubsystem } from '../services/conntrackd/subsystem.js';
 import { keepalivedSubsystem } from '../services/keepalived/subsystem.js';
 import { qosSubsystem } from '../services/qos/subsystem.js';
 import { idsSubsystem } from '../services/ids/subsystem.js';
 import { dhclientSubsystem } from '../services/dhclient/dhclient.js';
 import { radvdSubsystem } from '../services/radvd/subsystem.js';
+import { kea6Subsystem } from '../services/kea6/subsystem.js';
 
 export const subsystems: readonly Subsystem<any>[] = [
   // bridges, VLANs, bonds first: addresses, routes and zones name them
@@ -42,7 +44,10 @@ export const subsystems: readonly Subsystem<any>[] = [
   ipsecSubsystem,
   unboundSubsystem,
   keaSubsystem,
+  kea6Subsystem,
   radvdSubsystem,
+  // before keepalived: its notify script commits conntrackd's state when this node becomes master
+  conntrackdSubsystem,
   keepalivedSubsystem,
   qosSubsystem,
   idsSubsystem,

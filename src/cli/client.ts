@@ -136,7 +136,9 @@ export class DirectClient implements Client {
   }
   /** The engine's status and a drift check (reported only: the CLI never repairs behind the server's back). */
   async status() {
-    return { ...this.engine.status(), drift: await new DriftMonitor(this.engine, { mode: 'report' }).check() };
+    const d = await new DriftMonitor(this.engine, { mode: 'report' }).check();
+    const s = this.engine.status();
+    return { ...s, running: d.state === 'drift' ? null : s.running, drift: d };
   }
   async services() {
     return Promise.all(

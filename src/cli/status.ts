@@ -24,7 +24,7 @@ export function statusText(s: StatusJson, services: ServiceRow[]): string {
     ['', ''],
     [
       ['committed', s.committed ? `revision ${s.committed.id} by ${s.committed.author} at ${s.committed.createdAt}: ${s.committed.message}` : 'none'],
-      ['running', s.running === null ? 'unknown (not reconciled by this process)' : `revision ${s.running}`],
+      ['running', s.running !== null ? `revision ${s.running}${d?.state === 'ok' ? ' (verified)' : ''}` : d?.state === 'drift' ? `not revision ${d.revision}: the system differs (see drift)` : 'unknown'],
       ['pending confirmation', s.pendingConfirmation ? `revision ${s.pendingConfirmation.id} until ${s.pendingConfirmation.deadline}` : 'no'],
       ['reconcile at start', s.reconcile ? (s.reconcile.ok ? `ok (${s.reconcile.at})` : `FAILED: ${s.reconcile.error}`) : '-'],
       ['drift', d ? driftLine(d) : '-'],

@@ -15,6 +15,7 @@ import { ipsecSchema } from '../services/ipsec/schema.js';
 import { unboundSchema } from '../services/unbound/schema.js';
 import { keaSchema } from '../services/kea/schema.js';
 import { raSchema } from '../services/radvd/schema.js';
+import { dhcp6Schema } from '../services/kea6/schema.js';
 import { frrSchema } from '../services/frr/schema.js';
 import { keepalivedSchema } from '../services/keepalived/schema.js';
 import { qosSchema } from '../services/qos/schema.js';
@@ -36,6 +37,7 @@ export const documentSchema = z
     ipsec: ipsecSchema.describe('IPsec (strongSwan) connections'),
     dns: unboundSchema.describe('DNS resolver (Unbound)'),
     dhcp: keaSchema.describe('DHCPv4 server (Kea)'),
+    dhcp6: dhcp6Schema.describe('stateful DHCPv6 server (Kea) for LANs whose RA sets the M flag'),
     ra: raSchema.describe('IPv6 router advertisements (radvd): SLAAC prefixes, DNS (RDNSS)'),
     routing: frrSchema.describe('dynamic routing (FRR)'),
     ha: keepalivedSchema.describe('high availability (keepalived VRRP)'),

@@ -96,12 +96,14 @@ export interface DuplicateKey {
   path: (string | number)[];
   line: number;
   column: number;
-  first: { line: number; column: number };
+  /** where the key was first given; absent for a forbidden key */
+  first?: { line: number; column: number };
 }
 
 /**
  * Finds the first object key that appears twice in one JSON object
- * (JSON.parse keeps the last one silently). Expects text that JSON.parse
+ * (JSON.parse keeps the last one silently), or a `__proto__`/`constructor`
+ * key (prototype poisoning; no Patronus object has such a field). Expects text that JSON.parse
  * accepts; one linear pass with an explicit stack, so nesting depth cannot
  * overflow the call stack.
  */
@@ -142,9 +144,9 @@ export function findDuplicateJsonKey(text: string): DuplicateKey | undefined {
       if (top?.obj && top.expectKey) {
         const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
         const first = top.keys.get(key);
-        if (first !== undefined) {
+        if (first !== undefined || key === '__proto__' || key === 'constructor') {
           const path = stack.slice(0, -1).map((f) => (f.obj ? f.key : f.index));
-          return { key, path: [...path, key], ...lineColumn(text, i), first: lineColumn(text, first) };
+          return { key, path: [...path, key], ...lineColumn(text, i), ...(first !== undefined ? { first: lineColumn(text, first) } : {}) };
         }
         top.keys.set(key, i);
         top.key = key;
@@ -156,6 +158,92 @@ export function findDuplicateJsonKey(text: string): DuplicateKey | undefined {
   return undefined;
 }
 
+/**
+ * Where JSON text stops being JSON (the offset of the offending character,
+ * text.length when it ends early), or -1 when it is valid. Node 20's
+ * JSON.parse errors often carry no position; this gives syntax errors a
+ * line and column. Iterative: no recursion on nesting.
+ */
+export function jsonErrorOffset(text: string): number {
+  const VALUE = 0, VALUE_OR_END = 1, KEY = 2, KEY_OR_END = 3, COLON = 4, AFTER = 5;
+  const stack: number[] = [];
+  const n = text.length;
+  const number = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+  let state = VALUE;
+  let i = 0;
+  const string = (): number => {
+    for (let j = i + 1; j < n; j++) {
+      const c = text.charCodeAt(j);
+      if (c === 0x22) return j + 1;
+      if (c < 0x20) return -j - 1;
+      if (c === 0x5c) {
+        const e = text[j + 1];
+        if (e === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(j + 2, j + 6))) return -(j + 1) - 1;
+          j += 5;
+        } else if (e !== undefined && '"\\/bfnrt'.includes(e)) j++;
+        else return -(j + 1) - 1;
+      }
+    }
+    return -n - 1;
+  };
+  for (;;) {
+    while (i < n && (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r')) i++;
+    if (i >= n) return state === AFTER && stack.length === 0 ? -1 : n;
+    const c = text[i]!;
+    if (state === VALUE || state === VALUE_OR_END) {
+      if (state === VALUE_OR_END && c === ']') {
+        stack.pop();
+        state = AFTER;
+        i++;
+      } else if (c === '{' || c === '[') {
+        stack.push(c === '{' ? 1 : 2);
+        state = c === '{' ? KEY_OR_END : VALUE_OR_END;
+        i++;
+      } else if (c === '"') {
+        const end = string();
+        if (end < 0) return -end - 1;
+        i = end;
+        state = AFTER;
+      } else if (text.startsWith('true', i) || text.startsWith('null', i)) {
+        i += 4;
+        state = AFTER;
+      } else if (text.startsWith('false', i)) {
+        i += 5;
+        state = AFTER;
+      } else {
+        number.lastIndex = i;
+        const m = number.exec(text);
+        if (!m) return i;
+        i += m[0].length;
+        state = AFTER;
+      }
+    } else if (state === KEY || state === KEY_OR_END) {
+      if (state === KEY_OR_END && c === '}') {
+        stack.pop();
+        state = AFTER;
+        i++;
+      } else if (c === '"') {
+        const end = string();
+        if (end < 0) return -end - 1;
+        i = end;
+        state = COLON;
+      } else return i;
+    } else if (state === COLON) {
+      if (c !== ':') return i;
+      state = VALUE;
+      i++;
+    } else {
+      const top = stack[stack.length - 1];
+      if (top === undefined) return i;
+      if (c === ',') state = top === 1 ? KEY : VALUE;
+      else if ((c === '}' && top === 1) || (c === ']' && top === 2)) stack.pop();
+      else return i;
+      i++;
+    }
+  }
+}
+
 /** The issue for a duplicate key, `line L, column C` first like every syntax error. */
 export function duplicateKeyIssue(d: DuplicateKey, prefix: IssuePath = []): Issue {
   const where = [...prefix, ...d.path]
@@ -163,7 +251,9 @@ export function duplicateKeyIssue(d: DuplicateKey, prefix: IssuePath = []): Issu
     .join('');
   return {
     path: [`line ${d.line}, column ${d.column}`],
-    message: `invalid JSON: duplicate key "${d.key}" at ${where} (first at line ${d.first.line}, column ${d.first.column}); JSON keys must be unique`,
+    message: d.first
+      ? `invalid JSON: duplicate key "${d.key}" at ${where} (first at line ${d.first.line}, column ${d.first.column}); JSON keys must be unique`
+      : `invalid JSON: key "${d.key}" at ${where} is refused (prototype poisoning)`,
   };
 }
 

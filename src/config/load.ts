@@ -7,7 +7,7 @@ import { parseDocument } from 'yaml';
 import { validateDocument, type Validated } from './document.js';
 import type { Issue } from './issues.js';
 import type { FileReader } from '../aliases/aliases.js';
-import { duplicateKeyIssue, findDuplicateJsonKey, lineColumn, readRegularFile, yamlNestingIssue } from './input.js';
+import { duplicateKeyIssue, findDuplicateJsonKey, jsonErrorOffset, lineColumn, readRegularFile, yamlNestingIssue } from './input.js';
 
 export type ConfigFormat = 'yaml' | 'json';
 
@@ -23,6 +23,8 @@ export function detectFormat(text: string, fileName?: string): ConfigFormat {
  * `line L, column C` so they read like every other issue.
  */
 export function parseConfigText(text: string, format: ConfigFormat = detectFormat(text)): { value?: unknown; issues: Issue[] } {
+  // no text at all is an empty document in either format (refused as such, src/config/input.ts)
+  if (!text.trim()) return { value: null, issues: [] };
   if (format === 'json') {
     let value: unknown;
     try {
@@ -30,9 +32,12 @@ export function parseConfigText(text: string, format: ConfigFormat = detectForma
     } catch (e) {
       const msg = (e as Error).message;
       const pos = /at position (\d+)/.exec(msg);
-      const where = pos ? lineColumn(text, Number(pos[1])) : undefined;
+      const offset = pos ? Number(pos[1]) : jsonErrorOffset(text);
+      const where = offset >= 0 ? lineColumn(text, offset) : undefined;
       const path = where ? [`line ${where.line}, column ${where.column}`] : [];
-      return { issues: [{ path, message: `invalid JSON: ${msg.replace(/ in JSON at position \d+.*$/, '').replace(/ \(line \d+ column \d+\)$/, '')}` }] };
+      // Node 20 quotes the whole text in some messages ("..." is not valid JSON): keep the first clause
+      const reason = msg.replace(/ in JSON at position \d+.*$/, '').replace(/ \(line \d+ column \d+\)$/, '').replace(/, (?:\.\.\.)?"[\s\S]*" is not valid JSON$/, '').replace(/ at position \d+$/, '');
+      return { issues: [{ path, message: `invalid JSON: ${reason}` }] };
     }
     // JSON.parse keeps the last of two equal keys: refuse, like YAML does
     const dup = findDuplicateJsonKey(text);

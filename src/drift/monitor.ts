@@ -42,6 +42,8 @@ export interface RepairRecord {
   error?: string;
   /** repairs in a row without a stable spell in between */
   attempt: number;
+  /** what had drifted ("object: reason") */
+  found: string[];
 }
 
 export interface DriftReport {
@@ -131,7 +133,7 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
    */
   async check(opts: { maxAgeMs?: number } = {}): Promise<DriftReport> {
     const maxAge = opts.maxAgeMs ?? 1000;
-    if (this.last && Date.now() - this.lastAt < maxAge && this.last.revision === this.target() && this.last.state !== 'applying') return this.last;
+    if (this.last && Date.now() - this.lastAt < maxAge && this.last.state !== 'applying' && this.sameTarget(this.last.revision)) return this.last;
     this.inflight ??= this.run(false).finally(() => (this.inflight = undefined));
     return this.inflight;
   }
@@ -164,6 +166,14 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
 
   // --- internals
 
+  private sameTarget(revision: number | null): boolean {
+    try {
+      return this.target() === revision;
+    } catch {
+      return false; // the store cannot tell: check again (the check reports why)
+    }
+  }
+
   private target(): number | null {
     const head = this.engine.store.head();
     return head.confirming ?? head.committed ?? null;
@@ -179,6 +189,22 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
 
   private async run(repair: boolean): Promise<DriftReport> {
     const t0 = performance.now();
+    let report: DriftReport;
+    try {
+      report = await this.compare(repair);
+    } catch (e) {
+      // the store unreadable (I/O error, locked): unverified, so not ok, and never a 5xx from /healthz
+      const mode = this.opts.mode ?? this.config()?.drift.reconcile ?? 'auto';
+      report = { checkedAt: new Date().toISOString(), ms: 0, revision: this.cache?.revision ?? null, mode, state: 'drift', items: [{ subsystem: 'engine', object: 'drift check', reason: `cannot read the revision to compare with: ${(e as Error).message}`, repairable: false }], repairs: [], checked: [], nextRepair: {} };
+    }
+    report.ms = Math.round((performance.now() - t0) * 10) / 10;
+    this.last = report;
+    this.lastAt = Date.now();
+    this.emit('report', report);
+    return report;
+  }
+
+  private async compare(repair: boolean): Promise<DriftReport> {
     const target = this.committed();
     const mode = this.opts.mode ?? this.config()?.drift.reconcile ?? 'auto';
     const base = { checkedAt: new Date().toISOString(), revision: target.revision, mode, repairs: [] as RepairRecord[], nextRepair: {} as Record<string, string> };
@@ -204,9 +230,10 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
         if (due.length) {
           const steps = await this.engine.repair(target.revision, compiled, due).catch((e: Error): StepResult[] => due.map((subsystem) => ({ subsystem, ok: false, ms: 0, error: e.message })));
           if (steps) {
+            const found = items;
             const again = await this.inspect(checkable.filter((s) => due.includes(s.name)), compiled);
             items = [...items.filter((i) => !due.includes(i.subsystem)), ...again];
-            for (const step of steps) repairs.push(this.recordRepair(step, again.filter((i) => i.subsystem === step.subsystem)));
+            for (const step of steps) repairs.push(this.recordRepair(step, found.filter((i) => i.subsystem === step.subsystem), again.filter((i) => i.subsystem === step.subsystem)));
           }
         }
       }
@@ -220,10 +247,6 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
       }
       report = { ...base, ms: 0, state: items.length ? 'drift' : 'ok', items, repairs, checked, nextRepair };
     }
-    report.ms = Math.round((performance.now() - t0) * 10) / 10;
-    this.last = report;
-    this.lastAt = Date.now();
-    this.emit('report', report);
     return report;
   }
 
@@ -241,7 +264,7 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     return found.flat();
   }
 
-  private recordRepair(step: StepResult, remaining: DriftItem[]): RepairRecord {
+  private recordRepair(step: StepResult, found: DriftItem[], remaining: DriftItem[]): RepairRecord {
     const now = Date.now();
     const b = this.backoff.get(step.subsystem) ?? { attempts: 0, lastRepair: 0, nextAt: 0 };
     b.attempts++;
@@ -250,6 +273,6 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     b.nextAt = now + Math.min(maxMs, (this.opts.backoffBaseMs ?? 1000) * 2 ** (b.attempts - 1));
     this.backoff.set(step.subsystem, b);
     const error = step.error ?? (remaining.length ? `still drifting: ${remaining.map((i) => `${i.object}: ${i.reason}`).join('; ')}` : undefined);
-    return { subsystem: step.subsystem, at: new Date(now).toISOString(), ok: !error, attempt: b.attempts, ...(error ? { error } : {}) };
+    return { subsystem: step.subsystem, at: new Date(now).toISOString(), ok: !error, attempt: b.attempts, found: found.map((i) => `${i.object}: ${i.reason}`), ...(error ? { error } : {}) };
   }
 }

@@ -17,7 +17,7 @@ import { append, resolveNetworkRef, resolvePortRef, type AliasTable, type PortRa
 import { prefixBytes, type Prefix } from '../bpf/codecs.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import type { CountryResolver, GeoPrefix } from './geoip.js';
-import { ACTION, BITS_BYTES, FEAT, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LpmField } from './layout.js';
+import { ACTION, BITS_BYTES, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LpmField } from './layout.js';
 import { TCP_FLAG_NAMES, type FastpathConfig, type FastpathRuleConfig } from './schema.js';
 
 /** One LPM map's entries: data bytes (without the generation byte), prefix length, rule bits. */
@@ -63,6 +63,8 @@ export interface FastpathDesired {
   countRules: Buffer;
   /** which lookups the program makes for this generation, and the vectors of the skipped ones */
   genConfig: GenConfig;
+  /** IPv4 address fields as DIR-16-8 tables (absent: that field uses its trie alone) */
+  dir4: { src_v4?: Dir4; dst_v4?: Dir4 };
   capacity: FastpathCapacity;
 }
 
@@ -259,7 +261,82 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
   });
 
   const genConfig = genConfigOf(fields, flagsBits, countRules, rules.length);
-  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, capacity }, issues };
+  const dir4: FastpathDesired['dir4'] = {};
+  for (const f of ['src_v4', 'dst_v4'] as const) {
+    if (!(genConfig.features & FEAT[f])) continue;
+    const d = buildDir4(fields[f]);
+    if (!d) continue; // more distinct vectors than the class table holds: the trie alone
+    dir4[f] = d;
+    genConfig.features |= f === 'src_v4' ? FEAT.src_v4_dir : FEAT.dst_v4_dir;
+  }
+  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, capacity }, issues };
+}
+
+/** One IPv4 field as DIR-16-8 (see filter_common.h): what the data plane writes for it. */
+export interface Dir4 {
+  /** 65536 entries: class, DIR_CHUNK | chunk, or DIR_TRIE */
+  dir16: Uint32Array;
+  /** chunk k: 256 entries (class or DIR_TRIE) for the /24s of one /16 */
+  chunks: Uint32Array[];
+  /** class id -> bit vector */
+  classes: Buffer[];
+}
+
+/**
+ * Paints an IPv4 field's LPM entries (each vector already carries its
+ * ancestors' rules) into DIR-16-8 so that every address maps to the vector
+ * its longest matching prefix has: entries in order of length, each painting
+ * the /16 slots or /24 chunk slots it covers; a prefix longer than /24 marks
+ * its /24 for the trie, as does a /16 needing a chunk once chunks run out.
+ * Undefined when the field has more distinct vectors than DIR4_CLASSES.
+ */
+export function buildDir4(entries: LpmEntry[]): Dir4 | undefined {
+  const classes: Buffer[] = [];
+  const byBuf = new Map<Buffer, number>();
+  const byContent = new Map<string, number>();
+  const classOf = (bits: Buffer): number => {
+    let c = byBuf.get(bits);
+    if (c !== undefined) return c;
+    const k = bits.toString('latin1');
+    c = byContent.get(k);
+    if (c === undefined) {
+      c = classes.length;
+      classes.push(bits);
+      byContent.set(k, c);
+    }
+    byBuf.set(bits, c);
+    return c;
+  };
+  const dir16 = new Uint32Array(65536).fill(DIR_TRIE);
+  const chunks: Uint32Array[] = [];
+  const sorted = [...entries].sort((a, b) => a.length - b.length);
+  for (const e of sorted) {
+    const c = classOf(e.bits);
+    if (classes.length > DIR4_CLASSES) return undefined;
+    const hi = (e.data[0]! << 8) | e.data[1]!;
+    if (e.length <= 16) {
+      const n = 1 << (16 - e.length);
+      dir16.fill(c, hi & ~(n - 1), (hi & ~(n - 1)) + n);
+      continue;
+    }
+    let slot = dir16[hi]!;
+    if (slot === DIR_TRIE) continue; // no chunk left for this /16: the trie answers all of it
+    if (!(slot & DIR_CHUNK)) {
+      if (chunks.length >= DIR4_CHUNKS) {
+        dir16[hi] = DIR_TRIE;
+        continue;
+      }
+      chunks.push(new Uint32Array(256).fill(slot));
+      slot = dir16[hi] = (DIR_CHUNK | (chunks.length - 1)) >>> 0;
+    }
+    const chunk = chunks[slot & (DIR4_CHUNKS - 1)]!;
+    const b2 = e.data[2]!;
+    if (e.length <= 24) {
+      const n = 1 << (24 - e.length);
+      chunk.fill(c, b2 & ~(n - 1), (b2 & ~(n - 1)) + n);
+    } else chunk[b2] = DIR_TRIE;
+  }
+  return { dir16, chunks, classes };
 }
 
 /**

@@ -15,14 +15,17 @@
  */
 import { mkdirSync, existsSync, rmSync, readdirSync, renameSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
-import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
+import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, probes, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode, netnsExists } from '../system/host.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
 import {
   ACTION,
   BITS_BYTES,
   DIR,
+  DIR4_CHUNKS,
+  DIR4_CLASSES,
   FILTER_COUNTER_SLOTS,
+  FILTER_DEFAULT_RATE_STATE,
   FILTER_FLAGS_PER_GEN,
   FILTER_IFACE_ENTRIES,
   FILTER_IFINDEX_DIRECT,
@@ -243,7 +246,8 @@ export class FastpathDataPlane implements Disposable {
     for (const name of MAP_NAMES) xobj.setMapPinPath(name, `${opts.pinDir}/${name}`);
     if (cap.prefixes) for (const f of ['src_v4', 'dst_v4', 'src_v6', 'dst_v6']) xobj.setMapMaxEntries(f, 2 * cap.prefixes);
     if (cap.portPrefixes) for (const f of ['sport', 'dport']) xobj.setMapMaxEntries(f, 2 * cap.portPrefixes);
-    if (cap.rateLimitSources) xobj.setMapMaxEntries('rate_state', cap.rateLimitSources);
+    // per-CPU LRU lists: each CPU recycles its share, so every CPU can track rateLimitSources
+    xobj.setMapMaxEntries('rate_state', (cap.rateLimitSources ?? FILTER_DEFAULT_RATE_STATE) * probes.possibleCpus());
     if (cap.blocklist) for (const f of ['block_v4', 'block_v6']) xobj.setMapMaxEntries(f, cap.blocklist);
     await xobj.load();
     const maps = {} as Record<MapName, RawMap>;
@@ -334,7 +338,7 @@ export class FastpathDataPlane implements Disposable {
   /** Map sizes of this data plane (per generation where maps hold two). */
   get capacity(): FastpathCapacity {
     const me = (n: MapName) => this.maps[n].info.maxEntries;
-    return { rules: FILTER_MAX_RULES, prefixes: me('src_v4') / 2, portPrefixes: me('sport') / 2, rateLimitSources: me('rate_state'), blocklist: me('block_v4') };
+    return { rules: FILTER_MAX_RULES, prefixes: me('src_v4') / 2, portPrefixes: me('sport') / 2, rateLimitSources: me('rate_state') / probes.possibleCpus(), blocklist: me('block_v4') };
   }
 
   /**
@@ -390,6 +394,22 @@ export class FastpathDataPlane implements Disposable {
       written[f] = r.written;
       removed[f] = r.removed;
     }
+    // IPv4 DIR-16-8 tables of the shadow generation: classes and chunks before the top table
+    for (const [fi, f] of (['src_v4', 'dst_v4'] as const).entries()) {
+      const d = desired.dir4[f];
+      if (!d) continue;
+      const gf = shadow * 2 + fi;
+      await this.maps.v4_class.setMany(d.classes.map((b, i) => [u32(gf * DIR4_CLASSES + i), b] as const));
+      for (let k = 0; k < d.chunks.length; k += 256) {
+        const part = d.chunks.slice(k, k + 256);
+        const vals = new Uint32Array(part.length * 256);
+        part.forEach((c, j) => vals.set(c, j * 256));
+        await writeU32s(this.maps.v4_dir8, (gf * DIR4_CHUNKS + k) * 256, vals);
+      }
+      await writeU32s(this.maps.v4_dir16, gf * 65536, d.dir16);
+      written[`${f}_dir`] = d.dir16.length + d.chunks.length * 256;
+    }
+
     const flagKeys = desired.tcpFlags.map((_, i) => u32(shadow * FILTER_FLAGS_PER_GEN + i));
     await this.maps.tcp_flags.setMany(flagKeys.map((k, i) => [k, desired.tcpFlags[i]!] as const));
     written.tcp_flags = flagKeys.length;
@@ -899,6 +919,9 @@ const LAYOUT: Record<MapName, [key: number, value: number, entries?: number]> = 
   dst_v6: [KEY.v6, BITS_BYTES],
   sport: [KEY.port, BITS_BYTES],
   dport: [KEY.port, BITS_BYTES],
+  v4_dir16: [4, 4, 4 * 65536],
+  v4_dir8: [4, 4, 4 * DIR4_CHUNKS * 256],
+  v4_class: [4, BITS_BYTES, 4 * DIR4_CLASSES],
   tcp_flags: [4, BITS_BYTES, 2 * FILTER_FLAGS_PER_GEN],
   iface_slots: [4, 4, FILTER_IFINDEX_DIRECT],
   iface_slots_big: [4, 4, FILTER_MAX_IFACES],
@@ -924,6 +947,17 @@ function checkLayout(maps: Record<MapName, RawMap>, where: string): void {
     }
     if (n !== undefined && info.maxEntries !== n) throw new IncompatibleDataPlaneError(`fastpath: map ${name} at ${where} holds ${info.maxEntries} entries; this build expects ${n}`);
   }
+}
+
+/** Writes values[i] at array index first + i (u32 values), in one batch. */
+async function writeU32s(map: RawMap, first: number, values: Uint32Array): Promise<void> {
+  const keys = Buffer.alloc(4 * values.length);
+  const vals = Buffer.alloc(4 * values.length);
+  for (let i = 0; i < values.length; i++) {
+    keys.writeUInt32LE(first + i, 4 * i);
+    vals.writeUInt32LE(values[i]!, 4 * i);
+  }
+  await map.setMany(Array.from({ length: values.length }, (_, i) => [keys.subarray(4 * i, 4 * i + 4), vals.subarray(4 * i, 4 * i + 4)] as const));
 }
 
 function policyAction(policy: 'pass' | 'drop'): number {

@@ -11,6 +11,8 @@ export const FILTER_COUNTER_SLOTS = 2 * FILTER_MAX_RULES;
 export const FILTER_NAME_LEN = 64;
 export const FILTER_FLAGS_UNKNOWN = 256;
 export const FILTER_FLAGS_PER_GEN = 257;
+/** Default sizes of the maps userspace sizes before load (filter_common.h FILTER_DEFAULT_*). */
+export const FILTER_DEFAULT_RATE_STATE = 65536;
 export const BITS_BYTES = FILTER_WORDS * 8;
 
 export const ACTION = { pass: 0, drop: 1, 'rate-limit': 2, count: 3 } as const;
@@ -57,7 +59,15 @@ export const FEAT = {
   sport: 1 << 4,
   dport: 1 << 5,
   flags: 1 << 6,
-} as const satisfies Record<LpmField | 'flags', number>;
+  src_v4_dir: 1 << 7,
+  dst_v4_dir: 1 << 8,
+} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir', number>;
+
+/** DIR-16-8 for IPv4 (filter_common.h): entry encodings and sizes per (generation, field). */
+export const DIR_CHUNK = 0x80000000;
+export const DIR_TRIE = 0xffffffff;
+export const DIR4_CHUNKS = 1024;
+export const DIR4_CLASSES = 2048;
 
 export const RULE_ACTION_SIZE = 40; // u32 action, u32 slot, u64 pps, pkt_burst, bps, byte_burst
 export const IFACE_VALUE_SIZE = BITS_BYTES + 8; // bits, u32 default_action, u32 ifindex
@@ -74,6 +84,9 @@ export const MAP_NAMES = [
   'active',
   'rcu_barrier',
   ...LPM_FIELDS,
+  'v4_dir16',
+  'v4_dir8',
+  'v4_class',
   'tcp_flags',
   'iface_slots',
   'iface_slots_big',

@@ -9,7 +9,8 @@ export const interfaceAddressSchema = z.string().superRefine((text, ctx) => {
   const [addr, len, extra] = text.split('/');
   const max = addr && isIPv4(addr) ? 32 : addr && isIPv6(addr) ? 128 : 0;
   if (!max || extra !== undefined) ctx.addIssue({ code: 'custom', message: `"${text}" is not an address with a prefix length (e.g. 192.0.2.1/24)` });
-  else if (len === undefined || !/^\d{1,3}$/.test(len) || Number(len) > max) ctx.addIssue({ code: 'custom', message: `"${text}": prefix length must be 0-${max}` });
+  else if (len === undefined) ctx.addIssue({ code: 'custom', message: `"${text}" needs a prefix length, e.g. ${addr}/${max === 32 ? 24 : 64}` });
+  else if (!/^\d{1,3}$/.test(len) || Number(len) > max) ctx.addIssue({ code: 'custom', message: `"${text}": prefix length must be 0-${max}` });
 });
 
 /** An interface Patronus manages; other sections refer to it by name. */

@@ -17,7 +17,7 @@ import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { GATEWAY_MARK_MASK, hex } from '../nft/marks.js';
 import { withLiveCounters } from '../nft/carry.js';
-import { runScript, listTable, canonicalTable, diffTables, countersFromJson } from '../nft/subsystem.js';
+import { runScript, listTable, canonicalTable, diffTables, countersFromJson, expectedTable, driftReason } from '../nft/subsystem.js';
 import {
   compileGateways,
   renderMwanScript,
@@ -83,27 +83,17 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
   },
 
   async plan(desired, host) {
-    const changes: Change[] = [];
-    const current = await listTable(host, MWAN_FAMILY, MWAN_TABLE);
-    const up = running.get(key(host))?.monitor.up() ?? new Map<string, boolean>();
-    const wanted = desired.enabled ? await canonicalTable(renderMwanScript(desired, up), host, MWAN_FAMILY, MWAN_TABLE) : undefined;
-    changes.push(...diffTables(current, wanted, `table ${MWAN_FAMILY} ${MWAN_TABLE}`));
-    const rules = await ruleChanges(host, desired, readApplied(host));
-    for (const w of rules.add) changes.push({ action: 'add', object: `ip rule ${w.pref}`, detail: w.args.join(' ') });
-    for (const h of rules.remove) changes.push({ action: 'remove', object: `ip rule ${h.pref}`, detail: h.sig });
-    for (const g of desired.enabled ? desired.gateways : []) {
-      const r = await host.run('ip', ['-j', 'route', 'show', 'table', String(g.table), 'default'], { reject: false });
-      const routes = r.exitCode === 0 && r.stdout.trim() ? (JSON.parse(r.stdout) as { gateway?: string; dev?: string }[]) : [];
-      if (!routes.some((x) => x.gateway === g.nextHop && x.dev === g.interface)) changes.push({ action: 'change', object: `route table ${g.table}`, detail: `default via ${g.nextHop} dev ${g.interface} (gateway ${g.name})` });
-    }
-    const run = running.get(key(host));
-    const dr = defaultRouteArgs(desired, run?.monitor.up() ?? new Map<string, boolean>());
-    const haveDr = (await mainDefaults(host)).find((r) => r.protocol === String(DEFAULT_ROUTE_PROTO));
-    if (dr && !sameDefault(haveDr, dr)) changes.push({ action: haveDr ? 'change' : 'add', object: 'main table default route', detail: `group ${desired.defaultRoute}: ${dr.slice(6).join(' ')}` });
-    if (!dr && haveDr) changes.push({ action: 'remove', object: 'main table default route', detail: `protocol ${DEFAULT_ROUTE_PROTO}` });
-    if (desired.enabled && !run) changes.push({ action: 'start', object: 'gateway monitor', detail: desired.gateways.map((g) => `${g.name}: ${g.monitor.method} ${g.monitor.target} every ${g.monitor.intervalMs} ms, detection <= ${g.detectionMs} ms`).join('; ') });
-    if (!desired.enabled && run) changes.push({ action: 'stop', object: 'gateway monitor' });
-    return changes;
+    return changesAgainst(desired, host, canonicalTable);
+  },
+
+  /**
+   * Drift: what apply would change now (the marking table against its
+   * canonical listing, cached per script; ip rules; each gateway's default
+   * route). The gateway monitor lives in the process that applied (the
+   * server): not drift for another process's check (a --direct status).
+   */
+  async drift(desired, host) {
+    return (await changesAgainst(desired, host, expectedTable)).filter((c) => c.object !== 'gateway monitor').map((c) => ({ object: c.object, reason: c.action === 'change' && c.object.startsWith('table ') ? driftReason(c) : `${c.action}${c.detail ? `: ${c.detail}` : ''}` }));
   },
 
   async apply(desired, host) {
@@ -330,4 +320,29 @@ async function removeAll(host: Host, d: MwanDesired | undefined, applied: Applie
   const tables = new Set([...applied.tables, ...(d?.gateways.map((g) => g.table) ?? [])]);
   for (const t of tables) await host.run('ip', ['route', 'flush', 'table', String(t)], { reject: false });
   rmSync(appliedFile(host), { force: true });
+}
+
+/** What apply would change, read against the running system; `tableOf` gives the expected table listing of a script. */
+async function changesAgainst(desired: MwanDesired, host: Host, tableOf: (script: string, host: Host, family: string, table: string) => Promise<string>): Promise<Change[]> {
+  const changes: Change[] = [];
+  const current = await listTable(host, MWAN_FAMILY, MWAN_TABLE);
+  const up = running.get(key(host))?.monitor.up() ?? new Map<string, boolean>();
+  const wanted = desired.enabled ? await tableOf(renderMwanScript(desired, up), host, MWAN_FAMILY, MWAN_TABLE) : undefined;
+  changes.push(...diffTables(current, wanted, `table ${MWAN_FAMILY} ${MWAN_TABLE}`));
+  const rules = await ruleChanges(host, desired, readApplied(host));
+  for (const w of rules.add) changes.push({ action: 'add', object: `ip rule ${w.pref}`, detail: w.args.join(' ') });
+  for (const h of rules.remove) changes.push({ action: 'remove', object: `ip rule ${h.pref}`, detail: h.sig });
+  for (const g of desired.enabled ? desired.gateways : []) {
+    const r = await host.run('ip', ['-j', 'route', 'show', 'table', String(g.table), 'default'], { reject: false });
+    const routes = r.exitCode === 0 && r.stdout.trim() ? (JSON.parse(r.stdout) as { gateway?: string; dev?: string }[]) : [];
+    if (!routes.some((x) => x.gateway === g.nextHop && x.dev === g.interface)) changes.push({ action: 'change', object: `route table ${g.table}`, detail: `default via ${g.nextHop} dev ${g.interface} (gateway ${g.name})` });
+  }
+  const run = running.get(key(host));
+  const dr = defaultRouteArgs(desired, run?.monitor.up() ?? new Map<string, boolean>());
+  const haveDr = (await mainDefaults(host)).find((r) => r.protocol === String(DEFAULT_ROUTE_PROTO));
+  if (dr && !sameDefault(haveDr, dr)) changes.push({ action: haveDr ? 'change' : 'add', object: 'main table default route', detail: `group ${desired.defaultRoute}: ${dr.slice(6).join(' ')}` });
+  if (!dr && haveDr) changes.push({ action: 'remove', object: 'main table default route', detail: `protocol ${DEFAULT_ROUTE_PROTO}` });
+  if (desired.enabled && !run) changes.push({ action: 'start', object: 'gateway monitor', detail: desired.gateways.map((g) => `${g.name}: ${g.monitor.method} ${g.monitor.target} every ${g.monitor.intervalMs} ms, detection <= ${g.detectionMs} ms`).join('; ') });
+  if (!desired.enabled && run) changes.push({ action: 'stop', object: 'gateway monitor' });
+  return changes;
 }

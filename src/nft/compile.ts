@@ -552,22 +552,30 @@ function addrExpr(fam: Family, src: AddrMatch | undefined, dst: AddrMatch | unde
  * exactly when it lies inside the last one kept.
  */
 export function minimalPrefixes(list: readonly Prefix[]): Prefix[] {
+  const v4: Prefix[] = [];
+  const v6: Prefix[] = [];
+  for (const p of list) (p.family === 4 ? v4 : v6).push(p);
+  // IPv4 on plain numbers (exact below 2^53), IPv6 on bigints
+  const out = sweep(v4, (p) => ipv4Start(p.address), (start, length) => start + 2 ** (32 - length) - 1);
+  return out.concat(sweep(v6, (p) => BigInt(`0x${prefixBytes(p).toString('hex')}`), (start, length) => start + (1n << BigInt(128 - length)) - 1n));
+}
+
+function sweep<K extends number | bigint>(list: readonly Prefix[], startOf: (p: Prefix) => K, endOf: (start: K, length: number) => K): Prefix[] {
   const keyed = list.map((p) => ({ p, start: startOf(p) }));
-  keyed.sort((a, b) => a.p.family - b.p.family || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) || a.p.length - b.p.length);
+  keyed.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.p.length - b.p.length));
   const out: Prefix[] = [];
-  let last: { family: number; end: bigint } | undefined;
+  let end: K | undefined;
   for (const { p, start } of keyed) {
-    if (last && last.family === p.family && start <= last.end) continue;
-    const width = BigInt(p.family === 4 ? 32 : 128);
-    last = { family: p.family, end: start + (1n << (width - BigInt(p.length))) - 1n };
+    if (end !== undefined && start <= end) continue;
+    end = endOf(start, p.length);
     out.push(p);
   }
   return out;
 }
 
-/** The first address of a prefix as an integer. */
-function startOf(p: Prefix): bigint {
-  return BigInt(`0x${prefixBytes(p).toString('hex')}`);
+function ipv4Start(address: string): number {
+  const o = address.split('.');
+  return ((Number(o[0]) * 256 + Number(o[1])) * 256 + Number(o[2])) * 256 + Number(o[3]);
 }
 
 export function mergeRanges(list: readonly PortRange[]): PortRange[] {

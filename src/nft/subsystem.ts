@@ -144,14 +144,15 @@ export const nftSubsystem: Subsystem<NftDesired> & {
   readCounters,
 };
 
-/** canonicalTable() results by host and script hash (the drift check lists the live table only). */
+/** canonicalTable() results by host, table and script hash (the drift check lists the live table only). */
 const expectedTables = new Map<string, string>();
 
-async function expectedTable(script: string, host: Host): Promise<string> {
-  const key = `${host.where}\0${host.stateDir}\0${createHash('sha256').update(script).digest('hex')}`;
+/** canonicalTable(), cached by script: what a drift check compares the live table with. */
+export async function expectedTable(script: string, host: Host, family: string = NFT_FAMILY, table: string = NFT_TABLE): Promise<string> {
+  const key = `${host.where}\0${host.stateDir}\0${family} ${table}\0${createHash('sha256').update(script).digest('hex')}`;
   let t = expectedTables.get(key);
   if (t === undefined) {
-    t = await canonicalTable(script, host);
+    t = await canonicalTable(script, host, family, table);
     if (expectedTables.size >= 16) expectedTables.delete(expectedTables.keys().next().value!);
     expectedTables.set(key, t);
   }
@@ -159,7 +160,7 @@ async function expectedTable(script: string, host: Host): Promise<string> {
 }
 
 /** "missing: <rule>; unexpected: <rule>" from a diffTables change (current = live, wanted = the revision). */
-function driftReason(c: Change): string {
+export function driftReason(c: Change): string {
   if (c.action === 'add') return 'missing';
   if (c.action === 'remove') return 'not in the revision';
   return (c.detail ?? '')

@@ -10,10 +10,19 @@
  *   applying -> confirming -> committed        (commit-confirm)
  *                          -> rolled_back      (not confirmed in time / rollback)
  *   applying -> failed                         (a step failed; previous state restored)
- *   applying | confirming -> interrupted       (the process died; found on the next start)
+ *   applying -> interrupted                    (the process died; found by the next start or apply)
+ *   confirming -> rolled_back                  (also by the confirm guard or the next start when the
+ *                                               deadline passed with its process dead)
  *
  * "The last committed revision" is the newest row in state committed: the
- * one start-up reconciliation and rollbacks go back to.
+ * one start-up reconciliation and rollbacks go back to. `running` (table
+ * meta) is the revision the kernel was last converged to by any process.
+ *
+ * Documents live in their own table keyed by SHA-256: written once, shared
+ * by revisions with the same document, never rewritten by a state change.
+ * Files are 0600 (documents hold secrets). Old finished revisions are pruned
+ * by a retention policy (see Retention). A write that fails (disk full, I/O
+ * error) throws StoreError naming the operation, and health() reports it.
  */
 import Database from 'better-sqlite3';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';

@@ -56,7 +56,7 @@ describe('fast path: lookups only for the fields the rules use', { skip: missing
 
   it('source prefixes only: one lookup; a port rule turns the port lookups on and matches', async () => {
     await apply(config([{ name: 'drop-src', source: '198.51.100.0/24', action: 'drop' }]));
-    assert.deepEqual(dp.lookups(), ['src_v4']);
+    assert.deepEqual(dp.lookups(), ['src_v4', 'src_v4_dir']);
     await check('source rule', frame({ src: '198.51.100.9', proto: 'tcp', dport: 22 }), XDP.DROP, ['rule_drop'], ['drop-src']);
     await check('other source, no other rule', frame({ src: '10.1.1.1', proto: 'tcp', dport: 22 }), XDP.PASS, ['default_pass']);
 
@@ -65,7 +65,7 @@ describe('fast path: lookups only for the fields the rules use', { skip: missing
       { name: 'drop-ssh', protocol: 'tcp', destinationPorts: 22, action: 'drop' },
     ]));
     // protocol + port constrain both port maps (the protocol rides in the port key)
-    assert.deepEqual(dp.lookups(), ['src_v4', 'sport', 'dport']);
+    assert.deepEqual(dp.lookups(), ['src_v4', 'sport', 'dport', 'src_v4_dir']);
     await check('port rule now matches', frame({ src: '10.1.1.1', proto: 'tcp', dport: 22 }), XDP.DROP, ['rule_drop'], ['drop-ssh']);
     await check('other port', frame({ src: '10.1.1.1', proto: 'tcp', dport: 23 }), XDP.PASS, ['default_pass']);
     await check('other protocol, same port', frame({ src: '10.1.1.1', proto: 'udp', dport: 22 }), XDP.PASS, ['default_pass']);
@@ -77,7 +77,7 @@ describe('fast path: lookups only for the fields the rules use', { skip: missing
       { name: 'v6-only', source: '2001:db8:bad::/48', action: 'drop' },
       { name: 'dst-v4', destination: '10.99.0.0/16', action: 'drop' },
     ]));
-    assert.deepEqual(dp.lookups(), ['dst_v4', 'src_v6']);
+    assert.deepEqual(dp.lookups(), ['dst_v4', 'src_v6', 'dst_v4_dir']);
     // IPv4 skips its source lookup: the IPv6-only rule must still not apply to it
     await check('v4 packet, v6-only rule', frame({ src: '10.1.1.1', dst: '10.1.1.2' }), XDP.PASS, ['default_pass']);
     await check('v4 destination rule', frame({ src: '10.1.1.1', dst: '10.99.1.2' }), XDP.DROP, ['rule_drop'], ['dst-v4']);
@@ -100,6 +100,27 @@ describe('fast path: lookups only for the fields the rules use', { skip: missing
     assert.deepEqual(dp.lookups(), ['sport', 'dport', 'flags']);
     await check('SYN', frame({ src: '10.1.1.1', proto: 'tcp', dport: 80, tcpFlags: TCP.SYN }), XDP.DROP, ['rule_drop'], ['syn-drop']);
     await check('SYN+ACK', frame({ src: '10.1.1.1', proto: 'tcp', dport: 80, tcpFlags: TCP.SYN | TCP.ACK }), XDP.PASS, ['default_pass']);
+  });
+
+  it('IPv4 through DIR-16-8 tables: /16 slots, /24 chunks, and the trie below /24', async () => {
+    await apply(config([
+      { name: 'pass-host', source: '10.1.2.3', action: 'pass' },
+      { name: 'drop-28', source: '10.1.2.16/28', action: 'drop' },
+      { name: 'pass-24', source: '10.1.2.0/24', action: 'pass' },
+      { name: 'drop-8', source: '10.0.0.0/8', action: 'drop' },
+      { name: 'drop-dst', destination: ['192.0.2.0/24', '198.51.100.128/25'], action: 'drop' },
+    ]));
+    assert.deepEqual(dp.lookups(), ['src_v4', 'dst_v4', 'src_v4_dir', 'dst_v4_dir']);
+    const d = (dst: string) => ({ dst, proto: 'udp' as const, dport: 7 });
+    await check('/32 inside a /24 holding longer prefixes (trie)', frame({ src: '10.1.2.3', ...d('10.9.9.9') }), XDP.PASS, ['rule_pass'], ['pass-host']);
+    await check('/28 (trie)', frame({ src: '10.1.2.20', ...d('10.9.9.9') }), XDP.DROP, ['rule_drop'], ['drop-28']);
+    await check('rest of that /24 (trie)', frame({ src: '10.1.2.200', ...d('10.9.9.9') }), XDP.PASS, ['rule_pass'], ['pass-24']);
+    await check('another /24 of the same /16 (chunk)', frame({ src: '10.1.3.1', ...d('10.9.9.9') }), XDP.DROP, ['rule_drop'], ['drop-8']);
+    await check('another /16 of the /8 (top table)', frame({ src: '10.200.3.1', ...d('10.9.9.9') }), XDP.DROP, ['rule_drop'], ['drop-8']);
+    await check('outside every prefix', frame({ src: '11.0.0.1', ...d('10.9.9.9') }), XDP.PASS, ['default_pass']);
+    await check('destination /24 (chunk)', frame({ src: '11.0.0.1', ...d('192.0.2.77') }), XDP.DROP, ['rule_drop'], ['drop-dst']);
+    await check('destination /25 (trie)', frame({ src: '11.0.0.1', ...d('198.51.100.200') }), XDP.DROP, ['rule_drop'], ['drop-dst']);
+    await check('destination, other half of that /24 (trie)', frame({ src: '11.0.0.1', ...d('198.51.100.100') }), XDP.PASS, ['default_pass']);
   });
 
   it('blocklist: looked up only while it holds entries', async () => {

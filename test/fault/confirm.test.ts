@@ -77,6 +77,8 @@ describe('commit-confirm deadline with its owner killed', { skip }, () => {
     const committed = store.current()!;
     assert.deepEqual(await state(), committedState.get(committed.message), `${label}: kernel = committed revision ${committed.id} (${committed.message})`);
     assert.deepEqual(await planChanges(host, { document: committed.config }), [], `${label}: nothing left to change against revision ${committed.id}`);
+    // the rollback records what runs right after it restored the kernel: give it a moment
+    await waitUntil(() => store.running() === committed.id, 3000, `${label}: the store to say revision ${committed.id} runs`).catch(() => {});
     assert.equal(store.running(), committed.id, `${label}: the store says revision ${committed.id} runs`);
     assert.equal(store.unfinished().length, 0, `${label}: nothing left confirming or applying`);
   }
@@ -121,6 +123,8 @@ describe('commit-confirm deadline with its owner killed', { skip }, () => {
     console.log(`# serve killed: kernel back on the committed revision ${late} ms after the deadline`);
     assert.ok(late <= 2000, `rolled back ${late} ms after the deadline`);
     using store = Store.open(dbPath());
+    // the guard claims the revision (rolled_back) before it restores, and records its report after
+    await waitUntil(() => (store.get(r.json.revision)!.result as { rollback?: unknown }).rollback !== undefined, 5000, 'the guard to record its report');
     const rev = store.get(r.json.revision)!;
     assert.equal(rev.state, 'rolled_back');
     assert.match((rev.result as { error: string }).error, /confirm guard/);

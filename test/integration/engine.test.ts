@@ -189,6 +189,21 @@ describe('engine', { skip }, () => {
     await engine.apply({ document: { interfaces: [{ name: 'wan0' }] } }, me);
     assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.77.0.1/24', '192.0.2.2/24']);
   });
+
+  it('a deadline nobody enforced (its process died, no guard) is rolled back by the next apply instead of 409 forever', async () => {
+    const committed = store.current()!.id;
+    const dead = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem, faultSubsystem()], confirmGuard: false });
+    const r = await dead.apply({ document: doc(['10.6.0.1/24']) }, { ...me, confirmWithin: 0.3 });
+    dead.close(); // its timer dies with it, like a process killed -9
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(store.get(r.revision)!.state, 'confirming', 'nobody rolled it back');
+    const next = await engine.apply({ document: doc(['10.4.0.1/24'], { description: 'after the dead deadline' }) }, me);
+    assert.equal(next.state, 'committed');
+    assert.equal(store.get(r.revision)!.state, 'rolled_back');
+    assert.match((store.get(r.revision)!.result as { error: string }).error, /rolled back late/);
+    assert.equal(store.committedBefore(next.revision)!.id, committed);
+    assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.4.0.1/24', '10.77.0.1/24', '192.0.2.2/24']);
+  });
 });
 
 async function waitFor(cond: () => Promise<boolean>, ms = 5000): Promise<void> {

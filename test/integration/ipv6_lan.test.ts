@@ -30,6 +30,9 @@ import { routesSubsystem } from '../../src/routing/routes.js';
 import { sysctlSubsystem } from '../../src/routing/sysctl.js';
 import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { radvdSubsystem } from '../../src/services/radvd/subsystem.js';
+import { kea6Subsystem } from '../../src/services/kea6/subsystem.js';
+import { leases6 } from '../../src/services/kea6/kea6.js';
+import { instancePaths } from '../../src/services/common/service.js';
 
 const doc = {
   interfaces: [
@@ -45,12 +48,14 @@ const doc = {
     outboundNat: [{ name: 'lan6-out', interface: 'wan0', source: ['2001:db8:61::/64'] }],
     portForwards: [{ name: 'web6', interface: 'wan0', protocol: 'tcp', port: 8080, target: '2001:db8:61::80', targetPort: 80 }],
   },
-  ra: { interfaces: [{ interface: 'lan0', dns: ['2001:db8:61::1'], searchDomains: ['lan.example'], maxIntervalSeconds: 4 }] },
+  // M flag: addresses from DHCPv6 too (SLAAC stays on: autonomous)
+  ra: { interfaces: [{ interface: 'lan0', dns: ['2001:db8:61::1'], searchDomains: ['lan.example'], maxIntervalSeconds: 4, managed: true }] },
+  dhcp6: { subnets: [{ subnet: '2001:db8:61::/64', interface: 'lan0', pools: ['2001:db8:61::1000-2001:db8:61::1fff'], dnsServers: ['2001:db8:61::1'] }] },
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, NAT66 outbound, v6 port forward', { skip: missing('netns', { cmd: 'nft' }, { cmd: 'radvd' }, { cmd: 'tcpdump' }) }, () => {
+describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, DHCPv6 lease, NAT66 outbound, v6 port forward', { skip: missing('netns', { cmd: 'nft' }, { cmd: 'radvd' }, { cmd: 'tcpdump' }, { cmd: 'kea-dhcp6' }, { cmd: 'dhclient' }) }, () => {
   const lab = new Lab();
   let client: Netns, web: Netns, gw: Netns, isp: Netns, srv: Netns;
   let host: Host;
@@ -78,14 +83,21 @@ describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, NAT66 outbound, v6 p
     await isp.sysctl('net.ipv6.conf.all.forwarding', '1');
     host = new Host({ netns: gw.name, stateDir: join(dir, 'gw') });
     store = Store.open(join(dir, 'gw.db'));
-    engine = new Engine({ host, store, subsystems: [linksSubsystem, interfacesSubsystem, routesSubsystem, nftSubsystem, sysctlSubsystem, radvdSubsystem] });
+    engine = new Engine({ host, store, subsystems: [linksSubsystem, interfacesSubsystem, routesSubsystem, nftSubsystem, sysctlSubsystem, kea6Subsystem, radvdSubsystem] });
     servers.push(await startServer(srv, 'tcp', '::', 9106, 'srv6'));
     servers.push(await startServer(web, 'tcp', '::', 80, 'web6'));
   });
 
   after(async () => {
     for (const s of servers) s.stop();
+    // the client's dhclient -6 went to the background after its lease
+    try {
+      process.kill(Number((await import('node:fs')).readFileSync(join(dir, 'client6.pid'), 'utf8')), 'SIGKILL');
+    } catch {
+      /* not started or gone */
+    }
     await radvdSubsystem.teardown!(host).catch(() => undefined);
+    await kea6Subsystem.teardown!(host).catch(() => undefined);
     engine?.close();
     store?.close();
     await lab.teardown();
@@ -119,6 +131,22 @@ describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, NAT66 outbound, v6 p
     assert.match(routes, /default via fe80::\S+ dev eth0 proto ra/);
   });
 
+  it('stateful DHCPv6 (M flag): the client leases an address from the pool with the DNS server', async () => {
+    const ra = await client.exec('tcpdump', ['-i', 'eth0', '-n', '-vv', '-c', '1', 'icmp6 and ip6[40] == 134'], { reject: false, timeout: 20_000 });
+    assert.match(ra.stdout, /Flags \[managed\]/, 'the RA sends clients to DHCPv6');
+    const lf = join(dir, 'client6.leases');
+    // the client's own dhclient: -1 (one try), a no-op hook, its own lease and pid files
+    const r = await client.exec('dhclient', ['-6', '-1', '-v', '-lf', lf, '-pf', join(dir, 'client6.pid'), '-sf', '/bin/true', 'eth0'], { reject: false, timeout: 30_000 });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const lease = (await import('node:fs')).readFileSync(lf, 'utf8');
+    const got = /iaaddr (2001:db8:61::1[0-9a-f]{3}) /.exec(lease)?.[1];
+    assert.ok(got, `an address from the pool in the client's lease:\n${lease}`);
+    assert.match(lease, /option dhcp6\.name-servers 2001:db8:61::1;/);
+    const server = leases6(instancePaths(host.stateDir, 'kea6'));
+    console.log(`# DHCPv6 lease ${got}; Kea's leases: ${server.map((l) => l.address).join(', ')}`);
+    assert.ok(server.some((l) => l.address === got), 'Kea recorded the lease');
+  });
+
   it('the client reaches a v6 server beyond the ISP (NAT66 to the WAN address)', async () => {
     const r = await connectOnce(client, 'tcp', '2001:db8:64::10', 9106, 3000);
     assert.ok(r.ok, r.line);
@@ -146,10 +174,10 @@ describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, NAT66 outbound, v6 p
     assert.equal(store.list().length, revisions);
   });
 
-  it('removing ra: stops radvd', async () => {
-    const { ra: _ra, ...rest } = doc;
+  it('removing ra: and dhcp6: stops radvd and kea-dhcp6', async () => {
+    const { ra: _ra, dhcp6: _d6, ...rest } = doc;
     await engine.apply({ document: rest }, me);
-    const st = (await radvdSubsystem.status!(host)) as { running: boolean };
-    assert.equal(st.running, false);
+    assert.equal(((await radvdSubsystem.status!(host)) as { running: boolean }).running, false);
+    assert.equal(((await kea6Subsystem.status!(host)) as { running: boolean }).running, false);
   });
 });

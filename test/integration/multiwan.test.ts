@@ -141,6 +141,12 @@ describe('multi-WAN failover, load balancing and recovery', { skip: missing('net
     assert.equal(via(await connectOnce(gw, 'tcp', '198.51.100.1', 9000, 1000)), 'isp1', "the gateway's own traffic follows it");
     const plan = await multiwanSubsystem.plan(desired, host);
     assert.deepEqual(plan, []);
+    assert.deepEqual(await multiwanSubsystem.drift!(desired, host), []);
+    // a gateway table's default route deleted by hand is drift; apply puts it back
+    await gw.nsenter('ip', ['route', 'del', 'default', 'table', '202']);
+    assert.deepEqual(await multiwanSubsystem.drift!(desired, host), [{ object: 'route table 202', reason: 'change: default via 172.16.2.1 dev wan2 (gateway wan2)' }]);
+    await multiwanSubsystem.apply(desired, host);
+    assert.deepEqual(await multiwanSubsystem.drift!(desired, host), []);
     const st = (await multiwanSubsystem.status!(host)) as { gateways: { gateway: string; state: string }[] };
     assert.deepEqual(st.gateways.map((g) => [g.gateway, g.state]), [['wan1', 'up'], ['wan2', 'up']]);
   });

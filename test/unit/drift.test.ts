@@ -16,12 +16,15 @@ import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { DriftMonitor } from '../../src/drift/monitor.js';
 import { jsonSafe } from '../../src/api/json.js';
+import { buildServer } from '../../src/api/server.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
 
 /** A subsystem whose drift is whatever `broken` says, and whose apply fixes it (or not, with `stuck`). */
 function fake() {
   const s = {
     broken: false,
     stuck: false,
+    slowMs: 0,
     checks: 0,
     applies: 0,
     compiles: 0,
@@ -36,6 +39,7 @@ function fake() {
     plan: async () => [],
     apply: async () => {
       s.applies++;
+      if (s.slowMs) await new Promise((r) => setTimeout(r, s.slowMs));
       if (!s.stuck) s.broken = false;
     },
     drift: async (): Promise<DriftFinding[]> => {
@@ -145,6 +149,38 @@ describe('drift monitor', () => {
     assert.equal(f.checks, checks);
   });
 
+  it('an apply that arrives during a repair waits for it (no 409)', async () => {
+    await engine.apply({ document: doc('auto', 'before-repair') }, { author: 't', message: '' });
+    const m = new DriftMonitor(engine);
+    f.broken = true;
+    f.slowMs = 300;
+    try {
+      const repairing = m.checkAndRepair();
+      await new Promise((r) => setTimeout(r, 100)); // the repair holds the lock now
+      const applies = f.applies;
+      const report = await engine.apply({ document: doc('auto', 'during-repair') }, { author: 't', message: '' });
+      assert.equal(report.state, 'committed');
+      assert.equal(f.applies - applies, 1, 'the apply ran after the repair released the lock');
+      assert.equal((await repairing).repairs[0]?.ok, true);
+    } finally {
+      f.slowMs = 0;
+    }
+  });
+
+  it('a store that cannot be read makes the check drift, not an exception', async () => {
+    const head = store.head.bind(store);
+    store.head = () => {
+      throw new Error('SQLITE_IOERR: disk I/O error');
+    };
+    try {
+      const r = await new DriftMonitor(engine).check();
+      assert.equal(r.state, 'drift');
+      assert.match(r.items[0]!.reason, /cannot read the revision to compare with: SQLITE_IOERR/);
+    } finally {
+      store.head = head;
+    }
+  });
+
   it('a check that throws is drift (an unverified state is not ok)', async () => {
     await engine.apply({ document: doc('auto', 'w') }, { author: 't', message: '' });
     const drift = f.subsystem.drift;
@@ -157,6 +193,45 @@ describe('drift monitor', () => {
       assert.match(r.items[0]!.reason, /drift check failed: cannot read the thing/);
     } finally {
       f.subsystem.drift = drift;
+    }
+  });
+});
+
+describe('status and /healthz follow another process', () => {
+  it('a revision applied by a second engine on the same store (a --direct CLI) shows as running once verified; /healthz 503 while it drifts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pt-drift2-'));
+    const f = fake();
+    const host = new Host({ netns: 'pt-none', stateDir: dir });
+    const storeA = Store.open(join(dir, 'patronus.db'));
+    const storeB = Store.open(join(dir, 'patronus.db'));
+    const a = new Engine({ host, store: storeA, subsystems: [f.subsystem] });
+    const b = new Engine({ host, store: storeB, subsystems: [f.subsystem] });
+    const app = await buildServer({ engine: a, store: storeA, metrics: createMetrics(a, { processMetrics: false }) });
+    try {
+      const token = storeA.addToken('t');
+      const get = async (url: string) => {
+        const r = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
+        return { status: r.statusCode, json: r.json() };
+      };
+      await a.apply({ document: { interfaces: [{ name: 'eth9', zone: 'lan', description: 'a' }], firewall: { enabled: false } } }, { author: 't', message: '' });
+      assert.equal((await get('/api/v1/status')).json.running, 1);
+      await b.apply({ document: { interfaces: [{ name: 'eth9', zone: 'lan', description: 'b' }], firewall: { enabled: false } } }, { author: 'cli', message: '' });
+      const s = await get('/api/v1/status');
+      assert.equal(s.json.running, 2, 'the other process applied revision 2 and the check verified it');
+      assert.equal(s.json.drift.revision, 2);
+      f.broken = true;
+      await new Promise((r) => setTimeout(r, 1100)); // /healthz reuses a check younger than 1 s
+      const h = await get('/healthz');
+      assert.equal(h.status, 503);
+      assert.deepEqual(h.json.drift, [{ subsystem: 'fake', object: 'thing', reason: 'broken by hand' }]);
+      assert.equal((await get('/api/v1/status')).json.running, null, 'not verified while it differs');
+    } finally {
+      await app.close();
+      a.close();
+      b.close();
+      storeA.close();
+      storeB.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -45,6 +45,13 @@ describe('empty documents', () => {
       assert.deepEqual(emptyDocumentIssues(parsed.value, true), []);
     });
   }
+  it('empty text is an empty document in JSON too', () => {
+    for (const text of ['', ' \n']) {
+      const r = parseConfigText(text, 'json');
+      assert.deepEqual(r.issues, []);
+      assert.equal(isEmptyDocument(r.value), true);
+    }
+  });
   it('a document with any section is not empty', () => {
     for (const d of [{ interfaces: [] }, { firewall: { enabled: false } }, { version: 1, aliases: [] }, 'x', [], 0]) assert.equal(isEmptyDocument(d), false, JSON.stringify(d));
   });
@@ -72,6 +79,25 @@ describe('JSON duplicate keys', () => {
       assert.deepEqual(r.issues[0]!.path, [where]);
     });
   }
+  it('refuses __proto__ and constructor keys (prototype poisoning)', () => {
+    assert.match(parseConfigText('{"interfaces": [{"__proto__": {"zone": "x"}}]}', 'json').issues[0]!.message, /key "__proto__" at interfaces\[0\]\.__proto__ is refused \(prototype poisoning\)/);
+    assert.match(parseConfigText('{"constructor": {"prototype": {}}}', 'json').issues[0]!.message, /key "constructor" at constructor is refused/);
+  });
+  it('syntax errors carry line and column even where JSON.parse gives no position', () => {
+    for (const [text, where] of [
+      ['{\n  "a": 1,\n  "b": x\n}', 'line 3, column 8'],
+      ['{"a": 1,}', 'line 1, column 9'],
+      ['[1 2]', 'line 1, column 4'],
+      ['{"a": "b\nc"}', 'line 1, column 9'],
+      ['{"a": 1} x', 'line 1, column 10'],
+      ['{"a": [', 'line 1, column 8'],
+    ] as const) {
+      const r = parseConfigText(text, 'json');
+      assert.deepEqual(r.issues[0]?.path, [where], `${JSON.stringify(text)}: ${JSON.stringify(r.issues)}`);
+      assert.match(r.issues[0]!.message, /^invalid JSON: /);
+      assert.doesNotMatch(r.issues[0]!.message, /is not valid JSON/);
+    }
+  });
   it('equal keys in different objects are fine', () => {
     assert.equal(findDuplicateJsonKey('{"a": {"x": 1}, "b": {"x": 1}, "c": [{"x": 1}, {"x": 2}], "x": "x"}'), undefined);
   });

@@ -306,3 +306,23 @@ describe('IPv6 LAN: router advertisements and v6 port forwards', () => {
     assert.match(desired.script, /meta mark & 0x40000000 == 0x40000000 ip6 daddr 2001:db8:1::80 .* accept comment "patronus:pf:w6#hairpin-filter"/);
   });
 });
+
+describe('stateful DHCPv6 (kea-dhcp6)', () => {
+  it('renders Dhcp6 with the instance paths and refuses pools outside, overlaps and unmanaged interfaces', async () => {
+    const { compileKea6, renderKea6 } = await import('../../src/services/kea6/kea6.js');
+    const { instancePaths } = await import('../../src/services/common/service.js');
+    const ok = compileKea6({ config: config({ interfaces: [{ name: 'lan0' }], dhcp6: { subnets: [{ subnet: '2001:db8:1::/64', interface: 'lan0', pools: ['2001:db8:1::100-2001:db8:1::1ff'], dnsServers: ['2001:db8:1::1'] }] } }) });
+    assert.deepEqual(ok.issues, []);
+    const d6 = renderKea6(ok.desired!, instancePaths('/s', 'kea6')).Dhcp6 as Record<string, any>;
+    assert.equal(d6['data-directory'], '/s/services/kea6');
+    assert.equal(d6['lease-database'].name, '/s/services/kea6/leases6.csv');
+    assert.deepEqual(d6.subnet6[0].pools, [{ pool: '2001:db8:1::100 - 2001:db8:1::1ff' }]);
+    assert.deepEqual(d6.subnet6[0]['option-data'], [{ name: 'dns-servers', data: '2001:db8:1::1' }]);
+    const bad = compileKea6({ config: config({ interfaces: [{ name: 'lan0' }], dhcp6: { subnets: [{ subnet: '2001:db8:1::/64', interface: 'lan0', pools: ['2001:db8:2::1-2001:db8:2::9'] }, { subnet: '2001:db8:1::/56', interface: 'lan9', pools: ['2001:db8:1::1-2001:db8:1::2'] }] } }) });
+    assert.deepEqual(bad.issues.map(formatIssue), [
+      'dhcp6.subnets[0].pools[0]: "2001:db8:2::1-2001:db8:2::9" is not inside 2001:db8:1::/64',
+      'dhcp6.subnets[1].interface: "lan9" is not a managed interface (add it under interfaces:)',
+      'dhcp6.subnets[1].subnet: overlaps dhcp6.subnets[0]',
+    ]);
+  });
+});

@@ -39,6 +39,10 @@ export const qosSubsystem: Subsystem<QosDesired> = {
   async plan(desired, host) {
     return (await planSteps(desired, host)).map((s) => s.change);
   },
+  /** Drift: what apply would change now (qdiscs, classes, filters read back with tc; no changes made). */
+  async drift(desired, host) {
+    return (await planSteps(desired, host)).map((s) => ({ object: s.change.object, reason: `${s.change.action}${s.change.detail ? `: ${s.change.detail}` : ''}` }));
+  },
   async apply(desired, host) {
     for (const step of await planSteps(desired, host)) {
       try {

@@ -18,6 +18,7 @@ import { openvpnSubsystem } from '../services/openvpn/subsystem.js';
 import { ipsecSubsystem } from '../services/ipsec/subsystem.js';
 import { unboundSubsystem } from '../services/unbound/subsystem.js';
 import { keaSubsystem } from '../services/kea/subsystem.js';
+import { conntrackdSubsystem } from '../services/conntrackd/subsystem.js';
 import { keepalivedSubsystem } from '../services/keepalived/subsystem.js';
 import { qosSubsystem } from '../services/qos/subsystem.js';
 import { idsSubsystem } from '../services/ids/subsystem.js';
@@ -45,6 +46,8 @@ export const subsystems: readonly Subsystem<any>[] = [
   keaSubsystem,
   kea6Subsystem,
   radvdSubsystem,
+  // before keepalived: its notify script commits conntrackd's state when this node becomes master
+  conntrackdSubsystem,
   keepalivedSubsystem,
   qosSubsystem,
   idsSubsystem,

@@ -5,7 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { validateDocument, type ConfigInput } from '../../src/config/document.js';
 import { formatIssue } from '../../src/config/issues.js';
-import { compileKeepalived, renderKeepalivedConf } from '../../src/services/keepalived/render.js';
+import { compileKeepalived, renderKeepalivedConf, renderNotifyScript } from '../../src/services/keepalived/render.js';
+import { compileConntrackd, renderConntrackdConf } from '../../src/services/conntrackd/render.js';
+import { conntrackdModule, parseCacheStats } from '../../src/services/conntrackd/module.js';
 import { keepalivedOpenings, readHaEvents, readHaStatus } from '../../src/services/keepalived/module.js';
 import { instancePaths } from '../../src/services/common/service.js';
 import { canonicalJson, mergeForPeer, sectionHashes, syncedPart, syncHash } from '../../src/ha/sync.js';
@@ -101,6 +103,51 @@ describe('keepalived compile and render', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('conntrackd (ha.conntrackSync)', () => {
+  const sync = { interface: 'sync0', localAddress: '10.40.0.1', peerAddress: '10.40.0.2' };
+  const ctd = (extra: Record<string, unknown>, ha: Record<string, unknown> = {}) => {
+    const { validated, issues } = validateDocument({ ha: { instances: [lan], conntrackSync: { ...sync, ...extra }, ...ha } } as ConfigInput, () => '');
+    if (!validated) return { model: null, issues: issues.map(formatIssue), config: undefined };
+    const r = compileConntrackd(validated.config.ha);
+    return { ...r, issues: r.issues.map(formatIssue), config: validated.config };
+  };
+
+  it('renders FT-FW over UDP unicast with per-instance paths and the filter', () => {
+    const { model, config } = ctd({ ignoreAddresses: ['192.168.1.0/24'] });
+    const conf = renderConntrackdConf(model!, { logFile: '/s/ctd.log', lockFile: '/s/run/l', socket: '/s/run/c.ctl' });
+    for (const line of ['Mode FTFW {', 'IPv4_address 10.40.0.1', 'IPv4_Destination_Address 10.40.0.2', 'Port 3780', 'Interface sync0', 'LockFile /s/run/l', 'Path /s/run/c.ctl', 'Systemd off', 'IPv6-ICMP', 'IPv4_address 127.0.0.1', 'IPv4_address 192.168.1.0/24']) {
+      assert.ok(conf.split('\n').some((l) => l.trim() === line), `conntrackd.conf has "${line}"`);
+    }
+    assert.deepEqual(conntrackdModule.openings!(config!), [{ service: 'conntrackd', proto: 'udp', port: 3780, interfaces: ['sync0'] }]);
+    assert.match(renderConntrackdConf(ctd({ localAddress: '2001:db8::1', peerAddress: '2001:db8::2' }).model!, { logFile: 'l', lockFile: 'k', socket: 's' }), /IPv6_address 2001:db8::1\n\s+IPv6_Destination_Address 2001:db8::2/);
+  });
+
+  it('bad input is reported with paths; disabled runs nothing', () => {
+    assert.deepEqual(ctd({ peerAddress: '2001:db8::2' }).issues, ['ha.conntrackSync.peerAddress: 2001:db8::2 is not in the family of localAddress 10.40.0.1']);
+    assert.deepEqual(ctd({ peerAddress: '10.40.0.1' }).issues, ["ha.conntrackSync.peerAddress: must be the other node's address, not this node's"]);
+    assert.match(ctd({ interface: 'bad name' }).issues.join(), /ha\.conntrackSync\.interface/);
+    assert.equal(ctd({ enabled: false }).model, null);
+    assert.equal(ctd({}, { enabled: false }).model, null);
+  });
+
+  it("keepalived's notify script runs the failover steps once per group, never for grouped instances alone", () => {
+    const { model } = compile({ instances: [lan, { ...lan, name: 'WAN', virtualRouterId: 12 }], groups: [{ name: 'G', instances: ['LAN', 'WAN'] }], conntrackSync: sync });
+    assert.equal(model!.conntrackSync, true);
+    const script = renderNotifyScript('/s/state', { conf: '/s/ctd.conf', groupedInstances: ['LAN', 'WAN'] });
+    assert.match(script, /MASTER\) ctd -c; ctd -f; ctd -R; ctd -B ;;/);
+    assert.match(script, /BACKUP\) ctd -n; ctd -t ;;/);
+    assert.match(script, /grouped=' LAN WAN '/);
+    assert.doesNotMatch(renderNotifyScript('/s/state'), /conntrackd/);
+    assert.equal(compile({ instances: [lan] }).model!.conntrackSync, false);
+  });
+
+  it('reads the cache sizes from conntrackd -s', () => {
+    const text = 'cache internal:\ncurrent active connections:\t           3\nconnections created:\t\t  1\n\ncache external:\ncurrent active connections:\t           7\n';
+    assert.deepEqual(parseCacheStats(text), { internal: 3, external: 7 });
+    assert.match(parseCacheStats('garbage').error!, /unexpected/);
   });
 });
 

@@ -18,10 +18,11 @@ import type { Config } from '../../config/document.js';
 import { daemonPid, signalDaemon, startDaemon, stopDaemon, tailLog, type DaemonSpec } from '../common/daemon.js';
 import type { InstancePaths, ServiceModule } from '../common/service.js';
 import { compileKeepalived, renderKeepalivedConf, renderNotifyScript, type KeepalivedModel } from './render.js';
+import { conntrackdConfPath } from '../conntrackd/module.js';
 
 export type VrrpState = 'INIT' | 'BACKUP' | 'MASTER' | 'FAULT' | 'STOP';
 
-/** metrics value of each state (patronus_ha_vrrp_state) */
+/** metrics value of each state (patronus_vrrp_state) */
 export const VRRP_STATE_CODE: Record<VrrpState, number> = { INIT: 0, BACKUP: 1, MASTER: 2, FAULT: 3, STOP: 4 };
 
 export interface HaEvent {
@@ -61,7 +62,14 @@ export const keepalivedModule: ServiceModule<KeepalivedModel> = {
     const notify = paths.file('notify.sh');
     return [
       { path: 'keepalived.conf', content: renderKeepalivedConf(model, notify) },
-      { path: 'notify.sh', content: renderNotifyScript(stateDir(paths)), mode: 0o755 },
+      {
+        path: 'notify.sh',
+        content: renderNotifyScript(
+          stateDir(paths),
+          model.conntrackSync ? { conf: conntrackdConfPath(path.resolve(paths.dir, '..', '..')), groupedInstances: model.groups.flatMap((g) => g.instances) } : undefined,
+        ),
+        mode: 0o755,
+      },
       { path: 'instances.json', content: `${JSON.stringify(model.instances.map((i) => i.name))}\n` },
     ];
   },

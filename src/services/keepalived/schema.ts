@@ -75,6 +75,27 @@ export const haSyncSchema = z
   })
   .strict();
 
+const prefixOrAddress = z.string().refine((s) => {
+  const [a, l, extra] = s.split('/');
+  return extra === undefined && !!a && isIP(a) !== 0 && (l === undefined || (/^\d{1,3}$/.test(l) && Number(l) <= (isIP(a) === 4 ? 32 : 128)));
+}, 'must be an address or a prefix, e.g. 192.0.2.7 or 192.0.2.0/24');
+
+export const conntrackSyncSchema = z
+  .object({
+    enabled: z.boolean().default(true).describe('false stops conntrackd but keeps the settings'),
+    interface: ifname.describe('link the state updates travel on: a dedicated link between the two nodes (recommended) or a shared one'),
+    localAddress: z.string().refine((s) => isIP(s) !== 0, 'must be an IPv4 or IPv6 address').describe("this node's address on that link (local, never synced)"),
+    peerAddress: z.string().refine((s) => isIP(s) !== 0, 'must be an IPv4 or IPv6 address').describe("the other node's address on that link (same family)"),
+    port: z.number().int().min(1).max(65535).default(3780).describe('UDP port of the state updates (opened on the interface)'),
+    protocols: z
+      .array(z.enum(['tcp', 'udp', 'icmp', 'icmpv6', 'sctp', 'dccp']))
+      .min(1)
+      .default(['tcp', 'udp', 'icmp', 'icmpv6'])
+      .describe('protocols whose connections are replicated'),
+    ignoreAddresses: z.array(prefixOrAddress).default([]).describe('addresses or prefixes whose connections are not replicated, e.g. this node\'s own (loopback and both sync-link addresses always are)'),
+  })
+  .strict();
+
 export const keepalivedSchema = z
   .object({
     enabled: z.boolean().default(true).describe('false stops keepalived (the addresses are released) but keeps the configuration'),
@@ -87,6 +108,9 @@ export const keepalivedSchema = z
       .default([])
       .describe('instances that always change state together (vrrp_sync_group), e.g. the LAN and WAN sides of a router'),
     sync: haSyncSchema.optional().describe('push the configuration to the secondary after every apply (set on the primary only; local, never synced)'),
+    conntrackSync: conntrackSyncSchema
+      .optional()
+      .describe('replicate connection-tracking state to the other node with conntrackd (FT-FW), committed into the kernel when this node becomes master, so established connections survive a failover (set on both nodes; local, never synced)'),
   })
   .strict()
   .prefault({});
@@ -95,5 +119,6 @@ export type KeepalivedConfig = z.infer<typeof keepalivedSchema>;
 export type VrrpInstance = z.infer<typeof vrrpInstanceSchema>;
 export type TrackScript = z.infer<typeof trackScriptSchema>;
 export type HaSyncConfig = z.infer<typeof haSyncSchema>;
+export type ConntrackSyncConfig = z.infer<typeof conntrackSyncSchema>;
 /** fields of ha: that belong to one node and are never pushed to the peer */
-export const HA_LOCAL_FIELDS = ['role', 'nodeName', 'sync', 'enabled'] as const;
+export const HA_LOCAL_FIELDS = ['role', 'nodeName', 'sync', 'enabled', 'conntrackSync'] as const;

@@ -19,6 +19,7 @@ import { DirectClient, RestClient, describeError, findToken, type Client } from 
 import { RejectedError, errorJson, exitCodeFor, EXIT } from './errors.js';
 import { buildInfo } from '../metrics/build-info.js';
 import { colorEnabled, colorize, colorizeError } from './color.js';
+import { bashCompletion, zshCompletion } from './completion.js';
 import { ConfigError } from '../config/issues.js';
 import { table, bytes, count } from './table.js';
 import { statusText, type StatusJson } from './status.js';
@@ -274,6 +275,16 @@ token
   .action((name: string) => {
     using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
     if (!s.removeToken(name)) throw new Error(`no token named "${name}"`);
+  });
+
+program
+  .command('completion')
+  .argument('<shell>', 'bash or zsh')
+  .description('print a shell completion script (bash: > /etc/bash_completion.d/patronus; zsh: > a directory in $fpath as _patronus)')
+  .action((shell: string) => {
+    if (shell === 'bash') process.stdout.write(bashCompletion(program));
+    else if (shell === 'zsh') process.stdout.write(zshCompletion(program));
+    else throw new RejectedError(`completion: "${shell}" is not a supported shell (bash, zsh)`);
   });
 
 program

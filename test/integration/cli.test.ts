@@ -116,6 +116,37 @@ describe('patronus CLI without a server', () => {
     assert.match((JSON.parse(unreachable.stdout) as { error: { kind: string; message: string } }).error.message, /cannot reach the Patronus server at http:\/\/127\.0\.0\.1:1/);
   });
 
+  it('bash completion from the command tree: commands, subcommands, options, option values', async () => {
+    const script = await execa('node', [cli, 'completion', 'bash'], { reject: false });
+    assert.equal(script.exitCode, 0, script.stderr);
+    const dir = mkdtempSync(join(tmpdir(), 'pt-comp-'));
+    try {
+      const f = join(dir, 'patronus.bash');
+      writeFileSync(f, script.stdout);
+      // complete WORDS... (the last one is the word being completed), as bash would call the function
+      const complete = async (...words: string[]) => {
+        const r = await execa('bash', ['-c', '. "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _patronus; printf "%s\\n" "${COMPREPLY[@]}"', 'bash', f, 'patronus', ...words], { cwd: dir, reject: false });
+        assert.equal(r.exitCode, 0, r.stderr);
+        return r.stdout.split('\n').filter(Boolean).sort();
+      };
+      assert.deepEqual(await complete('pl'), ['plan']);
+      assert.deepEqual(await complete('token', ''), ['add', 'list', 'remove']);
+      assert.deepEqual(await complete('--server', 'http://127.0.0.1:9180', 'st'), ['status']);
+      assert.deepEqual(await complete('plan', '--de'), ['--detailed-exitcode']);
+      assert.deepEqual(await complete('--json', 'revisions', '-'), ['--help', '--limit', '-n']);
+      // an argument or option value: file names
+      assert.deepEqual(await complete('apply', 'patronus.b'), ['patronus.bash']);
+      assert.deepEqual(await complete('--state-dir', 'patr'), ['patronus.bash']);
+      const zsh = await execa('node', [cli, 'completion', 'zsh'], { reject: false });
+      assert.match(zsh.stdout, /^#compdef patronus\n[^]*bashcompinit[^]*complete -o filenames -F _patronus patronus/);
+      const fish = await execa('node', [cli, 'completion', 'fish'], { reject: false });
+      assert.equal(fish.exitCode, 2);
+      assert.match(fish.stderr, /"fish" is not a supported shell \(bash, zsh\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('wait-ready gives up with exit 1 when nothing answers', async () => {
     const r = await execa('node', [cli, '--server', 'http://127.0.0.1:1', 'wait-ready', '--timeout', '1'], { reject: false });
     assert.equal(r.exitCode, 1);

@@ -14,7 +14,7 @@ import { OPENAPI_TAGS, openapiTransform } from './openapi.js';
 import { z } from 'zod';
 import type { ConfigSource, Engine } from '../apply/engine.js';
 import { formatPlan } from '../apply/plan.js';
-import type { Metrics } from '../metrics/metrics.js';
+import { registerDriftMetrics, type Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
 import { ConfigError } from '../config/issues.js';
@@ -105,6 +105,7 @@ const ovpnParams = z.object({ server: nameField.describe('OpenVPN server name'),
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   const { engine, store, metrics } = opts;
   const drift = opts.drift ?? new DriftMonitor(engine);
+  registerDriftMetrics(metrics.registry, drift);
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: opts.bodyLimit ?? 8 << 20,

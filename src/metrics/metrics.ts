@@ -176,25 +176,7 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
     for (const x of s.bySubsystem) g.set({ subsystem: x.subsystem }, x.error ? 0 : 1);
   });
 
-  const drift = opts.drift;
-  if (drift) {
-    new Gauge({
-      name: 'patronus_drift',
-      help: 'Objects of a subsystem that are not as the running revision says (0: none); any > 0 makes /healthz 503',
-      labelNames: ['subsystem'],
-      registers: [registry],
-      async collect() {
-        const r = await drift.check();
-        this.reset();
-        for (const name of r.checked) this.set({ subsystem: name }, 0);
-        for (const i of r.items) this.inc({ subsystem: i.subsystem });
-      },
-    });
-    const repairs = new Counter({ name: 'patronus_drift_repairs_total', help: 'Drift repairs by subsystem and result (ok, failed)', labelNames: ['subsystem', 'result'], registers: [registry] });
-    drift.on('report', (r) => {
-      for (const x of r.repairs) repairs.inc({ subsystem: x.subsystem, result: x.ok ? 'ok' : 'failed' });
-    });
-  }
+  if (opts.drift) registerDriftMetrics(registry, opts.drift);
 
   const duration = new Histogram({
     name: 'patronus_apply_duration_seconds',
@@ -235,6 +217,27 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
   });
 
   return { registry, snapshot };
+}
+
+/** patronus_drift and patronus_drift_repairs_total from a drift monitor (once per registry). */
+export function registerDriftMetrics(registry: Registry, drift: DriftMonitor): void {
+  if (registry.getSingleMetric('patronus_drift')) return;
+  new Gauge({
+    name: 'patronus_drift',
+    help: 'Objects of a subsystem that are not as the running revision says (0: none); any > 0 makes /healthz 503',
+    labelNames: ['subsystem'],
+    registers: [registry],
+    async collect() {
+      const r = await drift.check();
+      this.reset();
+      for (const name of r.checked) this.set({ subsystem: name }, 0);
+      for (const i of r.items) this.inc({ subsystem: i.subsystem });
+    },
+  });
+  const repairs = new Counter({ name: 'patronus_drift_repairs_total', help: 'Drift repairs by subsystem and result (ok, failed)', labelNames: ['subsystem', 'result'], registers: [registry] });
+  drift.on('report', (r) => {
+    for (const x of r.repairs) repairs.inc({ subsystem: x.subsystem, result: x.ok ? 'ok' : 'failed' });
+  });
 }
 
 async function readSnapshot(engine: Engine, drift: DriftMonitor | undefined): Promise<Snapshot> {

@@ -6,6 +6,19 @@
  * callback when a gateway goes down or comes back. Started by the
  * subsystem's apply, stopped by teardown; the `patronus serve` process
  * keeps it running (the probers do not keep a one-shot CLI alive).
+ *
+ * A probe alone cannot tell whether traffic gets through: a probe bound to
+ * the interface reaches its target on the link even when the gateway's
+ * routing table (the one its marked traffic uses) lost its default route.
+ * The kernel deletes that route when the link goes down and does not put it
+ * back when the link returns, and it sends no notification for the
+ * deletion. So the monitor also follows the interfaces' link state and the
+ * routing tables (`ip monitor link route` in the namespace, plus a check
+ * every few seconds): a link that is down (administratively or without
+ * carrier) takes the gateway down at once; a table without its default
+ * route gets it back (`ip route replace`, as apply installs it); and while
+ * the path is broken every probe counts as lost, so the gateway comes back
+ * only after `upAfter` good probes on a working path.
  */
 import { fileURLToPath } from 'node:url';
 import type { Host } from '../system/host.js';
@@ -22,6 +35,15 @@ export interface HealthEvent {
   reason: string;
   lossPercent: number;
   rttMs: number | null;
+  /** what decided it: the probe window, or the link / routing table the traffic uses */
+  cause: 'probes' | 'path';
+}
+
+/** A change the monitor made to the kernel (a route the kernel had removed, put back). */
+export interface PathRepair {
+  at: number;
+  gateway: string;
+  action: string;
 }
 
 export interface GatewayHealth {
@@ -89,6 +111,13 @@ export class HealthWindow {
     return undefined;
   }
 
+  /** The path is known to be broken (link down, route missing): down now, whatever the window says. */
+  fail(reason: string): { state: GatewayState; reason: string } | undefined {
+    this.goodRun = 0;
+    if (this.state === 'down') return undefined;
+    return this.set('down', reason);
+  }
+
   private set(state: GatewayState, reason: string) {
     this.state = state;
     this.goodRun = 0;
@@ -98,9 +127,23 @@ export class HealthWindow {
 
 type Prober = { stop(): void };
 
+/** how often every gateway's path is checked besides the events */
+const PATH_CHECK_MS = 5000;
+
+/** `ip` arguments that install a gateway's default route in its table (what apply does). */
+export function gatewayRouteArgs(g: Pick<MwanGateway, 'nextHop' | 'interface' | 'table'>): string[] {
+  return ['route', 'replace', 'default', 'via', g.nextHop, 'dev', g.interface, 'table', String(g.table)];
+}
+
 export class HealthMonitor {
   readonly events: HealthEvent[] = [];
+  readonly repairs: PathRepair[] = [];
   private readonly windows = new Map<string, HealthWindow>();
+  /** per gateway: why its path is broken, or undefined while it works */
+  private readonly broken = new Map<string, string | undefined>();
+  /** per gateway: the path check running now, and whether another was asked for meanwhile */
+  private readonly checking = new Map<string, { again: boolean }>();
+  private pathTimer: NodeJS.Timeout | undefined;
   private readonly since = new Map<string, number>();
   private probers: Prober[] = [];
   private running = false;
@@ -135,27 +178,117 @@ export class HealthMonitor {
     if (this.running) return;
     this.running = true;
     for (const g of this.gateways) this.probers.push(g.monitor.method === 'tcp' ? this.tcpProber(g) : this.icmpProber(g));
+    if (this.gateways.length) {
+      this.probers.push(this.pathWatcher());
+      for (const g of this.gateways) this.checkPath(g);
+      // the safety net for what no event reports (the kernel announces no route it flushes)
+      this.pathTimer = setInterval(() => this.gateways.forEach((g) => this.checkPath(g)), PATH_CHECK_MS);
+      this.pathTimer.unref();
+    }
   }
 
   /** Stops every prober; resolves when pending updates are done. */
   async stop(): Promise<void> {
     this.running = false;
+    if (this.pathTimer) clearInterval(this.pathTimer);
     for (const p of this.probers.splice(0)) p.stop();
     await this.chain.catch(() => {});
+  }
+
+  /** Why the gateway's path is broken now (link down, route missing), or undefined. */
+  pathProblem(gateway: string): string | undefined {
+    return this.broken.get(gateway);
   }
 
   private result(g: MwanGateway, ok: boolean, rtt: number): void {
     if (!this.running) return;
     const w = this.windows.get(g.name)!;
-    const change = w.push(ok, rtt);
-    if (!change) return;
-    const event: HealthEvent = { at: Date.now(), gateway: g.name, state: change.state, reason: change.reason, lossPercent: w.lossPercent, rttMs: w.rttMs };
+    // a probe that got through on a path the traffic cannot take proves nothing
+    const change = w.push(ok && this.broken.get(g.name) === undefined, rtt);
+    if (change) this.transition(g, change, 'probes');
+  }
+
+  private transition(g: MwanGateway, change: { state: GatewayState; reason: string }, cause: HealthEvent['cause']): void {
+    const w = this.windows.get(g.name)!;
+    const event: HealthEvent = { at: Date.now(), gateway: g.name, state: change.state, reason: change.reason, lossPercent: w.lossPercent, rttMs: w.rttMs, cause };
     this.since.set(g.name, event.at);
     this.events.push(event);
     if (this.events.length > 1000) this.events.shift();
     this.log(`gateway ${g.name} ${change.state}: ${change.reason}`);
     const up = this.up();
     this.chain = this.chain.then(() => this.onChange(up, event)).catch((e: unknown) => this.log(`gateway ${g.name}: updating the group chains failed: ${(e as Error).message}`));
+  }
+
+  /**
+   * Link and route events of the namespace: any event about a gateway's
+   * interface or routing table re-checks that gateway's path.
+   */
+  private pathWatcher(): Prober {
+    const pseudo = { ...this.gateways[0]!, name: 'link events' } as MwanGateway;
+    return this.supervise(pseudo, 'ip', ['-o', 'monitor', 'link', 'route'], (line) => {
+      const link = /^\d+: ([^:@\s]+)[@:]/.exec(line.replace(/^Deleted /, ''));
+      for (const g of this.gateways) {
+        if ((link && link[1] === g.interface) || new RegExp(`\\btable ${g.table}\\b`).test(line) || new RegExp(`\\bdev ${g.interface.replace(/[.]/g, '\\.')}\\b`).test(line)) this.checkPath(g);
+      }
+    }, false);
+  }
+
+  /** Checks (and repairs) one gateway's path; a check asked for while one runs runs again after it. */
+  private checkPath(g: MwanGateway): void {
+    if (!this.running) return;
+    const busy = this.checking.get(g.name);
+    if (busy) {
+      busy.again = true;
+      return;
+    }
+    const state = { again: false };
+    this.checking.set(g.name, state);
+    void (async () => {
+      do {
+        state.again = false;
+        let problem: string | undefined;
+        try {
+          problem = await this.pathOf(g);
+        } catch (e) {
+          problem = (e as Error).message;
+        }
+        this.setBroken(g, problem);
+      } while (state.again && this.running);
+      this.checking.delete(g.name);
+    })();
+  }
+
+  /** undefined when the link is up and the gateway's table routes via its next hop (put back if the kernel removed it). */
+  private async pathOf(g: MwanGateway): Promise<string | undefined> {
+    const l = await this.host.run('ip', ['-j', 'link', 'show', 'dev', g.interface], { reject: false });
+    if (l.exitCode !== 0) return `interface ${g.interface} does not exist`;
+    const flags = (JSON.parse(l.stdout || '[]') as { flags?: string[] }[])[0]?.flags ?? [];
+    if (!flags.includes('UP')) return `link ${g.interface} is down`;
+    if (!flags.includes('LOWER_UP') || flags.includes('NO-CARRIER')) return `link ${g.interface} has no carrier`;
+    const r = await this.host.run('ip', ['-4', '-j', 'route', 'show', 'table', String(g.table), 'default'], { reject: false });
+    const routes = r.exitCode === 0 ? (JSON.parse(r.stdout || '[]') as { gateway?: string; dev?: string; flags?: string[] }[]) : [];
+    if (routes.some((x) => x.gateway === g.nextHop && x.dev === g.interface && !x.flags?.includes('linkdown'))) return undefined;
+    // the kernel removed it (link down and up again), or someone deleted it: put it back as apply installs it
+    const args = gatewayRouteArgs(g);
+    const put = await this.host.run('ip', args, { reject: false });
+    if (put.exitCode !== 0) return `table ${g.table} has no default route via ${g.nextHop} dev ${g.interface}, and putting it back failed: ${put.stderr.trim()}`;
+    this.repairs.push({ at: Date.now(), gateway: g.name, action: args.slice(1).join(' ') });
+    if (this.repairs.length > 100) this.repairs.shift();
+    this.log(`gateway ${g.name}: table ${g.table} had lost its default route; restored (${args.slice(1).join(' ')})`);
+    return undefined;
+  }
+
+  private setBroken(g: MwanGateway, problem: string | undefined): void {
+    const before = this.broken.get(g.name);
+    this.broken.set(g.name, problem);
+    if (problem === before || !this.running) return;
+    if (problem === undefined) {
+      this.log(`gateway ${g.name}: path works again (probes decide when it is up)`);
+      return;
+    }
+    this.log(`gateway ${g.name}: path broken: ${problem}`);
+    const change = this.windows.get(g.name)!.fail(problem);
+    if (change) this.transition(g, change, 'path');
   }
 
   private icmpProber(g: MwanGateway): Prober {
@@ -203,7 +336,7 @@ export class HealthMonitor {
   }
 
   /** Runs a prober, feeds its output lines, restarts it if it dies (each death counts as a lost probe). */
-  private supervise(g: MwanGateway, cmd: string, args: string[], onLine: (line: string) => void): Prober {
+  private supervise(g: MwanGateway, cmd: string, args: string[], onLine: (line: string) => void, countsAsProbe = true): Prober {
     let child: ReturnType<Host['spawn']> | undefined;
     let timer: NodeJS.Timeout | undefined;
     let stopped = false;
@@ -229,7 +362,9 @@ export class HealthMonitor {
       void child.then((r) => {
         if (stopped) return;
         this.log(`gateway ${g.name}: prober exited (${r.exitCode ?? r.signal}); restarting`);
-        this.result(g, false, 0);
+        if (countsAsProbe) this.result(g, false, 0);
+        // events may have been missed while it was down
+        else this.gateways.forEach((x) => this.checkPath(x));
         timer = setTimeout(launch, g.monitor.intervalMs);
         timer.unref();
       });

@@ -32,7 +32,7 @@ export const gatewaySchema = z
     flushStatesOnDown: z
       .boolean()
       .default(true)
-      .describe('when the gateway goes down, delete the conntrack entries pinned to it, so flows that keep their addresses (UDP, VPN clients) are re-decided onto a gateway that works; connections on other gateways are not touched'),
+      .describe('when the gateway goes down, delete the UDP and ICMP conntrack entries pinned to it, so flows that keep their addresses (VPN clients, VoIP) are re-decided onto a gateway that works; TCP entries and connections on other gateways are never touched'),
     monitor: monitorSchema.default({ method: 'icmp', intervalMs: 500, window: 10, lossPercent: 20, latencyMs: 500, upAfter: 3 }).describe('health monitoring'),
     description: z.string().max(200).optional(),
   })

@@ -17,7 +17,7 @@ import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { GATEWAY_MARK_MASK, hex } from '../nft/marks.js';
 import { withLiveCounters } from '../nft/carry.js';
-import { runScript, listTable, canonicalTable, diffTables, countersFromJson, expectedTable, driftReason } from '../nft/subsystem.js';
+import { runScript, listTable, canonicalTable, diffTables, countersFromJson, expectedTable, driftFindings } from '../nft/subsystem.js';
 import {
   compileGateways,
   renderMwanScript,
@@ -39,6 +39,9 @@ interface Running {
   desired: MwanDesired;
   monitor: HealthMonitor;
 }
+
+/** what flushStatesOnDown deletes: flows that keep their addresses and would stay pinned to a dead gateway */
+const FLUSHED_PROTOCOLS = ['udp', 'icmp'] as const;
 
 /** One monitor per host (namespace): apply replaces it, teardown stops it. */
 const running = new Map<string, Running>();
@@ -93,7 +96,9 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
    * server): not drift for another process's check (a --direct status).
    */
   async drift(desired, host) {
-    return (await changesAgainst(desired, host, expectedTable)).filter((c) => c.object !== 'gateway monitor').map((c) => ({ object: c.object, reason: c.action === 'change' && c.object.startsWith('table ') ? driftReason(c) : `${c.action}${c.detail ? `: ${c.detail}` : ''}` }));
+    return (await changesAgainst(desired, host, expectedTable))
+      .filter((c) => c.object !== 'gateway monitor')
+      .flatMap((c) => (c.object.startsWith('table ') ? driftFindings(c) : [{ object: c.object, reason: `${c.action}${c.detail ? `: ${c.detail}` : ''}` }]));
   },
 
   async apply(desired, host) {
@@ -136,9 +141,14 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
         await convergeDefaultRoute(host, desired, now);
         const g = desired.gateways.find((x) => x.name === event.gateway);
         if (g && event.state === 'down' && g.flushStatesOnDown) {
-          // after the groups changed: the flows' next packets are decided afresh, onto a live gateway
-          const r = await host.run('conntrack', ['-D', '--mark', `${hex(g.mark)}/${hex(GATEWAY_MARK_MASK)}`], { reject: false });
-          if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr)) throw new Error(`gateway ${g.name}: conntrack -D failed (${host.where}): ${r.stderr.trim()}`);
+          // after the groups changed: the flows' next packets are decided afresh, onto a live gateway.
+          // Never TCP: a flushed TCP connection's next packet is new-not-SYN (the firewall drops it) and
+          // would leave from another address anyway, so flushing only kills connections that still work
+          // when the monitor was wrong (docs/firewall.md, flushStatesOnDown)
+          for (const proto of FLUSHED_PROTOCOLS) {
+            const r = await host.run('conntrack', ['-D', '-p', proto, '--mark', `${hex(g.mark)}/${hex(GATEWAY_MARK_MASK)}`], { reject: false });
+            if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr)) throw new Error(`gateway ${g.name}: conntrack -D -p ${proto} failed (${host.where}): ${r.stderr.trim()}`);
+          }
         }
       },
       initial,

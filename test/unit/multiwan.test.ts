@@ -136,4 +136,17 @@ describe('gateway health window', () => {
     // the window restarted: one loss does not take it down again
     assert.equal(w.push(false), undefined);
   });
+
+  it('a broken path (link down, route missing) takes it down at once; probes bring it back', () => {
+    const w = new HealthWindow(m);
+    for (let i = 0; i < 5; i++) w.push(true, 1);
+    assert.deepEqual(w.fail('link wan1 is down'), { state: 'down', reason: 'link wan1 is down' });
+    assert.equal(w.fail('link wan1 is down'), undefined, 'already down');
+    w.push(true, 1);
+    w.push(true, 1);
+    assert.equal(w.fail('again'), undefined);
+    w.push(true, 1);
+    w.push(true, 1);
+    assert.deepEqual(w.push(true, 1), { state: 'up', reason: '3 consecutive good probes' }, 'the good run restarted at the failure');
+  });
 });

@@ -7,7 +7,9 @@
  */
 import type { FastifySchema } from 'fastify';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { API_PREFIX } from './server.js';
+import { documentSchema } from '../config/document.js';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -144,7 +146,27 @@ export function openapiTransform(args: TransformArgs): { schema: FastifySchema; 
     200: 'content' in op.ok ? op.ok : { description: 'OK', ...op.ok },
   };
   for (const code of op.errors) response[code] = { description: ERROR_TEXT[code], ...ERROR_SCHEMA };
-  return { ...out, schema: { ...out.schema, operationId: op.operationId, tags: [op.tag], response } as FastifySchema };
+  return { ...out, schema: { ...out.schema, ...typedConfigBody(out.schema), operationId: op.operationId, tags: [op.tag], response } as FastifySchema };
+}
+
+/** The component every config body refers to: the configuration document (docs/configuration.md), as its input. */
+let documentJson: JsonSchema | undefined;
+export function documentComponent(): JsonSchema {
+  if (!documentJson) {
+    const { $schema: _, ...schema } = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any', reused: 'inline' }) as JsonSchema;
+    documentJson = schema;
+  }
+  return documentJson;
+}
+
+/** A body with `config`: the object variant is the document schema (the text variant stays a string). */
+function typedConfigBody(schema: FastifySchema): { body?: unknown } {
+  const body = schema.body as { properties?: Record<string, { anyOf?: JsonSchema[]; oneOf?: JsonSchema[] }> } | undefined;
+  const config = body?.properties?.config;
+  const variants = config?.anyOf ?? config?.oneOf;
+  if (!body || !config || !variants) return {};
+  const typed = variants.map((v) => (v.type === 'object' ? { $ref: '#/components/schemas/PatronusDocument', description: v.description } : v));
+  return { body: { ...body, properties: { ...body.properties, config: { ...config, ...(config.anyOf ? { anyOf: typed } : { oneOf: typed }) } } } };
 }
 
 export const OPENAPI_TAGS = [

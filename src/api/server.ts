@@ -10,7 +10,7 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { OPENAPI_TAGS, openapiTransform } from './openapi.js';
+import { OPENAPI_TAGS, documentComponent, openapiTransform } from './openapi.js';
 import { z } from 'zod';
 import type { ConfigSource, Engine } from '../apply/engine.js';
 import { formatPlan } from '../apply/plan.js';
@@ -185,7 +185,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       info: { title: 'Patronus', description: 'Linux firewall and edge data-plane manager: configuration, revisions, counters', version: '1' },
       servers: [{ url: '/', description: 'this server (api.listen)' }],
       tags: OPENAPI_TAGS,
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }, schemas: { PatronusDocument: documentComponent() } },
       security: [{ bearer: [] }],
     },
     // operationIds, tags and every response (errors included): src/api/openapi.ts

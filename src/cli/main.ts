@@ -18,6 +18,8 @@ import { Store, parseRetention } from '../store/store.js';
 import { DirectClient, RestClient, describeError, findToken, type Client } from './client.js';
 import { RejectedError, errorJson, exitCodeFor, EXIT } from './errors.js';
 import { buildInfo } from '../metrics/build-info.js';
+import { colorEnabled, colorize, colorizeError } from './color.js';
+import { bashCompletion, zshCompletion } from './completion.js';
 import { ConfigError } from '../config/issues.js';
 import { table, bytes, count } from './table.js';
 import { statusText, type StatusJson } from './status.js';
@@ -57,7 +59,7 @@ function versionText(): string {
 }
 
 const globals = (): Globals => program.opts<Globals>();
-const out = (value: unknown, human: () => string) => console.log(globals().json ? JSON.stringify(value, null, 2) : human());
+const out = (value: unknown, human: () => string) => console.log(globals().json ? JSON.stringify(value, null, 2) : colorEnabled(process.stdout) ? colorize(human()) : human());
 
 function client(): Client {
   const g = globals();
@@ -102,6 +104,13 @@ function readSource(file: string, o: { allowEmpty?: boolean } = {}): ConfigSourc
 function parseSeconds(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`"${v}" is not a positive number of seconds`);
+  return n;
+}
+
+/** a flag value that must be a whole number >= 1 (and <= max) */
+function positiveInt(v: string, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`"${v}" is not a whole number from 1 to ${max}`);
   return n;
 }
 
@@ -193,7 +202,7 @@ program
 program
   .command('rollback')
   .description('roll back the revision awaiting confirmation, or go back to the previous committed revision')
-  .option('--to <revision>', 'go back to this revision instead', (v) => Number.parseInt(v, 10))
+  .option('--to <revision>', 'go back to this revision instead', positiveInt)
   .action(async (o: { to?: number }) => {
     await withClient(async (c) => {
       const r = await c.rollback(o.to);
@@ -233,7 +242,7 @@ program
 program
   .command('revisions')
   .description('revision history, newest first')
-  .option('-n, --limit <n>', 'how many', (v) => Number.parseInt(v, 10), 20)
+  .option('-n, --limit <n>', 'how many (1-1000)', (v) => positiveInt(v, 1000), 20)
   .action(async (o: { limit: number }) => {
     await withClient(async (c) => {
       const list = await c.revisions(o.limit);
@@ -266,6 +275,16 @@ token
   .action((name: string) => {
     using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
     if (!s.removeToken(name)) throw new Error(`no token named "${name}"`);
+  });
+
+program
+  .command('completion')
+  .argument('<shell>', 'bash or zsh')
+  .description('print a shell completion script (bash: > /etc/bash_completion.d/patronus; zsh: > a directory in $fpath as _patronus)')
+  .action((shell: string) => {
+    if (shell === 'bash') process.stdout.write(bashCompletion(program));
+    else if (shell === 'zsh') process.stdout.write(zshCompletion(program));
+    else throw new RejectedError(`completion: "${shell}" is not a supported shell (bash, zsh)`);
   });
 
 program
@@ -316,6 +335,6 @@ program.parseAsync(process.argv).catch((e: unknown) => {
   const code = detailedExitcode ? EXIT.error : exitCodeFor(e);
   if (jsonRequested()) console.log(JSON.stringify(errorJson(e, code), null, 2));
   // commander already printed its usage error
-  else if (!(e instanceof CommanderError)) console.error(`patronus: ${describeError(e)}`);
+  else if (!(e instanceof CommanderError)) console.error(colorEnabled(process.stderr) ? colorizeError(`patronus: ${describeError(e)}`) : `patronus: ${describeError(e)}`);
   process.exit(code);
 });

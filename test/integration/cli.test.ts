@@ -106,9 +106,45 @@ describe('patronus CLI without a server', () => {
     const seconds = await run('apply', '-', '--confirm-within', 'soon');
     assert.equal(seconds.exitCode, 2);
     assert.match(seconds.stderr, /option '--confirm-within <seconds>' argument 'soon' is invalid\. "soon" is not a positive number of seconds/);
+    for (const args of [['revisions', '-n', '0'], ['revisions', '-n', '5000'], ['rollback', '--to', 'x']]) {
+      const r = await run(...args);
+      assert.equal(r.exitCode, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /is not a whole number from 1 to/);
+    }
     const unreachable = await run('--json', 'status');
     assert.equal(unreachable.exitCode, 1);
     assert.match((JSON.parse(unreachable.stdout) as { error: { kind: string; message: string } }).error.message, /cannot reach the Patronus server at http:\/\/127\.0\.0\.1:1/);
+  });
+
+  it('bash completion from the command tree: commands, subcommands, options, option values', async () => {
+    const script = await execa('node', [cli, 'completion', 'bash'], { reject: false });
+    assert.equal(script.exitCode, 0, script.stderr);
+    const dir = mkdtempSync(join(tmpdir(), 'pt-comp-'));
+    try {
+      const f = join(dir, 'patronus.bash');
+      writeFileSync(f, script.stdout);
+      // complete WORDS... (the last one is the word being completed), as bash would call the function
+      const complete = async (...words: string[]) => {
+        const r = await execa('bash', ['-c', '. "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _patronus; printf "%s\\n" "${COMPREPLY[@]}"', 'bash', f, 'patronus', ...words], { cwd: dir, reject: false });
+        assert.equal(r.exitCode, 0, r.stderr);
+        return r.stdout.split('\n').filter(Boolean).sort();
+      };
+      assert.deepEqual(await complete('pl'), ['plan']);
+      assert.deepEqual(await complete('token', ''), ['add', 'list', 'remove']);
+      assert.deepEqual(await complete('--server', 'http://127.0.0.1:9180', 'st'), ['status']);
+      assert.deepEqual(await complete('plan', '--de'), ['--detailed-exitcode']);
+      assert.deepEqual(await complete('--json', 'revisions', '-'), ['--help', '--limit', '-n']);
+      // an argument or option value: file names
+      assert.deepEqual(await complete('apply', 'patronus.b'), ['patronus.bash']);
+      assert.deepEqual(await complete('--state-dir', 'patr'), ['patronus.bash']);
+      const zsh = await execa('node', [cli, 'completion', 'zsh'], { reject: false });
+      assert.match(zsh.stdout, /^#compdef patronus\n[^]*bashcompinit[^]*complete -o filenames -F _patronus patronus/);
+      const fish = await execa('node', [cli, 'completion', 'fish'], { reject: false });
+      assert.equal(fish.exitCode, 2);
+      assert.match(fish.stderr, /"fish" is not a supported shell \(bash, zsh\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('wait-ready gives up with exit 1 when nothing answers', async () => {
@@ -223,6 +259,22 @@ describe('patronus CLI', { skip }, () => {
       // without the flag: changes are success, a rejected document is 2
       assert.equal((await rest('plan', same)).exitCode, 0);
       assert.equal((await rest('plan', file('rejected2.yaml', 'interfaces:\n  - name: wan0\n    mtu: 1\n'))).exitCode, 2);
+    });
+
+    it('color on request (FORCE_COLOR), never with NO_COLOR or into a pipe', async () => {
+      const changes = file('color.yaml', 'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.71.0.1/24]\nfirewall:\n  enabled: false\n');
+      const colored = await execa('node', [cli, '--server', base, '--token', token, 'plan', changes], { reject: false, env: { FORCE_COLOR: '1' } });
+      assert.equal(colored.exitCode, 0, colored.stderr);
+      assert.match(colored.stdout, /\x1b\[32m {2}\+ /);
+      assert.match(colored.stdout, /\x1b\[31m {2}- /);
+      for (const env of [{ FORCE_COLOR: '1', NO_COLOR: '1' }, { FORCE_COLOR: '0' }]) {
+        const plain = await execa('node', [cli, '--server', base, '--token', token, 'plan', changes], { reject: false, env });
+        assert.equal(plain.exitCode, 0, plain.stderr);
+        assert.doesNotMatch(plain.stdout, /\x1b\[/, JSON.stringify(env));
+        assert.match(plain.stdout, /^ {2}\+ /m);
+      }
+      const json = await execa('node', [cli, '--server', base, '--token', token, '--json', 'plan', changes], { reject: false, env: { FORCE_COLOR: '1' } });
+      assert.doesNotMatch(json.stdout, /\x1b\[/);
     });
 
     it('wait-ready: the server answers /healthz', async () => {

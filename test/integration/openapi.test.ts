@@ -72,7 +72,12 @@ describe('OpenAPI document', { skip: missing('netns') }, () => {
 
   it('request and response types: the config body, the apply report, exports by media type', () => {
     const apply = op('POST', '/api/v1/config/apply')!;
-    assert.ok(apply.requestBody);
+    // the config body: YAML/JSON text, or the document typed by its schema
+    const body = (apply.requestBody as { content: Record<string, { schema: { properties: { config: { anyOf?: { $ref?: string; type?: string }[] } } } }> }).content['application/json']!.schema;
+    const variants = body.properties.config.anyOf!;
+    assert.deepEqual(variants.map((v) => v.$ref ?? v.type).sort(), ['#/components/schemas/PatronusDocument', 'string']);
+    const document = (doc as unknown as { components: { schemas: Record<string, { properties: Record<string, unknown> }> } }).components.schemas.PatronusDocument!;
+    for (const section of ['interfaces', 'firewall', 'fastpath', 'dns', 'routing']) assert.ok(document.properties[section], `document schema has ${section}`);
     for (const code of ['400', '409', '413', '415']) assert.ok(apply.responses[code], `apply ${code}`);
     assert.deepEqual(apply.responses['200']!.content!['application/json']!.schema.required, ['revision', 'state', 'durationMs', 'steps']);
     assert.ok(apply.responses['400']!.content!['application/json']!.schema.properties!.issues, 'issues documented');

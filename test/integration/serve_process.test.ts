@@ -106,6 +106,29 @@ describe('patronus serve under an init system', { skip: missing('netns') }, () =
     assert.equal(`${p.stdout}${p.stderr}`.trim(), '');
   });
 
+  it('the Grafana dashboard: every query exists, every patronus_* family has a panel, all scoped by $instance', async () => {
+    const text = (await get('/metrics')).text;
+    const families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+    const dashboard = JSON.parse(readFileSync(fileURLToPath(new URL('../../../docs/grafana-dashboard.json', import.meta.url)), 'utf8')) as {
+      templating: { list: { name: string; query?: unknown }[] };
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    assert.ok(dashboard.templating.list.some((v) => v.name === 'instance'), 'an instance variable');
+    const used = new Set<string>();
+    for (const p of dashboard.panels) {
+      for (const t of p.targets) {
+        for (const m of t.expr.matchAll(/\b((?:patronus|process|nodejs)_[a-z_]+)(\{[^}]*\})?/g)) {
+          const family = m[1]!.replace(/_(bucket|sum|count)$/, '');
+          used.add(family);
+          assert.ok(families.has(family), `${p.title}: ${m[1]} is not exported`);
+          assert.match(m[2] ?? '', /instance=~"\$instance"/, `${p.title}: ${m[1]} scoped by $instance`);
+        }
+      }
+    }
+    const unused = [...families].filter((f) => f.startsWith('patronus_') && !used.has(f));
+    assert.deepEqual(unused, [], 'every patronus_* family has a panel');
+  });
+
   it('SIGHUP (ExecReload) repairs drift now and keeps serving', async () => {
     // let the first periodic check pass (it runs 1 s after start); the next one is an hour away
     await new Promise((r) => setTimeout(r, 2500));

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # Build and test needs; daemons the gateway services drive (tests skip with a
-# reason where one is missing, but CI installs them all).
+# reason where one is missing, but CI installs them all); prometheus for
+# promtool, which checks /metrics.
 APT_PACKAGES=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config cmake make g++
   nftables iproute2 ethtool iputils-ping iperf3 conntrack tcpdump procps util-linux kmod
@@ -18,6 +19,7 @@ APT_PACKAGES=(
   dns-root-data ca-certificates openssl ldnsutils
   geoip-database libmaxmind-db-writer-perl
   xdp-tools
+  prometheus
 )
 
 # apt: install what is missing; stop only the daemon units this run installed
@@ -50,4 +52,7 @@ make -s -C bench/trafficgen
 
 log "TypeScript"
 npx --no-install tsc -p tsconfig.json
+
+log "patronus command on PATH"
+bash scripts/install-cli.sh
 echo "setup done"

@@ -329,7 +329,11 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
       parts.push(
         markdownTable(
           ['path', ...counts.map((n) => `${n.toLocaleString('en')}`)],
-          ids.map((id) => [label(id), ...counts.map((n) => `${si(summarize(rs.filter((r) => r.path === id && r.rules === n).map((r) => r.deliveredPps)).median)} / ${si(summarize(rs.filter((r) => r.path === id && r.rules === n).map((r) => r.droppedPps)).median)}`)]),
+          ids.map((id) => [label(id), ...counts.map((n) => {
+            const here = rs.filter((r) => r.path === id && r.rules === n);
+            // a path that cannot take this rule set (xdp-filter above 39 prefixes) has no runs
+            return here.length ? `${si(summarize(here.map((r) => r.deliveredPps)).median)} / ${si(summarize(here.map((r) => r.droppedPps)).median)}` : '–';
+          })]),
         ),
       );
       parts.push(`\nReceiver CPU time per packet (softirq + ksoftirqd time of the generator's CPU / packets taken):\n`);

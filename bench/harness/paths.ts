@@ -289,8 +289,9 @@ export class XdpFilterPath implements FilterPath {
   ) {}
 
   static async create(ctx: PathContext): Promise<XdpFilterPath | string> {
-    const r = await execa('xdp-filter', ['--version'], { reject: false });
-    if (r.exitCode !== 0) return `xdp-filter not runnable (${r.stderr || r.message}); install Debian xdp-tools`;
+    // `xdp-filter status` runs without an interface; only a missing binary fails to spawn
+    const r = await execa('xdp-filter', ['status'], { reject: false });
+    if (r.failed && r.exitCode === undefined) return `xdp-filter not runnable (${r.message}); install Debian xdp-tools`;
     return new XdpFilterPath(ctx, await mkdtemp(path.join(tmpdir(), 'pt-bench-xf-')));
   }
 

@@ -115,7 +115,17 @@ enum filter_feature {
 	FEAT_FLAGS = 1 << 6,
 	FEAT_SRC_V4_DIR = 1 << 7, /* source IPv4 through v4_dir16/v4_dir8 (below), not the trie */
 	FEAT_DST_V4_DIR = 1 << 8,
+	FEAT_SPORT_ARR = 1 << 9, /* TCP/UDP source port through port_class/port_bits, not the trie */
+	FEAT_DPORT_ARR = 1 << 10,
 };
+
+/*
+ * TCP and UDP ports without a trie walk: per (generation, field, TCP|UDP) a
+ * 65536-entry array gives the class (id of the LPM result's bit vector, in
+ * port_bits) of every port. Other protocols (ICMP type/code, GRE, ...) and
+ * later fragments use the trie. index ((gen * 2 + field) * 2 + udp) << 16 | port.
+ */
+#define FILTER_PORT_CLASSES 4096 /* per (generation, field) */
 
 /*
  * IPv4 without a trie walk (DIR-16-8, after DPDK's rte_lpm DIR-24-8): per

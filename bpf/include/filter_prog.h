@@ -91,6 +91,21 @@ struct {
 	__type(value, struct rule_bits);
 } v4_class SEC(".maps");
 
+/* TCP/UDP ports by array (filter_common.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 8 * 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} port_class SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * FILTER_PORT_CLASSES);
+	__type(key, __u32);
+	__type(value, struct rule_bits);
+} port_bits SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * FILTER_FLAGS_PER_GEN); /* gen * 257 + flags */
@@ -381,14 +396,18 @@ static __always_inline struct rule_bits *lookup_v4_dir(void *trie, __u32 gen, __
 static __always_inline struct rule_bits *lookup_v6(void *map, __u32 gen, __u8 *addr)
 {
 	struct lpm_v6_key k = { .prefixlen = 8 + 128, .gen = gen };
+	struct rule_bits *v;
 
 	__builtin_memcpy(k.addr, addr, 16);
-	return bpf_map_lookup_elem(map, &k);
+	v = bpf_map_lookup_elem(map, &k);
+	NO_MERGE();
+	return v;
 }
 
 static __always_inline struct rule_bits *lookup_port(void *map, __u32 gen, struct packet_info *pi, __u16 port)
 {
 	struct lpm_port_key k = { .prefixlen = 32, .gen = gen, .proto = pi->l4proto };
+	struct rule_bits *v;
 
 	/* A non-first fragment has no ports: only rules that do not match on
 	 * ports can match it (proto-only prefix). */
@@ -396,7 +415,25 @@ static __always_inline struct rule_bits *lookup_port(void *map, __u32 gen, struc
 		k.prefixlen = 16;
 	k.port[0] = port >> 8;
 	k.port[1] = port & 0xff;
-	return bpf_map_lookup_elem(map, &k);
+	v = bpf_map_lookup_elem(map, &k);
+	NO_MERGE();
+	return v;
+}
+
+/* The port LPM result through the arrays for TCP and UDP (first fragments
+ * and unfragmented), the trie otherwise. field: 0 source, 1 destination. */
+static __always_inline struct rule_bits *lookup_port_arr(void *trie, __u32 gen, __u32 field, struct packet_info *pi, __u16 port)
+{
+	__u32 idx, *c;
+
+	if (pi->fragment == 2 || (pi->l4proto != IPPROTO_TCP && pi->l4proto != IPPROTO_UDP))
+		return lookup_port(trie, gen, pi, port);
+	idx = ((((gen * 2 + field) * 2) + (pi->l4proto == IPPROTO_UDP)) << 16) | port;
+	c = bpf_map_lookup_elem(&port_class, &idx);
+	if (!c)
+		return NULL;
+	idx = (gen * 2 + field) * FILTER_PORT_CLASSES + *c;
+	return bpf_map_lookup_elem(&port_bits, &idx);
 }
 
 /* acc &= v over the words in use. */
@@ -495,13 +532,19 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 		}
 	}
 	if (feat & FEAT_SPORT) {
-		v = lookup_port(&sport, gen, pi, pi->sport);
+		if (feat & FEAT_SPORT_ARR)
+			v = lookup_port_arr(&sport, gen, 0, pi, pi->sport);
+		else
+			v = lookup_port(&sport, gen, pi, pi->sport);
 		if (!v)
 			return FILTER_MAX_RULES;
 		and_into(&cc->m, v, words);
 	}
 	if (feat & FEAT_DPORT) {
-		v = lookup_port(&dport, gen, pi, pi->dport);
+		if (feat & FEAT_DPORT_ARR)
+			v = lookup_port_arr(&dport, gen, 1, pi, pi->dport);
+		else
+			v = lookup_port(&dport, gen, pi, pi->dport);
 		if (!v)
 			return FILTER_MAX_RULES;
 		and_into(&cc->m, v, words);

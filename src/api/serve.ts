@@ -124,6 +124,11 @@ export async function serve(opts: ServeOptions): Promise<void> {
   };
   process.once('SIGINT', () => shutdown('SIGINT'));
   process.once('SIGTERM', () => shutdown('SIGTERM'));
+  // reload (systemctl reload / rc-service reload send SIGHUP): check drift now and repair per drift.reconcile
+  process.on('SIGHUP', () => {
+    console.log('patronus: SIGHUP: checking drift now');
+    drift.checkAndRepair().catch((e: Error) => console.error(`patronus: drift check on SIGHUP: ${e.message}`));
+  });
 
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
   await app.listen({ host: hostname, port });

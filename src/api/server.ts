@@ -9,11 +9,12 @@
  */
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { OPENAPI_TAGS, openapiTransform } from './openapi.js';
 import { z } from 'zod';
 import type { ConfigSource, Engine } from '../apply/engine.js';
 import { formatPlan } from '../apply/plan.js';
-import type { Metrics } from '../metrics/metrics.js';
+import { registerDriftMetrics, type Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
 import { ConfigError } from '../config/issues.js';
@@ -104,6 +105,7 @@ const ovpnParams = z.object({ server: nameField.describe('OpenVPN server name'),
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   const { engine, store, metrics } = opts;
   const drift = opts.drift ?? new DriftMonitor(engine);
+  registerDriftMetrics(metrics.registry, drift);
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: opts.bodyLimit ?? 8 << 20,
@@ -181,10 +183,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   await app.register(fastifySwagger, {
     openapi: {
       info: { title: 'Patronus', description: 'Linux firewall and edge data-plane manager: configuration, revisions, counters', version: '1' },
+      servers: [{ url: '/', description: 'this server (api.listen)' }],
+      tags: OPENAPI_TAGS,
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
-    transform: jsonSchemaTransform,
+    // operationIds, tags and every response (errors included): src/api/openapi.ts
+    transform: openapiTransform,
   });
 
   const author = (req: unknown) => (req as { tokenName?: string }).tokenName ?? 'api';

@@ -5,7 +5,7 @@
  * --token / $PATRONUS_TOKEN / the state dir), or with --direct works on the
  * store and the kernel itself. Human tables by default, --json for scripts.
  */
-import { Command } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serve, defaultStateDir } from '../api/serve.js';
@@ -15,7 +15,9 @@ import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.j
 import { detectFormat } from '../config/load.js';
 import { readRegularFile } from '../config/input.js';
 import { Store, parseRetention } from '../store/store.js';
-import { DirectClient, RemoteError, RestClient, describeError, findToken, type Client } from './client.js';
+import { DirectClient, RestClient, describeError, findToken, type Client } from './client.js';
+import { RejectedError, errorJson, exitCodeFor, EXIT } from './errors.js';
+import { buildInfo } from '../metrics/build-info.js';
 import { ConfigError } from '../config/issues.js';
 import { table, bytes, count } from './table.js';
 import { statusText, type StatusJson } from './status.js';
@@ -30,6 +32,11 @@ interface Globals {
   json: boolean;
 }
 
+/** --json, also when commander fails before it parsed the options */
+const jsonRequested = () => program.opts<Globals>().json || process.argv.slice(2).includes('--json');
+/** plan --detailed-exitcode: 0 no changes, 2 changes, 1 any error (terraform's convention) */
+let detailedExitcode = false;
+
 const program = new Command('patronus')
   .description('Linux firewall and edge data-plane manager')
   .option('--server <url>', 'REST address of the running server', process.env.PATRONUS_SERVER ?? 'http://127.0.0.1:9180')
@@ -38,7 +45,16 @@ const program = new Command('patronus')
   .option('--lab', 'with --direct: act on the lab namespace (state in /var/lib/patronus-lab)', false)
   .option('--netns <name>', 'with --direct: act inside this network namespace instead of the host')
   .option('--state-dir <dir>', 'state directory (store, tokens); default /var/lib/patronus or $PATRONUS_STATE_DIR')
-  .option('--json', 'print JSON for scripts instead of tables', false);
+  .option('--json', 'print JSON for scripts instead of tables (errors too: {"error": ...} on stdout)', false)
+  .version(versionText(), '-V, --version', 'print the version (package version and git describe of the checkout)')
+  // usage errors go through the same exit codes and --json handling as every other error
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => (jsonRequested() ? undefined : write(text)) });
+
+function versionText(): string {
+  const b = buildInfo();
+  return `patronus ${b.version}${b.revision ? ` (${b.revision})` : ''}`;
+}
 
 const globals = (): Globals => program.opts<Globals>();
 const out = (value: unknown, human: () => string) => console.log(globals().json ? JSON.stringify(value, null, 2) : human());
@@ -82,6 +98,13 @@ function readSource(file: string, o: { allowEmpty?: boolean } = {}): ConfigSourc
   return { text, format: detectFormat(text, file === '-' ? undefined : file), ...(o.allowEmpty ? { allowEmpty: true } : {}) };
 }
 
+/** a flag value in seconds, checked here rather than by the server */
+function parseSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`"${v}" is not a positive number of seconds`);
+  return n;
+}
+
 const ALLOW_EMPTY = 'accept an empty document (applying it removes everything Patronus manages)';
 
 async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
@@ -119,10 +142,13 @@ program
   .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
   .description('show what applying the configuration would change')
   .option('--allow-empty', ALLOW_EMPTY, false)
-  .action(async (file: string, o: { allowEmpty: boolean }) => {
+  .option('--detailed-exitcode', 'exit 0 when there is nothing to change, 2 when there are changes, 1 on any error (like terraform)', false)
+  .action(async (file: string, o: { allowEmpty: boolean; detailedExitcode: boolean }) => {
+    detailedExitcode = o.detailedExitcode;
     await withClient(async (c) => {
       const plan = await c.plan(readSource(file, o));
       out(plan, () => formatPlan(plan));
+      if (o.detailedExitcode && Object.values(plan.summary).some((n) => n > 0)) process.exitCode = EXIT.changes;
     });
   });
 
@@ -131,7 +157,7 @@ program
   .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
   .description('apply the configuration as a new revision (all or nothing)')
   .option('-m, --message <text>', 'why (kept with the revision)', '')
-  .option('--confirm-within <seconds>', 'roll back by itself unless `patronus confirm` runs within this time', parseFloat)
+  .option('--confirm-within <seconds>', 'roll back by itself unless `patronus confirm` runs within this time', parseSeconds)
   .option('--allow-empty', ALLOW_EMPTY, false)
   .action(async (file: string, o: { message: string; confirmWithin?: number; allowEmpty: boolean }) => {
     await withClient(async (c) => {
@@ -149,7 +175,7 @@ program
         process.stderr.write(`waiting: run \`patronus --direct${globals().lab ? ' --lab' : ''} confirm\` in another shell within ${o.confirmWithin} s\n`);
         const confirmed = await c.engine.waitForConfirmation(r.revision);
         console.error(confirmed ? `revision ${r.revision} confirmed` : `revision ${r.revision} was not confirmed: rolled back`);
-        if (!confirmed) process.exitCode = 3;
+        if (!confirmed) process.exitCode = EXIT.unconfirmed;
       }
     });
   });
@@ -222,7 +248,10 @@ token
   .description('create a token and print it (the only time it is shown)')
   .action((name: string) => {
     using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
-    console.log(s.addToken(name));
+    // checked here so the operator gets a sentence, not the store's UNIQUE constraint failure
+    if (s.listTokens().some((t) => t.name === name)) throw new RejectedError(`a token named "${name}" already exists (remove it first: patronus token remove ${name})`);
+    const secret = s.addToken(name);
+    out({ name, token: secret }, () => secret);
   });
 token
   .command('list')
@@ -237,6 +266,31 @@ token
   .action((name: string) => {
     using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
     if (!s.removeToken(name)) throw new Error(`no token named "${name}"`);
+  });
+
+program
+  .command('wait-ready')
+  .description('wait until the server at --server answers /healthz (the unit\'s readiness check: serve reconciles before it listens)')
+  .option('--timeout <seconds>', 'give up after this long (exit 1)', parseSeconds, 60)
+  .action(async (o: { timeout: number }) => {
+    const url = new URL('/healthz', globals().server);
+    const deadline = Date.now() + o.timeout * 1000;
+    for (;;) {
+      const answered = await fetch(url, { signal: AbortSignal.timeout(5000) }).then(
+        (r) => `HTTP ${r.status}`,
+        (e: { cause?: { code?: string } }) => {
+          const code = e.cause?.code ?? '';
+          // refused/reset/not yet resolvable: not listening yet; a TLS complaint means a server answered
+          return /^(ECONNREFUSED|ECONNRESET|ENOENT|EAI_AGAIN|UND_ERR_SOCKET|UND_ERR_CONNECT_TIMEOUT|ABORT_ERR)$/.test(code) || !code ? undefined : code;
+        },
+      );
+      if (answered) {
+        out({ ready: true, server: globals().server, answer: answered }, () => `${globals().server}: ready (${answered})`);
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`${url.href} did not answer within ${o.timeout} s`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
   });
 
 program
@@ -257,8 +311,11 @@ program
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  console.error(`patronus: ${describeError(e)}`);
-  // 2: the configuration (or request) was rejected; 1: anything else
-  const rejected = e instanceof ConfigError || (e instanceof RemoteError && e.statusCode === 400);
-  process.exit(rejected ? 2 : 1);
+  // --help and --version end parsing through the same path, successfully
+  if (e instanceof CommanderError && e.exitCode === 0) process.exit(EXIT.ok);
+  const code = detailedExitcode ? EXIT.error : exitCodeFor(e);
+  if (jsonRequested()) console.log(JSON.stringify(errorJson(e, code), null, 2));
+  // commander already printed its usage error
+  else if (!(e instanceof CommanderError)) console.error(`patronus: ${describeError(e)}`);
+  process.exit(code);
 });

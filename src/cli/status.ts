@@ -32,7 +32,7 @@ export function statusText(s: StatusJson, services: ServiceRow[]): string {
     { header: false },
   );
   const parts = [head];
-  if (d?.items.length) parts.push('', table(['subsystem', 'object', 'drift'], d.items.map((i) => [i.subsystem, i.object, i.reason])));
+  if (d?.items.length) parts.push('', table(['subsystem', 'object', 'drift'], d.items.map((i) => [i.subsystem, i.object, i.reason.length > 160 ? `${i.reason.slice(0, 157)}...` : i.reason])));
   const rows: string[][] = [];
   for (const x of services) {
     if (x.error) {

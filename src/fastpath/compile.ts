@@ -17,7 +17,7 @@ import { append, resolveNetworkRef, resolvePortRef, type AliasTable, type PortRa
 import { prefixBytes, type Prefix } from '../bpf/codecs.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import type { CountryResolver, GeoPrefix } from './geoip.js';
-import { ACTION, BITS_BYTES, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LpmField } from './layout.js';
+import { ACTION, BITS_BYTES, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LpmField } from './layout.js';
 import { TCP_FLAG_NAMES, type FastpathConfig, type FastpathRuleConfig } from './schema.js';
 
 /** One LPM map's entries: data bytes (without the generation byte), prefix length, rule bits. */
@@ -65,6 +65,8 @@ export interface FastpathDesired {
   genConfig: GenConfig;
   /** IPv4 address fields as DIR-16-8 tables (absent: that field uses its trie alone) */
   dir4: { src_v4?: Dir4; dst_v4?: Dir4 };
+  /** TCP/UDP ports of each port field as arrays (absent: that field uses its trie alone) */
+  ports: { sport?: PortArrays; dport?: PortArrays };
   capacity: FastpathCapacity;
 }
 
@@ -269,7 +271,69 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
     dir4[f] = d;
     genConfig.features |= f === 'src_v4' ? FEAT.src_v4_dir : FEAT.dst_v4_dir;
   }
-  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, capacity }, issues };
+  const ports: FastpathDesired['ports'] = {};
+  for (const f of ['sport', 'dport'] as const) {
+    if (!(genConfig.features & FEAT[f])) continue;
+    const p = buildPortArrays(fields[f]);
+    if (!p) continue;
+    ports[f] = p;
+    genConfig.features |= f === 'sport' ? FEAT.sport_arr : FEAT.dport_arr;
+  }
+  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, ports, capacity }, issues };
+}
+
+/** A port field's TCP and UDP ports as class arrays (see filter_common.h). */
+export interface PortArrays {
+  tcp: Uint32Array;
+  udp: Uint32Array;
+  classes: Buffer[];
+}
+
+/**
+ * The longest-prefix result of every TCP and UDP port of a port field, by
+ * painting its entries (zero-length, protocol-only, then port prefixes by
+ * length) into one 65536-entry array per protocol; each distinct vector gets
+ * a class. Undefined when there are more than PORT_CLASSES vectors.
+ */
+export function buildPortArrays(entries: LpmEntry[]): PortArrays | undefined {
+  const classes: Buffer[] = [];
+  const byContent = new Map<string, number>();
+  const byBuf = new Map<Buffer, number>();
+  const classOf = (bits: Buffer): number => {
+    let c = byBuf.get(bits);
+    if (c !== undefined) return c;
+    const k = bits.toString('latin1');
+    c = byContent.get(k);
+    if (c === undefined) {
+      c = classes.length;
+      classes.push(bits);
+      byContent.set(k, c);
+    }
+    byBuf.set(bits, c);
+    return c;
+  };
+  const sorted = [...entries].sort((a, b) => a.length - b.length);
+  const root = sorted.find((e) => e.length === 0);
+  const paint = (proto: number): Uint32Array | undefined => {
+    const best: (LpmEntry | undefined)[] = new Array(65536).fill(root);
+    for (const e of sorted) {
+      if (e.length < 8 || e.data[0] !== proto) continue;
+      const n = 2 ** (24 - e.length);
+      const start = ((e.data[1]! << 8) | e.data[2]!) & ~(n - 1);
+      best.fill(e, start, start + n);
+    }
+    const out = new Uint32Array(65536);
+    for (let i = 0; i < 65536; i++) {
+      const e = best[i];
+      if (!e) return undefined; // no zero-length entry: leave this field to the trie
+      out[i] = classOf(e.bits);
+      if (classes.length > PORT_CLASSES) return undefined;
+    }
+    return out;
+  };
+  const tcp = paint(6);
+  const udp = tcp && paint(17);
+  return tcp && udp ? { tcp, udp, classes } : undefined;
 }
 
 /** One IPv4 field as DIR-16-8 (see filter_common.h): what the data plane writes for it. */

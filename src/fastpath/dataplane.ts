@@ -38,6 +38,7 @@ import {
   KEY,
   LPM_FIELDS,
   MAP_NAMES,
+  PORT_CLASSES,
   RATE_KEY_SIZE,
   RULE_ACTION_SIZE,
   RULE_STAT_SIZE,
@@ -286,7 +287,7 @@ export class FastpathDataPlane implements Disposable {
     const next = await FastpathDataPlane.load({ pinDir: staging, capacity }, this.inNs);
     try {
       await next.apply(desired, ifindexOf);
-      next.copyStateFrom(this);
+      const copied = next.copyStateFrom(this);
       for (const idx of this.configuredIfindexes()) {
         this.inNs(() => {
           const q = tryOr(() => queryXdp(idx), null);
@@ -296,6 +297,10 @@ export class FastpathDataPlane implements Disposable {
           }
         });
       }
+      // the old programs counted until the swap: once no run of them can be in flight, add what they
+      // counted since the copy (the copy had to come first so the new counters never start from 0)
+      next.rcuBarrier();
+      next.addCountedSince(this, copied);
     } catch (e) {
       next.close();
       removePins(staging);
@@ -309,18 +314,29 @@ export class FastpathDataPlane implements Disposable {
     return FastpathDataPlane.adopt(this.pinDir, this.inNs);
   }
 
-  /** Counters (by rule name), verdict counters and the blocklist of another data plane. */
-  private copyStateFrom(old: FastpathDataPlane): void {
+  /**
+   * Counters (by rule name), verdict counters and the blocklist of another
+   * data plane. Returns the per-CPU values copied (for addCountedSince).
+   */
+  private copyStateFrom(old: FastpathDataPlane): CopiedCounters {
+    const copied: CopiedCounters = { rules: [], verdicts: [] };
     const oldStats = old.perCpu('rule_stats');
     const newStats = this.perCpu('rule_stats');
     const oldSlots = old.activeRuleSlots(old.generation);
     for (const [name, slot] of this.activeRuleSlots(this.generation)) {
       const from = oldSlots.get(name);
-      if (from !== undefined) newStats.set(u32(slot), oldStats.get(u32(from))!);
+      if (from === undefined) continue;
+      const values = oldStats.get(u32(from))!;
+      newStats.set(u32(slot), values);
+      copied.rules.push({ from, to: slot, values });
     }
     const ov = old.perCpu('verdict_stats');
     const nv = this.perCpu('verdict_stats');
-    for (let i = 0; i < 2 * VERDICT_MAX; i++) nv.set(u32(i), ov.get(u32(i))!);
+    for (let i = 0; i < 2 * VERDICT_MAX; i++) {
+      const values = ov.get(u32(i))!;
+      nv.set(u32(i), values);
+      copied.verdicts.push({ from: i, to: i, values });
+    }
     for (const m of ['block_v4', 'block_v6'] as const) {
       for (const k of old.maps[m].keys()) {
         const v = old.maps[m].get(k);
@@ -328,6 +344,35 @@ export class FastpathDataPlane implements Disposable {
       }
     }
     this.syncBlockActive();
+    return copied;
+  }
+
+  /**
+   * Adds what `old` counted after copyStateFrom took `copied` (the packets
+   * its programs saw until they were replaced). Call after an RCU barrier.
+   * The read-add-write of a live per-CPU slot can race with the new
+   * program's own increment of that slot; the window is one map update.
+   */
+  private addCountedSince(old: FastpathDataPlane, copied: CopiedCounters): void {
+    for (const [name, list] of [['rule_stats', copied.rules], ['verdict_stats', copied.verdicts]] as const) {
+      const from = old.perCpu(name);
+      const to = this.perCpu(name);
+      for (const c of list) {
+        const now = from.get(u32(c.from))!;
+        if (now.every((b, cpu) => b.equals(c.values[cpu]!))) continue;
+        const cur = to.get(u32(c.to))!;
+        to.set(
+          u32(c.to),
+          cur.map((b, cpu) => {
+            const out = Buffer.from(b);
+            for (let off = 0; off + 8 <= out.length; off += 8) {
+              out.writeBigUInt64LE(out.readBigUInt64LE(off) + now[cpu]!.readBigUInt64LE(off) - c.values[cpu]!.readBigUInt64LE(off), off);
+            }
+            return out;
+          }),
+        );
+      }
+    }
   }
 
   /** The generation packets are classified against now (0 or 1). */
@@ -408,6 +453,17 @@ export class FastpathDataPlane implements Disposable {
       }
       await writeU32s(this.maps.v4_dir16, gf * 65536, d.dir16);
       written[`${f}_dir`] = d.dir16.length + d.chunks.length * 256;
+    }
+
+    // TCP/UDP port arrays of the shadow generation: classes before the port tables
+    for (const [fi, f] of (['sport', 'dport'] as const).entries()) {
+      const p = desired.ports[f];
+      if (!p) continue;
+      const gf = shadow * 2 + fi;
+      await this.maps.port_bits.setMany(p.classes.map((b, i) => [u32(gf * PORT_CLASSES + i), b] as const));
+      await writeU32s(this.maps.port_class, (gf * 2) << 16, p.tcp);
+      await writeU32s(this.maps.port_class, (gf * 2 + 1) << 16, p.udp);
+      written[`${f}_arr`] = 2 * 65536;
     }
 
     const flagKeys = desired.tcpFlags.map((_, i) => u32(shadow * FILTER_FLAGS_PER_GEN + i));
@@ -922,6 +978,8 @@ const LAYOUT: Record<MapName, [key: number, value: number, entries?: number]> = 
   v4_dir16: [4, 4, 4 * 65536],
   v4_dir8: [4, 4, 4 * DIR4_CHUNKS * 256],
   v4_class: [4, BITS_BYTES, 4 * DIR4_CLASSES],
+  port_class: [4, 4, 8 * 65536],
+  port_bits: [4, BITS_BYTES, 4 * PORT_CLASSES],
   tcp_flags: [4, BITS_BYTES, 2 * FILTER_FLAGS_PER_GEN],
   iface_slots: [4, 4, FILTER_IFINDEX_DIRECT],
   iface_slots_big: [4, 4, FILTER_MAX_IFACES],
@@ -982,4 +1040,10 @@ function u32(n: number): Buffer {
 /** CLOCK_MONOTONIC in ns: the clock bpf_ktime_get_ns() reads (libuv's hrtime uses it). */
 export function monotonicNs(): bigint {
   return process.hrtime.bigint();
+}
+
+/** Per-CPU counter values copied from a replaced data plane, by old and new slot. */
+interface CopiedCounters {
+  rules: { from: number; to: number; values: Buffer[] }[];
+  verdicts: { from: number; to: number; values: Buffer[] }[];
 }

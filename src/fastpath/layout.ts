@@ -61,7 +61,12 @@ export const FEAT = {
   flags: 1 << 6,
   src_v4_dir: 1 << 7,
   dst_v4_dir: 1 << 8,
-} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir', number>;
+  sport_arr: 1 << 9,
+  dport_arr: 1 << 10,
+} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr', number>;
+
+/** TCP/UDP ports by array (filter_common.h): classes per (generation, field). */
+export const PORT_CLASSES = 4096;
 
 /** DIR-16-8 for IPv4 (filter_common.h): entry encodings and sizes per (generation, field). */
 export const DIR_CHUNK = 0x80000000;
@@ -87,6 +92,8 @@ export const MAP_NAMES = [
   'v4_dir16',
   'v4_dir8',
   'v4_class',
+  'port_class',
+  'port_bits',
   'tcp_flags',
   'iface_slots',
   'iface_slots_big',

@@ -20,12 +20,16 @@
  *   patronus_vpn_tunnel_up, patronus_vpn_{receive,transmit}_bytes_total, patronus_vpn_latest_handshake_seconds {service, tunnel, peer}
  *   patronus_apply_duration_seconds (histogram), patronus_applies_total {result}
  *   patronus_revision_committed, patronus_revision_pending_confirmation, patronus_reconcile_ok
- *   patronus_scrape_subsystem_ok {subsystem}, patronus_process_* (prom-client defaults)
+ *   patronus_scrape_subsystem_ok {subsystem}, patronus_build_info {version, revision}
+ *   process_*, nodejs_* (prom-client defaults, unprefixed: the names every process dashboard expects)
+ *
+ * `promtool check metrics` holds for all of it (test/integration/metrics_lint.test.ts).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine } from '../apply/engine.js';
 import type { SubsystemMetrics } from '../apply/subsystem.js';
 import type { DriftMonitor } from '../drift/monitor.js';
+import { buildInfo } from './build-info.js';
 
 export interface Metrics {
   registry: Registry;
@@ -43,7 +47,15 @@ export interface Snapshot {
  */
 export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; drift?: DriftMonitor } = {}): Metrics {
   const registry = new Registry();
-  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'patronus_' });
+  if (opts.processMetrics !== false) {
+    collectDefaultMetrics({ register: registry });
+    // prom-client's sums of nodejs_active_{handles,requests,resources} are gauges named *_total,
+    // which promtool rejects (only counters end in _total); the per-type gauges stay
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  }
+  // the info-metric convention: constant 1, what runs is in the labels
+  const build = buildInfo();
+  new Gauge({ name: 'patronus_build_info', help: 'Version of the running Patronus (constant 1)', labelNames: ['version', 'revision'], registers: [registry] }).set({ version: build.version, revision: build.revision }, 1);
 
   // one read of the kernel per scrape: every collector of the scrape awaits the same promise
   let inflight: Promise<Snapshot> | undefined;
@@ -164,25 +176,7 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
     for (const x of s.bySubsystem) g.set({ subsystem: x.subsystem }, x.error ? 0 : 1);
   });
 
-  const drift = opts.drift;
-  if (drift) {
-    new Gauge({
-      name: 'patronus_drift',
-      help: 'Objects of a subsystem that are not as the running revision says (0: none); any > 0 makes /healthz 503',
-      labelNames: ['subsystem'],
-      registers: [registry],
-      async collect() {
-        const r = await drift.check();
-        this.reset();
-        for (const name of r.checked) this.set({ subsystem: name }, 0);
-        for (const i of r.items) this.inc({ subsystem: i.subsystem });
-      },
-    });
-    const repairs = new Counter({ name: 'patronus_drift_repairs_total', help: 'Drift repairs by subsystem and result (ok, failed)', labelNames: ['subsystem', 'result'], registers: [registry] });
-    drift.on('report', (r) => {
-      for (const x of r.repairs) repairs.inc({ subsystem: x.subsystem, result: x.ok ? 'ok' : 'failed' });
-    });
-  }
+  if (opts.drift) registerDriftMetrics(registry, opts.drift);
 
   const duration = new Histogram({
     name: 'patronus_apply_duration_seconds',
@@ -223,6 +217,27 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
   });
 
   return { registry, snapshot };
+}
+
+/** patronus_drift and patronus_drift_repairs_total from a drift monitor (once per registry). */
+export function registerDriftMetrics(registry: Registry, drift: DriftMonitor): void {
+  if (registry.getSingleMetric('patronus_drift')) return;
+  new Gauge({
+    name: 'patronus_drift',
+    help: 'Objects of a subsystem that are not as the running revision says (0: none); any > 0 makes /healthz 503',
+    labelNames: ['subsystem'],
+    registers: [registry],
+    async collect() {
+      const r = await drift.check();
+      this.reset();
+      for (const name of r.checked) this.set({ subsystem: name }, 0);
+      for (const i of r.items) this.inc({ subsystem: i.subsystem });
+    },
+  });
+  const repairs = new Counter({ name: 'patronus_drift_repairs_total', help: 'Drift repairs by subsystem and result (ok, failed)', labelNames: ['subsystem', 'result'], registers: [registry] });
+  drift.on('report', (r) => {
+    for (const x of r.repairs) repairs.inc({ subsystem: x.subsystem, result: x.ok ? 'ok' : 'failed' });
+  });
 }
 
 async function readSnapshot(engine: Engine, drift: DriftMonitor | undefined): Promise<Snapshot> {

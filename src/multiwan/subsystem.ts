@@ -17,7 +17,7 @@ import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { GATEWAY_MARK_MASK, hex } from '../nft/marks.js';
 import { withLiveCounters } from '../nft/carry.js';
-import { runScript, listTable, canonicalTable, diffTables, countersFromJson, expectedTable, driftReason } from '../nft/subsystem.js';
+import { runScript, listTable, canonicalTable, diffTables, countersFromJson, expectedTable, driftFindings } from '../nft/subsystem.js';
 import {
   compileGateways,
   renderMwanScript,
@@ -96,7 +96,9 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
    * server): not drift for another process's check (a --direct status).
    */
   async drift(desired, host) {
-    return (await changesAgainst(desired, host, expectedTable)).filter((c) => c.object !== 'gateway monitor').map((c) => ({ object: c.object, reason: c.action === 'change' && c.object.startsWith('table ') ? driftReason(c) : `${c.action}${c.detail ? `: ${c.detail}` : ''}` }));
+    return (await changesAgainst(desired, host, expectedTable))
+      .filter((c) => c.object !== 'gateway monitor')
+      .flatMap((c) => (c.object.startsWith('table ') ? driftFindings(c) : [{ object: c.object, reason: `${c.action}${c.detail ? `: ${c.detail}` : ''}` }]));
   },
 
   async apply(desired, host) {

@@ -28,7 +28,7 @@
 import type { CompileContext, ServiceOpening } from '../apply/subsystem.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { append, resolveNetworkRef, resolvePortRef, type PortRange } from '../aliases/aliases.js';
-import { formatPrefix, prefixBytes, type Prefix } from '../bpf/codecs.js';
+import { formatPrefix, parsePrefix, prefixBytes, type Prefix } from '../bpf/codecs.js';
 import { HAIRPIN_MARK, hex } from './marks.js';
 import type { FirewallConfig, RuleConfig, Verdict } from './schema.js';
 
@@ -37,7 +37,7 @@ export const NFT_TABLE = 'patronus';
 export const COMMENT_PREFIX = 'patronus:';
 
 /** What a rule's counters belong to. */
-export type CounterKind = 'builtin' | 'rule' | 'policy' | 'opening' | 'pf' | 'snat' | '1to1';
+export type CounterKind = 'builtin' | 'rule' | 'policy' | 'opening' | 'pf' | 'snat' | '1to1' | 'npt';
 
 /** One configuration object whose nftables rules carry `patronus:<kind>:<name>...` comments. */
 export interface CounterSource {
@@ -90,6 +90,7 @@ class Compiler {
   private readonly fw: FirewallConfig;
   private readonly zones = new Map<string, string[]>();
   private readonly managed: string[];
+  private npt: { name: string; iface: string; internal: string; external: string }[] = [];
 
   constructor(private readonly ctx: CompileContext) {
     this.fw = ctx.config.firewall;
@@ -108,6 +109,7 @@ class Compiler {
     }
     this.checkNames();
     this.checkZones();
+    this.npt = this.nptMaps();
 
     const input = this.inputChain();
     const forward = this.forwardChain();
@@ -189,8 +191,38 @@ class Compiler {
     return out;
   }
 
+  /** NPTv6-style prefix maps, checked once: [internal, external] canonical, or undefined. */
+  private nptMaps(): { name: string; iface: string; internal: string; external: string }[] {
+    const out: { name: string; iface: string; internal: string; external: string }[] = [];
+    this.fw.prefixTranslation.forEach((n, i) => {
+      const path = [...BASE, 'prefixTranslation', i];
+      if (!this.managed.includes(n.interface)) this.issue([...path, 'interface'], `interface "${n.interface}" is not in interfaces:`);
+      const parse = (field: 'internal' | 'external'): Prefix | undefined => {
+        try {
+          const p = parsePrefix(n[field]);
+          if (p.family !== 6 || !n[field].includes('/')) throw new Error(`"${n[field]}" is not an IPv6 prefix`);
+          if (parsePrefix(`${n[field].split('/')[0]}/128`).address !== p.address) throw new Error(`"${n[field]}" has host bits set; did you mean ${formatPrefix(p)}?`);
+          return p;
+        } catch (e) {
+          this.issue([...path, field], (e as Error).message);
+          return undefined;
+        }
+      };
+      const a = parse('internal');
+      const b = parse('external');
+      if (!a || !b) return;
+      if (a.length !== b.length) return this.issue([...path, 'external'], `${formatPrefix(b)} is a /${b.length}, the internal prefix a /${a.length}: a prefix translation maps prefixes of one length`);
+      this.add('npt', n.name, path);
+      out.push({ name: n.name, iface: n.interface, internal: formatPrefix(a), external: formatPrefix(b) });
+    });
+    return out;
+  }
+
   private preroutingChain(): string[] {
     const out: string[] = [];
+    for (const m of this.npt) {
+      out.push(`iifname ${q(m.iface)} ip6 daddr ${m.external} counter dnat ip6 prefix to ip6 daddr map { ${m.external} : ${m.internal} } ${this.comment('npt', m.name, 'in')}`);
+    }
     this.fw.oneToOne.forEach((n, i) => {
       this.add('1to1', n.name, [...BASE, 'oneToOne', i]);
       out.push(`iifname ${q(n.interface)} ip daddr ${n.external} counter dnat ip to ${n.internal} ${this.comment('1to1', n.name, 'in')}`);
@@ -226,6 +258,9 @@ class Compiler {
     this.fw.oneToOne.forEach((n) => {
       out.push(`oifname ${q(n.interface)} ip saddr ${n.internal} counter snat ip to ${n.external} ${this.comment('1to1', n.name, 'out')}`);
     });
+    for (const m of this.npt) {
+      out.push(`oifname ${q(m.iface)} ip6 saddr ${m.internal} counter snat ip6 prefix to ip6 saddr map { ${m.internal} : ${m.external} } ${this.comment('npt', m.name, 'out')}`);
+    }
     this.fw.outboundNat.forEach((n, i) => {
       const path = [...BASE, 'outboundNat', i];
       if (n.type === 'snat' && !n.address) this.issue([...path, 'address'], 'type snat needs an address');
@@ -394,6 +429,7 @@ class Compiler {
       ['portForwards', this.fw.portForwards],
       ['outboundNat', this.fw.outboundNat],
       ['oneToOne', this.fw.oneToOne],
+      ['prefixTranslation', this.fw.prefixTranslation],
     ];
     for (const [key, list] of lists) {
       const seen = new Set<string>();

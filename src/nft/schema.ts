@@ -81,6 +81,16 @@ export const outboundNatSchema = z
   })
   .strict();
 
+export const prefixTranslationSchema = z
+  .object({
+    name: name.describe('unique name; comment and counter key'),
+    interface: ifName.describe('external interface (usually the WAN)'),
+    internal: z.string().min(1).describe('inside IPv6 prefix, e.g. 2001:db8:1::/64 or fd00:1::/64'),
+    external: z.string().min(1).describe('outside IPv6 prefix of the same length, routed to the gateway by the upstream'),
+    description: z.string().max(200).optional(),
+  })
+  .strict();
+
 export const oneToOneSchema = z
   .object({
     name: name.describe('unique name; comment and counter key'),
@@ -106,13 +116,18 @@ export const firewallSchema = z
     portForwards: z.array(portForwardSchema).default([]).describe('DNAT port forwards (each with its filter rule)'),
     outboundNat: z.array(outboundNatSchema).default([]).describe('source NAT for traffic leaving an interface, first match wins'),
     oneToOne: z.array(oneToOneSchema).default([]).describe('1:1 NAT (bidirectional address mapping)'),
+    prefixTranslation: z
+      .array(prefixTranslationSchema)
+      .default([])
+      .describe('IPv6 prefix translation (NPTv6-style netmap): inside addresses leave as the external prefix with their host bits kept, and inbound to the external prefix maps back; filtering still decides what gets in'),
   })
   .strict()
   // an omitted section means the feature is off: no table at all (write `firewall: {}` for the default-deny firewall)
-  .default({ enabled: false, defaults: { input: 'drop', forward: 'drop' }, zones: [], rules: [], portForwards: [], outboundNat: [], oneToOne: [] });
+  .default({ enabled: false, defaults: { input: 'drop', forward: 'drop' }, zones: [], rules: [], portForwards: [], outboundNat: [], oneToOne: [], prefixTranslation: [] });
 
 export type FirewallConfig = z.infer<typeof firewallSchema>;
 export type RuleConfig = z.infer<typeof ruleSchema>;
 export type PortForwardConfig = z.infer<typeof portForwardSchema>;
 export type OutboundNatConfig = z.infer<typeof outboundNatSchema>;
 export type OneToOneConfig = z.infer<typeof oneToOneSchema>;
+export type PrefixTranslationConfig = z.infer<typeof prefixTranslationSchema>;

@@ -109,7 +109,7 @@ export const nftSubsystem: Subsystem<NftDesired> & {
     if (!desired.enabled) return live === undefined ? [] : [{ object, reason: 'present, but the firewall is disabled' }];
     if (live === undefined) return [{ object, reason: 'missing' }];
     const wanted = await expectedTable(desired.script, host);
-    return diffTables(live, wanted).map((c): DriftFinding => ({ object: c.object, reason: driftReason(c) }));
+    return diffTables(live, wanted).flatMap(driftFindings);
   },
 
   configured(desired) {
@@ -159,14 +159,14 @@ export async function expectedTable(script: string, host: Host, family: string =
   return t;
 }
 
-/** "missing: <rule>; unexpected: <rule>" from a diffTables change (current = live, wanted = the revision). */
-export function driftReason(c: Change): string {
-  if (c.action === 'add') return 'missing';
-  if (c.action === 'remove') return 'not in the revision';
+/** One finding per rule or element line of a diffTables change (current = live, wanted = the revision): "missing: <rule>", "unexpected: <rule>". */
+export function driftFindings(c: Change): DriftFinding[] {
+  if (c.action === 'add') return [{ object: c.object, reason: 'missing' }];
+  if (c.action === 'remove') return [{ object: c.object, reason: 'not in the revision' }];
   return (c.detail ?? '')
     .split('\n')
-    .map((l) => (l.startsWith('+ ') ? `missing: ${l.slice(2)}` : l.startsWith('- ') ? `unexpected: ${l.slice(2)}` : l))
-    .join('; ');
+    .filter(Boolean)
+    .map((l) => ({ object: c.object, reason: l.startsWith('+ ') ? `missing: ${l.slice(2)}` : l.startsWith('- ') ? `unexpected: ${l.slice(2)}` : l }));
 }
 
 /** Runs a script with `nft -f -` (one transaction). Throws NftError with nft's message. */

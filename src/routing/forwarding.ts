@@ -44,6 +44,7 @@ function impliedBy(c: Config): string | undefined {
     if (fw.outboundNat.some((n) => n.type !== 'none')) return 'firewall.outboundNat';
     if (fw.portForwards.length) return 'firewall.portForwards';
     if (fw.oneToOne.length) return 'firewall.oneToOne';
+    if (fw.prefixTranslation.length) return 'firewall.prefixTranslation';
     if (fw.rules.some((r) => r.enabled && r.direction === 'forward' && r.action === 'accept')) return 'firewall.rules (forward)';
     if (fw.zones.some((z) => z.forward === 'accept') || (fw.defaults.forward === 'accept' && fw.zones.length)) return 'firewall.zones (forward accept)';
   }

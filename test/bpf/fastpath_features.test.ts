@@ -65,7 +65,7 @@ describe('fast path: lookups only for the fields the rules use', { skip: missing
       { name: 'drop-ssh', protocol: 'tcp', destinationPorts: 22, action: 'drop' },
     ]));
     // protocol + port constrain both port maps (the protocol rides in the port key)
-    assert.deepEqual(dp.lookups(), ['src_v4', 'sport', 'dport', 'src_v4_dir']);
+    assert.deepEqual(dp.lookups(), ['src_v4', 'sport', 'dport', 'src_v4_dir', 'sport_arr', 'dport_arr']);
     await check('port rule now matches', frame({ src: '10.1.1.1', proto: 'tcp', dport: 22 }), XDP.DROP, ['rule_drop'], ['drop-ssh']);
     await check('other port', frame({ src: '10.1.1.1', proto: 'tcp', dport: 23 }), XDP.PASS, ['default_pass']);
     await check('other protocol, same port', frame({ src: '10.1.1.1', proto: 'udp', dport: 22 }), XDP.PASS, ['default_pass']);
@@ -97,9 +97,26 @@ describe('fast path: lookups only for the fields the rules use', { skip: missing
     await apply(config([
       { name: 'syn-drop', protocol: 'tcp', tcpFlags: 'syn,!ack', action: 'drop' },
     ]));
-    assert.deepEqual(dp.lookups(), ['sport', 'dport', 'flags']);
+    assert.deepEqual(dp.lookups(), ['sport', 'dport', 'flags', 'sport_arr', 'dport_arr']);
     await check('SYN', frame({ src: '10.1.1.1', proto: 'tcp', dport: 80, tcpFlags: TCP.SYN }), XDP.DROP, ['rule_drop'], ['syn-drop']);
     await check('SYN+ACK', frame({ src: '10.1.1.1', proto: 'tcp', dport: 80, tcpFlags: TCP.SYN | TCP.ACK }), XDP.PASS, ['default_pass']);
+  });
+
+  it('ports by array for TCP and UDP; ICMP and later fragments through the tries', async () => {
+    await apply(config([
+      { name: 'tcp-range', protocol: 'tcp', destinationPorts: '8000-8100', action: 'drop' },
+      { name: 'udp-src', protocol: 'udp', sourcePorts: 53, action: 'pass' },
+      { name: 'echo', protocol: 'icmp', icmpType: 8, action: 'drop' },
+      { name: 'udp-any', protocol: 'udp', action: 'drop' },
+    ]));
+    assert.deepEqual(dp.lookups(), ['sport', 'dport', 'sport_arr', 'dport_arr']);
+    await check('TCP in the range', frame({ src: '10.1.1.1', proto: 'tcp', dport: 8050 }), XDP.DROP, ['rule_drop'], ['tcp-range']);
+    await check('TCP just above', frame({ src: '10.1.1.1', proto: 'tcp', dport: 8101 }), XDP.PASS, ['default_pass']);
+    await check('UDP from port 53', frame({ src: '10.1.1.1', proto: 'udp', sport: 53, dport: 8050 }), XDP.PASS, ['rule_pass'], ['udp-src']);
+    await check('UDP from elsewhere', frame({ src: '10.1.1.1', proto: 'udp', sport: 54, dport: 8050 }), XDP.DROP, ['rule_drop'], ['udp-any']);
+    await check('ICMP echo (trie)', frame({ src: '10.1.1.1', proto: 'icmp', icmpType: 8 }), XDP.DROP, ['rule_drop'], ['echo']);
+    await check('ICMP reply (trie)', frame({ src: '10.1.1.1', proto: 'icmp', icmpType: 0 }), XDP.PASS, ['default_pass']);
+    await check('later UDP fragment: no ports, protocol-only rule (trie)', frame({ src: '10.1.1.1', proto: 'udp', sport: 53, fragOffset: 100 }), XDP.DROP, ['rule_drop', 'fragment'], ['udp-any']);
   });
 
   it('IPv4 through DIR-16-8 tables: /16 slots, /24 chunks, and the trie below /24', async () => {

@@ -228,8 +228,10 @@ describe('drift: detected, reported by /healthz, repaired', { skip }, () => {
     await fresh();
     const h = await healthz();
     assert.equal(h.status, 503);
-    const item = h.body.drift.find((i) => i.subsystem === 'nftables');
-    assert.ok(item && item.object.includes(rule.chain) && /missing: .*deny-12/.test(item.reason), JSON.stringify(h.body.drift));
+    // exactly the one rule, named
+    const items = h.body.drift.filter((i) => i.subsystem === 'nftables');
+    assert.equal(items.length, 1, JSON.stringify(h.body.drift));
+    assert.ok(items[0]!.object === `table inet patronus chain ${rule.chain}` && /^missing: .*"patronus:rule:deny-12(#v4)?"$/.test(items[0]!.reason), JSON.stringify(items));
     const leaked = await traffic();
     assert.ok(leaked['192.0.2.12']!.got > 0, `with the rule gone .12 passes (what 503 reports): ${JSON.stringify(leaked)}`);
 

@@ -133,7 +133,7 @@ describe('REST API end to end', { skip }, () => {
     assert.equal(rules.json.rules.find((r: { rule: string }) => r.rule === 'rule:allow-ping').packets, pingAfter);
     assert.match(text, /^# TYPE patronus_apply_duration_seconds histogram$/m);
     assert.match(text, /^patronus_applies_total\{result="committed"\} \d+$/m);
-    assert.match(text, /^patronus_process_cpu_seconds_total /m);
+    assert.match(text, /^process_cpu_seconds_total /m);
     assert.equal(metricValue(text, 'patronus_revision_committed', {}), store.current()!.id);
     // every metric the shipped Grafana dashboard queries exists
     const dashboard = readFileSync(fileURLToPath(new URL('../../../docs/grafana-dashboard.json', import.meta.url)), 'utf8');

@@ -1,11 +1,15 @@
 /**
  * The `patronus` CLI as an operator runs it (a child process): --direct on
  * the store and a test namespace, and over REST against a server running in
- * this process. Exit codes: 0 ok, 2 rejected configuration, 1 other errors.
+ * this process. Exit codes: 0 ok, 2 rejected configuration (or request, flag,
+ * existing name), 1 other errors; plan --detailed-exitcode 0/1/2 like
+ * terraform; --json makes errors JSON too. Also: set-up puts `patronus` on
+ * PATH, --version.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -19,6 +23,100 @@ import { controlLab, addresses, type ControlLab } from '../lib/control.js';
 
 const skip = missing('netns');
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+describe('patronus CLI without a server', () => {
+  it('--version: the package version and the checkout\'s git describe', async () => {
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+    const git = await execa('git', ['-c', `safe.directory=${repoRoot.replace(/\/$/, '')}`, '-C', repoRoot, 'describe', '--tags', '--always', '--dirty'], { reject: false });
+    for (const flag of ['--version', '-V']) {
+      const r = await execa('node', [cli, flag], { reject: false });
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal(r.stdout, `patronus ${pkg.version}${git.exitCode === 0 ? ` (${git.stdout.trim()})` : ''}`);
+    }
+  });
+
+  it('set-up puts an executable `patronus` on PATH and leaves another checkout\'s link alone', async () => {
+    const bin = mkdtempSync(join(tmpdir(), 'pt-bin-'));
+    const install = () => execa('bash', [join(repoRoot, 'scripts/install-cli.sh')], { env: { PATRONUS_BIN_DIR: bin }, reject: false });
+    try {
+      const r = await install();
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.equal(realpathSync(join(bin, 'patronus')), realpathSync(cli));
+      assert.equal(statSync(cli).mode & 0o755, 0o755);
+      const v = await execa('patronus', ['--version'], { env: { PATH: `${bin}:${process.env.PATH}` }, reject: false });
+      assert.equal(v.exitCode, 0, v.stderr);
+      assert.match(v.stdout, /^patronus \d+\.\d+\.\d+/);
+      assert.equal((await install()).exitCode, 0, 'a second run keeps the link');
+      // a link into another checkout that exists stays; a dangling one is replaced
+      const other = join(bin, 'other-main.js');
+      writeFileSync(other, '#!/usr/bin/env node\n');
+      rmSync(join(bin, 'patronus'));
+      symlinkSync(other, join(bin, 'patronus'));
+      const kept = await install();
+      assert.equal(kept.exitCode, 0, kept.stderr);
+      assert.match(kept.stderr, /leaving .*patronus alone: it points to another checkout/);
+      assert.equal(realpathSync(join(bin, 'patronus')), other);
+      rmSync(other);
+      assert.equal((await install()).exitCode, 0);
+      assert.equal(realpathSync(join(bin, 'patronus')), realpathSync(cli));
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it('token add of an existing name: a sentence and exit 2, JSON under --json; the store stays healthy', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'pt-tokens-'));
+    const tok = (...args: string[]) => execa('node', [cli, '--state-dir', stateDir, ...args], { reject: false });
+    try {
+      const first = await tok('token', 'add', 'ops');
+      assert.equal(first.exitCode, 0, first.stderr);
+      assert.match(first.stdout, /^pat_[\w-]+$/);
+      const again = await tok('token', 'add', 'ops');
+      assert.equal(again.exitCode, 2);
+      assert.equal(again.stderr.trim(), 'patronus: a token named "ops" already exists (remove it first: patronus token remove ops)');
+      assert.doesNotMatch(again.stderr, /SQLITE|UNIQUE|constraint/i);
+      const json = await tok('--json', 'token', 'add', 'ops');
+      assert.equal(json.exitCode, 2);
+      assert.equal(json.stderr, '');
+      assert.deepEqual(JSON.parse(json.stdout), { error: { kind: 'rejected', message: 'a token named "ops" already exists (remove it first: patronus token remove ops)' } });
+      const list = JSON.parse((await tok('--json', 'token', 'list')).stdout) as { name: string }[];
+      assert.deepEqual(list.map((t) => t.name), ['ops']);
+      const added = JSON.parse((await tok('--json', 'token', 'add', 'ci')).stdout) as { name: string; token: string };
+      assert.equal(added.name, 'ci');
+      assert.match(added.token, /^pat_/);
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('usage errors and bad flag values exit 2 before any request; JSON under --json', async () => {
+    const run = (...args: string[]) => execa('node', [cli, '--server', 'http://127.0.0.1:1', ...args], { reject: false });
+    const unknown = await run('status', '--bogus');
+    assert.equal(unknown.exitCode, 2);
+    assert.match(unknown.stderr, /unknown option '--bogus'/);
+    const missingArg = await run('--json', 'apply');
+    assert.equal(missingArg.exitCode, 2);
+    const j = JSON.parse(missingArg.stdout) as { error: { kind: string; code: string; message: string } };
+    assert.equal(j.error.kind, 'rejected');
+    assert.equal(j.error.code, 'commander.missingArgument');
+    assert.match(j.error.message, /missing required argument 'file'/);
+    assert.equal(missingArg.stderr, '');
+    // checked by the CLI (the server at port 1 is never asked: that would exit 1)
+    const seconds = await run('apply', '-', '--confirm-within', 'soon');
+    assert.equal(seconds.exitCode, 2);
+    assert.match(seconds.stderr, /option '--confirm-within <seconds>' argument 'soon' is invalid\. "soon" is not a positive number of seconds/);
+    const unreachable = await run('--json', 'status');
+    assert.equal(unreachable.exitCode, 1);
+    assert.match((JSON.parse(unreachable.stdout) as { error: { kind: string; message: string } }).error.message, /cannot reach the Patronus server at http:\/\/127\.0\.0\.1:1/);
+  });
+
+  it('wait-ready gives up with exit 1 when nothing answers', async () => {
+    const r = await execa('node', [cli, '--server', 'http://127.0.0.1:1', 'wait-ready', '--timeout', '1'], { reject: false });
+    assert.equal(r.exitCode, 1);
+    assert.match(r.stderr, /http:\/\/127\.0\.0\.1:1\/healthz did not answer within 1 s/);
+  });
+});
 
 describe('patronus CLI', { skip }, () => {
   let L: ControlLab;
@@ -41,6 +139,14 @@ describe('patronus CLI', { skip }, () => {
     const syntax = await direct('validate', file('syntax.yaml', 'interfaces: [\n'));
     assert.equal(syntax.exitCode, 2);
     assert.match(syntax.stderr, /line \d+, column \d+: invalid YAML/);
+    // --json: the same issues as data on stdout, nothing on stderr
+    const json = await direct('--json', 'validate', bad);
+    assert.equal(json.exitCode, 2);
+    assert.equal(json.stderr, '');
+    const e = JSON.parse(json.stdout) as { error: { kind: string; message: string; issues: { path: string; message: string }[] } };
+    assert.equal(e.error.kind, 'rejected');
+    assert.ok(e.error.issues.some((i) => i.path === 'interfaces[0].addresses[0]' && /prefix length must be 0-32/.test(i.message)), json.stdout);
+    assert.ok(e.error.issues.some((i) => i.path === 'interfaces[0].mtu'), json.stdout);
   });
 
   it('--direct: apply, plan, revisions, rollback', async () => {
@@ -101,6 +207,28 @@ describe('patronus CLI', { skip }, () => {
       assert.equal(rules.find((x) => x.rule === 'rule:allow-ping')!.packets, 1);
       const human = await rest('rules');
       assert.match(human.stdout, /nftables\s+rule:allow-ping\s+\S+\s+1\s+84 B/);
+    });
+
+    it('plan --detailed-exitcode: 0 no changes, 2 changes, 1 errors (a rejected document too)', async () => {
+      const same = file('same.json', JSON.stringify({ interfaces: [{ name: 'wan0', zone: 'wan' }], firewall: { rules: [{ name: 'allow-ping', direction: 'input', from: 'wan', protocol: 'icmp', action: 'accept' }] } }));
+      const none = await rest('plan', '--detailed-exitcode', same);
+      assert.equal(none.exitCode, 0, none.stdout + none.stderr);
+      assert.match(none.stdout, /No changes/);
+      const changed = await rest('plan', '--detailed-exitcode', file('changed.yaml', 'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.70.0.1/24]\nfirewall:\n  enabled: false\n'));
+      assert.equal(changed.exitCode, 2, changed.stderr);
+      assert.match(changed.stdout, /Plan: /);
+      const rejected = await rest('plan', '--detailed-exitcode', file('rejected.yaml', 'interfaces:\n  - name: wan0\n    mtu: 1\n'));
+      assert.equal(rejected.exitCode, 1, rejected.stderr);
+      assert.match(rejected.stderr, /interfaces\[0\]\.mtu/);
+      // without the flag: changes are success, a rejected document is 2
+      assert.equal((await rest('plan', same)).exitCode, 0);
+      assert.equal((await rest('plan', file('rejected2.yaml', 'interfaces:\n  - name: wan0\n    mtu: 1\n'))).exitCode, 2);
+    });
+
+    it('wait-ready: the server answers /healthz', async () => {
+      const r = await rest('wait-ready', '--timeout', '10');
+      assert.equal(r.exitCode, 0, r.stderr);
+      assert.match(r.stdout, /: ready \(HTTP (200|503)\)$/);
     });
 
     it('a rejected config exits 2 with the server\'s issues; a bad token exits 1', async () => {

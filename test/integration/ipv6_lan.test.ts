@@ -64,6 +64,7 @@ describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, DHCPv6 lease, NAT66 
   let engine: Engine;
   const servers: FlowServer[] = [];
   const me = { author: 'test', message: 'ipv6 lan' };
+  let slaac = '';
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'pt-v6lan-'));
@@ -126,6 +127,7 @@ describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, DHCPv6 lease, NAT66 
       addr = j[0]?.addr_info?.find((a) => a.local?.startsWith('2001:db8:61:') && !a.tentative)?.local;
     }
     assert.ok(addr, 'a SLAAC address in 2001:db8:61::/64');
+    slaac = addr;
     console.log(`# client SLAAC address ${addr} after ${Date.now() - t0} ms`);
     const routes = (await client.ip('-6', 'route', 'show', 'default')).stdout;
     assert.match(routes, /default via fe80::\S+ dev eth0 proto ra/);
@@ -159,6 +161,20 @@ describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, DHCPv6 lease, NAT66 
     assert.equal(r.server, 'web6');
     assert.equal(r.peer, '2001:db8:63::2');
     assert.ok((await nftSubsystem.readCounters(host)).find((c) => c.key === 'pf:web6')!.packets > 0);
+  });
+
+  it('NPTv6-style prefix translation instead of NAT66: the host bits survive, the prefix is the external one', async () => {
+    const npt = { ...doc, firewall: { ...doc.firewall, outboundNat: [], prefixTranslation: [{ name: 'lan-npt', interface: 'wan0', internal: '2001:db8:61::/64', external: '2001:db8:163::/64' }] } };
+    await engine.apply({ document: npt }, me);
+    // the upstream routes the external prefix to the gateway
+    await isp.ip('-6', 'route', 'replace', '2001:db8:163::/64', 'via', '2001:db8:63::1');
+    const r = await connectOnce(client, 'tcp', '2001:db8:64::10', 9106, 3000, slaac);
+    assert.ok(r.ok, r.line);
+    const want = slaac.replace(/^2001:db8:61:/, '2001:db8:163:');
+    console.log(`# NPT: ${slaac} left as ${r.peer}`);
+    assert.equal(r.peer, want);
+    assert.ok((await nftSubsystem.readCounters(host)).find((c) => c.key === 'npt:lan-npt')!.packets > 0);
+    await engine.apply({ document: doc }, me);
   });
 
   it('overlapping RA prefixes are a path-qualified error; nothing changes', async () => {

@@ -8,7 +8,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDir4, compileFastpath, type Dir4, type LpmEntry } from '../../src/fastpath/compile.js';
-import { DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, emptyBits, setBit } from '../../src/fastpath/layout.js';
+import { DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, emptyBits, setBit } from '../../src/fastpath/layout.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
 
 function entry(a: number, length: number, rule: number): LpmEntry {
@@ -104,5 +104,55 @@ describe('IPv4 DIR-16-8 tables', () => {
     assert.ok(desired.dir4.src_v4);
     assert.equal(desired.dir4.dst_v4, undefined);
     assert.equal(desired.genConfig.features, FEAT.src_v4 | FEAT.src_v4_dir);
+  });
+});
+
+describe('TCP/UDP port arrays', () => {
+  /** Longest-prefix match over port-field entries (what the trie answers). */
+  const lpmPort = (entries: LpmEntry[], proto: number, port: number): Buffer | undefined => {
+    let best: LpmEntry | undefined;
+    const key = (proto << 16) | port;
+    for (const e of entries) {
+      const v = (e.data[0]! << 16) | (e.data[1]! << 8) | e.data[2]!;
+      const mask = e.length === 0 ? 0 : (0xffffff << (24 - e.length)) & 0xffffff;
+      if ((key & mask) === v && (!best || e.length > best.length)) best = e;
+    }
+    return best?.bits;
+  };
+
+  it('agree with longest-prefix match for every TCP and UDP port, ranges, aliases and protocol-only rules', () => {
+    const { desired, issues } = compileFastpath({
+      fastpath: fastpathSchema.parse({
+        interfaces: [{ name: 'lo' }],
+        rules: [
+          { name: 'ssh', protocol: 'tcp', destinationPorts: 22, action: 'drop' },
+          { name: 'range', protocol: ['tcp', 'udp'], destinationPorts: '8000-8100', action: 'drop' },
+          { name: 'udp-any', protocol: 'udp', action: 'count' },
+          { name: 'dns', protocol: 'udp', destinationPorts: [53, '5353'], sourcePorts: '1024-65535', action: 'pass' },
+          { name: 'icmp', protocol: 'icmp', icmpType: 8, action: 'drop' },
+          { name: 'gre', protocol: 'gre', action: 'drop' },
+          { name: 'all', action: 'pass' },
+        ],
+      }),
+      aliases: new Map(),
+    });
+    assert.deepEqual(issues, []);
+    for (const f of ['sport', 'dport'] as const) {
+      const p = desired.ports[f]!;
+      assert.ok(p, `${f} has arrays`);
+      assert.ok(desired.genConfig.features & FEAT[`${f}_arr`]);
+      for (const [proto, arr] of [[6, p.tcp], [17, p.udp]] as const) {
+        for (let port = 0; port < 65536; port += port < 9000 ? 1 : 97) {
+          assert.ok(p.classes[arr[port]!]!.equals(lpmPort(desired.fields[f], proto, port)!), `${f} proto ${proto} port ${port}`);
+        }
+      }
+    }
+  });
+
+  it('1024 single-port rules fit the class budget', () => {
+    const rules = Array.from({ length: 1024 }, (_, i) => ({ name: `r${i}`, protocol: 'tcp', destinationPorts: 1 + i * 3, action: 'drop' }));
+    const { desired } = compileFastpath({ fastpath: fastpathSchema.parse({ interfaces: [{ name: 'lo' }], rules }), aliases: new Map() });
+    assert.ok(desired.ports.dport, '1024 single ports fit');
+    assert.ok(desired.ports.dport!.classes.length <= PORT_CLASSES);
   });
 });

@@ -326,3 +326,27 @@ describe('stateful DHCPv6 (kea-dhcp6)', () => {
     ]);
   });
 });
+
+describe('NPTv6-style prefix translation', () => {
+  it('compiles to prefix snat/dnat maps and refuses mismatched or non-IPv6 prefixes', () => {
+    const c = config({
+      interfaces: [{ name: 'wan0', zone: 'wan' }],
+      firewall: {
+        prefixTranslation: [
+          { name: 'ok', interface: 'wan0', internal: 'fd00:1::/64', external: '2001:db8:1::/64' },
+          { name: 'len', interface: 'wan0', internal: 'fd00:2::/64', external: '2001:db8:2::/56' },
+          { name: 'v4', interface: 'wan0', internal: '10.0.0.0/24', external: '2001:db8:3::/64' },
+          { name: 'if', interface: 'wan9', internal: 'fd00:4::/64', external: '2001:db8:4::/64' },
+        ],
+      },
+    });
+    const { desired, issues } = compileFirewall({ config: c, aliases: new Map(), openings: [], readFile: () => '' });
+    assert.deepEqual(issues.map(formatIssue), [
+      'firewall.prefixTranslation[1].external: 2001:db8:2::/56 is a /56, the internal prefix a /64: a prefix translation maps prefixes of one length',
+      'firewall.prefixTranslation[2].internal: "10.0.0.0/24" is not an IPv6 prefix',
+      'firewall.prefixTranslation[3].interface: interface "wan9" is not in interfaces:',
+    ]);
+    assert.match(desired.script, /oifname "wan0" ip6 saddr fd00:1::\/64 counter snat ip6 prefix to ip6 saddr map \{ fd00:1::\/64 : 2001:db8:1::\/64 \} comment "patronus:npt:ok#out"/);
+    assert.match(desired.script, /iifname "wan0" ip6 daddr 2001:db8:1::\/64 counter dnat ip6 prefix to ip6 daddr map \{ 2001:db8:1::\/64 : fd00:1::\/64 \} comment "patronus:npt:ok#in"/);
+  });
+});

@@ -1,0 +1,159 @@
+/**
+ * What /openapi.json says beyond the request schemas the routes carry: an
+ * operationId and a tag per operation, and a response for every status it
+ * can answer (the error shape of errors.ts for 4xx/5xx, the result for 200,
+ * media types for exports). Added by the swagger transform, so it documents
+ * without changing how responses are serialized at run time.
+ */
+import type { FastifySchema } from 'fastify';
+import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import { API_PREFIX } from './server.js';
+
+type JsonSchema = Record<string, unknown>;
+
+/** The one error shape (src/api/errors.ts ErrorBody). */
+export const ERROR_SCHEMA: JsonSchema = {
+  type: 'object',
+  required: ['statusCode', 'error', 'message'],
+  properties: {
+    statusCode: { type: 'integer' },
+    error: { type: 'string', description: 'HTTP reason phrase' },
+    message: { type: 'string' },
+    issues: { type: 'array', description: 'bad input: every problem with its path', items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+    report: { type: 'object', additionalProperties: true, description: 'a failed apply (500): the steps, the failing one and what the rollback did' },
+  },
+};
+
+const ERROR_TEXT: Record<number, string> = {
+  400: 'Bad input (every issue with its path); nothing changed',
+  401: 'Missing or invalid bearer token',
+  404: 'No such object',
+  409: 'Conflict: an apply is running or a revision awaits confirmation',
+  413: 'Body over api.bodyLimit',
+  415: 'Unsupported content type (JSON or YAML)',
+  500: 'Failure (a failed apply carries its report; the previous revision was restored)',
+};
+
+const step = { type: 'object', required: ['subsystem', 'ok', 'ms'], properties: { subsystem: { type: 'string' }, ok: { type: 'boolean' }, ms: { type: 'number' }, error: { type: 'string' } } };
+const revisionState = { type: 'string', enum: ['applying', 'confirming', 'committed', 'failed', 'rolled_back', 'interrupted'] };
+const applyReport: JsonSchema = {
+  type: 'object',
+  required: ['revision', 'state', 'durationMs', 'steps'],
+  properties: {
+    revision: { type: 'integer' },
+    state: revisionState,
+    durationMs: { type: 'number' },
+    steps: { type: 'array', items: step },
+    failedStep: { type: 'string' },
+    error: { type: 'string' },
+    rollback: { type: 'array', items: step },
+    rolledBackTo: { type: ['integer', 'null'] },
+    confirmDeadline: { type: 'string', format: 'date-time' },
+    unchanged: { type: 'boolean', description: 'the document is the committed one and the kernel runs it: nothing recorded' },
+  },
+};
+const revisionProps = {
+  id: { type: 'integer' },
+  createdAt: { type: 'string', format: 'date-time' },
+  author: { type: 'string' },
+  message: { type: 'string' },
+  state: revisionState,
+  confirmDeadline: { type: 'string', format: 'date-time' },
+  finishedAt: { type: 'string', format: 'date-time' },
+};
+const revision: JsonSchema = { type: 'object', required: ['id', 'createdAt', 'author', 'message', 'state'], properties: { ...revisionProps, config: { type: 'object', additionalProperties: true, description: 'the document as given' }, result: { type: 'object', additionalProperties: true } } };
+const change = { type: 'object', required: ['action', 'object'], properties: { action: { type: 'string', enum: ['add', 'remove', 'change', 'reload', 'restart', 'start', 'stop'] }, object: { type: 'string' }, detail: { type: 'string' } } };
+const plan: JsonSchema = {
+  type: 'object',
+  required: ['subsystems', 'summary', 'text'],
+  properties: {
+    removesEverything: { type: 'boolean' },
+    subsystems: { type: 'array', items: { type: 'object', required: ['subsystem', 'changes'], properties: { subsystem: { type: 'string' }, changes: { type: 'array', items: change } } } },
+    summary: { type: 'object', additionalProperties: { type: 'integer' }, description: 'changes per action' },
+    text: { type: 'string', description: 'the plan as `patronus plan` prints it' },
+  },
+};
+const counters = { packets: { type: 'integer' }, bytes: { type: 'integer' } };
+const rules: JsonSchema = {
+  type: 'object',
+  required: ['rules', 'verdicts', 'errors'],
+  properties: {
+    rules: { type: 'array', items: { type: 'object', required: ['subsystem', 'rule', 'action', 'packets', 'bytes'], properties: { subsystem: { type: 'string' }, rule: { type: 'string' }, action: { type: ['string', 'null'] }, ...counters, rateLimited: { type: 'integer' } } } },
+    verdicts: { type: 'array', items: { type: 'object', required: ['subsystem', 'direction', 'verdict', 'packets', 'bytes'], properties: { subsystem: { type: 'string' }, direction: { type: 'string' }, verdict: { type: 'string' }, ...counters } } },
+    errors: { type: 'array', items: { type: 'object', properties: { subsystem: { type: 'string' }, error: { type: 'string' } } } },
+  },
+};
+const anyObject = (description: string): JsonSchema => ({ type: 'object', additionalProperties: true, description });
+const text = (mediaType: string, description: string) => ({ description, content: { [mediaType]: { schema: { type: 'string' } } } });
+
+interface Operation {
+  operationId: string;
+  tag: string;
+  /** 200's schema, or a response object with its own content (media types other than JSON) */
+  ok: JsonSchema | { description: string; content: Record<string, unknown> };
+  errors: number[];
+}
+
+const BODY_ERRORS = [400, 401, 409, 413, 415, 500];
+
+/** Every documented operation by "METHOD url" (built on first use: server.ts imports this module). A route missing here fails the OpenAPI test. */
+let operations: Record<string, Operation> | undefined;
+export function documentedOperations(): Record<string, Operation> {
+  operations ??= buildOperations(API_PREFIX);
+  return operations;
+}
+
+function buildOperations(P: string): Record<string, Operation> {
+  return {
+  [`GET ${P}/status`]: { operationId: 'getStatus', tag: 'status', ok: anyObject('committed, running and pending revisions, reconciliation, store health, drift'), errors: [401, 500] },
+  [`GET ${P}/config`]: { operationId: 'getConfig', tag: 'config', ok: { type: 'object', required: ['revision', 'config', 'pending'], properties: { revision: { type: ['integer', 'null'] }, config: anyObject('the committed document'), pending: { type: ['object', 'null'], additionalProperties: true } } }, errors: [401, 404, 500] },
+  [`POST ${P}/config/validate`]: { operationId: 'validateConfig', tag: 'config', ok: { type: 'object', required: ['valid'], properties: { valid: { type: 'boolean', const: true } } }, errors: BODY_ERRORS },
+  [`POST ${P}/config/plan`]: { operationId: 'planConfig', tag: 'config', ok: plan, errors: BODY_ERRORS },
+  [`POST ${P}/config/apply`]: { operationId: 'applyConfig', tag: 'config', ok: applyReport, errors: BODY_ERRORS },
+  [`POST ${P}/config/confirm`]: { operationId: 'confirmConfig', tag: 'config', ok: { type: 'object', required: ['id', 'state'], properties: revisionProps }, errors: [401, 409, 500] },
+  [`POST ${P}/config/rollback`]: { operationId: 'rollbackConfig', tag: 'config', ok: applyReport, errors: BODY_ERRORS },
+  [`GET ${P}/revisions`]: { operationId: 'listRevisions', tag: 'revisions', ok: { type: 'array', items: { type: 'object', required: ['id', 'state'], properties: { ...revisionProps, failedStep: { type: ['string', 'null'] } } } }, errors: [400, 401, 500] },
+  [`GET ${P}/revisions/:id`]: { operationId: 'getRevision', tag: 'revisions', ok: revision, errors: [400, 401, 404, 500] },
+  [`GET ${P}/rules`]: { operationId: 'listRules', tag: 'counters', ok: rules, errors: [401, 500] },
+  [`GET ${P}/interfaces`]: { operationId: 'listInterfaces', tag: 'counters', ok: { type: 'array', items: anyObject('live state and counters of an interface, with its configured zone') }, errors: [401, 500] },
+  [`GET ${P}/services`]: { operationId: 'listServices', tag: 'status', ok: { type: 'array', items: { type: 'object', required: ['subsystem'], properties: { subsystem: { type: 'string' }, status: anyObject('what runs'), error: { type: 'string' } } } }, errors: [401, 500] },
+  [`GET ${P}/ids/alerts`]: { operationId: 'listIdsAlerts', tag: 'ids', ok: anyObject('ingesting, alerts (newest first), summary'), errors: [400, 401, 500] },
+  [`GET ${P}/ha/sync`]: { operationId: 'getHaSync', tag: 'ha', ok: anyObject('the last comparison with the peer'), errors: [401, 404, 500] },
+  [`POST ${P}/ha/sync`]: { operationId: 'syncHa', tag: 'ha', ok: anyObject('the comparison and any push'), errors: [401, 409, 500] },
+  [`GET ${P}/dhcp/leases`]: { operationId: 'listDhcpLeases', tag: 'services', ok: anyObject('leases'), errors: [400, 401, 500] },
+  [`GET ${P}/vpn/wireguard/:interface/peers/:peer/config`]: {
+    operationId: 'getWireguardPeerConfig',
+    tag: 'vpn',
+    ok: { description: 'wg-quick configuration (format=text) or its QR code (format=svg)', content: { 'text/plain': { schema: { type: 'string' } }, 'image/svg+xml': { schema: { type: 'string' } } } },
+    errors: [400, 401, 404, 409, 500],
+  },
+  [`GET ${P}/vpn/openvpn/:server/clients/:client/profile`]: { operationId: 'getOpenvpnProfile', tag: 'vpn', ok: text('application/x-openvpn-profile', 'the .ovpn profile'), errors: [400, 401, 404, 409, 500] },
+  [`GET ${P}/vpn/ipsec/ca`]: { operationId: 'getIpsecCa', tag: 'vpn', ok: text('application/x-pem-file', 'the CA certificate (PEM)'), errors: [401, 404, 500] },
+  };
+}
+
+type TransformArgs = Parameters<typeof jsonSchemaTransform>[0];
+
+/** jsonSchemaTransform (zod -> JSON Schema), then the operation's id, tag and responses. */
+export function openapiTransform(args: TransformArgs): { schema: FastifySchema; url: string } {
+  const out = jsonSchemaTransform(args);
+  const methods = [args.route.method].flat().filter((m) => m !== 'HEAD');
+  const op = documentedOperations()[`${methods[0]} ${args.url}`];
+  if (!op) return out;
+  const response: Record<string, unknown> = {
+    200: 'content' in op.ok ? op.ok : { description: 'OK', ...op.ok },
+  };
+  for (const code of op.errors) response[code] = { description: ERROR_TEXT[code], ...ERROR_SCHEMA };
+  return { ...out, schema: { ...out.schema, operationId: op.operationId, tags: [op.tag], response } as FastifySchema };
+}
+
+export const OPENAPI_TAGS = [
+  { name: 'config', description: 'validate, plan, apply, confirm, roll back' },
+  { name: 'revisions', description: 'the history of applied documents' },
+  { name: 'status', description: 'what runs, drift, subsystems' },
+  { name: 'counters', description: 'live rule, verdict and interface counters' },
+  { name: 'services', description: 'gateway services' },
+  { name: 'vpn', description: 'VPN client exports' },
+  { name: 'ids', description: 'intrusion detection' },
+  { name: 'ha', description: 'high availability' },
+];

@@ -1,0 +1,105 @@
+/**
+ * /openapi.json of a real server: every operation has an operationId, a tag
+ * and a response for each status it answers (the error shape for 4xx/5xx),
+ * exports declare their media types; and what the server answers has the
+ * documented required fields.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { Engine } from '../../src/apply/engine.js';
+import { Store } from '../../src/store/store.js';
+import { buildServer } from '../../src/api/server.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
+import { documentedOperations } from '../../src/api/openapi.js';
+import { missing } from '../lib/skip.js';
+import { controlLab, type ControlLab } from '../lib/control.js';
+
+type Schema = { required?: string[]; properties?: Record<string, unknown> };
+type Response = { description?: string; content?: Record<string, { schema: Schema }> };
+type Op = { operationId?: string; tags?: string[]; responses: Record<string, Response>; requestBody?: unknown };
+
+describe('OpenAPI document', { skip: missing('netns') }, () => {
+  let L: ControlLab;
+  let store: Store;
+  let engine: Engine;
+  let app: FastifyInstance;
+  let token: string;
+  let doc: { openapi: string; servers?: unknown[]; tags?: { name: string }[]; paths: Record<string, Record<string, Op>> };
+  const call = (method: 'GET' | 'POST', url: string, payload?: unknown) => app.inject({ method, url, headers: { authorization: `Bearer ${token}` }, ...(payload !== undefined ? { payload: payload as object } : {}) });
+  const op = (method: string, path: string) => doc.paths[path]?.[method.toLowerCase()];
+
+  before(async () => {
+    L = await controlLab();
+    store = Store.open(join(L.stateDir, 'patronus.db'));
+    engine = new Engine({ host: L.host, store });
+    await engine.reconcile({ document: { interfaces: [{ name: 'wan0', zone: 'wan' }], firewall: { enabled: false } } });
+    token = store.addToken('openapi');
+    app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
+    doc = (await call('GET', '/openapi.json')).json();
+  });
+  after(async () => {
+    await app?.close();
+    engine?.close();
+    store?.close();
+    await L?.teardown();
+  });
+
+  it('every operation: a unique operationId, a declared tag, 200 and error responses', () => {
+    assert.ok(doc.openapi.startsWith('3.'));
+    assert.ok(doc.servers?.length, 'servers');
+    const tags = new Set(doc.tags?.map((t) => t.name));
+    const ids = new Set<string>();
+    let count = 0;
+    for (const [path, methods] of Object.entries(doc.paths)) {
+      for (const [method, o] of Object.entries(methods)) {
+        count++;
+        const where = `${method.toUpperCase()} ${path}`;
+        assert.ok(o.operationId, `${where}: operationId (add it to src/api/openapi.ts)`);
+        assert.ok(!ids.has(o.operationId), `${where}: operationId ${o.operationId} unique`);
+        ids.add(o.operationId);
+        assert.ok(o.tags?.length && o.tags.every((t) => tags.has(t)), `${where}: tag declared`);
+        assert.ok(o.responses['200']?.content, `${where}: 200 with content`);
+        for (const code of ['401', '500']) {
+          const schema = o.responses[code]?.content?.['application/json']?.schema;
+          assert.deepEqual(schema?.required, ['statusCode', 'error', 'message'], `${where}: ${code} has the error shape`);
+        }
+      }
+    }
+    assert.equal(count, Object.keys(documentedOperations()).length, 'every documented operation is a route and vice versa');
+  });
+
+  it('request and response types: the config body, the apply report, exports by media type', () => {
+    const apply = op('POST', '/api/v1/config/apply')!;
+    assert.ok(apply.requestBody);
+    for (const code of ['400', '409', '413', '415']) assert.ok(apply.responses[code], `apply ${code}`);
+    assert.deepEqual(apply.responses['200']!.content!['application/json']!.schema.required, ['revision', 'state', 'durationMs', 'steps']);
+    assert.ok(apply.responses['400']!.content!['application/json']!.schema.properties!.issues, 'issues documented');
+    assert.ok(op('GET', '/api/v1/revisions/{id}')!.responses['404']);
+    const wg = op('GET', '/api/v1/vpn/wireguard/{interface}/peers/{peer}/config')!;
+    assert.deepEqual(Object.keys(wg.responses['200']!.content!).sort(), ['image/svg+xml', 'text/plain']);
+    assert.ok(op('GET', '/api/v1/vpn/openvpn/{server}/clients/{client}/profile')!.responses['200']!.content!['application/x-openvpn-profile']);
+  });
+
+  it('real answers carry the documented required fields', async () => {
+    const check = (method: string, path: string, code: number, body: Record<string, unknown>) => {
+      const schema = op(method, path)!.responses[String(code)]!.content!['application/json']!.schema;
+      for (const k of schema.required ?? []) assert.ok(k in body, `${method} ${path} ${code}: ${k} in ${JSON.stringify(body).slice(0, 300)}`);
+    };
+    const plan = await call('POST', '/api/v1/config/plan', { config: { interfaces: [{ name: 'wan0', zone: 'wan', addresses: ['10.90.0.1/24'] }], firewall: { enabled: false } } });
+    assert.equal(plan.statusCode, 200, plan.body);
+    check('POST', '/api/v1/config/plan', 200, plan.json());
+    const bad = await call('POST', '/api/v1/config/validate', { config: { interfaces: [{ name: 'wan0', mtu: 1 }] } });
+    assert.equal(bad.statusCode, 400);
+    check('POST', '/api/v1/config/validate', 400, bad.json());
+    const rules = await call('GET', '/api/v1/rules');
+    check('GET', '/api/v1/rules', 200, rules.json());
+    const missingRev = await call('GET', '/api/v1/revisions/999');
+    assert.equal(missingRev.statusCode, 404);
+    check('GET', '/api/v1/revisions/{id}', 404, missingRev.json());
+    const noAuth = await app.inject({ method: 'GET', url: '/api/v1/status' });
+    assert.equal(noAuth.statusCode, 401);
+    check('GET', '/api/v1/status', 401, noAuth.json());
+  });
+});

@@ -80,6 +80,12 @@ function describe(name: string, s: Record<string, any> | undefined): string | un
   if (!s) return undefined;
   if (name === 'fastpath') return s.running ? `xdp_filter id ${s.xdpProgramId}, tc_filter id ${s.tcProgramId}, generation ${s.generation}, ${s.interfaces.length} interface(s), ${s.rules.length} rule(s), ${s.blocked?.length ?? 0} blocked` : 'not loaded';
   if (name === 'nftables') return s.present ? `table ${s.table}: ${s.rules} rule(s)` : `table ${s.table} absent`;
+  // multi-WAN: each gateway's health (the monitor runs in `patronus serve`; a one-shot --direct run has none)
+  if (name === 'gateways' && Array.isArray(s.gateways)) {
+    return s.gateways
+      .map((g: { gateway: string; state: string; lossPercent: number; rttMs: number | null; detectionMs: number }) => `${g.gateway} ${g.state === 'up' ? 'up' : 'DOWN'} (loss ${g.lossPercent.toFixed(0)} %, rtt ${g.rttMs === null ? '-' : `${g.rttMs.toFixed(1)} ms`}, detection <= ${g.detectionMs} ms)`)
+      .join('; ');
+  }
   if (name === 'interfaces' && Array.isArray(s)) return s.filter((l) => l.name !== 'lo').map((l) => `${l.name}${l.up ? '' : ' (down)'} ${l.addresses.join(' ')}`.trim()).join('; ');
   if (typeof s.running === 'boolean') {
     if (!s.running) return s.configured ? 'NOT RUNNING' : undefined;

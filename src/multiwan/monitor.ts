@@ -15,10 +15,12 @@
  * deletion. So the monitor also follows the interfaces' link state and the
  * routing tables (`ip monitor link route` in the namespace, plus a check
  * every few seconds): a link that is down (administratively or without
- * carrier) takes the gateway down at once; a table without its default
- * route gets it back (`ip route replace`, as apply installs it); and while
- * the path is broken every probe counts as lost, so the gateway comes back
- * only after `upAfter` good probes on a working path.
+ * carrier) takes the gateway down at once; when it returns, the table route
+ * the kernel flushed is put back (`ip route replace`, as apply installs it);
+ * and while the path is broken every probe counts as lost, so the gateway
+ * comes back only after `upAfter` good probes on a working path. (A route
+ * deleted by hand while the link stays up is drift: the drift check reports
+ * it and apply restores it.)
  */
 import { fileURLToPath } from 'node:url';
 import type { Host } from '../system/host.js';
@@ -144,6 +146,8 @@ export class HealthMonitor {
   /** per gateway: the path check running now, and whether another was asked for meanwhile */
   private readonly checking = new Map<string, { again: boolean }>();
   private pathTimer: NodeJS.Timeout | undefined;
+  /** gateways whose link was seen down since their table route was last seen: the kernel flushed that route */
+  private readonly linkWasDown = new Set<string>();
   private readonly since = new Map<string, number>();
   private probers: Prober[] = [];
   private running = false;
@@ -258,20 +262,33 @@ export class HealthMonitor {
     })();
   }
 
-  /** undefined when the link is up and the gateway's table routes via its next hop (put back if the kernel removed it). */
+  /**
+   * undefined when the link is up and the gateway's table routes via its
+   * next hop; the route is put back when the kernel removed it (the link was
+   * seen down since). A route missing for another reason (deleted by hand)
+   * is drift: reported by the drift check and restored by apply, not here.
+   */
   private async pathOf(g: MwanGateway): Promise<string | undefined> {
     const l = await this.host.run('ip', ['-j', 'link', 'show', 'dev', g.interface], { reject: false });
     if (l.exitCode !== 0) return `interface ${g.interface} does not exist`;
     const flags = (JSON.parse(l.stdout || '[]') as { flags?: string[] }[])[0]?.flags ?? [];
-    if (!flags.includes('UP')) return `link ${g.interface} is down`;
-    if (!flags.includes('LOWER_UP') || flags.includes('NO-CARRIER')) return `link ${g.interface} has no carrier`;
+    const down = !flags.includes('UP') ? `link ${g.interface} is down` : !flags.includes('LOWER_UP') || flags.includes('NO-CARRIER') ? `link ${g.interface} has no carrier` : undefined;
+    if (down) {
+      this.linkWasDown.add(g.name);
+      return down;
+    }
     const r = await this.host.run('ip', ['-4', '-j', 'route', 'show', 'table', String(g.table), 'default'], { reject: false });
     const routes = r.exitCode === 0 ? (JSON.parse(r.stdout || '[]') as { gateway?: string; dev?: string; flags?: string[] }[]) : [];
-    if (routes.some((x) => x.gateway === g.nextHop && x.dev === g.interface && !x.flags?.includes('linkdown'))) return undefined;
-    // the kernel removed it (link down and up again), or someone deleted it: put it back as apply installs it
+    if (routes.some((x) => x.gateway === g.nextHop && x.dev === g.interface && !x.flags?.includes('linkdown'))) {
+      this.linkWasDown.delete(g.name);
+      return undefined;
+    }
+    if (!this.linkWasDown.has(g.name)) return undefined;
+    // the kernel flushed it when the link went down and does not put it back: do it as apply installs it
     const args = gatewayRouteArgs(g);
     const put = await this.host.run('ip', args, { reject: false });
     if (put.exitCode !== 0) return `table ${g.table} has no default route via ${g.nextHop} dev ${g.interface}, and putting it back failed: ${put.stderr.trim()}`;
+    this.linkWasDown.delete(g.name);
     this.repairs.push({ at: Date.now(), gateway: g.name, action: args.slice(1).join(' ') });
     if (this.repairs.length > 100) this.repairs.shift();
     this.log(`gateway ${g.name}: table ${g.table} had lost its default route; restored (${args.slice(1).join(' ')})`);

@@ -176,6 +176,15 @@ describe('conntrack state sync across a VRRP failover', { skip }, () => {
     }
   });
 
+  it('a sync interface or address this node does not have is refused before anything runs', async () => {
+    const bad = doc(1, true) as any;
+    bad.ha.conntrackSync.localAddress = '10.40.0.9';
+    await assert.rejects(nodes[0]!.engine.apply({ document: bad }, { author: 'test', message: 'bad' }), /ha\.conntrackSync\.localAddress: 10\.40\.0\.9 is not an address of sync0/);
+    bad.ha.conntrackSync.interface = 'nope0';
+    await assert.rejects(nodes[0]!.engine.apply({ document: bad }, { author: 'test', message: 'bad' }), /ha\.conntrackSync\.interface: interface nope0 does not exist/);
+    assert.equal(((await conntrackdSubsystem.status!(nodes[0]!.host)) as { running: boolean }).running, true, 'the running conntrackd was not touched');
+  });
+
   it('without conntrackSync (control): the secondary drops the stream it has no state for', async () => {
     await applyBoth(false);
     for (const n of nodes) assert.equal(((await conntrackdSubsystem.status!(n.host)) as { running: boolean }).running, false, `conntrackd stopped on ${n.ns.name}`);

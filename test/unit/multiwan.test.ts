@@ -150,3 +150,13 @@ describe('gateway health window', () => {
     assert.deepEqual(w.push(true, 1), { state: 'up', reason: '3 consecutive good probes' }, 'the good run restarted at the failure');
   });
 });
+
+describe('patronus status', () => {
+  it('shows each gateway’s health', async () => {
+    const { statusText } = await import('../../src/cli/status.js');
+    const text = statusText({ committed: null, running: null, pendingConfirmation: null, reconcile: null, subsystems: [] }, [
+      { subsystem: 'gateways', status: { gateways: [{ gateway: 'isp1', state: 'down', lossPercent: 40, rttMs: null, detectionMs: 1000 }, { gateway: 'isp2', state: 'up', lossPercent: 0, rttMs: 0.53, detectionMs: 1500 }], groups: [], events: [] } },
+    ]);
+    assert.match(text, /gateways\s+isp1 DOWN \(loss 40 %, rtt -, detection <= 1000 ms\); isp2 up \(loss 0 %, rtt 0\.5 ms, detection <= 1500 ms\)/);
+  });
+});

@@ -47,8 +47,13 @@ export const conntrackdModule: ServiceModule<ConntrackdModel> = {
     return [{ path: 'conntrackd.conf', content: renderConntrackdConf(model, ctdPaths(paths)) }];
   },
 
-  async check() {
-    // no checker exists (conntrackd -C only runs the daemon); compile checked the fields
+  async check(model, _paths, host) {
+    // conntrackd has no checker (-C only runs the daemon): check what it needs from the namespace
+    const at = (field: string, message: string) => ({ path: ['ha', 'conntrackSync', field], message });
+    const r = await host.run('ip', ['-j', 'addr', 'show', 'dev', model.interface], { reject: false });
+    if (r.exitCode !== 0) return [at('interface', `interface ${model.interface} does not exist (${host.where})`)];
+    const addrs = (JSON.parse(r.stdout || '[]') as { addr_info?: { local: string }[] }[]).flatMap((l) => (l.addr_info ?? []).map((a) => a.local.toLowerCase()));
+    if (!addrs.includes(model.localAddress.toLowerCase())) return [at('localAddress', `${model.localAddress} is not an address of ${model.interface} (${host.where}; it has ${addrs.join(', ') || 'none'})`)];
     return [];
   },
 

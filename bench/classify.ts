@@ -133,8 +133,8 @@ async function budget(out: BudgetRow[]): Promise<void> {
     { what: 'IPv4 source + destination (two DIR lookups)', rules: [{ name: 'd', source: '16.0.0.0/16', destination: '10.0.0.0/8', action: 'drop' }] },
     { what: 'IPv6 source, 1 prefix (trie)', rules: [{ name: 'd', source: '2a00::/16', action: 'drop' }], data: v6 },
     { what: 'IPv6 source, 100k /48s (trie)', rules: [{ name: 'd', source: Array.from({ length: 100_000 }, (_, i) => `2a00:${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}::/48`), action: 'drop' }], data: v6 },
-    { what: 'protocol + destination port (source and destination port tries)', rules: [{ name: 'd', protocol: 'tcp', destinationPorts: 22, action: 'drop' }], data: tcp },
-    { what: 'TCP flags (array)', rules: [{ name: 'd', protocol: 'tcp', destinationPorts: 22, tcpFlags: 'syn', action: 'drop' }], data: tcp },
+    { what: 'protocol + destination port (source and destination port arrays)', rules: [{ name: 'd', protocol: 'tcp', destinationPorts: 22, action: 'drop' }], data: tcp },
+    { what: '+ TCP flags (array)', rules: [{ name: 'd', protocol: 'tcp', destinationPorts: 22, tcpFlags: 'syn', action: 'drop' }], data: tcp },
     { what: 'blocklist holding one other address (+ LRU hash lookup)', rules: [{ name: 'd', action: 'drop' }], block: '192.0.2.1' },
     { what: 'a count rule ahead of the drop (bpf_loop)', rules: [{ name: 'c', action: 'count' }, { name: 'd', action: 'drop' }] },
   ];

@@ -146,6 +146,10 @@ export class FastpathDataPlane implements Disposable {
   private readonly maps: Record<MapName, RawMap>;
   /** "field:gen" -> key (latin1) -> bit vector, as last written by this process */
   private readonly contents = new Map<string, Map<string, Buffer>>();
+  /** "map:first index" -> u32 values last written there by this process (DIR and port tables) */
+  private readonly arrays = new Map<string, Uint32Array>();
+  /** "map:first index" -> class vectors last written there by this process */
+  private readonly vectors = new Map<string, Buffer[]>();
 
   private constructor(
     readonly pinDir: string,
@@ -444,14 +448,14 @@ export class FastpathDataPlane implements Disposable {
       const d = desired.dir4[f];
       if (!d) continue;
       const gf = shadow * 2 + fi;
-      await this.maps.v4_class.setMany(d.classes.map((b, i) => [u32(gf * DIR4_CLASSES + i), b] as const));
+      await this.writeVectors('v4_class', gf * DIR4_CLASSES, d.classes);
       for (let k = 0; k < d.chunks.length; k += 256) {
         const part = d.chunks.slice(k, k + 256);
         const vals = new Uint32Array(part.length * 256);
         part.forEach((c, j) => vals.set(c, j * 256));
-        await writeU32s(this.maps.v4_dir8, (gf * DIR4_CHUNKS + k) * 256, vals);
+        await this.writeU32s('v4_dir8', (gf * DIR4_CHUNKS + k) * 256, vals);
       }
-      await writeU32s(this.maps.v4_dir16, gf * 65536, d.dir16);
+      await this.writeU32s('v4_dir16', gf * 65536, d.dir16);
       written[`${f}_dir`] = d.dir16.length + d.chunks.length * 256;
     }
 
@@ -460,9 +464,9 @@ export class FastpathDataPlane implements Disposable {
       const p = desired.ports[f];
       if (!p) continue;
       const gf = shadow * 2 + fi;
-      await this.maps.port_bits.setMany(p.classes.map((b, i) => [u32(gf * PORT_CLASSES + i), b] as const));
-      await writeU32s(this.maps.port_class, (gf * 2) << 16, p.tcp);
-      await writeU32s(this.maps.port_class, (gf * 2 + 1) << 16, p.udp);
+      await this.writeVectors('port_bits', gf * PORT_CLASSES, p.classes);
+      await this.writeU32s('port_class', (gf * 2) << 16, p.tcp);
+      await this.writeU32s('port_class', (gf * 2 + 1) << 16, p.udp);
       written[`${f}_arr`] = 2 * 65536;
     }
 
@@ -608,6 +612,40 @@ export class FastpathDataPlane implements Disposable {
     await map.setMany(batch);
     this.contents.set(`${f}:${gen}`, want);
     return { written: batch.length, removed: stale.length };
+  }
+
+  /**
+   * Writes values[i] at index first + i of a u32 array map, only where it
+   * differs from what this process last wrote there (a swap between two rule
+   * sets rewrites nothing of the 65536-entry tables); everything the first
+   * time, and again after a failed write.
+   */
+  private async writeU32s(name: 'v4_dir16' | 'v4_dir8' | 'port_class', first: number, values: Uint32Array): Promise<void> {
+    const key = `${name}:${first}`;
+    const prev = this.arrays.get(key);
+    const changed: number[] = [];
+    for (let i = 0; i < values.length; i++) if (!prev || prev[i] !== values[i]) changed.push(i);
+    if (changed.length === 0) return;
+    const keys = Buffer.alloc(4 * changed.length);
+    const vals = Buffer.alloc(4 * changed.length);
+    changed.forEach((i, j) => {
+      keys.writeUInt32LE(first + i, 4 * j);
+      vals.writeUInt32LE(values[i]!, 4 * j);
+    });
+    this.arrays.delete(key);
+    await this.maps[name].nativeHandle.updateBatch(keys, vals);
+    this.arrays.set(key, values.slice());
+  }
+
+  /** Class vectors at index first + i, written where they differ from the last write. */
+  private async writeVectors(name: 'v4_class' | 'port_bits', first: number, vectors: Buffer[]): Promise<void> {
+    const key = `${name}:${first}`;
+    const prev = this.vectors.get(key);
+    const batch = vectors.flatMap((b, i) => (prev?.[i]?.equals(b) ? [] : [[u32(first + i), b] as const]));
+    if (batch.length === 0) return;
+    this.vectors.delete(key);
+    await this.maps[name].setMany(batch);
+    this.vectors.set(key, vectors);
   }
 
   private generationContents(f: LpmField, gen: number): Map<string, Buffer> {
@@ -1005,17 +1043,6 @@ function checkLayout(maps: Record<MapName, RawMap>, where: string): void {
     }
     if (n !== undefined && info.maxEntries !== n) throw new IncompatibleDataPlaneError(`fastpath: map ${name} at ${where} holds ${info.maxEntries} entries; this build expects ${n}`);
   }
-}
-
-/** Writes values[i] at array index first + i (u32 values), in one batch. */
-async function writeU32s(map: RawMap, first: number, values: Uint32Array): Promise<void> {
-  const keys = Buffer.alloc(4 * values.length);
-  const vals = Buffer.alloc(4 * values.length);
-  for (let i = 0; i < values.length; i++) {
-    keys.writeUInt32LE(first + i, 4 * i);
-    vals.writeUInt32LE(values[i]!, 4 * i);
-  }
-  await map.setMany(Array.from({ length: values.length }, (_, i) => [keys.subarray(4 * i, 4 * i + 4), vals.subarray(4 * i, 4 * i + 4)] as const));
 }
 
 function policyAction(policy: 'pass' | 'drop'): number {

@@ -15,12 +15,14 @@ export function colorEnabled(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv
 
 /** Plan signs (+ add, - remove, ~ change), failures and stopped daemons. */
 export function colorize(text: string): string {
+  // a wrapped plan line's continuation (indented deeper) keeps its color
+  let last: number | undefined;
   return text
     .split('\n')
     .map((line) => {
-      if (/^\s+\+ /.test(line)) return paint(SGR.green, line);
-      if (/^\s+- /.test(line)) return paint(SGR.red, line);
-      if (/^\s+[~↻▶■] /.test(line)) return paint(SGR.yellow, line);
+      const code = /^ {2}\+ /.test(line) ? SGR.green : /^ {2}- /.test(line) ? SGR.red : /^ {2}[~↻▶■] /.test(line) ? SGR.yellow : /^ {6}\S/.test(line) ? last : undefined;
+      last = code;
+      if (code !== undefined) return paint(code, line);
       if (/^Plan: /.test(line)) return paint(SGR.bold, line);
       return line.replace(/\b(FAILED|NOT RUNNING)\b/g, (m) => paint(SGR.red, m));
     })

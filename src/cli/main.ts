@@ -21,7 +21,7 @@ import { buildInfo } from '../metrics/build-info.js';
 import { colorEnabled, colorize, colorizeError } from './color.js';
 import { bashCompletion, zshCompletion } from './completion.js';
 import { ConfigError } from '../config/issues.js';
-import { table, bytes, count } from './table.js';
+import { table, bytes, count, setOutputWidth, wrapLines } from './table.js';
 import { statusText, type StatusJson } from './status.js';
 
 interface Globals {
@@ -59,6 +59,8 @@ function versionText(): string {
 }
 
 const globals = (): Globals => program.opts<Globals>();
+// tables and plans wrap to a terminal ($COLUMNS or the tty's width); pipes get unwrapped lines
+setOutputWidth(process.stdout.isTTY ? Number(process.env.COLUMNS) || process.stdout.columns : undefined);
 const out = (value: unknown, human: () => string) => console.log(globals().json ? JSON.stringify(value, null, 2) : colorEnabled(process.stdout) ? colorize(human()) : human());
 
 function client(): Client {
@@ -156,7 +158,7 @@ program
     detailedExitcode = o.detailedExitcode;
     await withClient(async (c) => {
       const plan = await c.plan(readSource(file, o));
-      out(plan, () => formatPlan(plan));
+      out(plan, () => wrapLines(formatPlan(plan)));
       if (o.detailedExitcode && Object.values(plan.summary).some((n) => n > 0)) process.exitCode = EXIT.changes;
     });
   });

@@ -9,6 +9,13 @@
  *
  * IPv6 trees alias the IPv4 space under ::ffff:0:0/96 and 2002::/16 to the
  * node of ::/96; the walk reads IPv4 once, at ::/96, and skips the aliases.
+ *
+ * Memory: a full database is ~1M networks. They are kept per country in
+ * flat typed arrays (IPv4: 5 bytes a network, IPv6: 17), adjacent networks
+ * of one country merged into their common prefix as the walk emits them in
+ * address order; GeoPrefix objects exist only for the countries a compile
+ * asks for, while it runs (a million small Buffers held in the heap made
+ * the server's RSS ~270 MB).
  */
 import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -37,11 +44,11 @@ export interface CountryResolver {
 }
 
 export class GeoIpDatabase implements CountryResolver {
-  readonly byCountry = new Map<string, CountryPrefixes>();
   readonly databaseType: string;
   readonly buildEpoch: Date;
-  /** networks read from the tree */
+  /** networks read from the tree (before merging) */
   networks = 0;
+  private readonly byCountry = new Map<string, CompactCountry>();
 
   private constructor(readonly file: string, db: Buffer) {
     const reader = new Reader<Record<string, unknown>>(db);
@@ -54,6 +61,7 @@ export class GeoIpDatabase implements CountryResolver {
     const codeOf = new Map<number, string | null>();
     const resolve = (reader as unknown as { resolveDataPointer(p: number): unknown }).resolveDataPointer.bind(reader);
     const path = new Uint8Array(16);
+    const building = new Map<string, CountryBuilder>();
 
     let ipv4Start = 0;
     if (meta.ipVersion === 6) {
@@ -68,10 +76,10 @@ export class GeoIpDatabase implements CountryResolver {
       }
       this.networks++;
       if (!cc) return;
-      let entry = this.byCountry.get(cc);
-      if (!entry) this.byCountry.set(cc, (entry = { v4: [], v6: [] }));
-      if (v4) entry.v4.push({ data: Buffer.from(path.subarray(12, 16)), length: depth - 96 });
-      else entry.v6.push({ data: Buffer.from(path), length: depth });
+      let entry = building.get(cc);
+      if (!entry) building.set(cc, (entry = new CountryBuilder()));
+      if (v4) entry.addV4(((path[12]! << 24) | (path[13]! << 16) | (path[14]! << 8) | path[15]!) >>> 0, depth - 96);
+      else entry.addV6(path, depth);
     };
 
     const setBit = (depth: number, on: boolean) => {
@@ -99,6 +107,7 @@ export class GeoIpDatabase implements CountryResolver {
 
     if (meta.ipVersion === 4) walk(0, 96, true);
     else walk(0, 0, false);
+    for (const [cc, b] of building) this.byCountry.set(cc, b.done());
   }
 
   /** Opens (and caches, by path and modification time) a database. */
@@ -107,15 +116,25 @@ export class GeoIpDatabase implements CountryResolver {
     const key = `${path}:${st.mtimeMs}:${st.size}`;
     let db = cache.get(key);
     if (!db) {
+      cache.clear(); // one database at a time is what a deployment uses (drop the old one before reading the new)
       db = new GeoIpDatabase(path, readFileSync(path));
-      cache.clear(); // one database at a time is what a deployment uses
       cache.set(key, db);
     }
     return db;
   }
 
+  /** A country's networks, adjacent ones merged, in address order (built on each call: the caller owns them). */
   prefixes(country: string): CountryPrefixes {
-    return this.byCountry.get(country.toUpperCase()) ?? { v4: [], v6: [] };
+    const c = this.byCountry.get(country.toUpperCase());
+    if (!c) return { v4: [], v6: [] };
+    const v4: GeoPrefix[] = new Array(c.v4Len.length);
+    for (let i = 0; i < v4.length; i++) {
+      const a = c.v4Addr[i]!;
+      v4[i] = { data: Buffer.from([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255]), length: c.v4Len[i]! };
+    }
+    const v6: GeoPrefix[] = new Array(c.v6.length / V6_ENTRY);
+    for (let i = 0; i < v6.length; i++) v6[i] = { data: Buffer.from(c.v6.subarray(i * V6_ENTRY, i * V6_ENTRY + 16)), length: c.v6[i * V6_ENTRY + 16]! };
+    return { v4, v6 };
   }
 
   has(country: string): boolean {
@@ -125,6 +144,90 @@ export class GeoIpDatabase implements CountryResolver {
   countries(): string[] {
     return [...this.byCountry.keys()].sort();
   }
+}
+
+/** 16 address bytes + 1 length byte */
+const V6_ENTRY = 17;
+
+interface CompactCountry {
+  v4Addr: Uint32Array;
+  v4Len: Uint8Array;
+  /** V6_ENTRY bytes per network */
+  v6: Uint8Array;
+}
+
+/**
+ * One country's networks while the tree is walked (in address order). A
+ * network whose left sibling is the last one kept replaces it with their
+ * parent, repeatedly: /25 + /25 -> /24, then that /24 + the /24 before it ->
+ * /23. Networks of one country that only touch without forming a prefix
+ * stay apart.
+ */
+export class CountryBuilder {
+  private v4Addr: number[] = [];
+  private v4Len: number[] = [];
+  private v6 = new Uint8Array(V6_ENTRY * 64);
+  private v6Count = 0;
+
+  addV4(addr: number, length: number): void {
+    while (length > 0 && this.v4Len.length) {
+      const last = this.v4Len.length - 1;
+      const bit = 2 ** (32 - length); // the bit that tells the two halves of the parent apart
+      if (this.v4Len[last] !== length || this.v4Addr[last]! + bit !== addr || this.v4Addr[last]! % (bit * 2) !== 0) break;
+      this.v4Addr.pop();
+      this.v4Len.pop();
+      addr -= bit;
+      length--;
+    }
+    this.v4Addr.push(addr);
+    this.v4Len.push(length);
+  }
+
+  addV6(addr: Uint8Array, length: number): void {
+    const cur = new Uint8Array(16);
+    cur.set(addr.subarray(0, 16));
+    while (length > 0 && this.v6Count > 0) {
+      const o = (this.v6Count - 1) * V6_ENTRY;
+      if (this.v6[o + 16] !== length || !isLeftSibling(this.v6.subarray(o, o + 16), cur, length)) break;
+      this.v6Count--;
+      const b = length - 1;
+      cur[b >> 3] = cur[b >> 3]! & ~(0x80 >> (b & 7));
+      length--;
+    }
+    if ((this.v6Count + 1) * V6_ENTRY > this.v6.length) {
+      const grown = new Uint8Array(this.v6.length * 2);
+      grown.set(this.v6);
+      this.v6 = grown;
+    }
+    const o = this.v6Count * V6_ENTRY;
+    this.v6.set(cur, o);
+    this.v6[o + 16] = length;
+    this.v6Count++;
+  }
+
+  done(): CompactCountry {
+    return { v4Addr: Uint32Array.from(this.v4Addr), v4Len: Uint8Array.from(this.v4Len), v6: this.v6.slice(0, this.v6Count * V6_ENTRY) };
+  }
+
+  /** for tests: the merged networks so far */
+  list(): { v4: string[]; v6: string[] } {
+    const c = this.done();
+    return {
+      v4: [...c.v4Len].map((l, i) => `${[c.v4Addr[i]! >>> 24, (c.v4Addr[i]! >>> 16) & 255, (c.v4Addr[i]! >>> 8) & 255, c.v4Addr[i]! & 255].join('.')}/${l}`),
+      v6: Array.from({ length: c.v6.length / V6_ENTRY }, (_, i) => `${Buffer.from(c.v6.subarray(i * V6_ENTRY, i * V6_ENTRY + 16)).toString('hex')}/${c.v6[i * V6_ENTRY + 16]}`),
+    };
+  }
+}
+
+/** left and right differ only in bit length-1 (0 in left, 1 in right); bits after it are clear in both */
+function isLeftSibling(left: Uint8Array, right: Uint8Array, length: number): boolean {
+  const b = length - 1;
+  const byte = b >> 3;
+  const mask = 0x80 >> (b & 7);
+  if (left[byte]! & mask || !(right[byte]! & mask)) return false;
+  if ((left[byte]! | mask) !== right[byte]) return false;
+  for (let i = 0; i < 16; i++) if (i !== byte && left[i] !== right[i]) return false;
+  return true;
 }
 
 const cache = new Map<string, GeoIpDatabase>();

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execaSync } from 'execa';
 import { Reader } from 'mmdb-lib';
-import { GeoIpDatabase } from '../../src/fastpath/geoip.js';
+import { CountryBuilder, GeoIpDatabase } from '../../src/fastpath/geoip.js';
 import { missing } from '../lib/skip.js';
 
 const WRITER = fileURLToPath(new URL('../../../test/fixtures/geoip/write-country-mmdb.pl', import.meta.url));
@@ -55,15 +55,47 @@ describe('GeoIP country expansion', () => {
         const net = p.v4[i]!;
         const [rec, len] = reader.getWithPrefixLength([...net.data].join('.'));
         assert.equal((rec as { country_code?: string } | null)?.country_code, cc, fmt4(net));
-        assert.equal(len, net.length, `${fmt4(net)}: the reader's prefix length`);
+        // merged: the network is the reader's or a merge of it with its neighbours of the same country
+        assert.ok(len >= net.length, `${fmt4(net)}: the reader's prefix length ${len}`);
+        const lastAddr = (net.data.readUInt32BE(0) + 2 ** (32 - net.length) - 1) >>> 0;
+        const last = [lastAddr >>> 24, (lastAddr >>> 16) & 255, (lastAddr >>> 8) & 255, lastAddr & 255].join('.');
+        assert.equal((reader.get(last) as { country_code?: string } | null)?.country_code, cc, `${fmt4(net)}: its last address ${last}`);
       }
       for (let i = 0; i < p.v6.length; i += Math.ceil(p.v6.length / 50)) {
         const net = p.v6[i]!;
         const addr = net.data.toString('hex').replace(/(.{4})(?!$)/g, '$1:');
         const [rec, len] = reader.getWithPrefixLength(addr);
         assert.equal((rec as { country_code?: string } | null)?.country_code, cc, addr);
-        assert.equal(len, net.length, `${addr}: the reader's prefix length`);
+        assert.ok(len >= net.length, `${addr}/${net.length}: the reader's prefix length ${len}`);
       }
     }
+    // merged: no two consecutive networks of a country are the halves of one prefix
+    const nz = db.prefixes('NZ').v4;
+    for (let i = 1; i < nz.length; i++) {
+      const [a, b] = [nz[i - 1]!, nz[i]!];
+      const siblings = a.length === b.length && a.data.readUInt32BE(0) + 2 ** (32 - a.length) === b.data.readUInt32BE(0) && a.data.readUInt32BE(0) % 2 ** (33 - a.length) === 0;
+      assert.ok(!siblings, `${fmt4(a)} and ${fmt4(b)} should have been merged`);
+    }
+  });
+
+  it('merges adjacent networks of one country into their common prefix, as they arrive in address order', () => {
+    const b = new CountryBuilder();
+    const v4 = (s: string) => s.split('.').reduce((n, x) => n * 256 + Number(x), 0);
+    b.addV4(v4('10.0.0.0'), 24);
+    b.addV4(v4('10.0.1.0'), 25);
+    b.addV4(v4('10.0.1.128'), 25); // /25 + /25 -> 10.0.1.0/24, then + 10.0.0.0/24 -> /23
+    b.addV4(v4('10.0.3.0'), 24); // touches 10.0.2.0/24? no: 10.0.2.0/24 is absent, stays apart
+    b.addV4(v4('10.0.4.0'), 24); // adjacent to 10.0.3.0/24 but not its sibling (3 and 4 have different parents)
+    b.addV4(v4('10.0.5.0'), 24); // sibling of 10.0.4.0/24 -> 10.0.4.0/23
+    b.addV4(v4('255.255.255.254'), 32);
+    b.addV4(v4('255.255.255.255'), 32);
+    const v6 = (hex: string) => Uint8Array.from(Buffer.from(hex.padEnd(32, '0'), 'hex'));
+    b.addV6(v6('2a0104f8'), 32);
+    b.addV6(v6('2a0104f9'), 32); // -> 2a0104f8::/31
+    b.addV6(v6('2a0104fa'), 32); // right after, not a sibling of the /31
+    assert.deepEqual(b.list(), {
+      v4: ['10.0.0.0/23', '10.0.3.0/24', '10.0.4.0/23', '255.255.255.254/31'],
+      v6: [`${'2a0104f8'.padEnd(32, '0')}/31`, `${'2a0104fa'.padEnd(32, '0')}/32`],
+    });
   });
 });

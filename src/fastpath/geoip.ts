@@ -11,7 +11,8 @@
  * node of ::/96; the walk reads IPv4 once, at ::/96, and skips the aliases.
  *
  * Memory: a full database is ~1M networks. They are kept per country in
- * flat typed arrays (IPv4: 5 bytes a network, IPv6: 17), adjacent networks
+ * flat typed arrays (IPv4: 5 bytes a network, IPv6: 17; one buffer for all,
+ * sized by a first walk that counts), adjacent networks
  * of one country merged into their common prefix as the walk emits them in
  * address order; GeoPrefix objects exist only for the countries a compile
  * asks for, while it runs (a million small Buffers held in the heap made
@@ -61,7 +62,11 @@ export class GeoIpDatabase implements CountryResolver {
     const codeOf = new Map<number, string | null>();
     const resolve = (reader as unknown as { resolveDataPointer(p: number): unknown }).resolveDataPointer.bind(reader);
     const path = new Uint8Array(16);
+    // two walks: the first counts each country's networks, the second writes them into one
+    // buffer sized for all (no growing arrays: their garbage stayed in the RSS)
+    const counts = new Map<string, { v4: number; v6: number }>();
     const building = new Map<string, CountryBuilder>();
+    let counting = true;
 
     let ipv4Start = 0;
     if (meta.ipVersion === 6) {
@@ -74,10 +79,17 @@ export class GeoIpDatabase implements CountryResolver {
         cc = countryCode(resolve(record));
         codeOf.set(record, cc);
       }
-      this.networks++;
+      if (counting) {
+        this.networks++;
+        if (!cc) return;
+        const n = counts.get(cc) ?? { v4: 0, v6: 0 };
+        if (v4) n.v4++;
+        else n.v6++;
+        counts.set(cc, n);
+        return;
+      }
       if (!cc) return;
-      let entry = building.get(cc);
-      if (!entry) building.set(cc, (entry = new CountryBuilder()));
+      const entry = building.get(cc)!;
       if (v4) entry.addV4(((path[12]! << 24) | (path[13]! << 16) | (path[14]! << 8) | path[15]!) >>> 0, depth - 96);
       else entry.addV6(path, depth);
     };
@@ -105,8 +117,26 @@ export class GeoIpDatabase implements CountryResolver {
       setBit(depth, false);
     };
 
-    if (meta.ipVersion === 4) walk(0, 96, true);
-    else walk(0, 0, false);
+    const walkAll = () => (meta.ipVersion === 4 ? walk(0, 96, true) : walk(0, 0, false));
+    walkAll();
+    let v4Total = 0;
+    let v6Total = 0;
+    for (const n of counts.values()) {
+      v4Total += n.v4;
+      v6Total += n.v6;
+    }
+    const v4Addr = new Uint32Array(v4Total);
+    const v4Len = new Uint8Array(v4Total);
+    const v6 = new Uint8Array(v6Total * V6_ENTRY);
+    let o4 = 0;
+    let o6 = 0;
+    for (const [cc, n] of counts) {
+      building.set(cc, new CountryBuilder({ v4Addr: v4Addr.subarray(o4, o4 + n.v4), v4Len: v4Len.subarray(o4, o4 + n.v4), v6: v6.subarray(o6 * V6_ENTRY, (o6 + n.v6) * V6_ENTRY) }));
+      o4 += n.v4;
+      o6 += n.v6;
+    }
+    counting = false;
+    walkAll();
     for (const [cc, b] of building) this.byCountry.set(cc, b.done());
   }
 
@@ -164,23 +194,40 @@ interface CompactCountry {
  * stay apart.
  */
 export class CountryBuilder {
-  private v4Addr: number[] = [];
-  private v4Len: number[] = [];
-  private v6 = new Uint8Array(V6_ENTRY * 64);
+  // growable typed arrays, not number[]: no boxed numbers, little garbage while a million networks pass
+  private v4Addr: Uint32Array;
+  private v4Len: Uint8Array;
+  private v4Count = 0;
+  private v6: Uint8Array;
   private v6Count = 0;
 
+  /** into: storage sized for the networks to come (it grows when they do not fit) */
+  constructor(into: CompactCountry = { v4Addr: new Uint32Array(64), v4Len: new Uint8Array(64), v6: new Uint8Array(V6_ENTRY * 64) }) {
+    this.v4Addr = into.v4Addr;
+    this.v4Len = into.v4Len;
+    this.v6 = into.v6;
+  }
+
   addV4(addr: number, length: number): void {
-    while (length > 0 && this.v4Len.length) {
-      const last = this.v4Len.length - 1;
+    while (length > 0 && this.v4Count > 0) {
+      const last = this.v4Count - 1;
       const bit = 2 ** (32 - length); // the bit that tells the two halves of the parent apart
       if (this.v4Len[last] !== length || this.v4Addr[last]! + bit !== addr || this.v4Addr[last]! % (bit * 2) !== 0) break;
-      this.v4Addr.pop();
-      this.v4Len.pop();
+      this.v4Count--;
       addr -= bit;
       length--;
     }
-    this.v4Addr.push(addr);
-    this.v4Len.push(length);
+    if (this.v4Count === this.v4Len.length) {
+      const a = new Uint32Array(Math.max(64, this.v4Count * 2));
+      a.set(this.v4Addr);
+      this.v4Addr = a;
+      const l = new Uint8Array(Math.max(64, this.v4Count * 2));
+      l.set(this.v4Len);
+      this.v4Len = l;
+    }
+    this.v4Addr[this.v4Count] = addr;
+    this.v4Len[this.v4Count] = length;
+    this.v4Count++;
   }
 
   addV6(addr: Uint8Array, length: number): void {
@@ -195,7 +242,7 @@ export class CountryBuilder {
       length--;
     }
     if ((this.v6Count + 1) * V6_ENTRY > this.v6.length) {
-      const grown = new Uint8Array(this.v6.length * 2);
+      const grown = new Uint8Array(Math.max(V6_ENTRY * 64, this.v6.length * 2));
       grown.set(this.v6);
       this.v6 = grown;
     }
@@ -206,7 +253,8 @@ export class CountryBuilder {
   }
 
   done(): CompactCountry {
-    return { v4Addr: Uint32Array.from(this.v4Addr), v4Len: Uint8Array.from(this.v4Len), v6: this.v6.slice(0, this.v6Count * V6_ENTRY) };
+    // views, not copies: the database's countries share one buffer
+    return { v4Addr: this.v4Addr.subarray(0, this.v4Count), v4Len: this.v4Len.subarray(0, this.v4Count), v6: this.v6.subarray(0, this.v6Count * V6_ENTRY) };
   }
 
   /** for tests: the merged networks so far */

@@ -113,8 +113,10 @@ export class DirectClient implements Client {
   readonly engine: Engine;
   private readonly store: Store;
 
-  constructor(opts: { stateDir: string; netns?: string; onProgress?: (e: ProgressEvent) => void }) {
-    this.store = Store.open(join(opts.stateDir, 'patronus.db'));
+  constructor(opts: { stateDir: string; netns?: string; readOnly?: boolean; onProgress?: (e: ProgressEvent) => void }) {
+    const db = join(opts.stateDir, 'patronus.db');
+    // validation changes nothing: without a store yet, it must not create one (nor the state dir)
+    this.store = Store.open(opts.readOnly && !existsSync(db) ? ':memory:' : db);
     this.engine = new Engine({ host: new Host({ stateDir: opts.stateDir, ...(opts.netns ? { netns: opts.netns } : {}) }), store: this.store });
     if (opts.onProgress) this.engine.on('progress', opts.onProgress);
   }

@@ -8,7 +8,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -184,6 +184,14 @@ describe('patronus CLI', { skip }, () => {
     assert.ok(e.error.issues.some((i) => i.path === 'interfaces[0].addresses[0]' && /prefix length must be 0-32/.test(i.message)), json.stdout);
     assert.ok(e.error.issues.some((i) => i.path === 'interfaces[0].mtu'), json.stdout);
     assert.ok(e.error.issues.some((i) => i.path === 'interfaces[0].mtu' && JSON.stringify([(i as { line?: number }).line, (i as { column?: number }).column]) === '[4,10]'), json.stdout);
+  });
+
+  it('validate --direct changes nothing: no state database is created', async () => {
+    const fresh = join(L.stateDir, 'never-created');
+    const ok = file('ok.yaml', 'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.70.0.1/24]\nfirewall:\n  enabled: false\n');
+    const r = await execa('node', [cli, '--direct', '--netns', L.fw.name, '--state-dir', fresh, 'validate', ok], { reject: false });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(existsSync(join(fresh, 'patronus.db')), false, 'validate created a state database');
   });
 
   it('--direct: apply, plan, revisions, rollback', async () => {

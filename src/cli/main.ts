@@ -92,8 +92,12 @@ function ticker(what: string): () => void {
   };
 }
 
+/** The document the command read, named in its error lines (`FILE:LINE:COL: path: message`). */
+let documentFile: string | undefined;
+
 /** The document in FILE (- for stdin); a file must be a regular file within the size limit. */
 function readSource(file: string, o: { allowEmpty?: boolean } = {}): ConfigSource {
+  documentFile = file === '-' ? '<stdin>' : file;
   let text: string;
   try {
     text = file === '-' ? readFileSync(0, 'utf8') : readRegularFile(file);
@@ -338,6 +342,6 @@ program.parseAsync(process.argv).catch((e: unknown) => {
   const code = detailedExitcode ? EXIT.error : exitCodeFor(e);
   if (jsonRequested()) console.log(JSON.stringify(errorJson(e, code), null, 2));
   // commander already printed its usage error
-  else if (!(e instanceof CommanderError)) console.error(colorEnabled(process.stderr) ? colorizeError(`patronus: ${describeError(e)}`) : `patronus: ${describeError(e)}`);
+  else if (!(e instanceof CommanderError)) console.error(colorEnabled(process.stderr) ? colorizeError(`patronus: ${describeError(e, documentFile)}`) : `patronus: ${describeError(e, documentFile)}`);
   process.exit(code);
 });

@@ -114,6 +114,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     if (closing) return;
     closing = true;
     console.log(`patronus: ${signal}: closing`);
+    // validations in worker threads are only answers: stop them rather than wait for a huge document
+    engine.stopValidations();
     app.close().then(
       () => process.exit(0),
       (e: Error) => {

@@ -1,6 +1,7 @@
 /**
  * Every error leaves the API as the same JSON shape:
- *   { statusCode, error, message, issues?: [{ path, message }], report? }
+ *   { statusCode, error, message, issues?: [{ path, message, line?, column? }], report? }
+ * (line and column: where the issue's node starts in a document sent as text)
  * so a script can tell bad input (400/413), missing auth (401), a conflict
  * (409: apply running, confirmation pending) and a failed apply (500 with the
  * step that failed and what the rollback did) apart.
@@ -8,13 +9,13 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ApplyError, ConflictError } from '../apply/engine.js';
-import { ConfigError, formatPath } from '../config/issues.js';
+import { ConfigError, formatPath, type Issue } from '../config/issues.js';
 
 export interface ErrorBody {
   statusCode: number;
   error: string;
   message: string;
-  issues?: { path: string; message: string }[];
+  issues?: { path: string; message: string; line?: number; column?: number }[];
   report?: unknown;
 }
 
@@ -24,13 +25,18 @@ export function errorBody(statusCode: number, message: string, extra: Partial<Er
   return { statusCode, error: REASONS[statusCode] ?? 'Error', message, ...extra };
 }
 
+/** An issue as JSON: its path as text, and its position when known. */
+export function issueJson(i: Issue): { path: string; message: string; line?: number; column?: number } {
+  return { path: formatPath(i.path), message: i.message, ...(i.line !== undefined ? { line: i.line, column: i.column ?? 1 } : {}) };
+}
+
 export function errorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (hasZodFastifySchemaValidationErrors(err)) {
     const issues = err.validation.map((v) => ({ path: `${err.validationContext ?? 'body'}${v.instancePath.replace(/\//g, '.')}`, message: v.message ?? 'invalid' }));
     return reply.code(400).send(errorBody(400, `invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues }));
   }
   if (err instanceof ConfigError) {
-    const issues = err.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
+    const issues = err.issues.map(issueJson);
     return reply.code(400).send(errorBody(400, `invalid configuration: ${err.message}`, { issues }));
   }
   if (err instanceof ConflictError) return reply.code(409).send(errorBody(409, err.message));

@@ -21,7 +21,11 @@ export const ERROR_SCHEMA: JsonSchema = {
     statusCode: { type: 'integer' },
     error: { type: 'string', description: 'HTTP reason phrase' },
     message: { type: 'string' },
-    issues: { type: 'array', description: 'bad input: every problem with its path', items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+    issues: {
+      type: 'array',
+      description: 'bad input: every problem with its path (and, for a document sent as text, the line and column of the node it is about)',
+      items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string' }, message: { type: 'string' }, line: { type: 'integer', minimum: 1 }, column: { type: 'integer', minimum: 1 } } },
+    },
     report: { type: 'object', additionalProperties: true, description: 'a failed apply (500): the steps, the failing one and what the rollback did' },
   },
 };

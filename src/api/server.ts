@@ -4,7 +4,7 @@
  * (src/api/serve.ts in production, tests on 127.0.0.1:0) and closes, which
  * runs the onClose hooks (confirmation timer, lock file, store).
  *
- * Every route but /healthz needs `Authorization: Bearer <token>`; tokens are
+ * Every route but /healthz and /schema.json needs `Authorization: Bearer <token>`; tokens are
  * stored hashed (src/store). Request bodies are capped (413 beyond).
  */
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -19,6 +19,7 @@ import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
 import { ConfigError } from '../config/issues.js';
 import { ValidationStopped } from '../apply/check-worker.js';
+import { documentJsonSchemaText } from '../config/json-schema.js';
 import { parseConfigText } from '../config/load.js';
 import { idsEngine } from '../services/ids/engine.js';
 import type { HaSync } from '../ha/sync.js';
@@ -147,7 +148,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     done(null, parsed.value);
   });
 
-  const open = new Set(['/healthz', ...(opts.metricsRequireToken === false ? ['/metrics'] : [])]);
+  // /schema.json is open like /healthz: it is the document's JSON Schema (the
+  // same for every installation, published in the repository), no secrets
+  const open = new Set(['/healthz', '/schema.json', ...(opts.metricsRequireToken === false ? ['/metrics'] : [])]);
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
     if (open.has(path)) return;
@@ -234,6 +237,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  // for editors (yaml-language-server's `$schema=` modeline): docs/patronus.schema.json, served as text so
+  // the secret-redacting serializer leaves its `presharedKey` properties alone
+  const schemaText = documentJsonSchemaText();
+  app.get('/schema.json', { schema: { hide: true } }, async (_req, reply) => reply.type('application/schema+json; charset=utf-8').send(schemaText));
 
   app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => {
     const d = await drift.check({ maxAgeMs: 1000 });

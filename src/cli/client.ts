@@ -9,7 +9,7 @@ import { Engine, type ApplyReport, type ConfigSource, type Plan, type ProgressEv
 import { Store, type Revision } from '../store/store.js';
 import { Host } from '../system/host.js';
 import { createMetrics } from '../metrics/metrics.js';
-import { ConfigError, formatIssue } from '../config/issues.js';
+import { ConfigError, formatFileIssue, formatIssue, formatPath } from '../config/issues.js';
 import { DEFAULT_STATE_DIR, LAB_STATE_DIR } from '../api/serve.js';
 import { DriftMonitor } from '../drift/monitor.js';
 import { jsonSafe } from '../api/json.js';
@@ -44,7 +44,7 @@ export interface Client {
 export class RemoteError extends Error {
   constructor(
     readonly statusCode: number,
-    readonly body: { message?: string; issues?: { path: string; message: string }[]; report?: unknown },
+    readonly body: { message?: string; issues?: { path: string; message: string; line?: number; column?: number }[]; report?: unknown },
   ) {
     super(body.message ?? `HTTP ${statusCode}`);
     this.name = 'RemoteError';
@@ -113,8 +113,10 @@ export class DirectClient implements Client {
   readonly engine: Engine;
   private readonly store: Store;
 
-  constructor(opts: { stateDir: string; netns?: string; onProgress?: (e: ProgressEvent) => void }) {
-    this.store = Store.open(join(opts.stateDir, 'patronus.db'));
+  constructor(opts: { stateDir: string; netns?: string; readOnly?: boolean; onProgress?: (e: ProgressEvent) => void }) {
+    const db = join(opts.stateDir, 'patronus.db');
+    // validation changes nothing: without a store yet, it must not create one (nor the state dir)
+    this.store = Store.open(opts.readOnly && !existsSync(db) ? ':memory:' : db);
     this.engine = new Engine({ host: new Host({ stateDir: opts.stateDir, ...(opts.netns ? { netns: opts.netns } : {}) }), store: this.store });
     if (opts.onProgress) this.engine.on('progress', opts.onProgress);
   }
@@ -187,11 +189,16 @@ export function findToken(explicit: string | undefined, stateDir: string | undef
   return undefined;
 }
 
-/** Human text for any failure, issues one a line. */
-export function describeError(e: unknown): string {
-  if (e instanceof ConfigError) return `invalid configuration:\n${e.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`;
+/**
+ * Human text for any failure, issues one a line. With `file` (the document
+ * the command read), issues read like a compiler's, `FILE:LINE:COL: path:
+ * message`, which editors and `grep -n` users can jump to.
+ */
+export function describeError(e: unknown, file?: string): string {
+  const line = (i: { path: string; message: string; line?: number; column?: number }) => (file ? formatFileIssue(file, i) : `  ${i.path}: ${i.message}`);
+  if (e instanceof ConfigError) return `invalid configuration:\n${e.issues.map((i) => (file ? formatFileIssue(file, { ...i, path: formatPath(i.path) }) : `  ${formatIssue(i)}`)).join('\n')}`;
   if (e instanceof RemoteError) {
-    if (e.body.issues?.length) return `${e.statusCode === 400 ? 'rejected' : `HTTP ${e.statusCode}`}:\n${e.body.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`;
+    if (e.body.issues?.length) return `${e.statusCode === 400 ? 'rejected' : `HTTP ${e.statusCode}`}:\n${e.body.issues.map(line).join('\n')}`;
     return `HTTP ${e.statusCode}: ${e.message}`;
   }
   return e instanceof Error ? e.message : String(e);

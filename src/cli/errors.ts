@@ -31,8 +31,8 @@ export interface ErrorJson {
   error: {
     kind: 'rejected' | 'error';
     message: string;
-    /** the document's problems, each with its path (as in the human output) */
-    issues?: { path: string; message: string }[];
+    /** the document's problems, each with its path (as in the human output) and, when known, line and column */
+    issues?: { path: string; message: string; line?: number; column?: number }[];
     /** the server's HTTP status, for errors the server reported */
     status?: number;
     /** commander's code for usage errors, e.g. commander.unknownOption */
@@ -42,7 +42,7 @@ export interface ErrorJson {
 
 export function errorJson(e: unknown, exitCode: number): ErrorJson {
   const kind = exitCode === EXIT.rejected ? 'rejected' : 'error';
-  if (e instanceof ConfigError) return { error: { kind, message: 'invalid configuration', issues: e.issues.map((i) => ({ path: formatPath(i.path), message: i.message })) } };
+  if (e instanceof ConfigError) return { error: { kind, message: 'invalid configuration', issues: e.issues.map((i) => ({ path: formatPath(i.path), message: i.message, ...(i.line !== undefined ? { line: i.line, column: i.column ?? 1 } : {}) })) } };
   if (e instanceof RemoteError) return { error: { kind, message: e.message, status: e.statusCode, ...(e.body.issues?.length ? { issues: e.body.issues } : {}) } };
   // commander's messages start with "error: "
   if (e instanceof CommanderError) return { error: { kind, message: e.message.replace(/^error: /, ''), code: e.code } };

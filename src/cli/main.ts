@@ -63,12 +63,13 @@ const globals = (): Globals => program.opts<Globals>();
 setOutputWidth(process.stdout.isTTY ? Number(process.env.COLUMNS) || process.stdout.columns : undefined);
 const out = (value: unknown, human: () => string) => console.log(globals().json ? JSON.stringify(value, null, 2) : colorEnabled(process.stdout) ? colorize(human()) : human());
 
-function client(): Client {
+/** readOnly: the command changes nothing (validate): --direct then never creates a state database. */
+function client(readOnly = false): Client {
   const g = globals();
   if (!g.direct) return new RestClient(g.server, findToken(g.token, g.stateDir));
   const stateDir = g.stateDir ?? defaultStateDir(g.lab);
   const netns = g.netns ?? (g.lab ? LAB_NS : undefined);
-  return new DirectClient({ stateDir, ...(netns ? { netns } : {}), ...(g.json ? {} : { onProgress: progress }) });
+  return new DirectClient({ stateDir, readOnly, ...(netns ? { netns } : {}), ...(g.json ? {} : { onProgress: progress }) });
 }
 
 /** progress of a direct apply, on stderr so --json output stays clean */
@@ -91,8 +92,12 @@ function ticker(what: string): () => void {
   };
 }
 
+/** The document the command read, named in its error lines (`FILE:LINE:COL: path: message`). */
+let documentFile: string | undefined;
+
 /** The document in FILE (- for stdin); a file must be a regular file within the size limit. */
 function readSource(file: string, o: { allowEmpty?: boolean } = {}): ConfigSource {
+  documentFile = file === '-' ? '<stdin>' : file;
   let text: string;
   try {
     text = file === '-' ? readFileSync(0, 'utf8') : readRegularFile(file);
@@ -118,8 +123,8 @@ function positiveInt(v: string, max = Number.MAX_SAFE_INTEGER): number {
 
 const ALLOW_EMPTY = 'accept an empty document (applying it removes everything Patronus manages)';
 
-async function withClient<T>(fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = client();
+async function withClient<T>(fn: (c: Client) => Promise<T>, readOnly = false): Promise<T> {
+  const c = client(readOnly);
   try {
     return await fn(c);
   } finally {
@@ -145,7 +150,7 @@ program
     await withClient(async (c) => {
       await c.validate(readSource(file, o));
       out({ valid: true }, () => `${file}: valid`);
-    });
+    }, true);
   });
 
 program
@@ -337,6 +342,6 @@ program.parseAsync(process.argv).catch((e: unknown) => {
   const code = detailedExitcode ? EXIT.error : exitCodeFor(e);
   if (jsonRequested()) console.log(JSON.stringify(errorJson(e, code), null, 2));
   // commander already printed its usage error
-  else if (!(e instanceof CommanderError)) console.error(colorEnabled(process.stderr) ? colorizeError(`patronus: ${describeError(e)}`) : `patronus: ${describeError(e)}`);
+  else if (!(e instanceof CommanderError)) console.error(colorEnabled(process.stderr) ? colorizeError(`patronus: ${describeError(e, documentFile)}`) : `patronus: ${describeError(e, documentFile)}`);
   process.exit(code);
 });

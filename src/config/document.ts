@@ -23,6 +23,7 @@ import { idsSchema } from '../services/ids/schema.js';
 import { apiSchema } from '../api/schema.js';
 import { driftSchema } from '../drift/schema.js';
 import { fromZod, type Issue } from './issues.js';
+import { locateIssues } from './locate.js';
 
 export const documentSchema = z
   .object({
@@ -58,7 +59,8 @@ export interface Validated {
 
 /**
  * Validates a parsed document: schema, then alias resolution. Returns every
- * issue found; `validated` is set only when there are none.
+ * issue found, with line and column when the document was parsed from text;
+ * `validated` is set only when there are none.
  */
 export function validateDocument(input: unknown, readFile: FileReader): { validated?: Validated; issues: Issue[] } {
   const parsed = documentSchema.safeParse(input ?? {});
@@ -68,10 +70,10 @@ export function validateDocument(input: unknown, readFile: FileReader): { valida
     const raw = input && typeof input === 'object' ? (input as { aliases?: unknown }).aliases : undefined;
     const aliases = aliasesSchema.safeParse(raw);
     if (aliases.success) issues.push(...resolveAliases(aliases.data, readFile).issues);
-    return { issues };
+    return { issues: locateIssues(input, issues) };
   }
   const config = parsed.data;
   const { table, issues } = resolveAliases(config.aliases, readFile);
-  if (issues.length) return { issues };
+  if (issues.length) return { issues: locateIssues(input, issues) };
   return { validated: { config, aliases: table }, issues: [] };
 }

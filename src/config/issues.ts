@@ -10,6 +10,11 @@ export type IssuePath = readonly (string | number)[];
 export interface Issue {
   path: IssuePath;
   message: string;
+  /** where the offending node starts in the document's text (1-based), when the document came from text */
+  line?: number;
+  column?: number;
+  /** for an unknown key: the key (`path` is the object holding it); its position is the key's */
+  unknownKey?: string;
 }
 
 export function formatPath(path: IssuePath): string {
@@ -18,8 +23,17 @@ export function formatPath(path: IssuePath): string {
   return out || '(document)';
 }
 
+/** `path: message` (the position, when known, is in `line`/`column`; see formatFileIssue). */
 export function formatIssue(i: Issue): string {
   return `${formatPath(i.path)}: ${i.message}`;
+}
+
+/** Compiler style, for a document read from FILE: `FILE:L:C: path: message` (`FILE: path: message` without a position). */
+export function formatFileIssue(file: string, i: { path: string; message: string; line?: number; column?: number }): string {
+  if (i.line !== undefined) return `${file}:${i.line}:${i.column ?? 1}: ${i.path}: ${i.message}`;
+  // a syntax error's "path" is its position
+  const at = /^line (\d+), column (\d+)$/.exec(i.path);
+  return at ? `${file}:${at[1]}:${at[2]}: ${i.message}` : `${file}: ${i.path}: ${i.message}`;
 }
 
 /** At most this many issues are carried (a 150k-line alias file of garbage must not make a 20 MB error). */
@@ -37,5 +51,9 @@ export class ConfigError extends Error {
 }
 
 export function fromZod(err: z.ZodError, prefix: IssuePath = []): Issue[] {
-  return err.issues.map((i) => ({ path: [...prefix, ...(i.path as (string | number)[])], message: i.message }));
+  return err.issues.map((i) => ({
+    path: [...prefix, ...(i.path as (string | number)[])],
+    message: i.message,
+    ...(i.code === 'unrecognized_keys' && i.keys[0] !== undefined ? { unknownKey: i.keys[0] } : {}),
+  }));
 }

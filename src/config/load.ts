@@ -1,12 +1,14 @@
 /**
  * Reading a configuration document from text (YAML or JSON) and validating
  * it. Syntax errors carry line and column; schema and alias problems carry
- * the document path. Every problem is reported at once.
+ * the document path and, for text, the line and column of the node they are
+ * about (src/config/locate.ts). Every problem is reported at once.
  */
 import { parseDocument } from 'yaml';
 import { validateDocument, type Validated } from './document.js';
 import type { Issue } from './issues.js';
 import type { FileReader } from '../aliases/aliases.js';
+import { rememberSource } from './locate.js';
 import { duplicateKeyIssue, findDuplicateJsonKey, jsonErrorOffset, lineColumn, readRegularFile, yamlNestingIssue } from './input.js';
 
 export type ConfigFormat = 'yaml' | 'json';
@@ -42,6 +44,7 @@ export function parseConfigText(text: string, format: ConfigFormat = detectForma
     // JSON.parse keeps the last of two equal keys: refuse, like YAML does
     const dup = findDuplicateJsonKey(text);
     if (dup) return { issues: [duplicateKeyIssue(dup)] };
+    rememberSource(value, text);
     return { value, issues: [] };
   }
   const deep = yamlNestingIssue(text);
@@ -61,7 +64,9 @@ export function parseConfigText(text: string, format: ConfigFormat = detectForma
     };
   }
   try {
-    return { value: doc.toJS({ maxAliasCount: 100 }) ?? {}, issues: [] };
+    const value = doc.toJS({ maxAliasCount: 100 }) ?? {};
+    rememberSource(value, text, doc);
+    return { value, issues: [] };
   } catch (e) {
     // an alias bomb ("excessive alias count") or a document too deep to build
     return { issues: [{ path: [], message: `invalid YAML: ${(e as Error).message}` }] };

@@ -8,7 +8,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -166,15 +166,15 @@ describe('patronus CLI', { skip }, () => {
   before(async () => (L = await controlLab()));
   after(async () => L?.teardown());
 
-  it('validate lists every problem with its path and exits 2', async () => {
+  it('validate lists every problem as FILE:LINE:COL: path: message and exits 2', async () => {
     const bad = file('bad.yaml', 'interfaces:\n  - name: wan0\n    addresses: [10.0.0.1/99]\n    mtu: 1\n');
     const r = await direct('validate', bad);
     assert.equal(r.exitCode, 2, r.stderr);
-    assert.match(r.stderr, /interfaces\[0\]\.addresses\[0\]: "10\.0\.0\.1\/99": prefix length must be 0-32/);
-    assert.match(r.stderr, /interfaces\[0\]\.mtu: /);
+    assert.match(r.stderr, /^\S*bad\.yaml:3:17: interfaces\[0\]\.addresses\[0\]: "10\.0\.0\.1\/99": prefix length must be 0-32$/m);
+    assert.match(r.stderr, /^\S*bad\.yaml:4:10: interfaces\[0\]\.mtu: /m);
     const syntax = await direct('validate', file('syntax.yaml', 'interfaces: [\n'));
     assert.equal(syntax.exitCode, 2);
-    assert.match(syntax.stderr, /line \d+, column \d+: invalid YAML/);
+    assert.match(syntax.stderr, /syntax\.yaml:\d+:\d+: invalid YAML/);
     // --json: the same issues as data on stdout, nothing on stderr
     const json = await direct('--json', 'validate', bad);
     assert.equal(json.exitCode, 2);
@@ -183,6 +183,15 @@ describe('patronus CLI', { skip }, () => {
     assert.equal(e.error.kind, 'rejected');
     assert.ok(e.error.issues.some((i) => i.path === 'interfaces[0].addresses[0]' && /prefix length must be 0-32/.test(i.message)), json.stdout);
     assert.ok(e.error.issues.some((i) => i.path === 'interfaces[0].mtu'), json.stdout);
+    assert.ok(e.error.issues.some((i) => i.path === 'interfaces[0].mtu' && JSON.stringify([(i as { line?: number }).line, (i as { column?: number }).column]) === '[4,10]'), json.stdout);
+  });
+
+  it('validate --direct changes nothing: no state database is created', async () => {
+    const fresh = join(L.stateDir, 'never-created');
+    const ok = file('ok.yaml', 'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.70.0.1/24]\nfirewall:\n  enabled: false\n');
+    const r = await execa('node', [cli, '--direct', '--netns', L.fw.name, '--state-dir', fresh, 'validate', ok], { reject: false });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(existsSync(join(fresh, 'patronus.db')), false, 'validate created a state database');
   });
 
   it('--direct: apply, plan, revisions, rollback', async () => {
@@ -287,6 +296,8 @@ describe('patronus CLI', { skip }, () => {
       const r = await rest('apply', file('bad2.yaml', 'aliases:\n  - { name: a, type: network, entries: [b] }\n  - { name: b, type: network, entries: [a] }\n'));
       assert.equal(r.exitCode, 2, r.stderr);
       assert.match(r.stderr, /aliases\[\d\]\.entries\[0\]: alias cycle/);
+      // the server located the issue in the text it was sent; the CLI names the file
+      assert.match(r.stderr, /^\S*bad2\.yaml:[23]:41: aliases\[[01]\]\.entries\[0\]: alias cycle/m);
       const t = await execa('node', [cli, '--server', base, '--token', 'pat_wrong', 'status'], { reject: false, env: { PATRONUS_STATE_DIR: join(L.stateDir, 'none') } });
       assert.equal(t.exitCode, 1);
       assert.match(t.stderr, /HTTP 401: invalid token/);

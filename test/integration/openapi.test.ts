@@ -13,6 +13,7 @@ import { Store } from '../../src/store/store.js';
 import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { documentedOperations } from '../../src/api/openapi.js';
+import { documentJsonSchemaText } from '../../src/config/json-schema.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
 
@@ -44,6 +45,22 @@ describe('OpenAPI document', { skip: missing('netns') }, () => {
     engine?.close();
     store?.close();
     await L?.teardown();
+  });
+
+  it('GET /schema.json: the document\'s JSON Schema (docs/patronus.schema.json), without a token', async () => {
+    const r = await app.inject({ method: 'GET', url: '/schema.json' });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.match(String(r.headers['content-type']), /^application\/schema\+json/);
+    assert.equal(r.body, documentJsonSchemaText());
+    // served verbatim: the secret-redacting serializer must not touch its presharedKey properties
+    assert.match(r.body, /"presharedKey"/);
+  });
+
+  it('a document sent as text: each issue has the line and column of its node', async () => {
+    const text = 'interfaces:\n  - name: wan0\n    mtu: 1\n';
+    const r = await call('POST', '/api/v1/config/validate', { config: text });
+    assert.equal(r.statusCode, 400, r.body);
+    assert.deepEqual(r.json().issues.map((i: { path: string; line?: number; column?: number }) => [i.path, i.line, i.column]), [['interfaces[0].mtu', 3, 10]]);
   });
 
   it('every operation: a unique operationId, a declared tag, 200 and error responses', () => {

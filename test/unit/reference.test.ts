@@ -1,5 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { configurationReference } from '../../src/config/reference.js';
 
 describe('configuration reference', () => {
@@ -10,5 +12,11 @@ describe('configuration reference', () => {
     }
     assert.match(md, /`interfaces\[\]\.name` \| string \(pattern/);
     assert.match(md, /`aliases\[\]\.type` \| `"network"` \\\| `"port"` \\\| `"country"`/);
+  });
+
+  it('docs/configuration.md is the generated text (regenerate: node dist/src/config/reference.js > docs/configuration.md)', () => {
+    // dist/test/unit -> repository root
+    const file = join(import.meta.dirname, '..', '..', '..', 'docs', 'configuration.md');
+    assert.equal(readFileSync(file, 'utf8'), configurationReference(), 'docs/configuration.md is stale');
   });
 });

@@ -411,9 +411,14 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     }
   }
 
+  /**
+   * Ids from the store's head and each revision's metadata: no document is
+   * read or parsed (status is polled; a document can be megabytes).
+   */
   status() {
-    const current = this.store.current();
-    const pending = this.pendingConfirmation();
+    const head = this.store.head();
+    const current = head.committed !== undefined ? this.store.info(head.committed) : undefined;
+    const pending = head.confirming !== undefined ? this.store.info(head.confirming) : undefined;
     // what runs is what the last process that converged the kernel recorded (a --direct CLI, the server, a guard)
     const recorded = this.store.running();
     return {

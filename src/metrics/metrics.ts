@@ -57,11 +57,19 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
   const build = buildInfo();
   new Gauge({ name: 'patronus_build_info', help: 'Version of the running Patronus (constant 1)', labelNames: ['version', 'revision'], registers: [registry] }).set({ version: build.version, revision: build.revision }, 1);
 
-  // one read of the kernel per scrape: every collector of the scrape awaits the same promise
+  // one read of the kernel per scrape: every collector of a scrape asks synchronously within
+  // registry.metrics(), so they all get the same promise; scrapes (or /api/v1/rules reads) that
+  // arrive while a read is in flight share it (single flight). Once it settles the next caller
+  // reads again: a finished snapshot is never handed out (back-to-back scrapes in one tick
+  // sequence used to get the first snapshot for ever, as the reset waited for setImmediate).
   let inflight: Promise<Snapshot> | undefined;
   const snapshot = (): Promise<Snapshot> => {
-    inflight ??= readSnapshot(engine, opts.drift).finally(() => setImmediate(() => (inflight = undefined)));
-    return inflight;
+    if (inflight) return inflight;
+    const p = readSnapshot(engine, opts.drift).finally(() => {
+      if (inflight === p) inflight = undefined;
+    });
+    inflight = p;
+    return p;
   };
 
   // every series is filled from one snapshot taken at scrape time

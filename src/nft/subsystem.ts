@@ -315,8 +315,22 @@ function blocks(text: string): Map<string, string[]> {
   return out;
 }
 
-/** Minimal line diff (LCS); returns "+ line" / "- line" entries in order. */
+/**
+ * Minimal line diff (LCS); returns "+ line" / "- line" entries in order.
+ * The common head and tail are skipped first, so equal or nearly equal
+ * chains (every drift check of an unchanged table) cost O(lines), not an
+ * O(n·m) table (10k rules: 100M cells, seconds and ~800 MB).
+ */
 export function lineDiff(a: readonly string[], b: readonly string[]): string[] {
+  let head = 0;
+  while (head < a.length && head < b.length && a[head] === b[head]) head++;
+  let tail = 0;
+  while (tail < a.length - head && tail < b.length - head && a[a.length - 1 - tail] === b[b.length - 1 - tail]) tail++;
+  if (head === 0 && tail === 0) return lcsDiff(a, b);
+  return lcsDiff(a.slice(head, a.length - tail), b.slice(head, b.length - tail));
+}
+
+function lcsDiff(a: readonly string[], b: readonly string[]): string[] {
   const n = a.length;
   const m = b.length;
   const L: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));

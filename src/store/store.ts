@@ -297,6 +297,17 @@ export class Store {
     };
   }
 
+  /**
+   * One revision's metadata, without reading its document or apply result:
+   * what status calls need (a document can be megabytes).
+   */
+  info(id: number): Omit<Revision, 'config' | 'result'> | undefined {
+    const row = this.db.prepare(`SELECT r.id, r.created_at, r.author, r.message, '{}' AS config, r.state, NULL AS result, r.confirm_deadline, r.finished_at FROM revisions r WHERE r.id = ?`).get(id) as Row | undefined;
+    if (!row) return undefined;
+    const { config: _c, ...info } = fromRow(row);
+    return info;
+  }
+
   /** The committed revision before `id` (what `rollback` goes back to). */
   committedBefore(id: number): Revision | undefined {
     const row = this.db.prepare(`${SELECT_FULL} WHERE r.state = 'committed' AND r.id < ? ORDER BY r.id DESC LIMIT 1`).get(id) as Row | undefined;

@@ -248,4 +248,15 @@ describe('nftables counters and plan (pure parts)', () => {
     assert.deepEqual(diffTables(a, undefined), [{ action: 'remove', object: 'table inet patronus' }]);
     assert.deepEqual(lineDiff(['a', 'b', 'c'], ['a', 'c', 'd']), ['- b', '+ d']);
   });
+
+  it('lineDiff skips the common head and tail: a 20k-line chain with one change diffs without an n*m table', () => {
+    const a = Array.from({ length: 20_000 }, (_, i) => `ip saddr 10.0.${i >> 8}.${i & 255} accept`);
+    const b = [...a.slice(0, 7000), 'ip saddr 192.0.2.1 drop', ...a.slice(7001)];
+    // 20k x 20k would be 400M cells (GBs): this finishes only because the equal head and tail are skipped
+    assert.deepEqual(lineDiff(a, a), []);
+    assert.deepEqual(lineDiff(a, b), [`- ${a[7000]}`, '+ ip saddr 192.0.2.1 drop']);
+    assert.deepEqual(lineDiff(a, [...a, 'x']), ['+ x']);
+    assert.deepEqual(lineDiff(['x', ...a], a), ['- x']);
+    assert.deepEqual(lineDiff([], ['x']), ['+ x']);
+  });
 });

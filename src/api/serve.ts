@@ -114,6 +114,19 @@ export async function serve(opts: ServeOptions): Promise<void> {
     if (closing) return;
     closing = true;
     console.log(`patronus: ${signal}: closing`);
+    // validations in worker threads are only answers: stop them rather than wait for a huge document
+    engine.stopValidations();
+    // a request still in flight after a second (a plan compiling a huge document on this thread) is not
+    // waited for either, unless an apply holds the engine: that one finishes its transaction first
+    const exitWhenIdle = () => {
+      if (engine.health().applying) return;
+      console.log(`patronus: ${signal}: not waiting for requests still in flight`);
+      process.exit(0);
+    };
+    setTimeout(() => {
+      exitWhenIdle();
+      setInterval(exitWhenIdle, 250).unref();
+    }, 1000).unref();
     app.close().then(
       () => process.exit(0),
       (e: Error) => {
@@ -122,8 +135,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
       },
     );
   };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  // `on`, not `once`: execa's signal-exit re-raises a signal that no other listener handles any more, which
+  // killed the process mid-close (exit by SIGTERM, not 0) while a request ran a child process
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
   // reload (systemctl reload / rc-service reload send SIGHUP): check drift now and repair per drift.reconcile
   process.on('SIGHUP', () => {
     console.log('patronus: SIGHUP: checking drift now');

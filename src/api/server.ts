@@ -18,6 +18,7 @@ import { registerDriftMetrics, type Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { errorBody, errorHandler } from './errors.js';
 import { ConfigError } from '../config/issues.js';
+import { ValidationStopped } from '../apply/check-worker.js';
 import { documentJsonSchemaText } from '../config/json-schema.js';
 import { parseConfigText } from '../config/load.js';
 import { idsEngine } from '../services/ids/engine.js';
@@ -257,8 +258,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { revision: current?.id ?? null, config: current?.config ?? null, pending: pending ? { revision: pending.id, deadline: pending.confirmDeadline, config: pending.config } : null };
   });
 
-  app.post(`${API_PREFIX}/config/validate`, { schema: { summary: 'Validate a document (schema, aliases, every subsystem); 400 lists every issue', body: sourceBody } }, async (req) => {
-    await engine.compile(source(req.body));
+  app.post(`${API_PREFIX}/config/validate`, { schema: { summary: 'Validate a document (schema, aliases, every subsystem); 400 lists every issue', body: sourceBody } }, async (req, reply) => {
+    // in a worker thread: a huge document does not stall /healthz (see Engine.validate)
+    const issues = await engine.validate(source(req.body)).catch((e: Error) => {
+      // stopped by a shutdown: close this connection with the answer, or the server's close waits for it to idle out
+      if (e instanceof ValidationStopped) reply.header('connection', 'close');
+      throw e;
+    });
+    if (issues.length) throw new ConfigError(issues);
     return { valid: true };
   });
 

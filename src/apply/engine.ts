@@ -32,6 +32,7 @@ import { EventEmitter } from 'node:events';
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
 import { subsystems as registry } from './registry.js';
@@ -43,6 +44,7 @@ import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
 import type { FileReader } from '../aliases/aliases.js';
 import type { Host } from '../system/host.js';
 import { StoreError, type Revision, type RevisionState, type Store } from '../store/store.js';
+import { checkInWorker } from './check-worker.js';
 
 /**
  * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
@@ -157,6 +159,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   /** revision the kernel was last converged to (undefined: unknown / empty) */
   private running: number | undefined;
   private lastReconcile: { at: string; ok: boolean; error?: string } | undefined;
+  /** validations running in worker threads (see validate()) */
+  private readonly checkWorkers = new Set<Worker>();
 
   constructor(opts: EngineOptions) {
     super();
@@ -179,7 +183,15 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const empty = emptyDocumentIssues(document, source.allowEmpty);
     if (empty.length) return { issues: empty };
 
-    const { compiled, issues } = this.compileDocument(document);
+    // between stages (schema and aliases, each subsystem's compile) the event loop runs: shorter stalls for
+    // /healthz and signals while a large document compiles here (validate() moves all of it off this thread)
+    const stage = this.compileStages(document);
+    let step = stage.next();
+    while (!step.done) {
+      await new Promise((r) => setImmediate(r));
+      step = stage.next();
+    }
+    const { compiled, issues } = step.value;
     if (!compiled) return { issues };
     const { desired } = compiled;
     const probed = await Promise.all(
@@ -203,6 +215,15 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * even while the machine has drifted away from it (the drift check).
    */
   compileDocument(document: unknown): { compiled?: Compiled; issues: Issue[] } {
+    const stages = this.compileStages(document);
+    for (;;) {
+      const step = stages.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /** compileDocument as stages: each `yield` is a point where an async caller lets the event loop run. */
+  private *compileStages(document: unknown): Generator<void, { compiled?: Compiled; issues: Issue[] }, void> {
     const { validated, issues } = validateDocument(document, this.readFile);
     if (!validated) return { issues };
     const ctx: CompileContext = {
@@ -214,6 +235,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const desired = new Map<string, unknown>();
     const all: Issue[] = [];
     for (const s of this.subsystems) {
+      yield;
       try {
         const out = s.compile(ctx);
         desired.set(s.name, out.desired);
@@ -224,6 +246,26 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     }
     if (all.length) return { issues: all };
     return { compiled: { validated, document, desired }, issues: [] };
+  }
+
+  /**
+   * Every issue of a document, as check() finds them. A large document (or
+   * one that reads alias files or a GeoIP database) is checked in a worker
+   * thread when the engine drives registered subsystems with the default
+   * file reader (src/apply/check-worker.ts says why): it never blocks this
+   * thread's event loop (/healthz, signals). A small one, or test
+   * subsystems and custom readers, in this thread: a worker costs ~0.5 s to
+   * start, more than a small document takes to check.
+   */
+  async validate(source: ConfigSource): Promise<Issue[]> {
+    const names = this.workerSubsystems();
+    if (!names || !heavyToCompile(source)) return (await this.check(source)).issues;
+    return checkInWorker({ host: this.host.opts, subsystems: names, source }, this.checkWorkers);
+  }
+
+  /** Stops every validation worker (their callers get an error): shutdown does not wait for them. */
+  stopValidations(): void {
+    for (const w of this.checkWorkers) void w.terminate();
   }
 
   /** Throws ConfigError with every issue. */
@@ -478,14 +520,22 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     return steps;
   }
 
-  /** Stops the confirmation timer and releases the lock file (the store stays open: the caller owns it). */
+  /** Stops the confirmation timer and validation workers, releases the lock file (the store stays open: the caller owns it). */
   close(): void {
     this.clearConfirmTimer();
+    this.stopValidations();
     this.lockDb?.close();
     this.lockDb = undefined;
   }
 
   // --- internals
+
+  /** The subsystems' registry names when a worker can rebuild exactly this engine's compile, else undefined. */
+  private workerSubsystems(): string[] | undefined {
+    if (this.readFile !== readTextFile) return undefined;
+    if (!this.subsystems.every((s) => registry.includes(s))) return undefined;
+    return this.subsystems.map((s) => s.name);
+  }
 
   private openings(v: Validated): ServiceOpening[] {
     const out: ServiceOpening[] = [];
@@ -775,6 +825,36 @@ export interface GuardSpec {
 }
 
 const GUARD_SCRIPT = fileURLToPath(new URL('./guard.js', import.meta.url));
+
+/** Above this many values a document takes ~100 ms or more to compile (~10 µs a prefix). */
+const HEAVY_VALUES = 10_000;
+/** the same for text: ~15 bytes a value */
+const HEAVY_TEXT = 256 * 1024;
+
+/**
+ * Whether compiling `source` may stall an event loop: many values, or alias
+ * files / a GeoIP database (their size is unknown until read). A bounded
+ * walk: it stops at the first sign.
+ */
+export function heavyToCompile(source: ConfigSource): boolean {
+  if ('text' in source) return source.text.length > HEAVY_TEXT || /\b(files|geoip)\b/.test(source.text);
+  let budget = HEAVY_VALUES;
+  const stack: unknown[] = [source.document];
+  while (stack.length) {
+    const v = stack.pop();
+    if (--budget < 0) return true;
+    if (Array.isArray(v)) {
+      if (v.length > budget) return true;
+      for (const x of v) stack.push(x);
+    } else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if ((k === 'files' || k === 'geoip') && x !== undefined && x !== null && !(Array.isArray(x) && x.length === 0)) return true;
+        stack.push(x);
+      }
+    }
+  }
+  return false;
+}
 
 function deadlinePassed(r: Revision): boolean {
   return !r.confirmDeadline || Date.parse(r.confirmDeadline) <= Date.now();

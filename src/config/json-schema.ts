@@ -6,7 +6,9 @@
  * at the top of a YAML file, the YAML language server (VS Code's YAML
  * extension, Neovim, Helix...) completes keys and flags mistakes as you type.
  *
- * It describes the document's input (defaulted fields are optional). Checks
+ * Draft-07, the draft the YAML language server implements (it warns that
+ * 2020-12 schemas are "not yet fully supported"). It describes the
+ * document's input (defaulted fields are optional). Checks
  * that JSON Schema cannot express (alias references, CIDR arithmetic,
  * cross-section rules) stay with `patronus validate`: a document can pass
  * this schema and still be rejected, never the other way round.
@@ -20,7 +22,7 @@ import { documentSchema } from './document.js';
 export const SCHEMA_FILE = 'docs/patronus.schema.json';
 
 export function documentJsonSchema(): Record<string, unknown> {
-  const generated = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any', reused: 'inline', target: 'draft-2020-12' }) as Record<string, unknown>;
+  const generated = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any', reused: 'inline', target: 'draft-7' }) as Record<string, unknown>;
   const { $schema, ...rest } = generated;
   return {
     $schema,

@@ -9,7 +9,7 @@
  */
 import { isAlias, isMap, isPair, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import type { Issue, IssuePath } from './issues.js';
-import { lineColumn, yamlNestingIssue } from './input.js';
+import { yamlNestingIssue } from './input.js';
 
 interface Source {
   text: string;
@@ -34,13 +34,34 @@ export function locateIssues(document: unknown, issues: Issue[]): Issue[] {
   if (!src || !issues.length) return issues;
   const doc = treeOf(src);
   if (!doc) return issues;
+  // line starts once, then a binary search per issue: a document with
+  // 100k bad list entries must not rescan its text 100k times
+  const starts = lineStarts(src.text);
   return issues.map((i) => {
     if (i.line !== undefined) return i;
     const offset = i.unknownKey !== undefined ? offsetOf(doc, [...i.path, i.unknownKey], true) : offsetOf(doc, i.path, false);
     if (offset === undefined) return i;
-    const { line, column } = lineColumn(src.text, offset);
-    return { ...i, line, column };
+    const line = lineOf(starts, offset);
+    return { ...i, line: line + 1, column: offset - starts[line]! + 1 };
   });
+}
+
+function lineStarts(text: string): number[] {
+  const starts = [0];
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+  return starts;
+}
+
+/** 0-based index of the line holding `offset` */
+function lineOf(starts: number[], offset: number): number {
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid]! <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 function treeOf(src: Source): Document | undefined {

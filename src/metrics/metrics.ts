@@ -211,7 +211,7 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
     help: '1 while a revision awaits confirmation',
     registers: [registry],
     collect() {
-      this.set(engine.pendingConfirmation() ? 1 : 0);
+      this.set(engine.store.head().confirming !== undefined ? 1 : 0);
     },
   });
   new Gauge({

@@ -452,7 +452,7 @@ describe('bad input: clear 4xx with a path, server alive, nothing changed', { sk
       const f = file('dup.json', '{\n  "interfaces": [],\n  "interfaces": []\n}\n');
       for (const r of [await cliRun('validate', f), await direct('validate', f)]) {
         assert.equal(r.exitCode, 2, r.stderr);
-        assert.match(r.stderr, /line 3, column 3: invalid JSON: duplicate key "interfaces"/);
+        assert.match(r.stderr, /dup\.json:3:3: invalid JSON: duplicate key "interfaces"/);
       }
     });
     it('refuses a document that is not a regular file, exit 2', async () => {

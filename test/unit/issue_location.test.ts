@@ -60,6 +60,20 @@ describe('schema issues carry line and column', () => {
     assert.deepEqual(at(issues), ['aliases[0].entries[1] @ 4:27']);
   });
 
+  it('many issues in a long document: located in one pass, not one rescan each', () => {
+    const n = 40_000;
+    const text = `aliases:\n  - name: big\n    type: network\n    entries:\n${Array.from({ length: n }, (_, k) => `      - not-an-address-${k}\n`).join('')}`;
+    const t0 = performance.now();
+    const { issues } = loadConfigText(text, noFiles);
+    const ms = performance.now() - t0;
+    assert.ok(issues.length >= 1000, `${issues.length} issues`);
+    const last = issues.find((i) => formatPath(i.path) === `aliases[0].entries[${n - 1}]`);
+    if (last) assert.deepEqual([last.line, last.column], [n + 4, 9]);
+    assert.equal(issues[0]!.line, 5);
+    // generous for a loaded 2-core machine; rescanning the text per issue took minutes
+    assert.ok(ms < 20_000, `${ms.toFixed(0)} ms`);
+  });
+
   it('a document that did not come from text keeps paths only', () => {
     const { issues } = validateDocument({ interfaces: [{ name: 'wan0', mtu: 'big' }] }, noFiles);
     assert.equal(issues.length, 1);

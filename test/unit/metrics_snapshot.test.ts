@@ -13,7 +13,7 @@ function fakeEngine(readMs: number) {
   let reads = 0;
   const engine = Object.assign(new EventEmitter(), {
     host: {},
-    store: { current: () => undefined },
+    store: { current: () => undefined, head: () => ({ committed: undefined, confirming: undefined, applying: false }) },
     pendingConfirmation: () => false,
     status: () => ({}),
     subsystems: [

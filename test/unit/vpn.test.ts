@@ -143,7 +143,7 @@ describe('ipsec config', () => {
       writeFileSync(path.join(dir, 'psk'), 'a "quoted" secret with } braces\n');
       const ctx = contextFor({
         ipsec: {
-          pools: [{ name: 'rw', addresses: '10.99.0.7/24', dns: ['10.99.0.1'] }],
+          pools: [{ name: 'rw', addresses: '10.99.0.0/24', dns: ['10.99.0.1'] }],
           connections: [
             { name: 's2s', auth: 'psk', pskFile: path.join(dir, 'psk'), localAddresses: ['192.0.2.1'], remoteAddresses: ['192.0.2.2'], children: [{ name: 'net', localTs: ['10.1.0.0/24'], remoteTs: ['10.2.0.0/24'] }] },
             { name: 'rw', auth: 'cert', localId: 'vpn.example.net', pools: ['rw'], children: [{ name: 'net', localTs: ['10.1.0.0/24'] }] },

@@ -43,9 +43,14 @@ describe('wireguard config', () => {
     assert.deepEqual(issuesOf(wireguardSubsystem, { wireguard: { interfaces: [{ name: 'wg0' }, { name: 'wg1' }] } }), ['wireguard.interfaces[1].listenPort: UDP port 51820 is already used by interface "wg0"']);
     assert.deepEqual(
       issuesOf(wireguardSubsystem, {
-        wireguard: { interfaces: [{ name: 'wg0', peers: [{ name: 'a', publicKey: pub, allowedIps: ['10.0.0.0/24'] }, { name: 'b', generateKey: true, allowedIps: ['10.0.0.7/24'] }] }] },
+        wireguard: { interfaces: [{ name: 'wg0', peers: [{ name: 'a', publicKey: pub, allowedIps: ['10.0.0.0/24'] }, { name: 'b', generateKey: true, allowedIps: ['10.0.0.0/24'] }] }] },
       }),
       ['wireguard.interfaces[0].peers[1].allowedIps[0]: 10.0.0.0/24 is already an allowed IP of peer "a"'],
+    );
+    // host bits are refused as in every other prefix field, never cleared silently
+    assert.deepEqual(
+      issuesOf(wireguardSubsystem, { wireguard: { interfaces: [{ name: 'wg0', peers: [{ name: 'b', generateKey: true, allowedIps: ['10.0.0.7/24'] }] }] } }),
+      ['wireguard.interfaces[0].peers[0].allowedIps[0]: "10.0.0.7/24" has host bits set: write the network 10.0.0.0/24, or 10.0.0.7/32 for the one address'],
     );
   });
 

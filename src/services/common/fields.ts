@@ -5,17 +5,21 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { addressTextProblem, parsePrefix } from '../../bpf/codecs.js';
+import { addressTextProblem, parseNetwork } from '../../bpf/codecs.js';
 
-/** A network prefix, host bits allowed ("10.0.0.0/24", "2001:db8::/64", "192.0.2.7" = /32). */
-export const prefixField = z.string().refine((s) => {
+/**
+ * A network prefix ("10.0.0.0/24", "2001:db8::/64", "192.0.2.7" = /32). Host
+ * bits are refused, as in every other prefix field (docs/configuration-input.md):
+ * "10.0.0.1/24" is either a typo for the network or meant as one address.
+ */
+export const prefixField = z.string().superRefine((s, ctx) => {
   try {
-    parsePrefix(s);
-    return true;
-  } catch {
-    return false;
+    parseNetwork(s);
+  } catch (e) {
+    const why = (e as Error).message;
+    ctx.addIssue({ code: 'custom', message: /host bits/.test(why) ? why : 'must be an IPv4 or IPv6 prefix such as 10.0.0.0/24' });
   }
-}, 'must be an IPv4 or IPv6 prefix such as 10.0.0.0/24');
+});
 
 /** An interface address with its prefix length ("10.8.0.1/24"). */
 export const interfaceAddressField = z.string().refine((s) => {

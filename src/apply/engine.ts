@@ -509,13 +509,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const steps: StepResult[] = [];
     for (const s of this.subsystems) {
       if (!names.includes(s.name)) continue;
-      const t0 = performance.now();
-      try {
-        await s.apply(compiled.desired.get(s.name), this.host);
-        steps.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
-      } catch (e) {
-        steps.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
-      }
+      steps.push(await this.applyStep(s, compiled));
     }
     return steps;
   }
@@ -685,19 +679,23 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const total = this.subsystems.length;
     for (const [index, s] of this.subsystems.entries()) {
       this.emit('progress', { phase: 'apply', subsystem: s.name, index, total });
-      const t0 = performance.now();
-      try {
-        await s.apply(compiled.desired.get(s.name), this.host);
-        steps.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
-      } catch (e) {
-        steps.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
-        this.emit('progress', { phase: 'step-done', subsystem: s.name, ok: false, ms: performance.now() - t0 });
-        if (stopOnError) break;
-        continue;
-      }
-      this.emit('progress', { phase: 'step-done', subsystem: s.name, ok: true, ms: performance.now() - t0 });
+      const step = await this.applyStep(s, compiled);
+      steps.push(step);
+      this.emit('progress', { phase: 'step-done', subsystem: s.name, ok: step.ok, ms: step.ms });
+      if (!step.ok && stopOnError) break;
     }
     return steps;
+  }
+
+  /** Converges one subsystem to `compiled`; the outcome, never a throw. */
+  private async applyStep(s: Subsystem<any>, compiled: Compiled): Promise<StepResult> {
+    const t0 = performance.now();
+    try {
+      await s.apply(compiled.desired.get(s.name), this.host);
+      return { subsystem: s.name, ok: true, ms: performance.now() - t0 };
+    } catch (e) {
+      return { subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message };
+    }
   }
 
   /** Converges `touched` (already in reverse order) to the last committed revision, or to the empty config. */
@@ -712,13 +710,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const rollback: StepResult[] = [];
     for (const [index, s] of touched.entries()) {
       this.emit('progress', { phase: 'rollback', subsystem: s.name, index, total: touched.length });
-      const t0 = performance.now();
-      try {
-        await s.apply(compiled.desired.get(s.name), this.host);
-        rollback.push({ subsystem: s.name, ok: true, ms: performance.now() - t0 });
-      } catch (e) {
-        rollback.push({ subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message });
-      }
+      rollback.push(await this.applyStep(s, compiled));
     }
     this.running = current?.id;
     try {

@@ -296,22 +296,7 @@ export interface PortArrays {
  * a class. Undefined when there are more than PORT_CLASSES vectors.
  */
 export function buildPortArrays(entries: LpmEntry[]): PortArrays | undefined {
-  const classes: Buffer[] = [];
-  const byContent = new Map<string, number>();
-  const byBuf = new Map<Buffer, number>();
-  const classOf = (bits: Buffer): number => {
-    let c = byBuf.get(bits);
-    if (c !== undefined) return c;
-    const k = bits.toString('latin1');
-    c = byContent.get(k);
-    if (c === undefined) {
-      c = classes.length;
-      classes.push(bits);
-      byContent.set(k, c);
-    }
-    byBuf.set(bits, c);
-    return c;
-  };
+  const { classes, classOf } = classTable();
   const sorted = [...entries].sort((a, b) => a.length - b.length);
   const root = sorted.find((e) => e.length === 0);
   const paint = (proto: number): Uint32Array | undefined => {
@@ -355,22 +340,7 @@ export interface Dir4 {
  * Undefined when the field has more distinct vectors than DIR4_CLASSES.
  */
 export function buildDir4(entries: LpmEntry[]): Dir4 | undefined {
-  const classes: Buffer[] = [];
-  const byBuf = new Map<Buffer, number>();
-  const byContent = new Map<string, number>();
-  const classOf = (bits: Buffer): number => {
-    let c = byBuf.get(bits);
-    if (c !== undefined) return c;
-    const k = bits.toString('latin1');
-    c = byContent.get(k);
-    if (c === undefined) {
-      c = classes.length;
-      classes.push(bits);
-      byContent.set(k, c);
-    }
-    byBuf.set(bits, c);
-    return c;
-  };
+  const { classes, classOf } = classTable();
   const dir16 = new Uint32Array(65536).fill(DIR_TRIE);
   const chunks: Uint32Array[] = [];
   const sorted = [...entries].sort((a, b) => a.length - b.length);
@@ -550,3 +520,27 @@ function buildLpm(list: { data: Buffer; length: number; rule: number }[], wildca
 }
 
 export { BITS_BYTES, FILTER_FLAGS_UNKNOWN };
+
+/**
+ * Class ids for bit vectors: equal content, one class (looked up by Buffer
+ * identity first, as compiled entries share their vectors).
+ */
+function classTable(): { classes: Buffer[]; classOf: (bits: Buffer) => number } {
+  const classes: Buffer[] = [];
+  const byBuf = new Map<Buffer, number>();
+  const byContent = new Map<string, number>();
+  const classOf = (bits: Buffer): number => {
+    let c = byBuf.get(bits);
+    if (c !== undefined) return c;
+    const k = bits.toString('latin1');
+    c = byContent.get(k);
+    if (c === undefined) {
+      c = classes.length;
+      classes.push(bits);
+      byContent.set(k, c);
+    }
+    byBuf.set(bits, c);
+    return c;
+  };
+  return { classes, classOf };
+}

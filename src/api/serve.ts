@@ -18,6 +18,7 @@ import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
 import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
+import { joinFleet, type FleetServeOptions } from '../fleet/serve.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -35,6 +36,8 @@ export interface ServeOptions {
   netns?: string;
   /** which revisions to keep (default: $PATRONUS_KEEP_REVISIONS / $PATRONUS_KEEP_DAYS, else the newest 500) */
   retention?: Retention;
+  /** join a fleet (src/fleet): register in etcd and follow the node's desired configuration */
+  fleet?: FleetServeOptions;
 }
 
 export function defaultStateDir(lab: boolean): string {
@@ -109,6 +112,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     ...(tlsCert && tlsKey ? { https: { cert: readFileSync(tlsCert), key: readFileSync(tlsKey) } } : {}),
   });
 
+  const fleet = opts.fleet ? await joinFleet(opts.fleet, { app, engine, drift, metrics }) : undefined;
+
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;
@@ -148,6 +153,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
   await app.listen({ host: hostname, port });
   drift.start();
+  fleet?.start();
   console.log(`patronus: listening on ${tlsCert ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 

@@ -42,17 +42,17 @@ export async function fleetRoutes(app: FastifyInstance, opts: { controller: Flee
     await Promise.allSettled([...running]);
   });
 
-  r.get(`${API_PREFIX}/fleet/status`, { schema: { summary: 'Fleet groups: members, online, converged, running rollouts' } }, async () => c.status());
-  r.get(`${API_PREFIX}/fleet/nodes`, { schema: { summary: 'Fleet members with registration and last rollout status', querystring: z.object({ group: groupField.optional() }).strict() } }, async (req) => c.nodes(req.query.group));
-  r.get(`${API_PREFIX}/fleet/rollouts`, { schema: { summary: 'Rollouts, newest first', querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(20) }).strict() } }, async (req) => c.rollouts(req.query.limit));
-  r.get(`${API_PREFIX}/fleet/rollouts/:id`, { schema: { summary: 'One rollout: waves, per-node results, history', params: z.object({ id: z.string().min(1).max(64) }) } }, async (req) => c.record(req.params.id));
-  r.post(`${API_PREFIX}/fleet/validate`, { schema: { summary: 'Validate a base document for every member of a group (with its overlay)', body: validateBody } }, async (req) => {
+  r.get(`${API_PREFIX}/fleet/status`, { config: { role: 'viewer' }, schema: { summary: 'Fleet groups: members, online, converged, running rollouts' } }, async () => c.status());
+  r.get(`${API_PREFIX}/fleet/nodes`, { config: { role: 'viewer' }, schema: { summary: 'Fleet members with registration and last rollout status', querystring: z.object({ group: groupField.optional() }).strict() } }, async (req) => c.nodes(req.query.group));
+  r.get(`${API_PREFIX}/fleet/rollouts`, { config: { role: 'viewer' }, schema: { summary: 'Rollouts, newest first', querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(20) }).strict() } }, async (req) => c.rollouts(req.query.limit));
+  r.get(`${API_PREFIX}/fleet/rollouts/:id`, { config: { role: 'viewer' }, schema: { summary: 'One rollout: waves, per-node results, history', params: z.object({ id: z.string().min(1).max(64) }) } }, async (req) => c.record(req.params.id));
+  r.post(`${API_PREFIX}/fleet/validate`, { config: { role: 'viewer' }, schema: { summary: 'Validate a base document for every member of a group (with its overlay)', body: validateBody } }, async (req) => {
     const v = await c.validate(req.body.group, documentFrom(req.body.config));
     if (!v.members.length) throw new FleetError(`group ${req.body.group} has no members`, 'invalid');
     if (v.problems.length) throw new ConfigError(v.problems.flatMap((p) => p.issues.map((i) => ({ ...i, path: [`node ${p.node}`, ...i.path] }))));
     return { valid: true, members: v.members };
   });
-  r.post(`${API_PREFIX}/fleet/rollouts`, { schema: { summary: 'Start a rollout (202: it runs in this server; follow GET /fleet/rollouts/:id)', body: rolloutBody } }, async (req, reply) => {
+  r.post(`${API_PREFIX}/fleet/rollouts`, { config: { role: 'operator' }, schema: { summary: 'Start a rollout (202: it runs in this server; follow GET /fleet/rollouts/:id)', body: rolloutBody } }, async (req, reply) => {
     const b = req.body;
     const id = rolloutId();
     const document = documentFrom(b.config);
@@ -67,5 +67,5 @@ export async function fleetRoutes(app: FastifyInstance, opts: { controller: Flee
     }
     return reply.code(202).send({ id });
   });
-  r.post(`${API_PREFIX}/fleet/rollouts/:id/abort`, { schema: { summary: 'Halt a running rollout', params: z.object({ id: z.string().min(1).max(64) }) } }, async (req) => c.abort(req.params.id));
+  r.post(`${API_PREFIX}/fleet/rollouts/:id/abort`, { config: { role: 'operator' }, schema: { summary: 'Halt a running rollout', params: z.object({ id: z.string().min(1).max(64) }) } }, async (req) => c.abort(req.params.id));
 }

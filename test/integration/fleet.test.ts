@@ -202,6 +202,11 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missi
     const rows = (await fleet(['nodes'])).json as { node: string; info: { labels: Record<string, string>; revision: number; version: string } }[];
     assert.deepEqual(rows.map((r) => r.info.labels.site), ['s1', 's2', 's3']);
     assert.ok(rows.every((r) => r.info.revision === 1 && r.info.version), JSON.stringify(rows));
+    // the same through the REST API of any node
+    const token = readFileSync(join(nodes[0]!.stateDir, 'admin.token'), 'utf8').trim();
+    const res = await fetch(`http://${nodes[0]!.listen}/api/v1/fleet/nodes?group=${GROUP}`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(((await res.json()) as { node: string; online: boolean }[]).map((r) => [r.node, r.online]), [['n1', true], ['n2', true], ['n3', true]]);
   });
 
   it('a rollout reaches every node in canary + waves; revisions carry the rollout id', async () => {

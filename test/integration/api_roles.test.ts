@@ -27,6 +27,7 @@ import { buildServer, type ServerOptions } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { ROLES, rolesBelow, type Role, type RouteRole } from '../../src/api/auth/roles.js';
 import { hashPassword } from '../../src/api/auth/passwords.js';
+import { defaultRouteRole } from '../../src/api/auth/auth.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -387,5 +388,47 @@ describe('roles, users and sessions over HTTP', () => {
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('routes without a declared role', () => {
+  let dir: string;
+  let store: Store;
+  let engine: Engine;
+  let app: FastifyInstance;
+  after(async () => {
+    await app?.close();
+    engine?.close();
+    store?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('need admin, unless a plugin gives its routes a default (defaultRouteRole, for e.g. @fastify/static)', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'pt-roles-default-'));
+    store = Store.open(join(dir, 'patronus.db'));
+    engine = new Engine({ host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
+    app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
+    app.get('/no-role', async () => ({ ok: true }));
+    await app.register(async (scope) => {
+      defaultRouteRole(scope, 'public');
+      scope.get('/console/app.js', async () => ({ ok: true }));
+      scope.get('/console/private', { config: { role: 'viewer' } }, async () => ({ ok: true }));
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const viewer = store.addToken('v', 'viewer');
+    const admin = store.addToken('a', 'admin');
+    const get = (path: string, token?: string) => fetch(`${base}${path}`, token ? { headers: { authorization: `Bearer ${token}` } } : {}).then((r) => r.status);
+    assert.equal(await get('/no-role'), 401);
+    assert.equal(await get('/no-role', viewer), 403);
+    assert.equal(await get('/no-role', admin), 200);
+    assert.equal(await get('/console/app.js'), 200);
+    assert.equal(await get('/console/private'), 401);
+    assert.equal(await get('/console/private', viewer), 200);
+    assert.equal(app.routeRoles.get('GET /console/app.js'), 'public');
+    assert.equal(app.routeRoles.get('GET /no-role'), 'admin');
+    // an unknown path: 401 without credentials, 404 with any
+    assert.equal(await get('/nope'), 401);
+    assert.equal(await get('/nope', viewer), 404);
   });
 });

@@ -257,6 +257,13 @@ describe('roles, users and sessions over HTTP', () => {
     assert.equal(s.json.via, 'token');
     const r = await call('POST', '/api/v1/config/validate', { cookie: s.cookie, csrf: s.json.csrfToken, body: { config: SECRET_DOCUMENT } });
     assert.equal(r.status, 200, r.text);
+    // a revision applied in a user's session names the user as its author
+    const u = await signIn({ user: 'u-operator', password });
+    const doc = { ...SECRET_DOCUMENT, interfaces: [{ ...SECRET_DOCUMENT.interfaces[0]!, description: 'by a session' }] };
+    const applied = await call('POST', '/api/v1/config/apply', { cookie: u.cookie, csrf: u.json.csrfToken, body: { config: doc, message: 'from the console' } });
+    assert.equal(applied.status, 200, applied.text);
+    const rev = await call('GET', `/api/v1/revisions/${applied.json.revision}`, { token: tokens.viewer });
+    assert.deepEqual([rev.json.author, rev.json.message], ['u-operator', 'from the console']);
   });
 
   it('CSRF: a cookie-signed request that changes something needs the session\'s X-CSRF-Token; reads and bearer requests do not', async () => {

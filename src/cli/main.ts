@@ -302,6 +302,16 @@ token
     out(list, () => table(['name', 'role', 'created'], list.map((t) => [t.name, t.role, t.createdAt])));
   });
 token
+  .command('role')
+  .argument('<name>')
+  .argument('<role>', ROLE_HELP, roleOption)
+  .description("change a token's role (its console sessions follow at once)")
+  .action((name: string, role: Role) => {
+    using s = openStore();
+    if (!s.setTokenRole(name, role)) throw new Error(`no token named "${name}"`);
+    out({ name, role }, () => `token ${name} is now ${role}`);
+  });
+token
   .command('remove')
   .argument('<name>')
   .description('remove a token (its console sessions end too)')
@@ -347,6 +357,16 @@ user
     using s = openStore();
     const list = s.listUsers();
     out(list, () => table(['name', 'role', 'created'], list.map((u) => [u.name, u.role, u.createdAt])));
+  });
+user
+  .command('role')
+  .argument('<name>')
+  .argument('<role>', ROLE_HELP, roleOption)
+  .description("change a user's role (its sessions follow at once)")
+  .action((name: string, role: Role) => {
+    using s = openStore();
+    if (!s.setUserRole(name, role)) throw new Error(`no user named "${name}"`);
+    out({ name, role }, () => `user ${name} is now ${role}`);
   });
 user
   .command('remove')

@@ -378,8 +378,10 @@ describe('roles, users and sessions over HTTP', () => {
       assert.equal(bad.exitCode, 2);
       assert.match(bad.stderr, /"root" is not a role \(metrics, viewer, operator, admin\)/);
       assert.equal((await run(['token', 'add', 'legacy'])).exitCode, 0);
+      assert.equal((await run(['token', 'add', 'ci'])).exitCode, 0);
+      assert.equal((await run(['token', 'role', 'ci', 'operator'])).exitCode, 0);
       const list = JSON.parse((await run(['--json', 'token', 'list'])).stdout) as { name: string; role: string }[];
-      assert.deepEqual(list.map((t) => [t.name, t.role]), [['prometheus', 'metrics'], ['legacy', 'admin']]);
+      assert.deepEqual(list.map((t) => [t.name, t.role]), [['prometheus', 'metrics'], ['legacy', 'admin'], ['ci', 'operator']]);
       const short = await run(['user', 'add', 'alice', '--role', 'operator'], 'short\n');
       assert.equal(short.exitCode, 2);
       assert.match(short.stderr, /at least 8 characters/);

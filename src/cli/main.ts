@@ -8,14 +8,14 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { serve, defaultStateDir } from '../api/serve.js';
-import { LAB_NS } from '../lab/lab.js';
+// only what every REST command needs is imported here; the engine, server and store load on demand
+// (a CLI that imported them spent ~1 s of CPU before it sent a request: src/cli/client.ts)
+import { defaultStateDir } from '../api/state-dir.js';
 import { formatPlan } from '../apply/plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
-import { detectFormat } from '../config/load.js';
-import { readRegularFile } from '../config/input.js';
-import { Store, parseRetention } from '../store/store.js';
-import { DirectClient, RestClient, describeError, findToken, type Client } from './client.js';
+import { detectFormat, readRegularFile } from '../config/input.js';
+import { RestClient, describeError, findToken, type Client } from './client.js';
+import type { DirectClient } from './direct.js';
 import { RejectedError, errorJson, exitCodeFor, EXIT } from './errors.js';
 import { buildInfo } from '../metrics/build-info.js';
 import { colorEnabled, colorize, colorizeError } from './color.js';
@@ -48,7 +48,12 @@ const program = new Command('patronus')
   .option('--netns <name>', 'with --direct: act inside this network namespace instead of the host')
   .option('--state-dir <dir>', 'state directory (store, tokens); default /var/lib/patronus or $PATRONUS_STATE_DIR')
   .option('--json', 'print JSON for scripts instead of tables (errors too: {"error": ...} on stdout)', false)
-  .version(versionText(), '-V, --version', 'print the version (package version and git describe of the checkout)')
+  // git describe runs only when the version is asked for (not on every command's start)
+  .option('-V, --version', 'print the version (package version and git describe of the checkout)')
+  .on('option:version', () => {
+    console.log(versionText());
+    process.exit(EXIT.ok);
+  })
   // usage errors go through the same exit codes and --json handling as every other error
   .exitOverride()
   .configureOutput({ outputError: (text, write) => (jsonRequested() ? undefined : write(text)) });
@@ -64,9 +69,10 @@ setOutputWidth(process.stdout.isTTY ? Number(process.env.COLUMNS) || process.std
 const out = (value: unknown, human: () => string) => console.log(globals().json ? JSON.stringify(value, null, 2) : colorEnabled(process.stdout) ? colorize(human()) : human());
 
 /** readOnly: the command changes nothing (validate): --direct then never creates a state database. */
-function client(readOnly = false): Client {
+async function client(readOnly = false): Promise<Client> {
   const g = globals();
   if (!g.direct) return new RestClient(g.server, findToken(g.token, g.stateDir));
+  const [{ DirectClient }, { LAB_NS }] = await Promise.all([import('./direct.js'), import('../lab/lab.js')]);
   const stateDir = g.stateDir ?? defaultStateDir(g.lab);
   const netns = g.netns ?? (g.lab ? LAB_NS : undefined);
   return new DirectClient({ stateDir, readOnly, ...(netns ? { netns } : {}), ...(g.json ? {} : { onProgress: progress }) });
@@ -124,7 +130,7 @@ function positiveInt(v: string, max = Number.MAX_SAFE_INTEGER): number {
 const ALLOW_EMPTY = 'accept an empty document (applying it removes everything Patronus manages)';
 
 async function withClient<T>(fn: (c: Client) => Promise<T>, readOnly = false): Promise<T> {
-  const c = client(readOnly);
+  const c = await client(readOnly);
   try {
     return await fn(c);
   } finally {
@@ -135,7 +141,7 @@ async function withClient<T>(fn: (c: Client) => Promise<T>, readOnly = false): P
 function reportText(r: ApplyReport): string {
   if (r.unchanged) return `No changes: the running system matches the committed revision ${r.revision} (nothing recorded, nothing touched)`;
   const lines = [`revision ${r.revision}: ${r.state} in ${r.durationMs.toFixed(0)} ms`];
-  lines.push(table(['step', 'result', 'ms'], r.steps.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
+  lines.push(table(['step', 'result', 'ms'], r.steps.map((s) => [s.subsystem, s.unchanged ? 'unchanged' : s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
   if (r.rollback) lines.push('rollback:', table(['step', 'result', 'ms'], r.rollback.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
   if (r.confirmDeadline) lines.push(`awaiting confirmation until ${r.confirmDeadline}: run \`patronus confirm\` or it rolls back by itself`);
   return lines.join('\n');
@@ -186,10 +192,10 @@ program
         stop();
       }
       out(r, () => reportText(r));
-      if (c instanceof DirectClient && r.state === 'confirming') {
+      if (globals().direct && r.state === 'confirming') {
         // direct mode: this process holds the timer, so it stays until confirmed (from another shell) or rolled back
         process.stderr.write(`waiting: run \`patronus --direct${globals().lab ? ' --lab' : ''} confirm\` in another shell within ${o.confirmWithin} s\n`);
-        const confirmed = await c.engine.waitForConfirmation(r.revision);
+        const confirmed = await (c as DirectClient).engine.waitForConfirmation(r.revision);
         console.error(confirmed ? `revision ${r.revision} confirmed` : `revision ${r.revision} was not confirmed: rolled back`);
         if (!confirmed) process.exitCode = EXIT.unconfirmed;
       }
@@ -262,7 +268,8 @@ token
   .command('add')
   .argument('<name>')
   .description('create a token and print it (the only time it is shown)')
-  .action((name: string) => {
+  .action(async (name: string) => {
+    const { Store } = await import('../store/store.js');
     using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
     // checked here so the operator gets a sentence, not the store's UNIQUE constraint failure
     if (s.listTokens().some((t) => t.name === name)) throw new RejectedError(`a token named "${name}" already exists (remove it first: patronus token remove ${name})`);
@@ -271,7 +278,8 @@ token
   });
 token
   .command('list')
-  .action(() => {
+  .action(async () => {
+    const { Store } = await import('../store/store.js');
     using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
     const list = s.listTokens();
     out(list, () => table(['name', 'created'], list.map((t) => [t.name, t.createdAt])));
@@ -279,7 +287,8 @@ token
 token
   .command('remove')
   .argument('<name>')
-  .action((name: string) => {
+  .action(async (name: string) => {
+    const { Store } = await import('../store/store.js');
     using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
     if (!s.removeToken(name)) throw new Error(`no token named "${name}"`);
   });
@@ -331,6 +340,7 @@ program
   .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned')
   .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string }) => {
     const g = globals();
+    const [{ serve }, { parseRetention }] = await Promise.all([import('../api/serve.js'), import('../store/store.js')]);
     const { keepRevisions, keepDays, ...rest } = o;
     const retention = keepRevisions !== undefined || keepDays !== undefined ? parseRetention(keepRevisions, keepDays) : undefined;
     await serve({ ...rest, lab: o.lab || g.lab, ...(retention ? { retention } : {}), ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}) });

@@ -102,6 +102,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     metrics,
     bodyLimit: api.bodyLimit,
     metricsRequireToken: api.metricsRequireToken,
+    sessions: api.sessions,
     ownsEngine: true,
     drift,
     ...(tlsCert && tlsKey ? { https: { cert: readFileSync(tlsCert), key: readFileSync(tlsKey) } } : {}),

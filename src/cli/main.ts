@@ -14,6 +14,10 @@ import { defaultStateDir } from '../api/state-dir.js';
 import { formatPlan } from '../apply/plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
 import { detectFormat, readRegularFile } from '../config/input.js';
+import type { Store } from '../store/store.js';
+import { ROLES, parseRole, type Role } from '../api/auth/roles.js';
+import { hashPassword } from '../api/auth/passwords.js';
+import { readNewPassword } from './password-prompt.js';
 import { RestClient, describeError, findToken, type Client } from './client.js';
 import type { DirectClient } from './direct.js';
 import { RejectedError, errorJson, exitCodeFor, EXIT } from './errors.js';
@@ -263,34 +267,101 @@ program
     });
   });
 
+/** The store of the state dir (token and user commands work on it directly). */
+const openStore = async (): Promise<Store> => (await import('../store/store.js')).Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+
+/** --role: checked before anything is opened */
+function roleOption(v: string): Role {
+  try {
+    return parseRole(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+const ROLE_HELP = `role: ${ROLES.join(', ')} (see docs/control-plane.md "Roles")`;
+
+/** A name that exists already is the operator's mistake (exit 2), said in a sentence. */
+function rejectTaken<T>(fn: () => T, hint: string): T {
+  try {
+    return fn();
+  } catch (e) {
+    if ((e as Error).name === 'NameTakenError') throw new RejectedError(`${e.message} (${hint})`);
+    throw e;
+  }
+}
+
 const token = program.command('token').description('API tokens (works on the store directly; stored hashed)');
 token
   .command('add')
   .argument('<name>')
+  .option('--role <role>', ROLE_HELP, roleOption, 'admin' as Role)
   .description('create a token and print it (the only time it is shown)')
-  .action(async (name: string) => {
-    const { Store } = await import('../store/store.js');
-    using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
-    // checked here so the operator gets a sentence, not the store's UNIQUE constraint failure
-    if (s.listTokens().some((t) => t.name === name)) throw new RejectedError(`a token named "${name}" already exists (remove it first: patronus token remove ${name})`);
-    const secret = s.addToken(name);
-    out({ name, token: secret }, () => secret);
+  .action(async (name: string, o: { role: Role }) => {
+    using s = await openStore();
+    const secret = rejectTaken(() => s.addToken(name, o.role), `remove it first: patronus token remove ${name}`);
+    out({ name, role: o.role, token: secret }, () => secret);
   });
 token
   .command('list')
   .action(async () => {
-    const { Store } = await import('../store/store.js');
-    using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+    using s = await openStore();
     const list = s.listTokens();
-    out(list, () => table(['name', 'created'], list.map((t) => [t.name, t.createdAt])));
+    out(list, () => table(['name', 'role', 'created'], list.map((t) => [t.name, t.role, t.createdAt])));
   });
 token
   .command('remove')
   .argument('<name>')
+  .description('remove a token (its console sessions end too)')
   .action(async (name: string) => {
-    const { Store } = await import('../store/store.js');
-    using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+    using s = await openStore();
     if (!s.removeToken(name)) throw new Error(`no token named "${name}"`);
+  });
+
+const user = program.command('user').description('console users (works on the store directly; passwords hashed with scrypt)');
+user
+  .command('add')
+  .argument('<name>')
+  .option('--role <role>', ROLE_HELP, roleOption, 'viewer' as Role)
+  .description('create a console user; the password is read from stdin (first line), or asked for twice on a terminal')
+  .action(async (name: string, o: { role: Role }) => {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(name)) throw new RejectedError(`user name "${name}": letters, digits and ._@- only, 1-64 characters, starting with a letter or digit`);
+    {
+      using s = await openStore();
+      if (s.user(name)) throw new RejectedError(`a user named "${name}" already exists (patronus user passwd ${name} changes its password)`);
+    }
+    const hash = await hashPassword(await readNewPassword(`password for ${name}`));
+    using s = await openStore();
+    const u = rejectTaken(() => s.addUser(name, o.role, hash), `patronus user passwd ${name} changes its password`);
+    out({ name: u.name, role: u.role, createdAt: u.createdAt }, () => `user ${u.name} (${u.role}) created`);
+  });
+user
+  .command('passwd')
+  .argument('<name>')
+  .description("set a user's password (stdin or prompt, as for add); its sessions end")
+  .action(async (name: string) => {
+    {
+      using s = await openStore();
+      if (!s.user(name)) throw new Error(`no user named "${name}"`);
+    }
+    const hash = await hashPassword(await readNewPassword(`new password for ${name}`));
+    using s = await openStore();
+    if (!s.setUserPassword(name, hash)) throw new Error(`no user named "${name}"`);
+    out({ name, passwordChanged: true }, () => `password of ${name} changed; its sessions were signed out`);
+  });
+user
+  .command('list')
+  .action(async () => {
+    using s = await openStore();
+    const list = s.listUsers();
+    out(list, () => table(['name', 'role', 'created'], list.map((u) => [u.name, u.role, u.createdAt])));
+  });
+user
+  .command('remove')
+  .argument('<name>')
+  .description('remove a user (its sessions end too)')
+  .action(async (name: string) => {
+    using s = await openStore();
+    if (!s.removeUser(name)) throw new Error(`no user named "${name}"`);
   });
 
 program

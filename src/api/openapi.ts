@@ -42,7 +42,7 @@ const ERROR_TEXT: Record<number, string> = {
   500: 'Failure (a failed apply carries its report; the previous revision was restored)',
 };
 
-const step = { type: 'object', required: ['subsystem', 'ok', 'ms'], properties: { subsystem: { type: 'string' }, ok: { type: 'boolean' }, ms: { type: 'number' }, error: { type: 'string' } } };
+const step = { type: 'object', required: ['subsystem', 'ok', 'ms'], properties: { subsystem: { type: 'string' }, ok: { type: 'boolean' }, ms: { type: 'number' }, error: { type: 'string' }, unchanged: { type: 'boolean', description: 'not run: this part of the revision is what runs, checked clean by the drift loop' } } };
 const revisionState = { type: 'string', enum: ['applying', 'confirming', 'committed', 'failed', 'rolled_back', 'interrupted'] };
 const applyReport: JsonSchema = {
   type: 'object',

@@ -16,13 +16,13 @@ import { createMetrics } from '../metrics/metrics.js';
 import { ensureLab, LAB_NS } from '../lab/lab.js';
 import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
+import { defaultStateDir } from './state-dir.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
 import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
-export const DEFAULT_STATE_DIR = '/var/lib/patronus';
-export const LAB_STATE_DIR = '/var/lib/patronus-lab';
+export { DEFAULT_STATE_DIR, LAB_STATE_DIR, defaultStateDir } from './state-dir.js';
 
 export interface ServeOptions {
   listen?: string;
@@ -35,10 +35,6 @@ export interface ServeOptions {
   netns?: string;
   /** which revisions to keep (default: $PATRONUS_KEEP_REVISIONS / $PATRONUS_KEEP_DAYS, else the newest 500) */
   retention?: Retention;
-}
-
-export function defaultStateDir(lab: boolean): string {
-  return process.env.PATRONUS_STATE_DIR ?? (lab ? LAB_STATE_DIR : DEFAULT_STATE_DIR);
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
@@ -95,6 +91,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     lastDrift = now;
   });
   drift.on('error', (e) => console.error(`patronus: drift check: ${e.message}`));
+  // an apply leaves alone what it does not change and this loop found in place (Engine.unchangedSubsystems)
+  engine.cleanState = () => drift.cleanState();
   const metrics = createMetrics(engine, { drift });
   registerHaSyncMetrics(metrics.registry, haSync);
   const app = await buildServer({

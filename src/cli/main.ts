@@ -27,6 +27,7 @@ import { bashCompletion, zshCompletion } from './completion.js';
 import { ConfigError } from '../config/issues.js';
 import { table, bytes, count, setOutputWidth, wrapLines } from './table.js';
 import { statusText, type StatusJson } from './status.js';
+import { runLog } from './log.js';
 
 interface Globals {
   netns?: string;
@@ -254,6 +255,31 @@ program
         ].join('\n'),
       );
     });
+  });
+
+program
+  .command('log')
+  .description('the firewall event log: fast-path drops (sampled per rule) and nftables log/reject events; -f follows')
+  .option('-f, --follow', 'keep printing events as they happen', false)
+  .option('--rule <name>', 'only this rule (fast path: "default" for default-drop policies, "blocklist")')
+  .option('--src <cidr>', 'only sources in this address or prefix')
+  .option('--iface <name>', 'only this interface')
+  .option('--source <source>', 'only xdp (fast path) or nft (nftables) events')
+  .option('-n, --limit <n>', 'recent events to print first (default 100; with -f 0)', (v) => positiveInt(v, 10_000))
+  .action(async (o: { follow: boolean; rule?: string; src?: string; iface?: string; source?: string; limit?: number }) => {
+    const g = globals();
+    if (g.direct) throw new RejectedError('log: the event log lives in the running server (it reads the kernel\'s event ring and NFLOG group); run without --direct');
+    if (o.source !== undefined && o.source !== 'xdp' && o.source !== 'nft') throw new RejectedError(`log: --source must be xdp or nft, not "${o.source}"`);
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    try {
+      await runLog(g.server, findToken(g.token, g.stateDir), { ...o, json: g.json }, (line) => console.log(line), ac.signal);
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
   });
 
 program

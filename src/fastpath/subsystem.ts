@@ -135,6 +135,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
         Object.entries(verdicts[direction]).map(([verdict, c]) => ({ verdict, direction, packets: c.packets, bytes: c.bytes })),
       ),
       maps: dp.occupancy().map((o) => ({ map: o.map, entries: o.entries, capacity: o.capacity })),
+      logEvents: dp.logCounters(),
     };
   },
 
@@ -213,7 +214,7 @@ async function linkIndexes(host: Host): Promise<Map<string, number>> {
   return new Map((JSON.parse(r.stdout) as { ifindex: number; ifname: string }[]).map((l) => [l.ifname, l.ifindex]));
 }
 
-async function linkNames(host: Host): Promise<Map<number, string>> {
+export async function linkNames(host: Host): Promise<Map<number, string>> {
   return new Map([...(await linkIndexes(host))].map(([n, i]) => [i, n]));
 }
 

@@ -157,6 +157,8 @@ async function runCount(n: number): Promise<Row> {
     }
     await Promise.all(watchers.map((w) => w.cancel()));
 
+    const crashed = await etcd.crashed();
+    if (crashed.length) throw new Error(`etcd members exited during the run: ${crashed.join('\n')}`);
     const usage = etcd.usage();
     const row: Row = {
       agents: n,

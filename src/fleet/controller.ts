@@ -219,17 +219,7 @@ export class FleetController {
 
   private async runRollout(req: RolloutRequest): Promise<RolloutRecord> {
     checkName('group', req.group);
-    const canary = req.canary ?? 1;
-    const waves = req.waves?.length ? req.waves : ['100%'];
-    const shares = waves.map((w) => {
-      const m = /^(\d{1,3}(?:\.\d+)?)%$/.exec(w.trim());
-      const n = m ? Number(m[1]) : NaN;
-      if (!(n > 0 && n <= 100)) throw new FleetError(`--waves: "${w}" is not a share from 1% to 100%`, 'invalid');
-      return n;
-    });
-    if (shares.some((s, i) => i > 0 && s <= shares[i - 1]!)) throw new FleetError(`--waves: shares must grow (${waves.join(',')})`, 'invalid');
-    if (shares.at(-1) !== 100) throw new FleetError(`--waves: the last wave must be 100% (${waves.join(',')})`, 'invalid');
-    if (!Number.isInteger(canary) || canary < 0) throw new FleetError(`--canary: ${canary} is not a whole number >= 0`, 'invalid');
+    const { canary, waves, shares } = rolloutOptions(req);
     const confirmWithin = req.confirmWithin ?? 60;
     const id = req.id ?? rolloutId();
     const now = () => new Date().toISOString();
@@ -404,6 +394,22 @@ export class FleetController {
       await sleep(this.pollMs);
     }
   }
+}
+
+/** Canary and waves checked (FleetError 'invalid' with the reason): the shares, cumulative, the last 100%. */
+export function rolloutOptions(req: Pick<RolloutRequest, 'canary' | 'waves'>): { canary: number; waves: string[]; shares: number[] } {
+  const canary = req.canary ?? 1;
+  const waves = req.waves?.length ? req.waves : ['100%'];
+  const shares = waves.map((w) => {
+    const m = /^(\d{1,3}(?:\.\d+)?)%$/.exec(w.trim());
+    const n = m ? Number(m[1]) : NaN;
+    if (!(n > 0 && n <= 100)) throw new FleetError(`--waves: "${w}" is not a share from 1% to 100%`, 'invalid');
+    return n;
+  });
+  if (shares.some((s, i) => i > 0 && s <= shares[i - 1]!)) throw new FleetError(`--waves: shares must grow (${waves.join(',')})`, 'invalid');
+  if (shares.at(-1) !== 100) throw new FleetError(`--waves: the last wave must be 100% (${waves.join(',')})`, 'invalid');
+  if (!Number.isInteger(canary) || canary < 0) throw new FleetError(`--canary: ${canary} is not a whole number >= 0`, 'invalid');
+  return { canary, waves, shares };
 }
 
 export function rolloutId(): string {

@@ -395,4 +395,23 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missi
     const list = (await fleet(['rollouts'])).json as { git?: { commit: string } }[];
     assert.equal(list[0]!.git?.commit, head, 'no rollout for the invalid commit');
   });
+  it('REST on any node: start a rollout (202), follow it to the end, abort refuses a finished one', async () => {
+    const n1 = nodes[0]!;
+    const token = readFileSync(join(n1.stateDir, 'admin.token'), 'utf8').trim();
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`http://${n1.listen}/api/v1${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      return { status: res.status, json: (await res.json()) as any };
+    };
+    const started = await call('POST', '/fleet/rollouts', { group: GROUP, config: base('allow-8087'), canary: 1, waves: ['100%'], confirmWithin: 60, message: 'via REST' });
+    assert.equal(started.status, 202, JSON.stringify(started.json));
+    const id = started.json.id as string;
+    await waitFor('the REST rollout to complete', async () => (await call('GET', `/fleet/rollouts/${id}`)).json.state === 'completed');
+    for (const n of nodes) assert.match(await nft(n), /allow-8087/, n.name);
+    const abort = await call('POST', `/fleet/rollouts/${id}/abort`);
+    assert.equal(abort.status, 409);
+    assert.match(abort.json.message, new RegExp(`rollout ${id} is completed: nothing to abort`));
+    const bad = await call('POST', '/fleet/rollouts', { group: GROUP, config: base('allow-8088'), waves: ['50%'] });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.message, /--waves: the last wave must be 100% \(50%\)/);
+  });
 });

@@ -122,7 +122,8 @@ export class FleetAgent extends EventEmitter<Events> {
       if (!this.running) break;
       await new Promise<void>((r) => {
         this.wake = r;
-        setTimeout(r, this.retryMs).unref();
+        // jitter: a fleet that lost etcd together does not come back in one burst
+        setTimeout(r, this.retryMs * (0.75 + Math.random() * 0.5)).unref();
       });
     }
   }

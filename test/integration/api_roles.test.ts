@@ -239,6 +239,8 @@ describe('roles, users and sessions over HTTP', () => {
     const who = await call('GET', '/api/v1/whoami', { cookie: s.cookie });
     assert.equal(who.status, 200, who.text);
     assert.deepEqual({ user: who.json.user, role: who.json.role, kind: who.json.kind, csrfToken: who.json.csrfToken }, { user: 'u-operator', role: 'operator', kind: 'session', csrfToken: s.json.csrfToken });
+    const session = await call('GET', '/api/v1/session', { cookie: s.cookie });
+    assert.deepEqual(session.json, who.json, 'GET /session answers as /whoami');
     const tokenWho = await call('GET', '/api/v1/whoami', { token: tokens.admin });
     assert.deepEqual(tokenWho.json, { user: 't-admin', role: 'admin', kind: 'token' });
     // wrong password, unknown user, bad token: 401, no cookie

@@ -186,7 +186,7 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
     return { signedOut: p.session!.id };
   });
 
-  r.get(`${P}/whoami`, { config: { role: 'viewer' }, schema: { summary: 'Who this request is signed in as: user (or token) name, role, session or token; for a session its CSRF token and expiry' } }, async (req) => {
+  const whoami = async (req: FastifyRequest) => {
     const p = req.principal!;
     return {
       user: p.user,
@@ -194,7 +194,10 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
       kind: p.kind,
       ...(p.session ? { via: p.session.via, sessionId: p.session.id, csrfToken: p.csrfToken!, expiresAt: p.session.expiresAt } : {}),
     };
-  });
+  };
+  r.get(`${P}/whoami`, { config: { role: 'viewer' }, schema: { summary: 'Who this request is signed in as: user (or token) name, role, session or token; for a session its CSRF token and expiry' } }, whoami);
+  // the same answer where a console resuming after a reload looks for its session (and its CSRF token, kept in memory only)
+  r.get(`${P}/session`, { config: { role: 'viewer' }, schema: { summary: 'The session of the cookie (as /whoami): user, role, CSRF token, expiry' } }, whoami);
 
   r.get(`${P}/sessions`, { config: { role: 'viewer' }, schema: { summary: 'Open console sessions, newest first: every one for an admin, otherwise your own' } }, async (req) => {
     const p = req.principal!;

@@ -10,6 +10,7 @@ import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { API_PREFIX } from './server.js';
 import { documentSchema } from '../config/document.js';
+import { firewallEventSchema } from '../events/hub.js';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -42,7 +43,7 @@ const ERROR_TEXT: Record<number, string> = {
   500: 'Failure (a failed apply carries its report; the previous revision was restored)',
 };
 
-const step = { type: 'object', required: ['subsystem', 'ok', 'ms'], properties: { subsystem: { type: 'string' }, ok: { type: 'boolean' }, ms: { type: 'number' }, error: { type: 'string' } } };
+const step = { type: 'object', required: ['subsystem', 'ok', 'ms'], properties: { subsystem: { type: 'string' }, ok: { type: 'boolean' }, ms: { type: 'number' }, error: { type: 'string' }, unchanged: { type: 'boolean', description: 'not run: this part of the revision is what runs, checked clean by the drift loop' } } };
 const revisionState = { type: 'string', enum: ['applying', 'confirming', 'committed', 'failed', 'rolled_back', 'interrupted'] };
 const applyReport: JsonSchema = {
   type: 'object',
@@ -147,6 +148,7 @@ export function documentedOperations(): Record<string, Operation> {
 }
 
 function buildOperations(P: string): Record<string, Operation> {
+  const { $schema: _, ...firewallEvent } = z.toJSONSchema(firewallEventSchema, { io: 'output' }) as JsonSchema;
   return {
   [`GET ${P}/status`]: { operationId: 'getStatus', tag: 'status', ok: anyObject('committed, running and pending revisions, reconciliation, store health, drift'), errors: [401, 500] },
   [`GET ${P}/config`]: { operationId: 'getConfig', tag: 'config', ok: { type: 'object', required: ['revision', 'config', 'pending'], properties: { revision: { type: ['integer', 'null'] }, config: anyObject('the committed document'), pending: { type: ['object', 'null'], additionalProperties: true } } }, errors: [401, 404, 500] },
@@ -177,6 +179,18 @@ function buildOperations(P: string): Record<string, Operation> {
   [`GET ${P}/session`]: { operationId: 'getSession', tag: 'auth', ok: whoami, errors: [401, 500] },
   [`GET ${P}/sessions`]: { operationId: 'listSessions', tag: 'auth', ok: { type: 'array', items: session }, errors: [401, 500] },
   [`DELETE ${P}/sessions/:id`]: { operationId: 'revokeSession', tag: 'auth', ok: { type: 'object', required: ['revoked'], properties: { revoked: { type: 'string' } } }, errors: [400, 401, 404, 500] },
+  [`GET ${P}/events`]: {
+    operationId: 'listEvents',
+    tag: 'events',
+    ok: {
+      description: 'recent events (JSON), or with follow=1 a server-sent event stream: `id: N` and `data: <event JSON>` per event, `: heartbeat` comments, `event: dropped` with {dropped} after events this client was too slow to take',
+      content: {
+        'application/json': { schema: { type: 'object', required: ['events', 'lastId'], properties: { events: { type: 'array', items: firewallEvent }, lastId: { type: 'integer' } } } },
+        'text/event-stream': { schema: { type: 'string' } },
+      },
+    },
+    errors: [400, 401, 500],
+  },
   [`GET ${P}/vpn/ipsec/ca`]: { operationId: 'getIpsecCa', tag: 'vpn', ok: text('application/x-pem-file', 'the CA certificate (PEM)'), errors: [401, 404, 500] },
   };
 }
@@ -232,4 +246,5 @@ export const OPENAPI_TAGS = [
   { name: 'ids', description: 'intrusion detection' },
   { name: 'ha', description: 'high availability' },
   { name: 'auth', description: 'console sign-in, sessions, who am I' },
+  { name: 'events', description: 'the live firewall log: fast-path drops and nftables log events' },
 ];

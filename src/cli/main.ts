@@ -311,7 +311,7 @@ function rejectTaken<T>(fn: () => T, hint: string): T {
   try {
     return fn();
   } catch (e) {
-    if ((e as Error).name === 'NameTakenError') throw new RejectedError(`${e.message} (${hint})`);
+    if ((e as Error).name === 'NameTakenError') throw new RejectedError(`${(e as Error).message} (${hint})`);
     throw e;
   }
 }
@@ -339,8 +339,8 @@ token
   .argument('<name>')
   .argument('<role>', ROLE_HELP, roleOption)
   .description("change a token's role (its console sessions follow at once)")
-  .action((name: string, role: Role) => {
-    using s = openStore();
+  .action(async (name: string, role: Role) => {
+    using s = await openStore();
     if (!s.setTokenRole(name, role)) throw new Error(`no token named "${name}"`);
     out({ name, role }, () => `token ${name} is now ${role}`);
   });
@@ -396,8 +396,8 @@ user
   .argument('<name>')
   .argument('<role>', ROLE_HELP, roleOption)
   .description("change a user's role (its sessions follow at once)")
-  .action((name: string, role: Role) => {
-    using s = openStore();
+  .action(async (name: string, role: Role) => {
+    using s = await openStore();
     if (!s.setUserRole(name, role)) throw new Error(`no user named "${name}"`);
     out({ name, role }, () => `user ${name} is now ${role}`);
   });

@@ -27,7 +27,7 @@ import type { SessionInfo, Store } from '../../store/store.js';
 import { errorBody } from '../errors.js';
 import { allows, type Role, type RouteRole } from './roles.js';
 import { decoyHash, verifyPassword } from './passwords.js';
-import { DEFAULT_LOGIN_LIMIT, LoginLimiter, type LoginLimitOptions } from './login-limit.js';
+import { DEFAULT_LOGIN_LIMIT, LoginLimiter, addressKey, type LoginLimitOptions } from './login-limit.js';
 
 export const SESSION_COOKIE = 'patronus_session';
 export const CSRF_HEADER = 'x-csrf-token';
@@ -146,7 +146,7 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
   r.post(`${P}/session`, { config: { role: 'public' }, schema: { summary: 'Sign in (a console user and password, or an API token): sets the session cookie and returns the CSRF token', body: signInBody } }, async (req, reply) => {
     const b = req.body;
     const byUser = 'user' in b;
-    const keys = [`address:${req.ip}`, ...(byUser ? [`user:${b.user}`] : [])];
+    const keys = [addressKey(req.ip), ...(byUser ? [`user:${b.user}`] : [])];
     const wait = limiter.retryAfter(keys);
     if (wait > 0) return tooMany(reply, wait);
     let owner: { userId: number } | { tokenId: number } | undefined;

@@ -58,3 +58,19 @@ export class LoginLimiter {
     return times;
   }
 }
+
+/**
+ * The limiter's key for a source address: an IPv4 address as it is (also
+ * when IPv4-mapped), an IPv6 address by its /64, since one host or site
+ * commonly holds a whole /64 and could otherwise try from 2^64 addresses.
+ */
+export function addressKey(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return `address:${mapped[1]}`;
+  if (!ip.includes(':')) return `address:${ip}`;
+  const [head = '', tail = ''] = ip.split('%')[0]!.toLowerCase().split('::');
+  const left = head ? head.split(':') : [];
+  const right = ip.includes('::') && tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `address:${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}

@@ -332,6 +332,46 @@ describe('roles, users and sessions over HTTP', () => {
     assert.equal((await call('GET', '/api/v1/whoami', { cookie: u.cookie })).status, 200);
   });
 
+  it('an event stream (SSE) of a session ends when the session is revoked, signed out or its user removed', async () => {
+    /** Opens GET /api/v1/events?follow=1 with the cookie; resolves `ended` when the server closes it. */
+    const follow = async (cookie: string) => {
+      const res = await fetch(`${base}/api/v1/events?follow=1&heartbeat=0.5`, { headers: { cookie } });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      await reader.read(); // the stream's first lines: it is open
+      const ended = (async () => {
+        try {
+          while (!(await reader.read()).done);
+        } catch {
+          /* a reset ends it too */
+        }
+        return Date.now();
+      })();
+      return { ended, stop: () => reader.cancel().catch(() => undefined) };
+    };
+    const within = async (p: Promise<number>, ms: number, what: string) => {
+      const t0 = Date.now();
+      const end = await Promise.race([p, new Promise<'open'>((r) => setTimeout(() => r('open'), ms).unref())]);
+      assert.notEqual(end, 'open', `${what}: the stream was still open after ${ms} ms`);
+      return (end as number) - t0;
+    };
+    const a = await signIn({ user: 'u-viewer', password });
+    const sa = await follow(a.cookie);
+    assert.equal((await call('DELETE', `/api/v1/sessions/${a.json.sessionId}`, { token: tokens.admin })).status, 200);
+    await within(sa.ended, 10_000, 'revoked');
+    const b = await signIn({ user: 'u-viewer', password });
+    const sb = await follow(b.cookie);
+    assert.equal((await call('DELETE', '/api/v1/session', { cookie: b.cookie, csrf: b.json.csrfToken })).status, 200);
+    await within(sb.ended, 10_000, 'signed out');
+    // removed outside the server (patronus user remove): noticed by the periodic check (every 10 s)
+    store.addUser('streamer', 'viewer', await hashPassword(password));
+    const c = await signIn({ user: 'streamer', password });
+    const sc = await follow(c.cookie);
+    store.removeUser('streamer');
+    await within(sc.ended, 40_000, 'user removed');
+    for (const x of [sa, sb, sc]) await x.stop();
+  });
+
   it('sessions live in the store (0600): they survive a server restart', async () => {
     const s = await signIn({ user: 'u-admin', password });
     await app.close();

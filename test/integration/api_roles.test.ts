@@ -332,10 +332,10 @@ describe('roles, users and sessions over HTTP', () => {
     assert.equal((await call('GET', '/api/v1/whoami', { cookie: u.cookie })).status, 200);
   });
 
-  it('an event stream (SSE) of a session ends when the session is revoked, signed out or its user removed', async () => {
-    /** Opens GET /api/v1/events?follow=1 with the cookie; resolves `ended` when the server closes it. */
-    const follow = async (cookie: string) => {
-      const res = await fetch(`${base}/api/v1/events?follow=1&heartbeat=0.5`, { headers: { cookie } });
+  it('an event stream (SSE) ends when its session is revoked, signed out or its user removed, or its bearer token removed', async () => {
+    /** Opens GET /api/v1/events?follow=1 with the cookie or a bearer token; resolves `ended` when the server closes it. */
+    const follow = async (cookie: string, token?: string) => {
+      const res = await fetch(`${base}/api/v1/events?follow=1&heartbeat=0.5`, { headers: token ? { authorization: `Bearer ${token}` } : { cookie } });
       assert.equal(res.status, 200);
       const reader = res.body!.getReader();
       await reader.read(); // the stream's first lines: it is open
@@ -367,9 +367,13 @@ describe('roles, users and sessions over HTTP', () => {
     store.addUser('streamer', 'viewer', await hashPassword(password));
     const c = await signIn({ user: 'streamer', password });
     const sc = await follow(c.cookie);
+    const temp = store.addToken('streamer', 'viewer');
+    const sd = await follow('', temp);
     store.removeUser('streamer');
+    store.removeToken('streamer');
     await within(sc.ended, 40_000, 'user removed');
-    for (const x of [sa, sb, sc]) await x.stop();
+    await within(sd.ended, 40_000, 'token removed');
+    for (const x of [sa, sb, sc, sd]) await x.stop();
   });
 
   it('sessions live in the store (0600): they survive a server restart', async () => {

@@ -115,12 +115,12 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
       return reply.code(403).send(errorBody(403, `${req.method} ${req.routeOptions.url} needs the ${need} role; ${who.kind === 'token' ? 'token' : 'user'} "${who.user}" has ${who.role}`));
     }
     req.principal = who;
-    if (who.session) track(who.session.id, reply.raw);
+    track(who.session ? who.session.id : `token:${who.tokenId}`, reply.raw);
   });
 
-  // Responses still streaming (server-sent events) of each session: they were authorized when they
-  // began, so they end when their session does (sign-out and revocation at once; expiry, a removed
-  // user or token, a password change within STREAM_RECHECK_MS)
+  // Responses still streaming (server-sent events) of each session or bearer token: they were
+  // authorized when they began, so they end when their session does (sign-out and revocation at
+  // once; expiry, a removed user or token, a password change within STREAM_RECHECK_MS)
   const streams = new Map<string, Set<ServerResponse>>();
   const track = (id: string, res: ServerResponse) => {
     let set = streams.get(id);
@@ -135,7 +135,7 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
     for (const res of streams.get(id) ?? []) if (res !== except && res.headersSent) res.end();
   };
   const recheck = setInterval(() => {
-    for (const id of streams.keys()) if (!store.session(id)) endStreams(id);
+    for (const id of streams.keys()) if (id.startsWith('token:') ? !store.hasToken(Number(id.slice(6))) : !store.session(id)) endStreams(id);
   }, STREAM_RECHECK_MS);
   recheck.unref();
   app.addHook('onClose', async () => clearInterval(recheck));

@@ -67,9 +67,9 @@ describe('sign-in limiter', () => {
     assert.equal(addressKey('::ffff:192.0.2.7'), 'address:192.0.2.7');
     assert.equal(addressKey('2001:db8:1:2:3:4:5:6'), 'address:2001:db8:1:2::/64');
     assert.equal(addressKey('2001:db8:1:2::9'), 'address:2001:db8:1:2::/64');
-    assert.equal(addressKey('2001:0DB8::1'), 'address:2001:db8:0:0::/64');
-    assert.equal(addressKey('::1'), 'address:0:0:0:0::/64');
-    assert.equal(addressKey('fe80::1%eth0'), 'address:fe80:0:0:0::/64');
+    assert.equal(addressKey('2001:0DB8::1'), 'address:2001:db8::/64');
+    assert.equal(addressKey('::1'), 'address:::/64');
+    assert.equal(addressKey('fe80::1%eth0'), 'address:fe80::/64');
   });
 
   it('forgets the oldest keys beyond its bound', () => {

@@ -8,6 +8,8 @@
  * would lock out a user who signs in correctly several times, and two
  * keys (address and user) per attempt would need two instances.
  */
+import { addressBytes, formatAddress, formatPrefix, isIPv6, prefixFromBytes } from '../../net/address.js';
+
 export interface LoginLimitOptions {
   failures: number;
   windowMs: number;
@@ -65,12 +67,9 @@ export class LoginLimiter {
  * commonly holds a whole /64 and could otherwise try from 2^64 addresses.
  */
 export function addressKey(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return `address:${mapped[1]}`;
-  if (!ip.includes(':')) return `address:${ip}`;
-  const [head = '', tail = ''] = ip.split('%')[0]!.toLowerCase().split('::');
-  const left = head ? head.split(':') : [];
-  const right = ip.includes('::') && tail ? tail.split(':') : [];
-  const groups = ip.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
-  return `address:${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+  const bare = ip.split('%')[0]!;
+  if (!isIPv6(bare)) return `address:${ip}`;
+  const bytes = addressBytes(bare, 6);
+  if (bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) return `address:${formatAddress(bytes.subarray(12))}`;
+  return `address:${formatPrefix(prefixFromBytes(bytes, 64))}`;
 }

@@ -176,6 +176,7 @@ function buildOperations(P: string): Record<string, Operation> {
   [`POST ${P}/session`]: { operationId: 'signIn', tag: 'auth', ok: signIn, errors: [400, 401, 403, 415, 429, 500] },
   [`DELETE ${P}/session`]: { operationId: 'signOut', tag: 'auth', ok: { type: 'object', required: ['signedOut'], properties: { signedOut: { type: 'string', description: 'the id of the session that ended' } } }, errors: [400, 401, 500] },
   [`GET ${P}/whoami`]: { operationId: 'whoami', tag: 'auth', ok: whoami, errors: [401, 500] },
+  [`GET ${P}/session`]: { operationId: 'getSession', tag: 'auth', ok: whoami, errors: [401, 500] },
   [`GET ${P}/sessions`]: { operationId: 'listSessions', tag: 'auth', ok: { type: 'array', items: session }, errors: [401, 500] },
   [`DELETE ${P}/sessions/:id`]: { operationId: 'revokeSession', tag: 'auth', ok: { type: 'object', required: ['revoked'], properties: { revoked: { type: 'string' } } }, errors: [400, 401, 404, 500] },
   [`GET ${P}/events`]: {

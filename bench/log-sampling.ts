@@ -16,7 +16,7 @@
  * Not a test: prints a table and writes log-sampling.md/.json/.svg under bench/results/.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, hostname, release } from 'node:os';
+import { cpus, hostname, loadavg, release } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inNetns } from '../src/bpf/index.js';
@@ -136,6 +136,21 @@ async function main(): Promise<void> {
     const by = (m: Mode, f: (r: Run) => number) => summarize(runs.filter((r) => r.mode === m).map(f));
     const pps = { off: by('off', (r) => r.rxPps), on: by('on', (r) => r.rxPps) };
     const change = (pps.on.median / pps.off.median - 1) * 100;
+    // the machine's load drifts: compare each on run with the off run next to it (same rep), then take the median
+    const paired = summarize(
+      Array.from({ length: REPS }, (_, rep) => {
+        const on = runs.find((r) => r.rep === rep && r.mode === 'on')!;
+        const off = runs.find((r) => r.rep === rep && r.mode === 'off')!;
+        return (on.rxPps / off.rxPps - 1) * 100;
+      }),
+    );
+    const pairedCpu = summarize(
+      Array.from({ length: REPS }, (_, rep) => {
+        const on = runs.find((r) => r.rep === rep && r.mode === 'on')!;
+        const off = runs.find((r) => r.rep === rep && r.mode === 'off')!;
+        return (on.cpuNsPerPacket / off.cpuNsPerPacket - 1) * 100;
+      }),
+    );
     const rows = (['off', 'on'] as Mode[]).map((m) => [
       m === 'off' ? 'off (no rule logs)' : `on (${RATE}/s per rule, burst ${BURST})`,
       fmtSI(by(m, (r) => r.rxPps), ' pps'),
@@ -149,22 +164,28 @@ async function main(): Promise<void> {
       fmt(by(m, (r) => r.lost + r.readerDropped), 1, 0),
     ]);
     const cpu = cpus()[0]?.model ?? 'unknown CPU';
+    const onRuns = runs.filter((r) => r.mode === 'on');
+    const within = onRuns.filter((r) => r.emitted <= Math.ceil(RATE * r.seconds) + BURST).length;
+    const accounted = onRuns.filter((r) => r.emitted + r.suppressed + r.lost === r.rx).length;
+    const kernel = { off: summarize(testRun.off), on: summarize(testRun.on) };
     const md = [
       `# Drop events: sampling on vs off, ${PACKETS.toLocaleString('en')} dropped packets per run`,
       '',
-      `${started}, ${hostname()}, Linux ${release()}, ${cpus().length} × ${cpu}. ${REPS} runs per mode, alternated; median (min–max).`,
+      `${started}, ${hostname()}, Linux ${release()}, ${cpus().length} × ${cpu}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end (the machine is shared). ${REPS} runs per mode, alternated; median (min–max).`,
       'Live frames (bench/trafficgen, one CPU) into native XDP on a veth; every frame matches the one drop rule.',
       '',
       markdownTable(
         ['drop events', 'packets/s (receiver)', 'receiver ns/packet', 'program alone ns (test_run)', 'run seconds', 'events emitted', 'allowed (rate × s + burst)', 'suppressed', 'published', 'lost'],
         rows,
       ),
-      `Packets/s with sampling on vs off: ${change >= 0 ? '+' : ''}${change.toFixed(1)} % (median against median).`,
+      `Packets/s with sampling on vs off: ${change >= 0 ? '+' : ''}${change.toFixed(1)} % median against median; run by run (each on run against the off run next to it): ${fmt(paired, 1, 1)} %; receiver CPU per packet run by run: ${fmt(pairedCpu, 1, 1)} %. Live frames on a shared 2-core VM vary more than that from run to run.`,
+      `Program alone (bpf_prog_test_run, ${TESTRUN_REPEAT.toLocaleString('en')} repeats of the dropped frame): ${kernel.off.median} ns off, ${kernel.on.median} ns on (${(((kernel.on.median - kernel.off.median) / kernel.off.median) * 100).toFixed(1)} %).`,
+      `Runs with events emitted <= rate × seconds + burst: ${within}/${onRuns.length}; runs where emitted + suppressed + lost = packets dropped: ${accounted}/${onRuns.length}.`,
       '',
     ].join('\n');
     mkdirSync(out, { recursive: true });
     writeFileSync(path.join(out, 'log-sampling.md'), md);
-    writeFileSync(path.join(out, 'log-sampling.json'), JSON.stringify({ started, host: hostname(), kernel: release(), cpu, packets: PACKETS, rate: RATE, burst: BURST, reps: REPS, runs, testRunNs: testRun, ppsChangePercent: change }, null, 2));
+    writeFileSync(path.join(out, 'log-sampling.json'), JSON.stringify({ started, loadavg: loadavg(), within, accounted, pairedPpsChangePercent: paired, pairedCpuChangePercent: pairedCpu, host: hostname(), kernel: release(), cpu, packets: PACKETS, rate: RATE, burst: BURST, reps: REPS, runs, testRunNs: testRun, ppsChangePercent: change }, null, 2));
     const series = (m: Mode) => ({ label: m === 'off' ? 'drop events off' : `drop events on (${RATE}/s/rule)`, points: runs.filter((r) => r.mode === m).map((r) => ({ x: r.rep + 1, y: summarize([r.rxPps]) as Summary })) });
     writeFileSync(path.join(out, 'log-sampling.svg'), svgPlot({ title: `Receiver packets/s, ${PACKETS.toLocaleString('en')} dropped per run`, xLabel: 'run', yLabel: 'packets/s', series: [series('off'), series('on')] }));
     console.log(md);

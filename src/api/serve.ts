@@ -16,6 +16,7 @@ import { createMetrics } from '../metrics/metrics.js';
 import { ensureLab, LAB_NS } from '../lab/lab.js';
 import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
+import { defaultStateDir } from './state-dir.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
 import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
 import { EventHub } from '../events/hub.js';
@@ -23,11 +24,11 @@ import { XdpEventSource } from '../events/xdp.js';
 import { NflogSource } from '../events/nflog.js';
 import { firewallSchema } from '../nft/schema.js';
 import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
+import { joinFleet, type FleetServeOptions } from '../fleet/serve.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
-export const DEFAULT_STATE_DIR = '/var/lib/patronus';
-export const LAB_STATE_DIR = '/var/lib/patronus-lab';
+export { DEFAULT_STATE_DIR, LAB_STATE_DIR, defaultStateDir } from './state-dir.js';
 
 export interface ServeOptions {
   listen?: string;
@@ -40,10 +41,8 @@ export interface ServeOptions {
   netns?: string;
   /** which revisions to keep (default: $PATRONUS_KEEP_REVISIONS / $PATRONUS_KEEP_DAYS, else the newest 500) */
   retention?: Retention;
-}
-
-export function defaultStateDir(lab: boolean): string {
-  return process.env.PATRONUS_STATE_DIR ?? (lab ? LAB_STATE_DIR : DEFAULT_STATE_DIR);
+  /** join a fleet (src/fleet): register in etcd and follow the node's desired configuration */
+  fleet?: FleetServeOptions;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
@@ -100,6 +99,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     lastDrift = now;
   });
   drift.on('error', (e) => console.error(`patronus: drift check: ${e.message}`));
+  // an apply leaves alone what it does not change and this loop found in place (Engine.unchangedSubsystems)
+  engine.cleanState = () => drift.cleanState();
   const metrics = createMetrics(engine, { drift });
   // the firewall event log: fast-path drop events (read from the data plane's ring whenever one runs)
   const events = new EventHub();
@@ -148,6 +149,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     nflog?.source.close();
   });
 
+  const fleet = opts.fleet ? await joinFleet(opts.fleet, { app, engine, drift, metrics }) : undefined;
+
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;
@@ -187,6 +190,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
   await app.listen({ host: hostname, port });
   drift.start();
+  fleet?.start();
   console.log(`patronus: listening on ${tlsCert ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 

@@ -14,7 +14,7 @@
  * validation with a path, never halfway through an apply.
  */
 import { append, resolveNetworkRef, resolvePortRef, type AliasTable, type PortRange } from '../aliases/aliases.js';
-import { prefixBytes, type Prefix } from '../bpf/codecs.js';
+import { prefixBytes, type Prefix } from '../net/address.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import type { CountryResolver, GeoPrefix } from './geoip.js';
 import { ACTION, BITS_BYTES, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LOG_FLAGS, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LogConfig, type LpmField } from './layout.js';
@@ -107,6 +107,7 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
   const flagsBits = Array.from({ length: FILTER_FLAGS_PER_GEN }, () => emptyBits());
   const countRules = emptyBits();
   const rules: CompiledRule[] = [];
+  const geoWanted: { cc: string; v4f: LpmField; v6f: LpmField; rule: number }[] = [];
   const ifaceRules = new Map<string, { in: number[]; out: number[] }>([...ifaceNames].map((n) => [n, { in: [], out: [] }]));
 
   fp.rules.slice(0, FILTER_MAX_RULES).forEach((rule, index) => {
@@ -158,20 +159,9 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
         items[p.family === 4 ? v4f : v6f].push({ data: prefixBytes(p), length: p.length, rule: index });
       }
       for (const { cc, path: p } of ccs) {
-        if (!geoip) {
-          issues.push({ path: p, message: `country ${cc} needs a GeoIP database (fastpath.geoip.database)` });
-          continue;
-        }
-        if (!geoip.has(cc)) {
-          issues.push({ path: p, message: `country ${cc} is not in the GeoIP database` });
-          continue;
-        }
-        const cp = geoip.prefixes(cc);
-        const push = (f: LpmField, list: GeoPrefix[]) => {
-          for (const g of list) items[f].push({ data: g.data, length: g.length, rule: index });
-        };
-        push(v4f, cp.v4);
-        push(v6f, cp.v6);
+        if (!geoip) issues.push({ path: p, message: `country ${cc} needs a GeoIP database (fastpath.geoip.database)` });
+        else if (!geoip.has(cc)) issues.push({ path: p, message: `country ${cc} is not in the GeoIP database` });
+        else geoWanted.push({ cc, v4f, v6f, rule: index });
       }
     }
 
@@ -226,6 +216,19 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
       for (let f = 0; f < 256; f++) if ((f & mask) === value) setBit(flagsBits[f]!, index);
     }
   });
+
+  // countries last, all at once: one pass over the GeoIP database for every country named
+  if (geoip && geoWanted.length) {
+    geoip.prepare?.(geoWanted.map((g) => g.cc));
+    for (const { cc, v4f, v6f, rule } of geoWanted) {
+      const cp = geoip.prefixes(cc);
+      const push = (f: LpmField, list: GeoPrefix[]) => {
+        for (const g of list) items[f].push({ data: g.data, length: g.length, rule });
+      };
+      push(v4f, cp.v4);
+      push(v6f, cp.v6);
+    }
+  }
 
   const fields = Object.fromEntries(LPM_FIELDS.map((f) => [f, buildLpm(items[f], wildcard[f], fieldBytes(f))])) as Record<LpmField, LpmEntry[]>;
   for (const f of LPM_FIELDS) {

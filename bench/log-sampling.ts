@@ -19,7 +19,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inNetns } from '../src/bpf/index.js';
+import { inNetns } from '../src/system/netns.js';
 import { compileFastpath } from '../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../src/fastpath/dataplane.js';
 import { fastpathSchema } from '../src/fastpath/schema.js';

@@ -66,16 +66,18 @@ export const FEAT = {
   log: 1 << 11,
 } as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log', number>;
 
-/** Drop events (bpf/include/filter_log.h): limiter slots, flags, sizes. */
-export const LOG_SLOT_DEFAULT = FILTER_COUNTER_SLOTS;
-export const LOG_SLOT_BLOCKED = LOG_SLOT_DEFAULT + 1;
-export const LOG_SLOTS = LOG_SLOT_DEFAULT + 2;
+/** Drop events (bpf/include/filter_log.h): limiter slots (pseudo rules per direction), flags, sizes. */
+export const LOG_SLOT_DEFAULT = FILTER_COUNTER_SLOTS; // + dir
+export const LOG_SLOT_BLOCKED = FILTER_COUNTER_SLOTS + 2; // + dir
+export const LOG_SLOTS = FILTER_COUNTER_SLOTS + 4;
 export const LOG_RING_BYTES = 256 * 1024;
 export const LOG_FLAGS = { defaultDrop: 1 << 0, blocked: 1 << 1 } as const;
-export const LOG_CONFIG_SIZE = 24 + 16 * 8; // u64 interval_ns, u64 tolerance_ns, u32 rate, u32 flags, rule_bits
-export const LOG_BUCKET_SIZE = 16;
-export const LOG_STAT_SIZE = 24;
+export const LOG_CONFIG_SIZE = 32 + 16 * 8; // u64 interval_ns, tolerance_ns, ns_per_jiffy, u32 rate, flags, rule_bits
+export const LOG_BUCKET_SIZE = 16; // u64 tat, open_jiffies
+export const LOG_STAT_SIZE = 32; // u64 emitted, suppressed, lost, seen
 export const LOG_EVENT_SIZE = 64;
+/** log_bucket.open_jiffies of a slot that does not log: never ask the limiter. */
+export const LOG_NEVER = 0xffffffffffffffffn;
 
 /** What a generation logs and how fast (struct log_config). */
 export interface LogConfig {
@@ -88,15 +90,21 @@ export interface LogConfig {
   rules: Buffer;
 }
 
-export function encodeLogConfig(c: LogConfig): Buffer {
+/** struct log_config; nsPerJiffy is the kernel's tick (1e9 / CONFIG_HZ), 0 for none. */
+export function encodeLogConfig(c: LogConfig, nsPerJiffy: number): Buffer {
   const b = Buffer.alloc(LOG_CONFIG_SIZE);
   const interval = c.rate > 0 ? BigInt(Math.round(1e9 / c.rate)) : 0n;
   b.writeBigUInt64LE(interval, 0);
   b.writeBigUInt64LE(interval * BigInt(Math.max(0, c.burst - 1)), 8);
-  b.writeUInt32LE(c.rate, 16);
-  b.writeUInt32LE(c.flags, 20);
-  c.rules.copy(b, 24);
+  b.writeBigUInt64LE(BigInt(Math.round(nsPerJiffy)), 16);
+  b.writeUInt32LE(c.rate, 24);
+  b.writeUInt32LE(c.flags, 28);
+  c.rules.copy(b, 32);
   return b;
+}
+
+export function decodeLogConfig(b: Buffer): LogConfig {
+  return { rate: b.readUInt32LE(24), burst: 0, flags: b.readUInt32LE(28), rules: Buffer.from(b.subarray(32, 32 + BITS_BYTES)) };
 }
 
 /** TCP/UDP ports by array (filter_common.h): classes per (generation, field). */

@@ -285,7 +285,7 @@ function rejectTaken<T>(fn: () => T, hint: string): T {
   try {
     return fn();
   } catch (e) {
-    if ((e as Error).name === 'NameTakenError') throw new RejectedError(`${e.message} (${hint})`);
+    if ((e as Error).name === 'NameTakenError') throw new RejectedError(`${(e as Error).message} (${hint})`);
     throw e;
   }
 }

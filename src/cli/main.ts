@@ -27,6 +27,8 @@ import { bashCompletion, zshCompletion } from './completion.js';
 import { ConfigError } from '../config/issues.js';
 import { table, bytes, count, setOutputWidth, wrapLines } from './table.js';
 import { statusText, type StatusJson } from './status.js';
+import { runLog } from './log.js';
+import { addFleetCommands, addServeFleetOptions, serveFleetOptions } from '../fleet/cli.js';
 
 interface Globals {
   netns?: string;
@@ -257,6 +259,31 @@ program
   });
 
 program
+  .command('log')
+  .description('the firewall event log: fast-path drops (sampled per rule) and nftables log/reject events; -f follows')
+  .option('-f, --follow', 'keep printing events as they happen', false)
+  .option('--rule <name>', 'only this rule (fast path: "default" for default-drop policies, "blocklist")')
+  .option('--src <cidr>', 'only sources in this address or prefix')
+  .option('--iface <name>', 'only this interface')
+  .option('--source <source>', 'only xdp (fast path) or nft (nftables) events')
+  .option('-n, --limit <n>', 'recent events to print first (default 100; with -f 0)', (v) => positiveInt(v, 10_000))
+  .action(async (o: { follow: boolean; rule?: string; src?: string; iface?: string; source?: string; limit?: number }) => {
+    const g = globals();
+    if (g.direct) throw new RejectedError('log: the event log lives in the running server (it reads the kernel\'s event ring and NFLOG group); run without --direct');
+    if (o.source !== undefined && o.source !== 'xdp' && o.source !== 'nft') throw new RejectedError(`log: --source must be xdp or nft, not "${o.source}"`);
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    try {
+      await runLog(g.server, findToken(g.token, g.stateDir), { ...o, json: g.json }, (line) => console.log(line), ac.signal);
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
+  });
+
+program
   .command('revisions')
   .description('revision history, newest first')
   .option('-n, --limit <n>', 'how many (1-1000)', (v) => positiveInt(v, 1000), 20)
@@ -309,6 +336,16 @@ token
     out(list, () => table(['name', 'role', 'created'], list.map((t) => [t.name, t.role, t.createdAt])));
   });
 token
+  .command('role')
+  .argument('<name>')
+  .argument('<role>', ROLE_HELP, roleOption)
+  .description("change a token's role (its console sessions follow at once)")
+  .action(async (name: string, role: Role) => {
+    using s = await openStore();
+    if (!s.setTokenRole(name, role)) throw new Error(`no token named "${name}"`);
+    out({ name, role }, () => `token ${name} is now ${role}`);
+  });
+token
   .command('remove')
   .argument('<name>')
   .description('remove a token (its console sessions end too)')
@@ -356,6 +393,16 @@ user
     out(list, () => table(['name', 'role', 'created'], list.map((u) => [u.name, u.role, u.createdAt])));
   });
 user
+  .command('role')
+  .argument('<name>')
+  .argument('<role>', ROLE_HELP, roleOption)
+  .description("change a user's role (its sessions follow at once)")
+  .action(async (name: string, role: Role) => {
+    using s = await openStore();
+    if (!s.setUserRole(name, role)) throw new Error(`no user named "${name}"`);
+    out({ name, role }, () => `user ${name} is now ${role}`);
+  });
+user
   .command('remove')
   .argument('<name>')
   .description('remove a user (its sessions end too)')
@@ -399,7 +446,9 @@ program
     }
   });
 
-program
+addFleetCommands(program, out);
+
+addServeFleetOptions(program
   .command('serve')
   .description('run the control plane in the foreground (REST API, /metrics)')
   .option('--listen <host:port>', 'REST/metrics listen address (default: api.listen of the configuration, 127.0.0.1:9180)')
@@ -408,13 +457,14 @@ program
   .option('--tls-cert <file>', 'serve HTTPS with this certificate')
   .option('--tls-key <file>', 'private key for --tls-cert')
   .option('--keep-revisions <n>', 'revisions to keep (older finished ones are pruned; 0 = no limit; default $PATRONUS_KEEP_REVISIONS or 500)')
-  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned')
-  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string }) => {
+  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned'))
+  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string } & Parameters<typeof serveFleetOptions>[0]) => {
     const g = globals();
     const [{ serve }, { parseRetention }] = await Promise.all([import('../api/serve.js'), import('../store/store.js')]);
-    const { keepRevisions, keepDays, ...rest } = o;
+    const { listen, lab, config, tlsCert, tlsKey, keepRevisions, keepDays } = o;
     const retention = keepRevisions !== undefined || keepDays !== undefined ? parseRetention(keepRevisions, keepDays) : undefined;
-    await serve({ ...rest, lab: o.lab || g.lab, ...(retention ? { retention } : {}), ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}) });
+    const fleet = serveFleetOptions(o);
+    await serve({ ...(listen ? { listen } : {}), lab: lab || g.lab, ...(config ? { config } : {}), ...(tlsCert ? { tlsCert } : {}), ...(tlsKey ? { tlsKey } : {}), ...(retention ? { retention } : {}), ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}), ...(fleet ? { fleet } : {}) });
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

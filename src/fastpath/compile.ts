@@ -14,10 +14,10 @@
  * validation with a path, never halfway through an apply.
  */
 import { append, resolveNetworkRef, resolvePortRef, type AliasTable, type PortRange } from '../aliases/aliases.js';
-import { prefixBytes, type Prefix } from '../bpf/codecs.js';
+import { prefixBytes, type Prefix } from '../net/address.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import type { CountryResolver, GeoPrefix } from './geoip.js';
-import { ACTION, BITS_BYTES, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LpmField } from './layout.js';
+import { ACTION, BITS_BYTES, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LOG_FLAGS, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LogConfig, type LpmField } from './layout.js';
 import { TCP_FLAG_NAMES, type FastpathConfig, type FastpathRuleConfig } from './schema.js';
 
 /** One LPM map's entries: data bytes (without the generation byte), prefix length, rule bits. */
@@ -68,6 +68,8 @@ export interface FastpathDesired {
   /** TCP/UDP ports of each port field as arrays (absent: that field uses its trie alone) */
   ports: { sport?: PortArrays; dport?: PortArrays };
   capacity: FastpathCapacity;
+  /** drop events: what logs, at which rate (rate 0: nothing) */
+  log: LogConfig;
 }
 
 export interface CompileInput {
@@ -282,7 +284,30 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
     ports[f] = p;
     genConfig.features |= f === 'sport' ? FEAT.sport_arr : FEAT.dport_arr;
   }
-  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, ports, capacity }, issues };
+  const log = compileLog(fp);
+  if (log.rate > 0) genConfig.features |= FEAT.log;
+  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, ports, capacity, log }, issues };
+}
+
+/**
+ * Which drops report events (filter_log.h): a drop or rate-limit rule logs
+ * when it says log: true, or when fastpath.log.drops is on and it does not
+ * say log: false; drops also brings the default-drop policy and the
+ * blocklist. Nothing logs: rate 0, and the program never looks (FEAT.log off).
+ */
+export function compileLog(fp: FastpathConfig): LogConfig {
+  const rules = emptyBits();
+  let any = false;
+  fp.rules.slice(0, FILTER_MAX_RULES).forEach((r, i) => {
+    if (r.action !== 'drop' && r.action !== 'rate-limit') return;
+    if (r.log ?? fp.log.drops) {
+      setBit(rules, i);
+      any = true;
+    }
+  });
+  const flags = fp.log.drops ? LOG_FLAGS.defaultDrop | LOG_FLAGS.blocked : 0;
+  if (!any && !flags) return { rate: 0, burst: 0, flags: 0, rules };
+  return { rate: fp.log.rate, burst: fp.log.burst ?? fp.log.rate, flags, rules };
 }
 
 /** A port field's TCP and UDP ports as class arrays (see filter_common.h). */

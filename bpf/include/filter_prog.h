@@ -86,6 +86,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * FILTER_DIR4_CHUNKS);
+	__type(key, __u32);
+	__type(value, struct dir4_bitmap);
+} v4_bitmap SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 4 * FILTER_DIR4_CLASSES);
 	__type(key, __u32);
 	__type(value, struct rule_bits);
@@ -211,6 +218,9 @@ struct {
 	__type(key, struct in6_addr);
 	__type(value, struct block_value);
 } block_v6 SEC(".maps");
+
+/* BTF anchor of the contract's enums (filter_common.h); never read. */
+const volatile struct filter_contract filter_contract __attribute__((used)) = {};
 
 /* ---- helpers ---- */
 
@@ -380,12 +390,23 @@ static __always_inline struct rule_bits *lookup_v4_dir(void *trie, __u32 gen, __
 	if (!e)
 		return NULL;
 	c = *e;
-	if ((c & FILTER_DIR_CHUNK) && c != FILTER_DIR_TRIE) {
+	if (c == FILTER_DIR_TRIE) {
+		/* the trie, below */
+	} else if (c & FILTER_DIR_CHUNK) {
 		idx = ((gf * FILTER_DIR4_CHUNKS + (c & (FILTER_DIR4_CHUNKS - 1))) << 8) | addr[2];
 		e = bpf_map_lookup_elem(&v4_dir8, &idx);
 		if (!e)
 			return NULL;
 		c = *e;
+	} else if (c & FILTER_DIR_BITMAP) {
+		struct dir4_bitmap *b;
+		__u32 third = addr[2];
+
+		idx = gf * FILTER_DIR4_CHUNKS + (c & (FILTER_DIR4_CHUNKS - 1));
+		b = bpf_map_lookup_elem(&v4_bitmap, &idx);
+		if (!b)
+			return NULL;
+		c = b->cls[(b->bits[(third >> 6) & 3] >> (third & 63)) & 1];
 	}
 	if (c == FILTER_DIR_TRIE)
 		return lookup_v4(trie, gen, addr);
@@ -434,6 +455,21 @@ static __always_inline struct rule_bits *lookup_port_arr(void *trie, __u32 gen, 
 		return NULL;
 	idx = (gen * 2 + field) * FILTER_PORT_CLASSES + *c;
 	return bpf_map_lookup_elem(&port_bits, &idx);
+}
+
+/* Whether a lookup can still change acc: some candidate constrains the field. */
+static __always_inline int needed(struct rule_bits *acc, struct rule_bits *constrained, __u32 nwords)
+{
+	__u64 any = 0;
+	__u32 i;
+
+#pragma clang loop unroll(disable)
+	for (i = 0; i < FILTER_WORDS; i++) {
+		if (i >= nwords)
+			break;
+		any |= acc->w[i] & constrained->w[i];
+	}
+	return any != 0;
 }
 
 /* acc &= v over the words in use. */
@@ -499,7 +535,7 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 	for (i = 0; i < FILTER_WORDS; i++)
 		cc->m.w[i] = i < words ? base->w[i] & ifv->bits.w[i] : 0;
 	if (!fam) {
-		if (feat & FEAT_SRC_V4) {
+		if ((feat & FEAT_SRC_V4) && needed(&cc->m, &gc->constrained[FIELD_SRC_V4], words)) {
 			if (feat & FEAT_SRC_V4_DIR)
 				v = lookup_v4_dir(&src_v4, gen, gen * 2, pi->saddr);
 			else
@@ -508,7 +544,7 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
 		}
-		if (feat & FEAT_DST_V4) {
+		if ((feat & FEAT_DST_V4) && needed(&cc->m, &gc->constrained[FIELD_DST_V4], words)) {
 			if (feat & FEAT_DST_V4_DIR)
 				v = lookup_v4_dir(&dst_v4, gen, gen * 2 + 1, pi->daddr);
 			else
@@ -518,20 +554,20 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 			and_into(&cc->m, v, words);
 		}
 	} else {
-		if (feat & FEAT_SRC_V6) {
+		if ((feat & FEAT_SRC_V6) && needed(&cc->m, &gc->constrained[FIELD_SRC_V6], words)) {
 			v = lookup_v6(&src_v6, gen, pi->saddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
 		}
-		if (feat & FEAT_DST_V6) {
+		if ((feat & FEAT_DST_V6) && needed(&cc->m, &gc->constrained[FIELD_DST_V6], words)) {
 			v = lookup_v6(&dst_v6, gen, pi->daddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
 		}
 	}
-	if (feat & FEAT_SPORT) {
+	if ((feat & FEAT_SPORT) && needed(&cc->m, &gc->constrained[FIELD_SPORT], words)) {
 		if (feat & FEAT_SPORT_ARR)
 			v = lookup_port_arr(&sport, gen, 0, pi, pi->sport);
 		else
@@ -540,7 +576,7 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 			return FILTER_MAX_RULES;
 		and_into(&cc->m, v, words);
 	}
-	if (feat & FEAT_DPORT) {
+	if ((feat & FEAT_DPORT) && needed(&cc->m, &gc->constrained[FIELD_DPORT], words)) {
 		if (feat & FEAT_DPORT_ARR)
 			v = lookup_port_arr(&dport, gen, 1, pi, pi->dport);
 		else
@@ -549,7 +585,7 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 			return FILTER_MAX_RULES;
 		and_into(&cc->m, v, words);
 	}
-	if (feat & FEAT_FLAGS) {
+	if ((feat & FEAT_FLAGS) && needed(&cc->m, &gc->constrained[FIELD_FLAGS], words)) {
 		fidx = gen * FILTER_FLAGS_PER_GEN +
 		       (pi->l4proto == IPPROTO_TCP && pi->fragment != 2 ? pi->tcp_flags : FILTER_FLAGS_UNKNOWN);
 		v = bpf_map_lookup_elem(&tcp_flags, &fidx);

@@ -136,7 +136,7 @@ const want = (name) => {
   }
 };
 for (const m of Object.values(maps)) for (const ty of [m.keyType, m.valueType]) if (ty?.startsWith('struct ')) want(ty.slice(7));
-want('filter_contract');
+for (const name of Object.keys(structs)) if (name.startsWith('filter_contract')) want(name);
 
 const enums = {};
 for (const t of types) {

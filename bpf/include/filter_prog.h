@@ -219,8 +219,25 @@ struct {
 	__type(value, struct block_value);
 } block_v6 SEC(".maps");
 
-/* BTF anchor of the contract's enums (filter_common.h); never read. */
-const volatile struct filter_contract filter_contract __attribute__((used)) = {};
+#include "filter_log.h"
+
+/* The drop-event constants as enumerators, for the generated TypeScript side. */
+enum filter_log_limits {
+	FILTER_LOG_SLOT_DEFAULT = LOG_SLOT_DEFAULT,
+	FILTER_LOG_SLOT_BLOCKED = LOG_SLOT_BLOCKED,
+	FILTER_LOG_SLOTS = LOG_SLOTS,
+	FILTER_LOG_RING_BYTES = LOG_RING_BYTES,
+};
+
+/* BTF anchor of the contract's enums and of the structs no map holds
+ * (filter_common.h, filter_log.h); never read by the program. */
+struct filter_contract_all {
+	struct filter_contract common;
+	enum filter_log_limits log_limits;
+	enum log_flags log_flags;
+	struct log_event log_event;
+};
+const volatile struct filter_contract_all filter_contract __attribute__((used)) = {};
 
 /* ---- helpers ---- */
 
@@ -644,13 +661,21 @@ static __always_inline struct iface_value *iface_entry(__u32 ifindex, __u32 gen,
 	return v;
 }
 
+/* Drop events only when this generation logs (gc: the generation's config,
+ * NULL on the default path when it could not be read). */
+#define LOG_DROP(RULE, SLOT, VERDICT)                                                  \
+	do {                                                                           \
+		if (gc && (gc->features & FEAT_LOG))                                   \
+			log_drop(&pi, ifindex, (RULE) << 16 | (SLOT), gen | dir << 8 | (VERDICT) << 16);         \
+	} while (0)
+
 static __always_inline enum filter_result filter_packet(void *data, void *data_end, __u64 len,
 							__u32 ifindex, __u32 dir)
 {
 	struct packet_info pi = {};
 	struct count_ctx cc;
 	struct iface_value *ifv;
-	struct gen_config *gc;
+	struct gen_config *gc = NULL;
 	struct rule_action *act;
 	enum parse_result res;
 	__u32 zero = 0, gen, rule, idx, fam;
@@ -690,6 +715,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	bs = bpf_map_lookup_elem(&block_active, &fam);
 	if (bs && *bs && blocked(&pi, dir == FILTER_DIR_INGRESS ? pi.saddr : pi.daddr)) {
 		count_verdict(dir, VERDICT_BLOCKED, len);
+		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_BLOCKED, VERDICT_BLOCKED);
 		return FILTER_DROP;
 	}
 
@@ -719,6 +745,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	case FILTER_ACT_DROP:
 		count_rule(act->counter_slot, len);
 		count_verdict(dir, VERDICT_RULE_DROP, len);
+		LOG_DROP(rule, act->counter_slot, VERDICT_RULE_DROP);
 		return FILTER_DROP;
 	case FILTER_ACT_RATE_LIMIT: {
 		struct rule_stat *s = count_rule(act->counter_slot, len);
@@ -727,6 +754,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 			if (s)
 				s->limited++;
 			count_verdict(dir, VERDICT_RATE_DROP, len);
+			LOG_DROP(rule, act->counter_slot, VERDICT_RATE_DROP);
 			return FILTER_DROP;
 		}
 		count_verdict(dir, VERDICT_RATE_PASS, len);
@@ -741,6 +769,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 deflt:
 	if (ifv->default_action == FILTER_ACT_DROP) {
 		count_verdict(dir, VERDICT_DEFAULT_DROP, len);
+		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_DEFAULT, VERDICT_DEFAULT_DROP);
 		return FILTER_DROP;
 	}
 	count_verdict(dir, VERDICT_DEFAULT_PASS, len);

@@ -50,7 +50,16 @@ import {
   MAPS,
   encodeGenConfig,
   encodeIfaceValue,
+  encodeLogConfig,
   ifaceIndex,
+  LOG_BUCKET_SIZE,
+  LOG_CONFIG_SIZE,
+  LOG_FLAGS,
+  LOG_SLOT_BLOCKED,
+  LOG_SLOT_DEFAULT,
+  LOG_RING_BYTES,
+  LOG_SLOTS,
+  LOG_STAT_SIZE,
   lpmKey,
   type LpmField,
   type MapName,
@@ -529,6 +538,8 @@ export class FastpathDataPlane implements Disposable {
     await this.maps.actions.setMany(actionEntries);
     written.actions = desired.rules.length;
     this.maps.gen_config.set(u32(shadow), encodeGenConfig(genConfigWithConstraints(desired)));
+    // drop events (filter_log.h): read only when gen_config says FEAT_LOG
+    this.maps.log_cfg.set(u32(shadow), encodeLogConfig(desired.log));
     const meta = Buffer.alloc(GEN_META_SIZE);
     meta.writeUInt32LE(desired.rules.length, 0);
     LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
@@ -587,6 +598,8 @@ export class FastpathDataPlane implements Disposable {
 
   private resetSlot(slot: number, name: string): void {
     (this.perCpu('rule_stats')).setAll(u32(slot), Buffer.alloc(RULE_STAT_SIZE));
+    new PerCpuMap(this.maps.log_stats.nativeHandle, this.maps.log_stats.keyCodec, codecs.bytes(LOG_STAT_SIZE)).setAll(u32(slot), Buffer.alloc(LOG_STAT_SIZE));
+    this.maps.log_bucket.set(u32(slot), Buffer.alloc(LOG_BUCKET_SIZE));
     const n = Buffer.alloc(FILTER_NAME_LEN);
     n.write(name.slice(0, FILTER_NAME_LEN - 1), 'utf8');
     this.maps.rule_names.set(u32(slot), n);
@@ -783,6 +796,43 @@ export class FastpathDataPlane implements Disposable {
       const action = (Object.keys(ACTION) as (keyof typeof ACTION)[]).find((k) => ACTION[k] === a.action) ?? 'pass';
       out.push({ name, index: i, action, packets, bytes, limited });
     }
+    return out;
+  }
+
+  /**
+   * Drop-event counters (filter_log.h) of every rule of the active rule set
+   * that logs, and of the default-drop and blocklist pseudo rules when they
+   * log: emitted, suppressed by the per-rule limiter, lost on a full ring.
+   */
+  logCounters(): { rule: string; emitted: bigint; suppressed: bigint; lost: bigint; rate: number }[] {
+    const gen = this.generation;
+    const cfg = this.maps.log_cfg.get(u32(gen))!;
+    const rate = cfg.readUInt32LE(16);
+    if (!rate) return [];
+    const flags = cfg.readUInt32LE(20);
+    const bits = cfg.subarray(24);
+    const stats = new PerCpuMap(this.maps.log_stats.nativeHandle, this.maps.log_stats.keyCodec, codecs.bytes(LOG_STAT_SIZE));
+    const read = (rule: string, slot: number) => {
+      let emitted = 0n;
+      let suppressed = 0n;
+      let lost = 0n;
+      for (const v of stats.get(u32(slot))!) {
+        emitted += v.readBigUInt64LE(0);
+        suppressed += v.readBigUInt64LE(8);
+        lost += v.readBigUInt64LE(16);
+      }
+      return { rule, emitted, suppressed, lost, rate };
+    };
+    const out = [];
+    const n = this.meta(gen).rules;
+    for (let i = 0; i < n; i++) {
+      if (!(bits[i >> 3]! & (1 << (i & 7)))) continue;
+      const a = decodeAction(this.maps.actions.get(u32(gen * FILTER_MAX_RULES + i))!);
+      const name = a.slot < FILTER_COUNTER_SLOTS ? this.slotName(a.slot) : undefined;
+      if (name) out.push(read(name, a.slot));
+    }
+    if (flags & LOG_FLAGS.defaultDrop) out.push(read('default', LOG_SLOT_DEFAULT));
+    if (flags & LOG_FLAGS.blocked) out.push(read('blocklist', LOG_SLOT_BLOCKED));
     return out;
   }
 
@@ -1028,11 +1078,12 @@ function checkLayout(maps: Record<MapName, RawMap>, where: string, btf: boolean)
     const want = MAPS[name] as { type: string; keySize?: number; valueSize?: number; maxEntries: number; flags: number; keyType?: string; valueType?: string };
     const info = maps[name].info;
     if (info.type !== want.type) throw bad(name, `is a ${info.type} map, this build expects ${want.type}`);
-    if (info.keySize !== want.keySize || info.valueSize !== want.valueSize) throw bad(name, `has key/value ${info.keySize}/${info.valueSize} bytes, this build expects ${want.keySize}/${want.valueSize}`);
+    if (info.keySize !== (want.keySize ?? 0) || info.valueSize !== (want.valueSize ?? 0)) throw bad(name, `has key/value ${info.keySize}/${info.valueSize} bytes, this build expects ${want.keySize}/${want.valueSize}`);
     if ((info.flags & want.flags) !== want.flags) throw bad(name, `has flags 0x${info.flags.toString(16)}, this build expects 0x${want.flags.toString(16)} set`);
     if (!SIZED_AT_LOAD.has(name) && info.maxEntries !== want.maxEntries) throw bad(name, `holds ${info.maxEntries} entries, this build expects ${want.maxEntries}`);
     // libbpf creates map-in-maps without BTF (an fd value has no type to record)
-    if (!btf || want.valueType === 'map fd') continue;
+    // nor ring buffers (no key or value at all)
+    if (!btf || want.valueType === 'map fd' || (!want.keyType && !want.valueType)) continue;
     const types = maps[name].nativeHandle.btfTypes();
     if (!types) throw bad(name, 'carries no BTF');
     if (want.keyType && types.key !== null && types.key !== want.keyType) throw bad(name, `has key type ${types.key}, this build expects ${want.keyType}`);

@@ -80,7 +80,44 @@ export const FEAT = {
   dst_v4_dir: F.FEAT_DST_V4_DIR,
   sport_arr: F.FEAT_SPORT_ARR,
   dport_arr: F.FEAT_DPORT_ARR,
-} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr', number>;
+  log: F.FEAT_LOG,
+} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log', number>;
+
+/** Drop events (bpf/include/filter_log.h): limiter slots, flags, sizes. */
+const LL = ENUMS.filter_log_limits;
+export const LOG_SLOT_DEFAULT: number = LL.FILTER_LOG_SLOT_DEFAULT;
+export const LOG_SLOT_BLOCKED: number = LL.FILTER_LOG_SLOT_BLOCKED;
+export const LOG_SLOTS: number = LL.FILTER_LOG_SLOTS;
+export const LOG_RING_BYTES: number = LL.FILTER_LOG_RING_BYTES;
+export const LOG_FLAGS = { defaultDrop: ENUMS.log_flags.LOG_DEFAULT_DROP, blocked: ENUMS.log_flags.LOG_BLOCKED } as const;
+export const LOG_CONFIG_SIZE: number = STRUCTS.log_config.size;
+export const LOG_BUCKET_SIZE: number = STRUCTS.log_bucket.size;
+export const LOG_STAT_SIZE: number = STRUCTS.log_stat.size;
+export const LOG_EVENT_SIZE: number = STRUCTS.log_event.size;
+
+/** What a generation logs and how fast (struct log_config). */
+export interface LogConfig {
+  /** events per second per rule; 0 with no rule logging */
+  rate: number;
+  /** bucket depth in events */
+  burst: number;
+  flags: number;
+  /** rules (by position) whose drops log */
+  rules: Buffer;
+}
+
+const LC = STRUCTS.log_config.members;
+
+export function encodeLogConfig(c: LogConfig): Buffer {
+  const b = Buffer.alloc(LOG_CONFIG_SIZE);
+  const interval = c.rate > 0 ? BigInt(Math.round(1e9 / c.rate)) : 0n;
+  b.writeBigUInt64LE(interval, LC.interval_ns.offset);
+  b.writeBigUInt64LE(interval * BigInt(Math.max(0, c.burst - 1)), LC.tolerance_ns.offset);
+  b.writeUInt32LE(c.rate, LC.rate.offset);
+  b.writeUInt32LE(c.flags, LC.flags.offset);
+  c.rules.copy(b, LC.rules.offset);
+  return b;
+}
 
 /** gen_config.constrained: one vector per match field, in enum filter_field order. */
 export const MATCH_FIELDS = ['src_v4', 'dst_v4', 'src_v6', 'dst_v6', 'sport', 'dport', 'flags'] as const;

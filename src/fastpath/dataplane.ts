@@ -92,6 +92,36 @@ export interface DataPlaneOptions {
   upgrade?: boolean;
 }
 
+/**
+ * What observers may do with a running data plane: read it, and drive the
+ * IDS blocklist. No load, apply, attach, upgrade or destroy (FastpathDataPlane.observe).
+ */
+export type FastpathView = Pick<
+  FastpathDataPlane,
+  | 'pinDir'
+  | 'xdp'
+  | 'tc'
+  | 'adopted'
+  | 'generation'
+  | 'capacity'
+  | 'lookups'
+  | 'blocklistChecked'
+  | 'meta'
+  | 'configuredIfindexes'
+  | 'ruleCounters'
+  | 'logCounters'
+  | 'verdictCounters'
+  | 'occupancy'
+  | 'interfaces'
+  | 'activeEntries'
+  | 'activeRuleNames'
+  | 'block'
+  | 'unblock'
+  | 'listBlocked'
+  | 'close'
+  | typeof Symbol.dispose
+>;
+
 /** The pinned data plane belongs to another network namespace (another Patronus instance). */
 export class ForeignDataPlaneError extends Error {
   constructor(message: string) {
@@ -207,6 +237,32 @@ export class FastpathDataPlane implements Disposable {
     // an upgrade in progress (possibly interrupted earlier): the programs of
     // the superseded data plane may be attached; attach() replaces them
     dp.superseded = supersededProgIds(`${opts.pinDir}_old`);
+    return dp;
+  }
+
+  /**
+   * The data plane pinned at pinDir, for observers (status, metrics, plan,
+   * drift) and the IDS blocklist: adopts the pins and nothing else. Unlike
+   * open() it never loads or pins a data plane, never finishes an
+   * interrupted upgrade (renames) and never marks ownership: those belong to
+   * apply, under the apply lock. Throws when nothing (or something of
+   * another build or namespace) is pinned there.
+   */
+  static observe(opts: Pick<DataPlaneOptions, 'pinDir' | 'inNetns'>): FastpathView {
+    const inNs = opts.inNetns ?? (<T>(fn: () => T) => fn());
+    if (!FastpathDataPlane.isPinned(opts.pinDir)) throw new Error(`fastpath: no data plane is pinned at ${opts.pinDir}; apply a configuration with fastpath interfaces first`);
+    const here = inNs(currentNetnsInode);
+    const owner = pinOwner(opts.pinDir);
+    if (owner !== undefined && owner !== here) throw foreignOwner(opts.pinDir, owner, here);
+    const dp = FastpathDataPlane.adopt(opts.pinDir, inNs);
+    if (owner === undefined) {
+      try {
+        dp.checkInterfacesHere(here);
+      } catch (e) {
+        dp.close();
+        throw e;
+      }
+    }
     return dp;
   }
 

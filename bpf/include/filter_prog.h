@@ -477,16 +477,18 @@ static __always_inline struct rule_bits *lookup_port_arr(void *trie, __u32 gen, 
 /* Whether a lookup can still change acc: some candidate constrains the field. */
 static __always_inline int needed(struct rule_bits *acc, struct rule_bits *constrained, __u32 nwords)
 {
-	__u64 any = 0;
 	__u32 i;
 
+	/* Not unrolled (16 words per field would overflow the stack with
+	 * spills); usually the first word answers. */
 #pragma clang loop unroll(disable)
 	for (i = 0; i < FILTER_WORDS; i++) {
 		if (i >= nwords)
 			break;
-		any |= acc->w[i] & constrained->w[i];
+		if (acc->w[i] & constrained->w[i])
+			return 1;
 	}
-	return any != 0;
+	return 0;
 }
 
 /* acc &= v over the words in use. */

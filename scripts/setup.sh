@@ -42,6 +42,8 @@ fi
 
 log "BPF objects (vmlinux.h from /sys/kernel/btf/vmlinux)"
 make -s -C bpf
+# the TypeScript side of the fast path's map layout, from the object's BTF (bpf2go-style)
+node scripts/gen-bpf-contract.mjs bpf/build/xdp_filter.bpf.o src/fastpath/generated/filter.ts
 
 log "native addon (cmake-js, Node-API 9, system libbpf)"
 if [[ ! -f native/build/Release/patronus_bpf.node ]] || [[ -n "$(find native/src native/CMakeLists.txt -newer native/build/Release/patronus_bpf.node -print -quit)" ]]; then

@@ -20,6 +20,7 @@ APT_PACKAGES=(
   geoip-database libmaxmind-db-writer-perl
   xdp-tools
   prometheus
+  chromium fonts-dejavu-core
 )
 
 # apt: install what is missing; stop only the daemon units this run installed
@@ -52,6 +53,9 @@ make -s -C bench/trafficgen
 
 log "TypeScript"
 npx --no-install tsc -p tsconfig.json
+
+log "web console (src/console -> dist/console)"
+bash scripts/build-console.sh
 
 log "patronus command on PATH"
 bash scripts/install-cli.sh

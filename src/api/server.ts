@@ -10,7 +10,7 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { OPENAPI_TAGS, documentComponent, openapiTransform } from './openapi.js';
+import { DASHBOARD_FRAME_SCHEMA, OPENAPI_TAGS, documentComponent, openapiTransform } from './openapi.js';
 import { z } from 'zod';
 import type { ConfigSource, Engine } from '../apply/engine.js';
 import { formatPlan } from '../apply/plan.js';
@@ -33,6 +33,7 @@ import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
 import { exportProfile } from '../services/openvpn/openvpn.js';
 import { openvpnServerSchema } from '../services/openvpn/schema.js';
 import { ipsecCaCertificate } from '../services/ipsec/ipsec.js';
+import { isConsoleAsset, registerConsole } from './console.js';
 
 export interface ServerOptions {
   engine: Engine;
@@ -51,6 +52,8 @@ export interface ServerOptions {
    * starts its periodic loop). Default: one that checks on demand only.
    */
   drift?: DriftMonitor;
+  /** the web console (src/api/console.ts): where its build is, how often the dashboard stream reads counters */
+  console?: { dir?: string; intervalMs?: number };
 }
 
 export const API_PREFIX = '/api/v1';
@@ -153,7 +156,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const open = new Set(['/healthz', '/schema.json', ...(opts.metricsRequireToken === false ? ['/metrics'] : [])]);
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0]!;
-    if (open.has(path)) return;
+    // the console's static files hold no data: the app signs in through the API like any client
+    if (open.has(path) || (req.method === 'GET' && isConsoleAsset(path))) return;
     const header = req.headers.authorization;
     const m = header && /^Bearer\s+(\S+)$/i.exec(header);
     if (!m) {
@@ -189,7 +193,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       info: { title: 'Patronus', description: 'Linux firewall and edge data-plane manager: configuration, revisions, counters', version: '1' },
       servers: [{ url: '/', description: 'this server (api.listen)' }],
       tags: OPENAPI_TAGS,
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }, schemas: { PatronusDocument: documentComponent() } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }, schemas: { PatronusDocument: documentComponent(), DashboardFrame: DASHBOARD_FRAME_SCHEMA } },
       security: [{ bearer: [] }],
     },
     // operationIds, tags and every response (errors included): src/api/openapi.ts
@@ -416,6 +420,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     if (!conns?.length) return reply.code(404).send(errorBody(404, 'no IPsec connections in the committed configuration'));
     return reply.type('application/x-pem-file').send(ipsecCaCertificate(engine.host.stateDir));
   });
+
+  await registerConsole(app, { engine, metrics, drift, ...opts.console });
 
   return app;
 }

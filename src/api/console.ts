@@ -23,11 +23,6 @@ import { jsonSafe } from './json.js';
 export const CONSOLE_DIR = fileURLToPath(new URL('../../console/', import.meta.url));
 export const CONSOLE_PREFIX = '/console/';
 
-/** Paths the console serves without a token (the app itself, not data). */
-export function isConsoleAsset(path: string): boolean {
-  return path === '/' || path === '/console' || path.startsWith(CONSOLE_PREFIX);
-}
-
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
@@ -100,9 +95,10 @@ export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions
   const dir = opts.dir ?? CONSOLE_DIR;
   const intervalMs = opts.intervalMs ?? 500;
 
-  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect(CONSOLE_PREFIX));
-  app.get('/console', { schema: { hide: true } }, async (_req, reply) => reply.redirect(CONSOLE_PREFIX));
-  app.get(`${CONSOLE_PREFIX}*`, { schema: { hide: true } }, async (req, reply) => serveFile(dir, req, reply));
+  // the app's files hold no data (public): it signs in through the API like any client
+  app.get('/', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => reply.redirect(CONSOLE_PREFIX));
+  app.get('/console', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => reply.redirect(CONSOLE_PREFIX));
+  app.get(`${CONSOLE_PREFIX}*`, { config: { role: 'public' }, schema: { hide: true } }, async (req, reply) => serveFile(dir, req, reply));
 
   // one reader for every subscriber: N open dashboards cost one kernel read per interval
   const subscribers = new Set<(frame: string) => void>();
@@ -147,7 +143,7 @@ export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions
   // the drift report the frames carry: keep it fresh while someone watches (the monitor shares checks)
   let driftTimer: NodeJS.Timeout | undefined;
 
-  app.get('/api/v1/stream/dashboard', { schema: { summary: `Server-sent events: a "frame" of live counters (interfaces, rules, verdicts, services), revision, pending confirmation and drift every ${intervalMs} ms` } }, async (req: FastifyRequest, reply: FastifyReply) => {
+  app.get('/api/v1/stream/dashboard', { config: { role: 'viewer' }, schema: { summary: `Server-sent events: a "frame" of live counters (interfaces, rules, verdicts, services), revision, pending confirmation and drift every ${intervalMs} ms` } }, async (req: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });

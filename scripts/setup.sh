@@ -21,6 +21,7 @@ APT_PACKAGES=(
   xdp-tools
   prometheus
   chromium fonts-dejavu-core
+  etcd-server etcd-client git  # fleet: the tests and bench run their own 3-member etcd cluster; GitOps drives the git CLI
 )
 
 # apt: install what is missing; stop only the daemon units this run installed

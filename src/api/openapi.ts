@@ -264,13 +264,29 @@ function buildOperations(P: string): Record<string, Operation> {
   };
 }
 
+/** Operations only a node that joined a fleet serves (serve --fleet, src/fleet/routes.ts): not in documentedOperations(). */
+let fleetOps: Record<string, Operation> | undefined;
+export function fleetOperations(): Record<string, Operation> {
+  const P = API_PREFIX;
+  fleetOps ??= {
+    [`GET ${P}/fleet/status`]: { operationId: 'getFleetStatus', tag: 'fleet', ok: anyObject('groups: members, online, converged, running rollout, base'), errors: [401, 403, 500] },
+    [`GET ${P}/fleet/nodes`]: { operationId: 'listFleetNodes', tag: 'fleet', ok: { type: 'array', items: anyObject('a member: registration (online), last status, desired rollout') }, errors: [400, 401, 403, 500] },
+    [`GET ${P}/fleet/rollouts`]: { operationId: 'listFleetRollouts', tag: 'fleet', ok: { type: 'array', items: anyObject('a rollout record') }, errors: [400, 401, 403, 500] },
+    [`GET ${P}/fleet/rollouts/:id`]: { operationId: 'getFleetRollout', tag: 'fleet', ok: anyObject('waves, per-node results, history'), errors: [400, 401, 403, 404, 500] },
+    [`POST ${P}/fleet/validate`]: { operationId: 'validateFleetDocument', tag: 'fleet', ok: anyObject('valid for every member'), errors: [400, 401, 403, 500] },
+    [`POST ${P}/fleet/rollouts`]: { operationId: 'startFleetRollout', tag: 'fleet', ok: anyObject('the rollout record (202: it runs on)'), errors: [400, 401, 403, 409, 500] },
+    [`POST ${P}/fleet/rollouts/:id/abort`]: { operationId: 'abortFleetRollout', tag: 'fleet', ok: anyObject('the halted rollout'), errors: [401, 403, 404, 409, 500] },
+  };
+  return fleetOps;
+}
+
 type TransformArgs = Parameters<typeof jsonSchemaTransform>[0];
 
 /** jsonSchemaTransform (zod -> JSON Schema), then the operation's id, tag and responses. */
 export function openapiTransform(args: TransformArgs): { schema: FastifySchema; url: string } {
   const out = jsonSchemaTransform(args);
   const methods = [args.route.method].flat().filter((m) => m !== 'HEAD');
-  const op = documentedOperations()[`${methods[0]} ${args.url}`];
+  const op = documentedOperations()[`${methods[0]} ${args.url}`] ?? fleetOperations()[`${methods[0]} ${args.url}`];
   if (!op) return out;
   const response: Record<string, unknown> = {
     200: 'content' in op.ok ? op.ok : { description: 'OK', ...op.ok },
@@ -314,6 +330,7 @@ export const OPENAPI_TAGS = [
   { name: 'vpn', description: 'VPN client exports' },
   { name: 'ids', description: 'intrusion detection' },
   { name: 'ha', description: 'high availability' },
+  { name: 'fleet', description: 'fleet on etcd (only on a node started with serve --fleet)' },
   { name: 'auth', description: 'console sign-in, sessions, who am I' },
   { name: 'events', description: 'the live firewall log: fast-path drops and nftables log events' },
 ];

@@ -24,6 +24,7 @@ import { XdpEventSource } from '../events/xdp.js';
 import { NflogSource } from '../events/nflog.js';
 import { firewallSchema } from '../nft/schema.js';
 import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
+import { joinFleet, type FleetServeOptions } from '../fleet/serve.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -40,6 +41,8 @@ export interface ServeOptions {
   netns?: string;
   /** which revisions to keep (default: $PATRONUS_KEEP_REVISIONS / $PATRONUS_KEEP_DAYS, else the newest 500) */
   retention?: Retention;
+  /** join a fleet (src/fleet): register in etcd and follow the node's desired configuration */
+  fleet?: FleetServeOptions;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
@@ -146,6 +149,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     nflog?.source.close();
   });
 
+  const fleet = opts.fleet ? await joinFleet(opts.fleet, { app, engine, drift, metrics }) : undefined;
+
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;
@@ -185,6 +190,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
   await app.listen({ host: hostname, port });
   drift.start();
+  fleet?.start();
   console.log(`patronus: listening on ${tlsCert ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 

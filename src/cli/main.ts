@@ -28,6 +28,7 @@ import { ConfigError } from '../config/issues.js';
 import { table, bytes, count, setOutputWidth, wrapLines } from './table.js';
 import { statusText, type StatusJson } from './status.js';
 import { runLog } from './log.js';
+import { addFleetCommands, addServeFleetOptions, serveFleetOptions } from '../fleet/cli.js';
 
 interface Globals {
   netns?: string;
@@ -311,7 +312,7 @@ function rejectTaken<T>(fn: () => T, hint: string): T {
   try {
     return fn();
   } catch (e) {
-    if ((e as Error).name === 'NameTakenError') throw new RejectedError(`${e.message} (${hint})`);
+    if ((e as Error).name === 'NameTakenError') throw new RejectedError(`${(e as Error).message} (${hint})`);
     throw e;
   }
 }
@@ -339,8 +340,8 @@ token
   .argument('<name>')
   .argument('<role>', ROLE_HELP, roleOption)
   .description("change a token's role (its console sessions follow at once)")
-  .action((name: string, role: Role) => {
-    using s = openStore();
+  .action(async (name: string, role: Role) => {
+    using s = await openStore();
     if (!s.setTokenRole(name, role)) throw new Error(`no token named "${name}"`);
     out({ name, role }, () => `token ${name} is now ${role}`);
   });
@@ -396,8 +397,8 @@ user
   .argument('<name>')
   .argument('<role>', ROLE_HELP, roleOption)
   .description("change a user's role (its sessions follow at once)")
-  .action((name: string, role: Role) => {
-    using s = openStore();
+  .action(async (name: string, role: Role) => {
+    using s = await openStore();
     if (!s.setUserRole(name, role)) throw new Error(`no user named "${name}"`);
     out({ name, role }, () => `user ${name} is now ${role}`);
   });
@@ -445,7 +446,9 @@ program
     }
   });
 
-program
+addFleetCommands(program, out);
+
+addServeFleetOptions(program
   .command('serve')
   .description('run the control plane in the foreground (REST API, /metrics)')
   .option('--listen <host:port>', 'REST/metrics listen address (default: api.listen of the configuration, 127.0.0.1:9180)')
@@ -454,13 +457,14 @@ program
   .option('--tls-cert <file>', 'serve HTTPS with this certificate')
   .option('--tls-key <file>', 'private key for --tls-cert')
   .option('--keep-revisions <n>', 'revisions to keep (older finished ones are pruned; 0 = no limit; default $PATRONUS_KEEP_REVISIONS or 500)')
-  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned')
-  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string }) => {
+  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned'))
+  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string } & Parameters<typeof serveFleetOptions>[0]) => {
     const g = globals();
     const [{ serve }, { parseRetention }] = await Promise.all([import('../api/serve.js'), import('../store/store.js')]);
-    const { keepRevisions, keepDays, ...rest } = o;
+    const { listen, lab, config, tlsCert, tlsKey, keepRevisions, keepDays } = o;
     const retention = keepRevisions !== undefined || keepDays !== undefined ? parseRetention(keepRevisions, keepDays) : undefined;
-    await serve({ ...rest, lab: o.lab || g.lab, ...(retention ? { retention } : {}), ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}) });
+    const fleet = serveFleetOptions(o);
+    await serve({ ...(listen ? { listen } : {}), lab: lab || g.lab, ...(config ? { config } : {}), ...(tlsCert ? { tlsCert } : {}), ...(tlsKey ? { tlsKey } : {}), ...(retention ? { retention } : {}), ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}), ...(fleet ? { fleet } : {}) });
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

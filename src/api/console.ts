@@ -4,7 +4,8 @@
  *                           src/console), served without authentication: it holds no data, it signs in
  *                           through the API like any client;
  *   - /                     redirects to /console/;
- *   - GET /api/v1/stream/dashboard   server-sent events: the live counters the dashboard shows
+ *   - GET /api/v1/stream/dashboard   server-sent events (Accept: text/event-stream; else one frame as
+ *                           JSON): the live counters the dashboard shows
  *                           (interfaces, rules, verdicts, services, revision and pending confirmation, drift),
  *                           read from the kernel every `intervalMs` through the same snapshot /metrics and
  *                           /api/v1/rules use. One reader serves every subscriber.
@@ -143,7 +144,9 @@ export async function registerConsole(app: FastifyInstance, opts: ConsoleOptions
   // the drift report the frames carry: keep it fresh while someone watches (the monitor shares checks)
   let driftTimer: NodeJS.Timeout | undefined;
 
-  app.get('/api/v1/stream/dashboard', { config: { role: 'viewer' }, schema: { summary: `Server-sent events: a "frame" of live counters (interfaces, rules, verdicts, services), revision, pending confirmation and drift every ${intervalMs} ms` } }, async (req: FastifyRequest, reply: FastifyReply) => {
+  app.get('/api/v1/stream/dashboard', { config: { role: 'viewer' }, schema: { summary: `Live counters for the console. With Accept: text/event-stream, server-sent events: a "frame" of live counters (interfaces, rules, verdicts, services), revision, pending confirmation and drift every ${intervalMs} ms; otherwise one frame as JSON` } }, async (req: FastifyRequest, reply: FastifyReply) => {
+    // a client that does not ask for a stream (a script, curl) gets one frame as JSON
+    if (!/\btext\/event-stream\b/.test(String(req.headers.accept ?? ''))) return jsonSafe(dashboardFrame(await opts.metrics.snapshot(), opts.engine, opts.drift));
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });

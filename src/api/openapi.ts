@@ -239,7 +239,10 @@ function buildOperations(P: string): Record<string, Operation> {
   [`GET ${P}/stream/dashboard`]: {
     operationId: 'streamDashboard',
     tag: 'counters',
-    ok: { description: 'server-sent events: `frame` events whose data is one DashboardFrame (components/schemas) as JSON; `failure` when a read failed', content: { 'text/event-stream': { schema: { type: 'string', description: 'event: frame / data: #/components/schemas/DashboardFrame' } } } },
+    ok: {
+      description: 'with Accept: text/event-stream, server-sent events: `frame` events whose data is one DashboardFrame as JSON, `failure` when a read failed; otherwise one DashboardFrame',
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/DashboardFrame' } }, 'text/event-stream': { schema: { type: 'string', description: 'event: frame / data: #/components/schemas/DashboardFrame' } } },
+    },
     errors: [401, 403, 500],
   },
   [`POST ${P}/session`]: { operationId: 'signIn', tag: 'auth', ok: signIn, errors: [400, 401, 403, 415, 429, 500] },

@@ -3,16 +3,16 @@
  * (generated/api.d.ts, made by the build with openapi-typescript): no API
  * shape is written by hand here.
  *
- * Credentials: the session cookie (httpOnly, set by POST /api/v1/session) and
- * the CSRF token that comes with it, kept in memory only, sent as
- * X-CSRF-Token on every mutation. A server without sessions (no
- * /api/v1/session route) is signed in to with an API token, also kept in
- * memory only and sent as a bearer header: nothing goes to localStorage.
+ * Credentials: the session cookie (httpOnly, SameSite=Strict, set by POST
+ * /api/v1/session) and the CSRF token that comes with it, kept in memory only
+ * and sent as X-CSRF-Token on every mutation; after a reload GET
+ * /api/v1/session hands it back. Nothing goes to localStorage.
  */
 import type { components, paths } from './generated/api';
 
 export type Schemas = components['schemas'];
 export type DashboardFrame = Schemas['DashboardFrame'];
+export type FirewallEvent = Get<'/api/v1/events'>['events'][number];
 
 type JsonOk<T> = T extends { responses: { 200: { content: { 'application/json': infer R } } } } ? R : unknown;
 type JsonBody<T> = T extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never;
@@ -20,7 +20,7 @@ export type Get<P extends keyof paths> = JsonOk<paths[P]['get']>;
 export type Post<P extends keyof paths> = JsonOk<paths[P]['post']>;
 export type PostBody<P extends keyof paths> = JsonBody<paths[P]['post']>;
 
-export type Role = 'admin' | 'operator' | 'viewer' | 'metrics';
+export type Role = Post<'/api/v1/session'>['role'];
 export interface Identity {
   user: string;
   role: Role;
@@ -28,7 +28,6 @@ export interface Identity {
 }
 
 let csrfToken: string | undefined;
-let bearer: string | undefined;
 
 export class ApiError extends Error {
   constructor(
@@ -43,7 +42,6 @@ export class ApiError extends Error {
 function headers(method: string, json: boolean): Record<string, string> {
   const h: Record<string, string> = {};
   if (json) h['content-type'] = 'application/json';
-  if (bearer) h.authorization = `Bearer ${bearer}`;
   if (method !== 'GET' && csrfToken) h['x-csrf-token'] = csrfToken;
   return h;
 }
@@ -91,7 +89,7 @@ export function whenSignedOut(f: () => void): void {
 export async function resume(): Promise<Identity | undefined> {
   try {
     // GET /api/v1/session hands back the csrf token of the cookie's session (it lives in memory only)
-    const s = await request<{ csrfToken?: string; role: Role; user: string }>('GET', '/api/v1/session');
+    const s = await request<Get<'/api/v1/session'>>('GET', '/api/v1/session');
     csrfToken = s.csrfToken;
     return { user: s.user, role: s.role, kind: 'session' };
   } catch {
@@ -100,35 +98,18 @@ export async function resume(): Promise<Identity | undefined> {
 }
 
 export async function signIn(form: { user: string; password: string } | { token: string }): Promise<Identity> {
-  const res = await fetch('/api/v1/session', { method: 'POST', credentials: 'same-origin', headers: { 'content-type': 'application/json' }, body: JSON.stringify(form) });
-  // a server without console sessions answers 404, or 401 from its bearer-only gate
-  const sessionless = res.status === 404 || (res.status === 401 && /bearer token/i.test(await res.clone().text()));
-  if (sessionless && 'token' in form) {
-    // a server without console sessions: the token itself, in memory, as a bearer header
-    bearer = form.token;
-    try {
-      await request('GET', '/api/v1/status');
-    } catch (e) {
-      bearer = undefined;
-      throw e instanceof ApiError && e.status === 401 ? new ApiError(401, 'invalid token', undefined) : e;
-    }
-    return { user: 'token', role: 'admin', kind: 'token' };
-  }
-  const text = await res.text();
-  const body = (text ? JSON.parse(text) : {}) as { csrfToken?: string; role?: Role; user?: string; message?: string };
-  if (!res.ok) throw new ApiError(res.status, body.message ?? `sign-in failed: HTTP ${res.status}`, body);
-  csrfToken = body.csrfToken;
-  return { user: body.user ?? ('user' in form ? form.user : 'token'), role: body.role ?? 'viewer', kind: 'session' };
+  const s = await request<Post<'/api/v1/session'>>('POST', '/api/v1/session', form);
+  csrfToken = s.csrfToken;
+  return { user: s.user, role: s.role, kind: 'session' };
 }
 
 export async function signOut(): Promise<void> {
-  if (bearer) bearer = undefined;
-  else await request('DELETE', '/api/v1/session').catch(() => undefined);
+  await request('DELETE', '/api/v1/session').catch(() => undefined);
   csrfToken = undefined;
 }
 
 /**
- * Server-sent events over fetch (EventSource cannot send a bearer header):
+ * Server-sent events over fetch (fetch gives the status of a refused stream, which EventSource hides):
  * calls onEvent for each event until the returned stop() is called; reconnects
  * after a dropped connection.
  */

@@ -200,11 +200,11 @@ export function Config({ me }: { me: Identity }) {
           )}
         </div>
         <div class="actions">
-          <button type="button" onClick={doPlan} disabled={busy}>
-            Plan
-          </button>
           {canApply && (
             <>
+              <button type="button" onClick={doPlan} disabled={busy}>
+                Plan
+              </button>
               <label for="apply-message">Message</label>
               <input id="apply-message" value={message} onInput={(e) => setMessage((e.target as HTMLInputElement).value)} placeholder="why this change" />
               <label class="inline">

@@ -4,22 +4,9 @@
  * filtered by rule, source and interface.
  */
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { stream, type Identity } from '../api';
+import { stream, type FirewallEvent, type Identity } from '../api';
 
-/** One event as the events stream sends it (the flow-log contract). */
-interface FlowEvent {
-  time: string | number;
-  source: 'xdp' | 'nft' | string;
-  rule?: string;
-  verdict?: string;
-  iface?: string;
-  src?: string;
-  dst?: string;
-  proto?: string | number;
-  sport?: number;
-  dport?: number;
-  sampleRate?: number;
-}
+type FlowEvent = FirewallEvent;
 
 const KEEP = 500;
 
@@ -27,6 +14,7 @@ export function Log(_: { me: Identity }) {
   const [events, setEvents] = useState<(FlowEvent & { seq: number })[]>([]);
   const [state, setState] = useState<{ connected: boolean; error?: string }>({ connected: false });
   const [paused, setPaused] = useState(false);
+  const [lost, setLost] = useState(0);
   const [filter, setFilter] = useState({ rule: '', src: '', iface: '' });
 
   useEffect(() => {
@@ -37,7 +25,11 @@ export function Log(_: { me: Identity }) {
     const stop = stream(
       '/api/v1/events?follow=1',
       (event, data) => {
-        if (event !== 'message' && event !== 'event' && event !== 'flow') return;
+        if (event === 'dropped') {
+          setLost((n) => n + ((JSON.parse(data) as { dropped?: number }).dropped ?? 0));
+          return;
+        }
+        if (event !== 'message') return;
         try {
           buffer.push({ ...(JSON.parse(data) as FlowEvent), seq: seq++ });
         } catch {
@@ -92,6 +84,7 @@ export function Log(_: { me: Identity }) {
         <input id="log-iface" value={filter.iface} onInput={set('iface')} />
         <span class="muted">
           {shown.length} of {events.length} events (newest {KEEP} kept)
+          {lost > 0 && `; ${lost} not delivered to this page (it fell behind)`}
         </span>
       </form>
       <div class="scroll">
@@ -106,7 +99,9 @@ export function Log(_: { me: Identity }) {
               <th scope="col">From</th>
               <th scope="col">To</th>
               <th scope="col">Protocol</th>
-              <th scope="col" class="num">Sampled 1 in</th>
+              <th scope="col" class="num">
+                Packets
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -119,14 +114,16 @@ export function Log(_: { me: Identity }) {
                 <td>{e.iface}</td>
                 <td>
                   {e.src}
-                  {e.sport !== undefined ? `:${e.sport}` : ''}
+                  {e.sport ? `:${e.sport}` : ''}
                 </td>
                 <td>
                   {e.dst}
-                  {e.dport !== undefined ? `:${e.dport}` : ''}
+                  {e.dport && e.proto !== 'icmp' && e.proto !== 'icmpv6' ? `:${e.dport}` : ''}
                 </td>
                 <td>{e.proto}</td>
-                <td class="num">{e.sampleRate ?? 1}</td>
+                <td class="num" title="packets this event stands for (the rest were sampled away)">
+                  {e.sampleRate}
+                </td>
               </tr>
             ))}
           </tbody>

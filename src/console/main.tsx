@@ -67,11 +67,14 @@ function App() {
     return () => removeEventListener('hashchange', onHash);
   }, []);
 
+  const [navigated, setNavigated] = useState(false);
   useEffect(() => {
     const p = PAGES.find((x) => x.path === path);
     document.title = me ? `${p?.title ?? 'Not found'} · Patronus` : 'Sign in · Patronus';
-    // move focus to the page heading for keyboard and screen-reader users
-    (document.querySelector('main h1') as HTMLElement | null)?.focus();
+    // after a navigation inside the app, focus moves to the new page's heading (keyboard and
+    // screen-reader users start reading there); a fresh load starts at the top (the skip link)
+    if (navigated) (document.querySelector('main h1') as HTMLElement | null)?.focus();
+    else if (me) setNavigated(true);
   }, [path, me]);
 
   if (!checked) return <p aria-busy="true">Loading…</p>;

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import { ApiError, get, post, request, type Identity, type Post, type Get } from '../api';
 import { Revision } from './Dashboard';
 import { ago } from '../format';
-import { sideBySide } from '../diff';
+import { sideBySide, type DiffRow } from '../diff';
 
 type Issue = NonNullable<NonNullable<ApiError['body']>['issues']>[number];
 type Plan = Post<'/api/v1/config/plan'>;
@@ -301,7 +301,11 @@ function History({ me, refresh, onRolledBack }: { me: Identity; refresh: number;
   return (
     <section aria-labelledby="h-history" class="card">
       <h2 id="h-history">History</h2>
-      {status && <p role="status">{status}</p>}
+      {status && (
+        <p role="status" data-testid="history-status">
+          {status}
+        </p>
+      )}
       <div class="scroll">
         <table data-testid="history">
           <thead>
@@ -333,7 +337,7 @@ function History({ me, refresh, onRolledBack }: { me: Identity; refresh: number;
                 </td>
                 {canApply && (
                   <td>
-                    {r.state === 'committed' || r.state === 'rolled_back' ? (
+                    {r.state === 'committed' && r.id !== list.find((x) => x.state === 'committed')?.id ? (
                       <button type="button" onClick={() => rollback(r.id)}>
                         Roll back to revision {r.id}
                       </button>
@@ -351,7 +355,25 @@ function History({ me, refresh, onRolledBack }: { me: Identity; refresh: number;
 }
 
 function DiffView({ left, right, names }: { left: string; right: string; names: [string, string] }) {
-  const rows = useMemo(() => sideBySide(left.split('\n'), right.split('\n')), [left, right]);
+  const [all, setAll] = useState(false);
+  const rows = useMemo(() => {
+    const full = sideBySide(left.split('\n'), right.split('\n'));
+    if (all) return full;
+    // unchanged runs longer than the context fold into one row
+    const CONTEXT = 3;
+    const near = full.map((_, i) => full.slice(Math.max(0, i - CONTEXT), i + CONTEXT + 1).some((r) => r.kind !== 'same'));
+    const out: (DiffRow | { fold: number })[] = [];
+    for (let i = 0; i < full.length; i++) {
+      if (near[i]) out.push(full[i]!);
+      else {
+        let j = i;
+        while (j < full.length && !near[j]) j++;
+        out.push({ fold: j - i });
+        i = j - 1;
+      }
+    }
+    return out;
+  }, [left, right, all]);
   return (
     <div class="scroll">
       <table class="diff" data-testid="diff">
@@ -365,7 +387,16 @@ function DiffView({ left, right, names }: { left: string; right: string; names: 
           </tr>
         </thead>
         <tbody>
-          {rows.map((r, i) => (
+          {rows.map((r, i) =>
+            'fold' in r ? (
+              <tr key={i} class="fold">
+                <td colSpan={2}>
+                  <button type="button" class="link" onClick={() => setAll(true)}>
+                    {r.fold} unchanged line(s)
+                  </button>
+                </td>
+              </tr>
+            ) : (
             <tr key={i} class={r.kind}>
               <td class={r.kind === 'removed' || r.kind === 'changed' ? 'del' : ''}>
                 <code>{r.left ?? ''}</code>
@@ -374,7 +405,8 @@ function DiffView({ left, right, names }: { left: string; right: string; names: 
                 <code>{r.right ?? ''}</code>
               </td>
             </tr>
-          ))}
+            ),
+          )}
         </tbody>
       </table>
     </div>

@@ -14,7 +14,9 @@ export function Dashboard({ me }: { me: Identity }) {
   const f = live.frame;
   const r = (k: string) => live.rates.get(k) ?? 0;
   const drops = (f?.rules ?? []).filter((x) => DROPPING.test(x.action ?? '') || x.rateLimited !== undefined);
-  const verdicts = f?.verdicts ?? [];
+  const [allVerdicts, setAllVerdicts] = useState(false);
+  // the verdicts that saw packets (all of them on request)
+  const verdicts = (f?.verdicts ?? []).filter((v) => allVerdicts || v.packets > 0);
   return (
     <>
       <h1 tabIndex={-1}>Dashboard</h1>
@@ -56,6 +58,9 @@ export function Dashboard({ me }: { me: Identity }) {
         </section>
         <section aria-labelledby="h-verdicts" class="card">
           <h2 id="h-verdicts">Verdicts</h2>
+          <label class="inline">
+            <input type="checkbox" checked={allVerdicts} onChange={(e) => setAllVerdicts((e.target as HTMLInputElement).checked)} /> show verdicts with no packets
+          </label>
           <div class="scroll">
             <table>
               <thead>

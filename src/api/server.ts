@@ -29,7 +29,8 @@ import { DriftMonitor } from '../drift/monitor.js';
 import { jsonSafe } from './json.js';
 import { redactSecrets } from '../services/common/redact.js';
 import { dhcpLeases } from '../services/kea/kea.js';
-import { ipToInt, keaSchema } from '../services/kea/schema.js';
+import { keaSchema } from '../services/kea/schema.js';
+import { contains, parsePrefix } from '../net/address.js';
 import { exportClientConfig, ExportError } from '../services/wireguard/export.js';
 import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
 import { exportProfile } from '../services/openvpn/openvpn.js';
@@ -364,11 +365,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const { subnet, state } = req.query;
     let inSubnet: (l: { address: string; subnetId: number }) => boolean = () => true;
     if (subnet?.includes('/')) {
-      const [net, len] = subnet.split('/') as [string, string];
-      const bits = Number(len);
-      const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-      const base = (ipToInt(net) & mask) >>> 0;
-      inSubnet = (l) => ((ipToInt(l.address) & mask) >>> 0) === base;
+      const net = parsePrefix(subnet);
+      inSubnet = (l) => contains(net, l.address);
     } else if (subnet !== undefined) {
       inSubnet = (l) => l.subnetId === Number(subnet);
     }

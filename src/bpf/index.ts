@@ -10,7 +10,6 @@ export {
   queryTc,
   destroyTcHook,
   unpin,
-  inNetns,
   XDP,
   TC_ACT,
   BPF_F_TEST_XDP_LIVE_FRAMES,

@@ -14,7 +14,7 @@
  *   ruleCounters/verdictCounters/occupancy/interfaces - metrics and REST
  */
 import { mkdirSync, existsSync, rmSync, readdirSync, renameSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
+import { addressBytes } from '../net/address.js';
 import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, probes, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode, netnsExists } from '../system/host.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
@@ -968,9 +968,8 @@ export class FastpathDataPlane implements Disposable {
   }
 
   private blockKey(address: string): { map: RawMap; key: Buffer } {
-    if (isIPv4(address)) return { map: this.maps.block_v4, key: codecs.ipv4.encode(address) };
-    if (isIPv6(address)) return { map: this.maps.block_v6, key: codecs.ipv6.encode(address) };
-    throw new RangeError(`"${address}" is not an IPv4 or IPv6 address`);
+    const key = addressBytes(address);
+    return { map: key.length === 4 ? this.maps.block_v4 : this.maps.block_v6, key };
   }
 
   // ---------- lifecycle ----------

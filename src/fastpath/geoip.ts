@@ -24,6 +24,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { Reader } from 'mmdb-lib';
+import { formatAddress, numberToIpv4 } from '../net/address.js';
 
 export interface GeoPrefix {
   /** address bytes (4 or 16), host bits clear */
@@ -303,8 +304,8 @@ export class CountryBuilder {
   list(): { v4: string[]; v6: string[] } {
     const c = this.done();
     return {
-      v4: [...c.v4Len].map((l, i) => `${[c.v4Addr[i]! >>> 24, (c.v4Addr[i]! >>> 16) & 255, (c.v4Addr[i]! >>> 8) & 255, c.v4Addr[i]! & 255].join('.')}/${l}`),
-      v6: Array.from({ length: c.v6.length / V6_ENTRY }, (_, i) => `${Buffer.from(c.v6.subarray(i * V6_ENTRY, i * V6_ENTRY + 16)).toString('hex')}/${c.v6[i * V6_ENTRY + 16]}`),
+      v4: [...c.v4Len].map((l, i) => `${numberToIpv4(c.v4Addr[i]!)}/${l}`),
+      v6: Array.from({ length: c.v6.length / V6_ENTRY }, (_, i) => `${formatAddress(c.v6.subarray(i * V6_ENTRY, i * V6_ENTRY + 16))}/${c.v6[i * V6_ENTRY + 16]}`),
     };
   }
 }

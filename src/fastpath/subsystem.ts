@@ -13,6 +13,7 @@ import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY }
 import { GeoIpDatabase } from './geoip.js';
 import { LPM_FIELDS, bitList, lpmKey, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
+import { formatPrefix, prefixFromBytes } from '../net/address.js';
 
 /** Where a host's fast path is pinned. */
 export function fastpathPinDir(host: Host): string {
@@ -286,8 +287,7 @@ function describeKey(f: LpmField, k: Buffer): string {
 /** "10.0.0.0/8 -> rules 0,3", "tcp 8000/11 -> rules 4" */
 function describeEntry(f: LpmField, data: Buffer, length: number, bits?: Buffer): string {
   let what: string;
-  if (f.endsWith('v4')) what = `${[...data.subarray(0, 4)].join('.')}/${length}`;
-  else if (f.endsWith('v6')) what = `${data.subarray(0, 16).toString('hex').replace(/(.{4})(?!$)/g, '$1:')}/${length}`;
+  if (f.endsWith('v4') || f.endsWith('v6')) what = formatPrefix(prefixFromBytes(data.subarray(0, f.endsWith('v4') ? 4 : 16), length));
   else what = length === 0 ? 'any protocol' : length === 8 ? `protocol ${data[0]} any port` : `protocol ${data[0]} port ${data.readUInt16BE(1)}/${length - 8}`;
   return bits ? `${what} -> rules ${bitList(bits).join(',') || 'none'}` : what;
 }

@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { validateDocument, type ConfigInput } from '../../src/config/document.js';
-import { compileFirewall, counterKey, minimalPrefixes, mergeRanges } from '../../src/nft/compile.js';
+import { compileFirewall, counterKey, mergeRanges } from '../../src/nft/compile.js';
 import { countersFromJson, diffTables, lineDiff } from '../../src/nft/subsystem.js';
-import { parsePrefix, formatPrefix } from '../../src/bpf/codecs.js';
+import { minimalPrefixes, parsePrefix, formatPrefix } from '../../src/net/address.js';
 import { formatIssue, type Issue } from '../../src/config/issues.js';
 import type { ServiceOpening } from '../../src/apply/subsystem.js';
 

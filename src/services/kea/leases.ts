@@ -4,6 +4,7 @@
  * (lfc-interval 0) the last line for an address is its current state, and a
  * line with valid_lifetime 0 means the lease was deleted.
  */
+import { ipv4ToNumber } from '../../net/address.js';
 
 export interface DhcpLease {
   address: string;
@@ -61,6 +62,5 @@ function unescape(s: string): string {
 }
 
 function cmpIp(a: string, b: string): number {
-  const n = (s: string) => s.split('.').reduce((x, o) => x * 256 + Number(o), 0);
-  return n(a) - n(b);
+  return ipv4ToNumber(a) - ipv4ToNumber(b);
 }

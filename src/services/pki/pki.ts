@@ -12,10 +12,9 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import path from 'node:path';
 import forge from 'node-forge';
-import { parsePrefix } from '../../bpf/codecs.js';
+import { addressFamily, parsePrefix } from '../../net/address.js';
 
 export type CertUsage = 'server' | 'client' | 'ipsec';
 
@@ -177,7 +176,7 @@ function certMatches(pem: string, ca: Ca, req: CertRequest): boolean {
     if (c.subject !== `CN=${req.commonName}`) return false;
     const life = Date.parse(c.validTo) - Date.parse(c.validFrom);
     if (Date.now() > Date.parse(c.validFrom) + (life * 2) / 3) return false;
-    const want = (req.altNames ?? []).map((a) => (isIP(a) ? `IP Address:${a}` : `DNS:${a}`)).sort();
+    const want = (req.altNames ?? []).map((a) => (addressFamily(a) ? `IP Address:${a}` : `DNS:${a}`)).sort();
     const have = (c.subjectAltName ?? '').split(', ').filter(Boolean).sort();
     if (JSON.stringify(want.map(normalizeAlt)) !== JSON.stringify(have.map(normalizeAlt))) return false;
     return usageOf(c) === req.usage;
@@ -203,7 +202,7 @@ function normalizeAlt(a: string): string {
 }
 
 function altName(a: string): { type: number; value?: string; ip?: string } {
-  return isIP(a) ? { type: 7, ip: a } : { type: 2, value: a };
+  return addressFamily(a) ? { type: 7, ip: a } : { type: 2, value: a };
 }
 
 function validity(cert: forge.pki.Certificate, days: number): void {

@@ -23,6 +23,7 @@ const PAGES: { path: string; title: string; page?: ComponentType<PageProps>; loa
   { path: 'config', title: 'Configuration', load: () => import('./pages/Config').then((m) => m.Config) },
   { path: 'services', title: 'Services', load: () => import('./pages/Services').then((m) => m.Services) },
   { path: 'log', title: 'Live log', load: () => import('./pages/Log').then((m) => m.Log) },
+  { path: 'sessions', title: 'Sessions', load: () => import('./pages/Sessions').then((m) => m.Sessions) },
 ];
 
 const loaded = new Map<string, ComponentType<PageProps>>();

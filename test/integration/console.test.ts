@@ -229,6 +229,9 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
     const filler = Array.from({ length: 1000 }, (_, i) => ({ name: `r${i}`, direction: 'input', from: 'wan', protocol: 'tcp', source: [`10.${i >> 8}.${i & 255}.1`], ports: [1000 + i], action: 'accept' }));
     const applied = await serve.call('POST', '/api/v1/config/apply', { config: { ...seed, firewall: { rules: [...seed.firewall.rules, ...filler] } }, message: '1000 more rules' });
     assert.equal(applied.status, 200, JSON.stringify(applied.json));
+    // the page must already have a frame with the new rules: what is measured is the drawing
+    await go('rules', 'Rules');
+    await page.locator('[data-rule="rule:r0"]').waitFor();
     await go('dashboard', 'Dashboard');
     // measured in the page: from the navigation to the first frame that has the rows
     const shown = Math.round(
@@ -279,6 +282,9 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
     await page.getByLabel('Rule').fill('drop-bad');
     await axe('live log');
     await shot('log');
+    // the dashboard ranks the dropped sources from the same events
+    await go('dashboard', 'Dashboard');
+    await page.getByTestId('top-dropped').locator('tr', { hasText: DROPPED_SOURCE }).waitFor();
   });
 
   it('phone width: no page scrolls sideways; keyboard: skip link and navigation', async () => {
@@ -305,7 +311,7 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
     await page.getByRole('heading', { level: 1, name: 'Rules' }).waitFor();
   });
 
-  it('a viewer (signed in with a token) sees no Plan, Apply, Confirm, roll-back or key export', async () => {
+  it('a viewer (signed in with a token) sees no Plan, Apply, Confirm, roll-back or key export; an admin ends its session', async () => {
     const add = await execa(process.execPath, [CLI, '--state-dir', L.stateDir, 'token', 'add', 'console-viewer', '--role', 'viewer'], { reject: false });
     assert.equal(add.exitCode, 0, add.stderr);
     const token = add.stdout.trim().split(/\s+/).pop()!;
@@ -327,6 +333,16 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
       await viewer.getByRole('heading', { level: 1, name: 'Services' }).waitFor();
       await viewer.getByText('Exports hold private keys: administrators only.').waitFor();
       assert.equal(await viewer.getByTestId('exports').count(), 0);
+
+      // the admin sees the viewer's session and ends it: the viewer's page is back at sign-in
+      await go('sessions', 'Sessions');
+      const row = page.getByTestId('sessions').locator('tr', { hasText: 'console-viewer' });
+      await axe('sessions');
+      await shot('sessions');
+      await row.getByRole('button', { name: 'End session of console-viewer' }).click();
+      await row.waitFor({ state: 'detached' });
+      await viewer.getByRole('link', { name: 'Dashboard' }).click();
+      await viewer.getByRole('heading', { name: 'Sign in to Patronus' }).waitFor();
     } finally {
       await context.close();
     }

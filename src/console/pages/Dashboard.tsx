@@ -3,7 +3,7 @@
  * committed and pending revision with the commit-confirm countdown.
  */
 import { useEffect, useState } from 'preact/hooks';
-import { post, type Identity } from '../api';
+import { get, post, type Identity } from '../api';
 import { useLive, ruleKey } from '../live';
 import { bits, count, rate } from '../format';
 
@@ -123,6 +123,7 @@ export function Dashboard({ me }: { me: Identity }) {
             {!drops.length && <p class="muted">No drop rules.</p>}
           </div>
         </section>
+        <TopDropped />
         <section aria-labelledby="h-health" class="card">
           <h2 id="h-health">Services and drift</h2>
           <ul class="plain">
@@ -207,6 +208,68 @@ export function Revision({ me }: { me: Identity }) {
         </div>
       )}
       {message && <p role="status">{message}</p>}
+    </section>
+  );
+}
+
+/**
+ * Sources whose packets were dropped most, from the recent drop events of the
+ * rules that log (GET /api/v1/events: sampled, each event standing for
+ * sampleRate packets).
+ */
+function TopDropped() {
+  const [top, setTop] = useState<{ src: string; packets: number; rules: string[] }[]>();
+  const [error, setError] = useState<string>();
+  useEffect(() => {
+    const load = () =>
+      get('/api/v1/events', '?limit=2000').then(
+        (r) => {
+          const by = new Map<string, { packets: number; rules: Set<string> }>();
+          for (const e of r.events) {
+            if (!/drop|reject|block/.test(e.verdict)) continue;
+            const x = by.get(e.src) ?? { packets: 0, rules: new Set<string>() };
+            x.packets += e.sampleRate;
+            x.rules.add(e.rule);
+            by.set(e.src, x);
+          }
+          setTop([...by].map(([src, x]) => ({ src, packets: x.packets, rules: [...x.rules] })).sort((a, b) => b.packets - a.packets).slice(0, 10));
+          setError(undefined);
+        },
+        (e: Error) => setError(e.message),
+      );
+    void load();
+    const t = setInterval(load, 2000);
+    return () => clearInterval(t);
+  }, []);
+  return (
+    <section aria-labelledby="h-top" class="card">
+      <h2 id="h-top">Top dropped sources</h2>
+      {error && <p class="bad">{error}</p>}
+      {top && !top.length && <p class="muted">No drop events yet (rules report drops with log: true, or fastpath.log.drops).</p>}
+      {top && top.length > 0 && (
+        <div class="scroll">
+          <table data-testid="top-dropped">
+            <thead>
+              <tr>
+                <th scope="col">Source</th>
+                <th scope="col" class="num">
+                  Packets
+                </th>
+                <th scope="col">Rules</th>
+              </tr>
+            </thead>
+            <tbody>
+              {top.map((t) => (
+                <tr key={t.src}>
+                  <th scope="row">{t.src}</th>
+                  <td class="num">{count(t.packets)}</td>
+                  <td>{t.rules.join(', ')}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
     </section>
   );
 }

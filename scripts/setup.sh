@@ -20,6 +20,7 @@ APT_PACKAGES=(
   geoip-database libmaxmind-db-writer-perl
   xdp-tools
   prometheus
+  chromium fonts-dejavu-core
   etcd-server etcd-client git  # fleet: the tests and bench run their own 3-member etcd cluster; GitOps drives the git CLI
 )
 
@@ -63,6 +64,9 @@ if [[ -d dist ]]; then
   done < <(find dist -path dist/console -prune -o -name '*.js' -print0)
 fi
 npx --no-install tsc -p tsconfig.json
+
+log "web console (src/console -> dist/console)"
+bash scripts/build-console.sh
 
 log "patronus command on PATH"
 bash scripts/install-cli.sh

@@ -63,7 +63,16 @@ const HARMLESS: Record<string, { body?: unknown; expect: number }> = {
 };
 
 /** Routes /openapi.json does not list, with the role each must declare. */
-const HIDDEN: Record<string, RouteRole> = { 'GET /healthz': 'public', 'GET /schema.json': 'public', 'GET /metrics': 'metrics', 'GET /openapi.json': 'viewer' };
+const HIDDEN: Record<string, RouteRole> = {
+  'GET /healthz': 'public',
+  'GET /schema.json': 'public',
+  'GET /metrics': 'metrics',
+  'GET /openapi.json': 'viewer',
+  // the web console's files (src/api/console.ts): the app, no data
+  'GET /': 'public',
+  'GET /console': 'public',
+  'GET /console/*': 'public',
+};
 
 interface Answer {
   status: number;

@@ -36,7 +36,7 @@ import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
 import { subsystems as registry } from './registry.js';
-import type { Change, CompileContext, ServiceOpening, Subsystem } from './subsystem.js';
+import { changesOf, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
 import { validateDocument, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
@@ -97,7 +97,8 @@ export interface Plan {
 export type ProgressEvent =
   | { phase: 'validate' }
   | { phase: 'apply' | 'rollback'; subsystem: string; index: number; total: number }
-  | { phase: 'step-done'; subsystem: string; ok: boolean; ms: number };
+  /** changes: those of the steps that ran, in order (all of them when ok; up to and including the failing one otherwise) */
+  | { phase: 'step-done'; subsystem: string; ok: boolean; ms: number; changes: Change[] };
 
 export interface EngineOptions {
   host: Host;
@@ -284,7 +285,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const out: SubsystemPlan[] = [];
     for (const s of this.subsystems) {
       try {
-        out.push({ subsystem: s.name, changes: await s.plan(compiled.desired.get(s.name), this.host) });
+        out.push({ subsystem: s.name, changes: changesOf(await s.steps(compiled.desired.get(s.name), this.host)) });
       } catch (e) {
         throw new Error(`plan: subsystem "${s.name}" failed: ${(e as Error).message}`);
       }
@@ -679,19 +680,28 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const total = this.subsystems.length;
     for (const [index, s] of this.subsystems.entries()) {
       this.emit('progress', { phase: 'apply', subsystem: s.name, index, total });
-      const step = await this.applyStep(s, compiled);
+      const changes: Change[] = [];
+      const step = await this.applyStep(s, compiled, changes);
       steps.push(step);
-      this.emit('progress', { phase: 'step-done', subsystem: s.name, ok: step.ok, ms: step.ms });
+      this.emit('progress', { phase: 'step-done', subsystem: s.name, ok: step.ok, ms: step.ms, changes });
       if (!step.ok && stopOnError) break;
     }
     return steps;
   }
 
-  /** Converges one subsystem to `compiled`; the outcome, never a throw. */
-  private async applyStep(s: Subsystem<any>, compiled: Compiled): Promise<StepResult> {
+  /**
+   * Converges one subsystem to `compiled`: computes its steps against the
+   * running system (exactly what plan prints) and runs them in order; the
+   * outcome, never a throw. The one step loop for apply, rollback, repair and
+   * start-up reconciliation.
+   */
+  private async applyStep(s: Subsystem<any>, compiled: Compiled, ran: Change[] = []): Promise<StepResult> {
     const t0 = performance.now();
     try {
-      await s.apply(compiled.desired.get(s.name), this.host);
+      for (const step of await s.steps(compiled.desired.get(s.name), this.host)) {
+        ran.push(...step.changes);
+        await step.run();
+      }
       return { subsystem: s.name, ok: true, ms: performance.now() - t0 };
     } catch (e) {
       return { subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message };

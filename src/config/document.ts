@@ -22,6 +22,7 @@ import { qosSchema } from '../services/qos/schema.js';
 import { idsSchema } from '../services/ids/schema.js';
 import { apiSchema } from '../api/schema.js';
 import { driftSchema } from '../drift/schema.js';
+import { healthSchema } from '../fleet/schema.js';
 import { fromZod, type Issue } from './issues.js';
 import { locateIssues } from './locate.js';
 
@@ -46,6 +47,7 @@ export const documentSchema = z
     ids: idsSchema.describe('intrusion detection (Suricata)'),
     api: apiSchema.describe('REST API and metrics endpoint'),
     drift: driftSchema.describe('drift checks against the running revision and self-repair'),
+    health: healthSchema.describe('health probes a fleet node runs before it confirms a revision from a rollout'),
   })
   .strict();
 

@@ -174,7 +174,7 @@ class Compiler {
       if (pf.destination && pfFamily(pf.destination) !== fam) this.issue([...path, 'destination'], `destination ${pf.destination} and target ${pf.target} are not of one family`);
       const s = srcFam ? `${ip} saddr ${srcFam} ` : '';
       this.add('pf', pf.name, path);
-      out.push(`iifname ${q(pf.interface)} ${s}${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat ${this.log(pf.log)}counter accept ${this.comment('pf', pf.name, 'filter')}`);
+      out.push(`iifname ${q(pf.interface)} ${s}${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat ${this.log(pf.log, 'pf', pf.name, 'accept')}counter accept ${this.comment('pf', pf.name, 'filter')}`);
       if (pf.hairpin) {
         out.push(`meta mark & ${hex(HAIRPIN_MARK)} == ${hex(HAIRPIN_MARK)} ${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat counter accept ${this.comment('pf', pf.name, 'hairpin-filter')}`);
       }
@@ -324,8 +324,8 @@ class Compiler {
     for (const zone of [...this.zones.keys()].sort()) {
       const z = this.fw.zones.find((x) => x.name === zone);
       const verdict: Verdict = z?.[chain] ?? this.fw.defaults[chain];
-      const log = z?.log ? `log prefix ${q(`${z.log}: `)} ` : '';
       const name = `${chain}:${zone}`;
+      const log = this.log(z?.log, 'policy', name, verdict);
       this.add('policy', name);
       out.push(`iifname @zone_${zone} ${verdict === 'accept' ? '' : log}counter ${verdictText(verdict, 'any')} ${this.comment('policy', name)}`);
     }
@@ -365,7 +365,7 @@ class Compiler {
     }
 
     this.add('rule', r.name, path);
-    const log = r.log ? `log prefix ${q(`${r.log}: `)} ` : '';
+    const log = this.log(r.log, 'rule', r.name, r.action);
     const counter = r.counter ? 'counter ' : '';
     return fams.map((fam) => {
       const addr = fam === 'any' ? '' : addrExpr(fam, src, dst);
@@ -509,8 +509,17 @@ class Compiler {
     return `comment ${q(`${COMMENT_PREFIX}${kind}:${name}${part ? `#${part}` : ''}`)}`;
   }
 
-  private log(prefix: string | undefined): string {
-    return prefix ? `log prefix ${q(`${prefix}: `)} ` : '';
+  /**
+   * The log statement of a rule with a log prefix. To NFLOG (the default):
+   * the prefix names the verdict and the rule, which is how the event log
+   * (src/events/nflog.ts) reports them: "pt <verdict> <kind>:<name> <prefix>".
+   * To the kernel log: the operator's prefix alone, as before.
+   */
+  private log(prefix: string | undefined, kind: CounterKind, name: string, verdict: string): string {
+    if (!prefix) return '';
+    const to = this.fw.log;
+    if (to.target === 'kernel') return `log prefix ${q(`${prefix}: `)} `;
+    return `log prefix ${q(nflogPrefix(verdict, kind, name, prefix))} group ${to.group} `;
   }
 
   private issue(path: IssuePath, message: string): void {
@@ -578,6 +587,11 @@ function addrExpr(fam: Family, src: AddrMatch | undefined, dst: AddrMatch | unde
   if (src?.[key]) out += `${ip} saddr ${src[key]} `;
   if (dst?.[key]) out += `${ip} daddr ${dst[key]} `;
   return out;
+}
+
+/** The NFLOG prefix of a logging rule (parsed back by src/events/nflog.ts parseNflogPrefix). */
+export function nflogPrefix(verdict: string, kind: string, name: string, prefix: string): string {
+  return `pt ${verdict} ${kind}:${name} ${prefix}`;
 }
 
 export function mergeRanges(list: readonly PortRange[]): PortRange[] {

@@ -11,7 +11,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine, type ProgressEvent } from '../../src/apply/engine.js';
+import { Engine, StalePlanError, type ProgressEvent } from '../../src/apply/engine.js';
 import type { Change } from '../../src/apply/subsystem.js';
 import { subsystems } from '../../src/apply/registry.js';
 import { Store } from '../../src/store/store.js';
@@ -158,6 +158,29 @@ describe('plan prints exactly the steps apply runs', { skip }, () => {
       }
     });
   }
+
+  it('a saved plan applies while it holds, and is refused once the committed revision or the running system changed', async () => {
+    const me = { author: 'test', message: 'saved plan' };
+    const doc = (addrs: string[]) => ({ interfaces: [{ name: 'lan0', addresses: addrs }] });
+    // holds: applied as planned
+    const p1 = await engine.plan({ document: doc(['10.63.0.1/24']) });
+    assert.ok(p1.basis);
+    const r1 = await engine.apply({ document: doc(['10.63.0.1/24']), expect: p1.basis }, me);
+    assert.equal(r1.state, 'committed');
+    // another revision committed since: refused, nothing changed
+    const p2 = await engine.plan({ document: doc(['10.63.0.2/24']) });
+    await engine.apply({ document: doc(['10.63.0.3/24']) }, me);
+    const committed = store.current()!.id;
+    await assert.rejects(engine.apply({ document: doc(['10.63.0.2/24']), expect: p2.basis! }, me), (e: unknown) => e instanceof StalePlanError && /made against revision \d+, revision \d+ is committed now/.test(e.message));
+    assert.equal(store.current()!.id, committed);
+    // the running system changed since (by hand): the plan computed now differs, refused
+    const p3 = await engine.plan({ document: doc(['10.63.0.3/24', '10.63.0.4/24']) });
+    await L.fw.ip('addr', 'add', '10.63.0.4/24', 'dev', 'lan0');
+    await assert.rejects(engine.apply({ document: doc(['10.63.0.3/24', '10.63.0.4/24']), expect: p3.basis! }, me), (e: unknown) => e instanceof StalePlanError && /running system changed/.test(e.message));
+    assert.equal(store.current()!.id, committed);
+    await L.fw.ip('addr', 'del', '10.63.0.4/24', 'dev', 'lan0');
+    await engine.apply({ document: {}, allowEmpty: true }, me);
+  });
 
   it('every registered subsystem computes plan and apply from one steps()', () => {
     for (const s of subsystems) assert.equal(typeof s.steps, 'function', s.name);

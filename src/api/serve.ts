@@ -18,6 +18,7 @@ import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
 import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
+import { certificateTls, followCertificate } from '../certificates/tls.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -75,9 +76,13 @@ export async function serve(opts: ServeOptions): Promise<void> {
 
   // the api section of the committed revision; flags win
   const api = apiSchema.parse((store.current()?.config as { api?: unknown } | undefined)?.api);
-  const tlsCert = opts.tlsCert ?? api.tls?.cert;
-  const tlsKey = opts.tlsKey ?? api.tls?.key;
+  const fileTls = api.tls && 'cert' in api.tls ? api.tls : undefined;
+  const tlsCert = opts.tlsCert ?? fileTls?.cert;
+  const tlsKey = opts.tlsKey ?? fileTls?.key;
   if (!!tlsCert !== !!tlsKey) throw new Error('TLS needs both a certificate and a key');
+  // an ACME certificate by name (flags win): served as issued, followed through renewals
+  const acmeCert = !tlsCert && api.tls && 'certificate' in api.tls ? api.tls.certificate : undefined;
+  const https = tlsCert && tlsKey ? { cert: readFileSync(tlsCert), key: readFileSync(tlsKey) } : acmeCert ? certificateTls(stateDir, acmeCert) : undefined;
   // HA primary: push every committed change to the secondary (does nothing unless ha.sync is set with role: primary)
   const haSync = new HaSync(store).attach(engine);
   haSync.on('report', (r) => {
@@ -106,8 +111,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
     metricsRequireToken: api.metricsRequireToken,
     ownsEngine: true,
     drift,
-    ...(tlsCert && tlsKey ? { https: { cert: readFileSync(tlsCert), key: readFileSync(tlsKey) } } : {}),
+    ...(https ? { https } : {}),
   });
+  if (acmeCert) followCertificate(app, stateDir, acmeCert, (m) => console.log(m));
 
   let closing = false;
   const shutdown = (signal: string) => {
@@ -148,7 +154,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
   await app.listen({ host: hostname, port });
   drift.start();
-  console.log(`patronus: listening on ${tlsCert ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
+  console.log(`patronus: listening on ${https ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 
 export function splitHostPort(s: string): [string, number] {

@@ -414,7 +414,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const conns = (committed('ipsec') as { connections?: unknown[] } | undefined)?.connections;
     // the CA is made on first use: do not make one on a host that runs no IPsec
     if (!conns?.length) return reply.code(404).send(errorBody(404, 'no IPsec connections in the committed configuration'));
-    return reply.type('application/x-pem-file').send(ipsecCaCertificate(engine.host.stateDir));
+    return reply.type('application/x-pem-file').send(await ipsecCaCertificate(engine.host.stateDir));
   });
 
   return app;

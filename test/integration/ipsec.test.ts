@@ -115,8 +115,8 @@ describe('ipsec (strongSwan) between two namespaces', { skip }, () => {
     // each side trusts the other's Patronus CA
     const caA = path.join(pkiDir(dirA, 'ipsec'), 'ca.crt');
     const caB = path.join(pkiDir(dirB, 'ipsec'), 'ca.crt');
-    ipsecCaCertificate(dirA);
-    ipsecCaCertificate(dirB);
+    await ipsecCaCertificate(dirA);
+    await ipsecCaCertificate(dirB);
     const server = {
       ipsec: {
         pools: [{ name: 'rw', addresses: '10.99.0.0/24' }],

@@ -29,7 +29,7 @@ import type { Issue } from '../../config/issues.js';
 import { parsePrefix, formatPrefix } from '../../bpf/codecs.js';
 import { DaemonError, daemonPid, startDaemon, stopDaemon, tailLog, waitFor } from '../common/daemon.js';
 import type { InstancePaths, ServiceModule } from '../common/service.js';
-import { ensureCa, ensureCert, pkiDir, withSharedKey } from '../pki/pki.js';
+import { ensureCa, ensureCert, pkiDir } from '../pki/pki.js';
 import type { IpsecConnectionConfig } from './schema.js';
 
 export type IpsecBackend = 'kernel' | 'libipsec';
@@ -171,7 +171,7 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
     const scratchState = stateDirOf(paths);
     const realPki = pkiDir(host.stateDir, IPSEC_CA);
     if (existsSync(realPki)) cpSync(realPki, pkiDir(scratchState, IPSEC_CA), { recursive: true });
-    withSharedKey(() => prepareInstance(model, paths, scratchState, backend));
+    await prepareInstance(model, paths, scratchState, backend);
     const problem = await dryRun(paths);
     if (problem) issues.push({ path: at, message: `strongSwan rejects the rendered configuration: ${problem}` });
     return issues;
@@ -180,7 +180,7 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
   async start(model, paths, host) {
     const backend = await resolveBackend(model.backend);
     if (model.backend === 'kernel' && backend !== 'kernel') throw new Error('ipsec: backend kernel requested, but this kernel cannot do ESP');
-    prepareInstance(model, paths, host.stateDir, backend);
+    await prepareInstance(model, paths, host.stateDir, backend);
     await startCharon(paths, host);
     await loadAll(paths, host);
   },
@@ -188,7 +188,7 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
   async reload(model, paths, host, changed) {
     const backend = await resolveBackend(model.backend);
     const before = readBackend(paths);
-    prepareInstance(model, paths, host.stateDir, backend);
+    await prepareInstance(model, paths, host.stateDir, backend);
     if (changed.includes('strongswan.conf') || before !== backend) {
       await stopCharon(paths);
       await startCharon(paths, host);
@@ -295,8 +295,8 @@ export function parseListSas(text: string): IpsecIkeSa[] {
 }
 
 /** The CA certificate of this host's IPsec CA (made on first use), for peers to trust. */
-export function ipsecCaCertificate(stateDir: string): string {
-  return ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA').cert;
+export async function ipsecCaCertificate(stateDir: string): Promise<string> {
+  return (await ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA')).cert;
 }
 
 // ---------------------------------------------------------------------------
@@ -441,16 +441,16 @@ function renderSwanctlConf(model: IpsecModel, paths: InstancePaths): string {
  * credential directories, certificates (made as needed) and links to the
  * private keys in the key store.
  */
-function prepareInstance(model: IpsecModel, paths: InstancePaths, stateDir: string, backend: IpsecBackend): void {
+async function prepareInstance(model: IpsecModel, paths: InstancePaths, stateDir: string, backend: IpsecBackend): Promise<void> {
   mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
   const load = `${PLUGINS} ${backend === 'libipsec' ? 'kernel-libipsec ' : ''}kernel-netlink socket-default vici counters`;
   writeFileSync(paths.file('backend.conf'), `# backend: ${backend}\nload = ${load}\n`);
   for (const d of CRED_DIRS) mkdirSync(paths.file(d), { recursive: true });
   const certConns = model.connections.filter((c) => c.auth === 'cert');
-  if (certConns.length) ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA');
+  if (certConns.length) await ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA');
   const keep = new Set<string>();
   for (const c of certConns) {
-    const issued = ensureCert(stateDir, IPSEC_CA, { name: certName(c.name), commonName: c.localId!, usage: 'ipsec', altNames: [c.localId!] });
+    const issued = await ensureCert(stateDir, IPSEC_CA, { name: certName(c.name), commonName: c.localId!, usage: 'ipsec', altNames: [c.localId!] });
     const link = paths.file(`private/${certName(c.name)}.key`);
     keep.add(path.basename(link));
     try {

@@ -32,11 +32,13 @@ export const ERROR_SCHEMA: JsonSchema = {
 
 const ERROR_TEXT: Record<number, string> = {
   400: 'Bad input (every issue with its path); nothing changed',
-  401: 'Missing or invalid bearer token',
+  401: 'Missing or invalid bearer token or session cookie',
+  403: "The principal's role is below the route's (x-patronus-role), or a cookie-signed request that changes something lacks its X-CSRF-Token",
   404: 'No such object',
   409: 'Conflict: an apply is running or a revision awaits confirmation',
   413: 'Body over api.bodyLimit',
   415: 'Unsupported content type (JSON or YAML)',
+  429: 'Too many failed sign-ins from this address or for this user (Retry-After says when to try again)',
   500: 'Failure (a failed apply carries its report; the previous revision was restored)',
 };
 
@@ -89,6 +91,41 @@ const rules: JsonSchema = {
     errors: { type: 'array', items: { type: 'object', properties: { subsystem: { type: 'string' }, error: { type: 'string' } } } },
   },
 };
+const role = { type: 'string', enum: ['metrics', 'viewer', 'operator', 'admin'] };
+const signIn: JsonSchema = {
+  type: 'object',
+  required: ['user', 'role', 'kind', 'via', 'sessionId', 'csrfToken', 'expiresAt'],
+  properties: {
+    user: { type: 'string', description: 'the user, or the name of the token signed in with' },
+    role,
+    kind: { type: 'string', const: 'session' },
+    via: { type: 'string', enum: ['user', 'token'] },
+    sessionId: { type: 'string' },
+    csrfToken: { type: 'string', description: 'send as X-CSRF-Token with every request that changes something' },
+    expiresAt: { type: 'string', format: 'date-time', description: 'when the session ends unless used (idle timeout, capped by its lifetime)' },
+  },
+};
+const whoami: JsonSchema = {
+  type: 'object',
+  required: ['user', 'role', 'kind'],
+  properties: { ...(signIn.properties as JsonSchema), kind: { type: 'string', enum: ['session', 'token'], description: 'signed in by the session cookie or a bearer token' } },
+};
+const session: JsonSchema = {
+  type: 'object',
+  required: ['id', 'user', 'via', 'role', 'createdAt', 'lastSeenAt', 'expiresAt', 'current'],
+  properties: {
+    id: { type: 'string' },
+    user: { type: 'string' },
+    via: { type: 'string', enum: ['user', 'token'] },
+    role,
+    createdAt: { type: 'string', format: 'date-time' },
+    lastSeenAt: { type: 'string', format: 'date-time', description: 'recorded at most every 30 s' },
+    expiresAt: { type: 'string', format: 'date-time' },
+    address: { type: ['string', 'null'] },
+    userAgent: { type: ['string', 'null'] },
+    current: { type: 'boolean', description: "this request's own session" },
+  },
+};
 const anyObject = (description: string): JsonSchema => ({ type: 'object', additionalProperties: true, description });
 const text = (mediaType: string, description: string) => ({ description, content: { [mediaType]: { schema: { type: 'string' } } } });
 
@@ -134,6 +171,11 @@ function buildOperations(P: string): Record<string, Operation> {
     errors: [400, 401, 404, 409, 500],
   },
   [`GET ${P}/vpn/openvpn/:server/clients/:client/profile`]: { operationId: 'getOpenvpnProfile', tag: 'vpn', ok: text('application/x-openvpn-profile', 'the .ovpn profile'), errors: [400, 401, 404, 409, 500] },
+  [`POST ${P}/session`]: { operationId: 'signIn', tag: 'auth', ok: signIn, errors: [400, 401, 403, 415, 429, 500] },
+  [`DELETE ${P}/session`]: { operationId: 'signOut', tag: 'auth', ok: { type: 'object', required: ['signedOut'], properties: { signedOut: { type: 'string', description: 'the id of the session that ended' } } }, errors: [400, 401, 500] },
+  [`GET ${P}/whoami`]: { operationId: 'whoami', tag: 'auth', ok: whoami, errors: [401, 500] },
+  [`GET ${P}/sessions`]: { operationId: 'listSessions', tag: 'auth', ok: { type: 'array', items: session }, errors: [401, 500] },
+  [`DELETE ${P}/sessions/:id`]: { operationId: 'revokeSession', tag: 'auth', ok: { type: 'object', required: ['revoked'], properties: { revoked: { type: 'string' } } }, errors: [400, 401, 404, 500] },
   [`GET ${P}/vpn/ipsec/ca`]: { operationId: 'getIpsecCa', tag: 'vpn', ok: text('application/x-pem-file', 'the CA certificate (PEM)'), errors: [401, 404, 500] },
   };
 }
@@ -149,8 +191,14 @@ export function openapiTransform(args: TransformArgs): { schema: FastifySchema; 
   const response: Record<string, unknown> = {
     200: 'content' in op.ok ? op.ok : { description: 'OK', ...op.ok },
   };
-  for (const code of op.errors) response[code] = { description: ERROR_TEXT[code], ...ERROR_SCHEMA };
-  return { ...out, schema: { ...out.schema, ...typedConfigBody(out.schema), operationId: op.operationId, tags: [op.tag], response } as FastifySchema };
+  // the role each route declares (src/api/auth/roles.ts); below it: 403
+  const role = (args.route.config as { role?: string } | undefined)?.role ?? 'admin';
+  const errors = role === 'public' ? op.errors : [...new Set([...op.errors, 403])].sort((a, b) => a - b);
+  for (const code of errors) response[code] = { description: ERROR_TEXT[code], ...ERROR_SCHEMA };
+  return {
+    ...out,
+    schema: { ...out.schema, ...typedConfigBody(out.schema), operationId: op.operationId, tags: [op.tag], response, 'x-patronus-role': role, ...(role === 'public' ? { security: [] } : {}) } as FastifySchema,
+  };
 }
 
 /** The component every config body refers to: the configuration document (docs/configuration.md), as its input. */
@@ -182,4 +230,5 @@ export const OPENAPI_TAGS = [
   { name: 'vpn', description: 'VPN client exports' },
   { name: 'ids', description: 'intrusion detection' },
   { name: 'ha', description: 'high availability' },
+  { name: 'auth', description: 'console sign-in, sessions, who am I' },
 ];

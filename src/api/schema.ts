@@ -25,7 +25,15 @@ export const apiSchema = z
       .optional()
       .describe('serve HTTPS: certificate and key files, or an ACME certificate by name'),
     bodyLimit: z.number().int().min(1024).max(64 << 20).default(8 << 20).describe('largest request body accepted, in bytes (larger ones get 413)'),
-    metricsRequireToken: z.boolean().default(true).describe('whether /metrics needs a bearer token like the rest of the API (/healthz never does)'),
+    metricsRequireToken: z.boolean().default(true).describe('whether /metrics needs a bearer token (role metrics or above) like the rest of the API (/healthz never does)'),
+    sessions: z
+      .object({
+        idleTimeout: z.number().int().min(60).max(7 * 86400).default(3600).describe('seconds: a console session unused this long ends'),
+        lifetime: z.number().int().min(300).max(30 * 86400).default(12 * 3600).describe('seconds: a console session ends this long after sign-in, however much it is used'),
+      })
+      .strict()
+      .prefault({})
+      .describe('console sessions (POST /api/v1/session): the cookie lasts `lifetime`; the server also ends it after `idleTimeout` without a request'),
   })
   .strict()
   .prefault({});

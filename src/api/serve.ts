@@ -109,6 +109,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     metrics,
     bodyLimit: api.bodyLimit,
     metricsRequireToken: api.metricsRequireToken,
+    sessions: api.sessions,
     ownsEngine: true,
     drift,
     ...(https ? { https } : {}),

@@ -4,10 +4,12 @@
  * (src/api/serve.ts in production, tests on 127.0.0.1:0) and closes, which
  * runs the onClose hooks (confirmation timer, lock file, store).
  *
- * Every route but /healthz and /schema.json needs `Authorization: Bearer <token>`; tokens are
- * stored hashed (src/store). Request bodies are capped (413 beyond).
+ * Every route declares the least role it needs (`config: { role }`, see
+ * src/api/auth/roles.ts); one hook (src/api/auth/auth.ts) checks a bearer
+ * token or a console session cookie against it. /healthz, /schema.json and
+ * sign-in are public. Request bodies are capped (413 beyond).
  */
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { OPENAPI_TAGS, documentComponent, openapiTransform } from './openapi.js';
@@ -33,6 +35,8 @@ import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
 import { exportProfile } from '../services/openvpn/openvpn.js';
 import { openvpnServerSchema } from '../services/openvpn/schema.js';
 import { ipsecCaCertificate } from '../services/ipsec/ipsec.js';
+import { installAuth, type SessionTimes } from './auth/auth.js';
+import type { LoginLimitOptions } from './auth/login-limit.js';
 
 export interface ServerOptions {
   engine: Engine;
@@ -51,6 +55,10 @@ export interface ServerOptions {
    * starts its periodic loop). Default: one that checks on demand only.
    */
   drift?: DriftMonitor;
+  /** console session idle timeout and lifetime (default 1 h, 12 h) */
+  sessions?: SessionTimes;
+  /** failed sign-ins allowed per address and per user (default 5 a minute) */
+  loginLimit?: LoginLimitOptions;
 }
 
 export const API_PREFIX = '/api/v1';
@@ -148,26 +156,6 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     done(null, parsed.value);
   });
 
-  // /schema.json is open like /healthz: it is the document's JSON Schema (the
-  // same for every installation, published in the repository), no secrets
-  const open = new Set(['/healthz', '/schema.json', ...(opts.metricsRequireToken === false ? ['/metrics'] : [])]);
-  app.addHook('onRequest', async (req, reply) => {
-    const path = req.url.split('?')[0]!;
-    if (open.has(path)) return;
-    const header = req.headers.authorization;
-    const m = header && /^Bearer\s+(\S+)$/i.exec(header);
-    if (!m) {
-      reply.header('www-authenticate', 'Bearer realm="patronus"');
-      return reply.code(401).send(errorBody(401, header ? 'Authorization header must be "Bearer <token>"' : 'missing bearer token (Authorization: Bearer <token>)'));
-    }
-    const name = store.verifyToken(m[1]!);
-    if (!name) {
-      reply.header('www-authenticate', 'Bearer realm="patronus", error="invalid_token"');
-      return reply.code(401).send(errorBody(401, 'invalid token'));
-    }
-    (req as { tokenName?: string }).tokenName = name;
-  });
-
   // Every JSON body (status, service state, documents, plans, errors) passes
   // redactSecrets: private keys and PSKs never leave, whatever a subsystem
   // reports. Text bodies (the explicit exports below, /metrics) are strings
@@ -189,14 +177,24 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       info: { title: 'Patronus', description: 'Linux firewall and edge data-plane manager: configuration, revisions, counters', version: '1' },
       servers: [{ url: '/', description: 'this server (api.listen)' }],
       tags: OPENAPI_TAGS,
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } }, schemas: { PatronusDocument: documentComponent() } },
-      security: [{ bearer: [] }],
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          session: { type: 'apiKey', in: 'cookie', name: 'patronus_session', description: 'console session (POST /api/v1/session); requests that change something also need X-CSRF-Token' },
+        },
+        schemas: { PatronusDocument: documentComponent() },
+      },
+      // either one; each operation's x-patronus-role says which role it needs
+      security: [{ bearer: [] }, { session: [] }],
     },
     // operationIds, tags and every response (errors included): src/api/openapi.ts
     transform: openapiTransform,
   });
+  // after swagger (it collects routes as they are added), before every route (their roles are recorded)
+  installAuth(app, { store, secureCookie: !!opts.https, prefix: API_PREFIX, ...(opts.sessions ? { sessions: opts.sessions } : {}), ...(opts.loginLimit ? { loginLimit: opts.loginLimit } : {}) });
 
-  const author = (req: unknown) => (req as { tokenName?: string }).tokenName ?? 'api';
+  // the revision's author: the signed-in user, or the token's name
+  const author = (req: FastifyRequest) => req.principal?.user ?? 'api';
   const source = (b: z.infer<typeof sourceBody>): ConfigSource => ({
     ...(typeof b.config === 'string' ? { text: b.config, ...(b.format ? { format: b.format } : {}) } : { document: b.config }),
     ...(b.allowEmpty ? { allowEmpty: true } : {}),
@@ -209,7 +207,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
    * the drift monitor compiles each revision once and reuses a check younger
    * than 1 s, with one check in flight at most.
    */
-  app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
+  app.get('/healthz', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => {
     const h = engine.health();
     const d = await drift.check({ maxAgeMs: 1000 });
     // degraded: start-up reconciliation failed, or the store cannot record revisions (disk full, I/O errors)
@@ -231,19 +229,19 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     };
   });
 
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+  app.get('/metrics', { config: { role: opts.metricsRequireToken === false ? 'public' : 'metrics' }, schema: { hide: true } }, async (_req, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { config: { role: 'viewer' }, schema: { hide: true } }, async () => app.swagger());
 
   // for editors (yaml-language-server's `$schema=` modeline): docs/patronus.schema.json, served as text so
   // the secret-redacting serializer leaves its `presharedKey` properties alone
   const schemaText = documentJsonSchemaText();
-  app.get('/schema.json', { schema: { hide: true } }, async (_req, reply) => reply.type('application/schema+json; charset=utf-8').send(schemaText));
+  app.get('/schema.json', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => reply.type('application/schema+json; charset=utf-8').send(schemaText));
 
-  app.get(`${API_PREFIX}/status`, { schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => {
+  app.get(`${API_PREFIX}/status`, { config: { role: 'viewer' }, schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => {
     const d = await drift.check({ maxAgeMs: 1000 });
     const s = engine.status();
     // running: what the last process that converged the kernel recorded (a --direct CLI included),
@@ -251,14 +249,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { ...s, running: d.state === 'drift' ? null : s.running, drift: d };
   });
 
-  app.get(`${API_PREFIX}/config`, { schema: { summary: 'The last committed configuration' } }, async (_req, reply) => {
+  app.get(`${API_PREFIX}/config`, { config: { role: 'viewer' }, schema: { summary: 'The last committed configuration' } }, async (_req, reply) => {
     const current = store.current();
     const pending = engine.pendingConfirmation();
     if (!current && !pending) return reply.code(404).send(errorBody(404, 'no configuration has been committed yet'));
     return { revision: current?.id ?? null, config: current?.config ?? null, pending: pending ? { revision: pending.id, deadline: pending.confirmDeadline, config: pending.config } : null };
   });
 
-  app.post(`${API_PREFIX}/config/validate`, { schema: { summary: 'Validate a document (schema, aliases, every subsystem); 400 lists every issue', body: sourceBody } }, async (req, reply) => {
+  app.post(`${API_PREFIX}/config/validate`, { config: { role: 'viewer' }, schema: { summary: 'Validate a document (schema, aliases, every subsystem); 400 lists every issue', body: sourceBody } }, async (req, reply) => {
     // in a worker thread: a huge document does not stall /healthz (see Engine.validate)
     const issues = await engine.validate(source(req.body)).catch((e: Error) => {
       // stopped by a shutdown: close this connection with the answer, or the server's close waits for it to idle out
@@ -269,32 +267,32 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { valid: true };
   });
 
-  app.post(`${API_PREFIX}/config/plan`, { schema: { summary: 'What applying a document would change, per subsystem', body: sourceBody } }, async (req) => {
+  app.post(`${API_PREFIX}/config/plan`, { config: { role: 'operator' }, schema: { summary: 'What applying a document would change, per subsystem', body: sourceBody } }, async (req) => {
     const plan = await engine.plan(source(req.body));
     return { ...plan, text: formatPlan(plan) };
   });
 
-  app.post(`${API_PREFIX}/config/apply`, { schema: { summary: 'Apply a document as a new revision (all or nothing)', body: applyBody } }, async (req) => {
+  app.post(`${API_PREFIX}/config/apply`, { config: { role: 'operator' }, schema: { summary: 'Apply a document as a new revision (all or nothing)', body: applyBody } }, async (req) => {
     const b = req.body;
     return engine.apply(source(b), { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
   });
 
-  app.post(`${API_PREFIX}/config/confirm`, { schema: { summary: 'Confirm the revision awaiting confirmation' } }, async () => engine.confirm());
+  app.post(`${API_PREFIX}/config/confirm`, { config: { role: 'operator' }, schema: { summary: 'Confirm the revision awaiting confirmation' } }, async () => engine.confirm());
 
-  app.post(`${API_PREFIX}/config/rollback`, { schema: { summary: 'Roll back the pending revision, or go back to an earlier one', body: rollbackBody.optional() } }, async (req) =>
+  app.post(`${API_PREFIX}/config/rollback`, { config: { role: 'operator' }, schema: { summary: 'Roll back the pending revision, or go back to an earlier one', body: rollbackBody.optional() } }, async (req) =>
     engine.rollback({ ...(req.body?.to !== undefined ? { to: req.body.to } : {}), author: author(req) }),
   );
 
-  app.get(`${API_PREFIX}/revisions`, { schema: { summary: 'Revisions, newest first (without their documents)', querystring: listQuery } }, async (req) =>
+  app.get(`${API_PREFIX}/revisions`, { config: { role: 'viewer' }, schema: { summary: 'Revisions, newest first (without their documents)', querystring: listQuery } }, async (req) =>
     store.list({ ...req.query, withConfig: false }).map(({ config: _c, result, ...r }) => ({ ...r, failedStep: (result as { failedStep?: string } | undefined)?.failedStep ?? null })),
   );
 
-  app.get(`${API_PREFIX}/revisions/:id`, { schema: { summary: 'One revision with its document and apply result', params: revisionParams } }, async (req, reply) => {
+  app.get(`${API_PREFIX}/revisions/:id`, { config: { role: 'viewer' }, schema: { summary: 'One revision with its document and apply result', params: revisionParams } }, async (req, reply) => {
     const r = store.get(req.params.id);
     return r ?? reply.code(404).send(errorBody(404, `revision ${req.params.id} does not exist`));
   });
 
-  app.get(`${API_PREFIX}/rules`, { schema: { summary: 'Rules with their live counters' } }, async () => {
+  app.get(`${API_PREFIX}/rules`, { config: { role: 'viewer' }, schema: { summary: 'Rules with their live counters' } }, async () => {
     const s = await metrics.snapshot();
     const rules = [];
     for (const x of s.bySubsystem) for (const r of x.metrics?.rules ?? []) rules.push({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes), ...(r.limited !== undefined ? { rateLimited: Number(r.limited) } : {}) });
@@ -303,7 +301,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { rules, verdicts, errors: s.bySubsystem.filter((x) => x.error).map((x) => ({ subsystem: x.subsystem, error: x.error })) };
   });
 
-  app.get(`${API_PREFIX}/interfaces`, { schema: { summary: 'Managed interfaces: configured zone, live state and counters' } }, async () => {
+  app.get(`${API_PREFIX}/interfaces`, { config: { role: 'viewer' }, schema: { summary: 'Managed interfaces: configured zone, live state and counters' } }, async () => {
     const current = store.current()?.config as { interfaces?: { name: string; zone?: string }[] } | undefined;
     const zones = new Map((current?.interfaces ?? []).map((i) => [i.name, i.zone ?? 'lan']));
     const s = await metrics.snapshot();
@@ -311,7 +309,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return live.map((l) => ({ ...l, managed: zones.has(l.interface), zone: zones.get(l.interface) ?? null }));
   });
 
-  app.get(`${API_PREFIX}/ids/alerts`, { schema: { summary: 'Recent IDS alerts, newest first, with counts by signature and severity and the auto-block record', querystring: alertsQuery } }, async (req) => {
+  app.get(`${API_PREFIX}/ids/alerts`, { config: { role: 'viewer' }, schema: { summary: 'Recent IDS alerts, newest first, with counts by signature and severity and the auto-block record', querystring: alertsQuery } }, async (req) => {
     const e = idsEngine(engine.host);
     if (!e) return { ingesting: false, alerts: [], summary: null };
     const q = req.query;
@@ -319,17 +317,17 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { ingesting: true, alerts, summary: e.summary() };
   });
 
-  app.get(`${API_PREFIX}/ha/sync`, { schema: { summary: 'HA config sync (primary): the last comparison with the peer (hashes, differing sections, last push)' } }, async (_req, reply) => {
+  app.get(`${API_PREFIX}/ha/sync`, { config: { role: 'viewer' }, schema: { summary: 'HA config sync (primary): the last comparison with the peer (hashes, differing sections, last push)' } }, async (_req, reply) => {
     const r = opts.haSync?.status();
     return r ?? reply.code(404).send(errorBody(404, opts.haSync ? 'no sync has run yet (ha.sync not configured, or this node is not the primary)' : 'HA sync is not available on this server'));
   });
 
-  app.post(`${API_PREFIX}/ha/sync`, { schema: { summary: 'HA config sync (primary): compare with the peer now and push when it differs' } }, async (_req, reply) => {
+  app.post(`${API_PREFIX}/ha/sync`, { config: { role: 'operator' }, schema: { summary: 'HA config sync (primary): compare with the peer now and push when it differs' } }, async (_req, reply) => {
     const r = await opts.haSync?.run();
     return r ?? reply.code(409).send(errorBody(409, 'ha.sync is not configured with role: primary in the committed revision'));
   });
 
-  app.get(`${API_PREFIX}/services`, { schema: { summary: 'Status of every subsystem that reports one (what runs: interfaces, program ids, map fill, tables, daemons with pids and uptime)' } }, async () => {
+  app.get(`${API_PREFIX}/services`, { config: { role: 'viewer' }, schema: { summary: 'Status of every subsystem that reports one (what runs: interfaces, program ids, map fill, tables, daemons with pids and uptime)' } }, async () => {
     const out = await Promise.all(
       engine.subsystems
         .filter((s) => s.status)
@@ -348,7 +346,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   /** A section of the committed document (raw JSON, defaults applied by `schema`), or undefined when nothing is committed. */
   const committed = (key: string): unknown => (store.current()?.config as Record<string, unknown> | undefined)?.[key];
 
-  app.get(`${API_PREFIX}/dhcp/leases`, { schema: { summary: "Kea's current DHCPv4 leases (empty when DHCP is disabled)", querystring: leasesQuery } }, async (req) => {
+  app.get(`${API_PREFIX}/dhcp/leases`, { config: { role: 'viewer' }, schema: { summary: "Kea's current DHCPv4 leases (empty when DHCP is disabled)", querystring: leasesQuery } }, async (req) => {
     const dhcp = keaSchema.safeParse(committed('dhcp') ?? {});
     if (!dhcp.success || !dhcp.data.enabled) return { enabled: false, leases: [] };
     const { subnet, state } = req.query;
@@ -368,7 +366,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.get(
     `${API_PREFIX}/vpn/wireguard/:interface/peers/:peer/config`,
-    { schema: { summary: 'Client config of a generated WireGuard peer: wg-quick text (text/plain) or QR code (image/svg+xml); holds the peer private key', params: wgPeerParams, querystring: wgConfigQuery } },
+    // holds a private key: admin only
+    { config: { role: 'admin' }, schema: { summary: 'Client config of a generated WireGuard peer: wg-quick text (text/plain) or QR code (image/svg+xml); holds the peer private key', params: wgPeerParams, querystring: wgConfigQuery } },
     async (req, reply) => {
       const { interface: name, peer } = req.params;
       const raw = (committed('wireguard') as { interfaces?: { name?: unknown }[] } | undefined)?.interfaces?.find((i) => i.name === name);
@@ -391,7 +390,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.get(
     `${API_PREFIX}/vpn/openvpn/:server/clients/:client/profile`,
-    { schema: { summary: 'The .ovpn profile of an OpenVPN server client (inline CA, certificate, private key, tls-crypt key)', params: ovpnParams } },
+    // holds a private key: admin only
+    { config: { role: 'admin' }, schema: { summary: 'The .ovpn profile of an OpenVPN server client (inline CA, certificate, private key, tls-crypt key)', params: ovpnParams } },
     async (req, reply) => {
       const { server: name, client } = req.params;
       const raw = (committed('openvpn') as { servers?: { name?: unknown }[] } | undefined)?.servers?.find((s) => s.name === name);
@@ -410,7 +410,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     },
   );
 
-  app.get(`${API_PREFIX}/vpn/ipsec/ca`, { schema: { summary: "The certificate (PEM) of this host's IPsec CA, for peers to trust (one CA per host)" } }, async (_req, reply) => {
+  app.get(`${API_PREFIX}/vpn/ipsec/ca`, { config: { role: 'viewer' }, schema: { summary: "The certificate (PEM) of this host's IPsec CA, for peers to trust (one CA per host)" } }, async (_req, reply) => {
     const conns = (committed('ipsec') as { connections?: unknown[] } | undefined)?.connections;
     // the CA is made on first use: do not make one on a host that runs no IPsec
     if (!conns?.length) return reply.code(404).send(errorBody(404, 'no IPsec connections in the committed configuration'));

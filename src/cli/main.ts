@@ -14,7 +14,10 @@ import { formatPlan } from '../apply/plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
 import { detectFormat } from '../config/load.js';
 import { readRegularFile } from '../config/input.js';
-import { Store, parseRetention } from '../store/store.js';
+import { NameTakenError, Store, parseRetention } from '../store/store.js';
+import { ROLES, parseRole, type Role } from '../api/auth/roles.js';
+import { hashPassword } from '../api/auth/passwords.js';
+import { readNewPassword } from './password-prompt.js';
 import { DirectClient, RestClient, describeError, findToken, type Client } from './client.js';
 import { RejectedError, errorJson, exitCodeFor, EXIT } from './errors.js';
 import { buildInfo } from '../metrics/build-info.js';
@@ -257,31 +260,101 @@ program
     });
   });
 
+/** The store of the state dir (token and user commands work on it directly). */
+const openStore = () => Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+
+/** --role: checked before anything is opened */
+function roleOption(v: string): Role {
+  try {
+    return parseRole(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+const ROLE_HELP = `role: ${ROLES.join(', ')} (see docs/control-plane.md "Roles")`;
+
+/** A name that exists already is the operator's mistake (exit 2), said in a sentence. */
+function rejectTaken<T>(fn: () => T, hint: string): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof NameTakenError) throw new RejectedError(`${e.message} (${hint})`);
+    throw e;
+  }
+}
+
 const token = program.command('token').description('API tokens (works on the store directly; stored hashed)');
 token
   .command('add')
   .argument('<name>')
+  .option('--role <role>', ROLE_HELP, roleOption, 'admin' as Role)
   .description('create a token and print it (the only time it is shown)')
-  .action((name: string) => {
-    using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
-    // checked here so the operator gets a sentence, not the store's UNIQUE constraint failure
-    if (s.listTokens().some((t) => t.name === name)) throw new RejectedError(`a token named "${name}" already exists (remove it first: patronus token remove ${name})`);
-    const secret = s.addToken(name);
-    out({ name, token: secret }, () => secret);
+  .action((name: string, o: { role: Role }) => {
+    using s = openStore();
+    const secret = rejectTaken(() => s.addToken(name, o.role), `remove it first: patronus token remove ${name}`);
+    out({ name, role: o.role, token: secret }, () => secret);
   });
 token
   .command('list')
   .action(() => {
-    using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+    using s = openStore();
     const list = s.listTokens();
-    out(list, () => table(['name', 'created'], list.map((t) => [t.name, t.createdAt])));
+    out(list, () => table(['name', 'role', 'created'], list.map((t) => [t.name, t.role, t.createdAt])));
   });
 token
   .command('remove')
   .argument('<name>')
+  .description('remove a token (its console sessions end too)')
   .action((name: string) => {
-    using s = Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+    using s = openStore();
     if (!s.removeToken(name)) throw new Error(`no token named "${name}"`);
+  });
+
+const user = program.command('user').description('console users (works on the store directly; passwords hashed with scrypt)');
+user
+  .command('add')
+  .argument('<name>')
+  .option('--role <role>', ROLE_HELP, roleOption, 'viewer' as Role)
+  .description('create a console user; the password is read from stdin (first line), or asked for twice on a terminal')
+  .action(async (name: string, o: { role: Role }) => {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(name)) throw new RejectedError(`user name "${name}": letters, digits and ._@- only, 1-64 characters, starting with a letter or digit`);
+    {
+      using s = openStore();
+      if (s.user(name)) throw new RejectedError(`a user named "${name}" already exists (patronus user passwd ${name} changes its password)`);
+    }
+    const hash = await hashPassword(await readNewPassword(`password for ${name}`));
+    using s = openStore();
+    const u = rejectTaken(() => s.addUser(name, o.role, hash), `patronus user passwd ${name} changes its password`);
+    out({ name: u.name, role: u.role, createdAt: u.createdAt }, () => `user ${u.name} (${u.role}) created`);
+  });
+user
+  .command('passwd')
+  .argument('<name>')
+  .description("set a user's password (stdin or prompt, as for add); its sessions end")
+  .action(async (name: string) => {
+    {
+      using s = openStore();
+      if (!s.user(name)) throw new Error(`no user named "${name}"`);
+    }
+    const hash = await hashPassword(await readNewPassword(`new password for ${name}`));
+    using s = openStore();
+    if (!s.setUserPassword(name, hash)) throw new Error(`no user named "${name}"`);
+    out({ name, passwordChanged: true }, () => `password of ${name} changed; its sessions were signed out`);
+  });
+user
+  .command('list')
+  .action(() => {
+    using s = openStore();
+    const list = s.listUsers();
+    out(list, () => table(['name', 'role', 'created'], list.map((u) => [u.name, u.role, u.createdAt])));
+  });
+user
+  .command('remove')
+  .argument('<name>')
+  .description('remove a user (its sessions end too)')
+  .action((name: string) => {
+    using s = openStore();
+    if (!s.removeUser(name)) throw new Error(`no user named "${name}"`);
   });
 
 program

@@ -28,6 +28,7 @@ import Database from 'better-sqlite3';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { ROLES, type Role } from '../api/auth/roles.js';
 
 export type RevisionState = 'applying' | 'confirming' | 'committed' | 'failed' | 'rolled_back' | 'interrupted';
 
@@ -49,7 +50,39 @@ export interface Revision {
 export interface TokenInfo {
   id: number;
   name: string;
+  role: Role;
   createdAt: string;
+}
+
+export interface UserInfo {
+  id: number;
+  name: string;
+  role: Role;
+  createdAt: string;
+}
+
+/** A signed-in console session (src/api/auth/sessions.ts); the secret itself is never stored, only its SHA-256. */
+export interface SessionInfo {
+  id: string;
+  /** the user's name, or the token's name for a session opened with a token */
+  user: string;
+  via: 'user' | 'token';
+  /** the principal's current role (a role change applies to its open sessions) */
+  role: Role;
+  createdAt: string;
+  lastSeenAt: string;
+  /** when it ends unless used again (idle timeout), capped by its absolute expiry */
+  expiresAt: string;
+  address: string | null;
+  userAgent: string | null;
+  /** whose it is: the user's or the token's id (the other is null) */
+  userId: number | null;
+  tokenId: number | null;
+}
+
+/** A name (token, user) that exists already. */
+export class NameTakenError extends Error {
+  override name = 'NameTakenError';
 }
 
 /**
@@ -347,26 +380,155 @@ export class Store {
 
   // --- API tokens: only a SHA-256 of each is stored (tokens are 256-bit random, so no slow hash is needed)
 
-  /** Creates a token and returns it in clear, the only time it is visible. */
-  addToken(name: string): string {
+  /** Creates a token and returns it in clear, the only time it is visible. Throws NameTakenError for a name in use. */
+  addToken(name: string, role: Role = 'admin'): string {
     const token = `pat_${randomBytes(32).toString('base64url')}`;
-    this.write(`add token "${name}"`, () => this.db.prepare(`INSERT INTO tokens (name, hash, created_at) VALUES (?, ?, ?)`).run(name, hashToken(token), new Date().toISOString()));
+    this.write(`add token "${name}"`, () =>
+      this.db.transaction(() => {
+        if (this.db.prepare(`SELECT 1 FROM tokens WHERE name = ?`).get(name)) throw new NameTakenError(`a token named "${name}" already exists`);
+        this.db.prepare(`INSERT INTO tokens (name, hash, created_at, role) VALUES (?, ?, ?, ?)`).run(name, hashToken(token), new Date().toISOString(), role);
+      })(),
+    );
     return token;
   }
 
   /** The token's name when it is valid. */
   verifyToken(token: string): string | undefined {
+    return this.tokenAuth(token)?.name;
+  }
+
+  /** The token's id, name and role when it is valid. */
+  tokenAuth(token: string): { id: number; name: string; role: Role } | undefined {
     const hash = hashToken(token);
-    const row = this.db.prepare(`SELECT name, hash FROM tokens WHERE hash = ?`).get(hash) as { name: string; hash: Buffer } | undefined;
-    return row && timingSafeEqual(row.hash, hash) ? row.name : undefined;
+    const row = this.db.prepare(`SELECT id, name, role, hash FROM tokens WHERE hash = ?`).get(hash) as { id: number; name: string; role: Role; hash: Buffer } | undefined;
+    return row && timingSafeEqual(row.hash, hash) ? { id: row.id, name: row.name, role: row.role } : undefined;
   }
 
   listTokens(): TokenInfo[] {
-    return (this.db.prepare(`SELECT id, name, created_at AS createdAt FROM tokens ORDER BY id`).all() as TokenInfo[]);
+    return this.db.prepare(`SELECT id, name, role, created_at AS createdAt FROM tokens ORDER BY id`).all() as TokenInfo[];
   }
 
+  /** Removes a token; its sessions go with it. */
   removeToken(name: string): boolean {
     return this.write(`remove token "${name}"`, () => this.db.prepare(`DELETE FROM tokens WHERE name = ?`).run(name).changes > 0);
+  }
+
+  // --- console users: the password hash is made by the caller (src/api/auth/passwords.ts: scrypt, per-user salt)
+
+  /** Throws NameTakenError for a name in use. */
+  addUser(name: string, role: Role, passwordHash: string): UserInfo {
+    return this.write(`add user "${name}"`, () =>
+      this.db.transaction(() => {
+        if (this.db.prepare(`SELECT 1 FROM users WHERE name = ?`).get(name)) throw new NameTakenError(`a user named "${name}" already exists`);
+        const id = Number(this.db.prepare(`INSERT INTO users (name, role, password, created_at) VALUES (?, ?, ?, ?)`).run(name, role, passwordHash, new Date().toISOString()).lastInsertRowid);
+        return this.db.prepare(`SELECT id, name, role, created_at AS createdAt FROM users WHERE id = ?`).get(id) as UserInfo;
+      })(),
+    );
+  }
+
+  /** A user with its password hash (for sign-in). */
+  user(name: string): (UserInfo & { passwordHash: string }) | undefined {
+    return this.db.prepare(`SELECT id, name, role, password AS passwordHash, created_at AS createdAt FROM users WHERE name = ?`).get(name) as (UserInfo & { passwordHash: string }) | undefined;
+  }
+
+  listUsers(): UserInfo[] {
+    return this.db.prepare(`SELECT id, name, role, created_at AS createdAt FROM users ORDER BY id`).all() as UserInfo[];
+  }
+
+  /** Sets a new password hash; the user's sessions end (a password change signs everyone out). */
+  setUserPassword(name: string, passwordHash: string): boolean {
+    return this.write(`set the password of user "${name}"`, () =>
+      this.db.transaction(() => {
+        const row = this.db.prepare(`SELECT id FROM users WHERE name = ?`).get(name) as { id: number } | undefined;
+        if (!row) return false;
+        this.db.prepare(`UPDATE users SET password = ? WHERE id = ?`).run(passwordHash, row.id);
+        this.db.prepare(`DELETE FROM sessions WHERE user_id = ?`).run(row.id);
+        return true;
+      })(),
+    );
+  }
+
+  /** Removes a user; its sessions go with it. */
+  removeUser(name: string): boolean {
+    return this.write(`remove user "${name}"`, () => this.db.prepare(`DELETE FROM users WHERE name = ?`).run(name).changes > 0);
+  }
+
+  // --- sessions: the cookie's secret is 256-bit random, so a SHA-256 of it is what is stored and looked up
+
+  /** Opens a session for a user or a token; returns its id and the secret for the cookie (the only time it is visible). */
+  createSession(s: { userId?: number; tokenId?: number; idleSeconds: number; lifetimeSeconds: number; address?: string; userAgent?: string }, now = new Date()): { id: string; secret: string; info: SessionInfo } {
+    const id = randomBytes(12).toString('base64url');
+    const secret = randomBytes(32).toString('base64url');
+    const info = this.write('open a session', () =>
+      this.db.transaction(() => {
+        this.db.prepare(`DELETE FROM sessions WHERE expires_at <= ? OR datetime(last_seen_at, '+' || idle_seconds || ' seconds') <= datetime(?)`).run(now.toISOString(), now.toISOString());
+        this.db
+          .prepare(`INSERT INTO sessions (id, hash, user_id, token_id, created_at, last_seen_at, expires_at, idle_seconds, address, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+          .run(id, hashToken(secret), s.userId ?? null, s.tokenId ?? null, now.toISOString(), now.toISOString(), new Date(now.getTime() + s.lifetimeSeconds * 1000).toISOString(), s.idleSeconds, s.address?.slice(0, 100) ?? null, s.userAgent?.slice(0, 300) ?? null);
+        return this.sessionWhere(`s.id = ?`, id)[0]!;
+      })(),
+    );
+    return { id, secret, info };
+  }
+
+  /**
+   * The live session a cookie's secret opens (undefined when unknown, expired
+   * or its user/token is gone). `touchAfterSeconds`: record the use when the
+   * last one recorded is older (so an active session does not write on every request).
+   */
+  sessionBySecret(secret: string, now = new Date(), touchAfterSeconds = 30): SessionInfo | undefined {
+    const hash = hashToken(secret);
+    const row = this.sessionRows(`s.hash = ?`, hash)[0];
+    if (!row || !timingSafeEqual(row.hash, hash)) return undefined;
+    const info = sessionInfo(row);
+    if (Date.parse(info.expiresAt) <= now.getTime()) {
+      this.tryWrite(() => this.db.prepare(`DELETE FROM sessions WHERE id = ?`).run(row.id));
+      return undefined;
+    }
+    if (now.getTime() - Date.parse(row.last_seen_at) >= touchAfterSeconds * 1000) {
+      // a full disk must not sign everyone out: the use just goes unrecorded
+      this.tryWrite(() => this.db.prepare(`UPDATE sessions SET last_seen_at = ? WHERE id = ?`).run(now.toISOString(), row.id));
+      return sessionInfo({ ...row, last_seen_at: now.toISOString() });
+    }
+    return info;
+  }
+
+  /** Live sessions, newest first: all of them, or those of one user or token. */
+  listSessions(of?: { userId?: number; tokenId?: number }, now = new Date()): SessionInfo[] {
+    const all = of?.userId !== undefined ? this.sessionWhere(`s.user_id = ?`, of.userId) : of?.tokenId !== undefined ? this.sessionWhere(`s.token_id = ?`, of.tokenId) : this.sessionWhere(`1 = 1`);
+    return all.filter((s) => Date.parse(s.expiresAt) > now.getTime());
+  }
+
+  session(id: string, now = new Date()): SessionInfo | undefined {
+    const s = this.sessionWhere(`s.id = ?`, id)[0];
+    return s && Date.parse(s.expiresAt) > now.getTime() ? s : undefined;
+  }
+
+  removeSession(id: string): boolean {
+    return this.write(`remove session ${id}`, () => this.db.prepare(`DELETE FROM sessions WHERE id = ?`).run(id).changes > 0);
+  }
+
+  private sessionRows(where: string, ...args: unknown[]): SessionRow[] {
+    return this.db
+      .prepare(
+        `SELECT s.*, coalesce(u.name, t.name) AS principal, coalesce(u.role, t.role) AS role, CASE WHEN s.user_id IS NULL THEN 'token' ELSE 'user' END AS via
+         FROM sessions s LEFT JOIN users u ON u.id = s.user_id LEFT JOIN tokens t ON t.id = s.token_id
+         WHERE ${where} AND coalesce(u.id, t.id) IS NOT NULL ORDER BY s.created_at DESC`,
+      )
+      .all(...args) as SessionRow[];
+  }
+
+  private sessionWhere(where: string, ...args: unknown[]): SessionInfo[] {
+    return this.sessionRows(where, ...args).map(sessionInfo);
+  }
+
+  /** A write whose failure is only remembered for health() (bookkeeping that must not fail a request). */
+  private tryWrite(fn: () => unknown): void {
+    try {
+      this.write('record session use', fn);
+    } catch {
+      /* reported by health() */
+    }
   }
 
   /** Runs one write; a failure is remembered for health() and thrown as a StoreError naming the operation. */
@@ -395,60 +557,99 @@ export class Store {
 
   private migrate(): void {
     const version = this.db.pragma('user_version', { simple: true }) as number;
-    if (version >= 2) return;
+    if (version >= 3) return;
     this.write('create or upgrade the schema', () =>
       this.db.transaction(() => {
-        if (version < 1) {
-          this.db.exec(`
-            CREATE TABLE tokens (
-              id INTEGER PRIMARY KEY AUTOINCREMENT,
-              name TEXT NOT NULL UNIQUE,
-              hash BLOB NOT NULL UNIQUE,
-              created_at TEXT NOT NULL
-            );
-          `);
-        }
-        // v2: documents in their own table (written once; state updates no longer rewrite them), meta (running revision)
-        this.db.exec(`
-          CREATE TABLE documents (
-            hash TEXT PRIMARY KEY,
-            config TEXT NOT NULL
-          );
-          CREATE TABLE revisions_v2 (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            created_at TEXT NOT NULL,
-            author TEXT NOT NULL,
-            message TEXT NOT NULL,
-            doc TEXT NOT NULL REFERENCES documents (hash),
-            state TEXT NOT NULL CHECK (state IN ('applying', 'confirming', 'committed', 'failed', 'rolled_back', 'interrupted')),
-            result TEXT,
-            confirm_deadline TEXT,
-            finished_at TEXT
-          );
-          CREATE TABLE meta (
-            key TEXT PRIMARY KEY,
-            value TEXT
-          );
-        `);
-        if (version === 1) {
-          const rows = this.db.prepare(`SELECT * FROM revisions ORDER BY id`).all() as (Omit<Row, 'config'> & { config: string })[];
-          const doc = this.db.prepare(`INSERT OR IGNORE INTO documents (hash, config) VALUES (?, ?)`);
-          const rev = this.db.prepare(`INSERT INTO revisions_v2 (id, created_at, author, message, doc, state, result, confirm_deadline, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-          for (const r of rows) {
-            const hash = createHash('sha256').update(r.config).digest('hex');
-            doc.run(hash, r.config);
-            rev.run(r.id, r.created_at, r.author, r.message, hash, r.state, r.result, r.confirm_deadline, r.finished_at);
-          }
-          this.db.exec(`DROP TABLE revisions`);
-        }
-        this.db.exec(`
-          ALTER TABLE revisions_v2 RENAME TO revisions;
-          CREATE INDEX revisions_state ON revisions (state, id);
-          CREATE INDEX revisions_doc ON revisions (doc);
-          PRAGMA user_version = 2;
-        `);
+        if (version < 2) this.migrateToV2(version);
+        this.migrateToV3();
       })(),
     );
+  }
+
+  /**
+   * v3: roles on tokens (tokens made before roles stay admin: they could do
+   * everything), console users with scrypt password hashes, sessions.
+   */
+  private migrateToV3(): void {
+    const roles = ROLES.map((r) => `'${r}'`).join(', ');
+    this.db.exec(`
+      ALTER TABLE tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin' CHECK (role IN (${roles}));
+      CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL CHECK (role IN (${roles})),
+        password TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,
+        user_id INTEGER REFERENCES users (id) ON DELETE CASCADE,
+        token_id INTEGER REFERENCES tokens (id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        idle_seconds INTEGER NOT NULL,
+        address TEXT,
+        user_agent TEXT,
+        CHECK ((user_id IS NULL) <> (token_id IS NULL))
+      );
+      CREATE INDEX sessions_user ON sessions (user_id);
+      CREATE INDEX sessions_token ON sessions (token_id);
+      PRAGMA user_version = 3;
+    `);
+  }
+
+  private migrateToV2(version: number): void {
+    if (version < 1) {
+      this.db.exec(`
+        CREATE TABLE tokens (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          name TEXT NOT NULL UNIQUE,
+          hash BLOB NOT NULL UNIQUE,
+          created_at TEXT NOT NULL
+        );
+      `);
+    }
+    // v2: documents in their own table (written once; state updates no longer rewrite them), meta (running revision)
+    this.db.exec(`
+      CREATE TABLE documents (
+        hash TEXT PRIMARY KEY,
+        config TEXT NOT NULL
+      );
+      CREATE TABLE revisions_v2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at TEXT NOT NULL,
+        author TEXT NOT NULL,
+        message TEXT NOT NULL,
+        doc TEXT NOT NULL REFERENCES documents (hash),
+        state TEXT NOT NULL CHECK (state IN ('applying', 'confirming', 'committed', 'failed', 'rolled_back', 'interrupted')),
+        result TEXT,
+        confirm_deadline TEXT,
+        finished_at TEXT
+      );
+      CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT
+      );
+    `);
+    if (version === 1) {
+      const rows = this.db.prepare(`SELECT * FROM revisions ORDER BY id`).all() as (Omit<Row, 'config'> & { config: string })[];
+      const doc = this.db.prepare(`INSERT OR IGNORE INTO documents (hash, config) VALUES (?, ?)`);
+      const rev = this.db.prepare(`INSERT INTO revisions_v2 (id, created_at, author, message, doc, state, result, confirm_deadline, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      for (const r of rows) {
+        const hash = createHash('sha256').update(r.config).digest('hex');
+        doc.run(hash, r.config);
+        rev.run(r.id, r.created_at, r.author, r.message, hash, r.state, r.result, r.confirm_deadline, r.finished_at);
+      }
+      this.db.exec(`DROP TABLE revisions`);
+    }
+    this.db.exec(`
+      ALTER TABLE revisions_v2 RENAME TO revisions;
+      CREATE INDEX revisions_state ON revisions (state, id);
+      CREATE INDEX revisions_doc ON revisions (doc);
+      PRAGMA user_version = 2;
+    `);
   }
 }
 
@@ -477,6 +678,39 @@ function fromRow(r: Row): Revision {
     ...(r.result !== null ? { result: JSON.parse(r.result) } : {}),
     ...(r.confirm_deadline !== null ? { confirmDeadline: r.confirm_deadline } : {}),
     ...(r.finished_at !== null ? { finishedAt: r.finished_at } : {}),
+  };
+}
+
+interface SessionRow {
+  id: string;
+  hash: Buffer;
+  principal: string;
+  via: 'user' | 'token';
+  role: Role;
+  created_at: string;
+  last_seen_at: string;
+  expires_at: string;
+  idle_seconds: number;
+  address: string | null;
+  user_agent: string | null;
+  user_id: number | null;
+  token_id: number | null;
+}
+
+function sessionInfo(r: SessionRow): SessionInfo {
+  const idleEnd = Date.parse(r.last_seen_at) + r.idle_seconds * 1000;
+  return {
+    id: r.id,
+    user: r.principal,
+    via: r.via,
+    role: r.role,
+    createdAt: r.created_at,
+    lastSeenAt: r.last_seen_at,
+    expiresAt: new Date(Math.min(idleEnd, Date.parse(r.expires_at))).toISOString(),
+    address: r.address,
+    userAgent: r.user_agent,
+    userId: r.user_id,
+    tokenId: r.token_id,
   };
 }
 

@@ -48,16 +48,16 @@ describe('REST API over TLS', { skip }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const get = (path: string, headers: Record<string, string> = {}) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path, ca: cert, headers }, (res) => {
+  const get = (path: string, headers: Record<string, string> = {}, method = 'GET', payload?: string) =>
+    new Promise<{ status: number; body: string; setCookie: string[] }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path, ca: cert, headers, method }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode!, body }));
+        res.on('end', () => resolve({ status: res.statusCode!, body, setCookie: res.headers['set-cookie'] ?? [] }));
       });
       req.on('error', reject);
-      req.end();
+      req.end(payload);
     });
 
   it('serves HTTPS with the given certificate, with the same auth', async () => {
@@ -66,6 +66,15 @@ describe('REST API over TLS', { skip }, () => {
     const ok = await get('/api/v1/status', { authorization: `Bearer ${token}` });
     assert.equal(ok.status, 200);
     assert.equal(JSON.parse(ok.body).committed, null);
+  });
+
+  it('the console session cookie is Secure under TLS', async () => {
+    const r = await get('/api/v1/session', { 'content-type': 'application/json' }, 'POST', JSON.stringify({ token }));
+    assert.equal(r.status, 200, r.body);
+    const attrs = r.setCookie[0]!.split(';').map((x) => x.trim());
+    for (const a of ['Secure', 'HttpOnly', 'SameSite=Strict']) assert.ok(attrs.includes(a), `${a} in ${r.setCookie[0]}`);
+    const who = await get('/api/v1/whoami', { cookie: attrs[0]! });
+    assert.equal(JSON.parse(who.body).kind, 'session');
   });
 
   it('refuses plain HTTP on the TLS port', async () => {

@@ -33,6 +33,8 @@ export const certificatesSubsystem: Subsystem<CertificatesDesired> = {
     // consumers name certificates this section issues
     const tls = ctx.config.api.tls;
     if (tls && 'certificate' in tls && !names.has(tls.certificate)) issues.push({ path: ['api', 'tls', 'certificate'], message: `no certificate "${tls.certificate}" in certificates.issue` });
+    const dot = ctx.config.dns.listen.tls;
+    if (ctx.config.dns.enabled && dot && !names.has(dot.certificate)) issues.push({ path: ['dns', 'listen', 'tls', 'certificate'], message: `no certificate "${dot.certificate}" in certificates.issue` });
     return { desired: { ...(c.acme ? { acme: c.acme } : {}), certs: c.issue }, issues };
   },
 

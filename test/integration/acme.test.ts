@@ -2,8 +2,8 @@
  * ACME certificates against Debian's pebble (the ACME test server) in a
  * namespace of its own, pebble-challtestsrv as its DNS (every name ->
  * the firewall's address), the firewall in another namespace: issue with
- * an http-01 challenge, the API server switching to the renewed
- * certificate, a failing challenge (clear error, old certificate kept and
+ * an http-01 challenge, the API server and unbound's DNS over TLS switching
+ * to the renewed certificate, a failing challenge (clear error, old certificate kept and
  * still served) and revocation (pebble reports the serial revoked; drift
  * asks for a new certificate).
  */
@@ -49,7 +49,11 @@ describe('ACME certificates (pebble)', { skip }, () => {
     await waitFor(async () => (await fw.exec('bash', ['-c', 'exec 3<>/dev/tcp/10.77.0.1/14000'], { reject: false })).exitCode === 0, 'pebble listening');
 
     const acme = { directory: 'https://10.77.0.1:14000/dir', termsOfServiceAgreed: true, directoryCaFile: caFile, http01Listen: '10.77.0.2:5002', email: 'ops@fw.test' };
-    const doc = (acmeOver: object) => ({ certificates: { acme: { ...acme, ...acmeOver }, issue: [{ name: 'console', domains: ['fw.test', 'console.fw.test'] }] } });
+    const doc = (acmeOver: object) => ({
+      certificates: { acme: { ...acme, ...acmeOver }, issue: [{ name: 'console', domains: ['fw.test', 'console.fw.test'] }] },
+      // the resolver serves DNS over TLS with the same certificate
+      dns: { enabled: true, listen: { addresses: ['10.77.0.2'], tls: { certificate: 'console' } }, dnssec: { enabled: false } },
+    });
     const scenario = {
       acme,
       issue: doc({}),
@@ -81,6 +85,7 @@ describe('ACME certificates (pebble)', { skip }, () => {
     assert.deepEqual(steps['drift-fresh'].drift, []);
     assert.deepEqual(steps['drift-fresh'].plan, []);
     assert.equal(steps.served.serial, steps.issue.cert.serial);
+    assert.equal(steps.served.dot, steps.issue.cert.serial, 'unbound serves DNS over TLS with it');
   });
 
   it('renews a certificate the drift check finds due, and the API serves the new one without a restart', () => {
@@ -88,6 +93,10 @@ describe('ACME certificates (pebble)', { skip }, () => {
     assert.notEqual(steps.renew.cert.serial, steps.issue.cert.serial);
     assert.equal(steps.renew.served, steps.renew.cert.serial);
     assert.deepEqual(steps.renew.driftAfter, []);
+    // unbound: drift sees it still serving the old certificate; the repair (apply) restarts it with the new one
+    assert.match(steps.renew.unboundDrift.map((d: { reason: string }) => d.reason).join(), /renewed certificate/);
+    assert.equal(steps.renew.dot, steps.renew.cert.serial);
+    assert.deepEqual(steps.renew.unboundDriftAfter, []);
   });
 
   it('a failing challenge fails the apply with a clear error and keeps the old certificate in service', () => {

@@ -360,7 +360,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     } else if (subnet !== undefined) {
       inSubnet = (l) => l.subnetId === Number(subnet);
     }
-    const leases = dhcpLeases(engine.host).filter((l) => inSubnet(l) && (state === undefined || l.state === state));
+    const leases = (await dhcpLeases(engine.host)).filter((l) => inSubnet(l) && (state === undefined || l.state === state));
     return { enabled: true, leases };
   });
 

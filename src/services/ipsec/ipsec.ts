@@ -30,6 +30,7 @@ import { parsePrefix, formatPrefix } from '../../bpf/codecs.js';
 import { DaemonError, daemonPid, startDaemon, stopDaemon, tailLog, waitFor } from '../common/daemon.js';
 import type { InstancePaths, ServiceModule } from '../common/service.js';
 import { ensureCa, ensureCert, pkiDir } from '../pki/pki.js';
+import { viciCommand } from './vici.js';
 import type { IpsecConnectionConfig } from './schema.js';
 
 export type IpsecBackend = 'kernel' | 'libipsec';
@@ -205,8 +206,7 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
   },
 
   async status(paths, host): Promise<IpsecStatus> {
-    const r = await swanctl(paths, host, ['--list-sas', '--pretty']);
-    return { backend: readBackend(paths) ?? 'unknown', sas: r.exitCode === 0 ? parseListSas(r.stdout) : [] };
+    return { backend: readBackend(paths) ?? 'unknown', sas: await listSas(paths) };
   },
 
   openings(config: Config): ServiceOpening[] {
@@ -246,12 +246,25 @@ export function kernelHasEsp(): Promise<boolean> {
   return espProbe;
 }
 
-/** Parses `swanctl --list-sas --pretty`. */
+/**
+ * The IKE_SAs, asked from charon over its vici socket (list-sas, one
+ * list-sa event per IKE_SA): no swanctl process, no text parsing. Empty
+ * when charon does not answer (not running).
+ */
+export async function listSas(paths: InstancePaths): Promise<IpsecIkeSa[]> {
+  const r = await viciCommand(viciSocket(paths), 'list-sas', {}, 'list-sa').catch(() => undefined);
+  return r ? sasFromEvents(r.events as PrettyObject[]) : [];
+}
+
+/** Parses `swanctl --list-sas --pretty` (the same messages as text; kept for diagnostics and tests). */
 export function parseListSas(text: string): IpsecIkeSa[] {
-  const events = parsePretty(text).filter((e) => e.name === 'list-sa event');
+  return sasFromEvents(parsePretty(text).filter((e) => e.name === 'list-sa event').map((e) => e.value));
+}
+
+function sasFromEvents(events: PrettyObject[]): IpsecIkeSa[] {
   const sas: IpsecIkeSa[] = [];
   for (const e of events) {
-    for (const [connection, v] of Object.entries(e.value)) {
+    for (const [connection, v] of Object.entries(e)) {
       const sa = v as PrettyObject;
       const children = (sa['child-sas'] ?? {}) as PrettyObject;
       sas.push({

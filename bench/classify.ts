@@ -27,6 +27,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { BpfObject, codecs } from '../src/bpf/index.js';
+import { parsePrefix } from '../src/net/address.js';
 import { projectRoot } from '../src/bpf/addon.js';
 import { compileFastpath } from '../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../src/fastpath/dataplane.js';
@@ -166,7 +167,7 @@ async function reference(rows: Row[]): Promise<void> {
   const v4 = obj.map('src_v4', codecs.lpmV4Key, codecs.u32);
   for (const [id, prefixes] of [['1 prefix', ['16.0.0.0/16']], ['100k prefixes', SLASH24(100_000)]] as const) {
     await v4.clear();
-    await v4.setMany(prefixes.map((p) => [codecs.parsePrefix(p), 1] as const));
+    await v4.setMany(prefixes.map((p) => [parsePrefix(p), 1] as const));
     for (const [kind, f] of [['match', MATCH], ['miss', MISS]] as const) {
       rows.push({ path: 'reference', ruleSet: id, kind, ns: await sample(async () => (await prog.testRun({ data: f, repeat: REPEAT })).duration) });
       log(rows.at(-1)!);

@@ -7,7 +7,7 @@
 # Needs: APT_PACKAGES (array) and log().
 
 # Daemon units Debian may enable and start when it installs their package.
-DAEMON_UNITS=(prometheus unbound frr keepalived openvpn strongswan-starter strongswan ipsec kea-dhcp4-server kea-dhcp6-server radvd conntrackd)
+DAEMON_UNITS=(prometheus etcd unbound frr keepalived openvpn strongswan-starter strongswan ipsec kea-dhcp4-server kea-dhcp6-server radvd conntrackd)
 
 installed_packages() { dpkg-query -W -f='${Package} ${Status}\n' 2>/dev/null | awk '$NF == "installed" { print $1 }' | sort; }
 

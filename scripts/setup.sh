@@ -21,6 +21,7 @@ APT_PACKAGES=(
   pebble  # ACME test server (test/integration/acme.test.ts)
   xdp-tools
   prometheus
+  etcd-server etcd-client git  # fleet: the tests and bench run their own 3-member etcd cluster; GitOps drives the git CLI
 )
 
 # apt: install what is missing; stop only the daemon units this run installed

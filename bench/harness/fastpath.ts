@@ -5,7 +5,7 @@
  * and swap measure the real compile + shadow-generation write + switch.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { inNetns } from '../../src/bpf/index.js';
+import { inNetns } from '../../src/system/netns.js';
 import { compileFastpath } from '../../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../../src/fastpath/dataplane.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';

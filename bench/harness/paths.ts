@@ -16,7 +16,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BpfObject, BpfMap, PerCpuMap, BpfProgram, codecs, inNetns, detachXdp } from '../../src/bpf/index.js';
+import { BpfObject, BpfMap, PerCpuMap, BpfProgram, codecs, detachXdp } from '../../src/bpf/index.js';
+import { inNetns } from '../../src/system/netns.js';
+import { formatPrefix, parsePrefix, type Prefix } from '../../src/net/address.js';
 import { projectRoot } from '../../src/bpf/addon.js';
 import type { Netns } from '../../test/lib/netns.js';
 import type { RuleSet } from './workload.js';
@@ -59,8 +61,8 @@ export class XdpLpmPath implements FilterPath {
     private readonly ctx: PathContext,
     private readonly obj: BpfObject,
     private readonly prog: BpfProgram,
-    private readonly v4: BpfMap<codecs.Prefix, number>,
-    private readonly v6: BpfMap<codecs.Prefix, number>,
+    private readonly v4: BpfMap<Prefix, number>,
+    private readonly v6: BpfMap<Prefix, number>,
     private readonly verdicts: PerCpuMap<number, bigint>,
   ) {}
 
@@ -95,7 +97,7 @@ export class XdpLpmPath implements FilterPath {
     const t0 = performance.now();
     const keep = new Set(rules.prefixes);
     const map = rules.family === 4 ? this.v4 : this.v6;
-    const old = [...map.keys()].filter((p) => !keep.has(codecs.formatPrefix(p)));
+    const old = [...map.keys()].filter((p) => !keep.has(formatPrefix(p)));
     await this.load(rules);
     await map.deleteMany(old);
     return (performance.now() - t0) / 1000;
@@ -103,7 +105,7 @@ export class XdpLpmPath implements FilterPath {
 
   private async load(rules: RuleSet): Promise<void> {
     const map = rules.family === 4 ? this.v4 : this.v6;
-    await map.setMany(rules.prefixes.map((p) => [codecs.parsePrefix(p), 1] as const));
+    await map.setMany(rules.prefixes.map((p) => [parsePrefix(p), 1] as const));
   }
 
   async drops(): Promise<number> {

@@ -117,6 +117,7 @@ enum filter_feature {
 	FEAT_DST_V4_DIR = 1 << 8,
 	FEAT_SPORT_ARR = 1 << 9, /* TCP/UDP source port through port_class/port_bits, not the trie */
 	FEAT_DPORT_ARR = 1 << 10,
+	FEAT_LOG = 1 << 11, /* some drop of this generation logs (filter_log.h) */
 };
 
 /*

@@ -212,6 +212,8 @@ struct {
 	__type(value, struct block_value);
 } block_v6 SEC(".maps");
 
+#include "filter_log.h"
+
 /* ---- helpers ---- */
 
 enum filter_result {
@@ -608,13 +610,21 @@ static __always_inline struct iface_value *iface_entry(__u32 ifindex, __u32 gen,
 	return v;
 }
 
+/* Drop events only when this generation logs (gc: the generation's config,
+ * NULL on the default path when it could not be read). */
+#define LOG_DROP(RULE, SLOT, VERDICT)                                                  \
+	do {                                                                           \
+		if (gc && (gc->features & FEAT_LOG))                                   \
+			log_drop(&pi, ifindex, (RULE) << 16 | (SLOT), gen | dir << 8 | (VERDICT) << 16);         \
+	} while (0)
+
 static __always_inline enum filter_result filter_packet(void *data, void *data_end, __u64 len,
 							__u32 ifindex, __u32 dir)
 {
 	struct packet_info pi = {};
 	struct count_ctx cc;
 	struct iface_value *ifv;
-	struct gen_config *gc;
+	struct gen_config *gc = NULL;
 	struct rule_action *act;
 	enum parse_result res;
 	__u32 zero = 0, gen, rule, idx, fam;
@@ -654,6 +664,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	bs = bpf_map_lookup_elem(&block_active, &fam);
 	if (bs && *bs && blocked(&pi, dir == FILTER_DIR_INGRESS ? pi.saddr : pi.daddr)) {
 		count_verdict(dir, VERDICT_BLOCKED, len);
+		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_BLOCKED, VERDICT_BLOCKED);
 		return FILTER_DROP;
 	}
 
@@ -683,6 +694,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	case FILTER_ACT_DROP:
 		count_rule(act->counter_slot, len);
 		count_verdict(dir, VERDICT_RULE_DROP, len);
+		LOG_DROP(rule, act->counter_slot, VERDICT_RULE_DROP);
 		return FILTER_DROP;
 	case FILTER_ACT_RATE_LIMIT: {
 		struct rule_stat *s = count_rule(act->counter_slot, len);
@@ -691,6 +703,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 			if (s)
 				s->limited++;
 			count_verdict(dir, VERDICT_RATE_DROP, len);
+			LOG_DROP(rule, act->counter_slot, VERDICT_RATE_DROP);
 			return FILTER_DROP;
 		}
 		count_verdict(dir, VERDICT_RATE_PASS, len);
@@ -705,6 +718,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 deflt:
 	if (ifv->default_action == FILTER_ACT_DROP) {
 		count_verdict(dir, VERDICT_DEFAULT_DROP, len);
+		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_DEFAULT, VERDICT_DEFAULT_DROP);
 		return FILTER_DROP;
 	}
 	count_verdict(dir, VERDICT_DEFAULT_PASS, len);

@@ -150,6 +150,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("inNetns", Napi::Function::New(env, InNetns));
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus));
   exports.Set("probeBatchApi", Napi::Function::New(env, ProbeBatchApi));
+  InitReaders(env, exports);
   return exports;
 }
 

@@ -6,6 +6,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <unistd.h>
+
 #include <mutex>
 #include <optional>
 #include <string>
@@ -44,6 +46,14 @@ class OwnedFd {
   OwnedFd(const OwnedFd&) = delete;
   OwnedFd& operator=(const OwnedFd&) = delete;
   OwnedFd(OwnedFd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  OwnedFd& operator=(OwnedFd&& o) noexcept {
+    if (this != &o) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = o.fd_;
+      o.fd_ = -1;
+    }
+    return *this;
+  }
   ~OwnedFd();
   int get() const { return fd_; }
 
@@ -185,6 +195,9 @@ Napi::Value DestroyTcHook(const Napi::CallbackInfo& info);
 std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* what);
 uint32_t ArgU32(const Napi::CallbackInfo& info, size_t i, const char* what);
 Napi::Buffer<uint8_t> ArgBuffer(const Napi::CallbackInfo& info, size_t i, const char* what);
-std::string FdKind(int fd);  // "map", "prog", "link" or "" from /proc/self/fdinfo
+std::string FdKind(int fd);
+
+// reader.cc: NativeRingReader, NativeNetlinkSocket
+void InitReaders(Napi::Env env, Napi::Object exports);  // "map", "prog", "link" or "" from /proc/self/fdinfo
 
 }  // namespace patronus

@@ -7,7 +7,7 @@
  * issues, all reported together.
  */
 import { z } from 'zod';
-import { parseNetwork, formatPrefix, type Prefix } from '../bpf/codecs.js';
+import { formatPrefix, ipv4ToNumber, parseNetwork, type Prefix } from '../net/address.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 
 export const ALIAS_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -162,8 +162,7 @@ function dedupePrefixes(list: Prefix[]): Prefix[] {
   const out: Prefix[] = [];
   for (const p of list) {
     if (p.family === 4) {
-      const o = p.address.split('.');
-      const key = ((Number(o[0]) * 256 + Number(o[1])) * 256 + Number(o[2])) * 256 * 64 + Number(o[3]) * 64 + p.length;
+      const key = ipv4ToNumber(p.address) * 64 + p.length;
       if (v4.has(key)) continue;
       v4.add(key);
     } else {

@@ -10,6 +10,7 @@ import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { API_PREFIX } from './server.js';
 import { documentSchema } from '../config/document.js';
+import { firewallEventSchema } from '../events/hub.js';
 
 type JsonSchema = Record<string, unknown>;
 
@@ -42,7 +43,7 @@ const ERROR_TEXT: Record<number, string> = {
   500: 'Failure (a failed apply carries its report; the previous revision was restored)',
 };
 
-const step = { type: 'object', required: ['subsystem', 'ok', 'ms'], properties: { subsystem: { type: 'string' }, ok: { type: 'boolean' }, ms: { type: 'number' }, error: { type: 'string' } } };
+const step = { type: 'object', required: ['subsystem', 'ok', 'ms'], properties: { subsystem: { type: 'string' }, ok: { type: 'boolean' }, ms: { type: 'number' }, error: { type: 'string' }, unchanged: { type: 'boolean', description: 'not run: this part of the revision is what runs, checked clean by the drift loop' } } };
 const revisionState = { type: 'string', enum: ['applying', 'confirming', 'committed', 'failed', 'rolled_back', 'interrupted'] };
 const applyReport: JsonSchema = {
   type: 'object',
@@ -147,6 +148,7 @@ export function documentedOperations(): Record<string, Operation> {
 }
 
 function buildOperations(P: string): Record<string, Operation> {
+  const { $schema: _, ...firewallEvent } = z.toJSONSchema(firewallEventSchema, { io: 'output' }) as JsonSchema;
   return {
   [`GET ${P}/status`]: { operationId: 'getStatus', tag: 'status', ok: anyObject('committed, running and pending revisions, reconciliation, store health, drift'), errors: [401, 500] },
   [`GET ${P}/config`]: { operationId: 'getConfig', tag: 'config', ok: { type: 'object', required: ['revision', 'config', 'pending'], properties: { revision: { type: ['integer', 'null'] }, config: anyObject('the committed document'), pending: { type: ['object', 'null'], additionalProperties: true } } }, errors: [401, 404, 500] },
@@ -176,8 +178,36 @@ function buildOperations(P: string): Record<string, Operation> {
   [`GET ${P}/whoami`]: { operationId: 'whoami', tag: 'auth', ok: whoami, errors: [401, 500] },
   [`GET ${P}/sessions`]: { operationId: 'listSessions', tag: 'auth', ok: { type: 'array', items: session }, errors: [401, 500] },
   [`DELETE ${P}/sessions/:id`]: { operationId: 'revokeSession', tag: 'auth', ok: { type: 'object', required: ['revoked'], properties: { revoked: { type: 'string' } } }, errors: [400, 401, 404, 500] },
+  [`GET ${P}/events`]: {
+    operationId: 'listEvents',
+    tag: 'events',
+    ok: {
+      description: 'recent events (JSON), or with follow=1 a server-sent event stream: `id: N` and `data: <event JSON>` per event, `: heartbeat` comments, `event: dropped` with {dropped} after events this client was too slow to take',
+      content: {
+        'application/json': { schema: { type: 'object', required: ['events', 'lastId'], properties: { events: { type: 'array', items: firewallEvent }, lastId: { type: 'integer' } } } },
+        'text/event-stream': { schema: { type: 'string' } },
+      },
+    },
+    errors: [400, 401, 500],
+  },
   [`GET ${P}/vpn/ipsec/ca`]: { operationId: 'getIpsecCa', tag: 'vpn', ok: text('application/x-pem-file', 'the CA certificate (PEM)'), errors: [401, 404, 500] },
   };
+}
+
+/** Operations only a node that joined a fleet serves (serve --fleet, src/fleet/routes.ts): not in documentedOperations(). */
+let fleetOps: Record<string, Operation> | undefined;
+export function fleetOperations(): Record<string, Operation> {
+  const P = API_PREFIX;
+  fleetOps ??= {
+    [`GET ${P}/fleet/status`]: { operationId: 'getFleetStatus', tag: 'fleet', ok: anyObject('groups: members, online, converged, running rollout, base'), errors: [401, 403, 500] },
+    [`GET ${P}/fleet/nodes`]: { operationId: 'listFleetNodes', tag: 'fleet', ok: { type: 'array', items: anyObject('a member: registration (online), last status, desired rollout') }, errors: [400, 401, 403, 500] },
+    [`GET ${P}/fleet/rollouts`]: { operationId: 'listFleetRollouts', tag: 'fleet', ok: { type: 'array', items: anyObject('a rollout record') }, errors: [400, 401, 403, 500] },
+    [`GET ${P}/fleet/rollouts/:id`]: { operationId: 'getFleetRollout', tag: 'fleet', ok: anyObject('waves, per-node results, history'), errors: [400, 401, 403, 404, 500] },
+    [`POST ${P}/fleet/validate`]: { operationId: 'validateFleetDocument', tag: 'fleet', ok: anyObject('valid for every member'), errors: [400, 401, 403, 500] },
+    [`POST ${P}/fleet/rollouts`]: { operationId: 'startFleetRollout', tag: 'fleet', ok: anyObject('the rollout record (202: it runs on)'), errors: [400, 401, 403, 409, 500] },
+    [`POST ${P}/fleet/rollouts/:id/abort`]: { operationId: 'abortFleetRollout', tag: 'fleet', ok: anyObject('the halted rollout'), errors: [401, 403, 404, 409, 500] },
+  };
+  return fleetOps;
 }
 
 type TransformArgs = Parameters<typeof jsonSchemaTransform>[0];
@@ -186,7 +216,7 @@ type TransformArgs = Parameters<typeof jsonSchemaTransform>[0];
 export function openapiTransform(args: TransformArgs): { schema: FastifySchema; url: string } {
   const out = jsonSchemaTransform(args);
   const methods = [args.route.method].flat().filter((m) => m !== 'HEAD');
-  const op = documentedOperations()[`${methods[0]} ${args.url}`];
+  const op = documentedOperations()[`${methods[0]} ${args.url}`] ?? fleetOperations()[`${methods[0]} ${args.url}`];
   if (!op) return out;
   const response: Record<string, unknown> = {
     200: 'content' in op.ok ? op.ok : { description: 'OK', ...op.ok },
@@ -230,5 +260,7 @@ export const OPENAPI_TAGS = [
   { name: 'vpn', description: 'VPN client exports' },
   { name: 'ids', description: 'intrusion detection' },
   { name: 'ha', description: 'high availability' },
+  { name: 'fleet', description: 'fleet on etcd (only on a node started with serve --fleet)' },
   { name: 'auth', description: 'console sign-in, sessions, who am I' },
+  { name: 'events', description: 'the live firewall log: fast-path drops and nftables log events' },
 ];

@@ -16,14 +16,20 @@ import { createMetrics } from '../metrics/metrics.js';
 import { ensureLab, LAB_NS } from '../lab/lab.js';
 import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
+import { defaultStateDir } from './state-dir.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
 import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
 import { certificateTls, followCertificate } from '../certificates/tls.js';
+import { EventHub } from '../events/hub.js';
+import { XdpEventSource } from '../events/xdp.js';
+import { NflogSource } from '../events/nflog.js';
+import { firewallSchema } from '../nft/schema.js';
+import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
+import { joinFleet, type FleetServeOptions } from '../fleet/serve.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
-export const DEFAULT_STATE_DIR = '/var/lib/patronus';
-export const LAB_STATE_DIR = '/var/lib/patronus-lab';
+export { DEFAULT_STATE_DIR, LAB_STATE_DIR, defaultStateDir } from './state-dir.js';
 
 export interface ServeOptions {
   listen?: string;
@@ -36,10 +42,8 @@ export interface ServeOptions {
   netns?: string;
   /** which revisions to keep (default: $PATRONUS_KEEP_REVISIONS / $PATRONUS_KEEP_DAYS, else the newest 500) */
   retention?: Retention;
-}
-
-export function defaultStateDir(lab: boolean): string {
-  return process.env.PATRONUS_STATE_DIR ?? (lab ? LAB_STATE_DIR : DEFAULT_STATE_DIR);
+  /** join a fleet (src/fleet): register in etcd and follow the node's desired configuration */
+  fleet?: FleetServeOptions;
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
@@ -100,7 +104,36 @@ export async function serve(opts: ServeOptions): Promise<void> {
     lastDrift = now;
   });
   drift.on('error', (e) => console.error(`patronus: drift check: ${e.message}`));
+  // an apply leaves alone what it does not change and this loop found in place (Engine.unchangedSubsystems)
+  engine.cleanState = () => drift.cleanState();
   const metrics = createMetrics(engine, { drift });
+  // the firewall event log: fast-path drop events (read from the data plane's ring whenever one runs)
+  const events = new EventHub();
+  const xdpEvents = new XdpEventSource(events, { pinDir: fastpathPinDir(host), linkNames: () => linkNames(host) });
+  try {
+    await xdpEvents.start();
+  } catch (e) {
+    console.error(`patronus: fast-path events: ${(e as Error).message} (serving without them)`);
+  }
+  // nftables log events: the NFLOG group of the committed revision's firewall.log, re-bound when an apply changes it
+  let nflog: { group: number; source: NflogSource } | undefined;
+  const bindNflog = async () => {
+    const fw = firewallSchema.safeParse((store.current()?.config as { firewall?: unknown } | undefined)?.firewall);
+    const group = fw.success && fw.data.enabled && fw.data.log.target === 'nflog' ? fw.data.log.group : undefined;
+    if (nflog && nflog.group === group) return;
+    nflog?.source.close();
+    nflog = undefined;
+    if (group === undefined) return;
+    const source = new NflogSource(events, { group, inNetns: (fn) => host.inNetns(fn), linkNames: () => linkNames(host) });
+    try {
+      await source.start();
+      nflog = { group, source };
+    } catch (e) {
+      console.error(`patronus: nftables log events: ${(e as Error).message} (serving without them)`);
+    }
+  };
+  await bindNflog();
+  engine.on('applied', () => void bindNflog());
   registerHaSyncMetrics(metrics.registry, haSync);
   const app = await buildServer({
     engine,
@@ -112,9 +145,17 @@ export async function serve(opts: ServeOptions): Promise<void> {
     sessions: api.sessions,
     ownsEngine: true,
     drift,
+    events,
     ...(https ? { https } : {}),
   });
   if (acmeCert) followCertificate(app, stateDir, acmeCert, (m) => console.log(m));
+
+  app.addHook('onClose', async () => {
+    xdpEvents.close();
+    nflog?.source.close();
+  });
+
+  const fleet = opts.fleet ? await joinFleet(opts.fleet, { app, engine, drift, metrics }) : undefined;
 
   let closing = false;
   const shutdown = (signal: string) => {
@@ -155,6 +196,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
   await app.listen({ host: hostname, port });
   drift.start();
+  fleet?.start();
   console.log(`patronus: listening on ${https ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 

@@ -29,12 +29,16 @@ import { DriftMonitor } from '../drift/monitor.js';
 import { jsonSafe } from './json.js';
 import { redactSecrets } from '../services/common/redact.js';
 import { dhcpLeases } from '../services/kea/kea.js';
-import { ipToInt, keaSchema } from '../services/kea/schema.js';
+import { keaSchema } from '../services/kea/schema.js';
+import { contains, parsePrefix } from '../net/address.js';
 import { exportClientConfig, ExportError } from '../services/wireguard/export.js';
 import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
 import { exportProfile } from '../services/openvpn/openvpn.js';
 import { openvpnServerSchema } from '../services/openvpn/schema.js';
 import { ipsecCaCertificate } from '../services/ipsec/ipsec.js';
+import { EventHub } from '../events/hub.js';
+import { registerEventRoutes } from '../events/routes.js';
+import { registerEventMetrics } from '../events/metrics.js';
 import { installAuth, type SessionTimes } from './auth/auth.js';
 import type { LoginLimitOptions } from './auth/login-limit.js';
 
@@ -55,6 +59,8 @@ export interface ServerOptions {
    * starts its periodic loop). Default: one that checks on demand only.
    */
   drift?: DriftMonitor;
+  /** the firewall event log behind /api/v1/events (serve feeds it from the fast path and NFLOG); default: an empty one */
+  events?: EventHub;
   /** console session idle timeout and lifetime (default 1 h, 12 h) */
   sessions?: SessionTimes;
   /** failed sign-ins allowed per address and per user (default 5 a minute) */
@@ -241,6 +247,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const schemaText = documentJsonSchemaText();
   app.get('/schema.json', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => reply.type('application/schema+json; charset=utf-8').send(schemaText));
 
+  const events = opts.events ?? new EventHub();
+  registerEventMetrics(metrics.registry, events);
+  registerEventRoutes(app, events, API_PREFIX);
+
   app.get(`${API_PREFIX}/status`, { config: { role: 'viewer' }, schema: { summary: 'Engine status: committed and running revisions, pending confirmation, reconciliation, drift' } }, async () => {
     const d = await drift.check({ maxAgeMs: 1000 });
     const s = engine.status();
@@ -352,11 +362,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const { subnet, state } = req.query;
     let inSubnet: (l: { address: string; subnetId: number }) => boolean = () => true;
     if (subnet?.includes('/')) {
-      const [net, len] = subnet.split('/') as [string, string];
-      const bits = Number(len);
-      const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-      const base = (ipToInt(net) & mask) >>> 0;
-      inSubnet = (l) => ((ipToInt(l.address) & mask) >>> 0) === base;
+      const net = parsePrefix(subnet);
+      inSubnet = (l) => contains(net, l.address);
     } else if (subnet !== undefined) {
       inSubnet = (l) => l.subnetId === Number(subnet);
     }

@@ -143,5 +143,10 @@ export interface SubsystemMetrics {
    * patronus_vpn_latest_handshake_seconds): WireGuard peers (tunnel = interface),
    * OpenVPN clients (tunnel = server or client instance), IPsec CHILD_SAs (tunnel = connection/child)
    */
+  /**
+   * Fast-path drop events per logging rule (patronus_log_events_total, _suppressed_total, _lost_total,
+   * patronus_log_rate_events_per_second): emitted to the ring, suppressed by the per-rule limiter, lost on a full ring
+   */
+  logEvents?: { rule: string; emitted: number | bigint; suppressed: number | bigint; lost: number | bigint; rate: number }[];
   vpnTunnels?: { service: 'wireguard' | 'openvpn' | 'ipsec'; tunnel: string; peer: string; up: boolean; rxBytes: number; txBytes: number; latestHandshake?: number }[];
 }

@@ -3,7 +3,7 @@
  * these functions know the byte layout the BPF C structs use (host byte
  * order for integers, network order for addresses, C alignment).
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { addressBytes, formatAddress, formatPrefix, prefixBytes, prefixFromBytes, type Prefix } from '../net/address.js';
 
 export interface Codec<T> {
   readonly size: number;
@@ -77,153 +77,22 @@ export function struct<F extends Fields>(fields: F): Codec<StructOf<F>> & { offs
   };
 }
 
-/** IPv4 address as 4 network-order bytes. */
-export const ipv4 = {
-  size: 4,
-  align: 1,
-  encode(v: string, into = Buffer.alloc(4), o = 0) {
-    if (!isIPv4(v)) throw new RangeError(`"${v}" is not an IPv4 address`);
-    v.split('.').forEach((p, i) => into.writeUInt8(Number(p), o + i));
-    return into;
-  },
-  decode: (b: Buffer, o = 0) => [0, 1, 2, 3].map((i) => b[o + i]).join('.'),
-} satisfies Codec<string>;
-
-/** IPv6 address as 16 network-order bytes. */
-export const ipv6 = {
-  size: 16,
-  align: 1,
-  encode(v: string, into = Buffer.alloc(16), o = 0) {
-    ipv6Bytes(v).copy(into, o);
-    return into;
-  },
-  decode(b: Buffer, o = 0) {
-    const groups: string[] = [];
-    for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(o + 2 * i).toString(16));
-    return compressIPv6(groups);
-  },
-} satisfies Codec<string>;
-
-export function ipv6Bytes(v: string): Buffer {
-  if (!isIPv6(v)) throw new RangeError(`"${v}" is not an IPv6 address`);
-  let s = v;
-  const out = Buffer.alloc(16);
-  // an embedded IPv4 tail (::ffff:1.2.3.4) becomes two groups
-  const v4 = s.match(/(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4) {
-    const b = ipv4.encode(v4[1]!);
-    s = s.slice(0, -v4[1]!.length) + `${b.readUInt16BE(0).toString(16)}:${b.readUInt16BE(2).toString(16)}`;
-  }
-  const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), 2 * i));
-  return out;
+/** An address as network-order bytes (4 or 16); decoded IPv6 is compressed. */
+function addressCodec(family: 4 | 6): Codec<string> {
+  const size = family === 4 ? 4 : 16;
+  return {
+    size,
+    align: 1,
+    encode(v: string, into = Buffer.alloc(size), o = 0) {
+      addressBytes(v, family).copy(into, o);
+      return into;
+    },
+    decode: (b: Buffer, o = 0) => formatAddress(b.subarray(o, o + size)),
+  };
 }
 
-function compressIPv6(groups: string[]): string {
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return groups.join(':');
-  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
-}
-
-export interface Prefix {
-  family: 4 | 6;
-  /** address with host bits cleared */
-  address: string;
-  length: number;
-}
-
-const OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
-const V4_PREFIX = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}(?:/(\\d{1,2}))?$`);
-
-/**
- * What is wrong with the text of an address or prefix before it is parsed,
- * the same everywhere (docs/configuration-input.md): surrounding whitespace or
- * a line break is refused, not trimmed; an IPv6 zone index (`%eth0`) is
- * refused, since an address in a rule, alias or prefix matches on every link.
- */
-export function addressTextProblem(text: string): string | undefined {
-  if (/^\s|\s$/.test(text)) return `${JSON.stringify(text)} has leading or trailing whitespace or a line break: write the address without it`;
-  if (text.includes('%')) return `"${text}" has an IPv6 zone index (%${text.split('%')[1]!.split('/')[0]}): zone indexes are refused in configured addresses and prefixes (on an interface the interface is the zone; in a rule or alias it would be dropped and the address match on every link); remove it`;
-  return undefined;
-}
-
-/**
- * Parses "10.0.0.0/8", "2001:db8::/32" or a bare address (a host prefix).
- * Host bits are cleared (for callers that derive a network from an
- * interface address); configuration fields that name a network use
- * parseNetwork, which refuses them.
- */
-export function parsePrefix(text: string): Prefix {
-  const bad = addressTextProblem(text);
-  if (bad) throw new RangeError(bad);
-  // the common case, without encode/decode round trips (a 1M-entry alias is parsed in one go)
-  const m = V4_PREFIX.exec(text);
-  if (m && (m[5] === undefined || Number(m[5]) <= 32)) {
-    const length = m[5] === undefined ? 32 : Number(m[5]);
-    const n = ((Number(m[1]) << 24) | (Number(m[2]) << 16) | (Number(m[3]) << 8) | Number(m[4])) >>> 0;
-    const net = length === 0 ? 0 : (n & ((0xffffffff << (32 - length)) >>> 0)) >>> 0;
-    return { family: 4, length, address: `${net >>> 24}.${(net >>> 16) & 255}.${(net >>> 8) & 255}.${net & 255}` };
-  }
-  const [addr, len, extra] = text.split('/');
-  if (extra !== undefined || !addr) throw new RangeError(`"${text}" is not a prefix`);
-  const family = isIPv4(addr) ? 4 : isIPv6(addr) ? 6 : 0;
-  if (!family) throw new RangeError(`"${text}" is not a valid IPv4 or IPv6 prefix`);
-  const max = family === 4 ? 32 : 128;
-  if (len !== undefined && !/^\d{1,3}$/.test(len)) throw new RangeError(`"${text}": prefix length must be 0-${max}`);
-  const length = len === undefined ? max : Number(len);
-  if (length > max) throw new RangeError(`"${text}": prefix length must be 0-${max}`);
-  const raw = family === 4 ? ipv4.encode(addr) : ipv6Bytes(addr);
-  maskBytes(raw, length);
-  return { family, length, address: family === 4 ? ipv4.decode(raw) : ipv6.decode(raw) };
-}
-
-/**
- * A network as written in configuration: like parsePrefix, but host bits
- * below the prefix length are an error ("10.0.0.1/24" is ambiguous: the
- * network 10.0.0.0/24 or the host 10.0.0.1/32?), never silently cleared.
- */
-export function parseNetwork(text: string): Prefix {
-  const p = parsePrefix(text);
-  const [addr, len] = text.split('/');
-  if (len !== undefined) {
-    // dotted quads parsed by parsePrefix are canonical: equal text means no host bits
-    const same = p.family === 4 ? addr === p.address : ipv6Bytes(addr!).equals(prefixBytes(p));
-    if (!same) throw new RangeError(`"${text}" has host bits set: write the network ${formatPrefix(p)}, or ${addr}/${p.family === 4 ? 32 : 128} for the one address`);
-  }
-  return p;
-}
-
-export function prefixBytes(p: Prefix): Buffer {
-  return p.family === 4 ? ipv4.encode(p.address) : ipv6Bytes(p.address);
-}
-
-export function formatPrefix(p: Prefix): string {
-  return `${p.address}/${p.length}`;
-}
-
-function maskBytes(b: Buffer, length: number): void {
-  for (let i = 0; i < b.length; i++) {
-    const bits = Math.max(0, Math.min(8, length - 8 * i));
-    b[i] = b[i]! & ((0xff << (8 - bits)) & 0xff);
-  }
-}
+export const ipv4 = addressCodec(4);
+export const ipv6 = addressCodec(6);
 
 /** LPM trie key: u32 prefix length followed by the address bytes. */
 export function lpmKey(family: 4 | 6): Codec<Prefix> {
@@ -238,9 +107,7 @@ export function lpmKey(family: 4 | 6): Codec<Prefix> {
       return into;
     },
     decode(b, o = 0) {
-      const length = b.readUInt32LE(o);
-      const raw = b.subarray(o + 4, o + 4 + alen);
-      return { family, length, address: family === 4 ? ipv4.decode(raw) : ipv6.decode(raw) };
+      return prefixFromBytes(b.subarray(o + 4, o + 4 + alen), b.readUInt32LE(o));
     },
   };
 }

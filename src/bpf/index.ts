@@ -1,6 +1,7 @@
 export { BpfError, VerifierError, NotSupportedError } from './errors.js';
 export { BpfObject, bpfObjectPath } from './object.js';
 export { BpfMap, PerCpuMap, openPinnedMap, sumPerCpu, BPF_ANY, BPF_EXIST, BPF_NOEXIST } from './map.js';
+export { RingBufferReader, NetlinkSocket, splitRecords, type RecordHandler } from './reader.js';
 export {
   BpfProgram,
   queryXdp,
@@ -9,7 +10,6 @@ export {
   queryTc,
   destroyTcHook,
   unpin,
-  inNetns,
   XDP,
   TC_ACT,
   BPF_F_TEST_XDP_LIVE_FRAMES,

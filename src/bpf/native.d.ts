@@ -112,7 +112,33 @@ export interface NativeXdpQuery {
   offloadProgId: number;
 }
 
+/**
+ * onBatch(records, dropped): records concatenated as [u32 length][bytes,
+ * padded to 4]; dropped: records discarded since the last batch because
+ * JS fell behind (bounded queue).
+ */
+export type NativeBatchCallback = (records: Buffer, dropped: number) => void;
+
+/** Reads a BPF ring buffer on its own thread (its own dup of the map's fd). */
+export declare class NativeRingReader {
+  constructor(map: NativeMap, onBatch: NativeBatchCallback);
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+/** A netlink socket of one protocol, opened in the calling thread's network namespace; received datagrams arrive in batches. */
+export declare class NativeNetlinkSocket {
+  constructor(protocol: number, onBatch: NativeBatchCallback, rcvbufBytes?: number);
+  send(message: Buffer): void;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
 export interface NativeAddon {
+  NativeRingReader: typeof NativeRingReader;
+  NativeNetlinkSocket: typeof NativeNetlinkSocket;
   NativeObject: typeof NativeObject;
   NativeMap: typeof NativeMap;
   NativeProgram: typeof NativeProgram;

@@ -108,13 +108,3 @@ export function destroyTcHook(ifindex: number): void {
 export function unpin(path: string): void {
   addon().unpin(path);
 }
-
-/**
- * Runs fn with this thread inside a named network namespace
- * (/var/run/netns/NAME), so ifindexes and XDP/tc attachment refer to it.
- * fn must be synchronous.
- */
-export function inNetns<T>(name: string, fn: () => T): T {
-  const p = name.includes('/') ? name : `/var/run/netns/${name}`;
-  return addon().inNetns(p, fn);
-}

@@ -8,17 +8,18 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { serve, defaultStateDir } from '../api/serve.js';
-import { LAB_NS } from '../lab/lab.js';
+// only what every REST command needs is imported here; the engine, server and store load on demand
+// (a CLI that imported them spent ~1 s of CPU before it sent a request: src/cli/client.ts)
+import { defaultStateDir } from '../api/state-dir.js';
 import { formatPlan } from '../apply/plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
-import { detectFormat } from '../config/load.js';
-import { readRegularFile } from '../config/input.js';
-import { NameTakenError, Store, parseRetention } from '../store/store.js';
+import { detectFormat, readRegularFile } from '../config/input.js';
+import type { Store } from '../store/store.js';
 import { ROLES, parseRole, type Role } from '../api/auth/roles.js';
 import { hashPassword } from '../api/auth/passwords.js';
 import { readNewPassword } from './password-prompt.js';
-import { DirectClient, RestClient, describeError, findToken, type Client } from './client.js';
+import { RestClient, describeError, findToken, type Client } from './client.js';
+import type { DirectClient } from './direct.js';
 import { RejectedError, errorJson, exitCodeFor, EXIT } from './errors.js';
 import { buildInfo } from '../metrics/build-info.js';
 import { colorEnabled, colorize, colorizeError } from './color.js';
@@ -26,6 +27,8 @@ import { bashCompletion, zshCompletion } from './completion.js';
 import { ConfigError } from '../config/issues.js';
 import { table, bytes, count, setOutputWidth, wrapLines } from './table.js';
 import { statusText, type StatusJson } from './status.js';
+import { runLog } from './log.js';
+import { addFleetCommands, addServeFleetOptions, serveFleetOptions } from '../fleet/cli.js';
 
 interface Globals {
   netns?: string;
@@ -51,7 +54,12 @@ const program = new Command('patronus')
   .option('--netns <name>', 'with --direct: act inside this network namespace instead of the host')
   .option('--state-dir <dir>', 'state directory (store, tokens); default /var/lib/patronus or $PATRONUS_STATE_DIR')
   .option('--json', 'print JSON for scripts instead of tables (errors too: {"error": ...} on stdout)', false)
-  .version(versionText(), '-V, --version', 'print the version (package version and git describe of the checkout)')
+  // git describe runs only when the version is asked for (not on every command's start)
+  .option('-V, --version', 'print the version (package version and git describe of the checkout)')
+  .on('option:version', () => {
+    console.log(versionText());
+    process.exit(EXIT.ok);
+  })
   // usage errors go through the same exit codes and --json handling as every other error
   .exitOverride()
   .configureOutput({ outputError: (text, write) => (jsonRequested() ? undefined : write(text)) });
@@ -67,9 +75,10 @@ setOutputWidth(process.stdout.isTTY ? Number(process.env.COLUMNS) || process.std
 const out = (value: unknown, human: () => string) => console.log(globals().json ? JSON.stringify(value, null, 2) : colorEnabled(process.stdout) ? colorize(human()) : human());
 
 /** readOnly: the command changes nothing (validate): --direct then never creates a state database. */
-function client(readOnly = false): Client {
+async function client(readOnly = false): Promise<Client> {
   const g = globals();
   if (!g.direct) return new RestClient(g.server, findToken(g.token, g.stateDir));
+  const [{ DirectClient }, { LAB_NS }] = await Promise.all([import('./direct.js'), import('../lab/lab.js')]);
   const stateDir = g.stateDir ?? defaultStateDir(g.lab);
   const netns = g.netns ?? (g.lab ? LAB_NS : undefined);
   return new DirectClient({ stateDir, readOnly, ...(netns ? { netns } : {}), ...(g.json ? {} : { onProgress: progress }) });
@@ -127,7 +136,7 @@ function positiveInt(v: string, max = Number.MAX_SAFE_INTEGER): number {
 const ALLOW_EMPTY = 'accept an empty document (applying it removes everything Patronus manages)';
 
 async function withClient<T>(fn: (c: Client) => Promise<T>, readOnly = false): Promise<T> {
-  const c = client(readOnly);
+  const c = await client(readOnly);
   try {
     return await fn(c);
   } finally {
@@ -138,7 +147,7 @@ async function withClient<T>(fn: (c: Client) => Promise<T>, readOnly = false): P
 function reportText(r: ApplyReport): string {
   if (r.unchanged) return `No changes: the running system matches the committed revision ${r.revision} (nothing recorded, nothing touched)`;
   const lines = [`revision ${r.revision}: ${r.state} in ${r.durationMs.toFixed(0)} ms`];
-  lines.push(table(['step', 'result', 'ms'], r.steps.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
+  lines.push(table(['step', 'result', 'ms'], r.steps.map((s) => [s.subsystem, s.unchanged ? 'unchanged' : s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
   if (r.rollback) lines.push('rollback:', table(['step', 'result', 'ms'], r.rollback.map((s) => [s.subsystem, s.ok ? 'ok' : `FAILED: ${s.error}`, s.ms.toFixed(1)])));
   if (r.confirmDeadline) lines.push(`awaiting confirmation until ${r.confirmDeadline}: run \`patronus confirm\` or it rolls back by itself`);
   return lines.join('\n');
@@ -189,10 +198,10 @@ program
         stop();
       }
       out(r, () => reportText(r));
-      if (c instanceof DirectClient && r.state === 'confirming') {
+      if (globals().direct && r.state === 'confirming') {
         // direct mode: this process holds the timer, so it stays until confirmed (from another shell) or rolled back
         process.stderr.write(`waiting: run \`patronus --direct${globals().lab ? ' --lab' : ''} confirm\` in another shell within ${o.confirmWithin} s\n`);
-        const confirmed = await c.engine.waitForConfirmation(r.revision);
+        const confirmed = await (c as DirectClient).engine.waitForConfirmation(r.revision);
         console.error(confirmed ? `revision ${r.revision} confirmed` : `revision ${r.revision} was not confirmed: rolled back`);
         if (!confirmed) process.exitCode = EXIT.unconfirmed;
       }
@@ -250,6 +259,31 @@ program
   });
 
 program
+  .command('log')
+  .description('the firewall event log: fast-path drops (sampled per rule) and nftables log/reject events; -f follows')
+  .option('-f, --follow', 'keep printing events as they happen', false)
+  .option('--rule <name>', 'only this rule (fast path: "default" for default-drop policies, "blocklist")')
+  .option('--src <cidr>', 'only sources in this address or prefix')
+  .option('--iface <name>', 'only this interface')
+  .option('--source <source>', 'only xdp (fast path) or nft (nftables) events')
+  .option('-n, --limit <n>', 'recent events to print first (default 100; with -f 0)', (v) => positiveInt(v, 10_000))
+  .action(async (o: { follow: boolean; rule?: string; src?: string; iface?: string; source?: string; limit?: number }) => {
+    const g = globals();
+    if (g.direct) throw new RejectedError('log: the event log lives in the running server (it reads the kernel\'s event ring and NFLOG group); run without --direct');
+    if (o.source !== undefined && o.source !== 'xdp' && o.source !== 'nft') throw new RejectedError(`log: --source must be xdp or nft, not "${o.source}"`);
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    try {
+      await runLog(g.server, findToken(g.token, g.stateDir), { ...o, json: g.json }, (line) => console.log(line), ac.signal);
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
+  });
+
+program
   .command('revisions')
   .description('revision history, newest first')
   .option('-n, --limit <n>', 'how many (1-1000)', (v) => positiveInt(v, 1000), 20)
@@ -261,7 +295,7 @@ program
   });
 
 /** The store of the state dir (token and user commands work on it directly). */
-const openStore = () => Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+const openStore = async (): Promise<Store> => (await import('../store/store.js')).Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
 
 /** --role: checked before anything is opened */
 function roleOption(v: string): Role {
@@ -278,7 +312,7 @@ function rejectTaken<T>(fn: () => T, hint: string): T {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof NameTakenError) throw new RejectedError(`${e.message} (${hint})`);
+    if ((e as Error).name === 'NameTakenError') throw new RejectedError(`${(e as Error).message} (${hint})`);
     throw e;
   }
 }
@@ -289,24 +323,34 @@ token
   .argument('<name>')
   .option('--role <role>', ROLE_HELP, roleOption, 'admin' as Role)
   .description('create a token and print it (the only time it is shown)')
-  .action((name: string, o: { role: Role }) => {
-    using s = openStore();
+  .action(async (name: string, o: { role: Role }) => {
+    using s = await openStore();
     const secret = rejectTaken(() => s.addToken(name, o.role), `remove it first: patronus token remove ${name}`);
     out({ name, role: o.role, token: secret }, () => secret);
   });
 token
   .command('list')
-  .action(() => {
-    using s = openStore();
+  .action(async () => {
+    using s = await openStore();
     const list = s.listTokens();
     out(list, () => table(['name', 'role', 'created'], list.map((t) => [t.name, t.role, t.createdAt])));
+  });
+token
+  .command('role')
+  .argument('<name>')
+  .argument('<role>', ROLE_HELP, roleOption)
+  .description("change a token's role (its console sessions follow at once)")
+  .action(async (name: string, role: Role) => {
+    using s = await openStore();
+    if (!s.setTokenRole(name, role)) throw new Error(`no token named "${name}"`);
+    out({ name, role }, () => `token ${name} is now ${role}`);
   });
 token
   .command('remove')
   .argument('<name>')
   .description('remove a token (its console sessions end too)')
-  .action((name: string) => {
-    using s = openStore();
+  .action(async (name: string) => {
+    using s = await openStore();
     if (!s.removeToken(name)) throw new Error(`no token named "${name}"`);
   });
 
@@ -319,11 +363,11 @@ user
   .action(async (name: string, o: { role: Role }) => {
     if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(name)) throw new RejectedError(`user name "${name}": letters, digits and ._@- only, 1-64 characters, starting with a letter or digit`);
     {
-      using s = openStore();
+      using s = await openStore();
       if (s.user(name)) throw new RejectedError(`a user named "${name}" already exists (patronus user passwd ${name} changes its password)`);
     }
     const hash = await hashPassword(await readNewPassword(`password for ${name}`));
-    using s = openStore();
+    using s = await openStore();
     const u = rejectTaken(() => s.addUser(name, o.role, hash), `patronus user passwd ${name} changes its password`);
     out({ name: u.name, role: u.role, createdAt: u.createdAt }, () => `user ${u.name} (${u.role}) created`);
   });
@@ -333,27 +377,37 @@ user
   .description("set a user's password (stdin or prompt, as for add); its sessions end")
   .action(async (name: string) => {
     {
-      using s = openStore();
+      using s = await openStore();
       if (!s.user(name)) throw new Error(`no user named "${name}"`);
     }
     const hash = await hashPassword(await readNewPassword(`new password for ${name}`));
-    using s = openStore();
+    using s = await openStore();
     if (!s.setUserPassword(name, hash)) throw new Error(`no user named "${name}"`);
     out({ name, passwordChanged: true }, () => `password of ${name} changed; its sessions were signed out`);
   });
 user
   .command('list')
-  .action(() => {
-    using s = openStore();
+  .action(async () => {
+    using s = await openStore();
     const list = s.listUsers();
     out(list, () => table(['name', 'role', 'created'], list.map((u) => [u.name, u.role, u.createdAt])));
+  });
+user
+  .command('role')
+  .argument('<name>')
+  .argument('<role>', ROLE_HELP, roleOption)
+  .description("change a user's role (its sessions follow at once)")
+  .action(async (name: string, role: Role) => {
+    using s = await openStore();
+    if (!s.setUserRole(name, role)) throw new Error(`no user named "${name}"`);
+    out({ name, role }, () => `user ${name} is now ${role}`);
   });
 user
   .command('remove')
   .argument('<name>')
   .description('remove a user (its sessions end too)')
-  .action((name: string) => {
-    using s = openStore();
+  .action(async (name: string) => {
+    using s = await openStore();
     if (!s.removeUser(name)) throw new Error(`no user named "${name}"`);
   });
 
@@ -392,7 +446,9 @@ program
     }
   });
 
-program
+addFleetCommands(program, out);
+
+addServeFleetOptions(program
   .command('serve')
   .description('run the control plane in the foreground (REST API, /metrics)')
   .option('--listen <host:port>', 'REST/metrics listen address (default: api.listen of the configuration, 127.0.0.1:9180)')
@@ -401,12 +457,14 @@ program
   .option('--tls-cert <file>', 'serve HTTPS with this certificate')
   .option('--tls-key <file>', 'private key for --tls-cert')
   .option('--keep-revisions <n>', 'revisions to keep (older finished ones are pruned; 0 = no limit; default $PATRONUS_KEEP_REVISIONS or 500)')
-  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned')
-  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string }) => {
+  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned'))
+  .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string } & Parameters<typeof serveFleetOptions>[0]) => {
     const g = globals();
-    const { keepRevisions, keepDays, ...rest } = o;
+    const [{ serve }, { parseRetention }] = await Promise.all([import('../api/serve.js'), import('../store/store.js')]);
+    const { listen, lab, config, tlsCert, tlsKey, keepRevisions, keepDays } = o;
     const retention = keepRevisions !== undefined || keepDays !== undefined ? parseRetention(keepRevisions, keepDays) : undefined;
-    await serve({ ...rest, lab: o.lab || g.lab, ...(retention ? { retention } : {}), ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}) });
+    const fleet = serveFleetOptions(o);
+    await serve({ ...(listen ? { listen } : {}), lab: lab || g.lab, ...(config ? { config } : {}), ...(tlsCert ? { tlsCert } : {}), ...(tlsKey ? { tlsKey } : {}), ...(retention ? { retention } : {}), ...(g.stateDir ? { stateDir: g.stateDir } : {}), ...(g.netns ? { netns: g.netns } : {}), ...(fleet ? { fleet } : {}) });
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

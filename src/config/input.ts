@@ -7,6 +7,15 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import type { Issue, IssuePath } from './issues.js';
 
+export type ConfigFormat = 'yaml' | 'json';
+
+/** Guesses the format from a file name or the first non-blank character. */
+export function detectFormat(text: string, fileName?: string): ConfigFormat {
+  if (fileName?.endsWith('.json')) return 'json';
+  if (fileName && /\.ya?ml$/.test(fileName)) return 'yaml';
+  return /^\s*[[{]/.test(text) ? 'json' : 'yaml';
+}
+
 // --- empty documents --------------------------------------------------------
 
 /**

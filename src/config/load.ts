@@ -7,18 +7,14 @@
 import { parseDocument } from 'yaml';
 import { validateDocument, type Validated } from './document.js';
 import type { Issue } from './issues.js';
+import type { ConfigFormat } from './input.js';
 import type { FileReader } from '../aliases/aliases.js';
 import { rememberSource } from './locate.js';
-import { duplicateKeyIssue, findDuplicateJsonKey, jsonErrorOffset, lineColumn, readRegularFile, yamlNestingIssue } from './input.js';
+import { detectFormat, duplicateKeyIssue, findDuplicateJsonKey, jsonErrorOffset, lineColumn, readRegularFile, yamlNestingIssue } from './input.js';
 
-export type ConfigFormat = 'yaml' | 'json';
+export type { ConfigFormat };
 
-/** Guesses the format from a file name or the first non-blank character. */
-export function detectFormat(text: string, fileName?: string): ConfigFormat {
-  if (fileName?.endsWith('.json')) return 'json';
-  if (fileName && /\.ya?ml$/.test(fileName)) return 'yaml';
-  return /^\s*[[{]/.test(text) ? 'json' : 'yaml';
-}
+export { detectFormat };
 
 /**
  * Parses document text. Syntax errors become issues whose path is

@@ -25,7 +25,7 @@
  * repairs; the count resets once it stayed clean for STABLE_MS.
  */
 import { EventEmitter } from 'node:events';
-import type { Compiled, Engine, StepResult } from '../apply/engine.js';
+import type { CleanState, Compiled, Engine, StepResult } from '../apply/engine.js';
 import type { DriftFinding, Subsystem } from '../apply/subsystem.js';
 import type { Config } from '../config/document.js';
 import type { DriftConfig } from './schema.js';
@@ -147,6 +147,18 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     while (this.inflight) await this.inflight.catch(() => undefined);
     this.inflight = this.run(true).finally(() => (this.inflight = undefined));
     return this.inflight;
+  }
+
+  /**
+   * The last report with the compiled revision it compared against (the
+   * engine skips the subsystems an apply does not change and this found
+   * clean: Engine.unchangedSubsystems).
+   */
+  cleanState(): CleanState | undefined {
+    const r = this.last;
+    const c = this.cache;
+    if (!r || !c?.compiled || c.revision !== r.revision) return undefined;
+    return { revision: r.revision, state: r.state, checkedAt: r.checkedAt, items: r.items, checked: r.checked, desired: c.compiled.desired };
   }
 
   /** The compiled target revision (cached by id), for other readers (metrics: which services are configured). */

@@ -14,10 +14,10 @@
  * validation with a path, never halfway through an apply.
  */
 import { append, resolveNetworkRef, resolvePortRef, type AliasTable, type PortRange } from '../aliases/aliases.js';
-import { prefixBytes, type Prefix } from '../bpf/codecs.js';
+import { prefixBytes, type Prefix } from '../net/address.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import type { CountryResolver, GeoPrefix } from './geoip.js';
-import { ACTION, BITS_BYTES, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LpmField } from './layout.js';
+import { ACTION, BITS_BYTES, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LOG_FLAGS, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LogConfig, type LpmField } from './layout.js';
 import { TCP_FLAG_NAMES, type FastpathConfig, type FastpathRuleConfig } from './schema.js';
 
 /** One LPM map's entries: data bytes (without the generation byte), prefix length, rule bits. */
@@ -68,6 +68,8 @@ export interface FastpathDesired {
   /** TCP/UDP ports of each port field as arrays (absent: that field uses its trie alone) */
   ports: { sport?: PortArrays; dport?: PortArrays };
   capacity: FastpathCapacity;
+  /** drop events: what logs, at which rate (rate 0: nothing) */
+  log: LogConfig;
 }
 
 export interface CompileInput {
@@ -105,6 +107,7 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
   const flagsBits = Array.from({ length: FILTER_FLAGS_PER_GEN }, () => emptyBits());
   const countRules = emptyBits();
   const rules: CompiledRule[] = [];
+  const geoWanted: { cc: string; v4f: LpmField; v6f: LpmField; rule: number }[] = [];
   const ifaceRules = new Map<string, { in: number[]; out: number[] }>([...ifaceNames].map((n) => [n, { in: [], out: [] }]));
 
   fp.rules.slice(0, FILTER_MAX_RULES).forEach((rule, index) => {
@@ -156,20 +159,9 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
         items[p.family === 4 ? v4f : v6f].push({ data: prefixBytes(p), length: p.length, rule: index });
       }
       for (const { cc, path: p } of ccs) {
-        if (!geoip) {
-          issues.push({ path: p, message: `country ${cc} needs a GeoIP database (fastpath.geoip.database)` });
-          continue;
-        }
-        if (!geoip.has(cc)) {
-          issues.push({ path: p, message: `country ${cc} is not in the GeoIP database` });
-          continue;
-        }
-        const cp = geoip.prefixes(cc);
-        const push = (f: LpmField, list: GeoPrefix[]) => {
-          for (const g of list) items[f].push({ data: g.data, length: g.length, rule: index });
-        };
-        push(v4f, cp.v4);
-        push(v6f, cp.v6);
+        if (!geoip) issues.push({ path: p, message: `country ${cc} needs a GeoIP database (fastpath.geoip.database)` });
+        else if (!geoip.has(cc)) issues.push({ path: p, message: `country ${cc} is not in the GeoIP database` });
+        else geoWanted.push({ cc, v4f, v6f, rule: index });
       }
     }
 
@@ -225,6 +217,19 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
     }
   });
 
+  // countries last, all at once: one pass over the GeoIP database for every country named
+  if (geoip && geoWanted.length) {
+    geoip.prepare?.(geoWanted.map((g) => g.cc));
+    for (const { cc, v4f, v6f, rule } of geoWanted) {
+      const cp = geoip.prefixes(cc);
+      const push = (f: LpmField, list: GeoPrefix[]) => {
+        for (const g of list) items[f].push({ data: g.data, length: g.length, rule });
+      };
+      push(v4f, cp.v4);
+      push(v6f, cp.v6);
+    }
+  }
+
   const fields = Object.fromEntries(LPM_FIELDS.map((f) => [f, buildLpm(items[f], wildcard[f], fieldBytes(f))])) as Record<LpmField, LpmEntry[]>;
   for (const f of LPM_FIELDS) {
     const limit = f === 'sport' || f === 'dport' ? capacity.portPrefixes : capacity.prefixes;
@@ -279,7 +284,30 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
     ports[f] = p;
     genConfig.features |= f === 'sport' ? FEAT.sport_arr : FEAT.dport_arr;
   }
-  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, ports, capacity }, issues };
+  const log = compileLog(fp);
+  if (log.rate > 0) genConfig.features |= FEAT.log;
+  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, ports, capacity, log }, issues };
+}
+
+/**
+ * Which drops report events (filter_log.h): a drop or rate-limit rule logs
+ * when it says log: true, or when fastpath.log.drops is on and it does not
+ * say log: false; drops also brings the default-drop policy and the
+ * blocklist. Nothing logs: rate 0, and the program never looks (FEAT.log off).
+ */
+export function compileLog(fp: FastpathConfig): LogConfig {
+  const rules = emptyBits();
+  let any = false;
+  fp.rules.slice(0, FILTER_MAX_RULES).forEach((r, i) => {
+    if (r.action !== 'drop' && r.action !== 'rate-limit') return;
+    if (r.log ?? fp.log.drops) {
+      setBit(rules, i);
+      any = true;
+    }
+  });
+  const flags = fp.log.drops ? LOG_FLAGS.defaultDrop | LOG_FLAGS.blocked : 0;
+  if (!any && !flags) return { rate: 0, burst: 0, flags: 0, rules };
+  return { rate: fp.log.rate, burst: fp.log.burst ?? fp.log.rate, flags, rules };
 }
 
 /** A port field's TCP and UDP ports as class arrays (see filter_common.h). */

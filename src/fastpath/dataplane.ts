@@ -14,7 +14,7 @@
  *   ruleCounters/verdictCounters/occupancy/interfaces - metrics and REST
  */
 import { mkdirSync, existsSync, rmSync, readdirSync, renameSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
+import { addressBytes } from '../net/address.js';
 import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, probes, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode, netnsExists } from '../system/host.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
@@ -52,7 +52,16 @@ import {
   encodeAction,
   encodeGenConfig,
   encodeIfaceValue,
+  encodeLogConfig,
   ifaceIndex,
+  LOG_BUCKET_SIZE,
+  LOG_CONFIG_SIZE,
+  LOG_FLAGS,
+  LOG_SLOT_BLOCKED,
+  LOG_SLOT_DEFAULT,
+  LOG_RING_BYTES,
+  LOG_SLOTS,
+  LOG_STAT_SIZE,
   lpmKey,
   type LpmField,
   type MapName,
@@ -521,6 +530,8 @@ export class FastpathDataPlane implements Disposable {
     await this.maps.actions.setMany(actionEntries);
     written.actions = desired.rules.length;
     this.maps.gen_config.set(u32(shadow), encodeGenConfig(desired.genConfig));
+    // drop events (filter_log.h): read only when gen_config says FEAT_LOG
+    this.maps.log_cfg.set(u32(shadow), encodeLogConfig(desired.log));
     const meta = Buffer.alloc(GEN_META_SIZE);
     meta.writeUInt32LE(desired.rules.length, 0);
     LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
@@ -579,6 +590,8 @@ export class FastpathDataPlane implements Disposable {
 
   private resetSlot(slot: number, name: string): void {
     (this.perCpu('rule_stats')).setAll(u32(slot), Buffer.alloc(RULE_STAT_SIZE));
+    new PerCpuMap(this.maps.log_stats.nativeHandle, this.maps.log_stats.keyCodec, codecs.bytes(LOG_STAT_SIZE)).setAll(u32(slot), Buffer.alloc(LOG_STAT_SIZE));
+    this.maps.log_bucket.set(u32(slot), Buffer.alloc(LOG_BUCKET_SIZE));
     const n = Buffer.alloc(FILTER_NAME_LEN);
     n.write(name.slice(0, FILTER_NAME_LEN - 1), 'utf8');
     this.maps.rule_names.set(u32(slot), n);
@@ -778,6 +791,43 @@ export class FastpathDataPlane implements Disposable {
     return out;
   }
 
+  /**
+   * Drop-event counters (filter_log.h) of every rule of the active rule set
+   * that logs, and of the default-drop and blocklist pseudo rules when they
+   * log: emitted, suppressed by the per-rule limiter, lost on a full ring.
+   */
+  logCounters(): { rule: string; emitted: bigint; suppressed: bigint; lost: bigint; rate: number }[] {
+    const gen = this.generation;
+    const cfg = this.maps.log_cfg.get(u32(gen))!;
+    const rate = cfg.readUInt32LE(16);
+    if (!rate) return [];
+    const flags = cfg.readUInt32LE(20);
+    const bits = cfg.subarray(24);
+    const stats = new PerCpuMap(this.maps.log_stats.nativeHandle, this.maps.log_stats.keyCodec, codecs.bytes(LOG_STAT_SIZE));
+    const read = (rule: string, slot: number) => {
+      let emitted = 0n;
+      let suppressed = 0n;
+      let lost = 0n;
+      for (const v of stats.get(u32(slot))!) {
+        emitted += v.readBigUInt64LE(0);
+        suppressed += v.readBigUInt64LE(8);
+        lost += v.readBigUInt64LE(16);
+      }
+      return { rule, emitted, suppressed, lost, rate };
+    };
+    const out = [];
+    const n = this.meta(gen).rules;
+    for (let i = 0; i < n; i++) {
+      if (!(bits[i >> 3]! & (1 << (i & 7)))) continue;
+      const a = decodeAction(this.maps.actions.get(u32(gen * FILTER_MAX_RULES + i))!);
+      const name = a.slot < FILTER_COUNTER_SLOTS ? this.slotName(a.slot) : undefined;
+      if (name) out.push(read(name, a.slot));
+    }
+    if (flags & LOG_FLAGS.defaultDrop) out.push(read('default', LOG_SLOT_DEFAULT));
+    if (flags & LOG_FLAGS.blocked) out.push(read('blocklist', LOG_SLOT_BLOCKED));
+    return out;
+  }
+
   /** Per-verdict counters by direction, summed over CPUs. */
   verdictCounters(): { ingress: VerdictCounters; egress: VerdictCounters } {
     const stats = this.perCpu('verdict_stats');
@@ -918,9 +968,8 @@ export class FastpathDataPlane implements Disposable {
   }
 
   private blockKey(address: string): { map: RawMap; key: Buffer } {
-    if (isIPv4(address)) return { map: this.maps.block_v4, key: codecs.ipv4.encode(address) };
-    if (isIPv6(address)) return { map: this.maps.block_v6, key: codecs.ipv6.encode(address) };
-    throw new RangeError(`"${address}" is not an IPv4 or IPv6 address`);
+    const key = addressBytes(address);
+    return { map: key.length === 4 ? this.maps.block_v4 : this.maps.block_v6, key };
   }
 
   // ---------- lifecycle ----------
@@ -1032,6 +1081,10 @@ const LAYOUT: Record<MapName, [key: number, value: number, entries?: number]> = 
   rate_state: [RATE_KEY_SIZE, 24],
   block_v4: [4, 8],
   block_v6: [16, 8],
+  log_events: [0, 0, LOG_RING_BYTES],
+  log_cfg: [4, LOG_CONFIG_SIZE, 2],
+  log_bucket: [4, LOG_BUCKET_SIZE, LOG_SLOTS],
+  log_stats: [4, LOG_STAT_SIZE, LOG_SLOTS],
 };
 
 function checkLayout(maps: Record<MapName, RawMap>, where: string): void {

@@ -1,8 +1,10 @@
 /**
- * Country -> prefixes from a MaxMind DB (mmdb) file. mmdb-lib reads the
- * metadata and decodes data records; readers only look up single
- * addresses, so expanding a country walks the search tree once, collecting
- * every network with its country code. Both record layouts in the wild are
+ * Country -> prefixes from a MaxMind DB (mmdb) file, read through the
+ * format's specification (https://maxmind.github.io/MaxMind-DB/) and
+ * mmdb-lib's public API only: the search tree's nodes are decoded here
+ * (`TreeReader`: 24, 28 or 32-bit records), and the data record a leaf
+ * points to is decoded once per distinct record by `Reader.get` on an
+ * address inside that network. Both record layouts in the wild are
  * understood: MaxMind's GeoLite2/GeoIP2-Country (`country.iso_code`, with
  * `registered_country.iso_code` as a fallback) and ip-location-db's
  * (`country_code`).
@@ -10,21 +12,19 @@
  * IPv6 trees alias the IPv4 space under ::ffff:0:0/96 and 2002::/16 to the
  * node of ::/96; the walk reads IPv4 once, at ::/96, and skips the aliases.
  *
- * Memory: a full database is ~1M networks. They are kept per country in
- * flat typed arrays (IPv4: 5 bytes a network, IPv6: 17; one buffer for all,
- * sized by a first walk that counts), adjacent networks
+ * Memory: the database stays a file. Opening it walks the tree once for a
+ * census (country codes, network count) and keeps nothing per network; a
+ * compile asks for the countries it needs (`prepare`), which reads the file
+ * and walks the tree once for all of them, keeping only their networks in
+ * flat typed arrays (IPv4: 5 bytes a network, IPv6: 17), adjacent networks
  * of one country merged into their common prefix as the walk emits them in
- * address order; GeoPrefix objects exist only for the countries a compile
- * asks for, while it runs (a million small Buffers held in the heap made
- * the server's RSS ~270 MB).
+ * address order. Only the last selection is kept (a deployment compiles the
+ * same countries again and again: drift checks, plans). A whole database
+ * held in the heap, a million small Buffers, made the server's RSS ~270 MB.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Reader } from 'mmdb-lib';
-
-const require = createRequire(import.meta.url);
-// mmdb-lib's tree walker (record decoding by size) is public in the package but not re-exported.
-const makeWalker = (require('mmdb-lib/lib/reader/walker.js') as { default: (db: Buffer, recordSize: number) => { left(o: number): number; right(o: number): number } }).default;
+import { formatAddress, numberToIpv4 } from '../net/address.js';
 
 export interface GeoPrefix {
   /** address bytes (4 or 16), host bits clear */
@@ -42,138 +42,181 @@ export interface CountryResolver {
   prefixes(country: string): CountryPrefixes;
   /** every country code present, for validation messages */
   has(country: string): boolean;
+  /** the countries a compile is about to ask for: one pass over the database for all of them */
+  prepare?(countries: readonly string[]): void;
+}
+
+/** Search-tree nodes of an mmdb file, decoded per the spec's record sizes. */
+export class TreeReader {
+  readonly left: (node: number) => number;
+  readonly right: (node: number) => number;
+
+  constructor(db: Uint8Array, recordSize: number) {
+    const u24 = (o: number) => (db[o]! << 16) | (db[o + 1]! << 8) | db[o + 2]!;
+    const u32 = (o: number) => ((db[o]! << 24) | (db[o + 1]! << 16) | (db[o + 2]! << 8) | db[o + 3]!) >>> 0;
+    switch (recordSize) {
+      case 24: // | <------------- node --------------->| : 3 bytes left, 3 bytes right
+        this.left = (n) => u24(n * 6);
+        this.right = (n) => u24(n * 6 + 3);
+        break;
+      case 28: // 3 bytes left, a middle byte whose high nibble is left's top 4 bits and low nibble right's, 3 bytes right
+        this.left = (n) => ((db[n * 7 + 3]! & 0xf0) << 20) | u24(n * 7);
+        this.right = (n) => ((db[n * 7 + 3]! & 0x0f) << 24) | u24(n * 7 + 4);
+        break;
+      case 32:
+        this.left = (n) => u32(n * 8);
+        this.right = (n) => u32(n * 8 + 4);
+        break;
+      default:
+        throw new Error(`unsupported record size ${recordSize} (the MaxMind DB format has 24, 28 and 32)`);
+    }
+  }
 }
 
 export class GeoIpDatabase implements CountryResolver {
   readonly databaseType: string;
   readonly buildEpoch: Date;
-  /** networks read from the tree (before merging) */
-  networks = 0;
-  private readonly byCountry = new Map<string, CompactCountry>();
+  /** networks in the tree (before merging) */
+  readonly networks: number;
+  private readonly codes: Set<string>;
+  /** the last selection: countries -> their networks */
+  private selection: { key: string; byCountry: Map<string, CompactCountry> } | undefined;
 
-  private constructor(readonly file: string, db: Buffer) {
-    const reader = new Reader<Record<string, unknown>>(db);
-    const meta = reader.metadata;
+  private constructor(readonly file: string, private readonly version: string) {
+    let networks = 0;
+    const codes = new Set<string>();
+    const meta = this.walk(() => {
+      networks++;
+    }, (cc) => codes.add(cc));
     this.databaseType = meta.databaseType;
     this.buildEpoch = meta.buildEpoch;
-    const walker = makeWalker(db, meta.recordSize);
-    const nodeCount = meta.nodeCount;
-    const nodeBytes = meta.nodeByteSize;
-    const codeOf = new Map<number, string | null>();
-    const resolve = (reader as unknown as { resolveDataPointer(p: number): unknown }).resolveDataPointer.bind(reader);
-    const path = new Uint8Array(16);
-    // two walks: the first counts each country's networks, the second writes them into one
-    // buffer sized for all (no growing arrays: their garbage stayed in the RSS)
-    const counts = new Map<string, { v4: number; v6: number }>();
-    const building = new Map<string, CountryBuilder>();
-    let counting = true;
-
-    let ipv4Start = 0;
-    if (meta.ipVersion === 6) {
-      for (let i = 0; i < 96 && ipv4Start < nodeCount; i++) ipv4Start = walker.left(ipv4Start * nodeBytes);
-    }
-
-    const emit = (record: number, depth: number, v4: boolean) => {
-      let cc = codeOf.get(record);
-      if (cc === undefined) {
-        cc = countryCode(resolve(record));
-        codeOf.set(record, cc);
-      }
-      if (counting) {
-        this.networks++;
-        if (!cc) return;
-        const n = counts.get(cc) ?? { v4: 0, v6: 0 };
-        if (v4) n.v4++;
-        else n.v6++;
-        counts.set(cc, n);
-        return;
-      }
-      if (!cc) return;
-      const entry = building.get(cc)!;
-      if (v4) entry.addV4(((path[12]! << 24) | (path[13]! << 16) | (path[14]! << 8) | path[15]!) >>> 0, depth - 96);
-      else entry.addV6(path, depth);
-    };
-
-    const setBit = (depth: number, on: boolean) => {
-      const byte = depth >> 3;
-      const mask = 0x80 >> (depth & 7);
-      path[byte] = on ? path[byte]! | mask : path[byte]! & ~mask;
-    };
-
-    // v4: inside ::/96 of an IPv6 tree (a pure IPv4 tree starts at depth 96)
-    const walk = (node: number, depth: number, v4: boolean): void => {
-      if (node === nodeCount) return; // no data here
-      if (node > nodeCount) return emit(node, depth, v4);
-      if (meta.ipVersion === 6 && !v4 && node === ipv4Start && depth > 0) {
-        if (depth === 96 && isZeroPrefix(path, 96)) v4 = true;
-        else return; // ::ffff:0:0/96, 2002::/16 ...: aliases of the IPv4 subtree
-      }
-      if (depth >= 128) return;
-      const off = node * nodeBytes;
-      setBit(depth, false);
-      walk(walker.left(off), depth + 1, v4);
-      setBit(depth, true);
-      walk(walker.right(off), depth + 1, v4);
-      setBit(depth, false);
-    };
-
-    const walkAll = () => (meta.ipVersion === 4 ? walk(0, 96, true) : walk(0, 0, false));
-    walkAll();
-    let v4Total = 0;
-    let v6Total = 0;
-    for (const n of counts.values()) {
-      v4Total += n.v4;
-      v6Total += n.v6;
-    }
-    const v4Addr = new Uint32Array(v4Total);
-    const v4Len = new Uint8Array(v4Total);
-    const v6 = new Uint8Array(v6Total * V6_ENTRY);
-    let o4 = 0;
-    let o6 = 0;
-    for (const [cc, n] of counts) {
-      building.set(cc, new CountryBuilder({ v4Addr: v4Addr.subarray(o4, o4 + n.v4), v4Len: v4Len.subarray(o4, o4 + n.v4), v6: v6.subarray(o6 * V6_ENTRY, (o6 + n.v6) * V6_ENTRY) }));
-      o4 += n.v4;
-      o6 += n.v6;
-    }
-    counting = false;
-    walkAll();
-    for (const [cc, b] of building) this.byCountry.set(cc, b.done());
+    this.networks = networks;
+    this.codes = codes;
   }
 
-  /** Opens (and caches, by path and modification time) a database. */
+  /** Opens (and caches, by path, modification time and size) a database. */
   static open(path: string): GeoIpDatabase {
     const st = statSync(path);
     const key = `${path}:${st.mtimeMs}:${st.size}`;
     let db = cache.get(key);
     if (!db) {
-      cache.clear(); // one database at a time is what a deployment uses (drop the old one before reading the new)
-      db = new GeoIpDatabase(path, readFileSync(path));
+      cache.clear(); // one database at a time is what a deployment uses
+      db = new GeoIpDatabase(path, key);
       cache.set(key, db);
     }
     return db;
   }
 
-  /** A country's networks, adjacent ones merged, in address order (built on each call: the caller owns them). */
+  /** Reads the networks of these countries in one pass (kept until another set is prepared). */
+  prepare(countries: readonly string[]): void {
+    this.select(countries);
+  }
+
+  /** A country's networks, adjacent ones merged, in address order (views of one buffer: copy to keep). */
   prefixes(country: string): CountryPrefixes {
-    const c = this.byCountry.get(country.toUpperCase());
+    const cc = country.toUpperCase();
+    const c = (this.selection?.byCountry.has(cc) ? this.selection.byCountry : this.select([cc])).get(cc);
     if (!c) return { v4: [], v6: [] };
+    const v4Bytes = Buffer.alloc(c.v4Len.length * 4);
     const v4: GeoPrefix[] = new Array(c.v4Len.length);
     for (let i = 0; i < v4.length; i++) {
-      const a = c.v4Addr[i]!;
-      v4[i] = { data: Buffer.from([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255]), length: c.v4Len[i]! };
+      v4Bytes.writeUInt32BE(c.v4Addr[i]!, i * 4);
+      v4[i] = { data: v4Bytes.subarray(i * 4, i * 4 + 4), length: c.v4Len[i]! };
     }
+    const v6Bytes = Buffer.from(c.v6.buffer, c.v6.byteOffset, c.v6.byteLength);
     const v6: GeoPrefix[] = new Array(c.v6.length / V6_ENTRY);
-    for (let i = 0; i < v6.length; i++) v6[i] = { data: Buffer.from(c.v6.subarray(i * V6_ENTRY, i * V6_ENTRY + 16)), length: c.v6[i * V6_ENTRY + 16]! };
+    for (let i = 0; i < v6.length; i++) v6[i] = { data: v6Bytes.subarray(i * V6_ENTRY, i * V6_ENTRY + 16), length: c.v6[i * V6_ENTRY + 16]! };
     return { v4, v6 };
   }
 
   has(country: string): boolean {
-    return this.byCountry.has(country.toUpperCase());
+    return this.codes.has(country.toUpperCase());
   }
 
   countries(): string[] {
-    return [...this.byCountry.keys()].sort();
+    return [...this.codes].sort();
   }
+
+  private select(countries: readonly string[]): Map<string, CompactCountry> {
+    const wanted = [...new Set(countries.map((c) => c.toUpperCase()))].filter((c) => this.codes.has(c)).sort();
+    const key = wanted.join(',');
+    if (this.selection?.key === key) return this.selection.byCountry;
+    const building = new Map(wanted.map((cc) => [cc, new CountryBuilder()]));
+    const only = new Set(wanted);
+    this.walk(
+      (cc, v4, path, depth) => {
+        const b = building.get(cc)!;
+        if (v4) b.addV4(((path[12]! << 24) | (path[13]! << 16) | (path[14]! << 8) | path[15]!) >>> 0, depth - 96);
+        else b.addV6(path, depth);
+      },
+      undefined,
+      only,
+    );
+    const byCountry = new Map([...building].map(([cc, b]) => [cc, b.done()]));
+    this.selection = { key, byCountry };
+    return byCountry;
+  }
+
+  /**
+   * One depth-first walk of the search tree (address order), the file read
+   * for it and dropped after. `emit` gets each network with a country (of
+   * `only`, when given); `seen` each distinct country code.
+   */
+  private walk(emit: (cc: string, v4: boolean, path: Uint8Array, depth: number) => void, seen?: (cc: string) => void, only?: Set<string>): { databaseType: string; buildEpoch: Date } {
+    const st = statSync(this.file);
+    if (`${this.file}:${st.mtimeMs}:${st.size}` !== this.version) throw new Error(`GeoIP database ${this.file} changed while open; open it again`);
+    const db = readFileSync(this.file);
+    const reader = new Reader<Record<string, unknown>>(db);
+    const meta = reader.metadata;
+    const tree = new TreeReader(db, meta.recordSize);
+    const nodeCount = meta.nodeCount;
+    const v6Tree = meta.ipVersion === 6;
+    const path = new Uint8Array(16);
+    const codeOf = new Map<number, string | null>();
+
+    let ipv4Start = 0;
+    if (v6Tree) for (let i = 0; i < 96 && ipv4Start < nodeCount; i++) ipv4Start = tree.left(ipv4Start);
+
+    const leaf = (record: number, depth: number, v4: boolean) => {
+      let cc = codeOf.get(record);
+      if (cc === undefined) {
+        // the record's data, decoded by the public reader on the network's first address
+        cc = countryCode(reader.get(v4 ? `${path[12]}.${path[13]}.${path[14]}.${path[15]}` : ipv6Text(path)));
+        codeOf.set(record, cc);
+        if (cc) seen?.(cc);
+      }
+      if (cc && (!only || only.has(cc))) emit(cc, v4, path, depth);
+    };
+    const setBit = (depth: number, on: boolean) => {
+      const byte = depth >> 3;
+      const mask = 0x80 >> (depth & 7);
+      path[byte] = on ? path[byte]! | mask : path[byte]! & ~mask;
+    };
+    // v4: inside ::/96 of an IPv6 tree (a pure IPv4 tree starts at depth 96)
+    const walk = (node: number, depth: number, v4: boolean): void => {
+      if (node === nodeCount) return; // no data here
+      if (node > nodeCount) return leaf(node, depth, v4);
+      if (v6Tree && !v4 && node === ipv4Start && depth > 0) {
+        if (depth === 96 && isZeroPrefix(path, 96)) v4 = true;
+        else return; // ::ffff:0:0/96, 2002::/16 ...: aliases of the IPv4 subtree
+      }
+      if (depth >= 128) return;
+      setBit(depth, false);
+      walk(tree.left(node), depth + 1, v4);
+      setBit(depth, true);
+      walk(tree.right(node), depth + 1, v4);
+      setBit(depth, false);
+    };
+    if (v6Tree) walk(0, 0, false);
+    else walk(0, 96, true);
+    return { databaseType: meta.databaseType, buildEpoch: meta.buildEpoch };
+  }
+}
+
+function ipv6Text(path: Uint8Array): string {
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((path[i]! << 8) | path[i + 1]!).toString(16));
+  return groups.join(':');
 }
 
 /** 16 address bytes + 1 length byte */
@@ -261,8 +304,8 @@ export class CountryBuilder {
   list(): { v4: string[]; v6: string[] } {
     const c = this.done();
     return {
-      v4: [...c.v4Len].map((l, i) => `${[c.v4Addr[i]! >>> 24, (c.v4Addr[i]! >>> 16) & 255, (c.v4Addr[i]! >>> 8) & 255, c.v4Addr[i]! & 255].join('.')}/${l}`),
-      v6: Array.from({ length: c.v6.length / V6_ENTRY }, (_, i) => `${Buffer.from(c.v6.subarray(i * V6_ENTRY, i * V6_ENTRY + 16)).toString('hex')}/${c.v6[i * V6_ENTRY + 16]}`),
+      v4: [...c.v4Len].map((l, i) => `${numberToIpv4(c.v4Addr[i]!)}/${l}`),
+      v6: Array.from({ length: c.v6.length / V6_ENTRY }, (_, i) => `${formatAddress(c.v6.subarray(i * V6_ENTRY, i * V6_ENTRY + 16))}/${c.v6[i * V6_ENTRY + 16]}`),
     };
   }
 }

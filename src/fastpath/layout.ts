@@ -63,7 +63,41 @@ export const FEAT = {
   dst_v4_dir: 1 << 8,
   sport_arr: 1 << 9,
   dport_arr: 1 << 10,
-} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr', number>;
+  log: 1 << 11,
+} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log', number>;
+
+/** Drop events (bpf/include/filter_log.h): limiter slots, flags, sizes. */
+export const LOG_SLOT_DEFAULT = FILTER_COUNTER_SLOTS;
+export const LOG_SLOT_BLOCKED = LOG_SLOT_DEFAULT + 1;
+export const LOG_SLOTS = LOG_SLOT_DEFAULT + 2;
+export const LOG_RING_BYTES = 256 * 1024;
+export const LOG_FLAGS = { defaultDrop: 1 << 0, blocked: 1 << 1 } as const;
+export const LOG_CONFIG_SIZE = 24 + 16 * 8; // u64 interval_ns, u64 tolerance_ns, u32 rate, u32 flags, rule_bits
+export const LOG_BUCKET_SIZE = 16;
+export const LOG_STAT_SIZE = 24;
+export const LOG_EVENT_SIZE = 64;
+
+/** What a generation logs and how fast (struct log_config). */
+export interface LogConfig {
+  /** events per second per rule; 0 with no rule logging */
+  rate: number;
+  /** bucket depth in events */
+  burst: number;
+  flags: number;
+  /** rules (by position) whose drops log */
+  rules: Buffer;
+}
+
+export function encodeLogConfig(c: LogConfig): Buffer {
+  const b = Buffer.alloc(LOG_CONFIG_SIZE);
+  const interval = c.rate > 0 ? BigInt(Math.round(1e9 / c.rate)) : 0n;
+  b.writeBigUInt64LE(interval, 0);
+  b.writeBigUInt64LE(interval * BigInt(Math.max(0, c.burst - 1)), 8);
+  b.writeUInt32LE(c.rate, 16);
+  b.writeUInt32LE(c.flags, 20);
+  c.rules.copy(b, 24);
+  return b;
+}
 
 /** TCP/UDP ports by array (filter_common.h): classes per (generation, field). */
 export const PORT_CLASSES = 4096;
@@ -108,6 +142,10 @@ export const MAP_NAMES = [
   'rate_state',
   'block_v4',
   'block_v6',
+  'log_events',
+  'log_cfg',
+  'log_bucket',
+  'log_stats',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 

@@ -62,10 +62,15 @@ export const fastpathRuleSchema = z
       .describe('TCP flags that must be set (or clear with !), e.g. "syn,!ack"; others are ignored'),
     action: z.enum(['pass', 'drop', 'rate-limit', 'count']).describe('pass to the kernel stack, drop, rate-limit per source, or count and go on'),
     rateLimit: rateLimitSchema.optional().describe('token bucket per source address; required for action rate-limit'),
+    log: z
+      .boolean()
+      .optional()
+      .describe('report this rule\'s drops as events (GET /api/v1/events, patronus log), sampled per fastpath.log; default: fastpath.log.drops. Drop and rate-limit rules only'),
   })
   .strict()
   .superRefine((r, ctx) => {
     if (r.action === 'rate-limit' && !r.rateLimit) ctx.addIssue({ code: 'custom', path: ['rateLimit'], message: 'action rate-limit needs rateLimit' });
+    if (r.log === true && (r.action === 'pass' || r.action === 'count')) ctx.addIssue({ code: 'custom', path: ['log'], message: `the fast path logs drops only; this rule's action is ${r.action} (log it in the firewall section instead)` });
     if (r.action !== 'rate-limit' && r.rateLimit) ctx.addIssue({ code: 'custom', path: ['rateLimit'], message: `rateLimit only applies to action rate-limit (this rule is ${r.action})` });
     const protos = r.protocol === undefined ? [] : Array.isArray(r.protocol) ? r.protocol : [r.protocol];
     const portProto = (p: string | number) => ['tcp', 'udp', 'sctp', 6, 17, 132].includes(p);
@@ -91,6 +96,14 @@ export const fastpathCapacitySchema = z
     portPrefixes: z.number().int().min(16).max(1_048_576).default(65_536).describe('most port/protocol prefixes per port field, per generation'),
     rateLimitSources: z.number().int().min(16).max(16_777_216).default(65_536).describe('source addresses tracked by rate limits (LRU: the least recent are forgotten)'),
     blocklist: z.number().int().min(16).max(16_777_216).default(65_536).describe('entries of the dynamic blocklist per family (LRU)'),
+  })
+  .strict();
+
+export const fastpathLogSchema = z
+  .object({
+    drops: z.boolean().default(false).describe('report the drops of every drop and rate-limit rule, the default-drop policy and the blocklist as events, unless a rule says log: false'),
+    rate: z.number().int().min(1).max(100_000).default(100).describe('events per second per rule at most (a token bucket per rule in the kernel; the rest are counted as suppressed)'),
+    burst: z.number().int().min(1).max(1_000_000).optional().describe('events a rule may report at once after a quiet period (default: rate)'),
   })
   .strict();
 
@@ -132,9 +145,10 @@ export const fastpathSchema = z
       rateLimitSources: 65_536,
       blocklist: 65_536,
     }).describe('map sizes; changing them reloads the data plane'),
+    log: fastpathLogSchema.default({ drops: false, rate: 100 }).describe('drop events: which drops are reported and how many per second per rule (docs/logging.md)'),
   })
   .strict()
-  .default({ interfaces: [], rules: [], geoip: {}, capacity: { rules: FILTER_MAX_RULES, prefixes: 262_144, portPrefixes: 65_536, rateLimitSources: 65_536, blocklist: 65_536 } });
+  .default({ interfaces: [], rules: [], geoip: {}, capacity: { rules: FILTER_MAX_RULES, prefixes: 262_144, portPrefixes: 65_536, rateLimitSources: 65_536, blocklist: 65_536 }, log: { drops: false, rate: 100 } });
 
 export type FastpathConfig = z.infer<typeof fastpathSchema>;
 export type FastpathRuleConfig = z.infer<typeof fastpathRuleSchema>;

@@ -13,6 +13,7 @@ import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY }
 import { GeoIpDatabase } from './geoip.js';
 import { LPM_FIELDS, bitList, lpmKey, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
+import { formatPrefix, prefixFromBytes } from '../net/address.js';
 
 /** Where a host's fast path is pinned. */
 export function fastpathPinDir(host: Host): string {
@@ -106,7 +107,9 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
     let dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn), upgrade: true });
     try {
       const previous = dp.configuredIfindexes();
-      const ifindexOf = (n: string) => host.ifindex(n);
+      // every interface's index from one `ip link` listing (a process spawn each was ~50 ms here)
+      const links = await linkIndexes(host);
+      const ifindexOf = (n: string) => links.get(n) ?? host.ifindex(n);
       const resize = capacityChanges(dp.capacity, desired.capacity);
       if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
       else await dp.apply(desired, ifindexOf);
@@ -133,6 +136,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
         Object.entries(verdicts[direction]).map(([verdict, c]) => ({ verdict, direction, packets: c.packets, bytes: c.bytes })),
       ),
       maps: dp.occupancy().map((o) => ({ map: o.map, entries: o.entries, capacity: o.capacity })),
+      logEvents: dp.logCounters(),
     };
   },
 
@@ -211,7 +215,7 @@ async function linkIndexes(host: Host): Promise<Map<string, number>> {
   return new Map((JSON.parse(r.stdout) as { ifindex: number; ifname: string }[]).map((l) => [l.ifname, l.ifindex]));
 }
 
-async function linkNames(host: Host): Promise<Map<number, string>> {
+export async function linkNames(host: Host): Promise<Map<number, string>> {
   return new Map([...(await linkIndexes(host))].map(([n, i]) => [i, n]));
 }
 
@@ -283,8 +287,7 @@ function describeKey(f: LpmField, k: Buffer): string {
 /** "10.0.0.0/8 -> rules 0,3", "tcp 8000/11 -> rules 4" */
 function describeEntry(f: LpmField, data: Buffer, length: number, bits?: Buffer): string {
   let what: string;
-  if (f.endsWith('v4')) what = `${[...data.subarray(0, 4)].join('.')}/${length}`;
-  else if (f.endsWith('v6')) what = `${data.subarray(0, 16).toString('hex').replace(/(.{4})(?!$)/g, '$1:')}/${length}`;
+  if (f.endsWith('v4') || f.endsWith('v6')) what = formatPrefix(prefixFromBytes(data.subarray(0, f.endsWith('v4') ? 4 : 16), length));
   else what = length === 0 ? 'any protocol' : length === 8 ? `protocol ${data[0]} any port` : `protocol ${data[0]} port ${data.readUInt16BE(1)}/${length - 8}`;
   return bits ? `${what} -> rules ${bitList(bits).join(',') || 'none'}` : what;
 }

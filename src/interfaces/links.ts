@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import type { Change, CompileContext, Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue, IssuePath } from '../config/issues.js';
-import { contains } from '../routing/routes.js';
+import { contains } from '../net/address.js';
 import { startDaemon, stopDaemon, daemonPid } from '../services/common/daemon.js';
 
 export type LinkKind = 'bridge' | 'vlan' | 'bond' | 'pppoe';

@@ -1,13 +1,13 @@
 import { z } from 'zod';
-import { isIPv4, isIPv6 } from 'node:net';
-import { addressTextProblem } from '../bpf/codecs.js';
+import { addressFamily, addressTextProblem } from '../net/address.js';
 
 /** "192.0.2.1/24" or "2001:db8::1/64": an address with its prefix length. */
 export const interfaceAddressSchema = z.string().superRefine((text, ctx) => {
   const bad = addressTextProblem(text);
   if (bad) return void ctx.addIssue({ code: 'custom', message: bad });
   const [addr, len, extra] = text.split('/');
-  const max = addr && isIPv4(addr) ? 32 : addr && isIPv6(addr) ? 128 : 0;
+  const family = addr ? addressFamily(addr) : 0;
+  const max = family === 4 ? 32 : family === 6 ? 128 : 0;
   if (!max || extra !== undefined) ctx.addIssue({ code: 'custom', message: `"${text}" is not an address with a prefix length (e.g. 192.0.2.1/24)` });
   else if (len === undefined) ctx.addIssue({ code: 'custom', message: `"${text}" needs a prefix length, e.g. ${addr}/${max === 32 ? 24 : 64}` });
   else if (!/^\d{1,3}$/.test(len) || Number(len) > max) ctx.addIssue({ code: 'custom', message: `"${text}": prefix length must be 0-${max}` });

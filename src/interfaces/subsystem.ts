@@ -11,6 +11,7 @@ import type { Change, DriftFinding, Subsystem, SubsystemMetrics } from '../apply
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { readSysctl } from '../routing/sysctl.js';
+import { canonicalAddressWithLength, contains, parseAddressWithLength, parsePrefix } from '../net/address.js';
 
 export interface InterfaceDesired {
   name: string;
@@ -28,7 +29,7 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
     const desired = ctx.config.interfaces.map((i, index) => ({
       name: i.name,
       index,
-      ...(i.addresses ? { addresses: [...new Set(i.addresses.map(canonicalAddress))] } : {}),
+      ...(i.addresses ? { addresses: [...new Set(i.addresses.map(canonicalAddressWithLength))] } : {}),
       ...(i.mtu !== undefined ? { mtu: i.mtu } : {}),
       ...(i.kind ? { created: true } : {}),
     }));
@@ -100,7 +101,7 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
         out.push({ object: `interface ${d.name}`, reason: `does not exist (${host.where})`, repairable: false });
         continue;
       }
-      const present = new Set((link.addr_info ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+      const present = new Set((link.addr_info ?? []).map((a) => canonicalAddressWithLength(`${a.local}/${a.prefixlen}`)));
       for (const addr of d.addresses ?? []) if (!present.has(addr)) out.push({ object: `address ${addr} on ${d.name}`, reason: 'missing' });
       if (d.mtu !== undefined && link.mtu !== d.mtu) out.push({ object: `mtu of ${d.name}`, reason: `${link.mtu}, the revision says ${d.mtu}` });
     }
@@ -174,7 +175,7 @@ async function diff(desired: InterfaceDesired[], host: Host): Promise<{ changes:
       if (d.addresses?.length || d.mtu !== undefined) throw new Error(`interfaces: interface "${d.name}" does not exist (${host.where})`);
       continue;
     }
-    const present = new Set((link.addr_info ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+    const present = new Set((link.addr_info ?? []).map((a) => canonicalAddressWithLength(`${a.local}/${a.prefixlen}`)));
     for (const addr of d.addresses ?? []) {
       if (present.has(addr)) {
         continue;
@@ -205,7 +206,7 @@ async function diff(desired: InterfaceDesired[], host: Host): Promise<{ changes:
     const link = links.get(dev);
     const d = byName.get(dev);
     const keep = new Set(d?.addresses ?? []);
-    const present = new Set((link?.addr_info ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+    const present = new Set((link?.addr_info ?? []).map((a) => canonicalAddressWithLength(`${a.local}/${a.prefixlen}`)));
     const removing = new Set([...mine.addresses].filter((a) => !keep.has(a) && present.has(a)));
     // what the device holds once every step ran: the addresses there now or added above, less the removals
     const remaining = [...new Set([...present, ...keep])].filter((a) => !removing.has(a));
@@ -264,7 +265,7 @@ async function removeKeepingSubnet(host: Host, step: Step): Promise<void> {
   } finally {
     if (original !== undefined && original !== '1') await host.run('sysctl', ['-q', '-w', `${key}=${original}`]);
   }
-  const addressesNow = async () => new Set((((await readLinks(host)).get(dev)?.addr_info) ?? []).map((a) => canonicalAddress(`${a.local}/${a.prefixlen}`)));
+  const addressesNow = async () => new Set((((await readLinks(host)).get(dev)?.addr_info) ?? []).map((a) => canonicalAddressWithLength(`${a.local}/${a.prefixlen}`)));
   let now = await addressesNow();
   for (const a of step.keepInSubnet!) if (!now.has(a)) await host.run('ip', ['addr', 'add', a, 'dev', dev]);
   now = await addressesNow();
@@ -272,21 +273,11 @@ async function removeKeepingSubnet(host: Host, step: Step): Promise<void> {
   if (missing.length) throw new Error(`removing ${step.args[2]} from ${dev} also removed ${missing.join(', ')}, which could not be added back`);
 }
 
-/** Both IPv4, and the first address's subnet holds the second. */
+/** Both IPv4 with the same length, and the first address's subnet holds the second. */
 function sameIpv4Subnet(a: string, b: string): boolean {
-  if (a.includes(':') || b.includes(':')) return false;
-  const [addrA, lenA] = a.split('/');
-  const [addrB, lenB] = b.split('/');
-  if (lenA !== lenB) return false;
-  const bits = Number(lenA);
-  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
-  const num = (x: string) => x.split('.').reduce((n, o) => ((n << 8) | Number(o)) >>> 0, 0);
-  return ((num(addrA!) & mask) >>> 0) === ((num(addrB!) & mask) >>> 0);
-}
-
-function canonicalAddress(text: string): string {
-  const [addr, len] = text.split('/');
-  return `${addr!.toLowerCase()}/${len}`;
+  const pa = parseAddressWithLength(a);
+  const pb = parseAddressWithLength(b);
+  return pa?.family === 4 && pb?.family === 4 && pa.length === pb.length && contains(parsePrefix(a), pb.address);
 }
 
 function statePath(host: Host): string {

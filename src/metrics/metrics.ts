@@ -8,6 +8,9 @@
  *   patronus_rule_rate_limited_packets_total          {subsystem, rule}  (rate-limit rules: packets over the limit, dropped)
  *   patronus_verdict_packets_total / _bytes_total     {subsystem, direction, verdict}
  *   patronus_map_entries / patronus_map_capacity_entries {subsystem, map}
+ *   patronus_log_events_total / _suppressed_total / _lost_total, patronus_log_rate_events_per_second {subsystem, rule}
+ *     (fast-path drop events: emitted, held back by the per-rule limiter, lost on a full ring; the limiter's rate)
+ *   patronus_events_published_total {source}, patronus_events_dropped_total {source, stage}, patronus_events_followers
  *   patronus_service_up                               {service}  (configured services only)
  *   patronus_drift {subsystem} (objects not as the running revision says), patronus_drift_repairs_total {subsystem, result}
  *   patronus_ids_alerts_total {subsystem, signature_id, signature, severity}, patronus_ids_blocks_total
@@ -101,6 +104,18 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
   });
   counter('patronus_verdict_bytes_total', 'Bytes by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
     for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.bytes));
+  });
+  counter('patronus_log_events_total', 'Drop events a rule emitted to the fast-path event ring', ['subsystem', 'rule'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const x of m.logEvents ?? []) c.inc({ subsystem, rule: x.rule }, Number(x.emitted));
+  });
+  counter('patronus_log_events_suppressed_total', 'Drops of a logging rule the per-rule event limiter did not report (the sample rate at work)', ['subsystem', 'rule'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const x of m.logEvents ?? []) c.inc({ subsystem, rule: x.rule }, Number(x.suppressed));
+  });
+  counter('patronus_log_events_lost_total', 'Drop events that found the event ring full (the reader fell behind)', ['subsystem', 'rule'], (c, s) => {
+    for (const { subsystem, m } of each(s)) for (const x of m.logEvents ?? []) c.inc({ subsystem, rule: x.rule }, Number(x.lost));
+  });
+  gauge('patronus_log_rate_events_per_second', 'Configured limit of drop events per second per rule', ['subsystem', 'rule'], (g, s) => {
+    for (const { subsystem, m } of each(s)) for (const x of m.logEvents ?? []) g.set({ subsystem, rule: x.rule }, x.rate);
   });
   gauge('patronus_map_entries', 'Entries in a BPF map or nft set', ['subsystem', 'map'], (g, s) => {
     for (const { subsystem, m } of each(s)) for (const x of m.maps ?? []) g.set({ subsystem, map: x.map }, x.entries);

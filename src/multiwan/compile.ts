@@ -25,7 +25,7 @@
 import type { CompileContext } from '../apply/subsystem.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { resolveNetworkRef } from '../aliases/aliases.js';
-import { formatPrefix } from '../bpf/codecs.js';
+import { formatPrefix } from '../net/address.js';
 import { GATEWAY_MARK_MASK, gatewayMark, hex } from '../nft/marks.js';
 import type { MonitorConfig } from './schema.js';
 

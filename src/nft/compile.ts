@@ -28,7 +28,7 @@
 import type { CompileContext, ServiceOpening } from '../apply/subsystem.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { append, resolveNetworkRef, resolvePortRef, type PortRange } from '../aliases/aliases.js';
-import { formatPrefix, parsePrefix, prefixBytes, type Prefix } from '../bpf/codecs.js';
+import { formatPrefix, hasHostBits, minimalPrefixes, parsePrefix, type Prefix } from '../net/address.js';
 import { HAIRPIN_MARK, hex } from './marks.js';
 import type { FirewallConfig, RuleConfig, Verdict } from './schema.js';
 
@@ -174,7 +174,7 @@ class Compiler {
       if (pf.destination && pfFamily(pf.destination) !== fam) this.issue([...path, 'destination'], `destination ${pf.destination} and target ${pf.target} are not of one family`);
       const s = srcFam ? `${ip} saddr ${srcFam} ` : '';
       this.add('pf', pf.name, path);
-      out.push(`iifname ${q(pf.interface)} ${s}${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat ${this.log(pf.log)}counter accept ${this.comment('pf', pf.name, 'filter')}`);
+      out.push(`iifname ${q(pf.interface)} ${s}${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat ${this.log(pf.log, 'pf', pf.name, 'accept')}counter accept ${this.comment('pf', pf.name, 'filter')}`);
       if (pf.hairpin) {
         out.push(`meta mark & ${hex(HAIRPIN_MARK)} == ${hex(HAIRPIN_MARK)} ${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat counter accept ${this.comment('pf', pf.name, 'hairpin-filter')}`);
       }
@@ -201,7 +201,7 @@ class Compiler {
         try {
           const p = parsePrefix(n[field]);
           if (p.family !== 6 || !n[field].includes('/')) throw new Error(`"${n[field]}" is not an IPv6 prefix`);
-          if (parsePrefix(`${n[field].split('/')[0]}/128`).address !== p.address) throw new Error(`"${n[field]}" has host bits set; did you mean ${formatPrefix(p)}?`);
+          if (hasHostBits(n[field].split('/')[0]!, p)) throw new Error(`"${n[field]}" has host bits set; did you mean ${formatPrefix(p)}?`);
           return p;
         } catch (e) {
           this.issue([...path, field], (e as Error).message);
@@ -324,8 +324,8 @@ class Compiler {
     for (const zone of [...this.zones.keys()].sort()) {
       const z = this.fw.zones.find((x) => x.name === zone);
       const verdict: Verdict = z?.[chain] ?? this.fw.defaults[chain];
-      const log = z?.log ? `log prefix ${q(`${z.log}: `)} ` : '';
       const name = `${chain}:${zone}`;
+      const log = this.log(z?.log, 'policy', name, verdict);
       this.add('policy', name);
       out.push(`iifname @zone_${zone} ${verdict === 'accept' ? '' : log}counter ${verdictText(verdict, 'any')} ${this.comment('policy', name)}`);
     }
@@ -365,7 +365,7 @@ class Compiler {
     }
 
     this.add('rule', r.name, path);
-    const log = r.log ? `log prefix ${q(`${r.log}: `)} ` : '';
+    const log = this.log(r.log, 'rule', r.name, r.action);
     const counter = r.counter ? 'counter ' : '';
     return fams.map((fam) => {
       const addr = fam === 'any' ? '' : addrExpr(fam, src, dst);
@@ -509,8 +509,17 @@ class Compiler {
     return `comment ${q(`${COMMENT_PREFIX}${kind}:${name}${part ? `#${part}` : ''}`)}`;
   }
 
-  private log(prefix: string | undefined): string {
-    return prefix ? `log prefix ${q(`${prefix}: `)} ` : '';
+  /**
+   * The log statement of a rule with a log prefix. To NFLOG (the default):
+   * the prefix names the verdict and the rule, which is how the event log
+   * (src/events/nflog.ts) reports them: "pt <verdict> <kind>:<name> <prefix>".
+   * To the kernel log: the operator's prefix alone, as before.
+   */
+  private log(prefix: string | undefined, kind: CounterKind, name: string, verdict: string): string {
+    if (!prefix) return '';
+    const to = this.fw.log;
+    if (to.target === 'kernel') return `log prefix ${q(`${prefix}: `)} `;
+    return `log prefix ${q(nflogPrefix(verdict, kind, name, prefix))} group ${to.group} `;
   }
 
   private issue(path: IssuePath, message: string): void {
@@ -580,38 +589,9 @@ function addrExpr(fam: Family, src: AddrMatch | undefined, dst: AddrMatch | unde
   return out;
 }
 
-/**
- * Drops prefixes covered by another in the list (nft rejects overlapping
- * interval elements); the result is sorted by address. Sort + one sweep,
- * O(n log n): two prefixes are either nested or disjoint, so after sorting
- * by (family, address, length) a prefix is covered by some kept prefix
- * exactly when it lies inside the last one kept.
- */
-export function minimalPrefixes(list: readonly Prefix[]): Prefix[] {
-  const v4: Prefix[] = [];
-  const v6: Prefix[] = [];
-  for (const p of list) (p.family === 4 ? v4 : v6).push(p);
-  // IPv4 on plain numbers (exact below 2^53), IPv6 on bigints
-  const out = sweep(v4, (p) => ipv4Start(p.address), (start, length) => start + 2 ** (32 - length) - 1);
-  return out.concat(sweep(v6, (p) => BigInt(`0x${prefixBytes(p).toString('hex')}`), (start, length) => start + (1n << BigInt(128 - length)) - 1n));
-}
-
-function sweep<K extends number | bigint>(list: readonly Prefix[], startOf: (p: Prefix) => K, endOf: (start: K, length: number) => K): Prefix[] {
-  const keyed = list.map((p) => ({ p, start: startOf(p) }));
-  keyed.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : a.p.length - b.p.length));
-  const out: Prefix[] = [];
-  let end: K | undefined;
-  for (const { p, start } of keyed) {
-    if (end !== undefined && start <= end) continue;
-    end = endOf(start, p.length);
-    out.push(p);
-  }
-  return out;
-}
-
-function ipv4Start(address: string): number {
-  const o = address.split('.');
-  return ((Number(o[0]) * 256 + Number(o[1])) * 256 + Number(o[2])) * 256 + Number(o[3]);
+/** The NFLOG prefix of a logging rule (parsed back by src/events/nflog.ts parseNflogPrefix). */
+export function nflogPrefix(verdict: string, kind: string, name: string, prefix: string): string {
+  return `pt ${verdict} ${kind}:${name} ${prefix}`;
 }
 
 export function mergeRanges(list: readonly PortRange[]): PortRange[] {

@@ -111,6 +111,14 @@ export const firewallSchema = z
       })
       .strict()
       .default({ input: 'drop', forward: 'drop' }),
+    log: z
+      .object({
+        target: z.enum(['nflog', 'kernel']).default('nflog').describe('nflog: rules with a log prefix report to this NFLOG group, which `patronus serve` reads into its event log (GET /api/v1/events, patronus log); kernel: the kernel log (dmesg), as plain nftables does'),
+        group: z.number().int().min(0).max(65535).default(100).describe('NFLOG group (one reader per group and namespace: no other NFLOG consumer such as ulogd may use it)'),
+      })
+      .strict()
+      .default({ target: 'nflog', group: 100 })
+      .describe('where the log statements of rules, zone policies and port forwards go'),
     zones: z.array(zonePolicySchema).default([]).describe('per-zone default policies'),
     rules: z.array(ruleSchema).default([]).describe('stateful rules, first match wins, in this order'),
     portForwards: z.array(portForwardSchema).default([]).describe('DNAT port forwards (each with its filter rule)'),
@@ -123,7 +131,7 @@ export const firewallSchema = z
   })
   .strict()
   // an omitted section means the feature is off: no table at all (write `firewall: {}` for the default-deny firewall)
-  .default({ enabled: false, defaults: { input: 'drop', forward: 'drop' }, zones: [], rules: [], portForwards: [], outboundNat: [], oneToOne: [], prefixTranslation: [] });
+  .default({ enabled: false, defaults: { input: 'drop', forward: 'drop' }, log: { target: 'nflog', group: 100 }, zones: [], rules: [], portForwards: [], outboundNat: [], oneToOne: [], prefixTranslation: [] });
 
 export type FirewallConfig = z.infer<typeof firewallSchema>;
 export type RuleConfig = z.infer<typeof ruleSchema>;

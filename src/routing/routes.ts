@@ -15,7 +15,7 @@
 import type { Change, CompileContext, Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue, IssuePath } from '../config/issues.js';
-import { parsePrefix, formatPrefix, type Prefix } from '../bpf/codecs.js';
+import { contains, parsePrefix, formatPrefix, hasHostBits, type Prefix } from '../net/address.js';
 
 /** rtnetlink protocol number of Patronus' static routes (RTPROT_* above 200 are free for local use). */
 export const ROUTE_PROTO = 249;
@@ -56,7 +56,7 @@ export function compileRoutes(ctx: Pick<CompileContext, 'config'>): { desired: R
       return;
     }
     const dst = formatPrefix(p);
-    if (!sameAddress(r.prefix.split('/')[0]!, p.address, p.family)) {
+    if (hasHostBits(r.prefix.split('/')[0]!, p)) {
       issues.push({ path: [...path, 'prefix'], message: `"${r.prefix}" has host bits set; did you mean ${dst}?` });
       return;
     }
@@ -232,31 +232,3 @@ async function readAddresses(host: Host): Promise<{ dev: string; prefixes: strin
   }));
 }
 
-function sameAddress(text: string, canonical: string, family: 4 | 6): boolean {
-  return parsePrefix(`${text}/${family === 4 ? 32 : 128}`).address === canonical;
-}
-
-/** Whether `address` lies in the network of `cidr` (an interface address with its prefix length). */
-export function contains(cidr: string, address: string): boolean {
-  let net: Prefix;
-  let a: Prefix;
-  try {
-    net = parsePrefix(cidr);
-    a = parsePrefix(`${address}/${address.includes(':') ? 128 : 32}`);
-  } catch {
-    return false;
-  }
-  if (net.family !== a.family) return false;
-  const width = net.family === 4 ? 32 : 128;
-  const shift = BigInt(width - net.length);
-  return toBig(net) >> shift === toBig(a) >> shift;
-}
-
-function toBig(p: Prefix): bigint {
-  if (p.family === 4) return p.address.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
-  const [h, t] = p.address.includes('::') ? p.address.split('::') : [p.address, undefined];
-  const hs = h ? h.split(':') : [];
-  const ts = t ? t.split(':') : [];
-  const groups = t === undefined ? hs : [...hs, ...Array<string>(8 - hs.length - ts.length).fill('0'), ...ts];
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-}

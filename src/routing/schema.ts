@@ -6,11 +6,11 @@
  * redistribute, OSPF, BGP; src/services/frr/schema.ts spreads these fields
  * into the same section).
  */
-import { isIP } from 'node:net';
+import { addressFamily } from '../net/address.js';
 import { z } from 'zod';
 
 const ifname = z.string().regex(/^[A-Za-z0-9_.:-]{1,15}$/, 'must be a Linux interface name (1-15 characters)');
-const address = z.string().refine((s) => isIP(s) !== 0, 'must be an IPv4 or IPv6 address');
+const address = z.string().refine((s) => addressFamily(s) !== 0, 'must be an IPv4 or IPv6 address');
 
 export const kernelRouteSchema = z
   .object({

@@ -408,6 +408,11 @@ export class Store {
     return this.db.prepare(`SELECT id, name, role, created_at AS createdAt FROM tokens ORDER BY id`).all() as TokenInfo[];
   }
 
+  /** Changes a token's role (its open sessions follow at once); false when there is no such token. */
+  setTokenRole(name: string, role: Role): boolean {
+    return this.write(`set the role of token "${name}"`, () => this.db.prepare(`UPDATE tokens SET role = ? WHERE name = ?`).run(role, name).changes > 0);
+  }
+
   /** Removes a token; its sessions go with it. */
   removeToken(name: string): boolean {
     return this.write(`remove token "${name}"`, () => this.db.prepare(`DELETE FROM tokens WHERE name = ?`).run(name).changes > 0);
@@ -446,6 +451,11 @@ export class Store {
         return true;
       })(),
     );
+  }
+
+  /** Changes a user's role (its open sessions follow at once); false when there is no such user. */
+  setUserRole(name: string, role: Role): boolean {
+    return this.write(`set the role of user "${name}"`, () => this.db.prepare(`UPDATE users SET role = ? WHERE name = ?`).run(role, name).changes > 0);
   }
 
   /** Removes a user; its sessions go with it. */

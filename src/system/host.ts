@@ -9,7 +9,7 @@ import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { inNetns } from '../bpf/index.js';
+import { inNetns, netnsPath } from './netns.js';
 
 /** The state directories of `serve` and `serve --lab` (src/api/serve.ts); their pin roots carry no state-dir suffix. */
 export const DEFAULT_STATE_DIR = '/var/lib/patronus';
@@ -77,7 +77,7 @@ export class Host {
 
   /** Runs a command to completion in this host's network namespace. */
   async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-    const [file, argv] = this.wrap(cmd, args);
+    const [file, argv] = this.command(cmd, args);
     const r = await execa(file, argv, {
       reject: false,
       ...(opts.input !== undefined ? { input: opts.input } : {}),
@@ -92,7 +92,7 @@ export class Host {
 
   /** Starts a long-running process in this host's namespace (the caller supervises it). */
   spawn(cmd: string, args: readonly string[], opts: { env?: Record<string, string>; cwd?: string } = {}) {
-    const [file, argv] = this.wrap(cmd, args);
+    const [file, argv] = this.command(cmd, args);
     return execa(file, argv, { reject: false, buffer: false, stdin: 'ignore', ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}) });
   }
 
@@ -108,12 +108,14 @@ export class Host {
   }
 
   /**
-   * nsenter changes only the network namespace (keeps /sys/fs/bpf and the
-   * host's /etc), which is what daemons with explicit config paths want.
+   * The file and argv that run a command in this host's namespace (for
+   * callers that spawn themselves, like daemon supervision). nsenter changes
+   * only the network namespace (keeps /sys/fs/bpf and the host's /etc), which
+   * is what daemons with explicit config paths want.
    */
-  private wrap(cmd: string, args: readonly string[]): [string, string[]] {
+  command(cmd: string, args: readonly string[]): [string, string[]] {
     if (!this.opts.netns) return [cmd, [...args]];
-    return ['nsenter', [`--net=/var/run/netns/${this.opts.netns}`, '--', cmd, ...args]];
+    return ['nsenter', [`--net=${netnsPath(this.opts.netns)}`, '--', cmd, ...args]];
   }
 }
 

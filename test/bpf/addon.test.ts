@@ -18,6 +18,7 @@ import {
   BPF_NOEXIST,
   BPF_EXIST,
 } from '../../src/bpf/index.js';
+import { formatPrefix, parsePrefix } from '../../src/net/address.js';
 import { frame } from '../lib/packets.js';
 import { missing } from '../lib/skip.js';
 
@@ -170,15 +171,15 @@ describe('BPF maps', { skip }, () => {
 
   it('LPM trie keys match the longest prefix (via iteration fallback for batch)', async () => {
     using m = obj.map('test_lpm', codecs.lpmV4Key, codecs.u32);
-    m.set(codecs.parsePrefix('10.0.0.0/8'), 1);
-    m.set(codecs.parsePrefix('10.1.0.0/16'), 2);
-    assert.equal(m.get(codecs.parsePrefix('10.1.2.3/32')), 2);
-    assert.equal(m.get(codecs.parsePrefix('10.2.2.3/32')), 1);
-    assert.equal(m.get(codecs.parsePrefix('11.0.0.1/32')), undefined);
-    const all = (await m.entries()).map(([k, v]) => `${codecs.formatPrefix(k)}=${v}`).sort();
+    m.set(parsePrefix('10.0.0.0/8'), 1);
+    m.set(parsePrefix('10.1.0.0/16'), 2);
+    assert.equal(m.get(parsePrefix('10.1.2.3/32')), 2);
+    assert.equal(m.get(parsePrefix('10.2.2.3/32')), 1);
+    assert.equal(m.get(parsePrefix('11.0.0.1/32')), undefined);
+    const all = (await m.entries()).map(([k, v]) => `${formatPrefix(k)}=${v}`).sort();
     assert.deepEqual(all, ['10.0.0.0/8=1', '10.1.0.0/16=2']);
-    await m.setMany([[codecs.parsePrefix('192.168.0.0/24'), 3]]);
-    assert.equal(m.get(codecs.parsePrefix('192.168.0.9')), 3);
+    await m.setMany([[parsePrefix('192.168.0.0/24'), 3]]);
+    assert.equal(m.get(parsePrefix('192.168.0.9')), 3);
     await m.clear();
   });
 

@@ -27,6 +27,7 @@ import { buildServer, type ServerOptions } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { ROLES, rolesBelow, type Role, type RouteRole } from '../../src/api/auth/roles.js';
 import { hashPassword } from '../../src/api/auth/passwords.js';
+import { defaultRouteRole } from '../../src/api/auth/auth.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -256,6 +257,13 @@ describe('roles, users and sessions over HTTP', () => {
     assert.equal(s.json.via, 'token');
     const r = await call('POST', '/api/v1/config/validate', { cookie: s.cookie, csrf: s.json.csrfToken, body: { config: SECRET_DOCUMENT } });
     assert.equal(r.status, 200, r.text);
+    // a revision applied in a user's session names the user as its author
+    const u = await signIn({ user: 'u-operator', password });
+    const doc = { ...SECRET_DOCUMENT, interfaces: [{ ...SECRET_DOCUMENT.interfaces[0]!, description: 'by a session' }] };
+    const applied = await call('POST', '/api/v1/config/apply', { cookie: u.cookie, csrf: u.json.csrfToken, body: { config: doc, message: 'from the console' } });
+    assert.equal(applied.status, 200, applied.text);
+    const rev = await call('GET', `/api/v1/revisions/${applied.json.revision}`, { token: tokens.viewer });
+    assert.deepEqual([rev.json.author, rev.json.message], ['u-operator', 'from the console']);
   });
 
   it('CSRF: a cookie-signed request that changes something needs the session\'s X-CSRF-Token; reads and bearer requests do not', async () => {
@@ -370,8 +378,10 @@ describe('roles, users and sessions over HTTP', () => {
       assert.equal(bad.exitCode, 2);
       assert.match(bad.stderr, /"root" is not a role \(metrics, viewer, operator, admin\)/);
       assert.equal((await run(['token', 'add', 'legacy'])).exitCode, 0);
+      assert.equal((await run(['token', 'add', 'ci'])).exitCode, 0);
+      assert.equal((await run(['token', 'role', 'ci', 'operator'])).exitCode, 0);
       const list = JSON.parse((await run(['--json', 'token', 'list'])).stdout) as { name: string; role: string }[];
-      assert.deepEqual(list.map((t) => [t.name, t.role]), [['prometheus', 'metrics'], ['legacy', 'admin']]);
+      assert.deepEqual(list.map((t) => [t.name, t.role]), [['prometheus', 'metrics'], ['legacy', 'admin'], ['ci', 'operator']]);
       const short = await run(['user', 'add', 'alice', '--role', 'operator'], 'short\n');
       assert.equal(short.exitCode, 2);
       assert.match(short.stderr, /at least 8 characters/);
@@ -387,5 +397,47 @@ describe('roles, users and sessions over HTTP', () => {
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('routes without a declared role', () => {
+  let dir: string;
+  let store: Store;
+  let engine: Engine;
+  let app: FastifyInstance;
+  after(async () => {
+    await app?.close();
+    engine?.close();
+    store?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('need admin, unless a plugin gives its routes a default (defaultRouteRole, for e.g. @fastify/static)', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'pt-roles-default-'));
+    store = Store.open(join(dir, 'patronus.db'));
+    engine = new Engine({ host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
+    app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
+    app.get('/no-role', async () => ({ ok: true }));
+    await app.register(async (scope) => {
+      defaultRouteRole(scope, 'public');
+      scope.get('/console/app.js', async () => ({ ok: true }));
+      scope.get('/console/private', { config: { role: 'viewer' } }, async () => ({ ok: true }));
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const viewer = store.addToken('v', 'viewer');
+    const admin = store.addToken('a', 'admin');
+    const get = (path: string, token?: string) => fetch(`${base}${path}`, token ? { headers: { authorization: `Bearer ${token}` } } : {}).then((r) => r.status);
+    assert.equal(await get('/no-role'), 401);
+    assert.equal(await get('/no-role', viewer), 403);
+    assert.equal(await get('/no-role', admin), 200);
+    assert.equal(await get('/console/app.js'), 200);
+    assert.equal(await get('/console/private'), 401);
+    assert.equal(await get('/console/private', viewer), 200);
+    assert.equal(app.routeRoles.get('GET /console/app.js'), 'public');
+    assert.equal(app.routeRoles.get('GET /no-role'), 'admin');
+    // an unknown path: 401 without credentials, 404 with any
+    assert.equal(await get('/nope'), 401);
+    assert.equal(await get('/nope', viewer), 404);
   });
 });

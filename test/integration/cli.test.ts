@@ -130,7 +130,8 @@ describe('patronus CLI without a server', () => {
         return r.stdout.split('\n').filter(Boolean).sort();
       };
       assert.deepEqual(await complete('pl'), ['plan']);
-      assert.deepEqual(await complete('token', ''), ['add', 'list', 'remove']);
+      assert.deepEqual(await complete('token', ''), ['add', 'list', 'remove', 'role']);
+      assert.deepEqual(await complete('user', ''), ['add', 'list', 'passwd', 'remove', 'role']);
       assert.deepEqual(await complete('--server', 'http://127.0.0.1:9180', 'st'), ['status']);
       assert.deepEqual(await complete('plan', '--de'), ['--detailed-exitcode']);
       assert.deepEqual(await complete('--json', 'revisions', '-'), ['--help', '--limit', '-n']);

@@ -5,7 +5,8 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BpfError, BpfObject, BpfProgram, PerCpuMap, codecs, sumPerCpu, inNetns, queryXdp, detachXdp, queryTc, detachTc, destroyTcHook } from '../../src/bpf/index.js';
+import { BpfError, BpfObject, BpfProgram, PerCpuMap, codecs, sumPerCpu, queryXdp, detachXdp, queryTc, detachTc, destroyTcHook } from '../../src/bpf/index.js';
+import { inNetns } from '../../src/system/netns.js';
 import { Lab, Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 

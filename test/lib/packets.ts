@@ -4,6 +4,7 @@
  * fragments), TCP/UDP/ICMP/ICMPv6, correct checksums.
  */
 import { codecs } from '../../src/bpf/index.js';
+import { addressBytes } from '../../src/net/address.js';
 
 export interface FrameSpec {
   src?: string;
@@ -84,8 +85,8 @@ export function frame(spec: FrameSpec = {}): Buffer {
   const v6 = src.includes(':');
   const protoNum = typeof spec.proto === 'number' ? spec.proto : PROTO[spec.proto ?? 'udp'];
   const payload = Buffer.isBuffer(spec.payload) ? spec.payload : Buffer.alloc(spec.payload ?? 18, 0xab);
-  const sb = v6 ? codecs.ipv6Bytes(src) : codecs.ipv4.encode(src);
-  const db = v6 ? codecs.ipv6Bytes(dst) : codecs.ipv4.encode(dst);
+  const sb = v6 ? addressBytes(src) : codecs.ipv4.encode(src);
+  const db = v6 ? addressBytes(dst) : codecs.ipv4.encode(dst);
 
   const later = (spec.fragOffset ?? 0) > 0;
   let l3: Buffer;

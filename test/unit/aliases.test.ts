@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolveAliases, resolveNetworkRef, resolvePortRef, type AliasConfig } from '../../src/aliases/aliases.js';
-import { formatPrefix } from '../../src/bpf/codecs.js';
+import { formatPrefix } from '../../src/net/address.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { validateDocument } from '../../src/config/document.js';
 

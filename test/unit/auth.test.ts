@@ -131,9 +131,12 @@ describe('store: tokens, users, sessions', () => {
     for (let x = 500; x < 3600; x += 500) assert.ok(s.sessionBySecret(b.secret, at(x)), `alive at ${x} s`);
     assert.equal(s.sessionBySecret(b.secret, at(3600)), undefined, 'lifetime over');
     assert.equal(s.sessionBySecret('not-a-secret', at(1)), undefined);
-    // a new password or removing the user ends its sessions; a token's sessions end with the token
+    // a role change applies to open sessions; a new password or removing the user ends them; a token's end with the token
     const c = s.createSession({ userId: u.id, idleSeconds: 600, lifetimeSeconds: 3600 });
-    assert.ok(s.sessionBySecret(c.secret));
+    assert.equal(s.sessionBySecret(c.secret)?.role, 'operator');
+    assert.equal(s.setUserRole('bob', 'viewer'), true);
+    assert.equal(s.sessionBySecret(c.secret)?.role, 'viewer');
+    assert.equal(s.setUserRole('nobody', 'viewer'), false);
     s.setUserPassword('bob', 'scrypt$new');
     assert.equal(s.sessionBySecret(c.secret), undefined);
     const d = s.createSession({ userId: u.id, idleSeconds: 600, lifetimeSeconds: 3600 });
@@ -142,7 +145,9 @@ describe('store: tokens, users, sessions', () => {
     s.addToken('ci', 'viewer');
     const tok = s.listTokens().find((x) => x.name === 'ci')!;
     const e = s.createSession({ tokenId: tok.id, idleSeconds: 600, lifetimeSeconds: 3600 });
-    assert.deepEqual([s.sessionBySecret(e.secret)?.user, s.sessionBySecret(e.secret)?.via], ['ci', 'token']);
+    assert.deepEqual([s.sessionBySecret(e.secret)?.user, s.sessionBySecret(e.secret)?.via, s.sessionBySecret(e.secret)?.role], ['ci', 'token', 'viewer']);
+    s.setTokenRole('ci', 'operator');
+    assert.equal(s.sessionBySecret(e.secret)?.role, 'operator');
     s.removeToken('ci');
     assert.equal(s.sessionBySecret(e.secret), undefined);
     assert.deepEqual(s.listSessions(), []);

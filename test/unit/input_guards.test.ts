@@ -14,9 +14,9 @@ import { isEmptyDocument, emptyDocumentIssues, findDuplicateJsonKey, readRegular
 import { parseConfigText, loadConfigText, loadConfigFile } from '../../src/config/load.js';
 import { validateDocument } from '../../src/config/document.js';
 import { ConfigError, formatIssue, MAX_ISSUES } from '../../src/config/issues.js';
-import { minimalPrefixes, compileFirewall } from '../../src/nft/compile.js';
+import { compileFirewall } from '../../src/nft/compile.js';
 import { compileFastpath } from '../../src/fastpath/compile.js';
-import { parsePrefix, parseNetwork, formatPrefix, type Prefix } from '../../src/bpf/codecs.js';
+import { minimalPrefixes, parsePrefix, parseNetwork, formatPrefix, type Prefix } from '../../src/net/address.js';
 import { formatPlan } from '../../src/apply/plan.js';
 
 const issuesOf = (doc: unknown, readFile: (p: string) => string = () => '') => validateDocument(doc, readFile).issues.map(formatIssue);

@@ -1,9 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { validateDocument, type ConfigInput } from '../../src/config/document.js';
-import { compileFirewall, counterKey, minimalPrefixes, mergeRanges } from '../../src/nft/compile.js';
+import { compileFirewall, counterKey, mergeRanges } from '../../src/nft/compile.js';
 import { countersFromJson, diffTables, lineDiff } from '../../src/nft/subsystem.js';
-import { parsePrefix, formatPrefix } from '../../src/bpf/codecs.js';
+import { minimalPrefixes, parsePrefix, formatPrefix } from '../../src/net/address.js';
 import { formatIssue, type Issue } from '../../src/config/issues.js';
 import type { ServiceOpening } from '../../src/apply/subsystem.js';
 
@@ -62,9 +62,16 @@ describe('nftables compiler', () => {
     const input = lines(script, 'input');
     assert.deepEqual(input.slice(-2), [
       'iifname @zone_lan counter accept comment "patronus:policy:input:lan"',
-      'iifname @zone_wan log prefix "wan-in: " counter reject comment "patronus:policy:input:wan"',
+      'iifname @zone_wan log prefix "pt reject policy:input:wan wan-in" group 100 counter reject comment "patronus:policy:input:wan"',
     ]);
-    assert.equal(lines(script, 'forward').at(-1), 'iifname @zone_wan log prefix "wan-in: " counter drop comment "patronus:policy:forward:wan"');
+    assert.equal(lines(script, 'forward').at(-1), 'iifname @zone_wan log prefix "pt drop policy:forward:wan wan-in" group 100 counter drop comment "patronus:policy:forward:wan"');
+  });
+
+  it('log statements go to the kernel log with firewall.log.target kernel, to another NFLOG group with firewall.log.group', () => {
+    const kernel = build({ log: { target: 'kernel', group: 100 }, zones: [{ name: 'wan', log: 'wan-in' }] });
+    assert.equal(lines(kernel.script, 'forward').at(-1), 'iifname @zone_wan log prefix "wan-in: " counter drop comment "patronus:policy:forward:wan"');
+    const other = build({ log: { target: 'nflog', group: 7 }, rules: [{ name: 'r1', from: 'wan', protocol: 'udp', ports: [7777], action: 'drop', log: 'x y' }] });
+    assert.ok(lines(other.script, 'forward').some((l) => l.includes('log prefix "pt drop rule:r1 x y" group 7 counter drop')));
   });
 
   it('rules: aliases become named interval sets, v4/v6 split, ports, log, reject with tcp reset, order kept', () => {
@@ -84,8 +91,8 @@ describe('nftables compiler', () => {
     const fwd = lines(script, 'forward');
     const body = fwd.filter((l) => l.includes('patronus:rule:'));
     assert.deepEqual(body, [
-      'iifname @zone_wan oifname @zone_lan ip daddr @a_servers_v4 meta l4proto tcp th dport @p_web log prefix "web: " counter accept comment "patronus:rule:web#v4"',
-      'iifname @zone_wan oifname @zone_lan ip6 daddr @a_servers_v6 meta l4proto tcp th dport @p_web log prefix "web: " counter accept comment "patronus:rule:web#v6"',
+      'iifname @zone_wan oifname @zone_lan ip daddr @a_servers_v4 meta l4proto tcp th dport @p_web log prefix "pt accept rule:web web" group 100 counter accept comment "patronus:rule:web#v4"',
+      'iifname @zone_wan oifname @zone_lan ip6 daddr @a_servers_v6 meta l4proto tcp th dport @p_web log prefix "pt accept rule:web web" group 100 counter accept comment "patronus:rule:web#v6"',
       'iifname @zone_lan ip daddr { 192.0.2.0/24, 198.51.100.0/24 } meta l4proto tcp th dport { 25, 465-466, 587 } counter reject with tcp reset comment "patronus:rule:no-tcp#v4"',
       'meta l4proto ipv6-icmp counter accept comment "patronus:rule:ping6#v6"',
     ]);

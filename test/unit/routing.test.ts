@@ -4,7 +4,8 @@ import { validateDocument, type ConfigInput } from '../../src/config/document.js
 import { formatIssue } from '../../src/config/issues.js';
 import { forwardingIntent } from '../../src/routing/forwarding.js';
 import { compileSysctls } from '../../src/routing/sysctl.js';
-import { compileRoutes, contains } from '../../src/routing/routes.js';
+import { compileRoutes } from '../../src/routing/routes.js';
+import { contains } from '../../src/net/address.js';
 import { carryInto, snapshotFromJson } from '../../src/nft/carry.js';
 import { compileFirewall } from '../../src/nft/compile.js';
 import { compileFrr } from '../../src/services/frr/compile.js';

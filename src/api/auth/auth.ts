@@ -87,9 +87,11 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
   const limiter = new LoginLimiter(opts.loginLimit ?? DEFAULT_LOGIN_LIMIT);
 
   app.decorateRequest('principal', null);
-  app.decorate('routeRoles', new Map<string, RouteRole>());
+  // the route options objects, read when asked: an onRoute hook of a plugin (defaultRouteRole) may set the role after this one ran
+  const routes: { key: string; route: { config?: { role?: RouteRole } } }[] = [];
+  app.decorate('routeRoles', { getter: () => new Map(routes.map((r) => [r.key, r.route.config?.role ?? 'admin'])) });
   app.addHook('onRoute', (route) => {
-    for (const m of [route.method].flat()) app.routeRoles.set(`${m} ${route.url}`, route.config?.role ?? 'admin');
+    for (const m of [route.method].flat()) routes.push({ key: `${m} ${route.url}`, route });
   });
 
   app.addHook('onRequest', async (req, reply) => {
@@ -208,6 +210,17 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
     store.removeSession(s.id);
     if (p.session?.id === s.id) clearCookie(reply, opts.secureCookie);
     return { revoked: s.id };
+  });
+}
+
+/**
+ * For an encapsulated plugin whose routes cannot carry options (e.g.
+ * @fastify/static's): every route it adds that declares no role gets `role`.
+ *   app.register(async (scope) => { defaultRouteRole(scope, 'public'); await scope.register(fastifyStatic, ...) })
+ */
+export function defaultRouteRole(scope: FastifyInstance, role: RouteRole): void {
+  scope.addHook('onRoute', (route) => {
+    route.config = { ...route.config, role: route.config?.role ?? role };
   });
 }
 

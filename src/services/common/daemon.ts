@@ -114,9 +114,7 @@ export async function startDaemon(host: Host, spec: DaemonSpec): Promise<number>
   mkdirSync(path.dirname(spec.logFile), { recursive: true });
   rmSync(spec.pidFile, { force: true });
 
-  const [file, argv] = host.netns
-    ? ['nsenter', [`--net=/var/run/netns/${host.netns}`, '--', spec.command, ...spec.args]]
-    : [spec.command, [...spec.args]];
+  const [file, argv] = host.command(spec.command, spec.args);
   const log = openSync(spec.logFile, 'a');
   let exitInfo: string | undefined;
   const child = spawn(file, argv, {

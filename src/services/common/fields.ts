@@ -3,9 +3,8 @@
  * names that end up in daemon config files). Each rejects anything that
  * could break out of the line it is rendered into.
  */
-import { isIP } from 'node:net';
 import { z } from 'zod';
-import { addressTextProblem, parseNetwork } from '../../bpf/codecs.js';
+import { addressFamily, addressTextProblem, parseAddressWithLength, parseNetwork } from '../../net/address.js';
 
 /**
  * A network prefix ("10.0.0.0/24", "2001:db8::/64", "192.0.2.7" = /32). Host
@@ -23,12 +22,10 @@ export const prefixField = z.string().superRefine((s, ctx) => {
 
 /** An interface address with its prefix length ("10.8.0.1/24"). */
 export const interfaceAddressField = z.string().refine((s) => {
-  if (addressTextProblem(s)) return false;
-  const [a, l] = s.split('/');
-  return !!a && isIP(a) !== 0 && l !== undefined && /^\d{1,3}$/.test(l) && Number(l) <= (isIP(a) === 4 ? 32 : 128);
+  return !addressTextProblem(s) && parseAddressWithLength(s)?.length !== undefined;
 }, 'must be an address with prefix length, e.g. 10.8.0.1/24');
 
-export const ipAddressField = z.string().refine((s) => isIP(s) !== 0, 'must be an IPv4 or IPv6 address');
+export const ipAddressField = z.string().refine((s) => addressFamily(s) !== 0, 'must be an IPv4 or IPv6 address');
 
 export const portField = z.number().int().min(1).max(65535);
 
@@ -37,7 +34,7 @@ export const hostField = z
   .string()
   .min(1)
   .max(253)
-  .refine((s) => isIP(s) !== 0 || /^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$/.test(s), 'must be a host name or IP address');
+  .refine((s) => addressFamily(s) !== 0 || /^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$/.test(s), 'must be a host name or IP address');
 
 /** "host:port", "[v6]:port" */
 export const endpointField = z.string().refine((s) => splitEndpoint(s) !== undefined, 'must be host:port or [IPv6]:port');

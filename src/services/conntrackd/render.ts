@@ -11,7 +11,7 @@
  * committed entries (conntrackd's default), so a stream picked up mid-way is
  * not judged out of window.
  */
-import { isIP } from 'node:net';
+import { addressFamily } from '../../net/address.js';
 import type { Issue } from '../../config/issues.js';
 import type { KeepalivedConfig } from '../keepalived/schema.js';
 
@@ -33,8 +33,8 @@ export function compileConntrackd(ha: KeepalivedConfig): { model: ConntrackdMode
   if (!c) return { model: null, issues: [] };
   const issues: Issue[] = [];
   const at = (path: (string | number)[], message: string) => issues.push({ path: ['ha', 'conntrackSync', ...path], message });
-  const family = isIP(c.localAddress) === 6 ? 6 : 4;
-  if (isIP(c.peerAddress) !== family) at(['peerAddress'], `${c.peerAddress} is not in the family of localAddress ${c.localAddress}`);
+  const family = addressFamily(c.localAddress) === 6 ? 6 : 4;
+  if (addressFamily(c.peerAddress) !== family) at(['peerAddress'], `${c.peerAddress} is not in the family of localAddress ${c.localAddress}`);
   else if (c.peerAddress.toLowerCase() === c.localAddress.toLowerCase()) at(['peerAddress'], 'must be the other node\'s address, not this node\'s');
   if (issues.length) return { model: null, issues };
   if (!c.enabled || !ha.enabled) return { model: null, issues };

@@ -4,7 +4,7 @@
  * references, mixed address families, host bits in prefixes, an interface in
  * two areas — is reported here, with document paths, before anything runs.
  */
-import { parsePrefix, formatPrefix, type Prefix } from '../../bpf/codecs.js';
+import { parsePrefix, formatPrefix, hasHostBits, type Prefix } from '../../net/address.js';
 import type { Issue, IssuePath } from '../../config/issues.js';
 import type { FrrConfig } from './schema.js';
 
@@ -45,7 +45,7 @@ export function compileFrr(section: FrrConfig, forwarding?: { ipv4: boolean; ipv
     if (formatPrefix(p) !== text.trim()) {
       const [addr] = text.split('/');
       // "2001:DB8::/32" and "2001:db8::/32" are the same prefix: compare canonical forms only for host bits
-      if (parsePrefix(`${addr}/${p.family === 4 ? 32 : 128}`).address !== p.address) {
+      if (hasHostBits(addr!, p)) {
         at(path, `"${text}" has host bits set; did you mean ${formatPrefix(p)}?`);
         return undefined;
       }

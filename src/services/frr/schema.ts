@@ -4,7 +4,7 @@
  * than one field (references, families, duplicates) live in compile.ts so
  * they can be reported with their document paths all at once.
  */
-import { isIPv4, isIP } from 'node:net';
+import { isIPv4, addressFamily } from '../../net/address.js';
 import { z } from 'zod';
 import { kernelRoutingFields } from '../../routing/schema.js';
 
@@ -15,7 +15,7 @@ const POLICY_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,62}$/;
 const LINE_TEXT = /^[\x20-\x7e]{1,80}$/;
 
 const ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
-const address = z.string().refine((s) => isIP(s) !== 0, 'must be an IPv4 or IPv6 address');
+const address = z.string().refine((s) => addressFamily(s) !== 0, 'must be an IPv4 or IPv6 address');
 /** Checked for syntax and host bits in compile (with the value shown in the message). */
 const prefixText = z.string().min(1).describe('an IPv4 or IPv6 prefix, e.g. 10.0.0.0/8 or 2001:db8::/32');
 const ifname = z.string().regex(IFNAME, 'must be a Linux interface name (1-15 characters)');

@@ -3,8 +3,7 @@
  * and for how long. The block list itself is the fast path's (XDP map with
  * expiry in the kernel); this file only sees the small BlockList interface.
  */
-import { isIP } from 'node:net';
-import { parsePrefix, prefixBytes, ipv6Bytes, ipv4, type Prefix } from '../../bpf/codecs.js';
+import { contains, isAddress, parsePrefix, type Prefix } from '../../net/address.js';
 import type { EveAlert } from './eve.js';
 
 /** What auto-block needs from the data plane (FastpathDataPlane implements it). */
@@ -36,22 +35,9 @@ export function decideBlock(a: EveAlert, p: AutoBlockPolicy): BlockDecision | { 
   if (p.excludeSignatureIds.includes(a.signatureId)) return { skip: `signature ${a.signatureId} is excluded` };
   // a rule with `target:` names the attacker; otherwise the packet's source
   const address = a.source ?? a.srcIp;
-  if (isIP(address) === 0) return { skip: `"${address}" is not an address` };
+  if (!isAddress(address)) return { skip: `"${address}" is not an address` };
   if (p.exempt.some((x) => contains(x, address))) return { skip: `${address} is exempt` };
   return { address, ttl: p.ttl };
-}
-
-export function contains(p: Prefix, address: string): boolean {
-  const fam = isIP(address);
-  if (fam !== p.family) return false;
-  const a = fam === 4 ? ipv4.encode(address) : ipv6Bytes(address);
-  const net = prefixBytes(p);
-  for (let bit = 0; bit < p.length; bit += 8) {
-    const n = Math.min(8, p.length - bit);
-    const mask = (0xff << (8 - n)) & 0xff;
-    if ((a[bit / 8]! & mask) !== (net[bit / 8]! & mask)) return false;
-  }
-  return true;
 }
 
 export function parsePrefixes(list: string[]): Prefix[] {

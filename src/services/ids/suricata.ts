@@ -13,7 +13,7 @@ import type { CompileContext } from '../../apply/subsystem.js';
 import type { Issue, IssuePath } from '../../config/issues.js';
 import type { Host } from '../../system/host.js';
 import { resolveNetworkRef } from '../../aliases/aliases.js';
-import { formatPrefix } from '../../bpf/codecs.js';
+import { formatPrefix } from '../../net/address.js';
 import { daemonPid, signalDaemon, startDaemon, stopDaemon, tailLog } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
 

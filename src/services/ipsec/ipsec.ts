@@ -20,13 +20,13 @@
  */
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { connect, isIP } from 'node:net';
+import { connect } from 'node:net';
 import path from 'node:path';
 import type { Host } from '../../system/host.js';
 import type { CompileContext, ServiceOpening } from '../../apply/subsystem.js';
 import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
-import { parsePrefix, formatPrefix } from '../../bpf/codecs.js';
+import { addressFamily, parsePrefix, formatPrefix } from '../../net/address.js';
 import { DaemonError, daemonPid, startDaemon, stopDaemon, tailLog, waitFor } from '../common/daemon.js';
 import type { InstancePaths, ServiceModule } from '../common/service.js';
 import { ensureCa, ensureCert, pkiDir } from '../pki/pki.js';
@@ -326,7 +326,7 @@ function connectionModel(c: IpsecConnectionConfig, index: number, psk: string | 
   const specificRemote = c.remoteAddresses.length > 0 && c.remoteAddresses.every((a) => !a.includes('/'));
   // a PSK is looked up by the pair of identities; peers that name none use their
   // IP addresses, so name those (a lone address on either side) to find the key
-  const soleIp = (list: string[]) => (list.length === 1 && isIP(list[0]!) ? list[0] : undefined);
+  const soleIp = (list: string[]) => (list.length === 1 && addressFamily(list[0]!) ? list[0] : undefined);
   const localId = c.localId ?? (c.auth === 'psk' ? soleIp(c.localAddresses) : undefined);
   const remoteId = c.remoteId ?? (c.auth === 'psk' ? soleIp(c.remoteAddresses) : undefined);
   return {

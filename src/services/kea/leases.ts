@@ -9,6 +9,7 @@
  * cleanup's output), FILE.2 (the file being cleaned up) and FILE, in that
  * order, so parse their concatenation.
  */
+import { ipv4ToNumber } from '../../net/address.js';
 
 export interface DhcpLease {
   address: string;
@@ -99,6 +100,5 @@ function unescape(s: string): string {
 }
 
 function cmpIp(a: string, b: string): number {
-  const n = (s: string) => s.split('.').reduce((x, o) => x * 256 + Number(o), 0);
-  return n(a) - n(b);
+  return ipv4ToNumber(a) - ipv4ToNumber(b);
 }

@@ -3,10 +3,9 @@
  * pools and reservations are checked against their subnet here, so the
  * daemon's checker only ever sees a plausible configuration.
  */
-import { isIPv4 } from 'node:net';
 import { z } from 'zod';
 import { DOMAIN } from '../unbound/schema.js';
-import { addressTextProblem } from '../../bpf/codecs.js';
+import { addressTextProblem, contains, formatPrefix, hasHostBits, ipv4ToNumber, isIPv4, overlaps, parseAddressWithLength, parsePrefix, type Prefix } from '../../net/address.js';
 
 const ipv4 = z.string().refine((s) => isIPv4(s), 'must be an IPv4 address');
 const domain = z.string().regex(DOMAIN, 'must be a DNS name such as lan.example');
@@ -63,7 +62,7 @@ export const keaSchema = z
   .prefault({})
   .superRefine((c, ctx) => {
     if (c.enabled && c.subnets.length === 0) ctx.addIssue({ code: 'custom', path: ['subnets'], message: 'the DHCP server needs at least one subnet' });
-    const nets: { net: Net; i: number }[] = [];
+    const nets: { net: Prefix; i: number }[] = [];
     const ids = new Map<number, number>();
     const macs = new Map<string, string>();
     const addrs = new Map<string, string>();
@@ -72,22 +71,23 @@ export const keaSchema = z
       const id = s.id ?? i + 1;
       if (ids.has(id)) ctx.addIssue({ code: 'custom', path: at('id'), message: `subnet id ${id} is already used by subnets[${ids.get(id)}]` });
       ids.set(id, i);
-      const net = parseNet(s.subnet);
-      if (!net) {
+      const written = parseAddressWithLength(s.subnet);
+      if (written?.family !== 4 || written.length === undefined) {
         ctx.addIssue({ code: 'custom', path: at('subnet'), message: `"${s.subnet}" is not an IPv4 network (address/0-32)` });
         return;
       }
-      if (net.base !== (ipToInt(s.subnet.split('/')[0]!) >>> 0)) ctx.addIssue({ code: 'custom', path: at('subnet'), message: `"${s.subnet}" has host bits set (network is ${intToIp(net.base)}/${net.len})` });
+      const net = parsePrefix(s.subnet);
+      if (hasHostBits(written.address, net)) ctx.addIssue({ code: 'custom', path: at('subnet'), message: `"${s.subnet}" has host bits set (network is ${formatPrefix(net)})` });
       for (const o of nets) {
         if (overlaps(o.net, net)) ctx.addIssue({ code: 'custom', path: at('subnet'), message: `overlaps subnets[${o.i}]` });
       }
       nets.push({ net, i });
-      const inNet = (a: string) => contains(net, ipToInt(a));
+      const inNet = (a: string) => contains(net, a);
       const ranges: [number, number][] = [];
       s.pools.forEach((p, j) => {
         const [a, b] = p.split('-').map((x) => x.trim()) as [string, string];
         if (!isIPv4(a) || !isIPv4(b)) return void ctx.addIssue({ code: 'custom', path: at('pools', j), message: `"${p}" is not a range of two IPv4 addresses` });
-        const [x, y] = [ipToInt(a), ipToInt(b)];
+        const [x, y] = [ipv4ToNumber(a), ipv4ToNumber(b)];
         if (x > y) ctx.addIssue({ code: 'custom', path: at('pools', j), message: `"${p}": the range ends before it starts` });
         if (!inNet(a) || !inNet(b)) ctx.addIssue({ code: 'custom', path: at('pools', j), message: `"${p}" is not inside ${s.subnet}` });
         for (const [u, v] of ranges) if (x <= v && u <= y) ctx.addIssue({ code: 'custom', path: at('pools', j), message: `"${p}" overlaps another pool` });
@@ -109,33 +109,3 @@ export const keaSchema = z
 
 export type DhcpConfig = z.infer<typeof keaSchema>;
 export type DhcpSubnet = z.infer<typeof subnetSchema>;
-
-interface Net {
-  base: number;
-  len: number;
-}
-
-export function ipToInt(a: string): number {
-  return a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
-}
-
-export function intToIp(n: number): string {
-  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
-}
-
-function parseNet(text: string): Net | undefined {
-  const [a, l] = text.split('/');
-  const len = Number(l);
-  if (!a || !isIPv4(a) || !Number.isInteger(len) || len < 0 || len > 32) return undefined;
-  const mask = len === 0 ? 0 : (~0 << (32 - len)) >>> 0;
-  return { base: (ipToInt(a) & mask) >>> 0, len };
-}
-
-function contains(n: Net, ip: number): boolean {
-  const size = 2 ** (32 - n.len);
-  return ip >= n.base && ip < n.base + size;
-}
-
-function overlaps(a: Net, b: Net): boolean {
-  return contains(a, b.base) || contains(b, a.base);
-}

@@ -9,8 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { CompileContext, ServiceOpening } from '../../apply/subsystem.js';
 import type { Config } from '../../config/document.js';
 import type { Issue, IssuePath } from '../../config/issues.js';
-import { parsePrefix, formatPrefix } from '../../bpf/codecs.js';
-import { contains } from '../../routing/routes.js';
+import { contains, hasHostBits, parsePrefix, formatPrefix } from '../../net/address.js';
 import { daemonPid, startDaemon, stopDaemon } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
 import type { Dhcp6Config } from './schema.js';
@@ -38,7 +37,7 @@ export function compileKea6(ctx: Pick<CompileContext, 'config'>): { desired: Kea
       const p = parsePrefix(s.subnet);
       if (p.family !== 6 || !s.subnet.includes('/')) throw new Error(`"${s.subnet}" is not an IPv6 network`);
       net = formatPrefix(p);
-      if (parsePrefix(`${s.subnet.split('/')[0]}/128`).address !== p.address) throw new Error(`"${s.subnet}" has host bits set; did you mean ${net}?`);
+      if (hasHostBits(s.subnet.split('/')[0]!, p)) throw new Error(`"${s.subnet}" has host bits set; did you mean ${net}?`);
     } catch (e) {
       return void issues.push({ path: at('subnet'), message: (e as Error).message });
     }

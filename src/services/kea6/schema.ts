@@ -2,7 +2,7 @@
  * The `dhcp6:` section: a stateful DHCPv6 server (kea-dhcp6) for LANs whose
  * router advertisements set the M flag (`ra.interfaces[].managed: true`).
  */
-import { isIPv6 } from 'node:net';
+import { isIPv6 } from '../../net/address.js';
 import { z } from 'zod';
 
 const ipv6 = z.string().refine((s) => isIPv6(s), 'must be an IPv6 address');

@@ -6,7 +6,7 @@
  * differs per node is local: `role` picks `priority` or `backupPriority`,
  * and `nodeName` / `sync` are never pushed.
  */
-import { isIP } from 'node:net';
+import { addressFamily, parseAddressWithLength } from '../../net/address.js';
 import { z } from 'zod';
 
 const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
@@ -17,10 +17,7 @@ const SCRIPT_ARG = /^[A-Za-z0-9_@%+=:,./-]{1,200}$/;
 const ifname = z.string().regex(IFNAME, 'must be a Linux interface name (1-15 characters)');
 const name = z.string().regex(NAME, 'must start with a letter and hold only letters, digits, _ and - (max 32)');
 
-export const vipSchema = z.string().refine((s) => {
-  const [a, l, extra] = s.split('/');
-  return extra === undefined && !!a && isIP(a) !== 0 && (l === undefined || (/^\d{1,3}$/.test(l) && Number(l) <= (isIP(a) === 4 ? 32 : 128)));
-}, 'must be an address with optional prefix length, e.g. 192.0.2.254/24');
+export const vipSchema = z.string().refine((s) => parseAddressWithLength(s) !== undefined, 'must be an address with optional prefix length, e.g. 192.0.2.254/24');
 
 export const trackInterfaceSchema = z
   .object({
@@ -75,17 +72,14 @@ export const haSyncSchema = z
   })
   .strict();
 
-const prefixOrAddress = z.string().refine((s) => {
-  const [a, l, extra] = s.split('/');
-  return extra === undefined && !!a && isIP(a) !== 0 && (l === undefined || (/^\d{1,3}$/.test(l) && Number(l) <= (isIP(a) === 4 ? 32 : 128)));
-}, 'must be an address or a prefix, e.g. 192.0.2.7 or 192.0.2.0/24');
+const prefixOrAddress = z.string().refine((s) => parseAddressWithLength(s) !== undefined, 'must be an address or a prefix, e.g. 192.0.2.7 or 192.0.2.0/24');
 
 export const conntrackSyncSchema = z
   .object({
     enabled: z.boolean().default(true).describe('false stops conntrackd but keeps the settings'),
     interface: ifname.describe('link the state updates travel on: a dedicated link between the two nodes (recommended) or a shared one'),
-    localAddress: z.string().refine((s) => isIP(s) !== 0, 'must be an IPv4 or IPv6 address').describe("this node's address on that link (local, never synced)"),
-    peerAddress: z.string().refine((s) => isIP(s) !== 0, 'must be an IPv4 or IPv6 address').describe("the other node's address on that link (same family)"),
+    localAddress: z.string().refine((s) => addressFamily(s) !== 0, 'must be an IPv4 or IPv6 address').describe("this node's address on that link (local, never synced)"),
+    peerAddress: z.string().refine((s) => addressFamily(s) !== 0, 'must be an IPv4 or IPv6 address').describe("the other node's address on that link (same family)"),
     port: z.number().int().min(1).max(65535).default(3780).describe('UDP port of the state updates (opened on the interface)'),
     protocols: z
       .array(z.enum(['tcp', 'udp', 'icmp', 'icmpv6', 'sctp', 'dccp']))

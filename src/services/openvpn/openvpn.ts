@@ -35,7 +35,7 @@ import type { Host } from '../../system/host.js';
 import type { CompileContext, ServiceOpening } from '../../apply/subsystem.js';
 import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
-import { formatPrefix, ipv4, parsePrefix } from '../../bpf/codecs.js';
+import { addressBytes, formatPrefix, ipv4Netmask, parsePrefix, prefixRange, type Prefix } from '../../net/address.js';
 import { daemonPid, startDaemon, stopDaemon } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
 import { ensureCa, ensureCert, pkiDir } from '../pki/pki.js';
@@ -291,7 +291,7 @@ function serverModel(s: OpenvpnServerConfig, index: number): OpenvpnServerModel 
     proto: s.proto,
     port: s.port,
     ...(s.local ? { local: s.local } : {}),
-    network: { address: net.address, netmask: netmask(net.length), length: net.length },
+    network: { address: net.address, netmask: ipv4Netmask(net.length), length: net.length },
     ...(s.network6 ? { network6: s.network6 } : {}),
     pushRoutes: [...s.pushRoutes],
     redirectGateway: s.redirectGateway,
@@ -328,8 +328,7 @@ function serverIssues(s: OpenvpnServerConfig, index: number): Issue[] {
   const at = ['openvpn', 'servers', index];
   const net = parsePrefix(s.network);
   if (net.length > 29) issues.push({ path: [...at, 'network'], message: 'must be /29 or larger (the server and each client need an address)' });
-  const base = ipv4.encode(net.address).readUInt32BE(0);
-  const size = 2 ** (32 - net.length);
+  const { first: base, last } = prefixRange(net as Prefix & { family: 4 });
   const used = new Map<string, string>();
   s.clients.forEach((c, k) => {
     if (!c.address) return;
@@ -338,9 +337,9 @@ function serverIssues(s: OpenvpnServerConfig, index: number): Issue[] {
       issues.push({ path: p, message: 'must be an IPv4 address' });
       return;
     }
-    const a = ipv4.encode(c.address).readUInt32BE(0);
-    if (a < base || a >= base + size) issues.push({ path: p, message: `${c.address} is outside the server network ${s.network}` });
-    else if (a === base || a === base + size - 1) issues.push({ path: p, message: `${c.address} is the network or broadcast address of ${s.network}` });
+    const a = addressBytes(c.address, 4).readUInt32BE(0);
+    if (a < base || a > last) issues.push({ path: p, message: `${c.address} is outside the server network ${s.network}` });
+    else if (a === base || a === last) issues.push({ path: p, message: `${c.address} is the network or broadcast address of ${s.network}` });
     else if (a === base + 1) issues.push({ path: p, message: `${c.address} is the server's own address` });
     else if (used.has(c.address)) issues.push({ path: p, message: `${c.address} is already the address of client "${used.get(c.address)}"` });
     used.set(c.address, c.name);
@@ -422,12 +421,7 @@ function renderClient(c: OpenvpnClientModel, paths: InstancePaths): string {
 
 function routeArgs(prefix: string): string {
   const p = parsePrefix(prefix);
-  return `${p.address} ${netmask(p.length)}`;
-}
-
-function netmask(length: number): string {
-  const m = length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
-  return [24, 16, 8, 0].map((s) => (m >>> s) & 0xff).join('.');
+  return `${p.address} ${ipv4Netmask(p.length)}`;
 }
 
 /** CA, server and client certificates, tls-crypt key: made on first use, kept after. */

@@ -13,12 +13,11 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import path from 'node:path';
 // tsyringe (inside @peculiar/x509) needs the Reflect metadata polyfill loaded first
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { parsePrefix } from '../../bpf/codecs.js';
+import { addressFamily, parsePrefix } from '../../net/address.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -121,7 +120,7 @@ export async function ensureCert(stateDir: string, ca: string, req: CertRequest)
         new x509.ExtendedKeyUsageExtension(eku),
         await x509.SubjectKeyIdentifierExtension.create(await publicCryptoKey(subjectKey)),
         await x509.AuthorityKeyIdentifierExtension.create(caKey.publicKey),
-        ...(req.altNames?.length ? [new x509.SubjectAlternativeNameExtension(req.altNames.map((a) => ({ type: isIP(a) ? ('ip' as const) : ('dns' as const), value: a })))] : []),
+        ...(req.altNames?.length ? [new x509.SubjectAlternativeNameExtension(req.altNames.map((a) => ({ type: addressFamily(a) ? ('ip' as const) : ('dns' as const), value: a })))] : []),
       ],
     });
     if (!existsSync(keyFile)) writeSecret(keyFile, keyPem);
@@ -183,7 +182,7 @@ function certMatches(pem: string, ca: Ca, req: CertRequest): boolean {
     if (c.subject !== `CN=${req.commonName}`) return false;
     const life = Date.parse(c.validTo) - Date.parse(c.validFrom);
     if (Date.now() > Date.parse(c.validFrom) + (life * 2) / 3) return false;
-    const want = (req.altNames ?? []).map((a) => (isIP(a) ? `IP Address:${a}` : `DNS:${a}`)).sort();
+    const want = (req.altNames ?? []).map((a) => (addressFamily(a) ? `IP Address:${a}` : `DNS:${a}`)).sort();
     const have = (c.subjectAltName ?? '').split(', ').filter(Boolean).sort();
     if (JSON.stringify(want.map(normalizeAlt)) !== JSON.stringify(have.map(normalizeAlt))) return false;
     return usageOf(c) === req.usage;

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { BpfMap, BpfObject, PerCpuMap, codecs, sumPerCpu, unpin } from '../../bpf/index.js';
 import { openPinnedMap } from '../../bpf/map.js';
-import type { Prefix } from '../../bpf/codecs.js';
+import { prefixBytes, prefixFromBytes, type Prefix } from '../../net/address.js';
 import type { ClassifierRule, ClassifierTable } from './compile.js';
 
 export const QOS_OBJECT = 'qos_classify';
@@ -45,15 +45,12 @@ export const prefixKeyCodec: codecs.Codec<SetEntry> = {
     into.fill(0, o, o + 24);
     into.writeUInt32LE(32 + v.prefix.length, o);
     into.writeUInt32LE(((v.set << 1) | (v.prefix.family === 6 ? 1 : 0)) >>> 0, o + 4);
-    codecs.prefixBytes(v.prefix).copy(into, o + 8);
+    prefixBytes(v.prefix).copy(into, o + 8);
     return into;
   },
   decode(b, o = 0) {
-    const length = b.readUInt32LE(o) - 32;
     const s = b.readUInt32LE(o + 4);
-    const family = s & 1 ? 6 : 4;
-    const raw = b.subarray(o + 8, o + 8 + (family === 4 ? 4 : 16));
-    return { set: s >>> 1, prefix: { family, length, address: family === 4 ? codecs.ipv4.decode(raw) : codecs.ipv6.decode(raw) } };
+    return { set: s >>> 1, prefix: prefixFromBytes(b.subarray(o + 8, o + 8 + (s & 1 ? 16 : 4)), b.readUInt32LE(o) - 32) };
   },
 };
 

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import type { CompileContext } from '../../apply/subsystem.js';
 import type { Issue, IssuePath } from '../../config/issues.js';
 import { resolveNetworkRef, resolvePortRef, type PortRange } from '../../aliases/aliases.js';
-import type { Prefix } from '../../bpf/codecs.js';
+import type { Prefix } from '../../net/address.js';
 import { parseRate, parseSize, RATE_PERCENT, type LeafConfig, type QosDirectionConfig, type QosRuleConfig } from './schema.js';
 
 export interface QosDesired {

@@ -13,8 +13,7 @@
 import path from 'node:path';
 import type { CompileContext } from '../../apply/subsystem.js';
 import type { Issue, IssuePath } from '../../config/issues.js';
-import { parsePrefix, formatPrefix, type Prefix } from '../../bpf/codecs.js';
-import { contains } from '../../routing/routes.js';
+import { contains, hasHostBits, overlaps, parsePrefix, formatPrefix, type Prefix } from '../../net/address.js';
 import { daemonPid, signalDaemon, startDaemon, stopDaemon } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
 
@@ -62,12 +61,12 @@ export function compileRa(ctx: Pick<CompileContext, 'config'>): { desired: RaMod
         return void issues.push({ path: at, message: (e as Error).message });
       }
       if (p.family !== 6 || !text.includes('/')) return void issues.push({ path: at, message: `"${text}" is not an IPv6 prefix` });
-      if (parsePrefix(`${text.split('/')[0]}/128`).address !== p.address) {
+      if (hasHostBits(text.split('/')[0]!, p)) {
         return void issues.push({ path: at, message: `"${text}" has host bits set; did you mean ${formatPrefix(p)}?` });
       }
       if (r.autonomous && p.length !== 64) issues.push({ path: at, message: `${formatPrefix(p)}: SLAAC needs a /64 (or autonomous: false)` });
       for (const o of all) {
-        if (overlap(o.p, p)) issues.push({ path: at, message: `${formatPrefix(p)} overlaps ${o.text} (${formatAt(o.at)}): one prefix, one link` });
+        if (overlaps(o.p, p)) issues.push({ path: at, message: `${formatPrefix(p)} overlaps ${o.text} (${formatAt(o.at)}): one prefix, one link` });
       }
       if (own.length && r.prefixes && !own.some((a) => contains(formatPrefix(p), a.split('/')[0]!))) {
         issues.push({ path: at, message: `${formatPrefix(p)} holds none of ${r.interface}'s addresses (${own.join(', ')}): clients would have no on-link router address in it` });
@@ -153,12 +152,6 @@ export const radvdService: ServiceModule<RaModel> = {
 
 function spec(paths: InstancePaths) {
   return { name: 'radvd', command: 'radvd', pidFile: paths.pidFile };
-}
-
-function overlap(a: Prefix, b: Prefix): boolean {
-  const short = a.length <= b.length ? a : b;
-  const long = short === a ? b : a;
-  return contains(formatPrefix(short), long.address);
 }
 
 function formatAt(p: IssuePath): string {

@@ -3,7 +3,7 @@
  * prefixes for SLAAC, DNS servers (RDNSS) and search domains (DNSSL), and
  * the M/O flags that send clients to a DHCPv6 server.
  */
-import { isIPv6 } from 'node:net';
+import { isIPv6 } from '../../net/address.js';
 import { z } from 'zod';
 import { DOMAIN } from '../unbound/schema.js';
 

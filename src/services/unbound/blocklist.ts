@@ -3,7 +3,7 @@
  * plain domains one a line, or hosts format ("0.0.0.0 ads.example.com").
  * Junk lines are counted, not fatal: public lists carry some.
  */
-import { isIP } from 'node:net';
+import { addressFamily } from '../../net/address.js';
 import { DOMAIN } from './schema.js';
 
 export type BlocklistFormat = 'domains' | 'hosts' | 'auto';
@@ -39,10 +39,10 @@ export function parseBlocklist(text: string, format: BlocklistFormat): ParsedBlo
     const line = raw.replace(/#.*$/, '').trim();
     if (!line) continue;
     const fields = line.split(/\s+/);
-    const hostsLine = format === 'hosts' || (format === 'auto' && fields.length > 1 && isIP(fields[0]!) !== 0);
+    const hostsLine = format === 'hosts' || (format === 'auto' && fields.length > 1 && addressFamily(fields[0]!) !== 0);
     let names: string[];
     if (hostsLine) {
-      if (isIP(fields[0]!) === 0 || fields.length < 2) {
+      if (addressFamily(fields[0]!) === 0 || fields.length < 2) {
         invalid++;
         continue;
       }
@@ -56,7 +56,7 @@ export function parseBlocklist(text: string, format: BlocklistFormat): ParsedBlo
     for (const n of names) {
       const name = n.toLowerCase().replace(/\.$/, '');
       if (HOSTS_BOILERPLATE.has(name)) continue;
-      if (!DOMAIN.test(name) || isIP(name) !== 0 || !name.includes('.')) {
+      if (!DOMAIN.test(name) || addressFamily(name) !== 0 || !name.includes('.')) {
         invalid++;
         continue;
       }

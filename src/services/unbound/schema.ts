@@ -4,9 +4,8 @@
  * against a strict pattern, so nothing a user writes can break out of its
  * quoted value in the rendered file.
  */
-import { isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
-import { parsePrefix } from '../../bpf/codecs.js';
+import { parsePrefix, isIPv4, isIPv6 } from '../../net/address.js';
 import { CERT_NAME } from '../../certificates/schema.js';
 
 /** A DNS name, with or without the trailing dot (letters, digits, -, _; labels 1-63). */

@@ -6,7 +6,7 @@
  * only rebinds on restart; everything else applies with a reload.
  */
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
+import { isAddress, reverseName } from '../../net/address.js';
 import path from 'node:path';
 import type { Host } from '../../system/host.js';
 import type { CompileContext, ServiceOpening } from '../../apply/subsystem.js';
@@ -304,27 +304,8 @@ export function recordRR(r: DnsRecord): string {
 
 /** Owner name of a record, lower case, no trailing dot (PTR by address gets its reverse name). */
 export function recordOwner(r: DnsRecord): string {
-  if (r.type === 'PTR' && (isIPv4(r.name) || isIPv6(r.name))) return reverseName(r.name);
+  if (r.type === 'PTR' && isAddress(r.name)) return reverseName(r.name);
   return norm(r.name);
-}
-
-export function reverseName(address: string): string {
-  if (isIPv4(address)) return `${address.split('.').reverse().join('.')}.in-addr.arpa`;
-  return `${expandIPv6(address).split('').reverse().join('.')}.ip6.arpa`;
-}
-
-function expandIPv6(a: string): string {
-  let s = a;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (v4) {
-    const o = v4[1]!.split('.').map(Number);
-    s = s.slice(0, -v4[1]!.length) + `${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
-  }
-  const [head, tail] = s.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  return groups.map((g) => g.padStart(4, '0')).join('');
 }
 
 /** TXT data as 255-byte character strings, with RFC 1035 \DDD escapes for quotes and backslashes. */

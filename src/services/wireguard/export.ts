@@ -5,7 +5,7 @@
  * on an explicit request for that one peer.
  */
 import QRCode from 'qrcode';
-import { parsePrefix } from '../../bpf/codecs.js';
+import { parsePrefix } from '../../net/address.js';
 import { interfaceKeys, peerKeyFile, peerPresharedKey, publicKeyOf, readSecret } from './keys.js';
 import type { WireguardInterfaceConfig } from './schema.js';
 

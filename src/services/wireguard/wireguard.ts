@@ -17,7 +17,7 @@ import type { Host } from '../../system/host.js';
 import type { CompileContext, ServiceOpening } from '../../apply/subsystem.js';
 import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
-import { parsePrefix, formatPrefix } from '../../bpf/codecs.js';
+import { canonicalAddressWithLength, contains, parsePrefix, formatPrefix } from '../../net/address.js';
 import { daemonPid, DaemonError, startDaemon, stopDaemon, tailLog } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
 import { generateKeyPair, generatePresharedKey, interfaceKeyFile, peerKeyFile, peerPskFile, publicKeyOf, readSecret, interfaceKeys, peerKeys, peerPresharedKey } from './keys.js';
@@ -174,7 +174,7 @@ export function interfaceModel(i: WireguardInterfaceConfig, index: number): Wire
       for (const a of p.allowedIps) {
         const pre = parsePrefix(a);
         if (pre.length === 0) continue; // default routes belong to gateways/policy routing, not to the tunnel
-        if (connected.some((c) => c.family === pre.family && c.length <= pre.length && covers(c, pre))) continue;
+        if (connected.some((c) => c.length <= pre.length && contains(c, pre.address))) continue;
         const text = formatPrefix(pre);
         if (!routes.includes(text)) routes.push(text);
       }
@@ -312,14 +312,6 @@ function overlapIssues(i: WireguardInterfaceConfig, index: number): Issue[] {
   return issues;
 }
 
-function covers(net: { family: 4 | 6; address: string; length: number }, inner: { address: string; length: number }): boolean {
-  try {
-    return formatPrefix(parsePrefix(`${inner.address}/${net.length}`)) === formatPrefix(net);
-  } catch {
-    return false;
-  }
-}
-
 function pidFileOf(paths: InstancePaths, iface: string): string {
   return path.join(paths.runDir, `${iface}.pid`);
 }
@@ -407,9 +399,9 @@ async function syncAddresses(i: WireguardInterfaceModel, host: Host): Promise<vo
     .flatMap((l) => l.addr_info ?? [])
     .filter((a) => a.scope !== 'link')
     .map((a) => `${a.local}/${a.prefixlen}`);
-  const want = i.addresses.map(normalizeAddress);
-  for (const a of have) if (!want.includes(normalizeAddress(a))) await host.run('ip', ['addr', 'del', a, 'dev', i.name]);
-  for (const a of want) if (!have.map(normalizeAddress).includes(a)) await host.run('ip', ['addr', 'add', a, 'dev', i.name, ...(a.includes(':') ? ['nodad'] : [])]);
+  const want = i.addresses.map(canonicalAddressWithLength);
+  for (const a of have) if (!want.includes(canonicalAddressWithLength(a))) await host.run('ip', ['addr', 'del', a, 'dev', i.name]);
+  for (const a of want) if (!have.map(canonicalAddressWithLength).includes(a)) await host.run('ip', ['addr', 'add', a, 'dev', i.name, ...(a.includes(':') ? ['nodad'] : [])]);
 }
 
 async function syncRoutes(i: WireguardInterfaceModel, host: Host): Promise<void> {
@@ -423,12 +415,6 @@ async function syncRoutes(i: WireguardInterfaceModel, host: Host): Promise<void>
     }
     for (const p of want) await host.run('ip', [family, 'route', 'replace', p, 'dev', i.name]);
   }
-}
-
-function normalizeAddress(a: string): string {
-  const [addr, len] = a.split('/');
-  const p = parsePrefix(`${addr}/${addr!.includes(':') ? 128 : 32}`);
-  return `${p.address}/${len}`;
 }
 
 async function stopInterface(name: string, paths: InstancePaths, host: Host): Promise<void> {

@@ -1,0 +1,198 @@
+/**
+ * Control-plane benchmark, end to end as an operator sees it: a real
+ * `patronus serve` in a fresh namespace pair, and `patronus apply FILE`
+ * (the CLI, over REST) timed from the command's start to its exit (the
+ * revision committed). Issue 13's control-plane targets:
+ *
+ * - one rule changed, through the running server (wall time of the CLI
+ *   process, and the server's own apply time from its report);
+ * - a fast-path rule whose alias holds 100k /24s;
+ * - a rule naming every country of the GeoIP database (the CC0
+ *   geo-whois-asn-country database from npm, ~1M networks);
+ * - the server's RSS with one country rule loaded;
+ * - /healthz polled every 20 ms from another process during each apply
+ *   (and during a plan of a 1M-prefix document): its slowest answer, the
+ *   figure of issue 11 item 12.
+ *
+ *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip 100k,countries,plan1m] [--prof DIR]
+ *
+ * --cli runs another build of the CLI and server (e.g. a checkout of main)
+ * for a before/after comparison. Prints a Markdown table (median, min–max);
+ * a benchmark, never a pass/fail test.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { arch, cpus } from 'node:os';
+import { execa, type ResultPromise } from 'execa';
+import { controlLab } from '../../test/lib/control.js';
+import { fmt, markdownTable, summarize } from '../harness/report.js';
+
+const { values } = parseArgs({
+  options: {
+    reps: { type: 'string', default: '5' },
+    cli: { type: 'string', default: fileURLToPath(new URL('../../src/cli/main.js', import.meta.url)) },
+    skip: { type: 'string', default: '' },
+    country: { type: 'string', default: 'NZ' },
+    /** write the server's CPU profile (node --cpu-prof) into this directory */
+    prof: { type: 'string' },
+  },
+});
+const reps = Number(values.reps);
+const skip = new Set(values.skip!.split(',').filter(Boolean));
+const GEO_DB = fileURLToPath(new URL('../../../node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb', import.meta.url));
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function rssMb(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+}
+
+/** Polls GET /healthz every 20 ms in its own process until told to stop on stdin; max and p99 latency. */
+function pollHealthz(base: string): ResultPromise<{ reject: false; stdin: 'pipe' }> {
+  const script = `
+    const lat = []; let stop = false;
+    process.stdin.on('data', () => (stop = true));
+    (async () => {
+      while (!stop) {
+        const t0 = performance.now();
+        try { const r = await fetch(${JSON.stringify(`${base}/healthz`)}); await r.text(); } catch {}
+        lat.push(performance.now() - t0);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      lat.sort((a, b) => a - b);
+      process.stdout.write(JSON.stringify({ n: lat.length, max: lat[lat.length - 1] ?? 0, p99: lat[Math.floor(lat.length * 0.99)] ?? 0 }));
+      process.exit(0);
+    })();`;
+  return execa(process.execPath, ['-e', script], { reject: false, stdin: 'pipe' });
+}
+
+// the 1M-prefix document is ~20 MB of JSON
+const iface = { interfaces: [{ name: 'wan0', zone: 'wan' }], api: { bodyLimit: 64 << 20 } };
+const bigCapacity = { prefixes: 2_000_000 };
+
+function oneRule(port: number): unknown {
+  return { ...iface, fastpath: { interfaces: [{ name: 'wan0' }], rules: [{ name: 'r1', source: '198.51.100.0/24', protocol: 'tcp', destinationPorts: port, action: 'drop' }] } };
+}
+
+function prefixes(n: number, offset = 0): string[] {
+  return Array.from({ length: n }, (_, j) => {
+    const i = j * 2 + offset; // every other /24: no merging
+    return `${10 + ((i >> 16) & 63)}.${(i >> 8) & 255}.${i & 255}.0/24`;
+  });
+}
+
+function bigAlias(n: number, offset = 0): unknown {
+  return {
+    ...iface,
+    aliases: [{ name: 'big', type: 'network', entries: prefixes(n, offset) }],
+    fastpath: { interfaces: [{ name: 'wan0' }], capacity: bigCapacity, rules: [{ name: 'drop-big', source: 'big', action: 'drop' }] },
+  };
+}
+
+function countries(codes: string[]): unknown {
+  return { ...iface, fastpath: { interfaces: [{ name: 'wan0' }], capacity: bigCapacity, geoip: { database: GEO_DB }, rules: [{ name: 'drop-countries', countries: codes, action: 'drop' }] } };
+}
+
+async function main(): Promise<void> {
+  const cli = resolve(values.cli!);
+  const L = await controlLab();
+  const stateDir = join(L.stateDir, 'serve');
+  mkdirSync(stateDir, { mode: 0o700 });
+  const file = (name: string, doc: unknown) => {
+    const p = join(L.stateDir, name);
+    writeFileSync(p, JSON.stringify(doc));
+    return p;
+  };
+  const base = `http://127.0.0.1:${await freePort()}`;
+  const server = execa('node', [...(values.prof ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.prof)] : []), cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', file('seed.json', oneRule(1))], { reject: false, all: true });
+  const run = (...args: string[]) => execa('node', [cli, '--server', base, '--state-dir', stateDir, '--json', ...args], { reject: false });
+  const rows: string[][] = [];
+  const healthRows: string[][] = [];
+  try {
+    const ready = await execa('node', [cli, '--server', base, 'wait-ready', '--timeout', '180'], { reject: false });
+    if (ready.exitCode !== 0) throw new Error(`server not ready: ${ready.stderr}\n${server.exitCode === null ? 'running' : (await server).all}`);
+
+    /** one timed `patronus apply`; returns CLI wall ms and the server's durationMs */
+    const apply = async (path: string, what: string) => {
+      const poll = pollHealthz(base);
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = performance.now();
+      const r = await run('apply', path);
+      const wall = performance.now() - t0;
+      poll.stdin!.end('stop\n');
+      const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number };
+      if (r.exitCode !== 0) throw new Error(`${what}: apply exited ${r.exitCode}: ${r.stderr || r.stdout}`.slice(0, 2000));
+      const report = JSON.parse(r.stdout) as { durationMs: number; state: string; steps: { subsystem: string; ms: number }[] };
+      if (report.state !== 'committed') throw new Error(`${what}: revision ${report.state}`);
+      const slow = [...report.steps].sort((a, b) => b.ms - a.ms).slice(0, 4).map((s) => `${s.subsystem} ${s.ms.toFixed(0)}`).join(', ');
+      return { wall, server: report.durationMs, healthMax: h.max, slow };
+    };
+    const series = async (what: string, docs: string[], n: number) => {
+      const wall: number[] = [];
+      const srv: number[] = [];
+      const hz: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const m = await apply(docs[i % docs.length]!, what);
+        wall.push(m.wall / 1000);
+        srv.push(m.server / 1000);
+        hz.push(m.healthMax);
+        console.error(`# ${what}: ${(m.wall / 1000).toFixed(3)} s (server ${(m.server / 1000).toFixed(3)} s: ${m.slow}), /healthz max ${m.healthMax.toFixed(0)} ms`);
+      }
+      rows.push([what, fmt(summarize(wall), 1, 3), fmt(summarize(srv), 1, 3)]);
+      healthRows.push([`apply: ${what}`, fmt(summarize(hz), 1, 0)]);
+    };
+
+    await series('one rule changed (fast path)', [file('one-a.json', oneRule(2)), file('one-b.json', oneRule(3))], reps * 2);
+    if (!skip.has('100k')) await series('100k prefixes (alias, fast path)', [file('big-a.json', bigAlias(100_000)), file('big-b.json', bigAlias(100_000, 1))], reps);
+    if (!skip.has('countries')) {
+      const codes = await countryCodes();
+      await series(`every country (${codes.length}) of the GeoIP database`, [file('cc-all.json', countries(codes))], 1);
+      await series(`every country, one rule changed`, [file('cc-all-b.json', { ...(countries(codes) as object), fastpath: { ...(countries(codes) as { fastpath: object }).fastpath, rules: [{ name: 'drop-countries', countries: codes, protocol: 'udp', action: 'drop' }] } })], 1);
+    }
+    if (!skip.has('country')) await series(`one country rule (${values.country})`, [file('cc-one.json', countries([values.country!]))], 1);
+    await new Promise((r) => setTimeout(r, 2000));
+    rows.push([`server RSS with the ${values.country} rule loaded (MB)`, rssMb(server.pid!).toFixed(0), '']);
+
+    if (!skip.has('plan1m')) {
+      const p = file('plan-1m.json', { ...iface, aliases: [{ name: 'big', type: 'network', entries: prefixes(1_000_000) }], firewall: { rules: [{ name: 'drop-big', direction: 'input', from: 'wan', source: ['big'], action: 'drop' }] } });
+      const poll = pollHealthz(base);
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = performance.now();
+      const r = await run('plan', p);
+      const wall = performance.now() - t0;
+      poll.stdin!.end('stop\n');
+      const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number };
+      console.error(`# plan 1M: exit ${r.exitCode} in ${wall.toFixed(0)} ms, /healthz max ${h.max.toFixed(0)} ms (${h.n} answers)${r.exitCode ? `: ${(r.stderr || r.stdout).slice(0, 500)}` : ''}`);
+      healthRows.push([`plan of a 1M-prefix firewall alias (${(wall / 1000).toFixed(1)} s, exit ${r.exitCode})`, h.max.toFixed(0)]);
+    }
+
+    console.log(`\n# patronus apply through a running server; ${cli}; ${new Date().toISOString()}; ${arch()}, ${cpus().length} cores, Node ${process.version}\n`);
+    console.log(markdownTable(['operation', 'CLI apply to committed (s)', 'server apply (s)'], rows));
+    console.log('\n');
+    console.log(markdownTable(['during', '/healthz slowest answer (ms)'], healthRows));
+  } finally {
+    if (server.exitCode === null) server.kill('SIGTERM');
+    await server.catch(() => undefined);
+    await L.teardown();
+  }
+}
+
+/** every country code of the database, through the public Reader (mmdb-lib). */
+async function countryCodes(): Promise<string[]> {
+  const { GeoIpDatabase } = await import('../../src/fastpath/geoip.js');
+  return GeoIpDatabase.open(GEO_DB).countries();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

@@ -180,7 +180,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   await app.register(fastifySwagger, {
     openapi: {
-      info: { title: 'Patronus', description: 'Linux firewall and edge data-plane manager: configuration, revisions, counters', version: '1' },
+      // 3.1: its schemas are JSON Schema 2020-12, which is what zod writes (numeric exclusiveMinimum, ...)
+      openapi: '3.1.0',
+      info: { title: 'Patronus', description: 'Linux firewall and edge data-plane manager: configuration, revisions, counters', version: '1', license: { name: 'GPL-2.0-only', identifier: 'GPL-2.0-only' } },
       servers: [{ url: '/', description: 'this server (api.listen)' }],
       tags: OPENAPI_TAGS,
       components: {

@@ -18,6 +18,7 @@ APT_PACKAGES=(
   openvpn wireguard-tools wireguard-go kea-dhcp4-server kea-dhcp6-server radvd isc-dhcp-client isc-dhcp-common conntrackd
   dns-root-data ca-certificates openssl ldnsutils
   geoip-database libmaxmind-db-writer-perl
+  pebble  # ACME test server (test/integration/acme.test.ts)
   xdp-tools
   prometheus
   chromium fonts-dejavu-core

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CERT_NAME } from '../certificates/schema.js';
 
 /**
  * The REST API and metrics endpoint. Read when `patronus serve` starts
@@ -8,13 +9,21 @@ export const apiSchema = z
   .object({
     listen: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port (IPv6 in brackets)').default('127.0.0.1:9180').describe('address and port to listen on; loopback by default'),
     tls: z
-      .object({
-        cert: z.string().min(1).describe('PEM certificate file'),
-        key: z.string().min(1).describe('PEM private key file'),
-      })
-      .strict()
+      .union([
+        z
+          .object({
+            cert: z.string().min(1).describe('PEM certificate file'),
+            key: z.string().min(1).describe('PEM private key file'),
+          })
+          .strict(),
+        z
+          .object({
+            certificate: z.string().regex(CERT_NAME, 'must name a certificate of certificates.issue').describe('a certificate of certificates.issue (ACME): served from its first issuance, switched to each renewal without a restart'),
+          })
+          .strict(),
+      ])
       .optional()
-      .describe('serve HTTPS with this certificate'),
+      .describe('serve HTTPS: certificate and key files, or an ACME certificate by name'),
     bodyLimit: z.number().int().min(1024).max(64 << 20).default(8 << 20).describe('largest request body accepted, in bytes (larger ones get 413)'),
     metricsRequireToken: z.boolean().default(true).describe('whether /metrics needs a bearer token (role metrics or above) like the rest of the API (/healthz never does)'),
     sessions: z

@@ -20,6 +20,7 @@ import { defaultStateDir } from './state-dir.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
 import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
 import type { FleetServeOptions } from '../fleet/serve.js';
+import { certificateTls, followCertificate } from '../certificates/tls.js';
 import { EventHub } from '../events/hub.js';
 import { XdpEventSource } from '../events/xdp.js';
 import { NflogSource } from '../events/nflog.js';
@@ -79,9 +80,13 @@ export async function serve(opts: ServeOptions): Promise<void> {
 
   // the api section of the committed revision; flags win
   const api = apiSchema.parse((store.current()?.config as { api?: unknown } | undefined)?.api);
-  const tlsCert = opts.tlsCert ?? api.tls?.cert;
-  const tlsKey = opts.tlsKey ?? api.tls?.key;
+  const fileTls = api.tls && 'cert' in api.tls ? api.tls : undefined;
+  const tlsCert = opts.tlsCert ?? fileTls?.cert;
+  const tlsKey = opts.tlsKey ?? fileTls?.key;
   if (!!tlsCert !== !!tlsKey) throw new Error('TLS needs both a certificate and a key');
+  // an ACME certificate by name (flags win): served as issued, followed through renewals
+  const acmeCert = !tlsCert && api.tls && 'certificate' in api.tls ? api.tls.certificate : undefined;
+  const https = tlsCert && tlsKey ? { cert: readFileSync(tlsCert), key: readFileSync(tlsKey) } : acmeCert ? certificateTls(stateDir, acmeCert) : undefined;
   // HA primary: push every committed change to the secondary (does nothing unless ha.sync is set with role: primary)
   const haSync = new HaSync(store).attach(engine);
   haSync.on('report', (r) => {
@@ -141,8 +146,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
     ownsEngine: true,
     drift,
     events,
-    ...(tlsCert && tlsKey ? { https: { cert: readFileSync(tlsCert), key: readFileSync(tlsKey) } } : {}),
+    ...(https ? { https } : {}),
   });
+  if (acmeCert) followCertificate(app, stateDir, acmeCert, (m) => console.log(m));
 
   app.addHook('onClose', async () => {
     xdpEvents.close();
@@ -191,7 +197,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   await app.listen({ host: hostname, port });
   drift.start();
   fleet?.start();
-  console.log(`patronus: listening on ${tlsCert ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
+  console.log(`patronus: listening on ${https ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 
 export function splitHostPort(s: string): [string, number] {

@@ -188,7 +188,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   await app.register(fastifySwagger, {
     openapi: {
-      info: { title: 'Patronus', description: 'Linux firewall and edge data-plane manager: configuration, revisions, counters', version: '1' },
+      // 3.1: its schemas are JSON Schema 2020-12, which is what zod writes (numeric exclusiveMinimum, ...)
+      openapi: '3.1.0',
+      info: { title: 'Patronus', description: 'Linux firewall and edge data-plane manager: configuration, revisions, counters', version: '1', license: { name: 'GPL-2.0-only', identifier: 'GPL-2.0-only' } },
       servers: [{ url: '/', description: 'this server (api.listen)' }],
       tags: OPENAPI_TAGS,
       components: {
@@ -375,7 +377,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     } else if (subnet !== undefined) {
       inSubnet = (l) => l.subnetId === Number(subnet);
     }
-    const leases = dhcpLeases(engine.host).filter((l) => inSubnet(l) && (state === undefined || l.state === state));
+    const leases = (await dhcpLeases(engine.host)).filter((l) => inSubnet(l) && (state === undefined || l.state === state));
     return { enabled: true, leases };
   });
 
@@ -429,7 +431,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const conns = (committed('ipsec') as { connections?: unknown[] } | undefined)?.connections;
     // the CA is made on first use: do not make one on a host that runs no IPsec
     if (!conns?.length) return reply.code(404).send(errorBody(404, 'no IPsec connections in the committed configuration'));
-    return reply.type('application/x-pem-file').send(ipsecCaCertificate(engine.host.stateDir));
+    return reply.type('application/x-pem-file').send(await ipsecCaCertificate(engine.host.stateDir));
   });
 
   await registerConsole(app, { engine, metrics, drift, ...opts.console });

@@ -25,6 +25,7 @@ import { idsSubsystem } from '../services/ids/subsystem.js';
 import { dhclientSubsystem } from '../services/dhclient/dhclient.js';
 import { radvdSubsystem } from '../services/radvd/subsystem.js';
 import { kea6Subsystem } from '../services/kea6/subsystem.js';
+import { certificatesSubsystem } from '../certificates/subsystem.js';
 
 export const subsystems: readonly Subsystem<any>[] = [
   // bridges, VLANs, bonds first: addresses, routes and zones name them
@@ -38,6 +39,8 @@ export const subsystems: readonly Subsystem<any>[] = [
   // WAN addresses by DHCP before anything that routes through them
   dhclientSubsystem,
   multiwanSubsystem,
+  // ACME orders need the uplinks (and the challenge port open); services that serve TLS come after
+  certificatesSubsystem,
   frrSubsystem,
   wireguardSubsystem,
   openvpnSubsystem,

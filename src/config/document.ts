@@ -22,6 +22,7 @@ import { qosSchema } from '../services/qos/schema.js';
 import { idsSchema } from '../services/ids/schema.js';
 import { apiSchema } from '../api/schema.js';
 import { driftSchema } from '../drift/schema.js';
+import { certificatesSchema } from '../certificates/schema.js';
 import { healthSchema } from '../fleet/schema.js';
 import { fromZod, type Issue } from './issues.js';
 import { locateIssues } from './locate.js';
@@ -45,6 +46,7 @@ export const documentSchema = z
     ha: keepalivedSchema.describe('high availability (keepalived VRRP)'),
     qos: qosSchema.describe('traffic shaping (tc)'),
     ids: idsSchema.describe('intrusion detection (Suricata)'),
+    certificates: certificatesSchema.describe('ACME certificates for the API/console and TLS services, renewed before expiry'),
     api: apiSchema.describe('REST API and metrics endpoint'),
     drift: driftSchema.describe('drift checks against the running revision and self-repair'),
     health: healthSchema.describe('health probes a fleet node runs before it confirms a revision from a rollout'),

@@ -13,7 +13,8 @@ import { missing } from '../lib/skip.js';
 import { compileFor, issuesOf, ping } from '../lib/vpn.js';
 import { Host } from '../../src/system/host.js';
 import { ipsecSubsystem } from '../../src/services/ipsec/subsystem.js';
-import { ipsecCaCertificate, kernelHasEsp, type IpsecStatus } from '../../src/services/ipsec/ipsec.js';
+import { ipsecCaCertificate, kernelHasEsp, listSas, parseListSas, type IpsecStatus } from '../../src/services/ipsec/ipsec.js';
+import { instancePaths } from '../../src/services/common/service.js';
 import { pkiDir } from '../../src/services/pki/pki.js';
 import { DaemonError, waitFor } from '../../src/services/common/daemon.js';
 import { execa } from 'execa';
@@ -104,6 +105,12 @@ describe('ipsec (strongSwan) between two namespaces', { skip }, () => {
     assert.ok(child.packetsIn >= 3 && child.packetsOut >= 3 && child.bytesIn > 0, 'ESP counters count the pings');
     assert.equal(child.encap, !esp, 'libipsec runs ESP in UDP');
     assert.ok(!JSON.stringify(st).includes('horse'), 'the PSK never shows in status');
+    // status came over the vici socket (our codec); swanctl's own text reading of the same SAs agrees
+    const paths = instancePaths(hostA.stateDir, 'ipsec');
+    const viaVici = await listSas(paths);
+    const pretty = await hostA.run('swanctl', ['--list-sas', '--pretty', '--uri', `unix://${paths.runDir}/charon.vici`], { env: { ...(process.env as Record<string, string>), STRONGSWAN_CONF: paths.file('strongswan.conf') } });
+    const strip = (sas: IpsecStatus['sas']) => sas.map((x) => ({ ...x, established: 0, children: x.children.map((c) => ({ ...c, bytesIn: 0, bytesOut: 0, packetsIn: 0, packetsOut: 0, installed: 0 })) }));
+    assert.deepEqual(strip(viaVici), strip(parseListSas(pretty.stdout)));
     const m = await ipsecSubsystem.metrics!(hostA);
     assert.deepEqual(m.services, [{ service: 'ipsec', up: true }]);
     assert.deepEqual(m.vpnTunnels!.map((t) => [t.tunnel, t.peer, t.up, t.rxBytes > 0]), [['s2s/net', '192.0.2.2', true, true]]);
@@ -115,8 +122,8 @@ describe('ipsec (strongSwan) between two namespaces', { skip }, () => {
     // each side trusts the other's Patronus CA
     const caA = path.join(pkiDir(dirA, 'ipsec'), 'ca.crt');
     const caB = path.join(pkiDir(dirB, 'ipsec'), 'ca.crt');
-    ipsecCaCertificate(dirA);
-    ipsecCaCertificate(dirB);
+    await ipsecCaCertificate(dirA);
+    await ipsecCaCertificate(dirB);
     const server = {
       ipsec: {
         pools: [{ name: 'rw', addresses: '10.99.0.0/24' }],

@@ -21,7 +21,7 @@ import { validateDocument } from '../../src/config/document.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { keaSubsystem } from '../../src/services/kea/subsystem.js';
-import { dhcpLeases, type KeaStatus } from '../../src/services/kea/kea.js';
+import { dhcpLeases, keaCommand, keaLeaseFiles, type KeaStatus } from '../../src/services/kea/kea.js';
 
 const skip = missing('netns', { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' });
 const MAC1 = '52:54:00:aa:00:01';
@@ -130,12 +130,21 @@ describe('kea (dhcp:) with real daemons', { skip }, () => {
     const status = (await keaSubsystem.status!(host)) as { running: boolean; detail: KeaStatus };
     assert.equal(status.running, true);
     const mac2 = await c2.mac('eth0');
-    const leases = dhcpLeases(host).map(({ address, mac, hostname, subnetId, state, validLifetime }) => ({ address, mac, hostname, subnetId, state, validLifetime }));
+    const leases = (await dhcpLeases(host)).map(({ address, mac, hostname, subnetId, state, validLifetime }) => ({ address, mac, hostname, subnetId, state, validLifetime }));
     assert.deepEqual(leases, [
       { address: '10.67.0.50', mac: MAC1, hostname: 'nas', subnetId: 1, state: 'active', validLifetime: 600 },
       { address: e2.new_ip_address, mac: mac2, hostname: undefined, subnetId: 2, state: 'active', validLifetime: 600 },
     ]);
     assert.deepEqual(status.detail.leases.map((l) => l.address), leases.map((l) => l.address));
+    // the leases came from the daemon (lease_cmds hook over the control socket); the files, bounded by
+    // lease file cleanup, say the same (the fallback while the daemon is down)
+    const paths = instancePaths(host.stateDir, 'kea');
+    const conf = JSON.parse(readFileSync(paths.file('kea-dhcp4.conf'), 'utf8')) as { Dhcp4: { 'lease-database': { 'lfc-interval': number }; 'hooks-libraries': { library: string }[] } };
+    assert.ok(conf.Dhcp4['lease-database']['lfc-interval'] > 0);
+    assert.match(conf.Dhcp4['hooks-libraries'][0]!.library, /libdhcp_lease_cmds\.so$/);
+    const viaSocket = await keaCommand(paths, 'lease4-get-all');
+    assert.equal(viaSocket.result, 0, viaSocket.text);
+    assert.deepEqual(keaLeaseFiles(paths).map((l) => [l.address, l.mac, l.expires]), (await dhcpLeases(host)).map((l) => [l.address, l.mac, l.expires]));
     assert.deepEqual(await keaSubsystem.plan(desired, host), []);
     const metrics = createMetrics({ subsystems: [keaSubsystem], host, on: () => undefined } as never, { processMetrics: false });
     const text = await metrics.registry.getSingleMetricAsString('patronus_dhcp_leases');
@@ -156,7 +165,7 @@ describe('kea (dhcp:) with real daemons', { skip }, () => {
     const e2 = await dhclient(c2, 'c2', true);
     assert.equal(e2.new_ip_address, '10.68.0.7');
     assert.equal(e2.new_host_name, 'printer');
-    const addrs = dhcpLeases(host).map((l) => l.address);
+    const addrs = (await dhcpLeases(host)).map((l) => l.address);
     assert.ok(addrs.includes('10.68.0.7'), JSON.stringify(addrs));
     assert.ok(!addrs.some((a) => /^10\.68\.0\.1\d\d$/.test(a)), `the released pool lease is gone: ${JSON.stringify(addrs)}`);
   });

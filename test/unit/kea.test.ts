@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseLeaseFile } from '../../src/services/kea/leases.js';
+import { leasesFromCommand, parseLeaseFile } from '../../src/services/kea/leases.js';
 import { renderKea, dhcpOpenings } from '../../src/services/kea/kea.js';
 import { instancePaths } from '../../src/services/common/service.js';
 import { keaSubsystem } from '../../src/services/kea/subsystem.js';
@@ -28,6 +28,28 @@ describe('kea leases', () => {
     ]);
     assert.deepEqual(parseLeaseFile(''), []);
     assert.throws(() => parseLeaseFile('a,b,c\n'), /not a Kea DHCPv4 lease file/);
+    // after lease file cleanup: FILE.1 + FILE.2 + FILE, each with its header; later files win
+    const split = csv.split('\n');
+    const rotated = [split.slice(0, 3).join('\n'), HEADER + split.slice(3, 5).join('\n'), HEADER + split.slice(5).join('\n')].join('\n');
+    assert.deepEqual(parseLeaseFile(rotated, now), parseLeaseFile(csv, now));
+  });
+
+  it('reads lease4-get-all answers (lease_cmds hook) into the same shape', () => {
+    const now = new Date('2026-01-01T00:00:00Z');
+    const t = now.getTime() / 1000;
+    assert.deepEqual(
+      leasesFromCommand(
+        [
+          { 'ip-address': '10.0.0.50', 'hw-address': '52:54:00:AA:00:01', 'client-id': '01:52:54:00:aa:00:01', hostname: 'nas', 'subnet-id': 1, 'valid-lft': 600, cltt: t, state: 0 },
+          { 'ip-address': '10.0.0.9', 'hw-address': '02:00:00:00:00:03', hostname: '', 'subnet-id': 1, 'valid-lft': 600, cltt: t - 610, state: 0 },
+        ],
+        now,
+      ),
+      [
+        { address: '10.0.0.9', mac: '02:00:00:00:00:03', clientId: undefined, hostname: undefined, subnetId: 1, validLifetime: 600, expires: new Date((t - 10) * 1000).toISOString(), state: 'expired' },
+        { address: '10.0.0.50', mac: '52:54:00:aa:00:01', clientId: '01:52:54:00:aa:00:01', hostname: 'nas', subnetId: 1, validLifetime: 600, expires: new Date((t + 600) * 1000).toISOString(), state: 'active' },
+      ],
+    );
   });
 });
 
@@ -44,9 +66,11 @@ describe('kea rendering', () => {
       ],
     }));
     assert.deepEqual(r.issues, []);
-    const k = renderKea(r.desired!.model!, instancePaths('/s', 'kea')).Dhcp4 as Record<string, any>;
+    const k = renderKea(r.desired!.model!, instancePaths('/s', 'kea'), '/usr/lib/kea/hooks').Dhcp4 as Record<string, any>;
     assert.deepEqual(k['interfaces-config'].interfaces, ['lan0', 'lan1']);
-    assert.deepEqual(k['lease-database'], { type: 'memfile', persist: true, name: '/s/services/kea/leases4.csv', 'lfc-interval': 0 });
+    // bounded lease file (cleanup hourly); leases read through the lease_cmds hook
+    assert.deepEqual(k['lease-database'], { type: 'memfile', persist: true, name: '/s/services/kea/leases4.csv', 'lfc-interval': 3600 });
+    assert.deepEqual(k['hooks-libraries'], [{ library: '/usr/lib/kea/hooks/libdhcp_lease_cmds.so' }]);
     assert.deepEqual(k['control-socket'], { 'socket-type': 'unix', 'socket-name': '/s/services/kea/run/kea4.sock' });
     assert.deepEqual(k.subnet4[0], {
       id: 1,

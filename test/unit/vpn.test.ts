@@ -251,29 +251,40 @@ list-sas reply {
 });
 
 describe('VPN certificate authority', () => {
-  it('issues server, client and IPsec certificates with the right key usage, and re-issues only on change', () => {
+  it('issues server, client and IPsec certificates with the right key usage, and re-issues only on change', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pt-pki-'));
     try {
-      const ca = ensureCa(dir, 't');
+      const ca = await ensureCa(dir, 't');
       const caCert = new Cert(ca.cert);
       assert.ok(caCert.ca);
-      const server = ensureCert(dir, 't', { name: 'server', commonName: 'vpn.example.net', usage: 'server', altNames: ['vpn.example.net', '192.0.2.1', '2001:db8::1'] });
+      const server = await ensureCert(dir, 't', { name: 'server', commonName: 'vpn.example.net', usage: 'server', altNames: ['vpn.example.net', '192.0.2.1', '2001:db8::1'] });
       const s = new Cert(server.cert);
       assert.ok(s.checkIssued(caCert) && s.verify(caCert.publicKey));
       assert.deepEqual(s.keyUsage, ['1.3.6.1.5.5.7.3.1'], 'serverAuth');
       assert.match(s.subjectAltName!, /DNS:vpn\.example\.net, IP Address:192\.0\.2\.1, IP Address:2001:DB8:0:0:0:0:0:1/);
       assert.ok(s.checkPrivateKey(createPrivateKey(server.key)));
-      const client = new Cert(ensureCert(dir, 't', { name: 'c', commonName: 'alice', usage: 'client' }).cert);
+      const client = new Cert((await ensureCert(dir, 't', { name: 'c', commonName: 'alice', usage: 'client' })).cert);
       assert.deepEqual(client.keyUsage, ['1.3.6.1.5.5.7.3.2'], 'clientAuth');
-      const ike = new Cert(ensureCert(dir, 't', { name: 'i', commonName: 'gw.example.net', usage: 'ipsec', altNames: ['gw.example.net'] }).cert);
+      const ike = new Cert((await ensureCert(dir, 't', { name: 'i', commonName: 'gw.example.net', usage: 'ipsec', altNames: ['gw.example.net'] })).cert);
       assert.deepEqual(ike.keyUsage!.sort(), ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2', '1.3.6.1.5.5.8.2.2']);
 
       // same request: same certificate; changed SAN: new certificate, same key
-      assert.equal(ensureCert(dir, 't', { name: 'server', commonName: 'vpn.example.net', usage: 'server', altNames: ['vpn.example.net', '192.0.2.1', '2001:db8::1'] }).cert, server.cert);
-      const changed = ensureCert(dir, 't', { name: 'server', commonName: 'vpn.example.net', usage: 'server', altNames: ['vpn2.example.net'] });
+      assert.equal((await ensureCert(dir, 't', { name: 'server', commonName: 'vpn.example.net', usage: 'server', altNames: ['vpn.example.net', '192.0.2.1', '2001:db8::1'] })).cert, server.cert);
+      const changed = await ensureCert(dir, 't', { name: 'server', commonName: 'vpn.example.net', usage: 'server', altNames: ['vpn2.example.net'] });
       assert.notEqual(changed.cert, server.cert);
       assert.equal(changed.key, server.key);
-      assert.throws(() => ensureCert(dir, 't', { name: '../x', commonName: 'x', usage: 'client' }), /not a safe file name/);
+      await assert.rejects(ensureCert(dir, 't', { name: '../x', commonName: 'x', usage: 'client' }), /not a safe file name/);
+      // ECDSA P-256 by default; RSA on request; a CA signs with its own key type
+      assert.equal(createPrivateKey(server.key).asymmetricKeyDetails?.namedCurve, 'prime256v1');
+      assert.equal(caCert.publicKey.asymmetricKeyType, 'ec');
+      const rsa = await ensureCert(dir, 't', { name: 'legacy', commonName: 'old-peer', usage: 'client', keyType: 'rsa-2048' });
+      assert.equal(createPrivateKey(rsa.key).asymmetricKeyType, 'rsa');
+      assert.ok(new Cert(rsa.cert).verify(caCert.publicKey));
+      // openssl agrees the chain verifies (its own parser, not node's)
+      const { execaSync } = await import('execa');
+      writeFileSync(path.join(dir, 'server.pem'), server.cert);
+      const v = execaSync('openssl', ['verify', '-CAfile', ca.certFile, '-purpose', 'sslserver', path.join(dir, 'server.pem')], { reject: false });
+      assert.equal(v.exitCode, 0, v.stderr);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -21,6 +21,8 @@ import path from 'node:path';
 import type { Host } from '../../system/host.js';
 import { defineSubsystem, step, type CompileContext, type DriftFinding, type ServiceOpening, type Step, type Subsystem } from '../../apply/subsystem.js';
 import { daemonPid, processUptime } from './daemon.js';
+import { certificateFiles } from '../../certificates/acme.js';
+import { ensureCert } from '../pki/pki.js';
 import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
 
@@ -57,6 +59,14 @@ export interface ServiceModule<M> {
   running(paths: InstancePaths, host: Host): Promise<boolean>;
   status?(paths: InstancePaths, host: Host): Promise<unknown>;
   openings?(config: Config): ServiceOpening[];
+  /**
+   * Certificates of the `certificates:` section this daemon serves: each is
+   * copied into the instance dir as FILE.pem (full chain) and FILE.key
+   * (0600) beside the rendered files, so a renewal is a changed file like
+   * any other (plan shows it, apply reloads with it, drift reports a
+   * daemon still serving the old one).
+   */
+  certificates?(model: M): { name: string; file: string }[];
 }
 
 export function instancePaths(stateDir: string, name: string): InstancePaths {
@@ -109,7 +119,7 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
       const scratch = mkdtempSync(path.join(os.tmpdir(), `patronus-check-${mod.name}-`));
       try {
         const paths = instancePaths(scratch, mod.name);
-        writeRendered(paths, mod.render(d.model, paths));
+        writeRendered(paths, [...mod.render(d.model, paths), ...(await certificateCopies(mod, d.model, host.stateDir, scratch))]);
         return await mod.check(d.model, paths, host);
       } finally {
         rmSync(scratch, { recursive: true, force: true });
@@ -129,7 +139,7 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
           }),
         ];
       }
-      const files = mod.render(model, paths);
+      const files = [...mod.render(model, paths), ...(await certificateCopies(mod, model, host.stateDir))];
       const changed = changedFiles(paths, files);
       const steps: Step[] = changed.map((f) =>
         step({ action: existsSync(paths.file(f)) ? 'change' : 'add', object: `${mod.name} file ${f}` }, () => writeRendered(paths, files.filter((x) => x.path === f))),
@@ -177,6 +187,9 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
         return out;
       }
       if (!running) out.push({ object: mod.name, reason: `not running (no live process for ${paths.pidFile}; log: ${paths.logFile})` });
+      for (const f of changedFiles(paths, await certificateCopies(mod, d.model, host.stateDir)).filter((f) => f.endsWith('.pem'))) {
+        out.push({ object: `${mod.name} ${f}`, reason: 'a renewed certificate is in service; the daemon still serves the one before' });
+      }
       return out;
     },
     configured(d) {
@@ -189,4 +202,29 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
 /** Lists files under the instance dir (for status/debugging). */
 export function instanceFiles(paths: InstancePaths): string[] {
   return existsSync(paths.dir) ? readdirSync(paths.dir, { recursive: true }).map(String) : [];
+}
+
+/**
+ * The copies of the certificates `mod` serves. With `scratch` (the checker's
+ * instance), a certificate not issued yet gets a throwaway self-signed
+ * stand-in there: validation runs before the apply that orders it.
+ */
+async function certificateCopies<M>(mod: ServiceModule<M>, model: M, stateDir: string, scratch?: string): Promise<RenderedFile[]> {
+  const out: RenderedFile[] = [];
+  for (const { name, file } of mod.certificates?.(model) ?? []) {
+    const f = certificateFiles(stateDir, name);
+    let cert: string;
+    let key: string;
+    try {
+      cert = readFileSync(f.fullchain, 'utf8');
+      key = readFileSync(f.key, 'utf8');
+    } catch {
+      if (!scratch) throw new Error(`${mod.name}: certificate "${name}" is not in service (the certificates step orders it; see its error)`);
+      const standIn = await ensureCert(scratch, 'stand-in', { name, commonName: name, usage: 'server' });
+      cert = standIn.cert;
+      key = standIn.key;
+    }
+    out.push({ path: `${file}.pem`, content: cert }, { path: `${file}.key`, content: key, mode: 0o600 });
+  }
+  return out;
 }

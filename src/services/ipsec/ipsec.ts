@@ -29,7 +29,8 @@ import type { Issue } from '../../config/issues.js';
 import { addressFamily, parsePrefix, formatPrefix } from '../../net/address.js';
 import { DaemonError, daemonPid, startDaemon, stopDaemon, tailLog, waitFor } from '../common/daemon.js';
 import type { InstancePaths, ServiceModule } from '../common/service.js';
-import { ensureCa, ensureCert, pkiDir, withSharedKey } from '../pki/pki.js';
+import { ensureCa, ensureCert, pkiDir } from '../pki/pki.js';
+import { viciCommand } from './vici.js';
 import type { IpsecConnectionConfig } from './schema.js';
 
 export type IpsecBackend = 'kernel' | 'libipsec';
@@ -171,7 +172,7 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
     const scratchState = stateDirOf(paths);
     const realPki = pkiDir(host.stateDir, IPSEC_CA);
     if (existsSync(realPki)) cpSync(realPki, pkiDir(scratchState, IPSEC_CA), { recursive: true });
-    withSharedKey(() => prepareInstance(model, paths, scratchState, backend));
+    await prepareInstance(model, paths, scratchState, backend);
     const problem = await dryRun(paths);
     if (problem) issues.push({ path: at, message: `strongSwan rejects the rendered configuration: ${problem}` });
     return issues;
@@ -180,7 +181,7 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
   async start(model, paths, host) {
     const backend = await resolveBackend(model.backend);
     if (model.backend === 'kernel' && backend !== 'kernel') throw new Error('ipsec: backend kernel requested, but this kernel cannot do ESP');
-    prepareInstance(model, paths, host.stateDir, backend);
+    await prepareInstance(model, paths, host.stateDir, backend);
     await startCharon(paths, host);
     await loadAll(paths, host);
   },
@@ -188,7 +189,7 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
   async reload(model, paths, host, changed) {
     const backend = await resolveBackend(model.backend);
     const before = readBackend(paths);
-    prepareInstance(model, paths, host.stateDir, backend);
+    await prepareInstance(model, paths, host.stateDir, backend);
     if (changed.includes('strongswan.conf') || before !== backend) {
       await stopCharon(paths);
       await startCharon(paths, host);
@@ -205,8 +206,7 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
   },
 
   async status(paths, host): Promise<IpsecStatus> {
-    const r = await swanctl(paths, host, ['--list-sas', '--pretty']);
-    return { backend: readBackend(paths) ?? 'unknown', sas: r.exitCode === 0 ? parseListSas(r.stdout) : [] };
+    return { backend: readBackend(paths) ?? 'unknown', sas: await listSas(paths) };
   },
 
   openings(config: Config): ServiceOpening[] {
@@ -246,12 +246,25 @@ export function kernelHasEsp(): Promise<boolean> {
   return espProbe;
 }
 
-/** Parses `swanctl --list-sas --pretty`. */
+/**
+ * The IKE_SAs, asked from charon over its vici socket (list-sas, one
+ * list-sa event per IKE_SA): no swanctl process, no text parsing. Empty
+ * when charon does not answer (not running).
+ */
+export async function listSas(paths: InstancePaths): Promise<IpsecIkeSa[]> {
+  const r = await viciCommand(viciSocket(paths), 'list-sas', {}, 'list-sa').catch(() => undefined);
+  return r ? sasFromEvents(r.events as PrettyObject[]) : [];
+}
+
+/** Parses `swanctl --list-sas --pretty` (the same messages as text; kept for diagnostics and tests). */
 export function parseListSas(text: string): IpsecIkeSa[] {
-  const events = parsePretty(text).filter((e) => e.name === 'list-sa event');
+  return sasFromEvents(parsePretty(text).filter((e) => e.name === 'list-sa event').map((e) => e.value));
+}
+
+function sasFromEvents(events: PrettyObject[]): IpsecIkeSa[] {
   const sas: IpsecIkeSa[] = [];
   for (const e of events) {
-    for (const [connection, v] of Object.entries(e.value)) {
+    for (const [connection, v] of Object.entries(e)) {
       const sa = v as PrettyObject;
       const children = (sa['child-sas'] ?? {}) as PrettyObject;
       sas.push({
@@ -295,8 +308,8 @@ export function parseListSas(text: string): IpsecIkeSa[] {
 }
 
 /** The CA certificate of this host's IPsec CA (made on first use), for peers to trust. */
-export function ipsecCaCertificate(stateDir: string): string {
-  return ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA').cert;
+export async function ipsecCaCertificate(stateDir: string): Promise<string> {
+  return (await ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA')).cert;
 }
 
 // ---------------------------------------------------------------------------
@@ -441,16 +454,16 @@ function renderSwanctlConf(model: IpsecModel, paths: InstancePaths): string {
  * credential directories, certificates (made as needed) and links to the
  * private keys in the key store.
  */
-function prepareInstance(model: IpsecModel, paths: InstancePaths, stateDir: string, backend: IpsecBackend): void {
+async function prepareInstance(model: IpsecModel, paths: InstancePaths, stateDir: string, backend: IpsecBackend): Promise<void> {
   mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
   const load = `${PLUGINS} ${backend === 'libipsec' ? 'kernel-libipsec ' : ''}kernel-netlink socket-default vici counters`;
   writeFileSync(paths.file('backend.conf'), `# backend: ${backend}\nload = ${load}\n`);
   for (const d of CRED_DIRS) mkdirSync(paths.file(d), { recursive: true });
   const certConns = model.connections.filter((c) => c.auth === 'cert');
-  if (certConns.length) ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA');
+  if (certConns.length) await ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA');
   const keep = new Set<string>();
   for (const c of certConns) {
-    const issued = ensureCert(stateDir, IPSEC_CA, { name: certName(c.name), commonName: c.localId!, usage: 'ipsec', altNames: [c.localId!] });
+    const issued = await ensureCert(stateDir, IPSEC_CA, { name: certName(c.name), commonName: c.localId!, usage: 'ipsec', altNames: [c.localId!] });
     const link = paths.file(`private/${certName(c.name)}.key`);
     keep.add(path.basename(link));
     try {

@@ -6,7 +6,7 @@
  * sits in the instance directory with lease file cleanup off, and changes
  * apply through the control socket's config-reload.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Host } from '../../system/host.js';
@@ -15,7 +15,7 @@ import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
 import { daemonPid, startDaemon, stopDaemon, DaemonError, tailLog } from '../common/daemon.js';
 import { instancePaths, type InstancePaths, type RenderedFile, type ServiceModule } from '../common/service.js';
-import { parseLeaseFile, type DhcpLease } from './leases.js';
+import { leasesFromCommand, parseLeaseFile, type DhcpLease, type KeaLease4 } from './leases.js';
 import type { DhcpConfig } from './schema.js';
 
 export type { DhcpLease } from './leases.js';
@@ -90,7 +90,7 @@ export const keaService: ServiceModule<KeaModel> = {
   },
 
   async status(paths): Promise<KeaStatus> {
-    return { pid: daemonPid(paths.pidFile, 'kea-dhcp4'), leases: keaLeases(paths) };
+    return { pid: daemonPid(paths.pidFile, 'kea-dhcp4'), leases: await keaLeases(paths) };
   },
 
   openings(config: Config): ServiceOpening[] {
@@ -99,18 +99,51 @@ export const keaService: ServiceModule<KeaModel> = {
 };
 
 /** The current leases of the instance under a Host's state dir (for the API). */
-export function dhcpLeases(host: Pick<Host, 'stateDir'>): DhcpLease[] {
+export function dhcpLeases(host: Pick<Host, 'stateDir'>): Promise<DhcpLease[]> {
   return keaLeases(instancePaths(host.stateDir, 'kea'));
 }
 
-export function keaLeases(paths: InstancePaths): DhcpLease[] {
-  let text: string;
-  try {
-    text = readFileSync(paths.file(LEASES), 'utf8');
-  } catch {
-    return [];
+/**
+ * The leases: from the running daemon through the lease_cmds hook (no file
+ * parsing per request), else from the lease files (daemon stopped).
+ */
+export async function keaLeases(paths: InstancePaths): Promise<DhcpLease[]> {
+  if (daemonPid(paths.pidFile, 'kea-dhcp4') !== undefined && existsSync(controlSocket(paths))) {
+    const r = await keaCommand(paths, 'lease4-get-all').catch(() => undefined);
+    // 0: leases, 3: none
+    if (r?.result === 3) return [];
+    if (r?.result === 0) return leasesFromCommand((r.arguments as { leases: KeaLease4[] }).leases);
   }
-  return parseLeaseFile(text);
+  return keaLeaseFiles(paths);
+}
+
+/** The leases as the lease files record them (FILE.1, FILE.2 and FILE: see leases.ts). */
+export function keaLeaseFiles(paths: InstancePaths): DhcpLease[] {
+  const file = paths.file(LEASES);
+  const text = [`${file}.1`, `${file}.2`, file]
+    .map((f) => {
+      try {
+        return readFileSync(f, 'utf8');
+      } catch {
+        return '';
+      }
+    })
+    .join('\n');
+  return text.trim() ? parseLeaseFile(text) : [];
+}
+
+/** Seconds between lease file cleanups: the file holds at most about an hour of changes beyond the current leases. */
+export const LFC_INTERVAL = 3600;
+
+/** Kea's hook libraries directory (Debian: /usr/lib/<triplet>/kea/hooks). */
+export function keaHooksDir(): string | undefined {
+  const candidates = ['/usr/lib/kea/hooks', '/usr/local/lib/kea/hooks'];
+  try {
+    for (const d of readdirSync('/usr/lib')) if (/-linux-gnu/.test(d)) candidates.unshift(`/usr/lib/${d}/kea/hooks`);
+  } catch {
+    /* no /usr/lib */
+  }
+  return candidates.find((d) => existsSync(path.join(d, 'libdhcp_lease_cmds.so')));
 }
 
 export function dhcpOpenings(c: DhcpConfig): ServiceOpening[] {
@@ -119,7 +152,7 @@ export function dhcpOpenings(c: DhcpConfig): ServiceOpening[] {
 }
 
 /** The Dhcp4 configuration object (Kea's JSON). */
-export function renderKea(model: KeaModel, paths: InstancePaths): { Dhcp4: Record<string, unknown> } {
+export function renderKea(model: KeaModel, paths: InstancePaths, hooks = keaHooksDir()): { Dhcp4: Record<string, unknown> } {
   const c = model.config;
   return {
     Dhcp4: {
@@ -131,7 +164,9 @@ export function renderKea(model: KeaModel, paths: InstancePaths): { Dhcp4: Recor
         'service-sockets-require-all': true,
       },
       'control-socket': { 'socket-type': 'unix', 'socket-name': controlSocket(paths) },
-      'lease-database': { type: 'memfile', persist: true, name: paths.file(LEASES), 'lfc-interval': 0 },
+      'lease-database': { type: 'memfile', persist: true, name: paths.file(LEASES), 'lfc-interval': LFC_INTERVAL },
+      // leases over the control socket (lease4-get-all) instead of parsing the file per request
+      ...(hooks ? { 'hooks-libraries': [{ library: path.join(hooks, 'libdhcp_lease_cmds.so') }] } : {}),
       'valid-lifetime': c.validLifetime,
       authoritative: c.authoritative,
       subnet4: c.subnets.map((s, i) => {

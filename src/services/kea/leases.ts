@@ -1,8 +1,13 @@
 /**
- * Kea's memfile lease file as structured data. Kea appends one CSV line per
- * change (grant, renew, release, expiry); with lease file cleanup off
- * (lfc-interval 0) the last line for an address is its current state, and a
- * line with valid_lifetime 0 means the lease was deleted.
+ * Kea's leases as structured data, from the lease_cmds hook's
+ * `lease4-get-all` answer (the normal path: the daemon holds its leases in
+ * memory) or, when the daemon is not running, from the memfile lease files.
+ * Kea appends one CSV line per change (grant, renew, release, expiry); the
+ * last line for an address is its current state, and a line with
+ * valid_lifetime 0 means the lease was deleted. Lease file cleanup (LFC)
+ * keeps the files bounded: the complete history is FILE.1 (the last
+ * cleanup's output), FILE.2 (the file being cleaned up) and FILE, in that
+ * order, so parse their concatenation.
  */
 import { ipv4ToNumber } from '../../net/address.js';
 
@@ -22,9 +27,42 @@ export interface DhcpLease {
 
 const STATES: Record<string, DhcpLease['state']> = { '0': 'active', '1': 'declined', '2': 'expired' };
 
+/** One lease as lease4-get-all reports it (Kea's lease_cmds hook). */
+export interface KeaLease4 {
+  'ip-address': string;
+  'hw-address'?: string;
+  'client-id'?: string;
+  hostname?: string;
+  'subnet-id': number;
+  'valid-lft': number;
+  cltt: number;
+  state: number;
+}
+
+/** Leases from lease4-get-all (ones past expiry marked expired). */
+export function leasesFromCommand(leases: readonly KeaLease4[], now: Date = new Date()): DhcpLease[] {
+  return leases
+    .map((l): DhcpLease => {
+      const expireSec = l.cltt + l['valid-lft'];
+      const state = STATES[String(l.state)] ?? 'active';
+      return {
+        address: l['ip-address'],
+        mac: (l['hw-address'] ?? '').toLowerCase(),
+        clientId: l['client-id'] || undefined,
+        hostname: l.hostname || undefined,
+        subnetId: l['subnet-id'],
+        validLifetime: l['valid-lft'],
+        expires: new Date(expireSec * 1000).toISOString(),
+        state: state === 'active' && expireSec * 1000 < now.getTime() ? 'expired' : state,
+      };
+    })
+    .sort((a, b) => cmpIp(a.address, b.address));
+}
+
 /** Current leases from the CSV text (deleted leases dropped; ones past expiry marked expired). */
 export function parseLeaseFile(text: string, now: Date = new Date()): DhcpLease[] {
-  const lines = text.split('\n').filter((l) => l.trim());
+  // concatenated files repeat the header: keep the first
+  const lines = text.split('\n').filter((l, i, all) => l.trim() && (i === all.indexOf(l) || !l.startsWith('address,')));
   if (!lines.length) return [];
   const header = lines[0]!.split(',');
   const col = (name: string) => header.indexOf(name);

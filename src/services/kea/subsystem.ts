@@ -11,7 +11,7 @@ export const keaSubsystem: Subsystem<Parameters<typeof base.apply>[0]> = {
     const paths = instancePaths(host.stateDir, keaService.name);
     const up = await keaService.running(paths, host);
     const counts = new Map<string, { subnet: number; state: string; count: number }>();
-    for (const l of keaLeases(paths)) {
+    for (const l of await keaLeases(paths)) {
       const key = `${l.subnetId}/${l.state}`;
       const c = counts.get(key) ?? { subnet: l.subnetId, state: l.state, count: 0 };
       c.count++;

@@ -62,7 +62,7 @@ export function renderKea6(m: Kea6Model, paths: InstancePaths): { Dhcp6: Record<
         'service-sockets-max-retries': 20,
         'service-sockets-retry-wait-time': 500,
       },
-      'lease-database': { type: 'memfile', persist: true, name: paths.file(LEASES), 'lfc-interval': 0 },
+      'lease-database': { type: 'memfile', persist: true, name: paths.file(LEASES), 'lfc-interval': 3600 },
       // the server DUID file (default /var/lib/kea, shared and maybe absent) lives with the instance
       'data-directory': paths.dir,
       'preferred-lifetime': c.preferredLifetime,

@@ -38,7 +38,7 @@ import type { Issue } from '../../config/issues.js';
 import { addressBytes, formatPrefix, ipv4Netmask, parsePrefix, prefixRange, type Prefix } from '../../net/address.js';
 import { daemonPid, startDaemon, stopDaemon } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
-import { ensureCa, ensureCert, pkiDir, withSharedKey } from '../pki/pki.js';
+import { ensureCa, ensureCert, pkiDir } from '../pki/pki.js';
 import type { OpenvpnClientConfig, OpenvpnServerConfig } from './schema.js';
 
 export const OPENVPN_DEFAULT_PORT = 1194;
@@ -177,7 +177,7 @@ export const openvpnModule: ServiceModule<OpenvpnModel> = {
     }
     const issues: Issue[] = [];
     for (const i of model.instances) {
-      if (i.kind === 'server') withSharedKey(() => ensureServerMaterial(scratchState, i));
+      if (i.kind === 'server') await ensureServerMaterial(scratchState, i);
       pruneCcd(i, paths);
       const at = ['openvpn', i.kind === 'server' ? 'servers' : 'clients', i.index];
       // the throwaway namespace has none of this host's addresses: bind to any there
@@ -425,11 +425,11 @@ function routeArgs(prefix: string): string {
 }
 
 /** CA, server and client certificates, tls-crypt key: made on first use, kept after. */
-function ensureServerMaterial(stateDir: string, s: OpenvpnServerModel): void {
+async function ensureServerMaterial(stateDir: string, s: OpenvpnServerModel): Promise<void> {
   const ca = caName(s.name);
-  ensureCa(stateDir, ca, `Patronus OpenVPN ${s.name} CA`);
-  ensureCert(stateDir, ca, { name: 'server', commonName: serverCommonName(s.name), usage: 'server', ...(s.remoteHost ? { altNames: [s.remoteHost] } : {}) });
-  for (const c of s.clients) ensureCert(stateDir, ca, { name: certName(c.name), commonName: c.name, usage: 'client' });
+  await ensureCa(stateDir, ca, `Patronus OpenVPN ${s.name} CA`);
+  await ensureCert(stateDir, ca, { name: 'server', commonName: serverCommonName(s.name), usage: 'server', ...(s.remoteHost ? { altNames: [s.remoteHost] } : {}) });
+  for (const c of s.clients) await ensureCert(stateDir, ca, { name: certName(c.name), commonName: c.name, usage: 'client' });
   const tc = tlsCryptFile(stateDir, s.name);
   if (!existsSync(tc)) {
     mkdirSync(path.dirname(tc), { recursive: true, mode: 0o700 });
@@ -472,7 +472,7 @@ async function converge(model: OpenvpnModel, paths: InstancePaths, host: Host, c
     if (id.startsWith('server-')) rmSync(paths.file(`ccd-${id.slice(7)}`), { recursive: true, force: true });
   }
   for (const i of model.instances) {
-    if (i.kind === 'server') ensureServerMaterial(host.stateDir, i);
+    if (i.kind === 'server') await ensureServerMaterial(host.stateDir, i);
     pruneCcd(i, paths);
     const up = !!daemonPid(pidFileOf(paths, i.id), 'openvpn');
     // OpenVPN re-reads its config only on a restart (SIGHUP drops every client too);

@@ -1,22 +1,31 @@
 /**
  * A small certificate authority for the VPN services: one CA per name
  * (e.g. one per OpenVPN server, one for IPsec), server and client
- * certificates signed by it. Keys are RSA-2048 made by node's crypto;
- * certificates are built with node-forge (node can parse X.509 but not
- * write it). Everything lives under <stateDir>/keys/pki/<ca>/: keys 0600,
- * directories 0700.
+ * certificates signed by it. Certificates are written with @peculiar/x509
+ * (a maintained X.509 library on WebCrypto) and signed by node's crypto;
+ * new keys are ECDSA P-256 (RSA-2048 on request, and keys already on disk
+ * keep their type). Everything lives under <stateDir>/keys/pki/<ca>/: keys
+ * 0600, directories 0700.
  *
  * A certificate is re-issued when what it should say changes (subject,
  * alternative names, usage) or when it is past two thirds of its life, so
  * an apply that re-runs is a no-op and a changed SAN takes effect.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import forge from 'node-forge';
+// tsyringe (inside @peculiar/x509) needs the Reflect metadata polyfill loaded first
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 import { addressFamily, parsePrefix } from '../../net/address.js';
 
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+type WebKey = webcrypto.CryptoKey;
+type SignAlgorithm = webcrypto.RsaHashedImportParams | (webcrypto.EcdsaParams & webcrypto.EcKeyImportParams);
+
 export type CertUsage = 'server' | 'client' | 'ipsec';
+export type KeyType = 'ecdsa-p256' | 'rsa-2048';
 
 export interface CertRequest {
   /** file name stem, unique per CA */
@@ -26,6 +35,8 @@ export interface CertRequest {
   /** DNS names and IP addresses for subjectAltName */
   altNames?: string[];
   days?: number;
+  /** type of a new key (an existing key file keeps its type); default ECDSA P-256 */
+  keyType?: KeyType;
 }
 
 export interface IssuedCert {
@@ -49,61 +60,71 @@ export function pkiDir(stateDir: string, ca: string): string {
 }
 
 /** The CA named `ca`, made on first use (self-signed, 10 years). */
-export function ensureCa(stateDir: string, ca: string, commonName = `Patronus ${ca} CA`): Ca {
+export async function ensureCa(stateDir: string, ca: string, commonName = `Patronus ${ca} CA`, keyType: KeyType = 'ecdsa-p256'): Promise<Ca> {
   const dir = pkiDir(stateDir, ca);
   const certFile = path.join(dir, 'ca.crt');
   const keyFile = path.join(dir, 'ca.key');
   if (!existsSync(certFile) || !existsSync(keyFile)) {
     privateDir(dir);
-    const key = newKey();
-    const cert = forge.pki.createCertificate();
-    cert.publicKey = forge.pki.publicKeyFromPem(key.publicPem);
-    cert.serialNumber = serial();
-    validity(cert, 3650);
-    const subject = [{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'Patronus' }];
-    cert.setSubject(subject);
-    cert.setIssuer(subject);
-    cert.setExtensions([
-      { name: 'basicConstraints', cA: true, critical: true },
-      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-      { name: 'subjectKeyIdentifier' },
-    ]);
-    signWith(cert, key.privatePem);
-    writeSecret(keyFile, key.privatePem);
-    writeFileAtomic(certFile, forge.pki.certificateToPem(cert), 0o644);
+    const key = newKeyPem(keyType);
+    const pair = await cryptoKeys(createPrivateKey(key));
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: serial(),
+      name: [{ CN: [commonName] }, { O: ['Patronus'] }],
+      ...validity(3650),
+      keys: pair,
+      signingAlgorithm: pair.algorithm,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(pair.publicKey),
+      ],
+    });
+    writeSecret(keyFile, key);
+    writeFileAtomic(certFile, cert.toString('pem') + '\n', 0o644);
   }
   return { name: ca, cert: readFileSync(certFile, 'utf8'), certFile, keyFile };
 }
 
 /** A certificate signed by `ca` for `req`, issued (or re-issued) as needed. */
-export function ensureCert(stateDir: string, ca: string, req: CertRequest): IssuedCert {
+export async function ensureCert(stateDir: string, ca: string, req: CertRequest): Promise<IssuedCert> {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(req.name)) throw new Error(`certificate name "${req.name}" is not a safe file name`);
-  const authority = ensureCa(stateDir, ca);
+  const authority = await ensureCa(stateDir, ca);
   const dir = pkiDir(stateDir, ca);
   const certFile = path.join(dir, `${req.name}.crt`);
   const keyFile = path.join(dir, `${req.name}.key`);
   if (!existsSync(keyFile) || !existsSync(certFile) || !certMatches(readFileSync(certFile, 'utf8'), authority, req)) {
-    const key = existsSync(keyFile) ? readKeyPair(keyFile) : newKey();
-    const caCert = forge.pki.certificateFromPem(authority.cert);
-    const cert = forge.pki.createCertificate();
-    cert.publicKey = forge.pki.publicKeyFromPem(key.publicPem);
-    cert.serialNumber = serial();
-    validity(cert, req.days ?? 825);
-    cert.setSubject([{ name: 'commonName', value: req.commonName }]);
-    cert.setIssuer(caCert.subject.attributes);
+    const keyPem = existsSync(keyFile) ? readFileSync(keyFile, 'utf8') : newKeyPem(req.keyType ?? 'ecdsa-p256');
+    const subjectKey = createPrivateKey(keyPem);
+    const caKey = await cryptoKeys(createPrivateKey(readFileSync(authority.keyFile, 'utf8')));
+    const caCert = new x509.X509Certificate(authority.cert);
+    const rsa = subjectKey.asymmetricKeyType === 'rsa';
     const eku =
-      req.usage === 'server' ? { serverAuth: true } : req.usage === 'client' ? { clientAuth: true } : { serverAuth: true, clientAuth: true, '1.3.6.1.5.5.8.2.2': true };
-    cert.setExtensions([
-      { name: 'basicConstraints', cA: false, critical: true },
-      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-      { name: 'extKeyUsage', ...eku },
-      { name: 'subjectKeyIdentifier' },
-      { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
-      ...(req.altNames?.length ? [{ name: 'subjectAltName', altNames: req.altNames.map(altName) }] : []),
-    ]);
-    signWith(cert, readFileSync(authority.keyFile, 'utf8'));
-    if (!existsSync(keyFile)) writeSecret(keyFile, key.privatePem);
-    writeFileAtomic(certFile, forge.pki.certificateToPem(cert), 0o644);
+      req.usage === 'server'
+        ? [x509.ExtendedKeyUsage.serverAuth]
+        : req.usage === 'client'
+          ? [x509.ExtendedKeyUsage.clientAuth]
+          : [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth, IKE_INTERMEDIATE];
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial(),
+      subject: [{ CN: [req.commonName] }],
+      issuer: caCert.subject,
+      ...validity(req.days ?? 825),
+      publicKey: await publicCryptoKey(subjectKey),
+      signingKey: caKey.privateKey,
+      signingAlgorithm: caKey.algorithm,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        // keyEncipherment only means something for RSA key transport
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | (rsa ? x509.KeyUsageFlags.keyEncipherment : 0), true),
+        new x509.ExtendedKeyUsageExtension(eku),
+        await x509.SubjectKeyIdentifierExtension.create(await publicCryptoKey(subjectKey)),
+        await x509.AuthorityKeyIdentifierExtension.create(caKey.publicKey),
+        ...(req.altNames?.length ? [new x509.SubjectAlternativeNameExtension(req.altNames.map((a) => ({ type: addressFamily(a) ? ('ip' as const) : ('dns' as const), value: a })))] : []),
+      ],
+    });
+    if (!existsSync(keyFile)) writeSecret(keyFile, keyPem);
+    writeFileAtomic(certFile, cert.toString('pem') + '\n', 0o644);
   }
   return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8'), certFile, keyFile };
 }
@@ -121,52 +142,37 @@ export function describeCert(pem: string): { subject: string; issuer: string; no
   };
 }
 
+/** A new private key as PKCS#8 PEM (ECDSA P-256 keys take well under a millisecond). */
+export function newKeyPem(type: KeyType = 'ecdsa-p256'): string {
+  const k =
+    type === 'rsa-2048'
+      ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+      : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return k.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+}
+
 // ---------------------------------------------------------------------------
 
-/**
- * Signs with node's crypto (forge's pure-JS RSA takes ~300 ms a signature):
- * forge lays out the to-be-signed part, node signs it.
- */
-function signWith(cert: forge.pki.Certificate, caKeyPem: string): void {
-  const oid = forge.pki.oids['sha256WithRSAEncryption']!;
-  cert.siginfo.algorithmOid = oid;
-  cert.signatureOid = oid;
-  const tbs = (forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }).getTBSCertificate(cert);
-  (cert as unknown as { tbsCertificate: forge.asn1.Asn1 }).tbsCertificate = tbs;
-  const der = Buffer.from(forge.asn1.toDer(tbs).getBytes(), 'binary');
-  cert.signature = sign('sha256', der, createPrivateKey(caKeyPem)).toString('binary');
+/** strongSwan's IKE intermediate EKU: some peers (macOS, Windows) want it on gateway certificates */
+const IKE_INTERMEDIATE = '1.3.6.1.5.5.8.2.2';
+
+/** The WebCrypto form of a node key pair, with the algorithm it signs with (SHA-256). */
+async function cryptoKeys(key: KeyObject): Promise<{ privateKey: WebKey; publicKey: WebKey; algorithm: SignAlgorithm }> {
+  const algorithm = signingAlgorithm(key);
+  const der = key.export({ type: 'pkcs8', format: 'der' });
+  const privateKey = await webcrypto.subtle.importKey('pkcs8', der, algorithm, true, ['sign']);
+  return { privateKey, publicKey: await publicCryptoKey(key), algorithm };
 }
 
-/** Test hook: a key every new certificate in this process reuses (scratch checks only). */
-let sharedKey: { privatePem: string; publicPem: string } | undefined;
-
-/**
- * Runs fn with one key pair shared by every certificate it makes: the
- * checker's scratch PKI proves file layout and syntax, not key strength,
- * and RSA key generation is the slow part (~250 ms a key).
- */
-export function withSharedKey<T>(fn: () => T): T {
-  sharedKey = newKeyReal();
-  try {
-    return fn();
-  } finally {
-    sharedKey = undefined;
-  }
+async function publicCryptoKey(key: KeyObject): Promise<WebKey> {
+  const der = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  return webcrypto.subtle.importKey('spki', der, signingAlgorithm(key), true, ['verify']);
 }
 
-function newKey(): { privatePem: string; publicPem: string } {
-  return sharedKey ?? newKeyReal();
-}
-
-function newKeyReal(): { privatePem: string; publicPem: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  // forge reads PKCS#1 private keys; openvpn and strongSwan read both
-  return { privatePem: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString() };
-}
-
-function readKeyPair(file: string): { privatePem: string; publicPem: string } {
-  const k = createPrivateKey(readFileSync(file, 'utf8'));
-  return { privatePem: k.export({ type: 'pkcs1', format: 'pem' }).toString(), publicPem: createPublicKey(k).export({ type: 'spki', format: 'pem' }).toString() };
+function signingAlgorithm(key: KeyObject): SignAlgorithm {
+  if (key.asymmetricKeyType === 'rsa') return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+  if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  throw new Error(`unsupported key type ${key.asymmetricKeyType} ${key.asymmetricKeyDetails?.namedCurve ?? ''}: Patronus keys are ECDSA P-256 or RSA`);
 }
 
 function certMatches(pem: string, ca: Ca, req: CertRequest): boolean {
@@ -186,11 +192,12 @@ function certMatches(pem: string, ca: Ca, req: CertRequest): boolean {
 }
 
 function usageOf(c: X509Certificate): CertUsage | undefined {
-  const f = forge.pki.certificateFromPem(c.toString());
-  const eku = f.getExtension('extKeyUsage') as { serverAuth?: boolean; clientAuth?: boolean } | null;
-  if (eku?.serverAuth && eku.clientAuth) return 'ipsec';
-  if (eku?.serverAuth) return 'server';
-  if (eku?.clientAuth) return 'client';
+  const eku = c.keyUsage ?? [];
+  const server = eku.includes(x509.ExtendedKeyUsage.serverAuth);
+  const client = eku.includes(x509.ExtendedKeyUsage.clientAuth);
+  if (server && client) return 'ipsec';
+  if (server) return 'server';
+  if (client) return 'client';
   return undefined;
 }
 
@@ -201,20 +208,15 @@ function normalizeAlt(a: string): string {
   return `IP:${parsePrefix(m[1]!).address}`;
 }
 
-function altName(a: string): { type: number; value?: string; ip?: string } {
-  return addressFamily(a) ? { type: 7, ip: a } : { type: 2, value: a };
-}
-
-function validity(cert: forge.pki.Certificate, days: number): void {
+function validity(days: number): { notBefore: Date; notAfter: Date } {
   const now = Date.now();
   // a little back-dating tolerates clocks that differ between the two ends
-  cert.validity.notBefore = new Date(now - 5 * 60_000);
-  cert.validity.notAfter = new Date(now + days * 86_400_000);
+  return { notBefore: new Date(now - 5 * 60_000), notAfter: new Date(now + days * 86_400_000) };
 }
 
 function serial(): string {
   const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f; // positive
+  b[0] = (b[0]! & 0x3f) | 0x40; // positive, no leading zero byte (minimal DER)
   return b.toString('hex');
 }
 

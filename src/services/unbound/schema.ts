@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { parsePrefix, isIPv4, isIPv6 } from '../../net/address.js';
+import { CERT_NAME } from '../../certificates/schema.js';
 
 /** A DNS name, with or without the trailing dot (letters, digits, -, _; labels 1-63). */
 export const DOMAIN = /^(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$/;
@@ -104,6 +105,14 @@ export const unboundSchema = z
         interfaces: z.array(z.string().min(1)).default([]).describe('managed interfaces to answer on (their addresses, queries allowed from them)'),
         addresses: z.array(ipAddress).default(['127.0.0.1', '::1']).describe('extra addresses to answer on'),
         port: u16.min(1).default(53).describe('DNS port'),
+        tls: z
+          .object({
+            certificate: z.string().regex(CERT_NAME, 'must name a certificate of certificates.issue').describe('a certificate of certificates.issue (ACME); a renewal restarts the resolver with it'),
+            port: u16.min(1).default(853).describe('DNS over TLS port'),
+          })
+          .strict()
+          .optional()
+          .describe('also answer DNS over TLS (RFC 7858) on every listen address'),
       })
       .strict()
       .prefault({})

@@ -116,8 +116,8 @@ export const unboundService: ServiceModule<UnboundModel> = {
 
   async reload(model, paths, host, changed) {
     await saveCounters(paths, host);
-    if (changed.includes(LISTEN)) {
-      // interfaces and port are bound once at start-up
+    if (changed.includes(LISTEN) || changed.some((f) => f.startsWith(`${DOT_CERT}.`))) {
+      // interfaces and port are bound once at start-up, the DoT certificate loaded once
       await stopDaemon(daemonSpec(paths));
       await unboundService.start(model, paths, host);
       return;
@@ -147,7 +147,15 @@ export const unboundService: ServiceModule<UnboundModel> = {
   openings(config: Config): ServiceOpening[] {
     return dnsOpenings(config.dns);
   },
+
+  certificates(model) {
+    const dot = model.config.listen.tls;
+    return dot ? [{ name: dot.certificate, file: DOT_CERT }] : [];
+  },
 };
+
+/** the DoT certificate's copy in the instance dir (.pem, .key) */
+const DOT_CERT = 'tls/dot';
 
 /** Query statistics, monotonic across reloads (see stats.ts). */
 export async function unboundStats(paths: InstancePaths, host: Host): Promise<UnboundStats> {
@@ -170,6 +178,7 @@ export function dnsOpenings(c: DnsConfig): ServiceOpening[] {
   const out: ServiceOpening[] = [];
   const add = (interfaces: string[]) => {
     out.push({ service: 'unbound', proto: 'udp', port, interfaces }, { service: 'unbound', proto: 'tcp', port, interfaces });
+    if (c.listen.tls) out.push({ service: 'unbound', proto: 'tcp', port: c.listen.tls.port, interfaces });
   };
   if (c.listen.interfaces.length) add([...c.listen.interfaces]);
   // an address alone does not say which interface holds it: open on every managed one
@@ -224,7 +233,7 @@ export function renderUnbound(model: UnboundModel, paths: InstancePaths): Render
 
   const files: RenderedFile[] = [];
   server.push(`\tinclude: ${q(paths.file(LISTEN))}`);
-  files.push({ path: LISTEN, content: header() + renderListen(c) });
+  files.push({ path: LISTEN, content: header() + renderListen(c, paths) });
   server.push(`\tinclude: ${q(paths.file('records.conf'))}`);
   files.push({ path: 'records.conf', content: header() + renderRecords(c) });
   for (const b of model.blocklists) {
@@ -248,10 +257,17 @@ export function renderUnbound(model: UnboundModel, paths: InstancePaths): Render
 
 // ---------------------------------------------------------------------------
 
-function renderListen(c: DnsConfig): string {
+function renderListen(c: DnsConfig, paths: InstancePaths): string {
   const lines = [`\tport: ${c.listen.port}`];
   for (const i of c.listen.interfaces) lines.push(`\tinterface: ${i}`);
   for (const a of c.listen.addresses) lines.push(`\tinterface: ${a}`);
+  const dot = c.listen.tls;
+  if (dot) {
+    // the same addresses again on the DoT port; the certificate is a copy the service framework keeps current
+    for (const i of c.listen.interfaces) lines.push(`\tinterface: ${i}@${dot.port}`);
+    for (const a of c.listen.addresses) lines.push(`\tinterface: ${a}@${dot.port}`);
+    lines.push(`\ttls-port: ${dot.port}`, `\ttls-service-pem: ${quote(paths.file(`${DOT_CERT}.pem`))}`, `\ttls-service-key: ${quote(paths.file(`${DOT_CERT}.key`))}`);
+  }
   // clients on a listen interface may query without an access-control entry
   for (const i of c.listen.interfaces) lines.push(`\tinterface-action: ${i} allow`);
   return lines.join('\n') + '\n';

@@ -86,6 +86,11 @@ const applyBody = sourceBody
   .extend({
     message: z.string().max(500).default('').describe('why this change (kept with the revision)'),
     confirmWithin: z.coerce.number().positive().max(86400).optional().describe('seconds: roll back by itself unless confirmed within this time'),
+    expect: z
+      .object({ revision: z.number().int().positive().nullable(), fingerprint: z.string().regex(/^[0-9a-f]{64}$/) })
+      .strict()
+      .optional()
+      .describe("a saved plan's basis (the plan response's `basis`): apply only if the committed revision is still that one and the plan computed now is the same (409 otherwise)"),
   })
   .strict();
 const rollbackBody = z
@@ -287,7 +292,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.post(`${API_PREFIX}/config/apply`, { config: { role: 'operator' }, schema: { summary: 'Apply a document as a new revision (all or nothing)', body: applyBody } }, async (req) => {
     const b = req.body;
-    return engine.apply(source(b), { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
+    return engine.apply({ ...source(b), ...(b.expect ? { expect: b.expect } : {}) }, { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
   });
 
   app.post(`${API_PREFIX}/config/confirm`, { config: { role: 'operator' }, schema: { summary: 'Confirm the revision awaiting confirmation' } }, async () => engine.confirm());

@@ -28,6 +28,7 @@
  * - The revision the kernel runs is recorded in the store, so every process
  *   sharing it reports the same "running" revision.
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
 import { spawn } from 'node:child_process';
@@ -37,7 +38,7 @@ import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
 import { subsystems as registry } from './registry.js';
-import type { Change, CompileContext, ServiceOpening, Subsystem } from './subsystem.js';
+import { changesOf, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
 import { validateDocumentStages, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
@@ -51,7 +52,24 @@ import { checkInWorker } from './check-worker.js';
  * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
  * document. An empty document is refused unless `allowEmpty` (src/config/input.ts).
  */
-export type ConfigSource = ({ text: string; format?: ConfigFormat } | { document: unknown }) & { allowEmpty?: boolean };
+export type ConfigSource = ({ text: string; format?: ConfigFormat } | { document: unknown }) & {
+  allowEmpty?: boolean;
+  /**
+   * Apply only if the plan would still be this one (a saved plan, `patronus
+   * apply FILE.plan`): the committed revision is the same and the plan
+   * computed now against the running system has the same fingerprint.
+   */
+  expect?: PlanBasis;
+};
+
+/** What a plan was made against: the committed revision and a fingerprint of what plan found (terraform's saved plan). */
+export interface PlanBasis {
+  /** the committed revision when the plan was made (null: none yet) */
+  revision: number | null;
+  /** sha256 over every subsystem's planned changes: they are computed from the desired state and the observed kernel and daemon state */
+  fingerprint: string;
+}
+
 
 export interface ApplyMeta {
   author: string;
@@ -110,12 +128,15 @@ export interface Plan {
   removesEverything?: true;
   subsystems: SubsystemPlan[];
   summary: Record<Change['action'], number>;
+  /** what the plan was made against (a saved plan is applied only while it still holds) */
+  basis?: PlanBasis;
 }
 
 export type ProgressEvent =
   | { phase: 'validate' }
   | { phase: 'apply' | 'rollback'; subsystem: string; index: number; total: number }
-  | { phase: 'step-done'; subsystem: string; ok: boolean; ms: number };
+  /** changes: those of the steps that ran, in order (all of them when ok; up to and including the failing one otherwise) */
+  | { phase: 'step-done'; subsystem: string; ok: boolean; ms: number; changes: Change[] };
 
 export interface EngineOptions {
   host: Host;
@@ -153,6 +174,14 @@ export const GUARD_GRACE_MS = 200;
 /** 409: the operation conflicts with what is going on (apply running, confirmation pending). */
 export class ConflictError extends Error {
   override name = 'ConflictError';
+}
+
+/** 409 for a saved plan: what it was made against changed since. */
+export class StalePlanError extends ConflictError {
+  constructor(message: string) {
+    super(`${message}: the plan is stale, make a new one (patronus plan -o FILE)`);
+    this.name = 'StalePlanError';
+  }
 }
 
 /** An apply failed at a step; the system was rolled back (see report.rollback). */
@@ -324,14 +353,15 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const out: SubsystemPlan[] = [];
     for (const s of this.subsystems) {
       try {
-        out.push({ subsystem: s.name, changes: await s.plan(compiled.desired.get(s.name), this.host) });
+        out.push({ subsystem: s.name, changes: changesOf(await s.steps(compiled.desired.get(s.name), this.host)) });
       } catch (e) {
         throw new Error(`plan: subsystem "${s.name}" failed: ${(e as Error).message}`);
       }
     }
     const summary = { add: 0, remove: 0, change: 0, reload: 0, restart: 0, start: 0, stop: 0 };
     for (const p of out) for (const c of p.changes) summary[c.action]++;
-    return { ...(isEmptyDocument(compiled.document) ? { removesEverything: true as const } : {}), subsystems: out, summary };
+    const basis = { revision: this.store.current()?.id ?? null, fingerprint: planFingerprint(out) };
+    return { ...(isEmptyDocument(compiled.document) ? { removesEverything: true as const } : {}), subsystems: out, summary, basis };
   }
 
   /**
@@ -351,10 +381,21 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         pending = this.pendingConfirmation();
       }
       if (pending) throw new ConflictError(`revision ${pending.id} awaits confirmation until ${pending.confirmDeadline}: confirm or roll it back first`);
+      if (source.expect) await this.checkPlanBasis(compiled, source.expect);
       const unchanged = await this.unchangedReport(compiled);
       if (unchanged) return unchanged;
       return this.applyCompiled(compiled, meta);
     });
+  }
+
+  /** Under the apply lock: refuses a saved plan whose committed revision or observed state changed since it was made. */
+  private async checkPlanBasis(compiled: Compiled, expect: PlanBasis): Promise<void> {
+    const committed = this.store.current()?.id ?? null;
+    if (committed !== expect.revision) throw new StalePlanError(`the plan was made against revision ${expect.revision ?? '(none)'}, revision ${committed ?? '(none)'} is committed now`);
+    const now = await this.planCompiled(compiled);
+    if (now.basis?.fingerprint !== expect.fingerprint) {
+      throw new StalePlanError('the running system changed since the plan was made (the plan computed now differs)');
+    }
   }
 
   /**
@@ -741,9 +782,10 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       }
       if (FOUNDATION.has(s.name) && !skip.same.has(s.name)) foundationChanged = true;
       this.emit('progress', { phase: 'apply', subsystem: s.name, index, total });
-      const step = await this.applyStep(s, compiled);
+      const changes: Change[] = [];
+      const step = await this.applyStep(s, compiled, changes);
       steps.push(step);
-      this.emit('progress', { phase: 'step-done', subsystem: s.name, ok: step.ok, ms: step.ms });
+      this.emit('progress', { phase: 'step-done', subsystem: s.name, ok: step.ok, ms: step.ms, changes });
       if (!step.ok && stopOnError) break;
     }
     return steps;
@@ -785,11 +827,19 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     return out;
   }
 
-  /** Converges one subsystem to `compiled`; the outcome, never a throw. */
-  private async applyStep(s: Subsystem<any>, compiled: Compiled): Promise<StepResult> {
+  /**
+   * Converges one subsystem to `compiled`: computes its steps against the
+   * running system (exactly what plan prints) and runs them in order; the
+   * outcome, never a throw. The one step loop for apply, rollback, repair and
+   * start-up reconciliation.
+   */
+  private async applyStep(s: Subsystem<any>, compiled: Compiled, ran: Change[] = []): Promise<StepResult> {
     const t0 = performance.now();
     try {
-      await s.apply(compiled.desired.get(s.name), this.host);
+      for (const step of await s.steps(compiled.desired.get(s.name), this.host)) {
+        ran.push(...step.changes);
+        await step.run();
+      }
       return { subsystem: s.name, ok: true, ms: performance.now() - t0 };
     } catch (e) {
       return { subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message };
@@ -959,4 +1009,9 @@ function openLockDb(path: string): Database.Database {
   db.pragma('busy_timeout = 0');
   // no schema: BEGIN EXCLUSIVE locks even an empty database file (and creating one would itself need the lock)
   return db;
+}
+
+/** sha256 over every subsystem's changes, in order. */
+export function planFingerprint(subsystems: readonly SubsystemPlan[]): string {
+  return createHash('sha256').update(JSON.stringify(subsystems.map((p) => [p.subsystem, p.changes]))).digest('hex');
 }

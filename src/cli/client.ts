@@ -88,7 +88,7 @@ export class RestClient implements Client {
     return this.call<Plan>('POST', '/api/v1/config/plan', this.body(src));
   }
   apply(src: ConfigSource, opts: { message: string; confirmWithin?: number }) {
-    return this.call<ApplyReport>('POST', '/api/v1/config/apply', { ...this.body(src), ...opts });
+    return this.call<ApplyReport>('POST', '/api/v1/config/apply', { ...this.body(src), ...(src.expect ? { expect: src.expect } : {}), ...opts });
   }
   confirm() {
     return this.call<Revision>('POST', '/api/v1/config/confirm', {});

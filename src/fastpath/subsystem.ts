@@ -5,7 +5,7 @@
  * write the shadow generation, switch, attach), teardown, status.
  */
 import { probes, queryTc, queryXdp } from '../bpf/index.js';
-import type { Change, CompileContext, DriftFinding, Subsystem } from '../apply/subsystem.js';
+import { defineSubsystem, type Change, type CompileContext, type DriftFinding, type Subsystem } from '../apply/subsystem.js';
 import type { Issue } from '../config/issues.js';
 import type { Host } from '../system/host.js';
 import { compileFastpath, type FastpathCapacity, type FastpathDesired, type LpmEntry } from './compile.js';
@@ -53,11 +53,16 @@ export function compileFastpathSection(fastpath: FastpathConfig, ctx: Pick<Compi
   return compileFastpath({ fastpath, aliases: ctx.aliases, ...(geoip ? { geoip } : {}) });
 }
 
-export const fastpathSubsystem: Subsystem<FastpathDesired> = {
+export const fastpathSubsystem: Subsystem<FastpathDesired> = defineSubsystem<FastpathDesired>({
   name: 'fastpath',
 
   compile(ctx) {
     return compileFastpathSection(ctx.config.fastpath, ctx);
+  },
+
+  /** One step: the new rule set goes into shadow maps and one write flips the generation, so the whole plan is one transaction. */
+  async steps(desired, host) {
+    return [{ changes: await planFastpath(desired, host), run: () => applyFastpath(desired, host) }];
   },
 
   async validate(desired, host) {
@@ -80,51 +85,6 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
       }
     }
     return issues;
-  },
-
-  async plan(desired, host) {
-    const changes: Change[] = [];
-    const pinDir = fastpathPinDir(host);
-    if (!FastpathDataPlane.isPinned(pinDir)) {
-      if (desired.interfaces.length === 0) return changes;
-      changes.push({ action: 'add', object: `data plane ${pinDir}`, detail: 'load and pin xdp_filter and tc_filter' });
-      for (const f of LPM_FIELDS) if (desired.fields[f].length > 1) changes.push({ action: 'add', object: `map ${f}`, detail: `${desired.fields[f].length} entries` });
-      for (const r of desired.rules) changes.push({ action: 'add', object: `rule ${r.name}`, detail: `#${r.index} ${r.action}` });
-      for (const i of desired.interfaces) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}${i.egress ? `; tc egress, default ${i.egressPolicy.defaultPolicy}` : ''}` });
-      return changes;
-    }
-    let dp: FastpathView;
-    try {
-      dp = observeFastpath(host);
-    } catch (e) {
-      if (!(e instanceof IncompatibleDataPlaneError)) throw e;
-      return [{ action: 'change', object: `data plane ${pinDir}`, detail: `replace the pinned data plane of another Patronus version (${e.message}); its counters and block list start empty` }];
-    }
-    using _dp = dp;
-    // awaited here: the data plane (its map fds) must stay open until the plan has read it
-    return await planAgainst(dp, desired, host);
-  },
-
-  async apply(desired, host) {
-    const pinDir = fastpathPinDir(host);
-    if (desired.interfaces.length === 0 && desired.rules.length === 0) {
-      if (FastpathDataPlane.isPinned(pinDir)) (await openFastpath(host)).destroy();
-      return;
-    }
-    let dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn), upgrade: true });
-    try {
-      const previous = dp.configuredIfindexes();
-      // every interface's index from one `ip link` listing (a process spawn each was ~50 ms here)
-      const links = await linkIndexes(host);
-      const ifindexOf = (n: string) => links.get(n) ?? host.ifindex(n);
-      const resize = capacityChanges(dp.capacity, desired.capacity);
-      if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
-      else await dp.apply(desired, ifindexOf);
-      await dp.attach(desired.interfaces, ifindexOf, previous);
-      dp.retireSuperseded();
-    } finally {
-      dp.close();
-    }
   },
 
   async teardown(host) {
@@ -214,7 +174,52 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
   configured(desired) {
     return desired.interfaces.length > 0 || desired.rules.length > 0;
   },
-};
+});
+
+async function planFastpath(desired: FastpathDesired, host: Host): Promise<Change[]> {
+  const changes: Change[] = [];
+  const pinDir = fastpathPinDir(host);
+  if (!FastpathDataPlane.isPinned(pinDir)) {
+    if (desired.interfaces.length === 0) return changes;
+    changes.push({ action: 'add', object: `data plane ${pinDir}`, detail: 'load and pin xdp_filter and tc_filter' });
+    for (const f of LPM_FIELDS) if (desired.fields[f].length > 1) changes.push({ action: 'add', object: `map ${f}`, detail: `${desired.fields[f].length} entries` });
+    for (const r of desired.rules) changes.push({ action: 'add', object: `rule ${r.name}`, detail: `#${r.index} ${r.action}` });
+    for (const i of desired.interfaces) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}${i.egress ? `; tc egress, default ${i.egressPolicy.defaultPolicy}` : ''}` });
+    return changes;
+  }
+  let dp: FastpathView;
+  try {
+    dp = observeFastpath(host);
+  } catch (e) {
+    if (!(e instanceof IncompatibleDataPlaneError)) throw e;
+    return [{ action: 'change', object: `data plane ${pinDir}`, detail: `replace the pinned data plane of another Patronus version (${e.message}); its counters and block list start empty` }];
+  }
+  using _dp = dp;
+  // awaited here: the data plane (its map fds) must stay open until the plan has read it
+  return await planAgainst(dp, desired, host);
+}
+
+async function applyFastpath(desired: FastpathDesired, host: Host): Promise<void> {
+  const pinDir = fastpathPinDir(host);
+  if (desired.interfaces.length === 0 && desired.rules.length === 0) {
+    if (FastpathDataPlane.isPinned(pinDir)) (await openFastpath(host)).destroy();
+    return;
+  }
+  let dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn), upgrade: true });
+  try {
+    const previous = dp.configuredIfindexes();
+    // every interface's index from one `ip link` listing (a process spawn each was ~50 ms here)
+    const links = await linkIndexes(host);
+    const ifindexOf = (n: string) => links.get(n) ?? host.ifindex(n);
+    const resize = capacityChanges(dp.capacity, desired.capacity);
+    if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
+    else await dp.apply(desired, ifindexOf);
+    await dp.attach(desired.interfaces, ifindexOf, previous);
+    dp.retireSuperseded();
+  } finally {
+    dp.close();
+  }
+}
 
 /** name -> ifindex of every link in the host's namespace (one `ip -j link show`). */
 async function linkIndexes(host: Host): Promise<Map<string, number>> {

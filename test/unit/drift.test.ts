@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../src/apply/engine.js';
-import type { DriftFinding, Subsystem } from '../../src/apply/subsystem.js';
+import { defineSubsystem, type DriftFinding, type Subsystem } from '../../src/apply/subsystem.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { DriftMonitor } from '../../src/drift/monitor.js';
@@ -30,24 +30,29 @@ function fake() {
     compiles: 0,
     subsystem: undefined as unknown as Subsystem<string>,
   };
-  s.subsystem = {
+  s.subsystem = defineSubsystem<string>({
     name: 'fake',
     compile: (ctx) => {
       s.compiles++;
       return { desired: ctx.config.interfaces[0]?.description ?? '', issues: [] };
     },
-    plan: async () => [],
-    apply: async () => {
-      s.applies++;
-      if (s.slowMs) await new Promise((r) => setTimeout(r, s.slowMs));
-      if (!s.stuck) s.broken = false;
-    },
+    steps: async () => [
+      {
+        changes: [],
+        async run() {
+          s.applies++;
+          if (s.slowMs) await new Promise((r) => setTimeout(r, s.slowMs));
+          if (!s.stuck) s.broken = false;
+        },
+      },
+    ],
     drift: async (): Promise<DriftFinding[]> => {
       s.checks++;
       await new Promise((r) => setTimeout(r, 20));
       return s.broken ? [{ object: 'thing', reason: 'broken by hand' }] : [];
     },
-  };
+  });
+
   return s;
 }
 

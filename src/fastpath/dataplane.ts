@@ -56,6 +56,7 @@ import {
   LOG_BUCKET_SIZE,
   LOG_CONFIG_SIZE,
   LOG_RING_BYTES,
+  LOG_SLOT_DEFAULT,
   LOG_SLOTS,
   LOG_STAT_SIZE,
   lpmKey,
@@ -402,6 +403,12 @@ export class FastpathDataPlane implements Disposable {
       nv.set(u32(i), values);
       copied.verdicts.push({ from: i, to: i, values });
     }
+    // drop-event counters and their per-CPU baselines follow the counters they are relative to (droplog.ts)
+    const logStats = (dp: FastpathDataPlane) => new PerCpuMap(dp.maps.log_stats.nativeHandle, dp.maps.log_stats.keyCodec, codecs.bytes(LOG_STAT_SIZE));
+    const ol = logStats(old);
+    const nl = logStats(this);
+    for (const c of copied.rules) nl.set(u32(c.to), ol.get(u32(c.from))!);
+    for (let s = LOG_SLOT_DEFAULT; s < LOG_SLOTS; s++) nl.set(u32(s), ol.get(u32(s))!);
     for (const m of ['block_v4', 'block_v6'] as const) {
       for (const k of old.maps[m].keys()) {
         const v = old.maps[m].get(k);

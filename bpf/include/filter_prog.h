@@ -664,11 +664,17 @@ static __always_inline struct iface_value *iface_entry(__u32 ifindex, __u32 gen,
 }
 
 /* Drop events only when this generation logs (gc: the generation's config,
- * NULL on the default path when it could not be read). */
-#define LOG_DROP(RULE, SLOT, VERDICT)                                                  \
-	do {                                                                           \
-		if (gc && (gc->features & FEAT_LOG))                                   \
-			log_drop(&pi, ifindex, (RULE) << 16 | (SLOT), gen | dir << 8 | (VERDICT) << 16);         \
+ * NULL on the default path when it could not be read), and only when the
+ * rule's bucket may be open (filter_log.h): during a flood a suppressed drop
+ * costs one array load and a jiffies read. */
+#define LOG_DROP(RULE, SLOT, VERDICT)                                                            \
+	do {                                                                                     \
+		if (gc && (gc->features & FEAT_LOG)) {                                           \
+			__u32 s_ = (SLOT);                                                       \
+			struct log_bucket *b_ = bpf_map_lookup_elem(&log_bucket, &s_);           \
+			if (b_ && b_->open_jiffies <= bpf_jiffies64())                           \
+				log_drop(&pi, ifindex, (RULE) << 16 | s_, gen | dir << 8 | (VERDICT) << 16); \
+		}                                                                                \
 	} while (0)
 
 static __always_inline enum filter_result filter_packet(void *data, void *data_end, __u64 len,
@@ -717,7 +723,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	bs = bpf_map_lookup_elem(&block_active, &fam);
 	if (bs && *bs && blocked(&pi, dir == FILTER_DIR_INGRESS ? pi.saddr : pi.daddr)) {
 		count_verdict(dir, VERDICT_BLOCKED, len);
-		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_BLOCKED, VERDICT_BLOCKED);
+		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_BLOCKED + dir, VERDICT_BLOCKED);
 		return FILTER_DROP;
 	}
 
@@ -771,7 +777,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 deflt:
 	if (ifv->default_action == FILTER_ACT_DROP) {
 		count_verdict(dir, VERDICT_DEFAULT_DROP, len);
-		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_DEFAULT, VERDICT_DEFAULT_DROP);
+		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_DEFAULT + dir, VERDICT_DEFAULT_DROP);
 		return FILTER_DROP;
 	}
 	count_verdict(dir, VERDICT_DEFAULT_PASS, len);

@@ -17,6 +17,7 @@ import { mkdirSync, existsSync, rmSync, readdirSync, renameSync } from 'node:fs'
 import { addressBytes } from '../net/address.js';
 import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, probes, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode, netnsExists } from '../system/host.js';
+import { dropLogCounters, loggingSlotsOf, prepareDropLog, settleDropLog, type DropLogCounters, type LogRule } from './droplog.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
 import { changedIndexes, changedVectors, diffKeyed, genConfigWithConstraints, packDir4 } from './generation.js';
 import {
@@ -50,13 +51,10 @@ import {
   MAPS,
   encodeGenConfig,
   encodeIfaceValue,
-  encodeLogConfig,
+  decodeLogConfig,
   ifaceIndex,
   LOG_BUCKET_SIZE,
   LOG_CONFIG_SIZE,
-  LOG_FLAGS,
-  LOG_SLOT_BLOCKED,
-  LOG_SLOT_DEFAULT,
   LOG_RING_BYTES,
   LOG_SLOTS,
   LOG_STAT_SIZE,
@@ -594,8 +592,10 @@ export class FastpathDataPlane implements Disposable {
     await this.maps.actions.setMany(actionEntries);
     written.actions = desired.rules.length;
     this.maps.gen_config.set(u32(shadow), encodeGenConfig(genConfigWithConstraints(desired)));
-    // drop events (filter_log.h): read only when gen_config says FEAT_LOG
-    this.maps.log_cfg.set(u32(shadow), encodeLogConfig(desired.log));
+    // drop events (filter_log.h, src/fastpath/droplog.ts): read only when gen_config says FEAT_LOG
+    const logRules: LogRule[] = desired.rules.map((r, i) => ({ name: r.name, slot: slots[i]!, limited: r.action === 'rate-limit', logs: (desired.log.rules[i >> 3]! & (1 << (i & 7))) !== 0 }));
+    const logBefore = { gen: active, rules: this.logRules(active) };
+    prepareDropLog(this.maps, shadow, desired.log, logRules, loggingSlotsOf(this.maps, active, logBefore.rules));
     const meta = Buffer.alloc(GEN_META_SIZE);
     meta.writeUInt32LE(desired.rules.length, 0);
     LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
@@ -604,6 +604,7 @@ export class FastpathDataPlane implements Disposable {
     // the switch: one 4-byte array write
     this.maps.active.set(u32(0), u32(shadow));
     this.rcuBarrier();
+    settleDropLog(this.maps, desired.log, logRules, logBefore);
 
     // interfaces no longer configured: nothing reads their slots now
     for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
@@ -673,12 +674,15 @@ export class FastpathDataPlane implements Disposable {
    */
   private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
     const map = this.maps[f];
-    const have = this.generationContents(f, gen);
+    const have = await this.generationContents(f, gen);
     const want = new Map<string, Buffer>();
     for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e.bits);
     const diff = diffKeyed(have, want);
     const stale = diff.stale.map((k) => Buffer.from(k, 'latin1'));
-    for (const k of stale) map.delete(k);
+    // forget first: if the delete fails midway, the next apply reads the map again
+    this.contents.delete(`${f}:${gen}`);
+    // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
+    await map.deleteMany(stale);
     const batch = diff.write.map(([k, bits]) => [Buffer.from(k, 'latin1'), bits] as [Buffer, Buffer]);
     // forget first: if a write fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
@@ -720,16 +724,12 @@ export class FastpathDataPlane implements Disposable {
     this.vectors.set(key, vectors);
   }
 
-  private generationContents(f: LpmField, gen: number): Map<string, Buffer> {
+  private async generationContents(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
     const known = this.contents.get(`${f}:${gen}`);
     if (known) return known;
-    const map = this.maps[f];
     const out = new Map<string, Buffer>();
-    for (const k of map.keys()) {
-      if (k[4] !== gen) continue;
-      const v = map.get(k);
-      if (v) out.set(k.toString('latin1'), v);
-    }
+    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
+    for (const [k, v] of await this.maps[f].entries()) if (k[4] === gen) out.set(k.toString('latin1'), v);
     this.contents.set(`${f}:${gen}`, out);
     return out;
   }
@@ -855,35 +855,21 @@ export class FastpathDataPlane implements Disposable {
    * that logs, and of the default-drop and blocklist pseudo rules when they
    * log: emitted, suppressed by the per-rule limiter, lost on a full ring.
    */
-  logCounters(): { rule: string; emitted: bigint; suppressed: bigint; lost: bigint; rate: number }[] {
+  logCounters(): DropLogCounters[] {
     const gen = this.generation;
-    const cfg = this.maps.log_cfg.get(u32(gen))!;
-    const rate = cfg.readUInt32LE(16);
-    if (!rate) return [];
-    const flags = cfg.readUInt32LE(20);
-    const bits = cfg.subarray(24);
-    const stats = new PerCpuMap(this.maps.log_stats.nativeHandle, this.maps.log_stats.keyCodec, codecs.bytes(LOG_STAT_SIZE));
-    const read = (rule: string, slot: number) => {
-      let emitted = 0n;
-      let suppressed = 0n;
-      let lost = 0n;
-      for (const v of stats.get(u32(slot))!) {
-        emitted += v.readBigUInt64LE(0);
-        suppressed += v.readBigUInt64LE(8);
-        lost += v.readBigUInt64LE(16);
-      }
-      return { rule, emitted, suppressed, lost, rate };
-    };
-    const out = [];
+    return dropLogCounters(this.maps, gen, this.logRules(gen));
+  }
+
+  /** The rules of a generation with their counter slots and whether their drops log. */
+  private logRules(gen: number): LogRule[] {
+    const bits = decodeLogConfig(this.maps.log_cfg.get(u32(gen))!).rules;
+    const out: LogRule[] = [];
     const n = this.meta(gen).rules;
     for (let i = 0; i < n; i++) {
-      if (!(bits[i >> 3]! & (1 << (i & 7)))) continue;
       const a = decodeAction(this.maps.actions.get(u32(gen * FILTER_MAX_RULES + i))!);
-      const name = a.slot < FILTER_COUNTER_SLOTS ? this.slotName(a.slot) : undefined;
-      if (name) out.push(read(name, a.slot));
+      if (a.slot >= FILTER_COUNTER_SLOTS) continue;
+      out.push({ name: this.slotName(a.slot) ?? `slot ${a.slot}`, slot: a.slot, limited: a.action === ACTION['rate-limit'], logs: (bits[i >> 3]! & (1 << (i & 7))) !== 0 });
     }
-    if (flags & LOG_FLAGS.defaultDrop) out.push(read('default', LOG_SLOT_DEFAULT));
-    if (flags & LOG_FLAGS.blocked) out.push(read('blocklist', LOG_SLOT_BLOCKED));
     return out;
   }
 
@@ -951,7 +937,7 @@ export class FastpathDataPlane implements Disposable {
   }
 
   /** Keys and bit vectors of the active generation of one LPM map (for plan). */
-  activeEntries(f: LpmField): Map<string, Buffer> {
+  activeEntries(f: LpmField): Promise<Map<string, Buffer>> {
     return this.generationContents(f, this.generation);
   }
 

@@ -94,6 +94,8 @@ export const LOG_CONFIG_SIZE: number = STRUCTS.log_config.size;
 export const LOG_BUCKET_SIZE: number = STRUCTS.log_bucket.size;
 export const LOG_STAT_SIZE: number = STRUCTS.log_stat.size;
 export const LOG_EVENT_SIZE: number = STRUCTS.log_event.size;
+/** log_bucket.open_jiffies of a slot that does not log: never ask the limiter. */
+export const LOG_NEVER = 0xffffffffffffffffn;
 
 /** What a generation logs and how fast (struct log_config). */
 export interface LogConfig {
@@ -108,15 +110,21 @@ export interface LogConfig {
 
 const LC = STRUCTS.log_config.members;
 
-export function encodeLogConfig(c: LogConfig): Buffer {
+/** struct log_config; nsPerJiffy is the kernel's tick (1e9 / CONFIG_HZ), 0 for none. */
+export function encodeLogConfig(c: LogConfig, nsPerJiffy: number): Buffer {
   const b = Buffer.alloc(LOG_CONFIG_SIZE);
   const interval = c.rate > 0 ? BigInt(Math.round(1e9 / c.rate)) : 0n;
   b.writeBigUInt64LE(interval, LC.interval_ns.offset);
   b.writeBigUInt64LE(interval * BigInt(Math.max(0, c.burst - 1)), LC.tolerance_ns.offset);
+  b.writeBigUInt64LE(BigInt(Math.round(nsPerJiffy)), LC.ns_per_jiffy.offset);
   b.writeUInt32LE(c.rate, LC.rate.offset);
   b.writeUInt32LE(c.flags, LC.flags.offset);
   c.rules.copy(b, LC.rules.offset);
   return b;
+}
+
+export function decodeLogConfig(b: Buffer): LogConfig {
+  return { rate: b.readUInt32LE(LC.rate.offset), burst: 0, flags: b.readUInt32LE(LC.flags.offset), rules: Buffer.from(b.subarray(LC.rules.offset, LC.rules.offset + BITS_BYTES)) };
 }
 
 /** gen_config.constrained: one vector per match field, in enum filter_field order. */

@@ -8,7 +8,7 @@ import { probes, queryTc, queryXdp } from '../bpf/index.js';
 import type { Change, CompileContext, DriftFinding, Subsystem } from '../apply/subsystem.js';
 import type { Issue } from '../config/issues.js';
 import type { Host } from '../system/host.js';
-import { compileFastpath, type FastpathCapacity, type FastpathDesired } from './compile.js';
+import { compileFastpath, type FastpathCapacity, type FastpathDesired, type LpmEntry } from './compile.js';
 import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY, type FastpathView } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
 import { LPM_FIELDS, bitList, lpmKey, type LpmField } from './layout.js';
@@ -101,7 +101,8 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
       return [{ action: 'change', object: `data plane ${pinDir}`, detail: `replace the pinned data plane of another Patronus version (${e.message}); its counters and block list start empty` }];
     }
     using _dp = dp;
-    return planAgainst(dp, desired, host);
+    // awaited here: the data plane (its map fds) must stay open until the plan has read it
+    return await planAgainst(dp, desired, host);
   },
 
   async apply(desired, host) {
@@ -240,21 +241,23 @@ export async function planAgainst(dp: FastpathView, desired: FastpathDesired, ho
   for (const name of running.keys()) if (!want.has(name)) changes.push({ action: 'remove', object: `rule ${name}` });
 
   for (const f of LPM_FIELDS) {
-    const cur = dp.activeEntries(f);
+    const cur = await dp.activeEntries(f);
     const seen = new Set<string>();
-    const added: string[] = [];
-    const changed: string[] = [];
+    // entries, described only when printed (a plan of 100k prefixes prints five of them)
+    const added: LpmEntry[] = [];
+    const changed: LpmEntry[] = [];
     for (const e of desired.fields[f]) {
       const k = keyOf(f, dp.generation, e.data, e.length);
       seen.add(k);
       const v = cur.get(k);
-      if (!v) added.push(describeEntry(f, e.data, e.length, e.bits));
-      else if (!v.equals(e.bits)) changed.push(describeEntry(f, e.data, e.length, e.bits));
+      if (!v) added.push(e);
+      else if (!v.equals(e.bits)) changed.push(e);
     }
-    const removed = [...cur.keys()].filter((k) => !seen.has(k)).map((k) => describeKey(f, Buffer.from(k, 'latin1')));
-    pushSummarised(changes, 'add', f, added);
-    pushSummarised(changes, 'change', f, changed);
-    pushSummarised(changes, 'remove', f, removed);
+    const removed = [...cur.keys()].filter((k) => !seen.has(k));
+    const entry = (e: LpmEntry) => describeEntry(f, e.data, e.length, e.bits);
+    pushSummarised(changes, 'add', f, added, entry);
+    pushSummarised(changes, 'change', f, changed, entry);
+    pushSummarised(changes, 'remove', f, removed, (k) => describeKey(f, Buffer.from(k, 'latin1')));
   }
 
   const attached = new Map(dp.interfaces().map((i) => [i.ifindex, i]));
@@ -298,10 +301,10 @@ function describeEntry(f: LpmField, data: Buffer, length: number, bits?: Buffer)
   return bits ? `${what} -> rules ${bitList(bits).join(',') || 'none'}` : what;
 }
 
-function pushSummarised(changes: Change[], action: 'add' | 'remove' | 'change', f: LpmField, list: string[]): void {
+function pushSummarised<T>(changes: Change[], action: 'add' | 'remove' | 'change', f: LpmField, list: T[], describe: (x: T) => string): void {
   if (list.length === 0) return;
-  if (list.length <= 20) for (const d of list) changes.push({ action, object: `map ${f} entry`, detail: d });
-  else changes.push({ action, object: `map ${f}`, detail: `${list.length} entries (first: ${list.slice(0, 5).join('; ')})` });
+  if (list.length <= 20) for (const x of list) changes.push({ action, object: `map ${f} entry`, detail: describe(x) });
+  else changes.push({ action, object: `map ${f}`, detail: `${list.length} entries (first: ${list.slice(0, 5).map(describe).join('; ')})` });
 }
 
 function emptyDesired(fastpath: FastpathConfig): FastpathDesired {

@@ -19,7 +19,7 @@ import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, probes, ope
 import { currentNetnsInode, netnsExists } from '../system/host.js';
 import { dropLogCounters, loggingSlotsOf, prepareDropLog, settleDropLog, type DropLogCounters, type LogRule } from './droplog.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
-import { genConfigWithConstraints, packDir4 } from './generation.js';
+import { changedIndexes, changedVectors, diffKeyed, genConfigWithConstraints, packDir4 } from './generation.js';
 import {
   ACTION,
   DIR,
@@ -684,17 +684,13 @@ export class FastpathDataPlane implements Disposable {
     const have = await this.generationContents(f, gen);
     const want = new Map<string, Buffer>();
     for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e.bits);
-    const stale: Buffer[] = [];
-    for (const k of have.keys()) if (!want.has(k)) stale.push(Buffer.from(k, 'latin1'));
+    const diff = diffKeyed(have, want);
+    const stale = diff.stale.map((k) => Buffer.from(k, 'latin1'));
     // forget first: if the delete fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
     // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
     await map.deleteMany(stale);
-    const batch: [Buffer, Buffer][] = [];
-    for (const [k, bits] of want) {
-      const cur = have.get(k);
-      if (!cur || !cur.equals(bits)) batch.push([Buffer.from(k, 'latin1'), bits]);
-    }
+    const batch = diff.write.map(([k, bits]) => [Buffer.from(k, 'latin1'), bits] as [Buffer, Buffer]);
     // forget first: if a write fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
     await map.setMany(batch);
@@ -711,8 +707,7 @@ export class FastpathDataPlane implements Disposable {
   private async writeU32s(name: 'v4_dir16' | 'v4_dir8' | 'port_class', first: number, values: Uint32Array): Promise<void> {
     const key = `${name}:${first}`;
     const prev = this.arrays.get(key);
-    const changed: number[] = [];
-    for (let i = 0; i < values.length; i++) if (!prev || prev[i] !== values[i]) changed.push(i);
+    const changed = changedIndexes(prev, values);
     if (changed.length === 0) return;
     const keys = Buffer.alloc(4 * changed.length);
     const vals = Buffer.alloc(4 * changed.length);
@@ -729,7 +724,7 @@ export class FastpathDataPlane implements Disposable {
   private async writeVectors(name: 'v4_class' | 'v4_bitmap' | 'port_bits', first: number, vectors: Buffer[]): Promise<void> {
     const key = `${name}:${first}`;
     const prev = this.vectors.get(key);
-    const batch = vectors.flatMap((b, i) => (prev?.[i]?.equals(b) ? [] : [[u32(first + i), b] as const]));
+    const batch = changedVectors(prev, vectors).map((i) => [u32(first + i), vectors[i]!] as const);
     if (batch.length === 0) return;
     this.vectors.delete(key);
     await this.maps[name].setMany(batch);

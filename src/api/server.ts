@@ -12,7 +12,7 @@
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { OPENAPI_TAGS, documentComponent, openapiTransform } from './openapi.js';
+import { DASHBOARD_FRAME_SCHEMA, OPENAPI_TAGS, documentComponent, openapiTransform } from './openapi.js';
 import { z } from 'zod';
 import type { ConfigSource, Engine } from '../apply/engine.js';
 import { formatPlan } from '../apply/plan.js';
@@ -36,6 +36,7 @@ import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
 import { exportProfile } from '../services/openvpn/openvpn.js';
 import { openvpnServerSchema } from '../services/openvpn/schema.js';
 import { ipsecCaCertificate } from '../services/ipsec/ipsec.js';
+import { registerConsole } from './console.js';
 import { EventHub } from '../events/hub.js';
 import { registerEventRoutes } from '../events/routes.js';
 import { registerEventMetrics } from '../events/metrics.js';
@@ -59,6 +60,8 @@ export interface ServerOptions {
    * starts its periodic loop). Default: one that checks on demand only.
    */
   drift?: DriftMonitor;
+  /** the web console (src/api/console.ts): where its build is, how often the dashboard stream reads counters */
+  console?: { dir?: string; intervalMs?: number };
   /** the firewall event log behind /api/v1/events (serve feeds it from the fast path and NFLOG); default: an empty one */
   events?: EventHub;
   /** console session idle timeout and lifetime (default 1 h, 12 h) */
@@ -193,7 +196,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
           bearer: { type: 'http', scheme: 'bearer' },
           session: { type: 'apiKey', in: 'cookie', name: 'patronus_session', description: 'console session (POST /api/v1/session); requests that change something also need X-CSRF-Token' },
         },
-        schemas: { PatronusDocument: documentComponent() },
+        schemas: { PatronusDocument: documentComponent(), DashboardFrame: DASHBOARD_FRAME_SCHEMA },
       },
       // either one; each operation's x-patronus-role says which role it needs
       security: [{ bearer: [] }, { session: [] }],
@@ -428,6 +431,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     if (!conns?.length) return reply.code(404).send(errorBody(404, 'no IPsec connections in the committed configuration'));
     return reply.type('application/x-pem-file').send(ipsecCaCertificate(engine.host.stateDir));
   });
+
+  await registerConsole(app, { engine, metrics, drift, ...opts.console });
 
   return app;
 }

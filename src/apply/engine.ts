@@ -39,7 +39,7 @@ import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
 import { subsystems as registry } from './registry.js';
 import { changesOf, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
-import { validateDocument, type Validated } from '../config/document.js';
+import { validateDocumentStages, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
 import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
@@ -155,6 +155,19 @@ export interface EngineOptions {
   confirmGuard?: boolean;
 }
 
+/**
+ * Subsystems whose apply can recreate what later ones bind to (devices,
+ * ifindexes, addresses): when one of them runs in an apply, no later
+ * subsystem is skipped as unchanged (see Engine.unchangedSubsystems).
+ */
+const FOUNDATION = new Set(['links', 'interfaces']);
+
+/** Subsystems an apply may leave alone: `same` compiled part as the running revision (and not drifted); `checked` of those, the ones a drift check vouches for. */
+interface Unchanged {
+  checked: Set<string>;
+  same: Set<string>;
+}
+
 /** The guard acts this long after the deadline: the in-process timer (when its process lives) goes first. */
 export const GUARD_GRACE_MS = 200;
 
@@ -208,6 +221,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private lastReconcile: { at: string; ok: boolean; error?: string } | undefined;
   /** when this engine last changed the kernel (apply, rollback, repair, reconcile): ms since the epoch */
   private lastTouched = 0;
+  /** the compiled revision this engine last converged the kernel to (the drift loop reuses it: compiledFor) */
+  private compiledRunning: { revision: number; compiled: Compiled } | undefined;
   /** the drift loop's last clean bill, when the server runs one (see unchangedSubsystems) */
   cleanState: (() => CleanState | undefined) | undefined;
   /** validations running in worker threads (see validate()) */
@@ -230,6 +245,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       const parsed = parseConfigText(source.text, source.format);
       if (parsed.issues.length) return { issues: parsed.issues };
       document = parsed.value;
+      await new Promise((r) => setImmediate(r)); // parsing a large text is a stage of its own
     } else document = source.document;
     const empty = emptyDocumentIssues(document, source.allowEmpty);
     if (empty.length) return { issues: empty };
@@ -249,7 +265,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const probed = await Promise.all(
       this.subsystems.map(async (s) => {
         // what runs now passed these probes when it was applied, and a drift check found it in place since
-        if (!s.validate || unchanged.has(s.name)) return [];
+        if (!s.validate || unchanged.checked.has(s.name)) return [];
         try {
           return await s.validate(desired.get(s.name), this.host);
         } catch (e) {
@@ -277,7 +293,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   /** compileDocument as stages: each `yield` is a point where an async caller lets the event loop run. */
   private *compileStages(document: unknown): Generator<void, { compiled?: Compiled; issues: Issue[] }, void> {
-    const { validated, issues } = validateDocument(document, this.readFile);
+    const { validated, issues } = yield* validateDocumentStages(document, this.readFile);
     if (!validated) return { issues };
     const ctx: CompileContext = {
       config: validated.config,
@@ -484,6 +500,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
           const failed = steps.find((s) => !s.ok);
           if (failed) throw new Error(`subsystem "${failed.subsystem}": ${failed.error}`);
           this.running = target.id;
+          this.compiledRunning = { revision: target.id, compiled };
           bestEffort(() => this.store.setRunning(target.id));
           return done({ revision: target.id });
         }
@@ -538,6 +555,15 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       reconcile: this.lastReconcile ?? null,
       subsystems: this.subsystems.map((s) => s.name),
     };
+  }
+
+  /**
+   * The compiled document of `revision` when it is the one this engine last
+   * converged the kernel to: the drift loop checks against it instead of
+   * compiling the same document again (seconds for a large one, on this thread).
+   */
+  compiledFor(revision: number): Compiled | undefined {
+    return this.compiledRunning?.revision === revision ? this.compiledRunning.compiled : undefined;
   }
 
   /** What /healthz needs, without reading any document from the store. */
@@ -644,6 +670,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     }
     if (deadline) this.armConfirmTimer(revision.id, meta.confirmWithin! * 1000, `not confirmed within ${meta.confirmWithin} s`);
     this.running = revision.id;
+    this.compiledRunning = { revision: revision.id, compiled };
     this.prune();
     this.emit('applied', report);
     return report;
@@ -671,9 +698,13 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * with no change: nothing to record, nothing to touch.
    */
   private async unchangedReport(compiled: Compiled): Promise<ApplyReport | undefined> {
-    const current = this.store.current();
-    if (!current || this.store.running() !== current.id) return undefined;
-    if (canonicalJson(current.config) !== canonicalJson(compiled.document)) return undefined;
+    // ids first; the document from memory when this engine applied it (a large one is seconds to read and compare)
+    const committed = this.store.head().committed;
+    if (committed === undefined || this.store.running() !== committed) return undefined;
+    const document = this.compiledFor(committed)?.document ?? this.store.get(committed)?.config;
+    // key order aside, the same document (deep equality stops at the first difference)
+    if (!isDeepStrictEqual(document ?? {}, compiled.document ?? {})) return undefined;
+    const current = { id: committed };
     const t0 = performance.now();
     let plan: Plan;
     try {
@@ -739,14 +770,17 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** Applies every subsystem in order (but those in `skip`); stops at the first failure (when stopOnError). */
-  private async converge(compiled: Compiled, stopOnError = false, skip: ReadonlySet<string> = new Set()): Promise<StepResult[]> {
+  private async converge(compiled: Compiled, stopOnError = false, skip: Unchanged = { checked: new Set(), same: new Set() }): Promise<StepResult[]> {
     const steps: StepResult[] = [];
     const total = this.subsystems.length;
+    let foundationChanged = false;
     for (const [index, s] of this.subsystems.entries()) {
-      if (skip.has(s.name)) {
+      // once links or interfaces change (devices may be recreated, ifindexes change), everything converges
+      if (skip.checked.has(s.name) && !foundationChanged) {
         steps.push({ subsystem: s.name, ok: true, ms: 0, unchanged: true });
         continue;
       }
+      if (FOUNDATION.has(s.name) && !skip.same.has(s.name)) foundationChanged = true;
       this.emit('progress', { phase: 'apply', subsystem: s.name, index, total });
       const changes: Change[] = [];
       const step = await this.applyStep(s, compiled, changes);
@@ -767,10 +801,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * loop has not run since the last apply, reconcile: off), for a subsystem
    * without a drift check, or one the check found drifted: those converge
    * as always. Drift that happens after the check is the drift loop's to
-   * find and repair, as it is between applies.
+   * find and repair, as it is between applies. Once links or interfaces
+   * run (a device recreated, an ifindex changed), every later subsystem
+   * converges (FOUNDATION).
    */
-  private unchangedSubsystems(compiled: Compiled): Set<string> {
-    const out = new Set<string>();
+  private unchangedSubsystems(compiled: Compiled): Unchanged {
+    const out: Unchanged = { checked: new Set(), same: new Set() };
     const clean = this.cleanState?.();
     if (!clean || clean.revision === null || (clean.state !== 'ok' && clean.state !== 'drift')) return out;
     if (Date.parse(clean.checkedAt) < this.lastTouched) return out;
@@ -783,8 +819,10 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (running !== clean.revision) return out;
     const drifted = new Set(clean.items.map((i) => i.subsystem));
     for (const s of this.subsystems) {
-      if (!clean.checked.includes(s.name) || drifted.has(s.name) || !clean.desired.has(s.name)) continue;
-      if (isDeepStrictEqual(clean.desired.get(s.name), compiled.desired.get(s.name))) out.add(s.name);
+      if (drifted.has(s.name) || !clean.desired.has(s.name)) continue;
+      if (!isDeepStrictEqual(clean.desired.get(s.name), compiled.desired.get(s.name))) continue;
+      out.same.add(s.name);
+      if (clean.checked.includes(s.name)) out.checked.add(s.name);
     }
     return out;
   }
@@ -825,6 +863,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       rollback.push(await this.applyStep(s, compiled));
     }
     this.running = current?.id;
+    this.compiledRunning = current && rollback.every((r) => r.ok) ? { revision: current.id, compiled } : undefined;
     try {
       this.store.setRunning(current?.id ?? null);
     } catch (e) {
@@ -962,13 +1001,6 @@ export function heavyToCompile(source: ConfigSource): boolean {
 
 function deadlinePassed(r: Revision): boolean {
   return !r.confirmDeadline || Date.parse(r.confirmDeadline) <= Date.now();
-}
-
-/** JSON with object keys sorted: two documents that parse the same compare equal. */
-function canonicalJson(v: unknown): string {
-  return JSON.stringify(v ?? {}, (_k, x: unknown) =>
-    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x,
-  );
 }
 
 function openLockDb(path: string): Database.Database {

@@ -104,8 +104,19 @@ describe('drift monitor', () => {
       assert.equal(f.checks - checks, 1, 'results younger than maxAgeMs are reused');
       for (let i = 0; i < 5; i++) await m.check({ maxAgeMs: 0 });
       assert.equal(f.checks - checks, 6);
-      assert.equal(f.compiles - compiles, 1, 'one compile for the revision');
-      assert.equal(reads, 1, 'one document read for the revision');
+      // the revision this engine applied: the compile of that apply is reused (Engine.compiledFor)
+      assert.equal(f.compiles - compiles, 0, 'no compile for the revision the engine applied');
+      assert.equal(reads, 0, 'no document read for the revision the engine applied');
+      // another engine on the same store (a server that did not apply it): one compile, one read
+      const other = new Engine({ host: engine.host, store, subsystems: [f.subsystem] });
+      try {
+        const m2 = new DriftMonitor(other);
+        for (let i = 0; i < 5; i++) await m2.check({ maxAgeMs: 0 });
+        assert.equal(f.compiles - compiles, 1, 'one compile for the revision');
+        assert.equal(reads, 1, 'one document read for the revision');
+      } finally {
+        other.close();
+      }
     } finally {
       store.get = get;
       store.current = current;

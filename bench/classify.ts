@@ -130,6 +130,7 @@ async function budget(out: BudgetRow[]): Promise<void> {
     { what: 'one rule, no match field: + action, rule counter', rules: [{ name: 'd', action: 'drop' }] },
     { what: 'IPv4 source, 1 prefix (DIR-16-8)', rules: [{ name: 'd', source: '16.0.0.0/16', action: 'drop' }] },
     { what: 'IPv4 source, 100k /24s (DIR-16-8, chunk)', rules: [{ name: 'd', source: SLASH24(100_000), action: 'drop' }] },
+    { what: 'IPv4 source, 100k /24s, every other one (DIR-16-8, bitmap)', rules: [{ name: 'd', source: Array.from({ length: 100_000 }, (_, i) => `${16 + (i >> 15)}.${(i >> 7) & 255}.${(i & 127) * 2 + 1}.0/24`), action: 'drop' }] },
     { what: 'IPv4 source, 250 /32s in the packet\'s /24 (trie below /24)', rules: [{ name: 'd', source: slash32s, action: 'drop' }] },
     { what: 'IPv4 source + destination (two DIR lookups)', rules: [{ name: 'd', source: '16.0.0.0/16', destination: '10.0.0.0/8', action: 'drop' }] },
     { what: 'IPv6 source, 1 prefix (trie)', rules: [{ name: 'd', source: '2a00::/16', action: 'drop' }], data: v6 },

@@ -21,6 +21,7 @@ APT_PACKAGES=(
   pebble  # ACME test server (test/integration/acme.test.ts)
   xdp-tools
   prometheus
+  chromium fonts-dejavu-core
   etcd-server etcd-client git  # fleet: the tests and bench run their own 3-member etcd cluster; GitOps drives the git CLI
 )
 
@@ -43,6 +44,8 @@ fi
 
 log "BPF objects (vmlinux.h from /sys/kernel/btf/vmlinux)"
 make -s -C bpf
+# the TypeScript side of the fast path's map layout, from the object's BTF (bpf2go-style)
+node scripts/gen-bpf-contract.mjs bpf/build/xdp_filter.bpf.o src/fastpath/generated/filter.ts
 
 log "native addon (cmake-js, Node-API 9, system libbpf)"
 if [[ ! -f native/build/Release/patronus_bpf.node ]] || [[ -n "$(find native/src native/CMakeLists.txt -newer native/build/Release/patronus_bpf.node -print -quit)" ]]; then
@@ -53,7 +56,18 @@ log "bench tools"
 make -s -C bench/trafficgen
 
 log "TypeScript"
+# compiled files whose source is gone (a renamed or removed module, a test of an
+# abandoned branch) would still run under node --test: drop them first
+if [[ -d dist ]]; then
+  while IFS= read -r -d '' js; do
+    rel=${js#dist/}
+    [[ -f ${rel%.js}.ts ]] || rm -f "$js" "$js.map"
+  done < <(find dist -path dist/console -prune -o -name '*.js' -print0)
+fi
 npx --no-install tsc -p tsconfig.json
+
+log "web console (src/console -> dist/console)"
+bash scripts/build-console.sh
 
 log "patronus command on PATH"
 bash scripts/install-cli.sh

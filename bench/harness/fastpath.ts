@@ -9,11 +9,13 @@ import { inNetns } from '../../src/system/netns.js';
 import { compileFastpath } from '../../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../../src/fastpath/dataplane.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
-import type { FilterPath, PathContext } from './paths.js';
+import type { FastpathConfig } from '../../src/fastpath/schema.js';
+import type { PathContext } from './paths.js';
 import { LPM_MAX } from './paths.js';
+import type { RuleListPath } from './sidebyside.js';
 import type { RuleSet } from './workload.js';
 
-export async function createPatronusPath(ctx: PathContext): Promise<FilterPath | string> {
+export async function createPatronusPath(ctx: PathContext): Promise<RuleListPath | string> {
   const pinDir = mkdtempSync('/sys/fs/bpf/pt-bench-fp-');
   let dp: FastpathDataPlane;
   try {
@@ -24,10 +26,10 @@ export async function createPatronusPath(ctx: PathContext): Promise<FilterPath |
   }
   // bpf_prog_test_run classifies as if received on lo (ifindex 1): configure it too, never attach there
   const ifindexOf = (n: string) => (n === ctx.dev ? ctx.ifindex : 1);
-  const compile = (rules: RuleSet) => {
+  const compile = (rules: FastpathConfig['rules']) => {
     const fastpath = fastpathSchema.parse({
       interfaces: [{ name: ctx.dev, mode: 'native' }, { name: 'lo' }],
-      rules: rules.prefixes.length ? [{ name: 'bench-drop', source: rules.prefixes, action: 'drop' }] : [],
+      rules,
       capacity: { prefixes: LPM_MAX, portPrefixes: 1024, rateLimitSources: 1024, blocklist: 1024 },
     });
     const { desired, issues } = compileFastpath({ fastpath, aliases: new Map() });
@@ -35,7 +37,7 @@ export async function createPatronusPath(ctx: PathContext): Promise<FilterPath |
     return desired;
   };
   let attached = false;
-  const install = async (rules: RuleSet) => {
+  const installRules = async (rules: FastpathConfig['rules']) => {
     const t0 = performance.now();
     const desired = compile(rules);
     await dp.apply(desired, ifindexOf);
@@ -45,10 +47,12 @@ export async function createPatronusPath(ctx: PathContext): Promise<FilterPath |
     }
     return (performance.now() - t0) / 1000;
   };
+  const install = (rules: RuleSet) => installRules(rules.prefixes.length ? [{ name: 'bench-drop', source: rules.prefixes, action: 'drop', direction: 'in', interfaces: [] }] : []);
   return {
     id: 'xdp-patronus',
     label: 'XDP, Patronus fast path',
     install,
+    installRules,
     swap: install, // every apply is hitless (shadow generation + atomic switch)
     async drops() {
       return Number(dp.verdictCounters().ingress.rule_drop.packets);

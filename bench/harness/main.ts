@@ -5,7 +5,10 @@
  *
  *   node dist/bench/harness/main.js [--short] [--out DIR] [--counts 1,100,...]
  *        [--mixes 0,0.5,1] [--families 4,6] [--reps N] [--duration S]
- *        [--paths id,...] [--sources N] [--no-control-plane]
+ *        [--paths id,...] [--sources N] [--no-control-plane] [--side-by-side]
+ *
+ * --side-by-side measures issue 13's table instead of the curves: every path
+ * once on one traffic mix (bench/harness/sidebyside.ts), with target ratios.
  *
  * Every figure is counted at the receiver. A run whose receiver-side
  * arithmetic does not add up (packets lost for a reason other than the
@@ -24,6 +27,7 @@ import { readFile } from 'node:fs/promises';
 import { Topology, diff, RX_DEV, DST4, DST6, TX_DEV, type RxCounters } from './topology.js';
 import { TrafficGen, type GenResult } from './trafficgen.js';
 import { frameTable, ruleSet, type Family, type FrameTable, type RuleSet } from './workload.js';
+import { scenarios, sideBySideReport, type ScenarioRun } from './sidebyside.js';
 
 interface Plan {
   counts: number[];
@@ -36,6 +40,8 @@ interface Plan {
   /** the largest rule count the rule-per-prefix nftables path is run with */
   rulesMax: number;
   controlPlane: boolean;
+  /** issue 13's side-by-side table instead of the rule-count curves */
+  sideBySide: boolean;
   cpReps: number;
   genCpus: number[];
   testRunRepeat: number;
@@ -82,6 +88,8 @@ async function main(): Promise<void> {
   const genLimit: { what: string; family: Family; pps: Summary; offered: Summary }[] = [];
   const classifier: { path: string; family: Family; rules: number; kind: 'match' | 'miss'; ns: Summary }[] = [];
   const cp: { figure: string; path: string; seconds: Summary; note?: string }[] = [];
+  const sideBySide: ScenarioRun[] = [];
+  const scenarioLabels: Record<string, string> = {};
   let failure: unknown;
   const ep = { srcMac: topo.txMac, dstMac: topo.rxMac, dst4: DST4, dst6: DST6 };
 
@@ -124,11 +132,29 @@ async function main(): Promise<void> {
     };
     await measureLimit('start');
 
+    if (plan.sideBySide) {
+      // one traffic table for every scenario: 4096 sources over the 100k-prefix set, all dropped
+      const big = ruleSet(4, 100_000);
+      const frames = frameTable(big, plan.sources, 1, ep);
+      const list = scenarios(paths, DST4);
+      for (const sc of list) scenarioLabels[sc.id] = sc.label;
+      for (let r = 0; r < plan.reps; r++) {
+        for (const sc of list) {
+          const secs = await sc.install();
+          const run = await measure(topo, gen, sc.path, big, frames, 1, plan, false);
+          runs.push(run);
+          sideBySide.push({ scenario: sc.id, rxPps: run.rxPps, cpuNsPerPacket: run.cpuNsPerPacket });
+          log(`${sc.label}, rep ${r + 1}: installed in ${secs.toFixed(2)} s, ${(run.rxPps / 1e6).toFixed(3)} Mpps, ${run.cpuNsPerPacket.toFixed(0)} ns CPU/pkt`);
+          await sc.path.remove();
+        }
+      }
+    }
+
     // 2. throughput and receiver CPU, every path, every rule count, every mix. The
     // repetitions are interleaved (rep 1 of every path, then rep 2, ...), so a
     // busy stretch on a shared machine spreads over the paths instead of
     // landing on one; each repetition installs the rule set afresh.
-    for (const family of plan.families) {
+    for (const family of plan.sideBySide ? [] : plan.families) {
       for (const n of plan.counts) {
         const rules = ruleSet(family, n);
         const tables = plan.mixes.map((mix) => frameTable(rules, plan.sources, mix, ep));
@@ -160,7 +186,7 @@ async function main(): Promise<void> {
     await measureLimit('end');
 
     // 3. control plane
-    if (plan.controlPlane) {
+    if (plan.controlPlane && !plan.sideBySide) {
       log('control plane');
       const v4 = (n: number, off = 0) => ruleSet(4, n, off);
       for (const p of paths.filter((x) => !x.unsupported?.(v4(10_000)))) {
@@ -218,7 +244,7 @@ async function main(): Promise<void> {
     await topo.teardown();
   }
 
-  const md = await writeResults(plan, started, { runs, genLimit, classifier, cp, skipped, paths: paths.map((p) => ({ id: p.id, label: p.label })), failure });
+  const md = await writeResults(plan, started, { runs, genLimit, classifier, cp, sideBySide, scenarioLabels, skipped, paths: paths.map((p) => ({ id: p.id, label: p.label })), failure });
   console.log('\n' + md);
   console.log(`results: ${plan.out}`);
   if (failure) {
@@ -288,6 +314,8 @@ interface Collected {
   genLimit: { what: string; family: Family; pps: Summary; offered: Summary }[];
   classifier: { path: string; family: Family; rules: number; kind: 'match' | 'miss'; ns: Summary }[];
   cp: { figure: string; path: string; seconds: Summary; note?: string }[];
+  sideBySide?: ScenarioRun[];
+  scenarioLabels?: Record<string, string>;
   skipped: { id: string; reason: string }[];
   paths: { id: string; label: string }[];
   failure: unknown;
@@ -315,7 +343,12 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
   const limit = Math.min(...c.genLimit.filter((g) => g.what.startsWith('prepared')).map((g) => g.pps.median));
 
   const files: Record<string, string> = {};
-  for (const family of plan.families) {
+  if (c.sideBySide?.length) {
+    const r = sideBySideReport(c.sideBySide, c.scenarioLabels ?? {});
+    parts.push(r.md);
+    files['side-by-side.svg'] = r.svg;
+  }
+  for (const family of plan.sideBySide ? [] : plan.families) {
     for (const mix of plan.mixes) {
       const rs = c.runs.filter((r) => r.family === family && r.mix === mix);
       if (!rs.length) continue;
@@ -447,13 +480,14 @@ function parseArgs(argv: string[]): Plan {
   const plan: Plan = {
     counts: nums(get('--counts'), short ? [1, 100, 1000] : [1, 100, 1000, 10_000, 100_000]),
     mixes: nums(get('--mixes'), short ? [0.5] : [0, 0.5, 1]),
-    families: nums(get('--families'), [4, 6]) as Family[],
+    families: nums(get('--families'), argv.includes('--side-by-side') ? [4] : [4, 6]) as Family[],
     reps: Number(get('--reps') ?? (short ? 2 : 3)),
     duration: Number(get('--duration') ?? (short ? 1 : 2)),
     sources: Number(get('--sources') ?? 4096),
     paths: get('--paths')?.split(','),
     rulesMax: Number(get('--rules-max') ?? (short ? 1000 : 100_000)),
     controlPlane: !argv.includes('--no-control-plane'),
+    sideBySide: argv.includes('--side-by-side'),
     cpReps: short ? 1 : 3,
     genCpus: nums(get('--gen-cpus'), [0]),
     testRunRepeat: short ? 200_000 : 1_000_000,

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Contract between the fast-path filter (xdp_filter.bpf.c, tc_filter.bpf.c,
- * include/filter_prog.h) and userspace (src/fastpath/layout.ts mirrors every
- * struct and constant here). Change both together.
+ * include/filter_prog.h) and userspace (src/fastpath/generated/filter.ts is generated from the
+ * object's BTF at build time; src/fastpath/layout.ts builds its codecs on it).
  *
  * Classification is the linear bit-vector search of bpf-iptables/Polycube:
  * every match field has its own map whose value is the bit vector of the
@@ -143,11 +143,74 @@ enum filter_feature {
 #define FILTER_DIR4_CHUNKS 1024  /* per (generation, field) */
 #define FILTER_DIR4_CLASSES 2048 /* per (generation, field) */
 
+/*
+ * A /16 whose 256 /24s hold at most two classes (a large address list: "in
+ * the list" or not) is a 256-bit bitmap and its two classes instead of a
+ * chunk: 40 bytes instead of 2 KB of dir8, so 100k /24s stay in cache.
+ * dir16 entry FILTER_DIR_BITMAP | k, k indexing v4_bitmap like a chunk.
+ */
+#define FILTER_DIR_BITMAP 0x40000000u
+
+struct dir4_bitmap {
+	__u64 bits[4]; /* bit b: the /24 with third byte b has cls[1] */
+	__u32 cls[2];
+};
+
+/* Match fields in lookup order (gen_config.constrained). */
+enum filter_field {
+	FIELD_SRC_V4 = 0,
+	FIELD_DST_V4 = 1,
+	FIELD_SRC_V6 = 2,
+	FIELD_DST_V6 = 3,
+	FIELD_SPORT = 4,
+	FIELD_DPORT = 5,
+	FIELD_FLAGS = 6,
+	FILTER_FIELDS = 7,
+};
+
 struct gen_config {
 	__u32 features;          /* FEAT_* */
 	__u32 words;             /* bit-vector words in use by this generation's rules */
 	struct rule_bits base[2]; /* [0] IPv4, [1] IPv6: AND of the vectors of skipped fields */
 	struct rule_bits count;  /* rules whose action is count */
+	/* Per field, the rules that constrain it (not in its zero-length
+	 * entry). Every vector of a field holds the rules that do not, so once
+	 * no candidate left is in constrained[f] the lookup of f cannot change
+	 * the AND and is skipped: in a large rule set the fields looked up
+	 * first usually leave no candidate that constrains the rest. */
+	struct rule_bits constrained[FILTER_FIELDS];
+};
+
+/*
+ * The constants userspace needs, as enumerators: BTF carries enums, not
+ * #defines, and the TypeScript side is generated from the object's BTF
+ * (scripts/gen-bpf-contract.mjs -> src/fastpath/generated/filter.ts).
+ */
+enum filter_limits {
+	FILTER_LIMIT_WORDS = FILTER_WORDS,
+	FILTER_LIMIT_MAX_RULES = FILTER_MAX_RULES,
+	FILTER_LIMIT_COUNTER_SLOTS = FILTER_COUNTER_SLOTS,
+	FILTER_LIMIT_NAME_LEN = FILTER_NAME_LEN,
+	FILTER_LIMIT_FLAGS_UNKNOWN = FILTER_FLAGS_UNKNOWN,
+	FILTER_LIMIT_FLAGS_PER_GEN = FILTER_FLAGS_PER_GEN,
+	FILTER_LIMIT_MAX_COUNT_HITS = FILTER_MAX_COUNT_HITS,
+	FILTER_LIMIT_DEFAULT_PREFIXES = FILTER_DEFAULT_PREFIXES,
+	FILTER_LIMIT_DEFAULT_PORT_PREFIXES = FILTER_DEFAULT_PORT_PREFIXES,
+	FILTER_LIMIT_DEFAULT_RATE_STATE = FILTER_DEFAULT_RATE_STATE,
+	FILTER_LIMIT_DEFAULT_BLOCKLIST = FILTER_DEFAULT_BLOCKLIST,
+	FILTER_LIMIT_MAX_IFACES = FILTER_MAX_IFACES,
+	FILTER_LIMIT_IFINDEX_DIRECT = FILTER_IFINDEX_DIRECT,
+	FILTER_LIMIT_IFACE_ENTRIES = FILTER_IFACE_ENTRIES,
+	FILTER_LIMIT_PORT_CLASSES = FILTER_PORT_CLASSES,
+	FILTER_LIMIT_DIR4_CHUNKS = FILTER_DIR4_CHUNKS,
+	FILTER_LIMIT_DIR4_CLASSES = FILTER_DIR4_CLASSES,
+	FILTER_LIMIT_FIELDS = FILTER_FIELDS,
+};
+
+enum filter_dir_entry {
+	FILTER_DIR_ENTRY_CHUNK = FILTER_DIR_CHUNK,
+	FILTER_DIR_ENTRY_TRIE = FILTER_DIR_TRIE,
+	FILTER_DIR_ENTRY_BITMAP = FILTER_DIR_BITMAP,
 };
 
 /* Token buckets in nano-units: tokens * 1e9, refilled by elapsed_ns * rate. */
@@ -211,6 +274,21 @@ struct rate_state {
  * nanoseconds; ~0 never expires. */
 struct block_value {
 	__u64 expires_ns;
+};
+
+/* Never read by a program: one object of this type makes BTF carry the
+ * enums above (clang emits only the types some object uses). */
+struct filter_contract {
+	enum filter_limits limits;
+	enum filter_dir_entry dir_entry;
+	enum filter_feature feature;
+	enum filter_action action;
+	enum filter_verdict verdict;
+	enum filter_dir dir;
+	enum filter_field field;
+	struct gen_meta meta;
+	struct rate_key rate_key;
+	struct rule_stat rule_stat;
 };
 
 /* block_active[0] (IPv4) and [1] (IPv6): nonzero while that family's

@@ -1,28 +1,43 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Drop events of the fast-path filter (included by filter_prog.h; mirrored
- * in src/events/xdp.ts). A dropped packet whose rule logs is reported
- * through a BPF ring buffer, rate-limited per rule in the kernel so a flood
- * costs the control plane at most `rate` events per second per rule.
+ * in src/fastpath/layout.ts and decoded by src/events/xdp.ts). A dropped
+ * packet whose rule logs is reported through a BPF ring buffer,
+ * rate-limited per rule in the kernel, so a flood costs the control plane at
+ * most `rate` events per second per rule (plus the burst).
  *
- * Pay per feature: the program looks at any of this only when the active
- * generation sets FEAT_LOG (gen_config.features), i.e. when some rule (or
- * the default-drop policy) logs; otherwise a drop costs one bit test.
+ * Pay per feature: nothing here runs unless the active generation sets
+ * FEAT_LOG (gen_config.features), i.e. some rule or policy logs.
  *
  * The limiter is GCRA (a token bucket written as one "theoretical arrival
  * time" per rule): an event is due when tat - now <= tolerance, and then
  * tat advances by one interval. One compare-and-swap per event makes the
- * bound exact across CPUs: a CPU that loses the race counts the packet as
- * suppressed, never as a second event. Each event carries how many drops it
- * stands for (1 + those suppressed since the previous event of its rule).
+ * bound exact across CPUs: a CPU that loses the race does not report.
+ *
+ * A flood must not pay for the limiter per packet: the bucket also holds
+ * open_jiffies, a hint written with every decision, "do not ask before
+ * jiffies reaches this". The drop path compares it with bpf_jiffies64() (a
+ * plain load; clock reads cost ~15-20 ns here) and calls log_drop() only
+ * when an event may be due. The hint rounds up to the next tick, so while
+ * a rule's bucket is empty (a flood) its next event may come up to one tick
+ * (1/CONFIG_HZ) after it was due; the drops in between are in that event's
+ * sample. A bucket that is not empty (traffic below the rate, burst >= 2)
+ * leaves the hint at 0: such drops always reach the limiter. Userspace sets
+ * the hint to ~0 for slots that do not log.
+ *
+ * No per-packet counter either: what an event stands for comes from the
+ * counters the filter keeps anyway (rule_stats, verdict_stats), per CPU:
+ * sample = drops now - drops at this CPU's previous event of the slot.
+ * So emitted + suppressed + lost accounts for every drop of a logging rule
+ * (userspace adds the drops since each CPU's last event to suppressed).
  */
 #ifndef PATRONUS_FILTER_LOG_H
 #define PATRONUS_FILTER_LOG_H
 
-/* Limiter slots: the counter slots of the rules, then two pseudo rules. */
-#define LOG_SLOT_DEFAULT FILTER_COUNTER_SLOTS       /* an interface's default-drop policy */
-#define LOG_SLOT_BLOCKED (FILTER_COUNTER_SLOTS + 1) /* the dynamic blocklist */
-#define LOG_SLOTS (FILTER_COUNTER_SLOTS + 2)
+/* Limiter slots: the counter slots of the rules, then pseudo rules per direction. */
+#define LOG_SLOT_DEFAULT FILTER_COUNTER_SLOTS       /* + dir: an interface's default-drop policy */
+#define LOG_SLOT_BLOCKED (FILTER_COUNTER_SLOTS + 2) /* + dir: the dynamic blocklist */
+#define LOG_SLOTS (FILTER_COUNTER_SLOTS + 4)
 #define LOG_RING_BYTES (256 * 1024)
 
 enum log_flags {
@@ -34,28 +49,31 @@ enum log_flags {
 struct log_config {
 	__u64 interval_ns;  /* 1e9 / rate */
 	__u64 tolerance_ns; /* (burst - 1) * interval_ns */
+	__u64 ns_per_jiffy; /* 1e9 / CONFIG_HZ (0: no hint, every drop asks the limiter) */
 	__u32 rate;         /* events per second per rule, reported as is */
 	__u32 flags;        /* LOG_* */
 	struct rule_bits rules; /* rules (by position) whose drops log */
 };
 
 struct log_bucket {
-	__u64 tat;     /* theoretical arrival time, bpf_ktime_get_ns() */
-	__u64 pending; /* drops suppressed since the last event */
+	__u64 tat;          /* theoretical arrival time, bpf_ktime_get_ns() */
+	__u64 open_jiffies; /* hint: no event is due before jiffies reaches this */
 };
 
+/* Per CPU and slot. */
 struct log_stat {
 	__u64 emitted;    /* events written to the ring */
-	__u64 suppressed; /* drops the limiter did not report */
+	__u64 suppressed; /* drops reported by no event, up to this CPU's last event */
 	__u64 lost;       /* events due but the ring was full (reader too slow) */
+	__u64 seen;       /* the slot's drop counter on this CPU at its last event */
 };
 
 /* 64 bytes; addresses as in packet_info (IPv4 in the first 4 bytes). */
 struct log_event {
 	__u64 time_ns;  /* bpf_ktime_get_ns() */
 	__u32 ifindex;
-	__u32 slot;     /* rule counter slot, LOG_SLOT_DEFAULT or LOG_SLOT_BLOCKED */
-	__u32 sample;   /* drops this event stands for (1 + suppressed before it) */
+	__u32 slot;     /* rule counter slot, LOG_SLOT_DEFAULT + dir or LOG_SLOT_BLOCKED + dir */
+	__u32 sample;   /* drops this event stands for (itself and those suppressed before it on this CPU) */
 	__u32 rate;     /* the limiter's rate when it was emitted */
 	__u8 verdict;   /* enum filter_verdict */
 	__u8 dir;       /* enum filter_dir */
@@ -93,10 +111,36 @@ struct {
 	__type(value, struct log_stat);
 } log_stats SEC(".maps");
 
+/* The drops of a slot so far on this CPU (the counters the filter keeps anyway). */
+static __always_inline __u64 log_drops_so_far(__u32 slot, __u32 verdict, __u32 dir)
+{
+	if (slot < FILTER_COUNTER_SLOTS) {
+		struct rule_stat *r = bpf_map_lookup_elem(&rule_stats, &slot);
+
+		if (!r)
+			return 0;
+		return verdict == VERDICT_RATE_DROP ? r->limited : r->packets;
+	} else {
+		__u32 idx = dir * VERDICT_MAX + verdict;
+		struct verdict_stat *v = bpf_map_lookup_elem(&verdict_stats, &idx);
+
+		return v ? v->packets : 0;
+	}
+}
+
+/* The jiffies value from which to ask the limiter again for an event due at
+ * time `at` (rounded up: at most one tick late, see above). */
+static __always_inline __u64 log_open_jiffies(__u64 at, __u64 now, __u64 now_j, __u64 npj)
+{
+	if (!npj || at <= now)
+		return 0;
+	return now_j + (at - now + npj - 1) / npj;
+}
+
 /* rule_slot: rule position in the generation << 16 | limiter slot (the
  * pseudo rules pass FILTER_MAX_RULES; their slot alone decides); how:
  * gen | dir << 8 | verdict << 16 (BPF calls take at most five arguments).
- * Not inlined: the drop path is the cold one. */
+ * Not inlined: only drops that may be reported get here. */
 static __noinline void log_drop(struct packet_info *pi, __u32 ifindex, __u32 rule_slot, __u32 how)
 {
 	__u32 rule = rule_slot >> 16, slot = rule_slot & 0xffff;
@@ -105,16 +149,16 @@ static __noinline void log_drop(struct packet_info *pi, __u32 ifindex, __u32 rul
 	struct log_bucket *b;
 	struct log_stat *st;
 	struct log_event *ev;
-	__u64 now, tat, next, pending;
+	__u64 now, now_j, tat, next, drops, sample;
 
 	cfg = bpf_map_lookup_elem(&log_cfg, &gen);
 	if (!cfg)
 		return;
-	if (slot == LOG_SLOT_DEFAULT) {
-		if (!(cfg->flags & LOG_DEFAULT_DROP))
-			return;
-	} else if (slot == LOG_SLOT_BLOCKED) {
+	if (slot >= LOG_SLOT_BLOCKED) {
 		if (!(cfg->flags & LOG_BLOCKED))
+			return;
+	} else if (slot >= LOG_SLOT_DEFAULT) {
+		if (!(cfg->flags & LOG_DEFAULT_DROP))
 			return;
 	} else {
 		__u32 word = rule / 64;
@@ -134,25 +178,30 @@ static __noinline void log_drop(struct packet_info *pi, __u32 ifindex, __u32 rul
 	if (!b || !st)
 		return;
 	now = bpf_ktime_get_ns();
+	now_j = bpf_jiffies64();
 	tat = b->tat;
 	next = tat > now ? tat : now;
-	if (next - now > cfg->tolerance_ns || __sync_val_compare_and_swap(&b->tat, tat, next + cfg->interval_ns) != tat) {
-		__sync_fetch_and_add(&b->pending, 1);
-		st->suppressed++;
+	if (next - now > cfg->tolerance_ns) {
+		b->open_jiffies = log_open_jiffies(tat - cfg->tolerance_ns, now, now_j, cfg->ns_per_jiffy);
 		return;
 	}
+	if (__sync_val_compare_and_swap(&b->tat, tat, next + cfg->interval_ns) != tat)
+		return; /* another CPU took this event */
+	b->open_jiffies = log_open_jiffies(next + cfg->interval_ns - cfg->tolerance_ns, now, now_j, cfg->ns_per_jiffy);
+
+	drops = log_drops_so_far(slot, verdict, dir);
+	sample = drops > st->seen ? drops - st->seen : 1;
+	st->seen = drops;
+	st->suppressed += sample - 1;
 	ev = bpf_ringbuf_reserve(&log_events, sizeof(*ev), 0);
 	if (!ev) {
 		st->lost++;
 		return;
 	}
-	pending = b->pending;
-	if (pending)
-		__sync_fetch_and_add(&b->pending, -pending);
 	ev->time_ns = now;
 	ev->ifindex = ifindex;
 	ev->slot = slot;
-	ev->sample = 1 + (__u32)pending;
+	ev->sample = sample > 0xffffffff ? 0xffffffff : (__u32)sample;
 	ev->rate = cfg->rate;
 	ev->verdict = verdict;
 	ev->dir = dir;

@@ -86,6 +86,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * FILTER_DIR4_CHUNKS);
+	__type(key, __u32);
+	__type(value, struct dir4_bitmap);
+} v4_bitmap SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 4 * FILTER_DIR4_CLASSES);
 	__type(key, __u32);
 	__type(value, struct rule_bits);
@@ -213,6 +220,24 @@ struct {
 } block_v6 SEC(".maps");
 
 #include "filter_log.h"
+
+/* The drop-event constants as enumerators, for the generated TypeScript side. */
+enum filter_log_limits {
+	FILTER_LOG_SLOT_DEFAULT = LOG_SLOT_DEFAULT,
+	FILTER_LOG_SLOT_BLOCKED = LOG_SLOT_BLOCKED,
+	FILTER_LOG_SLOTS = LOG_SLOTS,
+	FILTER_LOG_RING_BYTES = LOG_RING_BYTES,
+};
+
+/* BTF anchor of the contract's enums and of the structs no map holds
+ * (filter_common.h, filter_log.h); never read by the program. */
+struct filter_contract_all {
+	struct filter_contract common;
+	enum filter_log_limits log_limits;
+	enum log_flags log_flags;
+	struct log_event log_event;
+};
+const volatile struct filter_contract_all filter_contract __attribute__((used)) = {};
 
 /* ---- helpers ---- */
 
@@ -382,12 +407,23 @@ static __always_inline struct rule_bits *lookup_v4_dir(void *trie, __u32 gen, __
 	if (!e)
 		return NULL;
 	c = *e;
-	if ((c & FILTER_DIR_CHUNK) && c != FILTER_DIR_TRIE) {
+	if (c == FILTER_DIR_TRIE) {
+		/* the trie, below */
+	} else if (c & FILTER_DIR_CHUNK) {
 		idx = ((gf * FILTER_DIR4_CHUNKS + (c & (FILTER_DIR4_CHUNKS - 1))) << 8) | addr[2];
 		e = bpf_map_lookup_elem(&v4_dir8, &idx);
 		if (!e)
 			return NULL;
 		c = *e;
+	} else if (c & FILTER_DIR_BITMAP) {
+		struct dir4_bitmap *b;
+		__u32 third = addr[2];
+
+		idx = gf * FILTER_DIR4_CHUNKS + (c & (FILTER_DIR4_CHUNKS - 1));
+		b = bpf_map_lookup_elem(&v4_bitmap, &idx);
+		if (!b)
+			return NULL;
+		c = b->cls[(b->bits[(third >> 6) & 3] >> (third & 63)) & 1];
 	}
 	if (c == FILTER_DIR_TRIE)
 		return lookup_v4(trie, gen, addr);
@@ -436,6 +472,23 @@ static __always_inline struct rule_bits *lookup_port_arr(void *trie, __u32 gen, 
 		return NULL;
 	idx = (gen * 2 + field) * FILTER_PORT_CLASSES + *c;
 	return bpf_map_lookup_elem(&port_bits, &idx);
+}
+
+/* Whether a lookup can still change acc: some candidate constrains the field. */
+static __always_inline int needed(struct rule_bits *acc, struct rule_bits *constrained, __u32 nwords)
+{
+	__u32 i;
+
+	/* Not unrolled (16 words per field would overflow the stack with
+	 * spills); usually the first word answers. */
+#pragma clang loop unroll(disable)
+	for (i = 0; i < FILTER_WORDS; i++) {
+		if (i >= nwords)
+			break;
+		if (acc->w[i] & constrained->w[i])
+			return 1;
+	}
+	return 0;
 }
 
 /* acc &= v over the words in use. */
@@ -501,7 +554,7 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 	for (i = 0; i < FILTER_WORDS; i++)
 		cc->m.w[i] = i < words ? base->w[i] & ifv->bits.w[i] : 0;
 	if (!fam) {
-		if (feat & FEAT_SRC_V4) {
+		if ((feat & FEAT_SRC_V4) && needed(&cc->m, &gc->constrained[FIELD_SRC_V4], words)) {
 			if (feat & FEAT_SRC_V4_DIR)
 				v = lookup_v4_dir(&src_v4, gen, gen * 2, pi->saddr);
 			else
@@ -510,7 +563,7 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
 		}
-		if (feat & FEAT_DST_V4) {
+		if ((feat & FEAT_DST_V4) && needed(&cc->m, &gc->constrained[FIELD_DST_V4], words)) {
 			if (feat & FEAT_DST_V4_DIR)
 				v = lookup_v4_dir(&dst_v4, gen, gen * 2 + 1, pi->daddr);
 			else
@@ -520,20 +573,20 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 			and_into(&cc->m, v, words);
 		}
 	} else {
-		if (feat & FEAT_SRC_V6) {
+		if ((feat & FEAT_SRC_V6) && needed(&cc->m, &gc->constrained[FIELD_SRC_V6], words)) {
 			v = lookup_v6(&src_v6, gen, pi->saddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
 		}
-		if (feat & FEAT_DST_V6) {
+		if ((feat & FEAT_DST_V6) && needed(&cc->m, &gc->constrained[FIELD_DST_V6], words)) {
 			v = lookup_v6(&dst_v6, gen, pi->daddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
 		}
 	}
-	if (feat & FEAT_SPORT) {
+	if ((feat & FEAT_SPORT) && needed(&cc->m, &gc->constrained[FIELD_SPORT], words)) {
 		if (feat & FEAT_SPORT_ARR)
 			v = lookup_port_arr(&sport, gen, 0, pi, pi->sport);
 		else
@@ -542,7 +595,7 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 			return FILTER_MAX_RULES;
 		and_into(&cc->m, v, words);
 	}
-	if (feat & FEAT_DPORT) {
+	if ((feat & FEAT_DPORT) && needed(&cc->m, &gc->constrained[FIELD_DPORT], words)) {
 		if (feat & FEAT_DPORT_ARR)
 			v = lookup_port_arr(&dport, gen, 1, pi, pi->dport);
 		else
@@ -551,7 +604,7 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 			return FILTER_MAX_RULES;
 		and_into(&cc->m, v, words);
 	}
-	if (feat & FEAT_FLAGS) {
+	if ((feat & FEAT_FLAGS) && needed(&cc->m, &gc->constrained[FIELD_FLAGS], words)) {
 		fidx = gen * FILTER_FLAGS_PER_GEN +
 		       (pi->l4proto == IPPROTO_TCP && pi->fragment != 2 ? pi->tcp_flags : FILTER_FLAGS_UNKNOWN);
 		v = bpf_map_lookup_elem(&tcp_flags, &fidx);
@@ -611,11 +664,17 @@ static __always_inline struct iface_value *iface_entry(__u32 ifindex, __u32 gen,
 }
 
 /* Drop events only when this generation logs (gc: the generation's config,
- * NULL on the default path when it could not be read). */
-#define LOG_DROP(RULE, SLOT, VERDICT)                                                  \
-	do {                                                                           \
-		if (gc && (gc->features & FEAT_LOG))                                   \
-			log_drop(&pi, ifindex, (RULE) << 16 | (SLOT), gen | dir << 8 | (VERDICT) << 16);         \
+ * NULL on the default path when it could not be read), and only when the
+ * rule's bucket may be open (filter_log.h): during a flood a suppressed drop
+ * costs one array load and a jiffies read. */
+#define LOG_DROP(RULE, SLOT, VERDICT)                                                            \
+	do {                                                                                     \
+		if (gc && (gc->features & FEAT_LOG)) {                                           \
+			__u32 s_ = (SLOT);                                                       \
+			struct log_bucket *b_ = bpf_map_lookup_elem(&log_bucket, &s_);           \
+			if (b_ && b_->open_jiffies <= bpf_jiffies64())                           \
+				log_drop(&pi, ifindex, (RULE) << 16 | s_, gen | dir << 8 | (VERDICT) << 16); \
+		}                                                                                \
 	} while (0)
 
 static __always_inline enum filter_result filter_packet(void *data, void *data_end, __u64 len,
@@ -664,7 +723,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 	bs = bpf_map_lookup_elem(&block_active, &fam);
 	if (bs && *bs && blocked(&pi, dir == FILTER_DIR_INGRESS ? pi.saddr : pi.daddr)) {
 		count_verdict(dir, VERDICT_BLOCKED, len);
-		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_BLOCKED, VERDICT_BLOCKED);
+		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_BLOCKED + dir, VERDICT_BLOCKED);
 		return FILTER_DROP;
 	}
 
@@ -718,7 +777,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 deflt:
 	if (ifv->default_action == FILTER_ACT_DROP) {
 		count_verdict(dir, VERDICT_DEFAULT_DROP, len);
-		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_DEFAULT, VERDICT_DEFAULT_DROP);
+		LOG_DROP(FILTER_MAX_RULES, LOG_SLOT_DEFAULT + dir, VERDICT_DEFAULT_DROP);
 		return FILTER_DROP;
 	}
 	count_verdict(dir, VERDICT_DEFAULT_PASS, len);

@@ -111,6 +111,7 @@ class MapHandle : public Napi::ObjectWrap<MapHandle> {
 
  private:
   Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value BtfTypes(const Napi::CallbackInfo& info);
   Napi::Value GetFd(const Napi::CallbackInfo& info);
   Napi::Value Lookup(const Napi::CallbackInfo& info);
   Napi::Value LookupAndDelete(const Napi::CallbackInfo& info);

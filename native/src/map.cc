@@ -1,6 +1,7 @@
 // Map handle: element operations (sync: they are single syscalls), batch
 // operations (async: they may move megabytes), iteration, pinning.
 #include "addon.h"
+#include <bpf/btf.h>
 
 #include <unistd.h>
 
@@ -20,6 +21,7 @@ Napi::Function MapHandle::Init(Napi::Env env) {
                          InstanceAccessor("info", &MapHandle::Info, nullptr),
                          InstanceAccessor("fd", &MapHandle::GetFd, nullptr),
                          InstanceAccessor("closed", &MapHandle::IsClosed, nullptr),
+                         InstanceMethod("btfTypes", &MapHandle::BtfTypes),
                          InstanceMethod("lookup", &MapHandle::Lookup),
                          InstanceMethod("lookupAndDelete", &MapHandle::LookupAndDelete),
                          InstanceMethod("update", &MapHandle::Update),
@@ -95,6 +97,49 @@ Napi::Value MapHandle::Info(const Napi::CallbackInfo& info) {
   o.Set("perCpu", percpu_);
   o.Set("possibleCpus", ncpus_);
   o.Set("valueBytes", (double)ValueBytes());
+  return o;
+}
+
+// A C-like name of a BTF type ("struct rule_bits", "__u32", "char[64]"), the
+// form scripts/gen-bpf-contract.mjs writes from the object's BTF.
+static std::string BtfTypeName(const struct btf* btf, __u32 id, int depth = 0) {
+  const struct btf_type* t = btf__type_by_id(btf, id);
+  if (!t || depth > 16) return "?";
+  const char* name = btf__name_by_offset(btf, t->name_off);
+  std::string n = name ? name : "";
+  switch (btf_kind(t)) {
+    case BTF_KIND_STRUCT: return "struct " + n;
+    case BTF_KIND_UNION: return "union " + n;
+    case BTF_KIND_ENUM:
+    case BTF_KIND_ENUM64: return "enum " + n;
+    case BTF_KIND_ARRAY: {
+      const struct btf_array* a = btf_array(t);
+      return BtfTypeName(btf, a->type, depth + 1) + "[" + std::to_string(a->nelems) + "]";
+    }
+    case BTF_KIND_PTR: return BtfTypeName(btf, t->type, depth + 1) + " *";
+    case BTF_KIND_CONST:
+    case BTF_KIND_VOLATILE:
+    case BTF_KIND_RESTRICT:
+    case BTF_KIND_TYPE_TAG: return BtfTypeName(btf, t->type, depth + 1);
+    default: return n;
+  }
+}
+
+// btfTypes(): the key and value type names the map was created with (from
+// the kernel's copy of its BTF), or null when it has none.
+Napi::Value MapHandle::BtfTypes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env, "btfTypes");
+  struct bpf_map_info mi = {};
+  __u32 len = sizeof(mi);
+  if (bpf_obj_get_info_by_fd(fd, &mi, &len)) ThrowErrno(env, errno, "bpf_obj_get_info_by_fd", "map " + name_);
+  if (!mi.btf_id) return env.Null();
+  struct btf* btf = btf__load_from_kernel_by_id(mi.btf_id);
+  if (!btf) ThrowErrno(env, errno, "btf__load_from_kernel_by_id", "map " + name_ + " BTF " + std::to_string(mi.btf_id));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("key", mi.btf_key_type_id ? Napi::Value(Napi::String::New(env, BtfTypeName(btf, mi.btf_key_type_id))) : env.Null());
+  o.Set("value", mi.btf_value_type_id ? Napi::Value(Napi::String::New(env, BtfTypeName(btf, mi.btf_value_type_id))) : env.Null());
+  btf__free(btf);
   return o;
 }
 

@@ -92,6 +92,69 @@ const rules: JsonSchema = {
     errors: { type: 'array', items: { type: 'object', properties: { subsystem: { type: 'string' }, error: { type: 'string' } } } },
   },
 };
+/** The data of a dashboard stream `frame` event (src/api/console.ts DashboardFrame): raw counters, the time they were read (ms since the epoch). */
+const num = { type: 'number' };
+const str = { type: 'string' };
+export const DASHBOARD_FRAME_SCHEMA: JsonSchema = {
+  type: 'object',
+  required: ['time', 'interfaces', 'rules', 'verdicts', 'services', 'errors', 'status', 'drift', 'gateway'],
+  properties: {
+    time: num,
+    interfaces: { type: 'array', items: { type: 'object', required: ['interface', 'rxPackets', 'rxBytes', 'txPackets', 'txBytes', 'up'], properties: { interface: str, rxPackets: num, rxBytes: num, txPackets: num, txBytes: num, up: { type: 'boolean' } } } },
+    rules: (rules.properties as Record<string, JsonSchema>).rules!,
+    verdicts: (rules.properties as Record<string, JsonSchema>).verdicts!,
+    services: { type: 'array', items: { type: 'object', required: ['service', 'up'], properties: { service: str, up: { type: 'boolean' } } } },
+    errors: { type: 'array', items: { type: 'object', required: ['subsystem', 'error'], properties: { subsystem: str, error: str } } },
+    status: {
+      type: 'object',
+      required: ['committed', 'pending', 'applying'],
+      properties: {
+        committed: { type: ['integer', 'null'] },
+        pending: { type: ['object', 'null'], required: ['id', 'deadline'], properties: { id: { type: 'integer' }, deadline: { type: ['string', 'null'], format: 'date-time' } } },
+        applying: { type: 'boolean' },
+      },
+    },
+    drift: {
+      type: ['object', 'null'],
+      required: ['state', 'revision', 'checkedAt', 'items'],
+      properties: {
+        state: str,
+        revision: { type: ['integer', 'null'] },
+        checkedAt: { type: ['string', 'null'] },
+        items: { type: 'array', items: { type: 'object', required: ['subsystem', 'object', 'reason'], properties: { subsystem: str, object: str, reason: str } } },
+      },
+    },
+    gateway: {
+      type: 'object',
+      description: 'gateway services as their subsystems report them (the same figures as the patronus_dns_*, patronus_vpn_*, patronus_vrrp_*, patronus_bgp_*, patronus_ospf_* metrics)',
+      required: ['dns', 'vpnTunnels', 'vrrp', 'bgpPeers', 'ospfNeighbors', 'idsBlocks'],
+      properties: {
+        dns: {
+          type: ['object', 'null'],
+          required: ['queriesByType', 'answersByRcode', 'cacheHits', 'cacheMisses', 'blocklists'],
+          properties: {
+            queriesByType: { type: 'object', additionalProperties: num },
+            answersByRcode: { type: 'object', additionalProperties: num },
+            cacheHits: num,
+            cacheMisses: num,
+            blocklists: { type: 'array', items: { type: 'object', required: ['list', 'domains'], properties: { list: str, domains: num } } },
+          },
+        },
+        vpnTunnels: {
+          type: 'array',
+          items: { type: 'object', required: ['service', 'tunnel', 'peer', 'up', 'rxBytes', 'txBytes'], properties: { service: { type: 'string', enum: ['wireguard', 'openvpn', 'ipsec'] }, tunnel: str, peer: str, up: { type: 'boolean' }, rxBytes: num, txBytes: num, latestHandshake: num } },
+        },
+        vrrp: {
+          type: 'array',
+          items: { type: 'object', required: ['instance', 'state', 'transitions'], properties: { instance: str, state: { type: 'integer', description: '0 init, 1 backup, 2 master, 3 fault, 4 stopped' }, transitions: { type: 'array', items: { type: 'object', required: ['to', 'count'], properties: { to: str, count: num } } } } },
+        },
+        bgpPeers: { type: 'array', items: { type: 'object', required: ['peer', 'afi', 'established', 'prefixesReceived', 'prefixesSent'], properties: { peer: str, afi: str, established: { type: 'boolean' }, prefixesReceived: num, prefixesSent: num } } },
+        ospfNeighbors: { type: 'array', items: { type: 'object', required: ['routerId', 'interface', 'full'], properties: { routerId: str, interface: str, full: { type: 'boolean' } } } },
+        idsBlocks: { type: ['number', 'null'], description: 'sources the IDS added to the fast-path block list' },
+      },
+    },
+  },
+};
 const role = { type: 'string', enum: ['metrics', 'viewer', 'operator', 'admin'] };
 const signIn: JsonSchema = {
   type: 'object',
@@ -184,9 +247,19 @@ function buildOperations(P: string): Record<string, Operation> {
     errors: [400, 401, 404, 409, 500],
   },
   [`GET ${P}/vpn/openvpn/:server/clients/:client/profile`]: { operationId: 'getOpenvpnProfile', tag: 'vpn', ok: text('application/x-openvpn-profile', 'the .ovpn profile'), errors: [400, 401, 404, 409, 500] },
+  [`GET ${P}/stream/dashboard`]: {
+    operationId: 'streamDashboard',
+    tag: 'counters',
+    ok: {
+      description: 'with Accept: text/event-stream, server-sent events: `frame` events whose data is one DashboardFrame as JSON, `failure` when a read failed; otherwise one DashboardFrame',
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/DashboardFrame' } }, 'text/event-stream': { schema: { type: 'string', description: 'event: frame / data: #/components/schemas/DashboardFrame' } } },
+    },
+    errors: [401, 403, 500],
+  },
   [`POST ${P}/session`]: { operationId: 'signIn', tag: 'auth', ok: signIn, errors: [400, 401, 403, 415, 429, 500] },
   [`DELETE ${P}/session`]: { operationId: 'signOut', tag: 'auth', ok: { type: 'object', required: ['signedOut'], properties: { signedOut: { type: 'string', description: 'the id of the session that ended' } } }, errors: [400, 401, 500] },
   [`GET ${P}/whoami`]: { operationId: 'whoami', tag: 'auth', ok: whoami, errors: [401, 500] },
+  [`GET ${P}/session`]: { operationId: 'getSession', tag: 'auth', ok: whoami, errors: [401, 500] },
   [`GET ${P}/sessions`]: { operationId: 'listSessions', tag: 'auth', ok: { type: 'array', items: session }, errors: [401, 500] },
   [`DELETE ${P}/sessions/:id`]: { operationId: 'revokeSession', tag: 'auth', ok: { type: 'object', required: ['revoked'], properties: { revoked: { type: 'string' } } }, errors: [400, 401, 404, 500] },
   [`GET ${P}/events`]: {

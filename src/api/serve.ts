@@ -19,13 +19,13 @@ import { buildServer } from './server.js';
 import { defaultStateDir } from './state-dir.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
 import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
+import type { FleetServeOptions } from '../fleet/serve.js';
 import { certificateTls, followCertificate } from '../certificates/tls.js';
 import { EventHub } from '../events/hub.js';
 import { XdpEventSource } from '../events/xdp.js';
 import { NflogSource } from '../events/nflog.js';
 import { firewallSchema } from '../nft/schema.js';
 import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
-import { joinFleet, type FleetServeOptions } from '../fleet/serve.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -154,8 +154,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     xdpEvents.close();
     nflog?.source.close();
   });
-
-  const fleet = opts.fleet ? await joinFleet(opts.fleet, { app, engine, drift, metrics }) : undefined;
+  // etcd's client (gRPC) loads only on a node that joins a fleet
+  const fleet = opts.fleet ? await (await import('../fleet/serve.js')).joinFleet(opts.fleet, { app, engine, drift, metrics }) : undefined;
 
   let closing = false;
   const shutdown = (signal: string) => {

@@ -12,7 +12,7 @@
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { OPENAPI_TAGS, documentComponent, openapiTransform } from './openapi.js';
+import { DASHBOARD_FRAME_SCHEMA, OPENAPI_TAGS, documentComponent, openapiTransform } from './openapi.js';
 import { z } from 'zod';
 import type { ConfigSource, Engine } from '../apply/engine.js';
 import { formatPlan } from '../apply/plan.js';
@@ -37,6 +37,7 @@ import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
 import { exportProfile } from '../services/openvpn/openvpn.js';
 import { openvpnServerSchema } from '../services/openvpn/schema.js';
 import { ipsecCaCertificate } from '../services/ipsec/ipsec.js';
+import { registerConsole } from './console.js';
 import { EventHub } from '../events/hub.js';
 import { registerEventRoutes } from '../events/routes.js';
 import { registerEventMetrics } from '../events/metrics.js';
@@ -62,6 +63,8 @@ export interface ServerOptions {
    * starts its periodic loop). Default: one that checks on demand only.
    */
   drift?: DriftMonitor;
+  /** the web console (src/api/console.ts): where its build is, how often the dashboard stream reads counters */
+  console?: { dir?: string; intervalMs?: number };
   /** the firewall event log behind /api/v1/events (serve feeds it from the fast path and NFLOG); default: an empty one */
   events?: EventHub;
   /** console session idle timeout and lifetime (default 1 h, 12 h) */
@@ -86,6 +89,11 @@ const applyBody = sourceBody
   .extend({
     message: z.string().max(500).default('').describe('why this change (kept with the revision)'),
     confirmWithin: z.coerce.number().positive().max(86400).optional().describe('seconds: roll back by itself unless confirmed within this time'),
+    expect: z
+      .object({ revision: z.number().int().positive().nullable(), fingerprint: z.string().regex(/^[0-9a-f]{64}$/) })
+      .strict()
+      .optional()
+      .describe("a saved plan's basis (the plan response's `basis`): apply only if the committed revision is still that one and the plan computed now is the same (409 otherwise)"),
   })
   .strict();
 const rollbackBody = z
@@ -193,7 +201,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
           bearer: { type: 'http', scheme: 'bearer' },
           session: { type: 'apiKey', in: 'cookie', name: 'patronus_session', description: 'console session (POST /api/v1/session); requests that change something also need X-CSRF-Token' },
         },
-        schemas: { PatronusDocument: documentComponent() },
+        schemas: { PatronusDocument: documentComponent(), DashboardFrame: DASHBOARD_FRAME_SCHEMA },
       },
       // either one; each operation's x-patronus-role says which role it needs
       security: [{ bearer: [] }, { session: [] }],
@@ -289,7 +297,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.post(`${API_PREFIX}/config/apply`, { config: { role: 'operator' }, schema: { summary: 'Apply a document as a new revision (all or nothing); with Accept: application/x-ndjson, progress lines and heartbeats stream until the report', body: applyBody } }, async (req, reply) => {
     const b = req.body;
-    const run = () => engine.apply(source(b), { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
+    const run = () => engine.apply({ ...source(b), ...(b.expect ? { expect: b.expect } : {}) }, { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
     return wantsStream(req) ? streamApply(reply, engine, run, opts.streamHeartbeatMs) : run();
   });
 
@@ -429,6 +437,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     if (!conns?.length) return reply.code(404).send(errorBody(404, 'no IPsec connections in the committed configuration'));
     return reply.type('application/x-pem-file').send(await ipsecCaCertificate(engine.host.stateDir));
   });
+
+  await registerConsole(app, { engine, metrics, drift, ...opts.console });
 
   return app;
 }

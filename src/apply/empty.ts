@@ -2,13 +2,12 @@
  * A subsystem with nothing to do: the placeholder a domain uses until it has
  * its real implementation (kept so the registry's shape never changes).
  */
-import type { Subsystem } from './subsystem.js';
+import { defineSubsystem, type Subsystem } from './subsystem.js';
 
 export function emptySubsystem(name: string): Subsystem<null> {
-  return {
+  return defineSubsystem<null>({
     name,
     compile: () => ({ desired: null, issues: [] }),
-    plan: async () => [],
-    apply: async () => {},
-  };
+    steps: async () => [],
+  });
 }

@@ -28,6 +28,7 @@
  * - The revision the kernel runs is recorded in the store, so every process
  *   sharing it reports the same "running" revision.
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
 import { spawn } from 'node:child_process';
@@ -37,8 +38,8 @@ import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
 import { subsystems as registry } from './registry.js';
-import type { Change, CompileContext, ServiceOpening, Subsystem } from './subsystem.js';
-import { validateDocument, type Validated } from '../config/document.js';
+import { changesOf, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
+import { validateDocumentStages, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
 import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
@@ -51,7 +52,24 @@ import { checkInWorker } from './check-worker.js';
  * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
  * document. An empty document is refused unless `allowEmpty` (src/config/input.ts).
  */
-export type ConfigSource = ({ text: string; format?: ConfigFormat } | { document: unknown }) & { allowEmpty?: boolean };
+export type ConfigSource = ({ text: string; format?: ConfigFormat } | { document: unknown }) & {
+  allowEmpty?: boolean;
+  /**
+   * Apply only if the plan would still be this one (a saved plan, `patronus
+   * apply FILE.plan`): the committed revision is the same and the plan
+   * computed now against the running system has the same fingerprint.
+   */
+  expect?: PlanBasis;
+};
+
+/** What a plan was made against: the committed revision and a fingerprint of what plan found (terraform's saved plan). */
+export interface PlanBasis {
+  /** the committed revision when the plan was made (null: none yet) */
+  revision: number | null;
+  /** sha256 over every subsystem's planned changes: they are computed from the desired state and the observed kernel and daemon state */
+  fingerprint: string;
+}
+
 
 export interface ApplyMeta {
   author: string;
@@ -110,12 +128,15 @@ export interface Plan {
   removesEverything?: true;
   subsystems: SubsystemPlan[];
   summary: Record<Change['action'], number>;
+  /** what the plan was made against (a saved plan is applied only while it still holds) */
+  basis?: PlanBasis;
 }
 
 export type ProgressEvent =
   | { phase: 'validate' }
   | { phase: 'apply' | 'rollback'; subsystem: string; index: number; total: number }
-  | { phase: 'step-done'; subsystem: string; ok: boolean; ms: number };
+  /** changes: those of the steps that ran, in order (all of them when ok; up to and including the failing one otherwise) */
+  | { phase: 'step-done'; subsystem: string; ok: boolean; ms: number; changes: Change[] };
 
 export interface EngineOptions {
   host: Host;
@@ -134,12 +155,33 @@ export interface EngineOptions {
   confirmGuard?: boolean;
 }
 
+/**
+ * Subsystems whose apply can recreate what later ones bind to (devices,
+ * ifindexes, addresses): when one of them runs in an apply, no later
+ * subsystem is skipped as unchanged (see Engine.unchangedSubsystems).
+ */
+const FOUNDATION = new Set(['links', 'interfaces']);
+
+/** Subsystems an apply may leave alone: `same` compiled part as the running revision (and not drifted); `checked` of those, the ones a drift check vouches for. */
+interface Unchanged {
+  checked: Set<string>;
+  same: Set<string>;
+}
+
 /** The guard acts this long after the deadline: the in-process timer (when its process lives) goes first. */
 export const GUARD_GRACE_MS = 200;
 
 /** 409: the operation conflicts with what is going on (apply running, confirmation pending). */
 export class ConflictError extends Error {
   override name = 'ConflictError';
+}
+
+/** 409 for a saved plan: what it was made against changed since. */
+export class StalePlanError extends ConflictError {
+  constructor(message: string) {
+    super(`${message}: the plan is stale, make a new one (patronus plan -o FILE)`);
+    this.name = 'StalePlanError';
+  }
 }
 
 /** An apply failed at a step; the system was rolled back (see report.rollback). */
@@ -179,6 +221,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private lastReconcile: { at: string; ok: boolean; error?: string } | undefined;
   /** when this engine last changed the kernel (apply, rollback, repair, reconcile): ms since the epoch */
   private lastTouched = 0;
+  /** the compiled revision this engine last converged the kernel to (the drift loop reuses it: compiledFor) */
+  private compiledRunning: { revision: number; compiled: Compiled } | undefined;
   /** the drift loop's last clean bill, when the server runs one (see unchangedSubsystems) */
   cleanState: (() => CleanState | undefined) | undefined;
   /** validations running in worker threads (see validate()) */
@@ -201,6 +245,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       const parsed = parseConfigText(source.text, source.format);
       if (parsed.issues.length) return { issues: parsed.issues };
       document = parsed.value;
+      await new Promise((r) => setImmediate(r)); // parsing a large text is a stage of its own
     } else document = source.document;
     const empty = emptyDocumentIssues(document, source.allowEmpty);
     if (empty.length) return { issues: empty };
@@ -220,7 +265,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const probed = await Promise.all(
       this.subsystems.map(async (s) => {
         // what runs now passed these probes when it was applied, and a drift check found it in place since
-        if (!s.validate || unchanged.has(s.name)) return [];
+        if (!s.validate || unchanged.checked.has(s.name)) return [];
         try {
           return await s.validate(desired.get(s.name), this.host);
         } catch (e) {
@@ -248,7 +293,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   /** compileDocument as stages: each `yield` is a point where an async caller lets the event loop run. */
   private *compileStages(document: unknown): Generator<void, { compiled?: Compiled; issues: Issue[] }, void> {
-    const { validated, issues } = validateDocument(document, this.readFile);
+    const { validated, issues } = yield* validateDocumentStages(document, this.readFile);
     if (!validated) return { issues };
     const ctx: CompileContext = {
       config: validated.config,
@@ -308,14 +353,15 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const out: SubsystemPlan[] = [];
     for (const s of this.subsystems) {
       try {
-        out.push({ subsystem: s.name, changes: await s.plan(compiled.desired.get(s.name), this.host) });
+        out.push({ subsystem: s.name, changes: changesOf(await s.steps(compiled.desired.get(s.name), this.host)) });
       } catch (e) {
         throw new Error(`plan: subsystem "${s.name}" failed: ${(e as Error).message}`);
       }
     }
     const summary = { add: 0, remove: 0, change: 0, reload: 0, restart: 0, start: 0, stop: 0 };
     for (const p of out) for (const c of p.changes) summary[c.action]++;
-    return { ...(isEmptyDocument(compiled.document) ? { removesEverything: true as const } : {}), subsystems: out, summary };
+    const basis = { revision: this.store.current()?.id ?? null, fingerprint: planFingerprint(out) };
+    return { ...(isEmptyDocument(compiled.document) ? { removesEverything: true as const } : {}), subsystems: out, summary, basis };
   }
 
   /**
@@ -335,10 +381,21 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         pending = this.pendingConfirmation();
       }
       if (pending) throw new ConflictError(`revision ${pending.id} awaits confirmation until ${pending.confirmDeadline}: confirm or roll it back first`);
+      if (source.expect) await this.checkPlanBasis(compiled, source.expect);
       const unchanged = await this.unchangedReport(compiled);
       if (unchanged) return unchanged;
       return this.applyCompiled(compiled, meta);
     });
+  }
+
+  /** Under the apply lock: refuses a saved plan whose committed revision or observed state changed since it was made. */
+  private async checkPlanBasis(compiled: Compiled, expect: PlanBasis): Promise<void> {
+    const committed = this.store.current()?.id ?? null;
+    if (committed !== expect.revision) throw new StalePlanError(`the plan was made against revision ${expect.revision ?? '(none)'}, revision ${committed ?? '(none)'} is committed now`);
+    const now = await this.planCompiled(compiled);
+    if (now.basis?.fingerprint !== expect.fingerprint) {
+      throw new StalePlanError('the running system changed since the plan was made (the plan computed now differs)');
+    }
   }
 
   /**
@@ -443,6 +500,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
           const failed = steps.find((s) => !s.ok);
           if (failed) throw new Error(`subsystem "${failed.subsystem}": ${failed.error}`);
           this.running = target.id;
+          this.compiledRunning = { revision: target.id, compiled };
           bestEffort(() => this.store.setRunning(target.id));
           return done({ revision: target.id });
         }
@@ -497,6 +555,15 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       reconcile: this.lastReconcile ?? null,
       subsystems: this.subsystems.map((s) => s.name),
     };
+  }
+
+  /**
+   * The compiled document of `revision` when it is the one this engine last
+   * converged the kernel to: the drift loop checks against it instead of
+   * compiling the same document again (seconds for a large one, on this thread).
+   */
+  compiledFor(revision: number): Compiled | undefined {
+    return this.compiledRunning?.revision === revision ? this.compiledRunning.compiled : undefined;
   }
 
   /** What /healthz needs, without reading any document from the store. */
@@ -603,6 +670,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     }
     if (deadline) this.armConfirmTimer(revision.id, meta.confirmWithin! * 1000, `not confirmed within ${meta.confirmWithin} s`);
     this.running = revision.id;
+    this.compiledRunning = { revision: revision.id, compiled };
     this.prune();
     this.emit('applied', report);
     return report;
@@ -630,9 +698,13 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * with no change: nothing to record, nothing to touch.
    */
   private async unchangedReport(compiled: Compiled): Promise<ApplyReport | undefined> {
-    const current = this.store.current();
-    if (!current || this.store.running() !== current.id) return undefined;
-    if (canonicalJson(current.config) !== canonicalJson(compiled.document)) return undefined;
+    // ids first; the document from memory when this engine applied it (a large one is seconds to read and compare)
+    const committed = this.store.head().committed;
+    if (committed === undefined || this.store.running() !== committed) return undefined;
+    const document = this.compiledFor(committed)?.document ?? this.store.get(committed)?.config;
+    // key order aside, the same document (deep equality stops at the first difference)
+    if (!isDeepStrictEqual(document ?? {}, compiled.document ?? {})) return undefined;
+    const current = { id: committed };
     const t0 = performance.now();
     let plan: Plan;
     try {
@@ -698,18 +770,22 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** Applies every subsystem in order (but those in `skip`); stops at the first failure (when stopOnError). */
-  private async converge(compiled: Compiled, stopOnError = false, skip: ReadonlySet<string> = new Set()): Promise<StepResult[]> {
+  private async converge(compiled: Compiled, stopOnError = false, skip: Unchanged = { checked: new Set(), same: new Set() }): Promise<StepResult[]> {
     const steps: StepResult[] = [];
     const total = this.subsystems.length;
+    let foundationChanged = false;
     for (const [index, s] of this.subsystems.entries()) {
-      if (skip.has(s.name)) {
+      // once links or interfaces change (devices may be recreated, ifindexes change), everything converges
+      if (skip.checked.has(s.name) && !foundationChanged) {
         steps.push({ subsystem: s.name, ok: true, ms: 0, unchanged: true });
         continue;
       }
+      if (FOUNDATION.has(s.name) && !skip.same.has(s.name)) foundationChanged = true;
       this.emit('progress', { phase: 'apply', subsystem: s.name, index, total });
-      const step = await this.applyStep(s, compiled);
+      const changes: Change[] = [];
+      const step = await this.applyStep(s, compiled, changes);
       steps.push(step);
-      this.emit('progress', { phase: 'step-done', subsystem: s.name, ok: step.ok, ms: step.ms });
+      this.emit('progress', { phase: 'step-done', subsystem: s.name, ok: step.ok, ms: step.ms, changes });
       if (!step.ok && stopOnError) break;
     }
     return steps;
@@ -725,10 +801,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * loop has not run since the last apply, reconcile: off), for a subsystem
    * without a drift check, or one the check found drifted: those converge
    * as always. Drift that happens after the check is the drift loop's to
-   * find and repair, as it is between applies.
+   * find and repair, as it is between applies. Once links or interfaces
+   * run (a device recreated, an ifindex changed), every later subsystem
+   * converges (FOUNDATION).
    */
-  private unchangedSubsystems(compiled: Compiled): Set<string> {
-    const out = new Set<string>();
+  private unchangedSubsystems(compiled: Compiled): Unchanged {
+    const out: Unchanged = { checked: new Set(), same: new Set() };
     const clean = this.cleanState?.();
     if (!clean || clean.revision === null || (clean.state !== 'ok' && clean.state !== 'drift')) return out;
     if (Date.parse(clean.checkedAt) < this.lastTouched) return out;
@@ -741,17 +819,27 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (running !== clean.revision) return out;
     const drifted = new Set(clean.items.map((i) => i.subsystem));
     for (const s of this.subsystems) {
-      if (!clean.checked.includes(s.name) || drifted.has(s.name) || !clean.desired.has(s.name)) continue;
-      if (isDeepStrictEqual(clean.desired.get(s.name), compiled.desired.get(s.name))) out.add(s.name);
+      if (drifted.has(s.name) || !clean.desired.has(s.name)) continue;
+      if (!isDeepStrictEqual(clean.desired.get(s.name), compiled.desired.get(s.name))) continue;
+      out.same.add(s.name);
+      if (clean.checked.includes(s.name)) out.checked.add(s.name);
     }
     return out;
   }
 
-  /** Converges one subsystem to `compiled`; the outcome, never a throw. */
-  private async applyStep(s: Subsystem<any>, compiled: Compiled): Promise<StepResult> {
+  /**
+   * Converges one subsystem to `compiled`: computes its steps against the
+   * running system (exactly what plan prints) and runs them in order; the
+   * outcome, never a throw. The one step loop for apply, rollback, repair and
+   * start-up reconciliation.
+   */
+  private async applyStep(s: Subsystem<any>, compiled: Compiled, ran: Change[] = []): Promise<StepResult> {
     const t0 = performance.now();
     try {
-      await s.apply(compiled.desired.get(s.name), this.host);
+      for (const step of await s.steps(compiled.desired.get(s.name), this.host)) {
+        ran.push(...step.changes);
+        await step.run();
+      }
       return { subsystem: s.name, ok: true, ms: performance.now() - t0 };
     } catch (e) {
       return { subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message };
@@ -775,6 +863,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       rollback.push(await this.applyStep(s, compiled));
     }
     this.running = current?.id;
+    this.compiledRunning = current && rollback.every((r) => r.ok) ? { revision: current.id, compiled } : undefined;
     try {
       this.store.setRunning(current?.id ?? null);
     } catch (e) {
@@ -914,17 +1003,15 @@ function deadlinePassed(r: Revision): boolean {
   return !r.confirmDeadline || Date.parse(r.confirmDeadline) <= Date.now();
 }
 
-/** JSON with object keys sorted: two documents that parse the same compare equal. */
-function canonicalJson(v: unknown): string {
-  return JSON.stringify(v ?? {}, (_k, x: unknown) =>
-    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x,
-  );
-}
-
 function openLockDb(path: string): Database.Database {
   closeSync(openSync(path, 'a', 0o600));
   const db = new Database(path);
   db.pragma('busy_timeout = 0');
   // no schema: BEGIN EXCLUSIVE locks even an empty database file (and creating one would itself need the lock)
   return db;
+}
+
+/** sha256 over every subsystem's changes, in order. */
+export function planFingerprint(subsystems: readonly SubsystemPlan[]): string {
+  return createHash('sha256').update(JSON.stringify(subsystems.map((p) => [p.subsystem, p.changes]))).digest('hex');
 }

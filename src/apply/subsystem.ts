@@ -9,8 +9,12 @@
  *        re-apply the last committed revision to every subsystem already
  *        touched (reverse order), then report which step failed.
  *
- * So apply() must converge the system to `desired` from whatever state it is
- * in (idempotent), which is also what makes start-up reconciliation and
+ * A subsystem says what it would do as steps (`steps(desired, host)`:
+ * `{changes, run}[]`, read against the running system): plan prints the
+ * steps' changes, apply runs the same steps' `run` (terraform's model; QoS
+ * did it first). So what plan prints is what apply runs. The steps must
+ * converge the system to `desired` from whatever state it is in
+ * (idempotent), which is also what makes start-up reconciliation and
  * rollback the same operation.
  */
 import type { Host } from '../system/host.js';
@@ -45,6 +49,48 @@ export interface Change {
   detail?: string;
 }
 
+/**
+ * One unit of apply: the changes plan prints for it, and what apply runs. A
+ * step that makes several changes in one transaction (`nft -f` of a whole
+ * table, a fast-path generation flip) lists them all; most make one. A step
+ * without changes is bookkeeping that touches nothing plan would print
+ * (e.g. the in-process IDS ingester following its daemon).
+ */
+export interface Step {
+  readonly changes: readonly Change[];
+  run(): Promise<void>;
+}
+
+/** A step that makes one change. */
+export function step(change: Change, run: () => Promise<void> | void): Step {
+  return { changes: [change], run: async () => void (await run()) };
+}
+
+/** Plan: the changes of the steps, in order. */
+export function changesOf(steps: readonly Step[]): Change[] {
+  return steps.flatMap((s) => s.changes);
+}
+
+/** Apply: runs the steps in order; the first that throws stops the rest. */
+export async function runSteps(steps: readonly Step[]): Promise<void> {
+  for (const s of steps) await s.run();
+}
+
+/** What a subsystem module defines: everything but plan and apply, which come from steps. */
+export type SubsystemDefinition<Desired> = Omit<Subsystem<Desired>, 'plan' | 'apply'>;
+
+/**
+ * A Subsystem from its definition: plan() is the steps' changes and apply()
+ * runs the steps, both computed by the one `steps` function.
+ */
+export function defineSubsystem<Desired, Extra extends object = {}>(def: SubsystemDefinition<Desired> & Extra): Subsystem<Desired> & Extra {
+  return {
+    ...def,
+    plan: async (desired, host) => changesOf(await def.steps(desired, host)),
+    apply: async (desired, host) => runSteps(await def.steps(desired, host)),
+  };
+}
+
 export interface Subsystem<Desired = unknown> {
   /** short name: "fastpath", "nftables", "unbound", ... (also the metrics label) */
   readonly name: string;
@@ -58,9 +104,15 @@ export interface Subsystem<Desired = unknown> {
    * the daemon's own config checker on rendered files in a scratch dir.
    */
   validate?(desired: Desired, host: Host): Promise<Issue[]>;
-  /** What apply() would change, read against the running system. */
+  /**
+   * The steps that converge the running system to `desired`, read against
+   * it (no changes made): plan prints their changes, apply runs them. Empty
+   * when the system already matches.
+   */
+  steps(desired: Desired, host: Host): Promise<Step[]>;
+  /** changesOf(steps): what apply() would change (derived by defineSubsystem). */
   plan(desired: Desired, host: Host): Promise<Change[]>;
-  /** Converge the running system to `desired`. Idempotent. Throws on failure. */
+  /** runSteps(steps): converge the running system to `desired`. Idempotent. Throws on failure (derived by defineSubsystem). */
   apply(desired: Desired, host: Host): Promise<void>;
   /** Pure: the ports this subsystem's enabled services need open. */
   openings?(config: Config): ServiceOpening[];

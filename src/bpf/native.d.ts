@@ -24,6 +24,8 @@ export declare class NativeMap {
   readonly info: NativeMapInfo;
   readonly fd: number;
   readonly closed: boolean;
+  /** key/value type names from the map's BTF ("struct rule_bits", "__u32"); null: created without BTF */
+  btfTypes(): { key: string | null; value: string | null } | null;
   lookup(key: Buffer): Buffer | null;
   lookupAndDelete(key: Buffer): Buffer | null;
   update(key: Buffer, value: Buffer, flags?: number): void;

@@ -1,5 +1,5 @@
 /**
- * The `certificates:` section as a Subsystem. apply() orders what is
+ * The `certificates:` section as a Subsystem. Its steps order what is
  * missing, changed, revoked or due for renewal; drift() reports a
  * certificate due for renewal, so the drift loop renews it before it
  * expires (with its own backoff after a failed order, at most one attempt
@@ -8,7 +8,7 @@
  */
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import type { DriftFinding, Subsystem } from '../apply/subsystem.js';
+import { defineSubsystem, step, type DriftFinding, type Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import { issueCertificate, issueReason, keyTypeOf, readCertificate, type CertificateState } from './acme.js';
 import type { AcmeConfig, CertificateConfig } from './schema.js';
@@ -23,7 +23,7 @@ export interface CertificatesDesired {
 const failures = new Map<string, { attempts: number; nextTry: number; error: string }>();
 const HOUR = 3_600_000;
 
-export const certificatesSubsystem: Subsystem<CertificatesDesired> = {
+export const certificatesSubsystem: Subsystem<CertificatesDesired> = defineSubsystem<CertificatesDesired>({
   name: 'certificates',
 
   compile(ctx) {
@@ -38,26 +38,28 @@ export const certificatesSubsystem: Subsystem<CertificatesDesired> = {
     return { desired: { ...(c.acme ? { acme: c.acme } : {}), certs: c.issue }, issues };
   },
 
-  async plan(desired, host) {
-    return due(desired, host).map(({ spec, reason }) => ({
-      action: reason === 'missing' ? ('add' as const) : ('change' as const),
-      object: `certificate ${spec.name}`,
-      detail: `${reason}: order ${spec.domains.join(', ')} from ${desired.acme!.directory}`,
-    }));
-  },
-
-  async apply(desired, host) {
-    for (const { spec } of due(desired, host)) {
-      const key = `${host.stateDir}\0${spec.name}`;
-      try {
-        await issueCertificate(host, desired.acme!, spec);
-        failures.delete(key);
-      } catch (e) {
-        const attempts = (failures.get(key)?.attempts ?? 0) + 1;
-        failures.set(key, { attempts, nextTry: Date.now() + Math.min(24 * HOUR, HOUR * 2 ** (attempts - 1)), error: (e as Error).message });
-        throw e;
-      }
-    }
+  /** One step per certificate that is missing, changed, revoked or due: an ACME order each. */
+  async steps(desired, host) {
+    return due(desired, host).map(({ spec, reason }) =>
+      step(
+        {
+          action: reason === 'missing' ? 'add' : 'change',
+          object: `certificate ${spec.name}`,
+          detail: `${reason}: order ${spec.domains.join(', ')} from ${desired.acme!.directory}`,
+        },
+        async () => {
+          const key = `${host.stateDir}\0${spec.name}`;
+          try {
+            await issueCertificate(host, desired.acme!, spec);
+            failures.delete(key);
+          } catch (e) {
+            const attempts = (failures.get(key)?.attempts ?? 0) + 1;
+            failures.set(key, { attempts, nextTry: Date.now() + Math.min(24 * HOUR, HOUR * 2 ** (attempts - 1)), error: (e as Error).message });
+            throw e;
+          }
+        },
+      ),
+    );
   },
 
   openings(config) {
@@ -87,7 +89,7 @@ export const certificatesSubsystem: Subsystem<CertificatesDesired> = {
   configured(desired) {
     return desired.certs.length > 0;
   },
-};
+});
 
 /** Every certificate with one in service under this host's state dir. */
 export function listCertificates(host: Host): CertificateState[] {

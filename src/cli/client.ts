@@ -99,7 +99,7 @@ export class RestClient implements Client {
       res = await fetch(new URL('/api/v1/config/apply', this.base), {
         method: 'POST',
         headers: { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), 'content-type': 'application/json', accept: 'application/x-ndjson, application/json' },
-        body: JSON.stringify({ ...this.body(src), ...fields }),
+        body: JSON.stringify({ ...this.body(src), ...(src.expect ? { expect: src.expect } : {}), ...fields }),
       });
     } catch (e) {
       const cause = (e as { cause?: { code?: string } }).cause?.code;

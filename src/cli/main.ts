@@ -12,6 +12,7 @@ import { join } from 'node:path';
 // (a CLI that imported them spent ~1 s of CPU before it sent a request: src/cli/client.ts)
 import { defaultStateDir } from '../api/state-dir.js';
 import { formatPlan } from '../apply/plan.js';
+import { parseSavedPlan, savedPlanSource, writeSavedPlan } from '../apply/saved-plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
 import { detectFormat, readRegularFile } from '../config/input.js';
 import type { Store } from '../store/store.js';
@@ -157,25 +158,30 @@ program
   .description('show what applying the configuration would change')
   .option('--allow-empty', ALLOW_EMPTY, false)
   .option('--detailed-exitcode', 'exit 0 when there is nothing to change, 2 when there are changes, 1 on any error (like terraform)', false)
-  .action(async (file: string, o: { allowEmpty: boolean; detailedExitcode: boolean }) => {
+  .option('-o, --out <planfile>', 'also save the plan to this file: `patronus apply PLANFILE` applies exactly it, and refuses once the committed revision or the running system changed')
+  .action(async (file: string, o: { allowEmpty: boolean; detailedExitcode: boolean; out?: string }) => {
     detailedExitcode = o.detailedExitcode;
     await withClient(async (c) => {
-      const plan = await c.plan(readSource(file, o));
-      out(plan, () => wrapLines(formatPlan(plan)));
+      const src = readSource(file, o);
+      const plan = await c.plan(src);
+      if (o.out) writeSavedPlan(o.out, src, plan);
+      out(plan, () => wrapLines(formatPlan(plan)) + (o.out ? `\n\nSaved the plan to ${o.out}. To apply exactly it: patronus apply ${o.out}` : ''));
       if (o.detailedExitcode && Object.values(plan.summary).some((n) => n > 0)) process.exitCode = EXIT.changes;
     });
   });
 
 program
   .command('apply')
-  .argument('<file>', 'configuration document (YAML or JSON; - for stdin)')
+  .argument('<file>', 'configuration document (YAML or JSON; - for stdin), or a plan saved with `plan -o`')
   .description('apply the configuration as a new revision (all or nothing)')
   .option('-m, --message <text>', 'why (kept with the revision)', '')
   .option('--confirm-within <seconds>', 'roll back by itself unless `patronus confirm` runs within this time', parseSeconds)
   .option('--allow-empty', ALLOW_EMPTY, false)
   .action(async (file: string, o: { message: string; confirmWithin?: number; allowEmpty: boolean }) => {
     await withClient(async (c) => {
-      const src = readSource(file, o);
+      let src = readSource(file, o);
+      const saved = 'text' in src ? parseSavedPlan(src.text, file) : undefined;
+      if (saved) src = savedPlanSource(saved);
       // over REST the server streams each step (the same lines as a direct apply), on stderr
       const streamed = !globals().json && !globals().direct;
       if (streamed) process.stderr.write(`applying ${file} via ${globals().server}\n`);

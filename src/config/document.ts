@@ -67,7 +67,21 @@ export interface Validated {
  * `validated` is set only when there are none.
  */
 export function validateDocument(input: unknown, readFile: FileReader): { validated?: Validated; issues: Issue[] } {
+  const stages = validateDocumentStages(input, readFile);
+  for (;;) {
+    const step = stages.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * validateDocument in two stages (schema, then aliases): an async caller
+ * lets its event loop run at the `yield` (each is seconds for a document
+ * with a million prefixes; src/apply/engine.ts).
+ */
+export function* validateDocumentStages(input: unknown, readFile: FileReader): Generator<void, { validated?: Validated; issues: Issue[] }, void> {
   const parsed = documentSchema.safeParse(input ?? {});
+  yield;
   if (!parsed.success) {
     // report alias problems together with schema problems elsewhere
     const issues = fromZod(parsed.error);

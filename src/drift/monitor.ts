@@ -122,6 +122,11 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     this.timer = undefined;
   }
 
+  /** Milliseconds between the periodic loop's checks (the revision's drift.intervalSeconds). */
+  get interval(): number {
+    return this.intervalMs();
+  }
+
   /** The last report (undefined before the first check). */
   get lastReport(): DriftReport | undefined {
     return this.last;
@@ -165,6 +170,9 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
   committed(): { revision: number | null; compiled?: Compiled; error?: string } {
     const revision = this.target();
     if (this.cache?.revision === revision) return this.cache;
+    // the revision this process just applied: compiled already (a large document takes seconds)
+    const applied = revision !== null ? this.engine.compiledFor(revision) : undefined;
+    if (applied) return (this.cache = { revision, compiled: applied });
     let document: unknown = {};
     if (revision !== null) {
       const r = this.engine.store.get(revision);

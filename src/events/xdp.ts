@@ -144,8 +144,8 @@ export class XdpEventSource {
   }
 
   private ruleName(slot: number): string {
-    if (slot === LOG_SLOT_DEFAULT) return 'default';
-    if (slot === LOG_SLOT_BLOCKED) return 'blocklist';
+    if (slot >= LOG_SLOT_BLOCKED && slot < LOG_SLOT_BLOCKED + 2) return 'blocklist';
+    if (slot >= LOG_SLOT_DEFAULT && slot < LOG_SLOT_DEFAULT + 2) return 'default';
     let n = this.ruleNames.get(slot);
     if (n === undefined) {
       const k = Buffer.alloc(4);

@@ -505,42 +505,56 @@ function samePrefix(a: Buffer, b: Buffer, bits: number): boolean {
  * containing prefix's rules. Sorted by address then length, a stack of open
  * ancestors gives each prefix its nearest containing one. Identical results
  * share one Buffer (a country's thousands of prefixes hold one vector).
+ *
+ * Built for 10^5-10^6 items: one backing buffer for every entry's address
+ * bytes, a sort key per item (a number for IPv4 and ports, a short latin1
+ * string for IPv6) and duplicates found as neighbours after the sort,
+ * instead of a Buffer and a Map key per item and Buffer.compare in the sort.
  */
 function buildLpm(list: { data: Buffer; length: number; rule: number }[], wildcard: Buffer, bytes: number): LpmEntry[] {
-  const byKey = new Map<string, { data: Buffer; length: number; rules: number[] }>();
-  for (const it of list) {
-    const data = Buffer.alloc(bytes);
-    it.data.copy(data, 0, 0, bytes);
-    const k = data.toString('latin1') + String.fromCharCode(it.length);
-    let e = byKey.get(k);
-    if (!e) byKey.set(k, (e = { data, length: it.length, rules: [] }));
-    e.rules.push(it.rule);
+  const n = list.length;
+  const store = Buffer.alloc(n * bytes);
+  const numeric = bytes <= 4;
+  const keyed: { k: number | string; i: number }[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const it = list[i]!;
+    const off = i * bytes;
+    it.data.copy(store, off, 0, bytes);
+    keyed[i] = { k: numeric ? store.readUIntBE(off, bytes) * 256 + it.length : store.toString('latin1', off, off + bytes) + String.fromCharCode(it.length), i };
   }
+  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+
   const root = { data: Buffer.alloc(bytes), length: 0, bits: wildcard };
-  const rootKey = root.data.toString('latin1') + String.fromCharCode(0);
-  const rootOwn = byKey.get(rootKey);
-  if (rootOwn) {
-    root.bits = Buffer.from(wildcard);
-    for (const r of rootOwn.rules) setBit(root.bits, r);
-    byKey.delete(rootKey);
-  }
-  const sorted = [...byKey.values()].sort((a, b) => Buffer.compare(a.data, b.data) || a.length - b.length);
   const out: LpmEntry[] = [root];
   const stack: LpmEntry[] = [root];
   const memo = new Map<Buffer, Map<string, Buffer>>();
-  for (const e of sorted) {
-    while (stack.length > 1 && !(stack[stack.length - 1]!.length <= e.length && samePrefix(stack[stack.length - 1]!.data, e.data, stack[stack.length - 1]!.length))) stack.pop();
+  for (let j = 0; j < n; ) {
+    // one address/length: every rule that names it
+    const first = keyed[j]!;
+    const rules: number[] = [];
+    let end = j;
+    while (end < n && keyed[end]!.k === first.k) rules.push(list[keyed[end++]!.i]!.rule);
+    j = end;
+    const length = list[first.i]!.length;
+    const data = store.subarray(first.i * bytes, first.i * bytes + bytes);
+    if (length === 0 && data.every((b) => b === 0)) {
+      // the zero-length prefix is the root: its own rules join the wildcard's
+      root.bits = Buffer.from(wildcard);
+      for (const r of rules) setBit(root.bits, r);
+      continue;
+    }
+    while (stack.length > 1 && !(stack[stack.length - 1]!.length <= length && samePrefix(stack[stack.length - 1]!.data, data, stack[stack.length - 1]!.length))) stack.pop();
     const parent = stack[stack.length - 1]!;
-    const ownKey = e.rules.length === 1 ? String(e.rules[0]) : [...new Set(e.rules)].sort((a, b) => a - b).join(',');
+    const ownKey = rules.length === 1 ? String(rules[0]) : [...new Set(rules)].sort((a, b) => a - b).join(',');
     let m = memo.get(parent.bits);
     if (!m) memo.set(parent.bits, (m = new Map()));
     let bits = m.get(ownKey);
     if (!bits) {
       bits = Buffer.from(parent.bits);
-      for (const r of e.rules) setBit(bits, r);
+      for (const r of rules) setBit(bits, r);
       m.set(ownKey, bits);
     }
-    const entry = { data: e.data, length: e.length, bits };
+    const entry = { data, length, bits };
     out.push(entry);
     stack.push(entry);
   }

@@ -17,30 +17,26 @@ import { mkdirSync, existsSync, rmSync, readdirSync, renameSync } from 'node:fs'
 import { addressBytes } from '../net/address.js';
 import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, probes, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode, netnsExists } from '../system/host.js';
+import { dropLogCounters, loggingSlotsOf, prepareDropLog, settleDropLog, type DropLogCounters, type LogRule } from './droplog.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
+import { genConfigWithConstraints, packDir4 } from './generation.js';
 import {
   ACTION,
-  BITS_BYTES,
   DIR,
   DIR4_CHUNKS,
   DIR4_CLASSES,
   FILTER_COUNTER_SLOTS,
   FILTER_DEFAULT_RATE_STATE,
   FILTER_FLAGS_PER_GEN,
-  FILTER_IFACE_ENTRIES,
   FILTER_IFINDEX_DIRECT,
   FILTER_MAX_IFACES,
   FILTER_MAX_RULES,
   FILTER_NAME_LEN,
-  GEN_CONFIG_SIZE,
   GEN_META_SIZE,
   IFACE_VALUE_SIZE,
-  KEY,
   LPM_FIELDS,
   MAP_NAMES,
   PORT_CLASSES,
-  RATE_KEY_SIZE,
-  RULE_ACTION_SIZE,
   RULE_STAT_SIZE,
   VERDICTS,
   VERDICT_MAX,
@@ -50,15 +46,15 @@ import {
   decodeGenConfig,
   decodeIfaceValue,
   encodeAction,
+  encodeDir4Bitmap,
+  DIR4_BITMAP_SIZE,
+  MAPS,
   encodeGenConfig,
   encodeIfaceValue,
-  encodeLogConfig,
+  decodeLogConfig,
   ifaceIndex,
   LOG_BUCKET_SIZE,
   LOG_CONFIG_SIZE,
-  LOG_FLAGS,
-  LOG_SLOT_BLOCKED,
-  LOG_SLOT_DEFAULT,
   LOG_RING_BYTES,
   LOG_SLOTS,
   LOG_STAT_SIZE,
@@ -93,6 +89,36 @@ export interface DataPlaneOptions {
    */
   upgrade?: boolean;
 }
+
+/**
+ * What observers may do with a running data plane: read it, and drive the
+ * IDS blocklist. No load, apply, attach, upgrade or destroy (FastpathDataPlane.observe).
+ */
+export type FastpathView = Pick<
+  FastpathDataPlane,
+  | 'pinDir'
+  | 'xdp'
+  | 'tc'
+  | 'adopted'
+  | 'generation'
+  | 'capacity'
+  | 'lookups'
+  | 'blocklistChecked'
+  | 'meta'
+  | 'configuredIfindexes'
+  | 'ruleCounters'
+  | 'logCounters'
+  | 'verdictCounters'
+  | 'occupancy'
+  | 'interfaces'
+  | 'activeEntries'
+  | 'activeRuleNames'
+  | 'block'
+  | 'unblock'
+  | 'listBlocked'
+  | 'close'
+  | typeof Symbol.dispose
+>;
 
 /** The pinned data plane belongs to another network namespace (another Patronus instance). */
 export class ForeignDataPlaneError extends Error {
@@ -212,6 +238,32 @@ export class FastpathDataPlane implements Disposable {
     return dp;
   }
 
+  /**
+   * The data plane pinned at pinDir, for observers (status, metrics, plan,
+   * drift) and the IDS blocklist: adopts the pins and nothing else. Unlike
+   * open() it never loads or pins a data plane, never finishes an
+   * interrupted upgrade (renames) and never marks ownership: those belong to
+   * apply, under the apply lock. Throws when nothing (or something of
+   * another build or namespace) is pinned there.
+   */
+  static observe(opts: Pick<DataPlaneOptions, 'pinDir' | 'inNetns'>): FastpathView {
+    const inNs = opts.inNetns ?? (<T>(fn: () => T) => fn());
+    if (!FastpathDataPlane.isPinned(opts.pinDir)) throw new Error(`fastpath: no data plane is pinned at ${opts.pinDir}; apply a configuration with fastpath interfaces first`);
+    const here = inNs(currentNetnsInode);
+    const owner = pinOwner(opts.pinDir);
+    if (owner !== undefined && owner !== here) throw foreignOwner(opts.pinDir, owner, here);
+    const dp = FastpathDataPlane.adopt(opts.pinDir, inNs);
+    if (owner === undefined) {
+      try {
+        dp.checkInterfacesHere(here);
+      } catch (e) {
+        dp.close();
+        throw e;
+      }
+    }
+    return dp;
+  }
+
   /** Program ids of a superseded data plane that attach() may replace. */
   private superseded = new Set<number>();
 
@@ -238,7 +290,7 @@ export class FastpathDataPlane implements Disposable {
         opened.push(m);
         maps[name] = m;
       }
-      checkLayout(maps, pinDir);
+      checkLayout(maps, pinDir, true);
       const xdp = BpfProgram.openPinned(`${pinDir}/xdp_filter`);
       opened.push(xdp);
       const tc = BpfProgram.openPinned(`${pinDir}/tc_filter`);
@@ -274,7 +326,7 @@ export class FastpathDataPlane implements Disposable {
     await tobj.load();
     const xdp = xobj.program('xdp_filter');
     const tc = tobj.program('tc_filter');
-    checkLayout(maps, opts.pinDir);
+    checkLayout(maps, opts.pinDir, false);
     // programs last: their pins mark the data plane complete for adopt()
     tc.pin(`${opts.pinDir}/tc_filter`);
     xdp.pin(`${opts.pinDir}/xdp_filter`);
@@ -457,15 +509,25 @@ export class FastpathDataPlane implements Disposable {
       const d = desired.dir4[f];
       if (!d) continue;
       const gf = shadow * 2 + fi;
+      // two-class chunks as bitmaps (40 bytes instead of 2 KB: large lists stay in cache)
+      const p = packDir4(d);
       await this.writeVectors('v4_class', gf * DIR4_CLASSES, d.classes);
+      const chunks = d.chunks.filter((_, k) => !p.bitmaps.has(k));
       for (let k = 0; k < d.chunks.length; k += 256) {
         const part = d.chunks.slice(k, k + 256);
         const vals = new Uint32Array(part.length * 256);
-        part.forEach((c, j) => vals.set(c, j * 256));
+        part.forEach((c, j) => {
+          if (!p.bitmaps.has(k + j)) vals.set(c, j * 256);
+        });
         await this.writeU32s('v4_dir8', (gf * DIR4_CHUNKS + k) * 256, vals);
       }
-      await this.writeU32s('v4_dir16', gf * 65536, d.dir16);
-      written[`${f}_dir`] = d.dir16.length + d.chunks.length * 256;
+      const empty = Buffer.alloc(DIR4_BITMAP_SIZE);
+      await this.writeVectors('v4_bitmap', gf * DIR4_CHUNKS, d.chunks.map((_, k) => {
+        const b = p.bitmaps.get(k);
+        return b ? encodeDir4Bitmap(b.bits, b.cls) : empty;
+      }));
+      await this.writeU32s('v4_dir16', gf * 65536, p.dir16);
+      written[`${f}_dir`] = p.dir16.length + chunks.length * 256 + p.bitmaps.size;
     }
 
     // TCP/UDP port arrays of the shadow generation: classes before the port tables
@@ -529,9 +591,11 @@ export class FastpathDataPlane implements Disposable {
     }
     await this.maps.actions.setMany(actionEntries);
     written.actions = desired.rules.length;
-    this.maps.gen_config.set(u32(shadow), encodeGenConfig(desired.genConfig));
-    // drop events (filter_log.h): read only when gen_config says FEAT_LOG
-    this.maps.log_cfg.set(u32(shadow), encodeLogConfig(desired.log));
+    this.maps.gen_config.set(u32(shadow), encodeGenConfig(genConfigWithConstraints(desired)));
+    // drop events (filter_log.h, src/fastpath/droplog.ts): read only when gen_config says FEAT_LOG
+    const logRules: LogRule[] = desired.rules.map((r, i) => ({ name: r.name, slot: slots[i]!, limited: r.action === 'rate-limit', logs: (desired.log.rules[i >> 3]! & (1 << (i & 7))) !== 0 }));
+    const logBefore = { gen: active, rules: this.logRules(active) };
+    prepareDropLog(this.maps, shadow, desired.log, logRules, loggingSlotsOf(this.maps, active, logBefore.rules));
     const meta = Buffer.alloc(GEN_META_SIZE);
     meta.writeUInt32LE(desired.rules.length, 0);
     LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
@@ -540,6 +604,7 @@ export class FastpathDataPlane implements Disposable {
     // the switch: one 4-byte array write
     this.maps.active.set(u32(0), u32(shadow));
     this.rcuBarrier();
+    settleDropLog(this.maps, desired.log, logRules, logBefore);
 
     // interfaces no longer configured: nothing reads their slots now
     for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
@@ -609,12 +674,15 @@ export class FastpathDataPlane implements Disposable {
    */
   private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
     const map = this.maps[f];
-    const have = this.generationContents(f, gen);
+    const have = await this.generationContents(f, gen);
     const want = new Map<string, Buffer>();
     for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e.bits);
     const stale: Buffer[] = [];
     for (const k of have.keys()) if (!want.has(k)) stale.push(Buffer.from(k, 'latin1'));
-    for (const k of stale) map.delete(k);
+    // forget first: if the delete fails midway, the next apply reads the map again
+    this.contents.delete(`${f}:${gen}`);
+    // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
+    await map.deleteMany(stale);
     const batch: [Buffer, Buffer][] = [];
     for (const [k, bits] of want) {
       const cur = have.get(k);
@@ -651,7 +719,7 @@ export class FastpathDataPlane implements Disposable {
   }
 
   /** Class vectors at index first + i, written where they differ from the last write. */
-  private async writeVectors(name: 'v4_class' | 'port_bits', first: number, vectors: Buffer[]): Promise<void> {
+  private async writeVectors(name: 'v4_class' | 'v4_bitmap' | 'port_bits', first: number, vectors: Buffer[]): Promise<void> {
     const key = `${name}:${first}`;
     const prev = this.vectors.get(key);
     const batch = vectors.flatMap((b, i) => (prev?.[i]?.equals(b) ? [] : [[u32(first + i), b] as const]));
@@ -661,16 +729,12 @@ export class FastpathDataPlane implements Disposable {
     this.vectors.set(key, vectors);
   }
 
-  private generationContents(f: LpmField, gen: number): Map<string, Buffer> {
+  private async generationContents(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
     const known = this.contents.get(`${f}:${gen}`);
     if (known) return known;
-    const map = this.maps[f];
     const out = new Map<string, Buffer>();
-    for (const k of map.keys()) {
-      if (k[4] !== gen) continue;
-      const v = map.get(k);
-      if (v) out.set(k.toString('latin1'), v);
-    }
+    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
+    for (const [k, v] of await this.maps[f].entries()) if (k[4] === gen) out.set(k.toString('latin1'), v);
     this.contents.set(`${f}:${gen}`, out);
     return out;
   }
@@ -796,35 +860,21 @@ export class FastpathDataPlane implements Disposable {
    * that logs, and of the default-drop and blocklist pseudo rules when they
    * log: emitted, suppressed by the per-rule limiter, lost on a full ring.
    */
-  logCounters(): { rule: string; emitted: bigint; suppressed: bigint; lost: bigint; rate: number }[] {
+  logCounters(): DropLogCounters[] {
     const gen = this.generation;
-    const cfg = this.maps.log_cfg.get(u32(gen))!;
-    const rate = cfg.readUInt32LE(16);
-    if (!rate) return [];
-    const flags = cfg.readUInt32LE(20);
-    const bits = cfg.subarray(24);
-    const stats = new PerCpuMap(this.maps.log_stats.nativeHandle, this.maps.log_stats.keyCodec, codecs.bytes(LOG_STAT_SIZE));
-    const read = (rule: string, slot: number) => {
-      let emitted = 0n;
-      let suppressed = 0n;
-      let lost = 0n;
-      for (const v of stats.get(u32(slot))!) {
-        emitted += v.readBigUInt64LE(0);
-        suppressed += v.readBigUInt64LE(8);
-        lost += v.readBigUInt64LE(16);
-      }
-      return { rule, emitted, suppressed, lost, rate };
-    };
-    const out = [];
+    return dropLogCounters(this.maps, gen, this.logRules(gen));
+  }
+
+  /** The rules of a generation with their counter slots and whether their drops log. */
+  private logRules(gen: number): LogRule[] {
+    const bits = decodeLogConfig(this.maps.log_cfg.get(u32(gen))!).rules;
+    const out: LogRule[] = [];
     const n = this.meta(gen).rules;
     for (let i = 0; i < n; i++) {
-      if (!(bits[i >> 3]! & (1 << (i & 7)))) continue;
       const a = decodeAction(this.maps.actions.get(u32(gen * FILTER_MAX_RULES + i))!);
-      const name = a.slot < FILTER_COUNTER_SLOTS ? this.slotName(a.slot) : undefined;
-      if (name) out.push(read(name, a.slot));
+      if (a.slot >= FILTER_COUNTER_SLOTS) continue;
+      out.push({ name: this.slotName(a.slot) ?? `slot ${a.slot}`, slot: a.slot, limited: a.action === ACTION['rate-limit'], logs: (bits[i >> 3]! & (1 << (i & 7))) !== 0 });
     }
-    if (flags & LOG_FLAGS.defaultDrop) out.push(read('default', LOG_SLOT_DEFAULT));
-    if (flags & LOG_FLAGS.blocked) out.push(read('blocklist', LOG_SLOT_BLOCKED));
     return out;
   }
 
@@ -892,7 +942,7 @@ export class FastpathDataPlane implements Disposable {
   }
 
   /** Keys and bit vectors of the active generation of one LPM map (for plan). */
-  activeEntries(f: LpmField): Map<string, Buffer> {
+  activeEntries(f: LpmField): Promise<Map<string, Buffer>> {
     return this.generationContents(f, this.generation);
   }
 
@@ -1052,49 +1102,33 @@ function openRaw(path: string): RawMap {
   return new BpfMap(h, codecs.bytes(h.info.keySize), codecs.bytes(h.info.valueSize));
 }
 
-/** Key size, value size and (where fixed by the object) entries of every map, as this build expects them. */
-const LAYOUT: Record<MapName, [key: number, value: number, entries?: number]> = {
-  active: [4, 4, 1],
-  rcu_barrier: [4, 4, 1],
-  src_v4: [KEY.v4, BITS_BYTES],
-  dst_v4: [KEY.v4, BITS_BYTES],
-  src_v6: [KEY.v6, BITS_BYTES],
-  dst_v6: [KEY.v6, BITS_BYTES],
-  sport: [KEY.port, BITS_BYTES],
-  dport: [KEY.port, BITS_BYTES],
-  v4_dir16: [4, 4, 4 * 65536],
-  v4_dir8: [4, 4, 4 * DIR4_CHUNKS * 256],
-  v4_class: [4, BITS_BYTES, 4 * DIR4_CLASSES],
-  port_class: [4, 4, 8 * 65536],
-  port_bits: [4, BITS_BYTES, 4 * PORT_CLASSES],
-  tcp_flags: [4, BITS_BYTES, 2 * FILTER_FLAGS_PER_GEN],
-  iface_slots: [4, 4, FILTER_IFINDEX_DIRECT],
-  iface_slots_big: [4, 4, FILTER_MAX_IFACES],
-  iface_cfg: [4, IFACE_VALUE_SIZE, FILTER_IFACE_ENTRIES],
-  gen_config: [4, GEN_CONFIG_SIZE, 2],
-  block_active: [4, 4, 2],
-  actions: [4, RULE_ACTION_SIZE, 2 * FILTER_MAX_RULES],
-  gen_meta: [4, GEN_META_SIZE, 2],
-  rule_stats: [4, RULE_STAT_SIZE, FILTER_COUNTER_SLOTS],
-  rule_names: [4, FILTER_NAME_LEN, FILTER_COUNTER_SLOTS],
-  verdict_stats: [4, VERDICT_STAT_SIZE, 2 * VERDICT_MAX],
-  rate_state: [RATE_KEY_SIZE, 24],
-  block_v4: [4, 8],
-  block_v6: [16, 8],
-  log_events: [0, 0, LOG_RING_BYTES],
-  log_cfg: [4, LOG_CONFIG_SIZE, 2],
-  log_bucket: [4, LOG_BUCKET_SIZE, LOG_SLOTS],
-  log_stats: [4, LOG_STAT_SIZE, LOG_SLOTS],
-};
+/** Maps whose entries userspace sizes before load (capacity): their max_entries are not fixed by the object. */
+const SIZED_AT_LOAD = new Set<MapName>(['src_v4', 'dst_v4', 'src_v6', 'dst_v6', 'sport', 'dport', 'rate_state', 'block_v4', 'block_v6']);
 
-function checkLayout(maps: Record<MapName, RawMap>, where: string): void {
+/**
+ * Every map against the layout generated from this build's BPF object
+ * (generated/filter.ts): type, key and value size, flags, and entries where
+ * the object fixes them; with `btf`, also the key and value types recorded
+ * in the map's own BTF (a pinned map from another build can have the same
+ * sizes and a different layout).
+ */
+function checkLayout(maps: Record<MapName, RawMap>, where: string, btf: boolean): void {
+  const bad = (name: string, what: string) =>
+    new IncompatibleDataPlaneError(`fastpath: map ${name} at ${where} ${what} (the pinned data plane is from another Patronus version, or the BPF object and src/fastpath/generated/filter.ts disagree: rebuild)`);
   for (const name of MAP_NAMES) {
-    const [k, v, n] = LAYOUT[name];
+    const want = MAPS[name] as { type: string; keySize?: number; valueSize?: number; maxEntries: number; flags: number; keyType?: string; valueType?: string };
     const info = maps[name].info;
-    if (info.keySize !== k || info.valueSize !== v) {
-      throw new IncompatibleDataPlaneError(`fastpath: map ${name} at ${where} has key/value ${info.keySize}/${info.valueSize} bytes, this build expects ${k}/${v} (the BPF object and src/fastpath/layout.ts disagree, or the pinned data plane is from another version)`);
-    }
-    if (n !== undefined && info.maxEntries !== n) throw new IncompatibleDataPlaneError(`fastpath: map ${name} at ${where} holds ${info.maxEntries} entries; this build expects ${n}`);
+    if (info.type !== want.type) throw bad(name, `is a ${info.type} map, this build expects ${want.type}`);
+    if (info.keySize !== (want.keySize ?? 0) || info.valueSize !== (want.valueSize ?? 0)) throw bad(name, `has key/value ${info.keySize}/${info.valueSize} bytes, this build expects ${want.keySize}/${want.valueSize}`);
+    if ((info.flags & want.flags) !== want.flags) throw bad(name, `has flags 0x${info.flags.toString(16)}, this build expects 0x${want.flags.toString(16)} set`);
+    if (!SIZED_AT_LOAD.has(name) && info.maxEntries !== want.maxEntries) throw bad(name, `holds ${info.maxEntries} entries, this build expects ${want.maxEntries}`);
+    // libbpf creates map-in-maps without BTF (an fd value has no type to record)
+    // nor ring buffers (no key or value at all)
+    if (!btf || want.valueType === 'map fd' || (!want.keyType && !want.valueType)) continue;
+    const types = maps[name].nativeHandle.btfTypes();
+    if (!types) throw bad(name, 'carries no BTF');
+    if (want.keyType && types.key !== null && types.key !== want.keyType) throw bad(name, `has key type ${types.key}, this build expects ${want.keyType}`);
+    if (want.valueType && types.value !== null && types.value !== want.valueType) throw bad(name, `has value type ${types.value}, this build expects ${want.valueType}`);
   }
 }
 

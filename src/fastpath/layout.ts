@@ -1,24 +1,37 @@
+
 /**
- * The userspace mirror of bpf/include/filter_common.h: constants, struct
- * layouts and key encoders. Change both together; the data plane checks
- * map key/value sizes against these when it loads or adopts.
+ * Codecs and constants of the fast path's maps, built on
+ * generated/filter.ts: that file is generated at build time from the BTF
+ * of bpf/build/xdp_filter.bpf.o (scripts/gen-bpf-contract.mjs, after
+ * cilium/ebpf's bpf2go), so no size, offset or constant here is copied by
+ * hand from bpf/include/filter_common.h. The data plane checks every map of
+ * a pinned data plane against the same table when it adopts one.
  */
+import { ENUMS, MAPS, MAP_NAMES as GENERATED_MAP_NAMES, STRUCTS, type MapName as GeneratedMapName } from './generated/filter.js';
+
+export { MAPS, STRUCTS };
+const L = ENUMS.filter_limits;
 
 /** FILTER_WORDS: 64-bit words per rule bit vector (compile-time in the BPF object). */
-export const FILTER_WORDS = 16;
-export const FILTER_MAX_RULES = FILTER_WORDS * 64;
-export const FILTER_COUNTER_SLOTS = 2 * FILTER_MAX_RULES;
-export const FILTER_NAME_LEN = 64;
-export const FILTER_FLAGS_UNKNOWN = 256;
-export const FILTER_FLAGS_PER_GEN = 257;
+export const FILTER_WORDS: number = L.FILTER_LIMIT_WORDS;
+export const FILTER_MAX_RULES: number = L.FILTER_LIMIT_MAX_RULES;
+export const FILTER_COUNTER_SLOTS: number = L.FILTER_LIMIT_COUNTER_SLOTS;
+export const FILTER_NAME_LEN: number = L.FILTER_LIMIT_NAME_LEN;
+export const FILTER_FLAGS_UNKNOWN: number = L.FILTER_LIMIT_FLAGS_UNKNOWN;
+export const FILTER_FLAGS_PER_GEN: number = L.FILTER_LIMIT_FLAGS_PER_GEN;
 /** Default sizes of the maps userspace sizes before load (filter_common.h FILTER_DEFAULT_*). */
-export const FILTER_DEFAULT_RATE_STATE = 65536;
-export const BITS_BYTES = FILTER_WORDS * 8;
+export const FILTER_DEFAULT_RATE_STATE: number = L.FILTER_LIMIT_DEFAULT_RATE_STATE;
+export const BITS_BYTES: number = STRUCTS.rule_bits.size;
 
-export const ACTION = { pass: 0, drop: 1, 'rate-limit': 2, count: 3 } as const;
+export const ACTION = {
+  pass: ENUMS.filter_action.FILTER_ACT_PASS,
+  drop: ENUMS.filter_action.FILTER_ACT_DROP,
+  'rate-limit': ENUMS.filter_action.FILTER_ACT_RATE_LIMIT,
+  count: ENUMS.filter_action.FILTER_ACT_COUNT,
+} as const;
 export type RuleActionName = keyof typeof ACTION;
 
-export const DIR = { ingress: 0, egress: 1 } as const;
+export const DIR = { ingress: ENUMS.filter_dir.FILTER_DIR_INGRESS, egress: ENUMS.filter_dir.FILTER_DIR_EGRESS } as const;
 export type Direction = keyof typeof DIR;
 
 /** Per-verdict counters, in enum filter_verdict order. */
@@ -36,46 +49,53 @@ export const VERDICTS = [
   'fragment',
 ] as const;
 export type Verdict = (typeof VERDICTS)[number];
-export const VERDICT_MAX = VERDICTS.length;
+export const VERDICT_MAX: number = ENUMS.filter_verdict.VERDICT_MAX;
+VERDICTS.forEach((v, i) => {
+  if ((ENUMS.filter_verdict as Record<string, number>)[`VERDICT_${v.toUpperCase()}`] !== i) throw new Error(`fastpath: verdict ${v} is not number ${i} in the BPF object's enum filter_verdict`);
+});
 
 /** Key sizes (bytes) of the classification maps. */
 export const KEY = {
-  v4: 12, // u32 prefixlen, gen, addr[4], pad[3]
-  v6: 24, // u32 prefixlen, gen, addr[16], pad[3]
-  port: 8, // u32 prefixlen, gen, proto, port[2]
+  v4: STRUCTS.lpm_v4_key.size,
+  v6: STRUCTS.lpm_v6_key.size,
+  port: STRUCTS.lpm_port_key.size,
 } as const;
 
 /** Interfaces: slot arrays instead of a hash on the hot path (see filter_common.h). */
-export const FILTER_MAX_IFACES = 256;
-export const FILTER_IFINDEX_DIRECT = 65536;
-export const FILTER_IFACE_ENTRIES = 2 * 2 * FILTER_MAX_IFACES;
+export const FILTER_MAX_IFACES: number = L.FILTER_LIMIT_MAX_IFACES;
+export const FILTER_IFINDEX_DIRECT: number = L.FILTER_LIMIT_IFINDEX_DIRECT;
+export const FILTER_IFACE_ENTRIES: number = L.FILTER_LIMIT_IFACE_ENTRIES;
 
 /** gen_config.features: which field lookups a generation needs (enum filter_feature). */
+const F = ENUMS.filter_feature;
 export const FEAT = {
-  src_v4: 1 << 0,
-  dst_v4: 1 << 1,
-  src_v6: 1 << 2,
-  dst_v6: 1 << 3,
-  sport: 1 << 4,
-  dport: 1 << 5,
-  flags: 1 << 6,
-  src_v4_dir: 1 << 7,
-  dst_v4_dir: 1 << 8,
-  sport_arr: 1 << 9,
-  dport_arr: 1 << 10,
-  log: 1 << 11,
+  src_v4: F.FEAT_SRC_V4,
+  dst_v4: F.FEAT_DST_V4,
+  src_v6: F.FEAT_SRC_V6,
+  dst_v6: F.FEAT_DST_V6,
+  sport: F.FEAT_SPORT,
+  dport: F.FEAT_DPORT,
+  flags: F.FEAT_FLAGS,
+  src_v4_dir: F.FEAT_SRC_V4_DIR,
+  dst_v4_dir: F.FEAT_DST_V4_DIR,
+  sport_arr: F.FEAT_SPORT_ARR,
+  dport_arr: F.FEAT_DPORT_ARR,
+  log: F.FEAT_LOG,
 } as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log', number>;
 
 /** Drop events (bpf/include/filter_log.h): limiter slots, flags, sizes. */
-export const LOG_SLOT_DEFAULT = FILTER_COUNTER_SLOTS;
-export const LOG_SLOT_BLOCKED = LOG_SLOT_DEFAULT + 1;
-export const LOG_SLOTS = LOG_SLOT_DEFAULT + 2;
-export const LOG_RING_BYTES = 256 * 1024;
-export const LOG_FLAGS = { defaultDrop: 1 << 0, blocked: 1 << 1 } as const;
-export const LOG_CONFIG_SIZE = 24 + 16 * 8; // u64 interval_ns, u64 tolerance_ns, u32 rate, u32 flags, rule_bits
-export const LOG_BUCKET_SIZE = 16;
-export const LOG_STAT_SIZE = 24;
-export const LOG_EVENT_SIZE = 64;
+const LL = ENUMS.filter_log_limits;
+export const LOG_SLOT_DEFAULT: number = LL.FILTER_LOG_SLOT_DEFAULT;
+export const LOG_SLOT_BLOCKED: number = LL.FILTER_LOG_SLOT_BLOCKED;
+export const LOG_SLOTS: number = LL.FILTER_LOG_SLOTS;
+export const LOG_RING_BYTES: number = LL.FILTER_LOG_RING_BYTES;
+export const LOG_FLAGS = { defaultDrop: ENUMS.log_flags.LOG_DEFAULT_DROP, blocked: ENUMS.log_flags.LOG_BLOCKED } as const;
+export const LOG_CONFIG_SIZE: number = STRUCTS.log_config.size;
+export const LOG_BUCKET_SIZE: number = STRUCTS.log_bucket.size;
+export const LOG_STAT_SIZE: number = STRUCTS.log_stat.size;
+export const LOG_EVENT_SIZE: number = STRUCTS.log_event.size;
+/** log_bucket.open_jiffies of a slot that does not log: never ask the limiter. */
+export const LOG_NEVER = 0xffffffffffffffffn;
 
 /** What a generation logs and how fast (struct log_config). */
 export interface LogConfig {
@@ -88,66 +108,57 @@ export interface LogConfig {
   rules: Buffer;
 }
 
-export function encodeLogConfig(c: LogConfig): Buffer {
+const LC = STRUCTS.log_config.members;
+
+/** struct log_config; nsPerJiffy is the kernel's tick (1e9 / CONFIG_HZ), 0 for none. */
+export function encodeLogConfig(c: LogConfig, nsPerJiffy: number): Buffer {
   const b = Buffer.alloc(LOG_CONFIG_SIZE);
   const interval = c.rate > 0 ? BigInt(Math.round(1e9 / c.rate)) : 0n;
-  b.writeBigUInt64LE(interval, 0);
-  b.writeBigUInt64LE(interval * BigInt(Math.max(0, c.burst - 1)), 8);
-  b.writeUInt32LE(c.rate, 16);
-  b.writeUInt32LE(c.flags, 20);
-  c.rules.copy(b, 24);
+  b.writeBigUInt64LE(interval, LC.interval_ns.offset);
+  b.writeBigUInt64LE(interval * BigInt(Math.max(0, c.burst - 1)), LC.tolerance_ns.offset);
+  b.writeBigUInt64LE(BigInt(Math.round(nsPerJiffy)), LC.ns_per_jiffy.offset);
+  b.writeUInt32LE(c.rate, LC.rate.offset);
+  b.writeUInt32LE(c.flags, LC.flags.offset);
+  c.rules.copy(b, LC.rules.offset);
   return b;
 }
 
+export function decodeLogConfig(b: Buffer): LogConfig {
+  return { rate: b.readUInt32LE(LC.rate.offset), burst: 0, flags: b.readUInt32LE(LC.flags.offset), rules: Buffer.from(b.subarray(LC.rules.offset, LC.rules.offset + BITS_BYTES)) };
+}
+
+/** gen_config.constrained: one vector per match field, in enum filter_field order. */
+export const MATCH_FIELDS = ['src_v4', 'dst_v4', 'src_v6', 'dst_v6', 'sport', 'dport', 'flags'] as const;
+export type MatchField = (typeof MATCH_FIELDS)[number];
+MATCH_FIELDS.forEach((f, i) => {
+  if ((ENUMS.filter_field as Record<string, number>)[`FIELD_${f.toUpperCase()}`] !== i) throw new Error(`fastpath: field ${f} is not number ${i} in the BPF object's enum filter_field`);
+});
+
 /** TCP/UDP ports by array (filter_common.h): classes per (generation, field). */
-export const PORT_CLASSES = 4096;
+export const PORT_CLASSES: number = L.FILTER_LIMIT_PORT_CLASSES;
 
 /** DIR-16-8 for IPv4 (filter_common.h): entry encodings and sizes per (generation, field). */
-export const DIR_CHUNK = 0x80000000;
-export const DIR_TRIE = 0xffffffff;
-export const DIR4_CHUNKS = 1024;
-export const DIR4_CLASSES = 2048;
+export const DIR_CHUNK: number = ENUMS.filter_dir_entry.FILTER_DIR_ENTRY_CHUNK;
+export const DIR_TRIE: number = ENUMS.filter_dir_entry.FILTER_DIR_ENTRY_TRIE;
+export const DIR_BITMAP: number = ENUMS.filter_dir_entry.FILTER_DIR_ENTRY_BITMAP;
+export const DIR4_CHUNKS: number = L.FILTER_LIMIT_DIR4_CHUNKS;
+export const DIR4_CLASSES: number = L.FILTER_LIMIT_DIR4_CLASSES;
 
-export const RULE_ACTION_SIZE = 40; // u32 action, u32 slot, u64 pps, pkt_burst, bps, byte_burst
-export const IFACE_VALUE_SIZE = BITS_BYTES + 8; // bits, u32 default_action, u32 ifindex
-export const GEN_CONFIG_SIZE = 8 + 3 * BITS_BYTES; // u32 features, u32 words, base[2], count
-export const RULE_STAT_SIZE = 24;
-export const GEN_META_SIZE = 32; // u32 rules, u32 lpm_entries[6], pad
-export const VERDICT_STAT_SIZE = 16;
-export const RATE_KEY_SIZE = 24;
+export const RULE_ACTION_SIZE: number = STRUCTS.rule_action.size;
+export const IFACE_VALUE_SIZE: number = STRUCTS.iface_value.size;
+export const GEN_CONFIG_SIZE: number = STRUCTS.gen_config.size;
+export const DIR4_BITMAP_SIZE: number = STRUCTS.dir4_bitmap.size;
+export const RULE_STAT_SIZE: number = STRUCTS.rule_stat.size;
+export const GEN_META_SIZE: number = STRUCTS.gen_meta.size;
+export const VERDICT_STAT_SIZE: number = STRUCTS.verdict_stat.size;
+export const RATE_KEY_SIZE: number = STRUCTS.rate_key.size;
 
 /** Maps and their roles; the LPM maps hold both generations (gen byte at key offset 4). */
 export const LPM_FIELDS = ['src_v4', 'dst_v4', 'src_v6', 'dst_v6', 'sport', 'dport'] as const;
 export type LpmField = (typeof LPM_FIELDS)[number];
-export const MAP_NAMES = [
-  'active',
-  'rcu_barrier',
-  ...LPM_FIELDS,
-  'v4_dir16',
-  'v4_dir8',
-  'v4_class',
-  'port_class',
-  'port_bits',
-  'tcp_flags',
-  'iface_slots',
-  'iface_slots_big',
-  'iface_cfg',
-  'gen_config',
-  'block_active',
-  'actions',
-  'gen_meta',
-  'rule_stats',
-  'rule_names',
-  'verdict_stats',
-  'rate_state',
-  'block_v4',
-  'block_v6',
-  'log_events',
-  'log_cfg',
-  'log_bucket',
-  'log_stats',
-] as const;
-export type MapName = (typeof MAP_NAMES)[number];
+/** Every map of the object, from its BTF (also maps this build does not write itself). */
+export const MAP_NAMES: readonly GeneratedMapName[] = GENERATED_MAP_NAMES;
+export type MapName = GeneratedMapName;
 
 /** Address bytes carried in an LPM key of this field (without the gen byte). */
 export function fieldDataBytes(f: LpmField): number {
@@ -161,9 +172,9 @@ export function fieldKeySize(f: LpmField): number {
 /** Encodes an LPM key: prefixlen (host order) = 8 + len, gen byte, data. */
 export function lpmKey(f: LpmField, gen: number, data: Buffer, len: number): Buffer {
   const k = Buffer.alloc(fieldKeySize(f));
-  k.writeUInt32LE(8 + len, 0);
-  k[4] = gen;
-  data.copy(k, 5, 0, fieldDataBytes(f));
+  k.writeUInt32LE(8 + len, STRUCTS.lpm_v4_key.members.prefixlen.offset);
+  k[STRUCTS.lpm_v4_key.members.gen.offset] = gen;
+  data.copy(k, STRUCTS.lpm_v4_key.members.addr.offset, 0, fieldDataBytes(f));
   return k;
 }
 
@@ -172,16 +183,18 @@ export function ifaceIndex(gen: number, dir: number, slot: number): number {
   return (gen * 2 + dir) * FILTER_MAX_IFACES + slot;
 }
 
+const IV = STRUCTS.iface_value.members;
+
 export function encodeIfaceValue(bits: Buffer, defaultAction: number, ifindex: number): Buffer {
   const v = Buffer.alloc(IFACE_VALUE_SIZE);
-  bits.copy(v, 0);
-  v.writeUInt32LE(defaultAction, BITS_BYTES);
-  v.writeUInt32LE(ifindex, BITS_BYTES + 4);
+  bits.copy(v, IV.bits.offset);
+  v.writeUInt32LE(defaultAction, IV.default_action.offset);
+  v.writeUInt32LE(ifindex, IV.ifindex.offset);
   return v;
 }
 
 export function decodeIfaceValue(b: Buffer): { bits: Buffer; defaultAction: number; ifindex: number } {
-  return { bits: b.subarray(0, BITS_BYTES), defaultAction: b.readUInt32LE(BITS_BYTES), ifindex: b.readUInt32LE(BITS_BYTES + 4) };
+  return { bits: b.subarray(IV.bits.offset, IV.bits.offset + BITS_BYTES), defaultAction: b.readUInt32LE(IV.default_action.offset), ifindex: b.readUInt32LE(IV.ifindex.offset) };
 }
 
 export interface GenConfig {
@@ -190,24 +203,40 @@ export interface GenConfig {
   /** [IPv4, IPv6]: AND of the vectors of the fields the program does not look up */
   base: [Buffer, Buffer];
   count: Buffer;
+  /**
+   * Per match field (MATCH_FIELDS order), the rules that constrain it: the
+   * program skips a field's lookup once no candidate rule is among them.
+   * Absent: every rule counts as constraining every field (no lookup skipped).
+   */
+  constrained?: Buffer[];
 }
+
+const GC = STRUCTS.gen_config.members;
 
 export function encodeGenConfig(c: GenConfig): Buffer {
   const b = Buffer.alloc(GEN_CONFIG_SIZE);
-  b.writeUInt32LE(c.features, 0);
-  b.writeUInt32LE(c.words, 4);
-  c.base[0].copy(b, 8);
-  c.base[1].copy(b, 8 + BITS_BYTES);
-  c.count.copy(b, 8 + 2 * BITS_BYTES);
+  b.writeUInt32LE(c.features, GC.features.offset);
+  b.writeUInt32LE(c.words, GC.words.offset);
+  c.base[0].copy(b, GC.base.offset);
+  c.base[1].copy(b, GC.base.offset + BITS_BYTES);
+  c.count.copy(b, GC.count.offset);
+  for (let i = 0; i < MATCH_FIELDS.length; i++) {
+    const at = GC.constrained.offset + i * BITS_BYTES;
+    const v = c.constrained?.[i];
+    if (v) v.copy(b, at);
+    else b.fill(0xff, at, at + BITS_BYTES);
+  }
   return b;
 }
 
 export function decodeGenConfig(b: Buffer): GenConfig {
+  const vec = (at: number) => Buffer.from(b.subarray(at, at + BITS_BYTES));
   return {
-    features: b.readUInt32LE(0),
-    words: b.readUInt32LE(4),
-    base: [Buffer.from(b.subarray(8, 8 + BITS_BYTES)), Buffer.from(b.subarray(8 + BITS_BYTES, 8 + 2 * BITS_BYTES))],
-    count: Buffer.from(b.subarray(8 + 2 * BITS_BYTES, 8 + 3 * BITS_BYTES)),
+    features: b.readUInt32LE(GC.features.offset),
+    words: b.readUInt32LE(GC.words.offset),
+    base: [vec(GC.base.offset), vec(GC.base.offset + BITS_BYTES)],
+    count: vec(GC.count.offset),
+    constrained: MATCH_FIELDS.map((_, i) => vec(GC.constrained.offset + i * BITS_BYTES)),
   };
 }
 
@@ -220,26 +249,39 @@ export interface RuleActionValue {
   byteBurst: bigint;
 }
 
+const RA = STRUCTS.rule_action.members;
+
 export function encodeAction(a: RuleActionValue): Buffer {
   const b = Buffer.alloc(RULE_ACTION_SIZE);
-  b.writeUInt32LE(a.action, 0);
-  b.writeUInt32LE(a.slot, 4);
-  b.writeBigUInt64LE(a.pps, 8);
-  b.writeBigUInt64LE(a.pktBurst, 16);
-  b.writeBigUInt64LE(a.bps, 24);
-  b.writeBigUInt64LE(a.byteBurst, 32);
+  b.writeUInt32LE(a.action, RA.action.offset);
+  b.writeUInt32LE(a.slot, RA.counter_slot.offset);
+  b.writeBigUInt64LE(a.pps, RA.pps.offset);
+  b.writeBigUInt64LE(a.pktBurst, RA.pkt_burst.offset);
+  b.writeBigUInt64LE(a.bps, RA.bps.offset);
+  b.writeBigUInt64LE(a.byteBurst, RA.byte_burst.offset);
   return b;
 }
 
 export function decodeAction(b: Buffer): RuleActionValue {
   return {
-    action: b.readUInt32LE(0),
-    slot: b.readUInt32LE(4),
-    pps: b.readBigUInt64LE(8),
-    pktBurst: b.readBigUInt64LE(16),
-    bps: b.readBigUInt64LE(24),
-    byteBurst: b.readBigUInt64LE(32),
+    action: b.readUInt32LE(RA.action.offset),
+    slot: b.readUInt32LE(RA.counter_slot.offset),
+    pps: b.readBigUInt64LE(RA.pps.offset),
+    pktBurst: b.readBigUInt64LE(RA.pkt_burst.offset),
+    bps: b.readBigUInt64LE(RA.bps.offset),
+    byteBurst: b.readBigUInt64LE(RA.byte_burst.offset),
   };
+}
+
+const BM = STRUCTS.dir4_bitmap.members;
+
+/** A DIR-16-8 bitmap chunk (filter_common.h struct dir4_bitmap): third byte b has cls[bit b]. */
+export function encodeDir4Bitmap(bits: Uint8Array, cls: [number, number]): Buffer {
+  const b = Buffer.alloc(DIR4_BITMAP_SIZE);
+  Buffer.from(bits.buffer, bits.byteOffset, 32).copy(b, BM.bits.offset);
+  b.writeUInt32LE(cls[0] >>> 0, BM.cls.offset);
+  b.writeUInt32LE(cls[1] >>> 0, BM.cls.offset + 4);
+  return b;
 }
 
 /** A rule bit vector: FILTER_WORDS little-endian u64, rule r at byte r>>3 bit r&7. */

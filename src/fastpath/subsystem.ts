@@ -5,11 +5,11 @@
  * write the shadow generation, switch, attach), teardown, status.
  */
 import { probes, queryTc, queryXdp } from '../bpf/index.js';
-import type { Change, CompileContext, DriftFinding, Subsystem } from '../apply/subsystem.js';
+import { defineSubsystem, type Change, type CompileContext, type DriftFinding, type Subsystem } from '../apply/subsystem.js';
 import type { Issue } from '../config/issues.js';
 import type { Host } from '../system/host.js';
-import { compileFastpath, type FastpathCapacity, type FastpathDesired } from './compile.js';
-import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY } from './dataplane.js';
+import { compileFastpath, type FastpathCapacity, type FastpathDesired, type LpmEntry } from './compile.js';
+import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY, type FastpathView } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
 import { LPM_FIELDS, bitList, lpmKey, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
@@ -21,14 +21,20 @@ export function fastpathPinDir(host: Host): string {
 }
 
 /**
- * The host's data plane. With create: false (what other domains want, e.g.
- * the IDS adding blocklist entries) it only adopts a running one and throws
- * when none is pinned. Close it when done; the data plane keeps running.
+ * The host's data plane, for apply-side work (teardown; tests that drive
+ * apply directly). Observers and other domains use observeFastpath.
  */
-export async function openFastpath(host: Host, opts: { create?: boolean; config?: FastpathConfig } = {}): Promise<FastpathDataPlane> {
-  const pinDir = fastpathPinDir(host);
-  if (opts.create === false && !FastpathDataPlane.isPinned(pinDir)) throw new Error(`fastpath: no data plane is running (${host.where}, ${pinDir}); apply a configuration with fastpath interfaces first`);
-  return FastpathDataPlane.open({ pinDir, inNetns: (fn) => host.inNetns(fn), ...(opts.config ? { capacity: opts.config.capacity } : {}) });
+export async function openFastpath(host: Host, opts: { config?: FastpathConfig } = {}): Promise<FastpathDataPlane> {
+  return FastpathDataPlane.open({ pinDir: fastpathPinDir(host), inNetns: (fn) => host.inNetns(fn), ...(opts.config ? { capacity: opts.config.capacity } : {}) });
+}
+
+/**
+ * The host's running data plane as a view (read it, drive the IDS
+ * blocklist): never loads, pins or upgrades anything, so status, metrics,
+ * plan and drift are safe outside the apply lock. Throws when none is pinned.
+ */
+export function observeFastpath(host: Host): FastpathView {
+  return FastpathDataPlane.observe({ pinDir: fastpathPinDir(host), inNetns: (fn) => host.inNetns(fn) });
 }
 
 /** Compiles with the GeoIP database the section names (read here: it is a file the config names). */
@@ -47,11 +53,16 @@ export function compileFastpathSection(fastpath: FastpathConfig, ctx: Pick<Compi
   return compileFastpath({ fastpath, aliases: ctx.aliases, ...(geoip ? { geoip } : {}) });
 }
 
-export const fastpathSubsystem: Subsystem<FastpathDesired> = {
+export const fastpathSubsystem: Subsystem<FastpathDesired> = defineSubsystem<FastpathDesired>({
   name: 'fastpath',
 
   compile(ctx) {
     return compileFastpathSection(ctx.config.fastpath, ctx);
+  },
+
+  /** One step: the new rule set goes into shadow maps and one write flips the generation, so the whole plan is one transaction. */
+  async steps(desired, host) {
+    return [{ changes: await planFastpath(desired, host), run: () => applyFastpath(desired, host) }];
   },
 
   async validate(desired, host) {
@@ -76,50 +87,6 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
     return issues;
   },
 
-  async plan(desired, host) {
-    const changes: Change[] = [];
-    const pinDir = fastpathPinDir(host);
-    if (!FastpathDataPlane.isPinned(pinDir)) {
-      if (desired.interfaces.length === 0) return changes;
-      changes.push({ action: 'add', object: `data plane ${pinDir}`, detail: 'load and pin xdp_filter and tc_filter' });
-      for (const f of LPM_FIELDS) if (desired.fields[f].length > 1) changes.push({ action: 'add', object: `map ${f}`, detail: `${desired.fields[f].length} entries` });
-      for (const r of desired.rules) changes.push({ action: 'add', object: `rule ${r.name}`, detail: `#${r.index} ${r.action}` });
-      for (const i of desired.interfaces) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}${i.egress ? `; tc egress, default ${i.egressPolicy.defaultPolicy}` : ''}` });
-      return changes;
-    }
-    let dp: FastpathDataPlane;
-    try {
-      dp = await openFastpath(host);
-    } catch (e) {
-      if (!(e instanceof IncompatibleDataPlaneError)) throw e;
-      return [{ action: 'change', object: `data plane ${pinDir}`, detail: `replace the pinned data plane of another Patronus version (${e.message}); its counters and block list start empty` }];
-    }
-    using _dp = dp;
-    return planAgainst(dp, desired, host);
-  },
-
-  async apply(desired, host) {
-    const pinDir = fastpathPinDir(host);
-    if (desired.interfaces.length === 0 && desired.rules.length === 0) {
-      if (FastpathDataPlane.isPinned(pinDir)) (await openFastpath(host)).destroy();
-      return;
-    }
-    let dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn), upgrade: true });
-    try {
-      const previous = dp.configuredIfindexes();
-      // every interface's index from one `ip link` listing (a process spawn each was ~50 ms here)
-      const links = await linkIndexes(host);
-      const ifindexOf = (n: string) => links.get(n) ?? host.ifindex(n);
-      const resize = capacityChanges(dp.capacity, desired.capacity);
-      if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
-      else await dp.apply(desired, ifindexOf);
-      await dp.attach(desired.interfaces, ifindexOf, previous);
-      dp.retireSuperseded();
-    } finally {
-      dp.close();
-    }
-  },
-
   async teardown(host) {
     if (!FastpathDataPlane.isPinned(fastpathPinDir(host))) return;
     (await openFastpath(host)).destroy();
@@ -128,7 +95,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
   /** Live per-rule and per-verdict counters and map occupancy, read from the per-CPU maps (for /metrics, REST, CLI). */
   async metrics(host) {
     if (!FastpathDataPlane.isPinned(fastpathPinDir(host))) return {};
-    using dp = await openFastpath(host);
+    using dp = observeFastpath(host);
     const verdicts = dp.verdictCounters();
     return {
       rules: dp.ruleCounters().map((r) => ({ rule: r.name, action: r.action, packets: r.packets, bytes: r.bytes, ...(r.action === 'rate-limit' || r.limited > 0n ? { limited: r.limited } : {}) })),
@@ -146,7 +113,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
    */
   async status(host) {
     if (!FastpathDataPlane.isPinned(fastpathPinDir(host))) return { running: false };
-    using dp = await openFastpath(host);
+    using dp = observeFastpath(host);
     const names = await linkNames(host);
     const verdicts = dp.verdictCounters();
     const num = (c: Record<string, { packets: bigint; bytes: bigint }>) => Object.fromEntries(Object.entries(c).map(([k, v]) => [k, { packets: Number(v.packets), bytes: Number(v.bytes) }]));
@@ -177,7 +144,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
     const pinned = FastpathDataPlane.isPinned(pinDir);
     if (desired.interfaces.length === 0 && desired.rules.length === 0) return pinned ? [{ object: `data plane ${pinDir}`, reason: 'pinned, but the fast path is not configured' }] : [];
     if (!pinned) return [{ object: `data plane ${pinDir}`, reason: 'not loaded (no pinned xdp_filter)' }];
-    using dp = await openFastpath(host);
+    using dp = observeFastpath(host);
     const out: DriftFinding[] = [];
     const links = await linkIndexes(host);
     const configured = new Map(dp.interfaces().map((i) => [i.ifindex, i]));
@@ -207,7 +174,52 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = {
   configured(desired) {
     return desired.interfaces.length > 0 || desired.rules.length > 0;
   },
-};
+});
+
+async function planFastpath(desired: FastpathDesired, host: Host): Promise<Change[]> {
+  const changes: Change[] = [];
+  const pinDir = fastpathPinDir(host);
+  if (!FastpathDataPlane.isPinned(pinDir)) {
+    if (desired.interfaces.length === 0) return changes;
+    changes.push({ action: 'add', object: `data plane ${pinDir}`, detail: 'load and pin xdp_filter and tc_filter' });
+    for (const f of LPM_FIELDS) if (desired.fields[f].length > 1) changes.push({ action: 'add', object: `map ${f}`, detail: `${desired.fields[f].length} entries` });
+    for (const r of desired.rules) changes.push({ action: 'add', object: `rule ${r.name}`, detail: `#${r.index} ${r.action}` });
+    for (const i of desired.interfaces) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}${i.egress ? `; tc egress, default ${i.egressPolicy.defaultPolicy}` : ''}` });
+    return changes;
+  }
+  let dp: FastpathView;
+  try {
+    dp = observeFastpath(host);
+  } catch (e) {
+    if (!(e instanceof IncompatibleDataPlaneError)) throw e;
+    return [{ action: 'change', object: `data plane ${pinDir}`, detail: `replace the pinned data plane of another Patronus version (${e.message}); its counters and block list start empty` }];
+  }
+  using _dp = dp;
+  // awaited here: the data plane (its map fds) must stay open until the plan has read it
+  return await planAgainst(dp, desired, host);
+}
+
+async function applyFastpath(desired: FastpathDesired, host: Host): Promise<void> {
+  const pinDir = fastpathPinDir(host);
+  if (desired.interfaces.length === 0 && desired.rules.length === 0) {
+    if (FastpathDataPlane.isPinned(pinDir)) (await openFastpath(host)).destroy();
+    return;
+  }
+  let dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn), upgrade: true });
+  try {
+    const previous = dp.configuredIfindexes();
+    // every interface's index from one `ip link` listing (a process spawn each was ~50 ms here)
+    const links = await linkIndexes(host);
+    const ifindexOf = (n: string) => links.get(n) ?? host.ifindex(n);
+    const resize = capacityChanges(dp.capacity, desired.capacity);
+    if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
+    else await dp.apply(desired, ifindexOf);
+    await dp.attach(desired.interfaces, ifindexOf, previous);
+    dp.retireSuperseded();
+  } finally {
+    dp.close();
+  }
+}
 
 /** name -> ifindex of every link in the host's namespace (one `ip -j link show`). */
 async function linkIndexes(host: Host): Promise<Map<string, number>> {
@@ -220,7 +232,7 @@ export async function linkNames(host: Host): Promise<Map<number, string>> {
 }
 
 /** The diff between what runs (active generation) and desired, readable. */
-export async function planAgainst(dp: FastpathDataPlane, desired: FastpathDesired, host: Host): Promise<Change[]> {
+export async function planAgainst(dp: FastpathView, desired: FastpathDesired, host: Host): Promise<Change[]> {
   const changes: Change[] = [];
   const resize = capacityChanges(dp.capacity, desired.capacity);
   if (resize.length) changes.push({ action: 'restart', object: 'data plane', detail: `map sizes change (${resize.join(', ')}): a new data plane is loaded and swapped in atomically` });
@@ -234,21 +246,23 @@ export async function planAgainst(dp: FastpathDataPlane, desired: FastpathDesire
   for (const name of running.keys()) if (!want.has(name)) changes.push({ action: 'remove', object: `rule ${name}` });
 
   for (const f of LPM_FIELDS) {
-    const cur = dp.activeEntries(f);
+    const cur = await dp.activeEntries(f);
     const seen = new Set<string>();
-    const added: string[] = [];
-    const changed: string[] = [];
+    // entries, described only when printed (a plan of 100k prefixes prints five of them)
+    const added: LpmEntry[] = [];
+    const changed: LpmEntry[] = [];
     for (const e of desired.fields[f]) {
       const k = keyOf(f, dp.generation, e.data, e.length);
       seen.add(k);
       const v = cur.get(k);
-      if (!v) added.push(describeEntry(f, e.data, e.length, e.bits));
-      else if (!v.equals(e.bits)) changed.push(describeEntry(f, e.data, e.length, e.bits));
+      if (!v) added.push(e);
+      else if (!v.equals(e.bits)) changed.push(e);
     }
-    const removed = [...cur.keys()].filter((k) => !seen.has(k)).map((k) => describeKey(f, Buffer.from(k, 'latin1')));
-    pushSummarised(changes, 'add', f, added);
-    pushSummarised(changes, 'change', f, changed);
-    pushSummarised(changes, 'remove', f, removed);
+    const removed = [...cur.keys()].filter((k) => !seen.has(k));
+    const entry = (e: LpmEntry) => describeEntry(f, e.data, e.length, e.bits);
+    pushSummarised(changes, 'add', f, added, entry);
+    pushSummarised(changes, 'change', f, changed, entry);
+    pushSummarised(changes, 'remove', f, removed, (k) => describeKey(f, Buffer.from(k, 'latin1')));
   }
 
   const attached = new Map(dp.interfaces().map((i) => [i.ifindex, i]));
@@ -292,10 +306,10 @@ function describeEntry(f: LpmField, data: Buffer, length: number, bits?: Buffer)
   return bits ? `${what} -> rules ${bitList(bits).join(',') || 'none'}` : what;
 }
 
-function pushSummarised(changes: Change[], action: 'add' | 'remove' | 'change', f: LpmField, list: string[]): void {
+function pushSummarised<T>(changes: Change[], action: 'add' | 'remove' | 'change', f: LpmField, list: T[], describe: (x: T) => string): void {
   if (list.length === 0) return;
-  if (list.length <= 20) for (const d of list) changes.push({ action, object: `map ${f} entry`, detail: d });
-  else changes.push({ action, object: `map ${f}`, detail: `${list.length} entries (first: ${list.slice(0, 5).join('; ')})` });
+  if (list.length <= 20) for (const x of list) changes.push({ action, object: `map ${f} entry`, detail: describe(x) });
+  else changes.push({ action, object: `map ${f}`, detail: `${list.length} entries (first: ${list.slice(0, 5).map(describe).join('; ')})` });
 }
 
 function emptyDesired(fastpath: FastpathConfig): FastpathDesired {

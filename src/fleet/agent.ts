@@ -50,6 +50,8 @@ export interface AgentOptions {
   leaseTtlSeconds?: number;
   /** how often the registration is compared with the node's state (default 2000 ms) */
   heartbeatMs?: number;
+  /** the counter summary is rewritten at most this often (default 60 000 ms; each write is an etcd revision) */
+  reportMs?: number;
   /** wait between attempts while etcd is unreachable (default 2000 ms) */
   retryMs?: number;
   log?: (line: string) => void;
@@ -120,7 +122,8 @@ export class FleetAgent extends EventEmitter<Events> {
       if (!this.running) break;
       await new Promise<void>((r) => {
         this.wake = r;
-        setTimeout(r, this.retryMs).unref();
+        // jitter: a fleet that lost etcd together does not come back in one burst
+        setTimeout(r, this.retryMs * (0.75 + Math.random() * 0.5)).unref();
       });
     }
   }
@@ -178,7 +181,7 @@ export class FleetAgent extends EventEmitter<Events> {
     }
   }
 
-  /** Publishes NodeInfo under the lease when it changed (or every 30 s for the counters). */
+  /** Publishes NodeInfo under the lease when it changed (the counters: every reportMs). */
   private async register(lease: Lease, force = false): Promise<void> {
     const d = this.opts.driver.info();
     const body: Omit<NodeInfo, 'seenAt'> = {
@@ -190,8 +193,10 @@ export class FleetAgent extends EventEmitter<Events> {
       startedAt: this.startedAt,
       ...(this.reconnectedAt ? { reconnectedAt: this.reconnectedAt } : {}),
     };
-    const text = JSON.stringify(body);
-    if (!force && text === this.lastInfo && Date.now() - this.lastInfoAt < 30_000) return;
+    // what matters (revision, drift, health) is written when it changes; the counters alone at most every reportMs
+    const { counters: _c, ...state } = body;
+    const text = JSON.stringify(state);
+    if (!force && text === this.lastInfo && Date.now() - this.lastInfoAt < (this.opts.reportMs ?? 60_000)) return;
     await lease.put(this.keys.node(this.opts.node)).value(JSON.stringify({ ...body, seenAt: new Date().toISOString() } satisfies NodeInfo));
     this.lastInfo = text;
     this.lastInfoAt = Date.now();

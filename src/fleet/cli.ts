@@ -4,17 +4,16 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
+// light imports only: the CLI starts fast for every other command; etcd's client, the engine (central
+// validation), YAML and git load when a fleet command runs
 import type { Etcd3 } from 'etcd3';
-import { parseConfigText } from '../config/load.js';
 import { readRegularFile } from '../config/input.js';
 import { ConfigError } from '../config/issues.js';
 import { table } from '../cli/table.js';
-import { etcdClient, describeFleet, type FleetConnection } from './connect.js';
-import { FleetController, FleetError, type NodeRow } from './controller.js';
-import { FleetKeys, type RolloutRecord } from './model.js';
-import { centralValidator } from './validate.js';
-import { parseLabels, type FleetServeOptions } from './serve.js';
-import { runGitops } from './gitops.js';
+import type { FleetConnection } from './connect.js';
+import { FleetError, type FleetController, type NodeRow } from './controller.js';
+import type { RolloutRecord } from './model.js';
+import type { FleetServeOptions } from './serve.js';
 
 type Out = (value: unknown, human: () => string) => void;
 
@@ -56,6 +55,7 @@ function connection(o: ConnFlags): FleetConnection {
 /** Runs fn with a controller; etcd failures become one clear sentence naming the cluster. */
 async function withController<T>(o: ConnFlags, fn: (c: FleetController, client: Etcd3) => Promise<T>): Promise<T> {
   const conn = connection(o);
+  const [{ etcdClient, describeFleet }, { FleetController }, { FleetKeys }, { centralValidator }] = await Promise.all([import('./connect.js'), import('./controller.js'), import('./model.js'), import('./validate.js')]);
   const client = etcdClient(conn);
   try {
     return await fn(new FleetController(client, centralValidator(), { keys: new FleetKeys(conn.prefix) }), client);
@@ -69,7 +69,8 @@ async function withController<T>(o: ConnFlags, fn: (c: FleetController, client: 
   }
 }
 
-function readDocument(file: string): unknown {
+async function readDocument(file: string): Promise<unknown> {
+  const { parseConfigText } = await import('../config/load.js');
   let text: string;
   try {
     text = file === '-' ? readFileSync(0, 'utf8') : readRegularFile(file);
@@ -129,7 +130,7 @@ export function addFleetCommands(program: Command, out: Out): void {
   connectionOptions(fleet.command('validate').argument('<file>', 'group base document').requiredOption('--group <group>', 'group whose members (with their overlays) to validate for'))
     .description('validate a base document for every member of a group, each with its overlay (nothing is published)')
     .action(async (file: string, o: ConnFlags & { group: string }) => {
-      const doc = readDocument(file);
+      const doc = await readDocument(file);
       await withController(o, async (c) => {
         const v = await c.validate(o.group, doc);
         if (!v.members.length) throw new FleetError(`group ${o.group} has no members`, 'invalid');
@@ -150,7 +151,7 @@ export function addFleetCommands(program: Command, out: Out): void {
   )
     .description('roll a base document out to a group: canary, then waves; halts and rolls back the failed nodes on the first failure')
     .action(async (file: string, o: ConnFlags & { group: string; canary: number; waves: string; confirmWithin: number; message: string }) => {
-      const doc = readDocument(file);
+      const doc = await readDocument(file);
       await withController(o, async (c) => {
         const r = await c
           .rollout({ group: o.group, document: doc, canary: o.canary, waves: o.waves.split(',').map((s) => s.trim()), confirmWithin: o.confirmWithin, message: o.message, onEvent: (line, rec) => process.stderr.write(`${rec.id}: ${line}\n`) })
@@ -208,7 +209,7 @@ export function addFleetCommands(program: Command, out: Out): void {
   connectionOptions(overlay.command('set').argument('<node>').argument('<file>', 'overlay document (YAML or JSON)').requiredOption('--group <group>'))
     .description('set the overlay of a node (validated with the group base when a rollout runs)')
     .action(async (node: string, file: string, o: ConnFlags & { group: string }) => {
-      const doc = readDocument(file);
+      const doc = await readDocument(file);
       await withController(o, async (c) => {
         await c.setOverlay(o.group, node, doc);
         out({ group: o.group, node, overlay: doc }, () => `overlay of ${node} in group ${o.group} set`);
@@ -247,6 +248,7 @@ export function addFleetCommands(program: Command, out: Out): void {
     .action(async (o: ConnFlags & { repo: string; branch: string; path: string; group: string; policy?: string; verifySignatures: boolean; interval: number; canary: number; waves: string; confirmWithin: number; once: boolean }) => {
       if (o.policy && o.policy !== 'auto' && o.policy !== 'tag') throw new FleetError(`--policy "${o.policy}": must be auto or tag`, 'invalid');
       await withController(o, async (c) => {
+        const { runGitops } = await import('./gitops.js');
         const results = await runGitops(c, {
           repo: o.repo,
           branch: o.branch,
@@ -262,6 +264,17 @@ export function addFleetCommands(program: Command, out: Out): void {
         out(results, () => results.map((r) => `${r.commit.slice(0, 12)} ${r.state}: ${r.detail}`).join('\n') || 'no new commits');
       });
     });
+}
+
+/** "k=v" flags into labels. */
+export function parseLabels(list: string[] = []): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of list) {
+    const m = /^([A-Za-z0-9_.-]{1,63})=([^\s]{0,253})$/.exec(l);
+    if (!m) throw new FleetError(`--fleet-label "${l}": must be key=value`, 'invalid');
+    out[m[1]!] = m[2]!;
+  }
+  return out;
 }
 
 /** The --fleet-* flags of `patronus serve`. */

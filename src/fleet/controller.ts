@@ -167,10 +167,14 @@ export class FleetController {
     const overlays = (await this.client.getAll().prefix(this.keys.overlays(group)).json()) as Record<string, unknown>;
     const documents = new Map<string, unknown>();
     const problems: { node: string; issues: Issue[] }[] = [];
+    // nodes whose composed documents are the same (no overlay, or equal ones) are checked once
+    const checked = new Map<string, Issue[]>();
     for (const node of members) {
       const doc = compose(base, overlays[this.keys.overlay(group, node)]);
       documents.set(node, doc);
-      const issues = await this.validator(doc);
+      const text = JSON.stringify(doc);
+      const issues = checked.get(text) ?? (await this.validator(doc));
+      checked.set(text, issues);
       if (issues.length) problems.push({ node, issues });
     }
     return { members, documents, problems };
@@ -215,17 +219,7 @@ export class FleetController {
 
   private async runRollout(req: RolloutRequest): Promise<RolloutRecord> {
     checkName('group', req.group);
-    const canary = req.canary ?? 1;
-    const waves = req.waves?.length ? req.waves : ['100%'];
-    const shares = waves.map((w) => {
-      const m = /^(\d{1,3}(?:\.\d+)?)%$/.exec(w.trim());
-      const n = m ? Number(m[1]) : NaN;
-      if (!(n > 0 && n <= 100)) throw new FleetError(`--waves: "${w}" is not a share from 1% to 100%`, 'invalid');
-      return n;
-    });
-    if (shares.some((s, i) => i > 0 && s <= shares[i - 1]!)) throw new FleetError(`--waves: shares must grow (${waves.join(',')})`, 'invalid');
-    if (shares.at(-1) !== 100) throw new FleetError(`--waves: the last wave must be 100% (${waves.join(',')})`, 'invalid');
-    if (!Number.isInteger(canary) || canary < 0) throw new FleetError(`--canary: ${canary} is not a whole number >= 0`, 'invalid');
+    const { canary, waves, shares } = rolloutOptions(req);
     const confirmWithin = req.confirmWithin ?? 60;
     const id = req.id ?? rolloutId();
     const now = () => new Date().toISOString();
@@ -327,6 +321,8 @@ export class FleetController {
     record.state = 'running';
     await event(`rolling out to ${live.length} node(s) in ${plan.length} wave(s): ${plan.map((w) => `[${w.join(', ')}]`).join(' then ')}${record.offline.length ? `; offline, converge when back: ${record.offline.join(', ')}` : ''}`);
 
+    // what each node's desired key held before (restored on failure): one range read, not one per node
+    const before = (await this.client.getAll().prefix(`${this.keys.prefix}desired/`).strings()) as Record<string, string>;
     const publish = async (node: string) => {
       const desired: Desired = {
         rollout: record.id,
@@ -337,9 +333,8 @@ export class FleetController {
         ...(req.git ? { git: req.git } : {}),
         publishedAt: new Date().toISOString(),
       };
-      const prev = await this.client.get(this.keys.desired(node)).string();
       await this.client.put(this.keys.desired(node)).value(JSON.stringify(desired)).exec();
-      return prev ?? undefined;
+      return before[this.keys.desired(node)];
     };
 
     for (const [i, wave] of record.waves.entries()) {
@@ -347,7 +342,7 @@ export class FleetController {
       wave.state = 'running';
       wave.startedAt = new Date().toISOString();
       const previous = new Map<string, string | undefined>();
-      for (const node of wave.nodes) previous.set(node, await publish(node));
+      await inParallel(wave.nodes, async (node) => void previous.set(node, await publish(node)));
       await event(`${label}: published to ${wave.nodes.join(', ')}`);
       const outcome = await this.waitForWave(record, wave, ctx.confirmWithin + (req.waveGraceSeconds ?? 60));
       wave.finishedAt = new Date().toISOString();
@@ -359,17 +354,17 @@ export class FleetController {
       }
       wave.state = 'failed';
       // the nodes that did not come out healthy get their previous desired document back
-      for (const n of bad) {
+      await inParallel(bad, async (n) => {
         const prev = previous.get(n);
         if (prev === undefined) await this.client.delete().key(this.keys.desired(n)).exec();
-        else await this.client.put(this.keys.desired(n)).value(prev);
-      }
+        else await this.client.put(this.keys.desired(n)).value(prev).exec();
+      });
       const why = bad.map((n) => `${n}: ${wave.results?.[n]?.state ?? 'no answer'}${wave.results?.[n]?.error ? ` (${wave.results[n]!.error})` : ''}`).join('; ');
       for (const w of record.waves.slice(i + 1)) w.state = 'pending';
       if (outcome === 'aborted') return finish('aborted', `aborted by request during ${label}; ${bad.length ? `back to their previous document: ${why}` : 'its nodes were healthy'}`);
       return finish('halted', `${label} failed, later waves not started: ${why}`);
     }
-    for (const n of record.offline) await publish(n);
+    await inParallel(record.offline, publish);
     await this.client.put(this.keys.base(req.group)).value(JSON.stringify({ rollout: record.id, document: req.document, at: new Date().toISOString(), ...(req.git ? { git: req.git } : {}) }));
     return finish('completed', record.offline.length ? `every online node healthy; published to offline ${record.offline.join(', ')} (they converge when back)` : undefined);
   }
@@ -401,9 +396,35 @@ export class FleetController {
   }
 }
 
+/** Canary and waves checked (FleetError 'invalid' with the reason): the shares, cumulative, the last 100%. */
+export function rolloutOptions(req: Pick<RolloutRequest, 'canary' | 'waves'>): { canary: number; waves: string[]; shares: number[] } {
+  const canary = req.canary ?? 1;
+  const waves = req.waves?.length ? req.waves : ['100%'];
+  const shares = waves.map((w) => {
+    const m = /^(\d{1,3}(?:\.\d+)?)%$/.exec(w.trim());
+    const n = m ? Number(m[1]) : NaN;
+    if (!(n > 0 && n <= 100)) throw new FleetError(`--waves: "${w}" is not a share from 1% to 100%`, 'invalid');
+    return n;
+  });
+  if (shares.some((s, i) => i > 0 && s <= shares[i - 1]!)) throw new FleetError(`--waves: shares must grow (${waves.join(',')})`, 'invalid');
+  if (shares.at(-1) !== 100) throw new FleetError(`--waves: the last wave must be 100% (${waves.join(',')})`, 'invalid');
+  if (!Number.isInteger(canary) || canary < 0) throw new FleetError(`--canary: ${canary} is not a whole number >= 0`, 'invalid');
+  return { canary, waves, shares };
+}
+
 export function rolloutId(): string {
   const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   return `r${t}-${randomBytes(2).toString('hex')}`;
+}
+
+/** fn over items, at most `limit` at a time (etcd pipelines the puts on one connection) */
+async function inParallel<T>(items: readonly T[], fn: (item: T) => Promise<unknown>, limit = 64): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 function sleep(ms: number): Promise<void> {

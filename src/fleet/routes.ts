@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { parseConfigText } from '../config/load.js';
 import { ConfigError } from '../config/issues.js';
 import { API_PREFIX } from '../api/server.js';
-import { FleetError, rolloutId, type FleetController } from './controller.js';
+import { FleetError, rolloutId, rolloutOptions, type FleetController } from './controller.js';
 
 const groupField = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be a group name');
 const documentInput = z.union([z.string().describe('the base document as YAML or JSON text'), z.record(z.string(), z.unknown()).describe('the base document as a JSON object')]);
@@ -54,6 +54,7 @@ export async function fleetRoutes(app: FastifyInstance, opts: { controller: Flee
   });
   r.post(`${API_PREFIX}/fleet/rollouts`, { config: { role: 'operator' }, schema: { summary: 'Start a rollout (202: it runs in this server; follow GET /fleet/rollouts/:id)', body: rolloutBody } }, async (req, reply) => {
     const b = req.body;
+    rolloutOptions(b);
     const id = rolloutId();
     const document = documentFrom(b.config);
     const p = c.rollout({ id, group: b.group, document, canary: b.canary, waves: b.waves, confirmWithin: b.confirmWithin, message: b.message }).catch(() => undefined);

@@ -54,14 +54,3 @@ export async function joinFleet(o: FleetServeOptions, ctx: { app: FastifyInstanc
   });
   return agent;
 }
-
-/** "k=v" flags into labels. */
-export function parseLabels(list: string[] = []): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const l of list) {
-    const m = /^([A-Za-z0-9_.-]{1,63})=([^\s]{0,253})$/.exec(l);
-    if (!m) throw new Error(`--fleet-label "${l}": must be key=value`);
-    out[m[1]!] = m[2]!;
-  }
-  return out;
-}

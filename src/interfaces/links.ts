@@ -23,7 +23,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Change, CompileContext, Subsystem } from '../apply/subsystem.js';
+import { defineSubsystem, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { contains } from '../net/address.js';
@@ -190,11 +190,16 @@ export async function probeLinkKind(host: Host, kind: LinkKind): Promise<string 
 }
 const probed = new Map<LinkKind, string>();
 
-export const linksSubsystem: Subsystem<LinksDesired> = {
+export const linksSubsystem: Subsystem<LinksDesired> = defineSubsystem<LinksDesired>({
   name: 'links',
 
   compile(ctx) {
     return compileLinks(ctx);
+  },
+
+  /** One step carrying the plan's changes (not yet split into a step per link). */
+  async steps(desired, host) {
+    return [{ changes: await planLinks(desired, host), run: () => applyLinks(desired, host) }];
   },
 
   async validate(desired, host) {
@@ -218,16 +223,8 @@ export const linksSubsystem: Subsystem<LinksDesired> = {
     return issues;
   },
 
-  async plan(desired, host) {
-    return (await steps(desired, host)).map((s) => s.change);
-  },
-
-  async apply(desired, host) {
-    for (const s of await steps(desired, host)) await s.run();
-  },
-
   async teardown(host) {
-    await this.apply({ links: [] }, host);
+    await applyLinks({ links: [] }, host);
   },
 
   async status(host) {
@@ -235,7 +232,15 @@ export const linksSubsystem: Subsystem<LinksDesired> = {
     const owned = readOwned(host);
     return owned.created.map((name) => ({ name, kind: have.get(name)?.kind ?? 'missing', ports: [...have.values()].filter((l) => l.master === name).map((l) => l.name) }));
   },
-};
+});
+
+async function planLinks(desired: LinksDesired, host: Host): Promise<Change[]> {
+  return (await steps(desired, host)).map((s) => s.change);
+}
+
+async function applyLinks(desired: LinksDesired, host: Host): Promise<void> {
+  for (const s of await steps(desired, host)) await s.run();
+}
 
 // --- internals
 

@@ -7,7 +7,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Change, DriftFinding, Subsystem, SubsystemMetrics } from '../apply/subsystem.js';
+import { defineSubsystem, type Change, type DriftFinding, type Subsystem, type SubsystemMetrics } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { readSysctl } from '../routing/sysctl.js';
@@ -22,7 +22,7 @@ export interface InterfaceDesired {
   created?: boolean;
 }
 
-export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
+export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = defineSubsystem<InterfaceDesired[]>({
   name: 'interfaces',
 
   compile(ctx) {
@@ -36,6 +36,11 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
     return { desired, issues: [] };
   },
 
+  /** One step carrying the plan's changes (not yet split into a step per address). */
+  async steps(desired, host) {
+    return [{ changes: await planInterfaces(desired, host), run: () => applyInterfaces(desired, host) }];
+  },
+
   async validate(desired, host) {
     const issues: Issue[] = [];
     const links = await readLinks(host);
@@ -47,42 +52,8 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
     return issues;
   },
 
-  async plan(desired, host) {
-    // an interface this apply creates (links subsystem) gets all its settings once it exists
-    const links = await readLinks(host);
-    const pending = desired.filter((d) => d.created && !links.has(d.name));
-    const later: Change[] = pending.flatMap((d) => [
-      ...(d.addresses ?? []).map((a) => ({ action: 'add' as const, object: `address ${a} on ${d.name}` })),
-      ...(d.mtu !== undefined ? [{ action: 'change' as const, object: `mtu of ${d.name}`, detail: `-> ${d.mtu}` }] : []),
-    ]);
-    return [...later, ...(await diff(desired.filter((d) => !pending.includes(d)), host)).changes];
-  },
-
-  async apply(desired, host) {
-    const { steps, next } = await diff(desired, host);
-    for (const step of steps) {
-      // Ownership is written before an add and after a removal, so a crash
-      // between the two never leaves an address Patronus added unrecorded.
-      if (step.recordFirst) {
-        step.record(next);
-        writeState(host, next);
-      }
-      try {
-        if (step.keepInSubnet?.length) await removeKeepingSubnet(host, step);
-        else await host.run('ip', step.args);
-      } catch (e) {
-        throw new Error(`interfaces: ${step.change.action} ${step.change.object}: ${(e as Error).message}`);
-      }
-      if (!step.recordFirst) {
-        step.record(next);
-        writeState(host, next);
-      }
-    }
-    writeState(host, next);
-  },
-
   async teardown(host) {
-    await this.apply([], host);
+    await applyInterfaces([], host);
   },
 
   async status(host) {
@@ -124,7 +95,41 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = {
         })),
     };
   },
-};
+});
+
+async function planInterfaces(desired: InterfaceDesired[], host: Host): Promise<Change[]> {
+  // an interface this apply creates (links subsystem) gets all its settings once it exists
+  const links = await readLinks(host);
+  const pending = desired.filter((d) => d.created && !links.has(d.name));
+  const later: Change[] = pending.flatMap((d) => [
+    ...(d.addresses ?? []).map((a) => ({ action: 'add' as const, object: `address ${a} on ${d.name}` })),
+    ...(d.mtu !== undefined ? [{ action: 'change' as const, object: `mtu of ${d.name}`, detail: `-> ${d.mtu}` }] : []),
+  ]);
+  return [...later, ...(await diff(desired.filter((d) => !pending.includes(d)), host)).changes];
+}
+
+async function applyInterfaces(desired: InterfaceDesired[], host: Host): Promise<void> {
+  const { steps, next } = await diff(desired, host);
+  for (const step of steps) {
+    // Ownership is written before an add and after a removal, so a crash
+    // between the two never leaves an address Patronus added unrecorded.
+    if (step.recordFirst) {
+      step.record(next);
+      writeState(host, next);
+    }
+    try {
+      if (step.keepInSubnet?.length) await removeKeepingSubnet(host, step);
+      else await host.run('ip', step.args);
+    } catch (e) {
+      throw new Error(`interfaces: ${step.change.action} ${step.change.object}: ${(e as Error).message}`);
+    }
+    if (!step.recordFirst) {
+      step.record(next);
+      writeState(host, next);
+    }
+  }
+  writeState(host, next);
+}
 
 // --- internals
 

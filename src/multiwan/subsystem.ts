@@ -12,7 +12,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Subsystem, Change, CompileContext } from '../apply/subsystem.js';
+import { defineSubsystem, type Subsystem, type Change, type CompileContext } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { GATEWAY_MARK_MASK, hex } from '../nft/marks.js';
@@ -63,11 +63,19 @@ export interface MultiwanStatus {
 export const multiwanSubsystem: Subsystem<MwanDesired> & {
   /** the running monitor for a host (tests, REST) */
   monitor(host: Host): HealthMonitor | undefined;
-} = {
+} = defineSubsystem<MwanDesired, {
+  /** the running monitor for a host (tests, REST) */
+  monitor(host: Host): HealthMonitor | undefined;
+}>({
   name: 'gateways',
 
   compile(ctx: CompileContext) {
     return compileGateways(ctx);
+  },
+
+  /** One step carrying the plan's changes (not yet split into a step per gateway). */
+  async steps(desired, host) {
+    return [{ changes: await planGateways(desired, host), run: () => applyGateways(desired, host) }];
   },
 
   async validate(desired, host) {
@@ -85,10 +93,6 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
     return issues;
   },
 
-  async plan(desired, host) {
-    return changesAgainst(desired, host, canonicalTable);
-  },
-
   /**
    * Drift: what apply would change now (the marking table against its
    * canonical listing, cached per script; ip rules; each gateway's default
@@ -99,65 +103,6 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
     return (await changesAgainst(desired, host, expectedTable))
       .filter((c) => c.object !== 'gateway monitor')
       .flatMap((c) => (c.object.startsWith('table ') ? driftFindings(c) : [{ object: c.object, reason: `${c.action}${c.detail ? `: ${c.detail}` : ''}` }]));
-  },
-
-  async apply(desired, host) {
-    const k = key(host);
-    const previous = running.get(k);
-    // keep what is known about gateways whose monitoring did not change
-    const initial = new Map<string, GatewayState>();
-    if (previous) {
-      for (const h of previous.monitor.health()) {
-        const before = previous.desired.gateways.find((g) => g.name === h.gateway);
-        const now = desired.gateways.find((g) => g.name === h.gateway);
-        if (before && now && JSON.stringify(before) === JSON.stringify(now)) initial.set(h.gateway, h.state);
-      }
-      await previous.monitor.stop();
-      running.delete(k);
-    }
-    const applied = readApplied(host);
-    if (!desired.enabled) {
-      await removeAll(host, desired, applied);
-      return;
-    }
-    // routes first, so a mark never points at an empty table
-    for (const g of desired.gateways) {
-      const r = await host.run('ip', ['route', 'replace', 'default', 'via', g.nextHop, 'dev', g.interface, 'table', String(g.table)], { reject: false });
-      if (r.exitCode !== 0) throw new Error(`gateway ${g.name}: cannot route via ${g.nextHop} dev ${g.interface} in table ${g.table} (${host.where}): ${r.stderr.trim()}`);
-    }
-    const up: GatewayUp = new Map(desired.gateways.map((g) => [g.name, initial.get(g.name) !== 'down']));
-    await runScript(host, await withLiveCounters(host, renderMwanScript(desired, up), MWAN_FAMILY, MWAN_TABLE), 'apply multi-WAN table');
-    const rules = await convergeRules(host, desired, applied);
-    await convergeDefaultRoute(host, desired, up);
-    // tables no longer used
-    for (const t of applied.tables) if (!desired.gateways.some((g) => g.table === t)) await host.run('ip', ['route', 'flush', 'table', String(t)], { reject: false });
-    writeApplied(host, { tables: desired.gateways.map((g) => g.table), rules });
-
-    const monitor = new HealthMonitor(
-      host,
-      desired.gateways,
-      async (now, event) => {
-        await runScript(host, await withLiveCounters(host, renderGroupUpdate(desired, now), MWAN_FAMILY, MWAN_TABLE), 'update gateway groups');
-        await convergeDefaultRoute(host, desired, now);
-        const g = desired.gateways.find((x) => x.name === event.gateway);
-        if (g && event.state === 'down' && g.flushStatesOnDown) {
-          // after the groups changed: the flows' next packets are decided afresh, onto a live gateway.
-          // Never TCP: a flushed TCP connection's next packet is new-not-SYN (the firewall drops it) and
-          // would leave from another address anyway, so flushing only kills connections that still work
-          // when the monitor was wrong (docs/firewall.md, flushStatesOnDown)
-          for (const proto of FLUSHED_PROTOCOLS) {
-            const r = await host.run('conntrack', ['-D', '-p', proto, '--mark', `${hex(g.mark)}/${hex(GATEWAY_MARK_MASK)}`], { reject: false });
-            if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr)) throw new Error(`gateway ${g.name}: conntrack -D -p ${proto} failed (${host.where}): ${r.stderr.trim()}`);
-          }
-        }
-      },
-      initial,
-      (line) => {
-        if (process.env.PATRONUS_MULTIWAN_LOG === '1') console.log(`# ${new Date().toISOString()} ${line}`);
-      },
-    );
-    running.set(k, { desired, monitor });
-    monitor.start();
   },
 
   async teardown(host) {
@@ -194,7 +139,70 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
   monitor(host) {
     return running.get(key(host))?.monitor;
   },
-};
+});
+
+async function planGateways(desired: MwanDesired, host: Host): Promise<Change[]> {
+  return changesAgainst(desired, host, canonicalTable);
+}
+
+async function applyGateways(desired: MwanDesired, host: Host): Promise<void> {
+  const k = key(host);
+  const previous = running.get(k);
+  // keep what is known about gateways whose monitoring did not change
+  const initial = new Map<string, GatewayState>();
+  if (previous) {
+    for (const h of previous.monitor.health()) {
+      const before = previous.desired.gateways.find((g) => g.name === h.gateway);
+      const now = desired.gateways.find((g) => g.name === h.gateway);
+      if (before && now && JSON.stringify(before) === JSON.stringify(now)) initial.set(h.gateway, h.state);
+    }
+    await previous.monitor.stop();
+    running.delete(k);
+  }
+  const applied = readApplied(host);
+  if (!desired.enabled) {
+    await removeAll(host, desired, applied);
+    return;
+  }
+  // routes first, so a mark never points at an empty table
+  for (const g of desired.gateways) {
+    const r = await host.run('ip', ['route', 'replace', 'default', 'via', g.nextHop, 'dev', g.interface, 'table', String(g.table)], { reject: false });
+    if (r.exitCode !== 0) throw new Error(`gateway ${g.name}: cannot route via ${g.nextHop} dev ${g.interface} in table ${g.table} (${host.where}): ${r.stderr.trim()}`);
+  }
+  const up: GatewayUp = new Map(desired.gateways.map((g) => [g.name, initial.get(g.name) !== 'down']));
+  await runScript(host, await withLiveCounters(host, renderMwanScript(desired, up), MWAN_FAMILY, MWAN_TABLE), 'apply multi-WAN table');
+  const rules = await convergeRules(host, desired, applied);
+  await convergeDefaultRoute(host, desired, up);
+  // tables no longer used
+  for (const t of applied.tables) if (!desired.gateways.some((g) => g.table === t)) await host.run('ip', ['route', 'flush', 'table', String(t)], { reject: false });
+  writeApplied(host, { tables: desired.gateways.map((g) => g.table), rules });
+
+  const monitor = new HealthMonitor(
+    host,
+    desired.gateways,
+    async (now, event) => {
+      await runScript(host, await withLiveCounters(host, renderGroupUpdate(desired, now), MWAN_FAMILY, MWAN_TABLE), 'update gateway groups');
+      await convergeDefaultRoute(host, desired, now);
+      const g = desired.gateways.find((x) => x.name === event.gateway);
+      if (g && event.state === 'down' && g.flushStatesOnDown) {
+        // after the groups changed: the flows' next packets are decided afresh, onto a live gateway.
+        // Never TCP: a flushed TCP connection's next packet is new-not-SYN (the firewall drops it) and
+        // would leave from another address anyway, so flushing only kills connections that still work
+        // when the monitor was wrong (docs/firewall.md, flushStatesOnDown)
+        for (const proto of FLUSHED_PROTOCOLS) {
+          const r = await host.run('conntrack', ['-D', '-p', proto, '--mark', `${hex(g.mark)}/${hex(GATEWAY_MARK_MASK)}`], { reject: false });
+          if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr)) throw new Error(`gateway ${g.name}: conntrack -D -p ${proto} failed (${host.where}): ${r.stderr.trim()}`);
+        }
+      }
+    },
+    initial,
+    (line) => {
+      if (process.env.PATRONUS_MULTIWAN_LOG === '1') console.log(`# ${new Date().toISOString()} ${line}`);
+    },
+  );
+  running.set(k, { desired, monitor });
+  monitor.start();
+}
 
 // --- effects ---------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
-import type { Subsystem, Change, CompileContext, DriftFinding } from '../apply/subsystem.js';
+import { defineSubsystem, type Subsystem, type Change, type CompileContext, type DriftFinding } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { withLiveCounters } from './carry.js';
@@ -61,28 +61,24 @@ export interface NftCounter {
 
 export const nftSubsystem: Subsystem<NftDesired> & {
   readCounters(host: Host): Promise<NftCounter[]>;
-} = {
+} = defineSubsystem<NftDesired, {
+  readCounters(host: Host): Promise<NftCounter[]>;
+}>({
   name: 'nftables',
 
   compile(ctx: CompileContext) {
     return compileFirewall(ctx);
   },
 
+  /** One step: `nft -f` replaces the table atomically, so the whole plan is one transaction. */
+  async steps(desired, host) {
+    return [{ changes: await planNft(desired, host), run: () => applyNft(desired, host) }];
+  },
+
   async validate(desired, host) {
     const r = await host.run('nft', ['-c', '-f', '-'], { input: desired.script, reject: false });
     if (r.exitCode === 0) return [];
     return [{ path: ['firewall'], message: `nft rejected the generated rule set (${host.where}):\n${(r.stderr || r.stdout).trim()}` }] satisfies Issue[];
-  },
-
-  async plan(desired, host) {
-    const current = await listTable(host);
-    const wanted = desired.enabled ? await canonicalTable(desired.script, host) : undefined;
-    return diffTables(current, wanted);
-  },
-
-  async apply(desired, host) {
-    // counters keep their values across the table's replacement (src/nft/carry.ts)
-    await runScript(host, desired.enabled ? await withLiveCounters(host, desired.script, NFT_FAMILY, NFT_TABLE) : desired.script, 'apply');
   },
 
   async teardown(host) {
@@ -142,7 +138,18 @@ export const nftSubsystem: Subsystem<NftDesired> & {
   },
 
   readCounters,
-};
+});
+
+async function planNft(desired: NftDesired, host: Host): Promise<Change[]> {
+  const current = await listTable(host);
+  const wanted = desired.enabled ? await canonicalTable(desired.script, host) : undefined;
+  return diffTables(current, wanted);
+}
+
+async function applyNft(desired: NftDesired, host: Host): Promise<void> {
+  // counters keep their values across the table's replacement (src/nft/carry.ts)
+  await runScript(host, desired.enabled ? await withLiveCounters(host, desired.script, NFT_FAMILY, NFT_TABLE) : desired.script, 'apply');
+}
 
 /** canonicalTable() results by host, table and script hash (the drift check lists the live table only). */
 const expectedTables = new Map<string, string>();

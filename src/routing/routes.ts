@@ -12,7 +12,7 @@
  * network connected to the gateway (present now, or an address the same
  * document puts on an interface), on the named interface when one is given.
  */
-import type { Change, CompileContext, Subsystem } from '../apply/subsystem.js';
+import { defineSubsystem, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { contains, parsePrefix, formatPrefix, hasHostBits, type Prefix } from '../net/address.js';
@@ -82,11 +82,16 @@ export function compileRoutes(ctx: Pick<CompileContext, 'config'>): { desired: R
   return { desired: { routes, connected }, issues };
 }
 
-export const routesSubsystem: Subsystem<RoutesDesired> = {
+export const routesSubsystem: Subsystem<RoutesDesired> = defineSubsystem<RoutesDesired>({
   name: 'routes',
 
   compile(ctx) {
     return compileRoutes(ctx);
+  },
+
+  /** One step carrying the plan's changes (not yet split into a step per route). */
+  async steps(desired, host) {
+    return [{ changes: await planRoutes(desired, host), run: () => applyRoutes(desired, host) }];
   },
 
   async validate(desired, host) {
@@ -117,21 +122,8 @@ export const routesSubsystem: Subsystem<RoutesDesired> = {
     return issues;
   },
 
-  async plan(desired, host) {
-    return (await steps(desired, host)).map((s) => s.change);
-  },
-
-  async apply(desired, host) {
-    for (const s of await steps(desired, host)) {
-      const r = await host.run('ip', s.args, { reject: false });
-      if (r.exitCode !== 0 && !(s.change.action === 'remove' && /No such process/.test(r.stderr))) {
-        throw new Error(`routes: ${s.change.action} ${s.change.object} (${host.where}): ${r.stderr.trim()}`);
-      }
-    }
-  },
-
   async teardown(host) {
-    await this.apply({ routes: [], connected: [] }, host);
+    await applyRoutes({ routes: [], connected: [] }, host);
   },
 
   /** Drift: what apply would change now (Patronus' routes read back; cheap reads only). */
@@ -142,7 +134,20 @@ export const routesSubsystem: Subsystem<RoutesDesired> = {
   async status(host) {
     return { routes: (await readRoutes(host, true)).map((r) => describe(r)) };
   },
-};
+});
+
+async function planRoutes(desired: RoutesDesired, host: Host): Promise<Change[]> {
+  return (await steps(desired, host)).map((s) => s.change);
+}
+
+async function applyRoutes(desired: RoutesDesired, host: Host): Promise<void> {
+  for (const s of await steps(desired, host)) {
+    const r = await host.run('ip', s.args, { reject: false });
+    if (r.exitCode !== 0 && !(s.change.action === 'remove' && /No such process/.test(r.stderr))) {
+      throw new Error(`routes: ${s.change.action} ${s.change.object} (${host.where}): ${r.stderr.trim()}`);
+    }
+  }
+}
 
 // --- internals
 

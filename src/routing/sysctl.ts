@@ -11,7 +11,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Change, CompileContext, Subsystem } from '../apply/subsystem.js';
+import { defineSubsystem, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { forwardingIntent } from './forwarding.js';
@@ -57,11 +57,16 @@ export function compileSysctls(ctx: Pick<CompileContext, 'config'>): SysctlDesir
   return { settings };
 }
 
-export const sysctlSubsystem: Subsystem<SysctlDesired> = {
+export const sysctlSubsystem: Subsystem<SysctlDesired> = defineSubsystem<SysctlDesired>({
   name: 'system',
 
   compile(ctx) {
     return { desired: compileSysctls(ctx), issues: [] };
+  },
+
+  /** One step carrying the plan's changes (not yet split into a step per setting). */
+  async steps(desired, host) {
+    return [{ changes: await planSysctls(desired, host), run: () => applySysctls(desired, host) }];
   },
 
   async validate(desired, host) {
@@ -78,16 +83,8 @@ export const sysctlSubsystem: Subsystem<SysctlDesired> = {
     return issues;
   },
 
-  async plan(desired, host) {
-    return (await steps(desired, host)).map((s) => s.change);
-  },
-
-  async apply(desired, host) {
-    for (const s of await steps(desired, host)) await s.run();
-  },
-
   async teardown(host) {
-    await this.apply({ settings: [] }, host);
+    await applySysctls({ settings: [] }, host);
   },
 
   /** Drift: what apply would change now (sysctl values read back; cheap reads only). */
@@ -101,7 +98,15 @@ export const sysctlSubsystem: Subsystem<SysctlDesired> = {
     for (const [key, original] of Object.entries(owned)) out[dotted(key)] = { value: await readSysctl(host, key), original };
     return { changed: out };
   },
-};
+});
+
+async function planSysctls(desired: SysctlDesired, host: Host): Promise<Change[]> {
+  return (await steps(desired, host)).map((s) => s.change);
+}
+
+async function applySysctls(desired: SysctlDesired, host: Host): Promise<void> {
+  for (const s of await steps(desired, host)) await s.run();
+}
 
 // --- internals
 

@@ -404,6 +404,11 @@ export class Store {
     return row && timingSafeEqual(row.hash, hash) ? { id: row.id, name: row.name, role: row.role } : undefined;
   }
 
+  /** Whether the token with this id still exists (streams opened with it end when it goes). */
+  hasToken(id: number): boolean {
+    return !!this.db.prepare(`SELECT 1 FROM tokens WHERE id = ?`).get(id);
+  }
+
   listTokens(): TokenInfo[] {
     return this.db.prepare(`SELECT id, name, role, created_at AS createdAt FROM tokens ORDER BY id`).all() as TokenInfo[];
   }

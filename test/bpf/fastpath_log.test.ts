@@ -9,7 +9,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
-import { XDP } from '../../src/bpf/index.js';
+import { XDP, probes } from '../../src/bpf/index.js';
 import { compileFastpath } from '../../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../../src/fastpath/dataplane.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
@@ -139,8 +139,8 @@ describe('fast-path drop events (ring buffer, per-rule limiter)', { skip: missin
     const after = counters('drop-net')!;
     assert.equal(Number(after.suppressed - before.suppressed), 0);
     assert.equal(events.length, n);
-    // the first may carry the flood's last suppressed drops; the rest stand for themselves
-    assert.deepEqual(events.slice(1).map((e) => e.sampleRate), Array(n - 1).fill(1));
+    // the first event on each CPU may carry the flood's last drops on that CPU; the rest stand for themselves
+    assert.ok(events.filter((e) => e.sampleRate > 1).length <= probes.possibleCpus(), `sample rates ${events.map((e) => e.sampleRate).join(' ')}`);
     assert.deepEqual(events.map((e) => e.src), Array.from({ length: n }, (_, i) => `198.51.100.${10 + i}`));
   });
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Engine, ApplyError } from '../../src/apply/engine.js';
 import { interfacesSubsystem } from '../../src/interfaces/subsystem.js';
 import { nftSubsystem } from '../../src/nft/subsystem.js';
-import type { Subsystem } from '../../src/apply/subsystem.js';
+import { defineSubsystem, type Subsystem } from '../../src/apply/subsystem.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { missing } from '../lib/skip.js';
@@ -28,14 +28,12 @@ const PORT = 5555;
 
 /** fills the state dir's file system in the middle of an apply (after the kernel changed) when told to */
 function fillerSubsystem(fill: () => void): Subsystem<string | undefined> {
-  return {
+  return defineSubsystem<string | undefined>({
     name: 'filler',
     compile: (ctx) => ({ desired: ctx.config.interfaces[0]?.description, issues: [] }),
-    plan: async () => [],
-    apply: async (d) => {
-      if (d === 'fill the disk') fill();
-    },
-  };
+    // a step that changes nothing plan would print: it only fills the disk when told to
+    steps: async (d) => [{ changes: [], run: async () => void (d === 'fill the disk' && fill()) }],
+  });
 }
 
 const firewall = (rules: unknown[]) => ({ rules: [{ name: 'allow-udp', direction: 'input', from: 'wan', protocol: 'udp', ports: [PORT], action: 'accept' }, ...rules] });

@@ -229,7 +229,7 @@ describe('REST API: DHCP leases, VPN exports, secret redaction', { skip }, () =>
       host: L.host,
       store: leakyStore,
       lockPath: join(L.stateDir, 'leaky.lock'),
-      subsystems: [{ name: 'leaky', compile: () => ({ desired: undefined, issues: [] }), plan: async () => [], apply: async () => {}, status: async () => ({ privateKey: secrets[0], config: `[Interface]\nPrivateKey = ${secrets[1]}\n`, peers: [{ preshared_key: secrets[3] }] }) }],
+      subsystems: [{ name: 'leaky', compile: () => ({ desired: undefined, issues: [] }), steps: async () => [], plan: async () => [], apply: async () => {}, status: async () => ({ privateKey: secrets[0], config: `[Interface]\nPrivateKey = ${secrets[1]}\n`, peers: [{ preshared_key: secrets[3] }] }) }],
     });
     const leakyToken = leakyStore.addToken('tester');
     const leakyApp = await buildServer({ engine: leaky, store: leakyStore, metrics: createMetrics(leaky) });

@@ -77,6 +77,15 @@ describe('REST API over TLS', { skip }, () => {
     assert.equal(JSON.parse(who.body).kind, 'session');
   });
 
+  it('serves the web console and its live stream over the same TLS port', async () => {
+    const page = await get('/console/');
+    assert.equal(page.status, 200, page.body);
+    assert.match(page.body, /<div id="app">/);
+    const frame = await get('/api/v1/stream/dashboard', { authorization: `Bearer ${token}`, accept: 'application/json' });
+    assert.equal(frame.status, 200, frame.body);
+    assert.equal(typeof JSON.parse(frame.body).time, 'number');
+  });
+
   it('refuses plain HTTP on the TLS port', async () => {
     const r = await fetch(`http://127.0.0.1:${port}/healthz`).then(
       (res) => res.status,

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Engine, type ProgressEvent } from '../../src/apply/engine.js';
-import type { Subsystem } from '../../src/apply/subsystem.js';
+import { defineSubsystem, step, type Subsystem } from '../../src/apply/subsystem.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { buildServer } from '../../src/api/server.js';
@@ -21,12 +21,11 @@ import { createMetrics } from '../../src/metrics/metrics.js';
 import { RemoteError, RestClient } from '../../src/cli/client.js';
 import { exitCodeFor } from '../../src/cli/errors.js';
 
-const slow: Subsystem<{ ms: number }> = {
+const slow: Subsystem<{ ms: number }> = defineSubsystem<{ ms: number }>({
   name: 'slow',
   compile: () => ({ desired: { ms: 1200 }, issues: [] }),
-  plan: async () => [],
-  apply: (d) => new Promise((r) => setTimeout(r, d.ms)),
-};
+  steps: async (d) => [step({ action: 'change', object: 'slow' }, () => new Promise<void>((r) => setTimeout(r, d.ms)))],
+});
 
 describe('apply streamed over REST (application/x-ndjson)', () => {
   let dir: string;

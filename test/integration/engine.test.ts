@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine, ApplyError, ConflictError } from '../../src/apply/engine.js';
 import { interfacesSubsystem } from '../../src/interfaces/subsystem.js';
+import { defineSubsystem } from '../../src/apply/subsystem.js';
 import { ConfigError } from '../../src/config/issues.js';
 import { Store } from '../../src/store/store.js';
 import { formatPlan } from '../../src/apply/plan.js';
@@ -131,7 +132,7 @@ describe('engine', { skip }, () => {
     const gate = new Promise<void>((r) => (release = r));
     let entered!: () => void;
     const inside = new Promise<void>((r) => (entered = r));
-    const slow = { name: 'gate', compile: () => ({ desired: null, issues: [] }), plan: async () => [], apply: async () => (entered(), gate) };
+    const slow = defineSubsystem<null>({ name: 'gate', compile: () => ({ desired: null, issues: [] }), steps: async () => [{ changes: [], run: async () => (entered(), await gate) }] });
     const a = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem, slow] });
     const b = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem] });
     try {

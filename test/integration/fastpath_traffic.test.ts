@@ -15,7 +15,7 @@ import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
 import { validateDocument } from '../../src/config/document.js';
 import { queryXdp, unpin } from '../../src/bpf/index.js';
-import { compileFastpathSection, fastpathSubsystem, openFastpath } from '../../src/fastpath/subsystem.js';
+import { compileFastpathSection, fastpathSubsystem, observeFastpath, openFastpath } from '../../src/fastpath/subsystem.js';
 import { IncompatibleDataPlaneError, removePins } from '../../src/fastpath/dataplane.js';
 import { Host } from '../../src/system/host.js';
 import { Lab, type Netns } from '../lib/netns.js';
@@ -81,7 +81,7 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
         { name: 'pass-lan-udp', source: ['192.0.2.0/24', '2001:db8::/64'], protocol: 'udp', action: 'pass' },
       ]),
     );
-    using dp = await openFastpath(host, { create: false });
+    using dp = observeFastpath(host);
     assert.equal(dp.interfaces()[0]!.ingress.xdpMode, 'native');
     assert.deepEqual(await fastpathSubsystem.plan(desired, host), [], 'nothing left to change after apply');
 
@@ -135,7 +135,7 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     const rx1 = await UdpReceiver.start(a, '192.0.2.1', 0);
     const rx13 = await UdpReceiver.start(a, '192.0.2.13', rx1.port);
     try {
-      using dp = await openFastpath(host, { create: false });
+      using dp = observeFastpath(host);
       assert.equal(dp.interfaces()[0]!.egress.attached, true);
       const c0 = dp.ruleCounters()[0]!.packets;
       const [to1, to13] = await Promise.all([sendUdp(b, '192.0.2.1', rx1.port, 200, 500, ['192.0.2.2']), sendUdp(b, '192.0.2.13', rx1.port, 200, 500, ['192.0.2.2'])]);
@@ -150,7 +150,7 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     }
     // turning egress off detaches the tc program
     await apply(doc([]));
-    using dp = await openFastpath(host, { create: false });
+    using dp = observeFastpath(host);
     assert.equal(dp.interfaces()[0]!.egress.attached, false);
   });
 
@@ -164,7 +164,7 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     const dY = await apply(Y);
     // swap through the data plane itself, as fast as it goes (the subsystem adds
     // validation, compilation and interface lookups around the same call)
-    using dp = await openFastpath(host, { create: false });
+    using dp = await openFastpath(host);
     const ifindex = await host.ifindex('eth0');
     const before = await rx.counts();
     let done = false;
@@ -212,7 +212,7 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     const ifindex = await host.ifindex('eth0');
     let c0: bigint;
     {
-      using dp = await openFastpath(host, { create: false });
+      using dp = observeFastpath(host);
       c0 = dp.ruleCounters().find((r) => r.name === 'deny-11')!.packets;
     }
     const before = await rx.counts();
@@ -235,7 +235,7 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
       const got = await settle(rx);
       assert.equal(delta(got, before, v4('192.0.2.1')), sent['192.0.2.1']);
       assert.equal(delta(got, before, v4('192.0.2.11')), 0);
-      using dp = await openFastpath(host, { create: false });
+      using dp = observeFastpath(host);
       // counters were adopted too: they cover the whole run, across both control planes
       assert.equal(dp.ruleCounters().find((r) => r.name === 'deny-11')!.packets - c0, BigInt(sent['192.0.2.11']!));
       assert.equal(host.inNetns(() => queryXdp(ifindex)).progId, first.info.progId);
@@ -254,7 +254,7 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     let oldId: number;
     let c0: bigint;
     {
-      using dp = await openFastpath(host, { create: false });
+      using dp = observeFastpath(host);
       oldId = dp.xdp.info.id;
       c0 = dp.ruleCounters().find((r) => r.name === 'deny-11')!.packets;
       dp.block('192.0.2.13', 0);
@@ -271,7 +271,7 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     await fastpathSubsystem.apply(desired, host);
     const sent = await traffic;
     const got = await settle(rx);
-    using dp = await openFastpath(host, { create: false });
+    using dp = observeFastpath(host);
     assert.notEqual(dp.xdp.info.id, oldId, 'a new program was swapped in');
     assert.equal(host.inNetns(() => queryXdp(dp.interfaces()[0]!.ifindex)).progId, dp.xdp.info.id);
     assert.equal(dp.capacity.prefixes, 4096);
@@ -292,12 +292,12 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     const pinDir = join(bpfRoot, 'fastpath');
     let oldId: number;
     {
-      using dp = await openFastpath(host, { create: false });
+      using dp = observeFastpath(host);
       oldId = dp.xdp.info.id;
     }
     // an older build's pins: one map this build needs is not there
     unpin(join(pinDir, 'gen_meta'));
-    await assert.rejects(openFastpath(host, { create: false }), IncompatibleDataPlaneError, 'observers never load programs');
+    assert.throws(() => observeFastpath(host), IncompatibleDataPlaneError, 'observers never load programs');
     const plan = await fastpathSubsystem.plan(desired, host);
     assert.ok(plan.some((c) => c.action === 'change' && /another Patronus version/.test(c.detail ?? '')), JSON.stringify(plan));
 
@@ -308,7 +308,7 @@ describe('fast path with real traffic through a veth', { skip: missing('netns') 
     await fastpathSubsystem.apply(desired, host);
     const sent = await traffic;
     const got = await settle(rx);
-    using dp = await openFastpath(host, { create: false });
+    using dp = observeFastpath(host);
     assert.notEqual(dp.xdp.info.id, oldId, 'the new build\'s program runs');
     assert.equal(host.inNetns(() => queryXdp(dp.interfaces()[0]!.ifindex)).progId, dp.xdp.info.id);
     assert.equal(existsSync(`${pinDir}_old`), false, 'the superseded pins are gone');

@@ -122,6 +122,25 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missi
     }
     return { code: r.exitCode, json: json as any, stdout: r.stdout, stderr: r.stderr };
   };
+  /** a rollout in the background; `reached(re)` resolves when its progress on stderr matches */
+  const rolloutInBackground = (args: string[]) => {
+    const proc = execa('node', [cli, '--json', 'fleet', ...args, '--fleet', etcd.fleetUrl], { reject: false, timeout: 240_000 });
+    let err = '';
+    const waiters: { re: RegExp; resolve: () => void }[] = [];
+    proc.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+      for (const w of waiters.splice(0)) if (w.re.test(err)) w.resolve();
+      else waiters.push(w);
+    });
+    return {
+      reached: (re: RegExp) => new Promise<void>((resolve, reject) => {
+        if (re.test(err)) return resolve();
+        waiters.push({ re, resolve });
+        void proc.then(() => reject(new Error(`the rollout ended before ${re}: ${err}`)));
+      }),
+      done: proc.then((r) => ({ code: r.exitCode, json: JSON.parse(r.stdout) as any, stdout: r.stdout, stderr: r.stderr })),
+    };
+  };
   const file = (name: string, value: unknown) => {
     const p = join(tmp, name);
     writeFileSync(p, JSON.stringify(value));
@@ -150,6 +169,9 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missi
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (await cond().catch(() => false)) return;
+      // a node that died is a failure now, not after the timeout
+      const dead = nodes.find((n) => n.proc && n.proc.exitCode !== null);
+      if (dead) throw new Error(`${dead.name} exited ${dead.proc!.exitCode} while waiting for ${what}:\n${dead.log.slice(-20).join('\n')}`);
       await new Promise((r) => setTimeout(r, 250));
     }
     throw new Error(`timed out waiting for ${what}\n${nodes.map((n) => `--- ${n.name}\n${n.log.slice(-15).join('\n')}`).join('\n')}`);
@@ -254,10 +276,10 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missi
   });
 
   it('one etcd member killed mid-rollout changes nothing', async () => {
-    const p = fleet(['rollout', file('v2.json', base('allow-8081')), '--group', GROUP, '--canary', '1', '--waves', '100%', '--confirm-within', '60']);
-    await waitFor('the rollout to start', async () => ((await fleet(['rollouts'])).json as { state: string }[])[0]?.state === 'running', 60_000);
+    const p = rolloutInBackground(['rollout', file('v2.json', base('allow-8081', { health: { settleSeconds: 1, probes: [] } })), '--group', GROUP, '--canary', '1', '--waves', '100%', '--confirm-within', '60']);
+    await p.reached(/canary: published to n1/);
     await etcd.kill('m1');
-    const r = await p;
+    const r = await p.done;
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.equal((r.json as { state: string }).state, 'completed');
     for (const n of nodes) assert.match(await nft(n), /allow-8081/, n.name);
@@ -324,13 +346,13 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missi
     assert.match(empty.json.reason, /group nobody has no members/);
     // two rollouts to one group: the second is refused while the first runs
     const slow = base('allow-8085', { health: { settleSeconds: 3, probes: [] } });
-    const first = fleet(['rollout', file('slow.json', slow), '--group', GROUP, '--canary', '1', '--waves', '100%', '--confirm-within', '60']);
-    await waitFor('the first rollout to run', async () => ((await fleet(['rollouts'])).json as { state: string }[])[0]?.state === 'running', 60_000);
-    const firstId = ((await fleet(['rollouts'])).json as { id: string }[])[0]!.id;
+    const first = rolloutInBackground(['rollout', file('slow.json', slow), '--group', GROUP, '--canary', '1', '--waves', '100%', '--confirm-within', '60']);
+    await first.reached(/canary: published to n1/);
+    const firstId = ((await fleet(['rollouts'])).json as { id: string; state: string }[]).find((x) => x.state === 'running')!.id;
     const second = await fleet(['rollout', file('v5.json', base('allow-8084')), '--group', GROUP]);
     assert.equal(second.code, 1);
     assert.match(second.json.reason, new RegExp(`group ${GROUP} already has rollout ${firstId} running`));
-    assert.equal((await first).json.state, 'completed');
+    assert.equal((await first.done).json.state, 'completed');
     for (const n of nodes) assert.doesNotMatch(await nft(n), /allow-8084/);
     const history = (await fleet(['rollouts', '-n', '50'])).json as { state: string; reason?: string }[];
     assert.ok(history.some((h) => h.state === 'failed' && /already has rollout/.test(h.reason ?? '')));
@@ -372,5 +394,24 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missi
     for (const n of nodes) assert.match(await nft(n), /allow-8086/);
     const list = (await fleet(['rollouts'])).json as { git?: { commit: string } }[];
     assert.equal(list[0]!.git?.commit, head, 'no rollout for the invalid commit');
+  });
+  it('REST on any node: start a rollout (202), follow it to the end, abort refuses a finished one', async () => {
+    const n1 = nodes[0]!;
+    const token = readFileSync(join(n1.stateDir, 'admin.token'), 'utf8').trim();
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`http://${n1.listen}/api/v1${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+      return { status: res.status, json: (await res.json()) as any };
+    };
+    const started = await call('POST', '/fleet/rollouts', { group: GROUP, config: base('allow-8087'), canary: 1, waves: ['100%'], confirmWithin: 60, message: 'via REST' });
+    assert.equal(started.status, 202, JSON.stringify(started.json));
+    const id = started.json.id as string;
+    await waitFor('the REST rollout to complete', async () => (await call('GET', `/fleet/rollouts/${id}`)).json.state === 'completed');
+    for (const n of nodes) assert.match(await nft(n), /allow-8087/, n.name);
+    const abort = await call('POST', `/fleet/rollouts/${id}/abort`);
+    assert.equal(abort.status, 409);
+    assert.match(abort.json.message, new RegExp(`rollout ${id} is completed: nothing to abort`));
+    const bad = await call('POST', '/fleet/rollouts', { group: GROUP, config: base('allow-8088'), waves: ['50%'] });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.message, /--waves: the last wave must be 100% \(50%\)/);
   });
 });

@@ -18,7 +18,7 @@ import { Host } from '../../src/system/host.js';
 import { validateDocument, type ConfigInput } from '../../src/config/document.js';
 import { formatIssue } from '../../src/config/issues.js';
 import type { CompileContext } from '../../src/apply/subsystem.js';
-import { fastpathSubsystem, openFastpath } from '../../src/fastpath/subsystem.js';
+import { fastpathSubsystem, observeFastpath } from '../../src/fastpath/subsystem.js';
 import { IdsEngine, idsEngine } from '../../src/services/ids/engine.js';
 import { idsSubsystem } from '../../src/services/ids/subsystem.js';
 import type { IdsModel } from '../../src/services/ids/suricata.js';
@@ -131,7 +131,7 @@ describe('auto-block into the XDP fast path', { skip: missing('netns', { file: '
     const engine = (await syncEngine(host, m, { eveFile: eve, positionFile: path.join(state, 'services', 'ids', 'eve.position') }))!;
     assert.ok(await ping(), 'traffic passes before any alert');
 
-    const dp = await openFastpath(host, { create: false });
+    const dp = observeFastpath(host);
     try {
       const dropsBefore = dp.verdictCounters().ingress.blocked.packets;
       // below the severity threshold, and from an exempt source: no block

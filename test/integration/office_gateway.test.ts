@@ -158,7 +158,7 @@ describe('examples/office-gateway.yaml in namespaces, item by item with real tra
       slaac = j[0]?.addr_info?.find((a) => a.local?.startsWith('2001:db8:40:') && !a.tentative)?.local;
     }
     assert.ok(slaac, 'a SLAAC address');
-    const ra = await cli.exec('tcpdump', ['-i', 'eth0', '-n', '-vv', '-c', '1', 'icmp6 and ip6[40] == 134'], { reject: false, timeout: 20_000 });
+    const ra = await cli.exec('tcpdump', ['-i', 'eth0', '-n', '-vv', '-c', '1', 'icmp6 and ip6[40] == 134'], { reject: false, timeout: 45_000 });
     assert.match(ra.stdout, /rdnss option[\s\S]*?addr: 2001:db8:40::1/);
     const lf = path.join(dir, 'cli6.leases');
     const r = await cli.exec('dhclient', ['-6', '-1', '-v', '-lf', lf, '-pf', path.join(dir, 'cli6.pid'), '-sf', '/bin/true', 'eth0'], { reject: false, timeout: 30_000 });

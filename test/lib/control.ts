@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab, type Netns } from './netns.js';
 import { Host } from '../../src/system/host.js';
-import type { Subsystem } from '../../src/apply/subsystem.js';
+import { defineSubsystem, type Subsystem } from '../../src/apply/subsystem.js';
 
 export interface ControlLab {
   lab: Lab;
@@ -68,15 +68,19 @@ export async function mtu(ns: Netns, dev: string): Promise<number> {
  * stalls for `stallMs` when it says "stall".
  */
 export function faultSubsystem(): Subsystem<string | undefined> {
-  return {
+  return defineSubsystem<string | undefined>({
     name: 'fault',
     compile: (ctx) => ({ desired: ctx.config.interfaces[0]?.description, issues: [] }),
-    plan: async () => [],
-    apply: async (d) => {
-      if (d === 'fail') throw new Error('injected failure');
-      if (d?.startsWith('stall')) await new Promise((r) => setTimeout(r, 60_000));
-    },
-  };
+    steps: async (d) => [
+      {
+        changes: [],
+        async run() {
+          if (d === 'fail') throw new Error('injected failure');
+          if (d?.startsWith('stall')) await new Promise((r) => setTimeout(r, 60_000));
+        },
+      },
+    ],
+  });
 }
 
 /** A document managing wan0 with the given addresses. */

@@ -6,7 +6,7 @@
  * stop() kills them all and removes the temp dir, and is safe to call twice
  * or after a failed start.
  */
-import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,7 +108,14 @@ export class EtcdCluster {
 
   /** CPU seconds (user+system) and resident bytes of each running member, from /proc. */
   usage(): { name: string; cpuSeconds: number; rssBytes: number }[] {
-    return this.members.filter((m) => m.proc?.pid).map((m) => ({ name: m.name, ...procUsage(m.proc!.pid!) }));
+    return this.members.filter((m) => m.proc?.pid && m.proc.exitCode === null && existsSync(`/proc/${m.proc.pid}/stat`)).map((m) => ({ name: m.name, ...procUsage(m.proc!.pid!) }));
+  }
+
+  /** Members that exited although nobody killed them, with the tail of their output. */
+  async crashed(): Promise<string[]> {
+    const out: string[] = [];
+    for (const m of this.members) if (m.proc && m.proc.exitCode !== null) out.push(`${m.name} exited ${m.proc.exitCode} (signal ${m.proc.signalCode ?? 'none'}): ${String((await m.proc).all ?? '').slice(-1500)}`);
+    return out;
   }
 
   private member(name: string): EtcdMember {

@@ -7,7 +7,7 @@
  */
 import { validateDocument } from '../../src/config/document.js';
 import { FastpathDataPlane } from '../../src/fastpath/dataplane.js';
-import { fastpathPinDir, fastpathSubsystem, compileFastpathSection, openFastpath } from '../../src/fastpath/subsystem.js';
+import { fastpathPinDir, fastpathSubsystem, compileFastpathSection, observeFastpath } from '../../src/fastpath/subsystem.js';
 import { Host } from '../../src/system/host.js';
 
 const [netns, stateDir, bpfRoot, documentJson] = process.argv.slice(2) as [string, string, string, string];
@@ -18,7 +18,7 @@ const pinnedBefore = FastpathDataPlane.isPinned(fastpathPinDir(host));
 const { desired, issues: ci } = compileFastpathSection(validated.config.fastpath, validated);
 if (ci.length) throw new Error(JSON.stringify(ci));
 await fastpathSubsystem.apply(desired, host);
-const dp = await openFastpath(host, { create: false });
+const dp = observeFastpath(host);
 process.stdout.write(`${JSON.stringify({ pinnedBefore, progId: dp.xdp.info.id, generation: dp.generation })}\n`);
 // a control plane keeps running (and reading counters) until it is stopped
 setInterval(() => dp.ruleCounters(), 200);

@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { ROLES, allows, parseRole, rolesBelow } from '../../src/api/auth/roles.js';
 import { hashPassword, passwordProblem, verifyPassword } from '../../src/api/auth/passwords.js';
-import { LoginLimiter } from '../../src/api/auth/login-limit.js';
+import { LoginLimiter, addressKey } from '../../src/api/auth/login-limit.js';
 import { cookieValue } from '../../src/api/auth/auth.js';
 import { NameTakenError, Store } from '../../src/store/store.js';
 
@@ -60,6 +60,16 @@ describe('sign-in limiter', () => {
     l.fail(['user:carol'], 0);
     l.succeed('user:carol');
     assert.equal(l.retryAfter(['user:carol'], 1), 0);
+  });
+
+  it('keys addresses: IPv4 as is (also IPv4-mapped), IPv6 by its /64', () => {
+    assert.equal(addressKey('192.0.2.7'), 'address:192.0.2.7');
+    assert.equal(addressKey('::ffff:192.0.2.7'), 'address:192.0.2.7');
+    assert.equal(addressKey('2001:db8:1:2:3:4:5:6'), 'address:2001:db8:1:2::/64');
+    assert.equal(addressKey('2001:db8:1:2::9'), 'address:2001:db8:1:2::/64');
+    assert.equal(addressKey('2001:0DB8::1'), 'address:2001:db8::/64');
+    assert.equal(addressKey('::1'), 'address:::/64');
+    assert.equal(addressKey('fe80::1%eth0'), 'address:fe80::/64');
   });
 
   it('forgets the oldest keys beyond its bound', () => {

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../src/apply/engine.js';
-import type { DriftFinding, Subsystem } from '../../src/apply/subsystem.js';
+import { defineSubsystem, type DriftFinding, type Subsystem } from '../../src/apply/subsystem.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { DriftMonitor } from '../../src/drift/monitor.js';
@@ -30,24 +30,29 @@ function fake() {
     compiles: 0,
     subsystem: undefined as unknown as Subsystem<string>,
   };
-  s.subsystem = {
+  s.subsystem = defineSubsystem<string>({
     name: 'fake',
     compile: (ctx) => {
       s.compiles++;
       return { desired: ctx.config.interfaces[0]?.description ?? '', issues: [] };
     },
-    plan: async () => [],
-    apply: async () => {
-      s.applies++;
-      if (s.slowMs) await new Promise((r) => setTimeout(r, s.slowMs));
-      if (!s.stuck) s.broken = false;
-    },
+    steps: async () => [
+      {
+        changes: [],
+        async run() {
+          s.applies++;
+          if (s.slowMs) await new Promise((r) => setTimeout(r, s.slowMs));
+          if (!s.stuck) s.broken = false;
+        },
+      },
+    ],
     drift: async (): Promise<DriftFinding[]> => {
       s.checks++;
       await new Promise((r) => setTimeout(r, 20));
       return s.broken ? [{ object: 'thing', reason: 'broken by hand' }] : [];
     },
-  };
+  });
+
   return s;
 }
 
@@ -99,8 +104,19 @@ describe('drift monitor', () => {
       assert.equal(f.checks - checks, 1, 'results younger than maxAgeMs are reused');
       for (let i = 0; i < 5; i++) await m.check({ maxAgeMs: 0 });
       assert.equal(f.checks - checks, 6);
-      assert.equal(f.compiles - compiles, 1, 'one compile for the revision');
-      assert.equal(reads, 1, 'one document read for the revision');
+      // the revision this engine applied: the compile of that apply is reused (Engine.compiledFor)
+      assert.equal(f.compiles - compiles, 0, 'no compile for the revision the engine applied');
+      assert.equal(reads, 0, 'no document read for the revision the engine applied');
+      // another engine on the same store (a server that did not apply it): one compile, one read
+      const other = new Engine({ host: engine.host, store, subsystems: [f.subsystem] });
+      try {
+        const m2 = new DriftMonitor(other);
+        for (let i = 0; i < 5; i++) await m2.check({ maxAgeMs: 0 });
+        assert.equal(f.compiles - compiles, 1, 'one compile for the revision');
+        assert.equal(reads, 1, 'one document read for the revision');
+      } finally {
+        other.close();
+      }
     } finally {
       store.get = get;
       store.current = current;

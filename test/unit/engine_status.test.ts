@@ -9,16 +9,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../src/apply/engine.js';
-import type { Subsystem } from '../../src/apply/subsystem.js';
+import { defineSubsystem, type Subsystem } from '../../src/apply/subsystem.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 
-const noop: Subsystem<string> = {
+const noop: Subsystem<string> = defineSubsystem<string>({
   name: 'noop',
   compile: (ctx) => ({ desired: ctx.config.interfaces[0]?.description ?? '', issues: [] }),
-  plan: async () => [],
-  apply: async () => {},
-};
+  steps: async () => [],
+});
 
 describe('engine status', () => {
   let dir: string;

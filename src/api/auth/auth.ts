@@ -20,6 +20,7 @@
  * its role or a user's password applies to its open sessions at once.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -27,7 +28,7 @@ import type { SessionInfo, Store } from '../../store/store.js';
 import { errorBody } from '../errors.js';
 import { allows, type Role, type RouteRole } from './roles.js';
 import { decoyHash, verifyPassword } from './passwords.js';
-import { DEFAULT_LOGIN_LIMIT, LoginLimiter, type LoginLimitOptions } from './login-limit.js';
+import { DEFAULT_LOGIN_LIMIT, LoginLimiter, addressKey, type LoginLimitOptions } from './login-limit.js';
 
 export const SESSION_COOKIE = 'patronus_session';
 export const CSRF_HEADER = 'x-csrf-token';
@@ -76,6 +77,8 @@ declare module 'fastify' {
 }
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+/** how often open streams check that their session still lives */
+const STREAM_RECHECK_MS = 10_000;
 
 /**
  * Installs the hook and the session routes. Call before any route is added
@@ -112,7 +115,30 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
       return reply.code(403).send(errorBody(403, `${req.method} ${req.routeOptions.url} needs the ${need} role; ${who.kind === 'token' ? 'token' : 'user'} "${who.user}" has ${who.role}`));
     }
     req.principal = who;
+    track(who.session ? who.session.id : `token:${who.tokenId}`, reply.raw);
   });
+
+  // Responses still streaming (server-sent events) of each session or bearer token: they were
+  // authorized when they began, so they end when their session does (sign-out and revocation at
+  // once; expiry, a removed user or token, a password change within STREAM_RECHECK_MS)
+  const streams = new Map<string, Set<ServerResponse>>();
+  const track = (id: string, res: ServerResponse) => {
+    let set = streams.get(id);
+    if (!set) streams.set(id, (set = new Set()));
+    set.add(res);
+    res.once('close', () => {
+      set.delete(res);
+      if (!set.size && streams.get(id) === set) streams.delete(id);
+    });
+  };
+  const endStreams = (id: string, except?: ServerResponse) => {
+    for (const res of streams.get(id) ?? []) if (res !== except && res.headersSent) res.end();
+  };
+  const recheck = setInterval(() => {
+    for (const id of streams.keys()) if (id.startsWith('token:') ? !store.hasToken(Number(id.slice(6))) : !store.session(id)) endStreams(id);
+  }, STREAM_RECHECK_MS);
+  recheck.unref();
+  app.addHook('onClose', async () => clearInterval(recheck));
 
   /** The principal of a request, or why there is none. */
   function authenticate(req: FastifyRequest): Principal | { error: string; invalid?: boolean; clearCookie?: boolean } {
@@ -146,7 +172,7 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
   r.post(`${P}/session`, { config: { role: 'public' }, schema: { summary: 'Sign in (a console user and password, or an API token): sets the session cookie and returns the CSRF token', body: signInBody } }, async (req, reply) => {
     const b = req.body;
     const byUser = 'user' in b;
-    const keys = [`address:${req.ip}`, ...(byUser ? [`user:${b.user}`] : [])];
+    const keys = [addressKey(req.ip), ...(byUser ? [`user:${b.user}`] : [])];
     const wait = limiter.retryAfter(keys);
     if (wait > 0) return tooMany(reply, wait);
     let owner: { userId: number } | { tokenId: number } | undefined;
@@ -182,11 +208,12 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
     const p = req.principal!;
     if (p.kind !== 'session') return reply.code(400).send(errorBody(400, 'this request is signed in by a bearer token, not a session cookie: there is no session to sign out of (DELETE /api/v1/sessions/{id} ends another one)'));
     store.removeSession(p.session!.id);
+    endStreams(p.session!.id, reply.raw);
     clearCookie(reply, opts.secureCookie);
     return { signedOut: p.session!.id };
   });
 
-  r.get(`${P}/whoami`, { config: { role: 'viewer' }, schema: { summary: 'Who this request is signed in as: user (or token) name, role, session or token; for a session its CSRF token and expiry' } }, async (req) => {
+  const whoami = async (req: FastifyRequest) => {
     const p = req.principal!;
     return {
       user: p.user,
@@ -194,7 +221,10 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
       kind: p.kind,
       ...(p.session ? { via: p.session.via, sessionId: p.session.id, csrfToken: p.csrfToken!, expiresAt: p.session.expiresAt } : {}),
     };
-  });
+  };
+  r.get(`${P}/whoami`, { config: { role: 'viewer' }, schema: { summary: 'Who this request is signed in as: user (or token) name, role, session or token; for a session its CSRF token and expiry' } }, whoami);
+  // the same answer where a console resuming after a reload looks for its session (and its CSRF token, kept in memory only)
+  r.get(`${P}/session`, { config: { role: 'viewer' }, schema: { summary: 'The session of the cookie (as /whoami): user, role, CSRF token, expiry' } }, whoami);
 
   r.get(`${P}/sessions`, { config: { role: 'viewer' }, schema: { summary: 'Open console sessions, newest first: every one for an admin, otherwise your own' } }, async (req) => {
     const p = req.principal!;
@@ -208,6 +238,7 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
     // somebody else's session is "not found" to a non-admin: its id says nothing
     if (!s || (p.role !== 'admin' && !owns(p, s))) return reply.code(404).send(errorBody(404, `no session ${req.params.id}${p.role === 'admin' ? '' : ' of yours'}`));
     store.removeSession(s.id);
+    endStreams(s.id, reply.raw);
     if (p.session?.id === s.id) clearCookie(reply, opts.secureCookie);
     return { revoked: s.id };
   });

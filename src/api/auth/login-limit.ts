@@ -8,6 +8,8 @@
  * would lock out a user who signs in correctly several times, and two
  * keys (address and user) per attempt would need two instances.
  */
+import { addressBytes, formatAddress, formatPrefix, isIPv6, prefixFromBytes } from '../../net/address.js';
+
 export interface LoginLimitOptions {
   failures: number;
   windowMs: number;
@@ -57,4 +59,17 @@ export class LoginLimiter {
     else this.failures.delete(key);
     return times;
   }
+}
+
+/**
+ * The limiter's key for a source address: an IPv4 address as it is (also
+ * when IPv4-mapped), an IPv6 address by its /64, since one host or site
+ * commonly holds a whole /64 and could otherwise try from 2^64 addresses.
+ */
+export function addressKey(ip: string): string {
+  const bare = ip.split('%')[0]!;
+  if (!isIPv6(bare)) return `address:${ip}`;
+  const bytes = addressBytes(bare, 6);
+  if (bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) return `address:${formatAddress(bytes.subarray(12))}`;
+  return `address:${formatPrefix(prefixFromBytes(bytes, 64))}`;
 }

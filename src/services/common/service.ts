@@ -8,9 +8,10 @@
  *                   scratch directory, before anything running is touched
  *   start/reload/stop, status, openings
  *
- * apply() writes files only after they passed check, starts the daemon when
- * it is not running, reloads (or restarts) it when its files changed, and
- * stops it and removes its files when the section is disabled. A daemon that
+ * Its steps (what plan prints and apply runs) write each changed file (only
+ * after the files passed check in validate), start the daemon when it is not
+ * running, reload (or restart) it when its files changed, and stop it and
+ * remove its files when the section is disabled. A daemon that
  * fails to start throws a DaemonError with its log, which makes the engine
  * roll the whole apply back.
  */
@@ -18,7 +19,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync
 import os from 'node:os';
 import path from 'node:path';
 import type { Host } from '../../system/host.js';
-import type { Change, CompileContext, DriftFinding, ServiceOpening, Subsystem } from '../../apply/subsystem.js';
+import { defineSubsystem, step, type CompileContext, type DriftFinding, type ServiceOpening, type Step, type Subsystem } from '../../apply/subsystem.js';
 import { daemonPid, processUptime } from './daemon.js';
 import { certificateFiles } from '../../certificates/acme.js';
 import { ensureCert } from '../pki/pki.js';
@@ -107,7 +108,7 @@ interface Desired<M> {
 
 export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>> {
   const pathsFor = (host: Host) => instancePaths(host.stateDir, mod.name);
-  return {
+  return defineSubsystem<Desired<M>>({
     name: mod.name,
     compile(ctx) {
       const { desired, issues } = mod.desired(ctx);
@@ -124,33 +125,34 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
         rmSync(scratch, { recursive: true, force: true });
       }
     },
-    async plan(d, host) {
+    async steps(d, host) {
       const paths = pathsFor(host);
       const running = await mod.running(paths, host);
-      const changes: Change[] = [];
-      if (!d.model) {
-        if (running) changes.push({ action: 'stop', object: mod.name });
-        return changes;
+      const model = d.model;
+      if (!model) {
+        // a partly running instance (one daemon of several died) is "not running" yet must go: stop whatever is left
+        if (!running && !existsSync(paths.dir)) return [];
+        return [
+          step({ action: 'stop', object: mod.name }, async () => {
+            await mod.stop(paths, host);
+            rmSync(paths.dir, { recursive: true, force: true });
+          }),
+        ];
       }
-      const changed = changedFiles(paths, [...mod.render(d.model, paths), ...(await certificateCopies(mod, d.model, host.stateDir))]);
-      for (const f of changed) changes.push({ action: existsSync(paths.file(f)) ? 'change' : 'add', object: `${mod.name} file ${f}` });
-      if (!running) changes.push({ action: 'start', object: mod.name });
-      else if (changed.length) changes.push({ action: 'reload', object: mod.name });
-      return changes;
-    },
-    async apply(d, host) {
-      const paths = pathsFor(host);
-      if (!d.model) {
-        // stop unconditionally: a partly running instance (one daemon of several died) is "not running" yet must go
-        await mod.stop(paths, host);
-        if (existsSync(paths.dir)) rmSync(paths.dir, { recursive: true, force: true });
-        return;
-      }
-      const files = [...mod.render(d.model, paths), ...(await certificateCopies(mod, d.model, host.stateDir))];
+      const files = [...mod.render(model, paths), ...(await certificateCopies(mod, model, host.stateDir))];
       const changed = changedFiles(paths, files);
-      writeRendered(paths, files);
-      if (!(await mod.running(paths, host))) await mod.start(d.model, paths, host);
-      else if (changed.length) await mod.reload(d.model, paths, host, changed);
+      const steps: Step[] = changed.map((f) =>
+        step({ action: existsSync(paths.file(f)) ? 'change' : 'add', object: `${mod.name} file ${f}` }, () => writeRendered(paths, files.filter((x) => x.path === f))),
+      );
+      if (!running) {
+        steps.push(
+          step({ action: 'start', object: mod.name }, async () => {
+            mkdirSync(paths.runDir, { recursive: true });
+            await mod.start(model, paths, host);
+          }),
+        );
+      } else if (changed.length) steps.push(step({ action: 'reload', object: mod.name }, () => mod.reload(model, paths, host, changed)));
+      return steps;
     },
     async teardown(host) {
       const paths = pathsFor(host);
@@ -194,7 +196,7 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
       return d.model !== null;
     },
     ...(mod.openings ? { openings: (config: Config) => mod.openings!(config) } : {}),
-  };
+  });
 }
 
 /** Lists files under the instance dir (for status/debugging). */

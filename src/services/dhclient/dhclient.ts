@@ -18,7 +18,7 @@
  */
 import { existsSync, readFileSync, rmSync, mkdirSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Change, CompileContext, ServiceOpening, Subsystem } from '../../apply/subsystem.js';
+import { defineSubsystem, type Change, type CompileContext, type ServiceOpening, type Subsystem } from '../../apply/subsystem.js';
 import type { Config } from '../../config/document.js';
 import type { Host } from '../../system/host.js';
 import type { Issue, IssuePath } from '../../config/issues.js';
@@ -127,11 +127,16 @@ exit 0
 /** dhclient.conf: what to ask for (the stock file also asks to update the host name and more). */
 export const DHCLIENT_CONF = 'request subnet-mask, broadcast-address, routers, domain-name-servers, domain-name, interface-mtu;\n';
 
-export const dhclientSubsystem: Subsystem<DhcpClientDesired> & { lease(host: Host, iface: string): DhcpLease | undefined } = {
+export const dhclientSubsystem: Subsystem<DhcpClientDesired> & { lease(host: Host, iface: string): DhcpLease | undefined } = defineSubsystem<DhcpClientDesired, { lease(host: Host, iface: string): DhcpLease | undefined }>({
   name: 'dhcp-client',
 
   compile(ctx) {
     return compileDhcpClients(ctx);
+  },
+
+  /** One step carrying the plan's changes (not yet split into a step per client). */
+  async steps(desired, host) {
+    return [{ changes: await planDhcpClients(desired, host), run: () => applyDhcpClients(desired, host) }];
   },
 
   async validate(desired, host) {
@@ -142,16 +147,8 @@ export const dhclientSubsystem: Subsystem<DhcpClientDesired> & { lease(host: Hos
     return issues;
   },
 
-  async plan(desired, host) {
-    return (await steps(desired, host)).map((s) => s.change);
-  },
-
-  async apply(desired, host) {
-    for (const s of await steps(desired, host)) await s.run();
-  },
-
   async teardown(host) {
-    await this.apply({ clients: [] }, host);
+    await applyDhcpClients({ clients: [] }, host);
   },
 
   async status(host) {
@@ -170,7 +167,15 @@ export const dhclientSubsystem: Subsystem<DhcpClientDesired> & { lease(host: Hos
   lease(host, iface) {
     return readLease(host, iface);
   },
-};
+});
+
+async function planDhcpClients(desired: DhcpClientDesired, host: Host): Promise<Change[]> {
+  return (await steps(desired, host)).map((s) => s.change);
+}
+
+async function applyDhcpClients(desired: DhcpClientDesired, host: Host): Promise<void> {
+  for (const s of await steps(desired, host)) await s.run();
+}
 
 // --- internals
 

@@ -13,7 +13,7 @@ import type { Host } from '../../system/host.js';
 import { AlertStore, FileTail, parseEveLine, type EveAlert } from './eve.js';
 import { AutoBlocker, parsePrefixes, type AutoBlockPolicy, type BlockList } from './autoblock.js';
 import type { IdsModel } from './suricata.js';
-import { FastpathDataPlane } from '../../fastpath/dataplane.js';
+import { FastpathDataPlane, type FastpathView } from '../../fastpath/dataplane.js';
 import { fastpathPinDir } from '../../fastpath/subsystem.js';
 
 export type BlockListProvider = (host: Host) => Promise<BlockList | undefined>;
@@ -202,7 +202,7 @@ async function fastpathBlockList(host: Host): Promise<BlockList | undefined> {
  * again, so blocks never go into a map no program reads.
  */
 class PinnedBlockList implements BlockList {
-  private dp: FastpathDataPlane | undefined;
+  private dp: FastpathView | undefined;
   private ino = -1;
 
   constructor(
@@ -210,13 +210,13 @@ class PinnedBlockList implements BlockList {
     private readonly inNs: <T>(fn: () => T) => T,
   ) {}
 
-  private async current(): Promise<FastpathDataPlane> {
+  private async current(): Promise<FastpathView> {
     const ino = pinInode(`${this.pinDir}/block_v4`);
     if (this.dp && ino === this.ino) return this.dp;
     this.dp?.close();
     this.dp = undefined;
     if (!FastpathDataPlane.isPinned(this.pinDir)) throw new Error(`no fast path is pinned at ${this.pinDir}`);
-    this.dp = await FastpathDataPlane.open({ pinDir: this.pinDir, inNetns: this.inNs });
+    this.dp = FastpathDataPlane.observe({ pinDir: this.pinDir, inNetns: this.inNs });
     this.ino = ino;
     return this.dp;
   }

@@ -3,7 +3,7 @@
  * plus the in-process engine (eve.json ingestion, auto-block) started and
  * stopped with it.
  */
-import type { Subsystem } from '../../apply/subsystem.js';
+import { defineSubsystem, type Subsystem } from '../../apply/subsystem.js';
 import type { Host } from '../../system/host.js';
 import { instancePaths, serviceSubsystem } from '../common/service.js';
 import { IDS_FILES, suricataModule, type IdsModel } from './suricata.js';
@@ -22,11 +22,11 @@ function files(host: Host) {
   return { eveFile: paths.file(IDS_FILES.eve), positionFile: paths.file(IDS_FILES.position) };
 }
 
-export const idsSubsystem: Subsystem<Desired> = {
+export const idsSubsystem: Subsystem<Desired> = defineSubsystem<Desired>({
   ...base,
-  async apply(d, host) {
-    await base.apply(d, host);
-    await syncEngine(host, d.model, files(host));
+  async steps(d, host) {
+    // the in-process ingester follows its daemon: bookkeeping in this process, nothing plan would print
+    return [...(await base.steps(d, host)), { changes: [], run: async () => void (await syncEngine(host, d.model, files(host))) }];
   },
   async teardown(host) {
     stopEngine(host);
@@ -50,4 +50,4 @@ export const idsSubsystem: Subsystem<Desired> = {
         : {}),
     };
   },
-};
+});

@@ -17,7 +17,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import type { Change, Subsystem } from '../../apply/subsystem.js';
+import { defineSubsystem, type Change, type Step, type Subsystem } from '../../apply/subsystem.js';
 import type { Issue } from '../../config/issues.js';
 import type { Host } from '../../system/host.js';
 import { BpfProgram } from '../../bpf/index.js';
@@ -32,26 +32,28 @@ export const REDIRECT_PREF = 49152;
 /** tc filter preference and handle of the classifier on the HTB root. */
 export const CLASSIFIER_PREF = 1;
 
-export const qosSubsystem: Subsystem<QosDesired> = {
+export const qosSubsystem: Subsystem<QosDesired> = defineSubsystem<QosDesired>({
   name: 'qos',
   compile: (ctx) => compileQos(ctx),
   validate: (desired, host) => validateQos(desired, host),
-  async plan(desired, host) {
-    return (await planSteps(desired, host)).map((s) => s.change);
+  async steps(desired, host) {
+    const steps: Step[] = (await planSteps(desired, host)).map((s) => ({
+      changes: [s.change],
+      async run() {
+        try {
+          await s.run();
+        } catch (e) {
+          throw new Error(`qos: ${s.change.action} ${s.change.object} failed: ${(e as Error).message}`, { cause: e });
+        }
+      },
+    }));
+    // bookkeeping only (what Patronus manages, for removal and metric labels): nothing plan would print
+    steps.push({ changes: [], run: async () => saveState(host, { devices: desired.devices.map((d) => ({ device: d.device, ...(d.ingressOf ? { ingressOf: d.ingressOf } : {}), entries: entryLabels(d) })) }) });
+    return steps;
   },
   /** Drift: what apply would change now (qdiscs, classes, filters read back with tc; no changes made). */
   async drift(desired, host) {
     return (await planSteps(desired, host)).map((s) => ({ object: s.change.object, reason: `${s.change.action}${s.change.detail ? `: ${s.change.detail}` : ''}` }));
-  },
-  async apply(desired, host) {
-    for (const step of await planSteps(desired, host)) {
-      try {
-        await step.run();
-      } catch (e) {
-        throw new Error(`qos: ${step.change.action} ${step.change.object} failed: ${(e as Error).message}`, { cause: e });
-      }
-    }
-    saveState(host, { devices: desired.devices.map((d) => ({ device: d.device, ...(d.ingressOf ? { ingressOf: d.ingressOf } : {}), entries: entryLabels(d) })) });
   },
   async teardown(host) {
     for (const m of loadState(host).devices) for (const s of await removeSteps(m, host)) await s.run();
@@ -75,7 +77,7 @@ export const qosSubsystem: Subsystem<QosDesired> = {
     }
     return { rules };
   },
-};
+});
 
 /** Metric labels of a device's classifier entries, in map order. */
 function entryLabels(d: DevicePlan): string[] {
@@ -142,7 +144,7 @@ export async function validateQos(desired: QosDesired, host: Host): Promise<Issu
 // ---------------------------------------------------------------------------
 // plan/apply: steps computed against what tc and the maps show
 
-interface Step {
+interface TcStep {
   change: Change;
   run(): Promise<void>;
 }
@@ -158,16 +160,16 @@ const tc = (host: Host, args: string[]) => async () => {
   await host.run('tc', args);
 };
 
-async function planSteps(desired: QosDesired, host: Host): Promise<Step[]> {
-  const steps: Step[] = [];
+async function planSteps(desired: QosDesired, host: Host): Promise<TcStep[]> {
+  const steps: TcStep[] = [];
   const wanted = new Set(desired.devices.map((d) => d.device));
   for (const m of loadState(host).devices) if (!wanted.has(m.device)) steps.push(...(await removeSteps(m, host)));
   for (const d of desired.devices) steps.push(...(await deviceSteps(d, host)));
   return steps;
 }
 
-async function deviceSteps(d: DevicePlan, host: Host): Promise<Step[]> {
-  const steps: Step[] = [];
+async function deviceSteps(d: DevicePlan, host: Host): Promise<TcStep[]> {
+  const steps: TcStep[] = [];
   const dev = d.device;
   let obs: ObservedDevice = await observeDevice(host, dev);
 
@@ -320,10 +322,10 @@ function quantumOf(rate: number): number {
 }
 
 /** The mirred filter that sends an interface's ingress to its IFB. */
-function redirectSteps(d: DevicePlan, host: Host, ing: ObservedIngress | undefined): Step[] {
+function redirectSteps(d: DevicePlan, host: Host, ing: ObservedIngress | undefined): TcStep[] {
   if (!d.ingressOf || !ing) return [];
   const iface = d.ingressOf;
-  const steps: Step[] = [];
+  const steps: TcStep[] = [];
   let hook = ing.hook;
   if (!hook) {
     hook = 'clsact';
@@ -345,8 +347,8 @@ function redirectSteps(d: DevicePlan, host: Host, ing: ObservedIngress | undefin
 }
 
 /** Steps that undo everything Patronus made for one device. */
-async function removeSteps(m: Managed, host: Host): Promise<Step[]> {
-  const steps: Step[] = [];
+async function removeSteps(m: Managed, host: Host): Promise<TcStep[]> {
+  const steps: TcStep[] = [];
   if (m.ingressOf) {
     const ing = await observeIngress(host, m.ingressOf);
     if (ing.hook && ing.filters.some((f) => f.pref === REDIRECT_PREF)) {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Contract between xdp_stats.bpf.c and userspace (src/bpf/programs/stats.ts
+ * Contract between xdp_stats.bpf.c and userspace (test/bpf/xdp_stats.test.ts
  * mirrors it). Change both together.
  */
 #ifndef PATRONUS_STATS_COMMON_H

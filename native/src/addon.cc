@@ -12,7 +12,7 @@
 namespace patronus {
 
 // setErrorClasses(BpfError, VerifierError, NotSupportedError): called once
-// by src/bpf/native.ts so native code constructs the JS error types.
+// by src/bpf/addon.ts when it loads the binding, so native code constructs the JS error types.
 static Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
   auto* data = info.Env().GetInstanceData<AddonData>();
   auto ref = [&](size_t i, Napi::FunctionReference& r) {

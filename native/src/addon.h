@@ -186,7 +186,7 @@ class ObjectHandle : public Napi::ObjectWrap<ObjectHandle> {
   friend class LoadWorker;
 };
 
-// Module-level functions (link.cc / addon.cc).
+// Module-level functions (program.cc / addon.cc).
 Napi::Value DetachXdp(const Napi::CallbackInfo& info);
 Napi::Value QueryXdp(const Napi::CallbackInfo& info);
 Napi::Value DetachTc(const Napi::CallbackInfo& info);

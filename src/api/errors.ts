@@ -35,14 +35,17 @@ export function errorHandler(err: FastifyError | Error, req: FastifyRequest, rep
     const issues = err.validation.map((v) => ({ path: `${err.validationContext ?? 'body'}${v.instancePath.replace(/\//g, '.')}`, message: v.message ?? 'invalid' }));
     return reply.code(400).send(errorBody(400, `invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues }));
   }
-  if (err instanceof ConfigError) {
-    const issues = err.issues.map(issueJson);
-    return reply.code(400).send(errorBody(400, `invalid configuration: ${err.message}`, { issues }));
-  }
-  if (err instanceof ConflictError) return reply.code(409).send(errorBody(409, err.message));
-  if (err instanceof ApplyError) return reply.code(500).send(errorBody(500, err.message, { report: err.report }));
+  const body = errorBodyFor(err);
+  if (body.statusCode === 500 && !(err instanceof ApplyError)) req.log.error({ err }, 'request failed');
+  return reply.code(body.statusCode).send(body);
+}
+
+/** The error body (and its status) for an error a handler threw; also what a streamed answer ends with. */
+export function errorBodyFor(err: Error): ErrorBody {
+  if (err instanceof ConfigError) return errorBody(400, `invalid configuration: ${err.message}`, { issues: err.issues.map(issueJson) });
+  if (err instanceof ConflictError) return errorBody(409, err.message);
+  if (err instanceof ApplyError) return errorBody(500, err.message, { report: err.report });
   const status = (err as FastifyError).statusCode;
-  if (status && status >= 400 && status < 500) return reply.code(status).send(errorBody(status, err.message));
-  req.log.error({ err }, 'request failed');
-  return reply.code(500).send(errorBody(500, err.message));
+  if (status && status >= 400 && status < 500) return errorBody(status, err.message);
+  return errorBody(500, err.message);
 }

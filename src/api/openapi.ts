@@ -217,7 +217,18 @@ function buildOperations(P: string): Record<string, Operation> {
   [`GET ${P}/config`]: { operationId: 'getConfig', tag: 'config', ok: { type: 'object', required: ['revision', 'config', 'pending'], properties: { revision: { type: ['integer', 'null'] }, config: anyObject('the committed document'), pending: { type: ['object', 'null'], additionalProperties: true } } }, errors: [401, 404, 500] },
   [`POST ${P}/config/validate`]: { operationId: 'validateConfig', tag: 'config', ok: { type: 'object', required: ['valid'], properties: { valid: { type: 'boolean', const: true } } }, errors: BODY_ERRORS },
   [`POST ${P}/config/plan`]: { operationId: 'planConfig', tag: 'config', ok: plan, errors: BODY_ERRORS },
-  [`POST ${P}/config/apply`]: { operationId: 'applyConfig', tag: 'config', ok: applyReport, errors: BODY_ERRORS },
+  [`POST ${P}/config/apply`]: {
+    operationId: 'applyConfig',
+    tag: 'config',
+    ok: {
+      description: 'the apply report; with Accept: application/x-ndjson a stream of lines instead: {"progress": ...} per step, {"heartbeat": time} every 10 s, last {"report": ...} or {"error": <error body>}',
+      content: {
+        'application/json': { schema: applyReport },
+        'application/x-ndjson': { schema: { type: 'string', description: 'newline-delimited JSON: progress, heartbeat, then report or error' } },
+      },
+    },
+    errors: BODY_ERRORS,
+  },
   [`POST ${P}/config/confirm`]: { operationId: 'confirmConfig', tag: 'config', ok: { type: 'object', required: ['id', 'state'], properties: revisionProps }, errors: [401, 409, 500] },
   [`POST ${P}/config/rollback`]: { operationId: 'rollbackConfig', tag: 'config', ok: applyReport, errors: BODY_ERRORS },
   [`GET ${P}/revisions`]: { operationId: 'listRevisions', tag: 'revisions', ok: { type: 'array', items: { type: 'object', required: ['id', 'state'], properties: { ...revisionProps, failedStep: { type: ['string', 'null'] } } } }, errors: [400, 401, 500] },

@@ -18,6 +18,7 @@ import type { ConfigSource, Engine } from '../apply/engine.js';
 import { formatPlan } from '../apply/plan.js';
 import { registerDriftMetrics, type Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
+import { streamApply, wantsStream } from './stream.js';
 import { errorBody, errorHandler } from './errors.js';
 import { ConfigError } from '../config/issues.js';
 import { ValidationStopped } from '../apply/check-worker.js';
@@ -49,6 +50,8 @@ export interface ServerOptions {
   metrics: Metrics;
   bodyLimit?: number;
   https?: { cert: string | Buffer; key: string | Buffer };
+  /** heartbeat interval of streamed applies (default 10 s) */
+  streamHeartbeatMs?: number;
   metricsRequireToken?: boolean;
   /** close the store and engine when the server closes (production) */
   ownsEngine?: boolean;
@@ -292,9 +295,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { ...plan, text: formatPlan(plan) };
   });
 
-  app.post(`${API_PREFIX}/config/apply`, { config: { role: 'operator' }, schema: { summary: 'Apply a document as a new revision (all or nothing)', body: applyBody } }, async (req) => {
+  app.post(`${API_PREFIX}/config/apply`, { config: { role: 'operator' }, schema: { summary: 'Apply a document as a new revision (all or nothing); with Accept: application/x-ndjson, progress lines and heartbeats stream until the report', body: applyBody } }, async (req, reply) => {
     const b = req.body;
-    return engine.apply({ ...source(b), ...(b.expect ? { expect: b.expect } : {}) }, { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
+    const run = () => engine.apply({ ...source(b), ...(b.expect ? { expect: b.expect } : {}) }, { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
+    return wantsStream(req) ? streamApply(reply, engine, run, opts.streamHeartbeatMs) : run();
   });
 
   app.post(`${API_PREFIX}/config/confirm`, { config: { role: 'operator' }, schema: { summary: 'Confirm the revision awaiting confirmation' } }, async () => engine.confirm());

@@ -11,7 +11,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ApplyReport, ConfigSource, Plan } from '../apply/engine.js';
+import type { ApplyReport, ConfigSource, Plan, ProgressEvent } from '../apply/engine.js';
 import type { Revision } from '../store/store.js';
 import { ConfigError, formatFileIssue, formatIssue, formatPath } from '../config/issues.js';
 import { DEFAULT_STATE_DIR, LAB_STATE_DIR } from '../api/state-dir.js';
@@ -32,7 +32,7 @@ export type ServiceRow = { subsystem: string; status?: unknown; error?: string }
 export interface Client {
   validate(src: ConfigSource): Promise<void>;
   plan(src: ConfigSource): Promise<Plan>;
-  apply(src: ConfigSource, opts: { message: string; confirmWithin?: number }): Promise<ApplyReport>;
+  apply(src: ConfigSource, opts: { message: string; confirmWithin?: number; onProgress?: (e: ProgressEvent) => void }): Promise<ApplyReport>;
   confirm(): Promise<Revision>;
   rollback(to?: number): Promise<ApplyReport>;
   status(): Promise<unknown>;
@@ -87,8 +87,46 @@ export class RestClient implements Client {
   plan(src: ConfigSource) {
     return this.call<Plan>('POST', '/api/v1/config/plan', this.body(src));
   }
-  apply(src: ConfigSource, opts: { message: string; confirmWithin?: number }) {
-    return this.call<ApplyReport>('POST', '/api/v1/config/apply', { ...this.body(src), ...(src.expect ? { expect: src.expect } : {}), ...opts });
+  /**
+   * Streams (Accept: application/x-ndjson): the server reports each step
+   * and a heartbeat every 10 s, so no client timeout cuts off an apply the
+   * server is still running, however long it takes.
+   */
+  async apply(src: ConfigSource, opts: { message: string; confirmWithin?: number; onProgress?: (e: ProgressEvent) => void }) {
+    const { onProgress, ...fields } = opts;
+    let res: Response;
+    try {
+      res = await fetch(new URL('/api/v1/config/apply', this.base), {
+        method: 'POST',
+        headers: { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), 'content-type': 'application/json', accept: 'application/x-ndjson, application/json' },
+        body: JSON.stringify({ ...this.body(src), ...(src.expect ? { expect: src.expect } : {}), ...fields }),
+      });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause?.code;
+      throw new Error(`cannot reach the Patronus server at ${this.base} (${cause ?? (e as Error).message}); is \`patronus serve\` running? (or use --direct)`);
+    }
+    if (!res.ok || !(res.headers.get('content-type') ?? '').startsWith('application/x-ndjson')) {
+      const text = await res.text();
+      const json = text ? JSON.parse(text) : undefined;
+      if (!res.ok) throw new RemoteError(res.status, json ?? {});
+      return json as ApplyReport;
+    }
+    let pending = '';
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      pending += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        if (!line.trim()) continue;
+        const o = JSON.parse(line) as { progress?: ProgressEvent; report?: ApplyReport; error?: { statusCode: number } & RemoteError['body'] };
+        if (o.progress) onProgress?.(o.progress);
+        else if (o.report) return o.report;
+        else if (o.error) throw new RemoteError(o.error.statusCode, o.error);
+      }
+    }
+    throw new Error(`the Patronus server at ${this.base} closed the apply stream without a result (see \`patronus status\`)`);
   }
   confirm() {
     return this.call<Revision>('POST', '/api/v1/config/confirm', {});

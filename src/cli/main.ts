@@ -91,20 +91,6 @@ function progress(e: ProgressEvent): void {
   else if (e.phase === 'step-done') process.stderr.write(`${e.ok ? 'ok' : 'FAILED'} (${e.ms.toFixed(0)} ms)\n`);
 }
 
-/** Elapsed time on stderr while a REST call runs (a terminal only); returns the stop function. */
-function ticker(what: string): () => void {
-  const t0 = Date.now();
-  if (!process.stderr.isTTY) {
-    process.stderr.write(`${what} ...\n`);
-    return () => {};
-  }
-  const timer = setInterval(() => process.stderr.write(`\r${what} ... ${((Date.now() - t0) / 1000).toFixed(1)} s`), 200);
-  return () => {
-    clearInterval(timer);
-    process.stderr.write(`\r${what} ... ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
-  };
-}
-
 /** The document the command read, named in its error lines (`FILE:LINE:COL: path: message`). */
 let documentFile: string | undefined;
 
@@ -196,13 +182,10 @@ program
       let src = readSource(file, o);
       const saved = 'text' in src ? parseSavedPlan(src.text, file) : undefined;
       if (saved) src = savedPlanSource(saved);
-      const stop = !globals().json && !globals().direct ? ticker(`applying ${file} via ${globals().server}`) : () => {};
-      let r: ApplyReport;
-      try {
-        r = await c.apply(src, { message: o.message, ...(o.confirmWithin !== undefined ? { confirmWithin: o.confirmWithin } : {}) });
-      } finally {
-        stop();
-      }
+      // over REST the server streams each step (the same lines as a direct apply), on stderr
+      const streamed = !globals().json && !globals().direct;
+      if (streamed) process.stderr.write(`applying ${file} via ${globals().server}\n`);
+      const r: ApplyReport = await c.apply(src, { message: o.message, ...(o.confirmWithin !== undefined ? { confirmWithin: o.confirmWithin } : {}), ...(streamed ? { onProgress: progress } : {}) });
       out(r, () => reportText(r));
       if (globals().direct && r.state === 'confirming') {
         // direct mode: this process holds the timer, so it stays until confirmed (from another shell) or rolled back

@@ -1,5 +1,5 @@
 /**
- * The drift loop (DESIGN.md, "Two loops"): compares the running system with
+ * The drift loop (docs/architecture.md, "drift"): compares the running system with
  * the revision it should run, reports every difference, and repairs what it
  * can by applying that revision again to the subsystems that drifted.
  *

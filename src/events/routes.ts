@@ -82,8 +82,13 @@ export function registerEventRoutes(app: FastifyInstance, hub: EventHub, prefix:
         writable = true;
       });
       send(`retry: 2000\n: patronus events, last id ${hub.lastId}\n\n`);
+      // the backlog (at most 10 000 events of the ring) goes out as one write: it is bounded, and
+      // dropping parts of what the client asked for explicitly would be wrong
       const backlog = q.limit ?? (after ? 10_000 : 0);
-      if (backlog) for (const e of hub.recent(filter, backlog, after)) deliver(e);
+      if (backlog) {
+        const text = hub.recent(filter, backlog, after).map((e) => `id: ${e.id}\ndata: ${JSON.stringify(e)}\n\n`).join('');
+        if (text) send(text);
+      }
       const unfollow = hub.follow(deliver);
       const beat = setInterval(() => {
         if (writable) send(`: heartbeat ${new Date().toISOString()}\n\n`);

@@ -19,7 +19,7 @@ import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, probes, ope
 import { currentNetnsInode, netnsExists } from '../system/host.js';
 import { dropLogCounters, loggingSlotsOf, prepareDropLog, settleDropLog, type DropLogCounters, type LogRule } from './droplog.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
-import { genConfigWithConstraints, packDir4 } from './generation.js';
+import { changedIndexes, changedVectors, diffKeyed, genConfigWithConstraints, packDir4 } from './generation.js';
 import {
   ACTION,
   DIR,
@@ -56,6 +56,7 @@ import {
   LOG_BUCKET_SIZE,
   LOG_CONFIG_SIZE,
   LOG_RING_BYTES,
+  LOG_SLOT_DEFAULT,
   LOG_SLOTS,
   LOG_STAT_SIZE,
   lpmKey,
@@ -402,6 +403,12 @@ export class FastpathDataPlane implements Disposable {
       nv.set(u32(i), values);
       copied.verdicts.push({ from: i, to: i, values });
     }
+    // drop-event counters and their per-CPU baselines follow the counters they are relative to (droplog.ts)
+    const logStats = (dp: FastpathDataPlane) => new PerCpuMap(dp.maps.log_stats.nativeHandle, dp.maps.log_stats.keyCodec, codecs.bytes(LOG_STAT_SIZE));
+    const ol = logStats(old);
+    const nl = logStats(this);
+    for (const c of copied.rules) nl.set(u32(c.to), ol.get(u32(c.from))!);
+    for (let s = LOG_SLOT_DEFAULT; s < LOG_SLOTS; s++) nl.set(u32(s), ol.get(u32(s))!);
     for (const m of ['block_v4', 'block_v6'] as const) {
       for (const k of old.maps[m].keys()) {
         const v = old.maps[m].get(k);
@@ -677,17 +684,13 @@ export class FastpathDataPlane implements Disposable {
     const have = await this.generationContents(f, gen);
     const want = new Map<string, Buffer>();
     for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e.bits);
-    const stale: Buffer[] = [];
-    for (const k of have.keys()) if (!want.has(k)) stale.push(Buffer.from(k, 'latin1'));
+    const diff = diffKeyed(have, want);
+    const stale = diff.stale.map((k) => Buffer.from(k, 'latin1'));
     // forget first: if the delete fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
     // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
     await map.deleteMany(stale);
-    const batch: [Buffer, Buffer][] = [];
-    for (const [k, bits] of want) {
-      const cur = have.get(k);
-      if (!cur || !cur.equals(bits)) batch.push([Buffer.from(k, 'latin1'), bits]);
-    }
+    const batch = diff.write.map(([k, bits]) => [Buffer.from(k, 'latin1'), bits] as [Buffer, Buffer]);
     // forget first: if a write fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
     await map.setMany(batch);
@@ -704,8 +707,7 @@ export class FastpathDataPlane implements Disposable {
   private async writeU32s(name: 'v4_dir16' | 'v4_dir8' | 'port_class', first: number, values: Uint32Array): Promise<void> {
     const key = `${name}:${first}`;
     const prev = this.arrays.get(key);
-    const changed: number[] = [];
-    for (let i = 0; i < values.length; i++) if (!prev || prev[i] !== values[i]) changed.push(i);
+    const changed = changedIndexes(prev, values);
     if (changed.length === 0) return;
     const keys = Buffer.alloc(4 * changed.length);
     const vals = Buffer.alloc(4 * changed.length);
@@ -722,7 +724,7 @@ export class FastpathDataPlane implements Disposable {
   private async writeVectors(name: 'v4_class' | 'v4_bitmap' | 'port_bits', first: number, vectors: Buffer[]): Promise<void> {
     const key = `${name}:${first}`;
     const prev = this.vectors.get(key);
-    const batch = vectors.flatMap((b, i) => (prev?.[i]?.equals(b) ? [] : [[u32(first + i), b] as const]));
+    const batch = changedVectors(prev, vectors).map((i) => [u32(first + i), vectors[i]!] as const);
     if (batch.length === 0) return;
     this.vectors.delete(key);
     await this.maps[name].setMany(batch);

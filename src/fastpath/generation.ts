@@ -98,6 +98,38 @@ export function resolveDir4(p: PackedDir4, addr: [number, number, number, number
   return c;
 }
 
+/**
+ * The writes that bring a keyed map (one generation of an LPM map; keys as
+ * latin1 strings) from `have` to `want`: keys to delete, and entries to
+ * write (new, or with another value). Unchanged entries are not written.
+ */
+export function diffKeyed(have: ReadonlyMap<string, Buffer>, want: ReadonlyMap<string, Buffer>): { stale: string[]; write: [string, Buffer][] } {
+  const stale: string[] = [];
+  for (const k of have.keys()) if (!want.has(k)) stale.push(k);
+  const write: [string, Buffer][] = [];
+  for (const [k, v] of want) {
+    const cur = have.get(k);
+    if (!cur || !cur.equals(v)) write.push([k, v]);
+  }
+  return { stale, write };
+}
+
+/** Positions where an array table differs from what was last written there (all of it when nothing was). */
+export function changedIndexes(prev: ArrayLike<number> | undefined, values: ArrayLike<number>): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < values.length; i++) if (!prev || prev[i] !== values[i]) out.push(i);
+  return out;
+}
+
+/** Positions where a vector table differs from what was last written there. */
+export function changedVectors(prev: readonly Buffer[] | undefined, vectors: readonly Buffer[]): number[] {
+  const out: number[] = [];
+  vectors.forEach((b, i) => {
+    if (!prev?.[i]?.equals(b)) out.push(i);
+  });
+  return out;
+}
+
 function invert(b: Buffer): Buffer {
   const out = Buffer.alloc(b.length);
   for (let i = 0; i < b.length; i++) out[i] = ~b[i]! & 0xff;

@@ -6,38 +6,25 @@
  * Patronus manages interface wan0 inside patronus-lab.
  */
 import { execa } from 'execa';
-import { existsSync } from 'node:fs';
+import { addNamespace, addVethPair, deleteNamespace, namespaceExists } from '../system/netns.js';
 
 export const LAB_NS = 'patronus-lab';
 export const LAB_PEER_NS = 'patronus-lab-wan';
 export const LAB_DEV = 'wan0';
 
 export async function ensureLab(): Promise<void> {
-  if (existsSync(`/var/run/netns/${LAB_NS}`) && existsSync(`/var/run/netns/${LAB_PEER_NS}`)) {
+  if (namespaceExists(LAB_NS) && namespaceExists(LAB_PEER_NS)) {
     await detachDemoProgram();
     return;
   }
   await removeLab();
-  await execa('ip', ['netns', 'add', LAB_NS]);
-  await execa('ip', ['netns', 'add', LAB_PEER_NS]);
-  await execa('ip', ['link', 'add', 'ptlab0', 'netns', LAB_NS, 'type', 'veth', 'peer', 'name', 'ptlab1', 'netns', LAB_PEER_NS]);
-  await execa('ip', ['-n', LAB_NS, 'link', 'set', 'ptlab0', 'name', LAB_DEV]);
-  await execa('ip', ['-n', LAB_PEER_NS, 'link', 'set', 'ptlab1', 'name', 'eth0']);
-  for (const [ns, dev, v4, v6] of [
-    [LAB_NS, LAB_DEV, '192.0.2.2/24', '2001:db8::2/64'],
-    [LAB_PEER_NS, 'eth0', '192.0.2.1/24', '2001:db8::1/64'],
-  ] as const) {
-    await execa('ip', ['-n', ns, 'addr', 'add', v4, 'dev', dev]);
-    await execa('ip', ['-n', ns, 'addr', 'add', v6, 'dev', dev, 'nodad']);
-    await execa('ip', ['-n', ns, 'link', 'set', dev, 'up']);
-    await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-  }
+  await addNamespace(LAB_NS);
+  await addNamespace(LAB_PEER_NS);
+  await addVethPair({ netns: LAB_NS, dev: LAB_DEV, addresses: ['192.0.2.2/24', '2001:db8::2/64'] }, { netns: LAB_PEER_NS, dev: 'eth0', addresses: ['192.0.2.1/24', '2001:db8::1/64'] });
 }
 
 export async function removeLab(): Promise<void> {
-  for (const ns of [LAB_NS, LAB_PEER_NS]) {
-    if (existsSync(`/var/run/netns/${ns}`)) await execa('ip', ['netns', 'del', ns], { reject: false });
-  }
+  for (const ns of [LAB_NS, LAB_PEER_NS]) if (namespaceExists(ns)) await deleteNamespace(ns);
 }
 
 /**

@@ -9,7 +9,7 @@ import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { inNetns, netnsPath } from './netns.js';
+import { inNetns, netnsCommand } from './netns.js';
 
 /** The state directories of `serve` and `serve --lab` (src/api/serve.ts); their pin roots carry no state-dir suffix. */
 export const DEFAULT_STATE_DIR = '/var/lib/patronus';
@@ -114,8 +114,7 @@ export class Host {
    * is what daemons with explicit config paths want.
    */
   command(cmd: string, args: readonly string[]): [string, string[]] {
-    if (!this.opts.netns) return [cmd, [...args]];
-    return ['nsenter', [`--net=${netnsPath(this.opts.netns)}`, '--', cmd, ...args]];
+    return netnsCommand(this.opts.netns, cmd, args);
   }
 }
 

@@ -5,6 +5,7 @@
  * touches the root namespace's interfaces or rules.
  */
 import { execa } from 'execa';
+import { addNamespace, addVethPair, deleteNamespace, netnsCommand, netnsPath } from '../../src/system/netns.js';
 
 /** The execa options tests use (kept narrow so stdout stays typed as a string). */
 export interface RunOptions {
@@ -26,7 +27,7 @@ export class Netns {
   constructor(readonly name: string) {}
 
   get path(): string {
-    return `/var/run/netns/${this.name}`;
+    return netnsPath(this.name);
   }
 
   /** Runs a command inside the namespace (ip netns exec: per-ns /etc, fresh /sys). */
@@ -36,12 +37,14 @@ export class Netns {
 
   /** Runs a command that only changes the network namespace (keeps /sys/fs/bpf). */
   nsenter(cmd: string, args: readonly string[] = [], opts: RunOptions = {}) {
-    return execa('nsenter', [`--net=${this.path}`, '--', cmd, ...args], { ...opts });
+    const [file, argv] = netnsCommand(this.name, cmd, args);
+    return execa(file, argv, { ...opts });
   }
 
   /** Starts a long-running process inside the namespace. */
   spawn(cmd: string, args: readonly string[] = [], opts: RunOptions = {}) {
-    return execa('nsenter', [`--net=${this.path}`, '--', cmd, ...args], { reject: false, ...opts });
+    const [file, argv] = netnsCommand(this.name, cmd, args);
+    return execa(file, argv, { reject: false, ...opts });
   }
 
   async ip(...args: string[]) {
@@ -73,39 +76,22 @@ export class Lab {
   async ns(name: string): Promise<Netns> {
     // pt-<creator pid>-<lab id>-<name>: the pid lets a sweep tell abandoned namespaces from live ones
     const ns = new Netns(`pt-${process.pid}-${this.id}-${name}`);
-    await execa('ip', ['netns', 'add', ns.name]);
+    await addNamespace(ns.name);
     this.namespaces.push(ns);
-    await ns.ip('link', 'set', 'lo', 'up');
     return ns;
   }
 
   /** A veth pair between two namespaces, both ends up, addresses assigned. */
   async veth(a: VethEnd, b: VethEnd): Promise<void> {
-    const tmpA = `pv${randomBytes(5).toString('hex')}`;
-    const tmpB = `pv${randomBytes(5).toString('hex')}`;
-    await execa('ip', ['link', 'add', tmpA, 'netns', a.ns.name, 'type', 'veth', 'peer', 'name', tmpB, 'netns', b.ns.name]);
-    await a.ns.ip('link', 'set', tmpA, 'name', a.dev);
-    await b.ns.ip('link', 'set', tmpB, 'name', b.dev);
-    for (const end of [a, b]) {
-      if (end.address) await end.ns.ip('addr', 'add', end.address, 'dev', end.dev, ...(end.address.includes(':') ? ['nodad'] : []));
-      await end.ns.ip('link', 'set', end.dev, 'up');
-    }
+    const end = (e: VethEnd) => ({ netns: e.ns.name, dev: e.dev, ...(e.address ? { addresses: [e.address] } : {}) });
+    await addVethPair(end(a), end(b));
   }
 
   /** Removes every namespace this lab made (and with them their veths). Never throws. */
   async teardown(): Promise<void> {
     for (const ns of this.namespaces.splice(0).reverse()) {
-      // processes still inside keep the namespace alive; kill them first
-      const pids = await execa('ip', ['netns', 'pids', ns.name], { reject: false });
-      for (const pid of pids.stdout.split('\n').filter(Boolean)) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-      }
-      const r = await execa('ip', ['netns', 'del', ns.name], { reject: false });
-      if (r.exitCode !== 0 && existsSync(ns.path)) console.error(`# lab teardown: ip netns del ${ns.name}: ${r.stderr}`);
+      const r = await deleteNamespace(ns.name);
+      if (!r.ok) console.error(`# lab teardown: ${r.error}`);
       removeDefaultPins(ns.name);
     }
   }
@@ -122,15 +108,7 @@ export async function sweepStaleNamespaces(): Promise<void> {
   for (const { name } of JSON.parse(stdout) as { name: string }[]) {
     const m = /^pt-(\d+)-[0-9a-f]{6}-/.exec(name);
     if (!m || existsSync(`/proc/${m[1]}`)) continue;
-    const pids = await execa('ip', ['netns', 'pids', name], { reject: false });
-    for (const pid of pids.stdout.split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    await execa('ip', ['netns', 'del', name], { reject: false });
+    await deleteNamespace(name);
   }
   // default pin directories of Hosts in namespaces whose creator is gone
   for (const dir of existsSync('/sys/fs/bpf') ? readdirSync('/sys/fs/bpf') : []) {

@@ -68,3 +68,28 @@ describe('bench report helpers', () => {
     assert.deepEqual(ruleSet(4, 2, 2).prefixes, ['16.0.4.0/24', '16.0.6.0/24']);
   });
 });
+
+describe('side-by-side report (issue 13 table)', () => {
+  it('ratios against xdp-filter, target verdicts and a bar plot; 1 prefix covers the 100k workload', async () => {
+    const { sideBySideReport, rules1024, COVER_ALL } = await import('../../bench/harness/sidebyside.js');
+    const runs = [
+      ['xdp-filter-1', 1e6],
+      ['patronus-1', 1.3e6],
+      ['patronus-100k', 1.25e6],
+      ['patronus-1024', 1.0e6],
+      ['nft-netdev-set-1', 0.4e6],
+      ['nft-netdev-set-100k', 0.1e6],
+      ['nft-inet-ct-1', 0.2e6],
+      ['nft-inet-ct-100k', 0.1e6],
+    ].map(([scenario, rxPps]) => ({ scenario: scenario as string, rxPps: rxPps as number, cpuNsPerPacket: 100 }));
+    const { md, svg } = sideBySideReport(runs, { 'patronus-1': 'Patronus, 1 rule' });
+    assert.match(md, /\| Patronus, 1 rule \| 1\.3M \| 1\.30× \|/);
+    assert.match(md, /Patronus 1 rule \/ xdp-filter 1 rule \| 1\.30 \| ≥ 1\.2 \| met/);
+    assert.match(md, /flatness: Patronus 1024 rules \/ 1 rule \| 0\.77 \| ≥ 0\.90 \| \*\*missed\*\*/);
+    assert.match(svg, /^<svg/);
+    assert.equal(rules1024().length, 1024);
+    // every source of the 100k-prefix workload lies inside the one-prefix rule
+    const last = ruleSet(4, 100_000).prefixes.at(-1)!;
+    assert.ok(Number(last.split('.')[0]) < 20 && COVER_ALL === '16.0.0.0/6', last);
+  });
+});

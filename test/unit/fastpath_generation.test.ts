@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDir4, compileFastpath, type LpmEntry } from '../../src/fastpath/compile.js';
-import { constrainedVectors, packDir4, resolveDir4 } from '../../src/fastpath/generation.js';
+import { changedIndexes, changedVectors, constrainedVectors, diffKeyed, packDir4, resolveDir4 } from '../../src/fastpath/generation.js';
 import { DIR4_CHUNKS, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, MATCH_FIELDS, bitList, emptyBits, setBit } from '../../src/fastpath/layout.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
 
@@ -71,5 +71,24 @@ describe('constrained vectors', () => {
     assert.deepEqual(of('sport'), [2], 'the protocol rides in the port key');
     assert.deepEqual(of('dport'), [2]);
     assert.deepEqual(of('flags'), []);
+  });
+});
+
+describe('generation writer diffs', () => {
+  it('keyed maps: deletes what went, writes what is new or changed, nothing else', () => {
+    const v = (n: number) => Buffer.from([n]);
+    const have = new Map([['a', v(1)], ['b', v(2)], ['c', v(3)]]);
+    const want = new Map([['a', v(1)], ['b', v(9)], ['d', v(4)]]);
+    const d = diffKeyed(have, want);
+    assert.deepEqual(d.stale, ['c']);
+    assert.deepEqual(d.write.map(([k, b]) => [k, b[0]]), [['b', 9], ['d', 4]]);
+    assert.deepEqual(diffKeyed(want, want), { stale: [], write: [] });
+  });
+
+  it('array and vector tables: only changed positions; everything the first time', () => {
+    assert.deepEqual(changedIndexes(undefined, new Uint32Array([5, 6])), [0, 1]);
+    assert.deepEqual(changedIndexes(new Uint32Array([5, 6, 7]), new Uint32Array([5, 0, 7])), [1]);
+    assert.deepEqual(changedVectors(undefined, [Buffer.from([1])]), [0]);
+    assert.deepEqual(changedVectors([Buffer.from([1]), Buffer.from([2])], [Buffer.from([1]), Buffer.from([3]), Buffer.from([4])]), [1, 2]);
   });
 });

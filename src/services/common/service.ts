@@ -1,5 +1,5 @@
 /**
- * The shape every gateway daemon module has (DESIGN.md, "Slow path and
+ * The shape every gateway daemon module has (docs/architecture.md, "Slow path and
  * services"), and the adapter that turns one into a Subsystem:
  *
  *   desired (pure)  config section -> instance model, or null when disabled

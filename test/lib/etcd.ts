@@ -22,6 +22,8 @@ export interface EtcdMember {
 
 export interface EtcdClusterOptions {
   members?: number;
+  /** serve clients over TLS (server cert and key signed by ca); client: require client certificates (signed by ca), etcdctl uses this one */
+  tls?: { ca: string; cert: string; key: string; client?: { cert: string; key: string } };
   /** raft heartbeat and election timeout, ms (tight for quick failover in tests) */
   heartbeatMs?: number;
   electionMs?: number;
@@ -32,14 +34,14 @@ export class EtcdCluster {
   readonly dir: string;
   private readonly token: string;
 
-  private constructor(private readonly opts: Required<EtcdClusterOptions>) {
+  private constructor(private readonly opts: Required<Omit<EtcdClusterOptions, 'tls'>> & Pick<EtcdClusterOptions, 'tls'>) {
     this.dir = mkdtempSync(join(tmpdir(), 'pt-etcd-'));
     this.token = `pt-${process.pid}-${Date.now()}`;
   }
 
   /** Starts the cluster and waits until it answers with a leader; cleans up on failure. */
   static async start(opts: EtcdClusterOptions = {}): Promise<EtcdCluster> {
-    const c = new EtcdCluster({ members: opts.members ?? 3, heartbeatMs: opts.heartbeatMs ?? 100, electionMs: opts.electionMs ?? 1000 });
+    const c = new EtcdCluster({ members: opts.members ?? 3, heartbeatMs: opts.heartbeatMs ?? 100, electionMs: opts.electionMs ?? 1000, ...(opts.tls ? { tls: opts.tls } : {}) });
     try {
       for (let i = 0; i < c.opts.members; i++) {
         const name = `m${i + 1}`;
@@ -58,12 +60,12 @@ export class EtcdCluster {
 
   /** Client endpoints, "http://127.0.0.1:PORT" each. */
   get endpoints(): string[] {
-    return this.members.map((m) => `http://127.0.0.1:${m.clientPort}`);
+    return this.members.map((m) => `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${m.clientPort}`);
   }
 
   /** The --fleet URL for Patronus: etcd://127.0.0.1:P1,127.0.0.1:P2,... */
   get fleetUrl(): string {
-    return `etcd://${this.members.map((m) => `127.0.0.1:${m.clientPort}`).join(',')}`;
+    return `${this.opts.tls ? 'etcds' : 'etcd'}://${this.members.map((m) => `127.0.0.1:${m.clientPort}`).join(',')}`;
   }
 
   /** SIGKILL one member (its data stays: restart() brings it back). */
@@ -88,7 +90,9 @@ export class EtcdCluster {
     while (Date.now() < deadline) {
       const dead = this.members.find((m) => m.proc && m.proc.exitCode !== null);
       if (dead) throw new Error(`etcd member ${dead.name} exited ${dead.proc!.exitCode}: ${String((await dead.proc!).all).slice(-2000)}`);
-      const r = await execa('etcdctl', ['--endpoints', running().map((m) => `127.0.0.1:${m.clientPort}`).join(','), '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'], { reject: false, env: { ETCDCTL_API: '3' } });
+      const t = this.opts.tls;
+      const tls = t ? ['--cacert', t.ca, ...(t.client ? ['--cert', t.client.cert, '--key', t.client.key] : [])] : [];
+      const r = await execa('etcdctl', ['--endpoints', running().map((m) => `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${m.clientPort}`).join(','), ...tls, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'], { reject: false, env: { ETCDCTL_API: '3' } });
       if (r.exitCode === 0) return;
       last = `${r.stdout}${r.stderr}`;
       await new Promise((res) => setTimeout(res, 250));
@@ -131,8 +135,10 @@ export class EtcdCluster {
       [
         '--name', m.name,
         '--data-dir', m.dataDir,
-        '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
-        '--advertise-client-urls', `http://127.0.0.1:${m.clientPort}`,
+        '--listen-client-urls', `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${m.clientPort}`,
+        '--advertise-client-urls', `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${m.clientPort}`,
+        ...(this.opts.tls ? ['--cert-file', this.opts.tls.cert, '--key-file', this.opts.tls.key] : []),
+        ...(this.opts.tls?.client ? ['--client-cert-auth', '--trusted-ca-file', this.opts.tls.ca] : []),
         '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
         '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`,
         '--initial-cluster', peers,

@@ -4,8 +4,10 @@
  * traffic from a peer namespace:
  *   sign in with a user and password (session cookie, httpOnly, SameSite=Strict,
  *   nothing in the page's storage); watch a fast-path drop counter rise while
- *   the peer's packets are dropped; the rules page filters; edit a rule in the
- *   document, see a bad edit's error at its line, plan, apply with
+ *   the peer's packets are dropped; the rules page filters; in the document
+ *   editor (CodeMirror) a partial key and an enum value are completed from
+ *   /schema.json; edit a rule in the document, see a bad edit's error at its
+ *   line (listed and inline in the editor), plan, apply with
  *   commit-confirm and confirm; let a confirmation expire and see the
  *   rollback; roll back from the history; a live log line for a dropped
  *   packet; a viewer (signed in with a token) sees no Plan, Apply or key
@@ -179,6 +181,11 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
     await completion.first().waitFor();
     await axe('configuration editor with completion');
     await shot('config-completion');
+    await page.keyboard.press('Escape');
+    // and an enum's values after `key: ` (a firewall rule's action)
+    await page.evaluate(`(() => { const v = ${EDITOR_VIEW}; const l = v.state.doc.toString().split('\\n').findIndex((x) => /^ +action: accept$/.test(x)); const line = v.state.doc.line(l + 1); v.dispatch({ changes: { from: line.to - 'accept'.length, to: line.to }, selection: { anchor: line.to - 'accept'.length } }); v.focus(); })()`);
+    await page.keyboard.type('re');
+    await page.locator('.cm-tooltip-autocomplete [role=option]', { hasText: 'reject' }).first().waitFor();
     await page.keyboard.press('Escape');
     // a port out of range: the server's validation names the line
     const bad = original.replace(/- 22\b/, '- 70000');

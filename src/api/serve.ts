@@ -18,6 +18,7 @@ import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
 import { defaultStateDir } from './state-dir.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
+import { HaEtcdSync } from '../ha/etcd-sync.js';
 import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
 import type { FleetServeOptions } from '../fleet/serve.js';
 import { certificateTls, followCertificate } from '../certificates/tls.js';
@@ -156,6 +157,17 @@ export async function serve(opts: ServeOptions): Promise<void> {
   });
   // etcd's client (gRPC) loads only on a node that joins a fleet
   const fleet = opts.fleet ? await (await import('../fleet/serve.js')).joinFleet(opts.fleet, { app, engine, drift, metrics }) : undefined;
+  // HA sync through etcd (ha.sync.transport: etcd): the primary publishes, the secondary watches and applies
+  const haEtcdSync = new HaEtcdSync(store);
+  let lastHaEtcd = '';
+  haEtcdSync.on('report', (r) => {
+    const line = r.error ? `patronus: ${r.error}` : r.applied ? `patronus: ha sync: applied primary revision ${r.revision} (sha256:${r.hash}) as revision ${r.applied.revision}` : `patronus: ha sync through etcd: ${r.role} in sync at sha256:${r.hash}`;
+    if (line !== lastHaEtcd) (r.error ? console.error : console.log)(line);
+    lastHaEtcd = line;
+  });
+  haEtcdSync.on('error', (e) => console.error(`patronus: ha sync: ${e.message}`));
+  app.addHook('onClose', async () => haEtcdSync.detach());
+  haEtcdSync.attach(engine);
 
   let closing = false;
   const shutdown = (signal: string) => {

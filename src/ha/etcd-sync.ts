@@ -38,6 +38,8 @@ export interface EtcdSyncReport {
   applied?: { revision: number; state: string };
   inSync: boolean;
   error?: string;
+  /** secondary: the error is a refusal of the published document (retried at intervalSeconds, not sooner) */
+  refused?: boolean;
 }
 
 export interface PublishedDocument {
@@ -110,7 +112,7 @@ export class HaEtcdSync extends EventEmitter<{ report: [EtcdSyncReport]; error: 
     if (this.timer) clearTimeout(this.timer);
     const cfg = this.config();
     if (!cfg) return;
-    const ms = r?.error ? (this.opts.retryMs ?? 2000) : cfg.sync.intervalSeconds * 1000;
+    const ms = r?.error && !r.refused ? (this.opts.retryMs ?? 2000) : cfg.sync.intervalSeconds * 1000;
     this.timer = setTimeout(() => this.kick(), ms);
     this.timer.unref();
   }
@@ -216,26 +218,28 @@ export class HaEtcdSync extends EventEmitter<{ report: [EtcdSyncReport]; error: 
     if (!cfg || !this.engine) return { error: 'ha.sync is not set to transport: etcd on this node' };
     const pub = safeJson(value) as Partial<PublishedDocument> | undefined;
     if (!pub || typeof pub.hash !== 'string' || typeof pub.revision !== 'number' || !pub.part || typeof pub.part !== 'object' || Array.isArray(pub.part)) {
-      return { error: `${key}: refused: not a published HA document ({revision, hash, part})` };
+      return { refused: true, error: `${key}: refused: not a published HA document ({revision, hash, part})` };
     }
     const out: Partial<EtcdSyncReport> = { revision: pub.revision, hash: pub.hash };
     const part = syncedPart(pub.part, cfg.sync.sections);
     const hash = syncHash(part);
-    if (hash !== pub.hash) return { ...out, error: `${key}: refused primary revision ${pub.revision}: its content hashes to sha256:${hash}, not the published sha256:${pub.hash}` };
+    if (hash !== pub.hash) return { ...out, refused: true, error: `${key}: refused primary revision ${pub.revision}: its content hashes to sha256:${hash}, not the published sha256:${pub.hash}` };
     const mine = syncHash(syncedPart(cfg.doc, cfg.sync.sections));
     if (mine === hash) return { ...out, inSync: true };
-    if (this.refused?.hash === hash) return { ...out, error: this.refused.error };
-    const refuse = (error: string) => {
-      this.refused = { hash, error };
-      return { ...out, error };
+    if (this.refused?.hash === hash) return { ...out, refused: true, error: this.refused.error };
+    // an apply that ran and failed (rolled back) is not tried again for the same document; a refusal
+    // before anything ran (validation, another revision awaiting confirmation) is tried again at intervalSeconds
+    const refuse = (error: string, remember: boolean) => {
+      if (remember) this.refused = { hash, error };
+      return { ...out, refused: true, error };
     };
     const merged = mergeForPeer(cfg.doc, part, cfg.sync.sections);
     try {
       const r = await this.engine.apply({ document: merged }, { author: 'ha-sync', message: `ha-sync: primary revision ${pub.revision} sha256:${hash}` });
-      if (r.state !== 'committed') return { ...refuse(`primary revision ${pub.revision} refused: revision ${r.revision} ${r.state}${r.error ? `: ${r.error}` : ''}`), applied: { revision: r.revision, state: r.state } };
+      if (r.state !== 'committed') return { ...refuse(`primary revision ${pub.revision} refused: revision ${r.revision} ${r.state}${r.error ? `: ${r.error}` : ''}`, true), applied: { revision: r.revision, state: r.state } };
       return { ...out, applied: { revision: r.revision, state: r.state }, inSync: true };
     } catch (e) {
-      return refuse(`primary revision ${pub.revision} refused: ${(e as Error).message}`);
+      return refuse(`primary revision ${pub.revision} refused: ${(e as Error).message}`, false);
     }
   }
 

@@ -21,6 +21,8 @@ import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { keepalivedSubsystem } from '../../src/services/keepalived/subsystem.js';
 import { HaEtcdSync } from '../../src/ha/etcd-sync.js';
 import { etcdClient } from '../../src/fleet/connect.js';
+import { buildServer } from '../../src/api/server.js';
+import { createMetrics } from '../../src/metrics/metrics.js';
 
 const skip = missing('netns', { cmd: 'etcd' }, { cmd: 'nft' });
 
@@ -125,6 +127,16 @@ describe('HA sync through etcd', { skip }, () => {
       const r = await ruleset(1);
       return r.includes('ping-c') && !r.includes('ping-b');
     }, 40_000);
+    // what operators see: the secondary's last sync report on its API
+    const app = await buildServer({ engine: nodes[1]!.engine, store: nodes[1]!.store, metrics: createMetrics(nodes[1]!.engine, { processMetrics: false }), haEtcdSync: nodes[1]!.sync });
+    try {
+      const res = await app.inject({ method: 'GET', url: '/api/v1/ha/sync', headers: { authorization: `Bearer ${nodes[1]!.store.addToken('viewer')}` } });
+      assert.equal(res.statusCode, 200, res.body);
+      assert.equal(res.json().role, 'secondary');
+      assert.equal(res.json().key, '/patronus/ha/fw/document');
+    } finally {
+      await app.close();
+    }
     console.log(`# secondary revisions: ${nodes[1]!.store.list({}).length}, last by ${nodes[1]!.store.current()!.author}`);
   });
 

@@ -32,7 +32,7 @@ import { jsonSafe } from './json.js';
 import { redactSecrets } from '../services/common/redact.js';
 import { dhcpLeases } from '../services/kea/kea.js';
 import { keaSchema } from '../services/kea/schema.js';
-import { contains, parsePrefix } from '../net/address.js';
+import { addressTextProblem, canonicalAddress, contains, isAddress, parsePrefix } from '../net/address.js';
 import { exportClientConfig, ExportError } from '../services/wireguard/export.js';
 import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
 import { exportProfile } from '../services/openvpn/openvpn.js';
@@ -108,6 +108,8 @@ const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(50),
   before: z.coerce.number().int().positive().optional(),
 });
+
+const blockParams = z.object({ address: z.string().describe('the blocked source, an IPv4 or IPv6 address') });
 
 const alertsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100_000).default(100).describe('most alerts to return'),
@@ -343,6 +345,18 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const q = req.query;
     const alerts = e.store.recent(q.limit, { ...(q.severity !== undefined ? { minSeverity: q.severity } : {}), ...(q.signatureId !== undefined ? { signatureId: q.signatureId } : {}), ...(q.source !== undefined ? { srcIp: q.source } : {}) });
     return { ingesting: true, alerts, summary: e.summary() };
+  });
+
+  app.delete(`${API_PREFIX}/ids/blocks/:address`, { config: { role: 'operator' }, schema: { summary: 'Take a source off the IDS dynamic block list (the fast-path drop list auto-block fills)', params: blockParams } }, async (req, reply) => {
+    const text = req.params.address;
+    const problem = addressTextProblem(text) ?? (isAddress(text) ? undefined : `"${text}" is not an IPv4 or IPv6 address`);
+    if (problem) return reply.code(400).send(errorBody(400, `address: ${problem}`));
+    const address = canonicalAddress(text);
+    const e = idsEngine(engine.host);
+    if (!e) return reply.code(409).send(errorBody(409, `cannot unblock ${address}: no IDS engine runs (ids is not enabled in the committed revision)`));
+    const removed = await e.unblock(address);
+    if (removed === undefined) return reply.code(409).send(errorBody(409, `cannot unblock ${address}: no fast-path block list is loaded (the fast path does not run)`));
+    return { address, removed };
   });
 
   app.get(`${API_PREFIX}/ha/sync`, { config: { role: 'viewer' }, schema: { summary: 'HA config sync (primary): the last comparison with the peer (hashes, differing sections, last push)' } }, async (_req, reply) => {

@@ -26,6 +26,7 @@ import { documentJsonSchemaText } from '../config/json-schema.js';
 import { parseConfigText } from '../config/load.js';
 import { idsEngine } from '../services/ids/engine.js';
 import type { HaSync } from '../ha/sync.js';
+import type { HaEtcdSync } from '../ha/etcd-sync.js';
 import { DriftMonitor } from '../drift/monitor.js';
 import { jsonSafe } from './json.js';
 import { redactSecrets } from '../services/common/redact.js';
@@ -58,6 +59,8 @@ export interface ServerOptions {
   logger?: FastifyServerOptions['logger'];
   /** the HA primary's config sync (src/ha/sync.ts): served at /api/v1/ha/sync */
   haSync?: HaSync;
+  /** HA config sync through etcd (src/ha/etcd-sync.ts): its last report is served at /api/v1/ha/sync when the REST push has none */
+  haEtcdSync?: HaEtcdSync;
   /**
    * The drift monitor behind /healthz, status and patronus_drift (serve
    * starts its periodic loop). Default: one that checks on demand only.
@@ -185,6 +188,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.addHook('onClose', async () => {
     drift.stop();
     opts.haSync?.detach(engine);
+    await opts.haEtcdSync?.detach();
     if (opts.ownsEngine) {
       engine.close();
       store.close();
@@ -356,8 +360,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   });
 
   app.get(`${API_PREFIX}/ha/sync`, { config: { role: 'viewer' }, schema: { summary: 'HA config sync (primary): the last comparison with the peer (hashes, differing sections, last push)' } }, async (_req, reply) => {
-    const r = opts.haSync?.status();
-    return r ?? reply.code(404).send(errorBody(404, opts.haSync ? 'no sync has run yet (ha.sync not configured, or this node is not the primary)' : 'HA sync is not available on this server'));
+    const r = opts.haSync?.status() ?? opts.haEtcdSync?.status();
+    return r ?? reply.code(404).send(errorBody(404, opts.haSync || opts.haEtcdSync ? 'no sync has run yet (ha.sync not configured, or this node is not the primary)' : 'HA sync is not available on this server'));
   });
 
   app.post(`${API_PREFIX}/ha/sync`, { config: { role: 'operator' }, schema: { summary: 'HA config sync (primary): compare with the peer now and push when it differs' } }, async (_req, reply) => {

@@ -237,6 +237,7 @@ function buildOperations(P: string): Record<string, Operation> {
   [`GET ${P}/interfaces`]: { operationId: 'listInterfaces', tag: 'counters', ok: { type: 'array', items: anyObject('live state and counters of an interface, with its configured zone') }, errors: [401, 500] },
   [`GET ${P}/services`]: { operationId: 'listServices', tag: 'status', ok: { type: 'array', items: { type: 'object', required: ['subsystem'], properties: { subsystem: { type: 'string' }, status: anyObject('what runs'), error: { type: 'string' } } } }, errors: [401, 500] },
   [`GET ${P}/ids/alerts`]: { operationId: 'listIdsAlerts', tag: 'ids', ok: anyObject('ingesting, alerts (newest first), summary'), errors: [400, 401, 500] },
+  [`DELETE ${P}/ids/blocks/:address`]: { operationId: 'unblockIdsAddress', tag: 'ids', ok: { type: 'object', required: ['address', 'removed'], properties: { address: { type: 'string', description: 'the address, canonical' }, removed: { type: 'boolean', description: 'whether it was on the block list' } } }, errors: [400, 401, 409, 500] },
   [`GET ${P}/ha/sync`]: { operationId: 'getHaSync', tag: 'ha', ok: anyObject('the last comparison with the peer'), errors: [401, 404, 500] },
   [`POST ${P}/ha/sync`]: { operationId: 'syncHa', tag: 'ha', ok: anyObject('the comparison and any push'), errors: [401, 409, 500] },
   [`GET ${P}/dhcp/leases`]: { operationId: 'listDhcpLeases', tag: 'services', ok: anyObject('leases'), errors: [400, 401, 500] },

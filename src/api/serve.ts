@@ -18,6 +18,7 @@ import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
 import { defaultStateDir } from './state-dir.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
+import { HaEtcdSync } from '../ha/etcd-sync.js';
 import { DriftMonitor, type DriftReport } from '../drift/monitor.js';
 import type { FleetServeOptions } from '../fleet/serve.js';
 import { certificateTls, followCertificate } from '../certificates/tls.js';
@@ -94,6 +95,16 @@ export async function serve(opts: ServeOptions): Promise<void> {
     else if (r.pushed) console.log(`patronus: ha sync: pushed revision ${r.primary.revision} to ${r.peer.url} (peer revision ${r.pushed.revision})`);
   });
   haSync.on('error', (e) => console.error(`patronus: ha sync: ${e.message}`));
+  // HA sync through etcd (ha.sync.transport: etcd): the primary publishes, the secondary watches and applies
+  const haEtcdSync = new HaEtcdSync(store);
+  let lastHaEtcd = '';
+  haEtcdSync.on('report', (r) => {
+    const line = r.error ? `patronus: ${r.error}` : r.applied ? `patronus: ha sync: applied primary revision ${r.revision} (sha256:${r.hash}) as revision ${r.applied.revision}` : `patronus: ha sync through etcd: ${r.role} in sync at sha256:${r.hash}`;
+    if (line !== lastHaEtcd) (r.error ? console.error : console.log)(line);
+    lastHaEtcd = line;
+  });
+  haEtcdSync.on('error', (e) => console.error(`patronus: ha sync: ${e.message}`));
+  haEtcdSync.attach(engine);
   // the drift loop: compares the system with the running revision, repairs per drift.reconcile
   const drift = new DriftMonitor(engine);
   let lastDrift = '';
@@ -139,6 +150,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     engine,
     store,
     haSync,
+    haEtcdSync,
     metrics,
     bodyLimit: api.bodyLimit,
     metricsRequireToken: api.metricsRequireToken,

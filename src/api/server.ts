@@ -26,12 +26,13 @@ import { documentJsonSchemaText } from '../config/json-schema.js';
 import { parseConfigText } from '../config/load.js';
 import { idsEngine } from '../services/ids/engine.js';
 import type { HaSync } from '../ha/sync.js';
+import type { HaEtcdSync } from '../ha/etcd-sync.js';
 import { DriftMonitor } from '../drift/monitor.js';
 import { jsonSafe } from './json.js';
 import { redactSecrets } from '../services/common/redact.js';
 import { dhcpLeases } from '../services/kea/kea.js';
 import { keaSchema } from '../services/kea/schema.js';
-import { contains, parsePrefix } from '../net/address.js';
+import { addressTextProblem, canonicalAddress, contains, isAddress, parsePrefix } from '../net/address.js';
 import { exportClientConfig, ExportError } from '../services/wireguard/export.js';
 import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
 import { exportProfile } from '../services/openvpn/openvpn.js';
@@ -58,6 +59,8 @@ export interface ServerOptions {
   logger?: FastifyServerOptions['logger'];
   /** the HA primary's config sync (src/ha/sync.ts): served at /api/v1/ha/sync */
   haSync?: HaSync;
+  /** HA config sync through etcd (src/ha/etcd-sync.ts): its last report is served at /api/v1/ha/sync when the REST push has none */
+  haEtcdSync?: HaEtcdSync;
   /**
    * The drift monitor behind /healthz, status and patronus_drift (serve
    * starts its periodic loop). Default: one that checks on demand only.
@@ -105,6 +108,8 @@ const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(50),
   before: z.coerce.number().int().positive().optional(),
 });
+
+const blockParams = z.object({ address: z.string().describe('the blocked source, an IPv4 or IPv6 address') });
 
 const alertsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100_000).default(100).describe('most alerts to return'),
@@ -183,6 +188,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.addHook('onClose', async () => {
     drift.stop();
     opts.haSync?.detach(engine);
+    await opts.haEtcdSync?.detach();
     if (opts.ownsEngine) {
       engine.close();
       store.close();
@@ -341,9 +347,21 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { ingesting: true, alerts, summary: e.summary() };
   });
 
+  app.delete(`${API_PREFIX}/ids/blocks/:address`, { config: { role: 'operator' }, schema: { summary: 'Take a source off the IDS dynamic block list (the fast-path drop list auto-block fills)', params: blockParams } }, async (req, reply) => {
+    const text = req.params.address;
+    const problem = addressTextProblem(text) ?? (isAddress(text) ? undefined : `"${text}" is not an IPv4 or IPv6 address`);
+    if (problem) return reply.code(400).send(errorBody(400, `address: ${problem}`));
+    const address = canonicalAddress(text);
+    const e = idsEngine(engine.host);
+    if (!e) return reply.code(409).send(errorBody(409, `cannot unblock ${address}: no IDS engine runs (ids is not enabled in the committed revision)`));
+    const removed = await e.unblock(address);
+    if (removed === undefined) return reply.code(409).send(errorBody(409, `cannot unblock ${address}: no fast-path block list is loaded (the fast path does not run)`));
+    return { address, removed };
+  });
+
   app.get(`${API_PREFIX}/ha/sync`, { config: { role: 'viewer' }, schema: { summary: 'HA config sync (primary): the last comparison with the peer (hashes, differing sections, last push)' } }, async (_req, reply) => {
-    const r = opts.haSync?.status();
-    return r ?? reply.code(404).send(errorBody(404, opts.haSync ? 'no sync has run yet (ha.sync not configured, or this node is not the primary)' : 'HA sync is not available on this server'));
+    const r = opts.haSync?.status() ?? opts.haEtcdSync?.status();
+    return r ?? reply.code(404).send(errorBody(404, opts.haSync || opts.haEtcdSync ? 'no sync has run yet (ha.sync not configured, or this node is not the primary)' : 'HA sync is not available on this server'));
   });
 
   app.post(`${API_PREFIX}/ha/sync`, { config: { role: 'operator' }, schema: { summary: 'HA config sync (primary): compare with the peer now and push when it differs' } }, async (_req, reply) => {

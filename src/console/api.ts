@@ -19,6 +19,7 @@ type JsonBody<T> = T extends { requestBody?: { content: { 'application/json': in
 export type Get<P extends keyof paths> = JsonOk<paths[P]['get']>;
 export type Post<P extends keyof paths> = JsonOk<paths[P]['post']>;
 export type PostBody<P extends keyof paths> = JsonBody<paths[P]['post']>;
+export type Delete<P extends keyof paths> = JsonOk<paths[P]['delete']>;
 
 export type Role = Post<'/api/v1/session'>['role'];
 export interface Identity {

@@ -149,7 +149,7 @@ export class HaSync extends EventEmitter<{ report: [SyncReport]; error: [Error] 
     const revision = this.source.current();
     const doc = (revision?.config ?? {}) as Doc;
     const ha = keepalivedSchema.safeParse(doc.ha);
-    if (!revision || !ha.success || !ha.data.sync || ha.data.role !== 'primary') return undefined;
+    if (!revision || !ha.success || !ha.data.sync || ha.data.sync.transport !== 'rest' || ha.data.role !== 'primary') return undefined;
     return { doc, revision, sync: ha.data.sync };
   }
 
@@ -163,7 +163,7 @@ export class HaSync extends EventEmitter<{ report: [SyncReport]; error: [Error] 
       at: new Date().toISOString(),
       inSync: false,
       primary: { revision: revision.id, hash },
-      peer: { url: sync.peer, revision: null, hash: null, syncedFrom: null },
+      peer: { url: sync.peer ?? '', revision: null, hash: null, syncedFrom: null },
       differing: [],
     };
     try {
@@ -219,7 +219,7 @@ class PeerApi {
     private readonly timeoutMs: number,
   ) {
     try {
-      this.token = readFile(sync.tokenFile).trim();
+      this.token = readFile(sync.tokenFile ?? '').trim();
     } catch (e) {
       throw new Error(`ha.sync.tokenFile: cannot read ${sync.tokenFile}: ${(e as Error).message}`);
     }
@@ -263,7 +263,8 @@ class PeerApi {
   }
 
   private call(method: string, path: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
-    const url = new URL(path, this.sync.peer.endsWith('/') ? this.sync.peer : `${this.sync.peer}/`);
+    const peer = this.sync.peer ?? '';
+    const url = new URL(path, peer.endsWith('/') ? peer : `${peer}/`);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const mod = url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {

@@ -44,7 +44,7 @@ const SECRET_DOCUMENT = {
 };
 
 /** Path parameters for the matrix: ids that exist nowhere, so handlers answer 404 or 400 and change nothing. */
-const PARAMS: Record<string, string> = { id: '999999', interface: 'nosuch0', peer: 'nobody', server: 'nosuch', client: 'nobody' };
+const PARAMS: Record<string, string> = { id: '999999', interface: 'nosuch0', peer: 'nobody', server: 'nosuch', client: 'nobody', address: '192.0.2.250' };
 
 /**
  * A request per mutating operation that the handler refuses without changing
@@ -60,6 +60,7 @@ const HARMLESS: Record<string, { body?: unknown; expect: number }> = {
   'POST /api/v1/config/confirm': { expect: 409 }, // nothing awaits confirmation
   'POST /api/v1/config/rollback': { body: { to: 999999 }, expect: 409 },
   'POST /api/v1/ha/sync': { expect: 409 }, // not an HA primary
+  'DELETE /api/v1/ids/blocks/{address}': { expect: 409 }, // no IDS engine runs
 };
 
 /** Routes /openapi.json does not list, with the role each must declare. */

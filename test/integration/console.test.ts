@@ -4,8 +4,10 @@
  * traffic from a peer namespace:
  *   sign in with a user and password (session cookie, httpOnly, SameSite=Strict,
  *   nothing in the page's storage); watch a fast-path drop counter rise while
- *   the peer's packets are dropped; the rules page filters; edit a rule in the
- *   document, see a bad edit's error at its line, plan, apply with
+ *   the peer's packets are dropped; the rules page filters; in the document
+ *   editor (CodeMirror) a partial key and an enum value are completed from
+ *   /schema.json; edit a rule in the document, see a bad edit's error at its
+ *   line (listed and inline in the editor), plan, apply with
  *   commit-confirm and confirm; let a confirmation expire and see the
  *   rollback; roll back from the history; a live log line for a dropped
  *   packet; a viewer (signed in with a token) sees no Plan, Apply or key
@@ -54,6 +56,10 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
   let serve: ServeProcess;
   let browser: Browser;
   let page: Page;
+  /** The CodeMirror view of the Configuration page's editor (src/console/editor.ts puts it on the content element). */
+  const EDITOR_VIEW = `document.querySelector('#document')?.patronusEditor`;
+  const EDITOR_TEXT = `${EDITOR_VIEW}?.state.doc.toString()`;
+  const editorText = async () => (await page.evaluate(EDITOR_TEXT)) as string;
   const shot = (name: string) => page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
 
   /** axe-core in the page: no serious or critical violation. */
@@ -166,14 +172,30 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
   it('configuration: a bad edit shows its error at its line; edit a rule, plan, apply with confirm, confirm', async () => {
     await go('config', 'Configuration');
     const editor = page.getByLabel('Configuration document (YAML)');
-    await page.waitForFunction(`document.querySelector('#document')?.value.includes('allow-ssh')`);
-    const original = await editor.inputValue();
+    await page.waitForFunction(`${EDITOR_TEXT}?.includes('allow-ssh')`);
+    const original = await editorText();
+    // completion from the schema: a partial key inside `fastpath:` proposes its keys
+    await page.evaluate(`(() => { const v = ${EDITOR_VIEW}; const l = v.state.doc.toString().split('\\n').findIndex((x) => x === 'fastpath:'); const at = v.state.doc.line(l + 1).to; v.dispatch({ changes: { from: at, insert: '\\n  ' }, selection: { anchor: at + 3 } }); v.focus(); })()`);
+    await page.keyboard.type('inter');
+    const completion = page.locator('.cm-tooltip-autocomplete [role=option]', { hasText: 'interfaces' });
+    await completion.first().waitFor();
+    await axe('configuration editor with completion');
+    await shot('config-completion');
+    await page.keyboard.press('Escape');
+    // and an enum's values after `key: ` (a firewall rule's action)
+    await page.evaluate(`(() => { const v = ${EDITOR_VIEW}; const l = v.state.doc.toString().split('\\n').findIndex((x) => /^ +action: accept$/.test(x)); const line = v.state.doc.line(l + 1); v.dispatch({ changes: { from: line.to - 'accept'.length, to: line.to }, selection: { anchor: line.to - 'accept'.length } }); v.focus(); })()`);
+    await page.keyboard.type('re');
+    await page.locator('.cm-tooltip-autocomplete [role=option]', { hasText: 'reject' }).first().waitFor();
+    await page.keyboard.press('Escape');
     // a port out of range: the server's validation names the line
     const bad = original.replace(/- 22\b/, '- 70000');
     const badLine = bad.split('\n').findIndex((l) => l.includes('70000')) + 1;
     await editor.fill(bad);
     await page.getByTestId('validity').filter({ hasText: /problem/ }).waitFor();
     assert.match(await page.locator('#issues').textContent() ?? '', new RegExp(`line ${badLine}\\b`));
+    // and inline, in the editor: the error's range and its gutter marker
+    await page.locator('.cm-lintRange-error').first().waitFor();
+    await page.locator('.cm-lint-marker-error').first().waitFor();
     await shot('config-error');
 
     // the edit: ssh moves to port 2222
@@ -201,8 +223,8 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
   it('a confirmation left to expire rolls back, and the console shows it', async () => {
     await go('config', 'Configuration');
     const editor = page.getByLabel('Configuration document (YAML)');
-    await page.waitForFunction(`document.querySelector('#document')?.value.includes('2222')`);
-    await editor.fill((await editor.inputValue()).replace(/- 2222\b/, '- 2223'));
+    await page.waitForFunction(`${EDITOR_TEXT}?.includes('2222')`);
+    await editor.fill((await editorText()).replace(/- 2222\b/, '- 2223'));
     await page.getByLabel('Message').fill('never confirmed');
     await page.getByLabel('Confirmation window in seconds').fill('3');
     await page.getByRole('button', { name: 'Apply' }).click();
@@ -224,10 +246,26 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
     await diff.locator('td.del', { hasText: '- 22' }).first().waitFor();
     await diff.locator('td.ins', { hasText: '- 2222' }).first().waitFor();
     await shot('config-history');
-    await first.getByRole('button', { name: 'Roll back to revision 1' }).click();
-    const outcome = page.getByTestId('history-status').filter({ hasNotText: /Rolling back/ });
-    await outcome.waitFor();
-    assert.match((await outcome.textContent()) ?? '', /Rolled back: revision \d+ committed/);
+    // the expired confirmation's rollback (or the drift loop after it) may still hold the apply lock:
+    // the server says so (409) and the operator tries again, as this does
+    let said = '';
+    for (let attempt = 0; attempt < 10; attempt++) {
+      await first.getByRole('button', { name: 'Roll back to revision 1' }).click();
+      const status = page.getByTestId('history-status');
+      const clicked = Date.now();
+      let sawRollingBack = false;
+      await waitUntil(async () => {
+        const t = (await status.count()) ? ((await status.textContent()) ?? '') : '';
+        if (/Rolling back/.test(t)) sawRollingBack = true;
+        // the text of this click, not of the one before: it said "Rolling back" in between, or had time to
+        if (!t || /Rolling back/.test(t) || (!sawRollingBack && attempt > 0 && Date.now() - clicked < 1500)) return false;
+        said = t;
+        return true;
+      }, 30_000, 'the roll-back outcome');
+      if (!/another apply is in progress/.test(said)) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.match(said, /Rolled back: revision \d+ committed/);
     await waitUntil(async () => /dport 22\b/.test(await nft()) && !/dport 2222/.test(await nft()), 10_000, 'the kernel at revision 1 again');
   });
 

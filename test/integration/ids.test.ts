@@ -3,8 +3,8 @@
  * Suricata 7 alert lines (appends, partial writes, rotation, restart), and
  * auto-block into the real fast path: an alert's source is dropped by the
  * XDP program on a veth within a second (real ICMP traffic stops), and
- * passes again once the TTL runs out. Suricata itself runs only where it is
- * installed.
+ * passes again once the TTL runs out, or once an operator unblocks it over
+ * the REST API. Suricata itself runs only where it is installed.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -165,6 +165,48 @@ describe('auto-block into the XDP fast path', { skip: missing('netns', { file: '
       assert.equal(st.ingest.autoBlock.errors, 0);
     } finally {
       dp.close();
+    }
+  });
+
+  it('an operator unblocks a source over the REST API and its traffic passes again', async () => {
+    const eve = path.join(state, 'services', 'ids', 'log', 'eve.json');
+    // the same engine (same eve.json), now with a long TTL: only the unblock lets the source through
+    const m = { ...model({ enabled: true, ttl: 3600, exempt: ['10.88.0.11/32'] }), interfaces: ['g0'], homeNet: ['10.88.0.2/32'], customRules: [], ruleFiles: [], update: false, disabledSignatureIds: [] } as IdsModel;
+    const ids = (await syncEngine(host, m, { eveFile: eve, positionFile: path.join(state, 'services', 'ids', 'eve.position') }))!;
+    const store = Store.open(':memory:');
+    const engine = new Engine({ host, store, subsystems: [idsSubsystem] });
+    const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
+    const dp = observeFastpath(host);
+    try {
+      appendFileSync(eve, `${eveAlert({ src: '10.88.0.1', dst: '10.88.0.2', sid: 2001219, signature: 'ET SCAN Potential SSH Scan', severity: 2 })}\n`);
+      await ids.poll();
+      assert.deepEqual(dp.listBlocked().map((b) => b.address), ['10.88.0.1']);
+      assert.equal(await ping('10.88.0.1', '0.5'), false, 'the blocked source is dropped');
+
+      const operator = store.addToken('ids-operator', 'operator');
+      const del = (address: string) => app.inject({ method: 'DELETE', url: `/api/v1/ids/blocks/${encodeURIComponent(address)}`, headers: { authorization: `Bearer ${operator}` } });
+      const alerts = async () => (await app.inject({ method: 'GET', url: '/api/v1/ids/alerts?limit=1', headers: { authorization: `Bearer ${operator}` } })).json();
+      assert.deepEqual((await alerts()).summary.autoBlock.current.map((b: { address: string }) => b.address), ['10.88.0.1'], 'the summary lists the current block');
+
+      const r = await del('10.88.0.1');
+      assert.equal(r.statusCode, 200, r.body);
+      assert.deepEqual(r.json(), { address: '10.88.0.1', removed: true });
+      assert.deepEqual(dp.listBlocked(), [], 'off the XDP block list');
+      assert.deepEqual((await alerts()).summary.autoBlock.current, []);
+      assert.ok(await ping(), 'the unblocked source passes again');
+      assert.deepEqual((await del('10.88.0.1')).json(), { address: '10.88.0.1', removed: false }, 'a second unblock finds nothing');
+
+      const bad = await del('10.88.0.300');
+      assert.equal(bad.statusCode, 400);
+      assert.equal(bad.json().message, 'address: "10.88.0.300" is not an IPv4 or IPv6 address');
+      const viewer = store.addToken('ids-viewer', 'viewer');
+      const refused = await app.inject({ method: 'DELETE', url: '/api/v1/ids/blocks/10.88.0.1', headers: { authorization: `Bearer ${viewer}` } });
+      assert.equal(refused.statusCode, 403, 'a viewer cannot unblock');
+    } finally {
+      dp.close();
+      await app.close();
+      engine.close();
+      store.close();
     }
   });
 });

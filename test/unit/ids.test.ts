@@ -147,4 +147,20 @@ describe('auto-block policy', () => {
     assert.equal(await none.onAlert(alert({})), undefined);
     assert.match(none.lastError!, /no fast-path block list is loaded/);
   });
+
+  it('lists the sources still blocked; an unblock removes one, and the next alert blocks it again at once', async () => {
+    const listed = new Set<string>();
+    const list: BlockList = { block: (a) => void listed.add(a), unblock: (a) => listed.delete(a) };
+    const b = new AutoBlocker(policy, list);
+    await b.onAlert(alert({}), 1000);
+    assert.deepEqual(b.current(1000), [{ address: '203.0.113.7', expiresAt: new Date(601_000).toISOString() }]);
+    assert.deepEqual(b.current(601_000), [], 'expired by its TTL');
+    await b.onAlert(alert({}), 2000);
+    assert.equal(await b.unblock('203.0.113.7'), true);
+    assert.equal(await b.unblock('203.0.113.7'), false);
+    assert.deepEqual(b.current(2000), []);
+    await b.onAlert(alert({}), 2100); // within a second of the last write: blocks anyway after an unblock
+    assert.deepEqual([...listed], ['203.0.113.7']);
+    assert.equal(await new AutoBlocker(policy, undefined).unblock('203.0.113.7'), undefined, 'no block list loaded');
+  });
 });

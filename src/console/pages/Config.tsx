@@ -9,6 +9,7 @@ import { ApiError, get, post, request, type Identity, type Post, type Get } from
 import { Revision } from './Dashboard';
 import { ago } from '../format';
 import { sideBySide, type DiffRow } from '../diff';
+import { createEditor, type DocumentEditor } from '../editor';
 
 type Issue = NonNullable<NonNullable<ApiError['body']>['issues']>[number];
 type Plan = Post<'/api/v1/config/plan'>;
@@ -32,17 +33,37 @@ export function Config({ me }: { me: Identity }) {
   const [confirmSeconds, setConfirmSeconds] = useState(120);
   const [message, setMessage] = useState('');
   const [history, setHistory] = useState(0);
-  const area = useRef<HTMLTextAreaElement>(null);
-  const gutter = useRef<HTMLPreElement>(null);
+  const host = useRef<HTMLDivElement>(null);
+  const editor = useRef<DocumentEditor>();
+  useEffect(() => {
+    if (!host.current) return;
+    editor.current = createEditor(host.current, {
+      text: '',
+      label: 'Configuration document (YAML)',
+      describedBy: 'issues',
+      onChange: (t) => {
+        setText(t);
+        setPlan(undefined);
+      },
+    });
+    return () => editor.current?.destroy();
+  }, []);
+  useEffect(() => editor.current?.setIssues(issues), [issues]);
+  useEffect(() => editor.current?.view.contentDOM.setAttribute('aria-invalid', String(validState === 'invalid')), [validState]);
 
+  // a document from the server replaces the editor's; the editor's own edits come back through onChange
+  const show = (t: string) => {
+    setText(t);
+    editor.current?.setText(t);
+  };
   const load = async () => {
     try {
       const c = await get('/api/v1/config');
       const doc = (c.pending?.config ?? c.config) as unknown;
-      setText(SCHEMA_HEADER + stringify(doc ?? {}, { lineWidth: 0 }));
+      show(SCHEMA_HEADER + stringify(doc ?? {}, { lineWidth: 0 }));
       setLoadedRevision((c.pending?.revision as number | undefined) ?? c.revision);
     } catch (e) {
-      if (e instanceof ApiError && e.status === 404) setText(SCHEMA_HEADER);
+      if (e instanceof ApiError && e.status === 404) show(SCHEMA_HEADER);
       else setResult({ error: (e as Error).message });
     }
     setIssues([]);
@@ -119,19 +140,7 @@ export function Config({ me }: { me: Identity }) {
       setHistory((h) => h + 1);
     });
 
-  const errorLines = useMemo(() => new Set(issues.map((i) => i.line).filter((l): l is number => !!l)), [issues]);
-  const lineCount = text.split('\n').length;
-  const jump = (line?: number, column?: number) => {
-    const a = area.current;
-    if (!a || !line) return;
-    const lines = text.split('\n');
-    const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0) + Math.max(0, (column ?? 1) - 1);
-    const end = lines.slice(0, line).reduce((n, l) => n + l.length + 1, 0) - 1;
-    a.focus();
-    a.setSelectionRange(start, Math.max(start, end));
-    const lh = parseFloat(getComputedStyle(a).lineHeight) || 20;
-    a.scrollTop = Math.max(0, (line - 3) * lh);
-  };
+  const jump = (line?: number, column?: number) => editor.current?.jump(line, column);
 
   return (
     <>
@@ -144,44 +153,8 @@ export function Config({ me }: { me: Identity }) {
             (revision {loadedRevision ?? 'none'}; schema <a href="/schema.json">/schema.json</a>)
           </span>
         </h2>
-        <div class="editor">
-          <pre class="gutter" ref={gutter} aria-hidden="true">
-            {Array.from({ length: lineCount }, (_, i) => (
-              <span key={i} class={errorLines.has(i + 1) ? 'err' : ''}>
-                {i + 1}
-                {'\n'}
-              </span>
-            ))}
-          </pre>
-          <textarea
-            ref={area}
-            id="document"
-            aria-label="Configuration document (YAML)"
-            aria-invalid={validState === 'invalid'}
-            aria-describedby="issues"
-            spellcheck={false}
-            value={text}
-            onInput={(e) => {
-              setText((e.target as HTMLTextAreaElement).value);
-              setPlan(undefined);
-            }}
-            onScroll={(e) => {
-              if (gutter.current) gutter.current.scrollTop = (e.target as HTMLTextAreaElement).scrollTop;
-            }}
-            onKeyDown={(e) => {
-              // Tab indents (two spaces); Escape then Tab leaves the editor
-              if (e.key === 'Tab' && !e.shiftKey && !(e.target as HTMLTextAreaElement).dataset.escaped) {
-                e.preventDefault();
-                const a = e.target as HTMLTextAreaElement;
-                const s = a.selectionStart;
-                setText(text.slice(0, s) + '  ' + text.slice(a.selectionEnd));
-                requestAnimationFrame(() => a.setSelectionRange(s + 2, s + 2));
-              } else if (e.key === 'Escape') (e.target as HTMLTextAreaElement).dataset.escaped = '1';
-              else delete (e.target as HTMLTextAreaElement).dataset.escaped;
-            }}
-          />
-        </div>
-        <p class="hint muted">Tab indents; press Escape, then Tab, to leave the editor.</p>
+        <div class="editor" ref={host} />
+        <p class="hint muted">Tab indents; Ctrl-Space completes keys and values from the schema; press Escape, then Tab, to leave the editor.</p>
         <div id="issues" aria-live="polite">
           <p data-testid="validity" class={validState === 'invalid' ? 'bad' : validState === 'valid' ? 'good' : 'muted'}>
             {validState === 'checking' ? 'Checking…' : validState === 'valid' ? 'Valid' : validState === 'invalid' ? `${issues.length} problem(s)` : ''}

@@ -4,7 +4,7 @@
  * alerts and blocks, and every subsystem's own status.
  */
 import { useEffect, useState } from 'preact/hooks';
-import { download, get, type Get, type Identity } from '../api';
+import { download, get, request, type Delete, type Get, type Identity } from '../api';
 import { useLive } from '../live';
 import { ago, bytes, count } from '../format';
 
@@ -37,6 +37,19 @@ export function Services({ me }: { me: Identity }) {
     return () => clearInterval(t);
   }, []);
   const isAdmin = me.role === 'admin';
+  const canUnblock = isAdmin || me.role === 'operator';
+  const [unblockStatus, setUnblockStatus] = useState<string>();
+  const blocked = ((alerts?.summary as { autoBlock?: { current?: { address: string; expiresAt: string | null }[] } } | null | undefined)?.autoBlock?.current ?? []);
+  const unblock = async (address: string) => {
+    try {
+      const r = await request<Delete<'/api/v1/ids/blocks/{address}'>>('DELETE', `/api/v1/ids/blocks/${encodeURIComponent(address)}`);
+      setUnblockStatus(r.removed ? `${r.address} unblocked.` : `${r.address} was not on the block list (its block may have expired).`);
+      const a = await get('/api/v1/ids/alerts', '?limit=50');
+      setAlerts(a as unknown as Alerts);
+    } catch (e) {
+      setUnblockStatus(`Could not unblock ${address}: ${(e as Error).message}`);
+    }
+  };
 
   return (
     <>
@@ -92,7 +105,31 @@ export function Services({ me }: { me: Identity }) {
             <p class="muted">The IDS is not running.</p>
           ) : (
             <>
-              <p>Sources blocked by the IDS: {g?.idsBlocks ?? 0}. Unblocking from the console is not supported yet: remove the source from the block list with the API or CLI.</p>
+              <p>Sources blocked by the IDS: {g?.idsBlocks ?? 0}.</p>
+              {unblockStatus && (
+                <p role="status" data-testid="unblock-status">
+                  {unblockStatus}
+                </p>
+              )}
+              {!blocked.length ? (
+                <p class="muted">No source is blocked now.</p>
+              ) : (
+                <ul class="plain" data-testid="ids-blocks">
+                  {blocked.map((b) => (
+                    <li key={b.address}>
+                      {b.address} blocked {b.expiresAt ? `until ${new Date(b.expiresAt).toLocaleTimeString()}` : 'until unblocked'}
+                      {canUnblock && (
+                        <>
+                          {' '}
+                          <button type="button" onClick={() => unblock(b.address)} aria-label={`Unblock ${b.address}`}>
+                            Unblock
+                          </button>
+                        </>
+                      )}
+                    </li>
+                  ))}
+                </ul>
+              )}
               <Table head={['Time', 'Severity', 'Signature', 'From', 'To', 'Action']} rows={alerts.alerts.map((a) => [a.timestamp ? ago(a.timestamp) : '', String(a.severity ?? ''), a.signature ?? String(a.signatureId ?? ''), a.srcIp ?? '', a.destIp ?? '', a.action ?? ''])} empty="No alerts." />
             </>
           )}

@@ -58,6 +58,8 @@ export interface BlockEvent {
  */
 export class AutoBlocker {
   private readonly lastWrite = new Map<string, number>();
+  /** what this blocker has blocked and not yet seen expire or unblocked: address -> expiry (ms; Infinity for ttl 0) */
+  private readonly active = new Map<string, number>();
   readonly recent: BlockEvent[] = [];
   blocks = 0;
   errors = 0;
@@ -74,6 +76,29 @@ export class AutoBlocker {
 
   setBlockList(b: BlockList | undefined): void {
     this.blockList = b;
+  }
+
+  /** The sources this blocker put on the block list that are still there (by their TTL), oldest first. */
+  current(now = Date.now()): { address: string; expiresAt: string | null }[] {
+    const out: { address: string; expiresAt: string | null }[] = [];
+    for (const [address, until] of this.active) {
+      if (until <= now) this.active.delete(address);
+      else out.push({ address, expiresAt: until === Infinity ? null : new Date(until).toISOString() });
+    }
+    return out;
+  }
+
+  /**
+   * Takes a source off the block list (an operator's unblock). Whether it was
+   * listed; undefined when no block list is loaded. A further alert from it
+   * blocks it again right away.
+   */
+  async unblock(address: string): Promise<boolean | undefined> {
+    if (!this.blockList) return undefined;
+    const removed = Boolean(await this.blockList.unblock(address));
+    this.active.delete(address);
+    this.lastWrite.delete(address);
+    return removed;
   }
 
   async onAlert(a: EveAlert, now = Date.now()): Promise<BlockDecision | undefined> {
@@ -96,6 +121,8 @@ export class AutoBlocker {
     this.lastWrite.set(d.address, now);
     if (this.lastWrite.size > 100_000) this.lastWrite.clear();
     this.blocks++;
+    this.active.set(d.address, d.ttl > 0 ? now + d.ttl * 1000 : Infinity);
+    if (this.active.size > 100_000) this.active.delete(this.active.keys().next().value!);
     this.recent.push({ address: d.address, ttl: d.ttl, signatureId: a.signatureId, at: now });
     if (this.recent.length > 1000) this.recent.shift();
     return d;

@@ -117,6 +117,19 @@ export class IdsEngine {
     });
   }
 
+  /**
+   * Takes a source (canonical address text) off the fast path's block list,
+   * after the alerts read so far are handled (so a pending block cannot undo
+   * it). Whether it was listed; undefined when no block list can be opened
+   * (no fast path runs).
+   */
+  async unblock(address: string): Promise<boolean | undefined> {
+    await this.chain;
+    this.lastAcquire = 0; // an operator asks now: do not wait out the acquire throttle
+    await this.ensureBlockList();
+    return this.blocker.unblock(address);
+  }
+
   summary() {
     return {
       alerts: this.store.total,
@@ -127,6 +140,7 @@ export class IdsEngine {
       autoBlock: {
         enabled: this.autoBlock,
         blocks: this.blocker.blocks,
+        current: this.blocker.current(),
         errors: this.blocker.errors,
         ...(this.blocker.lastError ? { lastError: this.blocker.lastError } : {}),
         recent: this.blocker.recent.slice(-20),

@@ -59,18 +59,39 @@ export const trackScriptSchema = z
   })
   .strict();
 
+export const haSyncEtcdSchema = z
+  .object({
+    url: z.string().regex(/^etcds?:\/\/[^/?#]+\/?$/, 'must be etcd://host:port[,host:port...] (or etcds:// for TLS)').describe("the etcd cluster's client endpoints, as the fleet connection takes them"),
+    pair: name.describe('name of the HA pair: both nodes use the key <prefix>ha/<pair>/document'),
+    prefix: z.string().regex(/^\/[A-Za-z0-9_./-]*\/$/, 'must start and end with /').default('/patronus/').describe('key prefix'),
+    caFile: z.string().min(1).optional().describe('PEM CA certificate of the etcd servers (TLS)'),
+    certFile: z.string().min(1).optional().describe('client certificate (mutual TLS)'),
+    keyFile: z.string().min(1).optional().describe('client key (mutual TLS)'),
+    user: z.string().min(1).optional().describe('etcd user (auth on)'),
+    passwordFile: z.string().min(1).optional().describe("file holding that user's password"),
+  })
+  .strict();
+
 export const haSyncSchema = z
   .object({
-    peer: z.string().regex(/^https?:\/\/[A-Za-z0-9.\-:[\]]+(:\d{1,5})?\/?$/, 'must be http(s)://host:port of the peer\'s Patronus API').describe("the secondary's Patronus REST API, e.g. https://10.0.0.2:9180"),
-    tokenFile: z.string().min(1).describe('file holding the bearer token for the peer API (never put the token itself in the document)'),
+    transport: z.enum(['rest', 'etcd']).default('rest').describe("rest: the primary pushes to the secondary's REST API; etcd: the primary publishes to an etcd key the secondary watches (set ha.sync on both nodes)"),
+    peer: z.string().regex(/^https?:\/\/[A-Za-z0-9.\-:[\]]+(:\d{1,5})?\/?$/, 'must be http(s)://host:port of the peer\'s Patronus API').optional().describe("the secondary's Patronus REST API, e.g. https://10.0.0.2:9180 (transport: rest)"),
+    tokenFile: z.string().min(1).optional().describe('file holding the bearer token for the peer API (never put the token itself in the document) (transport: rest)'),
     caFile: z.string().min(1).optional().describe('PEM CA certificate to verify an https peer'),
+    etcd: haSyncEtcdSchema.optional().describe('the etcd the pair syncs through (transport: etcd)'),
     sections: z
       .array(z.string().regex(/^[a-z]+$/))
       .default(['aliases', 'fastpath', 'firewall', 'dns', 'dhcp', 'qos', 'ids', 'ha'])
       .describe('top-level sections pushed to the peer (node-local ones such as interfaces, routing, api stay local; of ha only instances, scripts and groups are pushed)'),
-    intervalSeconds: z.number().int().min(5).max(86400).default(60).describe('how often the primary checks the peer for drift'),
+    intervalSeconds: z.number().int().min(5).max(86400).default(60).describe('how often the primary checks the peer for drift (etcd: republishes; the secondary re-reads the key)'),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    if (s.transport === 'rest') {
+      if (!s.peer) ctx.addIssue({ code: 'custom', path: ['peer'], message: 'required with transport: rest' });
+      if (!s.tokenFile) ctx.addIssue({ code: 'custom', path: ['tokenFile'], message: 'required with transport: rest' });
+    } else if (!s.etcd) ctx.addIssue({ code: 'custom', path: ['etcd'], message: 'required with transport: etcd' });
+  });
 
 const prefixOrAddress = z.string().refine((s) => parseAddressWithLength(s) !== undefined, 'must be an address or a prefix, e.g. 192.0.2.7 or 192.0.2.0/24');
 

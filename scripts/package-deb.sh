@@ -61,8 +61,9 @@ mkdir -p "$lib/native/build/Release" "$lib/bpf/build" "$lib/config" "$root/usr/b
 log "payload: dist, node_modules, addon, BPF objects, config"
 # compiled JS without the tests; source maps are kept (the unit sets
 # NODE_OPTIONS=--enable-source-maps for readable stacks)
-cp -a dist "$lib/dist"
-rm -rf "$lib/dist/test" "$lib/dist/deb" "$lib/dist/bench"
+# only what runs: the compiled control plane and the console (no tests, bench, test output or packages)
+mkdir -p "$lib/dist"
+cp -a dist/src dist/console "$lib/dist/"
 cp package.json package-lock.json "$lib/"
 cp -a node_modules "$work/node_modules"
 if ((prune)); then

@@ -35,6 +35,7 @@ import { fastpathSchema, type FastpathConfig } from '../src/fastpath/schema.js';
 import { Lab } from '../test/lib/netns.js';
 import { frame } from '../test/lib/packets.js';
 import { fmt, markdownTable, summarize, type Summary } from './harness/report.js';
+import { rules1024 as sharedRules1024 } from './harness/rules.js';
 
 const argv = process.argv.slice(2);
 const get = (k: string) => {
@@ -69,19 +70,7 @@ async function sample(run: () => Promise<number>): Promise<Summary> {
 }
 
 /** 1023 rules no 16.0.0.0/16 UDP-to-9 frame matches, then the drop rule. */
-export function rules1024(): FastpathConfig['rules'] {
-  const rules: FastpathConfig['rules'] = [];
-  for (let i = 0; i < 1023; i++) {
-    const name = `r${i}`;
-    const net = `10.${(i >> 8) & 255}.${i & 255}.0/24`;
-    if (i % 4 === 0) rules.push({ name, source: net, action: 'drop', direction: 'in', interfaces: [] });
-    else if (i % 4 === 1) rules.push({ name, protocol: 'tcp', destinationPorts: 1000 + i, action: 'drop', direction: 'in', interfaces: [] });
-    else if (i % 4 === 2) rules.push({ name, source: net, protocol: 'udp', destinationPorts: 20000 + i, action: 'pass', direction: 'in', interfaces: [] });
-    else rules.push({ name, destination: `192.168.${i & 255}.0/24`, protocol: 'udp', sourcePorts: `${30000 + i}-${30010 + i}`, action: 'drop', direction: 'in', interfaces: [] });
-  }
-  rules.push({ name: 'drop', source: '16.0.0.0/16', action: 'drop', direction: 'in', interfaces: [] });
-  return rules;
-}
+const rules1024 = () => sharedRules1024('16.0.0.0/16', 'drop');
 
 const RULE_SETS: { id: string; rules: () => FastpathConfig['rules'] }[] = [
   { id: '1 prefix', rules: () => [{ name: 'drop', source: '16.0.0.0/16', action: 'drop', direction: 'in', interfaces: [] }] },

@@ -20,6 +20,7 @@ import type { FastpathConfig } from '../../src/fastpath/schema.js';
 import type { FilterPath } from './paths.js';
 import { markdownTable, fmtSI, si, summarize, type Summary } from './report.js';
 import { ruleSet, type RuleSet } from './workload.js';
+import { rules1024 as sharedRules1024 } from './rules.js';
 
 export const COVER_ALL = '16.0.0.0/6'; // ruleSet(4, 100k) spans 16.0.0.0–19.13.x: one prefix over all of it
 
@@ -40,19 +41,7 @@ export interface DestinationRulePath extends FilterPath {
 }
 
 /** 1023 rules no frame of the workload matches (prefixes, ports, protocols), then the drop rule on COVER_ALL. */
-export function rules1024(): FastpathConfig['rules'] {
-  const rules: FastpathConfig['rules'] = [];
-  for (let i = 0; i < 1023; i++) {
-    const name = `r${i}`;
-    const net = `10.${(i >> 8) & 255}.${i & 255}.0/24`;
-    if (i % 4 === 0) rules.push({ name, source: net, action: 'drop', direction: 'in', interfaces: [] });
-    else if (i % 4 === 1) rules.push({ name, protocol: 'tcp', destinationPorts: 1000 + i, action: 'drop', direction: 'in', interfaces: [] });
-    else if (i % 4 === 2) rules.push({ name, source: net, protocol: 'udp', destinationPorts: 20000 + i, action: 'pass', direction: 'in', interfaces: [] });
-    else rules.push({ name, destination: `192.168.${i & 255}.0/24`, protocol: 'udp', sourcePorts: `${30000 + i}-${30010 + i}`, action: 'drop', direction: 'in', interfaces: [] });
-  }
-  rules.push({ name: 'bench-drop', source: COVER_ALL, action: 'drop', direction: 'in', interfaces: [] });
-  return rules;
-}
+export const rules1024 = (): FastpathConfig['rules'] => sharedRules1024(COVER_ALL, 'bench-drop');
 
 export function scenarios(paths: FilterPath[], dst4: string): Scenario[] {
   const by = (id: string) => paths.find((p) => p.id === id);

@@ -21,14 +21,15 @@ export function splitRecords(batch: Buffer): Buffer[] {
   return out;
 }
 
-/** Reads a BPF ring buffer map until closed. One reader per ring: readers share its consumer position. */
-export class RingBufferReader implements Disposable {
-  private handle: NativeRingReader | undefined;
+/** What both native readers share: unref, close (idempotent), dispose. */
+abstract class NativeReader<H extends { unref(): void; close(): void }> implements Disposable {
+  protected handle: H | undefined;
 
-  constructor(map: NativeMap, onRecords: RecordHandler) {
-    this.handle = new (addon().NativeRingReader)(map, (batch, dropped) => {
+  /** The callback the native side calls: records until close(), nothing after. */
+  protected deliver(onRecords: RecordHandler): (batch: Buffer, dropped: number) => void {
+    return (batch, dropped) => {
       if (this.handle) onRecords(splitRecords(batch), dropped);
-    });
+    };
   }
 
   /** Lets the process exit while the reader waits. */
@@ -48,36 +49,26 @@ export class RingBufferReader implements Disposable {
   }
 }
 
-/** A netlink socket: send() messages built in JS; everything received arrives as records. */
-export class NetlinkSocket implements Disposable {
-  private handle: NativeNetlinkSocket | undefined;
+/** Reads a BPF ring buffer map until closed. One reader per ring: readers share its consumer position. */
+export class RingBufferReader extends NativeReader<NativeRingReader> {
+  constructor(map: NativeMap, onRecords: RecordHandler) {
+    super();
+    this.handle = new (addon().NativeRingReader)(map, this.deliver(onRecords));
+  }
+}
 
+/** A netlink socket: send() messages built in JS; everything received arrives as records. */
+export class NetlinkSocket extends NativeReader<NativeNetlinkSocket> {
   /** Opens in the calling thread's network namespace (wrap in inNetns for another). */
   constructor(protocol: number, onRecords: RecordHandler, rcvbufBytes?: number) {
-    const cb = (batch: Buffer, dropped: number) => {
-      if (this.handle) onRecords(splitRecords(batch), dropped);
-    };
+    super();
     const Ctor = addon().NativeNetlinkSocket;
+    const cb = this.deliver(onRecords);
     this.handle = rcvbufBytes ? new Ctor(protocol, cb, rcvbufBytes) : new Ctor(protocol, cb);
   }
 
   send(message: Buffer): void {
     if (!this.handle) throw new Error('netlink socket is closed');
     this.handle.send(message);
-  }
-
-  unref(): this {
-    this.handle?.unref();
-    return this;
-  }
-
-  close(): void {
-    const h = this.handle;
-    this.handle = undefined;
-    h?.close();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { Lab } from '../../test/lib/netns.js';
 import { Host } from '../../src/system/host.js';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { instancePaths, writeRendered } from '../../src/services/common/service.js';
 import { unboundService } from '../../src/services/unbound/unbound.js';
 import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';

@@ -13,8 +13,8 @@
  * costs the main thread seconds, so plan and apply, which need it, still
  * compile on the main thread (Engine.check).
  *
- * The worker builds the same subsystems by name from the registry (as the
- * confirm guard does) and an in-memory store; it never touches the state
+ * The worker loads the engine's domains by module and picks the same
+ * subsystems by name (as the confirm guard does) and an in-memory store; it never touches the state
  * dir's store or the apply lock.
  */
 import { parentPort, workerData, Worker } from 'node:worker_threads';
@@ -24,7 +24,9 @@ import type { ConfigSource } from './engine.js';
 
 export interface CheckJob {
   host: { netns?: string; stateDir: string; bpfRoot?: string };
-  /** registry subsystem names, in order */
+  /** the engine's domains (Domain.module) */
+  domains: string[];
+  /** subsystem names, in order */
   subsystems: string[];
   source: ConfigSource;
 }
@@ -64,14 +66,16 @@ export class ValidationStopped extends Error {
 }
 
 async function main(job: CheckJob): Promise<void> {
-  const [{ Engine }, { subsystems: registry }, { Store }, { Host }] = await Promise.all([import('./engine.js'), import('./registry.js'), import('../store/store.js'), import('../system/host.js')]);
+  const [{ Engine }, { loadDomains, subsystemsOf }, { Store }, { Host }] = await Promise.all([import('./engine.js'), import('./domain.js'), import('../store/store.js'), import('../system/host.js')]);
+  const domains = await loadDomains(job.domains);
+  const registry = subsystemsOf(domains);
   const chosen = job.subsystems.map((name) => {
     const s = registry.find((r) => r.name === name);
     if (!s) throw new Error(`unknown subsystem "${name}"`);
     return s;
   });
   const store = Store.open(':memory:');
-  const engine = new Engine({ host: new Host(job.host), store, subsystems: chosen, confirmGuard: false });
+  const engine = new Engine({ host: new Host(job.host), store, domains, subsystems: chosen, confirmGuard: false });
   try {
     const { issues } = await engine.check(job.source);
     parentPort!.postMessage({ issues } satisfies CheckAnswer);

@@ -37,9 +37,9 @@ import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
-import { subsystems as registry } from './registry.js';
+import { subsystemsOf, type Domain } from './domain.js';
 import { changesOf, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
-import { validateDocumentStages, type Validated } from '../config/document.js';
+import { documentOf, type Config, type DocumentModel, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
 import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
@@ -141,14 +141,16 @@ export type ProgressEvent =
 export interface EngineOptions {
   host: Host;
   store: Store;
-  /** default: every registered subsystem, in apply order */
+  /** the domains this engine runs (src/domains.ts): the document's sections and the subsystems in apply order */
+  domains: readonly Domain<any, any>[];
+  /** default: every subsystem of `domains`, in apply order (tests drive hand-picked ones) */
   subsystems?: readonly Subsystem<any>[];
   readFile?: FileReader;
   /** side file for the cross-process apply lock; default next to the store */
   lockPath?: string;
   /**
    * Spawn a guard process for each commit-confirm deadline (see guard.ts).
-   * Default: on when the engine drives the registered subsystems (the guard
+   * Default: on when the engine drives its domains' subsystems (the guard
    * process rebuilds the same list by name); an engine with hand-picked
    * test subsystems has only its in-process timer.
    */
@@ -207,8 +209,13 @@ export interface Compiled {
 export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [ProgressEvent]; error: [Error] }> {
   readonly host: Host;
   readonly store: Store;
+  readonly domains: readonly Domain<any, any>[];
+  /** the document of `domains`: its schema and validation */
+  readonly document: DocumentModel;
   readonly subsystems: readonly Subsystem<any>[];
   private readonly readFile: FileReader;
+  /** the committed revision's validated document (see committedConfig) */
+  private committedCache: { revision: number; config: Config | undefined } | undefined;
   readonly lockPath: string;
   private readonly confirmGuard: boolean;
   private busy = false;
@@ -232,7 +239,9 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     super();
     this.host = opts.host;
     this.store = opts.store;
-    this.subsystems = opts.subsystems ?? registry;
+    this.domains = opts.domains;
+    this.document = documentOf(opts.domains);
+    this.subsystems = opts.subsystems ?? subsystemsOf(opts.domains);
     this.readFile = opts.readFile ?? readTextFile;
     this.lockPath = opts.lockPath ?? join(dirname(opts.store.path === ':memory:' ? join(opts.host.stateDir, 'x') : opts.store.path), 'apply.lock');
     this.confirmGuard = opts.confirmGuard ?? (opts.subsystems === undefined && opts.store.path !== ':memory:');
@@ -293,7 +302,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   /** compileDocument as stages: each `yield` is a point where an async caller lets the event loop run. */
   private *compileStages(document: unknown): Generator<void, { compiled?: Compiled; issues: Issue[] }, void> {
-    const { validated, issues } = yield* validateDocumentStages(document, this.readFile);
+    // the document type is that of the domains Patronus runs (src/domains.ts), which the entry points hand in
+    const { validated, issues } = yield* (this.document.validateStages(document, this.readFile) as Generator<void, { validated?: Validated; issues: Issue[] }, void>);
     if (!validated) return { issues };
     const ctx: CompileContext = {
       config: validated.config,
@@ -329,7 +339,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   async validate(source: ConfigSource): Promise<Issue[]> {
     const names = this.workerSubsystems();
     if (!names || !heavyToCompile(source)) return (await this.check(source)).issues;
-    return checkInWorker({ host: this.host.opts, subsystems: names, source }, this.checkWorkers);
+    return checkInWorker({ host: this.host.opts, ...names, source }, this.checkWorkers);
   }
 
   /** Stops every validation worker (their callers get an error): shutdown does not wait for them. */
@@ -562,6 +572,25 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * converged the kernel to: the drift loop checks against it instead of
    * compiling the same document again (seconds for a large one, on this thread).
    */
+  /**
+   * The committed revision's document, validated and defaulted: what the
+   * routes, serve and HA sync read sections from (never the raw stored
+   * document). The empty document's defaults while nothing is committed;
+   * undefined when the stored document does not validate any more. Parsed
+   * once per revision.
+   */
+  committedConfig(): Config | undefined {
+    const current = this.store.current();
+    const compiled = current && this.compiledFor(current.id);
+    if (compiled) return compiled.validated.config;
+    const id = current?.id ?? 0;
+    if (this.committedCache?.revision !== id) {
+      const parsed = this.document.schema.safeParse(current?.config ?? {});
+      this.committedCache = { revision: id, config: parsed.success ? (parsed.data as Config) : undefined };
+    }
+    return this.committedCache.config;
+  }
+
   compiledFor(revision: number): Compiled | undefined {
     return this.compiledRunning?.revision === revision ? this.compiledRunning.compiled : undefined;
   }
@@ -615,11 +644,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   // --- internals
 
-  /** The subsystems' registry names when a worker can rebuild exactly this engine's compile, else undefined. */
-  private workerSubsystems(): string[] | undefined {
+  /** The domains' modules and subsystem names when a worker can rebuild exactly this engine's compile, else undefined. */
+  private workerSubsystems(): { domains: string[]; subsystems: string[] } | undefined {
     if (this.readFile !== readTextFile) return undefined;
-    if (!this.subsystems.every((s) => registry.includes(s))) return undefined;
-    return this.subsystems.map((s) => s.name);
+    const theirs = subsystemsOf(this.domains);
+    if (!this.subsystems.every((s) => theirs.includes(s))) return undefined;
+    return { domains: this.domains.map((d) => d.module), subsystems: this.subsystems.map((s) => s.name) };
   }
 
   private openings(v: Validated): ServiceOpening[] {
@@ -749,6 +779,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       storePath: this.store.path,
       lockPath: this.lockPath,
       host: this.host.opts,
+      domains: this.domains.map((d) => d.module),
       subsystems: this.subsystems.map((s) => s.name),
       retention: this.store.retention,
       revision: id,
@@ -961,6 +992,8 @@ export interface GuardSpec {
   storePath: string;
   lockPath: string;
   host: { netns?: string; stateDir: string; bpfRoot?: string };
+  /** the engine's domains (Domain.module) */
+  domains: string[];
   subsystems: string[];
   retention: { keep?: number; days?: number };
   revision: number;

@@ -17,7 +17,7 @@ import { compileWith, mustCompile, readFile } from '../lib/services.js';
 import { Host } from '../../src/system/host.js';
 import { DaemonError } from '../../src/services/common/daemon.js';
 import { instancePaths } from '../../src/services/common/service.js';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { keaSubsystem } from '../../src/services/kea/subsystem.js';

@@ -14,7 +14,7 @@ import { execa } from 'execa';
 import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 import { compileWith, mustCompile, readFile } from '../lib/services.js';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { Host } from '../../src/system/host.js';
 import { startDaemon, stopDaemon, DaemonError } from '../../src/services/common/daemon.js';
 import { instancePaths } from '../../src/services/common/service.js';

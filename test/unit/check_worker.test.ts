@@ -14,6 +14,7 @@ import { Engine, heavyToCompile } from '../../src/apply/engine.js';
 import { ValidationStopped } from '../../src/apply/check-worker.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
+import { domains } from '../../src/domains.js';
 
 const prefixes = (n: number) => Array.from({ length: n }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
 
@@ -25,7 +26,7 @@ describe('validation off the main thread', () => {
     dir = mkdtempSync(join(tmpdir(), 'pt-checkworker-'));
     store = Store.open(':memory:');
     // the registered subsystems (worker-capable); no namespace is needed: these documents fail before any probe
-    engine = new Engine({ host: new Host({ netns: 'pt-none', stateDir: dir }), store });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store });
   });
   after(() => {
     engine.close();

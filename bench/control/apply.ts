@@ -21,7 +21,7 @@ import { Engine } from '../../src/apply/engine.js';
 import { Store } from '../../src/store/store.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { FILTER_MAX_RULES } from '../../src/fastpath/layout.js';
-import { controlLab } from '../../test/lib/control.js';
+import { controlLab } from '../lib/control.js';
 import { fmt, markdownTable, summarize, svgPlot, type Series, type Summary } from '../harness/report.js';
 import { domains } from '../../src/domains.js';
 

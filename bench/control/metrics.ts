@@ -22,7 +22,7 @@ import { Store } from '../../src/store/store.js';
 import { DriftMonitor } from '../../src/drift/monitor.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { NFT_FAMILY, NFT_TABLE } from '../../src/nft/compile.js';
-import { controlLab } from '../../test/lib/control.js';
+import { controlLab } from '../lib/control.js';
 import { fmt, markdownTable, summarize, type Summary } from '../harness/report.js';
 import { domains } from '../../src/domains.js';
 

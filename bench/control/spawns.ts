@@ -11,7 +11,7 @@ import { Engine } from '../../src/apply/engine.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { DriftMonitor } from '../../src/drift/monitor.js';
-import { controlLab } from '../../test/lib/control.js';
+import { controlLab } from '../lib/control.js';
 import { markdownTable } from '../harness/report.js';
 import { domains } from '../../src/domains.js';
 

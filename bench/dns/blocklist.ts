@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
-import { Lab } from '../../test/lib/netns.js';
+import { Lab } from '../lib/netns.js';
 import { Host } from '../../src/system/host.js';
 import { validateDocument } from '../../src/domains.js';
 import { instancePaths, writeRendered } from '../../src/services/common/service.js';

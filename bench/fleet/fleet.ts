@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { Etcd3 } from 'etcd3';
-import { EtcdCluster } from '../../test/lib/etcd.js';
+import { EtcdCluster } from '../lib/etcd.js';
 import { FleetAgent, type NodeDriver } from '../../src/fleet/agent.js';
 import { FleetController } from '../../src/fleet/controller.js';
 import { centralValidator } from '../../src/fleet/validate.js';

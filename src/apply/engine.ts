@@ -3,7 +3,7 @@
  * start-up): validate -> plan -> apply as one transaction, with revisions in
  * the store, rollback, commit-confirm and start-up reconciliation.
  *
- * Apply runs the subsystems in registry order. If a step throws, every
+ * Apply runs the subsystems in apply order (src/apply/domain.ts subsystemsOf). If a step throws, every
  * subsystem already touched (the failing one included: it may be half done)
  * is converged back to the last committed revision, in reverse order, and
  * the error names the failing step. Because Subsystem.apply converges from
@@ -38,7 +38,7 @@ import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
 import { subsystemsOf, type Domain } from './domain.js';
-import { changesOf, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
+import { changesOf, DesiredStates, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
 import { documentOf, type Config, type DocumentModel, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
@@ -99,7 +99,7 @@ export interface CleanState {
   checkedAt: string;
   items: readonly { subsystem: string }[];
   checked: readonly string[];
-  desired: ReadonlyMap<string, unknown>;
+  desired: DesiredStates;
 }
 
 export interface ApplyReport {
@@ -203,7 +203,7 @@ export class ApplyError extends Error {
 export interface Compiled {
   validated: Validated;
   document: unknown;
-  desired: Map<string, unknown>;
+  desired: DesiredStates;
 }
 
 export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [ProgressEvent]; error: [Error] }> {
@@ -276,7 +276,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         // what runs now passed these probes when it was applied, and a drift check found it in place since
         if (!s.validate || unchanged.checked.has(s.name)) return [];
         try {
-          return await s.validate(desired.get(s.name), this.host);
+          return await s.validate(desired.of(s), this.host);
         } catch (e) {
           return [{ path: [s.name], message: `validation failed: ${(e as Error).message}` }];
         }
@@ -311,13 +311,13 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       openings: this.openings(validated),
       readFile: this.readFile,
     };
-    const desired = new Map<string, unknown>();
+    const desired = new DesiredStates();
     const all: Issue[] = [];
     for (const s of this.subsystems) {
       yield;
       try {
         const out = s.compile(ctx);
-        desired.set(s.name, out.desired);
+        desired.put(s, out.desired);
         all.push(...out.issues);
       } catch (e) {
         all.push({ path: [s.name], message: `compile failed: ${(e as Error).message}` });
@@ -363,7 +363,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const out: SubsystemPlan[] = [];
     for (const s of this.subsystems) {
       try {
-        out.push({ subsystem: s.name, changes: changesOf(await s.steps(compiled.desired.get(s.name), this.host)) });
+        out.push({ subsystem: s.name, changes: changesOf(await s.steps(compiled.desired.of(s), this.host)) });
       } catch (e) {
         throw new Error(`plan: subsystem "${s.name}" failed: ${(e as Error).message}`);
       }
@@ -867,7 +867,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private async applyStep(s: Subsystem<any>, compiled: Compiled, ran: Change[] = []): Promise<StepResult> {
     const t0 = performance.now();
     try {
-      for (const step of await s.steps(compiled.desired.get(s.name), this.host)) {
+      for (const step of await s.steps(compiled.desired.of(s), this.host)) {
         ran.push(...step.changes);
         await step.run();
       }

@@ -178,3 +178,18 @@ export interface SubsystemMetrics {
    */
   logEvents?: { rule: string; emitted: number | bigint; suppressed: number | bigint; lost: number | bigint; rate: number }[];
 }
+
+/**
+ * What compile made for each subsystem, keyed by the subsystem itself so a
+ * reader holding a typed Subsystem<D> gets a D back (`of(s)`), not unknown.
+ * Still a Map by name underneath (the drift check compares two of them).
+ */
+export class DesiredStates extends Map<string, unknown> {
+  put<D>(s: Subsystem<D, any>, desired: D): this {
+    return this.set(s.name, desired);
+  }
+  of<D>(s: Subsystem<D, any>): D {
+    if (!this.has(s.name)) throw new Error(`nothing compiled for subsystem ${s.name}`);
+    return this.get(s.name) as D;
+  }
+}

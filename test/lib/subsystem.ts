@@ -36,7 +36,7 @@ export async function compileFor<D>(sub: Subsystem<D>, doc: ConfigInput): Promis
   return withEngine(sub, undefined, async (engine) => {
     const { compiled, issues } = engine.compileDocument(doc);
     if (!compiled) throw new ConfigError(issues);
-    return compiled.desired.get(sub.name) as D;
+    return compiled.desired.of(sub);
   });
 }
 
@@ -45,7 +45,7 @@ export async function applyDocument<D>(sub: Subsystem<D>, host: Host, doc: Confi
   const desired = await withEngine(sub, host, async (engine) => {
     const { compiled, issues } = await engine.check({ document: doc, allowEmpty: true });
     if (!compiled) throw new ConfigError(issues);
-    return compiled.desired.get(sub.name) as D;
+    return compiled.desired.of(sub);
   });
   await sub.apply(desired, host);
   return desired;

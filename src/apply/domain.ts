@@ -49,7 +49,7 @@ export type Phase = (typeof PHASES)[number];
 /** A subsystem and the phase it applies in. */
 export interface PhasedSubsystem {
   phase: Phase;
-  subsystem: Subsystem<any>;
+  subsystem: Subsystem;
 }
 
 /** The section of the document a domain owns. */
@@ -89,8 +89,8 @@ export interface Domain<K extends string = string, S extends z.ZodType = z.ZodTy
 }
 
 /** Every subsystem of the domains, in apply order (phase, then list order). */
-export function subsystemsOf(domains: readonly Domain<any, any>[]): Subsystem<any>[] {
-  const out: Subsystem<any>[] = [];
+export function subsystemsOf(domains: readonly Domain<any, any>[]): Subsystem[] {
+  const out: Subsystem[] = [];
   for (const phase of PHASES) for (const d of domains) for (const s of d.subsystems ?? []) if (s.phase === phase) out.push(s.subsystem);
   return out;
 }

@@ -144,7 +144,7 @@ export interface EngineOptions {
   /** the domains this engine runs (src/domains.ts): the document's sections and the subsystems in apply order */
   domains: readonly Domain<any, any>[];
   /** default: every subsystem of `domains`, in apply order (tests drive hand-picked ones) */
-  subsystems?: readonly Subsystem<any>[];
+  subsystems?: readonly Subsystem[];
   readFile?: FileReader;
   /** side file for the cross-process apply lock; default next to the store */
   lockPath?: string;
@@ -212,7 +212,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   readonly domains: readonly Domain<any, any>[];
   /** the document of `domains`: its schema and validation */
   readonly document: DocumentModel;
-  readonly subsystems: readonly Subsystem<any>[];
+  readonly subsystems: readonly Subsystem[];
   private readonly readFile: FileReader;
   /** the committed revision's validated document (see committedConfig) */
   private committedCache: { revision: number; config: Config | undefined } | undefined;
@@ -707,7 +707,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** After a failed step or store write: converges `touched` back to the committed revision, records the failure, throws ApplyError. */
-  private async failAndRestore(report: ApplyReport, touched: readonly Subsystem<any>[], started: number): Promise<never> {
+  private async failAndRestore(report: ApplyReport, touched: readonly Subsystem[], started: number): Promise<never> {
     const { rollback, to } = await this.restoreCommitted(touched);
     report.rollback = rollback;
     report.rolledBackTo = to ?? null;
@@ -864,7 +864,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * outcome, never a throw. The one step loop for apply, rollback, repair and
    * start-up reconciliation.
    */
-  private async applyStep(s: Subsystem<any>, compiled: Compiled, ran: Change[] = []): Promise<StepResult> {
+  private async applyStep(s: Subsystem, compiled: Compiled, ran: Change[] = []): Promise<StepResult> {
     const t0 = performance.now();
     try {
       for (const step of await s.steps(compiled.desired.of(s), this.host)) {
@@ -880,7 +880,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** Converges `touched` (already in reverse order) to the last committed revision, or to the empty config. */
-  private async restoreCommitted(touched: readonly Subsystem<any>[], prepared?: PreparedRestore): Promise<{ rollback: StepResult[]; to: number | undefined }> {
+  private async restoreCommitted(touched: readonly Subsystem[], prepared?: PreparedRestore): Promise<{ rollback: StepResult[]; to: number | undefined }> {
     const current = this.store.current();
     let compiled: Compiled;
     try {

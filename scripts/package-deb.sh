@@ -190,7 +190,6 @@ patronus: init.d-script-missing-lsb-section *
 patronus: init.d-script-does-not-implement-required-option *
 patronus: init.d-script-does-not-source-init-functions *
 patronus: script-in-etc-init.d-not-registered-via-update-rc.d *
-patronus: init.d-script-has-bad-lsb-line *
 patronus: unusual-interpreter *
 # Upstream has no manual page yet; `patronus --help` documents the commands.
 patronus: no-manual-page *

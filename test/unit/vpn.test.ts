@@ -336,4 +336,21 @@ describe('ACME certificates on VPN servers (config)', () => {
     assert.match(swanctl, /certs = \/var\/lib\/patronus\/services\/x\/acme\/vpn\.pem/);
     assert.deepEqual(ipsecModule.certificates!(ip), [{ name: 'vpn', file: 'acme/vpn' }]);
   });
+
+  it('plan before the certificate is issued shows its copy as a file to add (apply copies it after the certificates step)', async () => {
+    const { Host } = await import('../../src/system/host.js');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pt-acmeplan-'));
+    try {
+      const host = new Host({ netns: 'pt-none', stateDir: dir });
+      const doc = { certificates: { acme, issue: [{ name: 'vpn', domains: ['vpn.example.org'] }] }, openvpn: { servers: [{ name: 'road', network: '10.8.0.0/24', certificate: 'vpn' }] } };
+      const { desired } = openvpnSubsystem.compile(contextFor(doc));
+      const plan = (await openvpnSubsystem.plan(desired, host)).map((c) => `${c.action} ${c.object}`);
+      assert.ok(plan.includes('add openvpn file tls/server-road.pem') && plan.includes('add openvpn file tls/server-road.key'), plan.join('\n'));
+      assert.deepEqual(await openvpnSubsystem.drift!(desired, host), [{ object: 'openvpn', reason: `not running (no live process for ${dir}/services/openvpn/run/openvpn.pid; log: ${dir}/services/openvpn/openvpn.log)` }]);
+      // applied while it is still missing (the certificates step failed): a clear error, no daemon started
+      await assert.rejects(openvpnSubsystem.apply(desired, host), /openvpn: certificate "vpn" is not in service \(the certificates step orders it; see its error\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -26,12 +26,14 @@ export const domain: Domain<'openvpn', typeof openvpnSchema> = {
       { config: { role: 'admin' }, schema: { summary: 'The .ovpn profile of an OpenVPN server client (inline CA, certificate, private key, tls-crypt key)', params: ovpnParams } },
       async (req, reply) => {
         const { server: name, client } = req.params;
-        const server = engine.committedConfig()?.openvpn.servers.find((s) => s.name === name);
+        const committed = engine.committedConfig();
+        const server = committed?.openvpn.servers.find((s) => s.name === name);
         if (!server) return reply.code(404).send(errorBody(404, `openvpn server "${name}" is not in the committed configuration`));
         if (!server.clients.some((c) => c.name === client)) return reply.code(404).send(errorBody(404, `openvpn server ${name} has no client "${client}"`));
         let profile: string;
         try {
-          profile = exportProfile(engine.host.stateDir, server, client);
+          const rootCaFile = committed?.certificates.acme?.rootCaFile;
+          profile = exportProfile(engine.host.stateDir, server, client, rootCaFile !== undefined ? { rootCaFile } : {});
         } catch (e) {
           return reply.code(409).send(errorBody(409, (e as Error).message));
         }

@@ -22,6 +22,7 @@ import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';
 import type { UnboundStatus } from '../../src/services/unbound/unbound.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import { domain as dnsDomain } from '../../src/services/unbound/domain.js';
 
 const ldnsSkip = missing({ cmd: 'ldns-keygen' }, { cmd: 'ldns-signzone' });
 const skip = missing('netns', { cmd: 'openssl' }, { cmd: 'unbound' }, { cmd: 'unbound-checkconf' }, { cmd: 'unbound-control' }, { cmd: 'dig' });
@@ -177,7 +178,7 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
     assert.ok((s.byType.SRV ?? 0) >= 1 && (s.byType.MX ?? 0) >= 1, `per-type counts: ${JSON.stringify(s.byType)}`);
 
     // the same numbers on the Prometheus endpoint
-    const metrics = createMetrics({ subsystems: [unboundSubsystem], host, on: () => undefined } as never, { processMetrics: false });
+    const metrics = createMetrics({ domains: [dnsDomain], subsystems: [unboundSubsystem], host, on: () => undefined } as never, { processMetrics: false });
     assert.match(await metrics.registry.getSingleMetricAsString('patronus_dns_queries_total'), /^patronus_dns_queries_total\{type="SRV"\} [1-9]/m);
     assert.match(await metrics.registry.getSingleMetricAsString('patronus_dns_answers_total'), /^patronus_dns_answers_total\{rcode="NXDOMAIN"\} [3-9]/m);
     assert.match(await metrics.registry.getSingleMetricAsString('patronus_dns_blocklist_domains'), /^patronus_dns_blocklist_domains\{list="ads"\} 2$/m);

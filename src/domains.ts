@@ -6,7 +6,7 @@
  * core: `new Engine({ domains, ... })`; the engine builds the document schema,
  * the subsystems in apply order, and buildServer()/createMetrics() read
  * `engine.domains` for the routes and the series. Adding a domain: its
- * folder (with a domain.ts) and one line here.
+ * folder (with a domain.ts), its import here and its name in the list.
  */
 import { subsystemsOf } from './apply/domain.js';
 import { documentOf, type DocumentConfig, type DocumentInput, type DocumentModel } from './config/document.js';

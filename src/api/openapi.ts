@@ -10,7 +10,7 @@ import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { API_PREFIX } from './server.js';
 import type { Domain } from '../apply/domain.js';
-import { anyObject, text, type JsonSchema, type Operation } from './operation.js';
+import { anyObject, type JsonSchema, type Operation } from './operation.js';
 import { firewallEventSchema } from '../events/hub.js';
 
 /** The one error shape (src/api/errors.ts ErrorBody). */

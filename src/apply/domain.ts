@@ -8,7 +8,7 @@
  * the core, which builds from it the document schema
  * (src/config/document.ts), the apply order (subsystemsOf, below), /metrics
  * (src/metrics/metrics.ts) and the routes (src/api/server.ts). The core
- * never imports a domain: adding one is its folder plus one line in the list.
+ * never imports a domain: adding one is its folder plus its entry in the list.
  *
  * Each descriptor is declared with its type, `Domain<'key', typeof schema>`
  * (`Domain<never>` without a section): the document type is built from those

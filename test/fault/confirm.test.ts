@@ -34,7 +34,7 @@ const docC = {
   firewall: { rules: [{ name: 'allow-https', direction: 'input', from: 'wan', protocol: 'tcp', ports: [443], action: 'accept' }] },
 };
 
-describe('commit-confirm deadline with its owner killed', { skip }, () => {
+describe('commit-confirm deadline with its owner killed', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let host: Host;
   let fileA: string, fileB: string, fileC: string;
@@ -124,7 +124,7 @@ describe('commit-confirm deadline with its owner killed', { skip }, () => {
     assert.ok(late <= 2000, `rolled back ${late} ms after the deadline`);
     using store = Store.open(dbPath());
     // the guard claims the revision (rolled_back) before it restores, and records its report after
-    await waitUntil(() => (store.get(r.json.revision)!.result as { rollback?: unknown }).rollback !== undefined, 5000, 'the guard to record its report');
+    await waitUntil(() => (store.get(r.json.revision)!.result as { rollback?: unknown }).rollback !== undefined, 30_000, 'the guard to record its report');
     const rev = store.get(r.json.revision)!;
     assert.equal(rev.state, 'rolled_back');
     assert.match((rev.result as { error: string }).error, /confirm guard/);
@@ -137,12 +137,16 @@ describe('commit-confirm deadline with its owner killed', { skip }, () => {
     const t0 = Date.now();
     await new Promise<void>((resolve, reject) => {
       let err = '';
+      const t = setTimeout(() => {
+        cli.kill('SIGKILL');
+        reject(new Error(`the CLI did not wait for confirmation within 120 s: ${err}`));
+      }, 120_000);
       cli.stderr!.setEncoding('utf8');
       cli.stderr!.on('data', (d: string) => {
         err += d;
-        if (/waiting: run/.test(err)) resolve();
+        if (/waiting: run/.test(err)) (clearTimeout(t), resolve());
       });
-      cli.then((r) => reject(new Error(`the CLI exited ${r.exitCode} before waiting: ${err}`)));
+      cli.then((r) => (clearTimeout(t), reject(new Error(`the CLI exited ${r.exitCode} before waiting: ${err}`))));
     });
     let pending: { id: number; confirmDeadline?: string };
     {

@@ -35,7 +35,7 @@ const PORT = 40999;
 const SOURCES = ['192.0.2.1', '192.0.2.11', '192.0.2.12'];
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-describe('drift: detected, reported by /healthz, repaired', { skip }, () => {
+describe('drift: detected, reported by /healthz, repaired', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

@@ -24,7 +24,7 @@ import { UdpReceiver, sendUdp, settle } from '../lib/udptraffic.js';
 
 const CHILD = fileURLToPath(new URL('../lib/fastpath_child.js', import.meta.url));
 
-describe('fast path with real traffic through a veth', { skip: missing('netns') }, () => {
+describe('fast path with real traffic through a veth', { timeout: 300_000, skip: missing('netns') }, () => {
   const lab = new Lab();
   let a: Netns;
   let b: Netns;

@@ -100,7 +100,7 @@ async function waitRoute(ns: Netns, dst: string, protocol: string, timeoutMs = 2
   }
 }
 
-describe('FRR routing in namespaces', { skip }, () => {
+describe('FRR routing in namespaces', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let a: Netns;
   let b: Netns;

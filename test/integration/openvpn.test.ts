@@ -19,7 +19,7 @@ import { startPing } from '../lib/pingloss.js';
 
 const skip = missing('netns', { cmd: 'openvpn' }, { cmd: 'unshare' }, { cmd: 'ping' });
 
-describe('openvpn between two namespaces', { skip }, () => {
+describe('openvpn between two namespaces', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let a: Netns, b: Netns;
   let dirA: string, dirB: string;

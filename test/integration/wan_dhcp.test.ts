@@ -57,7 +57,7 @@ const ispDoc = (mac: string, address: string) => ({
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('WAN address by DHCP (dhclient) from a real Kea server, then changed', { skip: missing('netns', { cmd: 'nft' }, { cmd: 'dhclient' }, { cmd: 'kea-dhcp4' }) }, () => {
+describe('WAN address by DHCP (dhclient) from a real Kea server, then changed', { timeout: 300_000, skip: missing('netns', { cmd: 'nft' }, { cmd: 'dhclient' }, { cmd: 'kea-dhcp4' }) }, () => {
   const lab = new Lab();
   let client: Netns, gw: Netns, isp: Netns;
   let gwHost: Host, ispHost: Host;

@@ -36,7 +36,7 @@ const variant = (n: 1 | 2) => ({
   firewall: { rules: Array.from({ length: n === 1 ? 30 : 50 }, (_, i) => ({ name: `allow-${n}-${i}`, direction: 'input', from: 'wan', protocol: 'tcp', ports: [1000 * n + i], action: 'accept' })) },
 });
 
-describe('crash safety', { timeout: 300_000, skip }, () => {
+describe('crash safety', { timeout: 540_000, skip }, () => {
   let L: ControlLab;
   const dbPath = () => join(L.stateDir, 'patronus.db');
   const subsystems = () => [interfacesSubsystem, fastpathSubsystem, nftSubsystem, faultSubsystem()];

@@ -305,7 +305,7 @@ function requestCases(): Case[] {
   return out;
 }
 
-describe('bad input: clear 4xx with a path, server alive, nothing changed', { timeout: 300_000, skip }, () => {
+describe('bad input: clear 4xx with a path, server alive, nothing changed', { timeout: 540_000, skip }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

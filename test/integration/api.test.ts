@@ -20,7 +20,7 @@ import { domains } from '../../src/domains.js';
 const skip = missing('netns', { cmd: 'ping' });
 const BODY_LIMIT = 64 * 1024;
 
-describe('REST API end to end', { skip }, () => {
+describe('REST API end to end', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

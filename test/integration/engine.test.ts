@@ -19,7 +19,7 @@ import { domains } from '../../src/domains.js';
 
 const skip = missing('netns');
 
-describe('engine', { skip }, () => {
+describe('engine', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

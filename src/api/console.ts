@@ -22,6 +22,7 @@ import type { VpnMetrics } from '../services/common/vpn-metrics.js';
 import type { HaMetrics } from '../services/keepalived/subsystem.js';
 import type { FrrMetrics } from '../services/frr/subsystem.js';
 import type { IdsMetrics } from '../services/ids/subsystem.js';
+import type { InterfaceMetrics } from '../interfaces/subsystem.js';
 import { jsonSafe } from './json.js';
 
 /** dist/console next to this compiled file (dist/src/api/console.js). */
@@ -77,7 +78,7 @@ export function dashboardFrame(s: Snapshot, engine: Engine, drift: DriftMonitor)
   const f: DashboardFrame = { time: Date.now(), interfaces: [], rules: [], verdicts: [], services: [], errors: [], status: { committed: null, pending: null, applying: false }, drift: null, gateway: { dns: null, vpnTunnels: [], vrrp: [], bgpPeers: [], ospfNeighbors: [], idsBlocks: null } };
   for (const x of s.bySubsystem) {
     if (x.error) f.errors.push({ subsystem: x.subsystem, error: x.error });
-    const m = x.metrics as (DnsMetrics & VpnMetrics & HaMetrics & FrrMetrics & IdsMetrics) | undefined;
+    const m = x.metrics as (InterfaceMetrics & DnsMetrics & VpnMetrics & HaMetrics & FrrMetrics & IdsMetrics) | undefined;
     if (!m) continue;
     for (const i of m.interfaces ?? []) f.interfaces.push({ interface: i.interface, rxPackets: i.rxPackets, rxBytes: i.rxBytes, txPackets: i.txPackets, txBytes: i.txBytes, up: i.up });
     for (const r of m.rules ?? []) f.rules.push({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes), ...(r.limited !== undefined ? { rateLimited: Number(r.limited) } : {}) });

@@ -227,7 +227,6 @@ function buildOperations(P: string): Record<string, Operation> {
   [`GET ${P}/revisions`]: { operationId: 'listRevisions', tag: 'revisions', ok: { type: 'array', items: { type: 'object', required: ['id', 'state'], properties: { ...revisionProps, failedStep: { type: ['string', 'null'] } } } }, errors: [400, 401, 500] },
   [`GET ${P}/revisions/:id`]: { operationId: 'getRevision', tag: 'revisions', ok: revision, errors: [400, 401, 404, 500] },
   [`GET ${P}/rules`]: { operationId: 'listRules', tag: 'counters', ok: rules, errors: [401, 500] },
-  [`GET ${P}/interfaces`]: { operationId: 'listInterfaces', tag: 'counters', ok: { type: 'array', items: anyObject('live state and counters of an interface, with its configured zone') }, errors: [401, 500] },
   [`GET ${P}/services`]: { operationId: 'listServices', tag: 'status', ok: { type: 'array', items: { type: 'object', required: ['subsystem'], properties: { subsystem: { type: 'string' }, status: anyObject('what runs'), error: { type: 'string' } } } }, errors: [401, 500] },
   [`GET ${P}/ha/sync`]: { operationId: 'getHaSync', tag: 'ha', ok: anyObject('the last comparison with the peer'), errors: [401, 404, 500] },
   [`POST ${P}/ha/sync`]: { operationId: 'syncHa', tag: 'ha', ok: anyObject('the comparison and any push'), errors: [401, 409, 500] },

@@ -297,13 +297,6 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { rules, verdicts, errors: s.bySubsystem.filter((x) => x.error).map((x) => ({ subsystem: x.subsystem, error: x.error })) };
   });
 
-  app.get(`${API_PREFIX}/interfaces`, { config: { role: 'viewer' }, schema: { summary: 'Managed interfaces: configured zone, live state and counters' } }, async () => {
-    const zones = new Map((engine.committedConfig()?.interfaces ?? []).map((i) => [i.name, i.zone]));
-    const s = await metrics.snapshot();
-    const live = s.bySubsystem.flatMap((x) => x.metrics?.interfaces ?? []);
-    return live.map((l) => ({ ...l, managed: zones.has(l.interface), zone: zones.get(l.interface) ?? null }));
-  });
-
   app.get(`${API_PREFIX}/ha/sync`, { config: { role: 'viewer' }, schema: { summary: 'HA config sync (primary): the last comparison with the peer (hashes, differing sections, last push)' } }, async (_req, reply) => {
     const r = opts.haSync?.status() ?? opts.haEtcdSync?.status();
     return r ?? reply.code(404).send(errorBody(404, opts.haSync || opts.haEtcdSync ? 'no sync has run yet (ha.sync not configured, or this node is not the primary)' : 'HA sync is not available on this server'));
@@ -330,8 +323,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return out;
   });
 
-  // each domain's routes (src/<domain>/domain.ts): DHCP leases, VPN exports, IDS alerts, ...
-  for (const d of engine.domains) if (d.routes) await d.routes(app, { engine, prefix: API_PREFIX });
+  // each domain's routes (src/<domain>/domain.ts): interfaces, DHCP leases, VPN exports, IDS alerts, ...
+  for (const d of engine.domains) if (d.routes) await d.routes(app, { engine, metrics, prefix: API_PREFIX });
 
   await registerConsole(app, { engine, metrics, drift, ...opts.console });
 

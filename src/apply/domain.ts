@@ -20,6 +20,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Subsystem } from './subsystem.js';
 import type { Engine } from './engine.js';
 import type { DomainSeries } from '../metrics/series.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 /**
  * Apply phases, in order. Within a phase, subsystems run in the order of
@@ -65,6 +66,8 @@ export interface Section<K extends string = string, S extends z.ZodType = z.ZodT
 /** What a domain's REST routes get besides the fastify instance. */
 export interface DomainRouteOptions {
   engine: Engine;
+  /** the scrape snapshot (live counters of every subsystem, read once for all readers) */
+  metrics: Metrics;
   /** "/api/v1" */
   prefix: string;
 }

@@ -166,9 +166,8 @@ export interface SubsystemMetrics {
   /** occupancy of each map (or set) against its capacity */
   maps?: { map: string; entries: number; capacity: number }[];
   services?: { service: string; up: boolean }[];
-  interfaces?: { interface: string; rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; up: boolean }[];
   /*
-   * A domain's own series (BGP peers, VRRP state, DNS statistics, DHCP leases, VPN tunnels, IDS
+   * A domain's own series (interface counters, BGP peers, VRRP state, DNS statistics, DHCP leases, VPN tunnels, IDS
    * alerts, ...) are fields of its subsystem's metrics type (Subsystem<Desired, M>), declared and
    * turned into series in the domain's folder (Domain.metrics, src/metrics/series.ts).
    */

@@ -26,7 +26,7 @@
  *   patronus_scrape_subsystem_ok {subsystem}, patronus_build_info {version, revision}
  *   process_*, nodejs_* (prom-client defaults, unprefixed: the names every process dashboard expects)
  *
- * The series below that belong to one domain (IDS, BGP/OSPF/routes, VRRP,
+ * The series below that belong to one domain (interfaces, IDS, BGP/OSPF/routes, VRRP,
  * DNS, DHCP, VPN) are declared in that domain's folder (Domain.metrics,
  * src/<domain>/domain.ts, through src/metrics/series.ts); this file
  * declares the shared ones and adds each domain's of engine.domains.
@@ -127,18 +127,7 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
   gauge('patronus_service_up', 'Whether a managed service is running (1) or not (0)', ['service'], (g, s) => {
     for (const { m } of s) for (const x of m.services ?? []) g.set({ service: x.service }, x.up ? 1 : 0);
   });
-  const ifc = (name: string, help: string, pick: (x: NonNullable<SubsystemMetrics['interfaces']>[number]) => number) =>
-    counter(name, help, ['interface'], (c, s) => {
-      for (const { m } of s) for (const x of m.interfaces ?? []) c.inc({ interface: x.interface }, pick(x));
-    });
-  ifc('patronus_interface_receive_packets_total', 'Packets received by an interface', (x) => x.rxPackets);
-  ifc('patronus_interface_receive_bytes_total', 'Bytes received by an interface', (x) => x.rxBytes);
-  ifc('patronus_interface_transmit_packets_total', 'Packets sent by an interface', (x) => x.txPackets);
-  ifc('patronus_interface_transmit_bytes_total', 'Bytes sent by an interface', (x) => x.txBytes);
-  gauge('patronus_interface_up', 'Whether an interface is up', ['interface'], (g, s) => {
-    for (const { m } of s) for (const x of m.interfaces ?? []) g.set({ interface: x.interface }, x.up ? 1 : 0);
-  });
-  // the domains' own series (BGP, VRRP, DNS, DHCP, VPN, IDS, ...)
+  // the domains' own series (interfaces, BGP, VRRP, DNS, DHCP, VPN, IDS, ...)
   for (const d of engine.domains) d.metrics?.(series(new Set((d.subsystems ?? []).map((x) => x.subsystem.name))));
   new Gauge({
     name: 'patronus_scrape_subsystem_ok',

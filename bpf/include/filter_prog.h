@@ -98,6 +98,29 @@ struct {
 	__type(value, struct rule_bits);
 } v4_class SEC(".maps");
 
+/* IPv6 first stage (filter_common.h); index (gen * 2 + field) * size + i */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} v6_dir16 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4 * FILTER_DEFAULT_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct v6_hash_key);
+	__type(value, __u32);
+} v6_hash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * FILTER_V6_CLASSES);
+	__type(key, __u32);
+	__type(value, struct rule_bits);
+} v6_class SEC(".maps");
+
 /* TCP/UDP ports by array (filter_common.h) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -442,6 +465,50 @@ static __always_inline struct rule_bits *lookup_v6(void *map, __u32 gen, __u8 *a
 	return v;
 }
 
+/* The IPv6 LPM result through v6_dir16 and the per-length hash; the trie
+ * only where an entry says so. gf = gen * 2 + field. */
+static __always_inline struct rule_bits *lookup_v6_dir(void *trie, struct gen_config *gc, __u32 gen, __u32 field,
+						       __u8 *addr)
+{
+	__u32 gf = gen * 2 + field;
+	__u32 idx = (gf << 16) | ((__u32)addr[0] << 8) | addr[1];
+	__u32 *e = bpf_map_lookup_elem(&v6_dir16, &idx);
+	__u32 c, m, i;
+
+	if (!e)
+		return NULL;
+	c = *e;
+	if (c & FILTER_V6_HASH) {
+		struct v6_hash_key k = { .pad = 0 };
+		__u64 hi;
+		__u32 len, *h;
+
+		__builtin_memcpy(&hi, addr, 8);
+		hi = bpf_be64_to_cpu(hi);
+		m = (c >> 16) & 0xff;
+		c &= FILTER_V6_CLASS_MASK;
+#pragma unroll
+		for (i = 0; i < FILTER_V6_LENGTHS; i++) {
+			if (!(m & (1u << i)))
+				continue;
+			len = gc->v6_len[field & 1][i];
+			if (len == 0 || len > 64)
+				break;
+			k.tag = gf << 8 | len;
+			k.hi = len == 64 ? hi : hi & ~(~0ULL >> len);
+			h = bpf_map_lookup_elem(&v6_hash, &k);
+			if (h) {
+				c = *h;
+				break;
+			}
+		}
+	}
+	if (c == FILTER_DIR_TRIE)
+		return lookup_v6(trie, gen, addr);
+	idx = gf * FILTER_V6_CLASSES + (c & (FILTER_V6_CLASSES - 1));
+	return bpf_map_lookup_elem(&v6_class, &idx);
+}
+
 static __always_inline struct rule_bits *lookup_port(void *map, __u32 gen, struct packet_info *pi, __u16 port)
 {
 	struct lpm_port_key k = { .prefixlen = 32, .gen = gen, .proto = pi->l4proto };
@@ -574,13 +641,19 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 		}
 	} else {
 		if ((feat & FEAT_SRC_V6) && needed(&cc->m, &gc->constrained[FIELD_SRC_V6], words)) {
-			v = lookup_v6(&src_v6, gen, pi->saddr);
+			if (feat & FEAT_SRC_V6_DIR)
+				v = lookup_v6_dir(&src_v6, gc, gen, 0, pi->saddr);
+			else
+				v = lookup_v6(&src_v6, gen, pi->saddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
 		}
 		if ((feat & FEAT_DST_V6) && needed(&cc->m, &gc->constrained[FIELD_DST_V6], words)) {
-			v = lookup_v6(&dst_v6, gen, pi->daddr);
+			if (feat & FEAT_DST_V6_DIR)
+				v = lookup_v6_dir(&dst_v6, gc, gen, 1, pi->daddr);
+			else
+				v = lookup_v6(&dst_v6, gen, pi->daddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);

@@ -60,6 +60,9 @@ import {
   LOG_SLOTS,
   LOG_STAT_SIZE,
   lpmKey,
+  encodeV6HashKey,
+  v6HashKeyGf,
+  V6_CLASSES,
   type LpmField,
   type MapName,
   type Verdict,
@@ -312,6 +315,8 @@ export class FastpathDataPlane implements Disposable {
     using xobj = BpfObject.open('xdp_filter');
     for (const name of MAP_NAMES) xobj.setMapPinPath(name, `${opts.pinDir}/${name}`);
     if (cap.prefixes) for (const f of ['src_v4', 'dst_v4', 'src_v6', 'dst_v6']) xobj.setMapMaxEntries(f, 2 * cap.prefixes);
+    // the IPv6 first stage's hash: at most one entry per prefix of each (generation, field)
+    if (cap.prefixes) xobj.setMapMaxEntries('v6_hash', 4 * cap.prefixes);
     if (cap.portPrefixes) for (const f of ['sport', 'dport']) xobj.setMapMaxEntries(f, 2 * cap.portPrefixes);
     // per-CPU LRU lists: each CPU recycles its share, so every CPU can track rateLimitSources
     xobj.setMapMaxEntries('rate_state', (cap.rateLimitSources ?? FILTER_DEFAULT_RATE_STATE) * probes.possibleCpus());
@@ -333,6 +338,7 @@ export class FastpathDataPlane implements Disposable {
     xdp.pin(`${opts.pinDir}/xdp_filter`);
     const dp = new FastpathDataPlane(opts.pinDir, xdp, tc, maps, false, inNs);
     for (const f of LPM_FIELDS) for (const g of [0, 1]) dp.contents.set(`${f}:${g}`, new Map()); // fresh maps are empty
+    for (let gf = 0; gf < 4; gf++) dp.contents.set(`v6_hash:${gf}`, new Map());
     return dp;
   }
 
@@ -537,6 +543,21 @@ export class FastpathDataPlane implements Disposable {
       written[`${f}_dir`] = p.dir16.length + chunks.length * 256 + p.bitmaps.size;
     }
 
+    // IPv6 first stage of the shadow generation: hash entries (stale ones removed
+    // also when the field goes back to its trie), classes, then the /16 table
+    for (const [fi, f] of (['src_v6', 'dst_v6'] as const).entries()) {
+      const d = desired.dir6?.[f];
+      const gf = shadow * 2 + fi;
+      const want = new Map<string, Buffer>();
+      if (d) for (const h of d.hash) want.set(encodeV6HashKey(gf, h.len, h.hi).toString('latin1'), u32(h.cls));
+      const r = await this.writeKeyed('v6_hash', `v6_hash:${gf}`, want, (k) => v6HashKeyGf(k) === gf);
+      removed[`${f}_hash`] = r.removed;
+      if (!d) continue;
+      await this.writeVectors('v6_class', gf * V6_CLASSES, d.classes);
+      await this.writeU32s('v6_dir16', gf * 65536, d.dir16);
+      written[`${f}_dir`] = r.written + d.classes.length;
+    }
+
     // TCP/UDP port arrays of the shadow generation: classes before the port tables
     for (const [fi, f] of (['sport', 'dport'] as const).entries()) {
       const p = desired.ports[f];
@@ -680,21 +701,28 @@ export class FastpathDataPlane implements Disposable {
    * it; after adoption it is read from the map once.
    */
   private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
-    const map = this.maps[f];
-    const have = await this.generationContents(f, gen);
     const want = new Map<string, Buffer>();
     for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e.bits);
+    return this.writeKeyed(f, `${f}:${gen}`, want, (k) => k[4] === gen);
+  }
+
+  /**
+   * Brings the part of a keyed map that `belongs` selects (one generation)
+   * to `want`, writing only what differs from what this process last wrote
+   * there (cached under `cacheKey`; read from the map once after adoption).
+   */
+  private async writeKeyed(name: LpmField | 'v6_hash', cacheKey: string, want: Map<string, Buffer>, belongs: (k: Buffer) => boolean): Promise<{ written: number; removed: number }> {
+    const map = this.maps[name];
+    const have = await this.keyedContents(name, cacheKey, belongs);
     const diff = diffKeyed(have, want);
     const stale = diff.stale.map((k) => Buffer.from(k, 'latin1'));
     // forget first: if the delete fails midway, the next apply reads the map again
-    this.contents.delete(`${f}:${gen}`);
+    this.contents.delete(cacheKey);
     // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
     await map.deleteMany(stale);
     const batch = diff.write.map(([k, bits]) => [Buffer.from(k, 'latin1'), bits] as [Buffer, Buffer]);
-    // forget first: if a write fails midway, the next apply reads the map again
-    this.contents.delete(`${f}:${gen}`);
     await map.setMany(batch);
-    this.contents.set(`${f}:${gen}`, want);
+    this.contents.set(cacheKey, want);
     return { written: batch.length, removed: stale.length };
   }
 
@@ -704,7 +732,7 @@ export class FastpathDataPlane implements Disposable {
    * sets rewrites nothing of the 65536-entry tables); everything the first
    * time, and again after a failed write.
    */
-  private async writeU32s(name: 'v4_dir16' | 'v4_dir8' | 'port_class', first: number, values: Uint32Array): Promise<void> {
+  private async writeU32s(name: 'v4_dir16' | 'v4_dir8' | 'port_class' | 'v6_dir16', first: number, values: Uint32Array): Promise<void> {
     const key = `${name}:${first}`;
     const prev = this.arrays.get(key);
     const changed = changedIndexes(prev, values);
@@ -721,7 +749,7 @@ export class FastpathDataPlane implements Disposable {
   }
 
   /** Class vectors at index first + i, written where they differ from the last write. */
-  private async writeVectors(name: 'v4_class' | 'v4_bitmap' | 'port_bits', first: number, vectors: Buffer[]): Promise<void> {
+  private async writeVectors(name: 'v4_class' | 'v4_bitmap' | 'port_bits' | 'v6_class', first: number, vectors: Buffer[]): Promise<void> {
     const key = `${name}:${first}`;
     const prev = this.vectors.get(key);
     const batch = changedVectors(prev, vectors).map((i) => [u32(first + i), vectors[i]!] as const);
@@ -731,13 +759,17 @@ export class FastpathDataPlane implements Disposable {
     this.vectors.set(key, vectors);
   }
 
-  private async generationContents(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
-    const known = this.contents.get(`${f}:${gen}`);
+  private generationContents(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
+    return this.keyedContents(f, `${f}:${gen}`, (k) => k[4] === gen);
+  }
+
+  private async keyedContents(name: LpmField | 'v6_hash', cacheKey: string, belongs: (k: Buffer) => boolean): Promise<Map<string, Buffer>> {
+    const known = this.contents.get(cacheKey);
     if (known) return known;
     const out = new Map<string, Buffer>();
     // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
-    for (const [k, v] of await this.maps[f].entries()) if (k[4] === gen) out.set(k.toString('latin1'), v);
-    this.contents.set(`${f}:${gen}`, out);
+    for (const [k, v] of await this.maps[name].entries()) if (belongs(k)) out.set(k.toString('latin1'), v);
+    this.contents.set(cacheKey, out);
     return out;
   }
 
@@ -1105,7 +1137,7 @@ function openRaw(path: string): RawMap {
 }
 
 /** Maps whose entries userspace sizes before load (capacity): their max_entries are not fixed by the object. */
-const SIZED_AT_LOAD = new Set<MapName>(['src_v4', 'dst_v4', 'src_v6', 'dst_v6', 'sport', 'dport', 'rate_state', 'block_v4', 'block_v6']);
+const SIZED_AT_LOAD = new Set<MapName>(['src_v4', 'dst_v4', 'src_v6', 'dst_v6', 'v6_hash', 'sport', 'dport', 'rate_state', 'block_v4', 'block_v6']);
 
 /**
  * Every map against the layout generated from this build's BPF object

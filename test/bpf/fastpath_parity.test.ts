@@ -1,11 +1,11 @@
 /**
  * Verdict parity: random rule sets (IPv4 and IPv6 prefixes of every length,
- * dense /24 lists, protocols, port ranges, count rules) compiled and written
+ * dense /24 and /48 lists, protocols, port ranges, count rules) compiled and written
  * through the real data plane, and random packets classified by the kernel
  * (bpf_prog_test_run) and by a reference classifier written from the rule
  * semantics alone (first matching rule in order; count rules never decide).
  * Guards every lookup shortcut the program takes (DIR-16-8 chunks and
- * bitmaps, port arrays, skipped lookups) against the plain definition.
+ * bitmaps, the IPv6 /16 table and per-length hash, port arrays, skipped lookups) against the plain definition.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -88,6 +88,11 @@ function randomRules(seed: number, n: number): RefRule[] {
           // a dense list of /24s in one /16 (a DIR chunk or bitmap), every other one
           const base = randomAddr(4, r) & 0xffff0000n;
           return Array.from({ length: 128 }, (_, j) => [base | (BigInt(2 * j + (seed & 1)) << 8n), 24] as [bigint, number]);
+        }
+        if (k === 300) {
+          // a dense list of /48s in one /32 (the IPv6 first stage's hash), every other one
+          const base = randomAddr(6, r) & (((1n << 32n) - 1n) << 96n);
+          return Array.from({ length: 128 }, (_, j) => [base | (BigInt(2 * j + (seed & 1)) << 80n), 48] as [bigint, number]);
         }
         return Array.from({ length: Math.min(k, 5) }, () => randomPrefix(f, r));
       };

@@ -574,6 +574,7 @@ struct count_ctx {
 	struct rule_bits m; /* matching count rules not yet counted */
 	__u32 gen;
 	__u32 rule;         /* the winning terminal rule (FILTER_MAX_RULES: none) */
+	__u32 nw;           /* words of m that are set (the rest is not written) */
 	__u64 len;
 };
 
@@ -587,8 +588,11 @@ static long count_one(__u64 index, void *data)
 
 #pragma unroll
 	for (i = 0; i < FILTER_WORDS; i++) {
-		__u64 w = c->m.w[i];
+		__u64 w;
 
+		if (i >= c->nw)
+			break;
+		w = c->m.w[i];
 		if (w) {
 			r = i * 64 + lowest_bit(w);
 			c->m.w[i] = w & (w - 1);
@@ -700,6 +704,127 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 	return rule;
 }
 
+/* acc = x & y & z & u (one load of each, one store per word). Every word:
+ * a bound read from the generation would fork the verifier's state at each
+ * word, and words beyond the rules are 0 in the interface's vector anyway. */
+static __always_inline void and4_into(struct rule_bits *acc, struct rule_bits *x, struct rule_bits *y,
+				      struct rule_bits *z, struct rule_bits *u)
+{
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < FILTER_WORDS; i++)
+		acc->w[i] = x->w[i] & y->w[i] & z->w[i] & u->w[i];
+}
+
+/*
+ * Rule sets beyond one word, in two passes instead of one per field: the
+ * address lookups, then acc = base & interface & source & destination in one
+ * pass; the port and flag lookups, then one pass that ANDs those vectors
+ * into acc word by word in registers and stops at the first word holding a
+ * terminal rule (words after the winner's are not touched). The field-major
+ * AND (classify) loads and stores the running vector once per field. Two
+ * passes rather than one: with every pointer live across one loop the
+ * verifier explores each combination of lookup outcomes through it (E2BIG).
+ * No lookup is skipped here (the skip check is a pass of its own); a field
+ * the generation does not look up contributes `base`, already in the AND.
+ */
+/* One word of the last pass: count rules kept for count_one, stop at the first terminal rule. */
+#define WIDE_WORD(EXPR)                                          \
+	{                                                        \
+		__u64 w = (EXPR), c = w & gc->count.w[i];        \
+		cc->m.w[i] = c;                                  \
+		any |= c;                                        \
+		w &= ~c;                                         \
+		if (w) {                                         \
+			rule = i * 64 + lowest_bit(w);           \
+			cc->nw = i + 1;                          \
+			break;                                   \
+		}                                                \
+	}
+
+static __always_inline __u32 classify_wide(struct packet_info *pi, struct gen_config *gc, struct iface_value *ifv,
+					   __u32 gen, __u32 fam, struct count_ctx *cc, __u64 *any_count)
+{
+	struct rule_bits *base = fam ? &gc->base[1] : &gc->base[0];
+	struct rule_bits *a = base, *b = base, *p = base, *q = base, *fl = base;
+	__u32 feat = gc->features, fidx, i, rule = FILTER_MAX_RULES;
+	__u64 any = 0;
+
+	if (!fam) {
+		if (feat & FEAT_SRC_V4) {
+			if (feat & FEAT_SRC_V4_DIR)
+				a = lookup_v4_dir(&src_v4, gen, gen * 2, pi->saddr);
+			else
+				a = lookup_v4(&src_v4, gen, pi->saddr);
+			if (!a)
+				return FILTER_MAX_RULES;
+		}
+		if (feat & FEAT_DST_V4) {
+			if (feat & FEAT_DST_V4_DIR)
+				b = lookup_v4_dir(&dst_v4, gen, gen * 2 + 1, pi->daddr);
+			else
+				b = lookup_v4(&dst_v4, gen, pi->daddr);
+			if (!b)
+				return FILTER_MAX_RULES;
+		}
+	} else {
+		if (feat & FEAT_SRC_V6) {
+			if (feat & FEAT_SRC_V6_DIR)
+				a = lookup_v6_dir(&src_v6, gc, gen, 0, pi->saddr);
+			else
+				a = lookup_v6(&src_v6, gen, pi->saddr);
+			if (!a)
+				return FILTER_MAX_RULES;
+		}
+		if (feat & FEAT_DST_V6) {
+			if (feat & FEAT_DST_V6_DIR)
+				b = lookup_v6_dir(&dst_v6, gc, gen, 1, pi->daddr);
+			else
+				b = lookup_v6(&dst_v6, gen, pi->daddr);
+			if (!b)
+				return FILTER_MAX_RULES;
+		}
+	}
+	and4_into(&cc->m, base, &ifv->bits, a, b);
+
+	if (feat & FEAT_SPORT) {
+		if (feat & FEAT_SPORT_ARR)
+			p = lookup_port_arr(&sport, gen, 0, pi, pi->sport);
+		else
+			p = lookup_port(&sport, gen, pi, pi->sport);
+		if (!p)
+			return FILTER_MAX_RULES;
+	}
+	if (feat & FEAT_DPORT) {
+		if (feat & FEAT_DPORT_ARR)
+			q = lookup_port_arr(&dport, gen, 1, pi, pi->dport);
+		else
+			q = lookup_port(&dport, gen, pi, pi->dport);
+		if (!q)
+			return FILTER_MAX_RULES;
+	}
+	if (feat & FEAT_FLAGS) {
+		fidx = gen * FILTER_FLAGS_PER_GEN +
+		       (pi->l4proto == IPPROTO_TCP && pi->fragment != 2 ? pi->tcp_flags : FILTER_FLAGS_UNKNOWN);
+		fl = bpf_map_lookup_elem(&tcp_flags, &fidx);
+		if (!fl)
+			return FILTER_MAX_RULES;
+	}
+
+	/* without a flags lookup its vector is base, already in acc: one load stream less */
+	cc->nw = FILTER_WORDS;
+	if (feat & FEAT_FLAGS) {
+		for (i = 0; i < FILTER_WORDS; i++)
+			WIDE_WORD(cc->m.w[i] & p->w[i] & q->w[i] & fl->w[i]);
+	} else {
+		for (i = 0; i < FILTER_WORDS; i++)
+			WIDE_WORD(cc->m.w[i] & p->w[i] & q->w[i]);
+	}
+	*any_count = any;
+	return rule;
+}
+
 /* ---- the filter ---- */
 
 /* The interface's entry for this generation and direction, or NULL when
@@ -802,10 +927,12 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 
 	/* A rule set of up to 64 rules (one word) gets its own copy of the
 	 * classifier with every loop folded to one iteration. */
-	if (gc->words <= 1)
+	if (gc->words <= 1) {
 		rule = classify(&pi, gc, ifv, gen, fam, &cc, 1, &any_count);
-	else
-		rule = classify(&pi, gc, ifv, gen, fam, &cc, FILTER_WORDS, &any_count);
+		cc.nw = 1;
+	} else {
+		rule = classify_wide(&pi, gc, ifv, gen, fam, &cc, &any_count);
+	}
 
 	/* Count rules ahead of the winner see the packet and let it go on. */
 	if (any_count) {

@@ -189,7 +189,15 @@ describe('fast path verdict parity with a reference classifier (random rule sets
       assert.deepEqual(issues, []);
       await dp.apply(desired, () => 1);
       let drops = 0;
+      const before = new Map(dp.ruleCounters().map((c) => [c.name, c.packets]));
+      const counted = new Map<string, bigint>();
       for (const p of randomPackets(seed, rules, 400)) {
+        // count rules ahead of the deciding rule see the packet
+        for (const rule of rules) {
+          if (!matches(rule, p)) continue;
+          if (rule.action !== 'count') break;
+          counted.set(rule.name, (counted.get(rule.name) ?? 0n) + 1n);
+        }
         const data = frame({ src: fmt(p.family, p.src), dst: fmt(p.family, p.dst), proto: p.proto, sport: p.sport, dport: p.dport });
         const want = reference(rules, p);
         const got = (await dp.xdp.testRun({ data })).retval;
@@ -197,6 +205,11 @@ describe('fast path verdict parity with a reference classifier (random rule sets
         if (want === XDP.DROP) drops++;
       }
       assert.ok(drops > 0 && drops < 400, `the packets exercise both verdicts (${drops} drops)`);
+      for (const c of dp.ruleCounters()) {
+        const rule = rules.find((x) => x.name === c.name)!;
+        if (rule.action !== 'count') continue;
+        assert.equal(c.packets - (before.get(c.name) ?? 0n), counted.get(c.name) ?? 0n, `count rule ${c.name} (position ${c.index})`);
+      }
     });
   }
 });

@@ -92,7 +92,10 @@ enum filter_action {
 };
 
 struct iface_value {
-	struct rule_bits bits;   /* rules that apply on this interface/direction */
+	/* [0] IPv4, [1] IPv6: the rules that apply on this interface and
+	 * direction, ANDed with the generation's base for that family (the
+	 * vectors of the fields it does not look up): one vector less per packet */
+	struct rule_bits bits[2];
 	__u32 default_action;    /* FILTER_ACT_PASS or FILTER_ACT_DROP */
 	__u32 ifindex;           /* the interface this entry configures; 0: unmanaged */
 };
@@ -120,6 +123,7 @@ enum filter_feature {
 	FEAT_LOG = 1 << 11, /* some drop of this generation logs (filter_log.h) */
 	FEAT_SRC_V6_DIR = 1 << 12, /* source IPv6 through v6_dir16/v6_hash (below), not the trie */
 	FEAT_DST_V6_DIR = 1 << 13,
+	FEAT_COUNT = 1 << 14, /* some rule of this generation is a count rule */
 };
 
 /*

@@ -618,12 +618,12 @@ static long count_one(__u64 index, void *data)
 static __always_inline __u32 classify(struct packet_info *pi, struct gen_config *gc, struct iface_value *ifv,
 				      __u32 gen, __u32 fam, struct count_ctx *cc, const __u32 words, __u64 *any_count)
 {
-	struct rule_bits *v, *base = fam ? &gc->base[1] : &gc->base[0];
+	struct rule_bits *v, *ifvb = fam ? &ifv->bits[1] : &ifv->bits[0];
 	__u32 feat = gc->features, fidx, i, rule = FILTER_MAX_RULES;
 	__u64 any = 0;
 
 	for (i = 0; i < FILTER_WORDS; i++)
-		cc->m.w[i] = i < words ? base->w[i] & ifv->bits.w[i] : 0;
+		cc->m.w[i] = i < words ? ifvb->w[i] : 0;
 	if (!fam) {
 		if ((feat & FEAT_SRC_V4) && needed(&cc->m, &gc->constrained[FIELD_SRC_V4], words)) {
 			if (feat & FEAT_SRC_V4_DIR)
@@ -704,17 +704,17 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 	return rule;
 }
 
-/* acc = x & y & z & u (one load of each, one store per word). Every word:
+/* acc = x & y & z (one load of each, one store per word). Every word:
  * a bound read from the generation would fork the verifier's state at each
  * word, and words beyond the rules are 0 in the interface's vector anyway. */
-static __always_inline void and4_into(struct rule_bits *acc, struct rule_bits *x, struct rule_bits *y,
-				      struct rule_bits *z, struct rule_bits *u)
+static __always_inline void and3_into(struct rule_bits *acc, struct rule_bits *x, struct rule_bits *y,
+				      struct rule_bits *z)
 {
 	__u32 i;
 
 #pragma unroll
 	for (i = 0; i < FILTER_WORDS; i++)
-		acc->w[i] = x->w[i] & y->w[i] & z->w[i] & u->w[i];
+		acc->w[i] = x->w[i] & y->w[i] & z->w[i];
 }
 
 /*
@@ -739,6 +739,15 @@ static __always_inline void and4_into(struct rule_bits *acc, struct rule_bits *x
 		if (w) {                                         \
 			rule = i * 64 + lowest_bit(w);           \
 			cc->nw = i + 1;                          \
+			break;                                   \
+		}                                                \
+	}
+
+#define WIDE_WORD_NO_COUNT(EXPR)                                 \
+	{                                                        \
+		__u64 w = (EXPR);                                \
+		if (w) {                                         \
+			rule = i * 64 + lowest_bit(w);           \
 			break;                                   \
 		}                                                \
 	}
@@ -786,7 +795,7 @@ static __always_inline __u32 classify_wide(struct packet_info *pi, struct gen_co
 				return FILTER_MAX_RULES;
 		}
 	}
-	and4_into(&cc->m, base, &ifv->bits, a, b);
+	and3_into(&cc->m, fam ? &ifv->bits[1] : &ifv->bits[0], a, b);
 
 	if (feat & FEAT_SPORT) {
 		if (feat & FEAT_SPORT_ARR)
@@ -812,14 +821,16 @@ static __always_inline __u32 classify_wide(struct packet_info *pi, struct gen_co
 			return FILTER_MAX_RULES;
 	}
 
-	/* without a flags lookup its vector is base, already in acc: one load stream less */
+	/* Without count rules nothing is kept for count_one: a load and a store
+	 * less per word. (A variant without the flags vector as well, base when
+	 * flags are not looked up, took the tc program past the verifier's limit.) */
 	cc->nw = FILTER_WORDS;
-	if (feat & FEAT_FLAGS) {
+	if (feat & FEAT_COUNT) {
 		for (i = 0; i < FILTER_WORDS; i++)
 			WIDE_WORD(cc->m.w[i] & p->w[i] & q->w[i] & fl->w[i]);
 	} else {
 		for (i = 0; i < FILTER_WORDS; i++)
-			WIDE_WORD(cc->m.w[i] & p->w[i] & q->w[i]);
+			WIDE_WORD_NO_COUNT(cc->m.w[i] & p->w[i] & q->w[i] & fl->w[i]);
 	}
 	*any_count = any;
 	return rule;

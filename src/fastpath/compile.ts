@@ -514,6 +514,7 @@ export function genConfigOf(fields: Record<LpmField, LpmEntry[]>, tcpFlags: Buff
   }
   if (tcpFlags.some((v) => !v.equals(tcpFlags[0]!))) features |= FEAT.flags;
   else for (const b of base) and(b, tcpFlags[0]!);
+  if (countRules.some((b) => b !== 0)) features |= FEAT.count;
   return { features, words: Math.ceil(rules / 64), base, count: Buffer.from(countRules) };
 }
 

@@ -595,8 +595,9 @@ export class FastpathDataPlane implements Disposable {
     for (const i of desired.interfaces) {
       const idx = ifindexes.get(i.name)!;
       const slot = slotOf.get(idx)!;
-      cfg.set(ifaceIndex(shadow, DIR.ingress, slot), encodeIfaceValue(i.ingress.bits, policyAction(i.ingress.defaultPolicy), idx));
-      if (i.egress) cfg.set(ifaceIndex(shadow, DIR.egress, slot), encodeIfaceValue(i.egressPolicy.bits, policyAction(i.egressPolicy.defaultPolicy), idx));
+      const base = desired.genConfig.base;
+      cfg.set(ifaceIndex(shadow, DIR.ingress, slot), encodeIfaceValue(i.ingress.bits, base, policyAction(i.ingress.defaultPolicy), idx));
+      if (i.egress) cfg.set(ifaceIndex(shadow, DIR.egress, slot), encodeIfaceValue(i.egressPolicy.bits, base, policyAction(i.egressPolicy.defaultPolicy), idx));
     }
     const cfgEntries: [Buffer, Buffer][] = [];
     for (const dir of [DIR.ingress, DIR.egress]) {
@@ -658,9 +659,10 @@ export class FastpathDataPlane implements Disposable {
   }
 
   /** The per-packet lookups a generation makes (pay per feature; see filter_common.h). */
-  lookups(gen = this.generation): (keyof typeof FEAT)[] {
+  lookups(gen = this.generation): Exclude<keyof typeof FEAT, 'count'>[] {
     const { features } = decodeGenConfig(this.maps.gen_config.get(u32(gen))!);
-    return (Object.keys(FEAT) as (keyof typeof FEAT)[]).filter((k) => features & FEAT[k]);
+    // FEAT.count only chooses the classifier's variant: not a lookup
+    return (Object.keys(FEAT) as (keyof typeof FEAT)[]).filter((k): k is Exclude<keyof typeof FEAT, 'count'> => k !== 'count' && (features & FEAT[k]) !== 0);
   }
 
   /** Whether the program looks the blocklist of each family up (false while it is empty). */

@@ -83,7 +83,8 @@ export const FEAT = {
   log: F.FEAT_LOG,
   src_v6_dir: F.FEAT_SRC_V6_DIR,
   dst_v6_dir: F.FEAT_DST_V6_DIR,
-} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log' | 'src_v6_dir' | 'dst_v6_dir', number>;
+  count: F.FEAT_COUNT,
+} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log' | 'src_v6_dir' | 'dst_v6_dir' | 'count', number>;
 
 /** Drop events (bpf/include/filter_log.h): limiter slots, flags, sizes. */
 const LL = ENUMS.filter_log_limits;
@@ -207,16 +208,24 @@ export function ifaceIndex(gen: number, dir: number, slot: number): number {
 
 const IV = STRUCTS.iface_value.members;
 
-export function encodeIfaceValue(bits: Buffer, defaultAction: number, ifindex: number): Buffer {
+/**
+ * An interface's entry for one generation and direction: `bits` (the rules
+ * that apply there) ANDed with the generation's base vector of each family
+ * (GenConfig.base), so the program ANDs one vector less per packet.
+ */
+export function encodeIfaceValue(bits: Buffer, base: readonly [Buffer, Buffer], defaultAction: number, ifindex: number): Buffer {
   const v = Buffer.alloc(IFACE_VALUE_SIZE);
-  bits.copy(v, IV.bits.offset);
+  for (let fam = 0; fam < 2; fam++) {
+    const at = IV.bits.offset + fam * BITS_BYTES;
+    for (let i = 0; i < BITS_BYTES; i++) v[at + i] = bits[i]! & base[fam]![i]!;
+  }
   v.writeUInt32LE(defaultAction, IV.default_action.offset);
   v.writeUInt32LE(ifindex, IV.ifindex.offset);
   return v;
 }
 
-export function decodeIfaceValue(b: Buffer): { bits: Buffer; defaultAction: number; ifindex: number } {
-  return { bits: b.subarray(IV.bits.offset, IV.bits.offset + BITS_BYTES), defaultAction: b.readUInt32LE(IV.default_action.offset), ifindex: b.readUInt32LE(IV.ifindex.offset) };
+export function decodeIfaceValue(b: Buffer): { defaultAction: number; ifindex: number } {
+  return { defaultAction: b.readUInt32LE(IV.default_action.offset), ifindex: b.readUInt32LE(IV.ifindex.offset) };
 }
 
 export interface GenConfig {

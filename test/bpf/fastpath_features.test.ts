@@ -22,7 +22,7 @@ function config(rules: unknown[], interfaces: unknown[] = [{ name: 'lo', default
   return fastpathSchema.parse({ interfaces, rules, capacity: CAP });
 }
 
-describe('fast path: lookups only for the fields the rules use', { skip: missing('root') }, () => {
+describe('fast path: lookups only for the fields the rules use', { timeout: 300_000, skip: missing('root') }, () => {
   let pinDir: string;
   let dp: FastpathDataPlane;
   const ifindexOf = (n: string) => (n === 'lo' ? 1 : n === 'big0' ? 70000 : 424242);

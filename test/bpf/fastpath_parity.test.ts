@@ -168,7 +168,7 @@ function randomPackets(seed: number, rules: RefRule[], n: number): Packet[] {
   return out;
 }
 
-describe('fast path verdict parity with a reference classifier (random rule sets)', { skip: missing('root') }, () => {
+describe('fast path verdict parity with a reference classifier (random rule sets)', { timeout: 300_000, skip: missing('root') }, () => {
   let pinDir: string;
   let dp: FastpathDataPlane;
 

@@ -13,7 +13,7 @@ import { missing } from '../lib/skip.js';
 
 const CAP = { prefixes: 64, portPrefixes: 64, rateLimitSources: 64, blocklist: 64 };
 
-describe('fast path view for observers', { skip: missing('root') }, () => {
+describe('fast path view for observers', { timeout: 300_000, skip: missing('root') }, () => {
   const root = mkdtempSync('/sys/fs/bpf/pt-fastpath-view-');
   const pinDir = `${root}/fastpath`;
   after(() => {

@@ -32,6 +32,8 @@ describe('fast path with real traffic through a veth', { timeout: 300_000, skip:
   let bpfRoot: string;
   let stateDir: string;
   let rx: UdpReceiver;
+  // control-plane children run outside the lab namespaces (teardown would not find them): killed in after
+  const controlPlanes: ResultPromise[] = [];
 
   before(async () => {
     a = await lab.ns('a');
@@ -50,6 +52,7 @@ describe('fast path with real traffic through a veth', { timeout: 300_000, skip:
   });
   after(async () => {
     rx?.stop();
+    for (const c of controlPlanes) c.kill('SIGKILL');
     try {
       if (host) await fastpathSubsystem.teardown!(host);
     } finally {
@@ -189,6 +192,7 @@ describe('fast path with real traffic through a veth', { timeout: 300_000, skip:
     ]);
     const startChild = async () => {
       const child = execa(process.execPath, [CHILD, b.name, stateDir, bpfRoot, JSON.stringify(document)], { reject: false, buffer: false, stdin: 'ignore' });
+      controlPlanes.push(child);
       const it = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
       let err = '';
       child.stderr!.on('data', (x: Buffer) => (err += x.toString()));

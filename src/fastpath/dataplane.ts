@@ -20,6 +20,7 @@ import { currentNetnsInode, netnsExists } from '../system/host.js';
 import { dropLogCounters, loggingSlotsOf, prepareDropLog, settleDropLog, type DropLogCounters, type LogRule } from './droplog.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
 import { changedIndexes, changedVectors, diffKeyed, genConfigWithConstraints, packDir4 } from './generation.js';
+import { Slicer, TICK_EVERY } from '../system/slices.js';
 import {
   ACTION,
   DIR,
@@ -60,6 +61,8 @@ import {
   LOG_SLOTS,
   LOG_STAT_SIZE,
   lpmKey,
+  lpmKeyString,
+  fieldKeySize,
   type LpmField,
   type MapName,
   type Verdict,
@@ -682,15 +685,30 @@ export class FastpathDataPlane implements Disposable {
   private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
     const map = this.maps[f];
     const have = await this.generationContents(f, gen);
+    // a million entries: the event loop gets a turn every few ms (src/apply/slices.ts)
+    const slicer = new Slicer();
     const want = new Map<string, Buffer>();
-    for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e.bits);
-    const diff = diffKeyed(have, want);
-    const stale = diff.stale.map((k) => Buffer.from(k, 'latin1'));
+    const scratch = Buffer.alloc(fieldKeySize(f));
+    for (let i = 0; i < entries.length; i++) {
+      if (i % TICK_EVERY === 0) await slicer.tick();
+      const e = entries[i]!;
+      want.set(lpmKeyString(f, gen, e.data, e.length, scratch), e.bits);
+    }
+    const diff = await diffKeyed(have, want, slicer);
+    const stale: Buffer[] = [];
+    for (const k of diff.stale) {
+      if (stale.length % TICK_EVERY === 0) await slicer.tick();
+      stale.push(Buffer.from(k, 'latin1'));
+    }
     // forget first: if the delete fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
     // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
     await map.deleteMany(stale);
-    const batch = diff.write.map(([k, bits]) => [Buffer.from(k, 'latin1'), bits] as [Buffer, Buffer]);
+    const batch: [Buffer, Buffer][] = [];
+    for (const [k, bits] of diff.write) {
+      if (batch.length % TICK_EVERY === 0) await slicer.tick();
+      batch.push([Buffer.from(k, 'latin1'), bits]);
+    }
     // forget first: if a write fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
     await map.setMany(batch);
@@ -735,8 +753,13 @@ export class FastpathDataPlane implements Disposable {
     const known = this.contents.get(`${f}:${gen}`);
     if (known) return known;
     const out = new Map<string, Buffer>();
+    const slicer = new Slicer();
+    let i = 0;
     // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
-    for (const [k, v] of await this.maps[f].entries()) if (k[4] === gen) out.set(k.toString('latin1'), v);
+    for (const [k, v] of await this.maps[f].entries()) {
+      if (++i % TICK_EVERY === 0) await slicer.tick();
+      if (k[4] === gen) out.set(k.toString('latin1'), v);
+    }
     this.contents.set(`${f}:${gen}`, out);
     return out;
   }

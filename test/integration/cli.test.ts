@@ -111,6 +111,24 @@ describe('patronus CLI without a server', () => {
       assert.equal(r.exitCode, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /is not a whole number from 1 to/);
     }
+    // serve's flags too: refused before anything starts, naming the flag
+    for (const [flag, value, why] of [
+      ['--listen', '9180', /is not host:port/],
+      ['--listen', '127.0.0.1:70000', /port 70000 of "127\.0\.0\.1:70000" is not from 1 to 65535/],
+      ['--listen', '[nope]:9180', /is not host:port/],
+      ['--listen', 'bad_host:9180', /"bad_host" in "bad_host:9180" is not an IP address or host name/],
+      ['--keep-revisions', '-3', /is not a whole number of revisions/],
+      ['--keep-revisions', 'many', /is not a whole number of revisions/],
+      ['--keep-days', 'week', /is not a number of days/],
+    ] as const) {
+      const r = await run('serve', flag, value);
+      assert.equal(r.exitCode, 2, `serve ${flag} ${value}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`option '${flag} <[^>]+>' argument '${value.replace(/[[\]().*+?^$|]/g, '\\$&')}' is invalid`));
+      assert.match(r.stderr, why);
+    }
+    const servJson = await run('--json', 'serve', '--listen', 'x');
+    assert.equal(servJson.exitCode, 2);
+    assert.match((JSON.parse(servJson.stdout) as { error: { message: string } }).error.message, /--listen <host:port>' argument 'x' is invalid/);
     const unreachable = await run('--json', 'status');
     assert.equal(unreachable.exitCode, 1);
     assert.match((JSON.parse(unreachable.stdout) as { error: { kind: string; message: string } }).error.message, /cannot reach the Patronus server at http:\/\/127\.0\.0\.1:1/);

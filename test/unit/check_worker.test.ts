@@ -18,6 +18,7 @@ import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { reviveBuffers, Slicer } from '../../src/system/slices.js';
+import { LARGE_JSON_BODY, parseJsonBodyInWorker } from '../../src/config/parse-worker.js';
 
 const prefixes = (n: number) => Array.from({ length: n }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
 
@@ -107,6 +108,19 @@ describe('validation off the main thread', () => {
       delete process.env.PATRONUS_COMPILE_WORKER_HEAP_MB;
     }
     assert.deepEqual(store.list({}), [], 'a revision was recorded');
+  });
+
+  it('a large JSON request body is parsed in a worker: the document comes back as text, duplicate keys are refused', async () => {
+    const document = { interfaces: [{ name: 'wan0', zone: 'wan' }], aliases: [{ name: 'big', type: 'network', entries: prefixes(100_000) }] };
+    const text = JSON.stringify({ config: document, message: 'big', confirmWithin: 60 });
+    assert.ok(text.length > LARGE_JSON_BODY);
+    const parsed = await parseJsonBodyInWorker(text);
+    assert.ok('body' in parsed);
+    assert.deepEqual({ ...parsed.body, config: JSON.parse(parsed.body.config as string) }, { config: document, format: 'json', message: 'big', confirmWithin: 60 });
+    // a trailing duplicate would silently win with JSON.parse
+    const dup = await parseJsonBodyInWorker(`${text.slice(0, -1)}, "config": {"firewall": {"enabled": false}}}`);
+    assert.ok('issues' in dup);
+    assert.match(JSON.stringify(dup.issues), /duplicate/i);
   });
 
   it('stopValidations ends a running validation at once', async () => {

@@ -99,7 +99,7 @@ export class BpfMap<K, V> implements Disposable {
         // a million entries: decoded in slices, the event loop runs between them
         const slicer = new Slicer();
         for (let i = 0; i < b.count; i++) {
-          if (i % TICK_EVERY === 0) await slicer.tick();
+          if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
           out.push([this.keyCodec.decode(b.keys, i * ks), this.valueCodec.decode(b.values, i * vs)]);
         }
         return out;
@@ -130,7 +130,7 @@ export class BpfMap<K, V> implements Disposable {
     const values = Buffer.alloc(vs * entries.length);
     const slicer = new Slicer();
     for (let i = 0; i < entries.length; i++) {
-      if (i % TICK_EVERY === 0) await slicer.tick();
+      if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
       const [k, v] = entries[i]!;
       this.keyCodec.encode(k, keys, i * ks);
       this.valueCodec.encode(v, values, i * vs);
@@ -163,7 +163,7 @@ export class BpfMap<K, V> implements Disposable {
     const buf = Buffer.alloc(ks * keys.length);
     const slicer = new Slicer();
     for (let i = 0; i < keys.length; i++) {
-      if (i % TICK_EVERY === 0) await slicer.tick();
+      if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
       this.keyCodec.encode(keys[i]!, buf, i * ks);
     }
     if (this.canBatch('delete')) {

@@ -690,14 +690,14 @@ export class FastpathDataPlane implements Disposable {
     const want = new Map<string, Buffer>();
     const scratch = Buffer.alloc(fieldKeySize(f));
     for (let i = 0; i < entries.length; i++) {
-      if (i % TICK_EVERY === 0) await slicer.tick();
+      if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
       const e = entries[i]!;
       want.set(lpmKeyString(f, gen, e.data, e.length, scratch), e.bits);
     }
     const diff = await diffKeyed(have, want, slicer);
     const stale: Buffer[] = [];
     for (const k of diff.stale) {
-      if (stale.length % TICK_EVERY === 0) await slicer.tick();
+      if (stale.length % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
       stale.push(Buffer.from(k, 'latin1'));
     }
     // forget first: if the delete fails midway, the next apply reads the map again
@@ -706,7 +706,7 @@ export class FastpathDataPlane implements Disposable {
     await map.deleteMany(stale);
     const batch: [Buffer, Buffer][] = [];
     for (const [k, bits] of diff.write) {
-      if (batch.length % TICK_EVERY === 0) await slicer.tick();
+      if (batch.length % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
       batch.push([Buffer.from(k, 'latin1'), bits]);
     }
     // forget first: if a write fails midway, the next apply reads the map again
@@ -757,7 +757,7 @@ export class FastpathDataPlane implements Disposable {
     let i = 0;
     // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
     for (const [k, v] of await this.maps[f].entries()) {
-      if (++i % TICK_EVERY === 0) await slicer.tick();
+      if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
       if (k[4] === gen) out.set(k.toString('latin1'), v);
     }
     this.contents.set(`${f}:${gen}`, out);

@@ -109,12 +109,12 @@ export async function diffKeyed(have: ReadonlyMap<string, Buffer>, want: Readonl
   const stale: string[] = [];
   let i = 0;
   for (const k of have.keys()) {
-    if (++i % TICK_EVERY === 0) await slicer.tick();
+    if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
     if (!want.has(k)) stale.push(k);
   }
   const write: [string, Buffer][] = [];
   for (const [k, v] of want) {
-    if (++i % TICK_EVERY === 0) await slicer.tick();
+    if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
     const cur = have.get(k);
     if (!cur || !cur.equals(v)) write.push([k, v]);
   }

@@ -263,7 +263,7 @@ export async function planAgainst(dp: FastpathView, desired: FastpathDesired, ho
     const scratch = Buffer.alloc(fieldKeySize(f));
     let i = 0;
     for (const e of desired.fields[f]) {
-      if (++i % TICK_EVERY === 0) await slicer.tick();
+      if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
       const k = keyOf(f, gen, e.data, e.length, scratch);
       seen.add(k);
       const v = cur.get(k);
@@ -272,7 +272,7 @@ export async function planAgainst(dp: FastpathView, desired: FastpathDesired, ho
     }
     const removed: string[] = [];
     for (const k of cur.keys()) {
-      if (++i % TICK_EVERY === 0) await slicer.tick();
+      if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
       if (!seen.has(k)) removed.push(k);
     }
     const entry = (e: LpmEntry) => describeEntry(f, e.data, e.length, e.bits);

@@ -59,7 +59,7 @@ export async function unpackFastpath(p: PackedFastpath, slicer = new Slicer()): 
     const b = Buffer.from(bits.buffer, bits.byteOffset, bits.byteLength);
     const out: LpmEntry[] = new Array(count);
     for (let i = 0; i < count; i++) {
-      if (i % TICK_EVERY === 0) await slicer.tick();
+      if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
       out[i] = { data: d.subarray(i * db, (i + 1) * db), length: lengths[i]!, bits: b.subarray(i * BITS_BYTES, (i + 1) * BITS_BYTES) };
     }
     fields[f] = out;

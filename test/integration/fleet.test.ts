@@ -106,7 +106,7 @@ function base(extraRule: string, extra: Record<string, unknown> = {}): Record<st
   };
 }
 
-describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missing('netns', { cmd: 'etcd' }, { cmd: 'etcdctl' }) }, () => {
+describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 540_000, skip: missing('netns', { cmd: 'etcd' }, { cmd: 'etcdctl' }) }, () => {
   let etcd: EtcdCluster;
   const lab = new Lab();
   let tmp: string;

@@ -32,7 +32,7 @@ function walk(dir: string, out: string[] = []): string[] {
   return out;
 }
 
-describe('Debian package', { skip }, () => {
+describe('Debian package', { timeout: 300_000, skip }, () => {
   let tmp: string;
   let deb: string;
   let root: string;

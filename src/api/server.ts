@@ -20,10 +20,11 @@ import { registerDriftMetrics, type Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { streamApply, wantsStream } from './stream.js';
 import { errorBody, errorHandler } from './errors.js';
-import { ConfigError } from '../config/issues.js';
+import { ConfigError, type Issue } from '../config/issues.js';
 import { ValidationStopped } from '../apply/check-worker.js';
 import { documentJsonSchemaText } from '../config/json-schema.js';
 import { parseConfigText } from '../config/load.js';
+import { LARGE_JSON_BODY, parseJsonBodyInWorker } from '../config/parse-worker.js';
 import type { HaSync } from '../ha/sync.js';
 import type { HaEtcdSync } from '../ha/etcd-sync.js';
 import { DriftMonitor } from '../drift/monitor.js';
@@ -136,11 +137,21 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   // JSON bodies: syntax errors with line and column, and duplicate keys
   // refused (JSON.parse would keep the last one silently: a trailing
   // "firewall": {"enabled": false} would win), as are __proto__/constructor keys
+  // A large body (a document with a million prefixes) is parsed in a worker thread and its document kept as
+  // text (src/config/parse-worker.ts): this thread never holds the parsed document, /healthz keeps answering.
+  const bodyIssues = (issues: Issue[]) => new ConfigError(issues.map((i) => ({ ...i, message: i.message.replace(/^invalid JSON/, 'invalid JSON request body') })));
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = body as string;
     if (!text.trim()) return done(new ConfigError([{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }]));
+    if (text.length > LARGE_JSON_BODY) {
+      parseJsonBodyInWorker(text).then(
+        (p) => ('issues' in p ? done(bodyIssues(p.issues)) : done(null, p.body)),
+        (e: Error) => done(e),
+      );
+      return;
+    }
     const parsed = parseConfigText(text, 'json');
-    if (parsed.issues.length) return done(new ConfigError(parsed.issues.map((i) => ({ ...i, message: i.message.replace(/^invalid JSON/, 'invalid JSON request body') }))));
+    if (parsed.issues.length) return done(bodyIssues(parsed.issues));
     done(null, parsed.value);
   });
 

@@ -46,7 +46,7 @@ import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
 import type { FileReader } from '../aliases/aliases.js';
 import type { Host } from '../system/host.js';
 import { StoreError, type Revision, type RevisionState, type Store } from '../store/store.js';
-import { checkInWorker } from './check-worker.js';
+import { checkInWorker, compileInWorker } from './check-worker.js';
 
 /**
  * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
@@ -155,6 +155,12 @@ export interface EngineOptions {
    * test subsystems has only its in-process timer.
    */
   confirmGuard?: boolean;
+  /**
+   * Compile every document on this thread (the compile worker's own engine;
+   * tests that measure the compile itself). Default: a large document is
+   * compiled in a worker thread (see check()).
+   */
+  inThread?: boolean;
 }
 
 /**
@@ -201,8 +207,14 @@ export class ApplyError extends Error {
 
 /** Everything compiled for one document: what each subsystem should converge to. */
 export interface Compiled {
+  /** compiled in a worker: the config without its aliases (they are in `desired` already) */
   validated: Validated;
-  document: unknown;
+  /** compiled in a worker from text: parsed when first read */
+  readonly document: unknown;
+  /** the document as the store records it, when already serialised (compiled in a worker) */
+  documentText?: string;
+  /** whether the document is empty (see isEmptyDocument), when known without reading `document` */
+  empty?: boolean;
   desired: DesiredStates;
 }
 
@@ -218,6 +230,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private committedCache: { revision: number; config: Config | undefined } | undefined;
   readonly lockPath: string;
   private readonly confirmGuard: boolean;
+  private readonly inThread: boolean;
   private busy = false;
   /** the lock is held by a drift repair (see repair()) */
   private repairing = false;
@@ -245,10 +258,24 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     this.readFile = opts.readFile ?? readTextFile;
     this.lockPath = opts.lockPath ?? join(dirname(opts.store.path === ':memory:' ? join(opts.host.stateDir, 'x') : opts.store.path), 'apply.lock');
     this.confirmGuard = opts.confirmGuard ?? (opts.subsystems === undefined && opts.store.path !== ':memory:');
+    this.inThread = opts.inThread ?? false;
   }
 
-  /** Parse, schema, aliases, every subsystem's compile and validate: all issues at once. */
+  /**
+   * Parse, schema, aliases, every subsystem's compile and validate: all
+   * issues at once. A large document (see heavyToCompile) is compiled in a
+   * worker thread when the engine drives registered subsystems with the
+   * default file reader (src/apply/check-worker.ts): the event loop keeps
+   * answering /healthz and signals meanwhile.
+   */
   async check(source: ConfigSource): Promise<{ compiled?: Compiled; issues: Issue[] }> {
+    const names = this.inThread ? undefined : this.workerSubsystems();
+    if (names && heavyToCompile(source)) return compileInWorker({ host: this.host.opts, ...names, source }, this.subsystems, this.checkWorkers);
+    return this.checkHere(source);
+  }
+
+  /** check() on this thread, yielding to the event loop between stages. */
+  private async checkHere(source: ConfigSource): Promise<{ compiled?: Compiled; issues: Issue[] }> {
     let document: unknown;
     if ('text' in source) {
       const parsed = parseConfigText(source.text, source.format);
@@ -337,8 +364,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * start, more than a small document takes to check.
    */
   async validate(source: ConfigSource): Promise<Issue[]> {
-    const names = this.workerSubsystems();
-    if (!names || !heavyToCompile(source)) return (await this.check(source)).issues;
+    const names = this.inThread ? undefined : this.workerSubsystems();
+    if (!names || !heavyToCompile(source)) return (await this.checkHere(source)).issues;
     return checkInWorker({ host: this.host.opts, ...names, source }, this.checkWorkers);
   }
 
@@ -371,7 +398,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const summary = { add: 0, remove: 0, change: 0, reload: 0, restart: 0, start: 0, stop: 0 };
     for (const p of out) for (const c of p.changes) summary[c.action]++;
     const basis = { revision: this.store.current()?.id ?? null, fingerprint: planFingerprint(out) };
-    return { ...(isEmptyDocument(compiled.document) ? { removesEverything: true as const } : {}), subsystems: out, summary, basis };
+    return { ...((compiled.empty ?? isEmptyDocument(compiled.document)) ? { removesEverything: true as const } : {}), subsystems: out, summary, basis };
   }
 
   /**
@@ -717,7 +744,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const started = performance.now();
     let revision: Revision;
     try {
-      revision = this.store.createRevision({ author: meta.author, message: meta.message, config: compiled.document });
+      revision = this.store.createRevision({ author: meta.author, message: meta.message, ...(compiled.documentText !== undefined ? { text: compiled.documentText } : { config: compiled.document }) });
     } catch (e) {
       if (!(e instanceof StoreError)) throw e;
       throw new Error(`cannot record the revision, nothing was changed: ${e.message}`);
@@ -786,9 +813,15 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     // ids first; the document from memory when this engine applied it (a large one is seconds to read and compare)
     const committed = this.store.head().committed;
     if (committed === undefined || this.store.running() !== committed) return undefined;
-    const document = this.compiledFor(committed)?.document ?? this.store.get(committed)?.config;
-    // key order aside, the same document (deep equality stops at the first difference)
-    if (!isDeepStrictEqual(document ?? {}, compiled.document ?? {})) return undefined;
+    if (compiled.documentText !== undefined) {
+      // a large document (compiled in a worker): the hash of its text against the stored one's, without
+      // reading either on this thread (the same document with its keys reordered counts as a change)
+      if (createHash('sha256').update(compiled.documentText).digest('hex') !== this.store.documentHash(committed)) return undefined;
+    } else {
+      const document = this.compiledFor(committed)?.document ?? this.store.get(committed)?.config;
+      // key order aside, the same document (deep equality stops at the first difference)
+      if (!isDeepStrictEqual(document ?? {}, compiled.document ?? {})) return undefined;
+    }
     const current = { id: committed };
     const t0 = performance.now();
     let plan: Plan;

@@ -141,6 +141,19 @@ export interface Subsystem<Desired = unknown, M extends SubsystemMetrics = Subsy
    * table). Services not configured report no patronus_service_up series.
    */
   configured?(desired: Desired): boolean;
+  /**
+   * How `desired` crosses from the compile worker to the main thread when a
+   * structured clone of it would be slow (millions of small objects): pack
+   * runs in the worker and names the buffers to transfer, unpack runs on the
+   * main thread in slices (src/apply/check-worker.ts). Without it, desired is
+   * cloned and its Uint8Arrays become Buffers again.
+   */
+  wire?: DesiredWire<Desired>;
+}
+
+export interface DesiredWire<Desired> {
+  pack(desired: Desired): { value: unknown; transfer: ArrayBuffer[] };
+  unpack(value: unknown): Promise<Desired>;
 }
 
 /** One object that is not as the running revision says. */

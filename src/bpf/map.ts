@@ -8,6 +8,7 @@ import type { NativeMap, NativeMapInfo } from './native.js';
 import type { Codec } from './codecs.js';
 import { BpfError, wrongPinKind } from './errors.js';
 import { hasBatchApi } from './probes.js';
+import { Slicer, TICK_EVERY } from '../system/slices.js';
 
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
@@ -95,7 +96,10 @@ export class BpfMap<K, V> implements Disposable {
         const out: [K, V][] = [];
         const ks = this.handle.info.keySize;
         const vs = this.handle.info.valueBytes;
+        // a million entries: decoded in slices, the event loop runs between them
+        const slicer = new Slicer();
         for (let i = 0; i < b.count; i++) {
+          if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
           out.push([this.keyCodec.decode(b.keys, i * ks), this.valueCodec.decode(b.values, i * vs)]);
         }
         return out;
@@ -124,10 +128,13 @@ export class BpfMap<K, V> implements Disposable {
     const vs = this.handle.info.valueBytes;
     const keys = Buffer.alloc(ks * entries.length);
     const values = Buffer.alloc(vs * entries.length);
-    entries.forEach(([k, v], i) => {
+    const slicer = new Slicer();
+    for (let i = 0; i < entries.length; i++) {
+      if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
+      const [k, v] = entries[i]!;
       this.keyCodec.encode(k, keys, i * ks);
       this.valueCodec.encode(v, values, i * vs);
-    });
+    }
     if (flags === BPF_ANY && this.canBatch('update')) {
       try {
         return await this.handle.updateBatch(keys, values, flags);
@@ -154,7 +161,11 @@ export class BpfMap<K, V> implements Disposable {
     if (keys.length === 0) return 0;
     const ks = this.handle.info.keySize;
     const buf = Buffer.alloc(ks * keys.length);
-    keys.forEach((k, i) => this.keyCodec.encode(k, buf, i * ks));
+    const slicer = new Slicer();
+    for (let i = 0; i < keys.length; i++) {
+      if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
+      this.keyCodec.encode(keys[i]!, buf, i * ks);
+    }
     if (this.canBatch('delete')) {
       try {
         return await this.handle.deleteBatch(buf);

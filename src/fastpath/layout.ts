@@ -201,6 +201,19 @@ export function lpmKey(f: LpmField, gen: number, data: Buffer, len: number): Buf
   return k;
 }
 
+/**
+ * lpmKey as a latin1 string (the key of the data plane's per-generation
+ * contents), written into `scratch` (fieldKeySize(f) bytes) instead of a new
+ * Buffer: a million-prefix apply builds a million of them.
+ */
+export function lpmKeyString(f: LpmField, gen: number, data: Buffer, len: number, scratch: Buffer): string {
+  scratch.fill(0);
+  scratch.writeUInt32LE(8 + len, STRUCTS.lpm_v4_key.members.prefixlen.offset);
+  scratch[STRUCTS.lpm_v4_key.members.gen.offset] = gen;
+  data.copy(scratch, STRUCTS.lpm_v4_key.members.addr.offset, 0, fieldDataBytes(f));
+  return scratch.toString('latin1', 0, fieldKeySize(f));
+}
+
 /** iface_cfg index of (generation, direction, slot). */
 export function ifaceIndex(gen: number, dir: number, slot: number): number {
   return (gen * 2 + dir) * FILTER_MAX_IFACES + slot;

@@ -8,6 +8,7 @@
  * running programs, not part of a generation.
  */
 import { addressBytes } from '../net/address.js';
+import { Slicer, TICK_EVERY } from '../system/slices.js';
 import { PerCpuMap, codecs, probes, queryXdp, queryTc, type BpfProgram, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode } from '../system/host.js';
 import { dropLogCounters, type DropLogCounters, type LogRule } from './droplog.js';
@@ -306,8 +307,13 @@ export class FastpathView implements Disposable {
   async activeEntries(f: LpmField): Promise<Map<string, Buffer>> {
     const gen = this.generation;
     const out = new Map<string, Buffer>();
+    const slicer = new Slicer();
+    let i = 0;
     // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
-    for (const [k, v] of await this.maps[f].entries()) if (k[4] === gen) out.set(k.toString('latin1'), v);
+    for (const [k, v] of await this.maps[f].entries()) {
+      if (++i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
+      if (k[4] === gen) out.set(k.toString('latin1'), v);
+    }
     return out;
   }
 

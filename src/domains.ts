@@ -6,32 +6,33 @@
  * core: `new Engine({ domains, ... })`; the engine builds the document schema,
  * the subsystems in apply order, and buildServer()/createMetrics() read
  * `engine.domains` for the routes and the series. Adding a domain: its
- * folder (with a domain.ts), its import here and its name in the list.
+ * folder (with a domain.ts) and its one line in the list below.
  */
 import { subsystemsOf } from './apply/domain.js';
 import { documentOf, type DocumentConfig, type DocumentInput, type DocumentModel } from './config/document.js';
 import { loadConfigFileOf, loadConfigTextOf, type ConfigFormat, type LoadedConfig } from './config/load.js';
 import type { FileReader } from './aliases/aliases.js';
-import { domain as interfaces } from './interfaces/domain.js';
-import { domain as dhclient } from './services/dhclient/domain.js';
-import { domain as aliases } from './aliases/domain.js';
-import { domain as fastpath } from './fastpath/domain.js';
-import { domain as firewall } from './nft/domain.js';
-import { domain as gateways } from './multiwan/domain.js';
-import { domain as wireguard } from './services/wireguard/domain.js';
-import { domain as openvpn } from './services/openvpn/domain.js';
-import { domain as ipsec } from './services/ipsec/domain.js';
-import { domain as dns } from './services/unbound/domain.js';
-import { domain as dhcp } from './services/kea/domain.js';
-import { domain as dhcp6 } from './services/kea6/domain.js';
-import { domain as ra } from './services/radvd/domain.js';
-import { domain as routing } from './routing/domain.js';
-import { domain as ha } from './services/keepalived/domain.js';
-import { domain as qos } from './services/qos/domain.js';
-import { domain as ids } from './services/ids/domain.js';
-import { domain as certificates } from './certificates/domain.js';
 
-export const domains = [interfaces, dhclient, aliases, fastpath, firewall, gateways, wireguard, openvpn, ipsec, dns, dhcp, dhcp6, ra, routing, ha, qos, ids, certificates] as const;
+export const domains = [
+  (await import('./interfaces/domain.js')).domain,
+  (await import('./services/dhclient/domain.js')).domain,
+  (await import('./aliases/domain.js')).domain,
+  (await import('./fastpath/domain.js')).domain,
+  (await import('./nft/domain.js')).domain,
+  (await import('./multiwan/domain.js')).domain,
+  (await import('./services/wireguard/domain.js')).domain,
+  (await import('./services/openvpn/domain.js')).domain,
+  (await import('./services/ipsec/domain.js')).domain,
+  (await import('./services/unbound/domain.js')).domain,
+  (await import('./services/kea/domain.js')).domain,
+  (await import('./services/kea6/domain.js')).domain,
+  (await import('./services/radvd/domain.js')).domain,
+  (await import('./routing/domain.js')).domain,
+  (await import('./services/keepalived/domain.js')).domain,
+  (await import('./services/qos/domain.js')).domain,
+  (await import('./services/ids/domain.js')).domain,
+  (await import('./certificates/domain.js')).domain,
+] as const;
 
 /** The document of these domains: its schema and validation (src/config/document.ts). */
 export const document: DocumentModel<typeof domains> = documentOf(domains);

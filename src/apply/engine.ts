@@ -820,7 +820,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const drifted = new Set(clean.items.map((i) => i.subsystem));
     for (const s of this.subsystems) {
       if (drifted.has(s.name) || !clean.desired.has(s.name)) continue;
-      if (!isDeepStrictEqual(clean.desired.get(s.name), compiled.desired.get(s.name))) continue;
+      if (!sameDesired(clean.desired.get(s.name), compiled.desired.get(s.name))) continue;
       out.same.add(s.name);
       if (clean.checked.includes(s.name)) out.checked.add(s.name);
     }
@@ -997,6 +997,21 @@ export function heavyToCompile(source: ConfigSource): boolean {
     }
   }
   return false;
+}
+
+/** Deep-equality results by object pair: an apply compares the same compiled parts in check() and again when it applies (seconds for 10^6 prefixes). */
+const equalPairs = new WeakMap<object, WeakMap<object, boolean>>();
+
+function sameDesired(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (!a || !b || typeof a !== 'object' || typeof b !== 'object') return isDeepStrictEqual(a, b);
+  let inner = equalPairs.get(a);
+  const known = inner?.get(b);
+  if (known !== undefined) return known;
+  const eq = isDeepStrictEqual(a, b);
+  if (!inner) equalPairs.set(a, (inner = new WeakMap()));
+  inner.set(b, eq);
+  return eq;
 }
 
 function deadlinePassed(r: Revision): boolean {

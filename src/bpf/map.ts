@@ -112,6 +112,38 @@ export class BpfMap<K, V> implements Disposable {
   }
 
   /**
+   * All entries as raw bytes (entry i: keys[i*keySize..], values[i*valueBytes..]),
+   * without a decoded object or Buffer copy per entry: for maps of 10^5-10^6
+   * entries, where decoding each one costs more than the read.
+   */
+  async rawEntries(): Promise<{ count: number; keys: Buffer; values: Buffer; keySize: number; valueBytes: number }> {
+    const keySize = this.handle.info.keySize;
+    const valueBytes = this.handle.info.valueBytes;
+    if (this.canBatch('lookup')) {
+      try {
+        const b = await this.handle.lookupBatch();
+        return { count: b.count, keys: b.keys, values: b.values, keySize, valueBytes };
+      } catch (e) {
+        if (!this.lacksBatchOp('lookup', e)) throw e;
+      }
+    }
+    const ks: Buffer[] = [];
+    const vs: Buffer[] = [];
+    let cur: Buffer | null = null;
+    for (;;) {
+      const next: Buffer | null = this.handle.nextKey(cur);
+      if (!next) break;
+      const v = this.handle.lookup(next);
+      if (v) {
+        ks.push(next);
+        vs.push(v);
+      }
+      cur = next;
+    }
+    return { count: ks.length, keys: Buffer.concat(ks), values: Buffer.concat(vs), keySize, valueBytes };
+  }
+
+  /**
    * Writes many entries: one batch syscall where supported, else one by one.
    * Resolves to the number written; a failure rejects with a BpfError whose
    * `done` says how many entries were really written before it.

@@ -13,6 +13,7 @@
  *   block/unblock/listBlocked  - dynamic source blocklist (IDS)
  *   ruleCounters/verdictCounters/occupancy/interfaces - metrics and REST
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, existsSync, rmSync, readdirSync, renameSync } from 'node:fs';
 import { addressBytes } from '../net/address.js';
 import { BpfError, BpfMap, BpfObject, BpfProgram, PerCpuMap, codecs, probes, openPinnedMap, queryXdp, queryTc, detachXdp, detachTc, unpin, type XdpMode } from '../bpf/index.js';
@@ -33,6 +34,7 @@ import {
   FILTER_MAX_RULES,
   FILTER_NAME_LEN,
   GEN_META_SIZE,
+  GEN_META_WRITER_OFFSET,
   IFACE_VALUE_SIZE,
   LPM_FIELDS,
   MAP_NAMES,
@@ -113,6 +115,7 @@ export type FastpathView = Pick<
   | 'occupancy'
   | 'interfaces'
   | 'activeEntries'
+  | 'generationEntries'
   | 'activeRuleNames'
   | 'block'
   | 'unblock'
@@ -186,6 +189,14 @@ export class FastpathDataPlane implements Disposable {
   private readonly arrays = new Map<string, Uint32Array>();
   /** "map:first index" -> class vectors last written there by this process */
   private readonly vectors = new Map<string, Buffer[]>();
+  /**
+   * The token this instance wrote into gen_meta with its last complete
+   * apply. The caches above hold only while the active generation's meta
+   * still carries it: every apply (of any process, instance or version)
+   * overwrites it before it writes anything, so a mismatch means someone
+   * else wrote since, and the caches are dropped (the maps are read again).
+   */
+  private writerToken: number | undefined;
 
   private constructor(
     readonly pinDir: string,
@@ -273,6 +284,30 @@ export class FastpathDataPlane implements Disposable {
     if (this.superseded.size === 0) return;
     removePins(`${this.pinDir}_old`);
     this.superseded.clear();
+  }
+
+  /**
+   * Whether the pins at pinDir are still this instance's programs and maps
+   * (same kernel object ids): nothing replaced, removed or upgraded them
+   * since it opened them. A few syscalls per pin, no map contents read.
+   */
+  matchesPins(): boolean {
+    const same = (path: string, id: number, open: (p: string) => { info: { id: number }; close(): void }) => {
+      if (!existsSync(path)) return false;
+      const h = open(path);
+      try {
+        return h.info.id === id;
+      } finally {
+        h.close();
+      }
+    };
+    try {
+      if (!same(`${this.pinDir}/xdp_filter`, this.xdp.info.id, (p) => BpfProgram.openPinned(p))) return false;
+      if (!same(`${this.pinDir}/tc_filter`, this.tc.info.id, (p) => BpfProgram.openPinned(p))) return false;
+      return MAP_NAMES.every((name) => same(`${this.pinDir}/${name}`, this.maps[name].info.id, (p) => openPinnedMap(p)));
+    } catch {
+      return false;
+    }
   }
 
   /** True when a data plane is pinned at pinDir. */
@@ -486,6 +521,8 @@ export class FastpathDataPlane implements Disposable {
     this.rcuBarrier();
     const active = this.generation;
     const shadow = active ^ 1;
+    // claim the data plane: what this instance remembers of the maps holds only if nobody wrote since its last apply
+    const claim = this.claimForWriting(active);
     const written: Record<string, number> = {};
     const removed: Record<string, number> = {};
 
@@ -606,6 +643,7 @@ export class FastpathDataPlane implements Disposable {
     const meta = Buffer.alloc(GEN_META_SIZE);
     meta.writeUInt32LE(desired.rules.length, 0);
     LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
+    meta.writeUInt32LE(claim, GEN_META_WRITER_OFFSET);
     this.maps.gen_meta.set(u32(shadow), meta);
 
     // the switch: one 4-byte array write
@@ -619,8 +657,40 @@ export class FastpathDataPlane implements Disposable {
     // slots the new rule set does not use are free now: clear their names
     const keep = new Set(slots);
     for (const s of activeRuleSlots.values()) if (!keep.has(s)) this.maps.rule_names.set(u32(s), Buffer.alloc(FILTER_NAME_LEN));
+    this.writerToken = claim;
 
     return { generation: shadow, written, removed, durationMs: performance.now() - t0 };
+  }
+
+  /**
+   * Before an apply writes: drops this instance's memory of the maps unless
+   * the active generation still carries its own token (nobody wrote since),
+   * then marks the active generation with a new token, so every other
+   * instance (another process, or this one after a failed apply) reads the
+   * maps again. Returns the new token, which the new generation carries.
+   */
+  private claimForWriting(active: number): number {
+    const meta = Buffer.from(this.maps.gen_meta.get(u32(active))!);
+    if (this.writerToken === undefined || meta.readUInt32LE(GEN_META_WRITER_OFFSET) !== this.writerToken) this.forgetContents();
+    this.writerToken = undefined;
+    let claim = 0;
+    while (claim === 0) claim = randomBytes(4).readUInt32LE(0);
+    meta.writeUInt32LE(claim, GEN_META_WRITER_OFFSET);
+    this.maps.gen_meta.set(u32(active), meta);
+    return claim;
+  }
+
+  /** Whether what this instance remembers of the maps is what they hold (nobody wrote since its last apply). */
+  cachesCurrent(): boolean {
+    if (this.writerToken === undefined) return false;
+    return this.maps.gen_meta.get(u32(this.generation))!.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken;
+  }
+
+  /** Forgets what this instance remembers of the maps: the next read or write reads them from the kernel. */
+  forgetContents(): void {
+    this.contents.clear();
+    this.arrays.clear();
+    this.vectors.clear();
   }
 
   /** Rule name -> counter slot for the rules of a generation. */
@@ -736,7 +806,9 @@ export class FastpathDataPlane implements Disposable {
     if (known) return known;
     const out = new Map<string, Buffer>();
     // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
-    for (const [k, v] of await this.maps[f].entries()) if (k[4] === gen) out.set(k.toString('latin1'), v);
+    // raw bytes: keys straight to latin1 strings, values as views (a decoded copy per entry was ~2x the read)
+    const { count, keys, values, keySize: ks, valueBytes: vs } = await this.maps[f].rawEntries();
+    for (let i = 0; i < count; i++) if (keys[i * ks + 4] === gen) out.set(keys.toString('latin1', i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
     this.contents.set(`${f}:${gen}`, out);
     return out;
   }
@@ -946,6 +1018,12 @@ export class FastpathDataPlane implements Disposable {
   /** Keys and bit vectors of the active generation of one LPM map (for plan). */
   activeEntries(f: LpmField): Promise<Map<string, Buffer>> {
     return this.generationContents(f, this.generation);
+  }
+
+  /** Keys and bit vectors of generation `gen` of one LPM map (plan reads the active one, its number read once). */
+  generationEntries(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
+    if (!this.cachesCurrent()) this.forgetContents();
+    return this.generationContents(f, gen);
   }
 
   activeRuleNames(): string[] {

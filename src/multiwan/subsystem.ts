@@ -17,7 +17,7 @@ import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { GATEWAY_MARK_MASK, hex } from '../nft/marks.js';
 import { withLiveCounters } from '../nft/carry.js';
-import { runScript, listTable, canonicalTable, diffTables, countersFromJson, expectedTable, driftFindings } from '../nft/subsystem.js';
+import { runScript, liveTable, canonicalTable, diffTables, countersFromJson, expectedTable, driftFindings } from '../nft/subsystem.js';
 import {
   compileGateways,
   renderMwanScript,
@@ -343,7 +343,7 @@ async function removeAll(host: Host, d: MwanDesired | undefined, applied: Applie
 /** What apply would change, read against the running system; `tableOf` gives the expected table listing of a script. */
 async function changesAgainst(desired: MwanDesired, host: Host, tableOf: (script: string, host: Host, family: string, table: string) => Promise<string>): Promise<Change[]> {
   const changes: Change[] = [];
-  const current = await listTable(host, MWAN_FAMILY, MWAN_TABLE);
+  const current = await liveTable(host, MWAN_FAMILY, MWAN_TABLE);
   const up = running.get(key(host))?.monitor.up() ?? new Map<string, boolean>();
   const wanted = desired.enabled ? await tableOf(renderMwanScript(desired, up), host, MWAN_FAMILY, MWAN_TABLE) : undefined;
   changes.push(...diffTables(current, wanted, `table ${MWAN_FAMILY} ${MWAN_TABLE}`));

@@ -160,6 +160,17 @@ export class BpfMap<K, V> implements Disposable {
       this.keyCodec.encode(k, keys, i * ks);
       this.valueCodec.encode(v, values, i * vs);
     });
+    return this.setManyRaw(keys, values, flags);
+  }
+
+  /** setMany with keys and values already encoded back to back (keySize and valueBytes each). */
+  async setManyRaw(keys: Buffer, values: Buffer, flags = BPF_ANY): Promise<number> {
+    const ks = this.handle.info.keySize;
+    const vs = this.handle.info.valueBytes;
+    const count = keys.length / ks;
+    if (count === 0) return 0;
+    if (!Number.isInteger(count) || values.length !== count * vs) throw new RangeError(`setManyRaw: ${keys.length} key bytes and ${values.length} value bytes are not whole entries of ${ks}+${vs} bytes`);
+    const entries = { length: count };
     if (flags === BPF_ANY && this.canBatch('update')) {
       try {
         return await this.handle.updateBatch(keys, values, flags);
@@ -187,6 +198,14 @@ export class BpfMap<K, V> implements Disposable {
     const ks = this.handle.info.keySize;
     const buf = Buffer.alloc(ks * keys.length);
     keys.forEach((k, i) => this.keyCodec.encode(k, buf, i * ks));
+    return this.deleteManyRaw(buf);
+  }
+
+  /** deleteMany with the keys already encoded back to back (keySize each). */
+  async deleteManyRaw(buf: Buffer): Promise<number> {
+    const ks = this.handle.info.keySize;
+    const keys = { length: buf.length / ks };
+    if (keys.length === 0) return 0;
     if (this.canBatch('delete')) {
       try {
         return await this.handle.deleteBatch(buf);

@@ -61,7 +61,7 @@ import {
   LOG_SLOT_DEFAULT,
   LOG_SLOTS,
   LOG_STAT_SIZE,
-  lpmKey,
+  lpmKeyString,
   type LpmField,
   type MapName,
   type Verdict,
@@ -753,19 +753,28 @@ export class FastpathDataPlane implements Disposable {
     const map = this.maps[f];
     const have = await this.generationContents(f, gen);
     const want = new Map<string, Buffer>();
-    for (const e of entries) want.set(lpmKey(f, gen, e.data, e.length).toString('latin1'), e.bits);
+    for (const e of entries) want.set(lpmKeyString(f, gen, e.data, e.length), e.bits);
     const diff = diffKeyed(have, want);
-    const stale = diff.stale.map((k) => Buffer.from(k, 'latin1'));
+    // keys and values back to back, as the batch calls take them (no Buffer per entry)
+    const ks = map.info.keySize;
+    const vs = map.info.valueBytes;
+    const stale = Buffer.alloc(diff.stale.length * ks);
+    diff.stale.forEach((k, i) => stale.write(k, i * ks, ks, 'latin1'));
     // forget first: if the delete fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
     // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
-    await map.deleteMany(stale);
-    const batch = diff.write.map(([k, bits]) => [Buffer.from(k, 'latin1'), bits] as [Buffer, Buffer]);
+    await map.deleteManyRaw(stale);
+    const keys = Buffer.alloc(diff.write.length * ks);
+    const values = Buffer.alloc(diff.write.length * vs);
+    diff.write.forEach(([k, bits], i) => {
+      keys.write(k, i * ks, ks, 'latin1');
+      bits.copy(values, i * vs, 0, vs);
+    });
     // forget first: if a write fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
-    await map.setMany(batch);
+    await map.setManyRaw(keys, values);
     this.contents.set(`${f}:${gen}`, want);
-    return { written: batch.length, removed: stale.length };
+    return { written: diff.write.length, removed: diff.stale.length };
   }
 
   /**

@@ -184,6 +184,22 @@ export function lpmKey(f: LpmField, gen: number, data: Buffer, len: number): Buf
   return k;
 }
 
+/**
+ * lpmKey(f, gen, data, len) as a latin1 string, without a Buffer per key:
+ * plan and apply key 10^5-10^6 entries by it (identical to
+ * lpmKey(...).toString('latin1'); test/unit checks that).
+ */
+export function lpmKeyString(f: LpmField, gen: number, data: Buffer, len: number): string {
+  const size = fieldKeySize(f);
+  const n = fieldDataBytes(f);
+  const pl = 8 + len;
+  let s = String.fromCharCode(pl & 255, (pl >>> 8) & 255, (pl >>> 16) & 255, pl >>> 24, gen) + data.toString('latin1', 0, n);
+  if (size > KEY_HEAD + n) s += '\0'.repeat(size - KEY_HEAD - n);
+  return s;
+}
+const KEY_HEAD: number = STRUCTS.lpm_v4_key.members.addr.offset;
+if (STRUCTS.lpm_v4_key.members.prefixlen.offset !== 0 || STRUCTS.lpm_v4_key.members.gen.offset !== 4 || KEY_HEAD !== 5) throw new Error('fastpath: lpm key layout is not (prefixlen u32, gen u8, addr)');
+
 /** iface_cfg index of (generation, direction, slot). */
 export function ifaceIndex(gen: number, dir: number, slot: number): number {
   return (gen * 2 + dir) * FILTER_MAX_IFACES + slot;

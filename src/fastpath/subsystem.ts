@@ -11,7 +11,7 @@ import type { Host } from '../system/host.js';
 import { compileFastpath, type FastpathCapacity, type FastpathDesired, type LpmEntry } from './compile.js';
 import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY, type FastpathView } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
-import { LPM_FIELDS, bitList, lpmKey, type LpmField } from './layout.js';
+import { LPM_FIELDS, bitList, lpmKeyString, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
 import { formatPrefix, prefixFromBytes } from '../net/address.js';
 
@@ -326,7 +326,7 @@ export function capacityChanges(have: FastpathCapacity, want: FastpathCapacity):
 }
 
 function keyOf(f: LpmField, gen: number, data: Buffer, length: number): string {
-  return lpmKey(f, gen, data, length).toString('latin1');
+  return lpmKeyString(f, gen, data, length);
 }
 
 function describeKey(f: LpmField, k: Buffer): string {

@@ -233,50 +233,75 @@ function exprAction(name: string, m: Buffer, s: number, e: number): string | und
   }
 }
 
-/** Pure: one NFT_MSG_NEWRULE message -> the rule. */
+/** Pure: one NFT_MSG_NEWRULE message -> the rule (plain loops: a scrape parses 10^4 of them). */
 export function parseRule(m: Buffer): NetlinkRule | undefined {
   if ((m.readUInt16LE(4) & 0xff) !== NFT_MSG_NEWRULE) return undefined;
   const rule: NetlinkRule = { chain: '', handle: 0, action: 'continue' };
-  attrs(m, 20, m.length, (t, s, e) => {
+  const end = m.length;
+  let off = 20;
+  while (off + 4 <= end) {
+    const len = m.readUInt16LE(off);
+    if (len < 4 || off + len > end) break;
+    const t = m.readUInt16LE(off + 2) & 0x3fff;
+    const s = off + 4;
+    const e = off + len;
     if (t === NFTA_RULE_CHAIN) rule.chain = cstr(m, s, e);
     else if (t === NFTA_RULE_HANDLE) rule.handle = u64be(m, s);
     else if (t === NFTA_RULE_USERDATA) {
-      let off = s;
-      while (off + 2 <= e) {
-        const ut = m[off]!;
-        const ul = m[off + 1]!;
-        if (ut === NFTNL_UDATA_RULE_COMMENT) rule.comment = cstr(m, off + 2, Math.min(e, off + 2 + ul));
-        off += 2 + ul;
+      let u = s;
+      while (u + 2 <= e) {
+        const ut = m[u]!;
+        const ul = m[u + 1]!;
+        if (ut === NFTNL_UDATA_RULE_COMMENT) rule.comment = cstr(m, u + 2, Math.min(e, u + 2 + ul));
+        u += 2 + ul;
       }
-    } else if (t === NFTA_RULE_EXPRESSIONS) {
-      attrs(m, s, e, (lt, ls, le) => {
-        if (lt !== NFTA_LIST_ELEM) return;
-        let name = '';
-        let ds = 0;
-        let de = 0;
-        attrs(m, ls, le, (et, es, ee) => {
-          if (et === NFTA_EXPR_NAME) name = cstr(m, es, ee);
-          else if (et === NFTA_EXPR_DATA) {
-            ds = es;
-            de = ee;
-          }
-        });
-        if (name === 'counter') {
-          const c = { packets: 0, bytes: 0 };
-          attrs(m, ds, de, (ct, cs) => {
-            if (ct === NFTA_COUNTER_PACKETS) c.packets = u64be(m, cs);
-            else if (ct === NFTA_COUNTER_BYTES) c.bytes = u64be(m, cs);
-          });
-          rule.counter = c;
-          return;
-        }
-        const a = exprAction(name, m, ds, de);
-        if (a) rule.action = a;
-      });
-    }
-  });
+    } else if (t === NFTA_RULE_EXPRESSIONS) parseExpressions(m, s, e, rule);
+    off += (len + 3) & ~3;
+  }
   return rule;
 }
+
+/** The expression list of a rule: its counter and what it does. */
+function parseExpressions(m: Buffer, start: number, end: number, rule: NetlinkRule): void {
+  let off = start;
+  while (off + 4 <= end) {
+    const len = m.readUInt16LE(off);
+    if (len < 4 || off + len > end) break;
+    if ((m.readUInt16LE(off + 2) & 0x3fff) === NFTA_LIST_ELEM) {
+      let name = '';
+      let ds = 0;
+      let de = 0;
+      let o = off + 4;
+      const le = off + len;
+      while (o + 4 <= le) {
+        const l2 = m.readUInt16LE(o);
+        if (l2 < 4 || o + l2 > le) break;
+        const t2 = m.readUInt16LE(o + 2) & 0x3fff;
+        if (t2 === NFTA_EXPR_NAME) name = cstr(m, o + 4, o + l2);
+        else if (t2 === NFTA_EXPR_DATA) {
+          ds = o + 4;
+          de = o + l2;
+        }
+        o += (l2 + 3) & ~3;
+      }
+      if (name === 'counter') {
+        const c = { packets: 0, bytes: 0 };
+        attrs(m, ds, de, (ct, cs) => {
+          if (ct === NFTA_COUNTER_PACKETS) c.packets = u64be(m, cs);
+          else if (ct === NFTA_COUNTER_BYTES) c.bytes = u64be(m, cs);
+        });
+        rule.counter = c;
+      } else if (ACTION_EXPRS.has(name)) {
+        const a = exprAction(name, m, ds, de);
+        if (a) rule.action = a;
+      }
+    }
+    off += (len + 3) & ~3;
+  }
+}
+
+/** Expressions that can say what a rule does (exprAction); the rest (cmp, payload loads, bitwise...) are skipped unparsed. */
+const ACTION_EXPRS = new Set(['immediate', 'nat', 'masq', 'redir', 'reject', 'log', 'lookup', 'meta', 'ct', 'payload']);
 
 /**
  * Every rule of one table with its counter (an NFT_MSG_GETRULE dump in the

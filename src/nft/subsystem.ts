@@ -107,7 +107,11 @@ export const nftSubsystem: Subsystem<NftDesired> & {
     if (!desired.enabled) return live === undefined ? [] : [{ object, reason: 'present, but the firewall is disabled' }];
     if (live === undefined) return [{ object, reason: 'missing' }];
     const wanted = await expectedTable(desired.script, host);
-    return diffTables(live, wanted).flatMap(driftFindings);
+    // the same two listings as last time (both come from caches while nothing changed): the same findings
+    if (lastDiff && lastDiff.live === live && lastDiff.wanted === wanted) return lastDiff.findings.map((f) => ({ ...f }));
+    const findings = diffTables(live, wanted).flatMap(driftFindings);
+    lastDiff = { live, wanted, findings };
+    return findings.map((f) => ({ ...f }));
   },
 
   configured(desired) {
@@ -153,6 +157,9 @@ async function applyNft(desired: NftDesired, host: Host): Promise<void> {
   await runScript(host, desired.enabled ? await withLiveCounters(host, desired.script, NFT_FAMILY, NFT_TABLE) : desired.script, 'apply');
 }
 
+/** The drift check's last comparison: its two listings (compared by identity: 10k-rule texts) and what it found. */
+let lastDiff: { live: string; wanted: string; findings: DriftFinding[] } | undefined;
+
 /** canonicalTable() results by host, table and script hash (the drift check lists the live table only). */
 const expectedTables = new Map<string, string>();
 
@@ -188,20 +195,20 @@ export async function runScript(host: Host, script: string, operation: string): 
  * Every Patronus counter in `table inet patronus`, summed per configuration
  * object (comment key). Empty when the table does not exist.
  */
-export async function readCounters(host: Host): Promise<NftCounter[]> {
+export async function readCounters(host: Host, family: 'inet' = NFT_FAMILY, table: string = NFT_TABLE): Promise<NftCounter[]> {
   // the kernel's rule list over netlink (no nft process, no JSON of the whole table: ~0.4 s at 10k rules); nft when that cannot be read
   if (addonAvailable()) {
     try {
-      const rules = await dumpRules((fn) => host.inNetns(fn), NFT_FAMILY, NFT_TABLE);
+      const rules = await dumpRules((fn) => host.inNetns(fn), family, table);
       return groupCounters(rules === null ? [] : ruleCounters(rules));
     } catch (e) {
       if (!(e instanceof NftNetlinkError)) throw e;
     }
   }
-  const r = await host.run('nft', ['-j', 'list', 'table', NFT_FAMILY, NFT_TABLE], { reject: false });
+  const r = await host.run('nft', ['-j', 'list', 'table', family, table], { reject: false });
   if (r.exitCode !== 0) {
     if (/No such file or directory/.test(r.stderr)) return [];
-    throw new NftError(`-j list table ${NFT_FAMILY} ${NFT_TABLE}`, r.stderr, host.where);
+    throw new NftError(`-j list table ${family} ${table}`, r.stderr, host.where);
   }
   return countersFromJson(r.stdout);
 }

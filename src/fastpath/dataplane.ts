@@ -181,6 +181,9 @@ export interface ApplyStats {
   durationMs: number;
 }
 
+/** LPM generations up to this many entries are remembered between applies (writeLpm); larger ones are read again. */
+const KEEP_CONTENTS_MAX = 250_000;
+
 export class FastpathDataPlane implements Disposable {
   private readonly maps: Record<MapName, RawMap>;
   /** "field:gen" -> key (latin1) -> bit vector, as last written by this process */
@@ -773,7 +776,9 @@ export class FastpathDataPlane implements Disposable {
     // forget first: if a write fails midway, the next apply reads the map again
     this.contents.delete(`${f}:${gen}`);
     await map.setManyRaw(keys, values);
-    this.contents.set(`${f}:${gen}`, want);
+    // remembered up to a bound: a generation of 10^6 entries (every country) held ~300 MB of keys
+    // in the heap for as long as the server runs; above it, the next apply reads the map again
+    if (want.size <= KEEP_CONTENTS_MAX) this.contents.set(`${f}:${gen}`, want);
     return { written: diff.write.length, removed: diff.stale.length };
   }
 
@@ -818,7 +823,7 @@ export class FastpathDataPlane implements Disposable {
     // raw bytes: keys straight to latin1 strings, values as views (a decoded copy per entry was ~2x the read)
     const { count, keys, values, keySize: ks, valueBytes: vs } = await this.maps[f].rawEntries();
     for (let i = 0; i < count; i++) if (keys[i * ks + 4] === gen) out.set(keys.toString('latin1', i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
-    this.contents.set(`${f}:${gen}`, out);
+    if (out.size <= KEEP_CONTENTS_MAX) this.contents.set(`${f}:${gen}`, out);
     return out;
   }
 

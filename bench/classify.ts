@@ -12,7 +12,8 @@
  *
  * Rule sets: 1 prefix (one drop rule on a /16); 100k prefixes (one drop rule
  * whose source list holds 100k /24s); 1024 rules (1023 non-matching rules on
- * prefixes, ports and protocols ahead of the drop rule). Frames: 64-byte UDP,
+ * prefixes, ports and protocols ahead of the drop rule); IPv6: one drop rule
+ * on 2a00::/16, on 1k and on 100k /48s (Patronus and the reference). Frames: 64-byte UDP,
  * "match" from inside the dropped prefix, "miss" from outside.
  *
  * --budget adds a per-feature cost table: Patronus with one feature switched
@@ -52,6 +53,11 @@ const CAP = 262144;
 
 const MATCH = frame({ src: '16.0.1.9', dst: '10.0.0.2', proto: 'udp', sport: 40000, dport: 9, payload: 22 });
 const MISS = frame({ src: '203.0.113.9', dst: '10.0.0.2', proto: 'udp', sport: 40000, dport: 9, payload: 22 });
+const MATCH6 = frame({ src: '2a00:0:1::9', dst: '2001:db8::2', proto: 'udp', sport: 40000, dport: 9, payload: 2 });
+const MISS6 = frame({ src: '2001:db8:ffff::9', dst: '2001:db8::2', proto: 'udp', sport: 40000, dport: 9, payload: 2 });
+/** n /48s from 2a00::/48 up: the IPv6 match frame's 2a00:0:1::9 sits in the second one. */
+const SLASH48 = (n: number) => Array.from({ length: n }, (_, i) => `2a00:${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}::/48`);
+
 /** 100k /24s from 16.0.0.0 up: the match frame's 16.0.1.9 sits in the second one. */
 const SLASH24 = (n: number) => Array.from({ length: n }, (_, i) => `${16 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.0/24`);
 
@@ -72,10 +78,18 @@ async function sample(run: () => Promise<number>): Promise<Summary> {
 /** 1023 rules no 16.0.0.0/16 UDP-to-9 frame matches, then the drop rule. */
 const rules1024 = () => sharedRules1024('16.0.0.0/16', 'drop');
 
-const RULE_SETS: { id: string; rules: () => FastpathConfig['rules'] }[] = [
+const RULE_SETS: { id: string; rules: () => FastpathConfig['rules']; v6?: boolean }[] = [
   { id: '1 prefix', rules: () => [{ name: 'drop', source: '16.0.0.0/16', action: 'drop', direction: 'in', interfaces: [] }] },
   { id: '100k prefixes', rules: () => [{ name: 'drop', source: SLASH24(100_000), action: 'drop', direction: 'in', interfaces: [] }] },
   { id: '1024 rules', rules: rules1024 },
+  { id: 'IPv6, 1 prefix (/16)', v6: true, rules: () => [{ name: 'drop', source: '2a00::/16', action: 'drop', direction: 'in', interfaces: [] }] },
+  { id: 'IPv6, 1k /48s', v6: true, rules: () => [{ name: 'drop', source: SLASH48(1000), action: 'drop', direction: 'in', interfaces: [] }] },
+  { id: 'IPv6, 100k /48s', v6: true, rules: () => [{ name: 'drop', source: SLASH48(100_000), action: 'drop', direction: 'in', interfaces: [] }] },
+];
+const V6_SETS: [string, string[]][] = [
+  ['IPv6, 1 prefix (/16)', ['2a00::/16']],
+  ['IPv6, 1k /48s', SLASH48(1000)],
+  ['IPv6, 100k /48s', SLASH48(100_000)],
 ];
 
 async function patronus(rows: Row[]): Promise<void> {
@@ -88,7 +102,7 @@ async function patronus(rows: Row[]): Promise<void> {
       const { desired, issues } = compileFastpath({ fastpath, aliases: new Map() });
       if (issues.length) throw new Error(`patronus ${rs.id}: ${issues.map((i) => i.message).join('; ')}`);
       await dp.apply(desired, () => 1); // test_run classifies as received on lo
-      for (const [kind, f, want] of [['match', MATCH, 1], ['miss', MISS, 2]] as const) {
+      for (const [kind, f, want] of [['match', rs.v6 ? MATCH6 : MATCH, 1], ['miss', rs.v6 ? MISS6 : MISS, 2]] as const) {
         const r = await dp.xdp.testRun({ data: f });
         if (r.retval !== want) throw new Error(`patronus ${rs.id} ${kind}: verdict ${r.retval}, expected ${want}`);
         rows.push({ path: 'patronus', ruleSet: rs.id, kind, ns: await sample(async () => (await dp.xdp.testRun({ data: f, repeat: REPEAT })).duration) });
@@ -122,8 +136,8 @@ async function budget(out: BudgetRow[]): Promise<void> {
     { what: 'IPv4 source, 100k /24s, every other one (DIR-16-8, bitmap)', rules: [{ name: 'd', source: Array.from({ length: 100_000 }, (_, i) => `${16 + (i >> 15)}.${(i >> 7) & 255}.${(i & 127) * 2 + 1}.0/24`), action: 'drop' }] },
     { what: 'IPv4 source, 250 /32s in the packet\'s /24 (trie below /24)', rules: [{ name: 'd', source: slash32s, action: 'drop' }] },
     { what: 'IPv4 source + destination (two DIR lookups)', rules: [{ name: 'd', source: '16.0.0.0/16', destination: '10.0.0.0/8', action: 'drop' }] },
-    { what: 'IPv6 source, 1 prefix (trie)', rules: [{ name: 'd', source: '2a00::/16', action: 'drop' }], data: v6 },
-    { what: 'IPv6 source, 100k /48s (trie)', rules: [{ name: 'd', source: Array.from({ length: 100_000 }, (_, i) => `2a00:${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}::/48`), action: 'drop' }], data: v6 },
+    { what: 'IPv6 source, 1 prefix (/16 table)', rules: [{ name: 'd', source: '2a00::/16', action: 'drop' }], data: v6 },
+    { what: 'IPv6 source, 100k /48s (/16 table + one hash length)', rules: [{ name: 'd', source: Array.from({ length: 100_000 }, (_, i) => `2a00:${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}::/48`), action: 'drop' }], data: v6 },
     { what: 'protocol + destination port (source and destination port arrays)', rules: [{ name: 'd', protocol: 'tcp', destinationPorts: 22, action: 'drop' }], data: tcp },
     { what: '+ TCP flags (array)', rules: [{ name: 'd', protocol: 'tcp', destinationPorts: 22, tcpFlags: 'syn', action: 'drop' }], data: tcp },
     { what: 'blocklist holding one other address (+ LRU hash lookup)', rules: [{ name: 'd', action: 'drop' }], block: '192.0.2.1' },
@@ -164,6 +178,18 @@ async function reference(rows: Row[]): Promise<void> {
     }
   }
   v4.close();
+  const v6 = obj.map('src_v6', codecs.lpmV6Key, codecs.u32);
+  for (const [id, prefixes] of V6_SETS) {
+    await v6.clear();
+    await v6.setMany(prefixes.map((p) => [parsePrefix(p), 1] as const));
+    for (const [kind, f] of [['match', MATCH6], ['miss', MISS6]] as const) {
+      const r = await prog.testRun({ data: f });
+      if (r.retval !== (kind === 'match' ? 1 : 2)) throw new Error(`reference ${id} ${kind}: verdict ${r.retval}`);
+      rows.push({ path: 'reference', ruleSet: id, kind, ns: await sample(async () => (await prog.testRun({ data: f, repeat: REPEAT })).duration) });
+      log(rows.at(-1)!);
+    }
+  }
+  v6.close();
   prog.close();
 }
 

@@ -15,7 +15,9 @@
 # Layout: /usr/lib/patronus (the tree the code expects: it finds its files
 # relative to package.json), /usr/bin/patronus -> ../lib/patronus/dist/src/cli/main.js,
 # conffile /etc/patronus/config.yaml, the systemd unit (enabled by postinst,
-# not started). See docs/packaging.md.
+# not started), the OpenRC script /etc/init.d/patronus with /etc/conf.d/patronus
+# (conffiles). Maintainer and Homepage come from package.json (author,
+# homepage). See docs/packaging.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -46,6 +48,11 @@ shopt -u nullglob
 
 name=patronus
 upstream=$(node -p 'require("./package.json").version')
+# project metadata in one place: package.json's author and homepage
+maintainer=$(node -p 'const a = require("./package.json").author; typeof a === "string" ? a : a ? `${a.name} <${a.email}>` : ""')
+homepage=$(node -p 'require("./package.json").homepage ?? ""')
+[[ "$maintainer" =~ ^[^\<\>]+\ \<[^@\<\>]+@[^@\<\>]+\>$ ]] || { echo "package-deb: package.json author must be \"Name <email>\" (it is the Maintainer field), not \"$maintainer\"" >&2; exit 1; }
+[[ "$homepage" =~ ^https:// ]] || { echo "package-deb: package.json homepage must be an https URL, not \"$homepage\"" >&2; exit 1; }
 version="$upstream-1"
 arch=$(dpkg --print-architecture)
 mkdir -p "$out"
@@ -55,7 +62,7 @@ trap 'rm -rf "$work"' EXIT
 root="$work/root"
 lib="$root/usr/lib/$name"
 mkdir -p "$lib/native/build/Release" "$lib/bpf/build" "$lib/config" "$root/usr/bin" \
-  "$root/etc/$name" "$root/lib/systemd/system" "$root/usr/share/doc/$name" \
+  "$root/etc/$name" "$root/etc/init.d" "$root/etc/conf.d" "$root/lib/systemd/system" "$root/usr/share/doc/$name" \
   "$root/usr/share/lintian/overrides" "$root/DEBIAN"
 
 log "payload: dist, node_modules, addon, BPF objects, config"
@@ -95,22 +102,31 @@ cp config/default.yaml "$root/etc/$name/config.yaml"
 
 ln -s "../lib/$name/dist/src/cli/main.js" "$root/usr/bin/$name"
 # the unit and docs in the tree name /opt/patronus (a checkout); the package lives in /usr/lib/patronus
-sed -e "s|/opt/patronus/docs/control-plane.md|https://github.com/patronus/patronus/blob/main/docs/control-plane.md|" \
+sed -e "s|/opt/patronus/docs/control-plane.md|$homepage/blob/main/docs/control-plane.md|" \
     -e "s|/opt/patronus|/usr/lib/$name|g" \
     -e "s|^# Assumes the repository.*|# Installed by the Debian package (scripts/package-deb.sh).|" \
     -e "/^#   cp dist-files/d" -e "/^#   systemctl enable --now/d" \
     -e "s|^\(ExecStart=.*/main.js serve\)$|\1 --config /etc/$name/config.yaml|" \
     dist-files/patronus.service >"$root/lib/systemd/system/$name.service"
+# OpenRC (Debian's openrc, Alpine-style systems): the same script and conf.d,
+# pointed at the installed tree and the conffile
+sed -e "s|^\(: \"\${PATRONUS_HOME:=\)/opt/patronus}\"|\1/usr/lib/$name}\"|" \
+    -e "s|^\(command_args=\".*main.js serve\) |\1 --config /etc/$name/config.yaml |" \
+    -e "s|^# Assumes the repository.*|# Installed by the Debian package (scripts/package-deb.sh); enable: rc-update add $name boot|" \
+    -e "/^# OpenRC service script for Patronus. Install:/,/^#   rc-update add/c\\# OpenRC service script for Patronus." \
+    dist-files/patronus.openrc >"$root/etc/init.d/$name"
+sed -e "s|^# where the repository (built) lives|# where the installed tree lives|" -e "s|^#PATRONUS_HOME=\"/opt/patronus\"|#PATRONUS_HOME=\"/usr/lib/$name\"|" \
+    dist-files/patronus.confd >"$root/etc/conf.d/$name"
 
 # permissions: dpkg-deb --root-owner-group makes everything root:root
 find "$root" -type d -exec chmod 0755 {} +
 find "$root" -type f -exec chmod 0644 {} +
-chmod 0755 "$lib/dist/src/cli/main.js"
+chmod 0755 "$lib/dist/src/cli/main.js" "$root/etc/init.d/$name"
 
 cat >"$root/usr/share/doc/$name/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: patronus
-Source: https://github.com/patronus/patronus
+Source: $homepage
 
 Files: *
 Copyright: 2025-2026 the Patronus authors
@@ -133,7 +149,7 @@ $name ($version) unstable; urgency=medium
 
   * Package built from the repository by scripts/package-deb.sh.
 
- -- Patronus maintainers <maintainers@patronus.dev>  $date_rfc
+ -- $maintainer  $date_rfc
 EOF
 gzip -9n <"$work/changelog" >"$root/usr/share/doc/$name/changelog.Debian.gz"
 chmod 0644 "$root/usr/share/doc/$name/changelog.Debian.gz"
@@ -167,12 +183,22 @@ patronus: package-contains-empty-directory *
 patronus: systemd-service-file-refers-to-unusual-wantedby-target *
 # Built from the repository, not a Debian upload: no bugs to close.
 patronus: initial-upload-closes-no-bugs *
+# /etc/init.d/patronus is an OpenRC script (#!/sbin/openrc-run: depend(),
+# supervise-daemon), not an LSB/sysvinit one; systemd uses patronus.service
+# and sysvinit is not supported (postinst registers no rc.d links).
+patronus: init.d-script-missing-lsb-section *
+patronus: init.d-script-does-not-implement-required-option *
+patronus: init.d-script-does-not-source-init-functions *
+patronus: script-in-etc-init.d-not-registered-via-update-rc.d *
+patronus: unusual-interpreter *
 # Upstream has no manual page yet; `patronus --help` documents the commands.
 patronus: no-manual-page *
 EOF
 
 cat >"$root/DEBIAN/conffiles" <<EOF
 /etc/$name/config.yaml
+/etc/conf.d/$name
+/etc/init.d/$name
 EOF
 
 cat >"$root/DEBIAN/postinst" <<'EOF'
@@ -232,14 +258,14 @@ cat >"$root/DEBIAN/control" <<EOF
 Package: $name
 Version: $version
 Architecture: $arch
-Maintainer: Patronus maintainers <maintainers@patronus.dev>
+Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: nodejs (>= 20.17), nftables, iproute2, libbpf1, libelf1, zlib1g, libc6, libstdc++6, libgcc-s1, init-system-helpers (>= 1.54~)
 Recommends: ethtool, conntrack, procps, kmod, ca-certificates, openssl, unbound, dns-root-data, frr, keepalived, strongswan-swanctl, charon-systemd, openvpn, wireguard-tools, kea-dhcp4-server, kea-dhcp6-server, radvd, conntrackd
 Suggests: geoip-database, xdp-tools, prometheus, etcd-client, git
 Section: net
 Priority: optional
-Homepage: https://github.com/patronus/patronus
+Homepage: $homepage
 Description: firewall and edge data-plane manager (XDP/tc eBPF, nftables)
  Patronus manages a Linux firewall and gateway from one declarative
  configuration: an XDP/tc eBPF fast path, an nftables slow path, routing,

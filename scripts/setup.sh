@@ -23,6 +23,10 @@ APT_PACKAGES=(
   prometheus
   chromium fonts-dejavu-core
   etcd-server etcd-client git  # fleet: the tests and bench run their own 3-member etcd cluster; GitOps drives the git CLI
+  # commands the tests call that a minimal Debian lacks (no longer left to other packages' dependencies):
+  # curl (acme: pebble's revocation status), python3 (port holders in test/lib/vpn.ts, frr-reload.py),
+  # systemd (systemd-analyze checks the unit; nothing is started)
+  curl python3 systemd
 )
 
 # apt: install what is missing; stop only the daemon units this run installed

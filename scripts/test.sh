@@ -17,4 +17,10 @@ fi
 ((${#files[@]})) || { echo "no test files matched: $*" >&2; exit 1; }
 # clean namespaces a crashed earlier run may have left (names pt-*)
 node -e "import('./dist/test/lib/netns.js').then(m => m.sweepStaleNamespaces())"
-exec node --test --test-reporter=spec --test-concurrency=2 --test-timeout=600000 "${files[@]}"
+# spec output, plus test/lib/running_reporter.ts: it names the tests still running
+# when a file hits the 600 s file timeout and warns about tests running longer than
+# 3 min. --test-force-exit: a file ends when its tests have, even if a leaked child,
+# socket or timer would keep its process alive (a hang of its own otherwise).
+exec node --test --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=./dist/test/lib/running_reporter.js --test-reporter-destination=stdout \
+  --test-force-exit --test-concurrency=2 --test-timeout=600000 "${files[@]}"

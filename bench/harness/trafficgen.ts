@@ -62,8 +62,10 @@ export class TrafficGen {
     const done = (async () => {
       await writeFile(file, frames.data);
       if (stopRequested) return { sent: 0, seconds: 0, pps: 0 };
-      child = execa('nsenter', [`--net=${this.ns.path}`, '--', trafficgenPath(), ...args], { reject: false });
+      // bounded: a generator stuck on a dead device fails the run instead of hanging it
+      child = execa('nsenter', [`--net=${this.ns.path}`, '--', trafficgenPath(), ...args], { reject: false, timeout: (opts.duration ?? 0) * 1000 + 300_000 });
       const r = await child;
+      if (r.timedOut) throw new Error(`trafficgen ${args.join(' ')} timed out`);
       if (r.exitCode !== 0) throw new Error(`trafficgen ${args.join(' ')} failed (exit ${r.exitCode}): ${String(r.stderr).trim()}`);
       const line = String(r.stdout).trim().split('\n').pop() ?? '';
       const j = JSON.parse(line) as GenResult;

@@ -92,7 +92,10 @@ enum filter_action {
 };
 
 struct iface_value {
-	struct rule_bits bits;   /* rules that apply on this interface/direction */
+	/* [0] IPv4, [1] IPv6: the rules that apply on this interface and
+	 * direction, ANDed with the generation's base for that family (the
+	 * vectors of the fields it does not look up): one vector less per packet */
+	struct rule_bits bits[2];
 	__u32 default_action;    /* FILTER_ACT_PASS or FILTER_ACT_DROP */
 	__u32 ifindex;           /* the interface this entry configures; 0: unmanaged */
 };
@@ -118,6 +121,9 @@ enum filter_feature {
 	FEAT_SPORT_ARR = 1 << 9, /* TCP/UDP source port through port_class/port_bits, not the trie */
 	FEAT_DPORT_ARR = 1 << 10,
 	FEAT_LOG = 1 << 11, /* some drop of this generation logs (filter_log.h) */
+	FEAT_SRC_V6_DIR = 1 << 12, /* source IPv6 through v6_dir16/v6_hash (below), not the trie */
+	FEAT_DST_V6_DIR = 1 << 13,
+	FEAT_COUNT = 1 << 14, /* some rule of this generation is a count rule */
 };
 
 /*
@@ -151,6 +157,33 @@ enum filter_feature {
  */
 #define FILTER_DIR_BITMAP 0x40000000u
 
+/*
+ * IPv6 without a trie walk for prefixes up to /64: per (generation, field)
+ * a 65536-entry table indexed by the top 16 address bits (v6_dir16) holds
+ * either the class of the /16 (prefixes of /16 and shorter painted in) or,
+ * where longer prefixes start, FILTER_V6_HASH | mask << 16 | class: mask
+ * says which of the generation's few distinct lengths in (16, 64]
+ * (gen_config.v6_len, longest first) occur below this /16. Those lengths are
+ * looked up in v6_hash (key: generation, field, length, the top 64 bits
+ * masked to the length; value: class), longest first; the first hit is the
+ * longest match, no hit leaves the /16's class. A prefix longer than /64
+ * marks its /64 FILTER_DIR_TRIE there (64 is then one of the lengths): the
+ * trie, which always holds every prefix, answers. More than
+ * FILTER_V6_LENGTHS distinct lengths or FILTER_V6_CLASSES vectors: the trie
+ * alone (FEAT_*_V6_DIR off). A /16 slot costs one array load; below it one
+ * hash lookup per length present, instead of a walk of up to 136 trie levels.
+ */
+#define FILTER_V6_HASH 0x40000000u
+#define FILTER_V6_LENGTHS 8
+#define FILTER_V6_CLASSES 4096 /* per (generation, field) */
+#define FILTER_V6_CLASS_MASK 0xffffu
+
+struct v6_hash_key {
+	__u32 tag; /* (generation * 2 + field) << 8 | prefix length */
+	__u32 pad;
+	__u64 hi;  /* top 64 address bits, host order, masked to the length */
+};
+
 struct dir4_bitmap {
 	__u64 bits[4]; /* bit b: the /24 with third byte b has cls[1] */
 	__u32 cls[2];
@@ -179,6 +212,8 @@ struct gen_config {
 	 * the AND and is skipped: in a large rule set the fields looked up
 	 * first usually leave no candidate that constrains the rest. */
 	struct rule_bits constrained[FILTER_FIELDS];
+	/* [field] distinct IPv6 prefix lengths in (16, 64] of v6_hash, longest first, 0: unused */
+	__u8 v6_len[2][FILTER_V6_LENGTHS];
 };
 
 /*
@@ -205,12 +240,15 @@ enum filter_limits {
 	FILTER_LIMIT_DIR4_CHUNKS = FILTER_DIR4_CHUNKS,
 	FILTER_LIMIT_DIR4_CLASSES = FILTER_DIR4_CLASSES,
 	FILTER_LIMIT_FIELDS = FILTER_FIELDS,
+	FILTER_LIMIT_V6_LENGTHS = FILTER_V6_LENGTHS,
+	FILTER_LIMIT_V6_CLASSES = FILTER_V6_CLASSES,
 };
 
 enum filter_dir_entry {
 	FILTER_DIR_ENTRY_CHUNK = FILTER_DIR_CHUNK,
 	FILTER_DIR_ENTRY_TRIE = FILTER_DIR_TRIE,
 	FILTER_DIR_ENTRY_BITMAP = FILTER_DIR_BITMAP,
+	FILTER_DIR_ENTRY_V6_HASH = FILTER_V6_HASH,
 };
 
 /* Token buckets in nano-units: tokens * 1e9, refilled by elapsed_ns * rate. */
@@ -289,6 +327,7 @@ struct filter_contract {
 	struct gen_meta meta;
 	struct rate_key rate_key;
 	struct rule_stat rule_stat;
+	struct v6_hash_key v6_hash_key;
 };
 
 /* block_active[0] (IPv4) and [1] (IPv6): nonzero while that family's

@@ -98,6 +98,29 @@ struct {
 	__type(value, struct rule_bits);
 } v4_class SEC(".maps");
 
+/* IPv6 first stage (filter_common.h); index (gen * 2 + field) * size + i */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} v6_dir16 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4 * FILTER_DEFAULT_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct v6_hash_key);
+	__type(value, __u32);
+} v6_hash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * FILTER_V6_CLASSES);
+	__type(key, __u32);
+	__type(value, struct rule_bits);
+} v6_class SEC(".maps");
+
 /* TCP/UDP ports by array (filter_common.h) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -442,6 +465,50 @@ static __always_inline struct rule_bits *lookup_v6(void *map, __u32 gen, __u8 *a
 	return v;
 }
 
+/* The IPv6 LPM result through v6_dir16 and the per-length hash; the trie
+ * only where an entry says so. gf = gen * 2 + field. */
+static __always_inline struct rule_bits *lookup_v6_dir(void *trie, struct gen_config *gc, __u32 gen, __u32 field,
+						       __u8 *addr)
+{
+	__u32 gf = gen * 2 + field;
+	__u32 idx = (gf << 16) | ((__u32)addr[0] << 8) | addr[1];
+	__u32 *e = bpf_map_lookup_elem(&v6_dir16, &idx);
+	__u32 c, m, i;
+
+	if (!e)
+		return NULL;
+	c = *e;
+	if (c & FILTER_V6_HASH) {
+		struct v6_hash_key k = { .pad = 0 };
+		__u64 hi;
+		__u32 len, *h;
+
+		__builtin_memcpy(&hi, addr, 8);
+		hi = bpf_be64_to_cpu(hi);
+		m = (c >> 16) & 0xff;
+		c &= FILTER_V6_CLASS_MASK;
+#pragma unroll
+		for (i = 0; i < FILTER_V6_LENGTHS; i++) {
+			if (!(m & (1u << i)))
+				continue;
+			len = gc->v6_len[field & 1][i];
+			if (len == 0 || len > 64)
+				break;
+			k.tag = gf << 8 | len;
+			k.hi = len == 64 ? hi : hi & ~(~0ULL >> len);
+			h = bpf_map_lookup_elem(&v6_hash, &k);
+			if (h) {
+				c = *h;
+				break;
+			}
+		}
+	}
+	if (c == FILTER_DIR_TRIE)
+		return lookup_v6(trie, gen, addr);
+	idx = gf * FILTER_V6_CLASSES + (c & (FILTER_V6_CLASSES - 1));
+	return bpf_map_lookup_elem(&v6_class, &idx);
+}
+
 static __always_inline struct rule_bits *lookup_port(void *map, __u32 gen, struct packet_info *pi, __u16 port)
 {
 	struct lpm_port_key k = { .prefixlen = 32, .gen = gen, .proto = pi->l4proto };
@@ -507,6 +574,7 @@ struct count_ctx {
 	struct rule_bits m; /* matching count rules not yet counted */
 	__u32 gen;
 	__u32 rule;         /* the winning terminal rule (FILTER_MAX_RULES: none) */
+	__u32 nw;           /* words of m that are set (the rest is not written) */
 	__u64 len;
 };
 
@@ -520,8 +588,11 @@ static long count_one(__u64 index, void *data)
 
 #pragma unroll
 	for (i = 0; i < FILTER_WORDS; i++) {
-		__u64 w = c->m.w[i];
+		__u64 w;
 
+		if (i >= c->nw)
+			break;
+		w = c->m.w[i];
 		if (w) {
 			r = i * 64 + lowest_bit(w);
 			c->m.w[i] = w & (w - 1);
@@ -547,12 +618,12 @@ static long count_one(__u64 index, void *data)
 static __always_inline __u32 classify(struct packet_info *pi, struct gen_config *gc, struct iface_value *ifv,
 				      __u32 gen, __u32 fam, struct count_ctx *cc, const __u32 words, __u64 *any_count)
 {
-	struct rule_bits *v, *base = fam ? &gc->base[1] : &gc->base[0];
+	struct rule_bits *v, *ifvb = fam ? &ifv->bits[1] : &ifv->bits[0];
 	__u32 feat = gc->features, fidx, i, rule = FILTER_MAX_RULES;
 	__u64 any = 0;
 
 	for (i = 0; i < FILTER_WORDS; i++)
-		cc->m.w[i] = i < words ? base->w[i] & ifv->bits.w[i] : 0;
+		cc->m.w[i] = i < words ? ifvb->w[i] : 0;
 	if (!fam) {
 		if ((feat & FEAT_SRC_V4) && needed(&cc->m, &gc->constrained[FIELD_SRC_V4], words)) {
 			if (feat & FEAT_SRC_V4_DIR)
@@ -574,13 +645,19 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 		}
 	} else {
 		if ((feat & FEAT_SRC_V6) && needed(&cc->m, &gc->constrained[FIELD_SRC_V6], words)) {
-			v = lookup_v6(&src_v6, gen, pi->saddr);
+			if (feat & FEAT_SRC_V6_DIR)
+				v = lookup_v6_dir(&src_v6, gc, gen, 0, pi->saddr);
+			else
+				v = lookup_v6(&src_v6, gen, pi->saddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
 		}
 		if ((feat & FEAT_DST_V6) && needed(&cc->m, &gc->constrained[FIELD_DST_V6], words)) {
-			v = lookup_v6(&dst_v6, gen, pi->daddr);
+			if (feat & FEAT_DST_V6_DIR)
+				v = lookup_v6_dir(&dst_v6, gc, gen, 1, pi->daddr);
+			else
+				v = lookup_v6(&dst_v6, gen, pi->daddr);
 			if (!v)
 				return FILTER_MAX_RULES;
 			and_into(&cc->m, v, words);
@@ -622,6 +699,138 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 		w &= ~c;
 		if (w && rule == FILTER_MAX_RULES)
 			rule = i * 64 + lowest_bit(w);
+	}
+	*any_count = any;
+	return rule;
+}
+
+/* acc = x & y & z (one load of each, one store per word). Every word:
+ * a bound read from the generation would fork the verifier's state at each
+ * word, and words beyond the rules are 0 in the interface's vector anyway. */
+static __always_inline void and3_into(struct rule_bits *acc, struct rule_bits *x, struct rule_bits *y,
+				      struct rule_bits *z)
+{
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < FILTER_WORDS; i++)
+		acc->w[i] = x->w[i] & y->w[i] & z->w[i];
+}
+
+/*
+ * Rule sets beyond one word, in two passes instead of one per field: the
+ * address lookups, then acc = base & interface & source & destination in one
+ * pass; the port and flag lookups, then one pass that ANDs those vectors
+ * into acc word by word in registers and stops at the first word holding a
+ * terminal rule (words after the winner's are not touched). The field-major
+ * AND (classify) loads and stores the running vector once per field. Two
+ * passes rather than one: with every pointer live across one loop the
+ * verifier explores each combination of lookup outcomes through it (E2BIG).
+ * No lookup is skipped here (the skip check is a pass of its own); a field
+ * the generation does not look up contributes `base`, already in the AND.
+ */
+/* One word of the last pass: count rules kept for count_one, stop at the first terminal rule. */
+#define WIDE_WORD(EXPR)                                          \
+	{                                                        \
+		__u64 w = (EXPR), c = w & gc->count.w[i];        \
+		cc->m.w[i] = c;                                  \
+		any |= c;                                        \
+		w &= ~c;                                         \
+		if (w) {                                         \
+			rule = i * 64 + lowest_bit(w);           \
+			cc->nw = i + 1;                          \
+			break;                                   \
+		}                                                \
+	}
+
+#define WIDE_WORD_NO_COUNT(EXPR)                                 \
+	{                                                        \
+		__u64 w = (EXPR);                                \
+		if (w) {                                         \
+			rule = i * 64 + lowest_bit(w);           \
+			break;                                   \
+		}                                                \
+	}
+
+static __always_inline __u32 classify_wide(struct packet_info *pi, struct gen_config *gc, struct iface_value *ifv,
+					   __u32 gen, __u32 fam, struct count_ctx *cc, __u64 *any_count)
+{
+	struct rule_bits *base = fam ? &gc->base[1] : &gc->base[0];
+	struct rule_bits *a = base, *b = base, *p = base, *q = base, *fl = base;
+	__u32 feat = gc->features, fidx, i, rule = FILTER_MAX_RULES;
+	__u64 any = 0;
+
+	if (!fam) {
+		if (feat & FEAT_SRC_V4) {
+			if (feat & FEAT_SRC_V4_DIR)
+				a = lookup_v4_dir(&src_v4, gen, gen * 2, pi->saddr);
+			else
+				a = lookup_v4(&src_v4, gen, pi->saddr);
+			if (!a)
+				return FILTER_MAX_RULES;
+		}
+		if (feat & FEAT_DST_V4) {
+			if (feat & FEAT_DST_V4_DIR)
+				b = lookup_v4_dir(&dst_v4, gen, gen * 2 + 1, pi->daddr);
+			else
+				b = lookup_v4(&dst_v4, gen, pi->daddr);
+			if (!b)
+				return FILTER_MAX_RULES;
+		}
+	} else {
+		if (feat & FEAT_SRC_V6) {
+			if (feat & FEAT_SRC_V6_DIR)
+				a = lookup_v6_dir(&src_v6, gc, gen, 0, pi->saddr);
+			else
+				a = lookup_v6(&src_v6, gen, pi->saddr);
+			if (!a)
+				return FILTER_MAX_RULES;
+		}
+		if (feat & FEAT_DST_V6) {
+			if (feat & FEAT_DST_V6_DIR)
+				b = lookup_v6_dir(&dst_v6, gc, gen, 1, pi->daddr);
+			else
+				b = lookup_v6(&dst_v6, gen, pi->daddr);
+			if (!b)
+				return FILTER_MAX_RULES;
+		}
+	}
+	and3_into(&cc->m, fam ? &ifv->bits[1] : &ifv->bits[0], a, b);
+
+	if (feat & FEAT_SPORT) {
+		if (feat & FEAT_SPORT_ARR)
+			p = lookup_port_arr(&sport, gen, 0, pi, pi->sport);
+		else
+			p = lookup_port(&sport, gen, pi, pi->sport);
+		if (!p)
+			return FILTER_MAX_RULES;
+	}
+	if (feat & FEAT_DPORT) {
+		if (feat & FEAT_DPORT_ARR)
+			q = lookup_port_arr(&dport, gen, 1, pi, pi->dport);
+		else
+			q = lookup_port(&dport, gen, pi, pi->dport);
+		if (!q)
+			return FILTER_MAX_RULES;
+	}
+	if (feat & FEAT_FLAGS) {
+		fidx = gen * FILTER_FLAGS_PER_GEN +
+		       (pi->l4proto == IPPROTO_TCP && pi->fragment != 2 ? pi->tcp_flags : FILTER_FLAGS_UNKNOWN);
+		fl = bpf_map_lookup_elem(&tcp_flags, &fidx);
+		if (!fl)
+			return FILTER_MAX_RULES;
+	}
+
+	/* Without count rules nothing is kept for count_one: a load and a store
+	 * less per word. (A variant without the flags vector as well, base when
+	 * flags are not looked up, took the tc program past the verifier's limit.) */
+	cc->nw = FILTER_WORDS;
+	if (feat & FEAT_COUNT) {
+		for (i = 0; i < FILTER_WORDS; i++)
+			WIDE_WORD(cc->m.w[i] & p->w[i] & q->w[i] & fl->w[i]);
+	} else {
+		for (i = 0; i < FILTER_WORDS; i++)
+			WIDE_WORD_NO_COUNT(cc->m.w[i] & p->w[i] & q->w[i] & fl->w[i]);
 	}
 	*any_count = any;
 	return rule;
@@ -729,10 +938,12 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 
 	/* A rule set of up to 64 rules (one word) gets its own copy of the
 	 * classifier with every loop folded to one iteration. */
-	if (gc->words <= 1)
+	if (gc->words <= 1) {
 		rule = classify(&pi, gc, ifv, gen, fam, &cc, 1, &any_count);
-	else
-		rule = classify(&pi, gc, ifv, gen, fam, &cc, FILTER_WORDS, &any_count);
+		cc.nw = 1;
+	} else {
+		rule = classify_wide(&pi, gc, ifv, gen, fam, &cc, &any_count);
+	}
 
 	/* Count rules ahead of the winner see the packet and let it go on. */
 	if (any_count) {

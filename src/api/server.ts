@@ -439,7 +439,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       if (!server.clients.some((c) => c.name === client)) return reply.code(404).send(errorBody(404, `openvpn server ${name} has no client "${client}"`));
       let profile: string;
       try {
-        profile = exportProfile(engine.host.stateDir, server, client);
+        const rootCaFile = (committed('certificates') as { acme?: { rootCaFile?: unknown } } | undefined)?.acme?.rootCaFile;
+        profile = exportProfile(engine.host.stateDir, server, client, typeof rootCaFile === 'string' ? { rootCaFile } : {});
       } catch (e) {
         return reply.code(409).send(errorBody(409, (e as Error).message));
       }

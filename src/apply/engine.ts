@@ -294,7 +294,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   /** compileDocument as stages: each `yield` is a point where an async caller lets the event loop run. */
   private *compileStages(document: unknown): Generator<void, { compiled?: Compiled; issues: Issue[] }, void> {
     const { validated, issues } = yield* validateDocumentStages(document, this.readFile);
-    if (!validated) return { issues };
+    if (!validated) return { issues: [...issues, ...(yield* this.independentCompileIssues(document, issues))] };
     const ctx: CompileContext = {
       config: validated.config,
       aliases: validated.aliases,
@@ -620,6 +620,56 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (this.readFile !== readTextFile) return undefined;
     if (!this.subsystems.every((s) => registry.includes(s))) return undefined;
     return this.subsystems.map((s) => s.name);
+  }
+
+  /**
+   * The compile issues a document has beside its schema issues, so that one
+   * validation reports every stage's problems at once. The sections with a
+   * schema issue are left out (they take their defaults), the rest is
+   * compiled, and a subsystem's issues count only when its compile read none
+   * of the left-out sections (nor openings or aliases that came from them):
+   * an issue that follows from a broken section (a reference to something
+   * it defines) is not reported, one independent of it is.
+   */
+  private *independentCompileIssues(document: unknown, schemaIssues: readonly Issue[]): Generator<void, Issue[], void> {
+    if (!document || typeof document !== 'object' || Array.isArray(document) || !schemaIssues.length) return [];
+    const broken = new Set<string>();
+    for (const i of schemaIssues) {
+      const top = i.path[0];
+      // a problem with the document as a whole (not a section): nothing to compile apart from it
+      if (typeof top !== 'string') return [];
+      broken.add(top);
+    }
+    const rest = Object.fromEntries(Object.entries(document).filter(([k]) => !broken.has(k)));
+    const { validated } = yield* validateDocumentStages(rest, this.readFile);
+    if (!validated) return [];
+    const openingReads = new Set<string>();
+    const openings = this.openings({ config: recordReads(validated.config, openingReads), aliases: validated.aliases });
+    const out: Issue[] = [];
+    for (const s of this.subsystems) {
+      yield;
+      const reads = new Set<string>();
+      const ctx: CompileContext = {
+        config: recordReads(validated.config, reads),
+        get aliases() {
+          reads.add('aliases');
+          return validated.aliases;
+        },
+        get openings() {
+          for (const r of openingReads) reads.add(r);
+          return openings;
+        },
+        readFile: this.readFile,
+      };
+      let found: Issue[];
+      try {
+        found = s.compile(ctx).issues;
+      } catch {
+        continue; // on a document with defaults in place of broken sections: not a finding of its own
+      }
+      if (![...reads].some((r) => broken.has(r))) out.push(...found);
+    }
+    return out;
   }
 
   private openings(v: Validated): ServiceOpening[] {
@@ -1064,4 +1114,18 @@ function openLockDb(path: string): Database.Database {
 /** sha256 over every subsystem's changes, in order. */
 export function planFingerprint(subsystems: readonly SubsystemPlan[]): string {
   return createHash('sha256').update(JSON.stringify(subsystems.map((p) => [p.subsystem, p.changes]))).digest('hex');
+}
+
+/** `config` as seen by one compile: notes each top-level section it reads (spreading it reads all). */
+function recordReads<T extends object>(config: T, reads: Set<string>): T {
+  return new Proxy(config, {
+    get(target, key, receiver) {
+      if (typeof key === 'string') reads.add(key);
+      return Reflect.get(target, key, receiver);
+    },
+    ownKeys(target) {
+      for (const k of Reflect.ownKeys(target)) if (typeof k === 'string') reads.add(k);
+      return Reflect.ownKeys(target);
+    },
+  });
 }

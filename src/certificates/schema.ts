@@ -1,8 +1,10 @@
 /**
  * The `certificates:` section: certificates from an ACME CA (Let's Encrypt,
  * a private step-ca, Debian's pebble for tests) for what Patronus serves
- * over TLS: the API/console (`api.tls.certificate`) and services that
- * serve TLS. Issued on apply, renewed before expiry by the drift loop.
+ * over TLS: the API/console (`api.tls.certificate`), DNS over TLS
+ * (`dns.listen.tls.certificate`), OpenVPN servers (`openvpn.servers[].certificate`)
+ * and IPsec gateways (`ipsec.connections[].certificate`). Issued on apply,
+ * renewed before expiry by the drift loop.
  */
 import { z } from 'zod';
 
@@ -18,6 +20,11 @@ export const acmeSchema = z
     email: z.email().optional().describe('contact address for the ACME account (expiry notices)'),
     termsOfServiceAgreed: z.literal(true).describe("you agree to the ACME CA's terms of service (must be true)"),
     directoryCaFile: z.string().min(1).optional().describe("PEM file of the CA that signs the ACME server's own HTTPS certificate (private or test CAs; public CAs need none)"),
+    rootCaFile: z
+      .string()
+      .regex(/^\/[^\n\0]*$/, 'must be an absolute path')
+      .optional()
+      .describe("PEM file with the root CA certificate the ACME CA's certificates chain up to, when it is not in the system's trust store (a private CA, pebble): exported OpenVPN profiles carry that root for clients to verify the server"),
     http01Listen: listen.default('0.0.0.0:80').describe('where the http-01 challenge responder listens while an order is pending (the CA connects to port 80 of each name); the firewall opens its port'),
     renewDaysBefore: z.number().int().min(1).max(3650).default(30).describe('renew a certificate this many days before it expires'),
   })

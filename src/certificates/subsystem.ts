@@ -35,6 +35,16 @@ export const certificatesSubsystem: Subsystem<CertificatesDesired> = defineSubsy
     if (tls && 'certificate' in tls && !names.has(tls.certificate)) issues.push({ path: ['api', 'tls', 'certificate'], message: `no certificate "${tls.certificate}" in certificates.issue` });
     const dot = ctx.config.dns.listen.tls;
     if (ctx.config.dns.enabled && dot && !names.has(dot.certificate)) issues.push({ path: ['dns', 'listen', 'tls', 'certificate'], message: `no certificate "${dot.certificate}" in certificates.issue` });
+    ctx.config.openvpn.servers.forEach((v, n) => {
+      if (v.enabled && v.certificate && !names.has(v.certificate)) issues.push({ path: ['openvpn', 'servers', n, 'certificate'], message: `no certificate "${v.certificate}" in certificates.issue` });
+    });
+    ctx.config.ipsec.connections.forEach((v, n) => {
+      if (!v.enabled || !v.certificate) return;
+      const cert = c.issue.find((i) => i.name === v.certificate);
+      if (!cert) issues.push({ path: ['ipsec', 'connections', n, 'certificate'], message: `no certificate "${v.certificate}" in certificates.issue` });
+      // strongSwan accepts an identity only if the certificate carries it
+      else if (v.localId && !cert.domains.includes(v.localId)) issues.push({ path: ['ipsec', 'connections', n, 'localId'], message: `"${v.localId}" is not a domain of certificate ${cert.name} (${cert.domains.join(', ')}): the peer could not match it` });
+    });
     return { desired: { ...(c.acme ? { acme: c.acme } : {}), certs: c.issue }, issues };
   },
 

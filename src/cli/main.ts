@@ -7,6 +7,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 // only what every REST command needs is imported here; the engine, server and store load on demand
 // (a CLI that imported them spent ~1 s of CPU before it sent a request: src/cli/client.ts)
@@ -118,6 +119,31 @@ function positiveInt(v: string, max = Number.MAX_SAFE_INTEGER): number {
   const n = Number(v);
   if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`"${v}" is not a whole number from 1 to ${max}`);
   return n;
+}
+
+/** serve --listen: host:port (IPv6 in brackets), port 1-65535, checked before anything starts */
+function listenAddress(v: string): string {
+  const m = /^(\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`"${v}" is not host:port (an IPv6 address goes in brackets: [::1]:9180)`);
+  const port = Number(m[4]);
+  if (port < 1 || port > 65535) throw new InvalidArgumentError(`port ${m[4]} of "${v}" is not from 1 to 65535`);
+  const host = m[2] ?? m[3]!;
+  if (m[2] !== undefined ? !isIPv6(host) : !isIPv4(host) && !/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(host)) {
+    throw new InvalidArgumentError(`"${host}" in "${v}" is not an IP address or host name`);
+  }
+  return v;
+}
+
+/** serve --keep-revisions: 0 (no limit) or a whole number of revisions */
+function keepRevisionsOption(v: string): string {
+  if (!/^(0|[1-9][0-9]{0,8})$/.test(v)) throw new InvalidArgumentError(`"${v}" is not a whole number of revisions (0 = no limit)`);
+  return v;
+}
+
+/** serve --keep-days: 0 (no limit) or a positive number of days */
+function keepDaysOption(v: string): string {
+  if (!/^[0-9]{1,6}(\.[0-9]+)?$/.test(v) || (v !== '0' && !(Number(v) > 0))) throw new InvalidArgumentError(`"${v}" is not a number of days (0 = no limit)`);
+  return v;
 }
 
 const ALLOW_EMPTY = 'accept an empty document (applying it removes everything Patronus manages)';
@@ -440,13 +466,13 @@ addFleetCommands(program, out);
 addServeFleetOptions(program
   .command('serve')
   .description('run the control plane in the foreground (REST API, /metrics)')
-  .option('--listen <host:port>', 'REST/metrics listen address (default: api.listen of the configuration, 127.0.0.1:9180)')
+  .option('--listen <host:port>', 'REST/metrics listen address (default: api.listen of the configuration, 127.0.0.1:9180)', listenAddress)
   .option('--lab', 'create the lab namespaces and manage patronus-lab with the embedded default configuration', false)
   .option('--config <file>', 'configuration to apply when the store is empty (default: the embedded default)')
   .option('--tls-cert <file>', 'serve HTTPS with this certificate')
   .option('--tls-key <file>', 'private key for --tls-cert')
-  .option('--keep-revisions <n>', 'revisions to keep (older finished ones are pruned; 0 = no limit; default $PATRONUS_KEEP_REVISIONS or 500)')
-  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned'))
+  .option('--keep-revisions <n>', 'revisions to keep (older finished ones are pruned; 0 = no limit; default $PATRONUS_KEEP_REVISIONS or 500)', keepRevisionsOption)
+  .option('--keep-days <days>', 'keep revisions younger than this too (0 = no limit; default $PATRONUS_KEEP_DAYS); the committed and pending ones are never pruned', keepDaysOption))
   .action(async (o: { listen?: string; lab: boolean; config?: string; tlsCert?: string; tlsKey?: string; keepRevisions?: string; keepDays?: string } & Parameters<typeof serveFleetOptions>[0]) => {
     const g = globals();
     const [{ serve }, { parseRetention }] = await Promise.all([import('../api/serve.js'), import('../store/store.js')]);

@@ -17,7 +17,7 @@ import { append, resolveNetworkRef, resolvePortRef, type AliasTable, type PortRa
 import { prefixBytes, type Prefix } from '../net/address.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import type { CountryResolver, GeoPrefix } from './geoip.js';
-import { ACTION, BITS_BYTES, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LOG_FLAGS, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LogConfig, type LpmField } from './layout.js';
+import { ACTION, BITS_BYTES, V6_CLASSES, V6_HASH, V6_LENGTHS, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LOG_FLAGS, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LogConfig, type LpmField } from './layout.js';
 import { TCP_FLAG_NAMES, type FastpathConfig, type FastpathRuleConfig } from './schema.js';
 
 /** One LPM map's entries: data bytes (without the generation byte), prefix length, rule bits. */
@@ -65,6 +65,8 @@ export interface FastpathDesired {
   genConfig: GenConfig;
   /** IPv4 address fields as DIR-16-8 tables (absent: that field uses its trie alone) */
   dir4: { src_v4?: Dir4; dst_v4?: Dir4 };
+  /** IPv6 address fields through the /16 table and per-length hash (absent: that field uses its trie alone) */
+  dir6: { src_v6?: Dir6; dst_v6?: Dir6 };
   /** TCP/UDP ports of each port field as arrays (absent: that field uses its trie alone) */
   ports: { sport?: PortArrays; dport?: PortArrays };
   capacity: FastpathCapacity;
@@ -276,6 +278,17 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
     dir4[f] = d;
     genConfig.features |= f === 'src_v4' ? FEAT.src_v4_dir : FEAT.dst_v4_dir;
   }
+  const dir6: FastpathDesired['dir6'] = {};
+  const v6Len: [number[], number[]] = [[], []];
+  for (const [fi, f] of (['src_v6', 'dst_v6'] as const).entries()) {
+    if (!(genConfig.features & FEAT[f])) continue;
+    const d = buildDir6(fields[f]);
+    if (!d) continue; // too many lengths or vectors: the trie alone
+    dir6[f] = d;
+    v6Len[fi] = d.lengths;
+    genConfig.features |= f === 'src_v6' ? FEAT.src_v6_dir : FEAT.dst_v6_dir;
+  }
+  genConfig.v6Len = v6Len;
   const ports: FastpathDesired['ports'] = {};
   for (const f of ['sport', 'dport'] as const) {
     if (!(genConfig.features & FEAT[f])) continue;
@@ -286,7 +299,7 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
   }
   const log = compileLog(fp);
   if (log.rate > 0) genConfig.features |= FEAT.log;
-  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, ports, capacity, log }, issues };
+  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, dir6, ports, capacity, log }, issues };
 }
 
 /**
@@ -401,6 +414,83 @@ export function buildDir4(entries: LpmEntry[]): Dir4 | undefined {
   return { dir16, chunks, classes };
 }
 
+/** One IPv6 field's first stage (see filter_common.h): what the data plane writes for it. */
+export interface Dir6 {
+  /** 65536 entries by the top 16 bits: class, or V6_HASH | length mask << 16 | class */
+  dir16: Uint32Array;
+  /** the distinct prefix lengths in (16, 64] of the hash, longest first (bit i of a mask: lengths[i]) */
+  lengths: number[];
+  /** hash entries: length, top 64 bits masked to it (host-order value), class or DIR_TRIE */
+  hash: { len: number; hi: bigint; cls: number }[];
+  /** class id -> bit vector */
+  classes: Buffer[];
+}
+
+const ALL64 = (1n << 64n) - 1n;
+/** The top `len` of 64 bits. */
+export function mask64(len: number): bigint {
+  return len === 0 ? 0n : (ALL64 << BigInt(64 - len)) & ALL64;
+}
+
+/**
+ * An IPv6 field's LPM entries (each vector already carries its ancestors'
+ * rules) as the /16 table plus per-length hash entries: prefixes of /16 and
+ * shorter are painted into the /16 slots in order of length; longer ones up
+ * to /64 become hash entries of their length, and their /16 slot records
+ * that the length occurs below it; a prefix longer than /64 turns its /64
+ * into a DIR_TRIE entry (the trie answers there). Undefined when the field
+ * has no zero-length entry, more than V6_LENGTHS distinct lengths in
+ * (16, 64] or more than V6_CLASSES distinct vectors: the trie alone.
+ */
+export function buildDir6(entries: LpmEntry[]): Dir6 | undefined {
+  const root = entries.find((e) => e.length === 0);
+  if (!root) return undefined;
+  const lens = new Set<number>();
+  for (const e of entries) if (e.length > 16) lens.add(Math.min(e.length, 64));
+  if (lens.size > V6_LENGTHS) return undefined;
+  const lengths = [...lens].sort((a, b) => b - a);
+  const bitOf = new Map(lengths.map((l, i) => [l, 1 << i]));
+  const { classes, classOf } = classTable();
+  const dir16 = new Uint32Array(65536).fill(classOf(root.bits));
+  const slotMask = new Uint8Array(65536);
+  const hash = new Map<string, { len: number; hi: bigint; cls: number }>();
+  const sorted = [...entries].sort((a, b) => a.length - b.length);
+  for (const e of sorted) {
+    if (e.length === 0) continue;
+    const c = classOf(e.bits);
+    if (classes.length > V6_CLASSES) return undefined;
+    const top = (e.data[0]! << 8) | e.data[1]!;
+    if (e.length <= 16) {
+      const n = 1 << (16 - e.length);
+      dir16.fill(c, top & ~(n - 1), (top & ~(n - 1)) + n);
+      continue;
+    }
+    const len = Math.min(e.length, 64);
+    const hi = e.data.readBigUInt64BE(0) & mask64(len);
+    const key = `${len}:${hi}`;
+    if (e.length > 64) hash.set(key, { len, hi, cls: DIR_TRIE });
+    else if (hash.get(key)?.cls !== DIR_TRIE) hash.set(key, { len, hi, cls: c });
+    slotMask[top]! |= bitOf.get(len)!;
+  }
+  for (let i = 0; i < 65536; i++) if (slotMask[i]) dir16[i] = (V6_HASH | (slotMask[i]! << 16) | dir16[i]!) >>> 0;
+  return { dir16, lengths, hash: [...hash.values()], classes };
+}
+
+/** The class an address (16 bytes) gets through a Dir6 (what the program computes), or DIR_TRIE. */
+export function resolveDir6(d: Dir6, addr: Buffer): number {
+  const e = d.dir16[(addr[0]! << 8) | addr[1]!]!;
+  if (!(e & V6_HASH)) return e;
+  const m = (e >>> 16) & 0xff;
+  const hi = addr.readBigUInt64BE(0);
+  for (let i = 0; i < d.lengths.length; i++) {
+    if (!(m & (1 << i))) continue;
+    const len = d.lengths[i]!;
+    const h = d.hash.find((x) => x.len === len && x.hi === (hi & mask64(len)));
+    if (h) return h.cls;
+  }
+  return e & 0xffff;
+}
+
 /**
  * Pay per feature: a field whose map holds only its zero-length entry (no
  * rule constrains it) is not looked up by the program; that entry's vector
@@ -424,6 +514,7 @@ export function genConfigOf(fields: Record<LpmField, LpmEntry[]>, tcpFlags: Buff
   }
   if (tcpFlags.some((v) => !v.equals(tcpFlags[0]!))) features |= FEAT.flags;
   else for (const b of base) and(b, tcpFlags[0]!);
+  if (countRules.some((b) => b !== 0)) features |= FEAT.count;
   return { features, words: Math.ceil(rules / 64), base, count: Buffer.from(countRules) };
 }
 

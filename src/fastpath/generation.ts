@@ -6,7 +6,7 @@
  * check them against the compiler's tables.
  */
 import type { Dir4, FastpathDesired } from './compile.js';
-import { BITS_BYTES, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, DIR4_CHUNKS, FILTER_FLAGS_PER_GEN, MATCH_FIELDS, type GenConfig } from './layout.js';
+import { BITS_BYTES, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, DIR4_CHUNKS, FILTER_FLAGS_PER_GEN, FILTER_MAX_IFACES, MATCH_FIELDS, type GenConfig } from './layout.js';
 
 /**
  * Per match field (MATCH_FIELDS order), the rules that constrain it: those
@@ -128,6 +128,54 @@ export function changedVectors(prev: readonly Buffer[] | undefined, vectors: rea
     if (!prev?.[i]?.equals(b)) out.push(i);
   });
   return out;
+}
+
+/**
+ * Counter slots of a new rule set: a rule keeps the slot (and counters) its
+ * name has in the active generation; a new rule takes the lowest slot no
+ * active rule holds. `fresh`: positions whose slot is new (its counters and
+ * name are reset before use).
+ */
+export function assignRuleSlots(names: readonly string[], active: ReadonlyMap<string, number>): { slots: number[]; fresh: number[] } {
+  const used = new Set(active.values());
+  const slots: number[] = [];
+  const fresh: number[] = [];
+  let next = 0;
+  names.forEach((name, i) => {
+    let s = active.get(name);
+    if (s === undefined) {
+      while (used.has(next)) next++;
+      s = next;
+      used.add(s);
+      fresh.push(i);
+    }
+    slots.push(s);
+  });
+  return { slots, fresh };
+}
+
+/**
+ * Interface slots of a new generation (ifindex -> slot): an interface keeps
+ * the slot it has in the active generation (packets classified against it
+ * still read that slot); a new one takes the lowest slot the active
+ * generation does not use. Throws beyond `max` slots.
+ */
+export function assignIfaceSlots(ifindexes: readonly number[], active: ReadonlyMap<number, number>, max = FILTER_MAX_IFACES): Map<number, number> {
+  const slotOf = new Map<number, number>();
+  const taken = new Set(active.values());
+  let free = 0;
+  for (const idx of ifindexes) {
+    if (slotOf.has(idx)) continue;
+    let slot = active.get(idx);
+    if (slot === undefined) {
+      while (taken.has(free)) free++;
+      if (free >= max) throw new Error(`fastpath: more than ${max} interfaces (with those the active rule set still uses)`);
+      slot = free;
+      taken.add(slot);
+    }
+    slotOf.set(idx, slot);
+  }
+  return slotOf;
 }
 
 function invert(b: Buffer): Buffer {

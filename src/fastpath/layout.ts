@@ -81,7 +81,10 @@ export const FEAT = {
   sport_arr: F.FEAT_SPORT_ARR,
   dport_arr: F.FEAT_DPORT_ARR,
   log: F.FEAT_LOG,
-} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log', number>;
+  src_v6_dir: F.FEAT_SRC_V6_DIR,
+  dst_v6_dir: F.FEAT_DST_V6_DIR,
+  count: F.FEAT_COUNT,
+} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log' | 'src_v6_dir' | 'dst_v6_dir' | 'count', number>;
 
 /** Drop events (bpf/include/filter_log.h): limiter slots, flags, sizes. */
 const LL = ENUMS.filter_log_limits;
@@ -143,6 +146,26 @@ export const DIR_TRIE: number = ENUMS.filter_dir_entry.FILTER_DIR_ENTRY_TRIE;
 export const DIR_BITMAP: number = ENUMS.filter_dir_entry.FILTER_DIR_ENTRY_BITMAP;
 export const DIR4_CHUNKS: number = L.FILTER_LIMIT_DIR4_CHUNKS;
 export const DIR4_CLASSES: number = L.FILTER_LIMIT_DIR4_CLASSES;
+
+/** IPv6 first stage (filter_common.h): /16 table, per-length hash, classes per (generation, field). */
+export const V6_HASH: number = ENUMS.filter_dir_entry.FILTER_DIR_ENTRY_V6_HASH;
+export const V6_LENGTHS: number = L.FILTER_LIMIT_V6_LENGTHS;
+export const V6_CLASSES: number = L.FILTER_LIMIT_V6_CLASSES;
+export const V6_HASH_KEY_SIZE: number = STRUCTS.v6_hash_key.size;
+const HK = STRUCTS.v6_hash_key.members;
+
+/** v6_hash key of (generation * 2 + field, prefix length, top 64 bits already masked, host-order bigint). */
+export function encodeV6HashKey(gf: number, len: number, hi: bigint): Buffer {
+  const k = Buffer.alloc(V6_HASH_KEY_SIZE);
+  k.writeUInt32LE(((gf << 8) | len) >>> 0, HK.tag.offset);
+  k.writeBigUInt64LE(hi, HK.hi.offset);
+  return k;
+}
+
+/** The (generation * 2 + field) a v6_hash key belongs to. */
+export function v6HashKeyGf(k: Buffer): number {
+  return k.readUInt32LE(HK.tag.offset) >>> 8;
+}
 
 export const RULE_ACTION_SIZE: number = STRUCTS.rule_action.size;
 export const IFACE_VALUE_SIZE: number = STRUCTS.iface_value.size;
@@ -207,16 +230,24 @@ export function ifaceIndex(gen: number, dir: number, slot: number): number {
 
 const IV = STRUCTS.iface_value.members;
 
-export function encodeIfaceValue(bits: Buffer, defaultAction: number, ifindex: number): Buffer {
+/**
+ * An interface's entry for one generation and direction: `bits` (the rules
+ * that apply there) ANDed with the generation's base vector of each family
+ * (GenConfig.base), so the program ANDs one vector less per packet.
+ */
+export function encodeIfaceValue(bits: Buffer, base: readonly [Buffer, Buffer], defaultAction: number, ifindex: number): Buffer {
   const v = Buffer.alloc(IFACE_VALUE_SIZE);
-  bits.copy(v, IV.bits.offset);
+  for (let fam = 0; fam < 2; fam++) {
+    const at = IV.bits.offset + fam * BITS_BYTES;
+    for (let i = 0; i < BITS_BYTES; i++) v[at + i] = bits[i]! & base[fam]![i]!;
+  }
   v.writeUInt32LE(defaultAction, IV.default_action.offset);
   v.writeUInt32LE(ifindex, IV.ifindex.offset);
   return v;
 }
 
-export function decodeIfaceValue(b: Buffer): { bits: Buffer; defaultAction: number; ifindex: number } {
-  return { bits: b.subarray(IV.bits.offset, IV.bits.offset + BITS_BYTES), defaultAction: b.readUInt32LE(IV.default_action.offset), ifindex: b.readUInt32LE(IV.ifindex.offset) };
+export function decodeIfaceValue(b: Buffer): { defaultAction: number; ifindex: number } {
+  return { defaultAction: b.readUInt32LE(IV.default_action.offset), ifindex: b.readUInt32LE(IV.ifindex.offset) };
 }
 
 export interface GenConfig {
@@ -231,6 +262,8 @@ export interface GenConfig {
    * Absent: every rule counts as constraining every field (no lookup skipped).
    */
   constrained?: Buffer[];
+  /** [source, destination]: the IPv6 first stage's prefix lengths in (16, 64], longest first (absent: none) */
+  v6Len?: [number[], number[]];
 }
 
 const GC = STRUCTS.gen_config.members;
@@ -248,6 +281,7 @@ export function encodeGenConfig(c: GenConfig): Buffer {
     if (v) v.copy(b, at);
     else b.fill(0xff, at, at + BITS_BYTES);
   }
+  c.v6Len?.forEach((lens, field) => lens.forEach((len, i) => (b[GC.v6_len.offset + field * V6_LENGTHS + i] = len)));
   return b;
 }
 
@@ -259,6 +293,7 @@ export function decodeGenConfig(b: Buffer): GenConfig {
     base: [vec(GC.base.offset), vec(GC.base.offset + BITS_BYTES)],
     count: vec(GC.count.offset),
     constrained: MATCH_FIELDS.map((_, i) => vec(GC.constrained.offset + i * BITS_BYTES)),
+    v6Len: [0, 1].map((field) => [...b.subarray(GC.v6_len.offset + field * V6_LENGTHS, GC.v6_len.offset + (field + 1) * V6_LENGTHS)].filter((x) => x > 0)) as [number[], number[]],
   };
 }
 

@@ -208,9 +208,9 @@ async function planFastpath(desired: FastpathDesired, host: Host): Promise<Chang
  * (pin directory -> instance): what it wrote is remembered, so the next
  * apply writes only what differs without reading 10^5 map entries and
  * 65536-entry tables back first, and adopting ~20 pinned maps again. Used
- * only while the pinned xdp_filter is still its program; its memory of the
+ * only while the pins are still its programs and maps; its memory of the
  * maps only while nobody wrote them since (the writer token in gen_meta,
- * see FastpathDataPlane.claimForWriting).
+ * see GenerationWriter.claimForWriting in writer.ts).
  */
 const kept = new Map<string, FastpathDataPlane>();
 

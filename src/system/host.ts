@@ -30,6 +30,9 @@ export interface RunResult {
   exitCode: number;
 }
 
+/** How long Host.run lets a command take unless the caller says otherwise. */
+export const COMMAND_TIMEOUT_MS = 120_000;
+
 export class CommandError extends Error {
   constructor(
     readonly command: string,
@@ -79,14 +82,17 @@ export class Host {
   /** Runs a command to completion in this host's network namespace. */
   async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const [file, argv] = this.command(cmd, args);
+    // every command is bounded: one stuck on a dead daemon or socket fails, named, instead of hanging the caller
+    const timeout = opts.timeout ?? COMMAND_TIMEOUT_MS;
     const r = await execa(file, argv, {
       reject: false,
       ...(opts.input !== undefined ? { input: opts.input } : {}),
-      ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
+      timeout,
       ...(opts.env ? { env: opts.env } : {}),
       ...(opts.cwd ? { cwd: opts.cwd } : {}),
     });
-    const result = { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };
+    const stderr = String(r.stderr ?? '');
+    const result = { stdout: String(r.stdout ?? ''), stderr: r.timedOut ? `${stderr}${stderr ? '\n' : ''}timed out after ${timeout} ms (killed)` : stderr, exitCode: r.exitCode ?? -1 };
     if (result.exitCode !== 0 && opts.reject !== false) throw new CommandError(cmd, args, result, this.where);
     return result;
   }

@@ -10,6 +10,9 @@ import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { addon } from '../bpf/addon.js';
 
+/** ip(8) calls here are quick; bounded so a stuck one fails, named, instead of hanging its caller. */
+const IP_TIMEOUT_MS = 60_000;
+
 /** The bind-mount path of a named namespace (a path is taken as it is). */
 export function netnsPath(name: string): string {
   return name.includes('/') ? name : `/var/run/netns/${name}`;
@@ -32,8 +35,8 @@ export function namespaceExists(name: string): boolean {
 
 /** Creates the named namespace with lo up. */
 export async function addNamespace(name: string): Promise<void> {
-  await execa('ip', ['netns', 'add', name]);
-  await execa('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  await execa('ip', ['netns', 'add', name], { timeout: IP_TIMEOUT_MS });
+  await execa('ip', ['-n', name, 'link', 'set', 'lo', 'up'], { timeout: IP_TIMEOUT_MS });
 }
 
 /**
@@ -42,7 +45,7 @@ export async function addNamespace(name: string): Promise<void> {
  * when it could not.
  */
 export async function deleteNamespace(name: string): Promise<{ ok: boolean; error?: string }> {
-  const pids = await execa('ip', ['netns', 'pids', name], { reject: false });
+  const pids = await execa('ip', ['netns', 'pids', name], { reject: false, timeout: IP_TIMEOUT_MS });
   for (const pid of pids.stdout.split('\n').filter(Boolean)) {
     try {
       process.kill(Number(pid), 'SIGKILL');
@@ -50,7 +53,7 @@ export async function deleteNamespace(name: string): Promise<{ ok: boolean; erro
       /* already gone */
     }
   }
-  const r = await execa('ip', ['netns', 'del', name], { reject: false });
+  const r = await execa('ip', ['netns', 'del', name], { reject: false, timeout: IP_TIMEOUT_MS });
   return r.exitCode === 0 || !namespaceExists(name) ? { ok: true } : { ok: false, error: `ip netns del ${name}: ${r.stderr}` };
 }
 
@@ -66,11 +69,11 @@ export interface VethEnd {
 export async function addVethPair(a: VethEnd, b: VethEnd): Promise<void> {
   const tmpA = `pv${randomBytes(5).toString('hex')}`;
   const tmpB = `pv${randomBytes(5).toString('hex')}`;
-  await execa('ip', ['link', 'add', tmpA, 'netns', a.netns, 'type', 'veth', 'peer', 'name', tmpB, 'netns', b.netns]);
-  await execa('ip', ['-n', a.netns, 'link', 'set', tmpA, 'name', a.dev]);
-  await execa('ip', ['-n', b.netns, 'link', 'set', tmpB, 'name', b.dev]);
+  await execa('ip', ['link', 'add', tmpA, 'netns', a.netns, 'type', 'veth', 'peer', 'name', tmpB, 'netns', b.netns], { timeout: IP_TIMEOUT_MS });
+  await execa('ip', ['-n', a.netns, 'link', 'set', tmpA, 'name', a.dev], { timeout: IP_TIMEOUT_MS });
+  await execa('ip', ['-n', b.netns, 'link', 'set', tmpB, 'name', b.dev], { timeout: IP_TIMEOUT_MS });
   for (const end of [a, b]) {
-    for (const address of end.addresses ?? []) await execa('ip', ['-n', end.netns, 'addr', 'add', address, 'dev', end.dev, ...(address.includes(':') ? ['nodad'] : [])]);
-    await execa('ip', ['-n', end.netns, 'link', 'set', end.dev, 'up']);
+    for (const address of end.addresses ?? []) await execa('ip', ['-n', end.netns, 'addr', 'add', address, 'dev', end.dev, ...(address.includes(':') ? ['nodad'] : [])], { timeout: IP_TIMEOUT_MS });
+    await execa('ip', ['-n', end.netns, 'link', 'set', end.dev, 'up'], { timeout: IP_TIMEOUT_MS });
   }
 }

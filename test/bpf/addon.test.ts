@@ -25,7 +25,7 @@ import { missing } from '../lib/skip.js';
 const skip = missing('root', { file: '/sys/fs/bpf' });
 const pinDir = () => mkdtempSync('/sys/fs/bpf/pt-test-');
 
-describe('BPF object', { skip }, () => {
+describe('BPF object', { timeout: 300_000, skip }, () => {
   it('lists programs and maps before load and resizes a map', async () => {
     using obj = BpfObject.open('test_progs');
     assert.deepEqual(
@@ -93,7 +93,7 @@ describe('BPF object', { skip }, () => {
   });
 });
 
-describe('BPF maps', { skip }, () => {
+describe('BPF maps', { timeout: 300_000, skip }, () => {
   let obj: BpfObject;
   before(async () => {
     obj = BpfObject.open('test_progs');
@@ -225,7 +225,7 @@ describe('BPF maps', { skip }, () => {
   });
 });
 
-describe('BPF programs', { skip }, () => {
+describe('BPF programs', { timeout: 300_000, skip }, () => {
   it('test run returns verdict, output packet and duration', async () => {
     using obj = BpfObject.open('test_progs');
     await obj.load();
@@ -284,7 +284,7 @@ describe('BPF programs', { skip }, () => {
  * pool is kept busy first so the queued job deterministically runs after the
  * close (without that, the race is still there, only rarer).
  */
-describe('async work and handle lifetime', { skip }, () => {
+describe('async work and handle lifetime', { timeout: 300_000, skip }, () => {
   let obj: BpfObject;
   before(async () => {
     obj = BpfObject.open('test_progs');

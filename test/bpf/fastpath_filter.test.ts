@@ -74,7 +74,7 @@ interface Fixture {
   rules?: string[];
 }
 
-describe('xdp_filter under bpf_prog_test_run', { skip: missing('root', { file: GEO_DB }) }, () => {
+describe('xdp_filter under bpf_prog_test_run', { timeout: 300_000, skip: missing('root', { file: GEO_DB }) }, () => {
   let pinDir: string;
   let dp: FastpathDataPlane;
   let nz4: string;

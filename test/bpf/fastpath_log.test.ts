@@ -44,7 +44,7 @@ async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 20
   }
 }
 
-describe('fast-path drop events (ring buffer, per-rule limiter)', { skip: missing('root') }, () => {
+describe('fast-path drop events (ring buffer, per-rule limiter)', { timeout: 300_000, skip: missing('root') }, () => {
   let pinDir: string;
   let dp: FastpathDataPlane;
   let hub: EventHub;

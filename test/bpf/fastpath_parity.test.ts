@@ -1,11 +1,11 @@
 /**
  * Verdict parity: random rule sets (IPv4 and IPv6 prefixes of every length,
- * dense /24 lists, protocols, port ranges, count rules) compiled and written
+ * dense /24 and /48 lists, protocols, port ranges, count rules) compiled and written
  * through the real data plane, and random packets classified by the kernel
  * (bpf_prog_test_run) and by a reference classifier written from the rule
  * semantics alone (first matching rule in order; count rules never decide).
  * Guards every lookup shortcut the program takes (DIR-16-8 chunks and
- * bitmaps, port arrays, skipped lookups) against the plain definition.
+ * bitmaps, the IPv6 /16 table and per-length hash, port arrays, skipped lookups) against the plain definition.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -89,6 +89,11 @@ function randomRules(seed: number, n: number): RefRule[] {
           const base = randomAddr(4, r) & 0xffff0000n;
           return Array.from({ length: 128 }, (_, j) => [base | (BigInt(2 * j + (seed & 1)) << 8n), 24] as [bigint, number]);
         }
+        if (k === 300) {
+          // a dense list of /48s in one /32 (the IPv6 first stage's hash), every other one
+          const base = randomAddr(6, r) & (((1n << 32n) - 1n) << 96n);
+          return Array.from({ length: 128 }, (_, j) => [base | (BigInt(2 * j + (seed & 1)) << 80n), 48] as [bigint, number]);
+        }
         return Array.from({ length: Math.min(k, 5) }, () => randomPrefix(f, r));
       };
       if (r() < 0.7) rule.source = list();
@@ -163,7 +168,7 @@ function randomPackets(seed: number, rules: RefRule[], n: number): Packet[] {
   return out;
 }
 
-describe('fast path verdict parity with a reference classifier (random rule sets)', { skip: missing('root') }, () => {
+describe('fast path verdict parity with a reference classifier (random rule sets)', { timeout: 300_000, skip: missing('root') }, () => {
   let pinDir: string;
   let dp: FastpathDataPlane;
 
@@ -184,7 +189,15 @@ describe('fast path verdict parity with a reference classifier (random rule sets
       assert.deepEqual(issues, []);
       await dp.apply(desired, () => 1);
       let drops = 0;
+      const before = new Map(dp.ruleCounters().map((c) => [c.name, c.packets]));
+      const counted = new Map<string, bigint>();
       for (const p of randomPackets(seed, rules, 400)) {
+        // count rules ahead of the deciding rule see the packet
+        for (const rule of rules) {
+          if (!matches(rule, p)) continue;
+          if (rule.action !== 'count') break;
+          counted.set(rule.name, (counted.get(rule.name) ?? 0n) + 1n);
+        }
         const data = frame({ src: fmt(p.family, p.src), dst: fmt(p.family, p.dst), proto: p.proto, sport: p.sport, dport: p.dport });
         const want = reference(rules, p);
         const got = (await dp.xdp.testRun({ data })).retval;
@@ -192,6 +205,11 @@ describe('fast path verdict parity with a reference classifier (random rule sets
         if (want === XDP.DROP) drops++;
       }
       assert.ok(drops > 0 && drops < 400, `the packets exercise both verdicts (${drops} drops)`);
+      for (const c of dp.ruleCounters()) {
+        const rule = rules.find((x) => x.name === c.name)!;
+        if (rule.action !== 'count') continue;
+        assert.equal(c.packets - (before.get(c.name) ?? 0n), counted.get(c.name) ?? 0n, `count rule ${c.name} (position ${c.index})`);
+      }
     });
   }
 });

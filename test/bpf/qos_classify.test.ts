@@ -61,7 +61,7 @@ const fixtures: { name: string; data: Buffer; entry: number }[] = [
   { name: 'TCP from port 8080 over IPv4 -> default (rule is IPv6 only)', data: frame({ proto: 'tcp', sport: 8080, dport: 5555 }), entry: UNMATCHED },
 ];
 
-describe('qos_classify under bpf_prog_test_run', { skip: missing('root', { file: '/sys/fs/bpf' }) }, () => {
+describe('qos_classify under bpf_prog_test_run', { timeout: 300_000, skip: missing('root', { file: '/sys/fs/bpf' }) }, () => {
   let root: string;
   let prog: BpfProgram;
   let maps: ClassifierMaps;

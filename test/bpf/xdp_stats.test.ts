@@ -54,7 +54,7 @@ const fixtures: { name: string; data: Buffer; verdict: number; counts: Partial<R
   { name: 'VLAN tag truncated', data: frame({ vlan: [5] }).subarray(0, 16), verdict: XDP.DROP, counts: { malformed: 1 } },
 ];
 
-describe('xdp_stats under bpf_prog_test_run', { skip: missing('root') }, () => {
+describe('xdp_stats under bpf_prog_test_run', { timeout: 300_000, skip: missing('root') }, () => {
   let obj: BpfObject;
   let prog: BpfProgram;
   let stats: PerCpuMap<number, { packets: bigint; bytes: bigint }>;

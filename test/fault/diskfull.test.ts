@@ -38,7 +38,7 @@ function fillerSubsystem(fill: () => void): Subsystem<string | undefined> {
 
 const firewall = (rules: unknown[]) => ({ rules: [{ name: 'allow-udp', direction: 'input', from: 'wan', protocol: 'udp', ports: [PORT], action: 'accept' }, ...rules] });
 
-describe('disk full during an apply (engine, store write fails after the kernel changed)', { skip }, () => {
+describe('disk full during an apply (engine, store write fails after the kernel changed)', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let fs: Awaited<ReturnType<typeof smallTmpfs>>;
   let store: Store;
@@ -102,7 +102,7 @@ describe('disk full during an apply (engine, store write fails after the kernel 
   });
 });
 
-describe('disk full with a running server (apply and start-up)', { skip }, () => {
+describe('disk full with a running server (apply and start-up)', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let fs: Awaited<ReturnType<typeof smallTmpfs>>;
   let host: Host;

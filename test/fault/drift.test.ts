@@ -35,7 +35,7 @@ const PORT = 40999;
 const SOURCES = ['192.0.2.1', '192.0.2.11', '192.0.2.12'];
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-describe('drift: detected, reported by /healthz, repaired', { skip }, () => {
+describe('drift: detected, reported by /healthz, repaired', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;
@@ -291,8 +291,10 @@ describe('drift: detected, reported by /healthz, repaired', { skip }, () => {
     const pid = unboundPid()!;
     process.kill(pid, 'SIGKILL');
     await waitGone(pid);
+    const reportsBefore = reports.length;
     drift.start();
-    await new Promise((res) => setTimeout(res, 4000)); // four loop periods
+    // at least four loop periods (1 s each) that saw the drift: counted, not slept (a loaded machine stretches them)
+    await waitFor(() => (reports.slice(reportsBefore).filter((r) => r.mode === 'report').length >= 4 ? true : undefined), 60_000, 'four report-mode drift checks');
     const h = await healthz();
     drift.stop();
     assert.equal(h.status, 503);

@@ -82,7 +82,7 @@ function pollHealthz(base: string): ResultPromise<{ reject: false; stdin: 'pipe'
   return execa(process.execPath, ['-e', script], { reject: false, stdin: 'pipe' });
 }
 
-describe('event loop during a 1M-prefix validation and large plans and applies', { skip, timeout: 600_000 }, () => {
+describe('event loop during a 1M-prefix validation and large plans and applies', { skip, timeout: 540_000 }, () => {
   let L: ControlLab;
   let host: Host;
   let body: string;

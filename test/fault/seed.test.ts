@@ -30,7 +30,7 @@ const document = {
   fastpath: { interfaces: [{ name: 'wan0' }], rules: [{ name: 'drop-11', source: '192.0.2.11', protocol: 'udp', action: 'drop' }] },
 };
 
-describe('serve --config on an empty store over a running data plane', { skip }, () => {
+describe('serve --config on an empty store over a running data plane', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let host: Host;
   let rx: UdpReceiver;

@@ -21,7 +21,7 @@ import { ensureCert } from '../../src/services/pki/pki.js';
 const skip = missing('netns', { cmd: 'pebble' }, { cmd: 'pebble-challtestsrv' });
 const CHILD = fileURLToPath(new URL('../lib/acme_child.js', import.meta.url));
 
-describe('ACME certificates (pebble)', { skip }, () => {
+describe('ACME certificates (pebble)', { timeout: 540_000, skip }, () => {
   const lab = new Lab();
   let dir: string;
   let ca: Netns;

@@ -19,7 +19,7 @@ import { controlLab, addresses, type ControlLab } from '../lib/control.js';
 const skip = missing('netns', { cmd: 'ping' });
 const BODY_LIMIT = 64 * 1024;
 
-describe('REST API end to end', { skip }, () => {
+describe('REST API end to end', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

@@ -82,7 +82,7 @@ interface Answer {
   headers: Headers;
 }
 
-describe('roles, users and sessions over HTTP', () => {
+describe('roles, users and sessions over HTTP', { timeout: 300_000 }, () => {
   let dir: string;
   let store: Store;
   let engine: Engine;
@@ -456,7 +456,7 @@ describe('roles, users and sessions over HTTP', () => {
   });
 });
 
-describe('routes without a declared role', () => {
+describe('routes without a declared role', { timeout: 300_000 }, () => {
   let dir: string;
   let store: Store;
   let engine: Engine;

@@ -27,7 +27,7 @@ import type { Netns } from '../lib/netns.js';
 const skip = missing('netns', { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' }, { cmd: 'wg' }, { cmd: 'wireguard-go' }, { cmd: 'openvpn' }, { cmd: 'unshare' });
 const MAC = '52:54:00:bb:00:07';
 
-describe('REST API: DHCP leases, VPN exports, secret redaction', { skip }, () => {
+describe('REST API: DHCP leases, VPN exports, secret redaction', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let cli: Netns;
   let store: Store;

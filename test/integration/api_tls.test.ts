@@ -20,7 +20,7 @@ import { missing } from '../lib/skip.js';
 
 const skip = missing({ cmd: 'openssl' });
 
-describe('REST API over TLS', { skip }, () => {
+describe('REST API over TLS', { timeout: 300_000, skip }, () => {
   let dir: string;
   let store: Store;
   let engine: Engine;

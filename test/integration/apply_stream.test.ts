@@ -27,7 +27,7 @@ const slow: Subsystem<{ ms: number }> = defineSubsystem<{ ms: number }>({
   steps: async (d) => [step({ action: 'change', object: 'slow' }, () => new Promise<void>((r) => setTimeout(r, d.ms)))],
 });
 
-describe('apply streamed over REST (application/x-ndjson)', () => {
+describe('apply streamed over REST (application/x-ndjson)', { timeout: 300_000 }, () => {
   let dir: string;
   let store: Store;
   let engine: Engine;

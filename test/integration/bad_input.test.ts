@@ -305,7 +305,7 @@ function requestCases(): Case[] {
   return out;
 }
 
-describe('bad input: clear 4xx with a path, server alive, nothing changed', { skip }, () => {
+describe('bad input: clear 4xx with a path, server alive, nothing changed', { timeout: 540_000, skip }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;
@@ -420,8 +420,8 @@ describe('bad input: clear 4xx with a path, server alive, nothing changed', { sk
   });
 
   describe('CLI', () => {
-    const cliRun = (...args: string[]) => execa('node', [cli, '--server', base_, '--token', token, ...args], { reject: false });
-    const direct = (...args: string[]) => execa('node', [cli, '--direct', '--netns', L.fw.name, '--state-dir', join(L.stateDir, 'direct'), ...args], { reject: false });
+    const cliRun = (...args: string[]) => execa('node', [cli, '--server', base_, '--token', token, ...args], { reject: false, timeout: 120_000 });
+    const direct = (...args: string[]) => execa('node', [cli, '--direct', '--netns', L.fw.name, '--state-dir', join(L.stateDir, 'direct'), ...args], { reject: false, timeout: 120_000 });
     const file = (name: string, text: string) => {
       const p = join(L.stateDir, name);
       writeFileSync(p, text);

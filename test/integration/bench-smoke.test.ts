@@ -20,7 +20,7 @@ import { missing } from '../lib/skip.js';
 const tool = path.join(projectRoot(), 'bench/trafficgen/build/patronus-trafficgen');
 const skip = missing('netns', { cmd: 'ethtool' }, { cmd: 'nsenter' }) ?? (existsSync(tool) ? undefined : `needs ${tool} (make -C bench/trafficgen)`);
 
-describe('bench traffic generator and receiver counting', { skip, timeout: 30_000 }, () => {
+describe('bench traffic generator and receiver counting', { skip, timeout: 180_000 }, () => {
   let topo: Topology;
   let gen: TrafficGen;
   let lpm: XdpLpmPath;

@@ -41,7 +41,7 @@ const firewall = {
   outboundNat: [{ name: 'lan-out', interface: 'wan0', source: ['10.62.1.0/24'] }],
 };
 
-describe('a managed LAN bridge: LAN <-> LAN under default-drop, hairpin from the target, bad input', { skip: missing('netns', { cmd: 'nft' }) }, () => {
+describe('a managed LAN bridge: LAN <-> LAN under default-drop, hairpin from the target, bad input', { timeout: 300_000, skip: missing('netns', { cmd: 'nft' }) }, () => {
   const lab = new Lab();
   let c1: Netns, c2: Netns, gw: Netns, out: Netns;
   let host: Host;

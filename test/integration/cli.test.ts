@@ -25,7 +25,7 @@ const skip = missing('netns');
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
-describe('patronus CLI without a server', () => {
+describe('patronus CLI without a server', { timeout: 300_000 }, () => {
   it('--version: the package version and the checkout\'s git describe', async () => {
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
     const git = await execa('git', ['-c', `safe.directory=${repoRoot.replace(/\/$/, '')}`, '-C', repoRoot, 'describe', '--tags', '--always', '--dirty'], { reject: false });
@@ -67,7 +67,7 @@ describe('patronus CLI without a server', () => {
 
   it('token add of an existing name: a sentence and exit 2, JSON under --json; the store stays healthy', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'pt-tokens-'));
-    const tok = (...args: string[]) => execa('node', [cli, '--state-dir', stateDir, ...args], { reject: false });
+    const tok = (...args: string[]) => execa('node', [cli, '--state-dir', stateDir, ...args], { reject: false, timeout: 120_000 });
     try {
       const first = await tok('token', 'add', 'ops');
       assert.equal(first.exitCode, 0, first.stderr);
@@ -91,7 +91,7 @@ describe('patronus CLI without a server', () => {
   });
 
   it('usage errors and bad flag values exit 2 before any request; JSON under --json', async () => {
-    const run = (...args: string[]) => execa('node', [cli, '--server', 'http://127.0.0.1:1', ...args], { reject: false });
+    const run = (...args: string[]) => execa('node', [cli, '--server', 'http://127.0.0.1:1', ...args], { reject: false, timeout: 120_000 });
     const unknown = await run('status', '--bogus');
     assert.equal(unknown.exitCode, 2);
     assert.match(unknown.stderr, /unknown option '--bogus'/);
@@ -111,6 +111,24 @@ describe('patronus CLI without a server', () => {
       assert.equal(r.exitCode, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /is not a whole number from 1 to/);
     }
+    // serve's flags too: refused before anything starts, naming the flag
+    for (const [flag, value, why] of [
+      ['--listen', '9180', /is not host:port/],
+      ['--listen', '127.0.0.1:70000', /port 70000 of "127\.0\.0\.1:70000" is not from 1 to 65535/],
+      ['--listen', '[nope]:9180', /is not host:port/],
+      ['--listen', 'bad_host:9180', /"bad_host" in "bad_host:9180" is not an IP address or host name/],
+      ['--keep-revisions', '-3', /is not a whole number of revisions/],
+      ['--keep-revisions', 'many', /is not a whole number of revisions/],
+      ['--keep-days', 'week', /is not a number of days/],
+    ] as const) {
+      const r = await run('serve', flag, value);
+      assert.equal(r.exitCode, 2, `serve ${flag} ${value}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`option '${flag} <[^>]+>' argument '${value.replace(/[[\]().*+?^$|]/g, '\\$&')}' is invalid`));
+      assert.match(r.stderr, why);
+    }
+    const servJson = await run('--json', 'serve', '--listen', 'x');
+    assert.equal(servJson.exitCode, 2);
+    assert.match((JSON.parse(servJson.stdout) as { error: { message: string } }).error.message, /--listen <host:port>' argument 'x' is invalid/);
     const unreachable = await run('--json', 'status');
     assert.equal(unreachable.exitCode, 1);
     assert.match((JSON.parse(unreachable.stdout) as { error: { kind: string; message: string } }).error.message, /cannot reach the Patronus server at http:\/\/127\.0\.0\.1:1/);
@@ -155,14 +173,14 @@ describe('patronus CLI without a server', () => {
   });
 });
 
-describe('patronus CLI', { skip }, () => {
+describe('patronus CLI', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   const file = (name: string, text: string) => {
     const p = join(L.stateDir, name);
     writeFileSync(p, text);
     return p;
   };
-  const direct = (...args: string[]) => execa('node', [cli, '--direct', '--netns', L.fw.name, '--state-dir', join(L.stateDir, 'direct'), ...args], { reject: false });
+  const direct = (...args: string[]) => execa('node', [cli, '--direct', '--netns', L.fw.name, '--state-dir', join(L.stateDir, 'direct'), ...args], { reject: false, timeout: 120_000 });
 
   before(async () => (L = await controlLab()));
   after(async () => L?.teardown());
@@ -241,7 +259,7 @@ describe('patronus CLI', { skip }, () => {
       engine?.close();
       store?.close();
     });
-    const rest = (...args: string[]) => execa('node', [cli, '--server', base, '--token', token, ...args], { reject: false, env: { PATRONUS_STATE_DIR: join(L.stateDir, 'none') } });
+    const rest = (...args: string[]) => execa('node', [cli, '--server', base, '--token', token, ...args], { reject: false, timeout: 120_000, env: { PATRONUS_STATE_DIR: join(L.stateDir, 'none') } });
 
     it('status and rules with counters', async () => {
       await L.peer.exec('ping', ['-c', '2', '-i', '0.05', '-W', '1', '192.0.2.2']);

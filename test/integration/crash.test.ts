@@ -36,7 +36,7 @@ const variant = (n: 1 | 2) => ({
   firewall: { rules: Array.from({ length: n === 1 ? 30 : 50 }, (_, i) => ({ name: `allow-${n}-${i}`, direction: 'input', from: 'wan', protocol: 'tcp', ports: [1000 * n + i], action: 'accept' })) },
 });
 
-describe('crash safety', { skip }, () => {
+describe('crash safety', { timeout: 540_000, skip }, () => {
   let L: ControlLab;
   const dbPath = () => join(L.stateDir, 'patronus.db');
   const subsystems = () => [interfacesSubsystem, fastpathSubsystem, nftSubsystem, faultSubsystem()];
@@ -58,7 +58,8 @@ describe('crash safety', { skip }, () => {
 
   /** starts the child and SIGKILLs it when `when` returns true for an output line; returns its output */
   async function killDuring(document: unknown, when: (line: string, ms: number) => boolean, delayMs = 0, message = 'crash me'): Promise<string[]> {
-    const p = execa('node', [child, L.stateDir, L.fw.name, JSON.stringify(document), message, L.bpfRoot], { reject: false, buffer: false });
+    // bounded: a child that never prints the awaited line is killed by the timeout (its exit ends the wait)
+    const p = execa('node', [child, L.stateDir, L.fw.name, JSON.stringify(document), message, L.bpfRoot], { reject: false, buffer: false, timeout: 120_000 });
     const seen: string[] = [];
     const t0 = Date.now();
     await new Promise<void>((resolve) => {

@@ -11,7 +11,7 @@ import { missing } from '../lib/skip.js';
 import { Host } from '../../src/system/host.js';
 import { DaemonError, daemonPid, startDaemon, stopDaemon, signalDaemon } from '../../src/services/common/daemon.js';
 
-describe('daemon supervision', { skip: missing('netns') }, () => {
+describe('daemon supervision', { timeout: 300_000, skip: missing('netns') }, () => {
   const lab = new Lab();
   let ns: Netns;
   let dir: string;

@@ -21,10 +21,11 @@ import { interfacesSubsystem } from '../../src/interfaces/subsystem.js';
 import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';
 import { keaSubsystem } from '../../src/services/kea/subsystem.js';
+import { firstOutput } from '../lib/children.js';
 
 const skip = missing('netns', { cmd: 'nft' }, { cmd: 'unbound' }, { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' }, { cmd: 'dig' });
 
-describe('dns and dhcp through the engine behind a default-drop firewall', { skip }, () => {
+describe('dns and dhcp through the engine behind a default-drop firewall', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let gw: Netns, client: Netns;
   let dir: string;
@@ -118,7 +119,7 @@ describe('dns and dhcp through the engine behind a default-drop firewall', { ski
     // another process holds the port the new revision moves DNS to
     const squatter = gw.spawn(process.execPath, ['-e', 'require("net").createServer().listen(5399, "10.77.0.1", () => console.log("ok")); setTimeout(() => {}, 60000)']);
     try {
-      await new Promise<void>((resolve) => squatter.stdout!.once('data', () => resolve()));
+      await firstOutput(squatter, 'a process holding 10.77.0.1:5399');
       let err: unknown;
       try {
         await engine.apply({ document: doc({ listen: { interfaces: ['lan0'], addresses: ['127.0.0.1'], port: 5399 }, records: [{ type: 'A', name: 'gw.lan.example', address: '10.77.0.99' }] }) }, me);

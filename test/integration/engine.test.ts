@@ -18,7 +18,7 @@ import { controlLab, addresses, mtu, faultSubsystem, doc, type ControlLab } from
 
 const skip = missing('netns');
 
-describe('engine', { skip }, () => {
+describe('engine', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

@@ -66,7 +66,7 @@ drift:
   intervalSeconds: 3600
 `;
 
-describe('firewall event log: serve, SSE, patronus log -f', { skip: missing('netns') }, () => {
+describe('firewall event log: serve, SSE, patronus log -f', { timeout: 300_000, skip: missing('netns') }, () => {
   let L: ControlLab;
   let server: ResultPromise<{ reject: false; all: true }>;
   let base: string;
@@ -134,14 +134,19 @@ describe('firewall event log: serve, SSE, patronus log -f', { skip: missing('net
     })();
     let text = '';
     let heartbeat = false;
+    // heartbeats keep the stream busy: bound the wait for the event itself
+    const deadline = Date.now() + 60_000;
+    const giveUp = setTimeout(() => ac.abort(), 90_000);
     try {
       while (!/\ndata: /.test(text) || !heartbeat) {
+        assert.ok(Date.now() < deadline, `no event and heartbeat on the stream within 60 s: ${text.slice(-500)}`);
         const r = await reader.next();
         assert.ok(!r.done, 'stream ended early');
         text += Buffer.from(r.value).toString();
         heartbeat ||= /: heartbeat/.test(text);
       }
     } finally {
+      clearTimeout(giveUp);
       ac.abort();
       await sending;
     }

@@ -34,7 +34,7 @@ const ev = (i: number, over: Partial<NewEvent> = {}): NewEvent => ({
   ...over,
 });
 
-describe('event stream backpressure (SSE)', { skip: missing('netns') }, () => {
+describe('event stream backpressure (SSE)', { timeout: 300_000, skip: missing('netns') }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

@@ -106,7 +106,7 @@ function base(extraRule: string, extra: Record<string, unknown> = {}): Record<st
   };
 }
 
-describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missing('netns', { cmd: 'etcd' }, { cmd: 'etcdctl' }) }, () => {
+describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 540_000, skip: missing('netns', { cmd: 'etcd' }, { cmd: 'etcdctl' }) }, () => {
   let etcd: EtcdCluster;
   const lab = new Lab();
   let tmp: string;
@@ -345,8 +345,9 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { skip: missi
     const empty = await fleet(['rollout', file('v5.json', base('allow-8084')), '--group', 'nobody']);
     assert.equal(empty.code, 1);
     assert.match(empty.json.reason, /group nobody has no members/);
-    // two rollouts to one group: the second is refused while the first runs
-    const slow = base('allow-8085', { health: { settleSeconds: 3, probes: [] } });
+    // two rollouts to one group: the second is refused while the first runs (its canary settles
+    // long enough that two CLI round trips on a loaded machine fit in)
+    const slow = base('allow-8085', { health: { settleSeconds: 15, probes: [] } });
     const first = rolloutInBackground(['rollout', file('slow.json', slow), '--group', GROUP, '--canary', '1', '--waves', '100%', '--confirm-within', '60']);
     await first.reached(/canary: published to n1/);
     const firstId = ((await fleet(['rollouts'])).json as { id: string; state: string }[]).find((x) => x.state === 'running')!.id;

@@ -16,7 +16,7 @@ import { EtcdCluster } from '../lib/etcd.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-describe('fleet: etcd with authentication', { skip: missing({ cmd: 'etcd' }, { cmd: 'etcdctl' }) }, () => {
+describe('fleet: etcd with authentication', { timeout: 540_000, skip: missing({ cmd: 'etcd' }, { cmd: 'etcdctl' }) }, () => {
   let etcd: EtcdCluster;
   let tmp: string;
   const fleet = async (args: string[], env: Record<string, string> = {}) => {

@@ -35,7 +35,7 @@ async function issue(dir: string, ca: { cert: string; key: string }, name: strin
   return { cert, key };
 }
 
-describe('fleet: etcd over mutual TLS', { skip: missing({ cmd: 'etcd' }, { cmd: 'etcdctl' }, { cmd: 'openssl' }) }, () => {
+describe('fleet: etcd over mutual TLS', { timeout: 540_000, skip: missing({ cmd: 'etcd' }, { cmd: 'etcdctl' }, { cmd: 'openssl' }) }, () => {
   let etcd: EtcdCluster;
   let tmp: string;
   let ca: { cert: string; key: string };

@@ -35,7 +35,7 @@ async function waitUntil(what: string, check: () => Promise<boolean> | boolean, 
   }
 }
 
-describe('HA sync through etcd', { skip }, () => {
+describe('HA sync through etcd', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let etcd: EtcdCluster;
   let dir: string;

@@ -39,7 +39,7 @@ const model = (over: Partial<IdsModel['autoBlock']> = {}): Pick<IdsModel, 'autoB
   autoBlock: { enabled: false, maxSeverity: 2, signatureIds: [], excludeSignatureIds: [], ttl: 3600, exempt: ['10.0.0.0/8'], ...over },
 });
 
-describe('eve.json ingestion', () => {
+describe('eve.json ingestion', { timeout: 300_000 }, () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'pt-eve-'));
@@ -89,7 +89,7 @@ describe('eve.json ingestion', () => {
   });
 });
 
-describe('auto-block into the XDP fast path', { skip: missing('netns', { file: '/sys/fs/bpf' }) }, () => {
+describe('auto-block into the XDP fast path', { timeout: 300_000, skip: missing('netns', { file: '/sys/fs/bpf' }) }, () => {
   const lab = new Lab();
   let atk: Netns;
   let gw: Netns;
@@ -211,7 +211,7 @@ describe('auto-block into the XDP fast path', { skip: missing('netns', { file: '
   });
 });
 
-describe('alerts over the REST API and /metrics', { skip: missing('netns') }, () => {
+describe('alerts over the REST API and /metrics', { timeout: 300_000, skip: missing('netns') }, () => {
   it('serves recent alerts (filtered) and counts them by signature in Prometheus', async () => {
     const lab = new Lab();
     const state = mkdtempSync(path.join(os.tmpdir(), 'pt-ids-api-'));
@@ -267,7 +267,7 @@ describe('alerts over the REST API and /metrics', { skip: missing('netns') }, ()
   });
 });
 
-describe('suricata daemon', { skip: hasCommand('suricata') ? missing('netns') : 'needs suricata (not installed: this Debian mirror does not package it); its config, rules and eve ingestion are tested without it' }, () => {
+describe('suricata daemon', { timeout: 300_000, skip: hasCommand('suricata') ? missing('netns') : 'needs suricata (not installed: this Debian mirror does not package it); its config, rules and eve ingestion are tested without it' }, () => {
   it('starts in IDS mode, alerts on a custom rule, reloads rules, stops', async () => {
     const lab = new Lab();
     const state = mkdtempSync(path.join(os.tmpdir(), 'pt-suricata-'));
@@ -297,7 +297,7 @@ describe('suricata daemon', { skip: hasCommand('suricata') ? missing('netns') : 
   });
 });
 
-describe('suricata not installed', { skip: hasCommand('suricata') ? 'suricata is installed here' : missing('netns') }, () => {
+describe('suricata not installed', { timeout: 300_000, skip: hasCommand('suricata') ? 'suricata is installed here' : missing('netns') }, () => {
   it('validate says so, at ids.enabled, before anything changes', async () => {
     const lab = new Lab();
     const state = mkdtempSync(path.join(os.tmpdir(), 'pt-suricata-'));

@@ -14,7 +14,7 @@ import { Host } from '../../src/system/host.js';
 import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 
-describe('interface addresses changed within their subnet', { skip: missing('netns') }, () => {
+describe('interface addresses changed within their subnet', { timeout: 300_000, skip: missing('netns') }, () => {
   const lab = new Lab();
   let ns: Netns;
   let peer: Netns;

@@ -33,7 +33,7 @@ async function assertOpensslPlugin(): Promise<void> {
 
 const skip = missing('netns', { cmd: 'charon-systemd' }, { cmd: 'swanctl' }, { cmd: 'unshare' }, { cmd: 'ping' });
 
-describe('ipsec (strongSwan) between two namespaces', { skip }, () => {
+describe('ipsec (strongSwan) between two namespaces', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let a: Netns, b: Netns;
   let dirA: string, dirB: string, shared: string;

@@ -55,7 +55,7 @@ const doc = {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, DHCPv6 lease, NAT66 outbound, v6 port forward', { skip: missing('netns', { cmd: 'nft' }, { cmd: 'radvd' }, { cmd: 'tcpdump' }, { cmd: 'kea-dhcp6' }, { cmd: 'dhclient' }) }, () => {
+describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, DHCPv6 lease, NAT66 outbound, v6 port forward', { timeout: 300_000, skip: missing('netns', { cmd: 'nft' }, { cmd: 'radvd' }, { cmd: 'tcpdump' }, { cmd: 'kea-dhcp6' }, { cmd: 'dhclient' }) }, () => {
   const lab = new Lab();
   let client: Netns, web: Netns, gw: Netns, isp: Netns, srv: Netns;
   let host: Host;

@@ -26,7 +26,7 @@ import { dhcpLeases, keaCommand, keaLeaseFiles, type KeaStatus } from '../../src
 const skip = missing('netns', { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' });
 const MAC1 = '52:54:00:aa:00:01';
 
-describe('kea (dhcp:) with real daemons', { skip }, () => {
+describe('kea (dhcp:) with real daemons', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let gw: Netns, c1: Netns, c2: Netns;
   let dir: string;

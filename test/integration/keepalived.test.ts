@@ -54,7 +54,7 @@ async function hasAddress(ns: Netns, addr: string): Promise<boolean> {
   return (JSON.parse(stdout) as { addr_info: { local: string }[] }[])[0]!.addr_info.some((a) => a.local === addr);
 }
 
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 10_000, everyMs = 20): Promise<number> {
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000, everyMs = 20): Promise<number> {
   const t0 = performance.now();
   for (;;) {
     if (await check()) return performance.now() - t0;
@@ -69,7 +69,7 @@ async function neighborMac(ns: Netns, ip: string): Promise<string | undefined> {
   return (JSON.parse(stdout) as { lladdr?: string }[])[0]?.lladdr;
 }
 
-describe('keepalived VRRP between two namespaces', { skip }, () => {
+describe('keepalived VRRP between two namespaces', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let sw: Netns, n1: Netns, n2: Netns, cl: Netns;
   let dir: string;
@@ -120,15 +120,16 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
       const masterDown = 3 * ADVERT + ((256 - 100) / 256) * ADVERT;
       const wall0 = Date.now() / 1000;
       await n1.ip('link', 'set', 'eth0', 'down');
-      const ms = await waitUntil('the VIP on the secondary', () => hasAddress(n2, VIP), 10_000, 5);
-      await waitUntil('the MASTER event', async () => events.some((e) => e.name === 'LAN' && e.state === 'MASTER'), 5000);
+      const ms = await waitUntil('the VIP on the secondary', () => hasAddress(n2, VIP), 30_000, 5);
+      await waitUntil('the MASTER event', async () => events.some((e) => e.name === 'LAN' && e.state === 'MASTER'), 15_000);
       const ev = events.find((e) => e.name === 'LAN' && e.state === 'MASTER')!;
       console.log(
         `# failover: VIP on the secondary ${ms.toFixed(0)} ms after link down (master-down interval ${(masterDown * 1000).toFixed(0)} ms, advert ${ADVERT * 1000} ms); ` +
           `keepalived's notify script ran at +${((ev.time - wall0) * 1000).toFixed(0)} ms`,
       );
-      // the address must move within the master-down interval plus what polling and a loaded VM add
-      assert.ok(ms < masterDown * 1000 + 400, `failover took ${ms.toFixed(0)} ms`);
+      // the address must move within the master-down interval plus what polling and a loaded VM add (a 2-core CI
+      // machine shared by parallel tests: generous, yet below the interval the default 1 s advert would give)
+      assert.ok(ms < masterDown * 1000 + 2500, `failover took ${ms.toFixed(0)} ms`);
       await cl.exec('ping', ['-c1', '-W1', VIP]);
       assert.equal(await neighborMac(cl, VIP), await n2.mac('eth0'), 'the client now reaches the secondary (gratuitous ARP)');
       const s2 = ((await keepalivedSubsystem.status!(h2)) as { detail: HaStatus }).detail.instances[0]!;
@@ -318,7 +319,7 @@ describe('keepalived VRRP between two namespaces', { skip }, () => {
         assert.equal(reports.length, 0, 'nothing pushed while the change may still roll back');
         assert.deepEqual((s.store.current()!.config as Record<string, any>).aliases[0].entries, ['198.51.100.0/24']);
         await p.engine.confirm();
-        await waitUntil('the push after confirmation', async () => reports.some((r) => r.pushed), 10_000);
+        await waitUntil('the push after confirmation', async () => reports.some((r) => r.pushed), 30_000);
         assert.equal(reports.at(-1)!.inSync, true);
         assert.deepEqual((s.store.current()!.config as Record<string, any>).aliases[0].entries, ['192.0.2.0/24']);
       } finally {

@@ -21,7 +21,7 @@ const value = (text: string, rule: string) => {
   return Number(m[1]);
 };
 
-describe('/metrics counters with 1000 firewall rules', { skip: missing('netns') }, () => {
+describe('/metrics counters with 1000 firewall rules', { timeout: 300_000, skip: missing('netns') }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

@@ -54,7 +54,7 @@ async function instance(ns: Netns, stateDir: string, document: unknown, bpfRoot?
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildOut;
 }
 
-describe('instances in two network namespaces (nsenter, no --netns)', { skip: missing('netns', { cmd: 'nsenter' }, { file: '/sys/fs/bpf' }) }, () => {
+describe('instances in two network namespaces (nsenter, no --netns)', { timeout: 300_000, skip: missing('netns', { cmd: 'nsenter' }, { file: '/sys/fs/bpf' }) }, () => {
   const lab = new Lab();
   let a: Netns;
   let b: Netns;

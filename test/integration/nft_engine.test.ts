@@ -23,7 +23,7 @@ const document = (rules: unknown[], description?: string) => ({
 });
 const allow = (port: number) => ({ name: `admin-${port}`, direction: 'input', from: 'wan', source: ['admins'], protocol: 'tcp', ports: [port], action: 'accept' });
 
-describe('firewall through the engine', { skip: missing('netns', { cmd: 'nft' }) }, () => {
+describe('firewall through the engine', { timeout: 300_000, skip: missing('netns', { cmd: 'nft' }) }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

@@ -63,7 +63,7 @@ const baseDoc = (extraRules: unknown[] = []): ConfigInput =>
     },
   }) as ConfigInput;
 
-describe('nftables NAT and stateful filtering in namespaces', { skip: missing('netns', { cmd: 'nft' }, { cmd: 'conntrack' }) }, () => {
+describe('nftables NAT and stateful filtering in namespaces', { timeout: 300_000, skip: missing('netns', { cmd: 'nft' }, { cmd: 'conntrack' }) }, () => {
   const lab = new Lab();
   let out: Netns, gw: Netns, srv: Netns, dmz: Netns;
   let host: Host;

@@ -35,7 +35,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const skip = missing('netns', { cmd: 'nft' }, { cmd: 'unbound' }, { cmd: 'kea-dhcp4' }, { cmd: 'kea-dhcp6' }, { cmd: 'radvd' }, { cmd: 'dhclient' }, { cmd: 'wireguard-go' }, { cmd: 'wg' }, { cmd: 'dig' });
 
-describe('examples/office-gateway.yaml in namespaces, item by item with real traffic', { skip }, () => {
+describe('examples/office-gateway.yaml in namespaces, item by item with real traffic', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let cli: Netns, srv: Netns, gw: Netns, isp: Netns;
   let host: Host;

@@ -21,7 +21,7 @@ type Schema = { required?: string[]; properties?: Record<string, unknown> };
 type Response = { description?: string; content?: Record<string, { schema: Schema }> };
 type Op = { operationId?: string; tags?: string[]; responses: Record<string, Response>; requestBody?: unknown };
 
-describe('OpenAPI document', { skip: missing('netns') }, () => {
+describe('OpenAPI document', { timeout: 300_000, skip: missing('netns') }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

@@ -21,7 +21,7 @@ import { createMetrics } from '../../src/metrics/metrics.js';
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = (name: string) => join(ROOT, 'node_modules', '.bin', name);
 
-describe('OpenAPI document with Redocly and openapi-typescript', () => {
+describe('OpenAPI document with Redocly and openapi-typescript', { timeout: 300_000 }, () => {
   let dir: string;
   let spec: string;
 

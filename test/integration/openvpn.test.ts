@@ -19,6 +19,9 @@ import { startPing } from '../lib/pingloss.js';
 
 const skip = missing('netns', { cmd: 'openvpn' }, { cmd: 'unshare' }, { cmd: 'ping' });
 
+// a step that never ends fails its own test after this long (the file goes on and says which)
+const timeout = 150_000;
+
 describe('openvpn between two namespaces', { skip }, () => {
   const lab = new Lab();
   let a: Netns, b: Netns;
@@ -39,14 +42,14 @@ describe('openvpn between two namespaces', { skip }, () => {
     dirB = mkdtempSync(path.join(os.tmpdir(), 'pt-ovb-'));
     hostA = new Host({ netns: a.name, stateDir: dirA });
     hostB = new Host({ netns: b.name, stateDir: dirB });
-  });
+  }, { timeout });
   after(async () => {
     for (const h of [hostB, hostA]) if (h) await openvpnSubsystem.teardown!(h).catch((e) => console.error(`# teardown ${h.where}: ${e}`));
     await lab.teardown();
     for (const d of [dirA, dirB]) if (d) rmSync(d, { recursive: true, force: true });
-  });
+  }, { timeout });
 
-  it('a client using the exported profile gets a tunnel that carries traffic', async () => {
+  it('a client using the exported profile gets a tunnel that carries traffic', { timeout }, async () => {
     const dA = compileFor(openvpnSubsystem, serverDoc());
     assert.deepEqual(await openvpnSubsystem.validate!(dA, hostA), [], 'the server config passes openvpn itself');
     assert.equal(existsSync(path.join(dirA, 'keys')), false, 'validation made no keys in the real store');
@@ -92,7 +95,7 @@ describe('openvpn between two namespaces', { skip }, () => {
     assert.ok((await openvpnSubsystem.metrics!(hostB)).vpnTunnels!.some((t) => t.tunnel === 'hq' && t.up && t.rxBytes > 0));
   });
 
-  it('the certificate-files client form passes openvpn; a broken file is caught before anything runs', async () => {
+  it('the certificate-files client form passes openvpn; a broken file is caught before anything runs', { timeout }, async () => {
     const pki = pkiDir(dirA, 'openvpn-road');
     const files = { caFile: path.join(pki, 'ca.crt'), certFile: path.join(pki, 'client-branch.crt'), keyFile: path.join(pki, 'client-branch.key'), tlsCryptFile: path.join(dirA, 'keys/openvpn/road.tlscrypt') };
     const good = compileFor(openvpnSubsystem, { openvpn: { clients: [{ name: 'files', remote: '192.0.2.1', ...files }] } });
@@ -104,7 +107,7 @@ describe('openvpn between two namespaces', { skip }, () => {
     assert.match(issues[0]!.message, /openvpn rejects the rendered configuration: .*(certificate|CA)/i);
   });
 
-  it('adding and removing clients touches no other client: no restart, the removed one is cut off', async () => {
+  it('adding and removing clients touches no other client: no restart, the removed one is cut off', { timeout }, async () => {
     const branch = { name: 'branch', address: '10.88.0.50', routes: ['10.89.0.0/24'] };
     const laptop = { name: 'laptop', address: '10.88.0.60', routes: ['10.92.0.0/24'] };
     assert.deepEqual(await openvpnSubsystem.plan(compileFor(openvpnSubsystem, serverDoc()), hostA), [], 'idempotent');
@@ -163,7 +166,7 @@ describe('openvpn between two namespaces', { skip }, () => {
     }
   });
 
-  it('a server that cannot start makes apply throw with its error', { skip: missing({ cmd: 'python3' }) }, async () => {
+  it('a server that cannot start makes apply throw with its error', { timeout, skip: missing({ cmd: 'python3' }) }, async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pt-ovf-'));
     const h = new Host({ netns: a.name, stateDir: dir });
     const release = await holdUdpPort(a, 1195);

@@ -32,7 +32,7 @@ function walk(dir: string, out: string[] = []): string[] {
   return out;
 }
 
-describe('Debian package', { skip }, () => {
+describe('Debian package', { timeout: 300_000, skip }, () => {
   let tmp: string;
   let deb: string;
   let root: string;
@@ -70,7 +70,7 @@ describe('Debian package', { skip }, () => {
   it('conffiles, md5sums, copyright and maintainer scripts', async () => {
     const ctl = join(tmp, 'control');
     await execa('dpkg-deb', ['-e', deb, ctl]);
-    assert.deepEqual(readFileSync(join(ctl, 'conffiles'), 'utf8').trim().split('\n'), ['/etc/patronus/config.yaml']);
+    assert.deepEqual(readFileSync(join(ctl, 'conffiles'), 'utf8').trim().split('\n'), ['/etc/patronus/config.yaml', '/etc/conf.d/patronus', '/etc/init.d/patronus']);
     assert.equal(readFileSync(join(root, 'etc/patronus/config.yaml'), 'utf8'), readFileSync(join(repoRoot, 'config/default.yaml'), 'utf8'));
     // every payload file is in md5sums, with its sum
     const sums = new Map(readFileSync(join(ctl, 'md5sums'), 'utf8').trim().split('\n').map((l) => [l.slice(34), l.slice(0, 32)]));
@@ -89,6 +89,38 @@ describe('Debian package', { skip }, () => {
       const sh = await execa('sh', ['-n', join(ctl, s)], { reject: false });
       assert.equal(sh.exitCode, 0, `${s}: ${sh.stderr}`);
     }
+  });
+
+  it('Maintainer and Homepage are the project\'s own, from package.json (author, homepage)', async () => {
+    const meta = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { author: string; homepage: string };
+    const field = async (f: string) => (await execa('dpkg-deb', ['-f', deb, f])).stdout.trim();
+    assert.equal(await field('Maintainer'), meta.author);
+    assert.equal(await field('Homepage'), meta.homepage);
+    assert.match(meta.author, /^[^<>]+ <[^@<>\s]+@[^@<>\s]+>$/);
+    assert.match(meta.homepage, /^https:\/\//);
+    const copyright = readFileSync(join(root, 'usr/share/doc/patronus/copyright'), 'utf8');
+    assert.match(copyright, new RegExp(`^Source: ${meta.homepage.replace(/[.]/g, '\\.')}$`, 'm'));
+    for (const text of [copyright, (await execa('dpkg-deb', ['-I', deb])).stdout]) assert.doesNotMatch(text, /patronus\.dev|github\.com\/patronus\/patronus/, 'no placeholder left');
+  });
+
+  it('OpenRC: /etc/init.d/patronus provides firewall under supervise-daemon, with /etc/conf.d/patronus', async () => {
+    const script = join(root, 'etc/init.d/patronus');
+    assert.equal(statSync(script).mode & 0o777, 0o755);
+    const text = readFileSync(script, 'utf8');
+    assert.match(text, /^#!\/sbin\/openrc-run\n/);
+    assert.match(text, /^depend\(\) \{[^}]*^\s*provide firewall$[^}]*^\s*before net$/ms);
+    assert.match(text, /^supervisor="supervise-daemon"$/m);
+    assert.match(text, /^: "\$\{PATRONUS_HOME:=\/usr\/lib\/patronus\}"$/m, 'runs the installed tree');
+    assert.match(text, /^command_args="\$\{PATRONUS_HOME\}\/dist\/src\/cli\/main\.js serve --config \/etc\/patronus\/config\.yaml \$\{PATRONUS_ARGS\}"$/m);
+    assert.doesNotMatch(text, /\/opt\/patronus/);
+    // syntax: an openrc-run script is sh with a few functions openrc calls
+    const sh = await execa('sh', ['-n', script], { reject: false });
+    assert.equal(sh.exitCode, 0, sh.stderr);
+    const confd = readFileSync(join(root, 'etc/conf.d/patronus'), 'utf8');
+    for (const v of ['PATRONUS_STATE_DIR', 'PATRONUS_ARGS', 'PATRONUS_SERVER', 'PATRONUS_READY_TIMEOUT']) assert.match(confd, new RegExp(`^#${v}=`, 'm'), `conf.d documents ${v}`);
+    assert.match(confd, /^#PATRONUS_HOME="\/usr\/lib\/patronus"$/m);
+    // the settings it sources are read by the script
+    for (const v of ['PATRONUS_STATE_DIR', 'PATRONUS_ARGS', 'PATRONUS_SERVER']) assert.match(text, new RegExp(`\\$\\{${v}`), `the script uses ${v}`);
   });
 
   it('the systemd unit runs the installed tree, and /usr/bin/patronus points into it', () => {

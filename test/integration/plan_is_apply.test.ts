@@ -96,7 +96,7 @@ const CASES: { subsystem: string; stages: Stage[] }[] = [
   },
 ];
 
-describe('plan prints exactly the steps apply runs', { skip }, () => {
+describe('plan prints exactly the steps apply runs', { timeout: 300_000, skip }, () => {
   let L: ControlLab;
   let store: Store;
   let engine: Engine;

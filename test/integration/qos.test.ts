@@ -29,7 +29,7 @@ function compile(doc: ConfigInput): { desired: QosDesired; issues: string[] } {
 
 const MBIT = 1e6;
 
-describe('qos on the kernel', { skip }, () => {
+describe('qos on the kernel', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let a: Netns; // client side: egress shaping on a0
   let b: Netns; // server side: ingress shaping on b0 (IFB), tbf on b0 egress

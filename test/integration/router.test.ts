@@ -49,7 +49,7 @@ const defaultRoutes = [
   { prefix: '::/0', via: '2001:db8:63::2' },
 ];
 
-describe('a router out of the box (forwarding, kernel routes, counters, omitted firewall)', { skip: missing('netns', { cmd: 'nft' }, { cmd: 'sysctl' }) }, () => {
+describe('a router out of the box (forwarding, kernel routes, counters, omitted firewall)', { timeout: 300_000, skip: missing('netns', { cmd: 'nft' }, { cmd: 'sysctl' }) }, () => {
   const lab = new Lab();
   let client: Netns, gw: Netns, isp: Netns, srv: Netns;
   let host: Host;

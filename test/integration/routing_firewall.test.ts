@@ -36,7 +36,7 @@ function doc(n: 1 | 2) {
   };
 }
 
-describe('routing through the firewall openings', { skip }, () => {
+describe('routing through the firewall openings', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   const nodes: { ns: Netns; host: Host; store: Store; engine: Engine }[] = [];
   let dir: string;

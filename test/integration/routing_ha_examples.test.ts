@@ -22,7 +22,7 @@ const examples = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
 const checkers: Record<string, string> = { routing: 'vtysh', ha: 'keepalived' };
 const subsystemFor: Record<string, string> = { routing: 'frr', ha: 'keepalived' };
 
-describe('docs/routing-ha.md examples', () => {
+describe('docs/routing-ha.md examples', { timeout: 300_000 }, () => {
   const lab = new Lab();
   after(() => lab.teardown());
 

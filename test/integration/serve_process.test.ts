@@ -50,7 +50,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-describe('patronus serve under an init system', { skip: missing('netns') }, () => {
+describe('patronus serve under an init system', { timeout: 300_000, skip: missing('netns') }, () => {
   let L: ControlLab;
   let server: ResultPromise<{ reject: false; all: true }>;
   let base: string;

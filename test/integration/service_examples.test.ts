@@ -33,7 +33,7 @@ for (const { dir, sub, needs } of cases) {
       return [];
     }
   })();
-  describe(`examples/${dir} pass ${needs}`, { skip: missing('netns', { cmd: needs }) }, () => {
+  describe(`examples/${dir} pass ${needs}`, { timeout: 300_000, skip: missing('netns', { cmd: needs }) }, () => {
     const lab = new Lab();
     let state: string;
     before(() => {

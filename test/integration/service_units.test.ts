@@ -36,7 +36,7 @@ function parseUnit(text: string): Map<string, string[]> {
   return out;
 }
 
-describe('systemd unit', { skip: missing({ cmd: 'systemd-analyze' }) }, () => {
+describe('systemd unit', { timeout: 300_000, skip: missing({ cmd: 'systemd-analyze' }) }, () => {
   const unit = parseUnit(readFileSync(unitPath, 'utf8'));
   const words = (key: string) => (unit.get(key) ?? []).flatMap((v) => v.split(/\s+/));
 
@@ -72,7 +72,7 @@ describe('systemd unit', { skip: missing({ cmd: 'systemd-analyze' }) }, () => {
   });
 });
 
-describe('OpenRC script', { skip: missing({ cmd: 'sh' }) }, () => {
+describe('OpenRC script', { timeout: 300_000, skip: missing({ cmd: 'sh' }) }, () => {
   // openrc-run's helpers as recorders: depend() and the variables say what the script declares
   const stubs = ['provide', 'need', 'use', 'before', 'after', 'want'].map((f) => `${f}() { echo "${f} $*"; }`).join('\n');
   const run = (body: string) => execa('sh', ['-c', `${stubs}\nRC_SVCNAME=patronus\n. "$1"\n. "$2"\n${body}`, 'sh', file('patronus.confd'), file('patronus.openrc')], { reject: false });

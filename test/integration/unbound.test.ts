@@ -22,11 +22,12 @@ import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';
 import type { UnboundStatus } from '../../src/services/unbound/unbound.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import { firstOutput } from '../lib/children.js';
 
 const ldnsSkip = missing({ cmd: 'ldns-keygen' }, { cmd: 'ldns-signzone' });
 const skip = missing('netns', { cmd: 'openssl' }, { cmd: 'unbound' }, { cmd: 'unbound-checkconf' }, { cmd: 'unbound-control' }, { cmd: 'dig' });
 
-describe('unbound (dns:) with real daemons', { skip }, () => {
+describe('unbound (dns:) with real daemons', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let gw: Netns, client: Netns, upstream: Netns;
   let dir: string;
@@ -292,7 +293,7 @@ describe('unbound (dns:) with real daemons', { skip }, () => {
     // passes the checker, but another process holds the port
     const squatter = gw.spawn(process.execPath, ['-e', 'require("net").createServer().listen(5399, "127.0.0.1", () => console.log("ok")); setTimeout(() => {}, 60000)']);
     try {
-      await new Promise<void>((resolve) => squatter.stdout!.once('data', () => resolve()));
+      await firstOutput(squatter, 'a process holding 127.0.0.1:5399');
       const desired = mustCompile(unboundSubsystem, doc({ listen: { interfaces: [], addresses: ['127.0.0.1'], port: 5399 } }));
       assert.deepEqual(await unboundSubsystem.validate!(desired, host), []);
       await assert.rejects(unboundSubsystem.apply(desired, host), (e: unknown) => {

@@ -35,7 +35,7 @@ const checkers: { sub: Subsystem<any>; needs: string }[] = [
   { sub: ipsecSubsystem, needs: 'charon-systemd' },
 ];
 
-describe('examples/vpn pass the daemons\' own checkers', { skip: missing('netns', { cmd: 'unshare' }) }, () => {
+describe('examples/vpn pass the daemons\' own checkers', { timeout: 300_000, skip: missing('netns', { cmd: 'unshare' }) }, () => {
   const lab = new Lab();
   let state: string;
   let host: Host;

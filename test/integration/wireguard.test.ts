@@ -21,7 +21,7 @@ import { redactSecrets } from '../../src/services/common/redact.js';
 
 const skip = missing('netns', { cmd: 'wg' }, { cmd: 'wireguard-go' }, { cmd: 'ping' });
 
-describe('wireguard between two namespaces', { skip }, () => {
+describe('wireguard between two namespaces', { timeout: 300_000, skip }, () => {
   const lab = new Lab();
   let a: Netns, b: Netns;
   let dirA: string, dirB: string;

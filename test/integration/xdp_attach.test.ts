@@ -13,7 +13,7 @@ import { missing } from '../lib/skip.js';
 const datarec = codecs.struct({ packets: codecs.u64, bytes: codecs.u64 });
 const STATS = { ipv4: 0, ipv6: 1, udp: 5, icmp: 6 };
 
-describe('xdp_stats attached to a veth in a lab namespace', { skip: missing('netns', { cmd: 'ping' }) }, () => {
+describe('xdp_stats attached to a veth in a lab namespace', { timeout: 300_000, skip: missing('netns', { cmd: 'ping' }) }, () => {
   const lab = new Lab();
   let a: Netns;
   let b: Netns;

@@ -92,7 +92,7 @@ export class EtcdCluster {
       if (dead) throw new Error(`etcd member ${dead.name} exited ${dead.proc!.exitCode}: ${String((await dead.proc!).all).slice(-2000)}`);
       const t = this.opts.tls;
       const tls = t ? ['--cacert', t.ca, ...(t.client ? ['--cert', t.client.cert, '--key', t.client.key] : [])] : [];
-      const r = await execa('etcdctl', ['--endpoints', running().map((m) => `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${m.clientPort}`).join(','), ...tls, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'], { reject: false, env: { ETCDCTL_API: '3' } });
+      const r = await execa('etcdctl', ['--endpoints', running().map((m) => `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${m.clientPort}`).join(','), ...tls, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'health'], { reject: false, timeout: 30_000, env: { ETCDCTL_API: '3' } });
       if (r.exitCode === 0) return;
       last = `${r.stdout}${r.stderr}`;
       await new Promise((res) => setTimeout(res, 250));

@@ -76,6 +76,8 @@ export class ServeProcess {
       method,
       headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      // a stuck server fails the call (naming it) instead of hanging the test
+      signal: AbortSignal.timeout(120_000),
     });
     const text = await res.text();
     return { status: res.status, json: text ? JSON.parse(text) : undefined };

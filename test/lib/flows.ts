@@ -19,7 +19,10 @@ export async function startServer(ns: Netns, proto: 'tcp' | 'udp', addr: string,
   const child = execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'server', proto, addr, String(port), name], { reject: false, buffer: false, stdin: 'ignore' });
   const bound = await new Promise<number>((resolve, reject) => {
     let out = '';
-    const t = setTimeout(() => reject(new Error(`${name}: server in ${ns.name} did not start`)), 5000);
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name}: server in ${ns.name} did not start within 10 s`));
+    }, 10_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening (\d+)/.exec(out);
@@ -46,7 +49,7 @@ export interface FlowResult {
 /** One connection (TCP) or datagram (UDP) from `ns`; returns what the server saw. */
 export async function connectOnce(ns: Netns, proto: 'tcp' | 'udp', addr: string, port: number, timeoutMs = 1500, local?: string): Promise<FlowResult> {
   const t0 = performance.now();
-  const r = await execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'client', proto, addr, String(port), String(timeoutMs), ...(local ? [local] : [])], { reject: false });
+  const r = await execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'client', proto, addr, String(port), String(timeoutMs), ...(local ? [local] : [])], { reject: false, timeout: timeoutMs + 60_000 });
   const line = r.stdout.trim();
   const m = /^(\S+) peer=(.+):(\d+) local=/.exec(line);
   return { ok: r.exitCode === 0 && !!m, line: line || r.stderr.trim(), ...(m ? { server: m[1], peer: m[2] } : {}), ms: performance.now() - t0 };

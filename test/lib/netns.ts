@@ -8,6 +8,13 @@ import { execa } from 'execa';
 import { addNamespace, addVethPair, deleteNamespace, netnsCommand, netnsPath } from '../../src/system/netns.js';
 
 /** The execa options tests use (kept narrow so stdout stays typed as a string). */
+/**
+ * How long a command run with exec/nsenter/ip may take unless the caller
+ * says otherwise: a command stuck on a dead daemon or a lost packet fails
+ * the test, naming the command, instead of hanging the test file.
+ */
+export const COMMAND_TIMEOUT_MS = 120_000;
+
 export interface RunOptions {
   reject?: boolean;
   input?: string;
@@ -32,34 +39,37 @@ export class Netns {
 
   /** Runs a command inside the namespace (ip netns exec: per-ns /etc, fresh /sys). */
   exec(cmd: string, args: readonly string[] = [], opts: RunOptions = {}) {
-    return execa('ip', ['netns', 'exec', this.name, cmd, ...args], { ...opts });
+    return execa('ip', ['netns', 'exec', this.name, cmd, ...args], { timeout: COMMAND_TIMEOUT_MS, ...opts });
   }
 
   /** Runs a command that only changes the network namespace (keeps /sys/fs/bpf). */
   nsenter(cmd: string, args: readonly string[] = [], opts: RunOptions = {}) {
     const [file, argv] = netnsCommand(this.name, cmd, args);
-    return execa(file, argv, { ...opts });
+    return execa(file, argv, { timeout: COMMAND_TIMEOUT_MS, ...opts });
   }
 
-  /** Starts a long-running process inside the namespace. */
+  /**
+   * Starts a long-running process inside the namespace (no timeout: stop it
+   * in finally/after; Lab.teardown kills whatever is left in the namespace).
+   */
   spawn(cmd: string, args: readonly string[] = [], opts: RunOptions = {}) {
     const [file, argv] = netnsCommand(this.name, cmd, args);
     return execa(file, argv, { reject: false, ...opts });
   }
 
   async ip(...args: string[]) {
-    return execa('ip', ['-n', this.name, ...args]);
+    return execa('ip', ['-n', this.name, ...args], { timeout: COMMAND_TIMEOUT_MS });
   }
 
   async ifindex(dev: string): Promise<number> {
-    const { stdout } = await execa('ip', ['-n', this.name, '-j', 'link', 'show', 'dev', dev]);
+    const { stdout } = await execa('ip', ['-n', this.name, '-j', 'link', 'show', 'dev', dev], { timeout: COMMAND_TIMEOUT_MS });
     const [link] = JSON.parse(stdout) as { ifindex: number }[];
     if (!link) throw new Error(`no interface ${dev} in netns ${this.name}`);
     return link.ifindex;
   }
 
   async mac(dev: string): Promise<string> {
-    const { stdout } = await execa('ip', ['-n', this.name, '-j', 'link', 'show', 'dev', dev]);
+    const { stdout } = await execa('ip', ['-n', this.name, '-j', 'link', 'show', 'dev', dev], { timeout: COMMAND_TIMEOUT_MS });
     return (JSON.parse(stdout) as { address: string }[])[0]!.address;
   }
 
@@ -103,7 +113,7 @@ export class Lab {
  * namespace are left alone.
  */
 export async function sweepStaleNamespaces(): Promise<void> {
-  const { stdout } = await execa('ip', ['-j', 'netns', 'list'], { reject: false });
+  const { stdout } = await execa('ip', ['-j', 'netns', 'list'], { reject: false, timeout: COMMAND_TIMEOUT_MS });
   if (!stdout) return;
   for (const { name } of JSON.parse(stdout) as { name: string }[]) {
     const m = /^pt-(\d+)-[0-9a-f]{6}-/.exec(name);

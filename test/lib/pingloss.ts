@@ -16,7 +16,7 @@ export interface PingLoss {
 }
 
 export interface PingStream {
-  /** stops the ping and reports */
+  /** stops the ping and reports; call it in finally (the ping runs until stopped) */
   stop(): Promise<PingLoss>;
 }
 
@@ -38,7 +38,7 @@ export async function startPing(ns: Netns, to: string, opts: { intervalMs?: numb
   const t0 = Date.now();
   while (seqs.size === 0) {
     if (child.exitCode !== null || Date.now() - t0 > 5000) {
-      child.kill('SIGINT');
+      child.kill('SIGKILL');
       throw new Error(`ping ${to} from ${ns.name}: no reply within 5 s (${(await child).stderr})`);
     }
     await new Promise((r) => setTimeout(r, 20));
@@ -46,7 +46,10 @@ export async function startPing(ns: Netns, to: string, opts: { intervalMs?: numb
   return {
     async stop() {
       child.kill('SIGINT');
+      // ping prints its summary on SIGINT; one that does not exit is killed (no summary: sent counts 0)
+      const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
       const r = await child;
+      clearTimeout(kill);
       const sent = Number(/(\d+) packets transmitted/.exec(String(r.stdout))?.[1] ?? 0);
       const last = Math.max(...seqs);
       const first = Math.min(...seqs);

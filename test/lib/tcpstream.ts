@@ -42,7 +42,15 @@ export class TcpStream {
       else if (l.startsWith('bytes ')) stream?.samples.push([Date.now(), Number(l.slice(6))]);
       else stream?.failures.push(`receiver: ${l}`);
     });
-    await Promise.race([ready, new Promise((_, rej) => setTimeout(() => rej(new Error(`stream sink in ${to.name} did not listen`)), 5000))]);
+    let t: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([ready, new Promise((_, rej) => (t = setTimeout(() => rej(new Error(`stream sink in ${to.name} did not listen within 10 s`)), 10_000)))]);
+    } catch (e) {
+      sink.kill('SIGKILL');
+      throw e;
+    } finally {
+      clearTimeout(t);
+    }
     const source = run(from, ['source', addr, String(port), String(bytesPer10ms)]);
     stream = new TcpStream(sink, source);
     lines(source, (l) => {

@@ -20,16 +20,21 @@ export class UdpReceiver {
     const child = execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'recv', addr, String(port)], { reject: false, buffer: false, stdin: 'pipe' });
     const rl = createInterface({ input: child.stdout! });
     const it = rl[Symbol.asyncIterator]();
-    const first = await Promise.race([it.next(), new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`udp receiver in ${ns.name} did not start`)), 5000))]);
-    const m = /listening (\d+)/.exec(String(first.value));
-    if (!m) throw new Error(`udp receiver: unexpected output ${first.value}`);
-    return new UdpReceiver(child, it, Number(m[1]));
+    try {
+      const first = await within(it.next(), 10_000, `udp receiver in ${ns.name} did not start within 10 s`);
+      const m = /listening (\d+)/.exec(String(first.value));
+      if (!m) throw new Error(`udp receiver: unexpected output ${first.value}`);
+      return new UdpReceiver(child, it, Number(m[1]));
+    } catch (e) {
+      child.kill('SIGKILL');
+      throw e;
+    }
   }
 
   /** Datagrams received so far, by source address. */
   async counts(): Promise<Record<string, number>> {
     this.child.stdin!.write('report\n');
-    const r = await this.lines.next();
+    const r = await within(this.lines.next(), 30_000, 'udp receiver did not report within 30 s');
     return JSON.parse(String(r.value)) as Record<string, number>;
   }
 
@@ -40,19 +45,27 @@ export class UdpReceiver {
 
 /** Sends pps datagrams/s from each source for durationMs; resolves with the sends that succeeded. */
 export async function sendUdp(ns: Netns, dst: string, port: number, pps: number, durationMs: number, sources: string[]): Promise<Record<string, number>> {
-  const r = await execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'send', dst, String(port), String(pps), String(durationMs), ...sources], { reject: false });
+  const r = await execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'send', dst, String(port), String(pps), String(durationMs), ...sources], { reject: false, timeout: durationMs + 60_000 });
   if (r.exitCode !== 0) throw new Error(`udp sender in ${ns.name} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim()) as Record<string, number>;
 }
 
 /** Waits until the receiver has stopped counting (all in-flight datagrams delivered). */
-export async function settle(rx: UdpReceiver): Promise<Record<string, number>> {
+export async function settle(rx: UdpReceiver, timeoutMs = 60_000): Promise<Record<string, number>> {
+  const deadline = Date.now() + timeoutMs;
   let prev = JSON.stringify(await rx.counts());
   for (;;) {
+    if (Date.now() > deadline) throw new Error(`udp receiver still counting new datagrams after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 150));
     const cur = await rx.counts();
     const s = JSON.stringify(cur);
     if (s === prev) return cur;
     prev = s;
   }
+}
+
+/** p, or a rejection with `message` after ms (the timer does not outlive the race). */
+function within<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(message)), ms)))]).finally(() => clearTimeout(t));
 }

@@ -44,7 +44,8 @@ export async function pingWithin(ns: Netns, to: string, ms = 5000): Promise<bool
 
 /**
  * Holds a UDP port inside ns (IPv4 and IPv6) until the returned function is
- * called: the way tests make a daemon fail to start.
+ * called (in finally: the holder gives up the port after 120 s at the latest):
+ * the way tests make a daemon fail to start.
  */
 export async function holdUdpPort(ns: Netns, port: number): Promise<() => void> {
   const script = `import socket,time
@@ -54,10 +55,16 @@ s.bind(("::",${Number(port)}))
 print("bound",flush=True)
 time.sleep(120)`;
   const child = ns.spawn('python3', ['-c', script]);
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`port holder exited with ${code}`)));
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`port holder for udp/${port} in ${ns.name} did not bind within 30 s`)), 30_000);
+      child.stdout!.once('data', () => (clearTimeout(t), resolve()));
+      child.once('exit', (code) => (clearTimeout(t), reject(new Error(`port holder for udp/${port} in ${ns.name} exited with ${code}`))));
+    });
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
   return () => {
     child.kill('SIGKILL');
   };

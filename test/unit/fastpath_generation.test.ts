@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDir4, compileFastpath, type LpmEntry } from '../../src/fastpath/compile.js';
-import { changedIndexes, changedVectors, constrainedVectors, diffKeyed, packDir4, resolveDir4 } from '../../src/fastpath/generation.js';
+import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, constrainedVectors, diffKeyed, packDir4, resolveDir4 } from '../../src/fastpath/generation.js';
 import { DIR4_CHUNKS, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, MATCH_FIELDS, bitList, emptyBits, setBit } from '../../src/fastpath/layout.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
 
@@ -90,5 +90,35 @@ describe('generation writer diffs', () => {
     assert.deepEqual(changedIndexes(new Uint32Array([5, 6, 7]), new Uint32Array([5, 0, 7])), [1]);
     assert.deepEqual(changedVectors(undefined, [Buffer.from([1])]), [0]);
     assert.deepEqual(changedVectors([Buffer.from([1]), Buffer.from([2])], [Buffer.from([1]), Buffer.from([3]), Buffer.from([4])]), [1, 2]);
+  });
+});
+
+describe('generation writer slot assignment', () => {
+  it('rules keep their counter slots by name; new rules take the lowest free slots', () => {
+    const active = new Map([
+      ['a', 0],
+      ['b', 1],
+      ['c', 3],
+    ]);
+    const { slots, fresh } = assignRuleSlots(['c', 'x', 'a', 'y', 'z'], active);
+    assert.deepEqual(slots, [3, 2, 0, 4, 5], 'x and y fill the gap and the end; b\'s slot 1 stays with the active generation');
+    assert.deepEqual(fresh, [1, 3, 4]);
+    assert.deepEqual(assignRuleSlots([], active), { slots: [], fresh: [] });
+    assert.deepEqual(assignRuleSlots(['a', 'b'], new Map()), { slots: [0, 1], fresh: [0, 1] });
+  });
+
+  it('interfaces keep their slots while configured; new ones avoid every active slot; a bound', () => {
+    const active = new Map([
+      [7, 0],
+      [9, 2],
+    ]);
+    const slots = assignIfaceSlots([9, 11, 9, 12], active);
+    assert.deepEqual([...slots], [
+      [9, 2],
+      [11, 1],
+      [12, 3],
+    ]);
+    assert.throws(() => assignIfaceSlots([1, 2, 3], new Map([[5, 0]]), 3), /more than 3 interfaces/);
+    assert.equal(assignIfaceSlots([1, 2], new Map([[5, 0]]), 3).size, 2);
   });
 });

@@ -291,3 +291,66 @@ describe('VPN certificate authority', () => {
   });
 });
 
+
+describe('ACME certificates on VPN servers (config)', () => {
+  const acme = { directory: 'https://acme.example.org/dir', termsOfServiceAgreed: true };
+  it('every consumer names a certificate of certificates.issue; an IPsec identity must be one of its domains', async () => {
+    const { certificatesSubsystem } = await import('../../src/certificates/subsystem.js');
+    const doc = {
+      certificates: { acme, issue: [{ name: 'vpn', domains: ['vpn.example.org'] }] },
+      openvpn: { servers: [{ name: 'road', network: '10.8.0.0/24', certificate: 'nope' }] },
+      ipsec: {
+        connections: [
+          { name: 'rw', auth: 'cert', certificate: 'vpn', localId: 'other.example.org', children: [{ name: 'c' }] },
+          { name: 'gone', auth: 'cert', certificate: 'missing', children: [{ name: 'c' }] },
+          { name: 'psk', auth: 'psk', pskFile: '/dev/null', certificate: 'vpn', children: [{ name: 'c' }] },
+        ],
+      },
+    };
+    assert.deepEqual(issuesOf(certificatesSubsystem, doc), ['ipsec.connections[2].certificate: only used with auth: cert']);
+    delete (doc.ipsec.connections as unknown[])[2];
+    doc.ipsec.connections = doc.ipsec.connections.filter(Boolean);
+    assert.deepEqual(issuesOf(certificatesSubsystem, doc), [
+      'openvpn.servers[0].certificate: no certificate "nope" in certificates.issue',
+      'ipsec.connections[0].localId: "other.example.org" is not a domain of certificate vpn (vpn.example.org): the peer could not match it',
+      'ipsec.connections[1].certificate: no certificate "missing" in certificates.issue',
+    ]);
+  });
+
+  it('renders the ACME copy as the server certificate, the CA for clients, and the IPsec identity from its first domain', () => {
+    const doc = {
+      certificates: { acme, issue: [{ name: 'vpn', domains: ['vpn.example.org', 'alt.example.org'] }] },
+      openvpn: { servers: [{ name: 'road', network: '10.8.0.0/24', certificate: 'vpn' }] },
+      ipsec: { connections: [{ name: 'rw', auth: 'cert', certificate: 'vpn', children: [{ name: 'c' }] }] },
+    };
+    const ctx = contextFor(doc);
+    const ov = openvpnModule.desired(ctx).desired!;
+    const conf = openvpnModule.render(ov, paths).find((f) => f.path === 'server-road.conf')!.content;
+    assert.match(conf, /^cert \/var\/lib\/patronus\/services\/x\/tls\/server-road\.pem$/m);
+    assert.match(conf, /^key \/var\/lib\/patronus\/services\/x\/tls\/server-road\.key$/m);
+    assert.match(conf, /^ca \/var\/lib\/patronus\/keys\/pki\/openvpn-road\/ca\.crt$/m);
+    assert.deepEqual(openvpnModule.certificates!(ov), [{ name: 'vpn', file: 'tls/server-road' }]);
+    const ip = ipsecModule.desired(ctx).desired!;
+    const swanctl = ipsecModule.render(ip, paths).find((f) => f.path === 'swanctl.conf')!.content;
+    assert.match(swanctl, /id = "vpn\.example\.org"/);
+    assert.match(swanctl, /certs = \/var\/lib\/patronus\/services\/x\/acme\/vpn\.pem/);
+    assert.deepEqual(ipsecModule.certificates!(ip), [{ name: 'vpn', file: 'acme/vpn' }]);
+  });
+
+  it('plan before the certificate is issued shows its copy as a file to add (apply copies it after the certificates step)', async () => {
+    const { Host } = await import('../../src/system/host.js');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pt-acmeplan-'));
+    try {
+      const host = new Host({ netns: 'pt-none', stateDir: dir });
+      const doc = { certificates: { acme, issue: [{ name: 'vpn', domains: ['vpn.example.org'] }] }, openvpn: { servers: [{ name: 'road', network: '10.8.0.0/24', certificate: 'vpn' }] } };
+      const { desired } = openvpnSubsystem.compile(contextFor(doc));
+      const plan = (await openvpnSubsystem.plan(desired, host)).map((c) => `${c.action} ${c.object}`);
+      assert.ok(plan.includes('add openvpn file tls/server-road.pem') && plan.includes('add openvpn file tls/server-road.key'), plan.join('\n'));
+      assert.deepEqual(await openvpnSubsystem.drift!(desired, host), [{ object: 'openvpn', reason: `not running (no live process for ${dir}/services/openvpn/run/openvpn.pid; log: ${dir}/services/openvpn/openvpn.log)` }]);
+      // applied while it is still missing (the certificates step failed): a clear error, no daemon started
+      await assert.rejects(openvpnSubsystem.apply(desired, host), /openvpn: certificate "vpn" is not in service \(the certificates step orders it; see its error\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

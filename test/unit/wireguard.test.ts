@@ -10,7 +10,7 @@ import { generateKeyPair, publicKeyOf } from '../../src/services/wireguard/keys.
 import { instancePaths } from '../../src/services/common/service.js';
 import { redactSecrets, redactText, REDACTED } from '../../src/services/common/redact.js';
 import { contextFor, issuesOf } from '../lib/vpn.js';
-import { hasCommand } from '../lib/skip.js';
+import { missing } from '../lib/skip.js';
 
 const pub = generateKeyPair().publicKey;
 
@@ -106,7 +106,7 @@ describe('wireguard config', () => {
     }
   });
 
-  it('derives public keys exactly like wg pubkey', { skip: hasCommand('wg') ? false : 'needs wg (not installed)' }, () => {
+  it('derives public keys exactly like wg pubkey', { skip: missing({ cmd: 'wg' }) }, () => {
     for (let n = 0; n < 3; n++) {
       const kp = generateKeyPair();
       assert.equal(execaSync('wg', ['pubkey'], { input: kp.privateKey }).stdout.trim(), kp.publicKey);

@@ -139,10 +139,16 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
           }),
         ];
       }
-      const files = [...mod.render(model, paths), ...(await certificateCopies(mod, model, host.stateDir))];
+      // a certificate the certificates step has not issued yet (a first apply) is a file to add: plan can
+      // show it, and apply (which runs this subsystem's steps after that one) copies it when the step runs
+      const copies = await certificateCopies(mod, model, host.stateDir, undefined, true);
+      const pending = new Set(copies.filter((c) => c.pending).map((c) => c.path));
+      const files = [...mod.render(model, paths), ...copies];
       const changed = changedFiles(paths, files);
       const steps: Step[] = changed.map((f) =>
-        step({ action: existsSync(paths.file(f)) ? 'change' : 'add', object: `${mod.name} file ${f}` }, () => writeRendered(paths, files.filter((x) => x.path === f))),
+        step({ action: existsSync(paths.file(f)) ? 'change' : 'add', object: `${mod.name} file ${f}` }, async () =>
+          writeRendered(paths, (pending.has(f) ? await certificateCopies(mod, model, host.stateDir) : files).filter((x) => x.path === f)),
+        ),
       );
       if (!running) {
         steps.push(
@@ -187,7 +193,9 @@ export function serviceSubsystem<M>(mod: ServiceModule<M>): Subsystem<Desired<M>
         return out;
       }
       if (!running) out.push({ object: mod.name, reason: `not running (no live process for ${paths.pidFile}; log: ${paths.logFile})` });
-      for (const f of changedFiles(paths, await certificateCopies(mod, d.model, host.stateDir)).filter((f) => f.endsWith('.pem'))) {
+      // (one not issued yet is the certificates subsystem's finding)
+      const copies = (await certificateCopies(mod, d.model, host.stateDir, undefined, true)).filter((c) => !c.pending);
+      for (const f of changedFiles(paths, copies).filter((f) => f.endsWith('.pem'))) {
         out.push({ object: `${mod.name} ${f}`, reason: 'a renewed certificate is in service; the daemon still serves the one before' });
       }
       return out;
@@ -207,10 +215,12 @@ export function instanceFiles(paths: InstancePaths): string[] {
 /**
  * The copies of the certificates `mod` serves. With `scratch` (the checker's
  * instance), a certificate not issued yet gets a throwaway self-signed
- * stand-in there: validation runs before the apply that orders it.
+ * stand-in there: validation runs before the apply that orders it. With
+ * `pendingOk`, one not issued yet is an empty copy marked pending (plan);
+ * otherwise it is an error.
  */
-async function certificateCopies<M>(mod: ServiceModule<M>, model: M, stateDir: string, scratch?: string): Promise<RenderedFile[]> {
-  const out: RenderedFile[] = [];
+async function certificateCopies<M>(mod: ServiceModule<M>, model: M, stateDir: string, scratch?: string, pendingOk = false): Promise<(RenderedFile & { pending?: boolean })[]> {
+  const out: (RenderedFile & { pending?: boolean })[] = [];
   for (const { name, file } of mod.certificates?.(model) ?? []) {
     const f = certificateFiles(stateDir, name);
     let cert: string;
@@ -219,6 +229,10 @@ async function certificateCopies<M>(mod: ServiceModule<M>, model: M, stateDir: s
       cert = readFileSync(f.fullchain, 'utf8');
       key = readFileSync(f.key, 'utf8');
     } catch {
+      if (pendingOk) {
+        out.push({ path: `${file}.pem`, content: '', pending: true }, { path: `${file}.key`, content: '', mode: 0o600, pending: true });
+        continue;
+      }
       if (!scratch) throw new Error(`${mod.name}: certificate "${name}" is not in service (the certificates step orders it; see its error)`);
       const standIn = await ensureCert(scratch, 'stand-in', { name, commonName: name, usage: 'server' });
       cert = standIn.cert;

@@ -13,6 +13,14 @@
  * only sees UDP-encapsulated ESP, connections force `encap = yes` unless
  * the backend is pinned to the kernel.
  *
+ * Certificates: from Patronus's IPsec CA, or (`certificate:`) an ACME one of
+ * the `certificates:` section, copied into the instance dir (acme/NAME.pem
+ * with its chain, .key) like a rendered file. The chain's CA certificates go
+ * to x509ca/ so charon sends them to peers. A renewal is a changed file:
+ * `swanctl --load-all` hands the new certificate and key to the running
+ * charon, which uses them for new IKE_SAs while the established ones stay up
+ * (no restart, no dropped peer).
+ *
  * check(): strongSwan has no dry-run for swanctl.conf, so the checker is
  * strongSwan itself: a scratch charon in a throwaway network namespace on
  * the rendered strongswan.conf, and swanctl loading the rendered
@@ -52,6 +60,8 @@ export interface IpsecConnectionModel {
   localId?: string;
   remoteId?: string;
   remoteCaFile?: string;
+  /** an ACME certificate (certificates.issue) instead of one from the IPsec CA */
+  certificate?: string;
   proposals: string[];
   pools: string[];
   requestVirtualIp: boolean;
@@ -143,7 +153,9 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
           if (ch.startAction === 'trap') issues.push({ path: [...at, 'children', k, 'startAction'], message: 'trap needs kernel ESP: libipsec cannot start a tunnel on the first packet' });
         });
       }
-      connections.push(connectionModel(c, index, psk));
+      // with an ACME certificate, our identity defaults to its first domain
+      const acmeDomain = c.certificate ? ctx.config.certificates.issue.find((i) => i.name === c.certificate)?.domains[0] : undefined;
+      connections.push(connectionModel(c, index, psk, acmeDomain));
     });
     if (!connections.length) return { desired: null, issues };
     return { desired: { backend: s.backend, pools: s.pools.map((p) => ({ name: p.name, addresses: formatPrefix(parsePrefix(p.addresses)), dns: [...p.dns] })), connections }, issues };
@@ -154,6 +166,11 @@ export const ipsecModule: ServiceModule<IpsecModel> = {
       { path: 'strongswan.conf', content: renderStrongswanConf(paths) },
       { path: 'swanctl.conf', content: renderSwanctlConf(model, paths), mode: 0o600 },
     ];
+  },
+
+  certificates(model) {
+    const names = [...new Set(model.connections.flatMap((c) => (c.certificate ? [c.certificate] : [])))];
+    return names.map((name) => ({ name, file: acmeCertFile(name) }));
   },
 
   async check(model, paths, host) {
@@ -318,16 +335,18 @@ const IPSEC_CA = 'ipsec';
 const stateDirOf = (paths: InstancePaths) => path.resolve(paths.dir, '..', '..');
 const viciSocket = (paths: InstancePaths) => path.join(paths.runDir, 'charon.vici');
 const certName = (conn: string) => `conn-${conn}`;
+/** the instance-dir copy of an ACME certificate (.pem with the chain, .key) */
+const acmeCertFile = (name: string) => `acme/${name}`;
 const PLUGINS = 'random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints hmac gcm aes sha1 sha2 kdf';
 /** swanctl looks in these under its directory; empty ones keep it from complaining */
 const CRED_DIRS = ['x509', 'x509ca', 'x509ocsp', 'x509aa', 'x509ac', 'x509crl', 'pubkey', 'private', 'rsa', 'ecdsa', 'bliss', 'pkcs8', 'pkcs12'];
 
-function connectionModel(c: IpsecConnectionConfig, index: number, psk: string | undefined): IpsecConnectionModel {
+function connectionModel(c: IpsecConnectionConfig, index: number, psk: string | undefined, acmeDomain?: string): IpsecConnectionModel {
   const specificRemote = c.remoteAddresses.length > 0 && c.remoteAddresses.every((a) => !a.includes('/'));
   // a PSK is looked up by the pair of identities; peers that name none use their
   // IP addresses, so name those (a lone address on either side) to find the key
   const soleIp = (list: string[]) => (list.length === 1 && addressFamily(list[0]!) ? list[0] : undefined);
-  const localId = c.localId ?? (c.auth === 'psk' ? soleIp(c.localAddresses) : undefined);
+  const localId = c.localId ?? (c.auth === 'psk' ? soleIp(c.localAddresses) : acmeDomain);
   const remoteId = c.remoteId ?? (c.auth === 'psk' ? soleIp(c.remoteAddresses) : undefined);
   return {
     index,
@@ -339,6 +358,7 @@ function connectionModel(c: IpsecConnectionConfig, index: number, psk: string | 
     ...(localId ? { localId } : {}),
     ...(remoteId ? { remoteId } : {}),
     ...(c.remoteCaFile ? { remoteCaFile: c.remoteCaFile } : {}),
+    ...(c.auth === 'cert' && c.certificate ? { certificate: c.certificate } : {}),
     proposals: [...c.proposals],
     pools: [...c.pools],
     requestVirtualIp: c.requestVirtualIp,
@@ -410,7 +430,8 @@ function renderSwanctlConf(model: IpsecModel, paths: InstancePaths): string {
     const auth = c.auth === 'psk' ? 'psk' : 'pubkey';
     out.push('    local {', `      auth = ${auth}`);
     if (c.localId) out.push(`      id = ${q(c.localId)}`);
-    if (c.auth === 'cert') out.push(`      certs = ${path.join(pki, `${certName(c.name)}.crt`)}`);
+    // strongSwan takes the first certificate of the file (the leaf); the chain goes to x509ca/ (prepareInstance)
+    if (c.auth === 'cert') out.push(`      certs = ${c.certificate ? paths.file(`${acmeCertFile(c.certificate)}.pem`) : path.join(pki, `${certName(c.name)}.crt`)}`);
     out.push('    }', '    remote {', `      auth = ${auth}`);
     if (c.remoteId) out.push(`      id = ${q(c.remoteId)}`);
     if (c.auth === 'cert') out.push(`      cacerts = ${c.remoteCaFile ?? path.join(pki, 'ca.crt')}`);
@@ -459,20 +480,34 @@ async function prepareInstance(model: IpsecModel, paths: InstancePaths, stateDir
   const load = `${PLUGINS} ${backend === 'libipsec' ? 'kernel-libipsec ' : ''}kernel-netlink socket-default vici counters`;
   writeFileSync(paths.file('backend.conf'), `# backend: ${backend}\nload = ${load}\n`);
   for (const d of CRED_DIRS) mkdirSync(paths.file(d), { recursive: true });
-  const certConns = model.connections.filter((c) => c.auth === 'cert');
-  if (certConns.length) await ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA');
+  const certConns = model.connections.filter((c) => c.auth === 'cert' && !c.certificate);
+  if (model.connections.some((c) => c.auth === 'cert')) await ensureCa(stateDir, IPSEC_CA, 'Patronus IPsec CA');
   const keep = new Set<string>();
-  for (const c of certConns) {
-    const issued = await ensureCert(stateDir, IPSEC_CA, { name: certName(c.name), commonName: c.localId!, usage: 'ipsec', altNames: [c.localId!] });
-    const link = paths.file(`private/${certName(c.name)}.key`);
-    keep.add(path.basename(link));
+  const link = (target: string, at: string) => {
+    keep.add(path.basename(at));
     try {
-      lstatSync(link);
-      rmSync(link);
+      lstatSync(at);
+      rmSync(at);
     } catch {
       /* absent */
     }
-    symlinkSync(issued.keyFile, link);
+    symlinkSync(target, at);
+  };
+  // ACME certificates: the key beside the others, the chain's CA certificates in x509ca/
+  const chains = new Set<string>();
+  for (const name of new Set(model.connections.flatMap((c) => (c.auth === 'cert' && c.certificate ? [c.certificate] : [])))) {
+    link(paths.file(`${acmeCertFile(name)}.key`), paths.file(`private/acme-${name}.key`));
+    const pems = readFileSync(paths.file(`${acmeCertFile(name)}.pem`), 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    pems.slice(1).forEach((pem, n) => {
+      const f = `acme-${name}-${n + 1}.pem`;
+      writeFileSync(paths.file(`x509ca/${f}`), `${pem}\n`);
+      chains.add(f);
+    });
+  }
+  for (const f of readdirSync(paths.file('x509ca'))) if (f.startsWith('acme-') && !chains.has(f)) rmSync(paths.file(`x509ca/${f}`), { force: true });
+  for (const c of certConns) {
+    const issued = await ensureCert(stateDir, IPSEC_CA, { name: certName(c.name), commonName: c.localId!, usage: 'ipsec', altNames: [c.localId!] });
+    link(issued.keyFile, paths.file(`private/${certName(c.name)}.key`));
   }
   // keys of connections that are gone must not stay loadable
   for (const f of readdirSync(paths.file('private'))) if (!keep.has(f)) rmSync(paths.file(`private/${f}`), { force: true });

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { hostField, identifierField, ipAddressField, prefixField } from '../common/fields.js';
+import { CERT_NAME } from '../../certificates/schema.js';
 
 /** IKE identities go into swanctl.conf quoted: no quotes, backslashes, braces or newlines. */
 const identityField = z
@@ -54,6 +55,13 @@ export const ipsecConnectionSchema = z
     pskFile: z.string().min(1).optional().describe('file holding the pre-shared key (auth: psk); keep it 0600, at least 20 characters'),
     localId: identityField.optional().describe('our IKE identity (auth: cert: also the certificate\'s CN and subjectAltName; default: our address)'),
     remoteId: identityField.optional().describe("the peer's IKE identity (default: any)"),
+    certificate: z
+      .string()
+      .regex(CERT_NAME, 'must name a certificate of certificates.issue')
+      .optional()
+      .describe(
+        "auth: cert: a certificate of certificates.issue (ACME) to authenticate with instead of one from Patronus's IPsec CA (localId then defaults to its first domain). A renewal loads the new certificate into the running charon: established SAs stay up, new ones use it",
+      ),
     remoteCaFile: absolutePath.optional().describe("CA certificate (PEM) that signed the peer's certificate (auth: cert; default: Patronus's own IPsec CA)"),
     proposals: z.array(proposalField).min(1).default(['aes256gcm16-prfsha256-ecp256', 'aes256-sha256-modp3072']).describe('IKE proposals'),
     pools: z.array(identifierField).default([]).describe('pools to assign road-warrior clients virtual IPs from'),
@@ -67,7 +75,8 @@ export const ipsecConnectionSchema = z
     if (c.auth === 'psk' && !c.pskFile) ctx.addIssue({ code: 'custom', path: ['pskFile'], message: 'required with auth: psk' });
     if (c.auth === 'psk' && c.remoteCaFile) ctx.addIssue({ code: 'custom', path: ['remoteCaFile'], message: 'only used with auth: cert' });
     if (c.auth === 'cert' && c.pskFile) ctx.addIssue({ code: 'custom', path: ['pskFile'], message: 'only used with auth: psk' });
-    if (c.auth === 'cert' && !c.localId) ctx.addIssue({ code: 'custom', path: ['localId'], message: 'required with auth: cert (it names the certificate Patronus makes)' });
+    if (c.auth === 'psk' && c.certificate) ctx.addIssue({ code: 'custom', path: ['certificate'], message: 'only used with auth: cert' });
+    if (c.auth === 'cert' && !c.localId && !c.certificate) ctx.addIssue({ code: 'custom', path: ['localId'], message: 'required with auth: cert (it names the certificate Patronus makes), unless certificate names an ACME one' });
     if (c.auth === 'cert' && c.localId && !/^[A-Za-z0-9.:-]+$/.test(c.localId)) {
       ctx.addIssue({ code: 'custom', path: ['localId'], message: 'with auth: cert, must be a host name or IP address (it becomes the certificate\'s subjectAltName)' });
     }

@@ -10,6 +10,16 @@
  * device can have any name; `ccd-exclusive`, so only the clients listed in
  * the config connect, and removing a client revokes it without a CRL.
  *
+ * A server may present an ACME certificate (`certificate:`, from the
+ * `certificates:` section) instead of one from its CA: it is copied into the
+ * instance dir like any rendered file (tls/server-NAME.pem with the chain,
+ * .key), the CA stays the one that signs and verifies client certificates,
+ * and exported profiles verify the server by the certificate's common name
+ * and the ACME CA's root. OpenVPN 2.6 reads its certificate only when it
+ * starts (SIGHUP and SIGUSR1 restart it as well, dropping every client;
+ * upstream OpenVPN/openvpn#730), so a renewal restarts that server: UDP
+ * clients, told by explicit-exit-notify, reconnect at once.
+ *
  * Nothing about individual clients is in the server's own config file, so
  * a changed client list never restarts the server (a restart drops every
  * connected client): per-client settings live in the client-config-dir
@@ -39,6 +49,7 @@ import { addressBytes, formatPrefix, ipv4Netmask, parsePrefix, prefixRange, type
 import { daemonPid, startDaemon, stopDaemon } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
 import { ensureCa, ensureCert, pkiDir } from '../pki/pki.js';
+import { certificateRoot, commonName } from '../../certificates/trust.js';
 import type { OpenvpnClientConfig, OpenvpnServerConfig } from './schema.js';
 
 export const OPENVPN_DEFAULT_PORT = 1194;
@@ -75,6 +86,8 @@ export interface OpenvpnServerModel extends InstanceBase {
   keepalive: { interval: number; timeout: number };
   maxClients?: number;
   remoteHost?: string;
+  /** an ACME certificate (certificates.issue) presented instead of one from the server's CA */
+  certificate?: string;
   clients: { name: string; address?: string; routes: string[] }[];
 }
 
@@ -211,6 +224,10 @@ export const openvpnModule: ServiceModule<OpenvpnModel> = {
     return { instances };
   },
 
+  certificates(model) {
+    return model.instances.flatMap((i) => (i.kind === 'server' && i.certificate ? [{ name: i.certificate, file: serverCertFile(i.name) }] : []));
+  },
+
   openings(config: Config): ServiceOpening[] {
     return config.openvpn.servers.filter((s) => s.enabled).map((s) => ({ service: 'openvpn', proto: s.proto, port: s.port, interfaces: [] }));
   },
@@ -220,7 +237,7 @@ export const openvpnModule: ServiceModule<OpenvpnModel> = {
  * The .ovpn profile of one client of a server: inline CA, certificate, key
  * and tls-crypt key. Certificates are made on the server's first apply.
  */
-export function exportProfile(stateDir: string, server: OpenvpnServerConfig, clientName: string): string {
+export function exportProfile(stateDir: string, server: OpenvpnServerConfig, clientName: string, opts: { rootCaFile?: string } = {}): string {
   if (!server.clients.some((c) => c.name === clientName)) throw new Error(`openvpn server ${server.name} has no client "${clientName}"`);
   if (!server.remoteHost) throw new Error(`openvpn server ${server.name}: set remoteHost (what clients connect to) to export profiles`);
   const dir = pkiDir(stateDir, caName(server.name));
@@ -231,6 +248,17 @@ export function exportProfile(stateDir: string, server: OpenvpnServerConfig, cli
       throw new Error(`openvpn server ${server.name}: ${path.basename(f)} does not exist yet (apply the configuration first)`);
     }
   };
+  // the server's certificate: from its CA (verified by that CA and its fixed name), or an ACME one
+  // (verified by the ACME CA's root and the common name; renewals keep both)
+  let serverCa = () => read(path.join(dir, 'ca.crt'));
+  let serverName = serverCommonName(server.name);
+  if (server.certificate) {
+    const { leaf, rootPem } = certificateRoot(stateDir, server.certificate, opts.rootCaFile);
+    const cn = commonName(leaf);
+    if (!cn) throw new Error(`openvpn server ${server.name}: certificate ${server.certificate} has no common name, and OpenVPN clients verify a server by it (verify-x509-name)`);
+    serverCa = () => rootPem.trim();
+    serverName = cn;
+  }
   const lines = [
     `# OpenVPN profile for ${clientName} on ${server.name} (exported by Patronus)`,
     'client',
@@ -239,12 +267,12 @@ export function exportProfile(stateDir: string, server: OpenvpnServerConfig, cli
     'nobind',
     'resolv-retry infinite',
     'remote-cert-tls server',
-    `verify-x509-name ${serverCommonName(server.name)} name`,
+    `verify-x509-name ${serverName} name`,
     `data-ciphers ${server.dataCiphers.join(':')}`,
     'tls-version-min 1.2',
     'verb 3',
     '<ca>',
-    read(path.join(dir, 'ca.crt')),
+    serverCa(),
     '</ca>',
     '<cert>',
     read(path.join(dir, `${certName(clientName)}.crt`)),
@@ -270,6 +298,8 @@ export function generateTlsCryptKey(): string {
 const caName = (server: string) => `openvpn-${server}`;
 const certName = (client: string) => `client-${client}`;
 const serverCommonName = (server: string) => `${server}-server`;
+/** the instance-dir copy of a server's ACME certificate (.pem with the chain, .key) */
+const serverCertFile = (server: string) => `tls/server-${server}`;
 const keysRoot = (stateDir: string) => path.join(stateDir, 'keys');
 const tlsCryptFile = (stateDir: string, server: string) => path.join(keysRoot(stateDir), 'openvpn', `${server}.tlscrypt`);
 /** instancePaths(stateDir, name).dir is <stateDir>/services/<name> */
@@ -301,6 +331,7 @@ function serverModel(s: OpenvpnServerConfig, index: number): OpenvpnServerModel 
     keepalive: { ...s.keepalive },
     ...(s.maxClients ? { maxClients: s.maxClients } : {}),
     ...(s.remoteHost ? { remoteHost: s.remoteHost } : {}),
+    ...(s.certificate ? { certificate: s.certificate } : {}),
     clients: s.clients.map((c) => ({ name: c.name, ...(c.address ? { address: c.address } : {}), routes: [...c.routes] })),
   };
 }
@@ -352,7 +383,7 @@ function renderServer(s: OpenvpnServerModel, paths: InstancePaths): string {
   const pki = pkiDir(state, caName(s.name));
   const out = [
     `# Patronus OpenVPN server ${s.name}: written by Patronus, changes are overwritten`,
-    `# certificate: CN=${serverCommonName(s.name)}${s.remoteHost ? `, subjectAltName ${s.remoteHost}` : ''}`,
+    s.certificate ? `# certificate: ${s.certificate} (ACME, certificates.issue); clients: certificates of the server CA` : `# certificate: CN=${serverCommonName(s.name)}${s.remoteHost ? `, subjectAltName ${s.remoteHost}` : ''}`,
     'mode server',
     'tls-server',
     `dev ${s.device}`,
@@ -366,8 +397,9 @@ function renderServer(s: OpenvpnServerModel, paths: InstancePaths): string {
   if (s.network6) out.push(`server-ipv6 ${s.network6}`);
   out.push(
     `ca ${path.join(pki, 'ca.crt')}`,
-    `cert ${path.join(pki, 'server.crt')}`,
-    `key ${path.join(pki, 'server.key')}`,
+    // the chain after the leaf in the .pem goes out with it (OpenVPN loads extra certificates from the cert file)
+    `cert ${s.certificate ? paths.file(`${serverCertFile(s.name)}.pem`) : path.join(pki, 'server.crt')}`,
+    `key ${s.certificate ? paths.file(`${serverCertFile(s.name)}.key`) : path.join(pki, 'server.key')}`,
     'dh none',
     `tls-crypt ${tlsCryptFile(state, s.name)}`,
     'tls-version-min 1.2',
@@ -428,7 +460,7 @@ function routeArgs(prefix: string): string {
 async function ensureServerMaterial(stateDir: string, s: OpenvpnServerModel): Promise<void> {
   const ca = caName(s.name);
   await ensureCa(stateDir, ca, `Patronus OpenVPN ${s.name} CA`);
-  await ensureCert(stateDir, ca, { name: 'server', commonName: serverCommonName(s.name), usage: 'server', ...(s.remoteHost ? { altNames: [s.remoteHost] } : {}) });
+  if (!s.certificate) await ensureCert(stateDir, ca, { name: 'server', commonName: serverCommonName(s.name), usage: 'server', ...(s.remoteHost ? { altNames: [s.remoteHost] } : {}) });
   for (const c of s.clients) await ensureCert(stateDir, ca, { name: certName(c.name), commonName: c.name, usage: 'client' });
   const tc = tlsCryptFile(stateDir, s.name);
   if (!existsSync(tc)) {
@@ -477,7 +509,9 @@ async function converge(model: OpenvpnModel, paths: InstancePaths, host: Host, c
     const up = !!daemonPid(pidFileOf(paths, i.id), 'openvpn');
     // OpenVPN re-reads its config only on a restart (SIGHUP drops every client too);
     // a ccd change needs none: the server reads the file when the client connects
-    if (up && !changed?.includes(`${i.id}.conf`)) {
+    // a renewed ACME certificate: OpenVPN reads it only at start
+    const restart = changed?.includes(`${i.id}.conf`) || (i.kind === 'server' && !!i.certificate && !!changed?.some((f) => f.startsWith(`${serverCertFile(i.name)}.`)));
+    if (up && !restart) {
       if (i.kind === 'server') {
         await syncClientRoutes(i, host);
         await disconnectClients(i, paths, changed ?? []);

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { hostField, identifierField, ipAddressField, linuxInterfaceField, portField, prefixField } from '../common/fields.js';
+import { CERT_NAME } from '../../certificates/schema.js';
 
 export const DATA_CIPHERS = ['AES-256-GCM', 'AES-128-GCM', 'CHACHA20-POLY1305'] as const;
 
@@ -48,6 +49,13 @@ export const openvpnServerSchema = z
       .describe('keepalive (ping / ping-restart)'),
     maxClients: z.number().int().min(1).max(65535).optional().describe('limit on connected clients'),
     remoteHost: hostField.optional().describe('public host name or address clients connect to (written into exported profiles and the server certificate)'),
+    certificate: z
+      .string()
+      .regex(CERT_NAME, 'must name a certificate of certificates.issue')
+      .optional()
+      .describe(
+        "a certificate of certificates.issue (ACME) to present instead of one from the server's own CA; clients still log in with certificates of the server CA, and their profiles verify the server by the certificate's name and the ACME CA's root. A renewal restarts the server (OpenVPN reads its certificate only at start): connected clients reconnect at once",
+      ),
     clients: z.array(openvpnServerClientSchema).default([]).describe('clients allowed to connect; each gets a certificate from the server CA'),
     verb: z.number().int().min(0).max(11).default(3).describe('log verbosity'),
   })

@@ -1,0 +1,392 @@
+/**
+ * Writes one generation of the fast path's maps: the inactive (shadow)
+ * generation of every classification map, interface entries, actions and
+ * gen_config, then the flip of `active` and an RCU barrier. Only entries that
+ * differ from what this process last wrote there (or, after adoption, what
+ * the map holds) are written. What to write is decided by the pure functions
+ * of generation.ts (diffs, slot assignment, packing), unit-tested without
+ * maps; this class only carries their results into the maps. Used by
+ * FastpathDataPlane.apply, under the apply lock.
+ */
+import { randomBytes } from 'node:crypto';
+import { PerCpuMap, codecs } from '../bpf/index.js';
+import { loggingSlotsOf, prepareDropLog, settleDropLog, type LogRule } from './droplog.js';
+import type { FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
+import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, diffKeyed, genConfigWithConstraints, packDir4 } from './generation.js';
+import {
+  ACTION,
+  DIR,
+  DIR4_BITMAP_SIZE,
+  DIR4_CHUNKS,
+  DIR4_CLASSES,
+  FILTER_FLAGS_PER_GEN,
+  FILTER_IFINDEX_DIRECT,
+  FILTER_MAX_IFACES,
+  FILTER_MAX_RULES,
+  FILTER_NAME_LEN,
+  GEN_META_SIZE,
+  GEN_META_WRITER_OFFSET,
+  IFACE_VALUE_SIZE,
+  LOG_BUCKET_SIZE,
+  LOG_STAT_SIZE,
+  LPM_FIELDS,
+  PORT_CLASSES,
+  RULE_STAT_SIZE,
+  V6_CLASSES,
+  encodeAction,
+  encodeDir4Bitmap,
+  encodeGenConfig,
+  encodeIfaceValue,
+  encodeV6HashKey,
+  ifaceIndex,
+  lpmKeyString,
+  v6HashKeyGf,
+  type LpmField,
+  type MapName,
+} from './layout.js';
+import { u32, type RawMap } from './pins.js';
+
+const UNUSED_SLOT = 0xffffffff;
+
+export interface ApplyStats {
+  generation: number;
+  written: Record<string, number>;
+  removed: Record<string, number>;
+  durationMs: number;
+}
+
+/** What the writer reads from the data plane it writes (view.ts) and the barrier it waits on. */
+export interface WriterHost {
+  readonly generation: number;
+  readonly capacity: FastpathCapacity;
+  activeRuleSlots(gen: number): Map<string, number>;
+  ifaceSlots(gen: number): Map<number, number>;
+  logRules(gen: number): LogRule[];
+  rcuBarrier(): void;
+}
+
+/** Keyed generations up to this many entries are remembered between writes; larger ones are read again. */
+const KEEP_CONTENTS_MAX = 250_000;
+
+export class GenerationWriter {
+  /** "field:gen" (and "v6_hash:gen*2+field") -> key (latin1) -> value, as last written by this process */
+  private readonly contents = new Map<string, Map<string, Buffer>>();
+  /** "map:first index" -> u32 values last written there by this process (DIR and port tables) */
+  private readonly arrays = new Map<string, Uint32Array>();
+  /** "map:first index" -> class vectors last written there by this process */
+  private readonly vectors = new Map<string, Buffer[]>();
+  /**
+   * The token this writer stored in gen_meta with its last complete write.
+   * The caches above hold only while the active generation's meta still
+   * carries it: every write (of any process, instance or version) replaces
+   * it before it changes anything, so a mismatch means someone else wrote
+   * since, and the caches are dropped (the maps are read again). A fresh
+   * data plane (just created, empty) needs no token.
+   */
+  private writerToken: number | undefined;
+  private freshMaps: boolean;
+
+  /** fresh: the maps were just created (empty), so nothing needs reading back */
+  constructor(
+    private readonly maps: Record<MapName, RawMap>,
+    private readonly dp: WriterHost,
+    fresh: boolean,
+  ) {
+    this.freshMaps = fresh;
+    if (!fresh) return;
+    for (const f of LPM_FIELDS) for (const g of [0, 1]) this.contents.set(`${f}:${g}`, new Map());
+    for (let gf = 0; gf < 4; gf++) this.contents.set(`v6_hash:${gf}`, new Map());
+  }
+
+  /**
+   * Writes `desired` into the inactive generation and switches to it
+   * (capacity already checked; ifindexes: interface name -> ifindex).
+   */
+  async write(desired: FastpathDesired, ifindexes: ReadonlyMap<string, number>): Promise<ApplyStats> {
+    const t0 = performance.now();
+    // nothing may still read the generation we are about to overwrite
+    this.dp.rcuBarrier();
+    const active = this.dp.generation;
+    const shadow = active ^ 1;
+    // claim the maps: what this writer remembers of them holds only if nobody wrote since its last write
+    const claim = this.claimForWriting(active);
+    const written: Record<string, number> = {};
+    const removed: Record<string, number> = {};
+
+    // counter slots: a rule keeps its slot (and counters) across updates
+    const activeRuleSlots = this.dp.activeRuleSlots(active);
+    const { slots, fresh } = assignRuleSlots(desired.rules.map((r) => r.name), activeRuleSlots);
+    for (const i of fresh) this.resetSlot(slots[i]!, desired.rules[i]!.name);
+
+    // classification maps, shadow generation
+    for (const f of LPM_FIELDS) {
+      const r = await this.writeLpm(f, shadow, desired.fields[f]);
+      written[f] = r.written;
+      removed[f] = r.removed;
+    }
+    // IPv4 DIR-16-8 tables of the shadow generation: classes and chunks before the top table
+    for (const [fi, f] of (['src_v4', 'dst_v4'] as const).entries()) {
+      const d = desired.dir4[f];
+      if (!d) continue;
+      const gf = shadow * 2 + fi;
+      // two-class chunks as bitmaps (40 bytes instead of 2 KB: large lists stay in cache)
+      const p = packDir4(d);
+      await this.writeVectors('v4_class', gf * DIR4_CLASSES, d.classes);
+      const chunks = d.chunks.filter((_, k) => !p.bitmaps.has(k));
+      for (let k = 0; k < d.chunks.length; k += 256) {
+        const part = d.chunks.slice(k, k + 256);
+        const vals = new Uint32Array(part.length * 256);
+        part.forEach((c, j) => {
+          if (!p.bitmaps.has(k + j)) vals.set(c, j * 256);
+        });
+        await this.writeU32s('v4_dir8', (gf * DIR4_CHUNKS + k) * 256, vals);
+      }
+      const empty = Buffer.alloc(DIR4_BITMAP_SIZE);
+      await this.writeVectors('v4_bitmap', gf * DIR4_CHUNKS, d.chunks.map((_, k) => {
+        const b = p.bitmaps.get(k);
+        return b ? encodeDir4Bitmap(b.bits, b.cls) : empty;
+      }));
+      await this.writeU32s('v4_dir16', gf * 65536, p.dir16);
+      written[`${f}_dir`] = p.dir16.length + chunks.length * 256 + p.bitmaps.size;
+    }
+
+    // IPv6 first stage of the shadow generation: hash entries (stale ones removed
+    // also when the field goes back to its trie), classes, then the /16 table
+    for (const [fi, f] of (['src_v6', 'dst_v6'] as const).entries()) {
+      const d = desired.dir6?.[f];
+      const gf = shadow * 2 + fi;
+      const want = new Map<string, Buffer>();
+      if (d) for (const h of d.hash) want.set(encodeV6HashKey(gf, h.len, h.hi).toString('latin1'), u32(h.cls));
+      const r = await this.writeKeyed('v6_hash', `v6_hash:${gf}`, want, (k) => v6HashKeyGf(k) === gf);
+      removed[`${f}_hash`] = r.removed;
+      if (!d) continue;
+      await this.writeVectors('v6_class', gf * V6_CLASSES, d.classes);
+      await this.writeU32s('v6_dir16', gf * 65536, d.dir16);
+      written[`${f}_dir`] = r.written + d.classes.length;
+    }
+
+    // TCP/UDP port arrays of the shadow generation: classes before the port tables
+    for (const [fi, f] of (['sport', 'dport'] as const).entries()) {
+      const p = desired.ports[f];
+      if (!p) continue;
+      const gf = shadow * 2 + fi;
+      await this.writeVectors('port_bits', gf * PORT_CLASSES, p.classes);
+      await this.writeU32s('port_class', (gf * 2) << 16, p.tcp);
+      await this.writeU32s('port_class', (gf * 2 + 1) << 16, p.udp);
+      written[`${f}_arr`] = 2 * 65536;
+    }
+
+    const flagKeys = desired.tcpFlags.map((_, i) => u32(shadow * FILTER_FLAGS_PER_GEN + i));
+    await this.maps.tcp_flags.setMany(flagKeys.map((k, i) => [k, desired.tcpFlags[i]!] as const));
+    written.tcp_flags = flagKeys.length;
+
+    // interfaces: a slot per interface, stable while it stays configured (the
+    // active generation keeps reading it); every entry of the shadow generation rewritten
+    const activeSlots = this.dp.ifaceSlots(active);
+    const slotOf = assignIfaceSlots(desired.interfaces.map((i) => ifindexes.get(i.name)!), activeSlots);
+    const cfg = new Map<number, Buffer>();
+    for (const i of desired.interfaces) {
+      const idx = ifindexes.get(i.name)!;
+      const slot = slotOf.get(idx)!;
+      const base = desired.genConfig.base;
+      cfg.set(ifaceIndex(shadow, DIR.ingress, slot), encodeIfaceValue(i.ingress.bits, base, policyAction(i.ingress.defaultPolicy), idx));
+      if (i.egress) cfg.set(ifaceIndex(shadow, DIR.egress, slot), encodeIfaceValue(i.egressPolicy.bits, base, policyAction(i.egressPolicy.defaultPolicy), idx));
+    }
+    const cfgEntries: [Buffer, Buffer][] = [];
+    for (const dir of [DIR.ingress, DIR.egress]) {
+      for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
+        const at = ifaceIndex(shadow, dir, slot);
+        cfgEntries.push([u32(at), cfg.get(at) ?? Buffer.alloc(IFACE_VALUE_SIZE)]);
+      }
+    }
+    await this.maps.iface_cfg.setMany(cfgEntries);
+    for (const [idx, slot] of slotOf) if (activeSlots.get(idx) !== slot) this.setIfaceSlot(idx, slot);
+    written.ifaces = cfg.size;
+
+    const actionEntries: [Buffer, Buffer][] = [];
+    for (let i = 0; i < FILTER_MAX_RULES; i++) {
+      const r = desired.rules[i];
+      const v = r
+        ? encodeAction({ action: ACTION[r.action], slot: slots[i]!, pps: r.pps, pktBurst: r.pktBurst, bps: r.bps, byteBurst: r.byteBurst })
+        : encodeAction({ action: ACTION.pass, slot: UNUSED_SLOT, pps: 0n, pktBurst: 0n, bps: 0n, byteBurst: 0n });
+      actionEntries.push([u32(shadow * FILTER_MAX_RULES + i), v]);
+    }
+    await this.maps.actions.setMany(actionEntries);
+    written.actions = desired.rules.length;
+    this.maps.gen_config.set(u32(shadow), encodeGenConfig(genConfigWithConstraints(desired)));
+    // drop events (filter_log.h, src/fastpath/droplog.ts): read only when gen_config says FEAT_LOG
+    const logRules: LogRule[] = desired.rules.map((r, i) => ({ name: r.name, slot: slots[i]!, limited: r.action === 'rate-limit', logs: (desired.log.rules[i >> 3]! & (1 << (i & 7))) !== 0 }));
+    const logBefore = { gen: active, rules: this.dp.logRules(active) };
+    prepareDropLog(this.maps, shadow, desired.log, logRules, loggingSlotsOf(this.maps, active, logBefore.rules));
+    const meta = Buffer.alloc(GEN_META_SIZE);
+    meta.writeUInt32LE(desired.rules.length, 0);
+    LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
+    meta.writeUInt32LE(claim, GEN_META_WRITER_OFFSET);
+    this.maps.gen_meta.set(u32(shadow), meta);
+
+    // the switch: one 4-byte array write
+    this.maps.active.set(u32(0), u32(shadow));
+    this.dp.rcuBarrier();
+    settleDropLog(this.maps, desired.log, logRules, logBefore);
+
+    // interfaces no longer configured: nothing reads their slots now
+    for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
+
+    // slots the new rule set does not use are free now: clear their names
+    const keep = new Set(slots);
+    for (const s of activeRuleSlots.values()) if (!keep.has(s)) this.maps.rule_names.set(u32(s), Buffer.alloc(FILTER_NAME_LEN));
+    this.writerToken = claim;
+
+    return { generation: shadow, written, removed, durationMs: performance.now() - t0 };
+  }
+
+  /**
+   * Before a write: drops this writer's memory of the maps unless the active
+   * generation still carries its own token (nobody wrote since), then marks
+   * the active generation with a new token, so every other writer (another
+   * process, or this one after a failed write) reads the maps again. The new
+   * generation carries the returned token.
+   */
+  private claimForWriting(active: number): number {
+    const meta = Buffer.from(this.maps.gen_meta.get(u32(active))!);
+    const mine = this.freshMaps || (this.writerToken !== undefined && meta.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken);
+    if (!mine) this.forgetContents();
+    this.freshMaps = false;
+    this.writerToken = undefined;
+    let claim = 0;
+    while (claim === 0) claim = randomBytes(4).readUInt32LE(0);
+    meta.writeUInt32LE(claim, GEN_META_WRITER_OFFSET);
+    this.maps.gen_meta.set(u32(active), meta);
+    return claim;
+  }
+
+  /** Whether what this writer remembers of the maps is what they hold (nobody wrote since its last write). */
+  cachesCurrent(): boolean {
+    if (this.freshMaps) return true;
+    if (this.writerToken === undefined) return false;
+    return this.maps.gen_meta.get(u32(this.dp.generation))!.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken;
+  }
+
+  /** Forgets what this writer remembers of the maps: the next read or write reads them from the kernel. */
+  forgetContents(): void {
+    this.contents.clear();
+    this.arrays.clear();
+    this.vectors.clear();
+  }
+
+  /** Keys and values one generation of an LPM map holds (cached). */
+  generationContents(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
+    return this.keyedContents(f, `${f}:${gen}`, (k) => k[4] === gen);
+  }
+
+  private resetSlot(slot: number, name: string): void {
+    new PerCpuMap(this.maps.rule_stats.nativeHandle, this.maps.rule_stats.keyCodec, codecs.bytes(RULE_STAT_SIZE)).setAll(u32(slot), Buffer.alloc(RULE_STAT_SIZE));
+    new PerCpuMap(this.maps.log_stats.nativeHandle, this.maps.log_stats.keyCodec, codecs.bytes(LOG_STAT_SIZE)).setAll(u32(slot), Buffer.alloc(LOG_STAT_SIZE));
+    this.maps.log_bucket.set(u32(slot), Buffer.alloc(LOG_BUCKET_SIZE));
+    const n = Buffer.alloc(FILTER_NAME_LEN);
+    n.write(name.slice(0, FILTER_NAME_LEN - 1), 'utf8');
+    this.maps.rule_names.set(u32(slot), n);
+  }
+
+  /** Points ifindex at a slot (undefined: at none). */
+  private setIfaceSlot(ifindex: number, slot: number | undefined): void {
+    const v = u32(slot === undefined ? 0 : slot + 1);
+    if (ifindex < FILTER_IFINDEX_DIRECT) this.maps.iface_slots.set(u32(ifindex), v);
+    else if (slot === undefined) this.maps.iface_slots_big.delete(u32(ifindex));
+    else this.maps.iface_slots_big.set(u32(ifindex), v);
+  }
+
+  /**
+   * Brings one generation of an LPM map to `entries`, writing only what
+   * differs. What a generation holds is remembered from the apply that wrote
+   * it; after adoption it is read from the map once.
+   */
+  private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
+    const want = new Map<string, Buffer>();
+    for (const e of entries) want.set(lpmKeyString(f, gen, e.data, e.length), e.bits);
+    return this.writeKeyed(f, `${f}:${gen}`, want, (k) => k[4] === gen);
+  }
+
+  /**
+   * Brings the part of a keyed map that `belongs` selects (one generation)
+   * to `want`, writing only what differs from what this process last wrote
+   * there (cached under `cacheKey`; read from the map once after adoption).
+   */
+  private async writeKeyed(name: LpmField | 'v6_hash', cacheKey: string, want: Map<string, Buffer>, belongs: (k: Buffer) => boolean): Promise<{ written: number; removed: number }> {
+    const map = this.maps[name];
+    const have = await this.keyedContents(name, cacheKey, belongs);
+    const diff = diffKeyed(have, want);
+    // keys and values back to back, as the batch calls take them (no Buffer per entry)
+    const ks = map.info.keySize;
+    const vs = map.info.valueBytes;
+    const stale = Buffer.alloc(diff.stale.length * ks);
+    diff.stale.forEach((k, i) => stale.write(k, i * ks, ks, 'latin1'));
+    // forget first: if the delete fails midway, the next apply reads the map again
+    this.contents.delete(cacheKey);
+    // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
+    await map.deleteManyRaw(stale);
+    const keys = Buffer.alloc(diff.write.length * ks);
+    const values = Buffer.alloc(diff.write.length * vs);
+    diff.write.forEach(([k, v], i) => {
+      keys.write(k, i * ks, ks, 'latin1');
+      v.copy(values, i * vs, 0, vs);
+    });
+    await map.setManyRaw(keys, values);
+    // remembered up to a bound: a generation of 10^6 entries (every country) held ~300 MB of keys
+    // in the heap for as long as the server runs; above it, the next apply reads the map again
+    if (want.size <= KEEP_CONTENTS_MAX) this.contents.set(cacheKey, want);
+    return { written: diff.write.length, removed: diff.stale.length };
+  }
+
+  /**
+   * Writes values[i] at index first + i of a u32 array map, only where it
+   * differs from what this process last wrote there (a swap between two rule
+   * sets rewrites nothing of the 65536-entry tables); everything the first
+   * time, and again after a failed write.
+   */
+  private async writeU32s(name: 'v4_dir16' | 'v4_dir8' | 'port_class' | 'v6_dir16', first: number, values: Uint32Array): Promise<void> {
+    const key = `${name}:${first}`;
+    const prev = this.arrays.get(key);
+    const changed = changedIndexes(prev, values);
+    if (changed.length === 0) return;
+    const keys = Buffer.alloc(4 * changed.length);
+    const vals = Buffer.alloc(4 * changed.length);
+    changed.forEach((i, j) => {
+      keys.writeUInt32LE(first + i, 4 * j);
+      vals.writeUInt32LE(values[i]!, 4 * j);
+    });
+    this.arrays.delete(key);
+    await this.maps[name].nativeHandle.updateBatch(keys, vals);
+    this.arrays.set(key, values.slice());
+  }
+
+  /** Class vectors at index first + i, written where they differ from the last write. */
+  private async writeVectors(name: 'v4_class' | 'v4_bitmap' | 'port_bits' | 'v6_class', first: number, vectors: Buffer[]): Promise<void> {
+    const key = `${name}:${first}`;
+    const prev = this.vectors.get(key);
+    const batch = changedVectors(prev, vectors).map((i) => [u32(first + i), vectors[i]!] as const);
+    if (batch.length === 0) return;
+    this.vectors.delete(key);
+    await this.maps[name].setMany(batch);
+    this.vectors.set(key, vectors);
+  }
+
+  async keyedContents(name: LpmField | 'v6_hash', cacheKey: string, belongs: (k: Buffer) => boolean): Promise<Map<string, Buffer>> {
+    const known = this.contents.get(cacheKey);
+    if (known) return known;
+    const out = new Map<string, Buffer>();
+    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries);
+    // raw bytes: keys straight to latin1 strings, values as views (a decoded copy per entry was ~2x the read)
+    const { count, keys, values, keySize: ks, valueBytes: vs } = await this.maps[name].rawEntries();
+    for (let i = 0; i < count; i++) {
+      const k = keys.subarray(i * ks, (i + 1) * ks);
+      if (belongs(k)) out.set(keys.toString('latin1', i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+    }
+    if (out.size <= KEEP_CONTENTS_MAX) this.contents.set(cacheKey, out);
+    return out;
+  }
+}
+
+function policyAction(policy: 'pass' | 'drop'): number {
+  return policy === 'drop' ? ACTION.drop : ACTION.pass;
+}

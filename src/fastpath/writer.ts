@@ -65,7 +65,7 @@ export interface WriterHost {
   rcuBarrier(): void;
 }
 
-/** Keyed generations up to this many entries are remembered between writes; larger ones are read again. */
+/** A superseded generation is remembered up to this many entries per map (the running one always). */
 const KEEP_CONTENTS_MAX = 250_000;
 
 export class GenerationWriter {
@@ -228,6 +228,11 @@ export class GenerationWriter {
     this.maps.active.set(u32(0), u32(shadow));
     this.dp.rcuBarrier();
     settleDropLog(this.maps, desired.log, logRules, logBefore);
+    // the generation just superseded is remembered only while small: a full country database (10^6
+    // keys, ~150 MB of heap) stays remembered only while it runs; the next write of it reads it again
+    for (const key of [...LPM_FIELDS.map((f) => `${f}:${active}`), `v6_hash:${active * 2}`, `v6_hash:${active * 2 + 1}`]) {
+      if ((this.contents.get(key)?.size ?? 0) > KEEP_CONTENTS_MAX) this.contents.delete(key);
+    }
 
     // interfaces no longer configured: nothing reads their slots now
     for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
@@ -332,9 +337,7 @@ export class GenerationWriter {
       v.copy(values, i * vs, 0, vs);
     });
     await map.setManyRaw(keys, values);
-    // remembered up to a bound: a generation of 10^6 entries (every country) held ~300 MB of keys
-    // in the heap for as long as the server runs; above it, the next apply reads the map again
-    if (want.size <= KEEP_CONTENTS_MAX) this.contents.set(cacheKey, want);
+    this.contents.set(cacheKey, want);
     return { written: diff.write.length, removed: diff.stale.length };
   }
 
@@ -382,7 +385,7 @@ export class GenerationWriter {
       const k = keys.subarray(i * ks, (i + 1) * ks);
       if (belongs(k)) out.set(keys.toString('latin1', i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
     }
-    if (out.size <= KEEP_CONTENTS_MAX) this.contents.set(cacheKey, out);
+    this.contents.set(cacheKey, out);
     return out;
   }
 }

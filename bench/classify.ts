@@ -33,8 +33,8 @@ import { projectRoot } from '../src/bpf/addon.js';
 import { compileFastpath } from '../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../src/fastpath/dataplane.js';
 import { fastpathSchema, type FastpathConfig } from '../src/fastpath/schema.js';
-import { Lab } from '../test/lib/netns.js';
-import { frame } from '../test/lib/packets.js';
+import { Lab } from './lib/netns.js';
+import { frame } from './lib/packets.js';
 import { fmt, markdownTable, summarize, type Summary } from './harness/report.js';
 import { rules1024 as sharedRules1024 } from './harness/rules.js';
 

@@ -16,7 +16,7 @@ import { compileFastpath } from '../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../src/fastpath/dataplane.js';
 import { GeoIpDatabase } from '../src/fastpath/geoip.js';
 import { fastpathSchema } from '../src/fastpath/schema.js';
-import { frame } from '../test/lib/packets.js';
+import { frame } from './lib/packets.js';
 import { markdownTable, summarize, fmt, svgPlot, type Summary } from './harness/report.js';
 
 const argv = process.argv.slice(2);

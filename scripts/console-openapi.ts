@@ -13,11 +13,12 @@ import { Store } from '../src/store/store.js';
 import { Host } from '../src/system/host.js';
 import { buildServer } from '../src/api/server.js';
 import { createMetrics } from '../src/metrics/metrics.js';
+import { domains } from '../src/domains.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'patronus-openapi-'));
 try {
   const store = Store.open(':memory:');
-  const engine = new Engine({ host: new Host({ stateDir }), store });
+  const engine = new Engine({ domains, host: new Host({ stateDir }), store });
   const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
   await app.ready();
   process.stdout.write(`${JSON.stringify(app.swagger(), null, 2)}\n`);

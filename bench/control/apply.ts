@@ -21,8 +21,9 @@ import { Engine } from '../../src/apply/engine.js';
 import { Store } from '../../src/store/store.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { FILTER_MAX_RULES } from '../../src/fastpath/layout.js';
-import { controlLab } from '../../test/lib/control.js';
+import { controlLab } from '../lib/control.js';
 import { fmt, markdownTable, summarize, svgPlot, type Series, type Summary } from '../harness/report.js';
+import { domains } from '../../src/domains.js';
 
 const { values } = parseArgs({
   options: {
@@ -73,7 +74,7 @@ function documentFor(kind: Kind, n: number, variant = 0): Record<string, unknown
 async function main(): Promise<void> {
   const L = await controlLab();
   const store = Store.open(join(L.stateDir, 'patronus.db'));
-  const engine = new Engine({ host: L.host, store });
+  const engine = new Engine({ domains, host: L.host, store });
   const results: { kind: Kind; n: number; initial: Summary; incremental: Summary; rulesApplied: string; validate: Summary; slowest: string }[] = [];
   const scrape: { what: string; t: Summary; samples: number }[] = [];
   try {

@@ -27,7 +27,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { arch, cpus } from 'node:os';
 import { execa, type ResultPromise } from 'execa';
-import { controlLab } from '../../test/lib/control.js';
+import { controlLab } from '../lib/control.js';
 import { fmt, markdownTable, summarize } from '../harness/report.js';
 
 const { values } = parseArgs({

@@ -22,8 +22,9 @@ import { Store } from '../../src/store/store.js';
 import { DriftMonitor } from '../../src/drift/monitor.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { NFT_FAMILY, NFT_TABLE } from '../../src/nft/compile.js';
-import { controlLab } from '../../test/lib/control.js';
+import { controlLab } from '../lib/control.js';
 import { fmt, markdownTable, summarize, type Summary } from '../harness/report.js';
+import { domains } from '../../src/domains.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,7 +64,7 @@ async function times(k: number, f: () => Promise<unknown>, gap = 0): Promise<Sum
 async function main(): Promise<void> {
   const L = await controlLab();
   const store = Store.open(join(L.stateDir, 'patronus.db'));
-  const engine = new Engine({ host: L.host, store });
+  const engine = new Engine({ domains, host: L.host, store });
   const drift = new DriftMonitor(engine);
   const metrics = createMetrics(engine, { drift });
   const rows: string[][] = [];

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
-import { controlLab } from '../../test/lib/control.js';
+import { controlLab } from '../lib/control.js';
 import { markdownTable } from '../harness/report.js';
 
 const { values } = parseArgs({

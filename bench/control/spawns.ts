@@ -11,8 +11,9 @@ import { Engine } from '../../src/apply/engine.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { DriftMonitor } from '../../src/drift/monitor.js';
-import { controlLab } from '../../test/lib/control.js';
+import { controlLab } from '../lib/control.js';
 import { markdownTable } from '../harness/report.js';
+import { domains } from '../../src/domains.js';
 
 type Call = { cmd: string; ms: number };
 const calls: Call[] = [];
@@ -34,7 +35,7 @@ const doc = (port: number) => ({
 async function main(): Promise<void> {
   const L = await controlLab();
   const store = Store.open(':memory:');
-  const engine = new Engine({ host: L.host, store });
+  const engine = new Engine({ domains, host: L.host, store });
   const rows: string[][] = [];
   const measure = async (what: string, fn: () => Promise<unknown>) => {
     calls.length = 0;

@@ -20,10 +20,11 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { Etcd3 } from 'etcd3';
-import { EtcdCluster } from '../../test/lib/etcd.js';
+import { EtcdCluster } from '../lib/etcd.js';
 import { FleetAgent, type NodeDriver } from '../../src/fleet/agent.js';
 import { FleetController } from '../../src/fleet/controller.js';
 import { centralValidator } from '../../src/fleet/validate.js';
+import { domains } from '../../src/domains.js';
 import { FleetKeys } from '../../src/fleet/model.js';
 import { fmt, markdownTable, summarize, svgPlot, type Series, type Summary } from '../harness/report.js';
 
@@ -97,7 +98,7 @@ async function runCount(n: number): Promise<Row> {
     const admin = new Etcd3({ hosts });
     clients.push(admin);
     const keys = new FleetKeys('/bench/');
-    const controller = new FleetController(admin, centralValidator(), { keys, pollMs: 250 });
+    const controller = new FleetController(admin, centralValidator(domains), { keys, pollMs: 250 });
     const group = 'bench';
     // overlays: each node an address of its own (the composed documents differ)
     for (let i = 0; i < n; i++) await controller.setOverlay(group, `node${i}`, { interfaces: [{ name: 'wan0', addresses: ['192.0.2.2/24', `10.${(i >> 8) & 255}.${i & 255}.1/24`] }] });

@@ -20,7 +20,7 @@ import { BpfObject, BpfMap, PerCpuMap, BpfProgram, codecs, detachXdp } from '../
 import { inNetns } from '../../src/system/netns.js';
 import { formatPrefix, parsePrefix, type Prefix } from '../../src/net/address.js';
 import { projectRoot } from '../../src/bpf/addon.js';
-import type { Netns } from '../../test/lib/netns.js';
+import type { Netns } from '../lib/netns.js';
 import type { RuleSet } from './workload.js';
 
 export interface FilterPath {

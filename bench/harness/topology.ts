@@ -14,7 +14,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
-import { Lab, type Netns } from '../../test/lib/netns.js';
+import { Lab, type Netns } from '../lib/netns.js';
 
 export const RX_DEV = 'wan0';
 export const TX_DEV = 'gen0';

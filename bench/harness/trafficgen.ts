@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import type { Netns } from '../../test/lib/netns.js';
+import type { Netns } from '../lib/netns.js';
 import { projectRoot } from '../../src/bpf/addon.js';
 import type { FrameTable } from './workload.js';
 

@@ -9,7 +9,7 @@
  * near miss for an LPM trie and an interval set, not a trivially disjoint
  * address.
  */
-import { frame } from '../../test/lib/packets.js';
+import { frame } from '../lib/packets.js';
 
 export type Family = 4 | 6;
 

@@ -17,7 +17,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Engine } from '../apply/engine.js';
 import type { DriftMonitor } from '../drift/monitor.js';
 import type { Metrics, Snapshot } from '../metrics/metrics.js';
-import type { SubsystemMetrics } from '../apply/subsystem.js';
+import type { DnsMetrics } from '../services/unbound/subsystem.js';
+import type { VpnMetrics } from '../services/common/vpn-metrics.js';
+import type { HaMetrics } from '../services/keepalived/subsystem.js';
+import type { FrrMetrics } from '../services/frr/subsystem.js';
+import type { IdsMetrics } from '../services/ids/subsystem.js';
+import type { InterfaceMetrics } from '../interfaces/subsystem.js';
 import { jsonSafe } from './json.js';
 
 /** dist/console next to this compiled file (dist/src/api/console.js). */
@@ -55,13 +60,16 @@ export interface DashboardFrame {
   errors: { subsystem: string; error: string }[];
   status: { committed: number | null; pending: { id: number; deadline: string | null } | null; applying: boolean };
   drift: { state: string; revision: number | null; checkedAt: string | null; items: { subsystem: string; object: string; reason: string }[] } | null;
-  /** gateway services, as the subsystems' metrics() report them */
+  /**
+   * gateway services, as the subsystems' metrics() report them (a fixed panel of the console: it reads
+   * these domains' metric fields by name, types only; a domain the list lacks leaves its part empty)
+   */
   gateway: {
-    dns: NonNullable<SubsystemMetrics['dns']> | null;
-    vpnTunnels: NonNullable<SubsystemMetrics['vpnTunnels']>;
-    vrrp: NonNullable<SubsystemMetrics['vrrp']>;
-    bgpPeers: NonNullable<SubsystemMetrics['bgpPeers']>;
-    ospfNeighbors: NonNullable<SubsystemMetrics['ospfNeighbors']>;
+    dns: NonNullable<DnsMetrics['dns']> | null;
+    vpnTunnels: NonNullable<VpnMetrics['vpnTunnels']>;
+    vrrp: NonNullable<HaMetrics['vrrp']>;
+    bgpPeers: NonNullable<FrrMetrics['bgpPeers']>;
+    ospfNeighbors: NonNullable<FrrMetrics['ospfNeighbors']>;
     idsBlocks: number | null;
   };
 }
@@ -70,7 +78,7 @@ export function dashboardFrame(s: Snapshot, engine: Engine, drift: DriftMonitor)
   const f: DashboardFrame = { time: Date.now(), interfaces: [], rules: [], verdicts: [], services: [], errors: [], status: { committed: null, pending: null, applying: false }, drift: null, gateway: { dns: null, vpnTunnels: [], vrrp: [], bgpPeers: [], ospfNeighbors: [], idsBlocks: null } };
   for (const x of s.bySubsystem) {
     if (x.error) f.errors.push({ subsystem: x.subsystem, error: x.error });
-    const m = x.metrics;
+    const m = x.metrics as (InterfaceMetrics & DnsMetrics & VpnMetrics & HaMetrics & FrrMetrics & IdsMetrics) | undefined;
     if (!m) continue;
     for (const i of m.interfaces ?? []) f.interfaces.push({ interface: i.interface, rxPackets: i.rxPackets, rxBytes: i.rxBytes, txPackets: i.txPackets, txBytes: i.txBytes, up: i.up });
     for (const r of m.rules ?? []) f.rules.push({ subsystem: x.subsystem, rule: r.rule, action: r.action ?? null, packets: Number(r.packets), bytes: Number(r.bytes), ...(r.limited !== undefined ? { rateLimited: Number(r.limited) } : {}) });

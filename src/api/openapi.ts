@@ -9,10 +9,9 @@ import type { FastifySchema } from 'fastify';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { API_PREFIX } from './server.js';
-import { documentSchema } from '../config/document.js';
+import type { Domain } from '../apply/domain.js';
+import { anyObject, type JsonSchema, type Operation } from './operation.js';
 import { firewallEventSchema } from '../events/hub.js';
-
-type JsonSchema = Record<string, unknown>;
 
 /** The one error shape (src/api/errors.ts ErrorBody). */
 export const ERROR_SCHEMA: JsonSchema = {
@@ -190,24 +189,18 @@ const session: JsonSchema = {
     current: { type: 'boolean', description: "this request's own session" },
   },
 };
-const anyObject = (description: string): JsonSchema => ({ type: 'object', additionalProperties: true, description });
-const text = (mediaType: string, description: string) => ({ description, content: { [mediaType]: { schema: { type: 'string' } } } });
-
-interface Operation {
-  operationId: string;
-  tag: string;
-  /** 200's schema, or a response object with its own content (media types other than JSON) */
-  ok: JsonSchema | { description: string; content: Record<string, unknown> };
-  errors: number[];
-}
 
 const BODY_ERRORS = [400, 401, 409, 413, 415, 500];
 
-/** Every documented operation by "METHOD url" (built on first use: server.ts imports this module). A route missing here fails the OpenAPI test. */
+/**
+ * Every documented operation by "METHOD url": the core's and those of the
+ * domains' routes (Domain.operations). A route missing here fails the
+ * OpenAPI test.
+ */
 let operations: Record<string, Operation> | undefined;
-export function documentedOperations(): Record<string, Operation> {
+export function documentedOperations(domains: readonly Domain<any, any>[]): Record<string, Operation> {
   operations ??= buildOperations(API_PREFIX);
-  return operations;
+  return { ...operations, ...Object.assign({}, ...domains.map((d) => (d.operations?.(API_PREFIX) ?? {}) as Record<string, Operation>)) };
 }
 
 function buildOperations(P: string): Record<string, Operation> {
@@ -234,20 +227,9 @@ function buildOperations(P: string): Record<string, Operation> {
   [`GET ${P}/revisions`]: { operationId: 'listRevisions', tag: 'revisions', ok: { type: 'array', items: { type: 'object', required: ['id', 'state'], properties: { ...revisionProps, failedStep: { type: ['string', 'null'] } } } }, errors: [400, 401, 500] },
   [`GET ${P}/revisions/:id`]: { operationId: 'getRevision', tag: 'revisions', ok: revision, errors: [400, 401, 404, 500] },
   [`GET ${P}/rules`]: { operationId: 'listRules', tag: 'counters', ok: rules, errors: [401, 500] },
-  [`GET ${P}/interfaces`]: { operationId: 'listInterfaces', tag: 'counters', ok: { type: 'array', items: anyObject('live state and counters of an interface, with its configured zone') }, errors: [401, 500] },
   [`GET ${P}/services`]: { operationId: 'listServices', tag: 'status', ok: { type: 'array', items: { type: 'object', required: ['subsystem'], properties: { subsystem: { type: 'string' }, status: anyObject('what runs'), error: { type: 'string' } } } }, errors: [401, 500] },
-  [`GET ${P}/ids/alerts`]: { operationId: 'listIdsAlerts', tag: 'ids', ok: anyObject('ingesting, alerts (newest first), summary'), errors: [400, 401, 500] },
-  [`DELETE ${P}/ids/blocks/:address`]: { operationId: 'unblockIdsAddress', tag: 'ids', ok: { type: 'object', required: ['address', 'removed'], properties: { address: { type: 'string', description: 'the address, canonical' }, removed: { type: 'boolean', description: 'whether it was on the block list' } } }, errors: [400, 401, 409, 500] },
   [`GET ${P}/ha/sync`]: { operationId: 'getHaSync', tag: 'ha', ok: anyObject('the last comparison with the peer'), errors: [401, 404, 500] },
   [`POST ${P}/ha/sync`]: { operationId: 'syncHa', tag: 'ha', ok: anyObject('the comparison and any push'), errors: [401, 409, 500] },
-  [`GET ${P}/dhcp/leases`]: { operationId: 'listDhcpLeases', tag: 'services', ok: anyObject('leases'), errors: [400, 401, 500] },
-  [`GET ${P}/vpn/wireguard/:interface/peers/:peer/config`]: {
-    operationId: 'getWireguardPeerConfig',
-    tag: 'vpn',
-    ok: { description: 'wg-quick configuration (format=text) or its QR code (format=svg)', content: { 'text/plain': { schema: { type: 'string' } }, 'image/svg+xml': { schema: { type: 'string' } } } },
-    errors: [400, 401, 404, 409, 500],
-  },
-  [`GET ${P}/vpn/openvpn/:server/clients/:client/profile`]: { operationId: 'getOpenvpnProfile', tag: 'vpn', ok: text('application/x-openvpn-profile', 'the .ovpn profile'), errors: [400, 401, 404, 409, 500] },
   [`GET ${P}/stream/dashboard`]: {
     operationId: 'streamDashboard',
     tag: 'counters',
@@ -275,7 +257,6 @@ function buildOperations(P: string): Record<string, Operation> {
     },
     errors: [400, 401, 500],
   },
-  [`GET ${P}/vpn/ipsec/ca`]: { operationId: 'getIpsecCa', tag: 'vpn', ok: text('application/x-pem-file', 'the CA certificate (PEM)'), errors: [401, 404, 500] },
   };
 }
 
@@ -297,11 +278,17 @@ export function fleetOperations(): Record<string, Operation> {
 
 type TransformArgs = Parameters<typeof jsonSchemaTransform>[0];
 
+/** The swagger transform of a server running these domains (see openapiTransform). */
+export function openapiTransformFor(domains: readonly Domain<any, any>[]): (args: TransformArgs) => { schema: FastifySchema; url: string } {
+  let ops: Record<string, Operation> | undefined;
+  return (args) => openapiTransform(args, (ops ??= { ...documentedOperations(domains), ...fleetOperations() }));
+}
+
 /** jsonSchemaTransform (zod -> JSON Schema), then the operation's id, tag and responses. */
-export function openapiTransform(args: TransformArgs): { schema: FastifySchema; url: string } {
+function openapiTransform(args: TransformArgs, operations: Record<string, Operation>): { schema: FastifySchema; url: string } {
   const out = jsonSchemaTransform(args);
   const methods = [args.route.method].flat().filter((m) => m !== 'HEAD');
-  const op = documentedOperations()[`${methods[0]} ${args.url}`] ?? fleetOperations()[`${methods[0]} ${args.url}`];
+  const op = operations[`${methods[0]} ${args.url}`];
   if (!op) return out;
   const response: Record<string, unknown> = {
     200: 'content' in op.ok ? op.ok : { description: 'OK', ...op.ok },
@@ -317,13 +304,15 @@ export function openapiTransform(args: TransformArgs): { schema: FastifySchema; 
 }
 
 /** The component every config body refers to: the configuration document (docs/configuration.md), as its input. */
-let documentJson: JsonSchema | undefined;
-export function documentComponent(): JsonSchema {
-  if (!documentJson) {
+const documentJson = new WeakMap<z.ZodType, JsonSchema>();
+export function documentComponent(documentSchema: z.ZodType): JsonSchema {
+  let json = documentJson.get(documentSchema);
+  if (!json) {
     const { $schema: _, ...schema } = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any', reused: 'inline' }) as JsonSchema;
-    documentJson = schema;
+    json = schema;
+    documentJson.set(documentSchema, json);
   }
-  return documentJson;
+  return json;
 }
 
 /** A body with `config`: the object variant is the document schema (the text variant stays a string). */

@@ -8,13 +8,14 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { domains } from '../domains.js';
+import { apiSchema } from './schema.js';
 import { Engine } from '../apply/engine.js';
 import { readRegularFile } from '../config/input.js';
 import { Store, type Retention } from '../store/store.js';
 import { Host } from '../system/host.js';
 import { createMetrics } from '../metrics/metrics.js';
 import { ensureLab, LAB_NS } from '../lab/lab.js';
-import { apiSchema } from './schema.js';
 import { buildServer } from './server.js';
 import { defaultStateDir } from './state-dir.js';
 import { HaSync, registerHaSyncMetrics } from '../ha/sync.js';
@@ -25,7 +26,6 @@ import { certificateTls, followCertificate } from '../certificates/tls.js';
 import { EventHub } from '../events/hub.js';
 import { XdpEventSource } from '../events/xdp.js';
 import { NflogSource } from '../events/nflog.js';
-import { firewallSchema } from '../nft/schema.js';
 import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
 
 /** The embedded default configuration (a file in the repository). */
@@ -53,7 +53,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const netns = opts.netns ?? (opts.lab ? LAB_NS : undefined);
   const host = new Host({ stateDir, ...(netns ? { netns } : {}) });
   const store = Store.open(join(stateDir, 'patronus.db'), opts.retention ? { retention: opts.retention } : {});
-  const engine = new Engine({ host, store });
+  const engine = new Engine({ host, store, domains });
   engine.on('error', (e) => console.error(`patronus: ${e.message}`));
 
   const tokenFile = join(stateDir, 'admin.token');
@@ -80,7 +80,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (!storeHealth.ok) console.error(`patronus: store degraded (serving anyway, /healthz says degraded): ${storeHealth.error}`);
 
   // the api section of the committed revision; flags win
-  const api = apiSchema.parse((store.current()?.config as { api?: unknown } | undefined)?.api);
+  const api = engine.committedConfig()?.api ?? apiSchema.parse(undefined);
   const fileTls = api.tls && 'cert' in api.tls ? api.tls : undefined;
   const tlsCert = opts.tlsCert ?? fileTls?.cert;
   const tlsKey = opts.tlsKey ?? fileTls?.key;
@@ -129,8 +129,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // nftables log events: the NFLOG group of the committed revision's firewall.log, re-bound when an apply changes it
   let nflog: { group: number; source: NflogSource } | undefined;
   const bindNflog = async () => {
-    const fw = firewallSchema.safeParse((store.current()?.config as { firewall?: unknown } | undefined)?.firewall);
-    const group = fw.success && fw.data.enabled && fw.data.log.target === 'nflog' ? fw.data.log.group : undefined;
+    const fw = engine.committedConfig()?.firewall;
+    const group = fw?.enabled && fw.log.target === 'nflog' ? fw.log.group : undefined;
     if (nflog && nflog.group === group) return;
     nflog?.source.close();
     nflog = undefined;

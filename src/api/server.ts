@@ -12,7 +12,7 @@
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { DASHBOARD_FRAME_SCHEMA, OPENAPI_TAGS, documentComponent, openapiTransform } from './openapi.js';
+import { DASHBOARD_FRAME_SCHEMA, OPENAPI_TAGS, documentComponent, openapiTransformFor } from './openapi.js';
 import { z } from 'zod';
 import type { ConfigSource, Engine } from '../apply/engine.js';
 import { formatPlan } from '../apply/plan.js';
@@ -20,24 +20,16 @@ import { registerDriftMetrics, type Metrics } from '../metrics/metrics.js';
 import type { Store } from '../store/store.js';
 import { streamApply, wantsStream } from './stream.js';
 import { errorBody, errorHandler } from './errors.js';
-import { ConfigError } from '../config/issues.js';
+import { ConfigError, type Issue } from '../config/issues.js';
 import { ValidationStopped } from '../apply/check-worker.js';
 import { documentJsonSchemaText } from '../config/json-schema.js';
 import { parseConfigText } from '../config/load.js';
-import { idsEngine } from '../services/ids/engine.js';
+import { LARGE_JSON_BODY, parseJsonBodyInWorker } from '../config/parse-worker.js';
 import type { HaSync } from '../ha/sync.js';
 import type { HaEtcdSync } from '../ha/etcd-sync.js';
 import { DriftMonitor } from '../drift/monitor.js';
 import { jsonSafe } from './json.js';
 import { redactSecrets } from '../services/common/redact.js';
-import { dhcpLeases } from '../services/kea/kea.js';
-import { keaSchema } from '../services/kea/schema.js';
-import { addressTextProblem, canonicalAddress, contains, isAddress, parsePrefix } from '../net/address.js';
-import { exportClientConfig, ExportError } from '../services/wireguard/export.js';
-import { wireguardInterfaceSchema } from '../services/wireguard/schema.js';
-import { exportProfile } from '../services/openvpn/openvpn.js';
-import { openvpnServerSchema } from '../services/openvpn/schema.js';
-import { ipsecCaCertificate } from '../services/ipsec/ipsec.js';
 import { registerConsole } from './console.js';
 import { EventHub } from '../events/hub.js';
 import { registerEventRoutes } from '../events/routes.js';
@@ -109,31 +101,6 @@ const listQuery = z.object({
   before: z.coerce.number().int().positive().optional(),
 });
 
-const blockParams = z.object({ address: z.string().describe('the blocked source, an IPv4 or IPv6 address') });
-
-const alertsQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(100_000).default(100).describe('most alerts to return'),
-  severity: z.coerce.number().int().min(1).max(4).optional().describe('only alerts at least this severe (1 is the most severe)'),
-  signatureId: z.coerce.number().int().positive().optional().describe('only this signature'),
-  source: z.string().max(64).optional().describe('only alerts from this source address'),
-});
-
-const leasesQuery = z
-  .object({
-    subnet: z
-      .string()
-      .regex(/^(\d+|\d+\.\d+\.\d+\.\d+\/\d{1,2})$/, 'must be a subnet id or an IPv4 network such as 192.168.1.0/24')
-      .refine((s) => !s.includes('/') || Number(s.split('/')[1]) <= 32, 'prefix length must be at most 32')
-      .optional()
-      .describe('only leases in this subnet: its id, or its network (addresses inside it)'),
-    state: z.enum(['active', 'declined', 'expired']).optional().describe('only leases in this state'),
-  })
-  .strict();
-const nameField = z.string().min(1).max(64);
-const wgPeerParams = z.object({ interface: nameField.describe('WireGuard interface name'), peer: nameField.describe('peer name') });
-const wgConfigQuery = z.object({ format: z.enum(['text', 'svg']).default('text').describe('text: wg-quick config; svg: the same as a QR code') }).strict();
-const ovpnParams = z.object({ server: nameField.describe('OpenVPN server name'), client: nameField.describe('client name') });
-
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   const { engine, store, metrics } = opts;
   const drift = opts.drift ?? new DriftMonitor(engine);
@@ -170,11 +137,21 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   // JSON bodies: syntax errors with line and column, and duplicate keys
   // refused (JSON.parse would keep the last one silently: a trailing
   // "firewall": {"enabled": false} would win), as are __proto__/constructor keys
+  // A large body (a document with a million prefixes) is parsed in a worker thread and its document kept as
+  // text (src/config/parse-worker.ts): this thread never holds the parsed document, /healthz keeps answering.
+  const bodyIssues = (issues: Issue[]) => new ConfigError(issues.map((i) => ({ ...i, message: i.message.replace(/^invalid JSON/, 'invalid JSON request body') })));
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = body as string;
     if (!text.trim()) return done(new ConfigError([{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }]));
+    if (text.length > LARGE_JSON_BODY) {
+      parseJsonBodyInWorker(text).then(
+        (p) => ('issues' in p ? done(bodyIssues(p.issues)) : done(null, p.body)),
+        (e: Error) => done(e),
+      );
+      return;
+    }
     const parsed = parseConfigText(text, 'json');
-    if (parsed.issues.length) return done(new ConfigError(parsed.issues.map((i) => ({ ...i, message: i.message.replace(/^invalid JSON/, 'invalid JSON request body') }))));
+    if (parsed.issues.length) return done(bodyIssues(parsed.issues));
     done(null, parsed.value);
   });
 
@@ -207,13 +184,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
           bearer: { type: 'http', scheme: 'bearer' },
           session: { type: 'apiKey', in: 'cookie', name: 'patronus_session', description: 'console session (POST /api/v1/session); requests that change something also need X-CSRF-Token' },
         },
-        schemas: { PatronusDocument: documentComponent(), DashboardFrame: DASHBOARD_FRAME_SCHEMA },
+        schemas: { PatronusDocument: documentComponent(engine.document.schema), DashboardFrame: DASHBOARD_FRAME_SCHEMA },
       },
       // either one; each operation's x-patronus-role says which role it needs
       security: [{ bearer: [] }, { session: [] }],
     },
     // operationIds, tags and every response (errors included): src/api/openapi.ts
-    transform: openapiTransform,
+    transform: openapiTransformFor(engine.domains),
   });
   // after swagger (it collects routes as they are added), before every route (their roles are recorded)
   installAuth(app, { store, secureCookie: !!opts.https, prefix: API_PREFIX, ...(opts.sessions ? { sessions: opts.sessions } : {}), ...(opts.loginLimit ? { loginLimit: opts.loginLimit } : {}) });
@@ -263,7 +240,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   // for editors (yaml-language-server's `$schema=` modeline): docs/patronus.schema.json, served as text so
   // the secret-redacting serializer leaves its `presharedKey` properties alone
-  const schemaText = documentJsonSchemaText();
+  const schemaText = documentJsonSchemaText(engine.document.schema);
   app.get('/schema.json', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => reply.type('application/schema+json; charset=utf-8').send(schemaText));
 
   const events = opts.events ?? new EventHub();
@@ -331,34 +308,6 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { rules, verdicts, errors: s.bySubsystem.filter((x) => x.error).map((x) => ({ subsystem: x.subsystem, error: x.error })) };
   });
 
-  app.get(`${API_PREFIX}/interfaces`, { config: { role: 'viewer' }, schema: { summary: 'Managed interfaces: configured zone, live state and counters' } }, async () => {
-    const current = store.current()?.config as { interfaces?: { name: string; zone?: string }[] } | undefined;
-    const zones = new Map((current?.interfaces ?? []).map((i) => [i.name, i.zone ?? 'lan']));
-    const s = await metrics.snapshot();
-    const live = s.bySubsystem.flatMap((x) => x.metrics?.interfaces ?? []);
-    return live.map((l) => ({ ...l, managed: zones.has(l.interface), zone: zones.get(l.interface) ?? null }));
-  });
-
-  app.get(`${API_PREFIX}/ids/alerts`, { config: { role: 'viewer' }, schema: { summary: 'Recent IDS alerts, newest first, with counts by signature and severity and the auto-block record', querystring: alertsQuery } }, async (req) => {
-    const e = idsEngine(engine.host);
-    if (!e) return { ingesting: false, alerts: [], summary: null };
-    const q = req.query;
-    const alerts = e.store.recent(q.limit, { ...(q.severity !== undefined ? { minSeverity: q.severity } : {}), ...(q.signatureId !== undefined ? { signatureId: q.signatureId } : {}), ...(q.source !== undefined ? { srcIp: q.source } : {}) });
-    return { ingesting: true, alerts, summary: e.summary() };
-  });
-
-  app.delete(`${API_PREFIX}/ids/blocks/:address`, { config: { role: 'operator' }, schema: { summary: 'Take a source off the IDS dynamic block list (the fast-path drop list auto-block fills)', params: blockParams } }, async (req, reply) => {
-    const text = req.params.address;
-    const problem = addressTextProblem(text) ?? (isAddress(text) ? undefined : `"${text}" is not an IPv4 or IPv6 address`);
-    if (problem) return reply.code(400).send(errorBody(400, `address: ${problem}`));
-    const address = canonicalAddress(text);
-    const e = idsEngine(engine.host);
-    if (!e) return reply.code(409).send(errorBody(409, `cannot unblock ${address}: no IDS engine runs (ids is not enabled in the committed revision)`));
-    const removed = await e.unblock(address);
-    if (removed === undefined) return reply.code(409).send(errorBody(409, `cannot unblock ${address}: no fast-path block list is loaded (the fast path does not run)`));
-    return { address, removed };
-  });
-
   app.get(`${API_PREFIX}/ha/sync`, { config: { role: 'viewer' }, schema: { summary: 'HA config sync (primary): the last comparison with the peer (hashes, differing sections, last push)' } }, async (_req, reply) => {
     const r = opts.haSync?.status() ?? opts.haEtcdSync?.status();
     return r ?? reply.code(404).send(errorBody(404, opts.haSync || opts.haEtcdSync ? 'no sync has run yet (ha.sync not configured, or this node is not the primary)' : 'HA sync is not available on this server'));
@@ -385,77 +334,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return out;
   });
 
-  /** A section of the committed document (raw JSON, defaults applied by `schema`), or undefined when nothing is committed. */
-  const committed = (key: string): unknown => (store.current()?.config as Record<string, unknown> | undefined)?.[key];
-
-  app.get(`${API_PREFIX}/dhcp/leases`, { config: { role: 'viewer' }, schema: { summary: "Kea's current DHCPv4 leases (empty when DHCP is disabled)", querystring: leasesQuery } }, async (req) => {
-    const dhcp = keaSchema.safeParse(committed('dhcp') ?? {});
-    if (!dhcp.success || !dhcp.data.enabled) return { enabled: false, leases: [] };
-    const { subnet, state } = req.query;
-    let inSubnet: (l: { address: string; subnetId: number }) => boolean = () => true;
-    if (subnet?.includes('/')) {
-      const net = parsePrefix(subnet);
-      inSubnet = (l) => contains(net, l.address);
-    } else if (subnet !== undefined) {
-      inSubnet = (l) => l.subnetId === Number(subnet);
-    }
-    const leases = (await dhcpLeases(engine.host)).filter((l) => inSubnet(l) && (state === undefined || l.state === state));
-    return { enabled: true, leases };
-  });
-
-  app.get(
-    `${API_PREFIX}/vpn/wireguard/:interface/peers/:peer/config`,
-    // holds a private key: admin only
-    { config: { role: 'admin' }, schema: { summary: 'Client config of a generated WireGuard peer: wg-quick text (text/plain) or QR code (image/svg+xml); holds the peer private key', params: wgPeerParams, querystring: wgConfigQuery } },
-    async (req, reply) => {
-      const { interface: name, peer } = req.params;
-      const raw = (committed('wireguard') as { interfaces?: { name?: unknown }[] } | undefined)?.interfaces?.find((i) => i.name === name);
-      if (!raw) return reply.code(404).send(errorBody(404, `wireguard interface "${name}" is not in the committed configuration`));
-      const iface = wireguardInterfaceSchema.parse(raw);
-      if (!iface.peers.some((p) => p.name === peer)) return reply.code(404).send(errorBody(404, `wireguard interface ${name} has no peer "${peer}"`));
-      let out;
-      try {
-        out = await exportClientConfig(engine.host.stateDir, iface, peer);
-      } catch (e) {
-        // the peer exists but cannot be exported (key not kept, no clientExport, not applied yet)
-        if (e instanceof ExportError) return reply.code(409).send(errorBody(409, e.message));
-        throw e;
-      }
-      reply.header('cache-control', 'no-store');
-      if (req.query.format === 'svg') return reply.type('image/svg+xml').send(out.svg);
-      return reply.type('text/plain; charset=utf-8').send(out.text);
-    },
-  );
-
-  app.get(
-    `${API_PREFIX}/vpn/openvpn/:server/clients/:client/profile`,
-    // holds a private key: admin only
-    { config: { role: 'admin' }, schema: { summary: 'The .ovpn profile of an OpenVPN server client (inline CA, certificate, private key, tls-crypt key)', params: ovpnParams } },
-    async (req, reply) => {
-      const { server: name, client } = req.params;
-      const raw = (committed('openvpn') as { servers?: { name?: unknown }[] } | undefined)?.servers?.find((s) => s.name === name);
-      if (!raw) return reply.code(404).send(errorBody(404, `openvpn server "${name}" is not in the committed configuration`));
-      const server = openvpnServerSchema.parse(raw);
-      if (!server.clients.some((c) => c.name === client)) return reply.code(404).send(errorBody(404, `openvpn server ${name} has no client "${client}"`));
-      let profile: string;
-      try {
-        const rootCaFile = (committed('certificates') as { acme?: { rootCaFile?: unknown } } | undefined)?.acme?.rootCaFile;
-        profile = exportProfile(engine.host.stateDir, server, client, typeof rootCaFile === 'string' ? { rootCaFile } : {});
-      } catch (e) {
-        return reply.code(409).send(errorBody(409, (e as Error).message));
-      }
-      reply.header('cache-control', 'no-store');
-      reply.header('content-disposition', `attachment; filename="${client}-${name}.ovpn"`);
-      return reply.type('application/x-openvpn-profile').send(profile);
-    },
-  );
-
-  app.get(`${API_PREFIX}/vpn/ipsec/ca`, { config: { role: 'viewer' }, schema: { summary: "The certificate (PEM) of this host's IPsec CA, for peers to trust (one CA per host)" } }, async (_req, reply) => {
-    const conns = (committed('ipsec') as { connections?: unknown[] } | undefined)?.connections;
-    // the CA is made on first use: do not make one on a host that runs no IPsec
-    if (!conns?.length) return reply.code(404).send(errorBody(404, 'no IPsec connections in the committed configuration'));
-    return reply.type('application/x-pem-file').send(await ipsecCaCertificate(engine.host.stateDir));
-  });
+  // each domain's routes (src/<domain>/domain.ts): interfaces, DHCP leases, VPN exports, IDS alerts, ...
+  for (const d of engine.domains) if (d.routes) await d.routes(app, { engine, metrics, prefix: API_PREFIX });
 
   await registerConsole(app, { engine, metrics, drift, ...opts.console });
 

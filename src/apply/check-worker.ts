@@ -1,37 +1,94 @@
 /**
- * Validation off the main thread: parse, schema, aliases, every subsystem's
- * compile and validate for one document, in a worker_thread, answering with
- * the issues only.
+ * Validation and compilation off the main thread: parse, schema, aliases,
+ * every subsystem's compile and validate for one document, in a
+ * worker_thread. Two kinds of job:
+ *
+ * - `issues` (POST /config/validate): answers with the issues only (plain
+ *   {path, message} objects, cheap to clone).
+ * - `compile` (plan, apply, rollback preparation of a large document): also
+ *   answers with what each subsystem should converge to. A subsystem whose
+ *   compiled state is millions of small objects (the fast path's prefix
+ *   maps) packs it into flat buffers that are transferred, not cloned
+ *   (Subsystem.wire; src/fastpath/wire.ts), and the main thread rebuilds it
+ *   in slices. The document comes back as its JSON text (what the store
+ *   records), not as a parsed object graph.
  *
  * Why a worker and not cooperative loops: a 1M-prefix document spends ~10 s
  * of pure CPU in alias resolution, the fast-path and nft compilers and their
  * garbage collection, in sorts that cannot be cut into slices; on the main
- * thread that stalls /healthz and defers SIGTERM for as long. A worker keeps
- * the main thread's event loop and heap free. Only the issues come back
- * (plain {path, message} objects, cheap to clone); the compiled result of
- * such a document is millions of objects and Buffers whose structured clone
- * costs the main thread seconds, so plan and apply, which need it, still
- * compile on the main thread (Engine.check).
+ * thread that stalls /healthz and defers SIGTERM for as long. The worker
+ * runs the same Engine.check as the main thread does for small documents:
+ * one implementation for product, tests and bench.
  *
- * The worker builds the same subsystems by name from the registry (as the
- * confirm guard does) and an in-memory store; it never touches the state
+ * Fails closed: a worker that crashes, runs out of memory, cannot send its
+ * result, or is stopped rejects the caller's promise with an error naming
+ * what failed, before any revision is recorded or the kernel touched.
+ *
+ * The worker loads the engine's domains by module and picks the same
+ * subsystems by name (as the confirm guard does) and an in-memory store; it never touches the state
  * dir's store or the apply lock.
  */
 import { parentPort, workerData, Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import type { Issue } from '../config/issues.js';
-import type { ConfigSource } from './engine.js';
+import type { Compiled, ConfigSource } from './engine.js';
+import { DesiredStates, type Subsystem } from './subsystem.js';
+import { Slicer, reviveBuffers } from '../system/slices.js';
 
 export interface CheckJob {
   host: { netns?: string; stateDir: string; bpfRoot?: string };
-  /** registry subsystem names, in order */
+  /** the engine's domains (Domain.module) */
+  domains: string[];
+  /** subsystem names, in order */
   subsystems: string[];
   source: ConfigSource;
+  /** what to answer with; default issues */
+  kind?: 'issues' | 'compile';
 }
 
-type CheckAnswer = { issues: Issue[] } | { error: string };
+/** What a compile worker sends back besides the issues (see compileInWorker). */
+interface CompiledMessage {
+  /** [subsystem name, desired as cloned or as its wire packed it] */
+  desired: [string, unknown][];
+  /** the validated document without its aliases (they are compiled into `desired` already) */
+  config: Compiled['validated']['config'];
+  documentText: string;
+  empty: boolean;
+}
+
+type CheckAnswer = { issues: Issue[] } | { compiled: CompiledMessage } | { error: string };
 
 const SCRIPT = fileURLToPath(import.meta.url);
+
+/**
+ * The worker's heap limit (MB): a document too large to compile fails
+ * with an error instead of taking the server down with it. Default: V8's.
+ */
+function resourceLimits(): { maxOldGenerationSizeMb?: number } {
+  const mb = Number(process.env.PATRONUS_COMPILE_WORKER_HEAP_MB);
+  return Number.isFinite(mb) && mb > 0 ? { maxOldGenerationSizeMb: mb } : {};
+}
+
+function run(job: CheckJob, live: Set<Worker>, onAnswer: (m: CheckAnswer) => void, reject: (e: Error) => void): void {
+  const worker = new Worker(SCRIPT, { workerData: job, resourceLimits: resourceLimits() });
+  live.add(worker);
+  let answered = false;
+  const what = job.kind === 'compile' ? 'compile' : 'validation';
+  worker.once('message', (m: CheckAnswer) => {
+    answered = true;
+    if ('error' in m) reject(new Error(`${what} failed in the worker thread: ${m.error}`));
+    else onAnswer(m);
+  });
+  worker.once('error', (e: Error & { code?: string }) => {
+    answered = true;
+    const why = e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `it ran out of memory (${e.message})` : e.message;
+    reject(new Error(`${what} worker failed: ${why}`));
+  });
+  worker.once('exit', (code) => {
+    live.delete(worker);
+    if (!answered) reject(new ValidationStopped(`${what} stopped before it finished (the server is shutting down; worker exit code ${code})`));
+  });
+}
 
 /**
  * Runs one validation in a fresh worker. `live` tracks the running workers
@@ -39,23 +96,52 @@ const SCRIPT = fileURLToPath(import.meta.url);
  */
 export function checkInWorker(job: CheckJob, live: Set<Worker>): Promise<Issue[]> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(SCRIPT, { workerData: job });
-    live.add(worker);
-    let answered = false;
-    worker.once('message', (m: CheckAnswer) => {
-      answered = true;
-      if ('error' in m) reject(new Error(`validation failed: ${m.error}`));
-      else resolve(m.issues);
-    });
-    worker.once('error', (e) => {
-      answered = true;
-      reject(new Error(`validation worker failed: ${e.message}`));
-    });
-    worker.once('exit', (code) => {
-      live.delete(worker);
-      if (!answered) reject(new ValidationStopped(`validation stopped before it finished (the server is shutting down; worker exit code ${code})`));
-    });
+    run({ ...job, kind: 'issues' }, live, (m) => resolve('issues' in m ? m.issues : []), reject);
   });
+}
+
+/**
+ * Engine.check in a fresh worker: the issues, or the compiled document with
+ * every subsystem's desired state rebuilt on this thread (in slices: the
+ * event loop keeps running). `subsystems` are the engine's own, by the names
+ * in `job.subsystems`. `document` is the caller's parsed document when it
+ * has one (nothing to send back then); otherwise the document is parsed from
+ * its text when first used.
+ */
+export function compileInWorker(job: CheckJob, subsystems: readonly Subsystem<any>[], live: Set<Worker>): Promise<{ compiled?: Compiled; issues: Issue[] }> {
+  return new Promise((resolve, reject) => {
+    run({ ...job, kind: 'compile' }, live, (m) => {
+      if ('issues' in m) return resolve({ issues: m.issues });
+      if (!('compiled' in m)) return reject(new Error('compile worker answered with neither issues nor a compiled document'));
+      received(m.compiled, subsystems, 'document' in job.source ? job.source.document : undefined).then((compiled) => resolve({ compiled, issues: [] }), reject);
+    }, reject);
+  });
+}
+
+async function received(m: CompiledMessage, subsystems: readonly Subsystem<any>[], document: unknown): Promise<Compiled> {
+  const desired = new DesiredStates();
+  const slicer = new Slicer();
+  for (const [name, value] of m.desired) {
+    const s = subsystems.find((x) => x.name === name);
+    try {
+      if (!s) throw new Error('not a subsystem of this engine');
+      desired.set(name, s.wire ? await s.wire.unpack(value) : await reviveBuffers(value, slicer));
+    } catch (e) {
+      throw new Error(`compile worker: the compiled state of subsystem "${name}" could not be rebuilt: ${(e as Error).message}`);
+    }
+  }
+  const text = m.documentText;
+  let parsed: { value: unknown } | undefined = document === undefined ? undefined : { value: document };
+  return {
+    validated: { config: m.config, aliases: new Map() },
+    get document() {
+      parsed ??= { value: JSON.parse(text) };
+      return parsed.value;
+    },
+    documentText: text,
+    empty: m.empty,
+    desired,
+  };
 }
 
 /** The worker was terminated (engine closing, server shutting down). */
@@ -64,17 +150,55 @@ export class ValidationStopped extends Error {
 }
 
 async function main(job: CheckJob): Promise<void> {
-  const [{ Engine }, { subsystems: registry }, { Store }, { Host }] = await Promise.all([import('./engine.js'), import('./registry.js'), import('../store/store.js'), import('../system/host.js')]);
+  const [{ Engine }, { loadDomains, subsystemsOf }, { Store }, { Host }, { isEmptyDocument }] = await Promise.all([
+    import('./engine.js'),
+    import('./domain.js'),
+    import('../store/store.js'),
+    import('../system/host.js'),
+    import('../config/input.js'),
+  ]);
+  const domains = await loadDomains(job.domains);
+  const registry = subsystemsOf(domains);
   const chosen = job.subsystems.map((name) => {
     const s = registry.find((r) => r.name === name);
     if (!s) throw new Error(`unknown subsystem "${name}"`);
     return s;
   });
   const store = Store.open(':memory:');
-  const engine = new Engine({ host: new Host(job.host), store, subsystems: chosen, confirmGuard: false });
+  const engine = new Engine({ host: new Host(job.host), store, domains, subsystems: chosen, confirmGuard: false, inThread: true });
   try {
-    const { issues } = await engine.check(job.source);
-    parentPort!.postMessage({ issues } satisfies CheckAnswer);
+    const { compiled, issues } = await engine.check(job.source);
+    if (job.kind !== 'compile' || !compiled) return parentPort!.postMessage({ issues } satisfies CheckAnswer);
+    const desired: [string, unknown][] = [];
+    const transfer: ArrayBuffer[] = [];
+    for (const s of chosen) {
+      const d = compiled.desired.get(s.name);
+      if (!s.wire) {
+        desired.push([s.name, d]);
+        continue;
+      }
+      const p = s.wire.pack(d);
+      desired.push([s.name, p.value]);
+      transfer.push(...p.transfer);
+    }
+    const { aliases: _aliases, ...config } = compiled.validated.config;
+    const message: CheckAnswer = {
+      compiled: { desired, config: { ...config, aliases: [] }, documentText: JSON.stringify(compiled.document ?? {}), empty: isEmptyDocument(compiled.document) },
+    };
+    try {
+      parentPort!.postMessage(message, transfer);
+    } catch (e) {
+      // name the subsystem whose state cannot cross (a function, a class instance with private state...)
+      const culprit = desired.find(([, d]) => {
+        try {
+          structuredClone(d);
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      throw new Error(`cannot send the compiled state${culprit ? ` of subsystem "${culprit[0]}"` : ''} to the main thread: ${(e as Error).message}`);
+    }
   } finally {
     engine.close();
     store.close();

@@ -3,7 +3,7 @@
  * start-up): validate -> plan -> apply as one transaction, with revisions in
  * the store, rollback, commit-confirm and start-up reconciliation.
  *
- * Apply runs the subsystems in registry order. If a step throws, every
+ * Apply runs the subsystems in apply order (src/apply/domain.ts subsystemsOf). If a step throws, every
  * subsystem already touched (the failing one included: it may be half done)
  * is converged back to the last committed revision, in reverse order, and
  * the error names the failing step. Because Subsystem.apply converges from
@@ -37,16 +37,16 @@ import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { dirname, join } from 'node:path';
-import { subsystems as registry } from './registry.js';
-import { changesOf, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
-import { validateDocumentStages, type Validated } from '../config/document.js';
+import { subsystemsOf, type Domain } from './domain.js';
+import { changesOf, DesiredStates, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
+import { documentOf, type Config, type DocumentModel, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
 import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
 import type { FileReader } from '../aliases/aliases.js';
 import type { Host } from '../system/host.js';
 import { StoreError, type Revision, type RevisionState, type Store } from '../store/store.js';
-import { checkInWorker } from './check-worker.js';
+import { checkInWorker, compileInWorker } from './check-worker.js';
 
 /**
  * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
@@ -99,7 +99,7 @@ export interface CleanState {
   checkedAt: string;
   items: readonly { subsystem: string }[];
   checked: readonly string[];
-  desired: ReadonlyMap<string, unknown>;
+  desired: DesiredStates;
 }
 
 export interface ApplyReport {
@@ -141,18 +141,26 @@ export type ProgressEvent =
 export interface EngineOptions {
   host: Host;
   store: Store;
-  /** default: every registered subsystem, in apply order */
-  subsystems?: readonly Subsystem<any>[];
+  /** the domains this engine runs (src/domains.ts): the document's sections and the subsystems in apply order */
+  domains: readonly Domain<any, any>[];
+  /** default: every subsystem of `domains`, in apply order (tests drive hand-picked ones) */
+  subsystems?: readonly Subsystem[];
   readFile?: FileReader;
   /** side file for the cross-process apply lock; default next to the store */
   lockPath?: string;
   /**
    * Spawn a guard process for each commit-confirm deadline (see guard.ts).
-   * Default: on when the engine drives the registered subsystems (the guard
+   * Default: on when the engine drives its domains' subsystems (the guard
    * process rebuilds the same list by name); an engine with hand-picked
    * test subsystems has only its in-process timer.
    */
   confirmGuard?: boolean;
+  /**
+   * Compile every document on this thread (the compile worker's own engine;
+   * tests that measure the compile itself). Default: a large document is
+   * compiled in a worker thread (see check()).
+   */
+  inThread?: boolean;
 }
 
 /**
@@ -199,18 +207,30 @@ export class ApplyError extends Error {
 
 /** Everything compiled for one document: what each subsystem should converge to. */
 export interface Compiled {
+  /** compiled in a worker: the config without its aliases (they are in `desired` already) */
   validated: Validated;
-  document: unknown;
-  desired: Map<string, unknown>;
+  /** compiled in a worker from text: parsed when first read */
+  readonly document: unknown;
+  /** the document as the store records it, when already serialised (compiled in a worker) */
+  documentText?: string;
+  /** whether the document is empty (see isEmptyDocument), when known without reading `document` */
+  empty?: boolean;
+  desired: DesiredStates;
 }
 
 export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [ProgressEvent]; error: [Error] }> {
   readonly host: Host;
   readonly store: Store;
-  readonly subsystems: readonly Subsystem<any>[];
+  readonly domains: readonly Domain<any, any>[];
+  /** the document of `domains`: its schema and validation */
+  readonly document: DocumentModel;
+  readonly subsystems: readonly Subsystem[];
   private readonly readFile: FileReader;
+  /** the committed revision's validated document (see committedConfig) */
+  private committedCache: { revision: number; config: Config | undefined } | undefined;
   readonly lockPath: string;
   private readonly confirmGuard: boolean;
+  private readonly inThread: boolean;
   private busy = false;
   /** the lock is held by a drift repair (see repair()) */
   private repairing = false;
@@ -232,14 +252,30 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     super();
     this.host = opts.host;
     this.store = opts.store;
-    this.subsystems = opts.subsystems ?? registry;
+    this.domains = opts.domains;
+    this.document = documentOf(opts.domains);
+    this.subsystems = opts.subsystems ?? subsystemsOf(opts.domains);
     this.readFile = opts.readFile ?? readTextFile;
     this.lockPath = opts.lockPath ?? join(dirname(opts.store.path === ':memory:' ? join(opts.host.stateDir, 'x') : opts.store.path), 'apply.lock');
     this.confirmGuard = opts.confirmGuard ?? (opts.subsystems === undefined && opts.store.path !== ':memory:');
+    this.inThread = opts.inThread ?? false;
   }
 
-  /** Parse, schema, aliases, every subsystem's compile and validate: all issues at once. */
+  /**
+   * Parse, schema, aliases, every subsystem's compile and validate: all
+   * issues at once. A large document (see heavyToCompile) is compiled in a
+   * worker thread when the engine drives registered subsystems with the
+   * default file reader (src/apply/check-worker.ts): the event loop keeps
+   * answering /healthz and signals meanwhile.
+   */
   async check(source: ConfigSource): Promise<{ compiled?: Compiled; issues: Issue[] }> {
+    const names = this.inThread ? undefined : this.workerSubsystems();
+    if (names && heavyToCompile(source)) return compileInWorker({ host: this.host.opts, ...names, source }, this.subsystems, this.checkWorkers);
+    return this.checkHere(source);
+  }
+
+  /** check() on this thread, yielding to the event loop between stages. */
+  private async checkHere(source: ConfigSource): Promise<{ compiled?: Compiled; issues: Issue[] }> {
     let document: unknown;
     if ('text' in source) {
       const parsed = parseConfigText(source.text, source.format);
@@ -267,7 +303,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         // what runs now passed these probes when it was applied, and a drift check found it in place since
         if (!s.validate || unchanged.checked.has(s.name)) return [];
         try {
-          return await s.validate(desired.get(s.name), this.host);
+          return await s.validate(desired.of(s), this.host);
         } catch (e) {
           return [{ path: [s.name], message: `validation failed: ${(e as Error).message}` }];
         }
@@ -293,7 +329,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   /** compileDocument as stages: each `yield` is a point where an async caller lets the event loop run. */
   private *compileStages(document: unknown): Generator<void, { compiled?: Compiled; issues: Issue[] }, void> {
-    const { validated, issues } = yield* validateDocumentStages(document, this.readFile);
+    // the document type is that of the domains Patronus runs (src/domains.ts), which the entry points hand in
+    const { validated, issues } = yield* this.validateStages(document);
     if (!validated) return { issues: [...issues, ...(yield* this.independentCompileIssues(document, issues))] };
     const ctx: CompileContext = {
       config: validated.config,
@@ -301,13 +338,13 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       openings: this.openings(validated),
       readFile: this.readFile,
     };
-    const desired = new Map<string, unknown>();
+    const desired = new DesiredStates();
     const all: Issue[] = [];
     for (const s of this.subsystems) {
       yield;
       try {
         const out = s.compile(ctx);
-        desired.set(s.name, out.desired);
+        desired.put(s, out.desired);
         all.push(...out.issues);
       } catch (e) {
         all.push({ path: [s.name], message: `compile failed: ${(e as Error).message}` });
@@ -327,9 +364,9 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * start, more than a small document takes to check.
    */
   async validate(source: ConfigSource): Promise<Issue[]> {
-    const names = this.workerSubsystems();
-    if (!names || !heavyToCompile(source)) return (await this.check(source)).issues;
-    return checkInWorker({ host: this.host.opts, subsystems: names, source }, this.checkWorkers);
+    const names = this.inThread ? undefined : this.workerSubsystems();
+    if (!names || !heavyToCompile(source)) return (await this.checkHere(source)).issues;
+    return checkInWorker({ host: this.host.opts, ...names, source }, this.checkWorkers);
   }
 
   /** Stops every validation worker (their callers get an error): shutdown does not wait for them. */
@@ -353,7 +390,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const out: SubsystemPlan[] = [];
     for (const s of this.subsystems) {
       try {
-        out.push({ subsystem: s.name, changes: changesOf(await s.steps(compiled.desired.get(s.name), this.host)) });
+        out.push({ subsystem: s.name, changes: changesOf(await s.steps(compiled.desired.of(s), this.host)) });
       } catch (e) {
         throw new Error(`plan: subsystem "${s.name}" failed: ${(e as Error).message}`);
       }
@@ -361,7 +398,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const summary = { add: 0, remove: 0, change: 0, reload: 0, restart: 0, start: 0, stop: 0 };
     for (const p of out) for (const c of p.changes) summary[c.action]++;
     const basis = { revision: this.store.current()?.id ?? null, fingerprint: planFingerprint(out) };
-    return { ...(isEmptyDocument(compiled.document) ? { removesEverything: true as const } : {}), subsystems: out, summary, basis };
+    return { ...((compiled.empty ?? isEmptyDocument(compiled.document)) ? { removesEverything: true as const } : {}), subsystems: out, summary, basis };
   }
 
   /**
@@ -562,6 +599,25 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * converged the kernel to: the drift loop checks against it instead of
    * compiling the same document again (seconds for a large one, on this thread).
    */
+  /**
+   * The committed revision's document, validated and defaulted: what the
+   * routes, serve and HA sync read sections from (never the raw stored
+   * document). The empty document's defaults while nothing is committed;
+   * undefined when the stored document does not validate any more. Parsed
+   * once per revision.
+   */
+  committedConfig(): Config | undefined {
+    const current = this.store.current();
+    const compiled = current && this.compiledFor(current.id);
+    if (compiled) return compiled.validated.config;
+    const id = current?.id ?? 0;
+    if (this.committedCache?.revision !== id) {
+      const parsed = this.document.schema.safeParse(current?.config ?? {});
+      this.committedCache = { revision: id, config: parsed.success ? (parsed.data as Config) : undefined };
+    }
+    return this.committedCache.config;
+  }
+
   compiledFor(revision: number): Compiled | undefined {
     return this.compiledRunning?.revision === revision ? this.compiledRunning.compiled : undefined;
   }
@@ -615,11 +671,17 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   // --- internals
 
-  /** The subsystems' registry names when a worker can rebuild exactly this engine's compile, else undefined. */
-  private workerSubsystems(): string[] | undefined {
+  /** The domains' modules and subsystem names when a worker can rebuild exactly this engine's compile, else undefined. */
+  private workerSubsystems(): { domains: string[]; subsystems: string[] } | undefined {
     if (this.readFile !== readTextFile) return undefined;
-    if (!this.subsystems.every((s) => registry.includes(s))) return undefined;
-    return this.subsystems.map((s) => s.name);
+    const theirs = subsystemsOf(this.domains);
+    if (!this.subsystems.every((s) => theirs.includes(s))) return undefined;
+    return { domains: this.domains.map((d) => d.module), subsystems: this.subsystems.map((s) => s.name) };
+  }
+
+  /** The document's schema and aliases (typed by the domains Patronus runs, src/domains.ts). */
+  private validateStages(document: unknown): Generator<void, { validated?: Validated; issues: Issue[] }, void> {
+    return this.document.validateStages(document, this.readFile) as Generator<void, { validated?: Validated; issues: Issue[] }, void>;
   }
 
   /**
@@ -641,7 +703,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       broken.add(top);
     }
     const rest = Object.fromEntries(Object.entries(document).filter(([k]) => !broken.has(k)));
-    const { validated } = yield* validateDocumentStages(rest, this.readFile);
+    const { validated } = yield* this.validateStages(rest);
     if (!validated) return [];
     const openingReads = new Set<string>();
     const openings = this.openings({ config: recordReads(validated.config, openingReads), aliases: validated.aliases });
@@ -682,7 +744,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const started = performance.now();
     let revision: Revision;
     try {
-      revision = this.store.createRevision({ author: meta.author, message: meta.message, config: compiled.document });
+      revision = this.store.createRevision({ author: meta.author, message: meta.message, ...(compiled.documentText !== undefined ? { text: compiled.documentText } : { config: compiled.document }) });
     } catch (e) {
       if (!(e instanceof StoreError)) throw e;
       throw new Error(`cannot record the revision, nothing was changed: ${e.message}`);
@@ -727,7 +789,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** After a failed step or store write: converges `touched` back to the committed revision, records the failure, throws ApplyError. */
-  private async failAndRestore(report: ApplyReport, touched: readonly Subsystem<any>[], started: number): Promise<never> {
+  private async failAndRestore(report: ApplyReport, touched: readonly Subsystem[], started: number): Promise<never> {
     const { rollback, to } = await this.restoreCommitted(touched);
     report.rollback = rollback;
     report.rolledBackTo = to ?? null;
@@ -751,9 +813,15 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     // ids first; the document from memory when this engine applied it (a large one is seconds to read and compare)
     const committed = this.store.head().committed;
     if (committed === undefined || this.store.running() !== committed) return undefined;
-    const document = this.compiledFor(committed)?.document ?? this.store.get(committed)?.config;
-    // key order aside, the same document (deep equality stops at the first difference)
-    if (!isDeepStrictEqual(document ?? {}, compiled.document ?? {})) return undefined;
+    if (compiled.documentText !== undefined) {
+      // a large document (compiled in a worker): the hash of its text against the stored one's, without
+      // reading either on this thread (the same document with its keys reordered counts as a change)
+      if (createHash('sha256').update(compiled.documentText).digest('hex') !== this.store.documentHash(committed)) return undefined;
+    } else {
+      const document = this.compiledFor(committed)?.document ?? this.store.get(committed)?.config;
+      // key order aside, the same document (deep equality stops at the first difference)
+      if (!isDeepStrictEqual(document ?? {}, compiled.document ?? {})) return undefined;
+    }
     const current = { id: committed };
     const t0 = performance.now();
     let plan: Plan;
@@ -799,6 +867,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       storePath: this.store.path,
       lockPath: this.lockPath,
       host: this.host.opts,
+      domains: this.domains.map((d) => d.module),
       subsystems: this.subsystems.map((s) => s.name),
       retention: this.store.retention,
       revision: id,
@@ -883,10 +952,10 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * outcome, never a throw. The one step loop for apply, rollback, repair and
    * start-up reconciliation.
    */
-  private async applyStep(s: Subsystem<any>, compiled: Compiled, ran: Change[] = []): Promise<StepResult> {
+  private async applyStep(s: Subsystem, compiled: Compiled, ran: Change[] = []): Promise<StepResult> {
     const t0 = performance.now();
     try {
-      for (const step of await s.steps(compiled.desired.get(s.name), this.host)) {
+      for (const step of await s.steps(compiled.desired.of(s), this.host)) {
         ran.push(...step.changes);
         await step.run();
       }
@@ -899,7 +968,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** Converges `touched` (already in reverse order) to the last committed revision, or to the empty config. */
-  private async restoreCommitted(touched: readonly Subsystem<any>[], prepared?: PreparedRestore): Promise<{ rollback: StepResult[]; to: number | undefined }> {
+  private async restoreCommitted(touched: readonly Subsystem[], prepared?: PreparedRestore): Promise<{ rollback: StepResult[]; to: number | undefined }> {
     const current = this.store.current();
     let compiled: Compiled;
     try {
@@ -1011,6 +1080,8 @@ export interface GuardSpec {
   storePath: string;
   lockPath: string;
   host: { netns?: string; stateDir: string; bpfRoot?: string };
+  /** the engine's domains (Domain.module) */
+  domains: string[];
   subsystems: string[];
   retention: { keep?: number; days?: number };
   revision: number;

@@ -12,7 +12,7 @@
  */
 import { existsSync } from 'node:fs';
 import { Engine, GUARD_GRACE_MS, type GuardSpec, type PreparedRestore } from './engine.js';
-import { subsystems as registry } from './registry.js';
+import { loadDomains, subsystemsOf } from './domain.js';
 import { Store } from '../store/store.js';
 import { Host } from '../system/host.js';
 
@@ -25,6 +25,14 @@ async function main(): Promise<number> {
     log(`bad guard spec ${process.argv[2]}`);
     return 2;
   }
+  let domains;
+  try {
+    domains = await loadDomains(spec.domains ?? []);
+  } catch (e) {
+    log(`cannot load the domains ${JSON.stringify(spec.domains)}: ${(e as Error).message}`);
+    return 2;
+  }
+  const registry = subsystemsOf(domains);
   const chosen = spec.subsystems.map((name) => registry.find((s) => s.name === name));
   if (chosen.some((s) => !s)) {
     log(`unknown subsystem in ${spec.subsystems.join(', ')}: cannot act`);
@@ -36,7 +44,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const store = Store.open(spec.storePath, { retention: spec.retention });
-  const engine = new Engine({ host: new Host(spec.host), store, subsystems: chosen as NonNullable<(typeof chosen)[number]>[], lockPath: spec.lockPath, confirmGuard: false });
+  const engine = new Engine({ host: new Host(spec.host), store, domains, subsystems: chosen as NonNullable<(typeof chosen)[number]>[], lockPath: spec.lockPath, confirmGuard: false });
   engine.on('error', (e) => log(`error: ${e.message}`));
   let prepared: PreparedRestore | undefined;
   let preparedTried = false;

@@ -77,13 +77,13 @@ export async function runSteps(steps: readonly Step[]): Promise<void> {
 }
 
 /** What a subsystem module defines: everything but plan and apply, which come from steps. */
-export type SubsystemDefinition<Desired> = Omit<Subsystem<Desired>, 'plan' | 'apply'>;
+export type SubsystemDefinition<Desired, M extends SubsystemMetrics = SubsystemMetrics> = Omit<Subsystem<Desired, M>, 'plan' | 'apply'>;
 
 /**
  * A Subsystem from its definition: plan() is the steps' changes and apply()
  * runs the steps, both computed by the one `steps` function.
  */
-export function defineSubsystem<Desired, Extra extends object = {}>(def: SubsystemDefinition<Desired> & Extra): Subsystem<Desired> & Extra {
+export function defineSubsystem<Desired, Extra extends object = {}, M extends SubsystemMetrics = SubsystemMetrics>(def: SubsystemDefinition<Desired, M> & Extra): Subsystem<Desired, M> & Extra {
   return {
     ...def,
     plan: async (desired, host) => changesOf(await def.steps(desired, host)),
@@ -91,7 +91,7 @@ export function defineSubsystem<Desired, Extra extends object = {}>(def: Subsyst
   };
 }
 
-export interface Subsystem<Desired = unknown> {
+export interface Subsystem<Desired = unknown, M extends SubsystemMetrics = SubsystemMetrics> {
   /** short name: "fastpath", "nftables", "unbound", ... (also the metrics label) */
   readonly name: string;
   /**
@@ -125,7 +125,7 @@ export interface Subsystem<Desired = unknown> {
    * rules`); never cached. The metrics module turns them into
    * patronus_rule_*, patronus_verdict_*, patronus_map_*, patronus_service_up...
    */
-  metrics?(host: Host): Promise<SubsystemMetrics>;
+  metrics?(host: Host): Promise<M>;
   /**
    * Cheap reads of the running system against `desired` (the revision the
    * kernel should run): what differs, one item per object (an interface
@@ -141,6 +141,19 @@ export interface Subsystem<Desired = unknown> {
    * table). Services not configured report no patronus_service_up series.
    */
   configured?(desired: Desired): boolean;
+  /**
+   * How `desired` crosses from the compile worker to the main thread when a
+   * structured clone of it would be slow (millions of small objects): pack
+   * runs in the worker and names the buffers to transfer, unpack runs on the
+   * main thread in slices (src/apply/check-worker.ts). Without it, desired is
+   * cloned and its Uint8Arrays become Buffers again.
+   */
+  wire?: DesiredWire<Desired>;
+}
+
+export interface DesiredWire<Desired> {
+  pack(desired: Desired): { value: unknown; transfer: ArrayBuffer[] };
+  unpack(value: unknown): Promise<Desired>;
 }
 
 /** One object that is not as the running revision says. */
@@ -166,39 +179,29 @@ export interface SubsystemMetrics {
   /** occupancy of each map (or set) against its capacity */
   maps?: { map: string; entries: number; capacity: number }[];
   services?: { service: string; up: boolean }[];
-  /** IDS alerts seen since the control plane started, by signature (patronus_ids_alerts_total) */
-  alerts?: { signatureId: number; signature: string; severity: number; count: number }[];
-  /** sources the IDS added to the fast-path block list (patronus_ids_blocks_total) */
-  blocks?: number;
-  interfaces?: { interface: string; rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; up: boolean }[];
-  /** FRR: one per BGP peer and address family (patronus_bgp_peer_established, patronus_bgp_peer_prefixes_{received,sent}) */
-  bgpPeers?: { peer: string; afi: string; established: boolean; prefixesReceived: number; prefixesSent: number }[];
-  /** FRR: one per OSPF neighbor (patronus_ospf_neighbor_full) */
-  ospfNeighbors?: { routerId: string; interface: string; full: boolean }[];
-  /** FRR: routes per family, protocol and table (patronus_routes) */
-  routes?: { family: 'ipv4' | 'ipv6'; protocol: string; table: 'rib' | 'fib'; count: number }[];
-  /** keepalived: state per VRRP instance, 0 init 1 backup 2 master 3 fault 4 stop (patronus_vrrp_state), transitions (patronus_vrrp_transitions_total) */
-  vrrp?: { instance: string; state: number; transitions: { to: string; count: number }[] }[];
-  /** DNS resolver statistics, monotonic across reloads (patronus_dns_*) */
-  dns?: {
-    queriesByType: Record<string, number>;
-    answersByRcode: Record<string, number>;
-    cacheHits: number;
-    cacheMisses: number;
-    /** domains each blocklist loaded (patronus_dns_blocklist_domains) */
-    blocklists: { list: string; domains: number }[];
-  };
-  /** DHCP leases by subnet id and state (patronus_dhcp_leases) */
-  dhcp?: { leases: { subnet: number; state: string; count: number }[] };
-  /**
-   * VPN tunnels (patronus_vpn_tunnel_up, patronus_vpn_{receive,transmit}_bytes_total,
-   * patronus_vpn_latest_handshake_seconds): WireGuard peers (tunnel = interface),
-   * OpenVPN clients (tunnel = server or client instance), IPsec CHILD_SAs (tunnel = connection/child)
+  /*
+   * A domain's own series (interface counters, BGP peers, VRRP state, DNS statistics, DHCP leases, VPN tunnels, IDS
+   * alerts, ...) are fields of its subsystem's metrics type (Subsystem<Desired, M>), declared and
+   * turned into series in the domain's folder (Domain.metrics, src/metrics/series.ts).
    */
   /**
    * Fast-path drop events per logging rule (patronus_log_events_total, _suppressed_total, _lost_total,
    * patronus_log_rate_events_per_second): emitted to the ring, suppressed by the per-rule limiter, lost on a full ring
    */
   logEvents?: { rule: string; emitted: number | bigint; suppressed: number | bigint; lost: number | bigint; rate: number }[];
-  vpnTunnels?: { service: 'wireguard' | 'openvpn' | 'ipsec'; tunnel: string; peer: string; up: boolean; rxBytes: number; txBytes: number; latestHandshake?: number }[];
+}
+
+/**
+ * What compile made for each subsystem, keyed by the subsystem itself so a
+ * reader holding a typed Subsystem<D> gets a D back (`of(s)`), not unknown.
+ * Still a Map by name underneath (the drift check compares two of them).
+ */
+export class DesiredStates extends Map<string, unknown> {
+  put<D>(s: Subsystem<D, any>, desired: D): this {
+    return this.set(s.name, desired);
+  }
+  of<D>(s: Subsystem<D, any>): D {
+    if (!this.has(s.name)) throw new Error(`nothing compiled for subsystem ${s.name}`);
+    return this.get(s.name) as D;
+  }
 }

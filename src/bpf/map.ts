@@ -8,6 +8,7 @@ import type { NativeMap, NativeMapInfo } from './native.js';
 import type { Codec } from './codecs.js';
 import { BpfError, wrongPinKind } from './errors.js';
 import { hasBatchApi } from './probes.js';
+import { Slicer, TICK_EVERY } from '../system/slices.js';
 
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
@@ -95,7 +96,10 @@ export class BpfMap<K, V> implements Disposable {
         const out: [K, V][] = [];
         const ks = this.handle.info.keySize;
         const vs = this.handle.info.valueBytes;
+        // a million entries: decoded in slices, the event loop runs between them
+        const slicer = new Slicer();
         for (let i = 0; i < b.count; i++) {
+          if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
           out.push([this.keyCodec.decode(b.keys, i * ks), this.valueCodec.decode(b.values, i * vs)]);
         }
         return out;
@@ -112,38 +116,6 @@ export class BpfMap<K, V> implements Disposable {
   }
 
   /**
-   * All entries as raw bytes (entry i: keys[i*keySize..], values[i*valueBytes..]),
-   * without a decoded object or Buffer copy per entry: for maps of 10^5-10^6
-   * entries, where decoding each one costs more than the read.
-   */
-  async rawEntries(): Promise<{ count: number; keys: Buffer; values: Buffer; keySize: number; valueBytes: number }> {
-    const keySize = this.handle.info.keySize;
-    const valueBytes = this.handle.info.valueBytes;
-    if (this.canBatch('lookup')) {
-      try {
-        const b = await this.handle.lookupBatch();
-        return { count: b.count, keys: b.keys, values: b.values, keySize, valueBytes };
-      } catch (e) {
-        if (!this.lacksBatchOp('lookup', e)) throw e;
-      }
-    }
-    const ks: Buffer[] = [];
-    const vs: Buffer[] = [];
-    let cur: Buffer | null = null;
-    for (;;) {
-      const next: Buffer | null = this.handle.nextKey(cur);
-      if (!next) break;
-      const v = this.handle.lookup(next);
-      if (v) {
-        ks.push(next);
-        vs.push(v);
-      }
-      cur = next;
-    }
-    return { count: ks.length, keys: Buffer.concat(ks), values: Buffer.concat(vs), keySize, valueBytes };
-  }
-
-  /**
    * Writes many entries: one batch syscall where supported, else one by one.
    * Resolves to the number written; a failure rejects with a BpfError whose
    * `done` says how many entries were really written before it.
@@ -156,21 +128,13 @@ export class BpfMap<K, V> implements Disposable {
     const vs = this.handle.info.valueBytes;
     const keys = Buffer.alloc(ks * entries.length);
     const values = Buffer.alloc(vs * entries.length);
-    entries.forEach(([k, v], i) => {
+    const slicer = new Slicer();
+    for (let i = 0; i < entries.length; i++) {
+      if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
+      const [k, v] = entries[i]!;
       this.keyCodec.encode(k, keys, i * ks);
       this.valueCodec.encode(v, values, i * vs);
-    });
-    return this.setManyRaw(keys, values, flags);
-  }
-
-  /** setMany with keys and values already encoded back to back (keySize and valueBytes each). */
-  async setManyRaw(keys: Buffer, values: Buffer, flags = BPF_ANY): Promise<number> {
-    const ks = this.handle.info.keySize;
-    const vs = this.handle.info.valueBytes;
-    const count = keys.length / ks;
-    if (count === 0) return 0;
-    if (!Number.isInteger(count) || values.length !== count * vs) throw new RangeError(`setManyRaw: ${keys.length} key bytes and ${values.length} value bytes are not whole entries of ${ks}+${vs} bytes`);
-    const entries = { length: count };
+    }
     if (flags === BPF_ANY && this.canBatch('update')) {
       try {
         return await this.handle.updateBatch(keys, values, flags);
@@ -197,15 +161,11 @@ export class BpfMap<K, V> implements Disposable {
     if (keys.length === 0) return 0;
     const ks = this.handle.info.keySize;
     const buf = Buffer.alloc(ks * keys.length);
-    keys.forEach((k, i) => this.keyCodec.encode(k, buf, i * ks));
-    return this.deleteManyRaw(buf);
-  }
-
-  /** deleteMany with the keys already encoded back to back (keySize each). */
-  async deleteManyRaw(buf: Buffer): Promise<number> {
-    const ks = this.handle.info.keySize;
-    const keys = { length: buf.length / ks };
-    if (keys.length === 0) return 0;
+    const slicer = new Slicer();
+    for (let i = 0; i < keys.length; i++) {
+      if (i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
+      this.keyCodec.encode(keys[i]!, buf, i * ks);
+    }
     if (this.canBatch('delete')) {
       try {
         return await this.handle.deleteBatch(buf);

@@ -2,6 +2,7 @@
  * The CLI's --direct mode: the engine, store and kernel in this process
  * (loaded only for --direct: src/cli/client.ts says why).
  */
+import { domains } from '../domains.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine, type ConfigSource, type ProgressEvent } from '../apply/engine.js';
@@ -20,7 +21,7 @@ export class DirectClient implements Client {
     const db = join(opts.stateDir, 'patronus.db');
     // validation changes nothing: without a store yet, it must not create one (nor the state dir)
     this.store = Store.open(opts.readOnly && !existsSync(db) ? ':memory:' : db);
-    this.engine = new Engine({ host: new Host({ stateDir: opts.stateDir, ...(opts.netns ? { netns: opts.netns } : {}) }), store: this.store });
+    this.engine = new Engine({ host: new Host({ stateDir: opts.stateDir, ...(opts.netns ? { netns: opts.netns } : {}) }), store: this.store, domains });
     if (opts.onProgress) this.engine.on('progress', opts.onProgress);
   }
 

@@ -16,12 +16,12 @@
  * Run: node dist/src/config/json-schema.js > docs/patronus.schema.json
  */
 import { z } from 'zod';
-import { documentSchema } from './document.js';
 
 /** Where the schema is published in the repository. */
 export const SCHEMA_FILE = 'docs/patronus.schema.json';
 
-export function documentJsonSchema(): Record<string, unknown> {
+/** documentSchema: the document of the domains Patronus runs (src/domains.ts), or an engine's (engine.document.schema). */
+export function documentJsonSchema(documentSchema: z.ZodType): Record<string, unknown> {
   const generated = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any', reused: 'inline', target: 'draft-7' }) as Record<string, unknown>;
   const { $schema, ...rest } = generated;
   return {
@@ -33,8 +33,8 @@ export function documentJsonSchema(): Record<string, unknown> {
 }
 
 /** The file's exact text (2-space JSON and a final newline), so a test can tell a stale copy. */
-export function documentJsonSchemaText(): string {
-  return `${JSON.stringify(documentJsonSchema(), null, 2)}\n`;
+export function documentJsonSchemaText(documentSchema: z.ZodType): string {
+  return `${JSON.stringify(documentJsonSchema(documentSchema), null, 2)}\n`;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) process.stdout.write(documentJsonSchemaText());
+if (import.meta.url === `file://${process.argv[1]}`) process.stdout.write(documentJsonSchemaText((await import('../domains.js')).documentSchema));

@@ -5,7 +5,7 @@
  * about (src/config/locate.ts). Every problem is reported at once.
  */
 import { parseDocument } from 'yaml';
-import { validateDocument, type Validated } from './document.js';
+import type { DocumentModel, Validated } from './document.js';
 import type { Issue } from './issues.js';
 import type { ConfigFormat } from './input.js';
 import type { FileReader } from '../aliases/aliases.js';
@@ -76,21 +76,21 @@ export interface LoadedConfig {
   issues: Issue[];
 }
 
-/** Parse + validate (schema, cross-section checks, aliases). */
-export function loadConfigText(text: string, readFile: FileReader = readTextFile, format?: ConfigFormat): LoadedConfig {
+/** Parse + validate (schema, cross-section checks, aliases) against a document (src/domains.ts has them for its domains). */
+export function loadConfigTextOf(document: Pick<DocumentModel, 'validate'>, text: string, readFile: FileReader = readTextFile, format?: ConfigFormat): LoadedConfig {
   const parsed = parseConfigText(text, format);
   if (parsed.issues.length) return { issues: parsed.issues };
-  return { ...validateDocument(parsed.value, readFile), input: parsed.value };
+  return { ...(document.validate(parsed.value, readFile) as Omit<LoadedConfig, 'input'>), input: parsed.value };
 }
 
-export function loadConfigFile(path: string, readFile: FileReader = readTextFile): LoadedConfig {
+export function loadConfigFileOf(document: Pick<DocumentModel, 'validate'>, path: string, readFile: FileReader = readTextFile): LoadedConfig {
   let text: string;
   try {
     text = readRegularFile(path);
   } catch (e) {
     return { issues: [{ path: [], message: `cannot read ${path}: ${(e as Error).message}` }] };
   }
-  return loadConfigText(text, readFile, detectFormat(text, path));
+  return loadConfigTextOf(document, text, readFile, detectFormat(text, path));
 }
 
 /** The file reader documents use: regular files only, at most $PATRONUS_MAX_FILE_BYTES (64 MiB). */

@@ -19,6 +19,9 @@ interface Source {
 
 const sources = new WeakMap<object, Source>();
 
+/** JSON texts longer than this get no positions (see treeOf). */
+const MAX_LOCATED_JSON = 4 << 20;
+
 /** Called by parseConfigText: `value` was parsed from `text` (`doc` is its YAML tree when the text was YAML). */
 export function rememberSource(value: unknown, text: string, doc?: Document): void {
   if (value && typeof value === 'object') sources.set(value, doc ? { text, doc } : { text });
@@ -67,8 +70,10 @@ function lineOf(starts: number[], offset: number): number {
 function treeOf(src: Source): Document | undefined {
   if (src.doc === undefined) {
     // JSON: parse again as YAML only now that an issue needs a position (the
-    // depth guard keeps the recursive parser away from hostile nesting)
-    const doc = yamlNestingIssue(src.text) ? null : parseDocument(src.text, { uniqueKeys: false });
+    // depth guard keeps the recursive parser away from hostile nesting). Not for a JSON text of many
+    // megabytes (a large REST body is passed on as text, src/config/parse-worker.ts): its YAML tree would
+    // take seconds and gigabytes, and such a text is one line anyway; its issues keep their paths.
+    const doc = src.text.length > MAX_LOCATED_JSON || yamlNestingIssue(src.text) ? null : parseDocument(src.text, { uniqueKeys: false });
     src.doc = doc && !doc.errors.length ? doc : null;
   }
   return src.doc ?? undefined;

@@ -4,11 +4,11 @@
  * from what Patronus accepts. Run: node dist/src/config/reference.js > docs/configuration.md
  */
 import { z } from 'zod';
-import { documentSchema } from './document.js';
 
 type Json = Record<string, any>;
 
-export function configurationReference(): string {
+/** documentSchema: the document of the domains Patronus runs (src/domains.ts). */
+export function configurationReference(documentSchema: z.ZodType): string {
   const root = z.toJSONSchema(documentSchema, { io: 'input', unrepresentable: 'any', reused: 'inline' }) as Json;
   const out: string[] = [
     '# Configuration reference',
@@ -96,4 +96,4 @@ function oneLine(s: string): string {
   return s.replace(/\s+/g, ' ').replace(/\|/g, '\\|').slice(0, 300);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) process.stdout.write(configurationReference());
+if (import.meta.url === `file://${process.argv[1]}`) process.stdout.write(configurationReference((await import('../domains.js')).documentSchema));

@@ -271,7 +271,7 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
   }
 
   /** Every subsystem's findings, in parallel; a check that fails is itself a finding (unverified is not ok). */
-  private async inspect(subsystems: readonly Subsystem<any>[], compiled: Compiled): Promise<DriftItem[]> {
+  private async inspect(subsystems: readonly Subsystem[], compiled: Compiled): Promise<DriftItem[]> {
     const found = await Promise.all(
       subsystems.map(async (s): Promise<DriftItem[]> => {
         try {

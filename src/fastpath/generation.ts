@@ -6,6 +6,7 @@
  * check them against the compiler's tables.
  */
 import type { Dir4, FastpathDesired } from './compile.js';
+import { Slicer, TICK_EVERY } from '../system/slices.js';
 import { BITS_BYTES, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, DIR4_CHUNKS, FILTER_FLAGS_PER_GEN, FILTER_MAX_IFACES, MATCH_FIELDS, type GenConfig } from './layout.js';
 
 /**
@@ -102,12 +103,18 @@ export function resolveDir4(p: PackedDir4, addr: [number, number, number, number
  * The writes that bring a keyed map (one generation of an LPM map; keys as
  * latin1 strings) from `have` to `want`: keys to delete, and entries to
  * write (new, or with another value). Unchanged entries are not written.
+ * A million keys take the main thread a second: it yields between slices.
  */
-export function diffKeyed(have: ReadonlyMap<string, Buffer>, want: ReadonlyMap<string, Buffer>): { stale: string[]; write: [string, Buffer][] } {
+export async function diffKeyed(have: ReadonlyMap<string, Buffer>, want: ReadonlyMap<string, Buffer>, slicer = new Slicer()): Promise<{ stale: string[]; write: [string, Buffer][] }> {
   const stale: string[] = [];
-  for (const k of have.keys()) if (!want.has(k)) stale.push(k);
+  let i = 0;
+  for (const k of have.keys()) {
+    if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
+    if (!want.has(k)) stale.push(k);
+  }
   const write: [string, Buffer][] = [];
   for (const [k, v] of want) {
+    if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
     const cur = have.get(k);
     if (!cur || !cur.equals(v)) write.push([k, v]);
   }

@@ -175,8 +175,8 @@ export const RULE_STAT_SIZE: number = STRUCTS.rule_stat.size;
 export const GEN_META_SIZE: number = STRUCTS.gen_meta.size;
 /**
  * gen_meta's `pad` (userspace only; the programs never read gen_meta): the
- * token of the apply that last wrote a generation or claimed the data plane
- * for writing (FastpathDataPlane.apply). Old writers leave 0 there.
+ * token of the write that last wrote a generation or claimed the data plane
+ * for writing (GenerationWriter in writer.ts). Old writers leave 0 there.
  */
 export const GEN_META_WRITER_OFFSET: number = STRUCTS.gen_meta.members.pad.offset;
 export const VERDICT_STAT_SIZE: number = STRUCTS.verdict_stat.size;
@@ -208,20 +208,17 @@ export function lpmKey(f: LpmField, gen: number, data: Buffer, len: number): Buf
 }
 
 /**
- * lpmKey(f, gen, data, len) as a latin1 string, without a Buffer per key:
- * plan and apply key 10^5-10^6 entries by it (identical to
- * lpmKey(...).toString('latin1'); test/unit checks that).
+ * lpmKey as a latin1 string (the key of the data plane's per-generation
+ * contents), written into `scratch` (fieldKeySize(f) bytes) instead of a new
+ * Buffer: a million-prefix apply builds a million of them.
  */
-export function lpmKeyString(f: LpmField, gen: number, data: Buffer, len: number): string {
-  const size = fieldKeySize(f);
-  const n = fieldDataBytes(f);
-  const pl = 8 + len;
-  let s = String.fromCharCode(pl & 255, (pl >>> 8) & 255, (pl >>> 16) & 255, pl >>> 24, gen) + data.toString('latin1', 0, n);
-  if (size > KEY_HEAD + n) s += '\0'.repeat(size - KEY_HEAD - n);
-  return s;
+export function lpmKeyString(f: LpmField, gen: number, data: Buffer, len: number, scratch: Buffer): string {
+  scratch.fill(0);
+  scratch.writeUInt32LE(8 + len, STRUCTS.lpm_v4_key.members.prefixlen.offset);
+  scratch[STRUCTS.lpm_v4_key.members.gen.offset] = gen;
+  data.copy(scratch, STRUCTS.lpm_v4_key.members.addr.offset, 0, fieldDataBytes(f));
+  return scratch.toString('latin1', 0, fieldKeySize(f));
 }
-const KEY_HEAD: number = STRUCTS.lpm_v4_key.members.addr.offset;
-if (STRUCTS.lpm_v4_key.members.prefixlen.offset !== 0 || STRUCTS.lpm_v4_key.members.gen.offset !== 4 || KEY_HEAD !== 5) throw new Error('fastpath: lpm key layout is not (prefixlen u32, gen u8, addr)');
 
 /** iface_cfg index of (generation, direction, slot). */
 export function ifaceIndex(gen: number, dir: number, slot: number): number {

@@ -8,6 +8,7 @@
  * running programs, not part of a generation.
  */
 import { addressBytes } from '../net/address.js';
+import { Slicer, TICK_EVERY } from '../system/slices.js';
 import { PerCpuMap, codecs, probes, queryXdp, queryTc, type BpfProgram, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode } from '../system/host.js';
 import { dropLogCounters, type DropLogCounters, type LogRule } from './droplog.js';
@@ -310,10 +311,13 @@ export class FastpathView implements Disposable {
   /** Keys and bit vectors of generation `gen` of one LPM map (plan reads the generation number once). */
   async generationEntries(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
     const out = new Map<string, Buffer>();
-    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries);
-    // raw bytes: keys straight to latin1 strings, values as views (a decoded copy per entry was ~2x the read)
-    const { count, keys, values, keySize: ks, valueBytes: vs } = await this.maps[f].rawEntries();
-    for (let i = 0; i < count; i++) if (keys[i * ks + 4] === gen) out.set(keys.toString('latin1', i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+    const slicer = new Slicer();
+    let i = 0;
+    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
+    for (const [k, v] of await this.maps[f].entries()) {
+      if (++i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
+      if (k[4] === gen) out.set(k.toString('latin1'), v);
+    }
     return out;
   }
 

@@ -13,6 +13,7 @@ import { PerCpuMap, codecs } from '../bpf/index.js';
 import { loggingSlotsOf, prepareDropLog, settleDropLog, type LogRule } from './droplog.js';
 import type { FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
 import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, diffKeyed, genConfigWithConstraints, packDir4 } from './generation.js';
+import { Slicer, TICK_EVERY } from '../system/slices.js';
 import {
   ACTION,
   DIR,
@@ -40,6 +41,7 @@ import {
   encodeV6HashKey,
   ifaceIndex,
   lpmKeyString,
+  fieldKeySize,
   v6HashKeyGf,
   type LpmField,
   type MapName,
@@ -307,8 +309,15 @@ export class GenerationWriter {
    * it; after adoption it is read from the map once.
    */
   private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
+    // a million entries: the event loop gets a turn every few ms (src/system/slices.ts)
+    const slicer = new Slicer();
     const want = new Map<string, Buffer>();
-    for (const e of entries) want.set(lpmKeyString(f, gen, e.data, e.length), e.bits);
+    const scratch = Buffer.alloc(fieldKeySize(f));
+    for (let i = 0; i < entries.length; i++) {
+      if (i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
+      const e = entries[i]!;
+      want.set(lpmKeyString(f, gen, e.data, e.length, scratch), e.bits);
+    }
     return this.writeKeyed(f, `${f}:${gen}`, want, (k) => k[4] === gen);
   }
 
@@ -320,25 +329,25 @@ export class GenerationWriter {
   private async writeKeyed(name: LpmField | 'v6_hash', cacheKey: string, want: Map<string, Buffer>, belongs: (k: Buffer) => boolean): Promise<{ written: number; removed: number }> {
     const map = this.maps[name];
     const have = await this.keyedContents(name, cacheKey, belongs);
-    const diff = diffKeyed(have, want);
-    // keys and values back to back, as the batch calls take them (no Buffer per entry)
-    const ks = map.info.keySize;
-    const vs = map.info.valueBytes;
-    const stale = Buffer.alloc(diff.stale.length * ks);
-    diff.stale.forEach((k, i) => stale.write(k, i * ks, ks, 'latin1'));
+    const slicer = new Slicer();
+    const diff = await diffKeyed(have, want, slicer);
+    const stale: Buffer[] = [];
+    for (const k of diff.stale) {
+      if (stale.length % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
+      stale.push(Buffer.from(k, 'latin1'));
+    }
     // forget first: if the delete fails midway, the next apply reads the map again
     this.contents.delete(cacheKey);
     // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
-    await map.deleteManyRaw(stale);
-    const keys = Buffer.alloc(diff.write.length * ks);
-    const values = Buffer.alloc(diff.write.length * vs);
-    diff.write.forEach(([k, v], i) => {
-      keys.write(k, i * ks, ks, 'latin1');
-      v.copy(values, i * vs, 0, vs);
-    });
-    await map.setManyRaw(keys, values);
+    await map.deleteMany(stale);
+    const batch: [Buffer, Buffer][] = [];
+    for (const [k, bits] of diff.write) {
+      if (batch.length % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
+      batch.push([Buffer.from(k, 'latin1'), bits]);
+    }
+    await map.setMany(batch);
     this.contents.set(cacheKey, want);
-    return { written: diff.write.length, removed: diff.stale.length };
+    return { written: batch.length, removed: stale.length };
   }
 
   /**
@@ -378,12 +387,12 @@ export class GenerationWriter {
     const known = this.contents.get(cacheKey);
     if (known) return known;
     const out = new Map<string, Buffer>();
-    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries);
-    // raw bytes: keys straight to latin1 strings, values as views (a decoded copy per entry was ~2x the read)
-    const { count, keys, values, keySize: ks, valueBytes: vs } = await this.maps[name].rawEntries();
-    for (let i = 0; i < count; i++) {
-      const k = keys.subarray(i * ks, (i + 1) * ks);
-      if (belongs(k)) out.set(keys.toString('latin1', i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+    const slicer = new Slicer();
+    let i = 0;
+    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
+    for (const [k, v] of await this.maps[name].entries()) {
+      if (++i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
+      if (belongs(k)) out.set(k.toString('latin1'), v);
     }
     this.contents.set(cacheKey, out);
     return out;

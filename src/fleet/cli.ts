@@ -55,10 +55,10 @@ function connection(o: ConnFlags): FleetConnection {
 /** Runs fn with a controller; etcd failures become one clear sentence naming the cluster. */
 async function withController<T>(o: ConnFlags, fn: (c: FleetController, client: Etcd3) => Promise<T>): Promise<T> {
   const conn = connection(o);
-  const [{ etcdClient, describeFleet }, { FleetController }, { FleetKeys }, { centralValidator }] = await Promise.all([import('./connect.js'), import('./controller.js'), import('./model.js'), import('./validate.js')]);
+  const [{ etcdClient, describeFleet }, { FleetController }, { FleetKeys }, { centralValidator }, { domains }] = await Promise.all([import('./connect.js'), import('./controller.js'), import('./model.js'), import('./validate.js'), import('../domains.js')]);
   const client = etcdClient(conn);
   try {
-    return await fn(new FleetController(client, centralValidator(), { keys: new FleetKeys(conn.prefix) }), client);
+    return await fn(new FleetController(client, centralValidator(domains), { keys: new FleetKeys(conn.prefix) }), client);
   } catch (e) {
     const err = e as Error & { code?: string };
     if (e instanceof FleetError || e instanceof ConfigError) throw e;

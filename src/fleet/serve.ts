@@ -18,6 +18,7 @@ import { EngineDriver } from './driver.js';
 import { checkName, FleetKeys } from './model.js';
 import { fleetRoutes } from './routes.js';
 import { centralValidator } from './validate.js';
+import { domains } from '../domains.js';
 
 export interface FleetServeOptions extends FleetConnection {
   node?: string;
@@ -46,7 +47,7 @@ export async function joinFleet(o: FleetServeOptions, ctx: { app: FastifyInstanc
   });
   agent.on('error', (e) => console.error(`patronus: fleet: ${e.message}`));
   agent.on('connected', () => console.log(`patronus: fleet: node ${node} registered in group ${group} at ${describeFleet(o.url)}`));
-  const controller = new FleetController(client, centralValidator(), { keys });
+  const controller = new FleetController(client, centralValidator(domains), { keys });
   await ctx.app.register(fleetRoutes, { controller });
   ctx.app.addHook('onClose', async () => {
     await agent.stop();

@@ -13,8 +13,10 @@ import type { Issue } from '../config/issues.js';
 import { Store } from '../store/store.js';
 import { Host } from '../system/host.js';
 import type { DocumentValidator } from './controller.js';
+import type { Domain } from '../apply/domain.js';
 
-export function centralValidator(): DocumentValidator {
+/** domains: those Patronus runs (src/domains.ts), handed in by the entry point. */
+export function centralValidator(domains: readonly Domain<any, any>[]): DocumentValidator {
   let engine: Engine | undefined;
   return (document: unknown): Issue[] => {
     const empty = emptyDocumentIssues(document, false);
@@ -22,6 +24,7 @@ export function centralValidator(): DocumentValidator {
     engine ??= new Engine({
       host: new Host({ netns: 'patronus-fleet-validate', stateDir: join(tmpdir(), 'patronus-fleet-validate') }),
       store: Store.open(':memory:'),
+      domains,
       confirmGuard: false,
     });
     return engine.compileDocument(document).issues;

@@ -21,7 +21,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Etcd3, Watcher } from 'etcd3';
-import { keepalivedSchema, type HaSyncConfig } from '../services/keepalived/schema.js';
+import type { HaSyncConfig } from '../services/keepalived/schema.js';
 import type { Engine, ApplyReport } from '../apply/engine.js';
 import { syncedPart, syncHash, mergeForPeer, canonicalJson, type HaSyncSource } from './sync.js';
 
@@ -120,9 +120,10 @@ export class HaEtcdSync extends EventEmitter<{ report: [EtcdSyncReport]; error: 
   private config(): { doc: Doc; revision: number; sync: HaSyncConfig; role: 'primary' | 'secondary' } | undefined {
     const revision = this.source.current();
     const doc = (revision?.config ?? {}) as Doc;
-    const ha = keepalivedSchema.safeParse(doc.ha);
-    if (!revision || !ha.success || !ha.data.sync || ha.data.sync.transport !== 'etcd' || !ha.data.sync.etcd) return undefined;
-    return { doc, revision: revision.id, sync: ha.data.sync, role: ha.data.role };
+    // ha.sync as validated and defaulted by the engine (the raw document is what is synced)
+    const ha = revision && this.engine?.committedConfig()?.ha;
+    if (!revision || !ha?.sync || ha.sync.transport !== 'etcd' || !ha.sync.etcd) return undefined;
+    return { doc, revision: revision.id, sync: ha.sync, role: ha.role };
   }
 
   private async connect(sync: HaSyncConfig): Promise<{ etcd: Etcd3; key: string }> {

@@ -25,7 +25,7 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { keepalivedSchema, HA_LOCAL_FIELDS, type HaSyncConfig } from '../services/keepalived/schema.js';
+import { HA_LOCAL_FIELDS, type HaSyncConfig } from '../services/keepalived/schema.js';
 import type { Engine, ApplyReport } from '../apply/engine.js';
 import type { Revision } from '../store/store.js';
 import { Gauge, type Registry } from 'prom-client';
@@ -148,9 +148,10 @@ export class HaSync extends EventEmitter<{ report: [SyncReport]; error: [Error] 
   private config(): { doc: Doc; revision: Revision; sync: HaSyncConfig } | undefined {
     const revision = this.source.current();
     const doc = (revision?.config ?? {}) as Doc;
-    const ha = keepalivedSchema.safeParse(doc.ha);
-    if (!revision || !ha.success || !ha.data.sync || ha.data.sync.transport !== 'rest' || ha.data.role !== 'primary') return undefined;
-    return { doc, revision, sync: ha.data.sync };
+    // ha.sync as validated and defaulted by the engine (the raw document is what is synced)
+    const ha = revision && this.engine?.committedConfig()?.ha;
+    if (!revision || !ha?.sync || ha.sync.transport !== 'rest' || ha.role !== 'primary') return undefined;
+    return { doc, revision, sync: ha.sync };
   }
 
   private async runOnce(push: boolean): Promise<SyncReport | undefined> {

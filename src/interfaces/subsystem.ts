@@ -22,7 +22,12 @@ export interface InterfaceDesired {
   created?: boolean;
 }
 
-export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = defineSubsystem<InterfaceDesired[]>({
+/** Live state and counters of every interface (patronus_interface_*, GET /api/v1/interfaces: declared in domain.ts). */
+export interface InterfaceMetrics extends SubsystemMetrics {
+  interfaces?: { interface: string; rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; up: boolean }[];
+}
+
+export const interfacesSubsystem: Subsystem<InterfaceDesired[], InterfaceMetrics> = defineSubsystem<InterfaceDesired[], {}, InterfaceMetrics>({
   name: 'interfaces',
 
   compile(ctx) {
@@ -79,7 +84,7 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[]> = defineSubsyste
     return out;
   },
 
-  async metrics(host): Promise<SubsystemMetrics> {
+  async metrics(host): Promise<InterfaceMetrics> {
     const r = await host.run('ip', ['-s', '-j', 'link', 'show']);
     const links = JSON.parse(r.stdout) as (Link & { stats64?: { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } } })[];
     return {

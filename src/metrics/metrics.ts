@@ -26,6 +26,11 @@
  *   patronus_scrape_subsystem_ok {subsystem}, patronus_build_info {version, revision}
  *   process_*, nodejs_* (prom-client defaults, unprefixed: the names every process dashboard expects)
  *
+ * The series below that belong to one domain (interfaces, IDS, BGP/OSPF/routes, VRRP,
+ * DNS, DHCP, VPN) are declared in that domain's folder (Domain.metrics,
+ * src/<domain>/domain.ts, through src/metrics/series.ts); this file
+ * declares the shared ones and adds each domain's of engine.domains.
+ *
  * `promtool check metrics` holds for all of it (test/integration/metrics_lint.test.ts).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -33,6 +38,7 @@ import type { Engine } from '../apply/engine.js';
 import type { SubsystemMetrics } from '../apply/subsystem.js';
 import type { DriftMonitor } from '../drift/monitor.js';
 import { buildInfo } from './build-info.js';
+import { seriesOn, type Reading } from './series.js';
 
 export interface Metrics {
   registry: Registry;
@@ -75,128 +81,64 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
     return p;
   };
 
-  // every series is filled from one snapshot taken at scrape time
-  const collectFrom = <M extends { reset(): void }>(fill: (m: M, s: Snapshot) => void) =>
-    async function (this: M) {
-      const s = await snapshot();
-      this.reset();
-      fill(this, s);
-    };
-  const counter = <L extends string>(name: string, help: string, labelNames: L[], fill: (c: Counter<L>, s: Snapshot) => void) =>
-    new Counter<L>({ name, help, labelNames, registers: [registry], collect: collectFrom(fill) });
-  const gauge = <L extends string>(name: string, help: string, labelNames: L[], fill: (g: Gauge<L>, s: Snapshot) => void) =>
-    new Gauge<L>({ name, help, labelNames, registers: [registry], collect: collectFrom(fill) });
-  const each = function* (s: Snapshot) {
-    for (const x of s.bySubsystem) if (x.metrics) yield { subsystem: x.subsystem, m: x.metrics };
+  // every series is filled from one snapshot taken at scrape time; a domain's own series
+  // (Domain.metrics) from its own subsystems' readings in it
+  const readings = async (names: ReadonlySet<string> | undefined): Promise<Reading[]> => {
+    const out: Reading[] = [];
+    for (const x of (await snapshot()).bySubsystem) if (x.metrics && (!names || names.has(x.subsystem))) out.push({ subsystem: x.subsystem, m: x.metrics });
+    return out;
   };
+  const series = seriesOn(registry, readings);
+  const { counter, gauge } = series();
 
   counter('patronus_rule_packets_total', 'Packets that matched a rule', ['subsystem', 'rule', 'action'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const r of m.rules ?? []) c.inc({ subsystem, rule: r.rule, action: r.action ?? '' }, Number(r.packets));
+    for (const { subsystem, m } of s) for (const r of m.rules ?? []) c.inc({ subsystem, rule: r.rule, action: r.action ?? '' }, Number(r.packets));
   });
   counter('patronus_rule_bytes_total', 'Bytes of packets that matched a rule', ['subsystem', 'rule', 'action'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const r of m.rules ?? []) c.inc({ subsystem, rule: r.rule, action: r.action ?? '' }, Number(r.bytes));
+    for (const { subsystem, m } of s) for (const r of m.rules ?? []) c.inc({ subsystem, rule: r.rule, action: r.action ?? '' }, Number(r.bytes));
   });
   counter('patronus_rule_rate_limited_packets_total', 'Packets a rate-limit rule dropped for being over its limit', ['subsystem', 'rule'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const r of m.rules ?? []) if (r.limited !== undefined) c.inc({ subsystem, rule: r.rule }, Number(r.limited));
+    for (const { subsystem, m } of s) for (const r of m.rules ?? []) if (r.limited !== undefined) c.inc({ subsystem, rule: r.rule }, Number(r.limited));
   });
   counter('patronus_verdict_packets_total', 'Packets by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.packets));
+    for (const { subsystem, m } of s) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.packets));
   });
   counter('patronus_verdict_bytes_total', 'Bytes by final verdict', ['subsystem', 'direction', 'verdict'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.bytes));
+    for (const { subsystem, m } of s) for (const v of m.verdicts ?? []) c.inc({ subsystem, direction: v.direction ?? 'ingress', verdict: v.verdict }, Number(v.bytes));
   });
   counter('patronus_log_events_total', 'Drop events a rule emitted to the fast-path event ring', ['subsystem', 'rule'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const x of m.logEvents ?? []) c.inc({ subsystem, rule: x.rule }, Number(x.emitted));
+    for (const { subsystem, m } of s) for (const x of m.logEvents ?? []) c.inc({ subsystem, rule: x.rule }, Number(x.emitted));
   });
   counter('patronus_log_events_suppressed_total', 'Drops of a logging rule the per-rule event limiter did not report (the sample rate at work)', ['subsystem', 'rule'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const x of m.logEvents ?? []) c.inc({ subsystem, rule: x.rule }, Number(x.suppressed));
+    for (const { subsystem, m } of s) for (const x of m.logEvents ?? []) c.inc({ subsystem, rule: x.rule }, Number(x.suppressed));
   });
   counter('patronus_log_events_lost_total', 'Drop events that found the event ring full (the reader fell behind)', ['subsystem', 'rule'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const x of m.logEvents ?? []) c.inc({ subsystem, rule: x.rule }, Number(x.lost));
+    for (const { subsystem, m } of s) for (const x of m.logEvents ?? []) c.inc({ subsystem, rule: x.rule }, Number(x.lost));
   });
   gauge('patronus_log_rate_events_per_second', 'Configured limit of drop events per second per rule', ['subsystem', 'rule'], (g, s) => {
-    for (const { subsystem, m } of each(s)) for (const x of m.logEvents ?? []) g.set({ subsystem, rule: x.rule }, x.rate);
+    for (const { subsystem, m } of s) for (const x of m.logEvents ?? []) g.set({ subsystem, rule: x.rule }, x.rate);
   });
   gauge('patronus_map_entries', 'Entries in a BPF map or nft set', ['subsystem', 'map'], (g, s) => {
-    for (const { subsystem, m } of each(s)) for (const x of m.maps ?? []) g.set({ subsystem, map: x.map }, x.entries);
+    for (const { subsystem, m } of s) for (const x of m.maps ?? []) g.set({ subsystem, map: x.map }, x.entries);
   });
   gauge('patronus_map_capacity_entries', 'Capacity of a BPF map or nft set', ['subsystem', 'map'], (g, s) => {
-    for (const { subsystem, m } of each(s)) for (const x of m.maps ?? []) g.set({ subsystem, map: x.map }, x.capacity);
+    for (const { subsystem, m } of s) for (const x of m.maps ?? []) g.set({ subsystem, map: x.map }, x.capacity);
   });
   gauge('patronus_service_up', 'Whether a managed service is running (1) or not (0)', ['service'], (g, s) => {
-    for (const { m } of each(s)) for (const x of m.services ?? []) g.set({ service: x.service }, x.up ? 1 : 0);
+    for (const { m } of s) for (const x of m.services ?? []) g.set({ service: x.service }, x.up ? 1 : 0);
   });
-  const ifc = (name: string, help: string, pick: (x: NonNullable<SubsystemMetrics['interfaces']>[number]) => number) =>
-    counter(name, help, ['interface'], (c, s) => {
-      for (const { m } of each(s)) for (const x of m.interfaces ?? []) c.inc({ interface: x.interface }, pick(x));
-    });
-  ifc('patronus_interface_receive_packets_total', 'Packets received by an interface', (x) => x.rxPackets);
-  ifc('patronus_interface_receive_bytes_total', 'Bytes received by an interface', (x) => x.rxBytes);
-  ifc('patronus_interface_transmit_packets_total', 'Packets sent by an interface', (x) => x.txPackets);
-  ifc('patronus_interface_transmit_bytes_total', 'Bytes sent by an interface', (x) => x.txBytes);
-  gauge('patronus_interface_up', 'Whether an interface is up', ['interface'], (g, s) => {
-    for (const { m } of each(s)) for (const x of m.interfaces ?? []) g.set({ interface: x.interface }, x.up ? 1 : 0);
-  });
-  counter('patronus_ids_alerts_total', 'IDS (Suricata) alerts since the control plane started, by signature', ['subsystem', 'signature_id', 'signature', 'severity'], (c, s) => {
-    for (const { subsystem, m } of each(s)) for (const a of m.alerts ?? []) c.inc({ subsystem, signature_id: String(a.signatureId), signature: a.signature, severity: String(a.severity) }, a.count);
-  });
-  counter('patronus_ids_blocks_total', 'Sources the IDS added to the fast-path block list', ['subsystem'], (c, s) => {
-    for (const { subsystem, m } of each(s)) if (m.blocks !== undefined) c.inc({ subsystem }, m.blocks);
-  });
-  gauge('patronus_bgp_peer_established', 'Whether a BGP session is established (1) or not (0)', ['peer', 'afi'], (g, s) => {
-    for (const { m } of each(s)) for (const p of m.bgpPeers ?? []) g.set({ peer: p.peer, afi: p.afi }, p.established ? 1 : 0);
-  });
-  gauge('patronus_bgp_peer_prefixes_received', 'Prefixes accepted from a BGP peer', ['peer', 'afi'], (g, s) => {
-    for (const { m } of each(s)) for (const p of m.bgpPeers ?? []) g.set({ peer: p.peer, afi: p.afi }, p.prefixesReceived);
-  });
-  gauge('patronus_bgp_peer_prefixes_sent', 'Prefixes announced to a BGP peer', ['peer', 'afi'], (g, s) => {
-    for (const { m } of each(s)) for (const p of m.bgpPeers ?? []) g.set({ peer: p.peer, afi: p.afi }, p.prefixesSent);
-  });
-  gauge('patronus_ospf_neighbor_full', 'Whether an OSPF adjacency is Full (1) or not (0)', ['router_id', 'interface'], (g, s) => {
-    for (const { m } of each(s)) for (const n of m.ospfNeighbors ?? []) g.set({ router_id: n.routerId, interface: n.interface }, n.full ? 1 : 0);
-  });
-  gauge('patronus_routes', 'Routes in the routing daemon, by family, protocol and table (rib: known, fib: installed in the kernel)', ['family', 'protocol', 'table'], (g, s) => {
-    for (const { m } of each(s)) for (const r of m.routes ?? []) g.set({ family: r.family, protocol: r.protocol, table: r.table }, r.count);
-  });
-  gauge('patronus_vrrp_state', 'VRRP instance state: 0 init, 1 backup, 2 master, 3 fault, 4 stopped', ['instance'], (g, s) => {
-    for (const { m } of each(s)) for (const v of m.vrrp ?? []) g.set({ instance: v.instance }, v.state);
-  });
-  counter('patronus_vrrp_transitions_total', 'VRRP state transitions, by instance and target state', ['instance', 'to'], (c, s) => {
-    for (const { m } of each(s)) for (const v of m.vrrp ?? []) for (const t of v.transitions) c.inc({ instance: v.instance, to: t.to }, t.count);
-  });
-  counter('patronus_dns_queries_total', 'DNS queries received, by query type', ['type'], (c, s) => {
-    for (const { m } of each(s)) for (const [type, n] of Object.entries(m.dns?.queriesByType ?? {})) c.inc({ type }, n);
-  });
-  counter('patronus_dns_answers_total', 'DNS answers sent, by response code', ['rcode'], (c, s) => {
-    for (const { m } of each(s)) for (const [rcode, n] of Object.entries(m.dns?.answersByRcode ?? {})) c.inc({ rcode }, n);
-  });
-  counter('patronus_dns_cache_hits_total', 'DNS queries answered from the cache', [], (c, s) => {
-    for (const { m } of each(s)) if (m.dns) c.inc(m.dns.cacheHits);
-  });
-  counter('patronus_dns_cache_misses_total', 'DNS queries that needed resolution', [], (c, s) => {
-    for (const { m } of each(s)) if (m.dns) c.inc(m.dns.cacheMisses);
-  });
-  gauge('patronus_dns_blocklist_domains', 'Domains a DNS blocklist loaded', ['list'], (g, s) => {
-    for (const { m } of each(s)) for (const b of m.dns?.blocklists ?? []) g.set({ list: b.list }, b.domains);
-  });
-  const tunnel = (t: NonNullable<SubsystemMetrics['vpnTunnels']>[number]) => ({ service: t.service, tunnel: t.tunnel, peer: t.peer });
-  gauge('patronus_vpn_tunnel_up', 'Whether a VPN tunnel or peer is up (WireGuard: handshake in the last 3 minutes)', ['service', 'tunnel', 'peer'], (g, s) => {
-    for (const { m } of each(s)) for (const t of m.vpnTunnels ?? []) g.set(tunnel(t), t.up ? 1 : 0);
-  });
-  counter('patronus_vpn_receive_bytes_total', 'Bytes received through a VPN tunnel, by service, tunnel and peer', ['service', 'tunnel', 'peer'], (c, s) => {
-    for (const { m } of each(s)) for (const t of m.vpnTunnels ?? []) c.inc(tunnel(t), t.rxBytes);
-  });
-  counter('patronus_vpn_transmit_bytes_total', 'Bytes sent through a VPN tunnel, by service, tunnel and peer', ['service', 'tunnel', 'peer'], (c, s) => {
-    for (const { m } of each(s)) for (const t of m.vpnTunnels ?? []) c.inc(tunnel(t), t.txBytes);
-  });
-  gauge('patronus_vpn_latest_handshake_seconds', 'Unix time of the latest WireGuard handshake with a peer (0: never)', ['service', 'tunnel', 'peer'], (g, s) => {
-    for (const { m } of each(s)) for (const t of m.vpnTunnels ?? []) if (t.latestHandshake !== undefined) g.set(tunnel(t), t.latestHandshake);
-  });
-  gauge('patronus_dhcp_leases', 'DHCP leases by subnet id and state', ['subnet', 'state'], (g, s) => {
-    for (const { m } of each(s)) for (const l of m.dhcp?.leases ?? []) g.set({ subnet: String(l.subnet), state: l.state }, l.count);
-  });
-  gauge('patronus_scrape_subsystem_ok', 'Whether reading a subsystem\'s counters succeeded in this scrape', ['subsystem'], (g, s) => {
-    for (const x of s.bySubsystem) g.set({ subsystem: x.subsystem }, x.error ? 0 : 1);
+  // the domains' own series (interfaces, BGP, VRRP, DNS, DHCP, VPN, IDS, ...)
+  for (const d of engine.domains) d.metrics?.(series(new Set((d.subsystems ?? []).map((x) => x.subsystem.name))));
+  new Gauge({
+    name: 'patronus_scrape_subsystem_ok',
+    help: 'Whether reading a subsystem\'s counters succeeded in this scrape',
+    labelNames: ['subsystem'],
+    registers: [registry],
+    async collect() {
+      const s = await snapshot();
+      this.reset();
+      for (const x of s.bySubsystem) this.set({ subsystem: x.subsystem }, x.error ? 0 : 1);
+    },
   });
 
   if (opts.drift) registerDriftMetrics(registry, opts.drift);

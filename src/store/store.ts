@@ -227,8 +227,9 @@ export class Store {
    * table, keyed by its hash: written once (state changes never rewrite it)
    * and shared by revisions with the same document.
    */
-  createRevision(r: { author: string; message: string; config: unknown }): Revision {
-    const text = JSON.stringify(r.config ?? {});
+  /** `text`: the document already serialised as JSON (a large one is serialised off the main thread). */
+  createRevision(r: { author: string; message: string } & ({ config: unknown } | { text: string })): Revision {
+    const text = 'text' in r ? r.text : JSON.stringify(r.config ?? {});
     const hash = createHash('sha256').update(text).digest('hex');
     const id = this.write('record a new revision', () =>
       this.db.transaction(() => {
@@ -282,6 +283,11 @@ export class Store {
 
   setRunning(id: number | null): void {
     this.write('record the running revision', () => this.setRunningIn(id));
+  }
+
+  /** sha256 of a revision's document as stored (its JSON text), without reading the document. */
+  documentHash(id: number): string | undefined {
+    return (this.db.prepare(`SELECT doc FROM revisions WHERE id = ?`).get(id) as { doc: string } | undefined)?.doc;
   }
 
   get(id: number): Revision | undefined {

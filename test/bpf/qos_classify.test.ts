@@ -8,7 +8,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { BpfProgram } from '../../src/bpf/index.js';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import type { CompileContext } from '../../src/apply/subsystem.js';
 import { qosSubsystem } from '../../src/services/qos/subsystem.js';
 import { ClassifierMaps, encodeTable, loadClassifier, unpinClassifier } from '../../src/services/qos/classifier.js';

@@ -22,6 +22,7 @@ import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
 import { UdpReceiver, sendUdp, settle } from '../lib/udptraffic.js';
 import { ServeProcess, kernelState, planChanges, removeServePins, serveHost, smallTmpfs, writeConfig, type KernelState } from '../lib/fault.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'nft' }, { cmd: 'mount' });
 const PORT = 5555;
@@ -58,7 +59,7 @@ describe('disk full during an apply (engine, store write fails after the kernel 
     mkdirSync(stateDir);
     const host = new Host({ netns: L.fw.name, stateDir, bpfRoot: L.bpfRoot });
     store = Store.open(join(stateDir, 'patronus.db'));
-    engine = new Engine({ host, store, subsystems: [interfacesSubsystem, nftSubsystem, fillerSubsystem(() => (filler = fs.fill()))] });
+    engine = new Engine({ domains, host, store, subsystems: [interfacesSubsystem, nftSubsystem, fillerSubsystem(() => (filler = fs.fill()))] });
   });
   after(async () => {
     engine?.close();

@@ -25,10 +25,11 @@ import { createMetrics } from '../../src/metrics/metrics.js';
 import { DriftMonitor, type DriftReport } from '../../src/drift/monitor.js';
 import { daemonPid } from '../../src/services/common/daemon.js';
 import { instancePaths } from '../../src/services/common/service.js';
-import { subsystems as registry } from '../../src/apply/registry.js';
+import { subsystems as registry } from '../../src/domains.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
 import { UdpReceiver, sendUdp, settle } from '../lib/udptraffic.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'nft' }, { cmd: 'unbound' }, { cmd: 'unbound-checkconf' }, { cmd: 'unshare' });
 const PORT = 40999;
@@ -112,7 +113,7 @@ describe('drift: detected, reported by /healthz, repaired', { timeout: 300_000, 
     L = await controlLab();
     for (const a of ['192.0.2.11/24', '192.0.2.12/24', '192.0.2.13/24']) await L.peer.ip('addr', 'add', a, 'dev', 'eth0');
     store = Store.open(join(L.stateDir, 'patronus.db'));
-    engine = new Engine({ host: L.host, store });
+    engine = new Engine({ domains, host: L.host, store });
     token = store.addToken('tester');
     drift = new DriftMonitor(engine);
     drift.on('report', (r) => reports.push(r));

@@ -15,6 +15,7 @@ import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, addresses, type ControlLab } from '../lib/control.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'ping' });
 const BODY_LIMIT = 64 * 1024;
@@ -49,7 +50,7 @@ describe('REST API end to end', { timeout: 300_000, skip }, () => {
   before(async () => {
     L = await controlLab();
     store = Store.open(join(L.stateDir, 'patronus.db'));
-    engine = new Engine({ host: L.host, store });
+    engine = new Engine({ domains, host: L.host, store });
     const r = await engine.reconcile({ text: 'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.10.0.1/24]\n' });
     assert.equal(r.error, undefined);
     token = store.addToken('tester');

@@ -28,6 +28,7 @@ import { createMetrics } from '../../src/metrics/metrics.js';
 import { ROLES, rolesBelow, type Role, type RouteRole } from '../../src/api/auth/roles.js';
 import { hashPassword } from '../../src/api/auth/passwords.js';
 import { defaultRouteRole } from '../../src/api/auth/auth.js';
+import { domains } from '../../src/domains.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -125,7 +126,7 @@ describe('roles, users and sessions over HTTP', { timeout: 300_000 }, () => {
     dir = mkdtempSync(join(tmpdir(), 'pt-roles-'));
     store = Store.open(join(dir, 'patronus.db'));
     // no subsystems: nothing is applied to any kernel; documents are still validated and recorded
-    engine = new Engine({ host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
     const r = await engine.apply({ document: SECRET_DOCUMENT }, { author: 'setup', message: 'secrets' });
     assert.equal(r.state, 'committed', JSON.stringify(r));
     for (const role of ROLES) tokens[role] = store.addToken(`t-${role}`, role);
@@ -392,7 +393,7 @@ describe('roles, users and sessions over HTTP', { timeout: 300_000 }, () => {
     store.close();
     store = Store.open(join(dir, 'patronus.db'));
     engine.close();
-    engine = new Engine({ host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
     await start();
     const who = await call('GET', '/api/v1/whoami', { cookie: s.cookie });
     assert.equal(who.status, 200, who.text);
@@ -471,7 +472,7 @@ describe('routes without a declared role', { timeout: 300_000 }, () => {
   it('need admin, unless a plugin gives its routes a default (defaultRouteRole, for e.g. @fastify/static)', async () => {
     dir = mkdtempSync(join(tmpdir(), 'pt-roles-default-'));
     store = Store.open(join(dir, 'patronus.db'));
-    engine = new Engine({ host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
     app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
     app.get('/no-role', async () => ({ ok: true }));
     await app.register(async (scope) => {

@@ -23,6 +23,7 @@ import { pkiDir } from '../../src/services/pki/pki.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
 import type { Netns } from '../lib/netns.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' }, { cmd: 'wg' }, { cmd: 'wireguard-go' }, { cmd: 'openvpn' }, { cmd: 'unshare' });
 const MAC = '52:54:00:bb:00:07';
@@ -91,7 +92,7 @@ describe('REST API: DHCP leases, VPN exports, secret redaction', { timeout: 300_
     await L.lab.veth({ ns: L.fw, dev: 'lan0' }, { ns: cli, dev: 'eth0' });
     await cli.ip('link', 'set', 'eth0', 'address', MAC);
     store = Store.open(join(L.stateDir, 'patronus.db'));
-    engine = new Engine({ host: L.host, store });
+    engine = new Engine({ domains, host: L.host, store });
     token = store.addToken('tester');
     app = await buildServer({ engine, store, metrics: createMetrics(engine) });
     await app.listen({ host: '127.0.0.1', port: 0 });
@@ -226,6 +227,7 @@ describe('REST API: DHCP leases, VPN exports, secret redaction', { timeout: 300_
     // the shapes daemons report it (a key field, wg-quick text, a wg dump field)
     const leakyStore = Store.open(':memory:');
     const leaky = new Engine({
+      domains,
       host: L.host,
       store: leakyStore,
       lockPath: join(L.stateDir, 'leaky.lock'),

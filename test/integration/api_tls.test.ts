@@ -17,6 +17,7 @@ import { Host } from '../../src/system/host.js';
 import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { missing } from '../lib/skip.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing({ cmd: 'openssl' });
 
@@ -35,7 +36,7 @@ describe('REST API over TLS', { timeout: 300_000, skip }, () => {
     cert = readFileSync(join(dir, 'cert.pem'));
     store = Store.open(join(dir, 'patronus.db'));
     // no subsystems: this test is about the transport, nothing is applied
-    engine = new Engine({ host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
     token = store.addToken('tls');
     app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }), https: { cert, key: readFileSync(join(dir, 'key.pem')) } });
     await app.listen({ host: '127.0.0.1', port: 0 });

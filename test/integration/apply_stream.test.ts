@@ -20,6 +20,7 @@ import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { RemoteError, RestClient } from '../../src/cli/client.js';
 import { exitCodeFor } from '../../src/cli/errors.js';
+import { domains } from '../../src/domains.js';
 
 const slow: Subsystem<{ ms: number }> = defineSubsystem<{ ms: number }>({
   name: 'slow',
@@ -38,7 +39,7 @@ describe('apply streamed over REST (application/x-ndjson)', { timeout: 300_000 }
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'pt-stream-'));
     store = Store.open(join(dir, 'patronus.db'));
-    engine = new Engine({ host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [slow] });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [slow] });
     token = store.addToken('stream');
     app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }), streamHeartbeatMs: 200 });
     await app.listen({ host: '127.0.0.1', port: 0 });

@@ -24,6 +24,7 @@ import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns');
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -350,7 +351,7 @@ describe('bad input: clear 4xx with a path, server alive, nothing changed', { ti
     truncateSync(files.big, 2 * 2 ** 30); // sparse
     writeFileSync(join(files.dir, 'bad.txt'), '192.0.2.0/24\n192.0.2.1/24\n');
     store = Store.open(join(L.stateDir, 'patronus.db'));
-    engine = new Engine({ host: L.host, store });
+    engine = new Engine({ domains, host: L.host, store });
     const r = await engine.reconcile({ document: base() });
     assert.equal(r.error, undefined);
     token = store.addToken('tester');

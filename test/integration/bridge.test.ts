@@ -28,6 +28,7 @@ import { interfacesSubsystem } from '../../src/interfaces/subsystem.js';
 import { routesSubsystem } from '../../src/routing/routes.js';
 import { sysctlSubsystem } from '../../src/routing/sysctl.js';
 import { nftSubsystem } from '../../src/nft/subsystem.js';
+import { domains } from '../../src/domains.js';
 
 const bridge = (extra: Record<string, unknown> = {}) => ({ name: 'lanbr', kind: 'bridge', zone: 'lan', ports: ['lp1', 'lp2'], addresses: ['10.62.1.1/24'], ...extra });
 const wan = { name: 'wan0', zone: 'wan', addresses: ['203.0.113.1/24'] };
@@ -62,7 +63,7 @@ describe('a managed LAN bridge: LAN <-> LAN under default-drop, hairpin from the
     for (const c of [c1, c2]) await c.ip('route', 'add', 'default', 'via', '10.62.1.1');
     host = new Host({ netns: gw.name, stateDir });
     store = Store.open(join(stateDir, 'patronus.db'));
-    engine = new Engine({ host, store, subsystems: [linksSubsystem, interfacesSubsystem, routesSubsystem, nftSubsystem, sysctlSubsystem] });
+    engine = new Engine({ domains, host, store, subsystems: [linksSubsystem, interfacesSubsystem, routesSubsystem, nftSubsystem, sysctlSubsystem] });
     servers.push(await startServer(c1, 'tcp', '0.0.0.0', 80, 'c1'));
     servers.push(await startServer(c1, 'tcp', '0.0.0.0', 81, 'c1-81'));
   });

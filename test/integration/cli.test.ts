@@ -20,6 +20,7 @@ import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, addresses, type ControlLab } from '../lib/control.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns');
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -239,6 +240,32 @@ describe('patronus CLI', { timeout: 300_000, skip }, () => {
     assert.match(table.stdout, /^id\s+state\s+created\s+author\s+message\n--/);
   });
 
+  it('plan -o FILE, then apply FILE: the saved plan is applied; refused once the committed revision moved', async () => {
+    // continues from the revisions above (revision 1 = one.yaml is committed again, 10.50.0.1 on wan0)
+    const three = file('three.yaml', 'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.55.0.1/24]\nfirewall:\n  enabled: false\n');
+    const planFile = join(L.stateDir, 'three.plan');
+    const p = await direct('plan', three, '-o', planFile);
+    assert.equal(p.exitCode, 0, p.stderr);
+    assert.match(p.stdout, /Saved the plan to \S*three\.plan/);
+    const a = await direct('apply', planFile, '-m', 'saved plan');
+    assert.equal(a.exitCode, 0, a.stderr);
+    assert.match(a.stdout, /revision 4: committed/);
+    assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.55.0.1/24', '192.0.2.2/24']);
+
+    // a plan made against revision 4, then revision 5 is committed: the saved plan is refused, nothing changes
+    const back = join(L.stateDir, 'back.plan');
+    assert.equal((await direct('plan', join(L.stateDir, 'one.yaml'), '-o', back)).exitCode, 0);
+    assert.equal((await direct('apply', join(L.stateDir, 'two.json'), '-m', 'moves the basis')).exitCode, 0);
+    const stale = await direct('apply', back);
+    assert.notEqual(stale.exitCode, 0, stale.stdout);
+    assert.match(stale.stderr, /plan was made against revision 4, revision 5 is committed now/);
+    assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.60.0.1/24', '192.0.2.2/24']);
+    const revs = JSON.parse((await direct('--json', 'revisions')).stdout) as { id: number }[];
+    assert.equal(revs[0]!.id, 5, 'the refused plan made no revision');
+    // back to where the tests below start from
+    assert.equal((await direct('apply', join(L.stateDir, 'one.yaml'))).exitCode, 0);
+  });
+
   describe('over REST', () => {
     let store: Store;
     let engine: Engine;
@@ -247,7 +274,7 @@ describe('patronus CLI', { timeout: 300_000, skip }, () => {
     let token: string;
     before(async () => {
       store = Store.open(join(L.stateDir, 'rest', 'patronus.db'));
-      engine = new Engine({ host: L.host, store });
+      engine = new Engine({ domains, host: L.host, store });
       await engine.reconcile({ document: { interfaces: [{ name: 'wan0', zone: 'wan' }], firewall: { rules: [{ name: 'allow-ping', direction: 'input', from: 'wan', protocol: 'icmp', action: 'accept' }] } } });
       token = store.addToken('cli');
       app = await buildServer({ engine, store, metrics: createMetrics(engine) });

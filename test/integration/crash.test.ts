@@ -20,6 +20,7 @@ import { Store } from '../../src/store/store.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, addresses, faultSubsystem, doc, type ControlLab } from '../lib/control.js';
 import { kernelState, type KernelState } from '../lib/fault.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'nft' });
 const child = fileURLToPath(new URL('../lib/apply_child.js', import.meta.url));
@@ -44,7 +45,7 @@ describe('crash safety', { timeout: 540_000, skip }, () => {
   before(async () => {
     L = await controlLab();
     using store = Store.open(dbPath());
-    const engine = new Engine({ host: L.host, store, subsystems: subsystems() });
+    const engine = new Engine({ domains, host: L.host, store, subsystems: subsystems() });
     await engine.apply({ document: doc(['10.1.0.1/24']) }, { author: 'test', message: 'baseline' });
     engine.close();
   });
@@ -89,7 +90,7 @@ describe('crash safety', { timeout: 540_000, skip }, () => {
   async function restart(): Promise<string> {
     using store = Store.open(dbPath());
     assert.equal(store.integrityCheck(), 'ok');
-    const engine = new Engine({ host: L.host, store, subsystems: subsystems() });
+    const engine = new Engine({ domains, host: L.host, store, subsystems: subsystems() });
     try {
       const out = await engine.reconcile();
       assert.equal(out.error, undefined);
@@ -116,7 +117,7 @@ describe('crash safety', { timeout: 540_000, skip }, () => {
     const want = reference.get(committed.message);
     assert.ok(want, `${label}: committed revision is "${committed.message}"`);
     assert.deepEqual(await kernelState(L.host, L.fw, 'wan0'), want, `${label}: kernel = revision ${committed.id} (${committed.message})`);
-    const engine = new Engine({ host: L.host, store, subsystems: subsystems(), lockPath: join(L.stateDir, 'plan.lock') });
+    const engine = new Engine({ domains, host: L.host, store, subsystems: subsystems(), lockPath: join(L.stateDir, 'plan.lock') });
     try {
       const plan = await engine.plan({ document: committed.config });
       assert.deepEqual(plan.subsystems.flatMap((s) => s.changes.map((c) => `${s.subsystem}: ${c.action} ${c.object}`)), [], `${label}: nothing to change`);
@@ -150,7 +151,7 @@ describe('crash safety', { timeout: 540_000, skip }, () => {
     let applyMs = 0;
     {
       using store = Store.open(dbPath());
-      const engine = new Engine({ host: L.host, store, subsystems: subsystems() });
+      const engine = new Engine({ domains, host: L.host, store, subsystems: subsystems() });
       try {
         for (const n of [1, 2] as const) {
           const r = await engine.apply({ document: variant(n) }, { author: 'test', message: `v${n}` });

@@ -21,6 +21,7 @@ import { interfacesSubsystem } from '../../src/interfaces/subsystem.js';
 import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';
 import { keaSubsystem } from '../../src/services/kea/subsystem.js';
+import { domains } from '../../src/domains.js';
 import { firstOutput } from '../lib/children.js';
 
 const skip = missing('netns', { cmd: 'nft' }, { cmd: 'unbound' }, { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' }, { cmd: 'dig' });
@@ -41,7 +42,7 @@ describe('dns and dhcp through the engine behind a default-drop firewall', { tim
     await lab.veth({ ns: gw, dev: 'lan0' }, { ns: client, dev: 'eth0' });
     host = new Host({ netns: gw.name, stateDir: path.join(dir, 'state') });
     store = Store.open(path.join(dir, 'patronus.db'));
-    engine = new Engine({ host, store, subsystems: [interfacesSubsystem, nftSubsystem, unboundSubsystem, keaSubsystem] });
+    engine = new Engine({ domains, host, store, subsystems: [interfacesSubsystem, nftSubsystem, unboundSubsystem, keaSubsystem] });
   });
 
   after(async () => {

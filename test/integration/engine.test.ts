@@ -15,6 +15,7 @@ import { Store } from '../../src/store/store.js';
 import { formatPlan } from '../../src/apply/plan.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, addresses, mtu, faultSubsystem, doc, type ControlLab } from '../lib/control.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns');
 
@@ -27,7 +28,7 @@ describe('engine', { timeout: 300_000, skip }, () => {
   before(async () => {
     L = await controlLab();
     store = Store.open(join(L.stateDir, 'patronus.db'));
-    engine = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem, faultSubsystem()] });
+    engine = new Engine({ domains, host: L.host, store, subsystems: [interfacesSubsystem, faultSubsystem()] });
   });
   after(async () => {
     engine?.close();
@@ -115,7 +116,7 @@ describe('engine', { timeout: 300_000, skip }, () => {
   it('reconcile on start restores drifted kernel state and closes unfinished revisions', async () => {
     await L.fw.ip('addr', 'del', '10.1.0.1/24', 'dev', 'wan0');
     const stale = store.createRevision({ author: 'x', message: 'left applying', config: doc(['10.5.0.1/24']) });
-    const fresh = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem, faultSubsystem()], lockPath: join(L.stateDir, 'apply2.lock') });
+    const fresh = new Engine({ domains, host: L.host, store, subsystems: [interfacesSubsystem, faultSubsystem()], lockPath: join(L.stateDir, 'apply2.lock') });
     try {
       const out = await fresh.reconcile();
       assert.equal(out.error, undefined);
@@ -133,8 +134,8 @@ describe('engine', { timeout: 300_000, skip }, () => {
     let entered!: () => void;
     const inside = new Promise<void>((r) => (entered = r));
     const slow = defineSubsystem<null>({ name: 'gate', compile: () => ({ desired: null, issues: [] }), steps: async () => [{ changes: [], run: async () => (entered(), await gate) }] });
-    const a = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem, slow] });
-    const b = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem] });
+    const a = new Engine({ domains, host: L.host, store, subsystems: [interfacesSubsystem, slow] });
+    const b = new Engine({ domains, host: L.host, store, subsystems: [interfacesSubsystem] });
     try {
       const first = a.apply({ document: doc(['10.1.0.1/24', '2001:db8:1::1/64'], { description: 'gated' }) }, me);
       await inside;
@@ -175,7 +176,7 @@ describe('engine', { timeout: 300_000, skip }, () => {
   });
 
   it('status reads the running revision from the store, whichever process applied', async () => {
-    const other = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem], lockPath: join(L.stateDir, 'apply.lock') });
+    const other = new Engine({ domains, host: L.host, store, subsystems: [interfacesSubsystem], lockPath: join(L.stateDir, 'apply.lock') });
     try {
       const r = await other.apply({ document: doc(['10.1.0.1/24', '2001:db8:1::1/64'], { description: 'from another process' }) }, me);
       assert.equal(engine.status().running, r.revision);
@@ -193,7 +194,7 @@ describe('engine', { timeout: 300_000, skip }, () => {
 
   it('a deadline nobody enforced (its process died, no guard) is rolled back by the next apply instead of 409 forever', async () => {
     const committed = store.current()!.id;
-    const dead = new Engine({ host: L.host, store, subsystems: [interfacesSubsystem, faultSubsystem()], confirmGuard: false });
+    const dead = new Engine({ domains, host: L.host, store, subsystems: [interfacesSubsystem, faultSubsystem()], confirmGuard: false });
     const r = await dead.apply({ document: doc(['10.6.0.1/24']) }, { ...me, confirmWithin: 0.3 });
     dead.close(); // its timer dies with it, like a process killed -9
     await new Promise((res) => setTimeout(res, 500));

@@ -17,6 +17,7 @@ import { createMetrics } from '../../src/metrics/metrics.js';
 import { EventHub, type NewEvent } from '../../src/events/hub.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
+import { domains } from '../../src/domains.js';
 
 const ev = (i: number, over: Partial<NewEvent> = {}): NewEvent => ({
   time: new Date().toISOString(),
@@ -46,7 +47,7 @@ describe('event stream backpressure (SSE)', { timeout: 300_000, skip: missing('n
   before(async () => {
     L = await controlLab();
     store = Store.open(join(L.stateDir, 'patronus.db'));
-    engine = new Engine({ host: L.host, store });
+    engine = new Engine({ domains, host: L.host, store });
     token = store.addToken('viewer-test', 'viewer');
     app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }), events: hub });
     await app.listen({ host: '127.0.0.1', port: 0 });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { createInterface } from 'node:readline';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { queryXdp, unpin } from '../../src/bpf/index.js';
 import { compileFastpathSection, fastpathSubsystem, observeFastpath, openFastpath } from '../../src/fastpath/subsystem.js';
 import { IncompatibleDataPlaneError, removePins } from '../../src/fastpath/dataplane.js';

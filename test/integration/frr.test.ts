@@ -23,6 +23,7 @@ import type { FrrStatus } from '../../src/services/frr/status.js';
 import type { ConfigInput } from '../../src/config/document.js';
 import { Engine, ApplyError } from '../../src/apply/engine.js';
 import { Store } from '../../src/store/store.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'vtysh' }, { file: path.join(frrBinDir(), 'zebra') }, { file: path.join(frrBinDir(), 'bgpd') }, { file: path.join(frrBinDir(), 'ospfd') });
 
@@ -319,7 +320,7 @@ describe('FRR routing in namespaces', { timeout: 300_000, skip }, () => {
     const ns = await lab.ns('rd');
     const host = new Host({ netns: ns.name, stateDir: path.join(dir, 'd') });
     const store = Store.open(path.join(dir, 'd', 'patronus.db'));
-    const engine = new Engine({ host, store, subsystems: [frrSubsystem] });
+    const engine = new Engine({ domains, host, store, subsystems: [frrSubsystem] });
     try {
       const good = { routing: { static: [{ prefix: '198.51.100.0/24', blackhole: true }] } };
       assert.equal((await engine.apply({ document: good }, { author: 't', message: 'static' })).state, 'committed');

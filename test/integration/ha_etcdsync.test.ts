@@ -23,6 +23,7 @@ import { HaEtcdSync } from '../../src/ha/etcd-sync.js';
 import { etcdClient } from '../../src/fleet/connect.js';
 import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'etcd' }, { cmd: 'nft' });
 
@@ -59,7 +60,7 @@ describe('HA sync through etcd', { timeout: 300_000, skip }, () => {
     for (const ns of [n1, n2]) {
       const host = new Host({ netns: ns.name, stateDir: path.join(dir, ns.name) });
       const store = Store.open(path.join(host.stateDir, 'patronus.db'));
-      const engine = new Engine({ host, store, subsystems: [nftSubsystem, keepalivedSubsystem] });
+      const engine = new Engine({ domains, host, store, subsystems: [nftSubsystem, keepalivedSubsystem] });
       nodes.push({ ns, host, store, engine, sync: new HaEtcdSync(store, { retryMs: 500 }) });
     }
   });

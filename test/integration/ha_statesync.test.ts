@@ -25,6 +25,7 @@ import { keepalivedSubsystem } from '../../src/services/keepalived/subsystem.js'
 import { conntrackdSubsystem } from '../../src/services/conntrackd/subsystem.js';
 import { readConntrackdStatus } from '../../src/services/conntrackd/module.js';
 import { instancePaths } from '../../src/services/common/service.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'keepalived' }, { cmd: 'conntrackd' }, { cmd: 'nft' });
 const LAN_VIP = '10.20.0.254';
@@ -111,7 +112,7 @@ describe('conntrack state sync across a VRRP failover', { timeout: 300_000, skip
       await ns.sysctl('net.ipv4.ip_forward', '1');
       const host = new Host({ netns: ns.name, stateDir: path.join(dir, ns.name) });
       const store = Store.open(path.join(host.stateDir, 'patronus.db'));
-      nodes.push({ ns, host, store, engine: new Engine({ host, store, subsystems: [nftSubsystem, conntrackdSubsystem, keepalivedSubsystem] }) });
+      nodes.push({ ns, host, store, engine: new Engine({ domains, host, store, subsystems: [nftSubsystem, conntrackdSubsystem, keepalivedSubsystem] }) });
     }
   });
 

@@ -15,7 +15,7 @@ import { Lab, type Netns } from '../lib/netns.js';
 import { hasCommand, missing } from '../lib/skip.js';
 import { eveAlert, eveFlow, eveStats } from '../lib/eve.js';
 import { Host } from '../../src/system/host.js';
-import { validateDocument, type ConfigInput } from '../../src/config/document.js';
+import { validateDocument, type ConfigInput } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import type { CompileContext } from '../../src/apply/subsystem.js';
 import { fastpathSubsystem, observeFastpath } from '../../src/fastpath/subsystem.js';
@@ -27,6 +27,7 @@ import { Engine } from '../../src/apply/engine.js';
 import { Store } from '../../src/store/store.js';
 import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import { domains } from '../../src/domains.js';
 
 function ctxOf(doc: ConfigInput): CompileContext {
   const v = validateDocument(doc, () => '');
@@ -174,7 +175,7 @@ describe('auto-block into the XDP fast path', { timeout: 300_000, skip: missing(
     const m = { ...model({ enabled: true, ttl: 3600, exempt: ['10.88.0.11/32'] }), interfaces: ['g0'], homeNet: ['10.88.0.2/32'], customRules: [], ruleFiles: [], update: false, disabledSignatureIds: [] } as IdsModel;
     const ids = (await syncEngine(host, m, { eveFile: eve, positionFile: path.join(state, 'services', 'ids', 'eve.position') }))!;
     const store = Store.open(':memory:');
-    const engine = new Engine({ host, store, subsystems: [idsSubsystem] });
+    const engine = new Engine({ domains, host, store, subsystems: [idsSubsystem] });
     const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
     const dp = observeFastpath(host);
     try {
@@ -220,7 +221,7 @@ describe('alerts over the REST API and /metrics', { timeout: 300_000, skip: miss
     try {
       const ns = await lab.ns('api');
       host = new Host({ netns: ns.name, stateDir: state });
-      const engine = new Engine({ host, store, subsystems: [idsSubsystem] });
+      const engine = new Engine({ domains, host, store, subsystems: [idsSubsystem] });
       const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
       const token = store.addToken('ids-test');
       const get = async (url: string) => {

@@ -33,6 +33,7 @@ import { radvdSubsystem } from '../../src/services/radvd/subsystem.js';
 import { kea6Subsystem } from '../../src/services/kea6/subsystem.js';
 import { leases6 } from '../../src/services/kea6/kea6.js';
 import { instancePaths } from '../../src/services/common/service.js';
+import { domains } from '../../src/domains.js';
 
 const doc = {
   interfaces: [
@@ -84,7 +85,7 @@ describe('IPv6 LAN: RA with prefix and RDNSS, SLAAC client, DHCPv6 lease, NAT66 
     await isp.sysctl('net.ipv6.conf.all.forwarding', '1');
     host = new Host({ netns: gw.name, stateDir: join(dir, 'gw') });
     store = Store.open(join(dir, 'gw.db'));
-    engine = new Engine({ host, store, subsystems: [linksSubsystem, interfacesSubsystem, routesSubsystem, nftSubsystem, sysctlSubsystem, kea6Subsystem, radvdSubsystem] });
+    engine = new Engine({ domains, host, store, subsystems: [linksSubsystem, interfacesSubsystem, routesSubsystem, nftSubsystem, sysctlSubsystem, kea6Subsystem, radvdSubsystem] });
     servers.push(await startServer(srv, 'tcp', '::', 9106, 'srv6'));
     servers.push(await startServer(web, 'tcp', '::', 80, 'web6'));
   });

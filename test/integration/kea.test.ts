@@ -17,11 +17,12 @@ import { compileWith, mustCompile, readFile } from '../lib/services.js';
 import { Host } from '../../src/system/host.js';
 import { DaemonError } from '../../src/services/common/daemon.js';
 import { instancePaths } from '../../src/services/common/service.js';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { keaSubsystem } from '../../src/services/kea/subsystem.js';
 import { dhcpLeases, keaCommand, keaLeaseFiles, type KeaStatus } from '../../src/services/kea/kea.js';
+import { domain as dhcpDomain } from '../../src/services/kea/domain.js';
 
 const skip = missing('netns', { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' });
 const MAC1 = '52:54:00:aa:00:01';
@@ -146,7 +147,7 @@ describe('kea (dhcp:) with real daemons', { timeout: 300_000, skip }, () => {
     assert.equal(viaSocket.result, 0, viaSocket.text);
     assert.deepEqual(keaLeaseFiles(paths).map((l) => [l.address, l.mac, l.expires]), (await dhcpLeases(host)).map((l) => [l.address, l.mac, l.expires]));
     assert.deepEqual(await keaSubsystem.plan(desired, host), []);
-    const metrics = createMetrics({ subsystems: [keaSubsystem], host, on: () => undefined } as never, { processMetrics: false });
+    const metrics = createMetrics({ domains: [dhcpDomain], subsystems: [keaSubsystem], host, on: () => undefined } as never, { processMetrics: false });
     const text = await metrics.registry.getSingleMetricAsString('patronus_dhcp_leases');
     assert.match(text, /^patronus_dhcp_leases\{subnet="1",state="active"\} 1$/m);
     assert.match(text, /^patronus_dhcp_leases\{subnet="2",state="active"\} 1$/m);

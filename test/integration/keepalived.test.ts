@@ -31,6 +31,7 @@ import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { HaSync, registerHaSyncMetrics, type SyncReport } from '../../src/ha/sync.js';
 import { ConfigError } from '../../src/config/issues.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'keepalived' }, { cmd: 'ping' });
 const ADVERT = 0.1;
@@ -184,7 +185,7 @@ describe('keepalived VRRP between two namespaces', { timeout: 300_000, skip }, (
       for (const host of [h1, h2]) {
         const store = Store.open(path.join(host.stateDir, 'patronus.db'));
         // with the firewall: its default drops new input, so VRRP works only through keepalived's opening
-        const engine = new Engine({ host, store, subsystems: [nftSubsystem, keepalivedSubsystem] });
+        const engine = new Engine({ domains, host, store, subsystems: [nftSubsystem, keepalivedSubsystem] });
         const metrics = createMetrics(engine, { processMetrics: false });
         // the primary runs sync, wired as `patronus serve` does
         if (host === h1) {

@@ -14,6 +14,7 @@ import { DriftMonitor } from '../../src/drift/monitor.js';
 import { createMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
+import { domains } from '../../src/domains.js';
 
 const value = (text: string, rule: string) => {
   const m = new RegExp(`^patronus_rule_packets_total\\{subsystem="nftables",rule="${rule}",action="[a-z]+"\\} (\\d+)$`, 'm').exec(text);
@@ -31,7 +32,7 @@ describe('/metrics counters with 1000 firewall rules', { timeout: 300_000, skip:
   before(async () => {
     L = await controlLab();
     store = Store.open(join(L.stateDir, 'patronus.db'));
-    engine = new Engine({ host: L.host, store });
+    engine = new Engine({ domains, host: L.host, store });
     drift = new DriftMonitor(engine);
     metrics = createMetrics(engine, { drift, processMetrics: false });
     const filler = Array.from({ length: 1000 }, (_, i) => ({ name: `r${i}`, direction: 'input', from: 'wan', protocol: 'tcp', source: [`10.${i >> 8}.${i & 255}.1`], ports: [1000 + i], action: 'accept' }));

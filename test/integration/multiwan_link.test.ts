@@ -19,7 +19,7 @@ import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 import { startServer, connectOnce, Session, type FlowServer } from '../lib/flows.js';
 import { Host } from '../../src/system/host.js';
-import { validateDocument, type ConfigInput } from '../../src/config/document.js';
+import { validateDocument, type ConfigInput } from '../../src/domains.js';
 import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { multiwanSubsystem, type MwanDesired } from '../../src/multiwan/subsystem.js';
 import { formatIssue } from '../../src/config/issues.js';

@@ -15,6 +15,7 @@ import { nftSubsystem, listTable } from '../../src/nft/subsystem.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, faultSubsystem, type ControlLab } from '../lib/control.js';
 import { startServer, connectOnce, type FlowServer } from '../lib/flows.js';
+import { domains } from '../../src/domains.js';
 
 const document = (rules: unknown[], description?: string) => ({
   interfaces: [{ name: 'wan0', zone: 'wan', ...(description ? { description } : {}) }],
@@ -33,7 +34,7 @@ describe('firewall through the engine', { timeout: 300_000, skip: missing('netns
   before(async () => {
     L = await controlLab();
     store = Store.open(join(L.stateDir, 'patronus.db'));
-    engine = new Engine({ host: L.host, store, subsystems: [nftSubsystem, faultSubsystem()] });
+    engine = new Engine({ domains, host: L.host, store, subsystems: [nftSubsystem, faultSubsystem()] });
     servers.push(await startServer(L.fw, 'tcp', '0.0.0.0', 2222, 'a'), await startServer(L.fw, 'tcp', '0.0.0.0', 2223, 'b'));
   });
   after(async () => {

@@ -20,7 +20,7 @@ import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 import { startServer, connectOnce, Session, type FlowServer } from '../lib/flows.js';
 import { Host } from '../../src/system/host.js';
-import { validateDocument, type ConfigInput } from '../../src/config/document.js';
+import { validateDocument, type ConfigInput } from '../../src/domains.js';
 import { nftSubsystem, NftError, listTable } from '../../src/nft/subsystem.js';
 import type { NftDesired } from '../../src/nft/compile.js';
 import { formatIssue } from '../../src/config/issues.js';

@@ -21,12 +21,13 @@ import { pingWithin } from '../lib/vpn.js';
 import { Host } from '../../src/system/host.js';
 import { Engine } from '../../src/apply/engine.js';
 import { Store } from '../../src/store/store.js';
-import { loadConfigFile } from '../../src/config/load.js';
+import { loadConfigFile } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
-import { subsystems } from '../../src/apply/registry.js';
+import { subsystems } from '../../src/domains.js';
 import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { fastpathSubsystem } from '../../src/fastpath/subsystem.js';
 import { exportClientConfig } from '../../src/services/wireguard/export.js';
+import { domains } from '../../src/domains.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const EXAMPLE = path.join(root, 'examples', 'office-gateway.yaml');
@@ -68,7 +69,7 @@ describe('examples/office-gateway.yaml in namespaces, item by item with real tra
     host = new Host({ netns: gw.name, stateDir: path.join(dir, 'gw') });
     servers.push(await startServer(gw, 'tcp', '0.0.0.0', 22, 'gw-ssh'));
     store = Store.open(path.join(dir, 'gw.db'));
-    engine = new Engine({ host, store, subsystems, readFile, lockPath: path.join(dir, 'apply.lock') });
+    engine = new Engine({ domains, host, store, subsystems, readFile, lockPath: path.join(dir, 'apply.lock') });
   });
 
   after(async () => {

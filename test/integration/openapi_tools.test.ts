@@ -17,6 +17,7 @@ import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import { domains } from '../../src/domains.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = (name: string) => join(ROOT, 'node_modules', '.bin', name);
@@ -29,7 +30,7 @@ describe('OpenAPI document with Redocly and openapi-typescript', { timeout: 300_
     dir = mkdtempSync(join(tmpdir(), 'pt-openapi-'));
     const store = Store.open(join(dir, 'patronus.db'));
     // no subsystems and a namespace that is never entered: only the document is read
-    const engine = new Engine({ host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
+    const engine = new Engine({ domains, host: new Host({ netns: 'pt-000000-unused', stateDir: dir }), store, subsystems: [] });
     const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }) });
     const token = store.addToken('openapi-tools');
     const r = await app.inject({ method: 'GET', url: '/openapi.json', headers: { authorization: `Bearer ${token}` } });

@@ -13,10 +13,11 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine, StalePlanError, type ProgressEvent } from '../../src/apply/engine.js';
 import type { Change } from '../../src/apply/subsystem.js';
-import { subsystems } from '../../src/apply/registry.js';
+import { subsystems } from '../../src/domains.js';
 import { Store } from '../../src/store/store.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'nft' }, { cmd: 'tc' }, { cmd: 'unbound' }, { cmd: 'kea-dhcp4' }, { cmd: 'radvd' });
 
@@ -110,7 +111,7 @@ describe('plan prints exactly the steps apply runs', { timeout: 300_000, skip },
     }
     await L.fw.ip('link', 'set', 'lan0', 'up');
     store = Store.open(join(L.stateDir, 'patronus.db'));
-    engine = new Engine({ host: L.host, store, subsystems, confirmGuard: false });
+    engine = new Engine({ domains, host: L.host, store, subsystems, confirmGuard: false });
   });
   after(async () => {
     try {

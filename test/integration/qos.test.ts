@@ -12,7 +12,7 @@ import path from 'node:path';
 import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 import { Host } from '../../src/system/host.js';
-import { validateDocument, type ConfigInput } from '../../src/config/document.js';
+import { validateDocument, type ConfigInput } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import type { CompileContext } from '../../src/apply/subsystem.js';
 import { qosSubsystem, type QosDesired } from '../../src/services/qos/subsystem.js';

@@ -29,6 +29,7 @@ import { interfacesSubsystem } from '../../src/interfaces/subsystem.js';
 import { routesSubsystem, ROUTE_PROTO } from '../../src/routing/routes.js';
 import { sysctlSubsystem } from '../../src/routing/sysctl.js';
 import { nftSubsystem, listTable } from '../../src/nft/subsystem.js';
+import { domains } from '../../src/domains.js';
 
 const SUBSYSTEMS = [interfacesSubsystem, routesSubsystem, nftSubsystem, sysctlSubsystem];
 
@@ -79,7 +80,7 @@ describe('a router out of the box (forwarding, kernel routes, counters, omitted 
     // the ISP knows nothing about the LAN: only masquerade makes replies come back
     host = new Host({ netns: gw.name, stateDir });
     store = Store.open(join(stateDir, 'patronus.db'));
-    engine = new Engine({ host, store, subsystems: SUBSYSTEMS });
+    engine = new Engine({ domains, host, store, subsystems: SUBSYSTEMS });
     servers.push(await startServer(isp, 'tcp', '0.0.0.0', 9000, 'isp'));
     servers.push(await startServer(srv, 'tcp', '0.0.0.0', 9100, 'srv'));
     servers.push(await startServer(srv, 'tcp', '::', 9106, 'srv6'));
@@ -200,7 +201,7 @@ describe('a router out of the box (forwarding, kernel routes, counters, omitted 
     assert.equal(afterChange.get('rule:extra'), '0/0');
     // a restart: a new engine reconciles the committed revision (replacing the table once more)
     engine.close();
-    engine = new Engine({ host, store, subsystems: SUBSYSTEMS });
+    engine = new Engine({ domains, host, store, subsystems: SUBSYSTEMS });
     const rec = await engine.reconcile();
     assert.equal(rec.error, undefined);
     const afterRestart = await read();

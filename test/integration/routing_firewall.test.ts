@@ -18,6 +18,7 @@ import { Store } from '../../src/store/store.js';
 import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { frrSubsystem } from '../../src/services/frr/subsystem.js';
 import { frrBinDir } from '../../src/services/frr/module.js';
+import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'nft' }, { cmd: 'vtysh' }, { file: path.join(frrBinDir(), 'bgpd') });
 
@@ -50,7 +51,7 @@ describe('routing through the firewall openings', { timeout: 300_000, skip }, ()
       await ns.ip('addr', 'add', `10.255.1.${i + 1}/32`, 'dev', 'lo');
       const host = new Host({ netns: ns.name, stateDir: path.join(dir, ns.name) });
       const store = Store.open(path.join(dir, ns.name, 'patronus.db'));
-      nodes.push({ ns, host, store, engine: new Engine({ host, store, subsystems: [nftSubsystem, frrSubsystem] }) });
+      nodes.push({ ns, host, store, engine: new Engine({ domains, host, store, subsystems: [nftSubsystem, frrSubsystem] }) });
     }
   });
 

@@ -12,7 +12,7 @@ import { Lab } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 import { compileFor } from '../lib/subsystem.js';
 import { Host } from '../../src/system/host.js';
-import { subsystems } from '../../src/apply/registry.js';
+import { subsystems } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import os from 'node:os';
 

@@ -14,7 +14,7 @@ import { execa } from 'execa';
 import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 import { compileWith, mustCompile, readFile } from '../lib/services.js';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { Host } from '../../src/system/host.js';
 import { startDaemon, stopDaemon, DaemonError } from '../../src/services/common/daemon.js';
 import { instancePaths } from '../../src/services/common/service.js';
@@ -22,6 +22,7 @@ import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';
 import type { UnboundStatus } from '../../src/services/unbound/unbound.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import { domain as dnsDomain } from '../../src/services/unbound/domain.js';
 import { firstOutput } from '../lib/children.js';
 
 const ldnsSkip = missing({ cmd: 'ldns-keygen' }, { cmd: 'ldns-signzone' });
@@ -178,7 +179,7 @@ describe('unbound (dns:) with real daemons', { timeout: 300_000, skip }, () => {
     assert.ok((s.byType.SRV ?? 0) >= 1 && (s.byType.MX ?? 0) >= 1, `per-type counts: ${JSON.stringify(s.byType)}`);
 
     // the same numbers on the Prometheus endpoint
-    const metrics = createMetrics({ subsystems: [unboundSubsystem], host, on: () => undefined } as never, { processMetrics: false });
+    const metrics = createMetrics({ domains: [dnsDomain], subsystems: [unboundSubsystem], host, on: () => undefined } as never, { processMetrics: false });
     assert.match(await metrics.registry.getSingleMetricAsString('patronus_dns_queries_total'), /^patronus_dns_queries_total\{type="SRV"\} [1-9]/m);
     assert.match(await metrics.registry.getSingleMetricAsString('patronus_dns_answers_total'), /^patronus_dns_answers_total\{rcode="NXDOMAIN"\} [3-9]/m);
     assert.match(await metrics.registry.getSingleMetricAsString('patronus_dns_blocklist_domains'), /^patronus_dns_blocklist_domains\{list="ads"\} 2$/m);

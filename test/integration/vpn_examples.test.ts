@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Lab } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
 import { Host } from '../../src/system/host.js';
-import { loadConfigFile } from '../../src/config/load.js';
+import { loadConfigFile } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import type { Subsystem } from '../../src/apply/subsystem.js';
 import { wireguardSubsystem } from '../../src/services/wireguard/subsystem.js';

@@ -29,6 +29,7 @@ import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { dhclientSubsystem } from '../../src/services/dhclient/dhclient.js';
 import { keaSubsystem } from '../../src/services/kea/subsystem.js';
 import { daemonPid } from '../../src/services/common/daemon.js';
+import { domains } from '../../src/domains.js';
 
 const GW_SUBSYSTEMS = [linksSubsystem, interfacesSubsystem, routesSubsystem, nftSubsystem, sysctlSubsystem, dhclientSubsystem];
 
@@ -92,8 +93,8 @@ describe('WAN address by DHCP (dhclient) from a real Kea server, then changed', 
     ispHost = new Host({ netns: isp.name, stateDir: join(dir, 'isp') });
     gwStore = Store.open(join(dir, 'gw.db'));
     ispStore = Store.open(join(dir, 'isp.db'));
-    gwEngine = new Engine({ host: gwHost, store: gwStore, subsystems: GW_SUBSYSTEMS, lockPath: join(dir, 'gw.lock') });
-    ispEngine = new Engine({ host: ispHost, store: ispStore, subsystems: [keaSubsystem], lockPath: join(dir, 'isp.lock') });
+    gwEngine = new Engine({ domains, host: gwHost, store: gwStore, subsystems: GW_SUBSYSTEMS, lockPath: join(dir, 'gw.lock') });
+    ispEngine = new Engine({ domains, host: ispHost, store: ispStore, subsystems: [keaSubsystem], lockPath: join(dir, 'isp.lock') });
     await ispEngine.apply({ document: ispDoc(mac, '203.0.113.50') }, me);
     servers.push(await startServer(isp, 'tcp', '0.0.0.0', 9000, 'isp'));
   });

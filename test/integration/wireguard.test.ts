@@ -136,7 +136,7 @@ describe('wireguard between two namespaces', { timeout: 300_000, skip }, () => {
   });
 
   it('exports a client config (text and QR SVG) for a generated peer', async () => {
-    const { validated } = await import('../../src/config/document.js').then((m) => m.validateDocument(docA(), () => ''));
+    const { validated } = await import('../../src/domains.js').then((m) => m.validateDocument(docA(), () => ''));
     const iface = validated!.config.wireguard.interfaces[0]!;
     const ex = await exportClientConfig(dirA, iface, 'phone');
     const priv = /^PrivateKey = (\S+)$/m.exec(ex.text)![1]!;

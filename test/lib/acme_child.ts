@@ -18,6 +18,7 @@ import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { readFileSync } from 'node:fs';
 import type { AcmeConfig } from '../../src/certificates/schema.js';
+import { domains } from '../../src/domains.js';
 
 interface Scenario {
   /** documents: issue, renew (renewDaysBefore beyond the certificate's life), fail (challenge port the CA does not use) */
@@ -31,7 +32,7 @@ const [stateDir, scenarioJson] = process.argv.slice(2) as [string, string];
 const scenario = JSON.parse(scenarioJson) as Scenario;
 const host = new Host({ stateDir });
 const store = Store.open(join(stateDir, 'patronus.db'));
-const engine = new Engine({ host, store, subsystems: [certificatesSubsystem, unboundSubsystem] });
+const engine = new Engine({ domains, host, store, subsystems: [certificatesSubsystem, unboundSubsystem] });
 const say = (step: string, o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ step, ...o })}\n`);
 
 /** the serial of the certificate the API server presents now */

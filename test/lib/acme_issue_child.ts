@@ -7,7 +7,7 @@
  *   nsenter --net=... node acme_issue_child.js STATE_DIR DOCUMENT_JSON
  */
 import { readFileSync } from 'node:fs';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { Host } from '../../src/system/host.js';
 import { certificatesSubsystem } from '../../src/certificates/subsystem.js';

@@ -13,13 +13,14 @@ import { nftSubsystem } from '../../src/nft/subsystem.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { faultSubsystem } from './control.js';
+import { domains } from '../../src/domains.js';
 
 /** what the crash test's child and its restarts drive, in apply order (test/integration/crash.test.ts uses the same list) */
 const crashSubsystems = () => [interfacesSubsystem, fastpathSubsystem, nftSubsystem, faultSubsystem()];
 
 const [stateDir, netns, documentJson, message, bpfRoot] = process.argv.slice(2);
 const store = Store.open(join(stateDir!, 'patronus.db'));
-const engine = new Engine({ host: new Host({ netns: netns!, stateDir: stateDir!, ...(bpfRoot ? { bpfRoot } : {}) }), store, subsystems: crashSubsystems() });
+const engine = new Engine({ domains, host: new Host({ netns: netns!, stateDir: stateDir!, ...(bpfRoot ? { bpfRoot } : {}) }), store, subsystems: crashSubsystems() });
 engine.on('progress', (e) => {
   if (e.phase === 'apply') process.stdout.write(`step ${e.subsystem}\n`);
 });

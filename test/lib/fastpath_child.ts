@@ -5,7 +5,7 @@
  * daemon until it is killed.
  *   node fastpath_child.js NETNS STATE_DIR BPF_ROOT DOCUMENT_JSON
  */
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { FastpathDataPlane } from '../../src/fastpath/dataplane.js';
 import { fastpathPinDir, fastpathSubsystem, compileFastpathSection, observeFastpath } from '../../src/fastpath/subsystem.js';
 import { Host } from '../../src/system/host.js';

@@ -17,6 +17,7 @@ import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { removePins } from '../../src/fastpath/dataplane.js';
 import type { Netns } from './netns.js';
+import { domains } from '../../src/domains.js';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -118,7 +119,7 @@ export async function kernelState(host: Host, ns: Netns, dev: string): Promise<K
 /** Every subsystem's plan for `source` against the running system: [] when the kernel is exactly that revision. */
 export async function planChanges(host: Host, source: ConfigSource): Promise<string[]> {
   using store = Store.open(':memory:');
-  const engine = new Engine({ host, store, lockPath: join(host.stateDir, 'plan-check.lock') });
+  const engine = new Engine({ domains, host, store, lockPath: join(host.stateDir, 'plan-check.lock') });
   try {
     const plan = await engine.plan(source);
     return plan.subsystems.flatMap((s) => s.changes.map((c) => `${s.subsystem}: ${c.action} ${c.object}`));

@@ -10,11 +10,12 @@ import { Engine } from '../../src/apply/engine.js';
 import { fastpathSubsystem, openFastpath } from '../../src/fastpath/subsystem.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
+import { domains } from '../../src/domains.js';
 
 const [stateDir, documentJson, bpfRoot] = process.argv.slice(2) as [string, string, string | undefined];
 const host = new Host({ stateDir, ...(bpfRoot ? { bpfRoot } : {}) });
 const store = Store.open(join(stateDir, 'patronus.db'));
-const engine = new Engine({ host, store, subsystems: [fastpathSubsystem] });
+const engine = new Engine({ domains, host, store, subsystems: [fastpathSubsystem] });
 const out: Record<string, unknown> = { bpfRoot: host.bpfRoot };
 try {
   const report = await engine.apply({ document: JSON.parse(documentJson) }, { author: 'child', message: 'netns isolation' });

@@ -3,7 +3,7 @@
  * subsystem's compile, as the engine does it.
  */
 import { readFileSync } from 'node:fs';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import type { Issue } from '../../src/config/issues.js';
 import type { Subsystem } from '../../src/apply/subsystem.js';
 

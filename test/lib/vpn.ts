@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { formatIssue, type Issue } from '../../src/config/issues.js';
 import type { CompileContext, Subsystem } from '../../src/apply/subsystem.js';
 import type { Netns } from './netns.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { resolveAliases, resolveNetworkRef, resolvePortRef, type AliasConfig } from '../../src/aliases/aliases.js';
 import { formatPrefix } from '../../src/net/address.js';
 import { formatIssue } from '../../src/config/issues.js';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 
 const a = (name: string, type: AliasConfig['type'], entries: string[], files: string[] = []): AliasConfig => ({ name, type, entries, files });
 const files: Record<string, string> = { '/t/block.txt': '# blocklist\n203.0.113.0/24\n198.51.100.7 # one host\n\n2001:db8:bad::/48\n' };

@@ -1,19 +1,25 @@
 /**
- * Validation in a worker thread (src/apply/check-worker.ts): large documents
- * go there, small ones stay on the calling thread, both give the same
- * issues, and stopping the workers (server shutdown) ends a validation at
- * once. The serve-level behaviour (/healthz latency, SIGTERM) is in
+ * Validation and compilation in a worker thread (src/apply/check-worker.ts):
+ * large documents go there, small ones stay on the calling thread, both give
+ * the same issues and the same compiled state (the fast path's prefix maps
+ * cross as transferred flat buffers), a worker that fails is an error naming
+ * what failed with nothing recorded, and stopping the workers (server
+ * shutdown) ends a validation at once. The serve-level behaviour (/healthz latency, SIGTERM) is in
  * test/fault/eventloop.test.ts.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine, heavyToCompile } from '../../src/apply/engine.js';
 import { ValidationStopped } from '../../src/apply/check-worker.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
+import { domains } from '../../src/domains.js';
+import { parseConfigText } from '../../src/config/load.js';
+import { reviveBuffers, Slicer } from '../../src/system/slices.js';
+import { LARGE_JSON_BODY, parseJsonBodyInWorker } from '../../src/config/parse-worker.js';
 
 const prefixes = (n: number) => Array.from({ length: n }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
 
@@ -21,14 +27,17 @@ describe('validation off the main thread', () => {
   let dir: string;
   let store: Store;
   let engine: Engine;
+  let here: Engine;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'pt-checkworker-'));
     store = Store.open(':memory:');
     // the registered subsystems (worker-capable); no namespace is needed: these documents fail before any probe
-    engine = new Engine({ host: new Host({ netns: 'pt-none', stateDir: dir }), store });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store });
+    here = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, inThread: true });
   });
   after(() => {
     engine.close();
+    here.close();
     store.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -53,10 +62,66 @@ describe('validation off the main thread', () => {
     };
     assert.equal(heavyToCompile({ document }), true);
     const inWorker = await engine.validate({ document });
-    const here = (await engine.check({ document })).issues;
+    const compiledInWorker = await engine.check({ document });
+    const onThisThread = (await here.check({ document })).issues;
     assert.ok(inWorker.length > 0);
     assert.match(JSON.stringify(inWorker), /entries.*12345/);
-    assert.deepEqual(inWorker, here);
+    assert.deepEqual(inWorker, onThisThread);
+    assert.equal(compiledInWorker.compiled, undefined);
+    assert.deepEqual(compiledInWorker.issues, onThisThread);
+  });
+
+  it("every subsystem's compiled state crosses threads intact (examples, and 200k prefixes in a fast-path rule)", async () => {
+    const docs: [string, unknown][] = ['office-gateway.yaml', 'vpn/wireguard.yaml', 'vpn/openvpn.yaml', 'dhcp/multi-lan.yaml', 'dns/recursive.yaml'].map((f) => {
+      const p = parseConfigText(readFileSync(join('examples', f), 'utf8'), 'yaml');
+      assert.deepEqual(p.issues, [], f);
+      return [f, p.value];
+    });
+    const n = 200_000;
+    docs.push(['200k prefixes', {
+      interfaces: [{ name: 'wan0', zone: 'wan' }],
+      aliases: [{ name: 'big', type: 'network', entries: Array.from({ length: n }, (_, i) => `${10 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.0/24`) }],
+      fastpath: { interfaces: [{ name: 'wan0' }], capacity: { prefixes: 2 * n }, rules: [{ name: 'drop-big', source: 'big', action: 'drop' }, { name: 'ssh', protocol: 'tcp', destinationPorts: [22, '8000-8100'], action: 'pass' }] },
+    }]);
+    for (const [name, document] of docs) {
+      const { compiled, issues } = here.compileDocument(document);
+      assert.deepEqual(issues, [], name);
+      for (const s of here.subsystems) {
+        const want = compiled!.desired.get(s.name);
+        // what the worker does (postMessage with the packed buffers transferred) and the main thread undoes
+        let got: unknown;
+        if (s.wire) {
+          const p = s.wire.pack(want);
+          got = await s.wire.unpack(structuredClone(p.value, { transfer: p.transfer }));
+        } else got = await reviveBuffers(structuredClone(want), new Slicer());
+        assert.deepEqual(got, want, `${name}: subsystem ${s.name}`);
+      }
+    }
+  });
+
+  it('a compile worker that fails is an error naming what failed, before anything is recorded', async () => {
+    const document = { interfaces: [{ name: 'wan0', zone: 'wan' }], aliases: [{ name: 'big', type: 'network', entries: prefixes(300_000) }], fastpath: { interfaces: [{ name: 'wan0' }], capacity: { prefixes: 1 << 20 }, rules: [{ name: 'r', source: 'big', action: 'drop' }] } };
+    process.env.PATRONUS_COMPILE_WORKER_HEAP_MB = '24';
+    try {
+      await assert.rejects(engine.plan({ document }), /compile worker failed: it ran out of memory/);
+      await assert.rejects(engine.apply({ document }, { author: 't', message: 'too big for the worker' }), /compile worker failed: it ran out of memory/);
+    } finally {
+      delete process.env.PATRONUS_COMPILE_WORKER_HEAP_MB;
+    }
+    assert.deepEqual(store.list({}), [], 'a revision was recorded');
+  });
+
+  it('a large JSON request body is parsed in a worker: the document comes back as text, duplicate keys are refused', async () => {
+    const document = { interfaces: [{ name: 'wan0', zone: 'wan' }], aliases: [{ name: 'big', type: 'network', entries: prefixes(100_000) }] };
+    const text = JSON.stringify({ config: document, message: 'big', confirmWithin: 60 });
+    assert.ok(text.length > LARGE_JSON_BODY);
+    const parsed = await parseJsonBodyInWorker(text);
+    assert.ok('body' in parsed);
+    assert.deepEqual({ ...parsed.body, config: JSON.parse(parsed.body.config as string) }, { config: document, format: 'json', message: 'big', confirmWithin: 60 });
+    // a trailing duplicate would silently win with JSON.parse
+    const dup = await parseJsonBodyInWorker(`${text.slice(0, -1)}, "config": {"firewall": {"enabled": false}}}`);
+    assert.ok('issues' in dup);
+    assert.match(JSON.stringify(dup.issues), /duplicate/i);
   });
 
   it('stopValidations ends a running validation at once', async () => {

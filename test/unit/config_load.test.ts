@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfigText, parseConfigText } from '../../src/config/load.js';
+import { parseConfigText } from '../../src/config/load.js';
+import { loadConfigText } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 
 const noFiles = (p: string): string => {

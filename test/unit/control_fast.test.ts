@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
-import { LPM_FIELDS, fieldDataBytes, lpmKey, lpmKeyString } from '../../src/fastpath/layout.js';
+import { LPM_FIELDS, fieldDataBytes, fieldKeySize, lpmKey, lpmKeyString } from '../../src/fastpath/layout.js';
 import { deepEqual } from '../../src/apply/engine.js';
 
 describe('control-plane shortcuts', () => {
@@ -19,7 +19,7 @@ describe('control-plane shortcuts', () => {
       for (let i = 0; i < 200; i++) {
         const data = Buffer.from(Array.from({ length: 16 }, rnd));
         const len = i % (bits + 1);
-        for (const gen of [0, 1]) assert.equal(lpmKeyString(f, gen, data, len), lpmKey(f, gen, data, len).toString('latin1'), `${f} gen ${gen} /${len}`);
+        for (const gen of [0, 1]) assert.equal(lpmKeyString(f, gen, data, len, Buffer.alloc(fieldKeySize(f))), lpmKey(f, gen, data, len).toString('latin1'), `${f} gen ${gen} /${len}`);
       }
     }
   });

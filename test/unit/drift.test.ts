@@ -18,6 +18,7 @@ import { DriftMonitor } from '../../src/drift/monitor.js';
 import { jsonSafe } from '../../src/api/json.js';
 import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import { domains } from '../../src/domains.js';
 
 /** A subsystem whose drift is whatever `broken` says, and whose apply fixes it (or not, with `stuck`). */
 function fake() {
@@ -67,7 +68,7 @@ describe('drift monitor', () => {
     dir = mkdtempSync(join(tmpdir(), 'pt-drift-'));
     store = Store.open(join(dir, 'patronus.db'));
     f = fake();
-    engine = new Engine({ host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [f.subsystem] });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [f.subsystem] });
   });
   after(() => {
     engine.close();
@@ -108,7 +109,7 @@ describe('drift monitor', () => {
       assert.equal(f.compiles - compiles, 0, 'no compile for the revision the engine applied');
       assert.equal(reads, 0, 'no document read for the revision the engine applied');
       // another engine on the same store (a server that did not apply it): one compile, one read
-      const other = new Engine({ host: engine.host, store, subsystems: [f.subsystem] });
+      const other = new Engine({ domains, host: engine.host, store, subsystems: [f.subsystem] });
       try {
         const m2 = new DriftMonitor(other);
         for (let i = 0; i < 5; i++) await m2.check({ maxAgeMs: 0 });
@@ -220,8 +221,8 @@ describe('status and /healthz follow another process', () => {
     const host = new Host({ netns: 'pt-none', stateDir: dir });
     const storeA = Store.open(join(dir, 'patronus.db'));
     const storeB = Store.open(join(dir, 'patronus.db'));
-    const a = new Engine({ host, store: storeA, subsystems: [f.subsystem] });
-    const b = new Engine({ host, store: storeB, subsystems: [f.subsystem] });
+    const a = new Engine({ domains, host, store: storeA, subsystems: [f.subsystem] });
+    const b = new Engine({ domains, host, store: storeB, subsystems: [f.subsystem] });
     const app = await buildServer({ engine: a, store: storeA, metrics: createMetrics(a, { processMetrics: false }) });
     try {
       const token = storeA.addToken('t');

@@ -12,6 +12,7 @@ import { Engine } from '../../src/apply/engine.js';
 import { defineSubsystem, type Subsystem } from '../../src/apply/subsystem.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
+import { domains } from '../../src/domains.js';
 
 const noop: Subsystem<string> = defineSubsystem<string>({
   name: 'noop',
@@ -28,7 +29,7 @@ describe('engine status', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'pt-status-'));
     store = Store.open(join(dir, 'patronus.db'));
-    engine = new Engine({ host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [noop] });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [noop] });
   });
   after(() => {
     engine.close();

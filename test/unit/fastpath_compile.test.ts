@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolveAliases } from '../../src/aliases/aliases.js';
 import { formatIssue } from '../../src/config/issues.js';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { compileFastpath, parseTcpFlags, rangeToPrefixes } from '../../src/fastpath/compile.js';
 import { bitList } from '../../src/fastpath/layout.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';

@@ -75,14 +75,14 @@ describe('constrained vectors', () => {
 });
 
 describe('generation writer diffs', () => {
-  it('keyed maps: deletes what went, writes what is new or changed, nothing else', () => {
+  it('keyed maps: deletes what went, writes what is new or changed, nothing else', async () => {
     const v = (n: number) => Buffer.from([n]);
     const have = new Map([['a', v(1)], ['b', v(2)], ['c', v(3)]]);
     const want = new Map([['a', v(1)], ['b', v(9)], ['d', v(4)]]);
-    const d = diffKeyed(have, want);
+    const d = await diffKeyed(have, want);
     assert.deepEqual(d.stale, ['c']);
     assert.deepEqual(d.write.map(([k, b]) => [k, b[0]]), [['b', 9], ['d', 4]]);
-    assert.deepEqual(diffKeyed(want, want), { stale: [], write: [] });
+    assert.deepEqual(await diffKeyed(want, want), { stale: [], write: [] });
   });
 
   it('array and vector tables: only changed positions; everything the first time', () => {

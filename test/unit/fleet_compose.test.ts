@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { compose } from '../../src/fleet/compose.js';
 import { parseFleetUrl } from '../../src/fleet/connect.js';
 import { healthOf } from '../../src/fleet/health.js';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 
 describe('fleet: base + overlay', () => {
   const base = {

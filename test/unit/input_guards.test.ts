@@ -11,8 +11,9 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync, truncateSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isEmptyDocument, emptyDocumentIssues, findDuplicateJsonKey, readRegularFile } from '../../src/config/input.js';
-import { parseConfigText, loadConfigText, loadConfigFile } from '../../src/config/load.js';
-import { validateDocument } from '../../src/config/document.js';
+import { parseConfigText } from '../../src/config/load.js';
+import { loadConfigText, loadConfigFile } from '../../src/domains.js';
+import { validateDocument } from '../../src/domains.js';
 import { ConfigError, formatIssue, MAX_ISSUES } from '../../src/config/issues.js';
 import { compileFirewall } from '../../src/nft/compile.js';
 import { compileFastpath } from '../../src/fastpath/compile.js';

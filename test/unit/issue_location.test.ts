@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfigText, parseConfigText } from '../../src/config/load.js';
-import { validateDocument } from '../../src/config/document.js';
+import { parseConfigText } from '../../src/config/load.js';
+import { loadConfigText } from '../../src/domains.js';
+import { validateDocument } from '../../src/domains.js';
 import { ConfigError, formatFileIssue, formatPath, type Issue } from '../../src/config/issues.js';
 import { describeError } from '../../src/cli/client.js';
 import { errorJson } from '../../src/cli/errors.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { validateDocument, type ConfigInput } from '../../src/config/document.js';
+import { validateDocument, type ConfigInput } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { compileKeepalived, renderKeepalivedConf, renderNotifyScript } from '../../src/services/keepalived/render.js';
 import { compileConntrackd, renderConntrackdConf } from '../../src/services/conntrackd/render.js';

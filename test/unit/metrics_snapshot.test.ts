@@ -16,6 +16,7 @@ function fakeEngine(readMs: number) {
     store: { current: () => undefined, head: () => ({ committed: undefined, confirming: undefined, applying: false }) },
     pendingConfirmation: () => false,
     status: () => ({}),
+    domains: [],
     subsystems: [
       {
         name: 'fake',

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateDocument, type ConfigInput } from '../../src/config/document.js';
+import { validateDocument, type ConfigInput } from '../../src/domains.js';
 import { compileGateways, renderMwanScript, renderGroupUpdate, groupChainRules, activeMembers, wantedRules, detectionTime, type MwanGroup } from '../../src/multiwan/compile.js';
 import { HealthWindow } from '../../src/multiwan/monitor.js';
 import { formatIssue } from '../../src/config/issues.js';

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateDocument, type ConfigInput } from '../../src/config/document.js';
+import { validateDocument, type ConfigInput } from '../../src/domains.js';
 import { compileFirewall, counterKey, mergeRanges } from '../../src/nft/compile.js';
 import { countersFromJson, diffTables, lineDiff } from '../../src/nft/subsystem.js';
 import { minimalPrefixes, parsePrefix, formatPrefix } from '../../src/net/address.js';

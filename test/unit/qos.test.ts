@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateDocument } from '../../src/config/document.js';
+import { validateDocument } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import type { CompileContext } from '../../src/apply/subsystem.js';
 import { qosSubsystem } from '../../src/services/qos/subsystem.js';

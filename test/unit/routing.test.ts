@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateDocument, type ConfigInput } from '../../src/config/document.js';
+import { validateDocument, type ConfigInput } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { forwardingIntent } from '../../src/routing/forwarding.js';
 import { compileSysctls } from '../../src/routing/sysctl.js';

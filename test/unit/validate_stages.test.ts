@@ -10,10 +10,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../src/apply/engine.js';
-import { subsystems } from '../../src/apply/registry.js';
+import { subsystems } from '../../src/domains.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
+import { domains } from '../../src/domains.js';
 
 describe('validation reports all stages at once', () => {
   let dir: string;
@@ -22,7 +23,7 @@ describe('validation reports all stages at once', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'pt-stages-'));
     store = Store.open(join(dir, 'patronus.db'));
-    engine = new Engine({ host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems });
+    engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems });
   });
   after(() => {
     engine.close();

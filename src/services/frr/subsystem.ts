@@ -12,9 +12,19 @@ import path from 'node:path';
 
 const base = serviceSubsystem(frrModule);
 
-export const frrSubsystem: Subsystem<{ model: FrrModel | null }> = {
+/** FRR's own series: BGP peers, OSPF neighbors, route counts (declared in ../../routing/domain.ts). */
+export interface FrrMetrics extends SubsystemMetrics {
+  /** one per BGP peer and address family (patronus_bgp_peer_established, patronus_bgp_peer_prefixes_{received,sent}) */
+  bgpPeers?: { peer: string; afi: string; established: boolean; prefixesReceived: number; prefixesSent: number }[];
+  /** one per OSPF neighbor (patronus_ospf_neighbor_full) */
+  ospfNeighbors?: { routerId: string; interface: string; full: boolean }[];
+  /** routes per family, protocol and table (patronus_routes) */
+  routes?: { family: 'ipv4' | 'ipv6'; protocol: string; table: 'rib' | 'fib'; count: number }[];
+}
+
+export const frrSubsystem: Subsystem<{ model: FrrModel | null }, FrrMetrics> = {
   ...base,
-  async metrics(host): Promise<SubsystemMetrics> {
+  async metrics(host): Promise<FrrMetrics> {
     const paths = instancePaths(host.stateDir, frrModule.name);
     const wanted = wantedDaemons(paths);
     if (!wanted) return {};
@@ -24,8 +34,8 @@ export const frrSubsystem: Subsystem<{ model: FrrModel | null }> = {
   },
 };
 
-export function frrMetrics(st: FrrStatus): SubsystemMetrics {
-  const routes: NonNullable<SubsystemMetrics['routes']> = [];
+export function frrMetrics(st: FrrStatus): FrrMetrics {
+  const routes: NonNullable<FrrMetrics['routes']> = [];
   for (const family of ['ipv4', 'ipv6'] as const) {
     for (const [protocol, c] of Object.entries(st.routes[family].byProtocol)) {
       routes.push({ family, protocol, table: 'rib', count: c.rib }, { family, protocol, table: 'fib', count: c.fib });

@@ -3,7 +3,7 @@
  * plus the in-process engine (eve.json ingestion, auto-block) started and
  * stopped with it.
  */
-import { defineSubsystem, type Subsystem } from '../../apply/subsystem.js';
+import { defineSubsystem, type Subsystem, type SubsystemMetrics } from '../../apply/subsystem.js';
 import type { Host } from '../../system/host.js';
 import { instancePaths, serviceSubsystem } from '../common/service.js';
 import { IDS_FILES, suricataModule, type IdsModel } from './suricata.js';
@@ -22,7 +22,13 @@ function files(host: Host) {
   return { eveFile: paths.file(IDS_FILES.eve), positionFile: paths.file(IDS_FILES.position) };
 }
 
-export const idsSubsystem: Subsystem<Desired> = defineSubsystem<Desired>({
+/** IDS series (declared in domain.ts): alerts since the control plane started, by signature (patronus_ids_alerts_total); sources auto-block added to the fast-path block list (patronus_ids_blocks_total) */
+export interface IdsMetrics extends SubsystemMetrics {
+  alerts?: { signatureId: number; signature: string; severity: number; count: number }[];
+  blocks?: number;
+}
+
+export const idsSubsystem: Subsystem<Desired, IdsMetrics> = defineSubsystem<Desired, {}, IdsMetrics>({
   ...base,
   async steps(d, host) {
     // the in-process ingester follows its daemon: bookkeeping in this process, nothing plan would print

@@ -1,11 +1,12 @@
 import type { Subsystem } from '../../apply/subsystem.js';
+import type { VpnMetrics } from '../common/vpn-metrics.js';
 import { instancePaths, serviceSubsystem } from '../common/service.js';
 import { ipsecModule, type IpsecStatus } from './ipsec.js';
 
 const base = serviceSubsystem(ipsecModule);
 
 /** The `ipsec` section as a Subsystem, with per-CHILD_SA tunnel metrics. */
-export const ipsecSubsystem: Subsystem<Parameters<typeof base.apply>[0]> = {
+export const ipsecSubsystem: Subsystem<Parameters<typeof base.apply>[0], VpnMetrics> = {
   ...base,
   async metrics(host) {
     const paths = instancePaths(host.stateDir, ipsecModule.name);

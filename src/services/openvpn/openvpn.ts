@@ -708,7 +708,8 @@ function dryRun(conf: string, kind: 'server' | 'client', timeoutMs = 8000): Prom
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
     child.on('error', (e) => finish(`cannot run openvpn: ${e.message}`));
-    child.on('exit', (code) => finish(ok.test(out) ? undefined : `exited with status ${code}: ${lastLines(out)}`));
+    // 'close', not 'exit': exit can come before the last output is read (then the problem read "exited with status 1: " with no reason)
+    child.on('close', (code) => finish(ok.test(out) ? undefined : `exited with status ${code}: ${lastLines(out)}`));
   });
 }
 

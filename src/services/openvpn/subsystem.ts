@@ -1,11 +1,12 @@
 import type { Subsystem } from '../../apply/subsystem.js';
+import type { VpnMetrics } from '../common/vpn-metrics.js';
 import { instancePaths, serviceSubsystem } from '../common/service.js';
 import { openvpnModule, type OpenvpnStatus } from './openvpn.js';
 
 const base = serviceSubsystem(openvpnModule);
 
 /** The `openvpn` section as a Subsystem, with per-client tunnel metrics. */
-export const openvpnSubsystem: Subsystem<Parameters<typeof base.apply>[0]> = {
+export const openvpnSubsystem: Subsystem<Parameters<typeof base.apply>[0], VpnMetrics> = {
   ...base,
   async metrics(host) {
     const paths = instancePaths(host.stateDir, openvpnModule.name);

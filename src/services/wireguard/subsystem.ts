@@ -1,4 +1,5 @@
 import type { Subsystem } from '../../apply/subsystem.js';
+import type { VpnMetrics } from '../common/vpn-metrics.js';
 import { instancePaths, serviceSubsystem } from '../common/service.js';
 import { wireguardModule, type WireguardStatus } from './wireguard.js';
 
@@ -8,7 +9,7 @@ const base = serviceSubsystem(wireguardModule);
 const HANDSHAKE_FRESH_S = 180;
 
 /** The `wireguard` section as a Subsystem, with per-peer handshake and transfer metrics. */
-export const wireguardSubsystem: Subsystem<Parameters<typeof base.apply>[0]> = {
+export const wireguardSubsystem: Subsystem<Parameters<typeof base.apply>[0], VpnMetrics> = {
   ...base,
   async metrics(host) {
     const paths = instancePaths(host.stateDir, wireguardModule.name);

@@ -1,0 +1,60 @@
+/**
+ * A large JSON request body ({"config": {...}, "message": ...}) parsed in a
+ * worker thread. Parsing 17 MB of JSON with duplicate-key detection
+ * (parseConfigText) holds a thread for ~0.5 s; on the main thread that is
+ * /healthz and every other request waiting. The worker parses the body and
+ * sends back the small fields as they are and the document as JSON text
+ * (one string: a copy, not millions of cloned objects), which the engine
+ * then compiles in its own worker (src/apply/check-worker.ts) without this
+ * thread ever holding the parsed document.
+ */
+import { parentPort, workerData, Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { parseConfigText } from './load.js';
+import type { Issue } from './issues.js';
+
+/** Above this many characters a JSON body is parsed in a worker. */
+export const LARGE_JSON_BODY = 1 << 20;
+
+export type ParsedBody = { issues: Issue[] } | { body: Record<string, unknown> };
+
+const SCRIPT = fileURLToPath(import.meta.url);
+
+/**
+ * The body with `config` as JSON text (format "json") when it was an object,
+ * or the issues of a body that is not valid JSON or has duplicate keys.
+ */
+export function parseJsonBodyInWorker(text: string): Promise<ParsedBody> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(SCRIPT, { workerData: { text } });
+    // a shutdown does not wait for a parse (the server's own handles keep the process alive while it serves)
+    worker.unref();
+    let answered = false;
+    worker.once('message', (m: ParsedBody) => {
+      answered = true;
+      resolve(m);
+    });
+    worker.once('error', (e) => {
+      answered = true;
+      reject(new Error(`parsing the request body in a worker thread failed: ${e.message}`));
+    });
+    worker.once('exit', (code) => {
+      if (!answered) reject(new Error(`parsing the request body stopped before it finished (worker exit code ${code})`));
+    });
+  });
+}
+
+/** Parses in this thread (the worker's job). */
+export function parseJsonBody(text: string): ParsedBody {
+  const parsed = parseConfigText(text, 'json');
+  if (parsed.issues.length) return { issues: parsed.issues };
+  const v = parsed.value;
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return { body: v as Record<string, unknown> };
+  const { config, ...rest } = v as Record<string, unknown>;
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) return { body: v as Record<string, unknown> };
+  return { body: { ...rest, config: JSON.stringify(config), format: 'json' } };
+}
+
+if (parentPort && typeof (workerData as { text?: unknown } | undefined)?.text === 'string') {
+  parentPort.postMessage(parseJsonBody((workerData as { text: string }).text));
+}

@@ -79,9 +79,15 @@ async function main(): Promise<void> {
       const nft = engine.subsystems.find((s) => s.name === 'nftables')!;
       const nftAlone = await times(scrapes, () => nft.metrics!(engine.host));
       const driftAlone = await times(Math.min(scrapes, 5), () => drift.check({ maxAgeMs: 0 }));
+      const snap = await times(scrapes, () => metrics.snapshot(), gapMs);
+      // each subsystem's reader alone (they run concurrently in a scrape: the slowest sets the pace)
+      for (const s of engine.subsystems.filter((x) => x.metrics)) {
+        const t = await times(5, () => s.metrics!(engine.host));
+        console.error(`# ${n} rules: ${s.name}.metrics() ${fmt(t, 1, 1)} ms`);
+      }
       const listJson = await times(scrapes, () => engine.host.run('nft', ['-j', 'list', 'table', NFT_FAMILY, NFT_TABLE]));
       const listCounters = await times(scrapes, () => engine.host.run('nft', ['-j', 'list', 'counters', 'table', NFT_FAMILY, NFT_TABLE], { reject: false }));
-      const row = [String(n), String(samples), fmt(full, 1, 1), fmt(concurrent, 1, 1), fmt(nftAlone, 1, 1), fmt(driftAlone, 1, 1), fmt(listJson, 1, 1), fmt(listCounters, 1, 1)];
+      const row = [String(n), String(samples), fmt(full, 1, 1), fmt(concurrent, 1, 1), fmt(snap, 1, 1), fmt(nftAlone, 1, 1), fmt(driftAlone, 1, 1), fmt(listJson, 1, 1), fmt(listCounters, 1, 1)];
       console.log(row.join('  '));
       rows.push(row);
     }
@@ -95,7 +101,7 @@ async function main(): Promise<void> {
     '\n' +
       `# /metrics scrape time by firewall size (ms, p50 (min–max) of ${scrapes}; ${process.arch}, Node ${process.version}, ${new Date().toISOString()})\n\n` +
       markdownTable(
-        ['nft rules', 'rule series', 'full scrape', '8 concurrent scrapes', 'nftables.metrics()', 'drift check (fresh)', 'nft -j list table', 'nft -j list counters table'],
+        ['nft rules', 'rule series', 'full scrape', '8 concurrent scrapes', 'metrics.snapshot() (every reader)', 'nftables.metrics()', 'drift check (fresh)', 'nft -j list table', 'nft -j list counters table'],
         rows,
       ),
   );

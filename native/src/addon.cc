@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <net/if.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -82,6 +83,16 @@ static Napi::Value PossibleCpus(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), n);
 }
 
+// ifNameToIndex(name) -> ifindex, or 0 when no such interface: in the calling
+// thread's network namespace (call it inside inNetns). No process spawn.
+static Napi::Value IfNameToIndex(const Napi::CallbackInfo& info) {
+  std::string name = ArgString(info, 0, "interface name");
+  if (name.empty() || name.size() >= IF_NAMESIZE) return Napi::Number::New(info.Env(), 0);
+  unsigned idx = if_nametoindex(name.c_str());
+  if (idx == 0 && errno != ENODEV && errno != ENXIO) ThrowErrno(info.Env(), errno, "if_nametoindex", name);
+  return Napi::Number::New(info.Env(), idx);
+}
+
 // inNetns(path, fn): runs fn synchronously with this thread switched into the
 // network namespace at path (e.g. /var/run/netns/lab), then switches back.
 // Interface indexes and netlink (XDP/tc attach) then refer to that namespace.
@@ -149,6 +160,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probeProgType", Napi::Function::New(env, ProbeProgType));
   exports.Set("inNetns", Napi::Function::New(env, InNetns));
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus));
+  exports.Set("ifNameToIndex", Napi::Function::New(env, IfNameToIndex));
   exports.Set("probeBatchApi", Napi::Function::New(env, ProbeBatchApi));
   InitReaders(env, exports);
   return exports;

@@ -155,6 +155,8 @@ export interface NativeAddon {
   probeMapType(type: number): boolean;
   probeProgType(type: number): boolean;
   possibleCpus(): number;
+  /** if_nametoindex in the calling thread's network namespace; 0: no such interface */
+  ifNameToIndex(name: string): number;
   /** Whether the kernel has the BPF_MAP_*_BATCH commands (creates a small probe map). */
   probeBatchApi(): boolean;
   inNetns<T>(path: string, fn: () => T): T;

@@ -20,7 +20,7 @@
  * new rule set.
  */
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
-import { BpfObject, PerCpuMap, codecs, probes, queryXdp, queryTc, type BpfProgram, type XdpMode } from '../bpf/index.js';
+import { BpfObject, BpfProgram, PerCpuMap, codecs, openPinnedMap, probes, queryXdp, queryTc, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode } from '../system/host.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired } from './compile.js';
 import { attachFilter, detachFilter, type AttachTarget } from './attach.js';
@@ -298,7 +298,42 @@ export class FastpathDataPlane extends FastpathView {
 
   /** Keys and bit vectors of the active generation of one LPM map (for plan), from what this process wrote. */
   override activeEntries(f: LpmField): Promise<Map<string, Buffer>> {
-    return this.writer.generationContents(f, this.generation);
+    return this.generationEntries(f, this.generation);
+  }
+
+  /** Whether what this instance remembers of the maps is what they hold (the writer token; see writer.ts). */
+  cachesCurrent(): boolean {
+    return this.writer.cachesCurrent();
+  }
+
+  /** Keys and bit vectors of generation `gen` of one LPM map: what this instance wrote while nobody else wrote since, else read. */
+  override generationEntries(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
+    if (!this.writer.cachesCurrent()) this.writer.forgetContents();
+    return this.writer.generationContents(f, gen);
+  }
+
+  /**
+   * Whether the pins at pinDir are still this instance's programs and maps
+   * (same kernel object ids): nothing replaced, removed or upgraded them
+   * since it opened them. A few syscalls per pin, no map contents read.
+   */
+  matchesPins(): boolean {
+    const same = (path: string, id: number, open: (p: string) => { info: { id: number }; close(): void }) => {
+      if (!existsSync(path)) return false;
+      const h = open(path);
+      try {
+        return h.info.id === id;
+      } finally {
+        h.close();
+      }
+    };
+    try {
+      if (!same(`${this.pinDir}/xdp_filter`, this.xdp.info.id, (p) => BpfProgram.openPinned(p))) return false;
+      if (!same(`${this.pinDir}/tc_filter`, this.tc.info.id, (p) => BpfProgram.openPinned(p))) return false;
+      return MAP_NAMES.every((name) => same(`${this.pinDir}/${name}`, this.maps[name].info.id, (p) => openPinnedMap(p)));
+    } catch {
+      return false;
+    }
   }
 
   /**

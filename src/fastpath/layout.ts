@@ -173,6 +173,12 @@ export const GEN_CONFIG_SIZE: number = STRUCTS.gen_config.size;
 export const DIR4_BITMAP_SIZE: number = STRUCTS.dir4_bitmap.size;
 export const RULE_STAT_SIZE: number = STRUCTS.rule_stat.size;
 export const GEN_META_SIZE: number = STRUCTS.gen_meta.size;
+/**
+ * gen_meta's `pad` (userspace only; the programs never read gen_meta): the
+ * token of the write that last wrote a generation or claimed the data plane
+ * for writing (GenerationWriter in writer.ts). Old writers leave 0 there.
+ */
+export const GEN_META_WRITER_OFFSET: number = STRUCTS.gen_meta.members.pad.offset;
 export const VERDICT_STAT_SIZE: number = STRUCTS.verdict_stat.size;
 export const RATE_KEY_SIZE: number = STRUCTS.rate_key.size;
 

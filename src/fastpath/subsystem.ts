@@ -90,6 +90,7 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = defineSubsystem<Fas
   },
 
   async teardown(host) {
+    forgetKept(fastpathPinDir(host));
     if (!FastpathDataPlane.isPinned(fastpathPinDir(host))) return;
     (await openFastpath(host)).destroy();
   },
@@ -148,11 +149,11 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = defineSubsystem<Fas
     if (!pinned) return [{ object: `data plane ${pinDir}`, reason: 'not loaded (no pinned xdp_filter)' }];
     using dp = observeFastpath(host);
     const out: DriftFinding[] = [];
-    const links = await linkIndexes(host);
     const configured = new Map(dp.interfaces().map((i) => [i.ifindex, i]));
     const xdpId = dp.xdp.info.id;
     for (const i of desired.interfaces) {
-      const idx = links.get(i.name);
+      // if_nametoindex in the namespace: no `ip` process per check
+      const idx = await host.ifindex(i.name).catch(() => undefined);
       if (idx === undefined) {
         out.push({ object: `xdp ${i.name}`, reason: `interface does not exist (${host.where})`, repairable: false });
         continue;
@@ -192,6 +193,9 @@ async function planFastpath(desired: FastpathDesired, host: Host): Promise<Chang
     for (const i of desired.interfaces) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}${i.egress ? `; tc egress, default ${i.egressPolicy.defaultPolicy}` : ''}` });
     return changes;
   }
+  // the instance this process applied last: it knows the active generation it wrote (when nobody wrote since)
+  const mine = keptFor(pinDir);
+  if (mine) return planAgainst(mine, desired, host);
   let dp: FastpathView;
   try {
     dp = observeFastpath(host);
@@ -204,26 +208,55 @@ async function planFastpath(desired: FastpathDesired, host: Host): Promise<Chang
   return await planAgainst(dp, desired, host);
 }
 
+/**
+ * The data plane this process last applied, kept open between applies
+ * (pin directory -> instance): what it wrote is remembered, so the next
+ * apply writes only what differs without reading 10^5 map entries and
+ * 65536-entry tables back first, and adopting ~20 pinned maps again. Used
+ * only while the pins are still its programs and maps; its memory of the
+ * maps only while nobody wrote them since (the writer token in gen_meta,
+ * see GenerationWriter.claimForWriting in writer.ts).
+ */
+const kept = new Map<string, FastpathDataPlane>();
+
+/** The kept instance for pinDir if it still runs there, else undefined (a stale one is closed). */
+function keptFor(pinDir: string): FastpathDataPlane | undefined {
+  const dp = kept.get(pinDir);
+  if (!dp) return undefined;
+  if (dp.matchesPins()) return dp;
+  forgetKept(pinDir);
+  return undefined;
+}
+
+/** Closes and forgets the kept instance of pinDir (teardown, replacement, a failed apply). */
+function forgetKept(pinDir: string): void {
+  kept.get(pinDir)?.close();
+  kept.delete(pinDir);
+}
+
 async function applyFastpath(desired: FastpathDesired, host: Host): Promise<void> {
   const pinDir = fastpathPinDir(host);
   if (desired.interfaces.length === 0 && desired.rules.length === 0) {
+    forgetKept(pinDir);
     if (FastpathDataPlane.isPinned(pinDir)) (await openFastpath(host)).destroy();
     return;
   }
-  let dp = await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn), upgrade: true });
+  let dp = keptFor(pinDir) ?? (await FastpathDataPlane.open({ pinDir, capacity: desired.capacity, inNetns: (fn) => host.inNetns(fn), upgrade: true }));
+  kept.delete(pinDir);
   try {
     const previous = dp.configuredIfindexes();
-    // every interface's index from one `ip link` listing (a process spawn each was ~50 ms here)
-    const links = await linkIndexes(host);
-    const ifindexOf = (n: string) => links.get(n) ?? host.ifindex(n);
+    // if_nametoindex in the namespace (no process; an `ip` spawn was ~50-100 ms here)
+    const ifindexOf = (n: string) => host.ifindex(n);
     const resize = capacityChanges(dp.capacity, desired.capacity);
     if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
     else await dp.apply(desired, ifindexOf);
     await dp.attach(desired.interfaces, ifindexOf, previous);
     dp.retireSuperseded();
-  } finally {
+  } catch (e) {
     dp.close();
+    throw e;
   }
+  kept.set(pinDir, dp);
 }
 
 /** name -> ifindex of every link in the host's namespace (one `ip -j link show`). */
@@ -253,7 +286,7 @@ export async function planAgainst(dp: FastpathView, desired: FastpathDesired, ho
   // read once: each read of dp.generation is a map lookup (a syscall), and this loop runs per entry (was 15 s for 1M)
   const gen = dp.generation;
   for (const f of LPM_FIELDS) {
-    const cur = await dp.activeEntries(f);
+    const cur = await dp.generationEntries(f, gen);
     const seen = new Set<string>();
     // entries, described only when printed (a plan of 100k prefixes prints five of them)
     const added: LpmEntry[] = [];

@@ -305,7 +305,11 @@ export class FastpathView implements Disposable {
 
   /** Keys and bit vectors of the active generation of one LPM map (for plan). */
   async activeEntries(f: LpmField): Promise<Map<string, Buffer>> {
-    const gen = this.generation;
+    return this.generationEntries(f, this.generation);
+  }
+
+  /** Keys and bit vectors of generation `gen` of one LPM map (plan reads the generation number once). */
+  async generationEntries(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
     const out = new Map<string, Buffer>();
     const slicer = new Slicer();
     let i = 0;

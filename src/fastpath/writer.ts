@@ -8,6 +8,7 @@
  * maps; this class only carries their results into the maps. Used by
  * FastpathDataPlane.apply, under the apply lock.
  */
+import { randomBytes } from 'node:crypto';
 import { PerCpuMap, codecs } from '../bpf/index.js';
 import { loggingSlotsOf, prepareDropLog, settleDropLog, type LogRule } from './droplog.js';
 import type { FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
@@ -25,6 +26,7 @@ import {
   FILTER_MAX_RULES,
   FILTER_NAME_LEN,
   GEN_META_SIZE,
+  GEN_META_WRITER_OFFSET,
   IFACE_VALUE_SIZE,
   LOG_BUCKET_SIZE,
   LOG_STAT_SIZE,
@@ -65,6 +67,9 @@ export interface WriterHost {
   rcuBarrier(): void;
 }
 
+/** A superseded generation is remembered up to this many entries per map (the running one always). */
+const KEEP_CONTENTS_MAX = 250_000;
+
 export class GenerationWriter {
   /** "field:gen" (and "v6_hash:gen*2+field") -> key (latin1) -> value, as last written by this process */
   private readonly contents = new Map<string, Map<string, Buffer>>();
@@ -72,6 +77,16 @@ export class GenerationWriter {
   private readonly arrays = new Map<string, Uint32Array>();
   /** "map:first index" -> class vectors last written there by this process */
   private readonly vectors = new Map<string, Buffer[]>();
+  /**
+   * The token this writer stored in gen_meta with its last complete write.
+   * The caches above hold only while the active generation's meta still
+   * carries it: every write (of any process, instance or version) replaces
+   * it before it changes anything, so a mismatch means someone else wrote
+   * since, and the caches are dropped (the maps are read again). A fresh
+   * data plane (just created, empty) needs no token.
+   */
+  private writerToken: number | undefined;
+  private freshMaps: boolean;
 
   /** fresh: the maps were just created (empty), so nothing needs reading back */
   constructor(
@@ -79,6 +94,7 @@ export class GenerationWriter {
     private readonly dp: WriterHost,
     fresh: boolean,
   ) {
+    this.freshMaps = fresh;
     if (!fresh) return;
     for (const f of LPM_FIELDS) for (const g of [0, 1]) this.contents.set(`${f}:${g}`, new Map());
     for (let gf = 0; gf < 4; gf++) this.contents.set(`v6_hash:${gf}`, new Map());
@@ -94,6 +110,8 @@ export class GenerationWriter {
     this.dp.rcuBarrier();
     const active = this.dp.generation;
     const shadow = active ^ 1;
+    // claim the maps: what this writer remembers of them holds only if nobody wrote since its last write
+    const claim = this.claimForWriting(active);
     const written: Record<string, number> = {};
     const removed: Record<string, number> = {};
 
@@ -205,12 +223,18 @@ export class GenerationWriter {
     const meta = Buffer.alloc(GEN_META_SIZE);
     meta.writeUInt32LE(desired.rules.length, 0);
     LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
+    meta.writeUInt32LE(claim, GEN_META_WRITER_OFFSET);
     this.maps.gen_meta.set(u32(shadow), meta);
 
     // the switch: one 4-byte array write
     this.maps.active.set(u32(0), u32(shadow));
     this.dp.rcuBarrier();
     settleDropLog(this.maps, desired.log, logRules, logBefore);
+    // the generation just superseded is remembered only while small: a full country database (10^6
+    // keys, ~150 MB of heap) stays remembered only while it runs; the next write of it reads it again
+    for (const key of [...LPM_FIELDS.map((f) => `${f}:${active}`), `v6_hash:${active * 2}`, `v6_hash:${active * 2 + 1}`]) {
+      if ((this.contents.get(key)?.size ?? 0) > KEEP_CONTENTS_MAX) this.contents.delete(key);
+    }
 
     // interfaces no longer configured: nothing reads their slots now
     for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
@@ -218,8 +242,43 @@ export class GenerationWriter {
     // slots the new rule set does not use are free now: clear their names
     const keep = new Set(slots);
     for (const s of activeRuleSlots.values()) if (!keep.has(s)) this.maps.rule_names.set(u32(s), Buffer.alloc(FILTER_NAME_LEN));
+    this.writerToken = claim;
 
     return { generation: shadow, written, removed, durationMs: performance.now() - t0 };
+  }
+
+  /**
+   * Before a write: drops this writer's memory of the maps unless the active
+   * generation still carries its own token (nobody wrote since), then marks
+   * the active generation with a new token, so every other writer (another
+   * process, or this one after a failed write) reads the maps again. The new
+   * generation carries the returned token.
+   */
+  private claimForWriting(active: number): number {
+    const meta = Buffer.from(this.maps.gen_meta.get(u32(active))!);
+    const mine = this.freshMaps || (this.writerToken !== undefined && meta.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken);
+    if (!mine) this.forgetContents();
+    this.freshMaps = false;
+    this.writerToken = undefined;
+    let claim = 0;
+    while (claim === 0) claim = randomBytes(4).readUInt32LE(0);
+    meta.writeUInt32LE(claim, GEN_META_WRITER_OFFSET);
+    this.maps.gen_meta.set(u32(active), meta);
+    return claim;
+  }
+
+  /** Whether what this writer remembers of the maps is what they hold (nobody wrote since its last write). */
+  cachesCurrent(): boolean {
+    if (this.freshMaps) return true;
+    if (this.writerToken === undefined) return false;
+    return this.maps.gen_meta.get(u32(this.dp.generation))!.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken;
+  }
+
+  /** Forgets what this writer remembers of the maps: the next read or write reads them from the kernel. */
+  forgetContents(): void {
+    this.contents.clear();
+    this.arrays.clear();
+    this.vectors.clear();
   }
 
   /** Keys and values one generation of an LPM map holds (cached). */

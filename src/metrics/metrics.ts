@@ -160,7 +160,8 @@ export function createMetrics(engine: Engine, opts: { processMetrics?: boolean; 
     help: 'Id of the last committed revision (0: none)',
     registers: [registry],
     collect() {
-      this.set(engine.store.current()?.id ?? 0);
+      // the id only: current() reads and parses the whole document (~90 ms per scrape at 10k rules)
+      this.set(engine.store.head().committed ?? 0);
     },
   });
   new Gauge({

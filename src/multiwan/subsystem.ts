@@ -17,7 +17,7 @@ import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { GATEWAY_MARK_MASK, hex } from '../nft/marks.js';
 import { withLiveCounters } from '../nft/carry.js';
-import { runScript, listTable, canonicalTable, diffTables, countersFromJson, expectedTable, driftFindings } from '../nft/subsystem.js';
+import { runScript, liveTable, canonicalTable, diffTables, readCounters, expectedTable, driftFindings } from '../nft/subsystem.js';
 import {
   compileGateways,
   renderMwanScript,
@@ -128,8 +128,8 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
 
   async metrics(host) {
     const run = running.get(key(host));
-    const r = await host.run('nft', ['-j', 'list', 'table', MWAN_FAMILY, MWAN_TABLE], { reject: false });
-    const counters = r.exitCode === 0 ? countersFromJson(r.stdout) : [];
+    // over netlink (nft -j when that cannot be read); an unreadable table counts nothing, as before
+    const counters = await readCounters(host, MWAN_FAMILY, MWAN_TABLE).catch(() => []);
     return {
       rules: counters.map((c) => ({ rule: c.key, action: c.action, packets: c.packets, bytes: c.bytes })),
       services: run ? run.monitor.health().map((h) => ({ service: `gateway:${h.gateway}`, up: h.state === 'up' })) : [],
@@ -343,7 +343,7 @@ async function removeAll(host: Host, d: MwanDesired | undefined, applied: Applie
 /** What apply would change, read against the running system; `tableOf` gives the expected table listing of a script. */
 async function changesAgainst(desired: MwanDesired, host: Host, tableOf: (script: string, host: Host, family: string, table: string) => Promise<string>): Promise<Change[]> {
   const changes: Change[] = [];
-  const current = await listTable(host, MWAN_FAMILY, MWAN_TABLE);
+  const current = await liveTable(host, MWAN_FAMILY, MWAN_TABLE);
   const up = running.get(key(host))?.monitor.up() ?? new Map<string, boolean>();
   const wanted = desired.enabled ? await tableOf(renderMwanScript(desired, up), host, MWAN_FAMILY, MWAN_TABLE) : undefined;
   changes.push(...diffTables(current, wanted, `table ${MWAN_FAMILY} ${MWAN_TABLE}`));

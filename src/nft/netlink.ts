@@ -1,0 +1,329 @@
+/**
+ * nftables over netlink, read-only: the ruleset generation (NFT_MSG_GETGEN)
+ * and one table's rules with their counters (an NFT_MSG_GETRULE dump), for
+ * /metrics and the drift check. `nft -j list table` builds nft's whole cache
+ * and prints every rule as JSON (~0.4 s at 10k rules here); the dump is the
+ * kernel's own rule list, parsed for what a scrape needs (chain, handle,
+ * comment, counter, what the rule does).
+ *
+ * Message layout (include/uapi/linux/netfilter/nf_tables.h, nfnetlink.h):
+ * nlmsghdr, nfgenmsg (family, version, resource id), attributes; rules come
+ * back as NFT_MSG_NEWRULE messages ended by NLMSG_DONE.
+ */
+import { NetlinkSocket } from '../bpf/index.js';
+import type { NftRuleCounter } from './subsystem.js';
+
+const NETLINK_NETFILTER = 12;
+const NFNL_SUBSYS_NFTABLES = 10;
+const NFT_MSG_NEWRULE = 6;
+const NFT_MSG_GETRULE = 7;
+const NFT_MSG_NEWGEN = 15;
+const NFT_MSG_GETGEN = 16;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
+const NLM_F_DUMP = 0x300;
+const NLM_F_DUMP_INTR = 0x10;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const NFPROTO = { inet: 1, ip: 2, arp: 3, netdev: 5, bridge: 7, ip6: 10 } as const;
+
+// attributes
+const NFTA_RULE_TABLE = 1;
+const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_HANDLE = 3;
+const NFTA_RULE_EXPRESSIONS = 4;
+const NFTA_RULE_USERDATA = 7;
+const NFTA_LIST_ELEM = 1;
+const NFTA_EXPR_NAME = 1;
+const NFTA_EXPR_DATA = 2;
+const NFTA_COUNTER_BYTES = 1;
+const NFTA_COUNTER_PACKETS = 2;
+const NFTA_IMMEDIATE_DREG = 1;
+const NFTA_IMMEDIATE_DATA = 2;
+const NFTA_DATA_VERDICT = 2;
+const NFTA_VERDICT_CODE = 1;
+const NFTA_NAT_TYPE = 1;
+const NFTA_LOOKUP_DREG = 3;
+const NFTA_META_SREG = 3;
+const NFTA_CT_SREG = 4;
+const NFTA_PAYLOAD_SREG = 5;
+const NFTA_GEN_ID = 1;
+/** libnftnl's rule user data: TLVs of (type u8, length u8); type 0 is the comment (NUL-terminated) */
+const NFTNL_UDATA_RULE_COMMENT = 0;
+
+const VERDICTS: Record<number, string> = { 0: 'drop', 1: 'accept', [-3]: 'jump', [-4]: 'goto', [-5]: 'return' };
+
+export type NftFamily = keyof typeof NFPROTO;
+
+/** A request: nlmsghdr + nfgenmsg + attributes. */
+function request(type: number, flags: number, family: number, attrs: Buffer[] = []): Buffer {
+  const body = Buffer.concat(attrs);
+  const msg = Buffer.alloc(16 + 4 + body.length);
+  msg.writeUInt32LE(msg.length, 0);
+  msg.writeUInt16LE((NFNL_SUBSYS_NFTABLES << 8) | type, 4);
+  msg.writeUInt16LE(NLM_F_REQUEST | flags, 6);
+  msg.writeUInt32LE(1, 8); // seq
+  msg.writeUInt32LE(0, 12); // the kernel fills in our port id
+  msg[16] = family;
+  msg[17] = 0; // NFNETLINK_V0
+  msg.writeUInt16BE(0, 18);
+  body.copy(msg, 20);
+  return msg;
+}
+
+function strAttr(type: number, value: string): Buffer {
+  const v = Buffer.from(`${value}\0`, 'utf8');
+  const a = Buffer.alloc(4 + ((v.length + 3) & ~3));
+  a.writeUInt16LE(4 + v.length, 0);
+  a.writeUInt16LE(type, 2);
+  v.copy(a, 4);
+  return a;
+}
+
+/** Calls fn(type, start, end) for each attribute in buf[start, end). */
+function attrs(buf: Buffer, start: number, end: number, fn: (type: number, s: number, e: number) => void): void {
+  let off = start;
+  while (off + 4 <= end) {
+    const len = buf.readUInt16LE(off);
+    if (len < 4 || off + len > end) break;
+    fn(buf.readUInt16LE(off + 2) & 0x3fff, off + 4, off + len);
+    off += (len + 3) & ~3;
+  }
+}
+
+function cstr(buf: Buffer, s: number, e: number): string {
+  const z = buf.indexOf(0, s);
+  return buf.toString('utf8', s, z >= 0 && z < e ? z : e);
+}
+
+function u64be(buf: Buffer, s: number): number {
+  return Number(buf.readBigUInt64BE(s));
+}
+
+/** The netlink answer could not be read completely (records dropped, an error message): the caller falls back to nft. */
+export class NftNetlinkError extends Error {
+  override name = 'NftNetlinkError';
+}
+
+/**
+ * Sends one request and collects every message of the answer until
+ * NLMSG_DONE (a dump) or the first reply/ack. Rejects on a netlink error
+ * other than ENOENT (resolves null then: no such table), on dropped
+ * records, or after timeoutMs.
+ */
+async function exchange(inNetns: <T>(fn: () => T) => T, msg: Buffer, dump: boolean, timeoutMs = 10_000): Promise<Buffer[] | null> {
+  return new Promise<Buffer[] | null>((resolve, reject) => {
+    const out: Buffer[] = [];
+    let settled = false;
+    let sock: NetlinkSocket | undefined;
+    const finish = (err: Error | undefined, value?: Buffer[] | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock?.close();
+      if (err) reject(err);
+      else resolve(value ?? null);
+    };
+    const timer = setTimeout(() => finish(new NftNetlinkError(`no complete netlink answer within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      sock = inNetns(
+        () =>
+          new NetlinkSocket(NETLINK_NETFILTER, (records, dropped) => {
+            if (settled) return;
+            if (dropped > 0) return finish(new NftNetlinkError(`${dropped} netlink records dropped`));
+            for (const r of records) {
+              if (r.length === 0) return finish(new NftNetlinkError('the kernel dropped netlink messages (ENOBUFS)'));
+              let off = 0;
+              while (off + 16 <= r.length) {
+                const len = r.readUInt32LE(off);
+                if (len < 16 || off + len > r.length) return finish(new NftNetlinkError('truncated netlink message'));
+                const type = r.readUInt16LE(off + 4);
+                // the ruleset changed while the kernel dumped it: this answer mixes two generations
+                if (r.readUInt16LE(off + 6) & NLM_F_DUMP_INTR) return finish(new NftNetlinkError('the ruleset changed during the dump'));
+                const m = r.subarray(off, off + len);
+                off += (len + 3) & ~3;
+                if (type === NLMSG_DONE) return finish(undefined, out);
+                if (type === NLMSG_ERROR) {
+                  const errno = -m.readInt32LE(16);
+                  if (errno === 0 && !dump) return finish(undefined, out); // ack
+                  if (errno === 2) return finish(undefined, null); // ENOENT
+                  return finish(new NftNetlinkError(`netlink error ${errno}`));
+                }
+                out.push(m);
+                if (!dump) return finish(undefined, out);
+              }
+            }
+          }),
+      );
+      sock.send(msg);
+    } catch (e) {
+      finish(e as Error);
+    }
+  });
+}
+
+/** The ruleset generation of the namespace: every committed nftables transaction changes it. */
+export async function rulesetGeneration(inNetns: <T>(fn: () => T) => T): Promise<number> {
+  const msgs = await exchange(inNetns, request(NFT_MSG_GETGEN, NLM_F_ACK, 0), false);
+  for (const m of msgs ?? []) {
+    if ((m.readUInt16LE(4) & 0xff) !== NFT_MSG_NEWGEN) continue;
+    let id: number | undefined;
+    attrs(m, 20, m.length, (t, s) => {
+      if (t === NFTA_GEN_ID) id = m.readUInt32BE(s);
+    });
+    if (id !== undefined) return id;
+  }
+  throw new NftNetlinkError('no ruleset generation in the answer');
+}
+
+/** One rule of the dump, as a scrape needs it. */
+export interface NetlinkRule {
+  chain: string;
+  handle: number;
+  comment?: string;
+  /** its (last) counter, when it has one */
+  counter?: { packets: number; bytes: number };
+  /** what it does, named as nft's JSON does (see ruleAction in subsystem.ts) */
+  action: string;
+}
+
+/** What an expression does, in the words of nft's JSON statements; undefined: nothing a rule is named by. */
+function exprAction(name: string, m: Buffer, s: number, e: number): string | undefined {
+  switch (name) {
+    case 'immediate': {
+      let dreg: number | undefined;
+      let code: number | undefined;
+      attrs(m, s, e, (t, as, ae) => {
+        if (t === NFTA_IMMEDIATE_DREG) dreg = m.readUInt32BE(as);
+        else if (t === NFTA_IMMEDIATE_DATA)
+          attrs(m, as, ae, (t2, bs, be) => {
+            if (t2 === NFTA_DATA_VERDICT) attrs(m, bs, be, (t3, cs) => t3 === NFTA_VERDICT_CODE && (code = m.readInt32BE(cs)));
+          });
+      });
+      return dreg === 0 && code !== undefined ? VERDICTS[code] : undefined;
+    }
+    case 'nat': {
+      let type: number | undefined;
+      attrs(m, s, e, (t, as) => t === NFTA_NAT_TYPE && (type = m.readUInt32BE(as)));
+      return type === 0 ? 'snat' : type === 1 ? 'dnat' : undefined;
+    }
+    case 'masq':
+      return 'masquerade';
+    case 'redir':
+      return 'redirect';
+    case 'reject':
+      return 'reject';
+    case 'log':
+      return 'log';
+    case 'lookup': {
+      let verdictMap = false;
+      attrs(m, s, e, (t, as) => t === NFTA_LOOKUP_DREG && m.readUInt32BE(as) === 0 && (verdictMap = true));
+      return verdictMap ? 'vmap' : undefined;
+    }
+    case 'meta':
+    case 'ct':
+    case 'payload': {
+      const sreg = name === 'meta' ? NFTA_META_SREG : name === 'ct' ? NFTA_CT_SREG : NFTA_PAYLOAD_SREG;
+      let sets = false;
+      attrs(m, s, e, (t) => t === sreg && (sets = true));
+      return sets ? 'mark' : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Pure: one NFT_MSG_NEWRULE message -> the rule (plain loops: a scrape parses 10^4 of them). */
+export function parseRule(m: Buffer): NetlinkRule | undefined {
+  if ((m.readUInt16LE(4) & 0xff) !== NFT_MSG_NEWRULE) return undefined;
+  const rule: NetlinkRule = { chain: '', handle: 0, action: 'continue' };
+  const end = m.length;
+  let off = 20;
+  while (off + 4 <= end) {
+    const len = m.readUInt16LE(off);
+    if (len < 4 || off + len > end) break;
+    const t = m.readUInt16LE(off + 2) & 0x3fff;
+    const s = off + 4;
+    const e = off + len;
+    if (t === NFTA_RULE_CHAIN) rule.chain = cstr(m, s, e);
+    else if (t === NFTA_RULE_HANDLE) rule.handle = u64be(m, s);
+    else if (t === NFTA_RULE_USERDATA) {
+      let u = s;
+      while (u + 2 <= e) {
+        const ut = m[u]!;
+        const ul = m[u + 1]!;
+        if (ut === NFTNL_UDATA_RULE_COMMENT) rule.comment = cstr(m, u + 2, Math.min(e, u + 2 + ul));
+        u += 2 + ul;
+      }
+    } else if (t === NFTA_RULE_EXPRESSIONS) parseExpressions(m, s, e, rule);
+    off += (len + 3) & ~3;
+  }
+  return rule;
+}
+
+/** The expression list of a rule: its counter and what it does. */
+function parseExpressions(m: Buffer, start: number, end: number, rule: NetlinkRule): void {
+  let off = start;
+  while (off + 4 <= end) {
+    const len = m.readUInt16LE(off);
+    if (len < 4 || off + len > end) break;
+    if ((m.readUInt16LE(off + 2) & 0x3fff) === NFTA_LIST_ELEM) {
+      let name = '';
+      let ds = 0;
+      let de = 0;
+      let o = off + 4;
+      const le = off + len;
+      while (o + 4 <= le) {
+        const l2 = m.readUInt16LE(o);
+        if (l2 < 4 || o + l2 > le) break;
+        const t2 = m.readUInt16LE(o + 2) & 0x3fff;
+        if (t2 === NFTA_EXPR_NAME) name = cstr(m, o + 4, o + l2);
+        else if (t2 === NFTA_EXPR_DATA) {
+          ds = o + 4;
+          de = o + l2;
+        }
+        o += (l2 + 3) & ~3;
+      }
+      if (name === 'counter') {
+        const c = { packets: 0, bytes: 0 };
+        attrs(m, ds, de, (ct, cs) => {
+          if (ct === NFTA_COUNTER_PACKETS) c.packets = u64be(m, cs);
+          else if (ct === NFTA_COUNTER_BYTES) c.bytes = u64be(m, cs);
+        });
+        rule.counter = c;
+      } else if (ACTION_EXPRS.has(name)) {
+        const a = exprAction(name, m, ds, de);
+        if (a) rule.action = a;
+      }
+    }
+    off += (len + 3) & ~3;
+  }
+}
+
+/** Expressions that can say what a rule does (exprAction); the rest (cmp, payload loads, bitwise...) are skipped unparsed. */
+const ACTION_EXPRS = new Set(['immediate', 'nat', 'masq', 'redir', 'reject', 'log', 'lookup', 'meta', 'ct', 'payload']);
+
+/**
+ * Every rule of one table with its counter (an NFT_MSG_GETRULE dump in the
+ * namespace); null when the table does not exist.
+ */
+export async function dumpRules(inNetns: <T>(fn: () => T) => T, family: NftFamily, table: string): Promise<NetlinkRule[] | null> {
+  const msgs = await exchange(inNetns, request(NFT_MSG_GETRULE, NLM_F_DUMP, NFPROTO[family], [strAttr(NFTA_RULE_TABLE, table)]), true);
+  if (msgs === null) return null;
+  const out: NetlinkRule[] = [];
+  for (const m of msgs) {
+    const r = parseRule(m);
+    if (r) out.push(r);
+  }
+  return out;
+}
+
+/** The rules of a dump that carry a comment and a counter, as NftRuleCounter (what countersFromJson reads from nft's JSON). */
+export function ruleCounters(rules: readonly NetlinkRule[]): NftRuleCounter[] {
+  const out: NftRuleCounter[] = [];
+  for (const r of rules) {
+    if (!r.comment || !r.counter) continue;
+    out.push({ chain: r.chain, handle: r.handle, comment: r.comment, action: r.action, packets: r.counter.packets, bytes: r.counter.bytes });
+  }
+  return out;
+}

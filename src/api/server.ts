@@ -240,8 +240,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   // for editors (yaml-language-server's `$schema=` modeline): docs/patronus.schema.json, served as text so
   // the secret-redacting serializer leaves its `presharedKey` properties alone
-  const schemaText = documentJsonSchemaText(engine.document.schema);
-  app.get('/schema.json', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => reply.type('application/schema+json; charset=utf-8').send(schemaText));
+  // built at the first request, not at start (its generation from the zod schemas allocates a few MB)
+  let schemaText: string | undefined;
+  app.get('/schema.json', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) =>
+    reply.type('application/schema+json; charset=utf-8').send((schemaText ??= documentJsonSchemaText(engine.document.schema))),
+  );
 
   const events = opts.events ?? new EventHub();
   registerEventMetrics(metrics.registry, events);

@@ -18,10 +18,21 @@ import { Agent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as acme from 'acme-client';
+import { createRequire } from 'node:module';
+import type * as Acme from 'acme-client';
 import type { Host } from '../system/host.js';
 import { newKeyPem } from '../services/pki/pki.js';
 import type { AcmeConfig, CertificateConfig } from './schema.js';
+
+// acme-client (with axios and its own @peculiar/x509) is loaded at its first use, not with this
+// module: every server imports this file through the services, and the library costs ~16 MB of
+// resident memory to a process that has no ACME certificate (docs/bench-control.md). It is a
+// CommonJS package, so require() gives the same module `import` gave.
+const require = createRequire(import.meta.url);
+let acmeModule: typeof Acme | undefined;
+export function loadAcme(): typeof Acme {
+  return (acmeModule ??= require('acme-client') as typeof Acme);
+}
 
 export interface CertificateFiles {
   dir: string;
@@ -133,7 +144,7 @@ export async function issueCertificate(host: Host, account: AcmeConfig, spec: Ce
     }
   }
   const keyPem = newKeyPem(spec.keyType);
-  const [, csr] = await acme.crypto.createCsr({ commonName: spec.domains[0]!, altNames: spec.domains }, keyPem);
+  const [, csr] = await loadAcme().crypto.createCsr({ commonName: spec.domains[0]!, altNames: spec.domains }, keyPem);
   const finalized = await client.finalizeOrder(order, csr).catch((e) => fail('finalizing the order', e));
   const fullchain = await client.getCertificate(finalized).catch((e) => fail('downloading the certificate', e));
   return install(host.stateDir, spec.name, keyPem, fullchain);
@@ -158,7 +169,7 @@ export async function revokeCertificate(host: Host, account: AcmeConfig, name: s
 
 function install(stateDir: string, name: string, keyPem: string, fullchain: string): CertificateState {
   const f = certificateFiles(stateDir, name);
-  const [leaf, ...rest] = acme.crypto.splitPemChain(fullchain);
+  const [leaf, ...rest] = loadAcme().crypto.splitPemChain(fullchain);
   if (!leaf) throw new Error(`certificate ${name}: the CA sent no certificate`);
   const serial = new X509Certificate(leaf).serialNumber.toLowerCase();
   const target = path.join(f.dir, serial);
@@ -189,7 +200,7 @@ function currentSerial(f: CertificateFiles): string | undefined {
 }
 
 /** The ACME account for this directory (key made and account registered on first use). */
-async function accountClient(stateDir: string, account: AcmeConfig): Promise<acme.Client> {
+async function accountClient(stateDir: string, account: AcmeConfig): Promise<Acme.Client> {
   const dir = path.join(stateDir, 'certs', '.acme');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const id = createHash('sha256').update(account.directory).digest('hex').slice(0, 16);
@@ -198,6 +209,7 @@ async function accountClient(stateDir: string, account: AcmeConfig): Promise<acm
   if (!existsSync(keyFile)) writeFileSync(keyFile, newKeyPem('ecdsa-p256'), { mode: 0o600 });
   // the CA of a private or test ACME server, beside the public ones (one account per process: acme-client's axios is shared)
   const extraCa = account.directoryCaFile ? readFileSync(account.directoryCaFile, 'utf8') : undefined;
+  const acme = loadAcme();
   acme.axios.defaults.httpsAgent = extraCa ? new Agent({ ca: [...rootCertificates, extraCa] }) : undefined;
   const accountUrl = existsSync(urlFile) ? readFileSync(urlFile, 'utf8').trim() : undefined;
   const client = new acme.Client({ directoryUrl: account.directory, accountKey: readFileSync(keyFile), backoffAttempts: 12, backoffMin: 250, backoffMax: 5000, ...(accountUrl ? { accountUrl } : {}) });

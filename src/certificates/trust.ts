@@ -8,8 +8,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import * as acme from 'acme-client';
-import { certificateFiles } from './acme.js';
+import { certificateFiles, loadAcme } from './acme.js';
 
 export const SYSTEM_TRUST_STORE = '/etc/ssl/certs/ca-certificates.crt';
 
@@ -17,7 +16,7 @@ export const SYSTEM_TRUST_STORE = '/etc/ssl/certs/ca-certificates.crt';
 export function certificateRoot(stateDir: string, name: string, rootCaFile?: string): { leaf: X509Certificate; rootPem: string } {
   let chain: string[];
   try {
-    chain = acme.crypto.splitPemChain(readFileSync(certificateFiles(stateDir, name).fullchain, 'utf8'));
+    chain = loadAcme().crypto.splitPemChain(readFileSync(certificateFiles(stateDir, name).fullchain, 'utf8'));
   } catch (e) {
     throw new Error(`certificate ${name} is not in service yet (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): apply the configuration that issues it first`);
   }
@@ -35,7 +34,7 @@ export function certificateRoot(stateDir: string, name: string, rootCaFile?: str
       if (file === rootCaFile) throw new Error(`certificates.acme.rootCaFile: cannot read ${file}: ${(e as Error).message}`);
       continue;
     }
-    for (const pem of acme.crypto.splitPemChain(text)) candidates.push({ from: file, pem });
+    for (const pem of loadAcme().crypto.splitPemChain(text)) candidates.push({ from: file, pem });
   }
   for (const c of candidates) {
     let root: X509Certificate;

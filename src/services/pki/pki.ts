@@ -14,12 +14,27 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-// tsyringe (inside @peculiar/x509) needs the Reflect metadata polyfill loaded first
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import { createRequire } from 'node:module';
+import type * as X509 from '@peculiar/x509';
 import { addressFamily, parsePrefix } from '../../net/address.js';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+// @peculiar/x509 (with tsyringe, asn1 schemas, reflect-metadata) is loaded at the first
+// certificate written, not with this module: every server and CLI imports this file through
+// the VPN domains, and the library costs ~6 MB of resident memory to a process that never
+// issues a certificate (docs/bench-control.md). Its package has no ESM entry (`main` is the
+// CommonJS build, which `import` loaded before too), so require() gives the same module.
+const require = createRequire(import.meta.url);
+let x509Module: typeof X509 | undefined;
+function loadX509(): typeof X509 {
+  if (!x509Module) {
+    // tsyringe (inside @peculiar/x509) needs the Reflect metadata polyfill loaded first
+    require('reflect-metadata');
+    const x509 = require('@peculiar/x509') as typeof X509;
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    x509Module = x509;
+  }
+  return x509Module;
+}
 
 type WebKey = webcrypto.CryptoKey;
 type SignAlgorithm = webcrypto.RsaHashedImportParams | (webcrypto.EcdsaParams & webcrypto.EcKeyImportParams);
@@ -67,6 +82,7 @@ export async function ensureCa(stateDir: string, ca: string, commonName = `Patro
   if (!existsSync(certFile) || !existsSync(keyFile)) {
     privateDir(dir);
     const key = newKeyPem(keyType);
+    const x509 = loadX509();
     const pair = await cryptoKeys(createPrivateKey(key));
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: serial(),
@@ -94,6 +110,7 @@ export async function ensureCert(stateDir: string, ca: string, req: CertRequest)
   const certFile = path.join(dir, `${req.name}.crt`);
   const keyFile = path.join(dir, `${req.name}.key`);
   if (!existsSync(keyFile) || !existsSync(certFile) || !certMatches(readFileSync(certFile, 'utf8'), authority, req)) {
+    const x509 = loadX509();
     const keyPem = existsSync(keyFile) ? readFileSync(keyFile, 'utf8') : newKeyPem(req.keyType ?? 'ecdsa-p256');
     const subjectKey = createPrivateKey(keyPem);
     const caKey = await cryptoKeys(createPrivateKey(readFileSync(authority.keyFile, 'utf8')));
@@ -192,6 +209,7 @@ function certMatches(pem: string, ca: Ca, req: CertRequest): boolean {
 }
 
 function usageOf(c: X509Certificate): CertUsage | undefined {
+  const x509 = loadX509();
   const eku = c.keyUsage ?? [];
   const server = eku.includes(x509.ExtendedKeyUsage.serverAuth);
   const client = eku.includes(x509.ExtendedKeyUsage.clientAuth);

@@ -27,6 +27,7 @@ import { EventHub } from '../events/hub.js';
 import { XdpEventSource } from '../events/xdp.js';
 import { NflogSource } from '../events/nflog.js';
 import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
+import { releaseFreedMemory } from '../bpf/index.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -145,6 +146,21 @@ export async function serve(opts: ServeOptions): Promise<void> {
   };
   await bindNflog();
   engine.on('applied', () => void bindNflog());
+  // an apply's parse and compile worker threads leave their malloc arenas full of free pages that glibc
+  // keeps for the process's lifetime (11-16 MB at a small configuration, docs/bench-control.md): give
+  // them back to the kernel once the workers are gone, after the start and after every apply
+  let trimTimer: NodeJS.Timeout | undefined;
+  const releaseMemorySoon = () => {
+    clearTimeout(trimTimer);
+    trimTimer = setTimeout(() => {
+      try {
+        releaseFreedMemory();
+      } catch (e) {
+        console.error(`patronus: releasing freed memory: ${(e as Error).message}`);
+      }
+    }, 1000).unref();
+  };
+  engine.on('applied', releaseMemorySoon);
   registerHaSyncMetrics(metrics.registry, haSync);
   const app = await buildServer({
     engine,
@@ -209,6 +225,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   await app.listen({ host: hostname, port });
   drift.start();
   fleet?.start();
+  releaseMemorySoon();
   console.log(`patronus: listening on ${https ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 

@@ -159,5 +159,7 @@ export interface NativeAddon {
   ifNameToIndex(name: string): number;
   /** Whether the kernel has the BPF_MAP_*_BATCH commands (creates a small probe map). */
   probeBatchApi(): boolean;
+  /** glibc malloc_trim(0): returns the C heap's free pages to the kernel; whether any went back */
+  mallocTrim(): boolean;
   inNetns<T>(path: string, fn: () => T): T;
 }

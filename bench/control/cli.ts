@@ -21,7 +21,6 @@
  * a benchmark, never a pass/fail test.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +28,7 @@ import { arch, cpus } from 'node:os';
 import { execa, type ResultPromise } from 'execa';
 import { controlLab } from '../lib/control.js';
 import { fmt, markdownTable, summarize } from '../harness/report.js';
+import { freePort } from '../lib/ports.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,13 +44,6 @@ const reps = Number(values.reps);
 const skip = new Set(values.skip!.split(',').filter(Boolean));
 const GEO_DB = fileURLToPath(new URL('../../../node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb', import.meta.url));
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function rssMb(pid: number): number {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;

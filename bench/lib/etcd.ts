@@ -7,10 +7,10 @@
  * or after a failed start.
  */
 import { existsSync, mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { freePort } from './ports.js';
 
 export interface EtcdMember {
   name: string;
@@ -156,13 +156,6 @@ export class EtcdCluster {
   }
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function procUsage(pid: number): { cpuSeconds: number; rssBytes: number } {
   // /proc/PID/stat fields 14 and 15 (utime, stime) in clock ticks (100 Hz on Linux); /proc/PID/statm field 2 in pages

@@ -12,12 +12,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { missing, hasCommand } from '../lib/skip.js';
 import { controlLab, addresses, type ControlLab } from '../lib/control.js';
+import { freePort } from '../../bench/lib/ports.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
@@ -42,13 +42,6 @@ function lintExposition(text: string): string[] {
   return problems;
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe('patronus serve under an init system', { timeout: 300_000, skip: missing('netns') }, () => {
   let L: ControlLab;

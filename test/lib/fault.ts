@@ -4,7 +4,6 @@
  * state Patronus owns (nftables table, addresses, XDP program id) to compare
  * with what the committed revision puts there, and a small tmpfs to fill.
  */
-import { createServer } from 'node:net';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync, openSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,18 +18,11 @@ import { removePins } from '../../src/fastpath/dataplane.js';
 import type { Netns } from './netns.js';
 import { domains } from '../../src/domains.js';
 
+import { freePort } from '../../bench/lib/ports.js';
+export { freePort };
+
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A `patronus serve` child process; `lines` collects its stdout and stderr. */
 export class ServeProcess {

@@ -43,11 +43,12 @@ const SIGTERM_PREFIXES = Number(process.env.EL_SIGTERM_PREFIXES ?? 50_000);
  * runnable threads per core (the idle server's loop was seen held 516 ms).
  * So the test bounds what would mean the work is back on the loop (a
  * compile stage or an unsliced loop over a million entries holds it 6-15 s
- * unloaded): the larger of this and 8 times the idle server's longest
- * delay measured at the start, and prints the p99 and max
+ * unloaded): the larger of this (4 s: a 1M apply was seen holding it 3.6 s
+ * once at load ~15, against 0.6-1.3 s when calmer) and 8 times the idle
+ * server's longest delay measured at the start, and prints the p99 and max
  * (docs/reliability.md has the figures).
  */
-const LOOP_BLOCK_BOUND_MS = Number(process.env.EL_LOOP_BOUND_MS ?? 2500);
+const LOOP_BLOCK_BOUND_MS = Number(process.env.EL_LOOP_BOUND_MS ?? 4000);
 /** what the idle server showed at the start of the file (see the first test), for bounds that follow the machine's load */
 const idle = { loopMax: 0, healthzP99: 0 };
 const loopBound = () => Math.max(LOOP_BLOCK_BOUND_MS, 8 * idle.loopMax);

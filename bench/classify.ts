@@ -95,7 +95,11 @@ const V6_SETS: [string, string[]][] = [
 async function patronus(rows: Row[]): Promise<void> {
   const pinDir = mkdtempSync('/sys/fs/bpf/pt-bench-cls-');
   const capacity = { prefixes: CAP, portPrefixes: 4096, rateLimitSources: 1024, blocklist: 1024 };
-  const dp = await FastpathDataPlane.open({ pinDir, capacity });
+  // a data plane that fails to open leaves no pin directory behind either
+  const dp = await FastpathDataPlane.open({ pinDir, capacity }).catch((e: unknown) => {
+    removePins(pinDir);
+    throw e;
+  });
   try {
     for (const rs of RULE_SETS) {
       const fastpath = fastpathSchema.parse({ interfaces: [{ name: 'lo', defaultPolicy: 'pass' }], rules: rs.rules(), capacity: { ...capacity, rules: 1024 } });
@@ -124,7 +128,11 @@ interface BudgetRow {
 async function budget(out: BudgetRow[]): Promise<void> {
   const pinDir = mkdtempSync('/sys/fs/bpf/pt-bench-bud-');
   const capacity = { prefixes: CAP, portPrefixes: 4096, rateLimitSources: 1024, blocklist: 1024 };
-  const dp = await FastpathDataPlane.open({ pinDir, capacity });
+  // a data plane that fails to open leaves no pin directory behind either
+  const dp = await FastpathDataPlane.open({ pinDir, capacity }).catch((e: unknown) => {
+    removePins(pinDir);
+    throw e;
+  });
   const tcp = frame({ src: '16.0.1.9', dst: '10.0.0.2', proto: 'tcp', sport: 40000, dport: 22, payload: 10 });
   const v6 = frame({ src: '2a00:0:1::9', dst: '2001:db8::2', proto: 'udp', sport: 40000, dport: 9, payload: 2 });
   const slash32s = Array.from({ length: 1000 }, (_, i) => `16.0.1.${(i % 250) + 1}`).slice(0, 250);

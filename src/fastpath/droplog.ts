@@ -62,23 +62,14 @@ export interface LogRule {
 export function prepareDropLog(maps: DropLogMaps, shadow: number, log: LogConfig, rules: LogRule[], wasLogging: Set<number>): void {
   maps.log_cfg.set(u32(shadow), encodeLogConfig(log, nsPerJiffy()));
   if (log.rate === 0) return;
+  const stats = perCpu(maps.log_stats, LOG_STAT_SIZE);
   for (const { slot, counter } of loggingSlots(log, rules)) {
     if (wasLogging.has(slot)) continue;
     const b = maps.log_bucket.get(u32(slot)) ?? Buffer.alloc(16);
     const opened = Buffer.from(b);
     opened.writeBigUInt64LE(0n, 8);
     maps.log_bucket.set(u32(slot), opened);
-    const stats = perCpu(maps.log_stats, LOG_STAT_SIZE);
-    const now = drops(maps, counter);
-    const cur = stats.get(u32(slot))!;
-    stats.set(
-      u32(slot),
-      cur.map((v, cpu) => {
-        const o = Buffer.from(v);
-        o.writeBigUInt64LE(now[cpu] ?? 0n, 24);
-        return o;
-      }),
-    );
+    rewriteStats(stats, slot, drops(maps, counter), (o, d) => o.writeBigUInt64LE(d, 24));
   }
 }
 
@@ -95,19 +86,11 @@ export function settleDropLog(maps: DropLogMaps, log: LogConfig, rules: LogRule[
     const stats = perCpu(maps.log_stats, LOG_STAT_SIZE);
     for (const { slot, counter } of loggingSlots(old, before.rules)) {
       if (logging.has(slot)) continue;
-      const now = drops(maps, counter);
-      const cur = stats.get(u32(slot))!;
-      stats.set(
-        u32(slot),
-        cur.map((v, cpu) => {
-          const o = Buffer.from(v);
-          const d = now[cpu] ?? 0n;
-          const seen = o.readBigUInt64LE(24);
-          if (d > seen) o.writeBigUInt64LE(o.readBigUInt64LE(8) + d - seen, 8);
-          o.writeBigUInt64LE(d, 24);
-          return o;
-        }),
-      );
+      rewriteStats(stats, slot, drops(maps, counter), (o, d) => {
+        const seen = o.readBigUInt64LE(24);
+        if (d > seen) o.writeBigUInt64LE(o.readBigUInt64LE(8) + d - seen, 8);
+        o.writeBigUInt64LE(d, 24);
+      });
     }
   }
   for (const slot of [...rules.map((r) => r.slot), ...PSEUDO.map((p) => p.slot)]) {
@@ -167,6 +150,19 @@ function loggingSlots(log: LogConfig, rules: LogRule[]): { slot: number; name: s
 }
 
 /** The drop counter of a slot, per CPU. */
+/** Rewrites one slot's per-CPU stats: fn edits each CPU's copy, given that CPU's drop count now. */
+function rewriteStats(stats: PerCpuMap<Buffer, Buffer>, slot: number, now: readonly bigint[], fn: (stat: Buffer, drops: bigint) => void): void {
+  const cur = stats.get(u32(slot))!;
+  stats.set(
+    u32(slot),
+    cur.map((v, cpu) => {
+      const o = Buffer.from(v);
+      fn(o, now[cpu] ?? 0n);
+      return o;
+    }),
+  );
+}
+
 function drops(maps: DropLogMaps, c: Counter): bigint[] {
   if (c.kind === 'rule') return perCpu(maps.rule_stats, RULE_STAT_SIZE).get(u32(c.slot))!.map((v) => v.readBigUInt64LE(c.limited ? 16 : 0));
   return perCpu(maps.verdict_stats, VERDICT_STAT_SIZE).get(u32(c.index))!.map((v) => v.readBigUInt64LE(0));

@@ -50,6 +50,14 @@ describe('HA sync through etcd', { timeout: 300_000, skip }, () => {
     };
   }
   const ruleset = async (i: number) => (await nodes[i]!.ns.exec('nft', ['list', 'ruleset'])).stdout;
+  // the kernel has a synced rule before the store commits its revision: wait for both
+  const committedWith = async (i: number, rule: string, without?: string) => {
+    const cur = nodes[i]!.store.current();
+    const names: string[] = ((cur?.config as any)?.firewall?.rules ?? []).map((r: { name: string }) => r.name);
+    if (!names.includes(rule) || (without !== undefined && names.includes(without))) return false;
+    const r = await ruleset(i);
+    return r.includes(rule) && (without === undefined || !r.includes(without));
+  };
 
   before(async () => {
     etcd = await EtcdCluster.start({ members: 1 });
@@ -83,7 +91,7 @@ describe('HA sync through etcd', { timeout: 300_000, skip }, () => {
     assert.equal((await nodes[0]!.engine.apply({ document: doc(0, ['ping-a']) }, { author: 'test', message: 'primary' })).state, 'committed');
     for (const n of nodes) n.sync.attach(n.engine);
 
-    await waitUntil('ping-a on the secondary', async () => (await ruleset(1)).includes('ping-a'));
+    await waitUntil('ping-a committed on the secondary', () => committedWith(1, 'ping-a'));
     const synced = nodes[1]!.store.current()!;
     assert.equal(synced.author, 'ha-sync');
     assert.match(synced.message, /^ha-sync: primary revision \d+ sha256:[0-9a-f]{64}$/);
@@ -91,7 +99,7 @@ describe('HA sync through etcd', { timeout: 300_000, skip }, () => {
 
     // a change on the primary
     assert.equal((await nodes[0]!.engine.apply({ document: doc(0, ['ping-a', 'ping-b']) }, { author: 'test', message: 'b' })).state, 'committed');
-    await waitUntil('ping-b on the secondary', async () => (await ruleset(1)).includes('ping-b'));
+    await waitUntil('ping-b committed on the secondary', () => committedWith(1, 'ping-b'));
     const inSyncRev = nodes[1]!.store.current()!.id;
     // nothing applied when the hash equals what runs (a re-read after intervalSeconds)
     await waitUntil('a secondary report in sync', () => nodes[1]!.sync.status()?.inSync === true && !nodes[1]!.sync.status()?.applied);
@@ -124,10 +132,7 @@ describe('HA sync through etcd', { timeout: 300_000, skip }, () => {
 
     // etcd back: the secondary converges
     await etcd.restart('m1');
-    await waitUntil('ping-c on the secondary', async () => {
-      const r = await ruleset(1);
-      return r.includes('ping-c') && !r.includes('ping-b');
-    }, 40_000);
+    await waitUntil('ping-c committed on the secondary', () => committedWith(1, 'ping-c', 'ping-b'), 40_000);
     // what operators see: the secondary's last sync report on its API
     const app = await buildServer({ engine: nodes[1]!.engine, store: nodes[1]!.store, metrics: createMetrics(nodes[1]!.engine, { processMetrics: false }), haEtcdSync: nodes[1]!.sync });
     try {

@@ -17,7 +17,7 @@
  * bench/results/<timestamp>/ (or --out). A benchmark, never a test.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { hostname, cpus as osCpus, release } from 'node:os';
+import { hostname, cpus as osCpus, loadavg, release } from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../../src/bpf/addon.js';
 import { createPatronusPath } from './fastpath.js';
@@ -28,6 +28,10 @@ import { Topology, diff, RX_DEV, DST4, DST6, TX_DEV, type RxCounters } from './t
 import { TrafficGen, type GenResult } from './trafficgen.js';
 import { frameTable, ruleSet, type Family, type FrameTable, type RuleSet } from './workload.js';
 import { scenarios, sideBySideReport, type ScenarioRun } from './sidebyside.js';
+import { roundOrder } from './decide.js';
+
+/** A run in which the receiver's ring refused at least this share of the offered frames was receiver-bound. */
+const RECEIVER_BOUND_SHARE = 0.02;
 
 interface Plan {
   counts: number[];
@@ -44,6 +48,12 @@ interface Plan {
   sideBySide: boolean;
   cpReps: number;
   genCpus: number[];
+  /** threaded NAPI for the receiver, pinned to this CPU (undefined: the receive path runs in the generator's softirq) */
+  rxCpu: number | undefined;
+  /** kernel BPF run-time stats during each generator run (XDP program ns per packet) */
+  bpfStats: boolean;
+  /** the 1-minute load average when the run started (other tenants of the machine) */
+  load1?: number;
   testRunRepeat: number;
   out: string;
 }
@@ -61,6 +71,8 @@ interface Run {
   droppedPps: number;
   cpuNsPerPacket: number;
   filterDrops: number;
+  /** share of the offered frames the receiver's ring refused (> 0: the receiver was the bottleneck) */
+  refusedShare: number;
 }
 
 export class AccountingError extends Error {}
@@ -80,6 +92,15 @@ async function main(): Promise<void> {
   const log = (s: string) => console.log(`[${((Date.now() - started.getTime()) / 1000).toFixed(0).padStart(4)}s] ${s}`);
 
   const topo = await Topology.create();
+  if (plan.rxCpu !== undefined) {
+    try {
+      const pid = await topo.pinReceiver(plan.rxCpu);
+      log(`receiver: threaded NAPI, kernel thread ${pid} pinned to CPU ${plan.rxCpu}; generator on CPU ${plan.genCpus.join(',')}`);
+    } catch (e) {
+      await topo.teardown();
+      throw e;
+    }
+  }
   const gen = await TrafficGen.create(topo.sender, TX_DEV);
   const ctx: PathContext = { receiver: topo.receiver, dev: RX_DEV, ifindex: topo.rxIfindex };
   const paths: FilterPath[] = [];
@@ -138,13 +159,35 @@ async function main(): Promise<void> {
       const frames = frameTable(big, plan.sources, 1, ep);
       const list = scenarios(paths, DST4);
       for (const sc of list) scenarioLabels[sc.id] = sc.label;
+      // rounds: every scenario once per round, in a shuffled order, so drift between rounds cancels
+      // in the per-round ratios (bench/harness/decide.ts)
       for (let r = 0; r < plan.reps; r++) {
-        for (const sc of list) {
+        const order = roundOrder(list.map((sc) => sc.id), r);
+        log(`round ${r + 1}/${plan.reps} (load ${loadavg()[0]!.toFixed(1)}): ${order.join(' ')}`);
+        for (const id of order) {
+          const sc = list.find((x) => x.id === id)!;
           const secs = await sc.install();
+          const p0 = plan.bpfStats ? await topo.xdpProgStats() : undefined;
           const run = await measure(topo, gen, sc.path, big, frames, 1, plan, false);
+          const p1 = p0 ? await topo.xdpProgStats() : undefined;
+          const progNs = p0 && p1 && p1.id === p0.id && p1.runCnt > p0.runCnt ? (p1.runTimeNs - p0.runTimeNs) / (p1.runCnt - p0.runCnt) : NaN;
           runs.push(run);
-          sideBySide.push({ scenario: sc.id, rxPps: run.rxPps, cpuNsPerPacket: run.cpuNsPerPacket });
-          log(`${sc.label}, rep ${r + 1}: installed in ${secs.toFixed(2)} s, ${(run.rxPps / 1e6).toFixed(3)} Mpps, ${run.cpuNsPerPacket.toFixed(0)} ns CPU/pkt`);
+          sideBySide.push({
+            round: r,
+            scenario: sc.id,
+            rxPps: run.rxPps,
+            cpuNsPerPacket: run.cpuNsPerPacket,
+            rxNsPerPacket: run.cpuNsPerPacket,
+            progNsPerPacket: progNs,
+            receiverBound: run.refusedShare >= RECEIVER_BOUND_SHARE,
+            refusedShare: run.refusedShare,
+            offeredPps: run.gen.pps,
+            load1: loadavg()[0]!,
+          });
+          log(
+            `  ${sc.label}: installed in ${secs.toFixed(2)} s, ${(run.rxPps / 1e6).toFixed(3)} Mpps taken, ${pct(run.refusedShare)} refused, ` +
+              `${run.cpuNsPerPacket.toFixed(0)} ns receiver CPU/pkt, ${Number.isFinite(progNs) ? progNs.toFixed(0) : '–'} ns XDP program/pkt`,
+          );
           await sc.path.remove();
         }
       }
@@ -259,7 +302,7 @@ async function measure(topo: Topology, gen: TrafficGen, p: FilterPath, rules: Ru
   await p.beforeRun?.();
   const drops0 = p.drops ? await p.drops() : NaN;
   const c0 = await topo.counters(plan.genCpus);
-  const g = await gen.run(frames, { duration: plan.duration, cpus: plan.genCpus, static: isStatic });
+  const g = await gen.run(frames, { duration: plan.duration, cpus: plan.genCpus, static: isStatic, bpfStats: plan.bpfStats });
   await sleep(50); // anything ksoftirqd still holds
   const c1 = await topo.counters(plan.genCpus);
   const drops1 = p.drops ? await p.drops() : NaN;
@@ -291,8 +334,10 @@ async function measure(topo: Topology, gen: TrafficGen, p: FilterPath, rules: Ru
     rxPps: d.rx / g.seconds,
     deliveredPps: d.delivered / g.seconds,
     droppedPps: dropped / g.seconds,
-    cpuNsPerPacket: (d.softirqSeconds * 1e9) / d.rx,
+    // threaded receiver: its NAPI thread's own time; else the generator CPU's softirq time
+    cpuNsPerPacket: ((plan.rxCpu !== undefined ? d.rxThreadSeconds : d.softirqSeconds) * 1e9) / d.rx,
     filterDrops,
+    refusedShare: d.xmitErrors / Math.max(d.xmit + d.xmitErrors, 1),
   };
 }
 
@@ -329,7 +374,12 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
   parts.push(
     `${started.toISOString()} on ${hostname()}: Linux ${release()}, ${osCpus().length} × ${cpuModel}. ` +
       `${plan.reps} repetitions of ${plan.duration} s per point (interleaved across paths), ${plan.sources} distinct source addresses per run, ` +
-      `64-byte UDP frames, one generator thread on CPU ${plan.genCpus.join(',')}. ` +
+      `64-byte UDP frames, one generator thread on CPU ${plan.genCpus.join(',')}, ` +
+      (plan.rxCpu !== undefined
+        ? `the receiver's NAPI poll in its own kernel thread on CPU ${plan.rxCpu} (threaded NAPI; receiver CPU per packet is that thread's time). `
+        : `the receiver's NAPI poll in the generator's softirq on the same CPU. `) +
+      (plan.bpfStats ? 'Kernel BPF run-time stats on during each generator run (BPF_ENABLE_STATS, off between runs). ' : '') +
+      (plan.load1 !== undefined ? `Load average (1 min) at the start: ${plan.load1.toFixed(1)}. ` : '') +
       `Cells are "median (min–max)". All packet counts are taken at the receiver.\n`,
   );
   if (c.failure) parts.push(`**The run stopped early:** ${c.failure instanceof Error ? c.failure.message : String(c.failure)}\n`);
@@ -343,10 +393,13 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
   const limit = Math.min(...c.genLimit.filter((g) => g.what.startsWith('prepared')).map((g) => g.pps.median));
 
   const files: Record<string, string> = {};
+  let decided: unknown;
   if (c.sideBySide?.length) {
     const r = sideBySideReport(c.sideBySide, c.scenarioLabels ?? {});
     parts.push(r.md);
     files['side-by-side.svg'] = r.svg;
+    files['side-by-side-targets.svg'] = r.targetsSvg;
+    decided = r.targets;
   }
   for (const family of plan.sideBySide ? [] : plan.families) {
     for (const mix of plan.mixes) {
@@ -456,7 +509,7 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
   for (const [name, svg] of Object.entries(files)) await writeFile(path.join(plan.out, name), svg);
   await writeFile(
     path.join(plan.out, 'results.json'),
-    JSON.stringify({ plan, started: started.toISOString(), host: hostname(), kernel: release(), cpu: cpuModel, ...c, failure: c.failure ? String(c.failure) : undefined }, null, 1),
+    JSON.stringify({ plan, started: started.toISOString(), host: hostname(), kernel: release(), cpu: cpuModel, ...c, ...(decided ? { targets: decided } : {}), failure: c.failure ? String(c.failure) : undefined }, null, 1),
   );
   return md;
 }
@@ -490,6 +543,9 @@ function parseArgs(argv: string[]): Plan {
     sideBySide: argv.includes('--side-by-side'),
     cpReps: short ? 1 : 3,
     genCpus: nums(get('--gen-cpus'), [0]),
+    rxCpu: get('--rx-cpu') === undefined || get('--rx-cpu') === 'same' ? undefined : Number(get('--rx-cpu')),
+    bpfStats: argv.includes('--side-by-side') && !argv.includes('--no-bpf-stats'),
+    load1: loadavg()[0]!,
     testRunRepeat: short ? 200_000 : 1_000_000,
     out: get('--out') ?? path.join(projectRoot(), 'bench/results', stamp),
   };
@@ -497,6 +553,7 @@ function parseArgs(argv: string[]): Plan {
   for (const f of plan.families) if (f !== 4 && f !== 6) throw new Error(`--families: ${f} is not 4 or 6`);
   for (const m of plan.mixes) if (!(m >= 0 && m <= 1)) throw new Error(`--mixes: ${m} is not between 0 and 1`);
   for (const n of plan.counts) if (!(Number.isInteger(n) && n >= 1 && n <= 200_000)) throw new Error(`--counts: ${n} is not an integer in 1..200000`);
+  if (plan.rxCpu !== undefined && !(Number.isInteger(plan.rxCpu) && plan.rxCpu >= 0 && plan.rxCpu < osCpus().length)) throw new Error(`--rx-cpu: ${get('--rx-cpu')} is not "same" or a CPU number below ${osCpus().length}`);
   if (!(plan.sources >= 1 && plan.sources <= 65536)) throw new Error(`--sources: ${plan.sources} is not in 1..65536`);
   return plan;
 }

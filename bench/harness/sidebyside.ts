@@ -14,11 +14,12 @@
  *                 (prefixes, ports, protocols) ahead of the /6 drop rule
  *   nft-netdev-set, nft-inet-ct   1 prefix and 100k /24s
  *
- * Writes its own section (table, target ratios, bar plot) into results.md.
+ * Writes its own section (table, targets decided per round, plots) into results.md.
  */
 import type { FastpathConfig } from '../../src/fastpath/schema.js';
 import type { FilterPath } from './paths.js';
 import { markdownTable, fmtSI, si, summarize, type Summary } from './report.js';
+import { decideTarget, ISSUE13_TARGETS, medianInterval, pairedRatios, type Interval, type RoundSample, type TargetResult, type Verdict } from './decide.js';
 import { ruleSet, type RuleSet } from './workload.js';
 import { rules1024 as sharedRules1024 } from './rules.js';
 
@@ -71,44 +72,128 @@ export function scenarios(paths: FilterPath[], dst4: string): Scenario[] {
 }
 
 export interface ScenarioRun {
+  /** the round (every scenario once per round); older results without it are numbered by repetition */
+  round?: number;
   scenario: string;
   rxPps: number;
+  /** receive-path CPU per packet (threaded receiver: its NAPI thread; else the generator CPU's softirq), ns */
   cpuNsPerPacket: number;
+  rxNsPerPacket?: number;
+  /** the attached XDP program's run time per run (kernel BPF stats), ns; NaN without one */
+  progNsPerPacket?: number;
+  /** the receiver's ring refused frames: the receiver, not the generator, set the rate */
+  receiverBound?: boolean;
+  refusedShare?: number;
+  offeredPps?: number;
+  load1?: number;
 }
 
-/** Table, the issue's target ratios and a bar plot of the side-by-side runs. */
-export function sideBySideReport(runs: ScenarioRun[], labels: Record<string, string>): { md: string; svg: string } {
+/** Rounds for every run (older results: the n-th run of a scenario was round n). */
+export function roundSamples(runs: readonly ScenarioRun[]): RoundSample[] {
+  const seen = new Map<string, number>();
+  return runs.map((r) => {
+    const k = seen.get(r.scenario) ?? 0;
+    seen.set(r.scenario, k + 1);
+    return {
+      round: r.round ?? k,
+      scenario: r.scenario,
+      rxPps: r.rxPps,
+      rxNsPerPacket: r.rxNsPerPacket ?? r.cpuNsPerPacket,
+      progNsPerPacket: r.progNsPerPacket ?? NaN,
+      receiverBound: r.receiverBound ?? false,
+    };
+  });
+}
+
+const fmtIv = (iv: Interval) => (iv.n ? `${iv.median.toFixed(2)} (${iv.lo.toFixed(2)}–${iv.hi.toFixed(2)})` : '–');
+const bold = (v: Verdict) => (v === 'met' ? 'met' : v === 'missed' ? '**missed**' : '*undecided*');
+
+/** Table, the issue's targets decided per round (decide.ts) and the plots of the side-by-side runs. */
+export function sideBySideReport(runs: ScenarioRun[], labels: Record<string, string>): { md: string; svg: string; targetsSvg: string; targets: TargetResult[] } {
+  const samples = roundSamples(runs);
   const ids = [...new Set(runs.map((r) => r.scenario))];
-  const pps = (id: string) => summarize(runs.filter((r) => r.scenario === id).map((r) => r.rxPps));
-  const cpu = (id: string) => summarize(runs.filter((r) => r.scenario === id).map((r) => r.cpuNsPerPacket / 1e9));
-  const xf = pps('xdp-filter-1').median;
-  const rows = ids.map((id) => [labels[id] ?? id, fmtSI(pps(id)), Number.isFinite(xf) ? `${(pps(id).median / xf).toFixed(2)}×` : '–', fmtSI(cpu(id), 's')]);
+  const of = (id: string, f: (r: ScenarioRun) => number | undefined) => summarize(runs.filter((r) => r.scenario === id).map((r) => f(r) ?? NaN));
+  const pps = (id: string) => of(id, (r) => r.rxPps);
+  const hasXf = ids.includes('xdp-filter-1');
+  const vsXf = (id: string, f: (s: RoundSample) => number, inverse: boolean) =>
+    hasXf && id !== 'xdp-filter-1' ? medianInterval(pairedRatios(samples, id, 'xdp-filter-1', f, inverse).map((x) => x.ratio)) : undefined;
+  const rows = ids.map((id) => {
+    const a = vsXf(id, (s) => s.rxPps, false);
+    const b = vsXf(id, (s) => s.rxNsPerPacket, true);
+    const bound = runs.filter((r) => r.scenario === id && r.receiverBound).length;
+    const n = runs.filter((r) => r.scenario === id).length;
+    return [
+      labels[id] ?? id,
+      fmtSI(pps(id)),
+      `${bound}/${n}`,
+      fmtSI(of(id, (r) => (r.rxNsPerPacket ?? r.cpuNsPerPacket) / 1e9), 's'),
+      fmtSI(of(id, (r) => (r.progNsPerPacket ?? NaN) / 1e9), 's'),
+      id === 'xdp-filter-1' ? '1' : a ? fmtIv(a) : '–',
+      id === 'xdp-filter-1' ? '1' : b ? fmtIv(b) : '–',
+    ];
+  });
+  const rounds = new Set(samples.map((s) => s.round)).size;
   const parts: string[] = [];
   parts.push('## Side by side (issue 13)\n');
-  parts.push('Every frame dropped; 4096 distinct sources spread over the 100k-prefix rule set for every row; packets/s the receiver took.\n');
-  parts.push(markdownTable(['path', 'packets/s', '× xdp-filter 1 rule', 'receiver CPU per packet'], rows));
-  const ratio = (a: string, b: string) => pps(a).median / pps(b).median;
-  const target = (what: string, v: number, want: string, ok: boolean) => [what, Number.isFinite(v) ? v.toFixed(2) : '–', want, Number.isFinite(v) ? (ok ? 'met' : '**missed**') : '–'];
-  const t: string[][] = [];
-  const r1 = ratio('patronus-1', 'xdp-filter-1');
-  t.push(target('Patronus 1 rule / xdp-filter 1 rule', r1, '≥ 1.2', r1 >= 1.2));
-  const r1024 = ratio('patronus-1024', 'xdp-filter-1');
-  t.push(target('Patronus 1024 rules / xdp-filter 1 rule', r1024, '≥ 1.0', r1024 >= 1.0));
-  for (const size of ['1', '100k'] as const) {
-    const p = `patronus-${size}`;
-    const a = ratio(p, `nft-netdev-set-${size}`);
-    t.push(target(`Patronus ${size} / nftables netdev set ${size}`, a, '≥ 3', a >= 3));
-    const b = ratio(p, `nft-inet-ct-${size}`);
-    t.push(target(`Patronus ${size} / nftables inet + conntrack ${size}`, b, '≥ 5', b >= 5));
+  parts.push(
+    `Every frame dropped; 4096 distinct sources spread over the 100k-prefix rule set for every row; ${rounds} rounds, every scenario once per round in a shuffled order. ` +
+      'Cells are median (min–max) over the rounds; ratios are per-round ratios (both scenarios of the same round), median (≥ 95 % interval for that median). ' +
+      '"Receiver-bound" counts the runs in which the receiver refused offered frames (its ring overflowed): only those packet rates measure the receiver. ' +
+      '"Receiver CPU" is the receive path\'s CPU time per packet taken; "XDP program" the attached program\'s own run time per packet (kernel BPF stats).\n',
+  );
+  parts.push(markdownTable(['path', 'packets/s', 'receiver-bound', 'receiver CPU per packet', 'XDP program per packet', '× xdp-filter, packets/s', '× xdp-filter, receiver capacity'], rows));
+  const targets = ISSUE13_TARGETS.filter((t) => ids.includes(t.num) && ids.includes(t.den)).map((t) => decideTarget(t, samples));
+  const t = targets.map((x) => [
+    x.figure,
+    `≥ ${x.target}`,
+    `${fmtIv(x.pps.interval)}${x.pps.receiverBoundRounds < x.pps.interval.n ? ` generator-bound ${x.pps.interval.n - x.pps.receiverBoundRounds}/${x.pps.interval.n}` : ''} → ${x.pps.verdict}`,
+    `${fmtIv(x.capacity.interval)} → ${x.capacity.verdict}`,
+    x.program ? `${fmtIv(x.program.interval)}` : '–',
+    bold(x.decision),
+    x.reason,
+  ]);
+  parts.push('\nTargets of issue 13, decided per round (a target is met when its whole interval is on its side, missed when the whole interval is below it):\n');
+  parts.push(markdownTable(['figure', 'target', 'packets/s ratio', 'receiver capacity ratio', 'XDP program cost ratio', 'decision', 'why'], t));
+  parts.push('\n![side by side](side-by-side.svg) ![targets](side-by-side-targets.svg)\n');
+  return {
+    md: parts.join('\n'),
+    svg: barPlot('Packets/s at the receiver, every frame dropped (4096 sources)', ids.map((id) => ({ label: labels[id] ?? id, y: pps(id) }))),
+    targetsSvg: targetPlot(targets),
+    targets,
+  };
+}
+
+/** One row per target: the receiver-capacity interval (bar) and median (dot) on a log axis, the target as a tick. */
+export function targetPlot(targets: TargetResult[]): string {
+  const W = 820;
+  const rowH = 30;
+  const m = { l: 330, r: 110, t: 46, b: 36 };
+  const H = m.t + m.b + targets.length * rowH;
+  const lo = 0.25;
+  const hi = 32;
+  const pw = W - m.l - m.r;
+  const tx = (v: number) => m.l + ((Math.log(Math.min(Math.max(v, lo), hi)) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))) * pw;
+  const esc = (x: string) => x.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const out = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`, `<rect width="${W}" height="${H}" fill="white"/>`];
+  out.push(`<text x="10" y="20" font-size="15" font-weight="bold">Issue 13 targets: receiver capacity ratio per round, median and ≥ 95 % interval</text>`);
+  out.push(`<text x="10" y="36" fill="#555">red tick: the target; green: met, red: missed, grey: undecided</text>`);
+  for (const v of [0.25, 0.5, 1, 2, 4, 8, 16, 32]) {
+    out.push(`<line x1="${tx(v).toFixed(1)}" y1="${m.t}" x2="${tx(v).toFixed(1)}" y2="${H - m.b}" stroke="#ddd"/>`);
+    out.push(`<text x="${tx(v).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle">${v}×</text>`);
   }
-  const f100k = ratio('patronus-100k', 'patronus-1');
-  t.push(target('flatness: Patronus 100k prefixes / 1 prefix', f100k, '≥ 0.90', f100k >= 0.9));
-  const f1024 = ratio('patronus-1024', 'patronus-1');
-  t.push(target('flatness: Patronus 1024 rules / 1 rule', f1024, '≥ 0.90', f1024 >= 0.9));
-  parts.push('\nTargets of issue 13 (ratios of medians):\n');
-  parts.push(markdownTable(['figure', 'ratio', 'target', ''], t));
-  parts.push('\n![side by side](side-by-side.svg)\n');
-  return { md: parts.join('\n'), svg: barPlot('Packets/s at the receiver, every frame dropped (4096 sources)', ids.map((id) => ({ label: labels[id] ?? id, y: pps(id) }))) };
+  targets.forEach((t, i) => {
+    const y = m.t + i * rowH + rowH / 2;
+    const iv = t.capacity.interval;
+    const c = t.decision === 'met' ? '#2ca02c' : t.decision === 'missed' ? '#d62728' : '#888';
+    out.push(`<text x="${m.l - 8}" y="${y + 4}" text-anchor="end">${esc(t.figure)}</text>`);
+    out.push(`<line x1="${tx(t.target).toFixed(1)}" y1="${y - 10}" x2="${tx(t.target).toFixed(1)}" y2="${y + 10}" stroke="#d62728" stroke-width="2"/>`);
+    if (!iv.n) return;
+    out.push(`<line x1="${tx(iv.lo).toFixed(1)}" y1="${y}" x2="${tx(iv.hi).toFixed(1)}" y2="${y}" stroke="${c}" stroke-width="6"/>`);
+    out.push(`<circle cx="${tx(iv.median).toFixed(1)}" cy="${y}" r="4" fill="black"/>`);
+    out.push(`<text x="${W - m.r + 8}" y="${y + 4}">${iv.median.toFixed(2)}× ${t.decision}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
 }
 
 /** Horizontal bars: median, with the min–max spread as a whisker. */

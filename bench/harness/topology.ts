@@ -12,7 +12,7 @@
  *   when the kernel defers to it), and the generator's own time is its task time;
  * - the sender has IPv6 off (no ND/MLD chatter in the receiver's counters).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { execa } from 'execa';
 import { Lab, type Netns } from '../lib/netns.js';
 
@@ -31,6 +31,15 @@ export interface RxCounters {
   xmitErrors: number;
   /** softirq + ksoftirqd CPU time on the receive path's CPUs, seconds */
   softirqSeconds: number;
+  /** CPU time of the receiver's NAPI thread (threaded NAPI, see pinReceiver), seconds; NaN when not threaded */
+  rxThreadSeconds: number;
+}
+
+/** Run-time statistics of the XDP program attached to the receiving veth (kernel BPF stats). */
+export interface ProgStats {
+  id: number;
+  runTimeNs: number;
+  runCnt: number;
 }
 
 export class Topology {
@@ -43,6 +52,57 @@ export class Topology {
     readonly rxMac: string,
     readonly txMac: string,
   ) {}
+
+  /** pid of the receiver's NAPI kernel thread once pinReceiver ran */
+  private rxThread: { pid: number; comm: string } | undefined;
+
+  /**
+   * Moves the receiving veth's NAPI poll out of the generator's softirq into
+   * its own kernel thread (threaded NAPI) pinned to `cpu`: generator and
+   * receiver then run on different CPUs, the receiver's ring overflows when
+   * it is the bottleneck (the sender counts the refused frames), and the
+   * receive path's CPU time is that one thread's (/proc/PID/schedstat, ns),
+   * other tenants' softirq work excluded. The thread is found as the one
+   * "napi/<dev>-<id>" kernel thread that appears when threading is switched
+   * on (another bench's veth of the same name would be an older thread).
+   */
+  async pinReceiver(cpu: number): Promise<number> {
+    const prefix = `napi/${RX_DEV}-`;
+    const before = new Set((await threadsNamed(prefix)).map((t) => t.pid));
+    await this.receiver.exec('sh', ['-c', `echo 1 > /sys/class/net/${RX_DEV}/threaded`]);
+    let fresh: { pid: number; comm: string }[] = [];
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+      fresh = (await threadsNamed(prefix)).filter((t) => !before.has(t.pid));
+      if (fresh.length) break;
+    }
+    if (fresh.length !== 1) {
+      throw new Error(`threaded NAPI on ${RX_DEV} in ${this.receiver.name}: expected one new "${prefix}*" kernel thread, found ${fresh.length} (${fresh.map((t) => `${t.pid} ${t.comm}`).join(', ')})`);
+    }
+    const t = fresh[0]!;
+    const r = await execa('taskset', ['-pc', String(cpu), String(t.pid)], { reject: false, timeout: 30_000 });
+    if (r.exitCode !== 0) throw new Error(`taskset -pc ${cpu} ${t.pid} (${t.comm}): ${String(r.stderr).trim()}`);
+    this.rxThread = t;
+    return t.pid;
+  }
+
+  /** The attached XDP program's run-time stats (zeros unless BPF stats were on); undefined without an XDP program. */
+  async xdpProgStats(): Promise<ProgStats | undefined> {
+    const { stdout } = await this.receiver.ip('-j', '-d', 'link', 'show', 'dev', RX_DEV);
+    const id = (JSON.parse(stdout) as { xdp?: { prog?: { id: number } } }[])[0]?.xdp?.prog?.id;
+    if (!id) return undefined;
+    const r = await execa('bpftool', ['-j', 'prog', 'show', 'id', String(id)], { timeout: 30_000 });
+    const j = JSON.parse(r.stdout) as { run_time_ns?: number; run_cnt?: number };
+    return { id, runTimeNs: j.run_time_ns ?? 0, runCnt: j.run_cnt ?? 0 };
+  }
+
+  private async rxThreadSeconds(): Promise<number> {
+    const t = this.rxThread;
+    if (!t) return NaN;
+    const comm = (await readFile(`/proc/${t.pid}/comm`, 'utf8').catch(() => '')).trim();
+    if (comm !== t.comm) throw new Error(`the receiver's NAPI thread ${t.pid} (${t.comm}) is gone (now "${comm}"): was the veth's NAPI re-created?`);
+    const [ns] = (await readFile(`/proc/${t.pid}/schedstat`, 'utf8')).trim().split(/\s+/);
+    return Number(ns) / 1e9;
+  }
 
   static async create(): Promise<Topology> {
     const lab = new Lab();
@@ -76,11 +136,12 @@ export class Topology {
 
   /** Receiver-side counters; `cpus`: where the receive path runs (the generator's CPUs). */
   async counters(cpus: readonly number[] = [0]): Promise<RxCounters> {
-    const [rxStats, txStats, snmp, softirq] = await Promise.all([
+    const [rxStats, txStats, snmp, softirq, thread] = await Promise.all([
       ethtoolStats(this.receiver, RX_DEV),
       ethtoolStats(this.sender, TX_DEV),
       this.receiver.exec('cat', ['/proc/net/snmp', '/proc/net/snmp6']),
       softirqSeconds(cpus),
+      this.rxThreadSeconds(),
     ]);
     return {
       rx: need(rxStats, 'rx_queue_0_xdp_packets', RX_DEV),
@@ -88,6 +149,7 @@ export class Topology {
       xmitErrors: need(txStats, 'tx_queue_0_xdp_xmit_errors', TX_DEV),
       delivered: udpDelivered(snmp.stdout),
       softirqSeconds: softirq,
+      rxThreadSeconds: thread,
     };
   }
 
@@ -103,7 +165,19 @@ export function diff(a: RxCounters, b: RxCounters): RxCounters {
     xmit: b.xmit - a.xmit,
     xmitErrors: b.xmitErrors - a.xmitErrors,
     softirqSeconds: b.softirqSeconds - a.softirqSeconds,
+    rxThreadSeconds: b.rxThreadSeconds - a.rxThreadSeconds,
   };
+}
+
+/** Kernel threads whose name starts with `prefix` (comm is cut at 15 characters). */
+async function threadsNamed(prefix: string): Promise<{ pid: number; comm: string }[]> {
+  const out: { pid: number; comm: string }[] = [];
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const comm = (await readFile(`/proc/${e}/comm`, 'utf8').catch(() => '')).trim();
+    if (comm.startsWith(prefix.slice(0, 15))) out.push({ pid: Number(e), comm });
+  }
+  return out;
 }
 
 async function ethtoolStats(ns: Netns, dev: string): Promise<Map<string, number>> {

@@ -25,6 +25,8 @@ export interface GenOptions {
   cpus?: number[];
   /** send the first frame unchanged (the generator's own ceiling) */
   static?: boolean;
+  /** kernel BPF run-time stats on for exactly this run (BPF_ENABLE_STATS, off again when the generator exits) */
+  bpfStats?: boolean;
 }
 
 export function trafficgenPath(): string {
@@ -57,6 +59,7 @@ export class TrafficGen {
     if (opts.duration) args.push('--duration', String(opts.duration));
     if (opts.count) args.push('--count', String(opts.count));
     if (opts.static) args.push('--static');
+    if (opts.bpfStats) args.push('--bpf-stats');
     let child: ReturnType<typeof execa> | undefined;
     let stopRequested = false;
     const done = (async () => {

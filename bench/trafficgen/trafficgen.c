@@ -7,11 +7,17 @@
  * namespace (nsenter --net=..., so bpffs and /sys stay as they are).
  *
  *   patronus-trafficgen --dev eth0 --frames FILE --len 64 [--duration S | --count N]
- *                       [--cpus 0,1] [--batch 64] [--static]
+ *                       [--cpus 0,1] [--batch 64] [--static] [--bpf-stats]
  *
  * FILE holds frames of exactly --len bytes back to back. Prints one JSON
  * line: packets handed to the device (sent), seconds, packets/s. "sent" is
  * what the generator offered, never what arrived: count at the receiver.
+ *
+ * --bpf-stats turns on the kernel's BPF run-time statistics (run_time_ns,
+ * run_cnt of every program) for exactly the run, through BPF_ENABLE_STATS:
+ * the kernel turns them off again when this process's descriptor closes, even
+ * if it dies, so kernel.bpf_stats_enabled is never written and nothing is
+ * left on for other users of the machine.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -137,7 +143,7 @@ static int parse_cpus(const char *s, int *cpus, int max)
 static void usage(void)
 {
 	fprintf(stderr, "usage: patronus-trafficgen --dev DEV --frames FILE --len N "
-			"[--duration S | --count N] [--cpus 0,1] [--batch 64] [--static]\n");
+			"[--duration S | --count N] [--cpus 0,1] [--batch 64] [--static] [--bpf-stats]\n");
 	exit(2);
 }
 
@@ -152,13 +158,15 @@ int main(int argc, char **argv)
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "batch", required_argument, NULL, 'b' },
 		{ "static", no_argument, NULL, 's' },
+		{ "bpf-stats", no_argument, NULL, 'S' },
 		{ 0 },
 	};
 	const char *dev = NULL, *frames_path = NULL;
 	uint32_t len = 0, batch = 64, nframes;
 	double duration = 0;
 	uint64_t count = 0, total = 0;
-	bool static_frame = false, lo_attached = false;
+	bool static_frame = false, lo_attached = false, bpf_stats = false;
+	int stats_fd = -1;
 	unsigned int lo_ifindex;
 	int cpus[MAX_THREADS] = { -1 }, nthreads = 1, ifindex, prog_fd, opt, i, err = 0;
 	struct runner runners[MAX_THREADS] = {};
@@ -178,6 +186,7 @@ int main(int argc, char **argv)
 		case 'c': nthreads = parse_cpus(optarg, cpus, MAX_THREADS); break;
 		case 'b': batch = strtoul(optarg, NULL, 0); break;
 		case 's': static_frame = true; break;
+		case 'S': bpf_stats = true; break;
 		default: usage();
 		}
 	}
@@ -251,6 +260,16 @@ int main(int argc, char **argv)
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	if (bpf_stats) {
+		stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+		if (stats_fd < 0) {
+			fprintf(stderr, "trafficgen: BPF_ENABLE_STATS (run time): %s\n", strerror(errno));
+			if (lo_attached)
+				bpf_xdp_detach(lo_ifindex, XDP_FLAGS_SKB_MODE, NULL);
+			trafficgen_bpf__destroy(skel);
+			return 1;
+		}
+	}
 	for (i = 0; i < nthreads; i++) {
 		runners[i] = (struct runner){
 			.cpu = cpus[i], .prog_fd = prog_fd, .ifindex = ifindex, .pkt = buf,
@@ -275,6 +294,8 @@ int main(int argc, char **argv)
 	for (i = 0; i < nthreads; i++)
 		pthread_join(runners[i].thread, NULL);
 	t1 = now();
+	if (stats_fd >= 0)
+		close(stats_fd);
 	for (i = 0; i < nthreads; i++) {
 		total += runners[i].sent;
 		if (runners[i].err) {

@@ -72,21 +72,29 @@ describe('bench report helpers', () => {
 describe('side-by-side report (issue 13 table)', () => {
   it('ratios against xdp-filter, target verdicts and a bar plot; 1 prefix covers the 100k workload', async () => {
     const { sideBySideReport, rules1024, COVER_ALL } = await import('../../bench/harness/sidebyside.js');
-    const runs = [
-      ['xdp-filter-1', 1e6],
-      ['patronus-1', 1.3e6],
-      ['patronus-100k', 1.25e6],
-      ['patronus-1024', 1.0e6],
-      ['nft-netdev-set-1', 0.4e6],
-      ['nft-netdev-set-100k', 0.1e6],
-      ['nft-inet-ct-1', 0.2e6],
-      ['nft-inet-ct-100k', 0.1e6],
-    ].map(([scenario, rxPps]) => ({ scenario: scenario as string, rxPps: rxPps as number, cpuNsPerPacket: 100 }));
-    const { md, svg } = sideBySideReport(runs, { 'patronus-1': 'Patronus, 1 rule' });
-    assert.match(md, /\| Patronus, 1 rule \| 1\.3M \| 1\.30× \|/);
-    assert.match(md, /Patronus 1 rule \/ xdp-filter 1 rule \| 1\.30 \| ≥ 1\.2 \| met/);
-    assert.match(md, /flatness: Patronus 1024 rules \/ 1 rule \| 0\.77 \| ≥ 0\.90 \| \*\*missed\*\*/);
+    const scen: [string, number, number][] = [
+      ['xdp-filter-1', 1e6, 300],
+      ['patronus-1', 1.3e6, 200],
+      ['patronus-100k', 1.25e6, 210],
+      ['patronus-1024', 1.0e6, 280],
+      ['nft-netdev-set-1', 0.4e6, 700],
+      ['nft-netdev-set-100k', 0.1e6, 2000],
+      ['nft-inet-ct-1', 0.2e6, 1100],
+      ['nft-inet-ct-100k', 0.1e6, 2500],
+    ];
+    const runs = [0, 1, 2, 3, 4, 5].flatMap((round) =>
+      scen.map(([scenario, rxPps, ns]) => ({ round, scenario, rxPps: rxPps * (1 + round / 10), cpuNsPerPacket: ns, rxNsPerPacket: ns, progNsPerPacket: scenario.startsWith('nft') ? NaN : ns / 4, receiverBound: true })),
+    );
+    const { md, svg, targetsSvg, targets } = sideBySideReport(runs, { 'patronus-1': 'Patronus, 1 rule' });
+    assert.match(md, /\| Patronus, 1 rule \| 1\.63M \(1\.3M–1\.95M\) \| 6\/6 \| 200ns \(200ns–200ns\) \| 50ns \(50ns–50ns\) \| 1\.30 \(1\.30–1\.30\) \| 1\.50 \(1\.50–1\.50\) \|/);
+    assert.match(md, /Patronus 1 rule \/ xdp-filter 1 rule \| ≥ 1\.2 \| 1\.30 \(1\.30–1\.30\) → met \| 1\.50 \(1\.50–1\.50\) → met \| 1\.50 \(1\.50–1\.50\) \| met \|/);
+    assert.match(md, /flatness: Patronus 1024 rules \/ 1 rule \| ≥ 0\.9 \| 0\.77 .* \| \*\*missed\*\* \|/);
+    assert.equal(targets.length, 8);
     assert.match(svg, /^<svg/);
+    assert.match(targetsSvg, /^<svg/);
+    // older results (no round field) pair the n-th run of each scenario
+    const old = sideBySideReport(runs.map(({ round: _r, ...x }) => x), {});
+    assert.equal(old.targets[0]!.capacity.interval.n, 6);
     assert.equal(rules1024().length, 1024);
     // every source of the 100k-prefix workload lies inside the one-prefix rule
     const last = ruleSet(4, 100_000).prefixes.at(-1)!;

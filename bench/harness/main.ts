@@ -7,8 +7,13 @@
  *        [--mixes 0,0.5,1] [--families 4,6] [--reps N] [--duration S]
  *        [--paths id,...] [--sources N] [--no-control-plane] [--side-by-side]
  *
- * --side-by-side measures issue 13's table instead of the curves: every path
- * once on one traffic mix (bench/harness/sidebyside.ts), with target ratios.
+ * --side-by-side measures issue 13's table instead of the curves: every
+ * scenario once per round (shuffled order, --reps rounds) on one traffic mix
+ * (bench/harness/sidebyside.ts), each target decided met / missed / undecided
+ * from per-round paired ratios (bench/harness/decide.ts). There the receiver
+ * runs in a threaded-NAPI kernel thread on its own CPU (--rx-cpu N; "same"
+ * keeps it in the generator's softirq) and the kernel's BPF run-time stats
+ * time the XDP program during each run (--no-bpf-stats to leave them off).
  *
  * Every figure is counted at the receiver. A run whose receiver-side
  * arithmetic does not add up (packets lost for a reason other than the
@@ -496,11 +501,19 @@ async function writeResults(plan: Plan, started: Date, c: Collected): Promise<st
     [
       '- Sender and receiver are two fresh network namespaces joined by one veth pair. The generator (bench/trafficgen) sends prepared frames with ' +
         '`bpf_prog_test_run` in live-frames mode on an XDP_TX program (ctx ingress_ifindex = the sending veth), one source address per frame.',
-      '- The receiving veth has GRO on and non-threaded NAPI: its receive path (XDP, stack, nftables) runs in softirq on the generator\'s CPU right after each batch of 64.',
+      plan.rxCpu !== undefined
+        ? `- The receiving veth has GRO on and threaded NAPI: its receive path (XDP, stack, nftables) runs in one kernel thread pinned to CPU ${plan.rxCpu}, the generator on CPU ${plan.genCpus.join(',')}. ` +
+          'When the receiver is slower than the generator its ring overflows and the sending veth counts the refused frames: such a run is receiver-bound, and its packet rate measures the receiver.'
+        : '- The receiving veth has GRO on and non-threaded NAPI: its receive path (XDP, stack, nftables) runs in softirq on the generator\'s CPU right after each batch of 64.',
       '- "Taken by the receiver" is the receiving veth\'s rx_queue_0_xdp_packets; "delivered" is UDP InDatagrams + NoPorts (+ IPv6) in the receiver namespace; ' +
         '"dropped" is their difference, which must equal the share of matching frames (and the filter\'s own counter where it has one), or the benchmark stops.',
-      '- Receiver CPU per packet is the softirq time plus ksoftirqd time of the generator\'s CPU during the run (the receive path runs there) divided by packets taken. ' +
-        'Other tenants\' softirq work on that CPU is included: this kernel has no kprobes and no fentry programs to time the veth poll alone.',
+      plan.rxCpu !== undefined
+        ? '- Receiver CPU per packet is the NAPI thread\'s own CPU time during the run (/proc/PID/schedstat, ns) divided by packets taken: other tenants\' work is not in it.'
+        : '- Receiver CPU per packet is the softirq time plus ksoftirqd time of the generator\'s CPU during the run (the receive path runs there) divided by packets taken. ' +
+          'Other tenants\' softirq work on that CPU is included: this kernel has no kprobes and no fentry programs to time the veth poll alone.',
+      ...(plan.bpfStats
+        ? ['- XDP program per packet: the attached program\'s run_time_ns / run_cnt from the kernel\'s BPF stats, switched on only while the generator runs (BPF_ENABLE_STATS, released when it exits); for xdp-filter that is libxdp\'s dispatcher with xdp-filter\'s program in it. The stats add two clock reads to every program run, alike for every XDP row.']
+        : []),
       '- Rule sets drop source prefixes (IPv4 /24, IPv6 /48, every other one); non-matching sources sit in the gaps between them.',
     ].join('\n') + '\n',
   );
@@ -543,12 +556,18 @@ function parseArgs(argv: string[]): Plan {
     sideBySide: argv.includes('--side-by-side'),
     cpReps: short ? 1 : 3,
     genCpus: nums(get('--gen-cpus'), [0]),
-    rxCpu: get('--rx-cpu') === undefined || get('--rx-cpu') === 'same' ? undefined : Number(get('--rx-cpu')),
+    // side by side: the receiver on its own CPU by default (its CPU time per packet varied 2-4x less
+    // between rounds than the generator CPU's softirq time did; docs/benchmarks.md)
+    rxCpu: get('--rx-cpu') === 'same' ? undefined : get('--rx-cpu') !== undefined ? Number(get('--rx-cpu')) : undefined,
     bpfStats: argv.includes('--side-by-side') && !argv.includes('--no-bpf-stats'),
     load1: loadavg()[0]!,
     testRunRepeat: short ? 200_000 : 1_000_000,
     out: get('--out') ?? path.join(projectRoot(), 'bench/results', stamp),
   };
+  if (plan.sideBySide && get('--rx-cpu') === undefined) {
+    const free = osCpus().map((_, i) => i).find((i) => !plan.genCpus.includes(i));
+    if (free !== undefined) plan.rxCpu = free;
+  }
   for (const p of plan.paths ?? []) if (!ALL_PATHS.includes(p)) throw new Error(`--paths: unknown path "${p}" (known: ${ALL_PATHS.join(', ')})`);
   for (const f of plan.families) if (f !== 4 && f !== 6) throw new Error(`--families: ${f} is not 4 or 6`);
   for (const m of plan.mixes) if (!(m >= 0 && m <= 1)) throw new Error(`--mixes: ${m} is not between 0 and 1`);

@@ -148,7 +148,7 @@ export function sideBySideReport(runs: ScenarioRun[], labels: Record<string, str
     `≥ ${x.target}`,
     `${fmtIv(x.pps.interval)}${x.pps.receiverBoundRounds < x.pps.interval.n ? ` generator-bound ${x.pps.interval.n - x.pps.receiverBoundRounds}/${x.pps.interval.n}` : ''} → ${x.pps.verdict}`,
     `${fmtIv(x.capacity.interval)} → ${x.capacity.verdict}`,
-    x.program ? `${fmtIv(x.program.interval)}` : '–',
+    x.program ? `${fmtIv(x.program.interval)} → ${x.program.verdict}` : '–',
     bold(x.decision),
     x.reason,
   ]);

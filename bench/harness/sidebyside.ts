@@ -111,7 +111,8 @@ const bold = (v: Verdict) => (v === 'met' ? 'met' : v === 'missed' ? '**missed**
 /** Table, the issue's targets decided per round (decide.ts) and the plots of the side-by-side runs. */
 export function sideBySideReport(runs: ScenarioRun[], labels: Record<string, string>): { md: string; svg: string; targetsSvg: string; targets: TargetResult[] } {
   const samples = roundSamples(runs);
-  const ids = [...new Set(runs.map((r) => r.scenario))];
+  // rows in the scenarios' own order (labels are recorded in that order), not in a round's shuffled one
+  const ids = [...new Set([...Object.keys(labels), ...runs.map((r) => r.scenario)])].filter((id) => runs.some((r) => r.scenario === id));
   const of = (id: string, f: (r: ScenarioRun) => number | undefined) => summarize(runs.filter((r) => r.scenario === id).map((r) => f(r) ?? NaN));
   const pps = (id: string) => of(id, (r) => r.rxPps);
   const hasXf = ids.includes('xdp-filter-1');
@@ -157,7 +158,11 @@ export function sideBySideReport(runs: ScenarioRun[], labels: Record<string, str
   parts.push('\n![side by side](side-by-side.svg) ![targets](side-by-side-targets.svg)\n');
   return {
     md: parts.join('\n'),
-    svg: barPlot('Packets/s at the receiver, every frame dropped (4096 sources)', ids.map((id) => ({ label: labels[id] ?? id, y: pps(id) }))),
+    // longer is better, as with packets/s; the capacity moves neither with the generator nor with the receiver's CPU share
+    svg: barPlot(
+      'Receiver capacity: 1 / receive-path CPU per packet (packets/s on a CPU of its own), every frame dropped',
+      ids.map((id) => ({ label: labels[id] ?? id, y: of(id, (r) => 1e9 / (r.rxNsPerPacket ?? r.cpuNsPerPacket)) })),
+    ),
     targetsSvg: targetPlot(targets),
     targets,
   };

@@ -181,7 +181,7 @@ export function targetPlot(targets: TargetResult[]): string {
   const esc = (x: string) => x.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
   const out = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`, `<rect width="${W}" height="${H}" fill="white"/>`];
   out.push(`<text x="10" y="20" font-size="15" font-weight="bold">Issue 13 targets: receiver capacity ratio per round, median and ≥ 95 % interval</text>`);
-  out.push(`<text x="10" y="36" fill="#555">red tick: the target; green: met, red: missed, grey: undecided</text>`);
+  out.push(`<text x="10" y="36" fill="#555">black tick: the target; bar green: met, red: missed, grey: undecided</text>`);
   for (const v of [0.25, 0.5, 1, 2, 4, 8, 16, 32]) {
     out.push(`<line x1="${tx(v).toFixed(1)}" y1="${m.t}" x2="${tx(v).toFixed(1)}" y2="${H - m.b}" stroke="#ddd"/>`);
     out.push(`<text x="${tx(v).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle">${v}×</text>`);
@@ -191,7 +191,7 @@ export function targetPlot(targets: TargetResult[]): string {
     const iv = t.capacity.interval;
     const c = t.decision === 'met' ? '#2ca02c' : t.decision === 'missed' ? '#d62728' : '#888';
     out.push(`<text x="${m.l - 8}" y="${y + 4}" text-anchor="end">${esc(t.figure)}</text>`);
-    out.push(`<line x1="${tx(t.target).toFixed(1)}" y1="${y - 10}" x2="${tx(t.target).toFixed(1)}" y2="${y + 10}" stroke="#d62728" stroke-width="2"/>`);
+    out.push(`<line x1="${tx(t.target).toFixed(1)}" y1="${y - 10}" x2="${tx(t.target).toFixed(1)}" y2="${y + 10}" stroke="black" stroke-width="2"/>`);
     if (!iv.n) return;
     out.push(`<line x1="${tx(iv.lo).toFixed(1)}" y1="${y}" x2="${tx(iv.hi).toFixed(1)}" y2="${y}" stroke="${c}" stroke-width="6"/>`);
     out.push(`<circle cx="${tx(iv.median).toFixed(1)}" cy="${y}" r="4" fill="black"/>`);

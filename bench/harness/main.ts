@@ -309,7 +309,12 @@ async function measure(topo: Topology, gen: TrafficGen, p: FilterPath, rules: Ru
   const c0 = await topo.counters(plan.genCpus);
   const g = await gen.run(frames, { duration: plan.duration, cpus: plan.genCpus, static: isStatic, bpfStats: plan.bpfStats });
   await sleep(50); // anything ksoftirqd still holds
-  const c1 = await topo.counters(plan.genCpus);
+  let c1 = await topo.counters(plan.genCpus);
+  // a threaded receiver may still hold frames in its ring (up to 256) when the generator exits
+  for (const deadline = Date.now() + 3000; plan.rxCpu !== undefined && c1.rx - c0.rx < c1.xmit - c0.xmit && Date.now() < deadline; ) {
+    await sleep(20);
+    c1 = await topo.counters(plan.genCpus);
+  }
   const drops1 = p.drops ? await p.drops() : NaN;
   const d = diff(c0, c1);
   const what = `${p.id} IPv${rules.family} ${rules.prefixes.length} prefixes mix ${pct(mix)}`;

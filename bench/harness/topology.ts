@@ -5,11 +5,13 @@
  * Conditions that make the figures honest (see /work/shared/BENCH.md):
  * - GRO is on at the receiving veth, so frames sent by XDP from the peer
  *   are received (NAPI) even when no XDP program is attached there;
- * - the receiver's NAPI is not threaded: it runs in softirq right after each
- *   generator batch, on the generator's CPU, so nothing queues up in a ring
- *   that a descheduled thread fails to drain (this VM's vCPUs are shared);
- *   receiver CPU time is then that CPU's softirq time (plus its ksoftirqd's,
- *   when the kernel defers to it), and the generator's own time is its task time;
+ * - by default the receiver's NAPI is not threaded: it runs in softirq right
+ *   after each generator batch, on the generator's CPU, so nothing queues up
+ *   in a ring that a descheduled thread fails to drain (this VM's vCPUs are
+ *   shared); receiver CPU time is then that CPU's softirq time (plus its
+ *   ksoftirqd's, when the kernel defers to it), and the generator's own time
+ *   is its task time. pinReceiver() moves it into a kernel thread on another
+ *   CPU instead (the side-by-side bench's default, see pinReceiver);
  * - the sender has IPv6 off (no ND/MLD chatter in the receiver's counters).
  */
 import { readFile, readdir } from 'node:fs/promises';

@@ -4,11 +4,16 @@
  * sends arrive at the receiving namespace and are counted there, all of
  * them delivered to UDP with no filter, all of them dropped with the bench's
  * XDP drop-everything program, and the prepared frames carry the requested
- * share of matching sources through a real LPM filter.
+ * share of matching sources through a real LPM filter. With the receiver on
+ * its own CPU (threaded NAPI, the side-by-side bench's default) its kernel
+ * thread is found and timed, and the kernel's BPF stats, on only while the
+ * generator runs, count one program run per frame taken.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../../src/bpf/addon.js';
 import { Topology, diff, TX_DEV, RX_DEV, DST4, DST6 } from '../../bench/harness/topology.js';
@@ -18,7 +23,7 @@ import { frameTable, ruleSet } from '../../bench/harness/workload.js';
 import { missing } from '../lib/skip.js';
 
 const tool = path.join(projectRoot(), 'bench/trafficgen/build/patronus-trafficgen');
-const skip = missing('netns', { cmd: 'ethtool' }, { cmd: 'nsenter' }) ?? (existsSync(tool) ? undefined : `needs ${tool} (make -C bench/trafficgen)`);
+const skip = missing('netns', { cmd: 'ethtool' }, { cmd: 'nsenter' }, { cmd: 'bpftool' }, { cmd: 'taskset' }) ?? (existsSync(tool) ? undefined : `needs ${tool} (make -C bench/trafficgen)`);
 
 describe('bench traffic generator and receiver counting', { skip, timeout: 180_000 }, () => {
   let topo: Topology;
@@ -76,6 +81,32 @@ describe('bench traffic generator and receiver counting', { skip, timeout: 180_0
     // the generator cycles the table: exactly a quarter when nothing was refused
     if (d.xmitErrors === 0) assert.equal(dropped, COUNT / 4);
     else assert.ok(Math.abs(dropped / d.rx - 0.25) < 0.02, `${dropped} of ${d.rx}`);
+    await lpm.remove();
+  });
+
+  // last: it switches the receiver to threaded NAPI for the rest of this topology's life
+  it('a receiver on its own CPU: its NAPI thread is found and timed, and BPF stats count one program run per frame taken', async () => {
+    const pid = await topo.pinReceiver(cpus().length > 1 ? 1 : 0);
+    assert.match(await readFile(`/proc/${pid}/comm`, 'utf8'), new RegExp(`^napi/${RX_DEV}-`));
+    await lpm.install({ family: 4, prefixes: ['0.0.0.0/0'] });
+    const p0 = await topo.xdpProgStats();
+    assert.ok(p0, 'the LPM program is attached');
+    const c0 = await topo.counters();
+    await gen.run(frameTable(ruleSet(4, 10), 1024, 0, ep()), { count: COUNT, bpfStats: true });
+    let d = diff(c0, await topo.counters());
+    assert.equal(d.xmit + d.xmitErrors, COUNT, 'the sending veth handled every frame');
+    // wait for the receiver to drain its ring (the condition asserted, bounded)
+    for (const deadline = Date.now() + 10_000; d.rx < d.xmit && Date.now() < deadline; d = diff(c0, await topo.counters())) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(d.rx, d.xmit, 'the receiver took every frame handed over');
+    assert.ok(d.rxThreadSeconds > 0, `NAPI thread time ${d.rxThreadSeconds}`);
+    const p1 = (await topo.xdpProgStats())!;
+    assert.equal(p1.id, p0.id);
+    // stats are on only while the generator runs: frames left in the ring after it exits run uncounted
+    const runs = p1.runCnt - p0.runCnt;
+    assert.ok(runs <= d.rx && runs >= d.rx - 1024, `program runs ${runs}, frames taken ${d.rx}`);
+    assert.ok(p1.runTimeNs > p0.runTimeNs);
     await lpm.remove();
   });
 });

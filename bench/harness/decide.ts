@@ -198,3 +198,15 @@ export function roundOrder<T>(ids: readonly T[], round: number, seed = 13): T[] 
   }
   return out;
 }
+
+/**
+ * One verdict over several independent runs: a run-level factor (here: where
+ * the host placed the two vCPUs, which sets the cost of a frame crossing
+ * from the generator's CPU to the receiver's) shifts every ratio of a run
+ * alike and no pairing within the run can cancel it. A target is met or
+ * missed only when every run says so; otherwise undecided.
+ */
+export function acrossRuns(verdicts: readonly Verdict[]): Verdict {
+  if (!verdicts.length) return 'undecided';
+  return verdicts.every((v) => v === verdicts[0]) ? verdicts[0]! : 'undecided';
+}

@@ -32,7 +32,7 @@ import { readFile } from 'node:fs/promises';
 import { Topology, diff, RX_DEV, DST4, DST6, TX_DEV, type RxCounters } from './topology.js';
 import { TrafficGen, type GenResult } from './trafficgen.js';
 import { frameTable, ruleSet, type Family, type FrameTable, type RuleSet } from './workload.js';
-import { scenarios, sideBySideReport, type ScenarioRun } from './sidebyside.js';
+import { combinedReport, scenarios, sideBySideReport, type ScenarioRun } from './sidebyside.js';
 import { roundOrder } from './decide.js';
 
 /** A run in which the receiver's ring refused at least this share of the offered frames was receiver-bound. */
@@ -91,6 +91,8 @@ const ALL_PATHS = ['xdp-patronus', 'xdp-lpm', 'xdp-filter', 'nft-netdev-set', 'n
 async function main(): Promise<void> {
   const report = process.argv.indexOf('--report');
   if (report >= 0) return rewriteReport(process.argv[report + 1]);
+  const combine = process.argv.indexOf('--combine');
+  if (combine >= 0) return combineRuns(process.argv[combine + 1]);
   const plan = parseArgs(process.argv.slice(2));
   await mkdir(plan.out, { recursive: true });
   const started = new Date();
@@ -538,6 +540,18 @@ async function rewriteReport(dir: string | undefined): Promise<void> {
   const j = JSON.parse(await readFile(path.join(dir, 'results.json'), 'utf8')) as Collected & { plan: Plan; started: string };
   const md = await writeResults({ ...j.plan, out: dir }, new Date(j.started), { ...j, failure: j.failure ? new Error(String(j.failure).replace(/^\w*Error: /, '')) : undefined });
   console.log(md);
+}
+
+/** --combine DIR,DIR,...: issue 13's targets over several side-by-side runs (no measurement); prints the table. */
+async function combineRuns(dirs: string | undefined): Promise<void> {
+  if (!dirs) throw new Error('--combine needs side-by-side results folders, comma-separated');
+  const runs = [];
+  for (const dir of dirs.split(',')) {
+    const j = JSON.parse(await readFile(path.join(dir, 'results.json'), 'utf8')) as Collected & { started: string };
+    if (!j.sideBySide?.length) throw new Error(`--combine: ${dir}/results.json holds no side-by-side runs`);
+    runs.push({ name: `${path.basename(dir)} (${j.started.slice(11, 16)} UTC)`, runs: j.sideBySide });
+  }
+  console.log(combinedReport(runs).md);
 }
 
 function parseArgs(argv: string[]): Plan {

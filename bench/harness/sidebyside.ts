@@ -19,7 +19,7 @@
 import type { FastpathConfig } from '../../src/fastpath/schema.js';
 import type { FilterPath } from './paths.js';
 import { markdownTable, fmtSI, si, summarize, type Summary } from './report.js';
-import { decideTarget, ISSUE13_TARGETS, medianInterval, pairedRatios, type Interval, type RoundSample, type TargetResult, type Verdict } from './decide.js';
+import { acrossRuns, decideTarget, ISSUE13_TARGETS, medianInterval, pairedRatios, type Interval, type RoundSample, type TargetResult, type Verdict } from './decide.js';
 import { ruleSet, type RuleSet } from './workload.js';
 import { rules1024 as sharedRules1024 } from './rules.js';
 
@@ -224,4 +224,24 @@ export function barPlot(title: string, bars: { label: string; y: Summary }[]): s
   });
   out.push('</svg>');
   return out.join('\n') + '\n';
+}
+
+/** Issue 13's targets over several side-by-side runs (`--combine`): each run's decision and the one over all of them. */
+export function combinedReport(runs: { name: string; runs: ScenarioRun[] }[]): { md: string; rows: { figure: string; target: number; perRun: { name: string; capacity: Interval; decision: Verdict }[]; decision: Verdict }[] } {
+  const decided = runs.map((r) => ({ name: r.name, targets: new Map(sideBySideReport(r.runs, {}).targets.map((t) => [t.figure, t])) }));
+  const rows = ISSUE13_TARGETS.filter((t) => decided.every((d) => d.targets.has(t.figure))).map((t) => {
+    const perRun = decided.map((d) => {
+      const x = d.targets.get(t.figure)!;
+      return { name: d.name, capacity: x.capacity.interval, decision: x.decision };
+    });
+    return { figure: t.figure, target: t.target, perRun, decision: acrossRuns(perRun.map((p) => p.decision)) };
+  });
+  const md = [
+    `Issue 13's targets over ${runs.length} runs (receiver capacity ratio per run → that run's decision; over all runs: met or missed only when every run says so):\n`,
+    markdownTable(
+      ['figure', 'target', ...runs.map((r) => r.name), 'over all runs'],
+      rows.map((r) => [r.figure, `≥ ${r.target}`, ...r.perRun.map((p) => `${fmtIv(p.capacity)} → ${p.decision}`), bold(r.decision)]),
+    ),
+  ].join('\n');
+  return { md, rows };
 }

@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideTarget, medianInterval, pairedRatios, roundOrder, verdict, type RoundSample } from '../../bench/harness/decide.js';
+import { acrossRuns, decideTarget, medianInterval, pairedRatios, roundOrder, verdict, type RoundSample } from '../../bench/harness/decide.js';
 
 const sample = (round: number, scenario: string, rxPps: number, rxNsPerPacket: number, receiverBound = true, progNsPerPacket = NaN): RoundSample => ({
   round,
@@ -80,6 +80,14 @@ describe('side-by-side decisions (issue 13 live targets)', () => {
     assert.equal(c.capacity.verdict, 'missed');
     assert.equal(c.decision, 'undecided');
     assert.match(c.reason, /receiver cost says missed, packets\/s say met/);
+  });
+
+  it('over several runs, a target is met or missed only when every run says so', () => {
+    assert.equal(acrossRuns(['met', 'met']), 'met');
+    assert.equal(acrossRuns(['missed', 'missed', 'missed']), 'missed');
+    assert.equal(acrossRuns(['missed', 'met']), 'undecided');
+    assert.equal(acrossRuns(['met', 'undecided']), 'undecided');
+    assert.equal(acrossRuns([]), 'undecided');
   });
 
   it('shuffles each round reproducibly', () => {

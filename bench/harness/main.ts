@@ -6,6 +6,8 @@
  *   node dist/bench/harness/main.js [--short] [--out DIR] [--counts 1,100,...]
  *        [--mixes 0,0.5,1] [--families 4,6] [--reps N] [--duration S]
  *        [--paths id,...] [--sources N] [--no-control-plane] [--side-by-side]
+ *        [--rx-cpu N|same] [--no-bpf-stats]
+ *   node dist/bench/harness/main.js --report DIR | --combine DIR,DIR,...
  *
  * --side-by-side measures issue 13's table instead of the curves: every
  * scenario once per round (shuffled order, --reps rounds) on one traffic mix

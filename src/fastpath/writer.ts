@@ -34,6 +34,7 @@ import {
   PORT_CLASSES,
   RULE_STAT_SIZE,
   V6_CLASSES,
+  XP_CELLS,
   encodeAction,
   encodeDir4Bitmap,
   encodeGenConfig,
@@ -178,6 +179,9 @@ export class GenerationWriter {
       written[`${f}_arr`] = 2 * 65536;
     }
 
+    // IPv4 crossproduct cells of the shadow generation (read only when its gen_config says FEAT_XP)
+    if (desired.xp) written.xp_table = await this.writeXpCells(shadow, desired.xp.cells);
+
     const flagKeys = desired.tcpFlags.map((_, i) => u32(shadow * FILTER_FLAGS_PER_GEN + i));
     await this.maps.tcp_flags.setMany(flagKeys.map((k, i) => [k, desired.tcpFlags[i]!] as const));
     written.tcp_flags = flagKeys.length;
@@ -191,8 +195,8 @@ export class GenerationWriter {
       const idx = ifindexes.get(i.name)!;
       const slot = slotOf.get(idx)!;
       const base = desired.genConfig.base;
-      cfg.set(ifaceIndex(shadow, DIR.ingress, slot), encodeIfaceValue(i.ingress.bits, base, policyAction(i.ingress.defaultPolicy), idx));
-      if (i.egress) cfg.set(ifaceIndex(shadow, DIR.egress, slot), encodeIfaceValue(i.egressPolicy.bits, base, policyAction(i.egressPolicy.defaultPolicy), idx));
+      cfg.set(ifaceIndex(shadow, DIR.ingress, slot), encodeIfaceValue(i.ingress.bits, base, policyAction(i.ingress.defaultPolicy), idx, i.ingress.xpClass));
+      if (i.egress) cfg.set(ifaceIndex(shadow, DIR.egress, slot), encodeIfaceValue(i.egressPolicy.bits, base, policyAction(i.egressPolicy.defaultPolicy), idx, i.egressPolicy.xpClass));
     }
     const cfgEntries: [Buffer, Buffer][] = [];
     for (const dir of [DIR.ingress, DIR.egress]) {
@@ -370,6 +374,35 @@ export class GenerationWriter {
     this.arrays.delete(key);
     await this.maps[name].nativeHandle.updateBatch(keys, vals);
     this.arrays.set(key, values.slice());
+  }
+
+  /**
+   * The crossproduct cells of one generation (u16, four per xp_table
+   * element), written where they differ from what this process last wrote
+   * there; cells beyond `cells` are never read (the tables' offsets say).
+   */
+  private async writeXpCells(gen: number, cells: Uint16Array): Promise<number> {
+    const key = `xp_table:${gen}`;
+    const prev = this.arrays.get(key);
+    const elems = Math.ceil(cells.length / 4);
+    const padded = new Uint16Array(elems * 4);
+    padded.set(cells);
+    const as32 = new Uint32Array(padded.buffer);
+    const changed: number[] = [];
+    for (let e = 0; e < elems; e++) if (!prev || prev[2 * e] !== as32[2 * e] || prev[2 * e + 1] !== as32[2 * e + 1]) changed.push(e);
+    if (changed.length === 0) return 0;
+    const first = gen * (XP_CELLS / 4);
+    const keys = Buffer.alloc(4 * changed.length);
+    const vals = Buffer.alloc(8 * changed.length);
+    changed.forEach((e, j) => {
+      keys.writeUInt32LE(first + e, 4 * j);
+      vals.writeUInt32LE(as32[2 * e]!, 8 * j);
+      vals.writeUInt32LE(as32[2 * e + 1]!, 8 * j + 4);
+    });
+    this.arrays.delete(key);
+    await this.maps.xp_table.nativeHandle.updateBatch(keys, vals);
+    this.arrays.set(key, as32);
+    return changed.length;
   }
 
   /** Class vectors at index first + i, written where they differ from the last write. */

@@ -12,7 +12,8 @@
  *
  * Rule sets: 1 prefix (one drop rule on a /16); 100k prefixes (one drop rule
  * whose source list holds 100k /24s); 1024 rules (1023 non-matching rules on
- * prefixes, ports and protocols ahead of the drop rule); IPv6: one drop rule
+ * prefixes, ports and protocols ahead of the drop rule; through the
+ * crossproduct tables, and again with them off: the bit vectors); IPv6: one drop rule
  * on 2a00::/16, on 1k and on 100k /48s (Patronus and the reference). Frames: 64-byte UDP,
  * "match" from inside the dropped prefix, "miss" from outside.
  *
@@ -30,7 +31,7 @@ import { execa } from 'execa';
 import { BpfObject, codecs } from '../src/bpf/index.js';
 import { parsePrefix } from '../src/net/address.js';
 import { projectRoot } from '../src/bpf/addon.js';
-import { compileFastpath } from '../src/fastpath/compile.js';
+import { compileFastpath, type CrossproductMode } from '../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../src/fastpath/dataplane.js';
 import { fastpathSchema, type FastpathConfig } from '../src/fastpath/schema.js';
 import { Lab } from './lib/netns.js';
@@ -78,10 +79,12 @@ async function sample(run: () => Promise<number>): Promise<Summary> {
 /** 1023 rules no 16.0.0.0/16 UDP-to-9 frame matches, then the drop rule. */
 const rules1024 = () => sharedRules1024('16.0.0.0/16', 'drop');
 
-const RULE_SETS: { id: string; rules: () => FastpathConfig['rules']; v6?: boolean }[] = [
+/** xp: the compiler's crossproduct mode (default auto: tables beyond 64 rules) */
+const RULE_SETS: { id: string; rules: () => FastpathConfig['rules']; v6?: boolean; xp?: CrossproductMode }[] = [
   { id: '1 prefix', rules: () => [{ name: 'drop', source: '16.0.0.0/16', action: 'drop', direction: 'in', interfaces: [] }] },
   { id: '100k prefixes', rules: () => [{ name: 'drop', source: SLASH24(100_000), action: 'drop', direction: 'in', interfaces: [] }] },
   { id: '1024 rules', rules: rules1024 },
+  { id: '1024 rules, bit vectors (crossproduct off)', rules: rules1024, xp: 'off' },
   { id: 'IPv6, 1 prefix (/16)', v6: true, rules: () => [{ name: 'drop', source: '2a00::/16', action: 'drop', direction: 'in', interfaces: [] }] },
   { id: 'IPv6, 1k /48s', v6: true, rules: () => [{ name: 'drop', source: SLASH48(1000), action: 'drop', direction: 'in', interfaces: [] }] },
   { id: 'IPv6, 100k /48s', v6: true, rules: () => [{ name: 'drop', source: SLASH48(100_000), action: 'drop', direction: 'in', interfaces: [] }] },
@@ -103,8 +106,9 @@ async function patronus(rows: Row[]): Promise<void> {
   try {
     for (const rs of RULE_SETS) {
       const fastpath = fastpathSchema.parse({ interfaces: [{ name: 'lo', defaultPolicy: 'pass' }], rules: rs.rules(), capacity: { ...capacity, rules: 1024 } });
-      const { desired, issues } = compileFastpath({ fastpath, aliases: new Map() });
+      const { desired, issues } = compileFastpath({ fastpath, aliases: new Map(), ...(rs.xp ? { crossproduct: rs.xp } : {}) });
       if (issues.length) throw new Error(`patronus ${rs.id}: ${issues.map((i) => i.message).join('; ')}`);
+      process.stderr.write(`# patronus ${rs.id}: ${desired.classifier}\n`);
       await dp.apply(desired, () => 1); // test_run classifies as received on lo
       for (const [kind, f, want] of [['match', rs.v6 ? MATCH6 : MATCH, 1], ['miss', rs.v6 ? MISS6 : MISS, 2]] as const) {
         const r = await dp.xdp.testRun({ data: f });

@@ -213,7 +213,8 @@ enum filter_field {
  * classes: per protocol, the fields split into a left and a right group; a
  * group's state starts as the interface entry's xp_class (left) or 0 (right)
  * and each field of the group in field order replaces it by
- * cell[off[f] + state * n[f] + class]; the final table gives
+ * cell[off[f] + state * n[f] + class] (the first field of a group that
+ * starts with one class: by the class itself, `direct`); the final table gives
  * cell[final_off + left * right_states + right] = the first matching rule, or
  * FILTER_XP_NONE (no rule: the default policy), or FILTER_XP_FALLBACK
  * (count rules ahead of it: the bit vectors decide and count). A fixed
@@ -245,6 +246,7 @@ struct xp_cells {
 struct xp_chain {
 	__u32 left;              /* bit f (enum xp_field): f is a step of the left group */
 	__u32 right;             /* bit f: f is a step of the right group */
+	__u32 direct;            /* bit f: f comes first in its group of one start class: its class is the state (no table) */
 	__u32 n[XP_FIELDS];      /* row length of f's table: the field's class count */
 	__u32 off[XP_FIELDS];    /* f's table: first cell */
 	__u32 final_off;         /* the final table: first cell */

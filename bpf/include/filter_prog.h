@@ -867,8 +867,8 @@ static __always_inline __u32 xp_cell(__u32 gen, __u32 cell)
 	struct xp_cells *v;
 	__u32 idx;
 
-	if (cell >= FILTER_XP_CELLS)
-		return FILTER_XP_FALLBACK;
+	/* No bound of its own: the array's bound keeps the load in the map, and
+	 * valid states never leave the generation's tables. */
 	idx = gen * (FILTER_XP_CELLS / 4) + (cell >> 2);
 	v = bpf_map_lookup_elem(&xp_table, &idx);
 	if (!v)
@@ -880,10 +880,16 @@ static __always_inline __u32 xp_cell(__u32 gen, __u32 cell)
 #define XP_STEP(F, CLS)                                                           \
 	do {                                                                      \
 		__u32 c_ = (CLS);                                                 \
-		if (x->left & (1u << (F)))                                        \
+		if (x->direct & (1u << (F))) {                                    \
+			if (x->left & (1u << (F)))                                \
+				l = c_;                                           \
+			else                                                      \
+				r = c_;                                           \
+		} else if (x->left & (1u << (F))) {                               \
 			l = xp_cell(gen, x->off[F] + l * x->n[F] + c_);           \
-		else                                                              \
+		} else {                                                          \
 			r = xp_cell(gen, x->off[F] + r * x->n[F] + c_);           \
+		}                                                                 \
 	} while (0)
 
 /*

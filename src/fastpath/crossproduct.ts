@@ -269,7 +269,7 @@ function buildChain(fields: XpFieldVectors[], start: Uint32Array, ifaceVecs: Uin
     if (performance.now() > deadline) break;
     const mark = { cells: 0 };
     try {
-      const chain: XpChain = { left: 0, right: 0, n: [0, 0, 0, 0, 0], off: [0, 0, 0, 0, 0], finalOff: 0, rightStates: 0 };
+      const chain: XpChain = { left: 0, right: 0, direct: 0, n: [0, 0, 0, 0, 0], off: [0, 0, 0, 0, 0], finalOff: 0, rightStates: 0 };
       const leftIdx = [...Array(k).keys()].filter((i) => cand.left & (1 << i));
       const rightIdx = [...Array(k).keys()].filter((i) => !(cand.left & (1 << i)));
       const sureAfter = (group: number[], pos: number, other: number[], right: boolean) => {
@@ -283,17 +283,39 @@ function buildChain(fields: XpFieldVectors[], start: Uint32Array, ifaceVecs: Uin
         let states = init;
         group.forEach((i, pos) => {
           const f = fields[i]!;
-          const off = alloc(states.length * f.n);
-          mark.cells += states.length * f.n;
           chain.n[f.id] = f.n;
-          chain.off[f.id] = off;
           if (right) chain.right |= 1 << f.id;
           else chain.left |= 1 << f.id;
           const sure = sureAfter(group, pos, other, right);
+          if (pos === 0 && states.length === 1) {
+            // one start class: the field's own class is the state, no table (a load less per packet)
+            chain.direct |= 1 << f.id;
+            const s0 = states[0]!;
+            states = f.vec.map((fv) => {
+              const v = new Uint32Array(W);
+              if (fv) for (let j = 0; j < W; j++) v[j] = s0[j]! & fv[j]!;
+              truncate(v, sure, count, W);
+              return v;
+            });
+            return;
+          }
+          const off = alloc(states.length * f.n);
+          mark.cells += states.length * f.n;
+          chain.off[f.id] = off;
           const next = new Interner(W);
           const v = new Uint32Array(W);
+          // equal states (after a direct step) have equal rows: computed once, copied
+          const rows = new Interner(W);
+          const firstRow: number[] = [];
           states.forEach((s, si) => {
             if (performance.now() > deadline) throw new Failed('building its crossproduct tables took too long');
+            const seen = rows.intern(s);
+            if (seen < firstRow.length) {
+              const from = off + firstRow[seen]! * f.n;
+              cells.copyWithin(off + si * f.n, from, from + f.n);
+              return;
+            }
+            firstRow.push(si);
             for (let c = 0; c < f.n; c++) {
               const fv = f.vec[c];
               if (!fv) continue;
@@ -313,13 +335,27 @@ function buildChain(fields: XpFieldVectors[], start: Uint32Array, ifaceVecs: Uin
       const R = run(rightIdx, leftIdx, [start.slice()], true);
       const finalOff = alloc(L.length * R.length);
       mark.cells += L.length * R.length;
+      // results over distinct states only (a direct step leaves equal ones), then spread
       const v = new Uint32Array(W);
-      L.forEach((l, li) => {
-        R.forEach((r, ri) => {
+      const li = new Interner(W);
+      const ri = new Interner(W);
+      const lid = L.map((x) => li.intern(x));
+      const rid = R.map((x) => ri.intern(x));
+      const Ld = li.all();
+      const Rd = ri.all();
+      const res = new Uint16Array(Ld.length * Rd.length);
+      Ld.forEach((l, a) => {
+        if (performance.now() > deadline) throw new Failed('building its crossproduct tables took too long');
+        Rd.forEach((r, b) => {
           for (let j = 0; j < W; j++) v[j] = l[j]! & r[j]!;
-          cells[finalOff + li * R.length + ri] = result(v, count, W);
+          res[a * Rd.length + b] = result(v, count, W);
         });
       });
+      for (let a = 0; a < L.length; a++) {
+        const row = lid[a]! * Rd.length;
+        const at = finalOff + a * R.length;
+        for (let b = 0; b < R.length; b++) cells[at + b] = res[row + rid[b]!]!;
+      }
       chain.finalOff = finalOff;
       chain.rightStates = R.length;
       return { chain, left: leftIdx.map((i) => XP_FIELDS[fields[i]!.id]!), right: rightIdx.map((i) => XP_FIELDS[fields[i]!.id]!) };
@@ -376,15 +412,10 @@ class Interner {
     for (let j = 0; j < W; j++) h = Math.imul(h ^ v[j]!, 16777619);
     const hit = this.byHash.get(h);
     if (hit !== undefined) {
-      for (const id of typeof hit === 'number' ? [hit] : hit) {
-        let same = true;
-        for (let j = 0; j < W; j++) {
-          if (this.store[id * W + j] !== v[j]) {
-            same = false;
-            break;
-          }
-        }
-        if (same) return id;
+      if (typeof hit === 'number') {
+        if (this.same(hit, v)) return hit;
+      } else {
+        for (let i = 0; i < hit.length; i++) if (this.same(hit[i]!, v)) return hit[i]!;
       }
     }
     const id = this.n++;
@@ -398,6 +429,13 @@ class Interner {
     else if (typeof hit === 'number') this.byHash.set(h, [hit, id]);
     else hit.push(id);
     return id;
+  }
+  private same(id: number, v: Uint32Array): boolean {
+    const W = this.W;
+    const st = this.store;
+    const at = id * W;
+    for (let j = 0; j < W; j++) if (st[at + j] !== v[j]) return false;
+    return true;
   }
   all(): Uint32Array[] {
     return Array.from({ length: this.n }, (_, i) => this.store.subarray(i * this.W, (i + 1) * this.W));

@@ -105,6 +105,8 @@ export interface XpChain {
   /** bit f (XP_FIELDS index): a step of the left group */
   left: number;
   right: number;
+  /** bit f: first in a group of one start class, its class is the state (no table) */
+  direct: number;
   /** per field: row length (class count) and first cell of its table */
   n: number[];
   off: number[];
@@ -298,6 +300,7 @@ const XP_CHAIN_SIZE: number = STRUCTS.xp_chain.size;
 function encodeXpChain(c: XpChain, b: Buffer, at: number): void {
   b.writeUInt32LE(c.left, at + XC.left.offset);
   b.writeUInt32LE(c.right, at + XC.right.offset);
+  b.writeUInt32LE(c.direct, at + XC.direct.offset);
   for (let f = 0; f < XP_FIELDS.length; f++) {
     b.writeUInt32LE(c.n[f] ?? 0, at + XC.n.offset + 4 * f);
     b.writeUInt32LE(c.off[f] ?? 0, at + XC.off.offset + 4 * f);
@@ -311,6 +314,7 @@ function decodeXpChain(b: Buffer, at: number): XpChain {
   return {
     left: b.readUInt32LE(at + XC.left.offset),
     right: b.readUInt32LE(at + XC.right.offset),
+    direct: b.readUInt32LE(at + XC.direct.offset),
     n: arr(XC.n.offset),
     off: arr(XC.off.offset),
     finalOff: b.readUInt32LE(at + XC.final_off.offset),

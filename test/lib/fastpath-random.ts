@@ -200,7 +200,10 @@ export function xpWalk(d: FastpathDesired, p: RefPacket, ifaceClass = d.interfac
   let l = ifaceClass;
   let r = 0;
   const step = (f: number, c: number) => {
-    if (ch.left & (1 << f)) l = cell(ch.off[f]! + l * ch.n[f]! + c);
+    if (ch.direct & (1 << f)) {
+      if (ch.left & (1 << f)) l = c;
+      else r = c;
+    } else if (ch.left & (1 << f)) l = cell(ch.off[f]! + l * ch.n[f]! + c);
     else r = cell(ch.off[f]! + r * ch.n[f]! + c);
   };
   const addr = (a: bigint) => [Number((a >> 24n) & 255n), Number((a >> 16n) & 255n), Number((a >> 8n) & 255n), Number(a & 255n)] as [number, number, number, number];

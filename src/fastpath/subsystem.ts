@@ -11,7 +11,7 @@ import type { Host } from '../system/host.js';
 import { compileFastpath, type FastpathCapacity, type FastpathDesired, type LpmEntry } from './compile.js';
 import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY, type FastpathView } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
-import { LPM_FIELDS, bitList, fieldKeySize, lpmKeyString, type LpmField } from './layout.js';
+import { FEAT, LPM_FIELDS, bitList, fieldKeySize, lpmKeyString, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
 import { formatPrefix, prefixFromBytes } from '../net/address.js';
 import { packFastpath, unpackFastpath, type PackedFastpath } from './wire.js';
@@ -285,6 +285,8 @@ export async function planAgainst(dp: FastpathView, desired: FastpathDesired, ho
 
   // read once: each read of dp.generation is a map lookup (a syscall), and this loop runs per entry (was 15 s for 1M)
   const gen = dp.generation;
+  // the classifier variant of large rule sets (crossproduct tables or bit vectors), when it changes
+  if (dp.lookups(gen).includes('crossproduct') !== ((desired.genConfig.features & FEAT.crossproduct) !== 0)) changes.push({ action: 'change', object: 'classifier', detail: desired.classifier });
   for (const f of LPM_FIELDS) {
     const cur = await dp.generationEntries(f, gen);
     const seen = new Set<string>();

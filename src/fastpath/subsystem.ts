@@ -189,6 +189,7 @@ async function planFastpath(desired: FastpathDesired, host: Host): Promise<Chang
     if (desired.interfaces.length === 0) return changes;
     changes.push({ action: 'add', object: `data plane ${pinDir}`, detail: 'load and pin xdp_filter and tc_filter' });
     for (const f of LPM_FIELDS) if (desired.fields[f].length > 1) changes.push({ action: 'add', object: `map ${f}`, detail: `${desired.fields[f].length} entries` });
+    if (desired.genConfig.features & FEAT.crossproduct) changes.push({ action: 'add', object: 'classifier', detail: desired.classifier });
     for (const r of desired.rules) changes.push({ action: 'add', object: `rule ${r.name}`, detail: `#${r.index} ${r.action}` });
     for (const i of desired.interfaces) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}${i.egress ? `; tc egress, default ${i.egressPolicy.defaultPolicy}` : ''}` });
     return changes;

@@ -12,7 +12,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
-import { XDP } from '../../src/bpf/index.js';
+import { TC_ACT, XDP } from '../../src/bpf/index.js';
 import { compileFastpath, type CrossproductMode } from '../../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../../src/fastpath/dataplane.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
@@ -79,6 +79,33 @@ describe('fast path crossproduct: same verdicts and counters as the bit vectors 
       if (!counts) assert.ok(xp.decided > packets.length / 2, `the tables decided ${xp.decided} of ${packets.length} packets`);
     });
   }
+  it('tc egress: an "out" rule set and an "in" rule set on one interface, through the tables', async () => {
+    // the ingress and egress entries get interface classes of their own
+    const inRules = randomRules(41, 200).map((r): RefRule => (r.action === 'count' ? { ...r, action: 'pass' } : r));
+    const outRules = randomRules(42, 200).map((r): RefRule => ({ ...(r.action === 'count' ? { ...r, action: 'pass' as const } : r), name: `o${r.name}` }));
+    const config = [...toConfig(inRules), ...toConfig(outRules).map((r) => ({ ...(r as object), direction: 'out' }))];
+    const fastpath = fastpathSchema.parse({ interfaces: [{ name: 'lo', defaultPolicy: 'pass', egress: { enabled: true, defaultPolicy: 'pass' } }], rules: config, capacity: { ...CAP, rules: 1024 } });
+    const { desired, issues } = compileFastpath({ fastpath, aliases: new Map(), crossproduct: 'on' });
+    assert.deepEqual(issues, []);
+    assert.ok(dp && desired.genConfig.xp, desired.classifier);
+    await dp.apply(desired, () => 1);
+    assert.ok(dp.lookups().includes('crossproduct'));
+    const lo = desired.interfaces[0]!;
+    let decided = 0;
+    for (const p of randomPackets(42, outRules, 200)) {
+      const ref = reference(outRules, p);
+      const want = ref.rule >= 0 && outRules[ref.rule]!.action === 'drop' ? TC_ACT.SHOT : TC_ACT.OK;
+      const got = (await dp.tc.testRun({ data: packetFrame(p) })).retval;
+      assert.equal(got, want, `egress ${p.proto} ${fmtAddr(p.family, p.src)}:${p.sport} -> ${fmtAddr(p.family, p.dst)}:${p.dport} (rule ${ref.rule})`);
+      const walk = xpWalk(desired, p, lo.egressPolicy.xpClass);
+      if (walk !== 'fallback') {
+        decided++;
+        assert.equal(walk, ref.rule < 0 ? -1 : 200 + ref.rule);
+      }
+    }
+    assert.ok(decided > 100, `the tables decided ${decided} of 200 egress packets`);
+  });
+
   it('most random rule sets got crossproduct tables', () => {
     assert.ok(withTables >= 2 * sets.length - 2, `${withTables} of ${2 * sets.length}`);
   });

@@ -213,8 +213,11 @@ enum filter_field {
  * classes: per protocol, the fields split into a left and a right group; a
  * group's state starts as the interface entry's xp_class (left) or 0 (right)
  * and each field of the group in field order replaces it by
- * cell[off[f] + state * n[f] + class] (the first field of a group that
- * starts with one class: by the class itself, `direct`); the final table gives
+ * cell[off[f] + state * n[f] + class] (the first field of a group of one
+ * field that starts with one class: by the class itself, `direct`); a cell
+ * marked FILTER_XP_SETTLED ends its group early (the lookups of the group's
+ * later fields are skipped: a packet that misses the rules naming those
+ * fields together pays for fewer lookups); the final table gives
  * cell[final_off + left * right_states + right] = the first matching rule, or
  * FILTER_XP_NONE (no rule: the default policy), or FILTER_XP_FALLBACK
  * (count rules ahead of it: the bit vectors decide and count). A fixed
@@ -235,7 +238,10 @@ enum xp_field {
 #define FILTER_XP_CELLS (1 << 21) /* u16 cells per generation (4 MB) */
 #define FILTER_XP_NONE 0xffff
 #define FILTER_XP_FALLBACK 0xfffe
-#define FILTER_XP_MAX_STATE 0xfff0 /* class ids stay below */
+#define FILTER_XP_MAX_STATE 0x7ff0 /* class ids stay below */
+/* In a state cell: no later field of the group changes this state (the
+ * low bits are the group's last state); their lookups are skipped. */
+#define FILTER_XP_SETTLED 0x8000
 /* cells [0, 256) of a generation: TCP flags byte -> class */
 #define FILTER_XP_FLAGS_CELLS 256
 
@@ -299,6 +305,7 @@ enum filter_limits {
 	FILTER_LIMIT_XP_NONE = FILTER_XP_NONE,
 	FILTER_LIMIT_XP_FALLBACK = FILTER_XP_FALLBACK,
 	FILTER_LIMIT_XP_MAX_STATE = FILTER_XP_MAX_STATE,
+	FILTER_LIMIT_XP_SETTLED = FILTER_XP_SETTLED,
 	FILTER_LIMIT_XP_FLAGS_CELLS = FILTER_XP_FLAGS_CELLS,
 };
 

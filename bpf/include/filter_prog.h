@@ -876,6 +876,12 @@ static __always_inline __u32 xp_cell(__u32 gen, __u32 cell)
 	return v->c[cell & 3];
 }
 
+/* Whether field F still has to be looked up: it is a step, and its group's
+ * state is not settled (a cell with FILTER_XP_SETTLED: no later field of the
+ * group can change it, so their lookups are skipped). */
+#define XP_WANTS(F) \
+	((used & (1u << (F))) && !(((x->left & (1u << (F))) ? l : r) & FILTER_XP_SETTLED))
+
 /* One field of the chain: the state of its group becomes the cell of (state, class). */
 #define XP_STEP(F, CLS)                                                           \
 	do {                                                                      \
@@ -916,34 +922,36 @@ static __always_inline __u32 classify_xp(struct packet_info *pi, struct gen_conf
 	x = &gc->xp[udp];
 	used = x->left | x->right;
 	l = ifv->xp_class;
-	if (used & (1u << XP_SRC)) {
+	if (XP_WANTS(XP_SRC)) {
 		c = dir4_class(gen * 2, pi->saddr);
 		if (c >= FILTER_DIR4_CLASSES)
 			return XP_NO;
 		XP_STEP(XP_SRC, c);
 	}
-	if (used & (1u << XP_DST)) {
+	if (XP_WANTS(XP_DST)) {
 		c = dir4_class(gen * 2 + 1, pi->daddr);
 		if (c >= FILTER_DIR4_CLASSES)
 			return XP_NO;
 		XP_STEP(XP_DST, c);
 	}
-	if (used & (1u << XP_SPORT)) {
+	if (XP_WANTS(XP_SPORT)) {
 		idx = (((gen * 2) * 2 + udp) << 16) | pi->sport;
 		pc = bpf_map_lookup_elem(&port_class, &idx);
 		if (!pc)
 			return XP_NO;
 		XP_STEP(XP_SPORT, *pc);
 	}
-	if (used & (1u << XP_DPORT)) {
+	if (XP_WANTS(XP_DPORT)) {
 		idx = (((gen * 2 + 1) * 2 + udp) << 16) | pi->dport;
 		pc = bpf_map_lookup_elem(&port_class, &idx);
 		if (!pc)
 			return XP_NO;
 		XP_STEP(XP_DPORT, *pc);
 	}
-	if (used & (1u << XP_FLAGS))
+	if (XP_WANTS(XP_FLAGS))
 		XP_STEP(XP_FLAGS, xp_cell(gen, pi->tcp_flags));
+	l &= ~FILTER_XP_SETTLED;
+	r &= ~FILTER_XP_SETTLED;
 	if (l >= FILTER_XP_MAX_STATE || r >= FILTER_XP_MAX_STATE)
 		return XP_NO;
 	c = xp_cell(gen, x->final_off + l * x->right_states + r);

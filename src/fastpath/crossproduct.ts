@@ -26,7 +26,7 @@
  * rule set that exceeds the cap keeps the bit vectors.
  */
 import type { Dir4, PortArrays } from './compile.js';
-import { FEAT, FILTER_FLAGS_UNKNOWN, XP_CELLS, XP_FALLBACK, XP_FIELDS, XP_FLAGS_CELLS, XP_MAX_STATE, XP_NONE, type XpChain } from './layout.js';
+import { FEAT, FILTER_FLAGS_UNKNOWN, XP_CELLS, XP_FALLBACK, XP_FIELDS, XP_FLAGS_CELLS, XP_MAX_STATE, XP_NONE, XP_SETTLED, type XpChain } from './layout.js';
 
 export interface XpInput {
   rules: number;
@@ -225,6 +225,12 @@ function ruleMasks(fields: XpFieldVectors[], start: Uint32Array, W: number): Map
   return masks;
 }
 
+/** Every rule of a is in b. */
+function subset(a: Uint32Array, b: Uint32Array): boolean {
+  for (let j = 0; j < a.length; j++) if (a[j]! & ~b[j]!) return false;
+  return true;
+}
+
 function universal(f: XpFieldVectors, W: number): Uint32Array {
   const every = new Uint32Array(W).fill(0xffffffff);
   for (const v of f.vec) if (v) and(every, v);
@@ -281,14 +287,17 @@ function buildChain(fields: XpFieldVectors[], start: Uint32Array, ifaceVecs: Uin
       };
       const run = (group: number[], other: number[], init: Uint32Array[], right: boolean): Uint32Array[] => {
         let states = init;
+        // cells whose state no later field of the group changes: patched to the group's last state | XP_SETTLED
+        const settled: { at: number; v: Uint32Array }[] = [];
+        let last: Interner | undefined;
         group.forEach((i, pos) => {
           const f = fields[i]!;
           chain.n[f.id] = f.n;
           if (right) chain.right |= 1 << f.id;
           else chain.left |= 1 << f.id;
           const sure = sureAfter(group, pos, other, right);
-          if (pos === 0 && states.length === 1) {
-            // one start class: the field's own class is the state, no table (a load less per packet)
+          if (group.length === 1 && states.length === 1) {
+            // a group of one field and one start class: the field's own class is the state, no table
             chain.direct |= 1 << f.id;
             const s0 = states[0]!;
             states = f.vec.map((fv) => {
@@ -304,7 +313,7 @@ function buildChain(fields: XpFieldVectors[], start: Uint32Array, ifaceVecs: Uin
           chain.off[f.id] = off;
           const next = new Interner(W);
           const v = new Uint32Array(W);
-          // equal states (after a direct step) have equal rows: computed once, copied
+          // equal states have equal rows: computed once, copied
           const rows = new Interner(W);
           const firstRow: number[] = [];
           states.forEach((s, si) => {
@@ -326,8 +335,37 @@ function buildChain(fields: XpFieldVectors[], start: Uint32Array, ifaceVecs: Uin
               cells[off + si * f.n + c] = id;
             }
           });
+          const rowsN = states.length;
           states = next.all();
+          if (pos === group.length - 1) {
+            last = next;
+            return;
+          }
+          // a state every later field of the group allows all of (its rules are in every vector of those
+          // fields) stays what it is through them, up to the truncation at the group's last step
+          const rest = group.slice(pos + 1);
+          const isSettled = states.map((st) => rest.every((g) => subset(st, U[g]!)));
+          if (!isSettled.some((x) => x)) return;
+          const sureLast = sureAfter(group, group.length - 1, other, right);
+          const finalOf = states.map((st) => {
+            const w = st.slice();
+            truncate(w, sureLast, count, W);
+            return w;
+          });
+          for (let at = off; at < off + rowsN * f.n; at++) {
+            if (!f.vec[(at - off) % f.n]) continue;
+            const id = cells[at]!;
+            if (isSettled[id]) settled.push({ at, v: finalOf[id]! });
+          }
         });
+        if (last) {
+          for (const { at, v } of settled) {
+            const id = last.intern(v);
+            if (id >= XP_MAX_STATE) throw new Failed(`its crossproduct has more than ${XP_MAX_STATE} classes in one step`);
+            cells[at] = id | XP_SETTLED;
+          }
+          states = last.all();
+        }
         return states;
       };
       const leftInit = ifaceVecs.map((v) => andOf(v, start));

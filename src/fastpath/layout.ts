@@ -92,6 +92,7 @@ export const XP_CELLS: number = L.FILTER_LIMIT_XP_CELLS;
 export const XP_NONE: number = L.FILTER_LIMIT_XP_NONE;
 export const XP_FALLBACK: number = L.FILTER_LIMIT_XP_FALLBACK;
 export const XP_MAX_STATE: number = L.FILTER_LIMIT_XP_MAX_STATE;
+export const XP_SETTLED: number = L.FILTER_LIMIT_XP_SETTLED;
 export const XP_FLAGS_CELLS: number = L.FILTER_LIMIT_XP_FLAGS_CELLS;
 /** enum xp_field, in order */
 export const XP_FIELDS = ['src', 'dst', 'sport', 'dport', 'flags'] as const;

@@ -9,7 +9,7 @@
 import { frame } from './packets.js';
 import type { FastpathDesired } from '../../src/fastpath/compile.js';
 import { packDir4, resolveDir4 } from '../../src/fastpath/generation.js';
-import { DIR4_CLASSES, FEAT, FILTER_MAX_RULES, XP_MAX_STATE, XP_NONE } from '../../src/fastpath/layout.js';
+import { DIR4_CLASSES, FEAT, FILTER_MAX_RULES, XP_MAX_STATE, XP_NONE, XP_SETTLED } from '../../src/fastpath/layout.js';
 
 export interface RefRule {
   name: string;
@@ -199,6 +199,7 @@ export function xpWalk(d: FastpathDesired, p: RefPacket, ifaceClass = d.interfac
   const cell = (i: number) => (i < d.xp!.cells.length ? d.xp!.cells[i]! : 0);
   let l = ifaceClass;
   let r = 0;
+  const wants = (f: number) => (used & (1 << f)) !== 0 && !((ch.left & (1 << f) ? l : r) & XP_SETTLED);
   const step = (f: number, c: number) => {
     if (ch.direct & (1 << f)) {
       if (ch.left & (1 << f)) l = c;
@@ -208,7 +209,7 @@ export function xpWalk(d: FastpathDesired, p: RefPacket, ifaceClass = d.interfac
   };
   const addr = (a: bigint) => [Number((a >> 24n) & 255n), Number((a >> 16n) & 255n), Number((a >> 8n) & 255n), Number(a & 255n)] as [number, number, number, number];
   for (const [f, field, a] of [[0, 'src_v4', p.src], [1, 'dst_v4', p.dst]] as const) {
-    if (!(used & (1 << f))) continue;
+    if (!wants(f)) continue;
     const dir = d.dir4[field]!;
     let packed = PACKED.get(dir);
     if (!packed) PACKED.set(dir, (packed = packDir4(dir)));
@@ -217,10 +218,12 @@ export function xpWalk(d: FastpathDesired, p: RefPacket, ifaceClass = d.interfac
     step(f, c);
   }
   for (const [f, field, port] of [[2, 'sport', p.sport], [3, 'dport', p.dport]] as const) {
-    if (!(used & (1 << f))) continue;
+    if (!wants(f)) continue;
     step(f, d.ports[field]![udp ? 'udp' : 'tcp'][port]!);
   }
-  if (used & (1 << 4)) step(4, cell(p.flags));
+  if (wants(4)) step(4, cell(p.flags));
+  l &= ~XP_SETTLED;
+  r &= ~XP_SETTLED;
   if (l >= XP_MAX_STATE || r >= XP_MAX_STATE) return 'fallback';
   const res = cell(ch.finalOff + l * ch.rightStates + r);
   if (res === XP_NONE) return -1;

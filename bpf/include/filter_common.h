@@ -217,7 +217,11 @@ enum filter_field {
  * field that starts with one class: by the class itself, `direct`); a cell
  * marked FILTER_XP_SETTLED ends its group early (the lookups of the group's
  * later fields are skipped: a packet that misses the rules naming those
- * fields together pays for fewer lookups); the final table gives
+ * fields together pays for fewer lookups; in a group of two fields of one
+ * start class the first field's class is the state, and a settle cell per
+ * class says whether the second field is looked up: a settled class is a row
+ * of the final table itself, so the final load depends on the field lookup
+ * alone); the final table gives
  * cell[final_off + left * right_states + right] = the first matching rule, or
  * FILTER_XP_NONE (no rule: the default policy), or FILTER_XP_FALLBACK
  * (count rules ahead of it: the bit vectors decide and count). A fixed
@@ -253,6 +257,8 @@ struct xp_chain {
 	__u32 left;              /* bit f (enum xp_field): f is a step of the left group */
 	__u32 right;             /* bit f: f is a step of the right group */
 	__u32 direct;            /* bit f: f comes first in its group of one start class: its class is the state (no table) */
+	__u32 settle;            /* bit f (direct): cell[soff[f] + class] nonzero: the class settles its group */
+	__u32 soff[XP_FIELDS];
 	__u32 n[XP_FIELDS];      /* row length of f's table: the field's class count */
 	__u32 off[XP_FIELDS];    /* f's table: first cell */
 	__u32 final_off;         /* the final table: first cell */

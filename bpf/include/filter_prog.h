@@ -879,22 +879,29 @@ static __always_inline __u32 xp_cell(__u32 gen, __u32 cell)
 /* Whether field F still has to be looked up: it is a step, and its group's
  * state is not settled (a cell with FILTER_XP_SETTLED: no later field of the
  * group can change it, so their lookups are skipped). */
-#define XP_WANTS(F) \
-	((used & (1u << (F))) && !(((x->left & (1u << (F))) ? l : r) & FILTER_XP_SETTLED))
+#define XP_WANTS(F) ((used & (1u << (F))) && !((x->left & (1u << (F))) ? ls : rs))
 
-/* One field of the chain: the state of its group becomes the cell of (state, class). */
+/* One field of the chain: the state of its group becomes the cell of (state,
+ * class). The settled flag is kept apart from the state: the final load's
+ * index then depends on the field lookups and tables alone, not on the
+ * settle cell, which only decides (predictably) what is skipped. */
 #define XP_STEP(F, CLS)                                                           \
 	do {                                                                      \
-		__u32 c_ = (CLS);                                                 \
+		__u32 c_ = (CLS), s_ = 0;                                         \
 		if (x->direct & (1u << (F))) {                                    \
-			if (x->left & (1u << (F)))                                \
-				l = c_;                                           \
-			else                                                      \
-				r = c_;                                           \
-		} else if (x->left & (1u << (F))) {                               \
-			l = xp_cell(gen, x->off[F] + l * x->n[F] + c_);           \
+			if (x->settle & (1u << (F)))                              \
+				s_ = xp_cell(gen, x->soff[F] + c_);               \
 		} else {                                                          \
-			r = xp_cell(gen, x->off[F] + r * x->n[F] + c_);           \
+			c_ = xp_cell(gen, x->off[F] + ((x->left & (1u << (F))) ? l : r) * x->n[F] + c_); \
+			s_ = c_ & FILTER_XP_SETTLED;                              \
+			c_ &= ~FILTER_XP_SETTLED;                                 \
+		}                                                                 \
+		if (x->left & (1u << (F))) {                                      \
+			l = c_;                                                   \
+			ls = s_;                                                  \
+		} else {                                                          \
+			r = c_;                                                   \
+			rs = s_;                                                  \
 		}                                                                 \
 	} while (0)
 
@@ -909,7 +916,7 @@ static __always_inline __u32 classify_xp(struct packet_info *pi, struct gen_conf
 					 __u32 gen)
 {
 	struct xp_chain *x;
-	__u32 l, r = 0, c, used, idx, udp, *pc;
+	__u32 l, r = 0, ls = 0, rs = 0, c, used, idx, udp, *pc;
 
 	if (pi->family != 4 || pi->fragment == 2)
 		return XP_NO;
@@ -950,8 +957,6 @@ static __always_inline __u32 classify_xp(struct packet_info *pi, struct gen_conf
 	}
 	if (XP_WANTS(XP_FLAGS))
 		XP_STEP(XP_FLAGS, xp_cell(gen, pi->tcp_flags));
-	l &= ~FILTER_XP_SETTLED;
-	r &= ~FILTER_XP_SETTLED;
 	if (l >= FILTER_XP_MAX_STATE || r >= FILTER_XP_MAX_STATE)
 		return XP_NO;
 	c = xp_cell(gen, x->final_off + l * x->right_states + r);

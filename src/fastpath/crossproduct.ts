@@ -275,7 +275,7 @@ function buildChain(fields: XpFieldVectors[], start: Uint32Array, ifaceVecs: Uin
     if (performance.now() > deadline) break;
     const mark = { cells: 0 };
     try {
-      const chain: XpChain = { left: 0, right: 0, direct: 0, n: [0, 0, 0, 0, 0], off: [0, 0, 0, 0, 0], finalOff: 0, rightStates: 0 };
+      const chain: XpChain = { left: 0, right: 0, direct: 0, settle: 0, soff: [0, 0, 0, 0, 0], n: [0, 0, 0, 0, 0], off: [0, 0, 0, 0, 0], finalOff: 0, rightStates: 0 };
       const leftIdx = [...Array(k).keys()].filter((i) => cand.left & (1 << i));
       const rightIdx = [...Array(k).keys()].filter((i) => !(cand.left & (1 << i)));
       const sureAfter = (group: number[], pos: number, other: number[], right: boolean) => {
@@ -296,6 +296,55 @@ function buildChain(fields: XpFieldVectors[], start: Uint32Array, ifaceVecs: Uin
           if (right) chain.right |= 1 << f.id;
           else chain.left |= 1 << f.id;
           const sure = sureAfter(group, pos, other, right);
+          if (group.length === 2 && states.length === 1) {
+            if (pos === 0) return; // both fields at once, below
+            // two fields, one start class: the first field's class is the state; a settle cell per class
+            // says whether the second matters, and settled classes are rows of the final table themselves
+            const f1 = fields[group[0]!]!;
+            chain.direct |= 1 << f1.id;
+            chain.settle |= 1 << f1.id;
+            const sure1 = sureAfter(group, 0, other, right);
+            const s0 = states[0]!;
+            const first = f1.vec.map((fv) => {
+              const v = new Uint32Array(W);
+              if (fv) for (let j = 0; j < W; j++) v[j] = s0[j]! & fv[j]!;
+              truncate(v, sure1, count, W);
+              return v;
+            });
+            const soff = alloc(f1.n);
+            mark.cells += f1.n;
+            chain.soff[f1.id] = soff;
+            const settles = first.map((v, c) => f1.vec[c] !== undefined && subset(v, U[i]!));
+            settles.forEach((x, c) => (cells[soff + c] = x ? 1 : 0));
+            const off = alloc(f1.n * f.n);
+            mark.cells += f1.n * f.n;
+            chain.off[f.id] = off;
+            const next = new Interner(W);
+            const v = new Uint32Array(W);
+            first.forEach((s, c1) => {
+              if (performance.now() > deadline) throw new Failed('building its crossproduct tables took too long');
+              if (!f1.vec[c1] || settles[c1]) return;
+              for (let c = 0; c < f.n; c++) {
+                const fv = f.vec[c];
+                if (!fv) continue;
+                for (let j = 0; j < W; j++) v[j] = s[j]! & fv[j]!;
+                truncate(v, sure, count, W);
+                const id = f1.n + next.intern(v);
+                if (id >= XP_MAX_STATE) throw new Failed(`its crossproduct has more than ${XP_MAX_STATE} classes in one step`);
+                cells[off + c1 * f.n + c] = id;
+              }
+            });
+            // final-table rows: the first field's classes (read only for settled ones), then the pairs' states
+            states = [
+              ...first.map((x) => {
+                const w = x.slice();
+                truncate(w, sure, count, W);
+                return w;
+              }),
+              ...next.all(),
+            ];
+            return;
+          }
           if (group.length === 1 && states.length === 1) {
             // a group of one field and one start class: the field's own class is the state, no table
             chain.direct |= 1 << f.id;

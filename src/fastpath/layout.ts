@@ -108,6 +108,9 @@ export interface XpChain {
   right: number;
   /** bit f: first in a group of one start class, its class is the state (no table) */
   direct: number;
+  /** bit f (direct): cell soff[f] + class nonzero when the class settles its group */
+  settle: number;
+  soff: number[];
   /** per field: row length (class count) and first cell of its table */
   n: number[];
   off: number[];
@@ -302,6 +305,8 @@ function encodeXpChain(c: XpChain, b: Buffer, at: number): void {
   b.writeUInt32LE(c.left, at + XC.left.offset);
   b.writeUInt32LE(c.right, at + XC.right.offset);
   b.writeUInt32LE(c.direct, at + XC.direct.offset);
+  b.writeUInt32LE(c.settle, at + XC.settle.offset);
+  for (let f = 0; f < XP_FIELDS.length; f++) b.writeUInt32LE(c.soff[f] ?? 0, at + XC.soff.offset + 4 * f);
   for (let f = 0; f < XP_FIELDS.length; f++) {
     b.writeUInt32LE(c.n[f] ?? 0, at + XC.n.offset + 4 * f);
     b.writeUInt32LE(c.off[f] ?? 0, at + XC.off.offset + 4 * f);
@@ -316,6 +321,8 @@ function decodeXpChain(b: Buffer, at: number): XpChain {
     left: b.readUInt32LE(at + XC.left.offset),
     right: b.readUInt32LE(at + XC.right.offset),
     direct: b.readUInt32LE(at + XC.direct.offset),
+    settle: b.readUInt32LE(at + XC.settle.offset),
+    soff: arr(XC.soff.offset),
     n: arr(XC.n.offset),
     off: arr(XC.off.offset),
     finalOff: b.readUInt32LE(at + XC.final_off.offset),

@@ -199,13 +199,25 @@ export function xpWalk(d: FastpathDesired, p: RefPacket, ifaceClass = d.interfac
   const cell = (i: number) => (i < d.xp!.cells.length ? d.xp!.cells[i]! : 0);
   let l = ifaceClass;
   let r = 0;
-  const wants = (f: number) => (used & (1 << f)) !== 0 && !((ch.left & (1 << f) ? l : r) & XP_SETTLED);
+  let ls = 0;
+  let rs = 0;
+  const wants = (f: number) => (used & (1 << f)) !== 0 && !(ch.left & (1 << f) ? ls : rs);
   const step = (f: number, c: number) => {
+    let s = 0;
     if (ch.direct & (1 << f)) {
-      if (ch.left & (1 << f)) l = c;
-      else r = c;
-    } else if (ch.left & (1 << f)) l = cell(ch.off[f]! + l * ch.n[f]! + c);
-    else r = cell(ch.off[f]! + r * ch.n[f]! + c);
+      if (ch.settle & (1 << f)) s = cell(ch.soff[f]! + c);
+    } else {
+      c = cell(ch.off[f]! + (ch.left & (1 << f) ? l : r) * ch.n[f]! + c);
+      s = c & XP_SETTLED;
+      c &= ~XP_SETTLED;
+    }
+    if (ch.left & (1 << f)) {
+      l = c;
+      ls = s;
+    } else {
+      r = c;
+      rs = s;
+    }
   };
   const addr = (a: bigint) => [Number((a >> 24n) & 255n), Number((a >> 16n) & 255n), Number((a >> 8n) & 255n), Number(a & 255n)] as [number, number, number, number];
   for (const [f, field, a] of [[0, 'src_v4', p.src], [1, 'dst_v4', p.dst]] as const) {
@@ -222,8 +234,6 @@ export function xpWalk(d: FastpathDesired, p: RefPacket, ifaceClass = d.interfac
     step(f, d.ports[field]![udp ? 'udp' : 'tcp'][port]!);
   }
   if (wants(4)) step(4, cell(p.flags));
-  l &= ~XP_SETTLED;
-  r &= ~XP_SETTLED;
   if (l >= XP_MAX_STATE || r >= XP_MAX_STATE) return 'fallback';
   const res = cell(ch.finalOff + l * ch.rightStates + r);
   if (res === XP_NONE) return -1;

@@ -5,7 +5,8 @@
  * IPv4 DIR-16-8 tables. The data plane writes exactly these; the unit tests
  * check them against the compiler's tables.
  */
-import type { Dir4, FastpathDesired } from './compile.js';
+import type { Dir4 } from './compile.js';
+import { lpmRootBits, type FastpathTables } from './table.js';
 import { Slicer, TICK_EVERY } from '../system/slices.js';
 import { BITS_BYTES, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, DIR4_CHUNKS, FILTER_FLAGS_PER_GEN, FILTER_MAX_IFACES, MATCH_FIELDS, type GenConfig } from './layout.js';
 
@@ -17,7 +18,7 @@ import { BITS_BYTES, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, DIR4_CHUNKS, FILTER_FLAGS_
  * zero-length entry is missing counts every rule as constraining it (its
  * lookup can fail, which must stay a "no rule" result).
  */
-export function constrainedVectors(desired: Pick<FastpathDesired, 'fields' | 'tcpFlags'>): Buffer[] {
+export function constrainedVectors(desired: Pick<FastpathTables, 'fields' | 'tcpFlags'>): Buffer[] {
   return MATCH_FIELDS.map((f) => {
     if (f === 'flags') {
       const all = Buffer.alloc(BITS_BYTES, 0xff);
@@ -28,13 +29,13 @@ export function constrainedVectors(desired: Pick<FastpathDesired, 'fields' | 'tc
       }
       return invert(all);
     }
-    const root = desired.fields[f].find((e) => e.length === 0);
-    return root ? invert(root.bits) : Buffer.alloc(BITS_BYTES, 0xff);
+    const root = lpmRootBits(f, desired.fields[f]);
+    return root ? invert(root) : Buffer.alloc(BITS_BYTES, 0xff);
   });
 }
 
 /** The generation's gen_config with the constrained vectors filled in. */
-export function genConfigWithConstraints(desired: Pick<FastpathDesired, 'fields' | 'tcpFlags' | 'genConfig'>): GenConfig {
+export function genConfigWithConstraints(desired: Pick<FastpathTables, 'fields' | 'tcpFlags' | 'genConfig'>): GenConfig {
   return { ...desired.genConfig, constrained: constrainedVectors(desired) };
 }
 

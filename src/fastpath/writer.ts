@@ -11,7 +11,8 @@
 import { randomBytes } from 'node:crypto';
 import { PerCpuMap, codecs } from '../bpf/index.js';
 import { loggingSlotsOf, prepareDropLog, settleDropLog, type LogRule } from './droplog.js';
-import type { FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
+import type { FastpathCapacity } from './compile.js';
+import { emptyTable, encodeLpmKeys, encodeValues, lpmSortKeyBytes, lpmTableFromKernel, mergeDiff, upserts, type FastpathTables, type FlatTable } from './table.js';
 import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, diffKeyed, genConfigWithConstraints, packDir4 } from './generation.js';
 import { Slicer, TICK_EVERY } from '../system/slices.js';
 import {
@@ -40,7 +41,7 @@ import {
   encodeIfaceValue,
   encodeV6HashKey,
   ifaceIndex,
-  lpmKeyString,
+  BITS_BYTES,
   fieldKeySize,
   v6HashKeyGf,
   type LpmField,
@@ -67,11 +68,21 @@ export interface WriterHost {
   rcuBarrier(): void;
 }
 
-/** A superseded generation is remembered up to this many entries per map (the running one always). */
+/** A superseded generation of v6_hash is remembered up to this many entries (the running one always; LPM tables always). */
 const KEEP_CONTENTS_MAX = 250_000;
 
+/** Entries per batch syscall: 64k LPM entries are ~9 MB of keys and values to encode, a few ms of the main thread. */
+const BATCH_ENTRIES = 65_536;
+
 export class GenerationWriter {
-  /** "field:gen" (and "v6_hash:gen*2+field") -> key (latin1) -> value, as last written by this process */
+  /**
+   * "field:gen" -> what this process last wrote into that generation of an
+   * LPM map, as a sorted table (table.ts): the desired state's own table
+   * (nothing copied), 9 bytes per IPv4 entry plus its distinct vectors, so
+   * both generations are always remembered.
+   */
+  private readonly lpm = new Map<string, FlatTable>();
+  /** "v6_hash:gen*2+field" -> key (latin1) -> value, as last written by this process */
   private readonly contents = new Map<string, Map<string, Buffer>>();
   /** "map:first index" -> u32 values last written there by this process (DIR and port tables) */
   private readonly arrays = new Map<string, Uint32Array>();
@@ -96,7 +107,7 @@ export class GenerationWriter {
   ) {
     this.freshMaps = fresh;
     if (!fresh) return;
-    for (const f of LPM_FIELDS) for (const g of [0, 1]) this.contents.set(`${f}:${g}`, new Map());
+    for (const f of LPM_FIELDS) for (const g of [0, 1]) this.lpm.set(`${f}:${g}`, emptyTable(lpmSortKeyBytes(f), BITS_BYTES));
     for (let gf = 0; gf < 4; gf++) this.contents.set(`v6_hash:${gf}`, new Map());
   }
 
@@ -104,7 +115,7 @@ export class GenerationWriter {
    * Writes `desired` into the inactive generation and switches to it
    * (capacity already checked; ifindexes: interface name -> ifindex).
    */
-  async write(desired: FastpathDesired, ifindexes: ReadonlyMap<string, number>): Promise<ApplyStats> {
+  async write(desired: FastpathTables, ifindexes: ReadonlyMap<string, number>): Promise<ApplyStats> {
     const t0 = performance.now();
     // nothing may still read the generation we are about to overwrite
     this.dp.rcuBarrier();
@@ -222,7 +233,7 @@ export class GenerationWriter {
     prepareDropLog(this.maps, shadow, desired.log, logRules, loggingSlotsOf(this.maps, active, logBefore.rules));
     const meta = Buffer.alloc(GEN_META_SIZE);
     meta.writeUInt32LE(desired.rules.length, 0);
-    LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
+    LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].count, 4 + 4 * i));
     meta.writeUInt32LE(claim, GEN_META_WRITER_OFFSET);
     this.maps.gen_meta.set(u32(shadow), meta);
 
@@ -230,9 +241,9 @@ export class GenerationWriter {
     this.maps.active.set(u32(0), u32(shadow));
     this.dp.rcuBarrier();
     settleDropLog(this.maps, desired.log, logRules, logBefore);
-    // the generation just superseded is remembered only while small: a full country database (10^6
-    // keys, ~150 MB of heap) stays remembered only while it runs; the next write of it reads it again
-    for (const key of [...LPM_FIELDS.map((f) => `${f}:${active}`), `v6_hash:${active * 2}`, `v6_hash:${active * 2 + 1}`]) {
+    // the v6_hash generation just superseded is remembered only while small (a Map of string keys);
+    // the LPM tables are flat and always remembered
+    for (const key of [`v6_hash:${active * 2}`, `v6_hash:${active * 2 + 1}`]) {
       if ((this.contents.get(key)?.size ?? 0) > KEEP_CONTENTS_MAX) this.contents.delete(key);
     }
 
@@ -276,14 +287,22 @@ export class GenerationWriter {
 
   /** Forgets what this writer remembers of the maps: the next read or write reads them from the kernel. */
   forgetContents(): void {
+    this.lpm.clear();
     this.contents.clear();
     this.arrays.clear();
     this.vectors.clear();
   }
 
-  /** Keys and values one generation of an LPM map holds (cached). */
-  generationContents(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
-    return this.keyedContents(f, `${f}:${gen}`, (k) => k[4] === gen);
+  /** One generation of an LPM map as a sorted table: what this writer last wrote there, else read from the map once. */
+  async lpmContents(f: LpmField, gen: number): Promise<FlatTable> {
+    const key = `${f}:${gen}`;
+    const known = this.lpm.get(key);
+    if (known) return known;
+    // one batch read off the JS thread; sorted and deduplicated into a table without an object per entry
+    const raw = await this.maps[f].rawEntries();
+    const t = await lpmTableFromKernel(f, gen, raw.keys, raw.values, raw.count, this.maps[f].info.valueBytes);
+    this.lpm.set(key, t);
+    return t;
   }
 
   private resetSlot(slot: number, name: string): void {
@@ -304,21 +323,44 @@ export class GenerationWriter {
   }
 
   /**
-   * Brings one generation of an LPM map to `entries`, writing only what
-   * differs. What a generation holds is remembered from the apply that wrote
-   * it; after adoption it is read from the map once.
+   * Brings one generation of an LPM map to `want`, writing only what
+   * differs: one merge of two sorted tables (what this process wrote there,
+   * or after adoption what the map holds, read once) gives the keys to
+   * delete and the entries to write, encoded straight into batch buffers
+   * (no key string, Buffer or object per entry) and written with one batch
+   * syscall per BATCH_ENTRIES, off the JS thread.
    */
-  private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
-    // a million entries: the event loop gets a turn every few ms (src/system/slices.ts)
+  private async writeLpm(f: LpmField, gen: number, want: FlatTable): Promise<{ written: number; removed: number }> {
+    const map = this.maps[f];
+    if (want.valueBytes !== map.info.valueBytes) throw new Error(`fastpath: map ${f} holds ${map.info.valueBytes}-byte values, the rule set has ${want.valueBytes}-byte vectors`);
     const slicer = new Slicer();
-    const want = new Map<string, Buffer>();
-    const scratch = Buffer.alloc(fieldKeySize(f));
-    for (let i = 0; i < entries.length; i++) {
-      if (i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
-      const e = entries[i]!;
-      want.set(lpmKeyString(f, gen, e.data, e.length, scratch), e.bits);
+    const have = await this.lpmContents(f, gen);
+    const diff = await mergeDiff(have, want, slicer, `map ${f} generation ${gen}`);
+    const cacheKey = `${f}:${gen}`;
+    // forget first: if a batch fails midway, the next apply reads the map again
+    this.lpm.delete(cacheKey);
+    const ks = fieldKeySize(f);
+    const vb = want.valueBytes;
+    // deletes first: the map holds both generations, a nearly full one has room only after them
+    for (let from = 0; from < diff.removed.length; from += BATCH_ENTRIES) {
+      const to = Math.min(diff.removed.length, from + BATCH_ENTRIES);
+      const keys = Buffer.allocUnsafe((to - from) * ks);
+      encodeLpmKeys(f, gen, have, diff.removed, from, to, keys);
+      await map.deleteManyRaw(keys);
+      if (slicer.due()) await slicer.pause();
     }
-    return this.writeKeyed(f, `${f}:${gen}`, want, (k) => k[4] === gen);
+    const write = upserts(diff);
+    for (let from = 0; from < write.length; from += BATCH_ENTRIES) {
+      const to = Math.min(write.length, from + BATCH_ENTRIES);
+      const keys = Buffer.allocUnsafe((to - from) * ks);
+      const values = Buffer.allocUnsafe((to - from) * vb);
+      encodeLpmKeys(f, gen, want, write, from, to, keys);
+      encodeValues(want, write, from, to, values);
+      await map.setManyRaw(keys, values);
+      if (slicer.due()) await slicer.pause();
+    }
+    this.lpm.set(cacheKey, want);
+    return { written: write.length, removed: diff.removed.length };
   }
 
   /**

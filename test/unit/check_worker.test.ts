@@ -91,7 +91,8 @@ describe('validation off the main thread', () => {
         // what the worker does (postMessage with the packed buffers transferred) and the main thread undoes
         let got: unknown;
         if (s.wire) {
-          const p = s.wire.pack(want);
+          // pack transfers the state's own buffers (no copy): compare with a copy taken before
+          const p = s.wire.pack(copyDeep(want));
           got = await s.wire.unpack(structuredClone(p.value, { transfer: p.transfer }));
         } else got = await reviveBuffers(structuredClone(want), new Slicer());
         assert.deepEqual(got, want, `${name}: subsystem ${s.name}`);
@@ -137,3 +138,13 @@ describe('validation off the main thread', () => {
     assert.ok(ms < 2000, `${ms.toFixed(0)} ms`);
   });
 });
+
+/** A deep copy that keeps Buffers Buffers and typed arrays their type (own memory each). */
+function copyDeep<T>(v: T): T {
+  if (Buffer.isBuffer(v)) return Buffer.from(v) as T;
+  if (ArrayBuffer.isView(v) && !(v instanceof DataView)) return new (v.constructor as new (a: unknown) => T)(v);
+  if (Array.isArray(v)) return v.map(copyDeep) as T;
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [k, copyDeep(x)])) as T;
+  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, copyDeep(x)])) as T;
+  return v;
+}

@@ -10,6 +10,7 @@ import { buildDir4, compileFastpath, type LpmEntry } from '../../src/fastpath/co
 import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, constrainedVectors, diffKeyed, packDir4, resolveDir4 } from '../../src/fastpath/generation.js';
 import { DIR4_CHUNKS, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, MATCH_FIELDS, bitList, emptyBits, setBit } from '../../src/fastpath/layout.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
+import { fastpathTables } from '../../src/fastpath/table.js';
 
 function entry(a: number, length: number, rule: number): LpmEntry {
   const data = Buffer.alloc(4);
@@ -62,7 +63,7 @@ describe('constrained vectors', () => {
       aliases: new Map(),
     });
     assert.deepEqual(issues, []);
-    const c = constrainedVectors(desired);
+    const c = constrainedVectors(fastpathTables(desired));
     const of = (f: (typeof MATCH_FIELDS)[number]) => bitList(c[MATCH_FIELDS.indexOf(f)]!).filter((r) => r < 5);
     assert.deepEqual(of('src_v4'), [0], 'the /8; not the /0, which holds every address');
     assert.deepEqual(of('dst_v4'), [3], 'an IPv6 destination never matches an IPv4 one');

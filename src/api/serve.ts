@@ -77,6 +77,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
   else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
   else if (out.revision) console.log(`patronus: running revision ${out.revision}`);
 
+  // large documents are compiled in a worker: keep one started, so an apply does not wait for its start
+  engine.keepSpareWorker();
+
   const storeHealth = store.health();
   if (!storeHealth.ok) console.error(`patronus: store degraded (serving anyway, /healthz says degraded): ${storeHealth.error}`);
 

@@ -228,9 +228,10 @@ export class Store {
    * and shared by revisions with the same document.
    */
   /** `text`: the document already serialised as JSON (a large one is serialised off the main thread). */
-  createRevision(r: { author: string; message: string } & ({ config: unknown } | { text: string })): Revision {
+  createRevision(r: { author: string; message: string } & ({ config: unknown } | { text: string; hash?: string })): Revision {
     const text = 'text' in r ? r.text : JSON.stringify(r.config ?? {});
-    const hash = createHash('sha256').update(text).digest('hex');
+    // `hash`: sha256 of `text`, computed where the text was made (the compile worker)
+    const hash = ('hash' in r && r.hash) || createHash('sha256').update(text).digest('hex');
     const id = this.write('record a new revision', () =>
       this.db.transaction(() => {
         this.db.prepare(`INSERT OR IGNORE INTO documents (hash, config) VALUES (?, ?)`).run(hash, text);
@@ -689,12 +690,22 @@ interface Row {
 }
 
 function fromRow(r: Row): Revision {
+  // parsed at first use: most callers want the id or state, and a 1M-prefix document is ~20 MB of
+  // JSON (its parse held the event loop ~130 ms per read during a large apply)
+  const text = r.config;
+  let parsed: { value: unknown } | undefined;
   return {
     id: r.id,
     createdAt: r.created_at,
     author: r.author,
     message: r.message,
-    config: JSON.parse(r.config),
+    get config(): unknown {
+      parsed ??= { value: JSON.parse(text) };
+      return parsed.value;
+    },
+    set config(value: unknown) {
+      parsed = { value };
+    },
     state: r.state,
     ...(r.result !== null ? { result: JSON.parse(r.result) } : {}),
     ...(r.confirm_deadline !== null ? { confirmDeadline: r.confirm_deadline } : {}),

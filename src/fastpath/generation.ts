@@ -7,7 +7,6 @@
  */
 import type { Dir4 } from './compile.js';
 import { lpmRootBits, type FastpathTables } from './table.js';
-import { Slicer, TICK_EVERY } from '../system/slices.js';
 import { BITS_BYTES, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, DIR4_CHUNKS, FILTER_FLAGS_PER_GEN, FILTER_MAX_IFACES, MATCH_FIELDS, type GenConfig } from './layout.js';
 
 /**
@@ -98,28 +97,6 @@ export function resolveDir4(p: PackedDir4, addr: [number, number, number, number
     c = bm.cls[(bm.bits[addr[2] >> 3]! >> (addr[2] & 7)) & 1]!;
   }
   return c;
-}
-
-/**
- * The writes that bring a keyed map (one generation of an LPM map; keys as
- * latin1 strings) from `have` to `want`: keys to delete, and entries to
- * write (new, or with another value). Unchanged entries are not written.
- * A million keys take the main thread a second: it yields between slices.
- */
-export async function diffKeyed(have: ReadonlyMap<string, Buffer>, want: ReadonlyMap<string, Buffer>, slicer = new Slicer()): Promise<{ stale: string[]; write: [string, Buffer][] }> {
-  const stale: string[] = [];
-  let i = 0;
-  for (const k of have.keys()) {
-    if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
-    if (!want.has(k)) stale.push(k);
-  }
-  const write: [string, Buffer][] = [];
-  for (const [k, v] of want) {
-    if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
-    const cur = have.get(k);
-    if (!cur || !cur.equals(v)) write.push([k, v]);
-  }
-  return { stale, write };
 }
 
 /** Positions where an array table differs from what was last written there (all of it when nothing was). */

@@ -19,8 +19,8 @@
  * keep it as it is, and the engine's deepEqual compares it natively.
  */
 import { Slicer, TICK_EVERY } from '../system/slices.js';
-import { BITS_BYTES, LPM_FIELDS, fieldDataBytes, fieldKeySize, STRUCTS, type LpmField } from './layout.js';
-import type { FastpathDesired, LpmEntry } from './compile.js';
+import { BITS_BYTES, LPM_FIELDS, V6_HASH_KEY_SIZE, fieldDataBytes, fieldKeySize, STRUCTS, type LpmField } from './layout.js';
+import type { Dir6, FastpathDesired, LpmEntry } from './compile.js';
 
 export interface FlatTable {
   /** entries */
@@ -51,16 +51,87 @@ export interface TableDiff {
  * and transferred as it is, kept by the engine, planned and written without
  * rebuilding an object per entry.
  */
-export type FastpathTables = Omit<FastpathDesired, 'fields'> & { fields: Record<LpmField, FlatTable> };
+export type FastpathTables = Omit<FastpathDesired, 'fields' | 'dir6'> & {
+  fields: Record<LpmField, FlatTable>;
+  /** the IPv6 first stage with its hash entries as a table (v6HashTable) */
+  dir6: { src_v6?: Dir6Table; dst_v6?: Dir6Table };
+};
 
-/** The compiler's output with its LPM fields as tables (a field already a table is kept). */
+export type Dir6Table = Omit<Dir6, 'hash'> & { hash: FlatTable };
+
+/** The compiler's output with its LPM fields and IPv6 hash entries as tables (one already a table is kept). */
 export function fastpathTables(d: FastpathDesired | FastpathTables): FastpathTables {
   const fields = {} as Record<LpmField, FlatTable>;
   for (const f of LPM_FIELDS) {
     const x = d.fields[f] as LpmEntry[] | FlatTable;
     fields[f] = Array.isArray(x) ? lpmTable(f, x) : x;
   }
-  return { ...d, fields };
+  const dir6: FastpathTables['dir6'] = {};
+  for (const f of ['src_v6', 'dst_v6'] as const) {
+    const x = d.dir6?.[f] as Dir6 | Dir6Table | undefined;
+    if (x) dir6[f] = Array.isArray(x.hash) ? { ...x, hash: v6HashTable(x.hash) } : (x as Dir6Table);
+  }
+  return { ...d, fields, dir6 };
+}
+
+/** Sort key of a v6_hash entry: prefix length, then the top 64 bits big-endian; the value is the class (u32 LE). */
+const V6_SORT_KEY = 9;
+
+/** IPv6 hash entries (length, top 64 bits, class) as a table; the same (length, bits) twice is refused. */
+export function v6HashTable(hash: readonly Dir6['hash'][number][]): FlatTable {
+  const n = hash.length;
+  const keys = new Uint8Array(n * V6_SORT_KEY);
+  const kv = new DataView(keys.buffer);
+  const cls = new Uint32Array(n);
+  const classes = new ValueClasses(4);
+  const v = new Uint8Array(4);
+  const vv = new DataView(v.buffer);
+  for (let i = 0; i < n; i++) {
+    const h = hash[i]!;
+    keys[i * V6_SORT_KEY] = h.len;
+    kv.setBigUint64(i * V6_SORT_KEY + 1, h.hi, false);
+    vv.setUint32(0, h.cls, true);
+    cls[i] = classes.classOf(v, 0);
+  }
+  return sortedTable({ count: n, keyBytes: V6_SORT_KEY, keys, cls, valueBytes: 4, values: classes.values() }, 'map v6_hash');
+}
+
+const HK = STRUCTS.v6_hash_key.members;
+
+/** Kernel keys (struct v6_hash_key) of (generation * 2 + field) gf for table entries idx[from..to) into `out`. */
+export function encodeV6HashKeys(gf: number, t: FlatTable, idx: Uint32Array, from: number, to: number, out: Uint8Array): void {
+  out.fill(0, 0, (to - from) * V6_HASH_KEY_SIZE);
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const kv = new DataView(t.keys.buffer, t.keys.byteOffset, t.keys.byteLength);
+  for (let j = from; j < to; j++) {
+    const s = idx[j]! * V6_SORT_KEY;
+    const d = (j - from) * V6_HASH_KEY_SIZE;
+    dv.setUint32(d + HK.tag.offset, ((gf << 8) | t.keys[s]!) >>> 0, true);
+    dv.setBigUint64(d + HK.hi.offset, kv.getBigUint64(s + 1, false), true);
+  }
+}
+
+/** The entries of (generation * 2 + field) gf of a v6_hash batch read as a table. */
+export async function v6HashTableFromKernel(gf: number, keys: Uint8Array, values: Uint8Array, count: number, valueBytes: number, slicer = new Slicer()): Promise<FlatTable> {
+  const ks = V6_HASH_KEY_SIZE;
+  const dv = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+  let n = 0;
+  for (let i = 0; i < count; i++) if (dv.getUint32(i * ks + HK.tag.offset, true) >>> 8 === gf) n++;
+  const out = new Uint8Array(n * V6_SORT_KEY);
+  const ov = new DataView(out.buffer);
+  const cls = new Uint32Array(n);
+  const classes = new ValueClasses(valueBytes);
+  let j = 0;
+  for (let i = 0; i < count; i++) {
+    if (i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
+    const tag = dv.getUint32(i * ks + HK.tag.offset, true);
+    if (tag >>> 8 !== gf) continue;
+    out[j * V6_SORT_KEY] = tag & 0xff;
+    ov.setBigUint64(j * V6_SORT_KEY + 1, dv.getBigUint64(i * ks + HK.hi.offset, true), false);
+    cls[j] = classes.classOf(values, i * valueBytes);
+    j++;
+  }
+  return sortedTable({ count: n, keyBytes: V6_SORT_KEY, keys: out, cls, valueBytes, values: classes.values() }, `map v6_hash (generation and field ${gf})`);
 }
 
 export function emptyTable(keyBytes: number, valueBytes: number): FlatTable {

@@ -21,10 +21,8 @@ export interface PackedFastpath {
 export function packFastpath(desired: FastpathTables): { value: PackedFastpath; transfer: ArrayBuffer[] } {
   const { fields, ...rest } = desired;
   const transfer = new Set<ArrayBuffer>();
-  for (const f of LPM_FIELDS) {
-    const t = fields[f];
-    for (const a of [t.keys, t.cls, t.values]) transfer.add(a.buffer as ArrayBuffer);
-  }
+  const tables = [...LPM_FIELDS.map((f) => fields[f]), ...[rest.dir6.src_v6?.hash, rest.dir6.dst_v6?.hash].filter((t) => t !== undefined)];
+  for (const t of tables) for (const a of [t.keys, t.cls, t.values]) transfer.add(a.buffer as ArrayBuffer);
   return { value: { rest, fields }, transfer: [...transfer] };
 }
 

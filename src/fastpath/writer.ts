@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { PerCpuMap, codecs } from '../bpf/index.js';
 import { loggingSlotsOf, prepareDropLog, settleDropLog, type LogRule } from './droplog.js';
 import type { FastpathCapacity } from './compile.js';
-import { emptyTable, encodeLpmKeys, encodeValues, lpmSortKeyBytes, lpmTableFromKernel, mergeDiff, upserts, type FastpathTables, type FlatTable } from './table.js';
-import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, diffKeyed, genConfigWithConstraints, packDir4 } from './generation.js';
+import { emptyTable, encodeLpmKeys, encodeV6HashKeys, encodeValues, lpmSortKeyBytes, lpmTableFromKernel, mergeDiff, upserts, v6HashTable, v6HashTableFromKernel, type FastpathTables, type FlatTable } from './table.js';
+import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, genConfigWithConstraints, packDir4 } from './generation.js';
 import { Slicer, TICK_EVERY } from '../system/slices.js';
 import {
   ACTION,
@@ -39,11 +39,9 @@ import {
   encodeDir4Bitmap,
   encodeGenConfig,
   encodeIfaceValue,
-  encodeV6HashKey,
   ifaceIndex,
   BITS_BYTES,
   fieldKeySize,
-  v6HashKeyGf,
   type LpmField,
   type MapName,
 } from './layout.js';
@@ -68,22 +66,17 @@ export interface WriterHost {
   rcuBarrier(): void;
 }
 
-/** A superseded generation of v6_hash is remembered up to this many entries (the running one always; LPM tables always). */
-const KEEP_CONTENTS_MAX = 250_000;
-
 /** Entries per batch syscall: 64k LPM entries are ~9 MB of keys and values to encode, a few ms of the main thread. */
 const BATCH_ENTRIES = 65_536;
 
 export class GenerationWriter {
   /**
-   * "field:gen" -> what this process last wrote into that generation of an
-   * LPM map, as a sorted table (table.ts): the desired state's own table
-   * (nothing copied), 9 bytes per IPv4 entry plus its distinct vectors, so
-   * both generations are always remembered.
+   * "field:gen" (LPM maps) and "v6_hash:gen*2+field" -> what this process
+   * last wrote there, as a sorted table (table.ts): the desired state's own
+   * table (nothing copied), 9 bytes per IPv4 entry plus its distinct
+   * vectors, so both generations are always remembered.
    */
-  private readonly lpm = new Map<string, FlatTable>();
-  /** "v6_hash:gen*2+field" -> key (latin1) -> value, as last written by this process */
-  private readonly contents = new Map<string, Map<string, Buffer>>();
+  private readonly tables = new Map<string, FlatTable>();
   /** "map:first index" -> u32 values last written there by this process (DIR and port tables) */
   private readonly arrays = new Map<string, Uint32Array>();
   /** "map:first index" -> class vectors last written there by this process */
@@ -107,8 +100,8 @@ export class GenerationWriter {
   ) {
     this.freshMaps = fresh;
     if (!fresh) return;
-    for (const f of LPM_FIELDS) for (const g of [0, 1]) this.lpm.set(`${f}:${g}`, emptyTable(lpmSortKeyBytes(f), BITS_BYTES));
-    for (let gf = 0; gf < 4; gf++) this.contents.set(`v6_hash:${gf}`, new Map());
+    for (const f of LPM_FIELDS) for (const g of [0, 1]) this.tables.set(`${f}:${g}`, emptyTable(lpmSortKeyBytes(f), BITS_BYTES));
+    for (let gf = 0; gf < 4; gf++) this.tables.set(`v6_hash:${gf}`, v6HashTable([]));
   }
 
   /**
@@ -168,9 +161,10 @@ export class GenerationWriter {
     for (const [fi, f] of (['src_v6', 'dst_v6'] as const).entries()) {
       const d = desired.dir6?.[f];
       const gf = shadow * 2 + fi;
-      const want = new Map<string, Buffer>();
-      if (d) for (const h of d.hash) want.set(encodeV6HashKey(gf, h.len, h.hi).toString('latin1'), u32(h.cls));
-      const r = await this.writeKeyed('v6_hash', `v6_hash:${gf}`, want, (k) => v6HashKeyGf(k) === gf);
+      const r = await this.writeTable('v6_hash', `v6_hash:${gf}`, d?.hash ?? v6HashTable([]), {
+        encodeKeys: (t, idx, from, to, out) => encodeV6HashKeys(gf, t, idx, from, to, out),
+        fromKernel: (raw, vb) => v6HashTableFromKernel(gf, raw.keys, raw.values, raw.count, vb),
+      });
       removed[`${f}_hash`] = r.removed;
       if (!d) continue;
       await this.writeVectors('v6_class', gf * V6_CLASSES, d.classes);
@@ -241,12 +235,6 @@ export class GenerationWriter {
     this.maps.active.set(u32(0), u32(shadow));
     this.dp.rcuBarrier();
     settleDropLog(this.maps, desired.log, logRules, logBefore);
-    // the v6_hash generation just superseded is remembered only while small (a Map of string keys);
-    // the LPM tables are flat and always remembered
-    for (const key of [`v6_hash:${active * 2}`, `v6_hash:${active * 2 + 1}`]) {
-      if ((this.contents.get(key)?.size ?? 0) > KEEP_CONTENTS_MAX) this.contents.delete(key);
-    }
-
     // interfaces no longer configured: nothing reads their slots now
     for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
 
@@ -287,21 +275,22 @@ export class GenerationWriter {
 
   /** Forgets what this writer remembers of the maps: the next read or write reads them from the kernel. */
   forgetContents(): void {
-    this.lpm.clear();
-    this.contents.clear();
+    this.tables.clear();
     this.arrays.clear();
     this.vectors.clear();
   }
 
   /** One generation of an LPM map as a sorted table: what this writer last wrote there, else read from the map once. */
-  async lpmContents(f: LpmField, gen: number): Promise<FlatTable> {
-    const key = `${f}:${gen}`;
-    const known = this.lpm.get(key);
+  lpmContents(f: LpmField, gen: number): Promise<FlatTable> {
+    return this.tableContents(f, `${f}:${gen}`, (raw, vb) => lpmTableFromKernel(f, gen, raw.keys, raw.values, raw.count, vb));
+  }
+
+  private async tableContents(name: LpmField | 'v6_hash', cacheKey: string, fromKernel: FromKernel): Promise<FlatTable> {
+    const known = this.tables.get(cacheKey);
     if (known) return known;
     // one batch read off the JS thread; sorted and deduplicated into a table without an object per entry
-    const raw = await this.maps[f].rawEntries();
-    const t = await lpmTableFromKernel(f, gen, raw.keys, raw.values, raw.count, this.maps[f].info.valueBytes);
-    this.lpm.set(key, t);
+    const t = await fromKernel(await this.maps[name].rawEntries(), this.maps[name].info.valueBytes);
+    this.tables.set(cacheKey, t);
     return t;
   }
 
@@ -322,30 +311,38 @@ export class GenerationWriter {
     else this.maps.iface_slots_big.set(u32(ifindex), v);
   }
 
+  /** Brings one generation of an LPM map to `want` (writeTable). */
+  private writeLpm(f: LpmField, gen: number, want: FlatTable): Promise<{ written: number; removed: number }> {
+    return this.writeTable(f, `${f}:${gen}`, want, {
+      encodeKeys: (t, idx, from, to, out) => encodeLpmKeys(f, gen, t, idx, from, to, out),
+      fromKernel: (raw, vb) => lpmTableFromKernel(f, gen, raw.keys, raw.values, raw.count, vb),
+    });
+  }
+
   /**
-   * Brings one generation of an LPM map to `want`, writing only what
-   * differs: one merge of two sorted tables (what this process wrote there,
-   * or after adoption what the map holds, read once) gives the keys to
-   * delete and the entries to write, encoded straight into batch buffers
+   * Brings the part of a keyed map that one table stands for (a generation
+   * of an LPM map, a generation and field of v6_hash) to `want`, writing only
+   * what differs: one merge of two sorted tables (what this process wrote
+   * there, or after adoption what the map holds, read once) gives the keys
+   * to delete and the entries to write, encoded straight into batch buffers
    * (no key string, Buffer or object per entry) and written with one batch
    * syscall per BATCH_ENTRIES, off the JS thread.
    */
-  private async writeLpm(f: LpmField, gen: number, want: FlatTable): Promise<{ written: number; removed: number }> {
-    const map = this.maps[f];
-    if (want.valueBytes !== map.info.valueBytes) throw new Error(`fastpath: map ${f} holds ${map.info.valueBytes}-byte values, the rule set has ${want.valueBytes}-byte vectors`);
+  private async writeTable(name: LpmField | 'v6_hash', cacheKey: string, want: FlatTable, codec: { encodeKeys: EncodeKeys; fromKernel: FromKernel }): Promise<{ written: number; removed: number }> {
+    const map = this.maps[name];
+    if (want.valueBytes !== map.info.valueBytes) throw new Error(`fastpath: map ${name} holds ${map.info.valueBytes}-byte values, the rule set has ${want.valueBytes}-byte ones`);
     const slicer = new Slicer();
-    const have = await this.lpmContents(f, gen);
-    const diff = await mergeDiff(have, want, slicer, `map ${f} generation ${gen}`);
-    const cacheKey = `${f}:${gen}`;
+    const have = await this.tableContents(name, cacheKey, codec.fromKernel);
+    const diff = await mergeDiff(have, want, slicer, `map ${name} (${cacheKey})`);
     // forget first: if a batch fails midway, the next apply reads the map again
-    this.lpm.delete(cacheKey);
-    const ks = fieldKeySize(f);
+    this.tables.delete(cacheKey);
+    const ks = map.info.keySize;
     const vb = want.valueBytes;
     // deletes first: the map holds both generations, a nearly full one has room only after them
     for (let from = 0; from < diff.removed.length; from += BATCH_ENTRIES) {
       const to = Math.min(diff.removed.length, from + BATCH_ENTRIES);
       const keys = Buffer.allocUnsafe((to - from) * ks);
-      encodeLpmKeys(f, gen, have, diff.removed, from, to, keys);
+      codec.encodeKeys(have, diff.removed, from, to, keys);
       await map.deleteManyRaw(keys);
       if (slicer.due()) await slicer.pause();
     }
@@ -354,42 +351,13 @@ export class GenerationWriter {
       const to = Math.min(write.length, from + BATCH_ENTRIES);
       const keys = Buffer.allocUnsafe((to - from) * ks);
       const values = Buffer.allocUnsafe((to - from) * vb);
-      encodeLpmKeys(f, gen, want, write, from, to, keys);
+      codec.encodeKeys(want, write, from, to, keys);
       encodeValues(want, write, from, to, values);
       await map.setManyRaw(keys, values);
       if (slicer.due()) await slicer.pause();
     }
-    this.lpm.set(cacheKey, want);
+    this.tables.set(cacheKey, want);
     return { written: write.length, removed: diff.removed.length };
-  }
-
-  /**
-   * Brings the part of a keyed map that `belongs` selects (one generation)
-   * to `want`, writing only what differs from what this process last wrote
-   * there (cached under `cacheKey`; read from the map once after adoption).
-   */
-  private async writeKeyed(name: LpmField | 'v6_hash', cacheKey: string, want: Map<string, Buffer>, belongs: (k: Buffer) => boolean): Promise<{ written: number; removed: number }> {
-    const map = this.maps[name];
-    const have = await this.keyedContents(name, cacheKey, belongs);
-    const slicer = new Slicer();
-    const diff = await diffKeyed(have, want, slicer);
-    const stale: Buffer[] = [];
-    for (const k of diff.stale) {
-      if (stale.length % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
-      stale.push(Buffer.from(k, 'latin1'));
-    }
-    // forget first: if the delete fails midway, the next apply reads the map again
-    this.contents.delete(cacheKey);
-    // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
-    await map.deleteMany(stale);
-    const batch: [Buffer, Buffer][] = [];
-    for (const [k, bits] of diff.write) {
-      if (batch.length % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
-      batch.push([Buffer.from(k, 'latin1'), bits]);
-    }
-    await map.setMany(batch);
-    this.contents.set(cacheKey, want);
-    return { written: batch.length, removed: stale.length };
   }
 
   /**
@@ -424,22 +392,10 @@ export class GenerationWriter {
     await this.maps[name].setMany(batch);
     this.vectors.set(key, vectors);
   }
-
-  async keyedContents(name: LpmField | 'v6_hash', cacheKey: string, belongs: (k: Buffer) => boolean): Promise<Map<string, Buffer>> {
-    const known = this.contents.get(cacheKey);
-    if (known) return known;
-    const out = new Map<string, Buffer>();
-    const slicer = new Slicer();
-    let i = 0;
-    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
-    for (const [k, v] of await this.maps[name].entries()) {
-      if (++i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
-      if (belongs(k)) out.set(k.toString('latin1'), v);
-    }
-    this.contents.set(cacheKey, out);
-    return out;
-  }
 }
+
+type EncodeKeys = (t: FlatTable, idx: Uint32Array, from: number, to: number, out: Uint8Array) => void;
+type FromKernel = (raw: { count: number; keys: Buffer; values: Buffer }, valueBytes: number) => Promise<FlatTable>;
 
 function policyAction(policy: 'pass' | 'drop'): number {
   return policy === 'drop' ? ACTION.drop : ACTION.pass;

@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDir4, compileFastpath, type LpmEntry } from '../../src/fastpath/compile.js';
-import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, constrainedVectors, diffKeyed, packDir4, resolveDir4 } from '../../src/fastpath/generation.js';
+import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, constrainedVectors, packDir4, resolveDir4 } from '../../src/fastpath/generation.js';
 import { DIR4_CHUNKS, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, MATCH_FIELDS, bitList, emptyBits, setBit } from '../../src/fastpath/layout.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
 import { fastpathTables } from '../../src/fastpath/table.js';
@@ -76,16 +76,6 @@ describe('constrained vectors', () => {
 });
 
 describe('generation writer diffs', () => {
-  it('keyed maps: deletes what went, writes what is new or changed, nothing else', async () => {
-    const v = (n: number) => Buffer.from([n]);
-    const have = new Map([['a', v(1)], ['b', v(2)], ['c', v(3)]]);
-    const want = new Map([['a', v(1)], ['b', v(9)], ['d', v(4)]]);
-    const d = await diffKeyed(have, want);
-    assert.deepEqual(d.stale, ['c']);
-    assert.deepEqual(d.write.map(([k, b]) => [k, b[0]]), [['b', 9], ['d', 4]]);
-    assert.deepEqual(await diffKeyed(want, want), { stale: [], write: [] });
-  });
-
   it('array and vector tables: only changed positions; everything the first time', () => {
     assert.deepEqual(changedIndexes(undefined, new Uint32Array([5, 6])), [0, 1]);
     assert.deepEqual(changedIndexes(new Uint32Array([5, 6, 7]), new Uint32Array([5, 0, 7])), [1]);

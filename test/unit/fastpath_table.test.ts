@@ -8,9 +8,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { compileFastpath, type LpmEntry } from '../../src/fastpath/compile.js';
-import { BITS_BYTES, bitList, emptyBits, fieldKeySize, lpmKey, setBit } from '../../src/fastpath/layout.js';
+import { BITS_BYTES, V6_HASH_KEY_SIZE, bitList, emptyBits, encodeV6HashKey, fieldKeySize, lpmKey, setBit } from '../../src/fastpath/layout.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
-import { emptyTable, encodeLpmKeys, encodeValues, fastpathTables, lpmEntryAt, lpmRootBits, lpmTable, lpmTableFromKernel, mergeDiff, sameContents, sortedTable, upserts, type FlatTable } from '../../src/fastpath/table.js';
+import { emptyTable, encodeLpmKeys, encodeV6HashKeys, encodeValues, v6HashTable, v6HashTableFromKernel, fastpathTables, lpmEntryAt, lpmRootBits, lpmTable, lpmTableFromKernel, mergeDiff, sameContents, sortedTable, upserts, type FlatTable } from '../../src/fastpath/table.js';
 
 /** A table of 2-byte keys and 1-byte values from [key, value] pairs, in the order given (not sorted). */
 function raw(pairs: [number, number][]): FlatTable {
@@ -156,5 +156,31 @@ describe('fast path tables: LPM fields', () => {
     assert.equal(await sameContents(back, t), true);
     const d = await mergeDiff(back, lpmTable('src_v4', [v4(0, 0, []), v4(0x0a000000, 8, [2])]));
     assert.deepEqual([d.removed.length, d.added.length, d.changed.length], [1, 0, 1]);
+  });
+});
+
+describe('fast path tables: IPv6 hash entries', () => {
+  it('sorted by length then bits; kernel keys as encodeV6HashKey; read back per generation and field', async () => {
+    const hash = [
+      { len: 48, hi: 0x20010db800010000n, cls: 3 },
+      { len: 32, hi: 0x20010db800000000n, cls: 2 },
+      { len: 48, hi: 0x20010db800020000n, cls: 3 },
+    ];
+    const t = v6HashTable(hash);
+    assert.equal(t.count, 3);
+    const idx = Uint32Array.from([0, 1, 2]);
+    const keys = Buffer.alloc(3 * V6_HASH_KEY_SIZE);
+    const values = Buffer.alloc(12);
+    encodeV6HashKeys(3, t, idx, 0, 3, keys);
+    encodeValues(t, idx, 0, 3, values);
+    const order = [hash[1]!, hash[0]!, hash[2]!];
+    order.forEach((h, i) => {
+      assert.ok(keys.subarray(i * V6_HASH_KEY_SIZE, (i + 1) * V6_HASH_KEY_SIZE).equals(encodeV6HashKey(3, h.len, h.hi)), `key ${i}`);
+      assert.equal(values.readUInt32LE(i * 4), h.cls);
+    });
+    const other = encodeV6HashKey(1, 32, 0x20010db800000000n);
+    const back = await v6HashTableFromKernel(3, Buffer.concat([other, keys]), Buffer.concat([Buffer.from([9, 0, 0, 0]), values]), 4, 4);
+    assert.equal(await sameContents(back, t), true);
+    assert.throws(() => v6HashTable([hash[0]!, { ...hash[0]!, cls: 4 }]), /appears more than once/);
   });
 });

@@ -45,6 +45,8 @@ export interface CheckJob {
   source: ConfigSource;
   /** what to answer with; default issues */
   kind?: 'issues' | 'compile';
+  /** compile for an apply: also store the document's text in this store (Store.recordDocument), off the main thread */
+  recordDocumentIn?: string;
 }
 
 /** What a compile worker sends back besides the issues (see compileInWorker). */
@@ -56,6 +58,8 @@ interface CompiledMessage {
   documentText: string;
   /** sha256 (hex) of documentText */
   documentHash: string;
+  /** stored in job.recordDocumentIn already */
+  documentStored: boolean;
   empty: boolean;
 }
 
@@ -180,6 +184,7 @@ async function received(m: CompiledMessage, subsystems: readonly Subsystem<any>[
     },
     documentText: text,
     documentHash: m.documentHash,
+    documentStored: m.documentStored,
     empty: m.empty,
     desired,
   };
@@ -232,8 +237,18 @@ async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> 
     }
     const { aliases: _aliases, ...config } = compiled.validated.config;
     const documentText = JSON.stringify(compiled.document ?? {});
+    const documentHash = createHash('sha256').update(documentText).digest('hex');
+    let documentStored = false;
+    if (job.recordDocumentIn) {
+      try {
+        Store.recordDocument(job.recordDocumentIn, documentHash, documentText);
+        documentStored = true;
+      } catch {
+        // the main thread stores it then (and reports a store failure as any apply does)
+      }
+    }
     const message: CheckAnswer = {
-      compiled: { desired, config: { ...config, aliases: [] }, documentText, documentHash: createHash('sha256').update(documentText).digest('hex'), empty: isEmptyDocument(compiled.document) },
+      compiled: { desired, config: { ...config, aliases: [] }, documentText, documentHash, documentStored, empty: isEmptyDocument(compiled.document) },
     };
     try {
       parentPort!.postMessage(message, transfer);

@@ -12,6 +12,7 @@ import { domains } from '../domains.js';
 import { apiSchema } from './schema.js';
 import { Engine } from '../apply/engine.js';
 import { readRegularFile } from '../config/input.js';
+import { keepSpareParseWorker } from '../config/parse-worker.js';
 import { Store, type Retention } from '../store/store.js';
 import { Host } from '../system/host.js';
 import { createMetrics } from '../metrics/metrics.js';
@@ -79,6 +80,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
 
   // large documents are compiled in a worker: keep one started, so an apply does not wait for its start
   engine.keepSpareWorker();
+  keepSpareParseWorker();
 
   const storeHealth = store.health();
   if (!storeHealth.ok) console.error(`patronus: store degraded (serving anyway, /healthz says degraded): ${storeHealth.error}`);

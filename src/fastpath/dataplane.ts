@@ -202,7 +202,10 @@ export class FastpathDataPlane extends FastpathView {
     renameSync(this.pinDir, retired);
     renameSync(staging, this.pinDir);
     removePins(retired);
-    return FastpathDataPlane.adopt(this.pinDir, this.inNs);
+    const adopted = FastpathDataPlane.adopt(this.pinDir, this.inNs);
+    // the same maps as next's: what next wrote is known (the token in gen_meta says whether it still holds)
+    adopted.writer.inheritFrom(next.writer);
+    return adopted;
   }
 
   /**

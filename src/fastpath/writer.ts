@@ -273,6 +273,19 @@ export class GenerationWriter {
     return this.maps.gen_meta.get(u32(this.dp.generation))!.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken;
   }
 
+  /**
+   * Takes over what another writer of the same kernel maps (other handles:
+   * the data plane adopted again after replaceWith) remembers, token
+   * included: the next plan or write does not read 10^6 entries back.
+   */
+  inheritFrom(other: GenerationWriter): void {
+    for (const [k, v] of other.tables) this.tables.set(k, v);
+    for (const [k, v] of other.arrays) this.arrays.set(k, v);
+    for (const [k, v] of other.vectors) this.vectors.set(k, v);
+    this.writerToken = other.writerToken;
+    this.freshMaps = other.freshMaps;
+  }
+
   /** Forgets what this writer remembers of the maps: the next read or write reads them from the kernel. */
   forgetContents(): void {
     this.tables.clear();

@@ -78,7 +78,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
   else if (out.revision) console.log(`patronus: running revision ${out.revision}`);
 
-  // large documents are compiled in a worker: keep one started, so an apply does not wait for its start
+  // large documents are parsed and compiled in workers: once one came, keep one of each started ahead
   engine.keepSpareWorker();
   keepSpareParseWorker();
 

@@ -48,13 +48,13 @@ export function parseJsonBodyInWorker(text: string): Promise<ParsedBody> {
 
 /**
  * Keeps one parse worker started ahead of its body (the server calls this
- * once it is up): a large request does not wait for a worker's start. Each
- * serves one body; the next is started a second after. Idle, unref'd: it
- * never keeps the process alive.
+ * once it is up): a large request does not wait for a worker's start. The
+ * first spare starts a second after the first large body, the next a second
+ * after each use (each serves one body): a server that never gets a large
+ * body has no idle worker. Unref'd: it never keeps the process alive.
  */
 export function keepSpareParseWorker(): void {
   spareWanted = true;
-  spare ??= startSpare();
 }
 
 let spareWanted = false;

@@ -299,6 +299,11 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     this.spareWanted = true;
   }
 
+  /** Whether a spare compile worker is started and waiting (keepSpareWorker). */
+  get hasSpareWorker(): boolean {
+    return this.spare !== undefined;
+  }
+
   private takeSpare(): SpareWorker | undefined {
     const s = this.spare;
     this.spare = undefined;

@@ -19,7 +19,7 @@ import { Host } from '../../src/system/host.js';
 import { domains } from '../../src/domains.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { reviveBuffers, Slicer } from '../../src/system/slices.js';
-import { LARGE_JSON_BODY, parseJsonBodyInWorker } from '../../src/config/parse-worker.js';
+import { LARGE_JSON_BODY, keepSpareParseWorker, parseJsonBodyInWorker } from '../../src/config/parse-worker.js';
 
 const prefixes = (n: number) => Array.from({ length: n }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
 
@@ -123,6 +123,33 @@ describe('validation off the main thread', () => {
     const dup = await parseJsonBodyInWorker(`${text.slice(0, -1)}, "config": {"firewall": {"enabled": false}}}`);
     assert.ok('issues' in dup);
     assert.match(JSON.stringify(dup.issues), /duplicate/i);
+  });
+
+  it('a spare worker: none before the first large document, then one started ahead that answers the same; close stops it', async () => {
+    const entries = prefixes(30_000);
+    entries[777] = '10.0.0.300';
+    const document = { interfaces: [{ name: 'wan0', zone: 'wan' }], aliases: [{ name: 'big', type: 'network', entries }] };
+    const e = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store });
+    try {
+      e.keepSpareWorker();
+      assert.equal(e.hasSpareWorker, false, 'no idle worker before a large document came');
+      const first = await e.validate({ document });
+      assert.match(JSON.stringify(first), /entries.*777/);
+      const deadline = Date.now() + 60_000;
+      while (!e.hasSpareWorker && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(e.hasSpareWorker, true, 'a spare was started after the first large document');
+      // the spare takes the next job: same answer
+      assert.deepEqual(await e.validate({ document }), first);
+    } finally {
+      e.close();
+    }
+    assert.equal(e.hasSpareWorker, false, 'close stops the spare');
+    // the JSON body parser's spare (module-wide; unref'd): the same answer from a spare as from a fresh worker
+    keepSpareParseWorker();
+    const text = JSON.stringify({ config: document, message: 'big' });
+    const a = await parseJsonBodyInWorker(text);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(await parseJsonBodyInWorker(text), a);
   });
 
   it('stopValidations ends a running validation at once', async () => {

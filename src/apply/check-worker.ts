@@ -7,11 +7,11 @@
  *   {path, message} objects, cheap to clone).
  * - `compile` (plan, apply, rollback preparation of a large document): also
  *   answers with what each subsystem should converge to. A subsystem whose
- *   compiled state is millions of small objects (the fast path's prefix
- *   maps) packs it into flat buffers that are transferred, not cloned
- *   (Subsystem.wire; src/fastpath/wire.ts), and the main thread rebuilds it
- *   in slices. The document comes back as its JSON text (what the store
- *   records), not as a parsed object graph.
+ *   compiled state is large (the fast path's prefix maps, kept as sorted
+ *   flat tables) hands its buffers over transferred, not cloned
+ *   (Subsystem.wire; src/fastpath/wire.ts). The document comes back as its
+ *   JSON text with its sha256 (what the store records), not as a parsed
+ *   object graph; for an apply the worker stores that text itself.
  *
  * Why a worker and not cooperative loops: a 1M-prefix document spends ~10 s
  * of pure CPU in alias resolution, the fast-path and nft compilers and their

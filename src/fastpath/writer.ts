@@ -384,14 +384,16 @@ export class GenerationWriter {
     const prev = this.arrays.get(key);
     const changed = changedIndexes(prev, values);
     if (changed.length === 0) return;
-    const keys = Buffer.alloc(4 * changed.length);
-    const vals = Buffer.alloc(4 * changed.length);
-    changed.forEach((i, j) => {
-      keys.writeUInt32LE(first + i, 4 * j);
-      vals.writeUInt32LE(values[i]!, 4 * j);
-    });
+    // u32 keys and values in host order, as the kernel reads them (typed arrays: no call per entry)
+    const keys = new Uint32Array(changed.length);
+    const vals = new Uint32Array(changed.length);
+    for (let j = 0; j < changed.length; j++) {
+      const i = changed[j]!;
+      keys[j] = first + i;
+      vals[j] = values[i]!;
+    }
     this.arrays.delete(key);
-    await this.maps[name].nativeHandle.updateBatch(keys, vals);
+    await this.maps[name].nativeHandle.updateBatch(Buffer.from(keys.buffer), Buffer.from(vals.buffer));
     this.arrays.set(key, values.slice());
   }
 

@@ -12,6 +12,7 @@ import { domains } from '../domains.js';
 import { apiSchema } from './schema.js';
 import { Engine } from '../apply/engine.js';
 import { readRegularFile } from '../config/input.js';
+import { keepSpareParseWorker } from '../config/parse-worker.js';
 import { Store, type Retention } from '../store/store.js';
 import { Host } from '../system/host.js';
 import { createMetrics } from '../metrics/metrics.js';
@@ -76,6 +77,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (out.error) console.error(`patronus: reconciliation failed (serving anyway, /healthz says degraded): ${out.error}`);
   else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
   else if (out.revision) console.log(`patronus: running revision ${out.revision}`);
+
+  // large documents are parsed and compiled in workers: once one came, keep one of each started ahead
+  engine.keepSpareWorker();
+  keepSpareParseWorker();
 
   const storeHealth = store.health();
   if (!storeHealth.ok) console.error(`patronus: store degraded (serving anyway, /healthz says degraded): ${storeHealth.error}`);

@@ -50,6 +50,33 @@ export async function sendUdp(ns: Netns, dst: string, port: number, pps: number,
   return JSON.parse(r.stdout.trim()) as Record<string, number>;
 }
 
+/**
+ * Sends like sendUdp until stop() (at most maxMs): for traffic that must
+ * last as long as something else takes (a server start on a loaded machine),
+ * instead of a fixed duration guessed long enough.
+ */
+export function startUdp(ns: Netns, dst: string, port: number, pps: number, maxMs: number, sources: string[]): { readonly done: boolean; stop(): Promise<Record<string, number>> } {
+  const child = execa('nsenter', [`--net=${ns.path}`, '--', process.execPath, TOOL, 'send', dst, String(port), String(pps), String(maxMs), ...sources], {
+    reject: false,
+    stdin: 'pipe',
+    timeout: maxMs + 60_000,
+    env: { UDPCOUNT_STOP_ON_STDIN: '1' },
+  });
+  let done = false;
+  void child.finally(() => (done = true));
+  return {
+    get done() {
+      return done;
+    },
+    async stop() {
+      if (!done) child.stdin!.end('stop\n');
+      const r = await child;
+      if (r.exitCode !== 0) throw new Error(`udp sender in ${ns.name} failed: ${r.stderr}`);
+      return JSON.parse(String(r.stdout).trim()) as Record<string, number>;
+    },
+  };
+}
+
 /** Waits until the receiver has stopped counting (all in-flight datagrams delivered). */
 export async function settle(rx: UdpReceiver, timeoutMs = 60_000): Promise<Record<string, number>> {
   const deadline = Date.now() + timeoutMs;

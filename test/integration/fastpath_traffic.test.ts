@@ -20,7 +20,7 @@ import { IncompatibleDataPlaneError, removePins } from '../../src/fastpath/datap
 import { Host } from '../../src/system/host.js';
 import { Lab, type Netns } from '../lib/netns.js';
 import { missing } from '../lib/skip.js';
-import { UdpReceiver, sendUdp, settle } from '../lib/udptraffic.js';
+import { UdpReceiver, sendUdp, startUdp, settle } from '../lib/udptraffic.js';
 
 const CHILD = fileURLToPath(new URL('../lib/fastpath_child.js', import.meta.url));
 
@@ -170,15 +170,18 @@ describe('fast path with real traffic through a veth', { timeout: 300_000, skip:
     using dp = await openFastpath(host);
     const ifindex = await host.ifindex('eth0');
     const before = await rx.counts();
-    let done = false;
-    const traffic = sendUdp(a, '192.0.2.2', rx.port, 2000, 3000, ['192.0.2.1', '192.0.2.11']).finally(() => (done = true));
+    // traffic until at least 10 swaps and 3 s have passed (a fixed 3 s of traffic allowed fewer swaps on a
+    // loaded machine: 'only N swaps' failed while nothing was wrong); at most 120 s
+    const traffic = startUdp(a, '192.0.2.2', rx.port, 2000, 120_000, ['192.0.2.1', '192.0.2.11']);
     let swaps = 0;
-    while (!done) {
-      await dp.apply(swaps % 2 ? dY : dX, () => ifindex);
-      swaps++;
+    let sent: Record<string, number>;
+    try {
+      for (const t0 = Date.now(); (swaps < 10 || Date.now() - t0 < 3000) && !traffic.done; swaps++) await dp.apply(swaps % 2 ? dY : dX, () => ifindex);
+    } finally {
+      sent = await traffic.stop();
     }
-    const sent = await traffic;
     const got = await settle(rx);
+    console.log(`# ${swaps} rule-set swaps under traffic; sent ${JSON.stringify(sent)}`);
     assert.ok(swaps >= 10, `only ${swaps} rule-set swaps happened during the traffic`);
     assert.ok(sent['192.0.2.1']! > 1500, `sender managed ${JSON.stringify(sent)}`);
     assert.equal(delta(got, before, v4('192.0.2.1')), sent['192.0.2.1'], `allowed packets lost across ${swaps} swaps`);
@@ -220,34 +223,40 @@ describe('fast path with real traffic through a veth', { timeout: 300_000, skip:
       c0 = dp.ruleCounters().find((r) => r.name === 'deny-11')!.packets;
     }
     const before = await rx.counts();
-    // 6 s of traffic: enough to span the kill and the checks below on a loaded machine
-    const traffic = sendUdp(a, '192.0.2.2', rx.port, 1000, 6000, ['192.0.2.1', '192.0.2.11']);
-    traffic.catch(() => {}); // awaited below; not an unhandled rejection if an assertion fails first
-    await new Promise((r) => setTimeout(r, 500));
-    first.child.kill('SIGKILL');
-    await (first.child as ResultPromise).catch(() => {});
-    // while no control plane runs, the program stays attached and filtering (wait for 300 packets, not a fixed time)
-    const mid = await rx.counts();
-    let midLater = mid;
-    for (const end = Date.now() + 5000; Date.now() < end && delta(midLater, mid, v4('192.0.2.1')) <= 300; midLater = await rx.counts()) await new Promise((r) => setTimeout(r, 100));
-    assert.equal(host.inNetns(() => queryXdp(ifindex)).progId, first.info.progId);
-    assert.ok(delta(midLater, mid, v4('192.0.2.1')) > 300, 'allowed traffic kept flowing with no control plane');
-    assert.equal(delta(midLater, mid, v4('192.0.2.11')), 0);
-    const second = await startChild();
+    // traffic across the kill, the checks and the second start, stopped 500 ms after the adoption
+    // (a fixed 6 s could end before the second control plane ran on a loaded machine)
+    const traffic = startUdp(a, '192.0.2.2', rx.port, 1000, 120_000, ['192.0.2.1', '192.0.2.11']);
     try {
-      assert.equal(second.info.pinnedBefore, true, 'the restarted control plane found the pinned data plane');
-      assert.equal(second.info.progId, first.info.progId, 'adopted, not reloaded: the program id is unchanged');
-      const sent = await traffic;
-      const got = await settle(rx);
-      assert.equal(delta(got, before, v4('192.0.2.1')), sent['192.0.2.1']);
-      assert.equal(delta(got, before, v4('192.0.2.11')), 0);
-      using dp = observeFastpath(host);
-      // counters were adopted too: they cover the whole run, across both control planes
-      assert.equal(dp.ruleCounters().find((r) => r.name === 'deny-11')!.packets - c0, BigInt(sent['192.0.2.11']!));
+      await new Promise((r) => setTimeout(r, 500));
+      first.child.kill('SIGKILL');
+      await (first.child as ResultPromise).catch(() => {});
+      // while no control plane runs, the program stays attached and filtering (wait for 300 packets, not a fixed time)
+      const mid = await rx.counts();
+      let midLater = mid;
+      for (const end = Date.now() + 5000; Date.now() < end && delta(midLater, mid, v4('192.0.2.1')) <= 300; midLater = await rx.counts()) await new Promise((r) => setTimeout(r, 100));
       assert.equal(host.inNetns(() => queryXdp(ifindex)).progId, first.info.progId);
+      assert.ok(delta(midLater, mid, v4('192.0.2.1')) > 300, 'allowed traffic kept flowing with no control plane');
+      assert.equal(delta(midLater, mid, v4('192.0.2.11')), 0);
+      const second = await startChild();
+      try {
+        assert.equal(second.info.pinnedBefore, true, 'the restarted control plane found the pinned data plane');
+        assert.equal(second.info.progId, first.info.progId, 'adopted, not reloaded: the program id is unchanged');
+        assert.equal(traffic.done, false, 'traffic ran while the second control plane adopted the data plane');
+        await new Promise((r) => setTimeout(r, 500));
+        const sent = await traffic.stop();
+        const got = await settle(rx);
+        assert.equal(delta(got, before, v4('192.0.2.1')), sent['192.0.2.1']);
+        assert.equal(delta(got, before, v4('192.0.2.11')), 0);
+        using dp = observeFastpath(host);
+        // counters were adopted too: they cover the whole run, across both control planes
+        assert.equal(dp.ruleCounters().find((r) => r.name === 'deny-11')!.packets - c0, BigInt(sent['192.0.2.11']!));
+        assert.equal(host.inNetns(() => queryXdp(ifindex)).progId, first.info.progId);
+      } finally {
+        second.child.kill('SIGKILL');
+        await (second.child as ResultPromise).catch(() => {});
+      }
     } finally {
-      second.child.kill('SIGKILL');
-      await (second.child as ResultPromise).catch(() => {});
+      if (!traffic.done) await traffic.stop().catch(() => {});
     }
   });
 
@@ -266,16 +275,22 @@ describe('fast path with real traffic through a veth', { timeout: 300_000, skip:
       dp.block('192.0.2.13', 0);
     }
     const before = await rx.counts();
-    const traffic = sendUdp(a, '192.0.2.2', rx.port, 1000, 2000, ['192.0.2.1', '192.0.2.11', '192.0.2.13']);
-    traffic.catch(() => {}); // awaited below; not an unhandled rejection if an assertion fails first
-    await new Promise((r) => setTimeout(r, 500));
-    const bigger = { fastpath: { interfaces: [{ name: 'eth0' }], rules, capacity: { prefixes: 4096, portPrefixes: 512 } } };
-    const { validated } = validateDocument(bigger, () => '');
-    const { desired } = compileFastpathSection(validated!.config.fastpath, validated!);
-    const plan = await fastpathSubsystem.plan(desired, host);
-    assert.ok(plan.some((c) => c.action === 'restart' && c.object === 'data plane' && /prefixes 262144 -> 4096/.test(c.detail ?? '')), JSON.stringify(plan));
-    await fastpathSubsystem.apply(desired, host);
-    const sent = await traffic;
+    // traffic from 500 ms before the swap to 500 ms after it, however long it takes (a fixed 2 s could end first)
+    const traffic = startUdp(a, '192.0.2.2', rx.port, 1000, 120_000, ['192.0.2.1', '192.0.2.11', '192.0.2.13']);
+    let sent: Record<string, number>;
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const bigger = { fastpath: { interfaces: [{ name: 'eth0' }], rules, capacity: { prefixes: 4096, portPrefixes: 512 } } };
+      const { validated } = validateDocument(bigger, () => '');
+      const { desired } = compileFastpathSection(validated!.config.fastpath, validated!);
+      const plan = await fastpathSubsystem.plan(desired, host);
+      assert.ok(plan.some((c) => c.action === 'restart' && c.object === 'data plane' && /prefixes 262144 -> 4096/.test(c.detail ?? '')), JSON.stringify(plan));
+      await fastpathSubsystem.apply(desired, host);
+      assert.equal(traffic.done, false, 'traffic ran through the swap');
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      sent = await traffic.stop();
+    }
     const got = await settle(rx);
     using dp = observeFastpath(host);
     assert.notEqual(dp.xdp.info.id, oldId, 'a new program was swapped in');
@@ -308,11 +323,16 @@ describe('fast path with real traffic through a veth', { timeout: 300_000, skip:
     assert.ok(plan.some((c) => c.action === 'change' && /another Patronus version/.test(c.detail ?? '')), JSON.stringify(plan));
 
     const before = await rx.counts();
-    const traffic = sendUdp(a, '192.0.2.2', rx.port, 1000, 2000, ['192.0.2.1', '192.0.2.11']);
-    traffic.catch(() => {});
-    await new Promise((r) => setTimeout(r, 500));
-    await fastpathSubsystem.apply(desired, host);
-    const sent = await traffic;
+    const traffic = startUdp(a, '192.0.2.2', rx.port, 1000, 120_000, ['192.0.2.1', '192.0.2.11']);
+    let sent: Record<string, number>;
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await fastpathSubsystem.apply(desired, host);
+      assert.equal(traffic.done, false, 'traffic ran through the upgrade');
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      sent = await traffic.stop();
+    }
     const got = await settle(rx);
     using dp = observeFastpath(host);
     assert.notEqual(dp.xdp.info.id, oldId, 'the new build\'s program runs');

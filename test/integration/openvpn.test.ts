@@ -159,7 +159,7 @@ describe('openvpn between two namespaces', { skip }, () => {
       const logFile = path.join(dirA, 'services/openvpn/server-road.log');
       await waitFor(() => /client-config-dir authentication failed for common name 'branch'/.test(readFileSync(logFile, 'utf8')), 15_000, 'the server to turn the removed client away');
       assert.equal(await ping(b, '10.88.0.1', 1), false, 'a removed client gets no tunnel');
-      assert.ok(await ping(c, '10.88.0.1', 1), 'the remaining client is still connected');
+      assert.ok(await ping(c, '10.88.0.1', 3), 'the remaining client is still connected'); // one answer of three (one echo's 1 s can run out under load)
     } finally {
       await openvpnSubsystem.teardown!(hostC).catch((e) => console.error(`# teardown ${hostC.where}: ${e}`));
       rmSync(dirC, { recursive: true, force: true });

@@ -136,7 +136,7 @@ describe('disk full with a running server (apply and start-up)', { timeout: 300_
     stateDir = join(fs.dir, 'serve');
     host = serveHost(L.fw, stateDir);
     rx = await UdpReceiver.start(L.fw, '0.0.0.0', PORT);
-    await L.peer.exec('ping', ['-c', '1', '-W', '1', '192.0.2.2']);
+    await L.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '1', '192.0.2.2']);
   });
   after(async () => {
     rx?.stop();

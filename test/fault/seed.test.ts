@@ -41,7 +41,7 @@ describe('serve --config on an empty store over a running data plane', { timeout
     for (const a of ['192.0.2.11/24', '192.0.2.12/24']) await L.peer.ip('addr', 'add', a, 'dev', 'eth0');
     host = serveHost(L.fw, L.stateDir);
     rx = await UdpReceiver.start(L.fw, '0.0.0.0', PORT);
-    await L.peer.exec('ping', ['-c', '1', '-W', '1', '192.0.2.2']);
+    await L.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '1', '192.0.2.2']);
   });
   after(async () => {
     rx?.stop();

@@ -47,8 +47,8 @@ describe('fast path with real traffic through a veth', { timeout: 300_000, skip:
     host = new Host({ netns: b.name, stateDir, bpfRoot });
     rx = await UdpReceiver.start(b, '::', 0);
     // neighbours resolved before counting starts
-    await a.exec('ping', ['-c', '1', '-W', '1', '192.0.2.2']);
-    await a.exec('ping', ['-6', '-c', '1', '-W', '1', '2001:db8::2']);
+    await a.exec('ping', ['-c', '3', '-i', '0.2', '-W', '1', '192.0.2.2']);
+    await a.exec('ping', ['-6', '-c', '3', '-i', '0.2', '-W', '1', '2001:db8::2']);
   });
   after(async () => {
     rx?.stop();

@@ -144,7 +144,7 @@ describe('FRR routing in namespaces', { timeout: 300_000, skip }, () => {
     assert.equal(await b.nsenter('sysctl', ['-n', 'net.ipv4.ip_forward']).then((r) => r.stdout.trim()), '1', 'zebra turned forwarding on');
 
     // traffic follows the BGP route: b reaches a's loopback learned via OSPF
-    await b.exec('ping', ['-c1', '-W1', '10.255.0.1']);
+    await b.exec('ping', ['-c3', '-i0.2', '-W1', '10.255.0.1']);
 
     const st = (await frrSubsystem.status!(hostB)) as { running: boolean; detail: FrrStatus };
     assert.equal(st.running, true);

@@ -82,7 +82,7 @@ describe('patronus serve under an init system', { timeout: 300_000, skip: missin
   });
 
   it('/metrics: promtool check metrics is clean; process_* unprefixed; patronus_build_info', async () => {
-    await L.peer.exec('ping', ['-c', '1', '-W', '1', '192.0.2.2']);
+    await L.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '1', '192.0.2.2']);
     const m = await get('/metrics');
     assert.equal(m.status, 200, m.text);
     assert.deepEqual(lintExposition(m.text), []);

@@ -178,7 +178,7 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 54
     throw new Error(`timed out waiting for ${what}\n${nodes.map((n) => `--- ${n.name}\n${n.log.slice(-15).join('\n')}`).join('\n')}`);
   };
   const online = async () => ((await fleet(['nodes', '--group', GROUP])).json as { node: string; online: boolean }[] | undefined)?.filter((n) => n.online).map((n) => n.node).sort() ?? [];
-  const ping = async (n: Node, addr: string) => (await n.peer.exec('ping', ['-c', '1', '-W', '2', addr], { reject: false })).exitCode === 0;
+  const ping = async (n: Node, addr: string) => (await n.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', addr], { reject: false })).exitCode === 0; // one answer of three
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'pt-fleet-'));

@@ -170,7 +170,7 @@ describe('examples/office-gateway.yaml in namespaces, item by item with real tra
     await cli.sysctl('net.ipv6.conf.eth0.disable_ipv6', '0');
     const t0 = Date.now();
     let slaac: string | undefined;
-    for (; !slaac && Date.now() - t0 < 20_000; await sleep(200)) {
+    for (; !slaac && Date.now() - t0 < 60_000; await sleep(200)) {
       const j = JSON.parse((await cli.ip('-6', '-j', 'addr', 'show', 'dev', 'eth0', 'scope', 'global')).stdout) as { addr_info?: { local?: string; tentative?: boolean }[] }[];
       slaac = j[0]?.addr_info?.find((a) => a.local?.startsWith('2001:db8:40:') && !a.tentative)?.local;
     }

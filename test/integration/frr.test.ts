@@ -210,7 +210,7 @@ describe('FRR routing in namespaces', { timeout: 300_000, skip }, () => {
     const pid = daemonPid(path.join(paths.runDir, 'bgpd.pid'), 'bgpd')!;
     await waitRoute(b, '192.168.201.0/24', 'bgp');
     process.kill(pid, 'SIGKILL');
-    await waitFor(async () => (await kernelRoutes(b)).every((r) => r.dst !== '192.168.201.0/24'), 10_000, 'the peer to drop the route (hold time 3 s)');
+    await waitFor(async () => (await kernelRoutes(b)).every((r) => r.dst !== '192.168.201.0/24'), 30_000, 'the peer to drop the route (hold time 3 s; 30 s for a loaded machine)');
     const doc = docA();
     assert.deepEqual((await frrSubsystem.plan(await compileFor(frrSubsystem, doc), hostA)).map((c) => `${c.action} ${c.object}`), ['start frr']);
     await applyDocument(frrSubsystem, hostA, doc);

@@ -206,7 +206,7 @@ describe('examples/office-gateway.yaml in namespaces, item by item with real tra
       await isp.ip('link', 'set', rw, 'up');
       await isp.ip('route', 'add', '10.8.0.0/24', 'dev', rw);
       await isp.ip('route', 'add', '192.168.40.0/24', 'dev', rw);
-      assert.ok(await pingWithin(isp, '10.8.0.1', 10_000), 'the tunnel is up');
+      assert.ok(await pingWithin(isp, '10.8.0.1', 30_000), 'the tunnel is up');
       const r = await connectOnce(isp, 'tcp', '192.168.40.10', 80, 3000, '10.8.0.2');
       assert.ok(r.ok, r.line);
       assert.equal(r.peer, '10.8.0.2', 'VPN -> LAN is routed, not translated');

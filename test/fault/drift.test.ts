@@ -317,7 +317,7 @@ async function nftRule(L: ControlLab, name: string): Promise<{ chain: string; ha
 }
 
 async function waitGone(pid: number): Promise<void> {
-  await waitFor(() => (alive(pid) ? undefined : true), 5000, `pid ${pid} to exit`);
+  await waitFor(() => (alive(pid) ? undefined : true), 30_000, `pid ${pid} to exit`);
 }
 
 /** A live, non-zombie process (a SIGKILLed daemon's zombie lingers until its parent reaps it). */

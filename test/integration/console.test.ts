@@ -157,7 +157,7 @@ describe('web console in a browser', { skip, timeout: 240_000 }, () => {
     const n = await drops();
     const sent = Date.now();
     await L.peer.exec('ping', ['-c', '1', '-W', '0.1', '-I', DROPPED_SOURCE, '192.0.2.2'], { reject: false });
-    await waitUntil(async () => (await drops()) > n, 10_000, 'one more drop on the dashboard', 10);
+    await waitUntil(async () => (await drops()) > n, 30_000, 'one more drop on the dashboard', 10);
     console.log(`console: a dropped packet on the dashboard ${Date.now() - sent} ms after it was sent (stream every 500 ms; includes starting ping in the namespace)`);
     assert.match(await page.getByTestId('committed').textContent() ?? '', /^\d+$/);
     await axe('dashboard');

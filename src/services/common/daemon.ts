@@ -180,6 +180,8 @@ export async function stopDaemon(spec: Pick<DaemonSpec, 'name' | 'pidFile' | 'co
     } catch {
       /* gone */
     }
+    // gone before returning: a restart right after must not find its sockets and ports still held
+    await waitFor(() => !existsSync(`/proc/${pid}`) || isZombie(pid), 10_000, `${spec.name} (pid ${pid}) to exit after SIGKILL`).catch(() => undefined);
   }
   rmSync(spec.pidFile, { force: true });
 }

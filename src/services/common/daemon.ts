@@ -133,7 +133,9 @@ export async function startDaemon(host: Host, spec: DaemonSpec): Promise<number>
   child.unref();
   if (!spec.daemonWritesPid && !spec.forks) writeFileSync(spec.pidFile, `${spawned}\n`);
 
-  const timeout = spec.readyTimeoutMs ?? 10_000;
+  // generous: a daemon that runs is usually ready in well under a second, but a loaded machine can be 10x slower;
+  // a daemon that exits fails at once, so only one that runs and never gets ready waits this long
+  const timeout = spec.readyTimeoutMs ?? 30_000;
   try {
     await waitFor(
       async () => {

@@ -582,7 +582,7 @@ async function startInstance(i: OpenvpnInstance, paths: InstancePaths, host: Hos
       if (!st) return false;
       return i.kind === 'client' || st.some((l) => /^\d+,CONNECTED,SUCCESS/.test(l));
     },
-    readyTimeoutMs: 10_000,
+    readyTimeoutMs: 30_000,
     settleMs: 100,
   });
 }

@@ -91,7 +91,7 @@ async function kernelRoutes(ns: Netns): Promise<KernelRoute[]> {
   return JSON.parse(stdout) as KernelRoute[];
 }
 
-async function waitRoute(ns: Netns, dst: string, protocol: string, timeoutMs = 20_000): Promise<{ route: KernelRoute; ms: number }> {
+async function waitRoute(ns: Netns, dst: string, protocol: string, timeoutMs = 60_000): Promise<{ route: KernelRoute; ms: number }> {
   const t0 = Date.now();
   for (;;) {
     const route = (await kernelRoutes(ns)).find((r) => r.dst === dst && r.protocol === protocol);
@@ -195,7 +195,7 @@ describe('FRR routing in namespaces', { timeout: 300_000, skip }, () => {
         assert.equal(r.gateway?.startsWith('fe80::') || r.gateway === '2001:db8:9::1', true, `next hop ${r.gateway}`);
         break;
       }
-      if (Date.now() - t0 > 20_000) throw new Error(`no IPv6 BGP route in ${b.name}: ${stdout}`);
+      if (Date.now() - t0 > 60_000) throw new Error(`no IPv6 BGP route in ${b.name}: ${stdout}`);
       await new Promise((res) => setTimeout(res, 100));
     }
     console.log(`# IPv6 prefix over the IPv6 session in ${Date.now() - t0} ms`);

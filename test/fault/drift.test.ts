@@ -212,14 +212,14 @@ describe('drift: detected, reported by /healthz, repaired', { timeout: 300_000, 
     const repaired = reports.flatMap((r) => r.repairs).slice(repairsBefore);
     assert.ok(repaired.some((x) => x.subsystem === 'fastpath' && x.ok), JSON.stringify(repaired));
     assert.ok(repaired.some((x) => x.subsystem === 'interfaces' && x.ok), JSON.stringify(repaired));
-    await L.peer.exec('ping', ['-c', '1', '-W', '2', '192.0.2.2'], { reject: false });
+    await L.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', '192.0.2.2'], { reject: false }); // ARP resolved before the counted traffic
     assertFiltered(await traffic(), 'after the repair');
     // and an apply after a recreation works (the old ifindex is followed, not queried: no ENODEV)
     await recreateVeth();
     const again = await api('/api/v1/config/apply', { method: 'POST', body: JSON.stringify({ config: document('auto'), message: 'apply over a recreated interface' }) });
     assert.equal(again.status, 200, JSON.stringify(again.json));
     assert.equal((await healthz()).status, 200);
-    await L.peer.exec('ping', ['-c', '1', '-W', '2', '192.0.2.2'], { reject: false });
+    await L.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', '192.0.2.2'], { reject: false }); // ARP resolved before the counted traffic
     assertFiltered(await traffic(), 'after an apply over a recreated interface');
   });
 

@@ -121,6 +121,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     lastDrift = now;
   });
   drift.on('error', (e) => console.error(`patronus: drift check: ${e.message}`));
+  // the loop's first check: says the loop runs, what it found and when it looks again
+  drift.once('loop', ({ report, nextInMs }) => console.log(`patronus: drift loop: first check ${report.state} (revision ${report.revision ?? '-'}, reconcile ${report.mode}), next in ${Math.round(nextInMs / 1000)} s`));
   // an apply leaves alone what it does not change and this loop found in place (Engine.unchangedSubsystems)
   engine.cleanState = () => drift.cleanState();
   const metrics = createMetrics(engine, { drift });

@@ -13,6 +13,9 @@
  * later (the server gives freed C-heap pages back 1 s after an apply).
  * --cli runs another build of the CLI (e.g. a checkout of main) for a before/after comparison;
  * --node-args passes flags to the server's node (space-separated).
+ * --unit-env FILE: the server runs with the Environment= settings of this systemd unit (default:
+ * dist-files/patronus.service, as the init system starts it: NODE_OPTIONS, MALLOC_ARENA_MAX...;
+ * the state dir stays the bench's); --unit-env '' runs it with the bench's own environment.
  * --snapshots DIR: V8 heap snapshots of the server (SIGUSR2, written to DIR) at "ready +2 s" and at the end,
  * to compare what an apply leaves behind (the snapshot itself raises the RSS: read the rows before it).
  * --smaps DIR: copies of /proc/PID/smaps at "ready +2 s" and at the end (which mappings grew).
@@ -39,6 +42,7 @@ const { values } = parseArgs({
     'node-args': { type: 'string', default: '' },
     snapshots: { type: 'string' },
     smaps: { type: 'string' },
+    'unit-env': { type: 'string', default: fileURLToPath(new URL('../../../dist-files/patronus.service', import.meta.url)) },
   },
 });
 const GEO_DB = fileURLToPath(new URL('../../../node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb', import.meta.url));
@@ -59,6 +63,14 @@ function document(country: string, i: number): string {
     : `interfaces:\n  - name: wan0\n    zone: wan\nfastpath:\n  interfaces: [{ name: wan0 }]\n  rules:\n    - { name: block-net${i || ''}, source: 198.51.100.0/24, action: drop }\n`;
 }
 
+/** The Environment= settings of a systemd unit (PATRONUS_STATE_DIR left out: the bench has its own). */
+function unitEnvironment(unit: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (!unit) return env;
+  for (const m of readFileSync(unit, 'utf8').matchAll(/^Environment=([A-Z_]+)=(.*)$/gm)) if (m[1] !== 'PATRONUS_STATE_DIR') env[m[1]!] = m[2]!.replace(/^"|"$/g, '');
+  return env;
+}
+
 async function main(): Promise<void> {
   const cli = resolve(values.cli!);
   const applies = Number(values.applies);
@@ -70,7 +82,8 @@ async function main(): Promise<void> {
   const config = join(L.stateDir, 'seed.yaml');
   writeFileSync(config, document(values.country!, 0));
   const base = `http://127.0.0.1:${await freePort()}`;
-  const server = execa('node', [...nodeArgs, cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', config], { reject: false, all: true });
+  const env = unitEnvironment(values['unit-env']!);
+  const server = execa('node', [...nodeArgs, cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', config], { reject: false, all: true, env });
   const rows: string[][] = [];
   try {
     const ready = await execa('node', [cli, '--server', base, 'wait-ready', '--timeout', '180'], { reject: false, timeout: 200_000 });
@@ -106,7 +119,7 @@ async function main(): Promise<void> {
       await row(`apply ${i} +2 s`);
     }
     await snapshot('end');
-    console.log(`\n# patronus serve with one country rule (${values.country || 'none: one prefix rule'}; src_v4 entries ${entries}); ${cli} ${nodeArgs.join(' ')}; ${new Date().toISOString()}\n`);
+    console.log(`\n# patronus serve with one country rule (${values.country || 'none: one prefix rule'}; src_v4 entries ${entries}); ${cli} ${nodeArgs.join(' ')}; environment ${JSON.stringify(env)}; ${new Date().toISOString()}\n`);
     console.log(markdownTable(['when', 'VmRSS', 'VmHWM (peak)', 'anonymous', 'file-backed', 'V8 heap used', 'V8 heap total', 'external'], rows));
     console.log('(MB; the V8 and external figures are the server\'s own nodejs_* series)');
   } finally {

@@ -1,8 +1,9 @@
 /**
  * The Prometheus registry. Counters that live in the kernel (per-CPU BPF
  * maps, nft counters, interface statistics) are read at scrape time through
- * each subsystem's metrics() hook — never cached between scrapes — and
- * exposed under one naming scheme:
+ * each subsystem's metrics() hook — never cached between scrapes (the
+ * per-rule families keep only their series' label text between scrapes:
+ * src/metrics/text-family.ts) — and exposed under one naming scheme:
  *
  *   patronus_rule_packets_total / _bytes_total        {subsystem, rule, action}
  *   patronus_rule_rate_limited_packets_total          {subsystem, rule}  (rate-limit rules: packets over the limit, dropped)

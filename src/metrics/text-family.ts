@@ -12,7 +12,8 @@
  * The text is what prom-client writes for the same series (same HELP/TYPE
  * lines, label escaping, number format, order of first appearance; series
  * with the same labels are summed, as Counter.inc sums them), so
- * `promtool check metrics` holds (test/integration/metrics_lint.test.ts).
+ * `promtool check metrics` holds (test/integration/serve_process.test.ts;
+ * the text against prom-client's own: test/unit/metrics_text_family.test.ts).
  * `TextRegistry` is the prom-client Registry that asks such a family for its
  * text; every other metric is written by prom-client as before.
  */

@@ -12,14 +12,15 @@
  *
  * Rule sets: 1 prefix (one drop rule on a /16); 100k prefixes (one drop rule
  * whose source list holds 100k /24s); 1024 rules (1023 non-matching rules on
- * prefixes, ports and protocols ahead of the drop rule); IPv6: one drop rule
+ * prefixes, ports and protocols ahead of the drop rule; through the
+ * crossproduct tables, and again with them off: the bit vectors); IPv6: one drop rule
  * on 2a00::/16, on 1k and on 100k /48s (Patronus and the reference). Frames: 64-byte UDP,
  * "match" from inside the dropped prefix, "miss" from outside.
  *
  * --budget adds a per-feature cost table: Patronus with one feature switched
  * on at a time (what each lookup costs on top of the fixed work).
  *
- *   node dist/bench/classify.js [--samples 7] [--repeat 200000] [--only patronus,reference,xdp-filter] [--budget] [--out DIR]
+ *   node dist/bench/classify.js [--samples 7] [--repeat 200000] [--only patronus,reference,xdp-filter] [--budget] [--interleave] [--out DIR]
  * Not a test: prints a table and writes classify.md/.json under bench/results/.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,7 +31,7 @@ import { execa } from 'execa';
 import { BpfObject, codecs } from '../src/bpf/index.js';
 import { parsePrefix } from '../src/net/address.js';
 import { projectRoot } from '../src/bpf/addon.js';
-import { compileFastpath } from '../src/fastpath/compile.js';
+import { compileFastpath, type CrossproductMode } from '../src/fastpath/compile.js';
 import { FastpathDataPlane, removePins } from '../src/fastpath/dataplane.js';
 import { fastpathSchema, type FastpathConfig } from '../src/fastpath/schema.js';
 import { Lab } from './lib/netns.js';
@@ -78,10 +79,12 @@ async function sample(run: () => Promise<number>): Promise<Summary> {
 /** 1023 rules no 16.0.0.0/16 UDP-to-9 frame matches, then the drop rule. */
 const rules1024 = () => sharedRules1024('16.0.0.0/16', 'drop');
 
-const RULE_SETS: { id: string; rules: () => FastpathConfig['rules']; v6?: boolean }[] = [
+/** xp: the compiler's crossproduct mode (default auto: tables beyond 64 rules) */
+const RULE_SETS: { id: string; rules: () => FastpathConfig['rules']; v6?: boolean; xp?: CrossproductMode }[] = [
   { id: '1 prefix', rules: () => [{ name: 'drop', source: '16.0.0.0/16', action: 'drop', direction: 'in', interfaces: [] }] },
   { id: '100k prefixes', rules: () => [{ name: 'drop', source: SLASH24(100_000), action: 'drop', direction: 'in', interfaces: [] }] },
   { id: '1024 rules', rules: rules1024 },
+  { id: '1024 rules, bit vectors (crossproduct off)', rules: rules1024, xp: 'off' },
   { id: 'IPv6, 1 prefix (/16)', v6: true, rules: () => [{ name: 'drop', source: '2a00::/16', action: 'drop', direction: 'in', interfaces: [] }] },
   { id: 'IPv6, 1k /48s', v6: true, rules: () => [{ name: 'drop', source: SLASH48(1000), action: 'drop', direction: 'in', interfaces: [] }] },
   { id: 'IPv6, 100k /48s', v6: true, rules: () => [{ name: 'drop', source: SLASH48(100_000), action: 'drop', direction: 'in', interfaces: [] }] },
@@ -103,8 +106,9 @@ async function patronus(rows: Row[]): Promise<void> {
   try {
     for (const rs of RULE_SETS) {
       const fastpath = fastpathSchema.parse({ interfaces: [{ name: 'lo', defaultPolicy: 'pass' }], rules: rs.rules(), capacity: { ...capacity, rules: 1024 } });
-      const { desired, issues } = compileFastpath({ fastpath, aliases: new Map() });
+      const { desired, issues } = compileFastpath({ fastpath, aliases: new Map(), ...(rs.xp ? { crossproduct: rs.xp } : {}) });
       if (issues.length) throw new Error(`patronus ${rs.id}: ${issues.map((i) => i.message).join('; ')}`);
+      process.stderr.write(`# patronus ${rs.id}: ${desired.classifier}\n`);
       await dp.apply(desired, () => 1); // test_run classifies as received on lo
       for (const [kind, f, want] of [['match', rs.v6 ? MATCH6 : MATCH, 1], ['miss', rs.v6 ? MISS6 : MISS, 2]] as const) {
         const r = await dp.xdp.testRun({ data: f });
@@ -116,6 +120,51 @@ async function patronus(rows: Row[]): Promise<void> {
   } finally {
     dp.destroy();
     removePins(pinDir);
+  }
+}
+
+/**
+ * --interleave: every IPv4 rule set in a data plane of its own, loaded at
+ * once, and the samples taken round-robin over them (sample 1 of every rule
+ * set and frame, then sample 2, ...): on a shared machine a slow stretch
+ * (here whole seconds at ~2.7x) then hits every row alike instead of the
+ * rows that ran in it. Medians and the minimum are both reported.
+ */
+async function patronusInterleaved(rows: Row[]): Promise<void> {
+  const capacity = { prefixes: CAP, portPrefixes: 4096, rateLimitSources: 1024, blocklist: 1024 };
+  const planes: { rs: (typeof RULE_SETS)[number]; dp: FastpathDataPlane; pinDir: string }[] = [];
+  try {
+    for (const rs of RULE_SETS.filter((x) => !x.v6)) {
+      const pinDir = mkdtempSync('/sys/fs/bpf/pt-bench-cls-');
+      const dp = await FastpathDataPlane.open({ pinDir, capacity }).catch((e: unknown) => {
+        removePins(pinDir);
+        throw e;
+      });
+      planes.push({ rs, dp, pinDir });
+      const fastpath = fastpathSchema.parse({ interfaces: [{ name: 'lo', defaultPolicy: 'pass' }], rules: rs.rules(), capacity: { ...capacity, rules: 1024 } });
+      const { desired, issues } = compileFastpath({ fastpath, aliases: new Map(), ...(rs.xp ? { crossproduct: rs.xp } : {}) });
+      if (issues.length) throw new Error(`patronus ${rs.id}: ${issues.map((i) => i.message).join('; ')}`);
+      process.stderr.write(`# patronus ${rs.id}: ${desired.classifier}\n`);
+      await dp.apply(desired, () => 1);
+    }
+    const runs = planes.flatMap(({ rs, dp }) =>
+      ([['match', MATCH, 1], ['miss', MISS, 2]] as const).map(([kind, f, verdict]) => ({ rs, dp, kind, f, verdict, xs: [] as number[] })),
+    );
+    for (const r of runs) {
+      const got = (await r.dp.xdp.testRun({ data: r.f })).retval;
+      if (got !== r.verdict) throw new Error(`patronus ${r.rs.id} ${r.kind}: verdict ${got}, expected ${r.verdict}`);
+      await r.dp.xdp.testRun({ data: r.f, repeat: REPEAT }); // warm
+    }
+    for (let i = 0; i < SAMPLES; i++) for (const r of runs) r.xs.push((await r.dp.xdp.testRun({ data: r.f, repeat: REPEAT })).duration);
+    for (const r of runs) {
+      rows.push({ path: 'patronus', ruleSet: r.rs.id, kind: r.kind, ns: summarize(r.xs) });
+      log(rows.at(-1)!);
+    }
+  } finally {
+    for (const { dp, pinDir } of planes) {
+      dp.destroy();
+      removePins(pinDir);
+    }
   }
 }
 
@@ -264,7 +313,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const started = new Date();
   if (want('reference')) await reference(rows);
-  if (want('patronus')) await patronus(rows);
+  if (want('patronus')) await (argv.includes('--interleave') ? patronusInterleaved(rows) : patronus(rows));
   if (want('xdp-filter')) await xdpFilter(rows);
   const bud: BudgetRow[] = [];
   if (argv.includes('--budget')) await budget(bud);
@@ -272,7 +321,7 @@ async function main(): Promise<void> {
   let md =
     `# XDP classifier alone: in-kernel ns per packet\n\n` +
     `${started.toISOString()}, ${hostname()}, Linux ${release()}, ${cpus().length}× ${cpus()[0]?.model ?? '?'}; ` +
-    `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples: median (min–max) ns/packet.\n\n` +
+    `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples${argv.includes('--interleave') ? ' (Patronus: round-robin over its rule sets)' : ''}: median (min–max) ns/packet.\n\n` +
     markdownTable(
       ['path', 'rule set', 'match', 'miss'],
       [...new Set(rows.map((r) => `${r.path}|${r.ruleSet}`))].map((k) => {

@@ -14,7 +14,10 @@
  *   (and during a plan of a 1M-prefix document): its slowest answer, the
  *   figure of issue 11 item 12.
  *
- *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip 100k,countries,plan1m] [--prof DIR]
+ * - /healthz during a plan and three applies of a fast-path rule with 1M
+ *   prefixes (initial, every prefix changed, unchanged): slowest and p99.
+ *
+ *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip one,100k,countries,country,plan1m,apply1m] [--only ...] [--prof DIR]
  *
  * --cli runs another build of the CLI and server (e.g. a checkout of main)
  * for a before/after comparison. Prints a Markdown table (median, min–max);
@@ -35,13 +38,17 @@ const { values } = parseArgs({
     reps: { type: 'string', default: '5' },
     cli: { type: 'string', default: fileURLToPath(new URL('../../src/cli/main.js', import.meta.url)) },
     skip: { type: 'string', default: '' },
+    /** run only these parts (same names as --skip) */
+    only: { type: 'string' },
     country: { type: 'string', default: 'NZ' },
     /** write the server's CPU profile (node --cpu-prof) into this directory */
     prof: { type: 'string' },
   },
 });
 const reps = Number(values.reps);
-const skip = new Set(values.skip!.split(',').filter(Boolean));
+const PARTS = ['one', '100k', 'countries', 'country', 'plan1m', 'apply1m'];
+const only = values.only?.split(',').filter(Boolean);
+const skip = new Set([...values.skip!.split(',').filter(Boolean), ...(only ? PARTS.filter((p) => !only.includes(p)) : [])]);
 const GEO_DB = fileURLToPath(new URL('../../../node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb', import.meta.url));
 
 
@@ -127,7 +134,7 @@ async function main(): Promise<void> {
       const report = JSON.parse(r.stdout) as { durationMs: number; state: string; steps: { subsystem: string; ms: number }[] };
       if (report.state !== 'committed') throw new Error(`${what}: revision ${report.state}`);
       const slow = [...report.steps].sort((a, b) => b.ms - a.ms).slice(0, 4).map((s) => `${s.subsystem} ${s.ms.toFixed(0)}`).join(', ');
-      return { wall, server: report.durationMs, healthMax: h.max, slow };
+      return { wall, server: report.durationMs, healthMax: h.max, healthP99: h.p99, healthN: h.n, slow };
     };
     const series = async (what: string, docs: string[], n: number) => {
       const wall: number[] = [];
@@ -141,10 +148,10 @@ async function main(): Promise<void> {
         console.error(`# ${what}: ${(m.wall / 1000).toFixed(3)} s (server ${(m.server / 1000).toFixed(3)} s: ${m.slow}), /healthz max ${m.healthMax.toFixed(0)} ms`);
       }
       rows.push([what, fmt(summarize(wall), 1, 3), fmt(summarize(srv), 1, 3)]);
-      healthRows.push([`apply: ${what}`, fmt(summarize(hz), 1, 0)]);
+      healthRows.push([`apply: ${what}`, fmt(summarize(hz), 1, 0), '']);
     };
 
-    await series('one rule changed (fast path)', [file('one-a.json', oneRule(2)), file('one-b.json', oneRule(3))], reps * 2);
+    if (!skip.has('one')) await series('one rule changed (fast path)', [file('one-a.json', oneRule(2)), file('one-b.json', oneRule(3))], reps * 2);
     if (!skip.has('100k')) await series('100k prefixes (alias, fast path)', [file('big-a.json', bigAlias(100_000)), file('big-b.json', bigAlias(100_000, 1))], reps);
     if (!skip.has('countries')) {
       const codes = await countryCodes();
@@ -153,7 +160,7 @@ async function main(): Promise<void> {
     }
     if (!skip.has('country')) await series(`one country rule (${values.country})`, [file('cc-one.json', countries([values.country!]))], 1);
     await new Promise((r) => setTimeout(r, 2000));
-    rows.push([`server RSS with the ${values.country} rule loaded (MB)`, rssMb(server.pid!).toFixed(0), '']);
+    rows.push([skip.has('country') ? 'server RSS after the applies above (MB)' : `server RSS with the ${values.country} rule loaded (MB)`, rssMb(server.pid!).toFixed(0), '']);
 
     if (!skip.has('plan1m')) {
       const p = file('plan-1m.json', { ...iface, aliases: [{ name: 'big', type: 'network', entries: prefixes(1_000_000) }], firewall: { rules: [{ name: 'drop-big', direction: 'input', from: 'wan', source: ['big'], action: 'drop' }] } });
@@ -165,13 +172,37 @@ async function main(): Promise<void> {
       poll.stdin!.end('stop\n');
       const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number };
       console.error(`# plan 1M: exit ${r.exitCode} in ${wall.toFixed(0)} ms, /healthz max ${h.max.toFixed(0)} ms (${h.n} answers)${r.exitCode ? `: ${(r.stderr || r.stdout).slice(0, 500)}` : ''}`);
-      healthRows.push([`plan of a 1M-prefix firewall alias (${(wall / 1000).toFixed(1)} s, exit ${r.exitCode})`, h.max.toFixed(0)]);
+      healthRows.push([`plan of a 1M-prefix firewall alias (${(wall / 1000).toFixed(1)} s, exit ${r.exitCode})`, h.max.toFixed(0), h.p99.toFixed(0)]);
+    }
+
+    if (!skip.has('apply1m')) {
+      // issue 11 item 12: /healthz within 100 ms while a 1M-prefix fast-path document is planned and applied
+      const a = file('fp-1m-a.json', bigAlias(1_000_000));
+      const b = file('fp-1m-b.json', bigAlias(1_000_000, 1));
+      const timed = async (what: string, args: string[]) => {
+        const poll = pollHealthz(base);
+        await new Promise((r) => setTimeout(r, 200));
+        const t0 = performance.now();
+        const r = await run(...args);
+        const wall = performance.now() - t0;
+        poll.stdin!.end('stop\n');
+        const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number };
+        if (r.exitCode !== 0) throw new Error(`${what}: exited ${r.exitCode}: ${r.stderr || r.stdout}`.slice(0, 2000));
+        const server = args[0] === 'apply' ? ((JSON.parse(r.stdout) as { durationMs: number }).durationMs / 1000).toFixed(2) : '';
+        console.error(`# ${what}: ${(wall / 1000).toFixed(2)} s (server ${server || '-'} s), /healthz max ${h.max.toFixed(0)} ms, p99 ${h.p99.toFixed(0)} ms (${h.n} answers)`);
+        rows.push([what, (wall / 1000).toFixed(3), server]);
+        healthRows.push([`${what} (${(wall / 1000).toFixed(1)} s)`, h.max.toFixed(0), h.p99.toFixed(0)]);
+      };
+      await timed('plan of a 1M-prefix fast-path alias', ['plan', a]);
+      await timed('apply 1M prefixes (fast path)', ['apply', a]);
+      await timed('apply 1M prefixes, every prefix changed', ['apply', b]);
+      await timed('apply 1M prefixes, unchanged', ['apply', b]);
     }
 
     console.log(`\n# patronus apply through a running server; ${cli}; ${new Date().toISOString()}; ${arch()}, ${cpus().length} cores, Node ${process.version}\n`);
     console.log(markdownTable(['operation', 'CLI apply to committed (s)', 'server apply (s)'], rows));
     console.log('\n');
-    console.log(markdownTable(['during', '/healthz slowest answer (ms)'], healthRows));
+    console.log(markdownTable(['during', '/healthz slowest answer (ms)', '/healthz p99 (ms)'], healthRows));
   } finally {
     if (server.exitCode === null) server.kill('SIGTERM');
     await server.catch(() => undefined);

@@ -98,6 +98,8 @@ struct iface_value {
 	struct rule_bits bits[2];
 	__u32 default_action;    /* FILTER_ACT_PASS or FILTER_ACT_DROP */
 	__u32 ifindex;           /* the interface this entry configures; 0: unmanaged */
+	__u32 xp_class;          /* IPv4 crossproduct (below): this entry's class, the first left state */
+	__u32 xp_pad;
 };
 
 /*
@@ -124,6 +126,7 @@ enum filter_feature {
 	FEAT_SRC_V6_DIR = 1 << 12, /* source IPv6 through v6_dir16/v6_hash (below), not the trie */
 	FEAT_DST_V6_DIR = 1 << 13,
 	FEAT_COUNT = 1 << 14, /* some rule of this generation is a count rule */
+	FEAT_XP = 1 << 15, /* IPv4 TCP/UDP through the crossproduct tables (gen_config.xp), not the AND */
 };
 
 /*
@@ -201,6 +204,67 @@ enum filter_field {
 	FILTER_FIELDS = 7,
 };
 
+/*
+ * Equivalence-class crossproducting (RFC, Gupta & McKeown, "Packet
+ * Classification on Multiple Fields", 1999), for IPv4 TCP and UDP packets
+ * that are not later fragments: each field lookup yields a class id (the
+ * DIR-16-8 class of each address, the port_class of each port, the TCP flags
+ * byte's class), and precomputed tables combine them into ever fewer
+ * classes: per protocol, the fields split into a left and a right group; a
+ * group's state starts as the interface entry's xp_class (left) or 0 (right)
+ * and each field of the group in field order replaces it by
+ * cell[off[f] + state * n[f] + class] (the first field of a group of one
+ * field that starts with one class: by the class itself, `direct`); a cell
+ * marked FILTER_XP_SETTLED ends its group early (the lookups of the group's
+ * later fields are skipped: a packet that misses the rules naming those
+ * fields together pays for fewer lookups; in a group of two fields of one
+ * start class the first field's class is the state, and a settle cell per
+ * class says whether the second field is looked up: a settled class is a row
+ * of the final table itself, so the final load depends on the field lookup
+ * alone); the final table gives
+ * cell[final_off + left * right_states + right] = the first matching rule, or
+ * FILTER_XP_NONE (no rule: the default policy), or FILTER_XP_FALLBACK
+ * (count rules ahead of it: the bit vectors decide and count). A fixed
+ * number of array loads whatever the rule count. Cells are u16, four per
+ * xp_table element, FILTER_XP_CELLS per generation: the compiler caps the
+ * tables there, and a rule set whose tables would not fit keeps the bit
+ * vectors (FEAT_XP off). IPv6, other protocols, later fragments and
+ * addresses whose DIR entry says "trie" take the bit vectors too.
+ */
+enum xp_field {
+	XP_SRC = 0,
+	XP_DST = 1,
+	XP_SPORT = 2,
+	XP_DPORT = 3,
+	XP_FLAGS = 4,
+	XP_FIELDS = 5,
+};
+#define FILTER_XP_CELLS (1 << 21) /* u16 cells per generation (4 MB) */
+#define FILTER_XP_NONE 0xffff
+#define FILTER_XP_FALLBACK 0xfffe
+#define FILTER_XP_MAX_STATE 0x7ff0 /* class ids stay below */
+/* In a state cell: no later field of the group changes this state (the
+ * low bits are the group's last state); their lookups are skipped. */
+#define FILTER_XP_SETTLED 0x8000
+/* cells [0, 256) of a generation: TCP flags byte -> class */
+#define FILTER_XP_FLAGS_CELLS 256
+
+struct xp_cells {
+	__u16 c[4];
+};
+
+struct xp_chain {
+	__u32 left;              /* bit f (enum xp_field): f is a step of the left group */
+	__u32 right;             /* bit f: f is a step of the right group */
+	__u32 direct;            /* bit f: f comes first in its group of one start class: its class is the state (no table) */
+	__u32 settle;            /* bit f (direct): cell[soff[f] + class] nonzero: the class settles its group */
+	__u32 soff[XP_FIELDS];
+	__u32 n[XP_FIELDS];      /* row length of f's table: the field's class count */
+	__u32 off[XP_FIELDS];    /* f's table: first cell */
+	__u32 final_off;         /* the final table: first cell */
+	__u32 right_states;      /* row length of the final table */
+};
+
 struct gen_config {
 	__u32 features;          /* FEAT_* */
 	__u32 words;             /* bit-vector words in use by this generation's rules */
@@ -214,6 +278,7 @@ struct gen_config {
 	struct rule_bits constrained[FILTER_FIELDS];
 	/* [field] distinct IPv6 prefix lengths in (16, 64] of v6_hash, longest first, 0: unused */
 	__u8 v6_len[2][FILTER_V6_LENGTHS];
+	struct xp_chain xp[2];   /* [0] TCP, [1] UDP (FEAT_XP) */
 };
 
 /*
@@ -242,6 +307,12 @@ enum filter_limits {
 	FILTER_LIMIT_FIELDS = FILTER_FIELDS,
 	FILTER_LIMIT_V6_LENGTHS = FILTER_V6_LENGTHS,
 	FILTER_LIMIT_V6_CLASSES = FILTER_V6_CLASSES,
+	FILTER_LIMIT_XP_CELLS = FILTER_XP_CELLS,
+	FILTER_LIMIT_XP_NONE = FILTER_XP_NONE,
+	FILTER_LIMIT_XP_FALLBACK = FILTER_XP_FALLBACK,
+	FILTER_LIMIT_XP_MAX_STATE = FILTER_XP_MAX_STATE,
+	FILTER_LIMIT_XP_SETTLED = FILTER_XP_SETTLED,
+	FILTER_LIMIT_XP_FLAGS_CELLS = FILTER_XP_FLAGS_CELLS,
 };
 
 enum filter_dir_entry {
@@ -324,6 +395,7 @@ struct filter_contract {
 	enum filter_verdict verdict;
 	enum filter_dir dir;
 	enum filter_field field;
+	enum xp_field xp_field;
 	struct gen_meta meta;
 	struct rate_key rate_key;
 	struct rule_stat rule_stat;

@@ -143,6 +143,15 @@ struct {
 	__type(value, struct rule_bits);
 } tcp_flags SEC(".maps");
 
+/* Crossproduct tables (filter_common.h): u16 cells, four per element;
+ * index gen * FILTER_XP_CELLS / 4 + cell / 4 */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * FILTER_XP_CELLS / 4);
+	__type(key, __u32);
+	__type(value, struct xp_cells);
+} xp_table SEC(".maps");
+
 /* ifindex -> slot + 1 (0: none); see filter_common.h */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -419,24 +428,25 @@ static __always_inline struct rule_bits *lookup_v4(void *map, __u32 gen, __u8 *a
 	return v;
 }
 
-/* The IPv4 LPM result through DIR-16-8; the trie only where the table
- * says so. gf = gen * 2 + field. */
-static __always_inline struct rule_bits *lookup_v4_dir(void *trie, __u32 gen, __u32 gf, __u8 *addr)
+/* The DIR-16-8 class of an IPv4 address (gf = gen * 2 + field), or
+ * FILTER_DIR_TRIE where the trie answers; FILTER_DIR_TRIE - 1 on a failed
+ * lookup (never, for arrays indexed in bounds). */
+static __always_inline __u32 dir4_class(__u32 gf, __u8 *addr)
 {
 	__u32 idx = (gf << 16) | ((__u32)addr[0] << 8) | addr[1];
 	__u32 *e = bpf_map_lookup_elem(&v4_dir16, &idx);
 	__u32 c;
 
 	if (!e)
-		return NULL;
+		return FILTER_DIR_TRIE - 1;
 	c = *e;
 	if (c == FILTER_DIR_TRIE) {
-		/* the trie, below */
+		/* the trie */
 	} else if (c & FILTER_DIR_CHUNK) {
 		idx = ((gf * FILTER_DIR4_CHUNKS + (c & (FILTER_DIR4_CHUNKS - 1))) << 8) | addr[2];
 		e = bpf_map_lookup_elem(&v4_dir8, &idx);
 		if (!e)
-			return NULL;
+			return FILTER_DIR_TRIE - 1;
 		c = *e;
 	} else if (c & FILTER_DIR_BITMAP) {
 		struct dir4_bitmap *b;
@@ -445,11 +455,22 @@ static __always_inline struct rule_bits *lookup_v4_dir(void *trie, __u32 gen, __
 		idx = gf * FILTER_DIR4_CHUNKS + (c & (FILTER_DIR4_CHUNKS - 1));
 		b = bpf_map_lookup_elem(&v4_bitmap, &idx);
 		if (!b)
-			return NULL;
+			return FILTER_DIR_TRIE - 1;
 		c = b->cls[(b->bits[(third >> 6) & 3] >> (third & 63)) & 1];
 	}
+	return c;
+}
+
+/* The IPv4 LPM result through DIR-16-8; the trie only where the table
+ * says so. gf = gen * 2 + field. */
+static __always_inline struct rule_bits *lookup_v4_dir(void *trie, __u32 gen, __u32 gf, __u8 *addr)
+{
+	__u32 c = dir4_class(gf, addr), idx;
+
 	if (c == FILTER_DIR_TRIE)
 		return lookup_v4(trie, gen, addr);
+	if (c == FILTER_DIR_TRIE - 1)
+		return NULL;
 	idx = gf * FILTER_DIR4_CLASSES + c;
 	return bpf_map_lookup_elem(&v4_class, &idx);
 }
@@ -836,6 +857,116 @@ static __always_inline __u32 classify_wide(struct packet_info *pi, struct gen_co
 	return rule;
 }
 
+/* ---- crossproduct (filter_common.h) ---- */
+
+/* Returned by classify_xp when the bit vectors have to decide. */
+#define XP_NO (FILTER_MAX_RULES + 1)
+
+static __always_inline __u32 xp_cell(__u32 gen, __u32 cell)
+{
+	struct xp_cells *v;
+	__u32 idx;
+
+	/* No bound of its own: the array's bound keeps the load in the map, and
+	 * valid states never leave the generation's tables. */
+	idx = gen * (FILTER_XP_CELLS / 4) + (cell >> 2);
+	v = bpf_map_lookup_elem(&xp_table, &idx);
+	if (!v)
+		return FILTER_XP_FALLBACK;
+	return v->c[cell & 3];
+}
+
+/* Whether field F still has to be looked up: it is a step, and its group's
+ * state is not settled (a cell with FILTER_XP_SETTLED: no later field of the
+ * group can change it, so their lookups are skipped). */
+#define XP_WANTS(F) ((used & (1u << (F))) && !((x->left & (1u << (F))) ? ls : rs))
+
+/* One field of the chain: the state of its group becomes the cell of (state,
+ * class). The settled flag is kept apart from the state: the final load's
+ * index then depends on the field lookups and tables alone, not on the
+ * settle cell, which only decides (predictably) what is skipped. */
+#define XP_STEP(F, CLS)                                                           \
+	do {                                                                      \
+		__u32 c_ = (CLS), s_ = 0;                                         \
+		if (x->direct & (1u << (F))) {                                    \
+			if (x->settle & (1u << (F)))                              \
+				s_ = xp_cell(gen, x->soff[F] + c_);               \
+		} else {                                                          \
+			c_ = xp_cell(gen, x->off[F] + ((x->left & (1u << (F))) ? l : r) * x->n[F] + c_); \
+			s_ = c_ & FILTER_XP_SETTLED;                              \
+			c_ &= ~FILTER_XP_SETTLED;                                 \
+		}                                                                 \
+		if (x->left & (1u << (F))) {                                      \
+			l = c_;                                                   \
+			ls = s_;                                                  \
+		} else {                                                          \
+			r = c_;                                                   \
+			rs = s_;                                                  \
+		}                                                                 \
+	} while (0)
+
+/*
+ * The first matching rule of an IPv4 TCP/UDP packet through the
+ * crossproduct tables: one class per field, one table load per field, one
+ * for the final pair. FILTER_MAX_RULES: no rule; XP_NO: the bit vectors
+ * decide (another protocol, a later fragment, an address the trie answers,
+ * count rules ahead of the winner).
+ */
+static __always_inline __u32 classify_xp(struct packet_info *pi, struct gen_config *gc, struct iface_value *ifv,
+					 __u32 gen)
+{
+	struct xp_chain *x;
+	__u32 l, r = 0, ls = 0, rs = 0, c, used, idx, udp, *pc;
+
+	if (pi->family != 4 || pi->fragment == 2)
+		return XP_NO;
+	if (pi->l4proto == IPPROTO_TCP)
+		udp = 0;
+	else if (pi->l4proto == IPPROTO_UDP)
+		udp = 1;
+	else
+		return XP_NO;
+	x = &gc->xp[udp];
+	used = x->left | x->right;
+	l = ifv->xp_class;
+	if (XP_WANTS(XP_SRC)) {
+		c = dir4_class(gen * 2, pi->saddr);
+		if (c >= FILTER_DIR4_CLASSES)
+			return XP_NO;
+		XP_STEP(XP_SRC, c);
+	}
+	if (XP_WANTS(XP_DST)) {
+		c = dir4_class(gen * 2 + 1, pi->daddr);
+		if (c >= FILTER_DIR4_CLASSES)
+			return XP_NO;
+		XP_STEP(XP_DST, c);
+	}
+	if (XP_WANTS(XP_SPORT)) {
+		idx = (((gen * 2) * 2 + udp) << 16) | pi->sport;
+		pc = bpf_map_lookup_elem(&port_class, &idx);
+		if (!pc)
+			return XP_NO;
+		XP_STEP(XP_SPORT, *pc);
+	}
+	if (XP_WANTS(XP_DPORT)) {
+		idx = (((gen * 2 + 1) * 2 + udp) << 16) | pi->dport;
+		pc = bpf_map_lookup_elem(&port_class, &idx);
+		if (!pc)
+			return XP_NO;
+		XP_STEP(XP_DPORT, *pc);
+	}
+	if (XP_WANTS(XP_FLAGS))
+		XP_STEP(XP_FLAGS, xp_cell(gen, pi->tcp_flags));
+	if (l >= FILTER_XP_MAX_STATE || r >= FILTER_XP_MAX_STATE)
+		return XP_NO;
+	c = xp_cell(gen, x->final_off + l * x->right_states + r);
+	if (c == FILTER_XP_NONE)
+		return FILTER_MAX_RULES;
+	if (c >= FILTER_MAX_RULES)
+		return XP_NO;
+	return c;
+}
+
 /* ---- the filter ---- */
 
 /* The interface's entry for this generation and direction, or NULL when
@@ -936,6 +1067,14 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 		return FILTER_DROP;
 	}
 
+	/* Crossproduct tables when the generation has them (large rule sets):
+	 * a fixed number of array loads instead of the AND. */
+	if (gc->features & FEAT_XP) {
+		rule = classify_xp(&pi, gc, ifv, gen);
+		if (rule <= FILTER_MAX_RULES)
+			goto decided;
+	}
+
 	/* A rule set of up to 64 rules (one word) gets its own copy of the
 	 * classifier with every loop folded to one iteration. */
 	if (gc->words <= 1) {
@@ -953,6 +1092,7 @@ static __always_inline enum filter_result filter_packet(void *data, void *data_e
 		bpf_loop(FILTER_MAX_COUNT_HITS, count_one, &cc, 0);
 	}
 
+decided:
 	if (rule >= FILTER_MAX_RULES)
 		goto deflt;
 	idx = gen * FILTER_MAX_RULES + rule;

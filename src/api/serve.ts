@@ -12,6 +12,7 @@ import { domains } from '../domains.js';
 import { apiSchema } from './schema.js';
 import { Engine } from '../apply/engine.js';
 import { readRegularFile } from '../config/input.js';
+import { keepSpareParseWorker } from '../config/parse-worker.js';
 import { Store, type Retention } from '../store/store.js';
 import { Host } from '../system/host.js';
 import { createMetrics } from '../metrics/metrics.js';
@@ -77,6 +78,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
   else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
   else if (out.revision) console.log(`patronus: running revision ${out.revision}`);
 
+  // large documents are parsed and compiled in workers: once one came, keep one of each started ahead
+  engine.keepSpareWorker();
+  keepSpareParseWorker();
+
   const storeHealth = store.health();
   if (!storeHealth.ok) console.error(`patronus: store degraded (serving anyway, /healthz says degraded): ${storeHealth.error}`);
 
@@ -116,6 +121,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     lastDrift = now;
   });
   drift.on('error', (e) => console.error(`patronus: drift check: ${e.message}`));
+  // the loop's first check: says the loop runs, what it found and when it looks again
+  drift.once('loop', ({ report, nextInMs }) => console.log(`patronus: drift loop: first check ${report.state} (revision ${report.revision ?? '-'}, reconcile ${report.mode}), next in ${Math.round(nextInMs / 1000)} s`));
   // an apply leaves alone what it does not change and this loop found in place (Engine.unchangedSubsystems)
   engine.cleanState = () => drift.cleanState();
   const metrics = createMetrics(engine, { drift });

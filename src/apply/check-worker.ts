@@ -7,11 +7,11 @@
  *   {path, message} objects, cheap to clone).
  * - `compile` (plan, apply, rollback preparation of a large document): also
  *   answers with what each subsystem should converge to. A subsystem whose
- *   compiled state is millions of small objects (the fast path's prefix
- *   maps) packs it into flat buffers that are transferred, not cloned
- *   (Subsystem.wire; src/fastpath/wire.ts), and the main thread rebuilds it
- *   in slices. The document comes back as its JSON text (what the store
- *   records), not as a parsed object graph.
+ *   compiled state is large (the fast path's prefix maps, kept as sorted
+ *   flat tables) hands its buffers over transferred, not cloned
+ *   (Subsystem.wire; src/fastpath/wire.ts). The document comes back as its
+ *   JSON text with its sha256 (what the store records), not as a parsed
+ *   object graph; for an apply the worker stores that text itself.
  *
  * Why a worker and not cooperative loops: a 1M-prefix document spends ~10 s
  * of pure CPU in alias resolution, the fast-path and nft compilers and their
@@ -30,6 +30,7 @@
  */
 import { parentPort, workerData, Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
 import type { Issue } from '../config/issues.js';
 import type { Compiled, ConfigSource } from './engine.js';
 import { DesiredStates, type Subsystem } from './subsystem.js';
@@ -44,6 +45,8 @@ export interface CheckJob {
   source: ConfigSource;
   /** what to answer with; default issues */
   kind?: 'issues' | 'compile';
+  /** compile for an apply: also store the document's text in this store (Store.recordDocument), off the main thread */
+  recordDocumentIn?: string;
 }
 
 /** What a compile worker sends back besides the issues (see compileInWorker). */
@@ -53,6 +56,10 @@ interface CompiledMessage {
   /** the validated document without its aliases (they are compiled into `desired` already) */
   config: Compiled['validated']['config'];
   documentText: string;
+  /** sha256 (hex) of documentText */
+  documentHash: string;
+  /** stored in job.recordDocumentIn already */
+  documentStored: boolean;
   empty: boolean;
 }
 
@@ -69,8 +76,45 @@ function resourceLimits(): { maxOldGenerationSizeMb?: number } {
   return Number.isFinite(mb) && mb > 0 ? { maxOldGenerationSizeMb: mb } : {};
 }
 
-function run(job: CheckJob, live: Set<Worker>, onAnswer: (m: CheckAnswer) => void, reject: (e: Error) => void): void {
-  const worker = new Worker(SCRIPT, { workerData: job, resourceLimits: resourceLimits() });
+/**
+ * A worker started ahead of its job (the server keeps one after start-up and
+ * after each use): its modules and the engine's domains are loaded, and it
+ * waits for one job. A large apply then does not wait for a worker's start
+ * (0.3-0.5 s here). Used once, like any compile worker (a fresh heap per
+ * job); one whose start failed, that died, or that was made with other
+ * domains or heap limits is not used.
+ */
+export class SpareWorker {
+  readonly worker: Worker;
+  private dead = false;
+  private readonly limits: string;
+
+  constructor(readonly domains: readonly string[]) {
+    const limits = resourceLimits();
+    this.limits = JSON.stringify(limits);
+    this.worker = new Worker(SCRIPT, { workerData: { patronusCheckWorker: true, preload: domains }, resourceLimits: limits });
+    // an idle spare never keeps the process alive, and its failure is only a reason not to use it
+    this.worker.unref();
+    this.worker.on('error', () => (this.dead = true));
+    this.worker.once('exit', () => (this.dead = true));
+  }
+
+  /** Whether it can take `job` (alive, same domains and heap limit as a worker started now would have). */
+  fits(job: CheckJob): boolean {
+    return !this.dead && this.domains.join('\0') === job.domains.join('\0') && this.limits === JSON.stringify(resourceLimits());
+  }
+
+  /** Stops it (engine close). */
+  stop(): void {
+    this.dead = true;
+    void this.worker.terminate();
+  }
+}
+
+function run(job: CheckJob, live: Set<Worker>, onAnswer: (m: CheckAnswer) => void, reject: (e: Error) => void, spare?: SpareWorker): void {
+  const worker = spare?.fits(job) ? spare.worker : new Worker(SCRIPT, { workerData: { patronusCheckWorker: true }, resourceLimits: resourceLimits() });
+  worker.ref();
+  worker.postMessage(job);
   live.add(worker);
   let answered = false;
   const what = job.kind === 'compile' ? 'compile' : 'validation';
@@ -94,9 +138,9 @@ function run(job: CheckJob, live: Set<Worker>, onAnswer: (m: CheckAnswer) => voi
  * Runs one validation in a fresh worker. `live` tracks the running workers
  * so the engine can stop them on close (a shutdown must not wait for them).
  */
-export function checkInWorker(job: CheckJob, live: Set<Worker>): Promise<Issue[]> {
+export function checkInWorker(job: CheckJob, live: Set<Worker>, spare?: SpareWorker): Promise<Issue[]> {
   return new Promise((resolve, reject) => {
-    run({ ...job, kind: 'issues' }, live, (m) => resolve('issues' in m ? m.issues : []), reject);
+    run({ ...job, kind: 'issues' }, live, (m) => resolve('issues' in m ? m.issues : []), reject, spare);
   });
 }
 
@@ -108,13 +152,13 @@ export function checkInWorker(job: CheckJob, live: Set<Worker>): Promise<Issue[]
  * has one (nothing to send back then); otherwise the document is parsed from
  * its text when first used.
  */
-export function compileInWorker(job: CheckJob, subsystems: readonly Subsystem<any>[], live: Set<Worker>): Promise<{ compiled?: Compiled; issues: Issue[] }> {
+export function compileInWorker(job: CheckJob, subsystems: readonly Subsystem<any>[], live: Set<Worker>, spare?: SpareWorker): Promise<{ compiled?: Compiled; issues: Issue[] }> {
   return new Promise((resolve, reject) => {
     run({ ...job, kind: 'compile' }, live, (m) => {
       if ('issues' in m) return resolve({ issues: m.issues });
       if (!('compiled' in m)) return reject(new Error('compile worker answered with neither issues nor a compiled document'));
       received(m.compiled, subsystems, 'document' in job.source ? job.source.document : undefined).then((compiled) => resolve({ compiled, issues: [] }), reject);
-    }, reject);
+    }, reject, spare);
   });
 }
 
@@ -139,6 +183,8 @@ async function received(m: CompiledMessage, subsystems: readonly Subsystem<any>[
       return parsed.value;
     },
     documentText: text,
+    documentHash: m.documentHash,
+    documentStored: m.documentStored,
     empty: m.empty,
     desired,
   };
@@ -149,7 +195,8 @@ export class ValidationStopped extends Error {
   override name = 'ValidationStopped';
 }
 
-async function main(job: CheckJob): Promise<void> {
+/** The modules a job needs (a spare loads them before its job arrives; a second import is a cache hit). */
+async function load() {
   const [{ Engine }, { loadDomains, subsystemsOf }, { Store }, { Host }, { isEmptyDocument }] = await Promise.all([
     import('./engine.js'),
     import('./domain.js'),
@@ -157,6 +204,13 @@ async function main(job: CheckJob): Promise<void> {
     import('../system/host.js'),
     import('../config/input.js'),
   ]);
+  return { Engine, loadDomains, subsystemsOf, Store, Host, isEmptyDocument };
+}
+
+async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> {
+  // a spare's preload failing is this job's failure too, with the same message
+  await preloaded;
+  const { Engine, loadDomains, subsystemsOf, Store, Host, isEmptyDocument } = await load();
   const domains = await loadDomains(job.domains);
   const registry = subsystemsOf(domains);
   const chosen = job.subsystems.map((name) => {
@@ -182,8 +236,19 @@ async function main(job: CheckJob): Promise<void> {
       transfer.push(...p.transfer);
     }
     const { aliases: _aliases, ...config } = compiled.validated.config;
+    const documentText = JSON.stringify(compiled.document ?? {});
+    const documentHash = createHash('sha256').update(documentText).digest('hex');
+    let documentStored = false;
+    if (job.recordDocumentIn) {
+      try {
+        Store.recordDocument(job.recordDocumentIn, documentHash, documentText);
+        documentStored = true;
+      } catch {
+        // the main thread stores it then (and reports a store failure as any apply does)
+      }
+    }
     const message: CheckAnswer = {
-      compiled: { desired, config: { ...config, aliases: [] }, documentText: JSON.stringify(compiled.document ?? {}), empty: isEmptyDocument(compiled.document) },
+      compiled: { desired, config: { ...config, aliases: [] }, documentText, documentHash, documentStored, empty: isEmptyDocument(compiled.document) },
     };
     try {
       parentPort!.postMessage(message, transfer);
@@ -205,6 +270,12 @@ async function main(job: CheckJob): Promise<void> {
   }
 }
 
-if (parentPort && (workerData as { source?: unknown } | undefined)?.source !== undefined) {
-  main(workerData as CheckJob).catch((e: Error) => parentPort!.postMessage({ error: e.message } satisfies CheckAnswer));
+if (parentPort && (workerData as { patronusCheckWorker?: boolean } | undefined)?.patronusCheckWorker) {
+  const { preload } = workerData as { preload?: string[] };
+  // a spare: load everything now, then wait for the job
+  const preloaded = preload ? load().then(({ loadDomains }) => loadDomains(preload)) : undefined;
+  preloaded?.catch(() => undefined);
+  parentPort.once('message', (job: CheckJob) => {
+    main(job, preloaded).catch((e: Error) => parentPort!.postMessage({ error: e.message } satisfies CheckAnswer));
+  });
 }

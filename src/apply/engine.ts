@@ -46,7 +46,7 @@ import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
 import type { FileReader } from '../aliases/aliases.js';
 import type { Host } from '../system/host.js';
 import { StoreError, type Revision, type RevisionState, type Store } from '../store/store.js';
-import { checkInWorker, compileInWorker } from './check-worker.js';
+import { SpareWorker, checkInWorker, compileInWorker } from './check-worker.js';
 
 /**
  * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
@@ -213,6 +213,10 @@ export interface Compiled {
   readonly document: unknown;
   /** the document as the store records it, when already serialised (compiled in a worker) */
   documentText?: string;
+  /** sha256 (hex) of documentText, computed with it off the main thread (a 20 MB text took ~100 ms to hash here) */
+  documentHash?: string;
+  /** the compile worker stored documentText under documentHash already (Store.recordDocument) */
+  documentStored?: boolean;
   /** whether the document is empty (see isEmptyDocument), when known without reading `document` */
   empty?: boolean;
   desired: DesiredStates;
@@ -247,6 +251,10 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   cleanState: (() => CleanState | undefined) | undefined;
   /** validations running in worker threads (see validate()) */
   private readonly checkWorkers = new Set<Worker>();
+  /** a compile worker started ahead of its job (keepSpareWorker), and the timer that starts the next */
+  private spare: SpareWorker | undefined;
+  private spareWanted = false;
+  private spareTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: EngineOptions) {
     super();
@@ -268,10 +276,56 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * default file reader (src/apply/check-worker.ts): the event loop keeps
    * answering /healthz and signals meanwhile.
    */
-  async check(source: ConfigSource): Promise<{ compiled?: Compiled; issues: Issue[] }> {
+  async check(source: ConfigSource, opts: { forApply?: boolean } = {}): Promise<{ compiled?: Compiled; issues: Issue[] }> {
     const names = this.inThread ? undefined : this.workerSubsystems();
-    if (names && heavyToCompile(source)) return compileInWorker({ host: this.host.opts, ...names, source }, this.subsystems, this.checkWorkers);
+    if (names && heavyToCompile(source)) {
+      // for an apply, the worker also stores the document's text (20 MB for 1M prefixes: ~0.25 s of SQLite on this thread)
+      const record = opts.forApply && this.store.path !== ':memory:' ? { recordDocumentIn: this.store.path } : {};
+      return compileInWorker({ host: this.host.opts, ...names, source, ...record }, this.subsystems, this.checkWorkers, this.takeSpare()).finally(() => this.replaceSpare());
+    }
     return this.checkHere(source);
+  }
+
+  /**
+   * Keeps one compile worker started ahead of its job (the server calls this
+   * once it is up): a large document's validate, plan or apply then does not
+   * wait for a worker to start and load the domains (0.3-0.5 s here). The
+   * first spare is started a second after the first large document, and
+   * again a second after each use (each worker serves one job): a server
+   * that never gets a large document never pays for an idle worker (~30 MB
+   * of RSS).
+   */
+  keepSpareWorker(): void {
+    this.spareWanted = true;
+  }
+
+  /** Whether a spare compile worker is started and waiting (keepSpareWorker). */
+  get hasSpareWorker(): boolean {
+    return this.spare !== undefined;
+  }
+
+  private takeSpare(): SpareWorker | undefined {
+    const s = this.spare;
+    this.spare = undefined;
+    return s;
+  }
+
+  private replaceSpare(delayMs = 1000): void {
+    if (!this.spareWanted || this.spare || this.spareTimer) return;
+    const start = () => {
+      this.spareTimer = undefined;
+      if (!this.spareWanted || this.spare) return;
+      const names = this.workerSubsystems();
+      if (!names) return;
+      try {
+        this.spare = new SpareWorker(names.domains);
+      } catch (e) {
+        this.emit('error', new Error(`cannot start a spare compile worker: ${(e as Error).message}`));
+      }
+    };
+    if (delayMs === 0) return start();
+    this.spareTimer = setTimeout(start, delayMs);
+    this.spareTimer.unref();
   }
 
   /** check() on this thread, yielding to the event loop between stages. */
@@ -366,7 +420,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   async validate(source: ConfigSource): Promise<Issue[]> {
     const names = this.inThread ? undefined : this.workerSubsystems();
     if (!names || !heavyToCompile(source)) return (await this.checkHere(source)).issues;
-    return checkInWorker({ host: this.host.opts, ...names, source }, this.checkWorkers);
+    return checkInWorker({ host: this.host.opts, ...names, source }, this.checkWorkers, this.takeSpare()).finally(() => this.replaceSpare());
   }
 
   /** Stops every validation worker (their callers get an error): shutdown does not wait for them. */
@@ -375,8 +429,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** Throws ConfigError with every issue. */
-  async compile(source: ConfigSource): Promise<Compiled> {
-    const { compiled, issues } = await this.check(source);
+  async compile(source: ConfigSource, opts: { forApply?: boolean } = {}): Promise<Compiled> {
+    const { compiled, issues } = await this.check(source, opts);
     if (!compiled) throw new ConfigError(issues);
     return compiled;
   }
@@ -408,7 +462,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * unless confirm() is called in time.
    */
   async apply(source: ConfigSource, meta: ApplyMeta): Promise<ApplyReport> {
-    const compiled = await this.compile(source);
+    const compiled = await this.compile(source, { forApply: true });
     return this.exclusive(false, async () => {
       this.closeStaleApplying();
       let pending = this.pendingConfirmation();
@@ -607,11 +661,13 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * once per revision.
    */
   committedConfig(): Config | undefined {
-    const current = this.store.current();
-    const compiled = current && this.compiledFor(current.id);
+    // the id first (no document read): the revision this engine applied is compiled already
+    const committed = this.store.head().committed;
+    const compiled = committed !== undefined ? this.compiledFor(committed) : undefined;
     if (compiled) return compiled.validated.config;
-    const id = current?.id ?? 0;
+    const id = committed ?? 0;
     if (this.committedCache?.revision !== id) {
+      const current = committed !== undefined ? this.store.get(committed) : undefined;
       const parsed = this.document.schema.safeParse(current?.config ?? {});
       this.committedCache = { revision: id, config: parsed.success ? (parsed.data as Config) : undefined };
     }
@@ -665,6 +721,10 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   close(): void {
     this.clearConfirmTimer();
     this.stopValidations();
+    this.spareWanted = false;
+    clearTimeout(this.spareTimer);
+    this.spareTimer = undefined;
+    this.takeSpare()?.stop();
     this.lockDb?.close();
     this.lockDb = undefined;
   }
@@ -744,7 +804,11 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     const started = performance.now();
     let revision: Revision;
     try {
-      revision = this.store.createRevision({ author: meta.author, message: meta.message, ...(compiled.documentText !== undefined ? { text: compiled.documentText } : { config: compiled.document }) });
+      revision = this.store.createRevision({
+        author: meta.author,
+        message: meta.message,
+        ...(compiled.documentText !== undefined ? { text: compiled.documentText, ...(compiled.documentHash ? { hash: compiled.documentHash, stored: compiled.documentStored === true } : {}) } : { config: compiled.document }),
+      });
     } catch (e) {
       if (!(e instanceof StoreError)) throw e;
       throw new Error(`cannot record the revision, nothing was changed: ${e.message}`);
@@ -816,7 +880,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (compiled.documentText !== undefined) {
       // a large document (compiled in a worker): the hash of its text against the stored one's, without
       // reading either on this thread (the same document with its keys reordered counts as a change)
-      if (createHash('sha256').update(compiled.documentText).digest('hex') !== this.store.documentHash(committed)) return undefined;
+      if ((compiled.documentHash ?? createHash('sha256').update(compiled.documentText).digest('hex')) !== this.store.documentHash(committed)) return undefined;
     } else {
       const document = this.compiledFor(committed)?.document ?? this.store.get(committed)?.config;
       // key order aside, the same document (deep equality stops at the first difference)

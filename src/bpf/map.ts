@@ -116,6 +116,83 @@ export class BpfMap<K, V> implements Disposable {
   }
 
   /**
+   * Every entry as raw bytes, keys and values back to back (`count` of each):
+   * one batch lookup off the JS thread where the kernel and map type have
+   * it, else iteration. Nothing decoded per entry (a million entries).
+   */
+  async rawEntries(): Promise<{ count: number; keys: Buffer; values: Buffer }> {
+    if (this.canBatch('lookup')) {
+      try {
+        return await this.handle.lookupBatch();
+      } catch (e) {
+        if (!this.lacksBatchOp('lookup', e)) throw e;
+      }
+    }
+    const ks = this.handle.info.keySize;
+    const vs = this.handle.info.valueBytes;
+    const keys: Buffer[] = [];
+    const values: Buffer[] = [];
+    for (let cur: Buffer | null = this.handle.nextKey(null); cur; cur = this.handle.nextKey(cur)) {
+      const v = this.handle.lookup(cur);
+      if (!v) continue;
+      keys.push(cur);
+      values.push(v);
+    }
+    return { count: keys.length, keys: Buffer.concat(keys, keys.length * ks), values: Buffer.concat(values, values.length * vs) };
+  }
+
+  /**
+   * Writes `keys.length / keySize` entries given as raw bytes back to back
+   * (BPF_ANY): one batch syscall where supported, else one by one. A failure
+   * carries `done`, as setMany's.
+   */
+  async setManyRaw(keys: Buffer, values: Buffer): Promise<number> {
+    const ks = this.handle.info.keySize;
+    const vs = this.handle.info.valueBytes;
+    const n = keys.length / ks;
+    if (n === 0) return 0;
+    if (values.length !== n * vs) throw new RangeError(`map ${this.name}: ${n} keys but ${values.length / vs} values`);
+    if (this.canBatch('update')) {
+      try {
+        return await this.handle.updateBatch(keys, values, BPF_ANY);
+      } catch (e) {
+        if (!this.lacksBatchOp('update', e)) throw e;
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      try {
+        this.handle.update(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs), BPF_ANY);
+      } catch (e) {
+        throw withDone(e, i, i, n, 'written');
+      }
+    }
+    return n;
+  }
+
+  /** Deletes keys given as raw bytes back to back, as deleteMany does. */
+  async deleteManyRaw(keys: Buffer): Promise<number> {
+    const ks = this.handle.info.keySize;
+    const n = keys.length / ks;
+    if (n === 0) return 0;
+    if (this.canBatch('delete')) {
+      try {
+        return await this.handle.deleteBatch(keys);
+      } catch (e) {
+        if (!this.lacksBatchOp('delete', e)) throw e;
+      }
+    }
+    let done = 0;
+    for (let i = 0; i < n; i++) {
+      try {
+        if (this.handle.delete(keys.subarray(i * ks, (i + 1) * ks))) done++;
+      } catch (e) {
+        throw withDone(e, i, done, n, 'deleted');
+      }
+    }
+    return done;
+  }
+
+  /**
    * Writes many entries: one batch syscall where supported, else one by one.
    * Resolves to the number written; a failure rejects with a BpfError whose
    * `done` says how many entries were really written before it.

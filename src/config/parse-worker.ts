@@ -26,7 +26,8 @@ const SCRIPT = fileURLToPath(import.meta.url);
  */
 export function parseJsonBodyInWorker(text: string): Promise<ParsedBody> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(SCRIPT, { workerData: { text } });
+    const worker = takeSpare() ?? startWorker();
+    worker.postMessage(text);
     // a shutdown does not wait for a parse (the server's own handles keep the process alive while it serves)
     worker.unref();
     let answered = false;
@@ -41,7 +42,50 @@ export function parseJsonBodyInWorker(text: string): Promise<ParsedBody> {
     worker.once('exit', (code) => {
       if (!answered) reject(new Error(`parsing the request body stopped before it finished (worker exit code ${code})`));
     });
+    replaceSpareLater();
   });
+}
+
+/**
+ * Keeps one parse worker started ahead of its body (the server calls this
+ * once it is up): a large request does not wait for a worker's start. The
+ * first spare starts a second after the first large body, the next a second
+ * after each use (each serves one body): a server that never gets a large
+ * body has no idle worker. Unref'd: it never keeps the process alive.
+ */
+export function keepSpareParseWorker(): void {
+  spareWanted = true;
+}
+
+let spareWanted = false;
+let spare: { worker: Worker; dead: boolean } | undefined;
+let spareTimer: NodeJS.Timeout | undefined;
+
+function startWorker(): Worker {
+  return new Worker(SCRIPT, { workerData: { patronusParseWorker: true } });
+}
+
+function startSpare(): { worker: Worker; dead: boolean } {
+  const s = { worker: startWorker(), dead: false };
+  s.worker.unref();
+  s.worker.on('error', () => (s.dead = true));
+  s.worker.once('exit', () => (s.dead = true));
+  return s;
+}
+
+function takeSpare(): Worker | undefined {
+  const s = spare;
+  spare = undefined;
+  return s && !s.dead ? s.worker : undefined;
+}
+
+function replaceSpareLater(): void {
+  if (!spareWanted || spareTimer) return;
+  spareTimer = setTimeout(() => {
+    spareTimer = undefined;
+    if (spareWanted) spare ??= startSpare();
+  }, 1000);
+  spareTimer.unref();
 }
 
 /** Parses in this thread (the worker's job). */
@@ -55,6 +99,7 @@ export function parseJsonBody(text: string): ParsedBody {
   return { body: { ...rest, config: JSON.stringify(config), format: 'json' } };
 }
 
-if (parentPort && typeof (workerData as { text?: unknown } | undefined)?.text === 'string') {
-  parentPort.postMessage(parseJsonBody((workerData as { text: string }).text));
+if (parentPort && (workerData as { patronusParseWorker?: boolean } | undefined)?.patronusParseWorker) {
+  // started ahead (a spare) or for this body: the body arrives as a message
+  parentPort.once('message', (text: string) => parentPort!.postMessage(parseJsonBody(text)));
 }

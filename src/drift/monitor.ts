@@ -82,7 +82,7 @@ interface Backoff {
   nextAt: number;
 }
 
-export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [Error] }> {
+export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [Error]; loop: [{ report: DriftReport; nextInMs: number }] }> {
   private cache: { revision: number | null; compiled?: Compiled; error?: string } | undefined;
   private last: DriftReport | undefined;
   private lastAt = 0;
@@ -103,12 +103,17 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     this.stopped = false;
     const tick = () => {
       if (this.stopped) return;
+      let report: DriftReport | undefined;
       this.checkAndRepair()
+        .then((r) => (report = r))
         .catch((e: Error) => this.emit('error', e))
         .finally(() => {
           if (this.stopped) return;
-          this.timer = setTimeout(tick, this.intervalMs());
+          const nextInMs = this.intervalMs();
+          this.timer = setTimeout(tick, nextInMs);
           this.timer.unref();
+          // a periodic check (not a reader's) ended and the next is scheduled: serve logs the first
+          if (report) this.emit('loop', { report, nextInMs });
         });
     };
     this.timer = setTimeout(tick, Math.min(this.intervalMs(), 1000));

@@ -17,6 +17,7 @@ import { append, resolveNetworkRef, resolvePortRef, type AliasTable, type PortRa
 import { prefixBytes, type Prefix } from '../net/address.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import type { CountryResolver, GeoPrefix } from './geoip.js';
+import { buildCrossproduct } from './crossproduct.js';
 import { ACTION, BITS_BYTES, V6_CLASSES, V6_HASH, V6_LENGTHS, DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, FILTER_FLAGS_PER_GEN, FILTER_FLAGS_UNKNOWN, FILTER_MAX_RULES, LOG_FLAGS, LPM_FIELDS, emptyBits, setBit, type GenConfig, type LogConfig, type LpmField } from './layout.js';
 import { TCP_FLAG_NAMES, type FastpathConfig, type FastpathRuleConfig } from './schema.js';
 
@@ -41,8 +42,9 @@ export interface CompiledInterface {
   name: string;
   mode: 'auto' | 'native' | 'generic';
   egress: boolean;
-  ingress: { defaultPolicy: 'pass' | 'drop'; bits: Buffer };
-  egressPolicy: { defaultPolicy: 'pass' | 'drop'; bits: Buffer };
+  /** xpClass: the entry's class in the crossproduct tables (0 without them) */
+  ingress: { defaultPolicy: 'pass' | 'drop'; bits: Buffer; xpClass?: number };
+  egressPolicy: { defaultPolicy: 'pass' | 'drop'; bits: Buffer; xpClass?: number };
 }
 
 export interface FastpathCapacity {
@@ -72,7 +74,19 @@ export interface FastpathDesired {
   capacity: FastpathCapacity;
   /** drop events: what logs, at which rate (rate 0: nothing) */
   log: LogConfig;
+  /** IPv4 TCP/UDP crossproduct cells (crossproduct.ts; absent: the bit vectors classify everything) */
+  xp?: { cells: Uint16Array };
+  /** which classifier the generation uses for large rule sets, and why (plan, status) */
+  classifier: string;
 }
+
+/**
+ * When a generation gets crossproduct tables: `auto` beyond one bit-vector
+ * word (64 rules; smaller sets keep the one-word AND, which is as cheap),
+ * `on` whenever they fit (tests), `off` never. The environment variable
+ * PATRONUS_FASTPATH_CROSSPRODUCT (auto|on|off) sets the default.
+ */
+export type CrossproductMode = 'auto' | 'on' | 'off';
 
 export interface CompileInput {
   fastpath: FastpathConfig;
@@ -81,6 +95,12 @@ export interface CompileInput {
   geoip?: CountryResolver;
   /** path of this section in the document, for issues */
   base?: IssuePath;
+  crossproduct?: CrossproductMode;
+}
+
+function crossproductMode(input: CompileInput): CrossproductMode {
+  const env = process.env.PATRONUS_FASTPATH_CROSSPRODUCT;
+  return input.crossproduct ?? (env === 'on' || env === 'off' ? env : 'auto');
 }
 
 const PROTO_NUM: Record<string, number> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132, gre: 47, esp: 50, ah: 51 };
@@ -299,7 +319,34 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
   }
   const log = compileLog(fp);
   if (log.rate > 0) genConfig.features |= FEAT.log;
-  return { desired: { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, dir6, ports, capacity, log }, issues };
+  const desired: FastpathDesired = { interfaces, rules, fields, tcpFlags: flagsBits, countRules, genConfig, dir4, dir6, ports, capacity, log, classifier: '' };
+  desired.classifier = addCrossproduct(desired, crossproductMode(input));
+  return { desired, issues };
+}
+
+/** Crossproduct tables for the generation where the mode wants them and they fit; what it got, in words. */
+function addCrossproduct(d: FastpathDesired, mode: CrossproductMode): string {
+  const plain = d.genConfig.words <= 1 ? 'one-word bit vectors' : 'bit vectors';
+  if (mode === 'off') return `${plain} (crossproduct off)`;
+  if (mode === 'auto' && d.genConfig.words <= 1) return plain;
+  const entries = d.interfaces.flatMap((i) => [i.ingress, ...(i.egress ? [i.egressPolicy] : [])]);
+  const xp = buildCrossproduct({
+    rules: d.rules.length,
+    features: d.genConfig.features,
+    base4: d.genConfig.base[0],
+    count: d.countRules,
+    dir4: d.dir4,
+    ports: d.ports,
+    tcpFlags: d.tcpFlags,
+    ifaceBits: entries.map((e) => e.bits),
+  });
+  if ('reason' in xp) return `${plain}: no crossproduct, ${xp.reason}`;
+  entries.forEach((e, i) => (e.xpClass = xp.ifaceClass[i]!));
+  d.xp = { cells: xp.cells };
+  d.genConfig.xp = xp.chains;
+  d.genConfig.features |= FEAT.crossproduct;
+  const g = (p: { left: string[]; right: string[] }) => `(${p.left.join(',')})(${p.right.join(',')})`;
+  return `crossproduct: ${xp.stats.cells} cells, tcp ${g(xp.stats.tcp)} udp ${g(xp.stats.udp)}`;
 }
 
 /**

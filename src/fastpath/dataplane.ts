@@ -23,6 +23,7 @@ import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { BpfObject, BpfProgram, PerCpuMap, codecs, openPinnedMap, probes, queryXdp, queryTc, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode } from '../system/host.js';
 import type { CompiledInterface, FastpathCapacity, FastpathDesired } from './compile.js';
+import { fastpathTables, type FastpathTables, type FlatTable } from './table.js';
 import { attachFilter, detachFilter, type AttachTarget } from './attach.js';
 import { FILTER_DEFAULT_RATE_STATE, FILTER_MAX_RULES, LOG_SLOT_DEFAULT, LOG_SLOTS, LOG_STAT_SIZE, LPM_FIELDS, MAP_NAMES, VERDICT_MAX, type LpmField, type MapName } from './layout.js';
 import { IncompatibleDataPlaneError, checkLayout, foreignOwner, isPinned, markOwner, openPins, pinOwner, removePins, supersededProgIds, tryOr, u32, type RawMap } from './pins.js';
@@ -169,7 +170,7 @@ export class FastpathDataPlane extends FastpathView {
    * replace), and its pins take over pinDir. Rate-limit buckets start full.
    * Returns the new data plane; this one is closed.
    */
-  async replaceWith(capacity: Partial<FastpathCapacity>, desired: FastpathDesired, ifindexOf: (name: string) => number | Promise<number>): Promise<FastpathDataPlane> {
+  async replaceWith(capacity: Partial<FastpathCapacity>, desired: FastpathDesired | FastpathTables, ifindexOf: (name: string) => number | Promise<number>): Promise<FastpathDataPlane> {
     const staging = `${this.pinDir}_next`;
     const retired = `${this.pinDir}_old`;
     removePins(staging);
@@ -201,7 +202,10 @@ export class FastpathDataPlane extends FastpathView {
     renameSync(this.pinDir, retired);
     renameSync(staging, this.pinDir);
     removePins(retired);
-    return FastpathDataPlane.adopt(this.pinDir, this.inNs);
+    const adopted = FastpathDataPlane.adopt(this.pinDir, this.inNs);
+    // the same maps as next's: what next wrote is known (the token in gen_meta says whether it still holds)
+    adopted.writer.inheritFrom(next.writer);
+    return adopted;
   }
 
   /**
@@ -284,21 +288,23 @@ export class FastpathDataPlane extends FastpathView {
    * Writes `desired` into the inactive generation and switches to it
    * (writer.ts). ifindexOf resolves interface names in the data plane's namespace.
    */
-  async apply(desired: FastpathDesired, ifindexOf: (name: string) => number | Promise<number>): Promise<ApplyStats> {
+  async apply(compiled: FastpathDesired | FastpathTables, ifindexOf: (name: string) => number | Promise<number>): Promise<ApplyStats> {
+    // the compiler's entries (tests, benches) become sorted tables here; the subsystem hands tables already
+    const desired = fastpathTables(compiled);
     const cap = this.capacity;
     if (desired.rules.length > FILTER_MAX_RULES) throw new Error(`fastpath: ${desired.rules.length} rules exceed the data plane's ${FILTER_MAX_RULES}`);
     for (const f of LPM_FIELDS) {
       const limit = f === 'sport' || f === 'dport' ? cap.portPrefixes : cap.prefixes;
-      if (desired.fields[f].length > limit) throw new Error(`fastpath: map ${f} needs ${desired.fields[f].length} entries; the loaded data plane holds ${limit} per generation (a capacity change needs a reload: teardown, then apply)`);
+      if (desired.fields[f].count > limit) throw new Error(`fastpath: map ${f} needs ${desired.fields[f].count} entries; the loaded data plane holds ${limit} per generation (a capacity change needs a reload: teardown, then apply)`);
     }
     const ifindexes = new Map<string, number>();
     for (const i of desired.interfaces) ifindexes.set(i.name, await ifindexOf(i.name));
     return this.writer.write(desired, ifindexes);
   }
 
-  /** Keys and bit vectors of the active generation of one LPM map (for plan), from what this process wrote. */
-  override activeEntries(f: LpmField): Promise<Map<string, Buffer>> {
-    return this.generationEntries(f, this.generation);
+  /** The active generation of one LPM map as a sorted table (for plan), from what this process wrote. */
+  override activeTable(f: LpmField): Promise<FlatTable> {
+    return this.generationTable(f, this.generation);
   }
 
   /** Whether what this instance remembers of the maps is what they hold (the writer token; see writer.ts). */
@@ -306,10 +312,10 @@ export class FastpathDataPlane extends FastpathView {
     return this.writer.cachesCurrent();
   }
 
-  /** Keys and bit vectors of generation `gen` of one LPM map: what this instance wrote while nobody else wrote since, else read. */
-  override generationEntries(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
+  /** Generation `gen` of one LPM map as a sorted table: what this instance wrote while nobody else wrote since, else read. */
+  override generationTable(f: LpmField, gen: number): Promise<FlatTable> {
     if (!this.writer.cachesCurrent()) this.writer.forgetContents();
-    return this.writer.generationContents(f, gen);
+    return this.writer.lpmContents(f, gen);
   }
 
   /**

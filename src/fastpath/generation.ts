@@ -5,8 +5,8 @@
  * IPv4 DIR-16-8 tables. The data plane writes exactly these; the unit tests
  * check them against the compiler's tables.
  */
-import type { Dir4, FastpathDesired } from './compile.js';
-import { Slicer, TICK_EVERY } from '../system/slices.js';
+import type { Dir4 } from './compile.js';
+import { lpmRootBits, type FastpathTables } from './table.js';
 import { BITS_BYTES, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, DIR4_CHUNKS, FILTER_FLAGS_PER_GEN, FILTER_MAX_IFACES, MATCH_FIELDS, type GenConfig } from './layout.js';
 
 /**
@@ -17,7 +17,7 @@ import { BITS_BYTES, DIR_BITMAP, DIR_CHUNK, DIR_TRIE, DIR4_CHUNKS, FILTER_FLAGS_
  * zero-length entry is missing counts every rule as constraining it (its
  * lookup can fail, which must stay a "no rule" result).
  */
-export function constrainedVectors(desired: Pick<FastpathDesired, 'fields' | 'tcpFlags'>): Buffer[] {
+export function constrainedVectors(desired: Pick<FastpathTables, 'fields' | 'tcpFlags'>): Buffer[] {
   return MATCH_FIELDS.map((f) => {
     if (f === 'flags') {
       const all = Buffer.alloc(BITS_BYTES, 0xff);
@@ -28,13 +28,13 @@ export function constrainedVectors(desired: Pick<FastpathDesired, 'fields' | 'tc
       }
       return invert(all);
     }
-    const root = desired.fields[f].find((e) => e.length === 0);
-    return root ? invert(root.bits) : Buffer.alloc(BITS_BYTES, 0xff);
+    const root = lpmRootBits(f, desired.fields[f]);
+    return root ? invert(root) : Buffer.alloc(BITS_BYTES, 0xff);
   });
 }
 
 /** The generation's gen_config with the constrained vectors filled in. */
-export function genConfigWithConstraints(desired: Pick<FastpathDesired, 'fields' | 'tcpFlags' | 'genConfig'>): GenConfig {
+export function genConfigWithConstraints(desired: Pick<FastpathTables, 'fields' | 'tcpFlags' | 'genConfig'>): GenConfig {
   return { ...desired.genConfig, constrained: constrainedVectors(desired) };
 }
 
@@ -99,33 +99,13 @@ export function resolveDir4(p: PackedDir4, addr: [number, number, number, number
   return c;
 }
 
-/**
- * The writes that bring a keyed map (one generation of an LPM map; keys as
- * latin1 strings) from `have` to `want`: keys to delete, and entries to
- * write (new, or with another value). Unchanged entries are not written.
- * A million keys take the main thread a second: it yields between slices.
- */
-export async function diffKeyed(have: ReadonlyMap<string, Buffer>, want: ReadonlyMap<string, Buffer>, slicer = new Slicer()): Promise<{ stale: string[]; write: [string, Buffer][] }> {
-  const stale: string[] = [];
-  let i = 0;
-  for (const k of have.keys()) {
-    if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
-    if (!want.has(k)) stale.push(k);
-  }
-  const write: [string, Buffer][] = [];
-  for (const [k, v] of want) {
-    if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
-    const cur = have.get(k);
-    if (!cur || !cur.equals(v)) write.push([k, v]);
-  }
-  return { stale, write };
-}
-
 /** Positions where an array table differs from what was last written there (all of it when nothing was). */
-export function changedIndexes(prev: ArrayLike<number> | undefined, values: ArrayLike<number>): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < values.length; i++) if (!prev || prev[i] !== values[i]) out.push(i);
-  return out;
+export function changedIndexes(prev: ArrayLike<number> | undefined, values: ArrayLike<number>): Uint32Array {
+  // typed: a DIR-16-8 chunk table of 10^6 entries changes whole when every prefix does (no array of numbers)
+  const out = new Uint32Array(values.length);
+  let n = 0;
+  for (let i = 0; i < values.length; i++) if (!prev || prev[i] !== values[i]) out[n++] = i;
+  return out.subarray(0, n);
 }
 
 /** Positions where a vector table differs from what was last written there. */

@@ -84,7 +84,39 @@ export const FEAT = {
   src_v6_dir: F.FEAT_SRC_V6_DIR,
   dst_v6_dir: F.FEAT_DST_V6_DIR,
   count: F.FEAT_COUNT,
-} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log' | 'src_v6_dir' | 'dst_v6_dir' | 'count', number>;
+  crossproduct: F.FEAT_XP,
+} as const satisfies Record<LpmField | 'flags' | 'src_v4_dir' | 'dst_v4_dir' | 'sport_arr' | 'dport_arr' | 'log' | 'src_v6_dir' | 'dst_v6_dir' | 'count' | 'crossproduct', number>;
+
+/** Crossproduct tables (filter_common.h, src/fastpath/crossproduct.ts). */
+export const XP_CELLS: number = L.FILTER_LIMIT_XP_CELLS;
+export const XP_NONE: number = L.FILTER_LIMIT_XP_NONE;
+export const XP_FALLBACK: number = L.FILTER_LIMIT_XP_FALLBACK;
+export const XP_MAX_STATE: number = L.FILTER_LIMIT_XP_MAX_STATE;
+export const XP_SETTLED: number = L.FILTER_LIMIT_XP_SETTLED;
+export const XP_FLAGS_CELLS: number = L.FILTER_LIMIT_XP_FLAGS_CELLS;
+/** enum xp_field, in order */
+export const XP_FIELDS = ['src', 'dst', 'sport', 'dport', 'flags'] as const;
+export type XpField = (typeof XP_FIELDS)[number];
+XP_FIELDS.forEach((f, i) => {
+  if ((ENUMS.xp_field as Record<string, number>)[`XP_${f.toUpperCase()}`] !== i) throw new Error(`fastpath: crossproduct field ${f} is not number ${i} in the BPF object's enum xp_field`);
+});
+
+/** One protocol's crossproduct chain (struct xp_chain). */
+export interface XpChain {
+  /** bit f (XP_FIELDS index): a step of the left group */
+  left: number;
+  right: number;
+  /** bit f: first in a group of one start class, its class is the state (no table) */
+  direct: number;
+  /** bit f (direct): cell soff[f] + class nonzero when the class settles its group */
+  settle: number;
+  soff: number[];
+  /** per field: row length (class count) and first cell of its table */
+  n: number[];
+  off: number[];
+  finalOff: number;
+  rightStates: number;
+}
 
 /** Drop events (bpf/include/filter_log.h): limiter slots, flags, sizes. */
 const LL = ENUMS.filter_log_limits;
@@ -232,7 +264,7 @@ const IV = STRUCTS.iface_value.members;
  * that apply there) ANDed with the generation's base vector of each family
  * (GenConfig.base), so the program ANDs one vector less per packet.
  */
-export function encodeIfaceValue(bits: Buffer, base: readonly [Buffer, Buffer], defaultAction: number, ifindex: number): Buffer {
+export function encodeIfaceValue(bits: Buffer, base: readonly [Buffer, Buffer], defaultAction: number, ifindex: number, xpClass = 0): Buffer {
   const v = Buffer.alloc(IFACE_VALUE_SIZE);
   for (let fam = 0; fam < 2; fam++) {
     const at = IV.bits.offset + fam * BITS_BYTES;
@@ -240,6 +272,7 @@ export function encodeIfaceValue(bits: Buffer, base: readonly [Buffer, Buffer], 
   }
   v.writeUInt32LE(defaultAction, IV.default_action.offset);
   v.writeUInt32LE(ifindex, IV.ifindex.offset);
+  v.writeUInt32LE(xpClass, IV.xp_class.offset);
   return v;
 }
 
@@ -261,6 +294,40 @@ export interface GenConfig {
   constrained?: Buffer[];
   /** [source, destination]: the IPv6 first stage's prefix lengths in (16, 64], longest first (absent: none) */
   v6Len?: [number[], number[]];
+  /** [TCP, UDP] crossproduct chains (FEAT.crossproduct; absent: none) */
+  xp?: [XpChain, XpChain];
+}
+
+const XC = STRUCTS.xp_chain.members;
+const XP_CHAIN_SIZE: number = STRUCTS.xp_chain.size;
+
+function encodeXpChain(c: XpChain, b: Buffer, at: number): void {
+  b.writeUInt32LE(c.left, at + XC.left.offset);
+  b.writeUInt32LE(c.right, at + XC.right.offset);
+  b.writeUInt32LE(c.direct, at + XC.direct.offset);
+  b.writeUInt32LE(c.settle, at + XC.settle.offset);
+  for (let f = 0; f < XP_FIELDS.length; f++) b.writeUInt32LE(c.soff[f] ?? 0, at + XC.soff.offset + 4 * f);
+  for (let f = 0; f < XP_FIELDS.length; f++) {
+    b.writeUInt32LE(c.n[f] ?? 0, at + XC.n.offset + 4 * f);
+    b.writeUInt32LE(c.off[f] ?? 0, at + XC.off.offset + 4 * f);
+  }
+  b.writeUInt32LE(c.finalOff, at + XC.final_off.offset);
+  b.writeUInt32LE(c.rightStates, at + XC.right_states.offset);
+}
+
+function decodeXpChain(b: Buffer, at: number): XpChain {
+  const arr = (o: number) => XP_FIELDS.map((_, f) => b.readUInt32LE(at + o + 4 * f));
+  return {
+    left: b.readUInt32LE(at + XC.left.offset),
+    right: b.readUInt32LE(at + XC.right.offset),
+    direct: b.readUInt32LE(at + XC.direct.offset),
+    settle: b.readUInt32LE(at + XC.settle.offset),
+    soff: arr(XC.soff.offset),
+    n: arr(XC.n.offset),
+    off: arr(XC.off.offset),
+    finalOff: b.readUInt32LE(at + XC.final_off.offset),
+    rightStates: b.readUInt32LE(at + XC.right_states.offset),
+  };
 }
 
 const GC = STRUCTS.gen_config.members;
@@ -279,6 +346,7 @@ export function encodeGenConfig(c: GenConfig): Buffer {
     else b.fill(0xff, at, at + BITS_BYTES);
   }
   c.v6Len?.forEach((lens, field) => lens.forEach((len, i) => (b[GC.v6_len.offset + field * V6_LENGTHS + i] = len)));
+  c.xp?.forEach((chain, p) => encodeXpChain(chain, b, GC.xp.offset + p * XP_CHAIN_SIZE));
   return b;
 }
 
@@ -291,6 +359,7 @@ export function decodeGenConfig(b: Buffer): GenConfig {
     count: vec(GC.count.offset),
     constrained: MATCH_FIELDS.map((_, i) => vec(GC.constrained.offset + i * BITS_BYTES)),
     v6Len: [0, 1].map((field) => [...b.subarray(GC.v6_len.offset + field * V6_LENGTHS, GC.v6_len.offset + (field + 1) * V6_LENGTHS)].filter((x) => x > 0)) as [number[], number[]],
+    xp: [decodeXpChain(b, GC.xp.offset), decodeXpChain(b, GC.xp.offset + XP_CHAIN_SIZE)],
   };
 }
 

@@ -8,14 +8,15 @@ import { probes, queryTc, queryXdp } from '../bpf/index.js';
 import { defineSubsystem, type Change, type CompileContext, type DriftFinding, type Subsystem } from '../apply/subsystem.js';
 import type { Issue } from '../config/issues.js';
 import type { Host } from '../system/host.js';
-import { compileFastpath, type FastpathCapacity, type FastpathDesired, type LpmEntry } from './compile.js';
+import { compileFastpath, type FastpathCapacity } from './compile.js';
 import { FastpathDataPlane, IncompatibleDataPlaneError, TC_HANDLE, TC_PRIORITY, type FastpathView } from './dataplane.js';
 import { GeoIpDatabase } from './geoip.js';
-import { LPM_FIELDS, bitList, fieldKeySize, lpmKeyString, type LpmField } from './layout.js';
+import { FEAT, LPM_FIELDS, bitList, type LpmField } from './layout.js';
 import type { FastpathConfig } from './schema.js';
 import { formatPrefix, prefixFromBytes } from '../net/address.js';
 import { packFastpath, unpackFastpath, type PackedFastpath } from './wire.js';
-import { Slicer, TICK_EVERY } from '../system/slices.js';
+import { Slicer } from '../system/slices.js';
+import { fastpathTables, lpmEntryAt, mergeDiff, type FastpathTables, type FlatTable } from './table.js';
 
 /** Where a host's fast path is pinned. */
 export function fastpathPinDir(host: Host): string {
@@ -40,7 +41,7 @@ export function observeFastpath(host: Host): FastpathView {
 }
 
 /** Compiles with the GeoIP database the section names (read here: it is a file the config names). */
-export function compileFastpathSection(fastpath: FastpathConfig, ctx: Pick<CompileContext, 'aliases'>): { desired: FastpathDesired; issues: Issue[] } {
+export function compileFastpathSection(fastpath: FastpathConfig, ctx: Pick<CompileContext, 'aliases'>): { desired: FastpathTables; issues: Issue[] } {
   let geoip: GeoIpDatabase | undefined;
   if (fastpath.geoip.database) {
     try {
@@ -52,10 +53,12 @@ export function compileFastpathSection(fastpath: FastpathConfig, ctx: Pick<Compi
       };
     }
   }
-  return compileFastpath({ fastpath, aliases: ctx.aliases, ...(geoip ? { geoip } : {}) });
+  const { desired, issues } = compileFastpath({ fastpath, aliases: ctx.aliases, ...(geoip ? { geoip } : {}) });
+  // LPM fields as sorted flat tables (table.ts): transferred from a compile worker as they are, diffed by a merge
+  return { desired: fastpathTables(desired), issues };
 }
 
-export const fastpathSubsystem: Subsystem<FastpathDesired> = defineSubsystem<FastpathDesired>({
+export const fastpathSubsystem: Subsystem<FastpathTables> = defineSubsystem<FastpathTables>({
   name: 'fastpath',
 
   compile(ctx) {
@@ -178,17 +181,18 @@ export const fastpathSubsystem: Subsystem<FastpathDesired> = defineSubsystem<Fas
     return desired.interfaces.length > 0 || desired.rules.length > 0;
   },
 
-  // a million prefixes: flat transferred buffers, not a million cloned objects (src/fastpath/wire.ts)
+  // a million prefixes: flat transferred tables, not a million cloned objects (src/fastpath/wire.ts)
   wire: { pack: packFastpath, unpack: (v) => unpackFastpath(v as PackedFastpath) },
 });
 
-async function planFastpath(desired: FastpathDesired, host: Host): Promise<Change[]> {
+async function planFastpath(desired: FastpathTables, host: Host): Promise<Change[]> {
   const changes: Change[] = [];
   const pinDir = fastpathPinDir(host);
   if (!FastpathDataPlane.isPinned(pinDir)) {
     if (desired.interfaces.length === 0) return changes;
     changes.push({ action: 'add', object: `data plane ${pinDir}`, detail: 'load and pin xdp_filter and tc_filter' });
-    for (const f of LPM_FIELDS) if (desired.fields[f].length > 1) changes.push({ action: 'add', object: `map ${f}`, detail: `${desired.fields[f].length} entries` });
+    for (const f of LPM_FIELDS) if (desired.fields[f].count > 1) changes.push({ action: 'add', object: `map ${f}`, detail: `${desired.fields[f].count} entries` });
+    if (desired.genConfig.features & FEAT.crossproduct) changes.push({ action: 'add', object: 'classifier', detail: desired.classifier });
     for (const r of desired.rules) changes.push({ action: 'add', object: `rule ${r.name}`, detail: `#${r.index} ${r.action}` });
     for (const i of desired.interfaces) changes.push({ action: 'add', object: `xdp ${i.name}`, detail: `mode ${i.mode}, default ${i.ingress.defaultPolicy}${i.egress ? `; tc egress, default ${i.egressPolicy.defaultPolicy}` : ''}` });
     return changes;
@@ -234,7 +238,7 @@ function forgetKept(pinDir: string): void {
   kept.delete(pinDir);
 }
 
-async function applyFastpath(desired: FastpathDesired, host: Host): Promise<void> {
+async function applyFastpath(desired: FastpathTables, host: Host): Promise<void> {
   const pinDir = fastpathPinDir(host);
   if (desired.interfaces.length === 0 && desired.rules.length === 0) {
     forgetKept(pinDir);
@@ -270,7 +274,7 @@ export async function linkNames(host: Host): Promise<Map<number, string>> {
 }
 
 /** The diff between what runs (active generation) and desired, readable. */
-export async function planAgainst(dp: FastpathView, desired: FastpathDesired, host: Host): Promise<Change[]> {
+export async function planAgainst(dp: FastpathView, desired: FastpathTables, host: Host): Promise<Change[]> {
   const changes: Change[] = [];
   const resize = capacityChanges(dp.capacity, desired.capacity);
   if (resize.length) changes.push({ action: 'restart', object: 'data plane', detail: `map sizes change (${resize.join(', ')}): a new data plane is loaded and swapped in atomically` });
@@ -285,33 +289,24 @@ export async function planAgainst(dp: FastpathView, desired: FastpathDesired, ho
 
   // read once: each read of dp.generation is a map lookup (a syscall), and this loop runs per entry (was 15 s for 1M)
   const gen = dp.generation;
+  // the classifier variant of large rule sets (crossproduct tables or bit vectors), when it changes
+  if (dp.lookups(gen).includes('crossproduct') !== ((desired.genConfig.features & FEAT.crossproduct) !== 0)) changes.push({ action: 'change', object: 'classifier', detail: desired.classifier });
   for (const f of LPM_FIELDS) {
-    const cur = await dp.generationEntries(f, gen);
-    const seen = new Set<string>();
+    // one merge of two sorted tables (table.ts): no key strings, no per-entry objects
+    const cur = await dp.generationTable(f, gen);
+    const want = desired.fields[f];
+    const d = await mergeDiff(cur, want, new Slicer(), `plan of map ${f}`);
     // entries, described only when printed (a plan of 100k prefixes prints five of them)
-    const added: LpmEntry[] = [];
-    const changed: LpmEntry[] = [];
-    // a million entries: the event loop gets a turn every few ms
-    const slicer = new Slicer();
-    const scratch = Buffer.alloc(fieldKeySize(f));
-    let i = 0;
-    for (const e of desired.fields[f]) {
-      if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
-      const k = keyOf(f, gen, e.data, e.length, scratch);
-      seen.add(k);
-      const v = cur.get(k);
-      if (!v) added.push(e);
-      else if (!v.equals(e.bits)) changed.push(e);
-    }
-    const removed: string[] = [];
-    for (const k of cur.keys()) {
-      if (++i % TICK_EVERY === 0) if (slicer.due()) await slicer.pause();
-      if (!seen.has(k)) removed.push(k);
-    }
-    const entry = (e: LpmEntry) => describeEntry(f, e.data, e.length, e.bits);
-    pushSummarised(changes, 'add', f, added, entry);
-    pushSummarised(changes, 'change', f, changed, entry);
-    pushSummarised(changes, 'remove', f, removed, (k) => describeKey(f, Buffer.from(k, 'latin1')));
+    const of = (t: FlatTable) => (i: number) => {
+      const e = lpmEntryAt(f, t, i);
+      return describeEntry(f, e.data, e.length, e.bits);
+    };
+    pushSummarised(changes, 'add', f, d.added, of(want));
+    pushSummarised(changes, 'change', f, d.changed, of(want));
+    pushSummarised(changes, 'remove', f, d.removed, (i) => {
+      const e = lpmEntryAt(f, cur, i);
+      return describeEntry(f, e.data, e.length);
+    });
   }
 
   const attached = new Map(dp.interfaces().map((i) => [i.ifindex, i]));
@@ -339,14 +334,6 @@ export function capacityChanges(have: FastpathCapacity, want: FastpathCapacity):
   return (['prefixes', 'portPrefixes', 'rateLimitSources', 'blocklist'] as const).filter((k) => have[k] !== want[k]).map((k) => `${k} ${have[k]} -> ${want[k]}`);
 }
 
-function keyOf(f: LpmField, gen: number, data: Buffer, length: number, scratch = Buffer.alloc(fieldKeySize(f))): string {
-  return lpmKeyString(f, gen, data, length, scratch);
-}
-
-function describeKey(f: LpmField, k: Buffer): string {
-  return describeEntry(f, k.subarray(5), k.readUInt32LE(0) - 8);
-}
-
 /** "10.0.0.0/8 -> rules 0,3", "tcp 8000/11 -> rules 4" */
 function describeEntry(f: LpmField, data: Buffer, length: number, bits?: Buffer): string {
   let what: string;
@@ -355,12 +342,12 @@ function describeEntry(f: LpmField, data: Buffer, length: number, bits?: Buffer)
   return bits ? `${what} -> rules ${bitList(bits).join(',') || 'none'}` : what;
 }
 
-function pushSummarised<T>(changes: Change[], action: 'add' | 'remove' | 'change', f: LpmField, list: T[], describe: (x: T) => string): void {
+function pushSummarised(changes: Change[], action: 'add' | 'remove' | 'change', f: LpmField, list: Uint32Array, describe: (i: number) => string): void {
   if (list.length === 0) return;
-  if (list.length <= 20) for (const x of list) changes.push({ action, object: `map ${f} entry`, detail: describe(x) });
-  else changes.push({ action, object: `map ${f}`, detail: `${list.length} entries (first: ${list.slice(0, 5).map(describe).join('; ')})` });
+  if (list.length <= 20) for (const i of list) changes.push({ action, object: `map ${f} entry`, detail: describe(i) });
+  else changes.push({ action, object: `map ${f}`, detail: `${list.length} entries (first: ${[...list.subarray(0, 5)].map(describe).join('; ')})` });
 }
 
-function emptyDesired(fastpath: FastpathConfig): FastpathDesired {
-  return compileFastpath({ fastpath: { ...fastpath, rules: [], interfaces: [] }, aliases: new Map() }).desired;
+function emptyDesired(fastpath: FastpathConfig): FastpathTables {
+  return fastpathTables(compileFastpath({ fastpath: { ...fastpath, rules: [], interfaces: [] }, aliases: new Map() }).desired);
 }

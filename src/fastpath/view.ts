@@ -8,12 +8,12 @@
  * running programs, not part of a generation.
  */
 import { addressBytes } from '../net/address.js';
-import { Slicer, TICK_EVERY } from '../system/slices.js';
 import { PerCpuMap, codecs, probes, queryXdp, queryTc, type BpfProgram, type XdpMode } from '../bpf/index.js';
 import { currentNetnsInode } from '../system/host.js';
 import { dropLogCounters, type DropLogCounters, type LogRule } from './droplog.js';
 import type { FastpathCapacity } from './compile.js';
 import { ACTION, DIR, FEAT, FILTER_COUNTER_SLOTS, FILTER_MAX_IFACES, FILTER_MAX_RULES, LPM_FIELDS, RULE_STAT_SIZE, VERDICTS, VERDICT_MAX, VERDICT_STAT_SIZE, decodeAction, decodeGenConfig, decodeIfaceValue, decodeLogConfig, ifaceIndex, type LpmField, type MapName, type Verdict } from './layout.js';
+import { lpmTableFromKernel, type FlatTable } from './table.js';
 import { ForeignDataPlaneError, foreignOwner, isPinned, openPins, pinOwner, tryOr, u32, type RawMap } from './pins.js';
 
 /** tc filter identity of the egress program (clsact egress, this priority/handle). */
@@ -303,22 +303,16 @@ export class FastpathView implements Disposable {
     return [...byIdx.values()];
   }
 
-  /** Keys and bit vectors of the active generation of one LPM map (for plan). */
-  async activeEntries(f: LpmField): Promise<Map<string, Buffer>> {
-    return this.generationEntries(f, this.generation);
+  /** The active generation of one LPM map as a sorted table (for plan). */
+  async activeTable(f: LpmField): Promise<FlatTable> {
+    return this.generationTable(f, this.generation);
   }
 
-  /** Keys and bit vectors of generation `gen` of one LPM map (plan reads the generation number once). */
-  async generationEntries(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
-    const out = new Map<string, Buffer>();
-    const slicer = new Slicer();
-    let i = 0;
-    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
-    for (const [k, v] of await this.maps[f].entries()) {
-      if (++i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
-      if (k[4] === gen) out.set(k.toString('latin1'), v);
-    }
-    return out;
+  /** Generation `gen` of one LPM map as a sorted table (plan reads the generation number once). */
+  async generationTable(f: LpmField, gen: number): Promise<FlatTable> {
+    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries); no object per entry
+    const raw = await this.maps[f].rawEntries();
+    return lpmTableFromKernel(f, gen, raw.keys, raw.values, raw.count, this.maps[f].info.valueBytes);
   }
 
   activeRuleNames(): string[] {

@@ -11,8 +11,9 @@
 import { randomBytes } from 'node:crypto';
 import { PerCpuMap, codecs } from '../bpf/index.js';
 import { loggingSlotsOf, prepareDropLog, settleDropLog, type LogRule } from './droplog.js';
-import type { FastpathCapacity, FastpathDesired, LpmEntry } from './compile.js';
-import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, diffKeyed, genConfigWithConstraints, packDir4 } from './generation.js';
+import type { FastpathCapacity } from './compile.js';
+import { emptyTable, encodeLpmKeys, encodeV6HashKeys, encodeValues, lpmSortKeyBytes, lpmTableFromKernel, mergeDiff, upserts, v6HashTable, v6HashTableFromKernel, type FastpathTables, type FlatTable } from './table.js';
+import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, genConfigWithConstraints, packDir4 } from './generation.js';
 import { Slicer, TICK_EVERY } from '../system/slices.js';
 import {
   ACTION,
@@ -34,15 +35,14 @@ import {
   PORT_CLASSES,
   RULE_STAT_SIZE,
   V6_CLASSES,
+  XP_CELLS,
   encodeAction,
   encodeDir4Bitmap,
   encodeGenConfig,
   encodeIfaceValue,
-  encodeV6HashKey,
   ifaceIndex,
-  lpmKeyString,
+  BITS_BYTES,
   fieldKeySize,
-  v6HashKeyGf,
   type LpmField,
   type MapName,
 } from './layout.js';
@@ -67,12 +67,17 @@ export interface WriterHost {
   rcuBarrier(): void;
 }
 
-/** A superseded generation is remembered up to this many entries per map (the running one always). */
-const KEEP_CONTENTS_MAX = 250_000;
+/** Entries per batch syscall: 64k LPM entries are ~9 MB of keys and values to encode, a few ms of the main thread. */
+const BATCH_ENTRIES = 65_536;
 
 export class GenerationWriter {
-  /** "field:gen" (and "v6_hash:gen*2+field") -> key (latin1) -> value, as last written by this process */
-  private readonly contents = new Map<string, Map<string, Buffer>>();
+  /**
+   * "field:gen" (LPM maps) and "v6_hash:gen*2+field" -> what this process
+   * last wrote there, as a sorted table (table.ts): the desired state's own
+   * table (nothing copied), 9 bytes per IPv4 entry plus its distinct
+   * vectors, so both generations are always remembered.
+   */
+  private readonly tables = new Map<string, FlatTable>();
   /** "map:first index" -> u32 values last written there by this process (DIR and port tables) */
   private readonly arrays = new Map<string, Uint32Array>();
   /** "map:first index" -> class vectors last written there by this process */
@@ -96,15 +101,15 @@ export class GenerationWriter {
   ) {
     this.freshMaps = fresh;
     if (!fresh) return;
-    for (const f of LPM_FIELDS) for (const g of [0, 1]) this.contents.set(`${f}:${g}`, new Map());
-    for (let gf = 0; gf < 4; gf++) this.contents.set(`v6_hash:${gf}`, new Map());
+    for (const f of LPM_FIELDS) for (const g of [0, 1]) this.tables.set(`${f}:${g}`, emptyTable(lpmSortKeyBytes(f), BITS_BYTES));
+    for (let gf = 0; gf < 4; gf++) this.tables.set(`v6_hash:${gf}`, v6HashTable([]));
   }
 
   /**
    * Writes `desired` into the inactive generation and switches to it
    * (capacity already checked; ifindexes: interface name -> ifindex).
    */
-  async write(desired: FastpathDesired, ifindexes: ReadonlyMap<string, number>): Promise<ApplyStats> {
+  async write(desired: FastpathTables, ifindexes: ReadonlyMap<string, number>): Promise<ApplyStats> {
     const t0 = performance.now();
     // nothing may still read the generation we are about to overwrite
     this.dp.rcuBarrier();
@@ -157,9 +162,10 @@ export class GenerationWriter {
     for (const [fi, f] of (['src_v6', 'dst_v6'] as const).entries()) {
       const d = desired.dir6?.[f];
       const gf = shadow * 2 + fi;
-      const want = new Map<string, Buffer>();
-      if (d) for (const h of d.hash) want.set(encodeV6HashKey(gf, h.len, h.hi).toString('latin1'), u32(h.cls));
-      const r = await this.writeKeyed('v6_hash', `v6_hash:${gf}`, want, (k) => v6HashKeyGf(k) === gf);
+      const r = await this.writeTable('v6_hash', `v6_hash:${gf}`, d?.hash ?? v6HashTable([]), {
+        encodeKeys: (t, idx, from, to, out) => encodeV6HashKeys(gf, t, idx, from, to, out),
+        fromKernel: (raw, vb) => v6HashTableFromKernel(gf, raw.keys, raw.values, raw.count, vb),
+      });
       removed[`${f}_hash`] = r.removed;
       if (!d) continue;
       await this.writeVectors('v6_class', gf * V6_CLASSES, d.classes);
@@ -178,6 +184,9 @@ export class GenerationWriter {
       written[`${f}_arr`] = 2 * 65536;
     }
 
+    // IPv4 crossproduct cells of the shadow generation (read only when its gen_config says FEAT_XP)
+    if (desired.xp) written.xp_table = await this.writeXpCells(shadow, desired.xp.cells);
+
     const flagKeys = desired.tcpFlags.map((_, i) => u32(shadow * FILTER_FLAGS_PER_GEN + i));
     await this.maps.tcp_flags.setMany(flagKeys.map((k, i) => [k, desired.tcpFlags[i]!] as const));
     written.tcp_flags = flagKeys.length;
@@ -191,8 +200,8 @@ export class GenerationWriter {
       const idx = ifindexes.get(i.name)!;
       const slot = slotOf.get(idx)!;
       const base = desired.genConfig.base;
-      cfg.set(ifaceIndex(shadow, DIR.ingress, slot), encodeIfaceValue(i.ingress.bits, base, policyAction(i.ingress.defaultPolicy), idx));
-      if (i.egress) cfg.set(ifaceIndex(shadow, DIR.egress, slot), encodeIfaceValue(i.egressPolicy.bits, base, policyAction(i.egressPolicy.defaultPolicy), idx));
+      cfg.set(ifaceIndex(shadow, DIR.ingress, slot), encodeIfaceValue(i.ingress.bits, base, policyAction(i.ingress.defaultPolicy), idx, i.ingress.xpClass));
+      if (i.egress) cfg.set(ifaceIndex(shadow, DIR.egress, slot), encodeIfaceValue(i.egressPolicy.bits, base, policyAction(i.egressPolicy.defaultPolicy), idx, i.egressPolicy.xpClass));
     }
     const cfgEntries: [Buffer, Buffer][] = [];
     for (const dir of [DIR.ingress, DIR.egress]) {
@@ -222,7 +231,7 @@ export class GenerationWriter {
     prepareDropLog(this.maps, shadow, desired.log, logRules, loggingSlotsOf(this.maps, active, logBefore.rules));
     const meta = Buffer.alloc(GEN_META_SIZE);
     meta.writeUInt32LE(desired.rules.length, 0);
-    LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].length, 4 + 4 * i));
+    LPM_FIELDS.forEach((f, i) => meta.writeUInt32LE(desired.fields[f].count, 4 + 4 * i));
     meta.writeUInt32LE(claim, GEN_META_WRITER_OFFSET);
     this.maps.gen_meta.set(u32(shadow), meta);
 
@@ -230,12 +239,6 @@ export class GenerationWriter {
     this.maps.active.set(u32(0), u32(shadow));
     this.dp.rcuBarrier();
     settleDropLog(this.maps, desired.log, logRules, logBefore);
-    // the generation just superseded is remembered only while small: a full country database (10^6
-    // keys, ~150 MB of heap) stays remembered only while it runs; the next write of it reads it again
-    for (const key of [...LPM_FIELDS.map((f) => `${f}:${active}`), `v6_hash:${active * 2}`, `v6_hash:${active * 2 + 1}`]) {
-      if ((this.contents.get(key)?.size ?? 0) > KEEP_CONTENTS_MAX) this.contents.delete(key);
-    }
-
     // interfaces no longer configured: nothing reads their slots now
     for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
 
@@ -274,16 +277,38 @@ export class GenerationWriter {
     return this.maps.gen_meta.get(u32(this.dp.generation))!.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken;
   }
 
+  /**
+   * Takes over what another writer of the same kernel maps (other handles:
+   * the data plane adopted again after replaceWith) remembers, token
+   * included: the next plan or write does not read 10^6 entries back.
+   */
+  inheritFrom(other: GenerationWriter): void {
+    for (const [k, v] of other.tables) this.tables.set(k, v);
+    for (const [k, v] of other.arrays) this.arrays.set(k, v);
+    for (const [k, v] of other.vectors) this.vectors.set(k, v);
+    this.writerToken = other.writerToken;
+    this.freshMaps = other.freshMaps;
+  }
+
   /** Forgets what this writer remembers of the maps: the next read or write reads them from the kernel. */
   forgetContents(): void {
-    this.contents.clear();
+    this.tables.clear();
     this.arrays.clear();
     this.vectors.clear();
   }
 
-  /** Keys and values one generation of an LPM map holds (cached). */
-  generationContents(f: LpmField, gen: number): Promise<Map<string, Buffer>> {
-    return this.keyedContents(f, `${f}:${gen}`, (k) => k[4] === gen);
+  /** One generation of an LPM map as a sorted table: what this writer last wrote there, else read from the map once. */
+  lpmContents(f: LpmField, gen: number): Promise<FlatTable> {
+    return this.tableContents(f, `${f}:${gen}`, (raw, vb) => lpmTableFromKernel(f, gen, raw.keys, raw.values, raw.count, vb));
+  }
+
+  private async tableContents(name: LpmField | 'v6_hash', cacheKey: string, fromKernel: FromKernel): Promise<FlatTable> {
+    const known = this.tables.get(cacheKey);
+    if (known) return known;
+    // one batch read off the JS thread; sorted and deduplicated into a table without an object per entry
+    const t = await fromKernel(await this.maps[name].rawEntries(), this.maps[name].info.valueBytes);
+    this.tables.set(cacheKey, t);
+    return t;
   }
 
   private resetSlot(slot: number, name: string): void {
@@ -303,51 +328,53 @@ export class GenerationWriter {
     else this.maps.iface_slots_big.set(u32(ifindex), v);
   }
 
-  /**
-   * Brings one generation of an LPM map to `entries`, writing only what
-   * differs. What a generation holds is remembered from the apply that wrote
-   * it; after adoption it is read from the map once.
-   */
-  private async writeLpm(f: LpmField, gen: number, entries: LpmEntry[]): Promise<{ written: number; removed: number }> {
-    // a million entries: the event loop gets a turn every few ms (src/system/slices.ts)
-    const slicer = new Slicer();
-    const want = new Map<string, Buffer>();
-    const scratch = Buffer.alloc(fieldKeySize(f));
-    for (let i = 0; i < entries.length; i++) {
-      if (i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
-      const e = entries[i]!;
-      want.set(lpmKeyString(f, gen, e.data, e.length, scratch), e.bits);
-    }
-    return this.writeKeyed(f, `${f}:${gen}`, want, (k) => k[4] === gen);
+  /** Brings one generation of an LPM map to `want` (writeTable). */
+  private writeLpm(f: LpmField, gen: number, want: FlatTable): Promise<{ written: number; removed: number }> {
+    return this.writeTable(f, `${f}:${gen}`, want, {
+      encodeKeys: (t, idx, from, to, out) => encodeLpmKeys(f, gen, t, idx, from, to, out),
+      fromKernel: (raw, vb) => lpmTableFromKernel(f, gen, raw.keys, raw.values, raw.count, vb),
+    });
   }
 
   /**
-   * Brings the part of a keyed map that `belongs` selects (one generation)
-   * to `want`, writing only what differs from what this process last wrote
-   * there (cached under `cacheKey`; read from the map once after adoption).
+   * Brings the part of a keyed map that one table stands for (a generation
+   * of an LPM map, a generation and field of v6_hash) to `want`, writing only
+   * what differs: one merge of two sorted tables (what this process wrote
+   * there, or after adoption what the map holds, read once) gives the keys
+   * to delete and the entries to write, encoded straight into batch buffers
+   * (no key string, Buffer or object per entry) and written with one batch
+   * syscall per BATCH_ENTRIES, off the JS thread.
    */
-  private async writeKeyed(name: LpmField | 'v6_hash', cacheKey: string, want: Map<string, Buffer>, belongs: (k: Buffer) => boolean): Promise<{ written: number; removed: number }> {
+  private async writeTable(name: LpmField | 'v6_hash', cacheKey: string, want: FlatTable, codec: { encodeKeys: EncodeKeys; fromKernel: FromKernel }): Promise<{ written: number; removed: number }> {
     const map = this.maps[name];
-    const have = await this.keyedContents(name, cacheKey, belongs);
+    if (want.valueBytes !== map.info.valueBytes) throw new Error(`fastpath: map ${name} holds ${map.info.valueBytes}-byte values, the rule set has ${want.valueBytes}-byte ones`);
     const slicer = new Slicer();
-    const diff = await diffKeyed(have, want, slicer);
-    const stale: Buffer[] = [];
-    for (const k of diff.stale) {
-      if (stale.length % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
-      stale.push(Buffer.from(k, 'latin1'));
+    const have = await this.tableContents(name, cacheKey, codec.fromKernel);
+    const diff = await mergeDiff(have, want, slicer, `map ${name} (${cacheKey})`);
+    // forget first: if a batch fails midway, the next apply reads the map again
+    this.tables.delete(cacheKey);
+    const ks = map.info.keySize;
+    const vb = want.valueBytes;
+    // deletes first: the map holds both generations, a nearly full one has room only after them
+    for (let from = 0; from < diff.removed.length; from += BATCH_ENTRIES) {
+      const to = Math.min(diff.removed.length, from + BATCH_ENTRIES);
+      const keys = Buffer.allocUnsafe((to - from) * ks);
+      codec.encodeKeys(have, diff.removed, from, to, keys);
+      await map.deleteManyRaw(keys);
+      if (slicer.due()) await slicer.pause();
     }
-    // forget first: if the delete fails midway, the next apply reads the map again
-    this.contents.delete(cacheKey);
-    // one batch syscall off the JS thread (a delete per key blocked the event loop for a 100k-prefix swap)
-    await map.deleteMany(stale);
-    const batch: [Buffer, Buffer][] = [];
-    for (const [k, bits] of diff.write) {
-      if (batch.length % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
-      batch.push([Buffer.from(k, 'latin1'), bits]);
+    const write = upserts(diff);
+    for (let from = 0; from < write.length; from += BATCH_ENTRIES) {
+      const to = Math.min(write.length, from + BATCH_ENTRIES);
+      const keys = Buffer.allocUnsafe((to - from) * ks);
+      const values = Buffer.allocUnsafe((to - from) * vb);
+      codec.encodeKeys(want, write, from, to, keys);
+      encodeValues(want, write, from, to, values);
+      await map.setManyRaw(keys, values);
+      if (slicer.due()) await slicer.pause();
     }
-    await map.setMany(batch);
-    this.contents.set(cacheKey, want);
-    return { written: batch.length, removed: stale.length };
+    this.tables.set(cacheKey, want);
+    return { written: write.length, removed: diff.removed.length };
   }
 
   /**
@@ -361,15 +388,46 @@ export class GenerationWriter {
     const prev = this.arrays.get(key);
     const changed = changedIndexes(prev, values);
     if (changed.length === 0) return;
+    // u32 keys and values in host order, as the kernel reads them (typed arrays: no call per entry)
+    const keys = new Uint32Array(changed.length);
+    const vals = new Uint32Array(changed.length);
+    for (let j = 0; j < changed.length; j++) {
+      const i = changed[j]!;
+      keys[j] = first + i;
+      vals[j] = values[i]!;
+    }
+    this.arrays.delete(key);
+    await this.maps[name].nativeHandle.updateBatch(Buffer.from(keys.buffer), Buffer.from(vals.buffer));
+    this.arrays.set(key, values.slice());
+  }
+
+  /**
+   * The crossproduct cells of one generation (u16, four per xp_table
+   * element), written where they differ from what this process last wrote
+   * there; cells beyond `cells` are never read (the tables' offsets say).
+   */
+  private async writeXpCells(gen: number, cells: Uint16Array): Promise<number> {
+    const key = `xp_table:${gen}`;
+    const prev = this.arrays.get(key);
+    const elems = Math.ceil(cells.length / 4);
+    const padded = new Uint16Array(elems * 4);
+    padded.set(cells);
+    const as32 = new Uint32Array(padded.buffer);
+    const changed: number[] = [];
+    for (let e = 0; e < elems; e++) if (!prev || prev[2 * e] !== as32[2 * e] || prev[2 * e + 1] !== as32[2 * e + 1]) changed.push(e);
+    if (changed.length === 0) return 0;
+    const first = gen * (XP_CELLS / 4);
     const keys = Buffer.alloc(4 * changed.length);
-    const vals = Buffer.alloc(4 * changed.length);
-    changed.forEach((i, j) => {
-      keys.writeUInt32LE(first + i, 4 * j);
-      vals.writeUInt32LE(values[i]!, 4 * j);
+    const vals = Buffer.alloc(8 * changed.length);
+    changed.forEach((e, j) => {
+      keys.writeUInt32LE(first + e, 4 * j);
+      vals.writeUInt32LE(as32[2 * e]!, 8 * j);
+      vals.writeUInt32LE(as32[2 * e + 1]!, 8 * j + 4);
     });
     this.arrays.delete(key);
-    await this.maps[name].nativeHandle.updateBatch(keys, vals);
-    this.arrays.set(key, values.slice());
+    await this.maps.xp_table.nativeHandle.updateBatch(keys, vals);
+    this.arrays.set(key, as32);
+    return changed.length;
   }
 
   /** Class vectors at index first + i, written where they differ from the last write. */
@@ -382,22 +440,10 @@ export class GenerationWriter {
     await this.maps[name].setMany(batch);
     this.vectors.set(key, vectors);
   }
-
-  async keyedContents(name: LpmField | 'v6_hash', cacheKey: string, belongs: (k: Buffer) => boolean): Promise<Map<string, Buffer>> {
-    const known = this.contents.get(cacheKey);
-    if (known) return known;
-    const out = new Map<string, Buffer>();
-    const slicer = new Slicer();
-    let i = 0;
-    // one batch read off the JS thread (a lookup per key blocked the event loop ~1 s per 100k entries)
-    for (const [k, v] of await this.maps[name].entries()) {
-      if (++i % TICK_EVERY === 0 && slicer.due()) await slicer.pause();
-      if (belongs(k)) out.set(k.toString('latin1'), v);
-    }
-    this.contents.set(cacheKey, out);
-    return out;
-  }
 }
+
+type EncodeKeys = (t: FlatTable, idx: Uint32Array, from: number, to: number, out: Uint8Array) => void;
+type FromKernel = (raw: { count: number; keys: Buffer; values: Buffer }, valueBytes: number) => Promise<FlatTable>;
 
 function policyAction(policy: 'pass' | 'drop'): number {
   return policy === 'drop' ? ACTION.drop : ACTION.pass;

@@ -118,11 +118,13 @@ export class HaEtcdSync extends EventEmitter<{ report: [EtcdSyncReport]; error: 
   }
 
   private config(): { doc: Doc; revision: number; sync: HaSyncConfig; role: 'primary' | 'secondary' } | undefined {
+    // ha.sync as validated and defaulted by the engine (the raw document is what is synced); the
+    // stored document is read only when sync is configured (a large one is megabytes to read and parse)
+    const ha = this.engine?.committedConfig()?.ha;
+    if (!ha?.sync || ha.sync.transport !== 'etcd' || !ha.sync.etcd) return undefined;
     const revision = this.source.current();
-    const doc = (revision?.config ?? {}) as Doc;
-    // ha.sync as validated and defaulted by the engine (the raw document is what is synced)
-    const ha = revision && this.engine?.committedConfig()?.ha;
-    if (!revision || !ha?.sync || ha.sync.transport !== 'etcd' || !ha.sync.etcd) return undefined;
+    if (!revision) return undefined;
+    const doc = (revision.config ?? {}) as Doc;
     return { doc, revision: revision.id, sync: ha.sync, role: ha.role };
   }
 

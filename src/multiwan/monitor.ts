@@ -191,6 +191,18 @@ export class HealthMonitor {
     }
   }
 
+  /**
+   * Resolves when the group updates queued so far (one per recorded event,
+   * run after the event is recorded) are in the kernel: readers of `events`
+   * that then look at traffic wait for this.
+   */
+  async updatesDone(): Promise<void> {
+    for (let c = this.chain; ; c = this.chain) {
+      await c.catch(() => {});
+      if (c === this.chain) return;
+    }
+  }
+
   /** Stops every prober; resolves when pending updates are done. */
   async stop(): Promise<void> {
     this.running = false;

@@ -50,8 +50,8 @@ describe('fast path view for observers', { timeout: 300_000, skip: missing('root
       assert.equal(a.cachesCurrent(), true);
       using view = FastpathDataPlane.observe({ pinDir: dir });
       for (const f of LPM_FIELDS) {
-        const live = await view.activeEntries(f);
-        assert.equal(live.size, want.fields[f].length, `${f}: ${[...live.keys()].length} entries in the kernel, ${want.fields[f].length} wanted (a stale entry of the other writer left behind?)`);
+        const live = await view.activeTable(f);
+        assert.equal(live.count, want.fields[f].length, `${f}: ${live.count} entries in the kernel, ${want.fields[f].length} wanted (a stale entry of the other writer left behind?)`);
       }
     } finally {
       a.close();

@@ -28,7 +28,7 @@ import { instancePaths } from '../../src/services/common/service.js';
 import { subsystems as registry } from '../../src/domains.js';
 import { missing } from '../lib/skip.js';
 import { controlLab, type ControlLab } from '../lib/control.js';
-import { UdpReceiver, sendUdp, settle } from '../lib/udptraffic.js';
+import { UdpReceiver, sendUdp, settle, expectAtLeast } from '../lib/udptraffic.js';
 import { domains } from '../../src/domains.js';
 
 const skip = missing('netns', { cmd: 'nft' }, { cmd: 'unbound' }, { cmd: 'unbound-checkconf' }, { cmd: 'unshare' });
@@ -91,7 +91,7 @@ describe('drift: detected, reported by /healthz, repaired', { timeout: 300_000, 
   const traffic = async () => {
     const before = await rx!.counts();
     const sent = await sendUdp(L.peer, '192.0.2.2', PORT, 200, 500, SOURCES);
-    const got = await settle(rx!);
+    const got = await settle(rx!, expectAtLeast(before, sent, ['192.0.2.1']));
     const out: Record<string, { sent: number; got: number }> = {};
     for (const s of SOURCES) out[s] = { sent: sent[s]!, got: (got[s] ?? 0) - (before[s] ?? 0) };
     return out;
@@ -212,14 +212,14 @@ describe('drift: detected, reported by /healthz, repaired', { timeout: 300_000, 
     const repaired = reports.flatMap((r) => r.repairs).slice(repairsBefore);
     assert.ok(repaired.some((x) => x.subsystem === 'fastpath' && x.ok), JSON.stringify(repaired));
     assert.ok(repaired.some((x) => x.subsystem === 'interfaces' && x.ok), JSON.stringify(repaired));
-    await L.peer.exec('ping', ['-c', '1', '-W', '2', '192.0.2.2'], { reject: false });
+    await L.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', '192.0.2.2'], { reject: false }); // ARP resolved before the counted traffic
     assertFiltered(await traffic(), 'after the repair');
     // and an apply after a recreation works (the old ifindex is followed, not queried: no ENODEV)
     await recreateVeth();
     const again = await api('/api/v1/config/apply', { method: 'POST', body: JSON.stringify({ config: document('auto'), message: 'apply over a recreated interface' }) });
     assert.equal(again.status, 200, JSON.stringify(again.json));
     assert.equal((await healthz()).status, 200);
-    await L.peer.exec('ping', ['-c', '1', '-W', '2', '192.0.2.2'], { reject: false });
+    await L.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', '192.0.2.2'], { reject: false }); // ARP resolved before the counted traffic
     assertFiltered(await traffic(), 'after an apply over a recreated interface');
   });
 
@@ -317,7 +317,7 @@ async function nftRule(L: ControlLab, name: string): Promise<{ chain: string; ha
 }
 
 async function waitGone(pid: number): Promise<void> {
-  await waitFor(() => (alive(pid) ? undefined : true), 5000, `pid ${pid} to exit`);
+  await waitFor(() => (alive(pid) ? undefined : true), 30_000, `pid ${pid} to exit`);
 }
 
 /** A live, non-zombie process (a SIGKILLed daemon's zombie lingers until its parent reaps it). */

@@ -145,7 +145,7 @@ describe('ACME certificates on the OpenVPN and IPsec servers (pebble)', { skip }
     assert.notEqual(daemonPid(pidFile, 'openvpn'), pid, 'the server restarted to read the new certificate');
     assert.ok(await pingWithin(cl, '10.88.0.1', 30_000), 'the client is back through the tunnel');
     console.log(`# openvpn renewal: the client was back ${Date.now() - t0} ms after the apply began`);
-    await waitFor(() => verified() === 2, 10_000, 'the client to verify the renewed certificate');
+    await waitFor(() => verified() === 2, 30_000, 'the client to verify the renewed certificate');
     assert.equal(readFileSync(paths.file('tls/server-road.pem'), 'utf8'), readFileSync(certificateFiles(dirFw, 'vpn').fullchain, 'utf8'));
     assert.deepEqual(await openvpnSubsystem.drift!(d, hostFw), []);
     await openvpnSubsystem.teardown!(hostCl);

@@ -74,7 +74,7 @@ describe('dns and dhcp through the engine behind a default-drop firewall', { tim
   });
 
   const digShort = async (name: string, port = 53) =>
-    (await client.exec('dig', ['+time=2', '+tries=1', '+short', '-p', String(port), '@10.77.0.1', name], { reject: false })).stdout.trim();
+    (await client.exec('dig', ['+time=2', '+tries=3', '+short', '-p', String(port), '@10.77.0.1', name], { reject: false })).stdout.trim();
 
   it('a client gets a lease and resolves through the openings', async () => {
     const r = await engine.apply({ document: doc() }, me);

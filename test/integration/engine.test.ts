@@ -81,18 +81,22 @@ describe('engine', { timeout: 300_000, skip }, () => {
 
   it('an unconfirmed revision rolls back by itself', async () => {
     const committed = store.current()!.id;
-    const r = await engine.apply({ document: doc(['10.3.0.1/24'], { mtu: 1300 }) }, { ...me, confirmWithin: 0.8 });
+    // 4 s: the checks below (addresses, MTU, the conflicting apply) must run before the deadline; with 0.8 s
+    // a loaded machine could pass it first, and the conflicting apply of an empty document then went through
+    const r = await engine.apply({ document: doc(['10.3.0.1/24'], { mtu: 1300 }) }, { ...me, confirmWithin: 4 });
     assert.equal(r.state, 'confirming');
     assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.3.0.1/24', '192.0.2.2/24']);
     assert.equal(await mtu(L.fw, 'wan0'), 1300);
     await assert.rejects(engine.apply({ document: doc([]) }, me), ConflictError);
+    assert.ok(Date.now() < Date.parse(store.get(r.revision)!.confirmDeadline!), 'the checks above ran before the deadline');
+    // waits while the revision is confirming: false once the deadline rolled it back
     assert.equal(await engine.waitForConfirmation(r.revision, 50), false);
-    await waitFor(async () => (store.get(r.revision)!.result as { rollback?: unknown }).rollback !== undefined);
+    await waitFor(async () => (store.get(r.revision)!.result as { rollback?: unknown }).rollback !== undefined, 4000 + 30_000);
     assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.1.0.1/24', '192.0.2.2/24', '2001:db8:1::1/64'].sort());
     assert.equal(await mtu(L.fw, 'wan0'), 1500);
     const rev = store.get(r.revision)!;
     assert.equal(rev.state, 'rolled_back');
-    assert.match((rev.result as { error: string }).error, /not confirmed within 0.8 s/);
+    assert.match((rev.result as { error: string }).error, /not confirmed within 4 s/);
     assert.equal(store.current()!.id, committed);
   });
 

@@ -27,6 +27,7 @@ import { addresses } from '../lib/control.js';
 import { EtcdCluster } from '../lib/etcd.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { freePort } from '../../bench/lib/ports.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -177,7 +178,7 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 54
     throw new Error(`timed out waiting for ${what}\n${nodes.map((n) => `--- ${n.name}\n${n.log.slice(-15).join('\n')}`).join('\n')}`);
   };
   const online = async () => ((await fleet(['nodes', '--group', GROUP])).json as { node: string; online: boolean }[] | undefined)?.filter((n) => n.online).map((n) => n.node).sort() ?? [];
-  const ping = async (n: Node, addr: string) => (await n.peer.exec('ping', ['-c', '1', '-W', '2', addr], { reject: false })).exitCode === 0;
+  const ping = async (n: Node, addr: string) => (await n.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', addr], { reject: false })).exitCode === 0; // one answer of three
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'pt-fleet-'));
@@ -192,12 +193,7 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 54
       writeFileSync(join(stateDir, 'seed.yaml'), seed(i));
       const proxy = new TcpProxy();
       await proxy.start(etcd.members.map((m) => m.clientPort));
-      const port = await new Promise<number>((r) => {
-        const s = createServer().listen(0, '127.0.0.1', () => {
-          const p = (s.address() as { port: number }).port;
-          s.close(() => r(p));
-        });
-      });
+      const port = await freePort();
       nodes.push({ name: `n${i}`, fw, peer, stateDir, listen: `127.0.0.1:${port}`, proxy, log: [] });
     }
     for (const n of nodes) startNode(n);

@@ -85,7 +85,7 @@ describe('ipsec (strongSwan) between two namespaces', { timeout: 300_000, skip }
     assert.deepEqual(await ipsecSubsystem.validate!(dA, hostA), [], 'strongSwan accepts the initiator config');
     await ipsecSubsystem.apply(dA, hostA);
 
-    await waitFor(async () => installed(await status(hostA), 's2s'), 10_000, 'the CHILD_SA').catch((e) => {
+    await waitFor(async () => installed(await status(hostA), 's2s'), 30_000, 'the CHILD_SA').catch((e) => {
       for (const d of [dirA, dirB]) console.log(readFileSync(path.join(d, 'services/ipsec/ipsec.log'), 'utf8').split('\n').slice(-25).map((l) => `# ${l}`).join('\n'));
       throw e;
     });
@@ -157,7 +157,7 @@ describe('ipsec (strongSwan) between two namespaces', { timeout: 300_000, skip }
     assert.deepEqual(await ipsecSubsystem.validate!(dB, hostB), []);
     await ipsecSubsystem.apply(dB, hostB);
 
-    await waitFor(async () => installed(await status(hostB), 'home'), 10_000, 'the road-warrior CHILD_SA');
+    await waitFor(async () => installed(await status(hostB), 'home'), 30_000, 'the road-warrior CHILD_SA');
     const sa = (await status(hostB)).sas.find((s) => s.connection === 'home')!;
     assert.equal(sa.remoteId, 'vpn-a.example.net');
     assert.equal(sa.localVips.length, 1);

@@ -119,7 +119,7 @@ describe('kea (dhcp:) with real daemons', { timeout: 300_000, skip }, () => {
     assert.equal(e1.new_domain_name, 'lan.example');
     assert.equal(e1.new_subnet_mask, '255.255.255.0');
     // the lease is usable: the client reaches the gateway from its new address
-    await c1.exec('ping', ['-c1', '-W2', '10.67.0.1']);
+    await c1.exec('ping', ['-c3', '-i0.2', '-W2', '10.67.0.1']);
 
     const e2 = await dhclient(c2, 'c2');
     assert.match(e2.new_ip_address!, /^10\.68\.0\.(1[01]\d|10\d)$/);

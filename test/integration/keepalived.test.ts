@@ -104,7 +104,7 @@ describe('keepalived VRRP between two namespaces', { timeout: 300_000, skip }, (
     const ms = await waitUntil('the VIP on the primary', () => hasAddress(n1, VIP));
     console.log(`# primary became master ${ms.toFixed(0)} ms after apply`);
     assert.equal(await hasAddress(n2, VIP), false);
-    await cl.exec('ping', ['-c1', '-W1', VIP]);
+    await cl.exec('ping', ['-c3', '-i0.2', '-W1', VIP]);
     assert.equal(await neighborMac(cl, VIP), await n1.mac('eth0'));
     await waitUntil('the status to say MASTER/BACKUP', async () => {
       const [s1, s2] = (await Promise.all([keepalivedSubsystem.status!(h1), keepalivedSubsystem.status!(h2)])) as { detail: HaStatus }[];
@@ -131,7 +131,7 @@ describe('keepalived VRRP between two namespaces', { timeout: 300_000, skip }, (
       // the address must move within the master-down interval plus what polling and a loaded VM add (a 2-core CI
       // machine shared by parallel tests: generous, yet below the interval the default 1 s advert would give)
       assert.ok(ms < masterDown * 1000 + 2500, `failover took ${ms.toFixed(0)} ms`);
-      await cl.exec('ping', ['-c1', '-W1', VIP]);
+      await cl.exec('ping', ['-c3', '-i0.2', '-W1', VIP]);
       assert.equal(await neighborMac(cl, VIP), await n2.mac('eth0'), 'the client now reaches the secondary (gratuitous ARP)');
       const s2 = ((await keepalivedSubsystem.status!(h2)) as { detail: HaStatus }).detail.instances[0]!;
       assert.equal(s2.state, 'MASTER');
@@ -284,7 +284,9 @@ describe('keepalived VRRP between two namespaces', { timeout: 300_000, skip }, (
       assert.match(m2, /patronus_vrrp_state\{instance="LAN6"\} 1/);
       assert.match(m2, /patronus_vrrp_state\{instance="LAN"\} 1/);
       assert.match(m2, /patronus_service_up\{service="keepalived"\} 1/);
-      assert.match(await get(servers[0]!.base, servers[0]!.store, '/metrics'), /patronus_vrrp_state\{instance="LAN6"\} 2/);
+      // the primary's state file follows its VIP (keepalived adds the address, then runs the notify script):
+      // waiting for the VIP above does not mean the state is recorded yet
+      await waitUntil("the primary's /metrics to say LAN6 is master", async () => /patronus_vrrp_state\{instance="LAN6"\} 2/.test(await get(servers[0]!.base, servers[0]!.store, '/metrics')), 30_000, 200);
     });
 
     it('drift on the secondary is reported, then healed by a push', async () => {

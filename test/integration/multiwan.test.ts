@@ -70,6 +70,15 @@ function context(input: ConfigInput): CompileContext {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** p, or a failure naming `what` after ms */
+async function withinMs<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)))]);
+  } finally {
+    clearTimeout(t);
+  }
+}
 
 describe('multi-WAN failover, load balancing and recovery', { timeout: 300_000, skip: missing('netns', { cmd: 'nft' }, { cmd: 'ping' }) }, () => {
   const lab = new Lab();
@@ -204,6 +213,8 @@ describe('multi-WAN failover, load balancing and recovery', { timeout: 300_000, 
       const detected = down.at - cutAt;
       console.log(`# cut wan1: monitor marked it down after ${detected} ms (${down.reason}); first new connection via isp2 after ${moved.ms.toFixed(0)} ms (${moved.tries} tries); configured detection <= ${detection} ms`);
       assert.ok(detected <= detection + LOAD_SLACK_MS, `detected in ${detected} ms, configured ${detection} ms`);
+      // new connections moved once the nft groups changed; the default route and the conntrack flush come after it
+      await withinMs(mon.updatesDone(), 60_000, 'the group update after wan1 went down');
       // every new connection now leaves by wan2, from both groups
       for (const src of ['10.0.1.10', '10.0.1.11', '10.0.1.11', '10.0.1.11', '10.0.1.11']) assert.equal(via(await connectOnce(lan, 'tcp', '198.51.100.1', 9000, 1000, src)), 'isp2');
       // its conntrack entry (pinned to wan1) was flushed when wan1 went down: the same socket now leaves by wan2
@@ -230,6 +241,8 @@ describe('multi-WAN failover, load balancing and recovery', { timeout: 300_000, 
       const up = mon.events.slice(events1).find((e) => e.gateway === 'wan1' && e.state === 'up');
       assert.ok(up, 'wan1 marked up');
       console.log(`# restore wan1: up after ${up.at - upAt} ms (${up.reason}); new connections back on isp1 after ${back.ms.toFixed(0)} ms`);
+      // the main default route follows the nft groups in the same update: wait for all of it
+      await withinMs(mon.updatesDone(), 60_000, 'the group update after wan1 came back');
       const counts: Record<string, number> = {};
       for (let i = 0; i < 8; i++) {
         const r = await connectOnce(lan, 'tcp', '198.51.100.1', 9000, 1000, '10.0.1.11');
@@ -266,6 +279,8 @@ describe('multi-WAN failover, load balancing and recovery', { timeout: 300_000, 
       const ev = mon.events.slice(n).find((e) => e.gateway === 'wan2')!;
       console.log(`# cut wan2 (tcp probes to 198.51.100.1:9000): down after ${ev.at - cutAt} ms (${ev.reason}); configured detection <= ${detection} ms`);
       assert.ok(ev.at - cutAt <= detection + LOAD_SLACK_MS, `detected in ${ev.at - cutAt} ms, configured ${detection} ms`);
+      // the event is recorded before the group update runs (nft, route, conntrack): connect once it is in the kernel
+      await withinMs(mon.updatesDone(), 60_000, 'the group update after wan2 went down');
       for (let i = 0; i < 4; i++) assert.equal(via(await connectOnce(lan, 'tcp', '198.51.100.1', 9000, 1000, '10.0.1.11')), 'isp1');
     } finally {
       await isp2.ip('link', 'set', 'eth0', 'up');

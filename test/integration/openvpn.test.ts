@@ -70,7 +70,7 @@ describe('openvpn between two namespaces', { skip }, () => {
     assert.deepEqual(await openvpnSubsystem.validate!(dB, hostB), [], 'the client config passes openvpn itself');
     await openvpnSubsystem.apply(dB, hostB);
 
-    assert.ok(await pingWithin(b, '10.88.0.1', 10_000), 'client reaches the server through the tunnel');
+    assert.ok(await pingWithin(b, '10.88.0.1', 30_000), 'client reaches the server through the tunnel');
     assert.ok(await ping(a, '10.88.0.50'), 'server reaches the client at its fixed address');
     assert.ok(await ping(a, '10.89.0.1'), 'server reaches the network behind the client (route + iroute)');
     const routes = await b.nsenter('ip', ['-j', 'route', 'show', '10.90.0.0/24']);
@@ -138,7 +138,7 @@ describe('openvpn between two namespaces', { skip }, () => {
       const profileFile = path.join(dirC, 'laptop.ovpn');
       writeFileSync(profileFile, exportProfile(dirA, contextFor(serverDoc([branch, laptop])).config.openvpn.servers[0]!, 'laptop'), { mode: 0o600 });
       await openvpnSubsystem.apply(compileFor(openvpnSubsystem, { openvpn: { clients: [{ name: 'lt', profile: profileFile, remote: '192.0.3.1' }] } }), hostC);
-      assert.ok(await pingWithin(c, '10.88.0.1', 10_000), 'the added client connects');
+      assert.ok(await pingWithin(c, '10.88.0.1', 30_000), 'the added client connects');
       assert.ok(await ping(a, '10.92.0.1'), 'the server routes to the network behind the added client');
 
       // remove branch while laptop pings
@@ -159,7 +159,7 @@ describe('openvpn between two namespaces', { skip }, () => {
       const logFile = path.join(dirA, 'services/openvpn/server-road.log');
       await waitFor(() => /client-config-dir authentication failed for common name 'branch'/.test(readFileSync(logFile, 'utf8')), 15_000, 'the server to turn the removed client away');
       assert.equal(await ping(b, '10.88.0.1', 1), false, 'a removed client gets no tunnel');
-      assert.ok(await ping(c, '10.88.0.1', 1), 'the remaining client is still connected');
+      assert.ok(await ping(c, '10.88.0.1', 3), 'the remaining client is still connected'); // one answer of three (one echo's 1 s can run out under load)
     } finally {
       await openvpnSubsystem.teardown!(hostC).catch((e) => console.error(`# teardown ${hostC.where}: ${e}`));
       rmSync(dirC, { recursive: true, force: true });

@@ -48,6 +48,8 @@ describe('patronus serve under an init system', { timeout: 300_000, skip: missin
   let server: ResultPromise<{ reject: false; all: true }>;
   let base: string;
   let stateDir: string;
+  /** the server's output so far (stdout and stderr) */
+  let output = '';
   const get = async (path: string) => {
     const token = readFileSync(join(stateDir, 'admin.token'), 'utf8').trim();
     const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}` } });
@@ -63,6 +65,7 @@ describe('patronus serve under an init system', { timeout: 300_000, skip: missin
     writeFileSync(config, 'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.80.0.1/24]\nfirewall:\n  rules:\n    - { name: allow-ping, direction: input, from: wan, protocol: icmp, action: accept }\ndrift:\n  intervalSeconds: 3600\n');
     base = `http://127.0.0.1:${await freePort()}`;
     server = execa('node', [cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', config], { reject: false, all: true });
+    server.all?.on('data', (d: Buffer) => (output += d.toString()));
   });
   after(async () => {
     if (server && server.exitCode === null) server.kill('SIGKILL');
@@ -79,7 +82,7 @@ describe('patronus serve under an init system', { timeout: 300_000, skip: missin
   });
 
   it('/metrics: promtool check metrics is clean; process_* unprefixed; patronus_build_info', async () => {
-    await L.peer.exec('ping', ['-c', '1', '-W', '1', '192.0.2.2']);
+    await L.peer.exec('ping', ['-c', '3', '-i', '0.2', '-W', '1', '192.0.2.2']);
     const m = await get('/metrics');
     assert.equal(m.status, 200, m.text);
     assert.deepEqual(lintExposition(m.text), []);
@@ -123,8 +126,11 @@ describe('patronus serve under an init system', { timeout: 300_000, skip: missin
   });
 
   it('SIGHUP (ExecReload) repairs drift now and keeps serving', async () => {
-    // let the first periodic check pass (it runs 1 s after start); the next one is an hour away
-    await new Promise((r) => setTimeout(r, 2500));
+    // the first periodic check must be over (it starts 1 s after the server, and takes seconds on a loaded
+    // machine: a fixed 2.5 s wait let it repair the deletion below); the next one is an hour away
+    for (const end = Date.now() + 60_000; !/patronus: drift loop: first check ok .*next in 3600 s/.test(output); await new Promise((r) => setTimeout(r, 100))) {
+      assert.ok(Date.now() < end && server.exitCode === null, `the drift loop's first check did not end within 60 s:\n${output}`);
+    }
     await L.fw.ip('addr', 'del', '10.80.0.1/24', 'dev', 'wan0');
     await new Promise((r) => setTimeout(r, 1500));
     assert.deepEqual(await addresses(L.fw, 'wan0'), ['192.0.2.2/24'], 'nothing repairs without the reload');
@@ -140,6 +146,7 @@ describe('patronus serve under an init system', { timeout: 300_000, skip: missin
     server.kill('SIGTERM');
     const r = await server;
     assert.equal(r.exitCode, 0, r.all);
+    assert.match(r.all ?? '', /drift loop: first check ok \(revision \d+, reconcile auto\), next in 3600 s/);
     assert.match(r.all ?? '', /SIGHUP: checking drift now/);
     assert.match(r.all ?? '', /SIGTERM: closing/);
     assert.match((await L.fw.exec('nft', ['list', 'ruleset'])).stdout, /allow-ping/);

@@ -127,7 +127,7 @@ describe('unbound (dns:) with real daemons', { timeout: 300_000, skip }, () => {
   });
 
   const dig = async (name: string, type = 'A', server = '10.53.0.1') => {
-    const r = await client.exec('dig', ['+time=2', '+tries=1', `@${server}`, name, type], { reject: false });
+    const r = await client.exec('dig', ['+time=2', '+tries=3', `@${server}`, name, type], { reject: false });
     const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? `no answer (${r.stdout.trim().split('\n').pop()})`;
     const answers = r.stdout
       .split('\n;; ANSWER SECTION:\n')[1]
@@ -213,7 +213,7 @@ describe('unbound (dns:) with real daemons', { timeout: 300_000, skip }, () => {
     await unboundSubsystem.apply(mustCompile(unboundSubsystem, moved), host);
     const after2 = ((await unboundSubsystem.status!(host)) as { detail: UnboundStatus }).detail;
     assert.notEqual(after2.pid, pid);
-    const r = await client.exec('dig', ['+time=2', '+tries=1', '-p', '5353', '@10.53.0.1', 'nas.lan.example', '+short']);
+    const r = await client.exec('dig', ['+time=2', '+tries=3', '-p', '5353', '@10.53.0.1', 'nas.lan.example', '+short']);
     assert.equal(r.stdout.trim(), '10.53.0.10');
     assert.ok(after2.stats.summary.queries >= after1.stats.summary.queries);
   });
@@ -248,7 +248,7 @@ describe('unbound (dns:) with real daemons', { timeout: 300_000, skip }, () => {
         doc({ dnssec: { enabled: true, trustAnchors: [ds] }, forwardZones: [{ name: 'secure.example', servers: [{ address: '10.54.0.2' }], insecure: false }] }),
       );
     await unboundSubsystem.apply(secure(signed!.ds), host);
-    const good = await client.exec('dig', ['+time=2', '+tries=1', '+dnssec', '@10.53.0.1', 'www.secure.example', 'A']);
+    const good = await client.exec('dig', ['+time=2', '+tries=3', '+dnssec', '@10.53.0.1', 'www.secure.example', 'A']);
     assert.match(good.stdout, /status: NOERROR/);
     assert.match(good.stdout, /flags: [a-z ]*\bad\b/, `authenticated data flag:\n${good.stdout}`);
     assert.match(good.stdout, /IN\s+A\s+192\.0\.2\.99/);

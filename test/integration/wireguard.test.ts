@@ -89,7 +89,7 @@ describe('wireguard between two namespaces', { timeout: 300_000, skip }, () => {
     assert.deepEqual(await wireguardSubsystem.validate!(dA, hostA), []);
     await wireguardSubsystem.apply(dA, hostA);
 
-    assert.ok(await pingWithin(a, '10.77.0.2', 6000), 'a reaches b through the tunnel');
+    assert.ok(await pingWithin(a, '10.77.0.2', 30_000), 'a reaches b through the tunnel');
     assert.ok(await ping(b, '10.77.0.1'), 'b reaches a through the tunnel');
     // the route for the peer's other allowed prefix goes into the tunnel
     assert.ok(await ping(a, '10.78.0.1'), 'a reaches the network behind b through the routed allowed IP');

@@ -8,7 +8,9 @@
  *     {source: datagrams} of everything received so far.
  *   node udpcount.js send DST PORT PPS DURATION_MS SRC [SRC...]
  *     sends PPS datagrams a second from each SRC (bound as the source
- *     address) for DURATION_MS, then prints JSON {source: sent ok}.
+ *     address) for DURATION_MS, then prints JSON {source: sent ok}. With
+ *     UDPCOUNT_STOP_ON_STDIN=1 a stdin line "stop" ends the sending earlier
+ *     (DURATION_MS is then the longest it runs).
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { createInterface } from 'node:readline';
@@ -55,10 +57,15 @@ if (mode === 'recv') {
   const t0 = Date.now();
   let due = 0;
   let done = 0;
+  let stopped = false;
+  const rl = process.env.UDPCOUNT_STOP_ON_STDIN === '1' ? createInterface({ input: process.stdin }) : undefined;
+  rl?.on('line', (l) => {
+    if (l.trim() === 'stop') stopped = true;
+  });
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       const elapsed = Date.now() - t0;
-      if (elapsed >= Number(duration)) {
+      if (elapsed >= Number(duration) || stopped) {
         clearInterval(timer);
         return resolve();
       }
@@ -81,6 +88,8 @@ if (mode === 'recv') {
   while (pending > 0) await new Promise((r) => setTimeout(r, 5));
   void done;
   for (const [, s] of socks) s.close();
+  rl?.close();
+  process.stdin.destroy();
   process.stdout.write(`${JSON.stringify(sent)}\n`);
 } else {
   process.stderr.write('usage: udpcount.js recv ADDR PORT | send DST PORT PPS DURATION_MS SRC...\n');

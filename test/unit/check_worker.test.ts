@@ -19,7 +19,7 @@ import { Host } from '../../src/system/host.js';
 import { domains } from '../../src/domains.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { reviveBuffers, Slicer } from '../../src/system/slices.js';
-import { LARGE_JSON_BODY, parseJsonBodyInWorker } from '../../src/config/parse-worker.js';
+import { LARGE_JSON_BODY, keepSpareParseWorker, parseJsonBodyInWorker } from '../../src/config/parse-worker.js';
 
 const prefixes = (n: number) => Array.from({ length: n }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
 
@@ -91,7 +91,8 @@ describe('validation off the main thread', () => {
         // what the worker does (postMessage with the packed buffers transferred) and the main thread undoes
         let got: unknown;
         if (s.wire) {
-          const p = s.wire.pack(want);
+          // pack transfers the state's own buffers (no copy): compare with a copy taken before
+          const p = s.wire.pack(copyDeep(want));
           got = await s.wire.unpack(structuredClone(p.value, { transfer: p.transfer }));
         } else got = await reviveBuffers(structuredClone(want), new Slicer());
         assert.deepEqual(got, want, `${name}: subsystem ${s.name}`);
@@ -124,6 +125,33 @@ describe('validation off the main thread', () => {
     assert.match(JSON.stringify(dup.issues), /duplicate/i);
   });
 
+  it('a spare worker: none before the first large document, then one started ahead that answers the same; close stops it', async () => {
+    const entries = prefixes(30_000);
+    entries[777] = '10.0.0.300';
+    const document = { interfaces: [{ name: 'wan0', zone: 'wan' }], aliases: [{ name: 'big', type: 'network', entries }] };
+    const e = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store });
+    try {
+      e.keepSpareWorker();
+      assert.equal(e.hasSpareWorker, false, 'no idle worker before a large document came');
+      const first = await e.validate({ document });
+      assert.match(JSON.stringify(first), /entries.*777/);
+      const deadline = Date.now() + 60_000;
+      while (!e.hasSpareWorker && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(e.hasSpareWorker, true, 'a spare was started after the first large document');
+      // the spare takes the next job: same answer
+      assert.deepEqual(await e.validate({ document }), first);
+    } finally {
+      e.close();
+    }
+    assert.equal(e.hasSpareWorker, false, 'close stops the spare');
+    // the JSON body parser's spare (module-wide; unref'd): the same answer from a spare as from a fresh worker
+    keepSpareParseWorker();
+    const text = JSON.stringify({ config: document, message: 'big' });
+    const a = await parseJsonBodyInWorker(text);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(await parseJsonBodyInWorker(text), a);
+  });
+
   it('stopValidations ends a running validation at once', async () => {
     const document = { interfaces: [{ name: 'wan0', zone: 'wan' }], aliases: [{ name: 'big', type: 'network', entries: prefixes(400_000) }], firewall: { rules: [{ name: 'x', direction: 'input', from: 'wan', action: 'drop', source: ['big'] }] } };
     const running = engine.validate({ document });
@@ -137,3 +165,13 @@ describe('validation off the main thread', () => {
     assert.ok(ms < 2000, `${ms.toFixed(0)} ms`);
   });
 });
+
+/** A deep copy that keeps Buffers Buffers and typed arrays their type (own memory each). */
+function copyDeep<T>(v: T): T {
+  if (Buffer.isBuffer(v)) return Buffer.from(v) as T;
+  if (ArrayBuffer.isView(v) && !(v instanceof DataView)) return new (v.constructor as new (a: unknown) => T)(v);
+  if (Array.isArray(v)) return v.map(copyDeep) as T;
+  if (v instanceof Map) return new Map([...v].map(([k, x]) => [k, copyDeep(x)])) as T;
+  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, copyDeep(x)])) as T;
+  return v;
+}

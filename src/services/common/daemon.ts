@@ -133,7 +133,9 @@ export async function startDaemon(host: Host, spec: DaemonSpec): Promise<number>
   child.unref();
   if (!spec.daemonWritesPid && !spec.forks) writeFileSync(spec.pidFile, `${spawned}\n`);
 
-  const timeout = spec.readyTimeoutMs ?? 10_000;
+  // generous: a daemon that runs is usually ready in well under a second, but a loaded machine can be 10x slower;
+  // a daemon that exits fails at once, so only one that runs and never gets ready waits this long
+  const timeout = spec.readyTimeoutMs ?? 30_000;
   try {
     await waitFor(
       async () => {
@@ -180,6 +182,8 @@ export async function stopDaemon(spec: Pick<DaemonSpec, 'name' | 'pidFile' | 'co
     } catch {
       /* gone */
     }
+    // gone before returning: a restart right after must not find its sockets and ports still held
+    await waitFor(() => !existsSync(`/proc/${pid}`) || isZombie(pid), 10_000, `${spec.name} (pid ${pid}) to exit after SIGKILL`).catch(() => undefined);
   }
   rmSync(spec.pidFile, { force: true });
 }

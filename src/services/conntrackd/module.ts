@@ -135,6 +135,6 @@ function daemonSpec(paths: InstancePaths): DaemonSpec {
     pidFile: paths.pidFile,
     logFile: path.join(paths.dir, 'conntrackd.out'),
     ready: async () => existsSync(socket),
-    readyTimeoutMs: 10_000,
+    readyTimeoutMs: 30_000,
   };
 }

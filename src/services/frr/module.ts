@@ -210,7 +210,7 @@ function daemonSpec(d: FrrDaemon, paths: InstancePaths, modules: readonly string
     daemonWritesPid: true,
     logFile: paths.file(`${d}.log`),
     ready: async () => existsSync(vtySocket(paths, d)) && (d !== 'zebra' || existsSync(zservSocket(paths))),
-    readyTimeoutMs: 10_000,
+    readyTimeoutMs: 30_000,
   };
 }
 

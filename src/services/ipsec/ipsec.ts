@@ -532,7 +532,7 @@ async function startCharon(paths: InstancePaths, host: Host): Promise<void> {
     pidFile: paths.pidFile,
     logFile: paths.file('charon.out'),
     ready: () => socketAnswers(viciSocket(paths)),
-    readyTimeoutMs: 10_000,
+    readyTimeoutMs: 30_000,
     settleMs: 100,
   });
 }

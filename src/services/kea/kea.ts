@@ -212,7 +212,7 @@ interface KeaAnswer {
 }
 
 /** One command over Kea's unix control socket (it answers and closes). */
-export function keaCommand(paths: InstancePaths, command: string, args?: unknown, timeoutMs = 5000): Promise<KeaAnswer> {
+export function keaCommand(paths: InstancePaths, command: string, args?: unknown, timeoutMs = 20_000): Promise<KeaAnswer> {
   return new Promise((resolve, reject) => {
     const sock = net.createConnection(controlSocket(paths));
     let data = '';

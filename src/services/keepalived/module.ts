@@ -216,7 +216,7 @@ function daemonSpec(paths: InstancePaths): DaemonSpec {
     logFile: paths.logFile,
     // serving once the VRRP child runs
     ready: async () => daemonPid(vrrpPid, 'keepalived') !== undefined,
-    readyTimeoutMs: 10_000,
+    readyTimeoutMs: 30_000,
   };
 }
 

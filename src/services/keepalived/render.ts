@@ -133,8 +133,10 @@ export function renderNotifyScript(stateDir: string, conntrackd?: { conf: string
     `dir=${dir}`,
     'ts=$(date +%s.%N)',
     'mkdir -p "$dir"',
-    'printf \'%s %s %s %s %s\\n\' "$ts" "$1" "$2" "$3" "$4" >> "$dir/events.log"',
+    // the state first, then the event: whoever sees the event (watchHaEvents, a test, an operator's tail)
+    // and then reads status() finds the new state, not the one before it
     'case "$1" in INSTANCE) printf \'%s %s %s\\n\' "$3" "$ts" "$4" > "$dir/state.$2.tmp" && mv -f "$dir/state.$2.tmp" "$dir/state.$2" ;; esac',
+    'printf \'%s %s %s %s %s\\n\' "$ts" "$1" "$2" "$3" "$4" >> "$dir/events.log"',
   ];
   if (conntrackd) {
     // conntrackd's failover steps (its primary-backup.sh): once per sync group, or per instance outside groups

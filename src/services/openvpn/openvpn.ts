@@ -582,7 +582,7 @@ async function startInstance(i: OpenvpnInstance, paths: InstancePaths, host: Hos
       if (!st) return false;
       return i.kind === 'client' || st.some((l) => /^\d+,CONNECTED,SUCCESS/.test(l));
     },
-    readyTimeoutMs: 10_000,
+    readyTimeoutMs: 30_000,
     settleMs: 100,
   });
 }
@@ -647,7 +647,7 @@ export function parseStatistics(lines: readonly string[]): Record<string, number
  * One command on the management socket. Multi-line answers end with "END";
  * others are one SUCCESS:/ERROR: line.
  */
-export function management(socket: string, command: string, timeoutMs = 2000): Promise<string[]> {
+export function management(socket: string, command: string, timeoutMs = 10_000): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const s = connect(socket);
     let buf = '';
@@ -687,7 +687,7 @@ export function management(socket: string, command: string, timeoutMs = 2000): P
  * Runs openvpn on `conf` in a new, empty network namespace until it proves
  * the config works (or fails). Returns the problem, or undefined.
  */
-function dryRun(conf: string, kind: 'server' | 'client', timeoutMs = 8000): Promise<string | undefined> {
+function dryRun(conf: string, kind: 'server' | 'client', timeoutMs = 30_000): Promise<string | undefined> {
   const ok = kind === 'server' ? /Initialization Sequence Completed/ : /link remote:|Attempting to establish TCP connection|RESOLVE: Cannot resolve host address/;
   return new Promise((resolve) => {
     const child = spawn('unshare', ['--net', '--', 'openvpn', '--config', conf], { stdio: ['ignore', 'pipe', 'pipe'] });

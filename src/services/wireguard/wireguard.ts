@@ -375,7 +375,7 @@ async function bringUp(i: WireguardInterfaceModel, paths: InstancePaths, host: H
     pidFile: pidFileOf(paths, i.name),
     logFile: path.join(paths.dir, `${i.name}.log`),
     ready: async () => existsSync(path.join(WIREGUARD_SOCKET_DIR, `${i.name}.sock`)) && (await linkExists(host, i.name)),
-    readyTimeoutMs: 5000,
+    readyTimeoutMs: 30_000,
     settleMs: 50,
   });
 }

@@ -11,6 +11,9 @@ import { defineSubsystem, type Change, type DriftFinding, type Subsystem, type S
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { readSysctl } from '../routing/sysctl.js';
+import { addonAvailable } from '../bpf/addon.js';
+import { NetlinkError } from '../net/netlink.js';
+import { readLinkStats } from './link-stats.js';
 import { canonicalAddressWithLength, contains, parseAddressWithLength, parsePrefix } from '../net/address.js';
 
 export interface InterfaceDesired {
@@ -85,6 +88,15 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[], InterfaceMetrics
   },
 
   async metrics(host): Promise<InterfaceMetrics> {
+    // over rtnetlink (no `ip` process per scrape); `ip -s -j link show` when the addon or the socket is not there
+    if (addonAvailable()) {
+      try {
+        const links = await readLinkStats((fn) => host.inNetns(fn));
+        return { interfaces: links.filter((l) => l.ifname !== 'lo').map((l) => ({ interface: l.ifname, rxPackets: l.rxPackets, rxBytes: l.rxBytes, txPackets: l.txPackets, txBytes: l.txBytes, up: l.up })) };
+      } catch (e) {
+        if (!(e instanceof NetlinkError)) throw e;
+      }
+    }
     const r = await host.run('ip', ['-s', '-j', 'link', 'show']);
     const links = JSON.parse(r.stdout) as (Link & { stats64?: { rx: { packets: number; bytes: number }; tx: { packets: number; bytes: number } } })[];
     return {

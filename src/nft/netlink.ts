@@ -10,7 +10,7 @@
  * nlmsghdr, nfgenmsg (family, version, resource id), attributes; rules come
  * back as NFT_MSG_NEWRULE messages ended by NLMSG_DONE.
  */
-import { NetlinkSocket } from '../bpf/index.js';
+import { NetlinkError, netlinkExchange } from '../net/netlink.js';
 import type { NftRuleCounter } from './subsystem.js';
 
 const NETLINK_NETFILTER = 12;
@@ -22,9 +22,6 @@ const NFT_MSG_GETGEN = 16;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_DUMP = 0x300;
-const NLM_F_DUMP_INTR = 0x10;
-const NLMSG_ERROR = 2;
-const NLMSG_DONE = 3;
 const NFPROTO = { inet: 1, ip: 2, arp: 3, netdev: 5, bridge: 7, ip6: 10 } as const;
 
 // attributes
@@ -54,6 +51,9 @@ const NFTNL_UDATA_RULE_COMMENT = 0;
 const VERDICTS: Record<number, string> = { 0: 'drop', 1: 'accept', [-3]: 'jump', [-4]: 'goto', [-5]: 'return' };
 
 export type NftFamily = keyof typeof NFPROTO;
+
+/** The netlink answer could not be read completely (records dropped, an error message): the caller falls back to nft. */
+export { NetlinkError as NftNetlinkError } from '../net/netlink.js';
 
 /** A request: nlmsghdr + nfgenmsg + attributes. */
 function request(type: number, flags: number, family: number, attrs: Buffer[] = []): Buffer {
@@ -100,71 +100,9 @@ function u64be(buf: Buffer, s: number): number {
   return Number(buf.readBigUInt64BE(s));
 }
 
-/** The netlink answer could not be read completely (records dropped, an error message): the caller falls back to nft. */
-export class NftNetlinkError extends Error {
-  override name = 'NftNetlinkError';
-}
-
-/**
- * Sends one request and collects every message of the answer until
- * NLMSG_DONE (a dump) or the first reply/ack. Rejects on a netlink error
- * other than ENOENT (resolves null then: no such table), on dropped
- * records, or after timeoutMs.
- */
-async function exchange(inNetns: <T>(fn: () => T) => T, msg: Buffer, dump: boolean, timeoutMs = 10_000): Promise<Buffer[] | null> {
-  return new Promise<Buffer[] | null>((resolve, reject) => {
-    const out: Buffer[] = [];
-    let settled = false;
-    let sock: NetlinkSocket | undefined;
-    const finish = (err: Error | undefined, value?: Buffer[] | null) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      sock?.close();
-      if (err) reject(err);
-      else resolve(value ?? null);
-    };
-    const timer = setTimeout(() => finish(new NftNetlinkError(`no complete netlink answer within ${timeoutMs} ms`)), timeoutMs);
-    try {
-      sock = inNetns(
-        () =>
-          new NetlinkSocket(NETLINK_NETFILTER, (records, dropped) => {
-            if (settled) return;
-            if (dropped > 0) return finish(new NftNetlinkError(`${dropped} netlink records dropped`));
-            for (const r of records) {
-              if (r.length === 0) return finish(new NftNetlinkError('the kernel dropped netlink messages (ENOBUFS)'));
-              let off = 0;
-              while (off + 16 <= r.length) {
-                const len = r.readUInt32LE(off);
-                if (len < 16 || off + len > r.length) return finish(new NftNetlinkError('truncated netlink message'));
-                const type = r.readUInt16LE(off + 4);
-                // the ruleset changed while the kernel dumped it: this answer mixes two generations
-                if (r.readUInt16LE(off + 6) & NLM_F_DUMP_INTR) return finish(new NftNetlinkError('the ruleset changed during the dump'));
-                const m = r.subarray(off, off + len);
-                off += (len + 3) & ~3;
-                if (type === NLMSG_DONE) return finish(undefined, out);
-                if (type === NLMSG_ERROR) {
-                  const errno = -m.readInt32LE(16);
-                  if (errno === 0 && !dump) return finish(undefined, out); // ack
-                  if (errno === 2) return finish(undefined, null); // ENOENT
-                  return finish(new NftNetlinkError(`netlink error ${errno}`));
-                }
-                out.push(m);
-                if (!dump) return finish(undefined, out);
-              }
-            }
-          }),
-      );
-      sock.send(msg);
-    } catch (e) {
-      finish(e as Error);
-    }
-  });
-}
-
 /** The ruleset generation of the namespace: every committed nftables transaction changes it. */
 export async function rulesetGeneration(inNetns: <T>(fn: () => T) => T): Promise<number> {
-  const msgs = await exchange(inNetns, request(NFT_MSG_GETGEN, NLM_F_ACK, 0), false);
+  const msgs = await netlinkExchange(inNetns, NETLINK_NETFILTER, request(NFT_MSG_GETGEN, NLM_F_ACK, 0), false);
   for (const m of msgs ?? []) {
     if ((m.readUInt16LE(4) & 0xff) !== NFT_MSG_NEWGEN) continue;
     let id: number | undefined;
@@ -173,7 +111,7 @@ export async function rulesetGeneration(inNetns: <T>(fn: () => T) => T): Promise
     });
     if (id !== undefined) return id;
   }
-  throw new NftNetlinkError('no ruleset generation in the answer');
+  throw new NetlinkError('no ruleset generation in the answer');
 }
 
 /** One rule of the dump, as a scrape needs it. */
@@ -233,8 +171,15 @@ function exprAction(name: string, m: Buffer, s: number, e: number): string | und
   }
 }
 
+/** Where a rule message keeps its handle and its (last) counter's two numbers (offsets in the message; -1: none). */
+interface Offsets {
+  handle: number;
+  packets: number;
+  bytes: number;
+}
+
 /** Pure: one NFT_MSG_NEWRULE message -> the rule (plain loops: a scrape parses 10^4 of them). */
-export function parseRule(m: Buffer): NetlinkRule | undefined {
+export function parseRule(m: Buffer, at?: Offsets): NetlinkRule | undefined {
   if ((m.readUInt16LE(4) & 0xff) !== NFT_MSG_NEWRULE) return undefined;
   const rule: NetlinkRule = { chain: '', handle: 0, action: 'continue' };
   const end = m.length;
@@ -246,7 +191,10 @@ export function parseRule(m: Buffer): NetlinkRule | undefined {
     const s = off + 4;
     const e = off + len;
     if (t === NFTA_RULE_CHAIN) rule.chain = cstr(m, s, e);
-    else if (t === NFTA_RULE_HANDLE) rule.handle = u64be(m, s);
+    else if (t === NFTA_RULE_HANDLE) {
+      rule.handle = u64be(m, s);
+      if (at) at.handle = s;
+    }
     else if (t === NFTA_RULE_USERDATA) {
       let u = s;
       while (u + 2 <= e) {
@@ -255,14 +203,14 @@ export function parseRule(m: Buffer): NetlinkRule | undefined {
         if (ut === NFTNL_UDATA_RULE_COMMENT) rule.comment = cstr(m, u + 2, Math.min(e, u + 2 + ul));
         u += 2 + ul;
       }
-    } else if (t === NFTA_RULE_EXPRESSIONS) parseExpressions(m, s, e, rule);
+    } else if (t === NFTA_RULE_EXPRESSIONS) parseExpressions(m, s, e, rule, at);
     off += (len + 3) & ~3;
   }
   return rule;
 }
 
 /** The expression list of a rule: its counter and what it does. */
-function parseExpressions(m: Buffer, start: number, end: number, rule: NetlinkRule): void {
+function parseExpressions(m: Buffer, start: number, end: number, rule: NetlinkRule, at: Offsets | undefined): void {
   let off = start;
   while (off + 4 <= end) {
     const len = m.readUInt16LE(off);
@@ -287,8 +235,13 @@ function parseExpressions(m: Buffer, start: number, end: number, rule: NetlinkRu
       if (name === 'counter') {
         const c = { packets: 0, bytes: 0 };
         attrs(m, ds, de, (ct, cs) => {
-          if (ct === NFTA_COUNTER_PACKETS) c.packets = u64be(m, cs);
-          else if (ct === NFTA_COUNTER_BYTES) c.bytes = u64be(m, cs);
+          if (ct === NFTA_COUNTER_PACKETS) {
+            c.packets = u64be(m, cs);
+            if (at) at.packets = cs;
+          } else if (ct === NFTA_COUNTER_BYTES) {
+            c.bytes = u64be(m, cs);
+            if (at) at.bytes = cs;
+          }
         });
         rule.counter = c;
       } else if (ACTION_EXPRS.has(name)) {
@@ -306,14 +259,75 @@ const ACTION_EXPRS = new Set(['immediate', 'nat', 'masq', 'redir', 'reject', 'lo
 /**
  * Every rule of one table with its counter (an NFT_MSG_GETRULE dump in the
  * namespace); null when the table does not exist.
+ *
+ * With `cacheKey` (one per namespace and table), the dump's layout is kept
+ * for the next call: while the ruleset has not changed, the kernel sends
+ * the same messages with only the counters' numbers different, so those
+ * are read at the offsets found last time and the rest of each rule (chain,
+ * comment, action: the strings) is reused instead of parsed again (~3 ms
+ * instead of ~35 ms at 10k rules). "Not changed" is checked on every
+ * message: the dump's generation (nfgenmsg res_id: the ruleset generation,
+ * which every committed transaction moves; its low 16 bits), the message's
+ * length and the rule's handle must all equal the kept ones, else the whole
+ * dump is parsed again.
  */
-export async function dumpRules(inNetns: <T>(fn: () => T) => T, family: NftFamily, table: string): Promise<NetlinkRule[] | null> {
-  const msgs = await exchange(inNetns, request(NFT_MSG_GETRULE, NLM_F_DUMP, NFPROTO[family], [strAttr(NFTA_RULE_TABLE, table)]), true);
-  if (msgs === null) return null;
+export async function dumpRules(inNetns: <T>(fn: () => T) => T, family: NftFamily, table: string, cacheKey?: string): Promise<NetlinkRule[] | null> {
+  const msgs = await netlinkExchange(inNetns, NETLINK_NETFILTER, request(NFT_MSG_GETRULE, NLM_F_DUMP, NFPROTO[family], [strAttr(NFTA_RULE_TABLE, table)]), true);
+  if (msgs === null) {
+    if (cacheKey !== undefined) layouts.delete(cacheKey);
+    return null;
+  }
+  const kept = cacheKey !== undefined ? layouts.get(cacheKey) : undefined;
+  if (kept) {
+    const again = fromLayout(kept, msgs);
+    if (again) return again;
+  }
   const out: NetlinkRule[] = [];
+  const layout: DumpLayout = { generation: msgs[0]?.readUInt16BE(18) ?? -1, lengths: [], offsets: [], rules: [] };
   for (const m of msgs) {
-    const r = parseRule(m);
+    const at: Offsets = { handle: -1, packets: -1, bytes: -1 };
+    const r = parseRule(m, at);
+    layout.lengths.push(m.length);
+    layout.offsets.push(r ? at : undefined);
+    layout.rules.push(r);
     if (r) out.push(r);
+  }
+  if (cacheKey !== undefined) {
+    if (layouts.size >= 16 && !layouts.has(cacheKey)) layouts.delete(layouts.keys().next().value!);
+    layouts.set(cacheKey, layout);
+  }
+  return out;
+}
+
+/** A dump as parsed last time: per message its length, where its numbers are, and the rule (counter as then). */
+interface DumpLayout {
+  generation: number;
+  lengths: number[];
+  offsets: (Offsets | undefined)[];
+  rules: (NetlinkRule | undefined)[];
+}
+
+/** Kept layouts by dumpRules' cacheKey. */
+const layouts = new Map<string, DumpLayout>();
+
+/** The rules of `msgs` read through `layout`, or undefined when any message differs from the layout's. */
+function fromLayout(layout: DumpLayout, msgs: readonly Buffer[]): NetlinkRule[] | undefined {
+  if (msgs.length !== layout.lengths.length || msgs.length === 0) return undefined;
+  const out: NetlinkRule[] = [];
+  for (let i = 0; i < msgs.length; i++) {
+    const m = msgs[i]!;
+    if (m.length !== layout.lengths[i] || m.readUInt16BE(18) !== layout.generation) return undefined;
+    const r = layout.rules[i];
+    if (!r) {
+      if ((m.readUInt16LE(4) & 0xff) === NFT_MSG_NEWRULE) return undefined;
+      continue;
+    }
+    const at = layout.offsets[i]!;
+    if (at.handle < 0 || u64be(m, at.handle) !== r.handle) return undefined;
+    const rule: NetlinkRule = { chain: r.chain, handle: r.handle, action: r.action };
+    if (r.comment !== undefined) rule.comment = r.comment;
+    if (r.counter) rule.counter = { packets: at.packets >= 0 ? u64be(m, at.packets) : 0, bytes: at.bytes >= 0 ? u64be(m, at.bytes) : 0 };
+    out.push(rule);
   }
   return out;
 }

@@ -199,7 +199,8 @@ export async function readCounters(host: Host, family: 'inet' = NFT_FAMILY, tabl
   // the kernel's rule list over netlink (no nft process, no JSON of the whole table: ~0.4 s at 10k rules); nft when that cannot be read
   if (addonAvailable()) {
     try {
-      const rules = await dumpRules((fn) => host.inNetns(fn), family, table);
+      // the dump's layout is kept per namespace and table: an unchanged ruleset is read as numbers only
+      const rules = await dumpRules((fn) => host.inNetns(fn), family, table, `${host.where}\0${host.stateDir}\0${family} ${table}`);
       return groupCounters(rules === null ? [] : ruleCounters(rules));
     } catch (e) {
       if (!(e instanceof NftNetlinkError)) throw e;

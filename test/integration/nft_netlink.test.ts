@@ -96,6 +96,27 @@ describe('nftables over netlink', { skip: missing('netns') }, () => {
     assert.deepEqual(await readCounters(L.host), fromNft);
   });
 
+  it('a kept dump layout reads new counters, and a changed rule (same handle, same length) is parsed again', async () => {
+    const key = `test ${L.stateDir}`;
+    const fresh = async () => (await dumpRules(inNs, 'inet', 'patronus'))!;
+    assert.deepEqual(await dumpRules(inNs, 'inet', 'patronus', key), await fresh());
+    const ping = (rules: Awaited<ReturnType<typeof fresh>>) => rules.filter((r) => r.comment === 'patronus:rule:ping#2').map((r) => r.counter!.packets)[0]!;
+    const before = ping((await dumpRules(inNs, 'inet', 'patronus', key))!);
+    const r = await execa('ip', ['netns', 'exec', L.peer.name, 'ping', '-c', '2', '-i', '0.2', '-W', '2', '192.0.2.2'], { reject: false, timeout: 20_000 });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const kept = (await dumpRules(inNs, 'inet', 'patronus', key))!;
+    assert.equal(ping(kept), before + 2, 'the kept layout reads the new counter values');
+    assert.deepEqual(kept, await fresh());
+    // the same rule replaced in place: same handle; "reject" -> "accept" with a comment of the same length
+    const rej = kept.find((x) => x.comment === 'patronus:rule:rej')!;
+    await L.host.run('nft', ['replace', 'rule', 'inet', 'patronus', 'input', 'handle', String(rej.handle), 'tcp', 'dport', '1', 'counter', 'accept', 'comment', '"patronus:rule:rex"']);
+    const after = (await dumpRules(inNs, 'inet', 'patronus', key))!;
+    assert.deepEqual(after, await fresh());
+    const rex = after.find((x) => x.handle === rej.handle)!;
+    assert.equal(rex.comment, 'patronus:rule:rex');
+    assert.equal(rex.action, 'accept');
+  });
+
   it('a table that does not exist reads as no rules', async () => {
     assert.deepEqual(await dumpRules(inNs, 'inet', 'patronus_none'), []);
   });

@@ -207,11 +207,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
    * nothing is committed yet); 503 with every drifted object otherwise, or
    * when start-up reconciliation failed. Never reads the stored document:
    * the drift monitor compiles each revision once and reuses a check younger
-   * than 1 s, with one check in flight at most.
+   * than 1 s, with one check in flight at most. While a check is in flight,
+   * the last verified result for the same revision answers at once (checking:
+   * true, checkedAt and ageMs say how old it is): /healthz never waits for a
+   * check's ip/nft spawns then. A new revision, or no result yet, waits.
    */
   app.get('/healthz', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => {
     const h = engine.health();
-    const d = await drift.check({ maxAgeMs: 1000 });
+    const d = await drift.check({ maxAgeMs: 1000, lastWhileChecking: true });
     // degraded: start-up reconciliation failed, or the store cannot record revisions (disk full, I/O errors)
     const degraded = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
     const status = d.state === 'drift' ? 'drift' : degraded ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
@@ -222,6 +225,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       // the revision the system should run (kept for clients of the earlier shape)
       committed: d.revision,
       checkedAt: d.checkedAt,
+      // how old that verification is, and whether a newer one is running
+      ageMs: Math.max(0, Date.now() - Date.parse(d.checkedAt)),
+      checking: drift.checking,
       reconcileMode: d.mode,
       drift: d.items,
       repairs: d.repairs,

@@ -132,6 +132,11 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     return this.intervalMs();
   }
 
+  /** Whether a check (or a check and repair) is running now. */
+  get checking(): boolean {
+    return this.inflight !== undefined;
+  }
+
   /** The last report (undefined before the first check). */
   get lastReport(): DriftReport | undefined {
     return this.last;
@@ -141,9 +146,13 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
    * A fresh report, or the last one when it is younger than maxAgeMs and the
    * target revision has not changed. Concurrent callers share one check.
    */
-  async check(opts: { maxAgeMs?: number } = {}): Promise<DriftReport> {
+  async check(opts: { maxAgeMs?: number; lastWhileChecking?: boolean } = {}): Promise<DriftReport> {
     const maxAge = opts.maxAgeMs ?? 1000;
     if (this.last && Date.now() - this.lastAt < maxAge && this.last.state !== 'applying' && this.sameTarget(this.last.revision)) return this.last;
+    // /healthz: while a check (the loop's, or another reader's) is already running, the last verified
+    // result for the same target answers at once instead of waiting for that check's spawns; its
+    // checkedAt says how old it is, and a verified drift stays a drift (503) until a check finds it gone
+    if (opts.lastWhileChecking && this.inflight && this.last && this.last.state !== 'applying' && this.sameTarget(this.last.revision)) return this.last;
     this.inflight ??= this.run(false).finally(() => (this.inflight = undefined));
     return this.inflight;
   }

@@ -29,6 +29,8 @@ function fake() {
     checks: 0,
     applies: 0,
     compiles: 0,
+    /** while set, every drift check waits for it (a check in flight, like one waiting for its ip/nft spawns) */
+    gate: undefined as Promise<void> | undefined,
     subsystem: undefined as unknown as Subsystem<string>,
   };
   s.subsystem = defineSubsystem<string>({
@@ -50,6 +52,7 @@ function fake() {
     drift: async (): Promise<DriftFinding[]> => {
       s.checks++;
       await new Promise((r) => setTimeout(r, 20));
+      if (s.gate) await s.gate;
       return s.broken ? [{ object: 'thing', reason: 'broken by hand' }] : [];
     },
   });
@@ -252,6 +255,97 @@ describe('status and /healthz follow another process', () => {
     }
   });
 });
+
+describe('/healthz while a check is in flight', () => {
+  it('answers from the last verified result (its age and checking: true), a verified drift stays 503, a new revision waits', { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pt-drift3-'));
+    const f = fake();
+    const store = Store.open(join(dir, 'patronus.db'));
+    const engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [f.subsystem] });
+    const drift = new DriftMonitor(engine);
+    const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }), drift });
+    let open = () => {};
+    const hold = () => (f.gate = new Promise<void>((r) => (open = r)));
+    const release = () => {
+      f.gate = undefined;
+      open();
+    };
+    try {
+      const healthz = async () => {
+        const r = await app.inject({ method: 'GET', url: '/healthz' });
+        return { status: r.statusCode, json: r.json() };
+      };
+      const doc = (description: string) => ({ interfaces: [{ name: 'eth9', zone: 'lan', description }], firewall: { enabled: false } });
+      await engine.apply({ document: doc('a') }, { author: 't', message: '' });
+      const first = await healthz();
+      assert.equal(first.status, 200);
+      assert.equal(first.json.status, 'ok');
+      assert.equal(first.json.checking, false);
+
+      // a check in flight (held): /healthz does not wait for it, it answers the last verified result
+      f.broken = true;
+      hold();
+      const checks = f.checks;
+      const inflight = drift.check({ maxAgeMs: 0 });
+      await waitUntil(() => f.checks > checks);
+      const during = await healthz();
+      assert.equal(during.status, 200, 'the last verified result: ok');
+      assert.equal(during.json.checking, true);
+      assert.equal(during.json.checkedAt, first.json.checkedAt, 'the same verification, not a new one');
+      assert.equal(typeof during.json.ageMs, 'number');
+      assert.ok(during.json.ageMs >= 0);
+      release();
+      assert.equal((await inflight).state, 'drift');
+      const after = await healthz();
+      assert.equal(after.status, 503, 'the verified drift answers at once');
+      assert.equal(after.json.checking, false);
+
+      // a verified drift stays 503 while the next check runs
+      hold();
+      const inflight2 = drift.check({ maxAgeMs: 0 });
+      await waitUntil(() => drift.checking);
+      const during2 = await healthz();
+      assert.equal(during2.status, 503);
+      assert.deepEqual(during2.json.drift, [{ subsystem: 'fake', object: 'thing', reason: 'broken by hand' }]);
+      assert.equal(during2.json.checking, true);
+      f.broken = false;
+      release();
+      assert.equal((await inflight2).state, 'ok');
+      assert.equal((await healthz()).status, 200, 'repaired by hand, verified: ok again');
+
+      // a new revision is not answered from the old one's result: /healthz waits for its check
+      await engine.apply({ document: doc('b') }, { author: 't', message: '' });
+      hold();
+      const inflight3 = drift.check({ maxAgeMs: 0 });
+      await waitUntil(() => drift.checking);
+      let answered = false;
+      const pending = healthz().then((r) => ((answered = true), r));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(answered, false, 'waits for the check of revision 2');
+      release();
+      await inflight3;
+      const r2 = await pending;
+      assert.equal(r2.status, 200);
+      assert.equal(r2.json.revision, 2);
+    } finally {
+      release();
+      await app.close();
+      drift.stop();
+      engine.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Polls cond until true; fails after 20 s. */
+async function waitUntil(cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met within 20 s');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 describe('jsonSafe', () => {
   it('turns what JSON.stringify refuses or mangles into plain JSON', () => {

@@ -16,6 +16,7 @@ import { FastpathDataPlane, removePins } from '../../src/fastpath/dataplane.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
 import { frame } from '../lib/packets.js';
 import { missing } from '../lib/skip.js';
+import { rng, bits, mask, inPrefix, fmtAddr as fmt } from '../lib/fastpath-random.js';
 
 const CAP = { prefixes: 8192, portPrefixes: 4096, rateLimitSources: 1024, blocklist: 1024 };
 
@@ -39,26 +40,6 @@ interface Packet {
   dport: number;
 }
 
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const bits = (f: 4 | 6) => (f === 4 ? 32 : 128);
-const mask = (f: 4 | 6, len: number) => (len === 0 ? 0n : ((1n << BigInt(len)) - 1n) << BigInt(bits(f) - len));
-const inPrefix = (f: 4 | 6, a: bigint, [p, len]: [bigint, number]) => (a & mask(f, len)) === p;
-
-function fmt(f: 4 | 6, a: bigint): string {
-  if (f === 4) return [24n, 16n, 8n, 0n].map((s) => String((a >> s) & 255n)).join('.');
-  return Array.from({ length: 8 }, (_, i) => ((a >> BigInt(112 - 16 * i)) & 0xffffn).toString(16)).join(':');
-}
-
-/** Addresses cluster in a few regions so prefixes nest and packets hit them. */
 function randomAddr(f: 4 | 6, r: () => number): bigint {
   const region = BigInt(Math.floor(r() * 3));
   if (f === 4) return (((10n + region) << 24n) | BigInt(Math.floor(r() * 4)) << 16n | BigInt(Math.floor(r() * 2 ** 16))) & 0xffffffffn;

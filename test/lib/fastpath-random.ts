@@ -44,9 +44,9 @@ export function rng(seed: number): () => number {
   };
 }
 
-const bits = (f: 4 | 6) => (f === 4 ? 32 : 128);
-const mask = (f: 4 | 6, len: number) => (len === 0 ? 0n : ((1n << BigInt(len)) - 1n) << BigInt(bits(f) - len));
-const inPrefix = (f: 4 | 6, a: bigint, [p, len]: [bigint, number]) => (a & mask(f, len)) === p;
+export const bits = (f: 4 | 6) => (f === 4 ? 32 : 128);
+export const mask = (f: 4 | 6, len: number) => (len === 0 ? 0n : ((1n << BigInt(len)) - 1n) << BigInt(bits(f) - len));
+export const inPrefix = (f: 4 | 6, a: bigint, [p, len]: [bigint, number]) => (a & mask(f, len)) === p;
 
 export function fmtAddr(f: 4 | 6, a: bigint): string {
   if (f === 4) return [24n, 16n, 8n, 0n].map((s) => String((a >> s) & 255n)).join('.');

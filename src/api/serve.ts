@@ -29,6 +29,7 @@ import { XdpEventSource } from '../events/xdp.js';
 import { NflogSource } from '../events/nflog.js';
 import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
 import { releaseFreedMemory } from '../bpf/index.js';
+import { serviceManager } from '../system/service-manager.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -50,6 +51,8 @@ export interface ServeOptions {
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
+  // first: NOTIFY_SOCKET leaves the environment before any daemon is started (they inherit it)
+  const manager = serviceManager(process.env, (e) => console.error(`patronus: ${e.message}`));
   const stateDir = opts.stateDir ?? defaultStateDir(opts.lab);
   if (opts.lab) await ensureLab();
   const netns = opts.netns ?? (opts.lab ? LAB_NS : undefined);
@@ -73,6 +76,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
 
   const seedPath = opts.config ?? DEFAULT_CONFIG_PATH;
   console.log(`patronus: state in ${stateDir}; reconciling ${host.where} with the last committed revision`);
+  manager.status('reconciling with the last committed revision');
   const out = await engine.reconcile(existsSync(seedPath) ? { text: readRegularFile(seedPath) } : undefined);
   if (out.error) console.error(`patronus: reconciliation failed (serving anyway, /healthz says degraded): ${out.error}`);
   else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
@@ -193,10 +197,12 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const fleet = opts.fleet ? await (await import('../fleet/serve.js')).joinFleet(opts.fleet, { app, engine, drift, metrics }) : undefined;
 
   let closing = false;
+  let listening = false;
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
     console.log(`patronus: ${signal}: closing`);
+    manager.stopping();
     // validations in worker threads are only answers: stop them rather than wait for a huge document
     engine.stopValidations();
     // a request still in flight after a second (a plan compiling a huge document on this thread) is not
@@ -223,9 +229,18 @@ export async function serve(opts: ServeOptions): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   // reload (systemctl reload / rc-service reload send SIGHUP): check drift now and repair per drift.reconcile
+  // (systemd: RELOADING=1 until the check and its repair are done, then READY=1 again)
+  const readyStatus = () => `revision ${store.head().committed ?? '-'}, listening on ${opts.listen ?? api.listen}`;
   process.on('SIGHUP', () => {
     console.log('patronus: SIGHUP: checking drift now');
-    drift.checkAndRepair().catch((e: Error) => console.error(`patronus: drift check on SIGHUP: ${e.message}`));
+    const announce = listening && !closing;
+    if (announce) manager.reloading();
+    drift
+      .checkAndRepair()
+      .catch((e: Error) => console.error(`patronus: drift check on SIGHUP: ${e.message}`))
+      .finally(() => {
+        if (announce && !closing) manager.ready(readyStatus());
+      });
   });
 
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
@@ -233,6 +248,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
   drift.start();
   fleet?.start();
   releaseMemorySoon();
+  // readiness (systemd Type=notify): reconciled above, listening now
+  listening = true;
+  manager.ready(out.error ? `degraded: reconciliation failed: ${out.error}` : readyStatus());
   console.log(`patronus: listening on ${https ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 

@@ -315,15 +315,39 @@ export function documentComponent(documentSchema: z.ZodType): JsonSchema {
   return json;
 }
 
-/** A body with `config`: the object variant is the document schema (the text variant stays a string). */
-function typedConfigBody(schema: FastifySchema): { body?: unknown } {
-  const body = schema.body as { properties?: Record<string, { anyOf?: JsonSchema[]; oneOf?: JsonSchema[] }> } | undefined;
+/**
+ * A body with `config`: the object variant is the document schema (the text
+ * variant stays a string), as application/json; and the raw document as
+ * application/yaml (server.ts's content parser: `curl --data-binary
+ * @patronus.yaml -H 'content-type: application/yaml'`), whose other fields
+ * come as query parameters instead.
+ */
+function typedConfigBody(schema: FastifySchema): { body?: unknown; querystring?: unknown } {
+  const body = schema.body as { properties?: Record<string, { anyOf?: JsonSchema[]; oneOf?: JsonSchema[] } & JsonSchema> } | undefined;
   const config = body?.properties?.config;
   const variants = config?.anyOf ?? config?.oneOf;
   if (!body || !config || !variants) return {};
   const typed = variants.map((v) => (v.type === 'object' ? { $ref: '#/components/schemas/PatronusDocument', description: v.description } : v));
-  return { body: { ...body, properties: { ...body.properties, config: { ...config, ...(config.anyOf ? { anyOf: typed } : { oneOf: typed }) } } } };
+  const json = { ...body, properties: { ...body.properties, config: { ...config, ...(config.anyOf ? { anyOf: typed } : { oneOf: typed }) } } };
+  // the fields the YAML form takes from the query string (server.ts: message, confirmWithin, allowEmpty)
+  const query: Record<string, JsonSchema> = {};
+  for (const key of YAML_QUERY_FIELDS) {
+    const field = body.properties![key];
+    if (!field) continue;
+    const { default: _, ...rest } = field as JsonSchema & { default?: unknown };
+    query[key] = { ...rest, ...(rest.type === 'boolean' ? { type: 'string', enum: ['true', 'false'] } : {}), description: `with a YAML body: ${String(rest.description ?? key)}` };
+  }
+  return {
+    body: {
+      content: {
+        'application/json': { schema: json },
+        'application/yaml': { schema: { type: 'string', description: 'the document as YAML text (also accepted as application/x-yaml and text/yaml); the other fields as query parameters' } },
+      },
+    },
+    ...(Object.keys(query).length ? { querystring: { type: 'object', properties: query } } : {}),
+  };
 }
+const YAML_QUERY_FIELDS = ['message', 'confirmWithin', 'allowEmpty'];
 
 export const OPENAPI_TAGS = [
   { name: 'config', description: 'validate, plan, apply, confirm, roll back' },

@@ -223,7 +223,18 @@ function buildOperations(P: string): Record<string, Operation> {
     errors: BODY_ERRORS,
   },
   [`POST ${P}/config/confirm`]: { operationId: 'confirmConfig', tag: 'config', ok: { type: 'object', required: ['id', 'state'], properties: revisionProps }, errors: [401, 409, 500] },
-  [`POST ${P}/config/rollback`]: { operationId: 'rollbackConfig', tag: 'config', ok: applyReport, errors: BODY_ERRORS },
+  [`POST ${P}/config/rollback`]: {
+    operationId: 'rollbackConfig',
+    tag: 'config',
+    ok: {
+      description: 'the apply report of the revision gone back to; with Accept: application/x-ndjson streamed as for apply',
+      content: {
+        'application/json': { schema: applyReport },
+        'application/x-ndjson': { schema: { type: 'string', description: 'newline-delimited JSON: progress, heartbeat, then report or error' } },
+      },
+    },
+    errors: BODY_ERRORS,
+  },
   [`GET ${P}/revisions`]: { operationId: 'listRevisions', tag: 'revisions', ok: { type: 'array', items: { type: 'object', required: ['id', 'state'], properties: { ...revisionProps, failedStep: { type: ['string', 'null'] } } } }, errors: [400, 401, 500] },
   [`GET ${P}/revisions/:id`]: { operationId: 'getRevision', tag: 'revisions', ok: revision, errors: [400, 401, 404, 500] },
   [`GET ${P}/rules`]: { operationId: 'listRules', tag: 'counters', ok: rules, errors: [401, 500] },

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { domains } from '../domains.js';
 import { apiSchema } from './schema.js';
-import { Engine } from '../apply/engine.js';
+import { Engine, type ProgressEvent } from '../apply/engine.js';
 import { readRegularFile } from '../config/input.js';
 import { keepSpareParseWorker } from '../config/parse-worker.js';
 import { Store, type Retention } from '../store/store.js';
@@ -34,6 +34,9 @@ import { serviceManager } from '../system/service-manager.js';
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
 export { DEFAULT_STATE_DIR, LAB_STATE_DIR, defaultStateDir } from './state-dir.js';
+
+/** How long one start-up reconciliation step may take before systemd's start timeout applies again. */
+const START_STEP_MS = 120_000;
 
 export interface ServeOptions {
   listen?: string;
@@ -77,7 +80,13 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const seedPath = opts.config ?? DEFAULT_CONFIG_PATH;
   console.log(`patronus: state in ${stateDir}; reconciling ${host.where} with the last committed revision`);
   manager.status('reconciling with the last committed revision');
-  const out = await engine.reconcile(existsSync(seedPath) ? { text: readRegularFile(seedPath) } : undefined);
+  // systemd: each step that begins buys the start another START_STEP_MS (a 1M-prefix fast path on a loaded
+  // machine may take longer than TimeoutStartSec as a whole, but no single step should)
+  const startProgress = (e: ProgressEvent) => {
+    if (e.phase === 'apply' || e.phase === 'rollback') manager.extendTimeout(START_STEP_MS, `reconciling: ${e.subsystem} (${e.index + 1}/${e.total})`);
+  };
+  engine.on('progress', startProgress);
+  const out = await engine.reconcile(existsSync(seedPath) ? { text: readRegularFile(seedPath) } : undefined).finally(() => engine.off('progress', startProgress));
   if (out.error) console.error(`patronus: reconciliation failed (serving anyway, /healthz says degraded): ${out.error}`);
   else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
   else if (out.revision) console.log(`patronus: running revision ${out.revision}`);

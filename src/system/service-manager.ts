@@ -5,7 +5,9 @@
  * reached) only when the server says READY=1, which it does once it has
  * reconciled the kernel and listens. A reload (SIGHUP) is bracketed by
  * RELOADING=1 ... READY=1, a stop announced by STOPPING=1; STATUS= shows in
- * `systemctl status`.
+ * `systemctl status`. While the start-up reconciliation makes progress (a
+ * step begins), EXTEND_TIMEOUT_USEC keeps TimeoutStartSec from killing a
+ * long but moving start; a step that hangs still runs into the timeout.
  *
  * NOTIFY_SOCKET is taken out of the environment when read (as sd_notify's
  * unset_environment does): the daemons Patronus starts (charon-systemd,
@@ -21,6 +23,8 @@ export interface ServiceManager {
   reloading(): void;
   stopping(): void;
   status(text: string): void;
+  /** start-up goes on: give it `ms` more before the start timeout (EXTEND_TIMEOUT_USEC), saying what it does */
+  extendTimeout(ms: number, status: string): void;
 }
 
 /**
@@ -48,5 +52,6 @@ export function serviceManager(env: NodeJS.ProcessEnv = process.env, onError: (e
     reloading: () => send({ RELOADING: 1, MONOTONIC_USEC: (process.hrtime.bigint() / 1000n).toString(), STATUS: 'reloading: checking drift' }),
     stopping: () => send({ STOPPING: 1, STATUS: 'stopping' }),
     status: (text) => send({ STATUS: text }),
+    extendTimeout: (ms, status) => send({ EXTEND_TIMEOUT_USEC: Math.round(ms * 1000), STATUS: status }),
   };
 }

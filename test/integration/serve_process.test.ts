@@ -115,9 +115,14 @@ describe('patronus serve under an init system', { timeout: 300_000, skip: missin
     assert.match((await L.fw.exec('nft', ['list', 'ruleset'])).stdout, /allow-ping/);
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
     assert.equal(await lookup(), '10.80.0.1', 'unbound started by the apply answers');
-    // before it: only STATUS while reconciling
+    // before it: STATUS while reconciling, and per step that began more time for the start (EXTEND_TIMEOUT_USEC)
     const before = notify.received.slice(0, notify.received.indexOf(ready));
-    assert.deepEqual(before.map((n) => n.message), ['STATUS=reconciling with the last committed revision']);
+    assert.equal(before[0]?.message, 'STATUS=reconciling with the last committed revision');
+    for (const n of before.slice(1)) {
+      assert.equal(n.fields.EXTEND_TIMEOUT_USEC, '120000000', n.message);
+      assert.match(n.fields.STATUS ?? '', /^reconciling: [a-z0-9-]+ \(\d+\/\d+\)$/, n.message);
+    }
+    assert.ok(before.some((n) => /^reconciling: nftables /.test(n.fields.STATUS ?? '')), JSON.stringify(before.map((n) => n.message)));
     // the daemons it started do not inherit NOTIFY_SOCKET (charon-systemd would speak to the unit)
     const environ = readFileSync(`/proc/${unboundPid()}/environ`, 'utf8').split('\0');
     assert.ok(!environ.some((e) => e.startsWith('NOTIFY_SOCKET=')), 'unbound has no NOTIFY_SOCKET');

@@ -16,7 +16,7 @@ import { notifySocket } from '../lib/notify_socket.js';
 import { missing } from '../lib/skip.js';
 
 describe('service manager notifications (sd_notify)', { timeout: 120_000, skip: missing({ cmd: 'python3' }, { file: fileURLToPath(new URL('../../../native/build/Release/patronus_bpf.node', import.meta.url)) }) }, () => {
-  it('READY, RELOADING, STOPPING and STATUS to a socket path, from this process; NOTIFY_SOCKET leaves the environment', async () => {
+  it('READY, EXTEND_TIMEOUT_USEC, RELOADING, STOPPING and STATUS to a socket path, from this process; NOTIFY_SOCKET leaves the environment', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pt-notify-'));
     const sock = await notifySocket(join(dir, 'notify'));
     try {
@@ -25,6 +25,7 @@ describe('service manager notifications (sd_notify)', { timeout: 120_000, skip: 
       const m = serviceManager(env, (e) => errors.push(e));
       assert.deepEqual(env, { OTHER: 'x' }, 'children started after this do not inherit NOTIFY_SOCKET');
       m.status('reconciling');
+      m.extendTimeout(120_000, 'reconciling: nftables (3/20)');
       m.ready('revision 3, listening on 127.0.0.1:9180');
       m.reloading();
       m.ready('revision 3\nsecond line');
@@ -36,6 +37,7 @@ describe('service manager notifications (sd_notify)', { timeout: 120_000, skip: 
         sock.received.map((n) => ({ ...n.fields, ...(n.fields.MONOTONIC_USEC ? { MONOTONIC_USEC: 'n' } : {}) })),
         [
           { STATUS: 'reconciling' },
+          { EXTEND_TIMEOUT_USEC: '120000000', STATUS: 'reconciling: nftables (3/20)' },
           { READY: '1', STATUS: 'revision 3, listening on 127.0.0.1:9180', MAINPID: String(process.pid) },
           { RELOADING: '1', MONOTONIC_USEC: 'n', STATUS: 'reloading: checking drift' },
           { READY: '1', STATUS: 'revision 3 second line', MAINPID: String(process.pid) },
@@ -43,7 +45,7 @@ describe('service manager notifications (sd_notify)', { timeout: 120_000, skip: 
         ],
       );
       // CLOCK_MONOTONIC, as systemd compares it with its own
-      const usec = Number(sock.received[2]!.fields.MONOTONIC_USEC);
+      const usec = Number(sock.received[3]!.fields.MONOTONIC_USEC);
       const now = Number(process.hrtime.bigint() / 1000n);
       assert.ok(usec <= now && now - usec < 60_000_000, `MONOTONIC_USEC ${usec} vs now ${now}`);
     } finally {

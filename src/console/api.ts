@@ -14,6 +14,9 @@ export type Schemas = components['schemas'];
 export type DashboardFrame = Schemas['DashboardFrame'];
 export type FirewallEvent = Get<'/api/v1/events'>['events'][number];
 
+type JsonError<T> = T extends { responses: { 400: { content: { 'application/json': infer R } } } } ? R : never;
+/** The one error shape every route answers with (src/api/errors.ts), as the document declares it for a 400. */
+export type ErrorBody = JsonError<paths['/api/v1/config/validate']['post']>;
 type JsonOk<T> = T extends { responses: { 200: { content: { 'application/json': infer R } } } } ? R : unknown;
 type JsonBody<T> = T extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never;
 export type Get<P extends keyof paths> = JsonOk<paths[P]['get']>;
@@ -34,7 +37,7 @@ export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    readonly body: { message?: string; issues?: { path: string; message: string; line?: number; column?: number }[]; report?: unknown } | undefined,
+    readonly body: Partial<ErrorBody> | undefined,
   ) {
     super(message);
   }

@@ -59,9 +59,9 @@ export function Config({ me }: { me: Identity }) {
   const load = async () => {
     try {
       const c = await get('/api/v1/config');
-      const doc = (c.pending?.config ?? c.config) as unknown;
+      const doc = c.pending?.config ?? c.config;
       show(SCHEMA_HEADER + stringify(doc ?? {}, { lineWidth: 0 }));
-      setLoadedRevision((c.pending?.revision as number | undefined) ?? c.revision);
+      setLoadedRevision(c.pending?.revision ?? c.revision);
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) show(SCHEMA_HEADER);
       else setResult({ error: (e as Error).message });

@@ -1,0 +1,226 @@
+/**
+ * The console's Services page in a real browser (Debian's chromium, playwright-core)
+ * against a real `patronus serve` that runs the gateway's daemons in a test namespace:
+ * Kea (a dhclient in a client namespace takes a lease), Unbound (the client's
+ * queries, one of them for a blocklisted name), WireGuard (wireguard-go, one
+ * generated peer), keepalived (one VRRP instance, alone: it becomes master) and
+ * FRR (a BGP neighbour that never answers). The page shows each of them; an
+ * admin sees the peer's client configuration (QR code, .conf) and a viewer does
+ * not (nor may it fetch it: 403). axe-core on the page; its screenshot goes to
+ * dist/test-output/console/services.png (docs/console.md shows a copy).
+ *
+ *   cli (52:54:00:bb:00:15) --eth0/lan0-- fw (10.69.0.1; wan0 192.0.2.2) --wan0/eth0-- peer (192.0.2.1)
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { missing, hasCommand } from '../lib/skip.js';
+import { controlLab, type ControlLab } from '../lib/control.js';
+import type { Netns } from '../lib/netns.js';
+import { ServeProcess, removeServePins, serveHost, writeConfig, CLI } from '../lib/fault.js';
+import { CHROMIUM, CONSOLE_OUT, assertAccessible, launchChromium } from '../lib/browser.js';
+import { subsystems } from '../../src/domains.js';
+
+const ADS = fileURLToPath(new URL('../../../examples/dns/blocklists/ads.txt', import.meta.url));
+const MAC = '52:54:00:bb:00:15';
+const ADMIN = 'services-admin';
+const PASSWORD = 'correct horse battery staple';
+
+const skip =
+  missing('netns', { cmd: 'nft' }, { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' }, { cmd: 'unbound' }, { cmd: 'dig' }, { cmd: 'wg' }, { cmd: 'wireguard-go' }, { cmd: 'keepalived' }, { cmd: 'vtysh' }, { cmd: 'unshare' }) ??
+  (process.env.CI !== 'true' && !hasCommand(CHROMIUM) ? `needs ${CHROMIUM} (Debian package chromium)` : undefined);
+
+describe('web console: the Services page with real daemons', { skip, timeout: 300_000 }, () => {
+  let L: ControlLab;
+  let cli: Netns;
+  let serve: ServeProcess | undefined;
+  let browser: Browser;
+  let dhclientPid: number | undefined;
+  // wireguard-go's socket is /var/run/wireguard/NAME.sock: the name must be unique on the machine
+  let wg: string;
+  const file = (ext: string) => join(L.stateDir, `cli.${ext}`);
+
+  const document = () => ({
+    interfaces: [
+      { name: 'wan0', zone: 'wan', addresses: ['192.0.2.2/24'] },
+      { name: 'lan0', zone: 'lan', addresses: ['10.69.0.1/24'] },
+    ],
+    dhcp: { enabled: true, validLifetime: 600, subnets: [{ id: 7, subnet: '10.69.0.0/24', interface: 'lan0', pools: ['10.69.0.100-10.69.0.110'], router: '10.69.0.1', dnsServers: ['10.69.0.1'] }] },
+    dns: {
+      enabled: true,
+      mode: 'forward',
+      upstreams: [{ address: '192.0.2.1' }],
+      listen: { interfaces: ['lan0'] },
+      dnssec: { enabled: false },
+      records: [{ type: 'A', name: 'gw.office.example', address: '10.69.0.1' }],
+      blocklists: [{ name: 'ads', file: ADS, format: 'domains', answer: 'nxdomain' }],
+    },
+    wireguard: {
+      interfaces: [{ name: wg, listenPort: 51820, addresses: ['10.79.0.1/24'], clientExport: { endpoint: 'vpn.example.net:51820' }, peers: [{ name: 'phone', generateKey: true, allowedIps: ['10.79.0.9/32'] }] }],
+    },
+    ha: { role: 'primary', instances: [{ name: 'LAN', interface: 'lan0', virtualRouterId: 57, advertInterval: 0.5, virtualAddresses: ['10.69.0.254/24'] }] },
+    routing: { bgp: { asn: 65001, neighbors: [{ address: '192.0.2.1', remoteAs: 65002, description: 'upstream' }] } },
+    drift: { intervalSeconds: 3600 },
+  });
+
+  async function signIn(context: BrowserContext, how: { user: string; password: string } | { token: string }): Promise<Page> {
+    const page = await context.newPage();
+    page.setDefaultTimeout(30_000);
+    await page.goto(`${serve!.base}/console/`);
+    await page.getByRole('heading', { name: 'Sign in to Patronus' }).waitFor();
+    if ('token' in how) {
+      await page.getByRole('button', { name: 'API token' }).click();
+      await page.getByLabel('API token').fill(how.token);
+    } else {
+      await page.getByLabel('User', { exact: true }).fill(how.user);
+      await page.getByLabel('Password').fill(how.password);
+    }
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByRole('heading', { level: 1, name: 'Dashboard' }).waitFor();
+    await page.goto(`${serve!.base}/console/#/services`);
+    await page.getByRole('heading', { level: 1, name: 'Services' }).waitFor();
+    return page;
+  }
+  /** A card of the page, by its heading. */
+  const card = (page: Page, name: string) => page.locator('section.card', { has: page.getByRole('heading', { level: 2, name, exact: true }) });
+  /** The row of a table in a card whose text has all of `texts`. */
+  const row = (page: Page, name: string, ...texts: (string | RegExp)[]) => {
+    let r = card(page, name).locator('tr');
+    for (const t of texts) r = r.filter({ hasText: t });
+    return r.first();
+  };
+
+  /** Kea lists the lease the client took (the lease_cmds answer follows the exchange closely, not at once). */
+  const waitForLease = async () => {
+    const end = Date.now() + 60_000;
+    for (;;) {
+      const r = await fetch(`${serve!.base}/api/v1/dhcp/leases`, { headers: { authorization: `Bearer ${serve!.token}` }, signal: AbortSignal.timeout(60_000) });
+      const body = (await r.json()) as { leases?: { mac: string }[] };
+      if (body.leases?.some((l) => l.mac === MAC)) return;
+      if (Date.now() > end) throw new Error(`timed out waiting for the lease of ${MAC} on GET /api/v1/dhcp/leases: ${JSON.stringify(body)}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+
+  before(async () => {
+    mkdirSync(CONSOLE_OUT, { recursive: true });
+    L = await controlLab();
+    wg = `wgc${L.lab.id}`.slice(0, 15);
+    cli = await L.lab.ns('cli');
+    await L.lab.veth({ ns: L.fw, dev: 'lan0' }, { ns: cli, dev: 'eth0' });
+    await cli.ip('link', 'set', 'eth0', 'address', MAC);
+    serve = await ServeProcess.start({ netns: L.fw, stateDir: L.stateDir, config: writeConfig(L.stateDir, 'services.json', document()), timeoutMs: 180_000 });
+    const user = await execa(process.execPath, [CLI, '--state-dir', L.stateDir, 'user', 'add', ADMIN, '--role', 'admin'], { input: `${PASSWORD}\n`, reject: false, timeout: 60_000 });
+    assert.equal(user.exitCode, 0, user.stderr);
+    browser = await launchChromium();
+  });
+
+  after(async () => {
+    await browser?.close().catch(() => undefined);
+    if (dhclientPid) {
+      try {
+        process.kill(dhclientPid);
+      } catch {}
+    }
+    await serve?.stop().catch(() => undefined);
+    if (L) {
+      // serve leaves the daemons running (the data plane outlives the control plane): stop them in the namespace
+      const host = serveHost(L.fw, L.stateDir);
+      for (const s of [...subsystems].reverse()) await s.teardown?.(host).catch((e: Error) => console.error(`# teardown ${s.name}: ${e.message}`));
+      removeServePins(host);
+      await L.teardown();
+    }
+  });
+
+  it('the daemons run: a DHCP lease, DNS answers (a blocklisted name: NXDOMAIN)', async () => {
+    // one real DHCP exchange (own lease/pid/script files: the stock script rewrites resolv.conf)
+    writeFileSync(file('conf'), 'timeout 30;\ninitial-interval 1;\n');
+    writeFileSync(file('sh'), '#!/bin/sh\ncase "$reason" in BOUND) ip addr add "$new_ip_address/24" dev "$interface" ;; esac\nexit 0\n', { mode: 0o755 });
+    await cli.nsenter('dhclient', ['-1', '-cf', file('conf'), '-lf', file('leases'), '-pf', file('pid'), '-sf', file('sh'), 'eth0'], { timeout: 60_000 });
+    dhclientPid = Number(readFileSync(file('pid'), 'utf8').trim()) || undefined;
+    const dig = (name: string) => cli.exec('dig', ['+short', '+tries=3', '+time=3', '@10.69.0.1', name], { timeout: 30_000 });
+    assert.equal((await dig('gw.office.example')).stdout.trim(), '10.69.0.1');
+    const blocked = await cli.exec('dig', ['+tries=3', '+time=3', '@10.69.0.1', 'ads.example.net'], { timeout: 30_000 });
+    assert.match(blocked.stdout, /status: NXDOMAIN/);
+  });
+
+  it('the answers the page reads match their schemas in /openapi.json (ajv; the console\'s types are generated from them)', async () => {
+    const api = async (path: string) => {
+      const r = await fetch(`${serve!.base}${path}`, { headers: { authorization: `Bearer ${serve!.token}` }, signal: AbortSignal.timeout(60_000) });
+      assert.equal(r.status, 200, `${path}: ${r.status}`);
+      return r.json() as Promise<unknown>;
+    };
+    const openapi = (await api('/openapi.json')) as { paths: Record<string, unknown> };
+    // OpenAPI 3.1 schemas are JSON Schema 2020-12; $refs resolve inside the document (its components)
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    addFormats.default(ajv);
+    ajv.addSchema(openapi, 'openapi.json');
+    const pointer = (path: string) => `openapi.json#/paths/${path.replace(/~/g, '~0').replace(/\//g, '~1')}/get/responses/200/content/application~1json/schema`;
+    await waitForLease();
+    for (const path of ['/api/v1/dhcp/leases', '/api/v1/ids/alerts', '/api/v1/config', '/api/v1/services', '/api/v1/events']) {
+      assert.ok(openapi.paths[path], `${path} is in /openapi.json`);
+      const validate = ajv.compile({ $ref: pointer(path) });
+      const body = await api(path);
+      assert.ok(validate(body), `${path}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`);
+    }
+    const leases = (await api('/api/v1/dhcp/leases')) as { leases: { mac: string }[] };
+    assert.deepEqual(leases.leases.map((l) => l.mac), [MAC]);
+  });
+
+  it('an admin sees the lease, DNS statistics and blocklist, the WireGuard peer with its QR code, VRRP and the BGP neighbour', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+    try {
+      const page = await signIn(context, { user: ADMIN, password: PASSWORD });
+      // the page reloads its lists every 5 s and the gateway panel comes with each dashboard frame: wait, generously
+      const wait = { timeout: 60_000 };
+      await row(page, 'DHCP leases', MAC, /10\.69\.0\.1(0\d|10)/, 'active').waitFor(wait);
+      await card(page, 'DNS').getByText(/^Queries: [1-9]/).waitFor(wait);
+      await row(page, 'DNS', /^ads\d+$/).waitFor(wait);
+      await row(page, 'VPN tunnels', wg, 'phone').waitFor(wait);
+      await row(page, 'Routing and VRRP', 'LAN', 'master').waitFor(wait);
+      await row(page, 'Routing and VRRP', '192.0.2.1').waitFor(wait);
+      // the peer's client configuration: a QR code on the page (an SVG the server draws)
+      const exports = page.getByTestId('exports');
+      await exports.getByText(`WireGuard ${wg} / phone`).waitFor();
+      await exports.getByRole('button', { name: 'QR code' }).click();
+      const qr = exports.getByRole('img', { name: `WireGuard configuration of ${wg}/phone as a QR code` });
+      await qr.waitFor();
+      assert.ok(await qr.evaluate((img) => (img as unknown as { complete: boolean; naturalWidth: number }).complete && (img as unknown as { naturalWidth: number }).naturalWidth > 0), 'the QR code image loaded');
+      // and the .conf download holds the peer's private key
+      const [download] = await Promise.all([page.waitForEvent('download'), exports.getByRole('button', { name: 'Download .conf' }).click()]);
+      assert.equal(download.suggestedFilename(), `phone-${wg}.conf`);
+      const conf = readFileSync((await download.path())!, 'utf8');
+      assert.match(conf, /^PrivateKey = \S+=$/m);
+      assert.match(conf, /^Endpoint = vpn\.example\.net:51820$/m);
+      await assertAccessible(page, 'services (admin, with daemons)');
+      await page.screenshot({ path: join(CONSOLE_OUT, 'services.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a viewer sees the same services, but no client configuration export (and the API refuses it: 403)', async () => {
+    const add = await execa(process.execPath, [CLI, '--state-dir', L.stateDir, 'token', 'add', 'services-viewer', '--role', 'viewer'], { reject: false, timeout: 60_000 });
+    assert.equal(add.exitCode, 0, add.stderr);
+    const token = add.stdout.trim().split(/\s+/).pop()!;
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const page = await signIn(context, { token });
+      await row(page, 'DHCP leases', MAC).waitFor({ timeout: 60_000 });
+      await row(page, 'VPN tunnels', wg, 'phone').waitFor({ timeout: 60_000 });
+      await page.getByText('Exports hold private keys: administrators only.').waitFor();
+      assert.equal(await page.getByTestId('exports').count(), 0);
+      assert.equal(await page.getByRole('button', { name: /QR code|Download/ }).count(), 0);
+      const refused = await fetch(`${serve!.base}/api/v1/vpn/wireguard/${wg}/peers/phone/config?format=text`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(refused.status, 403);
+    } finally {
+      await context.close();
+    }
+  });
+});

@@ -3,10 +3,12 @@
  * against a real `patronus serve` that runs the gateway's daemons in a test namespace:
  * Kea (a dhclient in a client namespace takes a lease), Unbound (the client's
  * queries, one of them for a blocklisted name), WireGuard (wireguard-go, one
- * generated peer), keepalived (one VRRP instance, alone: it becomes master) and
- * FRR (a BGP neighbour that never answers). The page shows each of them; an
- * admin sees the peer's client configuration (QR code, .conf) and a viewer does
- * not (nor may it fetch it: 403). axe-core on the page; its screenshot goes to
+ * generated peer), OpenVPN (one client), keepalived (one VRRP instance, alone:
+ * it becomes master) and FRR (a BGP neighbour that never answers). The page
+ * shows each of them; an admin sees the peer's client configuration (QR code,
+ * .conf) and the OpenVPN client's .ovpn, and a viewer does not (nor may it
+ * fetch them: 403). The answers the page reads are validated against
+ * /openapi.json. axe-core on the page; its screenshot goes to
  * dist/test-output/console/services.png (docs/console.md shows a copy).
  *
  *   cli (52:54:00:bb:00:15) --eth0/lan0-- fw (10.69.0.1; wan0 192.0.2.2) --wan0/eth0-- peer (192.0.2.1)
@@ -33,7 +35,7 @@ const ADMIN = 'services-admin';
 const PASSWORD = 'correct horse battery staple';
 
 const skip =
-  missing('netns', { cmd: 'nft' }, { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' }, { cmd: 'unbound' }, { cmd: 'dig' }, { cmd: 'wg' }, { cmd: 'wireguard-go' }, { cmd: 'keepalived' }, { cmd: 'vtysh' }, { cmd: 'unshare' }) ??
+  missing('netns', { cmd: 'nft' }, { cmd: 'kea-dhcp4' }, { cmd: 'dhclient' }, { cmd: 'unbound' }, { cmd: 'dig' }, { cmd: 'wg' }, { cmd: 'wireguard-go' }, { cmd: 'openvpn' }, { cmd: 'keepalived' }, { cmd: 'vtysh' }, { cmd: 'unshare' }) ??
   (process.env.CI !== 'true' && !hasCommand(CHROMIUM) ? `needs ${CHROMIUM} (Debian package chromium)` : undefined);
 
 describe('web console: the Services page with real daemons', { skip, timeout: 300_000 }, () => {
@@ -64,6 +66,7 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
     wireguard: {
       interfaces: [{ name: wg, listenPort: 51820, addresses: ['10.79.0.1/24'], clientExport: { endpoint: 'vpn.example.net:51820' }, peers: [{ name: 'phone', generateKey: true, allowedIps: ['10.79.0.9/32'] }] }],
     },
+    openvpn: { servers: [{ name: 'road', port: 1194, network: '10.88.0.0/24', remoteHost: 'vpn.example.net', clients: [{ name: 'alice' }] }] },
     ha: { role: 'primary', instances: [{ name: 'LAN', interface: 'lan0', virtualRouterId: 57, advertInterval: 0.5, virtualAddresses: ['10.69.0.254/24'] }] },
     routing: { bgp: { asn: 65001, neighbors: [{ address: '192.0.2.1', remoteAs: 65002, description: 'upstream' }] } },
     drift: { intervalSeconds: 3600 },
@@ -173,7 +176,7 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
     assert.deepEqual(leases.leases.map((l) => l.mac), [MAC]);
   });
 
-  it('an admin sees the lease, DNS statistics and blocklist, the WireGuard peer with its QR code, VRRP and the BGP neighbour', async () => {
+  it('an admin sees the lease, DNS statistics and blocklist, the WireGuard peer with its QR code and .conf, the .ovpn, VRRP and the BGP neighbour', async () => {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
     try {
       const page = await signIn(context, { user: ADMIN, password: PASSWORD });
@@ -198,6 +201,13 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
       const conf = readFileSync((await download.path())!, 'utf8');
       assert.match(conf, /^PrivateKey = \S+=$/m);
       assert.match(conf, /^Endpoint = vpn\.example\.net:51820$/m);
+      // the OpenVPN client's .ovpn profile, with its key
+      await exports.getByText('OpenVPN road / alice').waitFor();
+      const [profile] = await Promise.all([page.waitForEvent('download'), exports.getByRole('button', { name: 'Download .ovpn' }).click()]);
+      assert.equal(profile.suggestedFilename(), 'alice-road.ovpn');
+      const ovpn = readFileSync((await profile.path())!, 'utf8');
+      assert.match(ovpn, /^remote vpn\.example\.net 1194 udp$/m);
+      assert.match(ovpn, /<key>\n-----BEGIN [\s\S]+?<\/key>/);
       await assertAccessible(page, 'services (admin, with daemons)');
       await page.screenshot({ path: join(CONSOLE_OUT, 'services.png'), fullPage: true });
     } finally {
@@ -217,8 +227,10 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
       await page.getByText('Exports hold private keys: administrators only.').waitFor();
       assert.equal(await page.getByTestId('exports').count(), 0);
       assert.equal(await page.getByRole('button', { name: /QR code|Download/ }).count(), 0);
-      const refused = await fetch(`${serve!.base}/api/v1/vpn/wireguard/${wg}/peers/phone/config?format=text`, { headers: { authorization: `Bearer ${token}` } });
-      assert.equal(refused.status, 403);
+      for (const path of [`/api/v1/vpn/wireguard/${wg}/peers/phone/config?format=text`, `/api/v1/vpn/wireguard/${wg}/peers/phone/config?format=svg`, '/api/v1/vpn/openvpn/road/clients/alice/profile']) {
+        const refused = await fetch(`${serve!.base}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(60_000) });
+        assert.equal(refused.status, 403, path);
+      }
     } finally {
       await context.close();
     }

@@ -60,7 +60,7 @@ export async function request<T>(method: 'GET' | 'POST' | 'DELETE', path: string
     json = text;
   }
   if (!res.ok) {
-    const b = json as { message?: string } | undefined;
+    const b = json as Partial<ErrorBody> | undefined;
     if (res.status === 401 && onSignedOut) onSignedOut();
     throw new ApiError(res.status, b?.message ?? `${method} ${path}: HTTP ${res.status}`, typeof json === 'object' ? (json as ApiError['body']) : undefined);
   }
@@ -74,7 +74,7 @@ export async function download(path: string): Promise<Blob> {
     const text = await res.text();
     let message = `GET ${path}: HTTP ${res.status}`;
     try {
-      message = (JSON.parse(text) as { message: string }).message;
+      message = (JSON.parse(text) as ErrorBody).message;
     } catch {}
     throw new ApiError(res.status, message, undefined);
   }
@@ -129,7 +129,7 @@ export function stream(path: string, onEvent: (event: string, data: string) => v
           const text = await res.text().catch(() => '');
           let message = `HTTP ${res.status}`;
           try {
-            message = (JSON.parse(text) as { message: string }).message;
+            message = (JSON.parse(text) as ErrorBody).message;
           } catch {}
           onState?.(false, message);
           if (res.status === 401 || res.status === 403 || res.status === 404) return;

@@ -215,7 +215,7 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
     }
   });
 
-  it('a viewer sees the same services, but no client configuration export (and the API refuses it: 403)', async () => {
+  it('a viewer sees the same services, but no client configuration export (and the API refuses it: 403); the page fits a phone', async () => {
     const add = await execa(process.execPath, [CLI, '--state-dir', L.stateDir, 'token', 'add', 'services-viewer', '--role', 'viewer'], { reject: false, timeout: 60_000 });
     assert.equal(add.exitCode, 0, add.stderr);
     const token = add.stdout.trim().split(/\s+/).pop()!;
@@ -227,6 +227,11 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
       await page.getByText('Exports hold private keys: administrators only.').waitFor();
       assert.equal(await page.getByTestId('exports').count(), 0);
       assert.equal(await page.getByRole('button', { name: /QR code|Download/ }).count(), 0);
+      // with its tables full, the page still fits a phone (wide tables scroll inside their card)
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.waitForFunction('document.documentElement.scrollWidth - window.innerWidth <= 1', undefined, { timeout: 10_000 }).catch(() => undefined);
+      const overflow = Number(await page.evaluate('document.documentElement.scrollWidth - window.innerWidth'));
+      assert.ok(overflow <= 1, `Services at 390 px scrolls sideways by ${overflow} px`);
       for (const path of [`/api/v1/vpn/wireguard/${wg}/peers/phone/config?format=text`, `/api/v1/vpn/wireguard/${wg}/peers/phone/config?format=svg`, '/api/v1/vpn/openvpn/road/clients/alice/profile']) {
         const refused = await fetch(`${serve!.base}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(60_000) });
         assert.equal(refused.status, 403, path);

@@ -8,7 +8,10 @@
  * shows each of them; an admin sees the peer's client configuration (QR code,
  * .conf) and the OpenVPN client's .ovpn, and a viewer does not (nor may it
  * fetch them: 403). The answers the page reads are validated against
- * /openapi.json. axe-core on the page; its screenshot goes to
+ * /openapi.json. The IDS card is the exception: Suricata has no package here,
+ * so its answers are fixtures (checked against /openapi.json) served by the
+ * browser's request routing; the real unblock route is tested in ids.test.ts
+ * and its role and CSRF checks in api_roles.test.ts. axe-core on the page; its screenshot goes to
  * dist/test-output/console/services.png (docs/console.md shows a copy).
  *
  *   cli (52:54:00:bb:00:15) --eth0/lan0-- fw (10.69.0.1; wan0 192.0.2.2) --wan0/eth0-- peer (192.0.2.1)
@@ -99,6 +102,22 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
     return r.first();
   };
 
+  /** Asserts that `body` is what /openapi.json declares for the 200 answer of `method path` (ajv, JSON Schema 2020-12 as OpenAPI 3.1). */
+  let ajv: Ajv2020 | undefined;
+  async function matchesOpenapi(method: string, path: string, body: unknown): Promise<void> {
+    if (!ajv) {
+      const r = await fetch(`${serve!.base}/openapi.json`, { headers: { authorization: `Bearer ${serve!.token}` }, signal: AbortSignal.timeout(60_000) });
+      assert.equal(r.status, 200);
+      ajv = new Ajv2020({ allErrors: true, strict: false });
+      addFormats.default(ajv);
+      // $refs resolve inside the document (its components)
+      ajv.addSchema((await r.json()) as object, 'openapi.json');
+    }
+    const pointer = `openapi.json#/paths/${path.replace(/~/g, '~0').replace(/\//g, '~1')}/${method.toLowerCase()}/responses/200/content/application~1json/schema`;
+    const validate = ajv.compile({ $ref: pointer });
+    assert.ok(validate(body), `${method} ${path}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`);
+  }
+
   /** Kea lists the lease the client took (the lease_cmds answer follows the exchange closely, not at once). */
   const waitForLease = async () => {
     const end = Date.now() + 60_000;
@@ -159,19 +178,8 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
       assert.equal(r.status, 200, `${path}: ${r.status}`);
       return r.json() as Promise<unknown>;
     };
-    const openapi = (await api('/openapi.json')) as { paths: Record<string, unknown> };
-    // OpenAPI 3.1 schemas are JSON Schema 2020-12; $refs resolve inside the document (its components)
-    const ajv = new Ajv2020({ allErrors: true, strict: false });
-    addFormats.default(ajv);
-    ajv.addSchema(openapi, 'openapi.json');
-    const pointer = (path: string) => `openapi.json#/paths/${path.replace(/~/g, '~0').replace(/\//g, '~1')}/get/responses/200/content/application~1json/schema`;
     await waitForLease();
-    for (const path of ['/api/v1/dhcp/leases', '/api/v1/ids/alerts', '/api/v1/config', '/api/v1/services', '/api/v1/events']) {
-      assert.ok(openapi.paths[path], `${path} is in /openapi.json`);
-      const validate = ajv.compile({ $ref: pointer(path) });
-      const body = await api(path);
-      assert.ok(validate(body), `${path}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 500)}`);
-    }
+    for (const path of ['/api/v1/dhcp/leases', '/api/v1/ids/alerts', '/api/v1/config', '/api/v1/services', '/api/v1/events']) await matchesOpenapi('GET', path, await api(path));
     const leases = (await api('/api/v1/dhcp/leases')) as { leases: { mac: string }[] };
     assert.deepEqual(leases.leases.map((l) => l.mac), [MAC]);
   });
@@ -210,6 +218,43 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
       assert.match(ovpn, /<key>\n-----BEGIN [\s\S]+?<\/key>/);
       await assertAccessible(page, 'services (admin, with daemons)');
       await page.screenshot({ path: join(CONSOLE_OUT, 'services.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('the IDS card: alerts, blocked sources, and Unblock sends the DELETE with the session\'s CSRF token (Suricata is not packaged here: the answers are fixtures checked against /openapi.json)', async () => {
+    const blockedUntil = new Date(Date.now() + 3600_000).toISOString();
+    let blocked = [{ address: '198.51.100.66', expiresAt: blockedUntil }];
+    const alerts = () => ({
+      ingesting: true,
+      alerts: [{ timestamp: new Date().toISOString(), srcIp: '198.51.100.66', srcPort: 40000, destIp: '10.69.0.1', destPort: 22, proto: 'TCP', action: 'allowed', gid: 1, signatureId: 2001219, rev: 20, signature: 'ET SCAN Potential SSH Scan', category: 'Attempted Information Leak', severity: 2 }],
+      summary: { alerts: 1, bySeverity: { 2: 1 }, signatures: [{ signatureId: 2001219, signature: 'ET SCAN Potential SSH Scan', severity: 2, count: 1 }], malformedLines: 0, autoBlock: { enabled: true, blocks: 1, current: blocked, errors: 0, recent: [] } },
+    });
+    await matchesOpenapi('GET', '/api/v1/ids/alerts', alerts());
+    const unblocked = { address: '198.51.100.66', removed: true };
+    await matchesOpenapi('DELETE', '/api/v1/ids/blocks/{address}', unblocked);
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+    try {
+      const deletes: { url: string; csrf: string | undefined }[] = [];
+      await context.route('**/api/v1/ids/alerts*', (route) => route.fulfill({ json: alerts() }));
+      await context.route('**/api/v1/ids/blocks/*', (route) => {
+        if (route.request().method() !== 'DELETE') return route.continue();
+        deletes.push({ url: route.request().url(), csrf: route.request().headers()['x-csrf-token'] });
+        blocked = [];
+        return route.fulfill({ json: unblocked });
+      });
+      const page = await signIn(context, { user: ADMIN, password: PASSWORD });
+      await row(page, 'IDS', 'ET SCAN Potential SSH Scan', '198.51.100.66').waitFor();
+      const ids = card(page, 'IDS');
+      await ids.getByTestId('ids-blocks').getByText(/198\.51\.100\.66 blocked until/).waitFor();
+      await assertAccessible(page, 'services (IDS card)');
+      await ids.getByRole('button', { name: 'Unblock 198.51.100.66' }).click();
+      await ids.getByTestId('unblock-status').filter({ hasText: '198.51.100.66 unblocked.' }).waitFor();
+      await ids.getByText('No source is blocked now.').waitFor();
+      assert.equal(deletes.length, 1);
+      assert.match(deletes[0]!.url, /\/api\/v1\/ids\/blocks\/198\.51\.100\.66$/);
+      assert.match(deletes[0]!.csrf ?? '', /^\S{16,}$/, 'the CSRF token goes with the DELETE');
     } finally {
       await context.close();
     }

@@ -5,6 +5,7 @@
  */
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { get, stream, type FirewallEvent, type Get, type Identity } from '../api';
+import { Scroll } from '../scroll';
 
 /** The document's fast-path sampling (fastpath.log): events per second per rule, and the burst. */
 type JsonSchema = { properties?: Record<string, JsonSchema>; default?: unknown };
@@ -110,7 +111,7 @@ export function Log(_: { me: Identity }) {
           {lost > 0 && `; ${lost} not delivered to this page (it fell behind)`}
         </span>
       </form>
-      <div class="scroll">
+      <Scroll label="Events">
         <table data-testid="log">
           <thead>
             <tr>
@@ -151,7 +152,7 @@ export function Log(_: { me: Identity }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </Scroll>
     </>
   );
 }

@@ -7,6 +7,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { download, get, request, type Delete, type Get, type Identity } from '../api';
 import { useLive } from '../live';
 import { ago, bytes, count, until } from '../format';
+import { Scroll } from '../scroll';
 
 const VRRP = ['init', 'backup', 'master', 'fault', 'stopped'];
 
@@ -220,7 +221,7 @@ function Exports({ vpn }: { vpn: VpnDoc }) {
 function Table({ head, rows, empty }: { head: string[]; rows: string[][]; empty: string }) {
   if (!rows.length) return <p class="muted">{empty}</p>;
   return (
-    <div class="scroll">
+    <Scroll label={`${head[0]} table`}>
       <table>
         <thead>
           <tr>
@@ -239,6 +240,6 @@ function Table({ head, rows, empty }: { head: string[]; rows: string[][]; empty:
           ))}
         </tbody>
       </table>
-    </div>
+    </Scroll>
   );
 }

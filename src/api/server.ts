@@ -149,17 +149,19 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   };
   app.addHook('onResponse', endBodyWork);
   app.addHook('onRequestAbort', endBodyWork);
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-    const text = body as string;
-    if (!text.trim()) return done(new ConfigError([{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }]));
-    if (text.length > LARGE_JSON_BODY) {
+  // the raw bytes: a large body is decoded in the worker too (src/config/parse-worker.ts)
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, raw, done) => {
+    const bytes = raw as Buffer;
+    if (bytes.length > LARGE_JSON_BODY) {
       bodyWork.set(req, engine.beginWork('request'));
-      parseJsonBodyInWorker(text).then(
+      parseJsonBodyInWorker(bytes).then(
         (p) => ('issues' in p ? done(bodyIssues(p.issues)) : done(null, p.body)),
         (e: Error) => done(e),
       );
       return;
     }
+    const text = bytes.toString('utf8');
+    if (!text.trim()) return done(new ConfigError([{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }]));
     const parsed = parseConfigText(text, 'json');
     if (parsed.issues.length) return done(bodyIssues(parsed.issues));
     done(null, parsed.value);

@@ -185,6 +185,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }, 1000).unref();
   };
   engine.on('applied', releaseMemorySoon);
+  // an idle spare compile worker was stopped: its thread's arena pages go back too
+  engine.on('spareRetired', releaseMemorySoon);
   registerHaSyncMetrics(metrics.registry, haSync);
   const app = await buildServer({
     engine,

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { formatIssue, type Issue } from '../config/issues.js';
 import { compose } from './compose.js';
-import { checkName, FleetKeys, type Desired, type NodeInfo, type NodeStatus, type RolloutRecord, type WaveRecord } from './model.js';
+import { checkName, FleetKeys, type Approval, type Desired, type GitopsRecord, type NodeInfo, type NodeStatus, type RolloutRecord, type WaveRecord } from './model.js';
 
 export class FleetError extends Error {
   override name = 'FleetError';
@@ -161,9 +161,14 @@ export class FleetController {
    * Composes base + overlay for every member of the group and runs the
    * document checks on each; issues are prefixed with the node's name.
    */
-  async validate(group: string, base: unknown): Promise<{ members: string[]; documents: Map<string, unknown>; problems: { node: string; issues: Issue[] }[] }> {
+  async validate(group: string, base: unknown, opts: { node?: string } = {}): Promise<{ members: string[]; documents: Map<string, unknown>; problems: { node: string; issues: Issue[] }[] }> {
     checkName('group', group);
-    const members = Object.values((await this.client.getAll().prefix(this.keys.members(group)).json()) as Record<string, { node: string }>).map((m) => m.node).sort();
+    let members = Object.values((await this.client.getAll().prefix(this.keys.members(group)).json()) as Record<string, { node: string }>).map((m) => m.node).sort();
+    if (opts.node !== undefined) {
+      checkName('node', opts.node);
+      if (!members.includes(opts.node)) throw new FleetError(`node ${opts.node} is not a member of group ${group}${members.length ? ` (members: ${members.join(', ')})` : ' (it has no members)'}`, 'not-found');
+      members = [opts.node];
+    }
     const overlays = (await this.client.getAll().prefix(this.keys.overlays(group)).json()) as Record<string, unknown>;
     const documents = new Map<string, unknown>();
     const problems: { node: string; issues: Issue[] }[] = [];
@@ -178,6 +183,67 @@ export class FleetController {
       if (issues.length) problems.push({ node, issues });
     }
     return { members, documents, problems };
+  }
+
+  // ---- GitOps records and approvals
+
+  /** What the GitOps watcher recorded for a group's commits, newest first. */
+  async commits(group: string, limit = 50): Promise<GitopsRecord[]> {
+    checkName('group', group);
+    // gitops/<group>/_last holds a bare commit hash, not a record
+    const all = (await this.client.getAll().prefix(this.keys.gitopsAll(group)).strings()) as Record<string, string>;
+    return Object.entries(all)
+      .filter(([k]) => !k.endsWith('/_last'))
+      .map(([, v]) => JSON.parse(v) as GitopsRecord)
+      .sort((a, b) => b.at.localeCompare(a.at) || a.commit.localeCompare(b.commit))
+      .slice(0, limit);
+  }
+
+  /**
+   * Approves a commit the watcher holds under policy approval (`commit`: the
+   * full hash or an unambiguous prefix of at least 7 hex digits). The watcher
+   * rolls it out on its next poll.
+   */
+  async approve(group: string, commit: string, by: string, note = ''): Promise<Approval> {
+    checkName('group', group);
+    if (!/^[0-9a-f]{7,64}$/i.test(commit)) throw new FleetError(`commit "${commit}" is not a commit hash (7 to 64 hex digits)`, 'invalid');
+    const seen = (await this.commits(group, 100_000)).filter((r) => r.commit.startsWith(commit.toLowerCase()));
+    if (!seen.length) throw new FleetError(`commit ${commit} has not been seen by the GitOps watcher of group ${group}: nothing to approve`, 'not-found');
+    if (seen.length > 1) throw new FleetError(`commit ${commit} is ambiguous in group ${group}: ${seen.map((r) => r.commit.slice(0, 12)).join(', ')}`, 'invalid');
+    const rec = seen[0]!;
+    if (rec.state !== 'waiting-for-approval') throw new FleetError(`commit ${rec.commit.slice(0, 12)} of group ${group} is ${rec.state}${rec.state === 'invalid' || rec.state === 'unsigned' ? ` (${rec.detail})` : ''}: only a commit waiting for approval can be approved`, 'conflict');
+    const approval: Approval = { commit: rec.commit, by, note, at: new Date().toISOString() };
+    await this.client.put(this.keys.approval(group, rec.commit)).value(JSON.stringify(approval));
+    return approval;
+  }
+
+  async approval(group: string, commit: string): Promise<Approval | null> {
+    return (await this.client.get(this.keys.approval(group, commit)).json()) as Approval | null;
+  }
+
+  /**
+   * Records a rollout that was refused before it started (a Git commit with
+   * an invalid or unsigned document): state failed, the reason, nothing
+   * published; `patronus fleet rollouts` then says why.
+   */
+  async refused(req: { group: string; message: string; reason: string; git?: { commit: string; repo?: string }; options?: RolloutRecord['options'] }): Promise<RolloutRecord> {
+    const at = new Date().toISOString();
+    const record: RolloutRecord = {
+      id: rolloutId(),
+      group: req.group,
+      state: 'failed',
+      message: req.message,
+      createdAt: at,
+      finishedAt: at,
+      reason: req.reason,
+      ...(req.git ? { git: req.git } : {}),
+      options: req.options ?? { canary: 0, waves: [], confirmWithin: 0 },
+      waves: [],
+      offline: [],
+      history: [{ at, event: `failed: ${req.reason}` }],
+    };
+    await this.client.put(this.keys.rollout(record.id)).value(JSON.stringify(record));
+    return record;
   }
 
   // ---- rollouts

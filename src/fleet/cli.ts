@@ -62,7 +62,7 @@ async function withController<T>(o: ConnFlags, fn: (c: FleetController, client: 
   } catch (e) {
     const err = e as Error & { code?: string };
     if (e instanceof FleetError || e instanceof ConfigError) throw e;
-    if (/Unavailable|DEADLINE|Deadline|ECONNREFUSED|No connection|connect/i.test(`${err.name} ${err.message}`)) throw new FleetError(`fleet: ${describeFleet(conn.url)} unreachable: ${err.message}`, 'failed');
+    if (/Unavailable|DEADLINE|Deadline|ECONNREFUSED|No connection|connect/i.test(`${err.name} ${err.message}`)) throw new FleetError(`fleet: ${describeFleet(conn.url)} unreachable: ${err.message.replace(/\s*Resolution note:\s*$/, '')}`, 'failed');
     throw e;
   } finally {
     client.close();

@@ -18,7 +18,7 @@
  * Every step is written to rollouts/<id> (history, per-node results, why).
  */
 import { randomBytes } from 'node:crypto';
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, Watcher } from 'etcd3';
 import { formatIssue, type Issue } from '../config/issues.js';
 import { compose } from './compose.js';
 import { checkName, FleetKeys, type Approval, type Desired, type GitopsRecord, type NodeInfo, type NodeStatus, type RolloutRecord, type WaveRecord } from './model.js';
@@ -73,14 +73,16 @@ export interface NodeRow {
 export class FleetController {
   readonly keys: FleetKeys;
   private readonly pollMs: number;
+  private readonly resyncMs: number;
 
   constructor(
     readonly client: Etcd3,
     readonly validator: DocumentValidator,
-    opts: { keys?: FleetKeys; pollMs?: number } = {},
+    opts: { keys?: FleetKeys; pollMs?: number; resyncMs?: number } = {},
   ) {
     this.keys = opts.keys ?? new FleetKeys();
     this.pollMs = opts.pollMs ?? 250;
+    this.resyncMs = opts.resyncMs ?? 5000;
   }
 
   // ---- reading
@@ -435,29 +437,84 @@ export class FleetController {
     return finish('completed', record.offline.length ? `every online node healthy; published to offline ${record.offline.join(', ')} (they converge when back)` : undefined);
   }
 
-  /** Polls the wave's nodes' statuses until all are healthy, one failed, the time is up, or an abort. */
+  /**
+   * Waits until every node of the wave is healthy, one failed, the time is
+   * up, or an abort. The statuses come from a watch on status/ (one event
+   * per report, not a range read of every node's status per poll: that read
+   * grows with the fleet); a full read every `resyncMs` is the safety net
+   * for a watch that lags while it reconnects to another member. The abort
+   * key is one small read per poll.
+   */
   private async waitForWave(record: RolloutRecord, wave: WaveRecord, timeoutSeconds: number): Promise<'healthy' | 'failed' | 'timeout' | 'aborted'> {
     const deadline = Date.now() + timeoutSeconds * 1000;
     wave.results = {};
-    for (;;) {
-      const statuses = (await this.client.getAll().prefix(this.keys.statuses()).json().catch(() => ({}))) as Record<string, NodeStatus>;
-      let pending = 0;
-      let failed = false;
-      for (const n of wave.nodes) {
-        const s = statuses[this.keys.status(n)];
-        if (s?.rollout === record.id && (s.state === 'healthy' || s.state === 'failed')) {
-          wave.results[n] = { state: s.state, ...(s.error ? { error: s.error } : {}), ...(s.revision !== undefined ? { revision: s.revision } : {}) };
-          if (s.state === 'failed') failed = true;
-        } else pending++;
+    const prefix = this.keys.statuses();
+    const members = new Set(wave.nodes);
+    const latest = new Map<string, NodeStatus>();
+    let wake: (() => void) | undefined;
+    const take = (key: string, value: string) => {
+      const node = key.slice(prefix.length);
+      if (!members.has(node)) return;
+      try {
+        latest.set(node, JSON.parse(value) as NodeStatus);
+      } catch {
+        return; // not ours to judge: a status that is not JSON counts as no answer
       }
-      if (failed) return 'failed';
-      if (!pending) return 'healthy';
-      if ((await this.client.get(this.keys.abort(record.id)).string().catch(() => null)) !== null) return 'aborted';
-      if (Date.now() > deadline) {
-        for (const n of wave.nodes) wave.results[n] ??= { state: 'timeout', error: `no healthy report within ${timeoutSeconds} s` };
-        return 'timeout';
+      wake?.();
+    };
+    const readAll = async (): Promise<string | undefined> => {
+      const res = await this.client.getAll().prefix(prefix).exec();
+      for (const kv of res.kvs) take(kv.key.toString(), kv.value.toString());
+      return res.header.revision;
+    };
+    let watcher: Watcher | undefined;
+    try {
+      // a failed first read (etcd electing a leader) is made up by the resync on the first turn
+      const revision = await readAll().catch(() => undefined);
+      const builder = this.client.watch().prefix(prefix);
+      watcher = await (revision ? builder.startRevision(String(BigInt(revision) + 1n)) : builder).create().catch(() => undefined);
+      watcher?.on('put', (kv) => take(kv.key.toString(), kv.value.toString()));
+      // the watcher reports and retries its own errors; the resync below covers what it misses meanwhile
+      watcher?.on('error', () => undefined);
+      let resyncAt = watcher && revision ? Date.now() + this.resyncMs : 0;
+      let abortCheckAt = 0;
+      for (;;) {
+        let pending = 0;
+        let failed = false;
+        for (const n of wave.nodes) {
+          const st = latest.get(n);
+          if (st?.rollout === record.id && (st.state === 'healthy' || st.state === 'failed')) {
+            wave.results[n] = { state: st.state, ...(st.error ? { error: st.error } : {}), ...(st.revision !== undefined ? { revision: st.revision } : {}) };
+            if (st.state === 'failed') failed = true;
+          } else pending++;
+        }
+        if (failed) return 'failed';
+        if (!pending) return 'healthy';
+        if (Date.now() >= abortCheckAt) {
+          if ((await this.client.get(this.keys.abort(record.id)).string().catch(() => null)) !== null) return 'aborted';
+          abortCheckAt = Date.now() + this.pollMs;
+        }
+        if (Date.now() > deadline) {
+          for (const n of wave.nodes) wave.results[n] ??= { state: 'timeout', error: `no healthy report within ${timeoutSeconds} s` };
+          return 'timeout';
+        }
+        // until the next poll, or shortly after a status arrives (reports that come together are looked at together)
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, this.pollMs);
+          wake = () => {
+            clearTimeout(t);
+            wake = undefined;
+            setTimeout(r, 20);
+          };
+        });
+        wake = undefined;
+        if (Date.now() >= resyncAt) {
+          await readAll().catch(() => undefined);
+          resyncAt = Date.now() + (watcher ? this.resyncMs : this.pollMs);
+        }
       }
-      await sleep(this.pollMs);
+    } finally {
+      await watcher?.cancel().catch(() => undefined);
     }
   }
 }

@@ -206,13 +206,13 @@ export function addFleetCommands(program: Command, out: Out): void {
     });
 
   const overlay = fleet.command('overlay').description("a node's overlay over its group's base (addresses, VRRP priority, ...)");
-  connectionOptions(overlay.command('set').argument('<node>').argument('<file>', 'overlay document (YAML or JSON)').requiredOption('--group <group>'))
-    .description('set the overlay of a node (validated with the group base when a rollout runs)')
-    .action(async (node: string, file: string, o: ConnFlags & { group: string }) => {
+  connectionOptions(overlay.command('set').argument('<node>').argument('<file>', 'overlay document (YAML or JSON)').requiredOption('--group <group>').option('--force', 'store it without validating it over the group base (a rollout validates it again)', false))
+    .description("set the overlay of a node: validated over the group's current base first (refused, nothing stored, when it breaks the document); every rollout validates it again")
+    .action(async (node: string, file: string, o: ConnFlags & { group: string; force: boolean }) => {
       const doc = await readDocument(file);
       await withController(o, async (c) => {
-        await c.setOverlay(o.group, node, doc);
-        out({ group: o.group, node, overlay: doc }, () => `overlay of ${node} in group ${o.group} set`);
+        const r = await c.setOverlay(o.group, node, doc, { force: o.force });
+        out({ group: o.group, node, overlay: doc, ...r }, () => `overlay of ${node} in group ${o.group} set${r.validatedWith ? ` (valid over the base of rollout ${r.validatedWith})` : o.force ? ' (not validated: --force)' : ' (the group has no base yet: validated at its first rollout)'}`);
       });
     });
   connectionOptions(overlay.command('get').argument('<node>').requiredOption('--group <group>'))

@@ -19,7 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Etcd3, Watcher } from 'etcd3';
-import { formatIssue, type Issue } from '../config/issues.js';
+import { ConfigError, formatIssue, type Issue } from '../config/issues.js';
 import { compose } from './compose.js';
 import { checkName, FleetKeys, type Approval, type Desired, type GitopsRecord, type NodeInfo, type NodeStatus, type RolloutRecord, type WaveRecord } from './model.js';
 
@@ -142,10 +142,28 @@ export class FleetController {
 
   // ---- overlays
 
-  async setOverlay(group: string, node: string, overlay: unknown): Promise<void> {
+  /**
+   * Stores a node's overlay. Unless `force`, it is first composed with the
+   * group's current base (when the group has one) and validated: an overlay
+   * that breaks the node's document is refused (ConfigError, paths under
+   * "node N") and nothing is stored. A rollout validates every member again
+   * either way.
+   */
+  async setOverlay(group: string, node: string, overlay: unknown, opts: { force?: boolean } = {}): Promise<{ validatedWith?: string }> {
     checkName('group', group);
     checkName('node', node);
+    if (typeof overlay !== 'object' || overlay === null || Array.isArray(overlay)) throw new FleetError(`overlay of ${node}: must be a mapping (sections of a document), not ${Array.isArray(overlay) ? 'a list' : JSON.stringify(overlay)}`, 'invalid');
+    let validatedWith: string | undefined;
+    if (!opts.force) {
+      const base = (await this.client.get(this.keys.base(group)).json()) as { rollout: string; document: unknown } | null;
+      if (base) {
+        const issues = await this.validator(compose(base.document, overlay));
+        if (issues.length) throw new ConfigError(issues.map((i) => ({ ...i, path: [`node ${node}`, ...i.path], message: `${i.message} (overlay over the base of group ${group}, rollout ${base.rollout}; nothing stored)` })));
+        validatedWith = base.rollout;
+      }
+    }
     await this.client.put(this.keys.overlay(group, node)).value(JSON.stringify(overlay));
+    return validatedWith ? { validatedWith } : {};
   }
 
   async overlay(group: string, node: string): Promise<unknown> {

@@ -326,7 +326,13 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 54
   it('bad input: broken overlay, empty group, two rollouts at once, etcd unreachable: clear errors, nothing applied, history says why', async () => {
     const before = await desiredOf();
     // an overlay that breaks the document for one node: nothing published anywhere
-    assert.equal((await fleet(['overlay', 'set', 'n2', file('broken.json', { interfaces: [{ name: 'wan0', addresses: ['192.0.2.2/24', 'not-an-address'] }] }), '--group', GROUP])).code, 0);
+    const brokenOverlay = file('broken.json', { interfaces: [{ name: 'wan0', addresses: ['192.0.2.2/24', 'not-an-address'] }] });
+    const refused = await fleet(['overlay', 'set', 'n2', brokenOverlay, '--group', GROUP]);
+    assert.notEqual(refused.code, 0, 'checked over the group base, refused');
+    assert.match(JSON.stringify(refused.json), /"path":"node n2\.interfaces\[0\]\.addresses\[1\]"/);
+    assert.deepEqual((await fleet(['overlay', 'get', 'n2', '--group', GROUP])).json, { interfaces: [{ name: 'wan0', addresses: ['192.0.2.2/24', '10.90.2.1/24'] }] }, 'nothing stored');
+    // stored anyway (--force): the rollout refuses it
+    assert.equal((await fleet(['overlay', 'set', 'n2', brokenOverlay, '--group', GROUP, '--force'])).code, 0);
     const v = await fleet(['validate', file('v5.json', base('allow-8084')), '--group', GROUP]);
     assert.notEqual(v.code, 0);
     assert.match(JSON.stringify(v.json), /"path":"node n2\.interfaces\[0\]\.addresses\[1\]"/);

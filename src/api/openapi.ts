@@ -299,6 +299,8 @@ export function fleetOperations(): Record<string, Operation> {
     [`POST ${P}/fleet/validate`]: { operationId: 'validateFleetDocument', tag: 'fleet', ok: anyObject('valid for every member'), errors: [400, 401, 403, 500] },
     [`POST ${P}/fleet/rollouts`]: { operationId: 'startFleetRollout', tag: 'fleet', ok: anyObject('the rollout record (202: it runs on)'), errors: [400, 401, 403, 409, 500] },
     [`POST ${P}/fleet/rollouts/:id/abort`]: { operationId: 'abortFleetRollout', tag: 'fleet', ok: anyObject('the halted rollout'), errors: [401, 403, 404, 409, 500] },
+    [`GET ${P}/fleet/commits`]: { operationId: 'listFleetCommits', tag: 'fleet', ok: { type: 'array', items: anyObject('a commit the GitOps watcher examined: state, detail, rollout') }, errors: [400, 401, 403, 500] },
+    [`POST ${P}/fleet/commits/:commit/approve`]: { operationId: 'approveFleetCommit', tag: 'fleet', ok: anyObject('the approval (commit, by, note, at)'), errors: [400, 401, 403, 404, 409, 500] },
   };
   return fleetOps;
 }

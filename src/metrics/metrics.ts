@@ -32,7 +32,7 @@
  * src/<domain>/domain.ts, through src/metrics/series.ts); this file
  * declares the shared ones and adds each domain's of engine.domains.
  *
- * `promtool check metrics` holds for all of it (test/integration/metrics_lint.test.ts).
+ * `promtool check metrics` holds for all of it (test/integration/serve_process.test.ts).
  */
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 import type { Engine } from '../apply/engine.js';

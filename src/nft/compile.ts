@@ -11,7 +11,7 @@
  *
  * Every rule carries a comment `patronus:<kind>:<name>[:<part>]`; counters
  * read back with `nft -j` are mapped to configuration objects through it
- * (see counterKey and src/nft/counters.ts).
+ * (see counterKey, and the reader in src/nft/subsystem.ts).
  *
  * Layout of the table:
  *   sets      zone_<zone> (interface names), managed (every managed

@@ -222,7 +222,7 @@ async function readSnapshot(engine: Engine, drift: DriftMonitor | undefined): Pr
       .map(async (s) => {
         try {
           const metrics = await s.metrics!(engine.host);
-          if (compiled && s.configured && metrics.services && !s.configured(compiled.desired.get(s.name))) delete metrics.services;
+          if (compiled && s.configured && metrics.services && !s.configured(compiled.desired.of(s))) delete metrics.services;
           return { subsystem: s.name, metrics };
         } catch (e) {
           return { subsystem: s.name, error: (e as Error).message };

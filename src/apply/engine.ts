@@ -1069,8 +1069,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (running !== clean.revision) return out;
     const drifted = new Set(clean.items.map((i) => i.subsystem));
     for (const s of this.subsystems) {
-      if (drifted.has(s.name) || !clean.desired.has(s.name)) continue;
-      if (!sameDesired(clean.desired.get(s.name), compiled.desired.get(s.name))) continue;
+      if (drifted.has(s.name) || !clean.desired.has(s)) continue;
+      if (!sameDesired(clean.desired.of(s), compiled.desired.of(s))) continue;
       out.same.add(s.name);
       if (clean.checked.includes(s.name)) out.checked.add(s.name);
     }

@@ -42,6 +42,20 @@ export function isAddress(text: string, family?: Family): boolean {
 }
 
 /**
+ * The family of an address or prefix text that validation has already
+ * accepted ("2001:db8::/32" -> 6, "10.0.0.1" -> 4): IPv6 text always holds a
+ * colon, a dotted quad never does. For unchecked text use addressFamily.
+ */
+export function familyOf(text: string): Family {
+  return text.includes(':') ? 6 : 4;
+}
+
+/** An address with its prefix length: a bare address gets its host length ("192.0.2.1" -> "192.0.2.1/32", "2001:db8::1" -> "2001:db8::1/128"); text with a length comes back as it is. */
+export function withHostLength(text: string): string {
+  return text.includes('/') ? text : `${text}/${familyOf(text) === 4 ? 32 : 128}`;
+}
+
+/**
  * What is wrong with the text of an address or prefix before it is parsed,
  * the same everywhere (docs/configuration-input.md): surrounding whitespace or
  * a line break is refused, not trimmed; an IPv6 zone index (`%eth0`) is

@@ -87,7 +87,7 @@ describe('validation off the main thread', () => {
       const { compiled, issues } = here.compileDocument(document);
       assert.deepEqual(issues, [], name);
       for (const s of here.subsystems) {
-        const want = compiled!.desired.get(s.name);
+        const want = compiled!.desired.of(s);
         // what the worker does (postMessage with the packed buffers transferred) and the main thread undoes
         let got: unknown;
         if (s.wire) {

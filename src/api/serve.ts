@@ -30,6 +30,7 @@ import { NflogSource } from '../events/nflog.js';
 import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
 import { releaseFreedMemory } from '../bpf/index.js';
 import { serviceManager } from '../system/service-manager.js';
+import { enableSpawnerThread } from '../system/spawner.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -56,6 +57,9 @@ export interface ServeOptions {
 export async function serve(opts: ServeOptions): Promise<void> {
   // first: NOTIFY_SOCKET leaves the environment before any daemon is started (they inherit it)
   const manager = serviceManager(process.env, (e) => console.error(`patronus: ${e.message}`));
+  // every command the server runs (ip, nft, tc, daemons' status) starts from a worker thread: a spawn's wait for
+  // the child's exec no longer holds the event loop (/healthz, signals; src/system/spawner.ts)
+  enableSpawnerThread();
   const stateDir = opts.stateDir ?? defaultStateDir(opts.lab);
   if (opts.lab) await ensureLab();
   const netns = opts.netns ?? (opts.lab ? LAB_NS : undefined);
@@ -181,6 +185,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }, 1000).unref();
   };
   engine.on('applied', releaseMemorySoon);
+  // an idle spare compile worker was stopped: its thread's arena pages go back too
+  engine.on('spareRetired', releaseMemorySoon);
   registerHaSyncMetrics(metrics.registry, haSync);
   const app = await buildServer({
     engine,

@@ -28,6 +28,7 @@ import { controlLab, type ControlLab } from '../lib/control.js';
 import { freePort } from '../lib/fault.js';
 import { domains } from '../../src/domains.js';
 import { ensureCert } from '../../src/services/pki/pki.js';
+import { canonicalAddress, isIPv6 } from '../../src/net/address.js';
 
 const skip = missing(
   'netns',
@@ -278,6 +279,7 @@ describe('plan prints exactly the steps apply runs', { timeout: 540_000, skip },
           const moot = what === 'remove' && c.subsystem === 'links' && name === 'interfaces' ? planned.filter((x) => x.object.endsWith(' on lanbr')) : [];
           assert.deepEqual(ran ?? [], planned.filter((x) => !moot.includes(x)), `${what}: ${name}'s plan is what its apply ran`);
           assert.deepEqual(left, [], `${what}: after the apply, ${name} plans nothing more`);
+          for (const x of planned) assert.deepEqual(uncompressedIpv6(`${x.object} ${x.detail ?? ''}`), [], `${what}: ${name} prints IPv6 compressed`);
         }
       }
     });
@@ -311,6 +313,11 @@ describe('plan prints exactly the steps apply runs', { timeout: 540_000, skip },
     assert.deepEqual(CASES.map((c) => c.subsystem).sort(), subsystems.map((s) => s.name).sort(), 'one case per registered subsystem');
   });
 });
+
+/** IPv6 addresses in a text that are not in their compressed (RFC 5952) form. */
+function uncompressedIpv6(text: string): string[] {
+  return (text.match(/[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*/g) ?? []).filter((t) => isIPv6(t) && canonicalAddress(t) !== t);
+}
 
 /** Resolves once something accepts TCP connections on 127.0.0.1:port (bounded). */
 async function waitForPort(port: number, timeoutMs: number): Promise<void> {

@@ -163,12 +163,56 @@ export function parsePrefix(text: string): Prefix {
  * network 10.0.0.0/24 or the host 10.0.0.1/32?), never silently cleared.
  */
 export function parseNetwork(text: string): Prefix {
+  const fast = plainV4Network(text);
+  if (fast) return fast;
   const p = parsePrefix(text);
   const [addr, len] = text.split('/');
   if (len !== undefined && hasHostBits(addr!, p)) {
     throw new RangeError(`"${text}" has host bits set: write the network ${formatPrefix(p)}, or ${addr}/${p.family === 4 ? 32 : 128} for the one address`);
   }
   return p;
+}
+
+/**
+ * parseNetwork's common case in one pass over the characters: a canonical
+ * dotted quad (no leading zeros, octets <= 255) with an optional /0-32 and
+ * no host bits, whose address text is then already canonical (no string
+ * built; a 1M-entry alias is parsed in one go). Anything else (IPv6,
+ * whitespace, host bits, errors) is undefined: the full parser decides.
+ */
+function plainV4Network(text: string): Prefix | undefined {
+  const n = text.length;
+  let value = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  let i = 0;
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (digits === 1 && octet === 0) return undefined; // a leading zero
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return undefined;
+    } else if (c === 46 /* . */) {
+      if (digits === 0 || ++dots > 3) return undefined;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+    } else break;
+  }
+  if (digits === 0 || dots !== 3) return undefined;
+  value = value * 256 + octet;
+  if (i === n) return { family: 4, length: 32, address: text };
+  if (text.charCodeAt(i) !== 47 /* / */ || n - i < 2 || n - i > 3) return undefined;
+  let length = 0;
+  for (let j = i + 1; j < n; j++) {
+    const c = text.charCodeAt(j);
+    if (c < 48 || c > 57) return undefined;
+    length = length * 10 + (c - 48);
+  }
+  if (length > 32) return undefined;
+  if (length < 32 && value % 2 ** (32 - length) !== 0) return undefined; // host bits: the full parser says so
+  return { family: 4, length, address: text.slice(0, i) };
 }
 
 /** Whether an address has bits set below the prefix's length (p: parsePrefix of that address with a length). */

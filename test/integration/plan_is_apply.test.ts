@@ -134,10 +134,20 @@ const CASES: Case[] = [
   },
   {
     subsystem: 'gateways',
+    // the default route to the group, then only the monitor's settings change (a restart of the monitor, nothing else)
     stages: () =>
-      [undefined, 'isp'].map((defaultRoute) => ({
+      [
+        [undefined, 500],
+        ['isp', 500],
+        ['isp', 1000],
+      ].map(([defaultRoute, intervalMs]) => ({
         interfaces: [{ name: 'wan0', zone: 'wan' }, { name: 'lan0', zone: 'lan' }],
-        gateways: { gateways: [{ name: 'isp', interface: 'wan0', nextHop: '192.0.2.1' }], groups: [{ name: 'isp', members: [{ gateway: 'isp' }] }], policies: [{ name: 'lan_out', group: 'isp', interfaces: ['lan0'] }], ...(defaultRoute ? { defaultRoute } : {}) },
+        gateways: {
+          gateways: [{ name: 'isp', interface: 'wan0', nextHop: '192.0.2.1', monitor: { intervalMs } }],
+          groups: [{ name: 'isp', members: [{ gateway: 'isp' }] }],
+          policies: [{ name: 'lan_out', group: 'isp', interfaces: ['lan0'] }],
+          ...(defaultRoute ? { defaultRoute } : {}),
+        },
       })),
   },
   {

@@ -250,6 +250,11 @@ interface LinkState {
   hairpin?: boolean;
 }
 
+/** The links Patronus created (and removes once the document no longer names them). */
+export function createdLinks(host: Host): string[] {
+  return readOwned(host).created;
+}
+
 /** What Patronus made: links it created, ports it enslaved (port -> master). */
 interface Owned {
   created: string[];

@@ -14,6 +14,7 @@ import { readSysctl } from '../routing/sysctl.js';
 import { addonAvailable } from '../bpf/addon.js';
 import { NetlinkError } from '../net/netlink.js';
 import { readLinkStats } from './link-stats.js';
+import { createdLinks } from './links.js';
 import { canonicalAddressWithLength, contains, familyOf, parseAddressWithLength, parsePrefix } from '../net/address.js';
 
 export interface InterfaceDesired {
@@ -54,6 +55,9 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[], InterfaceMetrics
   async steps(desired, host) {
     const links = await readLinks(host);
     const pending = desired.filter((d) => d.created && !links.has(d.name));
+    // a link Patronus created that the document no longer names is deleted with its addresses (links runs
+    // first): nothing to take off it, as in an apply, where it is gone by the time these steps are made
+    for (const name of createdLinks(host)) if (!desired.some((d) => d.name === name)) links.delete(name);
     const { steps, next } = await diff(desired.filter((d) => !pending.includes(d)), host, links);
     const out: SubsystemStep[] = [];
     if (pending.length) {

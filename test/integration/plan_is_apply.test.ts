@@ -284,10 +284,7 @@ describe('plan prints exactly the steps apply runs', { timeout: 540_000, skip },
         if (what === 'remove' && c.removalKeeps) assert.deepEqual(own.planned, [], `remove: ${c.removalKeeps}`);
         else assert.ok(own.planned.length > 0, `${what}: the ${c.subsystem} case makes ${c.subsystem} act`);
         for (const [name, { planned, ran, left }] of bySubsystem) {
-          // Known gap: plan reads every subsystem against the system before apply, so interfaces still
-          // lists the addresses of a bridge that links deletes first (they go with it; nothing is left to run).
-          const moot = what === 'remove' && c.subsystem === 'links' && name === 'interfaces' ? planned.filter((x) => x.object.endsWith(' on lanbr')) : [];
-          assert.deepEqual(ran ?? [], planned.filter((x) => !moot.includes(x)), `${what}: ${name}'s plan is what its apply ran`);
+          assert.deepEqual(ran ?? [], planned, `${what}: ${name}'s plan is what its apply ran`);
           assert.deepEqual(left, [], `${what}: after the apply, ${name} plans nothing more`);
           for (const x of planned) assert.deepEqual(uncompressedIpv6(`${x.object} ${x.detail ?? ''}`), [], `${what}: ${name} prints IPv6 compressed`);
         }

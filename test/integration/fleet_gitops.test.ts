@@ -12,7 +12,7 @@
  *   - an unknown policy and an invalid document: recorded, nothing rolled
  *     out, the rollout history says why;
  *   - --verify-signatures with ssh-signed commits: an unsigned commit is
- *     refused, a signed one goes out;
+ *     refused, a signed one goes out; under policy tag only a signed tag counts;
  *   - `patronus fleet abort` halts a running rollout: the canary gets its
  *     previous desired document back;
  *   - `patronus fleet validate --node`.
@@ -225,6 +225,19 @@ describe('fleet GitOps policies, signatures and abort (real etcd, real git, stub
     assert.equal(r2.code, 0, r2.stderr);
     assert.deepEqual(r2.json.map((x: GitopsRecord) => [x.commit, x.state]), [[signed, 'rolled-out']]);
     assert.equal(appliedCount(), before + 2);
+    // policy tag with --verify-signatures: an unsigned tag is not enough, a signed one is
+    const wantsTag = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-8', 8087)), '.patronus-fleet.yaml': 'policy: tag\n' }, 'signed, needs a signed tag', true);
+    await git('tag', 'fleet/unsigned', wantsTag);
+    await git('push', '-q', 'origin', 'fleet/unsigned');
+    const r3 = await gitops(...verify);
+    assert.deepEqual(r3.json.map((x: GitopsRecord) => [x.commit, x.state]), [[wantsTag, 'waiting-for-tag']]);
+    assert.match(r3.json[0].detail, /waiting for a signed tag fleet\/\* on it$/);
+    assert.equal(appliedCount(), before + 2);
+    await git('-c', 'gpg.format=ssh', '-c', `user.signingkey=${join(tmp, 'signer')}`, 'tag', '-s', '-m', 'release', 'fleet/signed', wantsTag);
+    await git('push', '-q', 'origin', 'fleet/signed');
+    const r4 = await gitops(...verify);
+    assert.deepEqual(r4.json.map((x: GitopsRecord) => [x.commit, x.state]), [[wantsTag, 'rolled-out']]);
+    assert.equal(appliedCount(), before + 4);
     // the flags are checked before anything runs
     const lone = await gitops('--allowed-signers', join(tmp, 'allowed_signers'));
     assert.equal(lone.code, 1);

@@ -15,6 +15,7 @@
  *     refused, a signed one goes out; under policy tag only a signed tag counts;
  *   - `patronus fleet abort` halts a running rollout: the canary gets its
  *     previous desired document back;
+ *   - the watcher running (not --once) rolls out a commit pushed meanwhile;
  *   - `patronus fleet validate --node`.
  */
 import { describe, it, before, after } from 'node:test';
@@ -278,6 +279,30 @@ describe('fleet GitOps policies, signatures and abort (real etcd, real git, stub
       a1.gate = undefined;
       bg.kill('SIGKILL');
       await bg.catch(() => undefined);
+    }
+  });
+
+  it('the watcher follows the branch: a commit pushed while it runs is rolled out on its next poll', async () => {
+    const before = appliedCount();
+    const watcher = execa('node', [cli, '--json', 'fleet', 'gitops', '--repo', `file://${bare}`, '--branch', 'main', '--group', GROUP, '--interval', '1', '--confirm-within', '30', '--fleet', etcd!.fleetUrl], { reject: false, env: { TMPDIR: tmp }, timeout: 120_000 });
+    try {
+      let err = '';
+      watcher.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+      const rolledOut = async (c: string) => {
+        const [newest] = await controller.commits(GROUP, 1);
+        return newest?.commit === c && newest.state === 'rolled-out';
+      };
+      const c1 = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-9', 8088)), '.patronus-fleet.yaml': 'policy: auto\n' }, 'while watching');
+      await waitFor('the watcher to roll the first commit out', () => rolledOut(c1), 90_000);
+      // a second push: the same running watcher picks it up
+      const c2 = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-10', 8089)) }, 'still watching');
+      await waitFor('the watcher to roll the second commit out', () => rolledOut(c2), 90_000);
+      assert.equal(appliedCount(), before + 4);
+      for (const c of [c1, c2]) assert.match(err, new RegExp(`gitops: rolling out ${c.slice(0, 12)} to group ${GROUP} \\(policy auto\\)`));
+      assert.equal(watcher.exitCode, null, 'still watching');
+    } finally {
+      watcher.kill('SIGTERM');
+      await watcher.catch(() => undefined);
     }
   });
 

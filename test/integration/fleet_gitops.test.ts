@@ -16,7 +16,7 @@
  *   - `patronus fleet abort` halts a running rollout: the canary gets its
  *     previous desired document back;
  *   - the watcher running (not --once) rolls out a commit pushed meanwhile;
- *   - `patronus fleet validate --node`.
+ *   - one node: gitops --node / rollout --node; `patronus fleet validate --node`.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -304,6 +304,29 @@ describe('fleet GitOps policies, signatures and abort (real etcd, real git, stub
       watcher.kill('SIGTERM');
       await watcher.catch(() => undefined);
     }
+  });
+
+  it('one node: gitops --node validates, plans and rolls out to that member only; the group base stays', async () => {
+    const baseBefore = (await controller.status()).groups[0]!.base;
+    const a1Before = stubs.a1!.applied.length;
+    const c = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-11', 8090)) }, 'try on a2 first');
+    const r = await gitops('--node', 'a2');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.json.map((x: GitopsRecord) => [x.commit, x.state]), [[c, 'rolled-out']]);
+    assert.match(r.json[0].detail, /^valid for 1 node\(s\); plan: a2: firewall; rollout \S+ completed/);
+    const rec = (await rollouts())[0]!;
+    assert.deepEqual([rec.git?.commit, rec.options.node, rec.waves.map((w) => w.nodes)], [c, 'a2', [['a2']]]);
+    assert.match(stubs.a2!.applied.at(-1)!.message, new RegExp(`\\(git ${c}\\): try on a2 first$`));
+    assert.equal(stubs.a1!.applied.length, a1Before, 'a1 untouched');
+    assert.equal((await controller.status()).groups[0]!.base, baseBefore, 'the group base is still the last group-wide rollout');
+    // a node outside the group: refused, recorded, nothing published
+    const path = join(tmp, 'one.json');
+    writeFileSync(path, JSON.stringify(doc('allow-12', 8091)));
+    const other = await fleet(['rollout', path, '--group', GROUP, '--node', 'a9']);
+    assert.equal(other.code, 1);
+    assert.equal(other.json.state, 'failed');
+    assert.match(other.json.reason, /^node a9 is not a member of group ops \(members: a1, a2\)/);
+    assert.equal((await rollouts())[0]!.id, other.json.id);
   });
 
   it('patronus fleet validate --node: one member only; a node outside the group is refused', async () => {

@@ -127,6 +127,12 @@ async function pollOnce(c: FleetController, git: Repo, o: GitopsOptions, log: (l
   let advance = head;
   if (newestValid) {
     const { policy, commit } = newestValid;
+    // valid commits before it are not rolled out on their own: say so in their records
+    for (const r of out)
+      if (r.state === 'planned' && r.commit !== commit) {
+        r.detail += `; superseded by ${commit.slice(0, 12)} (only the newest valid commit goes out)`;
+        await record(c, git, o, r);
+      }
     const rec = out.find((r) => r.commit === commit)!;
     let wait: string | undefined;
     let approvedBy = '';

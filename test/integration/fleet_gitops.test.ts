@@ -339,4 +339,16 @@ describe('fleet GitOps policies, signatures and abort (real etcd, real git, stub
     assert.notEqual(other.code, 0);
     assert.match(other.json.error.message, /node a9 is not a member of group ops \(members: a1, a2\)/);
   });
+
+  it('two valid commits in one poll: only the newest goes out, the older one says it was superseded', async () => {
+    const before = appliedCount();
+    const older = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-13', 8092)) }, 'older');
+    const newer = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-14', 8093)) }, 'newer');
+    const r = await gitops();
+    assert.equal(r.code, 0, r.stderr);
+    // (the group's watcher also sees the commit the one-node test rolled out to a2 alone: planned and superseded too)
+    assert.deepEqual(r.json.slice(-2).map((x: GitopsRecord) => [x.commit, x.state]), [[older, 'planned'], [newer, 'rolled-out']]);
+    for (const x of r.json.slice(0, -1) as GitopsRecord[]) assert.match(x.detail, new RegExp(`; superseded by ${newer.slice(0, 12)} \\(only the newest valid commit goes out\\)$`));
+    assert.equal(appliedCount(), before + 2);
+  });
 });

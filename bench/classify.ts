@@ -20,7 +20,16 @@
  * --budget adds a per-feature cost table: Patronus with one feature switched
  * on at a time (what each lookup costs on top of the fixed work).
  *
- *   node dist/bench/classify.js [--samples 7] [--repeat 200000] [--only patronus,reference,xdp-filter] [--budget] [--interleave] [--out DIR]
+ * --cold: the cost with cold caches, which the hot loop cannot show: before
+ * every sample the process overwrites a 64 MB buffer on its CPU (pin the run
+ * with taskset), evicting the program's maps, the frame's page and the kernel's
+ * own lines from L1/L2/L3, then runs the frame once (repeat 1: the kernel
+ * times that single run). Reference, Patronus (1 prefix, 1024 rules) and
+ * xdp-filter (1 rule, its dispatcher pinned and run like the others) round-robin,
+ * each sample also taken hot (repeat --repeat) right after; cold minus hot is
+ * what the cache misses of one packet cost.
+ *
+ *   node dist/bench/classify.js [--samples 7] [--repeat 200000] [--only patronus,reference,xdp-filter] [--budget] [--interleave | --cold] [--out DIR]
  * Not a test: prints a table and writes classify.md/.json under bench/results/.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,7 +37,7 @@ import { cpus, hostname, release, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { BpfObject, codecs } from '../src/bpf/index.js';
+import { BpfObject, BpfProgram, codecs } from '../src/bpf/index.js';
 import { parsePrefix } from '../src/net/address.js';
 import { projectRoot } from '../src/bpf/addon.js';
 import { compileFastpath, type CrossproductMode } from '../src/fastpath/compile.js';
@@ -304,6 +313,92 @@ async function xdpFilter(rows: Row[]): Promise<void> {
   }
 }
 
+/**
+ * --cold (see the header): every program of the comparison round-robin, each
+ * sample once after evicting the caches (repeat 1) and once hot.
+ */
+async function coldRun(rows: Row[]): Promise<void> {
+  const evict = Buffer.alloc(64 << 20);
+  const capacity = { prefixes: CAP, portPrefixes: 4096, rateLimitSources: 1024, blocklist: 1024 };
+  const lab = new Lab();
+  const dir = mkdtempSync(path.join(tmpdir(), 'pt-cls-'));
+  const planes: { dp: FastpathDataPlane; pinDir: string }[] = [];
+  const cleanups: (() => void)[] = [];
+  let xfLoaded: { ns: Awaited<ReturnType<Lab['ns']>> } | undefined;
+  try {
+    const progs: { id: string; ruleSet: string; run: (data: Buffer, repeat: number) => Promise<{ retval: number; duration: number }> }[] = [];
+    // the single-LPM reference, 1 prefix
+    const obj = BpfObject.open(path.join(projectRoot(), 'bench/trafficgen/build/lpm_drop.bpf.o'));
+    cleanups.push(() => obj[Symbol.dispose]());
+    obj.setMapMaxEntries('src_v4', CAP).setMapMaxEntries('src_v6', CAP);
+    await obj.load();
+    const ref = obj.program('xdp_lpm_drop');
+    cleanups.push(() => ref.close());
+    const v4 = obj.map('src_v4', codecs.lpmV4Key, codecs.u32);
+    await v4.setMany([[parsePrefix('16.0.0.0/16'), 1] as const]);
+    v4.close();
+    progs.push({ id: 'reference', ruleSet: '1 prefix', run: (data, repeat) => ref.testRun({ data, repeat }) });
+    for (const rs of RULE_SETS.filter((x) => x.id === '1 prefix' || x.id === '1024 rules')) {
+      const pinDir = mkdtempSync('/sys/fs/bpf/pt-bench-cls-');
+      const dp = await FastpathDataPlane.open({ pinDir, capacity }).catch((e: unknown) => {
+        removePins(pinDir);
+        throw e;
+      });
+      planes.push({ dp, pinDir });
+      const fastpath = fastpathSchema.parse({ interfaces: [{ name: 'lo', defaultPolicy: 'pass' }], rules: rs.rules(), capacity: { ...capacity, rules: 1024 } });
+      const { desired, issues } = compileFastpath({ fastpath, aliases: new Map() });
+      if (issues.length) throw new Error(`patronus ${rs.id}: ${issues.map((i) => i.message).join('; ')}`);
+      await dp.apply(desired, () => 1);
+      progs.push({ id: 'patronus', ruleSet: rs.id, run: (data, repeat) => dp.xdp.testRun({ data, repeat }) });
+    }
+    if (want('xdp-filter')) {
+      // xdp-filter -f ipv4 with one source rule, its libxdp dispatcher pinned so this process runs it
+      const ns = await lab.ns('xf');
+      const peer = await lab.ns('xfp');
+      await lab.veth({ ns, dev: 'xf0' }, { ns: peer, dev: 'xf1' });
+      await ns.nsenter('xdp-filter', ['load', '-m', 'native', '-f', 'ipv4', 'xf0']);
+      xfLoaded = { ns };
+      await ns.nsenter('xdp-filter', ['ip', '-m', 'src', '16.0.1.9']);
+      const { stdout } = await execa('ip', ['-n', ns.name, '-j', '-d', 'link', 'show', 'dev', 'xf0']);
+      const id = (JSON.parse(stdout) as { xdp?: { prog?: { id: number } } }[])[0]?.xdp?.prog?.id;
+      if (!id) throw new Error('xdp-filter: no program attached to xf0');
+      const pin = path.join(mkdtempSync('/sys/fs/bpf/pt-bench-xf-'), 'prog');
+      await execa('bpftool', ['prog', 'pin', 'id', String(id), pin]);
+      cleanups.push(() => rmSync(path.dirname(pin), { recursive: true, force: true }));
+      const prog = BpfProgram.openPinned(pin);
+      cleanups.push(() => prog.close());
+      progs.push({ id: 'xdp-filter (features ipv4)', ruleSet: '1 rule', run: (data, repeat) => prog.testRun({ data, repeat }) });
+    }
+    const runs = progs.map((p) => ({ ...p, cold: [] as number[], hot: [] as number[] }));
+    for (const r of runs) {
+      const got = (await r.run(MATCH, 1)).retval;
+      if (got !== 1) throw new Error(`cold: ${r.id} ${r.ruleSet}: verdict ${got} on the match frame, expected 1 (drop)`);
+    }
+    for (let i = 0; i < SAMPLES; i++) {
+      for (const r of runs) {
+        evict.fill(i & 255);
+        r.cold.push((await r.run(MATCH, 1)).duration);
+        r.hot.push((await r.run(MATCH, REPEAT)).duration);
+      }
+    }
+    for (const r of runs) {
+      rows.push({ path: r.id, ruleSet: `${r.ruleSet}, cold`, kind: 'match', ns: summarize(r.cold) });
+      log(rows.at(-1)!);
+      rows.push({ path: r.id, ruleSet: `${r.ruleSet}, hot`, kind: 'match', ns: summarize(r.hot) });
+      log(rows.at(-1)!);
+    }
+  } finally {
+    for (const c of cleanups.reverse()) c();
+    for (const { dp, pinDir } of planes) {
+      dp.destroy();
+      removePins(pinDir);
+    }
+    if (xfLoaded) await xfLoaded.ns.nsenter('xdp-filter', ['unload', 'xf0'], { reject: false });
+    await lab.teardown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function log(r: Row): void {
   process.stderr.write(`# ${r.path}, ${r.ruleSet}, ${r.kind}: ${fmt(r.ns, 1, 1)} ns\n`);
 }
@@ -312,16 +407,19 @@ async function main(): Promise<void> {
   mkdirSync(out, { recursive: true });
   const rows: Row[] = [];
   const started = new Date();
-  if (want('reference')) await reference(rows);
-  if (want('patronus')) await (argv.includes('--interleave') ? patronusInterleaved(rows) : patronus(rows));
-  if (want('xdp-filter')) await xdpFilter(rows);
+  if (argv.includes('--cold')) await coldRun(rows);
+  else {
+    if (want('reference')) await reference(rows);
+    if (want('patronus')) await (argv.includes('--interleave') ? patronusInterleaved(rows) : patronus(rows));
+    if (want('xdp-filter')) await xdpFilter(rows);
+  }
   const bud: BudgetRow[] = [];
   if (argv.includes('--budget')) await budget(bud);
   const load = (await execa('cat', ['/proc/loadavg'])).stdout.split(' ').slice(0, 3).join(' ');
   let md =
     `# XDP classifier alone: in-kernel ns per packet\n\n` +
     `${started.toISOString()}, ${hostname()}, Linux ${release()}, ${cpus().length}× ${cpus()[0]?.model ?? '?'}; ` +
-    `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples${argv.includes('--interleave') ? ' (Patronus: round-robin over its rule sets)' : ''}: median (min–max) ns/packet.\n\n` +
+    `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples${argv.includes('--interleave') ? ' (Patronus: round-robin over its rule sets)' : ''}${argv.includes('--cold') ? ' (cold: one run after evicting the caches with a 64 MB write, round-robin over the programs; hot: repeat as stated, right after)' : ''}: median (min–max) ns/packet.\n\n` +
     markdownTable(
       ['path', 'rule set', 'match', 'miss'],
       [...new Set(rows.map((r) => `${r.path}|${r.ruleSet}`))].map((k) => {

@@ -92,14 +92,16 @@ enum filter_action {
 };
 
 struct iface_value {
-	/* [0] IPv4, [1] IPv6: the rules that apply on this interface and
-	 * direction, ANDed with the generation's base for that family (the
-	 * vectors of the fields it does not look up): one vector less per packet */
-	struct rule_bits bits[2];
+	/* The scalars first: with the first words of bits[0] they share one
+	 * cache line, which is all a small IPv4 rule set reads of the entry. */
 	__u32 default_action;    /* FILTER_ACT_PASS or FILTER_ACT_DROP */
 	__u32 ifindex;           /* the interface this entry configures; 0: unmanaged */
 	__u32 xp_class;          /* IPv4 crossproduct (below): this entry's class, the first left state */
 	__u32 xp_pad;
+	/* [0] IPv4, [1] IPv6: the rules that apply on this interface and
+	 * direction, ANDed with the generation's base for that family (the
+	 * vectors of the fields it does not look up): one vector less per packet */
+	struct rule_bits bits[2];
 };
 
 /*
@@ -253,22 +255,34 @@ struct xp_cells {
 	__u16 c[4];
 };
 
+/* Settle bitmaps: one bit per class of a group's direct first field (port
+ * classes are the most numerous: FILTER_PORT_CLASSES). */
+#define FILTER_XP_SETTLE_WORDS (FILTER_PORT_CLASSES / 64)
+
 struct xp_chain {
 	__u32 left;              /* bit f (enum xp_field): f is a step of the left group */
 	__u32 right;             /* bit f: f is a step of the right group */
 	__u32 direct;            /* bit f: f comes first in its group of one start class: its class is the state (no table) */
-	__u32 settle;            /* bit f (direct): cell[soff[f] + class] nonzero: the class settles its group */
+	__u32 settle;            /* bit f (direct): the class settles its group when its bit in settle_bits is set
+	                          * (cell[soff[f] + class] nonzero says the same; the program reads the bits) */
 	__u32 soff[XP_FIELDS];
 	__u32 n[XP_FIELDS];      /* row length of f's table: the field's class count */
 	__u32 off[XP_FIELDS];    /* f's table: first cell */
 	__u32 final_off;         /* the final table: first cell */
 	__u32 right_states;      /* row length of the final table */
+	/* [0] the left group's, [1] the right group's direct field: bit c set when
+	 * class c settles the group. In the chain itself (the generation's config,
+	 * already at hand) instead of a table cell: no map lookup per group. */
+	__u64 settle_bits[2][FILTER_XP_SETTLE_WORDS];
 };
 
 struct gen_config {
 	__u32 features;          /* FEAT_* */
 	__u32 words;             /* bit-vector words in use by this generation's rules */
-	struct rule_bits base[2]; /* [0] IPv4, [1] IPv6: AND of the vectors of skipped fields */
+	/* count and constrained before base (read by the wide AND only): a
+	 * one-word rule set reads features and count.w[0] from the entry's first
+	 * cache line and constrained[f].w[0] of the fields it looks up, the
+	 * source's from the third: two lines instead of three */
 	struct rule_bits count;  /* rules whose action is count */
 	/* Per field, the rules that constrain it (not in its zero-length
 	 * entry). Every vector of a field holds the rules that do not, so once
@@ -276,6 +290,7 @@ struct gen_config {
 	 * the AND and is skipped: in a large rule set the fields looked up
 	 * first usually leave no candidate that constrains the rest. */
 	struct rule_bits constrained[FILTER_FIELDS];
+	struct rule_bits base[2]; /* [0] IPv4, [1] IPv6: AND of the vectors of skipped fields */
 	/* [field] distinct IPv6 prefix lengths in (16, 64] of v6_hash, longest first, 0: unused */
 	__u8 v6_len[2][FILTER_V6_LENGTHS];
 	struct xp_chain xp[2];   /* [0] TCP, [1] UDP (FEAT_XP) */
@@ -313,6 +328,7 @@ enum filter_limits {
 	FILTER_LIMIT_XP_MAX_STATE = FILTER_XP_MAX_STATE,
 	FILTER_LIMIT_XP_SETTLED = FILTER_XP_SETTLED,
 	FILTER_LIMIT_XP_FLAGS_CELLS = FILTER_XP_FLAGS_CELLS,
+	FILTER_LIMIT_XP_SETTLE_WORDS = FILTER_XP_SETTLE_WORDS,
 };
 
 enum filter_dir_entry {

@@ -643,8 +643,11 @@ static __always_inline __u32 classify(struct packet_info *pi, struct gen_config 
 	__u32 feat = gc->features, fidx, i, rule = FILTER_MAX_RULES;
 	__u64 any = 0;
 
-	for (i = 0; i < FILTER_WORDS; i++)
-		cc->m.w[i] = i < words ? ifvb->w[i] : 0;
+	/* only the words in use: nothing reads beyond them (the last loop here
+	 * and count_one stop at `words`), and a one-word rule set would store
+	 * fifteen zeros per packet */
+	for (i = 0; i < words; i++)
+		cc->m.w[i] = ifvb->w[i];
 	if (!fam) {
 		if ((feat & FEAT_SRC_V4) && needed(&cc->m, &gc->constrained[FIELD_SRC_V4], words)) {
 			if (feat & FEAT_SRC_V4_DIR)
@@ -859,6 +862,9 @@ static __always_inline __u32 classify_wide(struct packet_info *pi, struct gen_co
 
 /* ---- crossproduct (filter_common.h) ---- */
 
+/* Both address fields (enum xp_field) */
+#define XP_ADDRS ((1u << XP_SRC) | (1u << XP_DST))
+
 /* Returned by classify_xp when the bit vectors have to decide. */
 #define XP_NO (FILTER_MAX_RULES + 1)
 
@@ -876,33 +882,42 @@ static __always_inline __u32 xp_cell(__u32 gen, __u32 cell)
 	return v->c[cell & 3];
 }
 
-/* Whether field F still has to be looked up: it is a step, and its group's
- * state is not settled (a cell with FILTER_XP_SETTLED: no later field of the
- * group can change it, so their lookups are skipped). */
-#define XP_WANTS(F) ((used & (1u << (F))) && !((x->left & (1u << (F))) ? ls : rs))
+/* Whether class c of the group's direct field settles the group (settle_bits). */
+static __always_inline int xp_settles(struct xp_chain *x, __u32 left, __u32 c)
+{
+	__u64 w = c >> 6;
+
+	/* the mask in the program text: the compiler may know c < 2048 where the
+	 * verifier, after a spill, does not */
+	asm volatile("%0 &= %1" : "+r"(w) : "i"(FILTER_XP_SETTLE_WORDS - 1));
+	return (x->settle_bits[left ? 0 : 1][w] >> (c & 63)) & 1;
+}
 
 /* One field of the chain: the state of its group becomes the cell of (state,
- * class). The settled flag is kept apart from the state: the final load's
- * index then depends on the field lookups and tables alone, not on the
- * settle cell, which only decides (predictably) what is skipped. */
+ * class). A field's bit in `todo` says it still has to be looked up; a
+ * settled state (a settle cell, or FILTER_XP_SETTLED in a state cell: no
+ * later field of the group can change it) clears the group's bits, so their
+ * lookups are skipped. The settled flag only decides (predictably) what is
+ * skipped: the final load's index depends on the field lookups and tables
+ * alone. One mask in a register instead of a settled flag per group and a
+ * test of both per field: the chain's glue was most of what a 1024-rule UDP
+ * packet cost over a one-rule set (docs/benchmarks.md). */
 #define XP_STEP(F, CLS)                                                           \
 	do {                                                                      \
-		__u32 c_ = (CLS), s_ = 0;                                         \
+		__u32 c_ = (CLS), inl_ = lb & (1u << (F));                        \
 		if (x->direct & (1u << (F))) {                                    \
-			if (x->settle & (1u << (F)))                              \
-				s_ = xp_cell(gen, x->soff[F] + c_);               \
+			if ((x->settle & (1u << (F))) && xp_settles(x, inl_, c_)) \
+				todo &= inl_ ? ~lb : ~rb;                         \
 		} else {                                                          \
-			c_ = xp_cell(gen, x->off[F] + ((x->left & (1u << (F))) ? l : r) * x->n[F] + c_); \
-			s_ = c_ & FILTER_XP_SETTLED;                              \
+			c_ = xp_cell(gen, x->off[F] + (inl_ ? l : r) * x->n[F] + c_); \
+			if (c_ & FILTER_XP_SETTLED)                               \
+				todo &= inl_ ? ~lb : ~rb;                         \
 			c_ &= ~FILTER_XP_SETTLED;                                 \
 		}                                                                 \
-		if (x->left & (1u << (F))) {                                      \
+		if (inl_)                                                         \
 			l = c_;                                                   \
-			ls = s_;                                                  \
-		} else {                                                          \
+		else                                                              \
 			r = c_;                                                   \
-			rs = s_;                                                  \
-		}                                                                 \
 	} while (0)
 
 /*
@@ -916,7 +931,7 @@ static __always_inline __u32 classify_xp(struct packet_info *pi, struct gen_conf
 					 __u32 gen)
 {
 	struct xp_chain *x;
-	__u32 l, r = 0, ls = 0, rs = 0, c, used, idx, udp, *pc;
+	__u32 l, r = 0, c, todo, lb, rb, idx, udp, *pc;
 
 	if (pi->family != 4 || pi->fragment == 2)
 		return XP_NO;
@@ -927,36 +942,59 @@ static __always_inline __u32 classify_xp(struct packet_info *pi, struct gen_conf
 	else
 		return XP_NO;
 	x = &gc->xp[udp];
-	used = x->left | x->right;
+	lb = x->left;
+	rb = x->right;
+	/* Both addresses first in their groups (direct): their two DIR classes
+	 * are the two states, and a group with a second field (settle) is done
+	 * when the class settles it, as it does for a packet outside the rules
+	 * that pair an address with a port. The bench's UDP chain, (destination,
+	 * source port)(source, destination port), is such a chain. Two lookups
+	 * and the final load, without the per-field steps; a group the class
+	 * does not settle takes the steps below (the address lookups again). */
+	if ((x->direct & XP_ADDRS) == XP_ADDRS) {
+		__u32 cs = dir4_class(gen * 2, pi->saddr), cd = dir4_class(gen * 2 + 1, pi->daddr), sl = lb & 1;
+
+		if (cs >= FILTER_DIR4_CLASSES || cd >= FILTER_DIR4_CLASSES)
+			return XP_NO;
+		if (((x->settle & (1u << XP_SRC)) && !xp_settles(x, sl, cs)) ||
+		    ((x->settle & (1u << XP_DST)) && !xp_settles(x, !sl, cd)))
+			goto steps;
+		l = sl ? cs : cd;
+		r = sl ? cd : cs;
+		goto final;
+	}
+steps:
+	todo = lb | rb;
 	l = ifv->xp_class;
-	if (XP_WANTS(XP_SRC)) {
+	if (todo & (1u << XP_SRC)) {
 		c = dir4_class(gen * 2, pi->saddr);
 		if (c >= FILTER_DIR4_CLASSES)
 			return XP_NO;
 		XP_STEP(XP_SRC, c);
 	}
-	if (XP_WANTS(XP_DST)) {
+	if (todo & (1u << XP_DST)) {
 		c = dir4_class(gen * 2 + 1, pi->daddr);
 		if (c >= FILTER_DIR4_CLASSES)
 			return XP_NO;
 		XP_STEP(XP_DST, c);
 	}
-	if (XP_WANTS(XP_SPORT)) {
+	if (todo & (1u << XP_SPORT)) {
 		idx = (((gen * 2) * 2 + udp) << 16) | pi->sport;
 		pc = bpf_map_lookup_elem(&port_class, &idx);
 		if (!pc)
 			return XP_NO;
 		XP_STEP(XP_SPORT, *pc);
 	}
-	if (XP_WANTS(XP_DPORT)) {
+	if (todo & (1u << XP_DPORT)) {
 		idx = (((gen * 2 + 1) * 2 + udp) << 16) | pi->dport;
 		pc = bpf_map_lookup_elem(&port_class, &idx);
 		if (!pc)
 			return XP_NO;
 		XP_STEP(XP_DPORT, *pc);
 	}
-	if (XP_WANTS(XP_FLAGS))
+	if (todo & (1u << XP_FLAGS))
 		XP_STEP(XP_FLAGS, xp_cell(gen, pi->tcp_flags));
+final:
 	if (l >= FILTER_XP_MAX_STATE || r >= FILTER_XP_MAX_STATE)
 		return XP_NO;
 	c = xp_cell(gen, x->final_off + l * x->right_states + r);

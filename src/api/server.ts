@@ -315,9 +315,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.post(`${API_PREFIX}/config/confirm`, { config: { role: 'operator' }, schema: { summary: 'Confirm the revision awaiting confirmation' } }, async () => engine.confirm());
 
-  app.post(`${API_PREFIX}/config/rollback`, { config: { role: 'operator' }, schema: { summary: 'Roll back the pending revision, or go back to an earlier one', body: rollbackBody.optional() } }, async (req) =>
-    engine.rollback({ ...(req.body?.to !== undefined ? { to: req.body.to } : {}), author: author(req) }),
-  );
+  app.post(`${API_PREFIX}/config/rollback`, { config: { role: 'operator' }, schema: { summary: 'Roll back the pending revision, or go back to an earlier one; with Accept: application/x-ndjson, streamed like an apply', body: rollbackBody.optional() } }, async (req, reply) => {
+    const run = () => engine.rollback({ ...(req.body?.to !== undefined ? { to: req.body.to } : {}), author: author(req) });
+    return wantsStream(req) ? streamApply(reply, engine, run, opts.streamHeartbeatMs) : run();
+  });
 
   app.get(`${API_PREFIX}/revisions`, { config: { role: 'viewer' }, schema: { summary: 'Revisions, newest first (without their documents)', querystring: listQuery } }, async (req) =>
     store.list({ ...req.query, withConfig: false }).map(({ config: _c, result, ...r }) => ({ ...r, failedStep: (result as { failedStep?: string } | undefined)?.failedStep ?? null })),

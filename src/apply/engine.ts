@@ -225,7 +225,7 @@ export interface Compiled {
   desired: DesiredStates;
 }
 
-export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [ProgressEvent]; error: [Error] }> {
+export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [ProgressEvent]; error: [Error]; spareRetired: [] }> {
   readonly host: Host;
   readonly store: Store;
   readonly domains: readonly Domain<any, any>[];
@@ -261,6 +261,9 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   /** requests whose work is in progress (see beginWork): id → what and since when */
   private readonly works = new Map<number, { kind: WorkKind; since: number }>();
   private workSeq = 0;
+  /** stops a spare nobody took within spareIdleMs (keepSpareWorker) */
+  private spareIdleTimer: NodeJS.Timeout | undefined;
+  private spareIdleMs = SPARE_IDLE_MS;
 
   constructor(opts: EngineOptions) {
     super();
@@ -299,10 +302,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * first spare is started a second after the first large document, and
    * again a second after each use (each worker serves one job): a server
    * that never gets a large document never pays for an idle worker (~30 MB
-   * of RSS).
+   * of RSS), and a spare no job took within `idleMs` (default 30 s) is
+   * stopped (event 'spareRetired').
    */
-  keepSpareWorker(): void {
+  keepSpareWorker(opts: { idleMs?: number } = {}): void {
     this.spareWanted = true;
+    this.spareIdleMs = opts.idleMs ?? SPARE_IDLE_MS;
   }
 
   /** Whether a spare compile worker is started and waiting (keepSpareWorker). */
@@ -313,6 +318,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private takeSpare(): SpareWorker | undefined {
     const s = this.spare;
     this.spare = undefined;
+    clearTimeout(this.spareIdleTimer);
+    this.spareIdleTimer = undefined;
     return s;
   }
 
@@ -325,6 +332,17 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       if (!names) return;
       try {
         this.spare = new SpareWorker(names.domains);
+        // a spare nobody used for a while is stopped (its ~30 MB go back; 'spareRetired' lets the server trim
+        // the C heap): a burst of large documents keeps one warm, an idle server holds none
+        this.spareIdleTimer = setTimeout(() => {
+          this.spareIdleTimer = undefined;
+          const idle = this.spare;
+          if (!idle) return;
+          this.spare = undefined;
+          idle.stop();
+          this.emit('spareRetired');
+        }, this.spareIdleMs);
+        this.spareIdleTimer.unref();
       } catch (e) {
         this.emit('error', new Error(`cannot start a spare compile worker: ${(e as Error).message}`));
       }
@@ -1052,8 +1070,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (running !== clean.revision) return out;
     const drifted = new Set(clean.items.map((i) => i.subsystem));
     for (const s of this.subsystems) {
-      if (drifted.has(s.name) || !clean.desired.has(s.name)) continue;
-      if (!sameDesired(clean.desired.get(s.name), compiled.desired.get(s.name))) continue;
+      if (drifted.has(s.name) || !clean.desired.has(s)) continue;
+      if (!sameDesired(clean.desired.of(s), compiled.desired.of(s))) continue;
       out.same.add(s.name);
       if (clean.checked.includes(s.name)) out.checked.add(s.name);
     }
@@ -1208,6 +1226,9 @@ const GUARD_SCRIPT = fileURLToPath(new URL('./guard.js', import.meta.url));
 const HEAVY_VALUES = 10_000;
 /** the same for text: ~15 bytes a value */
 const HEAVY_TEXT = 256 * 1024;
+
+/** How long a spare compile worker waits for a job before it is stopped (keepSpareWorker). */
+export const SPARE_IDLE_MS = 30_000;
 
 /**
  * Whether compiling `source` may stall an event loop: many values, or alias

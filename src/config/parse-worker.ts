@@ -58,13 +58,17 @@ export function parseJsonBodyInWorker(text: string | Uint8Array): Promise<Parsed
  * once it is up): a large request does not wait for a worker's start. The
  * first spare starts a second after the first large body, the next a second
  * after each use (each serves one body): a server that never gets a large
- * body has no idle worker. Unref'd: it never keeps the process alive.
+ * body has no idle worker, and a spare no body took within `idleMs`
+ * (default 30 s) is stopped. Unref'd: it never keeps the process alive.
  */
-export function keepSpareParseWorker(): void {
+export function keepSpareParseWorker(opts: { idleMs?: number } = {}): void {
   spareWanted = true;
+  spareIdleMs = opts.idleMs ?? 30_000;
 }
 
 let spareWanted = false;
+let spareIdleMs = 30_000;
+let idleTimer: NodeJS.Timeout | undefined;
 let spare: { worker: Worker; dead: boolean } | undefined;
 let spareTimer: NodeJS.Timeout | undefined;
 
@@ -83,6 +87,8 @@ function startSpare(): { worker: Worker; dead: boolean } {
 function takeSpare(): Worker | undefined {
   const s = spare;
   spare = undefined;
+  clearTimeout(idleTimer);
+  idleTimer = undefined;
   return s && !s.dead ? s.worker : undefined;
 }
 
@@ -90,7 +96,16 @@ function replaceSpareLater(): void {
   if (!spareWanted || spareTimer) return;
   spareTimer = setTimeout(() => {
     spareTimer = undefined;
-    if (spareWanted) spare ??= startSpare();
+    if (!spareWanted || spare) return;
+    spare = startSpare();
+    // nobody sent a large body for a while: stop it (as the engine's spare compile worker, SPARE_IDLE_MS)
+    idleTimer = setTimeout(() => {
+      idleTimer = undefined;
+      const s = spare;
+      spare = undefined;
+      if (s) void s.worker.terminate();
+    }, spareIdleMs);
+    idleTimer.unref();
   }, 1000);
   spareTimer.unref();
 }

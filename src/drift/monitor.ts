@@ -354,7 +354,7 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     const found = await Promise.all(
       subsystems.map(async (s): Promise<DriftItem[]> => {
         try {
-          return (await s.drift!(compiled.desired.get(s.name), this.engine.host)).map((f) => ({ subsystem: s.name, ...f }));
+          return (await s.drift!(compiled.desired.of(s), this.engine.host)).map((f) => ({ subsystem: s.name, ...f }));
         } catch (e) {
           return [{ subsystem: s.name, object: s.name, reason: `drift check failed: ${(e as Error).message}` }];
         }

@@ -316,6 +316,8 @@ function buildChain(fields: XpFieldVectors[], start: Uint32Array, ifaceVecs: Uin
             chain.soff[f1.id] = soff;
             const settles = first.map((v, c) => f1.vec[c] !== undefined && subset(v, U[i]!));
             settles.forEach((x, c) => (cells[soff + c] = x ? 1 : 0));
+            // what the program reads: a bitmap in the chain (no table load per group)
+            (chain.settleClasses ??= [[], []])[right ? 1 : 0] = settles.flatMap((x, c) => (x ? [c] : []));
             const off = alloc(f1.n * f.n);
             mark.cells += f1.n * f.n;
             chain.off[f.id] = off;

@@ -94,6 +94,8 @@ export const XP_FALLBACK: number = L.FILTER_LIMIT_XP_FALLBACK;
 export const XP_MAX_STATE: number = L.FILTER_LIMIT_XP_MAX_STATE;
 export const XP_SETTLED: number = L.FILTER_LIMIT_XP_SETTLED;
 export const XP_FLAGS_CELLS: number = L.FILTER_LIMIT_XP_FLAGS_CELLS;
+/** u64 words of one settle bitmap (struct xp_chain.settle_bits): classes below 64 × this */
+export const XP_SETTLE_WORDS: number = L.FILTER_LIMIT_XP_SETTLE_WORDS;
 /** enum xp_field, in order */
 export const XP_FIELDS = ['src', 'dst', 'sport', 'dport', 'flags'] as const;
 export type XpField = (typeof XP_FIELDS)[number];
@@ -111,6 +113,8 @@ export interface XpChain {
   /** bit f (direct): cell soff[f] + class nonzero when the class settles its group */
   settle: number;
   soff: number[];
+  /** [left, right]: the classes of the group's direct field that settle it (what the program reads: settle_bits) */
+  settleClasses?: [number[], number[]];
   /** per field: row length (class count) and first cell of its table */
   n: number[];
   off: number[];
@@ -313,6 +317,13 @@ function encodeXpChain(c: XpChain, b: Buffer, at: number): void {
   }
   b.writeUInt32LE(c.finalOff, at + XC.final_off.offset);
   b.writeUInt32LE(c.rightStates, at + XC.right_states.offset);
+  c.settleClasses?.forEach((classes, g) => {
+    for (const k of classes) {
+      if (!Number.isInteger(k) || k < 0 || k >= XP_SETTLE_WORDS * 64) throw new Error(`fastpath: crossproduct settle class ${k} out of range (0-${XP_SETTLE_WORDS * 64 - 1})`);
+      const byte = at + XC.settle_bits.offset + g * XP_SETTLE_WORDS * 8 + (k >> 3);
+      b[byte] = b[byte]! | (1 << (k & 7));
+    }
+  });
 }
 
 function decodeXpChain(b: Buffer, at: number): XpChain {
@@ -327,6 +338,12 @@ function decodeXpChain(b: Buffer, at: number): XpChain {
     off: arr(XC.off.offset),
     finalOff: b.readUInt32LE(at + XC.final_off.offset),
     rightStates: b.readUInt32LE(at + XC.right_states.offset),
+    settleClasses: [0, 1].map((g) => {
+      const out: number[] = [];
+      const from = at + XC.settle_bits.offset + g * XP_SETTLE_WORDS * 8;
+      for (let k = 0; k < XP_SETTLE_WORDS * 64; k++) if (b[from + (k >> 3)]! & (1 << (k & 7))) out.push(k);
+      return out;
+    }) as [number[], number[]],
   };
 }
 

@@ -61,7 +61,7 @@ export interface UserInfo {
   createdAt: string;
 }
 
-/** A signed-in console session (src/api/auth/sessions.ts); the secret itself is never stored, only its SHA-256. */
+/** A signed-in console session (src/api/auth/auth.ts); the secret itself is never stored, only its SHA-256. */
 export interface SessionInfo {
   id: string;
   /** the user's name, or the token's name for a session opened with a token */

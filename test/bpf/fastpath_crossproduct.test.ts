@@ -106,6 +106,57 @@ describe('fast path crossproduct: same verdicts and counters as the bit vectors 
     assert.ok(decided > 100, `the tables decided ${decided} of 200 egress packets`);
   });
 
+  it("the bench's 1024 rules: both addresses first in their groups (the program's short path), settled and not", async () => {
+    // bench/harness/rules.ts rules1024: sources, TCP ports, UDP (source, destination port), UDP
+    // (destination, source port range), then a drop on 16.0.0.0/16
+    const v4 = (s: string) => s.split('.').reduce((a, x) => (a << 8n) | BigInt(x), 0n);
+    const rules: RefRule[] = [];
+    for (let i = 0; i < 1023; i++) {
+      const net: [bigint, number][] = [[v4(`10.${(i >> 8) & 255}.${i & 255}.0`), 24]];
+      const name = `r${i}`;
+      if (i % 4 === 0) rules.push({ name, family: 4, source: net, action: 'drop' });
+      else if (i % 4 === 1) rules.push({ name, family: 4, protocol: ['tcp'], destinationPorts: [1000 + i, 1000 + i], action: 'drop' });
+      else if (i % 4 === 2) rules.push({ name, family: 4, source: net, protocol: ['udp'], destinationPorts: [20000 + i, 20000 + i], action: 'pass' });
+      else rules.push({ name, family: 4, destination: [[v4(`192.168.${i & 255}.0`), 24]], protocol: ['udp'], sourcePorts: [30000 + i, 30010 + i], action: 'drop' });
+    }
+    rules.push({ name: 'drop', family: 4, source: [[v4('16.0.0.0'), 16]], action: 'drop' });
+    const pkt = (src: string, dst: string, proto: 'tcp' | 'udp', sport: number, dport: number): RefPacket => ({ family: 4, src: v4(src), dst: v4(dst), proto, sport, dport, flags: proto === 'tcp' ? 0x10 : 0 });
+    const packets: RefPacket[] = [
+      pkt('16.0.1.9', '10.0.0.2', 'udp', 40000, 9), // the bench's frame: both groups settle
+      pkt('203.0.113.9', '10.0.0.2', 'udp', 40000, 9), // its miss
+      pkt('10.0.2.5', '10.0.0.2', 'udp', 40000, 20002), // (source, destination port) rule r2: the right group does not settle
+      pkt('10.0.2.5', '10.0.0.2', 'udp', 40000, 20003), // r2's source, another port: no rule (the right group's second step)
+      pkt('16.0.1.9', '192.168.3.7', 'udp', 30005, 9), // (destination, source port) rule r3 ahead of the final drop
+      pkt('16.0.1.9', '192.168.3.7', 'udp', 29999, 9), // its destination, a port outside: the final drop
+      pkt('10.0.4.1', '192.168.7.1', 'udp', 30010, 20006), // r4 (source) first
+      pkt('16.0.1.9', '10.0.0.2', 'tcp', 40000, 1001), // TCP port rule r1
+      ...randomPackets(77, rules, 200),
+    ];
+    const config = toConfig(rules);
+    const xp = await classify(config, 'on', packets);
+    const bv = await classify(config, 'off', packets);
+    assert.ok(xp.lookups.includes('crossproduct'), xp.classifier);
+    const fastpath = fastpathSchema.parse({ interfaces: [{ name: 'lo', defaultPolicy: 'pass' }], rules: config, capacity: { ...CAP, rules: 1024 } });
+    const udp = compileFastpath({ fastpath, aliases: new Map(), crossproduct: 'on' }).desired.genConfig.xp![1];
+    assert.equal(udp.direct & 3, 3, 'UDP: source and destination first in their groups');
+    assert.equal(udp.settle & 3, 3, 'UDP: both groups have a second field');
+    const want = rules.map(() => 0n);
+    packets.forEach((p, i) => {
+      const ref = reference(rules, p);
+      const verdict = ref.rule < 0 ? XDP.PASS : rules[ref.rule]!.action === 'drop' ? XDP.DROP : XDP.PASS;
+      const what = `${p.proto} ${fmtAddr(p.family, p.src)}:${p.sport} -> ${fmtAddr(p.family, p.dst)}:${p.dport} (rule ${ref.rule})`;
+      assert.equal(bv.verdicts[i], verdict, `bit vectors: ${what}`);
+      assert.equal(xp.verdicts[i], verdict, `crossproduct: ${what}`);
+      if (ref.rule >= 0) want[ref.rule]!++;
+    });
+    assert.equal(reference(rules, packets[2]!).rule, 2);
+    assert.equal(reference(rules, packets[4]!).rule, 3);
+    assert.equal(reference(rules, packets[5]!).rule, 1023);
+    assert.deepEqual(bv.counters, want, 'bit vectors: per-rule counters');
+    assert.deepEqual(xp.counters, want, 'crossproduct: per-rule counters');
+    assert.ok(xp.decided >= packets.length - 10, `the tables decided ${xp.decided} of ${packets.length} packets`);
+  });
+
   it('most random rule sets got crossproduct tables', () => {
     assert.ok(withTables >= 2 * sets.length - 2, `${withTables} of ${2 * sets.length}`);
   });

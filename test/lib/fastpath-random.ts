@@ -205,7 +205,8 @@ export function xpWalk(d: FastpathDesired, p: RefPacket, ifaceClass = d.interfac
   const step = (f: number, c: number) => {
     let s = 0;
     if (ch.direct & (1 << f)) {
-      if (ch.settle & (1 << f)) s = cell(ch.soff[f]! + c);
+      // the program reads the chain's settle bitmap (the soff cells say the same)
+      if (ch.settle & (1 << f)) s = ch.settleClasses?.[ch.left & (1 << f) ? 0 : 1].includes(c) ? 1 : 0;
     } else {
       c = cell(ch.off[f]! + (ch.left & (1 << f) ? l : r) * ch.n[f]! + c);
       s = c & XP_SETTLED;

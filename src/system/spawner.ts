@@ -11,7 +11,7 @@
  * its fork still copies the whole server's page tables under the process's
  * memory-map lock, and the main thread stalled on that lock (the profile
  * showed 1-34 ms in each postMessage to the worker at load ~14). The helper
- * is a separate process (plain node, only node: modules, ~40 MB): its forks
+ * is a separate process (plain node, only node: modules, ~45 MB of RSS): its forks
  * copy its own small address space and lock only its own memory map; the
  * server only writes a request to a pipe and reads the answer.
  *

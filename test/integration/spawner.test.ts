@@ -12,9 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Host, CommandError } from '../../src/system/host.js';
 import { Lab } from '../lib/netns.js';
+import { missing } from '../lib/skip.js';
+
+const skip = missing('netns', { cmd: 'nsenter' });
 import { enableSpawner, runHere, runInSpawner, spawnerEnabled, spawnerPid } from '../../src/system/spawner.js';
 
-describe('spawner process', { timeout: 120_000 }, () => {
+describe('spawner process', { timeout: 120_000, skip }, () => {
   const lab = new Lab();
   let host: Host;
   let dir: string;

@@ -15,7 +15,8 @@
  *   figure of issue 11 item 12.
  *
  * - /healthz during a plan and three applies of a fast-path rule with 1M
- *   prefixes (initial, every prefix changed, unchanged): slowest and p99.
+ *   prefixes (initial, every prefix changed, unchanged): p50, p99 and
+ *   slowest, with the load average at the start and end of each phase.
  *
  *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip one,100k,countries,country,plan1m,apply1m] [--only ...] [--prof DIR]
  *

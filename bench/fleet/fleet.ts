@@ -49,7 +49,7 @@ class StubDriver implements NodeDriver {
   async apply(_doc: unknown, meta: { message: string }) {
     await new Promise((r) => setTimeout(r, APPLY_MS));
     this.pending = ++this.revision;
-    this.rollout = /^fleet rollout (\S+)/.exec(meta.message)?.[1];
+    this.rollout = /^fleet rollout ([^\s:]+)/.exec(meta.message)?.[1];
     return { revision: this.revision };
   }
   async health() {

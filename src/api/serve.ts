@@ -30,7 +30,7 @@ import { NflogSource } from '../events/nflog.js';
 import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
 import { releaseFreedMemory } from '../bpf/index.js';
 import { serviceManager } from '../system/service-manager.js';
-import { enableSpawnerThread } from '../system/spawner.js';
+import { enableSpawner } from '../system/spawner.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -57,9 +57,9 @@ export interface ServeOptions {
 export async function serve(opts: ServeOptions): Promise<void> {
   // first: NOTIFY_SOCKET leaves the environment before any daemon is started (they inherit it)
   const manager = serviceManager(process.env, (e) => console.error(`patronus: ${e.message}`));
-  // every command the server runs (ip, nft, tc, daemons' status) starts from a worker thread: a spawn's wait for
-  // the child's exec no longer holds the event loop (/healthz, signals; src/system/spawner.ts)
-  enableSpawnerThread();
+  // every command the server runs (ip, nft, tc, daemons' tools) is started by a small helper process: a spawn's
+  // fork and wait for the child's exec no longer hold the event loop (/healthz, signals; src/system/spawner.ts)
+  enableSpawner();
   const stateDir = opts.stateDir ?? defaultStateDir(opts.lab);
   if (opts.lab) await ensureLab();
   const netns = opts.netns ?? (opts.lab ? LAB_NS : undefined);

@@ -230,8 +230,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
    */
   app.get('/healthz', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => {
     const h = engine.health();
-    const d = await drift.check({ maxAgeMs: 1000, lastWhileChecking: true });
-    const deferred = drift.deferring;
+    const answer: { deferred?: boolean } = {};
+    const d = await drift.check({ maxAgeMs: 1000, lastWhileChecking: true, answer });
+    const deferred = answer.deferred === true;
     // degraded: start-up reconciliation failed, or the store cannot record revisions (disk full, I/O errors)
     const degraded = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
     const status = d.state === 'drift' ? 'drift' : degraded ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';

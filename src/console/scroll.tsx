@@ -5,9 +5,9 @@
  */
 import type { ComponentChildren } from 'preact';
 
-export function Scroll({ label, children }: { label: string; children: ComponentChildren }) {
+export function Scroll({ label, card, children }: { label: string; card?: boolean; children: ComponentChildren }) {
   return (
-    <div class="scroll" tabIndex={0} role="region" aria-label={label}>
+    <div class={card ? 'scroll card' : 'scroll'} tabIndex={0} role="region" aria-label={label}>
       {children}
     </div>
   );

@@ -180,16 +180,33 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
    * A fresh report, or the last one when it is younger than maxAgeMs and the
    * target revision has not changed. Concurrent callers share one check.
    */
-  async check(opts: { maxAgeMs?: number; lastWhileChecking?: boolean } = {}): Promise<DriftReport> {
+  async check(opts: { maxAgeMs?: number; lastWhileChecking?: boolean; answer?: { deferred?: boolean } } = {}): Promise<DriftReport> {
     const maxAge = opts.maxAgeMs ?? 1000;
-    if (this.last && Date.now() - this.lastAt < maxAge && this.last.state !== 'applying' && this.sameTarget(this.last.revision)) return this.last;
+    // the store's head read once per call (every /healthz comes here)
+    let known: { revision: number | null } | null | undefined;
+    const same = (revision: number | null) => {
+      if (known === undefined) {
+        try {
+          known = { revision: this.target() };
+        } catch {
+          known = null; // the store cannot tell: check again (the check reports why)
+        }
+      }
+      return known !== null && known.revision === revision;
+    };
+    // answer.deferred: checks are deferred now (a request's work in progress), whichever result answers
+    const answer = (r: DriftReport) => {
+      if (opts.answer) opts.answer.deferred = this.deferredResult(same) !== undefined;
+      return r;
+    };
+    if (this.last && Date.now() - this.lastAt < maxAge && this.last.state !== 'applying' && same(this.last.revision)) return answer(this.last);
     // /healthz: while a check (the loop's, or another reader's) is already running, the last verified
     // result for the same target answers at once instead of waiting for that check's spawns; its
     // checkedAt says how old it is, and a verified drift stays a drift (503) until a check finds it gone
-    if (opts.lastWhileChecking && this.inflight && this.last && this.last.state !== 'applying' && this.sameTarget(this.last.revision)) return this.last;
+    if (opts.lastWhileChecking && this.inflight && this.last && this.last.state !== 'applying' && same(this.last.revision)) return answer(this.last);
     // a request's work in progress (compile, plan): no check starts, the last verified result answers
-    const deferred = this.deferredResult();
-    if (deferred) return deferred;
+    const deferred = this.deferredResult(same);
+    if (deferred) return answer(deferred);
     this.inflight ??= this.run(false).finally(() => (this.inflight = undefined));
     return this.inflight;
   }
@@ -237,11 +254,11 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
 
   // --- internals
 
-  private deferredResult(): DriftReport | undefined {
+  private deferredResult(same = (revision: number | null) => this.sameTarget(revision)): DriftReport | undefined {
     const v = this.verified;
     if (!v || !this.engine.workInProgress() || this.engine.applying) return undefined;
     if (Date.now() - this.verifiedAt > (this.opts.maxDeferMs ?? MAX_DEFER_MS)) return undefined;
-    return this.sameTarget(v.revision) ? v : undefined;
+    return same(v.revision) ? v : undefined;
   }
 
   private sameTarget(revision: number | null): boolean {

@@ -65,9 +65,14 @@ export const fastpathSubsystem: Subsystem<FastpathTables> = defineSubsystem<Fast
     return compileFastpathSection(ctx.config.fastpath, ctx);
   },
 
-  /** One step: the new rule set goes into shadow maps and one write flips the generation, so the whole plan is one transaction. */
+  /**
+   * One step: the new rule set goes into shadow maps and one write flips the generation, so the whole plan is one
+   * transaction. No step when the plan finds nothing to change (maps, classifier, rules, attachments, sizes): apply
+   * runs exactly what plan printed, and an unchanged fast path is not rewritten when another section changes.
+   */
   async steps(desired, host) {
-    return [{ changes: await planFastpath(desired, host), run: () => applyFastpath(desired, host) }];
+    const changes = await planFastpath(desired, host);
+    return changes.length ? [{ changes, run: () => applyFastpath(desired, host) }] : [];
   },
 
   async validate(desired, host) {

@@ -144,17 +144,18 @@ export function addFleetCommands(program: Command, out: Out): void {
       .command('rollout')
       .argument('<file>', 'group base document')
       .requiredOption('--group <group>', 'group to roll out to')
+      .option('--node <node>', "only this member of the group (with its overlay; the group's base stays)")
       .option('--canary <n>', 'nodes in the first wave', wholeNumber, 1)
       .option('--waves <list>', 'cumulative shares after the canary, e.g. 25%,100%', '100%')
       .option('--confirm-within <seconds>', 'each node must apply, pass its health check and confirm within this time', seconds, 60)
       .option('-m, --message <text>', 'why (kept with each node revision)', ''),
   )
     .description('roll a base document out to a group: canary, then waves; halts and rolls back the failed nodes on the first failure')
-    .action(async (file: string, o: ConnFlags & { group: string; canary: number; waves: string; confirmWithin: number; message: string }) => {
+    .action(async (file: string, o: ConnFlags & { group: string; node?: string; canary: number; waves: string; confirmWithin: number; message: string }) => {
       const doc = await readDocument(file);
       await withController(o, async (c) => {
         const r = await c
-          .rollout({ group: o.group, document: doc, canary: o.canary, waves: o.waves.split(',').map((s) => s.trim()), confirmWithin: o.confirmWithin, message: o.message, onEvent: (line, rec) => process.stderr.write(`${rec.id}: ${line}\n`) })
+          .rollout({ group: o.group, ...(o.node !== undefined ? { node: o.node } : {}), document: doc, canary: o.canary, waves: o.waves.split(',').map((s) => s.trim()), confirmWithin: o.confirmWithin, message: o.message, onEvent: (line, rec) => process.stderr.write(`${rec.id}: ${line}\n`) })
           .catch((e: unknown) => {
             if (e instanceof FleetError && e.record) return e.record;
             throw e;
@@ -236,6 +237,7 @@ export function addFleetCommands(program: Command, out: Out): void {
       .option('--branch <branch>', 'branch to follow', 'main')
       .option('--path <file>', 'document in the repository', 'patronus.yaml')
       .requiredOption('--group <group>', 'group to roll out to')
+      .option('--node <node>', 'validate, plan and roll out against this member of the group only')
       .option('--policy <policy>', 'auto: roll out each valid commit; tag: only commits with a tag fleet/<anything>; approval: only after patronus fleet approve COMMIT (default: .patronus-fleet.yaml policy: in the repository, else auto)')
       .option('--verify-signatures', 'refuse commits (and tags) whose signature git cannot verify', false)
       .option('--allowed-signers <file>', 'for ssh-signed commits and tags: the allowed signers file (git gpg.ssh.allowedSignersFile)')
@@ -246,7 +248,7 @@ export function addFleetCommands(program: Command, out: Out): void {
       .option('--once', 'handle the commits there are now, then exit', false),
   )
     .description('follow a Git branch: validate each new commit against the fleet, record the result (etcd and a git note), roll out per policy')
-    .action(async (o: ConnFlags & { repo: string; branch: string; path: string; group: string; policy?: string; verifySignatures: boolean; allowedSigners?: string; interval: number; canary: number; waves: string; confirmWithin: number; once: boolean }) => {
+    .action(async (o: ConnFlags & { repo: string; branch: string; path: string; group: string; node?: string; policy?: string; verifySignatures: boolean; allowedSigners?: string; interval: number; canary: number; waves: string; confirmWithin: number; once: boolean }) => {
       if (o.policy && !GITOPS_POLICIES.includes(o.policy as GitopsPolicy)) throw new FleetError(`--policy "${o.policy}": must be one of ${GITOPS_POLICIES.join(', ')}`, 'invalid');
       if (o.allowedSigners && !o.verifySignatures) throw new FleetError('--allowed-signers needs --verify-signatures', 'invalid');
       rolloutOptions({ canary: o.canary, waves: o.waves.split(',').map((s) => s.trim()) });
@@ -257,6 +259,7 @@ export function addFleetCommands(program: Command, out: Out): void {
           branch: o.branch,
           path: o.path,
           group: o.group,
+          ...(o.node !== undefined ? { node: o.node } : {}),
           ...(o.policy ? { policy: o.policy as GitopsPolicy } : {}),
           verifySignatures: o.verifySignatures,
           ...(o.allowedSigners ? { allowedSigners: o.allowedSigners } : {}),

@@ -53,6 +53,8 @@ export interface RolloutRequest {
   git?: { commit: string; repo?: string };
   /** longest wait for a wave beyond confirmWithin (default 60 s) */
   waveGraceSeconds?: number;
+  /** only this member of the group (its overlay applies; the group's base stays what it was) */
+  node?: string;
   /** called with each history line as it is recorded */
   onEvent?: (line: string, record: RolloutRecord) => void;
   /** id to use (default generated) */
@@ -210,10 +212,10 @@ export class FleetController {
   /** What the GitOps watcher recorded for a group's commits, newest first. */
   async commits(group: string, limit = 50): Promise<GitopsRecord[]> {
     checkName('group', group);
-    // gitops/<group>/_last holds a bare commit hash, not a record
+    // gitops/<group>/_last (and _last@<node>) hold a bare commit hash, not a record
     const all = (await this.client.getAll().prefix(this.keys.gitopsAll(group)).strings()) as Record<string, string>;
     return Object.entries(all)
-      .filter(([k]) => !k.endsWith('/_last'))
+      .filter(([k]) => !k.slice(this.keys.gitopsAll(group).length).startsWith('_last'))
       .map(([, v]) => JSON.parse(v) as GitopsRecord)
       .sort((a, b) => b.at.localeCompare(a.at) || a.commit.localeCompare(b.commit))
       .slice(0, limit);
@@ -316,7 +318,7 @@ export class FleetController {
       message: req.message ?? '',
       createdAt: now(),
       ...(req.git ? { git: req.git } : {}),
-      options: { canary, waves, confirmWithin },
+      options: { canary, waves, confirmWithin, ...(req.node !== undefined ? { node: req.node } : {}) },
       waves: [],
       offline: [],
       history: [],
@@ -373,8 +375,16 @@ export class FleetController {
     },
   ): Promise<RolloutRecord> {
     const { event, finish } = ctx;
-    await event(`validating the document for every member of group ${req.group}`);
-    const { members, documents, problems } = await this.validate(req.group, req.document);
+    await event(req.node !== undefined ? `validating the document for node ${req.node} of group ${req.group}` : `validating the document for every member of group ${req.group}`);
+    let validated: Awaited<ReturnType<FleetController['validate']>>;
+    try {
+      validated = await this.validate(req.group, req.document, req.node !== undefined ? { node: req.node } : {});
+    } catch (e) {
+      if (!(e instanceof FleetError)) throw e;
+      await finish('failed', e.message);
+      throw new FleetError(record.reason!, e.kind, record);
+    }
+    const { members, documents, problems } = validated;
     if (!members.length) {
       await finish('failed', `group ${req.group} has no members (no node has joined it with serve --fleet-group ${req.group}): nothing to roll out to`);
       throw new FleetError(record.reason!, 'invalid', record);
@@ -451,7 +461,8 @@ export class FleetController {
       return finish('halted', `${label} failed, later waves not started: ${why}`);
     }
     await inParallel(record.offline, publish);
-    await this.client.put(this.keys.base(req.group)).value(JSON.stringify({ rollout: record.id, document: req.document, at: new Date().toISOString(), ...(req.git ? { git: req.git } : {}) }));
+    // the group's base is what every member runs: a rollout to one node leaves it as it was
+    if (req.node === undefined) await this.client.put(this.keys.base(req.group)).value(JSON.stringify({ rollout: record.id, document: req.document, at: new Date().toISOString(), ...(req.git ? { git: req.git } : {}) }));
     return finish('completed', record.offline.length ? `every online node healthy; published to offline ${record.offline.join(', ')} (they converge when back)` : undefined);
   }
 

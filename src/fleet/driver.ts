@@ -54,7 +54,7 @@ export class EngineDriver implements NodeDriver {
     const s = this.engine.status();
     const h = this.engine.health();
     const committed = s.committed;
-    const rollout = committed?.author === FLEET_AUTHOR ? /^fleet rollout (\S+)/.exec(committed.message)?.[1] : undefined;
+    const rollout = committed?.author === FLEET_AUTHOR ? /^fleet rollout ([^\s:]+)/.exec(committed.message)?.[1] : undefined;
     this.refreshCounters();
     return {
       revision: s.running,

@@ -40,6 +40,8 @@ export interface GitopsOptions {
   branch: string;
   path: string;
   group: string;
+  /** validate, plan and roll out against this member of the group only */
+  node?: string;
   policy?: GitopsPolicy;
   verifySignatures?: boolean;
   /** ssh-signed commits and tags: the allowed-signers file git checks them against (gpg.ssh.allowedSignersFile) */
@@ -103,7 +105,8 @@ async function pollOnce(c: FleetController, git: Repo, o: GitopsOptions, log: (l
   await git.refresh();
   const head = (await git.run(['rev-parse', '--verify', '--quiet', `refs/heads/${o.branch}^{commit}`], { reject: false })).stdout.trim();
   if (!head) throw new FleetError(`gitops: branch ${o.branch} does not exist in ${git.where}`, 'invalid');
-  const lastKey = `${c.keys.gitopsAll(o.group)}_last`;
+  // the newest commit handled, per watcher target (the group, or one node of it)
+  const lastKey = `${c.keys.gitopsAll(o.group)}_last${o.node !== undefined ? `@${o.node}` : ''}`;
   const last = await c.client.get(lastKey).string();
   if (last === head) return [];
   // new commits, oldest first (all of them the first time is too many: the head alone then)
@@ -124,6 +127,12 @@ async function pollOnce(c: FleetController, git: Repo, o: GitopsOptions, log: (l
   let advance = head;
   if (newestValid) {
     const { policy, commit } = newestValid;
+    // valid commits before it are not rolled out on their own: say so in their records
+    for (const r of out)
+      if (r.state === 'planned' && r.commit !== commit) {
+        r.detail += `; superseded by ${commit.slice(0, 12)} (only the newest valid commit goes out)`;
+        await record(c, git, o, r);
+      }
     const rec = out.find((r) => r.commit === commit)!;
     let wait: string | undefined;
     let approvedBy = '';
@@ -144,9 +153,9 @@ async function pollOnce(c: FleetController, git: Repo, o: GitopsOptions, log: (l
       // look at it again next poll: do not move past it
       advance = last ?? '';
     } else {
-      log(`gitops: rolling out ${commit.slice(0, 12)} to group ${o.group} (policy ${policy})`);
+      log(`gitops: rolling out ${commit.slice(0, 12)} to ${o.node !== undefined ? `node ${o.node} of ` : ''}group ${o.group} (policy ${policy})`);
       const r = await c
-        .rollout({ group: o.group, document: newestValid.document, ...o.rollout, message: `${newestValid.subject}${approvedBy}`, git: { commit, repo: o.repo } })
+        .rollout({ group: o.group, ...(o.node !== undefined ? { node: o.node } : {}), document: newestValid.document, ...o.rollout, message: `${newestValid.subject}${approvedBy}`, git: { commit, repo: o.repo } })
         .catch((e: unknown) => {
           if (e instanceof FleetError && e.record) return e.record;
           throw e;
@@ -195,7 +204,7 @@ async function examine(c: FleetController, git: Repo, o: GitopsOptions, commit: 
   if (shown.exitCode !== 0) return { record: { ...base, state: 'invalid', detail: `${o.path}: not in this commit (${shown.stderr.trim()})` } };
   const parsed = parseConfigText(shown.stdout, o.path.endsWith('.json') ? 'json' : 'yaml');
   if (parsed.issues.length) return { record: { ...base, state: 'invalid', detail: `${o.path}: ${parsed.issues.map(formatIssue).join('; ')}` } };
-  const v = await c.validate(o.group, parsed.value);
+  const v = await c.validate(o.group, parsed.value, o.node !== undefined ? { node: o.node } : {});
   if (!v.members.length) return { record: { ...base, state: 'invalid', detail: `group ${o.group} has no members` } };
   if (v.problems.length) return { record: { ...base, state: 'invalid', detail: v.problems.map((p) => p.issues.map((i) => `node ${p.node}: ${o.path}: ${formatIssue(i)}`).join('; ')).join('; ') } };
   // plan against the fleet: which sections of each node's document change

@@ -113,7 +113,8 @@ export interface RolloutRecord {
   /** why it halted, was aborted or failed */
   reason?: string;
   git?: { commit: string; repo?: string };
-  options: { canary: number; waves: string[]; confirmWithin: number };
+  /** node: the rollout went to this member only */
+  options: { canary: number; waves: string[]; confirmWithin: number; node?: string };
   waves: WaveRecord[];
   /** members that were offline: their desired document is published at the end; they converge when they return */
   offline: string[];

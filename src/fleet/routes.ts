@@ -18,6 +18,7 @@ const documentInput = z.union([z.string().describe('the base document as YAML or
 const rolloutBody = z
   .object({
     group: groupField.describe('group to roll out to'),
+    node: groupField.optional().describe("only this member of the group (with its overlay; the group's base stays)"),
     config: documentInput.describe('the group base document (each node gets it with its overlay)'),
     canary: z.number().int().min(0).max(1000).default(1).describe('nodes in the first wave'),
     waves: z.array(z.string().regex(/^\d{1,3}(\.\d+)?%$/)).min(1).max(20).default(['100%']).describe('cumulative shares of the group after the canary, the last 100%'),
@@ -57,7 +58,7 @@ export async function fleetRoutes(app: FastifyInstance, opts: { controller: Flee
     rolloutOptions(b);
     const id = rolloutId();
     const document = documentFrom(b.config);
-    const p = c.rollout({ id, group: b.group, document, canary: b.canary, waves: b.waves, confirmWithin: b.confirmWithin, message: b.message }).catch(() => undefined);
+    const p = c.rollout({ id, group: b.group, ...(b.node !== undefined ? { node: b.node } : {}), document, canary: b.canary, waves: b.waves, confirmWithin: b.confirmWithin, message: b.message }).catch(() => undefined);
     running.add(p);
     void p.finally(() => running.delete(p));
     // answer once the record exists (validation and the lock are its first steps)

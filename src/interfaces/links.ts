@@ -23,7 +23,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { defineSubsystem, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
+import { defineSubsystem, step, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { contains } from '../net/address.js';
@@ -197,11 +197,9 @@ export const linksSubsystem: Subsystem<LinksDesired> = defineSubsystem<LinksDesi
     return compileLinks(ctx);
   },
 
-  /** One step carrying the plan's changes (not yet split into a step per link): read the links once, run what was planned. */
+  /** One step per link created, changed or removed (the links are read once, when the steps are made). */
   async steps(desired, host) {
-    const todo = await steps(desired, host);
-    if (todo.length === 0) return [];
-    return [{ changes: todo.map((s) => s.change), run: async () => { for (const s of todo) await s.run(); } }];
+    return (await steps(desired, host)).map((s) => step(s.change, s.run));
   },
 
   async validate(desired, host) {
@@ -250,6 +248,11 @@ interface LinkState {
   up: boolean;
   stp?: number;
   hairpin?: boolean;
+}
+
+/** The links Patronus created (and removes once the document no longer names them). */
+export function createdLinks(host: Host): string[] {
+  return readOwned(host).created;
 }
 
 /** What Patronus made: links it created, ports it enslaved (port -> master). */

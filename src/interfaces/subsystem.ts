@@ -7,14 +7,15 @@
  */
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defineSubsystem, type Change, type DriftFinding, type Subsystem, type SubsystemMetrics } from '../apply/subsystem.js';
+import { defineSubsystem, runSteps, step, type Change, type DriftFinding, type Step as SubsystemStep, type Subsystem, type SubsystemMetrics } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { readSysctl } from '../routing/sysctl.js';
 import { addonAvailable } from '../bpf/addon.js';
 import { NetlinkError } from '../net/netlink.js';
 import { readLinkStats } from './link-stats.js';
-import { canonicalAddressWithLength, contains, parseAddressWithLength, parsePrefix } from '../net/address.js';
+import { createdLinks } from './links.js';
+import { canonicalAddressWithLength, contains, familyOf, parseAddressWithLength, parsePrefix } from '../net/address.js';
 
 export interface InterfaceDesired {
   name: string;
@@ -44,9 +45,40 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[], InterfaceMetrics
     return { desired, issues: [] };
   },
 
-  /** One step carrying the plan's changes (not yet split into a step per address). */
+  /**
+   * One step per address added or removed and per MTU set or restored, then
+   * the ownership bookkeeping. An interface the links subsystem creates in
+   * the same apply does not exist yet when a plan is made: it gets one step
+   * listing its settings, which makes that interface's steps once it exists
+   * (in an apply, links has run by then, so there is no such step).
+   */
   async steps(desired, host) {
-    return [{ changes: await planInterfaces(desired, host), run: () => applyInterfaces(desired, host) }];
+    const links = await readLinks(host);
+    const pending = desired.filter((d) => d.created && !links.has(d.name));
+    // a link Patronus created that the document no longer names is deleted with its addresses (links runs
+    // first): nothing to take off it, as in an apply, where it is gone by the time these steps are made
+    for (const name of createdLinks(host)) if (!desired.some((d) => d.name === name)) links.delete(name);
+    const { steps, next } = await diff(desired.filter((d) => !pending.includes(d)), host, links);
+    const out: SubsystemStep[] = [];
+    if (pending.length) {
+      const later: Change[] = pending.flatMap((d) => [
+        ...(d.addresses ?? []).map((a) => ({ action: 'add' as const, object: `address ${a} on ${d.name}` })),
+        ...(d.mtu !== undefined ? [{ action: 'change' as const, object: `mtu of ${d.name}`, detail: `-> ${d.mtu}` }] : []),
+      ]);
+      out.push({
+        changes: later,
+        run: async () => {
+          const now = await readLinks(host);
+          const missing = pending.filter((d) => !now.has(d.name)).map((d) => d.name);
+          if (missing.length) throw new Error(`interfaces: ${missing.join(', ')} does not exist (${host.where}); the links subsystem creates it first`);
+          await runSteps(await interfacesSubsystem.steps(desired, host));
+        },
+      });
+    }
+    for (const s of steps) out.push(step(s.change, () => runInterfaceStep(host, s, next)));
+    // what Patronus owns, also when no step ran (addresses it added that have gone by other hands)
+    out.push({ changes: [], run: async () => writeState(host, next) });
+    return out;
   },
 
   async validate(desired, host) {
@@ -61,7 +93,7 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[], InterfaceMetrics
   },
 
   async teardown(host) {
-    await applyInterfaces([], host);
+    await interfacesSubsystem.apply([], host);
   },
 
   async status(host) {
@@ -114,38 +146,25 @@ export const interfacesSubsystem: Subsystem<InterfaceDesired[], InterfaceMetrics
   },
 });
 
-async function planInterfaces(desired: InterfaceDesired[], host: Host): Promise<Change[]> {
-  // an interface this apply creates (links subsystem) gets all its settings once it exists
-  const links = await readLinks(host);
-  const pending = desired.filter((d) => d.created && !links.has(d.name));
-  const later: Change[] = pending.flatMap((d) => [
-    ...(d.addresses ?? []).map((a) => ({ action: 'add' as const, object: `address ${a} on ${d.name}` })),
-    ...(d.mtu !== undefined ? [{ action: 'change' as const, object: `mtu of ${d.name}`, detail: `-> ${d.mtu}` }] : []),
-  ]);
-  return [...later, ...(await diff(desired.filter((d) => !pending.includes(d)), host)).changes];
-}
-
-async function applyInterfaces(desired: InterfaceDesired[], host: Host): Promise<void> {
-  const { steps, next } = await diff(desired, host);
-  for (const step of steps) {
-    // Ownership is written before an add and after a removal, so a crash
-    // between the two never leaves an address Patronus added unrecorded.
-    if (step.recordFirst) {
-      step.record(next);
-      writeState(host, next);
-    }
-    try {
-      if (step.keepInSubnet?.length) await removeKeepingSubnet(host, step);
-      else await host.run('ip', step.args);
-    } catch (e) {
-      throw new Error(`interfaces: ${step.change.action} ${step.change.object}: ${(e as Error).message}`);
-    }
-    if (!step.recordFirst) {
-      step.record(next);
-      writeState(host, next);
-    }
+/**
+ * Runs one step. Ownership is written before an add and after a removal, so
+ * a crash between the two never leaves an address Patronus added unrecorded.
+ */
+async function runInterfaceStep(host: Host, step: Step, next: OwnedState): Promise<void> {
+  if (step.recordFirst) {
+    step.record(next);
+    writeState(host, next);
   }
-  writeState(host, next);
+  try {
+    if (step.keepInSubnet?.length) await removeKeepingSubnet(host, step);
+    else await host.run('ip', step.args);
+  } catch (e) {
+    throw new Error(`interfaces: ${step.change.action} ${step.change.object}: ${(e as Error).message}`);
+  }
+  if (!step.recordFirst) {
+    step.record(next);
+    writeState(host, next);
+  }
 }
 
 // --- internals
@@ -183,8 +202,7 @@ async function readLinks(host: Host): Promise<Map<string, Link>> {
   return new Map((JSON.parse(r.stdout) as Link[]).map((l) => [l.ifname, l]));
 }
 
-async function diff(desired: InterfaceDesired[], host: Host): Promise<{ changes: Change[]; steps: Step[]; next: OwnedState }> {
-  const links = await readLinks(host);
+async function diff(desired: InterfaceDesired[], host: Host, links: Map<string, Link>): Promise<{ changes: Change[]; steps: Step[]; next: OwnedState }> {
   const owned = readState(host);
   const next: OwnedState = structuredClone(owned);
   const steps: Step[] = [];
@@ -204,7 +222,7 @@ async function diff(desired: InterfaceDesired[], host: Host): Promise<{ changes:
       }
       steps.push({
         change: { action: 'add', object: `address ${addr} on ${d.name}` },
-        args: ['addr', 'add', addr, 'dev', d.name, ...(addr.includes(':') ? ['nodad'] : [])],
+        args: ['addr', 'add', addr, 'dev', d.name, ...(familyOf(addr) === 6 ? ['nodad'] : [])],
         recordFirst: true,
         record: (s) => {
           const mine = (s[d.name] ??= { addresses: [] });

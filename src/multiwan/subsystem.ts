@@ -73,9 +73,14 @@ export const multiwanSubsystem: Subsystem<MwanDesired> & {
     return compileGateways(ctx);
   },
 
-  /** One step carrying the plan's changes (not yet split into a step per gateway). */
+  /**
+   * One step carrying the plan's changes: it converges routes, the marking
+   * table, rules and the monitor in one go (not yet split per object). None
+   * when nothing differs, the running monitor's settings included.
+   */
   async steps(desired, host) {
-    return [{ changes: await planGateways(desired, host), run: () => applyGateways(desired, host) }];
+    const changes = await planGateways(desired, host);
+    return changes.length ? [{ changes, run: () => applyGateways(desired, host) }] : [];
   },
 
   async validate(desired, host) {
@@ -360,7 +365,10 @@ async function changesAgainst(desired: MwanDesired, host: Host, tableOf: (script
   const haveDr = (await mainDefaults(host)).find((r) => r.protocol === String(DEFAULT_ROUTE_PROTO));
   if (dr && !sameDefault(haveDr, dr)) changes.push({ action: haveDr ? 'change' : 'add', object: 'main table default route', detail: `group ${desired.defaultRoute}: ${dr.slice(6).join(' ')}` });
   if (!dr && haveDr) changes.push({ action: 'remove', object: 'main table default route', detail: `protocol ${DEFAULT_ROUTE_PROTO}` });
-  if (desired.enabled && !run) changes.push({ action: 'start', object: 'gateway monitor', detail: desired.gateways.map((g) => `${g.name}: ${g.monitor.method} ${g.monitor.target} every ${g.monitor.intervalMs} ms, detection <= ${g.detectionMs} ms`).join('; ') });
+  const monitoring = () => desired.gateways.map((g) => `${g.name}: ${g.monitor.method} ${g.monitor.target} every ${g.monitor.intervalMs} ms, detection <= ${g.detectionMs} ms`).join('; ');
+  if (desired.enabled && !run) changes.push({ action: 'start', object: 'gateway monitor', detail: monitoring() });
+  // apply starts a monitor of the new settings (its health kept for gateways whose settings did not change)
+  if (desired.enabled && run && JSON.stringify(run.desired) !== JSON.stringify(desired)) changes.push({ action: 'restart', object: 'gateway monitor', detail: monitoring() });
   if (!desired.enabled && run) changes.push({ action: 'stop', object: 'gateway monitor' });
   return changes;
 }

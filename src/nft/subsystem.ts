@@ -72,9 +72,14 @@ export const nftSubsystem: Subsystem<NftDesired> & {
     return compileFirewall(ctx);
   },
 
-  /** One step: `nft -f` replaces the table atomically, so the whole plan is one transaction. */
+  /**
+   * One step, the table replaced in one `nft -f` transaction, carrying every
+   * rule and set the plan lists; none when the live table already is the
+   * wanted one.
+   */
   async steps(desired, host) {
-    return [{ changes: await planNft(desired, host), run: () => applyNft(desired, host) }];
+    const changes = await planNft(desired, host);
+    return changes.length ? [{ changes, run: () => applyNft(desired, host) }] : [];
   },
 
   async validate(desired, host) {

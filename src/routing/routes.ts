@@ -12,7 +12,7 @@
  * network connected to the gateway (present now, or an address the same
  * document puts on an interface), on the named interface when one is given.
  */
-import { defineSubsystem, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
+import { defineSubsystem, step, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { contains, parsePrefix, formatPrefix, hasHostBits, type Prefix, familyOf } from '../net/address.js';
@@ -90,8 +90,9 @@ export const routesSubsystem: Subsystem<RoutesDesired> = defineSubsystem<RoutesD
   },
 
   /** One step carrying the plan's changes (not yet split into a step per route). */
+  /** One step per route added, changed or removed. */
   async steps(desired, host) {
-    return [{ changes: await planRoutes(desired, host), run: () => applyRoutes(desired, host) }];
+    return (await steps(desired, host)).map((s) => step(s.change, () => runRouteStep(s, host)));
   },
 
   async validate(desired, host) {
@@ -123,7 +124,7 @@ export const routesSubsystem: Subsystem<RoutesDesired> = defineSubsystem<RoutesD
   },
 
   async teardown(host) {
-    await applyRoutes({ routes: [], connected: [] }, host);
+    await routesSubsystem.apply({ routes: [], connected: [] }, host);
   },
 
   /** Drift: what apply would change now (Patronus' routes read back; cheap reads only). */
@@ -136,16 +137,10 @@ export const routesSubsystem: Subsystem<RoutesDesired> = defineSubsystem<RoutesD
   },
 });
 
-async function planRoutes(desired: RoutesDesired, host: Host): Promise<Change[]> {
-  return (await steps(desired, host)).map((s) => s.change);
-}
-
-async function applyRoutes(desired: RoutesDesired, host: Host): Promise<void> {
-  for (const s of await steps(desired, host)) {
-    const r = await host.run('ip', s.args, { reject: false });
-    if (r.exitCode !== 0 && !(s.change.action === 'remove' && /No such process/.test(r.stderr))) {
-      throw new Error(`routes: ${s.change.action} ${s.change.object} (${host.where}): ${r.stderr.trim()}`);
-    }
+async function runRouteStep(s: Step, host: Host): Promise<void> {
+  const r = await host.run('ip', s.args, { reject: false });
+  if (r.exitCode !== 0 && !(s.change.action === 'remove' && /No such process/.test(r.stderr))) {
+    throw new Error(`routes: ${s.change.action} ${s.change.object} (${host.where}): ${r.stderr.trim()}`);
   }
 }
 

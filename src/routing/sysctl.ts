@@ -11,7 +11,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defineSubsystem, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
+import { defineSubsystem, step, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { forwardingIntent } from './forwarding.js';
@@ -65,8 +65,9 @@ export const sysctlSubsystem: Subsystem<SysctlDesired> = defineSubsystem<SysctlD
   },
 
   /** One step carrying the plan's changes (not yet split into a step per setting). */
+  /** One step per setting changed or given back. */
   async steps(desired, host) {
-    return [{ changes: await planSysctls(desired, host), run: () => applySysctls(desired, host) }];
+    return (await steps(desired, host)).map((s) => step(s.change, s.run));
   },
 
   async validate(desired, host) {
@@ -84,7 +85,7 @@ export const sysctlSubsystem: Subsystem<SysctlDesired> = defineSubsystem<SysctlD
   },
 
   async teardown(host) {
-    await applySysctls({ settings: [] }, host);
+    await sysctlSubsystem.apply({ settings: [] }, host);
   },
 
   /** Drift: what apply would change now (sysctl values read back; cheap reads only). */
@@ -99,14 +100,6 @@ export const sysctlSubsystem: Subsystem<SysctlDesired> = defineSubsystem<SysctlD
     return { changed: out };
   },
 });
-
-async function planSysctls(desired: SysctlDesired, host: Host): Promise<Change[]> {
-  return (await steps(desired, host)).map((s) => s.change);
-}
-
-async function applySysctls(desired: SysctlDesired, host: Host): Promise<void> {
-  for (const s of await steps(desired, host)) await s.run();
-}
 
 // --- internals
 

@@ -86,7 +86,7 @@ export class Host {
     // every command is bounded: one stuck on a dead daemon or socket fails, named, instead of hanging the caller
     const timeout = opts.timeout ?? COMMAND_TIMEOUT_MS;
     if (spawnerEnabled()) {
-      // serve: spawned from a worker thread, so the wait for the child's exec never holds this thread (src/system/spawner.ts)
+      // serve: started by the spawner process, so the wait for the child's exec never holds this thread (src/system/spawner.ts)
       const r = await runInSpawner({ file, args: argv, timeout, env: { ...process.env, ...opts.env }, ...(opts.input !== undefined ? { input: opts.input } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}) });
       const result = { stdout: r.stdout, stderr: r.timedOut ? `${r.stderr}${r.stderr ? '\n' : ''}timed out after ${timeout} ms (killed)` : r.stderr, exitCode: r.exitCode };
       if (result.exitCode !== 0 && opts.reject !== false) throw new CommandError(cmd, args, result, this.where);

@@ -1,5 +1,5 @@
 /**
- * Child processes started from a worker thread (the server's Host.run).
+ * Child processes started by a small helper process (the server's Host.run).
  *
  * Node's child_process.spawn (libuv's uv_spawn) forks and then blocks the
  * calling thread until the child has exec'd: it reads the child's exec status
@@ -7,8 +7,13 @@
  * core before it can exec, so every spawn held the server's event loop
  * 35-50 ms (and more at high load; docs/bench-control.md): /healthz answered
  * late whenever a drift check or an apply's plan ran its ip/nft commands.
- * Spawned from this worker thread, that wait blocks only the worker's own
- * loop; the main thread gets the result as a message.
+ * A worker thread was tried first: it took the exec wait off the loop, but
+ * its fork still copies the whole server's page tables under the process's
+ * memory-map lock, and the main thread stalled on that lock (the profile
+ * showed 1-34 ms in each postMessage to the worker at load ~14). The helper
+ * is a separate process (plain node, only node: modules, ~45 MB of RSS): its forks
+ * copy its own small address space and lock only its own memory map; the
+ * server only writes a request to a pipe and reads the answer.
  *
  * Same contract as execa with `reject: false` as Host.run used it: argument
  * arrays (never a shell), the environment of the caller plus `env`, `input`
@@ -17,16 +22,17 @@
  * UTF-8 text with one final newline stripped, a timeout that sends SIGTERM
  * and SIGKILL 5 s later, output capped at 100 MB (the child is killed past
  * it). A spawn that fails (ENOENT) answers exit code -1 with the reason in
- * stderr. When the worker cannot start, the command runs on the calling
+ * stderr. When the helper cannot start, the command runs on the calling
  * thread; when it dies, the commands it had not answered fail (exit code -1,
- * never run twice) and the next call starts a new worker.
+ * never run twice) and the next call starts a new helper.
  *
- * The worker is unref'd: it never keeps the process alive. Only `serve`
- * enables it (enableSpawnerThread); short-lived CLI processes and tests
- * spawn directly.
+ * The helper is unref'd while idle (it never keeps the server alive) and
+ * exits when its IPC channel closes (the server exited, even by SIGKILL).
+ * Only `serve` enables it (enableSpawner), from its main thread; short-lived
+ * CLI processes, worker threads and tests spawn directly.
  */
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { spawn } from 'node:child_process';
+import { isMainThread } from 'node:worker_threads';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -109,62 +115,92 @@ export function runHere(req: SpawnRequest): Promise<SpawnResult> {
 }
 
 let enabled = false;
-let worker: Worker | undefined;
+let helper: ChildProcess | undefined;
 let nextId = 0;
 const pending = new Map<number, { file: string; done: (r: SpawnResult) => void }>();
 
-/** Host.run spawns from the worker thread from now on (serve calls this once). */
-export function enableSpawnerThread(): void {
+/** Host.run spawns through the helper process from now on (serve calls this once); starts it. */
+export function enableSpawner(): void {
   enabled = true;
+  if (isMainThread) {
+    try {
+      helper ??= startHelper();
+    } catch {
+      // runInSpawner tries again, and runs commands here meanwhile
+    }
+  }
 }
 
-/** Whether commands go through the spawner thread (enabled, and running on the main thread). */
+/** Whether commands go through the helper (enabled, and running on the main thread). */
 export function spawnerEnabled(): boolean {
   return enabled && isMainThread;
 }
 
-function startWorker(): Worker {
-  const w = new Worker(SCRIPT, { workerData: { patronusSpawner: true } });
-  w.unref();
-  w.on('message', (m: { id: number } & SpawnResult) => {
+/** The helper's pid (tests), undefined while none runs. */
+export function spawnerPid(): number | undefined {
+  return helper?.pid;
+}
+
+function idle(h: ChildProcess): void {
+  h.unref();
+  (h.channel as { unref?: () => void } | undefined)?.unref?.();
+}
+
+function busy(h: ChildProcess): void {
+  h.ref();
+  (h.channel as { ref?: () => void } | undefined)?.ref?.();
+}
+
+function startHelper(): ChildProcess {
+  // no --cpu-prof or inspector flags of the server: a plain node process
+  const h = fork(SCRIPT, [], { env: { ...process.env, PATRONUS_SPAWNER_HELPER: '1' }, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+  idle(h);
+  h.on('message', (m: { id: number } & SpawnResult) => {
     const p = pending.get(m.id);
     pending.delete(m.id);
-    if (pending.size === 0) w.unref();
+    if (pending.size === 0) idle(h);
     p?.done({ stdout: m.stdout, stderr: m.stderr, exitCode: m.exitCode, timedOut: m.timedOut });
   });
   const lost = (why: string) => {
-    if (worker !== w) return;
-    worker = undefined;
-    // not run again here: the command may have changed something before the thread stopped; the caller sees it failed
+    if (helper === h) helper = undefined;
+    // not run again here: the command may have changed something before the helper stopped; the caller sees it failed
     for (const [id, p] of pending) {
       pending.delete(id);
-      p.done({ stdout: '', stderr: `${p.file}: the spawner thread stopped before the command ended (${why})`, exitCode: -1, timedOut: false });
+      p.done({ stdout: '', stderr: `${p.file}: the spawner process stopped before the command ended (${why})`, exitCode: -1, timedOut: false });
     }
   };
-  w.on('error', (e) => lost(e.message));
-  w.on('exit', (code) => lost(`exit code ${code}`));
-  return w;
+  h.on('error', (e) => lost(e.message));
+  h.on('exit', (code, signal) => lost(`exit ${code ?? signal}`));
+  return h;
 }
 
-/** Runs a command from the spawner thread (see the module's comment). */
+/** Runs a command through the helper process (see the module's comment). */
 export function runInSpawner(req: SpawnRequest): Promise<SpawnResult> {
+  let h: ChildProcess;
   try {
-    worker ??= startWorker();
+    h = helper ??= startHelper();
   } catch {
     return runHere(req);
   }
-  const w = worker;
+  if (!h.connected) return runHere(req);
   const id = ++nextId;
   return new Promise((resolve) => {
     pending.set(id, { file: req.file, done: resolve });
-    // keeps the process alive while a command runs, as a child process of this thread would
-    if (pending.size === 1) w.ref();
-    w.postMessage({ ...req, id } satisfies Message);
+    // keeps the server alive while a command runs, as a child process of its own would
+    if (pending.size === 1) busy(h);
+    h.send({ ...req, id } satisfies Message, (e) => {
+      if (!e) return;
+      pending.delete(id);
+      if (pending.size === 0) idle(h);
+      resolve({ stdout: '', stderr: `${req.file}: cannot reach the spawner process: ${e.message}`, exitCode: -1, timedOut: false });
+    });
   });
 }
 
-if (!isMainThread && (workerData as { patronusSpawner?: boolean } | undefined)?.patronusSpawner) {
-  parentPort!.on('message', (m: Message) => {
-    void runHere(m).then((r) => parentPort!.postMessage({ id: m.id, ...r }));
+if (process.env.PATRONUS_SPAWNER_HELPER === '1' && process.send && isMainThread) {
+  process.on('message', (m: Message) => {
+    void runHere(m).then((r) => process.send?.({ id: m.id, ...r }));
   });
+  // the server is gone (it exited, or was killed): so is this helper
+  process.on('disconnect', () => process.exit(0));
 }

@@ -18,7 +18,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -31,6 +31,7 @@ import type { Netns } from '../lib/netns.js';
 import { ServeProcess, removeServePins, serveHost, writeConfig, CLI } from '../lib/fault.js';
 import { CHROMIUM, CONSOLE_OUT, assertAccessible, launchChromium } from '../lib/browser.js';
 import { subsystems } from '../../src/domains.js';
+import { waitFor } from '../../src/services/common/daemon.js';
 
 const ADS = fileURLToPath(new URL('../../../examples/dns/blocklists/ads.txt', import.meta.url));
 const MAC = '52:54:00:bb:00:15';
@@ -165,6 +166,8 @@ describe('web console: the Services page with real daemons', { skip, timeout: 30
     writeFileSync(file('conf'), 'timeout 30;\ninitial-interval 1;\n');
     writeFileSync(file('sh'), '#!/bin/sh\ncase "$reason" in BOUND) ip addr add "$new_ip_address/24" dev "$interface" ;; esac\nexit 0\n', { mode: 0o755 });
     await cli.nsenter('dhclient', ['-1', '-cf', file('conf'), '-lf', file('leases'), '-pf', file('pid'), '-sf', file('sh'), 'eth0'], { timeout: 60_000 });
+    // dhclient's parent exits once bound; its daemonised child writes the pid file a moment later
+    await waitFor(() => existsSync(file('pid')) && readFileSync(file('pid'), 'utf8').trim() !== '', 20_000, `dhclient's pid file ${file('pid')}`);
     dhclientPid = Number(readFileSync(file('pid'), 'utf8').trim()) || undefined;
     const dig = (name: string) => cli.exec('dig', ['+short', '+tries=3', '+time=3', '@10.69.0.1', name], { timeout: 30_000 });
     assert.equal((await dig('gw.office.example')).stdout.trim(), '10.69.0.1');

@@ -242,6 +242,16 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 54
       assert.equal(top.author, 'fleet');
       assert.match(top.message, new RegExp(`^fleet rollout ${rec.id}: open 8080$`));
     }
+    // each registration now names the rollout its revision came from, and carries the counter summary
+    let lastRows = '';
+    await waitFor('registrations with the rollout and counters', async () => {
+      // (the counters are read at most every 30 s and rewritten with the registration at most every 60 s: some summary, not these rules' yet)
+      const rows = (await fleet(['nodes', '--group', GROUP])).json as { info?: { rollout?: string; counters?: { rules: number; packets: number } } }[];
+      lastRows = JSON.stringify(rows.map((x) => x.info));
+      return rows.every((x) => x.info?.rollout === rec.id && (x.info.counters?.rules ?? 0) >= 1 && typeof x.info.counters?.packets === 'number');
+    }, 60_000).catch((e: Error) => {
+      throw new Error(`${e.message.split('\n')[0]}: ${lastRows}`);
+    });
     const s = (await fleet(['status'])).json as { groups: { group: string; members: number; online: number; converged: number; base: string }[] };
     assert.deepEqual(s.groups, [{ group: GROUP, members: 3, online: 3, converged: 3, base: rec.id }]);
   });

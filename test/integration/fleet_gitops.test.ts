@@ -12,10 +12,11 @@
  *   - an unknown policy and an invalid document: recorded, nothing rolled
  *     out, the rollout history says why;
  *   - --verify-signatures with ssh-signed commits: an unsigned commit is
- *     refused, a signed one goes out;
+ *     refused, a signed one goes out; under policy tag only a signed tag counts;
  *   - `patronus fleet abort` halts a running rollout: the canary gets its
  *     previous desired document back;
- *   - `patronus fleet validate --node`.
+ *   - the watcher running (not --once) rolls out a commit pushed meanwhile;
+ *   - one node: gitops --node / rollout --node; `patronus fleet validate --node`.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -225,6 +226,19 @@ describe('fleet GitOps policies, signatures and abort (real etcd, real git, stub
     assert.equal(r2.code, 0, r2.stderr);
     assert.deepEqual(r2.json.map((x: GitopsRecord) => [x.commit, x.state]), [[signed, 'rolled-out']]);
     assert.equal(appliedCount(), before + 2);
+    // policy tag with --verify-signatures: an unsigned tag is not enough, a signed one is
+    const wantsTag = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-8', 8087)), '.patronus-fleet.yaml': 'policy: tag\n' }, 'signed, needs a signed tag', true);
+    await git('tag', 'fleet/unsigned', wantsTag);
+    await git('push', '-q', 'origin', 'fleet/unsigned');
+    const r3 = await gitops(...verify);
+    assert.deepEqual(r3.json.map((x: GitopsRecord) => [x.commit, x.state]), [[wantsTag, 'waiting-for-tag']]);
+    assert.match(r3.json[0].detail, /waiting for a signed tag fleet\/\* on it$/);
+    assert.equal(appliedCount(), before + 2);
+    await git('-c', 'gpg.format=ssh', '-c', `user.signingkey=${join(tmp, 'signer')}`, 'tag', '-s', '-m', 'release', 'fleet/signed', wantsTag);
+    await git('push', '-q', 'origin', 'fleet/signed');
+    const r4 = await gitops(...verify);
+    assert.deepEqual(r4.json.map((x: GitopsRecord) => [x.commit, x.state]), [[wantsTag, 'rolled-out']]);
+    assert.equal(appliedCount(), before + 4);
     // the flags are checked before anything runs
     const lone = await gitops('--allowed-signers', join(tmp, 'allowed_signers'));
     assert.equal(lone.code, 1);
@@ -268,6 +282,53 @@ describe('fleet GitOps policies, signatures and abort (real etcd, real git, stub
     }
   });
 
+  it('the watcher follows the branch: a commit pushed while it runs is rolled out on its next poll', async () => {
+    const before = appliedCount();
+    const watcher = execa('node', [cli, '--json', 'fleet', 'gitops', '--repo', `file://${bare}`, '--branch', 'main', '--group', GROUP, '--interval', '1', '--confirm-within', '30', '--fleet', etcd!.fleetUrl], { reject: false, env: { TMPDIR: tmp }, timeout: 120_000 });
+    try {
+      let err = '';
+      watcher.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+      const rolledOut = async (c: string) => {
+        const [newest] = await controller.commits(GROUP, 1);
+        return newest?.commit === c && newest.state === 'rolled-out';
+      };
+      const c1 = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-9', 8088)), '.patronus-fleet.yaml': 'policy: auto\n' }, 'while watching');
+      await waitFor('the watcher to roll the first commit out', () => rolledOut(c1), 90_000);
+      // a second push: the same running watcher picks it up
+      const c2 = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-10', 8089)) }, 'still watching');
+      await waitFor('the watcher to roll the second commit out', () => rolledOut(c2), 90_000);
+      assert.equal(appliedCount(), before + 4);
+      for (const c of [c1, c2]) assert.match(err, new RegExp(`gitops: rolling out ${c.slice(0, 12)} to group ${GROUP} \\(policy auto\\)`));
+      assert.equal(watcher.exitCode, null, 'still watching');
+    } finally {
+      watcher.kill('SIGTERM');
+      await watcher.catch(() => undefined);
+    }
+  });
+
+  it('one node: gitops --node validates, plans and rolls out to that member only; the group base stays', async () => {
+    const baseBefore = (await controller.status()).groups[0]!.base;
+    const a1Before = stubs.a1!.applied.length;
+    const c = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-11', 8090)) }, 'try on a2 first');
+    const r = await gitops('--node', 'a2');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.json.map((x: GitopsRecord) => [x.commit, x.state]), [[c, 'rolled-out']]);
+    assert.match(r.json[0].detail, /^valid for 1 node\(s\); plan: a2: firewall; rollout \S+ completed/);
+    const rec = (await rollouts())[0]!;
+    assert.deepEqual([rec.git?.commit, rec.options.node, rec.waves.map((w) => w.nodes)], [c, 'a2', [['a2']]]);
+    assert.match(stubs.a2!.applied.at(-1)!.message, new RegExp(`\\(git ${c}\\): try on a2 first$`));
+    assert.equal(stubs.a1!.applied.length, a1Before, 'a1 untouched');
+    assert.equal((await controller.status()).groups[0]!.base, baseBefore, 'the group base is still the last group-wide rollout');
+    // a node outside the group: refused, recorded, nothing published
+    const path = join(tmp, 'one.json');
+    writeFileSync(path, JSON.stringify(doc('allow-12', 8091)));
+    const other = await fleet(['rollout', path, '--group', GROUP, '--node', 'a9']);
+    assert.equal(other.code, 1);
+    assert.equal(other.json.state, 'failed');
+    assert.match(other.json.reason, /^node a9 is not a member of group ops \(members: a1, a2\)/);
+    assert.equal((await rollouts())[0]!.id, other.json.id);
+  });
+
   it('patronus fleet validate --node: one member only; a node outside the group is refused', async () => {
     const path = join(tmp, 'v.json');
     writeFileSync(path, JSON.stringify(doc('allow-7', 8086)));
@@ -277,5 +338,17 @@ describe('fleet GitOps policies, signatures and abort (real etcd, real git, stub
     const other = await fleet(['validate', path, '--group', GROUP, '--node', 'a9']);
     assert.notEqual(other.code, 0);
     assert.match(other.json.error.message, /node a9 is not a member of group ops \(members: a1, a2\)/);
+  });
+
+  it('two valid commits in one poll: only the newest goes out, the older one says it was superseded', async () => {
+    const before = appliedCount();
+    const older = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-13', 8092)) }, 'older');
+    const newer = await commit({ 'patronus.yaml': JSON.stringify(doc('allow-14', 8093)) }, 'newer');
+    const r = await gitops();
+    assert.equal(r.code, 0, r.stderr);
+    // (the group's watcher also sees the commit the one-node test rolled out to a2 alone: planned and superseded too)
+    assert.deepEqual(r.json.slice(-2).map((x: GitopsRecord) => [x.commit, x.state]), [[older, 'planned'], [newer, 'rolled-out']]);
+    for (const x of r.json.slice(0, -1) as GitopsRecord[]) assert.match(x.detail, new RegExp(`; superseded by ${newer.slice(0, 12)} \\(only the newest valid commit goes out\\)$`));
+    assert.equal(appliedCount(), before + 2);
   });
 });

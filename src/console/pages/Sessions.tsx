@@ -2,6 +2,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { get, request, type Get, type Identity } from '../api';
 import { ago } from '../format';
+import { Scroll } from '../scroll';
 
 type Session = Get<'/api/v1/sessions'>[number];
 
@@ -26,7 +27,7 @@ export function Sessions({ me }: { me: Identity }) {
       <h1 tabIndex={-1}>Sessions</h1>
       <p class="muted">{me.role === 'admin' ? 'Every open console session.' : 'Your open console sessions.'}</p>
       {status && <p role="status">{status}</p>}
-      <div class="scroll card">
+      <Scroll label="Sessions" card>
         <table data-testid="sessions">
           <thead>
             <tr>
@@ -64,7 +65,7 @@ export function Sessions({ me }: { me: Identity }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </Scroll>
     </>
   );
 }

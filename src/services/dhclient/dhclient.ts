@@ -18,7 +18,7 @@
  */
 import { existsSync, readFileSync, rmSync, mkdirSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { defineSubsystem, type Change, type CompileContext, type ServiceOpening, type Subsystem } from '../../apply/subsystem.js';
+import { defineSubsystem, step, type Change, type CompileContext, type ServiceOpening, type Subsystem } from '../../apply/subsystem.js';
 import type { Config } from '../../config/document.js';
 import type { Host } from '../../system/host.js';
 import type { Issue, IssuePath } from '../../config/issues.js';
@@ -134,9 +134,9 @@ export const dhclientSubsystem: Subsystem<DhcpClientDesired> & { lease(host: Hos
     return compileDhcpClients(ctx);
   },
 
-  /** One step carrying the plan's changes (not yet split into a step per client). */
+  /** One step per client started, restarted or stopped. */
   async steps(desired, host) {
-    return [{ changes: await planDhcpClients(desired, host), run: () => applyDhcpClients(desired, host) }];
+    return (await steps(desired, host)).map((s) => step(s.change, s.run));
   },
 
   async validate(desired, host) {
@@ -148,7 +148,7 @@ export const dhclientSubsystem: Subsystem<DhcpClientDesired> & { lease(host: Hos
   },
 
   async teardown(host) {
-    await applyDhcpClients({ clients: [] }, host);
+    await dhclientSubsystem.apply({ clients: [] }, host);
   },
 
   async status(host) {
@@ -168,14 +168,6 @@ export const dhclientSubsystem: Subsystem<DhcpClientDesired> & { lease(host: Hos
     return readLease(host, iface);
   },
 });
-
-async function planDhcpClients(desired: DhcpClientDesired, host: Host): Promise<Change[]> {
-  return (await steps(desired, host)).map((s) => s.change);
-}
-
-async function applyDhcpClients(desired: DhcpClientDesired, host: Host): Promise<void> {
-  for (const s of await steps(desired, host)) await s.run();
-}
 
 // --- internals
 

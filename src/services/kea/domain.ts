@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Domain } from '../../apply/domain.js';
 import type { JsonSchema, Operation } from '../../api/operation.js';
-import { contains, parsePrefix } from '../../net/address.js';
+import { contains, parsePrefix, type Prefix } from '../../net/address.js';
 import { keaSchema } from './schema.js';
 import { keaSubsystem, type DhcpMetrics } from './subsystem.js';
 import { dhcpLeases } from './kea.js';
@@ -12,8 +12,7 @@ const leasesQuery = z
   .object({
     subnet: z
       .string()
-      .regex(/^(\d+|\d+\.\d+\.\d+\.\d+\/\d{1,2})$/, 'must be a subnet id or an IPv4 network such as 192.168.1.0/24')
-      .refine((s) => !s.includes('/') || Number(s.split('/')[1]) <= 32, 'prefix length must be at most 32')
+      .refine((s) => /^\d+$/.test(s) || ipv4Network(s) !== undefined, 'must be a subnet id or an IPv4 network such as 192.168.1.0/24')
       .optional()
       .describe('only leases in this subnet: its id, or its network (addresses inside it)'),
     state: z.enum(['active', 'declined', 'expired']).optional().describe('only leases in this state'),
@@ -57,8 +56,8 @@ export const domain: Domain<'dhcp', typeof keaSchema> = {
       if (!engine.committedConfig()?.dhcp.enabled) return { enabled: false, leases: [] };
       const { subnet, state } = req.query;
       let inSubnet: (l: { address: string; subnetId: number }) => boolean = () => true;
-      if (subnet?.includes('/')) {
-        const net = parsePrefix(subnet);
+      const net = subnet === undefined ? undefined : ipv4Network(subnet);
+      if (net) {
         inSubnet = (l) => contains(net, l.address);
       } else if (subnet !== undefined) {
         inSubnet = (l) => l.subnetId === Number(subnet);
@@ -71,3 +70,14 @@ export const domain: Domain<'dhcp', typeof keaSchema> = {
     [`GET ${P}/dhcp/leases`]: { operationId: 'listDhcpLeases', tag: 'services', ok: leasesJson, errors: [400, 401, 500] },
   }),
 };
+
+/** "192.168.1.0/24" as a prefix; undefined for anything else (a subnet id, IPv6, a bare address). */
+function ipv4Network(text: string): Prefix | undefined {
+  if (!text.includes('/')) return undefined;
+  try {
+    const p = parsePrefix(text);
+    return p.family === 4 ? p : undefined;
+  } catch {
+    return undefined;
+  }
+}

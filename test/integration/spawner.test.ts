@@ -1,7 +1,7 @@
 /**
- * The spawner thread (src/system/spawner.ts): serve's Host.run starts its
- * commands from a worker thread, with the same results as execa on the
- * calling thread (stdout/stderr text with the final newline stripped, exit
+ * The spawner process (src/system/spawner.ts): serve's Host.run has its
+ * commands started by a small helper process, with the same results as execa
+ * on the calling thread (stdout/stderr text with the final newline stripped, exit
  * codes, input, environment, working directory, timeouts, a missing command,
  * CommandError with reject), and never keeps the process alive.
  */
@@ -12,9 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Host, CommandError } from '../../src/system/host.js';
 import { Lab } from '../lib/netns.js';
-import { enableSpawnerThread, runHere, runInSpawner, spawnerEnabled } from '../../src/system/spawner.js';
+import { missing } from '../lib/skip.js';
 
-describe('spawner thread', { timeout: 120_000 }, () => {
+const skip = missing('netns', { cmd: 'nsenter' });
+import { enableSpawner, runHere, runInSpawner, spawnerEnabled, spawnerPid } from '../../src/system/spawner.js';
+
+describe('spawner process', { timeout: 120_000, skip }, () => {
   const lab = new Lab();
   let host: Host;
   let dir: string;
@@ -41,7 +44,7 @@ describe('spawner thread', { timeout: 120_000 }, () => {
     ];
     const direct = [];
     for (const [cmd, args, opts] of cases) direct.push(await host.run(cmd, args, { reject: false, timeout: 30_000, ...opts }));
-    enableSpawnerThread();
+    enableSpawner();
     assert.equal(spawnerEnabled(), true);
     const viaThread = [];
     for (const [cmd, args, opts] of cases) viaThread.push(await host.run(cmd, args, { reject: false, timeout: 30_000, ...opts }));
@@ -57,7 +60,7 @@ describe('spawner thread', { timeout: 120_000 }, () => {
   });
 
   it('rejects with CommandError, times out, and reports a missing command', async () => {
-    enableSpawnerThread();
+    enableSpawner();
     await assert.rejects(host.run('sh', ['-c', 'echo bad >&2; exit 2'], { timeout: 30_000 }), (e: Error) => e instanceof CommandError && /exited 2: bad/.test(e.message));
     const slow = await host.run('sleep', ['30'], { reject: false, timeout: 200 });
     assert.notEqual(slow.exitCode, 0);
@@ -65,7 +68,16 @@ describe('spawner thread', { timeout: 120_000 }, () => {
     const missing = await runInSpawner({ file: 'pt-no-such-command', args: [], timeout: 10_000, env: { ...process.env } });
     assert.equal(missing.exitCode, -1);
     assert.match(missing.stderr, /ENOENT/);
-    // the same on this thread (the fallback when the worker cannot start)
+    // the helper killed: the next command starts a new one
+    const pid = spawnerPid();
+    assert.ok(pid && pid !== process.pid);
+    process.kill(pid, 'SIGKILL');
+    const deadline = Date.now() + 20_000;
+    while (spawnerPid() === pid && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.notEqual(spawnerPid(), pid, 'the dead helper was noticed');
+    assert.equal((await host.run('sh', ['-c', 'echo again'], { timeout: 30_000 })).stdout, 'again');
+    assert.ok(spawnerPid() && spawnerPid() !== pid);
+    // the same on this thread (the fallback when the helper cannot start)
     const here = await runHere({ file: 'pt-no-such-command', args: [], timeout: 10_000, env: { ...process.env } });
     assert.equal(here.exitCode, -1);
     assert.match(here.stderr, /ENOENT/);

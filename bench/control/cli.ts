@@ -27,7 +27,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { arch, cpus } from 'node:os';
+import { arch, cpus, loadavg } from 'node:os';
 import { execa, type ResultPromise } from 'execa';
 import { controlLab } from '../lib/control.js';
 import { fmt, markdownTable, summarize } from '../harness/report.js';
@@ -69,7 +69,7 @@ function pollHealthz(base: string): ResultPromise<{ reject: false; stdin: 'pipe'
         await new Promise((r) => setTimeout(r, 20));
       }
       lat.sort((a, b) => a - b);
-      process.stdout.write(JSON.stringify({ n: lat.length, max: lat[lat.length - 1] ?? 0, p99: lat[Math.floor(lat.length * 0.99)] ?? 0 }));
+      process.stdout.write(JSON.stringify({ n: lat.length, max: lat[lat.length - 1] ?? 0, p99: lat[Math.floor(lat.length * 0.99)] ?? 0, p50: lat[Math.floor(lat.length * 0.5)] ?? 0 }));
       process.exit(0);
     })();`;
   return execa(process.execPath, ['-e', script], { reject: false, stdin: 'pipe' });
@@ -182,16 +182,18 @@ async function main(): Promise<void> {
       const timed = async (what: string, args: string[]) => {
         const poll = pollHealthz(base);
         await new Promise((r) => setTimeout(r, 200));
+        const load0 = loadavg()[0]!;
         const t0 = performance.now();
         const r = await run(...args);
         const wall = performance.now() - t0;
         poll.stdin!.end('stop\n');
-        const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number };
+        const load = `${load0.toFixed(1)}–${loadavg()[0]!.toFixed(1)}`;
+        const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number; p50: number };
         if (r.exitCode !== 0) throw new Error(`${what}: exited ${r.exitCode}: ${r.stderr || r.stdout}`.slice(0, 2000));
         const server = args[0] === 'apply' ? ((JSON.parse(r.stdout) as { durationMs: number }).durationMs / 1000).toFixed(2) : '';
-        console.error(`# ${what}: ${(wall / 1000).toFixed(2)} s (server ${server || '-'} s), /healthz max ${h.max.toFixed(0)} ms, p99 ${h.p99.toFixed(0)} ms (${h.n} answers)`);
+        console.error(`# ${what}: ${(wall / 1000).toFixed(2)} s (server ${server || '-'} s), /healthz p50 ${h.p50.toFixed(0)} ms, p99 ${h.p99.toFixed(0)} ms, max ${h.max.toFixed(0)} ms (${h.n} answers), load average ${load}`);
         rows.push([what, (wall / 1000).toFixed(3), server]);
-        healthRows.push([`${what} (${(wall / 1000).toFixed(1)} s)`, h.max.toFixed(0), h.p99.toFixed(0)]);
+        healthRows.push([`${what} (${(wall / 1000).toFixed(1)} s, load ${load})`, h.max.toFixed(0), h.p99.toFixed(0), h.p50.toFixed(0)]);
       };
       await timed('plan of a 1M-prefix fast-path alias', ['plan', a]);
       await timed('apply 1M prefixes (fast path)', ['apply', a]);
@@ -202,7 +204,7 @@ async function main(): Promise<void> {
     console.log(`\n# patronus apply through a running server; ${cli}; ${new Date().toISOString()}; ${arch()}, ${cpus().length} cores, Node ${process.version}\n`);
     console.log(markdownTable(['operation', 'CLI apply to committed (s)', 'server apply (s)'], rows));
     console.log('\n');
-    console.log(markdownTable(['during', '/healthz slowest answer (ms)', '/healthz p99 (ms)'], healthRows));
+    console.log(markdownTable(['during', '/healthz slowest answer (ms)', '/healthz p99 (ms)', '/healthz p50 (ms)'], healthRows.map((r) => [...r, r[3] ?? ''].slice(0, 4))));
   } finally {
     if (server.exitCode === null) server.kill('SIGTERM');
     await server.catch(() => undefined);

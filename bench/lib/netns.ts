@@ -5,24 +5,14 @@
  * touches the root namespace's interfaces or rules.
  */
 import { execa } from 'execa';
-import { addNamespace, addVethPair, deleteNamespace, netnsCommand, netnsPath } from '../../src/system/netns.js';
-
-/** The execa options tests use (kept narrow so stdout stays typed as a string). */
-/**
- * How long a command run with exec/nsenter/ip may take unless the caller
- * says otherwise: a command stuck on a dead daemon or a lost packet fails
- * the test, naming the command, instead of hanging the test file.
- */
-export const COMMAND_TIMEOUT_MS = 120_000;
-
-export interface RunOptions {
-  reject?: boolean;
-  input?: string;
-  timeout?: number;
-  env?: Record<string, string>;
-}
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { addNamespace, addVethPair, deleteNamespace, netnsCommand, netnsPath } from '../../src/system/netns.js';
+import { COMMAND_TIMEOUT_MS, type RunOptions } from '../../src/system/host.js';
+
+// a command's options and its bound are Host's (src/system/host.ts): one stuck on a dead daemon or a
+// lost packet fails, naming the command, instead of hanging the test file
+export { COMMAND_TIMEOUT_MS, type RunOptions };
 
 export interface VethEnd {
   ns: Netns;

@@ -5,8 +5,11 @@
 #include <sched.h>
 #include <malloc.h>
 #include <net/if.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include <cerrno>
@@ -107,6 +110,34 @@ static Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// notifyServiceManager(socketPath, message): one datagram to the service
+// manager's notification socket (systemd's NOTIFY_SOCKET, as sd_notify(3)
+// sends it: "READY=1", "RELOADING=1", "STOPPING=1", "STATUS=..."). A path
+// starting with '@' is in the abstract namespace. Node's dgram has no unix
+// datagram sockets, hence here; which messages to send is the caller's
+// business (src/system/service-manager.ts). The message carries the
+// sender's credentials, so it comes from this process (NotifyAccess=main).
+static Napi::Value NotifyServiceManager(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "notify socket path");
+  std::string message = ArgString(info, 1, "notify message");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || (path[0] != '/' && path[0] != '@'))
+    ThrowInvalid(env, "sd_notify", path, "not an absolute path or an abstract socket name (@...)");
+  if (path.size() >= sizeof(addr.sun_path)) ThrowInvalid(env, "sd_notify", path, "socket path too long");
+  memcpy(addr.sun_path, path.data(), path.size());
+  if (path[0] == '@') addr.sun_path[0] = '\0';
+  socklen_t len = offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, errno, "socket", "notify socket " + path);
+  ssize_t sent = sendto(fd, message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), len);
+  int e = errno;
+  close(fd);
+  if (sent < 0) ThrowErrno(env, e, "sendto", "notify socket " + path);
+  return env.Undefined();
+}
+
 // inNetns(path, fn): runs fn synchronously with this thread switched into the
 // network namespace at path (e.g. /var/run/netns/lab), then switches back.
 // Interface indexes and netlink (XDP/tc attach) then refer to that namespace.
@@ -177,6 +208,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ifNameToIndex", Napi::Function::New(env, IfNameToIndex));
   exports.Set("probeBatchApi", Napi::Function::New(env, ProbeBatchApi));
   exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim));
+  exports.Set("notifyServiceManager", Napi::Function::New(env, NotifyServiceManager));
   InitReaders(env, exports);
   return exports;
 }

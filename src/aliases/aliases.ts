@@ -87,48 +87,44 @@ export function resolveAliases(aliases: readonly AliasConfig[], readFile: FileRe
     const out: ResolvedAlias = { name, type: cfg.type, prefixes: [], ports: [], countries: [] };
     visiting.push(name);
 
-    // paths are built only for issues: a 1M-entry alias must not allocate 1M of them
-    const lines: { text: string; at: (string | number)[] }[] = cfg.entries.map((text, j) => ({ text, at: ['entries', j] }));
-    cfg.files.forEach((file, j) => {
-      let content: string;
+    // paths are built only for issues (a 1M-entry alias must not allocate 1M of them): where the entry
+    // being read is, as numbers; files are read first (their read errors come before the entries' issues)
+    const contents: (string | undefined)[] = cfg.files.map((file, j) => {
       try {
-        content = readFile(file);
+        return readFile(file);
       } catch (e) {
         issues.push({ path: [...base, index, 'files', j], message: `cannot read "${file}": ${(e as Error).message}` });
-        return;
+        return undefined;
       }
-      content.split('\n').forEach((raw, lineNo) => {
-        const text = raw.replace(/#.*/, '').trim();
-        if (text) lines.push({ text, at: ['files', j, `line ${lineNo + 1}`] });
-      });
     });
-
-    for (const { text, at } of lines) {
-      const path = (): IssuePath => [...base, index, ...at];
+    let atFile = -1;
+    let atIndex = 0;
+    const path = (): IssuePath => (atFile < 0 ? [...base, index, 'entries', atIndex] : [...base, index, 'files', atFile, `line ${atIndex + 1}`]);
+    const readEntry = (text: string): void => {
       if (ALIAS_NAME.test(text) && !(cfg.type === 'country' && /^[A-Za-z]{2}$/.test(text) && !byName.has(text))) {
         // a reference to another alias
         if (visiting.includes(text)) {
           issues.push({ path: path(), message: `alias cycle: ${[...visiting.slice(visiting.indexOf(text)), text].join(' -> ')}` });
-          continue;
+          return;
         }
         if (!byName.has(text)) {
           issues.push({ path: path(), message: `unknown alias "${text}"` });
-          continue;
+          return;
         }
         if (!table.has(text) && visiting.length >= MAX_ALIAS_DEPTH) {
           issues.push({ path: path(), message: `aliases nest more than ${MAX_ALIAS_DEPTH} deep (${visiting[0]} -> ... -> ${name} -> ${text})` });
-          continue;
+          return;
         }
         const inner = resolve(text)!;
         const compatible = inner.type === cfg.type || (cfg.type === 'network' && inner.type === 'country');
         if (!compatible) {
           issues.push({ path: path(), message: `alias "${text}" is a ${inner.type} alias; a ${cfg.type} alias cannot include it` });
-          continue;
+          return;
         }
         append(out.prefixes, inner.prefixes);
         append(out.ports, inner.ports);
         append(out.countries, inner.countries);
-        continue;
+        return;
       }
       try {
         if (cfg.type === 'network') out.prefixes.push(parseNetwork(text));
@@ -137,7 +133,21 @@ export function resolveAliases(aliases: readonly AliasConfig[], readFile: FileRe
       } catch (e) {
         issues.push({ path: path(), message: (e as Error).message });
       }
+    };
+    for (let j = 0; j < cfg.entries.length; j++) {
+      atIndex = j;
+      readEntry(cfg.entries[j]!);
     }
+    contents.forEach((content, j) => {
+      if (content === undefined) return;
+      content.split('\n').forEach((raw, lineNo) => {
+        const text = raw.replace(/#.*/, '').trim();
+        if (!text) return;
+        atFile = j;
+        atIndex = lineNo;
+        readEntry(text);
+      });
+    });
     visiting.pop();
     out.prefixes = dedupePrefixes(out.prefixes);
     out.countries = [...new Set(out.countries)].sort();

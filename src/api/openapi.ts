@@ -42,6 +42,9 @@ const ERROR_TEXT: Record<number, string> = {
   500: 'Failure (a failed apply carries its report; the previous revision was restored)',
 };
 
+/** The configuration document's JSON Schema (a component: see documentComponent), as /schema.json serves it. */
+const DOCUMENT_REF = '#/components/schemas/PatronusDocument';
+
 const step = { type: 'object', required: ['subsystem', 'ok', 'ms'], properties: { subsystem: { type: 'string' }, ok: { type: 'boolean' }, ms: { type: 'number' }, error: { type: 'string' }, unchanged: { type: 'boolean', description: 'not run: this part of the revision is what runs, checked clean by the drift loop' } } };
 const revisionState = { type: 'string', enum: ['applying', 'confirming', 'committed', 'failed', 'rolled_back', 'interrupted'] };
 const applyReport: JsonSchema = {
@@ -207,7 +210,20 @@ function buildOperations(P: string): Record<string, Operation> {
   const { $schema: _, ...firewallEvent } = z.toJSONSchema(firewallEventSchema, { io: 'output' }) as JsonSchema;
   return {
   [`GET ${P}/status`]: { operationId: 'getStatus', tag: 'status', ok: anyObject('committed, running and pending revisions, reconciliation, store health, drift'), errors: [401, 500] },
-  [`GET ${P}/config`]: { operationId: 'getConfig', tag: 'config', ok: { type: 'object', required: ['revision', 'config', 'pending'], properties: { revision: { type: ['integer', 'null'] }, config: anyObject('the committed document'), pending: { type: ['object', 'null'], additionalProperties: true } } }, errors: [401, 404, 500] },
+  [`GET ${P}/config`]: { operationId: 'getConfig', tag: 'config', ok: {
+      type: 'object',
+      required: ['revision', 'config', 'pending'],
+      properties: {
+        revision: { type: ['integer', 'null'] },
+        config: { anyOf: [{ $ref: DOCUMENT_REF }, { type: 'null' }], description: 'the committed document as it was given (secrets redacted); null while the first revision awaits confirmation' },
+        pending: {
+          type: ['object', 'null'],
+          required: ['revision', 'deadline', 'config'],
+          properties: { revision: { type: 'integer' }, deadline: { type: 'string', format: 'date-time' }, config: { $ref: DOCUMENT_REF, description: 'the document awaiting confirmation (secrets redacted)' } },
+          description: 'the revision awaiting confirmation, if any',
+        },
+      },
+    }, errors: [401, 404, 500] },
   [`POST ${P}/config/validate`]: { operationId: 'validateConfig', tag: 'config', ok: { type: 'object', required: ['valid'], properties: { valid: { type: 'boolean', const: true } } }, errors: BODY_ERRORS },
   [`POST ${P}/config/plan`]: { operationId: 'planConfig', tag: 'config', ok: plan, errors: BODY_ERRORS },
   [`POST ${P}/config/apply`]: {
@@ -223,11 +239,22 @@ function buildOperations(P: string): Record<string, Operation> {
     errors: BODY_ERRORS,
   },
   [`POST ${P}/config/confirm`]: { operationId: 'confirmConfig', tag: 'config', ok: { type: 'object', required: ['id', 'state'], properties: revisionProps }, errors: [401, 409, 500] },
-  [`POST ${P}/config/rollback`]: { operationId: 'rollbackConfig', tag: 'config', ok: applyReport, errors: BODY_ERRORS },
+  [`POST ${P}/config/rollback`]: {
+    operationId: 'rollbackConfig',
+    tag: 'config',
+    ok: {
+      description: 'the apply report of the revision gone back to; with Accept: application/x-ndjson streamed as for apply',
+      content: {
+        'application/json': { schema: applyReport },
+        'application/x-ndjson': { schema: { type: 'string', description: 'newline-delimited JSON: progress, heartbeat, then report or error' } },
+      },
+    },
+    errors: BODY_ERRORS,
+  },
   [`GET ${P}/revisions`]: { operationId: 'listRevisions', tag: 'revisions', ok: { type: 'array', items: { type: 'object', required: ['id', 'state'], properties: { ...revisionProps, failedStep: { type: ['string', 'null'] } } } }, errors: [400, 401, 500] },
   [`GET ${P}/revisions/:id`]: { operationId: 'getRevision', tag: 'revisions', ok: revision, errors: [400, 401, 404, 500] },
   [`GET ${P}/rules`]: { operationId: 'listRules', tag: 'counters', ok: rules, errors: [401, 500] },
-  [`GET ${P}/services`]: { operationId: 'listServices', tag: 'status', ok: { type: 'array', items: { type: 'object', required: ['subsystem'], properties: { subsystem: { type: 'string' }, status: anyObject('what runs'), error: { type: 'string' } } } }, errors: [401, 500] },
+  [`GET ${P}/services`]: { operationId: 'listServices', tag: 'status', ok: { type: 'array', items: { type: 'object', required: ['subsystem'], properties: { subsystem: { type: 'string' }, status: { type: ['object', 'array'], description: 'what runs: each subsystem reports its own shape (an object, or a list such as interfaces)' }, error: { type: 'string' } } } }, errors: [401, 500] },
   [`GET ${P}/ha/sync`]: { operationId: 'getHaSync', tag: 'ha', ok: anyObject('the last comparison with the peer'), errors: [401, 404, 500] },
   [`POST ${P}/ha/sync`]: { operationId: 'syncHa', tag: 'ha', ok: anyObject('the comparison and any push'), errors: [401, 409, 500] },
   [`GET ${P}/stream/dashboard`]: {
@@ -272,6 +299,8 @@ export function fleetOperations(): Record<string, Operation> {
     [`POST ${P}/fleet/validate`]: { operationId: 'validateFleetDocument', tag: 'fleet', ok: anyObject('valid for every member'), errors: [400, 401, 403, 500] },
     [`POST ${P}/fleet/rollouts`]: { operationId: 'startFleetRollout', tag: 'fleet', ok: anyObject('the rollout record (202: it runs on)'), errors: [400, 401, 403, 409, 500] },
     [`POST ${P}/fleet/rollouts/:id/abort`]: { operationId: 'abortFleetRollout', tag: 'fleet', ok: anyObject('the halted rollout'), errors: [401, 403, 404, 409, 500] },
+    [`GET ${P}/fleet/commits`]: { operationId: 'listFleetCommits', tag: 'fleet', ok: { type: 'array', items: anyObject('a commit the GitOps watcher examined: state, detail, rollout') }, errors: [400, 401, 403, 500] },
+    [`POST ${P}/fleet/commits/:commit/approve`]: { operationId: 'approveFleetCommit', tag: 'fleet', ok: anyObject('the approval (commit, by, note, at)'), errors: [400, 401, 403, 404, 409, 500] },
   };
   return fleetOps;
 }
@@ -315,15 +344,39 @@ export function documentComponent(documentSchema: z.ZodType): JsonSchema {
   return json;
 }
 
-/** A body with `config`: the object variant is the document schema (the text variant stays a string). */
-function typedConfigBody(schema: FastifySchema): { body?: unknown } {
-  const body = schema.body as { properties?: Record<string, { anyOf?: JsonSchema[]; oneOf?: JsonSchema[] }> } | undefined;
+/**
+ * A body with `config`: the object variant is the document schema (the text
+ * variant stays a string), as application/json; and the raw document as
+ * application/yaml (server.ts's content parser: `curl --data-binary
+ * @patronus.yaml -H 'content-type: application/yaml'`), whose other fields
+ * come as query parameters instead.
+ */
+function typedConfigBody(schema: FastifySchema): { body?: unknown; querystring?: unknown } {
+  const body = schema.body as { properties?: Record<string, { anyOf?: JsonSchema[]; oneOf?: JsonSchema[] } & JsonSchema> } | undefined;
   const config = body?.properties?.config;
   const variants = config?.anyOf ?? config?.oneOf;
   if (!body || !config || !variants) return {};
-  const typed = variants.map((v) => (v.type === 'object' ? { $ref: '#/components/schemas/PatronusDocument', description: v.description } : v));
-  return { body: { ...body, properties: { ...body.properties, config: { ...config, ...(config.anyOf ? { anyOf: typed } : { oneOf: typed }) } } } };
+  const typed = variants.map((v) => (v.type === 'object' ? { $ref: DOCUMENT_REF, description: v.description } : v));
+  const json = { ...body, properties: { ...body.properties, config: { ...config, ...(config.anyOf ? { anyOf: typed } : { oneOf: typed }) } } };
+  // the fields the YAML form takes from the query string (server.ts: message, confirmWithin, allowEmpty)
+  const query: Record<string, JsonSchema> = {};
+  for (const key of YAML_QUERY_FIELDS) {
+    const field = body.properties![key];
+    if (!field) continue;
+    const { default: _, ...rest } = field as JsonSchema & { default?: unknown };
+    query[key] = { ...rest, ...(rest.type === 'boolean' ? { type: 'string', enum: ['true', 'false'] } : {}), description: `with a YAML body: ${String(rest.description ?? key)}` };
+  }
+  return {
+    body: {
+      content: {
+        'application/json': { schema: json },
+        'application/yaml': { schema: { type: 'string', description: 'the document as YAML text (also accepted as application/x-yaml and text/yaml); the other fields as query parameters' } },
+      },
+    },
+    ...(Object.keys(query).length ? { querystring: { type: 'object', properties: query } } : {}),
+  };
 }
+const YAML_QUERY_FIELDS = ['message', 'confirmWithin', 'allowEmpty'];
 
 export const OPENAPI_TAGS = [
   { name: 'config', description: 'validate, plan, apply, confirm, roll back' },

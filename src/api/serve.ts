@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { domains } from '../domains.js';
 import { apiSchema } from './schema.js';
-import { Engine } from '../apply/engine.js';
+import { Engine, type ProgressEvent } from '../apply/engine.js';
 import { readRegularFile } from '../config/input.js';
 import { keepSpareParseWorker } from '../config/parse-worker.js';
 import { Store, type Retention } from '../store/store.js';
@@ -29,10 +29,15 @@ import { XdpEventSource } from '../events/xdp.js';
 import { NflogSource } from '../events/nflog.js';
 import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
 import { releaseFreedMemory } from '../bpf/index.js';
+import { serviceManager } from '../system/service-manager.js';
+import { enableSpawnerThread } from '../system/spawner.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
 export { DEFAULT_STATE_DIR, LAB_STATE_DIR, defaultStateDir } from './state-dir.js';
+
+/** How long one start-up reconciliation step may take before systemd's start timeout applies again. */
+const START_STEP_MS = 120_000;
 
 export interface ServeOptions {
   listen?: string;
@@ -50,6 +55,11 @@ export interface ServeOptions {
 }
 
 export async function serve(opts: ServeOptions): Promise<void> {
+  // first: NOTIFY_SOCKET leaves the environment before any daemon is started (they inherit it)
+  const manager = serviceManager(process.env, (e) => console.error(`patronus: ${e.message}`));
+  // every command the server runs (ip, nft, tc, daemons' status) starts from a worker thread: a spawn's wait for
+  // the child's exec no longer holds the event loop (/healthz, signals; src/system/spawner.ts)
+  enableSpawnerThread();
   const stateDir = opts.stateDir ?? defaultStateDir(opts.lab);
   if (opts.lab) await ensureLab();
   const netns = opts.netns ?? (opts.lab ? LAB_NS : undefined);
@@ -73,7 +83,14 @@ export async function serve(opts: ServeOptions): Promise<void> {
 
   const seedPath = opts.config ?? DEFAULT_CONFIG_PATH;
   console.log(`patronus: state in ${stateDir}; reconciling ${host.where} with the last committed revision`);
-  const out = await engine.reconcile(existsSync(seedPath) ? { text: readRegularFile(seedPath) } : undefined);
+  manager.status('reconciling with the last committed revision');
+  // systemd: each step that begins buys the start another START_STEP_MS (a 1M-prefix fast path on a loaded
+  // machine may take longer than TimeoutStartSec as a whole, but no single step should)
+  const startProgress = (e: ProgressEvent) => {
+    if (e.phase === 'apply' || e.phase === 'rollback') manager.extendTimeout(START_STEP_MS, `reconciling: ${e.subsystem} (${e.index + 1}/${e.total})`);
+  };
+  engine.on('progress', startProgress);
+  const out = await engine.reconcile(existsSync(seedPath) ? { text: readRegularFile(seedPath) } : undefined).finally(() => engine.off('progress', startProgress));
   if (out.error) console.error(`patronus: reconciliation failed (serving anyway, /healthz says degraded): ${out.error}`);
   else if (out.report) console.log(`patronus: applied ${seedPath} as revision ${out.revision}`);
   else if (out.revision) console.log(`patronus: running revision ${out.revision}`);
@@ -168,6 +185,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }, 1000).unref();
   };
   engine.on('applied', releaseMemorySoon);
+  // an idle spare compile worker was stopped: its thread's arena pages go back too
+  engine.on('spareRetired', releaseMemorySoon);
   registerHaSyncMetrics(metrics.registry, haSync);
   const app = await buildServer({
     engine,
@@ -193,10 +212,12 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const fleet = opts.fleet ? await (await import('../fleet/serve.js')).joinFleet(opts.fleet, { app, engine, drift, metrics }) : undefined;
 
   let closing = false;
+  let listening = false;
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
     console.log(`patronus: ${signal}: closing`);
+    manager.stopping();
     // validations in worker threads are only answers: stop them rather than wait for a huge document
     engine.stopValidations();
     // a request still in flight after a second (a plan compiling a huge document on this thread) is not
@@ -223,9 +244,18 @@ export async function serve(opts: ServeOptions): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   // reload (systemctl reload / rc-service reload send SIGHUP): check drift now and repair per drift.reconcile
+  // (systemd: RELOADING=1 until the check and its repair are done, then READY=1 again)
+  const readyStatus = () => `revision ${store.head().committed ?? '-'}, listening on ${opts.listen ?? api.listen}`;
   process.on('SIGHUP', () => {
     console.log('patronus: SIGHUP: checking drift now');
-    drift.checkAndRepair().catch((e: Error) => console.error(`patronus: drift check on SIGHUP: ${e.message}`));
+    const announce = listening && !closing;
+    if (announce) manager.reloading();
+    drift
+      .checkAndRepair()
+      .catch((e: Error) => console.error(`patronus: drift check on SIGHUP: ${e.message}`))
+      .finally(() => {
+        if (announce && !closing) manager.ready(readyStatus());
+      });
   });
 
   const [hostname, port] = splitHostPort(opts.listen ?? api.listen);
@@ -233,6 +263,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
   drift.start();
   fleet?.start();
   releaseMemorySoon();
+  // readiness (systemd Type=notify): reconciled above, listening now
+  listening = true;
+  manager.ready(out.error ? `degraded: reconciliation failed: ${out.error}` : readyStatus());
   console.log(`patronus: listening on ${https ? 'https' : 'http'}://${opts.listen ?? api.listen} (REST ${'/api/v1'}, /metrics, /healthz, /openapi.json)`);
 }
 

@@ -140,16 +140,28 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   // A large body (a document with a million prefixes) is parsed in a worker thread and its document kept as
   // text (src/config/parse-worker.ts): this thread never holds the parsed document, /healthz keeps answering.
   const bodyIssues = (issues: Issue[]) => new ConfigError(issues.map((i) => ({ ...i, message: i.message.replace(/^invalid JSON/, 'invalid JSON request body') })));
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = body as string;
-    if (!text.trim()) return done(new ConfigError([{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }]));
-    if (text.length > LARGE_JSON_BODY) {
-      parseJsonBodyInWorker(text).then(
+  // a large body's parse is a request's work (Engine.beginWork: the drift monitor starts no check meanwhile)
+  // until its answer is sent, so the route's validate/plan/apply takes over without a gap
+  const bodyWork = new WeakMap<object, () => void>();
+  const endBodyWork = async (req: FastifyRequest) => {
+    bodyWork.get(req)?.();
+    bodyWork.delete(req);
+  };
+  app.addHook('onResponse', endBodyWork);
+  app.addHook('onRequestAbort', endBodyWork);
+  // the raw bytes: a large body is decoded in the worker too (src/config/parse-worker.ts)
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, raw, done) => {
+    const bytes = raw as Buffer;
+    if (bytes.length > LARGE_JSON_BODY) {
+      bodyWork.set(req, engine.beginWork('request'));
+      parseJsonBodyInWorker(bytes).then(
         (p) => ('issues' in p ? done(bodyIssues(p.issues)) : done(null, p.body)),
         (e: Error) => done(e),
       );
       return;
     }
+    const text = bytes.toString('utf8');
+    if (!text.trim()) return done(new ConfigError([{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }]));
     const parsed = parseConfigText(text, 'json');
     if (parsed.issues.length) return done(bodyIssues(parsed.issues));
     done(null, parsed.value);
@@ -211,10 +223,15 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
    * the last verified result for the same revision answers at once (checking:
    * true, checkedAt and ageMs say how old it is): /healthz never waits for a
    * check's ip/nft spawns then. A new revision, or no result yet, waits.
+   * While a request's validation, plan or apply is compiled and planned, no
+   * check starts (deferred: true, the last verified result for the same
+   * revision, ageMs growing; at most 30 s old); during its kernel phase
+   * status is `applying` (200).
    */
   app.get('/healthz', { config: { role: 'public' }, schema: { hide: true } }, async (_req, reply) => {
     const h = engine.health();
     const d = await drift.check({ maxAgeMs: 1000, lastWhileChecking: true });
+    const deferred = drift.deferring;
     // degraded: start-up reconciliation failed, or the store cannot record revisions (disk full, I/O errors)
     const degraded = (!!h.reconcile && !h.reconcile.ok) || !h.store.ok;
     const status = d.state === 'drift' ? 'drift' : degraded ? 'degraded' : d.state === 'applying' ? 'applying' : 'ok';
@@ -228,6 +245,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       // how old that verification is, and whether a newer one is running
       ageMs: Math.max(0, Date.now() - Date.parse(d.checkedAt)),
       checking: drift.checking,
+      // no check starts while a request's validation, plan or apply is in progress: this is the last verified result
+      deferred,
       reconcileMode: d.mode,
       drift: d.items,
       repairs: d.repairs,
@@ -295,9 +314,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.post(`${API_PREFIX}/config/confirm`, { config: { role: 'operator' }, schema: { summary: 'Confirm the revision awaiting confirmation' } }, async () => engine.confirm());
 
-  app.post(`${API_PREFIX}/config/rollback`, { config: { role: 'operator' }, schema: { summary: 'Roll back the pending revision, or go back to an earlier one', body: rollbackBody.optional() } }, async (req) =>
-    engine.rollback({ ...(req.body?.to !== undefined ? { to: req.body.to } : {}), author: author(req) }),
-  );
+  app.post(`${API_PREFIX}/config/rollback`, { config: { role: 'operator' }, schema: { summary: 'Roll back the pending revision, or go back to an earlier one; with Accept: application/x-ndjson, streamed like an apply', body: rollbackBody.optional() } }, async (req, reply) => {
+    const run = () => engine.rollback({ ...(req.body?.to !== undefined ? { to: req.body.to } : {}), author: author(req) });
+    return wantsStream(req) ? streamApply(reply, engine, run, opts.streamHeartbeatMs) : run();
+  });
 
   app.get(`${API_PREFIX}/revisions`, { config: { role: 'viewer' }, schema: { summary: 'Revisions, newest first (without their documents)', querystring: listQuery } }, async (req) =>
     store.list({ ...req.query, withConfig: false }).map(({ config: _c, result, ...r }) => ({ ...r, failedStep: (result as { failedStep?: string } | undefined)?.failedStep ?? null })),

@@ -152,7 +152,7 @@ export function checkInWorker(job: CheckJob, live: Set<Worker>, spare?: SpareWor
  * has one (nothing to send back then); otherwise the document is parsed from
  * its text when first used.
  */
-export function compileInWorker(job: CheckJob, subsystems: readonly Subsystem<any>[], live: Set<Worker>, spare?: SpareWorker): Promise<{ compiled?: Compiled; issues: Issue[] }> {
+export function compileInWorker(job: CheckJob, subsystems: readonly Subsystem[], live: Set<Worker>, spare?: SpareWorker): Promise<{ compiled?: Compiled; issues: Issue[] }> {
   return new Promise((resolve, reject) => {
     run({ ...job, kind: 'compile' }, live, (m) => {
       if ('issues' in m) return resolve({ issues: m.issues });
@@ -162,14 +162,14 @@ export function compileInWorker(job: CheckJob, subsystems: readonly Subsystem<an
   });
 }
 
-async function received(m: CompiledMessage, subsystems: readonly Subsystem<any>[], document: unknown): Promise<Compiled> {
+async function received(m: CompiledMessage, subsystems: readonly Subsystem[], document: unknown): Promise<Compiled> {
   const desired = new DesiredStates();
   const slicer = new Slicer();
   for (const [name, value] of m.desired) {
     const s = subsystems.find((x) => x.name === name);
     try {
       if (!s) throw new Error('not a subsystem of this engine');
-      desired.set(name, s.wire ? await s.wire.unpack(value) : await reviveBuffers(value, slicer));
+      desired.put(s, s.wire ? await s.wire.unpack(value) : await reviveBuffers(value, slicer));
     } catch (e) {
       throw new Error(`compile worker: the compiled state of subsystem "${name}" could not be rebuilt: ${(e as Error).message}`);
     }
@@ -226,7 +226,7 @@ async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> 
     const desired: [string, unknown][] = [];
     const transfer: ArrayBuffer[] = [];
     for (const s of chosen) {
-      const d = compiled.desired.get(s.name);
+      const d = compiled.desired.of(s);
       if (!s.wire) {
         desired.push([s.name, d]);
         continue;

@@ -71,6 +71,9 @@ export interface PlanBasis {
 }
 
 
+/** What a request's work in progress is (Engine.beginWork); `request`: a large body being parsed before the route knows. */
+export type WorkKind = 'validate' | 'plan' | 'apply' | 'request';
+
 export interface ApplyMeta {
   author: string;
   message: string;
@@ -222,7 +225,7 @@ export interface Compiled {
   desired: DesiredStates;
 }
 
-export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [ProgressEvent]; error: [Error] }> {
+export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [ProgressEvent]; error: [Error]; spareRetired: [] }> {
   readonly host: Host;
   readonly store: Store;
   readonly domains: readonly Domain<any, any>[];
@@ -255,6 +258,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private spare: SpareWorker | undefined;
   private spareWanted = false;
   private spareTimer: NodeJS.Timeout | undefined;
+  /** requests whose work is in progress (see beginWork): id → what and since when */
+  private readonly works = new Map<number, { kind: WorkKind; since: number }>();
+  private workSeq = 0;
+  /** stops a spare nobody took within spareIdleMs (keepSpareWorker) */
+  private spareIdleTimer: NodeJS.Timeout | undefined;
+  private spareIdleMs = SPARE_IDLE_MS;
 
   constructor(opts: EngineOptions) {
     super();
@@ -293,10 +302,12 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * first spare is started a second after the first large document, and
    * again a second after each use (each worker serves one job): a server
    * that never gets a large document never pays for an idle worker (~30 MB
-   * of RSS).
+   * of RSS), and a spare no job took within `idleMs` (default 30 s) is
+   * stopped (event 'spareRetired').
    */
-  keepSpareWorker(): void {
+  keepSpareWorker(opts: { idleMs?: number } = {}): void {
     this.spareWanted = true;
+    this.spareIdleMs = opts.idleMs ?? SPARE_IDLE_MS;
   }
 
   /** Whether a spare compile worker is started and waiting (keepSpareWorker). */
@@ -307,6 +318,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private takeSpare(): SpareWorker | undefined {
     const s = this.spare;
     this.spare = undefined;
+    clearTimeout(this.spareIdleTimer);
+    this.spareIdleTimer = undefined;
     return s;
   }
 
@@ -319,6 +332,17 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       if (!names) return;
       try {
         this.spare = new SpareWorker(names.domains);
+        // a spare nobody used for a while is stopped (its ~30 MB go back; 'spareRetired' lets the server trim
+        // the C heap): a burst of large documents keeps one warm, an idle server holds none
+        this.spareIdleTimer = setTimeout(() => {
+          this.spareIdleTimer = undefined;
+          const idle = this.spare;
+          if (!idle) return;
+          this.spare = undefined;
+          idle.stop();
+          this.emit('spareRetired');
+        }, this.spareIdleMs);
+        this.spareIdleTimer.unref();
       } catch (e) {
         this.emit('error', new Error(`cannot start a spare compile worker: ${(e as Error).message}`));
       }
@@ -418,6 +442,10 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * start, more than a small document takes to check.
    */
   async validate(source: ConfigSource): Promise<Issue[]> {
+    return this.working('validate', () => this.validateNow(source));
+  }
+
+  private async validateNow(source: ConfigSource): Promise<Issue[]> {
     const names = this.inThread ? undefined : this.workerSubsystems();
     if (!names || !heavyToCompile(source)) return (await this.checkHere(source)).issues;
     return checkInWorker({ host: this.host.opts, ...names, source }, this.checkWorkers, this.takeSpare()).finally(() => this.replaceSpare());
@@ -437,7 +465,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   /** What apply would change, per subsystem, read against the running system. */
   async plan(source: ConfigSource): Promise<Plan> {
-    return this.planCompiled(await this.compile(source));
+    return this.working('plan', async () => this.planCompiled(await this.compile(source)));
   }
 
   async planCompiled(compiled: Compiled): Promise<Plan> {
@@ -462,6 +490,10 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * unless confirm() is called in time.
    */
   async apply(source: ConfigSource, meta: ApplyMeta): Promise<ApplyReport> {
+    return this.working('apply', () => this.applyNow(source, meta));
+  }
+
+  private async applyNow(source: ConfigSource, meta: ApplyMeta): Promise<ApplyReport> {
     const compiled = await this.compile(source, { forApply: true });
     return this.exclusive(false, async () => {
       this.closeStaleApplying();
@@ -676,6 +708,41 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
 
   compiledFor(revision: number): Compiled | undefined {
     return this.compiledRunning?.revision === revision ? this.compiledRunning.compiled : undefined;
+  }
+
+  /**
+   * Marks a request's work in progress until the returned function is
+   * called (once; later calls do nothing): a validation, a plan or an apply
+   * from its body's parse to its answer, compile included, not only the
+   * kernel phase (health().applying). The drift monitor starts no check
+   * meanwhile (each check runs ip/nft children, and on a busy machine every
+   * spawn holds this thread while the child waits to exec): it answers its
+   * last verified result (src/drift/monitor.ts, DriftMonitor.deferring).
+   */
+  beginWork(kind: WorkKind): () => void {
+    const id = ++this.workSeq;
+    this.works.set(id, { kind, since: Date.now() });
+    return () => void this.works.delete(id);
+  }
+
+  /** Whether an apply (or rollback, repair, reconcile) holds the apply lock: the kernel phase. */
+  get applying(): boolean {
+    return this.busy;
+  }
+
+  /** The oldest request's work in progress (beginWork), or undefined. */
+  workInProgress(): { kind: WorkKind; since: number } | undefined {
+    for (const w of this.works.values()) return w;
+    return undefined;
+  }
+
+  private async working<T>(kind: WorkKind, fn: () => Promise<T>): Promise<T> {
+    const end = this.beginWork(kind);
+    try {
+      return await fn();
+    } finally {
+      end();
+    }
   }
 
   /** What /healthz needs, without reading any document from the store. */
@@ -1002,8 +1069,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (running !== clean.revision) return out;
     const drifted = new Set(clean.items.map((i) => i.subsystem));
     for (const s of this.subsystems) {
-      if (drifted.has(s.name) || !clean.desired.has(s.name)) continue;
-      if (!sameDesired(clean.desired.get(s.name), compiled.desired.get(s.name))) continue;
+      if (drifted.has(s.name) || !clean.desired.has(s)) continue;
+      if (!sameDesired(clean.desired.of(s), compiled.desired.of(s))) continue;
       out.same.add(s.name);
       if (clean.checked.includes(s.name)) out.checked.add(s.name);
     }
@@ -1158,6 +1225,9 @@ const GUARD_SCRIPT = fileURLToPath(new URL('./guard.js', import.meta.url));
 const HEAVY_VALUES = 10_000;
 /** the same for text: ~15 bytes a value */
 const HEAVY_TEXT = 256 * 1024;
+
+/** How long a spare compile worker waits for a job before it is stopped (keepSpareWorker). */
+export const SPARE_IDLE_MS = 30_000;
 
 /**
  * Whether compiling `source` may stall an event loop: many values, or alias

@@ -192,16 +192,26 @@ export interface SubsystemMetrics {
 }
 
 /**
- * What compile made for each subsystem, keyed by the subsystem itself so a
- * reader holding a typed Subsystem<D> gets a D back (`of(s)`), not unknown.
- * Still a Map by name underneath (the drift check compares two of them).
+ * What compile made for each subsystem, keyed by the subsystem itself: a
+ * reader holding a typed Subsystem<D> gets a D back (`of(s)`), never an
+ * unknown to cast, and only a Subsystem<D> can put a D in. (Stored by name
+ * underneath: the engine and the check worker rebuild it from another
+ * thread's subsystems of the same names.)
  */
-export class DesiredStates extends Map<string, unknown> {
-  put<D>(s: Subsystem<D, any>, desired: D): this {
-    return this.set(s.name, desired);
+export class DesiredStates {
+  private readonly byName = new Map<string, unknown>();
+
+  put<D>(s: Subsystem<D>, desired: D): this {
+    this.byName.set(s.name, desired);
+    return this;
   }
-  of<D>(s: Subsystem<D, any>): D {
-    if (!this.has(s.name)) throw new Error(`nothing compiled for subsystem ${s.name}`);
-    return this.get(s.name) as D;
+
+  of<D>(s: Subsystem<D>): D {
+    if (!this.byName.has(s.name)) throw new Error(`nothing compiled for subsystem ${s.name}`);
+    return this.byName.get(s.name) as D;
+  }
+
+  has(s: Pick<Subsystem, 'name'>): boolean {
+    return this.byName.has(s.name);
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The one error type of the BPF boundary. Native code constructs these
- * (the classes are handed to the addon once, in native.ts), so every failed
+ * (the classes are handed to the addon once, in addon.ts), so every failed
  * syscall arrives with errno, its code name, the operation and the object.
  */
 export interface BpfErrorProps {

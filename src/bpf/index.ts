@@ -17,4 +17,4 @@ export {
 export type { XdpMode, XdpModeRequest, TcDirection } from './program.js';
 export * as codecs from './codecs.js';
 export * as probes from './probes.js';
-export { releaseFreedMemory } from './memory.js';
+export { releaseFreedMemory, notifyServiceManager } from './memory.js';

@@ -14,3 +14,12 @@ export function releaseFreedMemory(): boolean {
   if (!addonAvailable()) return false;
   return addon().mallocTrim();
 }
+
+/**
+ * One datagram to the service manager's notification socket (the addon's
+ * sendto: node's dgram has no unix datagram sockets). Throws when the addon
+ * cannot be loaded or the send fails, naming the socket.
+ */
+export function notifyServiceManager(socketPath: string, message: string): void {
+  addon().notifyServiceManager(socketPath, message);
+}

@@ -161,5 +161,7 @@ export interface NativeAddon {
   probeBatchApi(): boolean;
   /** glibc malloc_trim(0): returns the C heap's free pages to the kernel; whether any went back */
   mallocTrim(): boolean;
+  /** One datagram to the service manager's notification socket (sd_notify: a path, or @name for the abstract namespace). */
+  notifyServiceManager(socketPath: string, message: string): void;
   inNetns<T>(path: string, fn: () => T): T;
 }

@@ -34,7 +34,7 @@ export interface Client {
   plan(src: ConfigSource): Promise<Plan>;
   apply(src: ConfigSource, opts: { message: string; confirmWithin?: number; onProgress?: (e: ProgressEvent) => void }): Promise<ApplyReport>;
   confirm(): Promise<Revision>;
-  rollback(to?: number): Promise<ApplyReport>;
+  rollback(to?: number, opts?: { onProgress?: (e: ProgressEvent) => void }): Promise<ApplyReport>;
   status(): Promise<unknown>;
   services(): Promise<ServiceRow[]>;
   rules(): Promise<{ rules: RuleRow[]; verdicts: { subsystem: string; direction: string; verdict: string; packets: number; bytes: number }[] }>;
@@ -68,8 +68,7 @@ export class RestClient implements Client {
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
     } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code;
-      throw new Error(`cannot reach the Patronus server at ${this.base} (${cause ?? (e as Error).message}); is \`patronus serve\` running? (or use --direct)`);
+      throw requestFailure(e, this.base, `${method} ${path}`);
     }
     const text = await res.text();
     const json = text ? JSON.parse(text) : undefined;
@@ -92,18 +91,26 @@ export class RestClient implements Client {
    * and a heartbeat every 10 s, so no client timeout cuts off an apply the
    * server is still running, however long it takes.
    */
-  async apply(src: ConfigSource, opts: { message: string; confirmWithin?: number; onProgress?: (e: ProgressEvent) => void }) {
+  apply(src: ConfigSource, opts: { message: string; confirmWithin?: number; onProgress?: (e: ProgressEvent) => void }) {
     const { onProgress, ...fields } = opts;
+    return this.streamed('/api/v1/config/apply', { ...this.body(src), ...(src.expect ? { expect: src.expect } : {}), ...fields }, onProgress);
+  }
+
+  /** A rollback is an apply of an earlier revision: streamed the same way. */
+  rollback(to?: number, opts: { onProgress?: (e: ProgressEvent) => void } = {}) {
+    return this.streamed('/api/v1/config/rollback', to !== undefined ? { to } : {}, opts.onProgress);
+  }
+
+  private async streamed(path: string, body: unknown, onProgress?: (e: ProgressEvent) => void): Promise<ApplyReport> {
     let res: Response;
     try {
-      res = await fetch(new URL('/api/v1/config/apply', this.base), {
+      res = await fetch(new URL(path, this.base), {
         method: 'POST',
         headers: { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), 'content-type': 'application/json', accept: 'application/x-ndjson, application/json' },
-        body: JSON.stringify({ ...this.body(src), ...(src.expect ? { expect: src.expect } : {}), ...fields }),
+        body: JSON.stringify(body),
       });
     } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause?.code;
-      throw new Error(`cannot reach the Patronus server at ${this.base} (${cause ?? (e as Error).message}); is \`patronus serve\` running? (or use --direct)`);
+      throw requestFailure(e, this.base, `POST ${path}`);
     }
     if (!res.ok || !(res.headers.get('content-type') ?? '').startsWith('application/x-ndjson')) {
       const text = await res.text();
@@ -126,13 +133,11 @@ export class RestClient implements Client {
         else if (o.error) throw new RemoteError(o.error.statusCode, o.error);
       }
     }
-    throw new Error(`the Patronus server at ${this.base} closed the apply stream without a result (see \`patronus status\`)`);
+    throw new Error(`the Patronus server at ${this.base} closed the ${path.split('/').at(-1)} stream without a result (see \`patronus status\`)`);
   }
+
   confirm() {
     return this.call<Revision>('POST', '/api/v1/config/confirm', {});
-  }
-  rollback(to?: number) {
-    return this.call<ApplyReport>('POST', '/api/v1/config/rollback', to !== undefined ? { to } : {});
   }
   status() {
     return this.call('GET', '/api/v1/status');
@@ -180,4 +185,17 @@ export function describeError(e: unknown, file?: string): string {
     return `HTTP ${e.statusCode}: ${e.message}`;
   }
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * What a failed fetch means: nothing listening is "cannot reach"; a server
+ * that took the request and did not answer in time (undici's 300 s header
+ * and body timeouts) may still be working on it, and must not read as down.
+ */
+export function requestFailure(e: unknown, base: string, what: string): Error {
+  const cause = (e as { cause?: { code?: string } }).cause?.code;
+  if (cause === 'UND_ERR_HEADERS_TIMEOUT' || cause === 'UND_ERR_BODY_TIMEOUT') {
+    return new Error(`${what}: the Patronus server at ${base} took the request but did not answer in time (${cause}); it may still be working on it: see \`patronus status\``);
+  }
+  return new Error(`cannot reach the Patronus server at ${base} (${cause ?? (e as Error).message}); is \`patronus serve\` running? (or use --direct)`);
 }

@@ -239,7 +239,10 @@ program
   .option('--to <revision>', 'go back to this revision instead', positiveInt)
   .action(async (o: { to?: number }) => {
     await withClient(async (c) => {
-      const r = await c.rollback(o.to);
+      // over REST streamed like apply: each step on stderr, no client timeout while the server works
+      const streamed = !globals().json && !globals().direct;
+      if (streamed) process.stderr.write(`rolling back via ${globals().server}\n`);
+      const r = await c.rollback(o.to, streamed ? { onProgress: progress } : {});
       out(r, () => reportText(r));
     });
   });

@@ -24,10 +24,17 @@ const SCRIPT = fileURLToPath(import.meta.url);
  * The body with `config` as JSON text (format "json") when it was an object,
  * or the issues of a body that is not valid JSON or has duplicate keys.
  */
-export function parseJsonBodyInWorker(text: string): Promise<ParsedBody> {
+export function parseJsonBodyInWorker(text: string | Uint8Array): Promise<ParsedBody> {
   return new Promise((resolve, reject) => {
     const worker = takeSpare() ?? startWorker();
-    worker.postMessage(text);
+    if (typeof text === 'string') worker.postMessage(text);
+    else {
+      // the body's bytes: decoded in the worker, and moved rather than copied when they own their memory (a
+      // large Buffer.concat does); this thread neither decodes 20 MB of UTF-8 nor clones the string
+      const own = text.byteOffset === 0 && text.byteLength === text.buffer.byteLength && text.buffer instanceof ArrayBuffer;
+      const bytes = own ? text : new Uint8Array(text);
+      worker.postMessage(bytes, [bytes.buffer as ArrayBuffer]);
+    }
     // a shutdown does not wait for a parse (the server's own handles keep the process alive while it serves)
     worker.unref();
     let answered = false;
@@ -51,13 +58,17 @@ export function parseJsonBodyInWorker(text: string): Promise<ParsedBody> {
  * once it is up): a large request does not wait for a worker's start. The
  * first spare starts a second after the first large body, the next a second
  * after each use (each serves one body): a server that never gets a large
- * body has no idle worker. Unref'd: it never keeps the process alive.
+ * body has no idle worker, and a spare no body took within `idleMs`
+ * (default 30 s) is stopped. Unref'd: it never keeps the process alive.
  */
-export function keepSpareParseWorker(): void {
+export function keepSpareParseWorker(opts: { idleMs?: number } = {}): void {
   spareWanted = true;
+  spareIdleMs = opts.idleMs ?? 30_000;
 }
 
 let spareWanted = false;
+let spareIdleMs = 30_000;
+let idleTimer: NodeJS.Timeout | undefined;
 let spare: { worker: Worker; dead: boolean } | undefined;
 let spareTimer: NodeJS.Timeout | undefined;
 
@@ -76,6 +87,8 @@ function startSpare(): { worker: Worker; dead: boolean } {
 function takeSpare(): Worker | undefined {
   const s = spare;
   spare = undefined;
+  clearTimeout(idleTimer);
+  idleTimer = undefined;
   return s && !s.dead ? s.worker : undefined;
 }
 
@@ -83,7 +96,16 @@ function replaceSpareLater(): void {
   if (!spareWanted || spareTimer) return;
   spareTimer = setTimeout(() => {
     spareTimer = undefined;
-    if (spareWanted) spare ??= startSpare();
+    if (!spareWanted || spare) return;
+    spare = startSpare();
+    // nobody sent a large body for a while: stop it (as the engine's spare compile worker, SPARE_IDLE_MS)
+    idleTimer = setTimeout(() => {
+      idleTimer = undefined;
+      const s = spare;
+      spare = undefined;
+      if (s) void s.worker.terminate();
+    }, spareIdleMs);
+    idleTimer.unref();
   }, 1000);
   spareTimer.unref();
 }
@@ -101,5 +123,8 @@ export function parseJsonBody(text: string): ParsedBody {
 
 if (parentPort && (workerData as { patronusParseWorker?: boolean } | undefined)?.patronusParseWorker) {
   // started ahead (a spare) or for this body: the body arrives as a message
-  parentPort.once('message', (text: string) => parentPort!.postMessage(parseJsonBody(text)));
+  parentPort.once('message', (body: string | Uint8Array) => {
+    const text = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+    parentPort!.postMessage(text.trim() ? parseJsonBody(text) : { issues: [{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }] });
+  });
 }

@@ -14,6 +14,9 @@ export type Schemas = components['schemas'];
 export type DashboardFrame = Schemas['DashboardFrame'];
 export type FirewallEvent = Get<'/api/v1/events'>['events'][number];
 
+type JsonError<T> = T extends { responses: { 400: { content: { 'application/json': infer R } } } } ? R : never;
+/** The one error shape every route answers with (src/api/errors.ts), as the document declares it for a 400. */
+export type ErrorBody = JsonError<paths['/api/v1/config/validate']['post']>;
 type JsonOk<T> = T extends { responses: { 200: { content: { 'application/json': infer R } } } } ? R : unknown;
 type JsonBody<T> = T extends { requestBody?: { content: { 'application/json': infer B } } } ? B : never;
 export type Get<P extends keyof paths> = JsonOk<paths[P]['get']>;
@@ -34,7 +37,7 @@ export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    readonly body: { message?: string; issues?: { path: string; message: string; line?: number; column?: number }[]; report?: unknown } | undefined,
+    readonly body: Partial<ErrorBody> | undefined,
   ) {
     super(message);
   }
@@ -57,7 +60,7 @@ export async function request<T>(method: 'GET' | 'POST' | 'DELETE', path: string
     json = text;
   }
   if (!res.ok) {
-    const b = json as { message?: string } | undefined;
+    const b = json as Partial<ErrorBody> | undefined;
     if (res.status === 401 && onSignedOut) onSignedOut();
     throw new ApiError(res.status, b?.message ?? `${method} ${path}: HTTP ${res.status}`, typeof json === 'object' ? (json as ApiError['body']) : undefined);
   }
@@ -71,7 +74,7 @@ export async function download(path: string): Promise<Blob> {
     const text = await res.text();
     let message = `GET ${path}: HTTP ${res.status}`;
     try {
-      message = (JSON.parse(text) as { message: string }).message;
+      message = (JSON.parse(text) as ErrorBody).message;
     } catch {}
     throw new ApiError(res.status, message, undefined);
   }
@@ -126,7 +129,7 @@ export function stream(path: string, onEvent: (event: string, data: string) => v
           const text = await res.text().catch(() => '');
           let message = `HTTP ${res.status}`;
           try {
-            message = (JSON.parse(text) as { message: string }).message;
+            message = (JSON.parse(text) as ErrorBody).message;
           } catch {}
           onState?.(false, message);
           if (res.status === 401 || res.status === 403 || res.status === 404) return;

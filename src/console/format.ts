@@ -30,3 +30,13 @@ export function ago(iso: string | null | undefined): string {
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   return new Date(iso).toLocaleString();
 }
+
+/** A time ahead (a lease's end): "in 9 min"; past ones as ago() says them. */
+export function until(iso: string | null | undefined): string {
+  if (!iso) return '–';
+  const s = Math.round((Date.parse(iso) - Date.now()) / 1000);
+  if (s < 0) return ago(iso);
+  if (s < 60) return `in ${s} s`;
+  if (s < 3600) return `in ${Math.round(s / 60)} min`;
+  return new Date(iso).toLocaleString();
+}

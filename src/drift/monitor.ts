@@ -18,6 +18,17 @@
  * configuration). While this process applies, nothing is checked (the
  * kernel is between two revisions by design).
  *
+ * While a request's validation, plan or apply is in progress before its
+ * kernel phase (Engine.beginWork: the body's parse, the compile, the plan),
+ * no check starts either: each check runs ip/nft children, and on a busy
+ * 2-core machine every spawn holds the event loop 35-50 ms while the child
+ * waits to exec (docs/bench-control.md). Readers get the last verified
+ * result (state ok or drift, never `applying`) for the same target revision
+ * instead; a verified drift stays a drift. Not when the target revision
+ * changed (a new revision waits for its own check), when there is no
+ * verified result, or when that result is older than maxDeferMs (30 s): then
+ * a check runs as usual. The periodic loop skips its ticks meanwhile.
+ *
  * Repairs (reconcile: auto) go through Engine.repair (the apply lock, and
  * only when the store's head is still the target), one subsystem at a time
  * in apply order. A subsystem that drifts again soon after a repair (a daemon
@@ -72,7 +83,11 @@ export interface DriftMonitorOptions {
   mode?: DriftConfig['reconcile'];
   /** first backoff step (default 1000 ms) */
   backoffBaseMs?: number;
+  /** how old the last verified result may grow while checks are deferred for a request's work (default 30 s) */
+  maxDeferMs?: number;
 }
+
+const MAX_DEFER_MS = 30_000;
 
 const STABLE_MS = 30_000;
 
@@ -86,6 +101,9 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
   private cache: { revision: number | null; compiled?: Compiled; error?: string } | undefined;
   private last: DriftReport | undefined;
   private lastAt = 0;
+  /** the last report that verified something (state ok, drift or off; not applying) */
+  private verified: DriftReport | undefined;
+  private verifiedAt = 0;
   private inflight: Promise<DriftReport> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly backoff = new Map<string, Backoff>();
@@ -103,6 +121,12 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     this.stopped = false;
     const tick = () => {
       if (this.stopped) return;
+      if (this.deferring) {
+        // a request's work is in progress: no spawns now; the next tick checks (and repairs) as usual
+        this.timer = setTimeout(tick, Math.min(this.intervalMs(), 1000));
+        this.timer.unref();
+        return;
+      }
       let report: DriftReport | undefined;
       this.checkAndRepair()
         .then((r) => (report = r))
@@ -137,6 +161,16 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     return this.inflight !== undefined;
   }
 
+  /**
+   * Whether checks are deferred now: a request's validation, plan or apply
+   * is in progress before its kernel phase, and the last verified result is
+   * for the current target revision and younger than maxDeferMs. check()
+   * then answers that result without starting a check.
+   */
+  get deferring(): boolean {
+    return this.deferredResult() !== undefined;
+  }
+
   /** The last report (undefined before the first check). */
   get lastReport(): DriftReport | undefined {
     return this.last;
@@ -153,6 +187,9 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     // result for the same target answers at once instead of waiting for that check's spawns; its
     // checkedAt says how old it is, and a verified drift stays a drift (503) until a check finds it gone
     if (opts.lastWhileChecking && this.inflight && this.last && this.last.state !== 'applying' && this.sameTarget(this.last.revision)) return this.last;
+    // a request's work in progress (compile, plan): no check starts, the last verified result answers
+    const deferred = this.deferredResult();
+    if (deferred) return deferred;
     this.inflight ??= this.run(false).finally(() => (this.inflight = undefined));
     return this.inflight;
   }
@@ -200,6 +237,13 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
 
   // --- internals
 
+  private deferredResult(): DriftReport | undefined {
+    const v = this.verified;
+    if (!v || !this.engine.workInProgress() || this.engine.applying) return undefined;
+    if (Date.now() - this.verifiedAt > (this.opts.maxDeferMs ?? MAX_DEFER_MS)) return undefined;
+    return this.sameTarget(v.revision) ? v : undefined;
+  }
+
   private sameTarget(revision: number | null): boolean {
     try {
       return this.target() === revision;
@@ -234,6 +278,10 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     report.ms = Math.round((performance.now() - t0) * 10) / 10;
     this.last = report;
     this.lastAt = Date.now();
+    if (report.state !== 'applying') {
+      this.verified = report;
+      this.verifiedAt = this.lastAt;
+    }
     this.emit('report', report);
     return report;
   }
@@ -289,7 +337,7 @@ export class DriftMonitor extends EventEmitter<{ report: [DriftReport]; error: [
     const found = await Promise.all(
       subsystems.map(async (s): Promise<DriftItem[]> => {
         try {
-          return (await s.drift!(compiled.desired.get(s.name), this.engine.host)).map((f) => ({ subsystem: s.name, ...f }));
+          return (await s.drift!(compiled.desired.of(s), this.engine.host)).map((f) => ({ subsystem: s.name, ...f }));
         } catch (e) {
           return [{ subsystem: s.name, object: s.name, reason: `drift check failed: ${(e as Error).message}` }];
         }

@@ -8,8 +8,8 @@
  * follower that cannot keep up loses events (counted, and told) instead of
  * queueing them (see src/events/routes.ts).
  */
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { z } from 'zod';
+import { contains, parsePrefix, type Prefix } from '../net/address.js';
 
 export const EVENT_SOURCES = ['xdp', 'nft'] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];
@@ -39,7 +39,7 @@ export const eventFilterSchema = z
     src: z
       .string()
       .max(64)
-      .refine((s) => parseCidr(s) !== undefined, 'must be an IPv4/IPv6 address or prefix (CIDR)')
+      .refine((s) => sourcePrefix(s) !== undefined, 'must be an IPv4/IPv6 address or prefix (CIDR)')
       .optional()
       .describe('only sources in this address or prefix'),
     iface: z.string().max(32).optional().describe('only this interface'),
@@ -50,28 +50,21 @@ export type EventFilter = z.infer<typeof eventFilterSchema>;
 
 /** A predicate for a filter (the source prefix parsed once). */
 export function eventMatcher(f: EventFilter): (e: FirewallEvent) => boolean {
-  const net = f.src !== undefined ? parseCidr(f.src) : undefined;
-  let list: BlockList | undefined;
-  if (net) {
-    list = new BlockList();
-    list.addSubnet(net.address, net.length, net.family);
-  }
+  const net = f.src !== undefined ? sourcePrefix(f.src) : undefined;
   return (e) =>
     (f.rule === undefined || e.rule === f.rule) &&
     (f.iface === undefined || e.iface === f.iface) &&
     (f.source === undefined || e.source === f.source) &&
-    (list === undefined || (isIPv4(e.src) ? list.check(e.src, 'ipv4') : isIPv6(e.src) && list.check(e.src, 'ipv6')));
+    (net === undefined || contains(net, e.src));
 }
 
-function parseCidr(s: string): { address: string; length: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const [address, len, ...rest] = s.split('/');
-  if (rest.length || !address) return undefined;
-  const family = isIPv4(address) ? 'ipv4' : isIPv6(address) ? 'ipv6' : undefined;
-  if (!family) return undefined;
-  const max = family === 'ipv4' ? 32 : 128;
-  if (len === undefined) return { address, length: max, family };
-  if (!/^\d{1,3}$/.test(len) || Number(len) > max) return undefined;
-  return { address, length: Number(len), family };
+/** The filter's source prefix (an address is its host prefix; host bits are allowed), undefined when it is none. */
+function sourcePrefix(s: string): Prefix | undefined {
+  try {
+    return parsePrefix(s);
+  } catch {
+    return undefined;
+  }
 }
 
 export type NewEvent = Omit<FirewallEvent, 'id'>;

@@ -653,14 +653,34 @@ function buildLpm(list: { data: Buffer; length: number; rule: number }[], wildca
   const n = list.length;
   const store = Buffer.alloc(n * bytes);
   const numeric = bytes <= 4;
-  const keyed: { k: number | string; i: number }[] = new Array(n);
+  // sort keys (address bytes, then length) by list index, and the list's order by key (stable: ties keep
+  // list order); a list already in key order (alias files, the GeoIP walk, the compiler's own order) is not sorted
+  const numKeys = numeric ? new Float64Array(n) : undefined;
+  const strKeys: string[] = numeric ? [] : new Array<string>(n);
+  let sorted = true;
   for (let i = 0; i < n; i++) {
     const it = list[i]!;
     const off = i * bytes;
     it.data.copy(store, off, 0, bytes);
-    keyed[i] = { k: numeric ? store.readUIntBE(off, bytes) * 256 + it.length : store.toString('latin1', off, off + bytes) + String.fromCharCode(it.length), i };
+    if (numKeys) {
+      let v = 0;
+      for (let b = 0; b < bytes; b++) v = v * 256 + store[off + b]!;
+      const k = v * 256 + it.length;
+      numKeys[i] = k;
+      if (i && k < numKeys[i - 1]!) sorted = false;
+    } else {
+      const k = store.toString('latin1', off, off + bytes) + String.fromCharCode(it.length);
+      strKeys[i] = k;
+      if (i && k < strKeys[i - 1]!) sorted = false;
+    }
   }
-  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  if (!sorted) {
+    if (numKeys) order.sort((a, b) => numKeys[a]! - numKeys[b]! || a - b);
+    else order.sort((a, b) => (strKeys[a]! < strKeys[b]! ? -1 : strKeys[a]! > strKeys[b]! ? 1 : a - b));
+  }
+  const sameKey = numKeys ? (a: number, b: number) => numKeys[a] === numKeys[b] : (a: number, b: number) => strKeys[a] === strKeys[b];
 
   const root = { data: Buffer.alloc(bytes), length: 0, bits: wildcard };
   const out: LpmEntry[] = [root];
@@ -668,13 +688,13 @@ function buildLpm(list: { data: Buffer; length: number; rule: number }[], wildca
   const memo = new Map<Buffer, Map<string, Buffer>>();
   for (let j = 0; j < n; ) {
     // one address/length: every rule that names it
-    const first = keyed[j]!;
+    const first = order[j]!;
     const rules: number[] = [];
     let end = j;
-    while (end < n && keyed[end]!.k === first.k) rules.push(list[keyed[end++]!.i]!.rule);
+    while (end < n && sameKey(order[end]!, first)) rules.push(list[order[end++]!]!.rule);
     j = end;
-    const length = list[first.i]!.length;
-    const data = store.subarray(first.i * bytes, first.i * bytes + bytes);
+    const length = list[first]!.length;
+    const data = store.subarray(first * bytes, first * bytes + bytes);
     if (length === 0 && data.every((b) => b === 0)) {
       // the zero-length prefix is the root: its own rules join the wildcard's
       root.bits = Buffer.from(wildcard);

@@ -181,7 +181,7 @@ export class GeoIpDatabase implements CountryResolver {
       let cc = codeOf.get(record);
       if (cc === undefined) {
         // the record's data, decoded by the public reader on the network's first address
-        cc = countryCode(reader.get(v4 ? `${path[12]}.${path[13]}.${path[14]}.${path[15]}` : ipv6Text(path)));
+        cc = countryCode(reader.get(formatAddress(v4 ? path.subarray(12) : path)));
         codeOf.set(record, cc);
         if (cc) seen?.(cc);
       }
@@ -211,12 +211,6 @@ export class GeoIpDatabase implements CountryResolver {
     else walk(0, 96, true);
     return { databaseType: meta.databaseType, buildEpoch: meta.buildEpoch };
   }
-}
-
-function ipv6Text(path: Uint8Array): string {
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((path[i]! << 8) | path[i + 1]!).toString(16));
-  return groups.join(':');
 }
 
 /** 16 address bytes + 1 length byte */

@@ -111,9 +111,11 @@ export class GenerationWriter {
    */
   async write(desired: FastpathTables, ifindexes: ReadonlyMap<string, number>): Promise<ApplyStats> {
     const t0 = performance.now();
-    // nothing may still read the generation we are about to overwrite
-    this.dp.rcuBarrier();
     const active = this.dp.generation;
+    // nothing may still read the generation we are about to overwrite: this writer's own last write ended
+    // with a barrier after its switch, so while its token still marks the active generation (nobody switched
+    // since) that holds already; otherwise wait for one now (a synchronize_rcu: 10-100 ms on a busy machine)
+    if (!this.ownSwitchSettled(active)) this.dp.rcuBarrier();
     const shadow = active ^ 1;
     // claim the maps: what this writer remembers of them holds only if nobody wrote since its last write
     const claim = this.claimForWriting(active);
@@ -268,6 +270,11 @@ export class GenerationWriter {
     meta.writeUInt32LE(claim, GEN_META_WRITER_OFFSET);
     this.maps.gen_meta.set(u32(active), meta);
     return claim;
+  }
+
+  /** Whether the active generation is the one this writer's last completed write switched to (and waited out). */
+  private ownSwitchSettled(active: number): boolean {
+    return this.writerToken !== undefined && this.maps.gen_meta.get(u32(active))!.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken;
   }
 
   /** Whether what this writer remembers of the maps is what they hold (nobody wrote since its last write). */

@@ -250,7 +250,7 @@ export class FleetAgent extends EventEmitter<Events> {
     const base = { node, rollout: desired.rollout };
     const now = () => new Date().toISOString();
     await this.report({ ...base, state: 'applying', at: now() }).catch(() => undefined);
-    const message = `fleet rollout ${desired.rollout}${desired.git ? ` (git ${desired.git.commit.slice(0, 12)})` : ''}${desired.message ? `: ${desired.message}` : ''}`;
+    const message = `fleet rollout ${desired.rollout}${desired.git ? ` (git ${desired.git.commit})` : ''}${desired.message ? `: ${desired.message}` : ''}`;
     let applied: { revision: number; unchanged?: boolean };
     try {
       applied = await driver.apply(desired.document, { message, confirmWithin: desired.confirmWithin });

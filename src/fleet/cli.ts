@@ -11,8 +11,8 @@ import { readRegularFile } from '../config/input.js';
 import { ConfigError } from '../config/issues.js';
 import { table } from '../cli/table.js';
 import type { FleetConnection } from './connect.js';
-import { FleetError, type FleetController, type NodeRow } from './controller.js';
-import type { RolloutRecord } from './model.js';
+import { FleetError, rolloutOptions, type FleetController, type NodeRow } from './controller.js';
+import { GITOPS_POLICIES, type GitopsPolicy, type RolloutRecord } from './model.js';
 import type { FleetServeOptions } from './serve.js';
 
 type Out = (value: unknown, human: () => string) => void;
@@ -62,7 +62,7 @@ async function withController<T>(o: ConnFlags, fn: (c: FleetController, client: 
   } catch (e) {
     const err = e as Error & { code?: string };
     if (e instanceof FleetError || e instanceof ConfigError) throw e;
-    if (/Unavailable|DEADLINE|Deadline|ECONNREFUSED|No connection|connect/i.test(`${err.name} ${err.message}`)) throw new FleetError(`fleet: ${describeFleet(conn.url)} unreachable: ${err.message}`, 'failed');
+    if (/Unavailable|DEADLINE|Deadline|ECONNREFUSED|No connection|connect/i.test(`${err.name} ${err.message}`)) throw new FleetError(`fleet: ${describeFleet(conn.url)} unreachable: ${err.message.replace(/\s*Resolution note:\s*$/, '')}`, 'failed');
     throw e;
   } finally {
     client.close();
@@ -127,12 +127,12 @@ function nodesText(rows: NodeRow[]): string {
 export function addFleetCommands(program: Command, out: Out): void {
   const fleet = program.command('fleet').description('many Patronus nodes from one source of truth in etcd: validate, roll out in waves, status, GitOps');
 
-  connectionOptions(fleet.command('validate').argument('<file>', 'group base document').requiredOption('--group <group>', 'group whose members (with their overlays) to validate for'))
-    .description('validate a base document for every member of a group, each with its overlay (nothing is published)')
-    .action(async (file: string, o: ConnFlags & { group: string }) => {
+  connectionOptions(fleet.command('validate').argument('<file>', 'group base document').requiredOption('--group <group>', 'group whose members (with their overlays) to validate for').option('--node <node>', 'only this member of the group'))
+    .description('validate a base document for every member of a group (or one), each with its overlay (nothing is published)')
+    .action(async (file: string, o: ConnFlags & { group: string; node?: string }) => {
       const doc = await readDocument(file);
       await withController(o, async (c) => {
-        const v = await c.validate(o.group, doc);
+        const v = await c.validate(o.group, doc, o.node !== undefined ? { node: o.node } : {});
         if (!v.members.length) throw new FleetError(`group ${o.group} has no members`, 'invalid');
         if (v.problems.length) throw new ConfigError(v.problems.flatMap((p) => p.issues.map((i) => ({ ...i, path: [`node ${p.node}`, ...i.path] }))));
         out({ valid: true, members: v.members }, () => `${file}: valid for ${v.members.length} node(s) of group ${o.group}: ${v.members.join(', ')}`);
@@ -206,13 +206,13 @@ export function addFleetCommands(program: Command, out: Out): void {
     });
 
   const overlay = fleet.command('overlay').description("a node's overlay over its group's base (addresses, VRRP priority, ...)");
-  connectionOptions(overlay.command('set').argument('<node>').argument('<file>', 'overlay document (YAML or JSON)').requiredOption('--group <group>'))
-    .description('set the overlay of a node (validated with the group base when a rollout runs)')
-    .action(async (node: string, file: string, o: ConnFlags & { group: string }) => {
+  connectionOptions(overlay.command('set').argument('<node>').argument('<file>', 'overlay document (YAML or JSON)').requiredOption('--group <group>').option('--force', 'store it without validating it over the group base (a rollout validates it again)', false))
+    .description("set the overlay of a node: validated over the group's current base first (refused, nothing stored, when it breaks the document); every rollout validates it again")
+    .action(async (node: string, file: string, o: ConnFlags & { group: string; force: boolean }) => {
       const doc = await readDocument(file);
       await withController(o, async (c) => {
-        await c.setOverlay(o.group, node, doc);
-        out({ group: o.group, node, overlay: doc }, () => `overlay of ${node} in group ${o.group} set`);
+        const r = await c.setOverlay(o.group, node, doc, { force: o.force });
+        out({ group: o.group, node, overlay: doc, ...r }, () => `overlay of ${node} in group ${o.group} set${r.validatedWith ? ` (valid over the base of rollout ${r.validatedWith})` : o.force ? ' (not validated: --force)' : ' (the group has no base yet: validated at its first rollout)'}`);
       });
     });
   connectionOptions(overlay.command('get').argument('<node>').requiredOption('--group <group>'))
@@ -236,8 +236,9 @@ export function addFleetCommands(program: Command, out: Out): void {
       .option('--branch <branch>', 'branch to follow', 'main')
       .option('--path <file>', 'document in the repository', 'patronus.yaml')
       .requiredOption('--group <group>', 'group to roll out to')
-      .option('--policy <policy>', 'auto: roll out each valid commit; tag: only commits with a tag fleet/<anything> (default: .patronus-fleet.yaml policy: in the repository, else auto)')
+      .option('--policy <policy>', 'auto: roll out each valid commit; tag: only commits with a tag fleet/<anything>; approval: only after patronus fleet approve COMMIT (default: .patronus-fleet.yaml policy: in the repository, else auto)')
       .option('--verify-signatures', 'refuse commits (and tags) whose signature git cannot verify', false)
+      .option('--allowed-signers <file>', 'for ssh-signed commits and tags: the allowed signers file (git gpg.ssh.allowedSignersFile)')
       .option('--interval <seconds>', 'poll interval', seconds, 10)
       .option('--canary <n>', 'nodes in the first wave', wholeNumber, 1)
       .option('--waves <list>', 'cumulative shares after the canary', '100%')
@@ -245,8 +246,10 @@ export function addFleetCommands(program: Command, out: Out): void {
       .option('--once', 'handle the commits there are now, then exit', false),
   )
     .description('follow a Git branch: validate each new commit against the fleet, record the result (etcd and a git note), roll out per policy')
-    .action(async (o: ConnFlags & { repo: string; branch: string; path: string; group: string; policy?: string; verifySignatures: boolean; interval: number; canary: number; waves: string; confirmWithin: number; once: boolean }) => {
-      if (o.policy && o.policy !== 'auto' && o.policy !== 'tag') throw new FleetError(`--policy "${o.policy}": must be auto or tag`, 'invalid');
+    .action(async (o: ConnFlags & { repo: string; branch: string; path: string; group: string; policy?: string; verifySignatures: boolean; allowedSigners?: string; interval: number; canary: number; waves: string; confirmWithin: number; once: boolean }) => {
+      if (o.policy && !GITOPS_POLICIES.includes(o.policy as GitopsPolicy)) throw new FleetError(`--policy "${o.policy}": must be one of ${GITOPS_POLICIES.join(', ')}`, 'invalid');
+      if (o.allowedSigners && !o.verifySignatures) throw new FleetError('--allowed-signers needs --verify-signatures', 'invalid');
+      rolloutOptions({ canary: o.canary, waves: o.waves.split(',').map((s) => s.trim()) });
       await withController(o, async (c) => {
         const { runGitops } = await import('./gitops.js');
         const results = await runGitops(c, {
@@ -254,14 +257,33 @@ export function addFleetCommands(program: Command, out: Out): void {
           branch: o.branch,
           path: o.path,
           group: o.group,
-          ...(o.policy ? { policy: o.policy as 'auto' | 'tag' } : {}),
+          ...(o.policy ? { policy: o.policy as GitopsPolicy } : {}),
           verifySignatures: o.verifySignatures,
+          ...(o.allowedSigners ? { allowedSigners: o.allowedSigners } : {}),
           intervalMs: o.interval * 1000,
-          rollout: { canary: o.canary, waves: o.waves.split(','), confirmWithin: o.confirmWithin },
+          rollout: { canary: o.canary, waves: o.waves.split(',').map((s) => s.trim()), confirmWithin: o.confirmWithin },
           once: o.once,
           log: (l) => process.stderr.write(`${l}\n`),
         });
         out(results, () => results.map((r) => `${r.commit.slice(0, 12)} ${r.state}: ${r.detail}`).join('\n') || 'no new commits');
+      });
+    });
+
+  connectionOptions(fleet.command('commits').requiredOption('--group <group>', 'group the GitOps watcher rolls out to').option('-n, --limit <n>', 'how many', wholeNumber, 20))
+    .description('what the GitOps watcher made of each commit, newest first: invalid, unsigned, waiting for a tag or an approval, rolled out (with the rollout id)')
+    .action(async (o: ConnFlags & { group: string; limit: number }) => {
+      await withController(o, async (c) => {
+        const list = await c.commits(o.group, o.limit);
+        out(list, () => (list.length ? table(['commit', 'state', 'at', 'rollout', 'subject', 'detail'], list.map((r) => [r.commit.slice(0, 12), r.state, r.at.replace('T', ' ').slice(0, 19), r.rollout ?? '', r.subject, r.detail])) : `no commits seen for group ${o.group}`));
+      });
+    });
+
+  connectionOptions(fleet.command('approve').argument('<commit>', 'commit hash (or an unambiguous prefix, 7+ hex digits)').requiredOption('--group <group>').option('-m, --message <text>', 'note kept with the approval and the rollout', '').option('--by <name>', 'who approves (default: $USER)'))
+    .description('approve a commit the GitOps watcher holds under policy approval: it rolls out on the next poll')
+    .action(async (commit: string, o: ConnFlags & { group: string; message: string; by?: string }) => {
+      await withController(o, async (c) => {
+        const a = await c.approve(o.group, commit, o.by ?? process.env.USER ?? 'unknown', o.message);
+        out(a, () => `commit ${a.commit.slice(0, 12)} of group ${o.group} approved by ${a.by}: the GitOps watcher rolls it out on its next poll`);
       });
     });
 }

@@ -18,10 +18,10 @@
  * Every step is written to rollouts/<id> (history, per-node results, why).
  */
 import { randomBytes } from 'node:crypto';
-import type { Etcd3 } from 'etcd3';
-import { formatIssue, type Issue } from '../config/issues.js';
+import type { Etcd3, Watcher } from 'etcd3';
+import { ConfigError, formatIssue, type Issue } from '../config/issues.js';
 import { compose } from './compose.js';
-import { checkName, FleetKeys, type Desired, type NodeInfo, type NodeStatus, type RolloutRecord, type WaveRecord } from './model.js';
+import { checkName, FleetKeys, type Approval, type Desired, type GitopsRecord, type NodeInfo, type NodeStatus, type RolloutRecord, type WaveRecord } from './model.js';
 
 export class FleetError extends Error {
   override name = 'FleetError';
@@ -73,14 +73,16 @@ export interface NodeRow {
 export class FleetController {
   readonly keys: FleetKeys;
   private readonly pollMs: number;
+  private readonly resyncMs: number;
 
   constructor(
     readonly client: Etcd3,
     readonly validator: DocumentValidator,
-    opts: { keys?: FleetKeys; pollMs?: number } = {},
+    opts: { keys?: FleetKeys; pollMs?: number; resyncMs?: number } = {},
   ) {
     this.keys = opts.keys ?? new FleetKeys();
     this.pollMs = opts.pollMs ?? 250;
+    this.resyncMs = opts.resyncMs ?? 5000;
   }
 
   // ---- reading
@@ -140,10 +142,28 @@ export class FleetController {
 
   // ---- overlays
 
-  async setOverlay(group: string, node: string, overlay: unknown): Promise<void> {
+  /**
+   * Stores a node's overlay. Unless `force`, it is first composed with the
+   * group's current base (when the group has one) and validated: an overlay
+   * that breaks the node's document is refused (ConfigError, paths under
+   * "node N") and nothing is stored. A rollout validates every member again
+   * either way.
+   */
+  async setOverlay(group: string, node: string, overlay: unknown, opts: { force?: boolean } = {}): Promise<{ validatedWith?: string }> {
     checkName('group', group);
     checkName('node', node);
+    if (typeof overlay !== 'object' || overlay === null || Array.isArray(overlay)) throw new FleetError(`overlay of ${node}: must be a mapping (sections of a document), not ${Array.isArray(overlay) ? 'a list' : JSON.stringify(overlay)}`, 'invalid');
+    let validatedWith: string | undefined;
+    if (!opts.force) {
+      const base = (await this.client.get(this.keys.base(group)).json()) as { rollout: string; document: unknown } | null;
+      if (base) {
+        const issues = await this.validator(compose(base.document, overlay));
+        if (issues.length) throw new ConfigError(issues.map((i) => ({ ...i, path: [`node ${node}`, ...i.path], message: `${i.message} (overlay over the base of group ${group}, rollout ${base.rollout}; nothing stored)` })));
+        validatedWith = base.rollout;
+      }
+    }
     await this.client.put(this.keys.overlay(group, node)).value(JSON.stringify(overlay));
+    return validatedWith ? { validatedWith } : {};
   }
 
   async overlay(group: string, node: string): Promise<unknown> {
@@ -161,9 +181,14 @@ export class FleetController {
    * Composes base + overlay for every member of the group and runs the
    * document checks on each; issues are prefixed with the node's name.
    */
-  async validate(group: string, base: unknown): Promise<{ members: string[]; documents: Map<string, unknown>; problems: { node: string; issues: Issue[] }[] }> {
+  async validate(group: string, base: unknown, opts: { node?: string } = {}): Promise<{ members: string[]; documents: Map<string, unknown>; problems: { node: string; issues: Issue[] }[] }> {
     checkName('group', group);
-    const members = Object.values((await this.client.getAll().prefix(this.keys.members(group)).json()) as Record<string, { node: string }>).map((m) => m.node).sort();
+    let members = Object.values((await this.client.getAll().prefix(this.keys.members(group)).json()) as Record<string, { node: string }>).map((m) => m.node).sort();
+    if (opts.node !== undefined) {
+      checkName('node', opts.node);
+      if (!members.includes(opts.node)) throw new FleetError(`node ${opts.node} is not a member of group ${group}${members.length ? ` (members: ${members.join(', ')})` : ' (it has no members)'}`, 'not-found');
+      members = [opts.node];
+    }
     const overlays = (await this.client.getAll().prefix(this.keys.overlays(group)).json()) as Record<string, unknown>;
     const documents = new Map<string, unknown>();
     const problems: { node: string; issues: Issue[] }[] = [];
@@ -178,6 +203,67 @@ export class FleetController {
       if (issues.length) problems.push({ node, issues });
     }
     return { members, documents, problems };
+  }
+
+  // ---- GitOps records and approvals
+
+  /** What the GitOps watcher recorded for a group's commits, newest first. */
+  async commits(group: string, limit = 50): Promise<GitopsRecord[]> {
+    checkName('group', group);
+    // gitops/<group>/_last holds a bare commit hash, not a record
+    const all = (await this.client.getAll().prefix(this.keys.gitopsAll(group)).strings()) as Record<string, string>;
+    return Object.entries(all)
+      .filter(([k]) => !k.endsWith('/_last'))
+      .map(([, v]) => JSON.parse(v) as GitopsRecord)
+      .sort((a, b) => b.at.localeCompare(a.at) || a.commit.localeCompare(b.commit))
+      .slice(0, limit);
+  }
+
+  /**
+   * Approves a commit the watcher holds under policy approval (`commit`: the
+   * full hash or an unambiguous prefix of at least 7 hex digits). The watcher
+   * rolls it out on its next poll.
+   */
+  async approve(group: string, commit: string, by: string, note = ''): Promise<Approval> {
+    checkName('group', group);
+    if (!/^[0-9a-f]{7,64}$/i.test(commit)) throw new FleetError(`commit "${commit}" is not a commit hash (7 to 64 hex digits)`, 'invalid');
+    const seen = (await this.commits(group, 100_000)).filter((r) => r.commit.startsWith(commit.toLowerCase()));
+    if (!seen.length) throw new FleetError(`commit ${commit} has not been seen by the GitOps watcher of group ${group}: nothing to approve`, 'not-found');
+    if (seen.length > 1) throw new FleetError(`commit ${commit} is ambiguous in group ${group}: ${seen.map((r) => r.commit.slice(0, 12)).join(', ')}`, 'invalid');
+    const rec = seen[0]!;
+    if (rec.state !== 'waiting-for-approval') throw new FleetError(`commit ${rec.commit.slice(0, 12)} of group ${group} is ${rec.state}${rec.state === 'invalid' || rec.state === 'unsigned' ? ` (${rec.detail})` : ''}: only a commit waiting for approval can be approved`, 'conflict');
+    const approval: Approval = { commit: rec.commit, by, note, at: new Date().toISOString() };
+    await this.client.put(this.keys.approval(group, rec.commit)).value(JSON.stringify(approval));
+    return approval;
+  }
+
+  async approval(group: string, commit: string): Promise<Approval | null> {
+    return (await this.client.get(this.keys.approval(group, commit)).json()) as Approval | null;
+  }
+
+  /**
+   * Records a rollout that was refused before it started (a Git commit with
+   * an invalid or unsigned document): state failed, the reason, nothing
+   * published; `patronus fleet rollouts` then says why.
+   */
+  async refused(req: { group: string; message: string; reason: string; git?: { commit: string; repo?: string }; options?: RolloutRecord['options'] }): Promise<RolloutRecord> {
+    const at = new Date().toISOString();
+    const record: RolloutRecord = {
+      id: rolloutId(),
+      group: req.group,
+      state: 'failed',
+      message: req.message,
+      createdAt: at,
+      finishedAt: at,
+      reason: req.reason,
+      ...(req.git ? { git: req.git } : {}),
+      options: req.options ?? { canary: 0, waves: [], confirmWithin: 0 },
+      waves: [],
+      offline: [],
+      history: [{ at, event: `failed: ${req.reason}` }],
+    };
+    await this.client.put(this.keys.rollout(record.id)).value(JSON.stringify(record));
+    return record;
   }
 
   // ---- rollouts
@@ -369,29 +455,84 @@ export class FleetController {
     return finish('completed', record.offline.length ? `every online node healthy; published to offline ${record.offline.join(', ')} (they converge when back)` : undefined);
   }
 
-  /** Polls the wave's nodes' statuses until all are healthy, one failed, the time is up, or an abort. */
+  /**
+   * Waits until every node of the wave is healthy, one failed, the time is
+   * up, or an abort. The statuses come from a watch on status/ (one event
+   * per report, not a range read of every node's status per poll: that read
+   * grows with the fleet); a full read every `resyncMs` is the safety net
+   * for a watch that lags while it reconnects to another member. The abort
+   * key is one small read per poll.
+   */
   private async waitForWave(record: RolloutRecord, wave: WaveRecord, timeoutSeconds: number): Promise<'healthy' | 'failed' | 'timeout' | 'aborted'> {
     const deadline = Date.now() + timeoutSeconds * 1000;
     wave.results = {};
-    for (;;) {
-      const statuses = (await this.client.getAll().prefix(this.keys.statuses()).json().catch(() => ({}))) as Record<string, NodeStatus>;
-      let pending = 0;
-      let failed = false;
-      for (const n of wave.nodes) {
-        const s = statuses[this.keys.status(n)];
-        if (s?.rollout === record.id && (s.state === 'healthy' || s.state === 'failed')) {
-          wave.results[n] = { state: s.state, ...(s.error ? { error: s.error } : {}), ...(s.revision !== undefined ? { revision: s.revision } : {}) };
-          if (s.state === 'failed') failed = true;
-        } else pending++;
+    const prefix = this.keys.statuses();
+    const members = new Set(wave.nodes);
+    const latest = new Map<string, NodeStatus>();
+    let wake: (() => void) | undefined;
+    const take = (key: string, value: string) => {
+      const node = key.slice(prefix.length);
+      if (!members.has(node)) return;
+      try {
+        latest.set(node, JSON.parse(value) as NodeStatus);
+      } catch {
+        return; // not ours to judge: a status that is not JSON counts as no answer
       }
-      if (failed) return 'failed';
-      if (!pending) return 'healthy';
-      if ((await this.client.get(this.keys.abort(record.id)).string().catch(() => null)) !== null) return 'aborted';
-      if (Date.now() > deadline) {
-        for (const n of wave.nodes) wave.results[n] ??= { state: 'timeout', error: `no healthy report within ${timeoutSeconds} s` };
-        return 'timeout';
+      wake?.();
+    };
+    const readAll = async (): Promise<string | undefined> => {
+      const res = await this.client.getAll().prefix(prefix).exec();
+      for (const kv of res.kvs) take(kv.key.toString(), kv.value.toString());
+      return res.header.revision;
+    };
+    let watcher: Watcher | undefined;
+    try {
+      // a failed first read (etcd electing a leader) is made up by the resync on the first turn
+      const revision = await readAll().catch(() => undefined);
+      const builder = this.client.watch().prefix(prefix);
+      watcher = await (revision ? builder.startRevision(String(BigInt(revision) + 1n)) : builder).create().catch(() => undefined);
+      watcher?.on('put', (kv) => take(kv.key.toString(), kv.value.toString()));
+      // the watcher reports and retries its own errors; the resync below covers what it misses meanwhile
+      watcher?.on('error', () => undefined);
+      let resyncAt = watcher && revision ? Date.now() + this.resyncMs : 0;
+      let abortCheckAt = 0;
+      for (;;) {
+        let pending = 0;
+        let failed = false;
+        for (const n of wave.nodes) {
+          const st = latest.get(n);
+          if (st?.rollout === record.id && (st.state === 'healthy' || st.state === 'failed')) {
+            wave.results[n] = { state: st.state, ...(st.error ? { error: st.error } : {}), ...(st.revision !== undefined ? { revision: st.revision } : {}) };
+            if (st.state === 'failed') failed = true;
+          } else pending++;
+        }
+        if (failed) return 'failed';
+        if (!pending) return 'healthy';
+        if (Date.now() >= abortCheckAt) {
+          if ((await this.client.get(this.keys.abort(record.id)).string().catch(() => null)) !== null) return 'aborted';
+          abortCheckAt = Date.now() + this.pollMs;
+        }
+        if (Date.now() > deadline) {
+          for (const n of wave.nodes) wave.results[n] ??= { state: 'timeout', error: `no healthy report within ${timeoutSeconds} s` };
+          return 'timeout';
+        }
+        // until the next poll, or shortly after a status arrives (reports that come together are looked at together)
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, this.pollMs);
+          wake = () => {
+            clearTimeout(t);
+            wake = undefined;
+            setTimeout(r, 20);
+          };
+        });
+        wake = undefined;
+        if (Date.now() >= resyncAt) {
+          await readAll().catch(() => undefined);
+          resyncAt = Date.now() + (watcher ? this.resyncMs : this.pollMs);
+        }
       }
-      await sleep(this.pollMs);
+    } finally {
+      await watcher?.cancel().catch(() => undefined);
     }
   }
 }

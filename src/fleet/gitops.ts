@@ -12,6 +12,10 @@
  * Policy: --policy, else `policy:` in .patronus-fleet.yaml at the commit,
  * else auto. "tag": only a commit that a tag fleet/* points at (a signed
  * tag with --verify-signatures) is rolled out; until then it waits.
+ * "approval": it waits until an operator approves it (`patronus fleet
+ * approve COMMIT`, recorded in etcd). A commit that will not be rolled out
+ * (invalid document or policy file, unsigned) also gets a failed rollout
+ * record saying why.
  *
  * A local path is read in place (notes are written there); a remote is
  * mirrored into a bare clone under the temp dir, fetched each poll (notes
@@ -27,15 +31,19 @@ import { parseConfigText } from '../config/load.js';
 import { formatIssue } from '../config/issues.js';
 import type { FleetController } from './controller.js';
 import { FleetError } from './controller.js';
-import type { Desired, GitopsRecord } from './model.js';
+import { GITOPS_POLICIES, type Desired, type GitopsPolicy, type GitopsRecord } from './model.js';
+
+const POLICY_FILE = '.patronus-fleet.yaml';
 
 export interface GitopsOptions {
   repo: string;
   branch: string;
   path: string;
   group: string;
-  policy?: 'auto' | 'tag';
+  policy?: GitopsPolicy;
   verifySignatures?: boolean;
+  /** ssh-signed commits and tags: the allowed-signers file git checks them against (gpg.ssh.allowedSignersFile) */
+  allowedSigners?: string;
   intervalMs?: number;
   rollout: { canary: number; waves: string[]; confirmWithin: number };
   /** handle what is there now and return */
@@ -102,31 +110,43 @@ async function pollOnce(c: FleetController, git: Repo, o: GitopsOptions, log: (l
   const range = last && (await git.run(['merge-base', '--is-ancestor', last, head], { reject: false })).exitCode === 0 ? `${last}..${head}` : undefined;
   const commits = range ? (await git.run(['rev-list', '--reverse', range])).stdout.split('\n').filter(Boolean) : [head];
   const out: GitopsRecord[] = [];
-  let newestValid: { commit: string; document: unknown; subject: string } | undefined;
+  let newestValid: { commit: string; document: unknown; subject: string; policy: GitopsPolicy } | undefined;
   for (const commit of commits) {
     const subject = (await git.run(['log', '-1', '--format=%s', commit])).stdout.trim();
     const rec = await examine(c, git, o, commit, subject);
     // invalid or unsigned commits are skipped: the newest valid one before them still goes out
-    if (rec.record.state === 'planned') newestValid = { commit, document: rec.document, subject };
+    if (rec.record.state === 'planned') newestValid = { commit, document: rec.document, subject, policy: rec.record.policy ?? 'auto' };
+    else await refuse(c, o, rec.record);
     out.push(rec.record);
     await record(c, git, o, rec.record);
     log(`gitops: ${commit.slice(0, 12)} ${rec.record.state}: ${rec.record.detail}`);
   }
   let advance = head;
   if (newestValid) {
-    const policy = o.policy ?? (await repoPolicy(git, newestValid.commit));
-    const tagged = policy === 'tag' ? await fleetTag(git, newestValid.commit, !!o.verifySignatures) : 'n/a';
-    const rec = out.find((r) => r.commit === newestValid!.commit)!;
-    if (policy === 'tag' && !tagged) {
+    const { policy, commit } = newestValid;
+    const rec = out.find((r) => r.commit === commit)!;
+    let wait: string | undefined;
+    let approvedBy = '';
+    if (policy === 'tag' && !(await fleetTag(git, commit, o.verifySignatures ? signerConfig(o) : undefined))) {
       rec.state = 'waiting-for-tag';
-      rec.detail += `; policy tag: waiting for a ${o.verifySignatures ? 'signed ' : ''}tag fleet/* on it`;
+      wait = `policy tag: waiting for a ${o.verifySignatures ? 'signed ' : ''}tag fleet/* on it`;
+    } else if (policy === 'approval') {
+      const a = await c.approval(o.group, commit);
+      if (!a) {
+        rec.state = 'waiting-for-approval';
+        wait = `policy approval: waiting for patronus fleet approve ${commit.slice(0, 12)} --group ${o.group}`;
+      } else approvedBy = ` (approved by ${a.by}${a.note ? `: ${a.note}` : ''})`;
+    }
+    if (wait) {
+      rec.detail += `; ${wait}`;
       await record(c, git, o, rec);
+      log(`gitops: ${commit.slice(0, 12)} ${wait}`);
       // look at it again next poll: do not move past it
       advance = last ?? '';
     } else {
-      log(`gitops: rolling out ${newestValid.commit.slice(0, 12)} to group ${o.group} (policy ${policy})`);
+      log(`gitops: rolling out ${commit.slice(0, 12)} to group ${o.group} (policy ${policy})`);
       const r = await c
-        .rollout({ group: o.group, document: newestValid.document, ...o.rollout, message: newestValid.subject, git: { commit: newestValid.commit, repo: o.repo } })
+        .rollout({ group: o.group, document: newestValid.document, ...o.rollout, message: `${newestValid.subject}${approvedBy}`, git: { commit, repo: o.repo } })
         .catch((e: unknown) => {
           if (e instanceof FleetError && e.record) return e.record;
           throw e;
@@ -141,13 +161,36 @@ async function pollOnce(c: FleetController, git: Repo, o: GitopsOptions, log: (l
   return out;
 }
 
+/**
+ * A commit that will not be rolled out (invalid, unsigned) also gets a
+ * failed rollout record, so `patronus fleet rollouts` says why; once per
+ * commit and state (a commit looked at again on the next poll keeps its record).
+ */
+async function refuse(c: FleetController, o: GitopsOptions, rec: GitopsRecord): Promise<void> {
+  const prior = (await c.client.get(c.keys.gitops(o.group, rec.commit)).json()) as GitopsRecord | null;
+  if (prior?.state === rec.state && prior.rollout) {
+    rec.rollout = prior.rollout;
+    return;
+  }
+  const r = await c.refused({
+    group: o.group,
+    message: rec.subject,
+    reason: `git commit ${rec.commit.slice(0, 12)} ${rec.state}, not rolled out: ${rec.detail}`,
+    git: { commit: rec.commit, repo: o.repo },
+    options: { canary: o.rollout.canary, waves: o.rollout.waves, confirmWithin: o.rollout.confirmWithin },
+  });
+  rec.rollout = r.id;
+}
+
 async function examine(c: FleetController, git: Repo, o: GitopsOptions, commit: string, subject: string): Promise<{ record: GitopsRecord; document?: unknown }> {
   const at = () => new Date().toISOString();
   const base = { commit, subject, at: at() };
   if (o.verifySignatures) {
-    const v = await git.run(['verify-commit', commit], { reject: false });
+    const v = await git.run([...signerConfig(o), 'verify-commit', commit], { reject: false });
     if (v.exitCode !== 0) return { record: { ...base, state: 'unsigned', detail: `signature not verified: ${v.stderr.trim().split('\n').at(-1) || 'no signature'}` } };
   }
+  const policy = o.policy ? { policy: o.policy } : await repoPolicy(git, commit);
+  if ('error' in policy) return { record: { ...base, state: 'invalid', detail: policy.error } };
   const shown = await git.run(['show', `${commit}:${o.path}`], { reject: false });
   if (shown.exitCode !== 0) return { record: { ...base, state: 'invalid', detail: `${o.path}: not in this commit (${shown.stderr.trim()})` } };
   const parsed = parseConfigText(shown.stdout, o.path.endsWith('.json') ? 'json' : 'yaml');
@@ -163,7 +206,7 @@ async function examine(c: FleetController, git: Repo, o: GitopsOptions, commit: 
     const sections = [...new Set([...Object.keys(now), ...Object.keys(next)])].filter((k) => JSON.stringify(now[k]) !== JSON.stringify(next[k]));
     return sections.length ? `${n}: ${sections.join(', ')}` : `${n}: no change`;
   });
-  return { record: { ...base, state: 'planned', detail: `valid for ${v.members.length} node(s); plan: ${changes.join('; ')}` }, document: parsed.value };
+  return { record: { ...base, state: 'planned', policy: policy.policy, detail: `valid for ${v.members.length} node(s); plan: ${changes.join('; ')}` }, document: parsed.value };
 }
 
 async function record(c: FleetController, git: Repo, o: GitopsOptions, r: GitopsRecord): Promise<void> {
@@ -171,17 +214,31 @@ async function record(c: FleetController, git: Repo, o: GitopsOptions, r: Gitops
   await git.run(['-c', 'user.name=patronus', '-c', 'user.email=patronus@localhost', 'notes', '--ref', 'patronus', 'add', '-f', '-m', `patronus fleet ${o.group}: ${r.state}: ${r.detail}`, r.commit], { reject: false });
 }
 
-async function repoPolicy(git: Repo, commit: string): Promise<'auto' | 'tag'> {
-  const r = await git.run(['show', `${commit}:.patronus-fleet.yaml`], { reject: false });
-  if (r.exitCode !== 0) return 'auto';
-  const p = (parseYaml(r.stdout) as { policy?: string } | null)?.policy;
-  return p === 'tag' ? 'tag' : 'auto';
+/** The policy in .patronus-fleet.yaml at the commit (auto when there is none); a file that names no known policy makes the commit invalid. */
+async function repoPolicy(git: Repo, commit: string): Promise<{ policy: GitopsPolicy } | { error: string }> {
+  const r = await git.run(['show', `${commit}:${POLICY_FILE}`], { reject: false });
+  if (r.exitCode !== 0) return { policy: 'auto' };
+  let p: unknown;
+  try {
+    const doc = parseYaml(r.stdout) as unknown;
+    if (doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) return { error: `${POLICY_FILE}: must be a mapping with policy: ${GITOPS_POLICIES.join(' | ')}` };
+    p = (doc as { policy?: unknown } | null)?.policy ?? 'auto';
+  } catch (e) {
+    return { error: `${POLICY_FILE}: not YAML: ${(e as Error).message.split('\n')[0]}` };
+  }
+  if (!GITOPS_POLICIES.includes(p as GitopsPolicy)) return { error: `${POLICY_FILE}: policy: ${JSON.stringify(p)} is not one of ${GITOPS_POLICIES.join(', ')}` };
+  return { policy: p as GitopsPolicy };
 }
 
-async function fleetTag(git: Repo, commit: string, verify: boolean): Promise<string | undefined> {
+function signerConfig(o: GitopsOptions): string[] {
+  return o.allowedSigners ? ['-c', `gpg.ssh.allowedSignersFile=${resolve(o.allowedSigners)}`] : [];
+}
+
+/** A tag fleet/* on the commit (verified when `verify` holds git's signer config). */
+async function fleetTag(git: Repo, commit: string, verify: string[] | undefined): Promise<string | undefined> {
   const tags = (await git.run(['tag', '--points-at', commit, '--list', 'fleet/*'])).stdout.split('\n').filter(Boolean);
   for (const t of tags) {
-    if (!verify || (await git.run(['verify-tag', t], { reject: false })).exitCode === 0) return t;
+    if (!verify || (await git.run([...verify, 'verify-tag', t], { reject: false })).exitCode === 0) return t;
   }
   return undefined;
 }

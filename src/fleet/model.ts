@@ -11,7 +11,8 @@
  *   groups/<group>/lock           the controller, under its lease: the rollout running on the group
  *   rollouts/<id>                 the controller: RolloutRecord (history, why it halted)
  *   aborts/<id>                   the operator: ask the controller to halt rollout <id>
- *   gitops/<name>/<commit>        the GitOps watcher: GitopsRecord per commit seen
+ *   gitops/<group>/<commit>       the GitOps watcher: GitopsRecord per commit seen (gitops/<group>/_last: the newest handled)
+ *   approvals/<group>/<commit>    the operator (`patronus fleet approve`): Approval of a commit under policy approval
  */
 export const DEFAULT_PREFIX = '/patronus/';
 
@@ -33,6 +34,7 @@ export class FleetKeys {
   abort = (id: string) => `${this.prefix}aborts/${id}`;
   gitops = (name: string, commit: string) => `${this.prefix}gitops/${name}/${commit}`;
   gitopsAll = (name: string) => `${this.prefix}gitops/${name}/`;
+  approval = (name: string, commit: string) => `${this.prefix}approvals/${name}/${commit}`;
 }
 
 /** Node and group names: safe as one etcd key segment and in a revision message. */
@@ -122,8 +124,21 @@ export interface RolloutRecord {
 export interface GitopsRecord {
   commit: string;
   subject: string;
-  state: 'invalid' | 'planned' | 'rolled-out' | 'rollout-failed' | 'waiting-for-tag' | 'unsigned';
+  state: 'invalid' | 'planned' | 'rolled-out' | 'rollout-failed' | 'waiting-for-tag' | 'waiting-for-approval' | 'unsigned';
   detail: string;
   rollout?: string;
+  /** the policy the commit was handled under */
+  policy?: GitopsPolicy;
+  at: string;
+}
+
+export type GitopsPolicy = 'auto' | 'tag' | 'approval';
+export const GITOPS_POLICIES: readonly GitopsPolicy[] = ['auto', 'tag', 'approval'];
+
+/** An operator's go-ahead for one commit (policy approval). */
+export interface Approval {
+  commit: string;
+  by: string;
+  note: string;
   at: string;
 }

@@ -68,5 +68,11 @@ export async function fleetRoutes(app: FastifyInstance, opts: { controller: Flee
     }
     return reply.code(202).send({ id });
   });
+  r.get(`${API_PREFIX}/fleet/commits`, { config: { role: 'viewer' }, schema: { summary: 'What the GitOps watcher made of each commit of a group, newest first', querystring: z.object({ group: groupField, limit: z.coerce.number().int().min(1).max(1000).default(20) }).strict() } }, async (req) => c.commits(req.query.group, req.query.limit));
+  r.post(
+    `${API_PREFIX}/fleet/commits/:commit/approve`,
+    { config: { role: 'operator' }, schema: { summary: 'Approve a commit held under GitOps policy approval (the watcher rolls it out on its next poll)', params: z.object({ commit: z.string().regex(/^[0-9a-fA-F]{7,64}$/, 'must be a commit hash (7 to 64 hex digits)') }), body: z.object({ group: groupField, message: z.string().max(500).default('') }).strict() } },
+    async (req) => c.approve(req.body.group, req.params.commit, req.principal?.user ?? 'api', req.body.message),
+  );
   r.post(`${API_PREFIX}/fleet/rollouts/:id/abort`, { config: { role: 'operator' }, schema: { summary: 'Halt a running rollout', params: z.object({ id: z.string().min(1).max(64) }) } }, async (req) => c.abort(req.params.id));
 }

@@ -32,7 +32,7 @@
  * src/<domain>/domain.ts, through src/metrics/series.ts); this file
  * declares the shared ones and adds each domain's of engine.domains.
  *
- * `promtool check metrics` holds for all of it (test/integration/metrics_lint.test.ts).
+ * `promtool check metrics` holds for all of it (test/integration/serve_process.test.ts).
  */
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 import type { Engine } from '../apply/engine.js';
@@ -222,7 +222,7 @@ async function readSnapshot(engine: Engine, drift: DriftMonitor | undefined): Pr
       .map(async (s) => {
         try {
           const metrics = await s.metrics!(engine.host);
-          if (compiled && s.configured && metrics.services && !s.configured(compiled.desired.get(s.name))) delete metrics.services;
+          if (compiled && s.configured && metrics.services && !s.configured(compiled.desired.of(s))) delete metrics.services;
           return { subsystem: s.name, metrics };
         } catch (e) {
           return { subsystem: s.name, error: (e as Error).message };

@@ -11,7 +11,7 @@
  *
  * Every rule carries a comment `patronus:<kind>:<name>[:<part>]`; counters
  * read back with `nft -j` are mapped to configuration objects through it
- * (see counterKey and src/nft/counters.ts).
+ * (see counterKey, and the reader in src/nft/subsystem.ts).
  *
  * Layout of the table:
  *   sets      zone_<zone> (interface names), managed (every managed
@@ -28,7 +28,7 @@
 import type { CompileContext, ServiceOpening } from '../apply/subsystem.js';
 import type { Issue, IssuePath } from '../config/issues.js';
 import { append, resolveNetworkRef, resolvePortRef, type PortRange } from '../aliases/aliases.js';
-import { formatPrefix, hasHostBits, minimalPrefixes, parsePrefix, type Prefix } from '../net/address.js';
+import { familyOf, formatPrefix, hasHostBits, minimalPrefixes, parsePrefix, type Family, type Prefix } from '../net/address.js';
 import { HAIRPIN_MARK, hex } from './marks.js';
 import type { FirewallConfig, RuleConfig, Verdict } from './schema.js';
 
@@ -72,8 +72,6 @@ export function compileFirewall(ctx: CompileContext): { desired: NftDesired; iss
 }
 
 // -------------------------------------------------------------------------
-
-type Family = 4 | 6;
 
 /** A resolved address match: undefined = any; otherwise per-family expressions. */
 interface AddrMatch {
@@ -166,12 +164,12 @@ class Compiler {
       const l4 = l4match(pf.protocol);
       const tport = pf.targetPort ?? firstPort(pf.port);
       const tports = typeof pf.port === 'string' ? `${tport}-${tport + portSpan(pf.port)}` : String(tport);
-      const fam = pfFamily(pf.target);
+      const fam = familyOf(pf.target);
       const ip = fam === 4 ? 'ip' : 'ip6';
       const src = this.addrList(pf.source, [...path, 'source']);
       const srcFam = fam === 4 ? src?.v4 : src?.v6;
       if (src && !srcFam) this.issue([...path, 'source'], `this port forward is IPv${fam} (its target): source needs at least one IPv${fam} prefix`);
-      if (pf.destination && pfFamily(pf.destination) !== fam) this.issue([...path, 'destination'], `destination ${pf.destination} and target ${pf.target} are not of one family`);
+      if (pf.destination && familyOf(pf.destination) !== fam) this.issue([...path, 'destination'], `destination ${pf.destination} and target ${pf.target} are not of one family`);
       const s = srcFam ? `${ip} saddr ${srcFam} ` : '';
       this.add('pf', pf.name, path);
       out.push(`iifname ${q(pf.interface)} ${s}${ip} daddr ${pf.target} ${l4} th dport ${tports} ct status dnat ${this.log(pf.log, 'pf', pf.name, 'accept')}counter accept ${this.comment('pf', pf.name, 'filter')}`);
@@ -230,7 +228,7 @@ class Compiler {
     this.fw.portForwards.forEach((pf, i) => {
       const path = [...BASE, 'portForwards', i];
       const l4 = l4match(pf.protocol);
-      const fam = pfFamily(pf.target);
+      const fam = familyOf(pf.target);
       const ip = fam === 4 ? 'ip' : 'ip6';
       // an IPv6 address with a port is written [addr]:port
       const addr = fam === 4 ? pf.target : `[${pf.target}]`;
@@ -553,9 +551,6 @@ function verdictText(v: Verdict, protocol: string): string {
   return protocol === 'tcp' ? 'reject with tcp reset' : 'reject';
 }
 
-function pfFamily(address: string): Family {
-  return address.includes(':') ? 6 : 4;
-}
 
 function firstPort(p: number | string): number {
   return typeof p === 'number' ? p : Number(p.split('-')[0]);

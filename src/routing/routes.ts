@@ -15,7 +15,7 @@
 import { defineSubsystem, type Change, type CompileContext, type Subsystem } from '../apply/subsystem.js';
 import type { Host } from '../system/host.js';
 import type { Issue, IssuePath } from '../config/issues.js';
-import { contains, parsePrefix, formatPrefix, hasHostBits, type Prefix } from '../net/address.js';
+import { contains, parsePrefix, formatPrefix, hasHostBits, type Prefix, familyOf } from '../net/address.js';
 
 /** rtnetlink protocol number of Patronus' static routes (RTPROT_* above 200 are free for local use). */
 export const ROUTE_PROTO = 249;
@@ -62,7 +62,7 @@ export function compileRoutes(ctx: Pick<CompileContext, 'config'>): { desired: R
     }
     const targets = [r.via !== undefined || r.interface !== undefined, r.blackhole].filter(Boolean).length;
     if (targets !== 1) issues.push({ path, message: 'give a gateway (via and/or interface) or blackhole: true, not both and not neither' });
-    if (r.via !== undefined && (r.via.includes(':') ? 6 : 4) !== p.family) issues.push({ path: [...path, 'via'], message: `gateway ${r.via} is not in the family of ${dst}` });
+    if (r.via !== undefined && familyOf(r.via) !== p.family) issues.push({ path: [...path, 'via'], message: `gateway ${r.via} is not in the family of ${dst}` });
     if (r.via !== undefined && p.family === 6 && /^fe80:/i.test(r.via) && !r.interface) issues.push({ path: [...path, 'interface'], message: `a link-local gateway (${r.via}) needs an interface` });
     const metric = r.metric ?? (p.family === 4 ? 0 : 1024);
     const key = `${dst}|${metric}`;

@@ -61,7 +61,7 @@ export interface UserInfo {
   createdAt: string;
 }
 
-/** A signed-in console session (src/api/auth/sessions.ts); the secret itself is never stored, only its SHA-256. */
+/** A signed-in console session (src/api/auth/auth.ts); the secret itself is never stored, only its SHA-256. */
 export interface SessionInfo {
   id: string;
   /** the user's name, or the token's name for a session opened with a token */
@@ -161,6 +161,7 @@ export class Store {
   private readonly db: Database.Database;
   readonly retention: Retention;
   private lastWriteError: { error: string; at: string } | undefined;
+  private headStmt: Database.Statement | undefined;
 
   private constructor(
     readonly path: string,
@@ -346,9 +347,9 @@ export class Store {
    * Cheap enough for every /healthz call.
    */
   head(): { committed: number | undefined; confirming: number | undefined; applying: boolean } {
-    const rows = this.db
-      .prepare(`SELECT id, state FROM revisions WHERE state IN ('applying', 'confirming') OR id = (SELECT max(id) FROM revisions WHERE state = 'committed')`)
-      .all() as { id: number; state: RevisionState }[];
+    // prepared once: every /healthz reads the head, and compiling the statement each time was most of its cost
+    this.headStmt ??= this.db.prepare(`SELECT id, state FROM revisions WHERE state IN ('applying', 'confirming') OR id = (SELECT max(id) FROM revisions WHERE state = 'committed')`);
+    const rows = this.headStmt.all() as { id: number; state: RevisionState }[];
     return {
       committed: rows.find((r) => r.state === 'committed')?.id,
       confirming: rows.filter((r) => r.state === 'confirming').at(-1)?.id,

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { inNetns, netnsCommand } from './netns.js';
 import { addon, addonAvailable } from '../bpf/addon.js';
+import { runInSpawner, spawnerEnabled } from './spawner.js';
 
 /** The state directories of `serve` and `serve --lab` (src/api/serve.ts); their pin roots carry no state-dir suffix. */
 export const DEFAULT_STATE_DIR = '/var/lib/patronus';
@@ -84,6 +85,13 @@ export class Host {
     const [file, argv] = this.command(cmd, args);
     // every command is bounded: one stuck on a dead daemon or socket fails, named, instead of hanging the caller
     const timeout = opts.timeout ?? COMMAND_TIMEOUT_MS;
+    if (spawnerEnabled()) {
+      // serve: spawned from a worker thread, so the wait for the child's exec never holds this thread (src/system/spawner.ts)
+      const r = await runInSpawner({ file, args: argv, timeout, env: { ...process.env, ...opts.env }, ...(opts.input !== undefined ? { input: opts.input } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+      const result = { stdout: r.stdout, stderr: r.timedOut ? `${r.stderr}${r.stderr ? '\n' : ''}timed out after ${timeout} ms (killed)` : r.stderr, exitCode: r.exitCode };
+      if (result.exitCode !== 0 && opts.reject !== false) throw new CommandError(cmd, args, result, this.where);
+      return result;
+    }
     const r = await execa(file, argv, {
       reject: false,
       ...(opts.input !== undefined ? { input: opts.input } : {}),

@@ -18,9 +18,10 @@ import { Store } from '../../src/store/store.js';
 import { Host } from '../../src/system/host.js';
 import { buildServer } from '../../src/api/server.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
-import { RemoteError, RestClient } from '../../src/cli/client.js';
+import { RemoteError, RestClient, requestFailure } from '../../src/cli/client.js';
 import { exitCodeFor } from '../../src/cli/errors.js';
 import { domains } from '../../src/domains.js';
+import { freePort } from '../../bench/lib/ports.js';
 
 const slow: Subsystem<{ ms: number }> = defineSubsystem<{ ms: number }>({
   name: 'slow',
@@ -81,5 +82,28 @@ describe('apply streamed over REST (application/x-ndjson)', { timeout: 300_000 }
     assert.equal(e.statusCode, 400);
     assert.ok(e.body.issues?.some((i) => /nosuchsection/.test(`${i.path} ${i.message}`)), JSON.stringify(e.body));
     assert.equal(exitCodeFor(e), 2);
+  });
+
+  it('a rollback streams the same way: steps, then the report of the revision gone back to', async () => {
+    const before = store.head().committed!;
+    const seen: ProgressEvent[] = [];
+    const r = await new RestClient(base, token).rollback(undefined, { onProgress: (e) => seen.push(e) });
+    assert.equal(r.state, 'committed');
+    assert.ok(r.revision > before, `a new revision (${r.revision}) going back to an earlier document`);
+    assert.deepEqual(seen.filter((e) => e.phase === 'step-done').map((e) => (e as { subsystem: string }).subsystem), ['slow']);
+    // a plain request still gets the plain report
+    const plain = await fetch(`${base}/api/v1/config/rollback`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ to: before }) });
+    assert.equal(plain.status, 200);
+    assert.match(plain.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(((await plain.json()) as { state: string }).state, 'committed');
+  });
+
+  it('a request the server took but did not answer in time is not reported as "cannot reach"', async () => {
+    const timedOut = requestFailure(Object.assign(new TypeError('fetch failed'), { cause: { code: 'UND_ERR_HEADERS_TIMEOUT' } }), base, 'POST /api/v1/config/plan');
+    assert.match(timedOut.message, /^POST \/api\/v1\/config\/plan: the Patronus server at http:\/\/127\.0\.0\.1:\d+ took the request but did not answer in time \(UND_ERR_HEADERS_TIMEOUT\); it may still be working on it/);
+    // nothing listening (a port just free; port 1 is on fetch's blocked list and fails before connecting)
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const refused = await new RestClient(closed, token).rollback().catch((e: Error) => e);
+    assert.ok(String((refused as Error).message).startsWith(`cannot reach the Patronus server at ${closed} (ECONNREFUSED)`), String(refused));
   });
 });

@@ -326,7 +326,13 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 54
   it('bad input: broken overlay, empty group, two rollouts at once, etcd unreachable: clear errors, nothing applied, history says why', async () => {
     const before = await desiredOf();
     // an overlay that breaks the document for one node: nothing published anywhere
-    assert.equal((await fleet(['overlay', 'set', 'n2', file('broken.json', { interfaces: [{ name: 'wan0', addresses: ['192.0.2.2/24', 'not-an-address'] }] }), '--group', GROUP])).code, 0);
+    const brokenOverlay = file('broken.json', { interfaces: [{ name: 'wan0', addresses: ['192.0.2.2/24', 'not-an-address'] }] });
+    const refused = await fleet(['overlay', 'set', 'n2', brokenOverlay, '--group', GROUP]);
+    assert.notEqual(refused.code, 0, 'checked over the group base, refused');
+    assert.match(JSON.stringify(refused.json), /"path":"node n2\.interfaces\[0\]\.addresses\[1\]"/);
+    assert.deepEqual((await fleet(['overlay', 'get', 'n2', '--group', GROUP])).json, { interfaces: [{ name: 'wan0', addresses: ['192.0.2.2/24', '10.90.2.1/24'] }] }, 'nothing stored');
+    // stored anyway (--force): the rollout refuses it
+    assert.equal((await fleet(['overlay', 'set', 'n2', brokenOverlay, '--group', GROUP, '--force'])).code, 0);
     const v = await fleet(['validate', file('v5.json', base('allow-8084')), '--group', GROUP]);
     assert.notEqual(v.code, 0);
     assert.match(JSON.stringify(v.json), /"path":"node n2\.interfaces\[0\]\.addresses\[1\]"/);
@@ -375,8 +381,12 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 54
     assert.deepEqual((g.json as { commit: string; state: string }[]).map((x) => [x.commit, x.state]), [[head, 'rolled-out']]);
     for (const n of nodes) {
       assert.match(await nft(n), /allow-8086/);
-      assert.match((await revisions(n))[0]!.message, new RegExp(`^fleet rollout r\\S+ \\(git ${head.slice(0, 12)}\\): open 8086$`));
+      assert.match((await revisions(n))[0]!.message, new RegExp(`^fleet rollout r\\S+ \\(git ${head}\\): open 8086$`));
     }
+    // `patronus revisions` on a node shows the commit hash
+    const shown = await execa('node', [cli, '--server', `http://${nodes[0]!.listen}`, '--state-dir', nodes[0]!.stateDir, 'revisions', '-n', '1'], { reject: false, timeout: 60_000 });
+    assert.equal(shown.exitCode, 0, shown.stderr);
+    assert.match(shown.stdout, new RegExp(`fleet +fleet rollout r\\S+ \\(git ${head}\\): open 8086`));
     assert.match((await git('notes', '--ref', 'patronus', 'show', head)).stdout, /rolled-out/);
     // an invalid document in the next commit
     writeFileSync(join(repo, 'patronus.yaml'), 'firewall:\n  rules:\n    - { name: x, action: maybe }\n');
@@ -390,8 +400,13 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 54
     assert.match(rec.detail, /node n1: patronus\.yaml: firewall\.rules\[0\]\.action/);
     assert.match((await git('notes', '--ref', 'patronus', 'show', bad)).stdout, /invalid/);
     for (const n of nodes) assert.match(await nft(n), /allow-8086/);
-    const list = (await fleet(['rollouts'])).json as { git?: { commit: string } }[];
-    assert.equal(list[0]!.git?.commit, head, 'no rollout for the invalid commit');
+    // the rollout history says why the commit was not rolled out; nothing was published for it
+    const list = (await fleet(['rollouts'])).json as { state: string; reason?: string; git?: { commit: string }; waves: unknown[] }[];
+    assert.equal(list[0]!.git?.commit, bad);
+    assert.equal(list[0]!.state, 'failed');
+    assert.deepEqual(list[0]!.waves, []);
+    assert.match(list[0]!.reason ?? '', new RegExp(`^git commit ${bad.slice(0, 12)} invalid, not rolled out: node n1: patronus\\.yaml: firewall\\.rules\\[0\\]\\.action`));
+    assert.equal(list.find((x) => x.state === 'completed')?.git?.commit, head);
   });
   it('REST on any node: start a rollout (202), follow it to the end, abort refuses a finished one', async () => {
     const n1 = nodes[0]!;
@@ -411,5 +426,13 @@ describe('fleet on etcd: 3-member cluster, 3 serve --fleet nodes', { timeout: 54
     const bad = await call('POST', '/fleet/rollouts', { group: GROUP, config: base('allow-8088'), waves: ['50%'] });
     assert.equal(bad.status, 400);
     assert.match(bad.json.message, /--waves: the last wave must be 100% \(50%\)/);
+    // what the GitOps watcher recorded (the test above): newest first, an invalid commit cannot be approved
+    const commits = await call('GET', `/fleet/commits?group=${GROUP}`);
+    assert.equal(commits.status, 200);
+    assert.deepEqual(commits.json.map((c: { state: string }) => c.state), ['invalid', 'rolled-out']);
+    const approve = await call('POST', `/fleet/commits/${commits.json[0].commit}/approve`, { group: GROUP });
+    assert.equal(approve.status, 409);
+    assert.match(approve.json.message, /is invalid \(.*\): only a commit waiting for approval can be approved/);
+    assert.equal((await call('POST', '/fleet/commits/nothex/approve', { group: GROUP })).status, 400);
   });
 });

@@ -97,6 +97,15 @@ describe('OpenAPI document', { timeout: 300_000, skip: missing('netns') }, () =>
     const document = (doc as unknown as { components: { schemas: Record<string, { properties: Record<string, unknown> }> } }).components.schemas.PatronusDocument!;
     for (const section of ['interfaces', 'firewall', 'fastpath', 'dns', 'routing']) assert.ok(document.properties[section], `document schema has ${section}`);
     for (const code of ['400', '409', '413', '415']) assert.ok(apply.responses[code], `apply ${code}`);
+    // the raw YAML form: text body, the other fields as query parameters (validate and plan take only allowEmpty)
+    for (const [path, query] of [['/api/v1/config/apply', ['allowEmpty', 'confirmWithin', 'message']], ['/api/v1/config/validate', ['allowEmpty']], ['/api/v1/config/plan', ['allowEmpty']]] as const) {
+      const o = op('POST', path)!;
+      const content = (o.requestBody as { content: Record<string, { schema: { type?: string } }> }).content;
+      assert.deepEqual(Object.keys(content).sort(), ['application/json', 'application/yaml'], path);
+      assert.equal(content['application/yaml']!.schema.type, 'string', path);
+      const params = (o as { parameters?: { name: string; in: string }[] }).parameters ?? [];
+      assert.deepEqual(params.filter((p) => p.in === 'query').map((p) => p.name).sort(), [...query], path);
+    }
     assert.deepEqual(apply.responses['200']!.content!['application/json']!.schema.required, ['revision', 'state', 'durationMs', 'steps']);
     assert.ok(apply.responses['400']!.content!['application/json']!.schema.properties!.issues, 'issues documented');
     assert.ok(op('GET', '/api/v1/revisions/{id}')!.responses['404']);
@@ -116,6 +125,15 @@ describe('OpenAPI document', { timeout: 300_000, skip: missing('netns') }, () =>
     const bad = await call('POST', '/api/v1/config/validate', { config: { interfaces: [{ name: 'wan0', mtu: 1 }] } });
     assert.equal(bad.statusCode, 400);
     check('POST', '/api/v1/config/validate', 400, bad.json());
+    // the documented YAML form as a client sends it: text body, fields in the query string
+    const yaml = (url: string, body: string) => app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/yaml' }, payload: body });
+    const yamlPlan = await yaml('/api/v1/config/plan', 'interfaces:\n  - name: wan0\n    zone: wan\nfirewall:\n  enabled: false\n');
+    assert.equal(yamlPlan.statusCode, 200, yamlPlan.body);
+    check('POST', '/api/v1/config/plan', 200, yamlPlan.json());
+    const yamlBad = await yaml('/api/v1/config/validate?allowEmpty=false', 'interfaces:\n  - name: wan0\n    mtu: 1\n');
+    assert.equal(yamlBad.statusCode, 400);
+    check('POST', '/api/v1/config/validate', 400, yamlBad.json());
+    assert.ok((yamlBad.json() as { issues: { line?: number }[] }).issues.some((i) => i.line === 3), yamlBad.body);
     const rules = await call('GET', '/api/v1/rules');
     check('GET', '/api/v1/rules', 200, rules.json());
     const missingRev = await call('GET', '/api/v1/revisions/999');

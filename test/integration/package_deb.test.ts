@@ -21,7 +21,7 @@ import { missing } from '../lib/skip.js';
 import { Lab } from '../lib/netns.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-const skip = missing('netns', { cmd: 'dpkg-deb' }, { file: join(repoRoot, 'native/build/Release/patronus_bpf.node') });
+const skip = missing('netns', { cmd: 'dpkg-deb' }, { cmd: 'systemd-analyze' }, { file: join(repoRoot, 'native/build/Release/patronus_bpf.node') });
 
 function walk(dir: string, out: string[] = []): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -123,8 +123,16 @@ describe('Debian package', { timeout: 300_000, skip }, () => {
     for (const v of ['PATRONUS_STATE_DIR', 'PATRONUS_ARGS', 'PATRONUS_SERVER']) assert.match(text, new RegExp(`\\$\\{${v}`), `the script uses ${v}`);
   });
 
-  it('the systemd unit runs the installed tree, and /usr/bin/patronus points into it', () => {
-    const unit = readFileSync(join(root, 'lib/systemd/system/patronus.service'), 'utf8');
+  it('the systemd unit runs the installed tree (verify clean, exposure <= 5, Type=notify), and /usr/bin/patronus points into it', async () => {
+    const unitFile = join(root, 'lib/systemd/system/patronus.service');
+    const unit = readFileSync(unitFile, 'utf8');
+    assert.match(unit, /^Type=notify$/m);
+    const verify = await execa('systemd-analyze', ['verify', unitFile], { reject: false });
+    assert.equal(verify.exitCode, 0, verify.stderr);
+    assert.deepEqual(verify.stderr.split('\n').filter((l) => l.includes('patronus')), []);
+    const security = await execa('systemd-analyze', ['security', '--offline=true', '--no-pager', unitFile], { reject: false });
+    const exposure = Number(/Overall exposure level for patronus\.service: (\d+(?:\.\d+)?)/.exec(security.stdout)?.[1] ?? NaN);
+    assert.ok(exposure <= 5, `exposure ${exposure}:\n${security.stdout}${security.stderr}`);
     assert.match(unit, /^ExecStart=\/usr\/bin\/node \/usr\/lib\/patronus\/dist\/src\/cli\/main\.js serve --config \/etc\/patronus\/config\.yaml$/m);
     assert.doesNotMatch(unit, /\/opt\/patronus/);
     const link = join(root, 'usr/bin/patronus');

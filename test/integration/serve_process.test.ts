@@ -1,23 +1,31 @@
 /**
  * `patronus serve` as the init system runs it (dist-files/patronus.service,
  * patronus.openrc): a real child process on a test namespace.
- *   - readiness: `patronus wait-ready` (ExecStartPost / start_post) returns
- *     only once the server answers, and by then the rule set is in place;
+ *   - readiness: READY=1 to NOTIFY_SOCKET (systemd Type=notify, received
+ *     here as systemd does, with the sender's pid) only once the rule set is
+ *     in place and the API answers; `patronus wait-ready` (OpenRC's
+ *     start_post) returns only once the server answers;
  *   - /metrics of the real server passes `promtool check metrics` (and the
  *     same naming rules checked here), with the standard process_* metrics and
  *     patronus_build_info;
- *   - reload (SIGHUP, ExecReload) repairs drift now and keeps serving;
- *   - SIGTERM stops it cleanly (exit 0).
+ *   - reload (SIGHUP, ExecReload) repairs drift now and keeps serving,
+ *     bracketed by RELOADING=1 ... READY=1;
+ *   - SIGTERM stops it cleanly (STOPPING=1, exit 0); the daemon it started
+ *     (unbound) keeps answering, and the next start adopts it (same pid) —
+ *     why the unit has KillMode=process.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { missing, hasCommand } from '../lib/skip.js';
 import { controlLab, addresses, type ControlLab } from '../lib/control.js';
 import { freePort } from '../../bench/lib/ports.js';
+import { notifySocket, type NotifySocket } from '../lib/notify_socket.js';
+import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';
+import { Host } from '../../src/system/host.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { version: string };
@@ -45,9 +53,13 @@ function lintExposition(text: string): string[] {
 
 describe('patronus serve under an init system', { timeout: 300_000, skip: missing('netns') }, () => {
   let L: ControlLab;
-  let server: ResultPromise<{ reject: false; all: true }>;
+  let server: ResultPromise<{ reject: false; all: true; env: Record<string, string> }>;
+  /** the second server, started after the first stopped */
+  let again: ResultPromise<{ reject: false; all: true; env: Record<string, string> }> | undefined;
+  let notify: NotifySocket;
   let base: string;
   let stateDir: string;
+  let config: string;
   /** the server's output so far (stdout and stderr) */
   let output = '';
   const get = async (path: string) => {
@@ -60,17 +72,60 @@ describe('patronus serve under an init system', { timeout: 300_000, skip: missin
     L = await controlLab();
     stateDir = join(L.stateDir, 'serve');
     mkdirSync(stateDir, { mode: 0o700 });
-    const config = join(L.stateDir, 'seed.yaml');
-    // a long drift interval: after the first check only a reload (SIGHUP) repairs within the test
-    writeFileSync(config, 'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.80.0.1/24]\nfirewall:\n  rules:\n    - { name: allow-ping, direction: input, from: wan, protocol: icmp, action: accept }\ndrift:\n  intervalSeconds: 3600\n');
+    config = join(L.stateDir, 'seed.yaml');
+    // a long drift interval: after the first check only a reload (SIGHUP) repairs within the test;
+    // unbound: a daemon Patronus starts, which must outlive a stop of the control plane
+    writeFileSync(
+      config,
+      'interfaces:\n  - name: wan0\n    zone: wan\n    addresses: [10.80.0.1/24]\nfirewall:\n  rules:\n    - { name: allow-ping, direction: input, from: wan, protocol: icmp, action: accept }\n' +
+        'dns:\n  enabled: true\n  dnssec: { enabled: false }\n  listen: { interfaces: [], addresses: [127.0.0.1], port: 5353 }\n  records: [{ type: A, name: gw.lan.example, address: 10.80.0.1 }]\n' +
+        'drift:\n  intervalSeconds: 3600\n',
+    );
+    notify = await notifySocket(join(L.stateDir, 'notify.sock'));
     base = `http://127.0.0.1:${await freePort()}`;
-    server = execa('node', [cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', config], { reject: false, all: true });
+    server = execa('node', [cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', config], { reject: false, all: true, env: { NOTIFY_SOCKET: notify.path } });
     server.all?.on('data', (d: Buffer) => (output += d.toString()));
   });
   after(async () => {
-    if (server && server.exitCode === null) server.kill('SIGKILL');
-    await server?.catch(() => undefined);
+    for (const s of [server, again]) {
+      if (s && s.exitCode === null) s.kill('SIGKILL');
+      await s?.catch(() => undefined);
+    }
+    await notify?.stop();
+    // unbound outlives the servers by design: stop it here
+    if (stateDir) await unboundSubsystem.teardown?.(new Host({ netns: L.fw.name, stateDir })).catch(() => undefined);
     await L?.teardown();
+  });
+
+  const unboundPid = () => {
+    const f = join(stateDir, 'services/unbound/run/unbound.pid');
+    return existsSync(f) ? Number(readFileSync(f, 'utf8').trim()) : undefined;
+  };
+  const alive = (pid: number | undefined) => !!pid && existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  const lookup = async () => (await L.fw.exec('dig', ['+short', '+time=2', '+tries=3', '-p', '5353', '@127.0.0.1', 'gw.lan.example'], { reject: false })).stdout.trim();
+
+  it('READY=1 (systemd Type=notify) from the main pid only once the rule set is in place and the API answers', async () => {
+    const ready = await notify.next((n) => n.fields.READY === '1', 170_000);
+    // at the moment READY came, everything it promises holds (nothing after it could have made it so:
+    // the drift loop's first check is the only other actor and it found nothing to repair, see SIGHUP below)
+    assert.equal(ready.pid, server.pid, 'sent by the main process (NotifyAccess=main)');
+    assert.equal(ready.fields.MAINPID, String(server.pid));
+    assert.match(ready.fields.STATUS ?? '', /^revision \d+, listening on 127\.0\.0\.1:\d+$/);
+    assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.80.0.1/24', '192.0.2.2/24']);
+    assert.match((await L.fw.exec('nft', ['list', 'ruleset'])).stdout, /allow-ping/);
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    assert.equal(await lookup(), '10.80.0.1', 'unbound started by the apply answers');
+    // before it: STATUS while reconciling, and per step that began more time for the start (EXTEND_TIMEOUT_USEC)
+    const before = notify.received.slice(0, notify.received.indexOf(ready));
+    assert.equal(before[0]?.message, 'STATUS=reconciling with the last committed revision');
+    for (const n of before.slice(1)) {
+      assert.equal(n.fields.EXTEND_TIMEOUT_USEC, '120000000', n.message);
+      assert.match(n.fields.STATUS ?? '', /^reconciling: [a-z0-9-]+ \(\d+\/\d+\)$/, n.message);
+    }
+    assert.ok(before.some((n) => /^reconciling: nftables /.test(n.fields.STATUS ?? '')), JSON.stringify(before.map((n) => n.message)));
+    // the daemons it started do not inherit NOTIFY_SOCKET (charon-systemd would speak to the unit)
+    const environ = readFileSync(`/proc/${unboundPid()}/environ`, 'utf8').split('\0');
+    assert.ok(!environ.some((e) => e.startsWith('NOTIFY_SOCKET=')), 'unbound has no NOTIFY_SOCKET');
   });
 
   it('wait-ready returns once the server answers, and the rule set is in place by then', async () => {
@@ -134,21 +189,48 @@ describe('patronus serve under an init system', { timeout: 300_000, skip: missin
     await L.fw.ip('addr', 'del', '10.80.0.1/24', 'dev', 'wan0');
     await new Promise((r) => setTimeout(r, 1500));
     assert.deepEqual(await addresses(L.fw, 'wan0'), ['192.0.2.2/24'], 'nothing repairs without the reload');
+    const from = notify.received.length;
     server.kill('SIGHUP');
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && !(await addresses(L.fw, 'wan0')).includes('10.80.0.1/24')) await new Promise((r) => setTimeout(r, 200));
-    assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.80.0.1/24', '192.0.2.2/24']);
+    // systemd's view of a reload: RELOADING=1, then READY=1 once the check and its repair are done
+    const reloading = await notify.next((n) => n.fields.RELOADING === '1', 30_000, from);
+    const readyAgain = await notify.next((n) => n.fields.READY === '1', 60_000, notify.received.indexOf(reloading));
+    assert.ok(/^\d+$/.test(reloading.fields.MONOTONIC_USEC ?? ''), reloading.message);
+    assert.equal(readyAgain.pid, server.pid);
+    assert.deepEqual(await addresses(L.fw, 'wan0'), ['10.80.0.1/24', '192.0.2.2/24'], 'repaired by the time READY=1 came back');
     assert.equal(server.exitCode, null, 'still running after SIGHUP');
     assert.equal((await get('/api/v1/status')).status, 200);
   });
 
-  it('SIGTERM: closes and exits 0, the rule set stays', async () => {
+  it('SIGTERM: STOPPING=1, exits 0; the rule set stays and the daemon it started keeps serving', async () => {
+    const pid = unboundPid();
+    assert.ok(alive(pid), 'unbound runs');
+    const from = notify.received.length;
     server.kill('SIGTERM');
     const r = await server;
     assert.equal(r.exitCode, 0, r.all);
+    assert.ok(notify.received.slice(from).some((n) => n.fields.STOPPING === '1'), JSON.stringify(notify.received.slice(from)));
     assert.match(r.all ?? '', /drift loop: first check ok \(revision \d+, reconcile auto\), next in 3600 s/);
     assert.match(r.all ?? '', /SIGHUP: checking drift now/);
     assert.match(r.all ?? '', /SIGTERM: closing/);
     assert.match((await L.fw.exec('nft', ['list', 'ruleset'])).stdout, /allow-ping/);
+    // KillMode=process: systemd signals only the main pid; the daemons are not its children to take along
+    assert.ok(alive(pid), 'unbound outlived the control plane');
+    assert.equal(await lookup(), '10.80.0.1', 'and answers without it');
+  });
+
+  it('the next start adopts the running daemon (same pid) and is READY without restarting it', async () => {
+    const pid = unboundPid();
+    const from = notify.received.length;
+    let out2 = '';
+    again = execa('node', [cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', config], { reject: false, all: true, env: { NOTIFY_SOCKET: notify.path } });
+    again.all?.on('data', (d: Buffer) => (out2 += d.toString()));
+    const ready = await notify.next((n) => n.fields.READY === '1', 170_000, from).catch((e: Error) => assert.fail(`${e.message}\nserver: ${out2}`));
+    assert.equal(ready.pid, again.pid);
+    assert.match(out2, /running revision \d+/, 'reconciled with the stored revision, not seeded again');
+    assert.equal(unboundPid(), pid, 'adopted: the same unbound');
+    assert.ok(alive(pid));
+    assert.equal(await lookup(), '10.80.0.1');
+    again.kill('SIGTERM');
+    assert.equal((await again).exitCode, 0, out2);
   });
 });

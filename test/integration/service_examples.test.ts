@@ -20,7 +20,7 @@ import { unboundSubsystem } from '../../src/services/unbound/subsystem.js';
 import { keaSubsystem } from '../../src/services/kea/subsystem.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const cases: { dir: string; sub: Subsystem<any>; needs: string }[] = [
+const cases: { dir: string; sub: Subsystem; needs: string }[] = [
   { dir: 'dns', sub: unboundSubsystem, needs: 'unbound-checkconf' },
   { dir: 'dhcp', sub: keaSubsystem, needs: 'kea-dhcp4' },
 ];

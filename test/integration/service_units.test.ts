@@ -4,8 +4,9 @@
  * executables) and `systemd-analyze security --offline` (hardening exposure
  * <= 5 while keeping the capabilities Patronus needs); the OpenRC script's
  * shell syntax and what its depend() declares, run with stand-ins for
- * openrc-run's functions. The process behaviour behind them (readiness,
- * reload, stop) is in serve_process.test.ts.
+ * openrc-run's functions. The process behaviour behind them (readiness
+ * notification, reload, stop, daemons outliving a stop) is in
+ * serve_process.test.ts.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,9 +66,10 @@ describe('systemd unit', { timeout: 300_000, skip: missing({ cmd: 'systemd-analy
     assert.ok(words('Unit.Conflicts').includes('shutdown.target') && words('Unit.Before').includes('shutdown.target'));
     assert.deepEqual(unit.get('Service.KillMode'), ['process']);
     assert.deepEqual(unit.get('Service.ExecReload'), ['/bin/kill -HUP $MAINPID']);
-    // Type=simple is only "started" when forked: readiness comes from ExecStartPost waiting for the server
-    assert.deepEqual(unit.get('Service.Type'), ['simple']);
-    assert.match(unit.get('Service.ExecStartPost')?.[0] ?? '', /main\.js wait-ready --timeout \d+$/);
+    // readiness: serve sends READY=1 itself once reconciled and listening (serve_process.test.ts receives it)
+    assert.deepEqual(unit.get('Service.Type'), ['notify']);
+    assert.deepEqual(unit.get('Service.NotifyAccess'), ['main']);
+    assert.equal(unit.get('Service.ExecStartPost'), undefined);
     assert.ok(words('Install.WantedBy').includes('sysinit.target'));
   });
 });

@@ -62,7 +62,7 @@ try {
   const due = await certificatesSubsystem.drift!(renewDesired, host);
   // the drift loop's repair is apply() of the drifted subsystem again: do what it does
   await certificatesSubsystem.apply(renewDesired, host);
-  const unboundDesired = (await compiled(scenario.renew)).get('unbound') as Parameters<typeof unboundSubsystem.apply>[0];
+  const unboundDesired = (await compiled(scenario.renew)).of(unboundSubsystem);
   const unboundDrift = await unboundSubsystem.drift!(unboundDesired, host);
   await unboundSubsystem.apply(unboundDesired, host);
   say('renew', {
@@ -101,5 +101,5 @@ async function compiled(document: unknown) {
 }
 
 async function desiredOf(document: unknown) {
-  return (await compiled(document)).get('certificates') as Parameters<typeof certificatesSubsystem.apply>[0];
+  return (await compiled(document)).of(certificatesSubsystem);
 }

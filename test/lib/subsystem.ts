@@ -18,7 +18,7 @@ import type { Subsystem } from '../../src/apply/subsystem.js';
 const readFile = (p: string) => readFileSync(p, 'utf8');
 
 /** An engine of `sub` alone, on `host` (or one that runs nothing), with an in-memory store; closed after `fn`. */
-async function withEngine<T>(sub: Subsystem<any>, host: Host | undefined, fn: (engine: Engine) => Promise<T>): Promise<T> {
+async function withEngine<T>(sub: Subsystem, host: Host | undefined, fn: (engine: Engine) => Promise<T>): Promise<T> {
   const dir = host ? undefined : mkdtempSync(join(tmpdir(), 'pt-compile-'));
   const store = Store.open(':memory:');
   const engine = new Engine({ domains, subsystems: [sub], store, host: host ?? new Host({ netns: `pt-${process.pid}-compile-only`, stateDir: dir! }), readFile, confirmGuard: false });

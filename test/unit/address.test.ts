@@ -96,3 +96,35 @@ describe('prefixes', () => {
     assert.deepEqual(out, ['10.0.0.0/8', '192.168.1.1/32', '::/0']);
   });
 });
+
+describe('parseNetwork: the one-pass IPv4 case', () => {
+  it('answers exactly as parsePrefix plus the host-bits check, for valid and invalid text', () => {
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    const octet = () => [String(rnd(256)), String(rnd(300)), `0${rnd(10)}`, '0', '255', '256', ''][rnd(7)]!;
+    const inputs = ['0.0.0.0/0', '10.0.0.0/8', '10.0.0.1/8', '1.2.3.4', '1.2.3.4/32', '1.2.3.4/33', '1.2.3.0/24', '1.2.3.0/024', '1.2.3.0/08', '01.2.3.0/24', '1.2.3', '1.2.3.4.5', '1.2.3.4/', ' 1.2.3.4', '1.2.3.4 ', '1..3.4', '::1', '2001:db8::/32', '1.2.3.4/2x', '255.255.255.255/32', '192.168.0.0/16'];
+    for (let i = 0; i < 5000; i++) {
+      const quad = [octet(), octet(), octet(), octet()].join('.');
+      inputs.push(rnd(3) === 0 ? quad : `${quad}/${[rnd(33), rnd(40), `0${rnd(10)}`][rnd(3)]}`);
+    }
+    const outcome = (f: () => unknown) => {
+      try {
+        return f();
+      } catch (e) {
+        return `throws: ${(e as Error).message}`;
+      }
+    };
+    for (const text of inputs) {
+      const expected = outcome(() => {
+        const p = parsePrefix(text);
+        const [addr, len] = text.split('/');
+        if (len !== undefined && hasHostBits(addr!, p)) throw new RangeError(`"${text}" has host bits set: write the network ${formatPrefix(p)}, or ${addr}/${p.family === 4 ? 32 : 128} for the one address`);
+        return p;
+      });
+      assert.deepEqual(outcome(() => parseNetwork(text)), expected, text);
+    }
+  });
+});

@@ -87,7 +87,7 @@ describe('validation off the main thread', () => {
       const { compiled, issues } = here.compileDocument(document);
       assert.deepEqual(issues, [], name);
       for (const s of here.subsystems) {
-        const want = compiled!.desired.get(s.name);
+        const want = compiled!.desired.of(s);
         // what the worker does (postMessage with the packed buffers transferred) and the main thread undoes
         let got: unknown;
         if (s.wire) {
@@ -150,6 +150,30 @@ describe('validation off the main thread', () => {
     const a = await parseJsonBodyInWorker(text);
     await new Promise((r) => setTimeout(r, 1500));
     assert.deepEqual(await parseJsonBodyInWorker(text), a);
+  });
+
+  it('a spare nobody uses is stopped after its idle time (spareRetired); the next large document still compiles', { timeout: 180_000 }, async () => {
+    const entries = prefixes(30_000);
+    entries[5] = '10.0.0.300';
+    const document = { interfaces: [{ name: 'wan0', zone: 'wan' }], aliases: [{ name: 'big', type: 'network', entries }] };
+    const e = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store });
+    try {
+      e.keepSpareWorker({ idleMs: 300 });
+      const retired = new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no spareRetired within 120 s')), 120_000);
+        e.once('spareRetired', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      const first = await e.validate({ document });
+      await retired;
+      assert.equal(e.hasSpareWorker, false, 'the idle spare is gone');
+      // a fresh worker takes the next one: same answer
+      assert.deepEqual(await e.validate({ document }), first);
+    } finally {
+      e.close();
+    }
   });
 
   it('stopValidations ends a running validation at once', async () => {

@@ -32,6 +32,18 @@ describe('domains', () => {
     assert.deepEqual(subsystemsOf(again), subsystems);
   });
 
+  it("a leaf domain is its folder plus its line in the list: nothing else under src/ names DHCPv6's (docs/architecture.md)", () => {
+    const files = (dir: string): string[] =>
+      readdirSync(join(root, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(`${dir}/${e.name}`) : /\.tsx?$/.test(e.name) && !e.name.endsWith('.d.ts') ? [`${dir}/${e.name}`] : []));
+    const naming = files('src')
+      .filter((f) => !f.startsWith('src/services/kea6/'))
+      .flatMap((f) => readFileSync(join(root, f), 'utf8').split('\n').map((line, i) => ({ f, i, line })))
+      .filter(({ line }) => /kea6/.test(line))
+      .map(({ f, i, line }) => `${f}:${i + 1}: ${line.trim()}`);
+    assert.equal(naming.length, 1, naming.join('\n'));
+    assert.match(naming[0]!, /^src\/domains\.ts:\d+: \(await import\('\.\/services\/kea6\/domain\.js'\)\)\.domain,$/);
+  });
+
   it('are never imported by the core (only entry points import src/domains.ts)', () => {
     const core = ['src/apply', 'src/config', 'src/metrics', 'src/store', 'src/drift'].flatMap((d) => readdirSync(join(root, d)).filter((f) => f.endsWith('.ts')).map((f) => `${d}/${f}`));
     core.push('src/api/server.ts', 'src/api/openapi.ts');

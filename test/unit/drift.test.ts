@@ -31,6 +31,9 @@ function fake() {
     compiles: 0,
     /** while set, every drift check waits for it (a check in flight, like one waiting for its ip/nft spawns) */
     gate: undefined as Promise<void> | undefined,
+    /** while set, the validate probe waits for it (a request's compile in progress, before its kernel phase) */
+    probeGate: undefined as Promise<void> | undefined,
+    probes: 0,
     subsystem: undefined as unknown as Subsystem<string>,
   };
   s.subsystem = defineSubsystem<string>({
@@ -49,6 +52,11 @@ function fake() {
         },
       },
     ],
+    validate: async () => {
+      s.probes++;
+      if (s.probeGate) await s.probeGate;
+      return [];
+    },
     drift: async (): Promise<DriftFinding[]> => {
       s.checks++;
       await new Promise((r) => setTimeout(r, 20));
@@ -330,6 +338,140 @@ describe('/healthz while a check is in flight', () => {
     } finally {
       release();
       await app.close();
+      drift.stop();
+      engine.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('drift checks while a request is validated, planned or applied', () => {
+  it('start no check before the kernel phase: /healthz answers the last verified result (deferred), a verified drift stays 503, the new revision gets its own check', { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pt-drift4-'));
+    const f = fake();
+    const store = Store.open(join(dir, 'patronus.db'));
+    const engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [f.subsystem] });
+    // the periodic loop too (every 20 ms): it must skip its ticks while a request's work is in progress
+    const drift = new DriftMonitor(engine, { intervalMs: 20, mode: 'report' });
+    const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }), drift });
+    let open = () => {};
+    const holdProbe = () => (f.probeGate = new Promise<void>((r) => (open = r)));
+    const releaseProbe = () => {
+      f.probeGate = undefined;
+      open();
+    };
+    try {
+      const healthz = async () => {
+        const r = await app.inject({ method: 'GET', url: '/healthz' });
+        return { status: r.statusCode, json: r.json() };
+      };
+      const doc = (description: string) => ({ interfaces: [{ name: 'eth9', zone: 'lan', description }], firewall: { enabled: false } });
+      await engine.apply({ document: doc('a') }, { author: 't', message: '' });
+      drift.start();
+      await waitUntil(() => drift.lastReport?.revision === 1 && drift.lastReport.state === 'ok');
+      const first = await healthz();
+      assert.equal(first.status, 200);
+      assert.equal(first.json.deferred, false);
+
+      // a verified drift, then an apply held in its compile (the validate probe)
+      f.broken = true;
+      const found = await drift.check({ maxAgeMs: 0 });
+      assert.equal(found.state, 'drift');
+      holdProbe();
+      const probes = f.probes;
+      const applying = engine.apply({ document: doc('b') }, { author: 't', message: '' });
+      await waitUntil(() => f.probes > probes);
+      assert.ok(engine.workInProgress(), 'the apply is in progress');
+      assert.equal(engine.applying, false, 'not in its kernel phase yet');
+      // a check the loop started before the apply began may still end (it finds the same drift)
+      await waitUntil(() => !drift.checking);
+      const verified = drift.lastReport!;
+      assert.equal(verified.state, 'drift');
+      const checks = f.checks;
+      const during: { status: number; json: Record<string, unknown> }[] = [];
+      for (let i = 0; i < 5; i++) {
+        during.push(await healthz());
+        await drift.check({ maxAgeMs: 0 }); // another reader (status, a scrape): no check either
+        await new Promise((r) => setTimeout(r, 50)); // the loop's ticks (20 ms) pass meanwhile
+      }
+      assert.equal(f.checks, checks, 'no drift check started while the apply was compiled');
+      for (const d of during) {
+        assert.equal(d.status, 503, 'the verified drift stays 503 during the apply');
+        assert.equal(d.json.status, 'drift');
+        assert.equal(d.json.deferred, true);
+        assert.equal(d.json.revision, 1);
+        assert.equal(d.json.checkedAt, verified.checkedAt, 'the last verified result, not a new one');
+        assert.deepEqual(d.json.drift, [{ subsystem: 'fake', object: 'thing', reason: 'broken by hand' }]);
+      }
+      assert.ok((during.at(-1)!.json.ageMs as number) >= (during[0]!.json.ageMs as number));
+
+      // the apply goes on (it fixes the fake) and commits revision 2: that revision gets its own check
+      releaseProbe();
+      const report = await applying;
+      assert.equal(report.revision, 2);
+      assert.equal(engine.workInProgress(), undefined);
+      const after = await healthz();
+      assert.equal(after.json.revision, 2);
+      assert.equal(after.status, 200, JSON.stringify(after.json));
+      assert.equal(after.json.deferred, false);
+      assert.ok(f.checks > checks, 'revision 2 was checked');
+      assert.notEqual(after.json.checkedAt, verified.checkedAt);
+
+      // a plan and a validation held the same way: no check either, and /healthz says ok (verified) meanwhile
+      await waitUntil(() => drift.lastReport?.revision === 2 && drift.lastReport.state === 'ok');
+      for (const what of ['plan', 'validate'] as const) {
+        holdProbe();
+        const p0 = f.probes;
+        const pending = what === 'plan' ? engine.plan({ document: doc('c') }) : engine.validate({ document: doc('c') });
+        await waitUntil(() => f.probes > p0);
+        await waitUntil(() => !drift.checking);
+        const c0 = f.checks;
+        const h = await healthz();
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(f.checks, c0, `no drift check started during the ${what}`);
+        assert.equal(h.status, 200);
+        assert.equal(h.json.deferred, true);
+        assert.equal(h.json.revision, 2);
+        releaseProbe();
+        await pending;
+        assert.equal(engine.workInProgress(), undefined);
+        await waitUntil(() => f.checks > c0); // the loop checks again once the request is done
+      }
+    } finally {
+      releaseProbe();
+      drift.stop();
+      await app.close();
+      engine.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a result older than maxDeferMs is checked again even while a request is in progress', { timeout: 30_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pt-drift5-'));
+    const f = fake();
+    const store = Store.open(join(dir, 'patronus.db'));
+    const engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [f.subsystem] });
+    const drift = new DriftMonitor(engine, { maxDeferMs: 100 });
+    try {
+      await engine.apply({ document: { interfaces: [{ name: 'eth9', zone: 'lan', description: 'a' }], firewall: { enabled: false } } }, { author: 't', message: '' });
+      const first = await drift.check({ maxAgeMs: 0 });
+      const end = engine.beginWork('request');
+      try {
+        const c0 = f.checks;
+        assert.equal(await drift.check({ maxAgeMs: 0 }), first, 'deferred: the same result');
+        assert.equal(drift.deferring, true);
+        await new Promise((r) => setTimeout(r, 150));
+        assert.equal(drift.deferring, false, 'too old to stand in');
+        const again = await drift.check({ maxAgeMs: 0 });
+        assert.notEqual(again, first);
+        assert.equal(f.checks, c0 + 1);
+      } finally {
+        end();
+      }
+      assert.equal(drift.deferring, false);
+    } finally {
       drift.stop();
       engine.close();
       store.close();

@@ -1,7 +1,8 @@
 /**
  * GeoIP expansion: a GeoLite2-shaped fixture written with
- * libmaxmind-db-writer-perl (country.iso_code, registered_country fallback,
- * IPv4 aliased into the IPv6 tree) and the real-size CC0 database from npm
+ * libmaxmind-db-writer-perl in each of the format's record sizes (24, 28,
+ * 32 bits; country.iso_code, registered_country fallback, IPv4 aliased into
+ * the IPv6 tree) and the real-size CC0 database from npm
  * (country_code layout), cross-checked against mmdb-lib's own lookups.
  */
 import { describe, it } from 'node:test';
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execaSync } from 'execa';
 import { Reader } from 'mmdb-lib';
-import { CountryBuilder, GeoIpDatabase } from '../../src/fastpath/geoip.js';
+import { CountryBuilder, GeoIpDatabase, TreeReader } from '../../src/fastpath/geoip.js';
 import { missing } from '../lib/skip.js';
 
 const WRITER = fileURLToPath(new URL('../../../test/fixtures/geoip/write-country-mmdb.pl', import.meta.url));
@@ -22,25 +23,53 @@ const perlWriter = execaSync('perl', ['-MMaxMind::DB::Writer::Tree', '-e', '1'],
 const fmt4 = (p: { data: Buffer; length: number }) => `${[...p.data].join('.')}/${p.length}`;
 
 describe('GeoIP country expansion', () => {
-  it('reads a GeoLite2-Country layout, skips the IPv4 aliases, falls back to registered_country', { skip: perlWriter ? undefined : 'needs libmaxmind-db-writer-perl' }, () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pt-geo-'));
-    try {
-      const file = join(dir, 'country.mmdb');
-      execaSync('perl', [WRITER, file]);
-      const db = GeoIpDatabase.open(file);
-      assert.equal(db.databaseType, 'GeoLite2-Country');
-      assert.deepEqual(db.countries(), ['DE', 'FR', 'NL']);
-      assert.deepEqual(db.prefixes('de').v4.map(fmt4), ['5.1.0.0/16', '5.2.0.0/17']);
-      assert.deepEqual(db.prefixes('DE').v6.map((p) => `${p.data.subarray(0, 4).toString('hex')}/${p.length}`), ['2a0104f8/32']);
-      assert.deepEqual(db.prefixes('FR').v4.map(fmt4), ['5.3.0.0/24']);
-      assert.deepEqual(db.prefixes('NL').v4.map(fmt4), ['5.4.4.0/22']);
-      // each network once: ::ffff:0:0/96 and 2002::/16 alias the IPv4 tree
-      assert.equal(db.networks, 6);
-      assert.equal(db.has('US'), false);
-      assert.deepEqual(db.prefixes('US'), { v4: [], v6: [] });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  // the spec's three node layouts (24, 28 and 32-bit records); the writer is MaxMind's own
+  for (const recordSize of [24, 28, 32]) {
+    it(`reads a GeoLite2-Country layout with ${recordSize}-bit records, skips the IPv4 aliases, falls back to registered_country`, { skip: perlWriter ? undefined : 'needs libmaxmind-db-writer-perl' }, () => {
+      const dir = mkdtempSync(join(tmpdir(), 'pt-geo-'));
+      try {
+        const file = join(dir, 'country.mmdb');
+        execaSync('perl', [WRITER, file, String(recordSize)]);
+        const db = GeoIpDatabase.open(file);
+        const reader = new Reader<Record<string, unknown>>(readFileSync(file));
+        assert.equal(reader.metadata.recordSize, recordSize);
+        assert.equal(db.databaseType, 'GeoLite2-Country');
+        assert.deepEqual(db.countries(), ['DE', 'FR', 'NL']);
+        assert.deepEqual(db.prefixes('de').v4.map(fmt4), ['5.1.0.0/16', '5.2.0.0/17']);
+        assert.deepEqual(db.prefixes('DE').v6.map((p) => `${p.data.subarray(0, 4).toString('hex')}/${p.length}`), ['2a0104f8/32']);
+        assert.deepEqual(db.prefixes('FR').v4.map(fmt4), ['5.3.0.0/24']);
+        assert.deepEqual(db.prefixes('FR').v6.map((p) => `${p.data.subarray(0, 4).toString('hex')}/${p.length}`), ['2a010e00/26']);
+        assert.deepEqual(db.prefixes('NL').v4.map(fmt4), ['5.4.4.0/22']);
+        // each network once: ::ffff:0:0/96 and 2002::/16 alias the IPv4 tree
+        assert.equal(db.networks, 6);
+        assert.equal(db.has('US'), false);
+        assert.deepEqual(db.prefixes('US'), { v4: [], v6: [] });
+        // the tree decoded here agrees with the reader's own search (root node's records, then a lookup's path)
+        const tree = new TreeReader(readFileSync(file), recordSize);
+        let node = 0;
+        for (let bit = 0; bit < 96; bit++) node = tree.left(node); // ::/96, where IPv4 lives
+        for (const b of [0, 0, 0, 0, 0, 1, 0, 1]) node = b ? tree.right(node) : tree.left(node); // 5.x: 00000101
+        assert.ok(node < reader.metadata.nodeCount, 'inside the tree at 5.0.0.0/8');
+        assert.equal(reader.getWithPrefixLength('5.1.2.3')[1], 16);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  it('decodes node records as the spec lays them out, also the 28-bit middle nibbles and values above 2^24', () => {
+    // node 1 of each buffer holds left 0x0abcdef1 / right 0x0fedcba9 (28 bits), or their 24/32-bit forms
+    const n24 = Buffer.from('000000000000' + 'bcdef1' + 'edcba9', 'hex');
+    const t24 = new TreeReader(n24, 24);
+    assert.deepEqual([t24.left(1), t24.right(1)], [0xbcdef1, 0xedcba9]);
+    // 28: left's low 24 bits, a byte with left's top nibble (a) and right's (f), right's low 24 bits
+    const n28 = Buffer.from('00000000000000' + 'bcdef1' + 'af' + 'edcba9', 'hex');
+    const t28 = new TreeReader(n28, 28);
+    assert.deepEqual([t28.left(1), t28.right(1)], [0x0abcdef1, 0x0fedcba9]);
+    const n32 = Buffer.from('0000000000000000' + 'fabcdef1' + '8fedcba9', 'hex');
+    const t32 = new TreeReader(n32, 32);
+    assert.deepEqual([t32.left(1), t32.right(1)], [0xfabcdef1, 0x8fedcba9], 'unsigned');
+    assert.throws(() => new TreeReader(n24, 20), /unsupported record size 20 \(the MaxMind DB format has 24, 28 and 32\)/);
   });
 
   it('expands the real-size country_code database consistently with single-address lookups', { skip: missing({ file: GEO_DB }) }, () => {

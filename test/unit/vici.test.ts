@@ -6,7 +6,13 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { decodePacket, encodePacket, PacketType, type ViciMessage } from '../../src/services/ipsec/vici.js';
+import { listSas } from '../../src/services/ipsec/ipsec.js';
+import { instancePaths } from '../../src/services/common/service.js';
 
 const b = (...parts: (number | string)[]) => Buffer.concat(parts.map((p) => (typeof p === 'number' ? Buffer.from([p]) : Buffer.from(p, 'utf8'))));
 
@@ -40,5 +46,24 @@ describe('vici codec', () => {
     assert.throws(() => decodePacket(b(1, 5, 0, 1, 'x')), /list item outside a list/);
     assert.throws(() => decodePacket(b(1, 9)), /unknown element type 9/);
     assert.throws(() => encodePacket({ type: PacketType.CMD_REQUEST, name: 'x'.repeat(256), message: {} }), /longer than 255/);
+  });
+});
+
+describe('IPsec status over vici: not running vs broken', () => {
+  it('no socket or nobody listening: no SAs; a socket that hangs up mid-conversation: an error naming it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pt-vici-'));
+    const paths = instancePaths(dir, 'ipsec');
+    mkdirSync(paths.runDir, { recursive: true });
+    const server = createServer((c) => c.destroy());
+    try {
+      assert.deepEqual(await listSas(paths), [], 'no socket file');
+      const socket = join(paths.runDir, 'charon.vici');
+      await new Promise<void>((resolve) => server.listen(socket, resolve));
+      await assert.rejects(listSas(paths), (e: Error) => e.message.startsWith(`IPsec status over vici (${socket}): `) && /connection closed|EPIPE|ECONNRESET/.test(e.message));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,6 +10,7 @@ import { Revision } from './Dashboard';
 import { ago } from '../format';
 import { sideBySide, type DiffRow } from '../diff';
 import { createEditor, type DocumentEditor } from '../editor';
+import { Scroll } from '../scroll';
 
 type Issue = NonNullable<NonNullable<ApiError['body']>['issues']>[number];
 type Plan = Post<'/api/v1/config/plan'>;
@@ -59,9 +60,9 @@ export function Config({ me }: { me: Identity }) {
   const load = async () => {
     try {
       const c = await get('/api/v1/config');
-      const doc = (c.pending?.config ?? c.config) as unknown;
+      const doc = c.pending?.config ?? c.config;
       show(SCHEMA_HEADER + stringify(doc ?? {}, { lineWidth: 0 }));
-      setLoadedRevision((c.pending?.revision as number | undefined) ?? c.revision);
+      setLoadedRevision(c.pending?.revision ?? c.revision);
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) show(SCHEMA_HEADER);
       else setResult({ error: (e as Error).message });
@@ -279,7 +280,7 @@ function History({ me, refresh, onRolledBack }: { me: Identity; refresh: number;
           {status}
         </p>
       )}
-      <div class="scroll">
+      <Scroll label="History">
         <table data-testid="history">
           <thead>
             <tr>
@@ -321,7 +322,7 @@ function History({ me, refresh, onRolledBack }: { me: Identity; refresh: number;
             ))}
           </tbody>
         </table>
-      </div>
+      </Scroll>
       {docs.left !== undefined && docs.right !== undefined && <DiffView left={docs.left} right={docs.right} names={[`revision ${left}`, `revision ${right}`]} />}
     </section>
   );
@@ -348,7 +349,7 @@ function DiffView({ left, right, names }: { left: string; right: string; names: 
     return out;
   }, [left, right, all]);
   return (
-    <div class="scroll">
+    <Scroll label="Differences between the two revisions">
       <table class="diff" data-testid="diff">
         <caption>
           {names[0]} → {names[1]}
@@ -382,6 +383,6 @@ function DiffView({ left, right, names }: { left: string; right: string; names: 
           )}
         </tbody>
       </table>
-    </div>
+    </Scroll>
   );
 }

@@ -6,6 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { get, post, type Identity } from '../api';
 import { useLive, ruleKey } from '../live';
 import { bits, count, rate } from '../format';
+import { Scroll } from '../scroll';
 
 const DROPPING = /drop|reject|deny|limit|blocked/i;
 
@@ -29,7 +30,7 @@ export function Dashboard({ me }: { me: Identity }) {
       <div class="grid">
         <section aria-labelledby="h-if" class="card">
           <h2 id="h-if">Interfaces</h2>
-          <div class="scroll">
+          <Scroll label="Interfaces">
             <table>
               <thead>
                 <tr>
@@ -54,14 +55,14 @@ export function Dashboard({ me }: { me: Identity }) {
                 ))}
               </tbody>
             </table>
-          </div>
+          </Scroll>
         </section>
         <section aria-labelledby="h-verdicts" class="card">
           <h2 id="h-verdicts">Verdicts</h2>
           <label class="inline">
             <input type="checkbox" checked={allVerdicts} onChange={(e) => setAllVerdicts((e.target as HTMLInputElement).checked)} /> show verdicts with no packets
           </label>
-          <div class="scroll">
+          <Scroll label="Verdicts">
             <table>
               <thead>
                 <tr>
@@ -84,11 +85,11 @@ export function Dashboard({ me }: { me: Identity }) {
                 ))}
               </tbody>
             </table>
-          </div>
+          </Scroll>
         </section>
         <section aria-labelledby="h-drops" class="card">
           <h2 id="h-drops">Drops by rule</h2>
-          <div class="scroll">
+          <Scroll label="Drops by rule">
             <table>
               <thead>
                 <tr>
@@ -121,7 +122,7 @@ export function Dashboard({ me }: { me: Identity }) {
               </tbody>
             </table>
             {!drops.length && <p class="muted">No drop rules.</p>}
-          </div>
+          </Scroll>
         </section>
         <TopDropped />
         <section aria-labelledby="h-health" class="card">
@@ -247,7 +248,7 @@ function TopDropped() {
       {error && <p class="bad">{error}</p>}
       {top && !top.length && <p class="muted">No drop events yet (rules report drops with log: true, or fastpath.log.drops).</p>}
       {top && top.length > 0 && (
-        <div class="scroll">
+        <Scroll label="Top dropped sources">
           <table data-testid="top-dropped">
             <thead>
               <tr>
@@ -268,7 +269,7 @@ function TopDropped() {
               ))}
             </tbody>
           </table>
-        </div>
+        </Scroll>
       )}
     </section>
   );

@@ -4,7 +4,12 @@
  * filtered by rule, source and interface.
  */
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { stream, type FirewallEvent, type Identity } from '../api';
+import { get, stream, type FirewallEvent, type Get, type Identity } from '../api';
+import { Scroll } from '../scroll';
+
+/** The document's fast-path sampling (fastpath.log): events per second per rule, and the burst. */
+type JsonSchema = { properties?: Record<string, JsonSchema>; default?: unknown };
+type Sampling = NonNullable<NonNullable<Get<'/api/v1/config'>['config']>['fastpath']>['log'];
 
 type FlowEvent = FirewallEvent;
 
@@ -16,6 +21,19 @@ export function Log(_: { me: Identity }) {
   const [paused, setPaused] = useState(false);
   const [lost, setLost] = useState(0);
   const [filter, setFilter] = useState({ rule: '', src: '', iface: '' });
+  const [sampling, setSampling] = useState<Sampling>();
+
+  useEffect(() => {
+    // the running document's fastpath.log, its unset fields from the document's JSON Schema defaults
+    Promise.all([get('/api/v1/config').catch(() => undefined), fetch('/schema.json').then((r) => (r.ok ? (r.json() as Promise<JsonSchema>) : undefined))]).then(
+      ([c, schema]) => {
+        const defaults = schema?.properties?.fastpath?.properties?.log?.default as Sampling | undefined;
+        const given = (c?.pending?.config ?? c?.config)?.fastpath?.log;
+        if (given || defaults) setSampling({ ...defaults, ...given } as Sampling);
+      },
+      () => undefined,
+    );
+  }, []);
 
   useEffect(() => {
     if (paused) return;
@@ -75,6 +93,12 @@ export function Log(_: { me: Identity }) {
           Clear
         </button>
       </p>
+      {sampling?.rate !== undefined && (
+        <p class="muted" data-testid="sampling">
+          Fast-path drops are sampled in the kernel: at most {sampling.rate} events per second per rule (bursts of {sampling.burst ?? sampling.rate}); an event's Packets
+          column says how many drops it stands for. nftables log events are not sampled.
+        </p>
+      )}
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
         <label for="log-rule">Rule</label>
         <input id="log-rule" value={filter.rule} onInput={set('rule')} />
@@ -87,7 +111,7 @@ export function Log(_: { me: Identity }) {
           {lost > 0 && `; ${lost} not delivered to this page (it fell behind)`}
         </span>
       </form>
-      <div class="scroll">
+      <Scroll label="Events">
         <table data-testid="log">
           <thead>
             <tr>
@@ -128,7 +152,7 @@ export function Log(_: { me: Identity }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </Scroll>
     </>
   );
 }

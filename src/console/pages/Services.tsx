@@ -6,16 +6,16 @@
 import { useEffect, useState } from 'preact/hooks';
 import { download, get, request, type Delete, type Get, type Identity } from '../api';
 import { useLive } from '../live';
-import { ago, bytes, count } from '../format';
+import { ago, bytes, count, until } from '../format';
+import { Scroll } from '../scroll';
 
 const VRRP = ['init', 'backup', 'master', 'fault', 'stopped'];
 
-type Leases = { enabled: boolean; leases: { address: string; hwaddr?: string; hostname?: string; state: string; subnetId: number; expires?: string }[] };
-type Alerts = { ingesting: boolean; alerts: { timestamp?: string; signature?: string; signatureId?: number; severity?: number; srcIp?: string; destIp?: string; action?: string }[]; summary: unknown };
-interface VpnDoc {
-  wireguard?: { interfaces?: { name: string; peers?: { name: string }[] }[] };
-  openvpn?: { servers?: { name: string; clients?: { name: string }[] }[] };
-}
+type Leases = Get<'/api/v1/dhcp/leases'>;
+type Alerts = Get<'/api/v1/ids/alerts'>;
+type Document = NonNullable<Get<'/api/v1/config'>['config']>;
+/** The document's VPN sections: whose client configurations an admin may export. */
+type VpnDoc = Partial<Pick<Document, 'wireguard' | 'openvpn'>>;
 
 export function Services({ me }: { me: Identity }) {
   const live = useLive();
@@ -27,10 +27,10 @@ export function Services({ me }: { me: Identity }) {
   const [error, setError] = useState<string>();
   useEffect(() => {
     const load = () => {
-      get('/api/v1/dhcp/leases').then((x) => setLeases(x as unknown as Leases), (e: Error) => setError(e.message));
-      get('/api/v1/ids/alerts', '?limit=50').then((x) => setAlerts(x as unknown as Alerts), (e: Error) => setError(e.message));
+      get('/api/v1/dhcp/leases').then(setLeases, (e: Error) => setError(e.message));
+      get('/api/v1/ids/alerts', '?limit=50').then(setAlerts, (e: Error) => setError(e.message));
       get('/api/v1/services').then(setStatus, (e: Error) => setError(e.message));
-      get('/api/v1/config').then((c) => setVpn((c.config ?? {}) as VpnDoc), () => undefined);
+      get('/api/v1/config').then((c) => setVpn(c.pending?.config ?? c.config ?? {}), () => undefined);
     };
     load();
     const t = setInterval(load, 5000);
@@ -39,13 +39,12 @@ export function Services({ me }: { me: Identity }) {
   const isAdmin = me.role === 'admin';
   const canUnblock = isAdmin || me.role === 'operator';
   const [unblockStatus, setUnblockStatus] = useState<string>();
-  const blocked = ((alerts?.summary as { autoBlock?: { current?: { address: string; expiresAt: string | null }[] } } | null | undefined)?.autoBlock?.current ?? []);
+  const blocked = alerts?.summary?.autoBlock.current ?? [];
   const unblock = async (address: string) => {
     try {
       const r = await request<Delete<'/api/v1/ids/blocks/{address}'>>('DELETE', `/api/v1/ids/blocks/${encodeURIComponent(address)}`);
       setUnblockStatus(r.removed ? `${r.address} unblocked.` : `${r.address} was not on the block list (its block may have expired).`);
-      const a = await get('/api/v1/ids/alerts', '?limit=50');
-      setAlerts(a as unknown as Alerts);
+      setAlerts(await get('/api/v1/ids/alerts', '?limit=50'));
     } catch (e) {
       setUnblockStatus(`Could not unblock ${address}: ${(e as Error).message}`);
     }
@@ -65,7 +64,7 @@ export function Services({ me }: { me: Identity }) {
           {!leases?.enabled ? (
             <p class="muted">DHCP is not enabled.</p>
           ) : (
-            <Table head={['Address', 'MAC', 'Host', 'State', 'Subnet']} rows={leases.leases.map((l) => [l.address, l.hwaddr ?? '', l.hostname ?? '', l.state, String(l.subnetId)])} empty="No leases." />
+            <Table head={['Address', 'MAC', 'Host', 'State', 'Subnet', 'Expires']} rows={leases.leases.map((l) => [l.address, l.mac, l.hostname ?? '', l.state, String(l.subnetId), until(l.expires)])} empty="No leases." />
           )}
         </section>
         <section class="card" aria-labelledby="h-dns">
@@ -130,7 +129,7 @@ export function Services({ me }: { me: Identity }) {
                   ))}
                 </ul>
               )}
-              <Table head={['Time', 'Severity', 'Signature', 'From', 'To', 'Action']} rows={alerts.alerts.map((a) => [a.timestamp ? ago(a.timestamp) : '', String(a.severity ?? ''), a.signature ?? String(a.signatureId ?? ''), a.srcIp ?? '', a.destIp ?? '', a.action ?? ''])} empty="No alerts." />
+              <Table head={['Time', 'Severity', 'Signature', 'From', 'To', 'Action']} rows={alerts.alerts.map((a) => [ago(a.timestamp), String(a.severity), a.signature || String(a.signatureId), a.srcIp, a.destIp, a.action])} empty="No alerts." />
             </>
           )}
         </section>
@@ -222,7 +221,7 @@ function Exports({ vpn }: { vpn: VpnDoc }) {
 function Table({ head, rows, empty }: { head: string[]; rows: string[][]; empty: string }) {
   if (!rows.length) return <p class="muted">{empty}</p>;
   return (
-    <div class="scroll">
+    <Scroll label={`${head[0]} table`}>
       <table>
         <thead>
           <tr>
@@ -241,6 +240,6 @@ function Table({ head, rows, empty }: { head: string[]; rows: string[][]; empty:
           ))}
         </tbody>
       </table>
-    </div>
+    </Scroll>
   );
 }

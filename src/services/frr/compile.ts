@@ -4,7 +4,7 @@
  * references, mixed address families, host bits in prefixes, an interface in
  * two areas — is reported here, with document paths, before anything runs.
  */
-import { parsePrefix, formatPrefix, hasHostBits, type Prefix } from '../../net/address.js';
+import { parsePrefix, formatPrefix, hasHostBits, type Prefix, familyOf } from '../../net/address.js';
 import type { Issue, IssuePath } from '../../config/issues.js';
 import type { FrrConfig } from './schema.js';
 
@@ -60,7 +60,7 @@ export function compileFrr(section: FrrConfig, forwarding?: { ipv4: boolean; ipv
     r.prefix = formatPrefix(p);
     const targets = [r.via !== undefined || r.interface !== undefined, r.blackhole].filter(Boolean).length;
     if (targets !== 1) at(['static', i], 'give a next hop (via and/or interface) or blackhole: true, not both and not neither');
-    if (r.via !== undefined && (r.via.includes(':') ? 6 : 4) !== p.family) at(['static', i, 'via'], `next hop ${r.via} is not in the family of ${r.prefix}`);
+    if (r.via !== undefined && familyOf(r.via) !== p.family) at(['static', i, 'via'], `next hop ${r.via} is not in the family of ${r.prefix}`);
   });
 
   // prefix-lists: one family each; ge/le consistent with the prefix
@@ -137,7 +137,7 @@ export function compileFrr(section: FrrConfig, forwarding?: { ipv4: boolean; ipv
       if ((n.keepalive === undefined) !== (n.hold === undefined)) at(['bgp', 'neighbors', i], 'keepalive and hold are set together');
       if (n.hold !== undefined && n.hold !== 0 && n.hold < 3) at(['bgp', 'neighbors', i, 'hold'], 'hold time must be 0 or 3-65535 seconds');
       if (n.hold !== undefined && n.keepalive !== undefined && n.hold !== 0 && n.keepalive > n.hold) at(['bgp', 'neighbors', i, 'keepalive'], `keepalive (${n.keepalive}) must not exceed hold (${n.hold})`);
-      const fam = n.address.includes(':') ? 6 : 4;
+      const fam = familyOf(n.address);
       for (const dir of ['prefixListIn', 'prefixListOut'] as const) {
         const name = n[dir];
         if (name === undefined) continue;

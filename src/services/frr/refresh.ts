@@ -22,6 +22,7 @@ import type { Host } from '../../system/host.js';
 import { DaemonError } from '../common/daemon.js';
 import type { FrrModel } from './compile.js';
 import type { FrrConfig } from './schema.js';
+import { familyOf } from '../../net/address.js';
 
 /** neighbor address -> fingerprint of its inbound and outbound policy */
 export type PolicyFingerprints = Record<string, { in: string; out: string }>;
@@ -64,7 +65,7 @@ export function refreshesFor(prev: PolicyFingerprints, next: PolicyFingerprints,
 
 /** vtysh command for one refresh (per address family: the neighbor is activated in its own family only). */
 export function refreshCommand(r: SoftRefresh): string {
-  return `clear bgp ${r.address.includes(':') ? 'ipv6' : 'ipv4'} unicast ${r.address} soft ${r.direction}`;
+  return `clear bgp ipv${familyOf(r.address)} unicast ${r.address} soft ${r.direction}`;
 }
 
 export async function softRefresh(host: Host, vtySocketDir: string, refreshes: readonly SoftRefresh[]): Promise<void> {

@@ -5,6 +5,7 @@
  */
 import type { FrrModel } from './compile.js';
 import type { BgpConfig, BgpNeighbor, OspfConfig, PrefixList, RouteMap, StaticRoute } from './schema.js';
+import { familyOf } from '../../net/address.js';
 
 export function renderFrrConf(model: FrrModel, logFile: string): string {
   const c = model.config;
@@ -28,7 +29,7 @@ export function renderFrrConf(model: FrrModel, logFile: string): string {
 }
 
 function staticRoute(r: StaticRoute): string {
-  const cmd = r.prefix.includes(':') ? 'ipv6 route' : 'ip route';
+  const cmd = familyOf(r.prefix) === 6 ? 'ipv6 route' : 'ip route';
   const target = r.blackhole ? ['blackhole'] : [r.via, r.interface].filter((x): x is string => x !== undefined);
   return [cmd, r.prefix, ...target, ...(r.distance !== undefined ? [String(r.distance)] : [])].join(' ');
 }
@@ -52,7 +53,7 @@ function routeMap(rm: RouteMap, families: Record<string, 4 | 6>): string[] {
     if (s.weight !== undefined) out.push(` set weight ${s.weight}`);
     if (s.asPathPrepend?.length) out.push(` set as-path prepend ${s.asPathPrepend.join(' ')}`);
     if (s.community?.length) out.push(` set community ${s.community.join(' ')}`);
-    if (s.nextHop !== undefined) out.push(s.nextHop.includes(':') ? ` set ipv6 next-hop global ${s.nextHop}` : ` set ip next-hop ${s.nextHop}`);
+    if (s.nextHop !== undefined) out.push(familyOf(s.nextHop) === 6 ? ` set ipv6 next-hop global ${s.nextHop}` : ` set ip next-hop ${s.nextHop}`);
     out.push('exit', '!');
   }
   return out;
@@ -105,8 +106,8 @@ function bgp(b: BgpConfig, globalRouterId: string | undefined): string[] {
   out.push(' no bgp default ipv4-unicast');
   for (const n of b.neighbors) out.push(...neighborSession(n));
   for (const family of [4, 6] as const) {
-    const peers = b.neighbors.filter((n) => (n.address.includes(':') ? 6 : 4) === family);
-    const networks = b.networks.filter((p) => (p.includes(':') ? 6 : 4) === family);
+    const peers = b.neighbors.filter((n) => familyOf(n.address) === family);
+    const networks = b.networks.filter((p) => familyOf(p) === family);
     if (!peers.length && !networks.length) continue;
     out.push(' !', ` address-family ${family === 4 ? 'ipv4' : 'ipv6'} unicast`);
     for (const p of networks) out.push(`  network ${p}`);

@@ -2,10 +2,11 @@
  * FRR state read through vtysh's JSON output, flattened into the structure
  * the metrics endpoint exports (one sample per peer / neighbor / protocol):
  *
- *   patronus_frr_bgp_peer_established{peer,afi}        1/0
- *   patronus_frr_bgp_peer_prefixes_received{peer,afi}  n
- *   patronus_frr_ospf_neighbor_full{router_id,interface} 1/0
- *   patronus_frr_routes{family,protocol,table="rib|fib"} n
+ *   patronus_bgp_peer_established{peer,afi}          1/0
+ *   patronus_bgp_peer_prefixes_{received,sent}{peer,afi}  n
+ *   patronus_ospf_neighbor_full{router_id,interface}  1/0
+ *   patronus_routes{family,protocol,table="rib|fib"}  n
+ * (declared in src/routing/domain.ts)
  */
 import type { Host } from '../../system/host.js';
 import type { FrrDaemon } from './compile.js';

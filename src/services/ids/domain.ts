@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Domain } from '../../apply/domain.js';
 import { errorBody } from '../../api/errors.js';
-import { anyObject, type Operation } from '../../api/operation.js';
+import type { JsonSchema, Operation } from '../../api/operation.js';
 import { addressTextProblem, canonicalAddress, isAddress } from '../../net/address.js';
 import { idsSchema } from './schema.js';
 import { idsSubsystem, type IdsMetrics } from './subsystem.js';
@@ -17,6 +17,61 @@ const alertsQuery = z.object({
   signatureId: z.coerce.number().int().positive().optional().describe('only this signature'),
   source: z.string().max(64).optional().describe('only alerts from this source address'),
 });
+
+/** GET /ids/alerts as it answers (EveAlert in ./eve.ts, IdsEngine.summary in ./engine.ts); the console's types are generated from it. */
+const alertJson: JsonSchema = {
+  type: 'object',
+  required: ['timestamp', 'srcIp', 'destIp', 'proto', 'action', 'gid', 'signatureId', 'rev', 'signature', 'category', 'severity'],
+  properties: {
+    timestamp: { type: 'string', description: 'as Suricata wrote it (ISO 8601 with offset)' },
+    srcIp: { type: 'string' },
+    srcPort: { type: 'integer' },
+    destIp: { type: 'string' },
+    destPort: { type: 'integer' },
+    proto: { type: 'string' },
+    inIface: { type: 'string' },
+    action: { type: 'string', description: 'allowed, or blocked (IPS mode only)' },
+    gid: { type: 'integer' },
+    signatureId: { type: 'integer' },
+    rev: { type: 'integer' },
+    signature: { type: 'string' },
+    category: { type: 'string' },
+    severity: { type: 'integer', minimum: 1, maximum: 4, description: '1 is the most severe' },
+    source: { type: 'string', description: "the attacker per the rule's target keyword, when the rule has one" },
+    flowId: { type: 'integer' },
+  },
+};
+const alertsJson: JsonSchema = {
+  type: 'object',
+  required: ['ingesting', 'alerts', 'summary'],
+  properties: {
+    ingesting: { type: 'boolean', description: 'whether an IDS engine runs (ids.enabled in the committed revision)' },
+    alerts: { type: 'array', items: alertJson, description: 'newest first' },
+    summary: {
+      type: ['object', 'null'],
+      description: 'null when no IDS engine runs',
+      required: ['alerts', 'bySeverity', 'signatures', 'malformedLines', 'autoBlock'],
+      additionalProperties: true,
+      properties: {
+        alerts: { type: 'integer', description: 'alerts since the engine started' },
+        bySeverity: { type: 'object', additionalProperties: { type: 'integer' }, description: 'alerts by severity' },
+        signatures: { type: 'array', items: { type: 'object', required: ['signatureId', 'signature', 'severity', 'count'], properties: { signatureId: { type: 'integer' }, signature: { type: 'string' }, severity: { type: 'integer' }, count: { type: 'integer' } } } },
+        malformedLines: { type: 'integer' },
+        autoBlock: {
+          type: 'object',
+          required: ['enabled', 'blocks', 'current', 'errors'],
+          additionalProperties: true,
+          properties: {
+            enabled: { type: 'boolean' },
+            blocks: { type: 'integer', description: 'sources blocked since the engine started' },
+            current: { type: 'array', description: 'sources blocked now', items: { type: 'object', required: ['address', 'expiresAt'], properties: { address: { type: 'string' }, expiresAt: { type: ['string', 'null'], format: 'date-time', description: 'null: until unblocked' } } } },
+            errors: { type: 'integer' },
+          },
+        },
+      },
+    },
+  },
+};
 
 export const domain: Domain<'ids', typeof idsSchema> = {
   name: 'ids',
@@ -54,7 +109,7 @@ export const domain: Domain<'ids', typeof idsSchema> = {
     });
   },
   operations: (P): Record<string, Operation> => ({
-    [`GET ${P}/ids/alerts`]: { operationId: 'listIdsAlerts', tag: 'ids', ok: anyObject('ingesting, alerts (newest first), summary'), errors: [400, 401, 500] },
+    [`GET ${P}/ids/alerts`]: { operationId: 'listIdsAlerts', tag: 'ids', ok: alertsJson, errors: [400, 401, 500] },
     [`DELETE ${P}/ids/blocks/:address`]: { operationId: 'unblockIdsAddress', tag: 'ids', ok: { type: 'object', required: ['address', 'removed'], properties: { address: { type: 'string', description: 'the address, canonical' }, removed: { type: 'boolean', description: 'whether it was on the block list' } } }, errors: [400, 401, 409, 500] },
   }),
 };

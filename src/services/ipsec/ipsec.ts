@@ -266,11 +266,20 @@ export function kernelHasEsp(): Promise<boolean> {
 /**
  * The IKE_SAs, asked from charon over its vici socket (list-sas, one
  * list-sa event per IKE_SA): no swanctl process, no text parsing. Empty
- * when charon does not answer (not running).
+ * when charon is not running (no socket, or nobody listening on it); any
+ * other failure (no answer, a broken conversation) is an error naming the
+ * socket, not an empty list that would read as "no tunnels".
  */
 export async function listSas(paths: InstancePaths): Promise<IpsecIkeSa[]> {
-  const r = await viciCommand(viciSocket(paths), 'list-sas', {}, 'list-sa').catch(() => undefined);
-  return r ? sasFromEvents(r.events as PrettyObject[]) : [];
+  const socket = viciSocket(paths);
+  try {
+    const r = await viciCommand(socket, 'list-sas', {}, 'list-sa');
+    return sasFromEvents(r.events as PrettyObject[]);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ECONNREFUSED') return [];
+    throw new Error(`IPsec status over vici (${socket}): ${(e as Error).message}`);
+  }
 }
 
 /** Parses `swanctl --list-sas --pretty` (the same messages as text; kept for diagnostics and tests). */

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Domain } from '../../apply/domain.js';
-import { anyObject, type Operation } from '../../api/operation.js';
+import type { JsonSchema, Operation } from '../../api/operation.js';
 import { contains, parsePrefix } from '../../net/address.js';
 import { keaSchema } from './schema.js';
 import { keaSubsystem, type DhcpMetrics } from './subsystem.js';
@@ -19,6 +19,27 @@ const leasesQuery = z
     state: z.enum(['active', 'declined', 'expired']).optional().describe('only leases in this state'),
   })
   .strict();
+
+/** One lease as GET /dhcp/leases answers it (DhcpLease in ./leases.ts); the console's types are generated from it. */
+const leaseJson: JsonSchema = {
+  type: 'object',
+  required: ['address', 'mac', 'subnetId', 'validLifetime', 'expires', 'state'],
+  properties: {
+    address: { type: 'string', description: 'the leased IPv4 address' },
+    mac: { type: 'string', description: 'the client hardware address, lower case, colon separated' },
+    clientId: { type: 'string', description: "the client identifier (option 61), when the client sent one" },
+    hostname: { type: 'string', description: 'the host name the client gave, when it gave one' },
+    subnetId: { type: 'integer', description: "the subnet's id (dhcp.subnets[].id)" },
+    validLifetime: { type: 'integer', description: 'seconds the lease was granted for' },
+    expires: { type: 'string', format: 'date-time', description: 'when it runs out' },
+    state: { type: 'string', enum: ['active', 'declined', 'expired'] },
+  },
+};
+const leasesJson: JsonSchema = {
+  type: 'object',
+  required: ['enabled', 'leases'],
+  properties: { enabled: { type: 'boolean', description: 'whether the committed revision runs a DHCP server' }, leases: { type: 'array', items: leaseJson } },
+};
 
 export const domain: Domain<'dhcp', typeof keaSchema> = {
   name: 'dhcp',
@@ -47,6 +68,6 @@ export const domain: Domain<'dhcp', typeof keaSchema> = {
     });
   },
   operations: (P): Record<string, Operation> => ({
-    [`GET ${P}/dhcp/leases`]: { operationId: 'listDhcpLeases', tag: 'services', ok: anyObject('leases'), errors: [400, 401, 500] },
+    [`GET ${P}/dhcp/leases`]: { operationId: 'listDhcpLeases', tag: 'services', ok: leasesJson, errors: [400, 401, 500] },
   }),
 };

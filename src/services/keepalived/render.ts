@@ -4,6 +4,7 @@
  */
 import type { Issue } from '../../config/issues.js';
 import type { KeepalivedConfig, TrackScript, VrrpInstance } from './schema.js';
+import { familyOf, withHostLength } from '../../net/address.js';
 
 export interface KeepalivedModel {
   nodeName?: string;
@@ -32,7 +33,7 @@ export function compileKeepalived(ha: KeepalivedConfig): { model: KeepalivedMode
   ha.instances.forEach((inst, i) => {
     if (names.has(inst.name)) at(['instances', i, 'name'], `instance "${inst.name}" is defined twice`);
     names.add(inst.name);
-    const key = `${inst.interface}/${inst.virtualRouterId}/${inst.virtualAddresses[0]?.includes(':') ? 6 : 4}`;
+    const key = `${inst.interface}/${inst.virtualRouterId}/${familyOf(inst.virtualAddresses[0] ?? '')}`;
     const other = vrids.get(key);
     if (other) at(['instances', i, 'virtualRouterId'], `VRID ${inst.virtualRouterId} is already used by instance "${other}" on ${inst.interface}`);
     vrids.set(key, inst.name);
@@ -41,7 +42,7 @@ export function compileKeepalived(ha: KeepalivedConfig): { model: KeepalivedMode
     if (inst.version === 3 && Math.abs(inst.advertInterval * 100 - Math.round(inst.advertInterval * 100)) > 1e-9) at(['instances', i, 'advertInterval'], 'VRRPv3 adverts are multiples of 0.01 s');
     if (inst.version === 3 && inst.advertInterval > 40.95) at(['instances', i, 'advertInterval'], 'VRRPv3 adverts are at most 40.95 s');
     if (!inst.preempt && inst.preemptDelay) at(['instances', i, 'preemptDelay'], 'preemptDelay needs preempt: true');
-    const fams = new Set(inst.virtualAddresses.map((a) => (a.includes(':') ? 6 : 4)));
+    const fams = new Set(inst.virtualAddresses.map(familyOf));
     if (fams.size > 1) at(['instances', i, 'virtualAddresses'], 'one instance carries addresses of one family (make a second instance for IPv6)');
     if (fams.has(6) && inst.version === 2) at(['instances', i, 'version'], 'IPv6 virtual addresses need VRRP version 3');
     inst.trackScripts.forEach((s, j) => {
@@ -108,7 +109,7 @@ export function renderKeepalivedConf(model: KeepalivedModel, notifyScript: strin
     if (!i.preempt) out.push('  nopreempt');
     else if (i.preemptDelay) out.push(`  preempt_delay ${i.preemptDelay}`);
     out.push(`  garp_master_delay ${i.garpMasterDelay}`);
-    out.push('  virtual_ipaddress {', ...i.virtualAddresses.map((a) => `    ${withLength(a)} dev ${i.interface}`), '  }');
+    out.push('  virtual_ipaddress {', ...i.virtualAddresses.map((a) => `    ${withHostLength(a)} dev ${i.interface}`), '  }');
     if (i.trackInterfaces.length) {
       out.push('  track_interface {', ...i.trackInterfaces.map((t) => `    ${t.name}${t.weight !== undefined ? ` weight ${t.weight}` : ''}`), '  }');
     }
@@ -168,9 +169,6 @@ function formatInterval(s: number): string {
   return Number.isInteger(s) ? String(s) : s.toFixed(2).replace(/0$/, '');
 }
 
-function withLength(a: string): string {
-  return a.includes('/') ? a : `${a}/${a.includes(':') ? 128 : 32}`;
-}
 
 function quote(p: string): string {
   return `"${p.replace(/(["\\])/g, '\\$1')}"`;

@@ -45,7 +45,7 @@ import type { Host } from '../../system/host.js';
 import type { CompileContext, ServiceOpening } from '../../apply/subsystem.js';
 import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
-import { addressBytes, formatPrefix, ipv4Netmask, parsePrefix, prefixRange, type Prefix } from '../../net/address.js';
+import { addressBytes, formatPrefix, ipv4Netmask, parsePrefix, prefixRange, type Prefix, familyOf } from '../../net/address.js';
 import { daemonPid, startDaemon, stopDaemon } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
 import { ensureCa, ensureCert, pkiDir } from '../pki/pki.js';
@@ -413,7 +413,7 @@ function renderServer(s: OpenvpnServerModel, paths: InstancePaths): string {
   );
   for (const r of s.pushRoutes) out.push(`push "route ${routeArgs(r)}"`);
   if (s.redirectGateway) out.push('push "redirect-gateway def1"');
-  for (const d of s.dns) out.push(`push "dhcp-option DNS${d.includes(':') ? '6' : ''} ${d}"`);
+  for (const d of s.dns) out.push(`push "dhcp-option DNS${familyOf(d) === 6 ? '6' : ''} ${d}"`);
   if (s.domain) out.push(`push "dhcp-option DOMAIN ${s.domain}"`);
   if (s.clientToClient) out.push('client-to-client');
   // tell UDP clients when the server goes down, so they reconnect at once after a restart

@@ -4,7 +4,6 @@
  * the mobile apps. This is the one place a private key leaves the key store,
  * on an explicit request for that one peer.
  */
-import QRCode from 'qrcode';
 import { parsePrefix } from '../../net/address.js';
 import { interfaceKeys, peerKeyFile, peerPresharedKey, publicKeyOf, readSecret } from './keys.js';
 import type { WireguardInterfaceConfig } from './schema.js';
@@ -44,6 +43,8 @@ export async function exportClientConfig(stateDir: string, iface: WireguardInter
   lines.push(`AllowedIPs = ${ex.allowedIps.join(', ')}`, `Endpoint = ${ex.endpoint}`);
   if (ex.persistentKeepalive) lines.push(`PersistentKeepalive = ${ex.persistentKeepalive}`);
   const text = `${lines.join('\n')}\n`;
+  // loaded here, not at the top: every process that loads the services (the server, each compile worker) paid for it
+  const { default: QRCode } = await import('qrcode');
   const svg = await QRCode.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
   return { text, svg };
 }

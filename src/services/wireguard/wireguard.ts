@@ -17,7 +17,7 @@ import type { Host } from '../../system/host.js';
 import type { CompileContext, ServiceOpening } from '../../apply/subsystem.js';
 import type { Config } from '../../config/document.js';
 import type { Issue } from '../../config/issues.js';
-import { canonicalAddressWithLength, contains, parsePrefix, formatPrefix } from '../../net/address.js';
+import { canonicalAddressWithLength, contains, parsePrefix, formatPrefix, familyOf } from '../../net/address.js';
 import { daemonPid, DaemonError, startDaemon, stopDaemon, tailLog } from '../common/daemon.js';
 import type { InstancePaths, RenderedFile, ServiceModule } from '../common/service.js';
 import { generateKeyPair, generatePresharedKey, interfaceKeyFile, peerKeyFile, peerPskFile, publicKeyOf, readSecret, interfaceKeys, peerKeys, peerPresharedKey } from './keys.js';
@@ -408,10 +408,9 @@ async function syncRoutes(i: WireguardInterfaceModel, host: Host): Promise<void>
   for (const family of ['-4', '-6'] as const) {
     const r = await host.run('ip', ['-j', family, 'route', 'show', 'dev', i.name]);
     const have = (JSON.parse(r.stdout || '[]') as { dst: string; protocol?: string }[]).filter((x) => x.protocol !== 'kernel' && x.dst !== 'default' && !x.dst.startsWith('fe80:'));
-    const want = i.routes.filter((p) => p.includes(':') === (family === '-6'));
+    const want = i.routes.filter((p) => familyOf(p) === (family === '-6' ? 6 : 4));
     for (const h of have) {
-      const dst = h.dst.includes('/') ? h.dst : `${h.dst}/${h.dst.includes(':') ? 128 : 32}`;
-      if (!want.includes(formatPrefix(parsePrefix(dst)))) await host.run('ip', [family, 'route', 'del', h.dst, 'dev', i.name], { reject: false });
+      if (!want.includes(formatPrefix(parsePrefix(h.dst)))) await host.run('ip', [family, 'route', 'del', h.dst, 'dev', i.name], { reject: false });
     }
     for (const p of want) await host.run('ip', [family, 'route', 'replace', p, 'dev', i.name]);
   }

@@ -21,10 +21,11 @@
  * on at a time (what each lookup costs on top of the fixed work).
  *
  * --cold: the cost with cold caches, which the hot loop cannot show: before
- * every sample the process overwrites a 64 MB buffer on its CPU (pin the run
- * with taskset), evicting the program's maps, the frame's page and the kernel's
- * own lines from L1/L2/L3, then runs the frame once (repeat 1: the kernel
- * times that single run). Reference, Patronus (1 prefix, 1024 rules) and
+ * every sample the process overwrites a buffer on its CPU (pin the run with
+ * taskset; --cold-bytes, default 64 MB: the program's maps, its code, the
+ * frame's page and the kernel's own lines leave every cache level and the
+ * TLBs; 256 KB leaves L3 and most TLB entries alone), then runs the frame
+ * once (repeat 1: the kernel times that single run). Reference, Patronus (1 prefix, 1024 rules) and
  * xdp-filter (1 rule, its dispatcher pinned and run like the others) round-robin,
  * each sample also taken hot (repeat --repeat) right after; cold minus hot is
  * what the cache misses of one packet cost.
@@ -55,6 +56,8 @@ const get = (k: string) => {
 };
 const SAMPLES = Number(get('--samples') ?? 7);
 const REPEAT = Number(get('--repeat') ?? 200_000);
+/** --cold: bytes written between samples (64 MB: every cache level and the TLBs; 256 KB: L1 and most of L2 only) */
+const COLD_BYTES = Number(get('--cold-bytes') ?? 64 << 20);
 const only = get('--only')?.split(',');
 const want = (id: string) => !only || only.includes(id);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -318,7 +321,7 @@ async function xdpFilter(rows: Row[]): Promise<void> {
  * sample once after evicting the caches (repeat 1) and once hot.
  */
 async function coldRun(rows: Row[]): Promise<void> {
-  const evict = Buffer.alloc(64 << 20);
+  const evict = Buffer.alloc(COLD_BYTES);
   const capacity = { prefixes: CAP, portPrefixes: 4096, rateLimitSources: 1024, blocklist: 1024 };
   const lab = new Lab();
   const dir = mkdtempSync(path.join(tmpdir(), 'pt-cls-'));
@@ -419,7 +422,7 @@ async function main(): Promise<void> {
   let md =
     `# XDP classifier alone: in-kernel ns per packet\n\n` +
     `${started.toISOString()}, ${hostname()}, Linux ${release()}, ${cpus().length}× ${cpus()[0]?.model ?? '?'}; ` +
-    `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples${argv.includes('--interleave') ? ' (Patronus: round-robin over its rule sets)' : ''}${argv.includes('--cold') ? ' (cold: one run after evicting the caches with a 64 MB write, round-robin over the programs; hot: repeat as stated, right after)' : ''}: median (min–max) ns/packet.\n\n` +
+    `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples${argv.includes('--interleave') ? ' (Patronus: round-robin over its rule sets)' : ''}${argv.includes('--cold') ? ` (cold: one run after a ${COLD_BYTES >> 10} KB write on this CPU, round-robin over the programs; hot: repeat as stated, right after)` : ''}: median (min–max) ns/packet.\n\n` +
     markdownTable(
       ['path', 'rule set', 'match', 'miss'],
       [...new Set(rows.map((r) => `${r.path}|${r.ruleSet}`))].map((k) => {

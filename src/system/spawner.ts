@@ -64,7 +64,7 @@ function stripFinalNewline(s: string): string {
   return s.endsWith('\r\n') ? s.slice(0, -2) : s.endsWith('\n') ? s.slice(0, -1) : s;
 }
 
-/** Runs one command to completion on the calling thread (the worker's). */
+/** Runs one command to completion on the calling thread (in the helper process, or the fallback in the server). */
 export function runHere(req: SpawnRequest): Promise<SpawnResult> {
   return new Promise((resolve) => {
     const out: Buffer[] = [];

@@ -264,14 +264,32 @@ describe('status and /healthz follow another process', () => {
   });
 });
 
+/** One fake subsystem behind an engine, a drift monitor and (server: true) the API: the /healthz tests' rig. */
+async function rig(prefix: string, opts: ConstructorParameters<typeof DriftMonitor>[1] = {}) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const f = fake();
+  const store = Store.open(join(dir, 'patronus.db'));
+  const engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [f.subsystem] });
+  const drift = new DriftMonitor(engine, opts);
+  const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }), drift });
+  const healthz = async () => {
+    const r = await app.inject({ method: 'GET', url: '/healthz' });
+    return { status: r.statusCode, json: r.json() };
+  };
+  const doc = (description: string) => ({ interfaces: [{ name: 'eth9', zone: 'lan', description }], firewall: { enabled: false } });
+  const close = async () => {
+    drift.stop();
+    await app.close();
+    engine.close();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { f, store, engine, drift, app, healthz, doc, close };
+}
+
 describe('/healthz while a check is in flight', () => {
   it('answers from the last verified result (its age and checking: true), a verified drift stays 503, a new revision waits', { timeout: 60_000 }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pt-drift3-'));
-    const f = fake();
-    const store = Store.open(join(dir, 'patronus.db'));
-    const engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [f.subsystem] });
-    const drift = new DriftMonitor(engine);
-    const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }), drift });
+    const { f, engine, drift, healthz, doc, close } = await rig('pt-drift3-');
     let open = () => {};
     const hold = () => (f.gate = new Promise<void>((r) => (open = r)));
     const release = () => {
@@ -279,11 +297,6 @@ describe('/healthz while a check is in flight', () => {
       open();
     };
     try {
-      const healthz = async () => {
-        const r = await app.inject({ method: 'GET', url: '/healthz' });
-        return { status: r.statusCode, json: r.json() };
-      };
-      const doc = (description: string) => ({ interfaces: [{ name: 'eth9', zone: 'lan', description }], firewall: { enabled: false } });
       await engine.apply({ document: doc('a') }, { author: 't', message: '' });
       const first = await healthz();
       assert.equal(first.status, 200);
@@ -337,24 +350,15 @@ describe('/healthz while a check is in flight', () => {
       assert.equal(r2.json.revision, 2);
     } finally {
       release();
-      await app.close();
-      drift.stop();
-      engine.close();
-      store.close();
-      rmSync(dir, { recursive: true, force: true });
+      await close();
     }
   });
 });
 
 describe('drift checks while a request is validated, planned or applied', () => {
   it('start no check before the kernel phase: /healthz answers the last verified result (deferred), a verified drift stays 503, the new revision gets its own check', { timeout: 60_000 }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pt-drift4-'));
-    const f = fake();
-    const store = Store.open(join(dir, 'patronus.db'));
-    const engine = new Engine({ domains, host: new Host({ netns: 'pt-none', stateDir: dir }), store, subsystems: [f.subsystem] });
     // the periodic loop too (every 20 ms): it must skip its ticks while a request's work is in progress
-    const drift = new DriftMonitor(engine, { intervalMs: 20, mode: 'report' });
-    const app = await buildServer({ engine, store, metrics: createMetrics(engine, { processMetrics: false }), drift });
+    const { f, engine, drift, healthz, doc, close } = await rig('pt-drift4-', { intervalMs: 20, mode: 'report' });
     let open = () => {};
     const holdProbe = () => (f.probeGate = new Promise<void>((r) => (open = r)));
     const releaseProbe = () => {
@@ -362,11 +366,6 @@ describe('drift checks while a request is validated, planned or applied', () => 
       open();
     };
     try {
-      const healthz = async () => {
-        const r = await app.inject({ method: 'GET', url: '/healthz' });
-        return { status: r.statusCode, json: r.json() };
-      };
-      const doc = (description: string) => ({ interfaces: [{ name: 'eth9', zone: 'lan', description }], firewall: { enabled: false } });
       await engine.apply({ document: doc('a') }, { author: 't', message: '' });
       drift.start();
       await waitUntil(() => drift.lastReport?.revision === 1 && drift.lastReport.state === 'ok');
@@ -440,11 +439,7 @@ describe('drift checks while a request is validated, planned or applied', () => 
       }
     } finally {
       releaseProbe();
-      drift.stop();
-      await app.close();
-      engine.close();
-      store.close();
-      rmSync(dir, { recursive: true, force: true });
+      await close();
     }
   });
 

@@ -30,7 +30,12 @@
  * each sample also taken hot (repeat --repeat) right after; cold minus hot is
  * what the cache misses of one packet cost.
  *
- *   node dist/bench/classify.js [--samples 7] [--repeat 200000] [--only patronus,reference,xdp-filter] [--budget] [--interleave | --cold] [--out DIR]
+ * --hot: the same round-robin without the evictions (match and miss, hot).
+ * --const (with --cold or --hot): adds the PROTOTYPE constant-rule program
+ * (bench/trafficgen/const_filter.bpf.c; 1 rule, and 8 atoms with the match
+ * last) and the floor (a program that reads the Ethernet header and drops).
+ *
+ *   node dist/bench/classify.js [--samples 7] [--repeat 200000] [--only patronus,reference,xdp-filter] [--budget] [--interleave | --cold | --hot] [--const] [--out DIR]
  * Not a test: prints a table and writes classify.md/.json under bench/results/.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,7 +52,8 @@ import { fastpathSchema, type FastpathConfig } from '../src/fastpath/schema.js';
 import { Lab } from './lib/netns.js';
 import { frame } from './lib/packets.js';
 import { fmt, markdownTable, summarize, type Summary } from './harness/report.js';
-import { rules1024 as sharedRules1024 } from './harness/rules.js';
+import { rules1024 as sharedRules1024, rulesSmall } from './harness/rules.js';
+import { ConstFilter, constConfig } from './harness/constfilter.js';
 
 const argv = process.argv.slice(2);
 const get = (k: string) => {
@@ -101,6 +107,17 @@ const RULE_SETS: { id: string; rules: () => FastpathConfig['rules']; v6?: boolea
   { id: 'IPv6, 1k /48s', v6: true, rules: () => [{ name: 'drop', source: SLASH48(1000), action: 'drop', direction: 'in', interfaces: [] }] },
   { id: 'IPv6, 100k /48s', v6: true, rules: () => [{ name: 'drop', source: SLASH48(100_000), action: 'drop', direction: 'in', interfaces: [] }] },
 ];
+/**
+ * --const (PROTOTYPE, bench/trafficgen/const_filter.bpf.c): the rule set as
+ * load-time constants. "1 rule": the drop rule on 16.0.0.0/16; "8 atoms":
+ * seven rules no match frame matches (prefixes, ports, protocols, a count
+ * rule on another source) ahead of it.
+ */
+const CONST_SETS: { id: string; rules: () => FastpathConfig['rules'] }[] = [
+  { id: '1 prefix', rules: () => fastpathSchema.parse({ rules: [{ name: 'drop', source: '16.0.0.0/16', action: 'drop' }] }).rules },
+  { id: '8 atoms (7 non-matching ahead)', rules: () => rulesSmall('16.0.0.0/16', 'drop') },
+];
+
 const V6_SETS: [string, string[]][] = [
   ['IPv6, 1 prefix (/16)', ['2a00::/16']],
   ['IPv6, 1k /48s', SLASH48(1000)],
@@ -372,23 +389,48 @@ async function coldRun(rows: Row[]): Promise<void> {
       cleanups.push(() => prog.close());
       progs.push({ id: 'xdp-filter (features ipv4)', ruleSet: '1 rule', run: (data, repeat) => prog.testRun({ data, repeat }) });
     }
-    const runs = progs.map((p) => ({ ...p, cold: [] as number[], hot: [] as number[] }));
+    if (argv.includes('--const')) {
+      // PROTOTYPE: the rule set as load-time constants, and the floor (read the Ethernet header, drop)
+      for (const rs of CONST_SETS) {
+        const c = constConfig(rs.rules(), [{ name: 'lo', ifindex: 1, defaultPolicy: 'pass' }]);
+        if ('reason' in c) throw new Error(`const ${rs.id}: ${c.reason}`);
+        const cf = await ConstFilter.load(c);
+        cleanups.push(() => cf.close());
+        progs.push({ id: 'const (prototype)', ruleSet: rs.id, run: (data, repeat) => cf.prog.testRun({ data, repeat }) });
+      }
+      const floor = await ConstFilter.load({ ifaces: [], atoms: [] }, undefined, 'xdp_floor');
+      cleanups.push(() => floor.close());
+      progs.push({ id: 'floor (read Ethernet, drop)', ruleSet: '-', run: (data, repeat) => floor.prog.testRun({ data, repeat }) });
+    }
+    const runs = progs.map((p) => ({ ...p, cold: [] as number[], hot: [] as number[], hotMiss: [] as number[] }));
     for (const r of runs) {
       const got = (await r.run(MATCH, 1)).retval;
       if (got !== 1) throw new Error(`cold: ${r.id} ${r.ruleSet}: verdict ${got} on the match frame, expected 1 (drop)`);
+      const miss = (await r.run(MISS, 1)).retval;
+      if (!r.id.startsWith('floor') && miss !== 2) throw new Error(`cold: ${r.id} ${r.ruleSet}: verdict ${miss} on the miss frame, expected 2 (pass)`);
     }
+    const hotOnly = argv.includes('--hot');
     for (let i = 0; i < SAMPLES; i++) {
       for (const r of runs) {
-        evict.fill(i & 255);
-        r.cold.push((await r.run(MATCH, 1)).duration);
+        if (!hotOnly) {
+          evict.fill(i & 255);
+          r.cold.push((await r.run(MATCH, 1)).duration);
+        }
         r.hot.push((await r.run(MATCH, REPEAT)).duration);
+        if (hotOnly) r.hotMiss.push((await r.run(MISS, REPEAT)).duration);
       }
     }
     for (const r of runs) {
-      rows.push({ path: r.id, ruleSet: `${r.ruleSet}, cold`, kind: 'match', ns: summarize(r.cold) });
-      log(rows.at(-1)!);
+      if (!hotOnly) {
+        rows.push({ path: r.id, ruleSet: `${r.ruleSet}, cold`, kind: 'match', ns: summarize(r.cold) });
+        log(rows.at(-1)!);
+      }
       rows.push({ path: r.id, ruleSet: `${r.ruleSet}, hot`, kind: 'match', ns: summarize(r.hot) });
       log(rows.at(-1)!);
+      if (hotOnly) {
+        rows.push({ path: r.id, ruleSet: `${r.ruleSet}, hot`, kind: 'miss', ns: summarize(r.hotMiss) });
+        log(rows.at(-1)!);
+      }
     }
   } finally {
     for (const c of cleanups.reverse()) c();
@@ -410,7 +452,7 @@ async function main(): Promise<void> {
   mkdirSync(out, { recursive: true });
   const rows: Row[] = [];
   const started = new Date();
-  if (argv.includes('--cold')) await coldRun(rows);
+  if (argv.includes('--cold') || argv.includes('--hot')) await coldRun(rows);
   else {
     if (want('reference')) await reference(rows);
     if (want('patronus')) await (argv.includes('--interleave') ? patronusInterleaved(rows) : patronus(rows));
@@ -422,7 +464,7 @@ async function main(): Promise<void> {
   let md =
     `# XDP classifier alone: in-kernel ns per packet\n\n` +
     `${started.toISOString()}, ${hostname()}, Linux ${release()}, ${cpus().length}× ${cpus()[0]?.model ?? '?'}; ` +
-    `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples${argv.includes('--interleave') ? ' (Patronus: round-robin over its rule sets)' : ''}${argv.includes('--cold') ? ` (cold: one run after a ${COLD_BYTES >> 10} KB write on this CPU, round-robin over the programs; hot: repeat as stated, right after)` : ''}: median (min–max) ns/packet.\n\n` +
+    `load average at the end ${load}. bpf_prog_test_run, repeat ${REPEAT}, ${SAMPLES} samples${argv.includes('--interleave') ? ' (Patronus: round-robin over its rule sets)' : ''}${argv.includes('--hot') ? ' (round-robin over the programs, hot: repeat as stated)' : ''}${argv.includes('--cold') ? ` (cold: one run after a ${COLD_BYTES >> 10} KB write on this CPU, round-robin over the programs; hot: repeat as stated, right after)` : ''}: median (min–max) ns/packet.\n\n` +
     markdownTable(
       ['path', 'rule set', 'match', 'miss'],
       [...new Set(rows.map((r) => `${r.path}|${r.ruleSet}`))].map((k) => {

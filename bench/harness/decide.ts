@@ -180,6 +180,9 @@ export const ISSUE13_TARGETS: TargetSpec[] = [
   { figure: 'Patronus 100k / nftables inet + conntrack 100k', num: 'patronus-100k', den: 'nft-inet-ct-100k', target: 5 },
   { figure: 'flatness: Patronus 100k prefixes / 1 prefix', num: 'patronus-100k', den: 'patronus-1', target: 0.9 },
   { figure: 'flatness: Patronus 1024 rules / 1 rule', num: 'patronus-1024', den: 'patronus-1', target: 0.9 },
+  // PROTOTYPE (bench/harness/constfilter.ts): the rule set as load-time constants
+  { figure: 'PROTOTYPE constant rules, 1 rule / xdp-filter 1 rule', num: 'const-1', den: 'xdp-filter-1', target: 1.2 },
+  { figure: 'PROTOTYPE constant rules, 8 atoms / xdp-filter 1 rule', num: 'const-8', den: 'xdp-filter-1', target: 1.2 },
 ];
 
 /** A shuffled order of `ids` for round `round` (seeded, reproducible from the JSON). */

@@ -34,6 +34,7 @@ import { readFile } from 'node:fs/promises';
 import { Topology, diff, RX_DEV, DST4, DST6, TX_DEV, type RxCounters } from './topology.js';
 import { TrafficGen, type GenResult } from './trafficgen.js';
 import { frameTable, ruleSet, type Family, type FrameTable, type RuleSet } from './workload.js';
+import { XdpConstPath } from './constfilter.js';
 import { combinedReport, scenarios, sideBySideReport, type ScenarioRun } from './sidebyside.js';
 import { roundOrder } from './decide.js';
 
@@ -88,7 +89,7 @@ export class AccountingError extends Error {}
 let interrupted: string | undefined;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => (interrupted = sig));
 
-const ALL_PATHS = ['xdp-patronus', 'xdp-lpm', 'xdp-filter', 'nft-netdev-set', 'nft-netdev-rules', 'nft-inet-ct'];
+const ALL_PATHS = ['xdp-patronus', 'xdp-lpm', 'xdp-filter', 'nft-netdev-set', 'nft-netdev-rules', 'nft-inet-ct', 'xdp-const', 'xdp-floor'];
 
 async function main(): Promise<void> {
   const report = process.argv.indexOf('--report');
@@ -136,6 +137,9 @@ async function main(): Promise<void> {
       else paths.push(xf);
     }
     for (const mode of ['netdev-set', 'netdev-rules', 'inet-ct'] as const) if (want(`nft-${mode}`)) paths.push(await NftPath.create(ctx, mode));
+    // PROTOTYPE and the floor: only when asked for by name
+    if (plan.paths?.includes('xdp-const')) paths.push(new XdpConstPath(ctx));
+    if (plan.paths?.includes('xdp-floor')) paths.push(new XdpConstPath(ctx, true));
     for (const s of skipped) log(`SKIP ${s.id}: ${s.reason}`);
 
     // 1. the generator's own limit: everything dropped by the cheapest XDP program there is;

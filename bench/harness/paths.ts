@@ -331,11 +331,14 @@ export class XdpFilterPath implements FilterPath {
     return (performance.now() - t0) / 1000;
   }
 
-  /** One rule on the destination address (every frame of the workload goes there): xdp-filter's one-lookup case. */
-  async installDestination(address: string): Promise<number> {
+  /**
+   * One rule on the destination address (every frame of the workload goes there): xdp-filter's one-lookup case,
+   * with the -f ipv4 variant, or (features undefined) with its default feature set, what `xdp-filter load DEV` gives.
+   */
+  async installDestination(address: string, features: string | undefined = 'ipv4'): Promise<number> {
     await this.remove();
     const t0 = performance.now();
-    await this.run(['load', '-m', 'native', '-f', 'ipv4', '-p', 'allow', this.ctx.dev]);
+    await this.run(['load', '-m', 'native', ...(features ? ['-f', features] : []), '-p', 'allow', this.ctx.dev]);
     this.loaded = true;
     await this.run(['ip', '-m', 'dst', address]);
     this.addresses.add(address);

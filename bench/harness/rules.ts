@@ -22,3 +22,21 @@ export function rules1024(dropSource: string, dropName: string): FastpathConfig[
   rules.push({ name: dropName, source: dropSource, action: 'drop', direction: 'in', interfaces: [] });
   return rules;
 }
+
+/**
+ * Six rules, eight atoms for the constant-rule PROTOTYPE (bench/harness/constfilter.ts):
+ * five rules no benchmark frame matches (two sources, two TCP port ranges, a
+ * count rule on another source, a UDP destination, ICMP echo), then a drop
+ * rule on `dropSource` named `dropName`.
+ */
+export function rulesSmall(dropSource: string, dropName: string): FastpathConfig['rules'] {
+  const r = (x: Partial<FastpathConfig['rules'][number]> & Pick<FastpathConfig['rules'][number], 'name' | 'action'>) => ({ direction: 'in' as const, interfaces: [], ...x });
+  return [
+    r({ name: 'a', source: ['10.1.0.0/16', '10.2.0.0/16'], action: 'drop' }),
+    r({ name: 'b', protocol: 'tcp', destinationPorts: [22, '8000-8100'], action: 'drop' }),
+    r({ name: 'c', source: '192.0.2.0/24', action: 'count' }),
+    r({ name: 'd', destination: '198.51.100.0/24', protocol: 'udp', action: 'pass' }),
+    r({ name: 'e', protocol: 'icmp', icmpType: 8, action: 'drop' }),
+    r({ name: dropName, source: dropSource, action: 'drop' }),
+  ];
+}

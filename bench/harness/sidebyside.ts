@@ -12,6 +12,10 @@
  *   xdp-patronus  one rule on 16.0.0.0/6; one rule whose source list holds 100k /24s
  *                 (what an alias of 100k networks compiles to); 1023 non-matching rules
  *                 (prefixes, ports, protocols) ahead of the /6 drop rule
+ *                 the same rule with xdp-filter's default feature set (`xdp-filter load DEV`)
+ *   xdp-const     PROTOTYPE (constfilter.ts): the rules as load-time constants; the /6 rule,
+ *                 and five non-matching rules (eight atoms) ahead of it
+ *   xdp-floor     a program that reads the Ethernet header and drops: the least any XDP program costs
  *   nft-netdev-set, nft-inet-ct   1 prefix and 100k /24s
  *
  * Writes its own section (table, targets decided per round, plots) into results.md.
@@ -21,7 +25,7 @@ import type { FilterPath } from './paths.js';
 import { markdownTable, fmtSI, si, summarize, type Summary } from './report.js';
 import { acrossRuns, decideTarget, ISSUE13_TARGETS, medianInterval, pairedRatios, type Interval, type RoundSample, type TargetResult, type Verdict } from './decide.js';
 import { ruleSet, type RuleSet } from './workload.js';
-import { rules1024 as sharedRules1024 } from './rules.js';
+import { rules1024 as sharedRules1024, rulesSmall } from './rules.js';
 
 export const COVER_ALL = '16.0.0.0/6'; // ruleSet(4, 100k) spans 16.0.0.0–19.13.x: one prefix over all of it
 
@@ -38,7 +42,8 @@ export interface RuleListPath extends FilterPath {
 }
 
 export interface DestinationRulePath extends FilterPath {
-  installDestination(address: string): Promise<number>;
+  /** features: xdp-filter's -f (undefined: its default feature set, what `xdp-filter load DEV` gives) */
+  installDestination(address: string, features?: string): Promise<number>;
 }
 
 /** 1023 rules no frame of the workload matches (prefixes, ports, protocols), then the drop rule on COVER_ALL. */
@@ -55,13 +60,23 @@ export function scenarios(paths: FilterPath[], dst4: string): Scenario[] {
     out.push({ id: 'lpm-100k', label: 'single-LPM reference, 100k prefixes', path: lpm, install: () => lpm.install(big) });
   }
   const xf = by('xdp-filter') as DestinationRulePath | undefined;
-  if (xf) out.push({ id: 'xdp-filter-1', label: 'xdp-filter (-f ipv4), 1 rule', path: xf, install: () => xf.installDestination(dst4) });
+  if (xf) {
+    out.push({ id: 'xdp-filter-1', label: 'xdp-filter (-f ipv4), 1 rule', path: xf, install: () => xf.installDestination(dst4, 'ipv4') });
+    out.push({ id: 'xdp-filter-default-1', label: 'xdp-filter (default features), 1 rule', path: xf, install: () => xf.installDestination(dst4, undefined) });
+  }
   const pt = by('xdp-patronus') as RuleListPath | undefined;
   if (pt) {
     out.push({ id: 'patronus-1', label: 'Patronus, 1 rule (1 prefix)', path: pt, install: () => pt.install(one) });
     out.push({ id: 'patronus-100k', label: 'Patronus, 1 rule, 100k-prefix alias', path: pt, install: () => pt.install(big) });
     out.push({ id: 'patronus-1024', label: 'Patronus, 1024 rules', path: pt, install: () => pt.installRules(rules1024()) });
   }
+  const cst = by('xdp-const') as RuleListPath | undefined;
+  if (cst) {
+    out.push({ id: 'const-1', label: 'PROTOTYPE constant rules, 1 rule (1 prefix)', path: cst, install: () => cst.install(one) });
+    out.push({ id: 'const-8', label: 'PROTOTYPE constant rules, 6 rules (8 atoms)', path: cst, install: () => cst.installRules(rulesSmall(COVER_ALL, 'bench-drop')) });
+  }
+  const floor = by('xdp-floor');
+  if (floor) out.push({ id: 'floor', label: 'floor: XDP program reading the Ethernet header, drop', path: floor, install: () => floor.install(one) });
   for (const [id, name] of [['nft-netdev-set', 'nftables netdev ingress set'], ['nft-inet-ct', 'nftables inet + conntrack, set']] as const) {
     const p = by(id);
     if (!p) continue;

@@ -176,7 +176,11 @@ export class ConstFilter {
     const obj = BpfObject.open(constObjectPath());
     try {
       obj.setMapInitialValue('.rodata', encodeConstConfig(config));
-      const shared = previous ? ['rule_stats', 'verdict_stats', 'block_active', 'block_v4', 'block_v6'].map((m) => [m, previous.obj.map(m, codecs.bytes(1), codecs.bytes(1))] as const) : [];
+      const info = previous?.obj.maps() ?? [];
+      const shared = ['rule_stats', 'verdict_stats', 'block_active', 'block_v4', 'block_v6'].flatMap((m) => {
+        const i = info.find((x) => x.name === m);
+        return i && previous ? [[m, previous.obj.map(m, codecs.bytes(i.keySize), codecs.bytes(i.valueSize))] as const] : [];
+      });
       try {
         for (const [m, h] of shared) obj.reuseMap(m, h);
         await obj.load();

@@ -104,8 +104,14 @@ struct {
 	__type(value, struct verdict_stat);
 } verdict_stats SEC(".maps");
 
+/* Budget knobs for throwaway builds (clang -DCONST_BUDGET_NO_COUNTERS ...):
+ * what the counters and the blocklist flag cost; the verdicts stay, the
+ * counters are then wrong. Never set in the build. */
 static __always_inline void count_verdict(__u32 verdict, __u64 bytes)
 {
+#ifdef CONST_BUDGET_NO_COUNTERS
+	return;
+#endif
 	__u32 idx = FILTER_DIR_INGRESS * VERDICT_MAX + verdict;
 	struct verdict_stat *s = bpf_map_lookup_elem(&verdict_stats, &idx);
 
@@ -117,6 +123,9 @@ static __always_inline void count_verdict(__u32 verdict, __u64 bytes)
 
 static __always_inline void count_rule(__u32 slot, __u64 bytes)
 {
+#ifdef CONST_BUDGET_NO_COUNTERS
+	return;
+#endif
 	struct rule_stat *s = bpf_map_lookup_elem(&rule_stats, &slot);
 
 	if (s) {
@@ -205,7 +214,12 @@ int xdp_const(struct xdp_md *ctx)
 	if (pi.fragment == 2)
 		count_verdict(VERDICT_FRAGMENT, len);
 	fam = pi.family == 4 ? 0 : 1;
+#ifdef CONST_BUDGET_NO_BLOCKLIST
+	bs = NULL;
+	(void)fam;
+#else
 	bs = bpf_map_lookup_elem(&block_active, &fam);
+#endif
 	if (bs && *bs && blocked(&pi)) {
 		count_verdict(VERDICT_BLOCKED, len);
 		return XDP_DROP;

@@ -16,6 +16,9 @@
  * runs in a threaded-NAPI kernel thread on its own CPU (--rx-cpu N; "same"
  * keeps it in the generator's softirq) and the kernel's BPF run-time stats
  * time the XDP program during each run (--no-bpf-stats to leave them off).
+ * Paths xdp-const (PROTOTYPE: the rules as load-time constants,
+ * constfilter.ts) and xdp-floor (a program that reads the Ethernet header and
+ * drops) run only when --paths names them, and only side by side.
  *
  * Every figure is counted at the receiver. A run whose receiver-side
  * arithmetic does not add up (packets lost for a reason other than the

@@ -141,8 +141,11 @@ async function main(): Promise<void> {
     }
     for (const mode of ['netdev-set', 'netdev-rules', 'inet-ct'] as const) if (want(`nft-${mode}`)) paths.push(await NftPath.create(ctx, mode));
     // PROTOTYPE and the floor: only when asked for by name
-    if (plan.paths?.includes('xdp-const')) paths.push(new XdpConstPath(ctx));
-    if (plan.paths?.includes('xdp-floor')) paths.push(new XdpConstPath(ctx, true));
+    for (const [id, floor] of [['xdp-const', false], ['xdp-floor', true]] as const) {
+      if (!plan.paths?.includes(id)) continue;
+      if (plan.sideBySide) paths.push(new XdpConstPath(ctx, floor));
+      else skipped.push({ id, reason: 'side by side only (--side-by-side)' });
+    }
     for (const s of skipped) log(`SKIP ${s.id}: ${s.reason}`);
 
     // 1. the generator's own limit: everything dropped by the cheapest XDP program there is;

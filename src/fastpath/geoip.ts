@@ -263,6 +263,7 @@ export class CountryBuilder {
   private v4Count = 0;
   private v6: Uint8Array;
   private v6Count = 0;
+  private readonly scratch = new Uint8Array(16);
 
   /** into: storage sized for the networks to come (it grows when they do not fit) */
   constructor(into: CompactCountry = { v4Addr: new Uint32Array(64), v4Len: new Uint8Array(64), v6: new Uint8Array(V6_ENTRY * 64) }) {
@@ -294,8 +295,8 @@ export class CountryBuilder {
   }
 
   addV6(addr: Uint8Array, length: number): void {
-    const cur = new Uint8Array(16);
-    cur.set(addr.subarray(0, 16));
+    const cur = this.scratch; // copied into v6 below: no array per network
+    for (let i = 0; i < 16; i++) cur[i] = addr[i]!;
     while (length > 0 && this.v6Count > 0) {
       const o = (this.v6Count - 1) * V6_ENTRY;
       if (this.v6[o + 16] !== length || !isLeftSibling(this.v6.subarray(o, o + 16), cur, length)) break;

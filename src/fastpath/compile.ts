@@ -239,16 +239,27 @@ export function compileFastpath(input: CompileInput): { desired: FastpathDesired
     }
   });
 
-  // countries last, all at once: one pass over the GeoIP database for every country named
+  // countries last, all at once: one pass over the GeoIP database for every country set named. A rule's
+  // countries on one side are one set: their networks as one union, adjacent ones merged across countries
+  // (every country in one rule: ~80k map entries instead of ~1M)
   if (geoip && geoWanted.length) {
-    geoip.prepare?.(geoWanted.map((g) => g.cc));
+    const sets = new Map<string, { ccs: Set<string>; v4f: LpmField; v6f: LpmField; rule: number }>();
     for (const { cc, v4f, v6f, rule } of geoWanted) {
-      const cp = geoip.prefixes(cc);
+      const k = `${rule}:${v4f}`;
+      let set = sets.get(k);
+      if (!set) sets.set(k, (set = { ccs: new Set(), v4f, v6f, rule }));
+      set.ccs.add(cc);
+    }
+    geoip.prepare?.([...sets.values()].map((s) => [...s.ccs]));
+    for (const { ccs, v4f, v6f, rule } of sets.values()) {
+      const parts = geoip.union ? [geoip.union([...ccs])] : [...ccs].map((cc) => geoip.prefixes(cc));
       const push = (f: LpmField, list: GeoPrefix[]) => {
         for (const g of list) items[f].push({ data: g.data, length: g.length, rule });
       };
-      push(v4f, cp.v4);
-      push(v6f, cp.v6);
+      for (const cp of parts) {
+        push(v4f, cp.v4);
+        push(v6f, cp.v6);
+      }
     }
   }
 

@@ -277,12 +277,64 @@ export async function dumpRules(inNetns: <T>(fn: () => T) => T, family: NftFamil
     if (cacheKey !== undefined) layouts.delete(cacheKey);
     return null;
   }
-  const kept = cacheKey !== undefined ? layouts.get(cacheKey) : undefined;
-  if (kept) {
-    const again = fromLayout(kept, msgs);
-    if (again) return again;
-  }
+  const layout = layoutOf(msgs, cacheKey);
   const out: NetlinkRule[] = [];
+  for (let i = 0; i < msgs.length; i++) {
+    const r = layout.rules[i];
+    if (!r) continue;
+    const m = msgs[i]!;
+    const at = layout.offsets[i]!;
+    const rule: NetlinkRule = { chain: r.chain, handle: r.handle, action: r.action };
+    if (r.comment !== undefined) rule.comment = r.comment;
+    if (r.counter) rule.counter = { packets: at.packets >= 0 ? u64be(m, at.packets) : 0, bytes: at.bytes >= 0 ? u64be(m, at.bytes) : 0 };
+    out.push(rule);
+  }
+  return out;
+}
+
+/**
+ * The counters of one table's rules for /metrics, without an object per
+ * rule: the dump's counted rules (those with a counter and a comment: what
+ * ruleCounters keeps), the same array while the ruleset is unchanged (so a
+ * caller can keep what it derives from it: WeakMap by `rules`), and their
+ * numbers in two arrays, index for index. null when the table does not
+ * exist. The same dump, layout and checks as dumpRules.
+ */
+export async function dumpRuleCounts(inNetns: <T>(fn: () => T) => T, family: NftFamily, table: string, cacheKey?: string): Promise<RuleCounts | null> {
+  const msgs = await netlinkExchange(inNetns, NETLINK_NETFILTER, request(NFT_MSG_GETRULE, NLM_F_DUMP, NFPROTO[family], [strAttr(NFTA_RULE_TABLE, table)]), true);
+  if (msgs === null) {
+    if (cacheKey !== undefined) layouts.delete(cacheKey);
+    return null;
+  }
+  const layout = layoutOf(msgs, cacheKey);
+  const c = (layout.counted ??= countedOf(layout));
+  const packets = new Float64Array(c.rules.length);
+  const bytes = new Float64Array(c.rules.length);
+  for (let j = 0; j < c.rules.length; j++) {
+    const m = msgs[c.message[j]!]!;
+    const p = c.packets[j]!;
+    const b = c.bytes[j]!;
+    // two u32 halves: the same double as Number(readBigUInt64BE), without a BigInt per number
+    if (p >= 0) packets[j] = m.readUInt32BE(p) * 2 ** 32 + m.readUInt32BE(p + 4);
+    if (b >= 0) bytes[j] = m.readUInt32BE(b) * 2 ** 32 + m.readUInt32BE(b + 4);
+  }
+  return { rules: c.rules, packets, bytes };
+}
+
+/** dumpRuleCounts' answer: rules[i] counted packets[i] and bytes[i]. */
+export interface RuleCounts {
+  /** the counted rules as parsed with the layout (without their counter: the numbers are in packets and bytes) */
+  rules: readonly CountedRule[];
+  packets: Float64Array;
+  bytes: Float64Array;
+}
+
+export type CountedRule = Omit<NetlinkRule, 'counter'> & { comment: string };
+
+/** The layout of `msgs`: the kept one while every message matches it, else parsed again (and kept under cacheKey). */
+function layoutOf(msgs: readonly Buffer[], cacheKey: string | undefined): DumpLayout {
+  const kept = cacheKey !== undefined ? layouts.get(cacheKey) : undefined;
+  if (kept && sameLayout(kept, msgs)) return kept;
   const layout: DumpLayout = { generation: msgs[0]?.readUInt16BE(18) ?? -1, lengths: [], offsets: [], rules: [] };
   for (const m of msgs) {
     const at: Offsets = { handle: -1, packets: -1, bytes: -1 };
@@ -290,13 +342,12 @@ export async function dumpRules(inNetns: <T>(fn: () => T) => T, family: NftFamil
     layout.lengths.push(m.length);
     layout.offsets.push(r ? at : undefined);
     layout.rules.push(r);
-    if (r) out.push(r);
   }
   if (cacheKey !== undefined) {
     if (layouts.size >= 16 && !layouts.has(cacheKey)) layouts.delete(layouts.keys().next().value!);
     layouts.set(cacheKey, layout);
   }
-  return out;
+  return layout;
 }
 
 /** A dump as parsed last time: per message its length, where its numbers are, and the rule (counter as then). */
@@ -305,31 +356,46 @@ interface DumpLayout {
   lengths: number[];
   offsets: (Offsets | undefined)[];
   rules: (NetlinkRule | undefined)[];
+  /** dumpRuleCounts' view of it, made on first use */
+  counted?: { rules: CountedRule[]; message: Int32Array; packets: Int32Array; bytes: Int32Array };
 }
 
 /** Kept layouts by dumpRules' cacheKey. */
 const layouts = new Map<string, DumpLayout>();
 
-/** The rules of `msgs` read through `layout`, or undefined when any message differs from the layout's. */
-function fromLayout(layout: DumpLayout, msgs: readonly Buffer[]): NetlinkRule[] | undefined {
-  if (msgs.length !== layout.lengths.length || msgs.length === 0) return undefined;
-  const out: NetlinkRule[] = [];
+/** Whether every message of `msgs` is the one `layout` was parsed from, but for its counters' numbers. */
+function sameLayout(layout: DumpLayout, msgs: readonly Buffer[]): boolean {
+  if (msgs.length !== layout.lengths.length || msgs.length === 0) return false;
   for (let i = 0; i < msgs.length; i++) {
     const m = msgs[i]!;
-    if (m.length !== layout.lengths[i] || m.readUInt16BE(18) !== layout.generation) return undefined;
+    if (m.length !== layout.lengths[i] || m.readUInt16BE(18) !== layout.generation) return false;
     const r = layout.rules[i];
     if (!r) {
-      if ((m.readUInt16LE(4) & 0xff) === NFT_MSG_NEWRULE) return undefined;
+      if ((m.readUInt16LE(4) & 0xff) === NFT_MSG_NEWRULE) return false;
       continue;
     }
     const at = layout.offsets[i]!;
-    if (at.handle < 0 || u64be(m, at.handle) !== r.handle) return undefined;
-    const rule: NetlinkRule = { chain: r.chain, handle: r.handle, action: r.action };
-    if (r.comment !== undefined) rule.comment = r.comment;
-    if (r.counter) rule.counter = { packets: at.packets >= 0 ? u64be(m, at.packets) : 0, bytes: at.bytes >= 0 ? u64be(m, at.bytes) : 0 };
-    out.push(rule);
+    if (at.handle < 0 || u64be(m, at.handle) !== r.handle) return false;
   }
-  return out;
+  return true;
+}
+
+/** The rules of a layout that ruleCounters keeps (a comment and a counter), with where their numbers are. */
+function countedOf(layout: DumpLayout): NonNullable<DumpLayout['counted']> {
+  const rules: CountedRule[] = [];
+  const idx: number[] = [];
+  for (let i = 0; i < layout.rules.length; i++) {
+    const r = layout.rules[i];
+    if (!r?.comment || !r.counter) continue;
+    rules.push({ chain: r.chain, handle: r.handle, comment: r.comment, action: r.action });
+    idx.push(i);
+  }
+  return {
+    rules,
+    message: Int32Array.from(idx),
+    packets: Int32Array.from(idx, (i) => layout.offsets[i]!.packets),
+    bytes: Int32Array.from(idx, (i) => layout.offsets[i]!.bytes),
+  };
 }
 
 /** The rules of a dump that carry a comment and a counter, as NftRuleCounter (what countersFromJson reads from nft's JSON). */

@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import { controlLab, type ControlLab } from '../lib/control.js';
 import { missing } from '../lib/skip.js';
-import { dumpRules, ruleCounters, rulesetGeneration } from '../../src/nft/netlink.js';
-import { countersFromJson, groupCounters, liveTable, listTable, readCounters, runScript } from '../../src/nft/subsystem.js';
+import { dumpRuleCounts, dumpRules, ruleCounters, rulesetGeneration } from '../../src/nft/netlink.js';
+import { countersFromJson, groupCounters, liveTable, listTable, metricsFromCounters, metricsFromCounts, nftSubsystem, readCounters, runScript } from '../../src/nft/subsystem.js';
 
 const SCRIPT = `table inet patronus {
   set blocked {
@@ -92,8 +92,12 @@ describe('nftables over netlink', { skip: missing('netns') }, () => {
     );
     assert.ok(byKey.get('rule:ping')!.packets >= 6, `pings counted twice (jump + accept): ${byKey.get('rule:ping')!.packets}`);
     assert.ok(byKey.get('rule:ping')!.bytes > 0);
-    // readCounters (what /metrics uses) goes through the same dump
+    // readCounters (status, REST) goes through the same dump
     assert.deepEqual(await readCounters(L.host), fromNft);
+    // /metrics: the dump's numbers summed through a plan per ruleset give what the counters by object give
+    const want = metricsFromCounters(fromNft);
+    assert.deepEqual(metricsFromCounts((await dumpRuleCounts(inNs, 'inet', 'patronus'))!), want);
+    assert.ok(want.rules.length === 12 && want.verdicts.some((v) => v.verdict === 'invalid'), JSON.stringify(want));
   });
 
   it('a kept dump layout reads new counters, and a changed rule (same handle, same length) is parsed again', async () => {
@@ -107,6 +111,10 @@ describe('nftables over netlink', { skip: missing('netns') }, () => {
     const kept = (await dumpRules(inNs, 'inet', 'patronus', key))!;
     assert.equal(ping(kept), before + 2, 'the kept layout reads the new counter values');
     assert.deepEqual(kept, await fresh());
+    // dumpRuleCounts reads the kept layout too, and its sums follow the new numbers (the plan is kept with the layout)
+    const counts = (await dumpRuleCounts(inNs, 'inet', 'patronus', key))!;
+    assert.equal(counts.rules, (await dumpRuleCounts(inNs, 'inet', 'patronus', key))!.rules, 'the same counted rules while the ruleset is unchanged');
+    assert.deepEqual(metricsFromCounts(counts), metricsFromCounters(groupCounters(ruleCounters(kept))));
     // the same rule replaced in place: same handle; "reject" -> "accept" with a comment of the same length
     const rej = kept.find((x) => x.comment === 'patronus:rule:rej')!;
     await L.host.run('nft', ['replace', 'rule', 'inet', 'patronus', 'input', 'handle', String(rej.handle), 'tcp', 'dport', '1', 'counter', 'accept', 'comment', '"patronus:rule:rex"']);
@@ -115,6 +123,11 @@ describe('nftables over netlink', { skip: missing('netns') }, () => {
     const rex = after.find((x) => x.handle === rej.handle)!;
     assert.equal(rex.comment, 'patronus:rule:rex');
     assert.equal(rex.action, 'accept');
+    // ... and so are the sums: the replaced rule is its own object now
+    const m = metricsFromCounts((await dumpRuleCounts(inNs, 'inet', 'patronus', key))!);
+    assert.deepEqual(m, metricsFromCounters(groupCounters(ruleCounters(after))));
+    assert.deepEqual(m.rules.find((r) => r.rule === 'rule:rex'), { rule: 'rule:rex', action: 'accept', packets: 0, bytes: 0 });
+    assert.equal(m.rules.find((r) => r.rule === 'rule:rej'), undefined);
   });
 
   it('a table that does not exist reads as no rules', async () => {
@@ -135,5 +148,6 @@ describe('nftables over netlink', { skip: missing('netns') }, () => {
     await L.host.run('nft', ['delete', 'table', 'inet', 'patronus']);
     assert.equal(await liveTable(L.host), undefined);
     assert.deepEqual(await readCounters(L.host), []);
+    assert.deepEqual(await nftSubsystem.metrics!(L.host), { rules: [], verdicts: [] });
   });
 });

@@ -118,6 +118,25 @@ describe('fast-path compiler', () => {
     assert.deepEqual(desired.fields.src_v6.map((e) => e.length), [0, 32]);
   });
 
+  it('a rule\'s countries on one side are one set: one union per rule and side, prepared in one pass', () => {
+    const calls: string[] = [];
+    const net = (a: number, length: number) => ({ data: Buffer.from([a, 0, 0, 0]), length });
+    const geo: CountryResolver = {
+      has: (c) => ['NZ', 'AU', 'FJ'].includes(c),
+      prefixes: () => assert.fail('per-country prefixes asked for although the resolver has union()'),
+      prepare: (sets) => calls.push(`prepare ${sets.map((s) => [...s].sort().join(',')).join(' | ')}`),
+      union: (ccs) => {
+        calls.push(`union ${[...ccs].sort().join(',')}`);
+        return { v4: ccs.length > 1 ? [net(1, 8)] : [net(2, 8)], v6: [] };
+      },
+    };
+    const { desired, issues } = compile({ interfaces: lo, rules: [{ name: 'k', countries: ['nz', 'AU', 'nz'], destinationCountries: ['FJ'], action: 'drop' }, { name: 'm', countries: ['au', 'nz'], action: 'count' }] }, geo);
+    assert.deepEqual(issues, []);
+    assert.deepEqual(calls, ['prepare AU,NZ | FJ | AU,NZ', 'union AU,NZ', 'union FJ', 'union AU,NZ']);
+    assert.deepEqual(desired.fields.src_v4.map((e) => `${e.length} ${bitList(e.bits).join(',')}`), ['0 ', '8 0,1']);
+    assert.deepEqual(desired.fields.dst_v4.map((e) => `${e.length} ${bitList(e.bits).join(',')}`), ['0 1', '8 0,1']);
+  });
+
   it('schema: rule checks carry their paths through the document', () => {
     const { issues } = validateDocument(
       {

@@ -40,6 +40,9 @@ describe('GeoIP country expansion', () => {
         assert.deepEqual(db.prefixes('FR').v4.map(fmt4), ['5.3.0.0/24']);
         assert.deepEqual(db.prefixes('FR').v6.map((p) => `${p.data.subarray(0, 4).toString('hex')}/${p.length}`), ['2a010e00/26']);
         assert.deepEqual(db.prefixes('NL').v4.map(fmt4), ['5.4.4.0/22']);
+        // a country set: its countries' networks in address order (unknown codes ignored)
+        assert.deepEqual(db.union(['fr', 'DE', 'XX', 'de']).v4.map(fmt4), ['5.1.0.0/16', '5.2.0.0/17', '5.3.0.0/24']);
+        assert.deepEqual(db.union(['XX']), { v4: [], v6: [] });
         // each network once: ::ffff:0:0/96 and 2002::/16 alias the IPv4 tree
         assert.equal(db.networks, 6);
         assert.equal(db.has('US'), false);
@@ -104,6 +107,48 @@ describe('GeoIP country expansion', () => {
       const [a, b] = [nz[i - 1]!, nz[i]!];
       const siblings = a.length === b.length && a.data.readUInt32BE(0) + 2 ** (32 - a.length) === b.data.readUInt32BE(0) && a.data.readUInt32BE(0) % 2 ** (33 - a.length) === 0;
       assert.ok(!siblings, `${fmt4(a)} and ${fmt4(b)} should have been merged`);
+    }
+  });
+
+  it('a country set is the union of its countries\' networks, merged across countries: the same addresses in fewer networks', { skip: missing({ file: GEO_DB }) }, () => {
+    const db = GeoIpDatabase.open(GEO_DB);
+    const neighbours = ['DE', 'FR', 'NL', 'BE', 'AT', 'CH', 'PL', 'CZ', 'LU'];
+    const all = db.countries();
+    // one walk for every single country and both sets
+    db.prepare([...all.map((cc) => [cc]), neighbours, all]);
+    /** a prefix list as sorted, coalesced [start, end) address intervals */
+    const intervals = (lists: { data: Buffer; length: number }[][], bits: number): [bigint, bigint][] => {
+      const iv: [bigint, bigint][] = [];
+      for (const list of lists) for (const p of list) {
+        const start = BigInt(`0x${p.data.toString('hex')}`);
+        iv.push([start, start + (1n << BigInt(bits - p.length))]);
+      }
+      iv.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      const out: [bigint, bigint][] = [];
+      for (const [s, e] of iv) {
+        const last = out.at(-1);
+        assert.ok(!last || s >= last[1], `overlapping networks at ${s.toString(16)}`);
+        if (last && s === last[1]) last[1] = e;
+        else out.push([s, e]);
+      }
+      return out;
+    };
+    for (const set of [neighbours, all]) {
+      const union = db.union(set);
+      const each = set.map((cc) => db.prefixes(cc));
+      const count = (f: 'v4' | 'v6') => each.reduce((n, p) => n + p[f].length, 0);
+      for (const [f, bits] of [['v4', 32], ['v6', 128]] as const) {
+        assert.deepEqual(intervals([union[f]], bits), intervals(each.map((p) => p[f]), bits), `${set.length} countries, ${f}: the same addresses`);
+        assert.ok(union[f].length < count(f), `${set.length} countries, ${f}: ${union[f].length} networks, ${count(f)} before merging across countries`);
+        // merged: no two consecutive networks are the halves of one prefix
+        for (let i = 1; i < union[f].length; i++) {
+          const [a, b] = [union[f][i - 1]!, union[f][i]!];
+          const size = 1n << BigInt(bits - a.length);
+          const start = BigInt(`0x${a.data.toString('hex')}`);
+          assert.ok(!(a.length === b.length && start % (2n * size) === 0n && start + size === BigInt(`0x${b.data.toString('hex')}`)), `${f} ${i}: siblings left apart`);
+        }
+      }
+      if (set === all) assert.ok(union.v4.length + union.v6.length < 150_000, `every country: ${union.v4.length} + ${union.v6.length} networks (${count('v4')} + ${count('v6')} per country)`);
     }
   });
 

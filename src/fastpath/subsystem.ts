@@ -16,6 +16,7 @@ import type { FastpathConfig } from './schema.js';
 import { formatPrefix, prefixFromBytes } from '../net/address.js';
 import { packFastpath, unpackFastpath, type PackedFastpath } from './wire.js';
 import { Slicer } from '../system/slices.js';
+import { trace } from '../system/trace.js';
 import { fastpathTables, lpmEntryAt, mergeDiff, type FastpathTables, type FlatTable } from './table.js';
 
 /** Where a host's fast path is pinned. */
@@ -259,7 +260,9 @@ async function applyFastpath(desired: FastpathTables, host: Host): Promise<void>
     const resize = capacityChanges(dp.capacity, desired.capacity);
     if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
     else await dp.apply(desired, ifindexOf);
+    trace('fastpath: generation written');
     await dp.attach(desired.interfaces, ifindexOf, previous);
+    trace('fastpath: attached');
     dp.retireSuperseded();
   } catch (e) {
     dp.close();

@@ -136,13 +136,29 @@ export class FastpathView implements Disposable {
 
   /** ifindex -> slot of the interfaces a generation configures. */
   ifaceSlots(gen: number): Map<number, number> {
+    const cfg = this.ifaceCfg(gen);
     const out = new Map<number, number>();
     for (const dir of [DIR.ingress, DIR.egress]) {
       for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
-        const { ifindex } = decodeIfaceValue(this.maps.iface_cfg.get(u32(ifaceIndex(gen, dir, slot)))!);
+        const { ifindex } = decodeIfaceValue(cfg[dir * FILTER_MAX_IFACES + slot]!);
         if (ifindex) out.set(ifindex, slot);
       }
     }
+    return out;
+  }
+
+  /**
+   * The iface_cfg values of one generation, index dir * FILTER_MAX_IFACES +
+   * slot (what the data plane that wrote them may answer from memory: dataplane.ts).
+   */
+  ifaceCfg(gen: number): Buffer[] {
+    return this.readIfaceCfg(gen);
+  }
+
+  /** The iface_cfg values of one generation as the map holds them (FILTER_MAX_IFACES lookups per direction). */
+  readIfaceCfg(gen: number): Buffer[] {
+    const out: Buffer[] = [];
+    for (const dir of [DIR.ingress, DIR.egress]) for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) out.push(this.maps.iface_cfg.get(u32(ifaceIndex(gen, dir, slot)))!);
     return out;
   }
 
@@ -276,11 +292,11 @@ export class FastpathView implements Disposable {
 
   /** Interfaces of the active configuration and what is attached there. */
   interfaces(): AttachedInterface[] {
-    const gen = this.generation;
+    const cfg = this.ifaceCfg(this.generation);
     const byIdx = new Map<number, AttachedInterface>();
     for (const dir of [DIR.ingress, DIR.egress]) {
       for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
-        const v = decodeIfaceValue(this.maps.iface_cfg.get(u32(ifaceIndex(gen, dir, slot)))!);
+        const v = decodeIfaceValue(cfg[dir * FILTER_MAX_IFACES + slot]!);
         const idx = v.ifindex;
         if (!idx) continue;
         const policy = v.defaultAction === ACTION.drop ? 'drop' : 'pass';

@@ -40,6 +40,7 @@ import {
   encodeDir4Bitmap,
   encodeGenConfig,
   encodeIfaceValue,
+  decodeIfaceValue,
   ifaceIndex,
   BITS_BYTES,
   fieldKeySize,
@@ -47,6 +48,7 @@ import {
   type MapName,
 } from './layout.js';
 import { u32, type RawMap } from './pins.js';
+import { trace } from '../system/trace.js';
 
 const UNUSED_SLOT = 0xffffffff;
 
@@ -63,6 +65,8 @@ export interface WriterHost {
   readonly capacity: FastpathCapacity;
   activeRuleSlots(gen: number): Map<string, number>;
   ifaceSlots(gen: number): Map<number, number>;
+  /** the iface_cfg values of a generation as the map holds them (index dir * FILTER_MAX_IFACES + slot) */
+  readIfaceCfg(gen: number): Buffer[];
   logRules(gen: number): LogRule[];
   rcuBarrier(): void;
 }
@@ -82,6 +86,8 @@ export class GenerationWriter {
   private readonly arrays = new Map<string, Uint32Array>();
   /** "map:first index" -> class vectors last written there by this process */
   private readonly vectors = new Map<string, Buffer[]>();
+  /** generation -> its iface_cfg values as this process last wrote (or read) them, index dir * FILTER_MAX_IFACES + slot */
+  private readonly ifaceCfg = new Map<number, Buffer[]>();
   /**
    * The token this writer stored in gen_meta with its last complete write.
    * The caches above hold only while the active generation's meta still
@@ -133,6 +139,7 @@ export class GenerationWriter {
       written[f] = r.written;
       removed[f] = r.removed;
     }
+    trace('writer: lpm tables written');
     // IPv4 DIR-16-8 tables of the shadow generation: classes and chunks before the top table
     for (const [fi, f] of (['src_v4', 'dst_v4'] as const).entries()) {
       const d = desired.dir4[f];
@@ -195,7 +202,7 @@ export class GenerationWriter {
 
     // interfaces: a slot per interface, stable while it stays configured (the
     // active generation keeps reading it); every entry of the shadow generation rewritten
-    const activeSlots = this.dp.ifaceSlots(active);
+    const activeSlots = ifaceSlotsOf(this.ifaceCfgContents(active));
     const slotOf = assignIfaceSlots(desired.interfaces.map((i) => ifindexes.get(i.name)!), activeSlots);
     const cfg = new Map<number, Buffer>();
     for (const i of desired.interfaces) {
@@ -212,7 +219,9 @@ export class GenerationWriter {
         cfgEntries.push([u32(at), cfg.get(at) ?? Buffer.alloc(IFACE_VALUE_SIZE)]);
       }
     }
+    this.ifaceCfg.delete(shadow);
     await this.maps.iface_cfg.setMany(cfgEntries);
+    this.ifaceCfg.set(shadow, cfgEntries.map(([, v]) => v));
     for (const [idx, slot] of slotOf) if (activeSlots.get(idx) !== slot) this.setIfaceSlot(idx, slot);
     written.ifaces = cfg.size;
 
@@ -238,8 +247,10 @@ export class GenerationWriter {
     this.maps.gen_meta.set(u32(shadow), meta);
 
     // the switch: one 4-byte array write
+    trace('writer: shadow written');
     this.maps.active.set(u32(0), u32(shadow));
     this.dp.rcuBarrier();
+    trace('writer: switched, barrier passed');
     settleDropLog(this.maps, desired.log, logRules, logBefore);
     // interfaces no longer configured: nothing reads their slots now
     for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
@@ -293,6 +304,7 @@ export class GenerationWriter {
     for (const [k, v] of other.tables) this.tables.set(k, v);
     for (const [k, v] of other.arrays) this.arrays.set(k, v);
     for (const [k, v] of other.vectors) this.vectors.set(k, v);
+    for (const [k, v] of other.ifaceCfg) this.ifaceCfg.set(k, v);
     this.writerToken = other.writerToken;
     this.freshMaps = other.freshMaps;
   }
@@ -302,6 +314,14 @@ export class GenerationWriter {
     this.tables.clear();
     this.arrays.clear();
     this.vectors.clear();
+    this.ifaceCfg.clear();
+  }
+
+  /** The iface_cfg values of a generation: what this writer last wrote there, else read from the map once. */
+  ifaceCfgContents(gen: number): Buffer[] {
+    let cfg = this.ifaceCfg.get(gen);
+    if (!cfg) this.ifaceCfg.set(gen, (cfg = this.dp.readIfaceCfg(gen)));
+    return cfg;
   }
 
   /** One generation of an LPM map as a sorted table: what this writer last wrote there, else read from the map once. */
@@ -447,6 +467,18 @@ export class GenerationWriter {
     await this.maps[name].setMany(batch);
     this.vectors.set(key, vectors);
   }
+}
+
+/** ifindex -> slot of a generation's iface_cfg values (as FastpathView.ifaceSlots reads them) */
+function ifaceSlotsOf(cfg: readonly Buffer[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const dir of [DIR.ingress, DIR.egress]) {
+    for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
+      const { ifindex } = decodeIfaceValue(cfg[dir * FILTER_MAX_IFACES + slot]!);
+      if (ifindex) out.set(ifindex, slot);
+    }
+  }
+  return out;
 }
 
 type EncodeKeys = (t: FlatTable, idx: Uint32Array, from: number, to: number, out: Uint8Array) => void;

@@ -36,6 +36,7 @@ import { registerEventRoutes } from '../events/routes.js';
 import { registerEventMetrics } from '../events/metrics.js';
 import { installAuth, type SessionTimes } from './auth/auth.js';
 import type { LoginLimitOptions } from './auth/login-limit.js';
+import { trace } from '../system/trace.js';
 
 export interface ServerOptions {
   engine: Engine;
@@ -152,10 +153,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   // the raw bytes: a large body is decoded in the worker too (src/config/parse-worker.ts)
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, raw, done) => {
     const bytes = raw as Buffer;
+    trace(`server: body received (${bytes.length} bytes)`);
     if (bytes.length > LARGE_JSON_BODY) {
       bodyWork.set(req, engine.beginWork('request'));
       parseJsonBodyInWorker(bytes).then(
-        (p) => ('issues' in p ? done(bodyIssues(p.issues)) : done(null, p.body)),
+        (p) => (trace('server: body parsed (worker)'), 'issues' in p ? done(bodyIssues(p.issues)) : done(null, p.body)),
         (e: Error) => done(e),
       );
       return;
@@ -164,6 +166,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     if (!text.trim()) return done(new ConfigError([{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }]));
     const parsed = parseConfigText(text, 'json');
     if (parsed.issues.length) return done(bodyIssues(parsed.issues));
+    trace('server: body parsed');
     done(null, parsed.value);
   });
 
@@ -309,6 +312,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.post(`${API_PREFIX}/config/apply`, { config: { role: 'operator' }, schema: { summary: 'Apply a document as a new revision (all or nothing); with Accept: application/x-ndjson, progress lines and heartbeats stream until the report', body: applyBody } }, async (req, reply) => {
     const b = req.body;
+    trace('server: apply route');
     const run = () => engine.apply({ ...source(b), ...(b.expect ? { expect: b.expect } : {}) }, { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
     return wantsStream(req) ? streamApply(reply, engine, run, opts.streamHeartbeatMs) : run();
   });

@@ -10,6 +10,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ApplyReport, Engine, ProgressEvent } from '../apply/engine.js';
 import { errorBodyFor } from './errors.js';
+import { trace } from '../system/trace.js';
 
 export const NDJSON = 'application/x-ndjson';
 
@@ -27,7 +28,7 @@ export function streamApply(reply: FastifyReply, engine: Engine, run: () => Prom
   const beat = setInterval(() => line({ heartbeat: new Date().toISOString() }), heartbeatMs);
   run()
     .then(
-      (report) => line({ report }),
+      (report) => (trace('server: report written'), line({ report })),
       (e: Error) => line({ error: errorBodyFor(e) }),
     )
     .finally(() => {

@@ -31,10 +31,12 @@
 import { parentPort, workerData, Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
+import { getHeapStatistics } from 'node:v8';
 import type { Issue } from '../config/issues.js';
 import type { Compiled, ConfigSource } from './engine.js';
 import { DesiredStates, type Subsystem } from './subsystem.js';
 import { Slicer, reviveBuffers } from '../system/slices.js';
+import { trace } from '../system/trace.js';
 
 export interface CheckJob {
   host: { netns?: string; stateDir: string; bpfRoot?: string };
@@ -63,7 +65,20 @@ interface CompiledMessage {
   empty: boolean;
 }
 
-type CheckAnswer = { issues: Issue[] } | { compiled: CompiledMessage } | { error: string };
+type CheckAnswer = ({ issues: Issue[] } | { compiled: CompiledMessage } | { error: string }) & {
+  /** the worker's heap (V8 total heap size, bytes) once the job is done: whether it is worth keeping (REUSE_HEAP_BYTES) */
+  heapBytes?: number;
+};
+
+/**
+ * A worker whose heap is at most this large after its job serves the next
+ * job too (its modules loaded, its code warm: a 10k-prefix compile took
+ * 2-3x less CPU the second time); a larger one (a million prefixes, every
+ * country) is stopped, so its heap goes back.
+ */
+const REUSE_HEAP_BYTES = 192 << 20;
+/** ... and at most this many jobs per worker. */
+const REUSE_JOBS = 50;
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
@@ -77,26 +92,34 @@ function resourceLimits(): { maxOldGenerationSizeMb?: number } {
 }
 
 /**
- * A worker started ahead of its job (the server keeps one after start-up and
- * after each use): its modules and the engine's domains are loaded, and it
- * waits for one job. A large apply then does not wait for a worker's start
- * (0.3-0.5 s here). Used once, like any compile worker (a fresh heap per
- * job); one whose start failed, that died, or that was made with other
+ * A compile worker between jobs: started ahead of its first job (the server
+ * keeps one after the first large document), or kept after a job that left
+ * its heap small (REUSE_HEAP_BYTES). Its modules and the engine's domains
+ * are loaded, and it waits for a job: a large apply then does not wait for
+ * a worker's start (0.3-0.5 s here), and a kept one runs warm code. Jobs
+ * share nothing but loaded modules (each builds its own engine, store and
+ * host). One whose start failed, that died, or that was made with other
  * domains or heap limits is not used.
  */
 export class SpareWorker {
   readonly worker: Worker;
   private dead = false;
   private readonly limits: string;
+  /** jobs it served */
+  jobs = 0;
+  private readonly onError = () => (this.dead = true);
 
-  constructor(readonly domains: readonly string[]) {
-    const limits = resourceLimits();
-    this.limits = JSON.stringify(limits);
-    this.worker = new Worker(SCRIPT, { workerData: { patronusCheckWorker: true, preload: domains }, resourceLimits: limits });
+  constructor(
+    readonly domains: readonly string[],
+    from?: { worker: Worker; limits: string; jobs: number },
+  ) {
+    this.limits = from?.limits ?? JSON.stringify(resourceLimits());
+    this.worker = from?.worker ?? new Worker(SCRIPT, { workerData: { patronusCheckWorker: true, preload: domains }, resourceLimits: JSON.parse(this.limits) as ReturnType<typeof resourceLimits> });
+    this.jobs = from?.jobs ?? 0;
     // an idle spare never keeps the process alive, and its failure is only a reason not to use it
     this.worker.unref();
-    this.worker.on('error', () => (this.dead = true));
-    this.worker.once('exit', () => (this.dead = true));
+    this.worker.on('error', this.onError);
+    this.worker.once('exit', this.onError);
   }
 
   /** Whether it can take `job` (alive, same domains and heap limit as a worker started now would have). */
@@ -104,43 +127,70 @@ export class SpareWorker {
     return !this.dead && this.domains.join('\0') === job.domains.join('\0') && this.limits === JSON.stringify(resourceLimits());
   }
 
-  /** Stops it (engine close). */
+  /** Takes the worker for a job: this object lets go of it (its listeners removed). */
+  take(): { worker: Worker; limits: string; jobs: number } {
+    this.worker.off('error', this.onError);
+    this.worker.off('exit', this.onError);
+    return { worker: this.worker, limits: this.limits, jobs: this.jobs };
+  }
+
+  /** Stops it (engine close, idle). */
   stop(): void {
     this.dead = true;
     void this.worker.terminate();
   }
 }
 
-function run(job: CheckJob, live: Set<Worker>, onAnswer: (m: CheckAnswer) => void, reject: (e: Error) => void, spare?: SpareWorker): void {
-  const worker = spare?.fits(job) ? spare.worker : new Worker(SCRIPT, { workerData: { patronusCheckWorker: true }, resourceLimits: resourceLimits() });
+/** A worker that answered and may take another job: the engine keeps it as its spare (or stops it). */
+export type OnIdle = (spare: SpareWorker) => void;
+
+function run(job: CheckJob, live: Set<Worker>, onAnswer: (m: CheckAnswer) => void, reject: (e: Error) => void, spare?: SpareWorker, onIdle?: OnIdle): void {
+  const reused = spare?.fits(job) ? spare.take() : undefined;
+  if (spare && !reused) spare.stop();
+  const worker = reused?.worker ?? new Worker(SCRIPT, { workerData: { patronusCheckWorker: true }, resourceLimits: resourceLimits() });
+  const limits = reused?.limits ?? JSON.stringify(resourceLimits());
+  const jobs = (reused?.jobs ?? 0) + 1;
   worker.ref();
+  trace(`compile: job posted (${reused ? `spare, job ${jobs}` : 'new worker'})`);
   worker.postMessage(job);
   live.add(worker);
   let answered = false;
   const what = job.kind === 'compile' ? 'compile' : 'validation';
-  worker.once('message', (m: CheckAnswer) => {
+  const onMessage = (m: CheckAnswer) => {
     answered = true;
+    worker.off('error', onError);
+    worker.off('exit', onExit);
+    live.delete(worker);
+    // kept for the next job while its heap stayed small (a fresh heap after a large one); stopped otherwise
+    if (onIdle && !('error' in m) && m.heapBytes !== undefined && m.heapBytes <= REUSE_HEAP_BYTES && jobs < REUSE_JOBS) onIdle(new SpareWorker(job.domains, { worker, limits, jobs }));
+    else void worker.terminate();
+    trace(`compile: worker ${onIdle && 'heapBytes' in m ? `heap ${((m.heapBytes ?? 0) / 2 ** 20).toFixed(0)} MB` : ''}`);
     if ('error' in m) reject(new Error(`${what} failed in the worker thread: ${m.error}`));
     else onAnswer(m);
-  });
-  worker.once('error', (e: Error & { code?: string }) => {
+  };
+  const onError = (e: Error & { code?: string }) => {
     answered = true;
+    worker.off('message', onMessage);
     const why = e.code === 'ERR_WORKER_OUT_OF_MEMORY' ? `it ran out of memory (${e.message})` : e.message;
     reject(new Error(`${what} worker failed: ${why}`));
-  });
-  worker.once('exit', (code) => {
+  };
+  const onExit = (code: number) => {
     live.delete(worker);
+    worker.off('message', onMessage);
     if (!answered) reject(new ValidationStopped(`${what} stopped before it finished (the server is shutting down; worker exit code ${code})`));
-  });
+  };
+  worker.once('message', onMessage);
+  worker.once('error', onError);
+  worker.once('exit', onExit);
 }
 
 /**
- * Runs one validation in a fresh worker. `live` tracks the running workers
+ * Runs one validation in a worker (the spare, or a fresh one). `live` tracks the running workers
  * so the engine can stop them on close (a shutdown must not wait for them).
  */
-export function checkInWorker(job: CheckJob, live: Set<Worker>, spare?: SpareWorker): Promise<Issue[]> {
+export function checkInWorker(job: CheckJob, live: Set<Worker>, spare?: SpareWorker, onIdle?: OnIdle): Promise<Issue[]> {
   return new Promise((resolve, reject) => {
-    run({ ...job, kind: 'issues' }, live, (m) => resolve('issues' in m ? m.issues : []), reject, spare);
+    run({ ...job, kind: 'issues' }, live, (m) => resolve('issues' in m ? m.issues : []), reject, spare, onIdle);
   });
 }
 
@@ -152,13 +202,14 @@ export function checkInWorker(job: CheckJob, live: Set<Worker>, spare?: SpareWor
  * has one (nothing to send back then); otherwise the document is parsed from
  * its text when first used.
  */
-export function compileInWorker(job: CheckJob, subsystems: readonly Subsystem[], live: Set<Worker>, spare?: SpareWorker): Promise<{ compiled?: Compiled; issues: Issue[] }> {
+export function compileInWorker(job: CheckJob, subsystems: readonly Subsystem[], live: Set<Worker>, spare?: SpareWorker, onIdle?: OnIdle): Promise<{ compiled?: Compiled; issues: Issue[] }> {
   return new Promise((resolve, reject) => {
     run({ ...job, kind: 'compile' }, live, (m) => {
       if ('issues' in m) return resolve({ issues: m.issues });
       if (!('compiled' in m)) return reject(new Error('compile worker answered with neither issues nor a compiled document'));
+      trace('compile: answer received');
       received(m.compiled, subsystems, 'document' in job.source ? job.source.document : undefined).then((compiled) => resolve({ compiled, issues: [] }), reject);
-    }, reject, spare);
+    }, reject, spare, onIdle);
   });
 }
 
@@ -209,9 +260,11 @@ async function load() {
 
 async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> {
   // a spare's preload failing is this job's failure too, with the same message
+  trace('worker: job received');
   await preloaded;
   const { Engine, loadDomains, subsystemsOf, Store, Host, isEmptyDocument } = await load();
   const domains = await loadDomains(job.domains);
+  trace('worker: domains loaded');
   const registry = subsystemsOf(domains);
   const chosen = job.subsystems.map((name) => {
     const s = registry.find((r) => r.name === name);
@@ -221,8 +274,10 @@ async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> 
   const store = Store.open(':memory:');
   const engine = new Engine({ host: new Host(job.host), store, domains, subsystems: chosen, confirmGuard: false, inThread: true });
   try {
-    const { compiled, issues } = await engine.check(job.source);
-    if (job.kind !== 'compile' || !compiled) return parentPort!.postMessage({ issues } satisfies CheckAnswer);
+    // a compile for the main thread: it runs the machine probes itself (Engine.check)
+    const { compiled, issues } = await engine.check(job.source, { probe: job.kind !== 'compile' });
+    trace('worker: checked');
+    if (job.kind !== 'compile' || !compiled) return parentPort!.postMessage({ issues, heapBytes: heapBytes() } satisfies CheckAnswer);
     const desired: [string, unknown][] = [];
     const transfer: ArrayBuffer[] = [];
     for (const s of chosen) {
@@ -235,9 +290,11 @@ async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> 
       desired.push([s.name, p.value]);
       transfer.push(...p.transfer);
     }
+    trace('worker: packed');
     const { aliases: _aliases, ...config } = compiled.validated.config;
     const documentText = JSON.stringify(compiled.document ?? {});
     const documentHash = createHash('sha256').update(documentText).digest('hex');
+    trace('worker: text and hash');
     let documentStored = false;
     if (job.recordDocumentIn) {
       try {
@@ -249,7 +306,9 @@ async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> 
     }
     const message: CheckAnswer = {
       compiled: { desired, config: { ...config, aliases: [] }, documentText, documentHash, documentStored, empty: isEmptyDocument(compiled.document) },
+      heapBytes: heapBytes(),
     };
+    trace('worker: stored');
     try {
       parentPort!.postMessage(message, transfer);
     } catch (e) {
@@ -270,12 +329,17 @@ async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> 
   }
 }
 
+function heapBytes(): number {
+  return getHeapStatistics().total_heap_size;
+}
+
 if (parentPort && (workerData as { patronusCheckWorker?: boolean } | undefined)?.patronusCheckWorker) {
   const { preload } = workerData as { preload?: string[] };
   // a spare: load everything now, then wait for the job
   const preloaded = preload ? load().then(({ loadDomains }) => loadDomains(preload)) : undefined;
   preloaded?.catch(() => undefined);
-  parentPort.once('message', (job: CheckJob) => {
+  // one job at a time: the main thread sends the next only after this one's answer, or stops the worker
+  parentPort.on('message', (job: CheckJob) => {
     main(job, preloaded).catch((e: Error) => parentPort!.postMessage({ error: e.message } satisfies CheckAnswer));
   });
 }

@@ -47,6 +47,7 @@ import type { FileReader } from '../aliases/aliases.js';
 import type { Host } from '../system/host.js';
 import { StoreError, type Revision, type RevisionState, type Store } from '../store/store.js';
 import { SpareWorker, checkInWorker, compileInWorker } from './check-worker.js';
+import { trace } from '../system/trace.js';
 
 /**
  * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
@@ -248,6 +249,11 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private lastReconcile: { at: string; ok: boolean; error?: string } | undefined;
   /** when this engine last changed the kernel (apply, rollback, repair, reconcile): ms since the epoch */
   private lastTouched = 0;
+  /**
+   * What this engine's last successful apply converged, and when: every
+   * subsystem it ran or left alone as vouched for (see unchangedSubsystems).
+   */
+  private lastConverged: { revision: number; at: number; desired: DesiredStates; names: Set<string> } | undefined;
   /** the compiled revision this engine last converged the kernel to (the drift loop reuses it: compiledFor) */
   private compiledRunning: { revision: number; compiled: Compiled } | undefined;
   /** the drift loop's last clean bill, when the server runs one (see unchangedSubsystems) */
@@ -285,14 +291,20 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * default file reader (src/apply/check-worker.ts): the event loop keeps
    * answering /healthz and signals meanwhile.
    */
-  async check(source: ConfigSource, opts: { forApply?: boolean } = {}): Promise<{ compiled?: Compiled; issues: Issue[] }> {
+  async check(source: ConfigSource, opts: { forApply?: boolean; probe?: boolean } = {}): Promise<{ compiled?: Compiled; issues: Issue[] }> {
     const names = this.inThread ? undefined : this.workerSubsystems();
     if (names && heavyToCompile(source)) {
       // for an apply, the worker also stores the document's text (20 MB for 1M prefixes: ~0.25 s of SQLite on this thread)
       const record = opts.forApply && this.store.path !== ':memory:' ? { recordDocumentIn: this.store.path } : {};
-      return compileInWorker({ host: this.host.opts, ...names, source, ...record }, this.subsystems, this.checkWorkers, this.takeSpare()).finally(() => this.replaceSpare());
+      const out = await compileInWorker({ host: this.host.opts, ...names, source, ...record }, this.subsystems, this.checkWorkers, this.takeSpare(), this.keepIdle).finally(() => this.replaceSpare());
+      // the machine probes here, not in the worker: this thread knows which subsystems a drift check vouched
+      // for since (their probes are skipped, as for a small document: `nft -c` of an unchanged rule set and
+      // `ip` spawns were 50-120 ms of a 10k-prefix apply), and its probe caches are warm
+      if (!out.compiled) return out;
+      const issues = await this.probeIssues(out.compiled);
+      return issues.length ? { issues } : out;
     }
-    return this.checkHere(source);
+    return this.checkHere(source, opts.probe ?? true);
   }
 
   /**
@@ -323,6 +335,33 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     return s;
   }
 
+  /**
+   * A worker that answered with a small heap (check-worker.ts): the spare
+   * for the next large document, already loaded and warm, when the engine
+   * keeps one and has none; stopped otherwise.
+   */
+  private readonly keepIdle = (s: SpareWorker): void => {
+    if (!this.spareWanted || this.spare) return s.stop();
+    this.installSpare(s);
+  };
+
+  /** `s` becomes the spare; a spare nobody used for a while is stopped. */
+  private installSpare(s: SpareWorker): void {
+    this.spare = s;
+    // a spare nobody used for a while is stopped (its ~30 MB go back; 'spareRetired' lets the server trim
+    // the C heap): a burst of large documents keeps one warm, an idle server holds none
+    clearTimeout(this.spareIdleTimer);
+    this.spareIdleTimer = setTimeout(() => {
+      this.spareIdleTimer = undefined;
+      const idle = this.spare;
+      if (!idle) return;
+      this.spare = undefined;
+      idle.stop();
+      this.emit('spareRetired');
+    }, this.spareIdleMs);
+    this.spareIdleTimer.unref();
+  }
+
   private replaceSpare(delayMs = 1000): void {
     if (!this.spareWanted || this.spare || this.spareTimer) return;
     const start = () => {
@@ -331,18 +370,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       const names = this.workerSubsystems();
       if (!names) return;
       try {
-        this.spare = new SpareWorker(names.domains);
-        // a spare nobody used for a while is stopped (its ~30 MB go back; 'spareRetired' lets the server trim
-        // the C heap): a burst of large documents keeps one warm, an idle server holds none
-        this.spareIdleTimer = setTimeout(() => {
-          this.spareIdleTimer = undefined;
-          const idle = this.spare;
-          if (!idle) return;
-          this.spare = undefined;
-          idle.stop();
-          this.emit('spareRetired');
-        }, this.spareIdleMs);
-        this.spareIdleTimer.unref();
+        this.installSpare(new SpareWorker(names.domains));
       } catch (e) {
         this.emit('error', new Error(`cannot start a spare compile worker: ${(e as Error).message}`));
       }
@@ -353,12 +381,13 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   /** check() on this thread, yielding to the event loop between stages. */
-  private async checkHere(source: ConfigSource): Promise<{ compiled?: Compiled; issues: Issue[] }> {
+  private async checkHere(source: ConfigSource, probe = true): Promise<{ compiled?: Compiled; issues: Issue[] }> {
     let document: unknown;
     if ('text' in source) {
       const parsed = parseConfigText(source.text, source.format);
       if (parsed.issues.length) return { issues: parsed.issues };
       document = parsed.value;
+      trace('check: text parsed');
       await new Promise((r) => setImmediate(r)); // parsing a large text is a stage of its own
     } else document = source.document;
     const empty = emptyDocumentIssues(document, source.allowEmpty);
@@ -373,7 +402,15 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       step = stage.next();
     }
     const { compiled, issues } = step.value;
+    trace('check: compiled');
     if (!compiled) return { issues };
+    const probeIssues = probe ? await this.probeIssues(compiled) : [];
+    if (probeIssues.length) return { issues: probeIssues };
+    return { compiled, issues: [] };
+  }
+
+  /** Every subsystem's machine probes (Subsystem.validate) but those a drift check vouched for. */
+  private async probeIssues(compiled: Compiled): Promise<Issue[]> {
     const { desired } = compiled;
     const unchanged = this.unchangedSubsystems(compiled);
     const probed = await Promise.all(
@@ -381,15 +418,16 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         // what runs now passed these probes when it was applied, and a drift check found it in place since
         if (!s.validate || unchanged.checked.has(s.name)) return [];
         try {
-          return await s.validate(desired.of(s), this.host);
+          const t0 = performance.now();
+          const out = await s.validate(desired.of(s), this.host);
+          trace(`check: ${s.name} validated in ${(performance.now() - t0).toFixed(1)} ms`);
+          return out;
         } catch (e) {
           return [{ path: [s.name], message: `validation failed: ${(e as Error).message}` }];
         }
       }),
     );
-    const probeIssues = probed.flat();
-    if (probeIssues.length) return { issues: probeIssues };
-    return { compiled, issues: [] };
+    return probed.flat();
   }
 
   /**
@@ -409,6 +447,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private *compileStages(document: unknown): Generator<void, { compiled?: Compiled; issues: Issue[] }, void> {
     // the document type is that of the domains Patronus runs (src/domains.ts), which the entry points hand in
     const { validated, issues } = yield* this.validateStages(document);
+    trace('check: schema and aliases');
     if (!validated) return { issues: [...issues, ...(yield* this.independentCompileIssues(document, issues))] };
     const ctx: CompileContext = {
       config: validated.config,
@@ -422,6 +461,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       yield;
       try {
         const out = s.compile(ctx);
+        trace(`check: ${s.name} compiled`);
         desired.put(s, out.desired);
         all.push(...out.issues);
       } catch (e) {
@@ -448,7 +488,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private async validateNow(source: ConfigSource): Promise<Issue[]> {
     const names = this.inThread ? undefined : this.workerSubsystems();
     if (!names || !heavyToCompile(source)) return (await this.checkHere(source)).issues;
-    return checkInWorker({ host: this.host.opts, ...names, source }, this.checkWorkers, this.takeSpare()).finally(() => this.replaceSpare());
+    return checkInWorker({ host: this.host.opts, ...names, source }, this.checkWorkers, this.takeSpare(), this.keepIdle).finally(() => this.replaceSpare());
   }
 
   /** Stops every validation worker (their callers get an error): shutdown does not wait for them. */
@@ -495,8 +535,11 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   }
 
   private async applyNow(source: ConfigSource, meta: ApplyMeta): Promise<ApplyReport> {
+    trace('engine: apply');
     const compiled = await this.compile(source, { forApply: true });
+    trace('engine: compiled');
     return this.exclusive(false, async () => {
+      trace('engine: lock held');
       this.closeStaleApplying();
       let pending = this.pendingConfirmation();
       // a deadline nobody enforced (every process that could was dead): roll back now instead of refusing forever
@@ -507,6 +550,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       if (pending) throw new ConflictError(`revision ${pending.id} awaits confirmation until ${pending.confirmDeadline}: confirm or roll it back first`);
       if (source.expect) await this.checkPlanBasis(compiled, source.expect);
       const unchanged = await this.unchangedReport(compiled);
+      trace('engine: unchanged? checked');
       if (unchanged) return unchanged;
       return this.applyCompiled(compiled, meta);
     });
@@ -881,6 +925,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       if (!(e instanceof StoreError)) throw e;
       throw new Error(`cannot record the revision, nothing was changed: ${e.message}`);
     }
+    trace('engine: revision created');
     this.emit('progress', { phase: 'validate' });
     const steps = await this.converge(compiled, true, this.unchangedSubsystems(compiled));
     const failed = steps.find((s) => !s.ok);
@@ -902,7 +947,9 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     try {
       // the guard first: once the store says "confirming", someone must be there to enforce the deadline
       if (deadline) this.spawnGuard(revision.id, deadline.toISOString());
+      trace('engine: converged');
       this.store.finish(revision.id, report.state, report, deadline, revision.id);
+      trace('engine: store finished');
     } catch (e) {
       if (!(e instanceof StoreError)) throw e;
       // the store cannot say the kernel runs this revision: take the kernel back to what it says
@@ -915,7 +962,9 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     if (deadline) this.armConfirmTimer(revision.id, meta.confirmWithin! * 1000, `not confirmed within ${meta.confirmWithin} s`);
     this.running = revision.id;
     this.compiledRunning = { revision: revision.id, compiled };
+    this.lastConverged = { revision: revision.id, at: Date.now(), desired: compiled.desired, names: new Set(steps.filter((s) => s.ok).map((s) => s.subsystem)) };
     this.prune();
+    trace('engine: pruned');
     this.emit('applied', report);
     return report;
   }
@@ -1055,19 +1104,35 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
    * find and repair, as it is between applies. Once links or interfaces
    * run (a device recreated, an ifindex changed), every later subsystem
    * converges (FOUNDATION).
+   *
+   * This engine's own last apply vouches as a check would, as of its end:
+   * it converged every subsystem it ran (and the others were vouched for),
+   * so when nothing touched the kernel since, an apply right after it (no
+   * drift check in between yet) leaves alone what it does not change
+   * (routes, interfaces, gateways: 50-100 ms of a 10k-prefix swap here).
    */
   private unchangedSubsystems(compiled: Compiled): Unchanged {
     const out: Unchanged = { checked: new Set(), same: new Set() };
     const clean = this.cleanState?.();
-    if (!clean || clean.revision === null || (clean.state !== 'ok' && clean.state !== 'drift')) return out;
-    if (Date.parse(clean.checkedAt) < this.lastTouched) return out;
+    // only where a drift loop runs (it finds and repairs what changes between applies)
+    if (!clean || (clean.state !== 'ok' && clean.state !== 'drift')) return out;
     let running: number | null | undefined;
     try {
       running = this.store.running();
     } catch {
       return out;
     }
-    if (running !== clean.revision) return out;
+    if (clean.revision === null || Date.parse(clean.checkedAt) < this.lastTouched || running !== clean.revision) {
+      const c = this.lastConverged;
+      if (!c || c.at < this.lastTouched || running !== c.revision) return out;
+      for (const s of this.subsystems) {
+        if (!s.drift || !c.names.has(s.name) || !c.desired.has(s)) continue;
+        if (!sameDesired(c.desired.of(s), compiled.desired.of(s))) continue;
+        out.same.add(s.name);
+        out.checked.add(s.name);
+      }
+      return out;
+    }
     const drifted = new Set(clean.items.map((i) => i.subsystem));
     for (const s of this.subsystems) {
       if (drifted.has(s.name) || !clean.desired.has(s)) continue;
@@ -1087,10 +1152,13 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   private async applyStep(s: Subsystem, compiled: Compiled, ran: Change[] = []): Promise<StepResult> {
     const t0 = performance.now();
     try {
-      for (const step of await s.steps(compiled.desired.of(s), this.host)) {
+      const steps = await s.steps(compiled.desired.of(s), this.host);
+      trace(`engine: ${s.name} planned`);
+      for (const step of steps) {
         ran.push(...step.changes);
         await step.run();
       }
+      trace(`engine: ${s.name} applied`);
       return { subsystem: s.name, ok: true, ms: performance.now() - t0 };
     } catch (e) {
       return { subsystem: s.name, ok: false, ms: performance.now() - t0, error: (e as Error).message };

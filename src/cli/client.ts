@@ -15,6 +15,7 @@ import type { ApplyReport, ConfigSource, Plan, ProgressEvent } from '../apply/en
 import type { Revision } from '../store/store.js';
 import { ConfigError, formatFileIssue, formatIssue, formatPath } from '../config/issues.js';
 import { DEFAULT_STATE_DIR, LAB_STATE_DIR } from '../api/state-dir.js';
+import { trace } from '../system/trace.js';
 
 export interface RuleRow {
   subsystem: string;
@@ -104,6 +105,7 @@ export class RestClient implements Client {
   private async streamed(path: string, body: unknown, onProgress?: (e: ProgressEvent) => void): Promise<ApplyReport> {
     let res: Response;
     try {
+      trace('cli: request');
       res = await fetch(new URL(path, this.base), {
         method: 'POST',
         headers: { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), 'content-type': 'application/json', accept: 'application/x-ndjson, application/json' },

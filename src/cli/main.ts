@@ -31,6 +31,7 @@ import { table, bytes, count, setOutputWidth, wrapLines } from './table.js';
 import { statusText, type StatusJson } from './status.js';
 import { runLog } from './log.js';
 import { addFleetCommands, addServeFleetOptions, serveFleetOptions } from '../fleet/cli.js';
+import { trace, traceProcessStart } from '../system/trace.js';
 
 interface Globals {
   netns?: string;
@@ -204,14 +205,18 @@ program
   .option('--confirm-within <seconds>', 'roll back by itself unless `patronus confirm` runs within this time', parseSeconds)
   .option('--allow-empty', ALLOW_EMPTY, false)
   .action(async (file: string, o: { message: string; confirmWithin?: number; allowEmpty: boolean }) => {
+    traceProcessStart('cli: process start');
+    trace('cli: apply action');
     await withClient(async (c) => {
       let src = readSource(file, o);
+      trace('cli: file read');
       const saved = 'text' in src ? parseSavedPlan(src.text, file) : undefined;
       if (saved) src = savedPlanSource(saved);
       // over REST the server streams each step (the same lines as a direct apply), on stderr
       const streamed = !globals().json && !globals().direct;
       if (streamed) process.stderr.write(`applying ${file} via ${globals().server}\n`);
       const r: ApplyReport = await c.apply(src, { message: o.message, ...(o.confirmWithin !== undefined ? { confirmWithin: o.confirmWithin } : {}), ...(streamed ? { onProgress: progress } : {}) });
+      trace('cli: report received');
       out(r, () => reportText(r));
       if (globals().direct && r.state === 'confirming') {
         // direct mode: this process holds the timer, so it stays until confirmed (from another shell) or rolled back

@@ -312,6 +312,18 @@ export class FastpathDataPlane extends FastpathView {
     return this.writer.cachesCurrent();
   }
 
+  /** The iface_cfg values of a generation: what this instance wrote while nobody else wrote since, else read (512 lookups). */
+  override ifaceCfg(gen: number): Buffer[] {
+    if (!this.writer.cachesCurrent()) this.writer.forgetContents();
+    return this.writer.ifaceCfgContents(gen);
+  }
+
+  /** Whether generationTable(f, gen) is the whole table: this instance wrote it (and nobody since), or the map holds all of it. */
+  override wholeTableKnown(f: LpmField, gen: number): boolean {
+    if (!this.writer.cachesCurrent()) this.writer.forgetContents();
+    return this.writer.wholeTableKnown(f, gen, this.trieIsPartial(f, gen));
+  }
+
   /** Generation `gen` of one LPM map as a sorted table: what this instance wrote while nobody else wrote since, else read. */
   override generationTable(f: LpmField, gen: number): Promise<FlatTable> {
     if (!this.writer.cachesCurrent()) this.writer.forgetContents();

@@ -16,6 +16,7 @@ import type { FastpathConfig } from './schema.js';
 import { formatPrefix, prefixFromBytes } from '../net/address.js';
 import { packFastpath, unpackFastpath, type PackedFastpath } from './wire.js';
 import { Slicer } from '../system/slices.js';
+import { trace } from '../system/trace.js';
 import { fastpathTables, lpmEntryAt, mergeDiff, type FastpathTables, type FlatTable } from './table.js';
 
 /** Where a host's fast path is pinned. */
@@ -259,7 +260,9 @@ async function applyFastpath(desired: FastpathTables, host: Host): Promise<void>
     const resize = capacityChanges(dp.capacity, desired.capacity);
     if (resize.length) dp = await dp.replaceWith(desired.capacity, desired, ifindexOf); // hitless: atomic program replacement
     else await dp.apply(desired, ifindexOf);
+    trace('fastpath: generation written');
     await dp.attach(desired.interfaces, ifindexOf, previous);
+    trace('fastpath: attached');
     dp.retireSuperseded();
   } catch (e) {
     dp.close();
@@ -300,6 +303,12 @@ export async function planAgainst(dp: FastpathView, desired: FastpathTables, hos
     // one merge of two sorted tables (table.ts): no key strings, no per-entry objects
     const cur = await dp.generationTable(f, gen);
     const want = desired.fields[f];
+    if (!dp.wholeTableKnown(f, gen)) {
+      // the running generation's trie holds part of its table (the rest is in its DIR-16-8 tables), and this
+      // process did not write it: what it holds is not known here, so the whole field is written again
+      changes.push({ action: 'change', object: `map ${f}`, detail: `${want.count} entries, written whole (the running generation keeps most of its entries in DIR-16-8 tables this process did not write)` });
+      continue;
+    }
     const d = await mergeDiff(cur, want, new Slicer(), `plan of map ${f}`);
     // entries, described only when printed (a plan of 100k prefixes prints five of them)
     const of = (t: FlatTable) => (i: number) => {

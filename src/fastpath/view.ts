@@ -136,13 +136,29 @@ export class FastpathView implements Disposable {
 
   /** ifindex -> slot of the interfaces a generation configures. */
   ifaceSlots(gen: number): Map<number, number> {
+    const cfg = this.ifaceCfg(gen);
     const out = new Map<number, number>();
     for (const dir of [DIR.ingress, DIR.egress]) {
       for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
-        const { ifindex } = decodeIfaceValue(this.maps.iface_cfg.get(u32(ifaceIndex(gen, dir, slot)))!);
+        const { ifindex } = decodeIfaceValue(cfg[dir * FILTER_MAX_IFACES + slot]!);
         if (ifindex) out.set(ifindex, slot);
       }
     }
+    return out;
+  }
+
+  /**
+   * The iface_cfg values of one generation, index dir * FILTER_MAX_IFACES +
+   * slot (what the data plane that wrote them may answer from memory: dataplane.ts).
+   */
+  ifaceCfg(gen: number): Buffer[] {
+    return this.readIfaceCfg(gen);
+  }
+
+  /** The iface_cfg values of one generation as the map holds them (FILTER_MAX_IFACES lookups per direction). */
+  readIfaceCfg(gen: number): Buffer[] {
+    const out: Buffer[] = [];
+    for (const dir of [DIR.ingress, DIR.egress]) for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) out.push(this.maps.iface_cfg.get(u32(ifaceIndex(gen, dir, slot)))!);
     return out;
   }
 
@@ -276,11 +292,11 @@ export class FastpathView implements Disposable {
 
   /** Interfaces of the active configuration and what is attached there. */
   interfaces(): AttachedInterface[] {
-    const gen = this.generation;
+    const cfg = this.ifaceCfg(this.generation);
     const byIdx = new Map<number, AttachedInterface>();
     for (const dir of [DIR.ingress, DIR.egress]) {
       for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
-        const v = decodeIfaceValue(this.maps.iface_cfg.get(u32(ifaceIndex(gen, dir, slot)))!);
+        const v = decodeIfaceValue(cfg[dir * FILTER_MAX_IFACES + slot]!);
         const idx = v.ifindex;
         if (!idx) continue;
         const policy = v.defaultAction === ACTION.drop ? 'drop' : 'pass';
@@ -301,6 +317,23 @@ export class FastpathView implements Disposable {
       }
     }
     return [...byIdx.values()];
+  }
+
+  /**
+   * Whether generationTable(f, gen) is that generation's whole table. An
+   * IPv4 field of a generation with DIR-16-8 tables keeps in its trie only
+   * what the program can ask it for (table.ts trieTable): read from the map,
+   * that is part of it (the data plane that wrote it remembers the whole).
+   */
+  wholeTableKnown(f: LpmField, gen: number): boolean {
+    return !this.trieIsPartial(f, gen);
+  }
+
+  /** Whether field f of generation gen has DIR-16-8 tables (its trie holds part of the table). */
+  protected trieIsPartial(f: LpmField, gen: number): boolean {
+    if (f !== 'src_v4' && f !== 'dst_v4') return false;
+    const { features } = decodeGenConfig(this.maps.gen_config.get(u32(gen))!);
+    return (features & FEAT[f === 'src_v4' ? 'src_v4_dir' : 'dst_v4_dir']) !== 0;
   }
 
   /** The active generation of one LPM map as a sorted table (for plan). */

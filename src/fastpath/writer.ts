@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { PerCpuMap, codecs } from '../bpf/index.js';
 import { loggingSlotsOf, prepareDropLog, settleDropLog, type LogRule } from './droplog.js';
 import type { FastpathCapacity } from './compile.js';
-import { emptyTable, encodeLpmKeys, encodeV6HashKeys, encodeValues, lpmSortKeyBytes, lpmTableFromKernel, mergeDiff, upserts, v6HashTable, v6HashTableFromKernel, type FastpathTables, type FlatTable } from './table.js';
+import { emptyTable, encodeLpmKeys, encodeV6HashKeys, encodeValues, lpmSortKeyBytes, lpmTableFromKernel, mergeDiff, trieTable, upserts, v6HashTable, v6HashTableFromKernel, type FastpathTables, type FlatTable } from './table.js';
 import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, genConfigWithConstraints, packDir4 } from './generation.js';
 import { Slicer, TICK_EVERY } from '../system/slices.js';
 import {
@@ -40,6 +40,7 @@ import {
   encodeDir4Bitmap,
   encodeGenConfig,
   encodeIfaceValue,
+  decodeIfaceValue,
   ifaceIndex,
   BITS_BYTES,
   fieldKeySize,
@@ -47,6 +48,7 @@ import {
   type MapName,
 } from './layout.js';
 import { u32, type RawMap } from './pins.js';
+import { trace } from '../system/trace.js';
 
 const UNUSED_SLOT = 0xffffffff;
 
@@ -63,6 +65,8 @@ export interface WriterHost {
   readonly capacity: FastpathCapacity;
   activeRuleSlots(gen: number): Map<string, number>;
   ifaceSlots(gen: number): Map<number, number>;
+  /** the iface_cfg values of a generation as the map holds them (index dir * FILTER_MAX_IFACES + slot) */
+  readIfaceCfg(gen: number): Buffer[];
   logRules(gen: number): LogRule[];
   rcuBarrier(): void;
 }
@@ -78,10 +82,18 @@ export class GenerationWriter {
    * vectors, so both generations are always remembered.
    */
   private readonly tables = new Map<string, FlatTable>();
+  /**
+   * "field:gen" (LPM maps) -> the whole table last written there, where the
+   * map holds only part of it (an IPv4 field with DIR-16-8 tables: trieTable
+   * in table.ts): what plan diffs against.
+   */
+  private readonly whole = new Map<string, FlatTable>();
   /** "map:first index" -> u32 values last written there by this process (DIR and port tables) */
   private readonly arrays = new Map<string, Uint32Array>();
   /** "map:first index" -> class vectors last written there by this process */
   private readonly vectors = new Map<string, Buffer[]>();
+  /** generation -> its iface_cfg values as this process last wrote (or read) them, index dir * FILTER_MAX_IFACES + slot */
+  private readonly ifaceCfg = new Map<number, Buffer[]>();
   /**
    * The token this writer stored in gen_meta with its last complete write.
    * The caches above hold only while the active generation's meta still
@@ -129,10 +141,16 @@ export class GenerationWriter {
 
     // classification maps, shadow generation
     for (const f of LPM_FIELDS) {
-      const r = await this.writeLpm(f, shadow, desired.fields[f]);
+      // the map gets what the program can ask it for (trieTable); the whole table is remembered for plan
+      const key = `${f}:${shadow}`;
+      this.whole.delete(key);
+      const trie = trieTable(desired, f);
+      const r = await this.writeLpm(f, shadow, trie);
+      if (trie !== desired.fields[f]) this.whole.set(key, desired.fields[f]);
       written[f] = r.written;
       removed[f] = r.removed;
     }
+    trace('writer: lpm tables written');
     // IPv4 DIR-16-8 tables of the shadow generation: classes and chunks before the top table
     for (const [fi, f] of (['src_v4', 'dst_v4'] as const).entries()) {
       const d = desired.dir4[f];
@@ -195,7 +213,7 @@ export class GenerationWriter {
 
     // interfaces: a slot per interface, stable while it stays configured (the
     // active generation keeps reading it); every entry of the shadow generation rewritten
-    const activeSlots = this.dp.ifaceSlots(active);
+    const activeSlots = ifaceSlotsOf(this.ifaceCfgContents(active));
     const slotOf = assignIfaceSlots(desired.interfaces.map((i) => ifindexes.get(i.name)!), activeSlots);
     const cfg = new Map<number, Buffer>();
     for (const i of desired.interfaces) {
@@ -212,7 +230,9 @@ export class GenerationWriter {
         cfgEntries.push([u32(at), cfg.get(at) ?? Buffer.alloc(IFACE_VALUE_SIZE)]);
       }
     }
+    this.ifaceCfg.delete(shadow);
     await this.maps.iface_cfg.setMany(cfgEntries);
+    this.ifaceCfg.set(shadow, cfgEntries.map(([, v]) => v));
     for (const [idx, slot] of slotOf) if (activeSlots.get(idx) !== slot) this.setIfaceSlot(idx, slot);
     written.ifaces = cfg.size;
 
@@ -238,8 +258,10 @@ export class GenerationWriter {
     this.maps.gen_meta.set(u32(shadow), meta);
 
     // the switch: one 4-byte array write
+    trace('writer: shadow written');
     this.maps.active.set(u32(0), u32(shadow));
     this.dp.rcuBarrier();
+    trace('writer: switched, barrier passed');
     settleDropLog(this.maps, desired.log, logRules, logBefore);
     // interfaces no longer configured: nothing reads their slots now
     for (const idx of activeSlots.keys()) if (!slotOf.has(idx)) this.setIfaceSlot(idx, undefined);
@@ -277,6 +299,15 @@ export class GenerationWriter {
     return this.writerToken !== undefined && this.maps.gen_meta.get(u32(active))!.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken;
   }
 
+  /**
+   * Whether lpmContents(f, gen) is the whole table of that generation: an
+   * IPv4 field whose generation has DIR-16-8 tables keeps in its map only
+   * what the program can ask it for (trieTable), so the map alone does not say.
+   */
+  wholeTableKnown(f: LpmField, gen: number, usesDir: boolean): boolean {
+    return this.whole.has(`${f}:${gen}`) || !usesDir;
+  }
+
   /** Whether what this writer remembers of the maps is what they hold (nobody wrote since its last write). */
   cachesCurrent(): boolean {
     if (this.freshMaps) return true;
@@ -293,6 +324,8 @@ export class GenerationWriter {
     for (const [k, v] of other.tables) this.tables.set(k, v);
     for (const [k, v] of other.arrays) this.arrays.set(k, v);
     for (const [k, v] of other.vectors) this.vectors.set(k, v);
+    for (const [k, v] of other.ifaceCfg) this.ifaceCfg.set(k, v);
+    for (const [k, v] of other.whole) this.whole.set(k, v);
     this.writerToken = other.writerToken;
     this.freshMaps = other.freshMaps;
   }
@@ -302,10 +335,24 @@ export class GenerationWriter {
     this.tables.clear();
     this.arrays.clear();
     this.vectors.clear();
+    this.ifaceCfg.clear();
+    this.whole.clear();
   }
 
-  /** One generation of an LPM map as a sorted table: what this writer last wrote there, else read from the map once. */
+  /** The iface_cfg values of a generation: what this writer last wrote there, else read from the map once. */
+  ifaceCfgContents(gen: number): Buffer[] {
+    let cfg = this.ifaceCfg.get(gen);
+    if (!cfg) this.ifaceCfg.set(gen, (cfg = this.dp.readIfaceCfg(gen)));
+    return cfg;
+  }
+
+  /**
+   * One generation of an LPM field as a sorted table: the whole table this
+   * writer last wrote there, else what the map holds (read once).
+   */
   lpmContents(f: LpmField, gen: number): Promise<FlatTable> {
+    const whole = this.whole.get(`${f}:${gen}`);
+    if (whole) return Promise.resolve(whole);
     return this.tableContents(f, `${f}:${gen}`, (raw, vb) => lpmTableFromKernel(f, gen, raw.keys, raw.values, raw.count, vb));
   }
 
@@ -447,6 +494,18 @@ export class GenerationWriter {
     await this.maps[name].setMany(batch);
     this.vectors.set(key, vectors);
   }
+}
+
+/** ifindex -> slot of a generation's iface_cfg values (as FastpathView.ifaceSlots reads them) */
+function ifaceSlotsOf(cfg: readonly Buffer[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const dir of [DIR.ingress, DIR.egress]) {
+    for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
+      const { ifindex } = decodeIfaceValue(cfg[dir * FILTER_MAX_IFACES + slot]!);
+      if (ifindex) out.set(ifindex, slot);
+    }
+  }
+  return out;
 }
 
 type EncodeKeys = (t: FlatTable, idx: Uint32Array, from: number, to: number, out: Uint8Array) => void;

@@ -1,0 +1,31 @@
+/**
+ * Phase timestamps for profiling an apply end to end (CLI, request, body
+ * parse, compile worker, lock, kernel writes, store): with PATRONUS_TRACE set
+ * to a file, each mark appends one line `EPOCH_MS PID/THREAD LABEL` to it
+ * (every process and worker thread of one apply writes to the same file, on
+ * one clock). Unset (always, outside a profiling session): one env check.
+ */
+import { appendFileSync } from 'node:fs';
+import { threadId } from 'node:worker_threads';
+
+const file = process.env.PATRONUS_TRACE;
+
+/** Appends a mark to $PATRONUS_TRACE (nothing when unset). */
+export function trace(label: string): void {
+  if (!file) return;
+  try {
+    appendFileSync(file, `${(performance.timeOrigin + performance.now()).toFixed(1)} ${process.pid}/${threadId} ${label}\n`);
+  } catch {
+    // a trace never fails what it traces
+  }
+}
+
+/** The process's start (node's own), as a mark: what the first `trace` after it cost. */
+export function traceProcessStart(label: string): void {
+  if (!file) return;
+  try {
+    appendFileSync(file, `${performance.timeOrigin.toFixed(1)} ${process.pid}/${threadId} ${label}\n`);
+  } catch {
+    // as above
+  }
+}

@@ -21,7 +21,7 @@
  *   /metrics: a late answer with a free loop was the poller's or the
  *   scheduler's), and the load average at the start and end of each phase.
  *
- *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip one,100k,countries,country,plan1m,apply1m] [--only ...] [--prof DIR]
+ *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip one,100k,countries,country,plan1m,apply1m] [--only ...] [--prof DIR] [--server-nice N]
  *
  * --cli runs another build of the CLI and server (e.g. a checkout of main)
  * for a before/after comparison. Prints a Markdown table (median, min–max);
@@ -47,6 +47,12 @@ const { values } = parseArgs({
     country: { type: 'string', default: 'NZ' },
     /** write the server's CPU profile (node --cpu-prof) into this directory */
     prof: { type: 'string' },
+    /**
+     * start the server in a session of its own (as a service runs: its own
+     * autogroup, not the bench's) with this autogroup nice (-20..19; root for
+     * < 0): what a systemd unit's CPUWeight= gives it on a machine others load
+     */
+    'server-nice': { type: 'string' },
   },
 });
 const reps = Number(values.reps);
@@ -125,7 +131,10 @@ async function main(): Promise<void> {
     return p;
   };
   const base = `http://127.0.0.1:${await freePort()}`;
-  const server = execa('node', [...(values.prof ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.prof)] : []), cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', file('seed.json', oneRule(1))], { reject: false, all: true });
+  const serverNice = values['server-nice'];
+  const server = execa('node', [...(values.prof ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.prof)] : []), cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', file('seed.json', oneRule(1))], { reject: false, all: true, ...(serverNice !== undefined ? { detached: true } : {}) });
+  // the server's own autogroup (setsid above): its weight against every other session on the machine
+  if (serverNice !== undefined) writeFileSync(`/proc/${server.pid}/autogroup`, serverNice);
   const run = (...args: string[]) => execa('node', [cli, '--server', base, '--state-dir', stateDir, '--json', ...args], { reject: false });
   const rows: string[][] = [];
   const healthRows: string[][] = [];
@@ -217,7 +226,7 @@ async function main(): Promise<void> {
       await timed('apply 1M prefixes, unchanged', ['apply', b]);
     }
 
-    console.log(`\n# patronus apply through a running server; ${cli}; ${new Date().toISOString()}; ${arch()}, ${cpus().length} cores, Node ${process.version}\n`);
+    console.log(`\n# patronus apply through a running server; ${cli}${serverNice !== undefined ? ` (own session, autogroup nice ${serverNice})` : ''}; ${new Date().toISOString()}; ${arch()}, ${cpus().length} cores, Node ${process.version}\n`);
     console.log(markdownTable(['operation', 'CLI apply to committed (s)', 'server apply (s)'], rows));
     console.log('\n');
     console.log(markdownTable(['during', '/healthz slowest answer (ms)', '/healthz p99 (ms)', '/healthz p50 (ms)', 'server event loop max (p99) (ms)'], healthRows.map((r) => [...r, '', ''].slice(0, 5))));

@@ -37,6 +37,7 @@ import type { Compiled, ConfigSource } from './engine.js';
 import { DesiredStates, type Subsystem } from './subsystem.js';
 import { Slicer, reviveBuffers } from '../system/slices.js';
 import { trace } from '../system/trace.js';
+import { yieldCpuToMainThread } from '../system/priority.js';
 
 export interface CheckJob {
   host: { netns?: string; stateDir: string; bpfRoot?: string };
@@ -334,6 +335,8 @@ function heapBytes(): number {
 }
 
 if (parentPort && (workerData as { patronusCheckWorker?: boolean } | undefined)?.patronusCheckWorker) {
+  // seconds of CPU: the server's main thread (/healthz, the API) goes first (src/system/priority.ts)
+  yieldCpuToMainThread();
   const { preload } = workerData as { preload?: string[] };
   // a spare: load everything now, then wait for the job
   const preloaded = preload ? load().then(({ loadDomains }) => loadDomains(preload)) : undefined;

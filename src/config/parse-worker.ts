@@ -12,6 +12,7 @@ import { parentPort, workerData, Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { parseConfigText } from './load.js';
 import type { Issue } from './issues.js';
+import { yieldCpuToMainThread } from '../system/priority.js';
 
 /** Above this many characters a JSON body is parsed in a worker. */
 export const LARGE_JSON_BODY = 1 << 20;
@@ -122,6 +123,8 @@ export function parseJsonBody(text: string): ParsedBody {
 }
 
 if (parentPort && (workerData as { patronusParseWorker?: boolean } | undefined)?.patronusParseWorker) {
+  // the server's main thread (/healthz, the API) goes first (src/system/priority.ts)
+  yieldCpuToMainThread();
   // started ahead (a spare) or for this body: the body arrives as a message
   parentPort.once('message', (body: string | Uint8Array) => {
     const text = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');

@@ -9,8 +9,11 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { getPriority, tmpdir } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { workerNiceIncrement } from '../../src/system/priority.js';
 import { join } from 'node:path';
 import { Engine, heavyToCompile } from '../../src/apply/engine.js';
 import { ValidationStopped } from '../../src/apply/check-worker.js';
@@ -174,6 +177,55 @@ describe('validation off the main thread', () => {
     } finally {
       e.close();
     }
+  });
+
+  it("the compile and parse workers run at a lower priority than the server's main thread (per-thread nice)", { skip: process.platform !== 'linux' && 'per-thread nice is Linux', timeout: 120_000 }, async () => {
+    const base = getPriority(process.pid);
+    const want = Math.min(19, base + workerNiceIncrement());
+    /** this process's threads with the workers' nice (not the main thread) */
+    const niced = () =>
+      readdirSync('/proc/self/task').filter((tid) => {
+        try {
+          // nice is field 19; fields after the command name (which may hold spaces) start at ") "
+          const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+          return Number(stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[16]) === want;
+        } catch {
+          return false; // the thread ended
+        }
+      });
+    assert.notEqual(want, base, 'PATRONUS_WORKER_NICE is not 0 in this test');
+    /** waits for a thread at the workers' nice that was not there before */
+    const newNiced = async (before: string[]) => {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const fresh = niced().filter((t) => !before.includes(t));
+        if (fresh.length || Date.now() > deadline) return fresh;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    // (spares of the tests above may be idle at that nice already)
+    const document = { interfaces: [{ name: 'wan0', zone: 'wan' }], aliases: [{ name: 'big', type: 'network', entries: prefixes(400_000) }], firewall: { rules: [{ name: 'x', direction: 'input', from: 'wan', action: 'drop', source: ['big'] }] } };
+    let before = niced();
+    const running = engine.validate({ document });
+    running.catch(() => undefined);
+    try {
+      const tids = await newNiced(before);
+      assert.equal(tids.length, 1, `the compile worker's thread at nice ${want} while the validation runs`);
+      assert.notEqual(tids[0], String(process.pid), 'never the main thread');
+      assert.equal(getPriority(process.pid), base, "the main thread's priority is unchanged");
+    } finally {
+      engine.stopValidations();
+      await running.catch(() => undefined);
+    }
+    // a parse worker (a large JSON body's) waiting for its body
+    before = niced();
+    const w = new Worker(fileURLToPath(new URL('../../src/config/parse-worker.js', import.meta.url)), { workerData: { patronusParseWorker: true } });
+    try {
+      assert.equal((await newNiced(before)).length, 1, `the parse worker's thread at nice ${want}`);
+    } finally {
+      await w.terminate();
+    }
+    assert.equal(getPriority(process.pid), base);
   });
 
   it('stopValidations ends a running validation at once', async () => {

@@ -147,6 +147,15 @@ describe('fast path tables: LPM fields', () => {
       assert.ok(keys.subarray(i * ks, (i + 1) * ks).equals(lpmKey('src_v4', 1, e.data, e.length)), `key ${i}`);
       assert.ok(values.subarray(i * BITS_BYTES, (i + 1) * BITS_BYTES).equals(e.bits), `value ${i}`);
     });
+    // into buffers at any alignment (words where aligned, bytes otherwise), from a slice of the index list
+    for (const at of [1, 2, 3, 4]) {
+      const k = Buffer.alloc(at + 2 * ks, 0xee).subarray(at);
+      const v = new Uint8Array(new ArrayBuffer(at + 2 * BITS_BYTES), at);
+      encodeLpmKeys('src_v4', 1, t, idx, 1, 3, k);
+      encodeValues(t, idx, 1, 3, v);
+      assert.ok(k.equals(keys.subarray(ks, 3 * ks)), `keys at offset ${at}`);
+      assert.ok(Buffer.from(v).equals(values.subarray(BITS_BYTES, 3 * BITS_BYTES)), `values at offset ${at}`);
+    }
     // a batch read holds both generations, in the trie's order
     const other = lpmKey('src_v4', 0, Buffer.from([10, 0, 0, 0]), 8);
     const mixed = Buffer.concat([keys.subarray(2 * ks), other, keys.subarray(0, 2 * ks)]);

@@ -318,12 +318,6 @@ export class FastpathDataPlane extends FastpathView {
     return this.writer.ifaceCfgContents(gen);
   }
 
-  /** Whether generationTable(f, gen) is the whole table: this instance wrote it (and nobody since), or the map holds all of it. */
-  override wholeTableKnown(f: LpmField, gen: number): boolean {
-    if (!this.writer.cachesCurrent()) this.writer.forgetContents();
-    return this.writer.wholeTableKnown(f, gen, this.trieIsPartial(f, gen));
-  }
-
   /** Generation `gen` of one LPM map as a sorted table: what this instance wrote while nobody else wrote since, else read. */
   override generationTable(f: LpmField, gen: number): Promise<FlatTable> {
     if (!this.writer.cachesCurrent()) this.writer.forgetContents();

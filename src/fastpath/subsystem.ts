@@ -303,12 +303,6 @@ export async function planAgainst(dp: FastpathView, desired: FastpathTables, hos
     // one merge of two sorted tables (table.ts): no key strings, no per-entry objects
     const cur = await dp.generationTable(f, gen);
     const want = desired.fields[f];
-    if (!dp.wholeTableKnown(f, gen)) {
-      // the running generation's trie holds part of its table (the rest is in its DIR-16-8 tables), and this
-      // process did not write it: what it holds is not known here, so the whole field is written again
-      changes.push({ action: 'change', object: `map ${f}`, detail: `${want.count} entries, written whole (the running generation keeps most of its entries in DIR-16-8 tables this process did not write)` });
-      continue;
-    }
     const d = await mergeDiff(cur, want, new Slicer(), `plan of map ${f}`);
     // entries, described only when printed (a plan of 100k prefixes prints five of them)
     const of = (t: FlatTable) => (i: number) => {

@@ -19,8 +19,8 @@
  * keep it as it is, and the engine's deepEqual compares it natively.
  */
 import { Slicer, TICK_EVERY } from '../system/slices.js';
-import { BITS_BYTES, DIR_CHUNK, DIR_TRIE, DIR4_CHUNKS, LPM_FIELDS, V6_HASH_KEY_SIZE, fieldDataBytes, fieldKeySize, STRUCTS, type LpmField } from './layout.js';
-import type { Dir4, Dir6, FastpathDesired, LpmEntry } from './compile.js';
+import { BITS_BYTES, LPM_FIELDS, V6_HASH_KEY_SIZE, fieldDataBytes, fieldKeySize, STRUCTS, type LpmField } from './layout.js';
+import type { Dir6, FastpathDesired, LpmEntry } from './compile.js';
 
 export interface FlatTable {
   /** entries */
@@ -465,84 +465,4 @@ class ValueClasses {
     for (let k = 0; k < this.vb; k++) if (s[at + k] !== src[off + k]) return false;
     return true;
   }
-}
-
-/**
- * What an LPM field's trie holds in a generation (what the writer writes
- * there): the whole table, except for an IPv4 field that also has its
- * DIR-16-8 tables in that generation (compile.ts buildDir4). The program
- * asks that trie only for addresses whose /16 or /24 the tables mark
- * FILTER_DIR_TRIE (filter_prog.h lookup_v4_dir; the crossproduct path falls
- * back to it), so an entry that overlaps none of those regions is never an
- * answer. Kept: every entry that overlaps one (inside it: longer than /24,
- * or in a /16 left to the trie; around it: its ancestors, down to the
- * zero-length entry), which gives every address there the same longest
- * match as the whole table. A 100k-/24 alias then writes no trie entry at
- * all instead of 100k (the kernel's trie inserts and deletes were most of a
- * 100k-prefix apply). Plan still diffs the whole tables (the writer
- * remembers them: writer.ts).
- */
-export function trieTable(d: Pick<FastpathTables, 'fields' | 'dir4'>, f: LpmField): FlatTable {
-  const t = d.fields[f];
-  const dir = f === 'src_v4' || f === 'dst_v4' ? d.dir4[f] : undefined;
-  if (!dir) return t;
-  const known = trimmed.get(t);
-  if (known && known.dir === dir) return known.trie;
-  const trie = trieEntries(t, dir);
-  trimmed.set(t, { dir, trie });
-  return trie;
-}
-
-const trimmed = new WeakMap<FlatTable, { dir: Dir4; trie: FlatTable }>();
-
-/** The entries of an IPv4 table (sort keys: 4 address bytes, then the length) that overlap a region `dir` leaves to the trie. */
-export function trieEntries(t: FlatTable, dir: Dir4): FlatTable {
-  // acc[i]: how many of the /16s below i the trie answers (wholly, or for some /24 of their chunk)
-  const chunkTrie = dir.chunks.map((c) => c.includes(DIR_TRIE));
-  const acc = new Uint32Array(65537);
-  for (let hi = 0; hi < 65536; hi++) {
-    const s = dir.dir16[hi]!;
-    const trie = s === DIR_TRIE || ((s & DIR_CHUNK) !== 0 && chunkTrie[s & (DIR4_CHUNKS - 1)] === true);
-    acc[hi + 1] = acc[hi]! + (trie ? 1 : 0);
-  }
-  const kb = t.keyBytes;
-  const keep: number[] = [];
-  if (acc[65536]! > 0) {
-    for (let i = 0; i < t.count; i++) {
-      const o = i * kb;
-      const len = t.keys[o + 4]!;
-      const hi = (t.keys[o]! << 8) | t.keys[o + 1]!;
-      let overlaps = true;
-      if (len <= 16) {
-        const n = 1 << (16 - len);
-        const from = hi & ~(n - 1);
-        overlaps = acc[from + n]! - acc[from]! > 0;
-      } else {
-        const s = dir.dir16[hi]!;
-        // a /16 left to the trie, or anything the tables were not built to answer: kept
-        if (s !== DIR_TRIE && (s & DIR_CHUNK) !== 0 && len <= 24) {
-          const c = dir.chunks[s & (DIR4_CHUNKS - 1)]!;
-          const n = 1 << (24 - len);
-          const from = t.keys[o + 2]! & ~(n - 1);
-          overlaps = false;
-          for (let j = from; j < from + n; j++) {
-            if (c[j] === DIR_TRIE) {
-              overlaps = true;
-              break;
-            }
-          }
-        }
-      }
-      if (overlaps) keep.push(i);
-    }
-  }
-  const n = keep.length;
-  const keys = new Uint8Array(n * kb);
-  const cls = new Uint32Array(n);
-  for (let j = 0; j < n; j++) {
-    const i = keep[j]!;
-    keys.set(t.keys.subarray(i * kb, (i + 1) * kb), j * kb);
-    cls[j] = t.cls[i]!;
-  }
-  return { count: n, keyBytes: kb, keys, cls, valueBytes: t.valueBytes, values: t.values };
 }

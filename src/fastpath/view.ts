@@ -319,23 +319,6 @@ export class FastpathView implements Disposable {
     return [...byIdx.values()];
   }
 
-  /**
-   * Whether generationTable(f, gen) is that generation's whole table. An
-   * IPv4 field of a generation with DIR-16-8 tables keeps in its trie only
-   * what the program can ask it for (table.ts trieTable): read from the map,
-   * that is part of it (the data plane that wrote it remembers the whole).
-   */
-  wholeTableKnown(f: LpmField, gen: number): boolean {
-    return !this.trieIsPartial(f, gen);
-  }
-
-  /** Whether field f of generation gen has DIR-16-8 tables (its trie holds part of the table). */
-  protected trieIsPartial(f: LpmField, gen: number): boolean {
-    if (f !== 'src_v4' && f !== 'dst_v4') return false;
-    const { features } = decodeGenConfig(this.maps.gen_config.get(u32(gen))!);
-    return (features & FEAT[f === 'src_v4' ? 'src_v4_dir' : 'dst_v4_dir']) !== 0;
-  }
-
   /** The active generation of one LPM map as a sorted table (for plan). */
   async activeTable(f: LpmField): Promise<FlatTable> {
     return this.generationTable(f, this.generation);

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { PerCpuMap, codecs } from '../bpf/index.js';
 import { loggingSlotsOf, prepareDropLog, settleDropLog, type LogRule } from './droplog.js';
 import type { FastpathCapacity } from './compile.js';
-import { emptyTable, encodeLpmKeys, encodeV6HashKeys, encodeValues, lpmSortKeyBytes, lpmTableFromKernel, mergeDiff, trieTable, upserts, v6HashTable, v6HashTableFromKernel, type FastpathTables, type FlatTable } from './table.js';
+import { emptyTable, encodeLpmKeys, encodeV6HashKeys, encodeValues, lpmSortKeyBytes, lpmTableFromKernel, mergeDiff, upserts, v6HashTable, v6HashTableFromKernel, type FastpathTables, type FlatTable } from './table.js';
 import { assignIfaceSlots, assignRuleSlots, changedIndexes, changedVectors, genConfigWithConstraints, packDir4 } from './generation.js';
 import { Slicer, TICK_EVERY } from '../system/slices.js';
 import {
@@ -82,12 +82,6 @@ export class GenerationWriter {
    * vectors, so both generations are always remembered.
    */
   private readonly tables = new Map<string, FlatTable>();
-  /**
-   * "field:gen" (LPM maps) -> the whole table last written there, where the
-   * map holds only part of it (an IPv4 field with DIR-16-8 tables: trieTable
-   * in table.ts): what plan diffs against.
-   */
-  private readonly whole = new Map<string, FlatTable>();
   /** "map:first index" -> u32 values last written there by this process (DIR and port tables) */
   private readonly arrays = new Map<string, Uint32Array>();
   /** "map:first index" -> class vectors last written there by this process */
@@ -141,12 +135,7 @@ export class GenerationWriter {
 
     // classification maps, shadow generation
     for (const f of LPM_FIELDS) {
-      // the map gets what the program can ask it for (trieTable); the whole table is remembered for plan
-      const key = `${f}:${shadow}`;
-      this.whole.delete(key);
-      const trie = trieTable(desired, f);
-      const r = await this.writeLpm(f, shadow, trie);
-      if (trie !== desired.fields[f]) this.whole.set(key, desired.fields[f]);
+      const r = await this.writeLpm(f, shadow, desired.fields[f]);
       written[f] = r.written;
       removed[f] = r.removed;
     }
@@ -299,15 +288,6 @@ export class GenerationWriter {
     return this.writerToken !== undefined && this.maps.gen_meta.get(u32(active))!.readUInt32LE(GEN_META_WRITER_OFFSET) === this.writerToken;
   }
 
-  /**
-   * Whether lpmContents(f, gen) is the whole table of that generation: an
-   * IPv4 field whose generation has DIR-16-8 tables keeps in its map only
-   * what the program can ask it for (trieTable), so the map alone does not say.
-   */
-  wholeTableKnown(f: LpmField, gen: number, usesDir: boolean): boolean {
-    return this.whole.has(`${f}:${gen}`) || !usesDir;
-  }
-
   /** Whether what this writer remembers of the maps is what they hold (nobody wrote since its last write). */
   cachesCurrent(): boolean {
     if (this.freshMaps) return true;
@@ -325,7 +305,6 @@ export class GenerationWriter {
     for (const [k, v] of other.arrays) this.arrays.set(k, v);
     for (const [k, v] of other.vectors) this.vectors.set(k, v);
     for (const [k, v] of other.ifaceCfg) this.ifaceCfg.set(k, v);
-    for (const [k, v] of other.whole) this.whole.set(k, v);
     this.writerToken = other.writerToken;
     this.freshMaps = other.freshMaps;
   }
@@ -336,7 +315,6 @@ export class GenerationWriter {
     this.arrays.clear();
     this.vectors.clear();
     this.ifaceCfg.clear();
-    this.whole.clear();
   }
 
   /** The iface_cfg values of a generation: what this writer last wrote there, else read from the map once. */
@@ -346,13 +324,8 @@ export class GenerationWriter {
     return cfg;
   }
 
-  /**
-   * One generation of an LPM field as a sorted table: the whole table this
-   * writer last wrote there, else what the map holds (read once).
-   */
+  /** One generation of an LPM map as a sorted table: what this writer last wrote there, else read from the map once. */
   lpmContents(f: LpmField, gen: number): Promise<FlatTable> {
-    const whole = this.whole.get(`${f}:${gen}`);
-    if (whole) return Promise.resolve(whole);
     return this.tableContents(f, `${f}:${gen}`, (raw, vb) => lpmTableFromKernel(f, gen, raw.keys, raw.values, raw.count, vb));
   }
 

@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { buildDir4, compileFastpath, type Dir4, type LpmEntry } from '../../src/fastpath/compile.js';
 import { DIR4_CHUNKS, DIR4_CLASSES, DIR_CHUNK, DIR_TRIE, FEAT, PORT_CLASSES, emptyBits, setBit } from '../../src/fastpath/layout.js';
 import { fastpathSchema } from '../../src/fastpath/schema.js';
-import { lpmTable, lpmEntryAt, trieEntries, trieTable, fastpathTables } from '../../src/fastpath/table.js';
 
 function entry(a: number, length: number, rule: number): LpmEntry {
   const data = Buffer.alloc(4);
@@ -95,54 +94,6 @@ describe('IPv4 DIR-16-8 tables', () => {
       many.push(e);
     }
     assert.equal(buildDir4(many), undefined);
-  });
-
-  it('the trie keeps only what the tables leave to it: the same longest match wherever they do', () => {
-    const build = (extra: LpmEntry[]) => {
-      const entries: LpmEntry[] = [entry(0, 0, 0)];
-      const lens = [1, 8, 12, 16, 17, 20, 23, 24, 24, 24, 25, 28, 32];
-      for (let i = 0; i < 400; i++) entries.push(entry(rnd(), lens[i % lens.length]!, 1 + (i % 60)));
-      for (const [len, r] of [[16, 61], [18, 62], [22, 63], [24, 1], [30, 2]] as const) entries.push(entry(0x0a010203, len, r));
-      entries.push(...extra);
-      const seen = new Set<string>();
-      return entries.filter((e) => {
-        const k = `${e.data.toString('hex')}/${e.length}`;
-        return !seen.has(k) && seen.add(k);
-      });
-    };
-    // with chunks to spare, and with more /16s than chunks (whole /16s left to the trie)
-    const overflow: LpmEntry[] = [];
-    for (let i = 0; i < DIR4_CHUNKS + 10; i++) overflow.push(entry(((i + 7) << 16) >>> 0, 24, 3), entry((((i + 7) << 16) | 0x0500) >>> 0, 20, 4));
-    for (const entries of [build([]), build(overflow)]) {
-      const d = buildDir4(entries)!;
-      assert.ok(d, 'fits');
-      const full = lpmTable('src_v4', entries);
-      const trie = trieEntries(full, d);
-      assert.ok(trie.count < full.count, `${trie.count} of ${full.count} entries kept`);
-      const kept: LpmEntry[] = [];
-      for (let i = 0; i < trie.count; i++) {
-        const e = lpmEntryAt('src_v4', trie, i);
-        kept.push({ data: e.data, length: e.length, bits: e.bits! });
-      }
-      const probes = [...entries.map((e) => e.data.readUInt32BE(0)), ...entries.map((e) => (e.data.readUInt32BE(0) + 2 ** (32 - e.length) - 1) >>> 0)];
-      for (let i = 0; i < 20000; i++) probes.push(rnd());
-      let asked = 0;
-      for (const a of probes) {
-        if (dir(d, a) !== 'trie') continue;
-        asked++;
-        assert.ok(lpm(kept, a)?.equals(lpm(entries, a)!), `address ${a >>> 0}: the kept entries answer differently`);
-      }
-      assert.ok(asked > 0, 'some probes go to the trie');
-    }
-    // a /24 alias: nothing left to the trie, nothing written there; a field without tables keeps its whole table
-    const { desired } = compileFastpath({
-      fastpath: fastpathSchema.parse({ interfaces: [{ name: 'lo' }], rules: [{ name: 'a', source: Array.from({ length: 500 }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`), action: 'drop' }] }),
-      aliases: new Map(),
-    });
-    const t = fastpathTables(desired);
-    assert.equal(trieTable(t, 'src_v4').count, 0);
-    assert.equal(trieTable(t, 'dst_v4'), t.fields.dst_v4);
-    assert.equal(trieTable(t, 'sport'), t.fields.sport);
   });
 
   it('compile: the table replaces the trie lookup only for constrained IPv4 fields', () => {

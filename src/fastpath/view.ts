@@ -136,15 +136,7 @@ export class FastpathView implements Disposable {
 
   /** ifindex -> slot of the interfaces a generation configures. */
   ifaceSlots(gen: number): Map<number, number> {
-    const cfg = this.ifaceCfg(gen);
-    const out = new Map<number, number>();
-    for (const dir of [DIR.ingress, DIR.egress]) {
-      for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
-        const { ifindex } = decodeIfaceValue(cfg[dir * FILTER_MAX_IFACES + slot]!);
-        if (ifindex) out.set(ifindex, slot);
-      }
-    }
-    return out;
+    return ifaceSlotsOf(this.ifaceCfg(gen));
   }
 
   /**
@@ -424,4 +416,16 @@ export class FastpathView implements Disposable {
 /** CLOCK_MONOTONIC in ns: the clock bpf_ktime_get_ns() reads (libuv's hrtime uses it). */
 export function monotonicNs(): bigint {
   return process.hrtime.bigint();
+}
+
+/** ifindex -> slot of a generation's iface_cfg values (used by the view and by the writer's own copy of them). */
+export function ifaceSlotsOf(cfg: readonly Buffer[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const dir of [DIR.ingress, DIR.egress]) {
+    for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
+      const { ifindex } = decodeIfaceValue(cfg[dir * FILTER_MAX_IFACES + slot]!);
+      if (ifindex) out.set(ifindex, slot);
+    }
+  }
+  return out;
 }

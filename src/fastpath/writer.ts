@@ -8,6 +8,7 @@
  * maps; this class only carries their results into the maps. Used by
  * FastpathDataPlane.apply, under the apply lock.
  */
+import { ifaceSlotsOf } from './view.js';
 import { randomBytes } from 'node:crypto';
 import { PerCpuMap, codecs } from '../bpf/index.js';
 import { loggingSlotsOf, prepareDropLog, settleDropLog, type LogRule } from './droplog.js';
@@ -469,17 +470,6 @@ export class GenerationWriter {
   }
 }
 
-/** ifindex -> slot of a generation's iface_cfg values (as FastpathView.ifaceSlots reads them) */
-function ifaceSlotsOf(cfg: readonly Buffer[]): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const dir of [DIR.ingress, DIR.egress]) {
-    for (let slot = 0; slot < FILTER_MAX_IFACES; slot++) {
-      const { ifindex } = decodeIfaceValue(cfg[dir * FILTER_MAX_IFACES + slot]!);
-      if (ifindex) out.set(ifindex, slot);
-    }
-  }
-  return out;
-}
 
 type EncodeKeys = (t: FlatTable, idx: Uint32Array, from: number, to: number, out: Uint8Array) => void;
 type FromKernel = (raw: { count: number; keys: Buffer; values: Buffer }, valueBytes: number) => Promise<FlatTable>;

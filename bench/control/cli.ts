@@ -21,7 +21,7 @@
  *   /metrics: a late answer with a free loop was the poller's or the
  *   scheduler's), and the load average at the start and end of each phase.
  *
- *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip one,100k,countries,country,plan1m,apply1m] [--only ...] [--prof DIR] [--server-nice N]
+ *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip one,100k,countries,country,plan1m,apply1m] [--only ...] [--prof DIR] [--server-nice N] [--server-flags=--trace-gc] [--server-log FILE]
  *
  * --cli runs another build of the CLI and server (e.g. a checkout of main)
  * for a before/after comparison. Prints a Markdown table (median, min–max);
@@ -53,6 +53,12 @@ const { values } = parseArgs({
      * < 0): what a systemd unit's CPUWeight= gives it on a machine others load
      */
     'server-nice': { type: 'string' },
+    /** extra node flags for the server, space-separated (e.g. "--trace-gc") */
+    'server-flags': { type: 'string', default: '' },
+    /** run this command once the server is ready, `{pid}` replaced by its pid (space-separated argv, no shell; experiments: renice, chrt) */
+    'server-exec': { type: 'string' },
+    /** write the server's stdout (--trace-gc's lines among others) into this file */
+    'server-log': { type: 'string' },
   },
 });
 const reps = Number(values.reps);
@@ -132,7 +138,8 @@ async function main(): Promise<void> {
   };
   const base = `http://127.0.0.1:${await freePort()}`;
   const serverNice = values['server-nice'];
-  const server = execa('node', [...(values.prof ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.prof)] : []), cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', file('seed.json', oneRule(1))], { reject: false, all: true, ...(serverNice !== undefined ? { detached: true } : {}) });
+  const serverFlags = values['server-flags']!.split(' ').filter(Boolean);
+  const server = execa('node', [...serverFlags, ...(values.prof ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.prof)] : []), cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', file('seed.json', oneRule(1))], { reject: false, all: true, ...(values['server-log'] ? { stdout: { file: resolve(values['server-log']) } } : {}), ...(serverNice !== undefined ? { detached: true } : {}) });
   // the server's own autogroup (setsid above): its weight against every other session on the machine
   if (serverNice !== undefined) writeFileSync(`/proc/${server.pid}/autogroup`, serverNice);
   const run = (...args: string[]) => execa('node', [cli, '--server', base, '--state-dir', stateDir, '--json', ...args], { reject: false });
@@ -141,6 +148,11 @@ async function main(): Promise<void> {
   try {
     const ready = await execa('node', [cli, '--server', base, 'wait-ready', '--timeout', '180'], { reject: false });
     if (ready.exitCode !== 0) throw new Error(`server not ready: ${ready.stderr}\n${server.exitCode === null ? 'running' : (await server).all}`);
+    if (values['server-exec']) {
+      const [cmd, ...args] = values['server-exec'].split(' ').filter(Boolean).map((a) => a.replaceAll('{pid}', String(server.pid)));
+      const r = await execa(cmd!, args, { reject: false, all: true, timeout: 30_000 });
+      console.error(`# server-exec: exit ${r.exitCode}: ${r.all}`);
+    }
 
     /** one timed `patronus apply`; returns CLI wall ms and the server's durationMs */
     const apply = async (path: string, what: string) => {

@@ -31,6 +31,7 @@ import { fastpathPinDir, linkNames } from '../fastpath/subsystem.js';
 import { releaseFreedMemory } from '../bpf/index.js';
 import { serviceManager } from '../system/service-manager.js';
 import { enableSpawner } from '../system/spawner.js';
+import { traceLoopGaps } from '../system/trace.js';
 
 /** The embedded default configuration (a file in the repository). */
 export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../../config/default.yaml', import.meta.url));
@@ -60,6 +61,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   // every command the server runs (ip, nft, tc, daemons' tools) is started by a small helper process: a spawn's
   // fork and wait for the child's exec no longer hold the event loop (/healthz, signals; src/system/spawner.ts)
   enableSpawner();
+  // profiling only (PATRONUS_TRACE): the loop's stalls among the phase marks
+  traceLoopGaps();
   const stateDir = opts.stateDir ?? defaultStateDir(opts.lab);
   if (opts.lab) await ensureLab();
   const netns = opts.netns ?? (opts.lab ? LAB_NS : undefined);

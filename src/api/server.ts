@@ -74,6 +74,8 @@ export const API_PREFIX = '/api/v1';
 const configInput = z
   .union([z.string().describe('the document as YAML or JSON text'), z.record(z.string(), z.unknown()).describe('the document as a JSON object')])
   .describe('a Patronus configuration document');
+/** The routes whose large JSON body's `config` reaches the engine as bytes (see `source` in buildServer). */
+const DOCUMENT_ROUTES = new Set([`${API_PREFIX}/config/validate`, `${API_PREFIX}/config/plan`, `${API_PREFIX}/config/apply`]);
 const sourceBody = z
   .object({
     config: configInput,
@@ -144,6 +146,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   // a large body's parse is a request's work (Engine.beginWork: the drift monitor starts no check meanwhile)
   // until its answer is sent, so the route's validate/plan/apply takes over without a gap
   const bodyWork = new WeakMap<object, () => void>();
+  // a large body's document as UTF-8 JSON bytes (parse-worker.ts), per request: never a string on this thread
+  const bodyDocument = new WeakMap<object, Uint8Array>();
   const endBodyWork = async (req: FastifyRequest) => {
     bodyWork.get(req)?.();
     bodyWork.delete(req);
@@ -156,8 +160,16 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     trace(`server: body received (${bytes.length} bytes)`);
     if (bytes.length > LARGE_JSON_BODY) {
       bodyWork.set(req, engine.beginWork('request'));
-      parseJsonBodyInWorker(bytes).then(
-        (p) => (trace('server: body parsed (worker)'), 'issues' in p ? done(bodyIssues(p.issues)) : done(null, p.body)),
+      // the engine's document routes take the document as bytes (Engine ConfigSource `bytes`); others as text
+      const route = req.url.split('?')[0];
+      parseJsonBodyInWorker(bytes, { documentAsBytes: DOCUMENT_ROUTES.has(route!) }).then(
+        (p) => {
+          trace('server: body parsed (worker)');
+          if ('issues' in p) return done(bodyIssues(p.issues));
+          // the document as bytes (body.config is '' then): handed on to the compile worker as they are
+          if (p.configBytes) bodyDocument.set(req, p.configBytes);
+          done(null, p.body);
+        },
         (e: Error) => done(e),
       );
       return;
@@ -212,10 +224,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   // the revision's author: the signed-in user, or the token's name
   const author = (req: FastifyRequest) => req.principal?.user ?? 'api';
-  const source = (b: z.infer<typeof sourceBody>): ConfigSource => ({
-    ...(typeof b.config === 'string' ? { text: b.config, ...(b.format ? { format: b.format } : {}) } : { document: b.config }),
-    ...(b.allowEmpty ? { allowEmpty: true } : {}),
-  });
+  const source = (b: z.infer<typeof sourceBody>, req: FastifyRequest): ConfigSource => {
+    const bytes = bodyDocument.get(req);
+    bodyDocument.delete(req);
+    return {
+      ...(bytes ? { bytes, format: 'json' as const } : typeof b.config === 'string' ? { text: b.config, ...(b.format ? { format: b.format } : {}) } : { document: b.config }),
+      ...(b.allowEmpty ? { allowEmpty: true } : {}),
+    };
+  };
 
   /**
    * 200 when the system is verified to run the revision it should (or
@@ -296,7 +312,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   app.post(`${API_PREFIX}/config/validate`, { config: { role: 'viewer' }, schema: { summary: 'Validate a document (schema, aliases, every subsystem); 400 lists every issue', body: sourceBody } }, async (req, reply) => {
     // in a worker thread: a huge document does not stall /healthz (see Engine.validate)
-    const issues = await engine.validate(source(req.body)).catch((e: Error) => {
+    const issues = await engine.validate(source(req.body, req)).catch((e: Error) => {
       // stopped by a shutdown: close this connection with the answer, or the server's close waits for it to idle out
       if (e instanceof ValidationStopped) reply.header('connection', 'close');
       throw e;
@@ -306,14 +322,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   });
 
   app.post(`${API_PREFIX}/config/plan`, { config: { role: 'operator' }, schema: { summary: 'What applying a document would change, per subsystem', body: sourceBody } }, async (req) => {
-    const plan = await engine.plan(source(req.body));
+    const plan = await engine.plan(source(req.body, req));
     return { ...plan, text: formatPlan(plan) };
   });
 
   app.post(`${API_PREFIX}/config/apply`, { config: { role: 'operator' }, schema: { summary: 'Apply a document as a new revision (all or nothing); with Accept: application/x-ndjson, progress lines and heartbeats stream until the report', body: applyBody } }, async (req, reply) => {
     const b = req.body;
     trace('server: apply route');
-    const run = () => engine.apply({ ...source(b), ...(b.expect ? { expect: b.expect } : {}) }, { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
+    const run = () => engine.apply({ ...source(b, req), ...(b.expect ? { expect: b.expect } : {}) }, { author: author(req), message: b.message, ...(b.confirmWithin !== undefined ? { confirmWithin: b.confirmWithin } : {}) });
     return wantsStream(req) ? streamApply(reply, engine, run, opts.streamHeartbeatMs) : run();
   });
 

@@ -10,8 +10,10 @@
  *   compiled state is large (the fast path's prefix maps, kept as sorted
  *   flat tables) hands its buffers over transferred, not cloned
  *   (Subsystem.wire; src/fastpath/wire.ts). The document comes back as its
- *   JSON text with its sha256 (what the store records), not as a parsed
- *   object graph; for an apply the worker stores that text itself.
+ *   JSON text in UTF-8 bytes, transferred, with their sha256 (what the store
+ *   records), not as a parsed object graph nor a string; for an apply the
+ *   worker stores that text itself. A document sent as bytes (a large
+ *   request body) arrives the same way: moved, not cloned.
  *
  * Why a worker and not cooperative loops: a 1M-prefix document spends ~10 s
  * of pure CPU in alias resolution, the fast-path and nft compilers and their
@@ -38,6 +40,7 @@ import { DesiredStates, type Subsystem } from './subsystem.js';
 import { Slicer, reviveBuffers } from '../system/slices.js';
 import { trace } from '../system/trace.js';
 import { yieldCpuToMainThread } from '../system/priority.js';
+import { sourceText } from '../config/source-text.js';
 
 export interface CheckJob {
   host: { netns?: string; stateDir: string; bpfRoot?: string };
@@ -58,8 +61,9 @@ interface CompiledMessage {
   desired: [string, unknown][];
   /** the validated document without its aliases (they are compiled into `desired` already) */
   config: Compiled['validated']['config'];
-  documentText: string;
-  /** sha256 (hex) of documentText */
+  /** the document as the store records it: JSON text as UTF-8 bytes, transferred (not a 20 MB string cloned) */
+  documentBytes: Uint8Array;
+  /** sha256 (hex) of documentBytes */
   documentHash: string;
   /** stored in job.recordDocumentIn already */
   documentStored: boolean;
@@ -152,8 +156,12 @@ function run(job: CheckJob, live: Set<Worker>, onAnswer: (m: CheckAnswer) => voi
   const limits = reused?.limits ?? JSON.stringify(resourceLimits());
   const jobs = (reused?.jobs ?? 0) + 1;
   worker.ref();
-  trace(`compile: job posted (${reused ? `spare, job ${jobs}` : 'new worker'})`);
-  worker.postMessage(job);
+  // a document given as bytes moves to the worker (transferred: no copy on this thread; the caller's view is
+  // detached after this)
+  const bytes = 'bytes' in job.source ? job.source.bytes : undefined;
+  const movable = bytes && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
+  worker.postMessage(job, movable ? [bytes.buffer as ArrayBuffer] : []);
+  trace(`compile: job posted (${reused ? `spare, job ${jobs}` : 'new worker'}${movable ? `, document moved: ${bytes.byteLength} bytes` : ''})`);
   live.add(worker);
   let answered = false;
   const what = job.kind === 'compile' ? 'compile' : 'validation';
@@ -226,15 +234,16 @@ async function received(m: CompiledMessage, subsystems: readonly Subsystem[], do
       throw new Error(`compile worker: the compiled state of subsystem "${name}" could not be rebuilt: ${(e as Error).message}`);
     }
   }
-  const text = m.documentText;
+  const bytes = m.documentBytes;
   let parsed: { value: unknown } | undefined = document === undefined ? undefined : { value: document };
   return {
     validated: { config: m.config, aliases: new Map() },
+    // decoded and parsed on this thread only when read (a document given as an object: that object)
     get document() {
-      parsed ??= { value: JSON.parse(text) };
+      parsed ??= { value: JSON.parse(sourceText({ bytes })) };
       return parsed.value;
     },
-    documentText: text,
+    documentBytes: bytes,
     documentHash: m.documentHash,
     documentStored: m.documentStored,
     empty: m.empty,
@@ -294,7 +303,9 @@ async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> 
     trace('worker: packed');
     const { aliases: _aliases, ...config } = compiled.validated.config;
     const documentText = JSON.stringify(compiled.document ?? {});
-    const documentHash = createHash('sha256').update(documentText).digest('hex');
+    // the same bytes are hashed, stored and sent: the main thread neither encodes, hashes nor clones 20 MB of text
+    const documentBytes = new TextEncoder().encode(documentText);
+    const documentHash = createHash('sha256').update(documentBytes).digest('hex');
     trace('worker: text and hash');
     let documentStored = false;
     if (job.recordDocumentIn) {
@@ -306,12 +317,12 @@ async function main(job: CheckJob, preloaded?: Promise<unknown>): Promise<void> 
       }
     }
     const message: CheckAnswer = {
-      compiled: { desired, config: { ...config, aliases: [] }, documentText, documentHash, documentStored, empty: isEmptyDocument(compiled.document) },
+      compiled: { desired, config: { ...config, aliases: [] }, documentBytes, documentHash, documentStored, empty: isEmptyDocument(compiled.document) },
       heapBytes: heapBytes(),
     };
     trace('worker: stored');
     try {
-      parentPort!.postMessage(message, transfer);
+      parentPort!.postMessage(message, [...transfer, documentBytes.buffer as ArrayBuffer]);
     } catch (e) {
       // name the subsystem whose state cannot cross (a function, a class instance with private state...)
       const culprit = desired.find(([, d]) => {

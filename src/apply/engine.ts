@@ -47,13 +47,24 @@ import type { FileReader } from '../aliases/aliases.js';
 import type { Host } from '../system/host.js';
 import { StoreError, type Revision, type RevisionState, type Store } from '../store/store.js';
 import { SpareWorker, checkInWorker, compileInWorker } from './check-worker.js';
+import { sourceText } from '../config/source-text.js';
+export { sourceText };
 import { trace } from '../system/trace.js';
 
 /**
  * A configuration as text (YAML/JSON, parsed here) or as an already-parsed
  * document. An empty document is refused unless `allowEmpty` (src/config/input.ts).
  */
-export type ConfigSource = ({ text: string; format?: ConfigFormat } | { document: unknown }) & {
+export type ConfigSource = (
+  | { text: string; format?: ConfigFormat }
+  /**
+   * the document's text as UTF-8 bytes: a large request body's document (src/config/parse-worker.ts), moved
+   * between threads (transferred to the compile worker) and never made a string on the main thread; the
+   * caller's buffer is detached once a worker took it
+   */
+  | { bytes: Uint8Array; format?: ConfigFormat }
+  | { document: unknown }
+) & {
   allowEmpty?: boolean;
   /**
    * Apply only if the plan would still be this one (a saved plan, `patronus
@@ -215,11 +226,14 @@ export interface Compiled {
   validated: Validated;
   /** compiled in a worker from text: parsed when first read */
   readonly document: unknown;
-  /** the document as the store records it, when already serialised (compiled in a worker) */
-  documentText?: string;
-  /** sha256 (hex) of documentText, computed with it off the main thread (a 20 MB text took ~100 ms to hash here) */
+  /**
+   * the document as the store records it (JSON text, UTF-8 bytes), when already serialised (compiled in a
+   * worker: moved here, never a string on this thread)
+   */
+  documentBytes?: Uint8Array;
+  /** sha256 (hex) of documentBytes, computed with them off the main thread (a 20 MB text took ~100 ms to hash here) */
   documentHash?: string;
-  /** the compile worker stored documentText under documentHash already (Store.recordDocument) */
+  /** the compile worker stored documentBytes under documentHash already (Store.recordDocument) */
   documentStored?: boolean;
   /** whether the document is empty (see isEmptyDocument), when known without reading `document` */
   empty?: boolean;
@@ -383,8 +397,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
   /** check() on this thread, yielding to the event loop between stages. */
   private async checkHere(source: ConfigSource, probe = true): Promise<{ compiled?: Compiled; issues: Issue[] }> {
     let document: unknown;
-    if ('text' in source) {
-      const parsed = parseConfigText(source.text, source.format);
+    if ('text' in source || 'bytes' in source) {
+      const parsed = parseConfigText(sourceText(source), source.format);
       if (parsed.issues.length) return { issues: parsed.issues };
       document = parsed.value;
       trace('check: text parsed');
@@ -919,7 +933,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
       revision = this.store.createRevision({
         author: meta.author,
         message: meta.message,
-        ...(compiled.documentText !== undefined ? { text: compiled.documentText, ...(compiled.documentHash ? { hash: compiled.documentHash, stored: compiled.documentStored === true } : {}) } : { config: compiled.document }),
+        ...(compiled.documentBytes !== undefined ? { bytes: compiled.documentBytes, ...(compiled.documentHash ? { hash: compiled.documentHash, stored: compiled.documentStored === true } : {}) } : { config: compiled.document }),
       });
     } catch (e) {
       if (!(e instanceof StoreError)) throw e;
@@ -994,10 +1008,10 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     // ids first; the document from memory when this engine applied it (a large one is seconds to read and compare)
     const committed = this.store.head().committed;
     if (committed === undefined || this.store.running() !== committed) return undefined;
-    if (compiled.documentText !== undefined) {
+    if (compiled.documentBytes !== undefined) {
       // a large document (compiled in a worker): the hash of its text against the stored one's, without
       // reading either on this thread (the same document with its keys reordered counts as a change)
-      if ((compiled.documentHash ?? createHash('sha256').update(compiled.documentText).digest('hex')) !== this.store.documentHash(committed)) return undefined;
+      if ((compiled.documentHash ?? createHash('sha256').update(compiled.documentBytes).digest('hex')) !== this.store.documentHash(committed)) return undefined;
     } else {
       const document = this.compiledFor(committed)?.document ?? this.store.get(committed)?.config;
       // key order aside, the same document (deep equality stops at the first difference)
@@ -1304,6 +1318,7 @@ export const SPARE_IDLE_MS = 30_000;
  * walk: it stops at the first sign.
  */
 export function heavyToCompile(source: ConfigSource): boolean {
+  if ('bytes' in source) return source.bytes.byteLength > HEAVY_TEXT || /\b(files|geoip)\b/.test(sourceText(source));
   if ('text' in source) return source.text.length > HEAVY_TEXT || /\b(files|geoip)\b/.test(source.text);
   let budget = HEAVY_VALUES;
   const stack: unknown[] = [source.document];

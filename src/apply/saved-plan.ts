@@ -8,6 +8,7 @@
  * revision was committed since or the plan computed now differs.
  */
 import { writeFileSync } from 'node:fs';
+import { sourceText } from '../config/source-text.js';
 import type { ConfigSource, Plan, PlanBasis } from './engine.js';
 
 export const SAVED_PLAN_KIND = 'patronus-plan';
@@ -28,7 +29,7 @@ export function writeSavedPlan(file: string, src: ConfigSource, plan: Plan): voi
     kind: SAVED_PLAN_KIND,
     version: 1,
     createdAt: new Date().toISOString(),
-    source: 'text' in src ? { text: src.text, ...(src.format ? { format: src.format } : {}) } : { document: src.document },
+    source: 'document' in src ? { document: src.document } : { text: sourceText(src), ...(src.format ? { format: src.format } : {}) },
     ...(src.allowEmpty ? { allowEmpty: true } : {}),
     plan: plan as SavedPlan['plan'],
   };

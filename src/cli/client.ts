@@ -11,6 +11,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { sourceText } from '../config/source-text.js';
 import type { ApplyReport, ConfigSource, Plan, ProgressEvent } from '../apply/engine.js';
 import type { Revision } from '../store/store.js';
 import { ConfigError, formatFileIssue, formatIssue, formatPath } from '../config/issues.js';
@@ -78,7 +79,7 @@ export class RestClient implements Client {
   }
 
   private body(src: ConfigSource) {
-    return { ...('text' in src ? { config: src.text, ...(src.format ? { format: src.format } : {}) } : { config: src.document }), ...(src.allowEmpty ? { allowEmpty: true } : {}) };
+    return { ...('document' in src ? { config: src.document } : { config: sourceText(src), ...(src.format ? { format: src.format } : {}) }), ...(src.allowEmpty ? { allowEmpty: true } : {}) };
   }
 
   async validate(src: ConfigSource) {

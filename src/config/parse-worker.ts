@@ -3,10 +3,12 @@
  * worker thread. Parsing 17 MB of JSON with duplicate-key detection
  * (parseConfigText) holds a thread for ~0.5 s; on the main thread that is
  * /healthz and every other request waiting. The worker parses the body and
- * sends back the small fields as they are and the document as JSON text
- * (one string: a copy, not millions of cloned objects), which the engine
- * then compiles in its own worker (src/apply/check-worker.ts) without this
- * thread ever holding the parsed document.
+ * sends back the small fields as they are and the document as UTF-8 JSON
+ * bytes in a transferred buffer (moved, not copied: a 20 MB string cloned
+ * into this thread's heap took tens of ms of the loop), which the engine
+ * then hands on, transferred again, to its compile worker
+ * (src/apply/check-worker.ts): this thread never holds the document, parsed
+ * or as text.
  */
 import { parentPort, workerData, Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -14,27 +16,40 @@ import { parseConfigText } from './load.js';
 import type { Issue } from './issues.js';
 import { yieldCpuToMainThread } from '../system/priority.js';
 
+/** What the worker gets: the body (text or bytes), and whether a `config` object goes back as bytes (configBytes). */
+interface BodyMessage {
+  body: string | Uint8Array;
+  asBytes: boolean;
+}
+
 /** Above this many characters a JSON body is parsed in a worker. */
 export const LARGE_JSON_BODY = 1 << 20;
 
-export type ParsedBody = { issues: Issue[] } | { body: Record<string, unknown> };
+/**
+ * The body's issues, or the body; when its `config` was a JSON object, `body.config` is '' and
+ * `configBytes` holds the document as UTF-8 JSON (moved here from the worker), `body.format` 'json'.
+ */
+export type ParsedBody = { issues: Issue[] } | { body: Record<string, unknown>; configBytes?: Uint8Array };
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
 /**
  * The body with `config` as JSON text (format "json") when it was an object,
- * or the issues of a body that is not valid JSON or has duplicate keys.
+ * or the issues of a body that is not valid JSON or has duplicate keys. With
+ * `documentAsBytes` (the engine's validate, plan and apply routes) such a
+ * `config` comes back as UTF-8 bytes in `configBytes` (body.config '').
  */
-export function parseJsonBodyInWorker(text: string | Uint8Array): Promise<ParsedBody> {
+export function parseJsonBodyInWorker(text: string | Uint8Array, opts: { documentAsBytes?: boolean } = {}): Promise<ParsedBody> {
   return new Promise((resolve, reject) => {
     const worker = takeSpare() ?? startWorker();
-    if (typeof text === 'string') worker.postMessage(text);
+    const asBytes = opts.documentAsBytes === true;
+    if (typeof text === 'string') worker.postMessage({ body: text, asBytes } satisfies BodyMessage);
     else {
       // the body's bytes: decoded in the worker, and moved rather than copied when they own their memory (a
       // large Buffer.concat does); this thread neither decodes 20 MB of UTF-8 nor clones the string
       const own = text.byteOffset === 0 && text.byteLength === text.buffer.byteLength && text.buffer instanceof ArrayBuffer;
       const bytes = own ? text : new Uint8Array(text);
-      worker.postMessage(bytes, [bytes.buffer as ArrayBuffer]);
+      worker.postMessage({ body: bytes, asBytes } satisfies BodyMessage, [bytes.buffer as ArrayBuffer]);
     }
     // a shutdown does not wait for a parse (the server's own handles keep the process alive while it serves)
     worker.unref();
@@ -111,7 +126,7 @@ function replaceSpareLater(): void {
   spareTimer.unref();
 }
 
-/** Parses in this thread (the worker's job). */
+/** Parses in this thread (the worker's job; `config` as JSON text here, sent on as bytes). */
 export function parseJsonBody(text: string): ParsedBody {
   const parsed = parseConfigText(text, 'json');
   if (parsed.issues.length) return { issues: parsed.issues };
@@ -126,8 +141,13 @@ if (parentPort && (workerData as { patronusParseWorker?: boolean } | undefined)?
   // the server's main thread (/healthz, the API) goes first (src/system/priority.ts)
   yieldCpuToMainThread();
   // started ahead (a spare) or for this body: the body arrives as a message
-  parentPort.once('message', (body: string | Uint8Array) => {
+  parentPort.once('message', ({ body, asBytes }: BodyMessage) => {
     const text = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
-    parentPort!.postMessage(text.trim() ? parseJsonBody(text) : { issues: [{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }] });
+    if (!text.trim()) return parentPort!.postMessage({ issues: [{ path: ['body'], message: 'the request body is empty; send a JSON object such as {"config": ...}' }] } satisfies ParsedBody);
+    const parsed = parseJsonBody(text);
+    if (!asBytes || !('body' in parsed) || parsed.body.format !== 'json' || typeof parsed.body.config !== 'string') return parentPort!.postMessage(parsed);
+    // the document's text as bytes, moved to the main thread (not a 20 MB string cloned into its heap)
+    const bytes = new TextEncoder().encode(parsed.body.config);
+    parentPort!.postMessage({ body: { ...parsed.body, config: '' }, configBytes: bytes } satisfies ParsedBody, [bytes.buffer]);
   });
 }

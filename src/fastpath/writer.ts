@@ -383,19 +383,25 @@ export class GenerationWriter {
     this.tables.delete(cacheKey);
     const ks = map.info.keySize;
     const vb = want.valueBytes;
+    const write = upserts(diff);
+    // one pair of batch buffers for the whole table, reused by every batch (each batch call has finished with
+    // them when it resolves): a buffer per batch was ~9 MB of external memory each, 16 of them for a million
+    // entries, and that external memory made V8 run full collections on the server's main thread mid-apply
+    const most = Math.min(BATCH_ENTRIES, Math.max(diff.removed.length, write.length));
+    const keyBuf = Buffer.allocUnsafe(most * ks);
+    const valueBuf = Buffer.allocUnsafe(Math.min(BATCH_ENTRIES, write.length) * vb);
     // deletes first: the map holds both generations, a nearly full one has room only after them
     for (let from = 0; from < diff.removed.length; from += BATCH_ENTRIES) {
       const to = Math.min(diff.removed.length, from + BATCH_ENTRIES);
-      const keys = Buffer.allocUnsafe((to - from) * ks);
+      const keys = keyBuf.subarray(0, (to - from) * ks);
       codec.encodeKeys(have, diff.removed, from, to, keys);
       await map.deleteManyRaw(keys);
       if (slicer.due()) await slicer.pause();
     }
-    const write = upserts(diff);
     for (let from = 0; from < write.length; from += BATCH_ENTRIES) {
       const to = Math.min(write.length, from + BATCH_ENTRIES);
-      const keys = Buffer.allocUnsafe((to - from) * ks);
-      const values = Buffer.allocUnsafe((to - from) * vb);
+      const keys = keyBuf.subarray(0, (to - from) * ks);
+      const values = valueBuf.subarray(0, (to - from) * vb);
       codec.encodeKeys(want, write, from, to, keys);
       encodeValues(want, write, from, to, values);
       await map.setManyRaw(keys, values);

@@ -24,6 +24,7 @@
  * by a retention policy (see Retention). A write that fails (disk full, I/O
  * error) throws StoreError naming the operation, and health() reports it.
  */
+import { sourceText } from '../config/source-text.js';
 import Database from 'better-sqlite3';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statfsSync } from 'node:fs';
@@ -246,15 +247,17 @@ export class Store {
    * and shared by revisions with the same document.
    */
   /** `text`: the document already serialised as JSON (a large one is serialised off the main thread). */
-  createRevision(r: { author: string; message: string } & ({ config: unknown } | { text: string; hash?: string; stored?: boolean })): Revision {
-    const text = 'text' in r ? r.text : JSON.stringify(r.config ?? {});
-    // `hash`: sha256 of `text`, computed where the text was made (the compile worker)
-    const hash = ('hash' in r && r.hash) || createHash('sha256').update(text).digest('hex');
+  createRevision(r: { author: string; message: string } & ({ config: unknown } | { text: string; hash?: string; stored?: boolean } | { bytes: Uint8Array; hash?: string; stored?: boolean })): Revision {
+    // `bytes`: the text as UTF-8 (a document compiled in a worker), decoded here only when it must be written
+    let text: string | undefined = 'text' in r ? r.text : 'config' in r ? JSON.stringify(r.config ?? {}) : undefined;
+    const textOf = () => (text ??= sourceText(r as { bytes: Uint8Array }));
+    // `hash`: sha256 of the text, computed where the text was made (the compile worker)
+    const hash = ('hash' in r && r.hash) || createHash('sha256').update('bytes' in r ? r.bytes : textOf()).digest('hex');
     // `stored`: the compile worker wrote the text already (recordDocument); checked, not trusted
     const stored = 'stored' in r && r.stored === true && 'hash' in r && r.hash === hash;
     const id = this.write('record a new revision', () =>
       this.db.transaction(() => {
-        if (!stored || !this.db.prepare(`SELECT 1 FROM documents WHERE hash = ?`).get(hash)) this.db.prepare(`INSERT OR IGNORE INTO documents (hash, config) VALUES (?, ?)`).run(hash, text);
+        if (!stored || !this.db.prepare(`SELECT 1 FROM documents WHERE hash = ?`).get(hash)) this.db.prepare(`INSERT OR IGNORE INTO documents (hash, config) VALUES (?, ?)`).run(hash, textOf());
         const info = this.db
           .prepare(`INSERT INTO revisions (created_at, author, message, doc, state) VALUES (?, ?, ?, ?, 'applying')`)
           .run(new Date().toISOString(), r.author, r.message, hash);
@@ -265,7 +268,7 @@ export class Store {
     // event loop ~25 ms during a 1M-prefix apply (the slowest /healthz answer of that phase)
     const row = this.db.prepare(`${SELECT_META} WHERE r.id = ?`).get(id) as Omit<Row, 'config'> | undefined;
     if (!row) throw new Error(`revision ${id} was recorded but cannot be read back`);
-    return fromRow({ ...row, config: text });
+    return fromRow({ ...row, config: text ?? (r as { bytes: Uint8Array }).bytes });
   }
 
   /**
@@ -715,9 +718,9 @@ interface Row {
   finished_at: string | null;
 }
 
-function fromRow(r: Row): Revision {
+function fromRow(r: Omit<Row, 'config'> & { config: string | Uint8Array }): Revision {
   // parsed at first use: most callers want the id or state, and a 1M-prefix document is ~20 MB of
-  // JSON (its parse held the event loop ~130 ms per read during a large apply)
+  // JSON (its parse held the event loop ~130 ms per read during a large apply); bytes decoded then too
   const text = r.config;
   let parsed: { value: unknown } | undefined;
   return {
@@ -726,7 +729,7 @@ function fromRow(r: Row): Revision {
     author: r.author,
     message: r.message,
     get config(): unknown {
-      parsed ??= { value: JSON.parse(text) };
+      parsed ??= { value: JSON.parse(typeof text === 'string' ? text : sourceText({ bytes: text })) };
       return parsed.value;
     },
     set config(value: unknown) {

@@ -29,3 +29,20 @@ export function traceProcessStart(label: string): void {
     // as above
   }
 }
+
+/**
+ * With PATRONUS_TRACE set, marks every stretch of more than `overMs` during
+ * which this thread's event loop did not run a 5 ms timer (`loop: gap N ms`,
+ * stamped at the gap's end): the server's stalls on the same clock as the
+ * phases around them. Unref'd; does nothing when tracing is off.
+ */
+export function traceLoopGaps(overMs = 25): void {
+  if (!file) return;
+  let last = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    const gap = now - last;
+    last = now;
+    if (gap > overMs) trace(`loop: gap ${gap.toFixed(0)} ms`);
+  }, 5).unref();
+}

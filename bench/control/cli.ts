@@ -19,7 +19,8 @@
  *   prefixes (initial, every prefix changed, unchanged): p50, p99 and
  *   slowest, the server's own event-loop delay over the phase (its
  *   /metrics: a late answer with a free loop was the poller's or the
- *   scheduler's), and the load average at the start and end of each phase.
+ *   scheduler's), the server main thread's CPU time and run-queue wait over the
+ *   phase (/proc schedstat), and the load average at the start and end of each phase.
  *
  *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip one,100k,countries,country,plan1m,apply1m] [--only ...] [--prof DIR] [--server-nice N] [--server-flags=--trace-gc] [--server-log FILE]
  *
@@ -78,6 +79,19 @@ async function loopDelay(base: string, stateDir: string): Promise<{ max: number;
   const text = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
   const read = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? NaN) * 1000;
   return { max: read('nodejs_eventloop_lag_max_seconds'), p99: read('nodejs_eventloop_lag_p99_seconds') };
+}
+
+/**
+ * The server's main thread as the scheduler saw it (/proc/PID/task/PID/schedstat): ns on a CPU, ns
+ * runnable but waiting for one. Its CPU time depends little on the machine's load, the wait is the load.
+ */
+function mainThreadSched(pid: number): { runMs: number; waitMs: number } {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    return { runMs: run! / 1e6, waitMs: wait! / 1e6 };
+  } catch {
+    return { runMs: NaN, waitMs: NaN };
+  }
 }
 
 /** Polls GET /healthz every 20 ms in its own process until told to stop on stdin; max and p99 latency. */
@@ -140,6 +154,7 @@ async function main(): Promise<void> {
   const serverNice = values['server-nice'];
   const serverFlags = values['server-flags']!.split(' ').filter(Boolean);
   const server = execa('node', [...serverFlags, ...(values.prof ? ['--cpu-prof', '--cpu-prof-dir', resolve(values.prof)] : []), cli, '--netns', L.fw.name, '--state-dir', stateDir, 'serve', '--listen', base.slice('http://'.length), '--config', file('seed.json', oneRule(1))], { reject: false, all: true, ...(values['server-log'] ? { stdout: { file: resolve(values['server-log']) } } : {}), ...(serverNice !== undefined ? { detached: true } : {}) });
+  const serverPid = server.pid!;
   // the server's own autogroup (setsid above): its weight against every other session on the machine
   if (serverNice !== undefined) writeFileSync(`/proc/${server.pid}/autogroup`, serverNice);
   const run = (...args: string[]) => execa('node', [cli, '--server', base, '--state-dir', stateDir, '--json', ...args], { reject: false });
@@ -217,18 +232,20 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 200));
         await loopDelay(base, stateDir); // resets the server's event-loop histogram
         const load0 = loadavg()[0]!;
+        const sched0 = mainThreadSched(serverPid);
         const t0 = performance.now();
         const r = await run(...args);
         const wall = performance.now() - t0;
+        const sched1 = mainThreadSched(serverPid);
         poll.stdin!.end('stop\n');
         const loop = await loopDelay(base, stateDir);
         const load = `${load0.toFixed(1)}–${loadavg()[0]!.toFixed(1)}`;
         const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number; p50: number };
         if (r.exitCode !== expectExit) throw new Error(`${what}: exited ${r.exitCode}: ${r.stderr || r.stdout}`.slice(0, 2000));
         const server = args[0] === 'apply' ? ((JSON.parse(r.stdout) as { durationMs: number }).durationMs / 1000).toFixed(2) : '';
-        console.error(`# ${what}: ${(wall / 1000).toFixed(2)} s (server ${server || '-'} s), /healthz p50 ${h.p50.toFixed(0)} ms, p99 ${h.p99.toFixed(0)} ms, max ${h.max.toFixed(0)} ms (${h.n} answers); server event loop p99 ${loop.p99.toFixed(0)} ms, max ${loop.max.toFixed(0)} ms; load average ${load}`);
+        console.error(`# ${what}: ${(wall / 1000).toFixed(2)} s (server ${server || '-'} s), /healthz p50 ${h.p50.toFixed(0)} ms, p99 ${h.p99.toFixed(0)} ms, max ${h.max.toFixed(0)} ms (${h.n} answers); server event loop p99 ${loop.p99.toFixed(0)} ms, max ${loop.max.toFixed(0)} ms; server main thread on a CPU ${(sched1.runMs - sched0.runMs).toFixed(0)} ms, waiting for one ${(sched1.waitMs - sched0.waitMs).toFixed(0)} ms; load average ${load}`);
         rows.push([what, (wall / 1000).toFixed(3), server]);
-        healthRows.push([`${what} (${(wall / 1000).toFixed(1)} s, load ${load})`, h.max.toFixed(0), h.p99.toFixed(0), h.p50.toFixed(0), `${loop.max.toFixed(0)} (${loop.p99.toFixed(0)})`]);
+        healthRows.push([`${what} (${(wall / 1000).toFixed(1)} s, load ${load})`, h.max.toFixed(0), h.p99.toFixed(0), h.p50.toFixed(0), `${loop.max.toFixed(0)} (${loop.p99.toFixed(0)})`, `${(sched1.runMs - sched0.runMs).toFixed(0)} / ${(sched1.waitMs - sched0.waitMs).toFixed(0)}`]);
       };
       // 1M prefixes in a 262144-prefix fast path: refused at fastpath.capacity (exit 2) after the whole compile
       await timed('validate of a 1M-prefix fast-path alias (over capacity: refused)', ['validate', file('fp-1m-small.json', { ...(bigAlias(1_000_000) as object), fastpath: { ...(bigAlias(1_000_000) as { fastpath: object }).fastpath, capacity: { prefixes: 262_144 } } })], 2);
@@ -241,7 +258,7 @@ async function main(): Promise<void> {
     console.log(`\n# patronus apply through a running server; ${cli}${serverNice !== undefined ? ` (own session, autogroup nice ${serverNice})` : ''}; ${new Date().toISOString()}; ${arch()}, ${cpus().length} cores, Node ${process.version}\n`);
     console.log(markdownTable(['operation', 'CLI apply to committed (s)', 'server apply (s)'], rows));
     console.log('\n');
-    console.log(markdownTable(['during', '/healthz slowest answer (ms)', '/healthz p99 (ms)', '/healthz p50 (ms)', 'server event loop max (p99) (ms)'], healthRows.map((r) => [...r, '', ''].slice(0, 5))));
+    console.log(markdownTable(['during', '/healthz slowest answer (ms)', '/healthz p99 (ms)', '/healthz p50 (ms)', 'server event loop max (p99) (ms)', 'server main thread on CPU / waiting (ms)'], healthRows.map((r) => [...r, '', '', ''].slice(0, 6))));
   } finally {
     if (server.exitCode === null) server.kill('SIGTERM');
     await server.catch(() => undefined);

@@ -58,7 +58,16 @@ export class RestClient implements Client {
   constructor(
     private readonly base: string,
     private readonly token: string | undefined,
+    /** where the token came from (findTokenWithOrigin), named when the server answers 401 */
+    private readonly tokenOrigin?: string,
   ) {}
+
+  /** The server's error; a 401 also says which token was refused, or where none was found. */
+  private refused(status: number, json: RemoteError['body'] | undefined): RemoteError {
+    const body = json ?? {};
+    if (status !== 401 || !this.tokenOrigin) return new RemoteError(status, body);
+    return new RemoteError(status, { ...body, message: `${body.message ?? 'unauthorized'} (${this.tokenOrigin})` });
+  }
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
@@ -73,7 +82,7 @@ export class RestClient implements Client {
     }
     const text = await res.text();
     const json = text ? JSON.parse(text) : undefined;
-    if (!res.ok) throw new RemoteError(res.status, json ?? {});
+    if (!res.ok) throw this.refused(res.status, json);
     return json as T;
   }
 
@@ -117,7 +126,7 @@ export class RestClient implements Client {
     if (!res.ok || !(res.headers.get('content-type') ?? '').startsWith('application/x-ndjson')) {
       const text = await res.text();
       const json = text ? JSON.parse(text) : undefined;
-      if (!res.ok) throw new RemoteError(res.status, json ?? {});
+      if (!res.ok) throw this.refused(res.status, json);
       return json as ApplyReport;
     }
     let pending = '';
@@ -158,20 +167,34 @@ export class RestClient implements Client {
 
 /** The token: --token, $PATRONUS_TOKEN, or the admin token `serve` wrote in its state dir. */
 export function findToken(explicit: string | undefined, stateDir: string | undefined): string | undefined {
-  if (explicit) return explicit;
-  if (process.env.PATRONUS_TOKEN) return process.env.PATRONUS_TOKEN;
+  return findTokenWithOrigin(explicit, stateDir).token;
+}
+
+/**
+ * The token and where it came from (`--token`, `$PATRONUS_TOKEN`, a file),
+ * or, without one, every admin.token file looked at: a 401 then says which
+ * token the server refused, or where the CLI looked for one.
+ */
+export function findTokenWithOrigin(explicit: string | undefined, stateDir: string | undefined): { token?: string; origin: string } {
+  if (explicit) return { token: explicit, origin: 'the token given with --token' };
+  if (process.env.PATRONUS_TOKEN) return { token: process.env.PATRONUS_TOKEN, origin: 'the token in $PATRONUS_TOKEN' };
+  const looked: string[] = [];
   for (const dir of [stateDir, process.env.PATRONUS_STATE_DIR, DEFAULT_STATE_DIR, LAB_STATE_DIR]) {
     if (!dir) continue;
     const f = join(dir, 'admin.token');
+    if (looked.includes(f)) continue;
     if (existsSync(f)) {
       try {
-        return readFileSync(f, 'utf8').trim();
-      } catch {
+        return { token: readFileSync(f, 'utf8').trim(), origin: `the token in ${f}` };
+      } catch (e) {
         // not readable by this user: go on, the server will answer 401
+        looked.push(`${f} (${(e as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+        continue;
       }
     }
+    looked.push(`${f} (missing)`);
   }
-  return undefined;
+  return { origin: `no token: none given with --token or $PATRONUS_TOKEN, and no readable admin.token: ${looked.join(', ')}` };
 }
 
 /**

@@ -91,6 +91,28 @@ describe('patronus CLI without a server', { timeout: 300_000 }, () => {
     }
   });
 
+  it('user add without --lab while only the lab has a store: refused (exit 2), naming both stores; nothing created', async (t) => {
+    // a private mount namespace with a tmpfs on /var/lib: the host's state dirs are never touched
+    const script = [
+      'set -e',
+      'unset PATRONUS_STATE_DIR PATRONUS_TOKEN',
+      'mount -t tmpfs pt-cli-varlib /var/lib',
+      'node "$1" --state-dir /var/lib/patronus-lab token add lab >/dev/null',
+      'set +e',
+      'echo pw-newcomer-123 | node "$1" user add alice --role operator; echo "rc=$?"',
+      'test -e /var/lib/patronus && echo "host store made" || echo "no host store"',
+      'echo pw-newcomer-123 | node "$1" --lab user add alice --role operator; echo "rc=$?"',
+      'node "$1" --lab user list',
+    ].join('\n');
+    const r = await execa('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script, 'bash', cli], { reject: false, timeout: 120_000 });
+    if (r.exitCode !== 0 && /unshare|mount/.test(r.stderr) && !process.env.CI) return t.skip(`no private mount namespace here: ${r.stderr.trim()}`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stderr, /patronus: no store in \/var\/lib\/patronus \(no server has run with it\), but the lab's is in \/var\/lib\/patronus-lab: add --lab/);
+    const lines = r.stdout.split('\n');
+    assert.deepEqual(lines.slice(0, 4), ['rc=2', 'no host store', 'user alice (operator) created', 'rc=0'], r.stdout);
+    assert.match(r.stdout, /^alice\s+operator/m);
+  });
+
   it('usage errors and bad flag values exit 2 before any request; JSON under --json', async () => {
     const run = (...args: string[]) => execa('node', [cli, '--server', 'http://127.0.0.1:1', ...args], { reject: false, timeout: 120_000 });
     const unknown = await run('status', '--bogus');
@@ -346,7 +368,15 @@ describe('patronus CLI', { timeout: 300_000, skip }, () => {
       assert.match(r.stderr, /^\S*bad2\.yaml:[23]:41: aliases\[[01]\]\.entries\[0\]: alias cycle/m);
       const t = await execa('node', [cli, '--server', base, '--token', 'pat_wrong', 'status'], { reject: false, env: { PATRONUS_STATE_DIR: join(L.stateDir, 'none') } });
       assert.equal(t.exitCode, 1);
-      assert.match(t.stderr, /HTTP 401: invalid token/);
+      // a 401 says which token was refused (found trying Patronus as a newcomer: it did not)
+      assert.match(t.stderr, /HTTP 401: invalid token \(the token given with --token\)/);
+      const env = await execa('node', [cli, '--server', base, 'status'], { reject: false, env: { PATRONUS_STATE_DIR: join(L.stateDir, 'none'), PATRONUS_TOKEN: 'pat_wrong' } });
+      assert.equal(env.exitCode, 1);
+      assert.match(env.stderr, /HTTP 401: invalid token \(the token in \$PATRONUS_TOKEN\)/);
+      // without one: where the CLI looked (a lab or host server on this machine may have left an admin.token: then that one is named)
+      const none = await execa('node', [cli, '--server', base, '--state-dir', join(L.stateDir, 'none'), 'status'], { reject: false, env: { PATRONUS_STATE_DIR: join(L.stateDir, 'none'), PATRONUS_TOKEN: '' } });
+      assert.equal(none.exitCode, 1);
+      assert.match(none.stderr, new RegExp(`HTTP 401: .*\\((no token: none given with --token or \\$PATRONUS_TOKEN, and no readable admin\\.token: ${join(L.stateDir, 'none', 'admin.token')} \\(missing\\)|the token in /var/lib/patronus(-lab)?/admin\\.token)`));
       assert.equal(store.count(), 1);
     });
   });

@@ -103,6 +103,10 @@ describe('patronus CLI without a server', { timeout: 300_000 }, () => {
       'test -e /var/lib/patronus && echo "host store made" || echo "no host store"',
       'echo pw-newcomer-123 | node "$1" --lab user add alice --role operator; echo "rc=$?"',
       'node "$1" --lab user list',
+      // an empty $PATRONUS_STATE_DIR is unset, not a store in the working directory
+      'cd "$(mktemp -d)"',
+      'PATRONUS_STATE_DIR= node "$1" --lab token list >/dev/null',
+      'test -e patronus.db && echo "store in cwd" || echo "no store in cwd"',
     ].join('\n');
     const r = await execa('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script, 'bash', cli], { reject: false, timeout: 120_000 });
     if (r.exitCode !== 0 && /unshare|mount/.test(r.stderr) && !process.env.CI) return t.skip(`no private mount namespace here: ${r.stderr.trim()}`);
@@ -111,6 +115,7 @@ describe('patronus CLI without a server', { timeout: 300_000 }, () => {
     const lines = r.stdout.split('\n');
     assert.deepEqual(lines.slice(0, 4), ['rc=2', 'no host store', 'user alice (operator) created', 'rc=0'], r.stdout);
     assert.match(r.stdout, /^alice\s+operator/m);
+    assert.match(r.stdout, /^no store in cwd$/m);
   });
 
   it('usage errors and bad flag values exit 2 before any request; JSON under --json', async () => {

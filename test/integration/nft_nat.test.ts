@@ -238,7 +238,9 @@ describe('nftables NAT and stateful filtering in namespaces', { timeout: 300_000
   it('a broken script changes nothing; the operator sees nft\'s error', async () => {
     const good = await listTable(host);
     const desired = compile(baseDoc());
-    const broken: NftDesired = { ...desired, script: desired.script.replace('chain forward {', 'chain forward {\n\t\tip saddr @no_such_set accept') };
+    const breakIt = (t: string) => t.replace('chain forward {', 'chain forward {\n\t\tip saddr @no_such_set accept');
+    // the script starts with its skeleton (the table without set elements): both broken alike
+    const broken: NftDesired = { ...desired, script: breakIt(desired.script), skeleton: breakIt(desired.skeleton) };
     const issues = await nftSubsystem.validate!(broken, host);
     assert.equal(issues.length, 1);
     console.log(`# validate: ${issues[0]!.message.split('\n').join('\n#   ')}`);

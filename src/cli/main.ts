@@ -81,7 +81,7 @@ const out = (value: unknown, human: () => string) => console.log(globals().json 
 async function client(readOnly = false): Promise<Client> {
   const g = globals();
   if (!g.direct) {
-    const { token, origin } = findTokenWithOrigin(g.token, g.stateDir);
+    const { token, origin } = findTokenWithOrigin(g.token, g.stateDir, g.server);
     return new RestClient(g.server, token, origin);
   }
   const [{ DirectClient }, { LAB_NS }] = await Promise.all([import('./direct.js'), import('../lab/lab.js')]);
@@ -302,7 +302,7 @@ program
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     try {
-      await runLog(g.server, findToken(g.token, g.stateDir), { ...o, json: g.json }, (line) => console.log(line), ac.signal);
+      await runLog(g.server, findToken(g.token, g.stateDir, g.server), { ...o, json: g.json }, (line) => console.log(line), ac.signal);
     } finally {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);

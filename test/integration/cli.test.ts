@@ -9,7 +9,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -265,6 +265,9 @@ describe('patronus CLI', { timeout: 300_000, skip }, () => {
     ]);
     const table = await direct('revisions');
     assert.match(table.stdout, /^id\s+state\s+created\s+author\s+message\n--/);
+    // the author of a --direct revision is the Unix user, also without $USER (was "cli")
+    const authors = JSON.parse((await direct('--json', 'revisions')).stdout) as { author: string }[];
+    assert.deepEqual([...new Set(authors.map((r) => r.author))], [process.env.SUDO_USER || process.env.USER || userInfo().username]);
   });
 
   it('plan -o FILE, then apply FILE: the saved plan is applied; refused once the committed revision moved', async () => {

@@ -317,7 +317,7 @@ const elementCache = new Map<string, { generation: number; sets: readonly SetEle
  */
 export async function elementDiffs(desired: NftDesired, host: Host, live: string): Promise<Map<string, ElementDiff | null>> {
   const declared = new Set([...blocks(live).keys()].filter((k) => k.startsWith('set ')).map((k) => k.slice(4)));
-  const key = `${host.where}\0${host.stateDir}\0${desired.family} ${desired.table}`;
+  const key = elementKey(host, desired);
   const inNs = <T>(fn: () => T) => host.inNetns(fn);
   let generation: number | undefined;
   if (addonAvailable()) {
@@ -336,11 +336,18 @@ export async function elementDiffs(desired: NftDesired, host: Host, live: string
     if (have) diffs.set(set.name, diffElements(set, have));
   }
   const after = generation === undefined ? undefined : await rulesetGeneration(inNs).catch(() => undefined);
-  if (generation !== undefined && after === generation) {
-    if (elementCache.size >= 16 && !elementCache.has(key)) elementCache.delete(elementCache.keys().next().value!);
-    elementCache.set(key, { generation, sets: desired.sets, diffs });
-  } else elementCache.delete(key);
+  if (generation !== undefined && after === generation) remember(key, { generation, sets: desired.sets, diffs });
+  else elementCache.delete(key);
   return diffs;
+}
+
+function elementKey(host: Host, desired: NftDesired): string {
+  return `${host.where}\0${host.stateDir}\0${desired.family} ${desired.table}`;
+}
+
+function remember(key: string, entry: { generation: number; sets: readonly SetElements[]; diffs: Map<string, ElementDiff | null> }): void {
+  if (elementCache.size >= 16 && !elementCache.has(key)) elementCache.delete(elementCache.keys().next().value!);
+  elementCache.set(key, entry);
 }
 
 async function kernelElements(host: Host, desired: NftDesired, set: SetElements, netlink: boolean): Promise<SetElements | undefined> {
@@ -357,11 +364,18 @@ async function kernelElements(host: Host, desired: NftDesired, set: SetElements,
 
 async function applyNft(desired: NftDesired, host: Host): Promise<void> {
   if (!desired.enabled) return runScript(host, desired.script, 'apply');
-  // counters keep their values across the table's replacement (src/nft/carry.ts), carried into the
-  // rules (the skeleton); the set elements after it are passed through untouched
-  const counters = await liveCounters(host);
-  const { script, skeleton } = desired;
-  await runScript(host, script.startsWith(skeleton) ? carryInto(skeleton, counters) + script.slice(skeleton.length) : carryInto(script, counters), 'apply');
+  // counters keep their values across the table's replacement (src/nft/carry.ts)
+  const script = carryInto(desired.script, await liveCounters(host));
+  const inNs = <T>(fn: () => T) => host.inNetns(fn);
+  const before = addonAvailable() ? await rulesetGeneration(inNs).catch(() => undefined) : undefined;
+  await runScript(host, script, 'apply');
+  // our script was the only transaction in between (one nft -f is one transaction, the generation moved by one):
+  // the kernel holds exactly the compiled elements, so the drift check and the next plan need not dump them
+  // (a dump of a 1M-interval set is quadratic in the kernel's rbtree walk: about a minute here)
+  const after = before === undefined ? undefined : await rulesetGeneration(inNs).catch(() => undefined);
+  if (before !== undefined && after === ((before + 1) >>> 0)) {
+    remember(elementKey(host, desired), { generation: after, sets: desired.sets, diffs: new Map(desired.sets.map((s) => [s.name, null])) });
+  }
 }
 
 /** Every commented rule's counter of Patronus' table, read over netlink (nft's JSON would print every set element). */

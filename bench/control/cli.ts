@@ -201,6 +201,7 @@ async function main(): Promise<void> {
       const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number; p50: number };
       if (r.exitCode !== expectExit) throw new Error(`${what}: exited ${r.exitCode}: ${r.stderr || r.stdout}`.slice(0, 2000));
       const server = args[0] === 'apply' ? ((JSON.parse(r.stdout) as { durationMs: number }).durationMs / 1000).toFixed(2) : '';
+      if (args[0] === 'plan') console.error(`#   plan: ${r.stdout.replace(/\s+/g, ' ').slice(0, 600)}`);
       console.error(`# ${what}: ${(wall / 1000).toFixed(2)} s (server ${server || '-'} s), /healthz p50 ${h.p50.toFixed(0)} ms, p99 ${h.p99.toFixed(0)} ms, max ${h.max.toFixed(0)} ms (${h.n} answers); server event loop p99 ${loop.p99.toFixed(0)} ms, max ${loop.max.toFixed(0)} ms; load average ${load}`);
       rows.push([what, (wall / 1000).toFixed(3), server]);
       healthRows.push([`${what} (${(wall / 1000).toFixed(1)} s, load ${load})`, h.max.toFixed(0), h.p99.toFixed(0), h.p50.toFixed(0), `${loop.max.toFixed(0)} (${loop.p99.toFixed(0)})`]);

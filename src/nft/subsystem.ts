@@ -20,7 +20,7 @@ import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { dumpRuleCounts, dumpRules, dumpSetElements, NftNetlinkError, ruleCounters, rulesetGeneration, type CountedRule, type RuleCounts } from './netlink.js';
 import { carryInto, type CounterSnapshot } from './carry.js';
-import { diffElements, dumpedElements, KEY_BYTES, type ElementDiff, type SetElements } from './elements.js';
+import { diffElements, dumpedElements, jsonElements, KEY_BYTES, type ElementDiff, type SetElements } from './elements.js';
 import { addonAvailable } from '../bpf/addon.js';
 import { trace } from '../system/trace.js';
 import { compileFirewall, counterKey, NFT_FAMILY, NFT_TABLE, type NftDesired, type CounterKind } from './compile.js';
@@ -405,7 +405,14 @@ async function kernelElements(host: Host, desired: NftDesired, set: SetElements,
       if (!(e instanceof NftNetlinkError)) throw e;
     }
   }
-  throw new NftError(`read set ${set.name}`, 'the kernel\'s set elements could not be read over netlink (the native addon is not available)', host.where);
+  // no netlink: nft lists the one set (slow for big interval sets, but only without the addon)
+  const r = await host.run('nft', ['-j', 'list', 'set', desired.family, desired.table, set.name], { reject: false, timeout: 600_000 });
+  if (r.exitCode !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return undefined;
+    throw new NftError(`-j list set ${desired.family} ${desired.table} ${set.name}`, r.stderr, host.where);
+  }
+  const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: unknown[] } }[] };
+  return jsonElements(set.name, set.type, set.interval, doc.nftables.find((x) => x.set)?.set?.elem ?? []);
 }
 
 async function applyNft(desired: NftDesired, host: Host): Promise<void> {

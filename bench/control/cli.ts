@@ -14,6 +14,10 @@
  *   (and during a plan of a 1M-prefix document): its slowest answer, the
  *   figure of issue 11 item 12.
  *
+ * - a firewall (nftables) rule naming a 1M-prefix alias: plan, apply, plan
+ *   of the unchanged document (must be empty) and apply with one prefix
+ *   changed, each with /healthz as below (plan1m, fw1m).
+ *
  * - /healthz during a validate (refused at the fast path's capacity, after
  *   the whole compile), a plan and three applies of a fast-path rule with 1M
  *   prefixes (initial, every prefix changed, unchanged): p50, p99 and
@@ -22,7 +26,7 @@
  *   scheduler's), the server main thread's CPU time and run-queue wait over the
  *   phase (/proc schedstat), and the load average at the start and end of each phase.
  *
- *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip one,100k,countries,country,plan1m,apply1m] [--only ...] [--prof DIR] [--server-nice N] [--server-flags=--trace-gc] [--server-log FILE]
+ *   node dist/bench/control/cli.js [--reps 5] [--cli dist/src/cli/main.js] [--skip one,100k,countries,country,plan1m,fw1m,apply1m] [--only ...] [--prof DIR] [--server-nice N] [--server-flags=--trace-gc] [--server-log FILE] [--server-exec 'CMD {pid}']
  *
  * --cli runs another build of the CLI and server (e.g. a checkout of main)
  * for a before/after comparison. Prints a Markdown table (median, min–max);
@@ -54,7 +58,7 @@ const { values } = parseArgs({
      * < 0): what a systemd unit's CPUWeight= gives it on a machine others load
      */
     'server-nice': { type: 'string' },
-    /** extra node flags for the server, space-separated (e.g. "--trace-gc") */
+    /** extra node flags for the server, space-separated (e.g. --server-flags=--trace-gc) */
     'server-flags': { type: 'string', default: '' },
     /** run this command once the server is ready, `{pid}` replaced by its pid (space-separated argv, no shell; experiments: renice, chrt) */
     'server-exec': { type: 'string' },
@@ -63,7 +67,7 @@ const { values } = parseArgs({
   },
 });
 const reps = Number(values.reps);
-const PARTS = ['one', '100k', 'countries', 'country', 'plan1m', 'apply1m'];
+const PARTS = ['one', '100k', 'countries', 'country', 'plan1m', 'fw1m', 'apply1m'];
 const only = values.only?.split(',').filter(Boolean);
 const skip = new Set([...values.skip!.split(',').filter(Boolean), ...(only ? PARTS.filter((p) => !only.includes(p)) : [])]);
 const GEO_DB = fileURLToPath(new URL('../../../node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb', import.meta.url));
@@ -164,7 +168,7 @@ async function main(): Promise<void> {
     const ready = await execa('node', [cli, '--server', base, 'wait-ready', '--timeout', '180'], { reject: false });
     if (ready.exitCode !== 0) throw new Error(`server not ready: ${ready.stderr}\n${server.exitCode === null ? 'running' : (await server).all}`);
     if (values['server-exec']) {
-      const [cmd, ...args] = values['server-exec'].split(' ').filter(Boolean).map((a) => a.replaceAll('{pid}', String(server.pid)));
+      const [cmd, ...args] = values['server-exec'].split(' ').filter(Boolean).map((a) => a.replaceAll('{pid}', String(serverPid)));
       const r = await execa(cmd!, args, { reject: false, all: true, timeout: 30_000 });
       console.error(`# server-exec: exit ${r.exitCode}: ${r.all}`);
     }
@@ -210,43 +214,43 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2000));
     rows.push([skip.has('country') ? 'server RSS after the applies above (MB)' : `server RSS with the ${values.country} rule loaded (MB)`, rssMb(server.pid!).toFixed(0), '']);
 
-    if (!skip.has('plan1m')) {
-      const p = file('plan-1m.json', { ...iface, aliases: [{ name: 'big', type: 'network', entries: prefixes(1_000_000) }], firewall: { rules: [{ name: 'drop-big', direction: 'input', from: 'wan', source: ['big'], action: 'drop' }] } });
+    const timed = async (what: string, args: string[], expectExit = 0) => {
       const poll = pollHealthz(base);
       await new Promise((r) => setTimeout(r, 200));
+      await loopDelay(base, stateDir); // resets the server's event-loop histogram
+      const load0 = loadavg()[0]!;
+      const sched0 = mainThreadSched(serverPid);
       const t0 = performance.now();
-      const r = await run('plan', p);
+      const r = await run(...args);
       const wall = performance.now() - t0;
+      const sched1 = mainThreadSched(serverPid);
       poll.stdin!.end('stop\n');
-      const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number };
-      console.error(`# plan 1M: exit ${r.exitCode} in ${wall.toFixed(0)} ms, /healthz max ${h.max.toFixed(0)} ms (${h.n} answers)${r.exitCode ? `: ${(r.stderr || r.stdout).slice(0, 500)}` : ''}`);
-      healthRows.push([`plan of a 1M-prefix firewall alias (${(wall / 1000).toFixed(1)} s, exit ${r.exitCode})`, h.max.toFixed(0), h.p99.toFixed(0)]);
+      const loop = await loopDelay(base, stateDir);
+      const load = `${load0.toFixed(1)}–${loadavg()[0]!.toFixed(1)}`;
+      const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number; p50: number };
+      if (r.exitCode !== expectExit) throw new Error(`${what}: exited ${r.exitCode}: ${r.stderr || r.stdout}`.slice(0, 2000));
+      const server = args[0] === 'apply' ? ((JSON.parse(r.stdout) as { durationMs: number }).durationMs / 1000).toFixed(2) : '';
+      if (args[0] === 'plan') console.error(`#   plan: ${r.stdout.replace(/\s+/g, ' ').slice(0, 600)}`);
+      console.error(`# ${what}: ${(wall / 1000).toFixed(2)} s (server ${server || '-'} s), /healthz p50 ${h.p50.toFixed(0)} ms, p99 ${h.p99.toFixed(0)} ms, max ${h.max.toFixed(0)} ms (${h.n} answers); server event loop p99 ${loop.p99.toFixed(0)} ms, max ${loop.max.toFixed(0)} ms; server main thread on a CPU ${(sched1.runMs - sched0.runMs).toFixed(0)} ms, waiting for one ${(sched1.waitMs - sched0.waitMs).toFixed(0)} ms; load average ${load}`);
+      rows.push([what, (wall / 1000).toFixed(3), server]);
+      healthRows.push([`${what} (${(wall / 1000).toFixed(1)} s, load ${load})`, h.max.toFixed(0), h.p99.toFixed(0), h.p50.toFixed(0), `${loop.max.toFixed(0)} (${loop.p99.toFixed(0)})`, `${(sched1.runMs - sched0.runMs).toFixed(0)} / ${(sched1.waitMs - sched0.waitMs).toFixed(0)}`]);
+    };
+    // the firewall (nftables) path of issue 11 item 12: a rule naming a 1M-prefix alias
+    const fwDoc = (offset: number, extra: string[] = []) => ({ ...iface, aliases: [{ name: 'big', type: 'network', entries: [...prefixes(1_000_000, offset), ...extra] }], firewall: { rules: [{ name: 'drop-big', direction: 'input', from: 'wan', source: ['big'], action: 'drop' }] } });
+    if (!skip.has('plan1m')) await timed('plan of a 1M-prefix firewall alias', ['plan', file('plan-1m.json', fwDoc(0))]);
+    if (!skip.has('fw1m')) {
+      const a = file('fw-1m-a.json', fwDoc(0));
+      // one prefix changed: the first /24 replaced by one not in the list
+      const b = file('fw-1m-b.json', { ...fwDoc(0), aliases: [{ name: 'big', type: 'network', entries: [...prefixes(1_000_000).slice(1), '10.200.1.0/24'] }] });
+      await timed('apply a 1M-prefix firewall alias', ['apply', a]);
+      await timed('plan of the same document (unchanged)', ['plan', a]);
+      await timed('apply 1M-prefix firewall alias, one prefix changed', ['apply', b]);
     }
 
     if (!skip.has('apply1m')) {
       // issue 11 item 12: /healthz within 100 ms while a 1M-prefix fast-path document is planned and applied
       const a = file('fp-1m-a.json', bigAlias(1_000_000));
       const b = file('fp-1m-b.json', bigAlias(1_000_000, 1));
-      const timed = async (what: string, args: string[], expectExit = 0) => {
-        const poll = pollHealthz(base);
-        await new Promise((r) => setTimeout(r, 200));
-        await loopDelay(base, stateDir); // resets the server's event-loop histogram
-        const load0 = loadavg()[0]!;
-        const sched0 = mainThreadSched(serverPid);
-        const t0 = performance.now();
-        const r = await run(...args);
-        const wall = performance.now() - t0;
-        const sched1 = mainThreadSched(serverPid);
-        poll.stdin!.end('stop\n');
-        const loop = await loopDelay(base, stateDir);
-        const load = `${load0.toFixed(1)}–${loadavg()[0]!.toFixed(1)}`;
-        const h = JSON.parse((await poll).stdout as string) as { n: number; max: number; p99: number; p50: number };
-        if (r.exitCode !== expectExit) throw new Error(`${what}: exited ${r.exitCode}: ${r.stderr || r.stdout}`.slice(0, 2000));
-        const server = args[0] === 'apply' ? ((JSON.parse(r.stdout) as { durationMs: number }).durationMs / 1000).toFixed(2) : '';
-        console.error(`# ${what}: ${(wall / 1000).toFixed(2)} s (server ${server || '-'} s), /healthz p50 ${h.p50.toFixed(0)} ms, p99 ${h.p99.toFixed(0)} ms, max ${h.max.toFixed(0)} ms (${h.n} answers); server event loop p99 ${loop.p99.toFixed(0)} ms, max ${loop.max.toFixed(0)} ms; server main thread on a CPU ${(sched1.runMs - sched0.runMs).toFixed(0)} ms, waiting for one ${(sched1.waitMs - sched0.waitMs).toFixed(0)} ms; load average ${load}`);
-        rows.push([what, (wall / 1000).toFixed(3), server]);
-        healthRows.push([`${what} (${(wall / 1000).toFixed(1)} s, load ${load})`, h.max.toFixed(0), h.p99.toFixed(0), h.p50.toFixed(0), `${loop.max.toFixed(0)} (${loop.p99.toFixed(0)})`, `${(sched1.runMs - sched0.runMs).toFixed(0)} / ${(sched1.waitMs - sched0.waitMs).toFixed(0)}`]);
-      };
       // 1M prefixes in a 262144-prefix fast path: refused at fastpath.capacity (exit 2) after the whole compile
       await timed('validate of a 1M-prefix fast-path alias (over capacity: refused)', ['validate', file('fp-1m-small.json', { ...(bigAlias(1_000_000) as object), fastpath: { ...(bigAlias(1_000_000) as { fastpath: object }).fastpath, capacity: { prefixes: 262_144 } } })], 2);
       await timed('plan of a 1M-prefix fast-path alias', ['plan', a]);

@@ -32,7 +32,8 @@ export function issueJson(i: Issue): { path: string; message: string; line?: num
 
 export function errorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (hasZodFastifySchemaValidationErrors(err)) {
-    const issues = err.validation.map((v) => ({ path: `${err.validationContext ?? 'body'}${v.instancePath.replace(/\//g, '.')}`, message: v.message ?? 'invalid' }));
+    // an issue about the whole body has instancePath "/" (or ""): its path is "body", not "body."
+    const issues = err.validation.map((v) => ({ path: [err.validationContext ?? 'body', ...v.instancePath.split('/').filter(Boolean)].join('.'), message: v.message ?? 'invalid' }));
     return reply.code(400).send(errorBody(400, `invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues }));
   }
   const body = errorBodyFor(err);

@@ -3,5 +3,6 @@ export const DEFAULT_STATE_DIR = '/var/lib/patronus';
 export const LAB_STATE_DIR = '/var/lib/patronus-lab';
 
 export function defaultStateDir(lab: boolean): string {
-  return process.env.PATRONUS_STATE_DIR ?? (lab ? LAB_STATE_DIR : DEFAULT_STATE_DIR);
+  // an empty variable is unset (not a store in the working directory)
+  return process.env.PATRONUS_STATE_DIR || (lab ? LAB_STATE_DIR : DEFAULT_STATE_DIR);
 }

@@ -41,6 +41,7 @@ import { subsystemsOf, type Domain } from './domain.js';
 import { changesOf, DesiredStates, type Change, type CompileContext, type ServiceOpening, type Subsystem } from './subsystem.js';
 import { documentOf, type Config, type DocumentModel, type Validated } from '../config/document.js';
 import { ConfigError, type Issue } from '../config/issues.js';
+import { locateIssues } from '../config/locate.js';
 import { parseConfigText, readTextFile, type ConfigFormat } from '../config/load.js';
 import { emptyDocumentIssues, isEmptyDocument } from '../config/input.js';
 import type { FileReader } from '../aliases/aliases.js';
@@ -419,7 +420,8 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     trace('check: compiled');
     if (!compiled) return { issues };
     const probeIssues = probe ? await this.probeIssues(compiled) : [];
-    if (probeIssues.length) return { issues: probeIssues };
+    // line and column where the document came from text, as schema issues have them
+    if (probeIssues.length) return { issues: locateIssues(compiled.document, probeIssues) };
     return { compiled, issues: [] };
   }
 
@@ -462,7 +464,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
     // the document type is that of the domains Patronus runs (src/domains.ts), which the entry points hand in
     const { validated, issues } = yield* this.validateStages(document);
     trace('check: schema and aliases');
-    if (!validated) return { issues: [...issues, ...(yield* this.independentCompileIssues(document, issues))] };
+    if (!validated) return { issues: locateIssues(document, [...issues, ...(yield* this.independentCompileIssues(document, issues))]) };
     const ctx: CompileContext = {
       config: validated.config,
       aliases: validated.aliases,
@@ -482,7 +484,7 @@ export class Engine extends EventEmitter<{ applied: [ApplyReport]; progress: [Pr
         all.push({ path: [s.name], message: `compile failed: ${(e as Error).message}` });
       }
     }
-    if (all.length) return { issues: all };
+    if (all.length) return { issues: locateIssues(document, all) };
     return { compiled: { validated, document, desired }, issues: [] };
   }
 

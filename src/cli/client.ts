@@ -59,7 +59,16 @@ export class RestClient implements Client {
   constructor(
     private readonly base: string,
     private readonly token: string | undefined,
+    /** where the token came from (findTokenWithOrigin), named when the server answers 401 */
+    private readonly tokenOrigin?: string,
   ) {}
+
+  /** The server's error; a 401 also says which token was refused, or where none was found. */
+  private refused(status: number, json: RemoteError['body'] | undefined): RemoteError {
+    const body = json ?? {};
+    if (status !== 401 || !this.tokenOrigin) return new RemoteError(status, body);
+    return new RemoteError(status, { ...body, message: `${body.message ?? 'unauthorized'} (${this.tokenOrigin})` });
+  }
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
@@ -74,7 +83,7 @@ export class RestClient implements Client {
     }
     const text = await res.text();
     const json = text ? JSON.parse(text) : undefined;
-    if (!res.ok) throw new RemoteError(res.status, json ?? {});
+    if (!res.ok) throw this.refused(res.status, json);
     return json as T;
   }
 
@@ -118,7 +127,7 @@ export class RestClient implements Client {
     if (!res.ok || !(res.headers.get('content-type') ?? '').startsWith('application/x-ndjson')) {
       const text = await res.text();
       const json = text ? JSON.parse(text) : undefined;
-      if (!res.ok) throw new RemoteError(res.status, json ?? {});
+      if (!res.ok) throw this.refused(res.status, json);
       return json as ApplyReport;
     }
     let pending = '';
@@ -157,22 +166,54 @@ export class RestClient implements Client {
   async close() {}
 }
 
-/** The token: --token, $PATRONUS_TOKEN, or the admin token `serve` wrote in its state dir. */
-export function findToken(explicit: string | undefined, stateDir: string | undefined): string | undefined {
-  if (explicit) return explicit;
-  if (process.env.PATRONUS_TOKEN) return process.env.PATRONUS_TOKEN;
-  for (const dir of [stateDir, process.env.PATRONUS_STATE_DIR, DEFAULT_STATE_DIR, LAB_STATE_DIR]) {
+/** The token: --token, $PATRONUS_TOKEN, or the admin token `serve` wrote in its state dir (for a server on this machine). */
+export function findToken(explicit: string | undefined, stateDir: string | undefined, server?: string): string | undefined {
+  return findTokenWithOrigin(explicit, stateDir, server).token;
+}
+
+/**
+ * The token and where it came from (`--token`, `$PATRONUS_TOKEN`, a file),
+ * or, without one, every admin.token file looked at: a 401 then says which
+ * token the server refused, or where the CLI looked for one. The admin.token
+ * files of this machine ($PATRONUS_STATE_DIR, /var/lib/patronus{,-lab}) are
+ * only sent to a server on this machine (a loopback address): `--server
+ * https://other-node` must not hand this node's admin token to another host
+ * (an explicit --state-dir still names its file).
+ */
+export function findTokenWithOrigin(explicit: string | undefined, stateDir: string | undefined, server?: string): { token?: string; origin: string } {
+  if (explicit) return { token: explicit, origin: 'the token given with --token' };
+  if (process.env.PATRONUS_TOKEN) return { token: process.env.PATRONUS_TOKEN, origin: 'the token in $PATRONUS_TOKEN' };
+  // --state-dir names its file explicitly; the others are this machine's, for a server on it
+  const remote = server !== undefined && !isLoopbackServer(server);
+  const looked: string[] = [];
+  for (const dir of remote ? [stateDir] : [stateDir, process.env.PATRONUS_STATE_DIR, DEFAULT_STATE_DIR, LAB_STATE_DIR]) {
     if (!dir) continue;
     const f = join(dir, 'admin.token');
+    if (looked.some((l) => l.startsWith(`${f} `))) continue;
     if (existsSync(f)) {
       try {
-        return readFileSync(f, 'utf8').trim();
-      } catch {
+        return { token: readFileSync(f, 'utf8').trim(), origin: `the token in ${f}` };
+      } catch (e) {
         // not readable by this user: go on, the server will answer 401
+        looked.push(`${f} (${(e as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+        continue;
       }
     }
+    looked.push(`${f} (missing)`);
   }
-  return undefined;
+  if (remote) return { origin: `no token: none given with --token or $PATRONUS_TOKEN${looked.length ? ` and none in ${looked.join(', ')}` : ''}; this machine's own admin.token files are sent only to a server on this machine (loopback), not to ${server}` };
+  return { origin: `no token: none given with --token or $PATRONUS_TOKEN, and no readable admin.token: ${looked.join(', ')}` };
+}
+
+/** A server URL whose host is this machine: localhost, 127.0.0.0/8, ::1 (an unparsable URL is not). */
+export function isLoopbackServer(server: string): boolean {
+  let host: string;
+  try {
+    host = new URL(server).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { domains } from '../domains.js';
 import { existsSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Engine, type ConfigSource, type ProgressEvent } from '../apply/engine.js';
 import { Store } from '../store/store.js';
@@ -32,13 +33,13 @@ export class DirectClient implements Client {
     return this.engine.plan(src);
   }
   async apply(src: ConfigSource, opts: { message: string; confirmWithin?: number }) {
-    return this.engine.apply(src, { author: process.env.SUDO_USER ?? process.env.USER ?? 'cli', ...opts });
+    return this.engine.apply(src, { author: unixUser(), ...opts });
   }
   confirm() {
     return this.engine.confirm();
   }
   rollback(to?: number) {
-    return this.engine.rollback({ ...(to !== undefined ? { to } : {}), author: process.env.SUDO_USER ?? process.env.USER ?? 'cli' });
+    return this.engine.rollback({ ...(to !== undefined ? { to } : {}), author: unixUser() });
   }
   /** The engine's status and a drift check (reported only: the CLI never repairs behind the server's back). */
   async status() {
@@ -75,3 +76,18 @@ export class DirectClient implements Client {
   }
 }
 
+/**
+ * The Unix user a --direct revision is recorded under (docs/control-plane.md
+ * "Revisions"): the sudo caller, $USER, else the process's own account (no
+ * $USER under cron, systemd units or a bare `ip netns exec`), "cli" only
+ * when even that cannot be read.
+ */
+function unixUser(): string {
+  const env = process.env.SUDO_USER || process.env.USER;
+  if (env) return env;
+  try {
+    return userInfo().username;
+  } catch {
+    return 'cli';
+  }
+}

@@ -6,12 +6,12 @@
  * store and the kernel itself. Human tables by default, --json for scripts.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 // only what every REST command needs is imported here; the engine, server and store load on demand
 // (a CLI that imported them spent ~1 s of CPU before it sent a request: src/cli/client.ts)
-import { defaultStateDir } from '../api/state-dir.js';
+import { defaultStateDir, LAB_STATE_DIR } from '../api/state-dir.js';
 import { formatPlan } from '../apply/plan.js';
 import { parseSavedPlan, savedPlanSource, writeSavedPlan } from '../apply/saved-plan.js';
 import type { ApplyReport, ConfigSource, ProgressEvent } from '../apply/engine.js';
@@ -20,7 +20,7 @@ import type { Store } from '../store/store.js';
 import { ROLES, parseRole, type Role } from '../api/auth/roles.js';
 import { hashPassword } from '../api/auth/passwords.js';
 import { readNewPassword } from './password-prompt.js';
-import { RestClient, describeError, findToken, type Client } from './client.js';
+import { RestClient, describeError, findToken, findTokenWithOrigin, type Client } from './client.js';
 import type { DirectClient } from './direct.js';
 import { RejectedError, errorJson, exitCodeFor, EXIT } from './errors.js';
 import { buildInfo } from '../metrics/build-info.js';
@@ -53,7 +53,7 @@ const program = new Command('patronus')
   .option('--server <url>', 'REST address of the running server', process.env.PATRONUS_SERVER ?? 'http://127.0.0.1:9180')
   .option('--token <token>', 'API bearer token (default: $PATRONUS_TOKEN or the admin token in the state dir)')
   .option('--direct', 'work on the store and kernel directly instead of through the server', false)
-  .option('--lab', 'with --direct: act on the lab namespace (state in /var/lib/patronus-lab)', false)
+  .option('--lab', 'the lab (scripts/run.sh): with --direct act on its namespace; with token/user act on its store (state in /var/lib/patronus-lab)', false)
   .option('--netns <name>', 'with --direct: act inside this network namespace instead of the host')
   .option('--state-dir <dir>', 'state directory (store, tokens); default /var/lib/patronus or $PATRONUS_STATE_DIR')
   .option('--json', 'print JSON for scripts instead of tables (errors too: {"error": ...} on stdout)', false)
@@ -80,7 +80,10 @@ const out = (value: unknown, human: () => string) => console.log(globals().json 
 /** readOnly: the command changes nothing (validate): --direct then never creates a state database. */
 async function client(readOnly = false): Promise<Client> {
   const g = globals();
-  if (!g.direct) return new RestClient(g.server, findToken(g.token, g.stateDir));
+  if (!g.direct) {
+    const { token, origin } = findTokenWithOrigin(g.token, g.stateDir, g.server);
+    return new RestClient(g.server, token, origin);
+  }
   const [{ DirectClient }, { LAB_NS }] = await Promise.all([import('./direct.js'), import('../lab/lab.js')]);
   const stateDir = g.stateDir ?? defaultStateDir(g.lab);
   const netns = g.netns ?? (g.lab ? LAB_NS : undefined);
@@ -299,7 +302,7 @@ program
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     try {
-      await runLog(g.server, findToken(g.token, g.stateDir), { ...o, json: g.json }, (line) => console.log(line), ac.signal);
+      await runLog(g.server, findToken(g.token, g.stateDir, g.server), { ...o, json: g.json }, (line) => console.log(line), ac.signal);
     } finally {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
@@ -317,8 +320,22 @@ program
     });
   });
 
-/** The store of the state dir (token and user commands work on it directly). */
-const openStore = async (): Promise<Store> => (await import('../store/store.js')).Store.open(join(globals().stateDir ?? defaultStateDir(globals().lab), 'patronus.db'));
+/**
+ * The store of the state dir (token and user commands work on it directly).
+ * Without --state-dir, $PATRONUS_STATE_DIR or --lab that is the host's
+ * /var/lib/patronus; when no server ever ran there but the lab's (the
+ * README's `scripts/run.sh`) did, a new store there would hold a user or
+ * token no server reads, and say "created": refused, naming both choices.
+ */
+const openStore = async (): Promise<Store> => {
+  const g = globals();
+  const dir = g.stateDir ?? defaultStateDir(g.lab);
+  const db = join(dir, 'patronus.db');
+  if (!g.stateDir && !process.env.PATRONUS_STATE_DIR && !g.lab && !existsSync(db) && existsSync(join(LAB_STATE_DIR, 'patronus.db'))) {
+    throw new RejectedError(`no store in ${dir} (no server has run with it), but the lab's is in ${LAB_STATE_DIR}: add --lab to act on the lab server's store, or --state-dir ${dir} to create one there`);
+  }
+  return (await import('../store/store.js')).Store.open(db);
+};
 
 /** --role: checked before anything is opened */
 function roleOption(v: string): Role {

@@ -297,6 +297,8 @@ export async function planAgainst(dp: FastpathView, desired: FastpathTables, hos
 
   // read once: each read of dp.generation is a map lookup (a syscall), and this loop runs per entry (was 15 s for 1M)
   const gen = dp.generation;
+  // a map entry names the rules it allows (by name, not only by bit: "-> rules drop-chargen (#1)")
+  const ruleNames = new Map(desired.rules.map((r) => [r.index, r.name]));
   // the classifier variant of large rule sets (crossproduct tables or bit vectors), when it changes
   if (dp.lookups(gen).includes('crossproduct') !== ((desired.genConfig.features & FEAT.crossproduct) !== 0)) changes.push({ action: 'change', object: 'classifier', detail: desired.classifier });
   for (const f of LPM_FIELDS) {
@@ -307,7 +309,7 @@ export async function planAgainst(dp: FastpathView, desired: FastpathTables, hos
     // entries, described only when printed (a plan of 100k prefixes prints five of them)
     const of = (t: FlatTable) => (i: number) => {
       const e = lpmEntryAt(f, t, i);
-      return describeEntry(f, e.data, e.length, e.bits);
+      return describeEntry(f, e.data, e.length, e.bits, ruleNames);
     };
     pushSummarised(changes, 'add', f, d.added, of(want));
     pushSummarised(changes, 'change', f, d.changed, of(want));
@@ -342,13 +344,22 @@ export function capacityChanges(have: FastpathCapacity, want: FastpathCapacity):
   return (['prefixes', 'portPrefixes', 'rateLimitSources', 'blocklist'] as const).filter((k) => have[k] !== want[k]).map((k) => `${k} ${have[k]} -> ${want[k]}`);
 }
 
-/** "10.0.0.0/8 -> rules 0,3", "tcp 8000/11 -> rules 4" */
-function describeEntry(f: LpmField, data: Buffer, length: number, bits?: Buffer): string {
+/** "10.0.0.0/8 -> rules web (#0), ssh (#3)", "udp port 19 -> rules drop-chargen (#1)", "tcp port 8000/11 -> ..." (a port prefix) */
+function describeEntry(f: LpmField, data: Buffer, length: number, bits?: Buffer, names?: ReadonlyMap<number, string>): string {
   let what: string;
   if (f.endsWith('v4') || f.endsWith('v6')) what = formatPrefix(prefixFromBytes(data.subarray(0, f.endsWith('v4') ? 4 : 16), length));
-  else what = length === 0 ? 'any protocol' : length === 8 ? `protocol ${data[0]} any port` : `protocol ${data[0]} port ${data.readUInt16BE(1)}/${length - 8}`;
-  return bits ? `${what} -> rules ${bitList(bits).join(',') || 'none'}` : what;
+  else {
+    const proto = PROTOCOL_NAMES[data[0]!] ?? `protocol ${data[0]}`;
+    what = length === 0 ? 'any protocol' : length === 8 ? `${proto} any port` : `${proto} port ${data.readUInt16BE(1)}${length === 24 ? '' : `/${length - 8}`}`;
+  }
+  if (!bits) return what;
+  // an entry may allow hundreds of rules: the first few by name, then how many more
+  const all = bitList(bits);
+  const rules = all.slice(0, 8).map((b) => (names?.has(b) ? `${names.get(b)} (#${b})` : `#${b}`));
+  return `${what} -> rules ${rules.join(', ') || 'none'}${all.length > 8 ? ` and ${all.length - 8} more` : ''}`;
 }
+
+const PROTOCOL_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 47: 'gre', 50: 'esp', 51: 'ah', 58: 'icmpv6', 132: 'sctp' };
 
 function pushSummarised(changes: Change[], action: 'add' | 'remove' | 'change', f: LpmField, list: Uint32Array, describe: (i: number) => string): void {
   if (list.length === 0) return;

@@ -54,13 +54,9 @@ export interface NftDesired {
   enabled: boolean;
   family: typeof NFT_FAMILY;
   table: typeof NFT_TABLE;
-  /**
-   * the full script for `nft -f`: ensure, delete, declare (or only delete
-   * when disabled); the named sets' elements come last, one `add element`
-   * line per set, in the same transaction
-   */
+  /** the full script for `nft -f`: ensure, delete, declare (or only delete when disabled) */
   script: string;
-  /** the script without the named sets' elements (script starts with it): what plan and drift have nft canonicalise */
+  /** the script with every named set declared empty: what plan and drift have nft canonicalise (never its elements) */
   skeleton: string;
   /** every named set's elements, compared over netlink (src/nft/elements.ts), never listed by nft */
   sets: SetElements[];
@@ -124,33 +120,31 @@ class Compiler {
     const prerouting = this.preroutingChain();
     const postrouting = this.postroutingChain();
 
+    // each named set twice: with its elements (the script nft applies) and declared empty (the skeleton plan and drift have nft canonicalise)
     const sets: string[] = [];
+    const emptySets: string[] = [];
     const setElements: SetElements[] = [];
-    const elementLines: string[] = [];
-    const ifnameSet = (name: string, ifs: string[]) => {
-      sets.push(`\tset ${name} {\n\t\ttype ifname\n\t}`);
-      setElements.push(nameElements(name, ifs));
-      if (ifs.length) elementLines.push(addElements(name, ifs.map(q)));
+    const declare = (decl: string, items: string[], elems: SetElements) => {
+      sets.push(`${decl}${elements(items)}\t}`);
+      emptySets.push(`${decl}\t}`);
+      setElements.push(elems);
     };
-    ifnameSet('managed', this.managed);
-    for (const [zone, ifs] of [...this.zones].sort(([a], [b]) => a.localeCompare(b))) ifnameSet(`zone_${zone}`, ifs);
-    for (const s of this.sets.values()) {
-      sets.push(s.decl);
-      setElements.push(s.elements);
-      if (s.text.length) elementLines.push(addElements(s.elements.name, s.text));
-    }
+    declare(`\tset managed {\n\t\ttype ifname\n`, this.managed.map(q), nameElements('managed', this.managed));
+    for (const [zone, ifs] of [...this.zones].sort(([a], [b]) => a.localeCompare(b))) declare(`\tset zone_${zone} {\n\t\ttype ifname\n`, ifs.map(q), nameElements(`zone_${zone}`, ifs));
+    for (const s of this.sets.values()) declare(s.decl, s.text, s.elements);
 
     const chain = (name: string, hook: string, lines: string[]) =>
       `\tchain ${name} {\n\t\t${hook}\n${lines.map((l) => `\t\t${l}\n`).join('')}\t}`;
-    const body = [
-      ...sets,
+    const chains = [
       chain('input', 'type filter hook input priority filter; policy accept;', input),
       chain('forward', 'type filter hook forward priority filter; policy accept;', forward),
       chain('prerouting', 'type nat hook prerouting priority dstnat; policy accept;', prerouting),
       chain('postrouting', 'type nat hook postrouting priority srcnat; policy accept;', postrouting),
-    ].join('\n\n');
-    const skeleton = `${head}table ${NFT_FAMILY} ${NFT_TABLE} {\n${body}\n}\n`;
-    const script = skeleton + elementLines.join('');
+    ];
+    // elements inside the set declarations: nft then does not fetch the running set's elements (an
+    // `add element` line made nft read them back first, quadratic in the kernel: 200k /24s 7.5 s vs 2.4 s)
+    const script = `${head}table ${NFT_FAMILY} ${NFT_TABLE} {\n${[...sets, ...chains].join('\n\n')}\n}\n`;
+    const skeleton = `${head}table ${NFT_FAMILY} ${NFT_TABLE} {\n${[...emptySets, ...chains].join('\n\n')}\n}\n`;
     // a field used by two chains (port forward source) reports once
     const seen = new Set<string>();
     const issues = this.issues.filter((i) => {
@@ -445,7 +439,7 @@ class Compiler {
 
   /** Declares a named interval set once (the same alias in several rules is one set). */
   private namedSet(name: string, type: string, text: () => string[], elements: (name: string) => SetElements): string {
-    if (!this.sets.has(name)) this.sets.set(name, { decl: `\tset ${name} {\n\t\ttype ${type}\n\t\tflags interval\n\t}`, text: text(), elements: elements(name) });
+    if (!this.sets.has(name)) this.sets.set(name, { decl: `\tset ${name} {\n\t\ttype ${type}\n\t\tflags interval\n`, text: text(), elements: elements(name) });
     return name;
   }
 
@@ -564,9 +558,8 @@ function anon(items: string[]): string {
   return items.length === 1 ? items[0]! : `{ ${items.join(', ')} }`;
 }
 
-/** A named set's elements, added after the table's declaration in the same transaction. */
-function addElements(set: string, items: string[]): string {
-  return `add element ${NFT_FAMILY} ${NFT_TABLE} ${set} { ${items.join(', ')} }\n`;
+function elements(items: string[]): string {
+  return items.length ? `\t\telements = { ${items.join(', ')} }\n` : '';
 }
 
 function l4match(p: string): string {

@@ -259,3 +259,43 @@ function text6(v: bigint): string {
   if (best < 0) return groups.join(':');
   return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
+
+/**
+ * The elements of `nft -j list set` (the fallback when netlink cannot be
+ * read; nft lists big interval sets slowly) in the same layout: addresses,
+ * prefixes and ranges, ports and port ranges, interface names.
+ */
+export function jsonElements(name: string, type: NftSetType, interval: boolean, elem: readonly unknown[]): SetElements {
+  if (type === 'ifname') return nameElements(name, elem.map(String));
+  const bits = type === 'ipv4_addr' ? 32 : type === 'ipv6_addr' ? 128 : 16;
+  const top = 1n << BigInt(bits);
+  const value = (v: unknown): bigint => (type === 'inet_service' ? BigInt(Number(v)) : type === 'ipv4_addr' ? BigInt(ipv4ToNumber(String(v))) : addressToBigInt(String(v)));
+  const ranges = elem.map((e): [bigint, bigint] => {
+    const o = (typeof e === 'object' && e !== null && 'elem' in e ? (e as { elem: { val: unknown } }).elem.val : e) as unknown;
+    if (typeof o === 'object' && o !== null && 'prefix' in o) {
+      const p = (o as { prefix: { addr: string; len: number } }).prefix;
+      const first = value(p.addr);
+      return [first, first + (1n << BigInt(bits - p.len))];
+    }
+    if (typeof o === 'object' && o !== null && 'range' in o) {
+      const [a, b] = (o as { range: [unknown, unknown] }).range;
+      return [value(a), value(b) + 1n];
+    }
+    return [value(o), value(o) + 1n];
+  });
+  const s = empty(name, type, interval, ranges.length);
+  const kw = s.keyWords;
+  const put = (at: number, v: bigint) => {
+    // a key's bits left-aligned in its words (ports: the high half of one word)
+    let x = type === 'inet_service' ? v << 16n : v;
+    for (let k = kw - 1; k >= 0; k--) {
+      s.words[at + k] = Number(x & 0xffffffffn);
+      x >>= 32n;
+    }
+  };
+  ranges.forEach(([a, b], i) => {
+    put(i * s.stride, a);
+    if (interval) put(i * s.stride + kw, b % top);
+  });
+  return sorted(s);
+}

@@ -20,8 +20,9 @@ import type { Host } from '../system/host.js';
 import type { Issue } from '../config/issues.js';
 import { dumpRuleCounts, dumpRules, dumpSetElements, NftNetlinkError, ruleCounters, rulesetGeneration, type CountedRule, type RuleCounts } from './netlink.js';
 import { carryInto, type CounterSnapshot } from './carry.js';
-import { diffElements, dumpedElements, KEY_BYTES, type ElementDiff, type SetElements } from './elements.js';
+import { diffElements, dumpedElements, jsonElements, KEY_BYTES, type ElementDiff, type SetElements } from './elements.js';
 import { addonAvailable } from '../bpf/addon.js';
+import { trace } from '../system/trace.js';
 import { compileFirewall, counterKey, NFT_FAMILY, NFT_TABLE, type NftDesired, type CounterKind } from './compile.js';
 
 export { compileFirewall, type NftDesired } from './compile.js';
@@ -254,7 +255,9 @@ function sumPlanOf(rules: readonly CountedRule[]): SumPlan {
  */
 async function planNft(desired: NftDesired, host: Host): Promise<Change[]> {
   const current = await liveTable(host, NFT_FAMILY, NFT_TABLE, true);
+  trace('nftables: live table listed (terse)');
   const wanted = desired.enabled ? await canonicalTable(desired.skeleton, host) : undefined;
+  trace('nftables: wanted table canonicalised (sets empty)');
   const changes = diffTables(current, wanted);
   if (!desired.enabled) return changes;
   const object = `table ${NFT_FAMILY} ${NFT_TABLE}`;
@@ -303,21 +306,32 @@ function elementFindings(diffs: Map<string, ElementDiff | null>): DriftFinding[]
   return out;
 }
 
-/** elementDiffs' last answer per host and table: reused while the ruleset generation and the wanted sets are the same. */
-const elementCache = new Map<string, { generation: number; sets: readonly SetElements[]; diffs: Map<string, ElementDiff | null> }>();
+/**
+ * What is known of the kernel's sets per host and table, at one ruleset
+ * generation: each set's elements as read (a dump) or as written (our own
+ * transaction), and the last comparison made against them.
+ */
+interface KnownSets {
+  generation: number;
+  kernel: Map<string, SetElements>;
+  last?: { sets: readonly SetElements[]; diffs: Map<string, ElementDiff | null> };
+}
+const elementCache = new Map<string, KnownSets>();
 
 /**
  * Per wanted set that the live (terse) listing declares: null when the
  * kernel holds exactly the wanted elements, else what differs; sets the
  * listing lacks are left out (the table diff reports them). The kernel's
- * elements come from an NFT_MSG_GETSETELEM dump; the answer is reused
- * (same Map) while the ruleset generation did not move (elements change
- * only by a transaction: Patronus' sets are not filled by the packet path).
- * Without the addon or netlink: nft lists the one set (slow for big sets).
+ * elements are known without reading them while the ruleset generation has
+ * not moved since they were read or written by our own transaction
+ * (elements change only by a transaction: Patronus' sets are not filled by
+ * the packet path); else they are read with an NFT_MSG_GETSETELEM dump
+ * (quadratic in the kernel: ~1.6 s at 100k /24s, 1-2 min at 1M). The same
+ * wanted sets at the same generation get the same answer (same Map).
  */
 export async function elementDiffs(desired: NftDesired, host: Host, live: string): Promise<Map<string, ElementDiff | null>> {
   const declared = new Set([...blocks(live).keys()].filter((k) => k.startsWith('set ')).map((k) => k.slice(4)));
-  const key = `${host.where}\0${host.stateDir}\0${desired.family} ${desired.table}`;
+  const key = elementKey(host, desired);
   const inNs = <T>(fn: () => T) => host.inNetns(fn);
   let generation: number | undefined;
   if (addonAvailable()) {
@@ -328,19 +342,58 @@ export async function elementDiffs(desired: NftDesired, host: Host, live: string
     }
   }
   const kept = elementCache.get(key);
-  if (generation !== undefined && kept && kept.generation === generation && kept.sets === desired.sets && [...kept.diffs.keys()].every((n) => declared.has(n))) return kept.diffs;
+  const known: KnownSets = generation !== undefined && kept?.generation === generation ? kept : { generation: generation ?? -1, kernel: new Map() };
+  if (known.last && sameSets(known.last.sets, desired.sets) && [...known.last.diffs.keys()].every((n) => declared.has(n))) {
+    trace(`nftables: set elements compared already at generation ${generation}`);
+    return known.last.diffs;
+  }
   const diffs = new Map<string, ElementDiff | null>();
   for (const set of desired.sets) {
     if (!declared.has(set.name)) continue;
-    const have = await kernelElements(host, desired, set, generation !== undefined);
-    if (have) diffs.set(set.name, diffElements(set, have));
+    let have = known.kernel.get(set.name);
+    if (have && (have.type !== set.type || have.interval !== set.interval)) have = undefined;
+    if (!have) {
+      have = await kernelElements(host, desired, set, generation !== undefined);
+      trace(`nftables: set ${set.name} read (${have?.count ?? 0} elements, generation ${generation})`);
+      if (!have) continue;
+      known.kernel.set(set.name, have);
+    }
+    diffs.set(set.name, diffElements(set, have));
   }
+  known.last = { sets: desired.sets, diffs };
   const after = generation === undefined ? undefined : await rulesetGeneration(inNs).catch(() => undefined);
-  if (generation !== undefined && after === generation) {
-    if (elementCache.size >= 16 && !elementCache.has(key)) elementCache.delete(elementCache.keys().next().value!);
-    elementCache.set(key, { generation, sets: desired.sets, diffs });
-  } else elementCache.delete(key);
+  if (generation !== undefined && after === generation) remember(key, known);
+  else elementCache.delete(key);
   return diffs;
+}
+
+/** Digests of compiled sets (by array): a revision compiled twice (drift monitor, plan) has equal sets, not the same arrays. */
+const setDigests = new WeakMap<readonly SetElements[], string>();
+
+function digestOf(sets: readonly SetElements[]): string {
+  let d = setDigests.get(sets);
+  if (d === undefined) {
+    const h = createHash('sha256');
+    for (const s of sets) {
+      h.update(`${s.name}\0${s.type}\0${s.interval}\0${s.count}\0`);
+      h.update(new Uint8Array(s.words.buffer, s.words.byteOffset, s.words.byteLength));
+    }
+    setDigests.set(sets, (d = h.digest('hex')));
+  }
+  return d;
+}
+
+function sameSets(a: readonly SetElements[], b: readonly SetElements[]): boolean {
+  return a === b || (a.length === b.length && digestOf(a) === digestOf(b));
+}
+
+function elementKey(host: Host, desired: NftDesired): string {
+  return `${host.where}\0${host.stateDir}\0${desired.family} ${desired.table}`;
+}
+
+function remember(key: string, entry: KnownSets): void {
+  if (elementCache.size >= 16 && !elementCache.has(key)) elementCache.delete(elementCache.keys().next().value!);
+  elementCache.set(key, entry);
 }
 
 async function kernelElements(host: Host, desired: NftDesired, set: SetElements, netlink: boolean): Promise<SetElements | undefined> {
@@ -352,16 +405,35 @@ async function kernelElements(host: Host, desired: NftDesired, set: SetElements,
       if (!(e instanceof NftNetlinkError)) throw e;
     }
   }
-  throw new NftError(`read set ${set.name}`, 'the kernel\'s set elements could not be read over netlink (the native addon is not available)', host.where);
+  // no netlink: nft lists the one set (slow for big interval sets, but only without the addon)
+  const r = await host.run('nft', ['-j', 'list', 'set', desired.family, desired.table, set.name], { reject: false, timeout: 600_000 });
+  if (r.exitCode !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return undefined;
+    throw new NftError(`-j list set ${desired.family} ${desired.table} ${set.name}`, r.stderr, host.where);
+  }
+  const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: unknown[] } }[] };
+  return jsonElements(set.name, set.type, set.interval, doc.nftables.find((x) => x.set)?.set?.elem ?? []);
 }
 
 async function applyNft(desired: NftDesired, host: Host): Promise<void> {
   if (!desired.enabled) return runScript(host, desired.script, 'apply');
-  // counters keep their values across the table's replacement (src/nft/carry.ts), carried into the
-  // rules (the skeleton); the set elements after it are passed through untouched
-  const counters = await liveCounters(host);
-  const { script, skeleton } = desired;
-  await runScript(host, script.startsWith(skeleton) ? carryInto(skeleton, counters) + script.slice(skeleton.length) : carryInto(script, counters), 'apply');
+  // counters keep their values across the table's replacement (src/nft/carry.ts)
+  const script = carryInto(desired.script, await liveCounters(host));
+  const inNs = <T>(fn: () => T) => host.inNetns(fn);
+  const before = addonAvailable() ? await rulesetGeneration(inNs).catch(() => undefined) : undefined;
+  await runScript(host, script, 'apply');
+  // our script was the only transaction in between (one nft -f is one transaction, the generation moved by one):
+  // the kernel holds exactly the compiled elements, so the drift check and the next plan need not dump them
+  // (a dump of a 1M-interval set is quadratic in the kernel's rbtree walk: about a minute here)
+  const after = before === undefined ? undefined : await rulesetGeneration(inNs).catch(() => undefined);
+  trace(`nftables: applied, generation ${before} -> ${after}`);
+  if (before !== undefined && after === ((before + 1) >>> 0)) {
+    remember(elementKey(host, desired), {
+      generation: after,
+      kernel: new Map(desired.sets.map((s) => [s.name, s])),
+      last: { sets: desired.sets, diffs: new Map(desired.sets.map((s) => [s.name, null])) },
+    });
+  }
 }
 
 /** Every commented rule's counter of Patronus' table, read over netlink (nft's JSON would print every set element). */

@@ -262,6 +262,15 @@ describe('roles, users and sessions over HTTP', { timeout: 300_000 }, () => {
     }
   });
 
+  it('sign-in with the wrong fields: 400 that says which fields it takes, at path "body" (not "body." and "Invalid input")', async () => {
+    for (const body of [{ name: 'u-operator', password }, {}]) {
+      const r = await signIn(body);
+      assert.equal(r.status, 400, r.text);
+      assert.deepEqual(r.json.issues, [{ path: 'body', message: 'expected {"user", "password"} (a console user) or {"token"} (an API token)' }]);
+      assert.equal(r.setCookie, '');
+    }
+  });
+
   it('sign-in with a token opens a session with that token\'s role', async () => {
     const s = await signIn({ token: tokens.operator });
     assert.equal(s.status, 200, s.text);

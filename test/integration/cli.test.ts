@@ -9,7 +9,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -89,6 +89,33 @@ describe('patronus CLI without a server', { timeout: 300_000 }, () => {
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
+  });
+
+  it('user add without --lab while only the lab has a store: refused (exit 2), naming both stores; nothing created', async (t) => {
+    // a private mount namespace with a tmpfs on /var/lib: the host's state dirs are never touched
+    const script = [
+      'set -e',
+      'unset PATRONUS_STATE_DIR PATRONUS_TOKEN',
+      'mount -t tmpfs pt-cli-varlib /var/lib',
+      'node "$1" --state-dir /var/lib/patronus-lab token add lab >/dev/null',
+      'set +e',
+      'echo pw-newcomer-123 | node "$1" user add alice --role operator; echo "rc=$?"',
+      'test -e /var/lib/patronus && echo "host store made" || echo "no host store"',
+      'echo pw-newcomer-123 | node "$1" --lab user add alice --role operator; echo "rc=$?"',
+      'node "$1" --lab user list',
+      // an empty $PATRONUS_STATE_DIR is unset, not a store in the working directory
+      'cd "$(mktemp -d)"',
+      'PATRONUS_STATE_DIR= node "$1" --lab token list >/dev/null',
+      'test -e patronus.db && echo "store in cwd" || echo "no store in cwd"',
+    ].join('\n');
+    const r = await execa('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script, 'bash', cli], { reject: false, timeout: 120_000 });
+    if (r.exitCode !== 0 && /unshare|mount/.test(r.stderr) && !process.env.CI) return t.skip(`no private mount namespace here: ${r.stderr.trim()}`);
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stderr, /patronus: no store in \/var\/lib\/patronus \(no server has run with it\), but the lab's is in \/var\/lib\/patronus-lab: add --lab/);
+    const lines = r.stdout.split('\n');
+    assert.deepEqual(lines.slice(0, 4), ['rc=2', 'no host store', 'user alice (operator) created', 'rc=0'], r.stdout);
+    assert.match(r.stdout, /^alice\s+operator/m);
+    assert.match(r.stdout, /^no store in cwd$/m);
   });
 
   it('usage errors and bad flag values exit 2 before any request; JSON under --json', async () => {
@@ -238,6 +265,9 @@ describe('patronus CLI', { timeout: 300_000, skip }, () => {
     ]);
     const table = await direct('revisions');
     assert.match(table.stdout, /^id\s+state\s+created\s+author\s+message\n--/);
+    // the author of a --direct revision is the Unix user, also without $USER (was "cli")
+    const authors = JSON.parse((await direct('--json', 'revisions')).stdout) as { author: string }[];
+    assert.deepEqual([...new Set(authors.map((r) => r.author))], [process.env.SUDO_USER || process.env.USER || userInfo().username]);
   });
 
   it('plan -o FILE, then apply FILE: the saved plan is applied; refused once the committed revision moved', async () => {
@@ -346,7 +376,15 @@ describe('patronus CLI', { timeout: 300_000, skip }, () => {
       assert.match(r.stderr, /^\S*bad2\.yaml:[23]:41: aliases\[[01]\]\.entries\[0\]: alias cycle/m);
       const t = await execa('node', [cli, '--server', base, '--token', 'pat_wrong', 'status'], { reject: false, env: { PATRONUS_STATE_DIR: join(L.stateDir, 'none') } });
       assert.equal(t.exitCode, 1);
-      assert.match(t.stderr, /HTTP 401: invalid token/);
+      // a 401 says which token was refused (found trying Patronus as a newcomer: it did not)
+      assert.match(t.stderr, /HTTP 401: invalid token \(the token given with --token\)/);
+      const env = await execa('node', [cli, '--server', base, 'status'], { reject: false, env: { PATRONUS_STATE_DIR: join(L.stateDir, 'none'), PATRONUS_TOKEN: 'pat_wrong' } });
+      assert.equal(env.exitCode, 1);
+      assert.match(env.stderr, /HTTP 401: invalid token \(the token in \$PATRONUS_TOKEN\)/);
+      // without one: where the CLI looked (a lab or host server on this machine may have left an admin.token: then that one is named)
+      const none = await execa('node', [cli, '--server', base, '--state-dir', join(L.stateDir, 'none'), 'status'], { reject: false, env: { PATRONUS_STATE_DIR: join(L.stateDir, 'none'), PATRONUS_TOKEN: '' } });
+      assert.equal(none.exitCode, 1);
+      assert.match(none.stderr, new RegExp(`HTTP 401: .*\\((no token: none given with --token or \\$PATRONUS_TOKEN, and no readable admin\\.token: ${join(L.stateDir, 'none', 'admin.token')} \\(missing\\)|the token in /var/lib/patronus(-lab)?/admin\\.token)`));
       assert.equal(store.count(), 1);
     });
   });

@@ -137,11 +137,15 @@ describe('fast path with real traffic through a veth', { timeout: 300_000, skip:
     const { desired } = compileFastpathSection(validated!.config.fastpath, validated!);
     const plan = (await fastpathSubsystem.plan(desired, host)).map((c) => `${c.action} ${c.object}${c.detail ? `: ${c.detail}` : ''}`);
     assert.deepEqual(plan.sort(), [
-      'add map src_v4 entry: 192.0.2.12/32 -> rules 0',
+      'add map src_v4 entry: 192.0.2.12/32 -> rules drop-a (#0)',
       'add rule drop-c: #1 drop',
       'remove map src_v4 entry: 192.0.2.11/32',
       'remove rule drop-b',
     ]);
+    // port entries read as protocol name and port, and name the rules they allow (not "protocol 17 port 19/16 -> rules 0,1,2")
+    const withPort = validateDocument(doc([{ name: 'drop-a', source: '192.0.2.11', action: 'drop' }, { name: 'drop-b', source: '198.51.100.0/24', action: 'drop' }, { name: 'drop-chargen', protocol: 'udp', destinationPorts: 19, action: 'drop' }]), () => '');
+    const portPlan = (await fastpathSubsystem.plan(compileFastpathSection(withPort.validated!.config.fastpath, withPort.validated!).desired, host)).map((c) => `${c.action} ${c.object}${c.detail ? `: ${c.detail}` : ''}`);
+    assert.ok(portPlan.includes('add map dport entry: udp port 19 -> rules drop-a (#0), drop-b (#1), drop-chargen (#2)'), portPlan.join('\n'));
   });
 
   it('filters egress with tc: an out rule drops by destination, other traffic leaves', async () => {

@@ -53,9 +53,7 @@ describe('nftables compiler', () => {
       assert.equal(l[2], `ct state invalid counter drop comment "patronus:builtin:${chain}-invalid"`);
       assert.match(l[3]!, /^ct state new meta l4proto tcp tcp flags & \(fin\|syn\|rst\|ack\) != syn counter drop/);
     }
-    // sets are declared empty; their elements follow the table in the same script (one transaction)
-    assert.match(script, /set managed \{\n\t\ttype ifname\n\t\}/);
-    assert.match(script, /\nadd element inet patronus managed \{ "wan0", "lan0" \}\n/);
+    assert.match(script, /set managed \{\n\t\ttype ifname\n\t\telements = \{ "wan0", "lan0" \}/);
   });
 
   it('zone default policies: per zone, else firewall.defaults, with log prefix', () => {
@@ -87,10 +85,9 @@ describe('nftables compiler', () => {
       ],
     });
     assert.deepEqual(issues, []);
-    assert.match(script, /set a_servers_v4 \{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\}/);
-    assert.match(script, /\nadd element inet patronus a_servers_v4 \{ 10\.0\.2\.0\/24 \}\n/, '10.0.2.5 is inside 10.0.2.0/24 and merged away');
-    assert.match(script, /\nadd element inet patronus a_servers_v6 \{ 2001:db8:2::\/64 \}\n/);
-    assert.match(script, /\nadd element inet patronus p_web \{ 80, 443, 8000-8100 \}\n/);
+    assert.match(script, /set a_servers_v4 \{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = \{ 10\.0\.2\.0\/24 \}/, '10.0.2.5 is inside 10.0.2.0/24 and merged away');
+    assert.match(script, /set a_servers_v6 \{\n\t\ttype ipv6_addr\n\t\tflags interval\n\t\telements = \{ 2001:db8:2::\/64 \}/);
+    assert.match(script, /set p_web \{\n\t\ttype inet_service\n\t\tflags interval\n\t\telements = \{ 80, 443, 8000-8100 \}/);
     const fwd = lines(script, 'forward');
     const body = fwd.filter((l) => l.includes('patronus:rule:'));
     assert.deepEqual(body, [

@@ -258,7 +258,7 @@ export function defaultRouteRole(scope: FastifyInstance, role: RouteRole): void 
 const signInBody = z.union([
   z.object({ user: z.string().min(1).max(64).describe('console user (patronus user add)'), password: z.string().min(1).max(1024) }).strict(),
   z.object({ token: z.string().min(1).max(256).describe('an API token (patronus token add)') }).strict(),
-]);
+], { error: 'expected {"user", "password"} (a console user) or {"token"} (an API token)' });
 
 /** The session as the API shows it (whose it is by name, not by row id). */
 function sessionJson(s: SessionInfo, p: Principal) {

@@ -34,10 +34,22 @@
 import { isMainThread } from 'node:worker_threads';
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const MAX_BUFFER = 100 * 1024 * 1024;
 const FORCE_KILL_AFTER_MS = 5000;
+/**
+ * An input above this many characters goes to the helper as a file (written
+ * off the event loop, read and removed by the helper) instead of inside the
+ * IPC message: JSON-serialising a 16 MB nft script into the channel held the
+ * server's loop 50-130 ms (a 1M-prefix firewall alias, docs/bench-control.md).
+ */
+const INPUT_FILE_ABOVE = 1 << 20;
 
 export interface SpawnRequest {
   file: string;
@@ -58,6 +70,8 @@ export interface SpawnResult {
 
 interface Message extends SpawnRequest {
   id: number;
+  /** the input, in a file the helper reads and removes (large inputs) */
+  inputFile?: string;
 }
 
 function stripFinalNewline(s: string): string {
@@ -188,17 +202,41 @@ export function runInSpawner(req: SpawnRequest): Promise<SpawnResult> {
     pending.set(id, { file: req.file, done: resolve });
     // keeps the server alive while a command runs, as a child process of its own would
     if (pending.size === 1) busy(h);
-    h.send({ ...req, id } satisfies Message, (e) => {
-      if (!e) return;
-      pending.delete(id);
-      if (pending.size === 0) idle(h);
-      resolve({ stdout: '', stderr: `${req.file}: cannot reach the spawner process: ${e.message}`, exitCode: -1, timedOut: false });
-    });
+    const send = (m: Message, inputFile?: string) =>
+      h.send(m, (e) => {
+        if (!e) return;
+        if (inputFile) rmSync(inputFile, { force: true });
+        pending.delete(id);
+        if (pending.size === 0) idle(h);
+        resolve({ stdout: '', stderr: `${req.file}: cannot reach the spawner process: ${e.message}`, exitCode: -1, timedOut: false });
+      });
+    if (req.input === undefined || req.input.length <= INPUT_FILE_ABOVE) return void send({ ...req, id });
+    // the system's temp dir (as the nft plan's scratch file): the store's disk may be full
+    const inputFile = join(tmpdir(), `patronus-spawn-${process.pid}-${id}-${randomBytes(4).toString('hex')}`);
+    writeFile(inputFile, req.input, { mode: 0o600, flag: 'wx' }).then(
+      () => send({ ...req, input: undefined, inputFile, id }, inputFile),
+      () => {
+        rmSync(inputFile, { force: true });
+        send({ ...req, id }); // no file (temp dir full): in the message, as before
+      },
+    );
   });
 }
 
 if (process.env.PATRONUS_SPAWNER_HELPER === '1' && process.send && isMainThread) {
   process.on('message', (m: Message) => {
+    if (m.inputFile) {
+      let input: string;
+      try {
+        input = readFileSync(m.inputFile, 'utf8');
+      } catch (e) {
+        process.send?.({ id: m.id, stdout: '', stderr: `${m.file}: cannot read its input from ${m.inputFile}: ${(e as Error).message}`, exitCode: -1, timedOut: false } satisfies SpawnResult & { id: number });
+        return;
+      } finally {
+        rmSync(m.inputFile, { force: true });
+      }
+      m = { ...m, input, inputFile: undefined };
+    }
     void runHere(m).then((r) => process.send?.({ id: m.id, ...r }));
   });
   // the server is gone (it exited, or was killed): so is this helper

@@ -7,7 +7,8 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Host, CommandError } from '../../src/system/host.js';
@@ -57,6 +58,20 @@ describe('spawner process', { timeout: 120_000, skip }, () => {
     // many at once: each answer goes to its own caller
     const many = await Promise.all(Array.from({ length: 20 }, (_, i) => host.run('sh', ['-c', `echo ${i}`], { timeout: 30_000 })));
     assert.deepEqual(many.map((r) => r.stdout), Array.from({ length: 20 }, (_, i) => String(i)));
+  });
+
+  it('a large input (over 1 MiB) reaches the command whole through a temp file the helper removes', async () => {
+    enableSpawner();
+    const leftovers = () => readdirSync(tmpdir()).filter((f) => f.startsWith(`patronus-spawn-${process.pid}-`));
+    // non-ASCII and a size that is not a round number of anything
+    const input = `${'10.0.0.0/24, é\n'.repeat(200_001)}end`;
+    const expected = createHash('sha256').update(input).digest('hex');
+    const r = await host.run('sha256sum', [], { input, timeout: 60_000 });
+    assert.equal(r.stdout.split(' ')[0], expected);
+    // and many at once, each to its own command
+    const all = await Promise.all(Array.from({ length: 4 }, (_, i) => host.run('wc', ['-c'], { input: `${i}`.repeat(1_500_000 + i), timeout: 60_000 })));
+    assert.deepEqual(all.map((x) => Number(x.stdout.trim())), [1_500_000, 1_500_001, 1_500_002, 1_500_003]);
+    assert.deepEqual(leftovers(), [], 'no input file is left in the temp dir');
   });
 
   it('rejects with CommandError, times out, and reports a missing command', async () => {
